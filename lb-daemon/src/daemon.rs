@@ -1,0 +1,106 @@
+//! The running daemon: load config, program the data plane, react to signals.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{self, Loaded, Severity},
+    dataplane::{
+        bpf::{AttachMode, BpfDataplane},
+        object, services,
+    },
+};
+
+pub struct Options {
+    pub config: PathBuf,
+    pub pin_dir: PathBuf,
+    pub bpf_object: Option<PathBuf>,
+    /// Interfaces to attach XDP to; empty means every interface except loopback.
+    pub interfaces: Vec<String>,
+    pub attach_mode: AttachMode,
+    pub dump_conf: bool,
+}
+
+/// Parses the config and logs each diagnostic; errors fail with all of them.
+pub fn read_config(path: &Path) -> Result<Loaded> {
+    let loaded = config::load(path)?;
+    for d in &loaded.diagnostics {
+        let text = loaded.sources.render(d);
+        match d.severity {
+            Severity::Error => error!("{text}"),
+            Severity::Warning => warn!("{text}"),
+        }
+    }
+    if loaded.has_errors() {
+        bail!("{} has {} error(s); see above", path.display(), loaded.errors().count());
+    }
+    Ok(loaded)
+}
+
+/// Every interface in this network namespace except loopback: a keepalived.conf says nothing
+/// about XDP, and a load balancer forwards between all its links.
+pub fn default_interfaces() -> Result<Vec<String>> {
+    let list = nix::net::if_::if_nameindex().context("listing network interfaces")?;
+    Ok(list
+        .iter()
+        .map(|i| i.name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect())
+}
+
+fn program(dp: &mut BpfDataplane, loaded: &Loaded) -> Result<()> {
+    let (keys, skipped) = services::keys(&loaded.config);
+    for s in skipped {
+        warn!("{s}");
+    }
+    dp.set_services(&keys)?;
+    for k in &keys {
+        info!(service = %services::describe(k), "service programmed");
+    }
+    Ok(())
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    let loaded = read_config(&opts.config)?;
+    if opts.dump_conf {
+        info!("configuration:\n{:#?}", loaded.config);
+    }
+    let object = object::load(opts.bpf_object.as_deref())?;
+    let mut dp = BpfDataplane::load(&object, &opts.pin_dir)?;
+    let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
+    if interfaces.is_empty() {
+        bail!("no interface to attach XDP to (only loopback here); name one with --interface");
+    }
+    for iface in &interfaces {
+        let mode = dp.attach(iface, opts.attach_mode)?;
+        info!(iface, mode, "XDP program attached");
+    }
+    program(&mut dp, &loaded)?;
+    info!(pin_dir = %opts.pin_dir.display(), "lb-daemon ready");
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!(config = %opts.config.display(), "SIGHUP: reloading");
+                // An invalid config leaves the running one untouched.
+                match read_config(&opts.config) {
+                    Ok(new) => if let Err(e) = program(&mut dp, &new) {
+                        error!("reload failed: {e:#}");
+                    },
+                    Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
+                }
+            }
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+        }
+    }
+    dp.shutdown(true)?;
+    info!("stopped; XDP detached and pins removed");
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! lb-daemon: a keepalived-compatible load balancer with an XDP data plane.
+//!
+//! `config` reads keepalived.conf into a typed model; `dataplane` programs the kernel;
+//! `daemon` ties them together for the process's lifetime. `main.rs` is only the CLI.
+
+pub mod config;
+pub mod daemon;
+pub mod dataplane;

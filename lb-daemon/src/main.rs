@@ -1,0 +1,127 @@
+//! Command line of lb-daemon, in keepalived's spellings where keepalived has one.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use lb_common::consts::PIN_DIR;
+use lb_daemon::{
+    config,
+    daemon::{self, Options},
+    dataplane::bpf::{self, AttachMode},
+};
+
+#[derive(Parser)]
+#[command(name = "lb-daemon", version, about = "keepalived-compatible load balancer with an XDP data plane")]
+struct Cli {
+    /// Configuration file (keepalived.conf syntax).
+    #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf", global = true)]
+    config: PathBuf,
+    /// Check the configuration and exit: 0 when valid, 1 with every error otherwise.
+    #[arg(short = 't', long = "config-test")]
+    config_test: bool,
+    /// Log the parsed configuration at start.
+    #[arg(short = 'd', long = "dump-conf")]
+    dump_conf: bool,
+    /// Log to the console (the only sink so far; syslog comes with the operations work).
+    #[arg(short = 'l', long = "log-console")]
+    log_console: bool,
+    /// Detailed logs (debug level).
+    #[arg(short = 'D', long = "log-detail")]
+    log_detail: bool,
+    /// Directory under bpffs for pinned maps.
+    #[arg(long, default_value = PIN_DIR, global = true)]
+    pin_dir: PathBuf,
+    /// Compiled lb-ebpf object to load instead of the embedded one.
+    #[arg(long, env = "LB_EBPF_OBJECT")]
+    bpf_object: Option<PathBuf>,
+    /// Interface to attach the XDP program to (repeatable). Default: every interface but lo.
+    #[arg(short = 'i', long = "interface")]
+    interfaces: Vec<String>,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    xdp_mode: AttachMode,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print data-plane counters read from the pinned maps (works without a running daemon).
+    Stats {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.log_detail { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let _ = cli.log_console;
+
+    let result = match &cli.command {
+        Some(Command::Stats { json }) => stats(&cli, *json),
+        None if cli.config_test => return config_test(&cli),
+        None => run(cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lb-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_test(cli: &Cli) -> ExitCode {
+    match config::load(&cli.config) {
+        Err(e) => {
+            eprintln!("lb-daemon: {e:#}");
+            ExitCode::FAILURE
+        }
+        Ok(loaded) => {
+            if !loaded.diagnostics.is_empty() {
+                eprintln!("{}", loaded.render());
+            }
+            if loaded.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let opts = Options {
+        config: cli.config,
+        pin_dir: cli.pin_dir,
+        bpf_object: cli.bpf_object,
+        interfaces: cli.interfaces,
+        attach_mode: cli.xdp_mode,
+        dump_conf: cli.dump_conf,
+    };
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
+}
+
+fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
+    let snap = bpf::read_stats(&cli.pin_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snap)?);
+        return Ok(());
+    }
+    println!("data plane ({}):", cli.pin_dir.display());
+    for (name, value) in &snap.global.0 {
+        if *value != 0 || name.ends_with("packets") {
+            println!("  {name:<22} {value}");
+        }
+    }
+    println!("services:");
+    for s in &snap.services {
+        println!("  {:<28} id {:<4} packets {:<10} bytes {}", s.service, s.id, s.packets, s.bytes);
+    }
+    Ok(())
+}

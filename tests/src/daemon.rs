@@ -1,0 +1,118 @@
+//! Starts lb-daemon in a namespace and stops it, collecting its log.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use crate::netns::Netns;
+
+/// The lb-daemon binary of this build (`cargo test --workspace` builds it next to the tests).
+pub fn binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("test binary has no directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("lb-daemon");
+    if !bin.exists() {
+        bail!("{} is missing: build it with `cargo build -p lb-daemon` (`cargo xtask test` does)", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A unique pin directory for one test's daemon, so tests never share pinned maps.
+pub fn pin_dir(tag: &str) -> PathBuf {
+    PathBuf::from(format!("/sys/fs/bpf/lbt-{tag}-{}", std::process::id()))
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    log: Arc<Mutex<Vec<String>>>,
+    pub pin_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Runs `lb-daemon -f config --pin-dir pin_dir ARGS` in `ns` and waits (up to 30 s) for it
+    /// to report ready; fails with its log if it exits first.
+    pub fn start(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str]) -> Result<Self> {
+        let mut child = ns
+            .command(binary()?)
+            .arg("-f")
+            .arg(config)
+            .arg("--pin-dir")
+            .arg(pin_dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning lb-daemon")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().context("no stderr")?;
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("lb-daemon ready") {
+                    let _ = tx.send(());
+                }
+                sink.lock().map(|mut l| l.push(line)).ok();
+            }
+        });
+        let mut d = Self { child: Some(child), log, pin_dir: pin_dir.to_path_buf() };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(()) => Ok(d),
+            Err(_) => {
+                let status = d.stop().ok();
+                bail!("lb-daemon did not become ready ({status:?}); its log:\n{}", d.log().join("\n"))
+            }
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        let pid = self.pid().context("daemon already stopped")?;
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), sig)?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits up to 10 s (SIGKILL after that). Returns the exit status.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("daemon already stopped")?;
+        let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        for _ in 0..100 {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill()?;
+        bail!("lb-daemon ignored SIGTERM for 10 s; killed")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // A killed daemon cannot remove its pins.
+        let _ = lb_daemon::dataplane::bpf::remove_pins_in(&self.pin_dir);
+    }
+}

@@ -1,0 +1,168 @@
+//! Table-driven packet fixtures for the XDP program, in the spirit of Katran's
+//! `KatranBaseTestFixtures.h`: each case is a name, an input frame, the expected verdict, the
+//! expected output frame, and the counter that must move. The real object is loaded (no pins),
+//! maps are preloaded, and the program runs once per case through `BPF_PROG_TEST_RUN`
+//! (`repeat = 1`, so a rewriting program never sees its own output).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, PerCpuArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+};
+use lb_common::{
+    GlobalStats, ServiceKey, ServiceStats, ServiceValue,
+    consts::{MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
+};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub fn action_name(a: u32) -> &'static str {
+    match a {
+        XDP_ABORTED => "XDP_ABORTED",
+        XDP_DROP => "XDP_DROP",
+        XDP_PASS => "XDP_PASS",
+        XDP_TX => "XDP_TX",
+        XDP_REDIRECT => "XDP_REDIRECT",
+        _ => "unknown",
+    }
+}
+
+/// What the output frame must be.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Byte for byte the input (the program did not touch it).
+    Unchanged,
+    /// Byte for byte this frame.
+    Frame(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: &'static str,
+    pub input: Vec<u8>,
+    pub action: u32,
+    pub output: Output,
+    /// The `GlobalStats` reason field that must count this frame (e.g. `reason_no_service`).
+    pub reason: &'static str,
+    /// Service id whose counters must move by this frame, if any.
+    pub service: Option<u32>,
+}
+
+/// The XDP program loaded from the object lb-daemon embeds, with private (unpinned) maps.
+pub struct Fixture {
+    ebpf: Ebpf,
+}
+
+impl Fixture {
+    pub fn load() -> Result<Self> {
+        let object = lb_daemon::dataplane::object::load(None)?;
+        let mut ebpf = EbpfLoader::new().load(&object).context("loading lb-ebpf")?;
+        let prog: &mut Xdp = ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
+        prog.load().context("verifier refused lb_xdp")?;
+        Ok(Self { ebpf })
+    }
+
+    pub fn add_service(&mut self, key: ServiceKey, id: u32) -> Result<()> {
+        let mut m: HashMap<_, ServiceKey, ServiceValue> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_SERVICES).ok_or_else(|| anyhow!("no {MAP_SERVICES}"))?)?;
+        m.insert(key, ServiceValue { id, flags: 0 }, 0)?;
+        Ok(())
+    }
+
+    /// Runs the program once on `frame`: the verdict and the output frame.
+    pub fn run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let prog: &Xdp = self.ebpf.program(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
+        let mut out = vec![0u8; frame.len() + 512];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        let res = prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
+        out.truncate(res.data_size_out as usize);
+        Ok((res.return_value, out))
+    }
+
+    pub fn stats(&self) -> Result<GlobalStats> {
+        let m: PerCpuArray<_, GlobalStats> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_STATS).ok_or_else(|| anyhow!("no {MAP_STATS}"))?)?;
+        Ok(GlobalStats::sum(m.get(&0, 0)?.iter()))
+    }
+
+    pub fn service_stats(&self, id: u32) -> Result<ServiceStats> {
+        let m: PerCpuArray<_, ServiceStats> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_SVC_STATS).ok_or_else(|| anyhow!("no {MAP_SVC_STATS}"))?)?;
+        Ok(ServiceStats::sum(m.get(&id, 0)?.iter()))
+    }
+
+    /// Runs one case and checks everything it promises; the error says what differed.
+    pub fn check(&self, case: &Case) -> Result<()> {
+        let before = self.stats()?;
+        let svc_before = case.service.map(|id| self.service_stats(id)).transpose()?;
+        let (action, out) = self.run(&case.input)?;
+        let after = self.stats()?;
+        if action != case.action {
+            bail!("verdict {} (want {})", action_name(action), action_name(case.action));
+        }
+        let want = match &case.output {
+            Output::Unchanged => &case.input,
+            Output::Frame(f) => f,
+        };
+        if &out != want {
+            bail!("output frame differs\n got: {}\nwant: {}", hex(&out), hex(want));
+        }
+        // Exactly these counters move, by exactly these amounts; every other stays.
+        let len = case.input.len() as u64;
+        let verdict = match action {
+            XDP_PASS => "pass",
+            XDP_DROP => "drop",
+            XDP_TX => "tx",
+            _ => "redirect",
+        };
+        let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+        expected.insert("rx_packets".into(), 1);
+        expected.insert("rx_bytes".into(), len);
+        expected.insert(format!("{verdict}_packets"), 1);
+        expected.insert(format!("{verdict}_bytes"), len);
+        expected.insert(case.reason.to_string(), 1);
+        if !GlobalStats::FIELD_NAMES.contains(&case.reason) {
+            bail!("case names unknown counter {}", case.reason);
+        }
+        let mut diffs = Vec::new();
+        for ((name, a), (_, b)) in after.fields().zip(before.fields()) {
+            let got = a - b;
+            let want = expected.get(name).copied().unwrap_or(0);
+            if got != want {
+                diffs.push(format!("{name}: moved by {got}, want {want}"));
+            }
+        }
+        if !diffs.is_empty() {
+            bail!("counters: {}", diffs.join(", "));
+        }
+        if let (Some(id), Some(b)) = (case.service, svc_before) {
+            let a = self.service_stats(id)?;
+            if (a.packets - b.packets, a.bytes - b.bytes) != (1, len) {
+                bail!("service {id} counters moved by {} packets / {} bytes, want 1 / {len}", a.packets - b.packets, a.bytes - b.bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every case; fails listing each case that did not hold.
+    pub fn check_all(&self, cases: &[Case]) -> Result<()> {
+        let failures: Vec<String> = cases
+            .iter()
+            .filter_map(|c| self.check(c).err().map(|e| format!("case `{}`: {e:#}", c.name)))
+            .collect();
+        if failures.is_empty() { Ok(()) } else { bail!("{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n")) }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join("")
+}

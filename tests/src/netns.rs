@@ -1,0 +1,243 @@
+//! Network namespaces and veth links for tests and the demo.
+//!
+//! Names are unique per process and run (`lbt-<role>-<pid>-<n>`), so parallel tests and
+//! concurrent runs never collide; a namespace is deleted (with every process still in it)
+//! when its `Netns` is dropped, also while unwinding from a panic. Namespaces left by a
+//! process that died without unwinding are swept by [`sweep_stale`]. Addresses come only
+//! from the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
+//! 2001:db8::/32).
+
+use std::{
+    fs::File,
+    os::fd::AsFd,
+    path::PathBuf,
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+const PREFIX: &str = "lbt-";
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Creates a namespace with loopback up. `role` (a few letters) makes names readable.
+    pub fn new(role: &str) -> Result<Self> {
+        sweep_stale();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{PREFIX}{role}-{}-{n}", std::process::id());
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        let out = run(Command::new("ip").arg("-n").arg(&self.name).args(args))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A command that runs inside the namespace via `nsenter --net`. Unlike
+    /// `ip netns exec`, this keeps the host's /sys (and so /sys/fs/bpf) mounted.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
+        cmd
+    }
+
+    /// `ip netns exec`: for commands that must see the namespace's own /sys
+    /// (per-device sysfs knobs such as `/sys/class/net/DEV/threaded`).
+    pub fn exec_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+
+    /// Runs a shell snippet inside the namespace, failing on a non-zero exit.
+    pub fn sh(&self, script: &str) -> Result<String> {
+        let out = run(self.exec_command("sh").args(["-c", script]))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs `f` on a thread that has entered this namespace; sockets it opens stay in it.
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
+        let file = File::open(self.path()).with_context(|| format!("opening {}", self.path().display()))?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .context("setns into the test namespace")?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("thread in namespace panicked"))?
+        })
+    }
+
+    /// Index of `iface` inside this namespace.
+    pub fn ifindex(&self, iface: &str) -> Result<u32> {
+        let iface = iface.to_string();
+        self.run(move || nix::net::if_::if_nametoindex(iface.as_str()))?
+            .with_context(|| format!("no interface in {}", self.name))
+    }
+
+    /// Processes still running in the namespace.
+    pub fn pids(&self) -> Vec<i32> {
+        Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// Creates a veth pair with one end in each namespace, both up.
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
+    run(Command::new("ip").args([
+        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns", b.name(),
+    ]))?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["link", "set", b_if, "up"])?;
+    Ok(())
+}
+
+/// Adds `cidr` to `iface` in `ns` (IPv6 without duplicate address detection, so it is usable
+/// at once).
+pub fn addr(ns: &Netns, iface: &str, cidr: &str) -> Result<()> {
+    if cidr.contains(':') {
+        ns.ip(&["-6", "addr", "add", cidr, "dev", iface, "nodad"])?;
+    } else {
+        ns.ip(&["addr", "add", cidr, "dev", iface])?;
+    }
+    Ok(())
+}
+
+/// Deletes namespaces this harness made in processes that no longer exist (a test killed
+/// with SIGKILL cannot unwind).
+pub fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let mut parts = rest.rsplitn(3, '-');
+        let (_n, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok()));
+        if let Some(pid) = pid {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if !alive {
+                let _ = Command::new("ip").args(["netns", "del", &name]).output();
+            }
+        }
+    }
+}
+
+/// Runs a command, failing with its stderr when it exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+/// The standard test topology: client — load balancer — switch (bridge) — backends.
+///
+/// ```text
+///  client 192.0.2.2/24, 2001:db8:c::2/64
+///    │ c0            (VIP 203.0.113.10 / 2001:db8:f::10 routed via the LB)
+///  lb  l0 192.0.2.1/24, 2001:db8:c::1/64
+///      l1 198.51.100.1/24, 2001:db8:b::1/64
+///    │
+///  switch: bridge br0 (GRO on its ports, see shared/notes/topologies.md)
+///    │ ...
+///  backend i: b0 198.51.100.(11+i)/24, 2001:db8:b::(11+i)/64, default via the LB
+/// ```
+pub struct LbTopology {
+    pub client: Netns,
+    pub lb: Netns,
+    pub switch: Netns,
+    pub backends: Vec<Netns>,
+}
+
+pub const VIP4: &str = "203.0.113.10";
+pub const VIP6: &str = "2001:db8:f::10";
+pub const CLIENT4: &str = "192.0.2.2";
+pub const LB_CLIENT_SIDE4: &str = "192.0.2.1";
+pub const LB_BACKEND_SIDE4: &str = "198.51.100.1";
+
+pub fn backend4(i: usize) -> String {
+    format!("198.51.100.{}", 11 + i)
+}
+
+pub fn backend6(i: usize) -> String {
+    format!("2001:db8:b::{}", 11 + i)
+}
+
+impl LbTopology {
+    pub fn new(backends: usize) -> Result<Self> {
+        let client = Netns::new("cli")?;
+        let lb = Netns::new("lb")?;
+        let switch = Netns::new("sw")?;
+        veth(&client, "c0", &lb, "l0")?;
+        addr(&client, "c0", "192.0.2.2/24")?;
+        addr(&client, "c0", "2001:db8:c::2/64")?;
+        addr(&lb, "l0", "192.0.2.1/24")?;
+        addr(&lb, "l0", "2001:db8:c::1/64")?;
+        client.ip(&["route", "add", "203.0.113.0/24", "via", LB_CLIENT_SIDE4])?;
+        client.ip(&["-6", "route", "add", "2001:db8:f::/64", "via", "2001:db8:c::1"])?;
+
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        veth(&lb, "l1", &switch, "s0")?;
+        switch.ip(&["link", "set", "s0", "master", "br0"])?;
+        addr(&lb, "l1", "198.51.100.1/24")?;
+        addr(&lb, "l1", "2001:db8:b::1/64")?;
+        lb.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")?;
+
+        let mut list = Vec::new();
+        for i in 0..backends {
+            let b = Netns::new(&format!("be{i}"))?;
+            let port = format!("s{}", i + 1);
+            veth(&b, "b0", &switch, &port)?;
+            switch.ip(&["link", "set", &port, "master", "br0"])?;
+            addr(&b, "b0", &format!("{}/24", backend4(i)))?;
+            addr(&b, "b0", &format!("{}/64", backend6(i)))?;
+            b.ip(&["route", "add", "default", "via", LB_BACKEND_SIDE4])?;
+            b.ip(&["-6", "route", "add", "default", "via", "2001:db8:b::1"])?;
+            list.push(b);
+        }
+        // XDP_REDIRECT out of a veth is only delivered when the peer has NAPI: GRO on at the
+        // far ends of the load balancer's links (shared/notes/topologies.md).
+        client.sh("ethtool -K c0 gro on >/dev/null")?;
+        switch.sh("ethtool -K s0 gro on >/dev/null")?;
+        Ok(Self { client, lb, switch, backends: list })
+    }
+
+    /// Every namespace name, for checking that cleanup removed them.
+    pub fn names(&self) -> Vec<String> {
+        let mut v = vec![self.client.name().to_string(), self.lb.name().to_string(), self.switch.name().to_string()];
+        v.extend(self.backends.iter().map(|b| b.name().to_string()));
+        v
+    }
+}

@@ -1,0 +1,122 @@
+//! Test frames built with etherparse (checksums and lengths right unless a test breaks them
+//! on purpose with [`patch`]).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use etherparse::{PacketBuilder, PacketBuilderStep, VlanId, Ethernet2Header};
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// L2 framing of a test frame.
+#[derive(Clone, Copy, Debug)]
+pub enum L2 {
+    Plain,
+    Vlan(u16),
+    QinQ(u16, u16),
+}
+
+/// L4 of a test frame.
+#[derive(Clone, Copy, Debug)]
+pub enum L4 {
+    Udp { sport: u16, dport: u16 },
+    TcpSyn { sport: u16, dport: u16 },
+    /// ICMP (or ICMPv6) echo request.
+    Echo,
+}
+
+fn eth() -> PacketBuilderStep<Ethernet2Header> {
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+}
+
+fn vid(v: u16) -> VlanId {
+    VlanId::try_new(v).expect("VLAN id below 4096")
+}
+
+macro_rules! finish {
+    ($ip:expr, $l4:expr, $payload:expr) => {{
+        let mut out = Vec::new();
+        match $l4 {
+            L4::Udp { sport, dport } => $ip.udp(sport, dport).write(&mut out, $payload),
+            L4::TcpSyn { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, $payload),
+            L4::Echo => unreachable!("handled per family"),
+        }
+        .expect("serialising a test frame");
+        out
+    }};
+}
+
+/// An IPv4 frame from `src` to `dst`.
+pub fn v4(l2: L2, src: Ipv4Addr, dst: Ipv4Addr, l4: L4, payload: &[u8]) -> Vec<u8> {
+    let base = eth();
+    let (s, d) = (src.octets(), dst.octets());
+    let mut out = Vec::new();
+    macro_rules! go {
+        ($step:expr) => {{
+            let ip = $step.ipv4(s, d, 64);
+            match l4 {
+                L4::Echo => ip.icmpv4_echo_request(7, 1).write(&mut out, payload).expect("serialising"),
+                _ => out = finish!(ip, l4, payload),
+            }
+        }};
+    }
+    match l2 {
+        L2::Plain => go!(base),
+        L2::Vlan(v) => go!(base.single_vlan(vid(v))),
+        L2::QinQ(o, i) => go!(base.double_vlan(vid(o), vid(i))),
+    }
+    out
+}
+
+/// An IPv6 frame from `src` to `dst`.
+pub fn v6(l2: L2, src: Ipv6Addr, dst: Ipv6Addr, l4: L4, payload: &[u8]) -> Vec<u8> {
+    let base = eth();
+    let (s, d) = (src.octets(), dst.octets());
+    let mut out = Vec::new();
+    macro_rules! go {
+        ($step:expr) => {{
+            let ip = $step.ipv6(s, d, 64);
+            match l4 {
+                L4::Echo => ip.icmpv6_echo_request(7, 1).write(&mut out, payload).expect("serialising"),
+                _ => out = finish!(ip, l4, payload),
+            }
+        }};
+    }
+    match l2 {
+        L2::Plain => go!(base),
+        L2::Vlan(v) => go!(base.single_vlan(vid(v))),
+        L2::QinQ(o, i) => go!(base.double_vlan(vid(o), vid(i))),
+    }
+    out
+}
+
+/// Returns `frame` with `bytes` written at `at` (for malformed-input cases).
+pub fn patch(mut frame: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
+    frame[at..at + bytes.len()].copy_from_slice(bytes);
+    frame
+}
+
+/// Returns `frame` cut to `len` bytes.
+pub fn truncate(mut frame: Vec<u8>, len: usize) -> Vec<u8> {
+    frame.truncate(len);
+    frame
+}
+
+/// Recomputes the IPv4 header checksum of a plain (untagged) frame after a patch, so a
+/// case tests the field it patched and not the checksum.
+pub fn fix_ipv4_csum(mut frame: Vec<u8>) -> Vec<u8> {
+    let ihl = ((frame[14] & 0x0f) as usize) * 4;
+    let end = (14 + ihl).min(frame.len());
+    frame[24] = 0;
+    frame[25] = 0;
+    let mut sum: u32 = 0;
+    for c in frame[14..end].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let csum = !(sum as u16);
+    frame[24..26].copy_from_slice(&csum.to_be_bytes());
+    frame
+}

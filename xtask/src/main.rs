@@ -1,0 +1,40 @@
+//! `cargo xtask <command>`: everything a fresh machine needs, in one place.
+
+mod build;
+mod demo;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the project needs (apt packages, virtme-ng, bpf-linker); skips what is there.
+    Setup,
+    /// Build lb-ebpf for bpfel-unknown-none in release with BTF.
+    BuildEbpf,
+    /// Setup, build-ebpf, fmt --check, clippy -D warnings, then every test.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, run the load balancer in namespaces and show it working.
+    Demo,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Setup => setup::run(),
+        Cmd::BuildEbpf => build::ebpf(),
+        Cmd::Test { args } => build::test(&args),
+        Cmd::Demo => demo::run(),
+    }
+}
