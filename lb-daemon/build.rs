@@ -7,9 +7,9 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(lb_embedded_ebpf)");
     println!("cargo::rerun-if-env-changed=LB_EBPF_OBJECT");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let object = env::var_os("LB_EBPF_OBJECT").map(PathBuf::from).unwrap_or_else(|| {
-        manifest.join("../target/ebpf/bpfel-unknown-none/release/lb-ebpf")
-    });
+    let object = env::var_os("LB_EBPF_OBJECT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../target/ebpf/bpfel-unknown-none/release/lb-ebpf"));
     println!("cargo::rerun-if-changed={}", object.display());
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo")).join("lb-ebpf.o");
     if let Ok(bytes) = fs::read(&object) {

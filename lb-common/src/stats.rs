@@ -87,7 +87,10 @@ impl GlobalStats {
     /// `(name, value)` for every counter.
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let values: &[u64] = bytemuck::cast_slice(core::slice::from_ref(self));
-        Self::FIELD_NAMES.iter().copied().zip(values.iter().copied())
+        Self::FIELD_NAMES
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
     }
 
     /// Sums per-CPU values (userspace reads one value per CPU).
@@ -106,13 +109,63 @@ impl GlobalStats {
 
 impl ServiceStats {
     pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a ServiceStats>) -> ServiceStats {
-        per_cpu.into_iter().fold(ServiceStats::zeroed(), |acc, s| ServiceStats {
-            packets: acc.packets.wrapping_add(s.packets),
-            bytes: acc.bytes.wrapping_add(s.bytes),
-        })
+        per_cpu
+            .into_iter()
+            .fold(ServiceStats::zeroed(), |acc, s| ServiceStats {
+                packets: acc.packets.wrapping_add(s.packets),
+                bytes: acc.bytes.wrapping_add(s.bytes),
+            })
     }
 }
 
 const _: () = assert!(core::mem::size_of::<GlobalStats>() == GlobalStats::FIELD_NAMES.len() * 8);
 
 crate::aya_pod!(GlobalStats, ServiceStats);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `FIELD_NAMES` follows the declaration order: give each field a distinct value through
+    /// its name and read it back through the list.
+    #[test]
+    fn field_names_follow_the_struct() {
+        let mut g = GlobalStats::zeroed();
+        let fields: &mut [u64] = bytemuck::cast_slice_mut(core::slice::from_mut(&mut g));
+        for (i, f) in fields.iter_mut().enumerate() {
+            *f = i as u64;
+        }
+        assert_eq!(g.rx_packets, 0);
+        assert_eq!(g.reason_deep_vlan, 11);
+        assert_eq!(g.reason_bad_l4, 21);
+        let named: [(&str, u64); 4] = [
+            ("rx_packets", g.rx_packets),
+            ("redirect_bytes", g.redirect_bytes),
+            ("reason_deep_vlan", g.reason_deep_vlan),
+            ("reason_bad_l4", g.reason_bad_l4),
+        ];
+        for (name, value) in named {
+            assert_eq!(
+                g.fields().find(|(n, _)| *n == name).map(|(_, v)| v),
+                Some(value),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn sums_per_cpu_values() {
+        let a = GlobalStats {
+            rx_packets: 2,
+            reason_icmp: 1,
+            ..GlobalStats::zeroed()
+        };
+        let b = GlobalStats {
+            rx_packets: 3,
+            reason_bad_l4: 4,
+            ..GlobalStats::zeroed()
+        };
+        let s = GlobalStats::sum([&a, &b]);
+        assert_eq!((s.rx_packets, s.reason_icmp, s.reason_bad_l4), (5, 1, 4));
+    }
+}

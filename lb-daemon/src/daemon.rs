@@ -35,7 +35,11 @@ pub fn read_config(path: &Path) -> Result<Loaded> {
         }
     }
     if loaded.has_errors() {
-        bail!("{} has {} error(s); see above", path.display(), loaded.errors().count());
+        bail!(
+            "{} has {} error(s); see above",
+            path.display(),
+            loaded.errors().count()
+        );
     }
     Ok(loaded)
 }
@@ -70,7 +74,11 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let object = object::load(opts.bpf_object.as_deref())?;
     let mut dp = BpfDataplane::load(&object, &opts.pin_dir)?;
-    let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
+    let interfaces = if opts.interfaces.is_empty() {
+        default_interfaces()?
+    } else {
+        opts.interfaces.clone()
+    };
     if interfaces.is_empty() {
         bail!("no interface to attach XDP to (only loopback here); name one with --interface");
     }

@@ -11,10 +11,19 @@ use lb_daemon::{
 };
 
 #[derive(Parser)]
-#[command(name = "lb-daemon", version, about = "keepalived-compatible load balancer with an XDP data plane")]
+#[command(
+    name = "lb-daemon",
+    version,
+    about = "keepalived-compatible load balancer with an XDP data plane"
+)]
 struct Cli {
     /// Configuration file (keepalived.conf syntax).
-    #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf", global = true)]
+    #[arg(
+        short = 'f',
+        long = "use-file",
+        default_value = "/etc/keepalived/keepalived.conf",
+        global = true
+    )]
     config: PathBuf,
     /// Check the configuration and exit: 0 when valid, 1 with every error otherwise.
     #[arg(short = 't', long = "config-test")]
@@ -90,7 +99,11 @@ fn config_test(cli: &Cli) -> ExitCode {
             if !loaded.diagnostics.is_empty() {
                 eprintln!("{}", loaded.render());
             }
-            if loaded.has_errors() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if loaded.has_errors() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
     }
 }
@@ -104,7 +117,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         attach_mode: cli.xdp_mode,
         dump_conf: cli.dump_conf,
     };
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(daemon::run(opts))
 }
 
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
@@ -121,7 +138,10 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     }
     println!("services:");
     for s in &snap.services {
-        println!("  {:<28} id {:<4} packets {:<10} bytes {}", s.service, s.id, s.packets, s.bytes);
+        println!(
+            "  {:<28} id {:<4} packets {:<10} bytes {}",
+            s.service, s.id, s.packets, s.bytes
+        );
     }
     Ok(())
 }

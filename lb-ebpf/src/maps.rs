@@ -5,14 +5,10 @@ use aya_ebpf::{
     btf_maps::{Array, HashMap, PerCpuArray},
     macros::btf_map,
 };
-use lb_common::{
-    GlobalStats, Meta, ServiceKey, ServiceStats, ServiceValue,
-    consts::MAX_SERVICES,
-};
+use lb_common::{GlobalStats, Meta, ServiceKey, ServiceStats, ServiceValue, consts::MAX_SERVICES};
 
 #[btf_map(name = "lb_services")]
-pub static SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> =
-    HashMap::new();
+pub static SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> = HashMap::new();
 
 #[btf_map(name = "lb_stats")]
 pub static STATS: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();

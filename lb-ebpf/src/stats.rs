@@ -38,7 +38,9 @@ impl Reason {
 
 #[inline(always)]
 pub fn count(action: u32, reason: Reason, len: u64) {
-    let Some(s) = STATS.get_ptr_mut(0) else { return };
+    let Some(s) = STATS.get_ptr_mut(0) else {
+        return;
+    };
     // SAFETY: per-CPU slot, this program is its only writer on this CPU while it runs.
     let s = unsafe { &mut *s };
     s.rx_packets += 1;

@@ -5,10 +5,12 @@
 //! - [`netns`]: network namespaces and veth links with unique names, removed on drop.
 //! - [`vm`]: runs a command under Debian's 6.1 kernel with virtme-ng.
 //! - [`daemon`]: starts lb-daemon inside a namespace and waits until it is ready.
+//! - [`demo`]: the `cargo xtask demo` scenario, also run as a test.
 //!
 //! Everything here needs root, like the daemon itself.
 
 pub mod daemon;
+pub mod demo;
 pub mod fixture;
 pub mod netns;
 pub mod packets;
@@ -23,5 +25,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// Fails loudly (not skips) when not root: every harness here needs it.
 pub fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "these tests need root (namespaces, XDP, bpffs)");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests need root (namespaces, XDP, bpffs)"
+    );
 }

@@ -55,7 +55,9 @@ impl Netns {
     /// `ip netns exec`, this keeps the host's /sys (and so /sys/fs/bpf) mounted.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
+        cmd.arg(format!("--net={}", self.path().display()))
+            .arg("--")
+            .arg(program);
         cmd
     }
 
@@ -75,7 +77,8 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace; sockets it opens stay in it.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
-        let file = File::open(self.path()).with_context(|| format!("opening {}", self.path().display()))?;
+        let file = File::open(self.path())
+            .with_context(|| format!("opening {}", self.path().display()))?;
         std::thread::scope(|s| {
             s.spawn(|| {
                 nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
@@ -99,7 +102,12 @@ impl Netns {
         Command::new("ip")
             .args(["netns", "pids", &self.name])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -107,16 +115,32 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         for pid in self.pids() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 /// Creates a veth pair with one end in each namespace, both up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<()> {
     run(Command::new("ip").args([
-        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns", b.name(),
+        "link",
+        "add",
+        a_if,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
     ]))?;
     a.ip(&["link", "set", a_if, "up"])?;
     b.ip(&["link", "set", b_if, "up"])?;
@@ -137,12 +161,19 @@ pub fn addr(ns: &Netns, iface: &str, cidr: &str) -> Result<()> {
 /// Deletes namespaces this harness made in processes that no longer exist (a test killed
 /// with SIGKILL cannot unwind).
 pub fn sweep_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
         let mut parts = rest.rsplitn(3, '-');
-        let (_n, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok()));
+        let (_n, pid) = (
+            parts.next(),
+            parts.next().and_then(|p| p.parse::<i32>().ok()),
+        );
         if let Some(pid) = pid {
             let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
             if !alive {
@@ -156,7 +187,11 @@ pub fn sweep_stale() {
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }
@@ -164,8 +199,8 @@ pub fn run(cmd: &mut Command) -> Result<Output> {
 /// The standard test topology: client — load balancer — switch (bridge) — backends.
 ///
 /// ```text
-///  client 192.0.2.2/24, 2001:db8:c::2/64
-///    │ c0            (VIP 203.0.113.10 / 2001:db8:f::10 routed via the LB)
+///  client 192.0.2.2/24, 2001:db8:c::2/64, default via the LB
+///    │ c0            (so the VIPs 203.0.113.10 / 2001:db8:f::10 are reached through it)
 ///  lb  l0 192.0.2.1/24, 2001:db8:c::1/64
 ///      l1 198.51.100.1/24, 2001:db8:b::1/64
 ///    │
@@ -204,8 +239,8 @@ impl LbTopology {
         addr(&client, "c0", "2001:db8:c::2/64")?;
         addr(&lb, "l0", "192.0.2.1/24")?;
         addr(&lb, "l0", "2001:db8:c::1/64")?;
-        client.ip(&["route", "add", "203.0.113.0/24", "via", LB_CLIENT_SIDE4])?;
-        client.ip(&["-6", "route", "add", "2001:db8:f::/64", "via", "2001:db8:c::1"])?;
+        client.ip(&["route", "add", "default", "via", LB_CLIENT_SIDE4])?;
+        client.ip(&["-6", "route", "add", "default", "via", "2001:db8:c::1"])?;
 
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
@@ -231,12 +266,21 @@ impl LbTopology {
         // far ends of the load balancer's links (shared/notes/topologies.md).
         client.sh("ethtool -K c0 gro on >/dev/null")?;
         switch.sh("ethtool -K s0 gro on >/dev/null")?;
-        Ok(Self { client, lb, switch, backends: list })
+        Ok(Self {
+            client,
+            lb,
+            switch,
+            backends: list,
+        })
     }
 
     /// Every namespace name, for checking that cleanup removed them.
     pub fn names(&self) -> Vec<String> {
-        let mut v = vec![self.client.name().to_string(), self.lb.name().to_string(), self.switch.name().to_string()];
+        let mut v = vec![
+            self.client.name().to_string(),
+            self.lb.name().to_string(),
+            self.switch.name().to_string(),
+        ];
         v.extend(self.backends.iter().map(|b| b.name().to_string()));
         v
     }

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use etherparse::{PacketBuilder, PacketBuilderStep, VlanId, Ethernet2Header};
+use etherparse::{Ethernet2Header, PacketBuilder, PacketBuilderStep, VlanId};
 
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -19,8 +19,14 @@ pub enum L2 {
 /// L4 of a test frame.
 #[derive(Clone, Copy, Debug)]
 pub enum L4 {
-    Udp { sport: u16, dport: u16 },
-    TcpSyn { sport: u16, dport: u16 },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+    TcpSyn {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP (or ICMPv6) echo request.
     Echo,
 }
@@ -38,7 +44,10 @@ macro_rules! finish {
         let mut out = Vec::new();
         match $l4 {
             L4::Udp { sport, dport } => $ip.udp(sport, dport).write(&mut out, $payload),
-            L4::TcpSyn { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, $payload),
+            L4::TcpSyn { sport, dport } => $ip
+                .tcp(sport, dport, 1, 64240)
+                .syn()
+                .write(&mut out, $payload),
             L4::Echo => unreachable!("handled per family"),
         }
         .expect("serialising a test frame");
@@ -55,7 +64,10 @@ pub fn v4(l2: L2, src: Ipv4Addr, dst: Ipv4Addr, l4: L4, payload: &[u8]) -> Vec<u
         ($step:expr) => {{
             let ip = $step.ipv4(s, d, 64);
             match l4 {
-                L4::Echo => ip.icmpv4_echo_request(7, 1).write(&mut out, payload).expect("serialising"),
+                L4::Echo => ip
+                    .icmpv4_echo_request(7, 1)
+                    .write(&mut out, payload)
+                    .expect("serialising"),
                 _ => out = finish!(ip, l4, payload),
             }
         }};
@@ -77,7 +89,10 @@ pub fn v6(l2: L2, src: Ipv6Addr, dst: Ipv6Addr, l4: L4, payload: &[u8]) -> Vec<u
         ($step:expr) => {{
             let ip = $step.ipv6(s, d, 64);
             match l4 {
-                L4::Echo => ip.icmpv6_echo_request(7, 1).write(&mut out, payload).expect("serialising"),
+                L4::Echo => ip
+                    .icmpv6_echo_request(7, 1)
+                    .write(&mut out, payload)
+                    .expect("serialising"),
                 _ => out = finish!(ip, l4, payload),
             }
         }};

@@ -1,9 +1,6 @@
 //! Building the eBPF object and running the checks.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -17,7 +14,9 @@ pub fn root() -> PathBuf {
 pub fn cargo_home_bin() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
         .join("bin")
 }
 
@@ -39,17 +38,39 @@ pub fn ebpf_object() -> PathBuf {
 /// rustup here cannot fetch components) and bpf-linker, with BTF so `bpftool` prints field
 /// names. Its own target directory keeps the two toolchains' artifacts apart.
 pub fn ebpf() -> Result<()> {
-    let path = format!("{}:{}", cargo_home_bin().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        cargo_home_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut cmd = Command::new("/usr/bin/cargo");
     cmd.current_dir(root().join("lb-ebpf"))
-        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+            "--target-dir",
+        ])
         .arg(root().join("target/ebpf"))
         .env("RUSTC", "/usr/bin/rustc")
         .env("RUSTC_BOOTSTRAP", "1")
-        .env("CARGO_ENCODED_RUSTFLAGS", ["-C", "debuginfo=2", "-C", "link-arg=--btf"].join("\x1f"))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            ["-C", "debuginfo=2", "-C", "link-arg=--btf"].join("\x1f"),
+        )
         .env("PATH", path);
     // Settings meant for the host build must not leak into this one.
-    for var in ["RUSTFLAGS", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTDOC"] {
+    for var in [
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTDOC",
+    ] {
         cmd.env_remove(var);
     }
     if !PathBuf::from("/usr/bin/cargo").exists() {
@@ -73,7 +94,14 @@ pub fn test(extra: &[String]) -> Result<()> {
     sh_ok(cargo().args(["fmt", "--all", "--check"]))?;
     sh_ok(cargo().args(["fmt", "--manifest-path", "lb-ebpf/Cargo.toml", "--check"]))?;
     println!("test: cargo clippy -D warnings");
-    sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    sh_ok(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     println!("test: cargo test");
     sh_ok(cargo().args(["test", "--workspace"]).args(extra))?;
     Ok(())

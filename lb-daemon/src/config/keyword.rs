@@ -20,7 +20,11 @@ pub struct Keyword<T: 'static> {
 
 impl<T> Keyword<T> {
     pub const fn new(name: &'static str, handler: Handler<T>) -> Self {
-        Self { name, aliases: &[], handler }
+        Self {
+            name,
+            aliases: &[],
+            handler,
+        }
     }
 
     pub const fn alias(mut self, aliases: &'static [&'static str]) -> Self {
@@ -131,7 +135,13 @@ impl Ctx {
         let v: V = self.parse(stmt, i, what)?;
         if v < lo || v > hi {
             let span = stmt.args()[i].span;
-            self.error(span, format!("`{}` must be between {lo} and {hi}, not {v}", stmt.keyword().text));
+            self.error(
+                span,
+                format!(
+                    "`{}` must be between {lo} and {hi}, not {v}",
+                    stmt.keyword().text
+                ),
+            );
             return None;
         }
         Some(v)
@@ -140,7 +150,10 @@ impl Ctx {
     /// The statement's `{ }` block, or an error if it has none.
     pub fn block<'s>(&mut self, stmt: &'s Stmt) -> Option<&'s [Stmt]> {
         if stmt.block.is_none() {
-            self.error(stmt.keyword().span, format!("`{}` needs a `{{ ... }}` block", stmt.keyword().text));
+            self.error(
+                stmt.keyword().span,
+                format!("`{}` needs a `{{ ... }}` block", stmt.keyword().text),
+            );
         }
         stmt.block.as_deref()
     }
@@ -152,12 +165,26 @@ impl Ctx {
             if let Some(entry) = table.iter().find(|k| k.matches(&kw.text)) {
                 (entry.handler)(self, target, stmt);
             } else if NOT_YET.contains(&kw.text.as_str()) {
-                self.warn(kw.span, format!("`{}` is a keepalived keyword this version does not act on yet; ignored", kw.text));
+                self.warn(
+                    kw.span,
+                    format!(
+                        "`{}` is a keepalived keyword this version does not act on yet; ignored",
+                        kw.text
+                    ),
+                );
             } else {
-                let hint = suggest(&kw.text, table.iter().flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied())))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                self.error(kw.span, format!("unknown keyword `{}` in {block}{hint}", kw.text));
+                let hint = suggest(
+                    &kw.text,
+                    table
+                        .iter()
+                        .flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied())),
+                )
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+                self.error(
+                    kw.span,
+                    format!("unknown keyword `{}` in {block}{hint}", kw.text),
+                );
             }
         }
     }

@@ -32,8 +32,15 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                 '#' | '!' => break,
                 c if c.is_whitespace() => i += 1,
                 '{' | '}' => {
-                    let kind = if c == '{' { TokenKind::Open } else { TokenKind::Close };
-                    out.push(Token { kind, span: Span::new(file, line_no, col, 1) });
+                    let kind = if c == '{' {
+                        TokenKind::Open
+                    } else {
+                        TokenKind::Close
+                    };
+                    out.push(Token {
+                        kind,
+                        span: Span::new(file, line_no, col, 1),
+                    });
                     i += 1;
                 }
                 '"' => {
@@ -55,7 +62,10 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                     if !closed {
                         unterminated.push(span);
                     }
-                    out.push(Token { kind: TokenKind::Word(word), span });
+                    out.push(Token {
+                        kind: TokenKind::Word(word),
+                        span,
+                    });
                 }
                 _ => {
                     let start = byte;
@@ -76,7 +86,10 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                 }
             }
         }
-        out.push(Token { kind: TokenKind::Newline, span: Span::new(file, line_no, line.len() + 1, 0) });
+        out.push(Token {
+            kind: TokenKind::Newline,
+            span: Span::new(file, line_no, line.len() + 1, 0),
+        });
     }
     out
 }

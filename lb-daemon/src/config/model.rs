@@ -91,6 +91,10 @@ pub struct RealServer {
 
 impl RealServer {
     pub fn new(ip: IpAddr, port: u16, span: Span) -> Self {
-        Self { addr: SocketAddr::new(ip, port), weight: 1, span }
+        Self {
+            addr: SocketAddr::new(ip, port),
+            weight: 1,
+            span,
+        }
     }
 }

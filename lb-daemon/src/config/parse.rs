@@ -21,8 +21,12 @@ fn virtual_server(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         return;
     };
     let addr = match first.text.as_str() {
-        "fwmark" => ctx.parse::<u32>(stmt, 1, "a firewall mark (a number)").map(ServiceAddr::Fwmark),
-        "group" => ctx.arg(stmt, 1, "a virtual_server_group name").map(|w| ServiceAddr::Group(w.text.clone())),
+        "fwmark" => ctx
+            .parse::<u32>(stmt, 1, "a firewall mark (a number)")
+            .map(ServiceAddr::Fwmark),
+        "group" => ctx
+            .arg(stmt, 1, "a virtual_server_group name")
+            .map(|w| ServiceAddr::Group(w.text.clone())),
         _ => ip_port(ctx, stmt, 0).map(|(ip, port)| ServiceAddr::Inet((ip, port).into())),
     };
     let Some(block) = ctx.block(stmt) else { return };
@@ -54,7 +58,10 @@ fn protocol(ctx: &mut Ctx, vs: &mut VirtualServer, stmt: &Stmt) {
             "TCP" => vs.protocol = Protocol::Tcp,
             "UDP" => vs.protocol = Protocol::Udp,
             "SCTP" => vs.protocol = Protocol::Sctp,
-            _ => ctx.error(w.span, format!("protocol `{}` is not TCP, UDP or SCTP", w.text)),
+            _ => ctx.error(
+                w.span,
+                format!("protocol `{}` is not TCP, UDP or SCTP", w.text),
+            ),
         }
     }
 }
@@ -71,7 +78,10 @@ fn lb_kind(ctx: &mut Ctx, vs: &mut VirtualServer, stmt: &Stmt) {
             "NAT" => vs.forward = ForwardMethod::Nat,
             "DR" => vs.forward = ForwardMethod::Dr,
             "TUN" => vs.forward = ForwardMethod::Tun,
-            _ => ctx.error(w.span, format!("lb_kind `{}` is not NAT, DR or TUN", w.text)),
+            _ => ctx.error(
+                w.span,
+                format!("lb_kind `{}` is not NAT, DR or TUN", w.text),
+            ),
         }
     }
 }

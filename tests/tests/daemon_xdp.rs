@@ -1,0 +1,274 @@
+//! lb-daemon end to end in namespaces: it attaches XDP to the lb's links, programs the
+//! services of a keepalived.conf, counts what the client sends, exposes named fields through
+//! bpftool, and leaves nothing behind on SIGTERM.
+
+use std::{
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use lb_tests::{
+    daemon::{self, Daemon},
+    netns::{LbTopology, VIP4},
+    require_root,
+};
+
+const CONFIG: &str = "
+global_defs {
+    router_id lb-test
+}
+virtual_server 203.0.113.10 53 {
+    lb_algo rr
+    protocol UDP
+    real_server 198.51.100.11 53
+}
+virtual_server 203.0.113.10 80 {
+    protocol TCP
+    real_server 198.51.100.11 80 {
+        weight 2
+    }
+}
+";
+
+fn write_config(tag: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("lbt-{tag}-{}.conf", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn xdp_on(topo: &LbTopology, iface: &str) -> bool {
+    topo.lb
+        .ip(&["link", "show", iface])
+        .unwrap()
+        .contains("prog/xdp")
+}
+
+fn bpftool_dump(pin: &Path) -> serde_json::Value {
+    let out = Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned"])
+        .arg(pin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let config = write_config("count", CONFIG);
+    let pins = daemon::pin_dir("count");
+    let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    assert!(
+        xdp_on(&topo, "l0") && xdp_on(&topo, "l1"),
+        "XDP not on both lb links"
+    );
+    // global_defs is a keepalived block this stage does not act on: warned with its location.
+    assert!(
+        d.log()
+            .iter()
+            .any(|l| l.contains(":2:1: warning: `global_defs`")),
+        "{:#?}",
+        d.log()
+    );
+
+    topo.client
+        .run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..7 {
+                s.send_to(b"to the service", (VIP4, 53)).unwrap();
+            }
+            for _ in 0..3 {
+                s.send_to(b"no service here", (VIP4, 9999)).unwrap();
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let svc = |name: &str| {
+        snap.services
+            .iter()
+            .find(|s| s.service == name)
+            .unwrap_or_else(|| panic!("{name} missing: {snap:?}"))
+    };
+    assert_eq!(svc("203.0.113.10:53/udp").packets, 7);
+    assert_eq!(svc("203.0.113.10:53/udp").bytes, 7 * (14 + 20 + 8 + 14));
+    assert_eq!(svc("203.0.113.10:80/tcp").packets, 0);
+    assert!(snap.global.0["reason_no_service"] >= 3, "{snap:?}");
+    assert!(snap.global.0["reason_service_hit"] >= 7);
+
+    // bpftool reads the pins by field name (BTF).
+    let stats = bpftool_dump(&pins.join("lb_stats"));
+    let value = &stats[0]["formatted"]["values"][0]["value"];
+    for field in [
+        "rx_packets",
+        "pass_bytes",
+        "reason_service_hit",
+        "reason_bad_l4",
+    ] {
+        assert!(
+            value.get(field).is_some(),
+            "bpftool shows no {field}: {stats}"
+        );
+    }
+    let services = bpftool_dump(&pins.join("lb_services"));
+    let entries: Vec<&serde_json::Value> = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["formatted"])
+        .collect();
+    for field in ["addr", "port", "proto", "family"] {
+        assert!(
+            entries[0]["key"].get(field).is_some(),
+            "bpftool shows no key field {field}: {services}"
+        );
+    }
+    assert!(
+        entries.iter().any(|e| e["key"]["port"] == 53
+            && e["key"]["proto"] == 17
+            && e["key"]["addr"][0] == 203),
+        "{services}"
+    );
+
+    let status = d.stop().unwrap();
+    assert!(
+        status.success(),
+        "exit {status}; log:\n{}",
+        d.log().join("\n")
+    );
+    assert!(!pins.exists(), "pins left in {}", pins.display());
+    assert!(
+        !xdp_on(&topo, "l0") && !xdp_on(&topo, "l1"),
+        "XDP left attached"
+    );
+    std::fs::remove_file(config).unwrap();
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_running_services() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let config = write_config("hup", CONFIG);
+    let pins = daemon::pin_dir("hup");
+    let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
+    std::fs::write(&config, "virtual_server 203.0.113.10 {\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let log = d.log().join("\n");
+    assert!(log.contains("reload refused"), "{log}");
+    assert!(log.contains(":1:29: error: unclosed `{`"), "{log}");
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    assert_eq!(snap.services.len(), 2, "{snap:?}");
+
+    // A valid change applies: one service removed, the kept one keeps its id.
+    let before: Vec<_> = snap
+        .services
+        .iter()
+        .map(|s| (s.service.clone(), s.id))
+        .collect();
+    std::fs::write(
+        &config,
+        "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\n",
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let kept = before
+        .iter()
+        .find(|(s, _)| s == "203.0.113.10:80/tcp")
+        .unwrap();
+    assert_eq!(
+        after
+            .services
+            .iter()
+            .map(|s| (s.service.clone(), s.id))
+            .collect::<Vec<_>>(),
+        vec![kept.clone()]
+    );
+    std::fs::remove_file(config).unwrap();
+}
+
+#[test]
+fn pins_of_another_layout_version_are_refused() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let config = write_config("layout", CONFIG);
+    let pins = daemon::pin_dir("layout");
+    let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        pins.join("lb_meta").exists(),
+        "a killed daemon leaves its pins"
+    );
+    // Pretend an older daemon made these maps.
+    let out = Command::new("bpftool")
+        .args(["map", "update", "pinned"])
+        .arg(pins.join("lb_meta"))
+        .args([
+            "key", "0", "0", "0", "0", "value", "9", "0", "0", "0", "0", "0", "0", "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"])
+        .err()
+        .expect("daemon must refuse")
+        .to_string();
+    assert!(err.contains("layout version 9"), "{err}");
+    drop(d);
+    std::fs::remove_file(config).unwrap();
+}
+
+#[test]
+fn config_errors_and_a_missing_object_are_clear() {
+    require_root();
+    let bin = daemon::binary().unwrap();
+    let bad = write_config("bad", "virtual_server 203.0.113.10 80 {\n  protocl TCP\n");
+    let out = Command::new(&bin)
+        .arg("-t")
+        .arg("-f")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let name = bad.display();
+    assert!(stderr.contains(&format!("{name}:2:3: error: unknown keyword `protocl` in virtual_server; did you mean `protocol`?")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{name}:1:32: error: unclosed `{{`")),
+        "{stderr}"
+    );
+
+    let good = write_config("good", CONFIG);
+    let out = Command::new(&bin)
+        .arg("--bpf-object")
+        .arg("/nonexistent/lb-ebpf.o")
+        .arg("-f")
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read eBPF object /nonexistent/lb-ebpf.o"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_file(bad).unwrap();
+    std::fs::remove_file(good).unwrap();
+}
