@@ -7,7 +7,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{self, Loaded, Severity},
+    config::{self, BackendKind, Loaded, Severity},
     dataplane::{
         bpf::{AttachMode, BpfDataplane},
         object, services,
@@ -22,11 +22,12 @@ pub struct Options {
     pub interfaces: Vec<String>,
     pub attach_mode: AttachMode,
     pub dump_conf: bool,
+    pub backend: BackendKind,
 }
 
 /// Parses the config and logs each diagnostic; errors fail with all of them.
-pub fn read_config(path: &Path) -> Result<Loaded> {
-    let loaded = config::load(path)?;
+pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
+    let loaded = config::load(path, backend)?;
     for d in &loaded.diagnostics {
         let text = loaded.sources.render(d);
         match d.severity {
@@ -67,8 +68,68 @@ fn program(dp: &mut BpfDataplane, loaded: &Loaded) -> Result<()> {
     Ok(())
 }
 
+/// What the config asks for that this version parses but does not act on yet, each located:
+/// a keepalived.conf is accepted whole, and nothing in it is dropped silently.
+pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
+    use crate::config::{Diagnostic, Span};
+    let c = &loaded.config;
+    let mut items: Vec<(Span, String)> = Vec::new();
+    for v in &c.vrrp_instances {
+        items.push((
+            v.span,
+            format!(
+                "vrrp_instance {}: VRRP is not implemented yet; its addresses are not managed",
+                v.name
+            ),
+        ));
+    }
+    for s in &c.vrrp_scripts {
+        items.push((
+            s.span,
+            format!(
+                "vrrp_script {}: not run (VRRP is not implemented yet)",
+                s.name
+            ),
+        ));
+    }
+    for g in &c.vrrp_sync_groups {
+        items.push((
+            g.span,
+            format!(
+                "vrrp_sync_group {}: not run (VRRP is not implemented yet)",
+                g.name
+            ),
+        ));
+    }
+    for a in &c.static_ipaddress {
+        items.push((
+            a.span,
+            format!("static_ipaddress {}: not applied yet", a.addr),
+        ));
+    }
+    for r in &c.static_routes {
+        items.push((
+            r.span,
+            format!("static_routes {}/{}: not applied yet", r.dest, r.prefix),
+        ));
+    }
+    for vs in &c.virtual_servers {
+        items.push((vs.span, "virtual_server: real servers, scheduler, forwarding method, persistence and health checks are parsed but not programmed yet (no forwarding)".to_string()));
+    }
+    items
+        .into_iter()
+        .map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg)))
+        .collect()
+}
+
 pub async fn run(opts: Options) -> Result<()> {
-    let loaded = read_config(&opts.config)?;
+    let loaded = read_config(&opts.config, opts.backend)?;
+    for w in not_acted_on(&loaded) {
+        warn!("{w}");
+    }
+    if loaded.config.global.lb_backend == Some(BackendKind::Ipvs) {
+        bail!("the IPVS backend is not implemented yet; run with --backend bpf (or auto)");
+    }
     if opts.dump_conf {
         info!("configuration:\n{:#?}", loaded.config);
     }
@@ -97,7 +158,7 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = hup.recv() => {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
                 // An invalid config leaves the running one untouched.
-                match read_config(&opts.config) {
+                match read_config(&opts.config, opts.backend) {
                     Ok(new) => if let Err(e) = program(&mut dp, &new) {
                         error!("reload failed: {e:#}");
                     },

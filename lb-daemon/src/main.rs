@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use lb_common::consts::PIN_DIR;
 use lb_daemon::{
-    config,
+    config::{self, BackendKind},
     daemon::{self, Options},
     dataplane::bpf::{self, AttachMode},
 };
@@ -25,12 +25,20 @@ struct Cli {
         global = true
     )]
     config: PathBuf,
-    /// Check the configuration and exit: 0 when valid, 1 with every error otherwise.
+    /// Check the configuration and exit, with keepalived's codes: 0 valid, 4 file unreadable,
+    /// 5 configuration errors (every one printed as file:line:col).
     #[arg(short = 't', long = "config-test")]
     config_test: bool,
-    /// Log the parsed configuration at start.
+    /// Print (with -t) or log (at start) the parsed configuration.
     #[arg(short = 'd', long = "dump-conf")]
     dump_conf: bool,
+    /// With -t: print the parsed configuration as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Forwarding backend; overrides the config's `lb_backend`. The IPVS fallback is not
+    /// implemented yet.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    backend: BackendKind,
     /// Log to the console (the only sink so far; syslog comes with the operations work).
     #[arg(short = 'l', long = "log-console")]
     log_console: bool,
@@ -89,22 +97,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// keepalived's `-t` exit codes (`KEEPALIVED_CHK_EXIT_*`).
+const EXIT_CONFIG_FILE: u8 = 4;
+const EXIT_CONFIG_TEST: u8 = 5;
+
 fn config_test(cli: &Cli) -> ExitCode {
-    match config::load(&cli.config) {
+    let loaded = match config::load(&cli.config, cli.backend) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("lb-daemon: {e:#}");
-            ExitCode::FAILURE
+            return ExitCode::from(EXIT_CONFIG_FILE);
         }
-        Ok(loaded) => {
-            if !loaded.diagnostics.is_empty() {
-                eprintln!("{}", loaded.render());
-            }
-            if loaded.has_errors() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+    };
+    if !loaded.diagnostics.is_empty() {
+        eprintln!("{}", loaded.render());
+    }
+    if cli.json {
+        match serde_json::to_string_pretty(&loaded.config) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("lb-daemon: {e}"),
         }
+    } else if cli.dump_conf {
+        println!("{:#?}", loaded.config);
+    }
+    let errors = loaded.errors().count();
+    if errors > 0 {
+        eprintln!("{}: {errors} error(s)", cli.config.display());
+        ExitCode::from(EXIT_CONFIG_TEST)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -116,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         interfaces: cli.interfaces,
         attach_mode: cli.xdp_mode,
         dump_conf: cli.dump_conf,
+        backend: cli.backend,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

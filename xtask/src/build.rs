@@ -93,6 +93,7 @@ pub fn test(extra: &[String]) -> Result<()> {
     println!("test: cargo fmt --check");
     sh_ok(cargo().args(["fmt", "--all", "--check"]))?;
     sh_ok(cargo().args(["fmt", "--manifest-path", "lb-ebpf/Cargo.toml", "--check"]))?;
+    sh_ok(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
     println!("test: cargo clippy -D warnings");
     sh_ok(cargo().args([
         "clippy",
@@ -103,6 +104,10 @@ pub fn test(extra: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     println!("test: cargo test");
-    sh_ok(cargo().args(["test", "--workspace"]).args(extra))?;
+    sh_ok(
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(extra),
+    )?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 
 use anyhow::Result;
@@ -28,6 +29,15 @@ enum Cmd {
     },
     /// Setup, build, run the load balancer in namespaces and show it working.
     Demo,
+    /// Run a cargo-fuzz target for a bounded time (nightly toolchain; installs cargo-fuzz).
+    Fuzz {
+        /// Target name (fuzz/fuzz_targets/): config.
+        #[arg(default_value = "config")]
+        target: String,
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -36,5 +46,6 @@ fn main() -> Result<()> {
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Test { args } => build::test(&args),
         Cmd::Demo => demo::run(),
+        Cmd::Fuzz { target, seconds } => fuzz::run(&target, seconds),
     }
 }

@@ -37,57 +37,21 @@ impl<T> Keyword<T> {
     }
 }
 
-/// keepalived keywords this daemon recognises but does not act on yet: warned about, never
-/// silently dropped and never an error, so an existing `keepalived.conf` still runs.
-const NOT_YET: &[&str] = &[
-    "global_defs",
-    "static_ipaddress",
-    "static_routes",
-    "static_rules",
-    "vrrp_script",
-    "vrrp_sync_group",
-    "vrrp_instance",
-    "virtual_server_group",
-    "include",
-    "linkbeat_use_polling",
-    "garp_group",
-    "track_file",
-    "vrrp_track_file",
-    "net_namespace",
-    "instance",
-    // inside virtual_server
-    "ha_suspend",
-    "virtualhost",
-    "alpha",
-    "omega",
-    "quorum",
-    "quorum_up",
-    "quorum_down",
-    "hysteresis",
-    "sorry_server",
-    "sorry_server_inhibit",
-    "persistence_granularity",
-    "ops",
-    "lb_algo_flags",
-    "retry",
-    "delay_before_retry",
-    "warmup",
-    "connect_timeout",
-    // inside real_server
-    "inhibit_on_failure",
-    "notify_up",
-    "notify_down",
-    "HTTP_GET",
-    "SSL_GET",
-    "TCP_CHECK",
-    "MISC_CHECK",
-    "SMTP_CHECK",
-    "DNS_CHECK",
-    "BFD_CHECK",
-    "FILE_CHECK",
-    "uthreshold",
-    "lthreshold",
-];
+/// Every keyword keepalived's own parser knows. One of these missing from our tables is
+/// warned about (this version does not act on it), never silently dropped and never an
+/// error, so an existing keepalived.conf still runs.
+const KEEPALIVED_KEYWORDS: &str = include_str!("keepalived_keywords.txt");
+
+pub fn is_keepalived_keyword(word: &str) -> bool {
+    KEEPALIVED_KEYWORDS.lines().any(|l| l == word)
+}
+
+/// Every keepalived keyword (from the list above), for the keyword status document.
+pub fn keepalived_keywords() -> impl Iterator<Item = &'static str> {
+    KEEPALIVED_KEYWORDS
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
 
 #[derive(Default)]
 pub struct Ctx {
@@ -127,24 +91,95 @@ impl Ctx {
         }
     }
 
-    /// Like `parse`, and checks `lo..=hi`.
+    /// Like `parse`, and checks `lo..=hi`; a number outside the type's range (e.g. `256`
+    /// for a priority) is reported as out of range too.
     pub fn parse_range<V>(&mut self, stmt: &Stmt, i: usize, what: &str, lo: V, hi: V) -> Option<V>
     where
         V: FromStr + PartialOrd + std::fmt::Display + Copy,
     {
-        let v: V = self.parse(stmt, i, what)?;
-        if v < lo || v > hi {
-            let span = stmt.args()[i].span;
-            self.error(
-                span,
+        let word = self.arg(stmt, i, what)?;
+        let range_error = |ctx: &mut Self| {
+            let msg = format!(
+                "`{}` must be between {lo} and {hi}, not {}",
+                stmt.keyword().text,
+                word.text
+            );
+            ctx.error(word.span, msg);
+        };
+        match word.text.parse::<V>() {
+            Ok(v) if v < lo || v > hi => {
+                range_error(self);
+                None
+            }
+            Ok(v) => Some(v),
+            Err(_) if word.text.parse::<i128>().is_ok() => {
+                range_error(self);
+                None
+            }
+            Err(_) => {
+                self.error(word.span, format!("`{}` is not {what}", word.text));
+                None
+            }
+        }
+    }
+
+    /// A keyword that takes no argument: warns about extra words (keepalived ignores them).
+    pub fn flag(&mut self, stmt: &Stmt) -> bool {
+        if let Some(extra) = stmt.args().first() {
+            self.warn(
+                extra.span,
                 format!(
-                    "`{}` must be between {lo} and {hi}, not {v}",
-                    stmt.keyword().text
+                    "`{}` takes no argument; `{}` ignored",
+                    stmt.keyword().text,
+                    extra.text
                 ),
             );
-            return None;
         }
-        Some(v)
+        true
+    }
+
+    /// Argument `i` as an owned string.
+    pub fn string(&mut self, stmt: &Stmt, i: usize, what: &str) -> Option<String> {
+        self.arg(stmt, i, what).map(|w| w.text.clone())
+    }
+
+    /// The rest of the line as a script command (quoted words keep their blanks).
+    pub fn script(&mut self, stmt: &Stmt) -> Option<super::model::Script> {
+        let first = self.arg(stmt, 0, "a script path")?;
+        let span = first.span;
+        let command = stmt
+            .args()
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(super::model::Script { command, span })
+    }
+
+    /// `user [group]` at argument `i`.
+    pub fn run_as(&mut self, stmt: &Stmt, i: usize) -> Option<super::model::RunAs> {
+        let user = self.string(stmt, i, "a user name")?;
+        let group = stmt.args().get(i + 1).map(|w| w.text.clone());
+        Some(super::model::RunAs { user, group })
+    }
+
+    /// Every word of every line of the statement's block (lists such as
+    /// `notification_email { a b }`).
+    pub fn block_words<'s>(&mut self, stmt: &'s Stmt) -> Vec<&'s Word> {
+        let Some(block) = self.block(stmt) else {
+            return Vec::new();
+        };
+        let mut words = Vec::new();
+        for s in block {
+            if s.block.is_some() {
+                self.error(
+                    s.keyword().span,
+                    format!("unexpected block inside `{}`", stmt.keyword().text),
+                );
+            }
+            words.extend(s.words.iter());
+        }
+        words
     }
 
     /// The statement's `{ }` block, or an error if it has none.
@@ -164,7 +199,7 @@ impl Ctx {
             let kw = stmt.keyword();
             if let Some(entry) = table.iter().find(|k| k.matches(&kw.text)) {
                 (entry.handler)(self, target, stmt);
-            } else if NOT_YET.contains(&kw.text.as_str()) {
+            } else if is_keepalived_keyword(&kw.text) {
                 self.warn(
                     kw.span,
                     format!(

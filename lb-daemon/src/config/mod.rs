@@ -1,17 +1,27 @@
-//! keepalived.conf: lexer → statement tree → keyword tables → typed model, with every
-//! problem located (`file:line:col`) and all of them collected in one pass.
+//! keepalived.conf: lexer → statement tree (with `include`s expanded) → keyword tables →
+//! typed model → semantic checks. Every problem is located (`file:line:col`) and all of them
+//! are collected in one pass.
 
+pub mod check;
 pub mod diag;
+pub mod docs;
+pub mod global;
+pub mod ip;
 pub mod keyword;
 pub mod lexer;
+pub mod lvs;
 pub mod model;
 pub mod parse;
 pub mod tree;
+pub mod vrrp;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Severity, Sources};
+pub use diag::{Diagnostic, Severity, Sources, Span};
 pub use model::*;
+
+/// How deep `include`s may nest: deeper is almost certainly a file including itself.
+const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// A parsed configuration with its warnings, or every error found.
 #[derive(Debug)]
@@ -42,27 +52,45 @@ impl Loaded {
     }
 }
 
-/// Reads and parses `path`. I/O failure is the only `Err`; parse problems are diagnostics.
-pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+/// Reads and parses `path` (and what it includes) and checks it for `backend`. Failing to
+/// read the main file is the only `Err`; everything else is a diagnostic.
+pub fn load(path: &Path, backend: BackendKind) -> anyhow::Result<Loaded> {
     use anyhow::Context as _;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-    Ok(parse_str(&path.display().to_string(), &text))
+    Ok(parse_text(
+        &path.display().to_string(),
+        &text,
+        path.parent(),
+        backend,
+    ))
 }
 
+/// Parses `text` as if read from `name`; includes resolve against the current directory.
 pub fn parse_str(name: &str, text: &str) -> Loaded {
+    parse_text(name, text, None, BackendKind::Auto)
+}
+
+fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) -> Loaded {
     let mut sources = Sources::default();
-    let file = sources.add(name.to_string(), text.to_string());
     let mut diagnostics = Vec::new();
-    let mut unterminated = Vec::new();
-    let tokens = lexer::lex(text, file, &mut unterminated);
-    for span in unterminated {
-        diagnostics.push(Diagnostic::error(span, "unterminated quoted string"));
-    }
-    let stmts = tree::build(&tokens, &mut diagnostics);
+    let stmts = file_tree(
+        name,
+        text,
+        dir.unwrap_or(Path::new(".")),
+        0,
+        &mut sources,
+        &mut diagnostics,
+    );
     let mut ctx = keyword::Ctx::default();
-    let config = parse::config(&mut ctx, &stmts);
+    let mut config = parse::config(&mut ctx, &stmts);
     diagnostics.extend(ctx.diags);
+    let backend = match backend {
+        BackendKind::Auto => config.global.lb_backend.unwrap_or(BackendKind::Auto),
+        b => b,
+    };
+    diagnostics.extend(check::check(&config, backend));
+    config.global.lb_backend.get_or_insert(backend);
     Loaded {
         config,
         diagnostics,
@@ -70,73 +98,124 @@ pub fn parse_str(name: &str, text: &str) -> Loaded {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
+/// One file's statements, with its `include`s replaced by their files' statements.
+fn file_tree(
+    name: &str,
+    text: &str,
+    dir: &Path,
+    depth: usize,
+    sources: &mut Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<tree::Stmt> {
+    let file = sources.add(name.to_string(), text.to_string());
+    let mut unterminated = Vec::new();
+    let tokens = lexer::lex(text, file, &mut unterminated);
+    diags.extend(
+        unterminated
+            .into_iter()
+            .map(|s| Diagnostic::error(s, "unterminated quoted string")),
+    );
+    let stmts = tree::build(&tokens, diags);
+    expand(stmts, dir, depth, sources, diags)
+}
 
-    use super::*;
-
-    #[test]
-    fn virtual_server_with_reals_and_defaults() {
-        let l = parse_str(
-            "t.conf",
-            "virtual_server 192.0.2.10 80 {\n lb_algo rr\n lvs_method DR\n protocol UDP\n \
-             real_server 198.51.100.2 8080 {\n  weight 3\n }\n real_server 198.51.100.3 8080\n}\n",
-        );
-        assert!(!l.has_errors(), "{}", l.render());
-        let vs = &l.config.virtual_servers[0];
-        assert_eq!(
-            vs.addr,
-            ServiceAddr::Inet("192.0.2.10:80".parse::<SocketAddr>().unwrap())
-        );
-        assert_eq!(
-            (vs.scheduler.as_str(), vs.forward, vs.protocol),
-            ("rr", ForwardMethod::Dr, Protocol::Udp)
-        );
-        assert_eq!(vs.delay_loop, 60);
-        assert_eq!(vs.real_servers[0].weight, 3);
-        assert_eq!(vs.real_servers[1].weight, 1);
+fn expand(
+    stmts: Vec<tree::Stmt>,
+    dir: &Path,
+    depth: usize,
+    sources: &mut Sources,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<tree::Stmt> {
+    let mut out = Vec::new();
+    for mut stmt in stmts {
+        if stmt.keyword().text != "include" {
+            stmt.block = stmt.block.map(|b| expand(b, dir, depth, sources, diags));
+            out.push(stmt);
+            continue;
+        }
+        if stmt.args().is_empty() {
+            diags.push(Diagnostic::error(
+                stmt.keyword().span,
+                "`include` needs a file name or glob",
+            ));
+        }
+        if depth >= MAX_INCLUDE_DEPTH {
+            diags.push(Diagnostic::error(
+                stmt.keyword().span,
+                format!(
+                    "includes nested deeper than {MAX_INCLUDE_DEPTH}: does a file include itself?"
+                ),
+            ));
+            continue;
+        }
+        for pattern in stmt.args() {
+            for path in resolve(pattern, dir, diags) {
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let sub_dir = path.parent().unwrap_or(dir).to_path_buf();
+                        out.extend(file_tree(
+                            &path.display().to_string(),
+                            &text,
+                            &sub_dir,
+                            depth + 1,
+                            sources,
+                            diags,
+                        ));
+                    }
+                    Err(e) => diags.push(Diagnostic::error(
+                        pattern.span,
+                        format!("cannot read included file {}: {e}", path.display()),
+                    )),
+                }
+            }
+        }
     }
+    out
+}
 
-    #[test]
-    fn errors_are_located_and_all_collected() {
-        let l = parse_str(
-            "bad.conf",
-            "virtual_server 192.0.2.300 80 {\n protcol TCP\n real_server 198.51.100.2 x\n}\n",
-        );
-        let msgs: Vec<String> = l.errors().map(|d| l.sources.render(d)).collect();
-        assert_eq!(msgs.len(), 3, "{msgs:#?}");
-        assert!(
-            msgs[0]
-                .starts_with("bad.conf:1:16: error: `192.0.2.300` is not an IPv4 or IPv6 address"),
-            "{}",
-            msgs[0]
-        );
-        assert!(msgs[1].starts_with("bad.conf:2:2: error: unknown keyword `protcol` in virtual_server; did you mean `protocol`?"), "{}", msgs[1]);
-        assert!(
-            msgs[2].starts_with("bad.conf:3:28: error: `x` is not a port number"),
-            "{}",
-            msgs[2]
-        );
-        assert!(
-            msgs[1].contains("\n  |  protcol TCP\n  |  ^^^^^^^"),
-            "{}",
-            msgs[1]
-        );
+/// Files an `include` names, relative to the including file's directory. A plain path that
+/// does not exist is an error; a glob matching nothing is only a warning (keepalived's rule).
+fn resolve(pattern: &tree::Word, dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let full = if Path::new(&pattern.text).is_absolute() {
+        PathBuf::from(&pattern.text)
+    } else {
+        dir.join(&pattern.text)
+    };
+    let is_glob = pattern.text.contains(['*', '?', '[']);
+    if !is_glob {
+        if !full.exists() {
+            diags.push(Diagnostic::error(
+                pattern.span,
+                format!("included file {} does not exist", full.display()),
+            ));
+            return Vec::new();
+        }
+        return vec![full];
     }
-
-    #[test]
-    fn keepalived_blocks_not_yet_acted_on_warn() {
-        let l = parse_str(
-            "k.conf",
-            "global_defs {\n router_id x\n}\nvrrp_instance VI_1 {\n state MASTER\n}\n",
-        );
-        assert!(!l.has_errors(), "{}", l.render());
-        assert_eq!(l.diagnostics.len(), 2);
-        assert!(
-            l.diagnostics
-                .iter()
-                .all(|d| d.severity == Severity::Warning)
-        );
+    match glob::glob(&full.to_string_lossy()) {
+        Ok(paths) => {
+            let mut found: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                diags.push(Diagnostic::warning(
+                    pattern.span,
+                    format!("include {} matches no file", full.display()),
+                ));
+            }
+            found
+        }
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                pattern.span,
+                format!("bad include pattern: {e}"),
+            ));
+            Vec::new()
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

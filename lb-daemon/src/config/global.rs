@@ -1,0 +1,163 @@
+//! `global_defs` and the static address/route blocks.
+
+use super::{
+    ip,
+    keyword::{Ctx, Keyword},
+    model::{BackendKind, Config, GlobalDefs, LvsSyncDaemon},
+    tree::Stmt,
+};
+
+pub fn global_defs(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    if let Some(block) = ctx.block(stmt) {
+        ctx.apply(GLOBAL_DEFS, &mut cfg.global, block, "global_defs");
+    }
+}
+
+pub fn static_ipaddress(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    if let Some(block) = ctx.block(stmt) {
+        let addrs = ip::addresses(ctx, block);
+        cfg.static_ipaddress.extend(addrs);
+    }
+}
+
+pub fn static_routes(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    if let Some(block) = ctx.block(stmt) {
+        let routes = ip::routes(ctx, block);
+        cfg.static_routes.extend(routes);
+    }
+}
+
+pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
+    Keyword::new("notification_email", notification_email),
+    Keyword::new("notification_email_from", |ctx, g, s| {
+        g.notification_email_from = ctx.string(s, 0, "an e-mail address")
+    }),
+    Keyword::new("smtp_server", smtp_server),
+    Keyword::new("smtp_connect_timeout", |ctx, g, s| {
+        if let Some(v) = ctx.parse(s, 0, "a number of seconds") {
+            g.smtp_connect_timeout = v;
+        }
+    }),
+    Keyword::new("router_id", |ctx, g, s| {
+        g.router_id = ctx.string(s, 0, "a name")
+    }),
+    Keyword::new("default_interface", |ctx, g, s| {
+        g.default_interface = ctx.string(s, 0, "an interface name")
+    }),
+    Keyword::new("vrrp_mcast_group4", |ctx, g, s| {
+        if let Some(a) = ctx.parse::<std::net::Ipv4Addr>(s, 0, "an IPv4 multicast address") {
+            if a.is_multicast() {
+                g.vrrp_mcast_group4 = a;
+            } else {
+                ctx.error(
+                    s.args()[0].span,
+                    format!("{a} is not an IPv4 multicast address"),
+                );
+            }
+        }
+    }),
+    Keyword::new("vrrp_mcast_group6", |ctx, g, s| {
+        if let Some(a) = ctx.parse::<std::net::Ipv6Addr>(s, 0, "an IPv6 multicast address") {
+            if a.is_multicast() {
+                g.vrrp_mcast_group6 = a;
+            } else {
+                ctx.error(
+                    s.args()[0].span,
+                    format!("{a} is not an IPv6 multicast address"),
+                );
+            }
+        }
+    }),
+    Keyword::new("vrrp_version", |ctx, g, s| {
+        if let Some(v) = ctx.parse_range(s, 0, "2 or 3", 2u8, 3) {
+            g.vrrp_version = v;
+        }
+    }),
+    Keyword::new("script_user", |ctx, g, s| g.script_user = ctx.run_as(s, 0)),
+    Keyword::new("enable_script_security", |ctx, g, s| {
+        g.enable_script_security = ctx.flag(s)
+    }),
+    Keyword::new("vrrp_garp_master_delay", |ctx, g, s| {
+        if let Some(v) = ctx.parse(s, 0, "a number of seconds") {
+            g.vrrp_garp_master_delay = v;
+        }
+    }),
+    Keyword::new("vrrp_garp_master_repeat", |ctx, g, s| {
+        if let Some(v) = ctx.parse(s, 0, "a count") {
+            g.vrrp_garp_master_repeat = v;
+        }
+    }),
+    Keyword::new("vrrp_garp_master_refresh", |ctx, g, s| {
+        if let Some(v) = ctx.parse(s, 0, "a number of seconds") {
+            g.vrrp_garp_master_refresh = v;
+        }
+    }),
+    Keyword::new("vrrp_garp_master_refresh_repeat", |ctx, g, s| {
+        if let Some(v) = ctx.parse(s, 0, "a count") {
+            g.vrrp_garp_master_refresh_repeat = v;
+        }
+    }),
+    Keyword::new("vrrp_strict", |ctx, g, s| g.vrrp_strict = ctx.flag(s)),
+    Keyword::new("lvs_sync_daemon", lvs_sync_daemon),
+    Keyword::new("lb_backend", |ctx, g, s| {
+        let Some(w) = ctx.arg(s, 0, "auto, bpf or ipvs") else {
+            return;
+        };
+        g.lb_backend = match w.text.as_str() {
+            "auto" => Some(BackendKind::Auto),
+            "bpf" => Some(BackendKind::Bpf),
+            "ipvs" => Some(BackendKind::Ipvs),
+            _ => {
+                ctx.error(
+                    w.span,
+                    format!("lb_backend `{}` is not auto, bpf or ipvs", w.text),
+                );
+                None
+            }
+        };
+    }),
+];
+
+fn notification_email(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
+    for w in ctx.block_words(stmt) {
+        if !w.text.contains('@') {
+            ctx.warn(
+                w.span,
+                format!("`{}` does not look like an e-mail address", w.text),
+            );
+        }
+        g.notification_email.push(w.text.clone());
+    }
+}
+
+fn smtp_server(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
+    let Some(host) = ctx.string(stmt, 0, "an address or host name") else {
+        return;
+    };
+    let port = if stmt.args().len() > 1 {
+        ctx.parse(stmt, 1, "a port number")
+    } else {
+        Some(25)
+    };
+    if let Some(port) = port {
+        g.smtp_server = Some((host, port));
+    }
+}
+
+fn lvs_sync_daemon(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
+    let Some(interface) = ctx.string(stmt, 0, "an interface name") else {
+        return;
+    };
+    let vrrp_instance = stmt
+        .args()
+        .get(1)
+        .filter(|w| w.text != "id")
+        .map(|w| w.text.clone());
+    let id_at = stmt.args().iter().position(|w| w.text == "id");
+    let sync_id = id_at.and_then(|i| ctx.parse_range(stmt, i + 1, "a sync id 0-255", 0u8, 255));
+    g.lvs_sync_daemon = Some(LvsSyncDaemon {
+        interface,
+        vrrp_instance,
+        sync_id,
+    });
+}

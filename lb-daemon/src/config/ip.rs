@@ -1,0 +1,310 @@
+//! `ip addr` / `ip route` syntax inside `static_ipaddress`, `virtual_ipaddress`,
+//! `static_routes` and `virtual_routes` blocks: one address or route per line.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{
+    keyword::Ctx,
+    model::{IpAddress, Route, RouteType, Scope},
+    tree::{Stmt, Word},
+};
+
+/// `ADDR[/LEN]`: the address and its prefix (full length when absent).
+pub fn addr_prefix(ctx: &mut Ctx, w: &Word) -> Option<(IpAddr, u8)> {
+    let (a, len) = match w.text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (w.text.as_str(), None),
+    };
+    let Ok(addr) = a.parse::<IpAddr>() else {
+        ctx.error(w.span, format!("`{a}` is not an IPv4 or IPv6 address"));
+        return None;
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match len {
+        None => max,
+        Some(l) => match l.parse::<u8>() {
+            Ok(p) if p <= max => p,
+            // IPv4 may give a dotted netmask.
+            _ => match l
+                .parse::<Ipv4Addr>()
+                .ok()
+                .filter(|_| addr.is_ipv4())
+                .and_then(netmask_len)
+            {
+                Some(p) => p,
+                None => {
+                    ctx.error(w.span, format!("`/{l}` is not a prefix length 0-{max}"));
+                    return None;
+                }
+            },
+        },
+    };
+    Some((addr, prefix))
+}
+
+/// The prefix length of a contiguous netmask (`255.255.255.0` → 24).
+pub fn netmask_len(mask: Ipv4Addr) -> Option<u8> {
+    let m = u32::from(mask);
+    let len = m.leading_ones();
+    (m.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
+}
+
+fn scope(ctx: &mut Ctx, w: Option<&Word>, kw: &Word) -> Option<Scope> {
+    let Some(w) = w else {
+        ctx.error(kw.span, "`scope` needs global, site, link, host or nowhere");
+        return None;
+    };
+    Some(match w.text.as_str() {
+        "global" | "0" => Scope::Global,
+        "site" | "200" => Scope::Site,
+        "link" | "253" => Scope::Link,
+        "host" | "254" => Scope::Host,
+        "nowhere" | "255" => Scope::Nowhere,
+        _ => {
+            ctx.error(
+                w.span,
+                format!(
+                    "scope `{}` is not global, site, link, host or nowhere",
+                    w.text
+                ),
+            );
+            return None;
+        }
+    })
+}
+
+/// Parses every line of `block` as an address.
+pub fn addresses(ctx: &mut Ctx, block: &[Stmt]) -> Vec<IpAddress> {
+    block
+        .iter()
+        .filter_map(|s| address(ctx, &s.words))
+        .collect()
+}
+
+pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
+    let first = words.first()?;
+    let (addr, prefix) = addr_prefix(ctx, first)?;
+    let mut a = IpAddress {
+        addr,
+        prefix,
+        broadcast: None,
+        dev: None,
+        scope: None,
+        label: None,
+        span: first.span,
+    };
+    let mut it = words[1..].iter();
+    while let Some(kw) = it.next() {
+        let mut val = |ctx: &mut Ctx, what: &str| {
+            let v = it.next();
+            if v.is_none() {
+                ctx.error(kw.span, format!("`{}` needs {what}", kw.text));
+            }
+            v
+        };
+        match kw.text.as_str() {
+            "dev" => a.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
+            "label" => a.label = val(ctx, "a label").map(|w| w.text.clone()),
+            "brd" | "broadcast" => {
+                if let Some(w) = val(ctx, "a broadcast address") {
+                    match w.text.parse::<Ipv4Addr>() {
+                        Ok(b) if addr.is_ipv4() => a.broadcast = Some(b),
+                        _ => ctx.error(
+                            w.span,
+                            format!("`{}` is not an IPv4 broadcast address", w.text),
+                        ),
+                    }
+                }
+            }
+            "scope" => {
+                let w = it.next();
+                a.scope = scope(ctx, w, kw);
+            }
+            "no_track" | "-nodad" | "nodad" | "home" | "noprefixroute" | "autojoin" => ctx.warn(
+                kw.span,
+                format!("address option `{}` is not acted on yet; ignored", kw.text),
+            ),
+            "peer" | "preferred_lft" | "valid_lft" | "metric" | "track_group" => {
+                let _ = val(ctx, "a value");
+                ctx.warn(
+                    kw.span,
+                    format!("address option `{}` is not acted on yet; ignored", kw.text),
+                );
+            }
+            _ => ctx.error(
+                kw.span,
+                format!(
+                    "unknown address option `{}` (expected dev, brd, scope or label)",
+                    kw.text
+                ),
+            ),
+        }
+    }
+    Some(a)
+}
+
+pub fn routes(ctx: &mut Ctx, block: &[Stmt]) -> Vec<Route> {
+    block.iter().filter_map(|s| route(ctx, &s.words)).collect()
+}
+
+pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
+    let mut it = words.iter().peekable();
+    let first = *it.peek()?;
+    let kind = match first.text.as_str() {
+        "blackhole" => RouteType::Blackhole,
+        "unreachable" => RouteType::Unreachable,
+        "prohibit" => RouteType::Prohibit,
+        _ => RouteType::Unicast,
+    };
+    if kind != RouteType::Unicast {
+        it.next();
+    }
+    if it.peek().is_some_and(|w| w.text == "to") {
+        it.next();
+    }
+    let Some(dest_word) = it.next() else {
+        ctx.error(first.span, "route needs a destination");
+        return None;
+    };
+    let (dest, prefix) = if dest_word.text == "default" {
+        (IpAddr::from([0u8; 4]), 0)
+    } else {
+        addr_prefix(ctx, dest_word)?
+    };
+    let mut r = Route {
+        kind,
+        dest,
+        prefix,
+        via: None,
+        dev: None,
+        src: None,
+        table: None,
+        metric: None,
+        scope: None,
+        protocol: None,
+        span: first.span,
+    };
+    while let Some(kw) = it.next() {
+        let mut val = |ctx: &mut Ctx, what: &str| {
+            let v = it.next();
+            if v.is_none() {
+                ctx.error(kw.span, format!("`{}` needs {what}", kw.text));
+            }
+            v
+        };
+        match kw.text.as_str() {
+            "via" | "gw" => r.via = val(ctx, "a gateway address").and_then(|w| ip(ctx, w)),
+            "src" => r.src = val(ctx, "a source address").and_then(|w| ip(ctx, w)),
+            "dev" | "oif" => r.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
+            "table" => r.table = val(ctx, "a table number").and_then(|w| num(ctx, w)),
+            "metric" | "preference" | "priority" => r.metric = val(ctx, "a metric").and_then(|w| num(ctx, w)),
+            "proto" | "protocol" => r.protocol = val(ctx, "a protocol").map(|w| w.text.clone()),
+            "scope" => {
+                let w = it.next();
+                r.scope = scope(ctx, w, kw);
+            }
+            "no_track" | "onlink" => ctx.warn(kw.span, format!("route option `{}` is not acted on yet; ignored", kw.text)),
+            _ => ctx.error(
+                kw.span,
+                format!("unknown route option `{}` (expected via, dev, src, table, metric, scope or proto)", kw.text),
+            ),
+        }
+    }
+    Some(r)
+}
+
+fn ip(ctx: &mut Ctx, w: &Word) -> Option<IpAddr> {
+    w.text
+        .parse()
+        .map_err(|_| {
+            ctx.error(
+                w.span,
+                format!("`{}` is not an IPv4 or IPv6 address", w.text),
+            )
+        })
+        .ok()
+}
+
+fn num(ctx: &mut Ctx, w: &Word) -> Option<u32> {
+    w.text
+        .parse()
+        .map_err(|_| ctx.error(w.span, format!("`{}` is not a number", w.text)))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{lexer::lex, tree::build};
+
+    fn words(src: &str) -> Vec<Word> {
+        build(&lex(src, 0, &mut Vec::new()), &mut Vec::new())
+            .remove(0)
+            .words
+    }
+
+    #[test]
+    fn address_options() {
+        let mut ctx = Ctx::default();
+        let a = address(
+            &mut ctx,
+            &words("192.0.2.10/24 brd 192.0.2.255 dev eth0 scope link label eth0:1"),
+        )
+        .unwrap();
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!((a.addr.to_string(), a.prefix), ("192.0.2.10".into(), 24));
+        assert_eq!(a.broadcast, Some(Ipv4Addr::new(192, 0, 2, 255)));
+        assert_eq!(
+            (a.dev.as_deref(), a.scope, a.label.as_deref()),
+            (Some("eth0"), Some(Scope::Link), Some("eth0:1"))
+        );
+        let b = address(&mut ctx, &words("2001:db8::1")).unwrap();
+        assert_eq!(b.prefix, 128);
+        let c = address(&mut ctx, &words("192.0.2.1/255.255.255.0")).unwrap();
+        assert_eq!(c.prefix, 24);
+    }
+
+    #[test]
+    fn route_forms() {
+        let mut ctx = Ctx::default();
+        let r = route(
+            &mut ctx,
+            &words("to 198.51.100.0/24 via 192.0.2.1 dev eth1 src 192.0.2.2 table 100 metric 5"),
+        )
+        .unwrap();
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!(
+            (r.kind, r.dest.to_string(), r.prefix),
+            (RouteType::Unicast, "198.51.100.0".into(), 24)
+        );
+        assert_eq!(
+            (r.via.map(|v| v.to_string()), r.table, r.metric),
+            (Some("192.0.2.1".into()), Some(100), Some(5))
+        );
+        assert_eq!(r.src.map(|v| v.to_string()), Some("192.0.2.2".into()));
+        let b = route(&mut ctx, &words("blackhole 203.0.113.0/24")).unwrap();
+        assert_eq!((b.kind, b.prefix), (RouteType::Blackhole, 24));
+        let d = route(&mut ctx, &words("default via 192.0.2.1")).unwrap();
+        assert_eq!(d.prefix, 0);
+    }
+
+    #[test]
+    fn bad_options_are_located() {
+        let mut ctx = Ctx::default();
+        address(&mut ctx, &words("192.0.2.10/33 dev"));
+        assert_eq!(ctx.diags.len(), 1, "{:?}", ctx.diags);
+        assert_eq!(ctx.diags[0].span.col, 1);
+        let mut ctx = Ctx::default();
+        route(&mut ctx, &words("198.51.100.0/24 via nowhere frob 1"));
+        assert_eq!(ctx.diags.len(), 3, "{:?}", ctx.diags);
+        assert_eq!(ctx.diags[1].span.col, 29);
+    }
+
+    #[test]
+    fn netmasks() {
+        assert_eq!(netmask_len(Ipv4Addr::new(255, 255, 255, 255)), Some(32));
+        assert_eq!(netmask_len(Ipv4Addr::new(255, 255, 254, 0)), Some(23));
+        assert_eq!(netmask_len(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
+        assert_eq!(netmask_len(Ipv4Addr::new(255, 0, 255, 0)), None);
+    }
+}

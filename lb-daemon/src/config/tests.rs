@@ -1,0 +1,849 @@
+//! Every keyword's parsed value, the error kinds with their exact locations, includes, and a
+//! property test that no input makes the parser panic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use super::*;
+
+fn ok(src: &str) -> Config {
+    let l = parse_str("t.conf", src);
+    assert!(!l.has_errors(), "{}", l.render());
+    l.config
+}
+
+/// The first error, rendered; fails if there is none.
+fn first_error(src: &str) -> String {
+    let l = parse_str("bad.conf", src);
+    let e = l
+        .errors()
+        .next()
+        .unwrap_or_else(|| panic!("no error for:\n{src}\n{}", l.render()));
+    l.sources.render(e)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const GLOBAL: &str = r#"
+global_defs {
+    notification_email {
+        admin@example.com
+        ops@example.com
+    }
+    notification_email_from lb@example.com
+    smtp_server 192.0.2.25 2525
+    smtp_connect_timeout 12
+    router_id lb-1
+    default_interface eth1
+    vrrp_mcast_group4 224.0.0.19
+    vrrp_mcast_group6 ff02::13
+    vrrp_version 3
+    script_user nobody nogroup
+    enable_script_security
+    vrrp_garp_master_delay 7
+    vrrp_garp_master_repeat 3
+    vrrp_garp_master_refresh 60
+    vrrp_strict
+    lvs_sync_daemon eth1 VI_1 id 9
+    lb_backend bpf
+}
+static_ipaddress {
+    192.0.2.5/24 dev eth0 brd 192.0.2.255 scope global label eth0:5
+    2001:db8::5/64 dev eth0
+}
+static_routes {
+    198.51.100.0/24 via 192.0.2.1 dev eth0
+    to 203.0.113.0/24 via 192.0.2.1 src 192.0.2.5 table 10 metric 7 scope link proto static
+    blackhole 203.0.113.128/25
+}
+"#;
+
+#[test]
+fn global_defs_and_static_blocks() {
+    let c = ok(GLOBAL);
+    let g = &c.global;
+    assert_eq!(
+        g.notification_email,
+        ["admin@example.com", "ops@example.com"]
+    );
+    assert_eq!(g.notification_email_from.as_deref(), Some("lb@example.com"));
+    assert_eq!(g.smtp_server, Some(("192.0.2.25".into(), 2525)));
+    assert_eq!(g.smtp_connect_timeout, 12);
+    assert_eq!(g.router_id.as_deref(), Some("lb-1"));
+    assert_eq!(g.default_interface.as_deref(), Some("eth1"));
+    assert_eq!(g.vrrp_mcast_group4, Ipv4Addr::new(224, 0, 0, 19));
+    assert_eq!(g.vrrp_mcast_group6, "ff02::13".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(g.vrrp_version, 3);
+    assert_eq!(
+        g.script_user,
+        Some(RunAs {
+            user: "nobody".into(),
+            group: Some("nogroup".into())
+        })
+    );
+    assert!(g.enable_script_security && g.vrrp_strict);
+    assert_eq!(
+        (
+            g.vrrp_garp_master_delay,
+            g.vrrp_garp_master_repeat,
+            g.vrrp_garp_master_refresh
+        ),
+        (7, 3, 60)
+    );
+    assert_eq!(
+        g.lvs_sync_daemon,
+        Some(LvsSyncDaemon {
+            interface: "eth1".into(),
+            vrrp_instance: Some("VI_1".into()),
+            sync_id: Some(9)
+        })
+    );
+    assert_eq!(g.lb_backend, Some(BackendKind::Bpf));
+
+    let a = &c.static_ipaddress;
+    assert_eq!(a.len(), 2);
+    assert_eq!(
+        (a[0].addr, a[0].prefix, a[0].dev.as_deref()),
+        (ip("192.0.2.5"), 24, Some("eth0"))
+    );
+    assert_eq!(
+        (a[0].broadcast, a[0].scope, a[0].label.as_deref()),
+        (
+            Some(Ipv4Addr::new(192, 0, 2, 255)),
+            Some(Scope::Global),
+            Some("eth0:5")
+        )
+    );
+    assert_eq!((a[1].addr, a[1].prefix), (ip("2001:db8::5"), 64));
+
+    let r = &c.static_routes;
+    assert_eq!(
+        (r[0].dest, r[0].prefix, r[0].via, r[0].dev.as_deref()),
+        (ip("198.51.100.0"), 24, Some(ip("192.0.2.1")), Some("eth0"))
+    );
+    assert_eq!(
+        (r[1].src, r[1].table, r[1].metric, r[1].scope),
+        (Some(ip("192.0.2.5")), Some(10), Some(7), Some(Scope::Link))
+    );
+    assert_eq!(r[1].protocol.as_deref(), Some("static"));
+    assert_eq!((r[2].kind, r[2].prefix), (RouteType::Blackhole, 25));
+}
+
+#[test]
+fn global_defaults_are_keepalived_s() {
+    let g = ok("").global;
+    assert_eq!(
+        (
+            g.smtp_connect_timeout,
+            g.vrrp_version,
+            g.vrrp_garp_master_delay,
+            g.vrrp_garp_master_repeat
+        ),
+        (30, 2, 5, 5)
+    );
+    assert_eq!(g.vrrp_mcast_group4, Ipv4Addr::new(224, 0, 0, 18));
+    assert_eq!(g.vrrp_mcast_group6, "ff02::12".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        ok("global_defs {\n smtp_server 192.0.2.25\n}")
+            .global
+            .smtp_server,
+        Some(("192.0.2.25".into(), 25))
+    );
+}
+
+const VRRP: &str = r#"
+vrrp_script chk_haproxy {
+    script "/usr/bin/killall -0 haproxy"
+    interval 2
+    timeout 3
+    weight -20
+    rise 2
+    fall 3
+    user nobody
+    init_fail
+}
+vrrp_sync_group VG_1 {
+    group {
+        VI_1
+        VI_6
+    }
+    notify_master /etc/lb/master.sh
+    notify_backup "/etc/lb/backup.sh arg"
+    notify_fault /etc/lb/fault.sh
+    notify_stop /etc/lb/stop.sh
+    notify /etc/lb/notify.sh
+    smtp_alert
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    dont_track_primary
+    track_interface {
+        eth0
+        eth1 weight -10
+    }
+    track_script {
+        chk_haproxy
+        chk_haproxy weight 5
+    }
+    mcast_src_ip 192.0.2.2
+    unicast_src_ip 192.0.2.2
+    unicast_peer {
+        192.0.2.3
+        192.0.2.4
+    }
+    garp_master_delay 10
+    garp_master_repeat 2
+    garp_master_refresh 30
+    virtual_router_id 51
+    priority 150
+    advert_int 2
+    version 2
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+    virtual_ipaddress {
+        203.0.113.10/24 dev eth0 label eth0:vip
+        203.0.113.11
+    }
+    virtual_ipaddress_excluded {
+        2001:db8:f::10
+    }
+    virtual_routes {
+        198.51.100.0/24 via 192.0.2.1 dev eth1
+    }
+    nopreempt
+    preempt_delay 30
+    accept
+    notify_master /etc/lb/i-master.sh
+    notify_backup /etc/lb/i-backup.sh
+    notify_fault /etc/lb/i-fault.sh
+    notify_stop /etc/lb/i-stop.sh
+    notify /etc/lb/i-notify.sh
+    smtp_alert false
+    debug 2
+    lvs_sync_daemon_interface eth1
+}
+vrrp_instance VI_6 {
+    interface eth0
+    virtual_router_id 52
+    version 3
+    advert_int 0.5
+    no_accept
+    virtual_ipaddress {
+        2001:db8:f::20/64
+    }
+}
+"#;
+
+#[test]
+fn vrrp_blocks() {
+    let c = ok(VRRP);
+    let s = &c.vrrp_scripts[0];
+    assert_eq!(
+        (
+            s.name.as_str(),
+            s.script.as_ref().map(|x| x.command.as_str())
+        ),
+        ("chk_haproxy", Some("/usr/bin/killall -0 haproxy"))
+    );
+    assert_eq!(
+        (s.interval, s.timeout, s.weight, s.rise, s.fall, s.init_fail),
+        (2, Some(3), -20, 2, 3, true)
+    );
+    assert_eq!(
+        s.user,
+        Some(RunAs {
+            user: "nobody".into(),
+            group: None
+        })
+    );
+
+    let g = &c.vrrp_sync_groups[0];
+    assert_eq!(g.group, ["VI_1", "VI_6"]);
+    assert_eq!(
+        g.notify.master.as_ref().unwrap().command,
+        "/etc/lb/master.sh"
+    );
+    assert_eq!(
+        g.notify.backup.as_ref().unwrap().command,
+        "/etc/lb/backup.sh arg"
+    );
+    assert_eq!(g.notify.fault.as_ref().unwrap().command, "/etc/lb/fault.sh");
+    assert_eq!(g.notify.stop.as_ref().unwrap().command, "/etc/lb/stop.sh");
+    assert_eq!(g.notify.any.as_ref().unwrap().command, "/etc/lb/notify.sh");
+    assert!(g.notify.smtp_alert);
+
+    let v = &c.vrrp_instances[0];
+    assert_eq!(
+        (v.state, v.interface.as_deref(), v.dont_track_primary),
+        (Some(VrrpState::Master), Some("eth0"), true)
+    );
+    assert_eq!(
+        v.track_interface
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight))
+            .collect::<Vec<_>>(),
+        [("eth0", None), ("eth1", Some(-10))]
+    );
+    assert_eq!(
+        v.track_script
+            .iter()
+            .map(|t| (t.name.as_str(), t.weight))
+            .collect::<Vec<_>>(),
+        [("chk_haproxy", None), ("chk_haproxy", Some(5))]
+    );
+    assert_eq!(
+        (v.mcast_src_ip, v.unicast_src_ip),
+        (Some(ip("192.0.2.2")), Some(ip("192.0.2.2")))
+    );
+    assert_eq!(v.unicast_peer, [ip("192.0.2.3"), ip("192.0.2.4")]);
+    assert_eq!(
+        (
+            v.garp_master_delay,
+            v.garp_master_repeat,
+            v.garp_master_refresh
+        ),
+        (Some(10), Some(2), Some(30))
+    );
+    assert_eq!(
+        (v.virtual_router_id, v.priority, v.advert_int_cs, v.version),
+        (Some(51), 150, 200, Some(2))
+    );
+    assert_eq!(
+        v.authentication,
+        Some(Authentication {
+            auth_type: AuthType::Pass,
+            auth_pass: "1111".into()
+        })
+    );
+    assert_eq!(
+        v.virtual_ipaddress
+            .iter()
+            .map(|a| (a.addr, a.prefix))
+            .collect::<Vec<_>>(),
+        [(ip("203.0.113.10"), 24), (ip("203.0.113.11"), 32)]
+    );
+    assert_eq!(v.virtual_ipaddress[0].label.as_deref(), Some("eth0:vip"));
+    assert_eq!(v.virtual_ipaddress_excluded[0].addr, ip("2001:db8:f::10"));
+    assert_eq!(v.virtual_routes[0].via, Some(ip("192.0.2.1")));
+    assert_eq!(
+        (v.nopreempt, v.preempt_delay, v.accept),
+        (true, 30, Some(true))
+    );
+    assert_eq!(
+        v.notify.master.as_ref().unwrap().command,
+        "/etc/lb/i-master.sh"
+    );
+    assert_eq!(
+        v.notify.backup.as_ref().unwrap().command,
+        "/etc/lb/i-backup.sh"
+    );
+    assert_eq!(
+        v.notify.fault.as_ref().unwrap().command,
+        "/etc/lb/i-fault.sh"
+    );
+    assert_eq!(v.notify.stop.as_ref().unwrap().command, "/etc/lb/i-stop.sh");
+    assert_eq!(
+        v.notify.any.as_ref().unwrap().command,
+        "/etc/lb/i-notify.sh"
+    );
+    assert!(!v.notify.smtp_alert);
+    assert_eq!(
+        (v.debug, v.lvs_sync_daemon_interface.as_deref()),
+        (Some(2), Some("eth1"))
+    );
+
+    let v6 = &c.vrrp_instances[1];
+    assert_eq!(
+        (v6.advert_int_cs, v6.accept, v6.priority, v6.state),
+        (50, Some(false), 100, None)
+    );
+}
+
+const LVS: &str = r#"
+virtual_server_group web {
+    203.0.113.10 80
+    203.0.113.20-25 443
+    2001:db8:f::30-3f 80
+    fwmark 7
+}
+virtual_server 203.0.113.10 80 {
+    delay_loop 3
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout 120
+    persistence_granularity 255.255.255.0
+    protocol TCP
+    ha_suspend
+    virtualhost www.example.com
+    alpha
+    omega
+    quorum 2
+    quorum_up /etc/lb/up.sh
+    quorum_down /etc/lb/down.sh
+    hysteresis 1
+    sorry_server 198.51.100.99 8080
+    sorry_server_inhibit
+    real_server 198.51.100.11 80 {
+        weight 3
+        inhibit_on_failure
+        notify_up /etc/lb/rs-up.sh
+        notify_down "/etc/lb/rs-down.sh now"
+        HTTP_GET {
+            url {
+                path /health
+                digest 9B3A0C85A887A256D6939DA88AABD8CD
+                status_code 200 301-302
+            }
+            url {
+                path /
+            }
+            connect_ip 198.51.100.111
+            connect_port 8080
+            bindto 198.51.100.1
+            bind_port 40000
+            connect_timeout 3
+            nb_get_retry 4
+            delay_before_retry 2
+            warmup 5
+            virtualhost check.example.com
+        }
+    }
+    real_server 198.51.100.12 443 {
+        SSL_GET {
+            url {
+                path /
+                status_code 200
+            }
+            retry 2
+        }
+        TCP_CHECK {
+            connect_port 443
+            connect_timeout 4
+            delay_loop 9
+        }
+        MISC_CHECK {
+            misc_path "/etc/lb/check.sh 198.51.100.12"
+            misc_timeout 6
+            misc_dynamic
+            user nobody
+        }
+    }
+}
+virtual_server fwmark 7 {
+    lvs_sched sh
+    lvs_method TUN
+    protocol UDP
+    ops
+    persistence_timeout
+}
+virtual_server group web {
+    lb_algo mh
+    real_server 198.51.100.13 80
+}
+"#;
+
+#[test]
+fn lvs_blocks() {
+    let c = ok(LVS);
+    let g = &c.virtual_server_groups[0];
+    assert_eq!(
+        g.members,
+        [
+            GroupMember::Range {
+                first: ip("203.0.113.10"),
+                last: ip("203.0.113.10"),
+                port: 80
+            },
+            GroupMember::Range {
+                first: ip("203.0.113.20"),
+                last: ip("203.0.113.25"),
+                port: 443
+            },
+            GroupMember::Range {
+                first: ip("2001:db8:f::30"),
+                last: ip("2001:db8:f::3f"),
+                port: 80
+            },
+            GroupMember::Fwmark(7),
+        ]
+    );
+
+    let vs = &c.virtual_servers[0];
+    assert_eq!(
+        vs.addr,
+        ServiceAddr::Inet("203.0.113.10:80".parse().unwrap())
+    );
+    assert_eq!(
+        (vs.delay_loop, vs.scheduler, vs.forward, vs.protocol),
+        (3, Scheduler::Wrr, ForwardMethod::Dr, Protocol::Tcp)
+    );
+    assert_eq!(
+        (vs.persistence_timeout, vs.persistence_granularity),
+        (Some(120), Some(24))
+    );
+    assert_eq!(
+        (vs.ha_suspend, vs.virtualhost.as_deref(), vs.alpha, vs.omega),
+        (true, Some("www.example.com"), true, true)
+    );
+    assert_eq!((vs.quorum, vs.hysteresis), (2, 1));
+    assert_eq!(vs.quorum_up.as_ref().unwrap().command, "/etc/lb/up.sh");
+    assert_eq!(vs.quorum_down.as_ref().unwrap().command, "/etc/lb/down.sh");
+    assert_eq!(
+        (vs.sorry_server, vs.sorry_server_inhibit),
+        (
+            Some("198.51.100.99:8080".parse::<SocketAddr>().unwrap()),
+            true
+        )
+    );
+
+    let rs = &vs.real_servers[0];
+    assert_eq!(
+        (rs.addr, rs.weight, rs.inhibit_on_failure),
+        ("198.51.100.11:80".parse().unwrap(), 3, true)
+    );
+    assert_eq!(rs.notify_up.as_ref().unwrap().command, "/etc/lb/rs-up.sh");
+    assert_eq!(
+        rs.notify_down.as_ref().unwrap().command,
+        "/etc/lb/rs-down.sh now"
+    );
+    let h = &rs.checkers[0];
+    let CheckKind::HttpGet { urls, virtualhost } = &h.kind else {
+        panic!("{h:?}")
+    };
+    assert_eq!(
+        urls[0],
+        Url {
+            path: "/health".into(),
+            digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+            status_code: vec![(200, 200), (301, 302)]
+        }
+    );
+    assert_eq!(
+        urls[1],
+        Url {
+            path: "/".into(),
+            digest: None,
+            status_code: vec![]
+        }
+    );
+    assert_eq!(virtualhost.as_deref(), Some("check.example.com"));
+    assert_eq!(
+        (h.connect_ip, h.connect_port, h.bindto, h.bind_port),
+        (
+            Some(ip("198.51.100.111")),
+            Some(8080),
+            Some(ip("198.51.100.1")),
+            Some(40000)
+        )
+    );
+    assert_eq!(
+        (h.connect_timeout, h.retry, h.delay_before_retry, h.warmup),
+        (3, 4, 2, Some(5))
+    );
+
+    let rs2 = &vs.real_servers[1];
+    assert_eq!(rs2.weight, 1);
+    assert!(
+        matches!(&rs2.checkers[0].kind, CheckKind::SslGet { urls, .. } if urls[0].status_code == [(200, 200)])
+    );
+    assert_eq!(rs2.checkers[0].retry, 2);
+    assert_eq!(
+        (
+            &rs2.checkers[1].kind,
+            rs2.checkers[1].connect_port,
+            rs2.checkers[1].connect_timeout,
+            rs2.checkers[1].delay_loop
+        ),
+        (&CheckKind::Tcp, Some(443), 4, Some(9))
+    );
+    assert_eq!(
+        rs2.checkers[2].kind,
+        CheckKind::Misc {
+            path: Some(Script {
+                command: "/etc/lb/check.sh 198.51.100.12".into(),
+                span: rs2.checkers[2].kind_span()
+            }),
+            timeout: Some(6),
+            dynamic: true,
+            user: Some(RunAs {
+                user: "nobody".into(),
+                group: None
+            }),
+        }
+    );
+
+    let fw = &c.virtual_servers[1];
+    assert_eq!(
+        (
+            fw.addr.clone(),
+            fw.scheduler,
+            fw.forward,
+            fw.protocol,
+            fw.ops
+        ),
+        (
+            ServiceAddr::Fwmark(7),
+            Scheduler::Sh,
+            ForwardMethod::Tun,
+            Protocol::Udp,
+            true
+        )
+    );
+    assert_eq!(fw.persistence_timeout, Some(360));
+    let grp = &c.virtual_servers[2];
+    assert_eq!(
+        (grp.addr.clone(), grp.scheduler),
+        (ServiceAddr::Group("web".into()), Scheduler::Mh)
+    );
+}
+
+impl Checker {
+    /// The span of a MISC_CHECK's script (test helper: spans are not compared by value).
+    fn kind_span(&self) -> Span {
+        match &self.kind {
+            CheckKind::Misc { path: Some(p), .. } => p.span,
+            _ => Span::default(),
+        }
+    }
+}
+
+#[test]
+fn virtual_server_defaults_are_keepalived_s() {
+    let c = ok(
+        "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n}",
+    );
+    let vs = &c.virtual_servers[0];
+    assert_eq!(
+        (
+            vs.scheduler,
+            vs.forward,
+            vs.protocol,
+            vs.delay_loop,
+            vs.quorum
+        ),
+        (Scheduler::Wlc, ForwardMethod::Nat, Protocol::Tcp, 60, 1)
+    );
+    let chk = &vs.real_servers[0].checkers[0];
+    assert_eq!(
+        (chk.connect_timeout, chk.retry, chk.delay_before_retry),
+        (5, 1, 1)
+    );
+}
+
+/// A dozen kinds of broken config, each with its exact location and message.
+#[test]
+fn bad_configs_are_located() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "vrrp_instance VI_1 {\n interface eth0\n",
+            "bad.conf:1:20: error: unclosed `{`",
+        ),
+        ("}\n", "bad.conf:1:1: error: unmatched `}`"),
+        (
+            "virtual_server 203.0.113.300 80 {\n}\n",
+            "bad.conf:1:16: error: `203.0.113.300` is not an IPv4 or IPv6 address",
+        ),
+        (
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 300\n}\n",
+            "bad.conf:4:11: error: `priority` must be between 1 and 255, not 300",
+        ),
+        (
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 0\n}\n",
+            "bad.conf:3:20: error: `virtual_router_id` must be between 1 and 255, not 0",
+        ),
+        (
+            "global_defs {\n smtp_servr 192.0.2.1\n}\n",
+            "bad.conf:2:2: error: unknown keyword `smtp_servr` in global_defs; did you mean `smtp_server`?",
+        ),
+        (
+            "include /nonexistent/lb-test.conf\n",
+            "bad.conf:1:9: error: included file /nonexistent/lb-test.conf does not exist",
+        ),
+        (
+            "virtual_server 203.0.113.10 80 {\n lb_algo fastest\n}\n",
+            "bad.conf:2:10: error: unknown scheduler `fastest`",
+        ),
+        (
+            "vrrp_script chk {\n script \"/bin/true\n}\n",
+            "bad.conf:2:9: error: unterminated quoted string",
+        ),
+        (
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n track_script {\n  nosuch\n }\n}\n",
+            "bad.conf:5:3: error: track_script `nosuch`: no vrrp_script of that name",
+        ),
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 1\n}\n",
+            "bad.conf:5:1: error: vrrp_instance B: virtual_router_id 1 on eth0 is already used by vrrp_instance A",
+        ),
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.10\n }\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n  203.0.113.10\n }\n}\n",
+            "bad.conf:12:3: error: virtual address 203.0.113.10 is also in vrrp_instance A",
+        ),
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n advert_int 0.5\n}\n",
+            "bad.conf:1:1: error: vrrp_instance A: advert_int 0.50 s needs VRRP version 3",
+        ),
+        (
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  2001:db8::1\n }\n}\n",
+            "bad.conf:1:1: error: vrrp_instance A: IPv6 addresses need VRRP version 3",
+        ),
+        (
+            "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.1 80 {\n  weight 70000\n }\n}\n",
+            "bad.conf:3:10: error: `weight` must be between 0 and 65535, not 70000",
+        ),
+        (
+            "virtual_server group nosuch {\n}\n",
+            "bad.conf:1:1: error: virtual_server group nosuch: no virtual_server_group of that name",
+        ),
+        (
+            "vrrp_sync_group G {\n group {\n  VI_X\n }\n}\n",
+            "bad.conf:1:1: error: vrrp_sync_group G: no vrrp_instance `VI_X`",
+        ),
+        (
+            "vrrp_instance A {\n virtual_router_id 1\n}\n",
+            "bad.conf:1:1: error: vrrp_instance A has no `interface`",
+        ),
+    ];
+    for (src, want) in cases {
+        let got = first_error(src);
+        assert!(
+            got.starts_with(want),
+            "for\n{src}\ngot:  {got}\nwant: {want}"
+        );
+    }
+}
+
+#[test]
+fn keepalived_keywords_we_do_not_act_on_warn_with_location() {
+    let l = parse_str("w.conf", "global_defs {\n  max_auto_priority 10\n}\n");
+    assert!(!l.has_errors(), "{}", l.render());
+    assert_eq!(l.diagnostics.len(), 1);
+    assert!(
+        l.sources
+            .render(&l.diagnostics[0])
+            .starts_with("w.conf:2:3: warning: `max_auto_priority` is a keepalived keyword"),
+        "{}",
+        l.render()
+    );
+}
+
+#[test]
+fn bpf_backend_refuses_what_it_cannot_run() {
+    let src = "virtual_server 203.0.113.10 80 {\n lb_algo sed\n}\nvirtual_server fwmark 3 {\n}\n";
+    let strict = load_str_with_backend(src, BackendKind::Bpf);
+    let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].contains("cannot run scheduler sed") && errs[0].contains("use --backend ipvs"),
+        "{}",
+        errs[0]
+    );
+    assert!(errs[1].contains("firewall marks"), "{}", errs[1]);
+    assert!(!load_str_with_backend(src, BackendKind::Auto).has_errors());
+    assert!(
+        load_str_with_backend(src, BackendKind::Ipvs)
+            .diagnostics
+            .is_empty()
+    );
+}
+
+fn load_str_with_backend(src: &str, backend: BackendKind) -> Loaded {
+    parse_text("b.conf", src, None, backend)
+}
+
+#[test]
+fn includes_resolve_relative_to_the_including_file_and_expand_globs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        dir.path().join("main.conf"),
+        "include conf.d/*.conf\ninclude extra.conf\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/a.conf"),
+        "virtual_server 203.0.113.1 80 {\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/b.conf"),
+        "virtual_server 203.0.113.2 80 {\n include ../inner.conf\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("inner.conf"), "lb_algo rr\n").unwrap();
+    std::fs::write(
+        dir.path().join("extra.conf"),
+        "virtual_server 203.0.113.3 80 {\n  protcol TCP\n}\n",
+    )
+    .unwrap();
+    let l = load(&dir.path().join("main.conf"), BackendKind::Auto).unwrap();
+    assert_eq!(l.config.virtual_servers.len(), 3);
+    assert_eq!(l.config.virtual_servers[1].scheduler, Scheduler::Rr);
+    // Errors in an included file name that file.
+    let err = l.sources.render(l.errors().next().unwrap());
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:3: error: unknown keyword `protcol`",
+            dir.path().join("extra.conf").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn include_loops_are_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("self.conf"), "include self.conf\n").unwrap();
+    let l = load(&dir.path().join("self.conf"), BackendKind::Auto).unwrap();
+    assert!(
+        l.render().contains("includes nested deeper than 16"),
+        "{}",
+        l.render()
+    );
+}
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const VALID: &str = include_str!("../../../configs/keepalived-guide.conf");
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes never panic the parser or the checks.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let l = parse_str("fuzz.conf", &text);
+            let _ = l.render();
+        }
+
+        /// A valid config with lines dropped, duplicated or cut short never panics either,
+        /// and every diagnostic points inside the text.
+        #[test]
+        fn mutated_valid_config_never_panics(ops in proptest::collection::vec((0usize..400, 0u8..4, 0usize..40), 1..12)) {
+            let mut lines: Vec<String> = VALID.lines().map(String::from).collect();
+            for (at, op, cut) in ops {
+                if lines.is_empty() { break; }
+                let i = at % lines.len();
+                match op {
+                    0 => { lines.remove(i); }
+                    1 => { let l = lines[i].clone(); lines.insert(i, l); }
+                    2 => { let l = &mut lines[i]; let n = l.char_indices().nth(cut).map_or(l.len(), |(b, _)| b); l.truncate(n); }
+                    _ => { lines[i].push_str(" }"); }
+                }
+            }
+            let text = lines.join("\n");
+            let l = parse_str("mut.conf", &text);
+            for d in &l.diagnostics {
+                prop_assert!(d.span.line >= 1 && d.span.line <= text.lines().count().max(1) + 1, "{}", l.sources.render(d));
+            }
+        }
+    }
+}
