@@ -24,21 +24,11 @@ impl ServiceKey {
         a[1] = addr[1];
         a[2] = addr[2];
         a[3] = addr[3];
-        Self {
-            addr: a,
-            port,
-            proto,
-            family: FAMILY_V4,
-        }
+        Self { addr: a, port, proto, family: FAMILY_V4 }
     }
 
     pub const fn v6(addr: [u8; 16], port: u16, proto: u8) -> Self {
-        Self {
-            addr,
-            port,
-            proto,
-            family: FAMILY_V6,
-        }
+        Self { addr, port, proto, family: FAMILY_V6 }
     }
 }
 

@@ -87,10 +87,7 @@ impl GlobalStats {
     /// `(name, value)` for every counter.
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let values: &[u64] = bytemuck::cast_slice(core::slice::from_ref(self));
-        Self::FIELD_NAMES
-            .iter()
-            .copied()
-            .zip(values.iter().copied())
+        Self::FIELD_NAMES.iter().copied().zip(values.iter().copied())
     }
 
     /// Sums per-CPU values (userspace reads one value per CPU).
@@ -109,12 +106,10 @@ impl GlobalStats {
 
 impl ServiceStats {
     pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a ServiceStats>) -> ServiceStats {
-        per_cpu
-            .into_iter()
-            .fold(ServiceStats::zeroed(), |acc, s| ServiceStats {
-                packets: acc.packets.wrapping_add(s.packets),
-                bytes: acc.bytes.wrapping_add(s.bytes),
-            })
+        per_cpu.into_iter().fold(ServiceStats::zeroed(), |acc, s| ServiceStats {
+            packets: acc.packets.wrapping_add(s.packets),
+            bytes: acc.bytes.wrapping_add(s.bytes),
+        })
     }
 }
 
@@ -145,26 +140,14 @@ mod tests {
             ("reason_bad_l4", g.reason_bad_l4),
         ];
         for (name, value) in named {
-            assert_eq!(
-                g.fields().find(|(n, _)| *n == name).map(|(_, v)| v),
-                Some(value),
-                "{name}"
-            );
+            assert_eq!(g.fields().find(|(n, _)| *n == name).map(|(_, v)| v), Some(value), "{name}");
         }
     }
 
     #[test]
     fn sums_per_cpu_values() {
-        let a = GlobalStats {
-            rx_packets: 2,
-            reason_icmp: 1,
-            ..GlobalStats::zeroed()
-        };
-        let b = GlobalStats {
-            rx_packets: 3,
-            reason_bad_l4: 4,
-            ..GlobalStats::zeroed()
-        };
+        let a = GlobalStats { rx_packets: 2, reason_icmp: 1, ..GlobalStats::zeroed() };
+        let b = GlobalStats { rx_packets: 3, reason_bad_l4: 4, ..GlobalStats::zeroed() };
         let s = GlobalStats::sum([&a, &b]);
         assert_eq!((s.rx_packets, s.reason_icmp, s.reason_bad_l4), (5, 1, 4));
     }

@@ -36,11 +36,7 @@ pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
         }
     }
     if loaded.has_errors() {
-        bail!(
-            "{} has {} error(s); see above",
-            path.display(),
-            loaded.errors().count()
-        );
+        bail!("{} has {} error(s); see above", path.display(), loaded.errors().count());
     }
     Ok(loaded)
 }
@@ -49,11 +45,7 @@ pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
 /// about XDP, and a load balancer forwards between all its links.
 pub fn default_interfaces() -> Result<Vec<String>> {
     let list = nix::net::if_::if_nameindex().context("listing network interfaces")?;
-    Ok(list
-        .iter()
-        .map(|i| i.name().to_string_lossy().into_owned())
-        .filter(|n| n != "lo")
-        .collect())
+    Ok(list.iter().map(|i| i.name().to_string_lossy().into_owned()).filter(|n| n != "lo").collect())
 }
 
 fn program(dp: &mut BpfDataplane, loaded: &Loaded) -> Result<()> {
@@ -77,49 +69,25 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
     for v in &c.vrrp_instances {
         items.push((
             v.span,
-            format!(
-                "vrrp_instance {}: VRRP is not implemented yet; its addresses are not managed",
-                v.name
-            ),
+            format!("vrrp_instance {}: VRRP is not implemented yet; its addresses are not managed", v.name),
         ));
     }
     for s in &c.vrrp_scripts {
-        items.push((
-            s.span,
-            format!(
-                "vrrp_script {}: not run (VRRP is not implemented yet)",
-                s.name
-            ),
-        ));
+        items.push((s.span, format!("vrrp_script {}: not run (VRRP is not implemented yet)", s.name)));
     }
     for g in &c.vrrp_sync_groups {
-        items.push((
-            g.span,
-            format!(
-                "vrrp_sync_group {}: not run (VRRP is not implemented yet)",
-                g.name
-            ),
-        ));
+        items.push((g.span, format!("vrrp_sync_group {}: not run (VRRP is not implemented yet)", g.name)));
     }
     for a in &c.static_ipaddress {
-        items.push((
-            a.span,
-            format!("static_ipaddress {}: not applied yet", a.addr),
-        ));
+        items.push((a.span, format!("static_ipaddress {}: not applied yet", a.addr)));
     }
     for r in &c.static_routes {
-        items.push((
-            r.span,
-            format!("static_routes {}/{}: not applied yet", r.dest, r.prefix),
-        ));
+        items.push((r.span, format!("static_routes {}/{}: not applied yet", r.dest, r.prefix)));
     }
     for vs in &c.virtual_servers {
         items.push((vs.span, "virtual_server: real servers, scheduler, forwarding method, persistence and health checks are parsed but not programmed yet (no forwarding)".to_string()));
     }
-    items
-        .into_iter()
-        .map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg)))
-        .collect()
+    items.into_iter().map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg))).collect()
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -135,11 +103,7 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let object = object::load(opts.bpf_object.as_deref())?;
     let mut dp = BpfDataplane::load(&object, &opts.pin_dir)?;
-    let interfaces = if opts.interfaces.is_empty() {
-        default_interfaces()?
-    } else {
-        opts.interfaces.clone()
-    };
+    let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
     if interfaces.is_empty() {
         bail!("no interface to attach XDP to (only loopback here); name one with --interface");
     }

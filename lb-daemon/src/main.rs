@@ -11,19 +11,10 @@ use lb_daemon::{
 };
 
 #[derive(Parser)]
-#[command(
-    name = "lb-daemon",
-    version,
-    about = "keepalived-compatible load balancer with an XDP data plane"
-)]
+#[command(name = "lb-daemon", version, about = "keepalived-compatible load balancer with an XDP data plane")]
 struct Cli {
     /// Configuration file (keepalived.conf syntax).
-    #[arg(
-        short = 'f',
-        long = "use-file",
-        default_value = "/etc/keepalived/keepalived.conf",
-        global = true
-    )]
+    #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf", global = true)]
     config: PathBuf,
     /// Check the configuration and exit, with keepalived's codes: 0 valid, 4 file unreadable,
     /// 5 configuration errors (every one printed as file:line:col).
@@ -139,11 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         dump_conf: cli.dump_conf,
         backend: cli.backend,
     };
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(daemon::run(opts))
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
 }
 
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
@@ -160,10 +147,7 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     }
     println!("services:");
     for s in &snap.services {
-        println!(
-            "  {:<28} id {:<4} packets {:<10} bytes {}",
-            s.service, s.id, s.packets, s.bytes
-        );
+        println!("  {:<28} id {:<4} packets {:<10} bytes {}", s.service, s.id, s.packets, s.bytes);
     }
     Ok(())
 }

@@ -6,10 +6,7 @@ use core::mem::size_of;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     ServiceKey,
-    consts::{
-        FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-        MAX_VLAN_DEPTH,
-    },
+    consts::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_VLAN_DEPTH},
 };
 
 use crate::stats::Reason;
@@ -106,13 +103,7 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Frame, Reason> {
     key.family = FAMILY_V4;
     key.proto = ip[9];
     key.addr[..4].copy_from_slice(&ip[16..20]);
-    let l4 = parse_l4(
-        ctx,
-        off + IPV4_HLEN,
-        tot_len - IPV4_HLEN,
-        key.proto,
-        IPPROTO_ICMP,
-    )?;
+    let l4 = parse_l4(ctx, off + IPV4_HLEN, tot_len - IPV4_HLEN, key.proto, IPPROTO_ICMP)?;
     Ok(Frame { key, l4 })
 }
 
@@ -138,13 +129,7 @@ fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Frame, Reason> {
 
 /// Parses the L4 header at `off`; `l4_len` is the length the IP header declares for it.
 #[inline(always)]
-fn parse_l4(
-    ctx: &XdpContext,
-    off: usize,
-    l4_len: usize,
-    proto: u8,
-    icmp: u8,
-) -> Result<L4, Reason> {
+fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, proto: u8, icmp: u8) -> Result<L4, Reason> {
     match proto {
         IPPROTO_TCP => {
             let tcp: &[u8; TCP_HLEN] = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadL4)? };
@@ -152,9 +137,7 @@ fn parse_l4(
             if l4_len < TCP_HLEN || doff < TCP_HLEN || doff > l4_len {
                 return Err(Reason::BadL4);
             }
-            Ok(L4::Ports {
-                dst_port: be16(tcp, 2),
-            })
+            Ok(L4::Ports { dst_port: be16(tcp, 2) })
         }
         IPPROTO_UDP => {
             let udp: &[u8; UDP_HLEN] = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadL4)? };
@@ -162,9 +145,7 @@ fn parse_l4(
             if l4_len < UDP_HLEN || len < UDP_HLEN || len > l4_len {
                 return Err(Reason::BadL4);
             }
-            Ok(L4::Ports {
-                dst_port: be16(udp, 2),
-            })
+            Ok(L4::Ports { dst_port: be16(udp, 2) })
         }
         p if p == icmp => {
             if l4_len < ICMP_HLEN || ptr_at::<[u8; ICMP_HLEN]>(ctx, off).is_none() {

@@ -28,9 +28,7 @@ impl Reason {
     #[inline(always)]
     pub fn action(self) -> u32 {
         match self {
-            Reason::BadEth | Reason::BadIpv4 | Reason::BadIpv6 | Reason::BadL4 => {
-                xdp_action::XDP_DROP
-            }
+            Reason::BadEth | Reason::BadIpv4 | Reason::BadIpv6 | Reason::BadL4 => xdp_action::XDP_DROP,
             _ => xdp_action::XDP_PASS,
         }
     }

@@ -16,19 +16,13 @@ use crate::netns::Netns;
 /// The lb-daemon binary of this build (`cargo test --workspace` builds it next to the tests).
 pub fn binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut dir = exe
-        .parent()
-        .context("test binary has no directory")?
-        .to_path_buf();
+    let mut dir = exe.parent().context("test binary has no directory")?.to_path_buf();
     if dir.ends_with("deps") {
         dir.pop();
     }
     let bin = dir.join("lb-daemon");
     if !bin.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build -p lb-daemon` (`cargo xtask test` does)",
-            bin.display()
-        );
+        bail!("{} is missing: build it with `cargo build -p lb-daemon` (`cargo xtask test` does)", bin.display());
     }
     Ok(bin)
 }
@@ -73,19 +67,12 @@ impl Daemon {
                 sink.lock().map(|mut l| l.push(line)).ok();
             }
         });
-        let mut d = Self {
-            child: Some(child),
-            log,
-            pin_dir: pin_dir.to_path_buf(),
-        };
+        let mut d = Self { child: Some(child), log, pin_dir: pin_dir.to_path_buf() };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(()) => Ok(d),
             Err(_) => {
                 let status = d.stop().ok();
-                bail!(
-                    "lb-daemon did not become ready ({status:?}); its log:\n{}",
-                    d.log().join("\n")
-                )
+                bail!("lb-daemon did not become ready ({status:?}); its log:\n{}", d.log().join("\n"))
             }
         }
     }

@@ -64,57 +64,39 @@ impl Fixture {
     pub fn load() -> Result<Self> {
         let object = lb_daemon::dataplane::object::load(None)?;
         let mut ebpf = EbpfLoader::new().load(&object).context("loading lb-ebpf")?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG_XDP)
-            .ok_or_else(|| anyhow!("no {PROG_XDP}"))?
-            .try_into()?;
+        let prog: &mut Xdp = ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
         prog.load().context("verifier refused lb_xdp")?;
         Ok(Self { ebpf })
     }
 
     pub fn add_service(&mut self, key: ServiceKey, id: u32) -> Result<()> {
-        let mut m: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(
-            self.ebpf
-                .map_mut(MAP_SERVICES)
-                .ok_or_else(|| anyhow!("no {MAP_SERVICES}"))?,
-        )?;
+        let mut m: HashMap<_, ServiceKey, ServiceValue> =
+            HashMap::try_from(self.ebpf.map_mut(MAP_SERVICES).ok_or_else(|| anyhow!("no {MAP_SERVICES}"))?)?;
         m.insert(key, ServiceValue { id, flags: 0 }, 0)?;
         Ok(())
     }
 
     /// Runs the program once on `frame`: the verdict and the output frame.
     pub fn run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROG_XDP)
-            .ok_or_else(|| anyhow!("no {PROG_XDP}"))?
-            .try_into()?;
+        let prog: &Xdp = self.ebpf.program(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
         let mut out = vec![0u8; frame.len() + 512];
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.data_out = Some(&mut out);
-        let res = prog
-            .test_run(opts)
-            .map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
+        let res = prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
         out.truncate(res.data_size_out as usize);
         Ok((res.return_value, out))
     }
 
     pub fn stats(&self) -> Result<GlobalStats> {
-        let m: PerCpuArray<_, GlobalStats> = PerCpuArray::try_from(
-            self.ebpf
-                .map(MAP_STATS)
-                .ok_or_else(|| anyhow!("no {MAP_STATS}"))?,
-        )?;
+        let m: PerCpuArray<_, GlobalStats> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_STATS).ok_or_else(|| anyhow!("no {MAP_STATS}"))?)?;
         Ok(GlobalStats::sum(m.get(&0, 0)?.iter()))
     }
 
     pub fn service_stats(&self, id: u32) -> Result<ServiceStats> {
-        let m: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(
-            self.ebpf
-                .map(MAP_SVC_STATS)
-                .ok_or_else(|| anyhow!("no {MAP_SVC_STATS}"))?,
-        )?;
+        let m: PerCpuArray<_, ServiceStats> =
+            PerCpuArray::try_from(self.ebpf.map(MAP_SVC_STATS).ok_or_else(|| anyhow!("no {MAP_SVC_STATS}"))?)?;
         Ok(ServiceStats::sum(m.get(&id, 0)?.iter()))
     }
 
@@ -125,22 +107,14 @@ impl Fixture {
         let (action, out) = self.run(&case.input)?;
         let after = self.stats()?;
         if action != case.action {
-            bail!(
-                "verdict {} (want {})",
-                action_name(action),
-                action_name(case.action)
-            );
+            bail!("verdict {} (want {})", action_name(action), action_name(case.action));
         }
         let want = match &case.output {
             Output::Unchanged => &case.input,
             Output::Frame(f) => f,
         };
         if &out != want {
-            bail!(
-                "output frame differs\n got: {}\nwant: {}",
-                hex(&out),
-                hex(want)
-            );
+            bail!("output frame differs\n got: {}\nwant: {}", hex(&out), hex(want));
         }
         // Exactly these counters move, by exactly these amounts; every other stays.
         let len = case.input.len() as u64;
@@ -185,30 +159,16 @@ impl Fixture {
 
     /// Runs every case; fails listing each case that did not hold.
     pub fn check_all(&self, cases: &[Case]) -> Result<()> {
-        let failures: Vec<String> = cases
-            .iter()
-            .filter_map(|c| {
-                self.check(c)
-                    .err()
-                    .map(|e| format!("case `{}`: {e:#}", c.name))
-            })
-            .collect();
+        let failures: Vec<String> =
+            cases.iter().filter_map(|c| self.check(c).err().map(|e| format!("case `{}`: {e:#}", c.name))).collect();
         if failures.is_empty() {
             Ok(())
         } else {
-            bail!(
-                "{} of {} cases failed:\n{}",
-                failures.len(),
-                cases.len(),
-                failures.join("\n")
-            )
+            bail!("{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"))
         }
     }
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join("")
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join("")
 }

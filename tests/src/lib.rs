@@ -25,8 +25,5 @@ pub fn workspace_root() -> PathBuf {
 
 /// Fails loudly (not skips) when not root: every harness here needs it.
 pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root (namespaces, XDP, bpffs)"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "these tests need root (namespaces, XDP, bpffs)");
 }

@@ -55,9 +55,7 @@ impl Netns {
     /// `ip netns exec`, this keeps the host's /sys (and so /sys/fs/bpf) mounted.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path().display()))
-            .arg("--")
-            .arg(program);
+        cmd.arg(format!("--net={}", self.path().display())).arg("--").arg(program);
         cmd
     }
 
@@ -77,8 +75,7 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace; sockets it opens stay in it.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R> {
-        let file = File::open(self.path())
-            .with_context(|| format!("opening {}", self.path().display()))?;
+        let file = File::open(self.path()).with_context(|| format!("opening {}", self.path().display()))?;
         std::thread::scope(|s| {
             s.spawn(|| {
                 nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
@@ -102,12 +99,7 @@ impl Netns {
         Command::new("ip")
             .args(["netns", "pids", &self.name])
             .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect()
-            })
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
             .unwrap_or_default()
     }
 }
@@ -115,14 +107,9 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         for pid in self.pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
 
@@ -170,10 +157,7 @@ pub fn sweep_stale() {
             continue;
         };
         let mut parts = rest.rsplitn(3, '-');
-        let (_n, pid) = (
-            parts.next(),
-            parts.next().and_then(|p| p.parse::<i32>().ok()),
-        );
+        let (_n, pid) = (parts.next(), parts.next().and_then(|p| p.parse::<i32>().ok()));
         if let Some(pid) = pid {
             let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
             if !alive {
@@ -187,11 +171,7 @@ pub fn sweep_stale() {
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out)
 }
@@ -266,21 +246,12 @@ impl LbTopology {
         // far ends of the load balancer's links (shared/notes/topologies.md).
         client.sh("ethtool -K c0 gro on >/dev/null")?;
         switch.sh("ethtool -K s0 gro on >/dev/null")?;
-        Ok(Self {
-            client,
-            lb,
-            switch,
-            backends: list,
-        })
+        Ok(Self { client, lb, switch, backends: list })
     }
 
     /// Every namespace name, for checking that cleanup removed them.
     pub fn names(&self) -> Vec<String> {
-        let mut v = vec![
-            self.client.name().to_string(),
-            self.lb.name().to_string(),
-            self.switch.name().to_string(),
-        ];
+        let mut v = vec![self.client.name().to_string(), self.lb.name().to_string(), self.switch.name().to_string()];
         v.extend(self.backends.iter().map(|b| b.name().to_string()));
         v
     }

@@ -44,10 +44,7 @@ macro_rules! finish {
         let mut out = Vec::new();
         match $l4 {
             L4::Udp { sport, dport } => $ip.udp(sport, dport).write(&mut out, $payload),
-            L4::TcpSyn { sport, dport } => $ip
-                .tcp(sport, dport, 1, 64240)
-                .syn()
-                .write(&mut out, $payload),
+            L4::TcpSyn { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, $payload),
             L4::Echo => unreachable!("handled per family"),
         }
         .expect("serialising a test frame");
@@ -64,10 +61,7 @@ pub fn v4(l2: L2, src: Ipv4Addr, dst: Ipv4Addr, l4: L4, payload: &[u8]) -> Vec<u
         ($step:expr) => {{
             let ip = $step.ipv4(s, d, 64);
             match l4 {
-                L4::Echo => ip
-                    .icmpv4_echo_request(7, 1)
-                    .write(&mut out, payload)
-                    .expect("serialising"),
+                L4::Echo => ip.icmpv4_echo_request(7, 1).write(&mut out, payload).expect("serialising"),
                 _ => out = finish!(ip, l4, payload),
             }
         }};
@@ -89,10 +83,7 @@ pub fn v6(l2: L2, src: Ipv6Addr, dst: Ipv6Addr, l4: L4, payload: &[u8]) -> Vec<u
         ($step:expr) => {{
             let ip = $step.ipv6(s, d, 64);
             match l4 {
-                L4::Echo => ip
-                    .icmpv6_echo_request(7, 1)
-                    .write(&mut out, payload)
-                    .expect("serialising"),
+                L4::Echo => ip.icmpv6_echo_request(7, 1).write(&mut out, payload).expect("serialising"),
                 _ => out = finish!(ip, l4, payload),
             }
         }};

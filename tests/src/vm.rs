@@ -24,16 +24,10 @@ pub fn kernel() -> Result<PathBuf> {
         .context("reading /boot")?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-6.1."))
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-6.1.")))
         .collect();
     found.sort();
-    found.pop().context(
-        "no /boot/vmlinuz-6.1.* kernel: run `cargo xtask setup` (installs linux-image-amd64)",
-    )
+    found.pop().context("no /boot/vmlinuz-6.1.* kernel: run `cargo xtask setup` (installs linux-image-amd64)")
 }
 
 /// The `vng` launcher: on PATH, or in the scripts directory pip installed it to.
@@ -45,18 +39,11 @@ pub fn vng() -> Result<PathBuf> {
         }
     }
     let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
+        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
         .output()
         .context("running python3")?;
     let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("vng");
-    if p.exists() {
-        Ok(p)
-    } else {
-        bail!("virtme-ng's `vng` is not installed: run `cargo xtask setup`")
-    }
+    if p.exists() { Ok(p) } else { bail!("virtme-ng's `vng` is not installed: run `cargo xtask setup`") }
 }
 
 /// Runs `script` with `sh -c` as root in a VM booted on the 6.1 kernel; gives up after
@@ -76,10 +63,7 @@ pub fn run(script: &str, timeout: Duration) -> Result<VmOutput> {
         .context("starting virtme-ng")?;
     let status = out.status.code().unwrap_or(-1);
     if status == 124 || status == 137 {
-        bail!(
-            "VM command timed out after {timeout:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("VM command timed out after {timeout:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(VmOutput {
         status,

@@ -21,21 +21,11 @@ fn golden(path: &Path, actual: &str) {
     }
     let want = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e} (LB_UPDATE_GOLDEN=1 creates it)", path.display()));
-    assert!(
-        want == actual,
-        "{} is stale; diff it against:\n{actual}",
-        path.display()
-    );
+    assert!(want == actual, "{} is stale; diff it against:\n{actual}", path.display());
 }
 
 fn config_test(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(daemon::binary().unwrap())
-        .arg("-t")
-        .args(args)
-        .arg("-f")
-        .arg(file)
-        .output()
-        .unwrap();
+    let out = Command::new(daemon::binary().unwrap()).arg("-t").args(args).arg("-f").arg(file).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -47,41 +37,17 @@ fn config_test(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
 fn shipped_configs_pass_and_match_their_golden_model() {
     let root = workspace_root();
     let mut checked = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(root.join("configs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(root.join("configs")).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
-    for path in entries
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-    {
+    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "conf")) {
         let (code, json, stderr) = config_test(&["--json"], &path);
         assert_eq!(code, Some(0), "{}: {stderr}", path.display());
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        golden(
-            &root
-                .join("tests/golden/configs")
-                .join(format!("{name}.json")),
-            &json,
-        );
+        golden(&root.join("tests/golden/configs").join(format!("{name}.json")), &json);
         checked.push(name);
     }
-    for must in [
-        "keepalived-guide",
-        "demo",
-        "nat",
-        "dr",
-        "tun",
-        "http-check",
-        "ssl-check",
-        "tcp-check",
-        "misc-check",
-    ] {
-        assert!(
-            checked.iter().any(|c| c == must),
-            "configs/{must}.conf missing"
-        );
+    for must in ["keepalived-guide", "demo", "nat", "dr", "tun", "http-check", "ssl-check", "tcp-check", "misc-check"] {
+        assert!(checked.iter().any(|c| c == must), "configs/{must}.conf missing");
     }
 }
 
@@ -97,34 +63,23 @@ fn broken_configs_exit_5_with_located_errors_and_missing_files_exit_4() {
     for want in [
         format!("{name}:4:12: error: `priority` must be between 1 and 255, not 256"),
         format!("{name}:5:13: warning: `nopreempt` takes no argument"),
-        format!(
-            "{name}:7:1: error: unknown keyword `virtual_servr` in the top level; did you mean `virtual_server`?"
-        ),
+        format!("{name}:7:1: error: unknown keyword `virtual_servr` in the top level; did you mean `virtual_server`?"),
         format!("{name}: 2 error(s)"),
     ] {
         assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
     }
-    assert!(
-        stderr.contains("  |   priority 256\n  |            ^^^"),
-        "no caret under the value:\n{stderr}"
-    );
+    assert!(stderr.contains("  |   priority 256\n  |            ^^^"), "no caret under the value:\n{stderr}");
 
     let (code, _, stderr) = config_test(&[], &dir.join("nonexistent.conf"));
     assert_eq!(code, Some(4), "{stderr}");
-    assert!(
-        stderr.contains("cannot read configuration file"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot read configuration file"), "{stderr}");
 
     // The BPF backend refuses what only IPVS can run, naming the alternative.
     let sed = dir.join("sed.conf");
     std::fs::write(&sed, "virtual_server 203.0.113.10 80 {\n  lb_algo sed\n}\n").unwrap();
     let (code, _, stderr) = config_test(&["--backend", "bpf"], &sed);
     assert_eq!(code, Some(5), "{stderr}");
-    assert!(
-        stderr.contains("cannot run scheduler sed") && stderr.contains("--backend ipvs"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot run scheduler sed") && stderr.contains("--backend ipvs"), "{stderr}");
     assert_eq!(config_test(&["--backend", "ipvs"], &sed).0, Some(0));
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -133,17 +88,7 @@ fn broken_configs_exit_5_with_located_errors_and_missing_files_exit_4() {
 fn keyword_status_document_is_current() {
     let doc = lb_daemon::config::docs::keyword_status();
     golden(&workspace_root().join("docs/keywords.md"), &doc);
-    for kw in [
-        "virtual_ipaddress",
-        "lb_algo",
-        "lvs_sched",
-        "nb_get_retry",
-        "HTTP_GET",
-        "include",
-    ] {
-        assert!(
-            doc.contains(&format!("| `{kw}`")),
-            "{kw} not listed as parsed"
-        );
+    for kw in ["virtual_ipaddress", "lb_algo", "lvs_sched", "nb_get_retry", "HTTP_GET", "include"] {
+        assert!(doc.contains(&format!("| `{kw}`")), "{kw} not listed as parsed");
     }
 }

@@ -39,23 +39,12 @@ fn write_config(tag: &str, text: &str) -> PathBuf {
 }
 
 fn xdp_on(topo: &LbTopology, iface: &str) -> bool {
-    topo.lb
-        .ip(&["link", "show", iface])
-        .unwrap()
-        .contains("prog/xdp")
+    topo.lb.ip(&["link", "show", iface]).unwrap().contains("prog/xdp")
 }
 
 fn bpftool_dump(pin: &Path) -> serde_json::Value {
-    let out = Command::new("bpftool")
-        .args(["-j", "map", "dump", "pinned"])
-        .arg(pin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bpftool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(pin).output().unwrap();
+    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -66,15 +55,12 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     let config = write_config("count", CONFIG);
     let pins = daemon::pin_dir("count");
     let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
-    assert!(
-        xdp_on(&topo, "l0") && xdp_on(&topo, "l1"),
-        "XDP not on both lb links"
-    );
-    // global_defs is a keepalived block this stage does not act on: warned with its location.
+    assert!(xdp_on(&topo, "l0") && xdp_on(&topo, "l1"), "XDP not on both lb links");
+    // What is parsed but not acted on yet is warned about with its location.
     assert!(
         d.log()
             .iter()
-            .any(|l| l.contains(":2:1: warning: `global_defs`")),
+            .any(|l| l.contains(":5:1: warning: virtual_server: real servers") && l.contains("not programmed yet")),
         "{:#?}",
         d.log()
     );
@@ -94,10 +80,7 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
 
     let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
     let svc = |name: &str| {
-        snap.services
-            .iter()
-            .find(|s| s.service == name)
-            .unwrap_or_else(|| panic!("{name} missing: {snap:?}"))
+        snap.services.iter().find(|s| s.service == name).unwrap_or_else(|| panic!("{name} missing: {snap:?}"))
     };
     assert_eq!(svc("203.0.113.10:53/udp").packets, 7);
     assert_eq!(svc("203.0.113.10:53/udp").bytes, 7 * (14 + 20 + 8 + 14));
@@ -108,48 +91,23 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     // bpftool reads the pins by field name (BTF).
     let stats = bpftool_dump(&pins.join("lb_stats"));
     let value = &stats[0]["formatted"]["values"][0]["value"];
-    for field in [
-        "rx_packets",
-        "pass_bytes",
-        "reason_service_hit",
-        "reason_bad_l4",
-    ] {
-        assert!(
-            value.get(field).is_some(),
-            "bpftool shows no {field}: {stats}"
-        );
+    for field in ["rx_packets", "pass_bytes", "reason_service_hit", "reason_bad_l4"] {
+        assert!(value.get(field).is_some(), "bpftool shows no {field}: {stats}");
     }
     let services = bpftool_dump(&pins.join("lb_services"));
-    let entries: Vec<&serde_json::Value> = services
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["formatted"])
-        .collect();
+    let entries: Vec<&serde_json::Value> = services.as_array().unwrap().iter().map(|e| &e["formatted"]).collect();
     for field in ["addr", "port", "proto", "family"] {
-        assert!(
-            entries[0]["key"].get(field).is_some(),
-            "bpftool shows no key field {field}: {services}"
-        );
+        assert!(entries[0]["key"].get(field).is_some(), "bpftool shows no key field {field}: {services}");
     }
     assert!(
-        entries.iter().any(|e| e["key"]["port"] == 53
-            && e["key"]["proto"] == 17
-            && e["key"]["addr"][0] == 203),
+        entries.iter().any(|e| e["key"]["port"] == 53 && e["key"]["proto"] == 17 && e["key"]["addr"][0] == 203),
         "{services}"
     );
 
     let status = d.stop().unwrap();
-    assert!(
-        status.success(),
-        "exit {status}; log:\n{}",
-        d.log().join("\n")
-    );
+    assert!(status.success(), "exit {status}; log:\n{}", d.log().join("\n"));
     assert!(!pins.exists(), "pins left in {}", pins.display());
-    assert!(
-        !xdp_on(&topo, "l0") && !xdp_on(&topo, "l1"),
-        "XDP left attached"
-    );
+    assert!(!xdp_on(&topo, "l0") && !xdp_on(&topo, "l1"), "XDP left attached");
     std::fs::remove_file(config).unwrap();
 }
 
@@ -170,31 +128,13 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     assert_eq!(snap.services.len(), 2, "{snap:?}");
 
     // A valid change applies: one service removed, the kept one keeps its id.
-    let before: Vec<_> = snap
-        .services
-        .iter()
-        .map(|s| (s.service.clone(), s.id))
-        .collect();
-    std::fs::write(
-        &config,
-        "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\n",
-    )
-    .unwrap();
+    let before: Vec<_> = snap.services.iter().map(|s| (s.service.clone(), s.id)).collect();
+    std::fs::write(&config, "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
-    let kept = before
-        .iter()
-        .find(|(s, _)| s == "203.0.113.10:80/tcp")
-        .unwrap();
-    assert_eq!(
-        after
-            .services
-            .iter()
-            .map(|s| (s.service.clone(), s.id))
-            .collect::<Vec<_>>(),
-        vec![kept.clone()]
-    );
+    let kept = before.iter().find(|(s, _)| s == "203.0.113.10:80/tcp").unwrap();
+    assert_eq!(after.services.iter().map(|s| (s.service.clone(), s.id)).collect::<Vec<_>>(), vec![kept.clone()]);
     std::fs::remove_file(config).unwrap();
 }
 
@@ -207,28 +147,16 @@ fn pins_of_another_layout_version_are_refused() {
     let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        pins.join("lb_meta").exists(),
-        "a killed daemon leaves its pins"
-    );
+    assert!(pins.join("lb_meta").exists(), "a killed daemon leaves its pins");
     // Pretend an older daemon made these maps.
     let out = Command::new("bpftool")
         .args(["map", "update", "pinned"])
         .arg(pins.join("lb_meta"))
-        .args([
-            "key", "0", "0", "0", "0", "value", "9", "0", "0", "0", "0", "0", "0", "0",
-        ])
+        .args(["key", "0", "0", "0", "0", "value", "9", "0", "0", "0", "0", "0", "0", "0"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"])
-        .err()
-        .expect("daemon must refuse")
-        .to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).err().expect("daemon must refuse").to_string();
     assert!(err.contains("layout version 9"), "{err}");
     drop(d);
     std::fs::remove_file(config).unwrap();
@@ -239,35 +167,24 @@ fn config_errors_and_a_missing_object_are_clear() {
     require_root();
     let bin = daemon::binary().unwrap();
     let bad = write_config("bad", "virtual_server 203.0.113.10 80 {\n  protocl TCP\n");
-    let out = Command::new(&bin)
-        .arg("-t")
-        .arg("-f")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = Command::new(&bin).arg("-t").arg("-f").arg(&bad).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
     let name = bad.display();
-    assert!(stderr.contains(&format!("{name}:2:3: error: unknown keyword `protocl` in virtual_server; did you mean `protocol`?")), "{stderr}");
     assert!(
-        stderr.contains(&format!("{name}:1:32: error: unclosed `{{`")),
+        stderr.contains(&format!(
+            "{name}:2:3: error: unknown keyword `protocl` in virtual_server; did you mean `protocol`?"
+        )),
         "{stderr}"
     );
+    assert!(stderr.contains(&format!("{name}:1:32: error: unclosed `{{`")), "{stderr}");
 
     let good = write_config("good", CONFIG);
-    let out = Command::new(&bin)
-        .arg("--bpf-object")
-        .arg("/nonexistent/lb-ebpf.o")
-        .arg("-f")
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(&bin).arg("--bpf-object").arg("/nonexistent/lb-ebpf.o").arg("-f").arg(&good).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("cannot read eBPF object /nonexistent/lb-ebpf.o"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot read eBPF object /nonexistent/lb-ebpf.o"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_file(bad).unwrap();
     std::fs::remove_file(good).unwrap();

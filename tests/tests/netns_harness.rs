@@ -29,26 +29,16 @@ fn topology_forwards_client_to_backend_and_is_removed_on_drop() {
         })
         .unwrap();
     topo.client
-        .run(|| {
-            UdpSocket::bind("0.0.0.0:0")
-                .unwrap()
-                .send_to(b"through the lb", (backend4(1).as_str(), 7000))
-                .unwrap()
-        })
+        .run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"through the lb", (backend4(1).as_str(), 7000)).unwrap())
         .unwrap();
     let mut buf = [0u8; 64];
-    let (n, from) = server
-        .recv_from(&mut buf)
-        .expect("datagram forwarded by the lb namespace");
+    let (n, from) = server.recv_from(&mut buf).expect("datagram forwarded by the lb namespace");
     assert_eq!(&buf[..n], b"through the lb");
     assert_eq!(from.ip().to_string(), "192.0.2.2");
 
     drop(server);
     drop(topo);
-    assert!(
-        names.iter().all(|n| !exists(n)),
-        "namespaces left: {names:?}"
-    );
+    assert!(names.iter().all(|n| !exists(n)), "namespaces left: {names:?}");
 }
 
 #[test]
@@ -82,8 +72,5 @@ fn processes_in_a_namespace_are_killed_with_it() {
     assert_eq!(ns.pids(), vec![child.id() as i32]);
     drop(ns);
     let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "sleep should have been killed, got {status}"
-    );
+    assert!(!status.success(), "sleep should have been killed, got {status}");
 }

@@ -13,29 +13,14 @@ fn vm_boots_61_loads_ip_vs_and_returns_the_exit_status() {
         Duration::from_secs(400),
     )
     .unwrap();
-    assert_eq!(
-        out.status, 7,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
+    assert_eq!(out.status, 7, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
     let mut lines = out.stdout.lines();
     let release = lines.next().unwrap_or_default();
-    assert!(
-        release.starts_with("6.1."),
-        "kernel {release:?}\n{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("IP Virtual Server version"),
-        "no ip_vs:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    assert!(release.starts_with("6.1."), "kernel {release:?}\n{}", out.stdout);
+    assert!(out.stdout.contains("IP Virtual Server version"), "no ip_vs:\n{}\n{}", out.stdout, out.stderr);
     // The host kernel has no IPVS: the VM is what makes these tests possible.
     assert!(
         !std::path::Path::new("/proc/net/ip_vs").exists()
-            || std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap()
-                .starts_with("6.1.")
+            || std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().starts_with("6.1.")
     );
 }

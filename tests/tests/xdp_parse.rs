@@ -22,14 +22,8 @@ const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
 
-const TCP80: L4 = L4::TcpSyn {
-    sport: 40000,
-    dport: 80,
-};
-const UDP53: L4 = L4::Udp {
-    sport: 40000,
-    dport: 53,
-};
+const TCP80: L4 = L4::TcpSyn { sport: 40000, dport: 80 };
+const UDP53: L4 = L4::Udp { sport: 40000, dport: 53 };
 
 /// Offsets in an untagged IPv4 frame.
 const IP: usize = 14;
@@ -38,40 +32,23 @@ const L4OFF: usize = IP + 20;
 fn fixture() -> Fixture {
     require_root();
     let mut f = Fixture::load().expect("load lb-ebpf (run `cargo xtask build-ebpf`)");
-    f.add_service(ServiceKey::v4(VIP4.octets(), 80, IPPROTO_TCP), 0)
-        .unwrap();
-    f.add_service(ServiceKey::v4(VIP4.octets(), 53, IPPROTO_UDP), 1)
-        .unwrap();
-    f.add_service(ServiceKey::v6(VIP6.octets(), 80, IPPROTO_TCP), 2)
-        .unwrap();
-    f.add_service(ServiceKey::v6(VIP6.octets(), 53, IPPROTO_UDP), 3)
-        .unwrap();
+    f.add_service(ServiceKey::v4(VIP4.octets(), 80, IPPROTO_TCP), 0).unwrap();
+    f.add_service(ServiceKey::v4(VIP4.octets(), 53, IPPROTO_UDP), 1).unwrap();
+    f.add_service(ServiceKey::v6(VIP6.octets(), 80, IPPROTO_TCP), 2).unwrap();
+    f.add_service(ServiceKey::v6(VIP6.octets(), 53, IPPROTO_UDP), 3).unwrap();
     f
 }
 
 fn pass(name: &'static str, input: Vec<u8>, reason: &'static str) -> Case {
-    Case {
-        name,
-        input,
-        action: XDP_PASS,
-        output: Output::Unchanged,
-        reason,
-        service: None,
-    }
+    Case { name, input, action: XDP_PASS, output: Output::Unchanged, reason, service: None }
 }
 
 fn hit(name: &'static str, input: Vec<u8>, service: u32) -> Case {
-    Case {
-        service: Some(service),
-        ..pass(name, input, "reason_service_hit")
-    }
+    Case { service: Some(service), ..pass(name, input, "reason_service_hit") }
 }
 
 fn drop(name: &'static str, input: Vec<u8>, reason: &'static str) -> Case {
-    Case {
-        action: XDP_DROP,
-        ..pass(name, input, reason)
-    }
+    Case { action: XDP_DROP, ..pass(name, input, reason) }
 }
 
 fn tcp4() -> Vec<u8> {
@@ -132,22 +109,10 @@ fn well_formed_frames() {
     f.check_all(&[
         hit("tcp4 SYN to a TCP service", tcp4(), 0),
         hit("udp4 to a UDP service", udp4(), 1),
-        hit(
-            "tcp6 SYN to a TCP service",
-            v6(L2::Plain, CLIENT6, VIP6, TCP80, b""),
-            2,
-        ),
+        hit("tcp6 SYN to a TCP service", v6(L2::Plain, CLIENT6, VIP6, TCP80, b""), 2),
         hit("udp6 to a UDP service", udp6(), 3),
-        hit(
-            "802.1Q tagged tcp4",
-            v4(L2::Vlan(100), CLIENT4, VIP4, TCP80, b""),
-            0,
-        ),
-        hit(
-            "QinQ tagged udp6",
-            v6(L2::QinQ(100, 200), CLIENT6, VIP6, UDP53, b"x"),
-            3,
-        ),
+        hit("802.1Q tagged tcp4", v4(L2::Vlan(100), CLIENT4, VIP4, TCP80, b""), 0),
+        hit("QinQ tagged udp6", v6(L2::QinQ(100, 200), CLIENT6, VIP6, UDP53, b"x"), 3),
         hit(
             "Ethernet padding after the IP packet",
             {
@@ -159,79 +124,29 @@ fn well_formed_frames() {
         ),
         pass(
             "udp4 to the VIP on a port without service",
-            v4(
-                L2::Plain,
-                CLIENT4,
-                VIP4,
-                L4::Udp {
-                    sport: 1,
-                    dport: 9999,
-                },
-                b"",
-            ),
+            v4(L2::Plain, CLIENT4, VIP4, L4::Udp { sport: 1, dport: 9999 }, b""),
             "reason_no_service",
         ),
         pass(
             "UDP to a TCP-only service port",
-            v4(
-                L2::Plain,
-                CLIENT4,
-                VIP4,
-                L4::Udp {
-                    sport: 1,
-                    dport: 80,
-                },
-                b"",
-            ),
+            v4(L2::Plain, CLIENT4, VIP4, L4::Udp { sport: 1, dport: 80 }, b""),
             "reason_no_service",
         ),
-        pass(
-            "tcp4 to an address that is no VIP",
-            v4(L2::Plain, CLIENT4, OTHER4, TCP80, b""),
-            "reason_no_service",
-        ),
-        pass(
-            "tcp6 to an address that is no VIP",
-            v6(L2::Plain, CLIENT6, CLIENT6, TCP80, b""),
-            "reason_no_service",
-        ),
+        pass("tcp4 to an address that is no VIP", v4(L2::Plain, CLIENT4, OTHER4, TCP80, b""), "reason_no_service"),
+        pass("tcp6 to an address that is no VIP", v6(L2::Plain, CLIENT6, CLIENT6, TCP80, b""), "reason_no_service"),
         pass("ARP", arp(), "reason_not_ip"),
-        pass(
-            "ICMP echo to the VIP",
-            v4(L2::Plain, CLIENT4, VIP4, L4::Echo, b"ping"),
-            "reason_icmp",
-        ),
-        pass(
-            "ICMPv6 echo to the VIP",
-            v6(L2::Plain, CLIENT6, VIP6, L4::Echo, b"ping"),
-            "reason_icmp",
-        ),
-        pass(
-            "GRE (protocol 47)",
-            fix_ipv4_csum(patch(udp4(), IP + 9, &[47])),
-            "reason_other_proto",
-        ),
-        pass(
-            "first IPv4 fragment (MF)",
-            fix_ipv4_csum(patch(udp4(), IP + 6, &[0x20, 0x00])),
-            "reason_fragment",
-        ),
+        pass("ICMP echo to the VIP", v4(L2::Plain, CLIENT4, VIP4, L4::Echo, b"ping"), "reason_icmp"),
+        pass("ICMPv6 echo to the VIP", v6(L2::Plain, CLIENT6, VIP6, L4::Echo, b"ping"), "reason_icmp"),
+        pass("GRE (protocol 47)", fix_ipv4_csum(patch(udp4(), IP + 9, &[47])), "reason_other_proto"),
+        pass("first IPv4 fragment (MF)", fix_ipv4_csum(patch(udp4(), IP + 6, &[0x20, 0x00])), "reason_fragment"),
         pass(
             "later IPv4 fragment (offset 185)",
             fix_ipv4_csum(patch(udp4(), IP + 6, &[0x00, 0xb9])),
             "reason_fragment",
         ),
         pass("IPv4 options", ipv4_with_options(), "reason_ip_options"),
-        pass(
-            "IPv6 hop-by-hop header",
-            patch(udp6(), IP + 6, &[0]),
-            "reason_ip_options",
-        ),
-        pass(
-            "IPv6 fragment header",
-            patch(udp6(), IP + 6, &[44]),
-            "reason_ip_options",
-        ),
+        pass("IPv6 hop-by-hop header", patch(udp6(), IP + 6, &[0]), "reason_ip_options"),
+        pass("IPv6 fragment header", patch(udp6(), IP + 6, &[44]), "reason_ip_options"),
         pass("three VLAN tags", triple_vlan(), "reason_deep_vlan"),
     ])
     .unwrap();
@@ -252,81 +167,25 @@ fn malformed_frames_are_dropped_with_a_reason() {
             },
             "reason_bad_eth",
         ),
-        drop(
-            "IPv4 header cut off",
-            truncate(tcp.clone(), IP + 10),
-            "reason_bad_ipv4",
-        ),
-        drop(
-            "IPv4 version field says 5",
-            fix_ipv4_csum(patch(tcp.clone(), IP, &[0x55])),
-            "reason_bad_ipv4",
-        ),
-        drop(
-            "IHL 4 (< 5)",
-            fix_ipv4_csum(patch(tcp.clone(), IP, &[0x44])),
-            "reason_bad_ipv4",
-        ),
-        drop(
-            "total length shorter than the header",
-            tot_len(tcp.clone(), 16),
-            "reason_bad_ipv4",
-        ),
-        drop(
-            "total length longer than the frame",
-            tot_len(tcp.clone(), 1500),
-            "reason_bad_ipv4",
-        ),
-        drop(
-            "IPv6 header cut off",
-            truncate(udp6(), IP + 30),
-            "reason_bad_ipv6",
-        ),
-        drop(
-            "IPv6 version field says 4",
-            patch(udp6(), IP, &[0x40]),
-            "reason_bad_ipv6",
-        ),
-        drop(
-            "IPv6 payload length longer than the frame",
-            patch(udp6(), IP + 4, &[0x05, 0xdc]),
-            "reason_bad_ipv6",
-        ),
+        drop("IPv4 header cut off", truncate(tcp.clone(), IP + 10), "reason_bad_ipv4"),
+        drop("IPv4 version field says 5", fix_ipv4_csum(patch(tcp.clone(), IP, &[0x55])), "reason_bad_ipv4"),
+        drop("IHL 4 (< 5)", fix_ipv4_csum(patch(tcp.clone(), IP, &[0x44])), "reason_bad_ipv4"),
+        drop("total length shorter than the header", tot_len(tcp.clone(), 16), "reason_bad_ipv4"),
+        drop("total length longer than the frame", tot_len(tcp.clone(), 1500), "reason_bad_ipv4"),
+        drop("IPv6 header cut off", truncate(udp6(), IP + 30), "reason_bad_ipv6"),
+        drop("IPv6 version field says 4", patch(udp6(), IP, &[0x40]), "reason_bad_ipv6"),
+        drop("IPv6 payload length longer than the frame", patch(udp6(), IP + 4, &[0x05, 0xdc]), "reason_bad_ipv6"),
         drop(
             "TCP header cut off (frame and IP length agree)",
             tot_len(truncate(tcp.clone(), L4OFF + 10), 30),
             "reason_bad_l4",
         ),
-        drop(
-            "IP length leaves less than a TCP header",
-            tot_len(tcp.clone(), 30),
-            "reason_bad_l4",
-        ),
-        drop(
-            "TCP data offset 4 (< 5)",
-            patch(tcp.clone(), L4OFF + 12, &[0x40]),
-            "reason_bad_l4",
-        ),
-        drop(
-            "TCP data offset past the packet",
-            patch(tcp.clone(), L4OFF + 12, &[0xf0]),
-            "reason_bad_l4",
-        ),
-        drop(
-            "UDP length 0",
-            patch(udp.clone(), L4OFF + 4, &[0, 0]),
-            "reason_bad_l4",
-        ),
-        drop(
-            "UDP length past the packet",
-            patch(udp.clone(), L4OFF + 4, &[0x05, 0xdc]),
-            "reason_bad_l4",
-        ),
-        drop(
-            "UDP header cut off",
-            tot_len(truncate(udp.clone(), L4OFF + 4), 24),
-            "reason_bad_l4",
-        ),
+        drop("IP length leaves less than a TCP header", tot_len(tcp.clone(), 30), "reason_bad_l4"),
+        drop("TCP data offset 4 (< 5)", patch(tcp.clone(), L4OFF + 12, &[0x40]), "reason_bad_l4"),
+        drop("TCP data offset past the packet", patch(tcp.clone(), L4OFF + 12, &[0xf0]), "reason_bad_l4"),
+        drop("UDP length 0", patch(udp.clone(), L4OFF + 4, &[0, 0]), "reason_bad_l4"),
+        drop("UDP length past the packet", patch(udp.clone(), L4OFF + 4, &[0x05, 0xdc]), "reason_bad_l4"),
+        drop("UDP header cut off", tot_len(truncate(udp.clone(), L4OFF + 4), 24), "reason_bad_l4"),
         drop(
             "ICMP header cut off",
             {
@@ -351,34 +210,11 @@ fn malformed_frames_are_dropped_with_a_reason() {
 #[test]
 fn fixture_reports_a_wrong_expectation() {
     let f = fixture();
-    let wrong_reason = pass(
-        "service hit claimed as no-service",
-        udp4(),
-        "reason_no_service",
-    );
+    let wrong_reason = pass("service hit claimed as no-service", udp4(), "reason_no_service");
     let err = f.check(&wrong_reason).unwrap_err().to_string();
-    assert!(
-        err.contains("reason_no_service: moved by 0, want 1"),
-        "{err}"
-    );
-    let wrong_frame = Case {
-        output: Output::Frame(tcp4()),
-        ..hit("udp compared to tcp", udp4(), 1)
-    };
-    assert!(
-        f.check(&wrong_frame)
-            .unwrap_err()
-            .to_string()
-            .contains("output frame differs")
-    );
-    let wrong_verdict = Case {
-        action: XDP_DROP,
-        ..hit("pass claimed as drop", udp4(), 1)
-    };
-    assert!(
-        f.check(&wrong_verdict)
-            .unwrap_err()
-            .to_string()
-            .contains("verdict XDP_PASS")
-    );
+    assert!(err.contains("reason_no_service: moved by 0, want 1"), "{err}");
+    let wrong_frame = Case { output: Output::Frame(tcp4()), ..hit("udp compared to tcp", udp4(), 1) };
+    assert!(f.check(&wrong_frame).unwrap_err().to_string().contains("output frame differs"));
+    let wrong_verdict = Case { action: XDP_DROP, ..hit("pass claimed as drop", udp4(), 1) };
+    assert!(f.check(&wrong_verdict).unwrap_err().to_string().contains("verdict XDP_PASS"));
 }

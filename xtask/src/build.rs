@@ -14,9 +14,7 @@ pub fn root() -> PathBuf {
 pub fn cargo_home_bin() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
-        })
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"))
         .join("bin")
 }
 
@@ -38,39 +36,17 @@ pub fn ebpf_object() -> PathBuf {
 /// rustup here cannot fetch components) and bpf-linker, with BTF so `bpftool` prints field
 /// names. Its own target directory keeps the two toolchains' artifacts apart.
 pub fn ebpf() -> Result<()> {
-    let path = format!(
-        "{}:{}",
-        cargo_home_bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", cargo_home_bin().display(), std::env::var("PATH").unwrap_or_default());
     let mut cmd = Command::new("/usr/bin/cargo");
     cmd.current_dir(root().join("lb-ebpf"))
-        .args([
-            "build",
-            "--release",
-            "-Z",
-            "build-std=core",
-            "--target",
-            "bpfel-unknown-none",
-            "--target-dir",
-        ])
+        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none", "--target-dir"])
         .arg(root().join("target/ebpf"))
         .env("RUSTC", "/usr/bin/rustc")
         .env("RUSTC_BOOTSTRAP", "1")
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            ["-C", "debuginfo=2", "-C", "link-arg=--btf"].join("\x1f"),
-        )
+        .env("CARGO_ENCODED_RUSTFLAGS", ["-C", "debuginfo=2", "-C", "link-arg=--btf"].join("\x1f"))
         .env("PATH", path);
     // Settings meant for the host build must not leak into this one.
-    for var in [
-        "RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTDOC",
-    ] {
+    for var in ["RUSTFLAGS", "RUSTC_WRAPPER", "RUSTUP_TOOLCHAIN", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTDOC"] {
         cmd.env_remove(var);
     }
     if !PathBuf::from("/usr/bin/cargo").exists() {
@@ -95,19 +71,8 @@ pub fn test(extra: &[String]) -> Result<()> {
     sh_ok(cargo().args(["fmt", "--manifest-path", "lb-ebpf/Cargo.toml", "--check"]))?;
     sh_ok(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
     println!("test: cargo clippy -D warnings");
-    sh_ok(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     println!("test: cargo test");
-    sh_ok(
-        cargo()
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(extra),
-    )?;
+    sh_ok(cargo().args(["test", "--workspace", "--no-fail-fast"]).args(extra))?;
     Ok(())
 }

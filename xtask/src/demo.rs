@@ -10,17 +10,13 @@ use crate::build::{root, sh_ok};
 pub fn run() -> Result<()> {
     crate::setup::run()?;
     crate::build::ebpf()?;
-    sh_ok(
-        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(root())
-            .args(["build", "-p", "lb-daemon"]),
-    )?;
+    sh_ok(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).current_dir(root()).args([
+        "build",
+        "-p",
+        "lb-daemon",
+    ]))?;
     let config = root().join("configs/demo.conf");
-    lb_tests::demo::run(
-        &config,
-        Path::new(lb_common::consts::PIN_DIR),
-        &mut std::io::stdout(),
-    )?;
+    lb_tests::demo::run(&config, Path::new(lb_common::consts::PIN_DIR), &mut std::io::stdout())?;
     println!("\ndemo finished.");
     Ok(())
 }

@@ -9,10 +9,7 @@ use crate::build::{cargo_home_bin, sh_ok};
 
 /// Debian packages, and why each is here.
 const APT: &[(&str, &str)] = &[
-    (
-        "rustc-web",
-        "Debian's rustc 1.96 with rust-src: builds the eBPF crate with -Z build-std",
-    ),
+    ("rustc-web", "Debian's rustc 1.96 with rust-src: builds the eBPF crate with -Z build-std"),
     ("cargo-web", "its cargo"),
     ("rust-web-src", "core's source for build-std"),
     ("llvm-22-dev", "bpf-linker links against LLVM 22"),
@@ -29,10 +26,7 @@ const APT: &[(&str, &str)] = &[
     ("ipvsadm", "reads IPVS state in the VM"),
     ("tcpdump", "what crosses the wire"),
     ("qemu-system-x86", "the older-kernel VM"),
-    (
-        "linux-image-amd64",
-        "Debian's 6.1 kernel (ip_vs, ipip) for the VM",
-    ),
+    ("linux-image-amd64", "Debian's 6.1 kernel (ip_vs, ipip) for the VM"),
     ("busybox-static", "virtme-ng's initramfs"),
 ];
 
@@ -54,11 +48,7 @@ fn installed(pkg: &str) -> bool {
 }
 
 fn apt() -> Result<()> {
-    let missing: Vec<&str> = APT
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| !installed(p))
-        .collect();
+    let missing: Vec<&str> = APT.iter().map(|(p, _)| *p).filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         println!("setup: apt packages present ({})", APT.len());
         return Ok(());
@@ -77,14 +67,8 @@ fn apt() -> Result<()> {
     if !still.is_empty() {
         bail!("apt-get did not install {still:?}");
     }
-    let rustc = Command::new("/usr/bin/rustc")
-        .arg("-V")
-        .output()
-        .context("running /usr/bin/rustc")?;
-    println!(
-        "setup: Debian {}",
-        String::from_utf8_lossy(&rustc.stdout).trim()
-    );
+    let rustc = Command::new("/usr/bin/rustc").arg("-V").output().context("running /usr/bin/rustc")?;
+    println!("setup: Debian {}", String::from_utf8_lossy(&rustc.stdout).trim());
     Ok(())
 }
 
@@ -106,10 +90,7 @@ fn bpf_linker() -> Result<()> {
         return Ok(());
     }
     println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
-    let path = format!(
-        "/usr/lib/llvm-22/bin:{}",
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
     sh_ok(
         Command::new("cargo")
             .args([

@@ -15,12 +15,7 @@ pub struct Span {
 
 impl Span {
     pub const fn new(file: usize, line: usize, col: usize, len: usize) -> Self {
-        Self {
-            file,
-            line,
-            col,
-            len,
-        }
+        Self { file, line, col, len }
     }
 }
 
@@ -39,18 +34,10 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn error(span: Span, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Error,
-            span,
-            message: message.into(),
-        }
+        Self { severity: Severity::Error, span, message: message.into() }
     }
     pub fn warning(span: Span, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            span,
-            message: message.into(),
-        }
+        Self { severity: Severity::Warning, span, message: message.into() }
     }
 }
 
@@ -68,28 +55,16 @@ impl Sources {
 
     /// Renders one diagnostic as `file:line:col: error: message`, the source line and a caret.
     pub fn render(&self, d: &Diagnostic) -> String {
-        let (name, text) = self
-            .files
-            .get(d.span.file)
-            .map_or(("<input>", ""), |(n, t)| (n, t));
+        let (name, text) = self.files.get(d.span.file).map_or(("<input>", ""), |(n, t)| (n, t));
         let kind = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let mut out = format!(
-            "{name}:{}:{}: {kind}: {}",
-            d.span.line, d.span.col, d.message
-        );
+        let mut out = format!("{name}:{}:{}: {kind}: {}", d.span.line, d.span.col, d.message);
         if let Some(line) = text.lines().nth(d.span.line.saturating_sub(1)) {
-            let pad: String = line
-                .chars()
-                .take(d.span.col.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            out.push_str(&format!(
-                "\n  | {line}\n  | {pad}{}",
-                "^".repeat(d.span.len.max(1))
-            ));
+            let pad: String =
+                line.chars().take(d.span.col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            out.push_str(&format!("\n  | {line}\n  | {pad}{}", "^".repeat(d.span.len.max(1))));
         }
         out
     }

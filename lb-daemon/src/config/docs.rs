@@ -16,15 +16,8 @@ const INLINE: &[(&str, &str)] = &[
     ("any block", "include"),
 ];
 
-fn names<T>(
-    block: &'static str,
-    table: &'static [Keyword<T>],
-) -> Vec<(&'static str, &'static str)> {
-    table
-        .iter()
-        .flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied()))
-        .map(|n| (block, n))
-        .collect()
+fn names<T>(block: &'static str, table: &'static [Keyword<T>]) -> Vec<(&'static str, &'static str)> {
+    table.iter().flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied())).map(|n| (block, n)).collect()
 }
 
 /// Every keyword lb-daemon's tables read, with the block it belongs to.
@@ -60,24 +53,12 @@ pub fn keyword_status() -> String {
     sorted.sort_by_key(|(b, n)| (n.to_ascii_lowercase(), *b));
     sorted.dedup();
     for (block, name) in &sorted {
-        let mark = if keyword::is_keepalived_keyword(name) {
-            ""
-        } else {
-            " (lb-daemon's own)"
-        };
+        let mark = if keyword::is_keepalived_keyword(name) { "" } else { " (lb-daemon's own)" };
         out.push_str(&format!("| `{name}`{mark} | {block} |\n"));
     }
     out.push_str("\n## Warned (keepalived keywords not acted on yet)\n\n");
-    let warned: Vec<&str> = keyword::keepalived_keywords()
-        .filter(|k| !ours.iter().any(|(_, n)| n == k))
-        .collect();
-    out.push_str(
-        &warned
-            .iter()
-            .map(|k| format!("`{k}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
+    let warned: Vec<&str> = keyword::keepalived_keywords().filter(|k| !ours.iter().any(|(_, n)| n == k)).collect();
+    out.push_str(&warned.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "));
     out.push('\n');
     out
 }

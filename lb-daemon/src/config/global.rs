@@ -38,21 +38,14 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.smtp_connect_timeout = v;
         }
     }),
-    Keyword::new("router_id", |ctx, g, s| {
-        g.router_id = ctx.string(s, 0, "a name")
-    }),
-    Keyword::new("default_interface", |ctx, g, s| {
-        g.default_interface = ctx.string(s, 0, "an interface name")
-    }),
+    Keyword::new("router_id", |ctx, g, s| g.router_id = ctx.string(s, 0, "a name")),
+    Keyword::new("default_interface", |ctx, g, s| g.default_interface = ctx.string(s, 0, "an interface name")),
     Keyword::new("vrrp_mcast_group4", |ctx, g, s| {
         if let Some(a) = ctx.parse::<std::net::Ipv4Addr>(s, 0, "an IPv4 multicast address") {
             if a.is_multicast() {
                 g.vrrp_mcast_group4 = a;
             } else {
-                ctx.error(
-                    s.args()[0].span,
-                    format!("{a} is not an IPv4 multicast address"),
-                );
+                ctx.error(s.args()[0].span, format!("{a} is not an IPv4 multicast address"));
             }
         }
     }),
@@ -61,10 +54,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             if a.is_multicast() {
                 g.vrrp_mcast_group6 = a;
             } else {
-                ctx.error(
-                    s.args()[0].span,
-                    format!("{a} is not an IPv6 multicast address"),
-                );
+                ctx.error(s.args()[0].span, format!("{a} is not an IPv6 multicast address"));
             }
         }
     }),
@@ -74,9 +64,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("script_user", |ctx, g, s| g.script_user = ctx.run_as(s, 0)),
-    Keyword::new("enable_script_security", |ctx, g, s| {
-        g.enable_script_security = ctx.flag(s)
-    }),
+    Keyword::new("enable_script_security", |ctx, g, s| g.enable_script_security = ctx.flag(s)),
     Keyword::new("vrrp_garp_master_delay", |ctx, g, s| {
         if let Some(v) = ctx.parse(s, 0, "a number of seconds") {
             g.vrrp_garp_master_delay = v;
@@ -108,10 +96,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             "bpf" => Some(BackendKind::Bpf),
             "ipvs" => Some(BackendKind::Ipvs),
             _ => {
-                ctx.error(
-                    w.span,
-                    format!("lb_backend `{}` is not auto, bpf or ipvs", w.text),
-                );
+                ctx.error(w.span, format!("lb_backend `{}` is not auto, bpf or ipvs", w.text));
                 None
             }
         };
@@ -121,10 +106,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
 fn notification_email(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
     for w in ctx.block_words(stmt) {
         if !w.text.contains('@') {
-            ctx.warn(
-                w.span,
-                format!("`{}` does not look like an e-mail address", w.text),
-            );
+            ctx.warn(w.span, format!("`{}` does not look like an e-mail address", w.text));
         }
         g.notification_email.push(w.text.clone());
     }
@@ -134,11 +116,7 @@ fn smtp_server(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
     let Some(host) = ctx.string(stmt, 0, "an address or host name") else {
         return;
     };
-    let port = if stmt.args().len() > 1 {
-        ctx.parse(stmt, 1, "a port number")
-    } else {
-        Some(25)
-    };
+    let port = if stmt.args().len() > 1 { ctx.parse(stmt, 1, "a port number") } else { Some(25) };
     if let Some(port) = port {
         g.smtp_server = Some((host, port));
     }
@@ -148,16 +126,8 @@ fn lvs_sync_daemon(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
     let Some(interface) = ctx.string(stmt, 0, "an interface name") else {
         return;
     };
-    let vrrp_instance = stmt
-        .args()
-        .get(1)
-        .filter(|w| w.text != "id")
-        .map(|w| w.text.clone());
+    let vrrp_instance = stmt.args().get(1).filter(|w| w.text != "id").map(|w| w.text.clone());
     let id_at = stmt.args().iter().position(|w| w.text == "id");
     let sync_id = id_at.and_then(|i| ctx.parse_range(stmt, i + 1, "a sync id 0-255", 0u8, 255));
-    g.lvs_sync_daemon = Some(LvsSyncDaemon {
-        interface,
-        vrrp_instance,
-        sync_id,
-    });
+    g.lvs_sync_daemon = Some(LvsSyncDaemon { interface, vrrp_instance, sync_id });
 }

@@ -25,12 +25,7 @@ pub fn addr_prefix(ctx: &mut Ctx, w: &Word) -> Option<(IpAddr, u8)> {
         Some(l) => match l.parse::<u8>() {
             Ok(p) if p <= max => p,
             // IPv4 may give a dotted netmask.
-            _ => match l
-                .parse::<Ipv4Addr>()
-                .ok()
-                .filter(|_| addr.is_ipv4())
-                .and_then(netmask_len)
-            {
+            _ => match l.parse::<Ipv4Addr>().ok().filter(|_| addr.is_ipv4()).and_then(netmask_len) {
                 Some(p) => p,
                 None => {
                     ctx.error(w.span, format!("`/{l}` is not a prefix length 0-{max}"));
@@ -61,13 +56,7 @@ fn scope(ctx: &mut Ctx, w: Option<&Word>, kw: &Word) -> Option<Scope> {
         "host" | "254" => Scope::Host,
         "nowhere" | "255" => Scope::Nowhere,
         _ => {
-            ctx.error(
-                w.span,
-                format!(
-                    "scope `{}` is not global, site, link, host or nowhere",
-                    w.text
-                ),
-            );
+            ctx.error(w.span, format!("scope `{}` is not global, site, link, host or nowhere", w.text));
             return None;
         }
     })
@@ -75,24 +64,13 @@ fn scope(ctx: &mut Ctx, w: Option<&Word>, kw: &Word) -> Option<Scope> {
 
 /// Parses every line of `block` as an address.
 pub fn addresses(ctx: &mut Ctx, block: &[Stmt]) -> Vec<IpAddress> {
-    block
-        .iter()
-        .filter_map(|s| address(ctx, &s.words))
-        .collect()
+    block.iter().filter_map(|s| address(ctx, &s.words)).collect()
 }
 
 pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
     let first = words.first()?;
     let (addr, prefix) = addr_prefix(ctx, first)?;
-    let mut a = IpAddress {
-        addr,
-        prefix,
-        broadcast: None,
-        dev: None,
-        scope: None,
-        label: None,
-        span: first.span,
-    };
+    let mut a = IpAddress { addr, prefix, broadcast: None, dev: None, scope: None, label: None, span: first.span };
     let mut it = words[1..].iter();
     while let Some(kw) = it.next() {
         let mut val = |ctx: &mut Ctx, what: &str| {
@@ -109,10 +87,7 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
                 if let Some(w) = val(ctx, "a broadcast address") {
                     match w.text.parse::<Ipv4Addr>() {
                         Ok(b) if addr.is_ipv4() => a.broadcast = Some(b),
-                        _ => ctx.error(
-                            w.span,
-                            format!("`{}` is not an IPv4 broadcast address", w.text),
-                        ),
+                        _ => ctx.error(w.span, format!("`{}` is not an IPv4 broadcast address", w.text)),
                     }
                 }
             }
@@ -120,24 +95,16 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
                 let w = it.next();
                 a.scope = scope(ctx, w, kw);
             }
-            "no_track" | "-nodad" | "nodad" | "home" | "noprefixroute" | "autojoin" => ctx.warn(
-                kw.span,
-                format!("address option `{}` is not acted on yet; ignored", kw.text),
-            ),
+            "no_track" | "-nodad" | "nodad" | "home" | "noprefixroute" | "autojoin" => {
+                ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text))
+            }
             "peer" | "preferred_lft" | "valid_lft" | "metric" | "track_group" => {
                 let _ = val(ctx, "a value");
-                ctx.warn(
-                    kw.span,
-                    format!("address option `{}` is not acted on yet; ignored", kw.text),
-                );
+                ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text));
             }
-            _ => ctx.error(
-                kw.span,
-                format!(
-                    "unknown address option `{}` (expected dev, brd, scope or label)",
-                    kw.text
-                ),
-            ),
+            _ => {
+                ctx.error(kw.span, format!("unknown address option `{}` (expected dev, brd, scope or label)", kw.text))
+            }
         }
     }
     Some(a)
@@ -166,11 +133,8 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         ctx.error(first.span, "route needs a destination");
         return None;
     };
-    let (dest, prefix) = if dest_word.text == "default" {
-        (IpAddr::from([0u8; 4]), 0)
-    } else {
-        addr_prefix(ctx, dest_word)?
-    };
+    let (dest, prefix) =
+        if dest_word.text == "default" { (IpAddr::from([0u8; 4]), 0) } else { addr_prefix(ctx, dest_word)? };
     let mut r = Route {
         kind,
         dest,
@@ -203,7 +167,9 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
                 let w = it.next();
                 r.scope = scope(ctx, w, kw);
             }
-            "no_track" | "onlink" => ctx.warn(kw.span, format!("route option `{}` is not acted on yet; ignored", kw.text)),
+            "no_track" | "onlink" => {
+                ctx.warn(kw.span, format!("route option `{}` is not acted on yet; ignored", kw.text))
+            }
             _ => ctx.error(
                 kw.span,
                 format!("unknown route option `{}` (expected via, dev, src, table, metric, scope or proto)", kw.text),
@@ -214,22 +180,11 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
 }
 
 fn ip(ctx: &mut Ctx, w: &Word) -> Option<IpAddr> {
-    w.text
-        .parse()
-        .map_err(|_| {
-            ctx.error(
-                w.span,
-                format!("`{}` is not an IPv4 or IPv6 address", w.text),
-            )
-        })
-        .ok()
+    w.text.parse().map_err(|_| ctx.error(w.span, format!("`{}` is not an IPv4 or IPv6 address", w.text))).ok()
 }
 
 fn num(ctx: &mut Ctx, w: &Word) -> Option<u32> {
-    w.text
-        .parse()
-        .map_err(|_| ctx.error(w.span, format!("`{}` is not a number", w.text)))
-        .ok()
+    w.text.parse().map_err(|_| ctx.error(w.span, format!("`{}` is not a number", w.text))).ok()
 }
 
 #[cfg(test)]
@@ -238,26 +193,17 @@ mod tests {
     use crate::config::{lexer::lex, tree::build};
 
     fn words(src: &str) -> Vec<Word> {
-        build(&lex(src, 0, &mut Vec::new()), &mut Vec::new())
-            .remove(0)
-            .words
+        build(&lex(src, 0, &mut Vec::new()), &mut Vec::new()).remove(0).words
     }
 
     #[test]
     fn address_options() {
         let mut ctx = Ctx::default();
-        let a = address(
-            &mut ctx,
-            &words("192.0.2.10/24 brd 192.0.2.255 dev eth0 scope link label eth0:1"),
-        )
-        .unwrap();
+        let a = address(&mut ctx, &words("192.0.2.10/24 brd 192.0.2.255 dev eth0 scope link label eth0:1")).unwrap();
         assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
         assert_eq!((a.addr.to_string(), a.prefix), ("192.0.2.10".into(), 24));
         assert_eq!(a.broadcast, Some(Ipv4Addr::new(192, 0, 2, 255)));
-        assert_eq!(
-            (a.dev.as_deref(), a.scope, a.label.as_deref()),
-            (Some("eth0"), Some(Scope::Link), Some("eth0:1"))
-        );
+        assert_eq!((a.dev.as_deref(), a.scope, a.label.as_deref()), (Some("eth0"), Some(Scope::Link), Some("eth0:1")));
         let b = address(&mut ctx, &words("2001:db8::1")).unwrap();
         assert_eq!(b.prefix, 128);
         let c = address(&mut ctx, &words("192.0.2.1/255.255.255.0")).unwrap();
@@ -267,20 +213,11 @@ mod tests {
     #[test]
     fn route_forms() {
         let mut ctx = Ctx::default();
-        let r = route(
-            &mut ctx,
-            &words("to 198.51.100.0/24 via 192.0.2.1 dev eth1 src 192.0.2.2 table 100 metric 5"),
-        )
-        .unwrap();
+        let r = route(&mut ctx, &words("to 198.51.100.0/24 via 192.0.2.1 dev eth1 src 192.0.2.2 table 100 metric 5"))
+            .unwrap();
         assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
-        assert_eq!(
-            (r.kind, r.dest.to_string(), r.prefix),
-            (RouteType::Unicast, "198.51.100.0".into(), 24)
-        );
-        assert_eq!(
-            (r.via.map(|v| v.to_string()), r.table, r.metric),
-            (Some("192.0.2.1".into()), Some(100), Some(5))
-        );
+        assert_eq!((r.kind, r.dest.to_string(), r.prefix), (RouteType::Unicast, "198.51.100.0".into(), 24));
+        assert_eq!((r.via.map(|v| v.to_string()), r.table, r.metric), (Some("192.0.2.1".into()), Some(100), Some(5)));
         assert_eq!(r.src.map(|v| v.to_string()), Some("192.0.2.2".into()));
         let b = route(&mut ctx, &words("blackhole 203.0.113.0/24")).unwrap();
         assert_eq!((b.kind, b.prefix), (RouteType::Blackhole, 24));

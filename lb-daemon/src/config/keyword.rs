@@ -20,11 +20,7 @@ pub struct Keyword<T: 'static> {
 
 impl<T> Keyword<T> {
     pub const fn new(name: &'static str, handler: Handler<T>) -> Self {
-        Self {
-            name,
-            aliases: &[],
-            handler,
-        }
+        Self { name, aliases: &[], handler }
     }
 
     pub const fn alias(mut self, aliases: &'static [&'static str]) -> Self {
@@ -48,9 +44,7 @@ pub fn is_keepalived_keyword(word: &str) -> bool {
 
 /// Every keepalived keyword (from the list above), for the keyword status document.
 pub fn keepalived_keywords() -> impl Iterator<Item = &'static str> {
-    KEEPALIVED_KEYWORDS
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    KEEPALIVED_KEYWORDS.lines().filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 #[derive(Default)]
@@ -99,11 +93,7 @@ impl Ctx {
     {
         let word = self.arg(stmt, i, what)?;
         let range_error = |ctx: &mut Self| {
-            let msg = format!(
-                "`{}` must be between {lo} and {hi}, not {}",
-                stmt.keyword().text,
-                word.text
-            );
+            let msg = format!("`{}` must be between {lo} and {hi}, not {}", stmt.keyword().text, word.text);
             ctx.error(word.span, msg);
         };
         match word.text.parse::<V>() {
@@ -126,14 +116,7 @@ impl Ctx {
     /// A keyword that takes no argument: warns about extra words (keepalived ignores them).
     pub fn flag(&mut self, stmt: &Stmt) -> bool {
         if let Some(extra) = stmt.args().first() {
-            self.warn(
-                extra.span,
-                format!(
-                    "`{}` takes no argument; `{}` ignored",
-                    stmt.keyword().text,
-                    extra.text
-                ),
-            );
+            self.warn(extra.span, format!("`{}` takes no argument; `{}` ignored", stmt.keyword().text, extra.text));
         }
         true
     }
@@ -147,12 +130,7 @@ impl Ctx {
     pub fn script(&mut self, stmt: &Stmt) -> Option<super::model::Script> {
         let first = self.arg(stmt, 0, "a script path")?;
         let span = first.span;
-        let command = stmt
-            .args()
-            .iter()
-            .map(|w| w.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command = stmt.args().iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
         Some(super::model::Script { command, span })
     }
 
@@ -172,10 +150,7 @@ impl Ctx {
         let mut words = Vec::new();
         for s in block {
             if s.block.is_some() {
-                self.error(
-                    s.keyword().span,
-                    format!("unexpected block inside `{}`", stmt.keyword().text),
-                );
+                self.error(s.keyword().span, format!("unexpected block inside `{}`", stmt.keyword().text));
             }
             words.extend(s.words.iter());
         }
@@ -185,10 +160,7 @@ impl Ctx {
     /// The statement's `{ }` block, or an error if it has none.
     pub fn block<'s>(&mut self, stmt: &'s Stmt) -> Option<&'s [Stmt]> {
         if stmt.block.is_none() {
-            self.error(
-                stmt.keyword().span,
-                format!("`{}` needs a `{{ ... }}` block", stmt.keyword().text),
-            );
+            self.error(stmt.keyword().span, format!("`{}` needs a `{{ ... }}` block", stmt.keyword().text));
         }
         stmt.block.as_deref()
     }
@@ -202,24 +174,16 @@ impl Ctx {
             } else if is_keepalived_keyword(&kw.text) {
                 self.warn(
                     kw.span,
-                    format!(
-                        "`{}` is a keepalived keyword this version does not act on yet; ignored",
-                        kw.text
-                    ),
+                    format!("`{}` is a keepalived keyword this version does not act on yet; ignored", kw.text),
                 );
             } else {
                 let hint = suggest(
                     &kw.text,
-                    table
-                        .iter()
-                        .flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied())),
+                    table.iter().flat_map(|k| std::iter::once(k.name).chain(k.aliases.iter().copied())),
                 )
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-                self.error(
-                    kw.span,
-                    format!("unknown keyword `{}` in {block}{hint}", kw.text),
-                );
+                self.error(kw.span, format!("unknown keyword `{}` in {block}{hint}", kw.text));
             }
         }
     }

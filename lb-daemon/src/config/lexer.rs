@@ -32,15 +32,8 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                 '#' | '!' => break,
                 c if c.is_whitespace() => i += 1,
                 '{' | '}' => {
-                    let kind = if c == '{' {
-                        TokenKind::Open
-                    } else {
-                        TokenKind::Close
-                    };
-                    out.push(Token {
-                        kind,
-                        span: Span::new(file, line_no, col, 1),
-                    });
+                    let kind = if c == '{' { TokenKind::Open } else { TokenKind::Close };
+                    out.push(Token { kind, span: Span::new(file, line_no, col, 1) });
                     i += 1;
                 }
                 '"' => {
@@ -62,10 +55,7 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                     if !closed {
                         unterminated.push(span);
                     }
-                    out.push(Token {
-                        kind: TokenKind::Word(word),
-                        span,
-                    });
+                    out.push(Token { kind: TokenKind::Word(word), span });
                 }
                 _ => {
                     let start = byte;
@@ -79,17 +69,11 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                         i += 1;
                     }
                     let end = chars.get(i).map_or(line.len(), |(b, _)| *b);
-                    out.push(Token {
-                        kind: TokenKind::Word(word),
-                        span: Span::new(file, line_no, col, end - start),
-                    });
+                    out.push(Token { kind: TokenKind::Word(word), span: Span::new(file, line_no, col, end - start) });
                 }
             }
         }
-        out.push(Token {
-            kind: TokenKind::Newline,
-            span: Span::new(file, line_no, line.len() + 1, 0),
-        });
+        out.push(Token { kind: TokenKind::Newline, span: Span::new(file, line_no, line.len() + 1, 0) });
     }
     out
 }
@@ -112,10 +96,7 @@ mod tests {
 
     #[test]
     fn comments_quotes_and_braces() {
-        assert_eq!(
-            words("a b{ # c\n! d\n\"x y\" }z"),
-            ["a", "b", "{", "\\n", "\\n", "x y", "}", "z", "\\n"]
-        );
+        assert_eq!(words("a b{ # c\n! d\n\"x y\" }z"), ["a", "b", "{", "\\n", "\\n", "x y", "}", "z", "\\n"]);
     }
 
     #[test]

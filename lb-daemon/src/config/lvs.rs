@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use super::{
     keyword::{Ctx, Keyword},
     model::{
-        CheckKind, Checker, Config, ForwardMethod, GroupMember, Protocol, RealServer, Scheduler,
-        ServiceAddr, Url, VirtualServer, VirtualServerGroup,
+        CheckKind, Checker, Config, ForwardMethod, GroupMember, Protocol, RealServer, Scheduler, ServiceAddr, Url,
+        VirtualServer, VirtualServerGroup,
     },
     tree::{Stmt, Word},
 };
@@ -23,11 +23,7 @@ pub fn virtual_server_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         return;
     };
     let Some(block) = ctx.block(stmt) else { return };
-    let mut g = VirtualServerGroup {
-        name,
-        members: Vec::new(),
-        span: stmt.keyword().span,
-    };
+    let mut g = VirtualServerGroup { name, members: Vec::new(), span: stmt.keyword().span };
     for line in block {
         let first = line.keyword();
         if first.text == "fwmark" {
@@ -60,29 +56,19 @@ fn range(ctx: &mut Ctx, w: &Word) -> Option<(IpAddr, IpAddr)> {
         return Some((first, first));
     };
     let last = match first {
-        IpAddr::V4(a) => end
-            .parse::<u8>()
-            .ok()
-            .filter(|e| *e >= a.octets()[3])
-            .map(|e| {
-                let mut o = a.octets();
-                o[3] = e;
-                IpAddr::from(o)
-            }),
-        IpAddr::V6(a) => u16::from_str_radix(end, 16)
-            .ok()
-            .filter(|e| *e >= a.segments()[7])
-            .map(|e| {
-                let mut s = a.segments();
-                s[7] = e;
-                IpAddr::from(s)
-            }),
+        IpAddr::V4(a) => end.parse::<u8>().ok().filter(|e| *e >= a.octets()[3]).map(|e| {
+            let mut o = a.octets();
+            o[3] = e;
+            IpAddr::from(o)
+        }),
+        IpAddr::V6(a) => u16::from_str_radix(end, 16).ok().filter(|e| *e >= a.segments()[7]).map(|e| {
+            let mut s = a.segments();
+            s[7] = e;
+            IpAddr::from(s)
+        }),
     };
     if last.is_none() {
-        ctx.error(
-            w.span,
-            format!("range end `{end}` is not a last octet (or IPv6 group) at or above the start"),
-        );
+        ctx.error(w.span, format!("range end `{end}` is not a last octet (or IPv6 group) at or above the start"));
     }
     Some((first, last?))
 }
@@ -92,20 +78,13 @@ pub fn virtual_server(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         return;
     };
     let addr = match first.text.as_str() {
-        "fwmark" => ctx
-            .parse::<u32>(stmt, 1, "a firewall mark (a number)")
-            .map(ServiceAddr::Fwmark),
-        "group" => ctx
-            .string(stmt, 1, "a virtual_server_group name")
-            .map(ServiceAddr::Group),
+        "fwmark" => ctx.parse::<u32>(stmt, 1, "a firewall mark (a number)").map(ServiceAddr::Fwmark),
+        "group" => ctx.string(stmt, 1, "a virtual_server_group name").map(ServiceAddr::Group),
         _ => ip_port(ctx, stmt, 0).map(|(ip, port)| ServiceAddr::Inet((ip, port).into())),
     };
     let Some(block) = ctx.block(stmt) else { return };
     // A bad address still gets its block checked, so every error is reported in one pass.
-    let mut vs = VirtualServer::new(
-        addr.clone().unwrap_or(ServiceAddr::Fwmark(0)),
-        stmt.keyword().span,
-    );
+    let mut vs = VirtualServer::new(addr.clone().unwrap_or(ServiceAddr::Fwmark(0)), stmt.keyword().span);
     ctx.apply(VIRTUAL_SERVER, &mut vs, block, "virtual_server");
     if addr.is_some() {
         cfg.virtual_servers.push(vs);
@@ -113,18 +92,18 @@ pub fn virtual_server(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
 }
 
 fn scheduler(ctx: &mut Ctx, vs: &mut VirtualServer, st: &Stmt) {
-    let Some(w) = ctx.arg(
-        st,
-        0,
-        "a scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, fo, ovf, twos)",
-    ) else {
+    let Some(w) = ctx.arg(st, 0, "a scheduler (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, fo, ovf, twos)")
+    else {
         return;
     };
     match Scheduler::ALL.iter().find(|(n, _)| *n == w.text) {
         Some((_, s)) => vs.scheduler = *s,
         None => ctx.error(
             w.span,
-            format!("unknown scheduler `{}` (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, fo, ovf, twos)", w.text),
+            format!(
+                "unknown scheduler `{}` (rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, fo, ovf, twos)",
+                w.text
+            ),
         ),
     }
 }
@@ -135,10 +114,7 @@ fn forward_method(ctx: &mut Ctx, vs: &mut VirtualServer, st: &Stmt) {
             "NAT" => vs.forward = ForwardMethod::Nat,
             "DR" => vs.forward = ForwardMethod::Dr,
             "TUN" => vs.forward = ForwardMethod::Tun,
-            _ => ctx.error(
-                w.span,
-                format!("lb_kind `{}` is not NAT, DR or TUN", w.text),
-            ),
+            _ => ctx.error(w.span, format!("lb_kind `{}` is not NAT, DR or TUN", w.text)),
         }
     }
 }
@@ -150,10 +126,7 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
                 "TCP" => vs.protocol = Protocol::Tcp,
                 "UDP" => vs.protocol = Protocol::Udp,
                 "SCTP" => vs.protocol = Protocol::Sctp,
-                _ => ctx.error(
-                    w.span,
-                    format!("protocol `{}` is not TCP, UDP or SCTP", w.text),
-                ),
+                _ => ctx.error(w.span, format!("protocol `{}` is not TCP, UDP or SCTP", w.text)),
             }
         }
     }),
@@ -165,11 +138,7 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
         }
     }),
     Keyword::new("persistence_timeout", |ctx, vs, st| {
-        vs.persistence_timeout = if st.args().is_empty() {
-            Some(360)
-        } else {
-            ctx.parse(st, 0, "a number of seconds")
-        };
+        vs.persistence_timeout = if st.args().is_empty() { Some(360) } else { ctx.parse(st, 0, "a number of seconds") };
     }),
     Keyword::new("persistence_granularity", |ctx, vs, st| {
         let Some(w) = ctx.arg(st, 0, "a netmask (IPv4) or prefix length") else {
@@ -180,16 +149,11 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
             Err(_) => w.text.parse::<u8>().ok().filter(|l| *l <= 128),
         };
         if vs.persistence_granularity.is_none() {
-            ctx.error(
-                w.span,
-                format!("`{}` is not a netmask or a prefix length", w.text),
-            );
+            ctx.error(w.span, format!("`{}` is not a netmask or a prefix length", w.text));
         }
     }),
     Keyword::new("ha_suspend", |ctx, vs, st| vs.ha_suspend = ctx.flag(st)),
-    Keyword::new("virtualhost", |ctx, vs, st| {
-        vs.virtualhost = ctx.string(st, 0, "a host name")
-    }),
+    Keyword::new("virtualhost", |ctx, vs, st| vs.virtualhost = ctx.string(st, 0, "a host name")),
     Keyword::new("alpha", |ctx, vs, st| vs.alpha = ctx.flag(st)),
     Keyword::new("omega", |ctx, vs, st| vs.omega = ctx.flag(st)),
     Keyword::new("quorum", |ctx, vs, st| {
@@ -204,12 +168,8 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
             vs.hysteresis = h;
         }
     }),
-    Keyword::new("sorry_server", |ctx, vs, st| {
-        vs.sorry_server = ip_port(ctx, st, 0).map(Into::into)
-    }),
-    Keyword::new("sorry_server_inhibit", |ctx, vs, st| {
-        vs.sorry_server_inhibit = ctx.flag(st)
-    }),
+    Keyword::new("sorry_server", |ctx, vs, st| vs.sorry_server = ip_port(ctx, st, 0).map(Into::into)),
+    Keyword::new("sorry_server_inhibit", |ctx, vs, st| vs.sorry_server_inhibit = ctx.flag(st)),
     Keyword::new("ops", |ctx, vs, st| vs.ops = ctx.flag(st)),
     Keyword::new("real_server", real_server),
 ];
@@ -231,48 +191,18 @@ pub(crate) const REAL_SERVER: &[Keyword<RealServer>] = &[
             rs.weight = w;
         }
     }),
-    Keyword::new("inhibit_on_failure", |ctx, rs, st| {
-        rs.inhibit_on_failure = ctx.flag(st)
-    }),
+    Keyword::new("inhibit_on_failure", |ctx, rs, st| rs.inhibit_on_failure = ctx.flag(st)),
     Keyword::new("notify_up", |ctx, rs, st| rs.notify_up = ctx.script(st)),
     Keyword::new("notify_down", |ctx, rs, st| rs.notify_down = ctx.script(st)),
     Keyword::new("HTTP_GET", |ctx, rs, st| {
-        checker(
-            ctx,
-            rs,
-            st,
-            CheckKind::HttpGet {
-                urls: Vec::new(),
-                virtualhost: None,
-            },
-        )
+        checker(ctx, rs, st, CheckKind::HttpGet { urls: Vec::new(), virtualhost: None })
     }),
     Keyword::new("SSL_GET", |ctx, rs, st| {
-        checker(
-            ctx,
-            rs,
-            st,
-            CheckKind::SslGet {
-                urls: Vec::new(),
-                virtualhost: None,
-            },
-        )
+        checker(ctx, rs, st, CheckKind::SslGet { urls: Vec::new(), virtualhost: None })
     }),
-    Keyword::new("TCP_CHECK", |ctx, rs, st| {
-        checker(ctx, rs, st, CheckKind::Tcp)
-    }),
+    Keyword::new("TCP_CHECK", |ctx, rs, st| checker(ctx, rs, st, CheckKind::Tcp)),
     Keyword::new("MISC_CHECK", |ctx, rs, st| {
-        checker(
-            ctx,
-            rs,
-            st,
-            CheckKind::Misc {
-                path: None,
-                timeout: None,
-                dynamic: false,
-                user: None,
-            },
-        )
+        checker(ctx, rs, st, CheckKind::Misc { path: None, timeout: None, dynamic: false, user: None })
     }),
 ];
 
@@ -285,9 +215,7 @@ fn checker(ctx: &mut Ctx, rs: &mut RealServer, stmt: &Stmt, kind: CheckKind) {
         CheckKind::HttpGet { urls, .. } | CheckKind::SslGet { urls, .. } if urls.is_empty() => {
             ctx.error(stmt.keyword().span, format!("{name} has no `url` block"))
         }
-        CheckKind::Misc { path: None, .. } => {
-            ctx.error(stmt.keyword().span, "MISC_CHECK has no `misc_path`")
-        }
+        CheckKind::Misc { path: None, .. } => ctx.error(stmt.keyword().span, "MISC_CHECK has no `misc_path`"),
         _ => {}
     }
     rs.checkers.push(c);
@@ -295,18 +223,10 @@ fn checker(ctx: &mut Ctx, rs: &mut RealServer, stmt: &Stmt, kind: CheckKind) {
 
 /// Keywords of every checker; those of one kind only say so when used in another.
 pub(crate) const CHECKER: &[Keyword<Checker>] = &[
-    Keyword::new("connect_ip", |ctx, c, st| {
-        c.connect_ip = ctx.parse(st, 0, "an IPv4 or IPv6 address")
-    }),
-    Keyword::new("connect_port", |ctx, c, st| {
-        c.connect_port = ctx.parse(st, 0, "a port number (0-65535)")
-    }),
-    Keyword::new("bindto", |ctx, c, st| {
-        c.bindto = ctx.parse(st, 0, "an IPv4 or IPv6 address")
-    }),
-    Keyword::new("bind_port", |ctx, c, st| {
-        c.bind_port = ctx.parse(st, 0, "a port number (0-65535)")
-    }),
+    Keyword::new("connect_ip", |ctx, c, st| c.connect_ip = ctx.parse(st, 0, "an IPv4 or IPv6 address")),
+    Keyword::new("connect_port", |ctx, c, st| c.connect_port = ctx.parse(st, 0, "a port number (0-65535)")),
+    Keyword::new("bindto", |ctx, c, st| c.bindto = ctx.parse(st, 0, "an IPv4 or IPv6 address")),
+    Keyword::new("bind_port", |ctx, c, st| c.bind_port = ctx.parse(st, 0, "a port number (0-65535)")),
     Keyword::new("connect_timeout", |ctx, c, st| {
         if let Some(t) = ctx.parse_range(st, 0, "a number of seconds", 1u32, u32::MAX) {
             c.connect_timeout = t;
@@ -318,9 +238,7 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
             c.delay_before_retry = d;
         }
     }),
-    Keyword::new("warmup", |ctx, c, st| {
-        c.warmup = ctx.parse(st, 0, "a number of seconds")
-    }),
+    Keyword::new("warmup", |ctx, c, st| c.warmup = ctx.parse(st, 0, "a number of seconds")),
     Keyword::new("delay_loop", |ctx, c, st| {
         c.delay_loop = ctx.parse_range(st, 0, "a number of seconds", 1u32, u32::MAX)
     }),
@@ -328,13 +246,8 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
     Keyword::new("virtualhost", |ctx, c, st| {
         let host = ctx.string(st, 0, "a host name");
         match &mut c.kind {
-            CheckKind::HttpGet { virtualhost, .. } | CheckKind::SslGet { virtualhost, .. } => {
-                *virtualhost = host
-            }
-            _ => ctx.error(
-                st.keyword().span,
-                "`virtualhost` belongs in HTTP_GET or SSL_GET",
-            ),
+            CheckKind::HttpGet { virtualhost, .. } | CheckKind::SslGet { virtualhost, .. } => *virtualhost = host,
+            _ => ctx.error(st.keyword().span, "`virtualhost` belongs in HTTP_GET or SSL_GET"),
         }
     }),
     Keyword::new("misc_path", |ctx, c, st| {
@@ -375,11 +288,7 @@ fn retry(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
 
 fn url(ctx: &mut Ctx, c: &mut Checker, stmt: &Stmt) {
     let Some(block) = ctx.block(stmt) else { return };
-    let mut u = Url {
-        path: String::new(),
-        digest: None,
-        status_code: Vec::new(),
-    };
+    let mut u = Url { path: String::new(), digest: None, status_code: Vec::new() };
     ctx.apply(URL, &mut u, block, "url");
     if u.path.is_empty() {
         ctx.error(stmt.keyword().span, "url has no `path`");
@@ -403,10 +312,7 @@ pub(crate) const URL: &[Keyword<Url>] = &[
         if w.text.len() == 32 && w.text.chars().all(|c| c.is_ascii_hexdigit()) {
             u.digest = Some(w.text.to_ascii_lowercase());
         } else {
-            ctx.error(
-                w.span,
-                format!("`{}` is not an MD5 digest (32 hex digits)", w.text),
-            );
+            ctx.error(w.span, format!("`{}` is not an MD5 digest (32 hex digits)", w.text));
         }
     }),
     Keyword::new("status_code", |ctx, u, st| {
@@ -419,13 +325,8 @@ pub(crate) const URL: &[Keyword<Url>] = &[
                 None => w.text.parse::<u16>().ok().map(|c| (c, c)),
             };
             match parsed {
-                Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => {
-                    u.status_code.push((a, b))
-                }
-                _ => ctx.error(
-                    w.span,
-                    format!("`{}` is not an HTTP status code or range (100-599)", w.text),
-                ),
+                Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => u.status_code.push((a, b)),
+                _ => ctx.error(w.span, format!("`{}` is not an HTTP status code or range (100-599)", w.text)),
             }
         }
     }),

@@ -33,9 +33,7 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
     }
 
     pub fn has_errors(&self) -> bool {
@@ -44,11 +42,7 @@ impl Loaded {
 
     /// Every diagnostic rendered with its source line.
     pub fn render(&self) -> String {
-        self.diagnostics
-            .iter()
-            .map(|d| self.sources.render(d))
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.diagnostics.iter().map(|d| self.sources.render(d)).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -56,14 +50,9 @@ impl Loaded {
 /// read the main file is the only `Err`; everything else is a diagnostic.
 pub fn load(path: &Path, backend: BackendKind) -> anyhow::Result<Loaded> {
     use anyhow::Context as _;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-    Ok(parse_text(
-        &path.display().to_string(),
-        &text,
-        path.parent(),
-        backend,
-    ))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read configuration file {}", path.display()))?;
+    Ok(parse_text(&path.display().to_string(), &text, path.parent(), backend))
 }
 
 /// Parses `text` as if read from `name`; includes resolve against the current directory.
@@ -74,14 +63,7 @@ pub fn parse_str(name: &str, text: &str) -> Loaded {
 fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) -> Loaded {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
-    let stmts = file_tree(
-        name,
-        text,
-        dir.unwrap_or(Path::new(".")),
-        0,
-        &mut sources,
-        &mut diagnostics,
-    );
+    let stmts = file_tree(name, text, dir.unwrap_or(Path::new(".")), 0, &mut sources, &mut diagnostics);
     let mut ctx = keyword::Ctx::default();
     let mut config = parse::config(&mut ctx, &stmts);
     diagnostics.extend(ctx.diags);
@@ -91,11 +73,7 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
     };
     diagnostics.extend(check::check(&config, backend));
     config.global.lb_backend.get_or_insert(backend);
-    Loaded {
-        config,
-        diagnostics,
-        sources,
-    }
+    Loaded { config, diagnostics, sources }
 }
 
 /// One file's statements, with its `include`s replaced by their files' statements.
@@ -110,11 +88,7 @@ fn file_tree(
     let file = sources.add(name.to_string(), text.to_string());
     let mut unterminated = Vec::new();
     let tokens = lexer::lex(text, file, &mut unterminated);
-    diags.extend(
-        unterminated
-            .into_iter()
-            .map(|s| Diagnostic::error(s, "unterminated quoted string")),
-    );
+    diags.extend(unterminated.into_iter().map(|s| Diagnostic::error(s, "unterminated quoted string")));
     let stmts = tree::build(&tokens, diags);
     expand(stmts, dir, depth, sources, diags)
 }
@@ -134,17 +108,12 @@ fn expand(
             continue;
         }
         if stmt.args().is_empty() {
-            diags.push(Diagnostic::error(
-                stmt.keyword().span,
-                "`include` needs a file name or glob",
-            ));
+            diags.push(Diagnostic::error(stmt.keyword().span, "`include` needs a file name or glob"));
         }
         if depth >= MAX_INCLUDE_DEPTH {
             diags.push(Diagnostic::error(
                 stmt.keyword().span,
-                format!(
-                    "includes nested deeper than {MAX_INCLUDE_DEPTH}: does a file include itself?"
-                ),
+                format!("includes nested deeper than {MAX_INCLUDE_DEPTH}: does a file include itself?"),
             ));
             continue;
         }
@@ -153,14 +122,7 @@ fn expand(
                 match std::fs::read_to_string(&path) {
                     Ok(text) => {
                         let sub_dir = path.parent().unwrap_or(dir).to_path_buf();
-                        out.extend(file_tree(
-                            &path.display().to_string(),
-                            &text,
-                            &sub_dir,
-                            depth + 1,
-                            sources,
-                            diags,
-                        ));
+                        out.extend(file_tree(&path.display().to_string(), &text, &sub_dir, depth + 1, sources, diags));
                     }
                     Err(e) => diags.push(Diagnostic::error(
                         pattern.span,
@@ -176,42 +138,27 @@ fn expand(
 /// Files an `include` names, relative to the including file's directory. A plain path that
 /// does not exist is an error; a glob matching nothing is only a warning (keepalived's rule).
 fn resolve(pattern: &tree::Word, dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let full = if Path::new(&pattern.text).is_absolute() {
-        PathBuf::from(&pattern.text)
-    } else {
-        dir.join(&pattern.text)
-    };
+    let full =
+        if Path::new(&pattern.text).is_absolute() { PathBuf::from(&pattern.text) } else { dir.join(&pattern.text) };
     let is_glob = pattern.text.contains(['*', '?', '[']);
     if !is_glob {
         if !full.exists() {
-            diags.push(Diagnostic::error(
-                pattern.span,
-                format!("included file {} does not exist", full.display()),
-            ));
+            diags.push(Diagnostic::error(pattern.span, format!("included file {} does not exist", full.display())));
             return Vec::new();
         }
         return vec![full];
     }
     match glob::glob(&full.to_string_lossy()) {
         Ok(paths) => {
-            let mut found: Vec<PathBuf> = paths
-                .filter_map(Result::ok)
-                .filter(|p| p.is_file())
-                .collect();
+            let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
             found.sort();
             if found.is_empty() {
-                diags.push(Diagnostic::warning(
-                    pattern.span,
-                    format!("include {} matches no file", full.display()),
-                ));
+                diags.push(Diagnostic::warning(pattern.span, format!("include {} matches no file", full.display())));
             }
             found
         }
         Err(e) => {
-            diags.push(Diagnostic::error(
-                pattern.span,
-                format!("bad include pattern: {e}"),
-            ));
+            diags.push(Diagnostic::error(pattern.span, format!("bad include pattern: {e}")));
             Vec::new()
         }
     }

@@ -392,10 +392,7 @@ impl Scheduler {
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map_or("?", |(n, _)| n)
+        Self::ALL.iter().find(|(_, s)| *s == self).map_or("?", |(n, _)| n)
     }
 
     /// Whether the BPF data plane implements it (the rest need the IPVS backend).
@@ -520,21 +517,10 @@ pub struct Url {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum CheckKind {
-    HttpGet {
-        urls: Vec<Url>,
-        virtualhost: Option<String>,
-    },
-    SslGet {
-        urls: Vec<Url>,
-        virtualhost: Option<String>,
-    },
+    HttpGet { urls: Vec<Url>, virtualhost: Option<String> },
+    SslGet { urls: Vec<Url>, virtualhost: Option<String> },
     Tcp,
-    Misc {
-        path: Option<Script>,
-        timeout: Option<u32>,
-        dynamic: bool,
-        user: Option<RunAs>,
-    },
+    Misc { path: Option<Script>, timeout: Option<u32>, dynamic: bool, user: Option<RunAs> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -14,10 +14,7 @@ fn ok(src: &str) -> Config {
 /// The first error, rendered; fails if there is none.
 fn first_error(src: &str) -> String {
     let l = parse_str("bad.conf", src);
-    let e = l
-        .errors()
-        .next()
-        .unwrap_or_else(|| panic!("no error for:\n{src}\n{}", l.render()));
+    let e = l.errors().next().unwrap_or_else(|| panic!("no error for:\n{src}\n{}", l.render()));
     l.sources.render(e)
 }
 
@@ -63,10 +60,7 @@ static_routes {
 fn global_defs_and_static_blocks() {
     let c = ok(GLOBAL);
     let g = &c.global;
-    assert_eq!(
-        g.notification_email,
-        ["admin@example.com", "ops@example.com"]
-    );
+    assert_eq!(g.notification_email, ["admin@example.com", "ops@example.com"]);
     assert_eq!(g.notification_email_from.as_deref(), Some("lb@example.com"));
     assert_eq!(g.smtp_server, Some(("192.0.2.25".into(), 2525)));
     assert_eq!(g.smtp_connect_timeout, 12);
@@ -75,45 +69,21 @@ fn global_defs_and_static_blocks() {
     assert_eq!(g.vrrp_mcast_group4, Ipv4Addr::new(224, 0, 0, 19));
     assert_eq!(g.vrrp_mcast_group6, "ff02::13".parse::<Ipv6Addr>().unwrap());
     assert_eq!(g.vrrp_version, 3);
-    assert_eq!(
-        g.script_user,
-        Some(RunAs {
-            user: "nobody".into(),
-            group: Some("nogroup".into())
-        })
-    );
+    assert_eq!(g.script_user, Some(RunAs { user: "nobody".into(), group: Some("nogroup".into()) }));
     assert!(g.enable_script_security && g.vrrp_strict);
-    assert_eq!(
-        (
-            g.vrrp_garp_master_delay,
-            g.vrrp_garp_master_repeat,
-            g.vrrp_garp_master_refresh
-        ),
-        (7, 3, 60)
-    );
+    assert_eq!((g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat, g.vrrp_garp_master_refresh), (7, 3, 60));
     assert_eq!(
         g.lvs_sync_daemon,
-        Some(LvsSyncDaemon {
-            interface: "eth1".into(),
-            vrrp_instance: Some("VI_1".into()),
-            sync_id: Some(9)
-        })
+        Some(LvsSyncDaemon { interface: "eth1".into(), vrrp_instance: Some("VI_1".into()), sync_id: Some(9) })
     );
     assert_eq!(g.lb_backend, Some(BackendKind::Bpf));
 
     let a = &c.static_ipaddress;
     assert_eq!(a.len(), 2);
-    assert_eq!(
-        (a[0].addr, a[0].prefix, a[0].dev.as_deref()),
-        (ip("192.0.2.5"), 24, Some("eth0"))
-    );
+    assert_eq!((a[0].addr, a[0].prefix, a[0].dev.as_deref()), (ip("192.0.2.5"), 24, Some("eth0")));
     assert_eq!(
         (a[0].broadcast, a[0].scope, a[0].label.as_deref()),
-        (
-            Some(Ipv4Addr::new(192, 0, 2, 255)),
-            Some(Scope::Global),
-            Some("eth0:5")
-        )
+        (Some(Ipv4Addr::new(192, 0, 2, 255)), Some(Scope::Global), Some("eth0:5"))
     );
     assert_eq!((a[1].addr, a[1].prefix), (ip("2001:db8::5"), 64));
 
@@ -134,22 +104,12 @@ fn global_defs_and_static_blocks() {
 fn global_defaults_are_keepalived_s() {
     let g = ok("").global;
     assert_eq!(
-        (
-            g.smtp_connect_timeout,
-            g.vrrp_version,
-            g.vrrp_garp_master_delay,
-            g.vrrp_garp_master_repeat
-        ),
+        (g.smtp_connect_timeout, g.vrrp_version, g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat),
         (30, 2, 5, 5)
     );
     assert_eq!(g.vrrp_mcast_group4, Ipv4Addr::new(224, 0, 0, 18));
     assert_eq!(g.vrrp_mcast_group6, "ff02::12".parse::<Ipv6Addr>().unwrap());
-    assert_eq!(
-        ok("global_defs {\n smtp_server 192.0.2.25\n}")
-            .global
-            .smtp_server,
-        Some(("192.0.2.25".into(), 25))
-    );
+    assert_eq!(ok("global_defs {\n smtp_server 192.0.2.25\n}").global.smtp_server, Some(("192.0.2.25".into(), 25)));
 }
 
 const VRRP: &str = r#"
@@ -243,124 +203,54 @@ fn vrrp_blocks() {
     let c = ok(VRRP);
     let s = &c.vrrp_scripts[0];
     assert_eq!(
-        (
-            s.name.as_str(),
-            s.script.as_ref().map(|x| x.command.as_str())
-        ),
+        (s.name.as_str(), s.script.as_ref().map(|x| x.command.as_str())),
         ("chk_haproxy", Some("/usr/bin/killall -0 haproxy"))
     );
-    assert_eq!(
-        (s.interval, s.timeout, s.weight, s.rise, s.fall, s.init_fail),
-        (2, Some(3), -20, 2, 3, true)
-    );
-    assert_eq!(
-        s.user,
-        Some(RunAs {
-            user: "nobody".into(),
-            group: None
-        })
-    );
+    assert_eq!((s.interval, s.timeout, s.weight, s.rise, s.fall, s.init_fail), (2, Some(3), -20, 2, 3, true));
+    assert_eq!(s.user, Some(RunAs { user: "nobody".into(), group: None }));
 
     let g = &c.vrrp_sync_groups[0];
     assert_eq!(g.group, ["VI_1", "VI_6"]);
-    assert_eq!(
-        g.notify.master.as_ref().unwrap().command,
-        "/etc/lb/master.sh"
-    );
-    assert_eq!(
-        g.notify.backup.as_ref().unwrap().command,
-        "/etc/lb/backup.sh arg"
-    );
+    assert_eq!(g.notify.master.as_ref().unwrap().command, "/etc/lb/master.sh");
+    assert_eq!(g.notify.backup.as_ref().unwrap().command, "/etc/lb/backup.sh arg");
     assert_eq!(g.notify.fault.as_ref().unwrap().command, "/etc/lb/fault.sh");
     assert_eq!(g.notify.stop.as_ref().unwrap().command, "/etc/lb/stop.sh");
     assert_eq!(g.notify.any.as_ref().unwrap().command, "/etc/lb/notify.sh");
     assert!(g.notify.smtp_alert);
 
     let v = &c.vrrp_instances[0];
+    assert_eq!((v.state, v.interface.as_deref(), v.dont_track_primary), (Some(VrrpState::Master), Some("eth0"), true));
     assert_eq!(
-        (v.state, v.interface.as_deref(), v.dont_track_primary),
-        (Some(VrrpState::Master), Some("eth0"), true)
-    );
-    assert_eq!(
-        v.track_interface
-            .iter()
-            .map(|t| (t.name.as_str(), t.weight))
-            .collect::<Vec<_>>(),
+        v.track_interface.iter().map(|t| (t.name.as_str(), t.weight)).collect::<Vec<_>>(),
         [("eth0", None), ("eth1", Some(-10))]
     );
     assert_eq!(
-        v.track_script
-            .iter()
-            .map(|t| (t.name.as_str(), t.weight))
-            .collect::<Vec<_>>(),
+        v.track_script.iter().map(|t| (t.name.as_str(), t.weight)).collect::<Vec<_>>(),
         [("chk_haproxy", None), ("chk_haproxy", Some(5))]
     );
-    assert_eq!(
-        (v.mcast_src_ip, v.unicast_src_ip),
-        (Some(ip("192.0.2.2")), Some(ip("192.0.2.2")))
-    );
+    assert_eq!((v.mcast_src_ip, v.unicast_src_ip), (Some(ip("192.0.2.2")), Some(ip("192.0.2.2"))));
     assert_eq!(v.unicast_peer, [ip("192.0.2.3"), ip("192.0.2.4")]);
+    assert_eq!((v.garp_master_delay, v.garp_master_repeat, v.garp_master_refresh), (Some(10), Some(2), Some(30)));
+    assert_eq!((v.virtual_router_id, v.priority, v.advert_int_cs, v.version), (Some(51), 150, 200, Some(2)));
+    assert_eq!(v.authentication, Some(Authentication { auth_type: AuthType::Pass, auth_pass: "1111".into() }));
     assert_eq!(
-        (
-            v.garp_master_delay,
-            v.garp_master_repeat,
-            v.garp_master_refresh
-        ),
-        (Some(10), Some(2), Some(30))
-    );
-    assert_eq!(
-        (v.virtual_router_id, v.priority, v.advert_int_cs, v.version),
-        (Some(51), 150, 200, Some(2))
-    );
-    assert_eq!(
-        v.authentication,
-        Some(Authentication {
-            auth_type: AuthType::Pass,
-            auth_pass: "1111".into()
-        })
-    );
-    assert_eq!(
-        v.virtual_ipaddress
-            .iter()
-            .map(|a| (a.addr, a.prefix))
-            .collect::<Vec<_>>(),
+        v.virtual_ipaddress.iter().map(|a| (a.addr, a.prefix)).collect::<Vec<_>>(),
         [(ip("203.0.113.10"), 24), (ip("203.0.113.11"), 32)]
     );
     assert_eq!(v.virtual_ipaddress[0].label.as_deref(), Some("eth0:vip"));
     assert_eq!(v.virtual_ipaddress_excluded[0].addr, ip("2001:db8:f::10"));
     assert_eq!(v.virtual_routes[0].via, Some(ip("192.0.2.1")));
-    assert_eq!(
-        (v.nopreempt, v.preempt_delay, v.accept),
-        (true, 30, Some(true))
-    );
-    assert_eq!(
-        v.notify.master.as_ref().unwrap().command,
-        "/etc/lb/i-master.sh"
-    );
-    assert_eq!(
-        v.notify.backup.as_ref().unwrap().command,
-        "/etc/lb/i-backup.sh"
-    );
-    assert_eq!(
-        v.notify.fault.as_ref().unwrap().command,
-        "/etc/lb/i-fault.sh"
-    );
+    assert_eq!((v.nopreempt, v.preempt_delay, v.accept), (true, 30, Some(true)));
+    assert_eq!(v.notify.master.as_ref().unwrap().command, "/etc/lb/i-master.sh");
+    assert_eq!(v.notify.backup.as_ref().unwrap().command, "/etc/lb/i-backup.sh");
+    assert_eq!(v.notify.fault.as_ref().unwrap().command, "/etc/lb/i-fault.sh");
     assert_eq!(v.notify.stop.as_ref().unwrap().command, "/etc/lb/i-stop.sh");
-    assert_eq!(
-        v.notify.any.as_ref().unwrap().command,
-        "/etc/lb/i-notify.sh"
-    );
+    assert_eq!(v.notify.any.as_ref().unwrap().command, "/etc/lb/i-notify.sh");
     assert!(!v.notify.smtp_alert);
-    assert_eq!(
-        (v.debug, v.lvs_sync_daemon_interface.as_deref()),
-        (Some(2), Some("eth1"))
-    );
+    assert_eq!((v.debug, v.lvs_sync_daemon_interface.as_deref()), (Some(2), Some("eth1")));
 
     let v6 = &c.vrrp_instances[1];
-    assert_eq!(
-        (v6.advert_int_cs, v6.accept, v6.priority, v6.state),
-        (50, Some(false), 100, None)
-    );
+    assert_eq!((v6.advert_int_cs, v6.accept, v6.priority, v6.state), (50, Some(false), 100, None));
 }
 
 const LVS: &str = r#"
@@ -453,38 +343,20 @@ fn lvs_blocks() {
     assert_eq!(
         g.members,
         [
-            GroupMember::Range {
-                first: ip("203.0.113.10"),
-                last: ip("203.0.113.10"),
-                port: 80
-            },
-            GroupMember::Range {
-                first: ip("203.0.113.20"),
-                last: ip("203.0.113.25"),
-                port: 443
-            },
-            GroupMember::Range {
-                first: ip("2001:db8:f::30"),
-                last: ip("2001:db8:f::3f"),
-                port: 80
-            },
+            GroupMember::Range { first: ip("203.0.113.10"), last: ip("203.0.113.10"), port: 80 },
+            GroupMember::Range { first: ip("203.0.113.20"), last: ip("203.0.113.25"), port: 443 },
+            GroupMember::Range { first: ip("2001:db8:f::30"), last: ip("2001:db8:f::3f"), port: 80 },
             GroupMember::Fwmark(7),
         ]
     );
 
     let vs = &c.virtual_servers[0];
-    assert_eq!(
-        vs.addr,
-        ServiceAddr::Inet("203.0.113.10:80".parse().unwrap())
-    );
+    assert_eq!(vs.addr, ServiceAddr::Inet("203.0.113.10:80".parse().unwrap()));
     assert_eq!(
         (vs.delay_loop, vs.scheduler, vs.forward, vs.protocol),
         (3, Scheduler::Wrr, ForwardMethod::Dr, Protocol::Tcp)
     );
-    assert_eq!(
-        (vs.persistence_timeout, vs.persistence_granularity),
-        (Some(120), Some(24))
-    );
+    assert_eq!((vs.persistence_timeout, vs.persistence_granularity), (Some(120), Some(24)));
     assert_eq!(
         (vs.ha_suspend, vs.virtualhost.as_deref(), vs.alpha, vs.omega),
         (true, Some("www.example.com"), true, true)
@@ -494,26 +366,15 @@ fn lvs_blocks() {
     assert_eq!(vs.quorum_down.as_ref().unwrap().command, "/etc/lb/down.sh");
     assert_eq!(
         (vs.sorry_server, vs.sorry_server_inhibit),
-        (
-            Some("198.51.100.99:8080".parse::<SocketAddr>().unwrap()),
-            true
-        )
+        (Some("198.51.100.99:8080".parse::<SocketAddr>().unwrap()), true)
     );
 
     let rs = &vs.real_servers[0];
-    assert_eq!(
-        (rs.addr, rs.weight, rs.inhibit_on_failure),
-        ("198.51.100.11:80".parse().unwrap(), 3, true)
-    );
+    assert_eq!((rs.addr, rs.weight, rs.inhibit_on_failure), ("198.51.100.11:80".parse().unwrap(), 3, true));
     assert_eq!(rs.notify_up.as_ref().unwrap().command, "/etc/lb/rs-up.sh");
-    assert_eq!(
-        rs.notify_down.as_ref().unwrap().command,
-        "/etc/lb/rs-down.sh now"
-    );
+    assert_eq!(rs.notify_down.as_ref().unwrap().command, "/etc/lb/rs-down.sh now");
     let h = &rs.checkers[0];
-    let CheckKind::HttpGet { urls, virtualhost } = &h.kind else {
-        panic!("{h:?}")
-    };
+    let CheckKind::HttpGet { urls, virtualhost } = &h.kind else { panic!("{h:?}") };
     assert_eq!(
         urls[0],
         Url {
@@ -522,34 +383,17 @@ fn lvs_blocks() {
             status_code: vec![(200, 200), (301, 302)]
         }
     );
-    assert_eq!(
-        urls[1],
-        Url {
-            path: "/".into(),
-            digest: None,
-            status_code: vec![]
-        }
-    );
+    assert_eq!(urls[1], Url { path: "/".into(), digest: None, status_code: vec![] });
     assert_eq!(virtualhost.as_deref(), Some("check.example.com"));
     assert_eq!(
         (h.connect_ip, h.connect_port, h.bindto, h.bind_port),
-        (
-            Some(ip("198.51.100.111")),
-            Some(8080),
-            Some(ip("198.51.100.1")),
-            Some(40000)
-        )
+        (Some(ip("198.51.100.111")), Some(8080), Some(ip("198.51.100.1")), Some(40000))
     );
-    assert_eq!(
-        (h.connect_timeout, h.retry, h.delay_before_retry, h.warmup),
-        (3, 4, 2, Some(5))
-    );
+    assert_eq!((h.connect_timeout, h.retry, h.delay_before_retry, h.warmup), (3, 4, 2, Some(5)));
 
     let rs2 = &vs.real_servers[1];
     assert_eq!(rs2.weight, 1);
-    assert!(
-        matches!(&rs2.checkers[0].kind, CheckKind::SslGet { urls, .. } if urls[0].status_code == [(200, 200)])
-    );
+    assert!(matches!(&rs2.checkers[0].kind, CheckKind::SslGet { urls, .. } if urls[0].status_code == [(200, 200)]));
     assert_eq!(rs2.checkers[0].retry, 2);
     assert_eq!(
         (
@@ -563,42 +407,21 @@ fn lvs_blocks() {
     assert_eq!(
         rs2.checkers[2].kind,
         CheckKind::Misc {
-            path: Some(Script {
-                command: "/etc/lb/check.sh 198.51.100.12".into(),
-                span: rs2.checkers[2].kind_span()
-            }),
+            path: Some(Script { command: "/etc/lb/check.sh 198.51.100.12".into(), span: rs2.checkers[2].kind_span() }),
             timeout: Some(6),
             dynamic: true,
-            user: Some(RunAs {
-                user: "nobody".into(),
-                group: None
-            }),
+            user: Some(RunAs { user: "nobody".into(), group: None }),
         }
     );
 
     let fw = &c.virtual_servers[1];
     assert_eq!(
-        (
-            fw.addr.clone(),
-            fw.scheduler,
-            fw.forward,
-            fw.protocol,
-            fw.ops
-        ),
-        (
-            ServiceAddr::Fwmark(7),
-            Scheduler::Sh,
-            ForwardMethod::Tun,
-            Protocol::Udp,
-            true
-        )
+        (fw.addr.clone(), fw.scheduler, fw.forward, fw.protocol, fw.ops),
+        (ServiceAddr::Fwmark(7), Scheduler::Sh, ForwardMethod::Tun, Protocol::Udp, true)
     );
     assert_eq!(fw.persistence_timeout, Some(360));
     let grp = &c.virtual_servers[2];
-    assert_eq!(
-        (grp.addr.clone(), grp.scheduler),
-        (ServiceAddr::Group("web".into()), Scheduler::Mh)
-    );
+    assert_eq!((grp.addr.clone(), grp.scheduler), (ServiceAddr::Group("web".into()), Scheduler::Mh));
 }
 
 impl Checker {
@@ -613,35 +436,21 @@ impl Checker {
 
 #[test]
 fn virtual_server_defaults_are_keepalived_s() {
-    let c = ok(
-        "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n}",
-    );
+    let c = ok("virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n}");
     let vs = &c.virtual_servers[0];
     assert_eq!(
-        (
-            vs.scheduler,
-            vs.forward,
-            vs.protocol,
-            vs.delay_loop,
-            vs.quorum
-        ),
+        (vs.scheduler, vs.forward, vs.protocol, vs.delay_loop, vs.quorum),
         (Scheduler::Wlc, ForwardMethod::Nat, Protocol::Tcp, 60, 1)
     );
     let chk = &vs.real_servers[0].checkers[0];
-    assert_eq!(
-        (chk.connect_timeout, chk.retry, chk.delay_before_retry),
-        (5, 1, 1)
-    );
+    assert_eq!((chk.connect_timeout, chk.retry, chk.delay_before_retry), (5, 1, 1));
 }
 
 /// A dozen kinds of broken config, each with its exact location and message.
 #[test]
 fn bad_configs_are_located() {
     let cases: &[(&str, &str)] = &[
-        (
-            "vrrp_instance VI_1 {\n interface eth0\n",
-            "bad.conf:1:20: error: unclosed `{`",
-        ),
+        ("vrrp_instance VI_1 {\n interface eth0\n", "bad.conf:1:20: error: unclosed `{`"),
         ("}\n", "bad.conf:1:1: error: unmatched `}`"),
         (
             "virtual_server 203.0.113.300 80 {\n}\n",
@@ -667,10 +476,7 @@ fn bad_configs_are_located() {
             "virtual_server 203.0.113.10 80 {\n lb_algo fastest\n}\n",
             "bad.conf:2:10: error: unknown scheduler `fastest`",
         ),
-        (
-            "vrrp_script chk {\n script \"/bin/true\n}\n",
-            "bad.conf:2:9: error: unterminated quoted string",
-        ),
+        ("vrrp_script chk {\n script \"/bin/true\n}\n", "bad.conf:2:9: error: unterminated quoted string"),
         (
             "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n track_script {\n  nosuch\n }\n}\n",
             "bad.conf:5:3: error: track_script `nosuch`: no vrrp_script of that name",
@@ -703,17 +509,11 @@ fn bad_configs_are_located() {
             "vrrp_sync_group G {\n group {\n  VI_X\n }\n}\n",
             "bad.conf:1:1: error: vrrp_sync_group G: no vrrp_instance `VI_X`",
         ),
-        (
-            "vrrp_instance A {\n virtual_router_id 1\n}\n",
-            "bad.conf:1:1: error: vrrp_instance A has no `interface`",
-        ),
+        ("vrrp_instance A {\n virtual_router_id 1\n}\n", "bad.conf:1:1: error: vrrp_instance A has no `interface`"),
     ];
     for (src, want) in cases {
         let got = first_error(src);
-        assert!(
-            got.starts_with(want),
-            "for\n{src}\ngot:  {got}\nwant: {want}"
-        );
+        assert!(got.starts_with(want), "for\n{src}\ngot:  {got}\nwant: {want}");
     }
 }
 
@@ -737,18 +537,10 @@ fn bpf_backend_refuses_what_it_cannot_run() {
     let strict = load_str_with_backend(src, BackendKind::Bpf);
     let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(
-        errs[0].contains("cannot run scheduler sed") && errs[0].contains("use --backend ipvs"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].contains("cannot run scheduler sed") && errs[0].contains("use --backend ipvs"), "{}", errs[0]);
     assert!(errs[1].contains("firewall marks"), "{}", errs[1]);
     assert!(!load_str_with_backend(src, BackendKind::Auto).has_errors());
-    assert!(
-        load_str_with_backend(src, BackendKind::Ipvs)
-            .diagnostics
-            .is_empty()
-    );
+    assert!(load_str_with_backend(src, BackendKind::Ipvs).diagnostics.is_empty());
 }
 
 fn load_str_with_backend(src: &str, backend: BackendKind) -> Loaded {
@@ -759,37 +551,19 @@ fn load_str_with_backend(src: &str, backend: BackendKind) -> Loaded {
 fn includes_resolve_relative_to_the_including_file_and_expand_globs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("conf.d")).unwrap();
-    std::fs::write(
-        dir.path().join("main.conf"),
-        "include conf.d/*.conf\ninclude extra.conf\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("conf.d/a.conf"),
-        "virtual_server 203.0.113.1 80 {\n}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("conf.d/b.conf"),
-        "virtual_server 203.0.113.2 80 {\n include ../inner.conf\n}\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("main.conf"), "include conf.d/*.conf\ninclude extra.conf\n").unwrap();
+    std::fs::write(dir.path().join("conf.d/a.conf"), "virtual_server 203.0.113.1 80 {\n}\n").unwrap();
+    std::fs::write(dir.path().join("conf.d/b.conf"), "virtual_server 203.0.113.2 80 {\n include ../inner.conf\n}\n")
+        .unwrap();
     std::fs::write(dir.path().join("inner.conf"), "lb_algo rr\n").unwrap();
-    std::fs::write(
-        dir.path().join("extra.conf"),
-        "virtual_server 203.0.113.3 80 {\n  protcol TCP\n}\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("extra.conf"), "virtual_server 203.0.113.3 80 {\n  protcol TCP\n}\n").unwrap();
     let l = load(&dir.path().join("main.conf"), BackendKind::Auto).unwrap();
     assert_eq!(l.config.virtual_servers.len(), 3);
     assert_eq!(l.config.virtual_servers[1].scheduler, Scheduler::Rr);
     // Errors in an included file name that file.
     let err = l.sources.render(l.errors().next().unwrap());
     assert!(
-        err.starts_with(&format!(
-            "{}:2:3: error: unknown keyword `protcol`",
-            dir.path().join("extra.conf").display()
-        )),
+        err.starts_with(&format!("{}:2:3: error: unknown keyword `protcol`", dir.path().join("extra.conf").display())),
         "{err}"
     );
 }
@@ -799,11 +573,7 @@ fn include_loops_are_stopped() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("self.conf"), "include self.conf\n").unwrap();
     let l = load(&dir.path().join("self.conf"), BackendKind::Auto).unwrap();
-    assert!(
-        l.render().contains("includes nested deeper than 16"),
-        "{}",
-        l.render()
-    );
+    assert!(l.render().contains("includes nested deeper than 16"), "{}", l.render());
 }
 
 mod prop {

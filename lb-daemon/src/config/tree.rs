@@ -35,10 +35,7 @@ pub fn build(tokens: &[Token], diags: &mut Vec<Diagnostic>) -> Vec<Stmt> {
     // Stray `}` at top level end `block` early; report each and continue after it.
     let mut all = stmts;
     while pos < tokens.len() {
-        diags.push(Diagnostic::error(
-            tokens[pos].span,
-            "unmatched `}`: no block is open here",
-        ));
+        diags.push(Diagnostic::error(tokens[pos].span, "unmatched `}`: no block is open here"));
         pos += 1;
         all.extend(block(tokens, &mut pos, None, diags));
     }
@@ -46,29 +43,18 @@ pub fn build(tokens: &[Token], diags: &mut Vec<Diagnostic>) -> Vec<Stmt> {
 }
 
 /// Reads statements until the `}` closing `opened` (or the end of input at top level).
-fn block(
-    tokens: &[Token],
-    pos: &mut usize,
-    opened: Option<Span>,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<Stmt> {
+fn block(tokens: &[Token], pos: &mut usize, opened: Option<Span>, diags: &mut Vec<Diagnostic>) -> Vec<Stmt> {
     let mut stmts: Vec<Stmt> = Vec::new();
     let mut words: Vec<Word> = Vec::new();
     while let Some(tok) = tokens.get(*pos) {
         match &tok.kind {
             TokenKind::Word(text) => {
-                words.push(Word {
-                    text: text.clone(),
-                    span: tok.span,
-                });
+                words.push(Word { text: text.clone(), span: tok.span });
                 *pos += 1;
             }
             TokenKind::Newline => {
                 if !words.is_empty() {
-                    stmts.push(Stmt {
-                        words: std::mem::take(&mut words),
-                        block: None,
-                    });
+                    stmts.push(Stmt { words: std::mem::take(&mut words), block: None });
                 }
                 *pos += 1;
             }
@@ -76,26 +62,17 @@ fn block(
                 *pos += 1;
                 let inner = block(tokens, pos, Some(tok.span), diags);
                 if !words.is_empty() {
-                    stmts.push(Stmt {
-                        words: std::mem::take(&mut words),
-                        block: Some(inner),
-                    });
+                    stmts.push(Stmt { words: std::mem::take(&mut words), block: Some(inner) });
                 } else if let Some(prev) = stmts.last_mut().filter(|s| s.block.is_none()) {
                     // `keyword` on one line, `{` alone on the next.
                     prev.block = Some(inner);
                 } else {
-                    diags.push(Diagnostic::error(
-                        tok.span,
-                        "`{` without a keyword before it",
-                    ));
+                    diags.push(Diagnostic::error(tok.span, "`{` without a keyword before it"));
                 }
             }
             TokenKind::Close => {
                 if !words.is_empty() {
-                    stmts.push(Stmt {
-                        words: std::mem::take(&mut words),
-                        block: None,
-                    });
+                    stmts.push(Stmt { words: std::mem::take(&mut words), block: None });
                 }
                 if opened.is_some() {
                     *pos += 1;
@@ -108,10 +85,7 @@ fn block(
         stmts.push(Stmt { words, block: None });
     }
     if let Some(span) = opened {
-        diags.push(Diagnostic::error(
-            span,
-            "unclosed `{`: the file ends before its `}`",
-        ));
+        diags.push(Diagnostic::error(span, "unclosed `{`: the file ends before its `}`"));
     }
     stmts
 }

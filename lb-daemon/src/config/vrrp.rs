@@ -3,10 +3,7 @@
 use super::{
     ip,
     keyword::{Ctx, Keyword},
-    model::{
-        AuthType, Authentication, Config, Notify, SyncGroup, Tracked, VrrpInstance, VrrpScript,
-        VrrpState,
-    },
+    model::{AuthType, Authentication, Config, Notify, SyncGroup, Tracked, VrrpInstance, VrrpScript, VrrpState},
     tree::Stmt,
 };
 
@@ -34,10 +31,7 @@ pub fn vrrp_script(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     };
     ctx.apply(VRRP_SCRIPT, &mut s, block, "vrrp_script");
     if s.script.is_none() {
-        ctx.error(
-            stmt.keyword().span,
-            format!("vrrp_script {} has no `script`", s.name),
-        );
+        ctx.error(stmt.keyword().span, format!("vrrp_script {} has no `script`", s.name));
     }
     cfg.vrrp_scripts.push(s);
 }
@@ -46,10 +40,7 @@ pub(crate) const VRRP_SCRIPT: &[Keyword<VrrpScript>] = &[
     Keyword::new("script", |ctx, s, st| s.script = ctx.script(st)),
     // The guide this project started from spells it `scrip`; its users' configs do too.
     Keyword::new("scrip", |ctx, s, st| {
-        ctx.warn(
-            st.keyword().span,
-            "`scrip` read as `script` (a misspelling some guides carry)",
-        );
+        ctx.warn(st.keyword().span, "`scrip` read as `script` (a misspelling some guides carry)");
         s.script = ctx.script(st);
     }),
     Keyword::new("interval", |ctx, s, st| {
@@ -57,9 +48,7 @@ pub(crate) const VRRP_SCRIPT: &[Keyword<VrrpScript>] = &[
             s.interval = v;
         }
     }),
-    Keyword::new("timeout", |ctx, s, st| {
-        s.timeout = ctx.parse_range(st, 0, "a number of seconds", 1u32, u32::MAX)
-    }),
+    Keyword::new("timeout", |ctx, s, st| s.timeout = ctx.parse_range(st, 0, "a number of seconds", 1u32, u32::MAX)),
     Keyword::new("weight", |ctx, s, st| {
         if let Some(v) = ctx.parse_range(st, 0, "a weight", -254i32, 254) {
             s.weight = v;
@@ -86,12 +75,7 @@ pub fn vrrp_sync_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     let Some((name, block)) = named(ctx, stmt) else {
         return;
     };
-    let mut g = SyncGroup {
-        name,
-        group: Vec::new(),
-        notify: Notify::default(),
-        span: stmt.keyword().span,
-    };
+    let mut g = SyncGroup { name, group: Vec::new(), notify: Notify::default(), span: stmt.keyword().span };
     ctx.apply(SYNC_GROUP, &mut g, block, "vrrp_sync_group");
     cfg.vrrp_sync_groups.push(g);
 }
@@ -101,18 +85,12 @@ pub(crate) const SYNC_GROUP: &[Keyword<SyncGroup>] = &[
         let names: Vec<String> = ctx.block_words(st).iter().map(|w| w.text.clone()).collect();
         g.group.extend(names);
     }),
-    Keyword::new("notify_master", |ctx, g, st| {
-        g.notify.master = ctx.script(st)
-    }),
-    Keyword::new("notify_backup", |ctx, g, st| {
-        g.notify.backup = ctx.script(st)
-    }),
+    Keyword::new("notify_master", |ctx, g, st| g.notify.master = ctx.script(st)),
+    Keyword::new("notify_backup", |ctx, g, st| g.notify.backup = ctx.script(st)),
     Keyword::new("notify_fault", |ctx, g, st| g.notify.fault = ctx.script(st)),
     Keyword::new("notify_stop", |ctx, g, st| g.notify.stop = ctx.script(st)),
     Keyword::new("notify", |ctx, g, st| g.notify.any = ctx.script(st)),
-    Keyword::new("smtp_alert", |ctx, g, st| {
-        g.notify.smtp_alert = smtp_alert(ctx, st)
-    }),
+    Keyword::new("smtp_alert", |ctx, g, st| g.notify.smtp_alert = smtp_alert(ctx, st)),
 ];
 
 /// `smtp_alert [true|false]`.
@@ -121,10 +99,7 @@ fn smtp_alert(ctx: &mut Ctx, st: &Stmt) -> bool {
         None | Some("true" | "on" | "yes") => true,
         Some("false" | "off" | "no") => false,
         Some(other) => {
-            ctx.error(
-                st.args()[0].span,
-                format!("`smtp_alert {other}`: expected true or false"),
-            );
+            ctx.error(st.args()[0].span, format!("`smtp_alert {other}`: expected true or false"));
             true
         }
     }
@@ -137,16 +112,10 @@ pub fn vrrp_instance(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     let mut v = VrrpInstance::new(name, stmt.keyword().span);
     ctx.apply(VRRP_INSTANCE, &mut v, block, "vrrp_instance");
     if v.virtual_router_id.is_none() {
-        ctx.error(
-            stmt.keyword().span,
-            format!("vrrp_instance {} has no `virtual_router_id`", v.name),
-        );
+        ctx.error(stmt.keyword().span, format!("vrrp_instance {} has no `virtual_router_id`", v.name));
     }
     if v.interface.is_none() {
-        ctx.error(
-            stmt.keyword().span,
-            format!("vrrp_instance {} has no `interface`", v.name),
-        );
+        ctx.error(stmt.keyword().span, format!("vrrp_instance {} has no `interface`", v.name));
     }
     cfg.vrrp_instances.push(v);
 }
@@ -162,22 +131,12 @@ fn tracked(ctx: &mut Ctx, st: &Stmt) -> Vec<Tracked> {
         let weight = match line.args().first() {
             Some(w) if w.text == "weight" => ctx.parse_range(line, 1, "a weight", -254i32, 254),
             Some(w) => {
-                ctx.error(
-                    w.span,
-                    format!(
-                        "expected `weight N` after `{}`, found `{}`",
-                        name.text, w.text
-                    ),
-                );
+                ctx.error(w.span, format!("expected `weight N` after `{}`, found `{}`", name.text, w.text));
                 None
             }
             None => None,
         };
-        out.push(Tracked {
-            name: name.text.clone(),
-            weight,
-            span: name.span,
-        });
+        out.push(Tracked { name: name.text.clone(), weight, span: name.span });
     }
     out
 }
@@ -192,19 +151,12 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
             match w.text.as_str() {
                 "MASTER" => v.state = Some(VrrpState::Master),
                 "BACKUP" => v.state = Some(VrrpState::Backup),
-                _ => ctx.error(
-                    w.span,
-                    format!("state `{}` is not MASTER or BACKUP", w.text),
-                ),
+                _ => ctx.error(w.span, format!("state `{}` is not MASTER or BACKUP", w.text)),
             }
         }
     }),
-    Keyword::new("interface", |ctx, v, st| {
-        v.interface = ctx.string(st, 0, "an interface name")
-    }),
-    Keyword::new("dont_track_primary", |ctx, v, st| {
-        v.dont_track_primary = ctx.flag(st)
-    }),
+    Keyword::new("interface", |ctx, v, st| v.interface = ctx.string(st, 0, "an interface name")),
+    Keyword::new("dont_track_primary", |ctx, v, st| v.dont_track_primary = ctx.flag(st)),
     Keyword::new("track_interface", |ctx, v, st| {
         let t = tracked(ctx, st);
         v.track_interface.extend(t);
@@ -213,55 +165,32 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         let t = tracked(ctx, st);
         v.track_script.extend(t);
     }),
-    Keyword::new("mcast_src_ip", |ctx, v, st| {
-        v.mcast_src_ip = ip_arg(ctx, st)
-    }),
-    Keyword::new("unicast_src_ip", |ctx, v, st| {
-        v.unicast_src_ip = ip_arg(ctx, st)
-    }),
+    Keyword::new("mcast_src_ip", |ctx, v, st| v.mcast_src_ip = ip_arg(ctx, st)),
+    Keyword::new("unicast_src_ip", |ctx, v, st| v.unicast_src_ip = ip_arg(ctx, st)),
     Keyword::new("unicast_peer", |ctx, v, st| {
         let Some(block) = ctx.block(st) else { return };
         for line in block {
             let w = line.keyword();
             match w.text.parse() {
                 Ok(ip) => v.unicast_peer.push(ip),
-                Err(_) => ctx.error(
-                    w.span,
-                    format!("`{}` is not an IPv4 or IPv6 address", w.text),
-                ),
+                Err(_) => ctx.error(w.span, format!("`{}` is not an IPv4 or IPv6 address", w.text)),
             }
             if let Some(opt) = line.args().first() {
-                ctx.warn(
-                    opt.span,
-                    format!(
-                        "unicast_peer option `{}` is not acted on yet; ignored",
-                        opt.text
-                    ),
-                );
+                ctx.warn(opt.span, format!("unicast_peer option `{}` is not acted on yet; ignored", opt.text));
             }
         }
     }),
-    Keyword::new("garp_master_delay", |ctx, v, st| {
-        v.garp_master_delay = ctx.parse(st, 0, "a number of seconds")
-    }),
-    Keyword::new("garp_master_repeat", |ctx, v, st| {
-        v.garp_master_repeat = ctx.parse(st, 0, "a count")
-    }),
-    Keyword::new("garp_master_refresh", |ctx, v, st| {
-        v.garp_master_refresh = ctx.parse(st, 0, "a number of seconds")
-    }),
-    Keyword::new("virtual_router_id", |ctx, v, st| {
-        v.virtual_router_id = ctx.parse_range(st, 0, "a VRID", 1u8, 255)
-    }),
+    Keyword::new("garp_master_delay", |ctx, v, st| v.garp_master_delay = ctx.parse(st, 0, "a number of seconds")),
+    Keyword::new("garp_master_repeat", |ctx, v, st| v.garp_master_repeat = ctx.parse(st, 0, "a count")),
+    Keyword::new("garp_master_refresh", |ctx, v, st| v.garp_master_refresh = ctx.parse(st, 0, "a number of seconds")),
+    Keyword::new("virtual_router_id", |ctx, v, st| v.virtual_router_id = ctx.parse_range(st, 0, "a VRID", 1u8, 255)),
     Keyword::new("priority", |ctx, v, st| {
         if let Some(p) = ctx.parse_range(st, 0, "a priority", 1u8, 255) {
             v.priority = p;
         }
     }),
     Keyword::new("advert_int", advert_int),
-    Keyword::new("version", |ctx, v, st| {
-        v.version = ctx.parse_range(st, 0, "2 or 3", 2u8, 3)
-    }),
+    Keyword::new("version", |ctx, v, st| v.version = ctx.parse_range(st, 0, "2 or 3", 2u8, 3)),
     Keyword::new("authentication", authentication),
     Keyword::new("virtual_ipaddress", |ctx, v, st| {
         if let Some(block) = ctx.block(st) {
@@ -285,42 +214,31 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("preempt", |ctx, v, st| v.nopreempt = !ctx.flag(st)),
     Keyword::new("preempt_delay", |ctx, v, st| {
         // keepalived 1.x: `preempt_delay` alone meant 300 s (the seed guide says so too).
-        let d = if st.args().is_empty() {
-            Some(300)
-        } else {
-            ctx.parse_range(st, 0, "seconds (0-1000)", 0u32, 1000)
-        };
+        let d = if st.args().is_empty() { Some(300) } else { ctx.parse_range(st, 0, "seconds (0-1000)", 0u32, 1000) };
         if let Some(d) = d {
             v.preempt_delay = d;
         }
     }),
     Keyword::new("accept", |ctx, v, st| v.accept = Some(ctx.flag(st))),
     Keyword::new("no_accept", |ctx, v, st| v.accept = Some(!ctx.flag(st))),
-    Keyword::new("notify_master", |ctx, v, st| {
-        v.notify.master = ctx.script(st)
-    }),
-    Keyword::new("notify_backup", |ctx, v, st| {
-        v.notify.backup = ctx.script(st)
-    }),
+    Keyword::new("notify_master", |ctx, v, st| v.notify.master = ctx.script(st)),
+    Keyword::new("notify_backup", |ctx, v, st| v.notify.backup = ctx.script(st)),
     Keyword::new("notify_fault", |ctx, v, st| v.notify.fault = ctx.script(st)),
     Keyword::new("notify_stop", |ctx, v, st| v.notify.stop = ctx.script(st)),
     Keyword::new("notify", |ctx, v, st| v.notify.any = ctx.script(st)),
-    Keyword::new("smtp_alert", |ctx, v, st| {
-        v.notify.smtp_alert = smtp_alert(ctx, st)
-    }),
+    Keyword::new("smtp_alert", |ctx, v, st| v.notify.smtp_alert = smtp_alert(ctx, st)),
     Keyword::new("debug", |ctx, v, st| {
-        v.debug = if st.args().is_empty() {
-            Some(1)
-        } else {
-            ctx.parse_range(st, 0, "a level 0-4", 0u32, 4)
-        };
+        v.debug = if st.args().is_empty() { Some(1) } else { ctx.parse_range(st, 0, "a level 0-4", 0u32, 4) };
     }),
     Keyword::new("lvs_sync_daemon_interface", |ctx, v, st| {
         // The seed guide writes it without a value: then the instance's own interface.
         v.lvs_sync_daemon_interface = match st.args().first() {
             Some(w) => Some(w.text.clone()),
             None => {
-                ctx.warn(st.keyword().span, "`lvs_sync_daemon_interface` without an interface: the instance's interface is used");
+                ctx.warn(
+                    st.keyword().span,
+                    "`lvs_sync_daemon_interface` without an interface: the instance's interface is used",
+                );
                 v.interface.clone().or_else(|| Some(String::new()))
             }
         };
@@ -334,13 +252,7 @@ fn advert_int(ctx: &mut Ctx, v: &mut VrrpInstance, st: &Stmt) {
     };
     match w.text.parse::<f64>() {
         Ok(s) if (0.01..=255.0).contains(&s) => v.advert_int_cs = (s * 100.0).round() as u32,
-        _ => ctx.error(
-            w.span,
-            format!(
-                "advert_int `{}` is not a number of seconds between 0.01 and 255",
-                w.text
-            ),
-        ),
+        _ => ctx.error(w.span, format!("advert_int `{}` is not a number of seconds between 0.01 and 255", w.text)),
     }
 }
 
@@ -351,55 +263,38 @@ fn authentication(ctx: &mut Ctx, v: &mut VrrpInstance, st: &Stmt) {
     for line in block {
         let kw = line.keyword();
         match kw.text.as_str() {
-            "auth_type" => match ctx
-                .arg(line, 0, "PASS or AH")
-                .map(|w| (w.text.as_str(), w.span))
-            {
+            "auth_type" => match ctx.arg(line, 0, "PASS or AH").map(|w| (w.text.as_str(), w.span)) {
                 Some(("PASS", _)) => auth_type = Some(AuthType::Pass),
                 Some(("AH", _)) => auth_type = Some(AuthType::Ah),
-                Some((other, span)) => {
-                    ctx.error(span, format!("auth_type `{other}` is not PASS or AH"))
-                }
+                Some((other, span)) => ctx.error(span, format!("auth_type `{other}` is not PASS or AH")),
                 None => {}
             },
             "auth_pass" => {
                 if let Some(w) = ctx.arg(line, 0, "a password") {
                     if w.text.len() > 8 {
-                        ctx.warn(w.span, "auth_pass is longer than 8 characters; only the first 8 are used (as keepalived)");
+                        ctx.warn(
+                            w.span,
+                            "auth_pass is longer than 8 characters; only the first 8 are used (as keepalived)",
+                        );
                     }
                     auth_pass = Some(w.text.chars().take(8).collect());
                 }
             }
             _ => ctx.error(
                 kw.span,
-                format!(
-                    "unknown keyword `{}` in authentication (expected auth_type or auth_pass)",
-                    kw.text
-                ),
+                format!("unknown keyword `{}` in authentication (expected auth_type or auth_pass)", kw.text),
             ),
         }
     }
     match (auth_type, auth_pass) {
-        (Some(auth_type), Some(auth_pass)) => {
-            v.authentication = Some(Authentication {
-                auth_type,
-                auth_pass,
-            })
-        }
+        (Some(auth_type), Some(auth_pass)) => v.authentication = Some(Authentication { auth_type, auth_pass }),
         (Some(AuthType::Ah), None) => {
-            ctx.error(
-                st.keyword().span,
-                "authentication with auth_type AH needs auth_pass",
-            );
+            ctx.error(st.keyword().span, "authentication with auth_type AH needs auth_pass");
         }
-        (Some(AuthType::Pass), None) => ctx.error(
-            st.keyword().span,
-            "authentication with auth_type PASS needs auth_pass",
-        ),
-        (None, Some(_)) => ctx.error(
-            st.keyword().span,
-            "authentication has auth_pass but no auth_type",
-        ),
+        (Some(AuthType::Pass), None) => {
+            ctx.error(st.keyword().span, "authentication with auth_type PASS needs auth_pass")
+        }
+        (None, Some(_)) => ctx.error(st.keyword().span, "authentication has auth_pass but no auth_type"),
         (None, None) => ctx.warn(st.keyword().span, "empty authentication block"),
     }
 }

@@ -14,10 +14,7 @@ use aya::{
 };
 use lb_common::{
     GlobalStats, Meta, ServiceKey, ServiceStats, ServiceValue,
-    consts::{
-        LAYOUT_VERSION, MAP_META, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, MAX_SERVICES,
-        PINNED_MAPS, PROG_XDP,
-    },
+    consts::{LAYOUT_VERSION, MAP_META, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, MAX_SERVICES, PINNED_MAPS, PROG_XDP},
 };
 use tracing::{info, warn};
 
@@ -48,17 +45,10 @@ pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
     if !pin_dir.starts_with(root) {
         return Ok(());
     }
-    let st =
-        nix::sys::statfs::statfs(root).with_context(|| format!("statfs {}", root.display()))?;
+    let st = nix::sys::statfs::statfs(root).with_context(|| format!("statfs {}", root.display()))?;
     if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
-        nix::mount::mount(
-            Some("bpf"),
-            root,
-            Some("bpf"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .with_context(|| format!("mounting bpffs on {}", root.display()))?;
+        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .with_context(|| format!("mounting bpffs on {}", root.display()))?;
         info!(path = %root.display(), "mounted bpffs");
     }
     Ok(())
@@ -69,55 +59,30 @@ impl BpfDataplane {
     pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self> {
         ensure_bpffs(pin_dir)?;
         check_layout(pin_dir)?;
-        std::fs::create_dir_all(pin_dir)
-            .with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
-        let paths: Vec<(&str, PathBuf)> =
-            PINNED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
+        std::fs::create_dir_all(pin_dir).with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
+        let paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader
-            .load(object)
-            .context("loading the eBPF object (maps and programs)")?;
+        let mut ebpf = loader.load(object).context("loading the eBPF object (maps and programs)")?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG_XDP)
             .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_XDP}"))?
             .try_into()?;
-        prog.load()
-            .with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
+        prog.load().with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
-        meta.set(
-            0,
-            Meta {
-                layout_version: LAYOUT_VERSION,
-                reserved: 0,
-            },
-            0,
-        )?;
-        let svc_map: HashMap<_, ServiceKey, ServiceValue> =
-            HashMap::try_from(map_ref(&ebpf, MAP_SERVICES)?)?;
-        let services = svc_map
-            .iter()
-            .filter_map(|r| r.ok())
-            .map(|(k, v)| (k, v.id))
-            .collect();
-        Ok(Self {
-            ebpf,
-            pin_dir: pin_dir.to_path_buf(),
-            links: Vec::new(),
-            services,
-        })
+        meta.set(0, Meta { layout_version: LAYOUT_VERSION, reserved: 0 }, 0)?;
+        let svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_ref(&ebpf, MAP_SERVICES)?)?;
+        let services = svc_map.iter().filter_map(|r| r.ok()).map(|(k, v)| (k, v.id)).collect();
+        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: Vec::new(), services })
     }
 
     /// Attaches the XDP program to `iface`; returns the mode it got.
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG_XDP)
-            .ok_or_else(|| anyhow!("no program {PROG_XDP}"))?
-            .try_into()?;
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
         let (link, got) = match mode {
             AttachMode::Native => (prog.attach(iface, XdpMode::Driver), "native"),
             AttachMode::Generic => (prog.attach(iface, XdpMode::Skb), "generic"),
@@ -137,17 +102,10 @@ impl BpfDataplane {
     /// Makes `lb_services` hold exactly `keys`. Existing services keep their ids (and
     /// counters); new ones take the lowest free id.
     pub fn set_services(&mut self, keys: &[ServiceKey]) -> Result<()> {
-        let mut map: HashMap<_, ServiceKey, ServiceValue> =
-            HashMap::try_from(map_mut(&mut self.ebpf, MAP_SERVICES)?)?;
-        let stale: Vec<ServiceKey> = self
-            .services
-            .keys()
-            .filter(|k| !keys.contains(k))
-            .copied()
-            .collect();
+        let mut map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(&mut self.ebpf, MAP_SERVICES)?)?;
+        let stale: Vec<ServiceKey> = self.services.keys().filter(|k| !keys.contains(k)).copied().collect();
         for k in stale {
-            map.remove(&k)
-                .with_context(|| format!("removing service {}", services::describe(&k)))?;
+            map.remove(&k).with_context(|| format!("removing service {}", services::describe(&k)))?;
             self.services.remove(&k);
         }
         for k in keys {
@@ -171,11 +129,8 @@ impl BpfDataplane {
     /// Detaches from every interface; with `remove_pins`, also deletes the pinned maps so
     /// nothing of this daemon stays in the kernel.
     pub fn shutdown(mut self, remove_pins: bool) -> Result<()> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG_XDP)
-            .ok_or_else(|| anyhow!("no program {PROG_XDP}"))?
-            .try_into()?;
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
         for (iface, link) in self.links.drain(..) {
             if let Err(e) = prog.detach(link) {
                 warn!(iface, error = %e, "detaching XDP program failed");
@@ -221,18 +176,15 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
 }
 
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
-    ebpf.map_mut(name)
-        .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
+    ebpf.map_mut(name).ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
 }
 
 fn map_ref<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Map> {
-    ebpf.map(name)
-        .ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
+    ebpf.map(name).ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
 }
 
 fn pinned(path: &Path) -> Result<Map> {
-    let data = MapData::from_pin(path)
-        .with_context(|| format!("opening pinned map {}", path.display()))?;
+    let data = MapData::from_pin(path).with_context(|| format!("opening pinned map {}", path.display()))?;
     Ok(Map::from_map_data(data)?)
 }
 
@@ -256,13 +208,10 @@ pub struct ServiceStatsView {
 pub struct GlobalStatsView(pub BTreeMap<&'static str, u64>);
 
 pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
-    let stats: PerCpuArray<_, GlobalStats> =
-        PerCpuArray::try_from(pinned(&pin_dir.join(MAP_STATS))?)?;
+    let stats: PerCpuArray<_, GlobalStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_STATS))?)?;
     let global = GlobalStats::sum(stats.get(&0, 0)?.iter());
-    let svc: HashMap<_, ServiceKey, ServiceValue> =
-        HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
-    let svc_stats: PerCpuArray<_, ServiceStats> =
-        PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_STATS))?)?;
+    let svc: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
+    let svc_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_STATS))?)?;
     let mut services = Vec::new();
     for entry in svc.iter() {
         let (key, value) = entry?;
@@ -275,10 +224,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
         });
     }
     services.sort_by_key(|s| s.id);
-    Ok(StatsSnapshot {
-        global: GlobalStatsView(global_fields(&global)),
-        services,
-    })
+    Ok(StatsSnapshot { global: GlobalStatsView(global_fields(&global)), services })
 }
 
 fn global_fields(g: &GlobalStats) -> BTreeMap<&'static str, u64> {

@@ -13,8 +13,7 @@ static EMBEDDED: &[u8] = &[];
 /// time. Without either, says how to build it rather than failing obscurely.
 pub fn load(path: Option<&Path>) -> Result<Cow<'static, [u8]>> {
     if let Some(path) = path {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read eBPF object {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read eBPF object {}", path.display()))?;
         return Ok(Cow::Owned(bytes));
     }
     if let Some(path) = std::env::var_os("LB_EBPF_OBJECT") {

@@ -18,9 +18,9 @@ pub fn key(vs: &VirtualServer) -> Result<ServiceKey, String> {
             "virtual_server fwmark {m}: firewall marks are set by netfilter, after XDP has run; \
              the BPF data plane cannot match them (use the IPVS backend for fwmark services)"
         )),
-        ServiceAddr::Group(g) => Err(format!(
-            "virtual_server group {g}: virtual_server_group is not supported by the data plane yet"
-        )),
+        ServiceAddr::Group(g) => {
+            Err(format!("virtual_server group {g}: virtual_server_group is not supported by the data plane yet"))
+        }
     }
 }
 
