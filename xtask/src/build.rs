@@ -72,6 +72,9 @@ pub fn test(extra: &[String]) -> Result<()> {
     sh_ok(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
     println!("test: cargo clippy -D warnings");
     sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The end-to-end tests run the lb-daemon binary; `cargo test` builds only test harnesses.
+    println!("test: cargo build --bins");
+    sh_ok(cargo().args(["build", "--workspace", "--bins"]))?;
     println!("test: cargo test");
     sh_ok(cargo().args(["test", "--workspace", "--no-fail-fast"]).args(extra))?;
     Ok(())
