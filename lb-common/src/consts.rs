@@ -1,35 +1,124 @@
-//! Limits and names in one place (Katran's style): both sides read them from here.
+//! Limits, names and timeouts in one place (Katran's style): both sides read them from here.
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
 
 /// Most virtual services (VIP, port, protocol) the data plane holds.
 pub const MAX_SERVICES: u32 = 4096;
+/// Most real servers over all services (a real server is per service: its id carries the
+/// service, weight and health).
+pub const MAX_REALS: u32 = 65536;
+/// Entries in the shared pool of scheduling tables (u32 each: 16 MiB). Each service uses two
+/// slices of it (double buffer): a Maglev table of `MH_TABLE_SIZE`, a weighted sequence for
+/// rr/wrr, a hash table of `SH_TABLE_SIZE` for sh/dh, or (real, weight) pairs for lc/wlc/lblc.
+pub const TABLE_POOL: u32 = 1 << 22;
+/// Maglev lookup table size: a prime, so every skip value walks the whole table.
+pub const MH_TABLE_SIZE: u32 = 65537;
+/// sh/dh hash table size (prime).
+pub const SH_TABLE_SIZE: u32 = 4093;
+/// Longest weighted rr/wrr sequence; weights are scaled down to fit.
+pub const MAX_SEQUENCE: u32 = 4096;
+/// lc/wlc/lblc scan this many real servers at most (the data plane loop bound).
+pub const MAX_SCAN: u32 = 64;
+
+/// Default connection-tracking and NAT-reverse table size (entries). Each entry costs about
+/// `CT_ENTRY_BYTES`; `--conntrack-size` changes it.
+pub const DEFAULT_CONNTRACK: u32 = 262_144;
+/// Key (40) + value (24) + the kernel's LRU hash element header (about 48): bytes per flow
+/// in `lb_conntrack`; NAT services add as much again in `lb_nat_rev`.
+pub const CT_ENTRY_BYTES: u32 = 112;
+pub const DEFAULT_PERSIST: u32 = 65_536;
+pub const LBLC_ENTRIES: u32 = 65_536;
+
+/// Flow timeouts (seconds), IPVS's defaults.
+pub const TCP_SYN_TIMEOUT: u64 = 60;
+pub const TCP_EST_TIMEOUT: u64 = 900;
+pub const TCP_CLOSE_TIMEOUT: u64 = 10;
+pub const UDP_TIMEOUT: u64 = 300;
 
 /// Map names, as they appear in `bpftool map list` (the kernel keeps 15 characters).
 pub const MAP_SERVICES: &str = "lb_services";
+pub const MAP_SVC_CONF: &str = "lb_svc_conf";
+pub const MAP_SVC_GEN: &str = "lb_svc_gen";
+pub const MAP_TABLES: &str = "lb_tables";
+pub const MAP_REALS: &str = "lb_reals";
+pub const MAP_REAL_CONNS: &str = "lb_real_conns";
+pub const MAP_REAL_STATS: &str = "lb_real_stats";
 pub const MAP_STATS: &str = "lb_stats";
 pub const MAP_SVC_STATS: &str = "lb_svc_stats";
+pub const MAP_CONNTRACK: &str = "lb_conntrack";
+pub const MAP_NAT_REV: &str = "lb_nat_rev";
+pub const MAP_PERSIST: &str = "lb_persist";
+pub const MAP_LBLC: &str = "lb_lblc";
+pub const MAP_RR: &str = "lb_rr";
 pub const MAP_META: &str = "lb_meta";
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 4] = [MAP_META, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS];
+pub const PINNED_MAPS: [&str; 15] = [
+    MAP_META,
+    MAP_SERVICES,
+    MAP_SVC_CONF,
+    MAP_SVC_GEN,
+    MAP_TABLES,
+    MAP_REALS,
+    MAP_REAL_CONNS,
+    MAP_REAL_STATS,
+    MAP_STATS,
+    MAP_SVC_STATS,
+    MAP_CONNTRACK,
+    MAP_NAT_REV,
+    MAP_PERSIST,
+    MAP_LBLC,
+    MAP_RR,
+];
 
 /// Program names, as in the ELF object and `bpftool prog list`.
 pub const PROG_XDP: &str = "lb_xdp";
+/// TC ingress program for real servers whose kernel cannot decapsulate IPIP itself.
+pub const PROG_DECAP: &str = "lb_decap";
 
 /// Address families as stored in keys (not AF_* values: those differ between systems).
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// IP protocol numbers the data plane parses.
+pub const IPPROTO_IPIP: u8 = 4;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_IPV6: u8 = 41;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// How many 802.1Q/802.1ad tags the parser walks before giving up (QinQ is two).
 pub const MAX_VLAN_DEPTH: usize = 2;
+
+/// `SvcConf::sched`.
+pub const SCHED_RR: u8 = 0;
+pub const SCHED_WRR: u8 = 1;
+pub const SCHED_LC: u8 = 2;
+pub const SCHED_WLC: u8 = 3;
+pub const SCHED_LBLC: u8 = 4;
+pub const SCHED_SH: u8 = 5;
+pub const SCHED_DH: u8 = 6;
+pub const SCHED_MH: u8 = 7;
+
+/// `SvcConf::fwd`.
+pub const FWD_NAT: u8 = 0;
+pub const FWD_DR: u8 = 1;
+pub const FWD_TUN: u8 = 2;
+
+/// `RealDef::flags`: the real server belongs to its service (cleared when removed; its
+/// tracked flows then get a new real server).
+pub const REAL_PRESENT: u8 = 1;
+
+/// `FlowValue::state`.
+pub const CT_SYN: u8 = 0;
+pub const CT_EST: u8 = 1;
+pub const CT_CLOSING: u8 = 2;
+pub const CT_UDP: u8 = 3;
+
+/// No real server (empty table): `u32::MAX` in table slots and `SvcConf::sorry_real`.
+pub const NO_REAL: u32 = u32::MAX;

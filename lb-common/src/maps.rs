@@ -1,4 +1,4 @@
-//! Keys and values of the service lookup.
+//! Keys and values of the service, real-server, scheduling and flow maps.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -32,15 +32,123 @@ impl ServiceKey {
     }
 }
 
-/// What the data plane knows about a matched service.
+/// `lb_services` value: the service's id, fixed for its lifetime. Everything that changes
+/// lives in `lb_svc_conf`, double-buffered (see `SvcConf`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServiceValue {
-    /// Index of this service in the per-service arrays (`lb_svc_stats`), below `MAX_SERVICES`.
+    /// Index into the per-service arrays, below `MAX_SERVICES`.
     pub id: u32,
-    /// `SVC_F_*` flags; none defined yet.
     pub flags: u32,
 }
+
+/// One generation of a service's configuration: `lb_svc_conf[id * 2 + gen]`, where `gen` is
+/// `lb_svc_gen[id]`. The daemon writes the inactive generation (and its table slice), then
+/// flips `gen` with one 4-byte store, so a packet sees the old set or the new one, never a mix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct SvcConf {
+    /// `SCHED_*`.
+    pub sched: u8,
+    /// `FWD_*`.
+    pub fwd: u8,
+    /// Persistence granularity as a prefix length; only with `persist_timeout > 0`.
+    pub persist_prefix: u8,
+    pub flags: u8,
+    /// Seconds; 0 = no persistence.
+    pub persist_timeout: u32,
+    /// This generation's slice of `lb_tables`: offset and length (0 = no live real server).
+    pub table_off: u32,
+    pub table_len: u32,
+    /// Real server id taking new flows when the table is empty, or `NO_REAL`.
+    pub sorry_real: u32,
+    pub reserved: u32,
+}
+
+/// A real server of one service (`lb_reals[id]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RealDef {
+    pub addr: [u8; 16],
+    /// Source address of IPIP/IPv6 tunnels towards this real server (TUN only).
+    pub tun_src: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    /// `REAL_PRESENT`.
+    pub flags: u8,
+    pub svc_id: u32,
+    pub weight: u32,
+    pub reserved: u32,
+}
+
+/// Live connection count of a real server (`lb_real_conns`), for lc/wlc/lblc: incremented by
+/// the data plane on a new tracked flow, decremented on its first FIN/RST, and recounted from
+/// `lb_conntrack` by the daemon (flows that simply expire or are evicted are only dropped from
+/// the count then).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RealConns {
+    pub active: u64,
+}
+
+/// A flow as received: the 5-tuple (addresses as in `ServiceKey`, ports in host order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub pad: [u8; 2],
+}
+
+/// `lb_conntrack` value: where the flow goes and since when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FlowValue {
+    pub real_id: u32,
+    pub svc_id: u32,
+    /// `bpf_ktime_get_coarse_ns` of the last packet.
+    pub last_ns: u64,
+    /// `CT_*`.
+    pub state: u8,
+    pub pad: [u8; 7],
+}
+
+/// `lb_nat_rev` value, keyed by the reply's 5-tuple (real server → client): what to put back
+/// as the reply's source.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NatRev {
+    pub vip: [u8; 16],
+    pub vport: u16,
+    pub pad: [u8; 2],
+    pub svc_id: u32,
+    pub real_id: u32,
+    pub pad2: u32,
+    pub last_ns: u64,
+}
+
+/// `lb_persist` key: the client's masked address within a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PersistKey {
+    pub addr: [u8; 16],
+    pub svc_id: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct PersistValue {
+    pub real_id: u32,
+    pub pad: u32,
+    pub last_ns: u64,
+}
+
+/// `lb_lblc` key: a destination address within a service.
+pub type LblcKey = PersistKey;
 
 /// Single entry of `lb_meta`: written by the daemon when it creates the pins, checked when
 /// it adopts existing ones.
@@ -52,7 +160,19 @@ pub struct Meta {
     pub reserved: u32,
 }
 
-crate::aya_pod!(ServiceKey, ServiceValue, Meta);
+crate::aya_pod!(
+    ServiceKey,
+    ServiceValue,
+    SvcConf,
+    RealDef,
+    RealConns,
+    FlowKey,
+    FlowValue,
+    NatRev,
+    PersistKey,
+    PersistValue,
+    Meta
+);
 
 #[cfg(test)]
 mod tests {
@@ -60,8 +180,15 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        // bytemuck's Pod derive already refuses padding; these pin the sizes the BPF side assumes.
+        // bytemuck's Pod derive already refuses padding; these pin the sizes the BPF side and
+        // the documented per-entry costs assume.
         assert_eq!(core::mem::size_of::<ServiceKey>(), 20);
         assert_eq!(core::mem::size_of::<ServiceValue>(), 8);
+        assert_eq!(core::mem::size_of::<SvcConf>(), 24);
+        assert_eq!(core::mem::size_of::<RealDef>(), 48);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 40);
+        assert_eq!(core::mem::size_of::<FlowValue>(), 24);
+        assert_eq!(core::mem::size_of::<NatRev>(), 40);
+        assert_eq!(core::mem::size_of::<PersistKey>(), 20);
     }
 }

@@ -35,8 +35,21 @@ pub struct GlobalStats {
     pub reason_icmp: u64,
     /// Passed: IP protocol other than TCP/UDP/ICMP.
     pub reason_other_proto: u64,
-    /// Passed: matched a virtual service (forwarding is not programmed yet).
-    pub reason_service_hit: u64,
+    /// Forwarded to a real server by NAT (destination rewritten).
+    pub reason_fwd_nat: u64,
+    /// Forwarded to a real server by DR (MAC rewritten).
+    pub reason_fwd_dr: u64,
+    /// Forwarded to a real server by TUN (IPIP / IPv6-in-IPv6).
+    pub reason_fwd_tun: u64,
+    /// A NAT real server's reply, source rewritten back to the VIP.
+    pub reason_nat_reply: u64,
+    /// Rewritten, but the FIB has no neighbour or route for it yet: passed to the stack,
+    /// which resolves and forwards it (DR/TUN frames are passed unmodified).
+    pub reason_no_route: u64,
+    /// Dropped: the service has no live real server and no sorry server.
+    pub reason_no_real: u64,
+    /// Dropped: the encapsulated packet would exceed the egress MTU (TUN).
+    pub reason_too_big: u64,
     /// Dropped: frame shorter than its Ethernet header or VLAN tags.
     pub reason_bad_eth: u64,
     /// Dropped: IPv4 header truncated, IHL < 5, or total length shorter than the header or
@@ -46,20 +59,28 @@ pub struct GlobalStats {
     pub reason_bad_ipv6: u64,
     /// Dropped: TCP/UDP/ICMP header truncated, or TCP data offset < 5.
     pub reason_bad_l4: u64,
+    /// Not a reason: flows scheduled (conntrack entries created) and conntrack hits.
+    pub flows_new: u64,
+    pub flows_hit: u64,
 }
 
-/// Per-service counters, one entry per service id per CPU in `lb_svc_stats`.
+/// Per-service counters, one entry per service id per CPU in `lb_svc_stats`; the same shape
+/// per real server in `lb_real_stats`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServiceStats {
     pub packets: u64,
     pub bytes: u64,
+    /// Flows scheduled (conntrack entries created).
+    pub new_flows: u64,
+    /// Packets for this service dropped (no real server, no route, ...).
+    pub drops: u64,
 }
 
 impl GlobalStats {
     /// Field names in declaration order, for userspace output (the struct is all `u64`s;
     /// the assertion below keeps the list as long as the struct).
-    pub const FIELD_NAMES: [&'static str; 22] = [
+    pub const FIELD_NAMES: [&'static str; 30] = [
         "rx_packets",
         "rx_bytes",
         "pass_packets",
@@ -77,11 +98,19 @@ impl GlobalStats {
         "reason_ip_options",
         "reason_icmp",
         "reason_other_proto",
-        "reason_service_hit",
+        "reason_fwd_nat",
+        "reason_fwd_dr",
+        "reason_fwd_tun",
+        "reason_nat_reply",
+        "reason_no_route",
+        "reason_no_real",
+        "reason_too_big",
         "reason_bad_eth",
         "reason_bad_ipv4",
         "reason_bad_ipv6",
         "reason_bad_l4",
+        "flows_new",
+        "flows_hit",
     ];
 
     /// `(name, value)` for every counter.
@@ -109,6 +138,8 @@ impl ServiceStats {
         per_cpu.into_iter().fold(ServiceStats::zeroed(), |acc, s| ServiceStats {
             packets: acc.packets.wrapping_add(s.packets),
             bytes: acc.bytes.wrapping_add(s.bytes),
+            new_flows: acc.new_flows.wrapping_add(s.new_flows),
+            drops: acc.drops.wrapping_add(s.drops),
         })
     }
 }
@@ -132,7 +163,7 @@ mod tests {
         }
         assert_eq!(g.rx_packets, 0);
         assert_eq!(g.reason_deep_vlan, 11);
-        assert_eq!(g.reason_bad_l4, 21);
+        assert_eq!(g.reason_bad_l4, 27);
         let named: [(&str, u64); 4] = [
             ("rx_packets", g.rx_packets),
             ("redirect_bytes", g.redirect_bytes),

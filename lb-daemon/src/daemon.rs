@@ -23,6 +23,7 @@ pub struct Options {
     pub attach_mode: AttachMode,
     pub dump_conf: bool,
     pub backend: BackendKind,
+    pub sizes: crate::dataplane::bpf::Sizes,
 }
 
 /// Parses the config and logs each diagnostic; errors fail with all of them.
@@ -49,15 +50,11 @@ pub fn default_interfaces() -> Result<Vec<String>> {
 }
 
 fn program(dp: &mut BpfDataplane, loaded: &Loaded) -> Result<()> {
-    let (keys, skipped) = services::keys(&loaded.config);
+    let (desired, skipped) = services::desired(&loaded.config);
     for s in skipped {
         warn!("{s}");
     }
-    dp.set_services(&keys)?;
-    for k in &keys {
-        info!(service = %services::describe(k), "service programmed");
-    }
-    Ok(())
+    dp.apply(&desired)
 }
 
 /// What the config asks for that this version parses but does not act on yet, each located:
@@ -85,7 +82,26 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
         items.push((r.span, format!("static_routes {}/{}: not applied yet", r.dest, r.prefix)));
     }
     for vs in &c.virtual_servers {
-        items.push((vs.span, "virtual_server: real servers, scheduler, forwarding method, persistence and health checks are parsed but not programmed yet (no forwarding)".to_string()));
+        for rs in &vs.real_servers {
+            if !rs.checkers.is_empty() || rs.notify_up.is_some() || rs.notify_down.is_some() {
+                items.push((
+                    rs.span,
+                    format!(
+                        "real_server {}: health checks and notify scripts are not run yet; it counts as up",
+                        rs.addr
+                    ),
+                ));
+            }
+        }
+        if vs.quorum_up.is_some()
+            || vs.quorum_down.is_some()
+            || vs.hysteresis != 0
+            || vs.ha_suspend
+            || vs.alpha
+            || vs.omega
+        {
+            items.push((vs.span, "virtual_server: quorum_up/down scripts, hysteresis, ha_suspend, alpha and omega wait for the health checkers".to_string()));
+        }
     }
     items.into_iter().map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg))).collect()
 }
@@ -102,7 +118,7 @@ pub async fn run(opts: Options) -> Result<()> {
         info!("configuration:\n{:#?}", loaded.config);
     }
     let object = object::load(opts.bpf_object.as_deref())?;
-    let mut dp = BpfDataplane::load(&object, &opts.pin_dir)?;
+    let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
     let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
     if interfaces.is_empty() {
         bail!("no interface to attach XDP to (only loopback here); name one with --interface");
@@ -112,8 +128,12 @@ pub async fn run(opts: Options) -> Result<()> {
         info!(iface, mode, "XDP program attached");
     }
     program(&mut dp, &loaded)?;
+    let mut current = loaded;
     info!(pin_dir = %opts.pin_dir.display(), "lb-daemon ready");
 
+    // lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the
+    // real servers (the XDP FIB lookup only finds what the kernel has resolved).
+    let mut housekeeping = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -123,11 +143,19 @@ pub async fn run(opts: Options) -> Result<()> {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
                 // An invalid config leaves the running one untouched.
                 match read_config(&opts.config, opts.backend) {
-                    Ok(new) => if let Err(e) = program(&mut dp, &new) {
-                        error!("reload failed: {e:#}");
+                    Ok(new) => match program(&mut dp, &new) {
+                        Ok(()) => current = new,
+                        Err(e) => error!("reload failed: {e:#}"),
                     },
                     Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
                 }
+            }
+            _ = housekeeping.tick() => {
+                if let Err(e) = dp.reconcile_conns() {
+                    warn!("recounting connections failed: {e:#}");
+                }
+                let (desired, _) = services::desired(&current.config);
+                crate::dataplane::bpf::prime_neighbours(desired.iter().flat_map(|d| d.reals.iter().map(|r| r.addr)));
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }

@@ -45,6 +45,10 @@ struct Cli {
     /// Interface to attach the XDP program to (repeatable). Default: every interface but lo.
     #[arg(short = 'i', long = "interface")]
     interfaces: Vec<String>,
+    /// Entries of the connection-tracking (and NAT reverse) tables; about
+    /// 112 bytes each (docs/dataplane.md).
+    #[arg(long, default_value_t = lb_common::consts::DEFAULT_CONNTRACK)]
+    conntrack_size: u32,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
     xdp_mode: AttachMode,
@@ -129,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         attach_mode: cli.xdp_mode,
         dump_conf: cli.dump_conf,
         backend: cli.backend,
+        sizes: bpf::Sizes { conntrack: cli.conntrack_size },
     };
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
 }
@@ -147,7 +152,16 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     }
     println!("services:");
     for s in &snap.services {
-        println!("  {:<28} id {:<4} packets {:<10} bytes {}", s.service, s.id, s.packets, s.bytes);
+        println!(
+            "  {:<28} id {:<4} packets {:<10} bytes {:<12} new flows {:<8} drops {}",
+            s.service, s.id, s.packets, s.bytes, s.new_flows, s.drops
+        );
+        for r in &s.reals {
+            println!(
+                "    -> {:<26} weight {:<5} conns {:<6} packets {:<10} bytes {:<12} new flows {}",
+                r.real, r.weight, r.active_conns, r.packets, r.bytes, r.new_flows
+            );
+        }
     }
     Ok(())
 }

@@ -1,52 +1,129 @@
 //! The load balancer's data plane.
 //!
-//! `lb_xdp` runs on every frame received on the load balancer's interfaces. It parses
-//! Ethernet (+ up to two VLAN tags), IPv4/IPv6 and TCP/UDP/ICMP with bounds checks the
-//! verifier can follow, looks the destination up in `lb_services`, and counts every frame once
-//! per verdict and once per reason (`lb_common::GlobalStats`). Forwarding to real servers is
-//! not programmed yet: a service hit is counted and passed to the stack.
+//! `lb_xdp` runs on every frame received on the load balancer's interfaces: it parses
+//! Ethernet (+ up to two VLAN tags), IPv4/IPv6 and TCP/UDP/ICMP, and for a virtual service
+//! (`lb_services`) finds the flow's real server (conntrack, persistence, then the scheduler)
+//! and forwards by NAT, DR or TUN; a NAT real server's reply gets the VIP back as source.
+//! Everything else passes to the stack untouched. Every frame is counted once per verdict and
+//! once per reason (`lb_common::GlobalStats`). `lb_decap` (TC) is for real servers.
 #![no_std]
 #![no_main]
+// Atomic add on the shared connection counters: core has no atomics for the BPF target.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod csum;
+mod decap;
+mod flow;
+mod fwd;
 mod maps;
 mod parse;
+mod sched;
 mod stats;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{
+    NatRev, ServiceKey,
+    consts::{FWD_DR, FWD_NAT, FWD_TUN},
+};
 
 use crate::{
-    parse::{Frame, L4},
-    stats::Reason,
+    maps::{NAT_REV, REALS_MAP, SCRATCH, SERVICES},
+    parse::{Frame, Parsed},
+    stats::{Reason, Verdict},
 };
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    let (action, reason) = classify(&ctx);
-    stats::count(action, reason, len);
-    action
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    let len = parse::frame_len(&ctx) as u64;
+    let v = classify(&ctx, ifindex);
+    stats::count(v, len);
+    v.action()
 }
 
 /// Decides what happens to one frame and why.
 #[inline(always)]
-fn classify(ctx: &XdpContext) -> (u32, Reason) {
-    let frame = match parse::parse(ctx) {
-        Ok(frame) => frame,
-        Err(reason) => return (reason.action(), reason),
+fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
+    let Some(f) = SCRATCH.get_ptr_mut(0) else { return Verdict::new(xdp_action::XDP_PASS, Reason::NotIp) };
+    // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
+    let f = unsafe { &mut *f };
+    match parse::parse(ctx, f) {
+        Ok(Parsed::Ports) => {}
+        Ok(Parsed::Icmp) => return Verdict::new(xdp_action::XDP_PASS, Reason::Icmp),
+        Err(reason) => return Verdict::new(reason.action(), reason),
     };
-    let Frame { mut key, l4 } = frame;
-    match l4 {
-        L4::Ports { dst_port } => key.port = dst_port,
-        L4::Icmp => return (xdp_action::XDP_PASS, Reason::Icmp),
+    f.ifindex = ifindex;
+    let key = ServiceKey { addr: f.dst, port: f.dport, proto: f.proto, family: f.family };
+    // SAFETY: copied out at once; `lb_services` values never change in place.
+    if let Some(svc) = unsafe { SERVICES.get(&key) }.map(|v| v.id) {
+        return forward(ctx, svc, f);
     }
-    // SAFETY: the value is copied out before any other map operation in this program.
-    match unsafe { maps::SERVICES.get(&key) } {
-        Some(svc) => {
-            stats::count_service(svc.id, ctx.data_end() - ctx.data());
-            (xdp_action::XDP_PASS, Reason::ServiceHit)
+    let flow = flow::flow_key(f);
+    // SAFETY: read at once; an LRU entry could be reused under us only after eviction.
+    if let Some(rev) = unsafe { NAT_REV.get(&flow) } {
+        return reply(ctx, f, rev);
+    }
+    Verdict::new(xdp_action::XDP_PASS, Reason::NoService)
+}
+
+/// A packet for service `svc`: to its flow's real server. The decision (`flow::decide`)
+/// and the rewrite (`fwd::*`) are separate calls so their stack frames never nest: the
+/// verifier allows 512 bytes for the deepest call chain.
+#[inline(always)]
+fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
+    let len = parse::frame_len(ctx);
+    let d = flow::decide(svc, f);
+    let real_id = d.real();
+    let Some(real) = REALS_MAP.get(real_id).filter(|_| d.ok()) else {
+        stats::count_service(svc, None, len, false, true);
+        return Verdict::new(xdp_action::XDP_DROP, Reason::NoReal);
+    };
+    stats::count_flow(d.is_new());
+    stats::count_service(svc, Some(real_id), len, d.is_new(), false);
+    match d.fwd() {
+        FWD_NAT => {
+            if d.is_new() {
+                remember_reply(f, real, d);
+            }
+            fwd::nat(ctx, f, real)
         }
-        None => (xdp_action::XDP_PASS, Reason::NoService),
+        FWD_DR => fwd::dr(ctx, f, real),
+        FWD_TUN => fwd::tun(ctx, f, real),
+        _ => Verdict::new(xdp_action::XDP_DROP, Reason::NoReal),
     }
+}
+
+/// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP.
+#[inline(never)]
+fn remember_reply(f: &Frame, real: &lb_common::RealDef, d: flow::Decision) {
+    let rev_key = lb_common::FlowKey {
+        src: real.addr,
+        dst: f.src,
+        sport: real.port,
+        dport: f.sport,
+        proto: f.proto,
+        family: f.family,
+        pad: [0; 2],
+    };
+    let rev = NatRev {
+        vip: f.dst,
+        vport: f.dport,
+        pad: [0; 2],
+        svc_id: real.svc_id,
+        real_id: d.real(),
+        pad2: 0,
+        last_ns: flow::now(),
+    };
+    let _ = NAT_REV.insert(&rev_key, &rev, 0);
+}
+
+/// A NAT real server's reply: back to the client from the VIP.
+#[inline(never)]
+fn reply(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> Verdict {
+    let len = parse::frame_len(ctx);
+    stats::count_service(rev.svc_id, Some(rev.real_id), len, false, false);
+    fwd::nat_reply(ctx, f, &rev.vip, rev.vport)
 }
 
 #[cfg(not(test))]

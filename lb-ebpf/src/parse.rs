@@ -4,21 +4,18 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{
-    ServiceKey,
-    consts::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_VLAN_DEPTH},
-};
+use lb_common::consts::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_VLAN_DEPTH};
 
 use crate::stats::Reason;
 
-const ETH_HLEN: usize = 14;
+pub const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
 const TCP_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 const ICMP_HLEN: usize = 8;
@@ -32,36 +29,68 @@ fn is_ipv6_ext(nexthdr: u8) -> bool {
     matches!(nexthdr, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140)
 }
 
-/// The parts of a frame the service lookup needs.
+/// What the data plane needs of a TCP/UDP frame, with where its headers are. It lives in the
+/// per-CPU `lb_scratch` map, not on the stack: the verifier gives the deepest call chain only
+/// 512 bytes of stack.
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Frame {
-    /// Destination address, protocol and family filled in; `port` by the caller from `l4`.
-    pub key: ServiceKey,
-    pub l4: L4,
+    pub family: u8,
+    pub proto: u8,
+    /// Addresses as in `ServiceKey` (IPv4 in the first four bytes).
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+    pub pad: u8,
+    pub l3_off: u32,
+    pub l4_off: u32,
+    /// IP packet length (header + payload) as the header declares it.
+    pub ip_len: u32,
+    /// Ingress interface, read once at entry (the verifier refuses context reads through
+    /// a derived pointer, which later code tends to produce).
+    pub ifindex: u32,
 }
 
-pub enum L4 {
-    Ports { dst_port: u16 },
+pub enum Parsed {
+    Ports,
     Icmp,
 }
 
 /// Returns a pointer to a `T` at `off` bytes into the frame, or `None` when it would read past
 /// the end. `T` here is always a byte array, so alignment is 1.
 #[inline(always)]
-fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*const T> {
+pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + size_of::<T>() > end {
         return None;
     }
-    Some((start + off) as *const T)
+    Some((start + off) as *mut T)
+}
+
+/// Whether `len` bytes from `off` lie within the frame.
+#[inline(always)]
+fn fits(ctx: &XdpContext, off: usize, len: usize) -> bool {
+    ctx.data() + off + len <= ctx.data_end()
+}
+
+/// The frame's length (a helper: the verifier forbids computing it from data_end).
+#[inline(always)]
+pub fn frame_len(ctx: &XdpContext) -> usize {
+    unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx) as usize }
 }
 
 #[inline(always)]
-fn be16(b: &[u8], at: usize) -> u16 {
+pub fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-pub fn parse(ctx: &XdpContext) -> Result<Frame, Reason> {
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, out: &mut Frame) -> Result<Parsed, Reason> {
     let eth: &[u8; ETH_HLEN] = unsafe { &*ptr_at(ctx, 0).ok_or(Reason::BadEth)? };
     let mut proto = be16(eth, 12);
     let mut off = ETH_HLEN;
@@ -75,22 +104,22 @@ pub fn parse(ctx: &XdpContext) -> Result<Frame, Reason> {
         off += VLAN_HLEN;
     }
     match proto {
-        ETH_P_IP => parse_ipv4(ctx, off),
-        ETH_P_IPV6 => parse_ipv6(ctx, off),
+        ETH_P_IP => parse_ipv4(ctx, off, out),
+        ETH_P_IPV6 => parse_ipv6(ctx, off, out),
         ETH_P_8021Q | ETH_P_8021AD => Err(Reason::DeepVlan),
         _ => Err(Reason::NotIp),
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Frame, Reason> {
+fn parse_ipv4(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, Reason> {
     let ip: &[u8; IPV4_HLEN] = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadIpv4)? };
     let version = ip[0] >> 4;
     let ihl = ((ip[0] & 0x0f) as usize) * 4;
     let tot_len = be16(ip, 2) as usize;
-    let frame_l3_len = ctx.data_end() - ctx.data() - off;
     // The same sanity checks as the kernel's ip_rcv: it would drop these frames anyway.
-    if version != 4 || ihl < IPV4_HLEN || tot_len < ihl || tot_len > frame_l3_len {
+    // (Compared as pointers: the verifier forbids arithmetic on data_end.)
+    if version != 4 || ihl < IPV4_HLEN || tot_len < ihl || !fits(ctx, off, tot_len) {
         return Err(Reason::BadIpv4);
     }
     if be16(ip, 6) & IP_MF_OFFSET != 0 {
@@ -99,45 +128,49 @@ fn parse_ipv4(ctx: &XdpContext, off: usize) -> Result<Frame, Reason> {
     if ihl != IPV4_HLEN {
         return Err(Reason::IpOptions);
     }
-    let mut key = ServiceKey::default();
-    key.family = FAMILY_V4;
-    key.proto = ip[9];
-    key.addr[..4].copy_from_slice(&ip[16..20]);
-    let l4 = parse_l4(ctx, off + IPV4_HLEN, tot_len - IPV4_HLEN, key.proto, IPPROTO_ICMP)?;
-    Ok(Frame { key, l4 })
+    out.src = [0; 16];
+    out.dst = [0; 16];
+    out.src[..4].copy_from_slice(&ip[12..16]);
+    out.dst[..4].copy_from_slice(&ip[16..20]);
+    out.family = FAMILY_V4;
+    out.proto = ip[9];
+    out.l3_off = off as u32;
+    out.ip_len = tot_len as u32;
+    parse_l4(ctx, off + IPV4_HLEN, tot_len - IPV4_HLEN, IPPROTO_ICMP, out)
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &XdpContext, off: usize) -> Result<Frame, Reason> {
+fn parse_ipv6(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, Reason> {
     let ip: &[u8; IPV6_HLEN] = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadIpv6)? };
     let payload_len = be16(ip, 4) as usize;
-    let frame_l3_len = ctx.data_end() - ctx.data() - off;
-    if ip[0] >> 4 != 6 || IPV6_HLEN + payload_len > frame_l3_len {
+    if ip[0] >> 4 != 6 || !fits(ctx, off, IPV6_HLEN + payload_len) {
         return Err(Reason::BadIpv6);
     }
     let nexthdr = ip[6];
     if is_ipv6_ext(nexthdr) {
         return Err(Reason::IpOptions);
     }
-    let mut key = ServiceKey::default();
-    key.family = FAMILY_V6;
-    key.proto = nexthdr;
-    key.addr.copy_from_slice(&ip[24..40]);
-    let l4 = parse_l4(ctx, off + IPV6_HLEN, payload_len, nexthdr, IPPROTO_ICMPV6)?;
-    Ok(Frame { key, l4 })
+    out.src.copy_from_slice(&ip[8..24]);
+    out.dst.copy_from_slice(&ip[24..40]);
+    out.family = FAMILY_V6;
+    out.proto = nexthdr;
+    out.l3_off = off as u32;
+    out.ip_len = (IPV6_HLEN + payload_len) as u32;
+    parse_l4(ctx, off + IPV6_HLEN, payload_len, IPPROTO_ICMPV6, out)
 }
 
 /// Parses the L4 header at `off`; `l4_len` is the length the IP header declares for it.
 #[inline(always)]
-fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, proto: u8, icmp: u8) -> Result<L4, Reason> {
-    match proto {
+fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, icmp: u8, out: &mut Frame) -> Result<Parsed, Reason> {
+    let proto = out.proto;
+    let (sport, dport, tcp_flags) = match proto {
         IPPROTO_TCP => {
             let tcp: &[u8; TCP_HLEN] = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadL4)? };
             let doff = ((tcp[12] >> 4) as usize) * 4;
             if l4_len < TCP_HLEN || doff < TCP_HLEN || doff > l4_len {
                 return Err(Reason::BadL4);
             }
-            Ok(L4::Ports { dst_port: be16(tcp, 2) })
+            (be16(tcp, 0), be16(tcp, 2), tcp[13])
         }
         IPPROTO_UDP => {
             let udp: &[u8; UDP_HLEN] = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadL4)? };
@@ -145,14 +178,19 @@ fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, proto: u8, icmp: u8) ->
             if l4_len < UDP_HLEN || len < UDP_HLEN || len > l4_len {
                 return Err(Reason::BadL4);
             }
-            Ok(L4::Ports { dst_port: be16(udp, 2) })
+            (be16(udp, 0), be16(udp, 2), 0)
         }
         p if p == icmp => {
             if l4_len < ICMP_HLEN || ptr_at::<[u8; ICMP_HLEN]>(ctx, off).is_none() {
                 return Err(Reason::BadL4);
             }
-            Ok(L4::Icmp)
+            return Ok(Parsed::Icmp);
         }
-        _ => Err(Reason::OtherProto),
-    }
+        _ => return Err(Reason::OtherProto),
+    };
+    out.sport = sport;
+    out.dport = dport;
+    out.tcp_flags = tcp_flags;
+    out.l4_off = off as u32;
+    Ok(Parsed::Ports)
 }

@@ -2,23 +2,19 @@
 //! sure it keeps working): the load balancer in namespaces, with traffic, and what it counted.
 //! Removes every namespace and pin it made, also when a step fails.
 
-use std::{
-    net::{SocketAddr, TcpStream, UdpSocket},
-    path::Path,
-    process::Command,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::Path, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
     daemon::{self, Daemon},
-    netns::{LbTopology, VIP4, VIP6},
+    netns::{LbTopology, VIP4, VIP6, backend4, backend6},
+    servers::{Backend, spread, tcp_ask, udp_ask},
 };
 
-pub const UDP_PACKETS: usize = 20;
-pub const TCP_ATTEMPTS: usize = 10;
-pub const OTHER_PORT_PACKETS: usize = 5;
+pub const TCP_REQUESTS: usize = 30;
+pub const UDP_REQUESTS: usize = 12;
+pub const V6_REQUESTS: usize = 9;
 
 /// Runs the demo with `config`, pinning under `pin_dir`; `out` receives the narration.
 pub fn run(config: &Path, pin_dir: &Path, out: &mut dyn std::io::Write) -> Result<()> {
@@ -54,32 +50,29 @@ fn with_topology(topo: &LbTopology, config: &Path, pin_dir: &Path, out: &mut dyn
         writeln!(out, "  {iface}: {}", prog.trim())?;
     }
 
-    step(
-        out,
-        &format!(
-            "client sends {UDP_PACKETS} UDP datagrams to {VIP4}:53, {TCP_ATTEMPTS} TCP connects to {VIP4}:80 \
-             and [{VIP6}]:80, {OTHER_PORT_PACKETS} datagrams to port 9999 (no service)"
-        ),
-    )?;
-    topo.client.run(|| -> Result<()> {
-        let sock = UdpSocket::bind("0.0.0.0:0")?;
-        for i in 0..UDP_PACKETS {
-            sock.send_to(format!("query {i}").as_bytes(), (VIP4, 53))?;
+    step(out, "real servers: each backend answers with its name (TCP :80 and UDP :53, IPv4 and IPv6)")?;
+    let mut servers = Vec::new();
+    for (i, b) in topo.backends.iter().enumerate() {
+        for addr in [format!("{}:80", backend4(i)), format!("[{}]:80", backend6(i)), format!("{}:53", backend4(i))] {
+            servers.push(Backend::start(b, format!("backend{}", i + 1), addr.parse()?));
         }
-        for _ in 0..OTHER_PORT_PACKETS {
-            sock.send_to(b"nobody listens", (VIP4, 9999))?;
-        }
-        for i in 0..TCP_ATTEMPTS {
-            let to: SocketAddr = if i % 2 == 0 { format!("{VIP4}:80") } else { format!("[{VIP6}]:80") }.parse()?;
-            // Forwarding to real servers lands with the data-plane work; until then the
-            // SYN is counted and passed to the lb's stack, which has no route to the VIP.
-            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(300));
-        }
-        Ok(())
-    })??;
-    std::thread::sleep(Duration::from_millis(200));
+    }
 
-    step(out, "lb-daemon stats (read from the pinned maps; forwarding is not programmed yet)")?;
+    let vip80: SocketAddr = format!("{VIP4}:80").parse()?;
+    let vip53: SocketAddr = format!("{VIP4}:53").parse()?;
+    let vip6: SocketAddr = format!("[{VIP6}]:80").parse()?;
+    step(out, &format!("client: {TCP_REQUESTS} TCP requests to {vip80} (rr, NAT)"))?;
+    let answers: Vec<String> = (0..TCP_REQUESTS).map(|_| tcp_ask(&topo.client, vip80, None)).collect();
+    show_spread(out, &answers)?;
+    step(out, &format!("client: {UDP_REQUESTS} UDP queries to {vip53} (rr, NAT)"))?;
+    let answers: Vec<String> = (0..UDP_REQUESTS).map(|_| udp_ask(&topo.client, vip53)).collect();
+    show_spread(out, &answers)?;
+    step(out, &format!("client: {V6_REQUESTS} TCP requests to {vip6} (rr, NAT, IPv6)"))?;
+    let answers: Vec<String> = (0..V6_REQUESTS).map(|_| tcp_ask(&topo.client, vip6, None)).collect();
+    show_spread(out, &answers)?;
+    drop(servers);
+
+    step(out, "lb-daemon stats (read from the pinned maps)")?;
     let stats = Command::new(daemon::binary()?).args(["stats", "--pin-dir"]).arg(pin_dir).output()?;
     write!(out, "{}", indent(&String::from_utf8_lossy(&stats.stdout)))?;
     if !stats.status.success() {
@@ -87,8 +80,8 @@ fn with_topology(topo: &LbTopology, config: &Path, pin_dir: &Path, out: &mut dyn
     }
     let snap = lb_daemon::dataplane::bpf::read_stats(pin_dir)?;
     let udp = snap.services.iter().find(|s| s.service == format!("{VIP4}:53/udp")).context("UDP service missing")?;
-    if udp.packets != UDP_PACKETS as u64 {
-        bail!("the UDP service counted {} packets, the client sent {UDP_PACKETS}", udp.packets);
+    if udp.new_flows != UDP_REQUESTS as u64 {
+        bail!("the UDP service scheduled {} flows, the client sent {UDP_REQUESTS} queries", udp.new_flows);
     }
 
     let stats_pin = pin_dir.join(lb_common::consts::MAP_STATS);
@@ -103,6 +96,16 @@ fn with_topology(topo: &LbTopology, config: &Path, pin_dir: &Path, out: &mut dyn
     writeln!(out, "  lb-daemon exited: {status}")?;
     if !status.success() {
         bail!("lb-daemon failed on SIGTERM: {status}");
+    }
+    Ok(())
+}
+
+/// Prints how many answers each real server gave.
+fn show_spread(out: &mut dyn std::io::Write, answers: &[String]) -> Result<()> {
+    let mut counts: Vec<(String, usize)> = spread(answers).into_iter().collect();
+    counts.sort();
+    for (name, n) in counts {
+        writeln!(out, "  {name}: {n:>3} {}", "#".repeat(n))?;
     }
     Ok(())
 }

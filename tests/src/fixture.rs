@@ -63,7 +63,10 @@ pub struct Fixture {
 impl Fixture {
     pub fn load() -> Result<Self> {
         let object = lb_daemon::dataplane::object::load(None)?;
-        let mut ebpf = EbpfLoader::new().load(&object).context("loading lb-ebpf")?;
+        let mut ebpf = EbpfLoader::new()
+            .verifier_log_level(aya::VerifierLogLevel::DEBUG | aya::VerifierLogLevel::STATS)
+            .load(&object)
+            .context("loading lb-ebpf")?;
         let prog: &mut Xdp = ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
         prog.load().context("verifier refused lb_xdp")?;
         Ok(Self { ebpf })

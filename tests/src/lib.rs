@@ -5,6 +5,7 @@
 //! - [`netns`]: network namespaces and veth links with unique names, removed on drop.
 //! - [`vm`]: runs a command under Debian's 6.1 kernel with virtme-ng.
 //! - [`daemon`]: starts lb-daemon inside a namespace and waits until it is ready.
+//! - [`servers`]: small TCP/UDP real servers and clients that report who answered.
 //! - [`demo`]: the `cargo xtask demo` scenario, also run as a test.
 //!
 //! Everything here needs root, like the daemon itself.
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod fixture;
 pub mod netns;
 pub mod packets;
+pub mod servers;
 pub mod vm;
 
 use std::path::PathBuf;

@@ -43,8 +43,10 @@ fn pass(name: &'static str, input: Vec<u8>, reason: &'static str) -> Case {
     Case { name, input, action: XDP_PASS, output: Output::Unchanged, reason, service: None }
 }
 
+/// A frame for a service: these services have no real server, so the verdict is a drop
+/// counted against the service (forwarding has its own fixtures).
 fn hit(name: &'static str, input: Vec<u8>, service: u32) -> Case {
-    Case { service: Some(service), ..pass(name, input, "reason_service_hit") }
+    Case { service: Some(service), action: XDP_DROP, ..pass(name, input, "reason_no_real") }
 }
 
 fn drop(name: &'static str, input: Vec<u8>, reason: &'static str) -> Case {
@@ -210,11 +212,12 @@ fn malformed_frames_are_dropped_with_a_reason() {
 #[test]
 fn fixture_reports_a_wrong_expectation() {
     let f = fixture();
-    let wrong_reason = pass("service hit claimed as no-service", udp4(), "reason_no_service");
+    let wrong_reason =
+        Case { action: XDP_DROP, ..pass("service hit claimed as no-service", udp4(), "reason_no_service") };
     let err = f.check(&wrong_reason).unwrap_err().to_string();
     assert!(err.contains("reason_no_service: moved by 0, want 1"), "{err}");
     let wrong_frame = Case { output: Output::Frame(tcp4()), ..hit("udp compared to tcp", udp4(), 1) };
     assert!(f.check(&wrong_frame).unwrap_err().to_string().contains("output frame differs"));
-    let wrong_verdict = Case { action: XDP_DROP, ..hit("pass claimed as drop", udp4(), 1) };
-    assert!(f.check(&wrong_verdict).unwrap_err().to_string().contains("verdict XDP_PASS"));
+    let wrong_verdict = Case { action: XDP_PASS, ..hit("drop claimed as pass", udp4(), 1) };
+    assert!(f.check(&wrong_verdict).unwrap_err().to_string().contains("verdict XDP_DROP"));
 }

@@ -1,26 +1,35 @@
-//! The XDP data plane: loads lb-ebpf with its maps pinned under the pin directory, attaches
-//! the program to interfaces, and keeps `lb_services` equal to the configured services.
+//! The XDP data plane: loads lb-ebpf with its maps pinned under the pin directory (adopting
+//! pins a previous daemon left), attaches the program to interfaces, and keeps the maps
+//! equal to the desired services. Each service switches atomically: its inactive generation
+//! (configuration and table slice) is written first, then one 4-byte store flips
+//! `lb_svc_gen[id]`.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap as StdHashMap},
+    net::{IpAddr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lb_common::{
-    GlobalStats, Meta, ServiceKey, ServiceStats, ServiceValue,
-    consts::{LAYOUT_VERSION, MAP_META, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, MAX_SERVICES, PINNED_MAPS, PROG_XDP},
-};
+use lb_common::{GlobalStats, Meta, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
 use tracing::{info, warn};
 
-use super::services;
+use super::{
+    services::{self, DesiredService},
+    tables::{self, Member},
+};
+use crate::config::{ForwardMethod, Scheduler};
 
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+/// A generation slot is rewritten only this long after the flip that retired it, so no
+/// packet still reading it (XDP runs take microseconds) sees it change.
+const GENERATION_GRACE: Duration = Duration::from_millis(50);
 
 /// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -30,12 +39,41 @@ pub enum AttachMode {
     Generic,
 }
 
+/// Map sizes the operator may change (`--conntrack-size`).
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub conntrack: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self { conntrack: DEFAULT_CONNTRACK }
+    }
+}
+
+/// What the maps hold for one service.
+#[derive(Debug)]
+struct SvcState {
+    id: u32,
+    keys: Vec<ServiceKey>,
+    /// What was last programmed (None when adopted from pins and not yet compared).
+    applied: Option<DesiredService>,
+    generation: u32,
+    slices: [(u32, u32); 2],
+    /// Real server address → real id (the sorry server too).
+    reals: BTreeMap<SocketAddr, u32>,
+    last_flip: Option<Instant>,
+}
+
 pub struct BpfDataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     links: Vec<(String, XdpLinkId)>,
-    /// Service key → id, mirrored from `lb_services` (ids index the per-service arrays).
-    services: BTreeMap<ServiceKey, u32>,
+    /// By service name.
+    services: BTreeMap<String, SvcState>,
+    pool: Pool,
+    next_real: u32,
+    free_reals: std::collections::VecDeque<u32>,
 }
 
 /// Mounts bpffs on /sys/fs/bpf when nothing is mounted there yet (fresh machines and
@@ -55,8 +93,9 @@ pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
 }
 
 impl BpfDataplane {
-    /// Loads the programs, creating the maps under `pin_dir` or adopting the ones pinned there.
-    pub fn load(object: &[u8], pin_dir: &Path) -> Result<Self> {
+    /// Loads the programs, creating the maps under `pin_dir` or adopting the ones pinned there
+    /// (a restarted daemon keeps tracked flows and services).
+    pub fn load(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
         ensure_bpffs(pin_dir)?;
         check_layout(pin_dir)?;
         std::fs::create_dir_all(pin_dir).with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
@@ -65,6 +104,7 @@ impl BpfDataplane {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        loader.map_max_entries(MAP_CONNTRACK, sizes.conntrack).map_max_entries(MAP_NAT_REV, sizes.conntrack);
         let mut ebpf = loader.load(object).context("loading the eBPF object (maps and programs)")?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG_XDP)
@@ -74,9 +114,62 @@ impl BpfDataplane {
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
         meta.set(0, Meta { layout_version: LAYOUT_VERSION, reserved: 0 }, 0)?;
-        let svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_ref(&ebpf, MAP_SERVICES)?)?;
-        let services = svc_map.iter().filter_map(|r| r.ok()).map(|(k, v)| (k, v.id)).collect();
-        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), links: Vec::new(), services })
+        let mut dp = Self {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            links: Vec::new(),
+            services: BTreeMap::new(),
+            pool: Pool::new(TABLE_POOL),
+            next_real: 0,
+            free_reals: Default::default(),
+        };
+        dp.adopt()?;
+        Ok(dp)
+    }
+
+    /// Rebuilds the bookkeeping from maps a previous daemon left.
+    fn adopt(&mut self) -> Result<()> {
+        let svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_ref(&self.ebpf, MAP_SERVICES)?)?;
+        let mut by_id: BTreeMap<u32, Vec<ServiceKey>> = BTreeMap::new();
+        for (k, v) in svc_map.iter().filter_map(|r| r.ok()) {
+            by_id.entry(v.id).or_default().push(k);
+        }
+        let gens: Array<_, u32> = Array::try_from(map_ref(&self.ebpf, MAP_SVC_GEN)?)?;
+        let confs: Array<_, SvcConf> = Array::try_from(map_ref(&self.ebpf, MAP_SVC_CONF)?)?;
+        let reals: Array<_, RealDef> = Array::try_from(map_ref(&self.ebpf, MAP_REALS)?)?;
+        let mut reals_by_svc: BTreeMap<u32, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
+        let mut max_real = None;
+        for (i, r) in reals.iter().enumerate() {
+            let r = r?;
+            if r.flags & REAL_PRESENT != 0 {
+                let ip = if r.family == FAMILY_V4 {
+                    IpAddr::from([r.addr[0], r.addr[1], r.addr[2], r.addr[3]])
+                } else {
+                    IpAddr::from(r.addr)
+                };
+                reals_by_svc.entry(r.svc_id).or_default().insert(SocketAddr::new(ip, r.port), i as u32);
+                max_real = Some(i as u32);
+            }
+        }
+        self.next_real = max_real.map_or(0, |m| m + 1);
+        for (id, mut keys) in by_id {
+            keys.sort();
+            let generation = gens.get(&id, 0)? & 1;
+            let mut slices = [(0, 0); 2];
+            for (g, slice) in slices.iter_mut().enumerate() {
+                let c = confs.get(&(id * 2 + g as u32), 0)?;
+                *slice = (c.table_off, c.table_len);
+                self.pool.reserve(c.table_off, c.table_len);
+            }
+            let name = format!("adopted #{id}");
+            let reals = reals_by_svc.remove(&id).unwrap_or_default();
+            self.services
+                .insert(name, SvcState { id, keys, applied: None, generation, slices, reals, last_flip: None });
+        }
+        if !self.services.is_empty() {
+            info!(services = self.services.len(), "adopted services from pinned maps");
+        }
+        Ok(())
     }
 
     /// Attaches the XDP program to `iface`; returns the mode it got.
@@ -99,31 +192,239 @@ impl BpfDataplane {
         Ok(got)
     }
 
-    /// Makes `lb_services` hold exactly `keys`. Existing services keep their ids (and
-    /// counters); new ones take the lowest free id.
-    pub fn set_services(&mut self, keys: &[ServiceKey]) -> Result<()> {
-        let mut map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(&mut self.ebpf, MAP_SERVICES)?)?;
-        let stale: Vec<ServiceKey> = self.services.keys().filter(|k| !keys.contains(k)).copied().collect();
-        for k in stale {
-            map.remove(&k).with_context(|| format!("removing service {}", services::describe(&k)))?;
-            self.services.remove(&k);
-        }
-        for k in keys {
-            if self.services.contains_key(k) {
-                continue;
+    /// Makes the maps hold exactly `desired`: unchanged services are not touched (no map
+    /// write at all), changed ones switch atomically, removed ones disappear.
+    pub fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
+        // Match adopted services (named "adopted #id") to desired ones by their keys.
+        let adopted: Vec<String> = self.services.keys().filter(|n| n.starts_with("adopted #")).cloned().collect();
+        for name in adopted {
+            let keys = self.services[&name].keys.clone();
+            if let Some(d) = desired.iter().find(|d| d.keys.iter().any(|k| keys.contains(k)))
+                && let Some(state) = self.services.remove(&name)
+            {
+                self.services.insert(d.name.clone(), state);
             }
-            let id = (0..MAX_SERVICES)
-                .find(|id| !self.services.values().any(|v| v == id))
-                .ok_or_else(|| anyhow!("more than {MAX_SERVICES} services"))?;
-            map.insert(*k, ServiceValue { id, flags: 0 }, 0)
-                .with_context(|| format!("adding service {}", services::describe(k)))?;
-            self.services.insert(*k, id);
+        }
+        let gone: Vec<String> =
+            self.services.keys().filter(|n| !desired.iter().any(|d| &d.name == *n)).cloned().collect();
+        for name in gone {
+            self.remove_service(&name)?;
+        }
+        for d in desired {
+            self.apply_service(d).with_context(|| format!("programming service {}", d.name))?;
         }
         Ok(())
     }
 
+    fn apply_service(&mut self, d: &DesiredService) -> Result<()> {
+        if self.services.get(&d.name).and_then(|s| s.applied.as_ref()) == Some(d) {
+            return Ok(());
+        }
+        if !self.services.contains_key(&d.name) {
+            let id = self.free_service_id()?;
+            zero_stats::<ServiceStats>(&mut self.ebpf, MAP_SVC_STATS, id)?;
+            self.services.insert(
+                d.name.clone(),
+                SvcState {
+                    id,
+                    keys: Vec::new(),
+                    applied: None,
+                    generation: 1,
+                    slices: [(0, 0); 2],
+                    reals: BTreeMap::new(),
+                    last_flip: None,
+                },
+            );
+        }
+        let mut state = self.services.remove(&d.name).ok_or_else(|| anyhow!("service state vanished"))?;
+        let result = self.program(&mut state, d);
+        self.services.insert(d.name.clone(), state);
+        result
+    }
+
+    fn program(&mut self, state: &mut SvcState, d: &DesiredService) -> Result<()> {
+        let id = state.id;
+        // Real servers: one id per (service, address); a removed one is marked absent so its
+        // tracked flows move on, and its id rests in the free list.
+        let mut wanted: Vec<(SocketAddr, u32)> = d.reals.iter().map(|r| (r.addr, r.weight)).collect();
+        if let Some(s) = d.sorry {
+            wanted.push((s, 0));
+        }
+        let removed: Vec<(SocketAddr, u32)> =
+            state.reals.iter().filter(|(a, _)| !wanted.iter().any(|(w, _)| w == *a)).map(|(a, i)| (*a, *i)).collect();
+        for (addr, rid) in removed {
+            let mut reals: Array<_, RealDef> = Array::try_from(map_mut(&mut self.ebpf, MAP_REALS)?)?;
+            reals.set(rid, RealDef::default(), 0)?;
+            state.reals.remove(&addr);
+            self.free_reals.push_back(rid);
+        }
+        let mut members = Vec::new();
+        for (addr, weight) in &wanted {
+            let rid = match state.reals.get(addr) {
+                Some(r) => *r,
+                None => {
+                    let r = self.alloc_real()?;
+                    zero_stats::<ServiceStats>(&mut self.ebpf, MAP_REAL_STATS, r)?;
+                    let mut conns: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_CONNS)?)?;
+                    conns.set(r, RealConns::default(), 0)?;
+                    state.reals.insert(*addr, r);
+                    r
+                }
+            };
+            let (bytes, family) = services::addr_bytes(addr.ip());
+            let tun_src = if d.forward == ForwardMethod::Tun { source_for(addr.ip()) } else { [0; 16] };
+            let def = RealDef {
+                addr: bytes,
+                tun_src,
+                port: addr.port(),
+                family,
+                flags: REAL_PRESENT,
+                svc_id: id,
+                weight: *weight,
+                reserved: 0,
+            };
+            let mut reals: Array<_, RealDef> = Array::try_from(map_mut(&mut self.ebpf, MAP_REALS)?)?;
+            if reals.get(&rid, 0)? != def {
+                reals.set(rid, def, 0)?;
+            }
+            if Some(*addr) != d.sorry || d.reals.iter().any(|r| r.addr == *addr) {
+                members.push(Member { id: rid, name: addr.to_string(), weight: *weight });
+            }
+        }
+        prime_neighbours(wanted.iter().map(|(a, _)| *a));
+
+        // keepalived's quorum: below it the service is down and the sorry server answers.
+        let live_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
+        let (table, truncated) = if live_weight < u64::from(d.quorum.max(1)) {
+            (Vec::new(), false)
+        } else {
+            tables::build(d.scheduler, &members)
+        };
+        if truncated {
+            warn!(service = %d.name, "more than {MAX_SCAN} live real servers: least-connection scheduling considers the first {MAX_SCAN}");
+        }
+        let next = 1 - state.generation;
+        if let Some(t) = state.last_flip {
+            let since = t.elapsed();
+            if since < GENERATION_GRACE {
+                std::thread::sleep(GENERATION_GRACE - since);
+            }
+        }
+        let (old_off, old_len) = state.slices[next as usize];
+        self.pool.free(old_off, old_len);
+        let off = self.pool.alloc(table.len() as u32).ok_or_else(|| anyhow!("the scheduling table pool is full"))?;
+        let mut tables_map: Array<_, u32> = Array::try_from(map_mut(&mut self.ebpf, MAP_TABLES)?)?;
+        for (i, rid) in table.iter().enumerate() {
+            tables_map.set(off + i as u32, *rid, 0)?;
+        }
+        state.slices[next as usize] = (off, table.len() as u32);
+        let conf = SvcConf {
+            sched: sched_code(d.scheduler),
+            fwd: match d.forward {
+                ForwardMethod::Nat => FWD_NAT,
+                ForwardMethod::Dr => FWD_DR,
+                ForwardMethod::Tun => FWD_TUN,
+            },
+            persist_prefix: d.persist_prefix,
+            flags: 0,
+            persist_timeout: d.persist_timeout,
+            table_off: off,
+            table_len: table.len() as u32,
+            sorry_real: d.sorry.and_then(|s| state.reals.get(&s).copied()).unwrap_or(NO_REAL),
+            reserved: 0,
+        };
+        let mut confs: Array<_, SvcConf> = Array::try_from(map_mut(&mut self.ebpf, MAP_SVC_CONF)?)?;
+        confs.set(id * 2 + next, conf, 0)?;
+        let mut gens: Array<_, u32> = Array::try_from(map_mut(&mut self.ebpf, MAP_SVC_GEN)?)?;
+        gens.set(id, next, 0)?;
+        state.generation = next;
+        state.last_flip = Some(Instant::now());
+
+        // Keys last, so a new key never sees an unprogrammed service.
+        let mut svc_map: HashMap<_, ServiceKey, ServiceValue> =
+            HashMap::try_from(map_mut(&mut self.ebpf, MAP_SERVICES)?)?;
+        for k in &d.keys {
+            if !state.keys.contains(k) {
+                svc_map.insert(*k, ServiceValue { id, flags: 0 }, 0)?;
+            }
+        }
+        for k in state.keys.iter().filter(|k| !d.keys.contains(k)) {
+            svc_map.remove(k)?;
+        }
+        state.keys = d.keys.clone();
+        state.applied = Some(d.clone());
+        info!(service = %d.name, id, reals = members.len(), table = table.len(), scheduler = d.scheduler.name(), "service programmed");
+        Ok(())
+    }
+
+    fn remove_service(&mut self, name: &str) -> Result<()> {
+        let Some(state) = self.services.remove(name) else { return Ok(()) };
+        let mut svc_map: HashMap<_, ServiceKey, ServiceValue> =
+            HashMap::try_from(map_mut(&mut self.ebpf, MAP_SERVICES)?)?;
+        for k in &state.keys {
+            svc_map.remove(k).with_context(|| format!("removing service key {}", services::describe(k)))?;
+        }
+        let mut reals: Array<_, RealDef> = Array::try_from(map_mut(&mut self.ebpf, MAP_REALS)?)?;
+        for rid in state.reals.values() {
+            reals.set(*rid, RealDef::default(), 0)?;
+            self.free_reals.push_back(*rid);
+        }
+        for (off, len) in state.slices {
+            self.pool.free(off, len);
+        }
+        info!(service = name, "service removed");
+        Ok(())
+    }
+
+    fn free_service_id(&self) -> Result<u32> {
+        (0..MAX_SERVICES)
+            .find(|id| !self.services.values().any(|s| s.id == *id))
+            .ok_or_else(|| anyhow!("more than {MAX_SERVICES} services"))
+    }
+
+    /// Fresh ids first; freed ones only once those run out, so a flow tracked to a removed
+    /// real server is not silently sent to whichever real server reused its id.
+    fn alloc_real(&mut self) -> Result<u32> {
+        if self.next_real < MAX_REALS {
+            self.next_real += 1;
+            return Ok(self.next_real - 1);
+        }
+        self.free_reals.pop_front().ok_or_else(|| anyhow!("more than {MAX_REALS} real servers"))
+    }
+
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {
         self.links.iter().map(|(i, _)| i.as_str())
+    }
+
+    /// Recounts each real server's live connections from `lb_conntrack` (flows that expired
+    /// or were evicted never told the data plane). Only needed by lc/wlc/lblc services.
+    pub fn reconcile_conns(&mut self) -> Result<()> {
+        let uses_lc = self.services.values().any(|s| {
+            s.applied.as_ref().is_some_and(|d| matches!(d.scheduler, Scheduler::Lc | Scheduler::Wlc | Scheduler::Lblc))
+        });
+        if !uses_lc {
+            return Ok(());
+        }
+        let now = monotonic_ns();
+        let ct: HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
+            HashMap::try_from(map_ref(&self.ebpf, MAP_CONNTRACK)?)?;
+        let mut counts: StdHashMap<u32, u64> = StdHashMap::new();
+        for (_, v) in ct.iter().filter_map(|r| r.ok()) {
+            let timeout = match v.state {
+                CT_SYN => TCP_SYN_TIMEOUT,
+                CT_EST => TCP_EST_TIMEOUT,
+                CT_CLOSING => continue,
+                _ => UDP_TIMEOUT,
+            };
+            if now.saturating_sub(v.last_ns) <= timeout * 1_000_000_000 {
+                *counts.entry(v.real_id).or_default() += 1;
+            }
+        }
+        let mut conns: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_CONNS)?)?;
+        for rid in self.services.values().flat_map(|s| s.reals.values()) {
+            conns.set(*rid, RealConns { active: counts.get(rid).copied().unwrap_or(0) }, 0)?;
+        }
+        Ok(())
     }
 
     /// Detaches from every interface; with `remove_pins`, also deletes the pinned maps so
@@ -140,6 +441,124 @@ impl BpfDataplane {
             remove_pins_in(&self.pin_dir)?;
         }
         Ok(())
+    }
+}
+
+fn sched_code(s: Scheduler) -> u8 {
+    match s {
+        Scheduler::Rr => SCHED_RR,
+        Scheduler::Wrr => SCHED_WRR,
+        Scheduler::Lc => SCHED_LC,
+        Scheduler::Wlc => SCHED_WLC,
+        Scheduler::Lblc => SCHED_LBLC,
+        Scheduler::Sh => SCHED_SH,
+        Scheduler::Dh => SCHED_DH,
+        _ => SCHED_MH,
+    }
+}
+
+/// `bpf_ktime_get_coarse_ns`'s clock (CLOCK_MONOTONIC, coarse).
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// The local address the kernel would use towards `ip` (the outer source of TUN packets):
+/// a connected UDP socket's name; nothing is sent.
+fn source_for(ip: IpAddr) -> [u8; 16] {
+    let bind: SocketAddr = if ip.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or(([0, 0, 0, 0], 0).into())
+    } else {
+        "[::]:0".parse().unwrap_or(([0u16; 8], 0).into())
+    };
+    let local = UdpSocket::bind(bind).and_then(|s| s.connect((ip, 9)).map(|_| s)).and_then(|s| s.local_addr());
+    match local {
+        Ok(a) => services::addr_bytes(a.ip()).0,
+        Err(e) => {
+            warn!(real = %ip, error = %e, "no route to the real server: TUN packets get no source address");
+            [0; 16]
+        }
+    }
+}
+
+/// Sends one empty UDP datagram to each real server so the kernel resolves its neighbour
+/// entry: the XDP FIB lookup only finds next hops the kernel already knows.
+pub fn prime_neighbours(addrs: impl Iterator<Item = SocketAddr>) {
+    for a in addrs {
+        let bind: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        if let Ok(s) = UdpSocket::bind(bind) {
+            let _ = s.send_to(&[], a);
+        }
+    }
+}
+
+fn zero_stats<T: aya::Pod + Default + Clone>(ebpf: &mut Ebpf, map: &str, index: u32) -> Result<()> {
+    let mut m: PerCpuArray<_, T> = PerCpuArray::try_from(map_mut(ebpf, map)?)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    m.set(index, PerCpuValues::try_from(vec![T::default(); cpus])?, 0)?;
+    Ok(())
+}
+
+/// First-fit allocator over the `lb_tables` pool.
+#[derive(Debug)]
+struct Pool {
+    /// Free ranges (offset → length), non-adjacent.
+    free: BTreeMap<u32, u32>,
+}
+
+impl Pool {
+    fn new(size: u32) -> Self {
+        Self { free: BTreeMap::from([(0, size)]) }
+    }
+
+    fn alloc(&mut self, len: u32) -> Option<u32> {
+        if len == 0 {
+            return Some(0);
+        }
+        let (&off, &flen) = self.free.iter().find(|(_, l)| **l >= len)?;
+        self.free.remove(&off);
+        if flen > len {
+            self.free.insert(off + len, flen - len);
+        }
+        Some(off)
+    }
+
+    fn free(&mut self, off: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        let (mut off, mut len) = (off, len);
+        if let Some((&p, &pl)) = self.free.range(..off).next_back()
+            && p + pl == off
+        {
+            self.free.remove(&p);
+            off = p;
+            len += pl;
+        }
+        if let Some(&nl) = self.free.get(&(off + len)) {
+            self.free.remove(&(off + len));
+            len += nl;
+        }
+        self.free.insert(off, len);
+    }
+
+    /// Marks a range found in adopted maps as used.
+    fn reserve(&mut self, off: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        let Some((&f, &fl)) = self.free.range(..=off).next_back() else { return };
+        if f + fl < off + len {
+            return;
+        }
+        self.free.remove(&f);
+        if off > f {
+            self.free.insert(f, off - f);
+        }
+        if f + fl > off + len {
+            self.free.insert(off + len, f + fl - off - len);
+        }
     }
 }
 
@@ -201,6 +620,20 @@ pub struct ServiceStatsView {
     pub id: u32,
     pub packets: u64,
     pub bytes: u64,
+    pub new_flows: u64,
+    pub drops: u64,
+    pub reals: Vec<RealStatsView>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RealStatsView {
+    pub real: String,
+    pub id: u32,
+    pub weight: u32,
+    pub active_conns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
 }
 
 /// `GlobalStats` with field names, for JSON.
@@ -212,21 +645,72 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     let global = GlobalStats::sum(stats.get(&0, 0)?.iter());
     let svc: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
     let svc_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_STATS))?)?;
+    let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
+    let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
+    let conns: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_CONNS))?)?;
+    let mut present: BTreeMap<u32, Vec<(u32, RealDef)>> = BTreeMap::new();
+    for (i, r) in reals.iter().enumerate() {
+        let r = r?;
+        if r.flags & REAL_PRESENT != 0 {
+            present.entry(r.svc_id).or_default().push((i as u32, r));
+        }
+    }
     let mut services = Vec::new();
     for entry in svc.iter() {
         let (key, value) = entry?;
         let s = ServiceStats::sum(svc_stats.get(&value.id, 0)?.iter());
+        let mut rv = Vec::new();
+        for (rid, r) in present.get(&value.id).into_iter().flatten() {
+            let rs = ServiceStats::sum(real_stats.get(rid, 0)?.iter());
+            let ip = if r.family == FAMILY_V4 {
+                IpAddr::from([r.addr[0], r.addr[1], r.addr[2], r.addr[3]])
+            } else {
+                IpAddr::from(r.addr)
+            };
+            rv.push(RealStatsView {
+                real: SocketAddr::new(ip, r.port).to_string(),
+                id: *rid,
+                weight: r.weight,
+                active_conns: conns.get(rid, 0)?.active,
+                packets: rs.packets,
+                bytes: rs.bytes,
+                new_flows: rs.new_flows,
+            });
+        }
         services.push(ServiceStatsView {
             service: services::describe(&key),
             id: value.id,
             packets: s.packets,
             bytes: s.bytes,
+            new_flows: s.new_flows,
+            drops: s.drops,
+            reals: rv,
         });
     }
-    services.sort_by_key(|s| s.id);
-    Ok(StatsSnapshot { global: GlobalStatsView(global_fields(&global)), services })
+    services.sort_by(|a, b| (a.id, &a.service).cmp(&(b.id, &b.service)));
+    Ok(StatsSnapshot { global: GlobalStatsView(global.fields().collect()), services })
 }
 
-fn global_fields(g: &GlobalStats) -> BTreeMap<&'static str, u64> {
-    g.fields().collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_allocates_frees_and_merges() {
+        let mut p = Pool::new(100);
+        let a = p.alloc(30).unwrap();
+        let b = p.alloc(30).unwrap();
+        let c = p.alloc(30).unwrap();
+        assert_eq!((a, b, c), (0, 30, 60));
+        assert_eq!(p.alloc(20), None);
+        p.free(b, 30);
+        p.free(a, 30);
+        assert_eq!(p.alloc(60), Some(0), "freed neighbours merge");
+        p.free(0, 60);
+        p.free(c, 30);
+        assert_eq!(p.free, BTreeMap::from([(0, 100)]));
+        let mut q = Pool::new(100);
+        q.reserve(40, 10);
+        assert_eq!(q.free, BTreeMap::from([(0, 40), (50, 50)]));
+    }
 }

@@ -4,3 +4,4 @@
 pub mod bpf;
 pub mod object;
 pub mod services;
+pub mod tables;

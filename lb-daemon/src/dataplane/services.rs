@@ -1,58 +1,207 @@
-//! Turns the configured virtual servers into service-map keys.
+//! The desired data-plane state, derived from the config: one `DesiredService` per
+//! `virtual_server`, with every (VIP, port, protocol) key it answers to (groups expand).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use lb_common::ServiceKey;
+use lb_common::{
+    ServiceKey,
+    consts::{FAMILY_V4, MAX_SERVICES},
+};
 
-use crate::config::{Config, ServiceAddr, VirtualServer};
+use crate::config::{Config, ForwardMethod, GroupMember, ServiceAddr, VirtualServer};
 
-/// The service key of a virtual server, or why the BPF data plane cannot serve it.
-pub fn key(vs: &VirtualServer) -> Result<ServiceKey, String> {
+/// Most keys one `virtual_server_group` may expand to.
+const MAX_GROUP_KEYS: usize = MAX_SERVICES as usize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredReal {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredService {
+    /// How the config names it, for logs: `203.0.113.10:80/tcp` or `group web/tcp`.
+    pub name: String,
+    pub keys: Vec<ServiceKey>,
+    pub scheduler: crate::config::Scheduler,
+    pub forward: ForwardMethod,
+    /// Seconds, 0 = none.
+    pub persist_timeout: u32,
+    pub persist_prefix: u8,
+    pub reals: Vec<DesiredReal>,
+    pub sorry: Option<SocketAddr>,
+    pub quorum: u32,
+}
+
+pub fn key_of(ip: IpAddr, port: u16, proto: u8) -> ServiceKey {
+    match ip {
+        IpAddr::V4(ip) => ServiceKey::v4(ip.octets(), port, proto),
+        IpAddr::V6(ip) => ServiceKey::v6(ip.octets(), port, proto),
+    }
+}
+
+/// Every key `vs` answers to, or why the BPF data plane cannot serve it.
+fn keys(cfg: &Config, vs: &VirtualServer) -> Result<Vec<ServiceKey>, String> {
+    let proto = vs.protocol.ip_proto();
     match &vs.addr {
-        ServiceAddr::Inet(sa) => Ok(match sa.ip() {
-            IpAddr::V4(ip) => ServiceKey::v4(ip.octets(), sa.port(), vs.protocol.ip_proto()),
-            IpAddr::V6(ip) => ServiceKey::v6(ip.octets(), sa.port(), vs.protocol.ip_proto()),
-        }),
+        ServiceAddr::Inet(sa) => Ok(vec![key_of(sa.ip(), sa.port(), proto)]),
         // XDP runs before netfilter: it never sees a firewall mark.
         ServiceAddr::Fwmark(m) => Err(format!(
             "virtual_server fwmark {m}: firewall marks are set by netfilter, after XDP has run; \
              the BPF data plane cannot match them (use the IPVS backend for fwmark services)"
         )),
         ServiceAddr::Group(g) => {
-            Err(format!("virtual_server group {g}: virtual_server_group is not supported by the data plane yet"))
+            let group =
+                cfg.virtual_server_groups.iter().find(|x| &x.name == g).ok_or_else(|| format!("no group {g}"))?;
+            let mut out = Vec::new();
+            for m in &group.members {
+                match m {
+                    GroupMember::Fwmark(f) => {
+                        return Err(format!("virtual_server group {g}: member fwmark {f} cannot be matched in XDP"));
+                    }
+                    GroupMember::Range { first, last, port } => {
+                        for ip in range(*first, *last) {
+                            out.push(key_of(ip, *port, proto));
+                            if out.len() > MAX_GROUP_KEYS {
+                                return Err(format!(
+                                    "virtual_server group {g} expands to more than {MAX_GROUP_KEYS} keys"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
         }
     }
 }
 
-/// Every service key the config asks for, and a message for each virtual server skipped.
-pub fn keys(cfg: &Config) -> (Vec<ServiceKey>, Vec<String>) {
-    let mut keys = Vec::new();
+/// Addresses `first..=last` (they differ in the last octet / IPv6 group only).
+fn range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
+    match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets()[3]..=b.octets()[3])
+            .map(|o| {
+                let mut x = a.octets();
+                x[3] = o;
+                IpAddr::from(x)
+            })
+            .collect(),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.segments()[7]..=b.segments()[7])
+            .map(|s| {
+                let mut x = a.segments();
+                x[7] = s;
+                IpAddr::from(x)
+            })
+            .collect(),
+        _ => vec![first],
+    }
+}
+
+/// The services the BPF data plane should run, and a message per virtual server it skips.
+pub fn desired(cfg: &Config) -> (Vec<DesiredService>, Vec<String>) {
+    let mut out: Vec<DesiredService> = Vec::new();
     let mut skipped = Vec::new();
     for vs in &cfg.virtual_servers {
-        match key(vs) {
-            Ok(k) if !keys.contains(&k) => keys.push(k),
-            Ok(_) => skipped.push(format!("duplicate virtual_server {:?} ignored", vs.addr)),
-            Err(e) => skipped.push(e),
+        let keys = match keys(cfg, vs) {
+            Ok(k) => k,
+            Err(e) => {
+                skipped.push(e);
+                continue;
+            }
+        };
+        let name = match &vs.addr {
+            ServiceAddr::Group(g) => format!("group {g}/{}", proto_name(vs.protocol.ip_proto())),
+            _ => describe(&keys[0]),
+        };
+        if !vs.scheduler.in_bpf() {
+            skipped.push(format!("{name}: scheduler {} needs the IPVS backend", vs.scheduler.name()));
+            continue;
         }
+        if out.iter().any(|d| d.keys.iter().any(|k| keys.contains(k))) {
+            skipped.push(format!("{name}: duplicate virtual_server ignored"));
+            continue;
+        }
+        out.push(DesiredService {
+            name,
+            keys,
+            scheduler: vs.scheduler,
+            forward: vs.forward,
+            persist_timeout: vs.persistence_timeout.unwrap_or(0),
+            persist_prefix: vs.persistence_granularity.unwrap_or(if is_v4(vs) { 32 } else { 128 }),
+            reals: vs.real_servers.iter().map(|r| DesiredReal { addr: r.addr, weight: r.weight }).collect(),
+            sorry: vs.sorry_server,
+            quorum: vs.quorum,
+        });
     }
-    (keys, skipped)
+    (out, skipped)
+}
+
+fn is_v4(vs: &VirtualServer) -> bool {
+    match &vs.addr {
+        ServiceAddr::Inet(sa) => sa.is_ipv4(),
+        _ => true,
+    }
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        p => p.to_string(),
+    }
 }
 
 /// Human form of a key, as in the config: `192.0.2.10:80/tcp`.
 pub fn describe(k: &ServiceKey) -> String {
-    let ip: IpAddr = if k.family == lb_common::consts::FAMILY_V4 {
+    let ip = key_ip(k);
+    match ip {
+        IpAddr::V4(_) => format!("{ip}:{}/{}", k.port, proto_name(k.proto)),
+        IpAddr::V6(_) => format!("[{ip}]:{}/{}", k.port, proto_name(k.proto)),
+    }
+}
+
+pub fn key_ip(k: &ServiceKey) -> IpAddr {
+    if k.family == FAMILY_V4 {
         IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
     } else {
         IpAddr::from(k.addr)
-    };
-    let proto = match k.proto {
-        6 => "tcp".to_string(),
-        17 => "udp".to_string(),
-        132 => "sctp".to_string(),
-        p => p.to_string(),
-    };
+    }
+}
+
+/// An address as stored in maps (IPv4 in the first four bytes).
+pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
     match ip {
-        IpAddr::V4(_) => format!("{ip}:{}/{proto}", k.port),
-        IpAddr::V6(_) => format!("[{ip}]:{}/{proto}", k.port),
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, FAMILY_V4)
+        }
+        IpAddr::V6(a) => (a.octets(), lb_common::consts::FAMILY_V6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    #[test]
+    fn groups_expand_and_fwmarks_are_refused() {
+        let l = parse_str(
+            "t.conf",
+            "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n lb_algo rr\n \
+             real_server 198.51.100.1 80\n}\nvirtual_server fwmark 1 {\n}\n",
+        );
+        let (d, skipped) = desired(&l.config);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d[0].keys.iter().map(describe).collect::<Vec<_>>(),
+            ["203.0.113.20:80/tcp", "203.0.113.21:80/tcp", "203.0.113.22:80/tcp", "[2001:db8:f::1]:80/tcp"]
+        );
+        assert_eq!(d[0].name, "group g/tcp");
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].contains("firewall marks"), "{skipped:?}");
     }
 }

@@ -1,0 +1,219 @@
+//! Scheduling tables, computed here so the data plane only indexes them (Katran's split):
+//! weighted sequences for rr/wrr, weighted hash tables for sh/dh, Maglev for mh, and
+//! (real, weight) pairs for the least-connection schedulers.
+
+use lb_common::consts::{MAX_SCAN, MAX_SEQUENCE, MH_TABLE_SIZE, SH_TABLE_SIZE};
+
+use crate::config::Scheduler;
+
+/// A live real server as the table builders see it: its data-plane id, a stable name for
+/// hashing (its address and port), and its weight (> 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: u32,
+    pub name: String,
+    pub weight: u32,
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Weights divided by their gcd, then scaled down (keeping each at least 1) until they sum to
+/// at most `max`.
+fn reduced(members: &[Member], max: u32) -> Vec<u32> {
+    let g = members.iter().fold(0, |g, m| gcd(g, m.weight)).max(1);
+    let mut w: Vec<u32> = members.iter().map(|m| m.weight / g).collect();
+    let sum: u64 = w.iter().map(|&x| u64::from(x)).sum();
+    if sum > u64::from(max) {
+        w = w.iter().map(|&x| ((u64::from(x) * u64::from(max) / sum) as u32).max(1)).collect();
+    }
+    w
+}
+
+/// IPVS's weighted round robin order: each pass serves every member whose weight reaches the
+/// current level, the level stepping down from the largest weight. rr is wrr with equal weights.
+pub fn wrr_sequence(members: &[Member]) -> Vec<u32> {
+    let w = reduced(members, MAX_SEQUENCE);
+    let max = w.iter().copied().max().unwrap_or(0);
+    let mut seq = Vec::new();
+    for level in (1..=max).rev() {
+        for (m, &wi) in members.iter().zip(&w) {
+            if wi >= level {
+                seq.push(m.id);
+            }
+        }
+    }
+    seq
+}
+
+/// A weighted hash table for sh/dh: buckets dealt round-robin to members repeated by weight
+/// (as IPVS's sh), so a bucket's owner is stable while the member set is.
+pub fn hash_table(members: &[Member]) -> Vec<u32> {
+    let seq = wrr_sequence(members);
+    if seq.is_empty() {
+        return Vec::new();
+    }
+    (0..SH_TABLE_SIZE as usize).map(|i| seq[i % seq.len()]).collect()
+}
+
+/// 64-bit FNV-1a with a seed: a stable hash of member names for Maglev permutations.
+fn fnv(seed: u64, s: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Finalise: FNV's low bits are weak.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// Maglev lookup table (Eisenbud et al., NSDI 2016) of `size` (a prime) entries, weighted:
+/// each round a member takes as many free slots as its weight, walking its own permutation
+/// (`offset + j * skip mod size`). Depends only on the member set, so every load balancer
+/// with the same config builds the same table.
+pub fn maglev(members: &[Member], size: u32) -> Vec<u32> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let m = u64::from(size);
+    let w = reduced(members, size);
+    let perms: Vec<(u64, u64)> =
+        members.iter().map(|mb| (fnv(0x5eed_0001, &mb.name) % m, fnv(0x5eed_0002, &mb.name) % (m - 1) + 1)).collect();
+    let mut next = vec![0u64; members.len()];
+    let mut table = vec![u32::MAX; size as usize];
+    let mut filled = 0u32;
+    'fill: loop {
+        for (i, mb) in members.iter().enumerate() {
+            for _ in 0..w[i] {
+                let (offset, skip) = perms[i];
+                let mut c = (offset + next[i] * skip) % m;
+                while table[c as usize] != u32::MAX {
+                    next[i] += 1;
+                    c = (offset + next[i] * skip) % m;
+                }
+                table[c as usize] = mb.id;
+                next[i] += 1;
+                filled += 1;
+                if filled == size {
+                    break 'fill;
+                }
+            }
+        }
+    }
+    table
+}
+
+/// (id, weight) pairs for lc/wlc/lblc, at most `MAX_SCAN` of them (the data plane's loop
+/// bound); `truncated` tells the caller to warn.
+pub fn pairs(members: &[Member]) -> (Vec<u32>, bool) {
+    let take = members.len().min(MAX_SCAN as usize);
+    (members[..take].iter().flat_map(|m| [m.id, m.weight]).collect(), members.len() > take)
+}
+
+/// The table for `sched` over the live members (weight > 0).
+pub fn build(sched: Scheduler, members: &[Member]) -> (Vec<u32>, bool) {
+    let live: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
+    match sched {
+        Scheduler::Rr => {
+            let equal: Vec<Member> = live.iter().map(|m| Member { weight: 1, ..m.clone() }).collect();
+            (wrr_sequence(&equal), false)
+        }
+        Scheduler::Wrr => (wrr_sequence(&live), false),
+        Scheduler::Sh | Scheduler::Dh => (hash_table(&live), false),
+        Scheduler::Mh => (maglev(&live, MH_TABLE_SIZE), false),
+        // lc/wlc/lblc; the config check refuses the others for the BPF data plane.
+        _ => pairs(&live),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn members(weights: &[u32]) -> Vec<Member> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Member { id: i as u32, name: format!("198.51.100.{}:80", 10 + i), weight: w })
+            .collect()
+    }
+
+    fn counts(t: &[u32]) -> HashMap<u32, usize> {
+        let mut c = HashMap::new();
+        for &x in t {
+            *c.entry(x).or_default() += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn wrr_is_proportional_and_interleaved() {
+        let seq = wrr_sequence(&members(&[4, 2, 1]));
+        assert_eq!(seq, [0, 0, 0, 1, 0, 1, 2]);
+        let seq = wrr_sequence(&members(&[300, 100]));
+        assert_eq!(counts(&seq), HashMap::from([(0, 3), (1, 1)]));
+    }
+
+    #[test]
+    fn huge_weights_are_scaled_to_the_sequence_bound() {
+        let seq = wrr_sequence(&members(&[65535, 65534, 1]));
+        assert!(seq.len() <= MAX_SEQUENCE as usize + 3, "{}", seq.len());
+        assert!(seq.contains(&2), "every live member keeps a slot");
+    }
+
+    #[test]
+    fn maglev_is_balanced_by_weight() {
+        let t = maglev(&members(&[1, 1, 2]), MH_TABLE_SIZE);
+        let c = counts(&t);
+        let total = MH_TABLE_SIZE as f64;
+        for (id, share) in [(0u32, 0.25), (1, 0.25), (2, 0.5)] {
+            let got = c[&id] as f64 / total;
+            assert!((got - share).abs() < 0.01, "member {id}: {got}");
+        }
+    }
+
+    /// The bound: removing one of N real servers moves at most 1% of the flows that
+    /// were on the others (100k synthetic flows through the table).
+    #[test]
+    fn maglev_removal_moves_at_most_one_percent_of_other_flows() {
+        for n in [3usize, 5, 10, 32] {
+            let all = members(&vec![1; n]);
+            let before = maglev(&all, MH_TABLE_SIZE);
+            let removed = (n / 2) as u32;
+            let rest: Vec<Member> = all.iter().filter(|m| m.id != removed).cloned().collect();
+            let after = maglev(&rest, MH_TABLE_SIZE);
+            let (mut others, mut moved) = (0u32, 0u32);
+            for flow in 0..100_000u64 {
+                let h = fnv(7, &format!("203.0.113.{}:{}", flow % 251, flow)) % u64::from(MH_TABLE_SIZE);
+                let (b, a) = (before[h as usize], after[h as usize]);
+                if b != removed {
+                    others += 1;
+                    moved += u32::from(a != b);
+                }
+            }
+            let pct = f64::from(moved) * 100.0 / f64::from(others);
+            assert!(pct <= 1.0, "n={n}: {pct:.2}% of the other flows moved");
+        }
+    }
+
+    #[test]
+    fn hash_table_deals_buckets_by_weight() {
+        let t = hash_table(&members(&[1, 3]));
+        assert_eq!(t.len(), SH_TABLE_SIZE as usize);
+        let c = counts(&t);
+        assert!((c[&1] as f64 / c[&0] as f64 - 3.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn weight_zero_members_are_left_out() {
+        let (t, _) = build(Scheduler::Rr, &members(&[1, 0, 5]));
+        assert_eq!(t, [0, 2]);
+        let (p, truncated) = build(Scheduler::Wlc, &members(&[2, 0, 3]));
+        assert_eq!((p, truncated), (vec![0, 2, 2, 3], false));
+    }
+}

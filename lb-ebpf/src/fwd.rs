@@ -1,0 +1,258 @@
+//! Sending a packet on: NAT rewrite (and its reverse), DR MAC rewrite, TUN encapsulation,
+//! then a FIB lookup for the next hop and a redirect (or XDP_TX on the same link).
+
+use aya_ebpf::{
+    bindings::{bpf_fib_lookup as FibLookup, xdp_action},
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
+use lb_common::{
+    RealDef,
+    consts::{FAMILY_V4, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP},
+};
+
+use crate::{
+    csum,
+    maps::FIB,
+    parse::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, Frame, IPV4_HLEN, IPV6_HLEN, ptr_at},
+    stats::{Reason, Verdict},
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const FIB_SUCCESS: i64 = 0;
+const FIB_FRAG_NEEDED: i64 = 8;
+
+/// `struct bpf_fib_lookup` without its unions: 64 bytes, as the helper expects. Kept in the
+/// per-CPU `lb_fib` map rather than on the stack (512 bytes for the whole call chain).
+#[repr(C)]
+#[derive(Default)]
+pub struct Fib {
+    family: u8,
+    l4_protocol: u8,
+    sport: u16,
+    dport: u16,
+    /// In: packet length for the MTU check (0 = no check). Out: the MTU when too big.
+    tot_len: u16,
+    ifindex: u32,
+    flowinfo: u32,
+    src: [u8; 16],
+    dst: [u8; 16],
+    vlan_proto: u16,
+    vlan_tci: u16,
+    smac: [u8; 6],
+    dmac: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<Fib>() == 64);
+
+pub enum Next {
+    /// Out of this interface (`ifindex`) with these MACs.
+    Hop { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// The FIB cannot say yet (no neighbour entry, no route): let the stack handle it.
+    Unknown,
+    /// The packet would exceed the route's MTU.
+    TooBig,
+}
+
+/// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check).
+#[inline(always)]
+fn fib(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) -> Next {
+    let Some(p) = FIB.get_ptr_mut(0) else { return Next::Unknown };
+    // SAFETY: this CPU's slot, used only within this program run.
+    let p = unsafe { &mut *p };
+    *p = Fib::default();
+    let v4 = f.family == FAMILY_V4;
+    p.family = if v4 { AF_INET } else { AF_INET6 };
+    p.tot_len = len as u16;
+    p.ifindex = f.ifindex;
+    if v4 {
+        p.src[..4].copy_from_slice(&src[..4]);
+        p.dst[..4].copy_from_slice(&dst[..4]);
+    } else {
+        p.src = *src;
+        p.dst = *dst;
+    }
+    let ret = unsafe {
+        bpf_fib_lookup(ctx.ctx.cast(), (p as *mut Fib).cast::<FibLookup>(), core::mem::size_of::<Fib>() as i32, 0)
+    };
+    match ret {
+        FIB_SUCCESS => Next::Hop { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
+        FIB_FRAG_NEEDED => Next::TooBig,
+        _ => Next::Unknown,
+    }
+}
+
+/// Header offsets, bounded for the verifier: it cannot know that a value read back from the
+/// scratch map is small, and refuses packet pointers moved by an unbounded amount. L3 starts
+/// at most two VLAN tags in (22), L4 right after a 40-byte IPv6 header (62).
+#[inline(always)]
+fn l3_at(f: &Frame) -> usize {
+    (f.l3_off & 0x1f) as usize
+}
+
+#[inline(always)]
+fn l4_at(f: &Frame) -> usize {
+    (f.l4_off & 0x7f) as usize
+}
+
+/// Writes a fresh Ethernet header in front of the L3 header at `l3_off` and sends the frame.
+/// VLAN tags the frame arrived with are dropped: the FIB chose the egress link.
+#[inline(always)]
+fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize, ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> u32 {
+    let ethertype = ethertype(f.family);
+    if l3_off != ETH_HLEN {
+        // Strip VLAN tags: move the start to 14 bytes before the L3 header.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, (l3_off - ETH_HLEN) as i32) } != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
+    }
+    let Some(eth) = ptr_at::<[u8; ETH_HLEN]>(ctx, 0) else { return xdp_action::XDP_ABORTED };
+    let eth = unsafe { &mut *eth };
+    eth[0..6].copy_from_slice(&dmac);
+    eth[6..12].copy_from_slice(&smac);
+    eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    if ifindex == f.ifindex { xdp_action::XDP_TX } else { unsafe { bpf_redirect(ifindex, 0) as u32 } }
+}
+
+#[inline(always)]
+fn ethertype(family: u8) -> u16 {
+    if family == FAMILY_V4 { ETH_P_IP } else { ETH_P_IPV6 }
+}
+
+/// Byte offset of the L4 checksum field, if the protocol has one we maintain.
+#[inline(always)]
+fn l4_csum_at(proto: u8) -> Option<usize> {
+    match proto {
+        IPPROTO_TCP => Some(16),
+        IPPROTO_UDP => Some(6),
+        _ => None,
+    }
+}
+
+/// Replaces the destination (or source) address and port and fixes the IP and L4
+/// checksums incrementally.
+#[inline(always)]
+fn rewrite(ctx: &XdpContext, f: &Frame, dst_side: bool, addr: &[u8; 16], port: u16) -> Option<()> {
+    let (port_at, addr4_at, addr6_at) = if dst_side { (2, 16, 24) } else { (0, 12, 8) };
+    let l4c = l4_csum_at(f.proto)?;
+    let ports = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, l4_at(f))? };
+    let old_port: [u8; 2] = [ports[port_at], ports[port_at + 1]];
+    let new_port = port.to_be_bytes();
+    let sum = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, l4_at(f) + l4c)? };
+    let mut l4sum = u16::from_be_bytes(*sum);
+    // UDP over IPv4 may carry no checksum (0): leave it so.
+    let udp_no_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && l4sum == 0;
+    if f.family == FAMILY_V4 {
+        let ip = unsafe { &mut *ptr_at::<[u8; IPV4_HLEN]>(ctx, l3_at(f))? };
+        let old: [u8; 4] = [ip[addr4_at], ip[addr4_at + 1], ip[addr4_at + 2], ip[addr4_at + 3]];
+        let new: [u8; 4] = [addr[0], addr[1], addr[2], addr[3]];
+        ip[addr4_at..addr4_at + 4].copy_from_slice(&new);
+        let c = csum::replace(u16::from_be_bytes([ip[10], ip[11]]), &old, &new);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        l4sum = csum::replace(l4sum, &old, &new);
+    } else {
+        let ip = unsafe { &mut *ptr_at::<[u8; IPV6_HLEN]>(ctx, l3_at(f))? };
+        let mut old = [0u8; 16];
+        old.copy_from_slice(&ip[addr6_at..addr6_at + 16]);
+        ip[addr6_at..addr6_at + 16].copy_from_slice(addr);
+        l4sum = csum::replace(l4sum, &old, addr);
+    }
+    l4sum = csum::replace(l4sum, &old_port, &new_port);
+    // A computed UDP checksum of 0 is sent as 0xffff (RFC 768).
+    if f.proto == IPPROTO_UDP && l4sum == 0 {
+        l4sum = 0xffff;
+    }
+    ports[port_at..port_at + 2].copy_from_slice(&new_port);
+    if !udp_no_csum {
+        *sum = l4sum.to_be_bytes();
+    }
+    Some(())
+}
+
+/// NAT towards the real server: destination address and port rewritten.
+#[inline(never)]
+pub fn nat(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
+    if rewrite(ctx, f, true, &real.addr, real.port).is_none() {
+        return Verdict::new(xdp_action::XDP_ABORTED, Reason::BadL4);
+    }
+    match fib(ctx, f, &f.src, &real.addr, 0) {
+        Next::Hop { ifindex, smac, dmac } => {
+            Verdict::new(transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::FwdNat)
+        }
+        // The stack routes the rewritten packet itself.
+        _ => Verdict::new(xdp_action::XDP_PASS, Reason::NoRoute),
+    }
+}
+
+/// A NAT reply on its way back: source set to the VIP and virtual port.
+#[inline(never)]
+pub fn nat_reply(ctx: &XdpContext, f: &Frame, vip: &[u8; 16], vport: u16) -> Verdict {
+    if rewrite(ctx, f, false, vip, vport).is_none() {
+        return Verdict::new(xdp_action::XDP_ABORTED, Reason::BadL4);
+    }
+    match fib(ctx, f, vip, &f.dst, 0) {
+        Next::Hop { ifindex, smac, dmac } => {
+            Verdict::new(transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::NatReply)
+        }
+        _ => Verdict::new(xdp_action::XDP_PASS, Reason::NoRoute),
+    }
+}
+
+/// DR: the frame goes unchanged to the real server's MAC.
+#[inline(never)]
+pub fn dr(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
+    match fib(ctx, f, &f.src, &real.addr, 0) {
+        Next::Hop { ifindex, smac, dmac } => {
+            Verdict::new(transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::FwdDr)
+        }
+        _ => Verdict::new(xdp_action::XDP_PASS, Reason::NoRoute),
+    }
+}
+
+/// TUN: IPIP (IPv4) or IPv6-in-IPv6 towards the real server, outer source `real.tun_src`.
+#[inline(never)]
+pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
+    let v4 = f.family == FAMILY_V4;
+    let outer = if v4 { IPV4_HLEN } else { IPV6_HLEN };
+    let total = f.ip_len as usize + outer;
+    let (ifindex, smac, dmac) = match fib(ctx, f, &real.tun_src, &real.addr, total) {
+        Next::Hop { ifindex, smac, dmac } => (ifindex, smac, dmac),
+        Next::TooBig => return Verdict::new(xdp_action::XDP_DROP, Reason::TooBig),
+        Next::Unknown => return Verdict::new(xdp_action::XDP_PASS, Reason::NoRoute),
+    };
+    // Room for the outer header; VLAN tags (l3_off > 14) give some of it back.
+    let delta = l3_at(f) as i32 - ETH_HLEN as i32 - outer as i32;
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
+    }
+    if v4 {
+        let Some(ip) = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN) else {
+            return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
+        };
+        let ip = unsafe { &mut *ip };
+        *ip = [0; IPV4_HLEN];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        ip[6] = 0x40; // DF: the inner packet already fits the path or is refused above.
+        ip[8] = 64;
+        ip[9] = IPPROTO_IPIP;
+        ip[12..16].copy_from_slice(&real.tun_src[..4]);
+        ip[16..20].copy_from_slice(&real.addr[..4]);
+        let c = csum::ipv4_header(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let Some(ip) = ptr_at::<[u8; IPV6_HLEN]>(ctx, ETH_HLEN) else {
+            return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
+        };
+        let ip = unsafe { &mut *ip };
+        *ip = [0; IPV6_HLEN];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&(f.ip_len as usize as u16).to_be_bytes());
+        ip[6] = IPPROTO_IPV6;
+        ip[7] = 64;
+        ip[8..24].copy_from_slice(&real.tun_src);
+        ip[24..40].copy_from_slice(&real.addr);
+    }
+    Verdict::new(transmit(ctx, f, ETH_HLEN, ifindex, smac, dmac), Reason::FwdTun)
+}

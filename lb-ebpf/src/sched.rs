@@ -1,0 +1,141 @@
+//! Picking a real server for a new flow. Userspace has built everything (sequences, hash
+//! tables, Maglev tables, real lists); this is flat lookups and one bounded scan.
+
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_loop};
+use lb_common::{
+    PersistKey, SvcConf,
+    consts::{
+        MAX_SCAN, NO_REAL, REAL_PRESENT, SCHED_DH, SCHED_LBLC, SCHED_LC, SCHED_MH, SCHED_RR, SCHED_SH, SCHED_WLC,
+        SCHED_WRR,
+    },
+};
+
+use crate::{
+    maps::{LBLC, REAL_CONNS, REALS_MAP, RR, TABLES},
+    parse::Frame,
+};
+
+/// A 32-bit mix of an address (splitmix64 finaliser over its two halves): cheap, and
+/// spreads neighbouring addresses over the whole table.
+#[inline(always)]
+pub fn hash_addr(a: &[u8; 16]) -> u32 {
+    let hi = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+    let lo = u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+    let mut x = hi ^ lo.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) as u32
+}
+
+#[inline(always)]
+fn table(off: u32, idx: u32) -> u32 {
+    TABLES.get(off + idx).copied().unwrap_or(NO_REAL)
+}
+
+#[inline(always)]
+fn conns(real: u32) -> u64 {
+    match REAL_CONNS.get_ptr_mut(real) {
+        // SAFETY: an aligned u64 of a live array slot; a plain 8-byte load is atomic here.
+        Some(p) => unsafe { core::ptr::read_volatile(p.cast::<u64>()) },
+        None => u64::MAX,
+    }
+}
+
+/// State of a least-connections scan, passed to the `bpf_loop` callback.
+#[repr(C)]
+struct Scan {
+    off: u32,
+    pairs: u32,
+    weighted: u32,
+    best: u32,
+    best_conns: u64,
+    best_w: u64,
+}
+
+/// One step of the scan over the (real, weight) pairs. A `bpf_loop` callback: the verifier
+/// checks it once instead of once per iteration and path.
+#[inline(never)]
+extern "C" fn scan_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `Scan` on the caller's stack, alive for the whole loop.
+    let s = unsafe { &mut *ctx.cast::<Scan>() };
+    let i = i as u32;
+    if i >= s.pairs {
+        return 1;
+    }
+    let real = table(s.off, i * 2);
+    let w = u64::from(table(s.off, i * 2 + 1));
+    if real == NO_REAL || w == 0 {
+        return 0;
+    }
+    let w = if s.weighted != 0 { w } else { 1 };
+    let c = conns(real);
+    // c/w < best_conns/best_w without division.
+    if s.best == NO_REAL || c * s.best_w < s.best_conns * w {
+        s.best = real;
+        s.best_conns = c;
+        s.best_w = w;
+    }
+    0
+}
+
+/// Least (weighted) connections over the (real, weight) pairs of the table: the real whose
+/// conns/weight is lowest (lc ignores weights but skips weight 0), as IPVS's lc/wlc.
+#[inline(never)]
+fn least_conns(conf: &SvcConf, weighted: bool) -> u32 {
+    let pairs = (conf.table_len / 2).min(MAX_SCAN);
+    let mut s =
+        Scan { off: conf.table_off, pairs, weighted: u32::from(weighted), best: NO_REAL, best_conns: 0, best_w: 1 };
+    unsafe {
+        bpf_loop(pairs, scan_step as *mut core::ffi::c_void, (&mut s as *mut Scan).cast(), 0);
+    }
+    s.best
+}
+
+/// The real server for a new flow of service `svc`, or `NO_REAL` when none is live.
+#[inline(never)]
+pub fn pick(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
+    if conf.table_len == 0 {
+        return NO_REAL;
+    }
+    match conf.sched {
+        SCHED_RR | SCHED_WRR => {
+            let Some(pos) = RR.get_ptr_mut(svc) else { return NO_REAL };
+            // SAFETY: per-CPU slot; nothing else on this CPU touches it meanwhile.
+            let pos = unsafe { &mut *pos };
+            // Each CPU keeps its own position; starting them apart keeps the CPUs from all
+            // sending their first flows to the same real server.
+            let cpu = unsafe { bpf_get_smp_processor_id() };
+            let idx = pos.wrapping_add(cpu) % conf.table_len;
+            *pos = pos.wrapping_add(1);
+            table(conf.table_off, idx)
+        }
+        SCHED_SH | SCHED_MH => table(conf.table_off, hash_addr(&f.src) % conf.table_len),
+        SCHED_DH => table(conf.table_off, hash_addr(&f.dst) % conf.table_len),
+        SCHED_LC => least_conns(conf, false),
+        SCHED_WLC => least_conns(conf, true),
+        SCHED_LBLC => lblc(svc, conf, f),
+        _ => NO_REAL,
+    }
+}
+
+/// Locality-based least connections: a destination keeps its real server unless that one
+/// is gone, drained or overloaded (more active connections than twice its weight), as
+/// IPVS's lblc.
+#[inline(always)]
+fn lblc(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
+    let key = PersistKey { addr: f.dst, svc_id: svc };
+    // SAFETY: copied out at once.
+    if let Some(real) = unsafe { LBLC.get(&key) }.copied() {
+        if let Some(r) = REALS_MAP.get(real) {
+            let w = u64::from(r.weight);
+            if r.flags & REAL_PRESENT != 0 && r.svc_id == svc && w > 0 && conns(real) <= 2 * w {
+                return real;
+            }
+        }
+    }
+    let real = least_conns(conf, true);
+    if real != NO_REAL {
+        let _ = LBLC.insert(&key, &real, 0);
+    }
+    real
+}

@@ -1,0 +1,239 @@
+//! Forwarding end to end in namespaces: a client talks TCP and UDP to the VIP, lb-daemon's
+//! XDP program sends each flow to a real server (NAT: both directions rewritten; DR: MAC only)
+//! and the client completes connections and data transfer. Scheduler spread, stickiness,
+//! persistence and draining are observed from which backend answers.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    time::Duration,
+};
+
+use lb_tests::{
+    daemon::{self, Daemon},
+    netns::{LbTopology, VIP4, VIP6, backend4},
+    require_root,
+    servers::{Backend, TIMEOUT, spread, tcp_ask, udp_ask},
+};
+
+fn config(tag: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("lbt-fwd-{tag}-{}.conf", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn vip4(port: u16) -> SocketAddr {
+    format!("{VIP4}:{port}").parse().unwrap()
+}
+
+fn vip6(port: u16) -> SocketAddr {
+    format!("[{VIP6}]:{port}").parse().unwrap()
+}
+
+fn backends(topo: &LbTopology, port: u16) -> Vec<Backend> {
+    topo.backends
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| {
+            [
+                Backend::start(b, format!("be{i}"), format!("{}:{port}", backend4(i)).parse().unwrap()),
+                Backend::start(
+                    b,
+                    format!("be{i}"),
+                    format!("[{}]:{port}", lb_tests::netns::backend6(i)).parse().unwrap(),
+                ),
+            ]
+        })
+        .collect()
+}
+
+const NAT_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080
+    real_server 198.51.100.12 8080
+    real_server 198.51.100.13 8080
+}
+virtual_server 203.0.113.10 53 {
+    lb_algo wrr
+    lb_kind NAT
+    protocol UDP
+    real_server 198.51.100.11 8080 {
+        weight 2
+    }
+    real_server 198.51.100.12 8080 {
+        weight 1
+    }
+}
+virtual_server 2001:db8:f::10 80 {
+    lb_algo sh
+    lb_kind NAT
+    protocol TCP
+    real_server 2001:db8:b::11 8080
+    real_server 2001:db8:b::12 8080
+    real_server 2001:db8:b::13 8080
+}
+virtual_server 203.0.113.10 443 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    persistence_timeout 60
+    real_server 198.51.100.11 8080
+    real_server 198.51.100.12 8080
+    real_server 198.51.100.13 8080
+}
+";
+
+#[test]
+fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_and_persistence() {
+    require_root();
+    let topo = LbTopology::new(3).unwrap();
+    let _servers = backends(&topo, 8080);
+    let cfg = config("nat", NAT_CONF);
+    let pins = daemon::pin_dir("nat");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+
+    // rr: 30 connections, each completes a request and reply through the VIP.
+    let names: Vec<String> = (0..30).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+    let s = spread(&names);
+    assert_eq!(s.len(), 3, "rr must use every real server: {s:?}");
+    for (n, c) in &s {
+        assert!((8..=12).contains(c), "rr uneven: {n} got {c} of 30 ({s:?})");
+    }
+
+    // wrr 2:1 over UDP.
+    let names: Vec<String> = (0..30).map(|_| udp_ask(&topo.client, vip4(53))).collect();
+    let s = spread(&names);
+    assert_eq!(s.len(), 2, "{s:?}");
+    let ratio = s["be0"] as f64 / s["be1"] as f64;
+    assert!((1.4..=2.9).contains(&ratio), "wrr 2:1 gave {s:?}");
+
+    // sh over IPv6: one client address always lands on the same real server.
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();
+    assert_eq!(spread(&names).len(), 1, "sh must be sticky per client: {names:?}");
+
+    // Persistence: rr would rotate, persistence keeps the client on its first real server.
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(443), None)).collect();
+    assert_eq!(spread(&names).len(), 1, "persistence must hold the client: {names:?}");
+
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let g = &snap.global.0;
+    assert!(g["reason_fwd_nat"] > 0 && g["reason_nat_reply"] > 0, "{g:?}");
+    drop(d);
+    std::fs::remove_file(cfg).unwrap();
+}
+
+const DR_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo mh
+    lb_kind DR
+    protocol TCP
+    real_server 198.51.100.11 80
+    real_server 198.51.100.12 80
+    real_server 198.51.100.13 80
+}
+";
+
+#[test]
+fn dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky() {
+    require_root();
+    let topo = LbTopology::new(3).unwrap();
+    // DR real servers hold the VIP on lo and must not answer ARP for it.
+    for b in &topo.backends {
+        b.sh(&format!(
+            "ip addr add {VIP4}/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2"
+        ))
+        .unwrap();
+    }
+    // Replies go from the backends straight back via the lb's kernel, whose VIP-sourced
+    // packets it would drop as martians (shared/notes/topologies.md).
+    topo.lb
+        .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
+        .unwrap();
+    let servers: Vec<Backend> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()))
+        .collect();
+    let cfg = config("dr", DR_CONF);
+    let pins = daemon::pin_dir("dr");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+
+    let names: Vec<String> = (0..8).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+    assert_eq!(spread(&names).len(), 1, "mh hashes the client address: one real server for one client: {names:?}");
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    assert!(snap.global.0["reason_fwd_dr"] >= 8, "{:?}", snap.global.0);
+    drop(d);
+    drop(servers);
+    std::fs::remove_file(cfg).unwrap();
+}
+
+const DRAIN_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080
+    real_server 198.51.100.12 8080
+}
+";
+
+#[test]
+fn weight_zero_drains_new_flows_but_keeps_established_ones() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let _servers = backends(&topo, 8080);
+    let cfg = config("drain", DRAIN_CONF);
+    let pins = daemon::pin_dir("drain");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+
+    // Open long-lived connections to both real servers.
+    let mut held: Vec<(String, TcpStream)> = Vec::new();
+    for _ in 0..4 {
+        let conn = topo
+            .client
+            .run(|| {
+                let mut s = TcpStream::connect_timeout(&vip4(80), TIMEOUT).unwrap();
+                s.set_read_timeout(Some(TIMEOUT)).unwrap();
+                s.write_all(b"hold").unwrap();
+                let mut buf = [0u8; 64];
+                let n = s.read(&mut buf).unwrap();
+                (String::from_utf8_lossy(&buf[..n]).trim_end_matches(":hold").to_string(), s)
+            })
+            .unwrap();
+        held.push(conn);
+    }
+    assert!(
+        held.iter().any(|(n, _)| n == "be1"),
+        "no connection on be1: {:?}",
+        held.iter().map(|h| &h.0).collect::<Vec<_>>()
+    );
+
+    // Drain be1 (weight 0) by reload.
+    std::fs::write(
+        &cfg,
+        DRAIN_CONF.replace("real_server 198.51.100.12 8080", "real_server 198.51.100.12 8080 {\n weight 0\n }"),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+    assert!(names.iter().all(|n| n == "be0"), "a drained real server took new flows: {names:?}");
+    // Established connections to be1 still carry data: the server sees our bytes and
+    // the connection is still open (it only closes when we do).
+    for (name, s) in held.iter_mut().filter(|(n, _)| n == "be1") {
+        s.write_all(b"more").unwrap_or_else(|e| panic!("established flow to {name} broken: {e}"));
+    }
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let svc = &snap.services[0];
+    let be1 = svc.reals.iter().find(|r| r.real.starts_with("198.51.100.12")).unwrap();
+    assert_eq!(be1.weight, 0);
+    drop(held);
+    drop(d);
+    std::fs::remove_file(cfg).unwrap();
+}
