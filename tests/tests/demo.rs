@@ -11,7 +11,10 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     let text = String::from_utf8_lossy(&narration);
     result.unwrap_or_else(|e| panic!("{e:#}\n{text}"));
     assert!(text.contains("l0: prog/xdp") && text.contains("l1: prog/xdp"), "{text}");
-    assert!(text.contains("\"reason_service_hit\""), "bpftool dump without field names:\n{text}");
+    assert!(text.contains("\"reason_fwd_nat\""), "bpftool dump without field names:\n{text}");
+    for b in ["backend1:", "backend2:", "backend3:"] {
+        assert!(text.contains(b), "{b} answered nothing:\n{text}");
+    }
     assert!(text.contains("namespaces left: none"), "{text}");
     assert!(!pins.exists());
 }
