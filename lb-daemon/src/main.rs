@@ -40,10 +40,10 @@ struct Cli {
     #[arg(long, default_value = PIN_DIR, global = true)]
     pin_dir: PathBuf,
     /// Compiled lb-ebpf object to load instead of the embedded one.
-    #[arg(long, env = "LB_EBPF_OBJECT")]
+    #[arg(long, env = "LB_EBPF_OBJECT", global = true)]
     bpf_object: Option<PathBuf>,
     /// Interface to attach the XDP program to (repeatable). Default: every interface but lo.
-    #[arg(short = 'i', long = "interface")]
+    #[arg(short = 'i', long = "interface", global = true)]
     interfaces: Vec<String>,
     /// Entries of the connection-tracking (and NAT reverse) tables; about
     /// 112 bytes each (docs/dataplane.md).
@@ -58,6 +58,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// On a real server of a TUN service whose kernel lacks ipip: strip the tunnel header of
+    /// packets arriving on the interfaces given with -i, until stopped.
+    Decap,
     /// Print data-plane counters read from the pinned maps (works without a running daemon).
     Stats {
         /// JSON instead of text.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
 
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
+        Some(Command::Decap) => decap(&cli),
         None if cli.config_test => return config_test(&cli),
         None => run(cli),
     };
@@ -136,6 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
     };
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
+}
+
+fn decap(cli: &Cli) -> anyhow::Result<()> {
+    let object = lb_daemon::dataplane::object::load(cli.bpf_object.as_deref())?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(lb_daemon::dataplane::decap::run(&object, &cli.interfaces))
 }
 
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {

@@ -35,19 +35,26 @@ pub fn pin_dir(tag: &str) -> PathBuf {
 pub struct Daemon {
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
-    pub pin_dir: PathBuf,
+    /// Pins to remove on drop (a killed daemon cannot).
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Daemon {
     /// Runs `lb-daemon -f config --pin-dir pin_dir ARGS` in `ns` and waits (up to 30 s) for it
     /// to report ready; fails with its log if it exits first.
     pub fn start(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str]) -> Result<Self> {
+        let mut all: Vec<&std::ffi::OsStr> =
+            vec!["-f".as_ref(), config.as_os_str(), "--pin-dir".as_ref(), pin_dir.as_os_str()];
+        all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        let mut d = Self::spawn(ns, &all, "lb-daemon ready")?;
+        d.pin_dir = Some(pin_dir.to_path_buf());
+        Ok(d)
+    }
+
+    /// Runs `lb-daemon ARGS` in `ns` and waits (up to 30 s) for a log line containing `ready`.
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str) -> Result<Self> {
         let mut child = ns
             .command(binary()?)
-            .arg("-f")
-            .arg(config)
-            .arg("--pin-dir")
-            .arg(pin_dir)
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -59,15 +66,16 @@ impl Daemon {
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().context("no stderr")?;
         let sink = log.clone();
+        let ready = ready.to_string();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("lb-daemon ready") {
+                if line.contains(&ready) {
                     let _ = tx.send(());
                 }
                 sink.lock().map(|mut l| l.push(line)).ok();
             }
         });
-        let mut d = Self { child: Some(child), log, pin_dir: pin_dir.to_path_buf() };
+        let mut d = Self { child: Some(child), log, pin_dir: None };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(()) => Ok(d),
             Err(_) => {
@@ -113,6 +121,8 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
         // A killed daemon cannot remove its pins.
-        let _ = lb_daemon::dataplane::bpf::remove_pins_in(&self.pin_dir);
+        if let Some(p) = &self.pin_dir {
+            let _ = lb_daemon::dataplane::bpf::remove_pins_in(p);
+        }
     }
 }

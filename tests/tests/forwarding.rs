@@ -12,7 +12,7 @@ use std::{
 
 use lb_tests::{
     daemon::{self, Daemon},
-    netns::{LbTopology, VIP4, VIP6, backend4},
+    netns::{LbTopology, Netns, VIP4, VIP6, backend4},
     require_root,
     servers::{Backend, TIMEOUT, spread, tcp_ask, udp_ask},
 };
@@ -234,6 +234,122 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     let be1 = svc.reals.iter().find(|r| r.real.starts_with("198.51.100.12")).unwrap();
     assert_eq!(be1.weight, 0);
     drop(held);
+    drop(d);
+    std::fs::remove_file(cfg).unwrap();
+}
+
+const TUN_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo wrr
+    lb_kind TUN
+    protocol TCP
+    real_server 198.51.100.11 80 {
+        weight 1
+    }
+    real_server 198.51.100.12 80 {
+        weight 1
+    }
+}
+virtual_server 2001:db8:f::10 80 {
+    lb_algo rr
+    lb_kind TUN
+    protocol TCP
+    real_server 2001:db8:b::11 80
+    real_server 2001:db8:b::12 80
+}
+";
+
+/// TUN on this kernel, which has no ipip module: the real servers run `lb-daemon decap`
+/// (lb-ebpf's TC program) to strip the IPIP / IPv6-in-IPv6 header the load balancer adds.
+#[test]
+fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let mut decaps = Vec::new();
+    let mut servers = Vec::new();
+    for (i, b) in topo.backends.iter().enumerate() {
+        b.sh(&format!(
+            "ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo && \\
+             sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.b0.rp_filter=0"
+        ))
+        .unwrap();
+        decaps.push(Daemon::spawn(b, &["decap", "-i", "b0"], "lb-daemon decap ready").unwrap());
+        servers.push(Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()));
+        servers.push(Backend::start(b, format!("be{i}"), format!("[{VIP6}]:80").parse().unwrap()));
+    }
+    topo.lb
+        .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
+        .unwrap();
+    let cfg = config("tun", TUN_CONF);
+    let pins = daemon::pin_dir("tun");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+
+    let names: Vec<String> = (0..10).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+    let s = spread(&names);
+    assert!(s.values().all(|c| (4..=6).contains(c)) && s.len() == 2, "wrr 1:1 over TUN: {s:?}");
+    let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();
+    assert_eq!(spread(&names).len(), 2, "IPv6-in-IPv6 to both real servers: {names:?}");
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    assert!(snap.global.0["reason_fwd_tun"] >= 14, "{:?}", snap.global.0);
+    drop(d);
+    drop(servers);
+    drop(decaps);
+    std::fs::remove_file(cfg).unwrap();
+}
+
+const LC_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo lc
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080
+    real_server 198.51.100.12 8080
+}
+";
+
+/// Opens a connection through the VIP and keeps it: which real server holds it.
+fn hold(client: &Netns, to: SocketAddr) -> (String, TcpStream) {
+    client
+        .run(move || {
+            let mut s = TcpStream::connect_timeout(&to, TIMEOUT).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.write_all(b"hold").unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap();
+            (String::from_utf8_lossy(&buf[..n]).trim_end_matches(":hold").to_string(), s)
+        })
+        .unwrap()
+}
+
+/// lc counts live connections (new flow +1, FIN/RST -1): long-lived connections held open
+/// steer new ones to the real server with fewer.
+#[test]
+fn lc_sends_new_connections_to_the_least_loaded_real_server() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let _servers = backends(&topo, 8080);
+    let cfg = config("lc", LC_CONF);
+    let pins = daemon::pin_dir("lc");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+
+    let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| hold(&topo.client, vip4(80))).collect();
+    let s = spread(&held.iter().map(|h| h.0.clone()).collect::<Vec<_>>());
+    assert_eq!((s.get("be0"), s.get("be1")), (Some(&2), Some(&2)), "lc alternates while counts tie: {s:?}");
+
+    // Close be0's two connections: be0 now has 0 live connections, be1 has 2.
+    held.retain(|(n, _)| n != "be0");
+    std::thread::sleep(Duration::from_millis(300));
+    let next: Vec<(String, TcpStream)> = (0..2).map(|_| hold(&topo.client, vip4(80))).collect();
+    assert!(
+        next.iter().all(|(n, _)| n == "be0"),
+        "lc must fill the idle real server first: {:?}",
+        next.iter().map(|h| &h.0).collect::<Vec<_>>()
+    );
+    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let conns: Vec<u64> = snap.services[0].reals.iter().map(|r| r.active_conns).collect();
+    assert_eq!(conns, [2, 2], "{:?}", snap.services[0]);
+    drop(held);
+    drop(next);
     drop(d);
     std::fs::remove_file(cfg).unwrap();
 }

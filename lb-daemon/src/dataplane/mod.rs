@@ -2,6 +2,7 @@
 //! fallback will sit beside it behind a shared trait.
 
 pub mod bpf;
+pub mod decap;
 pub mod object;
 pub mod services;
 pub mod tables;
