@@ -192,21 +192,7 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
 
     // Open long-lived connections to both real servers.
-    let mut held: Vec<(String, TcpStream)> = Vec::new();
-    for _ in 0..4 {
-        let conn = topo
-            .client
-            .run(|| {
-                let mut s = TcpStream::connect_timeout(&vip4(80), TIMEOUT).unwrap();
-                s.set_read_timeout(Some(TIMEOUT)).unwrap();
-                s.write_all(b"hold").unwrap();
-                let mut buf = [0u8; 64];
-                let n = s.read(&mut buf).unwrap();
-                (String::from_utf8_lossy(&buf[..n]).trim_end_matches(":hold").to_string(), s)
-            })
-            .unwrap();
-        held.push(conn);
-    }
+    let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| hold(&topo.client, vip4(80))).collect();
     assert!(
         held.iter().any(|(n, _)| n == "be1"),
         "no connection on be1: {:?}",
