@@ -5,16 +5,27 @@
 //! (`repeat = 1`, so a rewriting program never sees its own output).
 
 use std::collections::BTreeMap;
+use std::{
+    fs::File,
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
+};
 
+use crate::netns::Netns;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{HashMap, PerCpuArray},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
 use lb_common::{
     GlobalStats, ServiceKey, ServiceStats, ServiceValue,
     consts::{MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
+};
+use lb_daemon::dataplane::{
+    bpf::{BpfDataplane, Sizes},
+    services::DesiredService,
 };
 
 pub const XDP_ABORTED: u32 = 0;
@@ -53,53 +64,89 @@ pub struct Case {
     pub reason: &'static str,
     /// Service id whose counters must move by this frame, if any.
     pub service: Option<u32>,
+    /// Further counters that must move by one (`flows_new`, `flows_hit`).
+    pub also: &'static [&'static str],
 }
 
-/// The XDP program loaded from the object lb-daemon embeds, with private (unpinned) maps.
+/// The XDP program loaded from the object lb-daemon embeds, through the daemon's own
+/// `BpfDataplane` (so services are programmed exactly as the daemon does), with maps pinned
+/// in a private directory removed on drop. Optionally runs inside a namespace, on one of its
+/// interfaces, so FIB lookups see that namespace's routes and neighbours.
 pub struct Fixture {
-    ebpf: Ebpf,
+    dp: BpfDataplane,
+    pin_dir: PathBuf,
+    netns: Option<(PathBuf, u32)>,
 }
+
+static FIXTURES: AtomicU32 = AtomicU32::new(0);
 
 impl Fixture {
     pub fn load() -> Result<Self> {
         let object = lb_daemon::dataplane::object::load(None)?;
-        let mut ebpf = EbpfLoader::new()
-            .verifier_log_level(aya::VerifierLogLevel::DEBUG | aya::VerifierLogLevel::STATS)
-            .load(&object)
-            .context("loading lb-ebpf")?;
-        let prog: &mut Xdp = ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
-        prog.load().context("verifier refused lb_xdp")?;
-        Ok(Self { ebpf })
+        let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));
+        let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack: 4096 }).context("verifier refused lb_xdp")?;
+        Ok(Self { dp, pin_dir, netns: None })
+    }
+
+    /// Runs programming and packets inside `ns`, arriving on interface `ifindex` there.
+    pub fn in_netns(&mut self, ns: &Netns, ifindex: u32) {
+        self.netns = Some((ns.path(), ifindex));
+    }
+
+    /// Programs `services` as the daemon would (inside the namespace, if set: TUN source
+    /// addresses come from its routes).
+    pub fn apply(&mut self, services: &[DesiredService]) -> Result<()> {
+        match self.netns.clone() {
+            None => self.dp.apply(services),
+            Some((path, _)) => in_ns(&path, || self.dp.apply(services))?,
+        }
+    }
+
+    fn ebpf(&self) -> &Ebpf {
+        self.dp.ebpf()
     }
 
     pub fn add_service(&mut self, key: ServiceKey, id: u32) -> Result<()> {
         let mut m: HashMap<_, ServiceKey, ServiceValue> =
-            HashMap::try_from(self.ebpf.map_mut(MAP_SERVICES).ok_or_else(|| anyhow!("no {MAP_SERVICES}"))?)?;
+            HashMap::try_from(self.dp.ebpf_mut().map_mut(MAP_SERVICES).ok_or_else(|| anyhow!("no {MAP_SERVICES}"))?)?;
         m.insert(key, ServiceValue { id, flags: 0 }, 0)?;
         Ok(())
     }
 
     /// Runs the program once on `frame`: the verdict and the output frame.
     pub fn run(&self, frame: &[u8]) -> Result<(u32, Vec<u8>)> {
-        let prog: &Xdp = self.ebpf.program(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
-        let mut out = vec![0u8; frame.len() + 512];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        let res = prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
-        out.truncate(res.data_size_out as usize);
-        Ok((res.return_value, out))
+        let prog: &Xdp = self.ebpf().program(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
+        let run = |ifindex: u32| -> Result<(u32, Vec<u8>)> {
+            let mut out = vec![0u8; frame.len() + 512];
+            // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+            let ctx: Vec<u8> =
+                [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(frame);
+            opts.data_out = Some(&mut out);
+            if ifindex != 0 {
+                opts.ctx_in = Some(&ctx);
+            }
+            let res = prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
+            out.truncate(res.data_size_out as usize);
+            Ok((res.return_value, out))
+        };
+        match &self.netns {
+            None => run(0),
+            Some((path, ifindex)) => in_ns(path, || run(*ifindex))?,
+        }
     }
 
     pub fn stats(&self) -> Result<GlobalStats> {
         let m: PerCpuArray<_, GlobalStats> =
-            PerCpuArray::try_from(self.ebpf.map(MAP_STATS).ok_or_else(|| anyhow!("no {MAP_STATS}"))?)?;
+            PerCpuArray::try_from(self.ebpf().map(MAP_STATS).ok_or_else(|| anyhow!("no {MAP_STATS}"))?)?;
         Ok(GlobalStats::sum(m.get(&0, 0)?.iter()))
     }
 
     pub fn service_stats(&self, id: u32) -> Result<ServiceStats> {
         let m: PerCpuArray<_, ServiceStats> =
-            PerCpuArray::try_from(self.ebpf.map(MAP_SVC_STATS).ok_or_else(|| anyhow!("no {MAP_SVC_STATS}"))?)?;
+            PerCpuArray::try_from(self.ebpf().map(MAP_SVC_STATS).ok_or_else(|| anyhow!("no {MAP_SVC_STATS}"))?)?;
         Ok(ServiceStats::sum(m.get(&id, 0)?.iter()))
     }
 
@@ -133,6 +180,9 @@ impl Fixture {
         expected.insert(format!("{verdict}_packets"), 1);
         expected.insert(format!("{verdict}_bytes"), len);
         expected.insert(case.reason.to_string(), 1);
+        for c in case.also {
+            expected.insert(c.to_string(), 1);
+        }
         if !GlobalStats::FIELD_NAMES.contains(&case.reason) {
             bail!("case names unknown counter {}", case.reason);
         }
@@ -174,4 +224,24 @@ impl Fixture {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join("")
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = lb_daemon::dataplane::bpf::remove_pins_in(&self.pin_dir);
+    }
+}
+
+/// Runs `f` on a thread inside the namespace at `path` (FIB lookups and `ingress_ifindex`
+/// resolve in the calling thread's namespace).
+fn in_ns<R: Send>(path: &Path, f: impl FnOnce() -> R + Send) -> Result<R> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow!("fixture thread panicked"))?
+    })
 }

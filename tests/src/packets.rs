@@ -27,6 +27,11 @@ pub enum L4 {
         sport: u16,
         dport: u16,
     },
+    /// An established-flow segment (ACK, no SYN).
+    TcpAck {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP (or ICMPv6) echo request.
     Echo,
 }
@@ -45,6 +50,7 @@ macro_rules! finish {
         match $l4 {
             L4::Udp { sport, dport } => $ip.udp(sport, dport).write(&mut out, $payload),
             L4::TcpSyn { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, $payload),
+            L4::TcpAck { sport, dport } => $ip.tcp(sport, dport, 2, 64240).ack(1).write(&mut out, $payload),
             L4::Echo => unreachable!("handled per family"),
         }
         .expect("serialising a test frame");
@@ -125,4 +131,49 @@ pub fn fix_ipv4_csum(mut frame: Vec<u8>) -> Vec<u8> {
     let csum = !(sum as u16);
     frame[24..26].copy_from_slice(&csum.to_be_bytes());
     frame
+}
+
+/// Returns `frame` with its Ethernet source and destination replaced.
+pub fn with_macs(mut frame: Vec<u8>, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
+    frame[0..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame
+}
+
+/// An IPIP (IPv4 in IPv4) frame around the IP packet of `inner` (an untagged frame), as the
+/// load balancer sends TUN traffic: outer TTL 64, DF set, identification 0.
+pub fn ipip(inner: &[u8], src: Ipv4Addr, dst: Ipv4Addr, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+    let ip = &inner[14..];
+    let mut h = etherparse::Ipv4Header::new(ip.len() as u16, 64, etherparse::IpNumber(4), src.octets(), dst.octets())
+        .expect("outer header");
+    h.dont_fragment = true;
+    h.header_checksum = h.calc_header_checksum();
+    let mut out = Vec::new();
+    out.extend_from_slice(&dst_mac);
+    out.extend_from_slice(&src_mac);
+    out.extend_from_slice(&[0x08, 0x00]);
+    out.extend_from_slice(&h.to_bytes());
+    out.extend_from_slice(ip);
+    out
+}
+
+/// An IPv6-in-IPv6 frame around the IP packet of `inner` (hop limit 64).
+pub fn ip6ip6(inner: &[u8], src: Ipv6Addr, dst: Ipv6Addr, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+    let ip = &inner[14..];
+    let h = etherparse::Ipv6Header {
+        traffic_class: 0,
+        flow_label: Default::default(),
+        payload_length: ip.len() as u16,
+        next_header: etherparse::IpNumber(41),
+        hop_limit: 64,
+        source: src.octets(),
+        destination: dst.octets(),
+    };
+    let mut out = Vec::new();
+    out.extend_from_slice(&dst_mac);
+    out.extend_from_slice(&src_mac);
+    out.extend_from_slice(&[0x86, 0xdd]);
+    out.extend_from_slice(&h.to_bytes());
+    out.extend_from_slice(ip);
+    out
 }

@@ -40,7 +40,7 @@ fn fixture() -> Fixture {
 }
 
 fn pass(name: &'static str, input: Vec<u8>, reason: &'static str) -> Case {
-    Case { name, input, action: XDP_PASS, output: Output::Unchanged, reason, service: None }
+    Case { name, input, action: XDP_PASS, output: Output::Unchanged, reason, service: None, also: &[] }
 }
 
 /// A frame for a service: these services have no real server, so the verdict is a drop

@@ -101,6 +101,8 @@ impl BpfDataplane {
         std::fs::create_dir_all(pin_dir).with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
         let paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
+        // On a refusal, the verifier's reason (not only its statistics) goes into the error.
+        loader.verifier_log_level(aya::VerifierLogLevel::DEBUG | aya::VerifierLogLevel::STATS);
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -390,6 +392,15 @@ impl BpfDataplane {
             return Ok(self.next_real - 1);
         }
         self.free_reals.pop_front().ok_or_else(|| anyhow!("more than {MAX_REALS} real servers"))
+    }
+
+    /// The loaded object (for tests that run its programs directly).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
     }
 
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {

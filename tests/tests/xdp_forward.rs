@@ -1,0 +1,256 @@
+//! Packet fixtures for forwarding: every scheduler × NAT/DR/TUN × IPv4/IPv6 × new/established
+//! flow, NAT replies, no live real server and the sorry server, each with its verdict, the
+//! exact output frame and the counters that move. The program runs inside a namespace whose
+//! FIB knows the client and the real server (static neighbours with fixed MACs), arriving on
+//! that namespace's interface, so the next hop is the same link: XDP_TX.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use lb_daemon::{
+    config::{ForwardMethod, Scheduler},
+    dataplane::services::{DesiredReal, DesiredService, key_of},
+};
+use lb_tests::{
+    fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX},
+    netns::{Netns, addr, veth},
+    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, v4, v6, with_macs},
+    require_root,
+};
+
+const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const REAL4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
+const TUN_SRC4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
+const REAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+const TUN_SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+const NAT_PORT: u16 = 8080;
+
+const SCHEDULERS: [Scheduler; 8] = [
+    Scheduler::Rr,
+    Scheduler::Wrr,
+    Scheduler::Lc,
+    Scheduler::Wlc,
+    Scheduler::Lblc,
+    Scheduler::Sh,
+    Scheduler::Dh,
+    Scheduler::Mh,
+];
+const METHODS: [ForwardMethod; 3] = [ForwardMethod::Nat, ForwardMethod::Dr, ForwardMethod::Tun];
+
+/// A namespace whose interface `fx0` (MAC `LB_MAC`) reaches the client and the real server
+/// through permanent neighbour entries, and a fixture running on that interface.
+fn setup() -> (Netns, Netns, Fixture) {
+    require_root();
+    let ns = Netns::new("fx").unwrap();
+    let peer = Netns::new("fxp").unwrap();
+    veth(&ns, "fx0", &peer, "fxp0").unwrap();
+    ns.ip(&["link", "set", "fx0", "address", "02:00:00:00:00:02"]).unwrap();
+    for cidr in ["192.0.2.1/24", "198.51.100.1/24", "2001:db8:c::1/64", "2001:db8:b::1/64"] {
+        addr(&ns, "fx0", cidr).unwrap();
+    }
+    for (ip, mac) in [
+        ("192.0.2.2", "02:00:00:00:00:01"),
+        ("198.51.100.11", "02:00:00:00:00:11"),
+        ("2001:db8:c::2", "02:00:00:00:00:01"),
+        ("2001:db8:b::11", "02:00:00:00:00:11"),
+    ] {
+        ns.ip(&["neigh", "replace", ip, "lladdr", mac, "dev", "fx0", "nud", "permanent"]).unwrap();
+    }
+    ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1").unwrap();
+    let mut f = Fixture::load().expect("load lb-ebpf (run `cargo xtask build-ebpf`)");
+    let ifindex = ns.ifindex("fx0").unwrap();
+    f.in_netns(&ns, ifindex);
+    (ns, peer, f)
+}
+
+fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<DesiredReal>) -> DesiredService {
+    let vip: IpAddr = if v6 { VIP6.into() } else { VIP4.into() };
+    let port = 1000 + i as u16;
+    DesiredService {
+        name: format!("svc{i}"),
+        keys: vec![key_of(vip, port, 6)],
+        scheduler: sched,
+        forward: fwd,
+        persist_timeout: 0,
+        persist_prefix: if v6 { 128 } else { 32 },
+        reals,
+        sorry: None,
+        quorum: 1,
+    }
+}
+
+fn real(v6: bool, fwd: ForwardMethod, vport: u16) -> DesiredReal {
+    let ip: IpAddr = if v6 { REAL6.into() } else { REAL4.into() };
+    let port = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
+    DesiredReal { addr: SocketAddr::new(ip, port), weight: 1 }
+}
+
+fn frame(v6: bool, l4: L4) -> Vec<u8> {
+    if v6 { v6_frame(CLIENT6, VIP6, l4) } else { v4(L2::Plain, CLIENT4, VIP4, l4, b"data") }
+}
+
+fn v6_frame(src: Ipv6Addr, dst: Ipv6Addr, l4: L4) -> Vec<u8> {
+    v6(L2::Plain, src, dst, l4, b"data")
+}
+
+/// What the load balancer must send for `input` (a client→VIP frame with `l4_to_real`).
+fn expected(is_v6: bool, fwd: ForwardMethod, input: &[u8], l4_to_real: L4) -> (Vec<u8>, &'static str) {
+    match fwd {
+        ForwardMethod::Nat => {
+            let out = if is_v6 {
+                v6(L2::Plain, CLIENT6, REAL6, l4_to_real, b"data")
+            } else {
+                v4(L2::Plain, CLIENT4, REAL4, l4_to_real, b"data")
+            };
+            (with_macs(out, LB_MAC, REAL_MAC), "reason_fwd_nat")
+        }
+        ForwardMethod::Dr => (with_macs(input.to_vec(), LB_MAC, REAL_MAC), "reason_fwd_dr"),
+        ForwardMethod::Tun => {
+            let out = if is_v6 {
+                ip6ip6(input, TUN_SRC6, REAL6, LB_MAC, REAL_MAC)
+            } else {
+                ipip(input, TUN_SRC4, REAL4, LB_MAC, REAL_MAC)
+            };
+            (out, "reason_fwd_tun")
+        }
+    }
+}
+
+#[test]
+fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut services = Vec::new();
+    let mut combos = Vec::new();
+    for sched in SCHEDULERS {
+        for fwd in METHODS {
+            for v6 in [false, true] {
+                let i = services.len();
+                services.push(service(i, v6, sched, fwd, vec![real(v6, fwd, 1000 + i as u16)]));
+                combos.push((i, sched, fwd, v6));
+            }
+        }
+    }
+    fx.apply(&services).unwrap();
+
+    let mut cases = Vec::new();
+    let mut names = Vec::new();
+    for &(i, sched, fwd, v6) in &combos {
+        let vport = 1000 + i as u16;
+        let sport = 40000 + i as u16;
+        let rport = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
+        for new in [true, false] {
+            let (l4, l4_real) = if new {
+                (L4::TcpSyn { sport, dport: vport }, L4::TcpSyn { sport, dport: rport })
+            } else {
+                (L4::TcpAck { sport, dport: vport }, L4::TcpAck { sport, dport: rport })
+            };
+            let input = frame(v6, l4);
+            let (out, reason) = expected(v6, fwd, &input, l4_real);
+            names.push(format!(
+                "{sched:?} {fwd:?} {} {}",
+                if v6 { "IPv6" } else { "IPv4" },
+                if new { "new" } else { "established" }
+            ));
+            cases.push(Case {
+                name: "",
+                input,
+                action: XDP_TX,
+                output: Output::Frame(out),
+                reason,
+                service: Some(i as u32),
+                also: if new { &["flows_new"] } else { &["flows_hit"] },
+            });
+        }
+    }
+    // Cases run in order: each flow's SYN creates its entry, its ACK then hits it.
+    let failures: Vec<String> =
+        cases.iter().zip(&names).filter_map(|(c, n)| fx.check(c).err().map(|e| format!("{n}: {e:#}"))).collect();
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn nat_replies_get_the_vip_back_as_source() {
+    let (_ns, _peer, mut fx) = setup();
+    let svcs = [
+        service(0, false, Scheduler::Rr, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)]),
+        service(1, true, Scheduler::Rr, ForwardMethod::Nat, vec![real(true, ForwardMethod::Nat, 1001)]),
+    ];
+    fx.apply(&svcs).unwrap();
+    // The client's SYN creates the flow (and its reply entry).
+    for (v6, vport) in [(false, 1000u16), (true, 1001)] {
+        let syn = frame(v6, L4::TcpSyn { sport: 41000, dport: vport });
+        let (out, _) = expected(v6, ForwardMethod::Nat, &syn, L4::TcpSyn { sport: 41000, dport: NAT_PORT });
+        fx.check(&Case {
+            name: "syn",
+            input: syn,
+            action: XDP_TX,
+            output: Output::Frame(out),
+            reason: "reason_fwd_nat",
+            service: Some(u32::from(v6)),
+            also: &["flows_new"],
+        })
+        .unwrap();
+        // The real server's answer leaves as if from the VIP.
+        let (reply, want) = if v6 {
+            (
+                with_macs(v6_frame(REAL6, CLIENT6, L4::TcpAck { sport: NAT_PORT, dport: 41000 }), REAL_MAC, LB_MAC),
+                v6_frame(VIP6, CLIENT6, L4::TcpAck { sport: vport, dport: 41000 }),
+            )
+        } else {
+            (
+                with_macs(
+                    v4(L2::Plain, REAL4, CLIENT4, L4::TcpAck { sport: NAT_PORT, dport: 41000 }, b"data"),
+                    REAL_MAC,
+                    LB_MAC,
+                ),
+                v4(L2::Plain, VIP4, CLIENT4, L4::TcpAck { sport: vport, dport: 41000 }, b"data"),
+            )
+        };
+        fx.check(&Case {
+            name: "reply",
+            input: reply,
+            action: XDP_TX,
+            output: Output::Frame(with_macs(want, LB_MAC, CLIENT_MAC)),
+            reason: "reason_nat_reply",
+            service: Some(u32::from(v6)),
+            also: &[],
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn no_live_real_server_drops_and_the_sorry_server_takes_over() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut down = service(0, false, Scheduler::Wlc, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)]);
+    down.reals[0].weight = 0;
+    let mut sorry = service(1, false, Scheduler::Rr, ForwardMethod::Dr, vec![]);
+    sorry.sorry = Some(SocketAddr::new(REAL4.into(), 1001));
+    fx.apply(&[down, sorry]).unwrap();
+    let syn = frame(false, L4::TcpSyn { sport: 42000, dport: 1000 });
+    fx.check(&Case {
+        name: "all real servers at weight 0",
+        input: syn,
+        action: XDP_DROP,
+        output: Output::Unchanged,
+        reason: "reason_no_real",
+        service: Some(0),
+        also: &[],
+    })
+    .unwrap();
+    let syn = frame(false, L4::TcpSyn { sport: 42000, dport: 1001 });
+    let out = with_macs(syn.clone(), LB_MAC, REAL_MAC);
+    fx.check(&Case {
+        name: "sorry server",
+        input: syn,
+        action: XDP_TX,
+        output: Output::Frame(out),
+        reason: "reason_fwd_dr",
+        service: Some(1),
+        also: &["flows_new"],
+    })
+    .unwrap();
+}
