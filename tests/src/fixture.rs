@@ -76,6 +76,8 @@ pub struct Fixture {
     dp: BpfDataplane,
     pin_dir: PathBuf,
     netns: Option<(PathBuf, u32)>,
+    /// The first fixture on a pin directory removes it; `share`d ones do not.
+    owns_pins: bool,
 }
 
 static FIXTURES: AtomicU32 = AtomicU32::new(0);
@@ -86,7 +88,15 @@ impl Fixture {
         let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));
         let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack: 4096 }).context("verifier refused lb_xdp")?;
-        Ok(Self { dp, pin_dir, netns: None })
+        Ok(Self { dp, pin_dir, netns: None, owns_pins: true })
+    }
+
+    /// A second instance of the program on the same (pinned) maps, as a restarted daemon
+    /// would have: for running packets on one thread while another reprograms.
+    pub fn share(&self) -> Result<Self> {
+        let object = lb_daemon::dataplane::object::load(None)?;
+        let dp = BpfDataplane::load(&object, &self.pin_dir, Sizes { conntrack: 4096 })?;
+        Ok(Self { dp, pin_dir: self.pin_dir.clone(), netns: self.netns.clone(), owns_pins: false })
     }
 
     /// Runs programming and packets inside `ns`, arriving on interface `ifindex` there.
@@ -228,7 +238,9 @@ fn hex(b: &[u8]) -> String {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let _ = lb_daemon::dataplane::bpf::remove_pins_in(&self.pin_dir);
+        if self.owns_pins {
+            let _ = lb_daemon::dataplane::bpf::remove_pins_in(&self.pin_dir);
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::netns::Netns;
 
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A TCP server answering each connection with its name and whatever it read, and a UDP
+/// A TCP server answering everything it reads with its name and the data, and a UDP
 /// server answering each datagram with its name. Stopped on drop.
 pub struct Backend {
     stop: Arc<AtomicBool>,
@@ -44,12 +44,18 @@ impl Backend {
                     Ok((mut c, _)) => {
                         let n = n1.clone();
                         std::thread::spawn(move || {
-                            c.set_read_timeout(Some(TIMEOUT)).ok();
+                            // Answer every read until the client closes: connections can be
+                            // held open and used again (long-lived flows).
                             let mut buf = [0u8; 64];
-                            let got = c.read(&mut buf).unwrap_or(0);
-                            let _ = c.write_all(format!("{n}:{}", String::from_utf8_lossy(&buf[..got])).as_bytes());
-                            // Hold the connection until the client closes (long-lived flows).
-                            let _ = c.read(&mut buf);
+                            while let Ok(got) = c.read(&mut buf) {
+                                if got == 0 {
+                                    break;
+                                }
+                                let reply = format!("{n}:{}", String::from_utf8_lossy(&buf[..got]));
+                                if c.write_all(reply.as_bytes()).is_err() {
+                                    break;
+                                }
+                            }
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),

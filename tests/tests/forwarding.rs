@@ -339,3 +339,51 @@ fn lc_sends_new_connections_to_the_least_loaded_real_server() {
     drop(d);
     std::fs::remove_file(cfg).unwrap();
 }
+
+/// One more exchange on a held connection: which real server answered.
+fn again(conn: &mut TcpStream) -> String {
+    conn.write_all(b"again").unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
+}
+
+fn map_id(pin: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("bpftool").args(["-j", "map", "show", "pinned"]).arg(pin).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["id"].as_u64().unwrap()
+}
+
+/// A restarted daemon adopts the pinned maps: the same map ids, the conntrack entries, and
+/// so an established connection keeps its real server.
+#[test]
+fn restart_adopts_pinned_maps_and_established_flows_keep_their_real_server() {
+    require_root();
+    let topo = LbTopology::new(3).unwrap();
+    let _servers = backends(&topo, 8080);
+    let cfg = config("restart", NAT_CONF);
+    let pins = daemon::pin_dir("restart");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (first, mut conn) = hold(&topo.client, vip4(80));
+    let ct_id = map_id(&pins.join("lb_conntrack"));
+    d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pins.join("lb_conntrack").exists(), "a killed daemon leaves its pins");
+
+    let d2 = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    assert!(d2.log().iter().any(|l| l.contains("adopted services from pinned maps")), "{:#?}", d2.log());
+    assert_eq!(map_id(&pins.join("lb_conntrack")), ct_id, "the restarted daemon must reuse the conntrack map");
+    conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let before = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    assert_eq!(again(&mut conn), first, "the established connection moved to another real server");
+    let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    assert_eq!(after["flows_new"], before["flows_new"], "the flow was rescheduled, not found in conntrack");
+    assert!(after["flows_hit"] > before["flows_hit"]);
+    // New connections are still balanced over all three.
+    let names: Vec<String> = (0..9).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+    assert_eq!(spread(&names).len(), 3, "{names:?}");
+    drop(conn);
+    drop(d2);
+    drop(d);
+    std::fs::remove_file(cfg).unwrap();
+}

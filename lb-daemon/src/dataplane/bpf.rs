@@ -74,6 +74,10 @@ pub struct BpfDataplane {
     pool: Pool,
     next_real: u32,
     free_reals: std::collections::VecDeque<u32>,
+    /// Real servers to clear once the generation that dropped them has been live for
+    /// `GENERATION_GRACE`.
+    retiring: Vec<u32>,
+    retired_slices: Vec<(u32, u32)>,
 }
 
 /// Mounts bpffs on /sys/fs/bpf when nothing is mounted there yet (fresh machines and
@@ -124,6 +128,8 @@ impl BpfDataplane {
             pool: Pool::new(TABLE_POOL),
             next_real: 0,
             free_reals: Default::default(),
+            retiring: Vec::new(),
+            retired_slices: Vec::new(),
         };
         dp.adopt()?;
         Ok(dp)
@@ -215,6 +221,24 @@ impl BpfDataplane {
         for d in desired {
             self.apply_service(d).with_context(|| format!("programming service {}", d.name))?;
         }
+        self.retire()
+    }
+
+    /// Clears the real servers that left their service, once no packet can still be using
+    /// the generation that listed them.
+    fn retire(&mut self) -> Result<()> {
+        if self.retiring.is_empty() && self.retired_slices.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(GENERATION_GRACE);
+        for (off, len) in std::mem::take(&mut self.retired_slices) {
+            self.pool.free(off, len);
+        }
+        let mut reals: Array<_, RealDef> = Array::try_from(map_mut(&mut self.ebpf, MAP_REALS)?)?;
+        for rid in std::mem::take(&mut self.retiring) {
+            reals.set(rid, RealDef::default(), 0)?;
+            self.free_reals.push_back(rid);
+        }
         Ok(())
     }
 
@@ -252,13 +276,13 @@ impl BpfDataplane {
         if let Some(s) = d.sorry {
             wanted.push((s, 0));
         }
+        // Removed real servers stay valid until the new generation is live and in-flight
+        // packets that read the old one are done (`retire`).
         let removed: Vec<(SocketAddr, u32)> =
             state.reals.iter().filter(|(a, _)| !wanted.iter().any(|(w, _)| w == *a)).map(|(a, i)| (*a, *i)).collect();
-        for (addr, rid) in removed {
-            let mut reals: Array<_, RealDef> = Array::try_from(map_mut(&mut self.ebpf, MAP_REALS)?)?;
-            reals.set(rid, RealDef::default(), 0)?;
-            state.reals.remove(&addr);
-            self.free_reals.push_back(rid);
+        for (addr, rid) in &removed {
+            state.reals.remove(addr);
+            self.retiring.push(*rid);
         }
         let mut members = Vec::new();
         for (addr, weight) in &wanted {
@@ -366,14 +390,10 @@ impl BpfDataplane {
         for k in &state.keys {
             svc_map.remove(k).with_context(|| format!("removing service key {}", services::describe(k)))?;
         }
-        let mut reals: Array<_, RealDef> = Array::try_from(map_mut(&mut self.ebpf, MAP_REALS)?)?;
-        for rid in state.reals.values() {
-            reals.set(*rid, RealDef::default(), 0)?;
-            self.free_reals.push_back(*rid);
-        }
-        for (off, len) in state.slices {
-            self.pool.free(off, len);
-        }
+        // Keys are gone: no new packet finds the service. Its real servers and tables go
+        // after the grace period (`retire`, at the end of `apply`).
+        self.retiring.extend(state.reals.values().copied());
+        self.retired_slices.extend(state.slices);
         info!(service = name, "service removed");
         Ok(())
     }
