@@ -97,6 +97,22 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
         "{services}"
     );
 
+    // Real servers and tracked flows read by name as well.
+    let reals = bpftool_dump(&pins.join("lb_reals"));
+    let real = reals.as_array().unwrap().iter().map(|e| &e["formatted"]["value"]).find(|v| v["svc_id"] == 0 && v["flags"] == 1);
+    let real = real.unwrap_or_else(|| panic!("no present real server in {reals}"));
+    assert_eq!((real["port"].as_u64(), real["weight"].as_u64()), (Some(53), Some(1)), "{real}");
+    let ct = bpftool_dump(&pins.join("lb_conntrack"));
+    let flows: Vec<&serde_json::Value> = ct.as_array().unwrap().iter().map(|e| &e["formatted"]).collect();
+    assert!(!flows.is_empty(), "no tracked flow: {ct}");
+    for field in ["src", "dst", "sport", "dport", "proto", "family"] {
+        assert!(flows[0]["key"].get(field).is_some(), "conntrack key lacks {field}: {ct}");
+    }
+    for field in ["real_id", "svc_id", "last_ns", "state"] {
+        assert!(flows[0]["value"].get(field).is_some(), "conntrack value lacks {field}: {ct}");
+    }
+    assert!(flows.iter().any(|f| f["key"]["dport"] == 53 && f["value"]["state"] == 3), "the UDP flow is tracked: {ct}");
+
     let status = d.stop().unwrap();
     assert!(status.success(), "exit {status}; log:\n{}", d.log().join("\n"));
     assert!(!pins.exists(), "pins left in {}", pins.display());
