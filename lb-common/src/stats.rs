@@ -31,7 +31,7 @@ pub struct GlobalStats {
     pub reason_fragment: u64,
     /// Passed: IPv4 with options, or IPv6 with extension headers before the L4 header.
     pub reason_ip_options: u64,
-    /// Passed: ICMP/ICMPv6 (errors for tracked flows are handled by the data-plane issue).
+    /// Passed: ICMP/ICMPv6 other than errors about a tracked flow.
     pub reason_icmp: u64,
     /// Passed: IP protocol other than TCP/UDP/ICMP.
     pub reason_other_proto: u64,
@@ -43,6 +43,8 @@ pub struct GlobalStats {
     pub reason_fwd_tun: u64,
     /// A NAT real server's reply, source rewritten back to the VIP.
     pub reason_nat_reply: u64,
+    /// Forwarded: an ICMP error about a tracked flow, sent to that flow's real server.
+    pub reason_icmp_fwd: u64,
     /// Rewritten, but the FIB has no neighbour or route for it yet: passed to the stack,
     /// which resolves and forwards it (DR/TUN frames are passed unmodified).
     pub reason_no_route: u64,
@@ -80,7 +82,7 @@ pub struct ServiceStats {
 impl GlobalStats {
     /// Field names in declaration order, for userspace output (the struct is all `u64`s;
     /// the assertion below keeps the list as long as the struct).
-    pub const FIELD_NAMES: [&'static str; 30] = [
+    pub const FIELD_NAMES: [&'static str; 31] = [
         "rx_packets",
         "rx_bytes",
         "pass_packets",
@@ -102,6 +104,7 @@ impl GlobalStats {
         "reason_fwd_dr",
         "reason_fwd_tun",
         "reason_nat_reply",
+        "reason_icmp_fwd",
         "reason_no_route",
         "reason_no_real",
         "reason_too_big",
@@ -163,7 +166,7 @@ mod tests {
         }
         assert_eq!(g.rx_packets, 0);
         assert_eq!(g.reason_deep_vlan, 11);
-        assert_eq!(g.reason_bad_l4, 27);
+        assert_eq!(g.reason_bad_l4, 28);
         let named: [(&str, u64); 4] = [
             ("rx_packets", g.rx_packets),
             ("redirect_bytes", g.redirect_bytes),

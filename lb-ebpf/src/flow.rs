@@ -199,3 +199,17 @@ fn persisted(svc: u32, conf: &SvcConf, f: &Frame, t: u64) -> u32 {
     v.last_ns = t;
     v.real_id
 }
+
+/// The tracked real server of the flow `f` describes (no scheduling, no new entry): for ICMP
+/// errors about a flow, which must reach the same real server as the flow.
+#[inline(never)]
+pub fn tracked(svc: u32, f: &Frame) -> Decision {
+    let generation = SVC_GEN.get(svc).copied().unwrap_or(0) & 1;
+    let Some(conf) = SVC_CONF.get(svc * 2 + generation) else { return Decision::new(NO_REAL, 0, false) };
+    let key = flow_key(f);
+    // SAFETY: copied out at once.
+    match unsafe { CONNTRACK.get(&key) } {
+        Some(v) if real_live(v.real_id, svc) => Decision::new(v.real_id, conf.fwd, false),
+        _ => Decision::new(NO_REAL, conf.fwd, false),
+    }
+}

@@ -156,7 +156,7 @@ fn rewrite(ctx: &XdpContext, f: &Frame, dst_side: bool, addr: &[u8; 16], port: u
         let mut old = [0u8; 16];
         old.copy_from_slice(&ip[addr6_at..addr6_at + 16]);
         ip[addr6_at..addr6_at + 16].copy_from_slice(addr);
-        l4sum = csum::replace(l4sum, &old, addr);
+        l4sum = csum::replace16(l4sum, &old, addr);
     }
     l4sum = csum::replace(l4sum, &old_port, &new_port);
     // A computed UDP checksum of 0 is sent as 0xffff (RFC 768).
@@ -255,4 +255,63 @@ pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
         ip[24..40].copy_from_slice(&real.addr);
     }
     Verdict::new(transmit(ctx, f, ETH_HLEN, ifindex, smac, dmac), Reason::FwdTun)
+}
+
+/// NAT for an ICMP error about a tracked flow: the outer destination becomes the real server,
+/// and so do the quoted packet's source address and port (what the real server sent), with
+/// the outer IP, quoted IP and ICMP checksums updated (then `dr` sends it to the real server).
+/// The quoted L4 checksum is left: the quote is usually cut short and nobody verifies it.
+#[inline(always)]
+pub fn icmp_nat_rewrite(ctx: &XdpContext, f: &Frame, real: &RealDef) -> bool {
+    if f.family == FAMILY_V4 { icmp_nat4(ctx, f, real).is_some() } else { icmp_nat6(ctx, f, real).is_some() }
+}
+
+#[inline(never)]
+fn icmp_nat4(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Option<()> {
+    let inner = (f.inner_off & 0x7f) as usize;
+    let new: [u8; 4] = [real.addr[0], real.addr[1], real.addr[2], real.addr[3]];
+    let new_port = real.port.to_be_bytes();
+    let outer = unsafe { &mut *ptr_at::<[u8; IPV4_HLEN]>(ctx, l3_at(f))? };
+    let c =
+        csum::replace(u16::from_be_bytes([outer[10], outer[11]]), &[outer[16], outer[17], outer[18], outer[19]], &new);
+    outer[16..20].copy_from_slice(&new);
+    outer[10..12].copy_from_slice(&c.to_be_bytes());
+    let q = unsafe { &mut *ptr_at::<[u8; IPV4_HLEN]>(ctx, inner)? };
+    let old_src = [q[12], q[13], q[14], q[15]];
+    let old_qsum = [q[10], q[11]];
+    let qsum = csum::replace(u16::from_be_bytes(old_qsum), &old_src, &new).to_be_bytes();
+    q[12..16].copy_from_slice(&new);
+    q[10..12].copy_from_slice(&qsum);
+    let ports = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, inner + IPV4_HLEN)? };
+    let old_port = *ports;
+    *ports = new_port;
+    let sum = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, l4_at(f))? };
+    let mut icsum = u16::from_be_bytes([sum[2], sum[3]]);
+    icsum = csum::replace(icsum, &old_src, &new);
+    icsum = csum::replace(icsum, &old_qsum, &qsum);
+    icsum = csum::replace(icsum, &old_port, &new_port);
+    sum[2..4].copy_from_slice(&icsum.to_be_bytes());
+    Some(())
+}
+
+#[inline(never)]
+fn icmp_nat6(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Option<()> {
+    let inner = (f.inner_off & 0x7f) as usize;
+    let new_port = real.port.to_be_bytes();
+    let sum = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, l4_at(f))? };
+    let mut icsum = u16::from_be_bytes([sum[2], sum[3]]);
+    // ICMPv6's checksum covers the pseudo-header: the outer destination too. Each sum is
+    // taken from the packet before the bytes are overwritten (no 16-byte copies on the stack).
+    let dst = unsafe { &mut *ptr_at::<[u8; 16]>(ctx, l3_at(f) + 24)? };
+    icsum = csum::replace16(icsum, dst, &real.addr);
+    *dst = real.addr;
+    let src = unsafe { &mut *ptr_at::<[u8; 16]>(ctx, inner + 8)? };
+    icsum = csum::replace16(icsum, src, &real.addr);
+    *src = real.addr;
+    let ports = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, inner + IPV6_HLEN)? };
+    icsum = csum::replace(icsum, ports, &new_port);
+    *ports = new_port;
+    let sum = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, l4_at(f))? };
+    sum[2..4].copy_from_slice(&icsum.to_be_bytes());
+    Some(())
 }

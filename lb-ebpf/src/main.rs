@@ -51,6 +51,10 @@ fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
     match parse::parse(ctx, f) {
         Ok(Parsed::Ports) => {}
         Ok(Parsed::Icmp) => return Verdict::new(xdp_action::XDP_PASS, Reason::Icmp),
+        Ok(Parsed::IcmpError) => {
+            f.ifindex = ifindex;
+            return icmp_error(ctx, f);
+        }
         Err(reason) => return Verdict::new(reason.action(), reason),
     };
     f.ifindex = ifindex;
@@ -92,6 +96,34 @@ fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
         FWD_TUN => fwd::tun(ctx, f, real),
         _ => Verdict::new(xdp_action::XDP_DROP, Reason::NoReal),
     }
+}
+
+/// An ICMP error about a tracked flow (e.g. "fragmentation needed" from the client's path)
+/// goes to that flow's real server; any other ICMP passes.
+#[inline(never)]
+fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
+    let key = ServiceKey { addr: f.dst, port: f.dport, proto: f.proto, family: f.family };
+    // SAFETY: copied out at once.
+    let Some(svc) = (unsafe { SERVICES.get(&key) }).map(|v| v.id) else {
+        return Verdict::new(xdp_action::XDP_PASS, Reason::Icmp);
+    };
+    let d = flow::tracked(svc, f);
+    let Some(real) = REALS_MAP.get(d.real()).filter(|_| d.ok()) else {
+        return Verdict::new(xdp_action::XDP_PASS, Reason::Icmp);
+    };
+    stats::count_service(svc, Some(d.real()), parse::frame_len(ctx), false, false);
+    let v = match d.fwd() {
+        FWD_NAT => {
+            if !fwd::icmp_nat_rewrite(ctx, f, real) {
+                return Verdict::new(xdp_action::XDP_PASS, Reason::Icmp);
+            }
+            fwd::dr(ctx, f, real)
+        }
+        FWD_DR => fwd::dr(ctx, f, real),
+        FWD_TUN => fwd::tun(ctx, f, real),
+        _ => return Verdict::new(xdp_action::XDP_PASS, Reason::Icmp),
+    };
+    v.with_reason_if_forwarded(Reason::IcmpFwd)
 }
 
 /// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP.

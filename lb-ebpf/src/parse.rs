@@ -50,6 +50,8 @@ pub struct Frame {
     pub l4_off: u32,
     /// IP packet length (header + payload) as the header declares it.
     pub ip_len: u32,
+    /// ICMP errors: offset of the quoted IP header.
+    pub inner_off: u32,
     /// Ingress interface, read once at entry (the verifier refuses context reads through
     /// a derived pointer, which later code tends to produce).
     pub ifindex: u32,
@@ -58,6 +60,9 @@ pub struct Frame {
 pub enum Parsed {
     Ports,
     Icmp,
+    /// An ICMP error quoting a TCP/UDP packet: the frame describes the quoted flow as the
+    /// client sends it (src = client, dst = VIP), so it finds the flow's conntrack entry.
+    IcmpError,
 }
 
 /// Returns a pointer to a `T` at `off` bytes into the frame, or `None` when it would read past
@@ -181,8 +186,15 @@ fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, icmp: u8, out: &mut Fra
             (be16(udp, 0), be16(udp, 2), 0)
         }
         p if p == icmp => {
-            if l4_len < ICMP_HLEN || ptr_at::<[u8; ICMP_HLEN]>(ctx, off).is_none() {
+            let Some(h) = ptr_at::<[u8; ICMP_HLEN]>(ctx, off) else { return Err(Reason::BadL4) };
+            if l4_len < ICMP_HLEN {
                 return Err(Reason::BadL4);
+            }
+            let kind = unsafe { (*h)[0] };
+            let error = if icmp == IPPROTO_ICMP { matches!(kind, 3 | 11 | 12) } else { matches!(kind, 1..=4) };
+            if error && parse_quoted(ctx, off + ICMP_HLEN, out) {
+                out.l4_off = off as u32;
+                return Ok(Parsed::IcmpError);
             }
             return Ok(Parsed::Icmp);
         }
@@ -193,4 +205,44 @@ fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, icmp: u8, out: &mut Fra
     out.tcp_flags = tcp_flags;
     out.l4_off = off as u32;
     Ok(Parsed::Ports)
+}
+
+/// Reads the packet an ICMP error quotes (at `off`): an option-less IPv4 or a plain IPv6
+/// header of the outer family, then at least the TCP/UDP ports. Fills `out` with the quoted
+/// flow reversed (the quoted packet went from the VIP to the client). False when the quote is
+/// short, of another family or protocol: the error then passes as plain ICMP.
+#[inline(always)]
+fn parse_quoted(ctx: &XdpContext, off: usize, out: &mut Frame) -> bool {
+    let (l4_off, proto) = if out.family == FAMILY_V4 {
+        let Some(ip) = ptr_at::<[u8; IPV4_HLEN]>(ctx, off) else { return false };
+        let ip = unsafe { &*ip };
+        if ip[0] != 0x45 {
+            return false;
+        }
+        out.dst = [0; 16];
+        out.src = [0; 16];
+        out.dst[..4].copy_from_slice(&ip[12..16]);
+        out.src[..4].copy_from_slice(&ip[16..20]);
+        (off + IPV4_HLEN, ip[9])
+    } else {
+        let Some(ip) = ptr_at::<[u8; IPV6_HLEN]>(ctx, off) else { return false };
+        let ip = unsafe { &*ip };
+        if ip[0] >> 4 != 6 {
+            return false;
+        }
+        out.dst.copy_from_slice(&ip[8..24]);
+        out.src.copy_from_slice(&ip[24..40]);
+        (off + IPV6_HLEN, ip[6])
+    };
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return false;
+    }
+    let Some(ports) = ptr_at::<[u8; 4]>(ctx, l4_off) else { return false };
+    let ports = unsafe { &*ports };
+    out.dport = be16(ports, 0);
+    out.sport = be16(ports, 2);
+    out.proto = proto;
+    out.tcp_flags = 0;
+    out.inner_off = off as u32;
+    true
 }

@@ -21,6 +21,7 @@ pub enum Reason {
     FwdDr,
     FwdTun,
     NatReply,
+    IcmpFwd,
     NoRoute,
     NoReal,
     TooBig,
@@ -45,6 +46,15 @@ impl Verdict {
     #[inline(always)]
     pub fn action(self) -> u32 {
         self.0 & 0xff
+    }
+
+    /// The same verdict counted under `reason` when it sent the packet on (TX or redirect).
+    #[inline(always)]
+    pub fn with_reason_if_forwarded(self, reason: Reason) -> Self {
+        match self.action() {
+            xdp_action::XDP_TX | xdp_action::XDP_REDIRECT => Self::new(self.action(), reason),
+            _ => self,
+        }
     }
 
     /// The reason as an index into the `reason_*` fields, bounded for the verifier.

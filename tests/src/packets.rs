@@ -177,3 +177,27 @@ pub fn ip6ip6(inner: &[u8], src: Ipv6Addr, dst: Ipv6Addr, src_mac: [u8; 6], dst_
     out.extend_from_slice(ip);
     out
 }
+
+/// An ICMP error from `router` to `to` quoting the first bytes (IP header + 8) of `quoted`,
+/// an untagged frame: "fragmentation needed" (IPv4) or "packet too big" (IPv6), MTU 1400.
+pub fn icmp_too_big(router: std::net::IpAddr, to: std::net::IpAddr, quoted: &[u8]) -> Vec<u8> {
+    let ip = &quoted[14..];
+    let hlen = if ip[0] >> 4 == 4 { 20 } else { 40 };
+    let quote = &ip[..hlen + 8];
+    let mut out = Vec::new();
+    match (router, to) {
+        (std::net::IpAddr::V4(r), std::net::IpAddr::V4(t)) => PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+            .ipv4(r.octets(), t.octets(), 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+            ))
+            .write(&mut out, quote),
+        (std::net::IpAddr::V6(r), std::net::IpAddr::V6(t)) => PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC)
+            .ipv6(r.octets(), t.octets(), 64)
+            .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+            .write(&mut out, quote),
+        _ => panic!("mixed address families"),
+    }
+    .expect("serialising an ICMP error");
+    out
+}

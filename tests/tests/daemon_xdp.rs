@@ -99,7 +99,12 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
 
     // Real servers and tracked flows read by name as well.
     let reals = bpftool_dump(&pins.join("lb_reals"));
-    let real = reals.as_array().unwrap().iter().map(|e| &e["formatted"]["value"]).find(|v| v["svc_id"] == 0 && v["flags"] == 1);
+    let real = reals
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["formatted"]["value"])
+        .find(|v| v["svc_id"] == 0 && v["flags"] == 1);
     let real = real.unwrap_or_else(|| panic!("no present real server in {reals}"));
     assert_eq!((real["port"].as_u64(), real["weight"].as_u64()), (Some(53), Some(1)), "{real}");
     let ct = bpftool_dump(&pins.join("lb_conntrack"));

@@ -307,3 +307,76 @@ fn backend_set_switches_atomically_under_concurrent_updates() {
     assert_eq!(flips, 40);
     assert!(seen.len() == 2, "both sets must have carried traffic during the flips: {seen:?}");
 }
+
+/// An ICMP error about a tracked flow ("fragmentation needed" / "packet too big" from a
+/// router on the client's path) reaches that flow's real server, NAT applied to the outer
+/// destination and to the quoted packet; one about an unknown flow passes.
+#[test]
+fn icmp_errors_about_a_flow_reach_its_real_server() {
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&[
+        service(0, false, Scheduler::Rr, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)]),
+        service(1, true, Scheduler::Rr, ForwardMethod::Nat, vec![real(true, ForwardMethod::Nat, 1001)]),
+        service(2, false, Scheduler::Rr, ForwardMethod::Dr, vec![real(false, ForwardMethod::Dr, 1002)]),
+    ])
+    .unwrap();
+    let router4: IpAddr = Ipv4Addr::new(192, 0, 2, 99).into();
+    let router6: IpAddr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x99).into();
+    for (svc, is_v6, vport, fwd) in [
+        (0u32, false, 1000u16, ForwardMethod::Nat),
+        (1, true, 1001, ForwardMethod::Nat),
+        (2, false, 1002, ForwardMethod::Dr),
+    ] {
+        let syn = frame(is_v6, L4::TcpSyn { sport: 43000, dport: vport });
+        fx.run(&syn).unwrap();
+        let (router, client, vip, realip): (IpAddr, IpAddr, IpAddr, IpAddr) = if is_v6 {
+            (router6, CLIENT6.into(), VIP6.into(), REAL6.into())
+        } else {
+            (router4, CLIENT4.into(), VIP4.into(), REAL4.into())
+        };
+        // What the VIP sent the client (as the client's path saw it), and the error about it.
+        let sent = |src: IpAddr, sport: u16| match (src, client) {
+            (IpAddr::V4(s), IpAddr::V4(c)) => v4(L2::Plain, s, c, L4::TcpAck { sport, dport: 43000 }, &[0; 1400]),
+            (IpAddr::V6(s), IpAddr::V6(c)) => v6(L2::Plain, s, c, L4::TcpAck { sport, dport: 43000 }, &[0; 1400]),
+            _ => unreachable!(),
+        };
+        let error = lb_tests::packets::icmp_too_big(router, vip, &sent(vip, vport));
+        let want = match fwd {
+            ForwardMethod::Nat => {
+                let rport = NAT_PORT;
+                with_macs(lb_tests::packets::icmp_too_big(router, realip, &sent(realip, rport)), LB_MAC, REAL_MAC)
+            }
+            _ => with_macs(error.clone(), LB_MAC, REAL_MAC),
+        };
+        fx.check(&Case {
+            name: "icmp error",
+            input: error,
+            action: XDP_TX,
+            output: Output::Frame(want),
+            reason: "reason_icmp_fwd",
+            service: Some(svc),
+            also: &[],
+        })
+        .unwrap_or_else(|e| panic!("service {svc}: {e:#}"));
+        // About a flow nobody tracks: passed as plain ICMP.
+        let stray = lb_tests::packets::icmp_too_big(
+            router,
+            vip,
+            &match (vip, client) {
+                (IpAddr::V4(s), IpAddr::V4(c)) => v4(L2::Plain, s, c, L4::TcpAck { sport: vport, dport: 9 }, &[0; 8]),
+                (IpAddr::V6(s), IpAddr::V6(c)) => v6(L2::Plain, s, c, L4::TcpAck { sport: vport, dport: 9 }, &[0; 8]),
+                _ => unreachable!(),
+            },
+        );
+        fx.check(&Case {
+            name: "icmp error, unknown flow",
+            input: stray,
+            action: lb_tests::fixture::XDP_PASS,
+            output: Output::Unchanged,
+            reason: "reason_icmp",
+            service: None,
+            also: &[],
+        })
+        .unwrap();
+    }
+}
