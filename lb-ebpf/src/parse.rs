@@ -77,10 +77,15 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     Some((start + off) as *mut T)
 }
 
-/// Whether `len` bytes from `off` lie within the frame.
+/// Largest IP length a frame can carry here (XDP frames fit a page; no multi-buffer).
+const MAX_IP_LEN: usize = 0x3fff;
+
+/// Whether `len` bytes from `off` lie within the frame. The explicit bound keeps older
+/// verifiers (6.1) from seeing an unbounded length: they lose track through the byte swap
+/// of a header field.
 #[inline(always)]
 fn fits(ctx: &XdpContext, off: usize, len: usize) -> bool {
-    ctx.data() + off + len <= ctx.data_end()
+    len <= MAX_IP_LEN && ctx.data() + off + len <= ctx.data_end()
 }
 
 /// The frame's length (a helper: the verifier forbids computing it from data_end).

@@ -387,3 +387,52 @@ fn restart_adopts_pinned_maps_and_established_flows_keep_their_real_server() {
     drop(d);
     std::fs::remove_file(cfg).unwrap();
 }
+
+/// TUN under Debian's 6.1 kernel (virtme-ng), whose real servers decapsulate with the
+/// kernel's own ipip / ip6_tunnel modules. The host runs this same test binary inside the VM
+/// (`LB_IN_VM=1`); there it builds the topology and checks the traffic.
+#[test]
+fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
+    require_root();
+    if std::env::var_os("LB_IN_VM").is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let cmd = format!(
+            "LB_IN_VM=1 {} --exact tun_with_the_kernel_ipip_module_in_the_61_vm --nocapture 2>&1",
+            exe.display()
+        );
+        let out = lb_tests::vm::run(&cmd, Duration::from_secs(600)).unwrap();
+        assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("TUN via kernel ipip on 6.1."), "{}", out.stdout);
+        return;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(release.starts_with("6.1."), "not the 6.1 VM: {release}");
+    std::process::Command::new("modprobe").args(["-a", "ipip", "ip6_tunnel"]).status().unwrap();
+    let topo = LbTopology::new(2).unwrap();
+    let mut servers = Vec::new();
+    for (i, b) in topo.backends.iter().enumerate() {
+        // The modules give every namespace a catch-all tunl0 / ip6tnl0.
+        b.sh(&format!(
+            "ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo && ip link set tunl0 up && \\
+             ip link set ip6tnl0 up && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \\
+             net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tunl0.rp_filter=0 net.ipv4.conf.b0.rp_filter=0"
+        ))
+        .unwrap();
+        servers.push(Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()));
+        servers.push(Backend::start(b, format!("be{i}"), format!("[{VIP6}]:80").parse().unwrap()));
+    }
+    topo.lb
+        .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
+        .unwrap();
+    let cfg = config("tunvm", TUN_CONF);
+    let pins = daemon::pin_dir("tunvm");
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+    assert_eq!(spread(&names).len(), 2, "IPIP to both real servers: {names:?}");
+    let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();
+    assert_eq!(spread(&names).len(), 2, "IPv6-in-IPv6 to both real servers: {names:?}");
+    drop(d);
+    drop(servers);
+    println!("TUN via kernel ipip on {}", release.trim());
+    std::fs::remove_file(cfg).unwrap();
+}
