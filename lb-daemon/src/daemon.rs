@@ -107,6 +107,11 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
 }
 
 pub async fn run(opts: Options) -> Result<()> {
+    // Handlers first: a SIGHUP arriving while we start must not take the default action
+    // (terminate) once a supervisor sees us as ready.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let loaded = read_config(&opts.config, opts.backend)?;
     for w in not_acted_on(&loaded) {
         warn!("{w}");
@@ -134,9 +139,6 @@ pub async fn run(opts: Options) -> Result<()> {
     // lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the
     // real servers (the XDP FIB lookup only finds what the kernel has resolved).
     let mut housekeeping = tokio::time::interval(std::time::Duration::from_secs(10));
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -144,7 +146,10 @@ pub async fn run(opts: Options) -> Result<()> {
                 // An invalid config leaves the running one untouched.
                 match read_config(&opts.config, opts.backend) {
                     Ok(new) => match program(&mut dp, &new) {
-                        Ok(()) => current = new,
+                        Ok(()) => {
+                            current = new;
+                            info!("reload applied");
+                        }
                         Err(e) => error!("reload failed: {e:#}"),
                     },
                     Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),

@@ -134,9 +134,8 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
     std::fs::write(&config, "virtual_server 203.0.113.10 {\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.wait_log("reload refused", Duration::from_secs(10)), "{}", d.log().join("\n"));
     let log = d.log().join("\n");
-    assert!(log.contains("reload refused"), "{log}");
     assert!(log.contains(":1:29: error: unclosed `{`"), "{log}");
     let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
     assert_eq!(snap.services.len(), 2, "{snap:?}");
@@ -145,7 +144,7 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     let before: Vec<_> = snap.services.iter().map(|s| (s.service.clone(), s.id)).collect();
     std::fs::write(&config, "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{}", d.log().join("\n"));
     let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
     let kept = before.iter().find(|(s, _)| s == "203.0.113.10:80/tcp").unwrap();
     assert_eq!(after.services.iter().map(|s| (s.service.clone(), s.id)).collect::<Vec<_>>(), vec![kept.clone()]);

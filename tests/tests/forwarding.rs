@@ -206,7 +206,7 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     )
     .unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{}", d.log().join("\n"));
 
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert!(names.iter().all(|n| n == "be0"), "a drained real server took new flows: {names:?}");
