@@ -100,7 +100,11 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
             || vs.alpha
             || vs.omega
         {
-            items.push((vs.span, "virtual_server: quorum_up/down scripts, hysteresis, ha_suspend, alpha and omega wait for the health checkers".to_string()));
+            items.push((
+                vs.span,
+                "virtual_server: quorum_up/down scripts, ha_suspend, alpha and omega wait for the health checkers"
+                    .to_string(),
+            ));
         }
     }
     items.into_iter().map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg))).collect()

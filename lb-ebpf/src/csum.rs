@@ -36,7 +36,7 @@ pub fn replace16(csum: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
 }
 
 #[inline(always)]
-fn sum16(a: &[u8; 16]) -> u32 {
+pub fn sum16(a: &[u8; 16]) -> u32 {
     let mut s = 0u32;
     for i in 0..4 {
         let w = u32::from_be_bytes([a[i * 4], a[i * 4 + 1], a[i * 4 + 2], a[i * 4 + 3]]);
@@ -52,4 +52,10 @@ pub fn ipv4_header(h: &[u8; 20]) -> u16 {
     copy[10] = 0;
     copy[11] = 0;
     !fold(sum_words(&copy))
+}
+
+/// The Internet checksum of `b` (even length) plus an already summed `extra` (a pseudo-header).
+#[inline(always)]
+pub fn checksum<const N: usize>(b: &[u8; N], extra: u32) -> u16 {
+    !fold(sum_words(b).wrapping_add(extra))
 }

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibLookup, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 use lb_common::{
@@ -51,8 +51,8 @@ pub enum Next {
     Hop { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
     /// The FIB cannot say yet (no neighbour entry, no route): let the stack handle it.
     Unknown,
-    /// The packet would exceed the route's MTU.
-    TooBig,
+    /// The packet would exceed the route's MTU (given).
+    TooBig(u16),
 }
 
 /// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check).
@@ -78,7 +78,7 @@ fn fib(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) 
     };
     match ret {
         FIB_SUCCESS => Next::Hop { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
-        FIB_FRAG_NEEDED => Next::TooBig,
+        FIB_FRAG_NEEDED => Next::TooBig(p.tot_len),
         _ => Next::Unknown,
     }
 }
@@ -218,7 +218,7 @@ pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
     let total = f.ip_len as usize + outer;
     let (ifindex, smac, dmac) = match fib(ctx, f, &real.tun_src, &real.addr, total) {
         Next::Hop { ifindex, smac, dmac } => (ifindex, smac, dmac),
-        Next::TooBig => return Verdict::new(xdp_action::XDP_DROP, Reason::TooBig),
+        Next::TooBig(mtu) => return too_big(ctx, f, mtu.saturating_sub(outer as u16)),
         Next::Unknown => return Verdict::new(xdp_action::XDP_PASS, Reason::NoRoute),
     };
     // Room for the outer header; VLAN tags (l3_off > 14) give some of it back.
@@ -313,5 +313,88 @@ fn icmp_nat6(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Option<()> {
     *ports = new_port;
     let sum = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, l4_at(f))? };
     sum[2..4].copy_from_slice(&icsum.to_be_bytes());
+    Some(())
+}
+
+/// Answers a packet the tunnel cannot carry with ICMP "fragmentation needed" (IPv4, only when
+/// DF is set: the sender then lowers its path MTU) or ICMPv6 "packet too big", advertising
+/// `mtu` (the link's, less the tunnel header), from the VIP back to the sender's hop.
+#[inline(never)]
+fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
+    let dropped = Verdict::new(xdp_action::XDP_DROP, Reason::TooBig);
+    let Some(eth) = ptr_at::<[u8; ETH_HLEN]>(ctx, 0) else { return dropped };
+    let eth = unsafe { &*eth };
+    let (peer_mac, our_mac) = ([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]], [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
+    let v4 = f.family == FAMILY_V4;
+    // Layout: Ethernet, new IP header, 8-byte ICMP header, the quoted IP header + 8 bytes.
+    let (ip_len, quote) = if v4 { (IPV4_HLEN, IPV4_HLEN + 8) } else { (IPV6_HLEN, IPV6_HLEN + 8) };
+    if v4 {
+        let Some(ip) = ptr_at::<[u8; IPV4_HLEN]>(ctx, l3_at(f)) else { return dropped };
+        if unsafe { (*ip)[6] } & 0x40 == 0 {
+            return dropped;
+        }
+    }
+    let total = ETH_HLEN + ip_len + 8 + quote;
+    let delta = l3_at(f) as i32 - (ETH_HLEN + ip_len + 8) as i32;
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, delta) } != 0 {
+        return dropped;
+    }
+    let len = crate::parse::frame_len(ctx);
+    if len < total || unsafe { bpf_xdp_adjust_tail(ctx.ctx, total as i32 - len as i32) } != 0 {
+        return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
+    }
+    let ok = if v4 { icmp4_too_big(ctx, f, mtu, peer_mac, our_mac) } else { icmp6_too_big(ctx, f, mtu, peer_mac, our_mac) };
+    if ok.is_none() {
+        return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
+    }
+    Verdict::new(xdp_action::XDP_TX, Reason::TooBig)
+}
+
+#[inline(always)]
+fn write_eth(eth: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) {
+    eth[0..6].copy_from_slice(&dst);
+    eth[6..12].copy_from_slice(&src);
+    eth[12..14].copy_from_slice(&ethertype.to_be_bytes());
+}
+
+#[inline(always)]
+fn icmp4_too_big(ctx: &XdpContext, f: &Frame, mtu: u16, dst: [u8; 6], src: [u8; 6]) -> Option<()> {
+    let p = unsafe { &mut *ptr_at::<[u8; 70]>(ctx, 0)? };
+    write_eth(&mut p[0..14], dst, src, ETH_P_IP);
+    let mut ip = [0u8; IPV4_HLEN];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&56u16.to_be_bytes());
+    ip[6] = 0x40;
+    ip[8] = 64;
+    ip[9] = 1;
+    ip[12..16].copy_from_slice(&f.dst[..4]);
+    ip[16..20].copy_from_slice(&f.src[..4]);
+    let c = csum::ipv4_header(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    p[14..34].copy_from_slice(&ip);
+    // Type 3 code 4, checksum, unused, next-hop MTU; then the quote already in place.
+    p[34..42].copy_from_slice(&[3, 4, 0, 0, 0, 0, (mtu >> 8) as u8, mtu as u8]);
+    let msg: &[u8; 36] = p[34..70].try_into().ok()?;
+    let c = csum::checksum(msg, 0);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    Some(())
+}
+
+#[inline(always)]
+fn icmp6_too_big(ctx: &XdpContext, f: &Frame, mtu: u16, dst: [u8; 6], src: [u8; 6]) -> Option<()> {
+    let p = unsafe { &mut *ptr_at::<[u8; 110]>(ctx, 0)? };
+    write_eth(&mut p[0..14], dst, src, ETH_P_IPV6);
+    p[14..18].copy_from_slice(&[0x60, 0, 0, 0]);
+    p[18..20].copy_from_slice(&56u16.to_be_bytes());
+    p[20] = 58;
+    p[21] = 64;
+    p[22..38].copy_from_slice(&f.dst);
+    p[38..54].copy_from_slice(&f.src);
+    p[54..62].copy_from_slice(&[2, 0, 0, 0, 0, 0, (mtu >> 8) as u8, mtu as u8]);
+    // Pseudo-header: addresses, upper-layer length (56), next header (58).
+    let pseudo = csum::sum16(&f.dst) + csum::sum16(&f.src) + 56 + 58;
+    let msg: &[u8; 56] = p[54..110].try_into().ok()?;
+    let c = csum::checksum(msg, pseudo);
+    p[56..58].copy_from_slice(&c.to_be_bytes());
     Some(())
 }

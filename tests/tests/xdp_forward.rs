@@ -80,6 +80,7 @@ fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<
         reals,
         sorry: None,
         quorum: 1,
+        hysteresis: 0,
     }
 }
 
@@ -379,4 +380,61 @@ fn icmp_errors_about_a_flow_reach_its_real_server() {
         })
         .unwrap();
     }
+}
+
+/// A packet the tunnel cannot carry (1500 bytes + the outer header over a 1500-byte link) is
+/// answered with ICMP "fragmentation needed" / ICMPv6 "packet too big" advertising the MTU
+/// less the tunnel header, from the VIP back to the sender's hop; without DF it is dropped.
+#[test]
+fn tun_answers_packets_too_big_for_the_tunnel() {
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&[
+        service(0, false, Scheduler::Rr, ForwardMethod::Tun, vec![real(false, ForwardMethod::Tun, 1000)]),
+        service(1, true, Scheduler::Rr, ForwardMethod::Tun, vec![real(true, ForwardMethod::Tun, 1001)]),
+    ])
+    .unwrap();
+    let big4 = v4(L2::Plain, CLIENT4, VIP4, L4::TcpAck { sport: 44000, dport: 1000 }, &[7; 1460]);
+    let mut want4 = Vec::new();
+    etherparse::PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+        .ipv4(VIP4.octets(), CLIENT4.octets(), 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1480 },
+        ))
+        .write(&mut want4, &big4[14..14 + 28])
+        .unwrap();
+    let big6 = v6(L2::Plain, CLIENT6, VIP6, L4::TcpAck { sport: 44000, dport: 1001 }, &[7; 1440]);
+    let mut want6 = Vec::new();
+    etherparse::PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+        .ipv6(VIP6.octets(), CLIENT6.octets(), 64)
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1460 })
+        .write(&mut want6, &big6[14..14 + 48])
+        .unwrap();
+    for (svc, input, want) in [(0u32, big4.clone(), want4), (1, big6, want6)] {
+        fx.check(&Case {
+            name: "too big",
+            input,
+            action: XDP_TX,
+            output: Output::Frame(want),
+            reason: "reason_too_big",
+            service: Some(svc),
+            also: &["flows_new"],
+        })
+        .unwrap_or_else(|e| panic!("service {svc}: {e:#}"));
+    }
+    // Without DF the sender cannot be told to shrink: dropped and counted.
+    let no_df = lb_tests::packets::fix_ipv4_csum(lb_tests::packets::patch(
+        v4(L2::Plain, CLIENT4, VIP4, L4::TcpAck { sport: 44001, dport: 1000 }, &[7; 1460]),
+        20,
+        &[0, 0],
+    ));
+    fx.check(&Case {
+        name: "too big, DF clear",
+        input: no_df,
+        action: XDP_DROP,
+        output: Output::Unchanged,
+        reason: "reason_too_big",
+        service: Some(0),
+        also: &["flows_new"],
+    })
+    .unwrap();
 }

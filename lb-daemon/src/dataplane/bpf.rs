@@ -63,6 +63,8 @@ struct SvcState {
     /// Real server address → real id (the sorry server too).
     reals: BTreeMap<SocketAddr, u32>,
     last_flip: Option<Instant>,
+    /// Whether the live weight meets the quorum (with hysteresis, this depends on history).
+    quorum_up: bool,
 }
 
 pub struct BpfDataplane {
@@ -171,8 +173,10 @@ impl BpfDataplane {
             }
             let name = format!("adopted #{id}");
             let reals = reals_by_svc.remove(&id).unwrap_or_default();
-            self.services
-                .insert(name, SvcState { id, keys, applied: None, generation, slices, reals, last_flip: None });
+            self.services.insert(
+                name,
+                SvcState { id, keys, applied: None, generation, slices, reals, last_flip: None, quorum_up: true },
+            );
         }
         if !self.services.is_empty() {
             info!(services = self.services.len(), "adopted services from pinned maps");
@@ -259,6 +263,7 @@ impl BpfDataplane {
                     slices: [(0, 0); 2],
                     reals: BTreeMap::new(),
                     last_flip: None,
+                    quorum_up: true,
                 },
             );
         }
@@ -319,13 +324,12 @@ impl BpfDataplane {
         }
         prime_neighbours(wanted.iter().map(|(a, _)| *a));
 
-        // keepalived's quorum: below it the service is down and the sorry server answers.
+        // keepalived's quorum: below it the service is down and the sorry server answers;
+        // hysteresis keeps it from flapping around the threshold.
         let live_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
-        let (table, truncated) = if live_weight < u64::from(d.quorum.max(1)) {
-            (Vec::new(), false)
-        } else {
-            tables::build(d.scheduler, &members)
-        };
+        state.quorum_up = quorum_state(state.quorum_up, live_weight, d.quorum.max(1), d.hysteresis);
+        let (table, truncated) =
+            if !state.quorum_up { (Vec::new(), false) } else { tables::build(d.scheduler, &members) };
         if truncated {
             warn!(service = %d.name, "more than {MAX_SCAN} live real servers: least-connection scheduling considers the first {MAX_SCAN}");
         }
@@ -473,6 +477,13 @@ impl BpfDataplane {
         }
         Ok(())
     }
+}
+
+/// keepalived's quorum with hysteresis: a service that is up goes down when the live weight
+/// falls below `quorum - hysteresis`; one that is down comes up at `quorum + hysteresis`.
+fn quorum_state(up: bool, live: u64, quorum: u32, hysteresis: u32) -> bool {
+    let (q, h) = (u64::from(quorum), u64::from(hysteresis));
+    if up { live + h >= q } else { live >= q + h }
 }
 
 fn sched_code(s: Scheduler) -> u8 {
@@ -725,6 +736,17 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quorum_with_hysteresis_dampens_flaps() {
+        // quorum 4, hysteresis 1: down below 3, up again at 5.
+        assert!(quorum_state(true, 3, 4, 1));
+        assert!(!quorum_state(true, 2, 4, 1));
+        assert!(!quorum_state(false, 4, 4, 1));
+        assert!(quorum_state(false, 5, 4, 1));
+        // No hysteresis: the plain threshold.
+        assert!(!quorum_state(true, 3, 4, 0) && quorum_state(false, 4, 4, 0));
+    }
 
     #[test]
     fn pool_allocates_frees_and_merges() {

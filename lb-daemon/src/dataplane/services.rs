@@ -32,6 +32,9 @@ pub struct DesiredService {
     pub reals: Vec<DesiredReal>,
     pub sorry: Option<SocketAddr>,
     pub quorum: u32,
+    /// keepalived's quorum dampener: down below quorum − hysteresis, up again at
+    /// quorum + hysteresis.
+    pub hysteresis: u32,
 }
 
 pub fn key_of(ip: IpAddr, port: u16, proto: u8) -> ServiceKey {
@@ -132,6 +135,7 @@ pub fn desired(cfg: &Config) -> (Vec<DesiredService>, Vec<String>) {
             reals: vs.real_servers.iter().map(|r| DesiredReal { addr: r.addr, weight: r.weight }).collect(),
             sorry: vs.sorry_server,
             quorum: vs.quorum,
+            hysteresis: vs.hysteresis,
         });
     }
     (out, skipped)
