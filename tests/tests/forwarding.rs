@@ -76,6 +76,14 @@ virtual_server 2001:db8:f::10 80 {
     real_server 2001:db8:b::12 8080
     real_server 2001:db8:b::13 8080
 }
+virtual_server 203.0.113.10 8443 {
+    lb_algo dh
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080
+    real_server 198.51.100.12 8080
+    real_server 198.51.100.13 8080
+}
 virtual_server 203.0.113.10 443 {
     lb_algo rr
     lb_kind NAT
@@ -88,7 +96,7 @@ virtual_server 203.0.113.10 443 {
 ";
 
 #[test]
-fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_and_persistence() {
+fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
     let _servers = backends(&topo, 8080);
@@ -114,6 +122,10 @@ fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_and_persistence() {
     // sh over IPv6: one client address always lands on the same real server.
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();
     assert_eq!(spread(&names).len(), 1, "sh must be sticky per client: {names:?}");
+
+    // dh hashes the destination: every flow to this VIP lands on one real server.
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(8443), None)).collect();
+    assert_eq!(spread(&names).len(), 1, "dh must be sticky per destination: {names:?}");
 
     // Persistence: rr would rotate, persistence keeps the client on its first real server.
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(443), None)).collect();

@@ -438,3 +438,35 @@ fn tun_answers_packets_too_big_for_the_tunnel() {
     })
     .unwrap();
 }
+
+/// Persistence groups clients by `persistence_granularity`: with /24, two clients of one
+/// /24 share a real server even under rr.
+#[test]
+fn persistence_granularity_groups_clients_by_prefix() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut svc = service(0, false, Scheduler::Rr, ForwardMethod::Dr, vec![]);
+    svc.reals = [11u8, 12]
+        .iter()
+        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
+        .collect();
+    svc.persist_timeout = 300;
+    svc.persist_prefix = 24;
+    fx.apply(&[svc]).unwrap();
+    // Which real server (its MAC's last byte) a SYN from `client` reaches.
+    let to = |client: Ipv4Addr, sport: u16| {
+        let (action, out) = fx.run(&v4(L2::Plain, client, VIP4, L4::TcpSyn { sport, dport: 1000 }, b"")).unwrap();
+        assert_eq!(action, XDP_TX);
+        out[5]
+    };
+    let first = to(CLIENT4, 45000);
+    // Ten more clients of the same /24, one new connection each: rr alone would spread them
+    // over both real servers (all ten matching by chance: 1 in 1024).
+    for host in 3..13u8 {
+        assert_eq!(
+            to(Ipv4Addr::new(192, 0, 2, host), 45000 + u16::from(host)),
+            first,
+            "192.0.2.{host} left the /24's real server"
+        );
+    }
+    assert_eq!(to(CLIENT4, 45100), first, "same client, new connection");
+}
