@@ -17,10 +17,36 @@ use lb_tests::{
     servers::{Backend, TIMEOUT, spread, tcp_ask, udp_ask},
 };
 
-fn config(tag: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("lbt-fwd-{tag}-{}.conf", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
+/// A config file for one test, removed on drop.
+struct TempConfig(PathBuf);
+
+impl std::ops::Deref for TempConfig {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempConfig {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// lb-daemon on the topology's load balancer with `conf`: its config file, pin directory and
+/// process.
+fn lb(topo: &LbTopology, tag: &str, conf: &str) -> (TempConfig, PathBuf, Daemon) {
+    let cfg = TempConfig(std::env::temp_dir().join(format!("lbt-fwd-{tag}-{}.conf", std::process::id())));
+    std::fs::write(&cfg, conf).unwrap();
+    let pins = daemon::pin_dir(tag);
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    (cfg, pins, d)
 }
 
 fn vip4(port: u16) -> SocketAddr {
@@ -100,9 +126,7 @@ fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
     let _servers = backends(&topo, 8080);
-    let cfg = config("nat", NAT_CONF);
-    let pins = daemon::pin_dir("nat");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (_cfg, pins, d) = lb(&topo, "nat", NAT_CONF);
 
     // rr: 30 connections, each completes a request and reply through the VIP.
     let names: Vec<String> = (0..30).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
@@ -135,7 +159,6 @@ fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence() {
     let g = &snap.global.0;
     assert!(g["reason_fwd_nat"] > 0 && g["reason_nat_reply"] > 0, "{g:?}");
     drop(d);
-    std::fs::remove_file(cfg).unwrap();
 }
 
 const DR_CONF: &str = "
@@ -171,9 +194,7 @@ fn dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky() {
         .enumerate()
         .map(|(i, b)| Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()))
         .collect();
-    let cfg = config("dr", DR_CONF);
-    let pins = daemon::pin_dir("dr");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (_cfg, pins, d) = lb(&topo, "dr", DR_CONF);
 
     let names: Vec<String> = (0..8).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert_eq!(spread(&names).len(), 1, "mh hashes the client address: one real server for one client: {names:?}");
@@ -181,7 +202,6 @@ fn dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky() {
     assert!(snap.global.0["reason_fwd_dr"] >= 8, "{:?}", snap.global.0);
     drop(d);
     drop(servers);
-    std::fs::remove_file(cfg).unwrap();
 }
 
 const DRAIN_CONF: &str = "
@@ -199,9 +219,7 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     require_root();
     let topo = LbTopology::new(2).unwrap();
     let _servers = backends(&topo, 8080);
-    let cfg = config("drain", DRAIN_CONF);
-    let pins = daemon::pin_dir("drain");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (cfg, pins, d) = lb(&topo, "drain", DRAIN_CONF);
 
     // Open long-lived connections to both real servers.
     let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| hold(&topo.client, vip4(80))).collect();
@@ -233,7 +251,6 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     assert_eq!(be1.weight, 0);
     drop(held);
     drop(d);
-    std::fs::remove_file(cfg).unwrap();
 }
 
 const TUN_CONF: &str = "
@@ -278,9 +295,7 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
     topo.lb
         .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
         .unwrap();
-    let cfg = config("tun", TUN_CONF);
-    let pins = daemon::pin_dir("tun");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (_cfg, pins, d) = lb(&topo, "tun", TUN_CONF);
 
     let names: Vec<String> = (0..10).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     let s = spread(&names);
@@ -292,7 +307,6 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
     drop(d);
     drop(servers);
     drop(decaps);
-    std::fs::remove_file(cfg).unwrap();
 }
 
 const LC_CONF: &str = "
@@ -326,9 +340,7 @@ fn lc_sends_new_connections_to_the_least_loaded_real_server() {
     require_root();
     let topo = LbTopology::new(2).unwrap();
     let _servers = backends(&topo, 8080);
-    let cfg = config("lc", LC_CONF);
-    let pins = daemon::pin_dir("lc");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (_cfg, pins, d) = lb(&topo, "lc", LC_CONF);
 
     let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| hold(&topo.client, vip4(80))).collect();
     let s = spread(&held.iter().map(|h| h.0.clone()).collect::<Vec<_>>());
@@ -349,7 +361,6 @@ fn lc_sends_new_connections_to_the_least_loaded_real_server() {
     drop(held);
     drop(next);
     drop(d);
-    std::fs::remove_file(cfg).unwrap();
 }
 
 /// One more exchange on a held connection: which real server answered.
@@ -373,9 +384,7 @@ fn restart_adopts_pinned_maps_and_established_flows_keep_their_real_server() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
     let _servers = backends(&topo, 8080);
-    let cfg = config("restart", NAT_CONF);
-    let pins = daemon::pin_dir("restart");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (cfg, pins, d) = lb(&topo, "restart", NAT_CONF);
     let (first, mut conn) = hold(&topo.client, vip4(80));
     let ct_id = map_id(&pins.join("lb_conntrack"));
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -397,7 +406,6 @@ fn restart_adopts_pinned_maps_and_established_flows_keep_their_real_server() {
     drop(conn);
     drop(d2);
     drop(d);
-    std::fs::remove_file(cfg).unwrap();
 }
 
 /// TUN under Debian's 6.1 kernel (virtme-ng), whose real servers decapsulate with the
@@ -436,9 +444,7 @@ fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
     topo.lb
         .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
         .unwrap();
-    let cfg = config("tunvm", TUN_CONF);
-    let pins = daemon::pin_dir("tunvm");
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+    let (_cfg, _pins, d) = lb(&topo, "tunvm", TUN_CONF);
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert_eq!(spread(&names).len(), 2, "IPIP to both real servers: {names:?}");
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();
@@ -446,5 +452,4 @@ fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
     drop(d);
     drop(servers);
     println!("TUN via kernel ipip on {}", release.trim());
-    std::fs::remove_file(cfg).unwrap();
 }
