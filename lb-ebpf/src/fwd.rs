@@ -324,7 +324,8 @@ fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     let dropped = Verdict::new(xdp_action::XDP_DROP, Reason::TooBig);
     let Some(eth) = ptr_at::<[u8; ETH_HLEN]>(ctx, 0) else { return dropped };
     let eth = unsafe { &*eth };
-    let (peer_mac, our_mac) = ([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]], [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
+    let (peer_mac, our_mac) =
+        ([eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]], [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
     let v4 = f.family == FAMILY_V4;
     // Layout: Ethernet, new IP header, 8-byte ICMP header, the quoted IP header + 8 bytes.
     let (ip_len, quote) = if v4 { (IPV4_HLEN, IPV4_HLEN + 8) } else { (IPV6_HLEN, IPV6_HLEN + 8) };
@@ -343,7 +344,8 @@ fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     if len < total || unsafe { bpf_xdp_adjust_tail(ctx.ctx, total as i32 - len as i32) } != 0 {
         return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
     }
-    let ok = if v4 { icmp4_too_big(ctx, f, mtu, peer_mac, our_mac) } else { icmp6_too_big(ctx, f, mtu, peer_mac, our_mac) };
+    let ok =
+        if v4 { icmp4_too_big(ctx, f, mtu, peer_mac, our_mac) } else { icmp6_too_big(ctx, f, mtu, peer_mac, our_mac) };
     if ok.is_none() {
         return Verdict::new(xdp_action::XDP_ABORTED, Reason::TooBig);
     }
