@@ -84,6 +84,7 @@ static FIXTURES: AtomicU32 = AtomicU32::new(0);
 
 impl Fixture {
     pub fn load() -> Result<Self> {
+        crate::netns::sweep_stale_pins();
         let object = lb_daemon::dataplane::object::load(None)?;
         let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));

@@ -29,6 +29,7 @@ impl Netns {
     /// Creates a namespace with loopback up. `role` (a few letters) makes names readable.
     pub fn new(role: &str) -> Result<Self> {
         sweep_stale();
+        sweep_stale_pins();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("{PREFIX}{role}-{}-{n}", std::process::id());
         run(Command::new("ip").args(["netns", "add", &name]))?;
@@ -163,6 +164,24 @@ pub fn sweep_stale() {
             if !alive {
                 let _ = Command::new("ip").args(["netns", "del", &name]).output();
             }
+        }
+    }
+}
+
+/// Removes pin directories (`/sys/fs/bpf/lbt-*-PID-*`) of test processes that no longer
+/// exist: a test killed with SIGKILL cannot remove its own.
+pub fn sweep_stale_pins() {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(PREFIX) {
+            continue;
+        }
+        let pid = name.split('-').filter_map(|p| p.parse::<i32>().ok()).next();
+        if let Some(pid) = pid
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+        {
+            let _ = lb_daemon::dataplane::bpf::remove_pins_in(&e.path());
         }
     }
 }

@@ -104,6 +104,16 @@ impl BpfDataplane {
     pub fn load(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
         ensure_bpffs(pin_dir)?;
         check_layout(pin_dir)?;
+        let fresh = !pin_dir.join(MAP_META).exists();
+        let loaded = Self::load_pinned(object, pin_dir, sizes);
+        if loaded.is_err() && fresh {
+            // Do not leave half a data plane pinned behind a failed start.
+            let _ = remove_pins_in(pin_dir);
+        }
+        loaded
+    }
+
+    fn load_pinned(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
         std::fs::create_dir_all(pin_dir).with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
         let paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
         let mut loader = EbpfLoader::new();
