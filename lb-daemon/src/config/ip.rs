@@ -73,13 +73,7 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
     let mut a = IpAddress { addr, prefix, broadcast: None, dev: None, scope: None, label: None, span: first.span };
     let mut it = words[1..].iter();
     while let Some(kw) = it.next() {
-        let mut val = |ctx: &mut Ctx, what: &str| {
-            let v = it.next();
-            if v.is_none() {
-                ctx.error(kw.span, format!("`{}` needs {what}", kw.text));
-            }
-            v
-        };
+        let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
         match kw.text.as_str() {
             "dev" => a.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
             "label" => a.label = val(ctx, "a label").map(|w| w.text.clone()),
@@ -149,13 +143,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         span: first.span,
     };
     while let Some(kw) = it.next() {
-        let mut val = |ctx: &mut Ctx, what: &str| {
-            let v = it.next();
-            if v.is_none() {
-                ctx.error(kw.span, format!("`{}` needs {what}", kw.text));
-            }
-            v
-        };
+        let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
         match kw.text.as_str() {
             "via" | "gw" => r.via = val(ctx, "a gateway address").and_then(|w| ip(ctx, w)),
             "src" => r.src = val(ctx, "a source address").and_then(|w| ip(ctx, w)),
@@ -177,6 +165,15 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         }
     }
     Some(r)
+}
+
+/// The word after option `kw`, or an error saying what it needs.
+fn value<'a>(ctx: &mut Ctx, it: &mut impl Iterator<Item = &'a Word>, kw: &Word, what: &str) -> Option<&'a Word> {
+    let v = it.next();
+    if v.is_none() {
+        ctx.error(kw.span, format!("`{}` needs {what}", kw.text));
+    }
+    v
 }
 
 fn ip(ctx: &mut Ctx, w: &Word) -> Option<IpAddr> {
