@@ -6,3 +6,5 @@
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod logging;
+pub mod pidfile;

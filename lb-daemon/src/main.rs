@@ -11,8 +11,19 @@ use lb_daemon::{
 };
 
 #[derive(Parser)]
-#[command(name = "lb-daemon", version, about = "keepalived-compatible load balancer with an XDP data plane")]
+#[command(
+    name = "lb-daemon",
+    version,
+    disable_version_flag = true,
+    about = "keepalived-compatible load balancer with an XDP data plane",
+    after_help = "lb-daemon always runs in the foreground (keepalived forks unless -n): run it under \
+                  systemd or another supervisor. Signals: SIGHUP reloads the configuration, \
+                  SIGTERM/SIGINT stop."
+)]
 struct Cli {
+    /// Print the version and exit (keepalived's -v).
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Configuration file (keepalived.conf syntax).
     #[arg(short = 'f', long = "use-file", default_value = "/etc/keepalived/keepalived.conf", global = true)]
     config: PathBuf,
@@ -30,12 +41,27 @@ struct Cli {
     /// implemented yet.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
-    /// Log to the console (the only sink so far; syslog comes with the operations work).
-    #[arg(short = 'l', long = "log-console")]
+    /// Log to the console as well as to syslog.
+    #[arg(short = 'l', long = "log-console", global = true)]
     log_console: bool,
     /// Detailed logs (debug level).
-    #[arg(short = 'D', long = "log-detail")]
+    #[arg(short = 'D', long = "log-detail", global = true)]
     log_detail: bool,
+    /// Syslog facility: 0-7 (local0-local7, as keepalived), local0-local7, user or daemon.
+    #[arg(short = 'S', long = "log-facility", default_value = "daemon", value_parser = lb_daemon::logging::parse_facility)]
+    log_facility: syslog_tracing::Facility,
+    /// Run only the VRRP subsystem (keepalived's -P). Not implemented yet: refused.
+    #[arg(short = 'P', long = "vrrp", conflicts_with = "check")]
+    vrrp: bool,
+    /// Run only the load-balancing subsystem (keepalived's -C): what this version runs.
+    #[arg(short = 'C', long = "check")]
+    check: bool,
+    /// Stay in the foreground: accepted for keepalived's command lines; lb-daemon never forks.
+    #[arg(short = 'n', long = "dont-fork")]
+    dont_fork: bool,
+    /// Write the daemon's pid to FILE (removed on a clean stop).
+    #[arg(short = 'p', long = "pid")]
+    pid: Option<PathBuf>,
     /// Directory under bpffs for pinned maps.
     #[arg(long, default_value = PIN_DIR, global = true)]
     pin_dir: PathBuf,
@@ -71,15 +97,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if cli.log_detail { "debug" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let _ = cli.log_console;
+    // The daemon logs to syslog like keepalived; one-shot commands only to the console.
+    let daemon = cli.command.is_none() && !cli.config_test;
+    lb_daemon::logging::init(lb_daemon::logging::LogOptions {
+        console: cli.log_console || !daemon,
+        detail: cli.log_detail,
+        syslog: daemon.then_some(cli.log_facility),
+    });
+    let _ = (cli.dont_fork, cli.check);
 
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
@@ -129,6 +154,10 @@ fn config_test(cli: &Cli) -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.vrrp {
+        anyhow::bail!("-P/--vrrp: the VRRP subsystem is not implemented yet; nothing to run");
+    }
+    let _pid = cli.pid.as_deref().map(lb_daemon::pidfile::PidFile::create).transpose()?;
     let opts = Options {
         config: cli.config,
         pin_dir: cli.pin_dir,

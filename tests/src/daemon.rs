@@ -40,11 +40,12 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Runs `lb-daemon -f config --pin-dir pin_dir ARGS` in `ns` and waits (up to 30 s) for it
+    /// Runs `lb-daemon -l -f config --pin-dir pin_dir ARGS` in `ns` and waits (up to 30 s) for it
     /// to report ready; fails with its log if it exits first.
     pub fn start(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str]) -> Result<Self> {
+        // -l: the log goes to stderr (too), where the harness reads it.
         let mut all: Vec<&std::ffi::OsStr> =
-            vec!["-f".as_ref(), config.as_os_str(), "--pin-dir".as_ref(), pin_dir.as_os_str()];
+            vec!["-l".as_ref(), "-f".as_ref(), config.as_os_str(), "--pin-dir".as_ref(), pin_dir.as_os_str()];
         all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
         let mut d = Self::spawn(ns, &all, "lb-daemon ready")?;
         d.pin_dir = Some(pin_dir.to_path_buf());

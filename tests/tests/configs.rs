@@ -92,3 +92,23 @@ fn keyword_status_document_is_current() {
         assert!(doc.contains(&format!("| `{kw}`")), "{kw} not listed as parsed");
     }
 }
+
+/// keepalived's command-line spellings: the seed guide's `-D -d -S 2`, `-n`, `-v`; `-P`
+/// (VRRP only) is refused while VRRP is not implemented, with a message, not a panic.
+#[test]
+fn keepalived_command_line_spellings() {
+    let bin = daemon::binary().unwrap();
+    let guide = workspace_root().join("configs/keepalived-guide.conf");
+    let out = Command::new(&bin).args(["-D", "-d", "-S", "2", "-n", "-t", "-f"]).arg(&guide).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("virtual_servers"), "-d prints the model");
+    let out = Command::new(&bin).arg("-v").output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("lb-daemon"));
+    let out = Command::new(&bin).args(["-S", "9", "-t", "-f"]).arg(&guide).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad facility is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a syslog facility"));
+    let out = Command::new(&bin).args(["-P", "-f"]).arg(&guide).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VRRP subsystem is not implemented yet") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -54,7 +54,11 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     let topo = LbTopology::new(1).unwrap();
     let config = write_config("count", CONFIG);
     let pins = daemon::pin_dir("count");
-    let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let pidfile = std::env::temp_dir().join(format!("lbt-count-{}.pid", std::process::id()));
+    let mut d = Daemon::start(&topo.lb, &config, &pins, &["-p", pidfile.to_str().unwrap()]).unwrap();
+    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // nsenter execs the daemon: the pid we spawned is the daemon's.
+    assert_eq!(Some(pid), d.pid(), "the pid file names the daemon");
     assert!(xdp_on(&topo, "l0") && xdp_on(&topo, "l1"), "XDP not on both lb links");
     assert!(d.log().iter().any(|l| l.contains("service programmed service=203.0.113.10:53/udp")), "{:#?}", d.log());
 
@@ -120,6 +124,7 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
 
     let status = d.stop().unwrap();
     assert!(status.success(), "exit {status}; log:\n{}", d.log().join("\n"));
+    assert!(!pidfile.exists(), "the pid file is removed on a clean stop");
     assert!(!pins.exists(), "pins left in {}", pins.display());
     assert!(!xdp_on(&topo, "l0") && !xdp_on(&topo, "l1"), "XDP left attached");
     std::fs::remove_file(config).unwrap();
