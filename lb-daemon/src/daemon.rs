@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
+use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -24,6 +25,13 @@ pub struct Options {
     pub dump_conf: bool,
     pub backend: BackendKind,
     pub sizes: crate::dataplane::bpf::Sizes,
+}
+
+/// Tells systemd (`Type=notify`) where we are; a no-op without `NOTIFY_SOCKET`.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!("sd_notify failed: {e}");
+    }
 }
 
 /// Parses the config and logs each diagnostic; errors fail with all of them.
@@ -139,6 +147,7 @@ pub async fn run(opts: Options) -> Result<()> {
     program(&mut dp, &loaded)?;
     let mut current = loaded;
     info!(pin_dir = %opts.pin_dir.display(), "lb-daemon ready");
+    notify(&[NotifyState::Ready, NotifyState::Status("forwarding")]);
 
     // lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the
     // real servers (the XDP FIB lookup only finds what the kernel has resolved).
@@ -147,6 +156,7 @@ pub async fn run(opts: Options) -> Result<()> {
         tokio::select! {
             _ = hup.recv() => {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
+                notify(&[NotifyState::Reloading]);
                 // An invalid config leaves the running one untouched.
                 match read_config(&opts.config, opts.backend) {
                     Ok(new) => match program(&mut dp, &new) {
@@ -158,6 +168,7 @@ pub async fn run(opts: Options) -> Result<()> {
                     },
                     Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
                 }
+                notify(&[NotifyState::Ready]);
             }
             _ = housekeeping.tick() => {
                 if let Err(e) = dp.reconcile_conns() {
@@ -170,6 +181,7 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
         }
     }
+    notify(&[NotifyState::Stopping]);
     dp.shutdown(true)?;
     info!("stopped; XDP detached and pins removed");
     Ok(())

@@ -43,20 +43,30 @@ impl Daemon {
     /// Runs `lb-daemon -l -f config --pin-dir pin_dir ARGS` in `ns` and waits (up to 30 s) for it
     /// to report ready; fails with its log if it exits first.
     pub fn start(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_env(ns, config, pin_dir, args, &[])
+    }
+
+    /// `start` with extra environment variables.
+    pub fn start_env(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         // -l: the log goes to stderr (too), where the harness reads it.
         let mut all: Vec<&std::ffi::OsStr> =
             vec!["-l".as_ref(), "-f".as_ref(), config.as_os_str(), "--pin-dir".as_ref(), pin_dir.as_os_str()];
         all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
-        let mut d = Self::spawn(ns, &all, "lb-daemon ready")?;
+        let mut d = Self::spawn_env(ns, &all, "lb-daemon ready", env)?;
         d.pin_dir = Some(pin_dir.to_path_buf());
         Ok(d)
     }
 
     /// Runs `lb-daemon ARGS` in `ns` and waits (up to 30 s) for a log line containing `ready`.
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str) -> Result<Self> {
+        Self::spawn_env(ns, args, ready, &[])
+    }
+
+    fn spawn_env<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str, env: &[(&str, &str)]) -> Result<Self> {
         let mut child = ns
             .command(binary()?)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -136,10 +136,25 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     let topo = LbTopology::new(1).unwrap();
     let config = write_config("hup", CONFIG);
     let pins = daemon::pin_dir("hup");
-    let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
+    // systemd's Type=notify protocol: READY=1 at start, RELOADING=1 then READY=1 per SIGHUP.
+    let sock_path = std::env::temp_dir().join(format!("lbt-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock_path);
+    let notify = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let d =
+        Daemon::start_env(&topo.lb, &config, &pins, &["-i", "l0"], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())])
+            .unwrap();
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = notify.recv(&mut buf).expect("an sd_notify message");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().contains("READY=1"), "start");
     std::fs::write(&config, "virtual_server 203.0.113.10 {\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(d.wait_log("reload refused", Duration::from_secs(10)), "{}", d.log().join("\n"));
+    assert!(next().contains("RELOADING=1"));
+    assert!(next().contains("READY=1"), "ready again after a refused reload");
     let log = d.log().join("\n");
     assert!(log.contains(":1:29: error: unclosed `{`"), "{log}");
     let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
@@ -154,6 +169,7 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     let kept = before.iter().find(|(s, _)| s == "203.0.113.10:80/tcp").unwrap();
     assert_eq!(after.services.iter().map(|s| (s.service.clone(), s.id)).collect::<Vec<_>>(), vec![kept.clone()]);
     std::fs::remove_file(config).unwrap();
+    std::fs::remove_file(sock_path).unwrap();
 }
 
 #[test]
