@@ -275,6 +275,24 @@ impl LbTopology {
         Ok(Self { client, lb, switch, backends: list })
     }
 
+    /// Sets up direct return (DR and TUN): every backend holds both VIPs on lo without
+    /// answering ARP for them and without reverse-path filtering, and the lb accepts the
+    /// VIP-sourced replies its kernel would otherwise drop as martians
+    /// (shared/notes/topologies.md).
+    pub fn direct_return(&self) -> Result<()> {
+        for b in &self.backends {
+            b.sh(&format!(
+                "ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo && \
+                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+                 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.b0.rp_filter=0"
+            ))?;
+        }
+        self.lb.sh(
+            "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1",
+        )?;
+        Ok(())
+    }
+
     /// Every namespace name, for checking that cleanup removed them.
     pub fn names(&self) -> Vec<String> {
         let mut v = vec![self.client.name().to_string(), self.lb.name().to_string(), self.switch.name().to_string()];

@@ -176,18 +176,8 @@ virtual_server 203.0.113.10 80 {
 fn dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
-    // DR real servers hold the VIP on lo and must not answer ARP for it.
-    for b in &topo.backends {
-        b.sh(&format!(
-            "ip addr add {VIP4}/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2"
-        ))
-        .unwrap();
-    }
-    // Replies go from the backends straight back via the lb's kernel, whose VIP-sourced
-    // packets it would drop as martians (shared/notes/topologies.md).
-    topo.lb
-        .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
-        .unwrap();
+    // DR real servers hold the VIP on lo; their replies pass the lb's kernel.
+    topo.direct_return().unwrap();
     let servers: Vec<Backend> = topo
         .backends
         .iter()
@@ -282,19 +272,12 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
     let topo = LbTopology::new(2).unwrap();
     let mut decaps = Vec::new();
     let mut servers = Vec::new();
+    topo.direct_return().unwrap();
     for (i, b) in topo.backends.iter().enumerate() {
-        b.sh(&format!(
-            "ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo && \\
-             sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.b0.rp_filter=0"
-        ))
-        .unwrap();
         decaps.push(Daemon::spawn(b, &["decap", "-i", "b0"], "lb-daemon decap ready").unwrap());
         servers.push(Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()));
         servers.push(Backend::start(b, format!("be{i}"), format!("[{VIP6}]:80").parse().unwrap()));
     }
-    topo.lb
-        .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
-        .unwrap();
     let (_cfg, pins, d) = lb(&topo, "tun", TUN_CONF);
 
     let names: Vec<String> = (0..10).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
@@ -430,20 +413,13 @@ fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
     std::process::Command::new("modprobe").args(["-a", "ipip", "ip6_tunnel"]).status().unwrap();
     let topo = LbTopology::new(2).unwrap();
     let mut servers = Vec::new();
+    topo.direct_return().unwrap();
     for (i, b) in topo.backends.iter().enumerate() {
         // The modules give every namespace a catch-all tunl0 / ip6tnl0.
-        b.sh(&format!(
-            "ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo && ip link set tunl0 up && \\
-             ip link set ip6tnl0 up && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \\
-             net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.tunl0.rp_filter=0 net.ipv4.conf.b0.rp_filter=0"
-        ))
-        .unwrap();
+        b.sh("ip link set tunl0 up && ip link set ip6tnl0 up && sysctl -qw net.ipv4.conf.tunl0.rp_filter=0").unwrap();
         servers.push(Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()));
         servers.push(Backend::start(b, format!("be{i}"), format!("[{VIP6}]:80").parse().unwrap()));
     }
-    topo.lb
-        .sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l1.rp_filter=0 net.ipv4.conf.l1.accept_local=1")
-        .unwrap();
     let (_cfg, _pins, d) = lb(&topo, "tunvm", TUN_CONF);
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert_eq!(spread(&names).len(), 2, "IPIP to both real servers: {names:?}");

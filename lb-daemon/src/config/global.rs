@@ -41,21 +41,13 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
     Keyword::new("router_id", |ctx, g, s| g.router_id = ctx.string(s, 0, "a name")),
     Keyword::new("default_interface", |ctx, g, s| g.default_interface = ctx.string(s, 0, "an interface name")),
     Keyword::new("vrrp_mcast_group4", |ctx, g, s| {
-        if let Some(a) = ctx.parse::<std::net::Ipv4Addr>(s, 0, "an IPv4 multicast address") {
-            if a.is_multicast() {
-                g.vrrp_mcast_group4 = a;
-            } else {
-                ctx.error(s.args()[0].span, format!("{a} is not an IPv4 multicast address"));
-            }
+        if let Some(std::net::IpAddr::V4(a)) = multicast(ctx, s, "an IPv4 multicast address", false) {
+            g.vrrp_mcast_group4 = a;
         }
     }),
     Keyword::new("vrrp_mcast_group6", |ctx, g, s| {
-        if let Some(a) = ctx.parse::<std::net::Ipv6Addr>(s, 0, "an IPv6 multicast address") {
-            if a.is_multicast() {
-                g.vrrp_mcast_group6 = a;
-            } else {
-                ctx.error(s.args()[0].span, format!("{a} is not an IPv6 multicast address"));
-            }
+        if let Some(std::net::IpAddr::V6(a)) = multicast(ctx, s, "an IPv6 multicast address", true) {
+            g.vrrp_mcast_group6 = a;
         }
     }),
     Keyword::new("vrrp_version", |ctx, g, s| {
@@ -102,6 +94,16 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         };
     }),
 ];
+
+/// A multicast address of the family asked for, or an error saying what was expected.
+fn multicast(ctx: &mut Ctx, s: &Stmt, what: &str, v6: bool) -> Option<std::net::IpAddr> {
+    let a: std::net::IpAddr = ctx.parse(s, 0, what)?;
+    if a.is_ipv6() != v6 || !a.is_multicast() {
+        ctx.error(s.args()[0].span, format!("{a} is not {what}"));
+        return None;
+    }
+    Some(a)
+}
 
 fn notification_email(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
     for w in ctx.block_words(stmt) {
