@@ -1,6 +1,9 @@
 //! The running daemon: load config, program the data plane, react to signals.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use sd_notify::NotifyState;
@@ -8,11 +11,17 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
+    alert::Mailer,
+    check::{
+        self, Checkers,
+        health::{Health, Report},
+    },
     config::{self, BackendKind, Loaded, Severity},
     dataplane::{
         bpf::{AttachMode, BpfDataplane},
         object, services,
     },
+    script,
 };
 
 pub struct Options {
@@ -57,14 +66,6 @@ pub fn default_interfaces() -> Result<Vec<String>> {
     Ok(list.iter().map(|i| i.name().to_string_lossy().into_owned()).filter(|n| n != "lo").collect())
 }
 
-fn program(dp: &mut BpfDataplane, loaded: &Loaded) -> Result<()> {
-    let (desired, skipped) = services::desired(&loaded.config);
-    for s in skipped {
-        warn!("{s}");
-    }
-    dp.apply(&desired)
-}
-
 /// What the config asks for that this version parses but does not act on yet, each located:
 /// a keepalived.conf is accepted whole, and nothing in it is dropped silently.
 pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
@@ -89,32 +90,6 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
     for r in &c.static_routes {
         items.push((r.span, format!("static_routes {}/{}: not applied yet", r.dest, r.prefix)));
     }
-    for vs in &c.virtual_servers {
-        for rs in &vs.real_servers {
-            if !rs.checkers.is_empty() || rs.notify_up.is_some() || rs.notify_down.is_some() {
-                items.push((
-                    rs.span,
-                    format!(
-                        "real_server {}: health checks and notify scripts are not run yet; it counts as up",
-                        rs.addr
-                    ),
-                ));
-            }
-        }
-        if vs.quorum_up.is_some()
-            || vs.quorum_down.is_some()
-            || vs.hysteresis != 0
-            || vs.ha_suspend
-            || vs.alpha
-            || vs.omega
-        {
-            items.push((
-                vs.span,
-                "virtual_server: quorum_up/down scripts, ha_suspend, alpha and omega wait for the health checkers"
-                    .to_string(),
-            ));
-        }
-    }
     items.into_iter().map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg))).collect()
 }
 
@@ -134,6 +109,7 @@ pub async fn run(opts: Options) -> Result<()> {
     if opts.dump_conf {
         info!("configuration:\n{:#?}", loaded.config);
     }
+    let runner = script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
     let object = object::load(opts.bpf_object.as_deref())?;
     let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
     let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
@@ -144,9 +120,18 @@ pub async fn run(opts: Options) -> Result<()> {
         let mode = dp.attach(iface, opts.attach_mode)?;
         info!(iface, mode, "XDP program attached");
     }
-    program(&mut dp, &loaded)?;
-    let mut current = loaded;
-    info!(pin_dir = %opts.pin_dir.display(), "lb-daemon ready");
+    let (checkers, mut reports) = Checkers::new();
+    let mut node = Node {
+        dp,
+        mailer: Mailer::new(&loaded.config.global),
+        current: loaded,
+        runner,
+        health: Health::default(),
+        checkers,
+    };
+    node.checkers.sync(&node.current.config, &node.runner, &mut node.health);
+    node.program()?;
+    info!(pin_dir = %opts.pin_dir.display(), checkers = node.checkers.len(), "lb-daemon ready");
     notify(&[NotifyState::Ready, NotifyState::Status("forwarding")]);
 
     // lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the
@@ -157,24 +142,15 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = hup.recv() => {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
                 notify(&[NotifyState::Reloading]);
-                // An invalid config leaves the running one untouched.
-                match read_config(&opts.config, opts.backend) {
-                    Ok(new) => match program(&mut dp, &new) {
-                        Ok(()) => {
-                            current = new;
-                            info!("reload applied");
-                        }
-                        Err(e) => error!("reload failed: {e:#}"),
-                    },
-                    Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
-                }
+                node.reload(&opts);
                 notify(&[NotifyState::Ready]);
             }
+            Some(report) = reports.recv() => node.on_report(report),
             _ = housekeeping.tick() => {
-                if let Err(e) = dp.reconcile_conns() {
+                if let Err(e) = node.dp.reconcile_conns() {
                     warn!("recounting connections failed: {e:#}");
                 }
-                let (desired, _) = services::desired(&current.config);
+                let (desired, _) = services::desired(&node.current.config, &node.health);
                 crate::dataplane::bpf::prime_neighbours(desired.iter().flat_map(|d| d.reals.iter().map(|r| r.addr)));
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
@@ -182,7 +158,160 @@ pub async fn run(opts: Options) -> Result<()> {
         }
     }
     notify(&[NotifyState::Stopping]);
-    dp.shutdown(true)?;
+    node.checkers.stop();
+    node.omega().await;
+    node.dp.shutdown(true)?;
     info!("stopped; XDP detached and pins removed");
     Ok(())
+}
+
+/// Script runs for notify_* and quorum_* are bounded; keepalived has no limit, but a hung
+/// notify script must not pile up forever.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the daemon loop owns.
+struct Node {
+    dp: BpfDataplane,
+    current: Loaded,
+    runner: script::Runner,
+    mailer: Option<Mailer>,
+    health: Health,
+    checkers: Checkers,
+}
+
+impl Node {
+    /// Programs the data plane from the config and the checkers' verdicts, settling each
+    /// service's quorum first (and running its quorum scripts when it moves).
+    fn program(&mut self) -> Result<()> {
+        let cfg = &self.current.config;
+        let (mut desired, skipped) = services::desired(cfg, &self.health);
+        for s in skipped {
+            warn!("{s}");
+        }
+        for d in &mut desired {
+            let live: u64 = d.reals.iter().map(|r| u64::from(r.weight)).sum();
+            if let Some(up) = self.health.settle_quorum(&d.name, live, d.quorum, d.hysteresis) {
+                let vs = cfg.virtual_servers.iter().find(|v| check::service_name(v) == d.name);
+                let (word, script) = match (up, vs) {
+                    (true, Some(v)) => ("gained", v.quorum_up.as_ref()),
+                    (false, Some(v)) => ("lost", v.quorum_down.as_ref()),
+                    (_, None) => (if up { "gained" } else { "lost" }, None),
+                };
+                warn!(service = %d.name, live_weight = live, quorum = d.quorum, hysteresis = d.hysteresis,
+                    "quorum {word}{}", if up { "" } else { if d.sorry.is_some() { "; the sorry server answers" } else { "; the service drops new connections" } });
+                if let Some(s) = script {
+                    self.notify_script(s, None, Vec::new());
+                }
+                if vs.is_some_and(|v| self.mail_for(v, None))
+                    && let Some(m) = &self.mailer
+                {
+                    m.send(
+                        &format!("Virtual server {} - quorum {word}", d.name),
+                        format!("=> quorum {word}: live weight {live}, quorum {} <=", d.quorum),
+                    );
+                }
+            }
+            d.quorum_up = self.health.quorum_up(&d.name);
+        }
+        self.health.retain_services(&desired.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+        self.dp.apply(&desired)
+    }
+
+    fn reload(&mut self, opts: &Options) {
+        // An invalid config leaves the running one untouched.
+        let new = match read_config(&opts.config, opts.backend) {
+            Ok(n) => n,
+            Err(e) => return error!("reload refused, keeping the running configuration: {e:#}"),
+        };
+        let runner = match script::Runner::new(&new.config.global) {
+            Ok(r) => r,
+            Err(e) => return error!("reload refused, keeping the running configuration: {e}"),
+        };
+        let old = std::mem::replace(&mut self.current, new);
+        self.runner = runner;
+        self.mailer = Mailer::new(&self.current.config.global);
+        self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+        match self.program() {
+            Ok(()) => info!(checkers = self.checkers.len(), "reload applied"),
+            Err(e) => {
+                error!("reload failed, going back to the running configuration: {e:#}");
+                self.current = old;
+                self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+                if let Err(e) = self.program() {
+                    error!("re-applying the running configuration failed: {e:#}");
+                }
+            }
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        let id = report.id.clone();
+        let Some(change) = self.health.record(report) else { return };
+        let cfg = &self.current.config;
+        let vs = cfg.virtual_servers.iter().find(|v| check::service_name(v) == change.service);
+        let rs = vs.and_then(|v| v.real_servers.iter().find(|r| r.addr == change.real));
+        if change.was.up != change.now.up {
+            let word = if change.now.up { "UP" } else { "DOWN" };
+            warn!(service = %change.service, real = %change.real, check = %id, "real server {word}: {}", change.reason);
+            let script = rs.and_then(|r| if change.now.up { r.notify_up.as_ref() } else { r.notify_down.as_ref() });
+            if let Some(s) = script {
+                self.notify_script(s, None, Vec::new());
+            }
+            if let (Some(v), Some(m)) = (vs, &self.mailer)
+                && self.mail_for(v, rs)
+            {
+                m.send(
+                    &format!("Realserver {} of virtual server {} - {word}", change.real, change.service),
+                    format!("=> {} <=", change.reason),
+                );
+            }
+        } else {
+            info!(service = %change.service, real = %change.real, check = %id, weight = ?change.now.weight, "real server weight changed: {}", change.reason);
+        }
+        if let Err(e) = self.program() {
+            error!("applying the health change failed: {e:#}");
+        }
+    }
+
+    /// Whether a checker change on `vs` (and `rs`) sends mail: the narrowest setting wins.
+    fn mail_for(&self, vs: &crate::config::VirtualServer, rs: Option<&crate::config::RealServer>) -> bool {
+        let g = &self.current.config.global;
+        rs.and_then(|r| r.smtp_alert).or(vs.smtp_alert).or(g.smtp_alert_checker).or(g.smtp_alert).unwrap_or(false)
+    }
+
+    fn notify_script(&self, s: &crate::config::Script, user: Option<&crate::config::RunAs>, args: Vec<String>) {
+        match self.runner.prepare(s, user) {
+            Ok(p) => script::spawn_notify(p, args, NOTIFY_TIMEOUT),
+            Err(e) => warn!("{e}"),
+        }
+    }
+
+    /// `omega`: on the way out, run the down notifiers of what is still up, and wait for them.
+    async fn omega(&self) {
+        let mut runs = Vec::new();
+        for vs in self.current.config.virtual_servers.iter().filter(|v| v.omega) {
+            let name = check::service_name(vs);
+            for rs in &vs.real_servers {
+                if self.health.real(&name, rs.addr).up
+                    && let Some(s) = &rs.notify_down
+                {
+                    runs.push(s);
+                }
+            }
+            if self.health.quorum_up(&name)
+                && let Some(s) = &vs.quorum_down
+            {
+                runs.push(s);
+            }
+        }
+        for s in runs {
+            match self.runner.prepare(s, None) {
+                Ok(p) => {
+                    let outcome = script::run(&p, &[], NOTIFY_TIMEOUT).await;
+                    info!(script = %p.command, "omega: {outcome}");
+                }
+                Err(e) => warn!("omega: {e}"),
+            }
+        }
+    }
 }

@@ -3,8 +3,11 @@
 //! `config` reads keepalived.conf into a typed model; `dataplane` programs the kernel;
 //! `daemon` ties them together for the process's lifetime. `main.rs` is only the CLI.
 
+pub mod alert;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod logging;
 pub mod pidfile;
+pub mod script;

@@ -93,6 +93,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the MD5 digest of a URL's body, as keepalived's genhash does, for a `digest` line.
+    Genhash {
+        /// Server address.
+        #[arg(short = 's', long = "server")]
+        server: std::net::IpAddr,
+        /// Server port (default 80, or 443 with --use-ssl).
+        #[arg(short = 'p', long = "port")]
+        port: Option<u16>,
+        /// The path to GET.
+        #[arg(short = 'u', long = "url")]
+        url: String,
+        /// Use TLS (SSL_GET); the certificate is not verified, as in the checker.
+        #[arg(short = 'S', long = "use-ssl")]
+        ssl: bool,
+        /// Host header and TLS SNI (`virtualhost`).
+        #[arg(short = 'V', long = "virtualhost")]
+        virtualhost: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +130,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
         Some(Command::Decap) => decap(&cli),
+        Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
+            genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
+        }
         None if cli.config_test => return config_test(&cli),
         None => run(cli),
     };
@@ -179,6 +203,27 @@ fn decap(cli: &Cli) -> anyhow::Result<()> {
         .block_on(lb_daemon::dataplane::decap::run(&object, &cli.interfaces))
 }
 
+fn genhash(
+    server: std::net::IpAddr,
+    port: u16,
+    url: &str,
+    tls: bool,
+    host: Option<String>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    use lb_daemon::check::http;
+    let target = http::Target { addr: (server, port).into(), bind: None, tls, host };
+    let reply = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(timeout), http::get(&target, url, true))
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: no answer within {timeout} s", target.addr))?
+            .map_err(|e| anyhow::anyhow!("{}{url}: {e}", target.addr))
+    })?;
+    println!("status {}", reply.status);
+    println!("MD5SUM = {}", reply.digest.unwrap_or_default());
+    Ok(())
+}
+
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     let snap = bpf::read_stats(&cli.pin_dir)?;
     if json {
@@ -194,13 +239,25 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     println!("services:");
     for s in &snap.services {
         println!(
-            "  {:<28} id {:<4} packets {:<10} bytes {:<12} new flows {:<8} drops {}",
-            s.service, s.id, s.packets, s.bytes, s.new_flows, s.drops
+            "  {:<28} id {:<4} packets {:<10} bytes {:<12} new flows {:<8} drops {}{}",
+            s.service,
+            s.id,
+            s.packets,
+            s.bytes,
+            s.new_flows,
+            s.drops,
+            if s.sorry_active { "  (quorum lost: sorry server)" } else { "" }
         );
         for r in &s.reals {
             println!(
-                "    -> {:<26} weight {:<5} conns {:<6} packets {:<10} bytes {:<12} new flows {}",
-                r.real, r.weight, r.active_conns, r.packets, r.bytes, r.new_flows
+                "    -> {:<26} weight {:<5} {:<11} conns {:<6} packets {:<10} bytes {:<12} new flows {}",
+                r.real,
+                r.weight,
+                if r.scheduled { "scheduled" } else { "unscheduled" },
+                r.active_conns,
+                r.packets,
+                r.bytes,
+                r.new_flows
             );
         }
     }

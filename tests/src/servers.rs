@@ -134,3 +134,160 @@ pub fn spread(names: &[String]) -> HashMap<String, usize> {
     }
     m
 }
+
+/// Python's http.server in a namespace (tests/fixtures/httpd.py): `/health` answers "ok"
+/// with the status in `status_file` (200 without it), other paths answer `name`. HTTPS with
+/// `tls` = (certificate, key) PEM files. Killed on drop.
+pub struct HttpServer {
+    child: std::process::Child,
+}
+
+impl HttpServer {
+    pub fn start(
+        ns: &Netns,
+        name: &str,
+        bind: SocketAddr,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+        status_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<HttpServer> {
+        use std::io::BufRead;
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/httpd.py");
+        let mut cmd = ns.command("python3");
+        cmd.arg(script)
+            .args(["--bind", &bind.ip().to_string(), "--port", &bind.port().to_string(), "--name", name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        if let Some(f) = status_file {
+            cmd.arg("--status-file").arg(f);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        if !line.starts_with("listening") {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("httpd {name} on {bind} did not start");
+        }
+        Ok(HttpServer { child })
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP GET of `path` through `to` from the client namespace, on a new connection:
+/// the body (the backend's name) or what went wrong.
+pub fn http_ask(client: &Netns, to: SocketAddr, path: &str) -> Result<String, String> {
+    let path = path.to_string();
+    client
+        .run(move || {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(1)).map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {to}\r\n\r\n").as_bytes()).map_err(|e| e.to_string())?;
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).map_err(|e| format!("read: {e}"))?;
+            let text = String::from_utf8_lossy(&reply).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP reply: {text:?}"))?;
+            if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+                return Err(format!("status: {}", head.lines().next().unwrap_or("")));
+            }
+            Ok(body.to_string())
+        })
+        .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+/// A minimal SMTP relay in a namespace that accepts every message and keeps its DATA.
+pub struct SmtpSink {
+    stop: Arc<AtomicBool>,
+    messages: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SmtpSink {
+    pub fn start(ns: &Netns, bind: SocketAddr) -> anyhow::Result<SmtpSink> {
+        let l = ns.run(move || TcpListener::bind(bind))??;
+        l.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let messages = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, m) = (stop.clone(), messages.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        if let Some(data) = smtp_session(c)
+                            && let Ok(mut v) = m.lock()
+                        {
+                            v.push(data);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(SmtpSink { stop, messages, thread: Some(thread) })
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Speaks RFC 5321's server side for one connection; returns the message it received.
+fn smtp_session(c: TcpStream) -> Option<String> {
+    use std::io::{BufRead, BufReader};
+    c.set_nonblocking(false).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut w = c.try_clone().ok()?;
+    let mut r = BufReader::new(c);
+    w.write_all(b"220 sink ESMTP\r\n").ok()?;
+    let (mut data, mut in_data, mut got) = (String::new(), false, None);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).ok()? == 0 {
+            return got;
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if in_data {
+            if l == "." {
+                in_data = false;
+                got = Some(std::mem::take(&mut data));
+                w.write_all(b"250 queued\r\n").ok()?;
+            } else {
+                data.push_str(l);
+                data.push('\n');
+            }
+            continue;
+        }
+        let verb = l.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" | "HELO" => w.write_all(b"250 sink\r\n").ok()?,
+            "DATA" => {
+                in_data = true;
+                w.write_all(b"354 go ahead\r\n").ok()?
+            }
+            "QUIT" => {
+                let _ = w.write_all(b"221 bye\r\n");
+                return got;
+            }
+            _ => w.write_all(b"250 ok\r\n").ok()?,
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

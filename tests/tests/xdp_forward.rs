@@ -81,6 +81,7 @@ fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<
         sorry: None,
         quorum: 1,
         hysteresis: 0,
+        quorum_up: true,
     }
 }
 

@@ -77,6 +77,9 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_garp_master_refresh_repeat = v;
         }
     }),
+    Keyword::new("smtp_alert", |ctx, g, s| g.smtp_alert = ctx.bool_flag(s)),
+    Keyword::new("smtp_alert_vrrp", |ctx, g, s| g.smtp_alert_vrrp = ctx.bool_flag(s)),
+    Keyword::new("smtp_alert_checker", |ctx, g, s| g.smtp_alert_checker = ctx.bool_flag(s)),
     Keyword::new("vrrp_strict", |ctx, g, s| g.vrrp_strict = ctx.flag(s)),
     Keyword::new("lvs_sync_daemon", lvs_sync_daemon),
     Keyword::new("lb_backend", |ctx, g, s| {

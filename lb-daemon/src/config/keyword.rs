@@ -121,6 +121,19 @@ impl Ctx {
         true
     }
 
+    /// `keyword [BOOL]` (keepalived 2): no argument means on; true/false, yes/no, on/off.
+    pub fn bool_flag(&mut self, stmt: &Stmt) -> Option<bool> {
+        let Some(w) = stmt.args().first() else { return Some(true) };
+        match w.text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(true),
+            "false" | "no" | "off" => Some(false),
+            _ => {
+                self.error(w.span, format!("`{}` is not true/false (yes/no, on/off)", w.text));
+                None
+            }
+        }
+    }
+
     /// Argument `i` as an owned string.
     pub fn string(&mut self, stmt: &Stmt, i: usize, what: &str) -> Option<String> {
         self.arg(stmt, i, what).map(|w| w.text.clone())

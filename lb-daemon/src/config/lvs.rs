@@ -171,6 +171,7 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
     Keyword::new("sorry_server", |ctx, vs, st| vs.sorry_server = ip_port(ctx, st, 0).map(Into::into)),
     Keyword::new("sorry_server_inhibit", |ctx, vs, st| vs.sorry_server_inhibit = ctx.flag(st)),
     Keyword::new("ops", |ctx, vs, st| vs.ops = ctx.flag(st)),
+    Keyword::new("smtp_alert", |ctx, vs, st| vs.smtp_alert = ctx.bool_flag(st)),
     Keyword::new("real_server", real_server),
 ];
 
@@ -194,6 +195,7 @@ pub(crate) const REAL_SERVER: &[Keyword<RealServer>] = &[
     Keyword::new("inhibit_on_failure", |ctx, rs, st| rs.inhibit_on_failure = ctx.flag(st)),
     Keyword::new("notify_up", |ctx, rs, st| rs.notify_up = ctx.script(st)),
     Keyword::new("notify_down", |ctx, rs, st| rs.notify_down = ctx.script(st)),
+    Keyword::new("smtp_alert", |ctx, rs, st| rs.smtp_alert = ctx.bool_flag(st)),
     Keyword::new("HTTP_GET", |ctx, rs, st| {
         checker(ctx, rs, st, CheckKind::HttpGet { urls: Vec::new(), virtualhost: None })
     }),

@@ -44,6 +44,11 @@ pub struct GlobalDefs {
     pub smtp_server: Option<(String, u16)>,
     /// Seconds; keepalived's default is 30.
     pub smtp_connect_timeout: u32,
+    /// `smtp_alert`: mail on every state change unless a narrower setting says otherwise.
+    pub smtp_alert: Option<bool>,
+    /// `smtp_alert_vrrp` / `smtp_alert_checker`: the same, for VRRP or checker changes only.
+    pub smtp_alert_vrrp: Option<bool>,
+    pub smtp_alert_checker: Option<bool>,
     /// Defaults to the host name when unset.
     pub router_id: Option<String>,
     /// Interface for static addresses without `dev`; keepalived's default is eth0.
@@ -75,6 +80,9 @@ impl Default for GlobalDefs {
             notification_email_from: None,
             smtp_server: None,
             smtp_connect_timeout: 30,
+            smtp_alert: None,
+            smtp_alert_vrrp: None,
+            smtp_alert_checker: None,
             router_id: None,
             default_interface: None,
             vrrp_mcast_group4: Ipv4Addr::new(224, 0, 0, 18),
@@ -444,6 +452,8 @@ pub struct VirtualServer {
     pub hysteresis: u32,
     pub sorry_server: Option<SocketAddr>,
     pub sorry_server_inhibit: bool,
+    /// Mail on this service's real server and quorum changes (global default otherwise).
+    pub smtp_alert: Option<bool>,
     /// One-packet scheduling (UDP).
     pub ops: bool,
     pub real_servers: Vec<RealServer>,
@@ -471,6 +481,7 @@ impl VirtualServer {
             hysteresis: 0,
             sorry_server: None,
             sorry_server_inhibit: false,
+            smtp_alert: None,
             ops: false,
             real_servers: Vec::new(),
             span,
@@ -486,6 +497,7 @@ pub struct RealServer {
     pub inhibit_on_failure: bool,
     pub notify_up: Option<Script>,
     pub notify_down: Option<Script>,
+    pub smtp_alert: Option<bool>,
     pub checkers: Vec<Checker>,
     #[serde(skip)]
     pub span: Span,
@@ -499,6 +511,7 @@ impl RealServer {
             inhibit_on_failure: false,
             notify_up: None,
             notify_down: None,
+            smtp_alert: None,
             checkers: Vec::new(),
             span,
         }

@@ -38,6 +38,8 @@ global_defs {
     vrrp_version 3
     script_user nobody nogroup
     enable_script_security
+    smtp_alert
+    smtp_alert_vrrp off
     vrrp_garp_master_delay 7
     vrrp_garp_master_repeat 3
     vrrp_garp_master_refresh 60
@@ -71,6 +73,7 @@ fn global_defs_and_static_blocks() {
     assert_eq!(g.vrrp_version, 3);
     assert_eq!(g.script_user, Some(RunAs { user: "nobody".into(), group: Some("nogroup".into()) }));
     assert!(g.enable_script_security && g.vrrp_strict);
+    assert_eq!((g.smtp_alert, g.smtp_alert_vrrp, g.smtp_alert_checker), (Some(true), Some(false), None));
     assert_eq!((g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat, g.vrrp_garp_master_refresh), (7, 3, 60));
     assert_eq!(
         g.lvs_sync_daemon,
@@ -277,8 +280,10 @@ virtual_server 203.0.113.10 80 {
     hysteresis 1
     sorry_server 198.51.100.99 8080
     sorry_server_inhibit
+    smtp_alert
     real_server 198.51.100.11 80 {
         weight 3
+        smtp_alert no
         inhibit_on_failure
         notify_up /etc/lb/rs-up.sh
         notify_down "/etc/lb/rs-down.sh now"
@@ -370,6 +375,7 @@ fn lvs_blocks() {
     );
 
     let rs = &vs.real_servers[0];
+    assert_eq!((vs.smtp_alert, rs.smtp_alert), (Some(true), Some(false)));
     assert_eq!((rs.addr, rs.weight, rs.inhibit_on_failure), ("198.51.100.11:80".parse().unwrap(), 3, true));
     assert_eq!(rs.notify_up.as_ref().unwrap().command, "/etc/lb/rs-up.sh");
     assert_eq!(rs.notify_down.as_ref().unwrap().command, "/etc/lb/rs-down.sh now");

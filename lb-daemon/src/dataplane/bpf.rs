@@ -337,7 +337,7 @@ impl BpfDataplane {
         // keepalived's quorum: below it the service is down and the sorry server answers;
         // hysteresis keeps it from flapping around the threshold.
         let live_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
-        state.quorum_up = quorum_state(state.quorum_up, live_weight, d.quorum.max(1), d.hysteresis);
+        state.quorum_up = d.quorum_up && live_weight > 0;
         let (table, truncated) =
             if !state.quorum_up { (Vec::new(), false) } else { tables::build(d.scheduler, &members) };
         if truncated {
@@ -487,13 +487,6 @@ impl BpfDataplane {
         }
         Ok(())
     }
-}
-
-/// keepalived's quorum with hysteresis: a service that is up goes down when the live weight
-/// falls below `quorum - hysteresis`; one that is down comes up at `quorum + hysteresis`.
-fn quorum_state(up: bool, live: u64, quorum: u32, hysteresis: u32) -> bool {
-    let (q, h) = (u64::from(quorum), u64::from(hysteresis));
-    if up { live + h >= q } else { live >= q + h }
 }
 
 fn sched_code(s: Scheduler) -> u8 {
@@ -674,6 +667,8 @@ pub struct ServiceStatsView {
     pub bytes: u64,
     pub new_flows: u64,
     pub drops: u64,
+    /// No real server is scheduled (quorum lost) and the sorry server takes new flows.
+    pub sorry_active: bool,
     pub reals: Vec<RealStatsView>,
 }
 
@@ -682,6 +677,8 @@ pub struct RealStatsView {
     pub real: String,
     pub id: u32,
     pub weight: u32,
+    /// In the live scheduling table: new flows can go to it.
+    pub scheduled: bool,
     pub active_conns: u64,
     pub packets: u64,
     pub bytes: u64,
@@ -700,6 +697,9 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
     let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
     let conns: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_CONNS))?)?;
+    let gens: Array<_, u32> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_GEN))?)?;
+    let confs: Array<_, SvcConf> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CONF))?)?;
+    let tables: Array<_, u32> = Array::try_from(pinned(&pin_dir.join(MAP_TABLES))?)?;
     let mut present: BTreeMap<u32, Vec<(u32, RealDef)>> = BTreeMap::new();
     for (i, r) in reals.iter().enumerate() {
         let r = r?;
@@ -711,6 +711,12 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     for entry in svc.iter() {
         let (key, value) = entry?;
         let s = ServiceStats::sum(svc_stats.get(&value.id, 0)?.iter());
+        // The live generation's table: which real servers new flows can reach.
+        let conf = confs.get(&(value.id * 2 + (gens.get(&value.id, 0)? & 1)), 0)?;
+        let mut scheduled = std::collections::BTreeSet::new();
+        for i in conf.table_off..conf.table_off.saturating_add(conf.table_len) {
+            scheduled.insert(tables.get(&i, 0)?);
+        }
         let mut rv = Vec::new();
         for (rid, r) in present.get(&value.id).into_iter().flatten() {
             let rs = ServiceStats::sum(real_stats.get(rid, 0)?.iter());
@@ -723,6 +729,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
                 real: SocketAddr::new(ip, r.port).to_string(),
                 id: *rid,
                 weight: r.weight,
+                scheduled: scheduled.contains(rid),
                 active_conns: conns.get(rid, 0)?.active,
                 packets: rs.packets,
                 bytes: rs.bytes,
@@ -736,6 +743,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
             bytes: s.bytes,
             new_flows: s.new_flows,
             drops: s.drops,
+            sorry_active: conf.table_len == 0 && conf.sorry_real != NO_REAL,
             reals: rv,
         });
     }
@@ -746,17 +754,6 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quorum_with_hysteresis_dampens_flaps() {
-        // quorum 4, hysteresis 1: down below 3, up again at 5.
-        assert!(quorum_state(true, 3, 4, 1));
-        assert!(!quorum_state(true, 2, 4, 1));
-        assert!(!quorum_state(false, 4, 4, 1));
-        assert!(quorum_state(false, 5, 4, 1));
-        // No hysteresis: the plain threshold.
-        assert!(!quorum_state(true, 3, 4, 0) && quorum_state(false, 4, 4, 0));
-    }
 
     #[test]
     fn pool_allocates_frees_and_merges() {

@@ -8,6 +8,7 @@ use lb_common::{
     consts::{FAMILY_V4, MAX_SERVICES},
 };
 
+use crate::check::health::Health;
 use crate::config::{Config, ForwardMethod, GroupMember, ServiceAddr, VirtualServer};
 
 /// Most keys one `virtual_server_group` may expand to.
@@ -35,6 +36,9 @@ pub struct DesiredService {
     /// keepalived's quorum dampener: down below quorum − hysteresis, up again at
     /// quorum + hysteresis.
     pub hysteresis: u32,
+    /// Whether the live weight meets the quorum (kept by `Health`, which remembers the
+    /// hysteresis state); when false only the sorry server answers.
+    pub quorum_up: bool,
 }
 
 pub fn key_of(ip: IpAddr, port: u16, proto: u8) -> ServiceKey {
@@ -101,8 +105,10 @@ fn range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
     }
 }
 
-/// The services the BPF data plane should run, and a message per virtual server it skips.
-pub fn desired(cfg: &Config) -> (Vec<DesiredService>, Vec<String>) {
+/// The services the BPF data plane should run given the checkers' verdicts, and a message
+/// per virtual server it skips. A real server that is down leaves its service, or stays
+/// with weight 0 under `inhibit_on_failure`; `misc_dynamic` weights replace configured ones.
+pub fn desired(cfg: &Config, health: &Health) -> (Vec<DesiredService>, Vec<String>) {
     let mut out: Vec<DesiredService> = Vec::new();
     let mut skipped = Vec::new();
     for vs in &cfg.virtual_servers {
@@ -113,10 +119,7 @@ pub fn desired(cfg: &Config) -> (Vec<DesiredService>, Vec<String>) {
                 continue;
             }
         };
-        let name = match &vs.addr {
-            ServiceAddr::Group(g) => format!("group {g}/{}", proto_name(vs.protocol.ip_proto())),
-            _ => describe(&keys[0]),
-        };
+        let name = crate::check::service_name(vs);
         if !vs.scheduler.in_bpf() {
             skipped.push(format!("{name}: scheduler {} needs the IPVS backend", vs.scheduler.name()));
             continue;
@@ -126,16 +129,28 @@ pub fn desired(cfg: &Config) -> (Vec<DesiredService>, Vec<String>) {
             continue;
         }
         out.push(DesiredService {
-            name,
             keys,
             scheduler: vs.scheduler,
             forward: vs.forward,
             persist_timeout: vs.persistence_timeout.unwrap_or(0),
             persist_prefix: vs.persistence_granularity.unwrap_or(if is_v4(vs) { 32 } else { 128 }),
-            reals: vs.real_servers.iter().map(|r| DesiredReal { addr: r.addr, weight: r.weight }).collect(),
+            reals: vs
+                .real_servers
+                .iter()
+                .filter_map(|r| {
+                    let h = health.real(&name, r.addr);
+                    match (h.up, r.inhibit_on_failure) {
+                        (true, _) => Some(DesiredReal { addr: r.addr, weight: h.weight.unwrap_or(r.weight) }),
+                        (false, true) => Some(DesiredReal { addr: r.addr, weight: 0 }),
+                        (false, false) => None,
+                    }
+                })
+                .collect(),
             sorry: vs.sorry_server,
             quorum: vs.quorum,
             hysteresis: vs.hysteresis,
+            quorum_up: health.quorum_up(&name),
+            name,
         });
     }
     (out, skipped)
@@ -198,7 +213,7 @@ mod tests {
             "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n lb_algo rr\n \
              real_server 198.51.100.1 80\n}\nvirtual_server fwmark 1 {\n}\n",
         );
-        let (d, skipped) = desired(&l.config);
+        let (d, skipped) = desired(&l.config, &Health::default());
         assert_eq!(d.len(), 1);
         assert_eq!(
             d[0].keys.iter().map(describe).collect::<Vec<_>>(),

@@ -1,0 +1,209 @@
+//! What the checkers have found, owned by the daemon loop (no locks): each checker's last
+//! verdict, each service's quorum state, and counters. Pure bookkeeping; the effects
+//! (scripts, mail, data plane) are the daemon's.
+
+use std::{collections::BTreeMap, net::SocketAddr};
+
+use serde::Serialize;
+
+use super::CheckId;
+
+/// One checker's current verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckState {
+    pub up: bool,
+    /// MISC_CHECK with `misc_dynamic`: the weight its exit code asked for.
+    pub weight: Option<u32>,
+    /// Why it is down (or what last changed), for logs and status.
+    pub reason: String,
+}
+
+/// A real server as the data plane should see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealHealth {
+    /// Every checker of the real server passes (true without checkers).
+    pub up: bool,
+    pub weight: Option<u32>,
+}
+
+/// A real server whose health or dynamic weight changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealChange {
+    pub service: String,
+    pub real: SocketAddr,
+    pub was: RealHealth,
+    pub now: RealHealth,
+    /// Which checker and why.
+    pub reason: String,
+}
+
+/// A report from a checker task: its verdict changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub id: CheckId,
+    pub state: CheckState,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub reports: u64,
+    pub real_up: u64,
+    pub real_down: u64,
+    pub quorum_up: u64,
+    pub quorum_down: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Health {
+    checks: BTreeMap<CheckId, CheckState>,
+    quorum: BTreeMap<String, bool>,
+    pub counters: Counters,
+}
+
+impl Health {
+    /// A new checker starts in `initial` (down with `alpha`); an existing one keeps its verdict.
+    pub fn register(&mut self, id: CheckId, initial: bool) {
+        self.checks.entry(id).or_insert(CheckState {
+            up: initial,
+            weight: None,
+            reason: if initial { "not checked yet".into() } else { "alpha: down until the first success".into() },
+        });
+    }
+
+    pub fn forget(&mut self, id: &CheckId) {
+        self.checks.remove(id);
+    }
+
+    pub fn real(&self, service: &str, real: SocketAddr) -> RealHealth {
+        let mut h = RealHealth { up: true, weight: None };
+        for (_, s) in self.checks_of(service, real) {
+            h.up &= s.up;
+            h.weight = h.weight.or(s.weight);
+        }
+        h
+    }
+
+    fn checks_of<'a>(
+        &'a self,
+        service: &'a str,
+        real: SocketAddr,
+    ) -> impl Iterator<Item = (&'a CheckId, &'a CheckState)> {
+        self.checks.iter().filter(move |(id, _)| id.service == service && id.real == real)
+    }
+
+    /// Records a verdict; returns the real server's change, if its health or weight moved.
+    pub fn record(&mut self, r: Report) -> Option<RealChange> {
+        if !self.checks.contains_key(&r.id) {
+            return None; // a report from a checker removed by a reload
+        }
+        self.counters.reports += 1;
+        let was = self.real(&r.id.service, r.id.real);
+        let reason = r.state.reason.clone();
+        self.checks.insert(r.id.clone(), r.state);
+        let now = self.real(&r.id.service, r.id.real);
+        if was == now {
+            return None;
+        }
+        if was.up != now.up {
+            if now.up {
+                self.counters.real_up += 1;
+            } else {
+                self.counters.real_down += 1;
+            }
+        }
+        Some(RealChange { service: r.id.service, real: r.id.real, was, now, reason })
+    }
+
+    pub fn quorum_up(&self, service: &str) -> bool {
+        self.quorum.get(service).copied().unwrap_or(true)
+    }
+
+    /// Updates a service's quorum state from the weight of its live real servers; returns
+    /// the new state when it changed.
+    pub fn settle_quorum(&mut self, service: &str, live_weight: u64, quorum: u32, hysteresis: u32) -> Option<bool> {
+        let was = self.quorum_up(service);
+        let now = quorum_state(was, live_weight, quorum.max(1), hysteresis);
+        self.quorum.insert(service.to_string(), now);
+        if was == now {
+            return None;
+        }
+        if now {
+            self.counters.quorum_up += 1;
+        } else {
+            self.counters.quorum_down += 1;
+        }
+        Some(now)
+    }
+
+    /// Drops quorum memory of services no longer configured.
+    pub fn retain_services(&mut self, keep: &[String]) {
+        self.quorum.retain(|s, _| keep.contains(s));
+    }
+
+    pub fn checks(&self) -> impl Iterator<Item = (&CheckId, &CheckState)> {
+        self.checks.iter()
+    }
+}
+
+/// keepalived's quorum with hysteresis: a service that is up goes down when the live weight
+/// falls below `quorum - hysteresis`; one that is down comes up at `quorum + hysteresis`.
+pub fn quorum_state(up: bool, live: u64, quorum: u32, hysteresis: u32) -> bool {
+    let (q, h) = (u64::from(quorum), u64::from(hysteresis));
+    if up { live >= q.saturating_sub(h) } else { live >= q + h }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(real: &str, index: usize) -> CheckId {
+        CheckId { service: "vs".into(), real: real.parse().unwrap(), index }
+    }
+
+    fn report(real: &str, index: usize, up: bool, weight: Option<u32>) -> Report {
+        Report { id: id(real, index), state: CheckState { up, weight, reason: format!("r{index}") } }
+    }
+
+    #[test]
+    fn a_real_server_is_up_only_while_every_checker_passes() {
+        let mut h = Health::default();
+        let rs = "192.0.2.1:80";
+        h.register(id(rs, 0), true);
+        h.register(id(rs, 1), true);
+        assert!(h.real("vs", rs.parse().unwrap()).up);
+        let c = h.record(report(rs, 1, false, None)).unwrap();
+        assert!(c.was.up && !c.now.up && c.reason == "r1");
+        // The other checker failing too changes nothing more.
+        assert_eq!(h.record(report(rs, 0, false, None)), None);
+        assert_eq!(h.record(report(rs, 1, true, None)), None);
+        let c = h.record(report(rs, 0, true, None)).unwrap();
+        assert!(c.now.up);
+        // A dynamic weight is a change even while up.
+        let c = h.record(report(rs, 0, true, Some(7))).unwrap();
+        assert_eq!(c.now, RealHealth { up: true, weight: Some(7) });
+        assert_eq!((h.counters.real_down, h.counters.real_up), (1, 1));
+        // Reports from forgotten checkers are ignored; alpha starts down.
+        h.forget(&id(rs, 0));
+        assert_eq!(h.record(report(rs, 0, false, None)), None);
+        h.register(id("192.0.2.2:80", 0), false);
+        assert!(!h.real("vs", "192.0.2.2:80".parse().unwrap()).up);
+        // Without checkers a real server counts as up.
+        assert!(h.real("vs", "192.0.2.9:80".parse().unwrap()).up);
+    }
+
+    #[test]
+    fn quorum_with_hysteresis_dampens_flaps() {
+        // quorum 4, hysteresis 1: down below 3, up again at 5.
+        assert!(quorum_state(true, 3, 4, 1));
+        assert!(!quorum_state(true, 2, 4, 1));
+        assert!(!quorum_state(false, 4, 4, 1));
+        assert!(quorum_state(false, 5, 4, 1));
+        // No hysteresis: the plain threshold.
+        assert!(!quorum_state(true, 3, 4, 0) && quorum_state(false, 4, 4, 0));
+        let mut h = Health::default();
+        assert_eq!(h.settle_quorum("vs", 2, 4, 1), Some(false));
+        assert_eq!(h.settle_quorum("vs", 4, 4, 1), None);
+        assert_eq!(h.settle_quorum("vs", 5, 4, 1), Some(true));
+        assert_eq!((h.counters.quorum_down, h.counters.quorum_up), (1, 1));
+    }
+}

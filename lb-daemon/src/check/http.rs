@@ -1,0 +1,230 @@
+//! HTTP_GET and SSL_GET: one GET per url over HTTP/1.1 (hyper), plain or TLS (rustls).
+//!
+//! Bounded against hostile servers: hyper refuses a response head larger than
+//! `MAX_HEAD` bytes (or with too many headers), the body is streamed into the MD5 and never
+//! stored, and the caller wraps the whole exchange in the checker's timeout.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::{Request, body::Bytes};
+use hyper_util::rt::TokioIo;
+use md5::{Digest, Md5};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{ProbeError, tcp};
+
+/// Largest response head (status line and headers) accepted; hyper's minimum is 8 KiB.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Where and how to ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub bind: Option<SocketAddr>,
+    pub tls: bool,
+    /// Host header and TLS SNI; the address when unset.
+    pub host: Option<String>,
+}
+
+/// What one GET returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    /// Lower-case hex MD5 of the body, when asked for.
+    pub digest: Option<String>,
+}
+
+/// GETs `path`; reads the body into an MD5 only when `digest` is set.
+pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError> {
+    let tcp = tcp::connect(t.addr, t.bind).await?;
+    if t.tls {
+        let name = match &t.host {
+            Some(h) => {
+                ServerName::try_from(h.clone()).map_err(|e| ProbeError::Tls(format!("bad host name {h}: {e}")))?
+            }
+            None => ServerName::IpAddress(t.addr.ip().into()),
+        };
+        let stream = tokio_rustls::TlsConnector::from(tls_config())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ProbeError::Tls(e.to_string()))?;
+        exchange(stream, t, path, digest).await
+    } else {
+        exchange(tcp, t, path, digest).await
+    }
+}
+
+async fn exchange<S>(stream: S, t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| ProbeError::Http(e.to_string()))?;
+    // The connection task ends with the exchange (Connection: close) or when dropped.
+    let driver = tokio::spawn(conn);
+    let host = match &t.host {
+        Some(h) => h.clone(),
+        None => match t.addr {
+            SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        },
+    };
+    let req = Request::get(path)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::USER_AGENT, "KeepAliveClient")
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::new())
+        .map_err(|e| ProbeError::Http(format!("bad request for {path}: {e}")))?;
+    let result = async {
+        let resp = sender.send_request(req).await.map_err(|e| ProbeError::Http(e.to_string()))?;
+        let status = resp.status().as_u16();
+        if !digest {
+            return Ok(Reply { status, digest: None });
+        }
+        let mut md5 = Md5::new();
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ProbeError::Http(format!("reading the body: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                md5.update(data);
+            }
+        }
+        Ok(Reply { status, digest: Some(hex(&md5.finalize())) })
+    }
+    .await;
+    driver.abort();
+    result
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// keepalived's SSL_GET does not verify the server's certificate (it checks the service,
+/// not its identity); neither do we. The handshake itself must still succeed.
+fn tls_config() -> Arc<ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let verifier = Arc::new(AcceptAny(provider.clone()));
+            let config = ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth());
+            // The ring provider supports the default versions; failing here is a build bug.
+            Arc::new(config.unwrap_or_else(|e| panic!("rustls ring provider: {e}")))
+        })
+        .clone()
+}
+
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    // Signatures are still checked: the server must hold the key of the certificate it sent.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    /// A one-shot server that answers with `reply` (raw bytes) after reading the request.
+    async fn serve(reply: Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap();
+            let _ = s.write_all(&reply).await;
+            let _ = s.shutdown().await;
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (addr, h)
+    }
+
+    fn target(addr: SocketAddr) -> Target {
+        Target { addr, bind: None, tls: false, host: None }
+    }
+
+    #[tokio::test]
+    async fn status_digest_and_request_headers() {
+        let (addr, req) = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec()).await;
+        let mut t = target(addr);
+        t.host = Some("www.example.test".into());
+        let r = get(&t, "/health", true).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.digest.as_deref(), Some("5d41402abc4b2a76b9719d911017c592")); // md5("hello")
+        let req = req.await.unwrap();
+        assert!(req.starts_with("GET /health HTTP/1.1\r\n"), "{req}");
+        assert!(req.to_ascii_lowercase().contains("host: www.example.test\r\n"), "{req}");
+        // Close-delimited body (no length), and another status.
+        let (addr, _) = serve(b"HTTP/1.0 503 Busy\r\n\r\nbusy".to_vec()).await;
+        let r = get(&target(addr), "/", true).await.unwrap();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.digest, Some(hex(&Md5::digest(b"busy"))));
+    }
+
+    #[tokio::test]
+    async fn endless_headers_are_cut_off() {
+        let mut reply = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..4000 {
+            reply.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "a".repeat(20)).as_bytes());
+        }
+        let (addr, _) = serve(reply).await;
+        let e = get(&target(addr), "/", false).await.unwrap_err();
+        assert!(matches!(e, ProbeError::Http(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn garbage_is_an_http_error() {
+        let (addr, _) = serve(b"SSH-2.0-OpenSSH\r\n\r\n".to_vec()).await;
+        let e = get(&target(addr), "/", false).await.unwrap_err();
+        assert!(matches!(e, ProbeError::Http(_)), "{e}");
+    }
+}
