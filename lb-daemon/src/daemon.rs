@@ -22,6 +22,7 @@ use crate::{
         object, services,
     },
     script,
+    vrrp::{self, Vrrp},
 };
 
 pub struct Options {
@@ -73,19 +74,9 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
     let c = &loaded.config;
     let mut items: Vec<(Span, String)> = Vec::new();
     for v in &c.vrrp_instances {
-        items.push((
-            v.span,
-            format!("vrrp_instance {}: VRRP is not implemented yet; its addresses are not managed", v.name),
-        ));
-    }
-    for s in &c.vrrp_scripts {
-        items.push((s.span, format!("vrrp_script {}: not run (VRRP is not implemented yet)", s.name)));
-    }
-    for g in &c.vrrp_sync_groups {
-        items.push((g.span, format!("vrrp_sync_group {}: not run (VRRP is not implemented yet)", g.name)));
-    }
-    for a in &c.static_ipaddress {
-        items.push((a.span, format!("static_ipaddress {}: not applied yet", a.addr)));
+        if !v.virtual_routes.is_empty() {
+            items.push((v.span, format!("vrrp_instance {}: virtual_routes are not applied yet", v.name)));
+        }
     }
     for r in &c.static_routes {
         items.push((r.span, format!("static_routes {}/{}: not applied yet", r.dest, r.prefix)));
@@ -128,9 +119,13 @@ pub async fn run(opts: Options) -> Result<()> {
         runner,
         health: Health::default(),
         checkers,
+        vrrp_fingerprint: String::new(),
     };
     node.checkers.sync(&node.current.config, &node.runner, &mut node.health);
     node.program()?;
+    let vrrp = Vrrp::start(&node.current.config, node.runner.clone(), node.mailer.clone()).await?;
+    node.vrrp_fingerprint = vrrp::fingerprint(&node.current.config);
+    info!(instances = vrrp.instances, "VRRP started");
     info!(pin_dir = %opts.pin_dir.display(), checkers = node.checkers.len(), "lb-daemon ready");
     notify(&[NotifyState::Ready, NotifyState::Status("forwarding")]);
 
@@ -158,6 +153,8 @@ pub async fn run(opts: Options) -> Result<()> {
         }
     }
     notify(&[NotifyState::Stopping]);
+    // VRRP first: masters hand over (priority 0) and drop their VIPs before forwarding stops.
+    vrrp.stop().await;
     node.checkers.stop();
     node.omega().await;
     node.dp.shutdown(true)?;
@@ -177,6 +174,8 @@ struct Node {
     mailer: Option<Mailer>,
     health: Health,
     checkers: Checkers,
+    /// The VRRP part of the running config; see `reload`.
+    vrrp_fingerprint: String,
 }
 
 impl Node {
@@ -227,6 +226,11 @@ impl Node {
             Ok(r) => r,
             Err(e) => return error!("reload refused, keeping the running configuration: {e}"),
         };
+        if vrrp::fingerprint(&new.config) != self.vrrp_fingerprint {
+            // Re-running elections on reload would flap VIPs; until per-instance reload
+            // exists, VRRP keeps running as started and says so.
+            warn!("reload: VRRP settings changed; they take effect at the next restart (VRRP keeps running as is)");
+        }
         let old = std::mem::replace(&mut self.current, new);
         self.runner = runner;
         self.mailer = Mailer::new(&self.current.config.global);

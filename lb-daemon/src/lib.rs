@@ -11,3 +11,4 @@ pub mod dataplane;
 pub mod logging;
 pub mod pidfile;
 pub mod script;
+pub mod vrrp;

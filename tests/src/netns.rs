@@ -300,3 +300,72 @@ impl LbTopology {
         v
     }
 }
+
+/// Routers and a client on one broadcast segment (a bridge in its own namespace), for VRRP:
+///
+/// ```text
+///  client c0 192.0.2.2/24
+///    │
+///  switch: bridge br0, port s0 (client), s1.. (nodes)
+///    │
+///  node i: l0 192.0.2.(11+i)/24
+/// ```
+pub struct Segment {
+    pub switch: Netns,
+    pub client: Netns,
+    pub nodes: Vec<Netns>,
+}
+
+impl Segment {
+    pub fn new(nodes: usize) -> Result<Self> {
+        let switch = Netns::new("sw")?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let client = Netns::new("cli")?;
+        veth(&client, "c0", &switch, "s0")?;
+        switch.ip(&["link", "set", "s0", "master", "br0"])?;
+        addr(&client, "c0", "192.0.2.2/24")?;
+        let mut list = Vec::new();
+        for i in 0..nodes {
+            let n = Netns::new(&format!("vr{i}"))?;
+            let port = format!("s{}", i + 1);
+            veth(&n, "l0", &switch, &port)?;
+            switch.ip(&["link", "set", &port, "master", "br0"])?;
+            addr(&n, "l0", &format!("{}/24", Self::node_ip(i)))?;
+            list.push(n);
+        }
+        Ok(Self { switch, client, nodes: list })
+    }
+
+    pub fn node_ip(i: usize) -> String {
+        format!("192.0.2.{}", 11 + i)
+    }
+
+    /// Takes node `i` off the bridge; its link stays up (no carrier loss, no FAULT): a
+    /// partition, as a failed switch path looks to VRRP.
+    pub fn cut(&self, i: usize) -> Result<()> {
+        self.switch.ip(&["link", "set", &format!("s{}", i + 1), "nomaster"]).map(|_| ())
+    }
+
+    pub fn heal(&self, i: usize) -> Result<()> {
+        self.switch.ip(&["link", "set", &format!("s{}", i + 1), "master", "br0"]).map(|_| ())
+    }
+
+    /// The MAC address of node `i`'s l0.
+    pub fn mac(&self, i: usize) -> Result<String> {
+        let out = self.nodes[i].ip(&["-br", "link", "show", "l0"])?;
+        out.split_whitespace().nth(2).map(str::to_string).context("no MAC in `ip -br link`")
+    }
+
+    /// Whether node `i` holds `ip`.
+    pub fn holds(&self, i: usize, ip: &str) -> bool {
+        self.nodes[i].ip(&["-br", "addr", "show", "l0"]).is_ok_and(|o| o.contains(&format!(" {ip}/")))
+    }
+
+    /// The client's neighbour entry for `ip` (its MAC), if any.
+    pub fn client_neigh(&self, ip: &str) -> Option<String> {
+        let out = self.client.ip(&["neigh", "show", ip, "dev", "c0"]).ok()?;
+        let words: Vec<&str> = out.split_whitespace().collect();
+        words.iter().position(|w| *w == "lladdr").and_then(|p| words.get(p + 1)).map(|s| s.to_string())
+    }
+}

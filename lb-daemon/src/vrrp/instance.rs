@@ -1,0 +1,399 @@
+//! One VRRP instance's state machine (RFC 5798 §6.4, with keepalived's choices), pure: it is
+//! fed the time, adverts and tracking changes, and answers with what to do. The engine does
+//! the I/O; tests drive it with a fake clock.
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use super::packet::Advert;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum State {
+    Init,
+    Backup,
+    Master,
+    Fault,
+    /// After a graceful stop.
+    Stopped,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+            State::Fault => "FAULT",
+            State::Stopped => "STOP",
+        }
+    }
+}
+
+/// Why a transition happened, for the log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send an advert with this priority now.
+    Advert(u8),
+    /// The state changed; the engine adds/removes VIPs, sends gratuitous ARPs, notifies.
+    Transition { from: State, to: State, why: String },
+    /// Master heard a lower-priority master: re-announce (adverts and gratuitous ARPs) so
+    /// the network converges on us (split-brain heal).
+    Reassert,
+}
+
+/// An instance's fixed settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub version: u8,
+    pub base_priority: u8,
+    pub advert_int_cs: u16,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    /// This node's address on the link (equal priorities: the higher address wins).
+    pub primary: IpAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub s: Settings,
+    pub state: State,
+    /// Sum of tracking weights (scripts, interfaces), applied to non-owner priorities.
+    pub track_weight: i32,
+    /// Reasons the instance is in FAULT (a down interface, a failed weightless script).
+    pub faults: Vec<String>,
+    /// v3: the master's advertised interval, learned as a backup.
+    master_adver_int_cs: u16,
+    /// Next advert (master) or master-down moment (backup).
+    deadline: Option<Instant>,
+    started: Instant,
+}
+
+impl Instance {
+    pub fn new(s: Settings, now: Instant) -> Self {
+        let int = s.advert_int_cs;
+        Self { s, state: State::Init, track_weight: 0, faults: Vec::new(), master_adver_int_cs: int, deadline: None, started: now }
+    }
+
+    /// Effective priority: 255 for the address owner, else base + tracking, within 1..=254.
+    pub fn priority(&self) -> u8 {
+        if self.s.base_priority == 255 {
+            return 255;
+        }
+        (i32::from(self.s.base_priority) + self.track_weight).clamp(1, 254) as u8
+    }
+
+    fn cs(cs: u16) -> Duration {
+        Duration::from_millis(u64::from(cs) * 10)
+    }
+
+    /// Skew_Time: v2 (256 − priority) / 256 s; v3 scaled by the master's interval.
+    pub fn skew(&self) -> Duration {
+        let p = u64::from(256 - u16::from(self.priority()));
+        if self.s.version == 2 {
+            Duration::from_micros(p * 1_000_000 / 256)
+        } else {
+            Duration::from_micros(p * u64::from(self.master_adver_int_cs) * 10_000 / 256)
+        }
+    }
+
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        let int = if self.s.version == 2 { self.s.advert_int_cs } else { self.master_adver_int_cs };
+        Self::cs(int) * 3 + self.skew()
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    fn go(&mut self, to: State, why: impl Into<String>, out: &mut Vec<Effect>) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        self.state = to;
+        out.push(Effect::Transition { from, to, why: why.into() });
+    }
+
+    fn become_master(&mut self, now: Instant, why: &str, out: &mut Vec<Effect>) {
+        self.go(State::Master, why, out);
+        out.push(Effect::Advert(self.priority()));
+        self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+    }
+
+    fn become_backup(&mut self, now: Instant, why: impl Into<String>, out: &mut Vec<Effect>) {
+        self.go(State::Backup, why, out);
+        self.deadline = Some(now + self.master_down_interval());
+    }
+
+    /// Leaves INIT: the address owner takes over at once; everyone else listens for a
+    /// Master_Down_Interval first (keepalived does the same even with `state MASTER`).
+    pub fn start(&mut self, now: Instant) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.started = now;
+        if !self.faults.is_empty() {
+            let why = self.faults.join(", ");
+            self.go(State::Fault, why, &mut out);
+        } else if self.priority() == 255 {
+            self.become_master(now, "address owner (priority 255)", &mut out);
+        } else {
+            self.become_backup(now, "start", &mut out);
+        }
+        out
+    }
+
+    pub fn on_timer(&mut self, now: Instant) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let Some(d) = self.deadline else { return out };
+        if now < d {
+            return out;
+        }
+        match self.state {
+            State::Master => {
+                out.push(Effect::Advert(self.priority()));
+                self.deadline = Some(d.max(now - Self::cs(self.s.advert_int_cs)) + Self::cs(self.s.advert_int_cs));
+            }
+            State::Backup => self.become_master(now, "no advert from a master within Master_Down_Interval", &mut out),
+            _ => self.deadline = None,
+        }
+        out
+    }
+
+    /// An advert that passed every receive check, from `src`.
+    pub fn on_advert(&mut self, now: Instant, src: IpAddr, a: &Advert) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mine = self.priority();
+        match self.state {
+            State::Backup => {
+                if a.priority == 0 {
+                    // The master is leaving: take over after Skew_Time only.
+                    self.deadline = Some(now + self.skew());
+                    return out;
+                }
+                if self.s.version == 3 {
+                    self.master_adver_int_cs = a.interval_cs.max(1);
+                }
+                let in_preempt_delay = now < self.started + self.s.preempt_delay;
+                if !self.s.preempt || a.priority >= mine || in_preempt_delay {
+                    self.deadline = Some(now + self.master_down_interval());
+                }
+                // Else a lower priority master and we preempt: let the timer run out.
+            }
+            State::Master => {
+                let theirs_wins = a.priority > mine || (a.priority == mine && src > self.s.primary);
+                if a.priority == 0 {
+                    out.push(Effect::Advert(mine));
+                    self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+                } else if theirs_wins {
+                    if self.s.version == 3 {
+                        self.master_adver_int_cs = a.interval_cs.max(1);
+                    }
+                    self.become_backup(now, format!("higher priority advert ({} from {src})", a.priority), &mut out);
+                } else {
+                    out.push(Effect::Reassert);
+                    out.push(Effect::Advert(mine));
+                    self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Tracking changed: new weight sum and fault reasons.
+    pub fn track(&mut self, now: Instant, weight: i32, faults: Vec<String>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let before = self.priority();
+        self.track_weight = weight;
+        self.faults = faults;
+        match self.state {
+            State::Init | State::Stopped => {}
+            State::Fault if self.faults.is_empty() => self.become_backup(now, "fault cleared", &mut out),
+            State::Fault => {}
+            _ if !self.faults.is_empty() => {
+                let why = self.faults.join(", ");
+                let was_master = self.state == State::Master;
+                self.go(State::Fault, why, &mut out);
+                self.deadline = None;
+                if was_master {
+                    // Hand over at once (the backup takes over after its skew).
+                    out.push(Effect::Advert(0));
+                }
+            }
+            State::Master if self.priority() != before => {
+                // Advertise the new priority right away: a backup may now preempt us.
+                out.push(Effect::Advert(self.priority()));
+                self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// A sync group moves this member with the others.
+    pub fn force(&mut self, now: Instant, to: State, why: &str) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match to {
+            State::Master if self.state == State::Backup => self.become_master(now, why, &mut out),
+            State::Backup if self.state == State::Master => self.become_backup(now, why.to_string(), &mut out),
+            State::Fault if matches!(self.state, State::Master | State::Backup) => {
+                let was_master = self.state == State::Master;
+                self.go(State::Fault, why, &mut out);
+                self.deadline = None;
+                if was_master {
+                    out.push(Effect::Advert(0));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Graceful stop: a master sends a priority-0 advert so a backup takes over at once.
+    pub fn stop(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.state == State::Master {
+            out.push(Effect::Advert(0));
+        }
+        self.go(State::Stopped, "stopping", &mut out);
+        self.deadline = None;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(prio: u8) -> Settings {
+        Settings {
+            version: 2,
+            base_priority: prio,
+            advert_int_cs: 100,
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            primary: "192.0.2.1".parse().unwrap(),
+        }
+    }
+
+    fn advert(prio: u8) -> Advert {
+        Advert { version: 2, vrid: 1, priority: prio, interval_cs: 100, addrs: vec![], password: None }
+    }
+
+    fn transitions(e: &[Effect]) -> Vec<State> {
+        e.iter().filter_map(|e| if let Effect::Transition { to, .. } = e { Some(*to) } else { None }).collect()
+    }
+
+    const PEER: &str = "192.0.2.2";
+
+    #[test]
+    fn timers_follow_the_rfc() {
+        let i = Instance::new(settings(100), Instant::now());
+        // v2: skew = (256-100)/256 s; down = 3 s + skew.
+        assert_eq!(i.skew(), Duration::from_micros(609_375));
+        assert_eq!(i.master_down_interval(), Duration::from_micros(3_609_375));
+        let mut v3 = Instance::new(Settings { version: 3, advert_int_cs: 10, ..settings(200) }, Instant::now());
+        assert_eq!(v3.skew(), Duration::from_micros(56 * 10 * 10_000 / 256));
+        v3.master_adver_int_cs = 100;
+        assert_eq!(v3.master_down_interval(), Duration::from_secs(3) + Duration::from_micros(56 * 1_000_000 / 256));
+    }
+
+    #[test]
+    fn backup_takes_over_when_the_master_falls_silent() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(settings(100), t0);
+        assert_eq!(transitions(&i.start(t0)), [State::Backup]);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(i.on_advert(t1, PEER.parse().unwrap(), &advert(150)).is_empty());
+        // Just before Master_Down_Interval after the last advert: still backup.
+        assert!(i.on_timer(t1 + i.master_down_interval() - Duration::from_millis(1)).is_empty());
+        let e = i.on_timer(t1 + i.master_down_interval());
+        assert_eq!(transitions(&e), [State::Master]);
+        assert!(e.contains(&Effect::Advert(100)));
+        // Then an advert every second.
+        let next = i.deadline().unwrap();
+        assert_eq!(i.on_timer(next), [Effect::Advert(100)]);
+    }
+
+    #[test]
+    fn priority_zero_means_take_over_after_skew() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(settings(100), t0);
+        i.start(t0);
+        i.on_advert(t0, PEER.parse().unwrap(), &advert(0));
+        assert_eq!(i.deadline(), Some(t0 + i.skew()));
+        assert_eq!(transitions(&i.on_timer(t0 + i.skew())), [State::Master]);
+    }
+
+    #[test]
+    fn preemption_rules() {
+        let t0 = Instant::now();
+        let peer: IpAddr = PEER.parse().unwrap();
+        // Preempt (default): a lower-priority master does not reset our timer.
+        let mut i = Instance::new(settings(150), t0);
+        i.start(t0);
+        let d = i.deadline();
+        i.on_advert(t0 + Duration::from_secs(1), peer, &advert(100));
+        assert_eq!(i.deadline(), d);
+        // nopreempt: it does.
+        let mut n = Instance::new(Settings { preempt: false, ..settings(150) }, t0);
+        n.start(t0);
+        n.on_advert(t0 + Duration::from_secs(1), peer, &advert(100));
+        assert!(n.deadline() > d);
+        // preempt_delay: only once the delay since start has passed.
+        let mut p = Instance::new(Settings { preempt_delay: Duration::from_secs(10), ..settings(150) }, t0);
+        p.start(t0);
+        p.on_advert(t0 + Duration::from_secs(1), peer, &advert(100));
+        assert!(p.deadline() > d);
+        let late = t0 + Duration::from_secs(11);
+        let before = p.deadline();
+        p.on_advert(late, peer, &advert(100));
+        assert_eq!(p.deadline(), before);
+    }
+
+    #[test]
+    fn master_yields_to_higher_priority_or_equal_priority_higher_address() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(settings(255), t0);
+        assert_eq!(transitions(&i.start(t0)), [State::Master], "address owner");
+        let mut m = Instance::new(settings(100), t0);
+        m.start(t0);
+        m.on_timer(t0 + m.master_down_interval());
+        assert_eq!(m.state, State::Master);
+        // Lower priority: we re-assert (split-brain heal).
+        let e = m.on_advert(t0, PEER.parse().unwrap(), &advert(50));
+        assert!(e.contains(&Effect::Reassert));
+        // Equal priority from a lower address: we stay; from a higher one: we yield.
+        assert!(transitions(&m.on_advert(t0, "192.0.2.0".parse().unwrap(), &advert(100))).is_empty());
+        assert_eq!(transitions(&m.on_advert(t0, PEER.parse().unwrap(), &advert(100))), [State::Backup]);
+    }
+
+    #[test]
+    fn tracking_weights_and_faults() {
+        let t0 = Instant::now();
+        let mut m = Instance::new(settings(100), t0);
+        m.start(t0);
+        m.on_timer(t0 + m.master_down_interval());
+        // A failing script with weight -60: the new priority is advertised at once.
+        assert_eq!(m.track(t0, -60, vec![]), [Effect::Advert(40)]);
+        assert_eq!(m.priority(), 40);
+        // Clamped to 1..=254.
+        m.track(t0, -200, vec![]);
+        assert_eq!(m.priority(), 1);
+        // An interface down: FAULT, with a priority-0 advert as we were master.
+        let e = m.track(t0, 0, vec!["eth0 down".into()]);
+        assert_eq!(transitions(&e), [State::Fault]);
+        assert!(e.contains(&Effect::Advert(0)));
+        assert_eq!(transitions(&m.track(t0, 0, vec![])), [State::Backup]);
+        // Graceful stop of a master: priority 0.
+        m.on_timer(m.deadline().unwrap());
+        assert_eq!(m.state, State::Master);
+        let e = m.stop();
+        assert_eq!(e[0], Effect::Advert(0));
+        assert_eq!(transitions(&e), [State::Stopped]);
+    }
+}

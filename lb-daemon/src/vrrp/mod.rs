@@ -1,0 +1,628 @@
+//! VRRP (v2 and v3 over IPv4): elections, VIPs, gratuitous ARP, tracking, sync groups,
+//! notify scripts and mail. One engine task owns every instance (`instance.rs`, pure) and
+//! does their I/O (`net.rs`); receiver and tracking-script tasks feed it through channels.
+//!
+//! Fencing: a BACKUP or FAULT node removes its VIPs, so it answers no ARP for them and the
+//! network sends VIP traffic to the master only. The XDP program does not check VRRP state:
+//! a frame that still reaches a backup (a neighbour cache not yet updated by the master's
+//! gratuitous ARPs) is forwarded rather than dropped, which shortens the failover gap.
+
+pub mod instance;
+pub mod net;
+pub mod packet;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::{
+    alert::Mailer,
+    config::{AuthType, Config, IpAddress, VrrpInstance, VrrpScript},
+    script::{self, Runner},
+};
+use instance::{Effect, Instance, Settings, State};
+use packet::{Advert, Expect, Reject};
+
+/// Time limit for notify scripts run on transitions.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often tracked interfaces are looked at.
+const LINK_POLL: Duration = Duration::from_millis(200);
+/// At most one log line per instance and receive check in this period.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The part of the config VRRP runs from; a reload that changes none of it leaves VRRP alone.
+pub fn fingerprint(cfg: &Config) -> String {
+    let g = &cfg.global;
+    serde_json::to_string(&(
+        &cfg.vrrp_instances,
+        &cfg.vrrp_scripts,
+        &cfg.vrrp_sync_groups,
+        (&g.vrrp_mcast_group4, g.vrrp_version, &g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat),
+        (g.vrrp_garp_master_refresh, g.vrrp_strict, &g.script_user, g.enable_script_security),
+    ))
+    .unwrap_or_default()
+}
+
+/// Counters per instance, for logs and status.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub rejected: BTreeMap<Reject, u64>,
+    pub became_master: u64,
+}
+
+struct Inst {
+    cfg: VrrpInstance,
+    m: Instance,
+    iface: String,
+    ifindex: u32,
+    mac: [u8; 6],
+    vrid: u8,
+    sender: net::Sender,
+    dsts: Vec<Ipv4Addr>,
+    password: Option<Vec<u8>>,
+    group: Option<usize>,
+    garp_delay: Duration,
+    garp_repeat: u32,
+    counters: Counters,
+    last_reject_log: BTreeMap<Reject, Instant>,
+}
+
+struct Group {
+    name: String,
+    members: Vec<usize>,
+    notify: crate::config::Notify,
+    state: State,
+}
+
+struct Tracker {
+    cfg: VrrpScript,
+    ok: bool,
+}
+
+enum Input {
+    Packet { inst: usize, ttl: u8, src: IpAddr, dst: IpAddr, msg: Vec<u8> },
+    Script { idx: usize, ok: bool },
+}
+
+/// A running VRRP engine.
+pub struct Vrrp {
+    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    task: tokio::task::JoinHandle<()>,
+    pub instances: usize,
+}
+
+impl Vrrp {
+    /// Starts every `vrrp_instance` of `cfg`; none configured gives an idle engine.
+    pub async fn start(cfg: &Config, runner: Runner, mailer: Option<Mailer>) -> Result<Vrrp> {
+        let (tx, rx) = mpsc::channel(1024);
+        let mut engine = Engine::build(cfg, runner, mailer, tx.clone()).await?;
+        let instances = engine.insts.len();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(async move { engine.run(rx, stop_rx).await });
+        Ok(Vrrp { stop: Some(stop_tx), task, instances })
+    }
+
+    /// Graceful stop: masters send priority 0, VIPs are removed, notify_stop runs.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let (done_tx, done_rx) = oneshot::channel();
+            if s.send(done_tx).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+struct Engine {
+    insts: Vec<Inst>,
+    groups: Vec<Group>,
+    trackers: Vec<Tracker>,
+    addrs: net::Addresses,
+    runner: Runner,
+    mailer: Option<Mailer>,
+    strict: bool,
+    mail_vrrp: bool,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Engine {
+    async fn build(cfg: &Config, runner: Runner, mailer: Option<Mailer>, tx: mpsc::Sender<Input>) -> Result<Self> {
+        let g = &cfg.global;
+        let addrs = net::Addresses::new()?;
+        // static_ipaddress: once at start, never touched by elections.
+        for a in &cfg.static_ipaddress {
+            let dev = g.default_interface.as_deref().unwrap_or("eth0");
+            match addrs.add(a, dev).await {
+                Ok(_) => info!(addr = %a.addr, "static_ipaddress applied"),
+                Err(e) => error!("static_ipaddress {}: {e:#}", a.addr),
+            }
+        }
+        let mut insts = Vec::new();
+        let mut tasks = Vec::new();
+        let now = Instant::now();
+        for v in &cfg.vrrp_instances {
+            let i = insts.len();
+            let inst = Self::instance(cfg, v, now).with_context(|| format!("vrrp_instance {}", v.name))?;
+            let group = inst.cfg.unicast_peer.is_empty().then_some(g.vrrp_mcast_group4);
+            let rx = net::Receiver::open(&inst.iface, inst.ifindex, group)
+                .with_context(|| format!("vrrp_instance {}", v.name))?;
+            let tx = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok((ttl, src, dst, msg)) => {
+                            if tx.send(Input::Packet { inst: i, ttl, src, dst, msg }).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            warn!("VRRP receive: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }));
+            insts.push(inst);
+        }
+        let mut groups = Vec::new();
+        for sg in &cfg.vrrp_sync_groups {
+            let members: Vec<usize> =
+                sg.group.iter().filter_map(|n| insts.iter().position(|i: &Inst| &i.cfg.name == n)).collect();
+            for &m in &members {
+                insts[m].group = Some(groups.len());
+            }
+            groups.push(Group { name: sg.name.clone(), members, notify: sg.notify.clone(), state: State::Init });
+        }
+        let mut trackers = Vec::new();
+        for (idx, s) in cfg.vrrp_scripts.iter().enumerate() {
+            trackers.push(Tracker { cfg: s.clone(), ok: !s.init_fail });
+            let Some(cmd) = &s.script else { continue };
+            let prepared = match runner.prepare(cmd, s.user.as_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!("vrrp_script {}: {e}; it counts as failed", s.name);
+                    trackers[idx].ok = false;
+                    continue;
+                }
+            };
+            let (tx, s) = (tx.clone(), s.clone());
+            tasks.push(tokio::spawn(async move { run_tracker(idx, s, prepared, tx).await }));
+        }
+        Ok(Self {
+            insts,
+            groups,
+            trackers,
+            addrs,
+            runner,
+            mailer,
+            strict: g.vrrp_strict,
+            mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
+            tasks,
+        })
+    }
+
+    fn instance(cfg: &Config, v: &VrrpInstance, now: Instant) -> Result<Inst> {
+        let g = &cfg.global;
+        let iface = v.interface.clone().context("no `interface`")?;
+        let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
+        if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6()) {
+            bail!("VRRP over IPv6 is not implemented yet (IPv4 virtual_ipaddress only)");
+        }
+        let link = net::link(&iface)?;
+        let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
+            Some(IpAddr::V4(a)) => a,
+            Some(IpAddr::V6(a)) => bail!("source address {a} is IPv6; VRRP over IPv6 is not implemented yet"),
+            None => link.ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?,
+        };
+        let dsts: Vec<Ipv4Addr> = if v.unicast_peer.is_empty() {
+            vec![g.vrrp_mcast_group4]
+        } else {
+            v.unicast_peer
+                .iter()
+                .filter_map(|p| match p {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect()
+        };
+        let version = v.version.unwrap_or(g.vrrp_version);
+        let password = match (&v.authentication, version) {
+            (Some(a), 2) if a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
+            (Some(_), 2) => bail!("auth_type AH is not implemented; use PASS or none"),
+            _ => None,
+        };
+        let settings = Settings {
+            version,
+            base_priority: v.priority,
+            advert_int_cs: v.advert_int_cs.clamp(1, 4095) as u16,
+            preempt: !v.nopreempt,
+            preempt_delay: Duration::from_secs(u64::from(v.preempt_delay)),
+            primary: IpAddr::V4(src),
+        };
+        Ok(Inst {
+            cfg: v.clone(),
+            m: Instance::new(settings, now),
+            sender: net::Sender::open(&iface, src)?,
+            ifindex: link.index,
+            mac: link.mac.unwrap_or_default(),
+            iface,
+            vrid,
+            dsts,
+            password,
+            group: None,
+            garp_delay: Duration::from_secs(u64::from(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay))),
+            garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
+            counters: Counters::default(),
+            last_reject_log: BTreeMap::new(),
+        })
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Input>, mut stop: oneshot::Receiver<oneshot::Sender<()>>) {
+        // VIPs left behind by a previous run (kill -9) must go: a backup never holds them.
+        for i in 0..self.insts.len() {
+            if self.insts[i].m.s.base_priority == 255 {
+                continue;
+            }
+            let iface = self.insts[i].iface.clone();
+            for a in self.vips(i) {
+                if let Ok(true) = self.addrs.del(&a, &iface).await {
+                    info!(instance = %self.insts[i].cfg.name, addr = %a.addr, "removed a VIP left over from a previous run");
+                }
+            }
+        }
+        let now = Instant::now();
+        for i in 0..self.insts.len() {
+            let (w, f) = self.tracking(i);
+            self.insts[i].m.track_weight = w;
+            self.insts[i].m.faults = f;
+            let e = self.insts[i].m.start(now);
+            self.apply(i, e).await;
+        }
+        let mut poll = tokio::time::interval(LINK_POLL);
+        loop {
+            let next = self.insts.iter().filter_map(|i| i.m.deadline()).min();
+            let sleep = async {
+                match next {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = &mut stop => {
+                    for i in 0..self.insts.len() {
+                        let e = self.insts[i].m.stop();
+                        self.apply(i, e).await;
+                    }
+                    for t in &self.tasks {
+                        t.abort();
+                    }
+                    if let Ok(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+                Some(input) = rx.recv() => match input {
+                    Input::Packet { inst, ttl, src, dst, msg } => self.on_packet(inst, ttl, src, dst, &msg).await,
+                    Input::Script { idx, ok } => {
+                        let s = &mut self.trackers[idx];
+                        s.ok = ok;
+                        info!(script = %s.cfg.name, "vrrp_script {}", if ok { "succeeded: OK" } else { "failed: FAILED" });
+                        self.retrack().await;
+                    }
+                },
+                _ = sleep => {
+                    let now = Instant::now();
+                    for i in 0..self.insts.len() {
+                        let e = self.insts[i].m.on_timer(now);
+                        self.apply(i, e).await;
+                    }
+                }
+                _ = poll.tick() => self.retrack().await,
+            }
+        }
+    }
+
+    /// Weight and fault reasons of instance `i` from its scripts and interfaces.
+    fn tracking(&self, i: usize) -> (i32, Vec<String>) {
+        let inst = &self.insts[i];
+        let (mut weight, mut faults) = (0i32, Vec::new());
+        for t in &inst.cfg.track_script {
+            let Some(s) = self.trackers.iter().find(|s| s.cfg.name == t.name) else { continue };
+            let w = t.weight.unwrap_or(s.cfg.weight);
+            match (w, s.ok) {
+                (0, false) => faults.push(format!("vrrp_script {} failed", t.name)),
+                (w, true) if w > 0 => weight += w,
+                (w, false) if w < 0 => weight += w,
+                _ => {}
+            }
+        }
+        for t in &inst.cfg.track_interface {
+            let up = net::is_running(&t.name);
+            match (t.weight.unwrap_or(0), up) {
+                (0, false) => faults.push(format!("{} down", t.name)),
+                (w, true) if w > 0 => weight += w,
+                (w, false) if w < 0 => weight += w,
+                _ => {}
+            }
+        }
+        if !inst.cfg.dont_track_primary && !net::is_running(&inst.iface) {
+            faults.push(format!("{} down", inst.iface));
+        }
+        (weight, faults)
+    }
+
+    async fn retrack(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.insts.len() {
+            let (w, f) = self.tracking(i);
+            if w != self.insts[i].m.track_weight || f != self.insts[i].m.faults {
+                let e = self.insts[i].m.track(now, w, f);
+                self.apply(i, e).await;
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, i: usize, ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8]) {
+        let inst = &mut self.insts[i];
+        let e = Expect {
+            version: inst.m.s.version,
+            vrid: inst.vrid,
+            interval_cs: inst.m.s.advert_int_cs,
+            password: inst.password.as_deref(),
+            v6: false,
+        };
+        let result = Advert::parse(msg, src, dst, ttl, &e).and_then(|a| {
+            let peers = &inst.cfg.unicast_peer;
+            if !peers.is_empty() && !peers.contains(&src) { Err(Reject::UnknownPeer) } else { Ok(a) }
+        });
+        let advert = match result {
+            Ok(a) => a,
+            Err(Reject::OtherVrid) => return,
+            Err(r) => {
+                let n = inst.counters.rejected.entry(r).or_default();
+                *n += 1;
+                let now = Instant::now();
+                let last = inst.last_reject_log.get(&r);
+                if last.is_none_or(|t| now.duration_since(*t) >= REJECT_LOG_EVERY) {
+                    inst.last_reject_log.insert(r, now);
+                    warn!(instance = %inst.cfg.name, vrid = inst.vrid, %src, "advert dropped: {r:?} ({n} so far)");
+                }
+                return;
+            }
+        };
+        inst.counters.adverts_received += 1;
+        let mine: Vec<IpAddr> = inst.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect();
+        if advert.addrs != mine && advert.priority != 0 {
+            if self.strict {
+                warn!(instance = %inst.cfg.name, %src, "advert lists other addresses; dropped (vrrp_strict)");
+                return;
+            }
+            info!(instance = %inst.cfg.name, %src, "advert lists other addresses than ours");
+        }
+        let e = inst.m.on_advert(Instant::now(), src, &advert);
+        self.apply(i, e).await;
+    }
+
+    /// Carries out `effects` of instance `i`, then moves its sync group along.
+    async fn apply(&mut self, i: usize, effects: Vec<Effect>) {
+        let mut queue: Vec<(usize, Vec<Effect>)> = vec![(i, effects)];
+        while let Some((i, effects)) = queue.pop() {
+            for e in effects {
+                match e {
+                    Effect::Advert(p) => self.send_advert(i, p),
+                    Effect::Reassert => {
+                        info!(instance = %self.insts[i].cfg.name, "lower-priority master heard; re-asserting");
+                        self.garp(i);
+                    }
+                    Effect::Transition { from, to, why } => {
+                        self.transition(i, from, to, &why).await;
+                        if let Some(g) = self.insts[i].group {
+                            let now = Instant::now();
+                            let why = format!("sync group {}: {} is {}", self.groups[g].name, self.insts[i].cfg.name, to.name());
+                            for m in self.groups[g].members.clone() {
+                                if m != i {
+                                    let e = self.insts[m].m.force(now, to, &why);
+                                    if !e.is_empty() {
+                                        queue.push((m, e));
+                                    }
+                                }
+                            }
+                            self.group_state(g);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_advert(&mut self, i: usize, priority: u8) {
+        let inst = &mut self.insts[i];
+        let a = Advert {
+            version: inst.m.s.version,
+            vrid: inst.vrid,
+            priority,
+            interval_cs: inst.m.s.advert_int_cs,
+            addrs: inst.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect(),
+            password: inst.password.clone(),
+        };
+        for dst in &inst.dsts {
+            let msg = a.encode(IpAddr::V4(inst.sender.src), IpAddr::V4(*dst));
+            match inst.sender.send(&msg, *dst) {
+                Ok(()) => inst.counters.adverts_sent += 1,
+                Err(e) => warn!(instance = %inst.cfg.name, %dst, "sending advert: {e}"),
+            }
+        }
+    }
+
+    fn garp(&self, i: usize) {
+        let inst = &self.insts[i];
+        for a in inst.cfg.virtual_ipaddress.iter().chain(&inst.cfg.virtual_ipaddress_excluded) {
+            if let IpAddr::V4(ip) = a.addr {
+                let ifindex = match &a.dev {
+                    Some(d) if *d != inst.iface => net::link(d).map(|l| l.index).unwrap_or(inst.ifindex),
+                    _ => inst.ifindex,
+                };
+                if let Err(e) = net::gratuitous_arp(ifindex, inst.mac, ip, inst.garp_repeat) {
+                    warn!(instance = %inst.cfg.name, "{e:#}");
+                }
+            }
+        }
+    }
+
+    fn vips(&self, i: usize) -> Vec<IpAddress> {
+        let c = &self.insts[i].cfg;
+        c.virtual_ipaddress.iter().chain(&c.virtual_ipaddress_excluded).cloned().collect()
+    }
+
+    async fn transition(&mut self, i: usize, from: State, to: State, why: &str) {
+        let (name, prio) = (self.insts[i].cfg.name.clone(), self.insts[i].m.priority());
+        warn!(instance = %name, vrid = self.insts[i].vrid, priority = prio, "{} -> {}: {why}", from.name(), to.name());
+        let iface = self.insts[i].iface.clone();
+        if to == State::Master {
+            self.insts[i].counters.became_master += 1;
+            for a in self.vips(i) {
+                if let Err(e) = self.addrs.add(&a, &iface).await {
+                    error!(instance = %name, "{e:#}");
+                }
+            }
+            self.garp(i);
+            // keepalived's second burst, after vrrp_garp_master_delay.
+            let inst = &self.insts[i];
+            let (ifindex, mac, repeat, delay) = (inst.ifindex, inst.mac, inst.garp_repeat, inst.garp_delay);
+            let ips: Vec<Ipv4Addr> = self
+                .vips(i)
+                .iter()
+                .filter_map(|a| if let IpAddr::V4(ip) = a.addr { Some(ip) } else { None })
+                .collect();
+            if !delay.is_zero() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    for ip in ips {
+                        let _ = net::gratuitous_arp(ifindex, mac, ip, repeat);
+                    }
+                });
+            }
+        } else if from == State::Master {
+            for a in self.vips(i) {
+                if let Err(e) = self.addrs.del(&a, &iface).await {
+                    error!(instance = %name, "{e:#}");
+                }
+            }
+        }
+        let n = &self.insts[i].cfg.notify;
+        let specific = match to {
+            State::Master => n.master.clone(),
+            State::Backup => n.backup.clone(),
+            State::Fault => n.fault.clone(),
+            State::Stopped => n.stop.clone(),
+            State::Init => None,
+        };
+        let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
+        self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
+        if (self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp)
+            && let Some(m) = &self.mailer
+        {
+            m.send(&format!("VRRP Instance {name} - Entering {} state", to.name()), format!("=> VRRP Instance is now {} ({why}) <=", to.name()));
+        }
+    }
+
+    /// Runs the state's script, then `notify` with its arguments, in order, in the
+    /// background (waited for on stop, so notify_stop runs before we exit).
+    async fn notify(
+        &self,
+        specific: Option<crate::config::Script>,
+        any: Option<crate::config::Script>,
+        args: Vec<String>,
+        wait: bool,
+    ) {
+        let mut runs = Vec::new();
+        for (s, a) in [(specific, Vec::new()), (any, args)] {
+            let Some(s) = s else { continue };
+            match self.runner.prepare(&s, None) {
+                Ok(p) => runs.push((p, a)),
+                Err(e) => warn!("notify: {e}"),
+            }
+        }
+        if runs.is_empty() {
+            return;
+        }
+        let job = async move {
+            for (p, a) in runs {
+                let outcome = script::run(&p, &a, NOTIFY_TIMEOUT).await;
+                if !outcome.success() {
+                    warn!(script = %p.command, "notify script: {outcome}");
+                }
+            }
+        };
+        if wait {
+            job.await;
+        } else {
+            tokio::spawn(job);
+        }
+    }
+
+    /// A sync group's state is its members' once they agree; notify on each change.
+    fn group_state(&mut self, g: usize) {
+        let states: Vec<State> = self.groups[g].members.iter().map(|m| self.insts[*m].m.state).collect();
+        let Some(first) = states.first().copied() else { return };
+        if states.iter().any(|s| *s != first) || self.groups[g].state == first {
+            return;
+        }
+        self.groups[g].state = first;
+        let grp = &self.groups[g];
+        info!(group = %grp.name, "sync group now {}", first.name());
+        let n = &grp.notify;
+        let specific = match first {
+            State::Master => n.master.clone(),
+            State::Backup => n.backup.clone(),
+            State::Fault => n.fault.clone(),
+            State::Stopped => n.stop.clone(),
+            State::Init => None,
+        };
+        let args = vec!["GROUP".to_string(), grp.name.clone(), first.name().to_string(), "0".to_string()];
+        let (runner, any) = (self.runner.clone(), n.any.clone());
+        tokio::spawn(async move {
+            for (s, a) in [(specific, Vec::new()), (any, args)] {
+                if let Some(s) = s {
+                    match runner.prepare(&s, None) {
+                        Ok(p) => {
+                            let _ = script::run(&p, &a, NOTIFY_TIMEOUT).await;
+                        }
+                        Err(e) => warn!("notify: {e}"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Runs a vrrp_script every `interval`; reports OK/FAILED after `rise`/`fall` results in a row.
+async fn run_tracker(idx: usize, s: VrrpScript, p: script::Prepared, tx: mpsc::Sender<Input>) {
+    let interval = Duration::from_secs(u64::from(s.interval.max(1)));
+    let timeout = Duration::from_secs(u64::from(s.timeout.unwrap_or(s.interval).max(1)));
+    let (mut ok, mut run_len) = (!s.init_fail, 0u32);
+    let mut last: Option<bool> = None;
+    loop {
+        let success = script::run(&p, &[], timeout).await.success();
+        run_len = if last == Some(success) { run_len + 1 } else { 1 };
+        last = Some(success);
+        let needed = if success { s.rise.max(1) } else { s.fall.max(1) };
+        if success != ok && run_len >= needed {
+            ok = success;
+            if tx.send(Input::Script { idx, ok }).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
