@@ -179,7 +179,9 @@ fn config_test(cli: &Cli) -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.vrrp {
-        anyhow::bail!("-P/--vrrp (VRRP only) is not supported: lb-daemon runs VRRP together with its data plane; run it without -P");
+        anyhow::bail!(
+            "-P/--vrrp (VRRP only) is not supported: lb-daemon runs VRRP together with its data plane; run it without -P"
+        );
     }
     let _pid = cli.pid.as_deref().map(lb_daemon::pidfile::PidFile::create).transpose()?;
     let opts = Options {

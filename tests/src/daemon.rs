@@ -149,3 +149,82 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Debian's keepalived (2.2.7) as a VRRP peer in a namespace: `keepalived -n -l -D --vrrp`
+/// with its own pid files, its console log kept in `log`. Killed on drop.
+pub struct Keepalived {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Keepalived {
+    pub fn start(ns: &Netns, config: &Path, dir: &Path, tag: &str) -> Result<Self> {
+        let log = dir.join(format!("{tag}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = ns
+            .command("keepalived")
+            .args(["-n", "-l", "-D", "--vrrp", "-f"])
+            .arg(config)
+            .arg("-p")
+            .arg(dir.join(format!("{tag}.pid")))
+            .arg("-r")
+            .arg(dir.join(format!("{tag}-vrrp.pid")))
+            .arg("-c")
+            .arg(dir.join(format!("{tag}-check.pid")))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("spawning keepalived (apt package keepalived; `cargo xtask setup` installs it)")?;
+        Ok(Self { child: Some(child), log })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGTERM (keepalived sends priority 0 and removes its VIPs), then waits.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            nix::sys::signal::kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM)?;
+            for _ in 0..100 {
+                if c.try_wait()?.is_some() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            c.kill()?;
+            c.wait()?;
+            bail!("keepalived ignored SIGTERM for 10 s");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // keepalived's VRRP child would outlive a killed parent: TERM lets it clean up.
+            let _ = nix::sys::signal::kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            for _ in 0..50 {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

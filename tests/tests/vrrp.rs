@@ -4,7 +4,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -18,14 +17,14 @@ use nix::sys::signal::Signal;
 const VIP: &str = "192.0.2.100";
 const VIP2: &str = "192.0.2.101";
 
-struct Dir(PathBuf);
+struct Dir(PathBuf, String);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
         let p = std::env::temp_dir().join(format!("lbt-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
-        Dir(p)
+        Dir(p, tag.to_string())
     }
 
     fn file(&self, name: &str, text: &str) -> PathBuf {
@@ -89,7 +88,7 @@ fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
 
 fn start(seg: &Segment, i: usize, dir: &Dir, config: &str) -> Daemon {
     let conf = dir.file(&format!("node{i}.conf"), config);
-    let pins = daemon::pin_dir(&format!("vrrp{i}"));
+    let pins = daemon::pin_dir(&format!("{}{i}", dir.1));
     Daemon::start(&seg.nodes[i], &conf, &pins, &["-i", "l0"]).unwrap()
 }
 
@@ -133,7 +132,7 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     drop(d0);
 
     // Node 0 comes back with the higher priority and preempts.
-    let mut d0 = start(&seg, 0, &dir, &conf0);
+    let d0 = start(&seg, 0, &dir, &conf0);
     assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
     assert!(d1.wait_log("MASTER -> BACKUP", Duration::from_secs(3)), "{:#?}", d1.log());
     assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP) && !seg.holds(1, VIP)));
@@ -162,4 +161,190 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
         ]
     );
     assert_eq!(lines(&log0)[..3], ["INSTANCE VI_1 BACKUP 150", "INSTANCE VI_1 MASTER 150", "INSTANCE VI_1 STOP 150"]);
+}
+
+/// Our node (priority 100) beside keepalived (priority 200) on one segment: keepalived wins
+/// the election, we stay backup (we accept its adverts); keepalived stops (priority 0) and
+/// we take over; it comes back and preempts us (it accepts our adverts). keepalived logs no
+/// complaint about our packets.
+fn interop(tag: &str, version: u8, unicast: bool) {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new(tag);
+    let (n0, _) = dir.recorder("notify0");
+    let peer = |me: usize| {
+        if unicast {
+            format!(
+                "    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n",
+                Segment::node_ip(me),
+                Segment::node_ip(1 - me)
+            )
+        } else {
+            String::new()
+        }
+    };
+    let auth = if version == 2 {
+        "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n"
+    } else {
+        ""
+    };
+    let conf = |name: &str, prio: u8, me: usize, notify: Option<&Path>| {
+        format!(
+            "vrrp_instance {name} {{
+    state BACKUP
+    interface l0
+    version {version}
+    virtual_router_id 51
+    priority {prio}
+    advert_int 1
+{auth}{}    virtual_ipaddress {{
+        {VIP}/24
+    }}
+{}}}
+",
+            peer(me),
+            notify.map(|n| format!("    notify {}\n", n.display())).unwrap_or_default()
+        )
+    };
+    let kconf =
+        dir.file("keepalived.conf", &format!("global_defs {{\n    router_id kad\n}}\n{}", conf("VI_1", 200, 1, None)));
+    let mut k = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ours = start(&seg, 0, &dir, &conf("VI_1", 100, 0, Some(&n0)));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "we took over from keepalived: {:#?}", ours.log());
+    assert!(!ours.log().iter().any(|l| l.contains("advert dropped")), "{:#?}", ours.log());
+    assert!(seg.holds(1, VIP) && !seg.holds(0, VIP));
+
+    k.stop().unwrap();
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP)));
+
+    let k2 = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka2").unwrap();
+    assert!(k2.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k2.log());
+    assert!(ours.wait_log("MASTER -> BACKUP", Duration::from_secs(3)), "{:#?}", ours.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VIP) && !seg.holds(0, VIP)));
+    // keepalived heard our adverts while it was backup and found nothing wrong with them.
+    let klog = k2.log();
+    assert!(klog.contains("Entering BACKUP STATE"), "{klog}");
+    // Preempting us, keepalived read our priority (RFC 5798: a backup discards a lower
+    // priority master's adverts and lets its timer run out).
+    let ours_read = format!("received lower priority (100) advert from {}", Segment::node_ip(0));
+    assert!(klog.contains(&ours_read), "{klog}");
+    for bad in ["invalid", "mismatch", "bad ", "wrong", "error", "discard", "ignor"] {
+        let hits: Vec<&str> = klog
+            .lines()
+            .filter(|l| !l.contains(&ours_read) && l.to_lowercase().contains(&bad.to_lowercase()))
+            .collect();
+        assert!(hits.is_empty(), "keepalived complained ({bad}): {hits:#?}");
+    }
+}
+
+#[test]
+fn interop_keepalived_v2_multicast() {
+    interop("ka-v2m", 2, false);
+}
+
+#[test]
+fn interop_keepalived_v2_unicast() {
+    interop("ka-v2u", 2, true);
+}
+
+#[test]
+fn interop_keepalived_v3_multicast() {
+    interop("ka-v3m", 3, false);
+}
+
+#[test]
+fn interop_keepalived_v3_unicast() {
+    interop("ka-v3u", 3, true);
+}
+
+/// vrrp_script with a negative weight hands mastership over and back; a tracked interface
+/// going down puts its instance in FAULT; both instances of the sync group move together.
+#[test]
+fn tracking_hands_over_and_sync_groups_move_together() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new("vrrp-track");
+    let (g0, glog0) = dir.recorder("group0");
+    for (i, n) in seg.nodes.iter().enumerate() {
+        lb_tests::netns::veth(n, "t0", n, "t1").unwrap();
+        std::fs::write(dir.0.join(format!("ok{i}")), "").unwrap();
+    }
+    let conf = |i: usize, prio: u8, group_notify: &Path| {
+        let inst = |name: &str, vrid: u8, vip: &str, extra: &str| {
+            format!(
+                "vrrp_instance {name} {{
+    interface l0
+    virtual_router_id {vrid}
+    priority {prio}
+    advert_int 1
+    virtual_ipaddress {{
+        {vip}/24
+    }}
+    track_script {{
+        chk
+    }}
+{extra}}}
+"
+            )
+        };
+        format!(
+            "vrrp_script chk {{
+    script \"/bin/test -e {}\"
+    interval 1
+    weight -60
+    fall 1
+    rise 1
+}}
+vrrp_sync_group G {{
+    group {{
+        VI_1
+        VI_2
+    }}
+    notify {}
+}}
+{}{}",
+            dir.0.join(format!("ok{i}")).display(),
+            group_notify.display(),
+            inst("VI_1", 51, VIP, ""),
+            inst("VI_2", 52, VIP2, "    track_interface {\n        t0\n    }\n"),
+        )
+    };
+    let (g1, _) = dir.recorder("group1");
+    let mut d0 = start(&seg, 0, &dir, &conf(0, 150, &g0));
+    let d1 = start(&seg, 1, &dir, &conf(1, 100, &g1));
+    let both = |i: usize| seg.holds(i, VIP) && seg.holds(i, VIP2);
+    let neither = |i: usize| !seg.holds(i, VIP) && !seg.holds(i, VIP2);
+    assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
+
+    // The script fails on node 0: priority 150 - 60 = 90 < 100, node 1 preempts both.
+    std::fs::remove_file(dir.0.join("ok0")).unwrap();
+    assert!(eventually(Duration::from_secs(8), || both(1) && neither(0)), "{:#?}\n{:#?}", d0.log(), d1.log());
+    assert!(d0.log().iter().any(|l| l.contains("higher priority advert (100 from 192.0.2.12)")), "{:#?}", d0.log());
+    // It recovers: node 0 is back at 150 and preempts both.
+    std::fs::write(dir.0.join("ok0"), "").unwrap();
+    assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
+
+    // VI_2's tracked interface loses carrier: VI_2 goes to FAULT, the group takes VI_1 along.
+    seg.nodes[0].ip(&["link", "set", "t1", "down"]).unwrap();
+    assert!(eventually(Duration::from_secs(4), || both(1) && neither(0)), "{:#?}", d0.log());
+    assert!(d0.log().iter().any(|l| l.contains("MASTER -> FAULT: sync group G: VI_2 has t0 down")), "{:#?}", d0.log());
+    seg.nodes[0].ip(&["link", "set", "t1", "up"]).unwrap();
+    assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
+    d0.stop().unwrap();
+    assert_eq!(
+        lines(&glog0),
+        [
+            "GROUP G BACKUP 0",
+            "GROUP G MASTER 0",
+            "GROUP G BACKUP 0",
+            "GROUP G MASTER 0",
+            "GROUP G FAULT 0",
+            "GROUP G BACKUP 0",
+            "GROUP G MASTER 0",
+            "GROUP G STOP 0"
+        ]
+    );
 }

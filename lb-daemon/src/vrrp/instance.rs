@@ -75,7 +75,15 @@ pub struct Instance {
 impl Instance {
     pub fn new(s: Settings, now: Instant) -> Self {
         let int = s.advert_int_cs;
-        Self { s, state: State::Init, track_weight: 0, faults: Vec::new(), master_adver_int_cs: int, deadline: None, started: now }
+        Self {
+            s,
+            state: State::Init,
+            track_weight: 0,
+            faults: Vec::new(),
+            master_adver_int_cs: int,
+            deadline: None,
+            started: now,
+        }
     }
 
     /// Effective priority: 255 for the address owner, else base + tracking, within 1..=254.
@@ -240,6 +248,9 @@ impl Instance {
         match to {
             State::Master if self.state == State::Backup => self.become_master(now, why, &mut out),
             State::Backup if self.state == State::Master => self.become_backup(now, why.to_string(), &mut out),
+            State::Backup if self.state == State::Fault && self.faults.is_empty() => {
+                self.become_backup(now, why.to_string(), &mut out)
+            }
             State::Fault if matches!(self.state, State::Master | State::Backup) => {
                 let was_master = self.state == State::Master;
                 self.go(State::Fault, why, &mut out);

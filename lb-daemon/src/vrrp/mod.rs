@@ -281,10 +281,11 @@ impl Engine {
             }
         }
         let now = Instant::now();
-        for i in 0..self.insts.len() {
-            let (w, f) = self.tracking(i);
+        for (i, (w, f)) in self.tracking_all().into_iter().enumerate() {
             self.insts[i].m.track_weight = w;
             self.insts[i].m.faults = f;
+        }
+        for i in 0..self.insts.len() {
             let e = self.insts[i].m.start(now);
             self.apply(i, e).await;
         }
@@ -361,10 +362,26 @@ impl Engine {
         (weight, faults)
     }
 
+    /// Tracking of every instance; a fault of one sync group member is a fault of all
+    /// (keepalived: the group is in FAULT while any member is).
+    fn tracking_all(&self) -> Vec<(i32, Vec<String>)> {
+        let own: Vec<(i32, Vec<String>)> = (0..self.insts.len()).map(|i| self.tracking(i)).collect();
+        let mut all = own.clone();
+        for g in &self.groups {
+            for &m in &g.members {
+                for &o in g.members.iter().filter(|o| **o != m) {
+                    for f in &own[o].1 {
+                        all[m].1.push(format!("sync group {}: {} has {f}", g.name, self.insts[o].cfg.name));
+                    }
+                }
+            }
+        }
+        all
+    }
+
     async fn retrack(&mut self) {
         let now = Instant::now();
-        for i in 0..self.insts.len() {
-            let (w, f) = self.tracking(i);
+        for (i, (w, f)) in self.tracking_all().into_iter().enumerate() {
             if w != self.insts[i].m.track_weight || f != self.insts[i].m.faults {
                 let e = self.insts[i].m.track(now, w, f);
                 self.apply(i, e).await;
@@ -416,6 +433,7 @@ impl Engine {
     /// Carries out `effects` of instance `i`, then moves its sync group along.
     async fn apply(&mut self, i: usize, effects: Vec<Effect>) {
         let mut queue: Vec<(usize, Vec<Effect>)> = vec![(i, effects)];
+        let mut touched = Vec::new();
         while let Some((i, effects)) = queue.pop() {
             for e in effects {
                 match e {
@@ -428,7 +446,12 @@ impl Engine {
                         self.transition(i, from, to, &why).await;
                         if let Some(g) = self.insts[i].group {
                             let now = Instant::now();
-                            let why = format!("sync group {}: {} is {}", self.groups[g].name, self.insts[i].cfg.name, to.name());
+                            let why = format!(
+                                "sync group {}: {} is {}",
+                                self.groups[g].name,
+                                self.insts[i].cfg.name,
+                                to.name()
+                            );
                             for m in self.groups[g].members.clone() {
                                 if m != i {
                                     let e = self.insts[m].m.force(now, to, &why);
@@ -437,11 +460,15 @@ impl Engine {
                                     }
                                 }
                             }
-                            self.group_state(g);
+                            touched.push(g);
                         }
                     }
                 }
             }
+        }
+        touched.dedup();
+        for g in touched {
+            self.group_state(g).await;
         }
     }
 
@@ -499,11 +526,8 @@ impl Engine {
             // keepalived's second burst, after vrrp_garp_master_delay.
             let inst = &self.insts[i];
             let (ifindex, mac, repeat, delay) = (inst.ifindex, inst.mac, inst.garp_repeat, inst.garp_delay);
-            let ips: Vec<Ipv4Addr> = self
-                .vips(i)
-                .iter()
-                .filter_map(|a| if let IpAddr::V4(ip) = a.addr { Some(ip) } else { None })
-                .collect();
+            let ips: Vec<Ipv4Addr> =
+                self.vips(i).iter().filter_map(|a| if let IpAddr::V4(ip) = a.addr { Some(ip) } else { None }).collect();
             if !delay.is_zero() {
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
@@ -532,7 +556,10 @@ impl Engine {
         if (self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp)
             && let Some(m) = &self.mailer
         {
-            m.send(&format!("VRRP Instance {name} - Entering {} state", to.name()), format!("=> VRRP Instance is now {} ({why}) <=", to.name()));
+            m.send(
+                &format!("VRRP Instance {name} - Entering {} state", to.name()),
+                format!("=> VRRP Instance is now {} ({why}) <=", to.name()),
+            );
         }
     }
 
@@ -572,7 +599,7 @@ impl Engine {
     }
 
     /// A sync group's state is its members' once they agree; notify on each change.
-    fn group_state(&mut self, g: usize) {
+    async fn group_state(&mut self, g: usize) {
         let states: Vec<State> = self.groups[g].members.iter().map(|m| self.insts[*m].m.state).collect();
         let Some(first) = states.first().copied() else { return };
         if states.iter().any(|s| *s != first) || self.groups[g].state == first {
@@ -590,19 +617,8 @@ impl Engine {
             State::Init => None,
         };
         let args = vec!["GROUP".to_string(), grp.name.clone(), first.name().to_string(), "0".to_string()];
-        let (runner, any) = (self.runner.clone(), n.any.clone());
-        tokio::spawn(async move {
-            for (s, a) in [(specific, Vec::new()), (any, args)] {
-                if let Some(s) = s {
-                    match runner.prepare(&s, None) {
-                        Ok(p) => {
-                            let _ = script::run(&p, &a, NOTIFY_TIMEOUT).await;
-                        }
-                        Err(e) => warn!("notify: {e}"),
-                    }
-                }
-            }
-        });
+        let any = n.any.clone();
+        self.notify(specific, any, args, first == State::Stopped).await;
     }
 }
 
