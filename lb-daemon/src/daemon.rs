@@ -74,6 +74,12 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
     let c = &loaded.config;
     let mut items: Vec<(Span, String)> = Vec::new();
     for v in &c.vrrp_instances {
+        if let Some(i) = &v.lvs_sync_daemon_interface {
+            items.push((
+                v.span,
+                format!("vrrp_instance {}: lvs_sync_daemon_interface {i}: connection sync is not implemented yet", v.name),
+            ));
+        }
         if !v.virtual_routes.is_empty() {
             items.push((v.span, format!("vrrp_instance {}: virtual_routes are not applied yet", v.name)));
         }
@@ -93,6 +99,13 @@ pub async fn run(opts: Options) -> Result<()> {
     let loaded = read_config(&opts.config, opts.backend)?;
     for w in not_acted_on(&loaded) {
         warn!("{w}");
+    }
+    if let Some(l) = &loaded.config.global.lvs_sync_daemon {
+        warn!(
+            interface = %l.interface,
+            instance = ?l.vrrp_instance,
+            "lvs_sync_daemon: connection sync between load balancers is not implemented yet"
+        );
     }
     if loaded.config.global.lb_backend == Some(BackendKind::Ipvs) {
         bail!("the IPVS backend is not implemented yet; run with --backend bpf (or auto)");

@@ -348,3 +348,129 @@ vrrp_sync_group G {{
         ]
     );
 }
+
+/// Split brain: the master is cut off the segment (its link stays up), the backup takes
+/// over; on healing exactly one master remains, the higher-priority one, and the client
+/// learns it from fresh gratuitous ARPs.
+#[test]
+fn split_brain_heals_to_one_master_with_fresh_gratuitous_arps() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new("vrrp-split");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let d0 = start(&seg, 0, &dir, &instance("VI_1", 150, "", &n0));
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 100, "", &n1));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    seg.cut(0).unwrap();
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{:#?}", d1.log());
+    // Both sides are master now; the client, on node 1's side, follows node 1.
+    assert!(seg.holds(0, VIP) && seg.holds(1, VIP));
+    assert!(eventually(Duration::from_secs(2), || {
+        resolve(&seg.client, VIP);
+        seg.client_neigh(VIP) == Some(seg.mac(1).unwrap())
+    }));
+    std::thread::sleep(Duration::from_secs(2));
+    seg.heal(0).unwrap();
+    assert!(d1.wait_log("MASTER -> BACKUP", Duration::from_secs(4)), "{:#?}", d1.log());
+    assert!(d0.wait_log("lower-priority master heard; re-asserting", Duration::from_secs(4)), "{:#?}", d0.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP) && !seg.holds(1, VIP)));
+    // Node 0's gratuitous ARPs moved the client back without it asking.
+    assert!(
+        eventually(Duration::from_secs(3), || seg.client_neigh(VIP) == Some(seg.mac(0).unwrap())),
+        "{:?}",
+        seg.client_neigh(VIP)
+    );
+    // And it stays that way: one master.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(d1.log().iter().filter(|l| l.contains("BACKUP -> MASTER")).count(), 1, "{:#?}", d1.log());
+    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP));
+}
+
+/// Raw VRRP packets from the client's namespace, TTL 255 unless the case says otherwise.
+fn inject(ns: &Netns, payload: Vec<u8>, ttl: u32) {
+    ns.run(move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(112)))
+            .unwrap();
+        s.set_multicast_ttl_v4(ttl).unwrap();
+        s.set_ttl_v4(ttl).unwrap();
+        let to: std::net::SocketAddr = "224.0.0.18:0".parse().unwrap();
+        s.send_to(&payload, &to.into()).unwrap();
+    })
+    .unwrap();
+}
+
+/// Every receive check drops a hostile advert, counts it and logs it (rate-limited), and no
+/// state changes: a priority-255 advert with the wrong password does not stop the backup
+/// from taking over when the real master dies.
+#[test]
+fn hostile_adverts_are_dropped_counted_and_change_nothing() {
+    use lb_daemon::vrrp::packet::Advert;
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
+    let dir = Dir::new("vrrp-hostile");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let mut d0 = start(&seg, 0, &dir, &instance("VI_1", 150, "", &n0));
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 100, "", &n1));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    let (src, grp) = ("192.0.2.2".parse().unwrap(), "224.0.0.18".parse().unwrap());
+    let good = Advert {
+        version: 2,
+        vrid: 51,
+        priority: 255,
+        interval_cs: 100,
+        addrs: vec![VIP.parse().unwrap()],
+        password: Some(b"s3cret".to_vec()),
+    };
+    let wrong_pw = Advert { password: Some(b"guess".to_vec()), ..good.clone() }.encode(src, grp);
+    let mut bad_sum = good.encode(src, grp);
+    bad_sum[6] ^= 0xff;
+    let v3 = Advert { version: 3, password: None, ..good.clone() }.encode(src, grp);
+    let slow = Advert { interval_cs: 300, ..good.clone() }.encode(src, grp);
+    let no_auth = Advert { password: None, ..good.clone() }.encode(src, grp);
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        ("Password", wrong_pw.clone(), 255),
+        ("Ttl", good.encode(src, grp), 64),
+        ("Checksum", bad_sum, 255),
+        ("Version", v3, 255),
+        ("Interval", slow, 255),
+        ("AuthType", no_auth, 255),
+        ("Length", vec![0x21, 51, 255, 9, 1, 1, 0, 0], 255),
+    ];
+    for (reason, payload, ttl) in &cases {
+        for _ in 0..20 {
+            inject(&seg.client, payload.clone(), *ttl);
+        }
+        for d in [&d0, &d1] {
+            assert!(
+                d.wait_log(&format!("advert dropped: {reason}"), Duration::from_secs(3)),
+                "{reason}: {:#?}",
+                d.log()
+            );
+        }
+    }
+    // Random bytes: dropped without a word about state.
+    for n in 0..200u32 {
+        let bytes: Vec<u8> = (0..(n % 60)).map(|i| (i * 37 + n * 11) as u8).collect();
+        inject(&seg.client, bytes, 255);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Rate-limited: one line per check per 10 s, not one per packet.
+    let password_lines = d1.log().iter().filter(|l| l.contains("advert dropped: Password")).count();
+    assert_eq!(password_lines, 1, "{:#?}", d1.log());
+    // Nothing changed: node 0 master, node 1 backup.
+    assert!(!d0.log().iter().any(|l| l.contains("MASTER -> ")), "{:#?}", d0.log());
+    assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
+    // The master dies while wrong-password priority-255 adverts keep coming: node 1 still
+    // takes over (the rejected adverts never reset its timer).
+    d0.signal(Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline && !d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")) {
+        inject(&seg.client, wrong_pw.clone(), 255);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")), "{:#?}", d1.log());
+    let _ = d0.stop();
+}

@@ -197,6 +197,10 @@ impl Instance {
                     out.push(Effect::Advert(mine));
                     self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
                 } else if theirs_wins {
+                    // A last advert at our priority before yielding: the winner hears a
+                    // lower-priority master and re-announces the VIPs (gratuitous ARPs). After a
+                    // split brain heals, neighbours that followed us learn the winner at once.
+                    out.push(Effect::Advert(mine));
                     if self.s.version == 3 {
                         self.master_adver_int_cs = a.interval_cs.max(1);
                     }
@@ -380,7 +384,9 @@ mod tests {
         assert!(e.contains(&Effect::Reassert));
         // Equal priority from a lower address: we stay; from a higher one: we yield.
         assert!(transitions(&m.on_advert(t0, "192.0.2.0".parse().unwrap(), &advert(100))).is_empty());
-        assert_eq!(transitions(&m.on_advert(t0, PEER.parse().unwrap(), &advert(100))), [State::Backup]);
+        let e = m.on_advert(t0, PEER.parse().unwrap(), &advert(100));
+        assert_eq!(transitions(&e), [State::Backup]);
+        assert_eq!(e[0], Effect::Advert(100), "a last word so the winner re-announces");
     }
 
     #[test]

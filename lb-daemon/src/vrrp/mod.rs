@@ -72,6 +72,8 @@ struct Inst {
     group: Option<usize>,
     garp_delay: Duration,
     garp_repeat: u32,
+    /// `garp_master_refresh`: re-announce every so often while master (0 = never).
+    garp_refresh: Duration,
     counters: Counters,
     last_reject_log: BTreeMap<Reject, Instant>,
 }
@@ -89,8 +91,23 @@ struct Tracker {
 }
 
 enum Input {
-    Packet { inst: usize, ttl: u8, src: IpAddr, dst: IpAddr, msg: Vec<u8> },
-    Script { idx: usize, ok: bool },
+    Packet {
+        inst: usize,
+        ttl: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        msg: Vec<u8>,
+    },
+    Script {
+        idx: usize,
+        ok: bool,
+    },
+    /// keepalived's second gratuitous ARP burst, `garp_master_delay` after becoming master;
+    /// `epoch` (the mastership count then) makes it a no-op if mastership was lost meanwhile.
+    Garp {
+        inst: usize,
+        epoch: u64,
+    },
 }
 
 /// A running VRRP engine.
@@ -133,6 +150,7 @@ struct Engine {
     strict: bool,
     mail_vrrp: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    tx: mpsc::Sender<Input>,
 }
 
 impl Engine {
@@ -208,6 +226,7 @@ impl Engine {
             strict: g.vrrp_strict,
             mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
             tasks,
+            tx,
         })
     }
 
@@ -262,6 +281,7 @@ impl Engine {
             group: None,
             garp_delay: Duration::from_secs(u64::from(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay))),
             garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
+            garp_refresh: Duration::from_secs(u64::from(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh))),
             counters: Counters::default(),
             last_reject_log: BTreeMap::new(),
         })
@@ -319,6 +339,16 @@ impl Engine {
                         s.ok = ok;
                         info!(script = %s.cfg.name, "vrrp_script {}", if ok { "succeeded: OK" } else { "failed: FAILED" });
                         self.retrack().await;
+                    }
+                    Input::Garp { inst, epoch } => {
+                        let i = &self.insts[inst];
+                        if i.m.state == State::Master && i.counters.became_master == epoch {
+                            let refresh = i.garp_refresh;
+                            self.garp(inst);
+                            if !refresh.is_zero() {
+                                self.garp_later(inst, refresh);
+                            }
+                        }
                     }
                 },
                 _ = sleep => {
@@ -506,6 +536,15 @@ impl Engine {
         }
     }
 
+    /// Gratuitous ARPs for instance `i` after `delay`, if it is still the same mastership.
+    fn garp_later(&self, i: usize, delay: Duration) {
+        let (epoch, tx) = (self.insts[i].counters.became_master, self.tx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Input::Garp { inst: i, epoch }).await;
+        });
+    }
+
     fn vips(&self, i: usize) -> Vec<IpAddress> {
         let c = &self.insts[i].cfg;
         c.virtual_ipaddress.iter().chain(&c.virtual_ipaddress_excluded).cloned().collect()
@@ -523,18 +562,13 @@ impl Engine {
                 }
             }
             self.garp(i);
-            // keepalived's second burst, after vrrp_garp_master_delay.
-            let inst = &self.insts[i];
-            let (ifindex, mac, repeat, delay) = (inst.ifindex, inst.mac, inst.garp_repeat, inst.garp_delay);
-            let ips: Vec<Ipv4Addr> =
-                self.vips(i).iter().filter_map(|a| if let IpAddr::V4(ip) = a.addr { Some(ip) } else { None }).collect();
-            if !delay.is_zero() {
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    for ip in ips {
-                        let _ = net::gratuitous_arp(ifindex, mac, ip, repeat);
-                    }
-                });
+            // keepalived's second burst, after vrrp_garp_master_delay (if still master then),
+            // then every garp_master_refresh.
+            let (delay, refresh) = (self.insts[i].garp_delay, self.insts[i].garp_refresh);
+            match (delay.is_zero(), refresh.is_zero()) {
+                (false, _) => self.garp_later(i, delay),
+                (true, false) => self.garp_later(i, refresh),
+                (true, true) => {}
             }
         } else if from == State::Master {
             for a in self.vips(i) {
