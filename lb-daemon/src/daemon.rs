@@ -77,15 +77,12 @@ pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
         if let Some(i) = &v.lvs_sync_daemon_interface {
             items.push((
                 v.span,
-                format!("vrrp_instance {}: lvs_sync_daemon_interface {i}: connection sync is not implemented yet", v.name),
+                format!(
+                    "vrrp_instance {}: lvs_sync_daemon_interface {i}: connection sync is not implemented yet",
+                    v.name
+                ),
             ));
         }
-        if !v.virtual_routes.is_empty() {
-            items.push((v.span, format!("vrrp_instance {}: virtual_routes are not applied yet", v.name)));
-        }
-    }
-    for r in &c.static_routes {
-        items.push((r.span, format!("static_routes {}/{}: not applied yet", r.dest, r.prefix)));
     }
     items.into_iter().map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg))).collect()
 }

@@ -304,12 +304,14 @@ impl LbTopology {
 /// Routers and a client on one broadcast segment (a bridge in its own namespace), for VRRP:
 ///
 /// ```text
-///  client c0 192.0.2.2/24
+///  client c0 192.0.2.2/24, 2001:db8:1::2/64
 ///    │
 ///  switch: bridge br0, port s0 (client), s1.. (nodes)
 ///    │
-///  node i: l0 192.0.2.(11+i)/24
+///  node i: l0 192.0.2.(11+i)/24, 2001:db8:1::(11+i)/64
 /// ```
+/// Duplicate address detection is off, so link-local addresses (VRRPv3's IPv6 source) are
+/// usable as soon as the links are up.
 pub struct Segment {
     pub switch: Netns,
     pub client: Netns,
@@ -321,17 +323,22 @@ impl Segment {
         let switch = Netns::new("sw")?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
+        let no_dad = "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0";
         let client = Netns::new("cli")?;
+        client.sh(no_dad)?;
         veth(&client, "c0", &switch, "s0")?;
         switch.ip(&["link", "set", "s0", "master", "br0"])?;
         addr(&client, "c0", "192.0.2.2/24")?;
+        addr(&client, "c0", "2001:db8:1::2/64")?;
         let mut list = Vec::new();
         for i in 0..nodes {
             let n = Netns::new(&format!("vr{i}"))?;
+            n.sh(no_dad)?;
             let port = format!("s{}", i + 1);
             veth(&n, "l0", &switch, &port)?;
             switch.ip(&["link", "set", &port, "master", "br0"])?;
             addr(&n, "l0", &format!("{}/24", Self::node_ip(i)))?;
+            addr(&n, "l0", &format!("2001:db8:1::{}/64", 11 + i))?;
             list.push(n);
         }
         Ok(Self { switch, client, nodes: list })

@@ -16,6 +16,7 @@ use nix::sys::signal::Signal;
 
 const VIP: &str = "192.0.2.100";
 const VIP2: &str = "192.0.2.101";
+const VIP6: &str = "2001:db8:1::100";
 
 struct Dir(PathBuf, String);
 
@@ -107,7 +108,13 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     let (n0, log0) = dir.recorder("notify0");
     let (n1, log1) = dir.recorder("notify1");
     let conf0 = instance("VI_1", 150, "", &n0);
-    let conf1 = instance("VI_1", 100, "", &n1);
+    // Node 1 mails its transitions to a relay on the client's host.
+    let sink = lb_tests::servers::SmtpSink::start(&seg.client, "192.0.2.2:2525".parse().unwrap()).unwrap();
+    let conf1 = format!(
+        "global_defs {{\n    router_id node1\n    notification_email {{\n        ops@example.com\n    }}\n    \
+         smtp_server 192.0.2.2 2525\n}}\n{}",
+        instance("VI_1", 100, "    smtp_alert\n", &n1)
+    );
     let mut d0 = start(&seg, 0, &dir, &conf0);
     let mut d1 = start(&seg, 1, &dir, &conf1);
     assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
@@ -161,6 +168,9 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
         ]
     );
     assert_eq!(lines(&log0)[..3], ["INSTANCE VI_1 BACKUP 150", "INSTANCE VI_1 MASTER 150", "INSTANCE VI_1 STOP 150"]);
+    let mail = sink.messages().join("\n").replace("\n ", " ");
+    assert!(mail.contains("Subject: [node1] VRRP Instance VI_1 - Entering MASTER state"), "{mail}");
+    assert!(mail.contains("Subject: [node1] VRRP Instance VI_1 - Entering BACKUP state"), "{mail}");
 }
 
 /// Our node (priority 100) beside keepalived (priority 200) on one segment: keepalived wins
@@ -168,17 +178,20 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
 /// we take over; it comes back and preempts us (it accepts our adverts). keepalived logs no
 /// complaint about our packets.
 fn interop(tag: &str, version: u8, unicast: bool) {
+    interop_family(tag, version, unicast, false);
+}
+
+fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = Dir::new(tag);
     let (n0, _) = dir.recorder("notify0");
+    let node = |i: usize| if v6 { format!("2001:db8:1::{}", 11 + i) } else { Segment::node_ip(i) };
+    let vip = if v6 { VIP6 } else { VIP };
+    let prefix = if v6 { 64 } else { 24 };
     let peer = |me: usize| {
         if unicast {
-            format!(
-                "    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n",
-                Segment::node_ip(me),
-                Segment::node_ip(1 - me)
-            )
+            format!("    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n", node(me), node(1 - me))
         } else {
             String::new()
         }
@@ -198,7 +211,7 @@ fn interop(tag: &str, version: u8, unicast: bool) {
     priority {prio}
     advert_int 1
 {auth}{}    virtual_ipaddress {{
-        {VIP}/24
+        {vip}/{prefix}
     }}
 {}}}
 ",
@@ -214,28 +227,27 @@ fn interop(tag: &str, version: u8, unicast: bool) {
     std::thread::sleep(Duration::from_secs(5));
     assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "we took over from keepalived: {:#?}", ours.log());
     assert!(!ours.log().iter().any(|l| l.contains("advert dropped")), "{:#?}", ours.log());
-    assert!(seg.holds(1, VIP) && !seg.holds(0, VIP));
+    assert!(seg.holds(1, vip) && !seg.holds(0, vip));
 
     k.stop().unwrap();
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, vip)));
 
     let k2 = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka2").unwrap();
     assert!(k2.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k2.log());
     assert!(ours.wait_log("MASTER -> BACKUP", Duration::from_secs(3)), "{:#?}", ours.log());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VIP) && !seg.holds(0, VIP)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(1, vip) && !seg.holds(0, vip)));
     // keepalived heard our adverts while it was backup and found nothing wrong with them.
     let klog = k2.log();
     assert!(klog.contains("Entering BACKUP STATE"), "{klog}");
     // Preempting us, keepalived read our priority (RFC 5798: a backup discards a lower
     // priority master's adverts and lets its timer run out).
-    let ours_read = format!("received lower priority (100) advert from {}", Segment::node_ip(0));
-    assert!(klog.contains(&ours_read), "{klog}");
+    // (Multicast IPv6 adverts come from the link-local address.)
+    let ours_read = "received lower priority (100) advert from ";
+    assert!(klog.contains(ours_read), "{klog}");
     for bad in ["invalid", "mismatch", "bad ", "wrong", "error", "discard", "ignor"] {
-        let hits: Vec<&str> = klog
-            .lines()
-            .filter(|l| !l.contains(&ours_read) && l.to_lowercase().contains(&bad.to_lowercase()))
-            .collect();
+        let hits: Vec<&str> =
+            klog.lines().filter(|l| !l.contains(ours_read) && l.to_lowercase().contains(&bad.to_lowercase())).collect();
         assert!(hits.is_empty(), "keepalived complained ({bad}): {hits:#?}");
     }
 }
@@ -473,4 +485,111 @@ fn hostile_adverts_are_dropped_counted_and_change_nothing() {
     }
     assert!(d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")), "{:#?}", d1.log());
     let _ = d0.stop();
+}
+
+#[test]
+fn interop_keepalived_v3_ipv6_multicast() {
+    interop_family("ka-v3m6", 3, false, true);
+}
+
+#[test]
+fn interop_keepalived_v3_ipv6_unicast() {
+    interop_family("ka-v3u6", 3, true, true);
+}
+
+/// VRRPv3 over IPv6 between two of our nodes at a 0.5 s advert interval: one master, and on
+/// a graceful stop the other takes over and its unsolicited neighbour advertisements move
+/// the client.
+#[test]
+fn ipv6_v3_pair_fails_over_with_neighbour_advertisements() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new("vrrp-v6");
+    let conf = |prio: u8| {
+        format!(
+            "vrrp_instance VI_6 {{
+    interface l0
+    version 3
+    virtual_router_id 61
+    priority {prio}
+    advert_int 0.5
+    virtual_ipaddress {{
+        {VIP6}/64
+    }}
+}}
+"
+        )
+    };
+    let mut d0 = start(&seg, 0, &dir, &conf(150));
+    let d1 = start(&seg, 1, &dir, &conf(100));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(5)), "{:#?}", d0.log());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
+    assert!(seg.holds(0, VIP6) && !seg.holds(1, VIP6));
+    assert!(eventually(Duration::from_secs(3), || {
+        resolve6(&seg.client, VIP6);
+        seg.client_neigh(VIP6) == Some(seg.mac(0).unwrap())
+    }));
+    d0.stop().unwrap();
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(2)), "{:#?}", d1.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VIP6)));
+    assert!(
+        eventually(Duration::from_secs(2), || seg.client_neigh(VIP6) == Some(seg.mac(1).unwrap())),
+        "{:?}",
+        seg.client_neigh(VIP6)
+    );
+}
+
+fn resolve6(ns: &Netns, ip: &str) {
+    let to: std::net::SocketAddr = format!("[{ip}]:9").parse().unwrap();
+    let _ = ns.run(move || std::net::UdpSocket::bind("[::]:0").and_then(|s| s.send_to(b"x", to)));
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+/// static_ipaddress / static_routes are applied once at start and stay; virtual_routes come
+/// and go with mastership.
+#[test]
+fn static_and_virtual_routes() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = Dir::new("vrrp-routes");
+    let conf = format!(
+        "global_defs {{
+    default_interface l0
+}}
+static_ipaddress {{
+    198.51.100.5/32 dev l0
+}}
+static_routes {{
+    203.0.113.0/26 via 192.0.2.1 dev l0
+}}
+vrrp_instance VI_1 {{
+    interface l0
+    virtual_router_id 51
+    priority 255
+    advert_int 1
+    virtual_ipaddress {{
+        {VIP}/24
+    }}
+    virtual_routes {{
+        203.0.113.64/26 via 192.0.2.1 dev l0 metric 7
+        blackhole 203.0.113.128/25
+    }}
+}}
+"
+    );
+    let mut d = start(&seg, 0, &dir, &conf);
+    assert!(d.wait_log("INIT -> MASTER: address owner", Duration::from_secs(3)), "{:#?}", d.log());
+    let routes = || seg.nodes[0].ip(&["route", "show"]).unwrap();
+    assert!(eventually(Duration::from_secs(2), || routes().contains("203.0.113.64/26 via 192.0.2.1")), "{}", routes());
+    let r = routes();
+    assert!(r.contains("203.0.113.0/26 via 192.0.2.1 dev l0 proto keepalived"), "{r}");
+    assert!(r.contains("203.0.113.64/26 via 192.0.2.1 dev l0 proto keepalived metric 7"), "{r}");
+    assert!(r.contains("blackhole 203.0.113.128/25 proto keepalived"), "{r}");
+    assert!(seg.holds(0, "198.51.100.5") && seg.holds(0, VIP));
+    d.stop().unwrap();
+    let r = routes();
+    assert!(!r.contains("203.0.113.64/26") && !r.contains("blackhole"), "virtual routes left behind: {r}");
+    assert!(r.contains("203.0.113.0/26 via 192.0.2.1"), "static route removed: {r}");
+    assert!(seg.holds(0, "198.51.100.5") && !seg.holds(0, VIP));
 }

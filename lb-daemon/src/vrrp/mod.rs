@@ -13,7 +13,7 @@ pub mod packet;
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -67,7 +67,11 @@ struct Inst {
     mac: [u8; 6],
     vrid: u8,
     sender: net::Sender,
-    dsts: Vec<Ipv4Addr>,
+    dsts: Vec<IpAddr>,
+    /// VRRPv3 over IPv6 (the instance's VIPs are IPv6).
+    v6: bool,
+    /// Source of neighbour advertisements (IPv6).
+    link_local: Option<std::net::Ipv6Addr>,
     password: Option<Vec<u8>>,
     group: Option<usize>,
     garp_delay: Duration,
@@ -165,14 +169,24 @@ impl Engine {
                 Err(e) => error!("static_ipaddress {}: {e:#}", a.addr),
             }
         }
+        for r in &cfg.static_routes {
+            match addrs.add_route(r, g.default_interface.as_deref()).await {
+                Ok(_) => info!(route = %format!("{}/{}", r.dest, r.prefix), "static_routes applied"),
+                Err(e) => error!("static_routes: {e:#}"),
+            }
+        }
         let mut insts = Vec::new();
         let mut tasks = Vec::new();
         let now = Instant::now();
         for v in &cfg.vrrp_instances {
             let i = insts.len();
             let inst = Self::instance(cfg, v, now).with_context(|| format!("vrrp_instance {}", v.name))?;
-            let group = inst.cfg.unicast_peer.is_empty().then_some(g.vrrp_mcast_group4);
-            let rx = net::Receiver::open(&inst.iface, inst.ifindex, group)
+            let group = inst.cfg.unicast_peer.is_empty().then_some(if inst.v6 {
+                IpAddr::V6(g.vrrp_mcast_group6)
+            } else {
+                IpAddr::V4(g.vrrp_mcast_group4)
+            });
+            let rx = net::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)
                 .with_context(|| format!("vrrp_instance {}", v.name))?;
             let tx = tx.clone();
             tasks.push(tokio::spawn(async move {
@@ -234,25 +248,20 @@ impl Engine {
         let g = &cfg.global;
         let iface = v.interface.clone().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
-        if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6()) {
-            bail!("VRRP over IPv6 is not implemented yet (IPv4 virtual_ipaddress only)");
-        }
+        let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
         let link = net::link(&iface)?;
         let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
-            Some(IpAddr::V4(a)) => a,
-            Some(IpAddr::V6(a)) => bail!("source address {a} is IPv6; VRRP over IPv6 is not implemented yet"),
-            None => link.ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?,
+            Some(a) if a.is_ipv6() == v6 => a,
+            Some(a) => bail!("source address {a} is not of the VIPs' family"),
+            None if v6 => {
+                IpAddr::V6(link.link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?)
+            }
+            None => IpAddr::V4(link.ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
         };
-        let dsts: Vec<Ipv4Addr> = if v.unicast_peer.is_empty() {
-            vec![g.vrrp_mcast_group4]
+        let dsts: Vec<IpAddr> = if v.unicast_peer.is_empty() {
+            vec![if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) }]
         } else {
-            v.unicast_peer
-                .iter()
-                .filter_map(|p| match p {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                })
-                .collect()
+            v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect()
         };
         let version = v.version.unwrap_or(g.vrrp_version);
         let password = match (&v.authentication, version) {
@@ -266,12 +275,14 @@ impl Engine {
             advert_int_cs: v.advert_int_cs.clamp(1, 4095) as u16,
             preempt: !v.nopreempt,
             preempt_delay: Duration::from_secs(u64::from(v.preempt_delay)),
-            primary: IpAddr::V4(src),
+            primary: src,
         };
         Ok(Inst {
             cfg: v.clone(),
             m: Instance::new(settings, now),
-            sender: net::Sender::open(&iface, src)?,
+            sender: net::Sender::open(&iface, link.index, src)?,
+            v6,
+            link_local: link.link_local,
             ifindex: link.index,
             mac: link.mac.unwrap_or_default(),
             iface,
@@ -426,7 +437,8 @@ impl Engine {
             vrid: inst.vrid,
             interval_cs: inst.m.s.advert_int_cs,
             password: inst.password.as_deref(),
-            v6: false,
+            v6: inst.v6,
+            check_ttl: inst.cfg.unicast_peer.is_empty(),
         };
         let result = Advert::parse(msg, src, dst, ttl, &e).and_then(|a| {
             let peers = &inst.cfg.unicast_peer;
@@ -442,7 +454,7 @@ impl Engine {
                 let last = inst.last_reject_log.get(&r);
                 if last.is_none_or(|t| now.duration_since(*t) >= REJECT_LOG_EVERY) {
                     inst.last_reject_log.insert(r, now);
-                    warn!(instance = %inst.cfg.name, vrid = inst.vrid, %src, "advert dropped: {r:?} ({n} so far)");
+                    warn!(instance = %inst.cfg.name, vrid = inst.vrid, %src, ttl, "advert dropped: {r:?} ({n} so far)");
                 }
                 return;
             }
@@ -513,7 +525,7 @@ impl Engine {
             password: inst.password.clone(),
         };
         for dst in &inst.dsts {
-            let msg = a.encode(IpAddr::V4(inst.sender.src), IpAddr::V4(*dst));
+            let msg = a.encode(inst.sender.src, *dst);
             match inst.sender.send(&msg, *dst) {
                 Ok(()) => inst.counters.adverts_sent += 1,
                 Err(e) => warn!(instance = %inst.cfg.name, %dst, "sending advert: {e}"),
@@ -521,17 +533,21 @@ impl Engine {
         }
     }
 
+    /// Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) for every VIP.
     fn garp(&self, i: usize) {
         let inst = &self.insts[i];
         for a in inst.cfg.virtual_ipaddress.iter().chain(&inst.cfg.virtual_ipaddress_excluded) {
-            if let IpAddr::V4(ip) = a.addr {
-                let ifindex = match &a.dev {
-                    Some(d) if *d != inst.iface => net::link(d).map(|l| l.index).unwrap_or(inst.ifindex),
-                    _ => inst.ifindex,
-                };
-                if let Err(e) = net::gratuitous_arp(ifindex, inst.mac, ip, inst.garp_repeat) {
-                    warn!(instance = %inst.cfg.name, "{e:#}");
-                }
+            let ifindex = match &a.dev {
+                Some(d) if *d != inst.iface => net::link(d).map(|l| l.index).unwrap_or(inst.ifindex),
+                _ => inst.ifindex,
+            };
+            let sent = match (a.addr, inst.link_local) {
+                (IpAddr::V4(ip), _) => net::gratuitous_arp(ifindex, inst.mac, ip, inst.garp_repeat),
+                (IpAddr::V6(ip), Some(ll)) => net::unsolicited_na(ifindex, ll, inst.mac, ip, inst.garp_repeat),
+                (IpAddr::V6(ip), None) => Err(anyhow::anyhow!("no link-local address to announce {ip} from")),
+            };
+            if let Err(e) = sent {
+                warn!(instance = %inst.cfg.name, "{e:#}");
             }
         }
     }
@@ -561,6 +577,11 @@ impl Engine {
                     error!(instance = %name, "{e:#}");
                 }
             }
+            for r in self.insts[i].cfg.virtual_routes.clone() {
+                if let Err(e) = self.addrs.add_route(&r, Some(&iface)).await {
+                    error!(instance = %name, "virtual_routes: {e:#}");
+                }
+            }
             self.garp(i);
             // keepalived's second burst, after vrrp_garp_master_delay (if still master then),
             // then every garp_master_refresh.
@@ -571,6 +592,11 @@ impl Engine {
                 (true, true) => {}
             }
         } else if from == State::Master {
+            for r in self.insts[i].cfg.virtual_routes.clone() {
+                if let Err(e) = self.addrs.del_route(&r, Some(&iface)).await {
+                    error!(instance = %name, "virtual_routes: {e:#}");
+                }
+            }
             for a in self.vips(i) {
                 if let Err(e) = self.addrs.del(&a, &iface).await {
                     error!(instance = %name, "{e:#}");

@@ -35,6 +35,9 @@ pub struct Expect<'a> {
     pub interval_cs: u16,
     pub password: Option<&'a [u8]>,
     pub v6: bool,
+    /// TTL / hop limit must be 255; keepalived skips this for unicast peers (they may be
+    /// routed), and so do we.
+    pub check_ttl: bool,
 }
 
 /// Why an advert was dropped: one counter each.
@@ -150,7 +153,7 @@ impl Advert {
 
     /// Parses and checks a VRRP message received from `src` to `dst` with `ttl`.
     pub fn parse(b: &[u8], src: IpAddr, dst: IpAddr, ttl: u8, e: &Expect) -> Result<Advert, Reject> {
-        if ttl != 255 {
+        if e.check_ttl && ttl != 255 {
             return Err(Reject::Ttl);
         }
         if b.len() < 8 {
@@ -258,7 +261,7 @@ mod tests {
     }
 
     fn expect(version: u8, v6: bool, pw: Option<&[u8]>) -> Expect<'_> {
-        Expect { version, vrid: 51, interval_cs: 100, password: pw, v6 }
+        Expect { version, vrid: 51, interval_cs: 100, password: pw, v6, check_ttl: true }
     }
 
     const SRC: &str = "192.0.2.1";
@@ -303,6 +306,7 @@ mod tests {
         let e = expect(2, false, Some(b"secret"));
         let parse = |b: &[u8], ttl: u8, e: &Expect| Advert::parse(b, ip(SRC), ip(GROUP), ttl, e);
         assert_eq!(parse(&good, 64, &e), Err(Reject::Ttl));
+        assert!(parse(&good, 64, &Expect { check_ttl: false, ..e.clone() }).is_ok(), "unicast: any TTL");
         assert_eq!(parse(&good, 255, &expect(3, false, None)), Err(Reject::Version));
         let mut t = good.clone();
         t[0] = 0x22;
