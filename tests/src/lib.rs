@@ -10,6 +10,7 @@
 //!
 //! Everything here needs root, like the daemon itself.
 
+pub mod bench;
 pub mod daemon;
 pub mod demo;
 pub mod fixture;

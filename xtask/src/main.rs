@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: everything a fresh machine needs, in one place.
 
+mod bench;
 mod build;
 mod demo;
 mod fuzz;
@@ -29,6 +30,12 @@ enum Cmd {
     },
     /// Setup, build, run the load balancer in namespaces and show it working.
     Demo,
+    /// Measure (VRRP failover today) and write target/bench/results.{md,json}; never fails on timing.
+    Bench {
+        /// One run per scenario instead of five.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run a cargo-fuzz target for a bounded time (nightly toolchain; installs cargo-fuzz).
     Fuzz {
         /// Target name (fuzz/fuzz_targets/): config.
@@ -46,6 +53,7 @@ fn main() -> Result<()> {
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Test { args } => build::test(&args),
         Cmd::Demo => demo::run(),
+        Cmd::Bench { quick } => bench::run(quick),
         Cmd::Fuzz { target, seconds } => fuzz::run(&target, seconds),
     }
 }
