@@ -196,10 +196,12 @@ impl Capture {
             let mut w = l.split_whitespace();
             let ts = w.next().and_then(|t| t.parse::<f64>().ok());
             // "who-has VIP (Broadcast) tell VIP" or "who-has VIP tell VIP": a gratuitous ARP.
-            if w.next() == Some(mac) && l.contains(&format!("who-has {VIP} ")) && l.contains(&format!("tell {VIP},")) {
-                if let Some(ts) = ts {
-                    return Ok(ts);
-                }
+            if w.next() == Some(mac)
+                && l.contains(&format!("who-has {VIP} "))
+                && l.contains(&format!("tell {VIP},"))
+                && let Some(ts) = ts
+            {
+                return Ok(ts);
             }
         }
         Err(seen)
