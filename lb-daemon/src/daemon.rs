@@ -132,8 +132,24 @@ pub async fn run(opts: Options) -> Result<()> {
         vrrp_fingerprint: String::new(),
     };
     node.checkers.sync(&node.current.config, &node.runner, &mut node.health);
-    node.program()?;
-    let vrrp = Vrrp::start(&node.current.config, node.runner.clone(), node.mailer.clone()).await?;
+    if let Err(e) = node.program() {
+        node.checkers.stop();
+        if let Err(e2) = node.dp.shutdown(true) {
+            warn!("cleaning up after the failed start: {e2:#}");
+        }
+        return Err(e.context("programming the services"));
+    }
+    let vrrp = match Vrrp::start(&node.current.config, node.runner.clone(), node.mailer.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            // Leave nothing behind: a failed start removes what it attached and pinned.
+            node.checkers.stop();
+            if let Err(e2) = node.dp.shutdown(true) {
+                warn!("cleaning up after the failed start: {e2:#}");
+            }
+            return Err(e.context("starting VRRP"));
+        }
+    };
     node.vrrp_fingerprint = vrrp::fingerprint(&node.current.config);
     info!(instances = vrrp.instances, "VRRP started");
     info!(pin_dir = %opts.pin_dir.display(), checkers = node.checkers.len(), "lb-daemon ready");

@@ -180,14 +180,24 @@ impl Engine {
         let now = Instant::now();
         for v in &cfg.vrrp_instances {
             let i = insts.len();
-            let inst = Self::instance(cfg, v, now).with_context(|| format!("vrrp_instance {}", v.name))?;
-            let group = inst.cfg.unicast_peer.is_empty().then_some(if inst.v6 {
-                IpAddr::V6(g.vrrp_mcast_group6)
-            } else {
-                IpAddr::V4(g.vrrp_mcast_group4)
+            // One broken instance (a missing interface, say) must not take the others, or
+            // the load balancer, down: it is logged and left out.
+            let built = Self::instance(cfg, v, now).and_then(|inst| {
+                let group = inst.cfg.unicast_peer.is_empty().then_some(if inst.v6 {
+                    IpAddr::V6(g.vrrp_mcast_group6)
+                } else {
+                    IpAddr::V4(g.vrrp_mcast_group4)
+                });
+                let rx = net::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)?;
+                Ok((inst, rx))
             });
-            let rx = net::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)
-                .with_context(|| format!("vrrp_instance {}", v.name))?;
+            let (inst, rx) = match built {
+                Ok(x) => x,
+                Err(e) => {
+                    error!("vrrp_instance {}: {e:#}; this instance is not run", v.name);
+                    continue;
+                }
+            };
             let tx = tx.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
