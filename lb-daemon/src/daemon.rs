@@ -22,6 +22,7 @@ use crate::{
         object, services,
     },
     script,
+    state::{self, RunDir},
     vrrp::{self, Vrrp},
 };
 
@@ -35,6 +36,8 @@ pub struct Options {
     pub dump_conf: bool,
     pub backend: BackendKind,
     pub sizes: crate::dataplane::bpf::Sizes,
+    /// Where `state.json` (for `lb-daemon status`) is kept.
+    pub run_dir: PathBuf,
 }
 
 /// Tells systemd (`Type=notify`) where we are; a no-op without `NOTIFY_SOCKET`.
@@ -111,6 +114,7 @@ pub async fn run(opts: Options) -> Result<()> {
         info!("configuration:\n{:#?}", loaded.config);
     }
     let runner = script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
+    let run_dir = RunDir::open(&opts.run_dir)?;
     let object = object::load(opts.bpf_object.as_deref())?;
     let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
     let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
@@ -158,8 +162,23 @@ pub async fn run(opts: Options) -> Result<()> {
     // lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the
     // real servers (the XDP FIB lookup only finds what the kernel has resolved).
     let mut housekeeping = tokio::time::interval(std::time::Duration::from_secs(10));
+    // The state file follows changes within this period.
+    let mut publish = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut last_state = Vec::new();
     loop {
         tokio::select! {
+            _ = publish.tick() => {
+                let s = node.status(&opts, &vrrp);
+                if let Ok(bytes) = serde_json::to_vec_pretty(&s)
+                    && bytes != last_state
+                {
+                    // A full or read-only run directory costs the status file, nothing else.
+                    match run_dir.write(state::STATE_FILE, &bytes) {
+                        Ok(()) => last_state = bytes,
+                        Err(e) => warn!("writing the state file: {e:#}"),
+                    }
+                }
+            }
             _ = hup.recv() => {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
                 notify(&[NotifyState::Reloading]);
@@ -184,6 +203,7 @@ pub async fn run(opts: Options) -> Result<()> {
     node.checkers.stop();
     node.omega().await;
     node.dp.shutdown(true)?;
+    let _ = std::fs::remove_file(run_dir.path().join(state::STATE_FILE));
     info!("stopped; XDP detached and pins removed");
     Ok(())
 }
@@ -205,6 +225,28 @@ struct Node {
 }
 
 impl Node {
+    fn status(&self, opts: &Options, vrrp: &Vrrp) -> state::Status {
+        state::Status {
+            pid: std::process::id(),
+            config: opts.config.display().to_string(),
+            vrrp: vrrp.status.borrow().clone(),
+            checks: self
+                .health
+                .checks()
+                .map(|(id, s)| state::CheckStatus {
+                    service: id.service.clone(),
+                    real: id.real.to_string(),
+                    check: id.index + 1,
+                    up: s.up,
+                    weight: s.weight,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+            quorum_lost: self.health.quorum_lost(),
+            checker_counters: serde_json::to_value(&self.health.counters).unwrap_or_default(),
+        }
+    }
+
     /// Programs the data plane from the config and the checkers' verdicts, settling each
     /// service's quorum first (and running its quorum scripts when it moves).
     fn program(&mut self) -> Result<()> {

@@ -11,4 +11,5 @@ pub mod dataplane;
 pub mod logging;
 pub mod pidfile;
 pub mod script;
+pub mod state;
 pub mod vrrp;

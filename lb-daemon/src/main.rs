@@ -65,6 +65,9 @@ struct Cli {
     /// Directory under bpffs for pinned maps.
     #[arg(long, default_value = PIN_DIR, global = true)]
     pin_dir: PathBuf,
+    /// Directory (0700, ours) for the state file `lb-daemon status` reads.
+    #[arg(long, default_value = lb_daemon::state::DEFAULT_RUN_DIR, global = true)]
+    run_dir: PathBuf,
     /// Compiled lb-ebpf object to load instead of the embedded one.
     #[arg(long, env = "LB_EBPF_OBJECT", global = true)]
     bpf_object: Option<PathBuf>,
@@ -87,6 +90,12 @@ enum Command {
     /// On a real server of a TUN service whose kernel lacks ipip: strip the tunnel header of
     /// packets arriving on the interfaces given with -i, until stopped.
     Decap,
+    /// Print VRRP states, checker verdicts and counters from the running daemon's state file.
+    Status {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print data-plane counters read from the pinned maps (works without a running daemon).
     Stats {
         /// JSON instead of text.
@@ -129,6 +138,7 @@ fn main() -> ExitCode {
 
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
+        Some(Command::Status { json }) => status(&cli, *json),
         Some(Command::Decap) => decap(&cli),
         Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
             genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
@@ -193,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         dump_conf: cli.dump_conf,
         backend: cli.backend,
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
+        run_dir: cli.run_dir,
     };
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
 }
@@ -223,6 +234,45 @@ fn genhash(
     })?;
     println!("status {}", reply.status);
     println!("MD5SUM = {}", reply.digest.unwrap_or_default());
+    Ok(())
+}
+
+fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
+    let s = lb_daemon::state::read(&cli.run_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("lb-daemon pid {} ({})", s.pid, s.config);
+    println!("vrrp:");
+    for v in &s.vrrp {
+        let rejected: Vec<String> = v.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!(
+            "  {:<16} vrid {:<3} {:<7} priority {:<3} sent {:<6} received {:<6} rejected [{}]",
+            v.instance,
+            v.vrid,
+            v.state,
+            v.priority,
+            v.adverts_sent,
+            v.adverts_received,
+            rejected.join(", ")
+        );
+    }
+    println!("checks:");
+    for c in &s.checks {
+        println!(
+            "  {:<24} -> {:<22} #{} {:<4} {}",
+            c.service,
+            c.real,
+            c.check,
+            if c.up { "UP" } else { "DOWN" },
+            c.reason
+        );
+    }
+    for q in &s.quorum_lost {
+        println!("  {q}: quorum lost");
+    }
+    println!("checker counters: {}", s.checker_counters);
     Ok(())
 }
 

@@ -32,6 +32,12 @@ pub fn pin_dir(tag: &str) -> PathBuf {
     PathBuf::from(format!("/sys/fs/bpf/lbt-{tag}-{}", std::process::id()))
 }
 
+/// The run directory (state file) of the daemon pinned at `pin_dir`: unique like the pins.
+pub fn run_dir_for(pin_dir: &Path) -> PathBuf {
+    let name = pin_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::env::temp_dir().join(format!("{name}-run"))
+}
+
 pub struct Daemon {
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
@@ -49,8 +55,16 @@ impl Daemon {
     /// `start` with extra environment variables.
     pub fn start_env(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         // -l: the log goes to stderr (too), where the harness reads it.
-        let mut all: Vec<&std::ffi::OsStr> =
-            vec!["-l".as_ref(), "-f".as_ref(), config.as_os_str(), "--pin-dir".as_ref(), pin_dir.as_os_str()];
+        let run_dir = run_dir_for(pin_dir);
+        let mut all: Vec<&std::ffi::OsStr> = vec![
+            "-l".as_ref(),
+            "-f".as_ref(),
+            config.as_os_str(),
+            "--pin-dir".as_ref(),
+            pin_dir.as_os_str(),
+            "--run-dir".as_ref(),
+            run_dir.as_os_str(),
+        ];
         all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
         let mut d = Self::spawn_env(ns, &all, "lb-daemon ready", env)?;
         d.pin_dir = Some(pin_dir.to_path_buf());
@@ -108,6 +122,19 @@ impl Daemon {
         false
     }
 
+    /// `lb-daemon status --json` for this daemon (its state file).
+    pub fn status(&self) -> Result<serde_json::Value> {
+        let pins = self.pin_dir.as_deref().context("no pin dir")?;
+        let out = std::process::Command::new(binary()?)
+            .args(["status", "--json", "--run-dir"])
+            .arg(run_dir_for(pins))
+            .output()?;
+        if !out.status.success() {
+            bail!("lb-daemon status: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -146,6 +173,7 @@ impl Drop for Daemon {
         // A killed daemon cannot remove its pins.
         if let Some(p) = &self.pin_dir {
             let _ = lb_daemon::dataplane::bpf::remove_pins_in(p);
+            let _ = std::fs::remove_dir_all(run_dir_for(p));
         }
     }
 }

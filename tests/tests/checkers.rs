@@ -307,6 +307,14 @@ virtual_server {VIP4} 81 {{
     std::fs::write(&status, "503").unwrap();
     assert!(d.wait_log("SSL_GET: /health: status 503, expected 200-299", t), "{:#?}", d.log());
     assert!(eventually(t, || scheduled(&pins, &ssl_svc).is_empty()));
+    // `lb-daemon status`: the verdict, its reason and the counters.
+    let down_in_status = || {
+        let st = d.status().unwrap();
+        let check = st["checks"].as_array().unwrap().iter().find(|c| c["service"] == ssl_svc.as_str()).cloned();
+        check.is_some_and(|c| c["up"] == false && c["reason"] == "SSL_GET: /health: status 503, expected 200-299")
+            && st["checker_counters"]["real_down"].as_u64() >= Some(1)
+    };
+    assert!(eventually(t, down_in_status), "{}", d.status().unwrap());
     std::fs::remove_file(&status).unwrap();
     assert!(eventually(t, || scheduled(&pins, &ssl_svc) == reals(&[0], 443)));
     // SSL_GET: the server gone (connect refused), then a plain-HTTP server where TLS is

@@ -94,7 +94,7 @@ fn keyword_status_document_is_current() {
 }
 
 /// keepalived's command-line spellings: the seed guide's `-D -d -S 2`, `-n`, `-v`; `-P`
-/// (VRRP only) is refused while VRRP is not implemented, with a message, not a panic.
+/// (VRRP only) is refused with a message (VRRP always runs with the data plane), not a panic.
 #[test]
 fn keepalived_command_line_spellings() {
     let bin = daemon::binary().unwrap();
@@ -110,5 +110,5 @@ fn keepalived_command_line_spellings() {
     let out = Command::new(&bin).args(["-P", "-f"]).arg(&guide).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("VRRP subsystem is not implemented yet") && !stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("-P/--vrrp (VRRP only) is not supported") && !stderr.contains("panicked"), "{stderr}");
 }

@@ -122,6 +122,13 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
     assert!(seg.holds(0, VIP) && !seg.holds(1, VIP), "{:?}\n{:#?}", seg.nodes[0].ip(&["-br", "addr"]), d0.log());
+    // `lb-daemon status` shows the same, from the state file.
+    assert!(eventually(Duration::from_secs(2), || {
+        let (s0, s1) = (d0.status().unwrap(), d1.status().unwrap());
+        s0["vrrp"][0]["state"] == "MASTER"
+            && s1["vrrp"][0]["state"] == "BACKUP"
+            && s1["vrrp"][0]["adverts_received"].as_u64() > Some(0)
+    }));
     // The client resolves the VIP (a datagram makes its kernel ask ARP).
     assert!(eventually(Duration::from_secs(2), || {
         resolve(&seg.client, VIP);
@@ -469,6 +476,13 @@ fn hostile_adverts_are_dropped_counted_and_change_nothing() {
         inject(&seg.client, bytes, 255);
     }
     std::thread::sleep(Duration::from_millis(500));
+    // Counted, per check, in `lb-daemon status`.
+    assert!(eventually(Duration::from_secs(2), || {
+        let st = d1.status().unwrap();
+        ["Password", "Ttl", "Checksum", "Version", "Interval", "AuthType", "Length"]
+            .iter()
+            .all(|r| st["vrrp"][0]["rejected"][r].as_u64() >= Some(20))
+    }));
     // Rate-limited: one line per check per 10 s, not one per packet.
     let password_lines = d1.log().iter().filter(|l| l.contains("advert dropped: Password")).count();
     assert_eq!(password_lines, 1, "{:#?}", d1.log());
@@ -592,4 +606,71 @@ vrrp_instance VI_1 {{
     assert!(!r.contains("203.0.113.64/26") && !r.contains("blackhole"), "virtual routes left behind: {r}");
     assert!(r.contains("203.0.113.0/26 via 192.0.2.1"), "static route removed: {r}");
     assert!(seg.holds(0, "198.51.100.5") && !seg.holds(0, VIP));
+}
+
+/// Against keepalived the other way round: we (priority 200) preempt keepalived (100); with
+/// `nopreempt` we stay backup beside it until it stops.
+#[test]
+fn interop_keepalived_our_preemption_and_nopreempt() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new("ka-pre");
+    let (n0, _) = dir.recorder("notify0");
+    let kconf = dir.file(
+        "keepalived.conf",
+        &format!(
+            "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority 100\n    \
+             advert_int 1\n    authentication {{\n        auth_type PASS\n        auth_pass s3cret\n    }}\n    \
+             virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n"
+        ),
+    );
+    let k = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    // Preempt (the default): we take over from the lower-priority keepalived.
+    let mut ours = start(&seg, 0, &dir, &instance("VI_1", 200, "", &n0));
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{:#?}", ours.log());
+    assert!(k.wait_log("Entering BACKUP STATE", Duration::from_secs(3)), "{}", k.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP) && !seg.holds(1, VIP)));
+    ours.stop().unwrap();
+    assert!(eventually(Duration::from_secs(3), || seg.holds(1, VIP)), "{}", k.log());
+    // nopreempt: we hear a lower priority master and leave it be.
+    let ours = start(&seg, 0, &dir, &instance("VI_1", 200, "    nopreempt\n", &n0));
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", ours.log());
+    assert!(seg.holds(1, VIP) && !seg.holds(0, VIP));
+    drop(k);
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
+}
+
+/// enable_script_security refuses a notify script and a vrrp_script in a world-writable
+/// directory, says so, and the tracked script counts as failed.
+#[test]
+fn script_security_refuses_writable_scripts() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = Dir::new("vrrp-sec");
+    let open = dir.0.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = open.join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = format!(
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\nvrrp_script chk {{\n    script {s}\n    \
+         interval 1\n}}\n{}",
+        instance("VI_1", 100, "    track_script {\n        chk\n    }\n", &script),
+        s = script.display()
+    );
+    let d = start(&seg, 0, &dir, &conf);
+    let refused = format!("refused by enable_script_security: {} is world-writable", open.display());
+    assert!(
+        d.wait_log(&format!("vrrp_script chk: script `{}` {refused}", script.display()), Duration::from_secs(3)),
+        "{:#?}",
+        d.log()
+    );
+    // A weight-0 script that cannot run is a failed script: FAULT, never MASTER.
+    assert!(d.wait_log("INIT -> FAULT: vrrp_script chk failed", Duration::from_secs(3)), "{:#?}", d.log());
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!d.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("notify: script") && l.contains(&refused)), "{:#?}", d.log());
 }

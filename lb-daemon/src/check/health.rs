@@ -140,6 +140,11 @@ impl Health {
         self.quorum.retain(|s, _| keep.contains(s));
     }
 
+    /// Services whose quorum is lost.
+    pub fn quorum_lost(&self) -> Vec<String> {
+        self.quorum.iter().filter(|(_, up)| !**up).map(|(s, _)| s.clone()).collect()
+    }
+
     pub fn checks(&self) -> impl Iterator<Item = (&CheckId, &CheckState)> {
         self.checks.iter()
     }

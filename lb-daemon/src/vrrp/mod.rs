@@ -26,6 +26,7 @@ use crate::{
     alert::Mailer,
     config::{AuthType, Config, IpAddress, VrrpInstance, VrrpScript},
     script::{self, Runner},
+    state::VrrpStatus,
 };
 use instance::{Effect, Instance, Settings, State};
 use packet::{Advert, Expect, Reject};
@@ -119,6 +120,8 @@ pub struct Vrrp {
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
     task: tokio::task::JoinHandle<()>,
     pub instances: usize,
+    /// Every instance's state and counters, kept current by the engine.
+    pub status: tokio::sync::watch::Receiver<Vec<VrrpStatus>>,
 }
 
 impl Vrrp {
@@ -127,9 +130,10 @@ impl Vrrp {
         let (tx, rx) = mpsc::channel(1024);
         let mut engine = Engine::build(cfg, runner, mailer, tx.clone()).await?;
         let instances = engine.insts.len();
+        let status = engine.status_rx.clone();
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(async move { engine.run(rx, stop_rx).await });
-        Ok(Vrrp { stop: Some(stop_tx), task, instances })
+        Ok(Vrrp { stop: Some(stop_tx), task, instances, status })
     }
 
     /// Graceful stop: masters send priority 0, VIPs are removed, notify_stop runs.
@@ -155,9 +159,35 @@ struct Engine {
     mail_vrrp: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     tx: mpsc::Sender<Input>,
+    status_tx: tokio::sync::watch::Sender<Vec<VrrpStatus>>,
+    status_rx: tokio::sync::watch::Receiver<Vec<VrrpStatus>>,
 }
 
 impl Engine {
+    fn publish(&self) {
+        let now: Vec<VrrpStatus> = self
+            .insts
+            .iter()
+            .map(|i| VrrpStatus {
+                instance: i.cfg.name.clone(),
+                vrid: i.vrid,
+                state: i.m.state.name().to_string(),
+                priority: i.m.priority(),
+                adverts_sent: i.counters.adverts_sent,
+                adverts_received: i.counters.adverts_received,
+                became_master: i.counters.became_master,
+                rejected: i.counters.rejected.iter().map(|(r, n)| (format!("{r:?}"), *n)).collect(),
+            })
+            .collect();
+        self.status_tx.send_if_modified(|old| {
+            if *old == now {
+                return false;
+            }
+            *old = now;
+            true
+        });
+    }
+
     async fn build(cfg: &Config, runner: Runner, mailer: Option<Mailer>, tx: mpsc::Sender<Input>) -> Result<Self> {
         let g = &cfg.global;
         let addrs = net::Addresses::new()?;
@@ -225,6 +255,7 @@ impl Engine {
             }
             groups.push(Group { name: sg.name.clone(), members, notify: sg.notify.clone(), state: State::Init });
         }
+        let (status_tx, status_rx) = tokio::sync::watch::channel(Vec::new());
         let mut trackers = Vec::new();
         for (idx, s) in cfg.vrrp_scripts.iter().enumerate() {
             trackers.push(Tracker { cfg: s.clone(), ok: !s.init_fail });
@@ -251,6 +282,8 @@ impl Engine {
             mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
             tasks,
             tx,
+            status_tx,
+            status_rx,
         })
     }
 
@@ -332,6 +365,7 @@ impl Engine {
         }
         let mut poll = tokio::time::interval(LINK_POLL);
         loop {
+            self.publish();
             let next = self.insts.iter().filter_map(|i| i.m.deadline()).min();
             let sleep = async {
                 match next {

@@ -1,0 +1,157 @@
+//! The daemon's live state (VRRP instances, checker verdicts, counters), written to
+//! `<run dir>/state.json` for `lb-daemon status`: no signal needed to read it.
+//!
+//! Files here are created fresh (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600) and renamed into place,
+//! in a directory that must be ours and not a symlink: a predictable path another user can
+//! plant a link at is how keepalived's CVE-2018-19044..19046 happened.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::Write,
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_RUN_DIR: &str = "/run/lb-daemon";
+pub const STATE_FILE: &str = "state.json";
+
+/// A directory only we can write to.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `path` (mode 0700) if missing; refuses a symlink, a non-directory, a directory
+    /// owned by someone else or writable by others.
+    pub fn open(path: &Path) -> Result<Self> {
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(path)
+                    .with_context(|| format!("creating run directory {}", path.display()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("run directory {}", path.display())),
+            Ok(m) => {
+                if m.file_type().is_symlink() {
+                    bail!("run directory {} is a symlink; refusing it", path.display());
+                }
+                if !m.is_dir() {
+                    bail!("run directory {} is not a directory", path.display());
+                }
+                if m.uid() != nix::unistd::geteuid().as_raw() {
+                    bail!("run directory {} belongs to uid {}, not us", path.display(), m.uid());
+                }
+                if m.permissions().mode() & 0o022 != 0 {
+                    bail!("run directory {} is writable by others; make it 0700", path.display());
+                }
+            }
+        }
+        Ok(Self { path: path.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `name` atomically: a fresh 0600 temporary file (never following a link), then
+    /// a rename over the old one.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp = self.path.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f: File = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        drop(f);
+        std::fs::rename(&tmp, self.path.join(name)).with_context(|| format!("renaming {} into place", tmp.display()))
+    }
+}
+
+/// One VRRP instance as `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub instance: String,
+    pub vrid: u8,
+    pub state: String,
+    pub priority: u8,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub became_master: u64,
+    /// Dropped adverts by receive check.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+}
+
+/// One checker verdict.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    pub service: String,
+    pub real: String,
+    pub check: usize,
+    pub up: bool,
+    pub weight: Option<u32>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub config: String,
+    pub vrrp: Vec<VrrpStatus>,
+    pub checks: Vec<CheckStatus>,
+    /// Services whose quorum is lost.
+    pub quorum_lost: Vec<String>,
+    pub checker_counters: serde_json::Value,
+}
+
+pub fn read(run_dir: &Path) -> Result<Status> {
+    let p = run_dir.join(STATE_FILE);
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("reading {} (is lb-daemon running?)", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_fresh_private_and_links_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let run = base.path().join("run");
+        let d = RunDir::open(&run).unwrap();
+        assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o777, 0o700);
+        d.write("state.json", b"{}").unwrap();
+        let m = std::fs::metadata(run.join("state.json")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        // A planted symlink at the final name is replaced, not followed.
+        let victim = base.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::fs::remove_file(run.join("state.json")).unwrap();
+        std::os::unix::fs::symlink(&victim, run.join("state.json")).unwrap();
+        d.write("state.json", b"{\"x\":1}").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(!std::fs::symlink_metadata(run.join("state.json")).unwrap().file_type().is_symlink());
+        // A planted symlink at the temporary name makes the write fail rather than follow it.
+        let tmp = run.join(format!(".dump.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        // (remove_file in write() unlinks the link itself, never the target.)
+        d.write("dump", b"data").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // The directory itself as a symlink, or open to others: refused.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&run, &link).unwrap();
+        assert!(RunDir::open(&link).unwrap_err().to_string().contains("symlink"));
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(RunDir::open(&run).unwrap_err().to_string().contains("writable by others"));
+    }
+}
