@@ -56,6 +56,9 @@ pub const MAP_PERSIST: &str = "lb_persist";
 pub const MAP_LBLC: &str = "lb_lblc";
 pub const MAP_RR: &str = "lb_rr";
 pub const MAP_META: &str = "lb_meta";
+/// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
+pub const LINKS_DIR: &str = "links";
+
 /// Every pinned map, in the order the daemon adopts them.
 pub const PINNED_MAPS: [&str; 15] = [
     MAP_META,

@@ -125,6 +125,7 @@ pub async fn run(opts: Options) -> Result<()> {
         let mode = dp.attach(iface, opts.attach_mode)?;
         info!(iface, mode, "XDP program attached");
     }
+    dp.drop_stale_links()?;
     let (checkers, mut reports) = Checkers::new();
     let mut node = Node {
         dp,

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     daemon::{self, Daemon},
     netns::{LbTopology, VIP4, VIP6, backend4, backend6},
-    servers::{Backend, spread, tcp_ask, udp_ask},
+    servers::{Backend, spread, tcp_ask, udp_ask_from},
 };
 
 pub const TCP_REQUESTS: usize = 30;
@@ -65,7 +65,8 @@ fn with_topology(topo: &LbTopology, config: &Path, pin_dir: &Path, out: &mut dyn
     let answers: Vec<String> = (0..TCP_REQUESTS).map(|_| tcp_ask(&topo.client, vip80, None)).collect();
     show_spread(out, &answers)?;
     step(out, &format!("client: {UDP_REQUESTS} UDP queries to {vip53} (rr, NAT)"))?;
-    let answers: Vec<String> = (0..UDP_REQUESTS).map(|_| udp_ask(&topo.client, vip53)).collect();
+    // One source port per query: each is its own flow (random ports could repeat).
+    let answers: Vec<String> = (0..UDP_REQUESTS).map(|i| udp_ask_from(&topo.client, vip53, 41000 + i as u16)).collect();
     show_spread(out, &answers)?;
     step(out, &format!("client: {V6_REQUESTS} TCP requests to {vip6} (rr, NAT, IPv6)"))?;
     let answers: Vec<String> = (0..V6_REQUESTS).map(|_| tcp_ask(&topo.client, vip6, None)).collect();

@@ -113,9 +113,14 @@ pub fn tcp_ask(client: &Netns, to: SocketAddr, from_port: Option<u16>) -> String
 }
 
 pub fn udp_ask(client: &Netns, to: SocketAddr) -> String {
+    udp_ask_from(client, to, 0)
+}
+
+/// `udp_ask` from a given source port (0: any): distinct ports make distinct flows for sure.
+pub fn udp_ask_from(client: &Netns, to: SocketAddr, port: u16) -> String {
     client
         .run(move || {
-            let bind: SocketAddr = if to.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+            let bind: SocketAddr = if to.is_ipv4() { ([0, 0, 0, 0], port).into() } else { ([0u16; 8], port).into() };
             let s = UdpSocket::bind(bind).unwrap();
             s.set_read_timeout(Some(TIMEOUT)).unwrap();
             s.send_to(b"q", to).unwrap();

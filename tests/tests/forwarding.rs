@@ -360,34 +360,65 @@ fn map_id(pin: &std::path::Path) -> u64 {
     v["id"].as_u64().unwrap()
 }
 
-/// A restarted daemon adopts the pinned maps: the same map ids, the conntrack entries, and
-/// so an established connection keeps its real server.
+/// kill -9 leaves forwarding running (pinned XDP links and maps): established connections
+/// keep working while no daemon runs. The restarted daemon adopts the links (the program is
+/// replaced in place) and the maps: the same map ids, the conntrack entries, and so every
+/// established connection keeps its real server.
 #[test]
-fn restart_adopts_pinned_maps_and_established_flows_keep_their_real_server() {
+fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
     let _servers = backends(&topo, 8080);
     let (cfg, pins, d) = lb(&topo, "restart", NAT_CONF);
-    let (first, mut conn) = hold(&topo.client, vip4(80));
+    let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| hold(&topo.client, vip4(80))).collect();
     let ct_id = map_id(&pins.join("lb_conntrack"));
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(pins.join("lb_conntrack").exists(), "a killed daemon leaves its pins");
+    for iface in ["l0", "l1"] {
+        let link = topo.lb.ip(&["link", "show", iface]).unwrap();
+        assert!(link.contains("prog/xdp"), "XDP must stay attached without a daemon: {link}");
+    }
+    // No daemon: every held connection still talks to its own real server, for 2 s.
+    let before_down = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    for _ in 0..10 {
+        for (name, conn) in held.iter_mut() {
+            conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+            assert_eq!(&again(conn), name, "a connection changed real server while the daemon was down");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after_down = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    assert!(after_down["flows_hit"] >= before_down["flows_hit"] + 60, "{after_down:?}");
 
     let d2 = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
-    assert!(d2.log().iter().any(|l| l.contains("adopted services from pinned maps")), "{:#?}", d2.log());
+    let log = d2.log();
+    assert!(log.iter().any(|l| l.contains("adopted services from pinned maps")), "{log:#?}");
+    assert_eq!(
+        log.iter().filter(|l| l.contains("adopted (program replaced in place)")).count(),
+        2,
+        "both links adopted: {log:#?}"
+    );
     assert_eq!(map_id(&pins.join("lb_conntrack")), ct_id, "the restarted daemon must reuse the conntrack map");
-    conn.set_read_timeout(Some(TIMEOUT)).unwrap();
     let before = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
-    assert_eq!(again(&mut conn), first, "the established connection moved to another real server");
+    for (name, conn) in held.iter_mut() {
+        assert_eq!(&again(conn), name, "the established connection moved to another real server");
+    }
     let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
-    assert_eq!(after["flows_new"], before["flows_new"], "the flow was rescheduled, not found in conntrack");
+    assert_eq!(after["flows_new"], before["flows_new"], "flows were rescheduled, not found in conntrack");
     assert!(after["flows_hit"] > before["flows_hit"]);
     // New connections are still balanced over all three.
     let names: Vec<String> = (0..9).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert_eq!(spread(&names).len(), 3, "{names:?}");
-    drop(conn);
-    drop(d2);
+    // A graceful stop detaches for real.
+    let mut d2 = d2;
+    d2.stop().unwrap();
+    for iface in ["l0", "l1"] {
+        let link = topo.lb.ip(&["link", "show", iface]).unwrap();
+        assert!(!link.contains("prog/xdp"), "SIGTERM must detach: {link}");
+    }
+    assert!(!pins.exists(), "SIGTERM removes the pins");
+    drop(held);
     drop(d);
 }
 

@@ -15,7 +15,11 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use lb_common::{GlobalStats, Meta, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
 use tracing::{info, warn};
@@ -70,7 +74,8 @@ struct SvcState {
 pub struct BpfDataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    links: Vec<(String, XdpLinkId)>,
+    /// Interface, link (owned by the program), and its pin when the kernel has bpf_link XDP.
+    links: Vec<(String, XdpLinkId, Option<PathBuf>)>,
     /// By service name.
     services: BTreeMap<String, SvcState>,
     pool: Pool,
@@ -194,11 +199,35 @@ impl BpfDataplane {
         Ok(())
     }
 
-    /// Attaches the XDP program to `iface`; returns the mode it got.
+    fn link_pin(&self, iface: &str) -> PathBuf {
+        self.pin_dir.join(LINKS_DIR).join(format!("xdp_{iface}"))
+    }
+
+    /// Attaches the XDP program to `iface`; returns the mode it got. A link pinned by an
+    /// earlier run is adopted instead: the new program replaces the old one atomically
+    /// (bpf_link_update), so forwarding never stops across a restart. New links are pinned, so
+    /// forwarding goes on while no daemon runs (kill -9, upgrade).
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        let pin = self.link_pin(iface);
         let prog: &mut Xdp =
             self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
-        let (link, got) = match mode {
+        if pin.exists() {
+            let adopted = PinnedLink::from_pin(&pin)
+                .map_err(anyhow::Error::from)
+                .and_then(|p| XdpLink::try_from(FdLink::from(p)).map_err(anyhow::Error::from))
+                .and_then(|l| prog.attach_to_link(l).map_err(anyhow::Error::from));
+            match adopted {
+                Ok(id) => {
+                    self.links.push((iface.to_string(), id, Some(pin)));
+                    return Ok("adopted (program replaced in place)");
+                }
+                Err(e) => {
+                    warn!(iface, error = %format!("{e:#}"), "the pinned XDP link cannot be adopted; attaching anew");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        let (id, got) = match mode {
             AttachMode::Native => (prog.attach(iface, XdpMode::Driver), "native"),
             AttachMode::Generic => (prog.attach(iface, XdpMode::Skb), "generic"),
             AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
@@ -209,9 +238,47 @@ impl BpfDataplane {
                 }
             },
         };
-        let link = link.with_context(|| format!("attaching XDP program to {iface}"))?;
-        self.links.push((iface.to_string(), link));
+        let id = id.with_context(|| format!("attaching XDP program to {iface}"))?;
+        // Pin through a bpf_link (kernel 5.9+); netlink-attached XDP cannot be pinned.
+        let link = prog.take_link(id)?;
+        let pinned = match FdLink::try_from(link) {
+            Ok(fd) => {
+                std::fs::create_dir_all(pin.parent().unwrap_or(&self.pin_dir))?;
+                let p = fd.pin(&pin).with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
+                let id = prog.attach_to_link(XdpLink::try_from(FdLink::from(p))?)?;
+                self.links.push((iface.to_string(), id, Some(pin)));
+                true
+            }
+            Err(_) => false,
+        };
+        if !pinned {
+            // The netlink link was consumed by the failed conversion (and detached): attach
+            // again, owned by this process only.
+            warn!(iface, "this kernel attaches XDP through netlink only: forwarding stops while no daemon runs");
+            let mode = if got == "native" { XdpMode::Driver } else { XdpMode::Skb };
+            let id = prog.attach(iface, mode).with_context(|| format!("attaching XDP program to {iface}"))?;
+            self.links.push((iface.to_string(), id, None));
+        }
         Ok(got)
+    }
+
+    /// Detaches links pinned by an earlier run on interfaces this run does not use.
+    pub fn drop_stale_links(&mut self) -> Result<()> {
+        let dir = self.pin_dir.join(LINKS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        for e in entries.flatten() {
+            let path = e.path();
+            if self.links.iter().any(|(_, _, p)| p.as_deref() == Some(path.as_path())) {
+                continue;
+            }
+            // Unpinning and closing the last reference detaches it.
+            match PinnedLink::from_pin(&path) {
+                Ok(l) => drop(l.unpin()),
+                Err(_) => drop(std::fs::remove_file(&path)),
+            }
+            info!(link = %path.display(), "detached an XDP link left by an earlier run");
+        }
+        Ok(())
     }
 
     /// Makes the maps hold exactly `desired`: unchanged services are not touched (no map
@@ -438,7 +505,7 @@ impl BpfDataplane {
     }
 
     pub fn interfaces(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(i, _)| i.as_str())
+        self.links.iter().map(|(i, _, _)| i.as_str())
     }
 
     /// Recounts each real server's live connections from `lb_conntrack` (flows that expired
@@ -477,7 +544,11 @@ impl BpfDataplane {
     pub fn shutdown(mut self, remove_pins: bool) -> Result<()> {
         let prog: &mut Xdp =
             self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
-        for (iface, link) in self.links.drain(..) {
+        for (iface, link, pin) in self.links.drain(..) {
+            // The pin is a reference too: remove it first, then close ours.
+            if let Some(p) = pin {
+                let _ = std::fs::remove_file(p);
+            }
             if let Err(e) = prog.detach(link) {
                 warn!(iface, error = %e, "detaching XDP program failed");
             }
@@ -609,6 +680,14 @@ impl Pool {
 
 /// Removes this project's pins from `pin_dir`, and the directory if it is then empty.
 pub fn remove_pins_in(pin_dir: &Path) -> Result<()> {
+    // Links first (unpinned links whose last fd is gone detach from their interfaces).
+    let links = pin_dir.join(LINKS_DIR);
+    if let Ok(entries) = std::fs::read_dir(&links) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        let _ = std::fs::remove_dir(&links);
+    }
     for name in PINNED_MAPS {
         let p = pin_dir.join(name);
         match std::fs::remove_file(&p) {
