@@ -96,6 +96,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // keepalived's dump signals: data, stats, JSON.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut rtmin2 = signal(SignalKind::from_raw(libc::SIGRTMIN() + 2))?;
     let loaded = read_config(&opts.config, opts.backend)?;
     for w in not_acted_on(&loaded) {
         warn!("{w}");
@@ -196,6 +200,9 @@ pub async fn run(opts: Options) -> Result<()> {
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            _ = usr1.recv() => node.dump(&run_dir, Dump::Data, &opts, &vrrp),
+            _ = usr2.recv() => node.dump(&run_dir, Dump::Stats, &opts, &vrrp),
+            _ = rtmin2.recv() => node.dump(&run_dir, Dump::Json, &opts, &vrrp),
         }
     }
     notify(&[NotifyState::Stopping]);
@@ -207,6 +214,24 @@ pub async fn run(opts: Options) -> Result<()> {
     let _ = std::fs::remove_file(run_dir.path().join(state::STATE_FILE));
     info!("stopped; XDP detached and pins removed");
     Ok(())
+}
+
+/// What a dump signal writes (keepalived's SIGUSR1 / SIGUSR2 / SIGRTMIN+2).
+#[derive(Clone, Copy, Debug)]
+enum Dump {
+    Data,
+    Stats,
+    Json,
+}
+
+impl Dump {
+    fn file(self) -> &'static str {
+        match self {
+            Dump::Data => "lb-daemon.data",
+            Dump::Stats => "lb-daemon.stats",
+            Dump::Json => "lb-daemon.json",
+        }
+    }
 }
 
 /// Script runs for notify_* and quorum_* are bounded; keepalived has no limit, but a hung
@@ -226,6 +251,37 @@ struct Node {
 }
 
 impl Node {
+    /// Writes a dump into the run directory (fresh file, 0600, never through a symlink). A
+    /// failure (full disk, read-only directory) is logged; nothing else is affected.
+    fn dump(&self, run_dir: &RunDir, what: Dump, opts: &Options, vrrp: &Vrrp) {
+        let status = self.status(opts, vrrp);
+        let dataplane = crate::dataplane::bpf::read_stats(&opts.pin_dir);
+        let text = match what {
+            Dump::Data => format!(
+                "lb-daemon data dump\n\nstatus:\n{status:#?}\n\nconfiguration ({}):\n{:#?}\n",
+                opts.config.display(),
+                self.current.config
+            ),
+            Dump::Stats => format!(
+                "lb-daemon stats dump\n\nVRRP:\n{:#?}\n\ncheckers: {}\n\ndata plane:\n{:#?}\n",
+                status.vrrp, status.checker_counters, dataplane
+            ),
+            Dump::Json => {
+                let dp = dataplane.ok().and_then(|d| serde_json::to_value(d).ok());
+                serde_json::to_string_pretty(&serde_json::json!({ "status": status, "dataplane": dp }))
+                    .unwrap_or_default()
+            }
+        };
+        let path = run_dir.path().join(what.file());
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            warn!(path = %path.display(), "a symlink was planted at the dump file; replacing it, not following it");
+        }
+        match run_dir.write(what.file(), text.as_bytes()) {
+            Ok(()) => info!(path = %path.display(), "{what:?} dump written"),
+            Err(e) => error!("{what:?} dump failed: {e:#}"),
+        }
+    }
+
     fn status(&self, opts: &Options, vrrp: &Vrrp) -> state::Status {
         state::Status {
             pid: std::process::id(),

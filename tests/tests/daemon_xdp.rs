@@ -223,3 +223,42 @@ fn config_errors_and_a_missing_object_are_clear() {
     std::fs::remove_file(bad).unwrap();
     std::fs::remove_file(good).unwrap();
 }
+
+/// SIGUSR1 / SIGUSR2 / SIGRTMIN+2 write the data, stats and JSON dumps into the run
+/// directory: fresh 0600 files; a symlink planted at a dump's name is replaced, never
+/// followed (keepalived's CVE-2018-19044..19046).
+#[test]
+fn dump_signals_write_private_files_and_never_follow_a_planted_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let config = write_config("dumps", CONFIG);
+    let pins = daemon::pin_dir("dumps");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let run = daemon::run_dir_for(&pins);
+    assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o777, 0o700);
+    let victim = std::env::temp_dir().join(format!("lbt-victim-{}", std::process::id()));
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, run.join("lb-daemon.data")).unwrap();
+
+    d.signal(nix::sys::signal::Signal::SIGUSR1).unwrap();
+    assert!(d.wait_log("Data dump written", Duration::from_secs(3)), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("a symlink was planted at the dump file")));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the dump followed the symlink");
+    let data = run.join("lb-daemon.data");
+    let m = std::fs::symlink_metadata(&data).unwrap();
+    assert!(m.file_type().is_file() && m.permissions().mode() & 0o777 == 0o600);
+    assert!(std::fs::read_to_string(&data).unwrap().contains("virtual_servers"));
+
+    d.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+    assert!(d.wait_log("Stats dump written", Duration::from_secs(3)), "{:#?}", d.log());
+    assert!(std::fs::read_to_string(run.join("lb-daemon.stats")).unwrap().contains("data plane"));
+    let rtmin2 = libc::SIGRTMIN() + 2;
+    // SAFETY: plain kill(2) to our child.
+    assert_eq!(unsafe { libc::kill(d.pid().unwrap() as i32, rtmin2) }, 0);
+    assert!(d.wait_log("Json dump written", Duration::from_secs(3)), "{:#?}", d.log());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("lb-daemon.json")).unwrap()).unwrap();
+    assert_eq!(json["dataplane"]["services"].as_array().map(|a| a.len()), Some(2), "{json}");
+    let _ = std::fs::remove_file(&victim);
+}
