@@ -38,6 +38,8 @@ pub struct Options {
     pub sizes: crate::dataplane::bpf::Sizes,
     /// Where `state.json` (for `lb-daemon status`) is kept.
     pub run_dir: PathBuf,
+    /// Local address of the OpenMetrics endpoint; none by default.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Tells systemd (`Type=notify`) where we are; a no-op without `NOTIFY_SOCKET`.
@@ -170,11 +172,20 @@ pub async fn run(opts: Options) -> Result<()> {
     // The state file follows changes within this period.
     let mut publish = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut last_state = Vec::new();
+    let (status_tx, status_rx) = tokio::sync::watch::channel(node.status(&opts, &vrrp));
+    if let Some(addr) = opts.metrics
+        && let Err(e) = crate::metrics::serve(addr, status_rx, opts.pin_dir.clone()).await
+    {
+        // Metrics are an extra: forwarding and failover go on without them.
+        error!("{e:#}; running without metrics");
+    }
     loop {
         tokio::select! {
             _ = publish.tick() => {
                 let s = node.status(&opts, &vrrp);
-                if let Ok(bytes) = serde_json::to_vec_pretty(&s)
+                let bytes = serde_json::to_vec_pretty(&s);
+                status_tx.send_replace(s);
+                if let Ok(bytes) = bytes
                     && bytes != last_state
                 {
                     // A full or read-only run directory costs the status file, nothing else.

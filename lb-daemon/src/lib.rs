@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod logging;
+pub mod metrics;
 pub mod pidfile;
 pub mod script;
 pub mod state;

@@ -65,6 +65,9 @@ struct Cli {
     /// Directory under bpffs for pinned maps.
     #[arg(long, default_value = PIN_DIR, global = true)]
     pin_dir: PathBuf,
+    /// Serve OpenMetrics on this local address (e.g. 127.0.0.1:9650), path /metrics.
+    #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Directory (0700, ours) for the state file `lb-daemon status` reads.
     #[arg(long, default_value = lb_daemon::state::DEFAULT_RUN_DIR, global = true)]
     run_dir: PathBuf,
@@ -204,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         backend: cli.backend,
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
         run_dir: cli.run_dir,
+        metrics: cli.metrics_listen,
     };
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
 }

@@ -262,3 +262,54 @@ fn dump_signals_write_private_files_and_never_follow_a_planted_symlink() {
     assert_eq!(json["dataplane"]["services"].as_array().map(|a| a.len()), Some(2), "{json}");
     let _ = std::fs::remove_file(&victim);
 }
+
+/// `--metrics-listen`: an OpenMetrics scrape shows per-service traffic and data-plane
+/// verdicts by reason, read from the maps at scrape time.
+#[test]
+fn metrics_endpoint_serves_named_series() {
+    use std::io::{Read, Write};
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let config = write_config("metrics", CONFIG);
+    let pins = daemon::pin_dir("metrics");
+    let d = Daemon::start(&topo.lb, &config, &pins, &["--metrics-listen", "127.0.0.1:9650"]).unwrap();
+    assert!(d.log().iter().any(|l| l.contains("metrics endpoint listening")), "{:#?}", d.log());
+    topo.client
+        .run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..5 {
+                s.send_to(b"q", (VIP4, 53)).unwrap();
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let scrape = |path: &str| {
+        let path = path.to_string();
+        topo.lb
+            .run(move || {
+                let mut s = std::net::TcpStream::connect("127.0.0.1:9650").unwrap();
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                out
+            })
+            .unwrap()
+    };
+    let text = scrape("/metrics");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert!(value("lb_service_packets_total{service=\"203.0.113.10:53/udp\"}") >= 5);
+    assert!(value("lb_service_new_flows_total{service=\"203.0.113.10:53/udp\"}") >= 1);
+    assert!(text.contains("lb_dataplane_verdicts_total{reason="), "{text}");
+    assert!(
+        text.contains("lb_real_packets_total{service=\"203.0.113.10:53/udp\",real=\"198.51.100.11:53\"}"),
+        "{text}"
+    );
+    assert!(scrape("/other").starts_with("HTTP/1.1 404"));
+    drop(d);
+}
