@@ -139,13 +139,12 @@ pub async fn serve(addr: SocketAddr, status: watch::Receiver<Status>, pin_dir: P
                         None
                     };
                     async move {
-                        let resp = match body {
+                        match body {
                             Some(text) => Response::builder()
                                 .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
                                 .body(Full::new(Bytes::from(text))),
                             None => Response::builder().status(404).body(Full::new(Bytes::from_static(b"not found\n"))),
-                        };
-                        resp
+                        }
                     }
                 });
                 if let Err(e) =
