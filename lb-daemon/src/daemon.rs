@@ -198,7 +198,7 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = hup.recv() => {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
                 notify(&[NotifyState::Reloading]);
-                node.reload(&opts);
+                node.reload(&opts, &vrrp).await;
                 notify(&[NotifyState::Ready]);
             }
             Some(report) = reports.recv() => node.on_report(report),
@@ -225,6 +225,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let _ = std::fs::remove_file(run_dir.path().join(state::STATE_FILE));
     info!("stopped; XDP detached and pins removed");
     Ok(())
+}
+
+fn statics(c: &config::Config) -> (&Vec<config::IpAddress>, &Vec<config::Route>) {
+    (&c.static_ipaddress, &c.static_routes)
 }
 
 /// What a dump signal writes (keepalived's SIGUSR1 / SIGUSR2 / SIGRTMIN+2).
@@ -352,7 +356,7 @@ impl Node {
         self.dp.apply(&desired)
     }
 
-    fn reload(&mut self, opts: &Options) {
+    async fn reload(&mut self, opts: &Options, vrrp: &Vrrp) {
         // An invalid config leaves the running one untouched.
         let new = match read_config(&opts.config, opts.backend) {
             Ok(n) => n,
@@ -362,15 +366,24 @@ impl Node {
             Ok(r) => r,
             Err(e) => return error!("reload refused, keeping the running configuration: {e}"),
         };
-        if vrrp::fingerprint(&new.config) != self.vrrp_fingerprint {
-            // Re-running elections on reload would flap VIPs; until per-instance reload
-            // exists, VRRP keeps running as started and says so.
-            warn!("reload: VRRP settings changed; they take effect at the next restart (VRRP keeps running as is)");
-        }
+        let vrrp_changed = vrrp::fingerprint(&new.config) != self.vrrp_fingerprint;
         let old = std::mem::replace(&mut self.current, new);
         self.runner = runner;
         self.mailer = Mailer::new(&self.current.config.global);
         self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+        if vrrp_changed {
+            // Only what changed moves: untouched instances keep state, timers and VIPs.
+            match vrrp.reload(&self.current.config, self.runner.clone(), self.mailer.clone()).await {
+                Ok(summary) => {
+                    self.vrrp_fingerprint = vrrp::fingerprint(&self.current.config);
+                    info!("VRRP reloaded: {summary}");
+                }
+                Err(e) => error!("VRRP reload failed: {e:#}"),
+            }
+            if !vrrp::same(&statics(&old.config), &statics(&self.current.config)) {
+                warn!("static_ipaddress / static_routes changed: they are applied at start only (next restart)");
+            }
+        }
         match self.program() {
             Ok(()) => info!(checkers = self.checkers.len(), "reload applied"),
             Err(e) => {

@@ -296,3 +296,15 @@ impl Drop for SmtpSink {
         }
     }
 }
+
+/// Polls `f` every 20 ms until it holds or `timeout` passes; the last answer.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

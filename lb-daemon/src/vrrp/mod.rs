@@ -61,6 +61,11 @@ pub struct Counters {
 }
 
 struct Inst {
+    /// Stable across reloads (indexes are not): inputs name their instance by id.
+    id: u64,
+    rx_task: tokio::task::JoinHandle<()>,
+    /// `socket_key` of the config it was built from.
+    socket_key: String,
     cfg: VrrpInstance,
     m: Instance,
     iface: String,
@@ -97,27 +102,35 @@ struct Tracker {
 
 enum Input {
     Packet {
-        inst: usize,
+        id: u64,
         ttl: u8,
         src: IpAddr,
         dst: IpAddr,
         msg: Vec<u8>,
     },
     Script {
+        /// Trackers are rebuilt on reload; reports of an older set are ignored.
+        generation: u64,
         idx: usize,
         ok: bool,
     },
     /// keepalived's second gratuitous ARP burst, `garp_master_delay` after becoming master;
     /// `epoch` (the mastership count then) makes it a no-op if mastership was lost meanwhile.
     Garp {
-        inst: usize,
+        id: u64,
         epoch: u64,
     },
+}
+
+/// What the daemon asks of a running engine.
+enum Cmd {
+    Reload { cfg: Box<Config>, runner: Runner, mailer: Option<Mailer>, done: oneshot::Sender<String> },
 }
 
 /// A running VRRP engine.
 pub struct Vrrp {
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    cmd: mpsc::Sender<Cmd>,
     task: tokio::task::JoinHandle<()>,
     pub instances: usize,
     /// Every instance's state and counters, kept current by the engine.
@@ -132,8 +145,21 @@ impl Vrrp {
         let instances = engine.insts.len();
         let status = engine.status_rx.clone();
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(async move { engine.run(rx, stop_rx).await });
-        Ok(Vrrp { stop: Some(stop_tx), task, instances, status })
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let task = tokio::spawn(async move { engine.run(rx, stop_rx, cmd_rx).await });
+        Ok(Vrrp { stop: Some(stop_tx), cmd: cmd_tx, task, instances, status })
+    }
+
+    /// Applies a changed config to the running engine: unchanged instances keep their state
+    /// and timers; changes that keep the instance's socket (priority, addresses, timers,
+    /// tracking, scripts) apply in place; others restart that instance only. Returns a summary.
+    pub async fn reload(&self, cfg: &Config, runner: Runner, mailer: Option<Mailer>) -> Result<String> {
+        let (done, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Reload { cfg: Box::new(cfg.clone()), runner, mailer, done })
+            .await
+            .map_err(|_| anyhow::anyhow!("the VRRP engine is not running"))?;
+        rx.await.map_err(|_| anyhow::anyhow!("the VRRP engine stopped during the reload"))
     }
 
     /// Graceful stop: masters send priority 0, VIPs are removed, notify_stop runs.
@@ -150,6 +176,9 @@ impl Vrrp {
 
 struct Engine {
     insts: Vec<Inst>,
+    next_id: u64,
+    tracker_generation: u64,
+    tracker_tasks: Vec<tokio::task::JoinHandle<()>>,
     groups: Vec<Group>,
     trackers: Vec<Tracker>,
     addrs: net::Addresses,
@@ -205,86 +234,241 @@ impl Engine {
                 Err(e) => error!("static_routes: {e:#}"),
             }
         }
-        let mut insts = Vec::new();
-        let mut tasks = Vec::new();
-        let now = Instant::now();
-        for v in &cfg.vrrp_instances {
-            let i = insts.len();
-            // One broken instance (a missing interface, say) must not take the others, or
-            // the load balancer, down: it is logged and left out.
-            let built = Self::instance(cfg, v, now).and_then(|inst| {
-                let group = inst.cfg.unicast_peer.is_empty().then_some(if inst.v6 {
-                    IpAddr::V6(g.vrrp_mcast_group6)
-                } else {
-                    IpAddr::V4(g.vrrp_mcast_group4)
-                });
-                let rx = net::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)?;
-                Ok((inst, rx))
-            });
-            let (inst, rx) = match built {
-                Ok(x) => x,
-                Err(e) => {
-                    error!("vrrp_instance {}: {e:#}; this instance is not run", v.name);
-                    continue;
-                }
-            };
-            let tx = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match rx.recv().await {
-                        Ok((ttl, src, dst, msg)) => {
-                            if tx.send(Input::Packet { inst: i, ttl, src, dst, msg }).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            warn!("VRRP receive: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }));
-            insts.push(inst);
-        }
-        let mut groups = Vec::new();
-        for sg in &cfg.vrrp_sync_groups {
-            let members: Vec<usize> =
-                sg.group.iter().filter_map(|n| insts.iter().position(|i: &Inst| &i.cfg.name == n)).collect();
-            for &m in &members {
-                insts[m].group = Some(groups.len());
-            }
-            groups.push(Group { name: sg.name.clone(), members, notify: sg.notify.clone(), state: State::Init });
-        }
         let (status_tx, status_rx) = tokio::sync::watch::channel(Vec::new());
-        let mut trackers = Vec::new();
-        for (idx, s) in cfg.vrrp_scripts.iter().enumerate() {
-            trackers.push(Tracker { cfg: s.clone(), ok: !s.init_fail });
-            let Some(cmd) = &s.script else { continue };
-            let prepared = match runner.prepare(cmd, s.user.as_ref()) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!("vrrp_script {}: {e}; it counts as failed", s.name);
-                    trackers[idx].ok = false;
-                    continue;
-                }
-            };
-            let (tx, s) = (tx.clone(), s.clone());
-            tasks.push(tokio::spawn(async move { run_tracker(idx, s, prepared, tx).await }));
-        }
-        Ok(Self {
-            insts,
-            groups,
-            trackers,
+        let mut e = Self {
+            insts: Vec::new(),
+            next_id: 0,
+            tracker_generation: 0,
+            tracker_tasks: Vec::new(),
+            groups: Vec::new(),
+            trackers: Vec::new(),
             addrs,
             runner,
             mailer,
             strict: g.vrrp_strict,
             mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
-            tasks,
+            tasks: Vec::new(),
             tx,
             status_tx,
             status_rx,
-        })
+        };
+        let now = Instant::now();
+        for v in &cfg.vrrp_instances {
+            e.spawn_instance(cfg, v, now);
+        }
+        e.build_groups(cfg);
+        e.spawn_trackers(cfg);
+        Ok(e)
+    }
+
+    /// Builds instance `v` with its receiver; a broken one (a missing interface, say) is
+    /// logged and left out rather than taking the others, or the load balancer, down.
+    fn spawn_instance(&mut self, cfg: &Config, v: &VrrpInstance, now: Instant) -> Option<usize> {
+        let g = &cfg.global;
+        let id = self.next_id;
+        self.next_id += 1;
+        let tx = self.tx.clone();
+        let built = Self::instance(cfg, v, now).and_then(|inst| {
+            let group = inst.cfg.unicast_peer.is_empty().then_some(if inst.v6 {
+                IpAddr::V6(g.vrrp_mcast_group6)
+            } else {
+                IpAddr::V4(g.vrrp_mcast_group4)
+            });
+            let rx = net::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)?;
+            Ok((inst, rx))
+        });
+        let (mut inst, rx) = match built {
+            Ok(x) => x,
+            Err(e) => {
+                error!("vrrp_instance {}: {e:#}; this instance is not run", v.name);
+                return None;
+            }
+        };
+        inst.id = id;
+        inst.rx_task = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok((ttl, src, dst, msg)) => {
+                        if tx.send(Input::Packet { id, ttl, src, dst, msg }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!("VRRP receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        self.insts.push(inst);
+        Some(self.insts.len() - 1)
+    }
+
+    fn build_groups(&mut self, cfg: &Config) {
+        let old: Vec<Group> = std::mem::take(&mut self.groups);
+        for i in &mut self.insts {
+            i.group = None;
+        }
+        for sg in &cfg.vrrp_sync_groups {
+            let members: Vec<usize> =
+                sg.group.iter().filter_map(|n| self.insts.iter().position(|i| &i.cfg.name == n)).collect();
+            for &m in &members {
+                self.insts[m].group = Some(self.groups.len());
+            }
+            // A group that survives a reload keeps its state (no repeated notify).
+            let state = old.iter().find(|o| o.name == sg.name).map_or(State::Init, |o| o.state);
+            self.groups.push(Group { name: sg.name.clone(), members, notify: sg.notify.clone(), state });
+        }
+    }
+
+    /// (Re)starts the vrrp_script trackers; a script whose settings did not change keeps its
+    /// OK/FAILED state.
+    fn spawn_trackers(&mut self, cfg: &Config) {
+        for t in self.tracker_tasks.drain(..) {
+            t.abort();
+        }
+        self.tracker_generation += 1;
+        let generation = self.tracker_generation;
+        let old = std::mem::take(&mut self.trackers);
+        for (idx, s) in cfg.vrrp_scripts.iter().enumerate() {
+            let kept = old.iter().find(|o| o.cfg.name == s.name && same(&o.cfg, s)).map(|o| o.ok);
+            self.trackers.push(Tracker { cfg: s.clone(), ok: kept.unwrap_or(!s.init_fail) });
+            let Some(cmd) = &s.script else { continue };
+            let prepared = match self.runner.prepare(cmd, s.user.as_ref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!("vrrp_script {}: {e}; it counts as failed", s.name);
+                    self.trackers[idx].ok = false;
+                    continue;
+                }
+            };
+            let (tx, s, ok) = (self.tx.clone(), s.clone(), self.trackers[idx].ok);
+            self.tracker_tasks
+                .push(tokio::spawn(async move { run_tracker(generation, idx, s, ok, prepared, tx).await }));
+        }
+    }
+    /// See `Vrrp::reload`.
+    async fn reload(&mut self, cfg: &Config, runner: Runner, mailer: Option<Mailer>) -> String {
+        let g = &cfg.global;
+        self.runner = runner;
+        self.mailer = mailer;
+        self.strict = g.vrrp_strict;
+        self.mail_vrrp = g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false);
+        let now = Instant::now();
+        let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
+        let mut start = Vec::new();
+        // Group indexes go stale as instances leave; groups are rebuilt below.
+        self.groups.clear();
+        for inst in &mut self.insts {
+            inst.group = None;
+        }
+        let mut i = 0;
+        while i < self.insts.len() {
+            let name = self.insts[i].cfg.name.clone();
+            let new = cfg.vrrp_instances.iter().find(|v| v.name == name);
+            match new {
+                Some(v) if same(&self.insts[i].cfg, v) => {
+                    kept += 1;
+                    i += 1;
+                }
+                Some(v) if socket_key(cfg, v) == self.insts[i].socket_key => {
+                    self.update_in_place(i, cfg, v).await;
+                    updated += 1;
+                    i += 1;
+                }
+                other => {
+                    let e = self.insts[i].m.stop();
+                    self.apply(i, e).await;
+                    let gone = self.insts.remove(i);
+                    gone.rx_task.abort();
+                    if let Some(v) = other {
+                        start.push(v.clone());
+                        restarted += 1;
+                    } else {
+                        info!(instance = %name, "vrrp_instance removed by reload");
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        for v in &cfg.vrrp_instances {
+            if !self.insts.iter().any(|i| i.cfg.name == v.name) && !start.iter().any(|s| s.name == v.name) {
+                start.push(v.clone());
+                added += 1;
+            }
+        }
+        let first_new = self.insts.len();
+        for v in &start {
+            self.spawn_instance(cfg, v, now);
+        }
+        self.build_groups(cfg);
+        if !same(
+            &self.trackers.iter().map(|t| &t.cfg).collect::<Vec<_>>(),
+            &cfg.vrrp_scripts.iter().collect::<Vec<_>>(),
+        ) {
+            self.spawn_trackers(cfg);
+        }
+        let tracking = self.tracking_all();
+        for (i, (w, f)) in tracking.into_iter().enumerate().skip(first_new) {
+            self.insts[i].m.track_weight = w;
+            self.insts[i].m.faults = f;
+            let e = self.insts[i].m.start(now);
+            self.apply(i, e).await;
+        }
+        self.retrack().await;
+        format!("{kept} unchanged, {updated} updated in place, {restarted} restarted, {added} added, {removed} removed")
+    }
+
+    /// A reload changed what an instance does but not its sockets: new priority, timers,
+    /// addresses, routes, tracking and scripts take effect without an election.
+    async fn update_in_place(&mut self, i: usize, cfg: &Config, v: &VrrpInstance) {
+        let g = &cfg.global;
+        let old = std::mem::replace(&mut self.insts[i].cfg, v.clone());
+        let inst = &mut self.insts[i];
+        let before = inst.m.priority();
+        inst.m.s.base_priority = v.priority;
+        inst.m.s.advert_int_cs = v.advert_int_cs.clamp(1, 4095) as u16;
+        inst.m.s.preempt = !v.nopreempt;
+        inst.m.s.preempt_delay = Duration::from_secs(u64::from(v.preempt_delay));
+        inst.password = match &v.authentication {
+            Some(a) if inst.m.s.version == 2 && a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
+            _ => None,
+        };
+        inst.garp_delay = Duration::from_secs(u64::from(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)));
+        inst.garp_repeat = v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1);
+        inst.garp_refresh = Duration::from_secs(u64::from(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)));
+        info!(instance = %v.name, "vrrp_instance updated in place by reload");
+        if inst.m.state != State::Master {
+            return;
+        }
+        // A master moves its addresses and routes to the new lists, and re-announces.
+        let iface = inst.iface.clone();
+        let was: Vec<IpAddress> =
+            old.virtual_ipaddress.iter().chain(&old.virtual_ipaddress_excluded).cloned().collect();
+        let now: Vec<IpAddress> = self.vips(i);
+        for a in was.iter().filter(|a| !now.iter().any(|n| same(*a, n))) {
+            if let Err(e) = self.addrs.del(a, &iface).await {
+                error!(instance = %v.name, "{e:#}");
+            }
+        }
+        for a in now.iter().filter(|n| !was.iter().any(|a| same(a, *n))) {
+            if let Err(e) = self.addrs.add(a, &iface).await {
+                error!(instance = %v.name, "{e:#}");
+            }
+        }
+        for r in old.virtual_routes.iter().filter(|r| !v.virtual_routes.iter().any(|n| same(*r, n))) {
+            let _ = self.addrs.del_route(r, Some(&iface)).await;
+        }
+        for r in v.virtual_routes.iter().filter(|n| !old.virtual_routes.iter().any(|r| same(r, *n))) {
+            if let Err(e) = self.addrs.add_route(r, Some(&iface)).await {
+                error!(instance = %v.name, "virtual_routes: {e:#}");
+            }
+        }
+        if self.insts[i].m.priority() != before || !same(&old.virtual_ipaddress, &v.virtual_ipaddress) {
+            let p = self.insts[i].m.priority();
+            self.send_advert(i, p);
+            self.garp(i);
+        }
     }
 
     fn instance(cfg: &Config, v: &VrrpInstance, now: Instant) -> Result<Inst> {
@@ -321,6 +505,9 @@ impl Engine {
             primary: src,
         };
         Ok(Inst {
+            id: 0,
+            rx_task: tokio::spawn(async {}),
+            socket_key: socket_key(cfg, v),
             cfg: v.clone(),
             m: Instance::new(settings, now),
             sender: net::Sender::open(&iface, link.index, src)?,
@@ -341,7 +528,12 @@ impl Engine {
         })
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Input>, mut stop: oneshot::Receiver<oneshot::Sender<()>>) {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+        mut cmd: mpsc::Receiver<Cmd>,
+    ) {
         // VIPs left behind by a previous run (kill -9) must go: a backup never holds them.
         for i in 0..self.insts.len() {
             if self.insts[i].m.s.base_priority == 255 {
@@ -379,23 +571,38 @@ impl Engine {
                         let e = self.insts[i].m.stop();
                         self.apply(i, e).await;
                     }
-                    for t in &self.tasks {
+                    for t in self.tasks.iter().chain(&self.tracker_tasks) {
                         t.abort();
+                    }
+                    for i in &self.insts {
+                        i.rx_task.abort();
                     }
                     if let Ok(done) = done {
                         let _ = done.send(());
                     }
                     return;
                 }
+                Some(Cmd::Reload { cfg, runner, mailer, done }) = cmd.recv() => {
+                    let summary = self.reload(&cfg, runner, mailer).await;
+                    let _ = done.send(summary);
+                }
                 Some(input) = rx.recv() => match input {
-                    Input::Packet { inst, ttl, src, dst, msg } => self.on_packet(inst, ttl, src, dst, &msg).await,
-                    Input::Script { idx, ok } => {
+                    Input::Packet { id, ttl, src, dst, msg } => {
+                        if let Some(i) = self.index(id) {
+                            self.on_packet(i, ttl, src, dst, &msg).await;
+                        }
+                    }
+                    Input::Script { generation, idx, ok } => {
+                        if generation != self.tracker_generation {
+                            continue;
+                        }
                         let s = &mut self.trackers[idx];
                         s.ok = ok;
                         info!(script = %s.cfg.name, "vrrp_script {}", if ok { "succeeded: OK" } else { "failed: FAILED" });
                         self.retrack().await;
                     }
-                    Input::Garp { inst, epoch } => {
+                    Input::Garp { id, epoch } => {
+                        let Some(inst) = self.index(id) else { continue };
                         let i = &self.insts[inst];
                         if i.m.state == State::Master && i.counters.became_master == epoch {
                             let refresh = i.garp_refresh;
@@ -598,11 +805,15 @@ impl Engine {
 
     /// Gratuitous ARPs for instance `i` after `delay`, if it is still the same mastership.
     fn garp_later(&self, i: usize, delay: Duration) {
-        let (epoch, tx) = (self.insts[i].counters.became_master, self.tx.clone());
+        let (id, epoch, tx) = (self.insts[i].id, self.insts[i].counters.became_master, self.tx.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(Input::Garp { inst: i, epoch }).await;
+            let _ = tx.send(Input::Garp { id, epoch }).await;
         });
+    }
+
+    fn index(&self, id: u64) -> Option<usize> {
+        self.insts.iter().position(|i| i.id == id)
     }
 
     fn vips(&self, i: usize) -> Vec<IpAddress> {
@@ -726,11 +937,40 @@ impl Engine {
     }
 }
 
+/// Equal as configured (locations aside).
+pub fn same<T: Serialize>(a: &T, b: &T) -> bool {
+    serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+}
+
+/// What must match for a reloaded instance to keep its sockets (else it restarts).
+fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
+    let g = &cfg.global;
+    serde_json::to_string(&(
+        &v.interface,
+        v.virtual_router_id,
+        v.version.unwrap_or(g.vrrp_version),
+        v.unicast_src_ip,
+        v.mcast_src_ip,
+        &v.unicast_peer,
+        v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6()),
+        g.vrrp_mcast_group4,
+        g.vrrp_mcast_group6,
+    ))
+    .unwrap_or_default()
+}
+
 /// Runs a vrrp_script every `interval`; reports OK/FAILED after `rise`/`fall` results in a row.
-async fn run_tracker(idx: usize, s: VrrpScript, p: script::Prepared, tx: mpsc::Sender<Input>) {
+async fn run_tracker(
+    generation: u64,
+    idx: usize,
+    s: VrrpScript,
+    mut ok: bool,
+    p: script::Prepared,
+    tx: mpsc::Sender<Input>,
+) {
     let interval = Duration::from_secs(u64::from(s.interval.max(1)));
     let timeout = Duration::from_secs(u64::from(s.timeout.unwrap_or(s.interval).max(1)));
-    let (mut ok, mut run_len) = (!s.init_fail, 0u32);
+    let mut run_len = 0u32;
     let mut last: Option<bool> = None;
     loop {
         let success = script::run(&p, &[], timeout).await.success();
@@ -739,7 +979,7 @@ async fn run_tracker(idx: usize, s: VrrpScript, p: script::Prepared, tx: mpsc::S
         let needed = if success { s.rise.max(1) } else { s.fall.max(1) };
         if success != ok && run_len >= needed {
             ok = success;
-            if tx.send(Input::Script { idx, ok }).await.is_err() {
+            if tx.send(Input::Script { generation, idx, ok }).await.is_err() {
                 return;
             }
         }
