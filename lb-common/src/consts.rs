@@ -56,6 +56,9 @@ pub const MAP_PERSIST: &str = "lb_persist";
 pub const MAP_LBLC: &str = "lb_lblc";
 pub const MAP_RR: &str = "lb_rr";
 pub const MAP_META: &str = "lb_meta";
+/// Next hops waiting for neighbour resolution (not pinned: only the running daemon reads it).
+pub const MAP_UNRESOLVED: &str = "lb_unresolved";
+pub const UNRESOLVED_ENTRIES: u32 = 1024;
 /// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
 pub const LINKS_DIR: &str = "links";
 

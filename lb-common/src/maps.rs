@@ -160,7 +160,21 @@ pub struct Meta {
     pub reserved: u32,
 }
 
+/// Key of `lb_unresolved`: a next hop the XDP FIB lookup found without a neighbour entry.
+/// The daemon asks the kernel to resolve it (the stack cannot: a NAT reply carries the VIP as
+/// source, which the kernel refuses to forward), so the next packet finds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct NeighKey {
+    /// IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+    pub ifindex: u32,
+    pub family: u8,
+    pub reserved: [u8; 3],
+}
+
 crate::aya_pod!(
+    NeighKey,
     ServiceKey,
     ServiceValue,
     SvcConf,

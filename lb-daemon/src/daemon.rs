@@ -173,6 +173,10 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut publish = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut last_state = Vec::new();
     let (status_tx, status_rx) = tokio::sync::watch::channel(node.status(&opts, &vrrp));
+    // Next hops the XDP program could not resolve are handed to the kernel quickly: the
+    // first packets of a new client after a failover depend on it.
+    let mut neighbours = tokio::time::interval(std::time::Duration::from_millis(50));
+    let netlink = crate::vrrp::net::Addresses::new()?;
     if let Some(addr) = opts.metrics
         && let Err(e) = crate::metrics::serve(addr, status_rx, opts.pin_dir.clone()).await
     {
@@ -181,6 +185,18 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     loop {
         tokio::select! {
+            _ = neighbours.tick() => {
+                match node.dp.take_unresolved() {
+                    Ok(list) => {
+                        for (ip, ifindex) in list {
+                            if let Err(e) = netlink.resolve(ip, ifindex).await {
+                                warn!("{e:#}");
+                            }
+                        }
+                    }
+                    Err(e) => warn!("reading unresolved next hops: {e:#}"),
+                }
+            }
             _ = publish.tick() => {
                 let s = node.status(&opts, &vrrp);
                 let bytes = serde_json::to_vec_pretty(&s);

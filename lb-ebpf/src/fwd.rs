@@ -7,7 +7,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    RealDef,
+    NeighKey, RealDef,
     consts::{FAMILY_V4, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
 
@@ -22,6 +22,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const FIB_SUCCESS: i64 = 0;
 const FIB_FRAG_NEEDED: i64 = 8;
+const FIB_NO_NEIGH: i64 = 7;
 
 /// `struct bpf_fib_lookup` without its unions: 64 bytes, as the helper expects. Kept in the
 /// per-CPU `lb_fib` map rather than on the stack (512 bytes for the whole call chain).
@@ -79,6 +80,13 @@ fn fib(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) 
     match ret {
         FIB_SUCCESS => Next::Hop { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
         FIB_FRAG_NEEDED => Next::TooBig(p.tot_len),
+        FIB_NO_NEIGH => {
+            // The route is known, its next hop (now in `dst`) is not resolved: ask the daemon.
+            let key = NeighKey { addr: p.dst, ifindex: p.ifindex, family: f.family, reserved: [0; 3] };
+            let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
+            let _ = crate::maps::UNRESOLVED.insert(&key, &now, 0);
+            Next::Unknown
+        }
         _ => Next::Unknown,
     }
 }

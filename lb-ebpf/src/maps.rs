@@ -6,9 +6,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, GlobalStats, Meta, NatRev, PersistKey, PersistValue, RealConns, RealDef, ServiceKey,
+    FlowKey, FlowValue, NeighKey, GlobalStats, Meta, NatRev, PersistKey, PersistValue, RealConns, RealDef, ServiceKey,
     ServiceStats, ServiceValue, SvcConf,
-    consts::{DEFAULT_CONNTRACK, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL},
+    consts::{DEFAULT_CONNTRACK, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL, UNRESOLVED_ENTRIES},
 };
 
 const SVC: usize = MAX_SERVICES as usize;
@@ -65,6 +65,11 @@ pub static META: Array<Meta, 1> = Array::new();
 /// Per-CPU scratch space for the parsed frame (see `parse::Frame`); not pinned.
 #[btf_map(name = "lb_scratch")]
 pub static SCRATCH: PerCpuArray<crate::parse::Frame, 1> = PerCpuArray::new();
+
+/// Next hops without a neighbour entry, for the daemon to resolve (`NeighKey`); the value is
+/// when it was last needed (ns). Not pinned.
+#[btf_map(name = "lb_unresolved")]
+pub static UNRESOLVED: LruHashMap<NeighKey, u64, { UNRESOLVED_ENTRIES as usize }> = LruHashMap::new();
 
 /// Per-CPU parameter block of `bpf_fib_lookup`; not pinned.
 #[btf_map(name = "lb_fib")]

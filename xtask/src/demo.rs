@@ -15,8 +15,7 @@ pub fn run() -> Result<()> {
         "-p",
         "lb-daemon",
     ]))?;
-    let config = root().join("configs/demo.conf");
-    lb_tests::demo::run(&config, Path::new(lb_common::consts::PIN_DIR), &mut std::io::stdout())?;
+    lb_tests::demo::run(&root().join("configs"), Path::new(lb_common::consts::PIN_DIR), &mut std::io::stdout())?;
     println!("\ndemo finished.");
     Ok(())
 }

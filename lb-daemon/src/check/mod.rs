@@ -281,6 +281,7 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     let mut weight = None;
     let mut suspended = false;
     let mut last_failure = String::new();
+    let mut first = true;
     loop {
         if let Some(vip) = spec.suspend_unless_local {
             let now = !is_local(vip);
@@ -314,7 +315,9 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
                 (next, reason)
             }
         };
-        if (tracker.up, weight) != was {
+        // Report transitions, and the first verdict (so status shows a real reason).
+        if (tracker.up, weight) != was || (first && next == Next::Round) {
+            first = false;
             let state = CheckState { up: tracker.up, weight, reason: format!("{}: {reason}", spec.kind) };
             if tx.send(Report { id: id.clone(), state }).await.is_err() {
                 return; // the daemon is shutting down

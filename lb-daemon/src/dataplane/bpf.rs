@@ -21,7 +21,9 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use lb_common::{GlobalStats, Meta, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
+use lb_common::{
+    GlobalStats, Meta, NeighKey, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*,
+};
 use tracing::{info, warn};
 
 use super::{
@@ -260,6 +262,23 @@ impl BpfDataplane {
             self.links.push((iface.to_string(), id, None));
         }
         Ok(got)
+    }
+
+    /// Next hops the XDP program found unresolved since the last call (and forgets them).
+    pub fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
+        let mut map: HashMap<_, NeighKey, u64> = HashMap::try_from(map_mut(&mut self.ebpf, MAP_UNRESOLVED)?)?;
+        let keys: Vec<NeighKey> = map.keys().filter_map(|k| k.ok()).collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let _ = map.remove(&k);
+            let ip = if k.family == FAMILY_V4 {
+                IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
+            } else {
+                IpAddr::from(k.addr)
+            };
+            out.push((ip, k.ifindex));
+        }
+        Ok(out)
     }
 
     /// Detaches links pinned by an earlier run on interfaces this run does not use.

@@ -422,6 +422,21 @@ impl Addresses {
         })
     }
 
+    /// Asks the kernel to resolve `ip` on `ifindex` (`ip neigh replace IP dev IF use`): the
+    /// XDP FIB lookup needs the neighbour entry, and a NAT reply cannot make the stack create
+    /// it (its VIP source is refused for forwarding).
+    pub async fn resolve(&self, ip: IpAddr, ifindex: u32) -> Result<()> {
+        use rtnetlink::packet_route::neighbour::NeighbourFlags;
+        self.handle
+            .neighbours()
+            .add(ifindex, ip)
+            .flags(NeighbourFlags::Use)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| anyhow!("resolving neighbour {ip}: {e}"))
+    }
+
     /// Adds a route (`static_routes`, `virtual_routes`); one already there is left alone.
     pub async fn add_route(&self, r: &Route, default_dev: Option<&str>) -> Result<bool> {
         let m = self.route_message(r, default_dev).await?;
