@@ -6,9 +6,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, NeighKey, GlobalStats, Meta, NatRev, PersistKey, PersistValue, RealConns, RealDef, ServiceKey,
+    FlowKey, FlowValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, RealConns, RealDef, ServiceKey,
     ServiceStats, ServiceValue, SvcConf,
-    consts::{DEFAULT_CONNTRACK, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL, UNRESOLVED_ENTRIES},
+    consts::{
+        DEFAULT_CONNTRACK, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL, UNRESOLVED_ENTRIES,
+    },
 };
 
 const SVC: usize = MAX_SERVICES as usize;
