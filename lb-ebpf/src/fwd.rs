@@ -47,6 +47,15 @@ pub struct Fib {
 
 const _: () = assert!(core::mem::size_of::<Fib>() == 64);
 
+/// This CPU's `lb_fib` entry: the helper's parameter block, and room for a `lb_unresolved`
+/// key and value.
+#[repr(C)]
+pub struct FibScratch {
+    fib: Fib,
+    neigh: NeighKey,
+    now: u64,
+}
+
 pub enum Next {
     /// Out of this interface (`ifindex`) with these MACs.
     Hop { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
@@ -59,9 +68,10 @@ pub enum Next {
 /// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check).
 #[inline(always)]
 fn fib(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) -> Next {
-    let Some(p) = FIB.get_ptr_mut(0) else { return Next::Unknown };
+    let Some(scratch) = FIB.get_ptr_mut(0) else { return Next::Unknown };
     // SAFETY: this CPU's slot, used only within this program run.
-    let p = unsafe { &mut *p };
+    let scratch = unsafe { &mut *scratch };
+    let p = &mut scratch.fib;
     *p = Fib::default();
     let v4 = f.family == FAMILY_V4;
     p.family = if v4 { AF_INET } else { AF_INET6 };
@@ -82,9 +92,11 @@ fn fib(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) 
         FIB_FRAG_NEEDED => Next::TooBig(p.tot_len),
         FIB_NO_NEIGH => {
             // The route is known, its next hop (now in `dst`) is not resolved: ask the daemon.
-            let key = NeighKey { addr: p.dst, ifindex: p.ifindex, family: f.family, reserved: [0; 3] };
-            let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
-            let _ = crate::maps::UNRESOLVED.insert(&key, &now, 0);
+            // Key and value live in the per-CPU scratch entry, not on the stack (512 bytes for
+            // the whole call chain, all used).
+            scratch.neigh = NeighKey { addr: p.dst, ifindex: p.ifindex, family: f.family, reserved: [0; 3] };
+            scratch.now = unsafe { aya_ebpf::helpers::bpf_ktime_get_coarse_ns() };
+            let _ = crate::maps::UNRESOLVED.insert(&scratch.neigh, &scratch.now, 0);
             Next::Unknown
         }
         _ => Next::Unknown,

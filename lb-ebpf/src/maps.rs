@@ -75,4 +75,4 @@ pub static UNRESOLVED: LruHashMap<NeighKey, u64, { UNRESOLVED_ENTRIES as usize }
 
 /// Per-CPU parameter block of `bpf_fib_lookup`; not pinned.
 #[btf_map(name = "lb_fib")]
-pub static FIB: PerCpuArray<crate::fwd::Fib, 1> = PerCpuArray::new();
+pub static FIB: PerCpuArray<crate::fwd::FibScratch, 1> = PerCpuArray::new();

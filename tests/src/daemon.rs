@@ -101,7 +101,9 @@ impl Daemon {
             }
         });
         let mut d = Self { child: Some(child), log, pin_dir: None };
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        // Under the VM's software emulation, loading (the verifier) alone takes tens of seconds.
+        let ready_within = if std::env::var_os("LB_IN_VM").is_some() { 180 } else { 30 };
+        match rx.recv_timeout(Duration::from_secs(ready_within)) {
             Ok(()) => Ok(d),
             Err(_) => {
                 let status = d.stop().ok();

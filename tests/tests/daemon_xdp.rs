@@ -273,7 +273,7 @@ fn metrics_endpoint_serves_named_series() {
     let config = write_config("metrics", CONFIG);
     let pins = daemon::pin_dir("metrics");
     let d = Daemon::start(&topo.lb, &config, &pins, &["--metrics-listen", "127.0.0.1:9650"]).unwrap();
-    assert!(d.log().iter().any(|l| l.contains("metrics endpoint listening")), "{:#?}", d.log());
+    assert!(d.wait_log("metrics endpoint listening", Duration::from_secs(3)), "{:#?}", d.log());
     topo.client
         .run(|| {
             let s = UdpSocket::bind("0.0.0.0:0").unwrap();

@@ -674,3 +674,28 @@ fn script_security_refuses_writable_scripts() {
     assert!(!d.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d.log());
     assert!(d.log().iter().any(|l| l.contains("notify: script") && l.contains(&refused)), "{:#?}", d.log());
 }
+
+/// A master killed with kill -9 and restarted at once resumes as master: its VIP never leaves
+/// (no flap), and the backup never takes over.
+#[test]
+fn a_restarted_master_resumes_without_flapping_its_vip() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new("vrrp-resume");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let conf0 = instance("VI_1", 150, "", &n0);
+    let d0 = start(&seg, 0, &dir, &conf0);
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 100, "", &n1));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    std::thread::sleep(Duration::from_secs(1));
+    d0.signal(Signal::SIGKILL).unwrap();
+    drop(d0);
+    assert!(seg.holds(0, VIP), "kill -9 leaves the VIP in place");
+    let d0 = start(&seg, 0, &dir, &conf0);
+    assert!(d0.wait_log("INIT -> MASTER: resumed", Duration::from_secs(3)), "{:#?}", d0.log());
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP));
+    assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "the backup took over: {:#?}", d1.log());
+    assert!(!d0.log().iter().any(|l| l.contains("removed a VIP")), "{:#?}", d0.log());
+}

@@ -262,15 +262,6 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
     }
 }
 
-/// Whether `ip` is configured on an interface of this network namespace.
-fn is_local(ip: IpAddr) -> bool {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return true };
-    addrs.filter_map(|a| a.address).any(|a| {
-        a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(ip)
-            || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(ip)
-    })
-}
-
 async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     if let Some(w) = spec.warmup.filter(|w| !w.is_zero()) {
         // keepalived's warmup: a random delay up to `warmup` spreads the first rounds.
@@ -284,7 +275,7 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     let mut first = true;
     loop {
         if let Some(vip) = spec.suspend_unless_local {
-            let now = !is_local(vip);
+            let now = !crate::vrrp::net::is_local(vip);
             if now != suspended {
                 info!(check = %id, "ha_suspend: {} ({vip} {})", if now { "checks paused" } else { "checks resumed" },
                     if now { "is not on this node" } else { "is on this node" });
@@ -456,6 +447,7 @@ mod tests {
 
     #[test]
     fn local_addresses() {
+        use crate::vrrp::net::is_local;
         assert!(is_local("127.0.0.1".parse().unwrap()));
         assert!(!is_local("203.0.113.254".parse().unwrap()));
     }

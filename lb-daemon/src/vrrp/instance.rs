@@ -154,6 +154,18 @@ impl Instance {
         out
     }
 
+    /// Leaves INIT as master straight away: the node still holds every VIP (a restart of a
+    /// master). Faults still win.
+    pub fn resume(&mut self, now: Instant) -> Vec<Effect> {
+        if !self.faults.is_empty() {
+            return self.start(now);
+        }
+        let mut out = Vec::new();
+        self.started = now;
+        self.become_master(now, "resumed: the VIPs are still here from the previous run", &mut out);
+        out
+    }
+
     pub fn on_timer(&mut self, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
         let Some(d) = self.deadline else { return out };

@@ -534,8 +534,17 @@ impl Engine {
         mut stop: oneshot::Receiver<oneshot::Sender<()>>,
         mut cmd: mpsc::Receiver<Cmd>,
     ) {
-        // VIPs left behind by a previous run (kill -9) must go: a backup never holds them.
-        for i in 0..self.insts.len() {
+        // VIPs a previous run left (kill -9, upgrade): an instance that still holds all of
+        // them was master and resumes as master at once, so a restart does not flap its
+        // addresses (if a peer took over meanwhile, the first advert exchange settles it).
+        // Partial leftovers go: a backup never holds VIPs.
+        let mut resume = vec![false; self.insts.len()];
+        for (i, r) in resume.iter_mut().enumerate() {
+            let c = &self.insts[i].cfg;
+            if !c.virtual_ipaddress.is_empty() && c.virtual_ipaddress.iter().all(|a| net::is_local(a.addr)) {
+                *r = true;
+                continue;
+            }
             if self.insts[i].m.s.base_priority == 255 {
                 continue;
             }
@@ -551,8 +560,8 @@ impl Engine {
             self.insts[i].m.track_weight = w;
             self.insts[i].m.faults = f;
         }
-        for i in 0..self.insts.len() {
-            let e = self.insts[i].m.start(now);
+        for (i, resume) in resume.into_iter().enumerate() {
+            let e = if resume { self.insts[i].m.resume(now) } else { self.insts[i].m.start(now) };
             self.apply(i, e).await;
         }
         let mut poll = tokio::time::interval(LINK_POLL);

@@ -60,6 +60,15 @@ pub fn link(name: &str) -> Result<Link> {
     Ok(l)
 }
 
+/// Whether `ip` is configured on an interface of this network namespace.
+pub fn is_local(ip: IpAddr) -> bool {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return false };
+    addrs.filter_map(|a| a.address).any(|a| {
+        a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(ip)
+            || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(ip)
+    })
+}
+
 /// Whether `name` is up with carrier: track_interface and the instance's own interface.
 pub fn is_running(name: &str) -> bool {
     link(name).is_ok_and(|l| l.running)
