@@ -40,6 +40,37 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Local address of the OpenMetrics endpoint; none by default.
     pub metrics: Option<std::net::SocketAddr>,
+    /// keepalived's `-P` / `-C`: run only VRRP, or only the data plane and checkers.
+    pub subsystems: Subsystems,
+}
+
+/// Which parts run (keepalived's `-P`, `-C`; both by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Subsystems {
+    #[default]
+    All,
+    /// `-P`: VRRP only; no XDP, no services, no checkers.
+    VrrpOnly,
+    /// `-C`: data plane and checkers only; no VRRP, no static addresses or routes.
+    CheckersOnly,
+}
+
+impl Subsystems {
+    fn dataplane(self) -> bool {
+        self != Subsystems::VrrpOnly
+    }
+
+    fn vrrp(self) -> bool {
+        self != Subsystems::CheckersOnly
+    }
+}
+
+/// The part of `cfg` VRRP runs from (nothing with `-C`).
+fn vrrp_config(cfg: &config::Config, subsystems: Subsystems) -> config::Config {
+    if subsystems.vrrp() {
+        return cfg.clone();
+    }
+    config::Config { global: cfg.global.clone(), ..Default::default() }
 }
 
 /// Tells systemd (`Type=notify`) where we are; a no-op without `NOTIFY_SOCKET`.
@@ -121,20 +152,27 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let runner = script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
     let run_dir = RunDir::open(&opts.run_dir)?;
-    let object = object::load(opts.bpf_object.as_deref())?;
-    let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
-    let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
-    if interfaces.is_empty() {
-        bail!("no interface to attach XDP to (only loopback here); name one with --interface");
-    }
-    for iface in &interfaces {
-        let mode = dp.attach(iface, opts.attach_mode)?;
-        info!(iface, mode, "XDP program attached");
-    }
-    dp.drop_stale_links()?;
+    let dp = if opts.subsystems.dataplane() {
+        let object = object::load(opts.bpf_object.as_deref())?;
+        let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
+        let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
+        if interfaces.is_empty() {
+            bail!("no interface to attach XDP to (only loopback here); name one with --interface");
+        }
+        for iface in &interfaces {
+            let mode = dp.attach(iface, opts.attach_mode)?;
+            info!(iface, mode, "XDP program attached");
+        }
+        dp.drop_stale_links()?;
+        Some(dp)
+    } else {
+        info!("-P: VRRP only; no data plane, services or checkers");
+        None
+    };
     let (checkers, mut reports) = Checkers::new();
     let mut node = Node {
         dp,
+        subsystems: opts.subsystems,
         mailer: Mailer::new(&loaded.config.global),
         current: loaded,
         runner,
@@ -142,26 +180,24 @@ pub async fn run(opts: Options) -> Result<()> {
         checkers,
         vrrp_fingerprint: String::new(),
     };
-    node.checkers.sync(&node.current.config, &node.runner, &mut node.health);
+    node.sync_checkers();
     if let Err(e) = node.program() {
-        node.checkers.stop();
-        if let Err(e2) = node.dp.shutdown(true) {
-            warn!("cleaning up after the failed start: {e2:#}");
-        }
+        node.shutdown_dataplane();
         return Err(e.context("programming the services"));
     }
-    let vrrp = match Vrrp::start(&node.current.config, node.runner.clone(), node.mailer.clone()).await {
+    if !opts.subsystems.vrrp() {
+        info!("-C: data plane and checkers only; no VRRP");
+    }
+    let vrrp_cfg = vrrp_config(&node.current.config, opts.subsystems);
+    let vrrp = match Vrrp::start(&vrrp_cfg, node.runner.clone(), node.mailer.clone()).await {
         Ok(v) => v,
         Err(e) => {
             // Leave nothing behind: a failed start removes what it attached and pinned.
-            node.checkers.stop();
-            if let Err(e2) = node.dp.shutdown(true) {
-                warn!("cleaning up after the failed start: {e2:#}");
-            }
+            node.shutdown_dataplane();
             return Err(e.context("starting VRRP"));
         }
     };
-    node.vrrp_fingerprint = vrrp::fingerprint(&node.current.config);
+    node.vrrp_fingerprint = vrrp::fingerprint(&vrrp_cfg);
     info!(instances = vrrp.instances, "VRRP started");
     info!(pin_dir = %opts.pin_dir.display(), checkers = node.checkers.len(), "lb-daemon ready");
     notify(&[NotifyState::Ready, NotifyState::Status("forwarding")]);
@@ -186,7 +222,8 @@ pub async fn run(opts: Options) -> Result<()> {
     loop {
         tokio::select! {
             _ = neighbours.tick() => {
-                match node.dp.take_unresolved() {
+                let Some(dp) = node.dp.as_mut() else { continue };
+                match dp.take_unresolved() {
                     Ok(list) => {
                         for (ip, ifindex) in list {
                             if let Err(e) = netlink.resolve(ip, ifindex).await {
@@ -219,7 +256,9 @@ pub async fn run(opts: Options) -> Result<()> {
             }
             Some(report) = reports.recv() => node.on_report(report),
             _ = housekeeping.tick() => {
-                if let Err(e) = node.dp.reconcile_conns() {
+                if let Some(dp) = node.dp.as_mut()
+                    && let Err(e) = dp.reconcile_conns()
+                {
                     warn!("recounting connections failed: {e:#}");
                 }
                 let (desired, _) = services::desired(&node.current.config, &node.health);
@@ -237,7 +276,9 @@ pub async fn run(opts: Options) -> Result<()> {
     vrrp.stop().await;
     node.checkers.stop();
     node.omega().await;
-    node.dp.shutdown(true)?;
+    if let Some(dp) = node.dp.take() {
+        dp.shutdown(true)?;
+    }
     let _ = std::fs::remove_file(run_dir.path().join(state::STATE_FILE));
     info!("stopped; XDP detached and pins removed");
     Ok(())
@@ -271,7 +312,9 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Everything the daemon loop owns.
 struct Node {
-    dp: BpfDataplane,
+    /// None with `-P`.
+    dp: Option<BpfDataplane>,
+    subsystems: Subsystems,
     current: Loaded,
     runner: script::Runner,
     mailer: Option<Mailer>,
@@ -282,6 +325,21 @@ struct Node {
 }
 
 impl Node {
+    fn sync_checkers(&mut self) {
+        if self.subsystems.dataplane() {
+            self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+        }
+    }
+
+    fn shutdown_dataplane(&mut self) {
+        self.checkers.stop();
+        if let Some(dp) = self.dp.take()
+            && let Err(e) = dp.shutdown(true)
+        {
+            warn!("cleaning up after the failed start: {e:#}");
+        }
+    }
+
     /// Writes a dump into the run directory (fresh file, 0600, never through a symlink). A
     /// failure (full disk, read-only directory) is logged; nothing else is affected.
     fn dump(&self, run_dir: &RunDir, what: Dump, opts: &Options, vrrp: &Vrrp) {
@@ -338,6 +396,9 @@ impl Node {
     /// Programs the data plane from the config and the checkers' verdicts, settling each
     /// service's quorum first (and running its quorum scripts when it moves).
     fn program(&mut self) -> Result<()> {
+        if self.dp.is_none() {
+            return Ok(()); // -P: no services to program
+        }
         let cfg = &self.current.config;
         let (mut desired, skipped) = services::desired(cfg, &self.health);
         for s in skipped {
@@ -369,7 +430,10 @@ impl Node {
             d.quorum_up = self.health.quorum_up(&d.name);
         }
         self.health.retain_services(&desired.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
-        self.dp.apply(&desired)
+        match self.dp.as_mut() {
+            Some(dp) => dp.apply(&desired),
+            None => Ok(()),
+        }
     }
 
     async fn reload(&mut self, opts: &Options, vrrp: &Vrrp) {
@@ -382,16 +446,17 @@ impl Node {
             Ok(r) => r,
             Err(e) => return error!("reload refused, keeping the running configuration: {e}"),
         };
-        let vrrp_changed = vrrp::fingerprint(&new.config) != self.vrrp_fingerprint;
+        let new_vrrp = vrrp_config(&new.config, self.subsystems);
+        let vrrp_changed = vrrp::fingerprint(&new_vrrp) != self.vrrp_fingerprint;
         let old = std::mem::replace(&mut self.current, new);
         self.runner = runner;
         self.mailer = Mailer::new(&self.current.config.global);
-        self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+        self.sync_checkers();
         if vrrp_changed {
             // Only what changed moves: untouched instances keep state, timers and VIPs.
-            match vrrp.reload(&self.current.config, self.runner.clone(), self.mailer.clone()).await {
+            match vrrp.reload(&new_vrrp, self.runner.clone(), self.mailer.clone()).await {
                 Ok(summary) => {
-                    self.vrrp_fingerprint = vrrp::fingerprint(&self.current.config);
+                    self.vrrp_fingerprint = vrrp::fingerprint(&new_vrrp);
                     info!("VRRP reloaded: {summary}");
                 }
                 Err(e) => error!("VRRP reload failed: {e:#}"),
@@ -405,7 +470,7 @@ impl Node {
             Err(e) => {
                 error!("reload failed, going back to the running configuration: {e:#}");
                 self.current = old;
-                self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+                self.sync_checkers();
                 if let Err(e) = self.program() {
                     error!("re-applying the running configuration failed: {e:#}");
                 }

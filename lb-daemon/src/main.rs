@@ -137,7 +137,7 @@ fn main() -> ExitCode {
         detail: cli.log_detail,
         syslog: daemon.then_some(cli.log_facility),
     });
-    let _ = (cli.dont_fork, cli.check);
+    let _ = cli.dont_fork;
 
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
@@ -191,11 +191,6 @@ fn config_test(cli: &Cli) -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if cli.vrrp {
-        anyhow::bail!(
-            "-P/--vrrp (VRRP only) is not supported: lb-daemon runs VRRP together with its data plane; run it without -P"
-        );
-    }
     let _pid = cli.pid.as_deref().map(lb_daemon::pidfile::PidFile::create).transpose()?;
     let opts = Options {
         config: cli.config,
@@ -208,6 +203,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
         run_dir: cli.run_dir,
         metrics: cli.metrics_listen,
+        subsystems: if cli.vrrp {
+            daemon::Subsystems::VrrpOnly
+        } else if cli.check {
+            daemon::Subsystems::CheckersOnly
+        } else {
+            daemon::Subsystems::All
+        },
     };
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
 }

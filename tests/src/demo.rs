@@ -196,7 +196,7 @@ fn with_topology(
         bail!("backend2 still answered after the checker took it out");
     }
 
-    step(out, "kill -9 lb-a (the master) while the client keeps asking every 50 ms")?;
+    step(out, "lb-a (the master) dies: kill -9 and links down, while the client keeps asking every 50 ms")?;
     let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let killed = std::thread::scope(|s| -> Result<Instant> {
@@ -213,13 +213,21 @@ fn with_topology(
             }
         });
         std::thread::sleep(Duration::from_millis(500));
+        // The node dies: its daemon is killed and its links go down. (kill -9 of the daemon
+        // alone would not stop forwarding: the XDP links are pinned, as IPVS rules outlive a
+        // killed keepalived.)
         let killed = Instant::now();
         a.signal(Signal::SIGKILL)?;
+        topo.lbs[0].ip(&["link", "set", "l0", "down"])?;
+        topo.lbs[0].ip(&["link", "set", "l1", "down"])?;
         let r = wait("lb-b to take over", Duration::from_secs(8), || {
             b.log().iter().filter(|l| l.contains("BACKUP -> MASTER")).count() >= 2
         });
-        // Some answers from lb-b before stopping the client.
-        std::thread::sleep(Duration::from_secs(2));
+        // Until lb-b has answered a few times in a row (at most 10 s).
+        let _ = crate::servers::wait_until(Duration::from_secs(10), || {
+            let l = log.lock().map(|v| v.clone()).unwrap_or_default();
+            l.len() >= 3 && l[l.len() - 3..].iter().all(|(t, ok)| *ok && *t > killed)
+        });
         stop.store(true, Ordering::Relaxed);
         r.map(|_| killed)
     })?;

@@ -93,8 +93,7 @@ fn keyword_status_document_is_current() {
     }
 }
 
-/// keepalived's command-line spellings: the seed guide's `-D -d -S 2`, `-n`, `-v`; `-P`
-/// (VRRP only) is refused with a message (VRRP always runs with the data plane), not a panic.
+/// keepalived's command-line spellings: the seed guide's `-D -d -S 2`, `-n`, `-v`, `-P`, `-C`.
 #[test]
 fn keepalived_command_line_spellings() {
     let bin = daemon::binary().unwrap();
@@ -107,8 +106,9 @@ fn keepalived_command_line_spellings() {
     let out = Command::new(&bin).args(["-S", "9", "-t", "-f"]).arg(&guide).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "bad facility is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a syslog facility"));
-    let out = Command::new(&bin).args(["-P", "-f"]).arg(&guide).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("-P/--vrrp (VRRP only) is not supported") && !stderr.contains("panicked"), "{stderr}");
+    // -P (VRRP only) and -C (checkers only) are accepted with a config test too.
+    for flag in ["-P", "-C"] {
+        let out = Command::new(&bin).args([flag, "-t", "-f"]).arg(&guide).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }

@@ -699,3 +699,33 @@ fn a_restarted_master_resumes_without_flapping_its_vip() {
     assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "the backup took over: {:#?}", d1.log());
     assert!(!d0.log().iter().any(|l| l.contains("removed a VIP")), "{:#?}", d0.log());
 }
+
+/// keepalived's `-P` (VRRP only: no XDP, no services) and `-C` (data plane and checkers only:
+/// no VRRP, no VIPs).
+#[test]
+fn subsystem_flags_run_only_their_part() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = Dir::new("vrrp-flags");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = format!(
+        "{}virtual_server 203.0.113.10 80 {{\n    real_server 198.51.100.11 80\n}}\n",
+        instance("VI_1", 255, "", &n0)
+    );
+    let path = dir.file("node.conf", &conf);
+    let xdp = || seg.nodes[0].ip(&["link", "show", "l0"]).unwrap().contains("prog/xdp");
+
+    let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-p"), &["-P", "-i", "l0"]).unwrap();
+    assert!(d.wait_log("INIT -> MASTER", Duration::from_secs(3)), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("-P: VRRP only")), "{:#?}", d.log());
+    assert!(!xdp() && seg.holds(0, VIP));
+    assert!(!d.log().iter().any(|l| l.contains("service programmed")), "{:#?}", d.log());
+    d.stop().unwrap();
+
+    let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-c"), &["-C", "-i", "l0"]).unwrap();
+    assert!(d.log().iter().any(|l| l.contains("-C: data plane and checkers only")), "{:#?}", d.log());
+    assert!(xdp() && d.log().iter().any(|l| l.contains("service programmed")), "{:#?}", d.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!seg.holds(0, VIP), "-C must not run VRRP");
+    d.stop().unwrap();
+}
