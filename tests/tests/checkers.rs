@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lb_tests::servers::wait_until as eventually;
 use lb_tests::{
     daemon::{self, Daemon},
     netns::{LbTopology, VIP4, backend4},
@@ -55,18 +56,6 @@ fn scheduled(pins: &Path, service: &str) -> Vec<String> {
 fn sorry_active(pins: &Path, service: &str) -> bool {
     let m = maps(pins);
     m["services"].as_array().unwrap().iter().any(|s| s["service"] == service && s["sorry_active"] == true)
-}
-
-/// Polls `f` until it is true or `timeout` passes.
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 fn reals(list: &[usize], port: u16) -> Vec<String> {

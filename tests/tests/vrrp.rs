@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lb_tests::servers::wait_until as eventually;
 use lb_tests::{
     daemon::{self, Daemon},
     netns::{Netns, Segment},
@@ -51,17 +52,6 @@ impl Drop for Dir {
 
 fn lines(p: &Path) -> Vec<String> {
     std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_string).collect()
-}
-
-fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
 }
 
 /// One instance on l0, VRID 51, VIP 192.0.2.100/24, PASS authentication.
