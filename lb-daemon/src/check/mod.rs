@@ -136,16 +136,12 @@ impl Tracker {
 
 /// A `virtual_server` as the logs and the data plane name it.
 pub fn service_name(vs: &VirtualServer) -> String {
-    let proto = match vs.protocol {
-        crate::config::Protocol::Tcp => "tcp",
-        crate::config::Protocol::Udp => "udp",
-        crate::config::Protocol::Sctp => "sctp",
-    };
+    use crate::dataplane::services::{describe, key_of, proto_name};
+    let proto = vs.protocol.ip_proto();
     match &vs.addr {
-        ServiceAddr::Inet(sa) if sa.is_ipv4() => format!("{}:{}/{proto}", sa.ip(), sa.port()),
-        ServiceAddr::Inet(sa) => format!("[{}]:{}/{proto}", sa.ip(), sa.port()),
-        ServiceAddr::Group(g) => format!("group {g}/{proto}"),
-        ServiceAddr::Fwmark(m) => format!("fwmark {m}/{proto}"),
+        ServiceAddr::Inet(sa) => describe(&key_of(sa.ip(), sa.port(), proto)),
+        ServiceAddr::Group(g) => format!("group {g}/{}", proto_name(proto)),
+        ServiceAddr::Fwmark(m) => format!("fwmark {m}/{}", proto_name(proto)),
     }
 }
 

@@ -169,11 +169,7 @@ impl BpfDataplane {
         for (i, r) in reals.iter().enumerate() {
             let r = r?;
             if r.flags & REAL_PRESENT != 0 {
-                let ip = if r.family == FAMILY_V4 {
-                    IpAddr::from([r.addr[0], r.addr[1], r.addr[2], r.addr[3]])
-                } else {
-                    IpAddr::from(r.addr)
-                };
+                let ip = services::ip_of(&r.addr, r.family);
                 reals_by_svc.entry(r.svc_id).or_default().insert(SocketAddr::new(ip, r.port), i as u32);
                 max_real = Some(i as u32);
             }
@@ -271,11 +267,7 @@ impl BpfDataplane {
         let mut out = Vec::new();
         for k in keys {
             let _ = map.remove(&k);
-            let ip = if k.family == FAMILY_V4 {
-                IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
-            } else {
-                IpAddr::from(k.addr)
-            };
+            let ip = services::ip_of(&k.addr, k.family);
             out.push((ip, k.ifindex));
         }
         Ok(out)
@@ -818,11 +810,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
         let mut rv = Vec::new();
         for (rid, r) in present.get(&value.id).into_iter().flatten() {
             let rs = ServiceStats::sum(real_stats.get(rid, 0)?.iter());
-            let ip = if r.family == FAMILY_V4 {
-                IpAddr::from([r.addr[0], r.addr[1], r.addr[2], r.addr[3]])
-            } else {
-                IpAddr::from(r.addr)
-            };
+            let ip = services::ip_of(&r.addr, r.family);
             rv.push(RealStatsView {
                 real: SocketAddr::new(ip, r.port).to_string(),
                 id: *rid,

@@ -163,7 +163,7 @@ fn is_v4(vs: &VirtualServer) -> bool {
     }
 }
 
-fn proto_name(p: u8) -> String {
+pub(crate) fn proto_name(p: u8) -> String {
     match p {
         6 => "tcp".into(),
         17 => "udp".into(),
@@ -182,11 +182,12 @@ pub fn describe(k: &ServiceKey) -> String {
 }
 
 pub fn key_ip(k: &ServiceKey) -> IpAddr {
-    if k.family == FAMILY_V4 {
-        IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
-    } else {
-        IpAddr::from(k.addr)
-    }
+    ip_of(&k.addr, k.family)
+}
+
+/// An address read back from a map (IPv4 in the first four bytes); `addr_bytes` reversed.
+pub fn ip_of(addr: &[u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_V4 { IpAddr::from([addr[0], addr[1], addr[2], addr[3]]) } else { IpAddr::from(*addr) }
 }
 
 /// An address as stored in maps (IPv4 in the first four bytes).
