@@ -78,14 +78,61 @@ struct Inst {
     v6: bool,
     /// Source of neighbour advertisements (IPv6).
     link_local: Option<std::net::Ipv6Addr>,
-    password: Option<Vec<u8>>,
     group: Option<usize>,
+    tuning: Tuning,
+    counters: Counters,
+    last_reject_log: BTreeMap<Reject, Instant>,
+}
+
+/// What an instance takes from its config besides its sockets and election settings; built
+/// the same way at start and when a reload updates the instance in place.
+struct Tuning {
+    password: Option<Vec<u8>>,
     garp_delay: Duration,
     garp_repeat: u32,
     /// `garp_master_refresh`: re-announce every so often while master (0 = never).
     garp_refresh: Duration,
-    counters: Counters,
-    last_reject_log: BTreeMap<Reject, Instant>,
+}
+
+impl Tuning {
+    fn new(cfg: &Config, v: &VrrpInstance, version: u8) -> Result<Self> {
+        let g = &cfg.global;
+        let password = match (&v.authentication, version) {
+            (Some(a), 2) if a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
+            (Some(_), 2) => bail!("auth_type AH is not implemented; use PASS or none"),
+            _ => None,
+        };
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        Ok(Self {
+            password,
+            garp_delay: secs(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)),
+            garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
+            garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
+        })
+    }
+}
+
+/// The election settings of `v` (its version and primary address are the socket's).
+fn settings(v: &VrrpInstance, version: u8, primary: IpAddr) -> Settings {
+    Settings {
+        version,
+        base_priority: v.priority,
+        advert_int_cs: v.advert_int_cs.clamp(1, 4095) as u16,
+        preempt: !v.nopreempt,
+        preempt_delay: Duration::from_secs(u64::from(v.preempt_delay)),
+        primary,
+    }
+}
+
+/// The state's own notify script (`notify_master` ...), for instances and groups alike.
+fn script_for(n: &crate::config::Notify, state: State) -> Option<crate::config::Script> {
+    match state {
+        State::Master => n.master.clone(),
+        State::Backup => n.backup.clone(),
+        State::Fault => n.fault.clone(),
+        State::Stopped => n.stop.clone(),
+        State::Init => None,
+    }
 }
 
 struct Group {
@@ -422,21 +469,18 @@ impl Engine {
     /// A reload changed what an instance does but not its sockets: new priority, timers,
     /// addresses, routes, tracking and scripts take effect without an election.
     async fn update_in_place(&mut self, i: usize, cfg: &Config, v: &VrrpInstance) {
-        let g = &cfg.global;
+        let tuning = match Tuning::new(cfg, v, self.insts[i].m.s.version) {
+            Ok(t) => t,
+            Err(e) => {
+                error!(instance = %v.name, "reload: {e:#}; this instance keeps its running settings");
+                return;
+            }
+        };
         let old = std::mem::replace(&mut self.insts[i].cfg, v.clone());
         let inst = &mut self.insts[i];
         let before = inst.m.priority();
-        inst.m.s.base_priority = v.priority;
-        inst.m.s.advert_int_cs = v.advert_int_cs.clamp(1, 4095) as u16;
-        inst.m.s.preempt = !v.nopreempt;
-        inst.m.s.preempt_delay = Duration::from_secs(u64::from(v.preempt_delay));
-        inst.password = match &v.authentication {
-            Some(a) if inst.m.s.version == 2 && a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
-            _ => None,
-        };
-        inst.garp_delay = Duration::from_secs(u64::from(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)));
-        inst.garp_repeat = v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1);
-        inst.garp_refresh = Duration::from_secs(u64::from(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)));
+        inst.m.s = settings(v, inst.m.s.version, inst.m.s.primary);
+        inst.tuning = tuning;
         info!(instance = %v.name, "vrrp_instance updated in place by reload");
         if inst.m.state != State::Master {
             return;
@@ -491,25 +535,13 @@ impl Engine {
             v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect()
         };
         let version = v.version.unwrap_or(g.vrrp_version);
-        let password = match (&v.authentication, version) {
-            (Some(a), 2) if a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
-            (Some(_), 2) => bail!("auth_type AH is not implemented; use PASS or none"),
-            _ => None,
-        };
-        let settings = Settings {
-            version,
-            base_priority: v.priority,
-            advert_int_cs: v.advert_int_cs.clamp(1, 4095) as u16,
-            preempt: !v.nopreempt,
-            preempt_delay: Duration::from_secs(u64::from(v.preempt_delay)),
-            primary: src,
-        };
+        let tuning = Tuning::new(cfg, v, version)?;
         Ok(Inst {
             id: 0,
             rx_task: tokio::spawn(async {}),
             socket_key: socket_key(cfg, v),
             cfg: v.clone(),
-            m: Instance::new(settings, now),
+            m: Instance::new(settings(v, version, src), now),
             sender: net::Sender::open(&iface, link.index, src)?,
             v6,
             link_local: link.link_local,
@@ -518,11 +550,8 @@ impl Engine {
             iface,
             vrid,
             dsts,
-            password,
             group: None,
-            garp_delay: Duration::from_secs(u64::from(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay))),
-            garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
-            garp_refresh: Duration::from_secs(u64::from(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh))),
+            tuning,
             counters: Counters::default(),
             last_reject_log: BTreeMap::new(),
         })
@@ -614,7 +643,7 @@ impl Engine {
                         let Some(inst) = self.index(id) else { continue };
                         let i = &self.insts[inst];
                         if i.m.state == State::Master && i.counters.became_master == epoch {
-                            let refresh = i.garp_refresh;
+                            let refresh = i.tuning.garp_refresh;
                             self.garp(inst);
                             if !refresh.is_zero() {
                                 self.garp_later(inst, refresh);
@@ -696,7 +725,7 @@ impl Engine {
             version: inst.m.s.version,
             vrid: inst.vrid,
             interval_cs: inst.m.s.advert_int_cs,
-            password: inst.password.as_deref(),
+            password: inst.tuning.password.as_deref(),
             v6: inst.v6,
             check_ttl: inst.cfg.unicast_peer.is_empty(),
         };
@@ -782,7 +811,7 @@ impl Engine {
             priority,
             interval_cs: inst.m.s.advert_int_cs,
             addrs: inst.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect(),
-            password: inst.password.clone(),
+            password: inst.tuning.password.clone(),
         };
         for dst in &inst.dsts {
             let msg = a.encode(inst.sender.src, *dst);
@@ -802,8 +831,8 @@ impl Engine {
                 _ => inst.ifindex,
             };
             let sent = match (a.addr, inst.link_local) {
-                (IpAddr::V4(ip), _) => net::gratuitous_arp(ifindex, inst.mac, ip, inst.garp_repeat),
-                (IpAddr::V6(ip), Some(ll)) => net::unsolicited_na(ifindex, ll, inst.mac, ip, inst.garp_repeat),
+                (IpAddr::V4(ip), _) => net::gratuitous_arp(ifindex, inst.mac, ip, inst.tuning.garp_repeat),
+                (IpAddr::V6(ip), Some(ll)) => net::unsolicited_na(ifindex, ll, inst.mac, ip, inst.tuning.garp_repeat),
                 (IpAddr::V6(ip), None) => Err(anyhow::anyhow!("no link-local address to announce {ip} from")),
             };
             if let Err(e) = sent {
@@ -849,7 +878,7 @@ impl Engine {
             self.garp(i);
             // keepalived's second burst, after vrrp_garp_master_delay (if still master then),
             // then every garp_master_refresh.
-            let (delay, refresh) = (self.insts[i].garp_delay, self.insts[i].garp_refresh);
+            let (delay, refresh) = (self.insts[i].tuning.garp_delay, self.insts[i].tuning.garp_refresh);
             match (delay.is_zero(), refresh.is_zero()) {
                 (false, _) => self.garp_later(i, delay),
                 (true, false) => self.garp_later(i, refresh),
@@ -868,13 +897,7 @@ impl Engine {
             }
         }
         let n = &self.insts[i].cfg.notify;
-        let specific = match to {
-            State::Master => n.master.clone(),
-            State::Backup => n.backup.clone(),
-            State::Fault => n.fault.clone(),
-            State::Stopped => n.stop.clone(),
-            State::Init => None,
-        };
+        let specific = script_for(n, to);
         let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
         self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
         if (self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp)
@@ -933,13 +956,7 @@ impl Engine {
         let grp = &self.groups[g];
         info!(group = %grp.name, "sync group now {}", first.name());
         let n = &grp.notify;
-        let specific = match first {
-            State::Master => n.master.clone(),
-            State::Backup => n.backup.clone(),
-            State::Fault => n.fault.clone(),
-            State::Stopped => n.stop.clone(),
-            State::Init => None,
-        };
+        let specific = script_for(n, first);
         let args = vec!["GROUP".to_string(), grp.name.clone(), first.name().to_string(), "0".to_string()];
         let any = n.any.clone();
         self.notify(specific, any, args, first == State::Stopped).await;
