@@ -2,7 +2,7 @@
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -47,6 +47,9 @@ pub const MAP_SVC_GEN: &str = "lb_svc_gen";
 pub const MAP_TABLES: &str = "lb_tables";
 pub const MAP_REALS: &str = "lb_reals";
 pub const MAP_REAL_CONNS: &str = "lb_real_conns";
+/// Per real server, flows the daemon found expired in `lb_conntrack` and deleted: subtracted
+/// from `lb_real_conns` (written only by the daemon, so no update races with the data plane).
+pub const MAP_REAL_EXPIRED: &str = "lb_real_expired";
 pub const MAP_REAL_STATS: &str = "lb_real_stats";
 pub const MAP_STATS: &str = "lb_stats";
 pub const MAP_SVC_STATS: &str = "lb_svc_stats";
@@ -63,7 +66,7 @@ pub const UNRESOLVED_ENTRIES: u32 = 1024;
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 15] = [
+pub const PINNED_MAPS: [&str; 16] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -71,6 +74,7 @@ pub const PINNED_MAPS: [&str; 15] = [
     MAP_TABLES,
     MAP_REALS,
     MAP_REAL_CONNS,
+    MAP_REAL_EXPIRED,
     MAP_REAL_STATS,
     MAP_STATS,
     MAP_SVC_STATS,

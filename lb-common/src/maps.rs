@@ -82,13 +82,23 @@ pub struct RealDef {
 }
 
 /// Live connection count of a real server (`lb_real_conns`), for lc/wlc/lblc: incremented by
-/// the data plane on a new tracked flow, decremented on its first FIN/RST, and recounted from
-/// `lb_conntrack` by the daemon (flows that simply expire or are evicted are only dropped from
-/// the count then).
+/// the data plane on a new tracked flow, decremented on its first FIN/RST or when a packet
+/// finds its entry expired. Flows that expire and are never seen again are deleted by the
+/// daemon and counted in `lb_real_expired` (same layout); the live count is the difference.
+/// Only atomic adds touch `lb_real_conns` while the program runs: an overwrite from userspace
+/// would lose the data plane's concurrent updates.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RealConns {
     pub active: u64,
+}
+
+impl RealConns {
+    /// `active` (from `lb_real_conns`) less `expired` (from `lb_real_expired`); the counters
+    /// wrap, and a rare race between the two writers can leave the difference below zero.
+    pub fn live(active: u64, expired: u64) -> u64 {
+        (active.wrapping_sub(expired) as i64).max(0) as u64
+    }
 }
 
 /// A flow as received: the 5-tuple (addresses as in `ServiceKey`, ports in host order).

@@ -132,6 +132,11 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
             }
             return Decision::new(real, conf.fwd, false);
         }
+        // The entry is replaced below: an expired open flow leaves its real server's count
+        // now (the daemon only deletes expired entries nobody touches any more).
+        if !fresh && v.state != CT_CLOSING && real_live(v.real_id, svc) {
+            add_conns(v.real_id, -1);
+        }
     }
     let mut real = persisted(svc, conf, f, t);
     if real == NO_REAL {

@@ -35,6 +35,9 @@ pub static REALS_MAP: Array<RealDef, REALS> = Array::new();
 #[btf_map(name = "lb_real_conns")]
 pub static REAL_CONNS: Array<RealConns, REALS> = Array::new();
 
+#[btf_map(name = "lb_real_expired")]
+pub static REAL_EXPIRED: Array<RealConns, REALS> = Array::new();
+
 #[btf_map(name = "lb_real_stats")]
 pub static REAL_STATS: PerCpuArray<ServiceStats, REALS> = PerCpuArray::new();
 

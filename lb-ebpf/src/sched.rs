@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_loop};
 use lb_common::{
-    PersistKey, SvcConf,
+    PersistKey, RealConns, SvcConf,
     consts::{
         MAX_SCAN, NO_REAL, REAL_PRESENT, SCHED_DH, SCHED_LBLC, SCHED_LC, SCHED_MH, SCHED_RR, SCHED_SH, SCHED_WLC,
         SCHED_WRR,
@@ -11,7 +11,7 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{LBLC, REAL_CONNS, REALS_MAP, RR, TABLES},
+    maps::{LBLC, REAL_CONNS, REAL_EXPIRED, REALS_MAP, RR, TABLES},
     parse::Frame,
 };
 
@@ -34,11 +34,10 @@ fn table(off: u32, idx: u32) -> u32 {
 
 #[inline(always)]
 fn conns(real: u32) -> u64 {
-    match REAL_CONNS.get_ptr_mut(real) {
-        // SAFETY: an aligned u64 of a live array slot; a plain 8-byte load is atomic here.
-        Some(p) => unsafe { core::ptr::read_volatile(p.cast::<u64>()) },
-        None => u64::MAX,
-    }
+    let (Some(a), Some(e)) = (REAL_CONNS.get_ptr_mut(real), REAL_EXPIRED.get(real)) else { return u64::MAX };
+    // SAFETY: an aligned u64 of a live array slot; a plain 8-byte load is atomic here.
+    let active = unsafe { core::ptr::read_volatile(a.cast::<u64>()) };
+    RealConns::live(active, e.active)
 }
 
 /// State of a least-connections scan, passed to the `bpf_loop` callback.

@@ -20,11 +20,11 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
 use lb_common::{
-    GlobalStats, ServiceKey, ServiceStats, ServiceValue,
-    consts::{MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
+    FlowKey, FlowValue, GlobalStats, ServiceKey, ServiceStats, ServiceValue,
+    consts::{MAP_CONNTRACK, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
 };
 use lb_daemon::dataplane::{
-    bpf::{BpfDataplane, Sizes},
+    bpf::{BpfDataplane, Sizes, StatsSnapshot, read_stats},
     services::DesiredService,
 };
 
@@ -147,6 +147,35 @@ impl Fixture {
             None => run(0),
             Some((path, ifindex)) => in_ns(path, || run(*ifindex))?,
         }
+    }
+
+    /// Makes every tracked flow look idle since boot, as if its timeout had passed.
+    pub fn age_flows(&mut self) -> Result<()> {
+        let mut ct: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(self.dp.ebpf_mut().map_mut(MAP_CONNTRACK).ok_or_else(|| anyhow!("no {MAP_CONNTRACK}"))?)?;
+        let flows: Vec<(FlowKey, FlowValue)> = ct.iter().collect::<Result<_, _>>()?;
+        for (k, mut v) in flows {
+            v.last_ns = 0;
+            ct.insert(k, v, 0)?;
+        }
+        Ok(())
+    }
+
+    /// How many flows `lb_conntrack` holds.
+    pub fn tracked_flows(&self) -> Result<usize> {
+        let ct: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(self.ebpf().map(MAP_CONNTRACK).ok_or_else(|| anyhow!("no {MAP_CONNTRACK}"))?)?;
+        Ok(ct.keys().count())
+    }
+
+    /// The daemon's periodic connection-count housekeeping.
+    pub fn reconcile_conns(&mut self) -> Result<()> {
+        self.dp.reconcile_conns()
+    }
+
+    /// What `lb-daemon stats` would print.
+    pub fn snapshot(&self) -> Result<StatsSnapshot> {
+        read_stats(&self.pin_dir)
     }
 
     pub fn stats(&self) -> Result<GlobalStats> {

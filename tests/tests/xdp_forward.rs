@@ -471,3 +471,44 @@ fn persistence_granularity_groups_clients_by_prefix() {
     }
     assert_eq!(to(CLIENT4, 45100), first, "same client, new connection");
 }
+
+/// lc counts a flow from its first packet until FIN/RST; a flow that just stops (a vanished
+/// client, UDP) is dropped from the count when a packet finds it expired, or when the daemon's
+/// housekeeping deletes it. Neither may lose the counts of flows opened meanwhile.
+#[test]
+fn expired_flows_leave_the_least_connection_counts() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut svc = service(0, false, Scheduler::Lc, ForwardMethod::Dr, vec![]);
+    svc.reals = [11u8, 12]
+        .iter()
+        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
+        .collect();
+    fx.apply(&[svc]).unwrap();
+    let send = |fx: &lb_tests::fixture::Fixture, sport: u16, l4: fn(u16) -> L4| {
+        let (action, _) = fx.run(&v4(L2::Plain, CLIENT4, VIP4, l4(sport), b"")).unwrap();
+        assert_eq!(action, XDP_TX);
+    };
+    let syn = |sport| L4::TcpSyn { sport, dport: 1000 };
+    let ack = |sport| L4::TcpAck { sport, dport: 1000 };
+    let live = |fx: &lb_tests::fixture::Fixture| -> Vec<u64> {
+        fx.snapshot().unwrap().services[0].reals.iter().map(|r| r.active_conns).collect()
+    };
+    send(&fx, 45000, syn);
+    send(&fx, 45001, syn);
+    assert_eq!(live(&fx), [1, 1]);
+
+    // A packet of an expired flow: the old entry leaves the count, the flow is tracked anew.
+    fx.age_flows().unwrap();
+    send(&fx, 45000, ack);
+    assert_eq!(live(&fx).iter().sum::<u64>(), 2, "{:?}", live(&fx));
+
+    // Housekeeping deletes what expired and nobody touched; a flow opened after it counts.
+    fx.age_flows().unwrap();
+    fx.reconcile_conns().unwrap();
+    assert_eq!(live(&fx), [0, 0]);
+    assert_eq!(fx.tracked_flows().unwrap(), 0);
+    send(&fx, 45002, syn);
+    fx.reconcile_conns().unwrap();
+    assert_eq!(live(&fx).iter().sum::<u64>(), 1, "housekeeping must not drop a live flow's count");
+    assert_eq!(fx.tracked_flows().unwrap(), 1);
+}

@@ -5,7 +5,7 @@
 //! `lb_svc_gen[id]`.
 
 use std::{
-    collections::{BTreeMap, HashMap as StdHashMap},
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
     net::{IpAddr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     time::{Duration, Instant},
@@ -384,8 +384,11 @@ impl BpfDataplane {
                 None => {
                     let r = self.alloc_real()?;
                     zero_stats::<ServiceStats>(&mut self.ebpf, MAP_REAL_STATS, r)?;
-                    let mut conns: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_CONNS)?)?;
-                    conns.set(r, RealConns::default(), 0)?;
+                    // A fresh (or recycled) id: no flow of this service points at it yet.
+                    for m in [MAP_REAL_CONNS, MAP_REAL_EXPIRED] {
+                        let mut conns: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, m)?)?;
+                        conns.set(r, RealConns::default(), 0)?;
+                    }
                     state.reals.insert(*addr, r);
                     r
                 }
@@ -519,8 +522,11 @@ impl BpfDataplane {
         self.links.iter().map(|(i, _, _)| i.as_str())
     }
 
-    /// Recounts each real server's live connections from `lb_conntrack` (flows that expired
-    /// or were evicted never told the data plane). Only needed by lc/wlc/lblc services.
+    /// Deletes open flows that expired in `lb_conntrack` without a FIN/RST and counts them in
+    /// `lb_real_expired`, so lc/wlc/lblc stop counting them. The live counters themselves are
+    /// never written here: they change under atomic adds from the data plane, and a recount
+    /// written back would lose the flows opened while it ran. Only needed by lc/wlc/lblc
+    /// services (walking a large table costs two syscalls per entry).
     pub fn reconcile_conns(&mut self) -> Result<()> {
         let uses_lc = self.services.values().any(|s| {
             s.applied.as_ref().is_some_and(|d| matches!(d.scheduler, Scheduler::Lc | Scheduler::Wlc | Scheduler::Lblc))
@@ -528,24 +534,39 @@ impl BpfDataplane {
         if !uses_lc {
             return Ok(());
         }
+        let owned: HashSet<(u32, u32)> =
+            self.services.values().flat_map(|s| s.reals.values().map(move |r| (s.id, *r))).collect();
         let now = monotonic_ns();
-        let ct: HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
-            HashMap::try_from(map_ref(&self.ebpf, MAP_CONNTRACK)?)?;
-        let mut counts: StdHashMap<u32, u64> = StdHashMap::new();
-        for (_, v) in ct.iter().filter_map(|r| r.ok()) {
+        let mut ct: HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
+            HashMap::try_from(map_mut(&mut self.ebpf, MAP_CONNTRACK)?)?;
+        let stale = |v: &lb_common::FlowValue| {
             let timeout = match v.state {
                 CT_SYN => TCP_SYN_TIMEOUT,
                 CT_EST => TCP_EST_TIMEOUT,
-                CT_CLOSING => continue,
+                CT_CLOSING => return false,
                 _ => UDP_TIMEOUT,
             };
-            if now.saturating_sub(v.last_ns) <= timeout * 1_000_000_000 {
-                *counts.entry(v.real_id).or_default() += 1;
+            now.saturating_sub(v.last_ns) > timeout * 1_000_000_000 && owned.contains(&(v.svc_id, v.real_id))
+        };
+        let expired: Vec<(lb_common::FlowKey, u32)> =
+            ct.iter().filter_map(|r| r.ok()).filter(|(_, v)| stale(v)).map(|(k, v)| (k, v.real_id)).collect();
+        let mut gone: StdHashMap<u32, u64> = StdHashMap::new();
+        for (key, real) in expired {
+            if !ct.get(&key, 0).is_ok_and(|v| stale(&v)) {
+                continue;
+            }
+            // Racy by one flow at most: a packet that found this entry expired in the last
+            // microseconds has subtracted it already and may be re-inserting it. Both
+            // subtractions then stand, and the re-inserted flow is counted again only if it
+            // is deleted here first (its next packet creates it anew). Rare, and bounded.
+            if ct.remove(&key).is_ok() {
+                *gone.entry(real).or_default() += 1;
             }
         }
-        let mut conns: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_CONNS)?)?;
-        for rid in self.services.values().flat_map(|s| s.reals.values()) {
-            conns.set(*rid, RealConns { active: counts.get(rid).copied().unwrap_or(0) }, 0)?;
+        let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;
+        for (rid, n) in gone {
+            let before = counts.get(&rid, 0)?.active;
+            counts.set(rid, RealConns { active: before.wrapping_add(n) }, 0)?;
         }
         Ok(())
     }
@@ -787,6 +808,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
     let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
     let conns: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_CONNS))?)?;
+    let expired: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_EXPIRED))?)?;
     let gens: Array<_, u32> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_GEN))?)?;
     let confs: Array<_, SvcConf> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CONF))?)?;
     let tables: Array<_, u32> = Array::try_from(pinned(&pin_dir.join(MAP_TABLES))?)?;
@@ -816,7 +838,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
                 id: *rid,
                 weight: r.weight,
                 scheduled: scheduled.contains(rid),
-                active_conns: conns.get(rid, 0)?.active,
+                active_conns: RealConns::live(conns.get(rid, 0)?.active, expired.get(rid, 0)?.active),
                 packets: rs.packets,
                 bytes: rs.bytes,
                 new_flows: rs.new_flows,
