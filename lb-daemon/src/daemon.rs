@@ -18,9 +18,11 @@ use crate::{
     },
     config::{self, BackendKind, Loaded, Severity},
     dataplane::{
+        Backend,
         bpf::{AttachMode, BpfDataplane},
         object, services,
     },
+    ipvs::{IpvsBackend, SyncWant},
     script,
     state::{self, RunDir},
     vrrp::{self, Vrrp},
@@ -42,6 +44,8 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// keepalived's `-P` / `-C`: run only VRRP, or only the data plane and checkers.
     pub subsystems: Subsystems,
+    /// For tests of `--backend auto`: behave as if the BPF data plane could not load.
+    pub simulate_no_bpf: bool,
 }
 
 /// Which parts run (keepalived's `-P`, `-C`; both by default).
@@ -106,21 +110,101 @@ pub fn default_interfaces() -> Result<Vec<String>> {
 /// What the config asks for that this version parses but does not act on yet, each located:
 /// a keepalived.conf is accepted whole, and nothing in it is dropped silently.
 pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
-    use crate::config::{Diagnostic, Span};
     let c = &loaded.config;
-    let mut items: Vec<(Span, String)> = Vec::new();
-    for v in &c.vrrp_instances {
-        if let Some(i) = &v.lvs_sync_daemon_interface {
-            items.push((
-                v.span,
-                format!(
-                    "vrrp_instance {}: lvs_sync_daemon_interface {i}: connection sync is not implemented yet",
-                    v.name
-                ),
-            ));
+    let mut items = Vec::new();
+    if c.global.lb_backend == Some(BackendKind::Bpf)
+        && let Some(s) = sync_config(c)
+    {
+        items.push(format!(
+            "lvs_sync_daemon {} ({}): connection sync needs the IPVS backend; the BPF data plane does not sync flows",
+            s.interface, s.instance
+        ));
+    }
+    items
+}
+
+/// Connection sync as configured: keepalived's `lvs_sync_daemon IFACE INSTANCE [id N]`, or the
+/// older per-instance `lvs_sync_daemon_interface IFACE` (the sync id then defaults to the
+/// instance's VRID, as keepalived does).
+pub struct SyncConfig {
+    pub interface: String,
+    pub instance: String,
+    pub sync_id: u32,
+}
+
+pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
+    if let Some(l) = &c.global.lvs_sync_daemon {
+        let inst = match &l.vrrp_instance {
+            Some(n) => c.vrrp_instances.iter().find(|v| &v.name == n),
+            None => c.vrrp_instances.first(),
+        };
+        let instance = inst.map_or_else(|| l.vrrp_instance.clone().unwrap_or_default(), |v| v.name.clone());
+        let sync_id = l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
+        return Some(SyncConfig { interface: l.interface.clone(), instance, sync_id });
+    }
+    c.vrrp_instances.iter().find_map(|v| {
+        v.lvs_sync_daemon_interface.as_ref().map(|i| SyncConfig {
+            interface: i.clone(),
+            instance: v.name.clone(),
+            sync_id: u32::from(v.virtual_router_id.unwrap_or(0)),
+        })
+    })
+}
+
+/// Starts the backend the config and `--backend` ask for. `auto` takes the BPF data plane
+/// when the config needs nothing only IPVS has and the kernel loads and attaches it, and
+/// otherwise falls back to IPVS, saying why in one line.
+fn start_backend(opts: &Options, cfg: &config::Config) -> Result<Box<dyn Backend>> {
+    match cfg.global.lb_backend.unwrap_or_default() {
+        BackendKind::Bpf => Ok(Box::new(start_bpf(opts)?)),
+        BackendKind::Ipvs => Ok(Box::new(IpvsBackend::open().context("starting the IPVS backend")?)),
+        BackendKind::Auto => {
+            let why = if let Some(why) = services::needs_ipvs(cfg) {
+                why
+            } else if opts.simulate_no_bpf {
+                "the BPF data plane is unavailable (simulated by --simulate-no-bpf)".to_string()
+            } else {
+                match start_bpf(opts) {
+                    Ok(dp) => return Ok(Box::new(dp)),
+                    Err(e) => format!("the BPF data plane cannot run here: {e:#}"),
+                }
+            };
+            match IpvsBackend::open() {
+                Ok(b) => {
+                    warn!("backend auto: using IPVS because {why}");
+                    Ok(Box::new(b))
+                }
+                Err(e) => bail!("no forwarding backend can run: BPF: {why}; IPVS: {e:#}"),
+            }
         }
     }
-    items.into_iter().map(|(span, msg)| loaded.sources.render(&Diagnostic::warning(span, msg))).collect()
+}
+
+/// Loads the XDP program and attaches it everywhere it should run; on any failure nothing
+/// stays attached or pinned.
+fn start_bpf(opts: &Options) -> Result<BpfDataplane> {
+    let object = object::load(opts.bpf_object.as_deref())?;
+    let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
+    let attached = (|| {
+        let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
+        if interfaces.is_empty() {
+            bail!("no interface to attach XDP to (only loopback here); name one with --interface");
+        }
+        for iface in &interfaces {
+            let mode = dp.attach(iface, opts.attach_mode)?;
+            info!(iface, mode, "XDP program attached");
+        }
+        dp.drop_stale_links()
+    })();
+    match attached {
+        Ok(()) => Ok(dp),
+        Err(e) => {
+            if let Err(c) = dp.shutdown(true) {
+                warn!("cleaning up the BPF data plane: {c:#}");
+            }
+            Err(e)
+        }
+    }
 }
 
 pub async fn run(opts: Options) -> Result<()> {
@@ -137,34 +221,13 @@ pub async fn run(opts: Options) -> Result<()> {
     for w in not_acted_on(&loaded) {
         warn!("{w}");
     }
-    if let Some(l) = &loaded.config.global.lvs_sync_daemon {
-        warn!(
-            interface = %l.interface,
-            instance = ?l.vrrp_instance,
-            "lvs_sync_daemon: connection sync between load balancers is not implemented yet"
-        );
-    }
-    if loaded.config.global.lb_backend == Some(BackendKind::Ipvs) {
-        bail!("the IPVS backend is not implemented yet; run with --backend bpf (or auto)");
-    }
     if opts.dump_conf {
         info!("configuration:\n{:#?}", loaded.config);
     }
     let runner = script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
     let run_dir = RunDir::open(&opts.run_dir)?;
     let dp = if opts.subsystems.dataplane() {
-        let object = object::load(opts.bpf_object.as_deref())?;
-        let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
-        let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
-        if interfaces.is_empty() {
-            bail!("no interface to attach XDP to (only loopback here); name one with --interface");
-        }
-        for iface in &interfaces {
-            let mode = dp.attach(iface, opts.attach_mode)?;
-            info!(iface, mode, "XDP program attached");
-        }
-        dp.drop_stale_links()?;
-        Some(dp)
+        Some(start_backend(&opts, &loaded.config)?)
     } else {
         info!("-P: VRRP only; no data plane, services or checkers");
         None
@@ -179,6 +242,7 @@ pub async fn run(opts: Options) -> Result<()> {
         health: Health::default(),
         checkers,
         vrrp_fingerprint: String::new(),
+        sync: None,
     };
     node.sync_checkers();
     if let Err(e) = node.program() {
@@ -199,7 +263,8 @@ pub async fn run(opts: Options) -> Result<()> {
     };
     node.vrrp_fingerprint = vrrp::fingerprint(&vrrp_cfg);
     info!(instances = vrrp.instances, "VRRP started");
-    info!(pin_dir = %opts.pin_dir.display(), checkers = node.checkers.len(), "lb-daemon ready");
+    let backend = node.dp.as_ref().map(|d| format!("{:?}", d.kind()).to_lowercase());
+    info!(backend = backend.as_deref().unwrap_or("none"), checkers = node.checkers.len(), "lb-daemon ready");
     notify(&[NotifyState::Ready, NotifyState::Status("forwarding")]);
 
     // lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the
@@ -235,6 +300,7 @@ pub async fn run(opts: Options) -> Result<()> {
                 }
             }
             _ = publish.tick() => {
+                node.follow_sync(&vrrp);
                 let s = node.status(&opts, &vrrp);
                 let bytes = serde_json::to_vec_pretty(&s);
                 status_tx.send_replace(s);
@@ -256,13 +322,15 @@ pub async fn run(opts: Options) -> Result<()> {
             }
             Some(report) = reports.recv() => node.on_report(report),
             _ = housekeeping.tick() => {
-                if let Some(dp) = node.dp.as_mut()
-                    && let Err(e) = dp.reconcile_conns()
-                {
-                    warn!("recounting connections failed: {e:#}");
+                if let Some(dp) = node.dp.as_mut() {
+                    if let Err(e) = dp.housekeeping() {
+                        warn!("data plane housekeeping failed: {e:#}");
+                    }
+                    if dp.kind() == BackendKind::Bpf {
+                        let (desired, _) = services::desired(&node.current.config, &node.health, false);
+                        crate::dataplane::bpf::prime_neighbours(desired.iter().flat_map(|d| d.reals.iter().map(|r| r.addr)));
+                    }
                 }
-                let (desired, _) = services::desired(&node.current.config, &node.health);
-                crate::dataplane::bpf::prime_neighbours(desired.iter().flat_map(|d| d.reals.iter().map(|r| r.addr)));
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
@@ -277,10 +345,11 @@ pub async fn run(opts: Options) -> Result<()> {
     node.checkers.stop();
     node.omega().await;
     if let Some(dp) = node.dp.take() {
-        dp.shutdown(true)?;
+        let kind = dp.kind();
+        dp.shutdown()?;
+        info!("{}", if kind == BackendKind::Ipvs { "stopped; this daemon's IPVS services removed" } else { "stopped; XDP detached and pins removed" });
     }
     let _ = std::fs::remove_file(run_dir.path().join(state::STATE_FILE));
-    info!("stopped; XDP detached and pins removed");
     Ok(())
 }
 
@@ -313,7 +382,7 @@ const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Everything the daemon loop owns.
 struct Node {
     /// None with `-P`.
-    dp: Option<BpfDataplane>,
+    dp: Option<Box<dyn Backend>>,
     subsystems: Subsystems,
     current: Loaded,
     runner: script::Runner,
@@ -322,9 +391,33 @@ struct Node {
     checkers: Checkers,
     /// The VRRP part of the running config; see `reload`.
     vrrp_fingerprint: String,
+    /// The connection sync daemon's role as last set.
+    sync: Option<SyncWant>,
 }
 
 impl Node {
+    /// Keeps the connection sync daemon's role with its VRRP instance: master while the
+    /// instance is master, backup otherwise (keepalived's `lvs_sync_daemon`).
+    fn follow_sync(&mut self, vrrp: &Vrrp) {
+        let Some(dp) = self.dp.as_mut() else { return };
+        let want = sync_config(&self.current.config).map(|s| {
+            let master = vrrp.status.borrow().iter().any(|v| v.instance == s.instance && v.state == "MASTER");
+            SyncWant {
+                state: if master { crate::ipvs::msg::STATE_MASTER } else { crate::ipvs::msg::STATE_BACKUP },
+                interface: s.interface,
+                sync_id: s.sync_id,
+            }
+        });
+        if want == self.sync {
+            return;
+        }
+        // Remember the attempt either way: a refusal is logged once, not every period.
+        self.sync.clone_from(&want);
+        if let Err(e) = dp.set_sync(want) {
+            warn!("{e:#}");
+        }
+    }
+
     fn sync_checkers(&mut self) {
         if self.subsystems.dataplane() {
             self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
@@ -334,7 +427,7 @@ impl Node {
     fn shutdown_dataplane(&mut self) {
         self.checkers.stop();
         if let Some(dp) = self.dp.take()
-            && let Err(e) = dp.shutdown(true)
+            && let Err(e) = dp.shutdown()
         {
             warn!("cleaning up after the failed start: {e:#}");
         }
@@ -342,9 +435,12 @@ impl Node {
 
     /// Writes a dump into the run directory (fresh file, 0600, never through a symlink). A
     /// failure (full disk, read-only directory) is logged; nothing else is affected.
-    fn dump(&self, run_dir: &RunDir, what: Dump, opts: &Options, vrrp: &Vrrp) {
+    fn dump(&mut self, run_dir: &RunDir, what: Dump, opts: &Options, vrrp: &Vrrp) {
         let status = self.status(opts, vrrp);
-        let dataplane = crate::dataplane::bpf::read_stats(&opts.pin_dir);
+        let dataplane = match self.dp.as_mut() {
+            Some(dp) => dp.stats(),
+            None => Err(anyhow::anyhow!("no data plane (-P)")),
+        };
         let text = match what {
             Dump::Data => format!(
                 "lb-daemon data dump\n\nstatus:\n{status:#?}\n\nconfiguration ({}):\n{:#?}\n",
@@ -352,11 +448,16 @@ impl Node {
                 self.current.config
             ),
             Dump::Stats => format!(
-                "lb-daemon stats dump\n\nVRRP:\n{:#?}\n\ncheckers: {}\n\ndata plane:\n{:#?}\n",
-                status.vrrp, status.checker_counters, dataplane
+                "lb-daemon stats dump\n\nVRRP:\n{:#?}\n\ncheckers: {}\n\ndata plane:\n{}\n",
+                status.vrrp,
+                status.checker_counters,
+                match &dataplane {
+                    Ok(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+                    Err(e) => format!("unavailable: {e:#}"),
+                }
             ),
             Dump::Json => {
-                let dp = dataplane.ok().and_then(|d| serde_json::to_value(d).ok());
+                let dp = dataplane.ok();
                 serde_json::to_string_pretty(&serde_json::json!({ "status": status, "dataplane": dp }))
                     .unwrap_or_default()
             }
@@ -390,6 +491,10 @@ impl Node {
                 .collect(),
             quorum_lost: self.health.quorum_lost(),
             checker_counters: serde_json::to_value(&self.health.counters).unwrap_or_default(),
+            backend: self.dp.as_ref().map(|d| state::BackendStatus {
+                kind: format!("{:?}", d.kind()).to_lowercase(),
+                changes: d.changes(),
+            }),
         }
     }
 
@@ -400,7 +505,8 @@ impl Node {
             return Ok(()); // -P: no services to program
         }
         let cfg = &self.current.config;
-        let (mut desired, skipped) = services::desired(cfg, &self.health);
+        let for_ipvs = self.dp.as_ref().is_some_and(|d| d.kind() == BackendKind::Ipvs);
+        let (mut desired, skipped) = services::desired(cfg, &self.health, for_ipvs);
         for s in skipped {
             warn!("{s}");
         }

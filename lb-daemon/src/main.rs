@@ -37,10 +37,14 @@ struct Cli {
     /// With -t: print the parsed configuration as JSON on stdout.
     #[arg(long)]
     json: bool,
-    /// Forwarding backend; overrides the config's `lb_backend`. The IPVS fallback is not
-    /// implemented yet.
+    /// Forwarding backend; overrides the config's `lb_backend`. `auto` uses the XDP data
+    /// plane when the kernel can run it and the config needs nothing only IPVS has, and
+    /// IPVS otherwise.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     backend: BackendKind,
+    /// Testing aid for `--backend auto`: act as if the BPF data plane could not load.
+    #[arg(long, hide = true)]
+    simulate_no_bpf: bool,
     /// Log to the console as well as to syslog.
     #[arg(short = 'l', long = "log-console", global = true)]
     log_console: bool,
@@ -203,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
         run_dir: cli.run_dir,
         metrics: cli.metrics_listen,
+        simulate_no_bpf: cli.simulate_no_bpf,
         subsystems: if cli.vrrp {
             daemon::Subsystems::VrrpOnly
         } else if cli.check {
@@ -250,6 +255,13 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("lb-daemon pid {} ({})", s.pid, s.config);
+    match &s.backend {
+        Some(b) => match b.changes {
+            Some(n) => println!("backend: {} ({n} kernel changes since start)", b.kind),
+            None => println!("backend: {}", b.kind),
+        },
+        None => println!("backend: none (-P)"),
+    }
     println!("vrrp:");
     for v in &s.vrrp {
         let rejected: Vec<String> = v.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -283,7 +295,9 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
 }
 
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
-    let snap = bpf::read_stats(&cli.pin_dir)?;
+    use anyhow::Context as _;
+    let snap = bpf::read_stats(&cli.pin_dir)
+        .context("reading the BPF data plane's pinned maps (with the IPVS backend, use `ipvsadm -Ln --stats`)")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(());

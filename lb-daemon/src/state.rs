@@ -111,6 +111,17 @@ pub struct Status {
     /// Services whose quorum is lost.
     pub quorum_lost: Vec<String>,
     pub checker_counters: serde_json::Value,
+    /// The forwarding backend (none with `-P`).
+    #[serde(default)]
+    pub backend: Option<BackendStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    /// `bpf` or `ipvs`.
+    pub kind: String,
+    /// Kernel changes since start, where the backend counts them (IPVS netlink commands).
+    pub changes: Option<u64>,
 }
 
 pub fn read(run_dir: &Path) -> Result<Status> {

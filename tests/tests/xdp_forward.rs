@@ -73,10 +73,12 @@ fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<
     DesiredService {
         name: format!("svc{i}"),
         keys: vec![key_of(vip, port, 6)],
+        marks: Vec::new(),
+        ops: false,
         scheduler: sched,
         forward: fwd,
         persist_timeout: 0,
-        persist_prefix: if v6 { 128 } else { 32 },
+        persist_prefix: None,
         reals,
         sorry: None,
         quorum: 1,
@@ -451,7 +453,7 @@ fn persistence_granularity_groups_clients_by_prefix() {
         .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
         .collect();
     svc.persist_timeout = 300;
-    svc.persist_prefix = 24;
+    svc.persist_prefix = Some(24);
     fx.apply(&[svc]).unwrap();
     // Which real server (its MAC's last byte) a SYN from `client` reaches.
     let to = |client: Ipv4Addr, sport: u16| {

@@ -72,7 +72,8 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
         b => b,
     };
     diagnostics.extend(check::check(&config, backend));
-    config.global.lb_backend.get_or_insert(backend);
+    // The effective choice: `--backend` over `lb_backend`, auto when neither says.
+    config.global.lb_backend = Some(backend);
     Loaded { config, diagnostics, sources }
 }
 

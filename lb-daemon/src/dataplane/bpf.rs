@@ -446,7 +446,8 @@ impl BpfDataplane {
                 ForwardMethod::Dr => FWD_DR,
                 ForwardMethod::Tun => FWD_TUN,
             },
-            persist_prefix: d.persist_prefix,
+            // The data plane caps it at the packet's address length.
+            persist_prefix: d.persist_prefix.unwrap_or(128),
             flags: 0,
             persist_timeout: d.persist_timeout,
             table_off: off,
@@ -507,6 +508,10 @@ impl BpfDataplane {
             return Ok(self.next_real - 1);
         }
         self.free_reals.pop_front().ok_or_else(|| anyhow!("more than {MAX_REALS} real servers"))
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
     }
 
     /// The loaded object (for tests that run its programs directly).

@@ -25,11 +25,16 @@ pub struct DesiredService {
     /// How the config names it, for logs: `203.0.113.10:80/tcp` or `group web/tcp`.
     pub name: String,
     pub keys: Vec<ServiceKey>,
+    /// Firewall marks (IPVS only: XDP runs before netfilter marks packets).
+    pub marks: Vec<u32>,
+    /// One-packet scheduling (IPVS only).
+    pub ops: bool,
     pub scheduler: crate::config::Scheduler,
     pub forward: ForwardMethod,
     /// Seconds, 0 = none.
     pub persist_timeout: u32,
-    pub persist_prefix: u8,
+    /// `persistence_granularity` as a prefix length; None groups by the whole address.
+    pub persist_prefix: Option<u8>,
     pub reals: Vec<DesiredReal>,
     pub sorry: Option<SocketAddr>,
     pub quorum: u32,
@@ -48,25 +53,19 @@ pub fn key_of(ip: IpAddr, port: u16, proto: u8) -> ServiceKey {
     }
 }
 
-/// Every key `vs` answers to, or why the BPF data plane cannot serve it.
-fn keys(cfg: &Config, vs: &VirtualServer) -> Result<Vec<ServiceKey>, String> {
+/// Every (address, port, protocol) key `vs` answers to and every firewall mark it matches.
+fn keys(cfg: &Config, vs: &VirtualServer) -> Result<(Vec<ServiceKey>, Vec<u32>), String> {
     let proto = vs.protocol.ip_proto();
     match &vs.addr {
-        ServiceAddr::Inet(sa) => Ok(vec![key_of(sa.ip(), sa.port(), proto)]),
-        // XDP runs before netfilter: it never sees a firewall mark.
-        ServiceAddr::Fwmark(m) => Err(format!(
-            "virtual_server fwmark {m}: firewall marks are set by netfilter, after XDP has run; \
-             the BPF data plane cannot match them (use the IPVS backend for fwmark services)"
-        )),
+        ServiceAddr::Inet(sa) => Ok((vec![key_of(sa.ip(), sa.port(), proto)], Vec::new())),
+        ServiceAddr::Fwmark(m) => Ok((Vec::new(), vec![*m])),
         ServiceAddr::Group(g) => {
             let group =
                 cfg.virtual_server_groups.iter().find(|x| &x.name == g).ok_or_else(|| format!("no group {g}"))?;
-            let mut out = Vec::new();
+            let (mut out, mut marks) = (Vec::new(), Vec::new());
             for m in &group.members {
                 match m {
-                    GroupMember::Fwmark(f) => {
-                        return Err(format!("virtual_server group {g}: member fwmark {f} cannot be matched in XDP"));
-                    }
+                    GroupMember::Fwmark(f) => marks.push(*f),
                     GroupMember::Range { first, last, port } => {
                         for ip in range(*first, *last) {
                             out.push(key_of(ip, *port, proto));
@@ -79,9 +78,34 @@ fn keys(cfg: &Config, vs: &VirtualServer) -> Result<Vec<ServiceKey>, String> {
                     }
                 }
             }
-            Ok(out)
+            Ok((out, marks))
         }
     }
+}
+
+/// Why the BPF data plane cannot run `vs` (the IPVS backend can), if it cannot.
+fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> {
+    if let Some(m) = marks.first() {
+        // XDP runs before netfilter: it never sees a firewall mark.
+        return Some(format!(
+            "{name}: firewall mark {m} is set by netfilter, after XDP has run; the BPF data plane cannot \
+             match it (use the IPVS backend for fwmark services)"
+        ));
+    }
+    if !vs.scheduler.in_bpf() {
+        return Some(format!("{name}: scheduler {} needs the IPVS backend", vs.scheduler.name()));
+    }
+    None
+}
+
+/// The first virtual server only the IPVS backend can run, and why (`--backend auto` then
+/// picks IPVS).
+pub fn needs_ipvs(cfg: &Config) -> Option<String> {
+    cfg.virtual_servers.iter().find_map(|vs| {
+        let name = crate::check::service_name(vs);
+        let (_, marks) = keys(cfg, vs).ok()?;
+        bpf_refuses(vs, &name, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
+    })
 }
 
 /// Addresses `first..=last` (they differ in the last octet / IPv6 group only).
@@ -105,14 +129,15 @@ fn range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
     }
 }
 
-/// The services the BPF data plane should run given the checkers' verdicts, and a message
-/// per virtual server it skips. A real server that is down leaves its service, or stays
+/// The services the backend should run given the checkers' verdicts, and a message per
+/// virtual server it skips (the BPF data plane cannot run fwmark services or IPVS-only
+/// schedulers). A real server that is down leaves its service, or stays
 /// with weight 0 under `inhibit_on_failure`; `misc_dynamic` weights replace configured ones.
-pub fn desired(cfg: &Config, health: &Health) -> (Vec<DesiredService>, Vec<String>) {
+pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredService>, Vec<String>) {
     let mut out: Vec<DesiredService> = Vec::new();
     let mut skipped = Vec::new();
     for vs in &cfg.virtual_servers {
-        let keys = match keys(cfg, vs) {
+        let (keys, marks) = match keys(cfg, vs) {
             Ok(k) => k,
             Err(e) => {
                 skipped.push(e);
@@ -120,20 +145,22 @@ pub fn desired(cfg: &Config, health: &Health) -> (Vec<DesiredService>, Vec<Strin
             }
         };
         let name = crate::check::service_name(vs);
-        if !vs.scheduler.in_bpf() {
-            skipped.push(format!("{name}: scheduler {} needs the IPVS backend", vs.scheduler.name()));
+        if !for_ipvs && let Some(why) = bpf_refuses(vs, &name, &marks) {
+            skipped.push(why);
             continue;
         }
-        if out.iter().any(|d| d.keys.iter().any(|k| keys.contains(k))) {
+        if out.iter().any(|d| d.keys.iter().any(|k| keys.contains(k)) || d.marks.iter().any(|m| marks.contains(m))) {
             skipped.push(format!("{name}: duplicate virtual_server ignored"));
             continue;
         }
         out.push(DesiredService {
             keys,
+            marks,
+            ops: vs.ops,
             scheduler: vs.scheduler,
             forward: vs.forward,
             persist_timeout: vs.persistence_timeout.unwrap_or(0),
-            persist_prefix: vs.persistence_granularity.unwrap_or(if is_v4(vs) { 32 } else { 128 }),
+            persist_prefix: vs.persistence_granularity,
             reals: vs
                 .real_servers
                 .iter()
@@ -154,13 +181,6 @@ pub fn desired(cfg: &Config, health: &Health) -> (Vec<DesiredService>, Vec<Strin
         });
     }
     (out, skipped)
-}
-
-fn is_v4(vs: &VirtualServer) -> bool {
-    match &vs.addr {
-        ServiceAddr::Inet(sa) => sa.is_ipv4(),
-        _ => true,
-    }
 }
 
 pub(crate) fn proto_name(p: u8) -> String {
@@ -208,20 +228,28 @@ mod tests {
     use crate::config::parse_str;
 
     #[test]
-    fn groups_expand_and_fwmarks_are_refused() {
+    fn groups_expand_and_fwmarks_are_left_to_ipvs() {
         let l = parse_str(
             "t.conf",
             "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n lb_algo rr\n \
-             real_server 198.51.100.1 80\n}\nvirtual_server fwmark 1 {\n}\n",
+             real_server 198.51.100.1 80\n}\nvirtual_server fwmark 1 {\n}\nvirtual_server 203.0.113.30 80 {\n lb_algo sed\n}\n",
         );
-        let (d, skipped) = desired(&l.config, &Health::default());
+        let (d, skipped) = desired(&l.config, &Health::default(), false);
         assert_eq!(d.len(), 1);
         assert_eq!(
             d[0].keys.iter().map(describe).collect::<Vec<_>>(),
             ["203.0.113.20:80/tcp", "203.0.113.21:80/tcp", "203.0.113.22:80/tcp", "[2001:db8:f::1]:80/tcp"]
         );
         assert_eq!(d[0].name, "group g/tcp");
-        assert_eq!(skipped.len(), 1);
-        assert!(skipped[0].contains("firewall marks"), "{skipped:?}");
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0].contains("firewall mark 1"), "{skipped:?}");
+        assert!(skipped[1].contains("scheduler sed needs the IPVS backend"), "{skipped:?}");
+        assert!(needs_ipvs(&l.config).is_some_and(|w| w.contains("firewall mark 1")));
+
+        // IPVS runs all three.
+        let (d, skipped) = desired(&l.config, &Health::default(), true);
+        assert_eq!((d.len(), skipped.len()), (3, 0), "{skipped:?}");
+        assert_eq!(d[1].marks, [1]);
+        assert_eq!(d[2].scheduler.name(), "sed");
     }
 }

@@ -1,0 +1,312 @@
+//! The IPVS fallback: the same desired services, programmed into the kernel's IPVS over
+//! generic netlink. Only differences are sent (keepalived's `clear_diff_services`): an
+//! unchanged service or destination is never touched, so its connections live on.
+
+pub mod client;
+pub mod msg;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use anyhow::{Context as _, Result};
+use tracing::{info, warn};
+
+use crate::{
+    config::ForwardMethod,
+    dataplane::services::{DesiredService, key_ip},
+};
+use client::Client;
+use msg::{Dest, Service, ServiceId, SyncDaemon, cmd};
+
+/// A service as programmed: its attributes and destinations by (address, port).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Programmed {
+    pub service: Service,
+    pub dests: BTreeMap<(IpAddr, u16), Dest>,
+}
+
+/// What IPVS should hold for `desired`: one IPVS service per key and per firewall mark.
+/// Below quorum the real servers stay with weight 0 (their connections finish; no new ones)
+/// and the sorry server, if any, takes new connections.
+pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for d in desired {
+        let fwd = match d.forward {
+            ForwardMethod::Nat => msg::FWD_MASQ,
+            ForwardMethod::Dr => msg::FWD_DROUTE,
+            ForwardMethod::Tun => msg::FWD_TUNNEL,
+        };
+        let mark_af = match d.reals.first().map(|r| r.addr).or(d.sorry) {
+            Some(SocketAddr::V6(_)) => msg::AF_INET6,
+            _ => msg::AF_INET,
+        };
+        let ids = d
+            .keys
+            .iter()
+            .map(|k| ServiceId::Inet { proto: k.proto, addr: key_ip(k), port: k.port })
+            .chain(d.marks.iter().map(|m| ServiceId::Fwmark { af: mark_af, mark: *m }));
+        for id in ids {
+            let v6 = id.af() == msg::AF_INET6;
+            let full = if v6 { 128 } else { 32 };
+            let prefix = d.persist_prefix.map_or(full, |p| u32::from(p).min(full));
+            let mut flags = 0;
+            if d.persist_timeout > 0 {
+                flags |= msg::SVC_F_PERSISTENT;
+            }
+            if d.ops {
+                flags |= msg::SVC_F_ONEPACKET;
+            }
+            let service = Service {
+                id,
+                sched: d.scheduler.name().to_string(),
+                flags,
+                timeout: d.persist_timeout,
+                // IPv4: the mask in network byte order; IPv6: the prefix length (ip_vs.h).
+                netmask: if v6 {
+                    prefix
+                } else {
+                    u32::from_ne_bytes(u32::MAX.checked_shl(32 - prefix).unwrap_or(0).to_be_bytes())
+                },
+            };
+            let mut dests = BTreeMap::new();
+            let mut add = |addr: SocketAddr, weight: u32| {
+                // ipvsadm's rule: only NAT rewrites the port; DR and TUN keep the service's.
+                let port = match id {
+                    ServiceId::Inet { port, .. } if fwd != msg::FWD_MASQ => port,
+                    _ => addr.port(),
+                };
+                let dest = Dest {
+                    addr: addr.ip(),
+                    port,
+                    fwd,
+                    weight: weight.min(i32::MAX as u32) as i32,
+                    u_thresh: 0,
+                    l_thresh: 0,
+                };
+                if dests.insert((addr.ip(), port), dest).is_some() {
+                    warnings.push(format!("{}: real server {addr} given twice for IPVS {id}; one kept", d.name));
+                }
+            };
+            for r in &d.reals {
+                add(r.addr, if d.quorum_up { r.weight } else { 0 });
+            }
+            if !d.quorum_up
+                && let Some(s) = d.sorry
+            {
+                add(s, 1);
+            }
+            out.insert(id, Programmed { service, dests });
+        }
+    }
+    (out, warnings)
+}
+
+/// The role a sync daemon should have, from the VRRP state of its instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncWant {
+    pub state: u32,
+    pub interface: String,
+    pub sync_id: u32,
+}
+
+pub struct IpvsBackend {
+    client: Client,
+    /// What this daemon programmed (or adopted because its config names it): the only
+    /// services it ever edits or removes.
+    applied: BTreeMap<ServiceId, Programmed>,
+    /// Services found at start that the config may name, adopted on first apply.
+    found: BTreeMap<ServiceId, Programmed>,
+    /// Netlink changes made since start (a reload of the same config adds none).
+    pub changes: u64,
+    sync: Option<SyncWant>,
+}
+
+impl IpvsBackend {
+    /// Connects to the kernel's IPVS (loading `ip_vs` if needed) and reads what it holds.
+    pub fn open() -> Result<Self> {
+        let mut client = Client::open()?;
+        let (version, size) = client.info().context("asking IPVS for its version")?;
+        let mut found = BTreeMap::new();
+        for (service, _) in client.services().context("listing IPVS services")? {
+            let dests = client
+                .dests(&service)
+                .with_context(|| format!("listing destinations of IPVS {}", service.id))?
+                .into_iter()
+                .map(|d| ((d.dest.addr, d.dest.port), d.dest))
+                .collect();
+            found.insert(service.id, Programmed { service, dests });
+        }
+        info!(version, conn_table = size, existing_services = found.len(), "IPVS backend ready");
+        Ok(Self { client, applied: BTreeMap::new(), found, changes: 0, sync: None })
+    }
+
+    /// Makes IPVS hold `desired`, sending only the differences from what was applied.
+    pub fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
+        let (want, warnings) = plan(desired);
+        for w in warnings {
+            warn!("{w}");
+        }
+        // Services already in the kernel that the config names are taken over as they are:
+        // editing them (not re-adding) keeps their connections.
+        for id in want.keys() {
+            if !self.applied.contains_key(id)
+                && let Some(p) = self.found.remove(id)
+            {
+                info!(service = %id, "adopting an existing IPVS service");
+                self.applied.insert(*id, p);
+            }
+        }
+        let before = self.changes;
+        let gone: Vec<ServiceId> = self.applied.keys().filter(|id| !want.contains_key(id)).copied().collect();
+        for id in gone {
+            let p = &self.applied[&id];
+            self.client
+                .request(cmd::DEL_SERVICE, vec![p.service.attr()])
+                .with_context(|| format!("removing IPVS service {id}"))?;
+            self.changes += 1;
+            self.applied.remove(&id);
+            info!(service = %id, "IPVS service removed");
+        }
+        for (id, p) in want {
+            self.apply_service(id, p)?;
+        }
+        if self.changes != before {
+            info!(changes = self.changes - before, "IPVS updated");
+        }
+        Ok(())
+    }
+
+    fn apply_service(&mut self, id: ServiceId, want: Programmed) -> Result<()> {
+        let client = &mut self.client;
+        let changes = &mut self.changes;
+        let cur = match self.applied.get_mut(&id) {
+            Some(cur) => cur,
+            None => {
+                client
+                    .request(cmd::NEW_SERVICE, vec![want.service.attr()])
+                    .with_context(|| format!("adding IPVS service {id}"))?;
+                *changes += 1;
+                info!(service = %id, scheduler = want.service.sched, "IPVS service added");
+                self.applied.entry(id).or_insert(Programmed { service: want.service.clone(), dests: BTreeMap::new() })
+            }
+        };
+        if cur.service != want.service {
+            client
+                .request(cmd::SET_SERVICE, vec![want.service.attr()])
+                .with_context(|| format!("editing IPVS service {id}"))?;
+            *changes += 1;
+            cur.service = want.service.clone();
+            info!(service = %id, scheduler = want.service.sched, "IPVS service edited");
+        }
+        let gone: Vec<(IpAddr, u16)> = cur.dests.keys().filter(|k| !want.dests.contains_key(k)).copied().collect();
+        for k in gone {
+            let d = &cur.dests[&k];
+            client
+                .request(cmd::DEL_DEST, vec![cur.service.attr(), d.attr()])
+                .with_context(|| format!("removing {}:{} from IPVS {id}", k.0, k.1))?;
+            *changes += 1;
+            cur.dests.remove(&k);
+        }
+        for (k, d) in want.dests {
+            let command = match cur.dests.get(&k) {
+                Some(c) if *c == d => continue,
+                Some(_) => cmd::SET_DEST,
+                None => cmd::NEW_DEST,
+            };
+            client
+                .request(command, vec![cur.service.attr(), d.attr()])
+                .with_context(|| format!("programming {}:{} (weight {}) in IPVS {id}", k.0, k.1, d.weight))?;
+            *changes += 1;
+            cur.dests.insert(k, d);
+        }
+        Ok(())
+    }
+
+    /// Starts, switches or stops the connection sync daemon (`lvs_sync_daemon`): master while
+    /// the VRRP instance is master, backup otherwise.
+    pub fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
+        if want == self.sync {
+            return Ok(());
+        }
+        if let Some(old) = self.sync.take() {
+            self.client
+                .request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(old.state)])
+                .context("stopping the IPVS sync daemon")?;
+            info!(state = state_name(old.state), "IPVS sync daemon stopped");
+        }
+        if let Some(w) = want {
+            let d = SyncDaemon { state: w.state, interface: w.interface.clone(), sync_id: w.sync_id };
+            self.client.request(cmd::NEW_DAEMON, vec![d.attr()]).with_context(|| {
+                format!("starting the IPVS sync daemon ({}, {})", state_name(w.state), w.interface)
+            })?;
+            info!(state = state_name(w.state), interface = w.interface, sync_id = w.sync_id, "IPVS sync daemon started");
+            self.sync = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Services and destinations with their counters, as the kernel reports them now (only
+    /// this daemon's).
+    pub fn stats(&mut self) -> Result<serde_json::Value> {
+        let mut out = Vec::new();
+        for (service, stats) in self.client.services()? {
+            if !self.applied.contains_key(&service.id) {
+                continue;
+            }
+            let dests: Vec<serde_json::Value> = self
+                .client
+                .dests(&service)?
+                .into_iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "real": SocketAddr::new(d.dest.addr, d.dest.port).to_string(),
+                        "weight": d.dest.weight,
+                        "active_conns": d.active_conns,
+                        "inactive_conns": d.inact_conns,
+                        "persistent_conns": d.persist_conns,
+                        "stats": d.stats,
+                    })
+                })
+                .collect();
+            out.push(serde_json::json!({
+                "service": service.id.to_string(),
+                "scheduler": service.sched,
+                "stats": stats,
+                "reals": dests,
+            }));
+        }
+        Ok(serde_json::json!({ "backend": "ipvs", "changes": self.changes, "services": out }))
+    }
+
+    /// Removes what this daemon programmed and stops its sync daemon; nothing else.
+    pub fn shutdown(mut self) -> Result<()> {
+        let mut first_err = None;
+        if let Err(e) = self.set_sync(None) {
+            first_err.get_or_insert(e);
+        }
+        for (id, p) in std::mem::take(&mut self.applied) {
+            if let Err(e) = self.client.request(cmd::DEL_SERVICE, vec![p.service.attr()]) {
+                warn!(service = %id, "removing IPVS service at exit failed: {e:#}");
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e.context("cleaning up IPVS")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn state_name(s: u32) -> &'static str {
+    match s {
+        msg::STATE_MASTER => "master",
+        msg::STATE_BACKUP => "backup",
+        _ => "?",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,464 @@
+//! The IPVS backend end to end. This machine's kernel has no IPVS, so the scenarios run under
+//! Debian's 6.1 kernel (virtme-ng): the host runs this test binary in the VM (`LB_IN_VM=1`),
+//! where lb-daemon programs IPVS in namespaces and `ipvsadm` reads it back, and real TCP
+//! goes through the VIP. The host compares the listings the VM printed with
+//! `tests/golden/ipvs/` (`LB_UPDATE_GOLDEN=1` rewrites them: the VM's filesystem is read-only).
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use lb_tests::{
+    daemon::{self, Daemon},
+    netns::{LbTopology, Netns, VIP4, VIP6, addr, backend4, veth},
+    require_root,
+    servers::{Backend, TIMEOUT, spread, tcp_ask, wait_until},
+};
+use nix::sys::signal::Signal;
+
+const IN_VM: &str = "LB_IN_VM";
+
+/// A config file, removed on drop.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(tag: &str, text: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("lbt-ipvs-{tag}-{}.conf", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        Self(p)
+    }
+
+    fn rewrite(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn ipvsadm(ns: &Netns, args: &str) -> String {
+    ns.sh(&format!("ipvsadm {args}")).unwrap()
+}
+
+/// `ipvsadm -Ln` without its version line (the kernel's, not ours).
+fn listing(ns: &Netns) -> String {
+    ipvsadm(ns, "-Ln").lines().skip(1).map(|l| format!("{}\n", l.trim_end())).collect()
+}
+
+fn changes(d: &Daemon) -> u64 {
+    d.status().unwrap()["backend"]["changes"].as_u64().unwrap()
+}
+
+/// The host side: boots the VM, runs the scenarios there, checks the listings it printed.
+#[test]
+fn ipvs_backend_in_the_61_vm() {
+    require_root();
+    if std::env::var_os(IN_VM).is_some() {
+        return in_vm();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!("{IN_VM}=1 {} --exact ipvs_backend_in_the_61_vm --nocapture 2>&1", exe.display());
+    let out = lb_tests::vm::run(&cmd, Duration::from_secs(900)).unwrap();
+    assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
+    for scenario in ["configs", "nat", "dr", "tun", "auto"] {
+        assert!(out.stdout.contains(&format!("IPVS OK {scenario}")), "{scenario} did not finish:\n{}", out.stdout);
+    }
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/ipvs");
+    let printed = listings(&out.stdout);
+    assert!(!printed.is_empty(), "no listings printed:\n{}", out.stdout);
+    let update = std::env::var_os("LB_UPDATE_GOLDEN").is_some();
+    for (name, text) in &printed {
+        let path = golden.join(format!("{name}.txt"));
+        if update {
+            std::fs::create_dir_all(&golden).unwrap();
+            std::fs::write(&path, text).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(text, &want, "ipvsadm -Ln for configs/{name}.conf differs from {}", path.display());
+    }
+}
+
+/// `=== ipvsadm NAME ===` ... `=== end ===` blocks of the VM's output.
+fn listings(stdout: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in stdout.lines() {
+        if let Some(name) = line.strip_prefix("=== ipvsadm ").and_then(|l| l.strip_suffix(" ===")) {
+            cur = Some((name.to_string(), String::new()));
+        } else if line == "=== end ===" {
+            if let Some((n, t)) = cur.take() {
+                out.insert(n, t);
+            }
+        } else if let Some((_, t)) = cur.as_mut() {
+            t.push_str(line);
+            t.push('\n');
+        }
+    }
+    out
+}
+
+fn in_vm() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(release.starts_with("6.1."), "not the 6.1 VM: {release}");
+    std::process::Command::new("modprobe").args(["-a", "ip_vs", "ipip", "ip6_tunnel"]).status().unwrap();
+    configs();
+    println!("IPVS OK configs");
+    nat_checks_reload_and_sync();
+    println!("IPVS OK nat");
+    direct_routing();
+    println!("IPVS OK dr");
+    tunnel();
+    println!("IPVS OK tun");
+    auto_probe();
+    println!("IPVS OK auto");
+}
+
+/// Every example config, each in its own namespace (IPVS is per namespace), next to real
+/// servers that accept TCP on every port the configs use: TCP_CHECK passes, HTTP_GET and
+/// SSL_GET fail (the servers echo, they do not speak HTTP), MISC_CHECK fails (no script).
+/// Once every checker has a verdict, IPVS must hold what the config and those verdicts say.
+fn configs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".conf")).map(str::to_string))
+        .collect();
+    names.sort();
+    let mut running = Vec::new();
+    for name in &names {
+        let lb = Netns::new("ilb").unwrap();
+        let reals = Netns::new("irs").unwrap();
+        veth(&lb, "l1", &reals, "r0").unwrap();
+        for cidr in ["198.51.100.1/24", "2001:db8:b::1/64"] {
+            addr(&lb, "l1", cidr).unwrap();
+        }
+        for cidr in ["198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24", "2001:db8:b::11/64", "2001:db8:b::12/64"]
+        {
+            addr(&reals, "r0", cidr).unwrap();
+        }
+        lb.sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.l1.accept_dad=0").unwrap();
+        reals.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.r0.accept_dad=0").unwrap();
+        let servers: Vec<Backend> = [25u16, 53, 80, 443, 3306, 8080]
+            .iter()
+            .map(|p| Backend::start(&reals, "rs".into(), format!("[::]:{p}").parse().unwrap()))
+            .collect();
+        let conf = dir.join(format!("{name}.conf"));
+        let checks = configured_checks(&conf);
+        // -C: services and checkers only (the configs' VRRP interfaces do not exist here).
+        let d = Daemon::start(&lb, &conf, &daemon::pin_dir(&format!("ic-{name}")), &["--backend", "ipvs", "-C"])
+            .unwrap_or_else(|e| panic!("configs/{name}.conf: {e:#}"));
+        running.push((name.clone(), lb, reals, servers, d, checks));
+    }
+    for (name, lb, _reals, _servers, d, checks) in &running {
+        // Every checker registered, and each past its initial state (a first verdict).
+        let settled = wait_until(Duration::from_secs(120), || {
+            d.status().is_ok_and(|s| {
+                s["checks"].as_array().is_some_and(|c| {
+                    c.len() == *checks
+                        && c.iter().all(|x| {
+                            let r = x["reason"].as_str().unwrap_or("");
+                            r != "not checked yet" && !r.starts_with("alpha:")
+                        })
+                })
+            })
+        });
+        assert!(settled, "configs/{name}.conf: checkers did not all report; status {:?}", d.status());
+        // A verdict reached the daemon; give it a moment to reach IPVS too.
+        std::thread::sleep(Duration::from_millis(500));
+        println!("=== ipvsadm {name} ===\n{}=== end ===", listing(lb));
+    }
+    for (name, lb, _reals, _servers, mut d, _) in running {
+        d.stop().unwrap();
+        assert_eq!(listing(&lb).lines().count(), 2, "configs/{name}.conf: services left behind at exit");
+    }
+}
+
+/// How many checkers `conf` runs (from `lb-daemon -t --json`).
+fn configured_checks(conf: &Path) -> usize {
+    let out = std::process::Command::new(daemon::binary().unwrap())
+        .args(["-t", "--json", "-f"])
+        .arg(conf)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["virtual_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|vs| vs["real_servers"].as_array().unwrap().iter())
+        .map(|rs| rs["checkers"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+const NAT_CONF: &str = "
+vrrp_instance VI_1 {
+    state MASTER
+    interface l0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    virtual_ipaddress {
+        203.0.113.10/32 dev lo
+    }
+}
+global_defs {
+    lvs_sync_daemon l0 VI_1 id 7
+}
+virtual_server 203.0.113.10 80 {
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080 {
+        weight 2
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+    real_server 198.51.100.12 8080 {
+        inhibit_on_failure
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+";
+
+fn backends(topo: &LbTopology, bind: impl Fn(usize) -> String) -> Vec<Backend> {
+    topo.backends.iter().enumerate().map(|(i, b)| Backend::start(b, format!("be{i}"), bind(i).parse().unwrap())).collect()
+}
+
+/// NAT through IPVS, checkers taking real servers out (or to weight 0), reloads that change
+/// only what changed, and the sync daemon following VRRP.
+fn nat_checks_reload_and_sync() {
+    let topo = LbTopology::new(2).unwrap();
+    let mut servers = backends(&topo, |i| format!("{}:8080", backend4(i)));
+    let cfg = TempConfig::new("nat", NAT_CONF);
+    let pins = daemon::pin_dir("inat");
+    let d = Daemon::start(&topo.lb, &cfg.0, &pins, &["--backend", "ipvs"]).unwrap();
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    // The VIP arrives with VRRP mastership (3 adverts of 1 s).
+    assert!(wait_until(Duration::from_secs(30), || topo.lb.sh("ip addr show dev lo").unwrap().contains(VIP4)));
+    let l = listing(&topo.lb);
+    assert!(l.contains("TCP  203.0.113.10:80 rr"), "{l}");
+    assert!(l.contains("-> 198.51.100.11:8080           Masq    2"), "{l}");
+    assert!(l.contains("-> 198.51.100.12:8080           Masq    1"), "{l}");
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert_eq!(spread(&names).len(), 2, "rr through IPVS NAT: {names:?}");
+
+    // The sync daemon is master while VI_1 is.
+    assert!(
+        wait_until(Duration::from_secs(10), || ipvsadm(&topo.lb, "-L --daemon").contains("master sync daemon")),
+        "{}",
+        ipvsadm(&topo.lb, "-L --daemon")
+    );
+    assert!(ipvsadm(&topo.lb, "-L --daemon").contains("syncid=7"));
+
+    // A held connection survives everything below that does not touch its real server.
+    let mut held = topo
+        .client
+        .run(move || {
+            let mut s = TcpStream::connect_timeout(&vip, TIMEOUT).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.write_all(b"hold").unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap();
+            (String::from_utf8_lossy(&buf[..n]).trim_end_matches(":hold").to_string(), s)
+        })
+        .unwrap();
+
+    // Reloading the same config changes nothing in the kernel.
+    let before = changes(&d);
+    d.signal(Signal::SIGHUP).unwrap();
+    assert!(d.wait_log("reload applied", Duration::from_secs(20)));
+    assert_eq!(changes(&d), before, "an identical reload sent netlink changes");
+    // A weight change is one SET_DEST.
+    cfg.rewrite(&NAT_CONF.replace("weight 2", "weight 5"));
+    d.signal(Signal::SIGHUP).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || changes(&d) == before + 1), "{} vs {before}", changes(&d));
+    assert!(listing(&topo.lb).contains("-> 198.51.100.11:8080           Masq    5"));
+    let again = |s: &mut TcpStream| -> String {
+        s.write_all(b"again").unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
+    };
+    assert_eq!(again(&mut held.1), held.0, "the held connection moved or broke across reloads");
+
+    // be0 fails its check: removed. be1 fails: inhibited (weight 0), its connections live on.
+    servers.remove(0);
+    assert!(
+        wait_until(Duration::from_secs(20), || !listing(&topo.lb).contains("198.51.100.11:8080")),
+        "{}",
+        listing(&topo.lb)
+    );
+    drop(servers);
+    assert!(
+        wait_until(Duration::from_secs(20), || listing(&topo.lb).contains("-> 198.51.100.12:8080           Masq    0")),
+        "{}",
+        listing(&topo.lb)
+    );
+    // Back up: both return with their weights.
+    let _servers = backends(&topo, |i| format!("{}:8080", backend4(i)));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let l = listing(&topo.lb);
+            l.contains("198.51.100.11:8080           Masq    5") && l.contains("198.51.100.12:8080           Masq    1")
+        }),
+        "{}",
+        listing(&topo.lb)
+    );
+    drop(held);
+
+    // Exit removes this daemon's services and sync daemon, and nothing else.
+    topo.lb.sh("ipvsadm -A -t 192.0.2.200:9 -s rr").unwrap();
+    let mut d = d;
+    d.stop().unwrap();
+    let l = listing(&topo.lb);
+    assert!(!l.contains("203.0.113.10"), "{l}");
+    assert!(l.contains("192.0.2.200:9"), "a service the daemon did not create was removed: {l}");
+    assert!(!ipvsadm(&topo.lb, "-L --daemon").contains("sync daemon"));
+}
+
+const DR_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo wrr
+    lb_kind DR
+    protocol TCP
+    persistence_timeout 60
+    real_server 198.51.100.11 80 {
+        weight 1
+    }
+    real_server 198.51.100.12 80 {
+        weight 1
+    }
+}
+virtual_server 2001:db8:f::10 80 {
+    lb_algo sed
+    lb_kind DR
+    protocol TCP
+    real_server 2001:db8:b::11 80
+    real_server 2001:db8:b::12 80
+}
+";
+
+/// DR: real servers hold the VIP and answer the client directly; persistence keeps a client
+/// on one real server; an IPVS-only scheduler (sed) runs.
+fn direct_routing() {
+    let topo = LbTopology::new(2).unwrap();
+    topo.direct_return().unwrap();
+    topo.lb.sh(&format!("ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo")).unwrap();
+    let _s4 = backends(&topo, |_| format!("{VIP4}:80"));
+    let _s6 = backends(&topo, |_| format!("[{VIP6}]:80"));
+    let cfg = TempConfig::new("dr", DR_CONF);
+    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("idr"), &["--backend", "ipvs"]).unwrap();
+    let l = listing(&topo.lb);
+    assert!(l.contains("TCP  203.0.113.10:80 wrr persistent 60"), "{l}");
+    assert!(l.contains("-> 198.51.100.11:80            Route   1"), "{l}");
+    assert!(l.contains("TCP  [2001:db8:f::10]:80 sed"), "{l}");
+    let v4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, v4, None)).collect();
+    assert_eq!(spread(&names).len(), 1, "persistence keeps one client on one real server: {names:?}");
+    let v6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
+    // sed counts active connections only, and these close at once: no spread to expect.
+    let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, v6, None)).collect();
+    assert!(names.iter().all(|n| n == "be0" || n == "be1"), "sed over IPv6 DR: {names:?}");
+    drop(d);
+}
+
+const TUN_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo rr
+    lb_kind TUN
+    protocol TCP
+    real_server 198.51.100.11 80
+    real_server 198.51.100.12 80
+}
+";
+
+/// TUN: IPVS encapsulates in IPIP; the real servers' kernels decapsulate (tunl0).
+fn tunnel() {
+    let topo = LbTopology::new(2).unwrap();
+    topo.direct_return().unwrap();
+    topo.lb.sh(&format!("ip addr add {VIP4}/32 dev lo")).unwrap();
+    for b in &topo.backends {
+        b.sh("ip link set tunl0 up && sysctl -qw net.ipv4.conf.tunl0.rp_filter=0").unwrap();
+    }
+    let _s = backends(&topo, |_| format!("{VIP4}:80"));
+    let cfg = TempConfig::new("tun", TUN_CONF);
+    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("itun"), &["--backend", "ipvs"]).unwrap();
+    assert!(listing(&topo.lb).contains("-> 198.51.100.11:80            Tunnel  1"), "{}", listing(&topo.lb));
+    let v4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, v4, None)).collect();
+    assert_eq!(spread(&names).len(), 2, "IPIP to both real servers: {names:?}");
+    drop(d);
+}
+
+/// `--backend auto`: BPF where it loads, IPVS when it cannot (simulated) or when the config
+/// needs what only IPVS has (a firewall mark).
+fn auto_probe() {
+    let topo = LbTopology::new(1).unwrap();
+    let cfg = TempConfig::new("auto", TUN_CONF);
+    let kind = |d: &Daemon| d.status().unwrap()["backend"]["kind"].as_str().unwrap().to_string();
+
+    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("iauto1"), &["--simulate-no-bpf"]).unwrap();
+    assert_eq!(kind(&d), "ipvs");
+    assert!(d.log().iter().any(|l| l.contains("backend auto: using IPVS because") && l.contains("simulated")));
+    drop(d);
+
+    let fwmark = TempConfig::new("autofwm", "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.51.100.11 80\n}\n");
+    let d = Daemon::start(&topo.lb, &fwmark.0, &daemon::pin_dir("iauto2"), &[]).unwrap();
+    assert_eq!(kind(&d), "ipvs");
+    assert!(listing(&topo.lb).contains("FWM  7 wlc"), "{}", listing(&topo.lb));
+    drop(d);
+
+    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("iauto3"), &[]).unwrap();
+    assert_eq!(kind(&d), "bpf");
+    assert_eq!(listing(&topo.lb).lines().count(), 2, "BPF chosen, yet IPVS was programmed");
+    drop(d);
+}
+
+/// This machine's kernel has no IPVS: asking for it is a clear error, quickly, and `auto`
+/// with BPF unavailable says why neither works.
+#[test]
+fn without_ipvs_the_backend_is_a_clear_error() {
+    require_root();
+    if std::env::var_os(IN_VM).is_some() || Path::new("/proc/net/ip_vs").exists() {
+        return; // this kernel has IPVS: the VM test covers it
+    }
+    let ns = Netns::new("noipvs").unwrap();
+    let cfg = TempConfig::new("noipvs", TUN_CONF);
+    let run = |args: &[&str]| {
+        let started = std::time::Instant::now();
+        let out = ns
+            .command(daemon::binary().unwrap())
+            .args(["-l", "-f"])
+            .arg(&cfg.0)
+            .args(["--run-dir"])
+            .arg(std::env::temp_dir().join(format!("lbt-noipvs-run-{}", std::process::id())))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(&["--backend", "ipvs"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the kernel has no IPVS"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let (code, err) = run(&["--simulate-no-bpf"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no forwarding backend can run") && err.contains("simulated") && err.contains("no IPVS"), "{err}");
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("lbt-noipvs-run-{}", std::process::id())));
+}
