@@ -89,6 +89,9 @@ pub const PINNED_MAPS: [&str; 16] = [
 pub const PROG_XDP: &str = "lb_xdp";
 /// TC ingress program for real servers whose kernel cannot decapsulate IPIP itself.
 pub const PROG_DECAP: &str = "lb_decap";
+/// Baselines for the per-packet benchmark (`XDP_PASS`, `XDP_DROP`); never attached.
+pub const PROG_BENCH_PASS: &str = "bench_pass";
+pub const PROG_BENCH_DROP: &str = "bench_drop";
 
 /// Address families as stored in keys (not AF_* values: those differ between systems).
 pub const FAMILY_V4: u8 = 4;

@@ -124,7 +124,10 @@ pub struct FlowValue {
     pub last_ns: u64,
     /// `CT_*`.
     pub state: u8,
-    pub pad: [u8; 7],
+    /// Padding as scalars: a zeroed array becomes a slow `memset` call in BPF code.
+    pub pad8: u8,
+    pub pad16: u16,
+    pub pad32: u32,
 }
 
 /// `lb_nat_rev` value, keyed by the reply's 5-tuple (real server → client): what to put back

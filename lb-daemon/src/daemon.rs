@@ -139,7 +139,8 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
             None => c.vrrp_instances.first(),
         };
         let instance = inst.map_or_else(|| l.vrrp_instance.clone().unwrap_or_default(), |v| v.name.clone());
-        let sync_id = l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
+        let sync_id =
+            l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
         return Some(SyncConfig { interface: l.interface.clone(), instance, sync_id });
     }
     c.vrrp_instances.iter().find_map(|v| {
@@ -347,7 +348,14 @@ pub async fn run(opts: Options) -> Result<()> {
     if let Some(dp) = node.dp.take() {
         let kind = dp.kind();
         dp.shutdown()?;
-        info!("{}", if kind == BackendKind::Ipvs { "stopped; this daemon's IPVS services removed" } else { "stopped; XDP detached and pins removed" });
+        info!(
+            "{}",
+            if kind == BackendKind::Ipvs {
+                "stopped; this daemon's IPVS services removed"
+            } else {
+                "stopped; XDP detached and pins removed"
+            }
+        );
     }
     let _ = std::fs::remove_file(run_dir.path().join(state::STATE_FILE));
     Ok(())
@@ -491,10 +499,10 @@ impl Node {
                 .collect(),
             quorum_lost: self.health.quorum_lost(),
             checker_counters: serde_json::to_value(&self.health.counters).unwrap_or_default(),
-            backend: self.dp.as_ref().map(|d| state::BackendStatus {
-                kind: format!("{:?}", d.kind()).to_lowercase(),
-                changes: d.changes(),
-            }),
+            backend: self
+                .dp
+                .as_ref()
+                .map(|d| state::BackendStatus { kind: format!("{:?}", d.kind()).to_lowercase(), changes: d.changes() }),
         }
     }
 

@@ -154,7 +154,7 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
         // Mid-flow packet with no entry (table lost or evicted): keep it going.
         (true, false, false) => CT_EST,
     };
-    let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad: [0; 7] };
+    let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
     let _ = CONNTRACK.insert(&key, &value, 0);
     if state != CT_CLOSING {
         add_conns(real, 1);

@@ -26,8 +26,7 @@ const FIB_NO_NEIGH: i64 = 7;
 
 /// `struct bpf_fib_lookup` without its unions: 64 bytes, as the helper expects. Kept in the
 /// per-CPU `lb_fib` map rather than on the stack (512 bytes for the whole call chain).
-#[repr(C)]
-#[derive(Default)]
+#[repr(C, align(8))]
 pub struct Fib {
     family: u8,
     l4_protocol: u8,
@@ -72,7 +71,8 @@ fn fib(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) 
     // SAFETY: this CPU's slot, used only within this program run.
     let scratch = unsafe { &mut *scratch };
     let p = &mut scratch.fib;
-    *p = Fib::default();
+    // Eight 8-byte stores, not a byte-loop `memset` call (see `Frame::clear_addrs`).
+    crate::zero_words(p as *mut Fib as *mut u64, core::mem::size_of::<Fib>() / 8);
     let v4 = f.family == FAMILY_V4;
     p.family = if v4 { AF_INET } else { AF_INET6 };
     p.tot_len = len as u16;

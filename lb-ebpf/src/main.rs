@@ -12,6 +12,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod bench;
 mod csum;
 mod decap;
 mod flow;
@@ -32,6 +33,16 @@ use crate::{
     parse::{Frame, Parsed},
     stats::{Reason, Verdict},
 };
+
+/// Zeroes `n` 8-byte words at `p` (8-byte aligned) with volatile stores, which LLVM neither
+/// merges into a `memset` call nor drops.
+#[inline(always)]
+pub(crate) fn zero_words(p: *mut u64, n: usize) {
+    for i in 0..n {
+        // SAFETY: callers pass an aligned pointer to at least `n` words they own.
+        unsafe { core::ptr::write_volatile(p.add(i), 0) };
+    }
+}
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {

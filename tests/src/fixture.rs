@@ -84,12 +84,109 @@ static FIXTURES: AtomicU32 = AtomicU32::new(0);
 
 impl Fixture {
     pub fn load() -> Result<Self> {
+        Self::load_sized(4096)
+    }
+
+    /// `load` with a connection table of `conntrack` entries.
+    pub fn load_sized(conntrack: u32) -> Result<Self> {
         crate::netns::sweep_stale_pins();
         let object = lb_daemon::dataplane::object::load(None)?;
         let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));
-        let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack: 4096 }).context("verifier refused lb_xdp")?;
+        let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack }).context("verifier refused lb_xdp")?;
         Ok(Self { dp, pin_dir, netns: None, owns_pins: true })
+    }
+
+    /// Runs program `prog` (`lb_xdp` or a baseline) once per frame, each from a fresh copy
+    /// (`repeat = 1`: a rewriting program never sees its own output), in the fixture's
+    /// namespace: the kernel-measured nanoseconds of each run.
+    pub fn time_runs(&mut self, prog: &str, frames: &[Vec<u8>]) -> Result<Vec<u64>> {
+        let netns = self.netns.clone();
+        let ebpf = self.dp.ebpf_mut();
+        let p: &mut Xdp = ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
+        if p.fd().is_err() {
+            p.load().with_context(|| format!("loading {prog}"))?;
+        }
+        let p: &Xdp = p;
+        let ifindex = netns.as_ref().map_or(0, |(_, i)| *i);
+        let run = || -> Result<Vec<u64>> {
+            let mut out = vec![0u8; 2048];
+            let mut times = Vec::with_capacity(frames.len());
+            for frame in frames {
+                let ctx: Vec<u8> =
+                    [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+                let mut opts = TestRunOptions::new();
+                opts.data_in = Some(frame);
+                opts.data_out = Some(&mut out);
+                if ifindex != 0 {
+                    opts.ctx_in = Some(&ctx);
+                }
+                let res = p.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
+                times.push(res.duration.as_nanos() as u64);
+            }
+            Ok(times)
+        };
+        match &netns {
+            None => run(),
+            Some((path, _)) => in_ns(path, run)?,
+        }
+    }
+
+    /// The kernel's average nanoseconds per run of `prog` over `repeat` runs on one input
+    /// that each run sees as the previous one left it: only meaningful where the program's
+    /// output takes the same path again (DR rewrites MACs only; baselines change nothing).
+    pub fn time_repeat(&mut self, prog: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+        let netns = self.netns.clone();
+        let ebpf = self.dp.ebpf_mut();
+        let p: &mut Xdp = ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
+        if p.fd().is_err() {
+            p.load().with_context(|| format!("loading {prog}"))?;
+        }
+        let p: &Xdp = p;
+        let ifindex = netns.as_ref().map_or(0, |(_, i)| *i);
+        let run = || -> Result<f64> {
+            let mut out = vec![0u8; 2048];
+            let ctx: Vec<u8> =
+                [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(frame);
+            opts.data_out = Some(&mut out);
+            opts.repeat = repeat;
+            if ifindex != 0 {
+                opts.ctx_in = Some(&ctx);
+            }
+            let res = p.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
+            Ok(res.duration.as_nanos() as f64)
+        };
+        match &netns {
+            None => run(),
+            Some((path, _)) => in_ns(path, run)?,
+        }
+    }
+
+    /// Fills the connection table with `n` unrelated flows (distinct client addresses), as a
+    /// busy load balancer's would be.
+    pub fn prefill_conntrack(&mut self, n: u32) -> Result<()> {
+        let mut ct: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(self.dp.ebpf_mut().map_mut(MAP_CONNTRACK).ok_or_else(|| anyhow!("no {MAP_CONNTRACK}"))?)?;
+        for i in 0..n {
+            // 2001:db8:ffff::/96 + i: documentation addresses, map entries only.
+            let mut src = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            src[12..].copy_from_slice(&i.to_be_bytes());
+            let dst = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            let key = FlowKey {
+                src,
+                dst,
+                sport: 40000,
+                dport: 80,
+                proto: 6,
+                family: lb_common::consts::FAMILY_V6,
+                pad: [0; 2],
+            };
+            let value = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
+            ct.insert(key, value, 0)?;
+        }
+        Ok(())
     }
 
     /// A second instance of the program on the same (pinned) maps, as a restarted daemon

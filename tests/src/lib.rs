@@ -11,6 +11,7 @@
 //! Everything here needs root, like the daemon itself.
 
 pub mod bench;
+pub mod bench_packet;
 pub mod daemon;
 pub mod demo;
 pub mod fixture;

@@ -141,7 +141,8 @@ fn configs() {
         for cidr in ["198.51.100.1/24", "2001:db8:b::1/64"] {
             addr(&lb, "l1", cidr).unwrap();
         }
-        for cidr in ["198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24", "2001:db8:b::11/64", "2001:db8:b::12/64"]
+        for cidr in
+            ["198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24", "2001:db8:b::11/64", "2001:db8:b::12/64"]
         {
             addr(&reals, "r0", cidr).unwrap();
         }
@@ -184,11 +185,8 @@ fn configs() {
 
 /// How many checkers `conf` runs (from `lb-daemon -t --json`).
 fn configured_checks(conf: &Path) -> usize {
-    let out = std::process::Command::new(daemon::binary().unwrap())
-        .args(["-t", "--json", "-f"])
-        .arg(conf)
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(daemon::binary().unwrap()).args(["-t", "--json", "-f"]).arg(conf).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["virtual_servers"]
         .as_array()
@@ -236,7 +234,11 @@ virtual_server 203.0.113.10 80 {
 ";
 
 fn backends(topo: &LbTopology, bind: impl Fn(usize) -> String) -> Vec<Backend> {
-    topo.backends.iter().enumerate().map(|(i, b)| Backend::start(b, format!("be{i}"), bind(i).parse().unwrap())).collect()
+    topo.backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| Backend::start(b, format!("be{i}"), bind(i).parse().unwrap()))
+        .collect()
 }
 
 /// NAT through IPVS, checkers taking real servers out (or to weight 0), reloads that change
@@ -417,7 +419,8 @@ fn auto_probe() {
     assert!(d.log().iter().any(|l| l.contains("backend auto: using IPVS because") && l.contains("simulated")));
     drop(d);
 
-    let fwmark = TempConfig::new("autofwm", "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.51.100.11 80\n}\n");
+    let fwmark =
+        TempConfig::new("autofwm", "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.51.100.11 80\n}\n");
     let d = Daemon::start(&topo.lb, &fwmark.0, &daemon::pin_dir("iauto2"), &[]).unwrap();
     assert_eq!(kind(&d), "ipvs");
     assert!(listing(&topo.lb).contains("FWM  7 wlc"), "{}", listing(&topo.lb));
@@ -459,6 +462,9 @@ fn without_ipvs_the_backend_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
     let (code, err) = run(&["--simulate-no-bpf"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("no forwarding backend can run") && err.contains("simulated") && err.contains("no IPVS"), "{err}");
+    assert!(
+        err.contains("no forwarding backend can run") && err.contains("simulated") && err.contains("no IPVS"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("lbt-noipvs-run-{}", std::process::id())));
 }

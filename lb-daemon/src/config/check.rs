@@ -192,7 +192,7 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                     d.push(Diagnostic::error(vs.span, format!("{msg}; use --backend ipvs (or lb_backend ipvs)")))
                 }
                 BackendKind::Auto => {
-                    d.push(Diagnostic::warning(vs.span, format!("{msg}; the IPVS backend will be needed")))
+                    d.push(Diagnostic::warning(vs.span, format!("{msg}; --backend auto will use IPVS")))
                 }
                 BackendKind::Ipvs => {}
             }

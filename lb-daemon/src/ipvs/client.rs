@@ -5,9 +5,7 @@
 use std::{io, time::Duration};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload, NetlinkSerializable};
 use netlink_packet_generic::{
     GenlMessage,
     ctrl::{GenlCtrl, GenlCtrlCmd, nlas::GenlCtrlAttrs},
@@ -65,7 +63,10 @@ impl Client {
         m.finalize();
         match self.exchange::<GenlCtrl>(m, NLM_F_REQUEST | NLM_F_ACK) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| {
-                r.payload.nlas.into_iter().find_map(|a| if let GenlCtrlAttrs::FamilyId(id) = a { Some(id) } else { None })
+                r.payload
+                    .nlas
+                    .into_iter()
+                    .find_map(|a| if let GenlCtrlAttrs::FamilyId(id) = a { Some(id) } else { None })
             })),
             Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.raw_os_error() == Some(libc::ENOENT)) => Ok(None),
             Err(e) => Err(e.context("looking up the IPVS netlink family")),

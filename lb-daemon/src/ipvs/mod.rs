@@ -239,10 +239,15 @@ impl IpvsBackend {
         }
         if let Some(w) = want {
             let d = SyncDaemon { state: w.state, interface: w.interface.clone(), sync_id: w.sync_id };
-            self.client.request(cmd::NEW_DAEMON, vec![d.attr()]).with_context(|| {
-                format!("starting the IPVS sync daemon ({}, {})", state_name(w.state), w.interface)
-            })?;
-            info!(state = state_name(w.state), interface = w.interface, sync_id = w.sync_id, "IPVS sync daemon started");
+            self.client
+                .request(cmd::NEW_DAEMON, vec![d.attr()])
+                .with_context(|| format!("starting the IPVS sync daemon ({}, {})", state_name(w.state), w.interface))?;
+            info!(
+                state = state_name(w.state),
+                interface = w.interface,
+                sync_id = w.sync_id,
+                "IPVS sync daemon started"
+            );
             self.sync = Some(w);
         }
         Ok(())

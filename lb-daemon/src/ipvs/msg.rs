@@ -336,11 +336,7 @@ fn addr_from(a: &Attr, af: u16) -> Result<IpAddr, DecodeError> {
         x[..4].copy_from_slice(&a.fixed::<4>()?);
         x
     };
-    Ok(if af == AF_INET6 {
-        IpAddr::V6(Ipv6Addr::from(b))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-    })
+    Ok(if af == AF_INET6 { IpAddr::V6(Ipv6Addr::from(b)) } else { IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])) })
 }
 
 fn be16(kind: u16, v: u16) -> Attr {

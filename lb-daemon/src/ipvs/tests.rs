@@ -101,7 +101,14 @@ fn services_encode_as_ipvsadm_does() {
 
 #[test]
 fn destinations_encode_as_ipvsadm_does() {
-    let d = |addr: &str, port, fwd, weight| Dest { addr: addr.parse().unwrap(), port, fwd, weight, u_thresh: 0, l_thresh: 0 };
+    let d = |addr: &str, port, fwd, weight| Dest {
+        addr: addr.parse().unwrap(),
+        port,
+        fwd,
+        weight,
+        u_thresh: 0,
+        l_thresh: 0,
+    };
     let cases = [
         ("add_dest", cmd::NEW_DEST, d("198.51.100.11", 8080, msg::FWD_MASQ, 2)),
         ("edit_dest", cmd::SET_DEST, d("198.51.100.11", 8080, msg::FWD_MASQ, 0)),
@@ -231,7 +238,8 @@ fn plan_follows_ipvsadm_and_keepalived() {
     let mut d = desired(ForwardMethod::Nat);
     d.quorum_up = false;
     let (p, _) = plan(&[d]);
-    let weights: Vec<(u16, i32)> = p[&vip()].dests.iter().map(|((ip, port), d)| (*port + ip_last(ip), d.weight)).collect();
+    let weights: Vec<(u16, i32)> =
+        p[&vip()].dests.iter().map(|((ip, port), d)| (*port + ip_last(ip), d.weight)).collect();
     assert_eq!(weights, [(8080 + 11, 0), (8080 + 12, 0), (8080 + 99, 1)]);
 
     // Firewall marks take their family from the real servers.
