@@ -551,6 +551,7 @@ impl Node {
     }
 
     async fn reload(&mut self, opts: &Options, vrrp: &Vrrp) {
+        let started = std::time::Instant::now();
         // An invalid config leaves the running one untouched.
         let new = match read_config(&opts.config, opts.backend) {
             Ok(n) => n,
@@ -580,7 +581,11 @@ impl Node {
             }
         }
         match self.program() {
-            Ok(()) => info!(checkers = self.checkers.len(), "reload applied"),
+            Ok(()) => info!(
+                checkers = self.checkers.len(),
+                elapsed_ms = %format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+                "reload applied"
+            ),
             Err(e) => {
                 error!("reload failed, going back to the running configuration: {e:#}");
                 self.current = old;

@@ -13,8 +13,12 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::netns::Netns;
 
-/// The lb-daemon binary of this build (`cargo test --workspace` builds it next to the tests).
+/// The lb-daemon binary of this build (`cargo test --workspace` builds it next to the tests),
+/// or `LB_DAEMON_BIN` (`cargo xtask bench` measures the release build).
 pub fn binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("LB_DAEMON_BIN") {
+        return Ok(PathBuf::from(p));
+    }
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().context("test binary has no directory")?.to_path_buf();
     if dir.ends_with("deps") {
@@ -135,6 +139,14 @@ impl Daemon {
             bail!("lb-daemon status: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// The state file itself (what `status --json` prints), without starting a process: for
+    /// polling loops, above all in the VM where every exec is slow.
+    pub fn state(&self) -> Result<serde_json::Value> {
+        let pins = self.pin_dir.as_deref().context("no pin dir")?;
+        let p = run_dir_for(pins).join("state.json");
+        Ok(serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)?)
     }
 
     pub fn log(&self) -> Vec<String> {

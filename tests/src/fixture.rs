@@ -270,6 +270,10 @@ impl Fixture {
         self.dp.reconcile_conns()
     }
 
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
     /// What `lb-daemon stats` would print.
     pub fn snapshot(&self) -> Result<StatsSnapshot> {
         read_stats(&self.pin_dir)

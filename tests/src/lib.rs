@@ -11,7 +11,9 @@
 //! Everything here needs root, like the daemon itself.
 
 pub mod bench;
+pub mod bench_cps;
 pub mod bench_packet;
+pub mod bench_scale;
 pub mod daemon;
 pub mod demo;
 pub mod fixture;

@@ -63,7 +63,14 @@ pub fn run(script: &str, timeout: Duration) -> Result<VmOutput> {
         .context("starting virtme-ng")?;
     let status = out.status.code().unwrap_or(-1);
     if status == 124 || status == 137 {
-        bail!("VM command timed out after {timeout:?}: {}", String::from_utf8_lossy(&out.stderr));
+        // What the command printed so far says where it was.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = stdout.lines().rev().take(60).collect();
+        bail!(
+            "VM command timed out after {timeout:?}; the last lines it printed:\n{}\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(VmOutput {
         status,

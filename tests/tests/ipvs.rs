@@ -53,7 +53,14 @@ fn listing(ns: &Netns) -> String {
 }
 
 fn changes(d: &Daemon) -> u64 {
-    d.status().unwrap()["backend"]["changes"].as_u64().unwrap()
+    d.state().unwrap()["backend"]["changes"].as_u64().unwrap()
+}
+
+/// Progress with the time since the VM test began (the VM is slow; this says where).
+fn step(what: &str) {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(std::time::Instant::now).elapsed();
+    println!("[{:6.1}s] {what}", t.as_secs_f64());
 }
 
 /// The host side: boots the VM, runs the scenarios there, checks the listings it printed.
@@ -108,6 +115,7 @@ fn listings(stdout: &str) -> BTreeMap<String, String> {
 fn in_vm() {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert!(release.starts_with("6.1."), "not the 6.1 VM: {release}");
+    step("start");
     std::process::Command::new("modprobe").args(["-a", "ip_vs", "ipip", "ip6_tunnel"]).status().unwrap();
     configs();
     println!("IPVS OK configs");
@@ -133,36 +141,16 @@ fn configs() {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".conf")).map(str::to_string))
         .collect();
     names.sort();
-    let mut running = Vec::new();
-    for name in &names {
-        let lb = Netns::new("ilb").unwrap();
-        let reals = Netns::new("irs").unwrap();
-        veth(&lb, "l1", &reals, "r0").unwrap();
-        for cidr in ["198.51.100.1/24", "2001:db8:b::1/64"] {
-            addr(&lb, "l1", cidr).unwrap();
-        }
-        for cidr in
-            ["198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24", "2001:db8:b::11/64", "2001:db8:b::12/64"]
-        {
-            addr(&reals, "r0", cidr).unwrap();
-        }
-        lb.sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.l1.accept_dad=0").unwrap();
-        reals.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.r0.accept_dad=0").unwrap();
-        let servers: Vec<Backend> = [25u16, 53, 80, 443, 3306, 8080]
-            .iter()
-            .map(|p| Backend::start(&reals, "rs".into(), format!("[::]:{p}").parse().unwrap()))
-            .collect();
-        let conf = dir.join(format!("{name}.conf"));
-        let checks = configured_checks(&conf);
-        // -C: services and checkers only (the configs' VRRP interfaces do not exist here).
-        let d = Daemon::start(&lb, &conf, &daemon::pin_dir(&format!("ic-{name}")), &["--backend", "ipvs", "-C"])
-            .unwrap_or_else(|e| panic!("configs/{name}.conf: {e:#}"));
-        running.push((name.clone(), lb, reals, servers, d, checks));
-    }
+    // Started side by side: under software emulation each start takes seconds.
+    let running: Vec<_> = std::thread::scope(|sc| {
+        let handles: Vec<_> = names.iter().map(|name| sc.spawn(|| start_config(&dir, name))).collect();
+        handles.into_iter().map(|h| h.join().expect("config start panicked")).collect()
+    });
     for (name, lb, _reals, _servers, d, checks) in &running {
-        // Every checker registered, and each past its initial state (a first verdict).
-        let settled = wait_until(Duration::from_secs(120), || {
-            d.status().is_ok_and(|s| {
+        // Every checker registered, and each past its initial state (a first verdict, or
+        // paused by ha_suspend: -C runs no VRRP, so no VIP is ever here).
+        let settled = wait_until(Duration::from_secs(60), || {
+            d.state().is_ok_and(|s| {
                 s["checks"].as_array().is_some_and(|c| {
                     c.len() == *checks
                         && c.iter().all(|x| {
@@ -172,7 +160,8 @@ fn configs() {
                 })
             })
         });
-        assert!(settled, "configs/{name}.conf: checkers did not all report; status {:?}", d.status());
+        assert!(settled, "configs/{name}.conf: checkers did not all report; status {:?}", d.state());
+        step(&format!("configs/{name}.conf: settled"));
         // A verdict reached the daemon; give it a moment to reach IPVS too.
         std::thread::sleep(Duration::from_millis(500));
         println!("=== ipvsadm {name} ===\n{}=== end ===", listing(lb));
@@ -181,6 +170,33 @@ fn configs() {
         d.stop().unwrap();
         assert_eq!(listing(&lb).lines().count(), 2, "configs/{name}.conf: services left behind at exit");
     }
+}
+
+/// One config's namespaces (the daemon's, and its real servers' with TCP listeners on every
+/// port the configs use) and its daemon (`-C`: services and checkers only; the configs' VRRP
+/// interfaces do not exist here).
+fn start_config(dir: &Path, name: &str) -> (String, Netns, Netns, Vec<Backend>, Daemon, usize) {
+    let lb = Netns::new("ilb").unwrap();
+    let reals = Netns::new("irs").unwrap();
+    veth(&lb, "l1", &reals, "r0").unwrap();
+    for cidr in ["198.51.100.1/24", "2001:db8:b::1/64"] {
+        addr(&lb, "l1", cidr).unwrap();
+    }
+    for cidr in ["198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24", "2001:db8:b::11/64", "2001:db8:b::12/64"] {
+        addr(&reals, "r0", cidr).unwrap();
+    }
+    lb.sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.l1.accept_dad=0").unwrap();
+    reals.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.r0.accept_dad=0").unwrap();
+    let servers: Vec<Backend> = [25u16, 53, 80, 443, 3306, 8080]
+        .iter()
+        .map(|p| Backend::start(&reals, "rs".into(), format!("[::]:{p}").parse().unwrap()))
+        .collect();
+    let conf = dir.join(format!("{name}.conf"));
+    step(&format!("configs/{name}.conf: starting"));
+    let checks = configured_checks(&conf);
+    let d = Daemon::start(&lb, &conf, &daemon::pin_dir(&format!("ic-{name}")), &["--backend", "ipvs", "-C"])
+        .unwrap_or_else(|e| panic!("configs/{name}.conf: {e:#}"));
+    (name.to_string(), lb, reals, servers, d, checks)
 }
 
 /// How many checkers `conf` runs (from `lb-daemon -t --json`).
@@ -244,6 +260,7 @@ fn backends(topo: &LbTopology, bind: impl Fn(usize) -> String) -> Vec<Backend> {
 /// NAT through IPVS, checkers taking real servers out (or to weight 0), reloads that change
 /// only what changed, and the sync daemon following VRRP.
 fn nat_checks_reload_and_sync() {
+    step("nat_checks_reload_and_sync");
     let topo = LbTopology::new(2).unwrap();
     let mut servers = backends(&topo, |i| format!("{}:8080", backend4(i)));
     let cfg = TempConfig::new("nat", NAT_CONF);
@@ -358,6 +375,7 @@ virtual_server 2001:db8:f::10 80 {
 /// DR: real servers hold the VIP and answer the client directly; persistence keeps a client
 /// on one real server; an IPVS-only scheduler (sed) runs.
 fn direct_routing() {
+    step("direct_routing");
     let topo = LbTopology::new(2).unwrap();
     topo.direct_return().unwrap();
     topo.lb.sh(&format!("ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo")).unwrap();
@@ -391,6 +409,7 @@ virtual_server 203.0.113.10 80 {
 
 /// TUN: IPVS encapsulates in IPIP; the real servers' kernels decapsulate (tunl0).
 fn tunnel() {
+    step("tunnel");
     let topo = LbTopology::new(2).unwrap();
     topo.direct_return().unwrap();
     topo.lb.sh(&format!("ip addr add {VIP4}/32 dev lo")).unwrap();
@@ -410,9 +429,10 @@ fn tunnel() {
 /// `--backend auto`: BPF where it loads, IPVS when it cannot (simulated) or when the config
 /// needs what only IPVS has (a firewall mark).
 fn auto_probe() {
+    step("auto_probe");
     let topo = LbTopology::new(1).unwrap();
     let cfg = TempConfig::new("auto", TUN_CONF);
-    let kind = |d: &Daemon| d.status().unwrap()["backend"]["kind"].as_str().unwrap().to_string();
+    let kind = |d: &Daemon| d.state().unwrap()["backend"]["kind"].as_str().unwrap().to_string();
 
     let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("iauto1"), &["--simulate-no-bpf"]).unwrap();
     assert_eq!(kind(&d), "ipvs");

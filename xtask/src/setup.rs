@@ -21,6 +21,8 @@ const APT: &[(&str, &str)] = &[
     ("procps", "sysctl"),
     ("ethtool", "GRO on veth peers (XDP redirect targets)"),
     ("nftables", "DNAT baseline for benchmarks"),
+    ("libfontconfig1-dev", "bench-chart (plotters) finds fonts through fontconfig"),
+    ("fonts-dejavu-core", "a font for the benchmark chart"),
     ("kmod", "modprobe in the VM"),
     ("keepalived", "the VRRP peer for interoperability tests"),
     ("ipvsadm", "reads IPVS state in the VM"),

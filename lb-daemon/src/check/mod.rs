@@ -276,6 +276,17 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
                 info!(check = %id, "ha_suspend: {} ({vip} {})", if now { "checks paused" } else { "checks resumed" },
                     if now { "is not on this node" } else { "is on this node" });
                 suspended = now;
+                if now {
+                    // Status shows why this check has no fresh verdict; health is unchanged.
+                    let state = CheckState {
+                        up: tracker.up,
+                        weight,
+                        reason: format!("ha_suspend: paused while {vip} is not on this node"),
+                    };
+                    if tx.send(Report { id: id.clone(), state }).await.is_err() {
+                        return;
+                    }
+                }
             }
             if suspended {
                 tokio::time::sleep(spec.delay_loop).await;
