@@ -146,7 +146,19 @@ impl Daemon {
     pub fn state(&self) -> Result<serde_json::Value> {
         let pins = self.pin_dir.as_deref().context("no pin dir")?;
         let p = run_dir_for(pins).join("state.json");
-        Ok(serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?)?)
+        // The first state file follows "ready" within one publish period (250 ms).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            // Missing before the first write; read mid-write it may not parse: try again.
+            let got = std::fs::read(&p)
+                .with_context(|| p.display().to_string())
+                .and_then(|b| serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())));
+            match got {
+                Ok(v) => return Ok(v),
+                Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn log(&self) -> Vec<String> {

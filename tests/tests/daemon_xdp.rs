@@ -61,6 +61,18 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     assert_eq!(Some(pid), d.pid(), "the pid file names the daemon");
     assert!(xdp_on(&topo, "l0") && xdp_on(&topo, "l1"), "XDP not on both lb links");
     assert!(d.log().iter().any(|l| l.contains("service programmed service=203.0.113.10:53/udp")), "{:#?}", d.log());
+    // Pinned maps and links are root's alone: nobody else may read flows or rewrite services.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut checked = 0;
+    for e in std::fs::read_dir(&pins).unwrap().chain(std::fs::read_dir(pins.join("links")).unwrap()) {
+        let p = e.unwrap().path();
+        let m = std::fs::metadata(&p).unwrap();
+        if !m.is_dir() {
+            assert_eq!((m.uid(), m.permissions().mode() & 0o077), (0, 0), "{} is open to others", p.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= lb_common::consts::PINNED_MAPS.len() + 2, "only {checked} pins found");
 
     topo.client
         .run(|| {

@@ -30,7 +30,7 @@ enum Cmd {
     },
     /// Setup, build, run the load balancer in namespaces and show it working.
     Demo,
-    /// Measure (VRRP failover today) and write target/bench/results.{md,json}; never fails on timing.
+    /// Measure the data plane, control plane and failover; write target/bench/results.{md,json,png}. Never fails on timing.
     Bench {
         /// One run per scenario instead of five.
         #[arg(long)]
@@ -38,7 +38,7 @@ enum Cmd {
     },
     /// Run a cargo-fuzz target for a bounded time (nightly toolchain; installs cargo-fuzz).
     Fuzz {
-        /// Target name (fuzz/fuzz_targets/): config.
+        /// Target name (fuzz/fuzz_targets/): config, vrrp_advert, ipvs_msg.
         #[arg(default_value = "config")]
         target: String,
         /// How long to fuzz.
