@@ -58,6 +58,25 @@ fn flat(ns: &Netns) -> String {
     listing(ns).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
 }
 
+/// The daemon's JSON dump (SIGRTMIN+2): its view of IPVS, counters included.
+fn json_dump(d: &Daemon, pins: &Path, nth: usize) -> serde_json::Value {
+    // SAFETY: plain kill(2) to our child.
+    assert_eq!(unsafe { libc::kill(d.pid().unwrap() as i32, libc::SIGRTMIN() + 2) }, 0);
+    assert!(
+        wait_until(Duration::from_secs(20), || d.log().iter().filter(|l| l.contains("Json dump written")).count()
+            > nth),
+        "no dump"
+    );
+    let p = daemon::run_dir_for(pins).join("lb-daemon.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// A column of `ipvsadm -Ln --stats` / `--persistent-conn` for the line naming `what`.
+fn column(text: &str, what: &str, index: usize) -> u64 {
+    let line = text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what} in\n{text}"));
+    line.split_whitespace().nth(index).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("column {index}: {line}"))
+}
+
 fn changes(d: &Daemon) -> u64 {
     d.state().unwrap()["backend"]["changes"].as_u64().unwrap()
 }
@@ -281,6 +300,22 @@ fn nat_checks_reload_and_sync() {
     assert!(l.contains("-> 198.51.100.12:8080 Masq 1"), "{l}");
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
     assert_eq!(spread(&names).len(), 2, "rr through IPVS NAT: {names:?}");
+    // Stats read back: the daemon's dump and `ipvsadm -Ln --stats` agree (6 connections).
+    // The 6.1 kernel folds its per-CPU counters into what it reports every 2 s.
+    assert!(
+        wait_until(Duration::from_secs(20), || column(&ipvsadm(&topo.lb, "-Ln --stats"), "TCP  203.0.113.10:80", 2)
+            == 6),
+        "{}",
+        ipvsadm(&topo.lb, "-Ln --stats")
+    );
+    let stats = ipvsadm(&topo.lb, "-Ln --stats");
+    let dump = json_dump(&d, &pins, 0);
+    let svc = &dump["dataplane"]["services"][0];
+    assert_eq!(column(&stats, "TCP  203.0.113.10:80", 2), 6, "{stats}");
+    assert_eq!(svc["stats"]["conns"].as_u64(), Some(6), "{svc}");
+    let real = |addr: &str| svc["reals"].as_array().unwrap().iter().find(|r| r["real"] == addr).unwrap().clone();
+    assert_eq!(real("198.51.100.11:8080")["stats"]["conns"].as_u64(), Some(column(&stats, "-> 198.51.100.11:8080", 2)));
+    assert_eq!(real("198.51.100.12:8080")["stats"]["conns"].as_u64(), Some(column(&stats, "-> 198.51.100.12:8080", 2)));
 
     // The sync daemon is master while VI_1 is.
     assert!(
@@ -388,7 +423,8 @@ fn direct_routing() {
     let _s4 = backends(&topo, |_| format!("{VIP4}:80"));
     let _s6 = backends(&topo, |_| format!("[{VIP6}]:80"));
     let cfg = TempConfig::new("dr", DR_CONF);
-    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("idr"), &["--backend", "ipvs"]).unwrap();
+    let pins = daemon::pin_dir("idr");
+    let d = Daemon::start(&topo.lb, &cfg.0, &pins, &["--backend", "ipvs"]).unwrap();
     let l = flat(&topo.lb);
     assert!(l.contains("TCP 203.0.113.10:80 wrr persistent 60"), "{l}");
     assert!(l.contains("-> 198.51.100.11:80 Route 1"), "{l}");
@@ -396,6 +432,20 @@ fn direct_routing() {
     let v4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, v4, None)).collect();
     assert_eq!(spread(&names).len(), 1, "persistence keeps one client on one real server: {names:?}");
+    // The persistence template: `ipvsadm --persistent-conn` and the daemon's dump agree.
+    let real = if names[0] == "be0" { "198.51.100.11:80" } else { "198.51.100.12:80" };
+    let pc = ipvsadm(&topo.lb, "-Ln --persistent-conn");
+    let dump = json_dump(&d, &pins, 0);
+    let reals = dump["dataplane"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "TCP 203.0.113.10:80")
+        .unwrap()["reals"]
+        .clone();
+    let ours = reals.as_array().unwrap().iter().find(|r| r["real"] == real).unwrap()["persistent_conns"].as_u64();
+    assert_eq!(ours, Some(column(&pc, &format!("-> {real}"), 3)), "{pc}");
+    assert_eq!(ours, Some(1), "{pc}");
     let v6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
     // sed counts active connections only, and these close at once: no spread to expect.
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, v6, None)).collect();
