@@ -2,8 +2,8 @@
 //! a whole netlink message, then each typed reading of its attributes. Must never panic.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use lb_daemon::ipvs::msg::{self, Dest, IpvsMsg, Service, SyncDaemon};
+use libfuzzer_sys::fuzz_target;
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_generic::GenlMessage;
 

@@ -4,8 +4,8 @@
 
 use std::net::IpAddr;
 
-use libfuzzer_sys::fuzz_target;
 use lb_daemon::vrrp::packet::{Advert, Expect};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, msg)) = data.split_first() else { return };
