@@ -167,6 +167,15 @@ fn start_backend(opts: &Options, cfg: &config::Config) -> Result<Box<dyn Backend
             } else {
                 match start_bpf(opts) {
                     Ok(dp) => return Ok(Box::new(dp)),
+                    // An earlier run's pinned data plane is still there (and may be
+                    // forwarding): IPVS beside it would see none of the traffic.
+                    Err(e) if opts.pin_dir.join(lb_common::consts::MAP_META).exists() => {
+                        return Err(e.context(format!(
+                            "the BPF data plane pinned at {} could not be taken over; not falling back to IPVS \
+                             while it stays (remove the pins to let auto choose IPVS)",
+                            opts.pin_dir.display()
+                        )));
+                    }
                     Err(e) => format!("the BPF data plane cannot run here: {e:#}"),
                 }
             };
@@ -199,12 +208,15 @@ fn start_bpf(opts: &Options) -> Result<BpfDataplane> {
     })();
     match attached {
         Ok(()) => Ok(dp),
-        Err(e) => {
+        // Pins this run created go; adopted ones stay, so what an earlier run left
+        // forwarding keeps forwarding (the error says what failed).
+        Err(e) if dp.created_pins() => {
             if let Err(c) = dp.shutdown(true) {
                 warn!("cleaning up the BPF data plane: {c:#}");
             }
             Err(e)
         }
+        Err(e) => Err(e),
     }
 }
 

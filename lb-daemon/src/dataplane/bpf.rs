@@ -87,6 +87,9 @@ pub struct BpfDataplane {
     /// `GENERATION_GRACE`.
     retiring: Vec<u32>,
     retired_slices: Vec<(u32, u32)>,
+    /// Whether this run created the pins (false: adopted from an earlier run, which may
+    /// still be forwarding through them).
+    created_pins: bool,
 }
 
 /// Mounts bpffs on /sys/fs/bpf when nothing is mounted there yet (fresh machines and
@@ -112,10 +115,12 @@ impl BpfDataplane {
         ensure_bpffs(pin_dir)?;
         check_layout(pin_dir)?;
         let fresh = !pin_dir.join(MAP_META).exists();
-        let loaded = Self::load_pinned(object, pin_dir, sizes);
-        if loaded.is_err() && fresh {
+        let mut loaded = Self::load_pinned(object, pin_dir, sizes);
+        match &mut loaded {
+            Ok(dp) => dp.created_pins = fresh,
             // Do not leave half a data plane pinned behind a failed start.
-            let _ = remove_pins_in(pin_dir);
+            Err(_) if fresh => drop(remove_pins_in(pin_dir)),
+            Err(_) => {}
         }
         loaded
     }
@@ -149,6 +154,7 @@ impl BpfDataplane {
             free_reals: Default::default(),
             retiring: Vec::new(),
             retired_slices: Vec::new(),
+            created_pins: true,
         };
         dp.adopt()?;
         Ok(dp)
@@ -508,6 +514,11 @@ impl BpfDataplane {
             return Ok(self.next_real - 1);
         }
         self.free_reals.pop_front().ok_or_else(|| anyhow!("more than {MAX_REALS} real servers"))
+    }
+
+    /// Whether this run created the pinned maps (rather than adopting an earlier run's).
+    pub fn created_pins(&self) -> bool {
+        self.created_pins
     }
 
     pub fn pin_dir(&self) -> &Path {
