@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
     maps::{HashMap, PerCpuArray},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+    programs::{ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use lb_common::{
     FlowKey, FlowValue, GlobalStats, ServiceKey, ServiceStats, ServiceValue,
@@ -101,28 +101,14 @@ impl Fixture {
     /// (`repeat = 1`: a rewriting program never sees its own output), in the fixture's
     /// namespace: the kernel-measured nanoseconds of each run.
     pub fn time_runs(&mut self, prog: &str, frames: &[Vec<u8>]) -> Result<Vec<u64>> {
+        let ifindex = self.ifindex();
         let netns = self.netns.clone();
-        let ebpf = self.dp.ebpf_mut();
-        let p: &mut Xdp = ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
-        if p.fd().is_err() {
-            p.load().with_context(|| format!("loading {prog}"))?;
-        }
-        let p: &Xdp = p;
-        let ifindex = netns.as_ref().map_or(0, |(_, i)| *i);
+        let p = self.loaded(prog)?;
         let run = || -> Result<Vec<u64>> {
             let mut out = vec![0u8; 2048];
             let mut times = Vec::with_capacity(frames.len());
             for frame in frames {
-                let ctx: Vec<u8> =
-                    [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
-                let mut opts = TestRunOptions::new();
-                opts.data_in = Some(frame);
-                opts.data_out = Some(&mut out);
-                if ifindex != 0 {
-                    opts.ctx_in = Some(&ctx);
-                }
-                let res = p.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
-                times.push(res.duration.as_nanos() as u64);
+                times.push(test_run(p, frame, &mut out, ifindex, 1)?.duration.as_nanos() as u64);
             }
             Ok(times)
         };
@@ -136,32 +122,33 @@ impl Fixture {
     /// that each run sees as the previous one left it: only meaningful where the program's
     /// output takes the same path again (DR rewrites MACs only; baselines change nothing).
     pub fn time_repeat(&mut self, prog: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+        let ifindex = self.ifindex();
         let netns = self.netns.clone();
-        let ebpf = self.dp.ebpf_mut();
-        let p: &mut Xdp = ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
-        if p.fd().is_err() {
-            p.load().with_context(|| format!("loading {prog}"))?;
-        }
-        let p: &Xdp = p;
-        let ifindex = netns.as_ref().map_or(0, |(_, i)| *i);
+        let p = self.loaded(prog)?;
         let run = || -> Result<f64> {
             let mut out = vec![0u8; 2048];
-            let ctx: Vec<u8> =
-                [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(frame);
-            opts.data_out = Some(&mut out);
-            opts.repeat = repeat;
-            if ifindex != 0 {
-                opts.ctx_in = Some(&ctx);
-            }
-            let res = p.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
-            Ok(res.duration.as_nanos() as f64)
+            Ok(test_run(p, frame, &mut out, ifindex, repeat)?.duration.as_nanos() as f64)
         };
         match &netns {
             None => run(),
             Some((path, _)) => in_ns(path, run)?,
         }
+    }
+
+    /// The interface packets arrive on (0 outside a namespace).
+    fn ifindex(&self) -> u32 {
+        self.netns.as_ref().map_or(0, |(_, i)| *i)
+    }
+
+    /// Program `prog` of the object, loaded into the kernel on first use (the baselines are
+    /// not loaded by the data plane).
+    fn loaded(&mut self, prog: &str) -> Result<&Xdp> {
+        let p: &mut Xdp =
+            self.dp.ebpf_mut().program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
+        if p.fd().is_err() {
+            p.load().with_context(|| format!("loading {prog}"))?;
+        }
+        Ok(p)
     }
 
     /// Fills the connection table with `n` unrelated flows (distinct client addresses), as a
@@ -227,16 +214,7 @@ impl Fixture {
         let prog: &Xdp = self.ebpf().program(PROG_XDP).ok_or_else(|| anyhow!("no {PROG_XDP}"))?.try_into()?;
         let run = |ifindex: u32| -> Result<(u32, Vec<u8>)> {
             let mut out = vec![0u8; frame.len() + 512];
-            // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-            let ctx: Vec<u8> =
-                [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
-            let mut opts = TestRunOptions::new();
-            opts.data_in = Some(frame);
-            opts.data_out = Some(&mut out);
-            if ifindex != 0 {
-                opts.ctx_in = Some(&ctx);
-            }
-            let res = prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))?;
+            let res = test_run(prog, frame, &mut out, ifindex, 1)?;
             out.truncate(res.data_size_out as usize);
             Ok((res.return_value, out))
         };
@@ -377,6 +355,21 @@ impl Drop for Fixture {
 
 /// Runs `f` on a thread inside the namespace at `path` (FIB lookups and `ingress_ifindex`
 /// resolve in the calling thread's namespace).
+/// One `BPF_PROG_TEST_RUN` of `prog` on `frame` (`repeat` times), arriving on `ifindex`
+/// when it is not 0; the output frame goes to `out`.
+fn test_run(prog: &Xdp, frame: &[u8], out: &mut [u8], ifindex: u32, repeat: u32) -> Result<TestRunResult> {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, ifindex, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.data_out = Some(out);
+    opts.repeat = repeat;
+    if ifindex != 0 {
+        opts.ctx_in = Some(&ctx);
+    }
+    prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))
+}
+
 fn in_ns<R: Send>(path: &Path, f: impl FnOnce() -> R + Send) -> Result<R> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     std::thread::scope(|s| {
