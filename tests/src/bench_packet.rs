@@ -16,7 +16,6 @@ use serde_json::json;
 use crate::{
     bench::stats,
     fixture::{Fixture, XDP_TX},
-    netns::{Netns, addr, veth},
     packets::{L2, L4, v4, v6},
 };
 
@@ -35,32 +34,6 @@ const SCHEDULERS: [Scheduler; 8] = [
     Scheduler::Dh,
     Scheduler::Mh,
 ];
-
-/// The program's namespace: one interface reaching clients and real servers through
-/// permanent neighbours, so every forward is an XDP_TX after a real FIB lookup.
-fn setup(conntrack: u32) -> Result<(Netns, Netns, Fixture)> {
-    let ns = Netns::new("bpk")?;
-    let peer = Netns::new("bpkp")?;
-    veth(&ns, "fx0", &peer, "fxp0")?;
-    for cidr in ["192.0.2.1/24", "198.51.100.1/24", "2001:db8:c::1/64", "2001:db8:b::1/64"] {
-        addr(&ns, "fx0", cidr)?;
-    }
-    for (ip, mac) in [
-        ("192.0.2.2", "02:00:00:00:00:01"),
-        ("198.51.100.11", "02:00:00:00:00:11"),
-        ("198.51.100.12", "02:00:00:00:00:12"),
-        ("2001:db8:c::2", "02:00:00:00:00:01"),
-        ("2001:db8:b::11", "02:00:00:00:00:11"),
-        ("2001:db8:b::12", "02:00:00:00:00:12"),
-    ] {
-        ns.ip(&["neigh", "replace", ip, "lladdr", mac, "dev", "fx0", "nud", "permanent"])?;
-    }
-    ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")?;
-    let mut f = Fixture::load_sized(conntrack).context("loading lb_xdp")?;
-    let ifindex = ns.ifindex("fx0")?;
-    f.in_netns(&ns, ifindex);
-    Ok((ns, peer, f))
-}
 
 fn service(sched: Scheduler, fwd: ForwardMethod, v6: bool) -> DesiredService {
     let (vip, reals): (IpAddr, [&str; 2]) = if v6 {
@@ -146,7 +119,8 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let runs = if quick { 300 } else { 2000 };
     let fills: &[u32] = if quick { &[1_000] } else { &[1_000, 100_000, 1_000_000] };
     let scheds: &[Scheduler] = if quick { &[Scheduler::Rr, Scheduler::Mh] } else { &SCHEDULERS };
-    let (_ns, _peer, mut fx) = setup(fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024)?;
+    let (_ns, _peer, mut fx) =
+        crate::fixture::in_fib_namespace(fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024)?;
     let syn4 = frame(false, 2, L4::TcpSyn { sport: 40000, dport: 80 });
     let (pass, _, _) = median_ns(&mut fx, PROG_BENCH_PASS, &vec![syn4.clone(); runs])?;
     let (drop, _, _) = median_ns(&mut fx, PROG_BENCH_DROP, &vec![syn4.clone(); runs])?;

@@ -355,6 +355,35 @@ impl Drop for Fixture {
 
 /// Runs `f` on a thread inside the namespace at `path` (FIB lookups and `ingress_ifindex`
 /// resolve in the calling thread's namespace).
+/// A namespace whose interface `fx0` (MAC `02:00:00:00:00:02`, the packets' `LB_MAC`) reaches
+/// the client and real servers .11/.12 through permanent neighbour entries, so the program's
+/// FIB lookups succeed; and a fixture with `conntrack` entries running on that interface.
+/// Returns the namespace, its veth peer's namespace and the fixture.
+pub fn in_fib_namespace(conntrack: u32) -> Result<(Netns, Netns, Fixture)> {
+    let ns = Netns::new("fx")?;
+    let peer = Netns::new("fxp")?;
+    crate::netns::veth(&ns, "fx0", &peer, "fxp0")?;
+    ns.ip(&["link", "set", "fx0", "address", "02:00:00:00:00:02"])?;
+    for cidr in ["192.0.2.1/24", "198.51.100.1/24", "2001:db8:c::1/64", "2001:db8:b::1/64"] {
+        crate::netns::addr(&ns, "fx0", cidr)?;
+    }
+    for (ip, mac) in [
+        ("192.0.2.2", "02:00:00:00:00:01"),
+        ("198.51.100.11", "02:00:00:00:00:11"),
+        ("198.51.100.12", "02:00:00:00:00:12"),
+        ("2001:db8:c::2", "02:00:00:00:00:01"),
+        ("2001:db8:b::11", "02:00:00:00:00:11"),
+        ("2001:db8:b::12", "02:00:00:00:00:12"),
+    ] {
+        ns.ip(&["neigh", "replace", ip, "lladdr", mac, "dev", "fx0", "nud", "permanent"])?;
+    }
+    ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")?;
+    let mut f = Fixture::load_sized(conntrack).context("loading lb-ebpf (run `cargo xtask build-ebpf`)")?;
+    let ifindex = ns.ifindex("fx0")?;
+    f.in_netns(&ns, ifindex);
+    Ok((ns, peer, f))
+}
+
 /// One `BPF_PROG_TEST_RUN` of `prog` on `frame` (`repeat` times), arriving on `ifindex`
 /// when it is not 0; the output frame goes to `out`.
 fn test_run(prog: &Xdp, frame: &[u8], out: &mut [u8], ifindex: u32, repeat: u32) -> Result<TestRunResult> {

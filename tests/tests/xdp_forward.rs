@@ -12,7 +12,7 @@ use lb_daemon::{
 };
 use lb_tests::{
     fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX},
-    netns::{Netns, addr, veth},
+    netns::Netns,
     packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, v4, v6, with_macs},
     require_root,
 };
@@ -40,31 +40,9 @@ const SCHEDULERS: [Scheduler; 8] = [
 ];
 const METHODS: [ForwardMethod; 3] = [ForwardMethod::Nat, ForwardMethod::Dr, ForwardMethod::Tun];
 
-/// A namespace whose interface `fx0` (MAC `LB_MAC`) reaches the client and the real server
-/// through permanent neighbour entries, and a fixture running on that interface.
 fn setup() -> (Netns, Netns, Fixture) {
     require_root();
-    let ns = Netns::new("fx").unwrap();
-    let peer = Netns::new("fxp").unwrap();
-    veth(&ns, "fx0", &peer, "fxp0").unwrap();
-    ns.ip(&["link", "set", "fx0", "address", "02:00:00:00:00:02"]).unwrap();
-    for cidr in ["192.0.2.1/24", "198.51.100.1/24", "2001:db8:c::1/64", "2001:db8:b::1/64"] {
-        addr(&ns, "fx0", cidr).unwrap();
-    }
-    for (ip, mac) in [
-        ("192.0.2.2", "02:00:00:00:00:01"),
-        ("198.51.100.11", "02:00:00:00:00:11"),
-        ("198.51.100.12", "02:00:00:00:00:12"),
-        ("2001:db8:c::2", "02:00:00:00:00:01"),
-        ("2001:db8:b::11", "02:00:00:00:00:11"),
-    ] {
-        ns.ip(&["neigh", "replace", ip, "lladdr", mac, "dev", "fx0", "nud", "permanent"]).unwrap();
-    }
-    ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1").unwrap();
-    let mut f = Fixture::load().expect("load lb-ebpf (run `cargo xtask build-ebpf`)");
-    let ifindex = ns.ifindex("fx0").unwrap();
-    f.in_netns(&ns, ifindex);
-    (ns, peer, f)
+    lb_tests::fixture::in_fib_namespace(4096).unwrap()
 }
 
 fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<DesiredReal>) -> DesiredService {
