@@ -2,6 +2,4 @@
 //! a whole netlink message, then each typed reading of its attributes. Must never panic.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| lb_daemon::ipvs::msg::decode_any(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lb_daemon::fuzzing::ipvs_msg(data));

@@ -286,6 +286,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // The state file follows changes within this period.
     let mut publish = tokio::time::interval(std::time::Duration::from_millis(250));
     let mut last_state = Vec::new();
+    let mut state_failing = false;
     let (status_tx, status_rx) = tokio::sync::watch::channel(node.status(&opts, &vrrp));
     // Next hops the XDP program could not resolve are handed to the kernel quickly: the
     // first packets of a new client after a failover depend on it.
@@ -321,9 +322,19 @@ pub async fn run(opts: Options) -> Result<()> {
                     && bytes != last_state
                 {
                     // A full or read-only run directory costs the status file, nothing else.
+                    // Said once when it starts failing and once when it works again.
                     match run_dir.write(state::STATE_FILE, &bytes) {
-                        Ok(()) => last_state = bytes,
-                        Err(e) => warn!("writing the state file: {e:#}"),
+                        Ok(()) => {
+                            if std::mem::take(&mut state_failing) {
+                                info!("state file written again");
+                            }
+                            last_state = bytes;
+                        }
+                        Err(e) if !state_failing => {
+                            state_failing = true;
+                            warn!("writing the state file: {e:#}; retrying quietly");
+                        }
+                        Err(_) => {}
                     }
                 }
             }

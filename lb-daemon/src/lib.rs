@@ -8,6 +8,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod fuzzing;
 pub mod ipvs;
 pub mod logging;
 pub mod metrics;

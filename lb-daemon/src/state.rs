@@ -71,9 +71,19 @@ impl RunDir {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        drop(f);
-        std::fs::rename(&tmp, self.path.join(name)).with_context(|| format!("renaming {} into place", tmp.display()))
+        let done = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_data())
+            .with_context(|| format!("writing {}", tmp.display()))
+            .and_then(|()| {
+                std::fs::rename(&tmp, self.path.join(name))
+                    .with_context(|| format!("renaming {} into place", tmp.display()))
+            });
+        if done.is_err() {
+            // A full disk must not keep a half-written file around; the old one stays.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
     }
 }
 

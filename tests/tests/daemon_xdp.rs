@@ -13,6 +13,7 @@ use lb_tests::{
     daemon::{self, Daemon},
     netns::{LbTopology, VIP4},
     require_root,
+    servers::wait_until as eventually,
 };
 
 const CONFIG: &str = "
@@ -324,4 +325,114 @@ fn metrics_endpoint_serves_named_series() {
     );
     assert!(scrape("/other").starts_with("HTTP/1.1 404"));
     drop(d);
+}
+
+/// A small tmpfs mounted over a run directory for one test; unmounted (lazily, so a test that
+/// failed with a file still open cannot leave it behind) and removed on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        std::fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "lbt-tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn remount(&self, opts: &str) {
+        let ok = Command::new("mount").args(["-o", &format!("remount,{opts}")]).arg(&self.0).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A full run directory (a 64 KiB tmpfs filled to its last block), then a read-only one,
+/// cost the dump and state files and nothing else: each dump fails with one logged error
+/// naming the cause, no half-written file stays, the daemon keeps forwarding, and once
+/// space is back the next dump is written.
+#[test]
+fn a_full_or_read_only_run_directory_costs_only_the_dump() {
+    use std::io::Write;
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let config = write_config("full", CONFIG);
+    let pins = daemon::pin_dir("full");
+    let run = daemon::run_dir_for(&pins);
+    let fs = Tmpfs::mount(&run, "64k");
+    let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    d.state().expect("the first state file");
+    let filler = run.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let full = loop {
+        if let Err(e) = f.write_all(&[0u8; 4096]).and_then(|()| f.sync_data()) {
+            break e;
+        }
+    };
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "{full}");
+    let send = |n: usize| {
+        topo.client
+            .run(move || {
+                let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+                for _ in 0..n {
+                    s.send_to(b"still forwarding?", (VIP4, 53)).unwrap();
+                }
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+        snap.services.iter().find(|s| s.service == "203.0.113.10:53/udp").map_or(0, |s| s.packets)
+    };
+    assert_eq!(send(4), 4);
+
+    d.signal(nix::sys::signal::Signal::SIGUSR1).unwrap();
+    assert!(d.wait_log("Data dump failed", Duration::from_secs(3)), "{:#?}", d.log());
+    d.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+    assert!(d.wait_log("Stats dump failed", Duration::from_secs(3)), "{:#?}", d.log());
+    let failed: Vec<String> = d.log().into_iter().filter(|l| l.contains("dump failed")).collect();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert!(failed.iter().all(|l| l.contains("No space left on device")), "{failed:#?}");
+    let names = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    assert!(!names(&run).iter().any(|n| n.starts_with('.')), "a half-written file stayed: {:?}", names(&run));
+    assert_eq!(send(3), 7, "forwarding stopped with the run directory full");
+    if let Err(e) = d.status() {
+        panic!("status must still answer (from the last state file): {e:#}");
+    }
+
+    // Space is back: the next dump is written.
+    drop(f);
+    std::fs::remove_file(&filler).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGUSR1).unwrap();
+    assert!(d.wait_log("Data dump written", Duration::from_secs(3)), "{:#?}", d.log());
+
+    // Read-only: the same, with the cause named.
+    fs.remount("ro");
+    d.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || d
+            .log()
+            .iter()
+            .any(|l| l.contains("Stats dump failed") && l.contains("Read-only file system"))),
+        "{:#?}",
+        d.log()
+    );
+    assert_eq!(send(2), 9);
+    fs.remount("rw");
+    assert!(d.stop().unwrap().success(), "{:#?}", d.log());
+    drop(fs);
 }

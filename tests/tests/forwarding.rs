@@ -422,6 +422,89 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
     drop(d);
 }
 
+/// NAT_CONF plus `extra` more services (ports 10000..): each with the three live real servers
+/// and 30 drained ones, so a reload to or from it has thousands of map writes to make.
+fn big_conf(extra: u16) -> String {
+    let mut c = NAT_CONF.to_string();
+    for i in 0..extra {
+        c.push_str(&format!("virtual_server 203.0.113.10 {} {{\n    lb_algo wrr\n    protocol TCP\n", 10_000 + i));
+        for b in 11..=13 {
+            c.push_str(&format!("    real_server 198.51.100.{b} 8080\n"));
+        }
+        for p in 0..30 {
+            c.push_str(&format!("    real_server 198.51.100.11 {} {{\n        weight 0\n    }}\n", 20_000 + p));
+        }
+        c.push_str("}\n");
+    }
+    c
+}
+
+/// kill -9 in the middle of a SIGHUP reload, at points from "before it started" to "most of
+/// a 10k-real-server apply done" (measured by the "service programmed" lines it got to):
+/// held connections keep their real servers while no daemon runs, and the restarted daemon
+/// programs exactly what the config file says, whatever the killed reload half wrote.
+#[test]
+fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
+    require_root();
+    let topo = LbTopology::new(3).unwrap();
+    let _servers = backends(&topo, 8080);
+    let (small, big) = (NAT_CONF.to_string(), big_conf(300));
+    let (cfg, pins, mut d) = lb(&topo, "killreload", &small);
+    let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| hold(&topo.client, vip4(80))).collect();
+    let base = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().services.len();
+    let programmed = |d: &Daemon| d.log().iter().filter(|l| l.contains("service programmed")).count();
+    let reload = |d: &Daemon, text: &str| {
+        let (lines, applied) = (programmed(d), d.log().iter().filter(|l| l.contains("reload applied")).count());
+        std::fs::write(&cfg, text).unwrap();
+        let t0 = std::time::Instant::now();
+        d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+        assert!(lb_tests::servers::wait_until(Duration::from_secs(20), || d
+            .log()
+            .iter()
+            .filter(|l| l.contains("reload applied"))
+            .count()
+            > applied));
+        (t0.elapsed(), programmed(d) - lines)
+    };
+    // How long a small -> big reload takes, and how many services it programs.
+    let (full, total) = reload(&d, &big);
+    println!("a full reload to 300 more services: {full:?}, {total} services programmed");
+    for (round, fraction) in [0.0, 0.25, 0.5, 0.75, 0.9].into_iter().enumerate() {
+        reload(&d, &small);
+        let applied_before = d.log().iter().filter(|l| l.contains("reload applied")).count();
+        let before = programmed(&d);
+        std::fs::write(&cfg, &big).unwrap();
+        d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+        std::thread::sleep(full.mul_f64(fraction));
+        d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let done = programmed(&d) - before;
+        let applied = d.log().iter().filter(|l| l.contains("reload applied")).count() > applied_before;
+        // The harness removes a dropped daemon's pins; these must outlive the process.
+        d.pin_dir = None;
+        drop(d);
+        println!(
+            "kill -9 at {:.0}% of the reload time: {done} of {total} services programmed{}",
+            fraction * 100.0,
+            if applied { ", reload finished" } else { "" }
+        );
+        for (name, conn) in held.iter_mut() {
+            assert_eq!(&again(conn), name, "round {round}: a held connection moved while no daemon ran");
+        }
+        d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
+        assert!(d.log().iter().any(|l| l.contains("adopted services from pinned maps")), "{:#?}", d.log());
+        let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+        assert_eq!(snap.services.len(), base + 300, "round {round}: the restart did not program the config file");
+        for (name, conn) in held.iter_mut() {
+            assert_eq!(&again(conn), name, "round {round}: a held connection moved after the restart");
+        }
+        let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
+        assert_eq!(spread(&names).len(), 3, "round {round}: {names:?}");
+        assert!(!tcp_ask(&topo.client, vip4(10_299), None).is_empty());
+    }
+    drop(held);
+}
+
 /// TUN under Debian's 6.1 kernel (virtme-ng), whose real servers decapsulate with the
 /// kernel's own ipip / ip6_tunnel modules. The host runs this same test binary inside the VM
 /// (`LB_IN_VM=1`); there it builds the topology and checks the traffic.

@@ -719,3 +719,160 @@ fn subsystem_flags_run_only_their_part() {
     assert!(!seg.holds(0, VIP), "-C must not run VRRP");
     d.stop().unwrap();
 }
+
+/// Daemon CPU time so far (user + system), in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|x| x.parse().unwrap()).collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f[0] + f[1]) as f64 / hz
+}
+
+/// 10k adverts/s for 3 s from random spoofed on-link sources, all with the wrong password
+/// and priority 255: no state changes on either node (the master's real adverts still get
+/// through, the backup never takes over), every rejected advert is counted, the log gets at
+/// most one line per check per 10 s, and the daemons' CPU is printed.
+#[test]
+fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
+    use lb_daemon::vrrp::packet::Advert;
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
+    let dir = Dir::new("vrrp-flood");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let d0 = start(&seg, 0, &dir, &instance("VI_1", 150, "", &n0));
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 100, "", &n1));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    std::thread::sleep(Duration::from_secs(2));
+    let advert = Advert {
+        version: 2,
+        vrid: 51,
+        priority: 255,
+        interval_cs: 100,
+        addrs: vec![VIP.parse().unwrap()],
+        password: Some(b"guess".to_vec()),
+    }
+    .encode("192.0.2.2".parse().unwrap(), "224.0.0.18".parse().unwrap());
+    let received_before = d1.status().unwrap()["vrrp"][0]["adverts_received"].as_u64().unwrap();
+    let logged_before: Vec<usize> =
+        [&d0, &d1].iter().map(|d| d.log().iter().filter(|l| l.contains("advert dropped")).count()).collect();
+    let cpu_before: Vec<f64> = [&d0, &d1].iter().map(|d| cpu_seconds(d.pid().unwrap())).collect();
+
+    const RATE: u64 = 10_000;
+    const SECONDS: u64 = 3;
+    let started = Instant::now();
+    let sent = seg
+        .client
+        .run(move || {
+            // IPPROTO_RAW: we write the IPv4 header, so each advert names its own source.
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(255)))
+                .unwrap();
+            let to: std::net::SocketAddr = "224.0.0.18:0".parse().unwrap();
+            let to = to.into();
+            let mut frame = vec![0x45, 0xc0, 0, 0, 0, 0, 0, 0, 255, 112, 0, 0, 192, 0, 2, 0, 224, 0, 0, 18];
+            let len = (frame.len() + advert.len()) as u16;
+            frame[2..4].copy_from_slice(&len.to_be_bytes());
+            frame.extend_from_slice(&advert);
+            let mut seed: u32 = 0x2545_f491;
+            let mut sent = 0u64;
+            let t0 = Instant::now();
+            while sent < RATE * SECONDS && t0.elapsed() < Duration::from_secs(SECONDS + 2) {
+                // 100 adverts per 10 ms tick.
+                for _ in 0..RATE / 100 {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    frame[15] = 128 + (seed >> 24) as u8 % 120; // 192.0.2.128-247: no node's address
+                    if s.send_to(&frame, &to).is_ok() {
+                        sent += 1;
+                    }
+                }
+                let due = Duration::from_millis(10 * (sent / (RATE / 100)));
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            sent
+        })
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu: Vec<f64> =
+        [&d0, &d1].iter().zip(&cpu_before).map(|(d, before)| (cpu_seconds(d.pid().unwrap()) - before) / took).collect();
+    let st1 = d1.status().unwrap();
+    let counted = st1["vrrp"][0]["rejected"]["Password"].as_u64().unwrap_or(0);
+    let logged: Vec<usize> = [&d0, &d1]
+        .iter()
+        .zip(&logged_before)
+        .map(|(d, before)| d.log().iter().filter(|l| l.contains("advert dropped")).count() - before)
+        .collect();
+    println!(
+        "advert flood: sent {sent} in {took:.1} s ({:.0}/s); the backup counted {counted} rejected; \
+         log lines during it {logged:?}; CPU (share of one core) master {:.1}%, backup {:.1}%",
+        sent as f64 / took,
+        cpu[0] * 100.0,
+        cpu[1] * 100.0
+    );
+    assert!(sent >= RATE * SECONDS * 9 / 10, "the generator fell short: {sent}");
+    assert!(counted >= sent * 9 / 10, "only {counted} of {sent} adverts were seen and counted");
+    assert!(logged.iter().all(|n| *n <= 2), "the flood was logged per packet: {logged:?}");
+    // Nothing changed, and the master's own adverts kept arriving through the flood.
+    assert!(!d0.log().iter().any(|l| l.contains("MASTER -> ")), "{:#?}", d0.log());
+    assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
+    let received = st1["vrrp"][0]["adverts_received"].as_u64().unwrap() - received_before;
+    assert!(received as f64 >= took - 1.0, "the backup heard only {received} real adverts in {took:.1} s");
+    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP));
+}
+
+/// kill -9 of both nodes in the middle of a failover: the master dies, the backup is killed
+/// right as it takes over (VIP being added, gratuitous ARPs going out), both restart. The
+/// kernel kept whatever VIPs each had; after one advert exchange exactly one node holds the
+/// VIP (the higher priority) and the client's neighbour entry names it.
+#[test]
+fn kill_9_during_a_transition_leaves_one_vip_after_restart() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = Dir::new("vrrp-kill-trans");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let conf0 = instance("VI_1", 150, "", &n0);
+    let conf1 = instance("VI_1", 100, "", &n1);
+    let d0 = start(&seg, 0, &dir, &conf0);
+    let d1 = start(&seg, 1, &dir, &conf1);
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    resolve(&seg.client, VIP);
+    d0.signal(Signal::SIGKILL).unwrap();
+    // Poll the log tightly: kill the backup within milliseconds of its transition.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline && !d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    d1.signal(Signal::SIGKILL).unwrap();
+    assert!(d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")), "{:#?}", d1.log());
+    drop((d0, d1));
+    let left = (seg.holds(0, VIP), seg.holds(1, VIP));
+    println!("after both kills the kernel kept the VIP on: node0 {}, node1 {}", left.0, left.1);
+    assert!(left.0, "kill -9 leaves the dead master's VIP in place");
+
+    // Restart both at once, the lower priority first.
+    let d1 = start(&seg, 1, &dir, &conf1);
+    let d0 = start(&seg, 0, &dir, &conf0);
+    assert!(
+        eventually(Duration::from_secs(8), || seg.holds(0, VIP) && !seg.holds(1, VIP)),
+        "node0 {} node1 {}\n{:#?}\n{:#?}",
+        seg.holds(0, VIP),
+        seg.holds(1, VIP),
+        d0.log(),
+        d1.log()
+    );
+    // And it stays that way; the client is told where the VIP is.
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(seg.holds(0, VIP) && !seg.holds(1, VIP), "{:#?}\n{:#?}", d0.log(), d1.log());
+    }
+    assert_eq!(seg.client_neigh(VIP), Some(seg.mac(0).unwrap()), "{:#?}", d0.log());
+    assert_eq!(d0.state().unwrap()["vrrp"][0]["state"], "MASTER");
+    assert_eq!(d1.state().unwrap()["vrrp"][0]["state"], "BACKUP");
+}

@@ -38,7 +38,7 @@ enum Cmd {
     },
     /// Run a cargo-fuzz target for a bounded time (nightly toolchain; installs cargo-fuzz).
     Fuzz {
-        /// Target name (fuzz/fuzz_targets/): config, vrrp_advert, ipvs_msg.
+        /// Target name (fuzz/fuzz_targets/): config, vrrp_advert, ipvs_msg, http_reply.
         #[arg(default_value = "config")]
         target: String,
         /// How long to fuzz.

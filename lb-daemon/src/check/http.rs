@@ -60,7 +60,8 @@ pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeErr
     }
 }
 
-async fn exchange<S>(stream: S, t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError>
+/// One GET over an already connected `stream` (the fuzz target feeds it an in-memory pipe).
+pub async fn exchange<S>(stream: S, t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
