@@ -2,7 +2,7 @@
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -31,6 +31,20 @@ pub const DEFAULT_CONNTRACK: u32 = 262_144;
 /// Key (40) + value (24) + the kernel's LRU hash element header (about 48): bytes per flow
 /// in `lb_conntrack`; NAT services add as much again in `lb_nat_rev`.
 pub const CT_ENTRY_BYTES: u32 = 112;
+/// A TCP flow whose first packet was a SYN waits in `lb_halfopen` (and, for NAT, its reply
+/// tuple in `lb_halfopen_rev`) until the client's first non-SYN packet moves it into
+/// `lb_conntrack`: a SYN flood churns this table, not the established flows'. Sized as a
+/// fraction of the connection table, never below `MIN_HALFOPEN`.
+pub const HALFOPEN_DIVISOR: u32 = 4;
+pub const MIN_HALFOPEN: u32 = 4096;
+pub const DEFAULT_HALFOPEN: u32 = DEFAULT_CONNTRACK / HALFOPEN_DIVISOR;
+
+/// Half-open table size for a connection table of `conntrack` entries.
+pub const fn halfopen_size(conntrack: u32) -> u32 {
+    let n = conntrack / HALFOPEN_DIVISOR;
+    if n < MIN_HALFOPEN { MIN_HALFOPEN } else { n }
+}
+
 pub const DEFAULT_PERSIST: u32 = 65_536;
 pub const LBLC_ENTRIES: u32 = 65_536;
 
@@ -55,6 +69,13 @@ pub const MAP_STATS: &str = "lb_stats";
 pub const MAP_SVC_STATS: &str = "lb_svc_stats";
 pub const MAP_CONNTRACK: &str = "lb_conntrack";
 pub const MAP_NAT_REV: &str = "lb_nat_rev";
+pub const MAP_HALFOPEN: &str = "lb_halfopen";
+pub const MAP_HALFOPEN_REV: &str = "lb_halfopen_rev";
+/// Per real server, SYNs sent to it in the current and previous second: lc/wlc's tie-break
+/// between equally loaded real servers, as IPVS's inactive connections (not pinned).
+pub const MAP_REAL_SYNS: &str = "lb_real_syns";
+/// SYN counting window: 2^30 ns (about a second).
+pub const SYN_WINDOW_SHIFT: u32 = 30;
 pub const MAP_PERSIST: &str = "lb_persist";
 pub const MAP_LBLC: &str = "lb_lblc";
 pub const MAP_RR: &str = "lb_rr";
@@ -66,7 +87,7 @@ pub const UNRESOLVED_ENTRIES: u32 = 1024;
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 16] = [
+pub const PINNED_MAPS: [&str; 18] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -80,6 +101,8 @@ pub const PINNED_MAPS: [&str; 16] = [
     MAP_SVC_STATS,
     MAP_CONNTRACK,
     MAP_NAT_REV,
+    MAP_HALFOPEN,
+    MAP_HALFOPEN_REV,
     MAP_PERSIST,
     MAP_LBLC,
     MAP_RR,

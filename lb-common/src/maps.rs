@@ -101,6 +101,17 @@ impl RealConns {
     }
 }
 
+/// SYNs recently sent to a real server (`lb_real_syns`): `cur` in window `epoch`
+/// (`now >> SYN_WINDOW_SHIFT`), `prev` in the window before. Updated without locks; a lost
+/// increment only blurs a tie-break.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RealSyns {
+    pub epoch: u64,
+    pub cur: u64,
+    pub prev: u64,
+}
+
 /// A flow as received: the 5-tuple (addresses as in `ServiceKey`, ports in host order).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -193,6 +204,7 @@ crate::aya_pod!(
     SvcConf,
     RealDef,
     RealConns,
+    RealSyns,
     FlowKey,
     FlowValue,
     NatRev,

@@ -11,7 +11,7 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{CONNTRACK, PERSIST, REAL_CONNS, REALS_MAP, SVC_CONF, SVC_GEN},
+    maps::{CONNTRACK, HALFOPEN, PERSIST, REAL_CONNS, REALS_MAP, SVC_CONF, SVC_GEN},
     parse::Frame,
     sched,
 };
@@ -71,12 +71,31 @@ pub struct Decision(u64);
 
 const D_OK: u64 = 1 << 40;
 const D_NEW: u64 = 1 << 41;
+/// The flow is half-open: its NAT reply tuple goes to `lb_halfopen_rev`.
+const D_HALF: u64 = 1 << 42;
+/// The flow just left the half-open table: its NAT reply tuple goes to `lb_nat_rev` now.
+const D_PROMOTED: u64 = 1 << 43;
 
 impl Decision {
     #[inline(always)]
     fn new(real: u32, fwd: u8, new: bool) -> Self {
         let ok = if real == NO_REAL { 0 } else { D_OK };
         Self(u64::from(real) | u64::from(fwd) << 32 | ok | if new { D_NEW } else { 0 })
+    }
+
+    #[inline(always)]
+    fn with(self, flag: u64) -> Self {
+        Self(self.0 | flag)
+    }
+
+    #[inline(always)]
+    pub fn half_open(self) -> bool {
+        self.0 & D_HALF != 0
+    }
+
+    #[inline(always)]
+    pub fn promoted(self) -> bool {
+        self.0 & D_PROMOTED != 0
     }
 
     #[inline(always)]
@@ -103,6 +122,11 @@ impl Decision {
 /// The real server for this packet of service `svc`: the tracked one, or a new choice
 /// (persistence first, then the scheduler, then the sorry server) recorded for the flow's
 /// next packets.
+///
+/// A TCP flow opened by a bare SYN is recorded in `lb_halfopen`, not `lb_conntrack`, and
+/// moves there with the client's first non-SYN packet (the handshake's ACK): spoofed SYNs,
+/// which never get that far, only ever evict each other, never an established flow. Live
+/// connection counts (lc/wlc) follow IPVS's active connections: established flows only.
 #[inline(never)]
 pub fn decide(svc: u32, f: &Frame) -> Decision {
     let generation = SVC_GEN.get(svc).copied().unwrap_or(0) & 1;
@@ -111,6 +135,7 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
     let t = now();
     let tcp = f.proto == IPPROTO_TCP;
     let closing = tcp && f.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+    let bare_syn = tcp && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
     if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
         // SAFETY: the entry is only written through this pointer by this packet; a concurrent
         // writer can at worst tear the timestamp, which only affects its expiry.
@@ -124,9 +149,6 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
                 v.state = CT_CLOSING;
                 add_conns(real, -1);
                 v.last_ns = t;
-            } else if tcp && v.state == CT_SYN && f.tcp_flags & TCP_ACK != 0 && f.tcp_flags & TCP_SYN == 0 {
-                v.state = CT_EST;
-                v.last_ns = t;
             } else if t.saturating_sub(v.last_ns) > TOUCH_NS {
                 v.last_ns = t;
             }
@@ -136,6 +158,23 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
         // now (the daemon only deletes expired entries nobody touches any more).
         if !fresh && v.state != CT_CLOSING && real_live(v.real_id, svc) {
             add_conns(v.real_id, -1);
+        }
+        // A bare SYN goes to the half-open table below; the old entry must not answer for
+        // the new connection's next packets.
+        if bare_syn {
+            let _ = CONNTRACK.remove(&key);
+        }
+    // SAFETY: copied out at once.
+    } else if tcp && let Some(h) = unsafe { HALFOPEN.get(&key) }.copied() {
+        if t.saturating_sub(h.last_ns) <= timeout_ns(CT_SYN) && real_live(h.real_id, svc) {
+            if bare_syn {
+                // A retransmitted SYN: same real server, still half-open.
+                return Decision::new(h.real_id, conf.fwd, false).with(D_HALF);
+            }
+            let _ = HALFOPEN.remove(&key);
+            let state = if closing { CT_CLOSING } else { CT_EST };
+            track(&key, h.real_id, svc, t, state);
+            return Decision::new(h.real_id, conf.fwd, false).with(D_PROMOTED);
         }
     }
     let mut real = persisted(svc, conf, f, t);
@@ -147,22 +186,33 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
         let sorry = if real_live(conf.sorry_real, svc) { conf.sorry_real } else { NO_REAL };
         return Decision::new(sorry, conf.fwd, true);
     }
-    let state = match (tcp, f.tcp_flags & TCP_SYN != 0, closing) {
-        (false, _, _) => CT_UDP,
-        (true, _, true) => CT_CLOSING,
-        (true, true, false) => CT_SYN,
-        // Mid-flow packet with no entry (table lost or evicted): keep it going.
-        (true, false, false) => CT_EST,
-    };
-    let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
-    let _ = CONNTRACK.insert(&key, &value, 0);
-    if state != CT_CLOSING {
-        add_conns(real, 1);
-    }
     if conf.persist_timeout != 0 {
         remember_persist(svc, conf, f, real, t);
     }
+    if bare_syn {
+        let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state: CT_SYN, pad8: 0, pad16: 0, pad32: 0 };
+        let _ = HALFOPEN.insert(&key, &value, 0);
+        sched::count_syn(real, t);
+        return Decision::new(real, conf.fwd, true).with(D_HALF);
+    }
+    let state = match (tcp, closing) {
+        (false, _) => CT_UDP,
+        (true, true) => CT_CLOSING,
+        // Mid-flow packet with no entry (table lost or evicted, or a SYN-ACK): keep it going.
+        (true, false) => CT_EST,
+    };
+    track(&key, real, svc, t, state);
     Decision::new(real, conf.fwd, true)
+}
+
+/// Records a flow in `lb_conntrack`; an open one counts on its real server.
+#[inline(always)]
+fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) {
+    let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
+    let _ = CONNTRACK.insert(key, &value, 0);
+    if state != CT_CLOSING {
+        add_conns(real, 1);
+    }
 }
 
 #[inline(never)]
@@ -171,16 +221,24 @@ fn remember_persist(svc: u32, conf: &SvcConf, f: &Frame, real: u32, t: u64) {
     let _ = PERSIST.insert(&pk, &PersistValue { real_id: real, pad: 0, last_ns: t }, 0);
 }
 
-/// The client's address masked to the persistence granularity.
+/// The client's address masked to the persistence granularity. Two 64-bit masks, no loop:
+/// a per-byte loop with a variable prefix gives the verifier a state per byte and prefix,
+/// which on 6.1 ran past its million-instruction budget.
 #[inline(always)]
 fn persist_key(svc: u32, conf: &SvcConf, f: &Frame) -> PersistKey {
-    let bits = if f.family == FAMILY_V4 { conf.persist_prefix.min(32) } else { conf.persist_prefix.min(128) } as usize;
-    let mut addr = [0u8; 16];
-    for (i, byte) in addr.iter_mut().enumerate() {
-        let keep = bits.saturating_sub(i * 8).min(8);
-        let mask = if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
-        *byte = f.src[i] & mask;
-    }
+    let bits =
+        u32::from(if f.family == FAMILY_V4 { conf.persist_prefix.min(32) } else { conf.persist_prefix.min(128) });
+    let s = &f.src;
+    let hi = u64::from_be_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+    let lo = u64::from_be_bytes([s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]]);
+    let (mhi, mlo) = match bits {
+        0 => (0, 0),
+        1..=63 => (u64::MAX << (64 - bits), 0),
+        64 => (u64::MAX, 0),
+        _ => (u64::MAX, u64::MAX << (128 - bits)),
+    };
+    let (h, l) = ((hi & mhi).to_be_bytes(), (lo & mlo).to_be_bytes());
+    let addr = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], l[0], l[1], l[2], l[3], l[4], l[5], l[6], l[7]];
     PersistKey { addr, svc_id: svc }
 }
 
@@ -213,7 +271,8 @@ pub fn tracked(svc: u32, f: &Frame) -> Decision {
     let Some(conf) = SVC_CONF.get(svc * 2 + generation) else { return Decision::new(NO_REAL, 0, false) };
     let key = flow_key(f);
     // SAFETY: copied out at once.
-    match unsafe { CONNTRACK.get(&key) } {
+    let v = unsafe { CONNTRACK.get(&key) }.or_else(|| unsafe { HALFOPEN.get(&key) });
+    match v {
         Some(v) if real_live(v.real_id, svc) => Decision::new(v.real_id, conf.fwd, false),
         _ => Decision::new(NO_REAL, conf.fwd, false),
     }

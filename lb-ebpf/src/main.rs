@@ -29,7 +29,7 @@ use lb_common::{
 };
 
 use crate::{
-    maps::{NAT_REV, REALS_MAP, SCRATCH, SERVICES},
+    maps::{HALFOPEN_REV, NAT_REV, REALS_MAP, SCRATCH, SERVICES},
     parse::{Frame, Parsed},
     stats::{Reason, Verdict},
 };
@@ -79,6 +79,11 @@ fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
     if let Some(rev) = unsafe { NAT_REV.get(&flow) } {
         return reply(ctx, f, rev);
     }
+    // A half-open NAT flow's SYN-ACK.
+    // SAFETY: as above.
+    if let Some(rev) = unsafe { HALFOPEN_REV.get(&flow) } {
+        return reply(ctx, f, rev);
+    }
     Verdict::new(xdp_action::XDP_PASS, Reason::NoService)
 }
 
@@ -98,7 +103,7 @@ fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
     stats::count_service(svc, Some(real_id), len, d.is_new(), false);
     match d.fwd() {
         FWD_NAT => {
-            if d.is_new() {
+            if d.is_new() || d.promoted() {
                 remember_reply(f, real, d);
             }
             fwd::nat(ctx, f, real)
@@ -137,7 +142,8 @@ fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
     v.with_reason_if_forwarded(Reason::IcmpFwd)
 }
 
-/// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP.
+/// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP (in the
+/// half-open table until the handshake completes; the stale copy there ages out).
 #[inline(never)]
 fn remember_reply(f: &Frame, real: &lb_common::RealDef, d: flow::Decision) {
     let rev_key = lb_common::FlowKey {
@@ -158,7 +164,7 @@ fn remember_reply(f: &Frame, real: &lb_common::RealDef, d: flow::Decision) {
         pad2: 0,
         last_ns: flow::now(),
     };
-    let _ = NAT_REV.insert(&rev_key, &rev, 0);
+    let _ = if d.half_open() { HALFOPEN_REV.insert(&rev_key, &rev, 0) } else { NAT_REV.insert(&rev_key, &rev, 0) };
 }
 
 /// A NAT real server's reply: back to the client from the VIP.

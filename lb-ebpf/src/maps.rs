@@ -6,10 +6,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, RealConns, RealDef, ServiceKey,
-    ServiceStats, ServiceValue, SvcConf,
+    FlowKey, FlowValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, RealConns, RealDef, RealSyns,
+    ServiceKey, ServiceStats, ServiceValue, SvcConf,
     consts::{
-        DEFAULT_CONNTRACK, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL, UNRESOLVED_ENTRIES,
+        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL,
+        UNRESOLVED_ENTRIES,
     },
 };
 
@@ -52,6 +53,17 @@ pub static CONNTRACK: LruHashMap<FlowKey, FlowValue, { DEFAULT_CONNTRACK as usiz
 
 #[btf_map(name = "lb_nat_rev")]
 pub static NAT_REV: LruHashMap<FlowKey, NatRev, { DEFAULT_CONNTRACK as usize }> = LruHashMap::new();
+
+/// TCP flows between their SYN and the client's first non-SYN packet (see `flow::decide`).
+#[btf_map(name = "lb_halfopen")]
+pub static HALFOPEN: LruHashMap<FlowKey, FlowValue, { DEFAULT_HALFOPEN as usize }> = LruHashMap::new();
+
+/// NAT reply tuples of half-open flows (the real server's SYN-ACK comes back through them).
+#[btf_map(name = "lb_halfopen_rev")]
+pub static HALFOPEN_REV: LruHashMap<FlowKey, NatRev, { DEFAULT_HALFOPEN as usize }> = LruHashMap::new();
+
+#[btf_map(name = "lb_real_syns")]
+pub static REAL_SYNS: Array<RealSyns, REALS> = Array::new();
 
 #[btf_map(name = "lb_persist")]
 pub static PERSIST: LruHashMap<PersistKey, PersistValue, { DEFAULT_PERSIST as usize }> = LruHashMap::new();

@@ -6,12 +6,13 @@ use lb_common::{
     PersistKey, RealConns, SvcConf,
     consts::{
         MAX_SCAN, NO_REAL, REAL_PRESENT, SCHED_DH, SCHED_LBLC, SCHED_LC, SCHED_MH, SCHED_RR, SCHED_SH, SCHED_WLC,
-        SCHED_WRR,
+        SCHED_WRR, SYN_WINDOW_SHIFT,
     },
 };
 
 use crate::{
-    maps::{LBLC, REAL_CONNS, REAL_EXPIRED, REALS_MAP, RR, TABLES},
+    flow::now,
+    maps::{LBLC, REAL_CONNS, REAL_EXPIRED, REAL_SYNS, REALS_MAP, RR, TABLES},
     parse::Frame,
 };
 
@@ -38,6 +39,39 @@ fn conns(real: u32) -> u64 {
     // SAFETY: an aligned u64 of a live array slot; a plain 8-byte load is atomic here.
     let active = unsafe { core::ptr::read_volatile(a.cast::<u64>()) };
     RealConns::live(active, e.active)
+}
+
+/// Counts a SYN sent to `real` in the current window (see `RealSyns`).
+#[inline(always)]
+pub fn count_syn(real: u32, t: u64) {
+    let Some(s) = REAL_SYNS.get_ptr_mut(real) else { return };
+    // SAFETY: a live array slot; racing CPUs can at worst lose a count or a rotation.
+    let s = unsafe { &mut *s };
+    let epoch = t >> SYN_WINDOW_SHIFT;
+    if s.epoch != epoch {
+        s.prev = if s.epoch + 1 == epoch { s.cur } else { 0 };
+        s.cur = 0;
+        s.epoch = epoch;
+    }
+    // SAFETY: aligned u64 in a live array slot.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(&raw mut s.cur, 1)
+    };
+}
+
+/// SYNs sent to `real` in this window and the one before.
+#[inline(always)]
+fn recent_syns(real: u32) -> u64 {
+    // SAFETY: copied out at once.
+    let Some(s) = REAL_SYNS.get(real).copied() else { return 0 };
+    let epoch = now() >> SYN_WINDOW_SHIFT;
+    if s.epoch == epoch {
+        s.cur + s.prev
+    } else if s.epoch + 1 == epoch {
+        s.cur
+    } else {
+        0
+    }
 }
 
 /// State of a least-connections scan, passed to the `bpf_loop` callback.
@@ -67,7 +101,9 @@ extern "C" fn scan_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
         return 0;
     }
     let w = if s.weighted != 0 { w } else { 1 };
-    let c = conns(real);
+    // IPVS's overhead: active connections × 256 + inactive ones (here: recent SYNs, so a
+    // burst of new connections spreads before their handshakes complete).
+    let c = conns(real).saturating_mul(256).saturating_add(recent_syns(real));
     // c/w < best_conns/best_w without division.
     if s.best == NO_REAL || c * s.best_w < s.best_conns * w {
         s.best = real;

@@ -520,6 +520,9 @@ fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
         let out = lb_tests::vm::run(&cmd, Duration::from_secs(600)).unwrap();
         assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
         assert!(out.stdout.contains("TUN via kernel ipip on 6.1."), "{}", out.stdout);
+        for l in out.stdout.lines().filter(|l| l.starts_with("6.1: ")) {
+            println!("{l}");
+        }
         return;
     }
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -535,6 +538,16 @@ fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
         servers.push(Backend::start(b, format!("be{i}"), format!("[{VIP6}]:80").parse().unwrap()));
     }
     let (_cfg, _pins, d) = lb(&topo, "tunvm", TUN_CONF);
+    // The point of this test is the 6.1 verifier: auto must not have fallen back to IPVS.
+    let log = d.log();
+    if let Some(at) = log.iter().position(|l| l.contains("using IPVS")) {
+        // The verifier's last words (where it gave up) and its statistics.
+        let end = log.iter().position(|l| l.starts_with("processed ")).unwrap_or(log.len() - 1);
+        panic!("the 6.1 kernel refused lb_xdp: {}\n{:#?}", log[at], &log[end.saturating_sub(60)..=end]);
+    }
+    if let Some(l) = log.iter().find(|l| l.contains("verifier accepted")) {
+        println!("6.1: {}", &l[l.find("lb_daemon").unwrap_or(0)..]);
+    }
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert_eq!(spread(&names).len(), 2, "IPIP to both real servers: {names:?}");
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();

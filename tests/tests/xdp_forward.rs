@@ -473,8 +473,13 @@ fn expired_flows_leave_the_least_connection_counts() {
     let live = |fx: &lb_tests::fixture::Fixture| -> Vec<u64> {
         fx.snapshot().unwrap().services[0].reals.iter().map(|r| r.active_conns).collect()
     };
+    // Half-open flows do not count (IPVS's active connections); recent SYNs still spread
+    // the second connection to the other real server.
     send(&fx, 45000, syn);
     send(&fx, 45001, syn);
+    assert_eq!(live(&fx), [0, 0]);
+    send(&fx, 45000, ack);
+    send(&fx, 45001, ack);
     assert_eq!(live(&fx), [1, 1]);
 
     // A packet of an expired flow: the old entry leaves the count, the flow is tracked anew.
@@ -488,7 +493,110 @@ fn expired_flows_leave_the_least_connection_counts() {
     assert_eq!(live(&fx), [0, 0]);
     assert_eq!(fx.tracked_flows().unwrap(), 0);
     send(&fx, 45002, syn);
+    send(&fx, 45002, ack);
     fx.reconcile_conns().unwrap();
     assert_eq!(live(&fx).iter().sum::<u64>(), 1, "housekeeping must not drop a live flow's count");
     assert_eq!(fx.tracked_flows().unwrap(), 1);
+}
+
+/// A SYN flood from spoofed sources, in miniature: a 64k-entry connection table (16k
+/// half-open), 10k established flows, and 4× the connection table's size in spoofed SYNs.
+/// Established flows come in two kinds: busy ones send a packet every half-table of flood
+/// (and, with NAT, get a reply back through the VIP), idle ones say nothing for the whole
+/// flood. Counts how many kept their real server through their tracked entry (not a lucky
+/// re-schedule) and prints the rate the generator reached. SYNs wait in `lb_halfopen`
+/// until the handshake completes, so the flood never evicts an established flow.
+#[test]
+fn a_syn_flood_does_not_move_established_flows() {
+    require_root();
+    for fwd in [ForwardMethod::Dr, ForwardMethod::Nat] {
+        syn_flood(fwd);
+    }
+}
+
+fn syn_flood(fwd: ForwardMethod) {
+    const TABLE: u32 = 65_536;
+    const ESTABLISHED: u16 = 10_000;
+    let (_ns, _peer, mut fx) = lb_tests::fixture::in_fib_namespace(TABLE).unwrap();
+    let port = if fwd == ForwardMethod::Nat { NAT_PORT } else { 1000 };
+    let mut svc = service(0, false, Scheduler::Rr, fwd, vec![]);
+    svc.reals = [11u8, 12]
+        .iter()
+        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), port), weight: 1 })
+        .collect();
+    fx.apply(&[svc]).unwrap();
+    // Busy flows from 192.0.2.2, idle ones from 192.0.2.3; which real server got a packet is
+    // the last byte of its destination MAC.
+    let client = |busy: bool| if busy { CLIENT4 } else { Ipv4Addr::new(192, 0, 2, 3) };
+    let segments = |busy: bool, l4: fn(u16) -> L4| -> Vec<Vec<u8>> {
+        (0..ESTABLISHED).map(|i| v4(L2::Plain, client(busy), VIP4, l4(10_000 + i), b"data")).collect()
+    };
+    let syn = |sport| L4::TcpSyn { sport, dport: 1000 };
+    let ack = |sport| L4::TcpAck { sport, dport: 1000 };
+    let real_of = |results: Vec<(u32, Vec<u8>)>| -> Vec<u8> {
+        results.into_iter().map(|(a, out)| if a == XDP_TX { out[5] } else { 0 }).collect()
+    };
+    // NAT: each busy flow's real server answers; the reply must leave from the VIP.
+    let replies_from_the_vip = |fx: &lb_tests::fixture::Fixture, owners: &[u8]| -> usize {
+        let replies: Vec<Vec<u8>> = owners
+            .iter()
+            .enumerate()
+            .map(|(i, last)| {
+                let real = Ipv4Addr::new(198, 51, 100, *last - 0x11 + 11);
+                v4(L2::Plain, real, CLIENT4, L4::TcpAck { sport: NAT_PORT, dport: 10_000 + i as u16 }, b"re")
+            })
+            .collect();
+        fx.run_all(&replies).unwrap().iter().filter(|(a, out)| *a == XDP_TX && out[26..30] == VIP4.octets()).count()
+    };
+    let mut owner = std::collections::HashMap::new();
+    for busy in [true, false] {
+        let first = real_of(fx.run_all(&segments(busy, syn)).unwrap());
+        assert_eq!(real_of(fx.run_all(&segments(busy, ack)).unwrap()), first, "handshake moved a flow");
+        assert!(first.iter().all(|r| [0x11, 0x12].contains(r)));
+        owner.insert(busy, first);
+    }
+    if fwd == ForwardMethod::Nat {
+        assert_eq!(replies_from_the_vip(&fx, &owner[&true]), usize::from(ESTABLISHED));
+    }
+
+    // Spoofed SYNs: sources all over 198.51.100.0/24 and 203.0.113.0/24, random ports.
+    let mut seed: u32 = 0x9e37_79b9;
+    let mut flood = |n: u32| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let host = (seed >> 8) as u8;
+                let src =
+                    if seed >> 31 == 0 { Ipv4Addr::new(198, 51, 100, host) } else { Ipv4Addr::new(203, 0, 113, host) };
+                v4(L2::Plain, src, VIP4, syn((seed >> 16) as u16 | 1024), b"")
+            })
+            .collect()
+    };
+    let (mut sent, mut busy_moved, mut busy_rescheduled, mut replies_lost, mut kernel_ns) = (0u64, 0, 0, 0, 0u64);
+    for _ in 0..8 {
+        let burst = flood(TABLE / 2);
+        kernel_ns += fx.time_runs("lb_xdp", &burst).unwrap().iter().sum::<u64>();
+        sent += burst.len() as u64;
+        let before = fx.stats().unwrap().flows_new;
+        let now = real_of(fx.run_all(&segments(true, ack)).unwrap());
+        busy_rescheduled += fx.stats().unwrap().flows_new - before;
+        busy_moved += now.iter().zip(&owner[&true]).filter(|(a, b)| a != b).count();
+        if fwd == ForwardMethod::Nat {
+            replies_lost += usize::from(ESTABLISHED) - replies_from_the_vip(&fx, &owner[&true]);
+        }
+    }
+    let before = fx.stats().unwrap().flows_new;
+    let idle_now = real_of(fx.run_all(&segments(false, ack)).unwrap());
+    let idle_rescheduled = fx.stats().unwrap().flows_new - before;
+    let idle_moved = idle_now.iter().zip(&owner[&false]).filter(|(a, b)| a != b).count();
+    println!(
+        "SYN flood ({fwd:?}): {sent} spoofed SYNs into a {TABLE}-entry table ({:.2} Mpps in the program, one CPU); \
+         busy established flows: {busy_moved} of {} packets moved, {busy_rescheduled} re-scheduled, \
+         {replies_lost} replies not sent from the VIP; idle established flows: {idle_moved} of {ESTABLISHED} moved, \
+         {idle_rescheduled} re-scheduled",
+        sent as f64 / kernel_ns as f64 * 1e3,
+        8 * u32::from(ESTABLISHED),
+    );
+    assert_eq!((busy_moved, busy_rescheduled, replies_lost), (0, 0, 0), "busy established flows lost their entries");
+    assert_eq!((idle_moved, idle_rescheduled), (0, 0), "idle established flows lost their entries");
 }

@@ -134,13 +134,23 @@ impl BpfDataplane {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
-        loader.map_max_entries(MAP_CONNTRACK, sizes.conntrack).map_max_entries(MAP_NAT_REV, sizes.conntrack);
+        let halfopen = halfopen_size(sizes.conntrack);
+        loader
+            .map_max_entries(MAP_CONNTRACK, sizes.conntrack)
+            .map_max_entries(MAP_NAT_REV, sizes.conntrack)
+            .map_max_entries(MAP_HALFOPEN, halfopen)
+            .map_max_entries(MAP_HALFOPEN_REV, halfopen);
         let mut ebpf = loader.load(object).context("loading the eBPF object (maps and programs)")?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG_XDP)
             .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_XDP}"))?
             .try_into()?;
         prog.load().with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
+        // How close the verifier came to its budget (1M on every kernel we run on): a
+        // kernel update once moved this program past it on 6.1.
+        if let Some(n) = prog.info().ok().and_then(|i| i.verified_instruction_count()) {
+            info!(program = PROG_XDP, instructions = n, limit = 1_000_000, "verifier accepted");
+        }
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
         meta.set(0, Meta { layout_version: LAYOUT_VERSION, reserved: 0 }, 0)?;

@@ -16,8 +16,19 @@ pub async fn run(object: &[u8], interfaces: &[String]) -> Result<()> {
     }
     let mut loader = EbpfLoader::new();
     // The load balancer's maps are not used here: keep them minimal.
-    for m in [MAP_CONNTRACK, MAP_NAT_REV, MAP_PERSIST, MAP_LBLC, MAP_TABLES, MAP_REALS, MAP_REAL_CONNS, MAP_REAL_STATS]
-    {
+    for m in [
+        MAP_CONNTRACK,
+        MAP_NAT_REV,
+        MAP_HALFOPEN,
+        MAP_HALFOPEN_REV,
+        MAP_PERSIST,
+        MAP_LBLC,
+        MAP_TABLES,
+        MAP_REALS,
+        MAP_REAL_CONNS,
+        MAP_REAL_SYNS,
+        MAP_REAL_STATS,
+    ] {
         loader.map_max_entries(m, 1);
     }
     let mut ebpf = loader.load(object).context("loading the eBPF object")?;
