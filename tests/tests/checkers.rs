@@ -353,3 +353,75 @@ virtual_server {VIP4} 81 {{
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }
+
+/// A real server's link flaps (its switch port goes down, then up; then five quick flaps):
+/// TCP_CHECK takes it out within its timeouts and back when the link returns, clients through
+/// the VIP only ever reach a live real server once the DOWN is logged, and after the quick
+/// flaps both real servers are scheduled again.
+#[test]
+fn a_flapping_backend_link_is_detected_and_recovers() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let config = write(
+        "chk-flap",
+        "keepalived.conf",
+        &format!(
+            "virtual_server {VIP4} 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+{}}}
+",
+            (0..2)
+                .map(|i| format!(
+                    "    real_server {} 80 {{
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+",
+                    backend4(i)
+                ))
+                .collect::<String>()
+        ),
+    );
+    let _servers: Vec<Backend> = (0..2)
+        .map(|i| Backend::start(&topo.backends[i], format!("be{i}"), format!("{}:80", backend4(i)).parse().unwrap()))
+        .collect();
+    let pins = daemon::pin_dir("chk-flap");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:80/tcp");
+    assert!(eventually(Duration::from_secs(5), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let link = |up: bool| {
+        topo.switch.ip(&["link", "set", "s2", if up { "up" } else { "down" }]).unwrap();
+    };
+
+    link(false);
+    let down = Instant::now();
+    assert!(d.wait_log("real server DOWN", Duration::from_secs(8)), "{:#?}", d.log());
+    println!("link down -> checker DOWN in {:?}", down.elapsed());
+    assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0], 80)));
+    let names: Vec<String> = (0..6).map(|_| lb_tests::servers::tcp_ask(&topo.client, vip, None)).collect();
+    assert!(names.iter().all(|n| n == "be0"), "{names:?}");
+    link(true);
+    let up = Instant::now();
+    assert!(d.wait_log("real server UP", Duration::from_secs(8)), "{:#?}", d.log());
+    println!("link up -> checker UP in {:?}", up.elapsed());
+    assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+
+    // Quick flaps, shorter than a check: whatever the checker saw, it settles on UP.
+    for _ in 0..5 {
+        link(false);
+        std::thread::sleep(Duration::from_millis(200));
+        link(true);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(eventually(Duration::from_secs(10), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+    let names: Vec<String> = (0..6).map(|_| lb_tests::servers::tcp_ask(&topo.client, vip, None)).collect();
+    assert_eq!(lb_tests::servers::spread(&names).len(), 2, "{names:?}");
+    assert!(d.pid().is_some());
+}
