@@ -276,6 +276,23 @@ mod tests {
         assert!(!marker.exists(), "the script's background child outlived the timeout");
     }
 
+    /// `script_user nobody`: the script runs with nobody's uid and gid and none of root's
+    /// supplementary groups (the suite runs as root, as the daemon does).
+    #[tokio::test]
+    async fn scripts_run_as_script_user_without_root_groups() {
+        assert!(Uid::effective().is_root(), "run the suite as root");
+        let nobody = User::from_name("nobody").unwrap().expect("a nobody user");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let out = dir.path().join("ids");
+        let r = Runner { default: identity(&RunAs { user: "nobody".into(), group: None }).unwrap(), security: false };
+        let cmd = format!("/bin/sh -c 'id -u > {0}; id -G >> {0}'", out.display());
+        let p = r.prepare(&script(&cmd), None).unwrap();
+        assert_eq!(run(&p, &[], Duration::from_secs(5)).await, Outcome::Exited(0));
+        let ids = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(ids, format!("{}\n{}\n", nobody.uid, nobody.gid), "uid, then every group");
+    }
+
     #[test]
     fn script_security_refuses_writable_paths() {
         let dir = tempfile::tempdir().unwrap();
@@ -291,6 +308,9 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o757)).unwrap();
         let e = runner(true).prepare(&s, None).unwrap_err();
         assert!(e.to_string().contains("world-writable"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
+        let e = runner(true).prepare(&s, None).unwrap_err();
+        assert!(e.to_string().contains("setuid"), "{e}");
         // Without enable_script_security the same script runs.
         runner(false).prepare(&s, None).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();

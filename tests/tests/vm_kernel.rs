@@ -24,3 +24,47 @@ fn vm_boots_61_loads_ip_vs_and_returns_the_exit_status() {
             || std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().starts_with("6.1.")
     );
 }
+
+/// Loads every program of the eBPF object (the XDP load balancer, the TC decapsulator, the
+/// benchmark baselines) into this kernel; the instruction count each took the verifier.
+fn load_every_program() -> Vec<(String, u32)> {
+    let object = lb_daemon::dataplane::object::load(None).unwrap();
+    let mut ebpf = aya::EbpfLoader::new().load(&object).expect("creating the maps");
+    let mut counts = Vec::new();
+    for (name, prog) in ebpf.programs_mut() {
+        let loaded = match prog {
+            aya::programs::Program::Xdp(p) => p.load().and_then(|()| p.info()),
+            aya::programs::Program::SchedClassifier(p) => p.load().and_then(|()| p.info()),
+            other => panic!("{name}: a program type this test does not know: {:?}", other.prog_type()),
+        };
+        let info = loaded.unwrap_or_else(|e| panic!("the verifier refused {name}: {e:?}"));
+        counts.push((name.to_string(), info.verified_instruction_count().unwrap_or(0)));
+    }
+    counts.sort();
+    counts
+}
+
+/// The verifier of this kernel (6.18) and of Debian's 6.1 accepts every program of the
+/// object; the instructions each needed are printed (the budget is 1M), so creeping
+/// complexity shows before a kernel update tips it over.
+#[test]
+fn every_program_passes_the_verifier_here_and_on_61() {
+    require_root();
+    let counts = load_every_program();
+    let names: Vec<&str> = counts.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["bench_drop", "bench_pass", "lb_decap", "lb_xdp"]);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    println!("{}: {counts:?}", release.trim());
+    if std::env::var_os("LB_IN_VM").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let cmd = format!(
+        "LB_IN_VM=1 {} --exact every_program_passes_the_verifier_here_and_on_61 --nocapture 2>&1",
+        exe.display()
+    );
+    let out = vm::run(&cmd, Duration::from_secs(400)).unwrap();
+    assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
+    let line = out.stdout.lines().find(|l| l.starts_with("6.1.")).unwrap_or_else(|| panic!("{}", out.stdout));
+    println!("{line}");
+}
