@@ -1,7 +1,14 @@
-//! Baselines for `cargo xtask bench`'s per-packet costs: the cheapest possible XDP programs,
-//! run through `BPF_PROG_TEST_RUN` beside `lb_xdp`. Never attached by the daemon.
+//! Programs for `cargo xtask bench`, never attached by the daemon: the cheapest possible XDP
+//! programs (per-packet baselines), and the throughput benchmark's packet generator, sink
+//! counter and redirect ceiling.
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::{Array, PerCpuArray},
+    helpers::bpf_redirect,
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
 
 #[xdp]
 pub fn bench_pass(_ctx: XdpContext) -> u32 {
@@ -11,4 +18,107 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn bench_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
+}
+
+/// Bytes of the generator's frame (Ethernet + IPv4 + UDP + payload).
+const FRAME: usize = 64;
+/// Flows the generator rotates over (UDP source ports `PORT_BASE..`).
+const FLOWS: u64 = 1024;
+const PORT_BASE: u64 = 20_000;
+
+/// The generator's frame, written by the benchmark; `[0]` only.
+#[btf_map(name = "bench_frame")]
+static BENCH_FRAME: Array<[u64; FRAME / 8], 1> = Array::new();
+
+/// Per CPU: `[0]` runs of `bench_tx` or frames counted by `bench_count`, `[1]` frames
+/// `bench_tx` transmitted.
+#[btf_map(name = "bench_counter")]
+static BENCH_COUNTER: PerCpuArray<u64, 2> = PerCpuArray::new();
+
+/// The generator transmits one run in `[0]` (0 or 1: every run) and drops the others: frames
+/// evenly spaced at a fraction of its full rate. (Pacing between test runs cannot work: each
+/// live-frames run costs milliseconds of setup.)
+#[btf_map(name = "bench_every")]
+static BENCH_EVERY: Array<u64, 1> = Array::new();
+
+/// The ceiling's next hop: `[ifindex, dst MAC as u64]`.
+#[btf_map(name = "bench_next")]
+static BENCH_NEXT: Array<u64, 2> = Array::new();
+
+#[inline(always)]
+fn count(slot: u32) -> u64 {
+    let Some(c) = BENCH_COUNTER.get_ptr_mut(slot) else { return 0 };
+    // SAFETY: this CPU's slot.
+    let c = unsafe { &mut *c };
+    *c += 1;
+    *c
+}
+
+/// The packet generator: run by BPF_PROG_TEST_RUN in live-frames mode on the sending veth
+/// (`XDP_TX` transmits each frame to its peer). It writes the whole template over the page
+/// every time: live-frames pages are recycled with whatever the receiver left in them. The
+/// UDP source port rotates over `FLOWS` flows (the UDP checksum is 0: none). Runs not
+/// transmitted (see `bench_every`) are dropped before any write.
+#[xdp]
+pub fn bench_tx(ctx: XdpContext) -> u32 {
+    let every = BENCH_EVERY.get(0).copied().unwrap_or(1).max(1);
+    let n = count(0);
+    if n % every != 0 {
+        return xdp_action::XDP_DROP;
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + FRAME > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    let Some(t) = BENCH_FRAME.get(0) else { return xdp_action::XDP_ABORTED };
+    let p = start as *mut u64;
+    for (i, w) in t.iter().enumerate() {
+        // SAFETY: `FRAME` bytes are in the packet (checked above); unaligned: the packet's
+        // start need not be 8-aligned.
+        unsafe { p.add(i).write_unaligned(*w) };
+    }
+    let port = (PORT_BASE + count(1) % FLOWS) as u16;
+    // SAFETY: bytes 34..36 (UDP source port) are inside the checked frame.
+    unsafe { (start as *mut u8).add(34).cast::<[u8; 2]>().write_unaligned(port.to_be_bytes()) };
+    xdp_action::XDP_TX
+}
+
+/// The generator's source address (192.0.2.2), as the sink recognises its frames.
+const GEN_SRC: [u8; 4] = [192, 0, 2, 2];
+
+/// The throughput benchmark's sink: counts and drops the generator's frames (IPv4 from
+/// `GEN_SRC`); anything else (ARP, the load balancer's own datagrams) goes to the stack.
+#[xdp]
+pub fn bench_count(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 34 > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: bytes 12..34 are inside the frame (checked above).
+    let (ethertype, src) = unsafe {
+        (
+            (start as *const [u8; 2]).add(6).read_unaligned(),
+            (start as *const u8).add(26).cast::<[u8; 4]>().read_unaligned(),
+        )
+    };
+    if ethertype != [0x08, 0x00] || src != GEN_SRC {
+        return xdp_action::XDP_PASS;
+    }
+    count(0);
+    xdp_action::XDP_DROP
+}
+
+/// The ceiling of a forwarding path on this topology: the least an XDP forwarder must do
+/// (set the next hop's MAC, redirect), nothing more.
+#[xdp]
+pub fn bench_redirect(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 14 > end {
+        return xdp_action::XDP_DROP;
+    }
+    let (Some(ifindex), Some(mac)) = (BENCH_NEXT.get(0), BENCH_NEXT.get(1)) else { return xdp_action::XDP_DROP };
+    let mac = mac.to_be_bytes();
+    // SAFETY: the 14-byte Ethernet header is inside the frame (checked above).
+    unsafe { (start as *mut [u8; 6]).write_unaligned([mac[2], mac[3], mac[4], mac[5], mac[6], mac[7]]) };
+    unsafe { bpf_redirect(*ifindex as u32, 0) as u32 }
 }

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod bench_cps;
 pub mod bench_packet;
 pub mod bench_scale;
+pub mod bench_tput;
 pub mod daemon;
 pub mod demo;
 pub mod fixture;

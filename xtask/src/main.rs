@@ -32,9 +32,13 @@ enum Cmd {
     Demo,
     /// Measure the data plane, control plane and failover; write target/bench/results.{md,json,png}. Never fails on timing.
     Bench {
-        /// One run per scenario instead of five.
+        /// One run per scenario instead of five, smaller tables and shorter runs.
         #[arg(long)]
         quick: bool,
+        /// Only these sections (per_packet, throughput, connections_per_second, reload_scale,
+        /// memory_per_flow, checker_scale, failover); the report holds only them.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Run a cargo-fuzz target for a bounded time (nightly toolchain; installs cargo-fuzz).
     Fuzz {
@@ -53,7 +57,7 @@ fn main() -> Result<()> {
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Test { args } => build::test(&args),
         Cmd::Demo => demo::run(),
-        Cmd::Bench { quick } => bench::run(quick),
+        Cmd::Bench { quick, only } => bench::run(quick, &only),
         Cmd::Fuzz { target, seconds } => fuzz::run(&target, seconds),
     }
 }
