@@ -1,5 +1,6 @@
 //! `bench-chart RESULTS.json OUT.png`: the benchmark chart. Left, ns per packet above the
 //! XDP_PASS baseline for a tracked and a new flow (rr, IPv4, smallest connection table) per
+//! forwarding method; middle, throughput over veth (highest rate with < 1% loss) per
 //! forwarding method; right, connections per second through lb and through nftables DNAT.
 
 use anyhow::{Context as _, Result, bail};
@@ -19,12 +20,13 @@ fn median(v: &serde_json::Value) -> f64 {
 }
 
 fn draw(v: &serde_json::Value, output: &str) -> Result<()> {
-    let root = BitMapBackend::new(output, (1200, 500)).into_drawing_area();
+    let root = BitMapBackend::new(output, (1600, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let title =
         format!("lb benchmarks — {} — kernel {}", v["date"].as_str().unwrap_or(""), v["kernel"].as_str().unwrap_or(""));
     let root = root.titled(&title, ("sans-serif", 20))?;
-    let (left, right) = root.split_horizontally(700);
+    let (left, rest) = root.split_horizontally(650);
+    let (middle, right) = rest.split_horizontally(550);
 
     // Per packet: (method, established, new) above XDP_PASS.
     let cases = v["per_packet"]["cases"].as_array().cloned().unwrap_or_default();
@@ -74,22 +76,56 @@ fn draw(v: &serde_json::Value, output: &str) -> Result<()> {
         .background_style(WHITE)
         .draw()?;
 
+    // Throughput over veth: the highest rate each method forwarded with < 1% loss.
+    let t = &v["throughput"];
+    let tput: Vec<(&str, f64, RGBColor)> = [
+        ("lb XDP", "ours", BLUE),
+        ("nft DNAT", "nft", GREEN),
+        ("forwarding", "forward", RGBColor(128, 128, 128)),
+        ("XDP ceiling", "ceiling", RGBColor(200, 120, 0)),
+    ]
+    .iter()
+    .map(|(name, key, color)| (*name, median(&t[*key]["peak_pps"]) / 1e6, *color))
+    .collect();
+    bar_chart(&middle, "veth throughput, < 1% loss (Mpps)", &tput, 2)?;
+
     // Connections per second.
     let ours = median(&v["connections_per_second"]["ours_cps"]);
     let nft = median(&v["connections_per_second"]["nft_cps"]);
-    let top = ours.max(nft).max(1.0) * 1.2;
-    let mut chart = ChartBuilder::on(&right)
-        .caption("connections per second through the VIP", ("sans-serif", 16))
+    bar_chart(
+        &right,
+        "connections per second through the VIP",
+        &[("lb XDP NAT", ours, BLUE), ("nftables DNAT", nft, GREEN)],
+        0,
+    )?;
+    root.present()?;
+    Ok(())
+}
+
+/// One bar per (name, value, colour), labelled with its value to `decimals` places.
+fn bar_chart(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    caption: &str,
+    values: &[(&str, f64, RGBColor)],
+    decimals: usize,
+) -> Result<()> {
+    let top = values.iter().map(|v| v.1).fold(0.0, f64::max).max(1e-9) * 1.2;
+    let width = values.len() as f64 * 2.5;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
         .margin(15)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..5.0, 0.0..top)?;
+        .build_cartesian_2d(0.0..width, 0.0..top)?;
     chart.configure_mesh().disable_x_mesh().disable_x_axis().draw()?;
-    for (i, (name, val, color)) in [("lb XDP NAT", ours, BLUE), ("nftables DNAT", nft, GREEN)].iter().enumerate() {
+    for (i, (name, val, color)) in values.iter().enumerate() {
         let x = i as f64 * 2.5 + 0.5;
         chart.draw_series([Rectangle::new([(x, 0.0), (x + 1.5, *val)], color.filled())])?;
-        chart.draw_series([Text::new(format!("{name}: {val:.0}"), (x, val + top * 0.03), ("sans-serif", 14))])?;
+        chart.draw_series([Text::new(
+            format!("{name}: {val:.decimals$}"),
+            (x, val + top * 0.03),
+            ("sans-serif", 13),
+        )])?;
     }
-    root.present()?;
     Ok(())
 }
