@@ -5,8 +5,8 @@ use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use lb_common::{
     FlowKey, FlowValue, PersistKey, PersistValue, SvcConf,
     consts::{
-        CT_CLOSING, CT_EST, CT_SYN, CT_UDP, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, TCP_CLOSE_TIMEOUT,
-        TCP_EST_TIMEOUT, TCP_SYN_TIMEOUT, UDP_TIMEOUT,
+        CT_CLOSING, CT_EST, CT_SYN, CT_UDP, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC,
+        SCHED_WLC, TCP_CLOSE_TIMEOUT, TCP_EST_TIMEOUT, TCP_SYN_TIMEOUT, UDP_TIMEOUT,
     },
 };
 
@@ -192,7 +192,10 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
     if bare_syn {
         let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state: CT_SYN, pad8: 0, pad16: 0, pad32: 0 };
         let _ = HALFOPEN.insert(&key, &value, 0);
-        sched::count_syn(real, t);
+        // Only the least-connection schedulers read the SYN counts.
+        if matches!(conf.sched, SCHED_LC | SCHED_WLC | SCHED_LBLC) {
+            sched::count_syn(real, t);
+        }
         return Decision::new(real, conf.fwd, true).with(D_HALF);
     }
     let state = match (tcp, closing) {
