@@ -58,17 +58,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    ticks / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64
-}
-
 /// The `elapsed_ms` of the `n`-th "reload applied" line.
 fn reload_ms(d: &Daemon, n: usize, timeout: Duration) -> Result<f64> {
     let deadline = Instant::now() + timeout;
@@ -309,13 +298,17 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
     let pid = d.pid().context("no pid")?;
     // Let the first rounds (started together) spread out.
     std::thread::sleep(Duration::from_secs(3));
-    let (t0, h0, cpu0, w0) =
-        (servers.tcp.load(Ordering::Relaxed), servers.http.load(Ordering::Relaxed), cpu_secs(pid), Instant::now());
+    let (t0, h0, cpu0, w0) = (
+        servers.tcp.load(Ordering::Relaxed),
+        servers.http.load(Ordering::Relaxed),
+        crate::daemon::cpu_seconds(pid),
+        Instant::now(),
+    );
     std::thread::sleep(window);
     let secs = w0.elapsed().as_secs_f64();
     let tcp_rate = (servers.tcp.load(Ordering::Relaxed) - t0) as f64 / secs;
     let http_rate = (servers.http.load(Ordering::Relaxed) - h0) as f64 / secs;
-    let cpu = (cpu_secs(pid) - cpu0) / secs;
+    let cpu = (crate::daemon::cpu_seconds(pid) - cpu0) / secs;
     let rss = rss_kib(pid) as f64 / 1024.0;
     let down = d
         .status()

@@ -27,11 +27,10 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Ebpf,
     maps::{Array, PerCpuArray},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
-use lb_common::consts::*;
 use serde_json::json;
 
 use crate::{
@@ -86,11 +85,7 @@ impl Method {
 /// them.
 fn small_object() -> Result<Ebpf> {
     let object = lb_daemon::dataplane::object::load(None)?;
-    let mut loader = EbpfLoader::new();
-    for m in [MAP_CONNTRACK, MAP_NAT_REV, MAP_HALFOPEN, MAP_HALFOPEN_REV, MAP_PERSIST, MAP_LBLC, MAP_TABLES] {
-        loader.map_max_entries(m, 1);
-    }
-    loader.load(&object).context("loading the eBPF object")
+    lb_daemon::dataplane::object::aux_loader().load(&object).context("loading the eBPF object")
 }
 
 fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -101,9 +96,9 @@ fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     Ok(p)
 }
 
+/// `dev`'s MAC address as bytes.
 fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
-    let out = ns.ip(&["-br", "link", "show", dev])?;
-    let text = out.split_whitespace().nth(2).context("no MAC")?;
+    let text = ns.mac(dev)?;
     let mut m = [0u8; 6];
     for (i, b) in text.split(':').enumerate().take(6) {
         m[i] = u8::from_str_radix(b, 16)?;
@@ -142,10 +137,10 @@ impl Bench {
         addr(&lb, "l1", "198.51.100.1/24")?;
         addr(&sink_ns, "b0", "198.51.100.11/24")?;
         lb.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l0.rp_filter=0")?;
-        let b0 = mac(&sink_ns, "b0")?.map(|b| format!("{b:02x}")).join(":");
+        let b0 = sink_ns.mac("b0")?;
         lb.ip(&["neigh", "replace", "198.51.100.11", "lladdr", &b0, "dev", "l1", "nud", "permanent"])?;
-        let g0m = mac(&gen_ns, "g0")?.map(|b| format!("{b:02x}")).join(":");
-        lb.ip(&["neigh", "replace", "192.0.2.2", "lladdr", &g0m, "dev", "l0", "nud", "permanent"])?;
+        let g0 = gen_ns.mac("g0")?;
+        lb.ip(&["neigh", "replace", "192.0.2.2", "lladdr", &g0, "dev", "l0", "nud", "permanent"])?;
         let mut sink = small_object()?;
         sink_ns.run(|| -> Result<()> {
             xdp(&mut sink, "bench_count")?.attach("b0", XdpMode::Driver)?;

@@ -42,6 +42,17 @@ pub fn run_dir_for(pin_dir: &Path) -> PathBuf {
     std::env::temp_dir().join(format!("{name}-run"))
 }
 
+/// CPU seconds (user + system) the process has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100) as f64
+}
+
 pub struct Daemon {
     child: Option<Child>,
     log: Arc<Mutex<Vec<String>>>,
@@ -106,7 +117,7 @@ impl Daemon {
         });
         let mut d = Self { child: Some(child), log, pin_dir: None };
         // Under the VM's software emulation, loading (the verifier) alone takes tens of seconds.
-        let ready_within = if std::env::var_os("LB_IN_VM").is_some() { 180 } else { 30 };
+        let ready_within = if crate::vm::in_vm() { 180 } else { 30 };
         match rx.recv_timeout(Duration::from_secs(ready_within)) {
             Ok(()) => Ok(d),
             Err(_) => {

@@ -68,6 +68,12 @@ impl Netns {
         cmd
     }
 
+    /// The MAC address of `dev` here (`aa:bb:...`).
+    pub fn mac(&self, dev: &str) -> Result<String> {
+        let out = self.ip(&["-br", "link", "show", dev])?;
+        out.split_whitespace().nth(2).map(str::to_string).context("no MAC in `ip -br link`")
+    }
+
     /// Runs a shell snippet inside the namespace, failing on a non-zero exit.
     pub fn sh(&self, script: &str) -> Result<String> {
         let out = run(self.exec_command("sh").args(["-c", script]))?;
@@ -360,8 +366,7 @@ impl Segment {
 
     /// The MAC address of node `i`'s l0.
     pub fn mac(&self, i: usize) -> Result<String> {
-        let out = self.nodes[i].ip(&["-br", "link", "show", "l0"])?;
-        out.split_whitespace().nth(2).map(str::to_string).context("no MAC in `ip -br link`")
+        self.nodes[i].mac("l0")
     }
 
     /// Whether node `i` holds `ip`.

@@ -46,6 +46,21 @@ pub fn vng() -> Result<PathBuf> {
     if p.exists() { Ok(p) } else { bail!("virtme-ng's `vng` is not installed: run `cargo xtask setup`") }
 }
 
+/// Set in the VM when a test re-runs itself there (`run_test`).
+pub const IN_VM: &str = "LB_IN_VM";
+
+/// Whether this process runs inside the VM (a test `run_test` started).
+pub fn in_vm() -> bool {
+    std::env::var_os(IN_VM).is_some()
+}
+
+/// Re-runs test `name` of the calling test binary inside the VM (with `IN_VM` set, so the
+/// test takes its in-VM branch), capturing what it prints.
+pub fn run_test(name: &str, timeout: Duration) -> Result<VmOutput> {
+    let exe = std::env::current_exe().context("the test binary's path")?;
+    run(&format!("{IN_VM}=1 {} --exact {name} --nocapture 2>&1", exe.display()), timeout)
+}
+
 /// Runs `script` with `sh -c` as root in a VM booted on the 6.1 kernel; gives up after
 /// `timeout` (the VM is killed).
 pub fn run(script: &str, timeout: Duration) -> Result<VmOutput> {

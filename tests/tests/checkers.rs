@@ -64,6 +64,15 @@ fn reals(list: &[usize], port: u16) -> Vec<String> {
     v
 }
 
+/// `virtual_server VIP 80` (rr, NAT, `delay_loop 1`) over the first `n` backends on port 80,
+/// each real server checked by `check` (a checker block).
+fn service_80(n: usize, check: &str) -> String {
+    let reals: String = (0..n).map(|i| format!("    real_server {} 80 {{\n{check}    }}\n", backend4(i))).collect();
+    format!(
+        "virtual_server {VIP4} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n{reals}}}\n"
+    )
+}
+
 /// HTTP_GET with a digest, under continuous client traffic through the VIP: one backend
 /// stops, the checker takes it out, new connections go only to the other two with no client
 /// failure after that; it comes back, and so does its share.
@@ -75,18 +84,10 @@ fn http_get_takes_a_stopped_backend_out_and_back_under_traffic() {
     let config = write(
         "chk-http",
         "keepalived.conf",
-        &format!(
-            "virtual_server {VIP4} 80 {{
-    delay_loop 1
-    lb_algo rr
-    lb_kind NAT
-    protocol TCP
-{}}}
-",
-            (0..3)
-                .map(|i| format!(
-                    "    real_server {} 80 {{
-        HTTP_GET {{
+        &service_80(
+            3,
+            &format!(
+                "        HTTP_GET {{
             url {{
                 path /health
                 digest {md5_ok}
@@ -95,11 +96,8 @@ fn http_get_takes_a_stopped_backend_out_and_back_under_traffic() {
             retry 1
             delay_before_retry 1
         }}
-    }}
-",
-                    backend4(i)
-                ))
-                .collect::<String>()
+"
+            ),
         ),
     );
     let mut servers: Vec<Option<HttpServer>> = (0..3)
@@ -365,27 +363,14 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
     let config = write(
         "chk-flap",
         "keepalived.conf",
-        &format!(
-            "virtual_server {VIP4} 80 {{
-    delay_loop 1
-    lb_algo rr
-    lb_kind NAT
-    protocol TCP
-{}}}
-",
-            (0..2)
-                .map(|i| format!(
-                    "    real_server {} 80 {{
-        TCP_CHECK {{
+        &service_80(
+            2,
+            "        TCP_CHECK {
             connect_timeout 1
             retry 1
             delay_before_retry 1
-        }}
-    }}
+        }
 ",
-                    backend4(i)
-                ))
-                .collect::<String>()
         ),
     );
     let _servers: Vec<Backend> = (0..2)

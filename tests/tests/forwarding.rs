@@ -511,13 +511,9 @@ fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
 #[test]
 fn tun_with_the_kernel_ipip_module_in_the_61_vm() {
     require_root();
-    if std::env::var_os("LB_IN_VM").is_none() {
-        let exe = std::env::current_exe().unwrap();
-        let cmd = format!(
-            "LB_IN_VM=1 {} --exact tun_with_the_kernel_ipip_module_in_the_61_vm --nocapture 2>&1",
-            exe.display()
-        );
-        let out = lb_tests::vm::run(&cmd, Duration::from_secs(600)).unwrap();
+    if !lb_tests::vm::in_vm() {
+        let out =
+            lb_tests::vm::run_test("tun_with_the_kernel_ipip_module_in_the_61_vm", Duration::from_secs(600)).unwrap();
         assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
         assert!(out.stdout.contains("TUN via kernel ipip on 6.1."), "{}", out.stdout);
         for l in out.stdout.lines().filter(|l| l.starts_with("6.1: ")) {

@@ -20,8 +20,6 @@ use lb_tests::{
 };
 use nix::sys::signal::Signal;
 
-const IN_VM: &str = "LB_IN_VM";
-
 /// A config file, removed on drop.
 struct TempConfig(PathBuf);
 
@@ -92,12 +90,10 @@ fn step(what: &str) {
 #[test]
 fn ipvs_backend_in_the_61_vm() {
     require_root();
-    if std::env::var_os(IN_VM).is_some() {
+    if lb_tests::vm::in_vm() {
         return in_vm();
     }
-    let exe = std::env::current_exe().unwrap();
-    let cmd = format!("{IN_VM}=1 {} --exact ipvs_backend_in_the_61_vm --nocapture 2>&1", exe.display());
-    let out = lb_tests::vm::run(&cmd, Duration::from_secs(900)).unwrap();
+    let out = lb_tests::vm::run_test("ipvs_backend_in_the_61_vm", Duration::from_secs(900)).unwrap();
     assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
     for scenario in ["configs", "nat", "dr", "tun", "auto"] {
         assert!(out.stdout.contains(&format!("IPVS OK {scenario}")), "{scenario} did not finish:\n{}", out.stdout);
@@ -511,7 +507,7 @@ fn auto_probe() {
 #[test]
 fn auto_picks_bpf_where_it_loads() {
     require_root();
-    if std::env::var_os(IN_VM).is_some() {
+    if lb_tests::vm::in_vm() {
         return;
     }
     let topo = LbTopology::new(1).unwrap();
@@ -527,7 +523,7 @@ fn auto_picks_bpf_where_it_loads() {
 #[test]
 fn without_ipvs_the_backend_is_a_clear_error() {
     require_root();
-    if std::env::var_os(IN_VM).is_some() || Path::new("/proc/net/ip_vs").exists() {
+    if lb_tests::vm::in_vm() || Path::new("/proc/net/ip_vs").exists() {
         return; // this kernel has IPVS: the VM test covers it
     }
     let ns = Netns::new("noipvs").unwrap();

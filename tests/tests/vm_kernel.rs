@@ -55,15 +55,10 @@ fn every_program_passes_the_verifier_here_and_on_61() {
     assert_eq!(names, ["bench_count", "bench_drop", "bench_pass", "bench_redirect", "bench_tx", "lb_decap", "lb_xdp"]);
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     println!("{}: {counts:?}", release.trim());
-    if std::env::var_os("LB_IN_VM").is_some() {
+    if vm::in_vm() {
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let cmd = format!(
-        "LB_IN_VM=1 {} --exact every_program_passes_the_verifier_here_and_on_61 --nocapture 2>&1",
-        exe.display()
-    );
-    let out = vm::run(&cmd, Duration::from_secs(400)).unwrap();
+    let out = vm::run_test("every_program_passes_the_verifier_here_and_on_61", Duration::from_secs(400)).unwrap();
     assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
     let line = out.stdout.lines().find(|l| l.starts_with("6.1.")).unwrap_or_else(|| panic!("{}", out.stdout));
     println!("{line}");

@@ -720,17 +720,6 @@ fn subsystem_flags_run_only_their_part() {
     d.stop().unwrap();
 }
 
-/// Daemon CPU time so far (user + system), in seconds, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|x| x.parse().unwrap()).collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f[0] + f[1]) as f64 / hz
-}
-
 /// 10k adverts/s for 3 s from random spoofed on-link sources, all with the wrong password
 /// and priority 255: no state changes on either node (the master's real adverts still get
 /// through, the backup never takes over), every rejected advert is counted, the log gets at
@@ -760,7 +749,7 @@ fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
     let received_before = d1.status().unwrap()["vrrp"][0]["adverts_received"].as_u64().unwrap();
     let logged_before: Vec<usize> =
         [&d0, &d1].iter().map(|d| d.log().iter().filter(|l| l.contains("advert dropped")).count()).collect();
-    let cpu_before: Vec<f64> = [&d0, &d1].iter().map(|d| cpu_seconds(d.pid().unwrap())).collect();
+    let cpu_before: Vec<f64> = [&d0, &d1].iter().map(|d| daemon::cpu_seconds(d.pid().unwrap())).collect();
 
     const RATE: u64 = 10_000;
     const SECONDS: u64 = 3;
@@ -799,8 +788,11 @@ fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
         .unwrap();
     let took = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
-    let cpu: Vec<f64> =
-        [&d0, &d1].iter().zip(&cpu_before).map(|(d, before)| (cpu_seconds(d.pid().unwrap()) - before) / took).collect();
+    let cpu: Vec<f64> = [&d0, &d1]
+        .iter()
+        .zip(&cpu_before)
+        .map(|(d, before)| (daemon::cpu_seconds(d.pid().unwrap()) - before) / took)
+        .collect();
     let st1 = d1.status().unwrap();
     let counted = st1["vrrp"][0]["rejected"]["Password"].as_u64().unwrap_or(0);
     let logged: Vec<usize> = [&d0, &d1]

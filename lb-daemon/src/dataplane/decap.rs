@@ -3,35 +3,15 @@
 //! interface's ingress until stopped (SIGTERM/SIGINT detach it).
 
 use anyhow::{Context as _, Result, anyhow};
-use aya::{
-    EbpfLoader,
-    programs::{SchedClassifier, TcAttachType, tc},
-};
-use lb_common::consts::*;
+use aya::programs::{SchedClassifier, TcAttachType, tc};
+use lb_common::consts::PROG_DECAP;
 use tracing::info;
 
 pub async fn run(object: &[u8], interfaces: &[String]) -> Result<()> {
     if interfaces.is_empty() {
         return Err(anyhow!("name the interface(s) tunnelled packets arrive on with -i"));
     }
-    let mut loader = EbpfLoader::new();
-    // The load balancer's maps are not used here: keep them minimal.
-    for m in [
-        MAP_CONNTRACK,
-        MAP_NAT_REV,
-        MAP_HALFOPEN,
-        MAP_HALFOPEN_REV,
-        MAP_PERSIST,
-        MAP_LBLC,
-        MAP_TABLES,
-        MAP_REALS,
-        MAP_REAL_CONNS,
-        MAP_REAL_SYNS,
-        MAP_REAL_STATS,
-    ] {
-        loader.map_max_entries(m, 1);
-    }
-    let mut ebpf = loader.load(object).context("loading the eBPF object")?;
+    let mut ebpf = super::object::aux_loader().load(object).context("loading the eBPF object")?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROG_DECAP)
         .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_DECAP}"))?
