@@ -82,6 +82,9 @@ pub const MAP_RR: &str = "lb_rr";
 pub const MAP_META: &str = "lb_meta";
 /// Next hops waiting for neighbour resolution (not pinned: only the running daemon reads it).
 pub const MAP_UNRESOLVED: &str = "lb_unresolved";
+/// Per-CPU scratch of one program run: the parsed frame, the FIB parameter block.
+pub const MAP_SCRATCH: &str = "lb_scratch";
+pub const MAP_FIB: &str = "lb_fib";
 pub const UNRESOLVED_ENTRIES: u32 = 1024;
 /// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
 pub const LINKS_DIR: &str = "links";
@@ -108,13 +111,58 @@ pub const PINNED_MAPS: [&str; 18] = [
     MAP_RR,
 ];
 
-/// Program names, as in the ELF object and `bpftool prog list`.
+/// Every map of the `lb-xdp` object: the pinned ones and those only a running daemon uses.
+pub const XDP_MAPS: [&str; 22] = [
+    MAP_META,
+    MAP_SERVICES,
+    MAP_SVC_CONF,
+    MAP_SVC_GEN,
+    MAP_TABLES,
+    MAP_REALS,
+    MAP_REAL_CONNS,
+    MAP_REAL_EXPIRED,
+    MAP_REAL_STATS,
+    MAP_STATS,
+    MAP_SVC_STATS,
+    MAP_CONNTRACK,
+    MAP_NAT_REV,
+    MAP_HALFOPEN,
+    MAP_HALFOPEN_REV,
+    MAP_PERSIST,
+    MAP_LBLC,
+    MAP_RR,
+    MAP_REAL_SYNS,
+    MAP_UNRESOLVED,
+    MAP_SCRATCH,
+    MAP_FIB,
+];
+
+/// The BPF objects `cargo xtask build-ebpf` builds (file names under
+/// `target/ebpf/bpfel-unknown-none/release/`), one per program set, and their programs
+/// (as in `bpftool prog list`).
+///
+/// `lb-xdp`: the load balancer, loaded and attached by the daemon.
+pub const OBJ_XDP: &str = "lb-xdp";
 pub const PROG_XDP: &str = "lb_xdp";
-/// TC ingress program for real servers whose kernel cannot decapsulate IPIP itself.
+/// `lb-decap`: TC ingress program for real servers whose kernel cannot decapsulate IPIP
+/// itself (`lb-daemon decap`).
+pub const OBJ_DECAP: &str = "lb-decap";
 pub const PROG_DECAP: &str = "lb_decap";
-/// Baselines for the per-packet benchmark (`XDP_PASS`, `XDP_DROP`); never attached.
+/// `lb-bench`: the benchmark's programs, never loaded by the daemon: baselines for the
+/// per-packet cost (`XDP_PASS`, `XDP_DROP`), the packet generator, the sink counter and the
+/// redirect ceiling.
+pub const OBJ_BENCH: &str = "lb-bench";
 pub const PROG_BENCH_PASS: &str = "bench_pass";
 pub const PROG_BENCH_DROP: &str = "bench_drop";
+pub const PROG_BENCH_TX: &str = "bench_tx";
+pub const PROG_BENCH_COUNT: &str = "bench_count";
+pub const PROG_BENCH_REDIRECT: &str = "bench_redirect";
+/// The `lb-bench` object's maps: the generator's frame template, per-CPU run and frame
+/// counts, its pacing divisor, and the redirect ceiling's next hop.
+pub const MAP_BENCH_FRAME: &str = "bench_frame";
+pub const MAP_BENCH_COUNTER: &str = "bench_counter";
+pub const MAP_BENCH_EVERY: &str = "bench_every";
+pub const MAP_BENCH_NEXT: &str = "bench_next";
 
 /// Address families as stored in keys (not AF_* values: those differ between systems).
 pub const FAMILY_V4: u8 = 4;

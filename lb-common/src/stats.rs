@@ -3,67 +3,119 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// Data-plane wide counters, one entry per CPU in `lb_stats`.
-///
-/// Every packet the XDP program sees is counted once in `rx_*`, once in exactly one verdict
-/// (`pass_*`, `drop_*`, `tx_*`, `redirect_*`) and once in exactly one reason
-/// (`reason_*`), so the totals cross-check: rx = pass + drop + tx + redirect = sum of reasons.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
-pub struct GlobalStats {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub pass_packets: u64,
-    pub pass_bytes: u64,
-    pub drop_packets: u64,
-    pub drop_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub redirect_packets: u64,
-    pub redirect_bytes: u64,
-    /// Passed: not IPv4/IPv6 (ARP, LLDP, ...).
-    pub reason_not_ip: u64,
-    /// Passed: more VLAN tags than the parser walks (`MAX_VLAN_DEPTH`); not ours to judge.
-    pub reason_deep_vlan: u64,
-    /// Passed: IP, but no virtual service matches (destination, port, protocol).
-    pub reason_no_service: u64,
-    /// Passed: IPv4 fragment (first or later); the stack reassembles.
-    pub reason_fragment: u64,
-    /// Passed: IPv4 with options, or IPv6 with extension headers before the L4 header.
-    pub reason_ip_options: u64,
-    /// Passed: ICMP/ICMPv6 other than errors about a tracked flow.
-    pub reason_icmp: u64,
-    /// Passed: IP protocol other than TCP/UDP/ICMP.
-    pub reason_other_proto: u64,
-    /// Forwarded to a real server by NAT (destination rewritten).
-    pub reason_fwd_nat: u64,
-    /// Forwarded to a real server by DR (MAC rewritten).
-    pub reason_fwd_dr: u64,
-    /// Forwarded to a real server by TUN (IPIP / IPv6-in-IPv6).
-    pub reason_fwd_tun: u64,
-    /// A NAT real server's reply, source rewritten back to the VIP.
-    pub reason_nat_reply: u64,
-    /// Forwarded: an ICMP error about a tracked flow, sent to that flow's real server.
-    pub reason_icmp_fwd: u64,
-    /// Rewritten, but the FIB has no neighbour or route for it yet: passed to the stack,
-    /// which resolves and forwards it (DR/TUN frames are passed unmodified).
-    pub reason_no_route: u64,
-    /// Dropped: the service has no live real server and no sorry server.
-    pub reason_no_real: u64,
-    /// Dropped: the encapsulated packet would exceed the egress MTU (TUN).
-    pub reason_too_big: u64,
-    /// Dropped: frame shorter than its Ethernet header or VLAN tags.
-    pub reason_bad_eth: u64,
-    /// Dropped: IPv4 header truncated, IHL < 5, or total length shorter than the header or
-    /// longer than the frame.
-    pub reason_bad_ipv4: u64,
-    /// Dropped: IPv6 header truncated or payload length longer than the frame.
-    pub reason_bad_ipv6: u64,
-    /// Dropped: TCP/UDP/ICMP header truncated, or TCP data offset < 5.
-    pub reason_bad_l4: u64,
-    /// Not a reason: flows scheduled (conntrack entries created) and conntrack hits.
-    pub flows_new: u64,
-    pub flows_hit: u64,
+/// Declares `GlobalStats`, its field names and the `Reason` enum from one list, so the three
+/// cannot drift apart: each reason is a variant and, at the same position among the
+/// `reason_*` fields, the counter it moves.
+macro_rules! global_stats {
+    (
+        verdicts { $( $(#[$vdoc:meta])* $verdict:ident, )* }
+        reasons { $( $(#[$rdoc:meta])* $reason:ident => $rfield:ident, )* }
+        flows { $( $(#[$fdoc:meta])* $flow:ident, )* }
+    ) => {
+        /// Data-plane wide counters, one entry per CPU in `lb_stats`.
+        ///
+        /// Every packet the XDP program sees is counted once in `rx_*`, once in exactly one
+        /// verdict (`pass_*`, `drop_*`, `tx_*`, `redirect_*`) and once in exactly one reason
+        /// (`reason_*`), so the totals cross-check: rx = pass + drop + tx + redirect = sum of
+        /// reasons.
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+        pub struct GlobalStats {
+            $( $(#[$vdoc])* pub $verdict: u64, )*
+            $( $(#[$rdoc])* pub $rfield: u64, )*
+            $( $(#[$fdoc])* pub $flow: u64, )*
+        }
+
+        impl GlobalStats {
+            /// Field names in declaration order, for userspace output.
+            pub const FIELD_NAMES: [&'static str; [$(stringify!($verdict),)* $(stringify!($rfield),)* $(stringify!($flow),)*].len()] =
+                [$(stringify!($verdict),)* $(stringify!($rfield),)* $(stringify!($flow),)*];
+            /// Index (in u64 words) of the first `reason_*` field: `Reason::X as usize` words
+            /// further is X's counter.
+            pub const REASON_BASE: usize = [$(stringify!($verdict),)*].len();
+        }
+
+        /// Why a frame got its verdict; each variant counts in the `reason_*` field at the
+        /// same position.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum Reason {
+            $( $(#[$rdoc])* $reason, )*
+        }
+
+        impl Reason {
+            pub const ALL: [Reason; [$(stringify!($reason),)*].len()] = [$(Reason::$reason,)*];
+
+            /// The counter this reason moves, as named in `GlobalStats::FIELD_NAMES`.
+            pub const fn field_name(self) -> &'static str {
+                match self {
+                    $( Reason::$reason => stringify!($rfield), )*
+                }
+            }
+        }
+    };
+}
+
+global_stats! {
+    verdicts {
+        rx_packets,
+        rx_bytes,
+        pass_packets,
+        pass_bytes,
+        drop_packets,
+        drop_bytes,
+        tx_packets,
+        tx_bytes,
+        redirect_packets,
+        redirect_bytes,
+    }
+    reasons {
+        /// Passed: not IPv4/IPv6 (ARP, LLDP, ...).
+        NotIp => reason_not_ip,
+        /// Passed: more VLAN tags than the parser walks (`MAX_VLAN_DEPTH`); not ours to judge.
+        DeepVlan => reason_deep_vlan,
+        /// Passed: IP, but no virtual service matches (destination, port, protocol).
+        NoService => reason_no_service,
+        /// Passed: IPv4 fragment (first or later); the stack reassembles.
+        Fragment => reason_fragment,
+        /// Passed: IPv4 with options, or IPv6 with extension headers before the L4 header.
+        IpOptions => reason_ip_options,
+        /// Passed: ICMP/ICMPv6 other than errors about a tracked flow.
+        Icmp => reason_icmp,
+        /// Passed: IP protocol other than TCP/UDP/ICMP.
+        OtherProto => reason_other_proto,
+        /// Forwarded to a real server by NAT (destination rewritten).
+        FwdNat => reason_fwd_nat,
+        /// Forwarded to a real server by DR (MAC rewritten).
+        FwdDr => reason_fwd_dr,
+        /// Forwarded to a real server by TUN (IPIP / IPv6-in-IPv6).
+        FwdTun => reason_fwd_tun,
+        /// A NAT real server's reply, source rewritten back to the VIP.
+        NatReply => reason_nat_reply,
+        /// Forwarded: an ICMP error about a tracked flow, sent to that flow's real server.
+        IcmpFwd => reason_icmp_fwd,
+        /// Rewritten, but the FIB has no neighbour or route for it yet: passed to the stack,
+        /// which resolves and forwards it (DR/TUN frames are passed unmodified).
+        NoRoute => reason_no_route,
+        /// Dropped: the service has no live real server and no sorry server.
+        NoReal => reason_no_real,
+        /// Dropped: the encapsulated packet would exceed the egress MTU (TUN).
+        TooBig => reason_too_big,
+        /// Dropped: frame shorter than its Ethernet header or VLAN tags.
+        BadEth => reason_bad_eth,
+        /// Dropped: IPv4 header truncated, IHL < 5, or total length shorter than the header or
+        /// longer than the frame.
+        BadIpv4 => reason_bad_ipv4,
+        /// Dropped: IPv6 header truncated or payload length longer than the frame.
+        BadIpv6 => reason_bad_ipv6,
+        /// Dropped: TCP/UDP/ICMP header truncated, or TCP data offset < 5.
+        BadL4 => reason_bad_l4,
+    }
+    flows {
+        /// Not a reason: flows scheduled (conntrack entries created) and conntrack hits.
+        flows_new,
+        flows_hit,
+    }
 }
 
 /// Per-service counters, one entry per service id per CPU in `lb_svc_stats`; the same shape
@@ -80,42 +132,6 @@ pub struct ServiceStats {
 }
 
 impl GlobalStats {
-    /// Field names in declaration order, for userspace output (the struct is all `u64`s;
-    /// the assertion below keeps the list as long as the struct).
-    pub const FIELD_NAMES: [&'static str; 31] = [
-        "rx_packets",
-        "rx_bytes",
-        "pass_packets",
-        "pass_bytes",
-        "drop_packets",
-        "drop_bytes",
-        "tx_packets",
-        "tx_bytes",
-        "redirect_packets",
-        "redirect_bytes",
-        "reason_not_ip",
-        "reason_deep_vlan",
-        "reason_no_service",
-        "reason_fragment",
-        "reason_ip_options",
-        "reason_icmp",
-        "reason_other_proto",
-        "reason_fwd_nat",
-        "reason_fwd_dr",
-        "reason_fwd_tun",
-        "reason_nat_reply",
-        "reason_icmp_fwd",
-        "reason_no_route",
-        "reason_no_real",
-        "reason_too_big",
-        "reason_bad_eth",
-        "reason_bad_ipv4",
-        "reason_bad_ipv6",
-        "reason_bad_l4",
-        "flows_new",
-        "flows_hit",
-    ];
-
     /// `(name, value)` for every counter.
     pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         let values: &[u64] = bytemuck::cast_slice(core::slice::from_ref(self));
@@ -148,6 +164,8 @@ impl ServiceStats {
 }
 
 const _: () = assert!(core::mem::size_of::<GlobalStats>() == GlobalStats::FIELD_NAMES.len() * 8);
+// The packed verdict (lb-ebpf's `Verdict`) keeps the reason in 6 bits.
+const _: () = assert!(Reason::ALL.len() <= 64);
 
 crate::aya_pod!(GlobalStats, ServiceStats);
 
@@ -176,6 +194,17 @@ mod tests {
         for (name, value) in named {
             assert_eq!(g.fields().find(|(n, _)| *n == name).map(|(_, v)| v), Some(value), "{name}");
         }
+    }
+
+    /// Each reason's counter sits `REASON_BASE + reason` words into the struct: the data plane
+    /// counts by that index.
+    #[test]
+    fn reasons_index_their_counters() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert_eq!(GlobalStats::FIELD_NAMES[GlobalStats::REASON_BASE + i], r.field_name());
+        }
+        assert_eq!(GlobalStats::FIELD_NAMES[GlobalStats::REASON_BASE], "reason_not_ip");
     }
 
     #[test]

@@ -220,7 +220,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn decap(cli: &Cli) -> anyhow::Result<()> {
-    let object = lb_daemon::dataplane::object::load(cli.bpf_object.as_deref())?;
+    // `--bpf-object` names the decapsulator's object here.
+    let object = match cli.bpf_object.as_deref() {
+        Some(path) => lb_daemon::dataplane::object::load(Some(path))?,
+        None => lb_daemon::dataplane::object::decap()?,
+    };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

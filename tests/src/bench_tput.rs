@@ -19,6 +19,10 @@
 //! steps from 100 kpps, that loses under 1%; and the unpaced run (the veth rings overflow:
 //! offered is what the generator tried).
 
+use lb_common::consts::{
+    MAP_BENCH_COUNTER, MAP_BENCH_EVERY, MAP_BENCH_FRAME, MAP_BENCH_NEXT, PROG_BENCH_COUNT, PROG_BENCH_PASS,
+    PROG_BENCH_REDIRECT, PROG_BENCH_TX,
+};
 use std::{
     io::Write,
     path::Path,
@@ -81,11 +85,9 @@ impl Method {
     }
 }
 
-/// The lb-ebpf object with its big tables shrunk: the benchmark's own programs need none of
-/// them.
+/// The benchmark's own object (generator, sink, ceiling, baselines).
 fn small_object() -> Result<Ebpf> {
-    let object = lb_daemon::dataplane::object::load(None)?;
-    lb_daemon::dataplane::object::aux_loader().load(&object).context("loading the eBPF object")
+    crate::bench_object()
 }
 
 fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -143,11 +145,11 @@ impl Bench {
         lb.ip(&["neigh", "replace", "192.0.2.2", "lladdr", &g0, "dev", "l0", "nud", "permanent"])?;
         let mut sink = small_object()?;
         sink_ns.run(|| -> Result<()> {
-            xdp(&mut sink, "bench_count")?.attach("b0", XdpMode::Driver)?;
+            xdp(&mut sink, PROG_BENCH_COUNT)?.attach("b0", XdpMode::Driver)?;
             Ok(())
         })??;
         let mut generator = small_object()?;
-        xdp(&mut generator, "bench_tx")?;
+        xdp(&mut generator, PROG_BENCH_TX)?;
         let g0 = gen_ns.ifindex("g0")?;
         Ok(Self { gen_ns, lb, sink_ns, generator, sink, on_l0: None, g0, napi: 0 })
     }
@@ -198,30 +200,32 @@ impl Bench {
         for (i, w) in words.iter_mut().enumerate() {
             *w = u64::from_ne_bytes(f[i * 8..i * 8 + 8].try_into()?);
         }
-        let mut m: Array<_, [u64; 8]> = Array::try_from(self.generator.map_mut("bench_frame").context("bench_frame")?)?;
+        let mut m: Array<_, [u64; 8]> =
+            Array::try_from(self.generator.map_mut(MAP_BENCH_FRAME).context(MAP_BENCH_FRAME)?)?;
         m.set(0, words, 0)?;
         Ok(())
     }
 
     fn delivered(&self) -> Result<u64> {
-        let m: PerCpuArray<_, u64> = PerCpuArray::try_from(self.sink.map("bench_counter").context("bench_counter")?)?;
+        let m: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(self.sink.map(MAP_BENCH_COUNTER).context(MAP_BENCH_COUNTER)?)?;
         Ok(m.get(&0, 0)?.iter().sum())
     }
 
     /// Frames the generator transmitted so far.
     fn generated(&self) -> Result<u64> {
         let m: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(self.generator.map("bench_counter").context("bench_counter")?)?;
+            PerCpuArray::try_from(self.generator.map(MAP_BENCH_COUNTER).context(MAP_BENCH_COUNTER)?)?;
         Ok(m.get(&1, 0)?.iter().sum())
     }
 
     /// Runs the generator `runs` times on CPU 0, transmitting one run in `every` (evenly
     /// spaced frames at 1/`every` of its full rate). Returns the frames sent and the time.
     fn send(&mut self, runs: u64, every: u64) -> Result<(u64, Duration)> {
-        let mut e: Array<_, u64> = Array::try_from(self.generator.map_mut("bench_every").context("bench_every")?)?;
+        let mut e: Array<_, u64> = Array::try_from(self.generator.map_mut(MAP_BENCH_EVERY).context(MAP_BENCH_EVERY)?)?;
         e.set(0, every, 0)?;
         let before = self.generated()?;
-        let prog: &Xdp = self.generator.program("bench_tx").context("bench_tx")?.try_into()?;
+        let prog: &Xdp = self.generator.program(PROG_BENCH_TX).context(PROG_BENCH_TX)?.try_into()?;
         let g0 = self.g0;
         let data = [0u8; 64];
         let took = self.gen_ns.run(|| -> Result<Duration> {
@@ -257,11 +261,11 @@ impl Bench {
             }
             Method::Nft | Method::Forward | Method::Ceiling => {
                 let mut e = small_object()?;
-                let prog = if method == Method::Ceiling { "bench_redirect" } else { "bench_pass" };
+                let prog = if method == Method::Ceiling { PROG_BENCH_REDIRECT } else { PROG_BENCH_PASS };
                 if method == Method::Ceiling {
                     let l1 = self.lb.ifindex("l1")?;
                     let b0 = mac(&self.sink_ns, "b0")?;
-                    let mut m: Array<_, u64> = Array::try_from(e.map_mut("bench_next").context("bench_next")?)?;
+                    let mut m: Array<_, u64> = Array::try_from(e.map_mut(MAP_BENCH_NEXT).context(MAP_BENCH_NEXT)?)?;
                     m.set(0, u64::from(l1), 0)?;
                     let mut b = [0u8; 8];
                     b[2..].copy_from_slice(&b0);

@@ -78,6 +78,8 @@ pub struct Fixture {
     netns: Option<(PathBuf, u32)>,
     /// The first fixture on a pin directory removes it; `share`d ones do not.
     owns_pins: bool,
+    /// The benchmark's baselines (`lb-bench`), loaded on first use.
+    bench: Option<Ebpf>,
 }
 
 static FIXTURES: AtomicU32 = AtomicU32::new(0);
@@ -94,7 +96,7 @@ impl Fixture {
         let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));
         let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack }).context("verifier refused lb_xdp")?;
-        Ok(Self { dp, pin_dir, netns: None, owns_pins: true })
+        Ok(Self { dp, pin_dir, netns: None, owns_pins: true, bench: None })
     }
 
     /// Runs program `prog` (`lb_xdp` or a baseline) once per frame, each from a fresh copy
@@ -140,11 +142,18 @@ impl Fixture {
         self.netns.as_ref().map_or(0, |(_, i)| *i)
     }
 
-    /// Program `prog` of the object, loaded into the kernel on first use (the baselines are
-    /// not loaded by the data plane).
+    /// Program `prog`, loaded into the kernel on first use: `lb_xdp`, or a baseline of the
+    /// benchmark's object.
     fn loaded(&mut self, prog: &str) -> Result<&Xdp> {
-        let p: &mut Xdp =
-            self.dp.ebpf_mut().program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
+        let ebpf = if prog == PROG_XDP {
+            self.dp.ebpf_mut()
+        } else {
+            if self.bench.is_none() {
+                self.bench = Some(crate::bench_object()?);
+            }
+            self.bench.as_mut().ok_or_else(|| anyhow!("no benchmark object"))?
+        };
+        let p: &mut Xdp = ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
         if p.fd().is_err() {
             p.load().with_context(|| format!("loading {prog}"))?;
         }
@@ -181,7 +190,7 @@ impl Fixture {
     pub fn share(&self) -> Result<Self> {
         let object = lb_daemon::dataplane::object::load(None)?;
         let dp = BpfDataplane::load(&object, &self.pin_dir, Sizes { conntrack: 4096 })?;
-        Ok(Self { dp, pin_dir: self.pin_dir.clone(), netns: self.netns.clone(), owns_pins: false })
+        Ok(Self { dp, pin_dir: self.pin_dir.clone(), netns: self.netns.clone(), owns_pins: false, bench: None })
     }
 
     /// Runs programming and packets inside `ns`, arriving on interface `ifindex` there.

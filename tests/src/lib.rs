@@ -30,6 +30,23 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// An object `cargo xtask build-ebpf` built (`lb_common::consts::OBJ_*`), read from
+/// `target/ebpf/` (or `LB_EBPF_DIR`, as lb-daemon's build script).
+pub fn ebpf_object(name: &str) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let dir = std::env::var_os("LB_EBPF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/ebpf/bpfel-unknown-none/release"));
+    let path = dir.join(name);
+    std::fs::read(&path).with_context(|| format!("reading {} (run `cargo xtask build-ebpf`)", path.display()))
+}
+
+/// The benchmark's object (`lb-bench`), loaded: its maps are created, its programs not yet.
+pub fn bench_object() -> anyhow::Result<aya::Ebpf> {
+    use anyhow::Context as _;
+    aya::Ebpf::load(&ebpf_object(lb_common::consts::OBJ_BENCH)?).context("loading the lb-bench object")
+}
+
 /// Fails loudly (not skips) when not root: every harness here needs it.
 pub fn require_root() {
     assert!(nix::unistd::geteuid().is_root(), "these tests need root (namespaces, XDP, bpffs)");

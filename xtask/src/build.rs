@@ -1,4 +1,4 @@
-//! Building the eBPF object and running the checks.
+//! Building the eBPF objects and running the checks.
 
 use std::{path::PathBuf, process::Command};
 
@@ -27,9 +27,10 @@ pub fn sh_ok(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// The object `lb-daemon`'s build script embeds.
-pub fn ebpf_object() -> PathBuf {
-    root().join("target/ebpf/bpfel-unknown-none/release/lb-ebpf")
+/// Where `build-ebpf` leaves the objects (`lb_common::consts::OBJ_*`); `lb-daemon`'s build
+/// script embeds `lb-xdp` and `lb-decap` from here.
+pub fn ebpf_dir() -> PathBuf {
+    root().join("target/ebpf/bpfel-unknown-none/release")
 }
 
 /// Builds lb-ebpf with Debian's rustc 1.96 (it ships rust-src for `-Z build-std=core`;
@@ -53,7 +54,9 @@ pub fn ebpf() -> Result<()> {
         bail!("Debian's cargo is missing: run `cargo xtask setup`");
     }
     sh_ok(&mut cmd)?;
-    println!("build-ebpf: {}", ebpf_object().display());
+    for obj in [lb_common::consts::OBJ_XDP, lb_common::consts::OBJ_DECAP, lb_common::consts::OBJ_BENCH] {
+        println!("build-ebpf: {}", ebpf_dir().join(obj).display());
+    }
     Ok(())
 }
 
@@ -62,6 +65,10 @@ fn cargo() -> Command {
     c.current_dir(root());
     c
 }
+
+/// Cargo arguments selecting lb-ebpf's library, built for the host with the stable toolchain
+/// into its own target directory (apart from the BPF build's).
+const EBPF_HOST_LIB: [&str; 5] = ["--manifest-path", "lb-ebpf/Cargo.toml", "--lib", "--target-dir", "target/ebpf-host"];
 
 pub fn test(extra: &[String]) -> Result<()> {
     setup::run()?;
@@ -72,6 +79,10 @@ pub fn test(extra: &[String]) -> Result<()> {
     sh_ok(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
     println!("test: cargo clippy -D warnings");
     sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // lb-ebpf's library (its pure code) also builds for the host: linted and unit-tested here.
+    sh_ok(cargo().args(["clippy"]).args(EBPF_HOST_LIB).args(["--", "-D", "warnings"]))?;
+    println!("test: lb-ebpf's library on the host");
+    sh_ok(cargo().args(["test"]).args(EBPF_HOST_LIB))?;
     // The end-to-end tests run the lb-daemon binary; `cargo test` builds only test harnesses.
     println!("test: cargo build --bins");
     sh_ok(cargo().args(["build", "--workspace", "--bins"]))?;

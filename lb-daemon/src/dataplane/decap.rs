@@ -1,5 +1,5 @@
 //! `lb-daemon decap -i IFACE`: for real servers of TUN services whose kernel cannot
-//! decapsulate IPIP / IPv6-in-IPv6 itself, runs lb-ebpf's `lb_decap` TC program on the
+//! decapsulate IPIP / IPv6-in-IPv6 itself, runs the `lb-decap` object's `lb_decap` TC program on the
 //! interface's ingress until stopped (SIGTERM/SIGINT detach it).
 
 use anyhow::{Context as _, Result, anyhow};
@@ -11,7 +11,7 @@ pub async fn run(object: &[u8], interfaces: &[String]) -> Result<()> {
     if interfaces.is_empty() {
         return Err(anyhow!("name the interface(s) tunnelled packets arrive on with -i"));
     }
-    let mut ebpf = super::object::aux_loader().load(object).context("loading the eBPF object")?;
+    let mut ebpf = aya::Ebpf::load(object).context("loading the eBPF object")?;
     let prog: &mut SchedClassifier = ebpf
         .program_mut(PROG_DECAP)
         .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_DECAP}"))?

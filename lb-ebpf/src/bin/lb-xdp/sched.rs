@@ -9,33 +9,23 @@ use lb_common::{
         SCHED_WRR, SYN_WINDOW_SHIFT,
     },
 };
+use lb_ebpf::hash::hash_addr;
 
 use crate::{
-    flow::now,
-    maps::{LBLC, REAL_CONNS, REAL_EXPIRED, REAL_SYNS, REALS_MAP, RR, TABLES},
-    parse::Frame,
+    maps::{lb_lblc, lb_real_conns, lb_real_expired, lb_real_syns, lb_reals, lb_rr, lb_tables},
+    scratch::Frame,
+    time::now,
 };
-
-/// A 32-bit mix of an address (splitmix64 finaliser over its two halves): cheap, and
-/// spreads neighbouring addresses over the whole table.
-#[inline(always)]
-pub fn hash_addr(a: &[u8; 16]) -> u32 {
-    let hi = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-    let lo = u64::from_ne_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
-    let mut x = hi ^ lo.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (x ^ (x >> 31)) as u32
-}
 
 #[inline(always)]
 fn table(off: u32, idx: u32) -> u32 {
-    TABLES.get(off + idx).copied().unwrap_or(NO_REAL)
+    lb_tables.get(off + idx).copied().unwrap_or(NO_REAL)
 }
 
+/// Live established flows of `real` (`u64::MAX` when it has no slot).
 #[inline(always)]
 fn conns(real: u32) -> u64 {
-    let (Some(a), Some(e)) = (REAL_CONNS.get_ptr_mut(real), REAL_EXPIRED.get(real)) else { return u64::MAX };
+    let (Some(a), Some(e)) = (lb_real_conns.get_ptr_mut(real), lb_real_expired.get(real)) else { return u64::MAX };
     // SAFETY: an aligned u64 of a live array slot; a plain 8-byte load is atomic here.
     let active = unsafe { core::ptr::read_volatile(a.cast::<u64>()) };
     RealConns::live(active, e.active)
@@ -44,7 +34,7 @@ fn conns(real: u32) -> u64 {
 /// Counts a SYN sent to `real` in the current window (see `RealSyns`).
 #[inline(always)]
 pub fn count_syn(real: u32, t: u64) {
-    let Some(s) = REAL_SYNS.get_ptr_mut(real) else { return };
+    let Some(s) = lb_real_syns.get_ptr_mut(real) else { return };
     // SAFETY: a live array slot; racing CPUs can at worst lose a count or a rotation.
     let s = unsafe { &mut *s };
     let epoch = t >> SYN_WINDOW_SHIFT;
@@ -63,7 +53,7 @@ pub fn count_syn(real: u32, t: u64) {
 #[inline(always)]
 fn recent_syns(real: u32) -> u64 {
     // SAFETY: copied out at once.
-    let Some(s) = REAL_SYNS.get(real).copied() else { return 0 };
+    let Some(s) = lb_real_syns.get(real).copied() else { return 0 };
     let epoch = now() >> SYN_WINDOW_SHIFT;
     if s.epoch == epoch {
         s.cur + s.prev
@@ -120,6 +110,7 @@ fn least_conns(conf: &SvcConf, weighted: bool) -> u32 {
     let pairs = (conf.table_len / 2).min(MAX_SCAN);
     let mut s =
         Scan { off: conf.table_off, pairs, weighted: u32::from(weighted), best: NO_REAL, best_conns: 0, best_w: 1 };
+    // SAFETY: `scan_step` matches bpf_loop's callback type; `s` outlives the call.
     unsafe {
         bpf_loop(pairs, scan_step as *mut core::ffi::c_void, (&mut s as *mut Scan).cast(), 0);
     }
@@ -134,7 +125,7 @@ pub fn pick(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
     }
     match conf.sched {
         SCHED_RR | SCHED_WRR => {
-            let Some(pos) = RR.get_ptr_mut(svc) else { return NO_REAL };
+            let Some(pos) = lb_rr.get_ptr_mut(svc) else { return NO_REAL };
             // SAFETY: per-CPU slot; nothing else on this CPU touches it meanwhile.
             let pos = unsafe { &mut *pos };
             // Each CPU keeps its own position; starting them apart keeps the CPUs from all
@@ -160,8 +151,8 @@ pub fn pick(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
 fn lblc(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
     let key = PersistKey { addr: f.dst, svc_id: svc };
     // SAFETY: copied out at once.
-    if let Some(real) = unsafe { LBLC.get(&key) }.copied() {
-        if let Some(r) = REALS_MAP.get(real) {
+    if let Some(real) = unsafe { lb_lblc.get(&key) }.copied() {
+        if let Some(r) = lb_reals.get(real) {
             let w = u64::from(r.weight);
             if r.flags & REAL_PRESENT != 0 && r.svc_id == svc && w > 0 && conns(real) <= 2 * w {
                 return real;
@@ -170,7 +161,7 @@ fn lblc(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
     }
     let real = least_conns(conf, true);
     if real != NO_REAL {
-        let _ = LBLC.insert(&key, &real, 0);
+        let _ = lb_lblc.insert(&key, &real, 0);
     }
     real
 }

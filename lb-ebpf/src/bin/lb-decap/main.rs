@@ -2,6 +2,8 @@
 //! decapsulate IPIP / IPv6-in-IPv6 itself (this project's 6.18 test kernel has no ipip
 //! module). It removes the outer header of tunnelled packets so the stack sees the client's
 //! packet to the VIP (held on lo); everything else passes untouched.
+#![no_std]
+#![no_main]
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC},
@@ -10,7 +12,7 @@ use aya_ebpf::{
 };
 use lb_common::consts::{IPPROTO_IPIP, IPPROTO_IPV6};
 
-use crate::parse::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN};
+use lb_ebpf::hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPV4_HLEN, IPV6_HLEN};
 
 #[classifier]
 pub fn lb_decap(ctx: TcContext) -> i32 {
@@ -36,4 +38,11 @@ pub fn lb_decap(ctx: TcContext) -> i32 {
         Ok(()) => TC_ACT_OK as i32,
         Err(_) => TC_ACT_SHOT as i32,
     }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // No panics survive the verifier; this only satisfies no_std.
+    loop {}
 }

@@ -1,6 +1,10 @@
 //! Programs for `cargo xtask bench`, never attached by the daemon: the cheapest possible XDP
 //! programs (per-packet baselines), and the throughput benchmark's packet generator, sink
-//! counter and redirect ceiling.
+//! counter and redirect ceiling. Its own object: the daemon never loads it.
+#![no_std]
+#![no_main]
+// Statics are named exactly as their maps (`lb_common::consts::MAP_BENCH_*`).
+#![allow(non_upper_case_globals)]
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -27,27 +31,27 @@ const FLOWS: u64 = 1024;
 const PORT_BASE: u64 = 20_000;
 
 /// The generator's frame, written by the benchmark; `[0]` only.
-#[btf_map(name = "bench_frame")]
-static BENCH_FRAME: Array<[u64; FRAME / 8], 1> = Array::new();
+#[btf_map]
+static bench_frame: Array<[u64; FRAME / 8], 1> = Array::new();
 
 /// Per CPU: `[0]` runs of `bench_tx` or frames counted by `bench_count`, `[1]` frames
 /// `bench_tx` transmitted.
-#[btf_map(name = "bench_counter")]
-static BENCH_COUNTER: PerCpuArray<u64, 2> = PerCpuArray::new();
+#[btf_map]
+static bench_counter: PerCpuArray<u64, 2> = PerCpuArray::new();
 
 /// The generator transmits one run in `[0]` (0 or 1: every run) and drops the others: frames
 /// evenly spaced at a fraction of its full rate. (Pacing between test runs cannot work: each
 /// live-frames run costs milliseconds of setup.)
-#[btf_map(name = "bench_every")]
-static BENCH_EVERY: Array<u64, 1> = Array::new();
+#[btf_map]
+static bench_every: Array<u64, 1> = Array::new();
 
 /// The ceiling's next hop: `[ifindex, dst MAC as u64]`.
-#[btf_map(name = "bench_next")]
-static BENCH_NEXT: Array<u64, 2> = Array::new();
+#[btf_map]
+static bench_next: Array<u64, 2> = Array::new();
 
 #[inline(always)]
 fn count(slot: u32) -> u64 {
-    let Some(c) = BENCH_COUNTER.get_ptr_mut(slot) else { return 0 };
+    let Some(c) = bench_counter.get_ptr_mut(slot) else { return 0 };
     // SAFETY: this CPU's slot.
     let c = unsafe { &mut *c };
     *c += 1;
@@ -61,7 +65,7 @@ fn count(slot: u32) -> u64 {
 /// transmitted (see `bench_every`) are dropped before any write.
 #[xdp]
 pub fn bench_tx(ctx: XdpContext) -> u32 {
-    let every = BENCH_EVERY.get(0).copied().unwrap_or(1).max(1);
+    let every = bench_every.get(0).copied().unwrap_or(1).max(1);
     let n = count(0);
     if n % every != 0 {
         return xdp_action::XDP_DROP;
@@ -70,7 +74,7 @@ pub fn bench_tx(ctx: XdpContext) -> u32 {
     if start + FRAME > end {
         return xdp_action::XDP_ABORTED;
     }
-    let Some(t) = BENCH_FRAME.get(0) else { return xdp_action::XDP_ABORTED };
+    let Some(t) = bench_frame.get(0) else { return xdp_action::XDP_ABORTED };
     let p = start as *mut u64;
     for (i, w) in t.iter().enumerate() {
         // SAFETY: `FRAME` bytes are in the packet (checked above); unaligned: the packet's
@@ -116,9 +120,16 @@ pub fn bench_redirect(ctx: XdpContext) -> u32 {
     if start + 14 > end {
         return xdp_action::XDP_DROP;
     }
-    let (Some(ifindex), Some(mac)) = (BENCH_NEXT.get(0), BENCH_NEXT.get(1)) else { return xdp_action::XDP_DROP };
+    let (Some(ifindex), Some(mac)) = (bench_next.get(0), bench_next.get(1)) else { return xdp_action::XDP_DROP };
     let mac = mac.to_be_bytes();
     // SAFETY: the 14-byte Ethernet header is inside the frame (checked above).
     unsafe { (start as *mut [u8; 6]).write_unaligned([mac[2], mac[3], mac[4], mac[5], mac[6], mac[7]]) };
     unsafe { bpf_redirect(*ifindex as u32, 0) as u32 }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // No panics survive the verifier; this only satisfies no_std.
+    loop {}
 }

@@ -1,0 +1,224 @@
+//! Connection tracking and persistence: a tracked flow keeps its real server without
+//! scheduling; persistence keeps a client (masked address) on one real server per service.
+//! The rules are `lb_ebpf::ct`; this module applies them to the maps.
+
+use lb_common::{
+    FlowKey, FlowValue, NatRev, PersistKey, PersistValue, RealDef, SvcConf,
+    consts::{CT_CLOSING, CT_SYN, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
+};
+use lb_ebpf::{
+    ct::{self, Hit, NS, Packet},
+    decision::Decision,
+    persist::mask_prefix,
+};
+
+use crate::{
+    maps::{
+        lb_conntrack, lb_halfopen, lb_halfopen_rev, lb_nat_rev, lb_persist, lb_real_conns, lb_reals, lb_svc_conf,
+        lb_svc_gen,
+    },
+    sched,
+    scratch::Frame,
+    time::now,
+};
+
+/// Whether `real` still belongs to service `svc` (a removed real server's flows move on).
+#[inline(always)]
+pub fn real_live(real: u32, svc: u32) -> bool {
+    lb_reals.get(real).is_some_and(|r| r.flags & REAL_PRESENT != 0 && r.svc_id == svc)
+}
+
+/// The live generation of service `svc`'s configuration.
+#[inline(always)]
+fn conf(svc: u32) -> Option<&'static SvcConf> {
+    let generation = lb_svc_gen.get(svc).copied().unwrap_or(0) & 1;
+    lb_svc_conf.get(svc * 2 + generation)
+}
+
+#[inline(always)]
+fn add_conns(real: u32, delta: i64) {
+    if let Some(p) = lb_real_conns.get_ptr_mut(real) {
+        // SAFETY: aligned u64 in a live array slot; all writers use atomic adds.
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                p.cast(),
+                delta as u64,
+            )
+        };
+    }
+}
+
+/// The real server for this packet of service `svc`: the tracked one, or a new choice
+/// (persistence first, then the scheduler, then the sorry server) recorded for the flow's
+/// next packets.
+///
+/// A TCP flow opened by a bare SYN is recorded in `lb_halfopen`, not `lb_conntrack`, and
+/// moves there with the client's first non-SYN packet (the handshake's ACK): spoofed SYNs,
+/// which never get that far, only ever evict each other, never an established flow. Live
+/// connection counts (lc/wlc) follow IPVS's active connections: established flows only.
+#[inline(never)]
+pub fn decide(svc: u32, f: &Frame) -> Decision {
+    let Some(conf) = conf(svc) else { return Decision::none() };
+    let key = f.flow_key();
+    let t = now();
+    let p = Packet { tcp: f.proto == IPPROTO_TCP, flags: f.tcp_flags };
+    if let Some(v) = lb_conntrack.get_ptr_mut(&key) {
+        // SAFETY: the entry is only written through this pointer by this packet; a concurrent
+        // writer can at worst tear the timestamp, which only affects its expiry.
+        let v = unsafe { &mut *v };
+        match ct::on_hit(v.state, v.last_ns, t, real_live(v.real_id, svc), p) {
+            Hit::Use => return Decision::new(v.real_id, conf.fwd, false),
+            Hit::Touch => {
+                v.last_ns = t;
+                return Decision::new(v.real_id, conf.fwd, false);
+            }
+            Hit::Close => {
+                v.state = CT_CLOSING;
+                add_conns(v.real_id, -1);
+                v.last_ns = t;
+                return Decision::new(v.real_id, conf.fwd, false);
+            }
+            // The entry is replaced below: an expired open flow leaves its real server's
+            // count now (the daemon only deletes expired entries nobody touches any more).
+            Hit::Reschedule { release } => {
+                if release {
+                    add_conns(v.real_id, -1);
+                }
+            }
+        }
+        // A bare SYN goes to the half-open table below; the old entry must not answer for
+        // the new connection's next packets.
+        if p.bare_syn() {
+            let _ = lb_conntrack.remove(&key);
+        }
+    // SAFETY: copied out at once.
+    } else if p.tcp
+        && let Some(h) = unsafe { lb_halfopen.get(&key) }.copied()
+    {
+        if t.saturating_sub(h.last_ns) <= ct::timeout_ns(CT_SYN) && real_live(h.real_id, svc) {
+            if p.bare_syn() {
+                // A retransmitted SYN: same real server, still half-open.
+                return Decision::new(h.real_id, conf.fwd, false).half_open();
+            }
+            let _ = lb_halfopen.remove(&key);
+            track(&key, h.real_id, svc, t, p.new_state());
+            return Decision::new(h.real_id, conf.fwd, false).promoted();
+        }
+    }
+    let mut real = persisted(svc, conf, f, t);
+    if real == NO_REAL {
+        real = sched::pick(svc, conf, f);
+    }
+    if real == NO_REAL {
+        // All real servers down: the sorry server takes new flows (untracked).
+        let sorry = if real_live(conf.sorry_real, svc) { conf.sorry_real } else { NO_REAL };
+        return Decision::new(sorry, conf.fwd, true);
+    }
+    if conf.persist_timeout != 0 {
+        remember_persist(svc, conf, f, real, t);
+    }
+    if p.bare_syn() {
+        let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state: CT_SYN, pad8: 0, pad16: 0, pad32: 0 };
+        let _ = lb_halfopen.insert(&key, &value, 0);
+        // Only the least-connection schedulers read the SYN counts.
+        if matches!(conf.sched, SCHED_LC | SCHED_WLC | SCHED_LBLC) {
+            sched::count_syn(real, t);
+        }
+        return Decision::new(real, conf.fwd, true).half_open();
+    }
+    track(&key, real, svc, t, p.new_state());
+    Decision::new(real, conf.fwd, true)
+}
+
+/// Records a flow in `lb_conntrack`; an open one counts on its real server.
+#[inline(always)]
+fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) {
+    let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
+    let _ = lb_conntrack.insert(key, &value, 0);
+    if state != CT_CLOSING {
+        add_conns(real, 1);
+    }
+}
+
+#[inline(never)]
+fn remember_persist(svc: u32, conf: &SvcConf, f: &Frame, real: u32, t: u64) {
+    let pk = persist_key(svc, conf, f);
+    let _ = lb_persist.insert(&pk, &PersistValue { real_id: real, pad: 0, last_ns: t }, 0);
+}
+
+/// The client's address masked to the service's persistence granularity.
+#[inline(always)]
+fn persist_key(svc: u32, conf: &SvcConf, f: &Frame) -> PersistKey {
+    let bits =
+        u32::from(if f.family == FAMILY_V4 { conf.persist_prefix.min(32) } else { conf.persist_prefix.min(128) });
+    PersistKey { addr: mask_prefix(&f.src, bits), svc_id: svc }
+}
+
+/// The real server this client was given within the persistence timeout, if it is still
+/// live and not drained (weight 0 takes no new flows, persistent or not).
+#[inline(never)]
+fn persisted(svc: u32, conf: &SvcConf, f: &Frame, t: u64) -> u32 {
+    if conf.persist_timeout == 0 {
+        return NO_REAL;
+    }
+    let key = persist_key(svc, conf, f);
+    let Some(v) = lb_persist.get_ptr_mut(&key) else { return NO_REAL };
+    // SAFETY: as in `decide`: only the timestamp is written, and a torn one only moves expiry.
+    let v = unsafe { &mut *v };
+    if t.saturating_sub(v.last_ns) > u64::from(conf.persist_timeout) * NS || !real_live(v.real_id, svc) {
+        return NO_REAL;
+    }
+    if lb_reals.get(v.real_id).is_none_or(|r| r.weight == 0) {
+        return NO_REAL;
+    }
+    v.last_ns = t;
+    v.real_id
+}
+
+/// The tracked real server of the flow `f` describes (no scheduling, no new entry): for ICMP
+/// errors about a flow, which must reach the same real server as the flow.
+#[inline(never)]
+pub fn tracked(svc: u32, f: &Frame) -> Decision {
+    let Some(conf) = conf(svc) else { return Decision::none() };
+    let key = f.flow_key();
+    // SAFETY: copied out at once.
+    let v = unsafe { lb_conntrack.get(&key) }.or_else(|| unsafe { lb_halfopen.get(&key) });
+    match v {
+        Some(v) if real_live(v.real_id, svc) => Decision::new(v.real_id, conf.fwd, false),
+        _ => Decision::new(NO_REAL, conf.fwd, false),
+    }
+}
+
+/// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP (in the
+/// half-open table until the handshake completes; the stale copy there ages out).
+#[inline(never)]
+pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
+    let rev_key = FlowKey {
+        src: real.addr,
+        dst: f.src,
+        sport: real.port,
+        dport: f.sport,
+        proto: f.proto,
+        family: f.family,
+        pad: [0; 2],
+    };
+    let rev = NatRev {
+        vip: f.dst,
+        vport: f.dport,
+        pad: [0; 2],
+        svc_id: real.svc_id,
+        real_id: d.real(),
+        pad2: 0,
+        last_ns: now(),
+    };
+    let _ =
+        if d.is_half_open() { lb_halfopen_rev.insert(&rev_key, &rev, 0) } else { lb_nat_rev.insert(&rev_key, &rev, 0) };
+}
+
+/// The NAT reply translation for a packet from a real server, if it belongs to a NAT flow.
+#[inline(always)]
+pub fn nat_reply_of(f: &Frame) -> Option<&'static NatRev> {
+    let flow = f.flow_key();
+    // SAFETY: read at once; an LRU entry could be reused under us only after eviction.
+    unsafe { lb_nat_rev.get(&flow) }.or_else(|| unsafe { lb_halfopen_rev.get(&flow) })
+}

@@ -1,0 +1,126 @@
+//! Every map of `lb_xdp`, with what it is for. BTF maps, so `bpftool map dump` prints field
+//! names. Each static is named exactly as its map (`lb_common::consts::MAP_*`; the suite
+//! checks the object against that list): the daemon pins the shared ones under
+//! `lb_common::consts::PIN_DIR` and sizes the flow tables at load.
+#![allow(non_upper_case_globals)]
+
+use aya_ebpf::{
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use lb_common::{
+    FlowKey, FlowValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, RealConns, RealDef, RealSyns,
+    ServiceKey, ServiceStats, ServiceValue, SvcConf,
+    consts::{
+        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL,
+        UNRESOLVED_ENTRIES,
+    },
+};
+
+use crate::scratch::{FibScratch, Frame};
+
+const SVC: usize = MAX_SERVICES as usize;
+const REALS: usize = MAX_REALS as usize;
+
+// --- Services and real servers (written by the daemon, read per packet) ---
+
+/// Virtual service (VIP, port, protocol) → its id, fixed for the service's lifetime.
+#[btf_map]
+pub static lb_services: HashMap<ServiceKey, ServiceValue, SVC> = HashMap::new();
+
+/// A service's configuration in two generations: `id * 2 + gen` (see `SvcConf`).
+#[btf_map]
+pub static lb_svc_conf: Array<SvcConf, { SVC * 2 }> = Array::new();
+
+/// The live generation of each service's configuration (flipped by one 4-byte store).
+#[btf_map]
+pub static lb_svc_gen: Array<u32, SVC> = Array::new();
+
+/// Shared pool of scheduling tables (Maglev, weighted sequences, hash tables, (real,
+/// weight) pairs); each configuration generation owns a slice.
+#[btf_map]
+pub static lb_tables: Array<u32, { TABLE_POOL as usize }> = Array::new();
+
+/// Real server id → address, port, tunnel source, service, weight, presence.
+#[btf_map]
+pub static lb_reals: Array<RealDef, REALS> = Array::new();
+
+// --- Connection counts for lc/wlc/lblc ---
+
+/// Established flows opened per real server (atomic adds by the data plane only).
+#[btf_map]
+pub static lb_real_conns: Array<RealConns, REALS> = Array::new();
+
+/// Flows the daemon found expired and deleted, per real server: live = conns - expired.
+#[btf_map]
+pub static lb_real_expired: Array<RealConns, REALS> = Array::new();
+
+/// SYNs sent to each real server in the current and previous second (lc/wlc tie-break).
+#[btf_map]
+pub static lb_real_syns: Array<RealSyns, REALS> = Array::new();
+
+// --- Counters (per CPU; userspace sums) ---
+
+/// Packets and bytes per real server.
+#[btf_map]
+pub static lb_real_stats: PerCpuArray<ServiceStats, REALS> = PerCpuArray::new();
+
+/// Every frame by verdict and reason (`GlobalStats`).
+#[btf_map]
+pub static lb_stats: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();
+
+/// Packets and bytes per service.
+#[btf_map]
+pub static lb_svc_stats: PerCpuArray<ServiceStats, SVC> = PerCpuArray::new();
+
+// --- Flow state ---
+
+/// Established flows (5-tuple → real server); a flow keeps its real server while it lives.
+#[btf_map]
+pub static lb_conntrack: LruHashMap<FlowKey, FlowValue, { DEFAULT_CONNTRACK as usize }> = LruHashMap::new();
+
+/// NAT replies: the reply's 5-tuple (real server → client) → the VIP and port to put back.
+#[btf_map]
+pub static lb_nat_rev: LruHashMap<FlowKey, NatRev, { DEFAULT_CONNTRACK as usize }> = LruHashMap::new();
+
+/// TCP flows between their SYN and the client's first non-SYN packet (see `flow::decide`):
+/// a SYN flood churns this table, never `lb_conntrack`.
+#[btf_map]
+pub static lb_halfopen: LruHashMap<FlowKey, FlowValue, { DEFAULT_HALFOPEN as usize }> = LruHashMap::new();
+
+/// NAT reply tuples of half-open flows (the real server's SYN-ACK comes back through them).
+#[btf_map]
+pub static lb_halfopen_rev: LruHashMap<FlowKey, NatRev, { DEFAULT_HALFOPEN as usize }> = LruHashMap::new();
+
+/// Persistence: (service, masked client address) → real server, with last use.
+#[btf_map]
+pub static lb_persist: LruHashMap<PersistKey, PersistValue, { DEFAULT_PERSIST as usize }> = LruHashMap::new();
+
+/// lblc: (service, destination address) → the real server it was last given.
+#[btf_map]
+pub static lb_lblc: LruHashMap<PersistKey, u32, { LBLC_ENTRIES as usize }> = LruHashMap::new();
+
+/// Per-CPU round-robin positions per service (rr/wrr).
+#[btf_map]
+pub static lb_rr: PerCpuArray<u32, SVC> = PerCpuArray::new();
+
+// --- Daemon bookkeeping ---
+
+/// Layout version of the pinned maps; only the daemon reads and writes it.
+#[btf_map]
+pub static lb_meta: Array<Meta, 1> = Array::new();
+
+/// Next hops without a neighbour entry, for the daemon to resolve; the value is when it was
+/// last needed (ns). Not pinned.
+#[btf_map]
+pub static lb_unresolved: LruHashMap<NeighKey, u64, { UNRESOLVED_ENTRIES as usize }> = LruHashMap::new();
+
+// --- Per-CPU scratch (not pinned; see `scratch.rs`) ---
+
+/// The parsed frame.
+#[btf_map]
+pub static lb_scratch: PerCpuArray<Frame, 1> = PerCpuArray::new();
+
+/// `bpf_fib_lookup`'s parameter block and `lb_unresolved`'s key and value.
+#[btf_map]
+pub static lb_fib: PerCpuArray<FibScratch, 1> = PerCpuArray::new();

@@ -1,0 +1,114 @@
+//! The next hop of a rewritten packet (`bpf_fib_lookup`) and sending it there: a fresh
+//! Ethernet header, then XDP_TX (same link) or a redirect.
+
+use aya_ebpf::{
+    bindings::bpf_fib_lookup as FibLookup,
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
+    programs::XdpContext,
+};
+use lb_common::{NeighKey, consts::FAMILY_V4};
+use lb_ebpf::{
+    hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr},
+    mem::zero_words,
+    verdict::{XDP_ABORTED, XDP_TX},
+};
+
+use crate::{
+    maps::{lb_fib, lb_unresolved},
+    parse::ptr_at,
+    scratch::{Fib, Frame},
+    time::now,
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const FIB_SUCCESS: i64 = 0;
+const FIB_NO_NEIGH: i64 = 7;
+const FIB_FRAG_NEEDED: i64 = 8;
+
+pub enum Next {
+    /// Out of this interface (`ifindex`) with these MACs.
+    Hop { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// The FIB cannot say yet (no neighbour entry, no route): let the stack handle it.
+    Unknown,
+    /// The packet would exceed the route's MTU (given).
+    TooBig(u16),
+}
+
+/// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check). A next hop
+/// without a neighbour entry is left in `lb_unresolved` for the daemon to resolve.
+#[inline(always)]
+pub fn lookup(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) -> Next {
+    let Some(scratch) = lb_fib.get_ptr_mut(0) else { return Next::Unknown };
+    // SAFETY: this CPU's slot, used only within this program run.
+    let scratch = unsafe { &mut *scratch };
+    let p = &mut scratch.fib;
+    // SAFETY: `Fib` is 8-byte aligned, 8 words long.
+    unsafe { zero_words(p as *mut Fib as *mut u64, core::mem::size_of::<Fib>() / 8) };
+    let v4 = f.family == FAMILY_V4;
+    p.family = if v4 { AF_INET } else { AF_INET6 };
+    p.tot_len = len as u16;
+    p.ifindex = f.ifindex;
+    if v4 {
+        p.src[..4].copy_from_slice(&src[..4]);
+        p.dst[..4].copy_from_slice(&dst[..4]);
+    } else {
+        p.src = *src;
+        p.dst = *dst;
+    }
+    // SAFETY: `Fib` has `struct bpf_fib_lookup`'s layout and size.
+    let ret = unsafe {
+        bpf_fib_lookup(ctx.ctx.cast(), (p as *mut Fib).cast::<FibLookup>(), core::mem::size_of::<Fib>() as i32, 0)
+    };
+    match ret {
+        FIB_SUCCESS => Next::Hop { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
+        FIB_FRAG_NEEDED => Next::TooBig(p.tot_len),
+        FIB_NO_NEIGH => {
+            // The route is known, its next hop (now in `dst`) is not resolved: ask the daemon.
+            // Key and value live in the per-CPU scratch entry, not on the stack (512 bytes for
+            // the whole call chain, all used).
+            scratch.neigh = NeighKey { addr: p.dst, ifindex: p.ifindex, family: f.family, reserved: [0; 3] };
+            scratch.now = now();
+            let _ = lb_unresolved.insert(&scratch.neigh, &scratch.now, 0);
+            Next::Unknown
+        }
+        _ => Next::Unknown,
+    }
+}
+
+/// Header offsets, bounded for the verifier: it cannot know that a value read back from the
+/// scratch map is small, and refuses packet pointers moved by an unbounded amount. L3 starts
+/// at most two VLAN tags in (22), L4 right after a 40-byte IPv6 header (62).
+#[inline(always)]
+pub fn l3_at(f: &Frame) -> usize {
+    (f.l3_off & 0x1f) as usize
+}
+
+#[inline(always)]
+pub fn l4_at(f: &Frame) -> usize {
+    (f.l4_off & 0x7f) as usize
+}
+
+/// The EtherType of `family`.
+#[inline(always)]
+pub fn ethertype(family: u8) -> u16 {
+    if family == FAMILY_V4 { ETH_P_IP } else { ETH_P_IPV6 }
+}
+
+/// Writes a fresh Ethernet header in front of the L3 header at `l3_off` and sends the frame.
+/// VLAN tags the frame arrived with are dropped: the FIB chose the egress link.
+#[inline(always)]
+pub fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize, ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> u32 {
+    if l3_off != ETH_HLEN {
+        // Strip VLAN tags: move the start to 14 bytes before the L3 header.
+        // SAFETY: the helper checks the new start lies within the frame.
+        if unsafe { bpf_xdp_adjust_head(ctx.ctx, (l3_off - ETH_HLEN) as i32) } != 0 {
+            return XDP_ABORTED;
+        }
+    }
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return XDP_ABORTED };
+    // SAFETY: bounds checked by `ptr_at`.
+    unsafe { &mut *eth }.set(dmac, smac, ethertype(f.family));
+    // SAFETY: a helper taking only scalars.
+    if ifindex == f.ifindex { XDP_TX } else { unsafe { bpf_redirect(ifindex, 0) as u32 } }
+}

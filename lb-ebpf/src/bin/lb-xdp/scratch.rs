@@ -1,0 +1,92 @@
+//! Per-CPU working memory of one program run. The verifier gives the deepest call chain only
+//! 512 bytes of stack, so the parsed frame and the FIB parameter block live in per-CPU maps
+//! (`lb_scratch`, `lb_fib`) instead.
+
+use lb_common::NeighKey;
+use lb_ebpf::mem::zero_words;
+
+/// What the data plane needs of a TCP/UDP frame, with where its headers are.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+pub struct Frame {
+    /// Addresses as in `ServiceKey` (IPv4 in the first four bytes). First, so they are
+    /// 8-byte aligned for `clear_addrs`.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub family: u8,
+    pub proto: u8,
+    /// Host byte order.
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+    pub pad: u8,
+    pub l3_off: u32,
+    pub l4_off: u32,
+    /// IP packet length (header + payload) as the header declares it.
+    pub ip_len: u32,
+    /// ICMP errors: offset of the quoted IP header.
+    pub inner_off: u32,
+    /// Ingress interface, read once at entry (the verifier refuses context reads through
+    /// a derived pointer, which later code tends to produce).
+    pub ifindex: u32,
+}
+
+impl Frame {
+    /// Zeroes both addresses with four 8-byte stores (see `zero_words`).
+    #[inline(always)]
+    pub fn clear_addrs(&mut self) {
+        // SAFETY: `Frame` is 8-byte aligned and starts with the two 16-byte addresses.
+        unsafe { zero_words(self as *mut Frame as *mut u64, 4) };
+    }
+
+    /// The flow's 5-tuple as the conntrack tables key it.
+    #[inline(always)]
+    pub fn flow_key(&self) -> lb_common::FlowKey {
+        lb_common::FlowKey {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            family: self.family,
+            pad: [0; 2],
+        }
+    }
+
+    /// The virtual service this frame is addressed to.
+    #[inline(always)]
+    pub fn service_key(&self) -> lb_common::ServiceKey {
+        lb_common::ServiceKey { addr: self.dst, port: self.dport, proto: self.proto, family: self.family }
+    }
+}
+
+/// `struct bpf_fib_lookup` without its unions: 64 bytes, as the helper expects.
+#[repr(C, align(8))]
+pub struct Fib {
+    pub family: u8,
+    pub l4_protocol: u8,
+    pub sport: u16,
+    pub dport: u16,
+    /// In: packet length for the MTU check (0 = no check). Out: the MTU when too big.
+    pub tot_len: u16,
+    pub ifindex: u32,
+    pub flowinfo: u32,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub vlan_proto: u16,
+    pub vlan_tci: u16,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<Fib>() == 64);
+
+/// This CPU's `lb_fib` entry: the helper's parameter block, and room for a `lb_unresolved`
+/// key and value.
+#[repr(C)]
+pub struct FibScratch {
+    pub fib: Fib,
+    pub neigh: NeighKey,
+    pub now: u64,
+}

@@ -1,0 +1,82 @@
+//! Per-CPU counters: no atomics needed, userspace sums the CPUs.
+
+use lb_common::GlobalStats;
+use lb_ebpf::verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
+
+use crate::maps::{lb_real_stats, lb_stats, lb_svc_stats};
+
+/// Counts a frame: received, its verdict, and its reason.
+#[inline(always)]
+pub fn count(v: Verdict, len: u64) {
+    let Some(s) = lb_stats.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot, this program is its only writer on this CPU while it runs.
+    let s = unsafe { &mut *s };
+    s.rx_packets += 1;
+    s.rx_bytes += len;
+    match v.action() {
+        XDP_PASS => {
+            s.pass_packets += 1;
+            s.pass_bytes += len;
+        }
+        XDP_DROP | XDP_ABORTED => {
+            s.drop_packets += 1;
+            s.drop_bytes += len;
+        }
+        XDP_TX => {
+            s.tx_packets += 1;
+            s.tx_bytes += len;
+        }
+        _ => {
+            s.redirect_packets += 1;
+            s.redirect_bytes += len;
+        }
+    }
+    *reason_field(s, v.reason_index()) += 1;
+}
+
+/// Counts a flow lookup: new (scheduled) or a conntrack hit.
+#[inline(always)]
+pub fn count_flow(new: bool) {
+    if let Some(s) = lb_stats.get_ptr_mut(0) {
+        // SAFETY: as in `count`.
+        let s = unsafe { &mut *s };
+        if new {
+            s.flows_new += 1;
+        } else {
+            s.flows_hit += 1;
+        }
+    }
+}
+
+const STAT_WORDS: usize = core::mem::size_of::<GlobalStats>() / 8;
+
+/// The `reason_*` counter at `reason` (an index bounded by `Verdict`).
+#[inline(always)]
+fn reason_field(s: &mut GlobalStats, reason: usize) -> &mut u64 {
+    // SAFETY: GlobalStats is all u64s (repr(C), no padding).
+    let words = unsafe { &mut *(s as *mut GlobalStats).cast::<[u64; STAT_WORDS]>() };
+    let i = GlobalStats::REASON_BASE + reason;
+    let i = if i < STAT_WORDS { i } else { GlobalStats::REASON_BASE };
+    &mut words[i]
+}
+
+/// Per-service (and, with a real server, per-real) packet accounting.
+#[inline(always)]
+pub fn count_service(svc: u32, real: Option<u32>, len: usize, new_flow: bool, dropped: bool) {
+    if let Some(s) = lb_svc_stats.get_ptr_mut(svc) {
+        // SAFETY: per-CPU slot, see `count`.
+        let s = unsafe { &mut *s };
+        s.packets += 1;
+        s.bytes += len as u64;
+        s.new_flows += u64::from(new_flow);
+        s.drops += u64::from(dropped);
+    }
+    if let Some(r) = real.and_then(|r| lb_real_stats.get_ptr_mut(r)) {
+        // SAFETY: as above.
+        let r = unsafe { &mut *r };
+        r.packets += 1;
+        r.bytes += len as u64;
+        r.new_flows += u64::from(new_flow);
+        r.drops += u64::from(dropped);
+    }
+}

@@ -1,0 +1,159 @@
+//! Connection-tracking rules: what a packet does to its flow's entry. Pure: the flow stage
+//! (`lb-xdp/flow.rs`) reads the entry, asks here, and applies the answer.
+
+use lb_common::consts::{
+    CT_CLOSING, CT_EST, CT_SYN, CT_UDP, TCP_CLOSE_TIMEOUT, TCP_EST_TIMEOUT, TCP_SYN_TIMEOUT, UDP_TIMEOUT,
+};
+
+pub const NS: u64 = 1_000_000_000;
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+/// Refresh a hit entry's timestamp at most this often: saves a write per packet.
+pub const TOUCH_NS: u64 = NS;
+
+/// How long an entry in `state` lives without packets (IPVS's default timeouts).
+#[inline(always)]
+pub fn timeout_ns(state: u8) -> u64 {
+    NS * match state {
+        CT_SYN => TCP_SYN_TIMEOUT,
+        CT_EST => TCP_EST_TIMEOUT,
+        CT_CLOSING => TCP_CLOSE_TIMEOUT,
+        _ => UDP_TIMEOUT,
+    }
+}
+
+/// The TCP flags that matter to tracking, or none for other protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    pub tcp: bool,
+    pub flags: u8,
+}
+
+impl Packet {
+    /// A FIN or RST: the connection is closing.
+    #[inline(always)]
+    pub fn closing(self) -> bool {
+        self.tcp && self.flags & (TCP_FIN | TCP_RST) != 0
+    }
+
+    /// A SYN without ACK: a client opening a connection.
+    #[inline(always)]
+    pub fn bare_syn(self) -> bool {
+        self.tcp && self.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    }
+
+    /// Any SYN (a new connection when it meets a closed flow with the same ports).
+    #[inline(always)]
+    pub fn syn(self) -> bool {
+        self.tcp && self.flags & TCP_SYN != 0
+    }
+
+    /// The state of a flow this packet creates in the main table (a bare SYN goes to the
+    /// half-open table instead). A mid-flow TCP packet with no entry (table lost or evicted, a
+    /// SYN-ACK) keeps its flow going as established.
+    #[inline(always)]
+    pub fn new_state(self) -> u8 {
+        match (self.tcp, self.closing()) {
+            (false, _) => CT_UDP,
+            (true, true) => CT_CLOSING,
+            (true, false) => CT_EST,
+        }
+    }
+}
+
+/// What a packet does to the conntrack entry it found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// Keep the real server; the entry stays as it is.
+    Use,
+    /// Keep the real server; refresh the entry's timestamp.
+    Touch,
+    /// Keep the real server; the flow moves to CLOSING and leaves its real server's count.
+    Close,
+    /// Schedule anew: the entry expired, its real server is gone, or a SYN reuses the ports of
+    /// a closed flow. `release`: the entry still counted on its (live) real server.
+    Reschedule { release: bool },
+}
+
+/// The rule for a conntrack hit: `state` and `last_ns` from the entry, `real_live` whether its
+/// real server still belongs to the service.
+#[inline(always)]
+pub fn on_hit(state: u8, last_ns: u64, now: u64, real_live: bool, p: Packet) -> Hit {
+    let idle = now.saturating_sub(last_ns);
+    let fresh = idle <= timeout_ns(state);
+    let reused = state == CT_CLOSING && p.syn();
+    if fresh && !reused && real_live {
+        if p.closing() && state != CT_CLOSING {
+            Hit::Close
+        } else if idle > TOUCH_NS {
+            Hit::Touch
+        } else {
+            Hit::Use
+        }
+    } else {
+        Hit::Reschedule { release: !fresh && state != CT_CLOSING && real_live }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_000 * NS;
+    const ACK: Packet = Packet { tcp: true, flags: TCP_ACK };
+    const FIN: Packet = Packet { tcp: true, flags: TCP_FIN | TCP_ACK };
+    const SYN: Packet = Packet { tcp: true, flags: TCP_SYN };
+    const UDP: Packet = Packet { tcp: false, flags: 0 };
+
+    /// Fixture table: entry state, idle time, real live, packet → what happens.
+    #[test]
+    fn hit_rules() {
+        let cases = [
+            ("recent ACK on established", CT_EST, 0, true, ACK, Hit::Use),
+            ("ACK after a second idle", CT_EST, 2 * NS, true, ACK, Hit::Touch),
+            ("FIN on established", CT_EST, 0, true, FIN, Hit::Close),
+            ("FIN on closing", CT_CLOSING, 0, true, FIN, Hit::Use),
+            ("SYN on closing reuses the ports", CT_CLOSING, 0, true, SYN, Hit::Reschedule { release: false }),
+            (
+                "established past its timeout",
+                CT_EST,
+                (TCP_EST_TIMEOUT + 1) * NS,
+                true,
+                ACK,
+                Hit::Reschedule { release: true },
+            ),
+            (
+                "closing past its timeout",
+                CT_CLOSING,
+                (TCP_CLOSE_TIMEOUT + 1) * NS,
+                true,
+                ACK,
+                Hit::Reschedule { release: false },
+            ),
+            ("real server removed", CT_EST, 0, false, ACK, Hit::Reschedule { release: false }),
+            ("UDP at its timeout", CT_UDP, UDP_TIMEOUT * NS, true, UDP, Hit::Touch),
+            ("UDP past its timeout", CT_UDP, (UDP_TIMEOUT + 1) * NS, true, UDP, Hit::Reschedule { release: true }),
+        ];
+        for (name, state, idle, live, p, want) in cases {
+            assert_eq!(on_hit(state, T - idle, T, live, p), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn packet_predicates() {
+        assert!(SYN.bare_syn() && SYN.syn() && !SYN.closing());
+        let syn_ack = Packet { tcp: true, flags: TCP_SYN | TCP_ACK };
+        assert!(!syn_ack.bare_syn() && syn_ack.syn());
+        assert!(Packet { tcp: true, flags: TCP_RST }.closing());
+        assert!(!Packet { tcp: false, flags: TCP_FIN }.closing(), "UDP has no flags");
+        assert_eq!((UDP.new_state(), FIN.new_state(), ACK.new_state()), (CT_UDP, CT_CLOSING, CT_EST));
+    }
+
+    #[test]
+    fn timestamps_from_the_future_count_as_fresh() {
+        // A CPU whose coarse clock lags another's may see last_ns > now.
+        assert_eq!(on_hit(CT_EST, T + NS, T, true, ACK), Hit::Use);
+    }
+}

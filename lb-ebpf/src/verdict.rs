@@ -1,0 +1,87 @@
+//! A frame's verdict (XDP action) and the reason it is counted under, packed in one register.
+
+pub use lb_common::Reason;
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// Reason bits in a packed verdict: every `Reason` fits (checked in lb-common).
+const REASON_MASK: u32 = 0x3f;
+
+/// A verdict and its reason in one `u32` (non-inlined BPF functions return one register).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Verdict(u32);
+
+impl Verdict {
+    #[inline(always)]
+    pub fn new(action: u32, reason: Reason) -> Self {
+        Self((reason as u32) << 8 | (action & 0xff))
+    }
+
+    #[inline(always)]
+    pub fn action(self) -> u32 {
+        self.0 & 0xff
+    }
+
+    /// Whether the frame leaves through a device (TX or redirect).
+    #[inline(always)]
+    pub fn is_forwarded(self) -> bool {
+        matches!(self.action(), XDP_TX | XDP_REDIRECT)
+    }
+
+    /// The same verdict counted under `reason` when it sent the packet on (TX or redirect).
+    #[inline(always)]
+    pub fn with_reason_if_forwarded(self, reason: Reason) -> Self {
+        if self.is_forwarded() { Self::new(self.action(), reason) } else { self }
+    }
+
+    /// The reason as an index into the `reason_*` fields, bounded for the verifier.
+    #[inline(always)]
+    pub fn reason_index(self) -> usize {
+        ((self.0 >> 8) & REASON_MASK) as usize
+    }
+}
+
+/// The action for a frame the parser stopped early. Malformed headers are dropped (the kernel
+/// would discard them too); anything merely unusual goes to the stack.
+#[inline(always)]
+pub fn parse_stop_action(reason: Reason) -> u32 {
+    match reason {
+        Reason::BadEth | Reason::BadIpv4 | Reason::BadIpv6 | Reason::BadL4 => XDP_DROP,
+        _ => XDP_PASS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_with_every_action() {
+        for r in Reason::ALL {
+            for a in [XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT] {
+                let v = Verdict::new(a, r);
+                assert_eq!((v.action(), v.reason_index()), (a, r as usize));
+            }
+        }
+    }
+
+    #[test]
+    fn reason_changes_only_when_forwarded() {
+        let tx = Verdict::new(XDP_TX, Reason::FwdNat).with_reason_if_forwarded(Reason::IcmpFwd);
+        assert_eq!(tx.reason_index(), Reason::IcmpFwd as usize);
+        let pass = Verdict::new(XDP_PASS, Reason::NoRoute).with_reason_if_forwarded(Reason::IcmpFwd);
+        assert_eq!(pass.reason_index(), Reason::NoRoute as usize);
+    }
+
+    #[test]
+    fn malformed_is_dropped_unusual_is_passed() {
+        assert_eq!(parse_stop_action(Reason::BadIpv4), XDP_DROP);
+        assert_eq!(parse_stop_action(Reason::Fragment), XDP_PASS);
+        assert_eq!(parse_stop_action(Reason::NotIp), XDP_PASS);
+    }
+}
