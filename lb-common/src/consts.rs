@@ -2,7 +2,7 @@
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -46,6 +46,18 @@ pub const fn halfopen_size(conntrack: u32) -> u32 {
 }
 
 pub const DEFAULT_PERSIST: u32 = 65_536;
+/// Datagrams whose fragments are being followed (`lb_frags`): first fragment → decision.
+pub const FRAG_ENTRIES: u32 = 16_384;
+/// How long a fragment entry answers for its datagram's later fragments (seconds): the
+/// kernel's `ipfrag_time`.
+pub const FRAG_TIMEOUT: u64 = 30;
+/// Bytes of a frame the hand-over ring to the daemon carries (native XDP frames on veth are
+/// at most 3,520 bytes; a larger one is dropped and counted as `punt_full`).
+pub const PUNT_MAX: usize = 4096;
+/// Records the hand-over ring holds.
+pub const PUNT_RECORDS: u32 = 128;
+/// Datagrams the daemon gave up replaying: their held fragments go to the stack.
+pub const GIVEUP_ENTRIES: u32 = 1024;
 pub const LBLC_ENTRIES: u32 = 65_536;
 
 /// Flow timeouts (seconds), IPVS's defaults.
@@ -82,15 +94,26 @@ pub const MAP_RR: &str = "lb_rr";
 pub const MAP_META: &str = "lb_meta";
 /// Next hops waiting for neighbour resolution (not pinned: only the running daemon reads it).
 pub const MAP_UNRESOLVED: &str = "lb_unresolved";
-/// Per-CPU scratch of one program run: the parsed frame, the FIB parameter block.
+/// Per-CPU scratch of one program run: the parsed frame, the FIB parameter block, a chunk
+/// of packet bytes being checksummed.
 pub const MAP_SCRATCH: &str = "lb_scratch";
 pub const MAP_FIB: &str = "lb_fib";
+pub const MAP_CSUM_BUF: &str = "lb_csum_buf";
+/// Fragmented datagrams: (source, destination, id, protocol) → what the first fragment
+/// decided, for the later ones (pinned: a restart keeps following them).
+pub const MAP_FRAGS: &str = "lb_frags";
+/// Frames handed to the daemon (a ring buffer of `PuntRecord`s): fragments held until their
+/// first arrives, IPv4 datagrams to fragment. Not pinned.
+pub const MAP_PUNT: &str = "lb_punt";
+/// Datagrams (`FragKey`) the daemon gave up replaying: their held fragments pass to the
+/// stack. Not pinned.
+pub const MAP_GIVEUP: &str = "lb_frag_giveup";
 pub const UNRESOLVED_ENTRIES: u32 = 1024;
 /// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 18] = [
+pub const PINNED_MAPS: [&str; 19] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -109,10 +132,11 @@ pub const PINNED_MAPS: [&str; 18] = [
     MAP_PERSIST,
     MAP_LBLC,
     MAP_RR,
+    MAP_FRAGS,
 ];
 
 /// Every map of the `lb-xdp` object: the pinned ones and those only a running daemon uses.
-pub const XDP_MAPS: [&str; 22] = [
+pub const XDP_MAPS: [&str; 26] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -135,6 +159,10 @@ pub const XDP_MAPS: [&str; 22] = [
     MAP_UNRESOLVED,
     MAP_SCRATCH,
     MAP_FIB,
+    MAP_CSUM_BUF,
+    MAP_FRAGS,
+    MAP_PUNT,
+    MAP_GIVEUP,
 ];
 
 /// The BPF objects `cargo xtask build-ebpf` builds (file names under
@@ -173,6 +201,7 @@ pub const IPPROTO_IPIP: u8 = 4;
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_SCTP: u8 = 132;
 pub const IPPROTO_IPV6: u8 = 41;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
@@ -197,6 +226,20 @@ pub const FWD_TUN: u8 = 2;
 /// `RealDef::flags`: the real server belongs to its service (cleared when removed; its
 /// tracked flows then get a new real server).
 pub const REAL_PRESENT: u8 = 1;
+
+/// `FragValue::action`: what the later fragments of a datagram do.
+/// Towards the service's real server `real_id` (its forwarding method is the service's).
+pub const FRAG_TO_REAL: u8 = 1;
+/// A NAT reply: source back to `vip`/`vport`.
+pub const FRAG_NAT_REPLY: u8 = 2;
+/// Not ours: to the stack.
+pub const FRAG_PASS: u8 = 3;
+
+/// `PuntRecord::kind`.
+/// A later fragment that arrived before its first: replay it shortly.
+pub const PUNT_EARLY_FRAGMENT: u8 = 1;
+/// An IPv4 packet over the egress MTU with DF clear: fragment it to `mtu`, replay the pieces.
+pub const PUNT_FRAGMENT: u8 = 2;
 
 /// `FlowValue::state`.
 pub const CT_SYN: u8 = 0;

@@ -8,13 +8,17 @@ use crate::consts::{FAMILY_V4, FAMILY_V6};
 ///
 /// `addr` holds the address in network byte order; IPv4 uses the first four bytes and leaves
 /// the rest zero. `port` is in host byte order so `bpftool` prints it as written in the config.
-#[repr(C)]
+///
+/// Keys the BPF program builds on its stack are 8-byte aligned: it is compiled to access
+/// memory in whole words where it can, and the verifier refuses a misaligned stack access.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable)]
 pub struct ServiceKey {
     pub addr: [u8; 16],
     pub port: u16,
     pub proto: u8,
     pub family: u8,
+    pub pad: u32,
 }
 
 impl ServiceKey {
@@ -24,11 +28,11 @@ impl ServiceKey {
         a[1] = addr[1];
         a[2] = addr[2];
         a[3] = addr[3];
-        Self { addr: a, port, proto, family: FAMILY_V4 }
+        Self { addr: a, port, proto, family: FAMILY_V4, pad: 0 }
     }
 
     pub const fn v6(addr: [u8; 16], port: u16, proto: u8) -> Self {
-        Self { addr, port, proto, family: FAMILY_V6 }
+        Self { addr, port, proto, family: FAMILY_V6, pad: 0 }
     }
 }
 
@@ -113,7 +117,7 @@ pub struct RealSyns {
 }
 
 /// A flow as received: the 5-tuple (addresses as in `ServiceKey`, ports in host order).
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct FlowKey {
     pub src: [u8; 16],
@@ -155,12 +159,64 @@ pub struct NatRev {
     pub last_ns: u64,
 }
 
-/// `lb_persist` key: the client's masked address within a service.
+/// `lb_frags` key: one fragmented datagram, as IPv4 (RFC 791) and IPv6 (RFC 8200) identify
+/// it: source, destination, identification and protocol (the IPv6 fragment header's next
+/// header). Addresses as in `ServiceKey`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Host byte order (IPv4's 16-bit id zero-extended).
+    pub id: u32,
+    pub proto: u8,
+    pub family: u8,
+    pub pad: [u8; 2],
+}
+
+/// `lb_frags` value: what the datagram's first fragment decided.
 #[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FragValue {
+    /// `FRAG_*`.
+    pub action: u8,
+    /// `FRAG_TO_REAL`: the service's forwarding method (`FWD_*`).
+    pub fwd: u8,
+    /// NAT replies: the virtual port (host byte order).
+    pub vport: u16,
+    pub svc_id: u32,
+    pub real_id: u32,
+    pub pad32: u32,
+    /// When the first fragment passed (`bpf_ktime_get_coarse_ns`).
+    pub last_ns: u64,
+    /// NAT replies: the VIP the source becomes.
+    pub vip: [u8; 16],
+}
+
+/// What the data plane hands to the daemon through `lb_punt`: a frame it cannot finish alone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct PuntRecord {
+    /// Interface the frame arrived on (replays arrive there again).
+    pub ifindex: u32,
+    /// Bytes of `frame` in use.
+    pub len: u32,
+    /// `PUNT_*`.
+    pub kind: u8,
+    pub pad8: u8,
+    /// `PUNT_FRAGMENT`: the egress MTU the fragments must fit.
+    pub mtu: u16,
+    pub pad32: u32,
+    pub frame: [u8; crate::consts::PUNT_MAX],
+}
+
+/// `lb_persist` key: the client's masked address within a service.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct PersistKey {
     pub addr: [u8; 16],
     pub svc_id: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -187,7 +243,7 @@ pub struct Meta {
 /// Key of `lb_unresolved`: a next hop the XDP FIB lookup found without a neighbour entry.
 /// The daemon asks the kernel to resolve it (the stack cannot: a NAT reply carries the VIP as
 /// source, which the kernel refuses to forward), so the next packet finds it.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct NeighKey {
     /// IPv4 in the first four bytes.
@@ -198,6 +254,9 @@ pub struct NeighKey {
 }
 
 crate::aya_pod!(
+    FragKey,
+    FragValue,
+    PuntRecord,
     NeighKey,
     ServiceKey,
     ServiceValue,
@@ -221,13 +280,16 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         // bytemuck's Pod derive already refuses padding; these pin the sizes the BPF side and
         // the documented per-entry costs assume.
-        assert_eq!(core::mem::size_of::<ServiceKey>(), 20);
+        assert_eq!(core::mem::size_of::<ServiceKey>(), 24);
         assert_eq!(core::mem::size_of::<ServiceValue>(), 8);
         assert_eq!(core::mem::size_of::<SvcConf>(), 24);
         assert_eq!(core::mem::size_of::<RealDef>(), 48);
         assert_eq!(core::mem::size_of::<FlowKey>(), 40);
         assert_eq!(core::mem::size_of::<FlowValue>(), 24);
         assert_eq!(core::mem::size_of::<NatRev>(), 40);
-        assert_eq!(core::mem::size_of::<PersistKey>(), 20);
+        assert_eq!(core::mem::size_of::<PersistKey>(), 24);
+        assert_eq!(core::mem::size_of::<FragKey>(), 40);
+        assert_eq!(core::mem::size_of::<FragValue>(), 40);
+        assert_eq!(core::mem::size_of::<PuntRecord>(), 16 + crate::consts::PUNT_MAX);
     }
 }

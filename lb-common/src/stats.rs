@@ -10,7 +10,7 @@ macro_rules! global_stats {
     (
         verdicts { $( $(#[$vdoc:meta])* $verdict:ident, )* }
         reasons { $( $(#[$rdoc:meta])* $reason:ident => $rfield:ident, )* }
-        flows { $( $(#[$fdoc:meta])* $flow:ident, )* }
+        others { $( $(#[$fdoc:meta])* $flow:ident, )* }
     ) => {
         /// Data-plane wide counters, one entry per CPU in `lb_stats`.
         ///
@@ -76,9 +76,11 @@ global_stats! {
         DeepVlan => reason_deep_vlan,
         /// Passed: IP, but no virtual service matches (destination, port, protocol).
         NoService => reason_no_service,
-        /// Passed: IPv4 fragment (first or later); the stack reassembles.
+        /// Passed: a fragment of a datagram that is not for a service or NAT flow (its first
+        /// fragment found none); the stack reassembles it.
         Fragment => reason_fragment,
-        /// Passed: IPv4 with options, or IPv6 with extension headers before the L4 header.
+        /// Passed: IPv6 extension headers the parser does not walk (ESP, a chain longer than it
+        /// follows, a routing header with segments left).
         IpOptions => reason_ip_options,
         /// Passed: ICMP/ICMPv6 other than errors about a tracked flow.
         Icmp => reason_icmp,
@@ -99,7 +101,8 @@ global_stats! {
         NoRoute => reason_no_route,
         /// Dropped: the service has no live real server and no sorry server.
         NoReal => reason_no_real,
-        /// Dropped: the encapsulated packet would exceed the egress MTU (TUN).
+        /// Answered: larger than the egress MTU (the tunnel's, less its header, for TUN) with DF
+        /// set, or IPv6: an ICMP "fragmentation needed" / "packet too big" goes back instead.
         TooBig => reason_too_big,
         /// Dropped: frame shorter than its Ethernet header or VLAN tags.
         BadEth => reason_bad_eth,
@@ -110,11 +113,32 @@ global_stats! {
         BadIpv6 => reason_bad_ipv6,
         /// Dropped: TCP/UDP/ICMP header truncated, or TCP data offset < 5.
         BadL4 => reason_bad_l4,
+        /// Dropped: the IPv4 header checksum is wrong (the kernel would drop it too).
+        BadIpv4Csum => reason_bad_ipv4_csum,
+        /// Forwarded: an ICMP error from the real servers' side about a NAT flow (a router
+        /// there saying "fragmentation needed", a real server's "port unreachable"), sent on to
+        /// the client from the VIP.
+        IcmpReply => reason_icmp_reply,
+        /// Held: a later fragment that arrived before its datagram's first; handed to the
+        /// daemon (`lb_punt`), which replays it once the first fragment has decided.
+        FragHeld => reason_frag_held,
+        /// Held: IPv4 larger than the egress MTU with DF clear; handed to the daemon, which
+        /// fragments it and replays the fragments.
+        FragNeeded => reason_frag_needed,
+        /// Dropped: the hand-over ring to the daemon (`lb_punt`) was full.
+        PuntFull => reason_punt_full,
     }
-    flows {
-        /// Not a reason: flows scheduled (conntrack entries created) and conntrack hits.
+    others {
+        /// Not reasons: flows scheduled (conntrack entries created) and conntrack hits.
         flows_new,
         flows_hit,
+        /// TCP/UDP checksums completed for frames a local sender left to checksum offload
+        /// (`CHECKSUM_PARTIAL` on veth: only the pseudo-header sum in the field).
+        csum_completed,
+        /// First fragments that recorded their datagram's decision, and later fragments that
+        /// followed one.
+        frags_first,
+        frags_followed,
     }
 }
 

@@ -3,7 +3,7 @@
 
 /// Sums `b` as big-endian 16-bit words (even length).
 #[inline(always)]
-fn sum_words<const N: usize>(b: &[u8; N]) -> u32 {
+pub fn sum_words<const N: usize>(b: &[u8; N]) -> u32 {
     let mut s = 0u32;
     let mut i = 0;
     while i + 1 < N {
@@ -13,11 +13,49 @@ fn sum_words<const N: usize>(b: &[u8; N]) -> u32 {
     s
 }
 
+/// Folds a 32-bit ones' complement sum to 16 bits (end-around carry).
 #[inline(always)]
-fn fold(mut s: u32) -> u16 {
+pub fn fold(mut s: u32) -> u16 {
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     s as u16
+}
+
+/// Folds a sum of little-endian words (what `bpf_csum_diff` returns over packet bytes on a
+/// little-endian machine, folded or not) into the network-order 16-bit sum. Byte-swapping
+/// commutes with ones' complement addition, so one swap at the end is enough.
+#[inline(always)]
+pub fn fold_le(s: u64) -> u16 {
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    fold(s as u32).swap_bytes()
+}
+
+/// The TCP/UDP pseudo-header sum (RFC 793, RFC 768, RFC 8200 §8.1) for addresses as stored
+/// in `ServiceKey` (IPv4 in the first four bytes, the rest zero, which adds nothing).
+#[inline(always)]
+pub fn pseudo_header(src: &[u8; 16], dst: &[u8; 16], proto: u8, l4_len: u32) -> u32 {
+    sum16(src) + sum16(dst) + u32::from(proto) + (l4_len >> 16) + (l4_len & 0xffff)
+}
+
+/// Whether a TCP/UDP checksum field may hold only the pseudo-header sum, as a sender that left
+/// the checksum to offload writes it (`CHECKSUM_PARTIAL`). A complete checksum matches this
+/// by chance once in 65,536 frames: `complete` tells the two apart.
+#[inline(always)]
+pub fn may_be_partial(field: u16, pseudo: u32) -> bool {
+    field == fold(pseudo)
+}
+
+/// The complete checksum for a segment whose field is `field`, pseudo-header sum `pseudo` and
+/// whose bytes (field included) sum to `segment` (network order, folded): `None` when the
+/// field already holds a valid checksum. A UDP result of 0 must be sent as 0xffff.
+#[inline(always)]
+pub fn complete(field: u16, pseudo: u32, segment: u16) -> Option<u16> {
+    if fold(pseudo + u32::from(segment)) == 0xffff {
+        return None;
+    }
+    // The segment without its field: subtracting is adding the complement.
+    Some(!fold(pseudo + u32::from(segment) + u32::from(!field)))
 }
 
 /// The checksum `csum` (as stored, big-endian) after `old` bytes became `new`.
@@ -133,6 +171,60 @@ mod tests {
             }
             let got = replace16(c, &old, &new);
             assert!(got == want || (got | want == 0xffff && got & want == 0), "{got:#x} {want:#x}");
+        }
+    }
+
+    /// What `bpf_csum_diff` computes over packet memory on a little-endian machine: 32-bit
+    /// little-endian words, zero-padded, with end-around carry.
+    fn csum_diff_le(b: &[u8]) -> u64 {
+        let mut s: u64 = 0;
+        for w in b.chunks(4) {
+            let mut x = [0u8; 4];
+            x[..w.len()].copy_from_slice(w);
+            s += u64::from(u32::from_le_bytes(x));
+        }
+        s
+    }
+
+    #[test]
+    fn little_endian_sums_fold_to_network_order() {
+        let mut seed = 5;
+        for len in [2usize, 20, 37, 512, 1480, 1481] {
+            let b = bytes(&mut seed, len);
+            let mut padded = b.clone();
+            if len % 2 == 1 {
+                padded.push(0);
+            }
+            assert_eq!(fold_le(csum_diff_le(&b)), !full(&padded, 0), "{len}");
+        }
+    }
+
+    /// A TCP segment as a sender with checksum offload leaves it (the field holds the folded
+    /// pseudo-header sum) is completed to exactly the checksum a full computation gives; a
+    /// segment with a valid checksum is left alone.
+    #[test]
+    fn completes_partial_checksums_and_leaves_complete_ones() {
+        let mut seed = 77;
+        for len in [20usize, 21, 60, 1460, 1461] {
+            let src: [u8; 16] = core::array::from_fn(|i| if i < 4 { [192, 0, 2, 1][i] } else { 0 });
+            let dst: [u8; 16] = core::array::from_fn(|i| if i < 4 { [203, 0, 113, 7][i] } else { 0 });
+            let pseudo = pseudo_header(&src, &dst, 6, len as u32);
+            let mut seg = bytes(&mut seed, len);
+            seg[16] = 0;
+            seg[17] = 0;
+            let mut padded = seg.clone();
+            if len % 2 == 1 {
+                padded.push(0);
+            }
+            let right = full(&padded, pseudo);
+            // Offloaded: the field holds the pseudo-header sum.
+            seg[16..18].copy_from_slice(&fold(pseudo).to_be_bytes());
+            assert!(may_be_partial(fold(pseudo), pseudo));
+            let got = complete(fold(pseudo), pseudo, fold_le(csum_diff_le(&seg)));
+            assert_eq!(got, Some(right), "len {len}");
+            // Complete already: nothing to do.
+            seg[16..18].copy_from_slice(&right.to_be_bytes());
+            assert_eq!(complete(right, pseudo, fold_le(csum_diff_le(&seg))), None, "len {len}");
         }
     }
 

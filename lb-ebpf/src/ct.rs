@@ -50,6 +50,27 @@ impl Packet {
         self.tcp && self.flags & TCP_SYN != 0
     }
 
+    /// Whether a flow this packet opens waits in the half-open table (`lb_halfopen`) until
+    /// the client's next packet: a bare SYN, or any UDP datagram. Spoofed floods, which never
+    /// send a second packet, then only ever evict each other, never an established flow.
+    #[inline(always)]
+    pub fn opens_half_open(self) -> bool {
+        !self.tcp || self.bare_syn()
+    }
+
+    /// Whether this packet, finding its flow half-open, completes it (moves it to the main
+    /// table): anything but a retransmitted SYN.
+    #[inline(always)]
+    pub fn completes_half_open(self) -> bool {
+        !self.bare_syn()
+    }
+
+    /// The state a half-open entry records (its timeout: the SYN state's for TCP).
+    #[inline(always)]
+    pub fn half_open_state(self) -> u8 {
+        if self.tcp { CT_SYN } else { CT_UDP }
+    }
+
     /// The state of a flow this packet creates in the main table (a bare SYN goes to the
     /// half-open table instead). A mid-flow TCP packet with no entry (table lost or evicted, a
     /// SYN-ACK) keeps its flow going as established.
@@ -149,6 +170,9 @@ mod tests {
         assert!(Packet { tcp: true, flags: TCP_RST }.closing());
         assert!(!Packet { tcp: false, flags: TCP_FIN }.closing(), "UDP has no flags");
         assert_eq!((UDP.new_state(), FIN.new_state(), ACK.new_state()), (CT_UDP, CT_CLOSING, CT_EST));
+        assert!(SYN.opens_half_open() && UDP.opens_half_open() && !ACK.opens_half_open() && !syn_ack.opens_half_open());
+        assert!(!SYN.completes_half_open() && ACK.completes_half_open() && UDP.completes_half_open());
+        assert_eq!((SYN.half_open_state(), UDP.half_open_state()), (CT_SYN, CT_UDP));
     }
 
     #[test]

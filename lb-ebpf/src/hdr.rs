@@ -91,6 +91,12 @@ impl Ipv4Hdr {
         be16(self.frag_off) & IP_MF_OFFSET != 0
     }
 
+    /// The fragment offset in bytes (0 for a whole datagram and a first fragment).
+    #[inline(always)]
+    pub fn fragment_offset(&self) -> u16 {
+        (be16(self.frag_off) & 0x1fff) << 3
+    }
+
     #[inline(always)]
     pub fn dont_fragment(&self) -> bool {
         be16(self.frag_off) & IP_DF != 0
@@ -133,6 +139,48 @@ impl Ipv6Hdr {
     #[inline(always)]
     pub fn payload_len(&self) -> u16 {
         be16(self.payload_len)
+    }
+}
+
+pub const IPV6_HOP_BY_HOP: u8 = 0;
+pub const IPV6_ROUTING: u8 = 43;
+pub const IPV6_FRAGMENT: u8 = 44;
+pub const IPV6_ESP: u8 = 50;
+pub const IPV6_AH: u8 = 51;
+pub const IPV6_DST_OPTS: u8 = 60;
+
+/// The start every IPv6 extension header shares (RFC 8200 §4): the next header, the length
+/// (in 8-byte units after the first 8; AH: 4-byte units after the first 8), then data.
+#[repr(C)]
+pub struct Ipv6ExtHdr {
+    pub nexthdr: u8,
+    pub len: u8,
+    /// Header-specific; in a routing header `[0]` is the routing type, `[1]` the segments
+    /// left.
+    pub data: [u8; 6],
+}
+
+/// The IPv6 fragment header (RFC 8200 §4.5).
+#[repr(C)]
+pub struct Ipv6FragHdr {
+    pub nexthdr: u8,
+    pub reserved: u8,
+    /// Offset in 8-byte units (13 bits), two reserved bits, M (more fragments).
+    pub frag_off: [u8; 2],
+    pub id: [u8; 4],
+}
+
+impl Ipv6FragHdr {
+    /// The fragment offset in bytes.
+    #[inline(always)]
+    pub fn offset(&self) -> u16 {
+        be16(self.frag_off) & !7
+    }
+
+    /// More fragments follow.
+    #[inline(always)]
+    pub fn more(&self) -> bool {
+        be16(self.frag_off) & 1 != 0
     }
 }
 
@@ -208,13 +256,14 @@ pub const IPV6_HLEN: usize = size_of::<Ipv6Hdr>();
 pub const TCP_HLEN: usize = size_of::<TcpHdr>();
 pub const UDP_HLEN: usize = size_of::<UdpHdr>();
 pub const ICMP_HLEN: usize = size_of::<IcmpHdr>();
+pub const IPV6_FRAG_HLEN: usize = size_of::<Ipv6FragHdr>();
 /// Where each L4 protocol keeps its checksum.
 pub const TCP_CHECK_OFF: usize = offset_of!(TcpHdr, check);
 pub const UDP_CHECK_OFF: usize = offset_of!(UdpHdr, check);
 pub const ICMP_CHECK_OFF: usize = offset_of!(IcmpHdr, check);
 
 const _: () = assert!(ETH_HLEN == 14 && VLAN_HLEN == 4 && IPV4_HLEN == 20 && IPV6_HLEN == 40);
-const _: () = assert!(TCP_HLEN == 20 && UDP_HLEN == 8 && ICMP_HLEN == 8);
+const _: () = assert!(TCP_HLEN == 20 && UDP_HLEN == 8 && ICMP_HLEN == 8 && IPV6_FRAG_HLEN == 8);
 const _: () = assert!(TCP_CHECK_OFF == 16 && UDP_CHECK_OFF == 6 && ICMP_CHECK_OFF == 2);
 const _: () = assert!(core::mem::align_of::<Ipv4Hdr>() == 1 && core::mem::align_of::<Ipv6Hdr>() == 1);
 
@@ -239,9 +288,14 @@ mod tests {
         let mut frag = b;
         frag[6] = 0x20; // MF
         assert!(view::<Ipv4Hdr>(&frag).is_fragment());
+        assert_eq!(view::<Ipv4Hdr>(&frag).fragment_offset(), 0);
         frag[6] = 0x00;
         frag[7] = 0x01; // offset 8
         assert!(view::<Ipv4Hdr>(&frag).is_fragment());
+        assert_eq!(view::<Ipv4Hdr>(&frag).fragment_offset(), 8);
+        frag[6] = 0x1f;
+        frag[7] = 0xff;
+        assert_eq!(view::<Ipv4Hdr>(&frag).fragment_offset(), 65528);
     }
 
     #[test]
@@ -257,6 +311,17 @@ mod tests {
         t[13] = 0x12;
         let tcp: &TcpHdr = view(&t);
         assert_eq!((tcp.header_len(), tcp.flags), (32, 0x12));
+    }
+
+    #[test]
+    fn ipv6_fragment_header() {
+        // Next header UDP, offset 1480 bytes (185 units), M set, id 0x01020304.
+        let b = [17, 0, 0x05, 0xc9, 1, 2, 3, 4];
+        let f: &Ipv6FragHdr = view(&b);
+        assert_eq!((f.nexthdr, f.offset(), f.more(), u32::from_be_bytes(f.id)), (17, 1480, true, 0x0102_0304));
+        let first = [6, 0, 0, 1, 0, 0, 0, 9];
+        let f: &Ipv6FragHdr = view(&first);
+        assert_eq!((f.offset(), f.more()), (0, true));
     }
 
     #[test]

@@ -14,9 +14,37 @@ pub unsafe fn zero_words(p: *mut u64, n: usize) {
     }
 }
 
+/// A `T` with every byte zero, written as 8-byte volatile stores (see `zero_words`): building
+/// a value with a zeroed array field otherwise calls `memset`.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (plain data).
+#[inline(always)]
+pub unsafe fn zeroed<T>() -> T {
+    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>() % 8 == 0) };
+    let mut v = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: `v` is aligned to 8 and a whole number of words long (checked above).
+    unsafe {
+        zero_words(v.as_mut_ptr().cast(), core::mem::size_of::<T>() / 8);
+        v.assume_init()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[repr(C, align(8))]
+    struct Plain {
+        a: u64,
+        b: [u8; 16],
+    }
+
+    #[test]
+    fn zeroed_is_all_zero() {
+        let p: Plain = unsafe { zeroed() };
+        assert_eq!((p.a, p.b), (0, [0; 16]));
+    }
 
     #[test]
     fn zeroes_exactly_n_words() {

@@ -402,7 +402,8 @@ fn tun_answers_packets_too_big_for_the_tunnel() {
         })
         .unwrap_or_else(|e| panic!("service {svc}: {e:#}"));
     }
-    // Without DF the sender cannot be told to shrink: dropped and counted.
+    // Without DF the packet is fragmented, as IPVS does: handed to the daemon (`lb_punt`),
+    // which fragments it and replays the fragments (see forwarding.rs for the delivery).
     let no_df = lb_tests::packets::fix_ipv4_csum(lb_tests::packets::patch(
         v4(L2::Plain, CLIENT4, VIP4, L4::TcpAck { sport: 44001, dport: 1000 }, &[7; 1460]),
         20,
@@ -413,7 +414,7 @@ fn tun_answers_packets_too_big_for_the_tunnel() {
         input: no_df,
         action: XDP_DROP,
         output: Output::Unchanged,
-        reason: "reason_too_big",
+        reason: "reason_frag_needed",
         service: Some(0),
         also: &["flows_new"],
     })

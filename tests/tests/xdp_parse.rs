@@ -105,6 +105,19 @@ fn ipv4_with_options() -> Vec<u8> {
     tot_len(f, len)
 }
 
+/// `udp6()` with extension header bytes `ext` (the first byte naming UDP, 17) inserted after
+/// the IPv6 header, whose next header becomes `kind`.
+fn udp6_with_ext(kind: u8, ext: &[u8]) -> Vec<u8> {
+    let base = udp6();
+    let mut f = base[..IP + 40].to_vec();
+    f.extend_from_slice(ext);
+    f.extend_from_slice(&base[IP + 40..]);
+    f[IP + 6] = kind;
+    let len = u16::from_be_bytes([f[IP + 4], f[IP + 5]]) + ext.len() as u16;
+    f[IP + 4..IP + 6].copy_from_slice(&len.to_be_bytes());
+    f
+}
+
 #[test]
 fn well_formed_frames() {
     let f = fixture();
@@ -140,15 +153,29 @@ fn well_formed_frames() {
         pass("ICMP echo to the VIP", v4(L2::Plain, CLIENT4, VIP4, L4::Echo, b"ping"), "reason_icmp"),
         pass("ICMPv6 echo to the VIP", v6(L2::Plain, CLIENT6, VIP6, L4::Echo, b"ping"), "reason_icmp"),
         pass("GRE (protocol 47)", fix_ipv4_csum(patch(udp4(), IP + 9, &[47])), "reason_other_proto"),
-        pass("first IPv4 fragment (MF)", fix_ipv4_csum(patch(udp4(), IP + 6, &[0x20, 0x00])), "reason_fragment"),
-        pass(
-            "later IPv4 fragment (offset 185)",
+        // Fragments, options and extension headers reach their service like any packet.
+        hit("first IPv4 fragment (MF)", fix_ipv4_csum(patch(udp4(), IP + 6, &[0x20, 0x00])), 1),
+        // A later fragment whose first has not been seen is held for the daemon to replay.
+        drop(
+            "later IPv4 fragment (offset 1480) before its first",
             fix_ipv4_csum(patch(udp4(), IP + 6, &[0x00, 0xb9])),
-            "reason_fragment",
+            "reason_frag_held",
         ),
-        pass("IPv4 options", ipv4_with_options(), "reason_ip_options"),
-        pass("IPv6 hop-by-hop header", patch(udp6(), IP + 6, &[0]), "reason_ip_options"),
-        pass("IPv6 fragment header", patch(udp6(), IP + 6, &[44]), "reason_ip_options"),
+        hit("IPv4 options", ipv4_with_options(), 1),
+        hit("IPv6 hop-by-hop header", udp6_with_ext(0, &[17, 0, 1, 4, 0, 0, 0, 0]), 3),
+        hit("IPv6 destination options", udp6_with_ext(60, &[17, 0, 1, 4, 0, 0, 0, 0]), 3),
+        hit("first IPv6 fragment (M)", udp6_with_ext(44, &[17, 0, 0, 1, 0, 0, 0, 7]), 3),
+        drop(
+            "later IPv6 fragment before its first",
+            udp6_with_ext(44, &[17, 0, 0x05, 0xc8, 0, 0, 0, 8]),
+            "reason_frag_held",
+        ),
+        pass(
+            "IPv6 routing header with segments left",
+            udp6_with_ext(43, &[17, 0, 4, 1, 0, 0, 0, 0]),
+            "reason_ip_options",
+        ),
+        pass("IPv6 ESP", udp6_with_ext(50, &[0, 0, 0, 1, 0, 0, 0, 1]), "reason_ip_options"),
         pass("three VLAN tags", triple_vlan(), "reason_deep_vlan"),
     ])
     .unwrap();

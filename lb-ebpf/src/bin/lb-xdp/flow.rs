@@ -4,7 +4,7 @@
 
 use lb_common::{
     FlowKey, FlowValue, NatRev, PersistKey, PersistValue, RealDef, SvcConf,
-    consts::{CT_CLOSING, CT_SYN, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
+    consts::{CT_CLOSING, CT_EST, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
     ct::{self, Hit, NS, Packet},
@@ -30,10 +30,32 @@ pub fn real_live(real: u32, svc: u32) -> bool {
 
 /// The live generation of service `svc`'s configuration.
 #[inline(always)]
-fn conf(svc: u32) -> Option<&'static SvcConf> {
+pub fn conf(svc: u32) -> Option<&'static SvcConf> {
     let generation = lb_svc_gen.get(svc).copied().unwrap_or(0) & 1;
     lb_svc_conf.get(svc * 2 + generation)
 }
+
+/// Moves the flow `v` points at from state `from` to `to`; false when another CPU changed the
+/// state first. The state byte shares its aligned 32-bit word with zeroed padding, so one
+/// compare-and-exchange of that word is the transition: exactly one CPU wins it, and only the
+/// winner adjusts the connection count.
+#[inline(always)]
+fn transition(v: *mut FlowValue, from: u8, to: u8) -> bool {
+    // SAFETY: `state` starts an aligned word of a live map value (checked below).
+    let word = unsafe { (&raw mut (*v).state).cast::<u32>() };
+    // SAFETY: as above; a BPF_CMPXCHG (ISA v3).
+    let (_, won) = unsafe {
+        core::intrinsics::atomic_cxchg::<
+            u32,
+            { core::intrinsics::AtomicOrdering::Relaxed },
+            { core::intrinsics::AtomicOrdering::Relaxed },
+        >(word, u32::from(from), u32::from(to))
+    };
+    won
+}
+
+const _: () = assert!(core::mem::offset_of!(FlowValue, state) % 4 == 0);
+const _: () = assert!(core::mem::offset_of!(FlowValue, pad16) == core::mem::offset_of!(FlowValue, state) + 2);
 
 #[inline(always)]
 fn add_conns(real: u32, delta: i64) {
@@ -52,10 +74,12 @@ fn add_conns(real: u32, delta: i64) {
 /// (persistence first, then the scheduler, then the sorry server) recorded for the flow's
 /// next packets.
 ///
-/// A TCP flow opened by a bare SYN is recorded in `lb_halfopen`, not `lb_conntrack`, and
-/// moves there with the client's first non-SYN packet (the handshake's ACK): spoofed SYNs,
-/// which never get that far, only ever evict each other, never an established flow. Live
-/// connection counts (lc/wlc) follow IPVS's active connections: established flows only.
+/// A flow opened by a bare SYN or a UDP datagram is recorded in `lb_halfopen`, not
+/// `lb_conntrack`, and moves there with the client's next packet (a TCP handshake's ACK):
+/// spoofed floods, which never get that far, only ever evict each other, never an established
+/// flow. Live connection counts (lc/wlc) follow IPVS's active connections: established flows
+/// only. Every change of a flow's state is one compare-and-exchange (`transition`) or one
+/// delete, so two CPUs racing on one flow count it once.
 #[inline(never)]
 pub fn decide(svc: u32, f: &Frame) -> Decision {
     let Some(conf) = conf(svc) else { return Decision::none() };
@@ -63,46 +87,49 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
     let t = now();
     let p = Packet { tcp: f.proto == IPPROTO_TCP, flags: f.tcp_flags };
     if let Some(v) = lb_conntrack.get_ptr_mut(&key) {
-        // SAFETY: the entry is only written through this pointer by this packet; a concurrent
-        // writer can at worst tear the timestamp, which only affects its expiry.
-        let v = unsafe { &mut *v };
-        match ct::on_hit(v.state, v.last_ns, t, real_live(v.real_id, svc), p) {
-            Hit::Use => return Decision::new(v.real_id, conf.fwd, false),
+        // SAFETY: a live map value; the state changes only by compare-and-exchange, and a
+        // concurrent writer can at worst tear the timestamp, which only affects its expiry.
+        let entry = unsafe { &mut *v };
+        let real = entry.real_id;
+        match ct::on_hit(entry.state, entry.last_ns, t, real_live(real, svc), p) {
+            Hit::Use => return Decision::new(real, conf.fwd, false),
             Hit::Touch => {
-                v.last_ns = t;
-                return Decision::new(v.real_id, conf.fwd, false);
+                entry.last_ns = t;
+                return Decision::new(real, conf.fwd, false);
             }
             Hit::Close => {
-                v.state = CT_CLOSING;
-                add_conns(v.real_id, -1);
-                v.last_ns = t;
-                return Decision::new(v.real_id, conf.fwd, false);
+                if transition(v, CT_EST, CT_CLOSING) {
+                    add_conns(real, -1);
+                }
+                entry.last_ns = t;
+                return Decision::new(real, conf.fwd, false);
             }
             // The entry is replaced below: an expired open flow leaves its real server's
             // count now (the daemon only deletes expired entries nobody touches any more).
             Hit::Reschedule { release } => {
-                if release {
-                    add_conns(v.real_id, -1);
+                if release && transition(v, entry.state, CT_CLOSING) {
+                    add_conns(real, -1);
                 }
             }
         }
-        // A bare SYN goes to the half-open table below; the old entry must not answer for
-        // the new connection's next packets.
-        if p.bare_syn() {
+        // A flow opening half-open goes to that table below; the old entry must not answer
+        // for the new flow's next packets.
+        if p.opens_half_open() {
             let _ = lb_conntrack.remove(&key);
         }
     // SAFETY: copied out at once.
-    } else if p.tcp
-        && let Some(h) = unsafe { lb_halfopen.get(&key) }.copied()
-    {
-        if t.saturating_sub(h.last_ns) <= ct::timeout_ns(CT_SYN) && real_live(h.real_id, svc) {
-            if p.bare_syn() {
+    } else if let Some(h) = unsafe { lb_halfopen.get(&key) }.copied() {
+        if t.saturating_sub(h.last_ns) <= ct::timeout_ns(h.state) && real_live(h.real_id, svc) {
+            if !p.completes_half_open() {
                 // A retransmitted SYN: same real server, still half-open.
                 return Decision::new(h.real_id, conf.fwd, false).half_open();
             }
-            let _ = lb_halfopen.remove(&key);
-            track(&key, h.real_id, svc, t, p.new_state());
-            return Decision::new(h.real_id, conf.fwd, false).promoted();
+            // Only the CPU whose delete succeeds moves the flow (and counts it).
+            if lb_halfopen.remove(&key).is_ok() {
+                track(&key, h.real_id, svc, t, p.new_state());
+                return Decision::new(h.real_id, conf.fwd, false).promoted();
+            }
+            return Decision::new(h.real_id, conf.fwd, false);
         }
     }
     let mut real = persisted(svc, conf, f, t);
@@ -117,10 +144,18 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
     if conf.persist_timeout != 0 {
         remember_persist(svc, conf, f, real, t);
     }
-    if p.bare_syn() {
-        let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state: CT_SYN, pad8: 0, pad16: 0, pad32: 0 };
+    if p.opens_half_open() {
+        let value = FlowValue {
+            real_id: real,
+            svc_id: svc,
+            last_ns: t,
+            state: p.half_open_state(),
+            pad8: 0,
+            pad16: 0,
+            pad32: 0,
+        };
         let _ = lb_halfopen.insert(&key, &value, 0);
-        // Only the least-connection schedulers read the SYN counts.
+        // Only the least-connection schedulers read the counts of new flows.
         if matches!(conf.sched, SCHED_LC | SCHED_WLC | SCHED_LBLC) {
             sched::count_syn(real, t);
         }
@@ -151,7 +186,7 @@ fn remember_persist(svc: u32, conf: &SvcConf, f: &Frame, real: u32, t: u64) {
 fn persist_key(svc: u32, conf: &SvcConf, f: &Frame) -> PersistKey {
     let bits =
         u32::from(if f.family == FAMILY_V4 { conf.persist_prefix.min(32) } else { conf.persist_prefix.min(128) });
-    PersistKey { addr: mask_prefix(&f.src, bits), svc_id: svc }
+    PersistKey { addr: mask_prefix(&f.src, bits), svc_id: svc, pad: 0 }
 }
 
 /// The real server this client was given within the persistence timeout, if it is still

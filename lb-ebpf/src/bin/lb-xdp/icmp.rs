@@ -1,20 +1,25 @@
-//! ICMP the data plane writes: the NAT rewrite of an error about a tracked flow, and the
-//! "fragmentation needed" / "packet too big" answer to a packet the tunnel cannot carry.
+//! ICMP the data plane writes: the NAT rewrites of errors about a NAT flow (from the client's
+//! side towards its real server, and from the real servers' side back to the client), and the
+//! "fragmentation needed" / "packet too big" answer to a packet the egress path cannot carry.
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use lb_common::{RealDef, Reason, consts::FAMILY_V4};
+use lb_common::{
+    NatRev, RealDef, Reason,
+    consts::{FAMILY_V4, PUNT_FRAGMENT},
+};
 use lb_ebpf::{
     csum,
     hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr},
-    verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_TX},
+    verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
 };
 
 use crate::{
-    nexthop::{l3_at, l4_at},
+    nexthop::{self, Next, l3_at, l4_at},
     parse::{frame_len, ptr_at},
+    punt,
     scratch::Frame,
 };
 
@@ -28,10 +33,15 @@ pub fn nat_rewrite(ctx: &XdpContext, f: &Frame, real: &RealDef) -> bool {
     if f.family == FAMILY_V4 { nat4(ctx, f, real).is_some() } else { nat6(ctx, f, real).is_some() }
 }
 
-/// The offset of the quoted IP header, bounded for the verifier.
+/// The offsets of the quoted IP header and of its ports, bounded for the verifier.
 #[inline(always)]
 fn quote_at(f: &Frame) -> usize {
-    (f.inner_off & 0x7f) as usize
+    (f.inner_off & 0x3ff) as usize
+}
+
+#[inline(always)]
+fn quote_l4_at(f: &Frame) -> usize {
+    (f.inner_l4_off & 0x3ff) as usize
 }
 
 // SAFETY (every `&mut *ptr` in this file): bounds checked by `ptr_at`.
@@ -50,7 +60,7 @@ fn nat4(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Option<()> {
     let qsum = csum::replace(q.check(), &old_src, &new).to_be_bytes();
     q.saddr = new;
     q.check = qsum;
-    let ports = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, inner + IPV4_HLEN)? };
+    let ports = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, quote_l4_at(f))? };
     let old_port = *ports;
     *ports = new_port;
     let icmp = unsafe { &mut *ptr_at::<IcmpHdr>(ctx, l4_at(f))? };
@@ -76,7 +86,7 @@ fn nat6(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Option<()> {
     let q = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, inner)? };
     icsum = csum::replace16(icsum, &q.saddr, &real.addr);
     q.saddr = real.addr;
-    let ports = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, inner + IPV6_HLEN)? };
+    let ports = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, quote_l4_at(f))? };
     icsum = csum::replace(icsum, ports, &new_port);
     *ports = new_port;
     let icmp = unsafe { &mut *ptr_at::<IcmpHdr>(ctx, l4_at(f))? };
@@ -84,9 +94,94 @@ fn nat6(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Option<()> {
     Some(())
 }
 
-/// Answers a packet the tunnel cannot carry with ICMP "fragmentation needed" (IPv4, only when
-/// DF is set: the sender then lowers its path MTU) or ICMPv6 "packet too big", advertising
-/// `mtu` (the link's, less the tunnel header), from the VIP back to the sender's hop.
+/// NAT for an ICMP error from the real servers' side about a NAT flow (`f` describes the
+/// quoted client → real server packet reversed, the flow's reply tuple, whose translation is
+/// `rev`), as IPVS's `ip_vs_nat_icmp` does outwards: the outer source, the quoted destination
+/// address and port become the VIP's, checksums updated; then it goes to the client.
+/// False when the frame is shorter than its headers said.
+#[inline(always)]
+pub fn nat_reply_rewrite(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> bool {
+    if f.family == FAMILY_V4 { reply4(ctx, f, rev).is_some() } else { reply6(ctx, f, rev).is_some() }
+}
+
+/// Sends a translated error from the real servers' side on to the client (the quoted
+/// packet's source: `f.dst`) from `vip`.
+#[inline(never)]
+pub fn send_reply(ctx: &XdpContext, f: &Frame, vip: &[u8; 16]) -> Verdict {
+    match nexthop::lookup(ctx, f, vip, &f.dst, 0) {
+        Next::Hop { ifindex, smac, dmac } => {
+            Verdict::new(nexthop::transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::IcmpReply)
+        }
+        _ => Verdict::new(XDP_PASS, Reason::NoRoute),
+    }
+}
+
+#[inline(never)]
+fn reply4(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> Option<()> {
+    let vip: [u8; 4] = [rev.vip[0], rev.vip[1], rev.vip[2], rev.vip[3]];
+    let vport = rev.vport.to_be_bytes();
+    let outer = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, l3_at(f))? };
+    let c = csum::replace(outer.check(), &outer.saddr, &vip);
+    outer.saddr = vip;
+    outer.set_check(c);
+    let q = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, quote_at(f))? };
+    let old_dst = q.daddr;
+    let old_qsum = q.check;
+    let qsum = csum::replace(q.check(), &old_dst, &vip).to_be_bytes();
+    q.daddr = vip;
+    q.check = qsum;
+    // The quoted destination port: the second of the quoted ports.
+    let ports = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, quote_l4_at(f))? };
+    let old_port = [ports[2], ports[3]];
+    ports[2..4].copy_from_slice(&vport);
+    let icmp = unsafe { &mut *ptr_at::<IcmpHdr>(ctx, l4_at(f))? };
+    let mut icsum = u16::from_be_bytes(icmp.check);
+    icsum = csum::replace(icsum, &old_dst, &vip);
+    icsum = csum::replace(icsum, &old_qsum, &qsum);
+    icsum = csum::replace(icsum, &old_port, &vport);
+    icmp.check = icsum.to_be_bytes();
+    Some(())
+}
+
+#[inline(never)]
+fn reply6(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> Option<()> {
+    let vport = rev.vport.to_be_bytes();
+    let icmp = unsafe { &mut *ptr_at::<IcmpHdr>(ctx, l4_at(f))? };
+    let mut icsum = u16::from_be_bytes(icmp.check);
+    // ICMPv6's checksum covers the pseudo-header: the outer source too.
+    let outer = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, l3_at(f))? };
+    icsum = csum::replace16(icsum, &outer.saddr, &rev.vip);
+    outer.saddr = rev.vip;
+    let q = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, quote_at(f))? };
+    icsum = csum::replace16(icsum, &q.daddr, &rev.vip);
+    q.daddr = rev.vip;
+    let ports = unsafe { &mut *ptr_at::<[u8; 4]>(ctx, quote_l4_at(f))? };
+    icsum = csum::replace(icsum, &[ports[2], ports[3]], &vport);
+    ports[2..4].copy_from_slice(&vport);
+    let icmp = unsafe { &mut *ptr_at::<IcmpHdr>(ctx, l4_at(f))? };
+    icmp.check = icsum.to_be_bytes();
+    Some(())
+}
+
+/// A packet larger than the egress path's `mtu` (for TUN: the link's less the tunnel header):
+/// IPv4 with DF clear goes to the daemon to be fragmented, as IPVS fragments it; with DF set,
+/// or IPv6, the sender gets "fragmentation needed" / "packet too big" and lowers its path MTU.
+#[inline(always)]
+pub fn oversized(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
+    if f.family == FAMILY_V4 {
+        let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_at(f)) else { return Verdict::new(XDP_DROP, Reason::TooBig) };
+        // SAFETY: bounds checked by `ptr_at`.
+        if !unsafe { &*ip }.dont_fragment() {
+            return punt::hand_over(ctx, f, PUNT_FRAGMENT, mtu);
+        }
+    }
+    too_big(ctx, f, mtu)
+}
+
+/// Answers a packet the egress path cannot carry with ICMP "fragmentation needed" (IPv4 with
+/// DF) or ICMPv6 "packet too big", advertising `mtu`, from the packet's destination (the VIP)
+/// back to the sender's hop. The quote is the IP header and 8 bytes: an IPv4 header with
+/// options is not quoted whole, so such a packet is dropped (counted) instead.
 #[inline(never)]
 pub fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     let dropped = Verdict::new(XDP_DROP, Reason::TooBig);
@@ -98,7 +193,8 @@ pub fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     let (ip_len, quote) = if v4 { (IPV4_HLEN, IPV4_HLEN + 8) } else { (IPV6_HLEN, IPV6_HLEN + 8) };
     if v4 {
         let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_at(f)) else { return dropped };
-        if !unsafe { &*ip }.dont_fragment() {
+        let ip = unsafe { &*ip };
+        if ip.header_len() != IPV4_HLEN {
             return dropped;
         }
     }

@@ -5,9 +5,9 @@
 //! reply gets the VIP back as source. Everything else passes to the stack untouched. Every
 //! frame is counted once per verdict and once per reason (`lb_common::GlobalStats`).
 //!
-//! Modules import one way, each only from those above it:
-//! `scratch` → `maps` → `time` → `parse` → `stats` → `sched` → `flow` → `nexthop` → `nat`,
-//! `dr` → `icmp` → `tun` → this entry point; the pure rules come from the `lb_ebpf` library.
+//! Modules import one way, each only from those before it: `scratch` → `maps` → `time` →
+//! `parse` → `stats` → `sched` → `flow` → `nexthop` → `offload` → `punt` → `icmp` → `nat` →
+//! `dr` → `tun` → `frags` → this entry point; the pure rules come from the `lb_ebpf` library.
 #![no_std]
 #![no_main]
 // Atomic adds on the shared connection counters: core has no atomics for the BPF target.
@@ -16,11 +16,14 @@
 
 mod dr;
 mod flow;
+mod frags;
 mod icmp;
 mod maps;
 mod nat;
 mod nexthop;
+mod offload;
 mod parse;
+mod punt;
 mod sched;
 mod scratch;
 mod stats;
@@ -30,20 +33,21 @@ mod tun;
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
-    consts::{FWD_DR, FWD_NAT, FWD_TUN},
+    consts::{FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN},
 };
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
 use crate::{
     maps::{lb_reals, lb_scratch, lb_services},
     parse::Parsed,
-    scratch::Frame,
+    scratch::{Frame, frag},
 };
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: the context pointer is valid for the program's run.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    // Before any rewrite: the frame is counted as it arrived.
     let len = parse::frame_len(&ctx) as u64;
     let v = classify(&ctx, ifindex);
     stats::count(v, len);
@@ -56,16 +60,26 @@ fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
     let Some(f) = lb_scratch.get_ptr_mut(0) else { return Verdict::new(XDP_PASS, Reason::NotIp) };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
     let f = unsafe { &mut *f };
-    match parse::parse(ctx, f) {
-        Ok(Parsed::Ports) => {}
-        Ok(Parsed::Icmp) => return Verdict::new(XDP_PASS, Reason::Icmp),
-        Ok(Parsed::IcmpError) => {
-            f.ifindex = ifindex;
-            return icmp_error(ctx, f);
-        }
-        Err(reason) => return Verdict::new(parse_stop_action(reason), reason),
-    };
+    let parsed = parse::parse(ctx, f);
     f.ifindex = ifindex;
+    let v = match parsed {
+        Ok(Parsed::Ports) => ports(ctx, f),
+        Ok(Parsed::LaterFragment) => return later_fragment(ctx, f),
+        Ok(Parsed::Icmp) => Verdict::new(XDP_PASS, Reason::Icmp),
+        Ok(Parsed::IcmpError) => icmp_error(ctx, f),
+        Err(reason) => Verdict::new(parse_stop_action(reason), reason),
+    };
+    // A first fragment the program did not take: its later fragments go to the stack too.
+    // (Rewritten ones the FIB could not route yet recorded their decision already.)
+    if f.frag == frag::FIRST && v.action() == XDP_PASS && v.reason_index() != Reason::NoRoute as usize {
+        frags::record_pass(f);
+    }
+    v
+}
+
+/// A TCP/UDP frame: for a service, or a NAT real server's reply, or neither.
+#[inline(always)]
+fn ports(ctx: &XdpContext, f: &Frame) -> Verdict {
     // SAFETY: copied out at once; `lb_services` values never change in place.
     if let Some(svc) = unsafe { lb_services.get(&f.service_key()) }.map(|v| v.id) {
         return forward(ctx, svc, f);
@@ -82,6 +96,9 @@ fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
 #[inline(always)]
 fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
     let len = parse::frame_len(ctx);
+    if !parse::ipv4_header_ok(ctx, f) {
+        return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
+    }
     let d = flow::decide(svc, f);
     let real_id = d.real();
     let Some(real) = lb_reals.get(real_id).filter(|_| d.ok()) else {
@@ -90,6 +107,10 @@ fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
     };
     stats::count_flow(d.is_new());
     stats::count_service(svc, Some(real_id), len, d.is_new(), false);
+    if f.frag == frag::FIRST {
+        frags::record_to_real(f, svc, real_id, d.fwd());
+    }
+    offload::complete_partial(ctx, f);
     match d.fwd() {
         FWD_NAT => {
             if d.is_new() || d.is_promoted() {
@@ -103,18 +124,58 @@ fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
     }
 }
 
-/// An ICMP error about a tracked flow (e.g. "fragmentation needed" from the client's path)
-/// goes to that flow's real server; any other ICMP passes.
+/// A later fragment: where its datagram's first fragment went.
+#[inline(always)]
+fn later_fragment(ctx: &XdpContext, f: &Frame) -> Verdict {
+    let Some(e) = frags::find(f) else { return frags::hold(ctx, f) };
+    let len = parse::frame_len(ctx);
+    match e.action {
+        FRAG_TO_REAL => {
+            let Some(real) = lb_reals.get(e.real_id).filter(|_| flow::real_live(e.real_id, e.svc_id)) else {
+                stats::count_service(e.svc_id, None, len, false, true);
+                return Verdict::new(XDP_DROP, Reason::NoReal);
+            };
+            stats::count_service(e.svc_id, Some(e.real_id), len, false, false);
+            match e.fwd {
+                FWD_NAT => nat::nat(ctx, f, real),
+                FWD_DR => dr::dr(ctx, f, real),
+                FWD_TUN => tun::tun(ctx, f, real),
+                _ => Verdict::new(XDP_DROP, Reason::NoReal),
+            }
+        }
+        FRAG_NAT_REPLY => {
+            stats::count_service(e.svc_id, Some(e.real_id), len, false, false);
+            nat::nat_reply(ctx, f, &e.vip, e.vport)
+        }
+        _ => Verdict::new(XDP_PASS, Reason::Fragment),
+    }
+}
+
+/// An ICMP error about a flow: from the client's path (e.g. "fragmentation needed") it goes
+/// to the flow's real server; from the real servers' side about a NAT flow it goes back to
+/// the client from the VIP; any other ICMP passes.
 #[inline(never)]
 fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
     // SAFETY: copied out at once.
     let Some(svc) = (unsafe { lb_services.get(&f.service_key()) }).map(|v| v.id) else {
-        return Verdict::new(XDP_PASS, Reason::Icmp);
+        return match flow::nat_reply_of(f) {
+            Some(rev) if parse::ipv4_header_ok(ctx, f) => {
+                stats::count_service(rev.svc_id, Some(rev.real_id), parse::frame_len(ctx), false, false);
+                if !icmp::nat_reply_rewrite(ctx, f, rev) {
+                    return Verdict::new(XDP_PASS, Reason::Icmp);
+                }
+                icmp::send_reply(ctx, f, &rev.vip)
+            }
+            _ => Verdict::new(XDP_PASS, Reason::Icmp),
+        };
     };
     let d = flow::tracked(svc, f);
     let Some(real) = lb_reals.get(d.real()).filter(|_| d.ok()) else {
         return Verdict::new(XDP_PASS, Reason::Icmp);
     };
+    if !parse::ipv4_header_ok(ctx, f) {
+        return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
+    }
     stats::count_service(svc, Some(d.real()), parse::frame_len(ctx), false, false);
     let v = match d.fwd() {
         FWD_NAT => {
@@ -133,8 +194,15 @@ fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
 /// A NAT real server's reply: back to the client from the VIP.
 #[inline(never)]
 fn reply(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> Verdict {
+    if !parse::ipv4_header_ok(ctx, f) {
+        return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
+    }
     let len = parse::frame_len(ctx);
     stats::count_service(rev.svc_id, Some(rev.real_id), len, false, false);
+    if f.frag == frag::FIRST {
+        frags::record_nat_reply(f, rev);
+    }
+    offload::complete_partial(ctx, f);
     nat::nat_reply(ctx, f, &rev.vip, rev.vport)
 }
 

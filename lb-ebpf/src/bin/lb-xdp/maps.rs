@@ -5,19 +5,19 @@
 #![allow(non_upper_case_globals)]
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, RealConns, RealDef, RealSyns,
-    ServiceKey, ServiceStats, ServiceValue, SvcConf,
+    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, PuntRecord,
+    RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf,
     consts::{
-        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, LBLC_ENTRIES, MAX_REALS, MAX_SERVICES, TABLE_POOL,
-        UNRESOLVED_ENTRIES,
+        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_REALS,
+        MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, UNRESOLVED_ENTRIES,
     },
 };
 
-use crate::scratch::{FibScratch, Frame};
+use crate::scratch::{CSUM_CHUNK, FibScratch, Frame};
 
 const SVC: usize = MAX_SERVICES as usize;
 const REALS: usize = MAX_REALS as usize;
@@ -83,8 +83,8 @@ pub static lb_conntrack: LruHashMap<FlowKey, FlowValue, { DEFAULT_CONNTRACK as u
 #[btf_map]
 pub static lb_nat_rev: LruHashMap<FlowKey, NatRev, { DEFAULT_CONNTRACK as usize }> = LruHashMap::new();
 
-/// TCP flows between their SYN and the client's first non-SYN packet (see `flow::decide`):
-/// a SYN flood churns this table, never `lb_conntrack`.
+/// Flows between their first packet (a bare SYN, a UDP datagram) and the client's next (see
+/// `flow::decide`): a spoofed flood churns this table, never `lb_conntrack`.
 #[btf_map]
 pub static lb_halfopen: LruHashMap<FlowKey, FlowValue, { DEFAULT_HALFOPEN as usize }> = LruHashMap::new();
 
@@ -99,6 +99,21 @@ pub static lb_persist: LruHashMap<PersistKey, PersistValue, { DEFAULT_PERSIST as
 /// lblc: (service, destination address) → the real server it was last given.
 #[btf_map]
 pub static lb_lblc: LruHashMap<PersistKey, u32, { LBLC_ENTRIES as usize }> = LruHashMap::new();
+
+/// Fragmented datagrams: what each one's first fragment decided, for its later fragments.
+#[btf_map]
+pub static lb_frags: LruHashMap<FragKey, FragValue, { FRAG_ENTRIES as usize }> = LruHashMap::new();
+
+/// Datagrams the daemon gave up replaying held fragments of: those go to the stack.
+#[btf_map]
+pub static lb_frag_giveup: LruHashMap<FragKey, u8, { GIVEUP_ENTRIES as usize }> = LruHashMap::new();
+
+/// Frames handed to the daemon (`PuntRecord`): held fragments, IPv4 datagrams to fragment.
+#[btf_map]
+pub static lb_punt: RingBuf<PuntRecord, { PUNT_BYTES }> = RingBuf::new();
+
+/// Room for `PUNT_RECORDS` records (each with the ring's 8-byte header), a power of two.
+const PUNT_BYTES: usize = ((PUNT_RECORDS as usize) * (core::mem::size_of::<PuntRecord>() + 8)).next_power_of_two();
 
 /// Per-CPU round-robin positions per service (rr/wrr).
 #[btf_map]
@@ -124,3 +139,7 @@ pub static lb_scratch: PerCpuArray<Frame, 1> = PerCpuArray::new();
 /// `bpf_fib_lookup`'s parameter block and `lb_unresolved`'s key and value.
 #[btf_map]
 pub static lb_fib: PerCpuArray<FibScratch, 1> = PerCpuArray::new();
+
+/// A chunk of a segment being checksummed (`offload.rs`), with room to pad a word.
+#[btf_map]
+pub static lb_csum_buf: PerCpuArray<[u8; CSUM_CHUNK + 4], 1> = PerCpuArray::new();

@@ -78,7 +78,8 @@ pub fn lookup(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: 
 
 /// Header offsets, bounded for the verifier: it cannot know that a value read back from the
 /// scratch map is small, and refuses packet pointers moved by an unbounded amount. L3 starts
-/// at most two VLAN tags in (22), L4 right after a 40-byte IPv6 header (62).
+/// at most two VLAN tags in (22), L4 after IPv4 options or IPv6 extension headers
+/// (`parse::L4_MASK`).
 #[inline(always)]
 pub fn l3_at(f: &Frame) -> usize {
     (f.l3_off & 0x1f) as usize
@@ -86,7 +87,7 @@ pub fn l3_at(f: &Frame) -> usize {
 
 #[inline(always)]
 pub fn l4_at(f: &Frame) -> usize {
-    (f.l4_off & 0x7f) as usize
+    (f.l4_off & crate::parse::L4_MASK) as usize
 }
 
 /// The EtherType of `family`.

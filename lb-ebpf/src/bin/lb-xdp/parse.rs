@@ -8,18 +8,28 @@ use lb_common::{
     Reason,
     consts::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_VLAN_DEPTH},
 };
-use lb_ebpf::hdr::{
-    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_HLEN, IcmpHdr,
-    Ipv4Hdr, Ipv6Hdr, Ports, TCP_HLEN, TcpHdr, UDP_HLEN, UdpHdr, VLAN_HLEN, VlanHdr, be16, is_icmp4_error,
-    is_icmp6_error, is_ipv6_ext,
+use lb_ebpf::{
+    csum,
+    hdr::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, EthHdr, ICMP_HLEN, IPV4_HLEN, IPV6_AH,
+        IPV6_DST_OPTS, IPV6_FRAG_HLEN, IPV6_FRAGMENT, IPV6_HLEN, IPV6_HOP_BY_HOP, IPV6_ROUTING, IcmpHdr, Ipv4Hdr,
+        Ipv6ExtHdr, Ipv6FragHdr, Ipv6Hdr, Ports, TCP_HLEN, TcpHdr, UDP_HLEN, UdpHdr, VLAN_HLEN, VlanHdr, be16,
+        is_icmp4_error, is_icmp6_error, is_ipv6_ext,
+    },
 };
 
-use crate::scratch::Frame;
+use crate::scratch::{Frame, frag};
+
+/// Bytes of IPv6 extension headers walked at most.
+const MAX_IPV6_EXT_BYTES: usize = 256;
 
 /// What kind of frame `parse` found.
 pub enum Parsed {
-    /// TCP or UDP: addresses and ports are in the frame.
+    /// TCP or UDP: addresses and ports are in the frame (a whole datagram or its first
+    /// fragment).
     Ports,
+    /// A later fragment: addresses, protocol and identification, no ports.
+    LaterFragment,
     /// ICMP that is not an error about a TCP/UDP packet.
     Icmp,
     /// An ICMP error quoting a TCP/UDP packet: the frame describes the quoted flow as the
@@ -39,8 +49,14 @@ pub fn ptr_at<T>(ctx: &XdpContext, off: usize) -> Option<*mut T> {
     Some((start + off) as *mut T)
 }
 
-/// Largest IP length a frame can carry here (XDP frames fit a page; no multi-buffer).
-const MAX_IP_LEN: usize = 0x3fff;
+/// Largest IP length (IPv4 total length; IPv6 header + payload): generic XDP hands the
+/// program whole GRO/GSO packets of up to 64 KB.
+const MAX_IP_LEN: usize = 0xffff;
+/// IPv6 extension headers walked before the L4 header at most.
+const MAX_IPV6_EXT: usize = 4;
+/// The L4 header must start within this many bytes of the frame (the rewrite code masks
+/// offsets with `L4_MASK` for the verifier).
+pub const L4_MASK: u32 = 0x1ff;
 
 /// Whether `len` bytes from `off` lie within the frame. The explicit bound keeps older
 /// verifiers (6.1) from seeing an unbounded length: they lose track through the byte swap
@@ -61,6 +77,7 @@ pub fn frame_len(ctx: &XdpContext) -> usize {
 /// Errors carry the reason the frame is counted under.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, out: &mut Frame) -> Result<Parsed, Reason> {
+    out.frag = frag::NONE;
     // SAFETY (every `&*ptr`/`&mut *ptr` below): `ptr_at` checked the header lies in the frame.
     let eth: &EthHdr = unsafe { &*ptr_at(ctx, 0).ok_or(Reason::BadEth)? };
     let mut proto = eth.proto();
@@ -92,12 +109,6 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, R
     if ip.version() != 4 || ihl < IPV4_HLEN || tot_len < ihl || !fits(ctx, off, tot_len) {
         return Err(Reason::BadIpv4);
     }
-    if ip.is_fragment() {
-        return Err(Reason::Fragment);
-    }
-    if ihl != IPV4_HLEN {
-        return Err(Reason::IpOptions);
-    }
     out.clear_addrs();
     out.src[..4].copy_from_slice(&ip.saddr);
     out.dst[..4].copy_from_slice(&ip.daddr);
@@ -105,7 +116,18 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, R
     out.proto = ip.protocol;
     out.l3_off = off as u32;
     out.ip_len = tot_len as u32;
-    parse_l4(ctx, off + IPV4_HLEN, tot_len - IPV4_HLEN, out)
+    out.frag = frag::NONE;
+    out.frag_id = u32::from(be16(ip.id));
+    if ip.is_fragment() {
+        if ip.fragment_offset() != 0 {
+            out.l4_off = (off + ihl) as u32;
+            out.frag = frag::LATER;
+            return Ok(Parsed::LaterFragment);
+        }
+        out.frag = frag::FIRST;
+    }
+    // Options (IHL 6..15) only move the L4 header.
+    parse_l4(ctx, off + (ihl & 0x3c), tot_len - ihl, out)
 }
 
 #[inline(always)]
@@ -115,16 +137,59 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, R
     if ip.version() != 6 || !fits(ctx, off, IPV6_HLEN + payload_len) {
         return Err(Reason::BadIpv6);
     }
-    if is_ipv6_ext(ip.nexthdr) {
-        return Err(Reason::IpOptions);
-    }
     out.src = ip.saddr;
     out.dst = ip.daddr;
     out.family = FAMILY_V6;
-    out.proto = ip.nexthdr;
     out.l3_off = off as u32;
     out.ip_len = (IPV6_HLEN + payload_len) as u32;
-    parse_l4(ctx, off + IPV6_HLEN, payload_len, out)
+    out.frag = frag::NONE;
+    out.frag_id = 0;
+    let mut next = ip.nexthdr;
+    let mut at = off + IPV6_HLEN;
+    // Walk the extension headers (RFC 8200 §4) to the L4 header; a bounded loop the verifier
+    // unrolls.
+    for _ in 0..MAX_IPV6_EXT {
+        if !is_ipv6_ext(next) {
+            break;
+        }
+        let h: &Ipv6ExtHdr = unsafe { &*ptr_at(ctx, at).ok_or(Reason::BadIpv6)? };
+        let len = match next {
+            IPV6_FRAGMENT => {
+                let f: &Ipv6FragHdr = unsafe { &*ptr_at(ctx, at).ok_or(Reason::BadIpv6)? };
+                out.frag_id = u32::from_be_bytes(f.id);
+                if f.offset() != 0 {
+                    out.proto = f.nexthdr;
+                    out.l4_off = (at + IPV6_FRAG_HLEN) as u32;
+                    out.frag = frag::LATER;
+                    return Ok(Parsed::LaterFragment);
+                }
+                if f.more() {
+                    out.frag = frag::FIRST;
+                }
+                IPV6_FRAG_HLEN
+            }
+            // A routing header with segments left names a further destination: not ours.
+            IPV6_ROUTING if h.data[1] != 0 => return Err(Reason::IpOptions),
+            IPV6_AH => (h.len as usize + 2) * 4,
+            IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DST_OPTS => (h.len as usize + 1) * 8,
+            // ESP hides what follows; mobility, HIP and shim6 are not walked.
+            _ => return Err(Reason::IpOptions),
+        };
+        next = h.nexthdr;
+        at += len;
+        if at - off > IPV6_HLEN + MAX_IPV6_EXT_BYTES {
+            return Err(Reason::IpOptions);
+        }
+    }
+    if is_ipv6_ext(next) {
+        return Err(Reason::IpOptions);
+    }
+    let ext = at - off - IPV6_HLEN;
+    if ext > payload_len {
+        return Err(Reason::BadIpv6);
+    }
+    out.proto = next;
+    parse_l4(ctx, at, payload_len - ext, out)
 }
 
 /// Parses the L4 header at `off`; `l4_len` is the length the IP header declares for it.
@@ -143,7 +208,9 @@ fn parse_l4(ctx: &XdpContext, off: usize, l4_len: usize, out: &mut Frame) -> Res
         IPPROTO_UDP => {
             let udp: &UdpHdr = unsafe { &*ptr_at(ctx, off).ok_or(Reason::BadL4)? };
             let len = be16(udp.len) as usize;
-            if l4_len < UDP_HLEN || len < UDP_HLEN || len > l4_len {
+            // A first fragment carries only part of the datagram its length field declares.
+            let short = len > l4_len && out.frag == frag::NONE;
+            if l4_len < UDP_HLEN || len < UDP_HLEN || short {
                 return Err(Reason::BadL4);
             }
             (be16(udp.sport), be16(udp.dport), 0)
@@ -179,13 +246,13 @@ fn parse_quoted(ctx: &XdpContext, off: usize, out: &mut Frame) -> bool {
     let (l4_off, proto) = if out.family == FAMILY_V4 {
         let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, off) else { return false };
         let ip = unsafe { &*ip };
-        if ip.ver_ihl != 0x45 {
+        if ip.version() != 4 || ip.header_len() < IPV4_HLEN {
             return false;
         }
         out.clear_addrs();
         out.dst[..4].copy_from_slice(&ip.saddr);
         out.src[..4].copy_from_slice(&ip.daddr);
-        (off + IPV4_HLEN, ip.protocol)
+        (off + (ip.header_len() & 0x3c), ip.protocol)
     } else {
         let Some(ip) = ptr_at::<Ipv6Hdr>(ctx, off) else { return false };
         let ip = unsafe { &*ip };
@@ -206,5 +273,33 @@ fn parse_quoted(ctx: &XdpContext, off: usize, out: &mut Frame) -> bool {
     out.proto = proto;
     out.tcp_flags = 0;
     out.inner_off = off as u32;
+    out.inner_l4_off = l4_off as u32;
     true
+}
+
+/// Whether `f`'s IPv4 header checksum is right (always true for IPv6, which has none): the
+/// kernel drops a frame whose header checksum is wrong, so the program does not forward it.
+/// Checked only on frames the program forwards; the stack checks those it passes.
+#[inline(never)]
+pub fn ipv4_header_ok(ctx: &XdpContext, f: &Frame) -> bool {
+    if f.family != FAMILY_V4 {
+        return true;
+    }
+    let at = (f.l3_off & 0x1f) as usize;
+    let Some(ip) = ptr_at::<[u8; IPV4_HLEN]>(ctx, at) else { return false };
+    // SAFETY: bounds checked by `ptr_at`.
+    let ip = unsafe { &*ip };
+    let mut sum = csum::sum_words(ip);
+    // Options: up to 40 more bytes, a 16-bit word at a time.
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    for i in 0..20 {
+        let w = IPV4_HLEN + i * 2;
+        if w >= ihl {
+            break;
+        }
+        let Some(word) = ptr_at::<[u8; 2]>(ctx, at + w) else { return false };
+        // SAFETY: bounds checked by `ptr_at`.
+        sum += u32::from(u16::from_be_bytes(unsafe { *word }));
+    }
+    csum::fold(sum) == 0xffff
 }

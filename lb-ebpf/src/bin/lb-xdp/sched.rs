@@ -149,7 +149,7 @@ pub fn pick(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
 /// IPVS's lblc.
 #[inline(always)]
 fn lblc(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
-    let key = PersistKey { addr: f.dst, svc_id: svc };
+    let key = PersistKey { addr: f.dst, svc_id: svc, pad: 0 };
     // SAFETY: copied out at once.
     if let Some(real) = unsafe { lb_lblc.get(&key) }.copied() {
         if let Some(r) = lb_reals.get(real) {

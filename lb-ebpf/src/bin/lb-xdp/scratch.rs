@@ -20,16 +20,30 @@ pub struct Frame {
     pub dport: u16,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
-    pub pad: u8,
+    /// `Frag`: whether this is a fragment, and which.
+    pub frag: u8,
     pub l3_off: u32,
     pub l4_off: u32,
     /// IP packet length (header + payload) as the header declares it.
     pub ip_len: u32,
-    /// ICMP errors: offset of the quoted IP header.
+    /// ICMP errors: offsets of the quoted IP header and of its TCP/UDP ports.
     pub inner_off: u32,
+    pub inner_l4_off: u32,
     /// Ingress interface, read once at entry (the verifier refuses context reads through
     /// a derived pointer, which later code tends to produce).
     pub ifindex: u32,
+    /// Fragments: the datagram's identification (host order).
+    pub frag_id: u32,
+}
+
+/// `Frame::frag`.
+pub mod frag {
+    /// A whole datagram.
+    pub const NONE: u8 = 0;
+    /// The first fragment: it carries the L4 header and decides for the datagram.
+    pub const FIRST: u8 = 1;
+    /// A later fragment: no L4 header; it follows what the first decided.
+    pub const LATER: u8 = 2;
 }
 
 impl Frame {
@@ -54,12 +68,35 @@ impl Frame {
         }
     }
 
+    /// Bytes of the L4 segment (what the IP header declares after the IP headers).
+    #[inline(always)]
+    pub fn l4_len(&self) -> u32 {
+        self.ip_len.saturating_sub(self.l4_off.saturating_sub(self.l3_off))
+    }
+
+    /// The datagram a fragment belongs to.
+    #[inline(always)]
+    pub fn frag_key(&self) -> lb_common::FragKey {
+        lb_common::FragKey {
+            src: self.src,
+            dst: self.dst,
+            id: self.frag_id,
+            proto: self.proto,
+            family: self.family,
+            pad: [0; 2],
+        }
+    }
+
     /// The virtual service this frame is addressed to.
     #[inline(always)]
     pub fn service_key(&self) -> lb_common::ServiceKey {
-        lb_common::ServiceKey { addr: self.dst, port: self.dport, proto: self.proto, family: self.family }
+        lb_common::ServiceKey { addr: self.dst, port: self.dport, proto: self.proto, family: self.family, pad: 0 }
     }
 }
+
+/// Bytes of a segment checksummed per step (`offload.rs`): `bpf_csum_diff` takes at most 512
+/// on 6.1.
+pub const CSUM_CHUNK: usize = 512;
 
 /// `struct bpf_fib_lookup` without its unions: 64 bytes, as the helper expects.
 #[repr(C, align(8))]

@@ -25,7 +25,7 @@ pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
     let total = f.ip_len as usize + outer;
     let (ifindex, smac, dmac) = match nexthop::lookup(ctx, f, &real.tun_src, &real.addr, total) {
         Next::Hop { ifindex, smac, dmac } => (ifindex, smac, dmac),
-        Next::TooBig(mtu) => return icmp::too_big(ctx, f, mtu.saturating_sub(outer as u16)),
+        Next::TooBig(mtu) => return icmp::oversized(ctx, f, mtu.saturating_sub(outer as u16)),
         Next::Unknown => return Verdict::new(XDP_PASS, Reason::NoRoute),
     };
     // Room for the outer header; VLAN tags (l3_off > 14) give some of it back.

@@ -1,0 +1,127 @@
+//! Frames a local sender left to checksum offload. A TCP/UDP stack transmitting through a
+//! veth with tx checksum offload (the default) writes only the pseudo-header sum into the
+//! checksum field and marks the skb `CHECKSUM_PARTIAL`; XDP cannot see that mark, and a
+//! frame sent on by XDP_TX or a redirect arrives at its receiver as `CHECKSUM_NONE`, which then
+//! drops it as corrupt. So before such a frame leaves, the program completes its checksum.
+//!
+//! A field equal to the folded pseudo-header sum may hold only that sum; a sum over the whole
+//! segment then tells a partial checksum (completed here) from a complete one that matches by
+//! chance (left alone). Only such frames pay for the sum.
+
+use aya_ebpf::{
+    bindings::xdp_md,
+    helpers::{bpf_csum_diff, bpf_loop, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
+use lb_common::consts::{FAMILY_V4, IPPROTO_TCP, IPPROTO_UDP};
+use lb_ebpf::{
+    csum,
+    hdr::{TCP_CHECK_OFF, UDP_CHECK_OFF},
+};
+
+use crate::{
+    maps::{lb_csum_buf, lb_stats},
+    nexthop::l4_at,
+    parse::ptr_at,
+    scratch::{Frame, frag},
+};
+
+use crate::scratch::CSUM_CHUNK as CHUNK;
+/// Steps at most: frames on native XDP fit a page.
+const MAX_CHUNKS: u32 = 8;
+
+/// State of the segment sum, passed to the `bpf_loop` callback.
+#[repr(C)]
+struct Sum {
+    ctx: *mut xdp_md,
+    off: u32,
+    end: u32,
+    sum: u64,
+    failed: u32,
+}
+
+/// One `CHUNK` of the segment: copied into the per-CPU buffer (zero-padded to whole 32-bit
+/// words), then summed by the kernel.
+#[inline(never)]
+extern "C" fn sum_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the caller's `Sum`, alive for the whole loop.
+    let s = unsafe { &mut *ctx.cast::<Sum>() };
+    let at = s.off + (i as u32) * CHUNK as u32;
+    if at >= s.end {
+        return 1;
+    }
+    let len = (s.end - at).min(CHUNK as u32);
+    let Some(buf) = lb_csum_buf.get_ptr_mut(0) else {
+        s.failed = 1;
+        return 1;
+    };
+    // SAFETY: this CPU's buffer, CHUNK + 4 bytes; `len` is 1..=CHUNK.
+    let buf = unsafe { &mut *buf };
+    // 1..=CHUNK in a form the verifier can follow (the identity on that range).
+    let len = ((len as usize).wrapping_sub(1) & (CHUNK - 1)) + 1;
+    // SAFETY: the helper checks the range lies in the frame and writes `len` bytes to `buf`.
+    if unsafe { bpf_xdp_load_bytes(s.ctx, at, buf.as_mut_ptr().cast(), len as u32) } != 0 {
+        s.failed = 1;
+        return 1;
+    }
+    // Zero the rest of the last word: the odd byte of an odd-length segment is summed as the
+    // high byte of a word whose low byte is 0 (RFC 1071).
+    let words = (len + 3) & !3;
+    for j in 0..3 {
+        let k = len + j;
+        if k < words && k < buf.len() {
+            buf[k] = 0;
+        }
+    }
+    // SAFETY: `words` bytes of `buf` are initialised and within it.
+    let r = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.as_mut_ptr().cast(), words as u32, 0) };
+    if r < 0 {
+        s.failed = 1;
+        return 1;
+    }
+    s.sum += r as u64;
+    0
+}
+
+/// Completes the TCP/UDP checksum of `f` if the sender left it to offload. False when the
+/// segment could not be read (the frame is then sent as it is).
+#[inline(never)]
+pub fn complete_partial(ctx: &XdpContext, f: &Frame) -> bool {
+    let check_off = match f.proto {
+        IPPROTO_TCP => TCP_CHECK_OFF,
+        IPPROTO_UDP => UDP_CHECK_OFF,
+        _ => return true,
+    };
+    // The kernel completes checksums before it fragments.
+    if f.frag != frag::NONE {
+        return true;
+    }
+    let l4_len = f.l4_len();
+    let pseudo = csum::pseudo_header(&f.src, &f.dst, f.proto, l4_len);
+    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return true };
+    // SAFETY: bounds checked by `ptr_at`.
+    let value = u16::from_be_bytes(unsafe { *field });
+    // UDP over IPv4 without a checksum (0) stays without one.
+    let no_udp_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && value == 0;
+    if no_udp_csum || !csum::may_be_partial(value, pseudo) {
+        return true;
+    }
+    let mut s = Sum { ctx: ctx.ctx, off: f.l4_off, end: f.l4_off + l4_len, sum: 0, failed: 0 };
+    // SAFETY: `sum_step` matches bpf_loop's callback type; `s` outlives the call.
+    unsafe { bpf_loop(MAX_CHUNKS, sum_step as *mut core::ffi::c_void, (&mut s as *mut Sum).cast(), 0) };
+    if s.failed != 0 || s.off + MAX_CHUNKS * (CHUNK as u32) < s.end {
+        return false;
+    }
+    let Some(mut c) = csum::complete(value, pseudo, csum::fold_le(s.sum)) else { return true };
+    if f.proto == IPPROTO_UDP && c == 0 {
+        c = 0xffff;
+    }
+    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return false };
+    // SAFETY: bounds checked by `ptr_at`.
+    unsafe { *field = c.to_be_bytes() };
+    if let Some(st) = lb_stats.get_ptr_mut(0) {
+        // SAFETY: this CPU's counters.
+        unsafe { (*st).csum_completed += 1 };
+    }
+    true
+}
