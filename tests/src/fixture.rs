@@ -224,6 +224,21 @@ impl Fixture {
         all.pop().ok_or_else(|| anyhow!("no result"))
     }
 
+    /// `run_all` on CPU `cpu` (the calling thread is pinned there for the runs): for running
+    /// the program on two CPUs at once.
+    pub fn run_all_on(&self, cpu: usize, frames: &[Vec<u8>]) -> Result<Vec<(u32, Vec<u8>)>> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(cpu).context("CPU number")?;
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("pinning to a CPU")?;
+                self.run_all(frames)
+            })
+            .join()
+            .map_err(|_| anyhow!("the pinned thread panicked"))?
+        })
+    }
+
     /// Runs the program once on each frame in turn (one namespace switch for all of them):
     /// the verdicts and output frames.
     pub fn run_all(&self, frames: &[Vec<u8>]) -> Result<Vec<(u32, Vec<u8>)>> {

@@ -32,6 +32,11 @@ pub enum L4 {
         sport: u16,
         dport: u16,
     },
+    /// FIN with ACK: the sender closes.
+    TcpFin {
+        sport: u16,
+        dport: u16,
+    },
     /// ICMP (or ICMPv6) echo request.
     Echo,
 }
@@ -51,6 +56,7 @@ macro_rules! finish {
             L4::Udp { sport, dport } => $ip.udp(sport, dport).write(&mut out, $payload),
             L4::TcpSyn { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, $payload),
             L4::TcpAck { sport, dport } => $ip.tcp(sport, dport, 2, 64240).ack(1).write(&mut out, $payload),
+            L4::TcpFin { sport, dport } => $ip.tcp(sport, dport, 2, 64240).ack(1).fin().write(&mut out, $payload),
             L4::Echo => unreachable!("handled per family"),
         }
         .expect("serialising a test frame");
@@ -200,4 +206,118 @@ pub fn icmp_too_big(router: std::net::IpAddr, to: std::net::IpAddr, quoted: &[u8
     }
     .expect("serialising an ICMP error");
     out
+}
+
+/// Offsets of an untagged frame's IP header and, for IPv4 without options and IPv6 without
+/// extension headers, its L4 header and protocol.
+fn l4_of(frame: &[u8]) -> (usize, u8, bool) {
+    let v6 = frame[12..14] == [0x86, 0xdd];
+    if v6 { (14 + 40, frame[14 + 6], true) } else { (14 + ((frame[14] & 0x0f) as usize) * 4, frame[14 + 9], false) }
+}
+
+/// `frame` (untagged TCP or UDP) as a sender that leaves the checksum to offload hands it
+/// to a veth: the L4 checksum field holds only the folded pseudo-header sum (the kernel's
+/// `CHECKSUM_PARTIAL`).
+pub fn with_partial_l4_csum(mut frame: Vec<u8>) -> Vec<u8> {
+    let (l4, proto, v6) = l4_of(&frame);
+    let (src, dst): (&[u8], &[u8]) =
+        if v6 { (&frame[22..38], &frame[38..54]) } else { (&frame[26..30], &frame[30..34]) };
+    let mut sum: u32 = src.chunks(2).chain(dst.chunks(2)).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let len = (frame.len() - l4) as u32;
+    sum += u32::from(proto) + (len >> 16) + (len & 0xffff);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let at = l4 + if proto == 6 { 16 } else { 6 };
+    frame[at..at + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    frame
+}
+
+/// An untagged IPv4 frame's payload split into fragments of `piece` bytes (a multiple of 8)
+/// with identification `id`, as a sender's kernel fragments it.
+pub fn fragment_v4(frame: &[u8], piece: usize, id: u16) -> Vec<Vec<u8>> {
+    assert!(piece % 8 == 0 && frame[14] == 0x45);
+    let payload = &frame[34..];
+    payload
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut f = frame[..34].to_vec();
+            f.extend_from_slice(chunk);
+            f[16..18].copy_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+            f[18..20].copy_from_slice(&id.to_be_bytes());
+            let more = (i + 1) * piece < payload.len();
+            let flags_off = ((i * piece / 8) as u16) | if more { 0x2000 } else { 0 };
+            f[20..22].copy_from_slice(&flags_off.to_be_bytes());
+            fix_ipv4_csum(f)
+        })
+        .collect()
+}
+
+/// An untagged IPv6 frame's payload split into fragments of `piece` bytes (a multiple of 8),
+/// each with a fragment header of identification `id`.
+pub fn fragment_v6(frame: &[u8], piece: usize, id: u32) -> Vec<Vec<u8>> {
+    assert!(piece % 8 == 0);
+    let next = frame[14 + 6];
+    let payload = &frame[54..];
+    payload
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut f = frame[..54].to_vec();
+            f[14 + 6] = 44;
+            f[18..20].copy_from_slice(&((8 + chunk.len()) as u16).to_be_bytes());
+            let more = (i + 1) * piece < payload.len();
+            let off = ((i * piece) as u16) | u16::from(more);
+            f.extend_from_slice(&[next, 0]);
+            f.extend_from_slice(&off.to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
+            f.extend_from_slice(chunk);
+            f
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fragmenters' output reassembles (by etherparse's own defragmenter) into the
+    /// original datagram.
+    #[test]
+    fn fragments_reassemble_to_the_datagram() {
+        use etherparse::{SlicedPacket, defrag::IpDefragPool};
+        let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        for v6 in [false, true] {
+            let whole = if v6 {
+                super::v6(
+                    L2::Plain,
+                    "2001:db8::1".parse().unwrap(),
+                    "2001:db8::2".parse().unwrap(),
+                    L4::Udp { sport: 1, dport: 2 },
+                    &payload,
+                )
+            } else {
+                super::v4(
+                    L2::Plain,
+                    Ipv4Addr::new(192, 0, 2, 1),
+                    Ipv4Addr::new(192, 0, 2, 2),
+                    L4::Udp { sport: 1, dport: 2 },
+                    &payload,
+                )
+            };
+            let frags = if v6 { fragment_v6(&whole, 1232, 9) } else { fragment_v4(&whole, 1480, 9) };
+            assert_eq!(frags.len(), 3);
+            let mut pool: IpDefragPool<(), ()> = IpDefragPool::new();
+            let mut done = None;
+            for f in frags.iter().rev() {
+                let s = SlicedPacket::from_ethernet(f).unwrap();
+                if let Some(r) = pool.process_sliced_packet(&s, (), ()).unwrap() {
+                    done = Some(r.payload);
+                }
+            }
+            let l4 = if v6 { 54 } else { 34 };
+            assert_eq!(done.as_deref(), Some(&whole[l4..]), "v6: {v6}");
+        }
+    }
 }

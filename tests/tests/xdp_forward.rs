@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use lb_common::ServiceKey;
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
     dataplane::services::{DesiredReal, DesiredService, key_of},
@@ -511,16 +512,29 @@ fn expired_flows_leave_the_least_connection_counts() {
 fn a_syn_flood_does_not_move_established_flows() {
     require_root();
     for fwd in [ForwardMethod::Dr, ForwardMethod::Nat] {
-        syn_flood(fwd);
+        flood(fwd, false);
     }
 }
 
-fn syn_flood(fwd: ForwardMethod) {
+/// The same with spoofed UDP datagrams against established UDP flows (a flow is established
+/// by the client's second datagram; until then it waits in `lb_halfopen`, as a SYN does).
+#[test]
+fn a_udp_flood_does_not_move_established_flows() {
+    require_root();
+    for fwd in [ForwardMethod::Dr, ForwardMethod::Nat] {
+        flood(fwd, true);
+    }
+}
+
+fn flood(fwd: ForwardMethod, udp: bool) {
     const TABLE: u32 = 65_536;
     const ESTABLISHED: u16 = 10_000;
     let (_ns, _peer, mut fx) = lb_tests::fixture::in_fib_namespace(TABLE).unwrap();
     let port = if fwd == ForwardMethod::Nat { NAT_PORT } else { 1000 };
     let mut svc = service(0, false, Scheduler::Rr, fwd, vec![]);
+    if udp {
+        svc.keys = vec![key_of(VIP4.into(), 1000, 17)];
+    }
     svc.reals = [11u8, 12]
         .iter()
         .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), port), weight: 1 })
@@ -532,8 +546,12 @@ fn syn_flood(fwd: ForwardMethod) {
     let segments = |busy: bool, l4: fn(u16) -> L4| -> Vec<Vec<u8>> {
         (0..ESTABLISHED).map(|i| v4(L2::Plain, client(busy), VIP4, l4(10_000 + i), b"data")).collect()
     };
-    let syn = |sport| L4::TcpSyn { sport, dport: 1000 };
-    let ack = |sport| L4::TcpAck { sport, dport: 1000 };
+    // TCP: a SYN opens a flow, the ACK establishes it; UDP: the second datagram does.
+    let (syn, ack): (fn(u16) -> L4, fn(u16) -> L4) = if udp {
+        (|sport| L4::Udp { sport, dport: 1000 }, |sport| L4::Udp { sport, dport: 1000 })
+    } else {
+        (|sport| L4::TcpSyn { sport, dport: 1000 }, |sport| L4::TcpAck { sport, dport: 1000 })
+    };
     let real_of = |results: Vec<(u32, Vec<u8>)>| -> Vec<u8> {
         results.into_iter().map(|(a, out)| if a == XDP_TX { out[5] } else { 0 }).collect()
     };
@@ -544,7 +562,9 @@ fn syn_flood(fwd: ForwardMethod) {
             .enumerate()
             .map(|(i, last)| {
                 let real = Ipv4Addr::new(198, 51, 100, *last - 0x11 + 11);
-                v4(L2::Plain, real, CLIENT4, L4::TcpAck { sport: NAT_PORT, dport: 10_000 + i as u16 }, b"re")
+                let dport = 10_000 + i as u16;
+                let l4 = if udp { L4::Udp { sport: NAT_PORT, dport } } else { L4::TcpAck { sport: NAT_PORT, dport } };
+                v4(L2::Plain, real, CLIENT4, l4, b"re")
             })
             .collect();
         fx.run_all(&replies).unwrap().iter().filter(|(a, out)| *a == XDP_TX && out[26..30] == VIP4.octets()).count()
@@ -560,7 +580,8 @@ fn syn_flood(fwd: ForwardMethod) {
         assert_eq!(replies_from_the_vip(&fx, &owner[&true]), usize::from(ESTABLISHED));
     }
 
-    // Spoofed SYNs: sources all over 198.51.100.0/24 and 203.0.113.0/24, random ports.
+    // Spoofed SYNs (datagrams): sources all over 198.51.100.0/24 and 203.0.113.0/24, random
+    // ports.
     let mut seed: u32 = 0x9e37_79b9;
     let mut flood = |n: u32| -> Vec<Vec<u8>> {
         (0..n)
@@ -591,13 +612,311 @@ fn syn_flood(fwd: ForwardMethod) {
     let idle_rescheduled = fx.stats().unwrap().flows_new - before;
     let idle_moved = idle_now.iter().zip(&owner[&false]).filter(|(a, b)| a != b).count();
     println!(
-        "SYN flood ({fwd:?}): {sent} spoofed SYNs into a {TABLE}-entry table ({:.2} Mpps in the program, one CPU); \
+        "{} flood ({fwd:?}): {sent} spoofed packets into a {TABLE}-entry table ({:.2} Mpps in the program, one CPU); \
          busy established flows: {busy_moved} of {} packets moved, {busy_rescheduled} re-scheduled, \
          {replies_lost} replies not sent from the VIP; idle established flows: {idle_moved} of {ESTABLISHED} moved, \
          {idle_rescheduled} re-scheduled",
+        if udp { "UDP" } else { "SYN" },
         sent as f64 / kernel_ns as f64 * 1e3,
         8 * u32::from(ESTABLISHED),
     );
     assert_eq!((busy_moved, busy_rescheduled, replies_lost), (0, 0, 0), "busy established flows lost their entries");
     assert_eq!((idle_moved, idle_rescheduled), (0, 0), "idle established flows lost their entries");
+}
+
+/// `s` as a UDP service (same VIP and port).
+fn as_udp(mut s: DesiredService) -> DesiredService {
+    s.keys = s.keys.iter().map(|k| ServiceKey { proto: 17, ..*k }).collect();
+    s
+}
+
+/// A sender that leaves its checksums to offload (a container or namespace behind a veth,
+/// the kernel's default) hands over frames whose TCP/UDP checksum field holds only the
+/// pseudo-header sum. Whatever the method, the frame that leaves has a complete checksum:
+/// exactly the frame etherparse builds.
+#[test]
+fn checksums_left_to_offload_are_completed_before_sending() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut services = Vec::new();
+    for (i, (fwd, is_v6)) in METHODS.iter().flat_map(|f| [(*f, false), (*f, true)]).enumerate() {
+        services.push(service(i, is_v6, Scheduler::Rr, fwd, vec![real(is_v6, fwd, 1000 + i as u16)]));
+    }
+    fx.apply(&services).unwrap();
+    for (i, svc) in services.iter().enumerate() {
+        let (fwd, is_v6) = (svc.forward, matches!(svc.keys[0].family, lb_common::consts::FAMILY_V6));
+        let vport = 1000 + i as u16;
+        let rport = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
+        let (l4, l4_real) = (L4::TcpSyn { sport: 42000, dport: vport }, L4::TcpSyn { sport: 42000, dport: rport });
+        let complete = frame(is_v6, l4);
+        let (out, reason) = expected(is_v6, fwd, &complete, l4_real);
+        fx.check(&Case {
+            name: "partial checksum",
+            input: lb_tests::packets::with_partial_l4_csum(complete),
+            action: XDP_TX,
+            output: Output::Frame(out),
+            reason,
+            service: Some(i as u32),
+            also: &["flows_new", "csum_completed"],
+        })
+        .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6}: {e:#}"));
+    }
+    // A NAT real server on a local veth answers with a partial checksum too.
+    let reply = v4(L2::Plain, REAL4, CLIENT4, L4::TcpAck { sport: NAT_PORT, dport: 42000 }, b"data");
+    let want = v4(L2::Plain, VIP4, CLIENT4, L4::TcpAck { sport: 1000, dport: 42000 }, b"data");
+    fx.check(&Case {
+        name: "partial checksum, NAT reply",
+        input: lb_tests::packets::with_partial_l4_csum(with_macs(reply, REAL_MAC, LB_MAC)),
+        action: XDP_TX,
+        output: Output::Frame(with_macs(want, LB_MAC, CLIENT_MAC)),
+        reason: "reason_nat_reply",
+        service: Some(0),
+        also: &["csum_completed"],
+    })
+    .unwrap();
+}
+
+/// Fragmented UDP datagrams: the first fragment decides (and is rewritten like any packet),
+/// the later ones follow it to the same real server (NAT rewrites only their address); a
+/// later fragment that arrives before its first is held for the daemon, and follows once
+/// the first has passed. Fragmented NAT replies get the VIP back. Expected frames are
+/// etherparse's datagrams, fragmented the same way.
+#[test]
+fn fragments_follow_their_first_fragment() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut services = Vec::new();
+    for (i, (fwd, is_v6)) in METHODS.iter().flat_map(|f| [(*f, false), (*f, true)]).enumerate() {
+        services.push(as_udp(service(i, is_v6, Scheduler::Rr, fwd, vec![real(is_v6, fwd, 1000 + i as u16)])));
+    }
+    fx.apply(&services).unwrap();
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    // Fragments small enough that TUN's outer header still fits the 1500-byte link.
+    let split = |whole: &[u8], is_v6: bool, id: u16| {
+        if is_v6 {
+            lb_tests::packets::fragment_v6(whole, 1232, u32::from(id))
+        } else {
+            lb_tests::packets::fragment_v4(whole, 1400, id)
+        }
+    };
+    let datagram = |is_v6: bool, src_is_real: bool, l4: L4| -> Vec<u8> {
+        match (is_v6, src_is_real) {
+            (false, false) => v4(L2::Plain, CLIENT4, VIP4, l4, &payload),
+            (false, true) => v4(L2::Plain, CLIENT4, REAL4, l4, &payload),
+            (true, false) => v6(L2::Plain, CLIENT6, VIP6, l4, &payload),
+            (true, true) => v6(L2::Plain, CLIENT6, REAL6, l4, &payload),
+        }
+    };
+    for (i, svc) in services.iter().enumerate() {
+        let (fwd, is_v6) = (svc.forward, matches!(svc.keys[0].family, lb_common::consts::FAMILY_V6));
+        let vport = 1000 + i as u16;
+        let rport = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
+        let case = |name: &'static str, input: Vec<u8>, out: Vec<u8>, reason: &'static str, also| Case {
+            name,
+            input,
+            action: XDP_TX,
+            output: Output::Frame(out),
+            reason,
+            service: Some(i as u32),
+            also,
+        };
+        let sent_as = |input: &[u8], nat_out: &[u8]| -> Vec<u8> {
+            match fwd {
+                ForwardMethod::Nat => with_macs(nat_out.to_vec(), LB_MAC, REAL_MAC),
+                ForwardMethod::Dr => with_macs(input.to_vec(), LB_MAC, REAL_MAC),
+                ForwardMethod::Tun if is_v6 => ip6ip6(input, TUN_SRC6, REAL6, LB_MAC, REAL_MAC),
+                ForwardMethod::Tun => ipip(input, TUN_SRC4, REAL4, LB_MAC, REAL_MAC),
+            }
+        };
+        // In order.
+        let sport = 43000 + i as u16;
+        let frags = split(&datagram(is_v6, false, L4::Udp { sport, dport: vport }), is_v6, 100 + i as u16);
+        let nat = split(&datagram(is_v6, true, L4::Udp { sport, dport: rport }), is_v6, 100 + i as u16);
+        assert_eq!(frags.len(), 3);
+        let reason = expected(is_v6, fwd, &frags[0], L4::Udp { sport, dport: rport }).1;
+        for (n, (input, nat_out)) in frags.iter().zip(&nat).enumerate() {
+            let also: &'static [&'static str] =
+                if n == 0 { &["flows_new", "frags_first"] } else { &["frags_followed"] };
+            fx.check(&case("in order", input.clone(), sent_as(input, nat_out), reason, also))
+                .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6} fragment {n}: {e:#}"));
+        }
+        // The last fragment first: held, then it follows once the first has passed.
+        let sport = 44000 + i as u16;
+        let frags = split(&datagram(is_v6, false, L4::Udp { sport, dport: vport }), is_v6, 200 + i as u16);
+        let nat = split(&datagram(is_v6, true, L4::Udp { sport, dport: rport }), is_v6, 200 + i as u16);
+        fx.check(&Case {
+            name: "held",
+            input: frags[2].clone(),
+            action: XDP_DROP,
+            output: Output::Unchanged,
+            reason: "reason_frag_held",
+            service: None,
+            also: &[],
+        })
+        .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6}: {e:#}"));
+        fx.check(&case("first", frags[0].clone(), sent_as(&frags[0], &nat[0]), reason, &["flows_new", "frags_first"]))
+            .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6}: {e:#}"));
+        for n in [2, 1] {
+            fx.check(&case("replayed", frags[n].clone(), sent_as(&frags[n], &nat[n]), reason, &["frags_followed"]))
+                .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6} fragment {n}: {e:#}"));
+        }
+        if fwd != ForwardMethod::Nat {
+            continue;
+        }
+        // The real server's fragmented answer leaves from the VIP.
+        let back = |src_is_vip: bool| -> Vec<u8> {
+            let (l4, p) = (L4::Udp { sport: if src_is_vip { vport } else { NAT_PORT }, dport: sport }, &payload);
+            match (is_v6, src_is_vip) {
+                (false, false) => with_macs(v4(L2::Plain, REAL4, CLIENT4, l4, p), REAL_MAC, LB_MAC),
+                (false, true) => with_macs(v4(L2::Plain, VIP4, CLIENT4, l4, p), LB_MAC, CLIENT_MAC),
+                (true, false) => with_macs(v6(L2::Plain, REAL6, CLIENT6, l4, p), REAL_MAC, LB_MAC),
+                (true, true) => with_macs(v6(L2::Plain, VIP6, CLIENT6, l4, p), LB_MAC, CLIENT_MAC),
+            }
+        };
+        // (Each datagram its own identification, as senders number them.)
+        let (replies, wants) = (split(&back(false), is_v6, 300 + i as u16), split(&back(true), is_v6, 300 + i as u16));
+        for (n, (input, want)) in replies.into_iter().zip(wants).enumerate() {
+            let also: &'static [&'static str] = if n == 0 { &["frags_first"] } else { &["frags_followed"] };
+            fx.check(&case("reply", input, want, "reason_nat_reply", also))
+                .unwrap_or_else(|e| panic!("NAT reply is_v6={is_v6} fragment {n}: {e:#}"));
+        }
+    }
+    // A fragmented datagram that is no service's: every fragment goes to the stack at once.
+    let other = split(&v4(L2::Plain, CLIENT4, REAL4, L4::Udp { sport: 1, dport: 9 }, &payload), false, 400);
+    for (n, f) in other.into_iter().enumerate() {
+        let (reason, also): (&str, &'static [&'static str]) =
+            if n == 0 { ("reason_no_service", &["frags_first"]) } else { ("reason_fragment", &["frags_followed"]) };
+        fx.check(&Case {
+            name: "not ours",
+            input: f,
+            action: lb_tests::fixture::XDP_PASS,
+            output: Output::Unchanged,
+            reason,
+            service: None,
+            also,
+        })
+        .unwrap_or_else(|e| panic!("fragment {n}: {e:#}"));
+    }
+}
+
+/// An ICMP error from the real servers' side about a NAT flow — a router there saying
+/// "fragmentation needed" about the client's packet as NAT sent it on — reaches the client
+/// from the VIP, quoting the packet as the client sent it (IPVS's `ip_vs_nat_icmp`).
+#[test]
+fn icmp_errors_from_the_real_side_reach_the_client_from_the_vip() {
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&[
+        service(0, false, Scheduler::Rr, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)]),
+        service(1, true, Scheduler::Rr, ForwardMethod::Nat, vec![real(true, ForwardMethod::Nat, 1001)]),
+    ])
+    .unwrap();
+    const ROUTER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
+    const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0xfe);
+    for (is_v6, vport) in [(false, 1000u16), (true, 1001)] {
+        let l4 = L4::TcpAck { sport: 45000, dport: vport };
+        let sent = frame(is_v6, l4);
+        let (natted, _) = expected(is_v6, ForwardMethod::Nat, &sent, L4::TcpAck { sport: 45000, dport: NAT_PORT });
+        fx.run(&sent).unwrap();
+        let quote = if is_v6 { 40 + 8 } else { 20 + 8 };
+        let (mut input, mut want) = (Vec::new(), Vec::new());
+        if is_v6 {
+            etherparse::PacketBuilder::ethernet2(REAL_MAC, LB_MAC)
+                .ipv6(ROUTER6.octets(), CLIENT6.octets(), 64)
+                .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+                .write(&mut input, &natted[14..14 + quote])
+                .unwrap();
+            etherparse::PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+                .ipv6(VIP6.octets(), CLIENT6.octets(), 64)
+                .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 })
+                .write(&mut want, &sent[14..14 + quote])
+                .unwrap();
+        } else {
+            let need = etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 };
+            etherparse::PacketBuilder::ethernet2(REAL_MAC, LB_MAC)
+                .ipv4(ROUTER4.octets(), CLIENT4.octets(), 64)
+                .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(need.clone()))
+                .write(&mut input, &natted[14..14 + quote])
+                .unwrap();
+            etherparse::PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
+                .ipv4(VIP4.octets(), CLIENT4.octets(), 64)
+                .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(need))
+                .write(&mut want, &sent[14..14 + quote])
+                .unwrap();
+        }
+        fx.check(&Case {
+            name: "ICMP from the real side",
+            input,
+            action: XDP_TX,
+            output: Output::Frame(want),
+            reason: "reason_icmp_reply",
+            service: Some(u32::from(is_v6)),
+            also: &[],
+        })
+        .unwrap_or_else(|e| panic!("is_v6={is_v6}: {e:#}"));
+    }
+}
+
+/// A frame for a service with a wrong IPv4 header checksum is dropped, as the kernel would.
+#[test]
+fn a_wrong_ipv4_header_checksum_is_dropped() {
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&[service(0, false, Scheduler::Rr, ForwardMethod::Dr, vec![real(false, ForwardMethod::Dr, 1000)])])
+        .unwrap();
+    let mut bad = frame(false, L4::TcpSyn { sport: 46000, dport: 1000 });
+    bad[24] ^= 0x55;
+    fx.check(&Case {
+        name: "bad IPv4 header checksum",
+        input: bad,
+        action: XDP_DROP,
+        output: Output::Unchanged,
+        reason: "reason_bad_ipv4_csum",
+        service: None,
+        also: &[],
+    })
+    .unwrap();
+}
+
+/// Two CPUs handling the same flows at the same moment count each change once: both see a
+/// flow's FIN (it leaves its real server's count once), both see a half-open flow's ACK (it
+/// joins the count once). lc reads these counts, so they must be exact.
+#[test]
+fn two_cpus_racing_on_the_same_flows_count_each_once() {
+    require_root();
+    const FLOWS: u16 = 16_000;
+    let (_ns, _peer, mut fx) = lb_tests::fixture::in_fib_namespace(65_536).unwrap();
+    let mut svc = service(0, false, Scheduler::Lc, ForwardMethod::Dr, vec![]);
+    svc.reals = [11u8, 12]
+        .iter()
+        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
+        .collect();
+    fx.apply(&[svc]).unwrap();
+    let frames = |from: u16, l4: fn(u16) -> L4| -> Vec<Vec<u8>> {
+        (from..from + FLOWS).map(|sport| v4(L2::Plain, CLIENT4, VIP4, l4(sport), b"")).collect()
+    };
+    let syn: fn(u16) -> L4 = |sport| L4::TcpSyn { sport, dport: 1000 };
+    let ack: fn(u16) -> L4 = |sport| L4::TcpAck { sport, dport: 1000 };
+    let fin: fn(u16) -> L4 = |sport| L4::TcpFin { sport, dport: 1000 };
+    let live = |fx: &Fixture| -> u64 { fx.snapshot().unwrap().services[0].reals.iter().map(|r| r.active_conns).sum() };
+    let both_cpus = |fx: &Fixture, frames: &[Vec<u8>]| {
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for cpu in [0, 1] {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    fx.run_all_on(cpu, frames).unwrap();
+                });
+            }
+        });
+    };
+    // Half-open flows, each completed by both CPUs at once.
+    fx.run_all(&frames(10_000, syn)).unwrap();
+    assert_eq!(live(&fx), 0, "half-open flows do not count");
+    both_cpus(&fx, &frames(10_000, ack));
+    let after_acks = live(&fx);
+    // Established flows (as many again), the first FLOWS closed by both CPUs at once.
+    fx.run_all(&frames(30_000, syn)).unwrap();
+    fx.run_all(&frames(30_000, ack)).unwrap();
+    both_cpus(&fx, &frames(10_000, fin));
+    let after_fins = live(&fx);
+    println!("two CPUs: {after_acks} live after {FLOWS} doubled ACKs, {after_fins} after {FLOWS} doubled FINs");
+    assert_eq!((after_acks, after_fins), (u64::from(FLOWS), u64::from(FLOWS)));
 }

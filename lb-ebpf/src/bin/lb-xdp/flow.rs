@@ -112,11 +112,9 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
                 }
             }
         }
-        // A flow opening half-open goes to that table below; the old entry must not answer
-        // for the new flow's next packets.
-        if p.opens_half_open() {
-            let _ = lb_conntrack.remove(&key);
-        }
+        // The old entry must not answer for the new flow: whichever CPU inserts the new one
+        // first (`track`) decides for all.
+        let _ = lb_conntrack.remove(&key);
     // SAFETY: copied out at once.
     } else if let Some(h) = unsafe { lb_halfopen.get(&key) }.copied() {
         if t.saturating_sub(h.last_ns) <= ct::timeout_ns(h.state) && real_live(h.real_id, svc) {
@@ -124,10 +122,10 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
                 // A retransmitted SYN: same real server, still half-open.
                 return Decision::new(h.real_id, conf.fwd, false).half_open();
             }
-            // Only the CPU whose delete succeeds moves the flow (and counts it).
+            // Only the CPU whose delete succeeds moves the flow.
             if lb_halfopen.remove(&key).is_ok() {
-                track(&key, h.real_id, svc, t, p.new_state());
-                return Decision::new(h.real_id, conf.fwd, false).promoted();
+                let real = track(&key, h.real_id, svc, t, p.new_state());
+                return Decision::new(real, conf.fwd, false).promoted();
             }
             return Decision::new(h.real_id, conf.fwd, false);
         }
@@ -161,19 +159,27 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
         }
         return Decision::new(real, conf.fwd, true).half_open();
     }
-    track(&key, real, svc, t, p.new_state());
-    Decision::new(real, conf.fwd, true)
+    let tracked = track(&key, real, svc, t, p.new_state());
+    Decision::new(tracked, conf.fwd, tracked == real)
 }
 
-/// Records a flow in `lb_conntrack`; an open one counts on its real server.
+/// Records a flow in `lb_conntrack` unless another CPU just did (only the inserting CPU
+/// counts an open flow on its real server); the real server the flow has.
 #[inline(always)]
-fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) {
+fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) -> u32 {
     let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
-    let _ = lb_conntrack.insert(key, &value, 0);
-    if state != CT_CLOSING {
-        add_conns(real, 1);
+    if lb_conntrack.insert(key, &value, BPF_NOEXIST).is_ok() {
+        if state != CT_CLOSING {
+            add_conns(real, 1);
+        }
+        return real;
     }
+    // SAFETY: copied out at once.
+    unsafe { lb_conntrack.get(key) }.map_or(real, |v| v.real_id)
 }
+
+/// `bpf_map_update_elem` flag: only create.
+const BPF_NOEXIST: u64 = 1;
 
 #[inline(never)]
 fn remember_persist(svc: u32, conf: &SvcConf, f: &Frame, real: u32, t: u64) {
