@@ -61,7 +61,6 @@ impl HaTopology {
         addr(&client, "c0", "192.0.2.2/24")?;
         // The service address is on the client's link: ARP finds whichever node is master.
         client.ip(&["route", "add", &format!("{VIP}/32"), "dev", "c0"])?;
-        client.sh("ethtool -K c0 tx off tso off gso off >/dev/null")?;
         let mut lbs = Vec::new();
         for i in 0..2 {
             let lb = Netns::new(&format!("lb{i}"))?;
@@ -86,7 +85,6 @@ impl HaTopology {
             back.ip(&["link", "set", &port, "master", "br0"])?;
             addr(&b, "b0", &format!("{}/24", backend_ip(i)))?;
             b.ip(&["route", "add", "default", "via", "198.51.100.1"])?;
-            b.sh("ethtool -K b0 tx off tso off gso off >/dev/null")?;
             backends.push(b);
         }
         Ok(Self { client, front, back, lbs, backends })

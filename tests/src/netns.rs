@@ -271,13 +271,6 @@ impl LbTopology {
         // far ends of the load balancer's links (shared/notes/topologies.md).
         client.sh("ethtool -K c0 gro on >/dev/null")?;
         switch.sh("ethtool -K s0 gro on >/dev/null")?;
-        // Hosts behind veth hand out packets with partial checksums and as GSO super-frames
-        // (offloads a NIC would finish); XDP rewrites and forwards them as they are. Make the
-        // end hosts send what a wire would carry.
-        client.sh("ethtool -K c0 tx off tso off gso off >/dev/null")?;
-        for b in &list {
-            b.sh("ethtool -K b0 tx off tso off gso off >/dev/null")?;
-        }
         Ok(Self { client, lb, switch, backends: list })
     }
 

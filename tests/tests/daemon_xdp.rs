@@ -39,6 +39,13 @@ fn write_config(tag: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A socket on the real server's UDP port 53 that takes datagrams and never answers: no reply
+/// and no ICMP "port unreachable" (which, about a NAT flow, would count against the service
+/// too), so the service counts exactly the client's datagrams.
+fn quiet_udp_sink(topo: &LbTopology) -> UdpSocket {
+    topo.backends[0].run(|| UdpSocket::bind("0.0.0.0:53").unwrap()).unwrap()
+}
+
 fn xdp_on(topo: &LbTopology, iface: &str) -> bool {
     topo.lb.ip(&["link", "show", iface]).unwrap().contains("prog/xdp")
 }
@@ -53,6 +60,7 @@ fn bpftool_dump(pin: &Path) -> serde_json::Value {
 fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     require_root();
     let topo = LbTopology::new(1).unwrap();
+    let _sink = quiet_udp_sink(&topo);
     let config = write_config("count", CONFIG);
     let pins = daemon::pin_dir("count");
     let pidfile = std::env::temp_dir().join(format!("lbt-count-{}.pid", std::process::id()));
@@ -366,6 +374,7 @@ fn a_full_or_read_only_run_directory_costs_only_the_dump() {
     use std::io::Write;
     require_root();
     let topo = LbTopology::new(1).unwrap();
+    let _sink = quiet_udp_sink(&topo);
     let config = write_config("full", CONFIG);
     let pins = daemon::pin_dir("full");
     let run = daemon::run_dir_for(&pins);

@@ -12,6 +12,8 @@
 #![no_main]
 // Atomic adds on the shared connection counters: core has no atomics for the BPF target.
 #![feature(core_intrinsics)]
+// Empty `asm!` as an optimisation barrier (`parse::bounded`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 mod dr;

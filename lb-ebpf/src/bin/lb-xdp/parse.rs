@@ -58,12 +58,29 @@ const MAX_IPV6_EXT: usize = 4;
 /// offsets with `L4_MASK` for the verifier).
 pub const L4_MASK: u32 = 0x1ff;
 
-/// Whether `len` bytes from `off` lie within the frame. The explicit bound keeps older
-/// verifiers (6.1) from seeing an unbounded length: they lose track through the byte swap
-/// of a header field.
+/// Whether `len` bytes from `off` lie within the frame.
 #[inline(always)]
 fn fits(ctx: &XdpContext, off: usize, len: usize) -> bool {
-    len <= MAX_IP_LEN && ctx.data() + off + len <= ctx.data_end()
+    let Some(len) = bounded(len, MAX_IP_LEN) else { return false };
+    ctx.data() + off + len <= ctx.data_end()
+}
+
+/// `value` if at most `max`, in a register the verifier knows is bounded. The 6.1 verifier
+/// loses a length's bounds through the byte swap of a header field, so the comparison must
+/// stay in the code (LLVM would drop it for a 16-bit value and `max` 0xffff) and come before
+/// any pointer arithmetic with the value (LLVM would move that first): the `asm` barriers
+/// (libbpf's `barrier_var`, as a register move: an empty one leaves duplicate line info,
+/// which the kernel refuses) pin both.
+#[inline(always)]
+pub fn bounded(mut value: usize, max: usize) -> Option<usize> {
+    // SAFETY: a register move; it only hides the value from the optimiser.
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) value) };
+    if value > max {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) value) };
+    Some(value)
 }
 
 /// The frame's length (a helper: the verifier forbids computing it from data_end).
