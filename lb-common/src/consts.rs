@@ -176,6 +176,13 @@ pub const PROG_XDP: &str = "lb_xdp";
 /// itself (`lb-daemon decap`).
 pub const OBJ_DECAP: &str = "lb-decap";
 pub const PROG_DECAP: &str = "lb_decap";
+/// `lb-decap`'s maps: the allowed outer sources and inner destinations (`DecapAddr`), and
+/// its counters (`DecapStats`).
+pub const MAP_DECAP_FROM: &str = "lb_decap_from";
+pub const MAP_DECAP_VIPS: &str = "lb_decap_vips";
+pub const MAP_DECAP_STATS: &str = "lb_decap_stats";
+/// Entries of each allow-list.
+pub const DECAP_ADDRS: u32 = 1024;
 /// `lb-bench`: the benchmark's programs, never loaded by the daemon: baselines for the
 /// per-packet cost (`XDP_PASS`, `XDP_DROP`), the packet generator, the sink counter and the
 /// redirect ceiling.

@@ -210,6 +210,32 @@ pub struct PuntRecord {
     pub frame: [u8; crate::consts::PUNT_MAX],
 }
 
+/// An address in `lb-decap`'s allow-lists: `lb_decap_from` (the load balancers' tunnel
+/// sources) and `lb_decap_vips` (the VIPs this real server holds). Addresses as in
+/// `ServiceKey`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable)]
+pub struct DecapAddr {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub pad: [u8; 7],
+}
+
+/// `lb-decap`'s counters (`lb_decap_stats`, per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct DecapStats {
+    /// Tunnelled packets from a load balancer to a local VIP: decapsulated.
+    pub decapsulated: u64,
+    /// Dropped: the outer source is not a load balancer named with `--from`.
+    pub foreign_source: u64,
+    /// Dropped: the inner destination is not a VIP of this real server.
+    pub foreign_vip: u64,
+    /// Dropped: a fragment of a tunnelled packet (the load balancer never fragments the
+    /// outer header).
+    pub fragment: u64,
+}
+
 /// `lb_persist` key: the client's masked address within a service.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
@@ -254,6 +280,8 @@ pub struct NeighKey {
 }
 
 crate::aya_pod!(
+    DecapAddr,
+    DecapStats,
     FragKey,
     FragValue,
     PuntRecord,

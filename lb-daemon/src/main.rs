@@ -95,8 +95,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// On a real server of a TUN service whose kernel lacks ipip: strip the tunnel header of
-    /// packets arriving on the interfaces given with -i, until stopped.
-    Decap,
+    /// packets a load balancer sent to a local VIP, arriving on the interfaces given with -i,
+    /// until stopped; drop other tunnelled packets.
+    Decap {
+        /// A load balancer's tunnel source address (repeatable, required): tunnelled packets
+        /// from any other source are dropped.
+        #[arg(long = "from", required = true)]
+        from: Vec<std::net::IpAddr>,
+        /// A VIP of this host (repeatable). Default: the addresses on lo other than loopback,
+        /// followed as they change.
+        #[arg(long = "vip")]
+        vips: Vec<std::net::IpAddr>,
+    },
     /// Print VRRP states, checker verdicts and counters from the running daemon's state file.
     Status {
         /// JSON instead of text.
@@ -146,7 +156,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
         Some(Command::Status { json }) => status(&cli, *json),
-        Some(Command::Decap) => decap(&cli),
+        Some(Command::Decap { from, vips }) => decap(&cli, from, vips),
         Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
             genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
         }
@@ -219,16 +229,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(daemon::run(opts))
 }
 
-fn decap(cli: &Cli) -> anyhow::Result<()> {
+fn decap(cli: &Cli, from: &[std::net::IpAddr], vips: &[std::net::IpAddr]) -> anyhow::Result<()> {
     // `--bpf-object` names the decapsulator's object here.
     let object = match cli.bpf_object.as_deref() {
         Some(path) => lb_daemon::dataplane::object::load(Some(path))?,
         None => lb_daemon::dataplane::object::decap()?,
     };
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(lb_daemon::dataplane::decap::run(&object, &cli.interfaces))
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(lb_daemon::dataplane::decap::run(
+        &object,
+        lb_daemon::dataplane::decap::Options { interfaces: &cli.interfaces, from, vips },
+    ))
 }
 
 fn genhash(

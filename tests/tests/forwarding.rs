@@ -264,6 +264,97 @@ virtual_server 2001:db8:f::10 80 {
 }
 ";
 
+/// `lb-daemon decap` strips only what a load balancer tunnelled to a local VIP: a host on the
+/// real servers' network sending IPIP / IPv6-in-IPv6 with a forged inner source, a tunnelled
+/// packet to an address that is not a VIP, and a fragment of a tunnelled packet are dropped
+/// and counted; the load balancer's own packet arrives.
+#[test]
+fn decap_takes_only_the_load_balancers_packets_to_local_vips() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    topo.direct_return().unwrap();
+    let (real, attacker) = (&topo.backends[0], &topo.backends[1]);
+    let (vip4, vip6): (std::net::Ipv4Addr, std::net::Ipv6Addr) = (VIP4.parse().unwrap(), VIP6.parse().unwrap());
+    let decap = Daemon::spawn(
+        real,
+        &["decap", "-i", "b0", "--from", lb_tests::netns::LB_BACKEND_SIDE4, "--from", "2001:db8:b::1"],
+        "lb-daemon decap ready",
+    )
+    .unwrap();
+    let sink4 = real.run(|| std::net::UdpSocket::bind((vip4, 7777)).unwrap()).unwrap();
+    let sink6 = real.run(|| std::net::UdpSocket::bind((vip6, 7777)).unwrap()).unwrap();
+    for s in [&sink4, &sink6] {
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    }
+    let inner4 = |dst: std::net::Ipv4Addr, what: &[u8]| -> Vec<u8> {
+        let mut p = Vec::new();
+        etherparse::PacketBuilder::ipv4([203, 0, 113, 77], dst.octets(), 64)
+            .udp(4000, 7777)
+            .write(&mut p, what)
+            .unwrap();
+        p
+    };
+    let inner6 = |what: &[u8]| -> Vec<u8> {
+        let mut p = Vec::new();
+        let forged: std::net::Ipv6Addr = "2001:db8:f00::77".parse().unwrap();
+        etherparse::PacketBuilder::ipv6(forged.octets(), vip6.octets(), 64)
+            .udp(4000, 7777)
+            .write(&mut p, what)
+            .unwrap();
+        p
+    };
+    let real4: std::net::SocketAddr = format!("{}:0", backend4(0)).parse().unwrap();
+    let real6: std::net::SocketAddr = format!("[{}]:0", lb_tests::netns::backend6(0)).parse().unwrap();
+    // The kernel writes the outer header: IPIP (protocol 4) and IPv6-in-IPv6 (41).
+    let tunnel = |ns: &Netns, to: std::net::SocketAddr, inner: Vec<u8>| {
+        ns.run(move || {
+            let (domain, proto) = if to.is_ipv4() { (Domain::IPV4, 4) } else { (Domain::IPV6, 41) };
+            let s = Socket::new(domain, Type::RAW, Some(Protocol::from(proto))).unwrap();
+            s.send_to(&inner, &to.into()).unwrap();
+        })
+        .unwrap();
+    };
+    tunnel(attacker, real4, inner4(vip4, b"forged v4"));
+    tunnel(attacker, real6, inner6(b"forged v6"));
+    tunnel(&topo.lb, real4, inner4(backend4(0).parse().unwrap(), b"not to a VIP"));
+    tunnel(&topo.lb, real4, inner4(vip4, b"from the lb"));
+    // A fragment of a tunnelled packet from the load balancer's address (MF set).
+    let inner = inner4(vip4, b"fragment");
+    let mut outer = etherparse::Ipv4Header::new(
+        inner.len() as u16,
+        64,
+        etherparse::IpNumber(4),
+        [198, 51, 100, 1],
+        backend4(0).parse::<std::net::Ipv4Addr>().unwrap().octets(),
+    )
+    .unwrap();
+    outer.more_fragments = true;
+    outer.header_checksum = outer.calc_header_checksum();
+    let mut frame = outer.to_bytes().to_vec();
+    frame.extend_from_slice(&inner);
+    topo.lb
+        .run(move || {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW))).unwrap();
+            s.send_to(&frame, &real4.into()).unwrap();
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    for s in [&sink4, &sink6] {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = s.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    assert_eq!(got, ["from the lb"], "only the load balancer's packet to a VIP is delivered");
+    decap.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(decap.wait_log("decap counters", Duration::from_secs(5)), "{:#?}", decap.log());
+    let line = decap.log().into_iter().rev().find(|l| l.contains("decap counters")).unwrap();
+    for want in ["decapsulated=1", "dropped_foreign_source=2", "dropped_foreign_vip=1", "dropped_fragment=1"] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
+}
+
 /// TUN on this kernel, which has no ipip module: the real servers run `lb-daemon decap`
 /// (lb-ebpf's TC program) to strip the IPIP / IPv6-in-IPv6 header the load balancer adds.
 #[test]
@@ -274,7 +365,14 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
     let mut servers = Vec::new();
     topo.direct_return().unwrap();
     for (i, b) in topo.backends.iter().enumerate() {
-        decaps.push(Daemon::spawn(b, &["decap", "-i", "b0"], "lb-daemon decap ready").unwrap());
+        decaps.push(
+            Daemon::spawn(
+                b,
+                &["decap", "-i", "b0", "--from", lb_tests::netns::LB_BACKEND_SIDE4, "--from", "2001:db8:b::1"],
+                "lb-daemon decap ready",
+            )
+            .unwrap(),
+        );
         servers.push(Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()));
         servers.push(Backend::start(b, format!("be{i}"), format!("[{VIP6}]:80").parse().unwrap()));
     }
