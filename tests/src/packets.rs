@@ -236,7 +236,7 @@ pub fn with_partial_l4_csum(mut frame: Vec<u8>) -> Vec<u8> {
 /// An untagged IPv4 frame's payload split into fragments of `piece` bytes (a multiple of 8)
 /// with identification `id`, as a sender's kernel fragments it.
 pub fn fragment_v4(frame: &[u8], piece: usize, id: u16) -> Vec<Vec<u8>> {
-    assert!(piece % 8 == 0 && frame[14] == 0x45);
+    assert!(piece.is_multiple_of(8) && frame[14] == 0x45);
     let payload = &frame[34..];
     payload
         .chunks(piece)
@@ -257,7 +257,7 @@ pub fn fragment_v4(frame: &[u8], piece: usize, id: u16) -> Vec<Vec<u8>> {
 /// An untagged IPv6 frame's payload split into fragments of `piece` bytes (a multiple of 8),
 /// each with a fragment header of identification `id`.
 pub fn fragment_v6(frame: &[u8], piece: usize, id: u32) -> Vec<Vec<u8>> {
-    assert!(piece % 8 == 0);
+    assert!(piece.is_multiple_of(8));
     let next = frame[14 + 6];
     let payload = &frame[54..];
     payload
