@@ -21,7 +21,7 @@ pub unsafe fn zero_words(p: *mut u64, n: usize) {
 /// All-zero bytes must be a valid `T` (plain data).
 #[inline(always)]
 pub unsafe fn zeroed<T>() -> T {
-    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>() % 8 == 0) };
+    const { assert!(core::mem::align_of::<T>() >= 8 && core::mem::size_of::<T>().is_multiple_of(8)) };
     let mut v = core::mem::MaybeUninit::<T>::uninit();
     // SAFETY: `v` is aligned to 8 and a whole number of words long (checked above).
     unsafe {

@@ -526,6 +526,9 @@ fn a_udp_flood_does_not_move_established_flows() {
     }
 }
 
+/// A flow's segment for a client source port.
+type SegmentOf = fn(u16) -> L4;
+
 fn flood(fwd: ForwardMethod, udp: bool) {
     const TABLE: u32 = 65_536;
     const ESTABLISHED: u16 = 10_000;
@@ -547,7 +550,7 @@ fn flood(fwd: ForwardMethod, udp: bool) {
         (0..ESTABLISHED).map(|i| v4(L2::Plain, client(busy), VIP4, l4(10_000 + i), b"data")).collect()
     };
     // TCP: a SYN opens a flow, the ACK establishes it; UDP: the second datagram does.
-    let (syn, ack): (fn(u16) -> L4, fn(u16) -> L4) = if udp {
+    let (syn, ack): (SegmentOf, SegmentOf) = if udp {
         (|sport| L4::Udp { sport, dport: 1000 }, |sport| L4::Udp { sport, dport: 1000 })
     } else {
         (|sport| L4::TcpSyn { sport, dport: 1000 }, |sport| L4::TcpAck { sport, dport: 1000 })
