@@ -230,10 +230,14 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
 
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert!(names.iter().all(|n| n == "be0"), "a drained real server took new flows: {names:?}");
-    // Established connections to be1 still carry data: the server sees our bytes and
-    // the connection is still open (it only closes when we do).
+    // Established connections to be1 still carry data both ways: be1 itself answers what
+    // we send (a flow moved to be0 would be reset there, or answered by be0).
     for (name, s) in held.iter_mut().filter(|(n, _)| n == "be1") {
         s.write_all(b"more").unwrap_or_else(|e| panic!("established flow to {name} broken: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        let got = s.read(&mut buf).unwrap_or_else(|e| panic!("no answer on the established flow to {name}: {e}"));
+        assert_eq!(&buf[..got], b"be1:more", "the established flow to {name} was answered by another server");
     }
     let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
     let svc = &snap.services[0];
