@@ -1,31 +1,10 @@
-//! Building the eBPF object and running the checks.
+//! `cargo xtask build-ebpf`: the eBPF object lb-daemon embeds.
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
-use crate::setup;
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Where `cargo install` puts binaries (bpf-linker).
-pub fn cargo_home_bin() -> PathBuf {
-    std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"))
-        .join("bin")
-}
-
-/// Runs a command with inherited output; fails when it fails.
-pub fn sh_ok(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
-    }
-    Ok(())
-}
+use crate::cmd::{cargo_home_bin, root, sh_ok};
 
 /// The object `lb-daemon`'s build script embeds.
 pub fn ebpf_object() -> PathBuf {
@@ -54,28 +33,5 @@ pub fn ebpf() -> Result<()> {
     }
     sh_ok(&mut cmd)?;
     println!("build-ebpf: {}", ebpf_object().display());
-    Ok(())
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.current_dir(root());
-    c
-}
-
-pub fn test(extra: &[String]) -> Result<()> {
-    setup::run()?;
-    ebpf()?;
-    println!("test: cargo fmt --check");
-    sh_ok(cargo().args(["fmt", "--all", "--check"]))?;
-    sh_ok(cargo().args(["fmt", "--manifest-path", "lb-ebpf/Cargo.toml", "--check"]))?;
-    sh_ok(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
-    println!("test: cargo clippy -D warnings");
-    sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    // The end-to-end tests run the lb-daemon binary; `cargo test` builds only test harnesses.
-    println!("test: cargo build --bins");
-    sh_ok(cargo().args(["build", "--workspace", "--bins"]))?;
-    println!("test: cargo test");
-    sh_ok(cargo().args(["test", "--workspace", "--no-fail-fast"]).args(extra))?;
     Ok(())
 }

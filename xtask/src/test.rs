@@ -1,0 +1,22 @@
+//! `cargo xtask test`: setup, the eBPF object, formatting, clippy, then every test.
+
+use anyhow::Result;
+
+use crate::cmd::{cargo, sh_ok};
+
+pub fn run(extra: &[String]) -> Result<()> {
+    crate::setup::run()?;
+    crate::build::ebpf()?;
+    println!("test: cargo fmt --check");
+    sh_ok(cargo().args(["fmt", "--all", "--check"]))?;
+    sh_ok(cargo().args(["fmt", "--manifest-path", "lb-ebpf/Cargo.toml", "--check"]))?;
+    sh_ok(cargo().args(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--check"]))?;
+    println!("test: cargo clippy -D warnings");
+    sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The end-to-end tests run the lb-daemon binary; `cargo test` builds only test harnesses.
+    println!("test: cargo build --bins");
+    sh_ok(cargo().args(["build", "--workspace", "--bins"]))?;
+    println!("test: cargo test");
+    sh_ok(cargo().args(["test", "--workspace", "--no-fail-fast"]).args(extra))?;
+    Ok(())
+}
