@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lb_tests::{require_root, vm};
+use lb_tests::{prelude::*, vm};
 
 #[test]
 fn vm_boots_61_loads_ip_vs_and_returns_the_exit_status() {

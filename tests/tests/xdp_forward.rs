@@ -12,20 +12,17 @@ use lb_daemon::{
 };
 use lb_tests::{
     fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX},
-    netns::Netns,
-    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, v4, v6, with_macs},
-    require_root,
+    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, real_mac, v4, v6, with_macs},
+    prelude::*,
 };
 
-const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const REAL4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
-const TUN_SRC4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
-const REAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
-const TUN_SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+/// The real server every case forwards to, and how the fixture's namespace reaches it.
+const REAL4: Ipv4Addr = backend4(0);
+const REAL6: Ipv6Addr = backend6(0);
+const REAL_MAC: [u8; 6] = real_mac(0);
+/// TUN's outer source: the load balancer's address on the real servers' link.
+const TUN_SRC4: Ipv4Addr = LB_BACKEND_SIDE4;
+const TUN_SRC6: Ipv6Addr = LB_BACKEND_SIDE6;
 const NAT_PORT: u16 = 8080;
 
 const SCHEDULERS: [Scheduler; 8] = [
