@@ -9,27 +9,16 @@ use anyhow::{Context as _, Result, bail};
 use lb_common::consts::{PROG_BENCH_DROP, PROG_BENCH_PASS, PROG_XDP};
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
-    dataplane::services::{DesiredReal, DesiredService, key_of},
+    dataplane::services::{DesiredReal, DesiredService},
 };
 use serde_json::json;
 
 use crate::stats;
 use lb_tests::{
     addrs::{CLIENT4, CLIENT6, VIP4, VIP6, backend4, backend6},
-    fixture::{Fixture, XDP_TX},
+    fixture::{Fixture, XDP_TX, bpf_schedulers, tcp_service},
     packets::{L2, L4, v4, v6},
 };
-
-const SCHEDULERS: [Scheduler; 8] = [
-    Scheduler::Rr,
-    Scheduler::Wrr,
-    Scheduler::Lc,
-    Scheduler::Wlc,
-    Scheduler::Lblc,
-    Scheduler::Sh,
-    Scheduler::Dh,
-    Scheduler::Mh,
-];
 
 fn service(sched: Scheduler, fwd: ForwardMethod, v6: bool) -> DesiredService {
     let (vip, reals): (IpAddr, [IpAddr; 2]) = if v6 {
@@ -37,21 +26,8 @@ fn service(sched: Scheduler, fwd: ForwardMethod, v6: bool) -> DesiredService {
     } else {
         (VIP4.into(), [backend4(0).into(), backend4(1).into()])
     };
-    DesiredService {
-        name: "bench".into(),
-        keys: vec![key_of(vip, 80, 6)],
-        marks: Vec::new(),
-        ops: false,
-        scheduler: sched,
-        forward: fwd,
-        persist_timeout: 0,
-        persist_prefix: None,
-        reals: reals.iter().map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1 }).collect(),
-        sorry: None,
-        quorum: 1,
-        hysteresis: 0,
-        quorum_up: true,
-    }
+    let reals = reals.iter().map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1 }).collect();
+    tcp_service("bench", vip, 80, sched, fwd, reals)
 }
 
 /// A frame from client number `client` (one per case, so no case meets another's flows).
@@ -111,7 +87,8 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let _pinned = PinnedCpu0::new()?;
     let runs = if quick { 300 } else { 2000 };
     let fills: &[u32] = if quick { &[1_000] } else { &[1_000, 100_000, 1_000_000] };
-    let scheds: &[Scheduler] = if quick { &[Scheduler::Rr, Scheduler::Mh] } else { &SCHEDULERS };
+    let all = bpf_schedulers();
+    let scheds: &[Scheduler] = if quick { &[Scheduler::Rr, Scheduler::Mh] } else { &all };
     let (_ns, _peer, mut fx) =
         lb_tests::fixture::in_fib_namespace(fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024)?;
     let syn4 = frame(false, 2, L4::TcpSyn { sport: 40000, dport: 80 });

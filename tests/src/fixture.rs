@@ -23,9 +23,12 @@ use lb_common::{
     FlowKey, FlowValue, GlobalStats, ServiceKey, ServiceStats, ServiceValue,
     consts::{MAP_CONNTRACK, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
 };
-use lb_daemon::dataplane::{
-    bpf::{BpfDataplane, Sizes, StatsSnapshot, read_stats},
-    services::DesiredService,
+use lb_daemon::{
+    config::{ForwardMethod, Scheduler},
+    dataplane::{
+        bpf::{BpfDataplane, Sizes, StatsSnapshot, read_stats},
+        services::{DesiredReal, DesiredService, key_of},
+    },
 };
 
 use crate::{
@@ -375,6 +378,39 @@ impl Drop for Fixture {
         if self.owns_pins {
             let _ = lb_daemon::dataplane::bpf::remove_pins_in(&self.pin_dir);
         }
+    }
+}
+
+/// The schedulers the BPF data plane runs, in keepalived's order: rr, wrr, lc, wlc, lblc, sh,
+/// dh, mh.
+pub fn bpf_schedulers() -> Vec<Scheduler> {
+    Scheduler::ALL.iter().map(|(_, s)| *s).filter(|s| s.in_bpf()).collect()
+}
+
+/// A TCP service on `vip`:`port` as a config naming only its scheduler and forwarding method
+/// gives it: no persistence, no sorry server, quorum 1.
+pub fn tcp_service(
+    name: impl Into<String>,
+    vip: IpAddr,
+    port: u16,
+    scheduler: Scheduler,
+    forward: ForwardMethod,
+    reals: Vec<DesiredReal>,
+) -> DesiredService {
+    DesiredService {
+        name: name.into(),
+        keys: vec![key_of(vip, port, lb_common::consts::IPPROTO_TCP)],
+        marks: Vec::new(),
+        ops: false,
+        scheduler,
+        forward,
+        persist_timeout: 0,
+        persist_prefix: None,
+        reals,
+        sorry: None,
+        quorum: 1,
+        hysteresis: 0,
+        quorum_up: true,
     }
 }
 

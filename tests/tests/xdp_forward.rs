@@ -8,10 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
-    dataplane::services::{DesiredReal, DesiredService, key_of},
+    dataplane::services::{DesiredReal, DesiredService},
 };
 use lb_tests::{
-    fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX},
+    fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX, bpf_schedulers, tcp_service},
     packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, real_mac, v4, v6, with_macs},
     prelude::*,
 };
@@ -25,16 +25,6 @@ const TUN_SRC4: Ipv4Addr = LB_BACKEND_SIDE4;
 const TUN_SRC6: Ipv6Addr = LB_BACKEND_SIDE6;
 const NAT_PORT: u16 = 8080;
 
-const SCHEDULERS: [Scheduler; 8] = [
-    Scheduler::Rr,
-    Scheduler::Wrr,
-    Scheduler::Lc,
-    Scheduler::Wlc,
-    Scheduler::Lblc,
-    Scheduler::Sh,
-    Scheduler::Dh,
-    Scheduler::Mh,
-];
 const METHODS: [ForwardMethod; 3] = [ForwardMethod::Nat, ForwardMethod::Dr, ForwardMethod::Tun];
 
 fn setup() -> (Netns, Netns, Fixture) {
@@ -42,24 +32,10 @@ fn setup() -> (Netns, Netns, Fixture) {
     lb_tests::fixture::in_fib_namespace(4096).unwrap()
 }
 
+/// Service `i`: VIP port 1000 + i.
 fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<DesiredReal>) -> DesiredService {
     let vip: IpAddr = if v6 { VIP6.into() } else { VIP4.into() };
-    let port = 1000 + i as u16;
-    DesiredService {
-        name: format!("svc{i}"),
-        keys: vec![key_of(vip, port, 6)],
-        marks: Vec::new(),
-        ops: false,
-        scheduler: sched,
-        forward: fwd,
-        persist_timeout: 0,
-        persist_prefix: None,
-        reals,
-        sorry: None,
-        quorum: 1,
-        hysteresis: 0,
-        quorum_up: true,
-    }
+    tcp_service(format!("svc{i}"), vip, 1000 + i as u16, sched, fwd, reals)
 }
 
 fn real(v6: bool, fwd: ForwardMethod, vport: u16) -> DesiredReal {
@@ -104,7 +80,7 @@ fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
     let (_ns, _peer, mut fx) = setup();
     let mut services = Vec::new();
     let mut combos = Vec::new();
-    for sched in SCHEDULERS {
+    for sched in bpf_schedulers() {
         for fwd in METHODS {
             for v6 in [false, true] {
                 let i = services.len();
