@@ -54,10 +54,11 @@ struct Cli {
     /// Syslog facility: 0-7 (local0-local7, as keepalived), local0-local7, user or daemon.
     #[arg(short = 'S', long = "log-facility", default_value = "daemon", value_parser = lb_daemon::logging::parse_facility)]
     log_facility: syslog_tracing::Facility,
-    /// Run only the VRRP subsystem (keepalived's -P). Not implemented yet: refused.
+    /// Run only VRRP (keepalived's -P): no data plane, services or checkers.
     #[arg(short = 'P', long = "vrrp", conflicts_with = "check")]
     vrrp: bool,
-    /// Run only the load-balancing subsystem (keepalived's -C): what this version runs.
+    /// Run only the data plane and checkers (keepalived's -C): no VRRP, no static addresses
+    /// or routes.
     #[arg(short = 'C', long = "check")]
     check: bool,
     /// Stay in the foreground: accepted for keepalived's command lines; lb-daemon never forks.
@@ -81,8 +82,8 @@ struct Cli {
     /// Interface to attach the XDP program to (repeatable). Default: every interface but lo.
     #[arg(short = 'i', long = "interface", global = true)]
     interfaces: Vec<String>,
-    /// Entries of the connection-tracking (and NAT reverse) tables; about
-    /// 112 bytes each (docs/dataplane.md).
+    /// Entries of the connection-tracking (and NAT reverse) tables; 128 bytes each, NAT
+    /// flows 144 more (docs/dataplane.md).
     #[arg(long, default_value_t = lb_common::consts::DEFAULT_CONNTRACK)]
     conntrack_size: u32,
     /// XDP attach mode.

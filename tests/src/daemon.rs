@@ -172,6 +172,24 @@ impl Daemon {
         }
     }
 
+    /// SIGRTMIN+2, then the JSON dump it writes into the run directory (the daemon's view of
+    /// its services and counters), waiting up to 20 s (the VM is slow) for the write.
+    pub fn json_dump(&self) -> Result<serde_json::Value> {
+        let pins = self.pin_dir.as_deref().context("no pin dir")?;
+        let written = || self.log().iter().filter(|l| l.contains("Json dump written")).count();
+        let before = written();
+        let pid = self.pid().context("daemon already stopped")?;
+        // SAFETY: plain kill(2) to our child; nix's Signal has no real-time signals.
+        if unsafe { libc::kill(pid as i32, libc::SIGRTMIN() + 2) } != 0 {
+            bail!("kill SIGRTMIN+2: {}", std::io::Error::last_os_error());
+        }
+        if !crate::servers::wait_until(Duration::from_secs(20), || written() > before) {
+            bail!("no JSON dump written; the log:\n{}", self.log().join("\n"));
+        }
+        let p = run_dir_for(pins).join("lb-daemon.json");
+        serde_json::from_slice(&std::fs::read(&p).with_context(|| p.display().to_string())?).context("the JSON dump")
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }

@@ -4,15 +4,15 @@
 //! maps are preloaded, and the program runs once per case through `BPF_PROG_TEST_RUN`
 //! (`repeat = 1`, so a rewriting program never sees its own output).
 
-use std::collections::BTreeMap;
 use std::{
+    collections::BTreeMap,
     fs::File,
+    net::IpAddr,
     os::fd::AsFd,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::netns::Netns;
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
@@ -23,9 +23,20 @@ use lb_common::{
     FlowKey, FlowValue, GlobalStats, ServiceKey, ServiceStats, ServiceValue,
     consts::{MAP_CONNTRACK, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
 };
-use lb_daemon::dataplane::{
-    bpf::{BpfDataplane, Sizes, StatsSnapshot, read_stats},
-    services::DesiredService,
+use lb_daemon::{
+    config::{ForwardMethod, Scheduler},
+    dataplane::{
+        bpf::{BpfDataplane, Sizes, StatsSnapshot, read_stats},
+        services::{DesiredReal, DesiredService, key_of},
+    },
+};
+
+use crate::{
+    addrs::{
+        CLIENT4, CLIENT6, LB_BACKEND_SIDE4, LB_BACKEND_SIDE6, LB_CLIENT_SIDE4, LB_CLIENT_SIDE6, backend4, backend6,
+    },
+    netns::Netns,
+    packets::{CLIENT_MAC, LB_MAC, mac_text, real_mac},
 };
 
 pub const XDP_ABORTED: u32 = 0;
@@ -394,29 +405,66 @@ impl Drop for Fixture {
     }
 }
 
-/// Runs `f` on a thread inside the namespace at `path` (FIB lookups and `ingress_ifindex`
-/// resolve in the calling thread's namespace).
-/// A namespace whose interface `fx0` (MAC `02:00:00:00:00:02`, the packets' `LB_MAC`) reaches
-/// the client and real servers .11/.12 through permanent neighbour entries, so the program's
+/// The schedulers the BPF data plane runs, in keepalived's order: rr, wrr, lc, wlc, lblc, sh,
+/// dh, mh.
+pub fn bpf_schedulers() -> Vec<Scheduler> {
+    Scheduler::ALL.iter().map(|(_, s)| *s).filter(|s| s.in_bpf()).collect()
+}
+
+/// A TCP service on `vip`:`port` as a config naming only its scheduler and forwarding method
+/// gives it: no persistence, no sorry server, quorum 1.
+pub fn tcp_service(
+    name: impl Into<String>,
+    vip: IpAddr,
+    port: u16,
+    scheduler: Scheduler,
+    forward: ForwardMethod,
+    reals: Vec<DesiredReal>,
+) -> DesiredService {
+    DesiredService {
+        name: name.into(),
+        keys: vec![key_of(vip, port, lb_common::consts::IPPROTO_TCP)],
+        marks: Vec::new(),
+        ops: false,
+        scheduler,
+        forward,
+        persist_timeout: 0,
+        persist_prefix: None,
+        reals,
+        sorry: None,
+        quorum: 1,
+        hysteresis: 0,
+        quorum_up: true,
+    }
+}
+
+/// A namespace whose interface `fx0` (the packets' `LB_MAC`) reaches the client and real
+/// servers 0 and 1 (`real_mac(i)`) through permanent neighbour entries, so the program's
 /// FIB lookups succeed; and a fixture with `conntrack` entries running on that interface.
 /// Returns the namespace, its veth peer's namespace and the fixture.
 pub fn in_fib_namespace(conntrack: u32) -> Result<(Netns, Netns, Fixture)> {
     let ns = Netns::new("fx")?;
     let peer = Netns::new("fxp")?;
     crate::netns::veth(&ns, "fx0", &peer, "fxp0")?;
-    ns.ip(&["link", "set", "fx0", "address", "02:00:00:00:00:02"])?;
-    for cidr in ["192.0.2.1/24", "198.51.100.1/24", "2001:db8:c::1/64", "2001:db8:b::1/64"] {
-        crate::netns::addr(&ns, "fx0", cidr)?;
-    }
-    for (ip, mac) in [
-        ("192.0.2.2", "02:00:00:00:00:01"),
-        ("198.51.100.11", "02:00:00:00:00:11"),
-        ("198.51.100.12", "02:00:00:00:00:12"),
-        ("2001:db8:c::2", "02:00:00:00:00:01"),
-        ("2001:db8:b::11", "02:00:00:00:00:11"),
-        ("2001:db8:b::12", "02:00:00:00:00:12"),
+    ns.ip(&["link", "set", "fx0", "address", &mac_text(LB_MAC)])?;
+    for cidr in [
+        format!("{LB_CLIENT_SIDE4}/24"),
+        format!("{LB_BACKEND_SIDE4}/24"),
+        format!("{LB_CLIENT_SIDE6}/64"),
+        format!("{LB_BACKEND_SIDE6}/64"),
     ] {
-        ns.ip(&["neigh", "replace", ip, "lladdr", mac, "dev", "fx0", "nud", "permanent"])?;
+        crate::netns::addr(&ns, "fx0", &cidr)?;
+    }
+    let neighbours: [(IpAddr, [u8; 6]); 6] = [
+        (CLIENT4.into(), CLIENT_MAC),
+        (backend4(0).into(), real_mac(0)),
+        (backend4(1).into(), real_mac(1)),
+        (CLIENT6.into(), CLIENT_MAC),
+        (backend6(0).into(), real_mac(0)),
+        (backend6(1).into(), real_mac(1)),
+    ];
+    for (ip, mac) in neighbours {
+        ns.ip(&["neigh", "replace", &ip.to_string(), "lladdr", &mac_text(mac), "dev", "fx0", "nud", "permanent"])?;
     }
     ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")?;
     let mut f = Fixture::load_sized(conntrack).context("loading lb-ebpf (run `cargo xtask build-ebpf`)")?;
@@ -440,6 +488,8 @@ fn test_run(prog: &Xdp, frame: &[u8], out: &mut [u8], ifindex: u32, repeat: u32)
     prog.test_run(opts).map_err(|e: ProgramError| anyhow!("BPF_PROG_TEST_RUN: {e}"))
 }
 
+/// Runs `f` on a thread inside the namespace at `path` (FIB lookups and `ingress_ifindex`
+/// resolve in the calling thread's namespace).
 fn in_ns<R: Send>(path: &Path, f: impl FnOnce() -> R + Send) -> Result<R> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     std::thread::scope(|s| {

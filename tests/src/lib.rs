@@ -1,26 +1,31 @@
-//! Harnesses shared by the end-to-end tests (`tests/tests/`), the demo and the benchmarks.
+//! Harnesses shared by the end-to-end tests (`tests/tests/`) and by the benchmarks and the
+//! demo (the `lb-bench` crate).
 //!
+//! - [`prelude`]: what the test files import, in one line.
+//! - [`addrs`]: the documentation addresses every test names hosts by.
+//! - [`temp`]: a test's config files and scripts in a temp directory removed on drop.
+//! - [`golden`]: output compared with a committed file (`LB_UPDATE_GOLDEN=1` rewrites it).
+//! - [`inspect`]: a running data plane read back (bpftool, `lb-daemon stats`, the snapshot).
 //! - [`fixture`]: runs the real XDP program on a frame through `BPF_PROG_TEST_RUN` and checks
 //!   the verdict, the output frame byte for byte and the counters.
 //! - [`netns`]: network namespaces and veth links with unique names, removed on drop.
 //! - [`vm`]: runs a command under Debian's 6.1 kernel with virtme-ng.
 //! - [`daemon`]: starts lb-daemon inside a namespace and waits until it is ready.
+//! - [`packets`]: test frames, built with etherparse.
 //! - [`servers`]: small TCP/UDP real servers and clients that report who answered.
-//! - [`demo`]: the `cargo xtask demo` scenario, also run as a test.
 //!
 //! Everything here needs root, like the daemon itself.
 
-pub mod bench;
-pub mod bench_cps;
-pub mod bench_packet;
-pub mod bench_scale;
-pub mod bench_tput;
+pub mod addrs;
 pub mod daemon;
-pub mod demo;
 pub mod fixture;
+pub mod golden;
+pub mod inspect;
 pub mod netns;
 pub mod packets;
+pub mod prelude;
 pub mod servers;
+pub mod temp;
 pub mod vm;
 
 use std::path::PathBuf;

@@ -3,9 +3,8 @@
 //! Names are unique per process and run (`lbt-<role>-<pid>-<n>`), so parallel tests and
 //! concurrent runs never collide; a namespace is deleted (with every process still in it)
 //! when its `Netns` is dropped, also while unwinding from a panic. Namespaces left by a
-//! process that died without unwinding are swept by [`sweep_stale`]. Addresses come only
-//! from the documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24,
-//! 2001:db8::/32).
+//! process that died without unwinding are swept by [`sweep_stale`]. Addresses are the
+//! documentation addresses of [`crate::addrs`].
 
 use std::{
     fs::File,
@@ -16,6 +15,11 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+
+use crate::addrs::{
+    CLIENT4, CLIENT6, LB_BACKEND_SIDE4, LB_BACKEND_SIDE6, LB_CLIENT_SIDE4, LB_CLIENT_SIDE6, SEGMENT_CLIENT6, VIP4,
+    VIP6, backend4, backend6, node4, node6,
+};
 
 const PREFIX: &str = "lbt-";
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -72,6 +76,11 @@ impl Netns {
     pub fn mac(&self, dev: &str) -> Result<String> {
         let out = self.ip(&["-br", "link", "show", dev])?;
         out.split_whitespace().nth(2).map(str::to_string).context("no MAC in `ip -br link`")
+    }
+
+    /// Whether an XDP program is attached to `iface` here.
+    pub fn xdp_attached(&self, iface: &str) -> bool {
+        self.ip(&["link", "show", iface]).is_ok_and(|l| l.contains("prog/xdp"))
     }
 
     /// Runs a shell snippet inside the namespace, failing on a non-zero exit.
@@ -220,39 +229,25 @@ pub struct LbTopology {
     pub backends: Vec<Netns>,
 }
 
-pub const VIP4: &str = "203.0.113.10";
-pub const VIP6: &str = "2001:db8:f::10";
-pub const CLIENT4: &str = "192.0.2.2";
-pub const LB_CLIENT_SIDE4: &str = "192.0.2.1";
-pub const LB_BACKEND_SIDE4: &str = "198.51.100.1";
-
-pub fn backend4(i: usize) -> String {
-    format!("198.51.100.{}", 11 + i)
-}
-
-pub fn backend6(i: usize) -> String {
-    format!("2001:db8:b::{}", 11 + i)
-}
-
 impl LbTopology {
     pub fn new(backends: usize) -> Result<Self> {
         let client = Netns::new("cli")?;
         let lb = Netns::new("lb")?;
         let switch = Netns::new("sw")?;
         veth(&client, "c0", &lb, "l0")?;
-        addr(&client, "c0", "192.0.2.2/24")?;
-        addr(&client, "c0", "2001:db8:c::2/64")?;
-        addr(&lb, "l0", "192.0.2.1/24")?;
-        addr(&lb, "l0", "2001:db8:c::1/64")?;
-        client.ip(&["route", "add", "default", "via", LB_CLIENT_SIDE4])?;
-        client.ip(&["-6", "route", "add", "default", "via", "2001:db8:c::1"])?;
+        addr(&client, "c0", &format!("{CLIENT4}/24"))?;
+        addr(&client, "c0", &format!("{CLIENT6}/64"))?;
+        addr(&lb, "l0", &format!("{LB_CLIENT_SIDE4}/24"))?;
+        addr(&lb, "l0", &format!("{LB_CLIENT_SIDE6}/64"))?;
+        client.ip(&["route", "add", "default", "via", &LB_CLIENT_SIDE4.to_string()])?;
+        client.ip(&["-6", "route", "add", "default", "via", &LB_CLIENT_SIDE6.to_string()])?;
 
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
         veth(&lb, "l1", &switch, "s0")?;
         switch.ip(&["link", "set", "s0", "master", "br0"])?;
-        addr(&lb, "l1", "198.51.100.1/24")?;
-        addr(&lb, "l1", "2001:db8:b::1/64")?;
+        addr(&lb, "l1", &format!("{LB_BACKEND_SIDE4}/24"))?;
+        addr(&lb, "l1", &format!("{LB_BACKEND_SIDE6}/64"))?;
         lb.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")?;
 
         let mut list = Vec::new();
@@ -263,8 +258,8 @@ impl LbTopology {
             switch.ip(&["link", "set", &port, "master", "br0"])?;
             addr(&b, "b0", &format!("{}/24", backend4(i)))?;
             addr(&b, "b0", &format!("{}/64", backend6(i)))?;
-            b.ip(&["route", "add", "default", "via", LB_BACKEND_SIDE4])?;
-            b.ip(&["-6", "route", "add", "default", "via", "2001:db8:b::1"])?;
+            b.ip(&["route", "add", "default", "via", &LB_BACKEND_SIDE4.to_string()])?;
+            b.ip(&["-6", "route", "add", "default", "via", &LB_BACKEND_SIDE6.to_string()])?;
             list.push(b);
         }
         // XDP_REDIRECT out of a veth is only delivered when the peer has NAPI: GRO on at the
@@ -327,8 +322,8 @@ impl Segment {
         client.sh(no_dad)?;
         veth(&client, "c0", &switch, "s0")?;
         switch.ip(&["link", "set", "s0", "master", "br0"])?;
-        addr(&client, "c0", "192.0.2.2/24")?;
-        addr(&client, "c0", "2001:db8:1::2/64")?;
+        addr(&client, "c0", &format!("{CLIENT4}/24"))?;
+        addr(&client, "c0", &format!("{SEGMENT_CLIENT6}/64"))?;
         let mut list = Vec::new();
         for i in 0..nodes {
             let n = Netns::new(&format!("vr{i}"))?;
@@ -336,15 +331,11 @@ impl Segment {
             let port = format!("s{}", i + 1);
             veth(&n, "l0", &switch, &port)?;
             switch.ip(&["link", "set", &port, "master", "br0"])?;
-            addr(&n, "l0", &format!("{}/24", Self::node_ip(i)))?;
-            addr(&n, "l0", &format!("2001:db8:1::{}/64", 11 + i))?;
+            addr(&n, "l0", &format!("{}/24", node4(i)))?;
+            addr(&n, "l0", &format!("{}/64", node6(i)))?;
             list.push(n);
         }
         Ok(Self { switch, client, nodes: list })
-    }
-
-    pub fn node_ip(i: usize) -> String {
-        format!("192.0.2.{}", 11 + i)
     }
 
     /// Takes node `i` off the bridge; its link stays up (no carrier loss, no FAULT): a
@@ -363,13 +354,13 @@ impl Segment {
     }
 
     /// Whether node `i` holds `ip`.
-    pub fn holds(&self, i: usize, ip: &str) -> bool {
+    pub fn holds(&self, i: usize, ip: impl std::fmt::Display) -> bool {
         self.nodes[i].ip(&["-br", "addr", "show", "l0"]).is_ok_and(|o| o.contains(&format!(" {ip}/")))
     }
 
     /// The client's neighbour entry for `ip` (its MAC), if any.
-    pub fn client_neigh(&self, ip: &str) -> Option<String> {
-        let out = self.client.ip(&["neigh", "show", ip, "dev", "c0"]).ok()?;
+    pub fn client_neigh(&self, ip: impl std::fmt::Display) -> Option<String> {
+        let out = self.client.ip(&["neigh", "show", &ip.to_string(), "dev", "c0"]).ok()?;
         let words: Vec<&str> = out.split_whitespace().collect();
         words.iter().position(|w| *w == "lladdr").and_then(|p| words.get(p + 1)).map(|s| s.to_string())
     }

@@ -8,6 +8,16 @@ use etherparse::{Ethernet2Header, PacketBuilder, PacketBuilderStep, VlanId};
 pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
+/// Real server `i`'s MAC (its address is `addrs::backend4(i)`/`backend6(i)`).
+pub const fn real_mac(i: usize) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0, 0x11 + i as u8]
+}
+
+/// `aa:bb:cc:dd:ee:ff`, as `ip` takes it.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 /// L2 framing of a test frame.
 #[derive(Clone, Copy, Debug)]
 pub enum L2 {

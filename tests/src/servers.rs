@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use crate::netns::Netns;
+use crate::{
+    addrs::{backend4, backend6},
+    netns::{LbTopology, Netns},
+};
 
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -82,6 +85,27 @@ impl Drop for Backend {
             let _ = t.join();
         }
     }
+}
+
+/// A [`Backend`] named `be<i>` in each of the topology's backend namespaces, on its own IPv4
+/// and IPv6 address at `port`.
+pub fn backends(topo: &LbTopology, port: u16) -> Vec<Backend> {
+    topo.backends
+        .iter()
+        .enumerate()
+        .flat_map(|(i, b)| {
+            [
+                Backend::start(b, format!("be{i}"), (backend4(i), port).into()),
+                Backend::start(b, format!("be{i}"), (backend6(i), port).into()),
+            ]
+        })
+        .collect()
+}
+
+/// A [`Backend`] named `be<i>` in each backend namespace, at `bind(i)` only (one family, or
+/// the VIP for direct return).
+pub fn backends_at(topo: &LbTopology, bind: impl Fn(usize) -> SocketAddr) -> Vec<Backend> {
+    topo.backends.iter().enumerate().map(|(i, b)| Backend::start(b, format!("be{i}"), bind(i))).collect()
 }
 
 /// One TCP exchange with `to` from the client namespace: which real server answered.

@@ -5,7 +5,6 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -13,50 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_tests::servers::wait_until as eventually;
 use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{LbTopology, VIP4, backend4},
-    require_root,
-    servers::{Backend, HttpServer, SmtpSink, http_ask},
+    prelude::*,
+    servers::{HttpServer, SmtpSink, http_ask},
 };
-
-fn write(tag: &str, name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lbt-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// The data plane as the pins show it: service -> [(real, weight, scheduled)], sorry flag.
-fn maps(pins: &Path) -> serde_json::Value {
-    let out =
-        Command::new(daemon::binary().unwrap()).args(["stats", "--json", "--pin-dir"]).arg(pins).output().unwrap();
-    assert!(out.status.success(), "stats: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Real servers of `service` that new flows can reach, from the maps.
-fn scheduled(pins: &Path, service: &str) -> Vec<String> {
-    let m = maps(pins);
-    let svc = m["services"].as_array().unwrap().iter().find(|s| s["service"] == service);
-    let Some(svc) = svc else { return Vec::new() };
-    let mut v: Vec<String> = svc["reals"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["scheduled"].as_bool() == Some(true))
-        .map(|r| r["real"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
-}
-
-fn sorry_active(pins: &Path, service: &str) -> bool {
-    let m = maps(pins);
-    m["services"].as_array().unwrap().iter().any(|s| s["service"] == service && s["sorry_active"] == true)
-}
 
 fn reals(list: &[usize], port: u16) -> Vec<String> {
     let mut v: Vec<String> = list.iter().map(|i| format!("{}:{port}", backend4(*i))).collect();
@@ -81,9 +40,8 @@ fn http_get_takes_a_stopped_backend_out_and_back_under_traffic() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
     let md5_ok = "444bcb3a3fcf8389296c49467f27e1d6"; // md5("ok"), what /health answers
-    let config = write(
+    let config = TempConfig::new(
         "chk-http",
-        "keepalived.conf",
         &service_80(
             3,
             &format!(
@@ -198,20 +156,14 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 fn ssl_tcp_misc_checkers_quorum_notify_and_mail() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
-    let dir = std::env::temp_dir().join(format!("lbt-chk-all-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("chk-all");
     let (cert, key) = self_signed(&dir);
-    let misc_ok = dir.join("misc-ok");
-    std::fs::write(&misc_ok, "").unwrap();
+    let misc_ok = dir.file("misc-ok", "");
     let status = dir.join("be0-status");
-    let events = dir.join("events");
-    let notify = dir.join("notify.sh");
-    std::fs::write(&notify, format!("#!/bin/sh\necho \"$*\" >> {}\n", events.display())).unwrap();
-    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (notify, events) = dir.recorder("notify");
     let n = notify.display();
     let (b0, b1, b2) = (backend4(0), backend4(1), backend4(2));
-    let config = write(
-        "chk-all",
+    let config = dir.file(
         "keepalived.conf",
         &format!(
             "global_defs {{
@@ -320,7 +272,7 @@ virtual_server {VIP4} 81 {{
     assert!(d.wait_log("quorum lost; the sorry server answers", t), "{:#?}", d.log());
     assert!(eventually(t, || sorry_active(&pins, &tcp_svc)));
     let vip81: SocketAddr = format!("{VIP4}:81").parse().unwrap();
-    assert_eq!(lb_tests::servers::tcp_ask(&topo.client, vip81, None), "sorry");
+    assert_eq!(tcp_ask(&topo.client, vip81, None), "sorry");
     std::fs::write(&misc_ok, "").unwrap();
     assert!(eventually(t, || scheduled(&pins, &tcp_svc) == reals(&[0, 1], 81) && !sorry_active(&pins, &tcp_svc)));
     // TCP_CHECK: the echo server stops and comes back.
@@ -348,8 +300,6 @@ virtual_server {VIP4} 81 {{
     );
     assert!(mail.contains(&format!("Subject: [lb-chk] Virtual server {tcp_svc} - quorum lost")), "{mail}");
     drop(d);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(config.parent().unwrap());
 }
 
 /// A real server's link flaps (its switch port goes down, then up; then five quick flaps):
@@ -360,9 +310,8 @@ virtual_server {VIP4} 81 {{
 fn a_flapping_backend_link_is_detected_and_recovers() {
     require_root();
     let topo = LbTopology::new(2).unwrap();
-    let config = write(
+    let config = TempConfig::new(
         "chk-flap",
-        "keepalived.conf",
         &service_80(
             2,
             "        TCP_CHECK {
@@ -373,9 +322,7 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
 ",
         ),
     );
-    let _servers: Vec<Backend> = (0..2)
-        .map(|i| Backend::start(&topo.backends[i], format!("be{i}"), format!("{}:80", backend4(i)).parse().unwrap()))
-        .collect();
+    let _servers = backends_at(&topo, |i| (backend4(i), 80).into());
     let pins = daemon::pin_dir("chk-flap");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
     let service = format!("{VIP4}:80/tcp");
@@ -390,7 +337,7 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
     assert!(d.wait_log("real server DOWN", Duration::from_secs(8)), "{:#?}", d.log());
     println!("link down -> checker DOWN in {:?}", down.elapsed());
     assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0], 80)));
-    let names: Vec<String> = (0..6).map(|_| lb_tests::servers::tcp_ask(&topo.client, vip, None)).collect();
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
     assert!(names.iter().all(|n| n == "be0"), "{names:?}");
     link(true);
     let up = Instant::now();
@@ -406,7 +353,7 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(eventually(Duration::from_secs(10), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
-    let names: Vec<String> = (0..6).map(|_| lb_tests::servers::tcp_ask(&topo.client, vip, None)).collect();
-    assert_eq!(lb_tests::servers::spread(&names).len(), 2, "{names:?}");
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert_eq!(spread(&names).len(), 2, "{names:?}");
     assert!(d.pid().is_some());
 }

@@ -6,23 +6,7 @@
 
 use std::{path::Path, process::Command};
 
-use lb_tests::{daemon, workspace_root};
-
-fn update() -> bool {
-    std::env::var_os("LB_UPDATE_GOLDEN").is_some()
-}
-
-/// Compares `actual` with the committed file (or rewrites it when updating).
-fn golden(path: &Path, actual: &str) {
-    if update() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e} (LB_UPDATE_GOLDEN=1 creates it)", path.display()));
-    assert!(want == actual, "{} is stale; diff it against:\n{actual}", path.display());
-}
+use lb_tests::prelude::*;
 
 fn config_test(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
     let out = Command::new(daemon::binary().unwrap()).arg("-t").args(args).arg("-f").arg(file).output().unwrap();
@@ -53,10 +37,8 @@ fn shipped_configs_pass_and_match_their_golden_model() {
 
 #[test]
 fn broken_configs_exit_5_with_located_errors_and_missing_files_exit_4() {
-    let dir = std::env::temp_dir().join(format!("lbt-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bad = dir.join("bad.conf");
-    std::fs::write(&bad, "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  priority 256\n  nopreempt yes\n}\nvirtual_servr 203.0.113.10 80 {\n}\n").unwrap();
+    let dir = TempDir::new("cfg");
+    let bad = dir.file("bad.conf", "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  priority 256\n  nopreempt yes\n}\nvirtual_servr 203.0.113.10 80 {\n}\n");
     let (code, _, stderr) = config_test(&[], &bad);
     assert_eq!(code, Some(5), "{stderr}");
     let name = bad.display();
@@ -75,13 +57,11 @@ fn broken_configs_exit_5_with_located_errors_and_missing_files_exit_4() {
     assert!(stderr.contains("cannot read configuration file"), "{stderr}");
 
     // The BPF backend refuses what only IPVS can run, naming the alternative.
-    let sed = dir.join("sed.conf");
-    std::fs::write(&sed, "virtual_server 203.0.113.10 80 {\n  lb_algo sed\n}\n").unwrap();
+    let sed = dir.file("sed.conf", "virtual_server 203.0.113.10 80 {\n  lb_algo sed\n}\n");
     let (code, _, stderr) = config_test(&["--backend", "bpf"], &sed);
     assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains("cannot run scheduler sed") && stderr.contains("--backend ipvs"), "{stderr}");
     assert_eq!(config_test(&["--backend", "ipvs"], &sed).0, Some(0));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -9,12 +9,7 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{LbTopology, VIP4},
-    require_root,
-    servers::wait_until as eventually,
-};
+use lb_tests::prelude::*;
 
 const CONFIG: &str = "
 global_defs {
@@ -33,12 +28,6 @@ virtual_server 203.0.113.10 80 {
 }
 ";
 
-fn write_config(tag: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("lbt-{tag}-{}.conf", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// A socket on the real server's UDP port 53 that takes datagrams and never answers: no reply
 /// and no ICMP "port unreachable" (which, about a NAT flow, would count against the service
 /// too), so the service counts exactly the client's datagrams.
@@ -46,29 +35,20 @@ fn quiet_udp_sink(topo: &LbTopology) -> UdpSocket {
     topo.backends[0].run(|| UdpSocket::bind("0.0.0.0:53").unwrap()).unwrap()
 }
 
-fn xdp_on(topo: &LbTopology, iface: &str) -> bool {
-    topo.lb.ip(&["link", "show", iface]).unwrap().contains("prog/xdp")
-}
-
-fn bpftool_dump(pin: &Path) -> serde_json::Value {
-    let out = Command::new("bpftool").args(["-j", "map", "dump", "pinned"]).arg(pin).output().unwrap();
-    assert!(out.status.success(), "bpftool: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     require_root();
     let topo = LbTopology::new(1).unwrap();
     let _sink = quiet_udp_sink(&topo);
-    let config = write_config("count", CONFIG);
+    let dir = TempDir::new("count");
+    let config = dir.file("keepalived.conf", CONFIG);
     let pins = daemon::pin_dir("count");
-    let pidfile = std::env::temp_dir().join(format!("lbt-count-{}.pid", std::process::id()));
+    let pidfile = dir.join("lb-daemon.pid");
     let mut d = Daemon::start(&topo.lb, &config, &pins, &["-p", pidfile.to_str().unwrap()]).unwrap();
     let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     // nsenter execs the daemon: the pid we spawned is the daemon's.
     assert_eq!(Some(pid), d.pid(), "the pid file names the daemon");
-    assert!(xdp_on(&topo, "l0") && xdp_on(&topo, "l1"), "XDP not on both lb links");
+    assert!(topo.lb.xdp_attached("l0") && topo.lb.xdp_attached("l1"), "XDP not on both lb links");
     assert!(d.log().iter().any(|l| l.contains("service programmed service=203.0.113.10:53/udp")), "{:#?}", d.log());
     // Pinned maps and links are root's alone: nobody else may read flows or rewrite services.
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -96,7 +76,7 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
 
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     let svc = |name: &str| {
         snap.services.iter().find(|s| s.service == name).unwrap_or_else(|| panic!("{name} missing: {snap:?}"))
     };
@@ -107,12 +87,12 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     assert!(snap.global.0["reason_fwd_nat"] >= 7, "{snap:?}");
 
     // bpftool reads the pins by field name (BTF).
-    let stats = bpftool_dump(&pins.join("lb_stats"));
+    let stats = map_dump(&pins.join("lb_stats")).unwrap();
     let value = &stats[0]["formatted"]["values"][0]["value"];
     for field in ["rx_packets", "pass_bytes", "reason_fwd_nat", "reason_bad_l4"] {
         assert!(value.get(field).is_some(), "bpftool shows no {field}: {stats}");
     }
-    let services = bpftool_dump(&pins.join("lb_services"));
+    let services = map_dump(&pins.join("lb_services")).unwrap();
     let entries: Vec<&serde_json::Value> = services.as_array().unwrap().iter().map(|e| &e["formatted"]).collect();
     for field in ["addr", "port", "proto", "family"] {
         assert!(entries[0]["key"].get(field).is_some(), "bpftool shows no key field {field}: {services}");
@@ -123,7 +103,7 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     );
 
     // Real servers and tracked flows read by name as well.
-    let reals = bpftool_dump(&pins.join("lb_reals"));
+    let reals = map_dump(&pins.join("lb_reals")).unwrap();
     let real = reals
         .as_array()
         .unwrap()
@@ -132,7 +112,7 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
         .find(|v| v["svc_id"] == 0 && v["flags"] == 1);
     let real = real.unwrap_or_else(|| panic!("no present real server in {reals}"));
     assert_eq!((real["port"].as_u64(), real["weight"].as_u64()), (Some(53), Some(1)), "{real}");
-    let ct = bpftool_dump(&pins.join("lb_conntrack"));
+    let ct = map_dump(&pins.join("lb_conntrack")).unwrap();
     let flows: Vec<&serde_json::Value> = ct.as_array().unwrap().iter().map(|e| &e["formatted"]).collect();
     assert!(!flows.is_empty(), "no tracked flow: {ct}");
     for field in ["src", "dst", "sport", "dport", "proto", "family"] {
@@ -147,19 +127,18 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     assert!(status.success(), "exit {status}; log:\n{}", d.log().join("\n"));
     assert!(!pidfile.exists(), "the pid file is removed on a clean stop");
     assert!(!pins.exists(), "pins left in {}", pins.display());
-    assert!(!xdp_on(&topo, "l0") && !xdp_on(&topo, "l1"), "XDP left attached");
-    std::fs::remove_file(config).unwrap();
+    assert!(!topo.lb.xdp_attached("l0") && !topo.lb.xdp_attached("l1"), "XDP left attached");
 }
 
 #[test]
 fn sighup_with_a_broken_config_keeps_the_running_services() {
     require_root();
     let topo = LbTopology::new(1).unwrap();
-    let config = write_config("hup", CONFIG);
+    let dir = TempDir::new("hup");
+    let config = dir.file("keepalived.conf", CONFIG);
     let pins = daemon::pin_dir("hup");
     // systemd's Type=notify protocol: READY=1 at start, RELOADING=1 then READY=1 per SIGHUP.
-    let sock_path = std::env::temp_dir().join(format!("lbt-notify-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock_path);
+    let sock_path = dir.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let d =
@@ -178,7 +157,7 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     assert!(next().contains("READY=1"), "ready again after a refused reload");
     let log = d.log().join("\n");
     assert!(log.contains(":1:29: error: unclosed `{`"), "{log}");
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     assert_eq!(snap.services.len(), 2, "{snap:?}");
 
     // A valid change applies: one service removed, the kept one keeps its id.
@@ -186,18 +165,16 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     std::fs::write(&config, "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{}", d.log().join("\n"));
-    let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let after = read_stats(&pins).unwrap();
     let kept = before.iter().find(|(s, _)| s == "203.0.113.10:80/tcp").unwrap();
     assert_eq!(after.services.iter().map(|s| (s.service.clone(), s.id)).collect::<Vec<_>>(), vec![kept.clone()]);
-    std::fs::remove_file(config).unwrap();
-    std::fs::remove_file(sock_path).unwrap();
 }
 
 #[test]
 fn pins_of_another_layout_version_are_refused() {
     require_root();
     let topo = LbTopology::new(1).unwrap();
-    let config = write_config("layout", CONFIG);
+    let config = TempConfig::new("layout", CONFIG);
     let pins = daemon::pin_dir("layout");
     let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -214,14 +191,13 @@ fn pins_of_another_layout_version_are_refused() {
     let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).err().expect("daemon must refuse").to_string();
     assert!(err.contains("layout version 9"), "{err}");
     drop(d);
-    std::fs::remove_file(config).unwrap();
 }
 
 #[test]
 fn config_errors_and_a_missing_object_are_clear() {
     require_root();
     let bin = daemon::binary().unwrap();
-    let bad = write_config("bad", "virtual_server 203.0.113.10 80 {\n  protocl TCP\n");
+    let bad = TempConfig::new("bad", "virtual_server 203.0.113.10 80 {\n  protocl TCP\n");
     let out = Command::new(&bin).arg("-t").arg("-f").arg(&bad).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
@@ -234,15 +210,13 @@ fn config_errors_and_a_missing_object_are_clear() {
     );
     assert!(stderr.contains(&format!("{name}:1:32: error: unclosed `{{`")), "{stderr}");
 
-    let good = write_config("good", CONFIG);
+    let good = TempConfig::new("good", CONFIG);
     let out =
         Command::new(&bin).arg("--bpf-object").arg("/nonexistent/lb-ebpf.o").arg("-f").arg(&good).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot read eBPF object /nonexistent/lb-ebpf.o"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    std::fs::remove_file(bad).unwrap();
-    std::fs::remove_file(good).unwrap();
 }
 
 /// SIGUSR1 / SIGUSR2 / SIGRTMIN+2 write the data, stats and JSON dumps into the run
@@ -253,13 +227,13 @@ fn dump_signals_write_private_files_and_never_follow_a_planted_symlink() {
     use std::os::unix::fs::PermissionsExt;
     require_root();
     let topo = LbTopology::new(1).unwrap();
-    let config = write_config("dumps", CONFIG);
+    let dir = TempDir::new("dumps");
+    let config = dir.file("keepalived.conf", CONFIG);
     let pins = daemon::pin_dir("dumps");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
     let run = daemon::run_dir_for(&pins);
     assert_eq!(std::fs::metadata(&run).unwrap().permissions().mode() & 0o777, 0o700);
-    let victim = std::env::temp_dir().join(format!("lbt-victim-{}", std::process::id()));
-    std::fs::write(&victim, "precious").unwrap();
+    let victim = dir.file("victim", "precious");
     std::os::unix::fs::symlink(&victim, run.join("lb-daemon.data")).unwrap();
 
     d.signal(nix::sys::signal::Signal::SIGUSR1).unwrap();
@@ -274,14 +248,8 @@ fn dump_signals_write_private_files_and_never_follow_a_planted_symlink() {
     d.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
     assert!(d.wait_log("Stats dump written", Duration::from_secs(3)), "{:#?}", d.log());
     assert!(std::fs::read_to_string(run.join("lb-daemon.stats")).unwrap().contains("data plane"));
-    let rtmin2 = libc::SIGRTMIN() + 2;
-    // SAFETY: plain kill(2) to our child.
-    assert_eq!(unsafe { libc::kill(d.pid().unwrap() as i32, rtmin2) }, 0);
-    assert!(d.wait_log("Json dump written", Duration::from_secs(3)), "{:#?}", d.log());
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("lb-daemon.json")).unwrap()).unwrap();
+    let json = d.json_dump().unwrap();
     assert_eq!(json["dataplane"]["services"].as_array().map(|a| a.len()), Some(2), "{json}");
-    let _ = std::fs::remove_file(&victim);
 }
 
 /// `--metrics-listen`: an OpenMetrics scrape shows per-service traffic and data-plane
@@ -291,7 +259,7 @@ fn metrics_endpoint_serves_named_series() {
     use std::io::{Read, Write};
     require_root();
     let topo = LbTopology::new(1).unwrap();
-    let config = write_config("metrics", CONFIG);
+    let config = TempConfig::new("metrics", CONFIG);
     let pins = daemon::pin_dir("metrics");
     let d = Daemon::start(&topo.lb, &config, &pins, &["--metrics-listen", "127.0.0.1:9650"]).unwrap();
     assert!(d.wait_log("metrics endpoint listening", Duration::from_secs(3)), "{:#?}", d.log());
@@ -375,7 +343,7 @@ fn a_full_or_read_only_run_directory_costs_only_the_dump() {
     require_root();
     let topo = LbTopology::new(1).unwrap();
     let _sink = quiet_udp_sink(&topo);
-    let config = write_config("full", CONFIG);
+    let config = TempConfig::new("full", CONFIG);
     let pins = daemon::pin_dir("full");
     let run = daemon::run_dir_for(&pins);
     let fs = Tmpfs::mount(&run, "64k");
@@ -399,7 +367,7 @@ fn a_full_or_read_only_run_directory_costs_only_the_dump() {
             })
             .unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+        let snap = read_stats(&pins).unwrap();
         snap.services.iter().find(|s| s.service == "203.0.113.10:53/udp").map_or(0, |s| s.packets)
     };
     assert_eq!(send(4), 4);

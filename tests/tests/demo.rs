@@ -1,6 +1,7 @@
 //! `cargo xtask demo` keeps working: the same scenario, with its own pin directories.
 
-use lb_tests::{daemon, demo, require_root, workspace_root};
+use lb_bench::demo;
+use lb_tests::prelude::*;
 
 #[test]
 fn demo_runs_end_to_end_and_leaves_nothing_behind() {

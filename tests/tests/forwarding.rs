@@ -10,68 +10,23 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{LbTopology, Netns, VIP4, VIP6, backend4},
-    require_root,
-    servers::{Backend, TIMEOUT, spread, tcp_ask, udp_ask},
-};
-
-/// A config file for one test, removed on drop.
-struct TempConfig(PathBuf);
-
-impl std::ops::Deref for TempConfig {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempConfig {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use lb_tests::prelude::*;
 
 /// lb-daemon on the topology's load balancer with `conf`: its config file, pin directory and
 /// process.
 fn lb(topo: &LbTopology, tag: &str, conf: &str) -> (TempConfig, PathBuf, Daemon) {
-    let cfg = TempConfig(std::env::temp_dir().join(format!("lbt-fwd-{tag}-{}.conf", std::process::id())));
-    std::fs::write(&cfg, conf).unwrap();
+    let cfg = TempConfig::new(&format!("fwd-{tag}"), conf);
     let pins = daemon::pin_dir(tag);
     let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
     (cfg, pins, d)
 }
 
 fn vip4(port: u16) -> SocketAddr {
-    format!("{VIP4}:{port}").parse().unwrap()
+    (VIP4, port).into()
 }
 
 fn vip6(port: u16) -> SocketAddr {
-    format!("[{VIP6}]:{port}").parse().unwrap()
-}
-
-fn backends(topo: &LbTopology, port: u16) -> Vec<Backend> {
-    topo.backends
-        .iter()
-        .enumerate()
-        .flat_map(|(i, b)| {
-            [
-                Backend::start(b, format!("be{i}"), format!("{}:{port}", backend4(i)).parse().unwrap()),
-                Backend::start(
-                    b,
-                    format!("be{i}"),
-                    format!("[{}]:{port}", lb_tests::netns::backend6(i)).parse().unwrap(),
-                ),
-            ]
-        })
-        .collect()
+    (VIP6, port).into()
 }
 
 const NAT_CONF: &str = "
@@ -155,7 +110,7 @@ fn nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence() {
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(443), None)).collect();
     assert_eq!(spread(&names).len(), 1, "persistence must hold the client: {names:?}");
 
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     let g = &snap.global.0;
     assert!(g["reason_fwd_nat"] > 0 && g["reason_nat_reply"] > 0, "{g:?}");
     drop(d);
@@ -178,17 +133,12 @@ fn dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky() {
     let topo = LbTopology::new(3).unwrap();
     // DR real servers hold the VIP on lo; their replies pass the lb's kernel.
     topo.direct_return().unwrap();
-    let servers: Vec<Backend> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Backend::start(b, format!("be{i}"), format!("{VIP4}:80").parse().unwrap()))
-        .collect();
+    let servers = backends_at(&topo, |_| (VIP4, 80).into());
     let (_cfg, pins, d) = lb(&topo, "dr", DR_CONF);
 
     let names: Vec<String> = (0..8).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
     assert_eq!(spread(&names).len(), 1, "mh hashes the client address: one real server for one client: {names:?}");
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     assert!(snap.global.0["reason_fwd_dr"] >= 8, "{:?}", snap.global.0);
     drop(d);
     drop(servers);
@@ -220,11 +170,9 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     );
 
     // Drain be1 (weight 0) by reload.
-    std::fs::write(
-        &cfg,
-        DRAIN_CONF.replace("real_server 198.51.100.12 8080", "real_server 198.51.100.12 8080 {\n weight 0\n }"),
-    )
-    .unwrap();
+    cfg.rewrite(
+        &DRAIN_CONF.replace("real_server 198.51.100.12 8080", "real_server 198.51.100.12 8080 {\n weight 0\n }"),
+    );
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{}", d.log().join("\n"));
 
@@ -239,7 +187,7 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
         let got = s.read(&mut buf).unwrap_or_else(|e| panic!("no answer on the established flow to {name}: {e}"));
         assert_eq!(&buf[..got], b"be1:more", "the established flow to {name} was answered by another server");
     }
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     let svc = &snap.services[0];
     let be1 = svc.reals.iter().find(|r| r.real.starts_with("198.51.100.12")).unwrap();
     assert_eq!(be1.weight, 0);
@@ -279,10 +227,10 @@ fn decap_takes_only_the_load_balancers_packets_to_local_vips() {
     let topo = LbTopology::new(2).unwrap();
     topo.direct_return().unwrap();
     let (real, attacker) = (&topo.backends[0], &topo.backends[1]);
-    let (vip4, vip6): (std::net::Ipv4Addr, std::net::Ipv6Addr) = (VIP4.parse().unwrap(), VIP6.parse().unwrap());
+    let (vip4, vip6) = (VIP4, VIP6);
     let decap = Daemon::spawn(
         real,
-        &["decap", "-i", "b0", "--from", lb_tests::netns::LB_BACKEND_SIDE4, "--from", "2001:db8:b::1"],
+        &["decap", "-i", "b0", "--from", &LB_BACKEND_SIDE4.to_string(), "--from", &LB_BACKEND_SIDE6.to_string()],
         "lb-daemon decap ready",
     )
     .unwrap();
@@ -308,8 +256,8 @@ fn decap_takes_only_the_load_balancers_packets_to_local_vips() {
             .unwrap();
         p
     };
-    let real4: std::net::SocketAddr = format!("{}:0", backend4(0)).parse().unwrap();
-    let real6: std::net::SocketAddr = format!("[{}]:0", lb_tests::netns::backend6(0)).parse().unwrap();
+    let real4 = SocketAddr::new(backend4(0).into(), 0);
+    let real6 = SocketAddr::new(backend6(0).into(), 0);
     // The kernel writes the outer header: IPIP (protocol 4) and IPv6-in-IPv6 (41).
     let tunnel = |ns: &Netns, to: std::net::SocketAddr, inner: Vec<u8>| {
         ns.run(move || {
@@ -321,7 +269,7 @@ fn decap_takes_only_the_load_balancers_packets_to_local_vips() {
     };
     tunnel(attacker, real4, inner4(vip4, b"forged v4"));
     tunnel(attacker, real6, inner6(b"forged v6"));
-    tunnel(&topo.lb, real4, inner4(backend4(0).parse().unwrap(), b"not to a VIP"));
+    tunnel(&topo.lb, real4, inner4(backend4(0), b"not to a VIP"));
     tunnel(&topo.lb, real4, inner4(vip4, b"from the lb"));
     // A fragment of a tunnelled packet from the load balancer's address (MF set).
     let inner = inner4(vip4, b"fragment");
@@ -329,8 +277,8 @@ fn decap_takes_only_the_load_balancers_packets_to_local_vips() {
         inner.len() as u16,
         64,
         etherparse::IpNumber(4),
-        [198, 51, 100, 1],
-        backend4(0).parse::<std::net::Ipv4Addr>().unwrap().octets(),
+        LB_BACKEND_SIDE4.octets(),
+        backend4(0).octets(),
     )
     .unwrap();
     outer.more_fragments = true;
@@ -372,7 +320,15 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
         decaps.push(
             Daemon::spawn(
                 b,
-                &["decap", "-i", "b0", "--from", lb_tests::netns::LB_BACKEND_SIDE4, "--from", "2001:db8:b::1"],
+                &[
+                    "decap",
+                    "-i",
+                    "b0",
+                    "--from",
+                    &LB_BACKEND_SIDE4.to_string(),
+                    "--from",
+                    &LB_BACKEND_SIDE6.to_string(),
+                ],
                 "lb-daemon decap ready",
             )
             .unwrap(),
@@ -387,7 +343,7 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
     assert!(s.values().all(|c| (4..=6).contains(c)) && s.len() == 2, "wrr 1:1 over TUN: {s:?}");
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, vip6(80), None)).collect();
     assert_eq!(spread(&names).len(), 2, "IPv6-in-IPv6 to both real servers: {names:?}");
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     assert!(snap.global.0["reason_fwd_tun"] >= 14, "{:?}", snap.global.0);
     drop(d);
     drop(servers);
@@ -440,7 +396,7 @@ fn lc_sends_new_connections_to_the_least_loaded_real_server() {
         "lc must fill the idle real server first: {:?}",
         next.iter().map(|h| &h.0).collect::<Vec<_>>()
     );
-    let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+    let snap = read_stats(&pins).unwrap();
     let conns: Vec<u64> = snap.services[0].reals.iter().map(|r| r.active_conns).collect();
     assert_eq!(conns, [2, 2], "{:?}", snap.services[0]);
     drop(held);
@@ -457,9 +413,7 @@ fn again(conn: &mut TcpStream) -> String {
 }
 
 fn map_id(pin: &std::path::Path) -> u64 {
-    let out = std::process::Command::new("bpftool").args(["-j", "map", "show", "pinned"]).arg(pin).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["id"].as_u64().unwrap()
+    map_show(pin).unwrap()["id"].as_u64().unwrap()
 }
 
 /// kill -9 leaves forwarding running (pinned XDP links and maps): established connections
@@ -482,7 +436,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
         assert!(link.contains("prog/xdp"), "XDP must stay attached without a daemon: {link}");
     }
     // No daemon: every held connection still talks to its own real server, for 2 s.
-    let before_down = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    let before_down = read_stats(&pins).unwrap().global.0;
     for _ in 0..10 {
         for (name, conn) in held.iter_mut() {
             conn.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -490,7 +444,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let after_down = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    let after_down = read_stats(&pins).unwrap().global.0;
     assert!(after_down["flows_hit"] >= before_down["flows_hit"] + 60, "{after_down:?}");
 
     let d2 = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
@@ -502,11 +456,11 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
         "both links adopted: {log:#?}"
     );
     assert_eq!(map_id(&pins.join("lb_conntrack")), ct_id, "the restarted daemon must reuse the conntrack map");
-    let before = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    let before = read_stats(&pins).unwrap().global.0;
     for (name, conn) in held.iter_mut() {
         assert_eq!(&again(conn), name, "the established connection moved to another real server");
     }
-    let after = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().global.0;
+    let after = read_stats(&pins).unwrap().global.0;
     assert_eq!(after["flows_new"], before["flows_new"], "flows were rescheduled, not found in conntrack");
     assert!(after["flows_hit"] > before["flows_hit"]);
     // New connections are still balanced over all three.
@@ -553,14 +507,14 @@ fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
     let (small, big) = (NAT_CONF.to_string(), big_conf(300));
     let (cfg, pins, mut d) = lb(&topo, "killreload", &small);
     let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| hold(&topo.client, vip4(80))).collect();
-    let base = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().services.len();
+    let base = read_stats(&pins).unwrap().services.len();
     let programmed = |d: &Daemon| d.log().iter().filter(|l| l.contains("service programmed")).count();
     let reload = |d: &Daemon, text: &str| {
         let (lines, applied) = (programmed(d), d.log().iter().filter(|l| l.contains("reload applied")).count());
-        std::fs::write(&cfg, text).unwrap();
+        cfg.rewrite(text);
         let t0 = std::time::Instant::now();
         d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
-        assert!(lb_tests::servers::wait_until(Duration::from_secs(20), || d
+        assert!(eventually(Duration::from_secs(20), || d
             .log()
             .iter()
             .filter(|l| l.contains("reload applied"))
@@ -575,7 +529,7 @@ fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
         reload(&d, &small);
         let applied_before = d.log().iter().filter(|l| l.contains("reload applied")).count();
         let before = programmed(&d);
-        std::fs::write(&cfg, &big).unwrap();
+        cfg.rewrite(&big);
         d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
         std::thread::sleep(full.mul_f64(fraction));
         d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -595,7 +549,7 @@ fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
         }
         d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
         assert!(d.log().iter().any(|l| l.contains("adopted services from pinned maps")), "{:#?}", d.log());
-        let snap = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap();
+        let snap = read_stats(&pins).unwrap();
         assert_eq!(snap.services.len(), base + 300, "round {round}: the restart did not program the config file");
         for (name, conn) in held.iter_mut() {
             assert_eq!(&again(conn), name, "round {round}: a held connection moved after the restart");

@@ -8,38 +8,15 @@ use std::{
     collections::BTreeMap,
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     time::Duration,
 };
 
 use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{LbTopology, Netns, VIP4, VIP6, addr, backend4, veth},
-    require_root,
-    servers::{Backend, TIMEOUT, spread, tcp_ask, wait_until},
+    netns::{addr, veth},
+    prelude::*,
 };
 use nix::sys::signal::Signal;
-
-/// A config file, removed on drop.
-struct TempConfig(PathBuf);
-
-impl TempConfig {
-    fn new(tag: &str, text: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("lbt-ipvs-{tag}-{}.conf", std::process::id()));
-        std::fs::write(&p, text).unwrap();
-        Self(p)
-    }
-
-    fn rewrite(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn ipvsadm(ns: &Netns, args: &str) -> String {
     ns.sh(&format!("ipvsadm {args}")).unwrap()
@@ -54,19 +31,6 @@ fn listing(ns: &Netns) -> String {
 /// ipvsadm's column widths.
 fn flat(ns: &Netns) -> String {
     listing(ns).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
-}
-
-/// The daemon's JSON dump (SIGRTMIN+2): its view of IPVS, counters included.
-fn json_dump(d: &Daemon, pins: &Path, nth: usize) -> serde_json::Value {
-    // SAFETY: plain kill(2) to our child.
-    assert_eq!(unsafe { libc::kill(d.pid().unwrap() as i32, libc::SIGRTMIN() + 2) }, 0);
-    assert!(
-        wait_until(Duration::from_secs(20), || d.log().iter().filter(|l| l.contains("Json dump written")).count()
-            > nth),
-        "no dump"
-    );
-    let p = daemon::run_dir_for(pins).join("lb-daemon.json");
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
 /// A column of `ipvsadm -Ln --stats` / `--persistent-conn` for the line naming `what`.
@@ -98,19 +62,11 @@ fn ipvs_backend_in_the_61_vm() {
     for scenario in ["configs", "nat", "dr", "tun", "auto"] {
         assert!(out.stdout.contains(&format!("IPVS OK {scenario}")), "{scenario} did not finish:\n{}", out.stdout);
     }
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/ipvs");
     let printed = listings(&out.stdout);
     assert!(!printed.is_empty(), "no listings printed:\n{}", out.stdout);
-    let update = std::env::var_os("LB_UPDATE_GOLDEN").is_some();
     for (name, text) in &printed {
-        let path = golden.join(format!("{name}.txt"));
-        if update {
-            std::fs::create_dir_all(&golden).unwrap();
-            std::fs::write(&path, text).unwrap();
-            continue;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(text, &want, "ipvsadm -Ln for configs/{name}.conf differs from {}", path.display());
+        // `ipvsadm -Ln` for configs/NAME.conf.
+        golden(&workspace_root().join("tests/golden/ipvs").join(format!("{name}.txt")), text);
     }
 }
 
@@ -155,7 +111,7 @@ fn in_vm() {
 /// SSL_GET fail (the servers echo, they do not speak HTTP), MISC_CHECK fails (no script).
 /// Once every checker has a verdict, IPVS must hold what the config and those verdicts say.
 fn configs() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let dir = workspace_root().join("configs");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
@@ -170,7 +126,7 @@ fn configs() {
     for (name, lb, _reals, _servers, d, checks) in &running {
         // Every checker registered, and each past its initial state (a first verdict, or
         // paused by ha_suspend: -C runs no VRRP, so no VIP is ever here).
-        let settled = wait_until(Duration::from_secs(60), || {
+        let settled = eventually(Duration::from_secs(60), || {
             d.state().is_ok_and(|s| {
                 s["checks"].as_array().is_some_and(|c| {
                     c.len() == *checks
@@ -200,11 +156,14 @@ fn start_config(dir: &Path, name: &str) -> (String, Netns, Netns, Vec<Backend>, 
     let lb = Netns::new("ilb").unwrap();
     let reals = Netns::new("irs").unwrap();
     veth(&lb, "l1", &reals, "r0").unwrap();
-    for cidr in ["198.51.100.1/24", "2001:db8:b::1/64"] {
-        addr(&lb, "l1", cidr).unwrap();
+    for cidr in [format!("{LB_BACKEND_SIDE4}/24"), format!("{LB_BACKEND_SIDE6}/64")] {
+        addr(&lb, "l1", &cidr).unwrap();
     }
-    for cidr in ["198.51.100.11/24", "198.51.100.12/24", "198.51.100.13/24", "2001:db8:b::11/64", "2001:db8:b::12/64"] {
-        addr(&reals, "r0", cidr).unwrap();
+    for i in 0..3 {
+        addr(&reals, "r0", &format!("{}/24", backend4(i))).unwrap();
+    }
+    for i in 0..2 {
+        addr(&reals, "r0", &format!("{}/64", backend6(i))).unwrap();
     }
     lb.sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.l1.accept_dad=0").unwrap();
     reals.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.r0.accept_dad=0").unwrap();
@@ -270,26 +229,22 @@ virtual_server 203.0.113.10 80 {
 }
 ";
 
-fn backends(topo: &LbTopology, bind: impl Fn(usize) -> String) -> Vec<Backend> {
-    topo.backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Backend::start(b, format!("be{i}"), bind(i).parse().unwrap()))
-        .collect()
-}
-
 /// NAT through IPVS, checkers taking real servers out (or to weight 0), reloads that change
 /// only what changed, and the sync daemon following VRRP.
 fn nat_checks_reload_and_sync() {
     step("nat_checks_reload_and_sync");
     let topo = LbTopology::new(2).unwrap();
-    let mut servers = backends(&topo, |i| format!("{}:8080", backend4(i)));
+    let mut servers = backends_at(&topo, |i| (backend4(i), 8080).into());
     let cfg = TempConfig::new("nat", NAT_CONF);
     let pins = daemon::pin_dir("inat");
-    let d = Daemon::start(&topo.lb, &cfg.0, &pins, &["--backend", "ipvs"]).unwrap();
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &["--backend", "ipvs"]).unwrap();
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     // The VIP arrives with VRRP mastership (3 adverts of 1 s).
-    assert!(wait_until(Duration::from_secs(30), || topo.lb.sh("ip addr show dev lo").unwrap().contains(VIP4)));
+    assert!(eventually(Duration::from_secs(30), || topo
+        .lb
+        .sh("ip addr show dev lo")
+        .unwrap()
+        .contains(&VIP4.to_string())));
     let l = flat(&topo.lb);
     assert!(l.contains("TCP 203.0.113.10:80 rr"), "{l}");
     assert!(l.contains("-> 198.51.100.11:8080 Masq 2"), "{l}");
@@ -299,13 +254,13 @@ fn nat_checks_reload_and_sync() {
     // Stats read back: the daemon's dump and `ipvsadm -Ln --stats` agree (6 connections).
     // The 6.1 kernel folds its per-CPU counters into what it reports every 2 s.
     assert!(
-        wait_until(Duration::from_secs(20), || column(&ipvsadm(&topo.lb, "-Ln --stats"), "TCP  203.0.113.10:80", 2)
+        eventually(Duration::from_secs(20), || column(&ipvsadm(&topo.lb, "-Ln --stats"), "TCP  203.0.113.10:80", 2)
             == 6),
         "{}",
         ipvsadm(&topo.lb, "-Ln --stats")
     );
     let stats = ipvsadm(&topo.lb, "-Ln --stats");
-    let dump = json_dump(&d, &pins, 0);
+    let dump = d.json_dump().unwrap();
     let svc = &dump["dataplane"]["services"][0];
     assert_eq!(column(&stats, "TCP  203.0.113.10:80", 2), 6, "{stats}");
     assert_eq!(svc["stats"]["conns"].as_u64(), Some(6), "{svc}");
@@ -315,7 +270,7 @@ fn nat_checks_reload_and_sync() {
 
     // The sync daemon is master while VI_1 is.
     assert!(
-        wait_until(Duration::from_secs(10), || ipvsadm(&topo.lb, "-L --daemon").contains("master sync daemon")),
+        eventually(Duration::from_secs(10), || ipvsadm(&topo.lb, "-L --daemon").contains("master sync daemon")),
         "{}",
         ipvsadm(&topo.lb, "-L --daemon")
     );
@@ -342,7 +297,7 @@ fn nat_checks_reload_and_sync() {
     // A weight change is one SET_DEST.
     cfg.rewrite(&NAT_CONF.replace("weight 2", "weight 5"));
     d.signal(Signal::SIGHUP).unwrap();
-    assert!(wait_until(Duration::from_secs(20), || changes(&d) == before + 1), "{} vs {before}", changes(&d));
+    assert!(eventually(Duration::from_secs(20), || changes(&d) == before + 1), "{} vs {before}", changes(&d));
     assert!(flat(&topo.lb).contains("-> 198.51.100.11:8080 Masq 5"));
     let again = |s: &mut TcpStream| -> String {
         s.write_all(b"again").unwrap();
@@ -355,20 +310,20 @@ fn nat_checks_reload_and_sync() {
     // be0 fails its check: removed. be1 fails: inhibited (weight 0), its connections live on.
     servers.remove(0);
     assert!(
-        wait_until(Duration::from_secs(20), || !flat(&topo.lb).contains("198.51.100.11:8080")),
+        eventually(Duration::from_secs(20), || !flat(&topo.lb).contains("198.51.100.11:8080")),
         "{}",
         listing(&topo.lb)
     );
     drop(servers);
     assert!(
-        wait_until(Duration::from_secs(20), || flat(&topo.lb).contains("-> 198.51.100.12:8080 Masq 0")),
+        eventually(Duration::from_secs(20), || flat(&topo.lb).contains("-> 198.51.100.12:8080 Masq 0")),
         "{}",
         listing(&topo.lb)
     );
     // Back up: both return with their weights.
-    let _servers = backends(&topo, |i| format!("{}:8080", backend4(i)));
+    let _servers = backends_at(&topo, |i| (backend4(i), 8080).into());
     assert!(
-        wait_until(Duration::from_secs(20), || {
+        eventually(Duration::from_secs(20), || {
             let l = flat(&topo.lb);
             l.contains("198.51.100.11:8080 Masq 5") && l.contains("198.51.100.12:8080 Masq 1")
         }),
@@ -416,11 +371,11 @@ fn direct_routing() {
     let topo = LbTopology::new(2).unwrap();
     topo.direct_return().unwrap();
     topo.lb.sh(&format!("ip addr add {VIP4}/32 dev lo && ip -6 addr add {VIP6}/128 dev lo")).unwrap();
-    let _s4 = backends(&topo, |_| format!("{VIP4}:80"));
-    let _s6 = backends(&topo, |_| format!("[{VIP6}]:80"));
+    let _s4 = backends_at(&topo, |_| (VIP4, 80).into());
+    let _s6 = backends_at(&topo, |_| (VIP6, 80).into());
     let cfg = TempConfig::new("dr", DR_CONF);
     let pins = daemon::pin_dir("idr");
-    let d = Daemon::start(&topo.lb, &cfg.0, &pins, &["--backend", "ipvs"]).unwrap();
+    let d = Daemon::start(&topo.lb, &cfg, &pins, &["--backend", "ipvs"]).unwrap();
     let l = flat(&topo.lb);
     assert!(l.contains("TCP 203.0.113.10:80 wrr persistent 60"), "{l}");
     assert!(l.contains("-> 198.51.100.11:80 Route 1"), "{l}");
@@ -431,7 +386,7 @@ fn direct_routing() {
     // The persistence template: `ipvsadm --persistent-conn` and the daemon's dump agree.
     let real = if names[0] == "be0" { "198.51.100.11:80" } else { "198.51.100.12:80" };
     let pc = ipvsadm(&topo.lb, "-Ln --persistent-conn");
-    let dump = json_dump(&d, &pins, 0);
+    let dump = d.json_dump().unwrap();
     let reals = dump["dataplane"]["services"]
         .as_array()
         .unwrap()
@@ -468,9 +423,9 @@ fn tunnel() {
     for b in &topo.backends {
         b.sh("ip link set tunl0 up && sysctl -qw net.ipv4.conf.tunl0.rp_filter=0").unwrap();
     }
-    let _s = backends(&topo, |_| format!("{VIP4}:80"));
+    let _s = backends_at(&topo, |_| (VIP4, 80).into());
     let cfg = TempConfig::new("tun", TUN_CONF);
-    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("itun"), &["--backend", "ipvs"]).unwrap();
+    let d = Daemon::start(&topo.lb, &cfg, &daemon::pin_dir("itun"), &["--backend", "ipvs"]).unwrap();
     assert!(flat(&topo.lb).contains("-> 198.51.100.11:80 Tunnel 1"), "{}", listing(&topo.lb));
     let v4: SocketAddr = format!("{VIP4}:80").parse().unwrap();
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, v4, None)).collect();
@@ -486,14 +441,14 @@ fn auto_probe() {
     let cfg = TempConfig::new("auto", TUN_CONF);
     let kind = |d: &Daemon| d.state().unwrap()["backend"]["kind"].as_str().unwrap().to_string();
 
-    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("iauto1"), &["--simulate-no-bpf"]).unwrap();
+    let d = Daemon::start(&topo.lb, &cfg, &daemon::pin_dir("iauto1"), &["--simulate-no-bpf"]).unwrap();
     assert_eq!(kind(&d), "ipvs");
     assert!(d.log().iter().any(|l| l.contains("backend auto: using IPVS because") && l.contains("simulated")));
     drop(d);
 
     let fwmark =
         TempConfig::new("autofwm", "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.51.100.11 80\n}\n");
-    let d = Daemon::start(&topo.lb, &fwmark.0, &daemon::pin_dir("iauto2"), &[]).unwrap();
+    let d = Daemon::start(&topo.lb, &fwmark, &daemon::pin_dir("iauto2"), &[]).unwrap();
     assert_eq!(kind(&d), "ipvs");
     assert!(flat(&topo.lb).contains("FWM 7 wlc"), "{}", listing(&topo.lb));
     drop(d);
@@ -512,7 +467,7 @@ fn auto_picks_bpf_where_it_loads() {
     }
     let topo = LbTopology::new(1).unwrap();
     let cfg = TempConfig::new("autobpf", TUN_CONF);
-    let d = Daemon::start(&topo.lb, &cfg.0, &daemon::pin_dir("iautob"), &[]).unwrap();
+    let d = Daemon::start(&topo.lb, &cfg, &daemon::pin_dir("iautob"), &[]).unwrap();
     assert_eq!(d.state().unwrap()["backend"]["kind"], "bpf");
     assert!(!d.log().iter().any(|l| l.contains("using IPVS")), "{}", d.log().join("\n"));
     drop(d);
@@ -527,15 +482,16 @@ fn without_ipvs_the_backend_is_a_clear_error() {
         return; // this kernel has IPVS: the VM test covers it
     }
     let ns = Netns::new("noipvs").unwrap();
-    let cfg = TempConfig::new("noipvs", TUN_CONF);
+    let dir = TempDir::new("noipvs");
+    let cfg = dir.file("keepalived.conf", TUN_CONF);
     let run = |args: &[&str]| {
         let started = std::time::Instant::now();
         let out = ns
             .command(daemon::binary().unwrap())
             .args(["-l", "-f"])
-            .arg(&cfg.0)
+            .arg(&cfg)
             .args(["--run-dir"])
-            .arg(std::env::temp_dir().join(format!("lbt-noipvs-run-{}", std::process::id())))
+            .arg(dir.join("run"))
             .args(args)
             .output()
             .unwrap();
@@ -552,5 +508,4 @@ fn without_ipvs_the_backend_is_a_clear_error() {
         err.contains("no forwarding backend can run") && err.contains("simulated") && err.contains("no IPVS"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("lbt-noipvs-run-{}", std::process::id())));
 }

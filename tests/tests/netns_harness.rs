@@ -3,10 +3,7 @@
 
 use std::{net::UdpSocket, path::Path, time::Duration};
 
-use lb_tests::{
-    netns::{LbTopology, Netns, backend4},
-    require_root,
-};
+use lb_tests::prelude::*;
 
 fn exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
@@ -23,18 +20,18 @@ fn topology_forwards_client_to_backend_and_is_removed_on_drop() {
     // A UDP server on backend 1, a client datagram routed through the lb namespace.
     let server = topo.backends[1]
         .run(|| {
-            let s = UdpSocket::bind((backend4(1).as_str(), 7000)).unwrap();
+            let s = UdpSocket::bind((backend4(1), 7000)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             s
         })
         .unwrap();
     topo.client
-        .run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"through the lb", (backend4(1).as_str(), 7000)).unwrap())
+        .run(|| UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"through the lb", (backend4(1), 7000)).unwrap())
         .unwrap();
     let mut buf = [0u8; 64];
     let (n, from) = server.recv_from(&mut buf).expect("datagram forwarded by the lb namespace");
     assert_eq!(&buf[..n], b"through the lb");
-    assert_eq!(from.ip().to_string(), "192.0.2.2");
+    assert_eq!(from.ip(), CLIENT4);
 
     drop(server);
     drop(topo);

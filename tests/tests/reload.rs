@@ -6,7 +6,6 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
     process::Stdio,
     sync::{
         Arc, Mutex,
@@ -15,12 +14,7 @@ use std::{
     time::Duration,
 };
 
-use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{LbTopology, VIP4, backend4},
-    require_root,
-    servers::Backend,
-};
+use lb_tests::prelude::*;
 use nix::sys::signal::Signal;
 
 fn config(weight: u32, priority: u8, broken: bool) -> String {
@@ -70,17 +64,13 @@ fn ask(topo: &LbTopology, to: SocketAddr) -> Result<String, String> {
 fn reloads_under_traffic_change_only_what_changed() {
     require_root();
     let topo = LbTopology::new(3).unwrap();
-    let _servers: Vec<Backend> = (0..3)
-        .map(|i| Backend::start(&topo.backends[i], format!("be{i}"), format!("{}:8080", backend4(i)).parse().unwrap()))
-        .collect();
-    let dir = std::env::temp_dir().join(format!("lbt-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf: PathBuf = dir.join("keepalived.conf");
-    std::fs::write(&conf, config(1, 100, false)).unwrap();
+    let _servers = backends_at(&topo, |i| (backend4(i), 8080).into());
+    let dir = TempDir::new("reload");
+    let conf = dir.file("keepalived.conf", &config(1, 100, false));
     let pins = daemon::pin_dir("reload");
     let d = Daemon::start(&topo.lb, &conf, &pins, &[]).unwrap();
     assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{:#?}", d.log());
-    let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
+    let vip: SocketAddr = (VIP4, 80).into();
 
     // An established connection held across every reload.
     let mut held = topo
@@ -137,12 +127,7 @@ fn reloads_under_traffic_change_only_what_changed() {
             let n = d.log().iter().filter(|l| l.contains(expect)).count();
             d.signal(Signal::SIGHUP).unwrap();
             assert!(
-                lb_tests::servers::wait_until(Duration::from_secs(5), || d
-                    .log()
-                    .iter()
-                    .filter(|l| l.contains(expect))
-                    .count()
-                    > n),
+                eventually(Duration::from_secs(5), || d.log().iter().filter(|l| l.contains(expect)).count() > n),
                 "no `{expect}` after SIGHUP: {:#?}",
                 d.log()
             );
@@ -176,7 +161,7 @@ fn reloads_under_traffic_change_only_what_changed() {
         reload("VRRP reloaded: 0 unchanged, 1 updated in place, 0 restarted, 0 added, 0 removed");
         assert_eq!(transitions(), t0, "{:#?}", d.log());
         assert!(
-            lb_tests::servers::wait_until(Duration::from_secs(2), || {
+            eventually(Duration::from_secs(2), || {
                 let st = d.status().unwrap();
                 st["vrrp"][0]["state"] == "MASTER" && st["vrrp"][0]["priority"] == 120
             }),
@@ -193,12 +178,11 @@ fn reloads_under_traffic_change_only_what_changed() {
     assert!(failures.is_empty(), "client-visible failures during reloads: {failures:?}");
     let events = events.lock().unwrap().clone();
     assert!(events.is_empty(), "reloads changed addresses: {events:#?}");
-    let weight = lb_daemon::dataplane::bpf::read_stats(&pins).unwrap().services[0]
+    let weight = read_stats(&pins).unwrap().services[0]
         .reals
         .iter()
         .find(|r| r.real == format!("{}:8080", backend4(0)))
         .map(|r| r.weight);
     assert_eq!(weight, Some(3));
     drop(d);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lb_common::consts::{OBJ_BENCH, OBJ_DECAP, OBJ_XDP};
-use lb_tests::{require_root, vm};
+use lb_tests::{prelude::*, vm};
 
 /// The verifier's limit on instructions processed per program load.
 const VERIFIER_BUDGET: u32 = 1_000_000;

@@ -3,58 +3,15 @@
 //! VIPs from `ip addr`, gratuitous ARPs from the client's neighbour table.
 
 use std::{
-    path::{Path, PathBuf},
+    net::{IpAddr, Ipv4Addr},
+    path::Path,
     time::{Duration, Instant},
 };
 
-use lb_tests::servers::wait_until as eventually;
-use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{Netns, Segment},
-    require_root,
-};
+use lb_tests::prelude::*;
 use nix::sys::signal::Signal;
 
-const VIP: &str = "192.0.2.100";
-const VIP2: &str = "192.0.2.101";
-const VIP6: &str = "2001:db8:1::100";
-
-struct Dir(PathBuf, String);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let p = std::env::temp_dir().join(format!("lbt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Dir(p, tag.to_string())
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// A notify script appending its arguments to `<name>.log`.
-    fn recorder(&self, name: &str) -> (PathBuf, PathBuf) {
-        let log = self.0.join(format!("{name}.log"));
-        let s = self.file(&format!("{name}.sh"), &format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()));
-        std::fs::set_permissions(&s, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        (s, log)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_string).collect()
-}
-
-/// One instance on l0, VRID 51, VIP 192.0.2.100/24, PASS authentication.
+/// One instance on l0, VRID 51, `VRRP_VIP4`/24, PASS authentication.
 fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
     format!(
         "vrrp_instance {name} {{
@@ -68,7 +25,7 @@ fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
         auth_pass s3cret
     }}
     virtual_ipaddress {{
-        {VIP}/24
+        {VRRP_VIP4}/24
     }}
     notify {}
 {extra}}}
@@ -77,16 +34,18 @@ fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
     )
 }
 
-fn start(seg: &Segment, i: usize, dir: &Dir, config: &str) -> Daemon {
+fn start(seg: &Segment, i: usize, dir: &TempDir, config: &str) -> Daemon {
     let conf = dir.file(&format!("node{i}.conf"), config);
-    let pins = daemon::pin_dir(&format!("{}{i}", dir.1));
+    let pins = daemon::pin_dir(&format!("{}{i}", dir.tag()));
     Daemon::start(&seg.nodes[i], &conf, &pins, &["-i", "l0"]).unwrap()
 }
 
-/// Sends one datagram to `ip` from `ns`, so its kernel resolves the address (ARP).
-fn resolve(ns: &Netns, ip: &str) {
-    let to: std::net::SocketAddr = format!("{ip}:9").parse().unwrap();
-    let _ = ns.run(move || std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.send_to(b"x", to)));
+/// Sends one datagram to `ip` from `ns`, so its kernel resolves the address (ARP or
+/// neighbour discovery).
+fn resolve(ns: &Netns, ip: impl Into<IpAddr>) {
+    let to = std::net::SocketAddr::new(ip.into(), 9);
+    let any = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let _ = ns.run(move || std::net::UdpSocket::bind(any).and_then(|s| s.send_to(b"x", to)));
     std::thread::sleep(Duration::from_millis(100));
 }
 
@@ -94,15 +53,15 @@ fn resolve(ns: &Netns, ip: &str) {
 fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("vrrp-pair");
+    let dir = TempDir::new("vrrp-pair");
     let (n0, log0) = dir.recorder("notify0");
     let (n1, log1) = dir.recorder("notify1");
     let conf0 = instance("VI_1", 150, "", &n0);
     // Node 1 mails its transitions to a relay on the client's host.
-    let sink = lb_tests::servers::SmtpSink::start(&seg.client, "192.0.2.2:2525".parse().unwrap()).unwrap();
+    let sink = lb_tests::servers::SmtpSink::start(&seg.client, (CLIENT4, 2525).into()).unwrap();
     let conf1 = format!(
         "global_defs {{\n    router_id node1\n    notification_email {{\n        ops@example.com\n    }}\n    \
-         smtp_server 192.0.2.2 2525\n}}\n{}",
+         smtp_server {CLIENT4} 2525\n}}\n{}",
         instance("VI_1", 100, "    smtp_alert\n", &n1)
     );
     let mut d0 = start(&seg, 0, &dir, &conf0);
@@ -111,7 +70,12 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     // One master: node 1 hears priority 150 and stays backup past its Master_Down_Interval.
     std::thread::sleep(Duration::from_secs(4));
     assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
-    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP), "{:?}\n{:#?}", seg.nodes[0].ip(&["-br", "addr"]), d0.log());
+    assert!(
+        seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4),
+        "{:?}\n{:#?}",
+        seg.nodes[0].ip(&["-br", "addr"]),
+        d0.log()
+    );
     // `lb-daemon status` shows the same, from the state file.
     assert!(eventually(Duration::from_secs(2), || {
         let (s0, s1) = (d0.status().unwrap(), d1.status().unwrap());
@@ -121,8 +85,8 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     }));
     // The client resolves the VIP (a datagram makes its kernel ask ARP).
     assert!(eventually(Duration::from_secs(2), || {
-        resolve(&seg.client, VIP);
-        seg.client_neigh(VIP) == Some(seg.mac(0).unwrap())
+        resolve(&seg.client, VRRP_VIP4);
+        seg.client_neigh(VRRP_VIP4) == Some(seg.mac(0).unwrap())
     }));
 
     // Graceful stop: priority 0, node 1 takes over after its skew time.
@@ -130,16 +94,16 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     d0.stop().unwrap();
     assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", d1.log());
     println!("graceful handover seen after {:?}", t.elapsed());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VIP) && !seg.holds(0, VIP)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VRRP_VIP4) && !seg.holds(0, VRRP_VIP4)));
     // The client learned the move from node 1's gratuitous ARPs, without asking.
-    assert!(eventually(Duration::from_secs(2), || seg.client_neigh(VIP) == Some(seg.mac(1).unwrap())));
+    assert!(eventually(Duration::from_secs(2), || seg.client_neigh(VRRP_VIP4) == Some(seg.mac(1).unwrap())));
     drop(d0);
 
     // Node 0 comes back with the higher priority and preempts.
     let d0 = start(&seg, 0, &dir, &conf0);
     assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
     assert!(d1.wait_log("MASTER -> BACKUP", Duration::from_secs(3)), "{:#?}", d1.log());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP) && !seg.holds(1, VIP)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4)));
 
     // kill -9: no goodbye; node 1 waits out Master_Down_Interval (3 s + skew).
     d0.signal(Signal::SIGKILL).unwrap();
@@ -150,7 +114,7 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
         d1.log()
     );
     println!("takeover after kill -9 seen after {:?}", t.elapsed());
-    assert!(seg.holds(1, VIP));
+    assert!(seg.holds(1, VRRP_VIP4));
     drop(d0);
     d1.stop().unwrap();
     // notify gets INSTANCE, name, state, priority, in order.
@@ -181,10 +145,10 @@ fn interop(tag: &str, version: u8, unicast: bool) {
 fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new(tag);
+    let dir = TempDir::new(tag);
     let (n0, _) = dir.recorder("notify0");
-    let node = |i: usize| if v6 { format!("2001:db8:1::{}", 11 + i) } else { Segment::node_ip(i) };
-    let vip = if v6 { VIP6 } else { VIP };
+    let node = |i: usize| -> IpAddr { if v6 { node6(i).into() } else { node4(i).into() } };
+    let vip: IpAddr = if v6 { VRRP_VIP6.into() } else { VRRP_VIP4.into() };
     let prefix = if v6 { 64 } else { 24 };
     let peer = |me: usize| {
         if unicast {
@@ -218,7 +182,7 @@ fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
     };
     let kconf =
         dir.file("keepalived.conf", &format!("global_defs {{\n    router_id kad\n}}\n{}", conf("VI_1", 200, 1, None)));
-    let mut k = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka").unwrap();
+    let mut k = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka").unwrap();
     assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
     let ours = start(&seg, 0, &dir, &conf("VI_1", 100, 0, Some(&n0)));
     std::thread::sleep(Duration::from_secs(5));
@@ -230,7 +194,7 @@ fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
     assert!(eventually(Duration::from_secs(2), || seg.holds(0, vip)));
 
-    let k2 = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka2").unwrap();
+    let k2 = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka2").unwrap();
     assert!(k2.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k2.log());
     assert!(ours.wait_log("MASTER -> BACKUP", Duration::from_secs(3)), "{:#?}", ours.log());
     assert!(eventually(Duration::from_secs(2), || seg.holds(1, vip) && !seg.holds(0, vip)));
@@ -275,14 +239,14 @@ fn interop_keepalived_v3_unicast() {
 fn tracking_hands_over_and_sync_groups_move_together() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("vrrp-track");
+    let dir = TempDir::new("vrrp-track");
     let (g0, glog0) = dir.recorder("group0");
     for (i, n) in seg.nodes.iter().enumerate() {
         lb_tests::netns::veth(n, "t0", n, "t1").unwrap();
-        std::fs::write(dir.0.join(format!("ok{i}")), "").unwrap();
+        std::fs::write(dir.join(format!("ok{i}")), "").unwrap();
     }
     let conf = |i: usize, prio: u8, group_notify: &Path| {
-        let inst = |name: &str, vrid: u8, vip: &str, extra: &str| {
+        let inst = |name: &str, vrid: u8, vip: Ipv4Addr, extra: &str| {
             format!(
                 "vrrp_instance {name} {{
     interface l0
@@ -315,25 +279,25 @@ vrrp_sync_group G {{
     notify {}
 }}
 {}{}",
-            dir.0.join(format!("ok{i}")).display(),
+            dir.join(format!("ok{i}")).display(),
             group_notify.display(),
-            inst("VI_1", 51, VIP, ""),
-            inst("VI_2", 52, VIP2, "    track_interface {\n        t0\n    }\n"),
+            inst("VI_1", 51, VRRP_VIP4, ""),
+            inst("VI_2", 52, VRRP_VIP4_2, "    track_interface {\n        t0\n    }\n"),
         )
     };
     let (g1, _) = dir.recorder("group1");
     let mut d0 = start(&seg, 0, &dir, &conf(0, 150, &g0));
     let d1 = start(&seg, 1, &dir, &conf(1, 100, &g1));
-    let both = |i: usize| seg.holds(i, VIP) && seg.holds(i, VIP2);
-    let neither = |i: usize| !seg.holds(i, VIP) && !seg.holds(i, VIP2);
+    let both = |i: usize| seg.holds(i, VRRP_VIP4) && seg.holds(i, VRRP_VIP4_2);
+    let neither = |i: usize| !seg.holds(i, VRRP_VIP4) && !seg.holds(i, VRRP_VIP4_2);
     assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
 
     // The script fails on node 0: priority 150 - 60 = 90 < 100, node 1 preempts both.
-    std::fs::remove_file(dir.0.join("ok0")).unwrap();
+    std::fs::remove_file(dir.join("ok0")).unwrap();
     assert!(eventually(Duration::from_secs(8), || both(1) && neither(0)), "{:#?}\n{:#?}", d0.log(), d1.log());
     assert!(d0.log().iter().any(|l| l.contains("higher priority advert (100 from 192.0.2.12)")), "{:#?}", d0.log());
     // It recovers: node 0 is back at 150 and preempts both.
-    std::fs::write(dir.0.join("ok0"), "").unwrap();
+    std::fs::write(dir.join("ok0"), "").unwrap();
     assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
 
     // VI_2's tracked interface loses carrier: VI_2 goes to FAULT, the group takes VI_1 along.
@@ -365,7 +329,7 @@ vrrp_sync_group G {{
 fn split_brain_heals_to_one_master_with_fresh_gratuitous_arps() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("vrrp-split");
+    let dir = TempDir::new("vrrp-split");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     let d0 = start(&seg, 0, &dir, &instance("VI_1", 150, "", &n0));
@@ -374,26 +338,26 @@ fn split_brain_heals_to_one_master_with_fresh_gratuitous_arps() {
     seg.cut(0).unwrap();
     assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{:#?}", d1.log());
     // Both sides are master now; the client, on node 1's side, follows node 1.
-    assert!(seg.holds(0, VIP) && seg.holds(1, VIP));
+    assert!(seg.holds(0, VRRP_VIP4) && seg.holds(1, VRRP_VIP4));
     assert!(eventually(Duration::from_secs(2), || {
-        resolve(&seg.client, VIP);
-        seg.client_neigh(VIP) == Some(seg.mac(1).unwrap())
+        resolve(&seg.client, VRRP_VIP4);
+        seg.client_neigh(VRRP_VIP4) == Some(seg.mac(1).unwrap())
     }));
     std::thread::sleep(Duration::from_secs(2));
     seg.heal(0).unwrap();
     assert!(d1.wait_log("MASTER -> BACKUP", Duration::from_secs(4)), "{:#?}", d1.log());
     assert!(d0.wait_log("lower-priority master heard; re-asserting", Duration::from_secs(4)), "{:#?}", d0.log());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP) && !seg.holds(1, VIP)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4)));
     // Node 0's gratuitous ARPs moved the client back without it asking.
     assert!(
-        eventually(Duration::from_secs(3), || seg.client_neigh(VIP) == Some(seg.mac(0).unwrap())),
+        eventually(Duration::from_secs(3), || seg.client_neigh(VRRP_VIP4) == Some(seg.mac(0).unwrap())),
         "{:?}",
-        seg.client_neigh(VIP)
+        seg.client_neigh(VRRP_VIP4)
     );
     // And it stays that way: one master.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(d1.log().iter().filter(|l| l.contains("BACKUP -> MASTER")).count(), 1, "{:#?}", d1.log());
-    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP));
+    assert!(seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4));
 }
 
 /// Raw VRRP packets from the client's namespace, TTL 255 unless the case says otherwise.
@@ -418,19 +382,19 @@ fn hostile_adverts_are_dropped_counted_and_change_nothing() {
     require_root();
     let seg = Segment::new(2).unwrap();
     seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
-    let dir = Dir::new("vrrp-hostile");
+    let dir = TempDir::new("vrrp-hostile");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     let mut d0 = start(&seg, 0, &dir, &instance("VI_1", 150, "", &n0));
     let d1 = start(&seg, 1, &dir, &instance("VI_1", 100, "", &n1));
     assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
-    let (src, grp) = ("192.0.2.2".parse().unwrap(), "224.0.0.18".parse().unwrap());
+    let (src, grp) = (CLIENT4.into(), "224.0.0.18".parse().unwrap());
     let good = Advert {
         version: 2,
         vrid: 51,
         priority: 255,
         interval_cs: 100,
-        addrs: vec![VIP.parse().unwrap()],
+        addrs: vec![VRRP_VIP4.into()],
         password: Some(b"s3cret".to_vec()),
     };
     let wrong_pw = Advert { password: Some(b"guess".to_vec()), ..good.clone() }.encode(src, grp);
@@ -508,7 +472,7 @@ fn interop_keepalived_v3_ipv6_unicast() {
 fn ipv6_v3_pair_fails_over_with_neighbour_advertisements() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("vrrp-v6");
+    let dir = TempDir::new("vrrp-v6");
     let conf = |prio: u8| {
         format!(
             "vrrp_instance VI_6 {{
@@ -518,7 +482,7 @@ fn ipv6_v3_pair_fails_over_with_neighbour_advertisements() {
     priority {prio}
     advert_int 0.5
     virtual_ipaddress {{
-        {VIP6}/64
+        {VRRP_VIP6}/64
     }}
 }}
 "
@@ -529,25 +493,19 @@ fn ipv6_v3_pair_fails_over_with_neighbour_advertisements() {
     assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(5)), "{:#?}", d0.log());
     std::thread::sleep(Duration::from_secs(2));
     assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
-    assert!(seg.holds(0, VIP6) && !seg.holds(1, VIP6));
+    assert!(seg.holds(0, VRRP_VIP6) && !seg.holds(1, VRRP_VIP6));
     assert!(eventually(Duration::from_secs(3), || {
-        resolve6(&seg.client, VIP6);
-        seg.client_neigh(VIP6) == Some(seg.mac(0).unwrap())
+        resolve(&seg.client, VRRP_VIP6);
+        seg.client_neigh(VRRP_VIP6) == Some(seg.mac(0).unwrap())
     }));
     d0.stop().unwrap();
     assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(2)), "{:#?}", d1.log());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VIP6)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(1, VRRP_VIP6)));
     assert!(
-        eventually(Duration::from_secs(2), || seg.client_neigh(VIP6) == Some(seg.mac(1).unwrap())),
+        eventually(Duration::from_secs(2), || seg.client_neigh(VRRP_VIP6) == Some(seg.mac(1).unwrap())),
         "{:?}",
-        seg.client_neigh(VIP6)
+        seg.client_neigh(VRRP_VIP6)
     );
-}
-
-fn resolve6(ns: &Netns, ip: &str) {
-    let to: std::net::SocketAddr = format!("[{ip}]:9").parse().unwrap();
-    let _ = ns.run(move || std::net::UdpSocket::bind("[::]:0").and_then(|s| s.send_to(b"x", to)));
-    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// static_ipaddress / static_routes are applied once at start and stay; virtual_routes come
@@ -556,7 +514,7 @@ fn resolve6(ns: &Netns, ip: &str) {
 fn static_and_virtual_routes() {
     require_root();
     let seg = Segment::new(1).unwrap();
-    let dir = Dir::new("vrrp-routes");
+    let dir = TempDir::new("vrrp-routes");
     let conf = format!(
         "global_defs {{
     default_interface l0
@@ -573,7 +531,7 @@ vrrp_instance VI_1 {{
     priority 255
     advert_int 1
     virtual_ipaddress {{
-        {VIP}/24
+        {VRRP_VIP4}/24
     }}
     virtual_routes {{
         203.0.113.64/26 via 192.0.2.1 dev l0 metric 7
@@ -590,12 +548,12 @@ vrrp_instance VI_1 {{
     assert!(r.contains("203.0.113.0/26 via 192.0.2.1 dev l0 proto keepalived"), "{r}");
     assert!(r.contains("203.0.113.64/26 via 192.0.2.1 dev l0 proto keepalived metric 7"), "{r}");
     assert!(r.contains("blackhole 203.0.113.128/25 proto keepalived"), "{r}");
-    assert!(seg.holds(0, "198.51.100.5") && seg.holds(0, VIP));
+    assert!(seg.holds(0, "198.51.100.5") && seg.holds(0, VRRP_VIP4));
     d.stop().unwrap();
     let r = routes();
     assert!(!r.contains("203.0.113.64/26") && !r.contains("blackhole"), "virtual routes left behind: {r}");
     assert!(r.contains("203.0.113.0/26 via 192.0.2.1"), "static route removed: {r}");
-    assert!(seg.holds(0, "198.51.100.5") && !seg.holds(0, VIP));
+    assert!(seg.holds(0, "198.51.100.5") && !seg.holds(0, VRRP_VIP4));
 }
 
 /// Against keepalived the other way round: we (priority 200) preempt keepalived (100); with
@@ -604,30 +562,30 @@ vrrp_instance VI_1 {{
 fn interop_keepalived_our_preemption_and_nopreempt() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("ka-pre");
+    let dir = TempDir::new("ka-pre");
     let (n0, _) = dir.recorder("notify0");
     let kconf = dir.file(
         "keepalived.conf",
         &format!(
             "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority 100\n    \
              advert_int 1\n    authentication {{\n        auth_type PASS\n        auth_pass s3cret\n    }}\n    \
-             virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n"
+             virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
         ),
     );
-    let k = lb_tests::daemon::Keepalived::start(&seg.nodes[1], &kconf, &dir.0, "ka").unwrap();
+    let k = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka").unwrap();
     assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
     // Preempt (the default): we take over from the lower-priority keepalived.
     let mut ours = start(&seg, 0, &dir, &instance("VI_1", 200, "", &n0));
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{:#?}", ours.log());
     assert!(k.wait_log("Entering BACKUP STATE", Duration::from_secs(3)), "{}", k.log());
-    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VIP) && !seg.holds(1, VIP)));
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4)));
     ours.stop().unwrap();
-    assert!(eventually(Duration::from_secs(3), || seg.holds(1, VIP)), "{}", k.log());
+    assert!(eventually(Duration::from_secs(3), || seg.holds(1, VRRP_VIP4)), "{}", k.log());
     // nopreempt: we hear a lower priority master and leave it be.
     let ours = start(&seg, 0, &dir, &instance("VI_1", 200, "    nopreempt\n", &n0));
     std::thread::sleep(Duration::from_secs(6));
     assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", ours.log());
-    assert!(seg.holds(1, VIP) && !seg.holds(0, VIP));
+    assert!(seg.holds(1, VRRP_VIP4) && !seg.holds(0, VRRP_VIP4));
     drop(k);
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
 }
@@ -638,8 +596,8 @@ fn interop_keepalived_our_preemption_and_nopreempt() {
 fn script_security_refuses_writable_scripts() {
     require_root();
     let seg = Segment::new(1).unwrap();
-    let dir = Dir::new("vrrp-sec");
-    let open = dir.0.join("open");
+    let dir = TempDir::new("vrrp-sec");
+    let open = dir.join("open");
     std::fs::create_dir_all(&open).unwrap();
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let script = open.join("check.sh");
@@ -671,7 +629,7 @@ fn script_security_refuses_writable_scripts() {
 fn a_restarted_master_resumes_without_flapping_its_vip() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("vrrp-resume");
+    let dir = TempDir::new("vrrp-resume");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     let conf0 = instance("VI_1", 150, "", &n0);
@@ -681,11 +639,11 @@ fn a_restarted_master_resumes_without_flapping_its_vip() {
     std::thread::sleep(Duration::from_secs(1));
     d0.signal(Signal::SIGKILL).unwrap();
     drop(d0);
-    assert!(seg.holds(0, VIP), "kill -9 leaves the VIP in place");
+    assert!(seg.holds(0, VRRP_VIP4), "kill -9 leaves the VIP in place");
     let d0 = start(&seg, 0, &dir, &conf0);
     assert!(d0.wait_log("INIT -> MASTER: resumed", Duration::from_secs(3)), "{:#?}", d0.log());
     std::thread::sleep(Duration::from_secs(5));
-    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP));
+    assert!(seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4));
     assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "the backup took over: {:#?}", d1.log());
     assert!(!d0.log().iter().any(|l| l.contains("removed a VIP")), "{:#?}", d0.log());
 }
@@ -696,19 +654,19 @@ fn a_restarted_master_resumes_without_flapping_its_vip() {
 fn subsystem_flags_run_only_their_part() {
     require_root();
     let seg = Segment::new(1).unwrap();
-    let dir = Dir::new("vrrp-flags");
+    let dir = TempDir::new("vrrp-flags");
     let (n0, _) = dir.recorder("notify0");
     let conf = format!(
         "{}virtual_server 203.0.113.10 80 {{\n    real_server 198.51.100.11 80\n}}\n",
         instance("VI_1", 255, "", &n0)
     );
     let path = dir.file("node.conf", &conf);
-    let xdp = || seg.nodes[0].ip(&["link", "show", "l0"]).unwrap().contains("prog/xdp");
+    let xdp = || seg.nodes[0].xdp_attached("l0");
 
     let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-p"), &["-P", "-i", "l0"]).unwrap();
     assert!(d.wait_log("INIT -> MASTER", Duration::from_secs(3)), "{:#?}", d.log());
     assert!(d.log().iter().any(|l| l.contains("-P: VRRP only")), "{:#?}", d.log());
-    assert!(!xdp() && seg.holds(0, VIP));
+    assert!(!xdp() && seg.holds(0, VRRP_VIP4));
     assert!(!d.log().iter().any(|l| l.contains("service programmed")), "{:#?}", d.log());
     d.stop().unwrap();
 
@@ -716,7 +674,7 @@ fn subsystem_flags_run_only_their_part() {
     assert!(d.log().iter().any(|l| l.contains("-C: data plane and checkers only")), "{:#?}", d.log());
     assert!(xdp() && d.log().iter().any(|l| l.contains("service programmed")), "{:#?}", d.log());
     std::thread::sleep(Duration::from_secs(1));
-    assert!(!seg.holds(0, VIP), "-C must not run VRRP");
+    assert!(!seg.holds(0, VRRP_VIP4), "-C must not run VRRP");
     d.stop().unwrap();
 }
 
@@ -730,7 +688,7 @@ fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
     require_root();
     let seg = Segment::new(2).unwrap();
     seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
-    let dir = Dir::new("vrrp-flood");
+    let dir = TempDir::new("vrrp-flood");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     let d0 = start(&seg, 0, &dir, &instance("VI_1", 150, "", &n0));
@@ -742,10 +700,10 @@ fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
         vrid: 51,
         priority: 255,
         interval_cs: 100,
-        addrs: vec![VIP.parse().unwrap()],
+        addrs: vec![VRRP_VIP4.into()],
         password: Some(b"guess".to_vec()),
     }
-    .encode("192.0.2.2".parse().unwrap(), "224.0.0.18".parse().unwrap());
+    .encode(CLIENT4.into(), "224.0.0.18".parse().unwrap());
     let received_before = d1.status().unwrap()["vrrp"][0]["adverts_received"].as_u64().unwrap();
     let logged_before: Vec<usize> =
         [&d0, &d1].iter().map(|d| d.log().iter().filter(|l| l.contains("advert dropped")).count()).collect();
@@ -815,7 +773,7 @@ fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
     assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
     let received = st1["vrrp"][0]["adverts_received"].as_u64().unwrap() - received_before;
     assert!(received as f64 >= took - 1.0, "the backup heard only {received} real adverts in {took:.1} s");
-    assert!(seg.holds(0, VIP) && !seg.holds(1, VIP));
+    assert!(seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4));
 }
 
 /// kill -9 of both nodes in the middle of a failover: the master dies, the backup is killed
@@ -826,7 +784,7 @@ fn an_advert_flood_changes_nothing_and_is_not_logged_per_packet() {
 fn kill_9_during_a_transition_leaves_one_vip_after_restart() {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = Dir::new("vrrp-kill-trans");
+    let dir = TempDir::new("vrrp-kill-trans");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     let conf0 = instance("VI_1", 150, "", &n0);
@@ -834,7 +792,7 @@ fn kill_9_during_a_transition_leaves_one_vip_after_restart() {
     let d0 = start(&seg, 0, &dir, &conf0);
     let d1 = start(&seg, 1, &dir, &conf1);
     assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
-    resolve(&seg.client, VIP);
+    resolve(&seg.client, VRRP_VIP4);
     d0.signal(Signal::SIGKILL).unwrap();
     // Poll the log tightly: kill the backup within milliseconds of its transition.
     let deadline = Instant::now() + Duration::from_secs(6);
@@ -844,7 +802,7 @@ fn kill_9_during_a_transition_leaves_one_vip_after_restart() {
     d1.signal(Signal::SIGKILL).unwrap();
     assert!(d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")), "{:#?}", d1.log());
     drop((d0, d1));
-    let left = (seg.holds(0, VIP), seg.holds(1, VIP));
+    let left = (seg.holds(0, VRRP_VIP4), seg.holds(1, VRRP_VIP4));
     println!("after both kills the kernel kept the VIP on: node0 {}, node1 {}", left.0, left.1);
     assert!(left.0, "kill -9 leaves the dead master's VIP in place");
 
@@ -852,19 +810,19 @@ fn kill_9_during_a_transition_leaves_one_vip_after_restart() {
     let d1 = start(&seg, 1, &dir, &conf1);
     let d0 = start(&seg, 0, &dir, &conf0);
     assert!(
-        eventually(Duration::from_secs(8), || seg.holds(0, VIP) && !seg.holds(1, VIP)),
+        eventually(Duration::from_secs(8), || seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4)),
         "node0 {} node1 {}\n{:#?}\n{:#?}",
-        seg.holds(0, VIP),
-        seg.holds(1, VIP),
+        seg.holds(0, VRRP_VIP4),
+        seg.holds(1, VRRP_VIP4),
         d0.log(),
         d1.log()
     );
     // And it stays that way; the client is told where the VIP is.
     for _ in 0..6 {
         std::thread::sleep(Duration::from_millis(500));
-        assert!(seg.holds(0, VIP) && !seg.holds(1, VIP), "{:#?}\n{:#?}", d0.log(), d1.log());
+        assert!(seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4), "{:#?}\n{:#?}", d0.log(), d1.log());
     }
-    assert_eq!(seg.client_neigh(VIP), Some(seg.mac(0).unwrap()), "{:#?}", d0.log());
+    assert_eq!(seg.client_neigh(VRRP_VIP4), Some(seg.mac(0).unwrap()), "{:#?}", d0.log());
     assert_eq!(d0.state().unwrap()["vrrp"][0]["state"], "MASTER");
     assert_eq!(d1.state().unwrap()["vrrp"][0]["state"], "BACKUP");
 }

@@ -9,36 +9,23 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use lb_common::ServiceKey;
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
-    dataplane::services::{DesiredReal, DesiredService, key_of},
+    dataplane::services::{DesiredReal, DesiredService},
 };
 use lb_tests::{
-    fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX},
-    netns::Netns,
-    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, v4, v6, with_macs},
-    require_root,
+    fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX, bpf_schedulers, tcp_service},
+    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, real_mac, v4, v6, with_macs},
+    prelude::*,
 };
 
-const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const REAL4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
-const TUN_SRC4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
-const REAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
-const TUN_SRC6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
+/// The real server every case forwards to, and how the fixture's namespace reaches it.
+const REAL4: Ipv4Addr = backend4(0);
+const REAL6: Ipv6Addr = backend6(0);
+const REAL_MAC: [u8; 6] = real_mac(0);
+/// TUN's outer source: the load balancer's address on the real servers' link.
+const TUN_SRC4: Ipv4Addr = LB_BACKEND_SIDE4;
+const TUN_SRC6: Ipv6Addr = LB_BACKEND_SIDE6;
 const NAT_PORT: u16 = 8080;
 
-const SCHEDULERS: [Scheduler; 8] = [
-    Scheduler::Rr,
-    Scheduler::Wrr,
-    Scheduler::Lc,
-    Scheduler::Wlc,
-    Scheduler::Lblc,
-    Scheduler::Sh,
-    Scheduler::Dh,
-    Scheduler::Mh,
-];
 const METHODS: [ForwardMethod; 3] = [ForwardMethod::Nat, ForwardMethod::Dr, ForwardMethod::Tun];
 
 fn setup() -> (Netns, Netns, Fixture) {
@@ -46,24 +33,10 @@ fn setup() -> (Netns, Netns, Fixture) {
     lb_tests::fixture::in_fib_namespace(4096).unwrap()
 }
 
+/// Service `i`: VIP port 1000 + i.
 fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<DesiredReal>) -> DesiredService {
     let vip: IpAddr = if v6 { VIP6.into() } else { VIP4.into() };
-    let port = 1000 + i as u16;
-    DesiredService {
-        name: format!("svc{i}"),
-        keys: vec![key_of(vip, port, 6)],
-        marks: Vec::new(),
-        ops: false,
-        scheduler: sched,
-        forward: fwd,
-        persist_timeout: 0,
-        persist_prefix: None,
-        reals,
-        sorry: None,
-        quorum: 1,
-        hysteresis: 0,
-        quorum_up: true,
-    }
+    tcp_service(format!("svc{i}"), vip, 1000 + i as u16, sched, fwd, reals)
 }
 
 fn real(v6: bool, fwd: ForwardMethod, vport: u16) -> DesiredReal {
@@ -108,7 +81,7 @@ fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
     let (_ns, _peer, mut fx) = setup();
     let mut services = Vec::new();
     let mut combos = Vec::new();
-    for sched in SCHEDULERS {
+    for sched in bpf_schedulers() {
         for fwd in METHODS {
             for v6 in [false, true] {
                 let i = services.len();
@@ -536,7 +509,7 @@ fn flood(fwd: ForwardMethod, udp: bool) {
     let port = if fwd == ForwardMethod::Nat { NAT_PORT } else { 1000 };
     let mut svc = service(0, false, Scheduler::Rr, fwd, vec![]);
     if udp {
-        svc.keys = vec![key_of(VIP4.into(), 1000, 17)];
+        svc = as_udp(svc);
     }
     svc.reals = [11u8, 12]
         .iter()

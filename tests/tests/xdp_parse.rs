@@ -4,8 +4,6 @@
 //! `BPF_PROG_TEST_RUN` refuses XDP input shorter than an Ethernet header (EINVAL), so the
 //! shortest malformed case here is a 14-byte frame announcing a VLAN tag.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use lb_common::{
     ServiceKey,
     consts::{IPPROTO_TCP, IPPROTO_UDP},
@@ -13,14 +11,8 @@ use lb_common::{
 use lb_tests::{
     fixture::{Case, Fixture, Output, XDP_DROP, XDP_PASS},
     packets::{self, L2, L4, fix_ipv4_csum, patch, truncate, v4, v6},
-    require_root,
+    prelude::*,
 };
-
-const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const OTHER4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 99);
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
 
 const TCP80: L4 = L4::TcpSyn { sport: 40000, dport: 80 };
 const UDP53: L4 = L4::Udp { sport: 40000, dport: 53 };
@@ -147,7 +139,7 @@ fn well_formed_frames() {
             v4(L2::Plain, CLIENT4, VIP4, L4::Udp { sport: 1, dport: 80 }, b""),
             "reason_no_service",
         ),
-        pass("tcp4 to an address that is no VIP", v4(L2::Plain, CLIENT4, OTHER4, TCP80, b""), "reason_no_service"),
+        pass("tcp4 to an address that is no VIP", v4(L2::Plain, CLIENT4, NO_SERVICE4, TCP80, b""), "reason_no_service"),
         pass("tcp6 to an address that is no VIP", v6(L2::Plain, CLIENT6, CLIENT6, TCP80, b""), "reason_no_service"),
         pass("ARP", arp(), "reason_not_ip"),
         pass("ICMP echo to the VIP", v4(L2::Plain, CLIENT4, VIP4, L4::Echo, b"ping"), "reason_icmp"),

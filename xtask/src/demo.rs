@@ -1,21 +1,17 @@
-//! `cargo xtask demo`: installs and builds what is missing, then runs the shared demo
-//! scenario (`lb_tests::demo`) with `configs/demo.conf`, printing as it goes.
+//! `cargo xtask demo`: installs and builds what is missing, then runs the demo scenario
+//! (`lb_bench::demo`) with `configs/demo.conf`, printing as it goes.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use anyhow::Result;
 
-use crate::build::{root, sh_ok};
+use crate::cmd::{cargo, root, sh_ok};
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
     crate::build::ebpf()?;
-    sh_ok(Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).current_dir(root()).args([
-        "build",
-        "-p",
-        "lb-daemon",
-    ]))?;
-    lb_tests::demo::run(&root().join("configs"), Path::new(lb_common::consts::PIN_DIR), &mut std::io::stdout())?;
+    sh_ok(cargo().args(["build", "-p", "lb-daemon"]))?;
+    lb_bench::demo::run(&root().join("configs"), Path::new(lb_common::consts::PIN_DIR), &mut std::io::stdout())?;
     println!("\ndemo finished.");
     Ok(())
 }

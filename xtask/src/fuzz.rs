@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::build::{cargo_home_bin, root, sh_ok};
+use crate::cmd::{cargo_home_bin, root, sh_ok};
 
 pub fn run(target: &str, seconds: u64) -> Result<()> {
     if !cargo_home_bin().join("cargo-fuzz").exists() {

@@ -1,10 +1,15 @@
 //! `cargo xtask <command>`: everything a fresh machine needs, in one place.
+//!
+//! Modules import one way: `cmd` (paths, processes) ← `setup` ← `build` ← the commands
+//! (`test`, `demo`, `bench`, `fuzz`) ← `main`.
 
 mod bench;
 mod build;
+mod cmd;
 mod demo;
 mod fuzz;
 mod setup;
+mod test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -55,7 +60,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::run(),
         Cmd::BuildEbpf => build::ebpf(),
-        Cmd::Test { args } => build::test(&args),
+        Cmd::Test { args } => test::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::Bench { quick, only } => bench::run(quick, &only),
         Cmd::Fuzz { target, seconds } => fuzz::run(&target, seconds),

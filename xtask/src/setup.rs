@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::build::{cargo_home_bin, sh_ok};
+use crate::cmd::{cargo_home_bin, sh_ok};
 
 /// Debian packages, and why each is here.
 const APT: &[(&str, &str)] = &[

@@ -45,8 +45,11 @@ pub fn keyword_status() -> String {
          - **parsed**: read into the typed model (what acts on it is listed per issue in the README).\n\
          - **warned**: keepalived knows it, lb-daemon does not act on it yet; it is skipped with a warning \
          naming its file:line:col, never silently and never as an error.\n\
-         - No keepalived keyword is refused; keywords keepalived does not know are errors with a \
-         \"did you mean\" hint.\n\n\
+         - **refused**: a few keepalived settings are errors. `auth_type AH` (lb-daemon has no IPsec AH): \
+         the daemon does not start. With `--backend bpf` (or `lb_backend bpf`), what only IPVS runs: the \
+         schedulers lblcr, sed, nq, fo, ovf and twos, firewall-mark services and `ops` (`--backend auto` \
+         warns and uses IPVS for them).\n\
+         - Keywords keepalived does not know are errors with a \"did you mean\" hint.\n\n\
          ## Parsed\n\n| keyword | block |\n| --- | --- |\n",
     );
     let mut sorted = ours.clone();

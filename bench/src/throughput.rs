@@ -37,14 +37,15 @@ use aya::{
 };
 use serde_json::json;
 
-use crate::{
-    bench::stats,
+use crate::stats;
+use lb_tests::{
+    addrs::{CLIENT4, LB_BACKEND_SIDE4, LB_CLIENT_SIDE4, VIP4, backend4},
     daemon::{self, Daemon},
     netns::{Netns, addr, veth},
 };
 
-const VIP: [u8; 4] = [203, 0, 113, 10];
-const REAL: [u8; 4] = [198, 51, 100, 11];
+const VIP: [u8; 4] = VIP4.octets();
+const REAL: [u8; 4] = backend4(0).octets();
 const CONF: &str = "virtual_server 203.0.113.10 9 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n \
                     real_server 198.51.100.11 9\n}\n";
 const NFT_DNAT: &str = "table ip lbtbench {
@@ -87,7 +88,7 @@ impl Method {
 
 /// The benchmark's own object (generator, sink, ceiling, baselines).
 fn small_object() -> Result<Ebpf> {
-    crate::bench_object()
+    lb_tests::bench_object()
 }
 
 fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -134,15 +135,15 @@ impl Bench {
         let (gen_ns, lb, sink_ns) = (Netns::new("tg")?, Netns::new("tl")?, Netns::new("ts")?);
         veth(&gen_ns, "g0", &lb, "l0")?;
         veth(&lb, "l1", &sink_ns, "b0")?;
-        addr(&gen_ns, "g0", "192.0.2.2/24")?;
-        addr(&lb, "l0", "192.0.2.1/24")?;
-        addr(&lb, "l1", "198.51.100.1/24")?;
-        addr(&sink_ns, "b0", "198.51.100.11/24")?;
+        addr(&gen_ns, "g0", &format!("{CLIENT4}/24"))?;
+        addr(&lb, "l0", &format!("{LB_CLIENT_SIDE4}/24"))?;
+        addr(&lb, "l1", &format!("{LB_BACKEND_SIDE4}/24"))?;
+        addr(&sink_ns, "b0", &format!("{}/24", backend4(0)))?;
         lb.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.l0.rp_filter=0")?;
         let b0 = sink_ns.mac("b0")?;
-        lb.ip(&["neigh", "replace", "198.51.100.11", "lladdr", &b0, "dev", "l1", "nud", "permanent"])?;
+        lb.ip(&["neigh", "replace", &backend4(0).to_string(), "lladdr", &b0, "dev", "l1", "nud", "permanent"])?;
         let g0 = gen_ns.mac("g0")?;
-        lb.ip(&["neigh", "replace", "192.0.2.2", "lladdr", &g0, "dev", "l0", "nud", "permanent"])?;
+        lb.ip(&["neigh", "replace", &CLIENT4.to_string(), "lladdr", &g0, "dev", "l0", "nud", "permanent"])?;
         let mut sink = small_object()?;
         sink_ns.run(|| -> Result<()> {
             xdp(&mut sink, PROG_BENCH_COUNT)?.attach("b0", XdpMode::Driver)?;
@@ -168,7 +169,7 @@ impl Bench {
             let comm = comm.trim();
             if comm.starts_with("napi/l0-") || comm.starts_with("napi/b0-") {
                 let pid = e.file_name().to_string_lossy().into_owned();
-                crate::netns::run(std::process::Command::new("taskset").args(["-pc", "1", &pid]))?;
+                lb_tests::netns::run(std::process::Command::new("taskset").args(["-pc", "1", &pid]))?;
                 if comm.starts_with("napi/l0-") {
                     l0 = Some(pid.parse()?);
                 }

@@ -15,11 +15,13 @@ use std::{
 use anyhow::Result;
 use serde_json::json;
 
-use crate::{
-    bench::stats,
+use crate::stats;
+use lb_tests::{
+    addrs::{VIP4, backend4},
     daemon::{self, Daemon},
-    netns::{LbTopology, VIP4, backend4},
-    servers::Backend,
+    netns::LbTopology,
+    servers::backends_at,
+    temp::TempDir,
 };
 
 const NAT_CONF: &str = "virtual_server 203.0.113.10 80 {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n \
@@ -35,7 +37,7 @@ const NFT_DNAT: &str = "table ip lbtbench {
 
 /// Completed request/response connections per second from `threads` client threads.
 fn hammer(topo: &LbTopology, threads: usize, window: Duration) -> Result<(f64, u64)> {
-    let vip: SocketAddr = format!("{VIP4}:80").parse()?;
+    let vip: SocketAddr = (VIP4, 80).into();
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let (ok2, failed2) = (ok.clone(), failed.clone());
@@ -79,16 +81,9 @@ pub fn connections_per_second(quick: bool, out: &mut dyn Write) -> Result<serde_
     let window = Duration::from_secs(if quick { 2 } else { 5 });
     let rounds = if quick { 1 } else { 3 };
     let topo = LbTopology::new(2)?;
-    let _servers: Vec<Backend> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| Backend::start(b, format!("be{i}"), format!("{}:8080", backend4(i)).parse().expect("literal")))
-        .collect();
-    let dir = std::env::temp_dir().join(format!("lbt-bench-cps-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let conf = dir.join("nat.conf");
-    std::fs::write(&conf, NAT_CONF)?;
+    let _servers = backends_at(&topo, |i| (backend4(i), 8080).into());
+    let dir = TempDir::new("bench-cps");
+    let conf = dir.file("nat.conf", NAT_CONF);
     let (mut ours, mut nft, mut fails) = (Vec::new(), Vec::new(), (0u64, 0u64));
     // Alternate, so drift in the machine's state affects both alike.
     for _ in 0..rounds {
@@ -103,7 +98,6 @@ pub fn connections_per_second(quick: bool, out: &mut dyn Write) -> Result<serde_
         fails.1 += f;
         topo.lb.sh("nft delete table ip lbtbench")?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let (o, n) = (stats(&ours), stats(&nft));
     writeln!(out, "| path | connections/s (median) | min–max | failed |")?;
     writeln!(out, "|---|---:|---:|---:|")?;

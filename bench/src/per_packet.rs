@@ -3,62 +3,31 @@
 //! connection table pre-filled, beside XDP_PASS / XDP_DROP baseline programs. Each run gets a
 //! fresh copy of its input (`repeat = 1`), and the kernel's own timing of each run is used.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context as _, Result, bail};
 use lb_common::consts::{PROG_BENCH_DROP, PROG_BENCH_PASS, PROG_XDP};
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
-    dataplane::services::{DesiredReal, DesiredService, key_of},
+    dataplane::services::{DesiredReal, DesiredService},
 };
 use serde_json::json;
 
-use crate::{
-    bench::stats,
-    fixture::{Fixture, XDP_TX},
+use crate::stats;
+use lb_tests::{
+    addrs::{CLIENT4, CLIENT6, VIP4, VIP6, backend4, backend6},
+    fixture::{Fixture, XDP_TX, bpf_schedulers, tcp_service},
     packets::{L2, L4, v4, v6},
 };
 
-const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const VIP4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 2);
-const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x10);
-
-const SCHEDULERS: [Scheduler; 8] = [
-    Scheduler::Rr,
-    Scheduler::Wrr,
-    Scheduler::Lc,
-    Scheduler::Wlc,
-    Scheduler::Lblc,
-    Scheduler::Sh,
-    Scheduler::Dh,
-    Scheduler::Mh,
-];
-
 fn service(sched: Scheduler, fwd: ForwardMethod, v6: bool) -> DesiredService {
-    let (vip, reals): (IpAddr, [&str; 2]) = if v6 {
-        (VIP6.into(), ["[2001:db8:b::11]:80", "[2001:db8:b::12]:80"])
+    let (vip, reals): (IpAddr, [IpAddr; 2]) = if v6 {
+        (VIP6.into(), [backend6(0).into(), backend6(1).into()])
     } else {
-        (VIP4.into(), ["198.51.100.11:80", "198.51.100.12:80"])
+        (VIP4.into(), [backend4(0).into(), backend4(1).into()])
     };
-    DesiredService {
-        name: "bench".into(),
-        keys: vec![key_of(vip, 80, 6)],
-        marks: Vec::new(),
-        ops: false,
-        scheduler: sched,
-        forward: fwd,
-        persist_timeout: 0,
-        persist_prefix: None,
-        reals: reals
-            .iter()
-            .map(|r| DesiredReal { addr: r.parse::<SocketAddr>().expect("literal"), weight: 1 })
-            .collect(),
-        sorry: None,
-        quorum: 1,
-        hysteresis: 0,
-        quorum_up: true,
-    }
+    let reals = reals.iter().map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1 }).collect();
+    tcp_service("bench", vip, 80, sched, fwd, reals)
 }
 
 /// A frame from client number `client` (one per case, so no case meets another's flows).
@@ -118,9 +87,10 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let _pinned = PinnedCpu0::new()?;
     let runs = if quick { 300 } else { 2000 };
     let fills: &[u32] = if quick { &[1_000] } else { &[1_000, 100_000, 1_000_000] };
-    let scheds: &[Scheduler] = if quick { &[Scheduler::Rr, Scheduler::Mh] } else { &SCHEDULERS };
+    let all = bpf_schedulers();
+    let scheds: &[Scheduler] = if quick { &[Scheduler::Rr, Scheduler::Mh] } else { &all };
     let (_ns, _peer, mut fx) =
-        crate::fixture::in_fib_namespace(fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024)?;
+        lb_tests::fixture::in_fib_namespace(fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024)?;
     let syn4 = frame(false, 2, L4::TcpSyn { sport: 40000, dport: 80 });
     let (pass, _, _) = median_ns(&mut fx, PROG_BENCH_PASS, &vec![syn4.clone(); runs])?;
     let (drop, _, _) = median_ns(&mut fx, PROG_BENCH_DROP, &vec![syn4.clone(); runs])?;

@@ -12,7 +12,7 @@
 //! ```
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
     process::Command,
     sync::{
@@ -25,13 +25,14 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::Signal;
 
-use crate::{
+use lb_tests::{
+    addrs::{VIP4, backend4},
     daemon::{self, Daemon},
     netns::{Netns, addr, veth},
     servers::{HttpServer, http_ask, spread},
 };
 
-pub const VIP: &str = "203.0.113.10";
+pub const VIP: Ipv4Addr = VIP4;
 pub const REQUESTS: usize = 30;
 
 /// The namespaces of the demo.
@@ -41,10 +42,6 @@ pub struct HaTopology {
     pub back: Netns,
     pub lbs: Vec<Netns>,
     pub backends: Vec<Netns>,
-}
-
-pub fn backend_ip(i: usize) -> String {
-    format!("198.51.100.{}", 11 + i)
 }
 
 impl HaTopology {
@@ -83,7 +80,7 @@ impl HaTopology {
             let port = format!("s{i}");
             veth(&b, "b0", &back, &port)?;
             back.ip(&["link", "set", &port, "master", "br0"])?;
-            addr(&b, "b0", &format!("{}/24", backend_ip(i)))?;
+            addr(&b, "b0", &format!("{}/24", backend4(i)))?;
             b.ip(&["route", "add", "default", "via", "198.51.100.1"])?;
             backends.push(b);
         }
@@ -129,12 +126,12 @@ pub fn run(configs: &Path, pin_base: &Path, out: &mut dyn std::io::Write) -> Res
 
 /// Client requests through the VIP, each on a new connection: who answered.
 fn requests(topo: &HaTopology, n: usize) -> Vec<Result<String, String>> {
-    let vip: SocketAddr = format!("{VIP}:80").parse().unwrap_or_else(|_| ([203, 0, 113, 10], 80).into());
+    let vip: SocketAddr = (VIP, 80).into();
     (0..n).map(|_| http_ask(&topo.client, vip, "/")).collect()
 }
 
 fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-    if crate::servers::wait_until(timeout, &mut f) { Ok(()) } else { bail!("timed out waiting for {what}") }
+    if lb_tests::servers::wait_until(timeout, &mut f) { Ok(()) } else { bail!("timed out waiting for {what}") }
 }
 
 fn with_topology(
@@ -146,13 +143,13 @@ fn with_topology(
 ) -> Result<()> {
     let mut servers: Vec<Option<HttpServer>> = Vec::new();
     for (i, b) in topo.backends.iter().enumerate() {
-        let bind: SocketAddr = format!("{}:80", backend_ip(i)).parse()?;
+        let bind: SocketAddr = (backend4(i), 80).into();
         servers.push(Some(HttpServer::start(b, &format!("backend{}", i + 1), bind, None, None)?));
     }
     writeln!(
         out,
         "  backends: Python http.server on {} (/health answers \"ok\")",
-        (0..3).map(backend_ip).collect::<Vec<_>>().join(", ")
+        (0..3).map(|i| backend4(i).to_string()).collect::<Vec<_>>().join(", ")
     )?;
     let conf_a = configs.join("demo.conf");
     // Node B's config is copied: the demo edits it for the reload step.
@@ -222,7 +219,7 @@ fn with_topology(
             b.log().iter().filter(|l| l.contains("BACKUP -> MASTER")).count() >= 2
         });
         // Until lb-b has answered a few times in a row (at most 10 s).
-        let _ = crate::servers::wait_until(Duration::from_secs(10), || {
+        let _ = lb_tests::servers::wait_until(Duration::from_secs(10), || {
             let l = log.lock().map(|v| v.clone()).unwrap_or_default();
             l.len() >= 3 && l[l.len() - 3..].iter().all(|(t, ok)| *ok && *t > killed)
         });

@@ -15,8 +15,8 @@ use anyhow::{Context as _, Result, bail};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::{
-    bench::stats,
+use crate::stats;
+use lb_tests::{
     daemon::{self, Daemon},
     netns::{Netns, addr, veth},
 };
@@ -135,13 +135,10 @@ pub fn reload_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Valu
 /// (`bpftool map show`), and the per-connection slab object of IPVS measured in the 6.1 VM.
 pub fn memory_per_flow(quick: bool, out: &mut dyn Write) -> Result<serde_json::Value> {
     let entries: u32 = if quick { 65_536 } else { 1 << 20 };
-    let fx = crate::fixture::Fixture::load_sized(entries)?;
+    let fx = lb_tests::fixture::Fixture::load_sized(entries)?;
     let pins = fx.pin_dir().to_path_buf();
     let memlock = |map: &str| -> Result<u64> {
-        let o =
-            std::process::Command::new("bpftool").args(["-j", "map", "show", "pinned"]).arg(pins.join(map)).output()?;
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("bpftool map show")?;
-        v["bytes_memlock"].as_u64().context("no bytes_memlock")
+        lb_tests::inspect::map_show(&pins.join(map))?["bytes_memlock"].as_u64().context("no bytes_memlock")
     };
     let ct = memlock(lb_common::consts::MAP_CONNTRACK)? as f64 / f64::from(entries);
     let nat = memlock(lb_common::consts::MAP_NAT_REV)? as f64 / f64::from(entries);
@@ -167,7 +164,7 @@ pub fn memory_per_flow(quick: bool, out: &mut dyn Write) -> Result<serde_json::V
 /// kernel (from /sys/kernel/slab: SLUB merges caches, so /proc/slabinfo may not list it by
 /// name).
 fn ipvs_conn_bytes() -> Result<(u64, u64)> {
-    let o = crate::vm::run(
+    let o = lb_tests::vm::run(
         "modprobe ip_vs && echo obj=$(cat /sys/kernel/slab/ip_vs_conn/object_size) slab=$(cat /sys/kernel/slab/ip_vs_conn/slab_size)",
         Duration::from_secs(300),
     )?;
@@ -301,14 +298,14 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
     let (t0, h0, cpu0, w0) = (
         servers.tcp.load(Ordering::Relaxed),
         servers.http.load(Ordering::Relaxed),
-        crate::daemon::cpu_seconds(pid),
+        lb_tests::daemon::cpu_seconds(pid),
         Instant::now(),
     );
     std::thread::sleep(window);
     let secs = w0.elapsed().as_secs_f64();
     let tcp_rate = (servers.tcp.load(Ordering::Relaxed) - t0) as f64 / secs;
     let http_rate = (servers.http.load(Ordering::Relaxed) - h0) as f64 / secs;
-    let cpu = (crate::daemon::cpu_seconds(pid) - cpu0) / secs;
+    let cpu = (lb_tests::daemon::cpu_seconds(pid) - cpu0) / secs;
     let rss = rss_kib(pid) as f64 / 1024.0;
     let down = d
         .status()

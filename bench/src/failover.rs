@@ -10,6 +10,7 @@
 
 use std::{
     io::{BufRead, BufReader},
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     process::{Child, Stdio},
     sync::mpsc,
@@ -20,13 +21,15 @@ use anyhow::{Context as _, Result, bail};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::json;
 
-use crate::{
+use crate::stats;
+use lb_tests::{
+    addrs::VRRP_VIP4,
     daemon::{self, Daemon, Keepalived},
     netns::{Netns, Segment},
     servers::Backend,
 };
 
-const VIP: &str = "192.0.2.100";
+const VIP: Ipv4Addr = VRRP_VIP4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
@@ -229,7 +232,7 @@ fn first_answer_from(client: &Netns, name: &'static str) -> Result<std::thread::
         s.set_read_timeout(Some(Duration::from_millis(2)))?;
         Ok(s)
     })??;
-    let to: std::net::SocketAddr = format!("{VIP}:{PROBE_PORT}").parse()?;
+    let to = std::net::SocketAddr::from((VIP, PROBE_PORT));
     Ok(std::thread::spawn(move || {
         let mut buf = [0u8; 64];
         for _ in 0..5000 {
@@ -282,22 +285,13 @@ pub fn failover_once(s: &Scenario, dir: &Path) -> Result<(f64, f64)> {
     Ok(((t1 - t0) * 1000.0, (t2 - t0) * 1000.0))
 }
 
-pub struct Stats {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-pub fn stats(v: &[f64]) -> Stats {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    Stats { median: s[s.len() / 2], min: s[0], max: s[s.len() - 1] }
-}
-
-/// Runs every scenario `runs` times; prints a markdown table to `out` and returns the JSON.
-pub fn failover(runs: usize, out: &mut dyn std::io::Write) -> Result<serde_json::Value> {
+/// Runs every scenario five times (once when `quick`); prints a markdown table to `out` and
+/// returns the rows as JSON.
+pub fn section(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_json::Value> {
+    let runs = if quick { 1 } else { 5 };
     let dir = std::env::temp_dir().join(format!("lbt-bench-fo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    writeln!(out, "{runs} run(s) per scenario\n")?;
     writeln!(
         out,
         "| scenario | RFC bound (ms) | first gratuitous ARP: median (ms) | min–max (ms) | first answer on the VIP: median (ms) | min–max (ms) | runs |"
@@ -332,5 +326,5 @@ pub fn failover(runs: usize, out: &mut dyn std::io::Write) -> Result<serde_json:
         }));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(json!({ "failover": rows }))
+    Ok(json!(rows))
 }
