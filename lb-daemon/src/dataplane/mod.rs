@@ -4,6 +4,7 @@
 pub mod bpf;
 pub mod decap;
 pub mod object;
+pub mod punt;
 pub mod services;
 pub mod tables;
 
