@@ -239,12 +239,18 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     let runner = script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
     let run_dir = RunDir::open(&opts.run_dir)?;
-    let dp = if opts.subsystems.dataplane() {
+    let mut dp = if opts.subsystems.dataplane() {
         Some(start_backend(&opts, &loaded.config)?)
     } else {
         info!("-P: VRRP only; no data plane, services or checkers");
         None
     };
+    // Held fragments and IPv4 packets to fragment, handed over by the BPF data plane.
+    let punt = dp.as_mut().map(|d| d.start_punt()).transpose().unwrap_or_else(|e| {
+        error!("fragment hand-over not running (held fragments are lost): {e:#}");
+        None
+    });
+    let punt = punt.flatten();
     let (checkers, mut reports) = Checkers::new();
     let mut node = Node {
         dp,
@@ -368,6 +374,9 @@ pub async fn run(opts: Options) -> Result<()> {
     vrrp.stop().await;
     node.checkers.stop();
     node.omega().await;
+    if let Some(p) = punt {
+        p.stop().await;
+    }
     if let Some(dp) = node.dp.take() {
         let kind = dp.kind();
         dp.shutdown()?;
@@ -526,6 +535,7 @@ impl Node {
                 .dp
                 .as_ref()
                 .map(|d| state::BackendStatus { kind: format!("{:?}", d.kind()).to_lowercase(), changes: d.changes() }),
+            punt: crate::dataplane::punt::stats(),
         }
     }
 

@@ -76,6 +76,25 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     }
     r.register("checker_changes", "Real server and quorum changes", changes);
 
+    if let Some(p) = &status.punt {
+        let frames = Family::<Labels, Counter>::default();
+        for (outcome, n) in [
+            ("held", p.held),
+            ("replayed", p.replayed),
+            ("forwarded_after_replay", p.forwarded_after_replay),
+            ("given_up", p.given_up),
+            ("dropped_full", p.dropped_full),
+            ("fragmented", p.fragmented),
+            ("fragments_out", p.fragments_out),
+            ("refused", p.refused),
+            ("malformed", p.malformed),
+            ("replay_errors", p.replay_errors),
+        ] {
+            frames.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
+        }
+        r.register("punt_frames", "Frames the data plane handed to the daemon, by what became of them", frames);
+    }
+
     if let Some(dp) = dp {
         let svc_packets = Family::<Labels, Counter>::default();
         let svc_bytes = Family::<Labels, Counter>::default();
@@ -182,6 +201,7 @@ mod tests {
                 ..Default::default()
             }],
             checker_counters: serde_json::json!({"real_down": 3}),
+            punt: Some(crate::dataplane::punt::PuntStats { given_up: 4, ..Default::default() }),
             ..Default::default()
         };
         let text = render(&status, None);
@@ -192,6 +212,7 @@ mod tests {
             "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",check=\"Password\"} 7",
             "lb_checker_up{service=\"192.0.2.10:80/tcp\",real=\"198.51.100.11:80\",check=\"1\"} 0",
             "lb_checker_changes_total{change=\"down\"} 3",
+            "lb_punt_frames_total{outcome=\"given_up\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

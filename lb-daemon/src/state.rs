@@ -124,6 +124,9 @@ pub struct Status {
     /// The forwarding backend (none with `-P`).
     #[serde(default)]
     pub backend: Option<BackendStatus>,
+    /// Frames the BPF data plane handed to the daemon (held fragments, IPv4 to fragment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub punt: Option<crate::dataplane::punt::PuntStats>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

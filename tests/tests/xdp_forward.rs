@@ -362,7 +362,7 @@ fn tun_answers_packets_too_big_for_the_tunnel() {
     etherparse::PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
         .ipv6(VIP6.octets(), CLIENT6.octets(), 64)
         .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1460 })
-        .write(&mut want6, &big6[14..14 + 48])
+        .write(&mut want6, &big6[14..14 + 56])
         .unwrap();
     for (svc, input, want) in [(0u32, big4.clone(), want4), (1, big6, want6)] {
         fx.check(&Case {

@@ -4,6 +4,7 @@
 pub mod bpf;
 pub mod decap;
 pub mod object;
+pub mod punt;
 pub mod services;
 pub mod tables;
 
@@ -43,6 +44,12 @@ pub trait Backend: Send {
     /// Starts, switches or stops connection sync between load balancers.
     fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()>;
 
+    /// Starts taking the frames the data plane hands over (the BPF data plane's held
+    /// fragments and IPv4 packets to fragment); None when there are none to take.
+    fn start_punt(&mut self) -> Result<Option<punt::Punt>> {
+        Ok(None)
+    }
+
     /// Removes everything this daemon put in the kernel.
     fn shutdown(self: Box<Self>) -> Result<()>;
 }
@@ -66,6 +73,10 @@ impl Backend for bpf::BpfDataplane {
 
     fn stats(&mut self) -> Result<serde_json::Value> {
         Ok(serde_json::to_value(bpf::read_stats(self.pin_dir())?)?)
+    }
+
+    fn start_punt(&mut self) -> Result<Option<punt::Punt>> {
+        punt::Punt::start(self).map(Some)
     }
 
     fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()> {

@@ -181,7 +181,10 @@ pub fn oversized(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
 /// Answers a packet the egress path cannot carry with ICMP "fragmentation needed" (IPv4 with
 /// DF) or ICMPv6 "packet too big", advertising `mtu`, from the packet's destination (the VIP)
 /// back to the sender's hop. The quote is the IP header and 8 bytes: an IPv4 header with
-/// options is not quoted whole, so such a packet is dropped (counted) instead.
+/// options is not quoted whole, so such a packet is dropped (counted) instead. IPv6 quotes 16
+/// bytes after its header: a sender only acts on an error whose quote reaches 8 bytes into
+/// the L4 header (Linux: `icmpv6_notify`), and a fragmented datagram's first fragment puts an
+/// 8-byte fragment header in front of it (the packets that reach here are well over 56 bytes).
 #[inline(never)]
 pub fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     let dropped = Verdict::new(XDP_DROP, Reason::TooBig);
@@ -189,8 +192,9 @@ pub fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     let eth = unsafe { &*eth };
     let (peer_mac, our_mac) = (eth.src, eth.dst);
     let v4 = f.family == FAMILY_V4;
-    // Layout: Ethernet, new IP header, 8-byte ICMP header, the quoted IP header + 8 bytes.
-    let (ip_len, quote) = if v4 { (IPV4_HLEN, IPV4_HLEN + 8) } else { (IPV6_HLEN, IPV6_HLEN + 8) };
+    // Layout: Ethernet, new IP header, 8-byte ICMP header, the quoted IP header + 8 (IPv6: 16)
+    // bytes.
+    let (ip_len, quote) = if v4 { (IPV4_HLEN, IPV4_HLEN + 8) } else { (IPV6_HLEN, IPV6_HLEN + 16) };
     if v4 {
         let Some(ip) = ptr_at::<Ipv4Hdr>(ctx, l3_at(f)) else { return dropped };
         let ip = unsafe { &*ip };
@@ -249,18 +253,18 @@ fn icmp4_too_big(ctx: &XdpContext, f: &Frame, mtu: u16, dst: [u8; 6], src: [u8; 
 
 #[inline(always)]
 fn icmp6_too_big(ctx: &XdpContext, f: &Frame, mtu: u16, dst: [u8; 6], src: [u8; 6]) -> Option<()> {
-    let p = unsafe { &mut *ptr_at::<[u8; 110]>(ctx, 0)? };
+    let p = unsafe { &mut *ptr_at::<[u8; 118]>(ctx, 0)? };
     write_eth(&mut p[0..14], dst, src, ETH_P_IPV6);
     p[14..18].copy_from_slice(&[0x60, 0, 0, 0]);
-    p[18..20].copy_from_slice(&56u16.to_be_bytes());
+    p[18..20].copy_from_slice(&64u16.to_be_bytes());
     p[20] = 58;
     p[21] = 64;
     p[22..38].copy_from_slice(&f.dst);
     p[38..54].copy_from_slice(&f.src);
     p[54..62].copy_from_slice(&[2, 0, 0, 0, 0, 0, (mtu >> 8) as u8, mtu as u8]);
-    // Pseudo-header: addresses, upper-layer length (56), next header (58).
-    let pseudo = csum::sum16(&f.dst) + csum::sum16(&f.src) + 56 + 58;
-    let msg: &[u8; 56] = p[54..110].try_into().ok()?;
+    // Pseudo-header: addresses, upper-layer length (64), next header (58).
+    let pseudo = csum::sum16(&f.dst) + csum::sum16(&f.src) + 64 + 58;
+    let msg: &[u8; 64] = p[54..118].try_into().ok()?;
     let c = csum::checksum(msg, pseudo);
     p[56..58].copy_from_slice(&c.to_be_bytes());
     Some(())
