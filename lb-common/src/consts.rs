@@ -99,6 +99,17 @@ pub const MAP_UNRESOLVED: &str = "lb_unresolved";
 pub const MAP_SCRATCH: &str = "lb_scratch";
 pub const MAP_FIB: &str = "lb_fib";
 pub const MAP_CSUM_BUF: &str = "lb_csum_buf";
+/// Per interface (indexed by ifindex): how the program was attached there (`IFACE_*`).
+/// Pinned, so a restarted daemon that adopts a link keeps its interface's flags.
+pub const MAP_IFACES: &str = "lb_ifaces";
+/// Interfaces with an ifindex below this have flags (others have none).
+pub const MAX_IFINDEX: u32 = 4096;
+/// `lb_ifaces`: XDP runs there in generic (skb) mode: frames keep their skb, checksums left
+/// to offload stay partial and large (GSO) frames cannot be redirected.
+pub const IFACE_GENERIC: u32 = 1;
+/// `lb_ifaces`: a veth in native mode: frames going back out of it are redirected, not
+/// XDP_TX'd (veth wakes its peer only for redirected frames unless the peer runs XDP).
+pub const IFACE_TX_BY_REDIRECT: u32 = 2;
 /// Fragmented datagrams: (source, destination, id, protocol) → what the first fragment
 /// decided, for the later ones (pinned: a restart keeps following them).
 pub const MAP_FRAGS: &str = "lb_frags";
@@ -113,7 +124,7 @@ pub const UNRESOLVED_ENTRIES: u32 = 1024;
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 19] = [
+pub const PINNED_MAPS: [&str; 20] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -133,10 +144,11 @@ pub const PINNED_MAPS: [&str; 19] = [
     MAP_LBLC,
     MAP_RR,
     MAP_FRAGS,
+    MAP_IFACES,
 ];
 
 /// Every map of the `lb-xdp` object: the pinned ones and those only a running daemon uses.
-pub const XDP_MAPS: [&str; 26] = [
+pub const XDP_MAPS: [&str; 27] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -163,6 +175,7 @@ pub const XDP_MAPS: [&str; 26] = [
     MAP_FRAGS,
     MAP_PUNT,
     MAP_GIVEUP,
+    MAP_IFACES,
 ];
 
 /// The BPF objects `cargo xtask build-ebpf` builds (file names under

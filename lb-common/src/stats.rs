@@ -127,6 +127,17 @@ global_stats! {
         FragNeeded => reason_frag_needed,
         /// Dropped: the hand-over ring to the daemon (`lb_punt`) was full.
         PuntFull => reason_punt_full,
+        /// Passed (generic XDP only): a NAT frame larger than the egress MTU (TSO/GSO from a
+        /// local sender) that XDP cannot redirect, rewritten and left to the kernel's
+        /// forwarding, which segments it.
+        GsoToStack => reason_gso_to_stack,
+        /// Dropped (generic XDP only): a DR or TUN frame larger than the egress MTU (TSO/GSO
+        /// from a local sender): XDP cannot redirect it and the kernel cannot route it.
+        GsoDropped => reason_gso_dropped,
+        /// Dropped (generic XDP only): a TCP/UDP checksum that may be complete or left to
+        /// offload (it equals its pseudo-header sum and also verifies: one frame in 65,536);
+        /// rewriting it either way could corrupt it, so the sender retransmits instead.
+        CsumAmbiguous => reason_csum_ambiguous,
     }
     others {
         /// Not reasons: flows scheduled (conntrack entries created) and conntrack hits.

@@ -8,6 +8,9 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
+/// Not an XDP action: "too big for the path", which the caller answers (`Verdict::oversized`).
+const OVERSIZED: u32 = 0xff;
+
 /// Reason bits in a packed verdict: every `Reason` fits (checked in lb-common).
 const REASON_MASK: u32 = 0x3f;
 
@@ -25,6 +28,18 @@ impl Verdict {
     #[inline(always)]
     pub fn action(self) -> u32 {
         self.0 & 0xff
+    }
+
+    /// The frame is larger than its path's MTU: a rewrite stage returns this unsent, and its
+    /// caller answers it (a sibling call keeps the verifier's call chain short).
+    #[inline(always)]
+    pub fn oversized() -> Self {
+        Self::new(OVERSIZED, Reason::TooBig)
+    }
+
+    #[inline(always)]
+    pub fn is_oversized(self) -> bool {
+        self.action() == OVERSIZED
     }
 
     /// Whether the frame leaves through a device (TX or redirect).
@@ -67,6 +82,15 @@ mod tests {
                 let v = Verdict::new(a, r);
                 assert_eq!((v.action(), v.reason_index()), (a, r as usize));
             }
+        }
+    }
+
+    #[test]
+    fn oversized_is_no_action() {
+        let v = Verdict::oversized();
+        assert!(v.is_oversized() && !v.is_forwarded());
+        for a in [XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT] {
+            assert!(!Verdict::new(a, Reason::TooBig).is_oversized());
         }
     }
 

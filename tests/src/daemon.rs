@@ -311,3 +311,26 @@ impl Drop for Keepalived {
         }
     }
 }
+
+/// lb-daemon on `topo`'s load balancer with the config `conf` (and `args`): the config file
+/// (removed on drop), the pin directory and the running daemon.
+pub fn on_lb(
+    topo: &crate::netns::LbTopology,
+    tag: &str,
+    conf: &str,
+    args: &[&str],
+) -> (crate::temp::TempConfig, PathBuf, Daemon) {
+    let cfg = crate::temp::TempConfig::new(&format!("lb-{tag}"), conf);
+    let pins = pin_dir(tag);
+    let d = Daemon::start(&topo.lb, &cfg, &pins, args).unwrap_or_else(|e| panic!("starting lb-daemon ({tag}): {e:#}"));
+    (cfg, pins, d)
+}
+
+/// `lb-daemon decap` on a real server of `LbTopology`, taking tunnelled packets from its load
+/// balancer (the outer source TUN uses: the address on the real servers' link).
+pub fn decap(real: &Netns) -> Daemon {
+    use crate::addrs::{LB_BACKEND_SIDE4, LB_BACKEND_SIDE6};
+    let (from4, from6) = (LB_BACKEND_SIDE4.to_string(), LB_BACKEND_SIDE6.to_string());
+    Daemon::spawn(real, &["decap", "-i", "b0", "--from", &from4, "--from", &from6], "lb-daemon decap ready")
+        .unwrap_or_else(|e| panic!("starting lb-daemon decap: {e:#}"))
+}

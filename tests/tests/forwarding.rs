@@ -15,10 +15,7 @@ use lb_tests::prelude::*;
 /// lb-daemon on the topology's load balancer with `conf`: its config file, pin directory and
 /// process.
 fn lb(topo: &LbTopology, tag: &str, conf: &str) -> (TempConfig, PathBuf, Daemon) {
-    let cfg = TempConfig::new(&format!("fwd-{tag}"), conf);
-    let pins = daemon::pin_dir(tag);
-    let d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
-    (cfg, pins, d)
+    daemon::on_lb(topo, &format!("fwd-{tag}"), conf, &[])
 }
 
 fn vip4(port: u16) -> SocketAddr {
@@ -228,12 +225,7 @@ fn decap_takes_only_the_load_balancers_packets_to_local_vips() {
     topo.direct_return().unwrap();
     let (real, attacker) = (&topo.backends[0], &topo.backends[1]);
     let (vip4, vip6) = (VIP4, VIP6);
-    let decap = Daemon::spawn(
-        real,
-        &["decap", "-i", "b0", "--from", &LB_BACKEND_SIDE4.to_string(), "--from", &LB_BACKEND_SIDE6.to_string()],
-        "lb-daemon decap ready",
-    )
-    .unwrap();
+    let decap = daemon::decap(real);
     let sink4 = real.run(|| std::net::UdpSocket::bind((vip4, 7777)).unwrap()).unwrap();
     let sink6 = real.run(|| std::net::UdpSocket::bind((vip6, 7777)).unwrap()).unwrap();
     for s in [&sink4, &sink6] {

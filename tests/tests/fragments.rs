@@ -19,18 +19,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
-use aya::programs::{Xdp, XdpMode};
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, UdpHeader,
 };
-use lb_common::consts::PROG_BENCH_PASS;
-use lb_tests::{
-    daemon::{self, Daemon},
-    netns::{LbTopology, Netns, VIP4, VIP6, backend4, backend6},
-    require_root,
-    servers::{TIMEOUT, wait_until},
-};
+use lb_tests::{prelude::*, servers::wait_until};
 
 const PORT: u16 = 5000;
 /// Client source ports: one flow each, so rr spreads the datagrams.
@@ -38,41 +30,22 @@ const CLIENT_PORTS: [u16; 6] = [41001, 41002, 41003, 41004, 41005, 41006];
 /// Payload sizes: 3 and 7 fragments on a 1500-byte link.
 const SIZES: [usize; 2] = [4000, 9000];
 
-/// A config file for one test, removed on drop.
-struct TempConfig(PathBuf);
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// lb-daemon on the topology's load balancer with `conf`.
 fn lb(topo: &LbTopology, tag: &str, conf: &str) -> (TempConfig, PathBuf, Daemon) {
-    let cfg = TempConfig(std::env::temp_dir().join(format!("lbt-{tag}-{}.conf", std::process::id())));
-    std::fs::write(&cfg.0, conf).unwrap();
-    let pins = daemon::pin_dir(tag);
-    let d = Daemon::start(&topo.lb, &cfg.0, &pins, &[]).unwrap();
-    (cfg, pins, d)
+    daemon::on_lb(topo, &format!("frag-{tag}"), conf, &[])
 }
 
-/// The standard topology with the end hosts' offloads as a default install has them (the
-/// harness turns them off for the other tests).
+/// The standard topology (its hosts keep their default offloads).
 fn topology(backends: usize) -> LbTopology {
-    let topo = LbTopology::new(backends).unwrap();
-    topo.client.sh("ethtool -K c0 tx on tso on gso on >/dev/null").unwrap();
-    for b in &topo.backends {
-        b.sh("ethtool -K b0 tx on tso on gso on >/dev/null").unwrap();
-    }
-    topo
+    LbTopology::new(backends).unwrap()
 }
 
 fn vip4() -> SocketAddr {
-    SocketAddr::new(VIP4.parse().unwrap(), PORT)
+    SocketAddr::new(VIP4.into(), PORT)
 }
 
 fn vip6() -> SocketAddr {
-    SocketAddr::new(VIP6.parse().unwrap(), PORT)
+    SocketAddr::new(VIP6.into(), PORT)
 }
 
 /// Datagram `id` of `len` bytes (at least 12): the id, the length, then bytes both decide.
@@ -297,9 +270,7 @@ virtual_server 2001:db8:f::10 5000 {
 ";
 
 fn nat_servers(topo: &LbTopology) -> Vec<Echo> {
-    echoes(topo, |i| {
-        vec![SocketAddr::new(backend4(i).parse().unwrap(), PORT), SocketAddr::new(backend6(i).parse().unwrap(), PORT)]
-    })
+    echoes(topo, |i| vec![SocketAddr::new(backend4(i).into(), PORT), SocketAddr::new(backend6(i).into(), PORT)])
 }
 
 /// NAT: the first fragment of each datagram is scheduled and rewritten, the later ones
@@ -374,26 +345,7 @@ virtual_server 2001:db8:f::10 5000 {
 
 /// TUN real servers on this kernel (no ipip module) decapsulate with `lb-daemon decap`.
 fn decaps(topo: &LbTopology) -> Vec<Daemon> {
-    topo.backends.iter().map(|b| Daemon::spawn(b, &["decap", "-i", "b0"], "lb-daemon decap ready").unwrap()).collect()
-}
-
-/// XDP_TX out of a veth wakes the peer's NAPI only when the peer has an XDP program of its
-/// own (the kernel's `veth_xdp_flush`): without one, the answers the program sends back on
-/// the link they came from ("fragmentation needed", "packet too big") wait until something
-/// else reaches the client. A NIC has no such quirk; a pass-through program on c0 makes the
-/// veth behave like one. Detached when the returned object is dropped.
-fn pass_program_on_c0(topo: &LbTopology) -> aya::Ebpf {
-    let mut e = lb_tests::bench_object().unwrap();
-    topo.client
-        .run(|| -> anyhow::Result<()> {
-            let p: &mut Xdp = e.program_mut(PROG_BENCH_PASS).context(PROG_BENCH_PASS)?.try_into()?;
-            p.load()?;
-            p.attach("c0", XdpMode::Driver)?;
-            Ok(())
-        })
-        .unwrap()
-        .unwrap();
-    e
+    topo.backends.iter().map(daemon::decap).collect()
 }
 
 /// The client's path MTU towards `vip` as its kernel has it (`ip route get`).
@@ -412,7 +364,6 @@ fn tun_datagrams_over_the_mtu_arrive_whole_at_one_real_server() {
     let topo = topology(2);
     let servers = vip_servers(&topo);
     let _decaps = decaps(&topo);
-    let _pass = pass_program_on_c0(&topo);
     let (_cfg, pins, d) = lb(&topo, "fragtun", TUN_CONF);
     big_datagrams(&topo, &servers, vip4(), 0);
     // 12 datagrams of 4000 bytes (2 full-size fragments each) and 12 of 9000 (6 each): every
@@ -444,7 +395,6 @@ fn tun_fragments_a_full_size_packet_without_df_and_answers_one_with_df() {
     let topo = topology(2);
     let servers = vip_servers(&topo);
     let _decaps = decaps(&topo);
-    let _pass = pass_program_on_c0(&topo);
     let (_cfg, pins, d) = lb(&topo, "fragmtu", TUN_CONF);
     let before = global(&pins);
     let results = topo

@@ -273,7 +273,31 @@ impl BpfDataplane {
             let id = prog.attach(iface, mode).with_context(|| format!("attaching XDP program to {iface}"))?;
             self.links.push((iface.to_string(), id, None));
         }
+        self.set_iface_flags(iface, got == "generic")?;
         Ok(got)
+    }
+
+    /// Tells the program how it runs on `iface` (`lb_ifaces`); an adopted link keeps what
+    /// the pinned map says.
+    fn set_iface_flags(&mut self, iface: &str, generic: bool) -> Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(iface).with_context(|| format!("no interface {iface}"))?;
+        let driver = super::iface::driver(iface).unwrap_or_default();
+        let flags = super::iface::flags(&driver, generic);
+        if ifindex >= MAX_IFINDEX {
+            warn!(iface, ifindex, "interface index beyond the data plane's table: treated as a plain native link");
+            return Ok(());
+        }
+        let mut m: Array<_, u32> = Array::try_from(map_mut(&mut self.ebpf, MAP_IFACES)?)?;
+        m.set(ifindex, flags, 0).with_context(|| format!("writing {MAP_IFACES}"))?;
+        if generic {
+            warn!(
+                iface,
+                "generic XDP: frames larger than the MTU (TSO/GSO from local senders) cannot be redirected to another \
+                 interface; NAT hands them to the kernel's forwarding (which must be on), DR and TUN drop them \
+                 (counted as reason_gso_dropped); use native mode where the driver has it"
+            );
+        }
+        Ok(())
     }
 
     /// Next hops the XDP program found unresolved since the last call (and forgets them).

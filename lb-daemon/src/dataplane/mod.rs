@@ -3,6 +3,7 @@
 
 pub mod bpf;
 pub mod decap;
+pub mod iface;
 pub mod object;
 pub mod punt;
 pub mod services;

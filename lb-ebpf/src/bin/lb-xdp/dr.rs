@@ -2,10 +2,9 @@
 
 use aya_ebpf::programs::XdpContext;
 use lb_common::{RealDef, Reason};
-use lb_ebpf::verdict::{Verdict, XDP_PASS};
+use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS};
 
 use crate::{
-    icmp,
     nexthop::{self, Next, l3_at},
     scratch::Frame,
 };
@@ -13,10 +12,11 @@ use crate::{
 #[inline(never)]
 pub fn dr(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
     match nexthop::lookup(ctx, f, &f.src, &real.addr, f.ip_len as usize) {
-        Next::Hop { ifindex, smac, dmac } => {
-            Verdict::new(nexthop::transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::FwdDr)
-        }
-        Next::TooBig(mtu) => icmp::oversized(ctx, f, mtu),
+        Next::Hop => Verdict::new(nexthop::transmit(ctx, f, l3_at(f)), Reason::FwdDr),
+        // Generic XDP, a TSO/GSO frame: it cannot be redirected, and the kernel would deliver
+        // it to the VIP here rather than route it to the real server.
+        Next::TooBig(_) if f.csum_partial != 0 => Verdict::new(XDP_DROP, Reason::GsoDropped),
+        Next::TooBig(_) => Verdict::oversized(),
         Next::Unknown => Verdict::new(XDP_PASS, Reason::NoRoute),
     }
 }

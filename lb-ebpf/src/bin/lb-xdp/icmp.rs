@@ -13,7 +13,7 @@ use lb_common::{
 use lb_ebpf::{
     csum,
     hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr, IPV4_HLEN, IPV6_HLEN, IcmpHdr, Ipv4Hdr, Ipv6Hdr},
-    verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX},
+    verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS},
 };
 
 use crate::{
@@ -109,9 +109,7 @@ pub fn nat_reply_rewrite(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> bool {
 #[inline(never)]
 pub fn send_reply(ctx: &XdpContext, f: &Frame, vip: &[u8; 16]) -> Verdict {
     match nexthop::lookup(ctx, f, vip, &f.dst, 0) {
-        Next::Hop { ifindex, smac, dmac } => {
-            Verdict::new(nexthop::transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::IcmpReply)
-        }
+        Next::Hop => Verdict::new(nexthop::transmit(ctx, f, l3_at(f)), Reason::IcmpReply),
         _ => Verdict::new(XDP_PASS, Reason::NoRoute),
     }
 }
@@ -218,7 +216,7 @@ pub fn too_big(ctx: &XdpContext, f: &Frame, mtu: u16) -> Verdict {
     if ok.is_none() {
         return Verdict::new(XDP_ABORTED, Reason::TooBig);
     }
-    Verdict::new(XDP_TX, Reason::TooBig)
+    Verdict::new(nexthop::back_out(f), Reason::TooBig)
 }
 
 #[inline(always)]

@@ -40,7 +40,8 @@ use lb_common::{
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
 use crate::{
-    maps::{lb_reals, lb_scratch, lb_services},
+    maps::{lb_ifaces, lb_reals, lb_scratch, lb_services},
+    offload::Checksum,
     parse::Parsed,
     scratch::{Frame, frag},
 };
@@ -59,11 +60,25 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 /// Decides what happens to one frame and why.
 #[inline(always)]
 fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
+    let v = dispatch(ctx, ifindex);
+    if !v.is_oversized() {
+        return v;
+    }
+    let Some(f) = lb_scratch.get_ptr(0) else { return Verdict::new(XDP_DROP, Reason::TooBig) };
+    // SAFETY: this CPU's slot, as `dispatch` left it.
+    icmp::oversized(ctx, unsafe { &*f }, nexthop::mtu())
+}
+
+/// Decides what happens to one frame; a frame too big for its path comes back as
+/// `Verdict::oversized` for `classify` to answer.
+#[inline(always)]
+fn dispatch(ctx: &XdpContext, ifindex: u32) -> Verdict {
     let Some(f) = lb_scratch.get_ptr_mut(0) else { return Verdict::new(XDP_PASS, Reason::NotIp) };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
     let f = unsafe { &mut *f };
     let parsed = parse::parse(ctx, f);
     f.ifindex = ifindex;
+    f.iface = lb_ifaces.get(ifindex).copied().unwrap_or(0);
     let v = match parsed {
         Ok(Parsed::Ports) => ports(ctx, f),
         Ok(Parsed::LaterFragment) => return later_fragment(ctx, f),
@@ -81,7 +96,7 @@ fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
 
 /// A TCP/UDP frame: for a service, or a NAT real server's reply, or neither.
 #[inline(always)]
-fn ports(ctx: &XdpContext, f: &Frame) -> Verdict {
+fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     // SAFETY: copied out at once; `lb_services` values never change in place.
     if let Some(svc) = unsafe { lb_services.get(&f.service_key()) }.map(|v| v.id) {
         return forward(ctx, svc, f);
@@ -96,7 +111,7 @@ fn ports(ctx: &XdpContext, f: &Frame) -> Verdict {
 /// and the rewrite (`nat`, `dr`, `tun`) are separate calls so their stack frames never nest:
 /// the verifier allows 512 bytes for the deepest call chain.
 #[inline(always)]
-fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
+fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
     let len = parse::frame_len(ctx);
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
@@ -112,7 +127,9 @@ fn forward(ctx: &XdpContext, svc: u32, f: &Frame) -> Verdict {
     if f.frag == frag::FIRST {
         frags::record_to_real(f, svc, real_id, d.fwd());
     }
-    offload::complete_partial(ctx, f);
+    if let Checksum::Ambiguous = offload::complete_partial(ctx, f) {
+        return Verdict::new(XDP_DROP, Reason::CsumAmbiguous);
+    }
     match d.fwd() {
         FWD_NAT => {
             if d.is_new() || d.is_promoted() {
@@ -193,9 +210,10 @@ fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
     v.with_reason_if_forwarded(Reason::IcmpFwd)
 }
 
-/// A NAT real server's reply: back to the client from the VIP.
-#[inline(never)]
-fn reply(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> Verdict {
+/// A NAT real server's reply: back to the client from the VIP. Inlined: `nat_reply`'s frame
+/// is the largest, and the verifier allows 512 bytes for the deepest chain of calls.
+#[inline(always)]
+fn reply(ctx: &XdpContext, f: &mut Frame, rev: &NatRev) -> Verdict {
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
@@ -204,7 +222,9 @@ fn reply(ctx: &XdpContext, f: &Frame, rev: &NatRev) -> Verdict {
     if f.frag == frag::FIRST {
         frags::record_nat_reply(f, rev);
     }
-    offload::complete_partial(ctx, f);
+    if let Checksum::Ambiguous = offload::complete_partial(ctx, f) {
+        return Verdict::new(XDP_DROP, Reason::CsumAmbiguous);
+    }
     nat::nat_reply(ctx, f, &rev.vip, rev.vport)
 }
 

@@ -12,8 +12,8 @@ use lb_common::{
     FlowKey, FlowValue, FragKey, FragValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, PuntRecord,
     RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf,
     consts::{
-        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_REALS,
-        MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, UNRESOLVED_ENTRIES,
+        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_IFINDEX,
+        MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, UNRESOLVED_ENTRIES,
     },
 };
 
@@ -120,6 +120,10 @@ const PUNT_BYTES: usize = ((PUNT_RECORDS as usize) * (core::mem::size_of::<PuntR
 pub static lb_rr: PerCpuArray<u32, SVC> = PerCpuArray::new();
 
 // --- Daemon bookkeeping ---
+
+/// Per ingress interface (by ifindex): how the program runs there (`IFACE_*` flags).
+#[btf_map]
+pub static lb_ifaces: Array<u32, { MAX_IFINDEX as usize }> = Array::new();
 
 /// Layout version of the pinned maps; only the daemon reads and writes it.
 #[btf_map]

@@ -13,7 +13,6 @@ use lb_ebpf::{
 };
 
 use crate::{
-    icmp,
     nexthop::{self, Next, l3_at, l4_at},
     parse::ptr_at,
     scratch::{Frame, frag},
@@ -43,15 +42,44 @@ enum Side {
 /// checksum covers the whole datagram).
 #[inline(always)]
 fn rewrite(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], port: u16) -> Option<()> {
-    let later = f.frag == frag::LATER;
-    // The L4 checksum, updated as the address and port change; `None` for a later fragment.
-    let mut l4sum = None;
-    let mut sum_at = l4_at(f);
-    if !later {
-        sum_at += l4_check_at(f.proto)?;
-        // SAFETY (every `&mut *ptr` in this file): bounds checked by `ptr_at`.
-        l4sum = Some(u16::from_be_bytes(unsafe { *ptr_at::<[u8; 2]>(ctx, sum_at)? }));
+    if f.frag == frag::LATER {
+        return swap_address(ctx, f, side, addr, 0).map(|_| ());
     }
+    let sum_at = l4_at(f) + l4_check_at(f.proto)?;
+    // SAFETY (every `&mut *ptr` in this file): bounds checked by `ptr_at`.
+    let field = u16::from_be_bytes(unsafe { *ptr_at::<[u8; 2]>(ctx, sum_at)? });
+    // UDP over IPv4 may carry no checksum (0): leave it so.
+    let no_udp_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && field == 0;
+    // A field left to offload holds the pseudo-header sum (not its complement): it follows
+    // the address the other way round (complemented before and after), and not the port,
+    // which the completion sums from the header itself.
+    let partial = f.csum_partial != 0;
+    let mut l4sum = swap_address(ctx, f, side, addr, if partial { !field } else { field })?;
+    let ports = unsafe { &mut *ptr_at::<Ports>(ctx, l4_at(f))? };
+    let port_field = if side == Side::Dst { &mut ports.dst } else { &mut ports.src };
+    let new_port = port.to_be_bytes();
+    if partial {
+        l4sum = !l4sum;
+    } else {
+        l4sum = csum::replace(l4sum, port_field, &new_port);
+    }
+    *port_field = new_port;
+    if no_udp_csum {
+        return Some(());
+    }
+    // A computed UDP checksum of 0 is sent as 0xffff (RFC 768).
+    if f.proto == IPPROTO_UDP && l4sum == 0 && !partial {
+        l4sum = 0xffff;
+    }
+    let sum = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, sum_at)? };
+    *sum = l4sum.to_be_bytes();
+    Some(())
+}
+
+/// Replaces one side's IP address, fixing the IPv4 header checksum: `l4sum` updated for the
+/// change (the TCP/UDP checksum covers the addresses through its pseudo-header).
+#[inline(always)]
+fn swap_address(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], l4sum: u16) -> Option<u16> {
     if f.family == FAMILY_V4 {
         let ip = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, l3_at(f))? };
         let field = if side == Side::Dst { &mut ip.daddr } else { &mut ip.saddr };
@@ -60,32 +88,14 @@ fn rewrite(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], port: u16) 
         *field = new;
         let c = csum::replace(ip.check(), &old, &new);
         ip.set_check(c);
-        l4sum = l4sum.map(|s| csum::replace(s, &old, &new));
+        Some(csum::replace(l4sum, &old, &new))
     } else {
         let ip = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, l3_at(f))? };
         let field = if side == Side::Dst { &mut ip.daddr } else { &mut ip.saddr };
-        l4sum = l4sum.map(|s| csum::replace16(s, field, addr));
+        let l4sum = csum::replace16(l4sum, field, addr);
         *field = *addr;
+        Some(l4sum)
     }
-    let Some(mut l4sum) = l4sum else { return Some(()) };
-    let ports = unsafe { &mut *ptr_at::<Ports>(ctx, l4_at(f))? };
-    let port_field = if side == Side::Dst { &mut ports.dst } else { &mut ports.src };
-    let new_port = port.to_be_bytes();
-    l4sum = csum::replace(l4sum, port_field, &new_port);
-    *port_field = new_port;
-    let sum = unsafe { &mut *ptr_at::<[u8; 2]>(ctx, sum_at)? };
-    // UDP over IPv4 may carry no checksum (0): leave it so. A computed UDP checksum of 0 is
-    // sent as 0xffff (RFC 768).
-    if f.proto == IPPROTO_UDP {
-        if f.family == FAMILY_V4 && u16::from_be_bytes(*sum) == 0 {
-            return Some(());
-        }
-        if l4sum == 0 {
-            l4sum = 0xffff;
-        }
-    }
-    *sum = l4sum.to_be_bytes();
-    Some(())
 }
 
 /// NAT towards the real server: destination address and port rewritten. The path's MTU is
@@ -93,18 +103,20 @@ fn rewrite(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], port: u16) 
 #[inline(never)]
 pub fn nat(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
     let next = nexthop::lookup(ctx, f, &f.src, &real.addr, f.ip_len as usize);
-    if let Next::TooBig(mtu) = next {
-        return icmp::oversized(ctx, f, mtu);
+    if let Next::TooBig(_) = next {
+        if f.csum_partial == 0 {
+            return Verdict::oversized();
+        }
     }
     if rewrite(ctx, f, Side::Dst, &real.addr, real.port).is_none() {
         return Verdict::new(XDP_ABORTED, Reason::BadL4);
     }
     match next {
-        Next::Hop { ifindex, smac, dmac } => {
-            Verdict::new(nexthop::transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::FwdNat)
-        }
+        Next::Hop => Verdict::new(nexthop::transmit(ctx, f, l3_at(f)), Reason::FwdNat),
+        // Generic XDP, a TSO/GSO frame: the kernel forwards and segments it.
+        Next::TooBig(_) => Verdict::new(XDP_PASS, Reason::GsoToStack),
         // The stack routes the rewritten packet itself.
-        _ => Verdict::new(XDP_PASS, Reason::NoRoute),
+        Next::Unknown => Verdict::new(XDP_PASS, Reason::NoRoute),
     }
 }
 
@@ -112,16 +124,17 @@ pub fn nat(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
 #[inline(never)]
 pub fn nat_reply(ctx: &XdpContext, f: &Frame, vip: &[u8; 16], vport: u16) -> Verdict {
     let next = nexthop::lookup(ctx, f, vip, &f.dst, f.ip_len as usize);
-    if let Next::TooBig(mtu) = next {
-        return icmp::oversized(ctx, f, mtu);
+    if let Next::TooBig(_) = next {
+        if f.csum_partial == 0 {
+            return Verdict::oversized();
+        }
     }
     if rewrite(ctx, f, Side::Src, vip, vport).is_none() {
         return Verdict::new(XDP_ABORTED, Reason::BadL4);
     }
     match next {
-        Next::Hop { ifindex, smac, dmac } => {
-            Verdict::new(nexthop::transmit(ctx, f, l3_at(f), ifindex, smac, dmac), Reason::NatReply)
-        }
-        _ => Verdict::new(XDP_PASS, Reason::NoRoute),
+        Next::Hop => Verdict::new(nexthop::transmit(ctx, f, l3_at(f)), Reason::NatReply),
+        Next::TooBig(_) => Verdict::new(XDP_PASS, Reason::GsoToStack),
+        Next::Unknown => Verdict::new(XDP_PASS, Reason::NoRoute),
     }
 }

@@ -6,7 +6,10 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head},
     programs::XdpContext,
 };
-use lb_common::{NeighKey, consts::FAMILY_V4};
+use lb_common::{
+    NeighKey,
+    consts::{FAMILY_V4, IFACE_TX_BY_REDIRECT},
+};
 use lb_ebpf::{
     hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr},
     mem::zero_words,
@@ -27,8 +30,9 @@ const FIB_NO_NEIGH: i64 = 7;
 const FIB_FRAG_NEEDED: i64 = 8;
 
 pub enum Next {
-    /// Out of this interface (`ifindex`) with these MACs.
-    Hop { ifindex: u32, smac: [u8; 6], dmac: [u8; 6] },
+    /// Resolved: `transmit` sends the frame there (the interface and MACs stay in this CPU's
+    /// `lb_fib` entry rather than in registers across the rewrite).
+    Hop,
     /// The FIB cannot say yet (no neighbour entry, no route): let the stack handle it.
     Unknown,
     /// The packet would exceed the route's MTU (given).
@@ -61,7 +65,7 @@ pub fn lookup(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: 
         bpf_fib_lookup(ctx.ctx.cast(), (p as *mut Fib).cast::<FibLookup>(), core::mem::size_of::<Fib>() as i32, 0)
     };
     match ret {
-        FIB_SUCCESS => Next::Hop { ifindex: p.ifindex, smac: p.smac, dmac: p.dmac },
+        FIB_SUCCESS => Next::Hop,
         FIB_FRAG_NEEDED => Next::TooBig(p.tot_len),
         FIB_NO_NEIGH => {
             // The route is known, its next hop (now in `dst`) is not resolved: ask the daemon.
@@ -74,6 +78,13 @@ pub fn lookup(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: 
         }
         _ => Next::Unknown,
     }
+}
+
+/// The path MTU the last `lookup` reported `TooBig` with.
+#[inline(always)]
+pub fn mtu() -> u16 {
+    // SAFETY: this CPU's slot, filled by `lookup` in this program run.
+    lb_fib.get_ptr(0).map_or(0, |s| unsafe { (*s).fib.tot_len })
 }
 
 /// Header offsets, bounded for the verifier: it cannot know that a value read back from the
@@ -96,10 +107,17 @@ pub fn ethertype(family: u8) -> u16 {
     if family == FAMILY_V4 { ETH_P_IP } else { ETH_P_IPV6 }
 }
 
-/// Writes a fresh Ethernet header in front of the L3 header at `l3_off` and sends the frame.
-/// VLAN tags the frame arrived with are dropped: the FIB chose the egress link.
+/// Writes a fresh Ethernet header in front of the L3 header at `l3_off` and sends the frame
+/// to the next hop the last `lookup` found.
+/// VLAN tags the frame arrived with are dropped: the FIB chose the egress link. Back out of
+/// the ingress interface it is XDP_TX, but a redirect on a veth in native mode: veth wakes
+/// its peer for a redirected frame, for an XDP_TX'd one only when the peer runs XDP itself.
 #[inline(always)]
-pub fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize, ifindex: u32, smac: [u8; 6], dmac: [u8; 6]) -> u32 {
+pub fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize) -> u32 {
+    let Some(scratch) = lb_fib.get_ptr(0) else { return XDP_ABORTED };
+    // SAFETY: this CPU's slot, filled by `lookup` in this program run.
+    let hop = unsafe { &(*scratch).fib };
+    let (ifindex, smac, dmac) = (hop.ifindex, hop.smac, hop.dmac);
     if l3_off != ETH_HLEN {
         // Strip VLAN tags: move the start to 14 bytes before the L3 header.
         // SAFETY: the helper checks the new start lies within the frame.
@@ -111,5 +129,16 @@ pub fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize, ifindex: u32, smac: 
     // SAFETY: bounds checked by `ptr_at`.
     unsafe { &mut *eth }.set(dmac, smac, ethertype(f.family));
     // SAFETY: a helper taking only scalars.
-    if ifindex == f.ifindex { XDP_TX } else { unsafe { bpf_redirect(ifindex, 0) as u32 } }
+    if ifindex == f.ifindex { back_out(f) } else { unsafe { bpf_redirect(ifindex, 0) as u32 } }
+}
+
+/// The action that sends the frame back out of the interface it arrived on.
+#[inline(always)]
+pub fn back_out(f: &Frame) -> u32 {
+    if f.iface & IFACE_TX_BY_REDIRECT == 0 {
+        XDP_TX
+    } else {
+        // SAFETY: a helper taking only scalars.
+        unsafe { bpf_redirect(f.ifindex, 0) as u32 }
+    }
 }

@@ -7,13 +7,18 @@
 //! A field equal to the folded pseudo-header sum may hold only that sum; a sum over the whole
 //! segment then tells a partial checksum (completed here) from a complete one that matches by
 //! chance (left alone). Only such frames pay for the sum.
+//!
+//! Generic XDP is different: the frame keeps its skb, still `CHECKSUM_PARTIAL`, which the
+//! egress device or the receiver completes from the field. There the field must stay a
+//! pseudo-header sum (`Frame::csum_partial` tells the NAT rewrite so), and a frame too large
+//! to sum here (TSO/GSO, always partial) is taken as partial.
 
 use aya_ebpf::{
     bindings::xdp_md,
     helpers::{bpf_csum_diff, bpf_loop, bpf_xdp_load_bytes},
     programs::XdpContext,
 };
-use lb_common::consts::{FAMILY_V4, IPPROTO_TCP, IPPROTO_UDP};
+use lb_common::consts::{FAMILY_V4, IFACE_GENERIC, IPPROTO_TCP, IPPROTO_UDP};
 use lb_ebpf::{
     csum,
     hdr::{TCP_CHECK_OFF, UDP_CHECK_OFF},
@@ -83,45 +88,86 @@ extern "C" fn sum_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Completes the TCP/UDP checksum of `f` if the sender left it to offload. False when the
-/// segment could not be read (the frame is then sent as it is).
+/// What `complete_partial` found.
+pub enum Checksum {
+    /// Complete (or completed here): rewrites update it as a checksum.
+    Complete,
+    /// Generic XDP: left to offload (`Frame::csum_partial` set).
+    Partial,
+    /// Generic XDP: cannot tell (see `Reason::CsumAmbiguous`).
+    Ambiguous,
+}
+
+/// Completes the TCP/UDP checksum of `f` if the sender left it to offload (native XDP), or
+/// notes that it stays partial (generic XDP). A segment that cannot be read is sent as it is.
 #[inline(never)]
-pub fn complete_partial(ctx: &XdpContext, f: &Frame) -> bool {
+pub fn complete_partial(ctx: &XdpContext, f: &mut Frame) -> Checksum {
+    let generic = f.iface & IFACE_GENERIC != 0;
+    match examine(ctx, f, generic) {
+        Found::Complete => Checksum::Complete,
+        Found::Partial if generic => {
+            f.csum_partial = 1;
+            Checksum::Partial
+        }
+        Found::Partial => Checksum::Complete,
+        Found::Ambiguous if generic => Checksum::Ambiguous,
+        Found::Ambiguous => Checksum::Complete,
+    }
+}
+
+enum Found {
+    Complete,
+    Partial,
+    /// Matches the pseudo-header sum and verifies: complete for native XDP (only the bytes
+    /// count there), undecidable for generic XDP.
+    Ambiguous,
+}
+
+/// Reads (and, for native XDP, completes) the checksum.
+#[inline(always)]
+fn examine(ctx: &XdpContext, f: &Frame, generic: bool) -> Found {
     let check_off = match f.proto {
         IPPROTO_TCP => TCP_CHECK_OFF,
         IPPROTO_UDP => UDP_CHECK_OFF,
-        _ => return true,
+        _ => return Found::Complete,
     };
     // The kernel completes checksums before it fragments.
     if f.frag != frag::NONE {
-        return true;
+        return Found::Complete;
     }
     let l4_len = f.l4_len();
     let pseudo = csum::pseudo_header(&f.src, &f.dst, f.proto, l4_len);
-    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return true };
+    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return Found::Complete };
     // SAFETY: bounds checked by `ptr_at`.
     let value = u16::from_be_bytes(unsafe { *field });
     // UDP over IPv4 without a checksum (0) stays without one.
     let no_udp_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && value == 0;
     if no_udp_csum || !csum::may_be_partial(value, pseudo) {
-        return true;
+        return Found::Complete;
     }
     let mut s = Sum { ctx: ctx.ctx, off: f.l4_off, end: f.l4_off + l4_len, sum: 0, failed: 0 };
+    if s.off + MAX_CHUNKS * (CHUNK as u32) < s.end {
+        // Larger than native XDP frames get: a TSO/GSO frame in generic mode, partial.
+        return Found::Partial;
+    }
     // SAFETY: `sum_step` matches bpf_loop's callback type; `s` outlives the call.
     unsafe { bpf_loop(MAX_CHUNKS, sum_step as *mut core::ffi::c_void, (&mut s as *mut Sum).cast(), 0) };
-    if s.failed != 0 || s.off + MAX_CHUNKS * (CHUNK as u32) < s.end {
-        return false;
+    if s.failed != 0 {
+        return Found::Complete;
     }
-    let Some(mut c) = csum::complete(value, pseudo, csum::fold_le(s.sum)) else { return true };
+    let Some(mut c) = csum::complete(value, pseudo, csum::fold_le(s.sum)) else { return Found::Ambiguous };
+    if generic {
+        return Found::Partial;
+    }
     if f.proto == IPPROTO_UDP && c == 0 {
         c = 0xffff;
     }
-    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return false };
+    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return Found::Complete };
     // SAFETY: bounds checked by `ptr_at`.
     unsafe { *field = c.to_be_bytes() };
     if let Some(st) = lb_stats.get_ptr_mut(0) {
         // SAFETY: this CPU's counters.
         unsafe { (*st).csum_completed += 1 };
     }
-    true
+    Found::Partial
 }

@@ -34,6 +34,11 @@ pub struct Frame {
     pub ifindex: u32,
     /// Fragments: the datagram's identification (host order).
     pub frag_id: u32,
+    /// The ingress interface's `IFACE_*` flags (`lb_ifaces`).
+    pub iface: u32,
+    /// Generic XDP: the TCP/UDP checksum is left to offload (the skb stays
+    /// `CHECKSUM_PARTIAL`, so rewrites keep the field a pseudo-header sum).
+    pub csum_partial: u8,
 }
 
 /// `Frame::frag`.

@@ -8,7 +8,7 @@ use lb_common::{
 use lb_ebpf::{
     csum,
     hdr::{ETH_HLEN, IP_DF, IPV4_HLEN, IPV6_HLEN, Ipv4Hdr, Ipv6Hdr},
-    verdict::{Verdict, XDP_ABORTED, XDP_PASS},
+    verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS},
 };
 
 use crate::{
@@ -23,11 +23,13 @@ pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
     let v4 = f.family == FAMILY_V4;
     let outer = if v4 { IPV4_HLEN } else { IPV6_HLEN };
     let total = f.ip_len as usize + outer;
-    let (ifindex, smac, dmac) = match nexthop::lookup(ctx, f, &real.tun_src, &real.addr, total) {
-        Next::Hop { ifindex, smac, dmac } => (ifindex, smac, dmac),
+    match nexthop::lookup(ctx, f, &real.tun_src, &real.addr, total) {
+        Next::Hop => {}
+        // Generic XDP, a TSO/GSO frame: encapsulated, its segmentation would break.
+        Next::TooBig(_) if f.csum_partial != 0 => return Verdict::new(XDP_DROP, Reason::GsoDropped),
         Next::TooBig(mtu) => return icmp::oversized(ctx, f, mtu.saturating_sub(outer as u16)),
         Next::Unknown => return Verdict::new(XDP_PASS, Reason::NoRoute),
-    };
+    }
     // Room for the outer header; VLAN tags (l3_off > 14) give some of it back.
     let delta = l3_at(f) as i32 - ETH_HLEN as i32 - outer as i32;
     // SAFETY: the helper checks the new start lies within the frame's headroom.
@@ -65,5 +67,5 @@ pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
             daddr: real.addr,
         };
     }
-    Verdict::new(nexthop::transmit(ctx, f, ETH_HLEN, ifindex, smac, dmac), Reason::FwdTun)
+    Verdict::new(nexthop::transmit(ctx, f, ETH_HLEN), Reason::FwdTun)
 }
