@@ -291,7 +291,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // Next hops the XDP program could not resolve are handed to the kernel quickly: the
     // first packets of a new client after a failover depend on it.
     let mut neighbours = tokio::time::interval(std::time::Duration::from_millis(50));
-    let netlink = crate::vrrp::net::Addresses::new()?;
+    let netlink = crate::netlink::Netlink::new()?;
     if let Some(addr) = opts.metrics
         && let Err(e) = crate::metrics::serve(addr, status_rx, opts.pin_dir.clone()).await
     {

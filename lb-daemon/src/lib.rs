@@ -12,6 +12,7 @@ pub mod fuzzing;
 pub mod ipvs;
 pub mod logging;
 pub mod metrics;
+pub mod netlink;
 pub mod pidfile;
 pub mod script;
 pub mod state;

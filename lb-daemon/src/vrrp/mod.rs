@@ -1,6 +1,6 @@
 //! VRRP (v2 and v3 over IPv4): elections, VIPs, gratuitous ARP, tracking, sync groups,
 //! notify scripts and mail. One engine task owns every instance (`instance.rs`, pure) and
-//! does their I/O (`net.rs`); receiver and tracking-script tasks feed it through channels.
+//! does their I/O (`sockets.rs`, `crate::netlink`); receiver and tracking-script tasks feed it through channels.
 //!
 //! Fencing: a BACKUP or FAULT node removes its VIPs, so it answers no ARP for them and the
 //! network sends VIP traffic to the master only. The XDP program does not check VRRP state:
@@ -8,8 +8,8 @@
 //! gratuitous ARPs) is forwarded rather than dropped, which shortens the failover gap.
 
 pub mod instance;
-pub mod net;
 pub mod packet;
+pub mod sockets;
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::{
     alert::Mailer,
     config::{AuthType, Config, IpAddress, VrrpInstance, VrrpScript},
+    netlink::{self, Netlink},
     script::{self, Runner},
     state::VrrpStatus,
 };
@@ -72,7 +73,7 @@ struct Inst {
     ifindex: u32,
     mac: [u8; 6],
     vrid: u8,
-    sender: net::Sender,
+    sender: sockets::Sender,
     dsts: Vec<IpAddr>,
     /// VRRPv3 over IPv6 (the instance's VIPs are IPv6).
     v6: bool,
@@ -228,7 +229,7 @@ struct Engine {
     tracker_tasks: Vec<tokio::task::JoinHandle<()>>,
     groups: Vec<Group>,
     trackers: Vec<Tracker>,
-    addrs: net::Addresses,
+    addrs: Netlink,
     runner: Runner,
     mailer: Option<Mailer>,
     strict: bool,
@@ -266,7 +267,7 @@ impl Engine {
 
     async fn build(cfg: &Config, runner: Runner, mailer: Option<Mailer>, tx: mpsc::Sender<Input>) -> Result<Self> {
         let g = &cfg.global;
-        let addrs = net::Addresses::new()?;
+        let addrs = Netlink::new()?;
         // static_ipaddress: once at start, never touched by elections.
         for a in &cfg.static_ipaddress {
             let dev = g.default_interface.as_deref().unwrap_or("eth0");
@@ -321,7 +322,7 @@ impl Engine {
             } else {
                 IpAddr::V4(g.vrrp_mcast_group4)
             });
-            let rx = net::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)?;
+            let rx = sockets::Receiver::open(&inst.iface, inst.ifindex, inst.v6, group)?;
             Ok((inst, rx))
         });
         let (mut inst, rx) = match built {
@@ -520,7 +521,7 @@ impl Engine {
         let iface = v.interface.clone().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
         let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
-        let link = net::link(&iface)?;
+        let link = netlink::link(&iface)?;
         let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
             Some(a) if a.is_ipv6() == v6 => a,
             Some(a) => bail!("source address {a} is not of the VIPs' family"),
@@ -542,7 +543,7 @@ impl Engine {
             socket_key: socket_key(cfg, v),
             cfg: v.clone(),
             m: Instance::new(settings(v, version, src), now),
-            sender: net::Sender::open(&iface, link.index, src)?,
+            sender: sockets::Sender::open(&iface, link.index, src)?,
             v6,
             link_local: link.link_local,
             ifindex: link.index,
@@ -570,7 +571,7 @@ impl Engine {
         let mut resume = vec![false; self.insts.len()];
         for (i, r) in resume.iter_mut().enumerate() {
             let c = &self.insts[i].cfg;
-            if !c.virtual_ipaddress.is_empty() && c.virtual_ipaddress.iter().all(|a| net::is_local(a.addr)) {
+            if !c.virtual_ipaddress.is_empty() && c.virtual_ipaddress.iter().all(|a| netlink::is_local(a.addr)) {
                 *r = true;
                 continue;
             }
@@ -678,7 +679,7 @@ impl Engine {
             }
         }
         for t in &inst.cfg.track_interface {
-            let up = net::is_running(&t.name);
+            let up = netlink::is_running(&t.name);
             match (t.weight.unwrap_or(0), up) {
                 (0, false) => faults.push(format!("{} down", t.name)),
                 (w, true) if w > 0 => weight += w,
@@ -686,7 +687,7 @@ impl Engine {
                 _ => {}
             }
         }
-        if !inst.cfg.dont_track_primary && !net::is_running(&inst.iface) {
+        if !inst.cfg.dont_track_primary && !netlink::is_running(&inst.iface) {
             faults.push(format!("{} down", inst.iface));
         }
         (weight, faults)
@@ -827,12 +828,14 @@ impl Engine {
         let inst = &self.insts[i];
         for a in inst.cfg.virtual_ipaddress.iter().chain(&inst.cfg.virtual_ipaddress_excluded) {
             let ifindex = match &a.dev {
-                Some(d) if *d != inst.iface => net::link(d).map(|l| l.index).unwrap_or(inst.ifindex),
+                Some(d) if *d != inst.iface => netlink::link(d).map(|l| l.index).unwrap_or(inst.ifindex),
                 _ => inst.ifindex,
             };
             let sent = match (a.addr, inst.link_local) {
-                (IpAddr::V4(ip), _) => net::gratuitous_arp(ifindex, inst.mac, ip, inst.tuning.garp_repeat),
-                (IpAddr::V6(ip), Some(ll)) => net::unsolicited_na(ifindex, ll, inst.mac, ip, inst.tuning.garp_repeat),
+                (IpAddr::V4(ip), _) => sockets::gratuitous_arp(ifindex, inst.mac, ip, inst.tuning.garp_repeat),
+                (IpAddr::V6(ip), Some(ll)) => {
+                    sockets::unsolicited_na(ifindex, ll, inst.mac, ip, inst.tuning.garp_repeat)
+                }
                 (IpAddr::V6(ip), None) => Err(anyhow::anyhow!("no link-local address to announce {ip} from")),
             };
             if let Err(e) = sent {
