@@ -1,9 +1,6 @@
 //! The running daemon: load config, program the data plane, react to signals.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use sd_notify::NotifyState;
@@ -11,7 +8,6 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use crate::{
-    alert::Mailer,
     check::{
         self, Checkers,
         health::{Health, Report},
@@ -23,6 +19,7 @@ use crate::{
         object, services,
     },
     ipvs::{IpvsBackend, SyncWant},
+    notify::{Mailer, Notifier},
     script,
     state::{self, RunDir},
     vrrp::{self, Vrrp},
@@ -249,9 +246,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut node = Node {
         dp,
         subsystems: opts.subsystems,
-        mailer: Mailer::new(&loaded.config.global),
+        notifier: Notifier::new(runner, Mailer::new(&loaded.config.global)),
         current: loaded,
-        runner,
         health: Health::default(),
         checkers,
         vrrp_fingerprint: String::new(),
@@ -266,7 +262,7 @@ pub async fn run(opts: Options) -> Result<()> {
         info!("-C: data plane and checkers only; no VRRP");
     }
     let vrrp_cfg = vrrp_config(&node.current.config, opts.subsystems);
-    let vrrp = match Vrrp::start(&vrrp_cfg, node.runner.clone(), node.mailer.clone()).await {
+    let vrrp = match Vrrp::start(&vrrp_cfg, node.notifier.clone()).await {
         Ok(v) => v,
         Err(e) => {
             // Leave nothing behind: a failed start removes what it attached and pinned.
@@ -406,18 +402,13 @@ impl Dump {
     }
 }
 
-/// Script runs for notify_* and quorum_* are bounded; keepalived has no limit, but a hung
-/// notify script must not pile up forever.
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Everything the daemon loop owns.
 struct Node {
     /// None with `-P`.
     dp: Option<Box<dyn Backend>>,
     subsystems: Subsystems,
     current: Loaded,
-    runner: script::Runner,
-    mailer: Option<Mailer>,
+    notifier: Notifier,
     health: Health,
     checkers: Checkers,
     /// The VRRP part of the running config; see `reload`.
@@ -451,7 +442,7 @@ impl Node {
 
     fn sync_checkers(&mut self) {
         if self.subsystems.dataplane() {
-            self.checkers.sync(&self.current.config, &self.runner, &mut self.health);
+            self.checkers.sync(&self.current.config, self.notifier.runner(), &mut self.health);
         }
     }
 
@@ -553,12 +544,10 @@ impl Node {
                 warn!(service = %d.name, live_weight = live, quorum = d.quorum, hysteresis = d.hysteresis,
                     "quorum {word}{}", if up { "" } else { if d.sorry.is_some() { "; the sorry server answers" } else { "; the service drops new connections" } });
                 if let Some(s) = script {
-                    self.notify_script(s, None, Vec::new());
+                    self.notifier.spawn(s, None, Vec::new());
                 }
-                if vs.is_some_and(|v| self.mail_for(v, None))
-                    && let Some(m) = &self.mailer
-                {
-                    m.send(
+                if vs.is_some_and(|v| self.mail_for(v, None)) {
+                    self.notifier.mail(
                         &format!("Virtual server {} - quorum {word}", d.name),
                         format!("=> quorum {word}: live weight {live}, quorum {} <=", d.quorum),
                     );
@@ -587,12 +576,11 @@ impl Node {
         let new_vrrp = vrrp_config(&new.config, self.subsystems);
         let vrrp_changed = vrrp::fingerprint(&new_vrrp) != self.vrrp_fingerprint;
         let old = std::mem::replace(&mut self.current, new);
-        self.runner = runner;
-        self.mailer = Mailer::new(&self.current.config.global);
+        self.notifier = Notifier::new(runner, Mailer::new(&self.current.config.global));
         self.sync_checkers();
         if vrrp_changed {
             // Only what changed moves: untouched instances keep state, timers and VIPs.
-            match vrrp.reload(&new_vrrp, self.runner.clone(), self.mailer.clone()).await {
+            match vrrp.reload(&new_vrrp, self.notifier.clone()).await {
                 Ok(summary) => {
                     self.vrrp_fingerprint = vrrp::fingerprint(&new_vrrp);
                     info!("VRRP reloaded: {summary}");
@@ -631,12 +619,10 @@ impl Node {
             warn!(service = %change.service, real = %change.real, check = %id, "real server {word}: {}", change.reason);
             let script = rs.and_then(|r| if change.now.up { r.notify_up.as_ref() } else { r.notify_down.as_ref() });
             if let Some(s) = script {
-                self.notify_script(s, None, Vec::new());
+                self.notifier.spawn(s, None, Vec::new());
             }
-            if let (Some(v), Some(m)) = (vs, &self.mailer)
-                && self.mail_for(v, rs)
-            {
-                m.send(
+            if vs.is_some_and(|v| self.mail_for(v, rs)) {
+                self.notifier.mail(
                     &format!("Realserver {} of virtual server {} - {word}", change.real, change.service),
                     format!("=> {} <=", change.reason),
                 );
@@ -655,13 +641,6 @@ impl Node {
         rs.and_then(|r| r.smtp_alert).or(vs.smtp_alert).or(g.smtp_alert_checker).or(g.smtp_alert).unwrap_or(false)
     }
 
-    fn notify_script(&self, s: &crate::config::Script, user: Option<&crate::config::RunAs>, args: Vec<String>) {
-        match self.runner.prepare(s, user) {
-            Ok(p) => script::spawn_notify(p, args, NOTIFY_TIMEOUT),
-            Err(e) => warn!("{e}"),
-        }
-    }
-
     /// `omega`: on the way out, run the down notifiers of what is still up, and wait for them.
     async fn omega(&self) {
         let mut runs = Vec::new();
@@ -671,23 +650,15 @@ impl Node {
                 if self.health.real(&name, rs.addr).up
                     && let Some(s) = &rs.notify_down
                 {
-                    runs.push(s);
+                    runs.push(s.clone());
                 }
             }
             if self.health.quorum_up(&name)
                 && let Some(s) = &vs.quorum_down
             {
-                runs.push(s);
+                runs.push(s.clone());
             }
         }
-        for s in runs {
-            match self.runner.prepare(s, None) {
-                Ok(p) => {
-                    let outcome = script::run(&p, &[], NOTIFY_TIMEOUT).await;
-                    info!(script = %p.command, "omega: {outcome}");
-                }
-                Err(e) => warn!("omega: {e}"),
-            }
-        }
+        self.notifier.omega(&runs).await;
     }
 }

@@ -3,7 +3,6 @@
 //! `config` reads keepalived.conf into a typed model; `dataplane` programs the kernel;
 //! `daemon` ties them together for the process's lifetime. `main.rs` is only the CLI.
 
-pub mod alert;
 pub mod check;
 pub mod config;
 pub mod daemon;
@@ -13,6 +12,7 @@ pub mod ipvs;
 pub mod logging;
 pub mod metrics;
 pub mod netlink;
+pub mod notify;
 pub mod pidfile;
 pub mod script;
 pub mod state;

@@ -23,17 +23,15 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::{
-    alert::Mailer,
-    config::{AuthType, Config, IpAddress, VrrpInstance, VrrpScript},
+    config::{AuthType, Config, IpAddress, Script, VrrpInstance, VrrpScript},
     netlink::{self, Netlink},
-    script::{self, Runner},
+    notify::Notifier,
+    script,
     state::VrrpStatus,
 };
 use instance::{Effect, Instance, Settings, State};
 use packet::{Advert, Expect, Reject};
 
-/// Time limit for notify scripts run on transitions.
-const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often tracked interfaces are looked at.
 const LINK_POLL: Duration = Duration::from_millis(200);
 /// At most one log line per instance and receive check in this period.
@@ -126,7 +124,7 @@ fn settings(v: &VrrpInstance, version: u8, primary: IpAddr) -> Settings {
 }
 
 /// The state's own notify script (`notify_master` ...), for instances and groups alike.
-fn script_for(n: &crate::config::Notify, state: State) -> Option<crate::config::Script> {
+fn script_for(n: &crate::config::Notify, state: State) -> Option<Script> {
     match state {
         State::Master => n.master.clone(),
         State::Backup => n.backup.clone(),
@@ -172,7 +170,7 @@ enum Input {
 
 /// What the daemon asks of a running engine.
 enum Cmd {
-    Reload { cfg: Box<Config>, runner: Runner, mailer: Option<Mailer>, done: oneshot::Sender<String> },
+    Reload { cfg: Box<Config>, notifier: Notifier, done: oneshot::Sender<String> },
 }
 
 /// A running VRRP engine.
@@ -187,9 +185,9 @@ pub struct Vrrp {
 
 impl Vrrp {
     /// Starts every `vrrp_instance` of `cfg`; none configured gives an idle engine.
-    pub async fn start(cfg: &Config, runner: Runner, mailer: Option<Mailer>) -> Result<Vrrp> {
+    pub async fn start(cfg: &Config, notifier: Notifier) -> Result<Vrrp> {
         let (tx, rx) = mpsc::channel(1024);
-        let mut engine = Engine::build(cfg, runner, mailer, tx.clone()).await?;
+        let mut engine = Engine::build(cfg, notifier, tx.clone()).await?;
         let instances = engine.insts.len();
         let status = engine.status_rx.clone();
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -201,10 +199,10 @@ impl Vrrp {
     /// Applies a changed config to the running engine: unchanged instances keep their state
     /// and timers; changes that keep the instance's socket (priority, addresses, timers,
     /// tracking, scripts) apply in place; others restart that instance only. Returns a summary.
-    pub async fn reload(&self, cfg: &Config, runner: Runner, mailer: Option<Mailer>) -> Result<String> {
+    pub async fn reload(&self, cfg: &Config, notifier: Notifier) -> Result<String> {
         let (done, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Reload { cfg: Box::new(cfg.clone()), runner, mailer, done })
+            .send(Cmd::Reload { cfg: Box::new(cfg.clone()), notifier, done })
             .await
             .map_err(|_| anyhow::anyhow!("the VRRP engine is not running"))?;
         rx.await.map_err(|_| anyhow::anyhow!("the VRRP engine stopped during the reload"))
@@ -230,8 +228,7 @@ struct Engine {
     groups: Vec<Group>,
     trackers: Vec<Tracker>,
     addrs: Netlink,
-    runner: Runner,
-    mailer: Option<Mailer>,
+    notifier: Notifier,
     strict: bool,
     mail_vrrp: bool,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -265,7 +262,7 @@ impl Engine {
         });
     }
 
-    async fn build(cfg: &Config, runner: Runner, mailer: Option<Mailer>, tx: mpsc::Sender<Input>) -> Result<Self> {
+    async fn build(cfg: &Config, notifier: Notifier, tx: mpsc::Sender<Input>) -> Result<Self> {
         let g = &cfg.global;
         let addrs = Netlink::new()?;
         // static_ipaddress: once at start, never touched by elections.
@@ -291,8 +288,7 @@ impl Engine {
             groups: Vec::new(),
             trackers: Vec::new(),
             addrs,
-            runner,
-            mailer,
+            notifier,
             strict: g.vrrp_strict,
             mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
             tasks: Vec::new(),
@@ -382,7 +378,7 @@ impl Engine {
             let kept = old.iter().find(|o| o.cfg.name == s.name && same(&o.cfg, s)).map(|o| o.ok);
             self.trackers.push(Tracker { cfg: s.clone(), ok: kept.unwrap_or(!s.init_fail) });
             let Some(cmd) = &s.script else { continue };
-            let prepared = match self.runner.prepare(cmd, s.user.as_ref()) {
+            let prepared = match self.notifier.runner().prepare(cmd, s.user.as_ref()) {
                 Ok(p) => p,
                 Err(e) => {
                     warn!("vrrp_script {}: {e}; it counts as failed", s.name);
@@ -396,10 +392,9 @@ impl Engine {
         }
     }
     /// See `Vrrp::reload`.
-    async fn reload(&mut self, cfg: &Config, runner: Runner, mailer: Option<Mailer>) -> String {
+    async fn reload(&mut self, cfg: &Config, notifier: Notifier) -> String {
         let g = &cfg.global;
-        self.runner = runner;
-        self.mailer = mailer;
+        self.notifier = notifier;
         self.strict = g.vrrp_strict;
         self.mail_vrrp = g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false);
         let now = Instant::now();
@@ -621,8 +616,8 @@ impl Engine {
                     }
                     return;
                 }
-                Some(Cmd::Reload { cfg, runner, mailer, done }) = cmd.recv() => {
-                    let summary = self.reload(&cfg, runner, mailer).await;
+                Some(Cmd::Reload { cfg, notifier, done }) = cmd.recv() => {
+                    let summary = self.reload(&cfg, notifier).await;
                     let _ = done.send(summary);
                 }
                 Some(input) = rx.recv() => match input {
@@ -903,49 +898,19 @@ impl Engine {
         let specific = script_for(n, to);
         let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
         self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
-        if (self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp)
-            && let Some(m) = &self.mailer
-        {
-            m.send(
+        if self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp {
+            self.notifier.mail(
                 &format!("VRRP Instance {name} - Entering {} state", to.name()),
                 format!("=> VRRP Instance is now {} ({why}) <=", to.name()),
             );
         }
     }
 
-    /// Runs the state's script, then `notify` with its arguments, in order, in the
-    /// background (waited for on stop, so notify_stop runs before we exit).
-    async fn notify(
-        &self,
-        specific: Option<crate::config::Script>,
-        any: Option<crate::config::Script>,
-        args: Vec<String>,
-        wait: bool,
-    ) {
-        let mut runs = Vec::new();
-        for (s, a) in [(specific, Vec::new()), (any, args)] {
-            let Some(s) = s else { continue };
-            match self.runner.prepare(&s, None) {
-                Ok(p) => runs.push((p, a)),
-                Err(e) => warn!("notify: {e}"),
-            }
-        }
-        if runs.is_empty() {
-            return;
-        }
-        let job = async move {
-            for (p, a) in runs {
-                let outcome = script::run(&p, &a, NOTIFY_TIMEOUT).await;
-                if !outcome.success() {
-                    warn!(script = %p.command, "notify script: {outcome}");
-                }
-            }
-        };
-        if wait {
-            job.await;
-        } else {
-            tokio::spawn(job);
-        }
+    /// Runs the state's script, then `notify` with its arguments (waited for on stop, so
+    /// notify_stop runs before we exit).
+    async fn notify(&self, specific: Option<Script>, any: Option<Script>, args: Vec<String>, wait: bool) {
+        let runs = [(specific, Vec::new()), (any, args)].into_iter().filter_map(|(s, a)| Some((s?, a))).collect();
+        self.notifier.in_order(runs, wait).await;
     }
 
     /// A sync group's state is its members' once they agree; notify on each change.
