@@ -9,16 +9,16 @@ use tracing::{error, info, warn};
 
 use crate::{
     check::{
-        self, Checkers,
+        Checkers,
         health::{Health, Report},
     },
     config::{self, BackendKind, Loaded, Severity},
     dataplane::{
-        Backend,
+        Backend, SyncRole, SyncWant,
         bpf::{AttachMode, BpfDataplane},
         object, services,
     },
-    ipvs::{IpvsBackend, SyncWant},
+    ipvs::IpvsBackend,
     notify::{Mailer, Notifier},
     script,
     state::{self, RunDir},
@@ -425,7 +425,7 @@ impl Node {
         let want = sync_config(&self.current.config).map(|s| {
             let master = vrrp.status.borrow().iter().any(|v| v.instance == s.instance && v.state == "MASTER");
             SyncWant {
-                state: if master { crate::ipvs::msg::STATE_MASTER } else { crate::ipvs::msg::STATE_BACKUP },
+                role: if master { SyncRole::Master } else { SyncRole::Backup },
                 interface: s.interface,
                 sync_id: s.sync_id,
             }
@@ -535,7 +535,7 @@ impl Node {
         for d in &mut desired {
             let live: u64 = d.reals.iter().map(|r| u64::from(r.weight)).sum();
             if let Some(up) = self.health.settle_quorum(&d.name, live, d.quorum, d.hysteresis) {
-                let vs = cfg.virtual_servers.iter().find(|v| check::service_name(v) == d.name);
+                let vs = cfg.virtual_servers.iter().find(|v| v.name() == d.name);
                 let (word, script) = match (up, vs) {
                     (true, Some(v)) => ("gained", v.quorum_up.as_ref()),
                     (false, Some(v)) => ("lost", v.quorum_down.as_ref()),
@@ -612,7 +612,7 @@ impl Node {
         let id = report.id.clone();
         let Some(change) = self.health.record(report) else { return };
         let cfg = &self.current.config;
-        let vs = cfg.virtual_servers.iter().find(|v| check::service_name(v) == change.service);
+        let vs = cfg.virtual_servers.iter().find(|v| v.name() == change.service);
         let rs = vs.and_then(|v| v.real_servers.iter().find(|r| r.addr == change.real));
         if change.was.up != change.now.up {
             let word = if change.now.up { "UP" } else { "DOWN" };
@@ -645,7 +645,7 @@ impl Node {
     async fn omega(&self) {
         let mut runs = Vec::new();
         for vs in self.current.config.virtual_servers.iter().filter(|v| v.omega) {
-            let name = check::service_name(vs);
+            let name = vs.name();
             for rs in &vs.real_servers {
                 if self.health.real(&name, rs.addr).up
                     && let Some(s) = &rs.notify_down

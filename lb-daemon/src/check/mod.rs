@@ -134,22 +134,11 @@ impl Tracker {
     }
 }
 
-/// A `virtual_server` as the logs and the data plane name it.
-pub fn service_name(vs: &VirtualServer) -> String {
-    use crate::dataplane::services::{describe, key_of, proto_name};
-    let proto = vs.protocol.ip_proto();
-    match &vs.addr {
-        ServiceAddr::Inet(sa) => describe(&key_of(sa.ip(), sa.port(), proto)),
-        ServiceAddr::Group(g) => format!("group {g}/{}", proto_name(proto)),
-        ServiceAddr::Fwmark(m) => format!("fwmark {m}/{}", proto_name(proto)),
-    }
-}
-
 /// Every checker the config asks for.
 pub fn specs(cfg: &Config, runner: &Runner) -> BTreeMap<CheckId, Spec> {
     let mut out = BTreeMap::new();
     for vs in &cfg.virtual_servers {
-        let service = service_name(vs);
+        let service = vs.name();
         let suspend = match (&vs.addr, vs.ha_suspend) {
             (ServiceAddr::Inet(sa), true) => Some(sa.ip()),
             _ => None,

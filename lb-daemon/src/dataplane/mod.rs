@@ -1,5 +1,6 @@
 //! Where the configured services are forwarded: the XDP data plane (`bpf`) or the kernel's
-//! IPVS (`crate::ipvs`), behind one trait so config, checkers and VRRP do not care which.
+//! IPVS (`crate::ipvs`, which implements `Backend` on its side), behind one trait so config,
+//! checkers and VRRP do not care which.
 
 pub mod bpf;
 pub mod decap;
@@ -13,6 +14,22 @@ use anyhow::Result;
 
 use crate::config::BackendKind;
 use services::DesiredService;
+
+/// The connection sync daemon's role (keepalived's `lvs_sync_daemon`): master while its
+/// VRRP instance is master, backup otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRole {
+    Master,
+    Backup,
+}
+
+/// Connection sync as it should run now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncWant {
+    pub role: SyncRole,
+    pub interface: String,
+    pub sync_id: u32,
+}
 
 /// What the daemon needs from a forwarding backend.
 pub trait Backend: Send {
@@ -41,7 +58,7 @@ pub trait Backend: Send {
     }
 
     /// Starts, switches or stops connection sync between load balancers.
-    fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()>;
+    fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()>;
 
     /// Removes everything this daemon put in the kernel.
     fn shutdown(self: Box<Self>) -> Result<()>;
@@ -68,7 +85,7 @@ impl Backend for bpf::BpfDataplane {
         Ok(serde_json::to_value(bpf::read_stats(self.pin_dir())?)?)
     }
 
-    fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()> {
+    fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         match want {
             None => Ok(()),
             // Flows live in pinned maps on each node; nothing copies them across yet.
@@ -78,31 +95,5 @@ impl Backend for bpf::BpfDataplane {
 
     fn shutdown(self: Box<Self>) -> Result<()> {
         bpf::BpfDataplane::shutdown(*self, true)
-    }
-}
-
-impl Backend for crate::ipvs::IpvsBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Ipvs
-    }
-
-    fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
-        crate::ipvs::IpvsBackend::apply(self, desired)
-    }
-
-    fn stats(&mut self) -> Result<serde_json::Value> {
-        crate::ipvs::IpvsBackend::stats(self)
-    }
-
-    fn changes(&self) -> Option<u64> {
-        Some(self.changes)
-    }
-
-    fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()> {
-        crate::ipvs::IpvsBackend::set_sync(self, want)
-    }
-
-    fn shutdown(self: Box<Self>) -> Result<()> {
-        crate::ipvs::IpvsBackend::shutdown(*self)
     }
 }
