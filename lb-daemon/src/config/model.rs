@@ -413,17 +413,19 @@ impl Scheduler {
 
     /// Whether the BPF data plane implements it (the rest need the IPVS backend).
     pub fn in_bpf(self) -> bool {
-        matches!(
-            self,
+        match self {
             Scheduler::Rr
-                | Scheduler::Wrr
-                | Scheduler::Lc
-                | Scheduler::Wlc
-                | Scheduler::Lblc
-                | Scheduler::Sh
-                | Scheduler::Dh
-                | Scheduler::Mh
-        )
+            | Scheduler::Wrr
+            | Scheduler::Lc
+            | Scheduler::Wlc
+            | Scheduler::Lblc
+            | Scheduler::Sh
+            | Scheduler::Dh
+            | Scheduler::Mh => true,
+            Scheduler::Lblcr | Scheduler::Sed | Scheduler::Nq | Scheduler::Fo | Scheduler::Ovf | Scheduler::Twos => {
+                false
+            }
+        }
     }
 }
 

@@ -379,6 +379,8 @@ impl BpfDataplane {
 
     fn program(&mut self, state: &mut SvcState, d: &DesiredService) -> Result<()> {
         let id = state.id;
+        let sched = sched_code(d.scheduler)
+            .ok_or_else(|| anyhow!("scheduler {} needs the IPVS backend", d.scheduler.name()))?;
         // Real servers: one id per (service, address); a removed one is marked absent so its
         // tracked flows move on, and its id rests in the free list.
         let mut wanted: Vec<(SocketAddr, u32)> = d.reals.iter().map(|r| (r.addr, r.weight)).collect();
@@ -456,7 +458,7 @@ impl BpfDataplane {
         }
         state.slices[next as usize] = (off, table.len() as u32);
         let conf = SvcConf {
-            sched: sched_code(d.scheduler),
+            sched,
             fwd: match d.forward {
                 ForwardMethod::Nat => FWD_NAT,
                 ForwardMethod::Dr => FWD_DR,
@@ -618,16 +620,19 @@ impl BpfDataplane {
     }
 }
 
-fn sched_code(s: Scheduler) -> u8 {
+/// The data plane's code for `s`; None for the schedulers only IPVS has (the config check
+/// and `services::desired` keep them away from this backend).
+fn sched_code(s: Scheduler) -> Option<u8> {
     match s {
-        Scheduler::Rr => SCHED_RR,
-        Scheduler::Wrr => SCHED_WRR,
-        Scheduler::Lc => SCHED_LC,
-        Scheduler::Wlc => SCHED_WLC,
-        Scheduler::Lblc => SCHED_LBLC,
-        Scheduler::Sh => SCHED_SH,
-        Scheduler::Dh => SCHED_DH,
-        _ => SCHED_MH,
+        Scheduler::Rr => Some(SCHED_RR),
+        Scheduler::Wrr => Some(SCHED_WRR),
+        Scheduler::Lc => Some(SCHED_LC),
+        Scheduler::Wlc => Some(SCHED_WLC),
+        Scheduler::Lblc => Some(SCHED_LBLC),
+        Scheduler::Sh => Some(SCHED_SH),
+        Scheduler::Dh => Some(SCHED_DH),
+        Scheduler::Mh => Some(SCHED_MH),
+        Scheduler::Lblcr | Scheduler::Sed | Scheduler::Nq | Scheduler::Fo | Scheduler::Ovf | Scheduler::Twos => None,
     }
 }
 
@@ -906,5 +911,13 @@ mod tests {
         let mut q = Pool::new(100);
         q.reserve(40, 10);
         assert_eq!(q.free, BTreeMap::from([(0, 40), (50, 50)]));
+    }
+
+    /// The config check's list of BPF schedulers and the data plane's codes agree.
+    #[test]
+    fn every_bpf_scheduler_has_a_code_and_no_other() {
+        for (name, s) in Scheduler::ALL {
+            assert_eq!(sched_code(s).is_some(), s.in_bpf(), "{name}");
+        }
     }
 }
