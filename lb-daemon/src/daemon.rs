@@ -423,7 +423,8 @@ impl Node {
     fn follow_sync(&mut self, vrrp: &Vrrp) {
         let Some(dp) = self.dp.as_mut() else { return };
         let want = sync_config(&self.current.config).map(|s| {
-            let master = vrrp.status.borrow().iter().any(|v| v.instance == s.instance && v.state == "MASTER");
+            let master =
+                vrrp.status.borrow().iter().any(|v| v.instance == s.instance && v.state == vrrp::State::Master);
             SyncWant {
                 role: if master { SyncRole::Master } else { SyncRole::Backup },
                 interface: s.interface,

@@ -16,7 +16,7 @@ use prometheus_client::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{dataplane::bpf::StatsSnapshot, state::Status};
+use crate::{dataplane::bpf::StatsSnapshot, state::Status, vrrp::State};
 
 type Labels = Vec<(String, String)>;
 
@@ -24,12 +24,12 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn state_code(s: &str) -> i64 {
+fn state_code(s: State) -> i64 {
     match s {
-        "BACKUP" => 1,
-        "MASTER" => 2,
-        "FAULT" => 3,
-        _ => 0,
+        State::Init | State::Stopped => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
     }
 }
 
@@ -44,7 +44,7 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     let adverts_rejected = Family::<Labels, Counter>::default();
     for v in &status.vrrp {
         let l = labels(&[("instance", &v.instance)]);
-        vrrp_state.get_or_create(&l).set(state_code(&v.state));
+        vrrp_state.get_or_create(&l).set(state_code(v.state));
         vrrp_priority.get_or_create(&l).set(i64::from(v.priority));
         became_master.get_or_create(&l).inc_by(v.became_master);
         adverts_sent.get_or_create(&l).inc_by(v.adverts_sent);
@@ -168,7 +168,7 @@ mod tests {
         let status = Status {
             vrrp: vec![VrrpStatus {
                 instance: "VI_1".into(),
-                state: "MASTER".into(),
+                state: State::Master,
                 priority: 150,
                 became_master: 2,
                 rejected: [("Password".to_string(), 7)].into(),

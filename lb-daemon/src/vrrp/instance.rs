@@ -7,12 +7,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::packet::Advert;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// An instance's (or sync group's) state. The state file, `status` and dumps show it by
+/// its keepalived name (`MASTER`), and `status` reads it back from the state file.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub enum State {
+    #[default]
     Init,
     Backup,
     Master,
@@ -22,6 +25,8 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 5] = [State::Init, State::Backup, State::Master, State::Fault, State::Stopped];
+
     pub fn name(self) -> &'static str {
         match self {
             State::Init => "INIT",
@@ -30,6 +35,40 @@ impl State {
             State::Fault => "FAULT",
             State::Stopped => "STOP",
         }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The name in quotes, as the data and stats dumps (`{:#?}` of the status) have always
+/// printed it.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.name(), f)
+    }
+}
+
+impl std::str::FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        State::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| format!("unknown VRRP state `{s}`"))
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -424,5 +463,17 @@ mod tests {
         let e = m.stop();
         assert_eq!(e[0], Effect::Advert(0));
         assert_eq!(transitions(&e), [State::Stopped]);
+    }
+
+    #[test]
+    fn states_read_and_print_as_keepalived_names() {
+        for st in State::ALL {
+            let json = serde_json::to_string(&st).unwrap();
+            assert_eq!(json, format!("\"{}\"", st.name()));
+            assert_eq!(serde_json::from_str::<State>(&json).unwrap(), st);
+            assert_eq!(format!("{st:?}"), json, "dumps print the quoted name");
+        }
+        assert_eq!(format!("{:<7}|", State::Master), "MASTER |");
+        assert!(serde_json::from_str::<State>("\"master\"").is_err());
     }
 }

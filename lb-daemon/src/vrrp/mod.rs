@@ -18,7 +18,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -27,9 +27,9 @@ use crate::{
     netlink::{self, Netlink},
     notify::Notifier,
     script,
-    state::VrrpStatus,
 };
-use instance::{Effect, Instance, Settings, State};
+pub use instance::State;
+use instance::{Effect, Instance, Settings};
 use packet::{Advert, Expect, Reject};
 
 /// How often tracked interfaces are looked at.
@@ -48,6 +48,20 @@ pub fn fingerprint(cfg: &Config) -> String {
         (g.vrrp_garp_master_refresh, g.vrrp_strict, &g.script_user, g.enable_script_security),
     ))
     .unwrap_or_default()
+}
+
+/// One VRRP instance as `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VrrpStatus {
+    pub instance: String,
+    pub vrid: u8,
+    pub state: State,
+    pub priority: u8,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub became_master: u64,
+    /// Dropped adverts by receive check.
+    pub rejected: std::collections::BTreeMap<String, u64>,
 }
 
 /// Counters per instance, for logs and status.
@@ -245,7 +259,7 @@ impl Engine {
             .map(|i| VrrpStatus {
                 instance: i.cfg.name.clone(),
                 vrid: i.vrid,
-                state: i.m.state.name().to_string(),
+                state: i.m.state,
                 priority: i.m.priority(),
                 adverts_sent: i.counters.adverts_sent,
                 adverts_received: i.counters.adverts_received,
