@@ -588,7 +588,7 @@ impl Node {
                 }
                 Err(e) => error!("VRRP reload failed: {e:#}"),
             }
-            if !vrrp::same(&statics(&old.config), &statics(&self.current.config)) {
+            if !config::same(&statics(&old.config), &statics(&self.current.config)) {
                 warn!("static_ipaddress / static_routes changed: they are applied at start only (next restart)");
             }
         }

@@ -77,6 +77,11 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
     Loaded { config, diagnostics, sources }
 }
 
+/// Equal as configured (locations aside): what a reload compares.
+pub fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
+}
+
 /// One file's statements, with its `include`s replaced by their files' statements.
 fn file_tree(
     name: &str,

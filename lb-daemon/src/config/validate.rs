@@ -96,7 +96,7 @@ fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
             format!("vrrp_instance {}: IPv6 addresses need VRRP version 3 (`version 3`)", v.name),
         ));
     }
-    if version == 2 && v.advert_int_cs % 100 != 0 {
+    if version == 2 && !v.advert_int_cs.is_multiple_of(100) {
         d.push(Diagnostic::error(
             v.span,
             format!(
