@@ -295,7 +295,21 @@ pub async fn run(opts: Options) -> Result<()> {
         error!("{e:#}; running without metrics");
     }
     loop {
+        let due = node.dp.as_ref().and_then(|d| d.next_due());
+        let dataplane_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = dataplane_due => {
+                if let Some(dp) = node.dp.as_mut()
+                    && let Err(e) = dp.tick(std::time::Instant::now())
+                {
+                    error!("programming the data plane failed: {e:#}");
+                }
+            }
             _ = neighbours.tick() => {
                 let Some(dp) = node.dp.as_mut() else { continue };
                 match dp.take_unresolved() {
@@ -342,14 +356,10 @@ pub async fn run(opts: Options) -> Result<()> {
             }
             Some(report) = reports.recv() => node.on_report(report),
             _ = housekeeping.tick() => {
-                if let Some(dp) = node.dp.as_mut() {
-                    if let Err(e) = dp.housekeeping() {
-                        warn!("data plane housekeeping failed: {e:#}");
-                    }
-                    if dp.kind() == BackendKind::Bpf {
-                        let (desired, _) = services::desired(&node.current.config, &node.health, false);
-                        crate::dataplane::bpf::prime_neighbours(desired.iter().flat_map(|d| d.reals.iter().map(|r| r.addr)));
-                    }
+                if let Some(dp) = node.dp.as_mut()
+                    && let Err(e) = dp.housekeeping()
+                {
+                    warn!("data plane housekeeping failed: {e:#}");
                 }
             }
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }

@@ -8,7 +8,7 @@ pub mod object;
 pub mod services;
 pub mod tables;
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Instant};
 
 use anyhow::Result;
 
@@ -38,8 +38,19 @@ pub trait Backend: Send {
     /// Makes the backend hold exactly `desired`; unchanged services are not touched.
     fn apply(&mut self, desired: &[DesiredService]) -> Result<()>;
 
-    /// Periodic upkeep (the BPF data plane's connection counts).
+    /// Periodic upkeep (the BPF data plane's connection counts and neighbour entries).
     fn housekeeping(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// When `tick` next has work (the BPF data plane's retired real servers and table
+    /// slices, and services waiting for a generation slot); None when it has none.
+    fn next_due(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Does what became due by `now` (see `next_due`).
+    fn tick(&mut self, _now: Instant) -> Result<()> {
         Ok(())
     }
 
@@ -70,11 +81,19 @@ impl Backend for bpf::BpfDataplane {
     }
 
     fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
-        bpf::BpfDataplane::apply(self, desired)
+        self.submit(desired, Instant::now())
     }
 
     fn housekeeping(&mut self) -> Result<()> {
-        self.reconcile_conns()
+        bpf::BpfDataplane::housekeeping(self)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        bpf::BpfDataplane::next_due(self)
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<()> {
+        bpf::BpfDataplane::tick(self, now)
     }
 
     fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
