@@ -315,9 +315,35 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     }
 }
 
+/// Checkers by id: what should run, or what runs.
+pub type Checks = BTreeMap<CheckId, Spec>;
+
+/// How the checkers `running` become `wanted`: unchanged ones keep running (and their
+/// verdicts), changed ones restart, removed ones stop. Returns the checkers to stop and
+/// those to start; `running` and `health` (which forgets stopped checkers and registers
+/// started ones with their initial verdict) follow.
+pub fn diff(running: &mut Checks, wanted: Checks, health: &mut Health) -> (Vec<CheckId>, Vec<(CheckId, Spec)>) {
+    let stale: Vec<CheckId> =
+        running.iter().filter(|(id, s)| wanted.get(*id) != Some(*s)).map(|(id, _)| id.clone()).collect();
+    for id in &stale {
+        running.remove(id);
+        health.forget(id);
+    }
+    let mut start = Vec::new();
+    for (id, spec) in wanted {
+        if running.contains_key(&id) {
+            continue;
+        }
+        health.register(id.clone(), spec.initially_up);
+        running.insert(id.clone(), spec.clone());
+        start.push((id, spec));
+    }
+    (stale, start)
+}
+
 /// The running checker tasks.
 pub struct Checkers {
-    tasks: BTreeMap<CheckId, (Spec, JoinHandle<()>)>,
+    tasks: BTreeMap<CheckId, JoinHandle<()>>,
     tx: mpsc::Sender<Report>,
 }
 
@@ -327,28 +353,20 @@ impl Checkers {
         (Self { tasks: BTreeMap::new(), tx }, rx)
     }
 
-    /// Makes the running tasks match `cfg`: unchanged checkers keep running (and their
-    /// verdicts), changed ones restart, removed ones stop.
-    pub fn sync(&mut self, cfg: &Config, runner: &Runner, health: &mut Health) {
-        let wanted = specs(cfg, runner);
-        let stale: Vec<CheckId> =
-            self.tasks.iter().filter(|(id, (s, _))| wanted.get(*id) != Some(s)).map(|(id, _)| id.clone()).collect();
-        for id in stale {
-            if let Some((_, handle)) = self.tasks.remove(&id) {
-                handle.abort();
-            }
-            health.forget(&id);
+    /// Starts checker `id`; its reports arrive on the receiver `new` returned.
+    pub fn start(&mut self, id: CheckId, spec: Spec) {
+        if let Probe::Misc { script: Err(e), .. } = &spec.probe {
+            warn!(check = %id, "MISC_CHECK cannot run: {e}; the check counts as failed");
         }
-        for (id, spec) in wanted {
-            if self.tasks.contains_key(&id) {
-                continue;
-            }
-            if let Probe::Misc { script: Err(e), .. } = &spec.probe {
-                warn!(check = %id, "MISC_CHECK cannot run: {e}; the check counts as failed");
-            }
-            health.register(id.clone(), spec.initially_up);
-            let handle = tokio::spawn(task(id.clone(), spec.clone(), self.tx.clone()));
-            self.tasks.insert(id, (spec, handle));
+        let handle = tokio::spawn(task(id.clone(), spec, self.tx.clone()));
+        if let Some(old) = self.tasks.insert(id, handle) {
+            old.abort();
+        }
+    }
+
+    pub fn stop_check(&mut self, id: &CheckId) {
+        if let Some(handle) = self.tasks.remove(id) {
+            handle.abort();
         }
     }
 
@@ -361,7 +379,7 @@ impl Checkers {
     }
 
     pub fn stop(&mut self) {
-        for (_, (_, h)) in std::mem::take(&mut self.tasks) {
+        for (_, h) in std::mem::take(&mut self.tasks) {
             h.abort();
         }
     }
@@ -456,7 +474,14 @@ mod tests {
         let runner = Runner::new(&Default::default()).unwrap();
         let mut health = Health::default();
         let (mut checkers, mut rx) = Checkers::new();
-        checkers.sync(&conf(1), &runner, &mut health);
+        let mut running = Checks::new();
+        // What the daemon does with a config: diff, then start and stop tasks.
+        let mut sync = |cfg: &Config, checkers: &mut Checkers, health: &mut Health| {
+            let (stop, start) = diff(&mut running, specs(cfg, &runner), health);
+            stop.iter().for_each(|id| checkers.stop_check(id));
+            start.into_iter().for_each(|(id, spec)| checkers.start(id, spec));
+        };
+        sync(&conf(1), &mut checkers, &mut health);
         assert_eq!(checkers.len(), 1);
         // Nothing listens on port 9: the first round reports DOWN.
         let r = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
@@ -465,12 +490,12 @@ mod tests {
         health.record(r);
         assert!(!health.real("203.0.113.10:80/tcp", real).up);
         // Same config (spans may differ): same task, same verdict.
-        checkers.sync(&conf(1), &runner, &mut health);
+        sync(&conf(1), &mut checkers, &mut health);
         assert!(!health.real("203.0.113.10:80/tcp", real).up);
         // A changed checker starts over (up until it fails again).
-        checkers.sync(&conf(2), &runner, &mut health);
+        sync(&conf(2), &mut checkers, &mut health);
         assert!(health.real("203.0.113.10:80/tcp", real).up);
-        checkers.sync(&Config::default(), &runner, &mut health);
+        sync(&Config::default(), &mut checkers, &mut health);
         assert!(checkers.is_empty());
     }
 

@@ -71,8 +71,8 @@ pub trait Backend: Send {
     /// Starts, switches or stops connection sync between load balancers.
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()>;
 
-    /// Removes everything this daemon put in the kernel.
-    fn shutdown(self: Box<Self>) -> Result<()>;
+    /// Removes everything this daemon put in the kernel; says what, for the last log line.
+    fn shutdown(self: Box<Self>) -> Result<&'static str>;
 }
 
 impl Backend for bpf::BpfDataplane {
@@ -112,7 +112,7 @@ impl Backend for bpf::BpfDataplane {
         }
     }
 
-    fn shutdown(self: Box<Self>) -> Result<()> {
-        bpf::BpfDataplane::shutdown(*self, true)
+    fn shutdown(self: Box<Self>) -> Result<&'static str> {
+        bpf::BpfDataplane::shutdown(*self, true).map(|()| "XDP detached and pins removed")
     }
 }

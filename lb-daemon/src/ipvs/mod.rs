@@ -330,8 +330,8 @@ impl Backend for IpvsBackend {
         IpvsBackend::set_sync(self, want)
     }
 
-    fn shutdown(self: Box<Self>) -> Result<()> {
-        IpvsBackend::shutdown(*self)
+    fn shutdown(self: Box<Self>) -> Result<&'static str> {
+        IpvsBackend::shutdown(*self).map(|()| "this daemon's IPVS services removed")
     }
 }
 
