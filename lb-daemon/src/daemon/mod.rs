@@ -29,6 +29,7 @@ use crate::{
     dataplane::{
         Backend,
         bpf::{AttachMode, Sizes},
+        services::DesiredService,
     },
     netlink::Netlink,
     notify::{Mailer, Notifier},
@@ -246,8 +247,7 @@ impl Shell {
             Action::StartChecker(id, spec) => self.checkers.start(id, *spec),
             Action::StopChecker(id) => self.checkers.stop_check(&id),
             Action::Program(desired) => {
-                let result = self.dp.as_mut().map_or(Ok(()), |dp| dp.apply(&desired));
-                let result = result.map_err(|e| format!("{e:#}"));
+                let result = self.program(&desired).await.map_err(|e| format!("{e:#}"));
                 return Ok(Some(Event::Programmed { result, at: Instant::now() }));
             }
             Action::ReloadVrrp(cfg) => {
@@ -282,6 +282,19 @@ impl Shell {
             Action::Abort(e) => return Err(anyhow!(e)),
         }
         Ok(None)
+    }
+
+    /// Makes the backend hold `desired`, waiting (on the timer, not on a worker) for the
+    /// services it had to defer: once this returns, every changed service is live. What
+    /// the flips retired is left to the data plane's tick.
+    async fn program(&mut self, desired: &[DesiredService]) -> Result<()> {
+        let Some(dp) = self.dp.as_mut() else { return Ok(()) };
+        dp.apply(desired)?;
+        while let Some(at) = dp.deferred_until() {
+            tokio::time::sleep_until(at.into()).await;
+            dp.tick(Instant::now())?;
+        }
+        Ok(())
     }
 
     async fn reload(&mut self) {

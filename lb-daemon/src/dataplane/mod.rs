@@ -49,6 +49,12 @@ pub trait Backend: Send {
         None
     }
 
+    /// When the services `apply` had to leave for later (the BPF data plane's services
+    /// whose other generation slot is still in its grace period) can be programmed by `tick`.
+    fn deferred_until(&self) -> Option<Instant> {
+        None
+    }
+
     /// Does what became due by `now` (see `next_due`).
     fn tick(&mut self, _now: Instant) -> Result<()> {
         Ok(())
@@ -90,6 +96,10 @@ impl Backend for bpf::BpfDataplane {
 
     fn next_due(&self) -> Option<Instant> {
         bpf::BpfDataplane::next_due(self)
+    }
+
+    fn deferred_until(&self) -> Option<Instant> {
+        bpf::BpfDataplane::deferred_until(self)
     }
 
     fn tick(&mut self, now: Instant) -> Result<()> {

@@ -303,6 +303,11 @@ impl BpfDataplane {
         [self.retiring.next_ready(), pending].into_iter().flatten().min()
     }
 
+    /// When the services `submit` left for later can be programmed (by `tick`).
+    pub fn deferred_until(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|(_, at)| *at)
+    }
+
     /// Clears what has been retired long enough and programs the services that waited.
     pub fn tick(&mut self, now: Instant) -> Result<()> {
         commit::clear_retired(&mut self.ebpf, &mut self.book, self.retiring.take_ready(now))?;
@@ -313,7 +318,8 @@ impl BpfDataplane {
     }
 
     /// `submit`, then wait until everything is in place and cleared: for callers outside
-    /// the async runtime (tests, benchmarks). The daemon submits and ticks instead.
+    /// the async runtime (tests, benchmarks). The daemon awaits the deferred services and
+    /// leaves the retire queue to its tick.
     pub fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
         self.submit(desired, Instant::now())?;
         while let Some(due) = self.next_due() {
