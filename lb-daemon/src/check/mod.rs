@@ -1,8 +1,9 @@
 //! Health checkers (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK): one tokio task per real
 //! server and checker, each on its own schedule, reporting only when its verdict changes.
-//! The daemon loop owns the `Health` they feed and turns changes into data-plane updates,
-//! notify scripts and mail.
+//! The daemon's core decides which checkers run (`diff`) and owns the `Health` they feed;
+//! `Checkers` runs their tasks.
 
+mod error;
 pub mod health;
 pub mod http;
 pub mod tcp;
@@ -13,7 +14,6 @@ use std::{
     time::Duration,
 };
 
-use thiserror::Error;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
@@ -21,42 +21,9 @@ use crate::{
     config::{CheckKind, Checker, Config, ServiceAddr, Url, VirtualServer},
     script::{self, Prepared, Runner},
 };
+pub use error::ProbeError;
+pub use health::CheckId;
 use health::{CheckState, Health, Report};
-
-/// Why a check failed, as logged.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum ProbeError {
-    #[error("connect failed: {0}")]
-    Connect(String),
-    #[error("TLS handshake failed: {0}")]
-    Tls(String),
-    #[error("HTTP error: {0}")]
-    Http(String),
-    #[error("{path}: status {got}, expected {want}")]
-    Status { path: String, got: u16, want: String },
-    #[error("{path}: digest mismatch: body MD5 {got}, expected {want}")]
-    Digest { path: String, got: String, want: String },
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("script {0}")]
-    Script(String),
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// One checker, stable across reloads: (service, real server, position in its block).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CheckId {
-    pub service: String,
-    pub real: SocketAddr,
-    pub index: usize,
-}
-
-impl std::fmt::Display for CheckId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} -> {} check #{}", self.service, self.real, self.index + 1)
-    }
-}
 
 /// What a checker does.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,8 +10,6 @@ mod startup;
 
 use std::{
     collections::VecDeque,
-    net::SocketAddr,
-    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -26,11 +24,7 @@ use tracing::{error, info, warn};
 use crate::{
     check::{self, Checkers},
     config::BackendKind,
-    dataplane::{
-        Backend,
-        bpf::{AttachMode, Sizes},
-        services::DesiredService,
-    },
+    dataplane::{Backend, services::DesiredService},
     netlink::Netlink,
     notify::{Mailer, Notifier},
     state::{self, BackendStatus, RunDir, Status},
@@ -38,49 +32,8 @@ use crate::{
 };
 use dump::Dump;
 use node::{Action, Event, Node, Tick};
-pub use node::{SyncConfig, not_acted_on, sync_config};
-pub use startup::{default_interfaces, read_config};
-
-pub struct Options {
-    pub config: PathBuf,
-    pub pin_dir: PathBuf,
-    pub bpf_object: Option<PathBuf>,
-    /// Interfaces to attach XDP to; empty means every interface except loopback.
-    pub interfaces: Vec<String>,
-    pub attach_mode: AttachMode,
-    pub dump_conf: bool,
-    pub backend: BackendKind,
-    pub sizes: Sizes,
-    /// Where `state.json` (for `lb-daemon status`) is kept.
-    pub run_dir: PathBuf,
-    /// Local address of the OpenMetrics endpoint; none by default.
-    pub metrics: Option<SocketAddr>,
-    /// keepalived's `-P` / `-C`: run only VRRP, or only the data plane and checkers.
-    pub subsystems: Subsystems,
-    /// For tests of `--backend auto`: behave as if the BPF data plane could not load.
-    pub simulate_no_bpf: bool,
-}
-
-/// Which parts run (keepalived's `-P`, `-C`; both by default).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Subsystems {
-    #[default]
-    All,
-    /// `-P`: VRRP only; no XDP, no services, no checkers.
-    VrrpOnly,
-    /// `-C`: data plane and checkers only; no VRRP, no static addresses or routes.
-    CheckersOnly,
-}
-
-impl Subsystems {
-    fn dataplane(self) -> bool {
-        self != Subsystems::VrrpOnly
-    }
-
-    fn vrrp(self) -> bool {
-        self != Subsystems::CheckersOnly
-    }
-}
+pub use node::{Subsystems, SyncConfig, not_acted_on, sync_config};
+pub use startup::{Options, default_interfaces, read_config};
 
 /// lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the real
 /// servers (the XDP FIB lookup only finds what the kernel has resolved).

@@ -1,17 +1,45 @@
 //! Start-up I/O: reading the configuration (also on SIGHUP) and starting the forwarding
 //! backend the config and `--backend` ask for.
 
-use std::path::Path;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result, bail};
 use tracing::{error, info, warn};
 
-use super::Options;
+use super::node::Subsystems;
 use crate::{
     config::{self, BackendKind, Loaded, Severity},
-    dataplane::{Backend, bpf::BpfDataplane, object, services},
+    dataplane::{
+        Backend,
+        bpf::{AttachMode, BpfDataplane, Sizes},
+        object, services,
+    },
     ipvs::IpvsBackend,
 };
+
+/// How the daemon was asked to run (the command line).
+pub struct Options {
+    pub config: PathBuf,
+    pub pin_dir: PathBuf,
+    pub bpf_object: Option<PathBuf>,
+    /// Interfaces to attach XDP to; empty means every interface except loopback.
+    pub interfaces: Vec<String>,
+    pub attach_mode: AttachMode,
+    pub dump_conf: bool,
+    pub backend: BackendKind,
+    pub sizes: Sizes,
+    /// Where `state.json` (for `lb-daemon status`) is kept.
+    pub run_dir: PathBuf,
+    /// Local address of the OpenMetrics endpoint; none by default.
+    pub metrics: Option<SocketAddr>,
+    /// keepalived's `-P` / `-C`: run only VRRP, or only the data plane and checkers.
+    pub subsystems: Subsystems,
+    /// For tests of `--backend auto`: behave as if the BPF data plane could not load.
+    pub simulate_no_bpf: bool,
+}
 
 /// Parses the config and logs each diagnostic; errors fail with all of them.
 pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {

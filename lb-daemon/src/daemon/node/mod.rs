@@ -8,7 +8,6 @@ use std::{net::IpAddr, time::Instant};
 
 use tracing::{error, info, warn};
 
-use super::Subsystems;
 use crate::{
     check::{self, CheckId, Checks, Spec, health::Health},
     config::{self, BackendKind, Loaded, RealServer, Script, VirtualServer},
@@ -19,6 +18,27 @@ use crate::{
     state::{BackendStatus, CheckStatus, Status},
     vrrp::{self, VrrpStatus},
 };
+
+/// Which parts run (keepalived's `-P`, `-C`; both by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Subsystems {
+    #[default]
+    All,
+    /// `-P`: VRRP only; no XDP, no services, no checkers.
+    VrrpOnly,
+    /// `-C`: data plane and checkers only; no VRRP, no static addresses or routes.
+    CheckersOnly,
+}
+
+impl Subsystems {
+    pub fn dataplane(self) -> bool {
+        self != Subsystems::VrrpOnly
+    }
+
+    pub fn vrrp(self) -> bool {
+        self != Subsystems::CheckersOnly
+    }
+}
 
 pub enum Event {
     /// The configuration read at start, with the checkers it asks for (the shell prepares

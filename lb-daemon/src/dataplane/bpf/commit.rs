@@ -20,7 +20,7 @@ use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcC
 use tracing::{info, warn};
 
 use super::{
-    map_mut,
+    maps::map_mut,
     plan::{Book, Plan, Removal, ServicePlan, SvcState},
     retire::{RetireQueue, Retired},
 };

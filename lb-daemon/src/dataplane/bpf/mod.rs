@@ -14,7 +14,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData},
+    maps::{Array, HashMap},
     programs::{
         Xdp, XdpMode,
         links::{FdLink, PinnedLink},
@@ -26,11 +26,13 @@ use tracing::{info, warn};
 
 use super::services::{self, DesiredService};
 use crate::config::Scheduler;
+use maps::{map_mut, map_ref, pinned};
 use plan::{Book, SvcState};
 use retire::RetireQueue;
 pub use stats::{GlobalStatsView, RealStatsView, ServiceStatsView, StatsSnapshot, read_stats};
 
 mod commit;
+mod maps;
 pub mod plan;
 mod pool;
 pub mod retire;
@@ -476,17 +478,4 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
-    ebpf.map_mut(name).ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
-}
-
-fn map_ref<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Map> {
-    ebpf.map(name).ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
-}
-
-fn pinned(path: &Path) -> Result<Map> {
-    let data = MapData::from_pin(path).with_context(|| format!("opening pinned map {}", path.display()))?;
-    Ok(Map::from_map_data(data)?)
 }

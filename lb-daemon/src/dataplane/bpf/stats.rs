@@ -7,7 +7,7 @@ use anyhow::Result;
 use aya::maps::{Array, HashMap, PerCpuArray};
 use lb_common::{GlobalStats, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
 
-use super::pinned;
+use super::maps::pinned;
 use crate::dataplane::services;
 
 #[derive(Debug, Clone, serde::Serialize)]
