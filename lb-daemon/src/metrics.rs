@@ -36,6 +36,18 @@ fn state_code(s: State) -> i64 {
 /// The exposition text for one scrape.
 pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     let mut r = Registry::with_prefix("lb");
+    register_vrrp(&mut r, status);
+    register_checkers(&mut r, status);
+    if let Some(dp) = dp {
+        register_dataplane(&mut r, dp);
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+fn register_vrrp(r: &mut Registry, status: &Status) {
     let vrrp_state = Family::<Labels, Gauge>::default();
     let vrrp_priority = Family::<Labels, Gauge>::default();
     let became_master = Family::<Labels, Counter>::default();
@@ -59,7 +71,9 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     r.register("vrrp_adverts_sent", "Adverts sent", adverts_sent);
     r.register("vrrp_adverts_received", "Adverts accepted", adverts_received);
     r.register("vrrp_adverts_rejected", "Adverts dropped, by receive check", adverts_rejected);
+}
 
+fn register_checkers(r: &mut Registry, status: &Status) {
     let check_up = Family::<Labels, Gauge>::default();
     for c in &status.checks {
         let idx = c.check.to_string();
@@ -75,44 +89,40 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
         changes.get_or_create(&labels(&[("change", dir)])).inc_by(n);
     }
     r.register("checker_changes", "Real server and quorum changes", changes);
+}
 
-    if let Some(dp) = dp {
-        let svc_packets = Family::<Labels, Counter>::default();
-        let svc_bytes = Family::<Labels, Counter>::default();
-        let svc_flows = Family::<Labels, Counter>::default();
-        let real_packets = Family::<Labels, Counter>::default();
-        let real_bytes = Family::<Labels, Counter>::default();
-        let real_conns = Family::<Labels, Gauge>::default();
-        for s in &dp.services {
-            let l = labels(&[("service", &s.service)]);
-            svc_packets.get_or_create(&l).inc_by(s.packets);
-            svc_bytes.get_or_create(&l).inc_by(s.bytes);
-            svc_flows.get_or_create(&l).inc_by(s.new_flows);
-            for rs in &s.reals {
-                let l = labels(&[("service", &s.service), ("real", &rs.real)]);
-                real_packets.get_or_create(&l).inc_by(rs.packets);
-                real_bytes.get_or_create(&l).inc_by(rs.bytes);
-                real_conns.get_or_create(&l).set(rs.active_conns as i64);
-            }
+fn register_dataplane(r: &mut Registry, dp: &StatsSnapshot) {
+    let svc_packets = Family::<Labels, Counter>::default();
+    let svc_bytes = Family::<Labels, Counter>::default();
+    let svc_flows = Family::<Labels, Counter>::default();
+    let real_packets = Family::<Labels, Counter>::default();
+    let real_bytes = Family::<Labels, Counter>::default();
+    let real_conns = Family::<Labels, Gauge>::default();
+    for s in &dp.services {
+        let l = labels(&[("service", &s.service)]);
+        svc_packets.get_or_create(&l).inc_by(s.packets);
+        svc_bytes.get_or_create(&l).inc_by(s.bytes);
+        svc_flows.get_or_create(&l).inc_by(s.new_flows);
+        for rs in &s.reals {
+            let l = labels(&[("service", &s.service), ("real", &rs.real)]);
+            real_packets.get_or_create(&l).inc_by(rs.packets);
+            real_bytes.get_or_create(&l).inc_by(rs.bytes);
+            real_conns.get_or_create(&l).set(rs.active_conns as i64);
         }
-        r.register("service_packets", "Packets to a service", svc_packets);
-        r.register("service_bytes", "Bytes to a service", svc_bytes);
-        r.register("service_new_flows", "Flows scheduled by a service", svc_flows);
-        r.register("real_packets", "Packets forwarded to a real server", real_packets);
-        r.register("real_bytes", "Bytes forwarded to a real server", real_bytes);
-        r.register("real_active_connections", "Tracked connections to a real server", real_conns);
-        let drops = Family::<Labels, Counter>::default();
-        for (name, v) in &dp.global.0 {
-            if let Some(reason) = name.strip_prefix("reason_") {
-                drops.get_or_create(&labels(&[("reason", reason)])).inc_by(*v);
-            }
-        }
-        r.register("dataplane_verdicts", "Data-plane packet verdicts by reason", drops);
     }
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = encode(&mut out, &r);
-    out
+    r.register("service_packets", "Packets to a service", svc_packets);
+    r.register("service_bytes", "Bytes to a service", svc_bytes);
+    r.register("service_new_flows", "Flows scheduled by a service", svc_flows);
+    r.register("real_packets", "Packets forwarded to a real server", real_packets);
+    r.register("real_bytes", "Bytes forwarded to a real server", real_bytes);
+    r.register("real_active_connections", "Tracked connections to a real server", real_conns);
+    let drops = Family::<Labels, Counter>::default();
+    for (name, v) in &dp.global.0 {
+        if let Some(reason) = name.strip_prefix("reason_") {
+            drops.get_or_create(&labels(&[("reason", reason)])).inc_by(*v);
+        }
+    }
+    r.register("dataplane_verdicts", "Data-plane packet verdicts by reason", drops);
 }
 
 /// Serves `/metrics` on `addr` until the task is dropped.

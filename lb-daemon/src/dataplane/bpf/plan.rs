@@ -218,29 +218,7 @@ fn plan_service(b: &mut Book, d: &DesiredService) -> Result<ServicePlan> {
         b.services.insert(d.name.clone(), SvcState::new(id));
     }
     let mut state = b.services.remove(&d.name).ok_or_else(|| anyhow!("service state vanished"))?;
-    // Real servers: one id per (service, address); the sorry server is one too, weight 0.
-    let mut wanted: Vec<(SocketAddr, u32)> = d.reals.iter().map(|r| (r.addr, r.weight)).collect();
-    if let Some(s) = d.sorry {
-        wanted.push((s, 0));
-    }
-    let retired: Vec<(SocketAddr, u32)> =
-        state.reals.iter().filter(|(a, _)| !wanted.iter().any(|(w, _)| w == *a)).map(|(a, i)| (*a, *i)).collect();
-    let mut reals = Vec::new();
-    let mut members = Vec::new();
-    for (addr, weight) in &wanted {
-        let (id, fresh) = match state.reals.get(addr) {
-            Some(r) => (*r, false),
-            None => (b.alloc_real()?, true),
-        };
-        state.reals.insert(*addr, id);
-        reals.push(PlannedReal { id, addr: *addr, weight: *weight, fresh });
-        if Some(*addr) != d.sorry || d.reals.iter().any(|r| r.addr == *addr) {
-            members.push(Member { id, name: addr.to_string(), weight: *weight });
-        }
-    }
-    for (addr, _) in &retired {
-        state.reals.remove(addr);
-    }
+    let Reals { reals, members, retired } = plan_reals(b, &mut state, d)?;
     // keepalived's quorum: below it the service is down and the sorry server answers.
     let live_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
     let quorum_up = d.quorum_up && live_weight > 0;
@@ -290,6 +268,41 @@ fn plan_service(b: &mut Book, d: &DesiredService) -> Result<ServicePlan> {
     };
     b.services.insert(d.name.clone(), state);
     Ok(plan)
+}
+
+/// A service's real servers with their ids, the members of its table, and those that left.
+struct Reals {
+    reals: Vec<PlannedReal>,
+    members: Vec<Member>,
+    retired: Vec<(SocketAddr, u32)>,
+}
+
+/// The real servers of `d`, new ones with ids allocated from `b`; `state.reals` follows.
+fn plan_reals(b: &mut Book, state: &mut SvcState, d: &DesiredService) -> Result<Reals> {
+    // Real servers: one id per (service, address); the sorry server is one too, weight 0.
+    let mut wanted: Vec<(SocketAddr, u32)> = d.reals.iter().map(|r| (r.addr, r.weight)).collect();
+    if let Some(s) = d.sorry {
+        wanted.push((s, 0));
+    }
+    let retired: Vec<(SocketAddr, u32)> =
+        state.reals.iter().filter(|(a, _)| !wanted.iter().any(|(w, _)| w == *a)).map(|(a, i)| (*a, *i)).collect();
+    let mut reals = Vec::new();
+    let mut members = Vec::new();
+    for (addr, weight) in &wanted {
+        let (id, fresh) = match state.reals.get(addr) {
+            Some(r) => (*r, false),
+            None => (b.alloc_real()?, true),
+        };
+        state.reals.insert(*addr, id);
+        reals.push(PlannedReal { id, addr: *addr, weight: *weight, fresh });
+        if Some(*addr) != d.sorry || d.reals.iter().any(|r| r.addr == *addr) {
+            members.push(Member { id, name: addr.to_string(), weight: *weight });
+        }
+    }
+    for (addr, _) in &retired {
+        state.reals.remove(addr);
+    }
+    Ok(Reals { reals, members, retired })
 }
 
 /// The data plane's code for `s`; None for the schedulers only IPVS has (the config check
