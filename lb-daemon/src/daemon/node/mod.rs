@@ -2,7 +2,7 @@
 //! decided without I/O. `Node::on_event` takes an `Event` and answers with `Action`s for the
 //! shell (`daemon/mod.rs`) to carry out; the outcome of programming the backend and of a
 //! VRRP reload comes back as events, so a reload (VRRP, then the services, then a rollback
-//! if they fail) is a small state machine here. Unit-tested below with no I/O at all.
+//! if they fail) is a small state machine here. `tests.rs` drives it with events only.
 
 use std::{net::IpAddr, time::Instant};
 
