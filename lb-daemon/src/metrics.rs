@@ -16,7 +16,7 @@ use prometheus_client::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{dataplane::bpf::StatsSnapshot, state::Status};
+use crate::{dataplane::bpf::StatsSnapshot, state::Status, vrrp::State};
 
 type Labels = Vec<(String, String)>;
 
@@ -24,18 +24,31 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn state_code(s: &str) -> i64 {
+fn state_code(s: State) -> i64 {
     match s {
-        "BACKUP" => 1,
-        "MASTER" => 2,
-        "FAULT" => 3,
-        _ => 0,
+        State::Init | State::Stopped => 0,
+        State::Backup => 1,
+        State::Master => 2,
+        State::Fault => 3,
     }
 }
 
 /// The exposition text for one scrape.
 pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     let mut r = Registry::with_prefix("lb");
+    register_vrrp(&mut r, status);
+    register_checkers(&mut r, status);
+    register_punt(&mut r, status);
+    if let Some(dp) = dp {
+        register_dataplane(&mut r, dp);
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+fn register_vrrp(r: &mut Registry, status: &Status) {
     let vrrp_state = Family::<Labels, Gauge>::default();
     let vrrp_priority = Family::<Labels, Gauge>::default();
     let became_master = Family::<Labels, Counter>::default();
@@ -44,7 +57,7 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     let adverts_rejected = Family::<Labels, Counter>::default();
     for v in &status.vrrp {
         let l = labels(&[("instance", &v.instance)]);
-        vrrp_state.get_or_create(&l).set(state_code(&v.state));
+        vrrp_state.get_or_create(&l).set(state_code(v.state));
         vrrp_priority.get_or_create(&l).set(i64::from(v.priority));
         became_master.get_or_create(&l).inc_by(v.became_master);
         adverts_sent.get_or_create(&l).inc_by(v.adverts_sent);
@@ -59,7 +72,9 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     r.register("vrrp_adverts_sent", "Adverts sent", adverts_sent);
     r.register("vrrp_adverts_received", "Adverts accepted", adverts_received);
     r.register("vrrp_adverts_rejected", "Adverts dropped, by receive check", adverts_rejected);
+}
 
+fn register_checkers(r: &mut Registry, status: &Status) {
     let check_up = Family::<Labels, Gauge>::default();
     for c in &status.checks {
         let idx = c.check.to_string();
@@ -75,63 +90,60 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
         changes.get_or_create(&labels(&[("change", dir)])).inc_by(n);
     }
     r.register("checker_changes", "Real server and quorum changes", changes);
+}
 
-    if let Some(p) = &status.punt {
-        let frames = Family::<Labels, Counter>::default();
-        for (outcome, n) in [
-            ("held", p.held),
-            ("replayed", p.replayed),
-            ("forwarded_after_replay", p.forwarded_after_replay),
-            ("given_up", p.given_up),
-            ("dropped_full", p.dropped_full),
-            ("fragmented", p.fragmented),
-            ("fragments_out", p.fragments_out),
-            ("refused", p.refused),
-            ("malformed", p.malformed),
-            ("replay_errors", p.replay_errors),
-        ] {
-            frames.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
-        }
-        r.register("punt_frames", "Frames the data plane handed to the daemon, by what became of them", frames);
+fn register_punt(r: &mut Registry, status: &Status) {
+    let Some(p) = &status.punt else { return };
+    let frames = Family::<Labels, Counter>::default();
+    for (outcome, n) in [
+        ("held", p.held),
+        ("replayed", p.replayed),
+        ("forwarded_after_replay", p.forwarded_after_replay),
+        ("given_up", p.given_up),
+        ("dropped_full", p.dropped_full),
+        ("fragmented", p.fragmented),
+        ("fragments_out", p.fragments_out),
+        ("refused", p.refused),
+        ("malformed", p.malformed),
+        ("replay_errors", p.replay_errors),
+    ] {
+        frames.get_or_create(&labels(&[("outcome", outcome)])).inc_by(n);
     }
+    r.register("punt_frames", "Frames the data plane handed to the daemon, by what became of them", frames);
+}
 
-    if let Some(dp) = dp {
-        let svc_packets = Family::<Labels, Counter>::default();
-        let svc_bytes = Family::<Labels, Counter>::default();
-        let svc_flows = Family::<Labels, Counter>::default();
-        let real_packets = Family::<Labels, Counter>::default();
-        let real_bytes = Family::<Labels, Counter>::default();
-        let real_conns = Family::<Labels, Gauge>::default();
-        for s in &dp.services {
-            let l = labels(&[("service", &s.service)]);
-            svc_packets.get_or_create(&l).inc_by(s.packets);
-            svc_bytes.get_or_create(&l).inc_by(s.bytes);
-            svc_flows.get_or_create(&l).inc_by(s.new_flows);
-            for rs in &s.reals {
-                let l = labels(&[("service", &s.service), ("real", &rs.real)]);
-                real_packets.get_or_create(&l).inc_by(rs.packets);
-                real_bytes.get_or_create(&l).inc_by(rs.bytes);
-                real_conns.get_or_create(&l).set(rs.active_conns as i64);
-            }
+fn register_dataplane(r: &mut Registry, dp: &StatsSnapshot) {
+    let svc_packets = Family::<Labels, Counter>::default();
+    let svc_bytes = Family::<Labels, Counter>::default();
+    let svc_flows = Family::<Labels, Counter>::default();
+    let real_packets = Family::<Labels, Counter>::default();
+    let real_bytes = Family::<Labels, Counter>::default();
+    let real_conns = Family::<Labels, Gauge>::default();
+    for s in &dp.services {
+        let l = labels(&[("service", &s.service)]);
+        svc_packets.get_or_create(&l).inc_by(s.packets);
+        svc_bytes.get_or_create(&l).inc_by(s.bytes);
+        svc_flows.get_or_create(&l).inc_by(s.new_flows);
+        for rs in &s.reals {
+            let l = labels(&[("service", &s.service), ("real", &rs.real)]);
+            real_packets.get_or_create(&l).inc_by(rs.packets);
+            real_bytes.get_or_create(&l).inc_by(rs.bytes);
+            real_conns.get_or_create(&l).set(rs.active_conns as i64);
         }
-        r.register("service_packets", "Packets to a service", svc_packets);
-        r.register("service_bytes", "Bytes to a service", svc_bytes);
-        r.register("service_new_flows", "Flows scheduled by a service", svc_flows);
-        r.register("real_packets", "Packets forwarded to a real server", real_packets);
-        r.register("real_bytes", "Bytes forwarded to a real server", real_bytes);
-        r.register("real_active_connections", "Tracked connections to a real server", real_conns);
-        let drops = Family::<Labels, Counter>::default();
-        for (name, v) in &dp.global.0 {
-            if let Some(reason) = name.strip_prefix("reason_") {
-                drops.get_or_create(&labels(&[("reason", reason)])).inc_by(*v);
-            }
-        }
-        r.register("dataplane_verdicts", "Data-plane packet verdicts by reason", drops);
     }
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = encode(&mut out, &r);
-    out
+    r.register("service_packets", "Packets to a service", svc_packets);
+    r.register("service_bytes", "Bytes to a service", svc_bytes);
+    r.register("service_new_flows", "Flows scheduled by a service", svc_flows);
+    r.register("real_packets", "Packets forwarded to a real server", real_packets);
+    r.register("real_bytes", "Bytes forwarded to a real server", real_bytes);
+    r.register("real_active_connections", "Tracked connections to a real server", real_conns);
+    let drops = Family::<Labels, Counter>::default();
+    for (name, v) in &dp.global.0 {
+        if let Some(reason) = name.strip_prefix("reason_") {
+            drops.get_or_create(&labels(&[("reason", reason)])).inc_by(*v);
+        }
+    }
+    r.register("dataplane_verdicts", "Data-plane packet verdicts by reason", drops);
 }
 
 /// Serves `/metrics` on `addr` until the task is dropped.
@@ -187,7 +199,7 @@ mod tests {
         let status = Status {
             vrrp: vec![VrrpStatus {
                 instance: "VI_1".into(),
-                state: "MASTER".into(),
+                state: State::Master,
                 priority: 150,
                 became_master: 2,
                 rejected: [("Password".to_string(), 7)].into(),
@@ -201,7 +213,6 @@ mod tests {
                 ..Default::default()
             }],
             checker_counters: serde_json::json!({"real_down": 3}),
-            punt: Some(crate::dataplane::punt::PuntStats { given_up: 4, ..Default::default() }),
             ..Default::default()
         };
         let text = render(&status, None);
@@ -212,7 +223,6 @@ mod tests {
             "lb_vrrp_adverts_rejected_total{instance=\"VI_1\",check=\"Password\"} 7",
             "lb_checker_up{service=\"192.0.2.10:80/tcp\",real=\"198.51.100.11:80\",check=\"1\"} 0",
             "lb_checker_changes_total{change=\"down\"} 3",
-            "lb_punt_frames_total{outcome=\"given_up\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

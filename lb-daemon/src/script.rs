@@ -226,17 +226,6 @@ pub async fn run(p: &Prepared, extra: &[String], timeout: Duration) -> Outcome {
     outcome
 }
 
-/// Runs `p` in the background and logs a failure; for notify scripts, which must never
-/// hold up the caller.
-pub fn spawn_notify(p: Prepared, extra: Vec<String>, timeout: Duration) {
-    tokio::spawn(async move {
-        let outcome = run(&p, &extra, timeout).await;
-        if !outcome.success() {
-            tracing::warn!(script = %p.command, "notify script: {outcome}");
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

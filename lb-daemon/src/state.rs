@@ -15,6 +15,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub use crate::vrrp::VrrpStatus;
+
 pub const DEFAULT_RUN_DIR: &str = "/run/lb-daemon";
 pub const STATE_FILE: &str = "state.json";
 
@@ -85,20 +87,6 @@ impl RunDir {
         }
         done
     }
-}
-
-/// One VRRP instance as `status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct VrrpStatus {
-    pub instance: String,
-    pub vrid: u8,
-    pub state: String,
-    pub priority: u8,
-    pub adverts_sent: u64,
-    pub adverts_received: u64,
-    pub became_master: u64,
-    /// Dropped adverts by receive check.
-    pub rejected: std::collections::BTreeMap<String, u64>,
 }
 
 /// One checker verdict.

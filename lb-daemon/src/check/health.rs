@@ -1,4 +1,4 @@
-//! What the checkers have found, owned by the daemon loop (no locks): each checker's last
+//! What the checkers have found, owned by the daemon's core (no locks): each checker's last
 //! verdict, each service's quorum state, and counters. Pure bookkeeping; the effects
 //! (scripts, mail, data plane) are the daemon's.
 
@@ -6,7 +6,19 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use serde::Serialize;
 
-use super::CheckId;
+/// One checker, stable across reloads: (service, real server, position in its block).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckId {
+    pub service: String,
+    pub real: SocketAddr,
+    pub index: usize,
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {} check #{}", self.service, self.real, self.index + 1)
+    }
+}
 
 /// One checker's current verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -17,7 +17,7 @@ use rustls::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{ProbeError, tcp};
+use super::{error::ProbeError, tcp};
 
 /// Largest response head (status line and headers) accepted; hyper's minimum is 8 KiB.
 pub const MAX_HEAD: usize = 16 * 1024;

@@ -1,8 +1,9 @@
 //! Health checkers (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK): one tokio task per real
 //! server and checker, each on its own schedule, reporting only when its verdict changes.
-//! The daemon loop owns the `Health` they feed and turns changes into data-plane updates,
-//! notify scripts and mail.
+//! The daemon's core decides which checkers run (`diff`) and owns the `Health` they feed;
+//! `Checkers` runs their tasks.
 
+mod error;
 pub mod health;
 pub mod http;
 pub mod tcp;
@@ -13,7 +14,6 @@ use std::{
     time::Duration,
 };
 
-use thiserror::Error;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
@@ -21,42 +21,9 @@ use crate::{
     config::{CheckKind, Checker, Config, ServiceAddr, Url, VirtualServer},
     script::{self, Prepared, Runner},
 };
+pub use error::ProbeError;
+pub use health::CheckId;
 use health::{CheckState, Health, Report};
-
-/// Why a check failed, as logged.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum ProbeError {
-    #[error("connect failed: {0}")]
-    Connect(String),
-    #[error("TLS handshake failed: {0}")]
-    Tls(String),
-    #[error("HTTP error: {0}")]
-    Http(String),
-    #[error("{path}: status {got}, expected {want}")]
-    Status { path: String, got: u16, want: String },
-    #[error("{path}: digest mismatch: body MD5 {got}, expected {want}")]
-    Digest { path: String, got: String, want: String },
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
-    #[error("script {0}")]
-    Script(String),
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// One checker, stable across reloads: (service, real server, position in its block).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CheckId {
-    pub service: String,
-    pub real: SocketAddr,
-    pub index: usize,
-}
-
-impl std::fmt::Display for CheckId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} -> {} check #{}", self.service, self.real, self.index + 1)
-    }
-}
 
 /// What a checker does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,22 +101,11 @@ impl Tracker {
     }
 }
 
-/// A `virtual_server` as the logs and the data plane name it.
-pub fn service_name(vs: &VirtualServer) -> String {
-    use crate::dataplane::services::{describe, key_of, proto_name};
-    let proto = vs.protocol.ip_proto();
-    match &vs.addr {
-        ServiceAddr::Inet(sa) => describe(&key_of(sa.ip(), sa.port(), proto)),
-        ServiceAddr::Group(g) => format!("group {g}/{}", proto_name(proto)),
-        ServiceAddr::Fwmark(m) => format!("fwmark {m}/{}", proto_name(proto)),
-    }
-}
-
 /// Every checker the config asks for.
 pub fn specs(cfg: &Config, runner: &Runner) -> BTreeMap<CheckId, Spec> {
     let mut out = BTreeMap::new();
     for vs in &cfg.virtual_servers {
-        let service = service_name(vs);
+        let service = vs.name();
         let suspend = match (&vs.addr, vs.ha_suspend) {
             (ServiceAddr::Inet(sa), true) => Some(sa.ip()),
             _ => None,
@@ -271,7 +227,7 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     let mut first = true;
     loop {
         if let Some(vip) = spec.suspend_unless_local {
-            let now = !crate::vrrp::net::is_local(vip);
+            let now = !crate::netlink::is_local(vip);
             if now != suspended {
                 info!(check = %id, "ha_suspend: {} ({vip} {})", if now { "checks paused" } else { "checks resumed" },
                     if now { "is not on this node" } else { "is on this node" });
@@ -326,9 +282,35 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     }
 }
 
+/// Checkers by id: what should run, or what runs.
+pub type Checks = BTreeMap<CheckId, Spec>;
+
+/// How the checkers `running` become `wanted`: unchanged ones keep running (and their
+/// verdicts), changed ones restart, removed ones stop. Returns the checkers to stop and
+/// those to start; `running` and `health` (which forgets stopped checkers and registers
+/// started ones with their initial verdict) follow.
+pub fn diff(running: &mut Checks, wanted: Checks, health: &mut Health) -> (Vec<CheckId>, Vec<(CheckId, Spec)>) {
+    let stale: Vec<CheckId> =
+        running.iter().filter(|(id, s)| wanted.get(*id) != Some(*s)).map(|(id, _)| id.clone()).collect();
+    for id in &stale {
+        running.remove(id);
+        health.forget(id);
+    }
+    let mut start = Vec::new();
+    for (id, spec) in wanted {
+        if running.contains_key(&id) {
+            continue;
+        }
+        health.register(id.clone(), spec.initially_up);
+        running.insert(id.clone(), spec.clone());
+        start.push((id, spec));
+    }
+    (stale, start)
+}
+
 /// The running checker tasks.
 pub struct Checkers {
-    tasks: BTreeMap<CheckId, (Spec, JoinHandle<()>)>,
+    tasks: BTreeMap<CheckId, JoinHandle<()>>,
     tx: mpsc::Sender<Report>,
 }
 
@@ -338,28 +320,20 @@ impl Checkers {
         (Self { tasks: BTreeMap::new(), tx }, rx)
     }
 
-    /// Makes the running tasks match `cfg`: unchanged checkers keep running (and their
-    /// verdicts), changed ones restart, removed ones stop.
-    pub fn sync(&mut self, cfg: &Config, runner: &Runner, health: &mut Health) {
-        let wanted = specs(cfg, runner);
-        let stale: Vec<CheckId> =
-            self.tasks.iter().filter(|(id, (s, _))| wanted.get(*id) != Some(s)).map(|(id, _)| id.clone()).collect();
-        for id in stale {
-            if let Some((_, handle)) = self.tasks.remove(&id) {
-                handle.abort();
-            }
-            health.forget(&id);
+    /// Starts checker `id`; its reports arrive on the receiver `new` returned.
+    pub fn start(&mut self, id: CheckId, spec: Spec) {
+        if let Probe::Misc { script: Err(e), .. } = &spec.probe {
+            warn!(check = %id, "MISC_CHECK cannot run: {e}; the check counts as failed");
         }
-        for (id, spec) in wanted {
-            if self.tasks.contains_key(&id) {
-                continue;
-            }
-            if let Probe::Misc { script: Err(e), .. } = &spec.probe {
-                warn!(check = %id, "MISC_CHECK cannot run: {e}; the check counts as failed");
-            }
-            health.register(id.clone(), spec.initially_up);
-            let handle = tokio::spawn(task(id.clone(), spec.clone(), self.tx.clone()));
-            self.tasks.insert(id, (spec, handle));
+        let handle = tokio::spawn(task(id.clone(), spec, self.tx.clone()));
+        if let Some(old) = self.tasks.insert(id, handle) {
+            old.abort();
+        }
+    }
+
+    pub fn stop_check(&mut self, id: &CheckId) {
+        if let Some(handle) = self.tasks.remove(id) {
+            handle.abort();
         }
     }
 
@@ -372,7 +346,7 @@ impl Checkers {
     }
 
     pub fn stop(&mut self) {
-        for (_, (_, h)) in std::mem::take(&mut self.tasks) {
+        for (_, h) in std::mem::take(&mut self.tasks) {
             h.abort();
         }
     }
@@ -452,13 +426,6 @@ mod tests {
         assert_eq!(s[1].timeout, Duration::from_secs(2));
     }
 
-    #[test]
-    fn local_addresses() {
-        use crate::vrrp::net::is_local;
-        assert!(is_local("127.0.0.1".parse().unwrap()));
-        assert!(!is_local("203.0.113.254".parse().unwrap()));
-    }
-
     #[tokio::test]
     async fn reload_keeps_unchanged_checkers_and_their_verdicts() {
         let conf = |timeout: u32| {
@@ -474,7 +441,14 @@ mod tests {
         let runner = Runner::new(&Default::default()).unwrap();
         let mut health = Health::default();
         let (mut checkers, mut rx) = Checkers::new();
-        checkers.sync(&conf(1), &runner, &mut health);
+        let mut running = Checks::new();
+        // What the daemon does with a config: diff, then start and stop tasks.
+        let mut sync = |cfg: &Config, checkers: &mut Checkers, health: &mut Health| {
+            let (stop, start) = diff(&mut running, specs(cfg, &runner), health);
+            stop.iter().for_each(|id| checkers.stop_check(id));
+            start.into_iter().for_each(|(id, spec)| checkers.start(id, spec));
+        };
+        sync(&conf(1), &mut checkers, &mut health);
         assert_eq!(checkers.len(), 1);
         // Nothing listens on port 9: the first round reports DOWN.
         let r = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
@@ -483,12 +457,12 @@ mod tests {
         health.record(r);
         assert!(!health.real("203.0.113.10:80/tcp", real).up);
         // Same config (spans may differ): same task, same verdict.
-        checkers.sync(&conf(1), &runner, &mut health);
+        sync(&conf(1), &mut checkers, &mut health);
         assert!(!health.real("203.0.113.10:80/tcp", real).up);
         // A changed checker starts over (up until it fails again).
-        checkers.sync(&conf(2), &runner, &mut health);
+        sync(&conf(2), &mut checkers, &mut health);
         assert!(health.real("203.0.113.10:80/tcp", real).up);
-        checkers.sync(&Config::default(), &runner, &mut health);
+        sync(&Config::default(), &mut checkers, &mut health);
         assert!(checkers.is_empty());
     }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::ProbeError;
+use super::error::ProbeError;
 
 /// Connects to `addr`, from `bind` when given (`bindto` / `bind_port`).
 pub async fn connect(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, ProbeError> {

@@ -2,7 +2,6 @@
 //! typed model → semantic checks. Every problem is located (`file:line:col`) and all of them
 //! are collected in one pass.
 
-pub mod check;
 pub mod diag;
 pub mod docs;
 pub mod global;
@@ -13,6 +12,7 @@ pub mod lvs;
 pub mod model;
 pub mod parse;
 pub mod tree;
+pub mod validate;
 pub mod vrrp;
 
 use std::path::{Path, PathBuf};
@@ -71,10 +71,15 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
         BackendKind::Auto => config.global.lb_backend.unwrap_or(BackendKind::Auto),
         b => b,
     };
-    diagnostics.extend(check::check(&config, backend));
+    diagnostics.extend(validate::validate(&config, backend));
     // The effective choice: `--backend` over `lb_backend`, auto when neither says.
     config.global.lb_backend = Some(backend);
     Loaded { config, diagnostics, sources }
+}
+
+/// Equal as configured (locations aside): what a reload compares.
+pub fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
 }
 
 /// One file's statements, with its `include`s replaced by their files' statements.

@@ -348,6 +348,14 @@ impl Protocol {
             Protocol::Sctp => 132,
         }
     }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
 }
 
 /// `lb_kind` / `lvs_method`.
@@ -405,17 +413,19 @@ impl Scheduler {
 
     /// Whether the BPF data plane implements it (the rest need the IPVS backend).
     pub fn in_bpf(self) -> bool {
-        matches!(
-            self,
+        match self {
             Scheduler::Rr
-                | Scheduler::Wrr
-                | Scheduler::Lc
-                | Scheduler::Wlc
-                | Scheduler::Lblc
-                | Scheduler::Sh
-                | Scheduler::Dh
-                | Scheduler::Mh
-        )
+            | Scheduler::Wrr
+            | Scheduler::Lc
+            | Scheduler::Wlc
+            | Scheduler::Lblc
+            | Scheduler::Sh
+            | Scheduler::Dh
+            | Scheduler::Mh => true,
+            Scheduler::Lblcr | Scheduler::Sed | Scheduler::Nq | Scheduler::Fo | Scheduler::Ovf | Scheduler::Twos => {
+                false
+            }
+        }
     }
 }
 
@@ -485,6 +495,17 @@ impl VirtualServer {
             ops: false,
             real_servers: Vec::new(),
             span,
+        }
+    }
+    /// How logs, checkers, status and the data plane name it: `203.0.113.10:80/tcp`,
+    /// `[2001:db8::10]:80/tcp`, `group web/tcp`, `fwmark 1/tcp`.
+    pub fn name(&self) -> String {
+        let proto = self.protocol.name();
+        match &self.addr {
+            ServiceAddr::Inet(sa) if sa.is_ipv4() => format!("{}:{}/{proto}", sa.ip(), sa.port()),
+            ServiceAddr::Inet(sa) => format!("[{}]:{}/{proto}", sa.ip(), sa.port()),
+            ServiceAddr::Group(g) => format!("group {g}/{proto}"),
+            ServiceAddr::Fwmark(m) => format!("fwmark {m}/{proto}"),
         }
     }
 }

@@ -341,6 +341,7 @@ virtual_server group web {
 }
 "#;
 
+/// Every LVS keyword of `LVS`, one assertion each: long, but one parse and one place to look.
 #[test]
 fn lvs_blocks() {
     let c = ok(LVS);

@@ -1,5 +1,6 @@
 //! Where the configured services are forwarded: the XDP data plane (`bpf`) or the kernel's
-//! IPVS (`crate::ipvs`), behind one trait so config, checkers and VRRP do not care which.
+//! IPVS (`crate::ipvs`, which implements `Backend` on its side), behind one trait so config,
+//! checkers and VRRP do not care which.
 
 pub mod bpf;
 pub mod decap;
@@ -9,12 +10,28 @@ pub mod punt;
 pub mod services;
 pub mod tables;
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Instant};
 
 use anyhow::Result;
 
 use crate::config::BackendKind;
 use services::DesiredService;
+
+/// The connection sync daemon's role (keepalived's `lvs_sync_daemon`): master while its
+/// VRRP instance is master, backup otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRole {
+    Master,
+    Backup,
+}
+
+/// Connection sync as it should run now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncWant {
+    pub role: SyncRole,
+    pub interface: String,
+    pub sync_id: u32,
+}
 
 /// What the daemon needs from a forwarding backend.
 pub trait Backend: Send {
@@ -23,8 +40,25 @@ pub trait Backend: Send {
     /// Makes the backend hold exactly `desired`; unchanged services are not touched.
     fn apply(&mut self, desired: &[DesiredService]) -> Result<()>;
 
-    /// Periodic upkeep (the BPF data plane's connection counts).
+    /// Periodic upkeep (the BPF data plane's connection counts and neighbour entries).
     fn housekeeping(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// When `tick` next has work (the BPF data plane's retired real servers and table
+    /// slices, and services waiting for a generation slot); None when it has none.
+    fn next_due(&self) -> Option<Instant> {
+        None
+    }
+
+    /// When the services `apply` had to leave for later (the BPF data plane's services
+    /// whose other generation slot is still in its grace period) can be programmed by `tick`.
+    fn deferred_until(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Does what became due by `now` (see `next_due`).
+    fn tick(&mut self, _now: Instant) -> Result<()> {
         Ok(())
     }
 
@@ -43,7 +77,7 @@ pub trait Backend: Send {
     }
 
     /// Starts, switches or stops connection sync between load balancers.
-    fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()>;
+    fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()>;
 
     /// Starts taking the frames the data plane hands over (the BPF data plane's held
     /// fragments and IPv4 packets to fragment); None when there are none to take.
@@ -51,8 +85,8 @@ pub trait Backend: Send {
         Ok(None)
     }
 
-    /// Removes everything this daemon put in the kernel.
-    fn shutdown(self: Box<Self>) -> Result<()>;
+    /// Removes everything this daemon put in the kernel; says what, for the last log line.
+    fn shutdown(self: Box<Self>) -> Result<&'static str>;
 }
 
 impl Backend for bpf::BpfDataplane {
@@ -61,11 +95,23 @@ impl Backend for bpf::BpfDataplane {
     }
 
     fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
-        bpf::BpfDataplane::apply(self, desired)
+        self.submit(desired, Instant::now())
     }
 
     fn housekeeping(&mut self) -> Result<()> {
-        self.reconcile_conns()
+        bpf::BpfDataplane::housekeeping(self)
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        bpf::BpfDataplane::next_due(self)
+    }
+
+    fn deferred_until(&self) -> Option<Instant> {
+        bpf::BpfDataplane::deferred_until(self)
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<()> {
+        bpf::BpfDataplane::tick(self, now)
     }
 
     fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
@@ -80,7 +126,7 @@ impl Backend for bpf::BpfDataplane {
         punt::Punt::start(self).map(Some)
     }
 
-    fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()> {
+    fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         match want {
             None => Ok(()),
             // Flows live in pinned maps on each node; nothing copies them across yet.
@@ -88,33 +134,7 @@ impl Backend for bpf::BpfDataplane {
         }
     }
 
-    fn shutdown(self: Box<Self>) -> Result<()> {
-        bpf::BpfDataplane::shutdown(*self, true)
-    }
-}
-
-impl Backend for crate::ipvs::IpvsBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Ipvs
-    }
-
-    fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
-        crate::ipvs::IpvsBackend::apply(self, desired)
-    }
-
-    fn stats(&mut self) -> Result<serde_json::Value> {
-        crate::ipvs::IpvsBackend::stats(self)
-    }
-
-    fn changes(&self) -> Option<u64> {
-        Some(self.changes)
-    }
-
-    fn set_sync(&mut self, want: Option<crate::ipvs::SyncWant>) -> Result<()> {
-        crate::ipvs::IpvsBackend::set_sync(self, want)
-    }
-
-    fn shutdown(self: Box<Self>) -> Result<()> {
-        crate::ipvs::IpvsBackend::shutdown(*self)
+    fn shutdown(self: Box<Self>) -> Result<&'static str> {
+        bpf::BpfDataplane::shutdown(*self, true).map(|()| "XDP detached and pins removed")
     }
 }

@@ -102,7 +102,7 @@ fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> 
 /// picks IPVS).
 pub fn needs_ipvs(cfg: &Config) -> Option<String> {
     cfg.virtual_servers.iter().find_map(|vs| {
-        let name = crate::check::service_name(vs);
+        let name = vs.name();
         let (_, marks) = keys(cfg, vs).ok()?;
         bpf_refuses(vs, &name, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
     })
@@ -144,7 +144,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
                 continue;
             }
         };
-        let name = crate::check::service_name(vs);
+        let name = vs.name();
         if !for_ipvs && let Some(why) = bpf_refuses(vs, &name, &marks) {
             skipped.push(why);
             continue;
@@ -251,5 +251,21 @@ mod tests {
         assert_eq!((d.len(), skipped.len()), (3, 0), "{skipped:?}");
         assert_eq!(d[1].marks, [1]);
         assert_eq!(d[2].scheduler.name(), "sed");
+    }
+
+    /// Logs and status name a service as the data plane describes its key.
+    #[test]
+    fn service_names_match_key_descriptions() {
+        let l = parse_str(
+            "t.conf",
+            "virtual_server 203.0.113.10 80 {\n}\nvirtual_server 2001:db8::10 53 {\n protocol UDP\n}\n\
+             virtual_server 203.0.113.11 5000 {\n protocol SCTP\n}\n",
+        );
+        for vs in &l.config.virtual_servers {
+            let ServiceAddr::Inet(sa) = vs.addr else { panic!("{:?}", vs.addr) };
+            assert_eq!(vs.name(), describe(&key_of(sa.ip(), sa.port(), vs.protocol.ip_proto())));
+        }
+        let names: Vec<String> = l.config.virtual_servers.iter().map(|v| v.name()).collect();
+        assert_eq!(names, ["203.0.113.10:80/tcp", "[2001:db8::10]:53/udp", "203.0.113.11:5000/sctp"]);
     }
 }

@@ -124,8 +124,12 @@ pub fn build(sched: Scheduler, members: &[Member]) -> (Vec<u32>, bool) {
         Scheduler::Wrr => (wrr_sequence(&live), false),
         Scheduler::Sh | Scheduler::Dh => (hash_table(&live), false),
         Scheduler::Mh => (maglev(&live, MH_TABLE_SIZE), false),
-        // lc/wlc/lblc; the config check refuses the others for the BPF data plane.
-        _ => pairs(&live),
+        Scheduler::Lc | Scheduler::Wlc | Scheduler::Lblc => pairs(&live),
+        // IPVS only: the data plane has no code for them (`bpf::sched_code`), so no service
+        // with one of them gets this far.
+        Scheduler::Lblcr | Scheduler::Sed | Scheduler::Nq | Scheduler::Fo | Scheduler::Ovf | Scheduler::Twos => {
+            (Vec::new(), false)
+        }
     }
 }
 

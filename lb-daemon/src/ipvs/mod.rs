@@ -14,8 +14,11 @@ use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
 use crate::{
-    config::ForwardMethod,
-    dataplane::services::{DesiredService, key_ip},
+    config::{BackendKind, ForwardMethod},
+    dataplane::{
+        Backend, SyncRole, SyncWant,
+        services::{DesiredService, key_ip},
+    },
 };
 use client::Client;
 use msg::{Dest, Service, ServiceId, SyncDaemon, cmd};
@@ -102,14 +105,6 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
         }
     }
     (out, warnings)
-}
-
-/// The role a sync daemon should have, from the VRRP state of its instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncWant {
-    pub state: u32,
-    pub interface: String,
-    pub sync_id: u32,
 }
 
 pub struct IpvsBackend {
@@ -233,21 +228,16 @@ impl IpvsBackend {
         }
         if let Some(old) = self.sync.take() {
             self.client
-                .request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(old.state)])
+                .request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(state_code(old.role))])
                 .context("stopping the IPVS sync daemon")?;
-            info!(state = state_name(old.state), "IPVS sync daemon stopped");
+            info!(state = role_name(old.role), "IPVS sync daemon stopped");
         }
         if let Some(w) = want {
-            let d = SyncDaemon { state: w.state, interface: w.interface.clone(), sync_id: w.sync_id };
+            let d = SyncDaemon { state: state_code(w.role), interface: w.interface.clone(), sync_id: w.sync_id };
             self.client
                 .request(cmd::NEW_DAEMON, vec![d.attr()])
-                .with_context(|| format!("starting the IPVS sync daemon ({}, {})", state_name(w.state), w.interface))?;
-            info!(
-                state = state_name(w.state),
-                interface = w.interface,
-                sync_id = w.sync_id,
-                "IPVS sync daemon started"
-            );
+                .with_context(|| format!("starting the IPVS sync daemon ({}, {})", role_name(w.role), w.interface))?;
+            info!(state = role_name(w.role), interface = w.interface, sync_id = w.sync_id, "IPVS sync daemon started");
             self.sync = Some(w);
         }
         Ok(())
@@ -305,11 +295,43 @@ impl IpvsBackend {
     }
 }
 
-fn state_name(s: u32) -> &'static str {
-    match s {
-        msg::STATE_MASTER => "master",
-        msg::STATE_BACKUP => "backup",
-        _ => "?",
+fn state_code(r: SyncRole) -> u32 {
+    match r {
+        SyncRole::Master => msg::STATE_MASTER,
+        SyncRole::Backup => msg::STATE_BACKUP,
+    }
+}
+
+fn role_name(r: SyncRole) -> &'static str {
+    match r {
+        SyncRole::Master => "master",
+        SyncRole::Backup => "backup",
+    }
+}
+
+impl Backend for IpvsBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Ipvs
+    }
+
+    fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
+        IpvsBackend::apply(self, desired)
+    }
+
+    fn stats(&mut self) -> Result<serde_json::Value> {
+        IpvsBackend::stats(self)
+    }
+
+    fn changes(&self) -> Option<u64> {
+        Some(self.changes)
+    }
+
+    fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
+        IpvsBackend::set_sync(self, want)
+    }
+
+    fn shutdown(self: Box<Self>) -> Result<&'static str> {
+        IpvsBackend::shutdown(*self).map(|()| "this daemon's IPVS services removed")
     }
 }
 

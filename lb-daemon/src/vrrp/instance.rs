@@ -7,12 +7,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::packet::Advert;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// An instance's (or sync group's) state. The state file, `status` and dumps show it by
+/// its keepalived name (`MASTER`), and `status` reads it back from the state file.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub enum State {
+    #[default]
     Init,
     Backup,
     Master,
@@ -22,6 +25,8 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 5] = [State::Init, State::Backup, State::Master, State::Fault, State::Stopped];
+
     pub fn name(self) -> &'static str {
         match self {
             State::Init => "INIT",
@@ -30,6 +35,40 @@ impl State {
             State::Fault => "FAULT",
             State::Stopped => "STOP",
         }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The name in quotes, as the data and stats dumps (`{:#?}` of the status) have always
+/// printed it.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.name(), f)
+    }
+}
+
+impl std::str::FromStr for State {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        State::ALL.into_iter().find(|st| st.name() == s).ok_or_else(|| format!("unknown VRRP state `{s}`"))
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -118,7 +157,8 @@ impl Instance {
         self.deadline
     }
 
-    fn go(&mut self, to: State, why: impl Into<String>, out: &mut Vec<Effect>) {
+    /// Every state change goes through here: one `Transition` effect per change.
+    fn enter(&mut self, to: State, why: impl Into<String>, out: &mut Vec<Effect>) {
         let from = self.state;
         if from == to {
             return;
@@ -127,15 +167,28 @@ impl Instance {
         out.push(Effect::Transition { from, to, why: why.into() });
     }
 
-    fn become_master(&mut self, now: Instant, why: &str, out: &mut Vec<Effect>) {
-        self.go(State::Master, why, out);
+    /// keepalived's `vrrp_state_goto_master`: advertise at once, then every interval.
+    fn goto_master(&mut self, now: Instant, why: &str, out: &mut Vec<Effect>) {
+        self.enter(State::Master, why, out);
         out.push(Effect::Advert(self.priority()));
         self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
     }
 
-    fn become_backup(&mut self, now: Instant, why: impl Into<String>, out: &mut Vec<Effect>) {
-        self.go(State::Backup, why, out);
+    /// Listen for a master for a Master_Down_Interval.
+    fn goto_backup(&mut self, now: Instant, why: impl Into<String>, out: &mut Vec<Effect>) {
+        self.enter(State::Backup, why, out);
         self.deadline = Some(now + self.master_down_interval());
+    }
+
+    /// No timers in FAULT; a master hands over at once (the backup takes over after its
+    /// skew) with a priority-0 advert.
+    fn goto_fault(&mut self, why: impl Into<String>, out: &mut Vec<Effect>) {
+        let was_master = self.state == State::Master;
+        self.enter(State::Fault, why, out);
+        self.deadline = None;
+        if was_master {
+            out.push(Effect::Advert(0));
+        }
     }
 
     /// Leaves INIT: the address owner takes over at once; everyone else listens for a
@@ -145,11 +198,11 @@ impl Instance {
         self.started = now;
         if !self.faults.is_empty() {
             let why = self.faults.join(", ");
-            self.go(State::Fault, why, &mut out);
+            self.enter(State::Fault, why, &mut out);
         } else if self.priority() == 255 {
-            self.become_master(now, "address owner (priority 255)", &mut out);
+            self.goto_master(now, "address owner (priority 255)", &mut out);
         } else {
-            self.become_backup(now, "start", &mut out);
+            self.goto_backup(now, "start", &mut out);
         }
         out
     }
@@ -162,10 +215,11 @@ impl Instance {
         }
         let mut out = Vec::new();
         self.started = now;
-        self.become_master(now, "resumed: the VIPs are still here from the previous run", &mut out);
+        self.goto_master(now, "resumed: the VIPs are still here from the previous run", &mut out);
         out
     }
 
+    /// The deadline passed (or not yet: then nothing happens).
     pub fn on_timer(&mut self, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
         let Some(d) = self.deadline else { return out };
@@ -173,59 +227,76 @@ impl Instance {
             return out;
         }
         match self.state {
-            State::Master => {
-                out.push(Effect::Advert(self.priority()));
-                self.deadline = Some(d.max(now - Self::cs(self.s.advert_int_cs)) + Self::cs(self.s.advert_int_cs));
-            }
-            State::Backup => self.become_master(now, "no advert from a master within Master_Down_Interval", &mut out),
-            _ => self.deadline = None,
+            State::Master => self.master_timer(now, d, &mut out),
+            State::Backup => self.backup_timer(now, &mut out),
+            State::Init | State::Fault | State::Stopped => self.deadline = None,
         }
         out
+    }
+
+    /// keepalived's `vrrp_state_master_tx`: the next advert, on the interval's grid (a late
+    /// wake-up does not push every later advert back).
+    fn master_timer(&mut self, now: Instant, due: Instant, out: &mut Vec<Effect>) {
+        out.push(Effect::Advert(self.priority()));
+        let int = Self::cs(self.s.advert_int_cs);
+        self.deadline = Some(due.max(now - int) + int);
+    }
+
+    /// keepalived's `vrrp_state_backup` timeout: no master within Master_Down_Interval.
+    fn backup_timer(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        self.goto_master(now, "no advert from a master within Master_Down_Interval", out);
     }
 
     /// An advert that passed every receive check, from `src`.
     pub fn on_advert(&mut self, now: Instant, src: IpAddr, a: &Advert) -> Vec<Effect> {
         let mut out = Vec::new();
-        let mine = self.priority();
         match self.state {
-            State::Backup => {
-                if a.priority == 0 {
-                    // The master is leaving: take over after Skew_Time only.
-                    self.deadline = Some(now + self.skew());
-                    return out;
-                }
-                if self.s.version == 3 {
-                    self.master_adver_int_cs = a.interval_cs.max(1);
-                }
-                let in_preempt_delay = now < self.started + self.s.preempt_delay;
-                if !self.s.preempt || a.priority >= mine || in_preempt_delay {
-                    self.deadline = Some(now + self.master_down_interval());
-                }
-                // Else a lower priority master and we preempt: let the timer run out.
-            }
-            State::Master => {
-                let theirs_wins = a.priority > mine || (a.priority == mine && src > self.s.primary);
-                if a.priority == 0 {
-                    out.push(Effect::Advert(mine));
-                    self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
-                } else if theirs_wins {
-                    // A last advert at our priority before yielding: the winner hears a
-                    // lower-priority master and re-announces the VIPs (gratuitous ARPs). After a
-                    // split brain heals, neighbours that followed us learn the winner at once.
-                    out.push(Effect::Advert(mine));
-                    if self.s.version == 3 {
-                        self.master_adver_int_cs = a.interval_cs.max(1);
-                    }
-                    self.become_backup(now, format!("higher priority advert ({} from {src})", a.priority), &mut out);
-                } else {
-                    out.push(Effect::Reassert);
-                    out.push(Effect::Advert(mine));
-                    self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
-                }
-            }
-            _ => {}
+            State::Backup => self.backup_rx(now, a),
+            State::Master => self.master_rx(now, src, a, &mut out),
+            State::Init | State::Fault | State::Stopped => {}
         }
         out
+    }
+
+    /// keepalived's `vrrp_state_backup` on an advert: a live master resets the timer.
+    fn backup_rx(&mut self, now: Instant, a: &Advert) {
+        if a.priority == 0 {
+            // The master is leaving: take over after Skew_Time only.
+            self.deadline = Some(now + self.skew());
+            return;
+        }
+        if self.s.version == 3 {
+            self.master_adver_int_cs = a.interval_cs.max(1);
+        }
+        let in_preempt_delay = now < self.started + self.s.preempt_delay;
+        if !self.s.preempt || a.priority >= self.priority() || in_preempt_delay {
+            self.deadline = Some(now + self.master_down_interval());
+        }
+        // Else a lower priority master and we preempt: let the timer run out.
+    }
+
+    /// keepalived's `vrrp_state_master_rx`: yield to a better master, re-assert over a
+    /// worse one.
+    fn master_rx(&mut self, now: Instant, src: IpAddr, a: &Advert, out: &mut Vec<Effect>) {
+        let mine = self.priority();
+        let theirs_wins = a.priority > mine || (a.priority == mine && src > self.s.primary);
+        if a.priority == 0 {
+            out.push(Effect::Advert(mine));
+            self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+        } else if theirs_wins {
+            // A last advert at our priority before yielding: the winner hears a
+            // lower-priority master and re-announces the VIPs (gratuitous ARPs). After a
+            // split brain heals, neighbours that followed us learn the winner at once.
+            out.push(Effect::Advert(mine));
+            if self.s.version == 3 {
+                self.master_adver_int_cs = a.interval_cs.max(1);
+            }
+            self.goto_backup(now, format!("higher priority advert ({} from {src})", a.priority), out);
+        } else {
+            out.push(Effect::Reassert);
+            out.push(Effect::Advert(mine));
+            self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+        }
     }
 
     /// Tracking changed: new weight sum and fault reasons.
@@ -236,45 +307,31 @@ impl Instance {
         self.faults = faults;
         match self.state {
             State::Init | State::Stopped => {}
-            State::Fault if self.faults.is_empty() => self.become_backup(now, "fault cleared", &mut out),
+            State::Fault if self.faults.is_empty() => self.goto_backup(now, "fault cleared", &mut out),
             State::Fault => {}
-            _ if !self.faults.is_empty() => {
-                let why = self.faults.join(", ");
-                let was_master = self.state == State::Master;
-                self.go(State::Fault, why, &mut out);
-                self.deadline = None;
-                if was_master {
-                    // Hand over at once (the backup takes over after its skew).
-                    out.push(Effect::Advert(0));
-                }
+            State::Master | State::Backup if !self.faults.is_empty() => {
+                self.goto_fault(self.faults.join(", "), &mut out)
             }
             State::Master if self.priority() != before => {
                 // Advertise the new priority right away: a backup may now preempt us.
                 out.push(Effect::Advert(self.priority()));
                 self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
             }
-            _ => {}
+            State::Master | State::Backup => {}
         }
         out
     }
 
-    /// A sync group moves this member with the others.
-    pub fn force(&mut self, now: Instant, to: State, why: &str) -> Vec<Effect> {
+    /// A sync group moves this member with the others (`sync_group::SyncGroup::followers`).
+    pub fn follow_group(&mut self, now: Instant, to: State, why: &str) -> Vec<Effect> {
         let mut out = Vec::new();
         match to {
-            State::Master if self.state == State::Backup => self.become_master(now, why, &mut out),
-            State::Backup if self.state == State::Master => self.become_backup(now, why.to_string(), &mut out),
+            State::Master if self.state == State::Backup => self.goto_master(now, why, &mut out),
+            State::Backup if self.state == State::Master => self.goto_backup(now, why.to_string(), &mut out),
             State::Backup if self.state == State::Fault && self.faults.is_empty() => {
-                self.become_backup(now, why.to_string(), &mut out)
+                self.goto_backup(now, why.to_string(), &mut out)
             }
-            State::Fault if matches!(self.state, State::Master | State::Backup) => {
-                let was_master = self.state == State::Master;
-                self.go(State::Fault, why, &mut out);
-                self.deadline = None;
-                if was_master {
-                    out.push(Effect::Advert(0));
-                }
-            }
+            State::Fault if matches!(self.state, State::Master | State::Backup) => self.goto_fault(why, &mut out),
             _ => {}
         }
         out
@@ -286,7 +343,7 @@ impl Instance {
         if self.state == State::Master {
             out.push(Effect::Advert(0));
         }
-        self.go(State::Stopped, "stopping", &mut out);
+        self.enter(State::Stopped, "stopping", &mut out);
         self.deadline = None;
         out
     }
@@ -424,5 +481,17 @@ mod tests {
         let e = m.stop();
         assert_eq!(e[0], Effect::Advert(0));
         assert_eq!(transitions(&e), [State::Stopped]);
+    }
+
+    #[test]
+    fn states_read_and_print_as_keepalived_names() {
+        for st in State::ALL {
+            let json = serde_json::to_string(&st).unwrap();
+            assert_eq!(json, format!("\"{}\"", st.name()));
+            assert_eq!(serde_json::from_str::<State>(&json).unwrap(), st);
+            assert_eq!(format!("{st:?}"), json, "dumps print the quoted name");
+        }
+        assert_eq!(format!("{:<7}|", State::Master), "MASTER |");
+        assert!(serde_json::from_str::<State>("\"master\"").is_err());
     }
 }

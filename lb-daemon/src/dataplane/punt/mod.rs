@@ -16,7 +16,10 @@ mod handover;
 mod held;
 mod record;
 
-use std::{sync::Mutex, time::Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
@@ -42,17 +45,12 @@ const DRAIN_MAX: usize = 2 * PUNT_RECORDS as usize;
 /// Replay rounds per wake-up at most (a round's replays can hand back frames due at once).
 const ROUNDS_MAX: usize = 8;
 
-/// The counters as last published by the running task (None: no task ran in this process).
-static STATS: Mutex<Option<PuntStats>> = Mutex::new(None);
+/// The counters as the task last published them.
+type Shared = Arc<Mutex<PuntStats>>;
 
-/// The hand-over's counters, for the state file and the metrics.
-pub fn stats() -> Option<PuntStats> {
-    STATS.lock().map(|s| *s).unwrap_or(None)
-}
-
-fn publish(s: &PuntStats) {
-    if let Ok(mut g) = STATS.lock() {
-        *g = Some(*s);
+fn publish(to: &Shared, s: &PuntStats) {
+    if let Ok(mut g) = to.lock() {
+        *g = *s;
     }
 }
 
@@ -60,6 +58,7 @@ fn publish(s: &PuntStats) {
 pub struct Punt {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    stats: Shared,
 }
 
 impl Punt {
@@ -80,10 +79,15 @@ impl Punt {
         let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow!("polling {MAP_PUNT}: {e}"))?;
         let (stop, stopped) = oneshot::channel();
-        publish(&PuntStats::default());
-        let task = tokio::spawn(run(ring, Replayer { prog, giveup }, stopped));
+        let stats = Shared::default();
+        let task = tokio::spawn(run(ring, Replayer { prog, giveup }, stopped, Arc::clone(&stats)));
         info!("fragment hand-over running (held fragments replayed, IPv4 fragmented for the egress MTU)");
-        Ok(Punt { stop: Some(stop), task: Some(task) })
+        Ok(Punt { stop: Some(stop), task: Some(task), stats })
+    }
+
+    /// The hand-over's counters, for the state file and the metrics.
+    pub fn stats(&self) -> PuntStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// Stops the task and waits for it (it finishes the replay under way, if any).
@@ -149,7 +153,7 @@ impl Replayer {
     }
 }
 
-async fn run(mut ring: AsyncFd<RingBuf<MapData>>, replayer: Replayer, mut stop: oneshot::Receiver<()>) {
+async fn run(mut ring: AsyncFd<RingBuf<MapData>>, replayer: Replayer, mut stop: oneshot::Receiver<()>, stats: Shared) {
     let mut h = Handover::default();
     let mut replayer = Some(replayer);
     // Records left in the ring by a capped drain: the kernel only wakes a reader that has
@@ -201,9 +205,9 @@ async fn run(mut ring: AsyncFd<RingBuf<MapData>>, replayer: Replayer, mut stop: 
             // What the replays handed back is in the ring now (it is written during the run).
             backlog = !drain(ring.get_mut(), &mut h);
         }
-        publish(&h.stats);
+        publish(&stats, &h.stats);
     }
-    publish(&h.stats);
+    publish(&stats, &h.stats);
     debug!(stats = ?h.stats, held = h.held(), "fragment hand-over stopped");
 }
 

@@ -1,14 +1,15 @@
-//! Semantic checks across the whole model: what each keyword alone cannot know.
+//! Semantic validation across the whole model: what each keyword alone cannot know (not to
+//! be confused with `crate::check`, the health checkers).
 
 use std::collections::HashMap;
 
 use super::{
     diag::Diagnostic,
-    model::{AuthType, BackendKind, Config, ServiceAddr},
+    model::{AuthType, BackendKind, Config, ServiceAddr, VrrpInstance},
 };
 
 /// Every cross-keyword problem of `cfg` for `backend`.
-pub fn check(cfg: &Config, backend: BackendKind) -> Vec<Diagnostic> {
+pub fn validate(cfg: &Config, backend: BackendKind) -> Vec<Diagnostic> {
     let mut d = Vec::new();
     vrrp(cfg, &mut d);
     lvs(cfg, backend, &mut d);
@@ -32,65 +33,8 @@ fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {
     let mut vrids: HashMap<(String, bool, u8), &str> = HashMap::new();
     let mut vips: HashMap<std::net::IpAddr, &str> = HashMap::new();
     for v in &cfg.vrrp_instances {
-        let version = v.version.unwrap_or(cfg.global.vrrp_version);
+        vrrp_instance(cfg, v, d);
         let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
-        if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6() != v6) {
-            d.push(Diagnostic::error(v.span, format!(
-                "vrrp_instance {}: virtual_ipaddress mixes IPv4 and IPv6; put the other family in virtual_ipaddress_excluded or its own instance",
-                v.name
-            )));
-        }
-        if version == 2 && v6 {
-            d.push(Diagnostic::error(
-                v.span,
-                format!("vrrp_instance {}: IPv6 addresses need VRRP version 3 (`version 3`)", v.name),
-            ));
-        }
-        if version == 2 && v.advert_int_cs % 100 != 0 {
-            d.push(Diagnostic::error(
-                v.span,
-                format!(
-                    "vrrp_instance {}: advert_int {}.{:02} s needs VRRP version 3; version 2 counts whole seconds",
-                    v.name,
-                    v.advert_int_cs / 100,
-                    v.advert_int_cs % 100
-                ),
-            ));
-        }
-        if version == 3 && v.advert_int_cs > 4095 {
-            d.push(Diagnostic::error(
-                v.span,
-                format!("vrrp_instance {}: VRRPv3 advert_int is at most 40.95 s", v.name),
-            ));
-        }
-        if let Some(auth) = &v.authentication {
-            if version == 3 && auth.auth_type == AuthType::Ah {
-                d.push(Diagnostic::error(
-                    v.span,
-                    format!("vrrp_instance {}: AH authentication exists only in VRRP version 2", v.name),
-                ));
-            } else if version == 3 {
-                d.push(Diagnostic::warning(
-                    v.span,
-                    format!("vrrp_instance {}: VRRPv3 has no authentication (RFC 5798); auth_pass is ignored", v.name),
-                ));
-            }
-        }
-        if v.priority == 255 {
-            d.push(Diagnostic::warning(v.span, format!(
-                "vrrp_instance {}: priority 255 declares this node the address owner: it is always master and never preempted",
-                v.name
-            )));
-        }
-        if v.nopreempt && v.state == Some(super::model::VrrpState::Master) {
-            d.push(Diagnostic::warning(
-                v.span,
-                format!(
-                    "vrrp_instance {}: nopreempt has no effect with `state MASTER` (keepalived requires state BACKUP)",
-                    v.name
-                ),
-            ));
-        }
         if let (Some(iface), Some(vrid)) = (&v.interface, v.virtual_router_id)
             && let Some(first) = vrids.insert((iface.clone(), v6, vrid), &v.name)
         {
@@ -116,6 +60,10 @@ fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {
             }
         }
     }
+    sync_groups(cfg, d);
+}
+
+fn sync_groups(cfg: &Config, d: &mut Vec<Diagnostic>) {
     let mut member_of: HashMap<&str, &str> = HashMap::new();
     for g in &cfg.vrrp_sync_groups {
         for m in &g.group {
@@ -129,6 +77,66 @@ fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {
                 ));
             }
         }
+    }
+}
+
+/// One instance's own settings, alone.
+fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
+    let version = v.version.unwrap_or(cfg.global.vrrp_version);
+    let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+    if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6() != v6) {
+        d.push(Diagnostic::error(v.span, format!(
+            "vrrp_instance {}: virtual_ipaddress mixes IPv4 and IPv6; put the other family in virtual_ipaddress_excluded or its own instance",
+            v.name
+        )));
+    }
+    if version == 2 && v6 {
+        d.push(Diagnostic::error(
+            v.span,
+            format!("vrrp_instance {}: IPv6 addresses need VRRP version 3 (`version 3`)", v.name),
+        ));
+    }
+    if version == 2 && !v.advert_int_cs.is_multiple_of(100) {
+        d.push(Diagnostic::error(
+            v.span,
+            format!(
+                "vrrp_instance {}: advert_int {}.{:02} s needs VRRP version 3; version 2 counts whole seconds",
+                v.name,
+                v.advert_int_cs / 100,
+                v.advert_int_cs % 100
+            ),
+        ));
+    }
+    if version == 3 && v.advert_int_cs > 4095 {
+        d.push(Diagnostic::error(v.span, format!("vrrp_instance {}: VRRPv3 advert_int is at most 40.95 s", v.name)));
+    }
+    if let Some(auth) = &v.authentication {
+        if version == 3 && auth.auth_type == AuthType::Ah {
+            d.push(Diagnostic::error(
+                v.span,
+                format!("vrrp_instance {}: AH authentication exists only in VRRP version 2", v.name),
+            ));
+        } else if version == 3 {
+            d.push(Diagnostic::warning(
+                v.span,
+                format!("vrrp_instance {}: VRRPv3 has no authentication (RFC 5798); auth_pass is ignored", v.name),
+            ));
+        }
+    }
+    if v.priority == 255 {
+        d.push(Diagnostic::warning(v.span, format!(
+            "vrrp_instance {}: priority 255 declares this node the address owner: it is always master and never preempted",
+            v.name
+        )));
+    }
+    if v.nopreempt && v.state == Some(super::model::VrrpState::Master) {
+        d.push(Diagnostic::warning(
+            v.span,
+            format!(
+                "vrrp_instance {}: nopreempt has no effect with `state MASTER` (keepalived requires state BACKUP)",
+                v.name
+            ),
+        ));
     }
 }
 

@@ -1,0 +1,398 @@
+//! The running daemon. `node.rs` is its core: it decides what checker reports, reloads,
+//! VRRP states and ticks mean, without I/O. This module is the shell around it: it starts
+//! the backend (`startup.rs`), the checkers and VRRP, turns signals, checker reports and
+//! timers into events, and carries out the actions the core answers with. Dumps are in
+//! `dump.rs`.
+
+mod dump;
+pub mod node;
+mod startup;
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use sd_notify::NotifyState;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+use tracing::{error, info, warn};
+
+use crate::{
+    check::{self, Checkers},
+    config::BackendKind,
+    dataplane::{Backend, punt, services::DesiredService},
+    netlink::Netlink,
+    notify::{Mailer, Notifier},
+    state::{self, BackendStatus, RunDir, Status},
+    vrrp::{Vrrp, VrrpStatus},
+};
+use dump::Dump;
+use node::{Action, Event, Node, Tick};
+pub use node::{Subsystems, SyncConfig, not_acted_on, sync_config};
+pub use startup::{Options, default_interfaces, read_config};
+
+/// lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the real
+/// servers (the XDP FIB lookup only finds what the kernel has resolved).
+const HOUSEKEEPING: Duration = Duration::from_secs(10);
+/// The state file follows changes within this period.
+const PUBLISH: Duration = Duration::from_millis(250);
+/// Next hops the XDP program could not resolve are handed to the kernel quickly: the first
+/// packets of a new client after a failover depend on it.
+const NEIGHBOURS: Duration = Duration::from_millis(50);
+
+/// Tells systemd (`Type=notify`) where we are; a no-op without `NOTIFY_SOCKET`.
+fn tell_systemd(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!("sd_notify failed: {e}");
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<()> {
+    // Handlers first: a SIGHUP arriving while we start must not take the default action
+    // (terminate) once a supervisor sees us as ready.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    // keepalived's dump signals: data, stats, JSON.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut rtmin2 = signal(SignalKind::from_raw(libc::SIGRTMIN() + 2))?;
+    let (mut shell, mut reports) = Shell::start(opts).await?;
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut publish = tokio::time::interval(PUBLISH);
+    let mut neighbours = tokio::time::interval(NEIGHBOURS);
+    loop {
+        let due = shell.dp.as_ref().and_then(|d| d.next_due());
+        let dataplane_due = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = dataplane_due => shell.dataplane_tick(),
+            _ = neighbours.tick() => shell.unresolved().await,
+            _ = publish.tick() => shell.publish().await,
+            _ = hup.recv() => shell.reload().await,
+            Some(report) = reports.recv() => shell.handle(Event::Report(report)).await,
+            _ = housekeeping.tick() => shell.housekeeping(),
+            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            _ = usr1.recv() => shell.dump(Dump::Data),
+            _ = usr2.recv() => shell.dump(Dump::Stats),
+            _ = rtmin2.recv() => shell.dump(Dump::Json),
+        }
+    }
+    shell.stop().await
+}
+
+/// What the loop owns besides the core: everything that does I/O.
+struct Shell {
+    opts: Options,
+    node: Node,
+    /// None with `-P`.
+    dp: Option<Box<dyn Backend>>,
+    /// Takes the frames the BPF data plane hands over (held fragments, packets to fragment).
+    punt: Option<punt::Punt>,
+    checkers: Checkers,
+    notifier: Notifier,
+    /// None until started (after the services are programmed).
+    vrrp: Option<Vrrp>,
+    netlink: Netlink,
+    run_dir: RunDir,
+    status: watch::Sender<Status>,
+    state_file: StateFile,
+}
+
+impl Shell {
+    /// Reads the config, starts the backend, programs the services, starts VRRP and the
+    /// metrics endpoint; on a failure nothing stays attached or pinned.
+    async fn start(opts: Options) -> Result<(Self, tokio::sync::mpsc::Receiver<check::health::Report>)> {
+        let loaded = read_config(&opts.config, opts.backend)?;
+        for w in not_acted_on(&loaded) {
+            warn!("{w}");
+        }
+        if opts.dump_conf {
+            info!("configuration:\n{:#?}", loaded.config);
+        }
+        let runner = crate::script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
+        let run_dir = RunDir::open(&opts.run_dir)?;
+        let netlink = Netlink::new()?;
+        let mut dp = if opts.subsystems.dataplane() {
+            Some(startup::start_backend(&opts, &loaded.config)?)
+        } else {
+            info!("-P: VRRP only; no data plane, services or checkers");
+            None
+        };
+        let punt = dp.as_mut().and_then(|d| {
+            d.start_punt().unwrap_or_else(|e| {
+                error!("fragment hand-over not running (held fragments are lost): {e:#}");
+                None
+            })
+        });
+        let (checkers, reports) = Checkers::new();
+        let notifier = Notifier::new(runner, Mailer::new(&loaded.config.global));
+        let checks = check::specs(&loaded.config, notifier.runner());
+        let pid = std::process::id();
+        let node =
+            Node::new(loaded, opts.subsystems, dp.as_ref().map(|d| d.kind()), pid, opts.config.display().to_string());
+        let mut shell = Shell {
+            node,
+            dp,
+            punt,
+            checkers,
+            notifier,
+            vrrp: None,
+            netlink,
+            run_dir,
+            status: watch::channel(Status::default()).0,
+            state_file: StateFile::default(),
+            opts,
+        };
+        if let Err(e) = shell.perform(Event::Start { checks }).await {
+            shell.shutdown_dataplane();
+            return Err(e.context("programming the services"));
+        }
+        if !shell.opts.subsystems.vrrp() {
+            info!("-C: data plane and checkers only; no VRRP");
+        }
+        let vrrp = match Vrrp::start(&shell.node.vrrp_config(), shell.notifier.clone()).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Leave nothing behind: a failed start removes what it attached and pinned.
+                shell.shutdown_dataplane();
+                return Err(e.context("starting VRRP"));
+            }
+        };
+        info!(instances = vrrp.instances, "VRRP started");
+        shell.vrrp = Some(vrrp);
+        let backend = shell.dp.as_ref().map(|d| kind_name(d.kind()));
+        info!(backend = backend.as_deref().unwrap_or("none"), checkers = shell.checkers.len(), "lb-daemon ready");
+        tell_systemd(&[NotifyState::Ready, NotifyState::Status("forwarding")]);
+        shell.status.send_replace(shell.current_status());
+        let status_rx = shell.status.subscribe();
+        if let Some(addr) = shell.opts.metrics
+            && let Err(e) = crate::metrics::serve(addr, status_rx, shell.opts.pin_dir.clone()).await
+        {
+            // Metrics are an extra: forwarding and failover go on without them.
+            error!("{e:#}; running without metrics");
+        }
+        Ok((shell, reports))
+    }
+
+    /// Feeds `event` to the core and carries out its actions, feeding back the outcomes the
+    /// core waits for (programming, VRRP reloads). Only the start can fail (`Abort`).
+    async fn perform(&mut self, event: Event) -> Result<()> {
+        let mut queue = VecDeque::from(self.node.on_event(event));
+        while let Some(action) = queue.pop_front() {
+            if let Some(outcome) = self.carry_out(action).await? {
+                queue.extend(self.node.on_event(outcome));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, event: Event) {
+        if let Err(e) = self.perform(event).await {
+            error!("{e:#}");
+        }
+    }
+
+    /// Does `action`; returns the event that reports its outcome, for those the core awaits.
+    async fn carry_out(&mut self, action: Action) -> Result<Option<Event>> {
+        match action {
+            Action::StartChecker(id, spec) => self.checkers.start(id, *spec),
+            Action::StopChecker(id) => self.checkers.stop_check(&id),
+            Action::Program(desired) => {
+                let result = self.program(&desired).await.map_err(|e| format!("{e:#}"));
+                return Ok(Some(Event::Programmed { result, at: Instant::now() }));
+            }
+            Action::ReloadVrrp(cfg) => {
+                let result = match &self.vrrp {
+                    Some(v) => v.reload(&cfg, self.notifier.clone()).await,
+                    None => Err(anyhow!("VRRP is not running")),
+                };
+                return Ok(Some(Event::VrrpReloaded(result.map_err(|e| format!("{e:#}")))));
+            }
+            Action::RunScript(s) => self.notifier.spawn(&s, None, Vec::new()),
+            Action::RunScriptsAndWait(scripts) => self.notifier.omega(&scripts).await,
+            Action::Mail { subject, body } => self.notifier.mail(&subject, body),
+            Action::SetSync(want) => {
+                if let Some(dp) = self.dp.as_mut()
+                    && let Err(e) = dp.set_sync(want)
+                {
+                    warn!("{e:#}");
+                }
+            }
+            Action::Publish(mut status) => {
+                status.punt = self.punt.as_ref().map(punt::Punt::stats);
+                let bytes = serde_json::to_vec_pretty(&status);
+                self.status.send_replace(*status);
+                if let Ok(bytes) = bytes {
+                    self.state_file.write(&self.run_dir, bytes);
+                }
+            }
+            Action::Resolve(ip, ifindex) => {
+                if let Err(e) = self.netlink.resolve(ip, ifindex).await {
+                    warn!("{e:#}");
+                }
+            }
+            Action::Abort(e) => return Err(anyhow!(e)),
+        }
+        Ok(None)
+    }
+
+    /// Makes the backend hold `desired`, waiting (on the timer, not on a worker) for the
+    /// services it had to defer: once this returns, every changed service is live. What
+    /// the flips retired is left to the data plane's tick.
+    async fn program(&mut self, desired: &[DesiredService]) -> Result<()> {
+        let Some(dp) = self.dp.as_mut() else { return Ok(()) };
+        dp.apply(desired)?;
+        while let Some(at) = dp.deferred_until() {
+            tokio::time::sleep_until(at.into()).await;
+            dp.tick(Instant::now())?;
+        }
+        Ok(())
+    }
+
+    async fn reload(&mut self) {
+        info!(config = %self.opts.config.display(), "SIGHUP: reloading");
+        tell_systemd(&[NotifyState::Reloading]);
+        let started = Instant::now();
+        // An invalid config leaves the running one untouched.
+        match read_config(&self.opts.config, self.opts.backend) {
+            Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
+            Ok(loaded) => match crate::script::Runner::new(&loaded.config.global) {
+                Err(e) => error!("reload refused, keeping the running configuration: {e}"),
+                Ok(runner) => {
+                    self.notifier = Notifier::new(runner, Mailer::new(&loaded.config.global));
+                    let checks = check::specs(&loaded.config, self.notifier.runner());
+                    let rollback_checks = check::specs(self.node.config(), self.notifier.runner());
+                    let loaded = Box::new(loaded);
+                    self.handle(Event::Reload { loaded, checks, rollback_checks, started }).await;
+                }
+            },
+        }
+        tell_systemd(&[NotifyState::Ready]);
+    }
+
+    fn vrrp_status(&self) -> Vec<VrrpStatus> {
+        self.vrrp.as_ref().map(|v| v.status.borrow().clone()).unwrap_or_default()
+    }
+
+    fn backend_status(&self) -> Option<BackendStatus> {
+        self.dp.as_ref().map(|d| BackendStatus { kind: kind_name(d.kind()), changes: d.changes() })
+    }
+
+    fn current_status(&self) -> Status {
+        let mut status = self.node.status(self.vrrp_status(), self.backend_status());
+        status.punt = self.punt.as_ref().map(punt::Punt::stats);
+        status
+    }
+
+    async fn publish(&mut self) {
+        let (vrrp, backend) = (self.vrrp_status(), self.backend_status());
+        self.handle(Event::Tick(Tick::Publish { vrrp, backend })).await;
+    }
+
+    async fn unresolved(&mut self) {
+        let Some(dp) = self.dp.as_mut() else { return };
+        match dp.take_unresolved() {
+            Ok(hops) => self.handle(Event::Tick(Tick::Unresolved(hops))).await,
+            Err(e) => warn!("reading unresolved next hops: {e:#}"),
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        if let Some(dp) = self.dp.as_mut()
+            && let Err(e) = dp.housekeeping()
+        {
+            warn!("data plane housekeeping failed: {e:#}");
+        }
+    }
+
+    fn dataplane_tick(&mut self) {
+        if let Some(dp) = self.dp.as_mut()
+            && let Err(e) = dp.tick(Instant::now())
+        {
+            error!("programming the data plane failed: {e:#}");
+        }
+    }
+
+    fn dump(&mut self, what: Dump) {
+        let status = self.current_status();
+        let dataplane = match self.dp.as_mut() {
+            Some(dp) => dp.stats(),
+            None => Err(anyhow!("no data plane (-P)")),
+        };
+        dump::write(&self.run_dir, what, &status, &self.opts.config, self.node.config(), dataplane);
+    }
+
+    fn shutdown_dataplane(&mut self) {
+        self.checkers.stop();
+        if let Some(dp) = self.dp.take()
+            && let Err(e) = dp.shutdown()
+        {
+            warn!("cleaning up after the failed start: {e:#}");
+        }
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        tell_systemd(&[NotifyState::Stopping]);
+        // VRRP first: masters hand over (priority 0) and drop their VIPs before forwarding stops.
+        if let Some(vrrp) = self.vrrp.take() {
+            vrrp.stop().await;
+        }
+        self.checkers.stop();
+        self.handle(Event::Stop).await;
+        if let Some(p) = self.punt.take() {
+            p.stop().await;
+        }
+        if let Some(dp) = self.dp.take() {
+            let removed = dp.shutdown()?;
+            info!("stopped; {removed}");
+        }
+        let _ = std::fs::remove_file(self.run_dir.path().join(state::STATE_FILE));
+        Ok(())
+    }
+}
+
+/// `bpf` or `ipvs`, as status and logs name the backend.
+fn kind_name(k: BackendKind) -> String {
+    format!("{k:?}").to_lowercase()
+}
+
+/// The state file, written when the status changes. A full or read-only run directory costs
+/// the status file, nothing else: said once when it starts failing and once when it works
+/// again.
+#[derive(Default)]
+struct StateFile {
+    last: Vec<u8>,
+    failing: bool,
+}
+
+impl StateFile {
+    fn write(&mut self, run_dir: &RunDir, bytes: Vec<u8>) {
+        if bytes == self.last {
+            return;
+        }
+        match run_dir.write(state::STATE_FILE, &bytes) {
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    info!("state file written again");
+                }
+                self.last = bytes;
+            }
+            Err(e) if !self.failing => {
+                self.failing = true;
+                warn!("writing the state file: {e:#}; retrying quietly");
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The daemon's core: what to do about checker reports, reloads, VRRP states and ticks,
+//! decided without I/O. `Node::on_event` takes an `Event` and answers with `Action`s for the
+//! shell (`daemon/mod.rs`) to carry out; the outcome of programming the backend and of a
+//! VRRP reload comes back as events, so a reload (VRRP, then the services, then a rollback
+//! if they fail) is a small state machine here. `tests.rs` drives it with events only.
+
+use std::{net::IpAddr, time::Instant};
+
+use tracing::{error, info, warn};
+
+use crate::{
+    check::{self, CheckId, Checks, Spec, health::Health},
+    config::{self, BackendKind, Loaded, RealServer, Script, VirtualServer},
+    dataplane::{
+        SyncRole, SyncWant,
+        services::{self, DesiredService},
+    },
+    state::{BackendStatus, CheckStatus, Status},
+    vrrp::{self, VrrpStatus},
+};
+
+/// Which parts run (keepalived's `-P`, `-C`; both by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Subsystems {
+    #[default]
+    All,
+    /// `-P`: VRRP only; no XDP, no services, no checkers.
+    VrrpOnly,
+    /// `-C`: data plane and checkers only; no VRRP, no static addresses or routes.
+    CheckersOnly,
+}
+
+impl Subsystems {
+    pub fn dataplane(self) -> bool {
+        self != Subsystems::VrrpOnly
+    }
+
+    pub fn vrrp(self) -> bool {
+        self != Subsystems::CheckersOnly
+    }
+}
+
+pub enum Event {
+    /// The configuration read at start, with the checkers it asks for (the shell prepares
+    /// their scripts).
+    Start {
+        checks: Checks,
+    },
+    /// A checker's verdict.
+    Report(check::health::Report),
+    /// SIGHUP brought a new configuration (refused ones never get here). `rollback_checks`
+    /// are the running configuration's checkers under the new script settings: what runs if
+    /// the reload has to be undone.
+    Reload {
+        loaded: Box<Loaded>,
+        checks: Checks,
+        rollback_checks: Checks,
+        started: Instant,
+    },
+    /// How `Action::ReloadVrrp` went: its summary, or the error.
+    VrrpReloaded(Result<String, String>),
+    /// How the last `Action::Program` went, and when it finished.
+    Programmed {
+        result: Result<(), String>,
+        at: Instant,
+    },
+    Tick(Tick),
+    /// SIGTERM / SIGINT, once VRRP and the checkers have stopped.
+    Stop,
+}
+
+pub enum Tick {
+    /// The status period: the VRRP instances and the backend as they are now.
+    Publish { vrrp: Vec<VrrpStatus>, backend: Option<BackendStatus> },
+    /// Next hops the data plane found unresolved: (address, interface index).
+    Unresolved(Vec<(IpAddr, u32)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    StartChecker(CheckId, Box<Spec>),
+    StopChecker(CheckId),
+    /// Make the backend hold exactly these services.
+    Program(Vec<DesiredService>),
+    /// Apply this (VRRP part of the) configuration to the running VRRP engine.
+    ReloadVrrp(Box<config::Config>),
+    /// Run a notify script in the background.
+    RunScript(Script),
+    /// Run these scripts one by one and wait for them (`omega`, on the way out).
+    RunScriptsAndWait(Vec<Script>),
+    Mail {
+        subject: String,
+        body: String,
+    },
+    /// Start, switch or stop connection sync.
+    SetSync(Option<SyncWant>),
+    /// Publish the status (the state file, metrics).
+    Publish(Box<Status>),
+    /// Ask the kernel to resolve this next hop on this interface.
+    Resolve(IpAddr, u32),
+    /// The start failed: stop with this error.
+    Abort(String),
+}
+
+/// What undoes a reload: the configuration it replaced, and that configuration's checkers.
+struct Undo {
+    old: Loaded,
+    checks: Checks,
+}
+
+/// Where a reload is.
+enum Reload {
+    /// Waiting for `VrrpReloaded`; the services are programmed next.
+    Vrrp { undo: Undo, fingerprint: String, started: Instant },
+    /// Waiting for the new services' `Programmed`.
+    Program { undo: Undo, started: Instant },
+    /// The new services failed; waiting for the running configuration's `Programmed`.
+    RollBack,
+}
+
+pub struct Node {
+    subsystems: Subsystems,
+    /// The forwarding backend's kind; None with `-P`.
+    backend: Option<BackendKind>,
+    pid: u32,
+    config_path: String,
+    current: Loaded,
+    health: Health,
+    /// The checkers running (none with `-P`).
+    checks: Checks,
+    /// The VRRP part of the running config; a reload that leaves it alone leaves VRRP alone.
+    vrrp_fingerprint: String,
+    /// The connection sync daemon's role as last set.
+    sync: Option<SyncWant>,
+    /// Programming the services at start: a failure ends the daemon.
+    starting: bool,
+    reload: Option<Reload>,
+}
+
+impl Node {
+    pub fn new(
+        current: Loaded,
+        subsystems: Subsystems,
+        backend: Option<BackendKind>,
+        pid: u32,
+        config_path: String,
+    ) -> Self {
+        let vrrp_fingerprint = vrrp::fingerprint(&vrrp_config(&current.config, subsystems));
+        Self {
+            subsystems,
+            backend,
+            pid,
+            config_path,
+            current,
+            health: Health::default(),
+            checks: Checks::new(),
+            vrrp_fingerprint,
+            sync: None,
+            starting: false,
+            reload: None,
+        }
+    }
+
+    pub fn config(&self) -> &config::Config {
+        &self.current.config
+    }
+
+    /// The part of the running config VRRP runs from (nothing with `-C`).
+    pub fn vrrp_config(&self) -> config::Config {
+        vrrp_config(&self.current.config, self.subsystems)
+    }
+
+    pub fn checkers(&self) -> usize {
+        self.checks.len()
+    }
+
+    pub fn on_event(&mut self, event: Event) -> Vec<Action> {
+        match event {
+            Event::Start { checks } => self.start(checks),
+            Event::Report(r) => self.report(r),
+            Event::Reload { loaded, checks, rollback_checks, started } => {
+                self.reload(*loaded, checks, rollback_checks, started)
+            }
+            Event::VrrpReloaded(r) => self.vrrp_reloaded(r),
+            Event::Programmed { result, at } => self.programmed(result, at),
+            Event::Tick(Tick::Publish { vrrp, backend }) => self.publish(vrrp, backend),
+            Event::Tick(Tick::Unresolved(hops)) => {
+                hops.into_iter().map(|(ip, ifindex)| Action::Resolve(ip, ifindex)).collect()
+            }
+            Event::Stop => vec![Action::RunScriptsAndWait(self.omega())],
+        }
+    }
+
+    fn start(&mut self, checks: Checks) -> Vec<Action> {
+        let mut out = self.run_checkers(checks);
+        out.extend(self.program());
+        self.starting = out.iter().any(|a| matches!(a, Action::Program(_)));
+        out
+    }
+
+    /// The checkers follow `wanted` (with `-P` none run).
+    fn run_checkers(&mut self, wanted: Checks) -> Vec<Action> {
+        if !self.subsystems.dataplane() {
+            return Vec::new();
+        }
+        let (stop, start) = check::diff(&mut self.checks, wanted, &mut self.health);
+        let stopped = stop.into_iter().map(Action::StopChecker);
+        stopped.chain(start.into_iter().map(|(id, spec)| Action::StartChecker(id, Box::new(spec)))).collect()
+    }
+
+    /// The services from the config and the checkers' verdicts, each service's quorum
+    /// settled first (its quorum scripts and mail when it moves); nothing with `-P`.
+    fn program(&mut self) -> Vec<Action> {
+        let Some(backend) = self.backend else { return Vec::new() };
+        let cfg = &self.current.config;
+        let (mut desired, skipped) = services::desired(cfg, &self.health, backend == BackendKind::Ipvs);
+        for s in skipped {
+            warn!("{s}");
+        }
+        let mut out = Vec::new();
+        for d in &mut desired {
+            let live: u64 = d.reals.iter().map(|r| u64::from(r.weight)).sum();
+            if let Some(up) = self.health.settle_quorum(&d.name, live, d.quorum, d.hysteresis) {
+                let vs = cfg.virtual_servers.iter().find(|v| v.name() == d.name);
+                out.extend(quorum_moved(cfg, d, vs, up, live));
+            }
+            d.quorum_up = self.health.quorum_up(&d.name);
+        }
+        self.health.retain_services(&desired.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+        out.push(Action::Program(desired));
+        out
+    }
+
+    fn report(&mut self, report: check::health::Report) -> Vec<Action> {
+        let id = report.id.clone();
+        let Some(change) = self.health.record(report) else { return Vec::new() };
+        let cfg = &self.current.config;
+        let vs = cfg.virtual_servers.iter().find(|v| v.name() == change.service);
+        let rs = vs.and_then(|v| v.real_servers.iter().find(|r| r.addr == change.real));
+        let mut out = Vec::new();
+        if change.was.up != change.now.up {
+            let word = if change.now.up { "UP" } else { "DOWN" };
+            warn!(service = %change.service, real = %change.real, check = %id, "real server {word}: {}", change.reason);
+            let script = rs.and_then(|r| if change.now.up { r.notify_up.as_ref() } else { r.notify_down.as_ref() });
+            out.extend(script.cloned().map(Action::RunScript));
+            if vs.is_some_and(|v| mail_for(cfg, v, rs)) {
+                out.push(Action::Mail {
+                    subject: format!("Realserver {} of virtual server {} - {word}", change.real, change.service),
+                    body: format!("=> {} <=", change.reason),
+                });
+            }
+        } else {
+            info!(service = %change.service, real = %change.real, check = %id, weight = ?change.now.weight, "real server weight changed: {}", change.reason);
+        }
+        out.extend(self.program());
+        out
+    }
+
+    fn reload(&mut self, new: Loaded, checks: Checks, rollback_checks: Checks, started: Instant) -> Vec<Action> {
+        let new_vrrp = vrrp_config(&new.config, self.subsystems);
+        let fingerprint = vrrp::fingerprint(&new_vrrp);
+        let vrrp_changed = fingerprint != self.vrrp_fingerprint;
+        let undo = Undo { old: std::mem::replace(&mut self.current, new), checks: rollback_checks };
+        let mut out = self.run_checkers(checks);
+        if vrrp_changed {
+            // Only what changed moves: untouched instances keep state, timers and VIPs.
+            out.push(Action::ReloadVrrp(Box::new(new_vrrp)));
+            self.reload = Some(Reload::Vrrp { undo, fingerprint, started });
+        } else {
+            out.extend(self.program());
+            self.reload = Some(Reload::Program { undo, started });
+        }
+        out
+    }
+
+    fn vrrp_reloaded(&mut self, result: Result<String, String>) -> Vec<Action> {
+        let Some(Reload::Vrrp { undo, fingerprint, started }) = self.reload.take() else { return Vec::new() };
+        match result {
+            Ok(summary) => {
+                self.vrrp_fingerprint = fingerprint;
+                info!("VRRP reloaded: {summary}");
+            }
+            Err(e) => error!("VRRP reload failed: {e}"),
+        }
+        if !config::same(&statics(&undo.old.config), &statics(&self.current.config)) {
+            warn!("static_ipaddress / static_routes changed: they are applied at start only (next restart)");
+        }
+        self.reload = Some(Reload::Program { undo, started });
+        self.program()
+    }
+
+    fn programmed(&mut self, result: Result<(), String>, at: Instant) -> Vec<Action> {
+        if std::mem::take(&mut self.starting) {
+            return result.err().map(Action::Abort).into_iter().collect();
+        }
+        match (self.reload.take(), result) {
+            (Some(Reload::Program { started, .. }), Ok(())) => {
+                let elapsed = at.saturating_duration_since(started);
+                info!(
+                    checkers = self.checks.len(),
+                    elapsed_ms = %format!("{:.1}", elapsed.as_secs_f64() * 1000.0),
+                    "reload applied"
+                );
+                Vec::new()
+            }
+            (Some(Reload::Program { undo, .. }), Err(e)) => {
+                error!("reload failed, going back to the running configuration: {e}");
+                self.current = undo.old;
+                let mut out = self.run_checkers(undo.checks);
+                out.extend(self.program());
+                self.reload = Some(Reload::RollBack);
+                out
+            }
+            (Some(Reload::RollBack), Err(e)) => {
+                error!("re-applying the running configuration failed: {e}");
+                Vec::new()
+            }
+            (Some(Reload::RollBack), Ok(())) => Vec::new(),
+            (waiting, result) => {
+                // A health change (a reload still waiting for VRRP does not program).
+                self.reload = waiting;
+                if let Err(e) = result {
+                    error!("applying the health change failed: {e}");
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Connection sync follows its VRRP instance (keepalived's `lvs_sync_daemon`): master
+    /// while the instance is master, backup otherwise; then the status goes out.
+    fn publish(&mut self, vrrp: Vec<VrrpStatus>, backend: Option<BackendStatus>) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.backend.is_some() {
+            let want = sync_config(&self.current.config).map(|s| {
+                let master = vrrp.iter().any(|v| v.instance == s.instance && v.state == vrrp::State::Master);
+                SyncWant {
+                    role: if master { SyncRole::Master } else { SyncRole::Backup },
+                    interface: s.interface,
+                    sync_id: s.sync_id,
+                }
+            });
+            // Remembered either way: a refusal is logged once, not every period.
+            if want != self.sync {
+                self.sync.clone_from(&want);
+                out.push(Action::SetSync(want));
+            }
+        }
+        out.push(Action::Publish(Box::new(self.status(vrrp, backend))));
+        out
+    }
+
+    /// What `status` shows, with the VRRP instances and backend as given.
+    pub fn status(&self, vrrp: Vec<VrrpStatus>, backend: Option<BackendStatus>) -> Status {
+        Status {
+            pid: self.pid,
+            config: self.config_path.clone(),
+            vrrp,
+            checks: self
+                .health
+                .checks()
+                .map(|(id, s)| CheckStatus {
+                    service: id.service.clone(),
+                    real: id.real.to_string(),
+                    check: id.index + 1,
+                    up: s.up,
+                    weight: s.weight,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
+            quorum_lost: self.health.quorum_lost(),
+            checker_counters: serde_json::to_value(&self.health.counters).unwrap_or_default(),
+            backend,
+            // The shell adds the hand-over's counters (a task's, not the core's).
+            punt: None,
+        }
+    }
+
+    /// `omega`: on the way out, the down notifiers of what is still up.
+    fn omega(&self) -> Vec<Script> {
+        let mut runs = Vec::new();
+        for vs in self.current.config.virtual_servers.iter().filter(|v| v.omega) {
+            let name = vs.name();
+            for rs in &vs.real_servers {
+                if self.health.real(&name, rs.addr).up
+                    && let Some(s) = &rs.notify_down
+                {
+                    runs.push(s.clone());
+                }
+            }
+            if self.health.quorum_up(&name)
+                && let Some(s) = &vs.quorum_down
+            {
+                runs.push(s.clone());
+            }
+        }
+        runs
+    }
+}
+
+/// A service's quorum moved: say so, run its quorum script, mail.
+fn quorum_moved(
+    cfg: &config::Config,
+    d: &DesiredService,
+    vs: Option<&VirtualServer>,
+    up: bool,
+    live: u64,
+) -> Vec<Action> {
+    let (word, script) = match (up, vs) {
+        (true, Some(v)) => ("gained", v.quorum_up.as_ref()),
+        (false, Some(v)) => ("lost", v.quorum_down.as_ref()),
+        (_, None) => (if up { "gained" } else { "lost" }, None),
+    };
+    let consequence = match (up, d.sorry.is_some()) {
+        (true, _) => "",
+        (false, true) => "; the sorry server answers",
+        (false, false) => "; the service drops new connections",
+    };
+    warn!(service = %d.name, live_weight = live, quorum = d.quorum, hysteresis = d.hysteresis, "quorum {word}{consequence}");
+    let mut out: Vec<Action> = script.cloned().map(Action::RunScript).into_iter().collect();
+    if vs.is_some_and(|v| mail_for(cfg, v, None)) {
+        out.push(Action::Mail {
+            subject: format!("Virtual server {} - quorum {word}", d.name),
+            body: format!("=> quorum {word}: live weight {live}, quorum {} <=", d.quorum),
+        });
+    }
+    out
+}
+
+/// Whether a checker change on `vs` (and `rs`) sends mail: the narrowest setting wins.
+fn mail_for(cfg: &config::Config, vs: &VirtualServer, rs: Option<&RealServer>) -> bool {
+    let g = &cfg.global;
+    rs.and_then(|r| r.smtp_alert).or(vs.smtp_alert).or(g.smtp_alert_checker).or(g.smtp_alert).unwrap_or(false)
+}
+
+fn statics(c: &config::Config) -> (&Vec<config::IpAddress>, &Vec<config::Route>) {
+    (&c.static_ipaddress, &c.static_routes)
+}
+
+/// The part of `cfg` VRRP runs from (nothing with `-C`).
+pub fn vrrp_config(cfg: &config::Config, subsystems: Subsystems) -> config::Config {
+    if subsystems.vrrp() {
+        return cfg.clone();
+    }
+    config::Config { global: cfg.global.clone(), ..Default::default() }
+}
+
+/// Connection sync as configured: keepalived's `lvs_sync_daemon IFACE INSTANCE [id N]`, or the
+/// older per-instance `lvs_sync_daemon_interface IFACE` (the sync id then defaults to the
+/// instance's VRID, as keepalived does).
+pub struct SyncConfig {
+    pub interface: String,
+    pub instance: String,
+    pub sync_id: u32,
+}
+
+pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
+    if let Some(l) = &c.global.lvs_sync_daemon {
+        let inst = match &l.vrrp_instance {
+            Some(n) => c.vrrp_instances.iter().find(|v| &v.name == n),
+            None => c.vrrp_instances.first(),
+        };
+        let instance = inst.map_or_else(|| l.vrrp_instance.clone().unwrap_or_default(), |v| v.name.clone());
+        let sync_id =
+            l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
+        return Some(SyncConfig { interface: l.interface.clone(), instance, sync_id });
+    }
+    c.vrrp_instances.iter().find_map(|v| {
+        v.lvs_sync_daemon_interface.as_ref().map(|i| SyncConfig {
+            interface: i.clone(),
+            instance: v.name.clone(),
+            sync_id: u32::from(v.virtual_router_id.unwrap_or(0)),
+        })
+    })
+}
+
+/// What the config asks for that this version parses but does not act on yet, each located:
+/// a keepalived.conf is accepted whole, and nothing in it is dropped silently.
+pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
+    let c = &loaded.config;
+    let mut items = Vec::new();
+    if c.global.lb_backend == Some(BackendKind::Bpf)
+        && let Some(s) = sync_config(c)
+    {
+        items.push(format!(
+            "lvs_sync_daemon {} ({}): connection sync needs the IPVS backend; the BPF data plane does not sync flows",
+            s.interface, s.instance
+        ));
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests;

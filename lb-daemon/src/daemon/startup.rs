@@ -1,0 +1,133 @@
+//! Start-up I/O: reading the configuration (also on SIGHUP) and starting the forwarding
+//! backend the config and `--backend` ask for.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use tracing::{error, info, warn};
+
+use super::node::Subsystems;
+use crate::{
+    config::{self, BackendKind, Loaded, Severity},
+    dataplane::{
+        Backend,
+        bpf::{AttachMode, BpfDataplane, Sizes},
+        object, services,
+    },
+    ipvs::IpvsBackend,
+};
+
+/// How the daemon was asked to run (the command line).
+pub struct Options {
+    pub config: PathBuf,
+    pub pin_dir: PathBuf,
+    pub bpf_object: Option<PathBuf>,
+    /// Interfaces to attach XDP to; empty means every interface except loopback.
+    pub interfaces: Vec<String>,
+    pub attach_mode: AttachMode,
+    pub dump_conf: bool,
+    pub backend: BackendKind,
+    pub sizes: Sizes,
+    /// Where `state.json` (for `lb-daemon status`) is kept.
+    pub run_dir: PathBuf,
+    /// Local address of the OpenMetrics endpoint; none by default.
+    pub metrics: Option<SocketAddr>,
+    /// keepalived's `-P` / `-C`: run only VRRP, or only the data plane and checkers.
+    pub subsystems: Subsystems,
+    /// For tests of `--backend auto`: behave as if the BPF data plane could not load.
+    pub simulate_no_bpf: bool,
+}
+
+/// Parses the config and logs each diagnostic; errors fail with all of them.
+pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
+    let loaded = config::load(path, backend)?;
+    for d in &loaded.diagnostics {
+        let text = loaded.sources.render(d);
+        match d.severity {
+            Severity::Error => error!("{text}"),
+            Severity::Warning => warn!("{text}"),
+        }
+    }
+    if loaded.has_errors() {
+        bail!("{} has {} error(s); see above", path.display(), loaded.errors().count());
+    }
+    Ok(loaded)
+}
+
+/// Every interface in this network namespace except loopback: a keepalived.conf says nothing
+/// about XDP, and a load balancer forwards between all its links.
+pub fn default_interfaces() -> Result<Vec<String>> {
+    let list = nix::net::if_::if_nameindex().context("listing network interfaces")?;
+    Ok(list.iter().map(|i| i.name().to_string_lossy().into_owned()).filter(|n| n != "lo").collect())
+}
+
+/// Starts the backend the config and `--backend` ask for. `auto` takes the BPF data plane
+/// when the config needs nothing only IPVS has and the kernel loads and attaches it, and
+/// otherwise falls back to IPVS, saying why in one line.
+pub fn start_backend(opts: &Options, cfg: &config::Config) -> Result<Box<dyn Backend>> {
+    match cfg.global.lb_backend.unwrap_or_default() {
+        BackendKind::Bpf => Ok(Box::new(start_bpf(opts)?)),
+        BackendKind::Ipvs => Ok(Box::new(IpvsBackend::open().context("starting the IPVS backend")?)),
+        BackendKind::Auto => {
+            let why = if let Some(why) = services::needs_ipvs(cfg) {
+                why
+            } else if opts.simulate_no_bpf {
+                "the BPF data plane is unavailable (simulated by --simulate-no-bpf)".to_string()
+            } else {
+                match start_bpf(opts) {
+                    Ok(dp) => return Ok(Box::new(dp)),
+                    // An earlier run's pinned data plane is still there (and may be
+                    // forwarding): IPVS beside it would see none of the traffic.
+                    Err(e) if opts.pin_dir.join(lb_common::consts::MAP_META).exists() => {
+                        return Err(e.context(format!(
+                            "the BPF data plane pinned at {} could not be taken over; not falling back to IPVS \
+                             while it stays (remove the pins to let auto choose IPVS)",
+                            opts.pin_dir.display()
+                        )));
+                    }
+                    Err(e) => format!("the BPF data plane cannot run here: {e:#}"),
+                }
+            };
+            match IpvsBackend::open() {
+                Ok(b) => {
+                    warn!("backend auto: using IPVS because {why}");
+                    Ok(Box::new(b))
+                }
+                Err(e) => bail!("no forwarding backend can run: BPF: {why}; IPVS: {e:#}"),
+            }
+        }
+    }
+}
+
+/// Loads the XDP program and attaches it everywhere it should run; on any failure nothing
+/// stays attached or pinned.
+fn start_bpf(opts: &Options) -> Result<BpfDataplane> {
+    let object = object::load(opts.bpf_object.as_deref())?;
+    let mut dp = BpfDataplane::load(&object, &opts.pin_dir, opts.sizes)?;
+    let attached = (|| {
+        let interfaces = if opts.interfaces.is_empty() { default_interfaces()? } else { opts.interfaces.clone() };
+        if interfaces.is_empty() {
+            bail!("no interface to attach XDP to (only loopback here); name one with --interface");
+        }
+        for iface in &interfaces {
+            let mode = dp.attach(iface, opts.attach_mode)?;
+            info!(iface, mode, "XDP program attached");
+        }
+        dp.drop_stale_links()
+    })();
+    match attached {
+        Ok(()) => Ok(dp),
+        // Pins this run created go; adopted ones stay, so what an earlier run left
+        // forwarding keeps forwarding (the error says what failed).
+        Err(e) if dp.created_pins() => {
+            if let Err(c) = dp.shutdown(true) {
+                warn!("cleaning up the BPF data plane: {c:#}");
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,205 @@
+//! Writes a `Plan` into the maps in the order that keeps every switch atomic for packets in
+//! flight (docs/dataplane.md, "Atomic updates"). A removed service loses its keys first. A
+//! programmed service gets its real servers, then its inactive generation (table slice, then
+//! configuration), then the one 4-byte store that flips `lb_svc_gen[id]`, then its keys (a
+//! new key never finds an unprogrammed service). What a flip or removal retired goes to the
+//! retire queue; `clear_retired` clears it once the grace period has passed. The book
+//! follows each step, so after a failed write it still says what the maps hold.
+
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, PerCpuArray, PerCpuValues},
+};
+use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
+use tracing::{info, warn};
+
+use super::{
+    maps::map_mut,
+    plan::{Book, Plan, Removal, ServicePlan, SvcState},
+    retire::{RetireQueue, Retired},
+};
+use crate::{
+    config::ForwardMethod,
+    dataplane::services::{self, DesiredService},
+};
+
+/// Writes `plan` (made from `book` for `desired`), updating `book` and queueing what it
+/// retires.
+pub fn commit(
+    ebpf: &mut Ebpf,
+    book: &mut Book,
+    retiring: &mut RetireQueue,
+    desired: &[DesiredService],
+    plan: &Plan,
+) -> Result<()> {
+    book.rename_adopted(desired);
+    for r in &plan.removals {
+        remove_service(ebpf, book, retiring, r)?;
+    }
+    for s in &plan.services {
+        let name = &s.desired.name;
+        if s.fresh {
+            zero_stats::<ServiceStats>(ebpf, MAP_SVC_STATS, s.id)?;
+            book.services.insert(name.clone(), SvcState::new(s.id));
+        }
+        let mut state = book.services.remove(name).ok_or_else(|| anyhow!("service state vanished"))?;
+        let result = program(ebpf, book, &mut state, retiring, s);
+        book.services.insert(name.clone(), state);
+        result.with_context(|| format!("programming service {name}"))?;
+    }
+    Ok(())
+}
+
+fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {
+    book.services.remove(&r.name);
+    let mut svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(ebpf, MAP_SERVICES)?)?;
+    for k in &r.keys {
+        svc_map.remove(k).with_context(|| format!("removing service key {}", services::describe(k)))?;
+    }
+    // Keys are gone: no new packet finds the service. Its real servers and tables go after
+    // the grace period.
+    let slices = r.slices.iter().map(|(off, len)| Retired::Slice(*off, *len));
+    retiring.push(Instant::now(), r.reals.iter().map(|id| Retired::Real(*id)).chain(slices));
+    info!(service = r.name.as_str(), "service removed");
+    Ok(())
+}
+
+/// One service's new generation, in the documented order.
+fn program(
+    ebpf: &mut Ebpf,
+    book: &mut Book,
+    state: &mut SvcState,
+    retiring: &mut RetireQueue,
+    s: &ServicePlan,
+) -> Result<()> {
+    let d = &s.desired;
+    write_reals(ebpf, book, state, s)?;
+    prime_neighbours(s.reals.iter().map(|r| r.addr));
+    if s.truncated {
+        warn!(service = %d.name, "more than {MAX_SCAN} live real servers: least-connection scheduling considers the first {MAX_SCAN}");
+    }
+    let g = s.generation;
+    let len = s.table.len() as u32;
+    book.pool.free(s.old_slice.0, s.old_slice.1);
+    book.pool.reserve(s.table_off, len);
+    let mut tables_map: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_TABLES)?)?;
+    for (i, rid) in s.table.iter().enumerate() {
+        tables_map.set(s.table_off + i as u32, *rid, 0)?;
+    }
+    state.slices[g as usize] = (s.table_off, len);
+    let mut confs: Array<_, SvcConf> = Array::try_from(map_mut(ebpf, MAP_SVC_CONF)?)?;
+    confs.set(s.id * 2 + g, s.conf, 0)?;
+    let mut gens: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_SVC_GEN)?)?;
+    gens.set(s.id, g, 0)?;
+    // Live: the real servers that left retire from now on, and so does the other slot.
+    let now = Instant::now();
+    state.generation = g;
+    state.last_flip = Some(now);
+    for (addr, _) in &s.retired {
+        state.reals.remove(addr);
+    }
+    retiring.push(now, s.retired.iter().map(|(_, id)| Retired::Real(*id)));
+
+    let mut svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(ebpf, MAP_SERVICES)?)?;
+    for k in &s.keys_added {
+        svc_map.insert(*k, ServiceValue { id: s.id, flags: 0 }, 0)?;
+    }
+    for k in &s.keys_removed {
+        svc_map.remove(k)?;
+    }
+    state.keys = d.keys.clone();
+    state.applied = Some(d.clone());
+    info!(service = %d.name, id = s.id, reals = s.members, table = s.table.len(), scheduler = d.scheduler.name(), "service programmed");
+    Ok(())
+}
+
+/// The service's real servers: a fresh (or recycled) id starts with zeroed counters, as no
+/// flow of this service points at it yet; an entry already right is not rewritten.
+fn write_reals(ebpf: &mut Ebpf, book: &mut Book, state: &mut SvcState, s: &ServicePlan) -> Result<()> {
+    for r in &s.reals {
+        if r.fresh {
+            book.take_real(r.id);
+            zero_stats::<ServiceStats>(ebpf, MAP_REAL_STATS, r.id)?;
+            for m in [MAP_REAL_CONNS, MAP_REAL_EXPIRED] {
+                let mut conns: Array<_, RealConns> = Array::try_from(map_mut(ebpf, m)?)?;
+                conns.set(r.id, RealConns::default(), 0)?;
+            }
+            state.reals.insert(r.addr, r.id);
+        }
+        let (bytes, family) = services::addr_bytes(r.addr.ip());
+        let tun_src = if s.desired.forward == ForwardMethod::Tun { source_for(r.addr.ip()) } else { [0; 16] };
+        let def = RealDef {
+            addr: bytes,
+            tun_src,
+            port: r.addr.port(),
+            family,
+            flags: REAL_PRESENT,
+            svc_id: s.id,
+            weight: r.weight,
+            reserved: 0,
+        };
+        let mut reals: Array<_, RealDef> = Array::try_from(map_mut(ebpf, MAP_REALS)?)?;
+        if reals.get(&r.id, 0)? != def {
+            reals.set(r.id, def, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Clears what has been retired for the grace period: real server entries (their ids are
+/// then free) and table slices (back to the pool).
+pub fn clear_retired(ebpf: &mut Ebpf, book: &mut Book, ready: Vec<Retired>) -> Result<()> {
+    for r in ready {
+        match r {
+            Retired::Slice(off, len) => book.pool.free(off, len),
+            Retired::Real(id) => {
+                let mut reals: Array<_, RealDef> = Array::try_from(map_mut(ebpf, MAP_REALS)?)?;
+                reals.set(id, RealDef::default(), 0)?;
+                book.free_reals.push_back(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The local address the kernel would use towards `ip` (the outer source of TUN packets):
+/// a connected UDP socket's name; nothing is sent.
+fn source_for(ip: IpAddr) -> [u8; 16] {
+    let bind: SocketAddr = if ip.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or(([0, 0, 0, 0], 0).into())
+    } else {
+        "[::]:0".parse().unwrap_or(([0u16; 8], 0).into())
+    };
+    let local = UdpSocket::bind(bind).and_then(|s| s.connect((ip, 9)).map(|_| s)).and_then(|s| s.local_addr());
+    match local {
+        Ok(a) => services::addr_bytes(a.ip()).0,
+        Err(e) => {
+            warn!(real = %ip, error = %e, "no route to the real server: TUN packets get no source address");
+            [0; 16]
+        }
+    }
+}
+
+/// Sends one empty UDP datagram to each real server so the kernel resolves its neighbour
+/// entry: the XDP FIB lookup only finds next hops the kernel already knows.
+pub fn prime_neighbours(addrs: impl Iterator<Item = SocketAddr>) {
+    for a in addrs {
+        let bind: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        if let Ok(s) = UdpSocket::bind(bind) {
+            let _ = s.send_to(&[], a);
+        }
+    }
+}
+
+fn zero_stats<T: aya::Pod + Default + Clone>(ebpf: &mut Ebpf, map: &str, index: u32) -> Result<()> {
+    let mut m: PerCpuArray<_, T> = PerCpuArray::try_from(map_mut(ebpf, map)?)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    m.set(index, PerCpuValues::try_from(vec![T::default(); cpus])?, 0)?;
+    Ok(())
+}

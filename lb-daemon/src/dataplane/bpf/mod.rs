@@ -1,0 +1,505 @@
+//! The XDP data plane: loads lb-ebpf with its maps pinned under the pin directory (adopting
+//! pins a previous daemon left), attaches the program to interfaces, and keeps the maps
+//! equal to the desired services. Each service switches atomically: its inactive generation
+//! (configuration and table slice) is written first, then one 4-byte store flips
+//! `lb_svc_gen[id]`.
+
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap},
+    programs::{
+        Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
+};
+use lb_common::{Meta, NeighKey, RealConns, RealDef, ServiceKey, ServiceValue, SvcConf, consts::*};
+use tracing::{info, warn};
+
+use super::services::{self, DesiredService};
+use crate::config::Scheduler;
+use maps::{map_mut, map_ref, pinned};
+use plan::{Book, SvcState};
+use retire::RetireQueue;
+pub use stats::{GlobalStatsView, RealStatsView, ServiceStatsView, StatsSnapshot, read_stats};
+
+mod commit;
+mod maps;
+pub mod plan;
+mod pool;
+pub mod retire;
+mod stats;
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+/// Map sizes the operator may change (`--conntrack-size`).
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub conntrack: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self { conntrack: DEFAULT_CONNTRACK }
+    }
+}
+
+pub struct BpfDataplane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    /// Interface, link (owned by the program), and its pin when the kernel has bpf_link XDP.
+    links: Vec<(String, XdpLinkId, Option<PathBuf>)>,
+    /// What the maps hold.
+    book: Book,
+    /// Real servers and table slices the last flips retired, until their grace period ends.
+    retiring: RetireQueue,
+    /// The last desired services while some of them wait for a generation slot, and when the
+    /// first slot is free.
+    pending: Option<(Vec<DesiredService>, Instant)>,
+    /// Whether this run created the pins (false: adopted from an earlier run, which may
+    /// still be forwarding through them).
+    created_pins: bool,
+}
+
+/// Mounts bpffs on /sys/fs/bpf when nothing is mounted there yet (fresh machines and
+/// containers often lack it); pins need it.
+pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
+    let root = Path::new("/sys/fs/bpf");
+    if !pin_dir.starts_with(root) {
+        return Ok(());
+    }
+    let st = nix::sys::statfs::statfs(root).with_context(|| format!("statfs {}", root.display()))?;
+    if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
+        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .with_context(|| format!("mounting bpffs on {}", root.display()))?;
+        info!(path = %root.display(), "mounted bpffs");
+    }
+    Ok(())
+}
+
+impl BpfDataplane {
+    /// Loads the programs, creating the maps under `pin_dir` or adopting the ones pinned there
+    /// (a restarted daemon keeps tracked flows and services).
+    pub fn load(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
+        ensure_bpffs(pin_dir)?;
+        check_layout(pin_dir)?;
+        let fresh = !pin_dir.join(MAP_META).exists();
+        let mut loaded = Self::load_pinned(object, pin_dir, sizes);
+        match &mut loaded {
+            Ok(dp) => dp.created_pins = fresh,
+            // Do not leave half a data plane pinned behind a failed start.
+            Err(_) if fresh => drop(remove_pins_in(pin_dir)),
+            Err(_) => {}
+        }
+        loaded
+    }
+
+    fn load_pinned(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
+        std::fs::create_dir_all(pin_dir).with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
+        let paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
+        let mut loader = EbpfLoader::new();
+        // On a refusal, the verifier's reason (not only its statistics) goes into the error.
+        loader.verifier_log_level(aya::VerifierLogLevel::DEBUG | aya::VerifierLogLevel::STATS);
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let halfopen = halfopen_size(sizes.conntrack);
+        loader
+            .map_max_entries(MAP_CONNTRACK, sizes.conntrack)
+            .map_max_entries(MAP_NAT_REV, sizes.conntrack)
+            .map_max_entries(MAP_HALFOPEN, halfopen)
+            .map_max_entries(MAP_HALFOPEN_REV, halfopen);
+        let mut ebpf = loader.load(object).context("loading the eBPF object (maps and programs)")?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_XDP)
+            .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_XDP}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
+        // How close the verifier came to its budget (1M on every kernel we run on): a
+        // kernel update once moved this program past it on 6.1.
+        if let Some(n) = prog.info().ok().and_then(|i| i.verified_instruction_count()) {
+            info!(program = PROG_XDP, instructions = n, limit = 1_000_000, "verifier accepted");
+        }
+
+        let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
+        meta.set(0, Meta { layout_version: LAYOUT_VERSION, reserved: 0 }, 0)?;
+        let mut dp = Self {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            links: Vec::new(),
+            book: Book::new(TABLE_POOL),
+            retiring: RetireQueue::default(),
+            pending: None,
+            created_pins: true,
+        };
+        dp.adopt()?;
+        Ok(dp)
+    }
+
+    /// Rebuilds the bookkeeping from maps a previous daemon left.
+    fn adopt(&mut self) -> Result<()> {
+        let svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_ref(&self.ebpf, MAP_SERVICES)?)?;
+        let mut by_id: BTreeMap<u32, Vec<ServiceKey>> = BTreeMap::new();
+        for (k, v) in svc_map.iter().filter_map(|r| r.ok()) {
+            by_id.entry(v.id).or_default().push(k);
+        }
+        let gens: Array<_, u32> = Array::try_from(map_ref(&self.ebpf, MAP_SVC_GEN)?)?;
+        let confs: Array<_, SvcConf> = Array::try_from(map_ref(&self.ebpf, MAP_SVC_CONF)?)?;
+        let reals: Array<_, RealDef> = Array::try_from(map_ref(&self.ebpf, MAP_REALS)?)?;
+        let mut reals_by_svc: BTreeMap<u32, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
+        let mut max_real = None;
+        for (i, r) in reals.iter().enumerate() {
+            let r = r?;
+            if r.flags & REAL_PRESENT != 0 {
+                let ip = services::ip_of(&r.addr, r.family);
+                reals_by_svc.entry(r.svc_id).or_default().insert(SocketAddr::new(ip, r.port), i as u32);
+                max_real = Some(i as u32);
+            }
+        }
+        self.book.next_real = max_real.map_or(0, |m| m + 1);
+        for (id, mut keys) in by_id {
+            keys.sort();
+            let generation = gens.get(&id, 0)? & 1;
+            let mut slices = [(0, 0); 2];
+            for (g, slice) in slices.iter_mut().enumerate() {
+                let c = confs.get(&(id * 2 + g as u32), 0)?;
+                *slice = (c.table_off, c.table_len);
+                self.book.pool.reserve(c.table_off, c.table_len);
+            }
+            let name = format!("adopted #{id}");
+            let reals = reals_by_svc.remove(&id).unwrap_or_default();
+            let state = SvcState { id, keys, applied: None, generation, slices, reals, last_flip: None };
+            self.book.services.insert(name, state);
+        }
+        if !self.book.services.is_empty() {
+            info!(services = self.book.services.len(), "adopted services from pinned maps");
+        }
+        Ok(())
+    }
+
+    fn link_pin(&self, iface: &str) -> PathBuf {
+        self.pin_dir.join(LINKS_DIR).join(format!("xdp_{iface}"))
+    }
+
+    /// Attaches the XDP program to `iface`; returns the mode it got. A link pinned by an
+    /// earlier run is adopted instead: the new program replaces the old one atomically
+    /// (bpf_link_update), so forwarding never stops across a restart. New links are pinned, so
+    /// forwarding goes on while no daemon runs (kill -9, upgrade).
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        let pin = self.link_pin(iface);
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
+        if pin.exists() {
+            let adopted = PinnedLink::from_pin(&pin)
+                .map_err(anyhow::Error::from)
+                .and_then(|p| XdpLink::try_from(FdLink::from(p)).map_err(anyhow::Error::from))
+                .and_then(|l| prog.attach_to_link(l).map_err(anyhow::Error::from));
+            match adopted {
+                Ok(id) => {
+                    self.links.push((iface.to_string(), id, Some(pin)));
+                    return Ok("adopted (program replaced in place)");
+                }
+                Err(e) => {
+                    warn!(iface, error = %format!("{e:#}"), "the pinned XDP link cannot be adopted; attaching anew");
+                    let _ = std::fs::remove_file(&pin);
+                }
+            }
+        }
+        let (id, got) = match mode {
+            AttachMode::Native => (prog.attach(iface, XdpMode::Driver), "native"),
+            AttachMode::Generic => (prog.attach(iface, XdpMode::Skb), "generic"),
+            AttachMode::Auto => match prog.attach(iface, XdpMode::Driver) {
+                Ok(l) => (Ok(l), "native"),
+                Err(e) => {
+                    warn!(iface, error = %e, "native XDP attach failed; falling back to generic (slower) XDP");
+                    (prog.attach(iface, XdpMode::Skb), "generic")
+                }
+            },
+        };
+        let id = id.with_context(|| format!("attaching XDP program to {iface}"))?;
+        // Pin through a bpf_link (kernel 5.9+); netlink-attached XDP cannot be pinned.
+        let link = prog.take_link(id)?;
+        let pinned = match FdLink::try_from(link) {
+            Ok(fd) => {
+                std::fs::create_dir_all(pin.parent().unwrap_or(&self.pin_dir))?;
+                let p = fd.pin(&pin).with_context(|| format!("pinning the XDP link at {}", pin.display()))?;
+                let id = prog.attach_to_link(XdpLink::try_from(FdLink::from(p))?)?;
+                self.links.push((iface.to_string(), id, Some(pin)));
+                true
+            }
+            Err(_) => false,
+        };
+        if !pinned {
+            // The netlink link was consumed by the failed conversion (and detached): attach
+            // again, owned by this process only.
+            warn!(iface, "this kernel attaches XDP through netlink only: forwarding stops while no daemon runs");
+            let mode = if got == "native" { XdpMode::Driver } else { XdpMode::Skb };
+            let id = prog.attach(iface, mode).with_context(|| format!("attaching XDP program to {iface}"))?;
+            self.links.push((iface.to_string(), id, None));
+        }
+        self.set_iface_flags(iface, got == "generic")?;
+        Ok(got)
+    }
+
+    /// Tells the program how it runs on `iface` (`lb_ifaces`); an adopted link keeps what
+    /// the pinned map says.
+    fn set_iface_flags(&mut self, iface: &str, generic: bool) -> Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(iface).with_context(|| format!("no interface {iface}"))?;
+        let driver = super::iface::driver(iface).unwrap_or_default();
+        let flags = super::iface::flags(&driver, generic);
+        if ifindex >= MAX_IFINDEX {
+            warn!(iface, ifindex, "interface index beyond the data plane's table: treated as a plain native link");
+            return Ok(());
+        }
+        let mut m: Array<_, u32> = Array::try_from(map_mut(&mut self.ebpf, MAP_IFACES)?)?;
+        m.set(ifindex, flags, 0).with_context(|| format!("writing {MAP_IFACES}"))?;
+        if generic {
+            warn!(
+                iface,
+                "generic XDP: frames larger than the MTU (TSO/GSO from local senders) cannot be redirected to another \
+                 interface; NAT hands them to the kernel's forwarding (which must be on), DR and TUN drop them \
+                 (counted as reason_gso_dropped); use native mode where the driver has it"
+            );
+        }
+        Ok(())
+    }
+
+    /// Next hops the XDP program found unresolved since the last call (and forgets them).
+    pub fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
+        let mut map: HashMap<_, NeighKey, u64> = HashMap::try_from(map_mut(&mut self.ebpf, MAP_UNRESOLVED)?)?;
+        let keys: Vec<NeighKey> = map.keys().filter_map(|k| k.ok()).collect();
+        let mut out = Vec::new();
+        for k in keys {
+            let _ = map.remove(&k);
+            let ip = services::ip_of(&k.addr, k.family);
+            out.push((ip, k.ifindex));
+        }
+        Ok(out)
+    }
+
+    /// Detaches links pinned by an earlier run on interfaces this run does not use.
+    pub fn drop_stale_links(&mut self) -> Result<()> {
+        let dir = self.pin_dir.join(LINKS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        for e in entries.flatten() {
+            let path = e.path();
+            if self.links.iter().any(|(_, _, p)| p.as_deref() == Some(path.as_path())) {
+                continue;
+            }
+            // Unpinning and closing the last reference detaches it.
+            match PinnedLink::from_pin(&path) {
+                Ok(l) => drop(l.unpin()),
+                Err(_) => drop(std::fs::remove_file(&path)),
+            }
+            info!(link = %path.display(), "detached an XDP link left by an earlier run");
+        }
+        Ok(())
+    }
+
+    /// Makes the maps hold exactly `desired` without blocking: unchanged services are not
+    /// touched (no map write at all), changed ones switch atomically, removed ones
+    /// disappear. A service whose other generation slot went out of use less than
+    /// `GENERATION_GRACE` ago is programmed by the `tick` that `next_due` asks for.
+    pub fn submit(&mut self, desired: &[DesiredService], now: Instant) -> Result<()> {
+        let plan = plan::plan(&self.book, desired, now)?;
+        self.pending = plan.deferred_until.map(|at| (desired.to_vec(), at));
+        commit::commit(&mut self.ebpf, &mut self.book, &mut self.retiring, desired, &plan)
+    }
+
+    /// When `tick` has work: a retired real server or slice whose grace period ends, or a
+    /// service waiting for its generation slot.
+    pub fn next_due(&self) -> Option<Instant> {
+        let pending = self.pending.as_ref().map(|(_, at)| *at);
+        [self.retiring.next_ready(), pending].into_iter().flatten().min()
+    }
+
+    /// When the services `submit` left for later can be programmed (by `tick`).
+    pub fn deferred_until(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|(_, at)| *at)
+    }
+
+    /// Clears what has been retired long enough and programs the services that waited.
+    pub fn tick(&mut self, now: Instant) -> Result<()> {
+        commit::clear_retired(&mut self.ebpf, &mut self.book, self.retiring.take_ready(now))?;
+        if let Some((desired, _)) = self.pending.take_if(|(_, at)| *at <= now) {
+            self.submit(&desired, now)?;
+        }
+        Ok(())
+    }
+
+    /// `submit`, then wait until everything is in place and cleared: for callers outside
+    /// the async runtime (tests, benchmarks). The daemon awaits the deferred services and
+    /// leaves the retire queue to its tick.
+    pub fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {
+        self.submit(desired, Instant::now())?;
+        while let Some(due) = self.next_due() {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            self.tick(Instant::now())?;
+        }
+        Ok(())
+    }
+
+    /// Whether this run created the pinned maps (rather than adopting an earlier run's).
+    pub fn created_pins(&self) -> bool {
+        self.created_pins
+    }
+
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The loaded object (for tests that run its programs directly).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    pub fn interfaces(&self) -> impl Iterator<Item = &str> {
+        self.links.iter().map(|(i, _, _)| i.as_str())
+    }
+
+    /// Periodic upkeep: connection counts lose the flows that expired unseen
+    /// (`reconcile_conns`), and the real servers' neighbour entries are kept fresh (the XDP
+    /// FIB lookup only finds next hops the kernel has resolved).
+    pub fn housekeeping(&mut self) -> Result<()> {
+        let reconciled = self.reconcile_conns();
+        let applied = self.book.services.values().filter_map(|s| s.applied.as_ref());
+        commit::prime_neighbours(applied.flat_map(|d| d.reals.iter().map(|r| r.addr)));
+        reconciled
+    }
+
+    /// Deletes open flows that expired in `lb_conntrack` without a FIN/RST and counts them in
+    /// `lb_real_expired`, so lc/wlc/lblc stop counting them. The live counters themselves are
+    /// never written here: they change under atomic adds from the data plane, and a recount
+    /// written back would lose the flows opened while it ran. Only needed by lc/wlc/lblc
+    /// services (walking a large table costs two syscalls per entry).
+    pub fn reconcile_conns(&mut self) -> Result<()> {
+        let uses_lc = self.book.services.values().any(|s| {
+            s.applied.as_ref().is_some_and(|d| matches!(d.scheduler, Scheduler::Lc | Scheduler::Wlc | Scheduler::Lblc))
+        });
+        if !uses_lc {
+            return Ok(());
+        }
+        let owned: HashSet<(u32, u32)> =
+            self.book.services.values().flat_map(|s| s.reals.values().map(move |r| (s.id, *r))).collect();
+        let now = monotonic_ns();
+        let mut ct: HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
+            HashMap::try_from(map_mut(&mut self.ebpf, MAP_CONNTRACK)?)?;
+        let stale = |v: &lb_common::FlowValue| {
+            let timeout = match v.state {
+                CT_SYN => TCP_SYN_TIMEOUT,
+                CT_EST => TCP_EST_TIMEOUT,
+                CT_CLOSING => return false,
+                _ => UDP_TIMEOUT,
+            };
+            now.saturating_sub(v.last_ns) > timeout * 1_000_000_000 && owned.contains(&(v.svc_id, v.real_id))
+        };
+        let expired: Vec<(lb_common::FlowKey, u32)> =
+            ct.iter().filter_map(|r| r.ok()).filter(|(_, v)| stale(v)).map(|(k, v)| (k, v.real_id)).collect();
+        let mut gone: StdHashMap<u32, u64> = StdHashMap::new();
+        for (key, real) in expired {
+            if !ct.get(&key, 0).is_ok_and(|v| stale(&v)) {
+                continue;
+            }
+            // Racy by one flow at most: a packet that found this entry expired in the last
+            // microseconds has subtracted it already and may be re-inserting it. Both
+            // subtractions then stand, and the re-inserted flow is counted again only if it
+            // is deleted here first (its next packet creates it anew). Rare, and bounded.
+            if ct.remove(&key).is_ok() {
+                *gone.entry(real).or_default() += 1;
+            }
+        }
+        let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;
+        for (rid, n) in gone {
+            let before = counts.get(&rid, 0)?.active;
+            counts.set(rid, RealConns { active: before.wrapping_add(n) }, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Detaches from every interface; with `remove_pins`, also deletes the pinned maps so
+    /// nothing of this daemon stays in the kernel.
+    pub fn shutdown(mut self, remove_pins: bool) -> Result<()> {
+        let prog: &mut Xdp =
+            self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
+        for (iface, link, pin) in self.links.drain(..) {
+            // The pin is a reference too: remove it first, then close ours.
+            if let Some(p) = pin {
+                let _ = std::fs::remove_file(p);
+            }
+            if let Err(e) = prog.detach(link) {
+                warn!(iface, error = %e, "detaching XDP program failed");
+            }
+        }
+        if remove_pins {
+            remove_pins_in(&self.pin_dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// `bpf_ktime_get_coarse_ns`'s clock (CLOCK_MONOTONIC, coarse).
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Removes this project's pins from `pin_dir`, and the directory if it is then empty.
+pub fn remove_pins_in(pin_dir: &Path) -> Result<()> {
+    // Links first (unpinned links whose last fd is gone detach from their interfaces).
+    let links = pin_dir.join(LINKS_DIR);
+    if let Ok(entries) = std::fs::read_dir(&links) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        let _ = std::fs::remove_dir(&links);
+    }
+    for name in PINNED_MAPS {
+        let p = pin_dir.join(name);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing pin {}", p.display())),
+        }
+    }
+    let _ = std::fs::remove_dir(pin_dir);
+    Ok(())
+}
+
+/// Refuses pins made by a daemon with another map layout, instead of misreading them.
+fn check_layout(pin_dir: &Path) -> Result<()> {
+    let path = pin_dir.join(MAP_META);
+    if !path.exists() {
+        return Ok(());
+    }
+    let meta: Array<_, Meta> = Array::try_from(pinned(&path)?)?;
+    let found = meta.get(&0, 0)?.layout_version;
+    if found != LAYOUT_VERSION {
+        bail!(
+            "pinned maps in {} have layout version {found}, this lb-daemon uses {LAYOUT_VERSION}; \
+             stop the old daemon and remove the directory to start fresh (this drops tracked flows)",
+            pin_dir.display()
+        );
+    }
+    Ok(())
+}

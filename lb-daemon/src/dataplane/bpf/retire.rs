@@ -1,0 +1,66 @@
+//! What a flip retired waits here until no packet can still be reading it: XDP runs take
+//! microseconds, so `GENERATION_GRACE` after the flip (or the key removal) nothing refers to
+//! a retired real server or table slice any more. The data plane's tick drains the queue; no
+//! one sleeps.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+/// How long a retired generation slot, table slice or real server id stays untouched after
+/// the flip (or key removal) that retired it.
+pub const GENERATION_GRACE: Duration = Duration::from_millis(50);
+
+/// Something a flip retired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retired {
+    /// A real server id: its entry in `lb_reals` is cleared, then the id may be reused.
+    Real(u32),
+    /// A table slice (offset, length) of a removed service: back to the pool.
+    Slice(u32, u32),
+}
+
+#[derive(Debug, Default)]
+pub struct RetireQueue {
+    /// In the order retired, so readiness is in order too.
+    entries: VecDeque<(Instant, Retired)>,
+}
+
+impl RetireQueue {
+    /// Retires `what` as of `now` (the flip or key removal that retired it).
+    pub fn push(&mut self, now: Instant, what: impl IntoIterator<Item = Retired>) {
+        self.entries.extend(what.into_iter().map(|w| (now + GENERATION_GRACE, w)));
+    }
+
+    /// What has been retired for at least the grace period by `now`, in the order retired.
+    pub fn take_ready(&mut self, now: Instant) -> Vec<Retired> {
+        let n = self.entries.iter().take_while(|(at, _)| *at <= now).count();
+        self.entries.drain(..n).map(|(_, w)| w).collect()
+    }
+
+    /// When the next entry becomes ready.
+    pub fn next_ready(&self) -> Option<Instant> {
+        self.entries.front().map(|(at, _)| *at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_become_ready_after_the_grace_period_in_order() {
+        let t0 = Instant::now();
+        let mut q = RetireQueue::default();
+        assert_eq!(q.next_ready(), None);
+        q.push(t0, [Retired::Real(3), Retired::Slice(10, 5)]);
+        q.push(t0 + Duration::from_millis(20), [Retired::Real(4)]);
+        assert_eq!(q.next_ready(), Some(t0 + GENERATION_GRACE));
+        assert!(q.take_ready(t0 + GENERATION_GRACE - Duration::from_millis(1)).is_empty());
+        assert_eq!(q.take_ready(t0 + GENERATION_GRACE), [Retired::Real(3), Retired::Slice(10, 5)]);
+        assert_eq!(q.next_ready(), Some(t0 + Duration::from_millis(20) + GENERATION_GRACE));
+        assert_eq!(q.take_ready(t0 + Duration::from_secs(1)), [Retired::Real(4)]);
+        assert_eq!(q.next_ready(), None);
+    }
+}

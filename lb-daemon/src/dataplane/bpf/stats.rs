@@ -1,0 +1,106 @@
+//! Counters read from the pinned maps, for `lb-daemon stats`, dumps and metrics: they work
+//! while the daemon runs and after it is gone.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
+
+use anyhow::Result;
+use aya::maps::{Array, HashMap, PerCpuArray};
+use lb_common::{GlobalStats, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
+
+use super::maps::pinned;
+use crate::dataplane::services;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub global: GlobalStatsView,
+    pub services: Vec<ServiceStatsView>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceStatsView {
+    pub service: String,
+    pub id: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    pub drops: u64,
+    /// No real server is scheduled (quorum lost) and the sorry server takes new flows.
+    pub sorry_active: bool,
+    pub reals: Vec<RealStatsView>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RealStatsView {
+    pub real: String,
+    pub id: u32,
+    pub weight: u32,
+    /// In the live scheduling table: new flows can go to it.
+    pub scheduled: bool,
+    pub active_conns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+/// `GlobalStats` with field names, for JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GlobalStatsView(pub BTreeMap<&'static str, u64>);
+
+pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
+    let stats: PerCpuArray<_, GlobalStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_STATS))?)?;
+    let global = GlobalStats::sum(stats.get(&0, 0)?.iter());
+    let svc: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
+    let svc_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_STATS))?)?;
+    let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
+    let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
+    let conns: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_CONNS))?)?;
+    let expired: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_EXPIRED))?)?;
+    let gens: Array<_, u32> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_GEN))?)?;
+    let confs: Array<_, SvcConf> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CONF))?)?;
+    let tables: Array<_, u32> = Array::try_from(pinned(&pin_dir.join(MAP_TABLES))?)?;
+    let mut present: BTreeMap<u32, Vec<(u32, RealDef)>> = BTreeMap::new();
+    for (i, r) in reals.iter().enumerate() {
+        let r = r?;
+        if r.flags & REAL_PRESENT != 0 {
+            present.entry(r.svc_id).or_default().push((i as u32, r));
+        }
+    }
+    let mut services = Vec::new();
+    for entry in svc.iter() {
+        let (key, value) = entry?;
+        let s = ServiceStats::sum(svc_stats.get(&value.id, 0)?.iter());
+        // The live generation's table: which real servers new flows can reach.
+        let conf = confs.get(&(value.id * 2 + (gens.get(&value.id, 0)? & 1)), 0)?;
+        let mut scheduled = std::collections::BTreeSet::new();
+        for i in conf.table_off..conf.table_off.saturating_add(conf.table_len) {
+            scheduled.insert(tables.get(&i, 0)?);
+        }
+        let mut rv = Vec::new();
+        for (rid, r) in present.get(&value.id).into_iter().flatten() {
+            let rs = ServiceStats::sum(real_stats.get(rid, 0)?.iter());
+            let ip = services::ip_of(&r.addr, r.family);
+            rv.push(RealStatsView {
+                real: SocketAddr::new(ip, r.port).to_string(),
+                id: *rid,
+                weight: r.weight,
+                scheduled: scheduled.contains(rid),
+                active_conns: RealConns::live(conns.get(rid, 0)?.active, expired.get(rid, 0)?.active),
+                packets: rs.packets,
+                bytes: rs.bytes,
+                new_flows: rs.new_flows,
+            });
+        }
+        services.push(ServiceStatsView {
+            service: services::describe(&key),
+            id: value.id,
+            packets: s.packets,
+            bytes: s.bytes,
+            new_flows: s.new_flows,
+            drops: s.drops,
+            sorry_active: conf.table_len == 0 && conf.sorry_real != NO_REAL,
+            reals: rv,
+        });
+    }
+    services.sort_by(|a, b| (a.id, &a.service).cmp(&(b.id, &b.service)));
+    Ok(StatsSnapshot { global: GlobalStatsView(global.fields().collect()), services })
+}

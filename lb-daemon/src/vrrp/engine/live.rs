@@ -1,0 +1,268 @@
+//! One instance as the engine runs it: its state machine with the sockets, settings and
+//! counters around it. Sends adverts and gratuitous ARPs, and checks received adverts.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv6Addr},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{
+    config::{AuthType, Config, IpAddress, VrrpInstance},
+    netlink,
+    vrrp::{
+        instance::{Instance, Settings},
+        packet::{Advert, Expect, Reject},
+        sockets,
+        status::VrrpStatus,
+    },
+};
+
+/// At most one log line per instance and receive check in this period.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counters per instance, for logs and status.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub rejected: BTreeMap<Reject, u64>,
+    pub became_master: u64,
+}
+
+pub struct LiveInstance {
+    /// Stable across reloads (indexes are not): inputs name their instance by id.
+    pub id: u64,
+    /// The task feeding this instance's adverts to the engine.
+    pub rx_task: Option<JoinHandle<()>>,
+    /// `socket_key` of the config it was built from.
+    pub socket_key: String,
+    pub cfg: VrrpInstance,
+    pub machine: Instance,
+    pub iface: String,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub vrid: u8,
+    pub sender: sockets::Sender,
+    pub dsts: Vec<IpAddr>,
+    /// VRRPv3 over IPv6 (the instance's VIPs are IPv6).
+    pub v6: bool,
+    /// Source of neighbour advertisements (IPv6).
+    pub link_local: Option<Ipv6Addr>,
+    /// Its sync group (an index into the engine's groups).
+    pub group: Option<usize>,
+    pub tuning: Tuning,
+    pub counters: Counters,
+    last_reject_log: BTreeMap<Reject, Instant>,
+}
+
+/// What an instance takes from its config besides its sockets and election settings; built
+/// the same way at start and when a reload updates the instance in place.
+pub struct Tuning {
+    pub password: Option<Vec<u8>>,
+    pub garp_delay: Duration,
+    pub garp_repeat: u32,
+    /// `garp_master_refresh`: re-announce every so often while master (0 = never).
+    pub garp_refresh: Duration,
+}
+
+impl Tuning {
+    pub fn new(cfg: &Config, v: &VrrpInstance, version: u8) -> Result<Self> {
+        let g = &cfg.global;
+        let password = match (&v.authentication, version) {
+            (Some(a), 2) if a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
+            (Some(_), 2) => bail!("auth_type AH is not implemented; use PASS or none"),
+            _ => None,
+        };
+        let secs = |s: u32| Duration::from_secs(u64::from(s));
+        Ok(Self {
+            password,
+            garp_delay: secs(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)),
+            garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
+            garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
+        })
+    }
+}
+
+/// The election settings of `v` (its version and primary address are the socket's).
+pub fn settings(v: &VrrpInstance, version: u8, primary: IpAddr) -> Settings {
+    Settings {
+        version,
+        base_priority: v.priority,
+        advert_int_cs: v.advert_int_cs.clamp(1, 4095) as u16,
+        preempt: !v.nopreempt,
+        preempt_delay: Duration::from_secs(u64::from(v.preempt_delay)),
+        primary,
+    }
+}
+
+/// What must match for a reloaded instance to keep its sockets (else it restarts).
+pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
+    let g = &cfg.global;
+    serde_json::to_string(&(
+        &v.interface,
+        v.virtual_router_id,
+        v.version.unwrap_or(g.vrrp_version),
+        v.unicast_src_ip,
+        v.mcast_src_ip,
+        &v.unicast_peer,
+        v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6()),
+        g.vrrp_mcast_group4,
+        g.vrrp_mcast_group6,
+    ))
+    .unwrap_or_default()
+}
+
+impl LiveInstance {
+    /// Builds instance `v` with its sockets: the sender bound to the instance's source
+    /// address, and a receiver on its interface (in the multicast group unless unicast).
+    pub fn open(cfg: &Config, v: &VrrpInstance, id: u64, now: Instant) -> Result<(Self, sockets::Receiver)> {
+        let g = &cfg.global;
+        let iface = v.interface.clone().context("no `interface`")?;
+        let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
+        let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+        let link = netlink::link(&iface)?;
+        let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
+            Some(a) if a.is_ipv6() == v6 => a,
+            Some(a) => bail!("source address {a} is not of the VIPs' family"),
+            None if v6 => {
+                IpAddr::V6(link.link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?)
+            }
+            None => IpAddr::V4(link.ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
+        };
+        let group = if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) };
+        let dsts: Vec<IpAddr> = if v.unicast_peer.is_empty() {
+            vec![group]
+        } else {
+            v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect()
+        };
+        let version = v.version.unwrap_or(g.vrrp_version);
+        let tuning = Tuning::new(cfg, v, version)?;
+        let live = LiveInstance {
+            id,
+            rx_task: None,
+            socket_key: socket_key(cfg, v),
+            cfg: v.clone(),
+            machine: Instance::new(settings(v, version, src), now),
+            sender: sockets::Sender::open(&iface, link.index, src)?,
+            v6,
+            link_local: link.link_local,
+            ifindex: link.index,
+            mac: link.mac.unwrap_or_default(),
+            iface,
+            vrid,
+            dsts,
+            group: None,
+            tuning,
+            counters: Counters::default(),
+            last_reject_log: BTreeMap::new(),
+        };
+        let joined = v.unicast_peer.is_empty().then_some(group);
+        let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, joined)?;
+        Ok((live, rx))
+    }
+
+    /// Its VIPs, excluded ones too (they move with it but are not advertised).
+    pub fn vips(&self) -> Vec<IpAddress> {
+        let c = &self.cfg;
+        c.virtual_ipaddress.iter().chain(&c.virtual_ipaddress_excluded).cloned().collect()
+    }
+
+    pub fn send_advert(&mut self, priority: u8) {
+        let a = Advert {
+            version: self.machine.s.version,
+            vrid: self.vrid,
+            priority,
+            interval_cs: self.machine.s.advert_int_cs,
+            addrs: self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect(),
+            password: self.tuning.password.clone(),
+        };
+        for dst in &self.dsts {
+            let msg = a.encode(self.sender.src, *dst);
+            match self.sender.send(&msg, *dst) {
+                Ok(()) => self.counters.adverts_sent += 1,
+                Err(e) => warn!(instance = %self.cfg.name, %dst, "sending advert: {e}"),
+            }
+        }
+    }
+
+    /// Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) for every VIP.
+    pub fn garp(&self) {
+        for a in self.cfg.virtual_ipaddress.iter().chain(&self.cfg.virtual_ipaddress_excluded) {
+            let ifindex = match &a.dev {
+                Some(d) if *d != self.iface => netlink::link(d).map(|l| l.index).unwrap_or(self.ifindex),
+                _ => self.ifindex,
+            };
+            let repeat = self.tuning.garp_repeat;
+            let sent = match (a.addr, self.link_local) {
+                (IpAddr::V4(ip), _) => sockets::gratuitous_arp(ifindex, self.mac, ip, repeat),
+                (IpAddr::V6(ip), Some(ll)) => sockets::unsolicited_na(ifindex, ll, self.mac, ip, repeat),
+                (IpAddr::V6(ip), None) => Err(anyhow::anyhow!("no link-local address to announce {ip} from")),
+            };
+            if let Err(e) = sent {
+                warn!(instance = %self.cfg.name, "{e:#}");
+            }
+        }
+    }
+
+    /// A received VRRP message: the advert when it passes every receive check (and, under
+    /// `strict`, lists our addresses). Drops are counted, and logged at most once per
+    /// `REJECT_LOG_EVERY` and check.
+    pub fn check_advert(&mut self, ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8], strict: bool) -> Option<Advert> {
+        let e = Expect {
+            version: self.machine.s.version,
+            vrid: self.vrid,
+            interval_cs: self.machine.s.advert_int_cs,
+            password: self.tuning.password.as_deref(),
+            v6: self.v6,
+            check_ttl: self.cfg.unicast_peer.is_empty(),
+        };
+        let result = Advert::parse(msg, src, dst, ttl, &e).and_then(|a| {
+            let peers = &self.cfg.unicast_peer;
+            if !peers.is_empty() && !peers.contains(&src) { Err(Reject::UnknownPeer) } else { Ok(a) }
+        });
+        let advert = match result {
+            Ok(a) => a,
+            Err(Reject::OtherVrid) => return None,
+            Err(r) => {
+                let n = self.counters.rejected.entry(r).or_default();
+                *n += 1;
+                let now = Instant::now();
+                let last = self.last_reject_log.get(&r);
+                if last.is_none_or(|t| now.duration_since(*t) >= REJECT_LOG_EVERY) {
+                    self.last_reject_log.insert(r, now);
+                    warn!(instance = %self.cfg.name, vrid = self.vrid, %src, ttl, "advert dropped: {r:?} ({n} so far)");
+                }
+                return None;
+            }
+        };
+        self.counters.adverts_received += 1;
+        let mine: Vec<IpAddr> = self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect();
+        if advert.addrs != mine && advert.priority != 0 {
+            if strict {
+                warn!(instance = %self.cfg.name, %src, "advert lists other addresses; dropped (vrrp_strict)");
+                return None;
+            }
+            info!(instance = %self.cfg.name, %src, "advert lists other addresses than ours");
+        }
+        Some(advert)
+    }
+
+    pub fn status(&self) -> VrrpStatus {
+        VrrpStatus {
+            instance: self.cfg.name.clone(),
+            vrid: self.vrid,
+            state: self.machine.state,
+            priority: self.machine.priority(),
+            adverts_sent: self.counters.adverts_sent,
+            adverts_received: self.counters.adverts_received,
+            became_master: self.counters.became_master,
+            rejected: self.counters.rejected.iter().map(|(r, n)| (format!("{r:?}"), *n)).collect(),
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The VRRP engine: one task owning every instance. It feeds each instance's state machine
+//! (`instance.rs`) its timers, adverts and tracking, and carries out what comes back:
+//! adverts, VIPs and routes, gratuitous ARPs, notify scripts and mail, and moving sync group
+//! members along (`sync_group.rs`). Receiver, tracking-script and timer tasks feed it
+//! through one channel; `reload.rs` applies a changed config in place.
+
+mod live;
+mod reload;
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+
+use super::{
+    instance::{Effect, State},
+    status::VrrpStatus,
+    sync_group::{self, SyncGroup},
+    tracking::{self, ScriptVerdict, Trackers},
+};
+use crate::{
+    config::{Config, Script, VrrpInstance},
+    netlink::{self, Netlink},
+    notify::Notifier,
+};
+use live::LiveInstance;
+
+/// How often tracked interfaces are looked at.
+const LINK_POLL: Duration = Duration::from_millis(200);
+
+pub enum Input {
+    Packet {
+        id: u64,
+        ttl: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        msg: Vec<u8>,
+    },
+    Script(ScriptVerdict),
+    /// keepalived's second gratuitous ARP burst, `garp_master_delay` after becoming master;
+    /// `epoch` (the mastership count then) makes it a no-op if mastership was lost meanwhile.
+    Garp {
+        id: u64,
+        epoch: u64,
+    },
+}
+
+impl From<ScriptVerdict> for Input {
+    fn from(v: ScriptVerdict) -> Self {
+        Input::Script(v)
+    }
+}
+
+/// What the daemon asks of a running engine.
+pub enum Cmd {
+    Reload { cfg: Box<Config>, notifier: Notifier, done: oneshot::Sender<String> },
+}
+
+pub struct Engine {
+    insts: Vec<LiveInstance>,
+    next_id: u64,
+    trackers: Trackers,
+    groups: Vec<SyncGroup>,
+    netlink: Netlink,
+    notifier: Notifier,
+    strict: bool,
+    mail_vrrp: bool,
+    tx: mpsc::Sender<Input>,
+    status_tx: watch::Sender<Vec<VrrpStatus>>,
+}
+
+impl Engine {
+    /// Applies `static_ipaddress` and `static_routes` (once, at start: elections never touch
+    /// them) and builds every instance of `cfg`.
+    pub async fn build(
+        cfg: &Config,
+        notifier: Notifier,
+        tx: mpsc::Sender<Input>,
+    ) -> Result<(Self, watch::Receiver<Vec<VrrpStatus>>)> {
+        let g = &cfg.global;
+        let netlink = Netlink::new()?;
+        for a in &cfg.static_ipaddress {
+            let dev = g.default_interface.as_deref().unwrap_or("eth0");
+            match netlink.add(a, dev).await {
+                Ok(_) => info!(addr = %a.addr, "static_ipaddress applied"),
+                Err(e) => error!("static_ipaddress {}: {e:#}", a.addr),
+            }
+        }
+        for r in &cfg.static_routes {
+            match netlink.add_route(r, g.default_interface.as_deref()).await {
+                Ok(_) => info!(route = %format!("{}/{}", r.dest, r.prefix), "static_routes applied"),
+                Err(e) => error!("static_routes: {e:#}"),
+            }
+        }
+        let (status_tx, status_rx) = watch::channel(Vec::new());
+        let mut e = Self {
+            insts: Vec::new(),
+            next_id: 0,
+            trackers: Trackers::default(),
+            groups: Vec::new(),
+            netlink,
+            notifier,
+            strict: g.vrrp_strict,
+            mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
+            tx,
+            status_tx,
+        };
+        let now = Instant::now();
+        for v in &cfg.vrrp_instances {
+            e.spawn_instance(cfg, v, now);
+        }
+        e.build_groups(cfg);
+        e.trackers.restart(cfg, e.notifier.runner(), &e.tx);
+        Ok((e, status_rx))
+    }
+
+    pub fn instances(&self) -> usize {
+        self.insts.len()
+    }
+
+    /// Builds instance `v` with its receiver; a broken one (a missing interface, say) is
+    /// logged and left out rather than taking the others, or the load balancer, down.
+    fn spawn_instance(&mut self, cfg: &Config, v: &VrrpInstance, now: Instant) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (mut inst, rx) = match LiveInstance::open(cfg, v, id, now) {
+            Ok(x) => x,
+            Err(e) => return error!("vrrp_instance {}: {e:#}; this instance is not run", v.name),
+        };
+        let tx = self.tx.clone();
+        inst.rx_task = Some(tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok((ttl, src, dst, msg)) => {
+                        if tx.send(Input::Packet { id, ttl, src, dst, msg }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        warn!("VRRP receive: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+        self.insts.push(inst);
+    }
+
+    fn build_groups(&mut self, cfg: &Config) {
+        let names: Vec<&str> = self.insts.iter().map(|i| i.cfg.name.as_str()).collect();
+        let (groups, member_of) = sync_group::build(&cfg.vrrp_sync_groups, &names, &self.groups);
+        self.groups = groups;
+        for (inst, group) in self.insts.iter_mut().zip(member_of) {
+            inst.group = group;
+        }
+    }
+
+    fn publish(&self) {
+        let now: Vec<VrrpStatus> = self.insts.iter().map(LiveInstance::status).collect();
+        self.status_tx.send_if_modified(|old| {
+            if *old == now {
+                return false;
+            }
+            *old = now;
+            true
+        });
+    }
+
+    pub async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+        mut cmd: mpsc::Receiver<Cmd>,
+    ) {
+        self.begin().await;
+        let mut poll = tokio::time::interval(LINK_POLL);
+        loop {
+            self.publish();
+            let next = self.insts.iter().filter_map(|i| i.machine.deadline()).min();
+            let sleep = async {
+                match next {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = &mut stop => {
+                    self.stop().await;
+                    if let Ok(done) = done {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+                Some(Cmd::Reload { cfg, notifier, done }) = cmd.recv() => {
+                    let summary = self.reload(&cfg, notifier).await;
+                    let _ = done.send(summary);
+                }
+                Some(input) = rx.recv() => self.on_input(input).await,
+                _ = sleep => {
+                    let now = Instant::now();
+                    for i in 0..self.insts.len() {
+                        let e = self.insts[i].machine.on_timer(now);
+                        self.carry_out(i, e).await;
+                    }
+                }
+                _ = poll.tick() => self.retrack().await,
+            }
+        }
+    }
+
+    /// Starts every instance. VIPs a previous run left (kill -9, upgrade): an instance that
+    /// still holds all of them was master and resumes as master at once, so a restart does
+    /// not flap its addresses (if a peer took over meanwhile, the first advert exchange
+    /// settles it). Partial leftovers go: a backup never holds VIPs.
+    async fn begin(&mut self) {
+        let mut resume = vec![false; self.insts.len()];
+        for (i, r) in resume.iter_mut().enumerate() {
+            let c = &self.insts[i].cfg;
+            if !c.virtual_ipaddress.is_empty() && c.virtual_ipaddress.iter().all(|a| netlink::is_local(a.addr)) {
+                *r = true;
+                continue;
+            }
+            if self.insts[i].machine.s.base_priority == 255 {
+                continue;
+            }
+            let iface = self.insts[i].iface.clone();
+            for a in self.insts[i].vips() {
+                if let Ok(true) = self.netlink.del(&a, &iface).await {
+                    info!(instance = %self.insts[i].cfg.name, addr = %a.addr, "removed a VIP left over from a previous run");
+                }
+            }
+        }
+        let now = Instant::now();
+        for (i, (w, f)) in self.tracking_all().into_iter().enumerate() {
+            self.insts[i].machine.track_weight = w;
+            self.insts[i].machine.faults = f;
+        }
+        for (i, resume) in resume.into_iter().enumerate() {
+            let e = if resume { self.insts[i].machine.resume(now) } else { self.insts[i].machine.start(now) };
+            self.carry_out(i, e).await;
+        }
+    }
+
+    /// Graceful stop: masters send priority 0 and drop their VIPs, notify_stop runs.
+    async fn stop(&mut self) {
+        for i in 0..self.insts.len() {
+            let e = self.insts[i].machine.stop();
+            self.carry_out(i, e).await;
+        }
+        self.trackers.stop();
+        for i in &self.insts {
+            if let Some(t) = &i.rx_task {
+                t.abort();
+            }
+        }
+    }
+
+    async fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Packet { id, ttl, src, dst, msg } => {
+                let Some(i) = self.index(id) else { return };
+                let strict = self.strict;
+                if let Some(advert) = self.insts[i].check_advert(ttl, src, dst, &msg, strict) {
+                    let e = self.insts[i].machine.on_advert(Instant::now(), src, &advert);
+                    self.carry_out(i, e).await;
+                }
+            }
+            Input::Script(verdict) => {
+                if self.trackers.record(verdict) {
+                    self.retrack().await;
+                }
+            }
+            Input::Garp { id, epoch } => {
+                let Some(i) = self.index(id) else { return };
+                let inst = &self.insts[i];
+                if inst.machine.state == State::Master && inst.counters.became_master == epoch {
+                    let refresh = inst.tuning.garp_refresh;
+                    inst.garp();
+                    if !refresh.is_zero() {
+                        self.garp_later(i, refresh);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tracking of every instance, with each sync group's faults shared by its members.
+    fn tracking_all(&self) -> Vec<(i32, Vec<String>)> {
+        let own: Vec<(i32, Vec<String>)> = self
+            .insts
+            .iter()
+            .map(|i| tracking::weigh(&i.cfg, &i.iface, self.trackers.list(), netlink::is_running))
+            .collect();
+        let names: Vec<&str> = self.insts.iter().map(|i| i.cfg.name.as_str()).collect();
+        sync_group::share_faults(&self.groups, &names, &own)
+    }
+
+    async fn retrack(&mut self) {
+        let now = Instant::now();
+        for (i, (w, f)) in self.tracking_all().into_iter().enumerate() {
+            let m = &self.insts[i].machine;
+            if w != m.track_weight || f != m.faults {
+                let e = self.insts[i].machine.track(now, w, f);
+                self.carry_out(i, e).await;
+            }
+        }
+    }
+
+    /// Carries out `effects` of instance `i`; a transition moves its sync group's other
+    /// members along (and theirs are carried out in turn), then the groups touched settle.
+    async fn carry_out(&mut self, i: usize, effects: Vec<Effect>) {
+        let mut queue: Vec<(usize, Vec<Effect>)> = vec![(i, effects)];
+        let mut touched = Vec::new();
+        while let Some((i, effects)) = queue.pop() {
+            for e in effects {
+                match e {
+                    Effect::Advert(p) => self.insts[i].send_advert(p),
+                    Effect::Reassert => {
+                        info!(instance = %self.insts[i].cfg.name, "lower-priority master heard; re-asserting");
+                        self.insts[i].garp();
+                    }
+                    Effect::Transition { from, to, why } => {
+                        self.enter_state(i, from, to, &why).await;
+                        let Some(g) = self.insts[i].group else { continue };
+                        let now = Instant::now();
+                        let (followers, why) = self.groups[g].followers(i, &self.insts[i].cfg.name, to);
+                        for m in followers {
+                            let e = self.insts[m].machine.follow_group(now, to, &why);
+                            if !e.is_empty() {
+                                queue.push((m, e));
+                            }
+                        }
+                        touched.push(g);
+                    }
+                }
+            }
+        }
+        touched.dedup();
+        for g in touched {
+            self.settle_group(g).await;
+        }
+    }
+
+    /// Instance `i` entered `to`: VIPs, routes and gratuitous ARPs follow mastership, then
+    /// notify scripts and mail.
+    async fn enter_state(&mut self, i: usize, from: State, to: State, why: &str) {
+        let (name, prio) = (self.insts[i].cfg.name.clone(), self.insts[i].machine.priority());
+        warn!(instance = %name, vrid = self.insts[i].vrid, priority = prio, "{} -> {}: {why}", from.name(), to.name());
+        if to == State::Master {
+            self.take_over(i).await;
+        } else if from == State::Master {
+            self.hand_over(i).await;
+        }
+        let n = &self.insts[i].cfg.notify;
+        let specific = sync_group::script_for(n, to);
+        let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
+        self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
+        if self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp {
+            self.notifier.mail(
+                &format!("VRRP Instance {name} - Entering {} state", to.name()),
+                format!("=> VRRP Instance is now {} ({why}) <=", to.name()),
+            );
+        }
+    }
+
+    /// Becoming master: add the VIPs and virtual routes, announce them at once, and again
+    /// after `garp_master_delay` (if still master then), then every `garp_master_refresh`.
+    async fn take_over(&mut self, i: usize) {
+        let inst = &mut self.insts[i];
+        inst.counters.became_master += 1;
+        let (name, iface) = (inst.cfg.name.clone(), inst.iface.clone());
+        for a in inst.vips() {
+            if let Err(e) = self.netlink.add(&a, &iface).await {
+                error!(instance = %name, "{e:#}");
+            }
+        }
+        for r in &inst.cfg.virtual_routes {
+            if let Err(e) = self.netlink.add_route(r, Some(&iface)).await {
+                error!(instance = %name, "virtual_routes: {e:#}");
+            }
+        }
+        inst.garp();
+        let (delay, refresh) = (inst.tuning.garp_delay, inst.tuning.garp_refresh);
+        match (delay.is_zero(), refresh.is_zero()) {
+            (false, _) => self.garp_later(i, delay),
+            (true, false) => self.garp_later(i, refresh),
+            (true, true) => {}
+        }
+    }
+
+    /// Leaving master: virtual routes, then VIPs, go.
+    async fn hand_over(&mut self, i: usize) {
+        let inst = &self.insts[i];
+        let (name, iface) = (&inst.cfg.name, &inst.iface);
+        for r in &inst.cfg.virtual_routes {
+            if let Err(e) = self.netlink.del_route(r, Some(iface)).await {
+                error!(instance = %name, "virtual_routes: {e:#}");
+            }
+        }
+        for a in inst.vips() {
+            if let Err(e) = self.netlink.del(&a, iface).await {
+                error!(instance = %name, "{e:#}");
+            }
+        }
+    }
+
+    /// Gratuitous ARPs for instance `i` after `delay`, if it is still the same mastership.
+    fn garp_later(&self, i: usize, delay: Duration) {
+        let (id, epoch, tx) = (self.insts[i].id, self.insts[i].counters.became_master, self.tx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Input::Garp { id, epoch }).await;
+        });
+    }
+
+    fn index(&self, id: u64) -> Option<usize> {
+        self.insts.iter().position(|i| i.id == id)
+    }
+
+    /// Runs the state's script, then `notify` with its arguments (waited for on stop, so
+    /// notify_stop runs before we exit).
+    async fn notify(&self, specific: Option<Script>, any: Option<Script>, args: Vec<String>, wait: bool) {
+        let runs = [(specific, Vec::new()), (any, args)].into_iter().filter_map(|(s, a)| Some((s?, a))).collect();
+        self.notifier.in_order(runs, wait).await;
+    }
+
+    /// Group `g`'s members may now agree on a state: log it and run the group's scripts.
+    async fn settle_group(&mut self, g: usize) {
+        let states: Vec<State> = self.groups[g].members.iter().map(|m| self.insts[*m].machine.state).collect();
+        let Some(state) = self.groups[g].settle(&states) else { return };
+        let grp = &self.groups[g];
+        info!(group = %grp.name, "sync group now {}", state.name());
+        let specific = sync_group::script_for(&grp.notify, state);
+        let args = vec!["GROUP".to_string(), grp.name.clone(), state.name().to_string(), "0".to_string()];
+        self.notify(specific, grp.notify.any.clone(), args, state == State::Stopped).await;
+    }
+}
