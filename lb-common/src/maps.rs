@@ -263,7 +263,10 @@ pub type LblcKey = PersistKey;
 pub struct Meta {
     /// `consts::LAYOUT_VERSION` of the daemon that created the maps.
     pub layout_version: u32,
-    pub reserved: u32,
+    /// Real server ids below this have been handed out since the maps were created. Flows
+    /// and persistence entries name a real server by id, so an id a removed real server had
+    /// is given again only once fresh ones run out, across restarts too.
+    pub next_real: u32,
 }
 
 /// Key of `lb_unresolved`: a next hop the XDP FIB lookup found without a neighbour entry.

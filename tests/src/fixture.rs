@@ -288,6 +288,23 @@ impl Fixture {
         Ok(())
     }
 
+    /// The id `lb_reals` holds real server `addr` under, if it is programmed.
+    pub fn real_id(&self, addr: std::net::SocketAddr) -> Result<Option<u32>> {
+        let reals: aya::maps::Array<_, lb_common::RealDef> = aya::maps::Array::try_from(
+            self.ebpf()
+                .map(lb_common::consts::MAP_REALS)
+                .ok_or_else(|| anyhow!("no {}", lb_common::consts::MAP_REALS))?,
+        )?;
+        for (id, r) in reals.iter().enumerate() {
+            let r = r?;
+            let ip = lb_daemon::dataplane::services::ip_of(&r.addr, r.family);
+            if r.flags & lb_common::consts::REAL_PRESENT != 0 && std::net::SocketAddr::new(ip, r.port) == addr {
+                return Ok(Some(id as u32));
+            }
+        }
+        Ok(None)
+    }
+
     /// How many flows `lb_conntrack` holds.
     pub fn tracked_flows(&self) -> Result<usize> {
         let ct: HashMap<_, FlowKey, FlowValue> =

@@ -339,7 +339,7 @@ fn icmp_errors_about_a_flow_reach_its_real_server() {
 
 /// A packet the tunnel cannot carry (1500 bytes + the outer header over a 1500-byte link) is
 /// answered with ICMP "fragmentation needed" / ICMPv6 "packet too big" advertising the MTU
-/// less the tunnel header, from the VIP back to the sender's hop; without DF it is dropped.
+/// less the tunnel header, from the VIP back to the sender's hop; without DF it is handed to the daemon to fragment.
 #[test]
 fn tun_answers_packets_too_big_for_the_tunnel() {
     let (_ns, _peer, mut fx) = setup();
@@ -895,4 +895,25 @@ fn two_cpus_racing_on_the_same_flows_count_each_once() {
     let after_fins = live(&fx);
     println!("two CPUs: {after_acks} live after {FLOWS} doubled ACKs, {after_fins} after {FLOWS} doubled FINs");
     assert_eq!((after_acks, after_fins), (u64::from(FLOWS), u64::from(FLOWS)));
+}
+
+/// A removed real server's id is not handed to a new real server after a restart either:
+/// flows and persistence entries name real servers by id, so its stale entries would reach
+/// the newcomer. (A restarted daemon adopts the pins: `share` is that second instance.)
+#[test]
+fn a_restart_does_not_reuse_a_removed_real_servers_id() {
+    let (_ns, _peer, mut fx) = setup();
+    let a = DesiredReal { addr: SocketAddr::new(backend4(0).into(), 80), weight: 1 };
+    let b = DesiredReal { addr: SocketAddr::new(backend4(1).into(), 80), weight: 1 };
+    let c = DesiredReal { addr: SocketAddr::new(backend4(2).into(), 80), weight: 1 };
+    let svc = |reals: Vec<DesiredReal>| service(0, false, Scheduler::Rr, ForwardMethod::Dr, reals);
+    fx.apply(&[svc(vec![a.clone(), b.clone()])]).unwrap();
+    let b_id = fx.real_id(b.addr).unwrap().expect("b programmed");
+    fx.apply(&[svc(vec![a.clone()])]).unwrap();
+    assert_eq!(fx.real_id(b.addr).unwrap(), None, "b removed");
+    let mut restarted = fx.share().unwrap();
+    restarted.apply(&[svc(vec![a.clone(), c.clone()])]).unwrap();
+    let c_id = restarted.real_id(c.addr).unwrap().expect("c programmed");
+    assert_ne!(c_id, b_id, "the restarted daemon gave the new real server the removed one's id");
+    assert!(c_id > b_id, "ids handed out before the restart are not fresh: b {b_id}, c {c_id}");
 }

@@ -138,7 +138,8 @@ impl BpfDataplane {
         }
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
-        meta.set(0, Meta { layout_version: LAYOUT_VERSION, reserved: 0 }, 0)?;
+        let next_real = meta.get(&0, 0).map_or(0, |m| m.next_real);
+        meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real }, 0)?;
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -172,7 +173,14 @@ impl BpfDataplane {
                 max_real = Some(i as u32);
             }
         }
-        self.book.next_real = max_real.map_or(0, |m| m + 1);
+        // Ids handed out before (the high-water mark in `lb_meta`) and no longer present are
+        // reused only once fresh ones run out, as within one run.
+        let meta: Array<_, Meta> = Array::try_from(map_ref(&self.ebpf, MAP_META)?)?;
+        let handed_out = meta.get(&0, 0).map_or(0, |m| m.next_real);
+        self.book.next_real = max_real.map_or(0, |m| m + 1).max(handed_out);
+        let present: std::collections::BTreeSet<u32> =
+            reals_by_svc.values().flat_map(|r| r.values().copied()).collect();
+        self.book.free_reals = (0..self.book.next_real).filter(|id| !present.contains(id)).collect();
         for (id, mut keys) in by_id {
             keys.sort();
             let generation = gens.get(&id, 0)? & 1;
@@ -319,7 +327,14 @@ impl BpfDataplane {
     pub fn submit(&mut self, desired: &[DesiredService], now: Instant) -> Result<()> {
         let plan = plan::plan(&self.book, desired, now)?;
         self.pending = plan.deferred_until.map(|at| (desired.to_vec(), at));
-        commit::commit(&mut self.ebpf, &mut self.book, &mut self.retiring, desired, &plan)
+        let handed_out = self.book.next_real;
+        let committed = commit::commit(&mut self.ebpf, &mut self.book, &mut self.retiring, desired, &plan);
+        if self.book.next_real != handed_out {
+            let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
+            let next_real = self.book.next_real;
+            meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real }, 0).context("writing lb_meta")?;
+        }
+        committed
     }
 
     /// When `tick` has work: a retired real server or slice whose grace period ends, or a
