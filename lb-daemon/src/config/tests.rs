@@ -550,6 +550,21 @@ fn bpf_backend_refuses_what_it_cannot_run() {
     assert!(load_str_with_backend(src, BackendKind::Ipvs).diagnostics.is_empty());
 }
 
+/// SCTP services: XDP does not update SCTP's CRC32c, so `--backend bpf` refuses them at
+/// config-test time, `auto` gives them to IPVS.
+#[test]
+fn sctp_services_need_the_ipvs_backend() {
+    let src = "virtual_server 203.0.113.10 3868 {\n protocol SCTP\n real_server 198.51.100.11 3868\n}\n";
+    let strict = load_str_with_backend(src, BackendKind::Bpf);
+    let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("cannot run SCTP") && errs[0].contains("use --backend ipvs"), "{}", errs[0]);
+    let auto = load_str_with_backend(src, BackendKind::Auto);
+    assert!(!auto.has_errors());
+    assert!(auto.diagnostics.iter().any(|d| auto.sources.render(d).contains("--backend auto will use IPVS")));
+    assert!(load_str_with_backend(src, BackendKind::Ipvs).diagnostics.is_empty());
+}
+
 fn load_str_with_backend(src: &str, backend: BackendKind) -> Loaded {
     parse_text("b.conf", src, None, backend)
 }

@@ -193,6 +193,9 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
         if vs.ops {
             unsupported.push("one-packet scheduling (ops)".to_string());
         }
+        if vs.protocol == super::model::Protocol::Sctp {
+            unsupported.push("SCTP (XDP does not update SCTP's CRC32c checksum)".to_string());
+        }
         if !unsupported.is_empty() {
             let msg = format!("virtual_server {what}: the BPF data plane cannot run {}", unsupported.join(", "));
             match backend {

@@ -95,6 +95,9 @@ fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> 
     if !vs.scheduler.in_bpf() {
         return Some(format!("{name}: scheduler {} needs the IPVS backend", vs.scheduler.name()));
     }
+    if vs.protocol == crate::config::Protocol::Sctp {
+        return Some(format!("{name}: SCTP needs the IPVS backend (XDP does not update SCTP's CRC32c checksum)"));
+    }
     None
 }
 
@@ -251,6 +254,18 @@ mod tests {
         assert_eq!((d.len(), skipped.len()), (3, 0), "{skipped:?}");
         assert_eq!(d[1].marks, [1]);
         assert_eq!(d[2].scheduler.name(), "sed");
+    }
+
+    #[test]
+    fn sctp_is_left_to_ipvs() {
+        let l = parse_str(
+            "s.conf",
+            "virtual_server 203.0.113.10 3868 {\n protocol SCTP\n real_server 198.51.100.11 3868\n}\n",
+        );
+        let (d, skipped) = desired(&l.config, &Health::default(), false);
+        assert!(d.is_empty() && skipped[0].contains("SCTP needs the IPVS backend"), "{skipped:?}");
+        assert!(needs_ipvs(&l.config).is_some_and(|w| w.contains("SCTP")));
+        assert_eq!(desired(&l.config, &Health::default(), true).0.len(), 1);
     }
 
     /// Logs and status name a service as the data plane describes its key.
