@@ -13,6 +13,8 @@ pub mod ct;
 pub mod decision;
 pub mod hash;
 pub mod hdr;
+#[cfg(test)]
+mod layering;
 pub mod mem;
 pub mod persist;
 pub mod verdict;

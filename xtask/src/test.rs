@@ -19,6 +19,8 @@ pub fn run(extra: &[String]) -> Result<()> {
     sh_ok(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // lb-ebpf's library (its pure code) also builds for the host: linted and unit-tested here.
     sh_ok(cargo().args(["clippy"]).args(EBPF_HOST_LIB).args(["--", "-D", "warnings"]))?;
+    // Its unit tests too (`--tests` would also build the BPF binaries, which need nightly).
+    sh_ok(cargo().args(["clippy"]).args(EBPF_HOST_LIB).args(["--profile", "test", "--", "-D", "warnings"]))?;
     println!("test: lb-ebpf's library on the host");
     sh_ok(cargo().args(["test"]).args(EBPF_HOST_LIB))?;
     // The end-to-end tests run the lb-daemon binary; `cargo test` builds only test harnesses.
