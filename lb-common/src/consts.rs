@@ -147,36 +147,27 @@ pub const PINNED_MAPS: [&str; 20] = [
     MAP_IFACES,
 ];
 
-/// Every map of the `lb-xdp` object: the pinned ones and those only a running daemon uses.
-pub const XDP_MAPS: [&str; 27] = [
-    MAP_META,
-    MAP_SERVICES,
-    MAP_SVC_CONF,
-    MAP_SVC_GEN,
-    MAP_TABLES,
-    MAP_REALS,
-    MAP_REAL_CONNS,
-    MAP_REAL_EXPIRED,
-    MAP_REAL_STATS,
-    MAP_STATS,
-    MAP_SVC_STATS,
-    MAP_CONNTRACK,
-    MAP_NAT_REV,
-    MAP_HALFOPEN,
-    MAP_HALFOPEN_REV,
-    MAP_PERSIST,
-    MAP_LBLC,
-    MAP_RR,
-    MAP_REAL_SYNS,
-    MAP_UNRESOLVED,
-    MAP_SCRATCH,
-    MAP_FIB,
-    MAP_CSUM_BUF,
-    MAP_FRAGS,
-    MAP_PUNT,
-    MAP_GIVEUP,
-    MAP_IFACES,
-];
+/// The maps of `lb-xdp` only a running daemon uses (per-CPU scratch, rings, caches): not pinned.
+pub const RUNTIME_MAPS: [&str; 7] =
+    [MAP_REAL_SYNS, MAP_UNRESOLVED, MAP_SCRATCH, MAP_FIB, MAP_CSUM_BUF, MAP_PUNT, MAP_GIVEUP];
+
+/// Every map of the `lb-xdp` object: the pinned ones, then the runtime ones.
+pub const XDP_MAPS: [&str; PINNED_MAPS.len() + RUNTIME_MAPS.len()] = concat(PINNED_MAPS, RUNTIME_MAPS);
+
+/// `a` then `b` (`C` = `A` + `B`), for lists built from lists at compile time.
+const fn concat<const A: usize, const B: usize, const C: usize>(
+    a: [&'static str; A],
+    b: [&'static str; B],
+) -> [&'static str; C] {
+    assert!(A + B == C);
+    let mut out = [""; C];
+    let mut i = 0;
+    while i < C {
+        out[i] = if i < A { a[i] } else { b[i - A] };
+        i += 1;
+    }
+    out
+}
 
 /// The BPF objects `cargo xtask build-ebpf` builds (file names under
 /// `target/ebpf/bpfel-unknown-none/release/`), one per program set, and their programs

@@ -1,6 +1,7 @@
 //! Small real servers for tests and the demo: a TCP server that answers each connection with
 //! its name (and echoes what it read), a UDP server that answers each datagram with its name,
-//! and client helpers that ask the VIP and return which real server answered.
+//! a plain TCP echo for bulk transfers, and client helpers that ask the VIP and return which
+//! real server answered (or whether a transfer came back whole).
 
 use std::{
     collections::HashMap,
@@ -11,7 +12,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -319,6 +320,74 @@ impl Drop for SmtpSink {
             let _ = t.join();
         }
     }
+}
+
+/// A TCP server that sends back everything it reads, a thread per connection, for bulk
+/// transfers (`echo_transfer`). Stops accepting on drop.
+pub struct Echo(Arc<AtomicBool>);
+
+impl Echo {
+    pub fn start(ns: &Netns, bind: SocketAddr) -> Echo {
+        let stop = Arc::new(AtomicBool::new(false));
+        let l = ns.run(move || TcpListener::bind(bind)).unwrap().unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+        l.set_nonblocking(true).unwrap();
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        std::thread::spawn(move || {
+                            if let Ok(mut r) = c.try_clone() {
+                                let mut w = c;
+                                let _ = std::io::copy(&mut r, &mut w);
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Echo(stop)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sends `size` bytes to an `Echo` at `to` from `client` and reads them back, byte-compared:
+/// how long it took, or why not every byte came back (no progress for `stall` is a failure).
+pub fn echo_transfer(client: &Netns, to: SocketAddr, size: usize, stall: Duration) -> Result<Duration, String> {
+    client
+        .run(move || {
+            let data: Vec<u8> = (0..size as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            let start = Instant::now();
+            let c = TcpStream::connect_timeout(&to, stall).map_err(|e| format!("connecting: {e}"))?;
+            for t in [c.set_read_timeout(Some(stall)), c.set_write_timeout(Some(stall))] {
+                t.map_err(|e| e.to_string())?;
+            }
+            let mut w = c.try_clone().map_err(|e| e.to_string())?;
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || w.write_all(&sent).map_err(|e| format!("sending: {e}")));
+            let mut back = vec![0u8; size];
+            let mut got = 0;
+            while got < size {
+                match (&c).read(&mut back[got..]) {
+                    Ok(0) => return Err(format!("closed after {got} bytes")),
+                    Ok(n) => got += n,
+                    Err(e) => return Err(format!("stalled after {got} of {size} bytes: {e}")),
+                }
+            }
+            writer.join().map_err(|_| "the writer panicked".to_string())??;
+            match back.iter().zip(&data).position(|(a, b)| a != b) {
+                Some(at) => Err(format!("the echo differs from byte {at}")),
+                None => Ok(start.elapsed()),
+            }
+        })
+        .map_err(|e| e.to_string())?
 }
 
 /// Polls `f` every 20 ms until it holds or `timeout` passes; the last answer.

@@ -7,14 +7,14 @@
 //! The hosts keep their default offloads.
 
 use std::{
-    io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
 use lb_tests::{
     netns::{addr, veth},
     prelude::*,
+    servers::{Echo, echo_transfer},
 };
 
 /// The load balancer's link to the router, and the router's to the real server.
@@ -26,6 +26,8 @@ const ROUTER_DOWN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 2);
 const ROUTER_UP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 1);
 const SMALL_MTU: u32 = 1400;
 const SIZE: usize = 2 << 20;
+/// A transfer that makes no progress for this long has stalled: the path MTU was never learnt.
+const STALL: Duration = Duration::from_secs(5);
 
 struct Path {
     client: Netns,
@@ -96,51 +98,14 @@ fn config() -> String {
     )
 }
 
-/// An echo server (a thread per connection), for as long as the test runs.
-fn echo(ns: &Netns, bind: SocketAddr) {
-    let l = ns.run(move || TcpListener::bind(bind).unwrap()).unwrap();
-    std::thread::spawn(move || {
-        for c in l.incoming().flatten() {
-            std::thread::spawn(move || {
-                if let Ok(mut r) = c.try_clone() {
-                    let mut w = c;
-                    let _ = std::io::copy(&mut r, &mut w);
-                }
-            });
-        }
-    });
-}
-
-/// Sends `SIZE` bytes through the VIP and reads them back; false when it stalls.
-fn transfer(client: &Netns, to: SocketAddr) -> Result<(), String> {
-    client
-        .run(move || {
-            let data: Vec<u8> = (0..SIZE).map(|i| (i * 31 % 251) as u8).collect();
-            let c = TcpStream::connect_timeout(&to, Duration::from_secs(3)).map_err(|e| e.to_string())?;
-            c.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-            let mut w = c.try_clone().map_err(|e| e.to_string())?;
-            let sent = data.clone();
-            std::thread::spawn(move || w.write_all(&sent));
-            let mut back = vec![0u8; SIZE];
-            let mut got = 0;
-            while got < SIZE {
-                match (&c).read(&mut back[got..]) {
-                    Ok(0) => return Err(format!("closed after {got} bytes")),
-                    Ok(n) => got += n,
-                    Err(e) => return Err(format!("stalled after {got} of {SIZE} bytes: {e}")),
-                }
-            }
-            if back == data { Ok(()) } else { Err("the echo differs".into()) }
-        })
-        .map_err(|e| e.to_string())?
-}
-
 #[test]
 fn a_smaller_mtu_behind_the_load_balancer_is_discovered_through_nat() {
     require_root();
     let p = path();
-    echo(&p.real, SocketAddr::new(IpAddr::from(backend4(0)), 8080));
-    echo(&p.real, SocketAddr::new(IpAddr::from(backend6(0)), 8080));
+    let _echoes = [
+        Echo::start(&p.real, SocketAddr::new(backend4(0).into(), 8080)),
+        Echo::start(&p.real, SocketAddr::new(backend6(0).into(), 8080)),
+    ];
     let cfg = TempConfig::new("pmtu", &config());
     let pins = daemon::pin_dir("pmtu");
     let d = Daemon::start(&p.lb, &cfg, &pins, &[]).unwrap();
@@ -148,7 +113,7 @@ fn a_smaller_mtu_behind_the_load_balancer_is_discovered_through_nat() {
     let mut translated = Vec::new();
     for vip in [IpAddr::from(VIP4), VIP6.into()] {
         let before = read_stats(&pins).unwrap().global.0["reason_icmp_reply"];
-        if let Err(e) = transfer(&p.client, SocketAddr::new(vip, 80)) {
+        if let Err(e) = echo_transfer(&p.client, SocketAddr::new(vip, 80), SIZE, STALL) {
             failed.push(format!("{vip}: {e}"));
         }
         translated.push(read_stats(&pins).unwrap().global.0["reason_icmp_reply"] - before);

@@ -8,16 +8,14 @@
 //! such frame as `reason_gso_dropped`).
 
 use std::{
-    io::{Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
+    net::{IpAddr, SocketAddr},
+    time::Duration,
 };
 
-use lb_tests::prelude::*;
+use lb_tests::{
+    prelude::*,
+    servers::{Echo, echo_transfer},
+};
 
 const SIZE: usize = 10 << 20;
 /// A transfer that makes no progress for this long has failed (a healthy one over veth never
@@ -39,73 +37,6 @@ fn config() -> String {
     c
 }
 
-/// A TCP server that sends back everything it reads, a thread per connection.
-struct Echo(Arc<AtomicBool>);
-
-impl Echo {
-    fn start(ns: &Netns, bind: SocketAddr) -> Echo {
-        let stop = Arc::new(AtomicBool::new(false));
-        let l = ns.run(move || TcpListener::bind(bind)).unwrap().unwrap_or_else(|e| panic!("bind {bind}: {e}"));
-        l.set_nonblocking(true).unwrap();
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        std::thread::spawn(move || {
-                            if let Ok(mut r) = c.try_clone() {
-                                let mut w = c;
-                                let _ = std::io::copy(&mut r, &mut w);
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Echo(stop)
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Sends `SIZE` bytes to `to` from the client and reads them back: how long it took, or why
-/// not every byte came back (a transfer stalled for `STALL` has failed).
-fn transfer(client: &Netns, to: SocketAddr) -> Result<Duration, String> {
-    client
-        .run(move || {
-            let data: Vec<u8> = (0..SIZE as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-            let start = Instant::now();
-            let c = TcpStream::connect_timeout(&to, STALL).map_err(|e| format!("connecting: {e}"))?;
-            for t in [c.set_read_timeout(Some(STALL)), c.set_write_timeout(Some(STALL))] {
-                t.map_err(|e| e.to_string())?;
-            }
-            let mut w = c.try_clone().map_err(|e| e.to_string())?;
-            let sent = data.clone();
-            let writer = std::thread::spawn(move || w.write_all(&sent).map_err(|e| format!("sending: {e}")));
-            let mut back = vec![0u8; SIZE];
-            let mut got = 0;
-            while got < SIZE {
-                match (&c).read(&mut back[got..]) {
-                    Ok(0) => return Err(format!("closed after {got} bytes")),
-                    Ok(n) => got += n,
-                    Err(e) => return Err(format!("stalled after {got} of {SIZE} bytes: {e}")),
-                }
-            }
-            writer.join().map_err(|_| "the writer panicked".to_string())??;
-            match back.iter().zip(&data).position(|(a, b)| a != b) {
-                Some(at) => Err(format!("the echo differs from byte {at}")),
-                None => Ok(start.elapsed()),
-            }
-        })
-        .map_err(|e| e.to_string())?
-}
-
 /// Every method and family in `mode`: which failed, and the data plane's counters.
 fn transfers(mode: &str) -> (Vec<String>, std::collections::BTreeMap<&'static str, u64>, Vec<String>) {
     require_root();
@@ -124,7 +55,7 @@ fn transfers(mode: &str) -> (Vec<String>, std::collections::BTreeMap<&'static st
     for vip in [IpAddr::from(VIP4), VIP6.into()] {
         for (port, method) in METHODS {
             let name = format!("{mode} {method} {}", if vip.is_ipv4() { "IPv4" } else { "IPv6" });
-            match transfer(&topo.client, SocketAddr::new(vip, port)) {
+            match echo_transfer(&topo.client, SocketAddr::new(vip, port), SIZE, STALL) {
                 Ok(t) => println!("{name}: 10 MB each way in {:.2} s", t.as_secs_f64()),
                 Err(e) => {
                     println!("{name}: {e}");

@@ -339,7 +339,8 @@ fn icmp_errors_about_a_flow_reach_its_real_server() {
 
 /// A packet the tunnel cannot carry (1500 bytes + the outer header over a 1500-byte link) is
 /// answered with ICMP "fragmentation needed" / ICMPv6 "packet too big" advertising the MTU
-/// less the tunnel header, from the VIP back to the sender's hop; without DF it is handed to the daemon to fragment.
+/// less the tunnel header, from the VIP back to the sender's hop; without DF it is handed to
+/// the daemon to fragment.
 #[test]
 fn tun_answers_packets_too_big_for_the_tunnel() {
     let (_ns, _peer, mut fx) = setup();
