@@ -45,6 +45,15 @@ fn real(v6: bool, fwd: ForwardMethod, vport: u16) -> DesiredReal {
     DesiredReal { addr: SocketAddr::new(ip, port), weight: 1 }
 }
 
+/// An rr service by `fwd` with its one real server in each family: IPv4 on port 1000,
+/// IPv6 on 1001.
+fn one_real_each_family(fwd: ForwardMethod) -> [DesiredService; 2] {
+    [
+        service(0, false, Scheduler::Rr, fwd, vec![real(false, fwd, 1000)]),
+        service(1, true, Scheduler::Rr, fwd, vec![real(true, fwd, 1001)]),
+    ]
+}
+
 fn frame(v6: bool, l4: L4) -> Vec<u8> {
     if v6 { v6_frame(CLIENT6, VIP6, l4) } else { v4(L2::Plain, CLIENT4, VIP4, l4, b"data") }
 }
@@ -131,10 +140,7 @@ fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
 #[test]
 fn nat_replies_get_the_vip_back_as_source() {
     let (_ns, _peer, mut fx) = setup();
-    let svcs = [
-        service(0, false, Scheduler::Rr, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)]),
-        service(1, true, Scheduler::Rr, ForwardMethod::Nat, vec![real(true, ForwardMethod::Nat, 1001)]),
-    ];
+    let svcs = one_real_each_family(ForwardMethod::Nat);
     fx.apply(&svcs).unwrap();
     // The client's SYN creates the flow (and its reply entry).
     for (v6, vport) in [(false, 1000u16), (true, 1001)] {
@@ -344,11 +350,7 @@ fn icmp_errors_about_a_flow_reach_its_real_server() {
 #[test]
 fn tun_answers_packets_too_big_for_the_tunnel() {
     let (_ns, _peer, mut fx) = setup();
-    fx.apply(&[
-        service(0, false, Scheduler::Rr, ForwardMethod::Tun, vec![real(false, ForwardMethod::Tun, 1000)]),
-        service(1, true, Scheduler::Rr, ForwardMethod::Tun, vec![real(true, ForwardMethod::Tun, 1001)]),
-    ])
-    .unwrap();
+    fx.apply(&one_real_each_family(ForwardMethod::Tun)).unwrap();
     let big4 = v4(L2::Plain, CLIENT4, VIP4, L4::TcpAck { sport: 44000, dport: 1000 }, &[7; 1460]);
     let mut want4 = Vec::new();
     etherparse::PacketBuilder::ethernet2(LB_MAC, CLIENT_MAC)
@@ -780,11 +782,7 @@ fn fragments_follow_their_first_fragment() {
 #[test]
 fn icmp_errors_from_the_real_side_reach_the_client_from_the_vip() {
     let (_ns, _peer, mut fx) = setup();
-    fx.apply(&[
-        service(0, false, Scheduler::Rr, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)]),
-        service(1, true, Scheduler::Rr, ForwardMethod::Nat, vec![real(true, ForwardMethod::Nat, 1001)]),
-    ])
-    .unwrap();
+    fx.apply(&one_real_each_family(ForwardMethod::Nat)).unwrap();
     const ROUTER4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 254);
     const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0xfe);
     for (is_v6, vport) in [(false, 1000u16), (true, 1001)] {
