@@ -47,8 +47,8 @@ pub fn keyword_status() -> String {
          naming its file:line:col, never silently and never as an error.\n\
          - **refused**: a few keepalived settings are errors. `auth_type AH` (lb-daemon has no IPsec AH): \
          the daemon does not start. With `--backend bpf` (or `lb_backend bpf`), what only IPVS runs: the \
-         schedulers lblcr, sed, nq, fo, ovf and twos, firewall-mark services and `ops` (`--backend auto` \
-         warns and uses IPVS for them).\n\
+         schedulers lblcr, sed, nq, fo, ovf and twos, firewall-mark services, `protocol SCTP` and `ops` \
+         (`--backend auto` warns and uses IPVS for them).\n\
          - Keywords keepalived does not know are errors with a \"did you mean\" hint.\n\n\
          ## Parsed\n\n| keyword | block |\n| --- | --- |\n",
     );
