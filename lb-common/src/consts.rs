@@ -25,12 +25,10 @@ pub const MAX_SEQUENCE: u32 = 4096;
 /// lc/wlc/lblc scan this many real servers at most (the data plane loop bound).
 pub const MAX_SCAN: u32 = 64;
 
-/// Default connection-tracking and NAT-reverse table size (entries). Each entry costs about
-/// `CT_ENTRY_BYTES`; `--conntrack-size` changes it.
+/// Default connection-tracking and NAT-reverse table size (entries); `--conntrack-size`
+/// changes it. An `lb_conntrack` entry costs 128 bytes with the kernel's LRU element header,
+/// an `lb_nat_rev` one 144 (`cargo xtask bench` measures both from `bytes_memlock`).
 pub const DEFAULT_CONNTRACK: u32 = 262_144;
-/// Key (40) + value (24) + the kernel's LRU hash element header (about 48): bytes per flow
-/// in `lb_conntrack`; NAT services add as much again in `lb_nat_rev`.
-pub const CT_ENTRY_BYTES: u32 = 112;
 /// A TCP flow whose first packet was a SYN waits in `lb_halfopen` (and, for NAT, its reply
 /// tuple in `lb_halfopen_rev`) until the client's first non-SYN packet moves it into
 /// `lb_conntrack`: a SYN flood churns this table, not the established flows'. Sized as a
