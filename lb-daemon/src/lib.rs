@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod fuzzing;
@@ -26,7 +27,7 @@ pub mod vrrp;
 mod layering {
     use std::path::Path;
 
-    const ORDER: [&str; 14] = [
+    const ORDER: [&str; 15] = [
         "config",
         "logging",
         "pidfile",
@@ -38,6 +39,7 @@ mod layering {
         "ipvs",
         "vrrp",
         "state",
+        "control",
         "metrics",
         "fuzzing",
         "daemon",

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use lb_common::consts::PIN_DIR;
 use lb_daemon::{
     config::{self, BackendKind},
+    control::{Reply, Request},
     daemon::{self, Options},
     dataplane::bpf::{self, AttachMode},
 };
@@ -34,9 +35,13 @@ struct Cli {
     /// Print (with -t) or log (at start) the parsed configuration.
     #[arg(short = 'd', long = "dump-conf")]
     dump_conf: bool,
-    /// With -t: print the parsed configuration as JSON on stdout.
+    /// With -t: print the parsed configuration as JSON on stdout (with --diff, the changes).
     #[arg(long)]
     json: bool,
+    /// With -t: what reloading the running daemon (found by --run-dir) with this file would
+    /// change. Exit 0: nothing; 1: something; 2: no comparison (daemon not reachable).
+    #[arg(long, requires = "config_test")]
+    diff: bool,
     /// Forwarding backend; overrides the config's `lb_backend`. `auto` uses the XDP data
     /// plane when the kernel can run it and the config needs nothing only IPVS has, and
     /// IPVS otherwise.
@@ -120,6 +125,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stop new connections (and new persistent clients) to a real server; its established
+    /// connections continue. Kept across reloads until `undrain`, unless a reload changes
+    /// or removes that real server.
+    Drain {
+        /// The real server, ADDRESS:PORT as in the config (`[ADDRESS]:PORT` for IPv6).
+        real: std::net::SocketAddr,
+        /// Only in this virtual server (VIP:PORT[/PROTO], `group NAME`); default: all that have it.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Undo `drain`.
+    Undrain {
+        real: std::net::SocketAddr,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Set a real server's weight (0-65535) while it is up, until `--reset` or a reload that
+    /// changes that real server.
+    Weight {
+        real: std::net::SocketAddr,
+        #[arg(required_unless_present = "reset")]
+        weight: Option<u32>,
+        /// Back to the configured (or checker-set) weight.
+        #[arg(long, conflicts_with = "weight")]
+        reset: bool,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// The service takes no new connections (no sorry server either); established ones
+    /// continue. Kept across reloads until `enable`, unless a reload removes the service.
+    Disable {
+        /// VIP:PORT[/PROTO], `group NAME/PROTO` or `fwmark N/PROTO`.
+        service: String,
+    },
+    /// Undo `disable`.
+    Enable { service: String },
     /// Print the MD5 digest of a URL's body, as keepalived's genhash does, for a `digest` line.
     Genhash {
         /// Server address.
@@ -158,6 +199,17 @@ fn main() -> ExitCode {
         Some(Command::Stats { json }) => stats(&cli, *json),
         Some(Command::Status { json }) => status(&cli, *json),
         Some(Command::Decap { from, vips }) => decap(&cli, from, vips),
+        Some(Command::Drain { real, service }) => {
+            control(&cli, Request::Drain { real: *real, service: service.clone() })
+        }
+        Some(Command::Undrain { real, service }) => {
+            control(&cli, Request::Undrain { real: *real, service: service.clone() })
+        }
+        Some(Command::Weight { real, weight, reset: _, service }) => {
+            control(&cli, Request::Weight { real: *real, service: service.clone(), weight: *weight })
+        }
+        Some(Command::Disable { service }) => control(&cli, Request::Disable { service: service.clone() }),
+        Some(Command::Enable { service }) => control(&cli, Request::Enable { service: service.clone() }),
         Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
             genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
         }
@@ -200,9 +252,61 @@ fn config_test(cli: &Cli) -> ExitCode {
     if errors > 0 {
         eprintln!("{}: {errors} error(s)", cli.config.display());
         ExitCode::from(EXIT_CONFIG_TEST)
+    } else if cli.diff {
+        diff(cli)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `-t --diff` exit codes (as diff(1)): the configuration is valid, and a reload with it
+/// changes nothing / something; or the running daemon could not be asked.
+const EXIT_DIFF_SAME: u8 = 0;
+const EXIT_DIFF_CHANGES: u8 = 1;
+const EXIT_DIFF_TROUBLE: u8 = 2;
+
+fn diff(cli: &Cli) -> ExitCode {
+    let asked = std::path::absolute(&cli.config)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| lb_daemon::control::request(&cli.run_dir, &Request::Preview { config }));
+    let preview = match asked {
+        Ok(Reply { ok: true, preview: Some(p), .. }) => p,
+        Ok(r) => {
+            eprintln!("lb-daemon: the running daemon could not compare: {}", r.message);
+            return ExitCode::from(EXIT_DIFF_TROUBLE);
+        }
+        Err(e) => {
+            eprintln!("lb-daemon: {e:#}");
+            return ExitCode::from(EXIT_DIFF_TROUBLE);
+        }
+    };
+    if cli.json {
+        match serde_json::to_string_pretty(&preview) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("lb-daemon: {e}"),
+        }
+    } else {
+        for c in &preview.changes {
+            println!("{c}");
+        }
+        for b in &preview.buckets {
+            println!("{} ({}): {} of {} table buckets change real server", b.service, b.scheduler, b.moved, b.total);
+        }
+        if preview.changes.is_empty() {
+            println!("no change");
+        }
+    }
+    ExitCode::from(if preview.changes.is_empty() { EXIT_DIFF_SAME } else { EXIT_DIFF_CHANGES })
+}
+
+/// Sends a runtime-control request to the running daemon and prints its answer.
+fn control(cli: &Cli, req: Request) -> anyhow::Result<()> {
+    let reply = lb_daemon::control::request(&cli.run_dir, &req)?;
+    if !reply.ok {
+        anyhow::bail!("{}", reply.message);
+    }
+    println!("{}", reply.message);
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -304,6 +408,16 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
     }
     for q in &s.quorum_lost {
         println!("  {q}: quorum lost");
+    }
+    if !s.overrides.is_empty() {
+        println!("overrides (lb-daemon drain/weight/disable):");
+        for o in &s.overrides {
+            let weight = o.weight.map(|w| format!(" weight {w}")).unwrap_or_default();
+            match &o.real {
+                Some(r) => println!("  {:<24} -> {:<22} {}{weight}", o.service, r, o.kind),
+                None => println!("  {:<24} {}", o.service, o.kind),
+            }
+        }
     }
     println!("checker counters: {}", s.checker_counters);
     Ok(())

@@ -39,6 +39,7 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     register_vrrp(&mut r, status);
     register_checkers(&mut r, status);
     register_punt(&mut r, status);
+    register_overrides(&mut r, status);
     if let Some(dp) = dp {
         register_dataplane(&mut r, dp);
     }
@@ -90,6 +91,20 @@ fn register_checkers(r: &mut Registry, status: &Status) {
         changes.get_or_create(&labels(&[("change", dir)])).inc_by(n);
     }
     r.register("checker_changes", "Real server and quorum changes", changes);
+}
+
+fn register_overrides(r: &mut Registry, status: &Status) {
+    let overrides = Family::<Labels, Gauge>::default();
+    for o in &status.overrides {
+        let real = o.real.as_deref().unwrap_or("");
+        let l = labels(&[("service", &o.service), ("real", real), ("kind", &o.kind)]);
+        overrides.get_or_create(&l).set(o.weight.map_or(-1, i64::from));
+    }
+    r.register(
+        "override",
+        "Runtime overrides (lb-daemon drain/weight/disable): the weight in force, 0 when drained, -1 for a disabled service",
+        overrides,
+    );
 }
 
 fn register_punt(r: &mut Registry, status: &Status) {

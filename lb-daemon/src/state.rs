@@ -115,6 +115,21 @@ pub struct Status {
     /// Frames the BPF data plane handed to the daemon (held fragments, IPv4 to fragment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub punt: Option<crate::dataplane::punt::PuntStats>,
+    /// Runtime overrides set with `lb-daemon drain|weight|disable`.
+    #[serde(default)]
+    pub overrides: Vec<OverrideStatus>,
+}
+
+/// One runtime override, as `status` and the metrics show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverrideStatus {
+    pub service: String,
+    /// None for a whole service (`disable`).
+    pub real: Option<String>,
+    /// `drained`, `weight` or `disabled`.
+    pub kind: String,
+    /// The weight in force: 0 when drained.
+    pub weight: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

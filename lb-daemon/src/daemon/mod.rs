@@ -23,7 +23,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     check::{self, Checkers},
-    config::BackendKind,
+    config::{self, BackendKind},
+    control::{self, Reply, Request},
     dataplane::{Backend, punt, services::DesiredService},
     netlink::Netlink,
     notify::{Mailer, Notifier},
@@ -62,7 +63,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let mut rtmin2 = signal(SignalKind::from_raw(libc::SIGRTMIN() + 2))?;
-    let (mut shell, mut reports) = Shell::start(opts).await?;
+    let (mut shell, mut reports, mut requests) = Shell::start(opts).await?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut publish = tokio::time::interval(PUBLISH);
     let mut neighbours = tokio::time::interval(NEIGHBOURS);
@@ -80,6 +81,11 @@ pub async fn run(opts: Options) -> Result<()> {
             _ = publish.tick() => shell.publish().await,
             _ = hup.recv() => shell.reload().await,
             Some(report) = reports.recv() => shell.handle(Event::Report(report)).await,
+            Some((req, reply)) = requests.recv() => {
+                let answer = shell.control(req).await;
+                // The caller may have given up; nothing to do about it.
+                let _ = reply.send(answer);
+            }
             _ = housekeeping.tick() => shell.housekeeping(),
             _ = term.recv() => { info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { info!("SIGINT: stopping"); break; }
@@ -112,7 +118,13 @@ struct Shell {
 impl Shell {
     /// Reads the config, starts the backend, programs the services, starts VRRP and the
     /// metrics endpoint; on a failure nothing stays attached or pinned.
-    async fn start(opts: Options) -> Result<(Self, tokio::sync::mpsc::Receiver<check::health::Report>)> {
+    async fn start(
+        opts: Options,
+    ) -> Result<(
+        Self,
+        tokio::sync::mpsc::Receiver<check::health::Report>,
+        tokio::sync::mpsc::Receiver<control::Incoming>,
+    )> {
         let loaded = read_config(&opts.config, opts.backend)?;
         for w in not_acted_on(&loaded) {
             warn!("{w}");
@@ -122,6 +134,7 @@ impl Shell {
         }
         let runner = crate::script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
         let run_dir = RunDir::open(&opts.run_dir)?;
+        let requests = control::serve(run_dir.path())?;
         let netlink = Netlink::new()?;
         let mut dp = if opts.subsystems.dataplane() {
             Some(startup::start_backend(&opts, &loaded.config)?)
@@ -182,19 +195,52 @@ impl Shell {
             // Metrics are an extra: forwarding and failover go on without them.
             error!("{e:#}; running without metrics");
         }
-        Ok((shell, reports))
+        Ok((shell, reports, requests))
     }
 
     /// Feeds `event` to the core and carries out its actions, feeding back the outcomes the
     /// core waits for (programming, VRRP reloads). Only the start can fail (`Abort`).
     async fn perform(&mut self, event: Event) -> Result<()> {
-        let mut queue = VecDeque::from(self.node.on_event(event));
+        let actions = self.node.on_event(event);
+        self.carry_out_all(actions).await.map(|_| ())
+    }
+
+    /// Carries out `actions` and those the core answers their outcomes with; returns the
+    /// last programming failure, if any.
+    async fn carry_out_all(&mut self, actions: Vec<Action>) -> Result<Option<String>> {
+        let mut queue = VecDeque::from(actions);
+        let mut failed = None;
         while let Some(action) = queue.pop_front() {
             if let Some(outcome) = self.carry_out(action).await? {
+                if let Event::Programmed { result: Err(e), .. } = &outcome {
+                    failed = Some(e.clone());
+                }
                 queue.extend(self.node.on_event(outcome));
             }
         }
-        Ok(())
+        Ok(failed)
+    }
+
+    /// Answers a control-socket request; it is done (the backend reprogrammed) when this
+    /// returns.
+    async fn control(&mut self, req: Request) -> Reply {
+        if let Request::Preview { config } = &req {
+            return match config::load(config, self.opts.backend) {
+                Err(e) => Reply::err(format!("{e:#}")),
+                Ok(l) if l.has_errors() => {
+                    let text: Vec<String> = l.errors().map(|d| l.sources.render(d)).collect();
+                    Reply::err(text.join("\n"))
+                }
+                Ok(l) => Reply { preview: Some(self.node.preview(&l)), ..Reply::ok("preview") },
+            };
+        }
+        let (answer, actions) = self.node.control(req);
+        match (answer, self.carry_out_all(actions).await) {
+            (Err(e), _) => Reply::err(e),
+            (Ok(m), Ok(None)) => Reply::ok(m),
+            (Ok(m), Ok(Some(e))) => Reply::err(format!("{m}, but programming the backend failed: {e}")),
+            (Ok(m), Err(e)) => Reply::err(format!("{m}, but: {e:#}")),
+        }
     }
 
     async fn handle(&mut self, event: Event) {
@@ -358,6 +404,7 @@ impl Shell {
             info!("stopped; {removed}");
         }
         let _ = std::fs::remove_file(self.run_dir.path().join(state::STATE_FILE));
+        let _ = std::fs::remove_file(control::socket_path(self.run_dir.path()));
         Ok(())
     }
 }

@@ -8,9 +8,15 @@ use std::{net::IpAddr, time::Instant};
 
 use tracing::{error, info, warn};
 
+mod overrides;
+mod preview;
+
+use overrides::{Overrides, RealSet};
+
 use crate::{
     check::{self, CheckId, Checks, Spec, health::Health},
     config::{self, BackendKind, Loaded, RealServer, Script, VirtualServer},
+    control::{Preview, Request},
     dataplane::{
         SyncRole, SyncWant,
         services::{self, DesiredService},
@@ -102,10 +108,12 @@ pub enum Action {
     Abort(String),
 }
 
-/// What undoes a reload: the configuration it replaced, and that configuration's checkers.
+/// What undoes a reload: the configuration it replaced, that configuration's checkers, and
+/// the overrides as they were.
 struct Undo {
     old: Loaded,
     checks: Checks,
+    overrides: Overrides,
 }
 
 /// Where a reload is.
@@ -135,6 +143,8 @@ pub struct Node {
     /// Programming the services at start: a failure ends the daemon.
     starting: bool,
     reload: Option<Reload>,
+    /// Drains, weights and disabled services set over the control socket.
+    overrides: Overrides,
 }
 
 impl Node {
@@ -158,6 +168,7 @@ impl Node {
             sync: None,
             starting: false,
             reload: None,
+            overrides: Overrides::default(),
         }
     }
 
@@ -227,6 +238,7 @@ impl Node {
             d.quorum_up = self.health.quorum_up(&d.name);
         }
         self.health.retain_services(&desired.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
+        self.overrides.apply(&mut desired, &self.health);
         out.push(Action::Program(desired));
         out
     }
@@ -260,7 +272,12 @@ impl Node {
         let new_vrrp = vrrp_config(&new.config, self.subsystems);
         let fingerprint = vrrp::fingerprint(&new_vrrp);
         let vrrp_changed = fingerprint != self.vrrp_fingerprint;
-        let undo = Undo { old: std::mem::replace(&mut self.current, new), checks: rollback_checks };
+        let (kept, dropped) = self.overrides.after_reload(&self.current.config, &new.config);
+        for d in dropped {
+            warn!("override cleared: {d}");
+        }
+        let overrides = std::mem::replace(&mut self.overrides, kept);
+        let undo = Undo { old: std::mem::replace(&mut self.current, new), checks: rollback_checks, overrides };
         let mut out = self.run_checkers(checks);
         if vrrp_changed {
             // Only what changed moves: untouched instances keep state, timers and VIPs.
@@ -306,6 +323,7 @@ impl Node {
             (Some(Reload::Program { undo, .. }), Err(e)) => {
                 error!("reload failed, going back to the running configuration: {e}");
                 self.current = undo.old;
+                self.overrides = undo.overrides;
                 let mut out = self.run_checkers(undo.checks);
                 out.extend(self.program());
                 self.reload = Some(Reload::RollBack);
@@ -373,7 +391,58 @@ impl Node {
             backend,
             // The shell adds the hand-over's counters (a task's, not the core's).
             punt: None,
+            overrides: self.overrides.status(),
         }
+    }
+
+    /// A request from the control socket: the answer, and the actions that carry it out
+    /// (the services reprogrammed). A request that cannot be done changes nothing.
+    pub fn control(&mut self, req: Request) -> (Result<String, String>, Vec<Action>) {
+        if self.backend.is_none() {
+            return (Err("no services run here (-P: VRRP only)".into()), Vec::new());
+        }
+        let cfg = &self.current.config;
+        let (done, verb) = match &req {
+            Request::Drain { real, service } => {
+                (self.overrides.set_real(cfg, *real, service.as_deref(), RealSet::Drain), format!("drained {real}"))
+            }
+            Request::Undrain { real, service } => {
+                (self.overrides.set_real(cfg, *real, service.as_deref(), RealSet::Undrain), format!("undrained {real}"))
+            }
+            Request::Weight { real, service, weight } => {
+                let what = weight.map_or_else(|| "back to its configured weight".into(), |w| format!("weight {w}"));
+                (
+                    self.overrides.set_real(cfg, *real, service.as_deref(), RealSet::Weight(*weight)),
+                    format!("{real}: {what}"),
+                )
+            }
+            Request::Disable { service } => (self.overrides.set_disabled(cfg, service, true), "disabled".into()),
+            Request::Enable { service } => (self.overrides.set_disabled(cfg, service, false), "enabled".into()),
+            Request::Preview { .. } => return (Err("a preview needs the new configuration".into()), Vec::new()),
+        };
+        match done {
+            Ok(services) => {
+                let message = format!("{verb} in {}", services.join(", "));
+                warn!("control: {message}");
+                (Ok(message), self.program())
+            }
+            Err(e) => (Err(e), Vec::new()),
+        }
+    }
+
+    /// What reloading with `new` would change, against the running configuration with the
+    /// checkers' verdicts and the overrides as they are.
+    pub fn preview(&self, new: &Loaded) -> Preview {
+        let for_ipvs = self.backend == Some(BackendKind::Ipvs);
+        let desired = |cfg: &config::Config, overrides: &Overrides| {
+            let (mut d, _) = services::desired(cfg, &self.health, for_ipvs);
+            overrides.apply(&mut d, &self.health);
+            d
+        };
+        let (kept, _) = self.overrides.after_reload(&self.current.config, &new.config);
+        let old = (&self.current.config, desired(&self.current.config, &self.overrides));
+        let new = (&new.config, desired(&new.config, &kept));
+        preview::preview(old, new, self.backend.is_some())
     }
 
     /// `omega`: on the way out, the down notifiers of what is still up.

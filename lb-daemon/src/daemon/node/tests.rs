@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use super::*;
+use crate::control::{Leaving, Request};
 use crate::{
     check::health::{CheckState, Report},
     script::Runner,
@@ -225,4 +226,130 @@ fn unresolved_next_hops_are_handed_to_the_kernel() {
     let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
     let ip: IpAddr = "198.51.100.1".parse().unwrap();
     assert_eq!(n.on_event(Event::Tick(Tick::Unresolved(vec![(ip, 3)]))), [Action::Resolve(ip, 3)]);
+}
+
+fn control(n: &mut Node, req: Request) -> Result<Vec<Action>, String> {
+    let (answer, actions) = n.control(req);
+    answer.map(|_| actions)
+}
+
+#[test]
+fn a_drained_real_server_stays_with_weight_0_until_undrained() {
+    let mut n = started(&conf(2, ""), Some(BackendKind::Bpf));
+    let a = control(&mut n, Request::Drain { real: real(11), service: None }).unwrap();
+    let d = programmed(&a);
+    assert_eq!((reals(&d[0]), d[0].quorum_up), (vec![(real(11), 0), (real(12), 1)], true), "no quorum change");
+    assert!(!a.iter().any(|a| matches!(a, Action::RunScript(_) | Action::Mail { .. })), "not a failure: {a:?}");
+    let s = n.status(Vec::new(), None);
+    assert_eq!(s.overrides.len(), 1);
+    assert_eq!((s.overrides[0].kind.as_str(), s.overrides[0].weight), ("drained", Some(0)));
+    // A checker verdict reprograms with the drain still in force.
+    let a = n.on_event(report(12, false));
+    assert_eq!(reals(&programmed(&a)[0]), [(real(11), 0)]);
+    n.on_event(report(12, true));
+    let a = control(&mut n, Request::Undrain { real: real(11), service: Some("203.0.113.10:80".into()) }).unwrap();
+    assert_eq!(reals(&programmed(&a)[0]), [(real(11), 2), (real(12), 1)]);
+    assert!(n.status(Vec::new(), None).overrides.is_empty());
+}
+
+#[test]
+fn control_requests_that_name_nothing_change_nothing() {
+    let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
+    let e = control(&mut n, Request::Drain { real: real(99), service: None }).unwrap_err();
+    assert!(e.contains("198.51.100.99:80 is not a real_server"), "{e}");
+    let e = control(&mut n, Request::Drain { real: real(11), service: Some("192.0.2.1:80".into()) }).unwrap_err();
+    assert!(e.contains("no virtual_server 192.0.2.1:80") && e.contains(VS), "{e}");
+    let e = control(&mut n, Request::Weight { real: real(11), service: None, weight: Some(70000) }).unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+    assert!(n.status(Vec::new(), None).overrides.is_empty());
+    // -P runs no services: nothing to control.
+    let mut p = started(&conf(1, ""), None);
+    assert!(control(&mut p, Request::Disable { service: VS.into() }).is_err());
+}
+
+#[test]
+fn a_weight_applies_while_the_real_server_is_up() {
+    let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
+    let a = control(&mut n, Request::Weight { real: real(12), service: None, weight: Some(5) }).unwrap();
+    assert_eq!(reals(&programmed(&a)[0]), [(real(11), 1), (real(12), 5)]);
+    // Down, it leaves the service as any real server does; up again, the override is back.
+    assert_eq!(reals(&programmed(&n.on_event(report(12, false)))[0]), [(real(11), 1)]);
+    assert_eq!(reals(&programmed(&n.on_event(report(12, true)))[0]), [(real(11), 1), (real(12), 5)]);
+    let a = control(&mut n, Request::Weight { real: real(12), service: None, weight: None }).unwrap();
+    assert_eq!(reals(&programmed(&a)[0]), [(real(11), 1), (real(12), 1)]);
+}
+
+#[test]
+fn a_disabled_service_schedules_nothing_not_even_its_sorry_server() {
+    let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
+    let a = control(&mut n, Request::Disable { service: "203.0.113.10:80/tcp".into() }).unwrap();
+    let d = &programmed(&a)[0];
+    assert_eq!((d.quorum_up, d.sorry, d.reals.len()), (false, None, 2), "real servers stay for their flows");
+    assert!(!a.iter().any(|a| matches!(a, Action::RunScript(_))), "no quorum_down: {a:?}");
+    let a = control(&mut n, Request::Enable { service: "203.0.113.10:80".into() }).unwrap();
+    assert!(programmed(&a)[0].quorum_up);
+}
+
+#[test]
+fn overrides_outlive_reloads_unless_the_reload_changes_what_they_are_on() {
+    let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
+    control(&mut n, Request::Drain { real: real(11), service: None }).unwrap();
+    control(&mut n, Request::Weight { real: real(12), service: None, weight: Some(4) }).unwrap();
+    control(&mut n, Request::Disable { service: VS.into() }).unwrap();
+    // An unrelated change (a new service) keeps all three.
+    let other = "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n";
+    let a = reload(&mut n, &conf(1, other));
+    let d = programmed(&a);
+    assert_eq!((reals(&d[0]), d[0].quorum_up), (vec![(real(11), 0), (real(12), 4)], false));
+    n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    // Changing 198.51.100.11's block (its weight) clears its drain; the rest stay.
+    let a = reload(&mut n, &conf(3, other));
+    assert_eq!(reals(&programmed(&a)[0]), [(real(11), 3), (real(12), 4)]);
+    // A reload that fails to program goes back to the overrides it replaced.
+    let a = n.on_event(Event::Programmed { result: Err("the pool is full".into()), at: Instant::now() });
+    assert_eq!(reals(&programmed(&a)[0]), [(real(11), 0), (real(12), 4)]);
+    assert_eq!(n.status(Vec::new(), None).overrides.len(), 3);
+}
+
+/// The `Preview` a reload to `text` would give.
+fn preview(n: &Node, text: &str) -> crate::control::Preview {
+    n.preview(&load(text))
+}
+
+#[test]
+fn a_preview_names_each_change_and_nothing_else() {
+    let n = started(&conf(1, VRRP), Some(BackendKind::Bpf));
+    let same = preview(&n, &conf(1, VRRP));
+    assert_eq!(same, crate::control::Preview::default());
+    let p = preview(&n, &conf(3, &VRRP.replace("priority 100", "priority 120")));
+    let lines: Vec<String> = p.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "vrrp instance priority instance VI_1: 100 -> 120",
+            format!("weight service {VS} real 198.51.100.11:80: 1 -> 3").as_str()
+        ]
+    );
+    assert!(p.leaving.is_empty() && p.buckets.is_empty(), "rr has no buckets: {p:?}");
+    let fewer = conf(1, VRRP).replace(" real_server 198.51.100.12 80 {\n  TCP_CHECK {\n  }\n }\n", "");
+    let p = preview(&n, &fewer);
+    assert_eq!(p.leaving, [Leaving { service: VS.into(), real: Some(real(12)) }]);
+    assert_eq!(p.changes[0].what, "real server removed");
+}
+
+#[test]
+fn a_preview_counts_the_maglev_buckets_that_move() {
+    let mh = |extra: &str| conf(1, "").replace("lb_algo rr", "lb_algo mh") + extra;
+    let n = started(&mh(""), Some(BackendKind::Bpf));
+    let p = preview(&n, &mh("").replace("weight 1\n", "weight 2\n"));
+    let b = &p.buckets[0];
+    assert_eq!((b.service.as_str(), b.scheduler.as_str(), b.total), (VS, "mh", lb_common::consts::MH_TABLE_SIZE));
+    // Weights 1:1 -> 2:1: about a sixth of the table changes hands (Maglev moves little).
+    let share = f64::from(b.moved) / f64::from(b.total);
+    assert!((0.10..0.25).contains(&share), "{b:?}");
+    // A drained real server leaves the table too: the preview sees the overrides.
+    let mut n = n;
+    control(&mut n, Request::Drain { real: real(12), service: None }).unwrap();
+    let p = preview(&n, &mh(""));
+    assert!(p.buckets.is_empty() && p.changes.is_empty(), "nothing changes against the drained state: {p:?}");
 }
