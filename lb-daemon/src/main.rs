@@ -7,7 +7,10 @@ use lb_common::consts::PIN_DIR;
 use lb_daemon::{
     config::{self, BackendKind},
     daemon::{self, Options},
-    dataplane::bpf::{self, AttachMode},
+    dataplane::{
+        bpf::{self, AttachMode},
+        conns::Selector,
+    },
 };
 
 #[derive(Parser)]
@@ -120,6 +123,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List tracked connections like `ipvsadm -Lnc`: the XDP data plane's flow tables from the
+    /// pinned maps (works without a running daemon), or IPVS's /proc/net/ip_vs_conn.
+    Conns {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only connections to this virtual service: VIP:PORT ([VIP6]:PORT), or a VIP alone.
+        #[arg(long, value_name = "VIP:PORT")]
+        service: Option<Selector>,
+        /// Only connections to this real server: ADDRESS:PORT, or an address alone.
+        #[arg(long, value_name = "REAL:PORT")]
+        real: Option<Selector>,
+    },
     /// Print the MD5 digest of a URL's body, as keepalived's genhash does, for a `digest` line.
     Genhash {
         /// Server address.
@@ -157,6 +173,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
         Some(Command::Status { json }) => status(&cli, *json),
+        Some(Command::Conns { json, service, real }) => conns(&cli, *json, service.as_ref(), real.as_ref()),
         Some(Command::Decap { from, vips }) => decap(&cli, from, vips),
         Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
             genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
@@ -347,6 +364,34 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
                 r.new_flows
             );
         }
+    }
+    Ok(())
+}
+
+fn conns(cli: &Cli, json: bool, service: Option<&Selector>, real: Option<&Selector>) -> anyhow::Result<()> {
+    use lb_daemon::{
+        dataplane::conns::{self, Source},
+        ipvs,
+    };
+    let pin_dir = &cli.pin_dir;
+    let running = lb_daemon::state::read(&cli.run_dir).ok().and_then(|s| s.backend).map(|b| b.kind);
+    let source = conns::choose(
+        running.as_deref(),
+        pin_dir.join(lb_common::consts::MAP_CONNTRACK).exists(),
+        std::path::Path::new(ipvs::conns::PROC_FILE).exists(),
+    )?;
+    let (all, title) = match source {
+        Source::Bpf => (bpf::read_conns(pin_dir)?, format!("XDP connection entries ({})", pin_dir.display())),
+        Source::Ipvs => (ipvs::conns::read()?, "IPVS connection entries".to_string()),
+    };
+    let mut list = conns::filter(all, service, real);
+    conns::sort(&mut list);
+    if json {
+        let backend = if source == Source::Bpf { "bpf" } else { "ipvs" };
+        let out = serde_json::json!({ "backend": backend, "connections": list });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", conns::render_text(&list, &title));
     }
     Ok(())
 }

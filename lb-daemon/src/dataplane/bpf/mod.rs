@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use super::services::{self, DesiredService};
 use crate::config::Scheduler;
+pub use conns::read_conns;
 use maps::{map_mut, map_ref, pinned};
 use plan::{Book, SvcState};
 use retire::RetireQueue;
@@ -34,6 +35,7 @@ pub use stats::{
 };
 
 mod commit;
+pub mod conns;
 mod maps;
 pub mod plan;
 mod pool;
