@@ -3,12 +3,11 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use lb_common::consts::PIN_DIR;
 use lb_daemon::{
     config::{self, BackendKind},
     daemon::{self, Options},
     dataplane::{
-        bpf::{self, AttachMode},
+        bpf::{self, AttachMode, pins},
         conns::Selector,
     },
 };
@@ -70,15 +69,17 @@ struct Cli {
     /// Write the daemon's pid to FILE (removed on a clean stop).
     #[arg(short = 'p', long = "pid")]
     pid: Option<PathBuf>,
-    /// Directory under bpffs for pinned maps.
-    #[arg(long, default_value = PIN_DIR, global = true)]
-    pin_dir: PathBuf,
+    /// Directory under bpffs for pinned maps and links. Default /sys/fs/bpf/lb; in another
+    /// network namespace than the host's, /sys/fs/bpf/lb-netns-NAME (NAME as in `ip netns`).
+    #[arg(long, global = true)]
+    pin_dir: Option<PathBuf>,
     /// Serve OpenMetrics on this local address (e.g. 127.0.0.1:9650), path /metrics.
     #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
     metrics_listen: Option<std::net::SocketAddr>,
-    /// Directory (0700, ours) for the state file `lb-daemon status` reads.
-    #[arg(long, default_value = lb_daemon::state::DEFAULT_RUN_DIR, global = true)]
-    run_dir: PathBuf,
+    /// Directory (0700, ours) for the state file `lb-daemon status` reads. Default
+    /// /run/lb-daemon; in another network namespace, /run/lb-daemon-netns-NAME.
+    #[arg(long, global = true)]
+    run_dir: Option<PathBuf>,
     /// Compiled lb-ebpf object to load instead of the embedded one.
     #[arg(long, env = "LB_EBPF_OBJECT", global = true)]
     bpf_object: Option<PathBuf>,
@@ -160,7 +161,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Defaults named after the network namespace, so daemons in two never share pins or state.
+    let netns = pins::netns_name();
+    cli.pin_dir.get_or_insert_with(|| pins::default_pin_dir(netns.as_deref()));
+    cli.run_dir.get_or_insert_with(|| lb_daemon::state::default_run_dir(netns.as_deref()));
     // The daemon logs to syslog like keepalived; one-shot commands only to the console.
     let daemon = cli.command.is_none() && !cli.config_test;
     lb_daemon::logging::init(lb_daemon::logging::LogOptions {
@@ -226,14 +231,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let _pid = cli.pid.as_deref().map(lb_daemon::pidfile::PidFile::create).transpose()?;
     let opts = Options {
         config: cli.config,
-        pin_dir: cli.pin_dir,
+        pin_dir: cli.pin_dir.unwrap_or_default(),
         bpf_object: cli.bpf_object,
         interfaces: cli.interfaces,
         attach_mode: cli.xdp_mode,
         dump_conf: cli.dump_conf,
         backend: cli.backend,
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
-        run_dir: cli.run_dir,
+        run_dir: cli.run_dir.unwrap_or_default(),
         metrics: cli.metrics_listen,
         simulate_no_bpf: cli.simulate_no_bpf,
         subsystems: if cli.vrrp {
@@ -281,7 +286,7 @@ fn genhash(
 }
 
 fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
-    let s = lb_daemon::state::read(&cli.run_dir)?;
+    let s = lb_daemon::state::read(&run_dir(cli))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
@@ -326,15 +331,26 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pin directory (its default filled in by `main`).
+fn pin_dir(cli: &Cli) -> PathBuf {
+    cli.pin_dir.clone().unwrap_or_default()
+}
+
+fn run_dir(cli: &Cli) -> PathBuf {
+    cli.run_dir.clone().unwrap_or_default()
+}
+
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let snap = bpf::read_stats(&cli.pin_dir)
+    let pin_dir = pin_dir(cli);
+    pins::prepare(&pin_dir, pins::Purpose::Read)?;
+    let snap = bpf::read_stats(&pin_dir)
         .context("reading the BPF data plane's pinned maps (with the IPVS backend, use `ipvsadm -Ln --stats`)")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(());
     }
-    println!("data plane ({}):", cli.pin_dir.display());
+    println!("data plane ({}):", pin_dir.display());
     for (name, value) in &snap.global.0 {
         if *value != 0 || name.ends_with("packets") {
             println!("  {name:<22} {value}");
@@ -373,15 +389,16 @@ fn conns(cli: &Cli, json: bool, service: Option<&Selector>, real: Option<&Select
         dataplane::conns::{self, Source},
         ipvs,
     };
-    let pin_dir = &cli.pin_dir;
-    let running = lb_daemon::state::read(&cli.run_dir).ok().and_then(|s| s.backend).map(|b| b.kind);
+    let pin_dir = pin_dir(cli);
+    pins::prepare(&pin_dir, pins::Purpose::Read)?;
+    let running = lb_daemon::state::read(&run_dir(cli)).ok().and_then(|s| s.backend).map(|b| b.kind);
     let source = conns::choose(
         running.as_deref(),
         pin_dir.join(lb_common::consts::MAP_CONNTRACK).exists(),
         std::path::Path::new(ipvs::conns::PROC_FILE).exists(),
     )?;
     let (all, title) = match source {
-        Source::Bpf => (bpf::read_conns(pin_dir)?, format!("XDP connection entries ({})", pin_dir.display())),
+        Source::Bpf => (bpf::read_conns(&pin_dir)?, format!("XDP connection entries ({})", pin_dir.display())),
         Source::Ipvs => (ipvs::conns::read()?, "IPVS connection entries".to_string()),
     };
     let mut list = conns::filter(all, service, real);

@@ -1,9 +1,13 @@
 //! Operating lb-daemon beyond what keepalived offers: `lb-daemon conns` lists the data
-//! plane's flows as `ipvsadm -Lnc` lists IPVS's.
+//! plane's flows as `ipvsadm -Lnc` lists IPVS's, and the daemon run the way operators run
+//! things in a namespace, `ip netns exec`, keeps its pins (and forwarding) across kill -9 where
+//! `stats` finds them.
 
 use std::{
     collections::BTreeSet,
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
+    path::PathBuf,
 };
 
 use lb_tests::prelude::*;
@@ -127,4 +131,127 @@ fn conns_lists_the_flows_of_nat_and_dr_services() {
     }
     drop(held);
     drop(d);
+}
+
+const NSEXEC_CONF: &str = "
+virtual_server 203.0.113.10 80 {
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080
+    real_server 198.51.100.12 8080
+    real_server 198.51.100.13 8080
+}
+";
+
+/// Removes a directory tree on drop (a daemon's default run directory).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `lb-daemon ARGS` under `ip netns exec` in `ns`, waited for.
+fn exec_output(ns: &Netns, args: &[&str]) -> std::process::Output {
+    ns.exec_command(daemon::binary().unwrap()).args(args).output().unwrap()
+}
+
+fn bpffs_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(" - bpf ")).count()
+}
+
+/// One more exchange on a held connection: which real server answered.
+fn again(conn: &mut TcpStream) -> String {
+    conn.write_all(b"again").unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
+}
+
+/// `ip netns exec NS lb-daemon` gives the daemon a private mount namespace with a fresh /sys.
+/// Its pins still go to the host's bpffs (under the namespace's default pin directory), so
+/// `ip netns exec NS lb-daemon stats` reads them, kill -9 keeps forwarding (every request and
+/// every held connection), a restart adopts the pins, and SIGTERM removes them.
+#[test]
+fn under_ip_netns_exec_pins_outlive_the_daemon_and_stats_finds_them() {
+    require_root();
+    let topo = LbTopology::new(3).unwrap();
+    let _servers = backends(&topo, 8080);
+    let cfg = TempConfig::new("nsexec", NSEXEC_CONF);
+    let ns = topo.lb.name().to_string();
+    let pins = PathBuf::from(format!("/sys/fs/bpf/lb-netns-{ns}"));
+    let _run = RemoveOnDrop(PathBuf::from(format!("/run/lb-daemon-netns-{ns}")));
+    let mounts = bpffs_mounts();
+    let start = || {
+        let mut d = Daemon::spawn_netns_exec(&topo.lb, &["-l", "-f", cfg.to_str().unwrap()], "lb-daemon ready")
+            .unwrap_or_else(|e| panic!("lb-daemon under ip netns exec: {e:#}"));
+        d.pin_dir = Some(pins.clone());
+        d
+    };
+    let mut d = start();
+    assert!(d.log().iter().any(|l| l.contains("pinning in the host's bpffs")), "{:#?}", d.log());
+    // The pins are where this test, in the host's mount namespace, sees them.
+    assert!(pins.join("lb_conntrack").exists() && pins.join("links/xdp_l0").exists(), "{:#?}", d.log());
+    assert_eq!(bpffs_mounts(), mounts, "the host's mount table is left as it was");
+    let vip: SocketAddr = (VIP4, 80).into();
+    let names: Vec<String> = (0..9).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert_eq!(spread(&names).len(), 3, "{names:?}");
+
+    // `stats` under the same `ip netns exec`, default pin directory: the daemon's counters.
+    let stats = |what: &str| -> serde_json::Value {
+        let out = exec_output(&topo.lb, &["stats", "--json"]);
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let svc_flows = |s: &serde_json::Value| s["services"][0]["new_flows"].as_u64().unwrap_or(0);
+    assert!(svc_flows(&stats("with the daemon")) >= 9);
+    let status = exec_output(&topo.lb, &["status", "--json"]);
+    assert!(status.status.success(), "status: {}", String::from_utf8_lossy(&status.stderr));
+
+    let mut held: Vec<(String, TcpStream)> = (0..3).map(|_| tcp_hold(&topo.client, vip)).collect();
+    d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    // Reap it, keeping the pins (the drop would remove them).
+    d.pin_dir = None;
+    drop(d);
+    assert!(pins.join("lb_conntrack").exists(), "the pins must outlive a killed daemon's mount namespace");
+    assert!(topo.lb.xdp_attached("l0") && topo.lb.xdp_attached("l1"), "XDP must stay attached");
+    let names: Vec<String> = (0..9).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert_eq!(names.len(), 9, "every request answered while no daemon runs: {names:?}");
+    for (name, conn) in held.iter_mut() {
+        assert_eq!(&again(conn), name, "a held connection moved while no daemon ran");
+    }
+    let s = stats("without a daemon");
+    assert!(svc_flows(&s) >= 21, "{s}");
+    let conns = exec_output(&topo.lb, &["conns", "--json"]);
+    assert!(conns.status.success(), "{}", String::from_utf8_lossy(&conns.stderr));
+    let conns: serde_json::Value = serde_json::from_slice(&conns.stdout).unwrap();
+    for (_, conn) in &held {
+        let port = conn.local_addr().unwrap().port();
+        assert!(
+            conns["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["table"] == "conntrack" && c["client"]["port"] == port && c["state"] == "ESTABLISHED"),
+            "held flow from port {port} not listed: {conns:#}"
+        );
+    }
+
+    // The restart adopts maps and links: hitless for the held connections.
+    let mut d = start();
+    let log = d.log();
+    assert!(log.iter().any(|l| l.contains("adopted services from pinned maps")), "{log:#?}");
+    assert_eq!(log.iter().filter(|l| l.contains("adopted (program replaced in place)")).count(), 2, "{log:#?}");
+    for (name, conn) in held.iter_mut() {
+        assert_eq!(&again(conn), name, "a held connection moved across the restart");
+    }
+    // SIGTERM detaches and removes the pins from the host's bpffs.
+    let st = d.stop().unwrap();
+    assert!(st.success(), "{st}: {:#?}", d.log());
+    assert!(!pins.exists(), "pins left in {}", pins.display());
+    assert!(!topo.lb.xdp_attached("l0") && !topo.lb.xdp_attached("l1"), "SIGTERM must detach");
+    assert_eq!(bpffs_mounts(), mounts);
+    drop(held);
 }

@@ -37,12 +37,11 @@ pub use stats::{
 mod commit;
 pub mod conns;
 mod maps;
+pub mod pins;
 pub mod plan;
 mod pool;
 pub mod retire;
 mod stats;
-
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -81,27 +80,11 @@ pub struct BpfDataplane {
     created_pins: bool,
 }
 
-/// Mounts bpffs on /sys/fs/bpf when nothing is mounted there yet (fresh machines and
-/// containers often lack it); pins need it.
-pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
-    let root = Path::new("/sys/fs/bpf");
-    if !pin_dir.starts_with(root) {
-        return Ok(());
-    }
-    let st = nix::sys::statfs::statfs(root).with_context(|| format!("statfs {}", root.display()))?;
-    if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
-        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting bpffs on {}", root.display()))?;
-        info!(path = %root.display(), "mounted bpffs");
-    }
-    Ok(())
-}
-
 impl BpfDataplane {
     /// Loads the programs, creating the maps under `pin_dir` or adopting the ones pinned there
     /// (a restarted daemon keeps tracked flows and services).
     pub fn load(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
-        ensure_bpffs(pin_dir)?;
+        pins::prepare(pin_dir, pins::Purpose::Create)?;
         check_layout(pin_dir)?;
         let fresh = !pin_dir.join(MAP_META).exists();
         let mut loaded = Self::load_pinned(object, pin_dir, sizes);
