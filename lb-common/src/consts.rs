@@ -2,7 +2,7 @@
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -63,6 +63,17 @@ pub const TCP_SYN_TIMEOUT: u64 = 60;
 pub const TCP_EST_TIMEOUT: u64 = 900;
 pub const TCP_CLOSE_TIMEOUT: u64 = 10;
 pub const UDP_TIMEOUT: u64 = 300;
+
+/// How long a flow entry in `state` (`CT_*`) lives without packets, in seconds: the data
+/// plane's expiry rule (`lb_ebpf::ct`) and what userspace reports (`lb-daemon conns`).
+pub const fn flow_timeout_secs(state: u8) -> u64 {
+    match state {
+        CT_SYN => TCP_SYN_TIMEOUT,
+        CT_EST => TCP_EST_TIMEOUT,
+        CT_CLOSING => TCP_CLOSE_TIMEOUT,
+        _ => UDP_TIMEOUT,
+    }
+}
 
 /// Map names, as they appear in `bpftool map list` (the kernel keeps 15 characters).
 pub const MAP_SERVICES: &str = "lb_services";

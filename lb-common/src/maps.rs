@@ -267,6 +267,9 @@ pub struct Meta {
     /// and persistence entries name a real server by id, so an id a removed real server had
     /// is given again only once fresh ones run out, across restarts too.
     pub next_real: u32,
+    /// Expired entries the daemon deleted from `lb_conntrack` (`reconcile_conns`), for the
+    /// eviction count (`GlobalStats::ct_inserts`); only the daemon writes it.
+    pub ct_deleted: u64,
 }
 
 /// Key of `lb_unresolved`: a next hop the XDP FIB lookup found without a neighbour entry.
@@ -321,6 +324,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<PersistKey>(), 24);
         assert_eq!(core::mem::size_of::<FragKey>(), 40);
         assert_eq!(core::mem::size_of::<FragValue>(), 40);
+        assert_eq!(core::mem::size_of::<Meta>(), 16);
         assert_eq!(core::mem::size_of::<PuntRecord>(), 16 + crate::consts::PUNT_MAX);
     }
 }

@@ -3,12 +3,14 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use lb_common::consts::PIN_DIR;
 use lb_daemon::{
     config::{self, BackendKind},
     control::{Reply, Request},
     daemon::{self, Options},
-    dataplane::bpf::{self, AttachMode},
+    dataplane::{
+        bpf::{self, AttachMode, pins},
+        conns::Selector,
+    },
 };
 
 #[derive(Parser)]
@@ -72,15 +74,17 @@ struct Cli {
     /// Write the daemon's pid to FILE (removed on a clean stop).
     #[arg(short = 'p', long = "pid")]
     pid: Option<PathBuf>,
-    /// Directory under bpffs for pinned maps.
-    #[arg(long, default_value = PIN_DIR, global = true)]
-    pin_dir: PathBuf,
+    /// Directory under bpffs for pinned maps and links. Default /sys/fs/bpf/lb; in another
+    /// network namespace than the host's, /sys/fs/bpf/lb-netns-NAME (NAME as in `ip netns`).
+    #[arg(long, global = true)]
+    pin_dir: Option<PathBuf>,
     /// Serve OpenMetrics on this local address (e.g. 127.0.0.1:9650), path /metrics.
     #[arg(long = "metrics-listen", value_name = "ADDR:PORT")]
     metrics_listen: Option<std::net::SocketAddr>,
-    /// Directory (0700, ours) for the state file `lb-daemon status` reads.
-    #[arg(long, default_value = lb_daemon::state::DEFAULT_RUN_DIR, global = true)]
-    run_dir: PathBuf,
+    /// Directory (0700, ours) for the state file `lb-daemon status` reads. Default
+    /// /run/lb-daemon; in another network namespace, /run/lb-daemon-netns-NAME.
+    #[arg(long, global = true)]
+    run_dir: Option<PathBuf>,
     /// Compiled lb-ebpf object to load instead of the embedded one.
     #[arg(long, env = "LB_EBPF_OBJECT", global = true)]
     bpf_object: Option<PathBuf>,
@@ -161,6 +165,19 @@ enum Command {
     },
     /// Undo `disable`.
     Enable { service: String },
+    /// List tracked connections like `ipvsadm -Lnc`: the XDP data plane's flow tables from the
+    /// pinned maps (works without a running daemon), or IPVS's /proc/net/ip_vs_conn.
+    Conns {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Only connections to this virtual service: VIP:PORT ([VIP6]:PORT), or a VIP alone.
+        #[arg(long, value_name = "VIP:PORT")]
+        service: Option<Selector>,
+        /// Only connections to this real server: ADDRESS:PORT, or an address alone.
+        #[arg(long, value_name = "REAL:PORT")]
+        real: Option<Selector>,
+    },
     /// Print the MD5 digest of a URL's body, as keepalived's genhash does, for a `digest` line.
     Genhash {
         /// Server address.
@@ -185,7 +202,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Defaults named after the network namespace, so daemons in two never share pins or state.
+    let netns = pins::netns_name();
+    cli.pin_dir.get_or_insert_with(|| pins::default_pin_dir(netns.as_deref()));
+    cli.run_dir.get_or_insert_with(|| lb_daemon::state::default_run_dir(netns.as_deref()));
     // The daemon logs to syslog like keepalived; one-shot commands only to the console.
     let daemon = cli.command.is_none() && !cli.config_test;
     lb_daemon::logging::init(lb_daemon::logging::LogOptions {
@@ -198,6 +219,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
         Some(Command::Status { json }) => status(&cli, *json),
+        Some(Command::Conns { json, service, real }) => conns(&cli, *json, service.as_ref(), real.as_ref()),
         Some(Command::Decap { from, vips }) => decap(&cli, from, vips),
         Some(Command::Drain { real, service }) => {
             control(&cli, Request::Drain { real: *real, service: service.clone() })
@@ -268,7 +290,7 @@ const EXIT_DIFF_TROUBLE: u8 = 2;
 fn diff(cli: &Cli) -> ExitCode {
     let asked = std::path::absolute(&cli.config)
         .map_err(anyhow::Error::from)
-        .and_then(|config| lb_daemon::control::request(&cli.run_dir, &Request::Preview { config }));
+        .and_then(|config| lb_daemon::control::request(&run_dir(cli), &Request::Preview { config }));
     let preview = match asked {
         Ok(Reply { ok: true, preview: Some(p), .. }) => p,
         Ok(r) => {
@@ -301,7 +323,7 @@ fn diff(cli: &Cli) -> ExitCode {
 
 /// Sends a runtime-control request to the running daemon and prints its answer.
 fn control(cli: &Cli, req: Request) -> anyhow::Result<()> {
-    let reply = lb_daemon::control::request(&cli.run_dir, &req)?;
+    let reply = lb_daemon::control::request(&run_dir(cli), &req)?;
     if !reply.ok {
         anyhow::bail!("{}", reply.message);
     }
@@ -313,14 +335,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let _pid = cli.pid.as_deref().map(lb_daemon::pidfile::PidFile::create).transpose()?;
     let opts = Options {
         config: cli.config,
-        pin_dir: cli.pin_dir,
+        pin_dir: cli.pin_dir.unwrap_or_default(),
         bpf_object: cli.bpf_object,
         interfaces: cli.interfaces,
         attach_mode: cli.xdp_mode,
         dump_conf: cli.dump_conf,
         backend: cli.backend,
         sizes: bpf::Sizes { conntrack: cli.conntrack_size },
-        run_dir: cli.run_dir,
+        run_dir: cli.run_dir.unwrap_or_default(),
         metrics: cli.metrics_listen,
         simulate_no_bpf: cli.simulate_no_bpf,
         subsystems: if cli.vrrp {
@@ -368,7 +390,7 @@ fn genhash(
 }
 
 fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
-    let s = lb_daemon::state::read(&cli.run_dir)?;
+    let s = lb_daemon::state::read(&run_dir(cli))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
@@ -423,15 +445,26 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pin directory (its default filled in by `main`).
+fn pin_dir(cli: &Cli) -> PathBuf {
+    cli.pin_dir.clone().unwrap_or_default()
+}
+
+fn run_dir(cli: &Cli) -> PathBuf {
+    cli.run_dir.clone().unwrap_or_default()
+}
+
 fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let snap = bpf::read_stats(&cli.pin_dir)
+    let pin_dir = pin_dir(cli);
+    pins::prepare(&pin_dir, pins::Purpose::Read)?;
+    let snap = bpf::read_stats(&pin_dir)
         .context("reading the BPF data plane's pinned maps (with the IPVS backend, use `ipvsadm -Ln --stats`)")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(());
     }
-    println!("data plane ({}):", cli.pin_dir.display());
+    println!("data plane ({}):", pin_dir.display());
     for (name, value) in &snap.global.0 {
         if *value != 0 || name.ends_with("packets") {
             println!("  {name:<22} {value}");
@@ -461,6 +494,35 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
                 r.new_flows
             );
         }
+    }
+    Ok(())
+}
+
+fn conns(cli: &Cli, json: bool, service: Option<&Selector>, real: Option<&Selector>) -> anyhow::Result<()> {
+    use lb_daemon::{
+        dataplane::conns::{self, Source},
+        ipvs,
+    };
+    let pin_dir = pin_dir(cli);
+    pins::prepare(&pin_dir, pins::Purpose::Read)?;
+    let running = lb_daemon::state::read(&run_dir(cli)).ok().and_then(|s| s.backend).map(|b| b.kind);
+    let source = conns::choose(
+        running.as_deref(),
+        pin_dir.join(lb_common::consts::MAP_CONNTRACK).exists(),
+        std::path::Path::new(ipvs::conns::PROC_FILE).exists(),
+    )?;
+    let (all, title) = match source {
+        Source::Bpf => (bpf::read_conns(&pin_dir)?, format!("XDP connection entries ({})", pin_dir.display())),
+        Source::Ipvs => (ipvs::conns::read()?, "IPVS connection entries".to_string()),
+    };
+    let mut list = conns::filter(all, service, real);
+    conns::sort(&mut list);
+    if json {
+        let backend = if source == Source::Bpf { "bpf" } else { "ipvs" };
+        let out = serde_json::json!({ "backend": backend, "connections": list });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", conns::render_text(&list, &title));
     }
     Ok(())
 }

@@ -1,8 +1,14 @@
 //! OpenMetrics endpoint (prometheus-client over hyper): VRRP states and transitions, advert
 //! drops by receive check, checker verdicts and changes, per-service and per-real traffic and
-//! data-plane drops by reason, all read fresh at each scrape.
+//! data-plane verdicts by reason, all read fresh at each scrape; the flow tables' occupancy
+//! and evictions, which take a walk of the tables, at most every `TABLES_EVERY`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
 use http_body_util::Full;
@@ -16,7 +22,14 @@ use prometheus_client::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{dataplane::bpf::StatsSnapshot, state::Status, vrrp::State};
+use crate::{
+    dataplane::bpf::{FlowTableStats, StatsSnapshot},
+    state::Status,
+    vrrp::State,
+};
+
+/// How often a scrape may walk the flow tables (one system call per entry).
+pub const TABLES_EVERY: Duration = Duration::from_secs(5);
 
 type Labels = Vec<(String, String)>;
 
@@ -34,7 +47,7 @@ fn state_code(s: State) -> i64 {
 }
 
 /// The exposition text for one scrape.
-pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
+pub fn render(status: &Status, dp: Option<&StatsSnapshot>, tables: &[FlowTableStats]) -> String {
     let mut r = Registry::with_prefix("lb");
     register_vrrp(&mut r, status);
     register_checkers(&mut r, status);
@@ -42,6 +55,9 @@ pub fn render(status: &Status, dp: Option<&StatsSnapshot>) -> String {
     register_overrides(&mut r, status);
     if let Some(dp) = dp {
         register_dataplane(&mut r, dp);
+    }
+    if !tables.is_empty() {
+        register_flow_tables(&mut r, tables);
     }
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -161,11 +177,99 @@ fn register_dataplane(r: &mut Registry, dp: &StatsSnapshot) {
     r.register("dataplane_verdicts", "Data-plane packet verdicts by reason", drops);
 }
 
+fn register_flow_tables(r: &mut Registry, tables: &[FlowTableStats]) {
+    let entries = Family::<Labels, Gauge>::default();
+    let capacity = Family::<Labels, Gauge>::default();
+    let inserts = Family::<Labels, Counter>::default();
+    let deletes = Family::<Labels, Counter>::default();
+    let evictions = Family::<Labels, Counter>::default();
+    for t in tables {
+        let l = labels(&[("table", t.table)]);
+        entries.get_or_create(&l).set(t.entries as i64);
+        capacity.get_or_create(&l).set(i64::from(t.capacity));
+        inserts.get_or_create(&l).inc_by(t.inserts);
+        deletes.get_or_create(&l).inc_by(t.deletes);
+        evictions.get_or_create(&l).inc_by(t.evictions);
+    }
+    let every = TABLES_EVERY.as_secs();
+    r.register(
+        "flow_table_entries",
+        format!(
+            "Entries in a flow table (conntrack: tracked flows, expired ones too until replaced; halfopen: flows \
+             before the client's second packet), counted by walking its keys at most every {every} s (cached \
+             between walks)"
+        ),
+        entries,
+    );
+    r.register("flow_table_capacity", "Entries a flow table holds at most (an LRU hash)", capacity);
+    r.register(
+        "flow_table_inserts",
+        format!("New keys the data plane inserted into a flow table, as of the last walk (at most {every} s old)"),
+        inserts,
+    );
+    r.register(
+        "flow_table_deletes",
+        "Entries deleted from a flow table (conntrack: expired or reused flows replaced by the data plane, \
+         expired flows the daemon removed; halfopen: flows promoted to conntrack), as of the last walk",
+        deletes,
+    );
+    r.register(
+        "flow_table_evictions",
+        format!(
+            "Entries the kernel's LRU dropped to make room, live or already expired (expired entries are not \
+             deleted, they wait to be recycled): inserts - deletes - entries, as of the last walk (at most \
+             {every} s old); approximate by the flows opened during the walk, never overstated"
+        ),
+        evictions,
+    );
+}
+
+/// The last walk of the flow tables, reused until `TABLES_EVERY` has passed.
+#[derive(Default)]
+struct TablesCache {
+    at: Option<Instant>,
+    tables: Vec<FlowTableStats>,
+}
+
+impl TablesCache {
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_none_or(|at| now.duration_since(at) >= TABLES_EVERY)
+    }
+
+    /// Takes a new walk. An eviction count never goes down while the pins are the same (a
+    /// walk racing with new flows can count fewer than the one before); when the counters went
+    /// back (the pins were made anew), the new count stands.
+    fn update(&mut self, now: Instant, mut fresh: Vec<FlowTableStats>) {
+        for t in &mut fresh {
+            if let Some(old) = self.tables.iter().find(|o| o.table == t.table && o.inserts <= t.inserts) {
+                t.evictions = t.evictions.max(old.evictions);
+            }
+        }
+        self.at = Some(now);
+        self.tables = fresh;
+    }
+}
+
+/// One scrape's data-plane reads (blocking system calls: run off the async workers).
+fn scrape(pin_dir: &std::path::Path, cache: &Mutex<TablesCache>) -> (Option<StatsSnapshot>, Vec<FlowTableStats>) {
+    let dp = crate::dataplane::bpf::read_stats(pin_dir).ok();
+    let Ok(mut c) = cache.lock() else { return (dp, Vec::new()) };
+    let now = Instant::now();
+    if dp.is_some() && c.due(now) {
+        match crate::dataplane::bpf::read_flow_tables(pin_dir) {
+            Ok(t) => c.update(now, t),
+            Err(e) => warn!("metrics: reading the flow tables: {e:#}"),
+        }
+    }
+    (dp, c.tables.clone())
+}
+
 /// Serves `/metrics` on `addr` until the task is dropped.
 pub async fn serve(addr: SocketAddr, status: watch::Receiver<Status>, pin_dir: PathBuf) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics endpoint: binding {addr}"))?;
     info!(%addr, "metrics endpoint listening (/metrics)");
+    let cache = Arc::new(Mutex::new(TablesCache::default()));
     tokio::spawn(async move {
         loop {
             let (conn, _) = match listener.accept().await {
@@ -175,16 +279,19 @@ pub async fn serve(addr: SocketAddr, status: watch::Receiver<Status>, pin_dir: P
                     continue;
                 }
             };
-            let (status, pin_dir) = (status.clone(), pin_dir.clone());
+            let (status, pin_dir, cache) = (status.clone(), pin_dir.clone(), cache.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let body = if req.uri().path() == "/metrics" {
-                        let dp = crate::dataplane::bpf::read_stats(&pin_dir).ok();
-                        Some(render(&status.borrow(), dp.as_ref()))
-                    } else {
-                        None
-                    };
+                    let wanted = req.uri().path() == "/metrics";
+                    let (status, pin_dir, cache) = (status.clone(), pin_dir.clone(), cache.clone());
                     async move {
+                        let body = if wanted {
+                            let read = tokio::task::spawn_blocking(move || scrape(&pin_dir, &cache)).await;
+                            let (dp, tables) = read.unwrap_or_default();
+                            Some(render(&status.borrow(), dp.as_ref(), &tables))
+                        } else {
+                            None
+                        };
                         match body {
                             Some(text) => Response::builder()
                                 .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
@@ -230,7 +337,7 @@ mod tests {
             checker_counters: serde_json::json!({"real_down": 3}),
             ..Default::default()
         };
-        let text = render(&status, None);
+        let text = render(&status, None, &[]);
         for line in [
             "lb_vrrp_state{instance=\"VI_1\"} 2",
             "lb_vrrp_priority{instance=\"VI_1\"} 150",
@@ -242,5 +349,46 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    fn table(name: &'static str, inserts: u64, evictions: u64) -> FlowTableStats {
+        FlowTableStats { table: name, entries: 4, capacity: 262_144, inserts, deletes: 2, evictions }
+    }
+
+    #[test]
+    fn flow_tables_say_how_they_are_counted() {
+        let text = render(&Status::default(), None, &[table("conntrack", 9, 3), table("halfopen", 5, 0)]);
+        for line in [
+            "lb_flow_table_entries{table=\"conntrack\"} 4",
+            "lb_flow_table_capacity{table=\"halfopen\"} 262144",
+            "lb_flow_table_inserts_total{table=\"conntrack\"} 9",
+            "lb_flow_table_deletes_total{table=\"conntrack\"} 2",
+            "lb_flow_table_evictions_total{table=\"conntrack\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        let help = |family: &str| {
+            text.lines().find(|l| l.starts_with(&format!("# HELP lb_{family} "))).unwrap_or_default().to_string()
+        };
+        assert!(help("flow_table_entries").contains("at most every 5 s"), "{text}");
+        assert!(help("flow_table_evictions").contains("inserts - deletes - entries"), "{text}");
+        assert!(!render(&Status::default(), None, &[]).contains("flow_table"), "no pins, no flow tables");
+    }
+
+    #[test]
+    fn the_walk_is_cached_and_evictions_never_go_back_for_the_same_pins() {
+        let t0 = Instant::now();
+        let mut c = TablesCache::default();
+        assert!(c.due(t0));
+        c.update(t0, vec![table("conntrack", 100, 7)]);
+        assert!(!c.due(t0 + Duration::from_secs(4)) && c.due(t0 + TABLES_EVERY));
+        // A walk that raced with new flows counts fewer: the count stays.
+        c.update(t0 + TABLES_EVERY, vec![table("conntrack", 120, 5)]);
+        assert_eq!(c.tables[0].evictions, 7);
+        c.update(t0 + TABLES_EVERY * 2, vec![table("conntrack", 130, 9)]);
+        assert_eq!(c.tables[0].evictions, 9);
+        // Pins made anew (counters went back): the new count stands.
+        c.update(t0 + TABLES_EVERY * 3, vec![table("conntrack", 10, 0)]);
+        assert_eq!(c.tables[0].evictions, 0);
     }
 }

@@ -18,6 +18,16 @@ use serde::{Deserialize, Serialize};
 pub use crate::vrrp::VrrpStatus;
 
 pub const DEFAULT_RUN_DIR: &str = "/run/lb-daemon";
+
+/// The run directory when `--run-dir` is not given: `/run/lb-daemon`, or
+/// `/run/lb-daemon-netns-NAME` in network namespace NAME (`dataplane::bpf::pins::netns_name`),
+/// so daemons in two namespaces never share a state file.
+pub fn default_run_dir(netns: Option<&str>) -> PathBuf {
+    match netns {
+        None => PathBuf::from(DEFAULT_RUN_DIR),
+        Some(n) => PathBuf::from(format!("{DEFAULT_RUN_DIR}-netns-{n}")),
+    }
+}
 pub const STATE_FILE: &str = "state.json";
 
 /// A directory only we can write to.

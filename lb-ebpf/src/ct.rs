@@ -1,9 +1,7 @@
 //! Connection-tracking rules: what a packet does to its flow's entry. Pure: the flow stage
 //! (`lb-xdp/flow.rs`) reads the entry, asks here, and applies the answer.
 
-use lb_common::consts::{
-    CT_CLOSING, CT_EST, CT_SYN, CT_UDP, TCP_CLOSE_TIMEOUT, TCP_EST_TIMEOUT, TCP_SYN_TIMEOUT, UDP_TIMEOUT,
-};
+use lb_common::consts::{CT_CLOSING, CT_EST, CT_SYN, CT_UDP, flow_timeout_secs};
 
 pub const NS: u64 = 1_000_000_000;
 pub const TCP_FIN: u8 = 0x01;
@@ -13,15 +11,11 @@ pub const TCP_ACK: u8 = 0x10;
 /// Refresh a hit entry's timestamp at most this often: saves a write per packet.
 pub const TOUCH_NS: u64 = NS;
 
-/// How long an entry in `state` lives without packets (IPVS's default timeouts).
+/// How long an entry in `state` lives without packets (IPVS's default timeouts; userspace
+/// reports expiry from the same rule).
 #[inline(always)]
 pub fn timeout_ns(state: u8) -> u64 {
-    NS * match state {
-        CT_SYN => TCP_SYN_TIMEOUT,
-        CT_EST => TCP_EST_TIMEOUT,
-        CT_CLOSING => TCP_CLOSE_TIMEOUT,
-        _ => UDP_TIMEOUT,
-    }
+    NS * flow_timeout_secs(state)
 }
 
 /// The TCP flags that matter to tracking, or none for other protocols.
@@ -120,6 +114,8 @@ pub fn on_hit(state: u8, last_ns: u64, now: u64, real_live: bool, p: Packet) -> 
 
 #[cfg(test)]
 mod tests {
+    use lb_common::consts::{TCP_CLOSE_TIMEOUT, TCP_EST_TIMEOUT, UDP_TIMEOUT};
+
     use super::*;
 
     const T: u64 = 1_000 * NS;

@@ -91,9 +91,24 @@ impl Daemon {
         Self::spawn_env(ns, args, ready, &[])
     }
 
+    /// Runs `ip netns exec NS lb-daemon ARGS` (a private mount namespace with the namespace's
+    /// own /sys, as operators run it) and waits for a log line containing `ready`. The pins
+    /// it makes are not known here: set `pin_dir` for the drop to remove them.
+    pub fn spawn_netns_exec<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str) -> Result<Self> {
+        Self::spawn_cmd(ns.exec_command(binary()?), args, ready, &[])
+    }
+
     fn spawn_env<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str, env: &[(&str, &str)]) -> Result<Self> {
-        let mut child = ns
-            .command(binary()?)
+        Self::spawn_cmd(ns.command(binary()?), args, ready, env)
+    }
+
+    fn spawn_cmd<S: AsRef<std::ffi::OsStr>>(
+        mut cmd: std::process::Command,
+        args: &[S],
+        ready: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut child = cmd
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")

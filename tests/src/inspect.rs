@@ -1,6 +1,6 @@
 //! Reading what a running data plane holds, from its pins: through bpftool (what an operator
-//! sees, field names from BTF), through `lb-daemon stats --json`, or as the daemon's own
-//! typed snapshot.
+//! sees, field names from BTF), through `lb-daemon stats --json` and `conns --json`, or as the
+//! daemon's own typed snapshot.
 
 use std::{path::Path, process::Command};
 
@@ -33,6 +33,16 @@ pub fn stats_json(pins: &Path) -> Result<serde_json::Value> {
         bail!("stats: {}", String::from_utf8_lossy(&out.stderr));
     }
     serde_json::from_slice(&out.stdout).context("stats JSON")
+}
+
+/// `lb-daemon conns --json --pin-dir PINS ARGS`: the flow tables' entries (`connections`).
+pub fn conns_json(pins: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let out =
+        Command::new(crate::daemon::binary()?).args(["conns", "--json", "--pin-dir"]).arg(pins).args(args).output()?;
+    if !out.status.success() {
+        bail!("conns: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).context("conns JSON")
 }
 
 /// The real servers of `service` that new flows can reach, sorted.

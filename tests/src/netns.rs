@@ -183,13 +183,14 @@ pub fn sweep_stale() {
     }
 }
 
-/// Removes pin directories (`/sys/fs/bpf/lbt-*-PID-*`) of test processes that no longer
-/// exist: a test killed with SIGKILL cannot remove its own.
+/// Removes pin directories (`/sys/fs/bpf/lbt-*-PID-*`, and `lb-netns-lbt-*-PID-*`, the
+/// default of a daemon in one of our namespaces) of test processes that no longer exist: a
+/// test killed with SIGKILL cannot remove its own.
 pub fn sweep_stale_pins() {
     let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(PREFIX) {
+        if !name.trim_start_matches("lb-netns-").starts_with(PREFIX) {
             continue;
         }
         let pid = name.split('-').filter_map(|p| p.parse::<i32>().ok()).next();

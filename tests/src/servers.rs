@@ -137,6 +137,21 @@ pub fn tcp_ask(client: &Netns, to: SocketAddr, from_port: Option<u16>) -> String
         .unwrap()
 }
 
+/// Opens a connection through the VIP and keeps it: which real server holds it, and the
+/// connection (its `local_addr` is the flow's client end).
+pub fn tcp_hold(client: &Netns, to: SocketAddr) -> (String, TcpStream) {
+    client
+        .run(move || {
+            let mut s = TcpStream::connect_timeout(&to, TIMEOUT).unwrap_or_else(|e| panic!("connect {to}: {e}"));
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            s.write_all(b"hold").unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap_or_else(|e| panic!("read from {to}: {e}"));
+            (String::from_utf8_lossy(&buf[..n]).trim_end_matches(":hold").to_string(), s)
+        })
+        .unwrap()
+}
+
 pub fn udp_ask(client: &Netns, to: SocketAddr) -> String {
     udp_ask_from(client, to, 0)
 }

@@ -181,15 +181,29 @@ fn pins_of_another_layout_version_are_refused() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(pins.join("lb_meta").exists(), "a killed daemon leaves its pins");
     // Pretend an older daemon made these maps.
+    let mut value = vec!["9"];
+    value.resize(std::mem::size_of::<lb_common::Meta>(), "0");
     let out = Command::new("bpftool")
         .args(["map", "update", "pinned"])
         .arg(pins.join("lb_meta"))
-        .args(["key", "0", "0", "0", "0", "value", "9", "0", "0", "0", "0", "0", "0", "0"])
+        .args(["key", "0", "0", "0", "0", "value"])
+        .args(&value)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).err().expect("daemon must refuse").to_string();
     assert!(err.contains("layout version 9"), "{err}");
+    // Version 5's `lb_meta` had 8-byte values: refused as another layout, not misread.
+    std::fs::remove_file(pins.join("lb_meta")).unwrap();
+    let out = Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(pins.join("lb_meta"))
+        .args(["type", "array", "key", "4", "value", "8", "entries", "1", "name", "lb_meta"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).err().expect("daemon must refuse").to_string();
+    assert!(err.contains("another layout (lb_meta values of 8 bytes"), "{err}");
     drop(d);
 }
 
@@ -253,12 +267,14 @@ fn dump_signals_write_private_files_and_never_follow_a_planted_symlink() {
 }
 
 /// `--metrics-listen`: an OpenMetrics scrape shows per-service traffic and data-plane
-/// verdicts by reason, read from the maps at scrape time.
+/// verdicts by reason, read from the maps at scrape time, and the flow tables' occupancy,
+/// turnover and evictions (from a walk of their keys).
 #[test]
 fn metrics_endpoint_serves_named_series() {
     use std::io::{Read, Write};
     require_root();
     let topo = LbTopology::new(1).unwrap();
+    let _tcp = backends_at(&topo, |i| (backend4(i), 80).into());
     let config = TempConfig::new("metrics", CONFIG);
     let pins = daemon::pin_dir("metrics");
     let d = Daemon::start(&topo.lb, &config, &pins, &["--metrics-listen", "127.0.0.1:9650"]).unwrap();
@@ -271,6 +287,8 @@ fn metrics_endpoint_serves_named_series() {
             }
         })
         .unwrap();
+    // Three connections held open: three tracked TCP flows besides the UDP one.
+    let held: Vec<_> = (0..3).map(|_| tcp_hold(&topo.client, (VIP4, 80).into())).collect();
     std::thread::sleep(Duration::from_millis(300));
     let scrape = |path: &str| {
         let path = path.to_string();
@@ -299,7 +317,25 @@ fn metrics_endpoint_serves_named_series() {
         text.contains("lb_real_packets_total{service=\"203.0.113.10:53/udp\",real=\"198.51.100.11:53\"}"),
         "{text}"
     );
+    assert!(value("lb_dataplane_verdicts_total{reason=\"fwd_nat\"}") >= 5 + 3);
+    // The flow tables: entries counted by a walk, at least the flows open now (the UDP flow
+    // left the half-open table with its second datagram, the TCP ones with their ACK), and
+    // nothing evicted from tables this far from full: every insert is a deletion or an entry.
+    let table = |family: &str, t: &str| value(&format!("lb_flow_table_{family}{{table=\"{t}\"}}"));
+    assert!(table("entries", "conntrack") >= 4, "{text}");
+    assert_eq!(table("capacity", "conntrack"), u64::from(lb_common::consts::DEFAULT_CONNTRACK));
+    assert_eq!(table("capacity", "halfopen"), u64::from(lb_common::consts::DEFAULT_HALFOPEN));
+    assert!(table("inserts_total", "halfopen") >= 4 && table("deletes_total", "halfopen") >= 4, "{text}");
+    for t in ["conntrack", "halfopen"] {
+        assert_eq!(table("evictions_total", t), 0, "{text}");
+        assert_eq!(table("inserts_total", t), table("deletes_total", t) + table("entries", t), "{t}: {text}");
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("# HELP lb_flow_table_entries ") && l.contains("at most every 5 s")),
+        "{text}"
+    );
     assert!(scrape("/other").starts_with("HTTP/1.1 404"));
+    drop(held);
     drop(d);
 }
 

@@ -159,7 +159,7 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     let (cfg, pins, d) = lb(&topo, "drain", DRAIN_CONF);
 
     // Open long-lived connections to both real servers.
-    let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| hold(&topo.client, vip4(80))).collect();
+    let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| tcp_hold(&topo.client, vip4(80))).collect();
     assert!(
         held.iter().any(|(n, _)| n == "be1"),
         "no connection on be1: {:?}",
@@ -352,20 +352,6 @@ virtual_server 203.0.113.10 80 {
 }
 ";
 
-/// Opens a connection through the VIP and keeps it: which real server holds it.
-fn hold(client: &Netns, to: SocketAddr) -> (String, TcpStream) {
-    client
-        .run(move || {
-            let mut s = TcpStream::connect_timeout(&to, TIMEOUT).unwrap();
-            s.set_read_timeout(Some(TIMEOUT)).unwrap();
-            s.write_all(b"hold").unwrap();
-            let mut buf = [0u8; 64];
-            let n = s.read(&mut buf).unwrap();
-            (String::from_utf8_lossy(&buf[..n]).trim_end_matches(":hold").to_string(), s)
-        })
-        .unwrap()
-}
-
 /// lc counts live connections (new flow +1, FIN/RST -1): long-lived connections held open
 /// steer new ones to the real server with fewer.
 #[test]
@@ -375,14 +361,14 @@ fn lc_sends_new_connections_to_the_least_loaded_real_server() {
     let _servers = backends(&topo, 8080);
     let (_cfg, pins, d) = lb(&topo, "lc", LC_CONF);
 
-    let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| hold(&topo.client, vip4(80))).collect();
+    let mut held: Vec<(String, TcpStream)> = (0..4).map(|_| tcp_hold(&topo.client, vip4(80))).collect();
     let s = spread(&held.iter().map(|h| h.0.clone()).collect::<Vec<_>>());
     assert_eq!((s.get("be0"), s.get("be1")), (Some(&2), Some(&2)), "lc alternates while counts tie: {s:?}");
 
     // Close be0's two connections: be0 now has 0 live connections, be1 has 2.
     held.retain(|(n, _)| n != "be0");
     std::thread::sleep(Duration::from_millis(300));
-    let next: Vec<(String, TcpStream)> = (0..2).map(|_| hold(&topo.client, vip4(80))).collect();
+    let next: Vec<(String, TcpStream)> = (0..2).map(|_| tcp_hold(&topo.client, vip4(80))).collect();
     assert!(
         next.iter().all(|(n, _)| n == "be0"),
         "lc must fill the idle real server first: {:?}",
@@ -418,7 +404,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
     let topo = LbTopology::new(3).unwrap();
     let _servers = backends(&topo, 8080);
     let (cfg, pins, d) = lb(&topo, "restart", NAT_CONF);
-    let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| hold(&topo.client, vip4(80))).collect();
+    let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| tcp_hold(&topo.client, vip4(80))).collect();
     let ct_id = map_id(&pins.join("lb_conntrack"));
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -498,7 +484,7 @@ fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
     let _servers = backends(&topo, 8080);
     let (small, big) = (NAT_CONF.to_string(), big_conf(300));
     let (cfg, pins, mut d) = lb(&topo, "killreload", &small);
-    let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| hold(&topo.client, vip4(80))).collect();
+    let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| tcp_hold(&topo.client, vip4(80))).collect();
     let base = read_stats(&pins).unwrap().services.len();
     let programmed = |d: &Daemon| d.log().iter().filter(|l| l.contains("service programmed")).count();
     let reload = |d: &Daemon, text: &str| {

@@ -397,11 +397,76 @@ fn direct_routing() {
     let ours = reals.as_array().unwrap().iter().find(|r| r["real"] == real).unwrap()["persistent_conns"].as_u64();
     assert_eq!(ours, Some(column(&pc, &format!("-> {real}"), 3)), "{pc}");
     assert_eq!(ours, Some(1), "{pc}");
+    // `lb-daemon conns` lists what `ipvsadm -Lnc` does: the 4 connections and the template.
+    let agree = eventually(Duration::from_secs(10), || {
+        let (theirs, ours) = (ipvsadm_conns(&topo.lb), lb_conns(&topo.lb, &pins));
+        println!("ipvsadm -Lnc: {theirs:?}\nlb-daemon conns: {ours:?}");
+        theirs.len() >= 5 && theirs.keys().eq(ours.keys()) && theirs.iter().all(|(k, t)| ours[k].abs_diff(*t) <= 2)
+    });
+    assert!(agree, "lb-daemon conns and ipvsadm -Lnc differ (printed above)");
     let v6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
     // sed counts active connections only, and these close at once: no spread to expect.
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, v6, None)).collect();
     assert!(names.iter().all(|n| n == "be0" || n == "be1"), "sed over IPv6 DR: {names:?}");
     drop(d);
+}
+
+/// A connection entry as `ipvsadm -Lnc` shows it: protocol, state, source, virtual,
+/// destination; the value is its expiry in seconds.
+type ConnRow = (String, String, String, String, String);
+
+/// `ipvsadm -Lnc` in `ns` (`pro expire state source virtual destination`, expire as MM:SS).
+fn ipvsadm_conns(ns: &Netns) -> BTreeMap<ConnRow, u64> {
+    ipvsadm(ns, "-Lnc")
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (m, s) = f.get(1)?.split_once(':')?;
+            let expire = m.parse::<u64>().ok()? * 60 + s.parse::<u64>().ok()?;
+            let row = (
+                f[0].to_string(),
+                f.get(2)?.to_string(),
+                f.get(3)?.to_string(),
+                f.get(4)?.to_string(),
+                f.get(5)?.to_string(),
+            );
+            Some((row, expire))
+        })
+        .collect()
+}
+
+/// `lb-daemon conns --json` in `ns` for the daemon pinned at `pins` (its state file says the
+/// backend is IPVS), in the same shape.
+fn lb_conns(ns: &Netns, pins: &Path) -> BTreeMap<ConnRow, u64> {
+    let out = ns
+        .command(daemon::binary().unwrap())
+        .args(["conns", "--json", "--run-dir"])
+        .arg(daemon::run_dir_for(pins))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "ipvs", "{v}");
+    let ep = |e: &serde_json::Value| {
+        let ip: std::net::IpAddr = e["ip"].as_str().unwrap().parse().unwrap();
+        SocketAddr::new(ip, e["port"].as_u64().unwrap() as u16).to_string()
+    };
+    v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let row = (
+                c["protocol"].as_str().unwrap().to_uppercase(),
+                c["state"].as_str().unwrap().to_string(),
+                ep(&c["client"]),
+                ep(&c["virtual"]),
+                ep(&c["real"]),
+            );
+            (row, c["expires_in_s"].as_u64().unwrap())
+        })
+        .collect()
 }
 
 const TUN_CONF: &str = "

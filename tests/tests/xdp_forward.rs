@@ -127,7 +127,12 @@ fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
                 output: Output::Frame(out),
                 reason,
                 service: Some(i as u32),
-                also: if new { &["flows_new"] } else { &["flows_hit"] },
+                // A SYN waits in the half-open table; the ACK moves the flow to conntrack.
+                also: if new {
+                    &["flows_new", "halfopen_inserts"]
+                } else {
+                    &["flows_hit", "ct_inserts", "halfopen_deletes"]
+                },
             });
         }
     }
@@ -153,7 +158,7 @@ fn nat_replies_get_the_vip_back_as_source() {
             output: Output::Frame(out),
             reason: "reason_fwd_nat",
             service: Some(u32::from(v6)),
-            also: &["flows_new"],
+            also: &["flows_new", "halfopen_inserts"],
         })
         .unwrap();
         // The real server's answer leaves as if from the VIP.
@@ -375,7 +380,7 @@ fn tun_answers_packets_too_big_for_the_tunnel() {
             output: Output::Frame(want),
             reason: "reason_too_big",
             service: Some(svc),
-            also: &["flows_new"],
+            also: &["flows_new", "ct_inserts"],
         })
         .unwrap_or_else(|e| panic!("service {svc}: {e:#}"));
     }
@@ -393,7 +398,7 @@ fn tun_answers_packets_too_big_for_the_tunnel() {
         output: Output::Unchanged,
         reason: "reason_frag_needed",
         service: Some(0),
-        also: &["flows_new"],
+        also: &["flows_new", "ct_inserts"],
     })
     .unwrap();
 }
@@ -475,6 +480,38 @@ fn expired_flows_leave_the_least_connection_counts() {
     fx.reconcile_conns().unwrap();
     assert_eq!(live(&fx).iter().sum::<u64>(), 1, "housekeeping must not drop a live flow's count");
     assert_eq!(fx.tracked_flows().unwrap(), 1);
+
+    // The tables' turnover (the metrics' flow tables): 4 conntrack inserts (3 promotions, 1
+    // re-tracked expired flow); deleted: 1 by the data plane (the expired entry it replaced),
+    // 2 by housekeeping; 1 left. Nothing evicted.
+    let tables = lb_daemon::dataplane::bpf::read_flow_tables(fx.pin_dir()).unwrap();
+    let got: Vec<_> = tables.iter().map(|t| (t.table, t.inserts, t.deletes, t.entries, t.evictions)).collect();
+    assert_eq!(got, [("conntrack", 4, 3, 1, 0), ("halfopen", 3, 3, 0, 0)]);
+}
+
+/// The kernel's LRU evicts silently; the metrics derive evictions as inserts - deletions -
+/// entries. Three times the table's size in mid-flow packets of distinct flows (each tracked
+/// at once): the derived count is every flow the table no longer holds.
+#[test]
+fn lru_evictions_are_derived_from_inserts_deletions_and_occupancy() {
+    require_root();
+    const TABLE: u32 = 4096;
+    let (_ns, _peer, mut fx) = lb_tests::fixture::in_fib_namespace(TABLE).unwrap();
+    fx.apply(&one_real_each_family(ForwardMethod::Dr)).unwrap();
+    let frames: Vec<Vec<u8>> = (0..3 * TABLE)
+        .map(|i| {
+            let client = Ipv4Addr::from(u32::from(CLIENT4) + (i >> 14));
+            v4(L2::Plain, client, VIP4, L4::TcpAck { sport: 10_000 + (i & 0x3fff) as u16, dport: 1000 }, b"")
+        })
+        .collect();
+    assert!(fx.run_all(&frames).unwrap().iter().all(|(a, _)| *a == XDP_TX));
+    let tables = lb_daemon::dataplane::bpf::read_flow_tables(fx.pin_dir()).unwrap();
+    let ct = tables.iter().find(|t| t.table == "conntrack").unwrap();
+    assert_eq!((ct.inserts, ct.deletes, ct.capacity), (u64::from(3 * TABLE), 0, TABLE), "{ct:?}");
+    assert_eq!(ct.entries, fx.tracked_flows().unwrap() as u64);
+    assert!(ct.entries <= u64::from(TABLE), "{ct:?}");
+    assert_eq!(ct.evictions, ct.inserts - ct.entries, "{ct:?}");
+    assert!(ct.evictions >= u64::from(2 * TABLE), "{ct:?}");
 }
 
 /// A SYN flood from spoofed sources, in miniature: a 64k-entry connection table (16k
@@ -635,7 +672,7 @@ fn checksums_left_to_offload_are_completed_before_sending() {
             output: Output::Frame(out),
             reason,
             service: Some(i as u32),
-            also: &["flows_new", "csum_completed"],
+            also: &["flows_new", "csum_completed", "halfopen_inserts"],
         })
         .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6}: {e:#}"));
     }
@@ -713,7 +750,7 @@ fn fragments_follow_their_first_fragment() {
         let reason = expected(is_v6, fwd, &frags[0], L4::Udp { sport, dport: rport }).1;
         for (n, (input, nat_out)) in frags.iter().zip(&nat).enumerate() {
             let also: &'static [&'static str] =
-                if n == 0 { &["flows_new", "frags_first"] } else { &["frags_followed"] };
+                if n == 0 { &["flows_new", "frags_first", "halfopen_inserts"] } else { &["frags_followed"] };
             fx.check(&case("in order", input.clone(), sent_as(input, nat_out), reason, also))
                 .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6} fragment {n}: {e:#}"));
         }
@@ -731,7 +768,8 @@ fn fragments_follow_their_first_fragment() {
             also: &[],
         })
         .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6}: {e:#}"));
-        fx.check(&case("first", frags[0].clone(), sent_as(&frags[0], &nat[0]), reason, &["flows_new", "frags_first"]))
+        let first_also = &["flows_new", "frags_first", "halfopen_inserts"];
+        fx.check(&case("first", frags[0].clone(), sent_as(&frags[0], &nat[0]), reason, first_also))
             .unwrap_or_else(|e| panic!("{fwd:?} is_v6={is_v6}: {e:#}"));
         for n in [2, 1] {
             fx.check(&case("replayed", frags[n].clone(), sent_as(&frags[n], &nat[n]), reason, &["frags_followed"]))

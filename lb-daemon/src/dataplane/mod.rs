@@ -3,6 +3,7 @@
 //! checkers and VRRP do not care which.
 
 pub mod bpf;
+pub mod conns;
 pub mod decap;
 pub mod iface;
 pub mod object;

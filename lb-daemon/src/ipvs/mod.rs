@@ -3,6 +3,7 @@
 //! unchanged service or destination is never touched, so its connections live on.
 
 pub mod client;
+pub mod conns;
 pub mod msg;
 
 use std::{

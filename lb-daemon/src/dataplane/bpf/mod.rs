@@ -26,19 +26,22 @@ use tracing::{info, warn};
 
 use super::services::{self, DesiredService};
 use crate::config::Scheduler;
+pub use conns::read_conns;
 use maps::{map_mut, map_ref, pinned};
 use plan::{Book, SvcState};
 use retire::RetireQueue;
-pub use stats::{GlobalStatsView, RealStatsView, ServiceStatsView, StatsSnapshot, read_stats};
+pub use stats::{
+    FlowTableStats, GlobalStatsView, RealStatsView, ServiceStatsView, StatsSnapshot, read_flow_tables, read_stats,
+};
 
 mod commit;
+pub mod conns;
 mod maps;
+pub mod pins;
 pub mod plan;
 mod pool;
 pub mod retire;
 mod stats;
-
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -77,27 +80,11 @@ pub struct BpfDataplane {
     created_pins: bool,
 }
 
-/// Mounts bpffs on /sys/fs/bpf when nothing is mounted there yet (fresh machines and
-/// containers often lack it); pins need it.
-pub fn ensure_bpffs(pin_dir: &Path) -> Result<()> {
-    let root = Path::new("/sys/fs/bpf");
-    if !pin_dir.starts_with(root) {
-        return Ok(());
-    }
-    let st = nix::sys::statfs::statfs(root).with_context(|| format!("statfs {}", root.display()))?;
-    if st.filesystem_type().0 as i64 != BPF_FS_MAGIC {
-        nix::mount::mount(Some("bpf"), root, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .with_context(|| format!("mounting bpffs on {}", root.display()))?;
-        info!(path = %root.display(), "mounted bpffs");
-    }
-    Ok(())
-}
-
 impl BpfDataplane {
     /// Loads the programs, creating the maps under `pin_dir` or adopting the ones pinned there
     /// (a restarted daemon keeps tracked flows and services).
     pub fn load(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
-        ensure_bpffs(pin_dir)?;
+        pins::prepare(pin_dir, pins::Purpose::Create)?;
         check_layout(pin_dir)?;
         let fresh = !pin_dir.join(MAP_META).exists();
         let mut loaded = Self::load_pinned(object, pin_dir, sizes);
@@ -138,8 +125,8 @@ impl BpfDataplane {
         }
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
-        let next_real = meta.get(&0, 0).map_or(0, |m| m.next_real);
-        meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real }, 0)?;
+        let kept = meta.get(&0, 0).unwrap_or_default();
+        meta.set(0, Meta { layout_version: LAYOUT_VERSION, ..kept }, 0)?;
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -331,8 +318,9 @@ impl BpfDataplane {
         let committed = commit::commit(&mut self.ebpf, &mut self.book, &mut self.retiring, desired, &plan);
         if self.book.next_real != handed_out {
             let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
+            let kept = meta.get(&0, 0).unwrap_or_default();
             let next_real = self.book.next_real;
-            meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real }, 0).context("writing lb_meta")?;
+            meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real, ..kept }, 0).context("writing lb_meta")?;
         }
         committed
     }
@@ -419,14 +407,11 @@ impl BpfDataplane {
         let now = monotonic_ns();
         let mut ct: HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
             HashMap::try_from(map_mut(&mut self.ebpf, MAP_CONNTRACK)?)?;
+        // Closing flows left their real server's count at their FIN/RST already.
         let stale = |v: &lb_common::FlowValue| {
-            let timeout = match v.state {
-                CT_SYN => TCP_SYN_TIMEOUT,
-                CT_EST => TCP_EST_TIMEOUT,
-                CT_CLOSING => return false,
-                _ => UDP_TIMEOUT,
-            };
-            now.saturating_sub(v.last_ns) > timeout * 1_000_000_000 && owned.contains(&(v.svc_id, v.real_id))
+            v.state != CT_CLOSING
+                && now.saturating_sub(v.last_ns) > flow_timeout_secs(v.state) * 1_000_000_000
+                && owned.contains(&(v.svc_id, v.real_id))
         };
         let expired: Vec<(lb_common::FlowKey, u32)> =
             ct.iter().filter_map(|r| r.ok()).filter(|(_, v)| stale(v)).map(|(k, v)| (k, v.real_id)).collect();
@@ -442,6 +427,13 @@ impl BpfDataplane {
             if ct.remove(&key).is_ok() {
                 *gone.entry(real).or_default() += 1;
             }
+        }
+        // The eviction count (`lb_flow_table_evictions`) takes these deletions off the inserts.
+        let deleted: u64 = gone.values().sum();
+        if deleted > 0 {
+            let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
+            let m = meta.get(&0, 0)?;
+            meta.set(0, Meta { ct_deleted: m.ct_deleted.wrapping_add(deleted), ..m }, 0)?;
         }
         let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;
         for (rid, n) in gone {
@@ -472,8 +464,9 @@ impl BpfDataplane {
     }
 }
 
-/// `bpf_ktime_get_coarse_ns`'s clock (CLOCK_MONOTONIC, coarse).
-fn monotonic_ns() -> u64 {
+/// `bpf_ktime_get_coarse_ns`'s clock (CLOCK_MONOTONIC, coarse): the data plane's flow
+/// timestamps are in it.
+pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
@@ -506,6 +499,19 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
     let path = pin_dir.join(MAP_META);
     if !path.exists() {
         return Ok(());
+    }
+    // An older layout's `Meta` may differ in size: aya would refuse to read it as ours.
+    let size = aya::maps::MapData::from_pin(&path)
+        .with_context(|| format!("opening pinned map {}", path.display()))?
+        .info()?
+        .value_size() as usize;
+    if size != std::mem::size_of::<Meta>() {
+        bail!(
+            "pinned maps in {} have another layout (lb_meta values of {size} bytes, this lb-daemon's are {}); \
+             stop the old daemon and remove the directory to start fresh (this drops tracked flows)",
+            pin_dir.display(),
+            std::mem::size_of::<Meta>()
+        );
     }
     let meta: Array<_, Meta> = Array::try_from(pinned(&path)?)?;
     let found = meta.get(&0, 0)?.layout_version;

@@ -19,6 +19,7 @@ use crate::{
     },
     sched,
     scratch::Frame,
+    stats::{TableChange, count_table},
     time::now,
 };
 
@@ -114,7 +115,9 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
         }
         // The old entry must not answer for the new flow: whichever CPU inserts the new one
         // first (`track`) decides for all.
-        let _ = lb_conntrack.remove(&key);
+        if lb_conntrack.remove(&key).is_ok() {
+            count_table(TableChange::CtDelete);
+        }
     // SAFETY: copied out at once.
     } else if let Some(h) = unsafe { lb_halfopen.get(&key) }.copied() {
         if t.saturating_sub(h.last_ns) <= ct::timeout_ns(h.state) && real_live(h.real_id, svc) {
@@ -124,6 +127,7 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
             }
             // Only the CPU whose delete succeeds moves the flow.
             if lb_halfopen.remove(&key).is_ok() {
+                count_table(TableChange::HalfOpenDelete);
                 let real = track(&key, h.real_id, svc, t, p.new_state());
                 return Decision::new(real, conf.fwd, false).promoted();
             }
@@ -152,7 +156,13 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
             pad16: 0,
             pad32: 0,
         };
-        let _ = lb_halfopen.insert(&key, &value, 0);
+        // Only an insert of a new key counts (an expired entry's key is overwritten): the
+        // eviction count is inserts - deletions - occupancy.
+        if lb_halfopen.insert(&key, &value, BPF_NOEXIST).is_ok() {
+            count_table(TableChange::HalfOpenInsert);
+        } else {
+            let _ = lb_halfopen.insert(&key, &value, 0);
+        }
         // Only the least-connection schedulers read the counts of new flows.
         if matches!(conf.sched, SCHED_LC | SCHED_WLC | SCHED_LBLC) {
             sched::count_syn(real, t);
@@ -169,6 +179,7 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
 fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) -> u32 {
     let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
     if lb_conntrack.insert(key, &value, BPF_NOEXIST).is_ok() {
+        count_table(TableChange::CtInsert);
         if state != CT_CLOSING {
             add_conns(real, 1);
         }

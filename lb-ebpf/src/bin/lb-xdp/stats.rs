@@ -48,6 +48,30 @@ pub fn count_flow(new: bool) {
     }
 }
 
+/// A change to a flow table the program makes (the LRU's own evictions it never sees: they
+/// are derived in userspace from these and the tables' occupancy).
+#[derive(Clone, Copy)]
+pub enum TableChange {
+    CtInsert,
+    CtDelete,
+    HalfOpenInsert,
+    HalfOpenDelete,
+}
+
+#[inline(always)]
+pub fn count_table(change: TableChange) {
+    if let Some(s) = lb_stats.get_ptr_mut(0) {
+        // SAFETY: as in `count`.
+        let s = unsafe { &mut *s };
+        match change {
+            TableChange::CtInsert => s.ct_inserts += 1,
+            TableChange::CtDelete => s.ct_deletes += 1,
+            TableChange::HalfOpenInsert => s.halfopen_inserts += 1,
+            TableChange::HalfOpenDelete => s.halfopen_deletes += 1,
+        }
+    }
+}
+
 const STAT_WORDS: usize = core::mem::size_of::<GlobalStats>() / 8;
 
 /// The `reason_*` counter at `reason` (an index bounded by `Verdict`).
