@@ -1,0 +1,183 @@
+//! Runtime control of a running daemon over its socket: drain and undrain a real server,
+//! override a weight, disable and enable a service, each seen in the traffic (new
+//! connections move, held ones keep exchanging data), in `status`, and across reloads; and
+//! `-t --diff`, which previews a reload against the running daemon.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::Output,
+    time::Duration,
+};
+
+use lb_tests::prelude::*;
+use nix::sys::signal::Signal;
+
+fn conf(be1_weight: u32, extra: &str) -> String {
+    format!(
+        "virtual_server 203.0.113.10 80 {{
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 198.51.100.11 8080 {{
+        weight 1
+    }}
+    real_server 198.51.100.12 8080 {{
+        weight {be1_weight}
+    }}
+}}
+{extra}"
+    )
+}
+
+/// `lb-daemon ARGS --run-dir RUN`, waited for.
+fn lb(run: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(daemon::binary().unwrap()).args(args).arg("--run-dir").arg(run).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How many of `n` new connections each real server took.
+fn spread_of(topo: &LbTopology, n: usize) -> std::collections::HashMap<String, usize> {
+    let vip: SocketAddr = (VIP4, 80).into();
+    spread(&(0..n).map(|_| tcp_ask(&topo.client, vip, None)).collect::<Vec<_>>())
+}
+
+/// One more exchange on a held connection: which real server answered.
+fn again(conn: &mut TcpStream) -> String {
+    conn.write_all(b"again").unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
+}
+
+/// The overrides `status --json` lists: (service, real, kind, weight).
+fn overrides(d: &Daemon) -> Vec<(String, String, String, Option<u64>)> {
+    let s = d.status().unwrap();
+    s["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let real = o["real"].as_str().unwrap_or("-").to_string();
+            (o["service"].as_str().unwrap().to_string(), real, o["kind"].as_str().unwrap().to_string(), o["weight"].as_u64())
+        })
+        .collect()
+}
+
+fn reload(d: &Daemon, cfg: &TempConfig, text: &str) {
+    cfg.rewrite(text);
+    let applied = d.log().iter().filter(|l| l.contains("reload applied")).count();
+    d.signal(Signal::SIGHUP).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.log().iter().filter(|l| l.contains("reload applied")).count() == applied {
+        assert!(std::time::Instant::now() < deadline, "no reload: {:#?}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let _servers = backends(&topo, 8080);
+    let (cfg, pins, d) = daemon::on_lb(&topo, "control", &conf(1, ""), &[]);
+    let run = daemon::run_dir_for(&pins);
+    let vip: SocketAddr = (VIP4, 80).into();
+    let be0 = "198.51.100.11:8080";
+    let service = "203.0.113.10:80/tcp";
+    assert_eq!(spread_of(&topo, 10).len(), 2);
+
+    // A held connection on be0, then be0 drained: new connections go to be1 only, the held
+    // one keeps exchanging data with be0.
+    let mut held = (0..4).map(|_| tcp_hold(&topo.client, vip)).find(|(name, _)| name == "be0").unwrap().1;
+    assert!(ok(&lb(&run, &["drain", be0])).contains(&format!("drained {be0} in {service}")));
+    assert_eq!(overrides(&d), [(service.into(), be0.into(), "drained".into(), Some(0))]);
+    assert_eq!(spread_of(&topo, 10), [("be1".to_string(), 10)].into());
+    for _ in 0..3 {
+        assert_eq!(again(&mut held), "be0", "the drained real server's established connection continues");
+    }
+    let text = ok(&lb(&run, &["status"]));
+    assert!(text.lines().any(|l| l.contains(be0) && l.contains("drained")), "{text}");
+    assert!(ok(&lb(&run, &["undrain", be0, "--service", "203.0.113.10:80"])).contains("undrained"));
+    assert!(overrides(&d).is_empty());
+    assert_eq!(spread_of(&topo, 10).len(), 2);
+
+    // A weight: wrr 1:4 sends four of every five new connections to be1.
+    ok(&lb(&run, &["weight", "198.51.100.12:8080", "4"]));
+    let s = spread_of(&topo, 20);
+    assert!(s.get("be1").copied().unwrap_or(0) >= 14 && s.get("be0").copied().unwrap_or(0) >= 2, "{s:?}");
+
+    // A reload that leaves be1 alone keeps its weight; one that changes be1 clears it.
+    let other = "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.11 8080\n}\n";
+    reload(&d, &cfg, &conf(1, other));
+    assert_eq!(overrides(&d), [(service.into(), "198.51.100.12:8080".into(), "weight".into(), Some(4))]);
+    reload(&d, &cfg, &conf(2, other));
+    assert!(overrides(&d).is_empty(), "be1's block changed: its override goes");
+    assert!(d.log().iter().any(|l| l.contains("override cleared") && l.contains("real server changed")));
+
+    // Disabled: no new connection is taken (not even by a sorry server), the held one goes on.
+    ok(&lb(&run, &["disable", "203.0.113.10:80"]));
+    let refused = topo.client.run(move || TcpStream::connect_timeout(&vip, Duration::from_secs(1)).is_err()).unwrap();
+    assert!(refused, "a disabled service must not take new connections");
+    assert_eq!(again(&mut held), "be0");
+    ok(&lb(&run, &["enable", "203.0.113.10:80"]));
+    assert_eq!(spread_of(&topo, 6).len(), 2);
+
+    // Requests that name nothing fail and change nothing.
+    let bad = lb(&run, &["drain", "198.51.100.99:8080"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("is not a real_server"));
+    let bad = lb(&run, &["disable", "192.0.2.1:80"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no virtual_server 192.0.2.1:80"));
+    assert!(overrides(&d).is_empty());
+    drop(d);
+}
+
+#[test]
+fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let _servers = backends(&topo, 8080);
+    let (cfg, pins, d) = daemon::on_lb(&topo, "diff", &conf(1, ""), &[]);
+    let run = daemon::run_dir_for(&pins);
+    let new = TempConfig::new("diff-new", &conf(1, ""));
+    let diff = |args: &[&str]| {
+        let mut all = vec!["-t", "--diff", "-f", new.to_str().unwrap()];
+        all.extend_from_slice(args);
+        lb(&run, &all)
+    };
+
+    let same = diff(&[]);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stderr));
+    assert_eq!(String::from_utf8_lossy(&same.stdout).trim(), "no change");
+
+    new.rewrite(&conf(5, ""));
+    let changed = diff(&[]);
+    assert_eq!(changed.status.code(), Some(1), "{}", String::from_utf8_lossy(&changed.stderr));
+    let text = String::from_utf8_lossy(&changed.stdout);
+    assert_eq!(text.trim(), "weight service 203.0.113.10:80/tcp real 198.51.100.12:8080: 1 -> 5");
+    let json: serde_json::Value = serde_json::from_slice(&diff(&["--json"]).stdout).unwrap();
+    assert_eq!(json["changes"][0]["what"], "weight", "{json}");
+
+    // The preview changed nothing: the running daemon still has weight 1.
+    assert_eq!(d.status().unwrap()["overrides"], serde_json::json!([]));
+    let stats = stats_json(&pins).unwrap();
+    let weights: Vec<u64> =
+        stats["services"][0]["reals"].as_array().unwrap().iter().map(|r| r["weight"].as_u64().unwrap()).collect();
+    assert_eq!(weights, [1, 1], "{stats}");
+
+    // A broken file: keepalived's -t verdict (5), no comparison; no daemon: 2.
+    new.rewrite("virtual_server 203.0.113.10 80 {\n lb_algo nonsense\n}\n");
+    assert_eq!(diff(&[]).status.code(), Some(5));
+    new.rewrite(&conf(1, ""));
+    let nowhere = std::process::Command::new(daemon::binary().unwrap())
+        .args(["-t", "--diff", "-f", new.to_str().unwrap(), "--run-dir", "/nonexistent-lb-run"])
+        .output()
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(2), "{}", String::from_utf8_lossy(&nowhere.stderr));
+    drop((cfg, d));
+}
