@@ -30,7 +30,7 @@ use aya::maps::{Array, HashMap, Map, MapData, RingBuf};
 pub use filter::{Filter, Owner, tracer_gone};
 use lb_common::{
     RealDef, ServiceKey, ServiceValue, TraceCfg,
-    consts::{MAP_REALS, MAP_SERVICES, MAP_TRACE, MAP_TRACE_CFG, TRACE_NONE, TRACE_SNAP},
+    consts::{MAP_REALS, MAP_SERVICES, MAP_TRACE, MAP_TRACE_CFG, TRACE_NONE, TRACE_RING_BYTES, TRACE_SNAP},
 };
 use record::Names;
 
@@ -53,6 +53,9 @@ pub struct Options<'a> {
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long names of services and real servers are trusted before they are read again.
 const NAMES_FRESH: Duration = Duration::from_secs(2);
+/// Records handled per wake-up at most: under a flood the ring never empties, and signals,
+/// the pcap flush and the ownership check must still get their turn.
+const BATCH: usize = 1024;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -188,26 +191,26 @@ impl Namer {
             self.names = Names::default();
             self.read_at = Instant::now();
         }
+        // An id without a name (a service removed since) is remembered as such too, so a
+        // flood of its frames does not read the maps once per record.
         if svc != TRACE_NONE && !self.names.services.contains_key(&svc) {
             let mut keys = configured(&self.services).unwrap_or_default();
             keys.sort();
             for (k, id) in keys {
                 self.names.services.entry(id).or_insert_with(|| services::describe(&k));
             }
+            self.names.services.entry(svc).or_insert_with(|| format!("#{svc}"));
         }
-        if real != TRACE_NONE
-            && !self.names.reals.contains_key(&real)
-            && let Ok(r) = self.reals.get(&real, 0)
-            && r.family != 0
-        {
-            let addr = std::net::SocketAddr::new(services::ip_of(&r.addr, r.family), r.port);
-            self.names.reals.insert(real, addr.to_string());
+        if real != TRACE_NONE {
+            let reals = &self.reals;
+            self.names.reals.entry(real).or_insert_with(|| match reals.get(&real, 0) {
+                Ok(r) if r.family != 0 => {
+                    std::net::SocketAddr::new(services::ip_of(&r.addr, r.family), r.port).to_string()
+                }
+                _ => format!("#{real}"),
+            });
         }
-        if !self.names.ifaces.contains_key(&ifindex)
-            && let Some(n) = if_name(ifindex)
-        {
-            self.names.ifaces.insert(ifindex, n);
-        }
+        self.names.ifaces.entry(ifindex).or_insert_with(|| if_name(ifindex).unwrap_or_else(|| format!("if{ifindex}")));
         &self.names
     }
 }
@@ -243,7 +246,12 @@ pub fn run(opts: Options<'_>) -> Result<()> {
     }
     // Off while the ring is emptied of what an earlier tracer left unread.
     cfg_map.set(0, TraceCfg::default(), 0).with_context(|| format!("writing {MAP_TRACE_CFG}"))?;
-    while ring.next().is_some() {}
+    // At most a ring's worth (records are larger than this many bytes each).
+    for _ in 0..TRACE_RING_BYTES / 64 {
+        if ring.next().is_none() {
+            break;
+        }
+    }
     let mut tracing = Tracing { cfg: cfg_map, owner };
     catch_signals()?;
     tracing.cfg.set(0, filter::cfg(&trace_filter, owner), 0).with_context(|| format!("writing {MAP_TRACE_CFG}"))?;
@@ -278,7 +286,11 @@ pub fn run(opts: Options<'_>) -> Result<()> {
             break "stopped";
         }
         wait_readable(ring.as_raw_fd(), 200)?;
-        while let Some(item) = ring.next() {
+        for _ in 0..BATCH {
+            if STOP.load(Ordering::Relaxed) {
+                break;
+            }
+            let Some(item) = ring.next() else { break };
             let decoded = record::decode(&item);
             drop(item);
             let rec = match decoded {
