@@ -56,6 +56,12 @@ pub const PUNT_MAX: usize = 4096;
 pub const PUNT_RECORDS: u32 = 128;
 /// Datagrams the daemon gave up replaying: their held fragments go to the stack.
 pub const GIVEUP_ENTRIES: u32 = 1024;
+/// Bytes of each traced frame `lb_trace` carries (its start, as it leaves `lb_xdp`): the
+/// Ethernet, IP and TCP/UDP headers, with a TUN service's outer header too.
+pub const TRACE_SNAP: usize = 128;
+/// Bytes of the trace ring (`lb_trace`): about 1,200 records of `TraceRecord` (216 bytes with
+/// the ring's header), held in kernel memory for as long as the pins exist.
+pub const TRACE_RING_BYTES: u32 = 256 * 1024;
 pub const LBLC_ENTRIES: u32 = 65_536;
 
 /// Flow timeouts (seconds), IPVS's defaults.
@@ -128,12 +134,19 @@ pub const MAP_PUNT: &str = "lb_punt";
 /// Datagrams (`FragKey`) the daemon gave up replaying: their held fragments pass to the
 /// stack. Not pinned.
 pub const MAP_GIVEUP: &str = "lb_frag_giveup";
+/// `lb-daemon trace`'s filter (`TraceCfg`, one entry): `lb_xdp` writes a record to `lb_trace`
+/// for each frame it matches while `enabled`; off, it costs one array lookup per frame.
+/// Pinned, so the tracer (another process) can set it.
+pub const MAP_TRACE_CFG: &str = "lb_trace_cfg";
+/// Per-frame decisions for `lb-daemon trace` (a ring buffer of `TraceRecord`s). Pinned, so
+/// the tracer can read it.
+pub const MAP_TRACE: &str = "lb_trace";
 pub const UNRESOLVED_ENTRIES: u32 = 1024;
 /// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 20] = [
+pub const PINNED_MAPS: [&str; 22] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -154,6 +167,8 @@ pub const PINNED_MAPS: [&str; 20] = [
     MAP_RR,
     MAP_FRAGS,
     MAP_IFACES,
+    MAP_TRACE_CFG,
+    MAP_TRACE,
 ];
 
 /// The maps of `lb-xdp` only a running daemon uses (per-CPU scratch, rings, caches): not pinned.
@@ -260,6 +275,35 @@ pub const FRAG_PASS: u8 = 3;
 pub const PUNT_EARLY_FRAGMENT: u8 = 1;
 /// An IPv4 packet over the egress MTU with DF clear: fragment it to `mtu`, replay the pieces.
 pub const PUNT_FRAGMENT: u8 = 2;
+
+/// `TraceCfg::filters`: which of its filters apply (a frame must pass each that does).
+/// Only frames of service `svc_id` (to it, its NAT replies, ICMP errors about its flows).
+pub const TRACE_BY_SERVICE: u32 = 1;
+/// Only frames whose source or destination (as parsed: the quoted packet's for an ICMP
+/// error) is `client`.
+pub const TRACE_BY_CLIENT: u32 = 2;
+
+/// `TraceRecord::svc_id` / `real_id`: the frame reached no service / real server.
+pub const TRACE_NONE: u32 = u32::MAX;
+
+/// `TraceRecord::flow` bits: what the flow stage did for the frame. The low five are the
+/// flow decision's own flags (lb-ebpf's `Decision`), shifted down.
+/// A real server was found for the flow.
+pub const TRACE_FLOW_FOUND: u8 = 1;
+/// Scheduled by this frame (no tracked entry answered); otherwise a conntrack hit.
+pub const TRACE_FLOW_NEW: u8 = 2;
+/// The flow is (still) half-open (`lb_halfopen`).
+pub const TRACE_FLOW_HALF_OPEN: u8 = 4;
+/// This frame moved the flow from `lb_halfopen` to `lb_conntrack`.
+pub const TRACE_FLOW_PROMOTED: u8 = 8;
+/// The service's configuration generation 1 was live (else 0); see `TRACE_FLOW_GEN_KNOWN`.
+pub const TRACE_FLOW_GEN1: u8 = 16;
+/// The frame went through its service's live configuration, so `TRACE_FLOW_GEN1` tells which.
+pub const TRACE_FLOW_GEN_KNOWN: u8 = 32;
+/// A NAT real server's reply (or an ICMP error about it) found its flow's reply entry.
+pub const TRACE_FLOW_REPLY: u8 = 64;
+/// A later fragment that followed its datagram's first (`lb_frags`).
+pub const TRACE_FLOW_FRAGMENT: u8 = 128;
 
 /// `FlowValue::state`.
 pub const CT_SYN: u8 = 0;

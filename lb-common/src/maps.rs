@@ -285,7 +285,78 @@ pub struct NeighKey {
     pub reserved: [u8; 3],
 }
 
+/// The one entry of `lb_trace_cfg`: whether a tracer reads `lb_trace`, and which frames it
+/// wants. Written by `lb-daemon trace` (and cleared by it, or by the daemon's housekeeping
+/// once the tracer is gone); read by `lb_xdp` for every frame.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct TraceCfg {
+    /// Non-zero: records are written. First, so the per-frame check is one load.
+    pub enabled: u32,
+    /// `TRACE_BY_*`: which filters below apply.
+    pub filters: u32,
+    /// `TRACE_BY_SERVICE`: the service id.
+    pub svc_id: u32,
+    /// The tracer's process id, in the pid namespace `pid_ns` names.
+    pub pid: u32,
+    /// Bit `Reason as u32` set: frames counted under that reason are traced.
+    pub reasons: u64,
+    /// `TRACE_BY_CLIENT`: the address, as in `ServiceKey` (IPv4 in the first four bytes).
+    pub client: [u8; 16],
+    pub client_family: u8,
+    pub pad: [u8; 7],
+    /// The tracer's start time (`/proc/PID/stat`'s 22nd field, clock ticks after boot): with
+    /// `pid`, tells the tracer from a later process that reuses its pid.
+    pub pid_start: u64,
+    /// Inode of the tracer's pid namespace (`/proc/self/ns/pid`): only a process in the same
+    /// namespace can judge whether `pid` is gone.
+    pub pid_ns: u64,
+    /// Records that found the ring full (the program adds atomically; the tracer reports).
+    pub lost: u64,
+}
+
+/// One traced frame in `lb_trace`: what `lb_xdp` decided, for whom, and the frame's start as
+/// it left the program.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct TraceRecord {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the program finished with the frame.
+    pub ts_ns: u64,
+    /// The tuple as parsed, before any rewrite (addresses as in `ServiceKey`, ports in host
+    /// order; an ICMP error's is its quoted packet's, as the client sent it). `family` 0: the
+    /// frame was not IP, or not parsed that far.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub proto: u8,
+    /// The XDP action (0 aborted, 1 drop, 2 pass, 3 tx, 4 redirect).
+    pub action: u8,
+    /// `Reason as u8`.
+    pub reason: u8,
+    /// The interface the frame arrived on.
+    pub ifindex: u32,
+    /// Service and real server ids, or `TRACE_NONE`.
+    pub svc_id: u32,
+    pub real_id: u32,
+    /// The CPU that ran the program.
+    pub cpu: u32,
+    /// `TRACE_FLOW_*` bits.
+    pub flow: u8,
+    pub pad: [u8; 3],
+    /// The frame's length as it arrived and as it left (a TUN header or an ICMP answer
+    /// changes it).
+    pub len_in: u32,
+    pub len_out: u32,
+    /// Bytes of `frame` in use: `len_out`, at most `TRACE_SNAP`.
+    pub cap_len: u32,
+    pub frame: [u8; crate::consts::TRACE_SNAP],
+}
+
 crate::aya_pod!(
+    TraceCfg,
+    TraceRecord,
     DecapAddr,
     DecapStats,
     FragKey,
@@ -326,5 +397,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<FragValue>(), 40);
         assert_eq!(core::mem::size_of::<Meta>(), 16);
         assert_eq!(core::mem::size_of::<PuntRecord>(), 16 + crate::consts::PUNT_MAX);
+        assert_eq!(core::mem::size_of::<TraceCfg>(), 72);
+        // 216 bytes in the ring with its 8-byte header (`TRACE_RING_BYTES`).
+        assert_eq!(core::mem::size_of::<TraceRecord>(), 80 + crate::consts::TRACE_SNAP);
     }
 }

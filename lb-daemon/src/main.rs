@@ -178,6 +178,30 @@ enum Command {
         #[arg(long, value_name = "REAL:PORT")]
         real: Option<Selector>,
     },
+    /// Print lb_xdp's decision for each frame (interface, verdict, reason, service, real server,
+    /// flow, generation, the tuple before any rewrite) until stopped or --count records; with
+    /// --pcap also write the frames as pcap-ng, each with its decision as the comment. Reads
+    /// the pinned maps (works without a running daemon); run it in the load balancer's network
+    /// namespace for interface names.
+    Trace {
+        /// Only frames of this configured service (to it, its NAT replies, ICMP errors about
+        /// its flows): VIP:PORT or [VIP6]:PORT, with /tcp or /udp when both exist.
+        #[arg(long, value_name = "VIP:PORT")]
+        service: Option<String>,
+        /// Only frames from or to this address (as parsed before any rewrite).
+        #[arg(long, value_name = "ADDR")]
+        client: Option<std::net::IpAddr>,
+        /// Only frames counted under this reason, as `stats` names it (reason_no_service or
+        /// no_service); repeatable, or comma-separated.
+        #[arg(long, value_name = "NAME")]
+        reason: Vec<String>,
+        /// Stop after N records.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Also write the frames (their first 128 bytes as they left lb_xdp) to FILE as pcap-ng.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+    },
     /// Print the MD5 digest of a URL's body, as keepalived's genhash does, for a `digest` line.
     Genhash {
         /// Server address.
@@ -232,6 +256,16 @@ fn main() -> ExitCode {
         }
         Some(Command::Disable { service }) => control(&cli, Request::Disable { service: service.clone() }),
         Some(Command::Enable { service }) => control(&cli, Request::Enable { service: service.clone() }),
+        Some(Command::Trace { service, client, reason, count, pcap }) => {
+            lb_daemon::dataplane::trace::run(lb_daemon::dataplane::trace::Options {
+                pin_dir: &pin_dir(&cli),
+                service: service.as_deref(),
+                client: *client,
+                reasons: reason,
+                count: *count,
+                pcap: pcap.as_deref(),
+            })
+        }
         Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
             genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
         }

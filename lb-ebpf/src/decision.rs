@@ -1,23 +1,33 @@
 //! What the flow stage decides for a packet, packed in one register.
 //!
 //! Non-inlined BPF functions return one 64-bit value; an aggregate came back garbled, so the
-//! real server, the forwarding method and the flags travel as bits of one `u64`.
+//! real server, the forwarding method and the flags travel as bits of one `u64`. The flags
+//! (and the configuration generation) sit at bit 40 in the order of lb-common's
+//! `TRACE_FLOW_*`, so `lb-daemon trace` reads them as one byte.
 
-use lb_common::consts::NO_REAL;
+use lb_common::consts::{
+    NO_REAL, TRACE_FLOW_FOUND, TRACE_FLOW_GEN_KNOWN, TRACE_FLOW_GEN1, TRACE_FLOW_HALF_OPEN, TRACE_FLOW_NEW,
+    TRACE_FLOW_PROMOTED,
+};
 
 /// The outcome of a flow lookup: the real server, the forwarding method (`FWD_*`), and flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct Decision(u64);
 
+/// Where the flags start.
+const FLAGS_AT: u32 = 40;
 /// A real server was found (the id is not `NO_REAL`).
-const OK: u64 = 1 << 40;
+const OK: u64 = (TRACE_FLOW_FOUND as u64) << FLAGS_AT;
 /// The flow was scheduled by this packet (not found in a table).
-const NEW: u64 = 1 << 41;
+const NEW: u64 = (TRACE_FLOW_NEW as u64) << FLAGS_AT;
 /// The flow is half-open: its NAT reply tuple goes to `lb_halfopen_rev`.
-const HALF_OPEN: u64 = 1 << 42;
+const HALF_OPEN: u64 = (TRACE_FLOW_HALF_OPEN as u64) << FLAGS_AT;
 /// The flow just left the half-open table: its NAT reply tuple goes to `lb_nat_rev` now.
-const PROMOTED: u64 = 1 << 43;
+const PROMOTED: u64 = (TRACE_FLOW_PROMOTED as u64) << FLAGS_AT;
+/// The service's configuration generation that decided (`GEN1`: generation 1), once known.
+const GEN1: u64 = (TRACE_FLOW_GEN1 as u64) << FLAGS_AT;
+const GEN_KNOWN: u64 = (TRACE_FLOW_GEN_KNOWN as u64) << FLAGS_AT;
 
 impl Decision {
     /// `real` (or `NO_REAL`: no real server), forwarded by `fwd`, scheduled now if `new`.
@@ -41,6 +51,18 @@ impl Decision {
     #[inline(always)]
     pub fn promoted(self) -> Self {
         Self(self.0 | PROMOTED)
+    }
+
+    /// Notes which configuration generation (0/1) decided.
+    #[inline(always)]
+    pub fn with_generation(self, generation: u32) -> Self {
+        Self(self.0 | GEN_KNOWN | (u64::from(generation & 1) * GEN1))
+    }
+
+    /// The flags as `TRACE_FLOW_*` bits, for the trace.
+    #[inline(always)]
+    pub fn trace_flow(self) -> u8 {
+        (self.0 >> FLAGS_AT) as u8
     }
 
     #[inline(always)]
@@ -90,6 +112,18 @@ mod tests {
             assert_eq!((h.real(), h.fwd(), h.is_new()), (real, fwd, new));
             assert!(h.is_half_open() && h.is_promoted());
         }
+    }
+
+    #[test]
+    fn the_trace_reads_the_flags_and_the_generation() {
+        let d = Decision::new(7, FWD_NAT, true).half_open();
+        assert_eq!(d.trace_flow(), TRACE_FLOW_FOUND | TRACE_FLOW_NEW | TRACE_FLOW_HALF_OPEN);
+        let g = d.with_generation(1);
+        assert_eq!(g.trace_flow(), d.trace_flow() | TRACE_FLOW_GEN_KNOWN | TRACE_FLOW_GEN1);
+        assert_eq!((g.real(), g.fwd(), g.is_new(), g.ok()), (7, FWD_NAT, true, true));
+        let p = Decision::new(3, FWD_DR, false).promoted().with_generation(2);
+        assert_eq!(p.trace_flow(), TRACE_FLOW_FOUND | TRACE_FLOW_PROMOTED | TRACE_FLOW_GEN_KNOWN);
+        assert_eq!(Decision::none().trace_flow(), 0);
     }
 
     #[test]

@@ -5,9 +5,9 @@
 use std::{fs, path::Path};
 
 /// `lb-xdp`'s modules, lowest first (as `src/bin/lb-xdp/main.rs` documents them).
-const ORDER: [&str; 16] = [
+const ORDER: [&str; 17] = [
     "scratch", "maps", "time", "parse", "stats", "sched", "flow", "nexthop", "offload", "punt", "icmp", "nat", "dr",
-    "tun", "frags", "main",
+    "tun", "frags", "trace", "main",
 ];
 
 /// The modules of `ORDER` that `source` names: `crate::m` paths, `use crate::{m, ...}` lists

@@ -54,6 +54,17 @@ impl Verdict {
         if self.is_forwarded() { Self::new(self.action(), reason) } else { self }
     }
 
+    /// The packed form, to keep in memory (`Frame::trace_verdict`) and read back.
+    #[inline(always)]
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    #[inline(always)]
+    pub fn from_bits(bits: u32) -> Self {
+        Self(bits)
+    }
+
     /// The reason as an index into the `reason_*` fields, bounded for the verifier.
     #[inline(always)]
     pub fn reason_index(self) -> usize {
@@ -83,6 +94,12 @@ mod tests {
                 assert_eq!((v.action(), v.reason_index()), (a, r as usize));
             }
         }
+    }
+
+    #[test]
+    fn bits_round_trip() {
+        let v = Verdict::new(XDP_TX, Reason::FwdDr);
+        assert_eq!(Verdict::from_bits(v.bits()), v);
     }
 
     #[test]

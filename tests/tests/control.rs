@@ -64,7 +64,12 @@ fn overrides(d: &Daemon) -> Vec<(String, String, String, Option<u64>)> {
         .iter()
         .map(|o| {
             let real = o["real"].as_str().unwrap_or("-").to_string();
-            (o["service"].as_str().unwrap().to_string(), real, o["kind"].as_str().unwrap().to_string(), o["weight"].as_u64())
+            (
+                o["service"].as_str().unwrap().to_string(),
+                real,
+                o["kind"].as_str().unwrap().to_string(),
+                o["weight"].as_u64(),
+            )
         })
         .collect()
 }

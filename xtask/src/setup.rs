@@ -27,6 +27,7 @@ const APT: &[(&str, &str)] = &[
     ("keepalived", "the VRRP peer for interoperability tests"),
     ("ipvsadm", "reads IPVS state in the VM"),
     ("tcpdump", "what crosses the wire"),
+    ("tshark", "reads `lb-daemon trace`'s pcap-ng packet comments (frame.comment)"),
     ("qemu-system-x86", "the older-kernel VM"),
     ("linux-image-amd64", "Debian's 6.1 kernel (ip_vs, ipip) for the VM"),
     ("busybox-static", "virtme-ng's initramfs"),

@@ -10,6 +10,7 @@ pub mod object;
 pub mod punt;
 pub mod services;
 pub mod tables;
+pub mod trace;
 
 use std::{net::IpAddr, time::Instant};
 

@@ -381,13 +381,25 @@ impl BpfDataplane {
     }
 
     /// Periodic upkeep: connection counts lose the flows that expired unseen
-    /// (`reconcile_conns`), and the real servers' neighbour entries are kept fresh (the XDP
-    /// FIB lookup only finds next hops the kernel has resolved).
+    /// (`reconcile_conns`), the real servers' neighbour entries are kept fresh (the XDP
+    /// FIB lookup only finds next hops the kernel has resolved), and a trace filter whose
+    /// tracer was killed is turned off.
     pub fn housekeeping(&mut self) -> Result<()> {
         let reconciled = self.reconcile_conns();
         let applied = self.book.services.values().filter_map(|s| s.applied.as_ref());
         commit::prime_neighbours(applied.flat_map(|d| d.reals.iter().map(|r| r.addr)));
-        reconciled
+        let traced = self.stop_orphaned_trace();
+        reconciled.and(traced)
+    }
+
+    /// Turns tracing off when `lb-daemon trace` died without doing so (kill -9): otherwise
+    /// every matching frame would go on paying for a record nobody reads.
+    fn stop_orphaned_trace(&mut self) -> Result<()> {
+        let mut cfg: Array<_, lb_common::TraceCfg> = Array::try_from(map_mut(&mut self.ebpf, MAP_TRACE_CFG)?)?;
+        if let Some(pid) = super::trace::clear_if_gone(&mut cfg)? {
+            info!(pid, "lb-daemon trace (pid {pid}) is gone: tracing turned off");
+        }
+        Ok(())
     }
 
     /// Deletes open flows that expired in `lb_conntrack` without a FIN/RST and counts them in

@@ -29,11 +29,11 @@ pub fn real_live(real: u32, svc: u32) -> bool {
     lb_reals.get(real).is_some_and(|r| r.flags & REAL_PRESENT != 0 && r.svc_id == svc)
 }
 
-/// The live generation of service `svc`'s configuration.
+/// The live generation of service `svc`'s configuration, and the generation (0/1).
 #[inline(always)]
-pub fn conf(svc: u32) -> Option<&'static SvcConf> {
+pub fn conf(svc: u32) -> Option<(&'static SvcConf, u32)> {
     let generation = lb_svc_gen.get(svc).copied().unwrap_or(0) & 1;
-    lb_svc_conf.get(svc * 2 + generation)
+    lb_svc_conf.get(svc * 2 + generation).map(|c| (c, generation))
 }
 
 /// Moves the flow `v` points at from state `from` to `to`; false when another CPU changed the
@@ -83,7 +83,13 @@ fn add_conns(real: u32, delta: i64) {
 /// delete, so two CPUs racing on one flow count it once.
 #[inline(never)]
 pub fn decide(svc: u32, f: &Frame) -> Decision {
-    let Some(conf) = conf(svc) else { return Decision::none() };
+    let Some((conf, generation)) = conf(svc) else { return Decision::none() };
+    decide_with(svc, conf, f).with_generation(generation)
+}
+
+/// `decide` with the service's live configuration.
+#[inline(always)]
+fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     let key = f.flow_key();
     let t = now();
     let p = Packet { tcp: f.proto == IPPROTO_TCP, flags: f.tcp_flags };
@@ -231,14 +237,15 @@ fn persisted(svc: u32, conf: &SvcConf, f: &Frame, t: u64) -> u32 {
 /// errors about a flow, which must reach the same real server as the flow.
 #[inline(never)]
 pub fn tracked(svc: u32, f: &Frame) -> Decision {
-    let Some(conf) = conf(svc) else { return Decision::none() };
+    let Some((conf, generation)) = conf(svc) else { return Decision::none() };
     let key = f.flow_key();
     // SAFETY: copied out at once.
     let v = unsafe { lb_conntrack.get(&key) }.or_else(|| unsafe { lb_halfopen.get(&key) });
-    match v {
+    let d = match v {
         Some(v) if real_live(v.real_id, svc) => Decision::new(v.real_id, conf.fwd, false),
         _ => Decision::new(NO_REAL, conf.fwd, false),
-    }
+    };
+    d.with_generation(generation)
 }
 
 /// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP (in the

@@ -3,11 +3,13 @@
 //! TCP/UDP/ICMP; a frame for a virtual service (`lb_services`) goes to its flow's real server
 //! (conntrack, persistence, then the scheduler) by NAT, DR or TUN, and a NAT real server's
 //! reply gets the VIP back as source. Everything else passes to the stack untouched. Every
-//! frame is counted once per verdict and once per reason (`lb_common::GlobalStats`).
+//! frame is counted once per verdict and once per reason (`lb_common::GlobalStats`), and,
+//! while `lb-daemon trace` runs, traced (`trace`).
 //!
 //! Modules import one way, each only from those before it: `scratch` → `maps` → `time` →
 //! `parse` → `stats` → `sched` → `flow` → `nexthop` → `offload` → `punt` → `icmp` → `nat` →
-//! `dr` → `tun` → `frags` → this entry point; the pure rules come from the `lb_ebpf` library.
+//! `dr` → `tun` → `frags` → `trace` → this entry point; the pure rules come from the `lb_ebpf`
+//! library.
 #![no_std]
 #![no_main]
 // Atomic adds on the shared connection counters: core has no atomics for the BPF target.
@@ -30,12 +32,15 @@ mod sched;
 mod scratch;
 mod stats;
 mod time;
+mod trace;
 mod tun;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
-    consts::{FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN},
+    consts::{
+        FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND, TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
+    },
 };
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
@@ -54,7 +59,13 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let len = parse::frame_len(&ctx) as u64;
     let v = classify(&ctx, ifindex);
     stats::count(v, len);
-    v.action()
+    let mut action = v.action();
+    // SAFETY: a register move. The action gets a register of its own, so `v`, which the
+    // verifier tracks exactly since the counters index by its reason, is dead past here (see
+    // `trace::emit`).
+    unsafe { core::arch::asm!("{0} = {0}", inout(reg) action) };
+    trace::emit(&ctx, v, len);
+    action
 }
 
 /// Decides what happens to one frame and why.
@@ -113,11 +124,13 @@ fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
 #[inline(always)]
 fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
     let len = parse::frame_len(ctx);
+    f.trace_svc = svc;
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
     let d = flow::decide(svc, f);
     let real_id = d.real();
+    (f.trace_real, f.trace_flow) = (real_id, d.trace_flow());
     let Some(real) = lb_reals.get(real_id).filter(|_| d.ok()) else {
         stats::count_service(svc, None, len, false, true);
         return Verdict::new(XDP_DROP, Reason::NoReal);
@@ -145,9 +158,13 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
 
 /// A later fragment: where its datagram's first fragment went.
 #[inline(always)]
-fn later_fragment(ctx: &XdpContext, f: &Frame) -> Verdict {
+fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     let Some(e) = frags::find(f) else { return frags::hold(ctx, f) };
     let len = parse::frame_len(ctx);
+    if e.action == FRAG_TO_REAL || e.action == FRAG_NAT_REPLY {
+        (f.trace_svc, f.trace_real) = (e.svc_id, e.real_id);
+        f.trace_flow = TRACE_FLOW_FRAGMENT | if e.action == FRAG_NAT_REPLY { TRACE_FLOW_REPLY } else { 0 };
+    }
     match e.action {
         FRAG_TO_REAL => {
             let Some(real) = lb_reals.get(e.real_id).filter(|_| flow::real_live(e.real_id, e.svc_id)) else {
@@ -174,11 +191,13 @@ fn later_fragment(ctx: &XdpContext, f: &Frame) -> Verdict {
 /// to the flow's real server; from the real servers' side about a NAT flow it goes back to
 /// the client from the VIP; any other ICMP passes.
 #[inline(never)]
-fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
+fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     // SAFETY: copied out at once.
     let Some(svc) = (unsafe { lb_services.get(&f.service_key()) }).map(|v| v.id) else {
         return match flow::nat_reply_of(f) {
             Some(rev) if parse::ipv4_header_ok(ctx, f) => {
+                (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);
+                f.trace_flow = TRACE_FLOW_REPLY | TRACE_FLOW_FOUND;
                 stats::count_service(rev.svc_id, Some(rev.real_id), parse::frame_len(ctx), false, false);
                 if !icmp::nat_reply_rewrite(ctx, f, rev) {
                     return Verdict::new(XDP_PASS, Reason::Icmp);
@@ -189,6 +208,7 @@ fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
         };
     };
     let d = flow::tracked(svc, f);
+    (f.trace_svc, f.trace_real, f.trace_flow) = (svc, d.real(), d.trace_flow());
     let Some(real) = lb_reals.get(d.real()).filter(|_| d.ok()) else {
         return Verdict::new(XDP_PASS, Reason::Icmp);
     };
@@ -214,6 +234,8 @@ fn icmp_error(ctx: &XdpContext, f: &Frame) -> Verdict {
 /// is the largest, and the verifier allows 512 bytes for the deepest chain of calls.
 #[inline(always)]
 fn reply(ctx: &XdpContext, f: &mut Frame, rev: &NatRev) -> Verdict {
+    (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);
+    f.trace_flow = TRACE_FLOW_REPLY | TRACE_FLOW_FOUND;
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }

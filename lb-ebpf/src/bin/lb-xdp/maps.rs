@@ -10,10 +10,10 @@ use aya_ebpf::{
 };
 use lb_common::{
     FlowKey, FlowValue, FragKey, FragValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, PuntRecord,
-    RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf,
+    RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf, TraceCfg, TraceRecord,
     consts::{
         DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_IFINDEX,
-        MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, UNRESOLVED_ENTRIES,
+        MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, TRACE_RING_BYTES, UNRESOLVED_ENTRIES,
     },
 };
 
@@ -118,6 +118,16 @@ const PUNT_BYTES: usize = ((PUNT_RECORDS as usize) * (core::mem::size_of::<PuntR
 /// Per-CPU round-robin positions per service (rr/wrr).
 #[btf_map]
 pub static lb_rr: PerCpuArray<u32, SVC> = PerCpuArray::new();
+
+// --- Tracing (`lb-daemon trace`) ---
+
+/// The tracer's filter (`TraceCfg`); `enabled` 0 (no tracer): nothing is written.
+#[btf_map]
+pub static lb_trace_cfg: Array<TraceCfg, 1> = Array::new();
+
+/// Traced frames' decisions (`TraceRecord`) for the tracer to read.
+#[btf_map]
+pub static lb_trace: RingBuf<TraceRecord, { TRACE_RING_BYTES as usize }> = RingBuf::new();
 
 // --- Daemon bookkeeping ---
 

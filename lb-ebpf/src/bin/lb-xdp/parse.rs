@@ -94,8 +94,7 @@ pub fn frame_len(ctx: &XdpContext) -> usize {
 /// Errors carry the reason the frame is counted under.
 #[inline(always)]
 pub fn parse(ctx: &XdpContext, out: &mut Frame) -> Result<Parsed, Reason> {
-    out.frag = frag::NONE;
-    out.csum_partial = 0;
+    out.begin();
     // SAFETY (every `&*ptr`/`&mut *ptr` below): `ptr_at` checked the header lies in the frame.
     let eth: &EthHdr = unsafe { &*ptr_at(ctx, 0).ok_or(Reason::BadEth)? };
     let mut proto = eth.proto();

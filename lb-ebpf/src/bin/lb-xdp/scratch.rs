@@ -36,10 +36,28 @@ pub struct Frame {
     pub frag_id: u32,
     /// The ingress interface's `IFACE_*` flags (`lb_ifaces`).
     pub iface: u32,
+    /// For `lb-daemon trace`: the service and real server the frame reached (`TRACE_NONE`:
+    /// none), and what the flow stage did (`TRACE_FLOW_*`). Plain stores on the way; read only
+    /// when a tracer runs.
+    pub trace_svc: u32,
+    pub trace_real: u32,
     /// Generic XDP: the TCP/UDP checksum is left to offload (the skb stays
     /// `CHECKSUM_PARTIAL`, so rewrites keep the field a pseudo-header sum).
     pub csum_partial: u8,
+    pub trace_flow: u8,
+    /// Written only while a tracer runs: the verdict (`Verdict::bits`) and the frame's length
+    /// as it arrived, handed to `trace::record` through memory (see `trace::emit`).
+    pub trace_verdict: u32,
+    pub trace_len: u32,
 }
+
+// `Frame::begin` clears these with whole-word stores.
+const _: () = assert!(core::mem::offset_of!(Frame, family) == 32 && core::mem::offset_of!(Frame, frag) == 39);
+const _: () = assert!(core::mem::offset_of!(Frame, trace_svc) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(Frame, trace_real) == core::mem::offset_of!(Frame, trace_svc) + 4);
+const _: () = assert!(core::mem::offset_of!(Frame, trace_flow) == core::mem::offset_of!(Frame, csum_partial) + 1);
+const _: () = assert!(core::mem::offset_of!(Frame, csum_partial) % 2 == 0);
+const _: () = assert!(lb_common::consts::TRACE_NONE == lb_common::consts::NO_REAL);
 
 /// `Frame::frag`.
 pub mod frag {
@@ -52,6 +70,21 @@ pub mod frag {
 }
 
 impl Frame {
+    /// Forgets what the previous frame on this CPU left in the fields a frame may not reach:
+    /// no family, protocol, ports, TCP flags or fragment; no service, real server or flow
+    /// decision; checksum not partial. Three stores.
+    #[inline(always)]
+    pub fn begin(&mut self) {
+        let base = self as *mut Frame as *mut u8;
+        // SAFETY: `Frame` is 8-byte aligned; the offsets and widths are checked above, and
+        // every field written is a plain integer.
+        unsafe {
+            core::ptr::write(base.add(core::mem::offset_of!(Frame, family)).cast::<u64>(), 0);
+            core::ptr::write(base.add(core::mem::offset_of!(Frame, trace_svc)).cast::<u64>(), u64::MAX);
+            core::ptr::write(base.add(core::mem::offset_of!(Frame, csum_partial)).cast::<u16>(), 0);
+        }
+    }
+
     /// Zeroes both addresses with four 8-byte stores (see `zero_words`).
     #[inline(always)]
     pub fn clear_addrs(&mut self) {
