@@ -296,7 +296,7 @@ fn config_test(cli: &Cli) -> ExitCode {
     if !loaded.diagnostics.is_empty() {
         eprintln!("{}", loaded.render());
     }
-    if cli.json {
+    if cli.json && !cli.diff {
         match serde_json::to_string_pretty(&loaded.config) {
             Ok(j) => println!("{j}"),
             Err(e) => eprintln!("lb-daemon: {e}"),

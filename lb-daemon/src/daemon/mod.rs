@@ -235,7 +235,10 @@ impl Shell {
             };
         }
         let (answer, actions) = self.node.control(req);
-        match (answer, self.carry_out_all(actions).await) {
+        let done = self.carry_out_all(actions).await;
+        // `status` right after the command shows it.
+        self.publish().await;
+        match (answer, done) {
             (Err(e), _) => Reply::err(e),
             (Ok(m), Ok(None)) => Reply::ok(m),
             (Ok(m), Ok(Some(e))) => Reply::err(format!("{m}, but programming the backend failed: {e}")),
@@ -321,6 +324,7 @@ impl Shell {
                     let rollback_checks = check::specs(self.node.config(), self.notifier.runner());
                     let loaded = Box::new(loaded);
                     self.handle(Event::Reload { loaded, checks, rollback_checks, started }).await;
+                    self.publish().await;
                 }
             },
         }
