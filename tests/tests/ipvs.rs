@@ -332,6 +332,31 @@ fn nat_checks_reload_and_sync() {
     );
     drop(held);
 
+    // Runtime overrides reach IPVS too: a drain is weight 0 (quiesced), a weight is set,
+    // a disabled service quiesces every real server; each undone.
+    let control = |args: &[&str]| {
+        let out = std::process::Command::new(daemon::binary().unwrap())
+            .args(args)
+            .arg("--run-dir")
+            .arg(daemon::run_dir_for(&pins))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let shows = |want: &[&str]| {
+        let l = flat(&topo.lb);
+        want.iter().all(|w| l.contains(w))
+    };
+    control(&["drain", "198.51.100.12:8080"]);
+    control(&["weight", "198.51.100.11:8080", "7"]);
+    assert!(shows(&["198.51.100.11:8080 Masq 7", "198.51.100.12:8080 Masq 0"]), "{}", listing(&topo.lb));
+    control(&["disable", "203.0.113.10:80"]);
+    assert!(shows(&["198.51.100.11:8080 Masq 0", "198.51.100.12:8080 Masq 0"]), "{}", listing(&topo.lb));
+    control(&["enable", "203.0.113.10:80"]);
+    control(&["undrain", "198.51.100.12:8080"]);
+    control(&["weight", "198.51.100.11:8080", "--reset"]);
+    assert!(shows(&["198.51.100.11:8080 Masq 5", "198.51.100.12:8080 Masq 1"]), "{}", listing(&topo.lb));
+
     // Exit removes this daemon's services and sync daemon, and nothing else.
     topo.lb.sh("ipvsadm -A -t 192.0.2.200:9 -s rr").unwrap();
     let mut d = d;
