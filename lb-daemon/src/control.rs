@@ -23,6 +23,8 @@ use tokio::{
 };
 use tracing::warn;
 
+use crate::dataplane::conns::Conn;
+
 pub const SOCKET: &str = "lb-daemon.sock";
 /// A request line longer than this is refused (a config path is the largest field).
 const MAX_REQUEST: usize = 64 * 1024;
@@ -91,6 +93,10 @@ pub struct Preview {
     /// Real servers (or whole services, `real` None) whose tracked flows a reload would
     /// reschedule: they leave the data plane.
     pub leaving: Vec<Leaving>,
+    /// Tracked flows (not reply translations) of what is leaving, counted by the command
+    /// line from the flow tables; None when they could not be read.
+    #[serde(default)]
+    pub rescheduled_flows: Option<u64>,
 }
 
 /// One difference. `what` names the kind (`service added`, `real server removed`, `weight`,
@@ -134,6 +140,23 @@ impl std::fmt::Display for Change {
             (None, None) => Ok(()),
         }
     }
+}
+
+/// How many of `conns` (tracked flows; reply translations aside) belong to what is leaving:
+/// their real server leaves its service, or their service goes.
+pub fn rescheduled(conns: &[Conn], leaving: &[Leaving]) -> u64 {
+    let service_of = |c: &Conn| c.service.clone().unwrap_or_else(|| format!("{}/{}", c.vip, c.protocol));
+    conns
+        .iter()
+        .filter(|c| !c.table.is_reverse())
+        .filter(|c| {
+            let service = service_of(c);
+            leaving.iter().any(|l| {
+                l.service == service
+                    && l.real.is_none_or(|r| c.real.is_some_and(|e| SocketAddr::from((e.ip, e.port)) == r))
+            })
+        })
+        .count() as u64
 }
 
 pub fn socket_path(run_dir: &Path) -> PathBuf {
@@ -274,6 +297,42 @@ mod tests {
         assert_eq!(text, r#"{"cmd":"weight","real":"192.0.2.1:80","service":null,"weight":3}"#);
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"reboot"}"#).is_err());
+    }
+
+    #[test]
+    fn flows_of_leaving_real_servers_are_counted_once() {
+        use crate::dataplane::conns::{Endpoint, Table};
+        let ep = |s: &str| {
+            let a: SocketAddr = s.parse().unwrap();
+            Endpoint { ip: a.ip(), port: a.port() }
+        };
+        let conn = |table, real: &str, service: Option<&str>| Conn {
+            table,
+            protocol: "tcp".into(),
+            client: ep("192.0.2.2:40000"),
+            vip: ep("203.0.113.10:80"),
+            real: Some(ep(real)),
+            real_id: None,
+            service: service.map(Into::into),
+            state: "ESTABLISHED".into(),
+            expires_in_s: None,
+            idle_s: None,
+        };
+        let svc = Some("203.0.113.10:80/tcp");
+        let conns = [
+            conn(Table::Conntrack, "198.51.100.11:80", svc),
+            conn(Table::NatRev, "198.51.100.11:80", svc),
+            conn(Table::Halfopen, "198.51.100.11:80", svc),
+            conn(Table::Conntrack, "198.51.100.12:80", svc),
+            // IPVS entries name no service: their VIP and protocol do.
+            conn(Table::Ipvs, "198.51.100.11:80", None),
+        ];
+        let leaving = |real: Option<&str>| {
+            vec![Leaving { service: "203.0.113.10:80/tcp".into(), real: real.map(|r| r.parse().unwrap()) }]
+        };
+        assert_eq!(rescheduled(&conns, &leaving(Some("198.51.100.11:80"))), 3);
+        assert_eq!(rescheduled(&conns, &leaving(None)), 4);
+        assert_eq!(rescheduled(&conns, &leaving(Some("198.51.100.13:80"))), 0);
     }
 
     #[test]

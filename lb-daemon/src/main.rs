@@ -325,7 +325,7 @@ fn diff(cli: &Cli) -> ExitCode {
     let asked = std::path::absolute(&cli.config)
         .map_err(anyhow::Error::from)
         .and_then(|config| lb_daemon::control::request(&run_dir(cli), &Request::Preview { config }));
-    let preview = match asked {
+    let mut preview = match asked {
         Ok(Reply { ok: true, preview: Some(p), .. }) => p,
         Ok(r) => {
             eprintln!("lb-daemon: the running daemon could not compare: {}", r.message);
@@ -336,6 +336,14 @@ fn diff(cli: &Cli) -> ExitCode {
             return ExitCode::from(EXIT_DIFF_TROUBLE);
         }
     };
+    if !preview.leaving.is_empty() {
+        match read_conns(cli) {
+            Ok((all, _, _)) => {
+                preview.rescheduled_flows = Some(lb_daemon::control::rescheduled(&all, &preview.leaving))
+            }
+            Err(e) => eprintln!("lb-daemon: counting the flows that would be rescheduled: {e:#}"),
+        }
+    }
     if cli.json {
         match serde_json::to_string_pretty(&preview) {
             Ok(j) => println!("{j}"),
@@ -347,6 +355,9 @@ fn diff(cli: &Cli) -> ExitCode {
         }
         for b in &preview.buckets {
             println!("{} ({}): {} of {} table buckets change real server", b.service, b.scheduler, b.moved, b.total);
+        }
+        if let Some(n) = preview.rescheduled_flows {
+            println!("{n} tracked flow(s) of leaving real servers would be rescheduled");
         }
         if preview.changes.is_empty() {
             println!("no change");
@@ -532,7 +543,10 @@ fn stats(cli: &Cli, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn conns(cli: &Cli, json: bool, service: Option<&Selector>, real: Option<&Selector>) -> anyhow::Result<()> {
+/// Every connection entry of the backend the daemon runs (or whose pins exist), where from.
+fn read_conns(
+    cli: &Cli,
+) -> anyhow::Result<(Vec<lb_daemon::dataplane::conns::Conn>, lb_daemon::dataplane::conns::Source, String)> {
     use lb_daemon::{
         dataplane::conns::{self, Source},
         ipvs,
@@ -545,10 +559,15 @@ fn conns(cli: &Cli, json: bool, service: Option<&Selector>, real: Option<&Select
         pin_dir.join(lb_common::consts::MAP_CONNTRACK).exists(),
         std::path::Path::new(ipvs::conns::PROC_FILE).exists(),
     )?;
-    let (all, title) = match source {
-        Source::Bpf => (bpf::read_conns(&pin_dir)?, format!("XDP connection entries ({})", pin_dir.display())),
-        Source::Ipvs => (ipvs::conns::read()?, "IPVS connection entries".to_string()),
-    };
+    Ok(match source {
+        Source::Bpf => (bpf::read_conns(&pin_dir)?, source, format!("XDP connection entries ({})", pin_dir.display())),
+        Source::Ipvs => (ipvs::conns::read()?, source, "IPVS connection entries".to_string()),
+    })
+}
+
+fn conns(cli: &Cli, json: bool, service: Option<&Selector>, real: Option<&Selector>) -> anyhow::Result<()> {
+    use lb_daemon::dataplane::conns::{self, Source};
+    let (all, source, title) = read_conns(cli)?;
     let mut list = conns::filter(all, service, real);
     conns::sort(&mut list);
     if json {

@@ -151,7 +151,7 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
     let run = daemon::run_dir_for(&pins);
     let new = TempConfig::new("diff-new", &conf(1, ""));
     let diff = |args: &[&str]| {
-        let mut all = vec!["-t", "--diff", "-f", new.to_str().unwrap()];
+        let mut all = vec!["-t", "--diff", "-f", new.to_str().unwrap(), "--pin-dir", pins.to_str().unwrap()];
         all.extend_from_slice(args);
         lb(&run, &all)
     };
@@ -174,6 +174,19 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
     let weights: Vec<u64> =
         stats["services"][0]["reals"].as_array().unwrap().iter().map(|r| r["weight"].as_u64().unwrap()).collect();
     assert_eq!(weights, [1, 1], "{stats}");
+
+    // Removing be1: its tracked flows would be rescheduled, and the preview counts them.
+    let vip: SocketAddr = (VIP4, 80).into();
+    let held: Vec<(String, TcpStream)> = (0..4).map(|_| tcp_hold(&topo.client, vip)).collect();
+    let on_be1 = held.iter().filter(|(name, _)| name == "be1").count();
+    assert!(on_be1 > 0, "{:?}", held.iter().map(|h| &h.0).collect::<Vec<_>>());
+    new.rewrite(&conf(1, "").replace("    real_server 198.51.100.12 8080 {\n        weight 1\n    }\n", ""));
+    let removed = diff(&[]);
+    assert_eq!(removed.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&removed.stdout);
+    assert!(text.contains("real server removed service 203.0.113.10:80/tcp real 198.51.100.12:8080"), "{text}");
+    assert!(text.contains(&format!("{on_be1} tracked flow(s) of leaving real servers would be rescheduled")), "{text}");
+    drop(held);
 
     // A broken file: keepalived's -t verdict (5), no comparison; no daemon: 2.
     new.rewrite("virtual_server 203.0.113.10 80 {\n lb_algo nonsense\n}\n");
