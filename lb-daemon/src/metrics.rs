@@ -351,6 +351,27 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
     }
 
+    #[test]
+    fn overrides_are_series_with_the_weight_in_force() {
+        let o = |real: Option<&str>, kind: &str, weight| crate::state::OverrideStatus {
+            service: "192.0.2.10:80/tcp".into(),
+            real: real.map(Into::into),
+            kind: kind.into(),
+            weight,
+        };
+        let status = Status {
+            overrides: vec![o(Some("198.51.100.11:80"), "drained", Some(0)), o(None, "disabled", None)],
+            ..Default::default()
+        };
+        let text = render(&status, None, &[]);
+        for line in [
+            "lb_override{service=\"192.0.2.10:80/tcp\",real=\"198.51.100.11:80\",kind=\"drained\"} 0",
+            "lb_override{service=\"192.0.2.10:80/tcp\",real=\"\",kind=\"disabled\"} -1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+    }
+
     fn table(name: &'static str, inserts: u64, evictions: u64) -> FlowTableStats {
         FlowTableStats { table: name, entries: 4, capacity: 262_144, inserts, deletes: 2, evictions }
     }
