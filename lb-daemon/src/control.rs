@@ -23,17 +23,18 @@ use tokio::{
 };
 use tracing::warn;
 
-use crate::dataplane::conns::Conn;
+use crate::{config::Config, dataplane::conns::Conn};
 
 pub const SOCKET: &str = "lb-daemon.sock";
-/// A request line longer than this is refused (a config path is the largest field).
-const MAX_REQUEST: usize = 64 * 1024;
+/// A request line longer than this is refused (a parsed configuration for a preview is the
+/// largest: about 500 bytes per real server).
+const MAX_REQUEST: usize = 32 * 1024 * 1024;
 /// A client that connects and says nothing is dropped after this.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the command line waits for the daemon (a reload in progress delays the answer).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// No new flows (and no new persistent clients) for `real`; its tracked flows continue.
@@ -58,9 +59,10 @@ pub enum Request {
     Enable {
         service: String,
     },
-    /// What reloading with this file would change (`-t --diff`).
+    /// What a reload to this configuration would change (`-t --diff`). The command line
+    /// parses the file: the daemon may not see the same files (systemd's PrivateTmp).
     Preview {
-        config: PathBuf,
+        config: Box<Config>,
     },
 }
 
@@ -122,6 +124,9 @@ pub struct Buckets {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leaving {
     pub service: String,
+    /// Each address, port and protocol the service answers to, as the flow tables name them
+    /// (`203.0.113.10:80/tcp`): a group's members one by one.
+    pub keys: Vec<String>,
     pub real: Option<SocketAddr>,
 }
 
@@ -145,14 +150,13 @@ impl std::fmt::Display for Change {
 /// How many of `conns` (tracked flows; reply translations aside) belong to what is leaving:
 /// their real server leaves its service, or their service goes.
 pub fn rescheduled(conns: &[Conn], leaving: &[Leaving]) -> u64 {
-    let service_of = |c: &Conn| c.service.clone().unwrap_or_else(|| format!("{}/{}", c.vip, c.protocol));
     conns
         .iter()
         .filter(|c| !c.table.is_reverse())
         .filter(|c| {
-            let service = service_of(c);
+            let key = format!("{}/{}", c.vip, c.protocol);
             leaving.iter().any(|l| {
-                l.service == service
+                l.keys.contains(&key)
                     && l.real.is_none_or(|r| c.real.is_some_and(|e| SocketAddr::from((e.ip, e.port)) == r))
             })
         })
@@ -184,9 +188,20 @@ pub fn request(run_dir: &Path, req: &Request) -> Result<Reply> {
 /// A request from the socket, and where its reply goes.
 pub type Incoming = (Request, oneshot::Sender<Reply>);
 
-/// Listens on `<run_dir>/lb-daemon.sock` (replacing a stale one); requests come out of the
-/// returned channel for the daemon's loop to answer, one at a time.
+/// Fails when another daemon answers on `<run_dir>/lb-daemon.sock`: two daemons must not
+/// share a run directory (the second would take the first's socket and state file).
+pub fn check_free(run_dir: &Path) -> Result<()> {
+    let path = socket_path(run_dir);
+    if UnixStream::connect(&path).is_ok() {
+        bail!("another lb-daemon answers on {}: give this one its own --run-dir", path.display());
+    }
+    Ok(())
+}
+
+/// Listens on `<run_dir>/lb-daemon.sock` (replacing a stale one, never a live one); requests
+/// come out of the returned channel for the daemon's loop to answer, one at a time.
 pub fn serve(run_dir: &Path) -> Result<mpsc::Receiver<Incoming>> {
+    check_free(run_dir)?;
     let path = socket_path(run_dir);
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_symlink() || m.is_dir() => {
@@ -258,11 +273,14 @@ async fn read_request(read: tokio::net::unix::OwnedReadHalf) -> Result<Request> 
 /// (`VirtualServer::name`: `192.0.2.10:80/tcp`, `[2001:db8::1]:80/udp`, `group web/tcp`,
 /// `fwmark 1/tcp`). Without `/PROTO`, every protocol matches.
 pub fn names_service(arg: &str, name: &str) -> bool {
-    let arg = arg.trim();
-    if arg.contains('/') {
-        return arg.eq_ignore_ascii_case(name);
-    }
-    name.rsplit_once('/').is_some_and(|(base, _)| base == arg || canonical(arg).is_some_and(|c| c == base))
+    let (arg, proto) = match arg.trim().rsplit_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (arg.trim(), None),
+    };
+    name.rsplit_once('/').is_some_and(|(base, p)| {
+        proto.is_none_or(|want| want.eq_ignore_ascii_case(p))
+            && (base == arg || canonical(arg).is_some_and(|c| c == base))
+    })
 }
 
 /// `2001:db8::1:80`-style spellings aside, a socket address written as the config names it.
@@ -288,6 +306,7 @@ mod tests {
         assert!(names_service("[2001:db8:0::1]:80", "[2001:db8::1]:80/tcp"));
         assert!(names_service("group web", "group web/tcp"));
         assert!(names_service("fwmark 7/tcp", "fwmark 7/tcp"));
+        assert!(names_service("[2001:db8:0::1]:80/TCP", "[2001:db8::1]:80/tcp"));
     }
 
     #[test]
@@ -324,11 +343,15 @@ mod tests {
             conn(Table::NatRev, "198.51.100.11:80", svc),
             conn(Table::Halfopen, "198.51.100.11:80", svc),
             conn(Table::Conntrack, "198.51.100.12:80", svc),
-            // IPVS entries name no service: their VIP and protocol do.
+            // IPVS entries name no service: their VIP and protocol match all the same.
             conn(Table::Ipvs, "198.51.100.11:80", None),
         ];
         let leaving = |real: Option<&str>| {
-            vec![Leaving { service: "203.0.113.10:80/tcp".into(), real: real.map(|r| r.parse().unwrap()) }]
+            vec![Leaving {
+                service: "group web/tcp".into(),
+                keys: vec!["203.0.113.9:80/tcp".into(), "203.0.113.10:80/tcp".into()],
+                real: real.map(|r| r.parse().unwrap()),
+            }]
         };
         assert_eq!(rescheduled(&conns, &leaving(Some("198.51.100.11:80"))), 3);
         assert_eq!(rescheduled(&conns, &leaving(None)), 4);
@@ -380,5 +403,8 @@ mod tests {
         .unwrap();
         let reply: Reply = serde_json::from_str(&answer).unwrap();
         assert!(!reply.ok && reply.message.contains("not a request"), "{reply:?}");
+        // A second daemon on this run directory must not take the socket.
+        let e = serve(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("another lb-daemon answers"), "{e}");
     }
 }

@@ -309,7 +309,7 @@ fn config_test(cli: &Cli) -> ExitCode {
         eprintln!("{}: {errors} error(s)", cli.config.display());
         ExitCode::from(EXIT_CONFIG_TEST)
     } else if cli.diff {
-        diff(cli)
+        diff(cli, loaded.config)
     } else {
         ExitCode::SUCCESS
     }
@@ -321,10 +321,10 @@ const EXIT_DIFF_SAME: u8 = 0;
 const EXIT_DIFF_CHANGES: u8 = 1;
 const EXIT_DIFF_TROUBLE: u8 = 2;
 
-fn diff(cli: &Cli) -> ExitCode {
-    let asked = std::path::absolute(&cli.config)
-        .map_err(anyhow::Error::from)
-        .and_then(|config| lb_daemon::control::request(&run_dir(cli), &Request::Preview { config }));
+/// Sends the parsed configuration (the daemon may not see this file: systemd's PrivateTmp)
+/// for the running daemon to compare with its own.
+fn diff(cli: &Cli, config: config::Config) -> ExitCode {
+    let asked = lb_daemon::control::request(&run_dir(cli), &Request::Preview { config: Box::new(config) });
     let mut preview = match asked {
         Ok(Reply { ok: true, preview: Some(p), .. }) => p,
         Ok(r) => {

@@ -429,6 +429,16 @@ fn direct_routing() {
         theirs.len() >= 5 && theirs.keys().eq(ours.keys()) && theirs.iter().all(|(k, t)| ours[k].abs_diff(*t) <= 2)
     });
     assert!(agree, "lb-daemon conns and ipvsadm -Lnc differ (printed above)");
+    // Draining the persistent client's real server: its next connection goes to the other
+    // one (IPVS keeps sending persistent clients to a quiesced server unless told not to).
+    let out = std::process::Command::new(daemon::binary().unwrap())
+        .args(["drain", real, "--run-dir"])
+        .arg(daemon::run_dir_for(&pins))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let moved: Vec<String> = (0..3).map(|_| tcp_ask(&topo.client, v4, None)).collect();
+    assert!(moved.iter().all(|n| n != &names[0]), "a drained real server got a persistent client: {moved:?}");
     let v6: SocketAddr = format!("[{VIP6}]:80").parse().unwrap();
     // sed counts active connections only, and these close at once: no spread to expect.
     let names: Vec<String> = (0..4).map(|_| tcp_ask(&topo.client, v6, None)).collect();

@@ -183,6 +183,9 @@ fn under_ip_netns_exec_pins_outlive_the_daemon_and_stats_finds_them() {
     let ns = topo.lb.name().to_string();
     let pins = PathBuf::from(format!("/sys/fs/bpf/lb-netns-{ns}"));
     let _run = RemoveOnDrop(PathBuf::from(format!("/run/lb-daemon-netns-{ns}")));
+    // The pins outlive the daemon on purpose below: removed whatever happens (after the
+    // daemon, which is declared later and dropped first).
+    let _pins = RemoveOnDrop(pins.clone());
     let mounts = bpffs_mounts();
     let start = || {
         let mut d = Daemon::spawn_netns_exec(&topo.lb, &["-l", "-f", cfg.to_str().unwrap()], "lb-daemon ready")

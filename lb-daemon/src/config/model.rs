@@ -4,11 +4,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::diag::Span;
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub global: GlobalDefs,
     pub static_ipaddress: Vec<IpAddress>,
@@ -21,7 +21,7 @@ pub struct Config {
 }
 
 /// A user and optional group scripts run as (`script_user`, `user`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunAs {
     pub user: String,
     pub group: Option<String>,
@@ -29,14 +29,14 @@ pub struct RunAs {
 
 /// A script to run: the command line as written (keepalived splits it like a shell would,
 /// without running a shell).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Script {
     pub command: String,
     #[serde(skip)]
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlobalDefs {
     pub notification_email: Vec<String>,
     pub notification_email_from: Option<String>,
@@ -102,14 +102,14 @@ impl Default for GlobalDefs {
 }
 
 /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LvsSyncDaemon {
     pub interface: String,
     pub vrrp_instance: Option<String>,
     pub sync_id: Option<u8>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scope {
     Global,
     Site,
@@ -119,7 +119,7 @@ pub enum Scope {
 }
 
 /// An address in `ip addr` syntax: `ADDR[/LEN] [brd ADDR] [dev IF] [scope S] [label L]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IpAddress {
     pub addr: IpAddr,
     /// Prefix length; /32 (/128) when not given, as keepalived.
@@ -132,7 +132,7 @@ pub struct IpAddress {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RouteType {
     Unicast,
     Blackhole,
@@ -142,7 +142,7 @@ pub enum RouteType {
 
 /// A route in `ip route` syntax: `[TYPE] [to] DEST[/LEN] [via|gw GW] [dev IF] [src ADDR]
 /// [table N] [metric N] [scope S] [proto P]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Route {
     pub kind: RouteType,
     pub dest: IpAddr,
@@ -158,7 +158,7 @@ pub struct Route {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VrrpScript {
     pub name: String,
     pub script: Option<Script>,
@@ -180,7 +180,7 @@ pub struct VrrpScript {
 }
 
 /// `notify_*` scripts and `smtp_alert`, shared by sync groups and instances.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Notify {
     pub master: Option<Script>,
     pub backup: Option<Script>,
@@ -191,7 +191,7 @@ pub struct Notify {
     pub smtp_alert: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SyncGroup {
     pub name: String,
     pub group: Vec<String>,
@@ -200,19 +200,19 @@ pub struct SyncGroup {
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VrrpState {
     Master,
     Backup,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuthType {
     Pass,
     Ah,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Authentication {
     pub auth_type: AuthType,
     /// At most 8 characters are sent (keepalived truncates longer passwords).
@@ -220,7 +220,7 @@ pub struct Authentication {
 }
 
 /// An item tracked with an optional weight (`track_interface`, `track_script`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tracked {
     pub name: String,
     pub weight: Option<i32>,
@@ -228,7 +228,7 @@ pub struct Tracked {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VrrpInstance {
     pub name: String,
     /// Initial state hint; keepalived starts as BACKUP when unset.
@@ -302,7 +302,7 @@ impl VrrpInstance {
 }
 
 /// A `virtual_server_group` member.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupMember {
     /// `IP PORT`, or a range `192.0.2.1-10 PORT` (the last octet / IPv6 group varies):
     /// `first..=last`.
@@ -314,7 +314,7 @@ pub enum GroupMember {
     Fwmark(u32),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VirtualServerGroup {
     pub name: String,
     pub members: Vec<GroupMember>,
@@ -322,7 +322,7 @@ pub struct VirtualServerGroup {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ServiceAddr {
     /// `virtual_server IP PORT`
     Inet(SocketAddr),
@@ -332,7 +332,7 @@ pub enum ServiceAddr {
     Group(String),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Protocol {
     #[default]
     Tcp,
@@ -359,7 +359,7 @@ impl Protocol {
 }
 
 /// `lb_kind` / `lvs_method`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ForwardMethod {
     /// keepalived's default (IP_VS_CONN_F_MASQ).
     #[default]
@@ -369,7 +369,7 @@ pub enum ForwardMethod {
 }
 
 /// `lb_algo` / `lvs_sched`: every scheduler IPVS has.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scheduler {
     Rr,
     Wrr,
@@ -430,7 +430,7 @@ impl Scheduler {
 }
 
 /// Which forwarding backend the daemon runs (`--backend`, `lb_backend`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum BackendKind {
     /// BPF when the kernel can, else IPVS.
     #[default]
@@ -439,7 +439,7 @@ pub enum BackendKind {
     Ipvs,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VirtualServer {
     pub addr: ServiceAddr,
     pub protocol: Protocol,
@@ -510,7 +510,7 @@ impl VirtualServer {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RealServer {
     pub addr: SocketAddr,
     /// Default 1; 0 takes no new connections.
@@ -540,7 +540,7 @@ impl RealServer {
 }
 
 /// `url { path, digest, status_code }` of HTTP_GET / SSL_GET.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Url {
     pub path: String,
     /// Lower-case hex MD5 of the body.
@@ -549,7 +549,7 @@ pub struct Url {
     pub status_code: Vec<(u16, u16)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckKind {
     HttpGet { urls: Vec<Url>, virtualhost: Option<String> },
     SslGet { urls: Vec<Url>, virtualhost: Option<String> },
@@ -557,7 +557,7 @@ pub enum CheckKind {
     Misc { path: Option<Script>, timeout: Option<u32>, dynamic: bool, user: Option<RunAs> },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checker {
     pub kind: CheckKind,
     /// Defaults to the real server's address and port.

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     check::{self, Checkers},
-    config::{self, BackendKind},
+    config::BackendKind,
     control::{self, Reply, Request},
     dataplane::{Backend, punt, services::DesiredService},
     netlink::Netlink,
@@ -134,7 +134,7 @@ impl Shell {
         }
         let runner = crate::script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
         let run_dir = RunDir::open(&opts.run_dir)?;
-        let requests = control::serve(run_dir.path())?;
+        control::check_free(run_dir.path())?;
         let netlink = Netlink::new()?;
         let mut dp = if opts.subsystems.dataplane() {
             Some(startup::start_backend(&opts, &loaded.config)?)
@@ -195,6 +195,8 @@ impl Shell {
             // Metrics are an extra: forwarding and failover go on without them.
             error!("{e:#}; running without metrics");
         }
+        // Last: a start that fails leaves no socket behind.
+        let requests = control::serve(shell.run_dir.path())?;
         Ok((shell, reports, requests))
     }
 
@@ -225,14 +227,16 @@ impl Shell {
     /// returns.
     async fn control(&mut self, req: Request) -> Reply {
         if let Request::Preview { config } = &req {
-            return match config::load(config, self.opts.backend) {
-                Err(e) => Reply::err(format!("{e:#}")),
-                Ok(l) if l.has_errors() => {
-                    let text: Vec<String> = l.errors().map(|d| l.sources.render(d)).collect();
-                    Reply::err(text.join("\n"))
-                }
-                Ok(l) => Reply { preview: Some(self.node.preview(&l)), ..Reply::ok("preview") },
-            };
+            return Reply { preview: Some(self.node.preview(config)), ..Reply::ok("preview") };
+        }
+        if matches!(req, Request::Drain { .. }) && self.dp.as_ref().is_some_and(|d| d.kind() == BackendKind::Ipvs) {
+            match crate::ipvs::expire_quiescent_templates() {
+                Ok(true) => warn!(
+                    "IPVS: net.ipv4.vs.expire_quiescent_template set to 1, so drained real servers get no persistent clients"
+                ),
+                Ok(false) => {}
+                Err(e) => return Reply::err(format!("a drain with IPVS needs expire_quiescent_template: {e:#}")),
+            }
         }
         let (answer, actions) = self.node.control(req);
         let done = self.carry_out_all(actions).await;

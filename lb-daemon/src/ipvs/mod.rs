@@ -34,6 +34,22 @@ pub struct Programmed {
 /// What IPVS should hold for `desired`: one IPVS service per key and per firewall mark.
 /// Below quorum the real servers stay with weight 0 (their connections finish; no new ones)
 /// and the sorry server, if any, takes new connections.
+/// IPVS keeps sending a persistent client to a real server at weight 0 while its template
+/// lives; with this sysctl it expires the template instead.
+const EXPIRE_QUIESCENT: &str = "/proc/sys/net/ipv4/vs/expire_quiescent_template";
+
+/// Makes IPVS send no persistent client to a drained (weight 0) real server, as a drain
+/// promises: sets `net.ipv4.vs.expire_quiescent_template` (this network namespace's) to 1.
+/// Returns whether it changed.
+pub fn expire_quiescent_templates() -> Result<bool> {
+    let now = std::fs::read_to_string(EXPIRE_QUIESCENT).with_context(|| format!("reading {EXPIRE_QUIESCENT}"))?;
+    if now.trim() == "1" {
+        return Ok(false);
+    }
+    std::fs::write(EXPIRE_QUIESCENT, "1").with_context(|| format!("writing 1 to {EXPIRE_QUIESCENT}"))?;
+    Ok(true)
+}
+
 pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();

@@ -145,6 +145,9 @@ pub struct Node {
     reload: Option<Reload>,
     /// Drains, weights and disabled services set over the control socket.
     overrides: Overrides,
+    /// The overrides before the last control request, until its programming is done: a
+    /// request the backend cannot take is undone.
+    control_undo: Option<Overrides>,
 }
 
 impl Node {
@@ -169,6 +172,7 @@ impl Node {
             starting: false,
             reload: None,
             overrides: Overrides::default(),
+            control_undo: None,
         }
     }
 
@@ -335,10 +339,18 @@ impl Node {
             }
             (Some(Reload::RollBack), Ok(())) => Vec::new(),
             (waiting, result) => {
-                // A health change (a reload still waiting for VRRP does not program).
+                // A health change or a control request (a reload still waiting for VRRP does
+                // not program).
                 self.reload = waiting;
+                let undo = self.control_undo.take();
                 if let Err(e) = result {
-                    error!("applying the health change failed: {e}");
+                    match undo {
+                        Some(before) => {
+                            error!("applying the control request failed, undone: {e}");
+                            self.overrides = before;
+                        }
+                        None => error!("applying the health change failed: {e}"),
+                    }
                 }
                 Vec::new()
             }
@@ -402,6 +414,7 @@ impl Node {
             return (Err("no services run here (-P: VRRP only)".into()), Vec::new());
         }
         let cfg = &self.current.config;
+        let before = self.overrides.clone();
         let (done, verb) = match &req {
             Request::Drain { real, service } => {
                 (self.overrides.set_real(cfg, *real, service.as_deref(), RealSet::Drain), format!("drained {real}"))
@@ -424,6 +437,7 @@ impl Node {
             Ok(services) => {
                 let message = format!("{verb} in {}", services.join(", "));
                 warn!("control: {message}");
+                self.control_undo = Some(before);
                 (Ok(message), self.program())
             }
             Err(e) => (Err(e), Vec::new()),
@@ -431,18 +445,25 @@ impl Node {
     }
 
     /// What reloading with `new` would change, against the running configuration with the
-    /// checkers' verdicts and the overrides as they are.
-    pub fn preview(&self, new: &Loaded) -> Preview {
+    /// checkers' verdicts and the overrides as they are (what this node runs: no VRRP with
+    /// `-C`, no services with `-P`).
+    pub fn preview(&self, new: &config::Config) -> Preview {
         let for_ipvs = self.backend == Some(BackendKind::Ipvs);
         let desired = |cfg: &config::Config, overrides: &Overrides| {
             let (mut d, _) = services::desired(cfg, &self.health, for_ipvs);
             overrides.apply(&mut d, &self.health);
             d
         };
-        let (kept, _) = self.overrides.after_reload(&self.current.config, &new.config);
-        let old = (&self.current.config, desired(&self.current.config, &self.overrides));
-        let new = (&new.config, desired(&new.config, &kept));
-        preview::preview(old, new, self.backend.is_some())
+        let (kept, _) = self.overrides.after_reload(&self.current.config, new);
+        let (old_vrrp, new_vrrp) = (self.vrrp_config(), vrrp_config(new, self.subsystems));
+        let old = preview::Side {
+            cfg: &self.current.config,
+            vrrp: &old_vrrp,
+            desired: desired(&self.current.config, &self.overrides),
+        };
+        let new = preview::Side { cfg: new, vrrp: &new_vrrp, desired: desired(new, &kept) };
+        let runs = preview::Runs { services: self.backend.is_some(), tables: self.backend == Some(BackendKind::Bpf) };
+        preview::preview(old, new, runs)
     }
 
     /// `omega`: on the way out, the down notifiers of what is still up.

@@ -152,13 +152,19 @@ impl Overrides {
             .map(|s| OverrideStatus { service: s.clone(), real: None, kind: "disabled".into(), weight: None })
             .collect();
         for ((service, real), o) in &self.reals {
-            let (kind, weight) = if o.drained { ("drained", Some(0)) } else { ("weight", o.weight) };
-            out.push(OverrideStatus {
+            let entry = |kind: &str, weight| OverrideStatus {
                 service: service.clone(),
                 real: Some(real.to_string()),
                 kind: kind.into(),
                 weight,
-            });
+            };
+            // A weight set on a drained real server shows too: it applies once undrained.
+            if o.drained {
+                out.push(entry("drained", Some(0)));
+            }
+            if o.weight.is_some() {
+                out.push(entry("weight", o.weight));
+            }
         }
         out
     }

@@ -11,52 +11,71 @@ use crate::{
     config::{Config, Scheduler},
     control::{Buckets, Change, Leaving, Preview},
     dataplane::{
-        services::DesiredService,
+        services::{self, DesiredService},
         tables::{self, Member},
     },
 };
 
-/// The changes from `old` to `new`, each a configuration and its desired services. With
-/// `services_run` false (`-P`) the services are not compared.
-pub fn preview(
-    old: (&Config, Vec<DesiredService>),
-    new: (&Config, Vec<DesiredService>),
-    services_run: bool,
-) -> Preview {
-    let (old_cfg, old_desired) = old;
-    let (new_cfg, new_desired) = new;
+/// One side of a preview: a configuration, the part of it VRRP runs from here, and the
+/// services it gives with the running checkers' verdicts and overrides.
+pub struct Side<'a> {
+    pub cfg: &'a Config,
+    pub vrrp: &'a Config,
+    pub desired: Vec<DesiredService>,
+}
+
+/// What this node runs besides VRRP: services (not with `-P`), and the XDP data plane's own
+/// scheduling tables (IPVS builds its own: no bucket count there).
+#[derive(Clone, Copy)]
+pub struct Runs {
+    pub services: bool,
+    pub tables: bool,
+}
+
+/// The changes from `old` to `new`.
+pub fn preview(old: Side, new: Side, runs: Runs) -> Preview {
     let mut p = Preview::default();
+    let (ov, nv) = (old.vrrp, new.vrrp);
     blocks(
         &mut p,
         "vrrp instance",
-        &named(&old_cfg.vrrp_instances, |v| v.name.clone()),
-        &named(&new_cfg.vrrp_instances, |v| v.name.clone()),
+        &named(&ov.vrrp_instances, |v| v.name.clone()),
+        &named(&nv.vrrp_instances, |v| v.name.clone()),
     );
     blocks(
         &mut p,
         "vrrp sync group",
-        &named(&old_cfg.vrrp_sync_groups, |g| g.name.clone()),
-        &named(&new_cfg.vrrp_sync_groups, |g| g.name.clone()),
+        &named(&ov.vrrp_sync_groups, |g| g.name.clone()),
+        &named(&nv.vrrp_sync_groups, |g| g.name.clone()),
     );
     blocks(
         &mut p,
         "vrrp script",
-        &named(&old_cfg.vrrp_scripts, |s| s.name.clone()),
-        &named(&new_cfg.vrrp_scripts, |s| s.name.clone()),
+        &named(&ov.vrrp_scripts, |s| s.name.clone()),
+        &named(&nv.vrrp_scripts, |s| s.name.clone()),
     );
-    fields(&mut p, "global_defs", &json(&old_cfg.global), &json(&new_cfg.global), |c, _| c);
-    for (what, a, b) in [
-        ("static_ipaddress", json(&old_cfg.static_ipaddress), json(&new_cfg.static_ipaddress)),
-        ("static_routes", json(&old_cfg.static_routes), json(&new_cfg.static_routes)),
-        ("virtual_server_group", json(&old_cfg.virtual_server_groups), json(&new_cfg.virtual_server_groups)),
-    ] {
+    fields(&mut p, "global_defs", &json(&old.cfg.global), &json(&new.cfg.global), |c, _| c);
+    let mut whole = vec![
+        ("static_ipaddress", json(&ov.static_ipaddress), json(&nv.static_ipaddress)),
+        ("static_routes", json(&ov.static_routes), json(&nv.static_routes)),
+    ];
+    if runs.services {
+        whole.push((
+            "virtual_server_group",
+            json(&old.cfg.virtual_server_groups),
+            json(&new.cfg.virtual_server_groups),
+        ));
+    }
+    for (what, a, b) in whole {
         if a != b {
             p.changes.push(Change { what: format!("{what} changed"), ..Default::default() });
         }
     }
-    if services_run {
-        services(&mut p, old_cfg, new_cfg);
-        buckets(&mut p, &old_desired, &new_desired);
+    if runs.services {
+        services(&mut p, old.cfg, new.cfg, &old.desired);
+        if runs.tables {
+            buckets(&mut p, &old.desired, &new.desired);
+        }
     }
     p
 }
@@ -112,13 +131,18 @@ fn fields(p: &mut Preview, kind: &str, a: &Value, b: &Value, place: impl Fn(Chan
     }
 }
 
+/// The keys `name` answers to, as the flow tables name them.
+fn keys_of(desired: &[DesiredService], name: &str) -> Vec<String> {
+    desired.iter().filter(|d| d.name == name).flat_map(|d| d.keys.iter().map(services::describe)).collect()
+}
+
 /// Virtual servers by name, their fields, and their real servers by address.
-fn services(p: &mut Preview, old: &Config, new: &Config) {
+fn services(p: &mut Preview, old: &Config, new: &Config, old_desired: &[DesiredService]) {
     let old_vs: BTreeMap<String, _> = old.virtual_servers.iter().map(|v| (v.name(), v)).collect();
     let new_vs: BTreeMap<String, _> = new.virtual_servers.iter().map(|v| (v.name(), v)).collect();
     for name in old_vs.keys().filter(|n| !new_vs.contains_key(*n)) {
         p.changes.push(Change { what: "service removed".into(), service: Some(name.clone()), ..Default::default() });
-        p.leaving.push(Leaving { service: name.clone(), real: None });
+        p.leaving.push(Leaving { service: name.clone(), keys: keys_of(old_desired, name), real: None });
     }
     for (name, b) in &new_vs {
         let Some(a) = old_vs.get(name) else {
@@ -142,7 +166,7 @@ fn services(p: &mut Preview, old: &Config, new: &Config) {
                 real: Some(r.addr.to_string()),
                 ..Default::default()
             });
-            p.leaving.push(Leaving { service: name.clone(), real: Some(r.addr) });
+            p.leaving.push(Leaving { service: name.clone(), keys: keys_of(old_desired, name), real: Some(r.addr) });
         }
         for r in &b.real_servers {
             let real = Some(r.addr.to_string());
@@ -166,11 +190,16 @@ fn services(p: &mut Preview, old: &Config, new: &Config) {
     }
 }
 
-/// For hash-scheduled services in both: how many table buckets would change owner.
+fn hashed(s: Scheduler) -> bool {
+    matches!(s, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)
+}
+
+/// For hash-scheduled services in both: how many table buckets would change owner (each
+/// side's table under its own scheduler).
 fn buckets(p: &mut Preview, old: &[DesiredService], new: &[DesiredService]) {
-    for n in new.iter().filter(|d| matches!(d.scheduler, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)) {
-        let Some(o) = old.iter().find(|d| d.name == n.name) else { continue };
-        let (a, b) = (owners(o, n.scheduler), owners(n, n.scheduler));
+    for n in new.iter().filter(|d| hashed(d.scheduler)) {
+        let Some(o) = old.iter().find(|d| d.name == n.name && hashed(d.scheduler)) else { continue };
+        let (a, b) = (owners(o), owners(n));
         let total = a.len().max(b.len());
         let moved = (0..total).filter(|&i| a.get(i) != b.get(i)).count();
         if moved > 0 {
@@ -184,10 +213,10 @@ fn buckets(p: &mut Preview, old: &[DesiredService], new: &[DesiredService]) {
     }
 }
 
-/// The real server owning each bucket of `d`'s table under `scheduler`, as the data plane
-/// would build it (nothing when the quorum is down).
-fn owners(d: &DesiredService, scheduler: Scheduler) -> Vec<String> {
-    if !d.quorum_up {
+/// The real server owning each bucket of `d`'s table, as the data plane would build it
+/// (`bpf::plan`: nothing when the quorum is down or no weight is live).
+fn owners(d: &DesiredService) -> Vec<String> {
+    if !d.quorum_up || d.reals.iter().all(|r| r.weight == 0) {
         return Vec::new();
     }
     let members: Vec<Member> = d
@@ -196,6 +225,6 @@ fn owners(d: &DesiredService, scheduler: Scheduler) -> Vec<String> {
         .enumerate()
         .map(|(i, r)| Member { id: i as u32, name: r.addr.to_string(), weight: r.weight })
         .collect();
-    let (table, _) = tables::build(scheduler, &members);
+    let (table, _) = tables::build(d.scheduler, &members);
     table.iter().map(|&id| members.get(id as usize).map(|m| m.name.clone()).unwrap_or_default()).collect()
 }

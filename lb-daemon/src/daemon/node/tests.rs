@@ -313,7 +313,7 @@ fn overrides_outlive_reloads_unless_the_reload_changes_what_they_are_on() {
 
 /// The `Preview` a reload to `text` would give.
 fn preview(n: &Node, text: &str) -> crate::control::Preview {
-    n.preview(&load(text))
+    n.preview(&load(text).config)
 }
 
 #[test]
@@ -333,7 +333,7 @@ fn a_preview_names_each_change_and_nothing_else() {
     assert!(p.leaving.is_empty() && p.buckets.is_empty(), "rr has no buckets: {p:?}");
     let fewer = conf(1, VRRP).replace(" real_server 198.51.100.12 80 {\n  TCP_CHECK {\n  }\n }\n", "");
     let p = preview(&n, &fewer);
-    assert_eq!(p.leaving, [Leaving { service: VS.into(), real: Some(real(12)) }]);
+    assert_eq!(p.leaving, [Leaving { service: VS.into(), keys: vec![VS.into()], real: Some(real(12)) }]);
     assert_eq!(p.changes[0].what, "real server removed");
 }
 
@@ -352,4 +352,57 @@ fn a_preview_counts_the_maglev_buckets_that_move() {
     control(&mut n, Request::Drain { real: real(12), service: None }).unwrap();
     let p = preview(&n, &mh(""));
     assert!(p.buckets.is_empty() && p.changes.is_empty(), "nothing changes against the drained state: {p:?}");
+}
+
+#[test]
+fn a_preview_covers_only_what_this_node_runs() {
+    // -C: VRRP is not ours, so a VRRP-only edit changes nothing here.
+    let l = load(&conf(1, VRRP));
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::CheckersOnly, Some(BackendKind::Bpf), 42, "k.conf".into());
+    n.on_event(Event::Start { checks: c });
+    n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    assert_eq!(preview(&n, &conf(1, &VRRP.replace("priority 100", "priority 120"))), Default::default());
+    // IPVS builds its own tables: no bucket count.
+    let mh = conf(1, "").replace("lb_algo rr", "lb_algo mh");
+    let n = started(&mh, Some(BackendKind::Ipvs));
+    let p = preview(&n, &mh.replace("weight 1\n", "weight 2\n"));
+    assert!(p.buckets.is_empty() && !p.changes.is_empty(), "{p:?}");
+}
+
+#[test]
+fn a_scheduler_change_counts_buckets_under_each_sides_scheduler() {
+    let sh = conf(1, "").replace("lb_algo rr", "lb_algo sh");
+    let n = started(&sh, Some(BackendKind::Bpf));
+    let p = preview(&n, &sh.replace("lb_algo sh", "lb_algo mh"));
+    let b = &p.buckets[0];
+    assert_eq!((b.scheduler.as_str(), b.total), ("mh", lb_common::consts::MH_TABLE_SIZE));
+    assert!(b.moved > b.total / 4, "two unrelated tables share few owners by position: {b:?}");
+}
+
+#[test]
+fn a_control_request_the_backend_refuses_is_undone() {
+    let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
+    control(&mut n, Request::Weight { real: real(11), service: None, weight: Some(3) }).unwrap();
+    control(&mut n, Request::Drain { real: real(11), service: None }).unwrap();
+    // Drained with a weight waiting: both show.
+    let kinds: Vec<String> = n.status(Vec::new(), None).overrides.iter().map(|o| o.kind.clone()).collect();
+    assert_eq!(kinds, ["drained", "weight"]);
+    control(&mut n, Request::Undrain { real: real(11), service: None }).unwrap();
+    assert!(n.on_event(Event::Programmed { result: Err("the pool is full".into()), at: Instant::now() }).is_empty());
+    let kinds: Vec<String> = n.status(Vec::new(), None).overrides.iter().map(|o| o.kind.clone()).collect();
+    assert_eq!(kinds, ["drained", "weight"], "the undrain did not take: it is undone");
+    // A checker's change failing later undoes nothing.
+    n.on_event(report(12, false));
+    n.on_event(Event::Programmed { result: Err("x".into()), at: Instant::now() });
+    assert_eq!(n.status(Vec::new(), None).overrides.len(), 2);
+}
+
+#[test]
+fn a_parsed_configuration_crosses_the_socket_whole() {
+    let l = load(&conf(2, VRRP));
+    let text = serde_json::to_string(&l.config).unwrap();
+    let back: config::Config = serde_json::from_str(&text).unwrap();
+    assert!(config::same(&back, &l.config));
+    assert_eq!(back.virtual_servers[0].real_servers[0].weight, 2);
 }
