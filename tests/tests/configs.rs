@@ -92,3 +92,40 @@ fn keepalived_command_line_spellings() {
         assert_eq!(out.status.code(), Some(0), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// keepalived accepts these (its own `-t` is the oracle) and acts on them; this version does
+/// not act on them yet, so `-t` refuses them (exit 5) with what to use instead rather than
+/// starting with a real server or node that keepalived would treat differently.
+#[test]
+fn keywords_that_change_traffic_are_refused_where_keepalived_acts_on_them() {
+    let cases = [
+        (
+            "UDP_CHECK",
+            "virtual_server 192.0.2.10 53 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n \
+             real_server 198.51.100.11 53 {\n  UDP_CHECK {\n   connect_timeout 2\n  }\n }\n}\n",
+        ),
+        (
+            "track_file",
+            "vrrp_track_file f1 {\n file /tmp/lb-never-there\n}\nvrrp_instance VI_1 {\n state BACKUP\n \
+             interface v0\n virtual_router_id 51\n priority 100\n track_file {\n  f1\n }\n \
+             virtual_ipaddress {\n  192.0.2.10\n }\n}\n",
+        ),
+        (
+            "inhibit_on_failure",
+            "virtual_server 192.0.2.10 80 {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n inhibit_on_failure\n \
+             real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+        ),
+    ];
+    // keepalived checks the interface exists: it runs where there is one.
+    let ns = Netns::new("kacfg").unwrap();
+    ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up").unwrap();
+    for (word, text) in cases {
+        let dir = TempDir::new("refused");
+        let file = dir.file("keepalived.conf", text);
+        let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
+        assert_eq!(theirs.status.code(), Some(0), "keepalived 2.2.7 accepts {word}: {theirs:?}");
+        let (code, _, err) = config_test(&[], &file);
+        assert_eq!(code, Some(5), "{word}: {err}");
+        assert!(err.contains(&format!("`{word}` in")) && err.contains("changes who gets traffic"), "{err}");
+    }
+}

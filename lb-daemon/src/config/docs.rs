@@ -45,8 +45,10 @@ pub fn keyword_status() -> String {
          - **parsed**: read into the typed model (what acts on it is listed per issue in the README).\n\
          - **warned**: keepalived knows it, lb-daemon does not act on it yet; it is skipped with a warning \
          naming its file:line:col, never silently and never as an error.\n\
-         - **refused**: a few keepalived settings are errors. `auth_type AH` (lb-daemon has no IPsec AH): \
-         the daemon does not start. With `--backend bpf` (or `lb_backend bpf`), what only IPVS runs: the \
+         - **refused**: keepalived settings that are errors (`-t` exits 5 and the daemon does not start). \
+         The keywords listed under Refused would change which node or real server gets traffic, and this \
+         version does not act on them yet: each error says what to use instead. `auth_type AH` (lb-daemon \
+         has no IPsec AH): the daemon does not start. With `--backend bpf` (or `lb_backend bpf`), what only IPVS runs: the \
          schedulers lblcr, sed, nq, fo, ovf and twos, firewall-mark services, `protocol SCTP` and `ops` \
          (`--backend auto` warns and uses IPVS for them).\n\
          - Keywords keepalived does not know are errors with a \"did you mean\" hint.\n\n\
@@ -59,8 +61,14 @@ pub fn keyword_status() -> String {
         let mark = if keyword::is_keepalived_keyword(name) { "" } else { " (lb-daemon's own)" };
         out.push_str(&format!("| `{name}`{mark} | {block} |\n"));
     }
+    out.push_str("\n## Refused (they change who gets traffic; not acted on yet)\n\n| keyword | block | instead |\n| --- | --- | --- |\n");
+    for (block, name, instead) in keyword::REFUSED {
+        out.push_str(&format!("| `{name}` | {block} | {instead} |\n"));
+    }
     out.push_str("\n## Warned (keepalived keywords not acted on yet)\n\n");
-    let warned: Vec<&str> = keyword::keepalived_keywords().filter(|k| !ours.iter().any(|(_, n)| n == k)).collect();
+    let warned: Vec<&str> = keyword::keepalived_keywords()
+        .filter(|k| !ours.iter().any(|(_, n)| n == k) && !keyword::REFUSED.iter().any(|(_, n, _)| n == k))
+        .collect();
     out.push_str(&warned.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "));
     out.push('\n');
     out

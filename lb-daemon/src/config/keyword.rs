@@ -42,6 +42,94 @@ pub fn is_keepalived_keyword(word: &str) -> bool {
     KEEPALIVED_KEYWORDS.lines().any(|l| l == word)
 }
 
+const CHECKER_INSTEAD: &str =
+    "this version has no such checker yet; use MISC_CHECK with a script that probes the same way";
+const TRACKER_INSTEAD: &str =
+    "this version does not track files, processes or BFD yet; use track_script with a script that tests the same";
+const IN_EACH_CHECKER: &str =
+    "keepalived inherits it into this block's checkers and this version does not yet; set it in each checker block";
+
+/// keepalived keywords that change which node or real server gets traffic and that this
+/// version does not act on: each is an error (block, keyword, what to do instead), never
+/// skipped with a warning. Where the table of a block reads the keyword, the table wins.
+pub const REFUSED: &[(&str, &str, &str)] = &[
+    ("real_server", "UDP_CHECK", CHECKER_INSTEAD),
+    ("real_server", "DNS_CHECK", CHECKER_INSTEAD),
+    ("real_server", "PING_CHECK", CHECKER_INSTEAD),
+    ("real_server", "SMTP_CHECK", CHECKER_INSTEAD),
+    ("real_server", "FILE_CHECK", CHECKER_INSTEAD),
+    ("real_server", "BFD_CHECK", CHECKER_INSTEAD),
+    ("real_server", "uthreshold", "connection thresholds are not programmed; remove it"),
+    ("real_server", "lthreshold", "connection thresholds are not programmed; remove it"),
+    ("real_server", "retry", IN_EACH_CHECKER),
+    ("real_server", "delay_before_retry", IN_EACH_CHECKER),
+    ("real_server", "connect_timeout", IN_EACH_CHECKER),
+    ("real_server", "delay_loop", IN_EACH_CHECKER),
+    ("real_server", "warmup", IN_EACH_CHECKER),
+    ("real_server", "alpha", "set alpha on the virtual_server (it applies to all its real servers)"),
+    (
+        "real_server",
+        "lvs_method",
+        "a real server's own forwarding method is not implemented; set lb_kind on the virtual_server",
+    ),
+    ("real_server", "virtualhost", IN_EACH_CHECKER),
+    ("virtual_server", "retry", IN_EACH_CHECKER),
+    ("virtual_server", "delay_before_retry", IN_EACH_CHECKER),
+    ("virtual_server", "connect_timeout", IN_EACH_CHECKER),
+    ("virtual_server", "warmup", IN_EACH_CHECKER),
+    (
+        "virtual_server",
+        "inhibit_on_failure",
+        "keepalived inherits it into every real server and this version does not yet; set it in each real_server block",
+    ),
+    (
+        "virtual_server",
+        "sorry_server_lvs_method",
+        "the sorry server uses the virtual server's lb_kind in this version; remove it",
+    ),
+    (
+        "global_defs",
+        "lvs_timeouts",
+        "timeouts are not configurable yet (docs/dataplane.md lists the XDP data plane's); remove it",
+    ),
+    (
+        "global_defs",
+        "lvs_flush",
+        "lb-daemon removes only the IPVS services it created; flush with `ipvsadm -C` before it starts",
+    ),
+    ("global_defs", "lvs_flush_onstop", "lb-daemon removes only the IPVS services it created; remove it"),
+    ("the top level", "vrrp_track_file", TRACKER_INSTEAD),
+    ("the top level", "vrrp_track_process", TRACKER_INSTEAD),
+    ("the top level", "bfd_instance", TRACKER_INSTEAD),
+    (
+        "the top level",
+        "static_rules",
+        "policy routing rules are not managed yet; add them with `ip rule` outside lb-daemon",
+    ),
+    ("vrrp_instance", "track_file", TRACKER_INSTEAD),
+    ("vrrp_instance", "track_process", TRACKER_INSTEAD),
+    ("vrrp_instance", "track_bfd", TRACKER_INSTEAD),
+    (
+        "vrrp_instance",
+        "virtual_rules",
+        "policy routing rules are not managed yet; add them with `ip rule` in notify_master / notify_backup",
+    ),
+    (
+        "vrrp_instance",
+        "use_vmac",
+        "virtual MACs are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",
+    ),
+    ("vrrp_instance", "vmac_xmit_base", "virtual MACs are not implemented; remove it"),
+    ("vrrp_sync_group", "track_file", TRACKER_INSTEAD),
+    ("vrrp_sync_group", "track_process", TRACKER_INSTEAD),
+    ("vrrp_sync_group", "track_bfd", TRACKER_INSTEAD),
+];
+
+/// What to do instead of `word` in `block`, when it is refused there.
+pub fn refused(block: &str, word: &str) -> Option<&'static str> {
+    REFUSED.iter().find(|(b, k, _)| *b == block && *k == word).map(|(_, _, instead)| *instead)
+}
+
 /// Every keepalived keyword (from the list above), for the keyword status document.
 pub fn keepalived_keywords() -> impl Iterator<Item = &'static str> {
     KEEPALIVED_KEYWORDS.lines().filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -184,6 +272,14 @@ impl Ctx {
             let kw = stmt.keyword();
             if let Some(entry) = table.iter().find(|k| k.matches(&kw.text)) {
                 (entry.handler)(self, target, stmt);
+            } else if let Some(instead) = refused(block, &kw.text) {
+                self.error(
+                    kw.span,
+                    format!(
+                        "`{}` in {block} changes who gets traffic and this version does not act on it: {instead}",
+                        kw.text
+                    ),
+                );
             } else if is_keepalived_keyword(&kw.text) {
                 self.warn(
                     kw.span,

@@ -639,3 +639,30 @@ mod prop {
         }
     }
 }
+
+/// `word` placed in `block` of an otherwise valid configuration.
+fn placed(block: &str, word: &str) -> String {
+    let stmt = format!("{word} 1\n");
+    match block {
+        "the top level" => stmt,
+        "global_defs" => format!("global_defs {{\n{stmt}}}\n"),
+        "virtual_server" => format!("virtual_server 192.0.2.10 80 {{\n{stmt}}}\n"),
+        "real_server" => format!("virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n{stmt} }}\n}}\n"),
+        "vrrp_instance" => {
+            format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n priority 100\n{stmt}}}\n")
+        }
+        "vrrp_sync_group" => format!("vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n{stmt}}}\n"),
+        other => panic!("no placement for block {other}"),
+    }
+}
+
+#[test]
+fn keywords_that_would_change_traffic_are_refused_with_what_to_do() {
+    for (block, word, instead) in keyword::REFUSED {
+        let e = first_error(&placed(block, word));
+        assert!(e.contains(&format!("`{word}` in {block} changes who gets traffic")) && e.contains(instead), "{e}");
+        assert!(e.starts_with("bad.conf:"), "located: {e}");
+    }
+    // Where a block's table reads the keyword, it is taken: `retry` in a checker.
+    ok("virtual_server 192.0.2.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n   retry 2\n  }\n }\n}\n");
+}
