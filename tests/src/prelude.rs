@@ -10,7 +10,10 @@ pub use crate::{
     inspect::{self, conns_json, map_dump, map_show, read_stats, scheduled, sorry_active, stats_json},
     netns::{LbTopology, Netns, Segment},
     require_root,
-    servers::{Backend, TIMEOUT, backends, backends_at, spread, tcp_ask, tcp_hold, udp_ask, wait_until as eventually},
+    servers::{
+        Backend, TIMEOUT, backends, backends_at, spread, tcp_again, tcp_ask, tcp_hold, udp_ask,
+        wait_until as eventually,
+    },
     temp::{TempConfig, TempDir, lines},
     workspace_root,
 };

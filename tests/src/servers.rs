@@ -152,6 +152,14 @@ pub fn tcp_hold(client: &Netns, to: SocketAddr) -> (String, TcpStream) {
         .unwrap()
 }
 
+/// One more exchange on a connection `tcp_hold` opened: which real server answered.
+pub fn tcp_again(conn: &mut TcpStream) -> String {
+    conn.write_all(b"again").unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("a held connection broke: {e}"));
+    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
+}
+
 pub fn udp_ask(client: &Netns, to: SocketAddr) -> String {
     udp_ask_from(client, to, 0)
 }

@@ -4,7 +4,6 @@
 //! `-t --diff`, which previews a reload against the running daemon.
 
 use std::{
-    io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
     process::Output,
@@ -45,14 +44,6 @@ fn ok(out: &Output) -> String {
 fn spread_of(topo: &LbTopology, n: usize) -> std::collections::HashMap<String, usize> {
     let vip: SocketAddr = (VIP4, 80).into();
     spread(&(0..n).map(|_| tcp_ask(&topo.client, vip, None)).collect::<Vec<_>>())
-}
-
-/// One more exchange on a held connection: which real server answered.
-fn again(conn: &mut TcpStream) -> String {
-    conn.write_all(b"again").unwrap();
-    let mut buf = [0u8; 64];
-    let n = conn.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
 }
 
 /// The overrides `status --json` lists: (service, real, kind, weight).
@@ -104,7 +95,7 @@ fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
     assert_eq!(overrides(&d), [(service.into(), be0.into(), "drained".into(), Some(0))]);
     assert_eq!(spread_of(&topo, 10), [("be1".to_string(), 10)].into());
     for _ in 0..3 {
-        assert_eq!(again(&mut held), "be0", "the drained real server's established connection continues");
+        assert_eq!(tcp_again(&mut held), "be0", "the drained real server's established connection continues");
     }
     let text = ok(&lb(&run, &["status"]));
     assert!(text.lines().any(|l| l.contains(be0) && l.contains("drained")), "{text}");
@@ -129,7 +120,7 @@ fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
     ok(&lb(&run, &["disable", "203.0.113.10:80"]));
     let refused = topo.client.run(move || TcpStream::connect_timeout(&vip, Duration::from_secs(1)).is_err()).unwrap();
     assert!(refused, "a disabled service must not take new connections");
-    assert_eq!(again(&mut held), "be0");
+    assert_eq!(tcp_again(&mut held), "be0");
     ok(&lb(&run, &["enable", "203.0.113.10:80"]));
     assert_eq!(spread_of(&topo, 6).len(), 2);
 

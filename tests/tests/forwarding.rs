@@ -382,14 +382,6 @@ fn lc_sends_new_connections_to_the_least_loaded_real_server() {
     drop(d);
 }
 
-/// One more exchange on a held connection: which real server answered.
-fn again(conn: &mut TcpStream) -> String {
-    conn.write_all(b"again").unwrap();
-    let mut buf = [0u8; 64];
-    let n = conn.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
-}
-
 fn map_id(pin: &std::path::Path) -> u64 {
     map_show(pin).unwrap()["id"].as_u64().unwrap()
 }
@@ -418,7 +410,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
     for _ in 0..10 {
         for (name, conn) in held.iter_mut() {
             conn.set_read_timeout(Some(TIMEOUT)).unwrap();
-            assert_eq!(&again(conn), name, "a connection changed real server while the daemon was down");
+            assert_eq!(&tcp_again(conn), name, "a connection changed real server while the daemon was down");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -436,7 +428,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
     assert_eq!(map_id(&pins.join("lb_conntrack")), ct_id, "the restarted daemon must reuse the conntrack map");
     let before = read_stats(&pins).unwrap().global.0;
     for (name, conn) in held.iter_mut() {
-        assert_eq!(&again(conn), name, "the established connection moved to another real server");
+        assert_eq!(&tcp_again(conn), name, "the established connection moved to another real server");
     }
     let after = read_stats(&pins).unwrap().global.0;
     assert_eq!(after["flows_new"], before["flows_new"], "flows were rescheduled, not found in conntrack");
@@ -523,14 +515,14 @@ fn kill_9_during_a_reload_keeps_forwarding_and_restart_applies_the_config() {
             if applied { ", reload finished" } else { "" }
         );
         for (name, conn) in held.iter_mut() {
-            assert_eq!(&again(conn), name, "round {round}: a held connection moved while no daemon ran");
+            assert_eq!(&tcp_again(conn), name, "round {round}: a held connection moved while no daemon ran");
         }
         d = Daemon::start(&topo.lb, &cfg, &pins, &[]).unwrap();
         assert!(d.log().iter().any(|l| l.contains("adopted services from pinned maps")), "{:#?}", d.log());
         let snap = read_stats(&pins).unwrap();
         assert_eq!(snap.services.len(), base + 300, "round {round}: the restart did not program the config file");
         for (name, conn) in held.iter_mut() {
-            assert_eq!(&again(conn), name, "round {round}: a held connection moved after the restart");
+            assert_eq!(&tcp_again(conn), name, "round {round}: a held connection moved after the restart");
         }
         let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip4(80), None)).collect();
         assert_eq!(spread(&names).len(), 3, "round {round}: {names:?}");

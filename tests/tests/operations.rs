@@ -5,7 +5,6 @@
 
 use std::{
     collections::BTreeSet,
-    io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
 };
@@ -162,14 +161,6 @@ fn bpffs_mounts() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(" - bpf ")).count()
 }
 
-/// One more exchange on a held connection: which real server answered.
-fn again(conn: &mut TcpStream) -> String {
-    conn.write_all(b"again").unwrap();
-    let mut buf = [0u8; 64];
-    let n = conn.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).trim_end_matches(":again").to_string()
-}
-
 /// `ip netns exec NS lb-daemon` gives the daemon a private mount namespace with a fresh /sys.
 /// Its pins still go to the host's bpffs (under the namespace's default pin directory), so
 /// `ip netns exec NS lb-daemon stats` reads them, kill -9 keeps forwarding (every request and
@@ -223,7 +214,7 @@ fn under_ip_netns_exec_pins_outlive_the_daemon_and_stats_finds_them() {
     let names: Vec<String> = (0..9).map(|_| tcp_ask(&topo.client, vip, None)).collect();
     assert_eq!(names.len(), 9, "every request answered while no daemon runs: {names:?}");
     for (name, conn) in held.iter_mut() {
-        assert_eq!(&again(conn), name, "a held connection moved while no daemon ran");
+        assert_eq!(&tcp_again(conn), name, "a held connection moved while no daemon ran");
     }
     let s = stats("without a daemon");
     assert!(svc_flows(&s) >= 21, "{s}");
@@ -248,7 +239,7 @@ fn under_ip_netns_exec_pins_outlive_the_daemon_and_stats_finds_them() {
     assert!(log.iter().any(|l| l.contains("adopted services from pinned maps")), "{log:#?}");
     assert_eq!(log.iter().filter(|l| l.contains("adopted (program replaced in place)")).count(), 2, "{log:#?}");
     for (name, conn) in held.iter_mut() {
-        assert_eq!(&again(conn), name, "a held connection moved across the restart");
+        assert_eq!(&tcp_again(conn), name, "a held connection moved across the restart");
     }
     // SIGTERM detaches and removes the pins from the host's bpffs.
     let st = d.stop().unwrap();
