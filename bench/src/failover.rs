@@ -118,7 +118,7 @@ impl Node {
         Ok(match s.imp {
             Impl::Ours => {
                 let pins = daemon::pin_dir(&format!("bench-fo{i}"));
-                Node::Ours(Daemon::start(ns, &conf, &pins, &["-i", "l0"])?)
+                Node::Ours(Daemon::start(ns, &conf, &pins, &["--interface", "l0"])?)
             }
             Impl::Keepalived => {
                 let tag = format!("ka{i}");

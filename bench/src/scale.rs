@@ -96,7 +96,7 @@ pub fn reload_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Valu
         }
         let (lb, _peer) = lb_namespace("bsc")?;
         let t = Instant::now();
-        let d = Daemon::start(&lb, &conf, &daemon::pin_dir("bsc"), &["-i", "l0"])?;
+        let d = Daemon::start(&lb, &conf, &daemon::pin_dir("bsc"), &["--interface", "l0"])?;
         let start_ms = t.elapsed().as_secs_f64() * 1000.0;
         let pid = d.pid().context("no pid")?;
         let mut same = Vec::new();
@@ -291,7 +291,7 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
     }
     lb.sh("sysctl -qw net.ipv4.ip_local_port_range='1024 65000' net.ipv4.tcp_tw_reuse=1 net.core.somaxconn=4096")?;
     let servers = CheckServers::start(&lb, tcp_ports, 9200)?;
-    let d = Daemon::start(&lb, &conf, &daemon::pin_dir("bck"), &["-i", "l0"])?;
+    let d = Daemon::start(&lb, &conf, &daemon::pin_dir("bck"), &["--interface", "l0"])?;
     let pid = d.pid().context("no pid")?;
     // Let the first rounds (started together) spread out.
     std::thread::sleep(Duration::from_secs(3));

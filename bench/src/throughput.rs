@@ -257,7 +257,7 @@ impl Bench {
         self.set_frame(if method == Method::Forward { REAL } else { VIP })?;
         let daemon = match method {
             Method::Ours => {
-                let d = Daemon::start(&self.lb, conf, pins, &["-i", "l0", "-i", "l1"])?;
+                let d = Daemon::start(&self.lb, conf, pins, &["--interface", "l0", "--interface", "l1"])?;
                 Some(d)
             }
             Method::Nft | Method::Forward | Method::Ceiling => {

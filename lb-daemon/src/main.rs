@@ -89,8 +89,13 @@ struct Cli {
     #[arg(long, env = "LB_EBPF_OBJECT", global = true)]
     bpf_object: Option<PathBuf>,
     /// Interface to attach the XDP program to (repeatable). Default: every interface but lo.
-    #[arg(short = 'i', long = "interface", global = true)]
+    /// (Long form only: `-i` is keepalived's --config-id.)
+    #[arg(long = "interface", global = true)]
     interfaces: Vec<String>,
+    /// The config id conditional lines (`@ID ...`, `@^ID ...`) compare with, and
+    /// `${_INSTANCE}`; default: the host name up to its first dot (keepalived's -i).
+    #[arg(short = 'i', long = "config-id", global = true)]
+    config_id: Option<String>,
     /// Entries of the connection-tracking (and NAT reverse) tables; 128 bytes each, NAT
     /// flows 144 more (docs/dataplane.md).
     #[arg(long, default_value_t = lb_common::consts::DEFAULT_CONNTRACK)]
@@ -240,6 +245,9 @@ fn main() -> ExitCode {
     });
     let _ = cli.dont_fork;
 
+    if let Some(id) = &cli.config_id {
+        config::set_config_id(id);
+    }
     let result = match &cli.command {
         Some(Command::Stats { json }) => stats(&cli, *json),
         Some(Command::Status { json }) => status(&cli, *json),

@@ -346,6 +346,6 @@ pub fn on_lb(
 pub fn decap(real: &Netns) -> Daemon {
     use crate::addrs::{LB_BACKEND_SIDE4, LB_BACKEND_SIDE6};
     let (from4, from6) = (LB_BACKEND_SIDE4.to_string(), LB_BACKEND_SIDE6.to_string());
-    Daemon::spawn(real, &["decap", "-i", "b0", "--from", &from4, "--from", &from6], "lb-daemon decap ready")
+    Daemon::spawn(real, &["decap", "--interface", "b0", "--from", &from4, "--from", &from6], "lb-daemon decap ready")
         .unwrap_or_else(|e| panic!("starting lb-daemon decap: {e:#}"))
 }

@@ -129,3 +129,46 @@ fn keywords_that_change_traffic_are_refused_where_keepalived_acts_on_them() {
         assert!(err.contains(&format!("`{word}` in")) && err.contains("changes who gets traffic"), "{err}");
     }
 }
+
+/// A templated configuration (parameters, a multi-line definition, conditional lines, `~SEQ`)
+/// gets keepalived 2.2.7's verdict for each config id, and the model it means.
+#[test]
+fn templates_mean_what_keepalived_makes_of_them() {
+    let text = "$VIP=192.0.2.10\n@main $PRIO=150\n@backup $PRIO=100\n\
+                $RS= \\\n    real_server 198.51.100.${N} 80 { \\\n        weight ${N} \\\n    }\n\
+                vrrp_instance VI_1 {\n    state BACKUP\n    interface v0\n    virtual_router_id 51\n    \
+                priority $PRIO\n    virtual_ipaddress {\n        ${VIP}\n    }\n}\n\
+                virtual_server ${VIP} 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    \
+                ~SEQ(N, 11, 13) $RS\n}\n";
+    let dir = TempDir::new("template");
+    let file = dir.file("keepalived.conf", text);
+    let ns = Netns::new("katpl").unwrap();
+    ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up").unwrap();
+    for (id, verdict, priority) in [("main", 0, Some(150)), ("backup", 0, Some(100)), ("other", 5, None)] {
+        let theirs = ns.command("keepalived").args(["-t", "-i", id, "-f"]).arg(&file).output().unwrap();
+        assert_eq!(theirs.status.code(), Some(verdict), "keepalived -i {id}: {theirs:?}");
+        let (code, out, err) = config_test(&["-i", id, "--json"], &file);
+        assert_eq!(code, Some(verdict), "-i {id}: {err}");
+        let Some(priority) = priority else {
+            assert!(err.contains("keepalived.conf:12:"), "the error is on the line as written: {err}");
+            continue;
+        };
+        let model: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(model["vrrp_instances"][0]["priority"], priority, "-i {id}");
+        assert_eq!(model["vrrp_instances"][0]["virtual_ipaddress"][0]["addr"], "192.0.2.10", "{model:#}");
+        let reals: Vec<(String, u64)> = model["virtual_servers"][0]["real_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["addr"].as_str().unwrap().to_string(), r["weight"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            reals,
+            [
+                ("198.51.100.11:80".to_string(), 11),
+                ("198.51.100.12:80".to_string(), 12),
+                ("198.51.100.13:80".to_string(), 13)
+            ]
+        );
+    }
+}

@@ -141,9 +141,14 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
     let sock_path = dir.join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     notify.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let d =
-        Daemon::start_env(&topo.lb, &config, &pins, &["-i", "l0"], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())])
-            .unwrap();
+    let d = Daemon::start_env(
+        &topo.lb,
+        &config,
+        &pins,
+        &["--interface", "l0"],
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    )
+    .unwrap();
     let mut buf = [0u8; 256];
     let mut next = || {
         let n = notify.recv(&mut buf).expect("an sd_notify message");
@@ -176,7 +181,7 @@ fn pins_of_another_layout_version_are_refused() {
     let topo = LbTopology::new(1).unwrap();
     let config = TempConfig::new("layout", CONFIG);
     let pins = daemon::pin_dir("layout");
-    let d = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).unwrap();
+    let d = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(pins.join("lb_meta").exists(), "a killed daemon leaves its pins");
@@ -191,7 +196,8 @@ fn pins_of_another_layout_version_are_refused() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).err().expect("daemon must refuse").to_string();
+    let err =
+        Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
     assert!(err.contains("layout version 9"), "{err}");
     // Version 5's `lb_meta` had 8-byte values: refused as another layout, not misread.
     std::fs::remove_file(pins.join("lb_meta")).unwrap();
@@ -202,7 +208,8 @@ fn pins_of_another_layout_version_are_refused() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let err = Daemon::start(&topo.lb, &config, &pins, &["-i", "l0"]).err().expect("daemon must refuse").to_string();
+    let err =
+        Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
     assert!(err.contains("another layout (lb_meta values of 8 bytes"), "{err}");
     drop(d);
 }

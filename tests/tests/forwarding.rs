@@ -314,7 +314,7 @@ fn tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap() {
                 b,
                 &[
                     "decap",
-                    "-i",
+                    "--interface",
                     "b0",
                     "--from",
                     &LB_BACKEND_SIDE4.to_string(),

@@ -37,7 +37,7 @@ fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
 fn start(seg: &Segment, i: usize, dir: &TempDir, config: &str) -> Daemon {
     let conf = dir.file(&format!("node{i}.conf"), config);
     let pins = daemon::pin_dir(&format!("{}{i}", dir.tag()));
-    Daemon::start(&seg.nodes[i], &conf, &pins, &["-i", "l0"]).unwrap()
+    Daemon::start(&seg.nodes[i], &conf, &pins, &["--interface", "l0"]).unwrap()
 }
 
 /// Sends one datagram to `ip` from `ns`, so its kernel resolves the address (ARP or
@@ -663,14 +663,14 @@ fn subsystem_flags_run_only_their_part() {
     let path = dir.file("node.conf", &conf);
     let xdp = || seg.nodes[0].xdp_attached("l0");
 
-    let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-p"), &["-P", "-i", "l0"]).unwrap();
+    let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-p"), &["-P", "--interface", "l0"]).unwrap();
     assert!(d.wait_log("INIT -> MASTER", Duration::from_secs(3)), "{:#?}", d.log());
     assert!(d.log().iter().any(|l| l.contains("-P: VRRP only")), "{:#?}", d.log());
     assert!(!xdp() && seg.holds(0, VRRP_VIP4));
     assert!(!d.log().iter().any(|l| l.contains("service programmed")), "{:#?}", d.log());
     d.stop().unwrap();
 
-    let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-c"), &["-C", "-i", "l0"]).unwrap();
+    let mut d = Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir("flags-c"), &["-C", "--interface", "l0"]).unwrap();
     assert!(d.log().iter().any(|l| l.contains("-C: data plane and checkers only")), "{:#?}", d.log());
     assert!(xdp() && d.log().iter().any(|l| l.contains("service programmed")), "{:#?}", d.log());
     std::thread::sleep(Duration::from_secs(1));

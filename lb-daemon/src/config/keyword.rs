@@ -98,6 +98,7 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
         "lb-daemon removes only the IPVS services it created; flush with `ipvsadm -C` before it starts",
     ),
     ("global_defs", "lvs_flush_onstop", "lb-daemon removes only the IPVS services it created; remove it"),
+    ("global_defs", "lvs_flush_on_stop", "lb-daemon removes only the IPVS services it created; remove it"),
     ("the top level", "vrrp_track_file", TRACKER_INSTEAD),
     ("the top level", "vrrp_track_process", TRACKER_INSTEAD),
     ("the top level", "bfd_instance", TRACKER_INSTEAD),

@@ -11,6 +11,7 @@ pub mod lexer;
 pub mod lvs;
 pub mod model;
 pub mod parse;
+pub mod pre;
 pub mod tree;
 pub mod validate;
 pub mod vrrp;
@@ -46,6 +47,19 @@ impl Loaded {
     }
 }
 
+/// The config id conditional lines (`@ID`) compare with: keepalived's `-i/--config-id`, set
+/// once by the command line; by default the host name up to its first dot.
+static CONFIG_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the config id for every later parse (the first call wins).
+pub fn set_config_id(id: &str) {
+    let _ = CONFIG_ID.set(id.to_string());
+}
+
+fn config_id() -> String {
+    CONFIG_ID.get().cloned().unwrap_or_else(pre::default_config_id)
+}
+
 /// Reads and parses `path` (and what it includes) and checks it for `backend`. Failing to
 /// read the main file is the only `Err`; everything else is a diagnostic.
 pub fn load(path: &Path, backend: BackendKind) -> anyhow::Result<Loaded> {
@@ -63,7 +77,9 @@ pub fn parse_str(name: &str, text: &str) -> Loaded {
 fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) -> Loaded {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
-    let stmts = file_tree(name, text, dir.unwrap_or(Path::new(".")), 0, &mut sources, &mut diagnostics);
+    let mut params = pre::Params::new(&config_id());
+    let mut files = Files { sources: &mut sources, diags: &mut diagnostics, params: &mut params };
+    let stmts = file_tree(name, text, dir.unwrap_or(Path::new(".")), 0, &mut files);
     let mut ctx = keyword::Ctx::default();
     let mut config = parse::config(&mut ctx, &stmts);
     diagnostics.extend(ctx.diags);
@@ -82,55 +98,61 @@ pub fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
     serde_json::to_string(a).ok() == serde_json::to_string(b).ok()
 }
 
-/// One file's statements, with its `include`s replaced by their files' statements.
-fn file_tree(
-    name: &str,
-    text: &str,
-    dir: &Path,
-    depth: usize,
-    sources: &mut Sources,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<tree::Stmt> {
-    let file = sources.add(name.to_string(), text.to_string());
-    let mut unterminated = Vec::new();
-    let tokens = lexer::lex(text, file, &mut unterminated);
-    diags.extend(unterminated.into_iter().map(|s| Diagnostic::error(s, "unterminated quoted string")));
-    let stmts = tree::build(&tokens, diags);
-    expand(stmts, dir, depth, sources, diags)
+/// What reading a file and its includes accumulates: the texts, the diagnostics, and the
+/// parameters defined so far (they carry into included files).
+struct Files<'a> {
+    sources: &'a mut Sources,
+    diags: &'a mut Vec<Diagnostic>,
+    params: &'a mut pre::Params,
 }
 
-fn expand(
-    stmts: Vec<tree::Stmt>,
-    dir: &Path,
-    depth: usize,
-    sources: &mut Sources,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<tree::Stmt> {
+/// One file's statements, preprocessed (conditions, parameters, `~SEQ`), with its `include`s
+/// replaced by their files' statements. Locations point at the file as written.
+fn file_tree(name: &str, text: &str, dir: &Path, depth: usize, f: &mut Files) -> Vec<tree::Stmt> {
+    let file = f.sources.add(name.to_string(), text.to_string());
+    let pre = pre::process(text, f.params, &dir.display().to_string());
+    let at = |line: usize| Span { file, line, col: 1, len: 1 };
+    f.diags.extend(pre.errors.iter().map(|(line, e)| Diagnostic::error(at(*line), e.clone())));
+    let source_line = |l: usize| pre.lines.get(l.wrapping_sub(1)).copied().unwrap_or(l);
+    let mut unterminated = Vec::new();
+    let mut tokens = lexer::lex(&pre.text, file, &mut unterminated);
+    for t in &mut tokens {
+        t.span.line = source_line(t.span.line);
+    }
+    f.diags.extend(unterminated.into_iter().map(|mut s| {
+        s.line = source_line(s.line);
+        Diagnostic::error(s, "unterminated quoted string")
+    }));
+    let stmts = tree::build(&tokens, f.diags);
+    expand(stmts, dir, depth, f)
+}
+
+fn expand(stmts: Vec<tree::Stmt>, dir: &Path, depth: usize, f: &mut Files) -> Vec<tree::Stmt> {
     let mut out = Vec::new();
     for mut stmt in stmts {
         if stmt.keyword().text != "include" {
-            stmt.block = stmt.block.map(|b| expand(b, dir, depth, sources, diags));
+            stmt.block = stmt.block.map(|b| expand(b, dir, depth, f));
             out.push(stmt);
             continue;
         }
         if stmt.args().is_empty() {
-            diags.push(Diagnostic::error(stmt.keyword().span, "`include` needs a file name or glob"));
+            f.diags.push(Diagnostic::error(stmt.keyword().span, "`include` needs a file name or glob"));
         }
         if depth >= MAX_INCLUDE_DEPTH {
-            diags.push(Diagnostic::error(
+            f.diags.push(Diagnostic::error(
                 stmt.keyword().span,
                 format!("includes nested deeper than {MAX_INCLUDE_DEPTH}: does a file include itself?"),
             ));
             continue;
         }
         for pattern in stmt.args() {
-            for path in resolve(pattern, dir, diags) {
+            for path in resolve(pattern, dir, f.diags) {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => {
                         let sub_dir = path.parent().unwrap_or(dir).to_path_buf();
-                        out.extend(file_tree(&path.display().to_string(), &text, &sub_dir, depth + 1, sources, diags));
+                        out.extend(file_tree(&path.display().to_string(), &text, &sub_dir, depth + 1, f));
                     }
-                    Err(e) => diags.push(Diagnostic::error(
+                    Err(e) => f.diags.push(Diagnostic::error(
                         pattern.span,
                         format!("cannot read included file {}: {e}", path.display()),
                     )),

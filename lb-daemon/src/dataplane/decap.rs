@@ -1,4 +1,4 @@
-//! `lb-daemon decap -i IFACE --from LB_ADDRESS`: for real servers of TUN services whose kernel
+//! `lb-daemon decap --interface IFACE --from LB_ADDRESS`: for real servers of TUN services whose kernel
 //! cannot decapsulate IPIP / IPv6-in-IPv6 itself, runs the `lb-decap` object's `lb_decap` TC
 //! program on the interfaces' ingress until stopped (SIGTERM/SIGINT detach it). It
 //! decapsulates only packets whose outer source is a load balancer named with `--from` and
