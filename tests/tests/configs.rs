@@ -172,3 +172,20 @@ fn templates_mean_what_keepalived_makes_of_them() {
         );
     }
 }
+
+/// One virtual address in two instances: keepalived 2.2.7 accepts it (with a warning), so
+/// `-t` does too (vrrp.rs shows the address staying while either instance is master).
+#[test]
+fn one_address_in_two_instances_passes_as_in_keepalived() {
+    let text = "vrrp_instance A {\n interface v0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  192.0.2.10\n }\n}\n\
+                vrrp_instance B {\n interface v0\n virtual_router_id 2\n priority 100\n virtual_ipaddress {\n  192.0.2.10\n }\n}\n";
+    let dir = TempDir::new("dupvip");
+    let file = dir.file("keepalived.conf", text);
+    let ns = Netns::new("kadup").unwrap();
+    ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up").unwrap();
+    let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
+    assert_eq!(theirs.status.code(), Some(0), "{theirs:?}");
+    let (code, _, err) = config_test(&[], &file);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("warning: virtual address 192.0.2.10 is also in vrrp_instance A"), "{err}");
+}

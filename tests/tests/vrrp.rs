@@ -134,6 +134,42 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     assert!(mail.contains("Subject: [node1] VRRP Instance VI_1 - Entering BACKUP state"), "{mail}");
 }
 
+/// One address in two instances (keepalived warns and runs it): when one instance leaves
+/// MASTER, the address stays while the other is still master.
+#[test]
+fn an_address_shared_by_two_instances_stays_while_either_is_master() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-shared");
+    let (n0, _log0) = dir.recorder("notify0");
+    let (n1, _log1) = dir.recorder("notify1");
+    let vi2 = |prio, notify: &Path| {
+        instance("VI_2", prio, "", notify).replace("virtual_router_id 51", "virtual_router_id 52")
+    };
+    let conf0 = format!("{}{}", instance("VI_1", 150, "", &n0), vi2(150, &n0));
+    let d0 = start(&seg, 0, &dir, &conf0);
+    assert!(
+        eventually(Duration::from_secs(8), || d0.log().iter().filter(|l| l.contains("BACKUP -> MASTER")).count() == 2),
+        "{:#?}",
+        d0.log()
+    );
+    assert!(seg.holds(0, VRRP_VIP4));
+    // Node 1 takes VI_2 (priority 200): node 0's VI_2 leaves MASTER, its VI_1 stays.
+    let d1 = start(&seg, 1, &dir, &vi2(200, &n1));
+    assert!(
+        eventually(Duration::from_secs(8), || d0
+            .log()
+            .iter()
+            .any(|l| l.contains("VI_2") && l.contains("MASTER -> BACKUP"))),
+        "{:#?}",
+        d0.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(seg.holds(0, VRRP_VIP4), "VI_1 is still master: its address must stay\n{:#?}", d0.log());
+    assert!(d0.log().iter().any(|l| l.contains("virtual address kept")), "{:#?}", d0.log());
+    drop((d0, d1));
+}
+
 /// Our node (priority 100) beside keepalived (priority 200) on one segment: keepalived wins
 /// the election, we stay backup (we accept its adverts); keepalived stops (priority 0) and
 /// we take over; it comes back and preempts us (it accepts our adverts). keepalived logs no

@@ -493,10 +493,6 @@ fn bad_configs_are_located() {
             "bad.conf:5:1: error: vrrp_instance B: virtual_router_id 1 on eth0 is already used by vrrp_instance A",
         ),
         (
-            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.10\n }\n}\nvrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n  203.0.113.10\n }\n}\n",
-            "bad.conf:12:3: error: virtual address 203.0.113.10 is also in vrrp_instance A",
-        ),
-        (
             "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n advert_int 0.5\n}\n",
             "bad.conf:1:1: error: vrrp_instance A: advert_int 0.50 s needs VRRP version 3",
         ),
@@ -665,4 +661,17 @@ fn keywords_that_would_change_traffic_are_refused_with_what_to_do() {
     }
     // Where a block's table reads the keyword, it is taken: `retry` in a checker.
     ok("virtual_server 192.0.2.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n   retry 2\n  }\n }\n}\n");
+}
+
+#[test]
+fn one_virtual_address_in_two_instances_is_a_warning_as_in_keepalived() {
+    let text = "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  203.0.113.10\n }\n}\n\
+                vrrp_instance B {\n interface eth0\n virtual_router_id 2\n virtual_ipaddress {\n  203.0.113.10\n }\n}\n";
+    let l = parse_str("t.conf", text);
+    assert!(!l.has_errors(), "{}", l.render());
+    assert!(
+        l.render().contains("t.conf:12:3: warning: virtual address 203.0.113.10 is also in vrrp_instance A"),
+        "{}",
+        l.render()
+    );
 }

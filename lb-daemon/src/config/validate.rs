@@ -47,10 +47,14 @@ fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {
             ));
         }
         for a in &v.virtual_ipaddress {
+            // keepalived warns and runs it: the address stays while either instance is master.
             if let Some(first) = vips.insert(a.addr, &v.name) {
-                d.push(Diagnostic::error(
+                d.push(Diagnostic::warning(
                     a.span,
-                    format!("virtual address {} is also in vrrp_instance {first}", a.addr),
+                    format!(
+                        "virtual address {} is also in vrrp_instance {first}; it stays while either is master",
+                        a.addr
+                    ),
                 ));
             }
         }

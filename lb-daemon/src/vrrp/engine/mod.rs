@@ -392,7 +392,8 @@ impl Engine {
         }
     }
 
-    /// Leaving master: virtual routes, then VIPs, go.
+    /// Leaving master: virtual routes, then VIPs, go; a VIP another instance still holds as
+    /// master on the same interface stays (keepalived allows one address in two instances).
     async fn hand_over(&mut self, i: usize) {
         let inst = &self.insts[i];
         let (name, iface) = (&inst.cfg.name, &inst.iface);
@@ -401,7 +402,19 @@ impl Engine {
                 error!(instance = %name, "virtual_routes: {e:#}");
             }
         }
+        let held_elsewhere = |a: &crate::config::IpAddress| {
+            self.insts.iter().enumerate().any(|(j, o)| {
+                j != i
+                    && o.machine.state == crate::vrrp::State::Master
+                    && &o.iface == iface
+                    && o.vips().iter().any(|v| v.addr == a.addr)
+            })
+        };
         for a in inst.vips() {
+            if held_elsewhere(&a) {
+                info!(instance = %name, addr = %a.addr, "virtual address kept: another instance is master for it");
+                continue;
+            }
             if let Err(e) = self.netlink.del(&a, iface).await {
                 error!(instance = %name, "{e:#}");
             }
