@@ -179,6 +179,25 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
     assert!(text.contains(&format!("{on_be1} tracked flow(s) of leaving real servers would be rescheduled")), "{text}");
     drop(held);
 
+    // A file only the command line can see (its own mount namespace, as systemd's PrivateTmp
+    // gives the daemon another /tmp): the preview still works, from the parsed file.
+    let private = TempDir::new("diff-private");
+    let script = format!(
+        "mount -t tmpfs none {dir} && printf '%s' \"$CONF\" > {dir}/new.conf && \
+         {bin} -t --diff -f {dir}/new.conf --run-dir {run}",
+        dir = private.path().display(),
+        bin = daemon::binary().unwrap().display(),
+        run = run.display()
+    );
+    let hidden = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("CONF", conf(7, ""))
+        .output()
+        .unwrap();
+    assert!(std::fs::read_dir(private.path()).unwrap().next().is_none(), "the file is not visible outside");
+    assert_eq!(hidden.status.code(), Some(1), "{}", String::from_utf8_lossy(&hidden.stderr));
+    assert!(String::from_utf8_lossy(&hidden.stdout).contains("real 198.51.100.12:8080: 1 -> 7"), "{hidden:?}");
+
     // A broken file: keepalived's -t verdict (5), no comparison; no daemon: 2.
     new.rewrite("virtual_server 203.0.113.10 80 {\n lb_algo nonsense\n}\n");
     assert_eq!(diff(&[]).status.code(), Some(5));
