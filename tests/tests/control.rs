@@ -67,13 +67,10 @@ fn overrides(d: &Daemon) -> Vec<(String, String, String, Option<u64>)> {
 
 fn reload(d: &Daemon, cfg: &TempConfig, text: &str) {
     cfg.rewrite(text);
-    let applied = d.log().iter().filter(|l| l.contains("reload applied")).count();
+    let applied = || d.log().iter().filter(|l| l.contains("reload applied")).count();
+    let before = applied();
     d.signal(Signal::SIGHUP).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while d.log().iter().filter(|l| l.contains("reload applied")).count() == applied {
-        assert!(std::time::Instant::now() < deadline, "no reload: {:#?}", d.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(eventually(Duration::from_secs(10), || applied() > before), "no reload: {:#?}", d.log());
 }
 
 #[test]

@@ -214,9 +214,10 @@ fn buckets(p: &mut Preview, old: &[DesiredService], new: &[DesiredService]) {
 }
 
 /// The real server owning each bucket of `d`'s table, as the data plane would build it
-/// (`bpf::plan`: nothing when the quorum is down or no weight is live).
+/// (`bpf::plan`: nothing when the quorum is down; `tables::build` leaves weight 0 out, so a
+/// service with no live weight has an empty table too).
 fn owners(d: &DesiredService) -> Vec<String> {
-    if !d.quorum_up || d.reals.iter().all(|r| r.weight == 0) {
+    if !d.quorum_up {
         return Vec::new();
     }
     let members: Vec<Member> = d
