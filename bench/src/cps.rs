@@ -25,7 +25,7 @@ use lb_tests::{
 };
 
 const NAT_CONF: &str = "virtual_server 203.0.113.10 80 {\n lb_algo rr\n lb_kind NAT\n protocol TCP\n \
-                        real_server 198.51.100.11 8080\n real_server 198.51.100.12 8080\n}\n";
+                        real_server 198.51.100.11 8080 {\n}\n real_server 198.51.100.12 8080 {\n}\n}\n";
 
 const NFT_DNAT: &str = "table ip lbtbench {
   chain prerouting {

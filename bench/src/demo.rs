@@ -27,6 +27,7 @@ use nix::sys::signal::Signal;
 
 use lb_tests::{
     addrs::{VIP4, backend4},
+    capture::{self, AdvertCapture},
     daemon::{self, Daemon},
     netns::{Netns, addr, veth},
     servers::{HttpServer, http_ask, spread},
@@ -157,6 +158,11 @@ fn with_topology(
     std::fs::copy(configs.join("demo-backup.conf"), &conf_b).context("configs/demo-backup.conf")?;
 
     step(out, &format!("lb-a: lb-daemon -f {}; lb-b: lb-daemon -f demo-backup.conf", conf_a.display()))?;
+    // VI_WEB's adverts as they leave each node (its port on the front switch): the failover
+    // is measured from lb-a's last advert, and lb-a's own intervals show whether anything
+    // (a checker, reprogramming) held an advert back.
+    let adverts_a = AdvertCapture::start(&topo.front, "f0")?;
+    let adverts_b = AdvertCapture::start(&topo.front, "f1")?;
     let mut a = Daemon::start(&topo.lbs[0], &conf_a, &pins[0], &[])?;
     let mut b = Daemon::start(&topo.lbs[1], &conf_b, &pins[1], &[])?;
     wait("lb-a to become master", Duration::from_secs(10), || {
@@ -193,6 +199,7 @@ fn with_topology(
 
     step(out, "lb-a (the master) dies: kill -9 and links down, while the client keeps asking every 50 ms")?;
     let log: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let mut killed_at = 0.0;
     let stop = Arc::new(AtomicBool::new(false));
     let killed = std::thread::scope(|s| -> Result<Instant> {
         let (l, st) = (log.clone(), stop.clone());
@@ -212,6 +219,7 @@ fn with_topology(
         // alone would not stop forwarding: the XDP links are pinned, as IPVS rules outlive a
         // killed keepalived.)
         let killed = Instant::now();
+        killed_at = capture::now();
         a.signal(Signal::SIGKILL)?;
         topo.lbs[0].ip(&["link", "set", "l0", "down"])?;
         topo.lbs[0].ip(&["link", "set", "l1", "down"])?;
@@ -232,14 +240,41 @@ fn with_topology(
     for line in b.log().iter().filter(|l| l.contains("-> MASTER")) {
         writeln!(out, "  lb-b | {}", short(line))?;
     }
-    match back {
-        Some((t, _)) => writeln!(
-            out,
-            "  service answered again {} ms after the kill ({} requests failed meanwhile; RFC bound 3 × 1 s + skew = 3609 ms)",
-            (*t - killed).as_millis(),
-            failed.len()
-        )?,
-        None => bail!("no answer through lb-b after the failover"),
+    let Some((back, _)) = back else { bail!("no answer through lb-b after the failover") };
+    writeln!(
+        out,
+        "  service answered again {} ms after the kill ({} requests failed meanwhile; RFC bound 3 × 1 s + skew = 3609 ms)",
+        (*back - killed).as_millis(),
+        failed.len()
+    )?;
+    let a_times: Vec<f64> =
+        adverts_a.from(Ipv4Addr::new(192, 0, 2, 11)).into_iter().filter(|t| *t < killed_at).collect();
+    let b_times = adverts_b.from(Ipv4Addr::new(192, 0, 2, 12));
+    let b_first = b_times.iter().copied().find(|t| *t > killed_at);
+    let (Some(last_a), Some(first_b)) = (a_times.last().copied(), b_first) else {
+        bail!("adverts not seen on the wire (lb-a {}, lb-b {b_first:?})", a_times.len())
+    };
+    let worst = capture::intervals(&a_times).into_iter().fold(0.0f64, f64::max);
+    writeln!(
+        out,
+        "  on the wire: lb-a sent {} adverts before the kill, the longest interval {:.0} ms (advert_int 1000 ms; \
+         through the checker taking backend2 out); its last advert came {:.0} ms before the kill",
+        a_times.len(),
+        worst * 1000.0,
+        (killed_at - last_a) * 1000.0
+    )?;
+    let back_at = killed_at + (*back - killed).as_secs_f64();
+    writeln!(
+        out,
+        "  from lb-a's last advert: lb-b's first advert as master {:.0} ms later (RFC bound 3609 ms), the service \
+         answering again {:.0} ms later",
+        (first_b - last_a) * 1000.0,
+        (back_at - last_a) * 1000.0
+    )?;
+    if back_at < first_b {
+        // Once lb-a's port goes down the bridge floods frames still addressed to lb-a's MAC;
+        // a backup must not forward them (another host's MAC, a VIP it does not hold).
+        bail!("the service answered before lb-b became master: the backup forwarded frames for lb-a");
     }
 
     step(out, "reload lb-b with backend1 at weight 3 (SIGHUP, traffic continues)")?;

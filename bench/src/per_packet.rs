@@ -26,7 +26,10 @@ fn service(sched: Scheduler, fwd: ForwardMethod, v6: bool) -> DesiredService {
     } else {
         (VIP4.into(), [backend4(0).into(), backend4(1).into()])
     };
-    let reals = reals.iter().map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1 }).collect();
+    let reals = reals
+        .iter()
+        .map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 })
+        .collect();
     tcp_service("bench", vip, 80, sched, fwd, reals)
 }
 

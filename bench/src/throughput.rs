@@ -47,7 +47,7 @@ use lb_tests::{
 const VIP: [u8; 4] = VIP4.octets();
 const REAL: [u8; 4] = backend4(0).octets();
 const CONF: &str = "virtual_server 203.0.113.10 9 {\n lb_algo rr\n lb_kind NAT\n protocol UDP\n \
-                    real_server 198.51.100.11 9\n}\n";
+                    real_server 198.51.100.11 9 {\n}\n}\n";
 const NFT_DNAT: &str = "table ip lbtbench {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
@@ -94,7 +94,7 @@ fn small_object() -> Result<Ebpf> {
 fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
     let p: &mut Xdp = ebpf.program_mut(name).ok_or_else(|| anyhow!("no program {name}"))?.try_into()?;
     if p.fd().is_err() {
-        p.load()?;
+        lb_daemon::dataplane::object::load_program(name, || p.load())?;
     }
     Ok(p)
 }

@@ -2,7 +2,7 @@
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -85,6 +85,16 @@ pub const fn flow_timeout_secs(state: u8) -> u64 {
 pub const MAP_SERVICES: &str = "lb_services";
 pub const MAP_SVC_CONF: &str = "lb_svc_conf";
 pub const MAP_SVC_GEN: &str = "lb_svc_gen";
+/// Per service id: whether this node may load-balance it now (`FENCE_*`; 0: it may). The
+/// daemon writes it from VRRP: a service whose VIP belongs to an instance that is not MASTER
+/// here is fenced, as IPVS on a keepalived BACKUP never sees its frames (the VIP is not local).
+pub const MAP_SVC_FENCE: &str = "lb_svc_fence";
+/// `lb_svc_fence`: the VIP's VRRP instance is not MASTER here: frames pass to the kernel, which
+/// does not hold the VIP and drops them (or routes them on, as it would without us).
+pub const FENCE_BACKUP: u32 = 1;
+/// `lb_svc_fence`: MASTER without accept mode (`no_accept`, or `vrrp_strict`'s default) and not
+/// the address owner: frames are dropped, as keepalived's firewall rule drops them before IPVS.
+pub const FENCE_NO_ACCEPT: u32 = 2;
 pub const MAP_TABLES: &str = "lb_tables";
 pub const MAP_REALS: &str = "lb_reals";
 pub const MAP_REAL_CONNS: &str = "lb_real_conns";
@@ -117,6 +127,10 @@ pub const MAP_CSUM_BUF: &str = "lb_csum_buf";
 /// Per interface (indexed by ifindex): how the program was attached there (`IFACE_*`).
 /// Pinned, so a restarted daemon that adopts a link keeps its interface's flags.
 pub const MAP_IFACES: &str = "lb_ifaces";
+/// Per interface (indexed by ifindex): its MAC (`IfaceMac`), written by the daemon at attach
+/// and kept current by its housekeeping. Frames unicast to another MAC are not ours: they pass
+/// to the kernel, which drops them (PACKET_OTHERHOST) as it always does. Pinned.
+pub const MAP_IFACE_MAC: &str = "lb_iface_mac";
 /// Interfaces with an ifindex below this have flags (others have none).
 pub const MAX_IFINDEX: u32 = 4096;
 /// `lb_ifaces`: XDP runs there in generic (skb) mode: frames keep their skb, checksums left
@@ -146,11 +160,12 @@ pub const UNRESOLVED_ENTRIES: u32 = 1024;
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 22] = [
+pub const PINNED_MAPS: [&str; 24] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
     MAP_SVC_GEN,
+    MAP_SVC_FENCE,
     MAP_TABLES,
     MAP_REALS,
     MAP_REAL_CONNS,
@@ -167,6 +182,7 @@ pub const PINNED_MAPS: [&str; 22] = [
     MAP_RR,
     MAP_FRAGS,
     MAP_IFACES,
+    MAP_IFACE_MAC,
     MAP_TRACE_CFG,
     MAP_TRACE,
 ];
@@ -252,6 +268,10 @@ pub const SCHED_LBLC: u8 = 4;
 pub const SCHED_SH: u8 = 5;
 pub const SCHED_DH: u8 = 6;
 pub const SCHED_MH: u8 = 7;
+
+/// `SvcConf::flags`: sh and mh hash the client's source port with its address (IPVS's
+/// `sh-port` / `mh-port`), so one client's connections spread over the real servers.
+pub const SVC_HASH_PORT: u8 = 1;
 
 /// `SvcConf::fwd`.
 pub const FWD_NAT: u8 = 0;

@@ -58,6 +58,7 @@ pub struct SvcConf {
     pub fwd: u8,
     /// Persistence granularity as a prefix length; only with `persist_timeout > 0`.
     pub persist_prefix: u8,
+    /// `SVC_*` bits.
     pub flags: u8,
     /// Seconds; 0 = no persistence.
     pub persist_timeout: u32,
@@ -272,6 +273,16 @@ pub struct Meta {
     pub ct_deleted: u64,
 }
 
+/// An interface's MAC in `lb_iface_mac` (by ifindex). `known` 0 (an interface the daemon never
+/// attached to, `BPF_PROG_TEST_RUN`'s loopback): the destination MAC is not checked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct IfaceMac {
+    pub mac: [u8; 6],
+    pub known: u8,
+    pub pad: u8,
+}
+
 /// Key of `lb_unresolved`: a next hop the XDP FIB lookup found without a neighbour entry.
 /// The daemon asks the kernel to resolve it (the stack cannot: a NAT reply carries the VIP as
 /// source, which the kernel refuses to forward), so the next packet finds it.
@@ -355,6 +366,7 @@ pub struct TraceRecord {
 }
 
 crate::aya_pod!(
+    IfaceMac,
     TraceCfg,
     TraceRecord,
     DecapAddr,
@@ -396,6 +408,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FragKey>(), 40);
         assert_eq!(core::mem::size_of::<FragValue>(), 40);
         assert_eq!(core::mem::size_of::<Meta>(), 16);
+        assert_eq!(core::mem::size_of::<IfaceMac>(), 8);
         assert_eq!(core::mem::size_of::<PuntRecord>(), 16 + crate::consts::PUNT_MAX);
         assert_eq!(core::mem::size_of::<TraceCfg>(), 72);
         // 216 bytes in the ring with its 8-byte header (`TRACE_RING_BYTES`).

@@ -138,6 +138,18 @@ global_stats! {
         /// offload (it equals its pseudo-header sum and also verifies: one frame in 65,536);
         /// rewriting it either way could corrupt it, so the sender retransmits instead.
         CsumAmbiguous => reason_csum_ambiguous,
+        /// Passed: unicast to another host's MAC (a switch flooding a frame whose destination
+        /// it has not learnt, a bridge port): not ours to forward; the kernel drops it.
+        NotOurMac => reason_not_our_mac,
+        /// Passed: an IP frame to a broadcast or multicast MAC; never load-balanced.
+        L2Multicast => reason_l2_multicast,
+        /// Passed: a service whose VIP belongs to a VRRP instance that is not MASTER here; the
+        /// kernel, which does not hold the VIP, drops it (as IPVS on a keepalived BACKUP).
+        VrrpBackup => reason_vrrp_backup,
+        /// Dropped: a service whose VIP belongs to a MASTER instance without accept mode
+        /// (`no_accept`, or `vrrp_strict`) that is not the address owner, as keepalived's
+        /// firewall drop rule does.
+        VrrpNoAccept => reason_vrrp_no_accept,
     }
     others {
         /// Not reasons: flows scheduled (conntrack entries created) and conntrack hits.

@@ -5,6 +5,7 @@
 //! for the process's lifetime, its core deciding and its shell doing the I/O. `main.rs` is
 //! only the CLI. Modules import one way (`layering` below checks the order).
 
+pub mod bfd;
 pub mod check;
 pub mod config;
 pub mod control;
@@ -27,13 +28,14 @@ pub mod vrrp;
 mod layering {
     use std::path::Path;
 
-    const ORDER: [&str; 15] = [
+    const ORDER: [&str; 16] = [
         "config",
         "logging",
         "pidfile",
         "script",
         "netlink",
         "notify",
+        "bfd",
         "check",
         "dataplane",
         "ipvs",

@@ -292,6 +292,7 @@ fn main() -> ExitCode {
 /// keepalived's `-t` exit codes (`KEEPALIVED_CHK_EXIT_*`).
 const EXIT_CONFIG_FILE: u8 = 4;
 const EXIT_CONFIG_TEST: u8 = 5;
+const EXIT_CONFIG_TEST_SECURITY: u8 = 6;
 
 fn config_test(cli: &Cli) -> ExitCode {
     let loaded = match config::load(&cli.config, cli.backend) {
@@ -313,7 +314,19 @@ fn config_test(cli: &Cli) -> ExitCode {
         println!("{:#?}", loaded.config);
     }
     let errors = loaded.errors().count();
-    if errors > 0 {
+    // keepalived's -t: scripts without enable_script_security is its highest verdict (6),
+    // over any other error. The daemon still runs them (as keepalived does), warning at start.
+    let insecure = !loaded.config.global.enable_script_security && !config::scripts(&loaded.config).is_empty();
+    if insecure {
+        eprintln!(
+            "{}: SECURITY VIOLATION - scripts are being executed but script_security not enabled \
+             (add enable_script_security to global_defs)",
+            cli.config.display()
+        );
+    }
+    if insecure && !cli.diff {
+        ExitCode::from(EXIT_CONFIG_TEST_SECURITY)
+    } else if errors > 0 {
         eprintln!("{}: {errors} error(s)", cli.config.display());
         ExitCode::from(EXIT_CONFIG_TEST)
     } else if cli.diff {

@@ -74,29 +74,35 @@ impl RunDir {
     /// Writes `name` atomically: a fresh 0600 temporary file (never following a link), then
     /// a rename over the old one.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let tmp = self.path.join(format!(".{name}.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        let mut f: File = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        let done = f
-            .write_all(bytes)
-            .and_then(|()| f.sync_data())
-            .with_context(|| format!("writing {}", tmp.display()))
-            .and_then(|()| {
-                std::fs::rename(&tmp, self.path.join(name))
-                    .with_context(|| format!("renaming {} into place", tmp.display()))
-            });
-        if done.is_err() {
-            // A full disk must not keep a half-written file around; the old one stays.
-            let _ = std::fs::remove_file(&tmp);
-        }
-        done
+        write_replacing(&self.path, name, bytes)
     }
+}
+
+/// Writes `dir/name` atomically, also in a directory others can write to (`/tmp`): a fresh
+/// 0600 file under a random name (O_CREAT|O_EXCL|O_NOFOLLOW: a link or file planted there
+/// makes the write fail, never followed), then renamed over `name`. The rename replaces a
+/// symlink at `name` without following it; in a sticky directory the kernel refuses to
+/// replace another user's file.
+pub fn write_replacing(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.{}.{:016x}", std::process::id(), rand::random::<u64>()));
+    let mut f: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let done =
+        f.write_all(bytes).and_then(|()| f.sync_data()).with_context(|| format!("writing {}", tmp.display())).and_then(
+            |()| {
+                std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {} into place", tmp.display()))
+            },
+        );
+    if done.is_err() {
+        // A full disk must not keep a half-written file around; the old one stays.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
 }
 
 /// One checker verdict.
@@ -178,12 +184,22 @@ mod tests {
         d.write("state.json", b"{\"x\":1}").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert!(!std::fs::symlink_metadata(run.join("state.json")).unwrap().file_type().is_symlink());
-        // A planted symlink at the temporary name makes the write fail rather than follow it.
-        let tmp = run.join(format!(".dump.{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        // (remove_file in write() unlinks the link itself, never the target.)
+        // The temporary name is random, and opened O_EXCL|O_NOFOLLOW: nothing planted is
+        // followed; no temporary file is left behind.
         d.write("dump", b"data").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let left: Vec<_> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.iter().all(|n| !n.to_string_lossy().starts_with('.')), "{left:?}");
+        // In a world-writable sticky directory (keepalived's /tmp), a link at the name is
+        // replaced, not followed, and the file is 0600.
+        let shared = base.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::os::unix::fs::symlink(&victim, shared.join("keepalived.data")).unwrap();
+        write_replacing(&shared, "keepalived.data", b"x").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        let m = std::fs::symlink_metadata(shared.join("keepalived.data")).unwrap();
+        assert!(m.is_file() && m.permissions().mode() & 0o777 == 0o600);
         // The directory itself as a symlink, or open to others: refused.
         let link = base.path().join("link");
         std::os::unix::fs::symlink(&run, &link).unwrap();

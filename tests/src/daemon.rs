@@ -67,9 +67,51 @@ impl Daemon {
         Self::start_env(ns, config, pin_dir, args, &[])
     }
 
+    /// `start` with the daemon's syslog(3) lines sent to the datagram socket `socket` instead
+    /// of /dev/log: the daemon runs in a private mount namespace where `socket` is bind-mounted
+    /// at /dev/log (on a private tmpfs /dev holding the usual device nodes).
+    pub fn start_with_syslog(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str], socket: &Path) -> Result<Self> {
+        // $1: the socket, $2: an empty directory to keep the real /dev at; then the command.
+        const SETUP: &str = r#"set -e
+sock=$1; old=$2; shift 2
+mount --rbind /dev "$old"
+mount -t tmpfs -o mode=755 lbt-dev /dev
+for f in null zero full random urandom tty; do
+    touch "/dev/$f"
+    mount --bind "$old/$f" "/dev/$f"
+done
+ln -s /proc/self/fd /dev/fd
+touch /dev/log
+mount --bind "$sock" /dev/log
+exec "$@""#;
+        let old_dev = socket.with_extension("dev");
+        std::fs::create_dir_all(&old_dev)?;
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", SETUP, "sh"])
+            .arg(socket)
+            .arg(&old_dev)
+            .arg("nsenter")
+            .arg(format!("--net={}", ns.path().display()))
+            .arg("--")
+            .arg(binary()?);
+        Self::start_cmd(cmd, config, pin_dir, args, &[])
+    }
+
     /// `start` with extra environment variables.
     pub fn start_env(ns: &Netns, config: &Path, pin_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
-        // -l: the log goes to stderr (too), where the harness reads it.
+        Self::start_cmd(ns.command(binary()?), config, pin_dir, args, env)
+    }
+
+    /// `cmd` (which runs lb-daemon in the test's namespace) with the daemon's own arguments:
+    /// `-l` (the log goes to stderr too, where the harness reads it), the config, the pin and
+    /// run directories, then `args`.
+    fn start_cmd(
+        cmd: std::process::Command,
+        config: &Path,
+        pin_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let run_dir = run_dir_for(pin_dir);
         let mut all: Vec<&std::ffi::OsStr> = vec![
             "-l".as_ref(),
@@ -81,14 +123,17 @@ impl Daemon {
             run_dir.as_os_str(),
         ];
         all.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
-        let mut d = Self::spawn_env(ns, &all, "lb-daemon ready", env)?;
+        // keepalived's dump files go to $TMPDIR: each test daemon's own, never the host's /tmp.
+        let tmpdir = run_dir.to_string_lossy().into_owned();
+        let env: Vec<(&str, &str)> = [("TMPDIR", tmpdir.as_str())].into_iter().chain(env.iter().copied()).collect();
+        let mut d = Self::spawn_cmd(cmd, &all, "lb-daemon ready", &env)?;
         d.pin_dir = Some(pin_dir.to_path_buf());
         Ok(d)
     }
 
     /// Runs `lb-daemon ARGS` in `ns` and waits (up to 30 s) for a log line containing `ready`.
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str) -> Result<Self> {
-        Self::spawn_env(ns, args, ready, &[])
+        Self::spawn_cmd(ns.command(binary()?), args, ready, &[])
     }
 
     /// Runs `ip netns exec NS lb-daemon ARGS` (a private mount namespace with the namespace's
@@ -96,10 +141,6 @@ impl Daemon {
     /// it makes are not known here: set `pin_dir` for the drop to remove them.
     pub fn spawn_netns_exec<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str) -> Result<Self> {
         Self::spawn_cmd(ns.exec_command(binary()?), args, ready, &[])
-    }
-
-    fn spawn_env<S: AsRef<std::ffi::OsStr>>(ns: &Netns, args: &[S], ready: &str, env: &[(&str, &str)]) -> Result<Self> {
-        Self::spawn_cmd(ns.command(binary()?), args, ready, env)
     }
 
     fn spawn_cmd<S: AsRef<std::ffi::OsStr>>(
@@ -248,8 +289,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Debian's keepalived (2.2.7) as a VRRP peer in a namespace: `keepalived -n -l -D --vrrp`
-/// with its own pid files, its console log kept in `log`. Killed on drop.
+/// Debian's keepalived (2.2.7) in a namespace: as a VRRP peer (`keepalived -n -l -D --vrrp`)
+/// or, with `checkers`, as the IPVS oracle (`--check`), with its own pid files, its console
+/// log kept in `log`. Killed on drop.
 pub struct Keepalived {
     child: Option<Child>,
     log: PathBuf,
@@ -257,11 +299,27 @@ pub struct Keepalived {
 
 impl Keepalived {
     pub fn start(ns: &Netns, config: &Path, dir: &Path, tag: &str) -> Result<Self> {
+        Self::start_env(ns, config, dir, tag, &[])
+    }
+
+    /// `start` with extra environment variables (`TMPDIR`: where its dumps go).
+    pub fn start_env(ns: &Netns, config: &Path, dir: &Path, tag: &str, env: &[(&str, &Path)]) -> Result<Self> {
+        Self::spawn(ns, config, dir, tag, env, "--vrrp")
+    }
+
+    /// keepalived's checker process only: it programs IPVS from the config and its checkers'
+    /// verdicts.
+    pub fn checkers(ns: &Netns, config: &Path, dir: &Path, tag: &str) -> Result<Self> {
+        Self::spawn(ns, config, dir, tag, &[], "--check")
+    }
+
+    fn spawn(ns: &Netns, config: &Path, dir: &Path, tag: &str, env: &[(&str, &Path)], only: &str) -> Result<Self> {
         let log = dir.join(format!("{tag}.log"));
         let out = std::fs::File::create(&log)?;
         let child = ns
             .command("keepalived")
-            .args(["-n", "-l", "-D", "--vrrp", "-f"])
+            .envs(env.iter().copied())
+            .args(["-n", "-l", "-D", only, "-f"])
             .arg(config)
             .arg("-p")
             .arg(dir.join(format!("{tag}.pid")))
@@ -269,6 +327,8 @@ impl Keepalived {
             .arg(dir.join(format!("{tag}-vrrp.pid")))
             .arg("-c")
             .arg(dir.join(format!("{tag}-check.pid")))
+            .arg("-b")
+            .arg(dir.join(format!("{tag}-bfd.pid")))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -279,6 +339,11 @@ impl Keepalived {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The parent's pid (it passes the dump signals on to its VRRP process).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {

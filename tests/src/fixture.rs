@@ -166,7 +166,7 @@ impl Fixture {
         };
         let p: &mut Xdp = ebpf.program_mut(prog).ok_or_else(|| anyhow!("no program {prog}"))?.try_into()?;
         if p.fd().is_err() {
-            p.load().with_context(|| format!("loading {prog}"))?;
+            lb_daemon::dataplane::object::load_program(prog, || p.load())?;
         }
         Ok(p)
     }
@@ -220,6 +220,20 @@ impl Fixture {
 
     fn ebpf(&self) -> &Ebpf {
         self.dp.ebpf()
+    }
+
+    /// Writes `iface`'s MAC (in the fixture's namespace) as the daemon does at attach: frames
+    /// arriving there unicast to another MAC are not load-balanced.
+    pub fn learn_mac(&mut self, iface: &str) -> Result<()> {
+        match self.netns.clone() {
+            None => self.dp.learn_mac(iface),
+            Some((path, _)) => in_ns(&path, || self.dp.learn_mac(iface))?,
+        }
+    }
+
+    /// Fences these VIPs' services (VIP → `FENCE_*`) as the daemon does on VRRP transitions.
+    pub fn set_fences(&mut self, fences: &std::collections::BTreeMap<IpAddr, u32>) -> Result<()> {
+        self.dp.set_fences(fences)
     }
 
     pub fn add_service(&mut self, key: ServiceKey, id: u32) -> Result<()> {
@@ -443,6 +457,7 @@ pub fn tcp_service(
         keys: vec![key_of(vip, port, lb_common::consts::IPPROTO_TCP)],
         marks: Vec::new(),
         ops: false,
+        sched_flags: 0,
         scheduler,
         forward,
         persist_timeout: 0,
@@ -487,6 +502,8 @@ pub fn in_fib_namespace(conntrack: u32) -> Result<(Netns, Netns, Fixture)> {
     let mut f = Fixture::load_sized(conntrack).context("loading lb-ebpf (run `cargo xtask build-ebpf`)")?;
     let ifindex = ns.ifindex("fx0")?;
     f.in_netns(&ns, ifindex);
+    // As the daemon does at attach: frames to another MAC than fx0's (`LB_MAC`) are not ours.
+    f.learn_mac("fx0")?;
     Ok((ns, peer, f))
 }
 

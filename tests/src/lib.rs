@@ -13,10 +13,12 @@
 //! - [`daemon`]: starts lb-daemon inside a namespace and waits until it is ready.
 //! - [`packets`]: test frames, built with etherparse.
 //! - [`servers`]: small TCP/UDP real servers and clients that report who answered.
+//! - [`capture`]: VRRP adverts recorded on the wire with tcpdump.
 //!
 //! Everything here needs root, like the daemon itself.
 
 pub mod addrs;
+pub mod capture;
 pub mod daemon;
 pub mod fixture;
 pub mod golden;

@@ -14,7 +14,7 @@ use std::{
 
 use lb_tests::{
     prelude::*,
-    servers::{HttpServer, SmtpSink, http_ask},
+    servers::{HttpServer, SmtpSink, http_ask, udp_ask_from},
 };
 
 fn reals(list: &[usize], port: u16) -> Vec<String> {
@@ -97,6 +97,9 @@ fn http_get_takes_a_stopped_backend_out_and_back_under_traffic() {
             d.log()
         );
         let detected = Instant::now();
+        // keepalived's line for it (ipwrapper.c, perform_svr_state), which monitoring greps.
+        let removing = format!("Removing service [{}]:tcp:80 from VS [{VIP4}]:tcp:80", backend4(1));
+        assert!(d.log().iter().any(|l| l.contains(&removing) && l.contains(" INFO ")), "{removing}: {:#?}", d.log());
         println!("be1 stopped -> checker DOWN in {:?}", detected - stopped);
         assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0, 2], 80)));
         // Give in-flight connections (opened before the map changed) time to finish.
@@ -110,6 +113,8 @@ fn http_get_takes_a_stopped_backend_out_and_back_under_traffic() {
                 .unwrap(),
         );
         assert!(d.wait_log("real server UP", Duration::from_secs(8)), "no UP log: {:#?}", d.log());
+        let adding = format!("Adding service [{}]:tcp:80 to VS [{VIP4}]:tcp:80", backend4(1));
+        assert!(d.log().iter().any(|l| l.contains(&adding) && l.contains(" INFO ")), "{adding}: {:#?}", d.log());
         assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0, 1, 2], 80)));
         let back = Instant::now();
         std::thread::sleep(Duration::from_secs(2));
@@ -130,6 +135,72 @@ fn http_get_takes_a_stopped_backend_out_and_back_under_traffic() {
     let after_back: std::collections::BTreeSet<_> =
         answers.iter().filter(|(t, _)| *t > back).filter_map(|(_, r)| r.clone().ok()).collect();
     assert!(after_back.contains("be1"), "be1 did not come back: {after_back:?}");
+}
+
+/// Real-server-level defaults reach that real server's checkers (keepalived 2.2.7 inherits
+/// checker, then real server, then virtual server): be0's `delay_loop 1`, `retry 1`,
+/// `delay_before_retry 1`, `connect_timeout 1` take it out within seconds of its server
+/// stopping, where the virtual server's (`delay_loop 30`, `retry 5`, `delay_before_retry 5`)
+/// would take over half a minute. be1's real-server `alpha` keeps it out of the data plane
+/// until its first check (a script that takes 4 s) passes.
+#[test]
+fn real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let (b0, b1) = (backend4(0), backend4(1));
+    let config = TempConfig::new(
+        "chk-inherit",
+        &format!(
+            "virtual_server {VIP4} 80 {{
+    delay_loop 30
+    retry 5
+    delay_before_retry 5
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server {b0} 80 {{
+        delay_loop 1
+        retry 1
+        delay_before_retry 1
+        connect_timeout 1
+        TCP_CHECK {{
+        }}
+    }}
+    real_server {b1} 80 {{
+        alpha
+        MISC_CHECK {{
+            misc_path \"/bin/sleep 4\"
+            misc_timeout 10
+        }}
+    }}
+}}
+"
+        ),
+    );
+    let mut servers = backends_at(&topo, |i| (backend4(i), 80).into());
+    let pins = daemon::pin_dir("chk-inherit");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:80/tcp");
+    // be1 has not passed a check yet: alpha keeps it out; be0 (no alpha) is in.
+    assert_eq!(scheduled(&pins, &service), reals(&[0], 80));
+    assert!(
+        eventually(Duration::from_secs(10), || scheduled(&pins, &service) == reals(&[0, 1], 80)),
+        "be1 never came in after its first success: {:#?}",
+        d.log()
+    );
+
+    drop(servers.remove(0));
+    let stopped = Instant::now();
+    // Bound from be0's own values: delay_loop + retry × (delay_before_retry + connect_timeout),
+    // + slack; the virtual server's would be 30 s + 5 × 5 s.
+    assert!(
+        d.wait_log("real server DOWN: TCP_CHECK: connect failed", Duration::from_secs(6)),
+        "be0 not taken out in time: {:#?}",
+        d.log()
+    );
+    println!("be0 stopped -> checker DOWN in {:?}", stopped.elapsed());
+    assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[1], 80)));
+    drop(d);
 }
 
 /// When a client request finished, and the backend that answered or what went wrong.
@@ -356,4 +427,308 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
     assert_eq!(spread(&names).len(), 2, "{names:?}");
     assert!(d.pid().is_some());
+}
+
+/// `virtual_server VIP port` over UDP (rr, NAT, `delay_loop 1`) over the first `n` backends,
+/// each real server checked by `check`.
+fn udp_service(port: u16, n: usize, check: &str) -> String {
+    let reals: String = (0..n).map(|i| format!("    real_server {} {port} {{\n{check}    }}\n", backend4(i))).collect();
+    format!(
+        "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol UDP\n{reals}}}\n"
+    )
+}
+
+/// A real server's verdict in `lb-daemon status`: (up, reason) of the checker on `real`.
+fn verdict(d: &Daemon, real: &str) -> Option<(bool, String)> {
+    let st = d.status().ok()?;
+    let c = st["checks"].as_array()?.iter().find(|c| c["real"] == real)?.clone();
+    Some((c["up"].as_bool()?, c["reason"].as_str()?.to_string()))
+}
+
+/// UDP_CHECK against the UDP echo backends (each answers its name): a reply starting
+/// "be" (`require_reply 62 65 3x`, the last nibble a wildcard) passes; a backend answering
+/// another name fails on the data; a stopped backend fails on the ICMP port unreachable its
+/// kernel sends back; started again, it is back in the data plane and gets client traffic.
+#[test]
+fn udp_check_reply_data_and_port_unreachable() {
+    require_root();
+    let topo = LbTopology::new(3).unwrap();
+    let check = "        UDP_CHECK {
+            payload 68 65 6c 6c 6f
+            require_reply 62 65 3x
+            connect_timeout 1
+            retry 0
+        }
+";
+    let config = TempConfig::new("chk-udp", &udp_service(5300, 3, check));
+    let at = |i: usize| -> SocketAddr { (backend4(i), 5300).into() };
+    let mut be0 = Some(Backend::start(&topo.backends[0], "be0".into(), at(0)));
+    let _be1 = Backend::start(&topo.backends[1], "be1".into(), at(1));
+    let _wrong = Backend::start(&topo.backends[2], "zz2".into(), at(2)); // "zz": data mismatch
+    let pins = daemon::pin_dir("chk-udp");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:5300/udp");
+    let t = Duration::from_secs(6);
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 5300)), "{:#?}", d.log());
+    let b2 = format!("{}:5300", backend4(2));
+    assert!(eventually(t, || verdict(&d, &b2).is_some_and(|(up, r)| !up && r.contains("mismatch at byte 0"))));
+
+    drop(be0.take());
+    assert!(d.wait_log("UDP_CHECK: Connection refused", t), "{:#?}", d.log());
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[1], 5300)));
+    let vip: SocketAddr = (VIP4, 5300).into();
+    let names: Vec<String> = (0..6).map(|i| udp_ask_from(&topo.client, vip, 40000 + i)).collect();
+    assert!(names.iter().all(|n| n == "be1"), "{names:?}");
+
+    be0 = Some(Backend::start(&topo.backends[0], "be0".into(), at(0)));
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 5300)));
+    let names: Vec<String> = (0..8).map(|i| udp_ask_from(&topo.client, vip, 41000 + i)).collect();
+    assert!(names.contains(&"be0".to_string()), "{names:?}");
+    drop(be0);
+}
+
+/// A DNS responder for the checks: answers each query with its header turned into a
+/// response carrying `rcode`, and records the question it was asked.
+struct Dns {
+    stop: Arc<AtomicBool>,
+    rcode: Arc<std::sync::atomic::AtomicU8>,
+    asked: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Dns {
+    fn start(ns: &Netns, bind: SocketAddr) -> Dns {
+        let sock = ns.run(move || std::net::UdpSocket::bind(bind).unwrap()).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rcode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let asked: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (s, rc, a) = (stop.clone(), rcode.clone(), asked.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+                if n < 12 {
+                    continue;
+                }
+                a.lock().unwrap().push(buf[12..n].to_vec());
+                let mut r = buf[..n].to_vec();
+                r[2] |= 0x80; // QR
+                r[3] = (r[3] & 0xf0) | rc.load(Ordering::Relaxed);
+                let _ = sock.send_to(&r, from);
+            }
+        });
+        Dns { stop, rcode, asked }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// DNS_CHECK against a responder in each backend namespace: NOERROR passes, SERVFAIL takes
+/// the real server out, NOERROR again brings it back; the question asked is keepalived's
+/// (the configured name and type, class IN).
+#[test]
+fn dns_check_follows_the_answer_code() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let check = "        DNS_CHECK {
+            type A
+            name www.example.com
+            connect_timeout 1
+            retry 0
+        }
+";
+    let config = TempConfig::new("chk-dns", &udp_service(53, 2, check));
+    let dns: Vec<Dns> = (0..2).map(|i| Dns::start(&topo.backends[i], (backend4(i), 53).into())).collect();
+    let pins = daemon::pin_dir("chk-dns");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:53/udp");
+    let t = Duration::from_secs(6);
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 53)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!d.log().iter().any(|l| l.contains("real server DOWN")), "{:#?}", d.log());
+    assert_eq!(dns[0].asked.lock().unwrap()[0], b"\x03www\x07example\x03com\x00\x00\x01\x00\x01");
+
+    dns[1].rcode.store(2, Ordering::Relaxed); // SERVFAIL
+    assert!(d.wait_log("DNS_CHECK: answer with rcode 2", t), "{:#?}", d.log());
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0], 53)));
+    dns[1].rcode.store(0, Ordering::Relaxed);
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 53)));
+    // Silence (the responder gone) fails too.
+    drop(dns);
+    assert!(eventually(t, || scheduled(&pins, &service).is_empty()));
+}
+
+/// PING_CHECK: an nft rule in a backend's namespace drops ICMP echo requests (its TCP
+/// service still answers): the ping fails and the real server leaves the data plane,
+/// clients only reach the other; the rule deleted, it comes back. Twice: over raw ICMP
+/// sockets (the namespace's default ping_group_range excludes root's group), then over ping
+/// sockets once ping_group_range lets root's group have them.
+#[test]
+fn ping_check_follows_icmp_echo() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let config = TempConfig::new(
+        "chk-ping",
+        &service_80(2, "        PING_CHECK {\n            connect_timeout 1\n            retry 0\n        }\n"),
+    );
+    let _servers = backends_at(&topo, |i| (backend4(i), 80).into());
+    let pins = daemon::pin_dir("chk-ping");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:80/tcp");
+    let t = Duration::from_secs(6);
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!d.log().iter().any(|l| l.contains("real server DOWN")), "{:#?}", d.log());
+
+    assert!(d.log().iter().any(|l| l.contains("using raw ICMP sockets")), "{:#?}", d.log());
+
+    let be1 = &topo.backends[1];
+    let vip: SocketAddr = (VIP4, 80).into();
+    for raw in [true, false] {
+        if !raw {
+            topo.lb.sh("sysctl -qw net.ipv4.ping_group_range='0 0'").unwrap();
+        }
+        be1.sh("nft add table inet chkping && nft add chain inet chkping in '{ type filter hook input priority 0; }' \
+             && nft add rule inet chkping in icmp type echo-request drop")
+            .unwrap();
+        assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0], 80)), "raw {raw}: {:#?}", d.log());
+        assert!(d.log().iter().any(|l| l.contains("PING_CHECK: no echo reply")), "{:#?}", d.log());
+        let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+        assert!(names.iter().all(|n| n == "be0"), "{names:?}");
+        be1.sh("nft delete table inet chkping").unwrap();
+        assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 80)), "raw {raw}");
+    }
+}
+
+/// SMTP_CHECK with a `host` block (port 2525 on the real server) and a HELO name: the SMTP
+/// sink answering passes; the sink stopped fails and takes the real server out; started
+/// again, it is back.
+#[test]
+fn smtp_check_host_block_dialogue() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let config = TempConfig::new(
+        "chk-smtp",
+        &service_80(
+            2,
+            "        SMTP_CHECK {
+            helo_name lb.example
+            retry 0
+            host {
+                connect_port 2525
+                connect_timeout 1
+            }
+        }
+",
+        ),
+    );
+    let _servers = backends_at(&topo, |i| (backend4(i), 80).into());
+    let sink = |i: usize| SmtpSink::start(&topo.backends[i], (backend4(i), 2525).into()).unwrap();
+    let mut sinks = [Some(sink(0)), Some(sink(1))];
+    let pins = daemon::pin_dir("chk-smtp");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:80/tcp");
+    let t = Duration::from_secs(6);
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!d.log().iter().any(|l| l.contains("real server DOWN")), "{:#?}", d.log());
+    let b0 = format!("{}:80", backend4(0));
+    assert!(eventually(t, || verdict(&d, &b0).is_some_and(|(up, r)| up && r == "SMTP_CHECK: check passed")));
+
+    sinks[0] = None;
+    assert!(d.wait_log("SMTP_CHECK: connect failed: Connection refused", t), "{:#?}", d.log());
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[1], 80)));
+    let vip: SocketAddr = (VIP4, 80).into();
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert!(names.iter().all(|n| n == "be1"), "{names:?}");
+    sinks[0] = Some(sink(0));
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+}
+
+/// The weights `lb-daemon stats` shows for `service`'s real servers, by address.
+fn weights(pins: &Path, service: &str) -> Vec<(String, u64)> {
+    let m = stats_json(pins).unwrap();
+    let Some(svc) = m["services"].as_array().unwrap().iter().find(|s| s["service"] == service) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, u64)> = svc["reals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["real"].as_str().unwrap().to_string(), r["weight"].as_u64().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// FILE_CHECK (keepalived 2.2.7's check_file.c and track_file.c): be0 has a weight-0
+/// FILE_CHECK on `maint` (a non-zero value fails it), a FILE_CHECK on `load` (the track_file's
+/// weight 3: value × 3 is added to its weight 1) and a TCP_CHECK; all must pass. Writing 1 to
+/// `maint` takes be0 out and clients reach only be1, 0 brings it back; `load` 2 makes its
+/// weight 1 + 2 × 3 = 7; -1 makes it 1 - 3 < 0, so 0 (keepalived's `real_weight`: no new
+/// connections); 0 restores 1. Changes are seen through inotify, rewritten or renamed over.
+#[test]
+fn file_check_takes_a_real_server_out_and_moves_its_weight() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let dir = TempDir::new("chk-file");
+    let (maint, load) = (dir.join("maint"), dir.join("load"));
+    let be0 = "        weight 1\n        FILE_CHECK {\n            track_file maint\n            weight 0\n        }\n\
+         \x20       FILE_CHECK {\n            track_file load\n        }\n\
+         \x20       TCP_CHECK {\n            connect_timeout 1\n        }\n";
+    let text = format!(
+        "track_file maint {{\n    file \"{}\"\n    init_file 0\n}}\n\
+         track_file load {{\n    file \"{}\"\n    weight 3\n}}\n\
+         virtual_server {VIP4} 80 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n\
+         \x20   real_server {} 80 {{\n{be0}    }}\n\
+         \x20   real_server {} 80 {{\n        weight 1\n        TCP_CHECK {{\n            connect_timeout 1\n        }}\n    }}\n}}\n",
+        maint.display(),
+        load.display(),
+        backend4(0),
+        backend4(1)
+    );
+    let config = TempConfig::new("chk-file", &text);
+    let _servers = backends_at(&topo, |i| (backend4(i), 80).into());
+    let pins = daemon::pin_dir("chk-file");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:80/tcp");
+    let t = Duration::from_secs(5);
+    let (r0, r1) = (format!("{}:80", backend4(0)), format!("{}:80", backend4(1)));
+    let w = |a: u64, b: u64| vec![(r0.clone(), a), (r1.clone(), b)];
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 80)), "{:#?}", d.log());
+    assert_eq!(weights(&pins, &service), w(1, 1));
+    assert_eq!(std::fs::read_to_string(&maint).unwrap(), "0\n", "init_file created it");
+    let vip: SocketAddr = (VIP4, 80).into();
+
+    // Non-zero in the weight-0 file: be0 fails (its TCP_CHECK still passes) and leaves.
+    std::fs::write(&maint, "1\n").unwrap();
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[1], 80)), "{:#?}", d.log());
+    let removing = format!("Removing service [{}]:tcp:80 from VS [{VIP4}]:tcp:80", backend4(0));
+    assert!(d.log().iter().any(|l| l.contains(&removing) && l.contains("track_file maint reads 1")), "{:#?}", d.log());
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert!(names.iter().all(|n| n == "be1"), "{names:?}");
+    // 0, by a rename over the file: back.
+    let tmp = dir.join("maint.new");
+    std::fs::write(&tmp, "0").unwrap();
+    std::fs::rename(&tmp, &maint).unwrap();
+    assert!(eventually(t, || scheduled(&pins, &service) == reals(&[0, 1], 80)), "{:#?}", d.log());
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert!(names.iter().any(|n| n == "be0"), "{names:?}");
+
+    // Weighted: 1 + 2 × 3.
+    std::fs::write(&load, "2\n").unwrap();
+    assert!(eventually(t, || weights(&pins, &service) == w(7, 1)), "{:?} {:#?}", weights(&pins, &service), d.log());
+    // 1 - 3 is below 0: weight 0, no new connections.
+    std::fs::write(&load, "-1\n").unwrap();
+    assert!(eventually(t, || weights(&pins, &service) == w(0, 1)), "{:?} {:#?}", weights(&pins, &service), d.log());
+    assert_eq!(scheduled(&pins, &service), reals(&[1], 80));
+    let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
+    assert!(names.iter().all(|n| n == "be1"), "{names:?}");
+    std::fs::write(&load, "0\n").unwrap();
+    assert!(eventually(t, || weights(&pins, &service) == w(1, 1)), "{:?} {:#?}", weights(&pins, &service), d.log());
+    assert_eq!(scheduled(&pins, &service), reals(&[0, 1], 80));
 }

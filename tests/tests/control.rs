@@ -106,7 +106,7 @@ fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
     assert!(s.get("be1").copied().unwrap_or(0) >= 14 && s.get("be0").copied().unwrap_or(0) >= 2, "{s:?}");
 
     // A reload that leaves be1 alone keeps its weight; one that changes be1 clears it.
-    let other = "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.11 8080\n}\n";
+    let other = "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.11 8080 {\n}\n}\n";
     reload(&d, &cfg, &conf(1, other));
     assert_eq!(overrides(&d), [(service.into(), "198.51.100.12:8080".into(), "weight".into(), Some(4))]);
     reload(&d, &cfg, &conf(2, other));

@@ -18,7 +18,8 @@ global_defs {
 virtual_server 203.0.113.10 53 {
     lb_algo rr
     protocol UDP
-    real_server 198.51.100.11 53
+    real_server 198.51.100.11 53 {
+    }
 }
 virtual_server 203.0.113.10 80 {
     protocol TCP

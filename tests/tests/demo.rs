@@ -19,6 +19,8 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     }
     assert!(text.contains("real server DOWN"), "{text}");
     assert!(text.contains("service answered again"), "{text}");
+    // The failover is also measured from the master's last advert on the wire.
+    assert!(text.contains("on the wire: lb-a sent") && text.contains("from lb-a's last advert"), "{text}");
     assert!(text.contains("VI_WEB") && text.contains("MASTER"), "status without VRRP:\n{text}");
     assert!(text.contains("namespaces left: none") && text.contains("pins left: none"), "{text}");
 }

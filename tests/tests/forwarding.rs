@@ -31,9 +31,12 @@ virtual_server 203.0.113.10 80 {
     lb_algo rr
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
-    real_server 198.51.100.13 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
+    real_server 198.51.100.13 8080 {
+    }
 }
 virtual_server 203.0.113.10 53 {
     lb_algo wrr
@@ -50,26 +53,35 @@ virtual_server 2001:db8:f::10 80 {
     lb_algo sh
     lb_kind NAT
     protocol TCP
-    real_server 2001:db8:b::11 8080
-    real_server 2001:db8:b::12 8080
-    real_server 2001:db8:b::13 8080
+    real_server 2001:db8:b::11 8080 {
+    }
+    real_server 2001:db8:b::12 8080 {
+    }
+    real_server 2001:db8:b::13 8080 {
+    }
 }
 virtual_server 203.0.113.10 8443 {
     lb_algo dh
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
-    real_server 198.51.100.13 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
+    real_server 198.51.100.13 8080 {
+    }
 }
 virtual_server 203.0.113.10 443 {
     lb_algo rr
     lb_kind NAT
     protocol TCP
     persistence_timeout 60
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
-    real_server 198.51.100.13 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
+    real_server 198.51.100.13 8080 {
+    }
 }
 ";
 
@@ -118,9 +130,12 @@ virtual_server 203.0.113.10 80 {
     lb_algo mh
     lb_kind DR
     protocol TCP
-    real_server 198.51.100.11 80
-    real_server 198.51.100.12 80
-    real_server 198.51.100.13 80
+    real_server 198.51.100.11 80 {
+    }
+    real_server 198.51.100.12 80 {
+    }
+    real_server 198.51.100.13 80 {
+    }
 }
 ";
 
@@ -146,8 +161,10 @@ virtual_server 203.0.113.10 80 {
     lb_algo rr
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
 }
 ";
 
@@ -167,9 +184,7 @@ fn weight_zero_drains_new_flows_but_keeps_established_ones() {
     );
 
     // Drain be1 (weight 0) by reload.
-    cfg.rewrite(
-        &DRAIN_CONF.replace("real_server 198.51.100.12 8080", "real_server 198.51.100.12 8080 {\n weight 0\n }"),
-    );
+    cfg.rewrite(&DRAIN_CONF.replace("real_server 198.51.100.12 8080 {", "real_server 198.51.100.12 8080 {\n weight 0"));
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{}", d.log().join("\n"));
 
@@ -208,8 +223,10 @@ virtual_server 2001:db8:f::10 80 {
     lb_algo rr
     lb_kind TUN
     protocol TCP
-    real_server 2001:db8:b::11 80
-    real_server 2001:db8:b::12 80
+    real_server 2001:db8:b::11 80 {
+    }
+    real_server 2001:db8:b::12 80 {
+    }
 }
 ";
 
@@ -347,8 +364,10 @@ virtual_server 203.0.113.10 80 {
     lb_algo lc
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
 }
 ";
 
@@ -455,7 +474,7 @@ fn big_conf(extra: u16) -> String {
     for i in 0..extra {
         c.push_str(&format!("virtual_server 203.0.113.10 {} {{\n    lb_algo wrr\n    protocol TCP\n", 10_000 + i));
         for b in 11..=13 {
-            c.push_str(&format!("    real_server 198.51.100.{b} 8080\n"));
+            c.push_str(&format!("    real_server 198.51.100.{b} 8080 {{\n}}\n"));
         }
         for p in 0..30 {
             c.push_str(&format!("    real_server 198.51.100.11 {} {{\n        weight 0\n    }}\n", 20_000 + p));

@@ -257,15 +257,19 @@ virtual_server 203.0.113.10 5000 {
     lb_algo rr
     lb_kind NAT
     protocol UDP
-    real_server 198.51.100.11 5000
-    real_server 198.51.100.12 5000
+    real_server 198.51.100.11 5000 {
+    }
+    real_server 198.51.100.12 5000 {
+    }
 }
 virtual_server 2001:db8:f::10 5000 {
     lb_algo rr
     lb_kind NAT
     protocol UDP
-    real_server 2001:db8:b::11 5000
-    real_server 2001:db8:b::12 5000
+    real_server 2001:db8:b::11 5000 {
+    }
+    real_server 2001:db8:b::12 5000 {
+    }
 }
 ";
 
@@ -294,15 +298,19 @@ virtual_server 203.0.113.10 5000 {
     lb_algo rr
     lb_kind DR
     protocol UDP
-    real_server 198.51.100.11 5000
-    real_server 198.51.100.12 5000
+    real_server 198.51.100.11 5000 {
+    }
+    real_server 198.51.100.12 5000 {
+    }
 }
 virtual_server 2001:db8:f::10 5000 {
     lb_algo rr
     lb_kind DR
     protocol UDP
-    real_server 2001:db8:b::11 5000
-    real_server 2001:db8:b::12 5000
+    real_server 2001:db8:b::11 5000 {
+    }
+    real_server 2001:db8:b::12 5000 {
+    }
 }
 ";
 
@@ -331,15 +339,19 @@ virtual_server 203.0.113.10 5000 {
     lb_algo rr
     lb_kind TUN
     protocol UDP
-    real_server 198.51.100.11 5000
-    real_server 198.51.100.12 5000
+    real_server 198.51.100.11 5000 {
+    }
+    real_server 198.51.100.12 5000 {
+    }
 }
 virtual_server 2001:db8:f::10 5000 {
     lb_algo rr
     lb_kind TUN
     protocol UDP
-    real_server 2001:db8:b::11 5000
-    real_server 2001:db8:b::12 5000
+    real_server 2001:db8:b::11 5000 {
+    }
+    real_server 2001:db8:b::12 5000 {
+    }
 }
 ";
 

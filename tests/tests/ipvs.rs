@@ -1,8 +1,10 @@
 //! The IPVS backend end to end. This machine's kernel has no IPVS, so the scenarios run under
 //! Debian's 6.1 kernel (virtme-ng): the host runs this test binary in the VM (`LB_IN_VM=1`),
 //! where lb-daemon programs IPVS in namespaces and `ipvsadm` reads it back, and real TCP
-//! goes through the VIP. The host compares the listings the VM printed with
-//! `tests/golden/ipvs/` (`LB_UPDATE_GOLDEN=1` rewrites them: the VM's filesystem is read-only).
+//! goes through the VIP. For every example config, keepalived 2.2.7 runs after us in the same
+//! namespaces and must program the same IPVS table (the oracle); the host also compares the
+//! listings the VM printed with `tests/golden/ipvs/` (a record of what changed;
+//! `LB_UPDATE_GOLDEN=1` rewrites them: the VM's filesystem is read-only).
 
 use std::{
     collections::BTreeMap,
@@ -108,8 +110,10 @@ fn in_vm() {
 
 /// Every example config, each in its own namespace (IPVS is per namespace), next to real
 /// servers that accept TCP on every port the configs use: TCP_CHECK passes, HTTP_GET and
-/// SSL_GET fail (the servers echo, they do not speak HTTP), MISC_CHECK fails (no script).
-/// Once every checker has a verdict, IPVS must hold what the config and those verdicts say.
+/// SSL_GET fail (the servers echo, they do not speak HTTP), MISC_CHECK is dropped (no script:
+/// keepalived frees such a checker, and its real server counts as up).
+/// Once every checker has a verdict, IPVS must hold what keepalived 2.2.7 itself programs
+/// for the same config next to the same servers.
 fn configs() {
     let dir = workspace_root().join("configs");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
@@ -123,6 +127,7 @@ fn configs() {
         let handles: Vec<_> = names.iter().map(|name| sc.spawn(|| start_config(&dir, name))).collect();
         handles.into_iter().map(|h| h.join().expect("config start panicked")).collect()
     });
+    let mut programmed = BTreeMap::new();
     for (name, lb, _reals, _servers, d, checks) in &running {
         // Every checker registered, and each past its initial state (a first verdict, or
         // paused by ha_suspend: -C runs no VRRP, so no VIP is ever here).
@@ -141,12 +146,68 @@ fn configs() {
         step(&format!("configs/{name}.conf: settled"));
         // A verdict reached the daemon; give it a moment to reach IPVS too.
         std::thread::sleep(Duration::from_millis(500));
-        println!("=== ipvsadm {name} ===\n{}=== end ===", listing(lb));
+        let ours = listing(lb);
+        println!("=== ipvsadm {name} ===\n{ours}=== end ===");
+        programmed.insert(name.clone(), ours);
     }
-    for (name, lb, _reals, _servers, mut d, _) in running {
+    let mut kept = Vec::new();
+    for (name, lb, reals, servers, mut d, _) in running {
         d.stop().unwrap();
         assert_eq!(listing(&lb).lines().count(), 2, "configs/{name}.conf: services left behind at exit");
+        kept.push((name, lb, reals, servers));
     }
+    keepalived_programs_the_same(&dir, &kept, &programmed);
+}
+
+/// The oracle: keepalived 2.2.7's checker process on each config, in the same namespace
+/// next to the same real servers, must leave IPVS as lb-daemon did (`programmed`).
+fn keepalived_programs_the_same(
+    dir: &Path,
+    configs: &[(String, Netns, Netns, Vec<Backend>)],
+    programmed: &BTreeMap<String, String>,
+) {
+    step("keepalived --check on every config");
+    let logs = TempDir::new("ka-ipvs");
+    let oracles: Vec<Keepalived> = configs
+        .iter()
+        .map(|(name, lb, ..)| Keepalived::checkers(lb, &dir.join(format!("{name}.conf")), logs.path(), name).unwrap())
+        .collect();
+    // keepalived starts real servers as up and takes them out after `retry` failures: the
+    // slowest config here (delay_loop 5, connect_timeout 4, retry 3, delay_before_retry 2)
+    // settles within 30 s of the first check, so an equal table before that proves nothing.
+    std::thread::sleep(Duration::from_secs(40));
+    for ((name, lb, ..), oracle) in configs.iter().zip(&oracles) {
+        let ours = &programmed[name];
+        let same = eventually(Duration::from_secs(30), || same_table(&listing(lb), ours));
+        assert!(
+            same,
+            "configs/{name}.conf: keepalived 2.2.7 programs\n{}\nlb-daemon programmed\n{ours}\nkeepalived's log:\n{}",
+            listing(lb),
+            oracle.log()
+        );
+        step(&format!("configs/{name}.conf: keepalived programs the same table"));
+    }
+}
+
+/// Two `ipvsadm -Ln` listings hold the same services and real servers (the kernel lists
+/// them in hash and insertion order, which the two daemons need not share).
+fn same_table(a: &str, b: &str) -> bool {
+    fn services(listing: &str) -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for line in listing.lines().skip(2) {
+            let words = line.split_whitespace().collect::<Vec<_>>().join(" ");
+            match out.last_mut() {
+                Some(svc) if words.starts_with("->") => svc.push(words),
+                _ => out.push(vec![words]),
+            }
+        }
+        for svc in &mut out {
+            svc[1..].sort();
+        }
+        out.sort();
+        out
+    }
+    services(a) == services(b)
 }
 
 /// One config's namespaces (the daemon's, and its real servers' with TCP listeners on every
@@ -179,7 +240,7 @@ fn start_config(dir: &Path, name: &str) -> (String, Netns, Netns, Vec<Backend>, 
     (name.to_string(), lb, reals, servers, d, checks)
 }
 
-/// How many checkers `conf` runs (from `lb-daemon -t --json`).
+/// How many checkers `conf` runs (from `lb-daemon -t --json`, less those dropped at load).
 fn configured_checks(conf: &Path) -> usize {
     let out =
         std::process::Command::new(daemon::binary().unwrap()).args(["-t", "--json", "-f"]).arg(conf).output().unwrap();
@@ -189,8 +250,15 @@ fn configured_checks(conf: &Path) -> usize {
         .unwrap()
         .iter()
         .flat_map(|vs| vs["real_servers"].as_array().unwrap().iter())
-        .map(|rs| rs["checkers"].as_array().map_or(0, Vec::len))
-        .sum()
+        .flat_map(|rs| rs["checkers"].as_array().into_iter().flatten())
+        .filter(|c| !missing_script(c))
+        .count()
+}
+
+/// A MISC_CHECK whose program does not exist: keepalived drops it at load, and so do we.
+fn missing_script(checker: &serde_json::Value) -> bool {
+    let command = checker["kind"]["Misc"]["path"]["command"].as_str();
+    command.and_then(|c| c.split_whitespace().next()).is_some_and(|p| !Path::new(p).exists())
 }
 
 const NAT_CONF: &str = "
@@ -384,8 +452,10 @@ virtual_server 2001:db8:f::10 80 {
     lb_algo sed
     lb_kind DR
     protocol TCP
-    real_server 2001:db8:b::11 80
-    real_server 2001:db8:b::12 80
+    real_server 2001:db8:b::11 80 {
+    }
+    real_server 2001:db8:b::12 80 {
+    }
 }
 ";
 
@@ -509,8 +579,10 @@ virtual_server 203.0.113.10 80 {
     lb_algo rr
     lb_kind TUN
     protocol TCP
-    real_server 198.51.100.11 80
-    real_server 198.51.100.12 80
+    real_server 198.51.100.11 80 {
+    }
+    real_server 198.51.100.12 80 {
+    }
 }
 ";
 
@@ -547,11 +619,36 @@ fn auto_probe() {
     drop(d);
 
     let fwmark =
-        TempConfig::new("autofwm", "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.51.100.11 80\n}\n");
+        TempConfig::new("autofwm", "virtual_server fwmark 7 {\n lb_kind DR\n real_server 198.51.100.11 80 {\n}\n}\n");
     let d = Daemon::start(&topo.lb, &fwmark, &daemon::pin_dir("iauto2"), &[]).unwrap();
     assert_eq!(kind(&d), "ipvs");
     assert!(flat(&topo.lb).contains("FWM 7 wlc"), "{}", listing(&topo.lb));
     drop(d);
+
+    // What only IPVS does, per real server and global: auto picks IPVS for it (lvs_timeouts
+    // first), and each reaches the kernel: a real server's own lvs_method, its connection
+    // thresholds, the timeouts (put back as they were when the daemon stops).
+    let before = ipvsadm(&topo.lb, "-L --timeout");
+    let only = TempConfig::new(
+        "autoonly",
+        "global_defs {\n lvs_timeouts tcp 7200 tcpfin 30 udp 60\n}\nvirtual_server 203.0.113.10 80 {\n \
+         lb_kind NAT\n real_server 198.51.100.11 80 {\n  lvs_method DR\n  uthreshold 100\n  lthreshold 50\n }\n \
+         real_server 198.51.100.12 8080 {\n }\n}\n",
+    );
+    let mut d = Daemon::start(&topo.lb, &only, &daemon::pin_dir("iauto3"), &[]).unwrap();
+    assert_eq!(kind(&d), "ipvs");
+    assert!(d.log().iter().any(|l| l.contains("backend auto: using IPVS because") && l.contains("lvs_timeouts")));
+    let l = flat(&topo.lb);
+    assert!(l.contains("-> 198.51.100.11:80 Route 1") && l.contains("-> 198.51.100.12:8080 Masq 1"), "{l}");
+    // `-> ADDR:PORT Uthreshold Lthreshold ActiveConn InActConn`.
+    let th = ipvsadm(&topo.lb, "-Ln --thresholds");
+    assert_eq!((column(&th, "-> 198.51.100.11:80", 2), column(&th, "-> 198.51.100.11:80", 3)), (100, 50), "{th}");
+    let set = eventually(Duration::from_secs(10), || {
+        ipvsadm(&topo.lb, "-L --timeout").contains("Timeout (tcp tcpfin udp): 7200 30 60")
+    });
+    assert!(set, "{}", ipvsadm(&topo.lb, "-L --timeout"));
+    d.stop().unwrap();
+    assert_eq!(ipvsadm(&topo.lb, "-L --timeout"), before, "the kernel's timeouts are back");
 
     // Where BPF loads, auto takes it: `auto_picks_bpf_where_it_loads` on the host (here the
     // verifier alone would take minutes under emulation).

@@ -17,15 +17,19 @@ virtual_server 203.0.113.10 80 {
     lb_algo rr
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
 }
 virtual_server 203.0.113.10 81 {
     lb_algo rr
     lb_kind DR
     protocol TCP
-    real_server 198.51.100.11 81
-    real_server 198.51.100.12 81
+    real_server 198.51.100.11 81 {
+    }
+    real_server 198.51.100.12 81 {
+    }
 }
 ";
 
@@ -137,9 +141,12 @@ virtual_server 203.0.113.10 80 {
     lb_algo rr
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
-    real_server 198.51.100.13 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
+    real_server 198.51.100.13 8080 {
+    }
 }
 ";
 

@@ -91,8 +91,8 @@ fn path() -> Path {
 /// NAT from both VIPs to the real server's echo on port 8080.
 fn config() -> String {
     format!(
-        "virtual_server {VIP4} 80 {{\n lb_kind NAT\n protocol TCP\n real_server {} 8080\n}}\n\
-         virtual_server {VIP6} 80 {{\n lb_kind NAT\n protocol TCP\n real_server {} 8080\n}}\n",
+        "virtual_server {VIP4} 80 {{\n lb_kind NAT\n protocol TCP\n real_server {} 8080 {{\n}}\n}}\n\
+         virtual_server {VIP6} 80 {{\n lb_kind NAT\n protocol TCP\n real_server {} 8080 {{\n}}\n}}\n",
         backend4(0),
         backend6(0)
     )

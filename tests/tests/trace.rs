@@ -22,14 +22,17 @@ virtual_server 203.0.113.10 80 {
     lb_algo rr
     lb_kind NAT
     protocol TCP
-    real_server 198.51.100.11 8080
-    real_server 198.51.100.12 8080
+    real_server 198.51.100.11 8080 {
+    }
+    real_server 198.51.100.12 8080 {
+    }
 }
 virtual_server 203.0.113.10 53 {
     lb_algo rr
     lb_kind NAT
     protocol UDP
-    real_server 198.51.100.11 8080
+    real_server 198.51.100.11 8080 {
+    }
 }
 ";
 

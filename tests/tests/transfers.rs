@@ -30,7 +30,7 @@ fn config() -> String {
     for (vip, real) in [(IpAddr::from(VIP4), IpAddr::from(backend4(0))), (VIP6.into(), backend6(0).into())] {
         for (port, kind) in METHODS {
             c.push_str(&format!(
-                "virtual_server {vip} {port} {{\n lb_algo rr\n lb_kind {kind}\n protocol TCP\n real_server {real} {port}\n}}\n"
+                "virtual_server {vip} {port} {{\n lb_algo rr\n lb_kind {kind}\n protocol TCP\n real_server {real} {port} {{\n}}\n}}\n"
             ));
         }
     }

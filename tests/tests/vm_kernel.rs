@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use lb_common::consts::{OBJ_BENCH, OBJ_DECAP, OBJ_XDP};
+use lb_daemon::dataplane::object::load_program;
 use lb_tests::{prelude::*, vm};
 
 /// The verifier's limit on instructions processed per program load.
@@ -39,11 +40,13 @@ fn load_every_program() -> Vec<(&'static str, String, u32)> {
         let mut ebpf = aya::EbpfLoader::new().load(&bytes).unwrap_or_else(|e| panic!("{obj}: creating the maps: {e}"));
         for (name, prog) in ebpf.programs_mut() {
             let loaded = match prog {
-                aya::programs::Program::Xdp(p) => p.load().and_then(|()| p.info()),
-                aya::programs::Program::SchedClassifier(p) => p.load().and_then(|()| p.info()),
+                aya::programs::Program::Xdp(p) => load_program(name, || p.load()).map(|()| p.info()),
+                aya::programs::Program::SchedClassifier(p) => load_program(name, || p.load()).map(|()| p.info()),
                 other => panic!("{name}: a program type this test does not know: {:?}", other.prog_type()),
             };
-            let info = loaded.unwrap_or_else(|e| panic!("the verifier refused {name}: {e:?}"));
+            let info = loaded
+                .unwrap_or_else(|e| panic!("the verifier refused {name}: {e:?}"))
+                .unwrap_or_else(|e| panic!("{name}: reading its info: {e}"));
             counts.push((obj, name.to_string(), info.verified_instruction_count().unwrap_or(0)));
         }
     }

@@ -4,7 +4,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -693,7 +693,7 @@ fn subsystem_flags_run_only_their_part() {
     let dir = TempDir::new("vrrp-flags");
     let (n0, _) = dir.recorder("notify0");
     let conf = format!(
-        "{}virtual_server 203.0.113.10 80 {{\n    real_server 198.51.100.11 80\n}}\n",
+        "{}virtual_server 203.0.113.10 80 {{\n    real_server 198.51.100.11 80 {{\n}}\n}}\n",
         instance("VI_1", 255, "", &n0)
     );
     let path = dir.file("node.conf", &conf);
@@ -861,4 +861,520 @@ fn kill_9_during_a_transition_leaves_one_vip_after_restart() {
     assert_eq!(seg.client_neigh(VRRP_VIP4), Some(seg.mac(0).unwrap()), "{:#?}", d0.log());
     assert_eq!(d0.state().unwrap()["vrrp"][0]["state"], "MASTER");
     assert_eq!(d1.state().unwrap()["vrrp"][0]["state"], "BACKUP");
+}
+
+/// keepalived's track_file: the number in the file times the weight moves the priority (an
+/// election follows), weight 0 makes a non-zero value a fault, changes are seen through
+/// inotify whether the file is rewritten or replaced by a rename, and `init_file` creates it.
+#[test]
+fn track_file_values_move_the_priority_and_weight_zero_faults() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-tfile");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let (load, vital) = (dir.join("load"), dir.join("vital"));
+    std::fs::write(&vital, "0\n").unwrap();
+    let files = format!(
+        "track_file load {{\n    file \"{}\"\n    weight -10\n    init_file 0\n}}\n\
+         vrrp_track_file vital {{\n    file \"{}\"\n}}\n",
+        load.display(),
+        vital.display()
+    );
+    let conf0 = format!(
+        "{files}{}",
+        instance("VI_1", 150, "    track_file {\n        load\n        vital weight 0\n    }\n", &n0)
+    );
+    let d0 = start(&seg, 0, &dir, &conf0);
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 120, "", &n1));
+    let state = |d: &Daemon| d.status().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(String::from));
+    let is = |d: &Daemon, s: &str| state(d).as_deref() == Some(s);
+    assert!(eventually(Duration::from_secs(10), || is(&d0, "MASTER") && is(&d1, "BACKUP")), "{:#?}", d0.log());
+    assert_eq!(std::fs::read_to_string(&load).unwrap(), "0\n", "init_file created it");
+    // 150 - 10 × 4 = 110 < 120: node 1 preempts.
+    std::fs::write(&load, "4\n").unwrap();
+    assert!(eventually(Duration::from_secs(6), || is(&d1, "MASTER") && is(&d0, "BACKUP")), "{:#?}", d0.log());
+    // Back to 0 by a rename over the file (as editors and config tools write).
+    let tmp = dir.join("load.new");
+    std::fs::write(&tmp, "0").unwrap();
+    std::fs::rename(&tmp, &load).unwrap();
+    assert!(eventually(Duration::from_secs(6), || is(&d0, "MASTER") && is(&d1, "BACKUP")), "{:#?}", d0.log());
+    // 150 - 10 × 2 = 130 > 120: node 0 stays master.
+    std::fs::write(&load, "2").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(is(&d0, "MASTER") && is(&d1, "BACKUP"), "{:#?}", d0.log());
+    // Weight 0: any non-zero value is a fault.
+    std::fs::write(&vital, "1\n").unwrap();
+    assert!(eventually(Duration::from_secs(6), || is(&d0, "FAULT") && is(&d1, "MASTER")), "{:#?}", d0.log());
+    std::fs::write(&vital, "0\n").unwrap();
+    assert!(eventually(Duration::from_secs(6), || is(&d0, "MASTER") && is(&d1, "BACKUP")), "{:#?}", d0.log());
+}
+
+/// keepalived 2.2.7's `track_file` in a vrrp_sync_group (vrrp.c, `sync_group_tracking_init`):
+/// every member tracks the file with the group's weight. Node 0's two members (priority 150)
+/// follow `load` × -10 and fault on a non-zero `vital` (weight 0); node 1 (lb-daemon, 120,
+/// no group) shows the effect: it becomes master of both when node 0's priority drops below
+/// 120 or node 0 faults, and backup again when the files go back to 0. keepalived on node 0
+/// is the oracle, then lb-daemon there does the same.
+#[test]
+fn sync_group_track_file_moves_every_member() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-sgfile");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let (load, vital) = (dir.join("load"), dir.join("vital"));
+    let pair = |prio: u8, n: &Path| {
+        let second = instance("VI_2", prio, "", n)
+            .replace("virtual_router_id 51", "virtual_router_id 52")
+            .replace(&format!("{VRRP_VIP4}/24"), &format!("{VRRP_VIP4_2}/24"));
+        format!("{}{second}", instance("VI_1", prio, "", n))
+    };
+    let conf0 = format!(
+        "track_file load {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n\
+         track_file vital {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n\
+         vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    \
+         track_file {{\n        load weight -10\n        vital weight 0\n    }}\n}}\n{}",
+        load.display(),
+        vital.display(),
+        pair(150, &n0)
+    );
+    let d1 = start(&seg, 1, &dir, &pair(120, &n1));
+    let states = |d: &Daemon| -> Vec<String> {
+        d.status()
+            .ok()
+            .and_then(|s| {
+                s["vrrp"].as_array().map(|a| a.iter().filter_map(|i| i["state"].as_str().map(String::from)).collect())
+            })
+            .unwrap_or_default()
+    };
+    let node1_is = |s: &str| states(&d1) == [s, s];
+    let t = Duration::from_secs(8);
+    for ours in [false, true] {
+        let (k, d0) = if ours {
+            (None, Some(start(&seg, 0, &dir, &conf0)))
+        } else {
+            let kconf = dir.file("ka0.conf", &conf0);
+            (Some(Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka0").unwrap()), None)
+        };
+        let who = if ours { "lb-daemon" } else { "keepalived" };
+        // Node 0 must have taken both instances (and so written its init_file 0) before the
+        // test writes a value: an earlier write is overwritten by `init_file 0 overwrite`.
+        let node0_master = || match (&k, &d0) {
+            (Some(k), _) => ["(VI_1) Entering MASTER STATE", "(VI_2) Entering MASTER STATE"]
+                .iter()
+                .all(|line| k.log().contains(line)),
+            (_, Some(d)) => states(d) == ["MASTER", "MASTER"],
+            _ => false,
+        };
+        assert!(eventually(t, node0_master), "{who}: node 0 never master of both");
+        assert!(eventually(t, || node1_is("BACKUP")), "{who}: {:?} {:#?}", states(&d1), d1.log());
+        // 150 - 10 × 4 = 110 < 120 on both members: node 1 takes both.
+        std::fs::write(&load, "4\n").unwrap();
+        assert!(eventually(t, || node1_is("MASTER")), "{who}: load 4: {:?}", states(&d1));
+        std::fs::write(&load, "0\n").unwrap();
+        assert!(eventually(t, || node1_is("BACKUP")), "{who}: load 0: {:?}", states(&d1));
+        // Weight 0: non-zero is a fault of the group.
+        std::fs::write(&vital, "1\n").unwrap();
+        assert!(eventually(t, || node1_is("MASTER")), "{who}: vital 1: {:?}", states(&d1));
+        std::fs::write(&vital, "0\n").unwrap();
+        assert!(eventually(t, || node1_is("BACKUP")), "{who}: vital 0: {:?}", states(&d1));
+    }
+}
+
+/// keepalived drops every advert whose address list is not the instance's own (and with
+/// `vrrp_skip_check_adv_addr` checks only a new master's): a backup whose VIPs differ from
+/// the master's hears nothing valid and becomes master too. keepalived 2.2.7 in that backup's
+/// place is the oracle; then lb-daemon there does the same, and counts why.
+#[test]
+fn adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-addrs");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    // The master (node 1) announces two addresses; node 0 is configured with one.
+    let two = instance("VI_1", 150, &format!("    virtual_ipaddress {{\n        {VRRP_VIP4_2}/24\n    }}\n"), &n1);
+    let d1 = start(&seg, 1, &dir, &two);
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d1.log());
+    for (tag, global) in [("plain", ""), ("skip", "global_defs {\n    vrrp_skip_check_adv_addr\n}\n")] {
+        let one = format!("{global}{}", instance("VI_1", 100, "", &n0));
+        let kconf = dir.file(&format!("ka-{tag}.conf"), &one);
+        let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("ka{tag}")).unwrap();
+        assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "keepalived ({tag}): {}", k.log());
+        k.stop().unwrap();
+        let ours = start(&seg, 0, &dir, &one);
+        assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "ours ({tag}): {:#?}", ours.log());
+        let st = ours.status().unwrap();
+        assert!(st["vrrp"][0]["rejected"]["AddressList"].as_u64() > Some(0), "{tag}: {st}");
+        // keepalived's stats dump counts them where keepalived does ("Address List").
+        let stats = daemon::run_dir_for(&daemon::pin_dir(&format!("{}0", dir.tag()))).join("keepalived.stats");
+        let _ = std::fs::remove_file(&stats);
+        ours.signal(nix::sys::signal::Signal::SIGUSR2).unwrap();
+        assert!(
+            eventually(Duration::from_secs(3), || std::fs::read_to_string(&stats).is_ok_and(|t| t.lines().any(|l| l
+                .trim()
+                .strip_prefix("Address List: ")
+                .and_then(|n| n.parse::<u64>().ok())
+                > Some(0)))),
+            "{tag}: {:?}",
+            std::fs::read_to_string(&stats)
+        );
+        drop(ours);
+    }
+    // The same address list: an ordinary backup (the control).
+    let same = instance("VI_1", 100, &format!("    virtual_ipaddress {{\n        {VRRP_VIP4_2}/24\n    }}\n"), &n0);
+    let ours = start(&seg, 0, &dir, &same);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", ours.log());
+}
+
+/// keepalived's announcement timing: gratuitous ARPs on becoming master (`garp_master_repeat`,
+/// of which keepalived sends two when `vrrp_garp_interval` spaces them), then
+/// `garp_master_refresh_repeat` every `garp_master_refresh`. Counted on the wire for keepalived 2.2.7 and for lb-daemon with the
+/// same config.
+#[test]
+fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-garp");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = format!(
+        "global_defs {{\n    vrrp_garp_interval 0.2\n    vrrp_garp_master_delay 0\n}}\n{}",
+        instance(
+            "VI_1",
+            150,
+            "    garp_master_repeat 3\n    garp_master_refresh 2\n    garp_master_refresh_repeat 2\n",
+            &n0
+        )
+    );
+    // Gratuitous ARPs for the VIP, as each node sends them (its switch port).
+    let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>) {
+        let cap =
+            lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}"))
+                .unwrap();
+        let stop = run();
+        // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
+        std::thread::sleep(Duration::from_secs(9));
+        stop();
+        let times: Vec<f64> = cap.lines().into_iter().map(|(t, _)| t).collect();
+        let first = times.first().copied().unwrap_or(0.0);
+        let burst: Vec<f64> = times.iter().copied().filter(|t| *t - first < 1.0).collect();
+        (times.len() - burst.len(), lb_tests::capture::intervals(&burst))
+    };
+    let kconf = dir.file("ka.conf", &conf);
+    let (ka_refresh, ka_gaps) = measure(&|| {
+        let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "kagarp").unwrap();
+        Box::new(move || k.stop().unwrap())
+    });
+    let (our_refresh, our_gaps) = measure(&|| {
+        let d = start(&seg, 0, &dir, &conf);
+        Box::new(move || drop(d))
+    });
+    println!(
+        "keepalived: burst gaps {ka_gaps:?}, {ka_refresh} later; ours: burst gaps {our_gaps:?}, {our_refresh} later"
+    );
+    // keepalived coalesces announcements queued behind the interval: 2 of garp_master_repeat 3.
+    assert_eq!(ka_gaps.len(), 1, "keepalived's first burst: {ka_gaps:?}");
+    assert_eq!(our_gaps.len(), ka_gaps.len(), "burst size differs from keepalived's");
+    for g in our_gaps.iter().chain(&ka_gaps) {
+        assert!(
+            (0.15..0.35).contains(g),
+            "gap {g} s, vrrp_garp_interval 0.2: ours {our_gaps:?}, keepalived {ka_gaps:?}"
+        );
+    }
+    // Refreshes of 2 every 2 s in the remaining ~5 s: 4 or 6 frames (timing decides the edge).
+    assert!(ka_refresh >= 4 && ka_refresh % 2 == 0, "keepalived refreshes: {ka_refresh}");
+    assert!(
+        our_refresh.abs_diff(ka_refresh) <= 2 && our_refresh % 2 == 0,
+        "ours {our_refresh}, keepalived {ka_refresh}"
+    );
+}
+
+/// Whether a TCP connection from `client` to `to` opens within a second.
+fn connects(client: &Netns, to: std::net::SocketAddr) -> bool {
+    client.run(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_ok()).unwrap()
+}
+
+/// A BACKUP does not load-balance its instance's VIP (IPVS on a keepalived backup never sees
+/// those frames: the VIP is not local there), even for frames addressed to its own MAC; once
+/// it is MASTER it does. The client's neighbour entry for the VIP points at the backup's
+/// MAC; the real server (DR, on the segment) answers only what a load balancer forwards.
+#[test]
+fn a_backup_does_not_load_balance_its_instances_vip() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-fence");
+    // The real server on the segment: the VIP on its loopback, answering ARP only for its own.
+    let rs = Netns::new("rsf").unwrap();
+    lb_tests::netns::veth(&rs, "r0", &seg.switch, "s9").unwrap();
+    seg.switch.ip(&["link", "set", "s9", "master", "br0"]).unwrap();
+    let real = node4(9);
+    lb_tests::netns::addr(&rs, "r0", &format!("{real}/24")).unwrap();
+    rs.sh(&format!(
+        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
+    ))
+    .unwrap();
+    let _server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
+    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let mut d0 = start(&seg, 0, &dir, &format!("{}{service}", instance("VI_1", 150, "", &n0)));
+    let d1 = start(&seg, 1, &dir, &format!("{}{service}", instance("VI_1", 100, "", &n1)));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    // Node 1's kernel, handed a frame for a VIP it does not hold, would route it on to the
+    // master (as a keepalived backup's kernel does with forwarding on): a blackhole route
+    // stops that here, so only a load balancer's forwarding could reach the real server. (The
+    // VIP's local route wins once node 1 holds it.)
+    seg.nodes[1].ip(&["route", "add", "blackhole", &format!("{VRRP_VIP4}/32")]).unwrap();
+    // XDP's FIB lookups need forwarding on; a frame redirected out of a veth is delivered
+    // only when its peer has NAPI (GRO on).
+    seg.nodes[1].sh("sysctl -qw net.ipv4.ip_forward=1").unwrap();
+    seg.switch.sh("ethtool -K s2 gro on >/dev/null").unwrap();
+    let mac1 = seg.mac(1).unwrap();
+    seg.client
+        .ip(&["neigh", "replace", &VRRP_VIP4.to_string(), "lladdr", &mac1, "dev", "c0", "nud", "permanent"])
+        .unwrap();
+    let vip = std::net::SocketAddr::from((VRRP_VIP4, 80));
+    let pins1 = daemon::pin_dir(&format!("{}1", dir.tag()));
+    let reason = |name: &str| read_stats(&pins1).unwrap().global.0[name];
+
+    // BACKUP: the SYNs reach node 1 (its MAC) and go no further.
+    assert!(!connects(&seg.client, vip), "the backup forwarded a SYN for its instance's VIP");
+    assert!(reason("reason_vrrp_backup") > 0, "{:#?}", read_stats(&pins1).unwrap());
+    assert_eq!(reason("reason_fwd_dr"), 0);
+
+    // The master stops; node 1 takes over and forwards the same frames to the real server.
+    d0.stop().unwrap();
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(5)), "{:#?}", d1.log());
+    assert!(
+        eventually(Duration::from_secs(5), || connects(&seg.client, vip)),
+        "{:#?}\n{:#?}",
+        read_stats(&pins1).unwrap().global,
+        d1.log()
+    );
+    assert_eq!(tcp_ask(&seg.client, vip, None), "rs");
+    assert!(reason("reason_fwd_dr") > 0);
+}
+
+/// `no_accept` as keepalived 2.2.7 does it (the oracle, run first on the same node): a MASTER
+/// that is not the address owner drops traffic to its VIP (a firewall rule before IPVS), so
+/// the VIP does not answer (a TCP service of the host's own) while the node's address does. With `accept` (a
+/// reload) the VIP answers and our table is gone.
+#[test]
+fn a_master_without_accept_mode_drops_traffic_to_its_vip() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-noacc");
+    let (n0, _) = dir.recorder("notify0");
+    // A TCP service of the node's own (not a virtual server) on every address.
+    let _local = Backend::start(&seg.nodes[0], "n0".into(), (Ipv4Addr::UNSPECIFIED, 7777).into());
+    let pings = |ip: Ipv4Addr| connects(&seg.client, (ip, 7777).into());
+    let conf = |mode: &str| instance("VI_1", 100, &format!("    {mode}\n"), &n0);
+
+    let kconf = dir.file("keepalived.conf", &format!("global_defs {{\n    router_id kad\n}}\n{}", conf("no_accept")));
+    let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VRRP_VIP4)));
+    assert!(pings(node4(0)), "{}", k.log());
+    assert!(!pings(VRRP_VIP4), "keepalived's no_accept master answered for its VIP");
+    k.stop().unwrap();
+
+    let path = dir.file("node0.conf", &conf("no_accept"));
+    let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+    let mut d = Daemon::start(&seg.nodes[0], &path, &pins, &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VRRP_VIP4)));
+    // The rule follows the transition within milliseconds.
+    assert!(eventually(Duration::from_secs(3), || !pings(VRRP_VIP4)), "our no_accept master answered: {:#?}", d.log());
+    assert!(!pings(VRRP_VIP4) && pings(node4(0)));
+
+    dir.file("node0.conf", &conf("accept"));
+    d.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(8), || pings(VRRP_VIP4)), "{:#?}", d.log());
+    let table = seg.nodes[0].sh("nft list tables");
+    assert!(!table.as_deref().unwrap_or_default().contains("lb_daemon_no_accept"), "{table:?}");
+    d.stop().unwrap();
+}
+
+/// keepalived's notify FIFO lines for the same story, keepalived 2.2.7 first, then
+/// lb-daemon on the same node with the same config: start as BACKUP, become MASTER alone,
+/// stop. The FIFO is created by the daemon, read by its `*_notify_fifo_script` (started with
+/// the FIFO's path), and removed at exit; both must write the same lines in the same order.
+#[test]
+fn notify_fifo_lines_match_keepalived_s() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-fifo");
+    let reader = dir.script("reader.sh", "#!/bin/sh\nexec cat \"$1\" >> \"$1.lines\"\n");
+    let conf = |who: &str| {
+        let fifo = dir.join(format!("{who}.fifo"));
+        let body = instance("VI_1", 100, "", &dir.join("none.sh")).replace("    notify ", "    # notify ");
+        (
+            fifo.clone(),
+            dir.file(
+                &format!("{who}.conf"),
+                &format!(
+                    "global_defs {{\n    vrrp_notify_fifo {f}\n    vrrp_notify_fifo_script {r}\n}}\n\
+                     vrrp_sync_group G1 {{\n    group {{\n        VI_1\n    }}\n}}\n{body}",
+                    f = fifo.display(),
+                    r = reader.display()
+                ),
+            ),
+        )
+    };
+    let lines = |fifo: &Path| {
+        let file = PathBuf::from(format!("{}.lines", fifo.display()));
+        std::fs::read_to_string(file).unwrap_or_default()
+    };
+
+    let (ka_fifo, ka_conf) = conf("ka");
+    let mut k = Keepalived::start(&seg.nodes[0], &ka_conf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{}", k.log());
+    std::thread::sleep(Duration::from_millis(500));
+    k.stop().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let theirs = lines(&ka_fifo);
+    assert!(theirs.contains("INSTANCE \"VI_1\" MASTER 100"), "keepalived wrote:\n{theirs}{}", k.log());
+    assert!(!ka_fifo.exists(), "keepalived removes the FIFO it made");
+
+    let (our_fifo, our_conf) = conf("ours");
+    let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+    let mut d = Daemon::start(&seg.nodes[0], &our_conf, &pins, &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{:#?}", d.log());
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(&our_fifo), theirs, "our FIFO lines (left) against keepalived's (right)");
+    assert!(!our_fifo.exists(), "we remove the FIFO we made");
+}
+
+/// Processes of one uniquely named program (a copy of /bin/sleep, so its comm is unique),
+/// killed on drop.
+struct Procs {
+    exe: std::path::PathBuf,
+    running: Vec<std::process::Child>,
+}
+
+impl Procs {
+    fn new(dir: &TempDir, name: &str) -> Self {
+        let exe = dir.path().join(name);
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        Procs { exe, running: Vec::new() }
+    }
+
+    fn comm(&self) -> String {
+        self.exe.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    fn start(&mut self) {
+        self.running.push(std::process::Command::new(&self.exe).arg("1000").spawn().unwrap());
+    }
+
+    fn kill_one(&mut self) {
+        let mut c = self.running.pop().expect("one running");
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        while !self.running.is_empty() {
+            self.kill_one();
+        }
+    }
+}
+
+/// keepalived's vrrp_track_process, seen through the kernel's process events (no polling, no
+/// rescan after start): a weight-0 tracker's quorum lost (its only process killed) is a
+/// FAULT and the peer takes over; a process started again hands mastership back; more than
+/// quorum_max is a FAULT too; `weight 40 reverse` lowers the priority while its process runs
+/// (150 - 40 < 120: the peer preempts) and restores it when the process exits.
+#[test]
+fn track_process_quorum_from_process_events_moves_mastership() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-tproc");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let id = std::process::id();
+    let mut svc = Procs::new(&dir, &format!("lbtps{id}"));
+    let mut rev = Procs::new(&dir, &format!("lbtpr{id}"));
+    let mut slow = Procs::new(&dir, &format!("lbtpt{id}"));
+    let procs = format!(
+        "vrrp_track_process svc {{\n    process {}\n    quorum 1\n    quorum_max 2\n}}\n\
+         vrrp_track_process rev {{\n    process {}\n    weight 40 reverse\n}}\n\
+         vrrp_track_process slow {{\n    process {}\n    weight -40\n    terminate_delay 4\n}}\n",
+        svc.comm(),
+        rev.comm(),
+        slow.comm()
+    );
+    svc.start();
+    slow.start();
+    let conf0 = format!(
+        "{procs}{}",
+        instance("VI_1", 150, "    track_process {\n        svc\n        rev\n        slow\n    }\n", &n0)
+    );
+    // The process events connector lives in the initial network namespace (the test's);
+    // this sandbox's pid 1 cannot be opened, so the daemon is told where it is.
+    let init_ns = format!("/proc/{id}/ns/net");
+    let conf = dir.file("node0.conf", &conf0);
+    let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+    let tmp = dir.path().join("tmp0");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let env = [("LB_PROC_EVENTS_NETNS", init_ns.as_str()), ("TMPDIR", tmp.to_str().unwrap())];
+    let d0 = Daemon::start_env(&seg.nodes[0], &conf, &pins, &["--interface", "l0"], &env).unwrap();
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 120, "", &n1));
+    let state = |d: &Daemon| d.status().ok().and_then(|s| s["vrrp"][0]["state"].as_str().map(String::from));
+    let is = |d: &Daemon, s: &str| state(d).as_deref() == Some(s);
+    let settles = |a: &str, b: &str| eventually(Duration::from_secs(10), || is(&d0, a) && is(&d1, b));
+    assert!(settles("MASTER", "BACKUP"), "the first scan counts the running process: {:#?}", d0.log());
+    svc.kill_one();
+    assert!(settles("FAULT", "MASTER"), "quorum lost: {:#?}", d0.log());
+    svc.start();
+    assert!(settles("MASTER", "BACKUP"), "quorum back: {:#?}", d0.log());
+    svc.start();
+    svc.start();
+    assert!(settles("FAULT", "MASTER"), "3 > quorum_max 2: {:#?}", d0.log());
+    svc.kill_one();
+    assert!(settles("MASTER", "BACKUP"), "2 again: {:#?}", d0.log());
+    // keepalived.data (SIGUSR1) lists the tracker with its count, as keepalived's does.
+    let data = tmp.join("keepalived.data");
+    let want = "   Current processes = 2\n   Have quorum = true\n";
+    let dumped = || {
+        // SAFETY: kill(2) to the daemon this test started.
+        unsafe { libc::kill(d0.pid().unwrap() as i32, libc::SIGUSR1) };
+        std::thread::sleep(Duration::from_millis(200));
+        std::fs::read_to_string(&data).is_ok_and(|d| d.contains(" VRRP Track process = svc\n") && d.contains(want))
+    };
+    assert!(eventually(Duration::from_secs(5), dumped), "{:?}", std::fs::read_to_string(&data));
+    rev.start();
+    assert!(settles("BACKUP", "MASTER"), "weight 40 reverse while it runs: {:#?}", d0.log());
+    rev.kill_one();
+    assert!(settles("MASTER", "BACKUP"), "reverse weight gone: {:#?}", d0.log());
+    // terminate_delay 4: an exit counts only 4 s later (the priority stays 150 meanwhile), and
+    // not at all if a process is back by then; then weight -40 (quorum lost) lowers 150 to
+    // 110 and the peer takes over.
+    let prio = |d: &Daemon| d.status().ok().and_then(|s| s["vrrp"][0]["priority"].as_u64());
+    let stays_150 = |secs: u64| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            assert_eq!(prio(&d0), Some(150), "within terminate_delay: {:#?}", d0.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    slow.kill_one();
+    stays_150(2);
+    slow.start();
+    stays_150(4);
+    slow.kill_one();
+    let t = Instant::now();
+    assert!(eventually(Duration::from_secs(8), || prio(&d0) == Some(110)), "{:#?}", d0.log());
+    assert!(t.elapsed() >= Duration::from_millis(3500), "lost after {:?}, before terminate_delay", t.elapsed());
+    assert!(settles("BACKUP", "MASTER"), "weight -40: {:#?}", d0.log());
+    slow.start();
+    assert!(settles("MASTER", "BACKUP"), "slow back: {:#?}", d0.log());
+    assert!(d0.log().iter().any(|l| l.contains("Quorum lost for tracked process svc")), "{:#?}", d0.log());
 }

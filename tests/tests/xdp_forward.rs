@@ -12,7 +12,7 @@ use lb_daemon::{
     dataplane::services::{DesiredReal, DesiredService},
 };
 use lb_tests::{
-    fixture::{Case, Fixture, Output, XDP_DROP, XDP_TX, bpf_schedulers, tcp_service},
+    fixture::{Case, Fixture, Output, XDP_DROP, XDP_PASS, XDP_TX, bpf_schedulers, tcp_service},
     packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, real_mac, v4, v6, with_macs},
     prelude::*,
 };
@@ -42,7 +42,7 @@ fn service(i: usize, v6: bool, sched: Scheduler, fwd: ForwardMethod, reals: Vec<
 fn real(v6: bool, fwd: ForwardMethod, vport: u16) -> DesiredReal {
     let ip: IpAddr = if v6 { REAL6.into() } else { REAL4.into() };
     let port = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
-    DesiredReal { addr: SocketAddr::new(ip, port), weight: 1 }
+    DesiredReal { addr: SocketAddr::new(ip, port), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 }
 }
 
 /// An rr service by `fwd` with its one real server in each family: IPv4 on port 1000,
@@ -142,6 +142,128 @@ fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// Only frames addressed to the ingress interface's MAC are load-balanced: another host's
+/// (a switch flooding a frame for a MAC it has not learnt) and broadcast/multicast ones pass
+/// to the kernel, which drops them as it always does, each counted under its reason.
+#[test]
+fn only_frames_to_our_mac_are_load_balanced() {
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&one_real_each_family(ForwardMethod::Dr)).unwrap();
+    const OTHER_HOST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x77];
+    const BROADCAST: [u8; 6] = [0xff; 6];
+    const MULTICAST6: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+    let syn = |v6: bool, sport| frame(v6, L4::TcpSyn { sport, dport: 1000 + u16::from(v6) });
+    let passed = |name, input: Vec<u8>, reason| Case {
+        name,
+        input,
+        action: XDP_PASS,
+        output: Output::Unchanged,
+        reason,
+        service: None,
+        also: &[],
+    };
+    let mut cases = Vec::new();
+    for v6 in [false, true] {
+        let sport = 41000 + u16::from(v6);
+        cases.push(passed(
+            "another host's MAC",
+            with_macs(syn(v6, sport), CLIENT_MAC, OTHER_HOST),
+            "reason_not_our_mac",
+        ));
+        cases.push(passed("broadcast", with_macs(syn(v6, sport), CLIENT_MAC, BROADCAST), "reason_l2_multicast"));
+        cases.push(passed("multicast", with_macs(syn(v6, sport), CLIENT_MAC, MULTICAST6), "reason_l2_multicast"));
+        // The same frame to our MAC: forwarded (nothing above created its flow).
+        let input = syn(v6, sport);
+        cases.push(Case {
+            name: "our MAC",
+            output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+            input,
+            action: XDP_TX,
+            reason: "reason_fwd_dr",
+            service: Some(u32::from(v6)),
+            also: &["flows_new", "halfopen_inserts"],
+        });
+    }
+    fx.check_all(&cases).unwrap();
+}
+
+/// VRRP fencing: a service whose VIP this node does not hold as MASTER is not load-balanced,
+/// new flows or established ones (IPVS on a keepalived BACKUP never sees the frames: the VIP
+/// is not local); a MASTER without accept mode drops them (keepalived's firewall rule).
+/// Services on other VIPs are untouched, and lifting the fence forwards again.
+#[test]
+fn fenced_services_are_not_load_balanced() {
+    use lb_common::consts::{FENCE_BACKUP, FENCE_NO_ACCEPT};
+    let (ns, _peer, mut fx) = setup();
+    // A backup routes its VIPs (here through the client's side; usually a connected subnet):
+    // the FIB tells a VIP it holds (local) from one it does not.
+    ns.ip(&["route", "add", &format!("{VIP4}/32"), "via", &CLIENT4.to_string()]).unwrap();
+    ns.ip(&["-6", "route", "add", &format!("{VIP6}/128"), "via", &CLIENT6.to_string()]).unwrap();
+    fx.apply(&one_real_each_family(ForwardMethod::Dr)).unwrap();
+    let syn = |v6: bool, sport| frame(v6, L4::TcpSyn { sport, dport: 1000 + u16::from(v6) });
+    let ack = |v6: bool, sport| frame(v6, L4::TcpAck { sport, dport: 1000 + u16::from(v6) });
+    let forwarded = |input: Vec<u8>, v6: bool, also: &'static [&'static str]| Case {
+        name: "forwarded",
+        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+        input,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(u32::from(v6)),
+        also,
+    };
+    let fenced = |name, input: Vec<u8>, action, reason| Case {
+        name,
+        input,
+        action,
+        output: Output::Unchanged,
+        reason,
+        service: None,
+        also: &[],
+    };
+    // An established flow on each family before the fence.
+    fx.check_all(&[
+        forwarded(syn(false, 42000), false, &["flows_new", "halfopen_inserts"]),
+        forwarded(ack(false, 42000), false, &["flows_hit", "ct_inserts", "halfopen_deletes"]),
+    ])
+    .unwrap();
+    // IPv4's VIP fenced as a backup: new and established flows pass; IPv6's VIP untouched.
+    fx.set_fences(&[(IpAddr::from(VIP4), FENCE_BACKUP)].into()).unwrap();
+    fx.check_all(&[
+        fenced("backup: new flow", syn(false, 42001), XDP_PASS, "reason_vrrp_backup"),
+        fenced("backup: established flow", ack(false, 42000), XDP_PASS, "reason_vrrp_backup"),
+        forwarded(syn(true, 42002), true, &["flows_new", "halfopen_inserts"]),
+    ])
+    .unwrap();
+    // MASTER without accept mode: dropped.
+    fx.set_fences(&[(IpAddr::from(VIP4), FENCE_NO_ACCEPT)].into()).unwrap();
+    fx.check_all(&[fenced("no_accept: new flow", syn(false, 42003), XDP_DROP, "reason_vrrp_no_accept")]).unwrap();
+    // Fence lifted (MASTER with accept mode): the established flow goes on to its real server.
+    fx.set_fences(&Default::default()).unwrap();
+    fx.check_all(&[forwarded(ack(false, 42000), false, &["flows_hit"])]).unwrap();
+    // A service programmed while its VIP is fenced starts fenced.
+    fx.set_fences(&[(IpAddr::from(VIP6), FENCE_BACKUP)].into()).unwrap();
+    let mut svcs = one_real_each_family(ForwardMethod::Dr).to_vec();
+    svcs.push(service(2, true, Scheduler::Rr, ForwardMethod::Dr, vec![real(true, ForwardMethod::Dr, 1002)]));
+    fx.apply(&svcs).unwrap();
+    let new_svc = frame(true, L4::TcpSyn { sport: 42004, dport: 1002 });
+    fx.check_all(&[fenced("new service on a fenced VIP", new_svc, XDP_PASS, "reason_vrrp_backup")]).unwrap();
+    // The kernel holds the VIP (the instance became MASTER and added it, the daemon has not
+    // lifted the fence yet): load-balanced, as IPVS would see it from then on.
+    ns.ip(&["-6", "route", "del", &format!("{VIP6}/128")]).unwrap();
+    ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo"]).unwrap();
+    let held = frame(true, L4::TcpSyn { sport: 42005, dport: 1002 });
+    fx.check_all(&[Case {
+        name: "fenced VIP held by the kernel",
+        output: Output::Frame(with_macs(held.clone(), LB_MAC, REAL_MAC)),
+        input: held,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(2),
+        also: &["flows_new", "halfopen_inserts"],
+    }])
+    .unwrap();
+}
+
 #[test]
 fn nat_replies_get_the_vip_back_as_source() {
     let (_ns, _peer, mut fx) = setup();
@@ -232,7 +354,13 @@ fn backend_set_switches_atomically_under_concurrent_updates() {
     let set = |last: u8| {
         let ip = Ipv4Addr::new(198, 51, 100, last);
         let mut s = service(0, false, Scheduler::Mh, ForwardMethod::Nat, vec![]);
-        s.reals = vec![DesiredReal { addr: SocketAddr::new(ip.into(), NAT_PORT), weight: 1 }];
+        s.reals = vec![DesiredReal {
+            addr: SocketAddr::new(ip.into(), NAT_PORT),
+            weight: 1,
+            fwd: None,
+            u_thresh: 0,
+            l_thresh: 0,
+        }];
         s
     };
     fx.apply(&[set(11)]).unwrap();
@@ -411,7 +539,13 @@ fn persistence_granularity_groups_clients_by_prefix() {
     let mut svc = service(0, false, Scheduler::Rr, ForwardMethod::Dr, vec![]);
     svc.reals = [11u8, 12]
         .iter()
-        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
+        .map(|l| DesiredReal {
+            addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000),
+            weight: 1,
+            fwd: None,
+            u_thresh: 0,
+            l_thresh: 0,
+        })
         .collect();
     svc.persist_timeout = 300;
     svc.persist_prefix = Some(24);
@@ -444,7 +578,13 @@ fn expired_flows_leave_the_least_connection_counts() {
     let mut svc = service(0, false, Scheduler::Lc, ForwardMethod::Dr, vec![]);
     svc.reals = [11u8, 12]
         .iter()
-        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
+        .map(|l| DesiredReal {
+            addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000),
+            weight: 1,
+            fwd: None,
+            u_thresh: 0,
+            l_thresh: 0,
+        })
         .collect();
     fx.apply(&[svc]).unwrap();
     let send = |fx: &lb_tests::fixture::Fixture, sport: u16, l4: fn(u16) -> L4| {
@@ -553,7 +693,13 @@ fn flood(fwd: ForwardMethod, udp: bool) {
     }
     svc.reals = [11u8, 12]
         .iter()
-        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), port), weight: 1 })
+        .map(|l| DesiredReal {
+            addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), port),
+            weight: 1,
+            fwd: None,
+            u_thresh: 0,
+            l_thresh: 0,
+        })
         .collect();
     fx.apply(&[svc]).unwrap();
     // Busy flows from 192.0.2.2, idle ones from 192.0.2.3; which real server got a packet is
@@ -898,7 +1044,13 @@ fn two_cpus_racing_on_the_same_flows_count_each_once() {
     let mut svc = service(0, false, Scheduler::Lc, ForwardMethod::Dr, vec![]);
     svc.reals = [11u8, 12]
         .iter()
-        .map(|l| DesiredReal { addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000), weight: 1 })
+        .map(|l| DesiredReal {
+            addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, *l).into(), 1000),
+            weight: 1,
+            fwd: None,
+            u_thresh: 0,
+            l_thresh: 0,
+        })
         .collect();
     fx.apply(&[svc]).unwrap();
     let frames = |from: u16, l4: fn(u16) -> L4| -> Vec<Vec<u8>> {
@@ -940,9 +1092,12 @@ fn two_cpus_racing_on_the_same_flows_count_each_once() {
 #[test]
 fn a_restart_does_not_reuse_a_removed_real_servers_id() {
     let (_ns, _peer, mut fx) = setup();
-    let a = DesiredReal { addr: SocketAddr::new(backend4(0).into(), 80), weight: 1 };
-    let b = DesiredReal { addr: SocketAddr::new(backend4(1).into(), 80), weight: 1 };
-    let c = DesiredReal { addr: SocketAddr::new(backend4(2).into(), 80), weight: 1 };
+    let a =
+        DesiredReal { addr: SocketAddr::new(backend4(0).into(), 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 };
+    let b =
+        DesiredReal { addr: SocketAddr::new(backend4(1).into(), 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 };
+    let c =
+        DesiredReal { addr: SocketAddr::new(backend4(2).into(), 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 };
     let svc = |reals: Vec<DesiredReal>| service(0, false, Scheduler::Rr, ForwardMethod::Dr, reals);
     fx.apply(&[svc(vec![a.clone(), b.clone()])]).unwrap();
     let b_id = fx.real_id(b.addr).unwrap().expect("b programmed");
@@ -953,4 +1108,132 @@ fn a_restart_does_not_reuse_a_removed_real_servers_id() {
     let c_id = restarted.real_id(c.addr).unwrap().expect("c programmed");
     assert_ne!(c_id, b_id, "the restarted daemon gave the new real server the removed one's id");
     assert!(c_id > b_id, "ids handed out before the restart are not fresh: b {b_id}, c {c_id}");
+}
+
+/// sh-port: one client's connections from different source ports spread over the real
+/// servers, and a source port keeps its real server: a second, fresh data plane (no flow
+/// state shared) sends each port where the first did. The same service without the flag
+/// (plain sh, the control) sends every port of the client to one real server.
+#[test]
+fn sh_port_spreads_one_clients_ports_and_each_port_is_stable() {
+    let reals = || {
+        (0..2)
+            .map(|i| DesiredReal {
+                addr: SocketAddr::new(backend4(i).into(), NAT_PORT),
+                weight: 1,
+                fwd: None,
+                u_thresh: 0,
+                l_thresh: 0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let services = || {
+        let mut with_port = service(0, false, Scheduler::Sh, ForwardMethod::Nat, reals());
+        with_port.sched_flags = lb_daemon::config::SCHED_FLAG_2;
+        [with_port, service(1, false, Scheduler::Sh, ForwardMethod::Nat, reals())]
+    };
+    // Which real server (0 or 1) each source port's SYN to VIP port `dport` went to.
+    let placed = |fx: &mut Fixture, dport: u16| -> Vec<usize> {
+        (40000u16..40064)
+            .map(|sport| {
+                let out = match fx.run(&frame(false, L4::TcpSyn { sport, dport })).unwrap() {
+                    (XDP_TX, out) => out,
+                    (action, _) => panic!("port {sport}: not forwarded ({action})"),
+                };
+                (0..2)
+                    .find(|&i| {
+                        let want = v4(L2::Plain, CLIENT4, backend4(i), L4::TcpSyn { sport, dport: NAT_PORT }, b"data");
+                        out == with_macs(want, LB_MAC, real_mac(i))
+                    })
+                    .unwrap_or_else(|| panic!("port {sport}: unexpected frame {out:02x?}"))
+            })
+            .collect()
+    };
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&services()).unwrap();
+    let first = placed(&mut fx, 1000);
+    let on_one = first.iter().filter(|&&r| r == 1).count();
+    assert!((16..=48).contains(&on_one), "64 ports of one client must spread over both: {on_one} on real 1");
+    let plain = placed(&mut fx, 1001);
+    assert!(plain.iter().all(|&r| r == plain[0]), "without sh-port one client is one real server: {plain:?}");
+    drop((_ns, _peer, fx));
+
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&services()).unwrap();
+    assert_eq!(placed(&mut fx, 1000), first, "a source port must keep its real server");
+}
+
+/// A real server without a port (0) in a service with several ports (a virtual_server_group):
+/// NAT keeps each packet's destination port, as IPVS does with a destination port of 0, and
+/// the replies leave from the port the client used.
+#[test]
+fn a_real_server_without_a_port_keeps_the_destination_port() {
+    let (_ns, _peer, mut fx) = setup();
+    let mut s = service(0, false, Scheduler::Rr, ForwardMethod::Nat, vec![]);
+    s.keys.push(lb_daemon::dataplane::services::key_of(VIP4.into(), 1005, lb_common::consts::IPPROTO_TCP));
+    s.reals =
+        vec![DesiredReal { addr: SocketAddr::new(REAL4.into(), 0), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 }];
+    fx.apply(&[s]).unwrap();
+    for (sport, vport) in [(41000u16, 1000u16), (41001, 1005)] {
+        let (action, out) = fx.run(&frame(false, L4::TcpSyn { sport, dport: vport })).unwrap();
+        let want = v4(L2::Plain, CLIENT4, REAL4, L4::TcpSyn { sport, dport: vport }, b"data");
+        assert_eq!((action, out), (XDP_TX, with_macs(want, LB_MAC, REAL_MAC)), "to VIP port {vport}");
+        let reply = v4(L2::Plain, REAL4, CLIENT4, L4::TcpAck { sport: vport, dport: sport }, b"data");
+        let (action, out) = fx.run(&with_macs(reply, REAL_MAC, LB_MAC)).unwrap();
+        let want = v4(L2::Plain, VIP4, CLIENT4, L4::TcpAck { sport: vport, dport: sport }, b"data");
+        assert_eq!((action, out), (XDP_TX, with_macs(want, LB_MAC, CLIENT_MAC)), "reply from port {vport}");
+    }
+}
+
+/// sh-fallback through the data plane: with three real servers, the source ports (sh-port)
+/// that went to real servers 0 and 1 stay there when real server 2 drops to weight 0, and
+/// real server 2's ports move to them. Without the flag (the control), the table is dealt
+/// again over the two and ports of real servers 0 and 1 move. Each pass runs on a fresh data
+/// plane, so no flow entry holds a port where it was.
+#[test]
+fn sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server() {
+    const PORTS: std::ops::Range<u16> = 40000..40120;
+    let set = |third: u32, fallback: bool| {
+        let reals = (0..3)
+            .map(|i| DesiredReal {
+                addr: SocketAddr::new(backend4(i).into(), NAT_PORT),
+                weight: if i == 2 { third } else { 1 },
+                fwd: None,
+                u_thresh: 0,
+                l_thresh: 0,
+            })
+            .collect();
+        let mut s = service(0, false, Scheduler::Sh, ForwardMethod::Nat, reals);
+        s.sched_flags = lb_daemon::config::SCHED_FLAG_2 | if fallback { lb_daemon::config::SCHED_FLAG_1 } else { 0 };
+        s
+    };
+    // Real server (0 or 1) each port went to; 2 for anything else (real server 2 has no
+    // neighbour entry in the fixture's namespace: its frames are not sent).
+    let placed = |s: DesiredService| -> Vec<usize> {
+        let (_ns, _peer, mut fx) = setup();
+        fx.apply(&[s]).unwrap();
+        PORTS
+            .map(|sport| {
+                let (action, out) = fx.run(&frame(false, L4::TcpSyn { sport, dport: 1000 })).unwrap();
+                (0..2)
+                    .find(|&i| {
+                        let want = v4(L2::Plain, CLIENT4, backend4(i), L4::TcpSyn { sport, dport: NAT_PORT }, b"data");
+                        action == XDP_TX && out == with_macs(want, LB_MAC, real_mac(i))
+                    })
+                    .unwrap_or(2)
+            })
+            .collect()
+    };
+    let before = placed(set(1, true));
+    assert!(before.iter().filter(|&&r| r == 2).count() > 10, "real server 2 must have had ports: {before:?}");
+    let after = placed(set(0, true));
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(*a != 2, "port {}: still on the weight-0 real server", PORTS.start + i as u16);
+        if *b != 2 {
+            assert_eq!(a, b, "port {}: moved off a live real server", PORTS.start + i as u16);
+        }
+    }
+    let rebuilt = placed(set(0, false));
+    let moved = before.iter().zip(&rebuilt).filter(|(b, a)| **b != 2 && a != b).count();
+    assert!(moved > 10, "without sh-fallback the table is dealt again: {moved} ports moved");
 }

@@ -23,4 +23,12 @@ pub enum ProbeError {
     Script(String),
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Udp(String),
+    #[error("{0}")]
+    Dns(String),
+    #[error("{0}")]
+    Ping(String),
+    #[error("{0}")]
+    Smtp(String),
 }

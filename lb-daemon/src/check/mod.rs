@@ -1,12 +1,18 @@
-//! Health checkers (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK): one tokio task per real
+//! Health checkers (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK, UDP_CHECK, DNS_CHECK,
+//! PING_CHECK, SMTP_CHECK, BFD_CHECK): one tokio task per real
 //! server and checker, each on its own schedule, reporting only when its verdict changes.
 //! The daemon's core decides which checkers run (`diff`) and owns the `Health` they feed;
 //! `Checkers` runs their tasks.
 
+pub mod dns;
 mod error;
+pub mod file;
 pub mod health;
 pub mod http;
+pub mod ping;
+pub mod smtp;
 pub mod tcp;
+pub mod udp;
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +24,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    config::{CheckKind, Checker, Config, ServiceAddr, Url, VirtualServer},
+    config::{CheckKind, Checker, Config, RealServer, ServiceAddr, TrackFile, Url, VirtualServer},
     script::{self, Prepared, Runner},
 };
 pub use error::ProbeError;
@@ -40,6 +46,37 @@ pub enum Probe {
     Misc {
         script: Result<Prepared, script::ScriptError>,
         dynamic: bool,
+    },
+    Udp {
+        addr: SocketAddr,
+        bind: Option<SocketAddr>,
+        spec: udp::Spec,
+    },
+    Dns {
+        addr: SocketAddr,
+        bind: Option<SocketAddr>,
+        name: String,
+        qtype: u16,
+    },
+    Ping {
+        addr: IpAddr,
+        bind: Option<IpAddr>,
+    },
+    Smtp {
+        hosts: Vec<smtp::Host>,
+        helo: String,
+    },
+    /// FILE_CHECK: no rounds; the file's value on start and after each change.
+    File {
+        name: String,
+        path: std::path::PathBuf,
+        init: Option<crate::config::TrackFileInit>,
+        weight: i32,
+        reverse: bool,
+    },
+    /// BFD_CHECK: follows the events of the `bfd_instance` of that name (no probing).
+    Bfd {
+        name: String,
     },
 }
 
@@ -103,6 +140,7 @@ impl Tracker {
 
 /// Every checker the config asks for.
 pub fn specs(cfg: &Config, runner: &Runner) -> BTreeMap<CheckId, Spec> {
+    let files = &cfg.track_files;
     let mut out = BTreeMap::new();
     for vs in &cfg.virtual_servers {
         let service = vs.name();
@@ -113,22 +151,92 @@ pub fn specs(cfg: &Config, runner: &Runner) -> BTreeMap<CheckId, Spec> {
         for rs in &vs.real_servers {
             for (index, c) in rs.checkers.iter().enumerate() {
                 let id = CheckId { service: service.clone(), real: rs.addr, index };
-                out.insert(id, spec(vs, rs.addr, c, runner, suspend));
+                let spec = spec(vs, rs, c, runner, suspend, files);
+                if let Some(why) = disabled(&spec) {
+                    // keepalived's words (check_misc.c): the real server keeps its other
+                    // checkers, and with none left it counts as up.
+                    warn!(check = %id, "Disabling misc script {why}");
+                    continue;
+                }
+                out.insert(id, spec);
             }
         }
     }
     out
 }
 
-fn spec(vs: &VirtualServer, real: SocketAddr, c: &Checker, runner: &Runner, suspend: Option<IpAddr>) -> Spec {
+/// Why keepalived would drop this checker at load: a MISC_CHECK with no script, or one that
+/// is missing or insecure (check_misc.c `check_misc_script_security` frees such checkers).
+fn disabled(spec: &Spec) -> Option<String> {
+    match &spec.probe {
+        Probe::Misc { script: Err(script::ScriptError::Empty(s)), .. } => Some(format!("'{s}' since it is empty")),
+        Probe::Misc { script: Err(script::ScriptError::NotFound { script, .. }), .. } => {
+            Some(format!("'{script}' since not found/accessible"))
+        }
+        Probe::Misc { script: Err(script::ScriptError::Insecure { script, .. }), .. } => {
+            Some(format!("'{script}' due to insecure"))
+        }
+        _ => None,
+    }
+}
+
+/// A checker's timings as keepalived 2.2.7 resolves them (check_data.c, `validate_check_config`):
+/// the checker's own value, else its real server's, else its virtual server's (the real
+/// server took that over), else the checker type's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub delay_loop: u32,
+    pub retry: u32,
+    pub delay_before_retry: u32,
+    pub connect_timeout: u32,
+    pub warmup: Option<u32>,
+    pub alpha: bool,
+}
+
+pub fn timing(vs: &VirtualServer, rs: &RealServer, c: &Checker) -> Timing {
+    // The type's defaults: MISC_CHECK does not retry; HTTP_GET and SSL_GET wait 3 s
+    // between retries.
+    let delay_loop = c.delay_loop.or(rs.delay_loop).unwrap_or(vs.delay_loop);
+    // DNS_CHECK: 3 retries, each after the delay loop.
+    let (default_retry, default_delay_before_retry) = match c.kind {
+        CheckKind::Misc { .. } => (0, 1),
+        CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } => (1, 3),
+        CheckKind::Dns { .. } => (3, delay_loop),
+        _ => (1, 1),
+    };
+    Timing {
+        delay_loop,
+        retry: c.retry.or(rs.retry).or(vs.retry).unwrap_or(default_retry),
+        delay_before_retry: c
+            .delay_before_retry
+            .or(rs.delay_before_retry)
+            .or(vs.delay_before_retry)
+            .unwrap_or(default_delay_before_retry),
+        connect_timeout: c.connect_timeout.or(rs.connect_timeout).unwrap_or(vs.connect_timeout),
+        // keepalived's default warmup is the delay loop; this version starts at once (docs/checkers.md).
+        warmup: c.warmup.or(rs.warmup).or(vs.warmup),
+        alpha: c.alpha.unwrap_or_else(|| rs.alpha(vs)),
+    }
+}
+
+fn spec(
+    vs: &VirtualServer,
+    rs: &RealServer,
+    c: &Checker,
+    runner: &Runner,
+    suspend: Option<IpAddr>,
+    files: &[TrackFile],
+) -> Spec {
+    let real = rs.addr;
+    let t = timing(vs, rs, c);
     let addr = SocketAddr::new(c.connect_ip.unwrap_or(real.ip()), c.connect_port.unwrap_or(real.port()));
     let bind = c.bindto.map(|ip| SocketAddr::new(ip, c.bind_port.unwrap_or(0)));
-    let connect_timeout = Duration::from_secs(u64::from(c.connect_timeout));
+    let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, bind }, connect_timeout),
         CheckKind::HttpGet { urls, virtualhost } | CheckKind::SslGet { urls, virtualhost } => {
             let tls = matches!(c.kind, CheckKind::SslGet { .. });
-            let host = virtualhost.clone().or_else(|| vs.virtualhost.clone());
+            let host = virtualhost.clone().or_else(|| rs.virtualhost.clone()).or_else(|| vs.virtualhost.clone());
             let target = http::Target { addr, bind, tls, host };
             (if tls { "SSL_GET" } else { "HTTP_GET" }, Probe::Http { target, urls: urls.clone() }, connect_timeout)
         }
@@ -138,19 +246,71 @@ fn spec(vs: &VirtualServer, real: SocketAddr, c: &Checker, runner: &Runner, susp
                 None => Err(script::ScriptError::Empty(String::new())),
             };
             // keepalived: misc_timeout defaults to the delay loop.
-            let t = Duration::from_secs(u64::from(timeout.unwrap_or(c.delay_loop.unwrap_or(vs.delay_loop))));
-            ("MISC_CHECK", Probe::Misc { script, dynamic: *dynamic }, t)
+            let secs = Duration::from_secs(u64::from(timeout.unwrap_or(t.delay_loop)));
+            ("MISC_CHECK", Probe::Misc { script, dynamic: *dynamic }, secs)
         }
+        CheckKind::Udp { payload, require_reply, reply, mask, min_len, max_len } => {
+            let spec = udp::Spec {
+                payload: payload.clone(),
+                require_reply: *require_reply,
+                reply: reply.clone(),
+                mask: mask.clone(),
+                min_len: *min_len,
+                max_len: *max_len,
+            };
+            ("UDP_CHECK", Probe::Udp { addr, bind, spec }, connect_timeout)
+        }
+        CheckKind::Dns { qtype, name, .. } => {
+            ("DNS_CHECK", Probe::Dns { addr, bind, name: name.clone(), qtype: *qtype }, connect_timeout)
+        }
+        CheckKind::Ping => ("PING_CHECK", Probe::Ping { addr: addr.ip(), bind: c.bindto }, connect_timeout),
+        CheckKind::Smtp { helo_name, main, hosts } => {
+            let own = main.then(|| smtp::Host { addr, bind, timeout: connect_timeout });
+            let hosts: Vec<smtp::Host> = own
+                .into_iter()
+                .chain(hosts.iter().map(|h| smtp::Host {
+                    addr: SocketAddr::new(h.connect_ip.unwrap_or(real.ip()), h.connect_port.unwrap_or(real.port())),
+                    bind: h.bindto.map(|ip| SocketAddr::new(ip, h.bind_port.unwrap_or(0))),
+                    timeout: h.connect_timeout.map_or(connect_timeout, |t| Duration::from_secs(u64::from(t))),
+                }))
+                .collect();
+            let total = hosts.iter().map(|h| h.timeout).sum();
+            ("SMTP_CHECK", Probe::Smtp { hosts, helo: helo_name.clone() }, total)
+        }
+        CheckKind::File { track_file, weight, reverse } => {
+            // validate() refuses an unknown name; a file without a path reads 0.
+            let f = files.iter().find(|f| &f.name == track_file);
+            let probe = Probe::File {
+                name: track_file.clone(),
+                path: f.and_then(|f| f.file.clone()).unwrap_or_default().into(),
+                init: f.and_then(|f| f.init),
+                weight: weight.or(f.map(|f| f.weight)).unwrap_or(1),
+                reverse: reverse.or(f.map(|f| f.reverse)).unwrap_or(false),
+            };
+            // keepalived: no alpha; the verdict is known once the file is read.
+            return Spec {
+                kind: "FILE_CHECK",
+                probe,
+                delay_loop: Duration::ZERO,
+                retry: 0,
+                delay_before_retry: Duration::ZERO,
+                timeout: Duration::ZERO,
+                warmup: None,
+                initially_up: false,
+                suspend_unless_local: None,
+            };
+        }
+        CheckKind::Bfd { name } => ("BFD_CHECK", Probe::Bfd { name: name.clone() }, connect_timeout),
     };
     Spec {
         kind,
         probe,
-        delay_loop: Duration::from_secs(u64::from(c.delay_loop.unwrap_or(vs.delay_loop))),
-        retry: c.retry,
-        delay_before_retry: Duration::from_secs(u64::from(c.delay_before_retry)),
+        delay_loop: Duration::from_secs(u64::from(t.delay_loop)),
+        retry: t.retry,
+        delay_before_retry: Duration::from_secs(u64::from(t.delay_before_retry)),
         timeout,
-        warmup: c.warmup.map(|w| Duration::from_secs(u64::from(w))),
-        initially_up: !vs.alpha,
+        warmup: t.warmup.map(|w| Duration::from_secs(u64::from(w))),
+        initially_up: !t.alpha,
         suspend_unless_local: suspend,
     }
 }
@@ -206,6 +366,15 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
                     other => Err(ProbeError::Script(other.to_string())),
                 }
             }
+            Probe::Udp { addr, bind, spec } => udp::check(*addr, *bind, spec, timeout).await.map(|_| None),
+            Probe::Dns { addr, bind, name, qtype } => {
+                dns::check(*addr, *bind, name, *qtype, timeout).await.map(|_| None)
+            }
+            Probe::Ping { addr, bind } => ping::check(*addr, *bind, timeout).await.map(|_| None),
+            Probe::Smtp { hosts, helo } => smtp::check(hosts, helo).await.map(|_| None),
+            Probe::File { .. } => Err(ProbeError::Refused("FILE_CHECK has no rounds".into())),
+            // Not probed: `bfd_task` follows the session's events instead.
+            Probe::Bfd { name } => Err(ProbeError::Refused(format!("BFD_CHECK {name} is not probed"))),
         }
     };
     match tokio::time::timeout(timeout + Duration::from_millis(100), run).await {
@@ -214,7 +383,45 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
     }
 }
 
+/// What a BFD_CHECK says given its session's last event (`None`: none yet) and its start
+/// (keepalived's check_bfd.c: the checker keeps its alpha-given state until an event).
+pub fn bfd_verdict(event: Option<bool>, initially_up: bool) -> bool {
+    event.unwrap_or(initially_up)
+}
+
+/// A BFD_CHECK: reports its session's events as verdicts (the first one at once, so status
+/// says why), nothing in between.
+async fn bfd_task(id: CheckId, name: String, initially_up: bool, tx: mpsc::Sender<Report>) {
+    let mut events = crate::bfd::events();
+    let mut last: Option<bool> = None;
+    loop {
+        let event = events.borrow_and_update().get(&name).copied();
+        let up = bfd_verdict(event, initially_up);
+        if last != Some(up) {
+            let reason = match event {
+                Some(true) => format!("BFD_CHECK: BFD session {name} is up"),
+                Some(false) => format!("BFD_CHECK: BFD session {name} is down"),
+                None => format!("BFD_CHECK: BFD session {name} has not come up yet"),
+            };
+            if last.is_some() {
+                info!(check = %id, "BFD check of [{name}] is {}", if up { "UP" } else { "DOWN" });
+            }
+            last = Some(up);
+            let state = CheckState { up, weight: None, offset: 0, reason };
+            if tx.send(Report { id: id.clone(), state }).await.is_err() {
+                return;
+            }
+        }
+        if events.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
+    if let Probe::Bfd { name } = &spec.probe {
+        return bfd_task(id, name.clone(), spec.initially_up, tx).await;
+    }
     if let Some(w) = spec.warmup.filter(|w| !w.is_zero()) {
         // keepalived's warmup: a random delay up to `warmup` spreads the first rounds.
         let ms = rand::random_range(0..=w.as_millis() as u64);
@@ -225,7 +432,11 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
     let mut suspended = false;
     let mut last_failure = String::new();
     let mut first = true;
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(due) = due.take() {
+            TIMING.late(tokio::time::Instant::now().saturating_duration_since(due));
+        }
         if let Some(vip) = spec.suspend_unless_local {
             let now = !crate::netlink::is_local(vip);
             if now != suspended {
@@ -237,6 +448,7 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
                     let state = CheckState {
                         up: tracker.up,
                         weight,
+                        offset: 0,
                         reason: format!("ha_suspend: paused while {vip} is not on this node"),
                     };
                     if tx.send(Report { id: id.clone(), state }).await.is_err() {
@@ -272,13 +484,82 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
         // Report transitions, and the first verdict (so status shows a real reason).
         if (tracker.up, weight) != was || (first && next == Next::Round) {
             first = false;
-            let state = CheckState { up: tracker.up, weight, reason: format!("{}: {reason}", spec.kind) };
+            let state = CheckState { up: tracker.up, weight, offset: 0, reason: format!("{}: {reason}", spec.kind) };
             if tx.send(Report { id: id.clone(), state }).await.is_err() {
                 return; // the daemon is shutting down
             }
         }
+        TIMING.done();
         let pause = if next == Next::Retry { spec.delay_before_retry } else { spec.delay_loop };
-        tokio::time::sleep(pause).await;
+        let at = tokio::time::Instant::now() + pause;
+        due = Some(at);
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// A FILE_CHECK: reports the file's effect on start and whenever the value changes
+/// (keepalived's checker rule, `file::effect`).
+async fn file_task(id: CheckId, probe: Probe, hub: file::Hub, tx: mpsc::Sender<Report>) {
+    let Probe::File { name, path, init, weight, reverse } = probe else { return };
+    let Some(mut rx) = hub.subscribe(&name, &path, init).await else { return };
+    let mut last = None;
+    loop {
+        let value = *rx.borrow_and_update();
+        let effect = file::effect(weight, reverse, value);
+        if last != Some(effect) {
+            last = Some(effect);
+            let reason = match effect {
+                None => format!("FILE_CHECK: track_file {name} reads {value}: failed"),
+                Some(w) => format!("FILE_CHECK: track_file {name} reads {value}: weight {w:+}"),
+            };
+            let state = CheckState { up: effect.is_some(), weight: None, offset: effect.unwrap_or(0), reason };
+            if tx.send(Report { id: id.clone(), state }).await.is_err() {
+                return;
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How late checker rounds start against their schedule (the end of the previous round plus
+/// `delay_loop` or `delay_before_retry`), in whole milliseconds, and how many rounds ended:
+/// process-wide counters the daemon writes to `checker-timing.json` in its run directory
+/// (the benchmark reads them; see docs/benchmarks.md).
+pub struct RoundTiming {
+    done: std::sync::atomic::AtomicU64,
+    /// Lateness in ms, 0..LATE_BUCKETS-1; the last bucket holds everything later.
+    late_ms: [std::sync::atomic::AtomicU64; LATE_BUCKETS],
+}
+
+const LATE_BUCKETS: usize = 10_001;
+
+pub static TIMING: RoundTiming = RoundTiming {
+    done: std::sync::atomic::AtomicU64::new(0),
+    late_ms: [const { std::sync::atomic::AtomicU64::new(0) }; LATE_BUCKETS],
+};
+
+impl RoundTiming {
+    fn late(&self, by: Duration) {
+        let ms = (by.as_millis() as usize).min(LATE_BUCKETS - 1);
+        self.late_ms[ms].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn done(&self) {
+        self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `{"rounds_done": N, "late_ms": [[ms, count], ...]}` (non-empty buckets only).
+    pub fn snapshot(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering::Relaxed;
+        let late: Vec<[u64; 2]> = (0..LATE_BUCKETS)
+            .filter_map(|i| {
+                let n = self.late_ms[i].load(Relaxed);
+                (n > 0).then_some([i as u64, n])
+            })
+            .collect();
+        serde_json::json!({ "rounds_done": self.done.load(Relaxed), "late_ms": late })
     }
 }
 
@@ -312,12 +593,14 @@ pub fn diff(running: &mut Checks, wanted: Checks, health: &mut Health) -> (Vec<C
 pub struct Checkers {
     tasks: BTreeMap<CheckId, JoinHandle<()>>,
     tx: mpsc::Sender<Report>,
+    /// FILE_CHECKs' shared watcher, started with the first one.
+    files: Option<file::Hub>,
 }
 
 impl Checkers {
     pub fn new() -> (Self, mpsc::Receiver<Report>) {
         let (tx, rx) = mpsc::channel(1024);
-        (Self { tasks: BTreeMap::new(), tx }, rx)
+        (Self { tasks: BTreeMap::new(), tx, files: None }, rx)
     }
 
     /// Starts checker `id`; its reports arrive on the receiver `new` returned.
@@ -325,7 +608,12 @@ impl Checkers {
         if let Probe::Misc { script: Err(e), .. } = &spec.probe {
             warn!(check = %id, "MISC_CHECK cannot run: {e}; the check counts as failed");
         }
-        let handle = tokio::spawn(task(id.clone(), spec, self.tx.clone()));
+        let handle = if matches!(spec.probe, Probe::File { .. }) {
+            let hub = self.files.get_or_insert_with(file::Hub::start).clone();
+            tokio::spawn(file_task(id.clone(), spec.probe, hub, self.tx.clone()))
+        } else {
+            tokio::spawn(task(id.clone(), spec, self.tx.clone()))
+        };
         if let Some(old) = self.tasks.insert(id, handle) {
             old.abort();
         }
@@ -426,6 +714,70 @@ mod tests {
         assert_eq!(s[1].timeout, Duration::from_secs(2));
     }
 
+    /// DNS_CHECK's own defaults: 3 retries, each after the delay loop; set ones win.
+    #[test]
+    fn dns_check_retries_three_times_after_the_delay_loop() {
+        let l = crate::config::parse_str(
+            "t.conf",
+            "virtual_server 203.0.113.10 53 {\n delay_loop 9\n protocol UDP\n \
+             real_server 198.51.100.11 53 {\n  DNS_CHECK {\n  }\n  DNS_CHECK {\n   retry 1\n   delay_before_retry 2\n  }\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let (vs, rs) = (&l.config.virtual_servers[0], &l.config.virtual_servers[0].real_servers[0]);
+        let t = |i: usize| {
+            let t = timing(vs, rs, &rs.checkers[i]);
+            (t.retry, t.delay_before_retry)
+        };
+        assert_eq!(t(0), (3, 9));
+        assert_eq!(t(1), (1, 2));
+    }
+
+    /// keepalived 2.2.7's order (check_data.c): the checker's value, else its real server's,
+    /// else its virtual server's (whatever the order of the lines), else the type's default.
+    #[test]
+    fn checkers_inherit_real_server_then_virtual_server_values() {
+        let l = crate::config::parse_str(
+            "t.conf",
+            "virtual_server 203.0.113.10 80 {\n delay_loop 30\n \
+             real_server 198.51.100.11 80 {\n  retry 2\n  delay_loop 3\n  connect_timeout 2\n  warmup 4\n  \
+             delay_before_retry 6\n  alpha\n  virtualhost rs.example\n  \
+             TCP_CHECK {\n  }\n  HTTP_GET {\n   url {\n    path /\n   }\n   retry 0\n   delay_loop 5\n   \
+             alpha false\n  }\n }\n \
+             real_server 198.51.100.12 80 {\n  TCP_CHECK {\n   alpha\n  }\n  \
+             MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n \
+             retry 4\n delay_before_retry 7\n connect_timeout 8\n warmup 9\n}\n\
+             virtual_server 203.0.113.11 80 {\n real_server 198.51.100.13 80 {\n  \
+             HTTP_GET {\n   url {\n    path /\n   }\n  }\n  MISC_CHECK {\n   misc_path /bin/true\n  }\n  \
+             TCP_CHECK {\n  }\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let runner = Runner::new(&l.config.global).unwrap();
+        let s: Vec<Spec> = specs(&l.config, &runner).into_values().collect();
+        let secs = Duration::from_secs;
+        let timing =
+            |s: &Spec| (s.kind, s.retry, s.delay_loop, s.delay_before_retry, s.timeout, s.warmup, s.initially_up);
+        // Real server level over the virtual server's; the checker's own (alpha too) over both.
+        assert_eq!(timing(&s[0]), ("TCP_CHECK", 2, secs(3), secs(6), secs(2), Some(secs(4)), false));
+        assert_eq!(timing(&s[1]), ("HTTP_GET", 0, secs(5), secs(6), secs(2), Some(secs(4)), true));
+        match &s[1].probe {
+            Probe::Http { target, .. } => assert_eq!(target.host.as_deref(), Some("rs.example")),
+            p => panic!("{p:?}"),
+        }
+        // Virtual server level (set after the real servers) over the types' defaults.
+        assert_eq!(timing(&s[2]), ("TCP_CHECK", 4, secs(30), secs(7), secs(8), Some(secs(9)), false));
+        assert_eq!((s[3].kind, s[3].retry, s[3].delay_before_retry), ("MISC_CHECK", 4, secs(7)));
+        // Nothing set: the types' own defaults (MISC_CHECK does not retry; HTTP waits 3 s).
+        let d: Vec<_> = s[4..].iter().map(|s| (s.kind, s.retry, s.delay_before_retry, s.timeout)).collect();
+        assert_eq!(
+            d,
+            [
+                ("HTTP_GET", 1, secs(3), secs(5)),
+                ("MISC_CHECK", 0, secs(1), secs(60)),
+                ("TCP_CHECK", 1, secs(1), secs(5))
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn reload_keeps_unchanged_checkers_and_their_verdicts() {
         let conf = |timeout: u32| {
@@ -464,6 +816,28 @@ mod tests {
         assert!(health.real("203.0.113.10:80/tcp", real).up);
         sync(&Config::default(), &mut checkers, &mut health);
         assert!(checkers.is_empty());
+    }
+
+    /// keepalived frees a MISC_CHECK whose script is missing (check_misc.c): the real server
+    /// keeps its other checkers, and with none left counts as up.
+    #[test]
+    fn a_misc_check_without_its_script_is_dropped_as_keepalived_does() {
+        let l = crate::config::parse_str(
+            "t.conf",
+            "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  \
+             MISC_CHECK {\n   misc_path \"/nonexistent/check 1\"\n  }\n  \
+             MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n \
+             real_server 198.51.100.12 80 {\n  MISC_CHECK {\n   misc_path /nonexistent/check\n  }\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let runner = Runner::new(&l.config.global).unwrap();
+        let specs = specs(&l.config, &runner);
+        let kept: Vec<(String, usize)> = specs.keys().map(|id| (id.real.ip().to_string(), id.index)).collect();
+        assert_eq!(kept, [("198.51.100.11".to_string(), 1)]);
+        let mut health = Health::default();
+        diff(&mut Default::default(), specs, &mut health);
+        let real = |ip: &str| health.real("203.0.113.10:80/tcp", SocketAddr::new(ip.parse().unwrap(), 80));
+        assert!(real("198.51.100.12").up, "no checker left: up");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use super::{
     ip,
     keyword::{Ctx, Keyword},
-    model::{BackendKind, Config, GlobalDefs, LvsSyncDaemon},
+    model::{BackendKind, Config, GlobalDefs, LvsSyncDaemon, NotifyFifo, Script},
     tree::Stmt,
 };
 
@@ -77,11 +77,34 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_garp_master_refresh_repeat = v;
         }
     }),
+    Keyword::new("vrrp_garp_interval", |ctx, g, s| {
+        if let Some(us) = micros(ctx, s) {
+            g.vrrp_garp_interval_us = us;
+        }
+    }),
+    Keyword::new("vrrp_gna_interval", |ctx, g, s| {
+        if let Some(us) = micros(ctx, s) {
+            g.vrrp_gna_interval_us = us;
+        }
+    }),
     Keyword::new("smtp_alert", |ctx, g, s| g.smtp_alert = ctx.bool_flag(s)),
     Keyword::new("smtp_alert_vrrp", |ctx, g, s| g.smtp_alert_vrrp = ctx.bool_flag(s)),
     Keyword::new("smtp_alert_checker", |ctx, g, s| g.smtp_alert_checker = ctx.bool_flag(s)),
     Keyword::new("vrrp_strict", |ctx, g, s| g.vrrp_strict = ctx.flag(s)),
+    Keyword::new("vrrp_skip_check_adv_addr", |ctx, g, s| g.vrrp_skip_check_adv_addr = ctx.flag(s)),
+    // keepalived checks unicast adverts' source against unicast_peer only with this; lb-daemon
+    // always does (a unicast advert from outside the peer list is dropped and counted).
+    Keyword::new("vrrp_check_unicast_src", |ctx, _, s| {
+        ctx.flag(s);
+    }),
     Keyword::new("lvs_sync_daemon", lvs_sync_daemon),
+    Keyword::new("lvs_timeouts", lvs_timeouts),
+    Keyword::new("notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.global, s)),
+    Keyword::new("notify_fifo_script", |ctx, g, s| fifo_script(ctx, &mut g.notify_fifos.global, s)),
+    Keyword::new("vrrp_notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.vrrp, s)),
+    Keyword::new("vrrp_notify_fifo_script", |ctx, g, s| fifo_script(ctx, &mut g.notify_fifos.vrrp, s)),
+    Keyword::new("lvs_notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.lvs, s)),
+    Keyword::new("lvs_notify_fifo_script", |ctx, g, s| fifo_script(ctx, &mut g.notify_fifos.lvs, s)),
     Keyword::new("lb_backend", |ctx, g, s| {
         let Some(w) = ctx.arg(s, 0, "auto, bpf or ipvs") else {
             return;
@@ -97,6 +120,30 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         };
     }),
 ];
+
+/// `[vrrp_|lvs_]notify_fifo PATH [USER [GROUP]]`; keepalived keeps the first one given.
+fn fifo(ctx: &mut Ctx, f: &mut NotifyFifo, s: &Stmt) {
+    let Some(path) = ctx.string(s, 0, "a FIFO path") else { return };
+    if f.path.is_some() {
+        ctx.warn(s.keyword().span, format!("{} already specified - ignoring {path}", s.keyword().text));
+        return;
+    }
+    f.owner = if s.args().len() > 1 { ctx.run_as(s, 1) } else { None };
+    f.path = Some(path.into());
+}
+
+/// `[vrrp_|lvs_]notify_fifo_script SCRIPT [USER [GROUP]]` (the script quoted if it has
+/// arguments).
+fn fifo_script(ctx: &mut Ctx, f: &mut NotifyFifo, s: &Stmt) {
+    let Some(first) = ctx.arg(s, 0, "a script path") else { return };
+    if f.script.is_some() {
+        ctx.warn(s.keyword().span, format!("{} already specified - ignoring {}", s.keyword().text, first.text));
+        return;
+    }
+    let script = Script { command: first.text.clone(), span: first.span };
+    let user = if s.args().len() > 1 { ctx.run_as(s, 1) } else { None };
+    f.script = Some((script, user));
+}
 
 /// A multicast address of the family asked for, or an error saying what was expected.
 fn multicast(ctx: &mut Ctx, s: &Stmt, what: &str, v6: bool) -> Option<std::net::IpAddr> {
@@ -135,4 +182,49 @@ fn lvs_sync_daemon(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
     let id_at = stmt.args().iter().position(|w| w.text == "id");
     let sync_id = id_at.and_then(|i| ctx.parse_range(stmt, i + 1, "a sync id 0-255", 0u8, 255));
     g.lvs_sync_daemon = Some(LvsSyncDaemon { interface, vrrp_instance, sync_id });
+}
+
+/// keepalived's decimal seconds with up to 6 decimals (`0.001`), at least 1 µs.
+fn micros(ctx: &mut Ctx, st: &Stmt) -> Option<u32> {
+    let w = ctx.arg(st, 0, "a number of seconds")?;
+    match w.text.parse::<f64>() {
+        Ok(s) if (0.000_001..=4294.0).contains(&s) => Some((s * 1e6).round() as u32),
+        _ => {
+            ctx.error(w.span, format!("`{}` is not a number of seconds from 0.000001", w.text));
+            None
+        }
+    }
+}
+
+/// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
+const LVS_MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// `lvs_timeouts [tcp N] [tcpfin N] [udp N]` (seconds, 0..31 days; 0 keeps the kernel's).
+fn lvs_timeouts(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
+    let args = stmt.args();
+    if args.len() < 2 {
+        ctx.error(stmt.keyword().span, "`lvs_timeouts` needs at least one of tcp N, tcpfin N, udp N");
+        return;
+    }
+    let mut t = g.lvs_timeouts.unwrap_or_default();
+    t.span = stmt.keyword().span;
+    let mut i = 0;
+    while i < args.len() {
+        let name = &args[i];
+        let slot = match name.text.as_str() {
+            "tcp" => &mut t.tcp,
+            "tcpfin" => &mut t.tcpfin,
+            "udp" => &mut t.udp,
+            _ => {
+                ctx.error(name.span, format!("`{}` is not tcp, tcpfin or udp", name.text));
+                i += 1;
+                continue;
+            }
+        };
+        if let Some(v) = ctx.parse_range(stmt, i + 1, "a number of seconds", 0u32, LVS_MAX_TIMEOUT) {
+            *slot = v;
+        }
+        i += 2;
+    }
+    g.lvs_timeouts = Some(t);
 }

@@ -108,31 +108,16 @@ pub fn routes(ctx: &mut Ctx, block: &[Stmt]) -> Vec<Route> {
     block.iter().filter_map(|s| route(ctx, &s.words)).collect()
 }
 
+/// One route, read as keepalived 2.2.7's `alloc_route`: options and the destination in any
+/// order (the older `src ADDRESS DEST via ...` among them). A word that is no option is the
+/// destination, as `DEST`, `to DEST` or `TYPE DEST`; a later one replaces an earlier one.
+/// `or` (a second next hop) is refused: keepalived deprecates it and its `-t` fails.
 pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
-    let mut it = words.iter().peekable();
-    let first = *it.peek()?;
-    let kind = match first.text.as_str() {
-        "blackhole" => RouteType::Blackhole,
-        "unreachable" => RouteType::Unreachable,
-        "prohibit" => RouteType::Prohibit,
-        _ => RouteType::Unicast,
-    };
-    if kind != RouteType::Unicast {
-        it.next();
-    }
-    if it.peek().is_some_and(|w| w.text == "to") {
-        it.next();
-    }
-    let Some(dest_word) = it.next() else {
-        ctx.error(first.span, "route needs a destination");
-        return None;
-    };
-    let (dest, prefix) =
-        if dest_word.text == "default" { (IpAddr::from([0u8; 4]), 0) } else { addr_prefix(ctx, dest_word)? };
+    let first = words.first()?;
     let mut r = Route {
-        kind,
-        dest,
-        prefix,
+        kind: RouteType::Unicast,
+        dest: IpAddr::from([0u8; 4]),
+        prefix: 0,
         via: None,
         dev: None,
         src: None,
@@ -142,10 +127,18 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         protocol: None,
         span: first.span,
     };
+    let mut has_dest = false;
+    let mut it = words.iter();
     while let Some(kw) = it.next() {
         let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
         match kw.text.as_str() {
-            "via" | "gw" => r.via = val(ctx, "a gateway address").and_then(|w| ip(ctx, w)),
+            "via" | "gw" => {
+                if kw.text == "gw" {
+                    // keepalived installs it as `via` but reports it (its -t fails).
+                    ctx.warn(kw.span, "`gw` is deprecated in keepalived 2.2.7 (its -t reports it); write `via`");
+                }
+                r.via = val(ctx, "a gateway address").and_then(|w| ip(ctx, w))
+            }
             "src" => r.src = val(ctx, "a source address").and_then(|w| ip(ctx, w)),
             "dev" | "oif" => r.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
             "table" => r.table = val(ctx, "a table number").and_then(|w| num(ctx, w)),
@@ -158,11 +151,55 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
             "no_track" | "onlink" => {
                 ctx.warn(kw.span, format!("route option `{}` is not acted on yet; ignored", kw.text))
             }
-            _ => ctx.error(
-                kw.span,
-                format!("unknown route option `{}` (expected via, dev, src, table, metric, scope or proto)", kw.text),
-            ),
+            "or" => {
+                it.next();
+                ctx.error(
+                    kw.span,
+                    "`or` (a second next hop) is deprecated: keepalived 2.2.7 reports it and its -t fails; \
+                     multipath routes are not implemented here, keep one `via`",
+                );
+            }
+            "nexthop" => {
+                ctx.error(kw.span, "multipath routes (`nexthop`) are not implemented yet; keep one `via`");
+                return None;
+            }
+            _ => {
+                let (kind, w) = match kw.text.as_str() {
+                    "to" => (None, it.next()),
+                    "unicast" => (Some(RouteType::Unicast), it.next()),
+                    "blackhole" => (Some(RouteType::Blackhole), it.next()),
+                    "unreachable" => (Some(RouteType::Unreachable), it.next()),
+                    "prohibit" => (Some(RouteType::Prohibit), it.next()),
+                    _ => (None, Some(kw)),
+                };
+                let Some(w) = w else {
+                    ctx.error(kw.span, format!("`{}` needs a destination", kw.text));
+                    continue;
+                };
+                let looks_like_dest =
+                    w.text == "default" || w.text.split('/').next().is_some_and(|a| a.parse::<IpAddr>().is_ok());
+                if !looks_like_dest {
+                    ctx.error(
+                        w.span,
+                        format!(
+                            "unknown route option `{}` (expected a destination, via, dev, src, table, metric, scope or proto)",
+                            w.text
+                        ),
+                    );
+                    continue;
+                }
+                let (dest, prefix) =
+                    if w.text == "default" { (IpAddr::from([0u8; 4]), 0) } else { addr_prefix(ctx, w)? };
+                (r.dest, r.prefix, has_dest) = (dest, prefix, true);
+                if let Some(k) = kind {
+                    r.kind = k;
+                }
+            }
         }
+    }
+    if !has_dest {
+        ctx.error(first.span, "route needs a destination");
+        return None;
     }
     Some(r)
 }
@@ -220,6 +257,46 @@ mod tests {
         assert_eq!((b.kind, b.prefix), (RouteType::Blackhole, 24));
         let d = route(&mut ctx, &words("default via 192.0.2.1")).unwrap();
         assert_eq!(d.prefix, 0);
+        // keepalived's older order: options first, the destination after them.
+        for text in [
+            "src 192.0.2.2 198.51.100.0/24 via 192.0.2.1 dev eth1",
+            "src 192.0.2.2 to 198.51.100.0/24 via 192.0.2.1 dev eth1",
+            "via 192.0.2.1 dev eth1 198.51.100.0/24 src 192.0.2.2",
+            "dev eth1 src 192.0.2.2 via 192.0.2.1 203.0.113.0/24 198.51.100.0/24",
+        ] {
+            let o = route(&mut ctx, &words(text)).unwrap();
+            assert!(ctx.diags.is_empty(), "{text}: {:?}", ctx.diags);
+            assert_eq!((o.dest.to_string(), o.prefix), ("198.51.100.0".into(), 24), "{text}");
+            assert_eq!((o.src, o.via), (Some(ip("192.0.2.2")), Some(ip("192.0.2.1"))), "{text}");
+            assert_eq!(o.dev.as_deref(), Some("eth1"), "{text}");
+        }
+        let b = route(&mut ctx, &words("src 192.0.2.2 blackhole 203.0.113.0/24")).unwrap();
+        assert_eq!((b.kind, b.src), (RouteType::Blackhole, Some(ip("192.0.2.2"))));
+        // `gw` is `via`, with keepalived's deprecation as a warning.
+        let g = route(&mut ctx, &words("198.51.100.0/24 gw 192.0.2.1")).unwrap();
+        assert_eq!(g.via, Some(ip("192.0.2.1")));
+        assert!(ctx.diags.len() == 1 && ctx.diags[0].message.contains("`gw` is deprecated"), "{:?}", ctx.diags);
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// What keepalived 2.2.7's `-t` rejects: `or` (deprecated), no destination, `to TYPE DEST`.
+    #[test]
+    fn forms_keepalived_rejects_are_errors() {
+        for (text, col, want) in [
+            ("198.51.100.0/24 via 192.0.2.1 or 192.0.2.3", 31, "`or`"),
+            ("via 192.0.2.1 dev eth1", 1, "needs a destination"),
+            ("to blackhole 198.51.100.0/24", 4, "unknown route option `blackhole`"),
+            ("blackhole to 198.51.100.0/24", 11, "unknown route option `to`"),
+            ("198.51.100.0/24 nexthop via 192.0.2.1", 17, "nexthop"),
+        ] {
+            let mut ctx = Ctx::default();
+            route(&mut ctx, &words(text));
+            let e = ctx.diags.first().unwrap_or_else(|| panic!("{text}: no error"));
+            assert!(e.message.contains(want) && e.span.col == col, "{text}: {e:?}");
+        }
     }
 
     #[test]

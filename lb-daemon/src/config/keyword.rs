@@ -33,64 +33,23 @@ impl<T> Keyword<T> {
     }
 }
 
-/// Every keyword keepalived's own parser knows. One of these missing from our tables is
-/// warned about (this version does not act on it), never silently dropped and never an
-/// error, so an existing keepalived.conf still runs.
+/// Every keyword keepalived's own parser knows. Each is acted on (a block's table reads it),
+/// refused, or accepted without effect (`keyword_states`); one read by another block's table
+/// only is warned about where it does not belong, as keepalived ignores it there.
 const KEEPALIVED_KEYWORDS: &str = include_str!("keepalived_keywords.txt");
 
 pub fn is_keepalived_keyword(word: &str) -> bool {
     KEEPALIVED_KEYWORDS.lines().any(|l| l == word)
 }
 
-const CHECKER_INSTEAD: &str =
-    "this version has no such checker yet; use MISC_CHECK with a script that probes the same way";
-const TRACKER_INSTEAD: &str =
-    "this version does not track files, processes or BFD yet; use track_script with a script that tests the same";
-const IN_EACH_CHECKER: &str =
-    "keepalived inherits it into this block's checkers and this version does not yet; set it in each checker block";
-
 /// keepalived keywords that change which node or real server gets traffic and that this
 /// version does not act on: each is an error (block, keyword, what to do instead), never
 /// skipped with a warning. Where the table of a block reads the keyword, the table wins.
 pub const REFUSED: &[(&str, &str, &str)] = &[
-    ("real_server", "UDP_CHECK", CHECKER_INSTEAD),
-    ("real_server", "DNS_CHECK", CHECKER_INSTEAD),
-    ("real_server", "PING_CHECK", CHECKER_INSTEAD),
-    ("real_server", "SMTP_CHECK", CHECKER_INSTEAD),
-    ("real_server", "FILE_CHECK", CHECKER_INSTEAD),
-    ("real_server", "BFD_CHECK", CHECKER_INSTEAD),
-    ("real_server", "uthreshold", "connection thresholds are not programmed; remove it"),
-    ("real_server", "lthreshold", "connection thresholds are not programmed; remove it"),
-    ("real_server", "retry", IN_EACH_CHECKER),
-    ("real_server", "delay_before_retry", IN_EACH_CHECKER),
-    ("real_server", "connect_timeout", IN_EACH_CHECKER),
-    ("real_server", "delay_loop", IN_EACH_CHECKER),
-    ("real_server", "warmup", IN_EACH_CHECKER),
-    ("real_server", "alpha", "set alpha on the virtual_server (it applies to all its real servers)"),
-    (
-        "real_server",
-        "lvs_method",
-        "a real server's own forwarding method is not implemented; set lb_kind on the virtual_server",
-    ),
-    ("real_server", "virtualhost", IN_EACH_CHECKER),
-    ("virtual_server", "retry", IN_EACH_CHECKER),
-    ("virtual_server", "delay_before_retry", IN_EACH_CHECKER),
-    ("virtual_server", "connect_timeout", IN_EACH_CHECKER),
-    ("virtual_server", "warmup", IN_EACH_CHECKER),
-    (
-        "virtual_server",
-        "inhibit_on_failure",
-        "keepalived inherits it into every real server and this version does not yet; set it in each real_server block",
-    ),
     (
         "virtual_server",
         "sorry_server_lvs_method",
         "the sorry server uses the virtual server's lb_kind in this version; remove it",
-    ),
-    (
-        "global_defs",
-        "lvs_timeouts",
-        "timeouts are not configurable yet (docs/dataplane.md lists the XDP data plane's); remove it",
     ),
     (
         "global_defs",
@@ -99,17 +58,11 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ),
     ("global_defs", "lvs_flush_onstop", "lb-daemon removes only the IPVS services it created; remove it"),
     ("global_defs", "lvs_flush_on_stop", "lb-daemon removes only the IPVS services it created; remove it"),
-    ("the top level", "vrrp_track_file", TRACKER_INSTEAD),
-    ("the top level", "vrrp_track_process", TRACKER_INSTEAD),
-    ("the top level", "bfd_instance", TRACKER_INSTEAD),
     (
         "the top level",
         "static_rules",
         "policy routing rules are not managed yet; add them with `ip rule` outside lb-daemon",
     ),
-    ("vrrp_instance", "track_file", TRACKER_INSTEAD),
-    ("vrrp_instance", "track_process", TRACKER_INSTEAD),
-    ("vrrp_instance", "track_bfd", TRACKER_INSTEAD),
     (
         "vrrp_instance",
         "virtual_rules",
@@ -121,14 +74,16 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
         "virtual MACs are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",
     ),
     ("vrrp_instance", "vmac_xmit_base", "virtual MACs are not implemented; remove it"),
-    ("vrrp_sync_group", "track_file", TRACKER_INSTEAD),
-    ("vrrp_sync_group", "track_process", TRACKER_INSTEAD),
-    ("vrrp_sync_group", "track_bfd", TRACKER_INSTEAD),
+    ("real_server", "track_file", "track_file belongs in a FILE_CHECK block: FILE_CHECK { track_file NAME }"),
 ];
 
 /// What to do instead of `word` in `block`, when it is refused there.
 pub fn refused(block: &str, word: &str) -> Option<&'static str> {
-    REFUSED.iter().find(|(b, k, _)| *b == block && *k == word).map(|(_, _, instead)| *instead)
+    REFUSED
+        .iter()
+        .find(|(b, k, _)| *b == block && *k == word)
+        .map(|(_, _, instead)| *instead)
+        .or_else(|| super::keyword_states::refused_anywhere(word))
 }
 
 /// Every keepalived keyword (from the list above), for the keyword status document.
@@ -281,10 +236,16 @@ impl Ctx {
                         kw.text
                     ),
                 );
-            } else if is_keepalived_keyword(&kw.text) {
+            } else if let Some(why) = super::keyword_states::without_effect(&kw.text) {
                 self.warn(
                     kw.span,
-                    format!("`{}` is a keepalived keyword this version does not act on yet; ignored", kw.text),
+                    format!("`{}` is a keepalived keyword accepted without effect: {why}; ignored", kw.text),
+                );
+            } else if is_keepalived_keyword(&kw.text) {
+                // Acted on in another block: keepalived ignores it here too.
+                self.warn(
+                    kw.span,
+                    format!("`{}` is a keepalived keyword that {block} does not take; ignored", kw.text),
                 );
             } else {
                 let hint = suggest(

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod global;
 pub mod ip;
 pub mod keyword;
+pub mod keyword_states;
 pub mod lexer;
 pub mod lvs;
 pub mod model;
@@ -88,6 +89,7 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
         b => b,
     };
     diagnostics.extend(validate::validate(&config, backend));
+    validate::sync_group_tracking(&mut config);
     // The effective choice: `--backend` over `lb_backend`, auto when neither says.
     config.global.lb_backend = Some(backend);
     Loaded { config, diagnostics, sources }
@@ -194,3 +196,28 @@ fn resolve(pattern: &tree::Word, dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec
 
 #[cfg(test)]
 mod tests;
+
+/// Every script the configuration would run (notify scripts, vrrp_script, quorum and
+/// real-server scripts, MISC_CHECK), each with whether it names its own user (`user` of a
+/// vrrp_script or MISC_CHECK) rather than running as the default script user. keepalived's
+/// `-t` checks these against `enable_script_security`.
+pub fn scripts(cfg: &Config) -> Vec<(&Script, bool)> {
+    fn notify(n: &model::Notify) -> impl Iterator<Item = (&Script, bool)> {
+        [&n.master, &n.backup, &n.fault, &n.stop, &n.any].into_iter().flatten().map(|s| (s, false))
+    }
+    let mut out: Vec<(&Script, bool)> =
+        cfg.vrrp_scripts.iter().filter_map(|s| Some((s.script.as_ref()?, s.user.is_some()))).collect();
+    out.extend(cfg.vrrp_instances.iter().flat_map(|v| notify(&v.notify)));
+    out.extend(cfg.vrrp_sync_groups.iter().flat_map(|g| notify(&g.notify)));
+    for vs in &cfg.virtual_servers {
+        out.extend([&vs.quorum_up, &vs.quorum_down].into_iter().flatten().map(|s| (s, false)));
+        for rs in &vs.real_servers {
+            out.extend([&rs.notify_up, &rs.notify_down].into_iter().flatten().map(|s| (s, false)));
+            out.extend(rs.checkers.iter().filter_map(|c| match &c.kind {
+                CheckKind::Misc { path, user, .. } => Some((path.as_ref()?, user.is_some())),
+                _ => None,
+            }));
+        }
+    }
+    out
+}

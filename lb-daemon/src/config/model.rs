@@ -14,6 +14,15 @@ pub struct Config {
     pub static_ipaddress: Vec<IpAddress>,
     pub static_routes: Vec<Route>,
     pub vrrp_scripts: Vec<VrrpScript>,
+    /// `track_file` / `vrrp_track_file` blocks.
+    #[serde(default)]
+    pub track_files: Vec<TrackFile>,
+    /// `vrrp_track_process` blocks.
+    #[serde(default)]
+    pub track_processes: Vec<TrackProcess>,
+    /// `bfd_instance` blocks (BFD sessions `track_bfd` and `BFD_CHECK` follow).
+    #[serde(default)]
+    pub bfd_instances: Vec<BfdInstance>,
     pub vrrp_sync_groups: Vec<SyncGroup>,
     pub vrrp_instances: Vec<VrrpInstance>,
     pub virtual_server_groups: Vec<VirtualServerGroup>,
@@ -66,11 +75,49 @@ pub struct GlobalDefs {
     /// Seconds between periodic gratuitous ARP refreshes while master; 0 (default) = never.
     pub vrrp_garp_master_refresh: u32,
     pub vrrp_garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_interval` / `vrrp_gna_interval`: microseconds between gratuitous ARPs /
+    /// unsolicited neighbour advertisements (0: sent back to back).
+    #[serde(default)]
+    pub vrrp_garp_interval_us: u32,
+    #[serde(default)]
+    pub vrrp_gna_interval_us: u32,
     pub vrrp_strict: bool,
+    /// `vrrp_skip_check_adv_addr`: the default of each instance's `skip_check_adv_addr`.
+    #[serde(default)]
+    pub vrrp_skip_check_adv_addr: bool,
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
+    /// `lvs_timeouts`: IPVS's connection timeouts; `None` leaves the kernel's as they are.
+    pub lvs_timeouts: Option<LvsTimeouts>,
     /// `lb_backend` (lb-daemon's own keyword): which forwarding backend runs; `--backend`
     /// overrides it.
     pub lb_backend: Option<BackendKind>,
+    /// `notify_fifo` (VRRP and checker lines), `vrrp_notify_fifo`, `lvs_notify_fifo`.
+    #[serde(default, skip_serializing_if = "NotifyFifos::is_unset")]
+    pub notify_fifos: NotifyFifos,
+}
+
+/// keepalived's notify FIFOs, each with its optional reader script (`*_notify_fifo_script`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyFifos {
+    pub global: NotifyFifo,
+    pub vrrp: NotifyFifo,
+    pub lvs: NotifyFifo,
+}
+
+impl NotifyFifos {
+    pub fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyFifo {
+    /// `notify_fifo PATH [USER [GROUP]]`: the FIFO (created if missing) and its owner.
+    pub path: Option<std::path::PathBuf>,
+    pub owner: Option<RunAs>,
+    /// `notify_fifo_script SCRIPT [USER [GROUP]]`: started with the FIFO's path as its
+    /// last argument, to read the lines.
+    pub script: Option<(Script, Option<RunAs>)>,
 }
 
 impl Default for GlobalDefs {
@@ -94,11 +141,27 @@ impl Default for GlobalDefs {
             vrrp_garp_master_repeat: 5,
             vrrp_garp_master_refresh: 0,
             vrrp_garp_master_refresh_repeat: 1,
+            vrrp_garp_interval_us: 0,
+            vrrp_gna_interval_us: 0,
             vrrp_strict: false,
+            vrrp_skip_check_adv_addr: false,
             lvs_sync_daemon: None,
+            lvs_timeouts: None,
             lb_backend: None,
+            notify_fifos: NotifyFifos::default(),
         }
     }
+}
+
+/// `lvs_timeouts [tcp N] [tcpfin N] [udp N]`: seconds; an unnamed one (0) keeps the
+/// kernel's current value, as IPVS_CMD_SET_CONFIG does with a zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LvsTimeouts {
+    pub tcp: u32,
+    pub tcpfin: u32,
+    pub udp: u32,
+    #[serde(skip)]
+    pub span: Span,
 }
 
 /// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]`.
@@ -175,6 +238,9 @@ pub struct VrrpScript {
     pub user: Option<RunAs>,
     /// Start in the failed state.
     pub init_fail: bool,
+    /// `weight N reverse`: the priority moves the other way (keepalived's multiplier -1).
+    #[serde(default)]
+    pub reverse: bool,
     #[serde(skip)]
     pub span: Span,
 }
@@ -195,7 +261,17 @@ pub struct Notify {
 pub struct SyncGroup {
     pub name: String,
     pub group: Vec<String>,
+    /// `track_process`: every member tracks these processes.
+    #[serde(default)]
+    pub track_process: Vec<Tracked>,
     pub notify: Notify,
+    /// `track_file`: tracked by every member (`validate::sync_group_tracking` adds it to
+    /// each member's `track_file`, as keepalived does).
+    #[serde(default)]
+    pub track_file: Vec<Tracked>,
+    /// `track_bfd { NAME }`: unweighted only (a fault of every member while the session is down).
+    #[serde(default)]
+    pub track_bfd: Vec<Tracked>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -219,11 +295,14 @@ pub struct Authentication {
     pub auth_pass: String,
 }
 
-/// An item tracked with an optional weight (`track_interface`, `track_script`).
+/// An item tracked with an optional weight (`track_interface`, `track_script`, `track_file`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tracked {
     pub name: String,
     pub weight: Option<i32>,
+    /// `weight N reverse` / `noreverse`; unset: the tracked object's own setting.
+    #[serde(default)]
+    pub reverse: Option<bool>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -237,6 +316,11 @@ pub struct VrrpInstance {
     pub dont_track_primary: bool,
     pub track_interface: Vec<Tracked>,
     pub track_script: Vec<Tracked>,
+    #[serde(default)]
+    pub track_file: Vec<Tracked>,
+    #[serde(default)]
+    pub track_process: Vec<Tracked>,
+    pub track_bfd: Vec<Tracked>,
     pub mcast_src_ip: Option<IpAddr>,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<IpAddr>,
@@ -244,6 +328,8 @@ pub struct VrrpInstance {
     pub garp_master_delay: Option<u32>,
     pub garp_master_repeat: Option<u32>,
     pub garp_master_refresh: Option<u32>,
+    #[serde(default)]
+    pub garp_master_refresh_repeat: Option<u32>,
     pub virtual_router_id: Option<u8>,
     /// 1..255, default 100; 255 means address owner.
     pub priority: u8,
@@ -260,6 +346,9 @@ pub struct VrrpInstance {
     pub preempt_delay: u32,
     /// `accept` / `no_accept`; unset means keepalived's default (accept unless vrrp_strict).
     pub accept: Option<bool>,
+    /// `skip_check_adv_addr [BOOL]`; unset: global_defs' `vrrp_skip_check_adv_addr`.
+    #[serde(default)]
+    pub skip_check_adv_addr: Option<bool>,
     pub notify: Notify,
     pub debug: Option<u32>,
     pub lvs_sync_daemon_interface: Option<String>,
@@ -268,6 +357,22 @@ pub struct VrrpInstance {
 }
 
 impl VrrpInstance {
+    /// keepalived's accept mode (vrrp.c, `vrrp_complete_instance`): as configured, else on for
+    /// the address owner (priority 255) and off under `vrrp_strict`; `vrrp_strict` turns it off
+    /// for a VRRPv2 instance that is not the owner whatever the config says (RFC 3768).
+    pub fn accept_mode(&self, g: &GlobalDefs) -> bool {
+        let owner = self.priority == 255;
+        let accept = self.accept.unwrap_or(owner || !g.vrrp_strict);
+        let v2 = self.version.unwrap_or(g.vrrp_version) == 2;
+        accept && !(!owner && g.vrrp_strict && v2)
+    }
+
+    /// Whether, as MASTER, traffic to its VIPs is dropped (keepalived's firewall drop rule,
+    /// `vrrp_handle_accept_mode`): no accept mode, and not the address owner.
+    pub fn drops_vip_traffic(&self, g: &GlobalDefs) -> bool {
+        !self.accept_mode(g) && self.priority != 255
+    }
+
     pub fn new(name: String, span: Span) -> Self {
         Self {
             name,
@@ -276,12 +381,16 @@ impl VrrpInstance {
             dont_track_primary: false,
             track_interface: Vec::new(),
             track_script: Vec::new(),
+            track_file: Vec::new(),
+            track_process: Vec::new(),
+            track_bfd: Vec::new(),
             mcast_src_ip: None,
             unicast_src_ip: None,
             unicast_peer: Vec::new(),
             garp_master_delay: None,
             garp_master_repeat: None,
             garp_master_refresh: None,
+            garp_master_refresh_repeat: None,
             virtual_router_id: None,
             priority: 100,
             advert_int_cs: 100,
@@ -293,6 +402,7 @@ impl VrrpInstance {
             nopreempt: false,
             preempt_delay: 0,
             accept: None,
+            skip_check_adv_addr: None,
             notify: Notify::default(),
             debug: None,
             lvs_sync_daemon_interface: None,
@@ -358,6 +468,11 @@ impl Protocol {
     }
 }
 
+/// keepalived's `inet_sockaddrtotrio`: `[ADDR]:PROTO:PORT`, brackets for both families.
+fn keepalived_trio(sa: SocketAddr, protocol: Protocol) -> String {
+    format!("[{}]:{}:{}", sa.ip(), protocol.name(), sa.port())
+}
+
 /// `lb_kind` / `lvs_method`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ForwardMethod {
@@ -366,6 +481,17 @@ pub enum ForwardMethod {
     Nat,
     Dr,
     Tun,
+}
+
+impl ForwardMethod {
+    /// As the config spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Nat => "NAT",
+            ForwardMethod::Dr => "DR",
+            ForwardMethod::Tun => "TUN",
+        }
+    }
 }
 
 /// `lb_algo` / `lvs_sched`: every scheduler IPVS has.
@@ -429,6 +555,26 @@ impl Scheduler {
     }
 }
 
+/// `IP_VS_SVC_F_SCHED1` (`flag-1`): `sh-fallback` for sh, `mh-fallback` for mh.
+pub const SCHED_FLAG_1: u32 = 0x8;
+/// `IP_VS_SVC_F_SCHED2` (`flag-2`): `sh-port` for sh, `mh-port` for mh.
+pub const SCHED_FLAG_2: u32 = 0x10;
+/// `IP_VS_SVC_F_SCHED3` (`flag-3`): no scheduler reads it.
+pub const SCHED_FLAG_3: u32 = 0x20;
+
+impl Scheduler {
+    /// Whether the scheduler hashes the client's source port too (sh-port, mh-port).
+    pub fn hashes_port(self, flags: u32) -> bool {
+        matches!(self, Scheduler::Sh | Scheduler::Mh) && flags & SCHED_FLAG_2 != 0
+    }
+
+    /// Whether a client whose real server has weight 0 is given another one (sh-fallback,
+    /// mh-fallback) rather than none.
+    pub fn falls_back(self, flags: u32) -> bool {
+        matches!(self, Scheduler::Sh | Scheduler::Mh) && flags & SCHED_FLAG_1 != 0
+    }
+}
+
 /// Which forwarding backend the daemon runs (`--backend`, `lb_backend`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum BackendKind {
@@ -455,6 +601,15 @@ pub struct VirtualServer {
     pub virtualhost: Option<String>,
     pub alpha: bool,
     pub omega: bool,
+    /// Defaults for the real servers' checkers (keepalived inherits them: checker, then
+    /// real server, then virtual server, then the checker type's own default).
+    pub retry: Option<u32>,
+    pub delay_before_retry: Option<u32>,
+    /// Seconds; default 5.
+    pub connect_timeout: u32,
+    pub warmup: Option<u32>,
+    /// Default for the real servers' `inhibit_on_failure`.
+    pub inhibit_on_failure: bool,
     /// Minimum total weight of live real servers for the service to be up; default 1.
     pub quorum: u32,
     pub quorum_up: Option<Script>,
@@ -466,7 +621,14 @@ pub struct VirtualServer {
     pub smtp_alert: Option<bool>,
     /// One-packet scheduling (UDP).
     pub ops: bool,
+    /// IPVS's scheduler flags (`flag-1`..`flag-3`, `sh-port`, ...): `SCHED_FLAG_*` bits, as
+    /// keepalived passes them to the kernel.
+    pub sched_flags: u32,
     pub real_servers: Vec<RealServer>,
+    /// Whether `lb_algo` has named a valid scheduler yet (keepalived checks `sh-port` and the
+    /// like against the scheduler named before them).
+    #[serde(skip)]
+    pub scheduler_named: bool,
     #[serde(skip)]
     pub span: Span,
 }
@@ -485,6 +647,11 @@ impl VirtualServer {
             virtualhost: None,
             alpha: false,
             omega: false,
+            retry: None,
+            delay_before_retry: None,
+            connect_timeout: 5,
+            warmup: None,
+            inhibit_on_failure: false,
             quorum: 1,
             quorum_up: None,
             quorum_down: None,
@@ -493,10 +660,28 @@ impl VirtualServer {
             sorry_server_inhibit: false,
             smtp_alert: None,
             ops: false,
+            sched_flags: 0,
             real_servers: Vec::new(),
+            scheduler_named: false,
             span,
         }
     }
+    /// How keepalived's log lines name it (`format_vs`): `[203.0.113.10]:tcp:80`,
+    /// `[2001:db8::10]:tcp:80`, `FWM 1`, `[web]:0` (a group).
+    pub fn keepalived_name(&self) -> String {
+        match &self.addr {
+            ServiceAddr::Inet(sa) => keepalived_trio(*sa, self.protocol),
+            ServiceAddr::Fwmark(m) => format!("FWM {m}"),
+            ServiceAddr::Group(g) => format!("[{g}]:0"),
+        }
+    }
+
+    /// How keepalived's log lines name real server `rs` of this service (`format_rs`):
+    /// `[192.0.2.21]:tcp:80`, `[2001:db8::21]:tcp:80`.
+    pub fn keepalived_real_name(&self, rs: SocketAddr) -> String {
+        keepalived_trio(rs, self.protocol)
+    }
+
     /// How logs, checkers, status and the data plane name it: `203.0.113.10:80/tcp`,
     /// `[2001:db8::10]:80/tcp`, `group web/tcp`, `fwmark 1/tcp`.
     pub fn name(&self) -> String {
@@ -515,7 +700,27 @@ pub struct RealServer {
     pub addr: SocketAddr,
     /// Default 1; 0 takes no new connections.
     pub weight: u32,
-    pub inhibit_on_failure: bool,
+    /// Unset: the virtual server's (see `VirtualServer::inhibit_on_failure`).
+    pub inhibit_on_failure: Option<bool>,
+    /// `alpha`: start down until the first success; unset: the virtual server's.
+    pub alpha: Option<bool>,
+    /// `lvs_method`: this real server's forwarding method; unset: the virtual server's lb_kind.
+    pub forward: Option<ForwardMethod>,
+    /// IPVS connection thresholds (`uthreshold`, `lthreshold`); 0 = none.
+    pub u_threshold: u32,
+    pub l_threshold: u32,
+    /// Where `lvs_method` and the thresholds were set, for errors that name them.
+    #[serde(skip)]
+    pub forward_span: Option<Span>,
+    #[serde(skip)]
+    pub threshold_span: Option<Span>,
+    /// Defaults for this real server's checkers (over the virtual server's).
+    pub retry: Option<u32>,
+    pub delay_before_retry: Option<u32>,
+    pub connect_timeout: Option<u32>,
+    pub delay_loop: Option<u32>,
+    pub warmup: Option<u32>,
+    pub virtualhost: Option<String>,
     pub notify_up: Option<Script>,
     pub notify_down: Option<Script>,
     pub smtp_alert: Option<bool>,
@@ -529,13 +734,40 @@ impl RealServer {
         Self {
             addr: SocketAddr::new(ip, port),
             weight: 1,
-            inhibit_on_failure: false,
+            inhibit_on_failure: None,
+            alpha: None,
+            forward: None,
+            u_threshold: 0,
+            l_threshold: 0,
+            forward_span: None,
+            threshold_span: None,
+            retry: None,
+            delay_before_retry: None,
+            connect_timeout: None,
+            delay_loop: None,
+            warmup: None,
+            virtualhost: None,
             notify_up: None,
             notify_down: None,
             smtp_alert: None,
             checkers: Vec::new(),
             span,
         }
+    }
+
+    /// `inhibit_on_failure` as keepalived resolves it: the real server's, else `vs`'s.
+    pub fn inhibit(&self, vs: &VirtualServer) -> bool {
+        self.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure)
+    }
+
+    /// `alpha` as keepalived resolves it: the real server's, else `vs`'s.
+    pub fn alpha(&self, vs: &VirtualServer) -> bool {
+        self.alpha.unwrap_or(vs.alpha)
+    }
+
+    /// The forwarding method: `lvs_method` here, else `vs`'s lb_kind.
+    pub fn forward(&self, vs: &VirtualServer) -> ForwardMethod {
+        self.forward.unwrap_or(vs.forward)
     }
 }
 
@@ -551,10 +783,68 @@ pub struct Url {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckKind {
-    HttpGet { urls: Vec<Url>, virtualhost: Option<String> },
-    SslGet { urls: Vec<Url>, virtualhost: Option<String> },
+    HttpGet {
+        urls: Vec<Url>,
+        virtualhost: Option<String>,
+    },
+    SslGet {
+        urls: Vec<Url>,
+        virtualhost: Option<String>,
+    },
     Tcp,
-    Misc { path: Option<Script>, timeout: Option<u32>, dynamic: bool, user: Option<RunAs> },
+    Misc {
+        path: Option<Script>,
+        timeout: Option<u32>,
+        dynamic: bool,
+        user: Option<RunAs>,
+    },
+    /// UDP_CHECK: `payload` (none: keepalived's 32-byte filler), `require_reply` with
+    /// optional data (`reply`, and `mask` bits set where `x` wildcards it).
+    Udp {
+        payload: Option<Vec<u8>>,
+        require_reply: bool,
+        reply: Vec<u8>,
+        mask: Vec<u8>,
+        min_len: u16,
+        max_len: u16,
+    },
+    /// DNS_CHECK: the query's type (a number) and name; keepalived's defaults SOA and the root
+    /// (its `retry` defaults to 3 and `delay_before_retry` to the delay loop: `check::timing`).
+    Dns {
+        qtype: u16,
+        name: String,
+    },
+    /// PING_CHECK: an ICMP (ICMPv6) echo.
+    Ping,
+    /// BFD_CHECK: follows the `bfd_instance` of that name (up while its session is up).
+    Bfd {
+        name: String,
+    },
+    /// SMTP_CHECK: the HELO name and the servers to ask: the checker's own connection
+    /// (`main`, when any connection keyword is set in the block or there is no `host`)
+    /// then each `host` block's.
+    Smtp {
+        helo_name: String,
+        main: bool,
+        hosts: Vec<SmtpHost>,
+    },
+    /// FILE_CHECK: a `track_file`'s value, times `weight` (default: the track_file's own
+    /// weight and `reverse`), moves the real server's weight or fails it.
+    File {
+        track_file: String,
+        weight: Option<i32>,
+        reverse: Option<bool>,
+    },
+}
+
+/// An SMTP_CHECK `host` block: its own connection; unset parts default to the real server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpHost {
+    pub connect_ip: Option<IpAddr>,
+    pub connect_port: Option<u16>,
+    pub bindto: Option<IpAddr>,
+    pub bind_port: Option<u16>,
+    pub connect_timeout: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -565,17 +855,22 @@ pub struct Checker {
     pub connect_port: Option<u16>,
     pub bindto: Option<IpAddr>,
     pub bind_port: Option<u16>,
-    /// Seconds; default 5.
-    pub connect_timeout: u32,
+    /// Seconds. Unset ones here and below come from the real server, then the virtual
+    /// server, then the checker type (`check::specs` resolves them as keepalived does).
+    /// connect_timeout's default is 5.
+    pub connect_timeout: Option<u32>,
     /// `retry` / `nb_get_retry`: attempts after a failure before declaring the server down;
-    /// default 1 (keepalived 2; 1.x documented 3 for HTTP_GET).
-    pub retry: u32,
-    /// Seconds between retries; default 1.
-    pub delay_before_retry: u32,
-    /// Seconds of random delay before the first check; default 0.
+    /// default 1 (MISC_CHECK 0).
+    pub retry: Option<u32>,
+    /// Seconds between retries; default 1 (HTTP_GET and SSL_GET 3).
+    pub delay_before_retry: Option<u32>,
+    /// Seconds of random delay before the first check; default none.
     pub warmup: Option<u32>,
-    /// Overrides the virtual server's delay_loop.
+    /// Default: the real server's, else the virtual server's delay_loop.
     pub delay_loop: Option<u32>,
+    /// `alpha` on the checker: starts failed; default the real server's, else the virtual
+    /// server's.
+    pub alpha: Option<bool>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -588,12 +883,151 @@ impl Checker {
             connect_port: None,
             bindto: None,
             bind_port: None,
-            connect_timeout: 5,
-            retry: 1,
-            delay_before_retry: 1,
+            connect_timeout: None,
+            retry: None,
+            delay_before_retry: None,
             warmup: None,
             delay_loop: None,
+            alpha: None,
             span,
         }
+    }
+}
+
+/// keepalived's `track_file NAME { file PATH; weight N [reverse]; init_file [VALUE] [overwrite] }`:
+/// a number read from a file whenever it changes, times the weight, added to the priority of
+/// the instances tracking it (weight 0: non-zero is a fault).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackFile {
+    pub name: String,
+    pub file: Option<String>,
+    /// Default 1.
+    pub weight: i32,
+    pub reverse: bool,
+    /// `init_file`: the value written at start if the file is missing (or always, with
+    /// `overwrite`).
+    pub init: Option<TrackFileInit>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackFileInit {
+    pub value: i32,
+    pub overwrite: bool,
+}
+
+/// keepalived's `vrrp_track_process NAME { process ...; ... }`: how many running processes match,
+/// against `quorum..=quorum_max`, moves the priority of the instances tracking it (weight 0:
+/// a fault while the quorum is not met).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackProcess {
+    pub name: String,
+    /// The process name (its comm, at most 15 bytes shown by the kernel) or, with
+    /// `full_command`, the command line's first word.
+    pub process: Option<String>,
+    /// The parameters after the name on the `process` line.
+    pub params: Vec<String>,
+    pub param_match: ParamMatch,
+    /// Match argv[0] of /proc/PID/cmdline instead of the comm.
+    pub full_command: bool,
+    /// Default 0 (keepalived 2.2.7's code; its manual says 1).
+    pub weight: i32,
+    pub reverse: bool,
+    /// Default 1.
+    pub quorum: u32,
+    /// Default unlimited (`u32::MAX`).
+    pub quorum_max: u32,
+    /// Microseconds before a quorum change caused by a fork counts (keepalived's timer).
+    pub fork_delay_us: u64,
+    /// Microseconds before a quorum change caused by an exit counts.
+    pub terminate_delay_us: u64,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// keepalived's `bfd_instance NAME { ... }` (bfd_parser.c): one BFD session (RFC 5880
+/// asynchronous mode, UDP port 3784) with a neighbour. Intervals in microseconds, written in
+/// milliseconds with up to 3 decimals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdInstance {
+    /// At most 31 characters.
+    pub name: String,
+    /// `neighbor_ip` / `neighbour_ip`: required.
+    pub neighbor: Option<IpAddr>,
+    /// `source_ip`: the address (and, with it, a port in 49152-65535) packets are sent from.
+    pub source: Option<IpAddr>,
+    /// `min_rx`: required min RX interval; default 10 ms.
+    pub min_rx_us: u32,
+    /// `min_tx`: desired min TX interval while up; default 10 ms.
+    pub min_tx_us: u32,
+    /// `idle_tx`: desired min TX interval while not up; default 1000 ms (at least 1000).
+    pub idle_tx_us: u32,
+    /// `multiplier`: detection time multiplier, 1-255; default 5.
+    pub multiplier: u8,
+    /// `passive`: send nothing until the neighbour speaks.
+    pub passive: bool,
+    /// `ttl` / `hoplimit`: sent TTL (hop limit); unset: 255 for IPv4, 64 for IPv6.
+    pub ttl: Option<u8>,
+    /// `max_hops`: received packets need TTL >= ttl - max_hops; default 0; -1 or more than
+    /// the TTL: any TTL (keepalived sets it to the TTL, with a warning).
+    pub max_hops: i16,
+    /// `weight N [reverse]`: the default weight of `track_bfd` entries naming it; default 0.
+    pub weight: i32,
+    pub reverse: bool,
+    /// keepalived's `vrrp` / `checker`: which of its processes hear the session (only those
+    /// named; neither named: both). `track_bfd` may name it only with `vrrp`, `BFD_CHECK`
+    /// only with `checker`.
+    #[serde(default)]
+    pub vrrp: bool,
+    #[serde(default)]
+    pub checker: bool,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// How the parameters of a `process` line are compared with a command line's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParamMatch {
+    /// Parameters are not compared.
+    None,
+    /// The same parameters, no more (`param_match` alone, or parameters given).
+    Exact,
+    /// The configured parameters are the first ones (`param_match partial`).
+    Partial,
+    /// As partial, and the last configured one may be a prefix (`param_match initial`).
+    Initial,
+}
+
+impl BfdInstance {
+    pub fn new(name: String, span: Span) -> Self {
+        Self {
+            name,
+            neighbor: None,
+            source: None,
+            min_rx_us: 10_000,
+            min_tx_us: 10_000,
+            idle_tx_us: 1_000_000,
+            multiplier: 5,
+            passive: false,
+            ttl: None,
+            max_hops: 0,
+            weight: 0,
+            reverse: false,
+            vrrp: false,
+            checker: false,
+            span,
+        }
+    }
+
+    /// The TTL (hop limit) sent: configured, else keepalived's 255 (IPv4) / 64 (IPv6).
+    pub fn ttl(&self) -> u8 {
+        self.ttl.unwrap_or(if matches!(self.neighbor, Some(IpAddr::V6(_))) { 64 } else { 255 })
+    }
+
+    /// The lowest TTL accepted on receipt (keepalived's `max_hops + ttl >= configured ttl`).
+    pub fn min_rx_ttl(&self) -> u8 {
+        let ttl = i16::from(self.ttl());
+        if self.max_hops < 0 || self.max_hops > ttl { 0 } else { (ttl - self.max_hops) as u8 }
     }
 }

@@ -337,7 +337,8 @@ virtual_server fwmark 7 {
 }
 virtual_server group web {
     lb_algo mh
-    real_server 198.51.100.13 80
+    real_server 198.51.100.13 80 {
+    }
 }
 "#;
 
@@ -377,7 +378,7 @@ fn lvs_blocks() {
 
     let rs = &vs.real_servers[0];
     assert_eq!((vs.smtp_alert, rs.smtp_alert), (Some(true), Some(false)));
-    assert_eq!((rs.addr, rs.weight, rs.inhibit_on_failure), ("198.51.100.11:80".parse().unwrap(), 3, true));
+    assert_eq!((rs.addr, rs.weight, rs.inhibit(vs)), ("198.51.100.11:80".parse().unwrap(), 3, true));
     assert_eq!(rs.notify_up.as_ref().unwrap().command, "/etc/lb/rs-up.sh");
     assert_eq!(rs.notify_down.as_ref().unwrap().command, "/etc/lb/rs-down.sh now");
     let h = &rs.checkers[0];
@@ -396,12 +397,12 @@ fn lvs_blocks() {
         (h.connect_ip, h.connect_port, h.bindto, h.bind_port),
         (Some(ip("198.51.100.111")), Some(8080), Some(ip("198.51.100.1")), Some(40000))
     );
-    assert_eq!((h.connect_timeout, h.retry, h.delay_before_retry, h.warmup), (3, 4, 2, Some(5)));
+    assert_eq!((h.connect_timeout, h.retry, h.delay_before_retry, h.warmup), (Some(3), Some(4), Some(2), Some(5)));
 
     let rs2 = &vs.real_servers[1];
     assert_eq!(rs2.weight, 1);
     assert!(matches!(&rs2.checkers[0].kind, CheckKind::SslGet { urls, .. } if urls[0].status_code == [(200, 200)]));
-    assert_eq!(rs2.checkers[0].retry, 2);
+    assert_eq!(rs2.checkers[0].retry, Some(2));
     assert_eq!(
         (
             &rs2.checkers[1].kind,
@@ -409,7 +410,7 @@ fn lvs_blocks() {
             rs2.checkers[1].connect_timeout,
             rs2.checkers[1].delay_loop
         ),
-        (&CheckKind::Tcp, Some(443), 4, Some(9))
+        (&CheckKind::Tcp, Some(443), Some(4), Some(9))
     );
     assert_eq!(
         rs2.checkers[2].kind,
@@ -449,8 +450,10 @@ fn virtual_server_defaults_are_keepalived_s() {
         (vs.scheduler, vs.forward, vs.protocol, vs.delay_loop, vs.quorum),
         (Scheduler::Wlc, ForwardMethod::Nat, Protocol::Tcp, 60, 1)
     );
+    // Unset in the checker: check::timing resolves them (check/mod.rs tests the defaults).
     let chk = &vs.real_servers[0].checkers[0];
-    assert_eq!((chk.connect_timeout, chk.retry, chk.delay_before_retry), (5, 1, 1));
+    assert_eq!((chk.connect_timeout, chk.retry, chk.delay_before_retry), (None, None, None));
+    assert_eq!((vs.connect_timeout, vs.retry, vs.inhibit_on_failure), (5, None, false));
 }
 
 /// A dozen kinds of broken config, each with its exact location and message.
@@ -550,7 +553,7 @@ fn bpf_backend_refuses_what_it_cannot_run() {
 /// config-test time, `auto` gives them to IPVS.
 #[test]
 fn sctp_services_need_the_ipvs_backend() {
-    let src = "virtual_server 203.0.113.10 3868 {\n protocol SCTP\n real_server 198.51.100.11 3868\n}\n";
+    let src = "virtual_server 203.0.113.10 3868 {\n protocol SCTP\n real_server 198.51.100.11 3868 {\n}\n}\n";
     let strict = load_str_with_backend(src, BackendKind::Bpf);
     let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
     assert_eq!(errs.len(), 1, "{errs:?}");
@@ -559,6 +562,60 @@ fn sctp_services_need_the_ipvs_backend() {
     assert!(!auto.has_errors());
     assert!(auto.diagnostics.iter().any(|d| auto.sources.render(d).contains("--backend auto will use IPVS")));
     assert!(load_str_with_backend(src, BackendKind::Ipvs).diagnostics.is_empty());
+}
+
+/// What only IPVS does per real server (`uthreshold` / `lthreshold`, an `lvs_method` other
+/// than the service's lb_kind) and `lvs_timeouts`: located errors naming `--backend ipvs`
+/// with `--backend bpf`, IPVS with auto; an `lvs_method` equal to lb_kind runs anywhere.
+#[test]
+fn ipvs_only_real_server_settings_and_timeouts_are_refused_for_bpf_only() {
+    let src = "global_defs {\n lvs_timeouts tcp 900 tcpfin 30 udp 60\n}\n\
+               virtual_server 203.0.113.10 80 {\n lb_kind NAT\n \
+               real_server 198.51.100.11 80 {\n  uthreshold 10\n }\n \
+               real_server 198.51.100.12 80 {\n  lvs_method DR\n }\n \
+               real_server 198.51.100.13 80 {\n  lvs_method NAT\n }\n}\n";
+    let strict = load_str_with_backend(src, BackendKind::Bpf);
+    let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs[0].starts_with("b.conf:2:2: error: lvs_timeouts sets IPVS's"), "{}", errs[0]);
+    assert!(errs[1].starts_with("b.conf:7:3: error: real_server 198.51.100.11:80: uthreshold"), "{}", errs[1]);
+    assert!(errs[2].starts_with("b.conf:10:3: error: real_server 198.51.100.12:80: lvs_method DR"), "{}", errs[2]);
+    assert!(errs.iter().all(|e| e.contains("use --backend ipvs")), "{errs:?}");
+    let auto = load_str_with_backend(src, BackendKind::Auto);
+    assert!(!auto.has_errors());
+    assert_eq!(auto.diagnostics.len(), 3, "{}", auto.render());
+    assert!(load_str_with_backend(src, BackendKind::Ipvs).diagnostics.is_empty());
+    let t = load_str_with_backend(src, BackendKind::Ipvs).config.global.lvs_timeouts.unwrap();
+    assert_eq!((t.tcp, t.tcpfin, t.udp), (900, 30, 60));
+    // lb_kind's own method per real server: nothing to refuse.
+    let same =
+        "virtual_server 203.0.113.10 80 {\n lb_kind DR\n real_server 198.51.100.11 80 {\n  lvs_method DR\n }\n}\n";
+    let l = load_str_with_backend(same, BackendKind::Bpf);
+    assert!(l.diagnostics.is_empty(), "{}", l.render());
+}
+
+/// keepalived's tunnel options after `lb_kind` / `lvs_method` (`type gue port N`, `csum`):
+/// a GUE or GRE tunnel sent as IPIP would fail open, so they are errors; `type ipip` (the
+/// default) is accepted.
+#[test]
+fn tunnel_options_other_than_ipip_are_errors() {
+    for (line, bad) in [(" lb_kind TUN type gue port 6080", true), (" lb_kind TUN type ipip", false)] {
+        for rs_level in [false, true] {
+            let (vs_line, rs_line) = if rs_level {
+                (String::new(), line.replace("lb_kind", " lvs_method"))
+            } else {
+                (line.to_string(), String::new())
+            };
+            let src = format!(
+                "virtual_server 203.0.113.10 80 {{\n lb_kind TUN\n{vs_line}\n real_server 198.51.100.11 80 {{\n{rs_line}\n }}\n}}\n"
+            );
+            let l = load_str_with_backend(&src, BackendKind::Ipvs);
+            assert_eq!(l.has_errors(), bad, "{src}: {}", l.render());
+            if bad {
+                assert!(l.render().contains("only IPIP tunnels"), "{}", l.render());
+            }
+        }
+    }
 }
 
 fn load_str_with_backend(src: &str, backend: BackendKind) -> Loaded {
@@ -674,4 +731,329 @@ fn one_virtual_address_in_two_instances_is_a_warning_as_in_keepalived() {
         "{}",
         l.render()
     );
+}
+
+/// keepalived 2.2.7's `lbflags_handler`: `flag-N` whatever the scheduler; `sh-*` / `mh-*`
+/// only after `lb_algo sh` / `mh` (ignored after the other one, an error otherwise).
+#[test]
+fn scheduler_flags_follow_keepalived() {
+    let vs =
+        |body: &str| format!("virtual_server 192.0.2.10 80 {{\n{body}\n real_server 198.51.100.11 80 {{\n }}\n}}\n");
+    let flags = |body: &str| ok(&vs(body)).virtual_servers[0].sched_flags;
+    assert_eq!(flags(" lb_algo sh\n sh-port\n sh-fallback"), SCHED_FLAG_1 | SCHED_FLAG_2);
+    assert_eq!(flags(" lvs_sched mh\n mh-port"), SCHED_FLAG_2);
+    assert_eq!(flags(" lb_algo mh\n mh-fallback"), SCHED_FLAG_1);
+    assert_eq!(flags(" lb_algo wlc\n flag-1\n flag-2\n flag-3"), SCHED_FLAG_1 | SCHED_FLAG_2 | SCHED_FLAG_3);
+    // A later lb_algo keeps the bits (and rr ignores them).
+    assert_eq!(flags(" lb_algo sh\n sh-port\n lb_algo rr"), SCHED_FLAG_2);
+    // The other hashing scheduler: ignored with a warning, as keepalived ignores it.
+    let l = parse_str("t.conf", &vs(" lb_algo mh\n sh-port"));
+    assert!(!l.has_errors() && l.config.virtual_servers[0].sched_flags == 0, "{}", l.render());
+    assert!(l.render().contains("t.conf:3:2: warning: `sh-port` has no effect with lb_algo mh"), "{}", l.render());
+    // Before any lb_algo (keepalived's default wlc comes later) or after another scheduler.
+    for body in [" sh-port\n lb_algo sh", " lb_algo rr\n sh-fallback", " lb_algo dh\n mh-port"] {
+        let e = first_error(&vs(body));
+        assert!(e.contains("applies only to lb_algo"), "{body}: {e}");
+        assert!(e.starts_with("bad.conf:2:2:") || e.starts_with("bad.conf:3:2:"), "located: {e}");
+    }
+}
+
+/// keepalived's `real_server ADDRESS` without a port (or with 0): an address-and-port
+/// service's real server takes the service's port; a fwmark or group service's keeps 0 (IPVS:
+/// the packet's destination port).
+#[test]
+fn a_real_server_without_a_port_is_keepalived_s() {
+    let c = ok("virtual_server_group g {\n 192.0.2.10 80\n}\n\
+                virtual_server 192.0.2.10 8080 {\n real_server 198.51.100.11 {\n }\n real_server 198.51.100.12 0 {\n }\n}\n\
+                virtual_server fwmark 7 {\n real_server 198.51.100.11 {\n }\n real_server 2001:db8::11 {\n }\n}\n\
+                virtual_server group g {\n real_server 198.51.100.11 {\n }\n}\n");
+    let ports: Vec<Vec<u16>> =
+        c.virtual_servers.iter().map(|v| v.real_servers.iter().map(|r| r.addr.port()).collect()).collect();
+    assert_eq!(ports, [vec![8080, 8080], vec![0, 0], vec![0]]);
+    let e = first_error("virtual_server fwmark 7 {\n real_server 198.51.100.11 http {\n }\n}\n");
+    assert!(e.starts_with("bad.conf:2:28:") && e.contains("port number"), "{e}");
+}
+
+#[test]
+fn services_and_real_servers_are_named_as_keepalived_logs_them() {
+    let c = ok("virtual_server 203.0.113.10 80 {
+    protocol TCP
+    real_server 192.0.2.21 80 {
+    }
+}
+virtual_server 2001:db8::10 443 {
+    protocol TCP
+    real_server 2001:db8::21 8443 {
+    }
+}
+virtual_server fwmark 7 {
+    protocol UDP
+    real_server 192.0.2.22 53 {
+    }
+}
+");
+    let [v4, v6, fwm] = &c.virtual_servers[..] else { panic!("three services") };
+    assert_eq!(v4.keepalived_name(), "[203.0.113.10]:tcp:80");
+    assert_eq!(v4.keepalived_real_name(v4.real_servers[0].addr), "[192.0.2.21]:tcp:80");
+    assert_eq!(v6.keepalived_name(), "[2001:db8::10]:tcp:443");
+    assert_eq!(v6.keepalived_real_name(v6.real_servers[0].addr), "[2001:db8::21]:tcp:8443");
+    assert_eq!(fwm.keepalived_name(), "FWM 7");
+    // keepalived clears a fwmark real server's port.
+    assert_eq!(fwm.keepalived_real_name(fwm.real_servers[0].addr), "[192.0.2.22]:udp:0");
+}
+
+/// UDP_CHECK, DNS_CHECK, PING_CHECK and SMTP_CHECK: their keywords, keepalived's defaults
+/// (DNS_CHECK: SOA of the root, retry 3, retrying after the delay loop; SMTP_CHECK: its
+/// HELO name, and its own connection only when a connection keyword is in the block).
+#[test]
+fn udp_dns_ping_smtp_checkers() {
+    let c = ok("virtual_server 203.0.113.10 53 {\n delay_loop 7\n protocol UDP\n real_server 198.51.100.11 53 {\n  \
+         UDP_CHECK {\n   payload 01 02 0304\n   require_reply 6x 02\n   min_reply_length 2\n   max_reply_length 9\n  }\n  \
+         UDP_CHECK {\n   require_reply\n  }\n  \
+         DNS_CHECK {\n   type aaaa\n   name www.example.com.\n  }\n  DNS_CHECK {\n   delay_before_retry 2\n  }\n  \
+         PING_CHECK {\n   connect_ip 198.51.100.99\n  }\n  \
+         SMTP_CHECK {\n   helo_name me.example\n   host {\n    connect_port 25\n   }\n   host {\n    \
+         connect_ip 198.51.100.12\n    connect_timeout 2\n    retry 4\n   }\n  }\n  \
+         SMTP_CHECK {\n   connect_port 2525\n   host {\n    connect_port 25\n   }\n  }\n  SMTP_CHECK {\n  }\n }\n}\n");
+    let cs = &c.virtual_servers[0].real_servers[0].checkers;
+    assert_eq!(
+        cs[0].kind,
+        CheckKind::Udp {
+            payload: Some(vec![1, 2, 3, 4]),
+            require_reply: true,
+            reply: vec![0x60, 2],
+            mask: vec![0x0f, 0],
+            min_len: 2,
+            max_len: 9
+        }
+    );
+    assert_eq!(
+        cs[1].kind,
+        CheckKind::Udp { payload: None, require_reply: true, reply: vec![], mask: vec![], min_len: 0, max_len: 255 }
+    );
+    assert_eq!(cs[2].kind, CheckKind::Dns { qtype: 28, name: "www.example.com.".into() });
+    assert_eq!(cs[3].kind, CheckKind::Dns { qtype: 6, name: String::new() });
+    assert_eq!((cs[4].kind.clone(), cs[4].connect_ip), (CheckKind::Ping, Some(ip("198.51.100.99"))));
+    let CheckKind::Smtp { helo_name, main, hosts } = &cs[5].kind else { panic!("{:?}", cs[5]) };
+    assert_eq!((helo_name.as_str(), *main, hosts.len()), ("me.example", false, 2));
+    assert_eq!((hosts[0].connect_port, hosts[0].connect_ip, hosts[0].connect_timeout), (Some(25), None, None));
+    assert_eq!((hosts[1].connect_ip, hosts[1].connect_timeout), (Some(ip("198.51.100.12")), Some(2)));
+    assert_eq!(cs[5].retry, Some(4), "a host block's retry is the checker's, as in keepalived");
+    assert!(matches!(&cs[6].kind, CheckKind::Smtp { main: true, hosts, .. } if hosts.len() == 1));
+    assert!(
+        matches!(&cs[7].kind, CheckKind::Smtp { helo_name, main: true, hosts } if hosts.is_empty() && helo_name == "smtpchecker.keepalived.org")
+    );
+    let rs =
+        |body: &str| format!("virtual_server 203.0.113.10 53 {{\n real_server 198.51.100.11 53 {{\n{body}\n }}\n}}\n");
+    for (body, want) in [
+        ("UDP_CHECK {\n payload 0g\n}", "UDP_CHECK payload: `0g` is not hex digits"),
+        ("UDP_CHECK {\n payload 6x\n}", "UDP_CHECK payload: `6x` is not hex digits"),
+        ("UDP_CHECK {\n min_reply_length 9\n max_reply_length 8\n}", "min_reply_length 9 > max_reply_length 8"),
+        ("DNS_CHECK {\n type PTR\n}", "unknown DNS type `PTR`"),
+        ("DNS_CHECK {\n name a..b\n}", "has an empty label"),
+        ("DNS_CHECK {\n name .a\n}", "has an empty label"),
+        ("TCP_CHECK {\n payload 00\n}", "`payload` belongs in UDP_CHECK"),
+        ("TCP_CHECK {\n host {\n }\n}", "`host` belongs in SMTP_CHECK"),
+        ("SMTP_CHECK {\n host {\n  helo_name x\n }\n}", "`helo_name` belongs in SMTP_CHECK"),
+    ] {
+        let e = first_error(&rs(body));
+        assert!(e.contains(want), "{body}: {e}");
+    }
+}
+
+#[test]
+fn track_process_blocks_take_keepalived_s_defaults_and_checks() {
+    let c = ok("vrrp_track_process p {\n process sleep 100 x\n}\n\
+                vrrp_track_process q {\n process nginx\n weight -20 reverse\n quorum 2\n quorum_max 4\n \
+                fork_delay 0.5\n terminate_delay 2\n}\n\
+                vrrp_track_process r {\n process sshd\n quorum_max 0\n delay 0.000001\n full_command\n \
+                param_match initial\n}\n");
+    let [p, q, r] = &c.track_processes[..] else { panic!() };
+    assert_eq!((p.process.as_deref(), &p.params[..]), (Some("sleep"), &["100".to_string(), "x".into()][..]));
+    assert_eq!(
+        (p.param_match, p.full_command, p.weight, p.quorum, p.quorum_max),
+        (ParamMatch::Exact, true, 0, 1, u32::MAX)
+    );
+    assert_eq!((q.weight, q.reverse, q.quorum, q.quorum_max), (-20, true, 2, 4));
+    assert_eq!((q.fork_delay_us, q.terminate_delay_us, q.full_command), (500_000, 2_000_000, false));
+    assert_eq!((r.quorum, r.quorum_max, r.fork_delay_us, r.terminate_delay_us), (0, 0, 1, 1));
+    assert_eq!((r.param_match, r.full_command), (ParamMatch::Initial, true));
+    let block = |body: &str| format!("vrrp_track_process p {{\n{body}\n}}\n");
+    for (body, wants) in [
+        ("weight 5", "has no `process`"),
+        ("process x\nquorum 0", "between 1 and 65535"),
+        ("process x\nquorum 3\nquorum_max 2", "less than quorum"),
+        ("process x\nquorum_max 0\nquorum 1", "greater than quorum_max"),
+        ("process x\nweight 300", "between -254 and 254"),
+        ("process x\nweight 5 sideways", "expected `reverse`"),
+        ("process x\nweight 5\nweight 6", "already has a weight"),
+        ("process x\nprocess y", "already has a process"),
+        ("process x\nparam_match bogus", "expected initial, partial"),
+        ("process x\nfork_delay 0", "between 0.000001 and 3600"),
+        ("process x\ndelay 3600.5", "between 0.000001 and 3600"),
+        ("process x\nterminate_delay 1.0000001", "between 0.000001 and 3600"),
+    ] {
+        assert!(first_error(&block(body)).contains(wants), "{body}: {}", first_error(&block(body)));
+    }
+    // weight 0 is "not set" for keepalived: a second weight line is taken.
+    assert_eq!(ok(&block("process x\nweight 0\nweight 6")).track_processes[0].weight, 6);
+    let inst = |tracked: &str| {
+        format!(
+            "{}vrrp_instance VI_1 {{\n interface v0\n virtual_router_id 1\n priority 100\n \
+             track_process {{\n{tracked}\n }}\n}}\n",
+            block("process x")
+        )
+    };
+    let c = ok(&inst("p weight -10 noreverse"));
+    let t = &c.vrrp_instances[0].track_process[0];
+    assert_eq!((t.name.as_str(), t.weight, t.reverse), ("p", Some(-10), Some(false)));
+    assert!(first_error(&inst("q")).contains("no vrrp_track_process of that name"));
+    assert!(first_error(&inst("p\np")).contains("listed twice"));
+    assert!(first_error(&inst("p heavy 5")).contains("expected `weight N`"));
+}
+
+/// FILE_CHECK (keepalived 2.2.7's check_file.c): `track_file` names a track_file block;
+/// `weight` (-2147483647..2147483647, `reverse`/`noreverse`) overrides the block's.
+#[test]
+fn file_check_and_sync_group_track_file() {
+    let c = ok("track_file f {\n file /tmp/f\n weight 3 reverse\n}\n\
+         virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  \
+         FILE_CHECK {\n   track_file f\n  }\n  FILE_CHECK {\n   track_file f\n   weight -2147483647 noreverse\n  }\n  \
+         TCP_CHECK {\n  }\n }\n}\n");
+    let cs = &c.virtual_servers[0].real_servers[0].checkers;
+    assert_eq!(cs[0].kind, CheckKind::File { track_file: "f".into(), weight: None, reverse: None });
+    assert_eq!(cs[1].kind, CheckKind::File { track_file: "f".into(), weight: Some(-2147483647), reverse: Some(false) });
+    let rs = |body: &str| {
+        format!(
+            "track_file f {{\n file /tmp/f\n}}\nvirtual_server 203.0.113.10 80 {{\n real_server 198.51.100.11 80 {{\n{body}\n }}\n}}\n"
+        )
+    };
+    for (body, want) in [
+        ("FILE_CHECK {\n weight 2\n}", "FILE_CHECK has no `track_file`"),
+        ("FILE_CHECK {\n track_file g\n}", "track_file `g`: no track_file block"),
+        ("FILE_CHECK {\n track_file f\n weight 2 sideways\n}", "expected `reverse` or `noreverse`"),
+        ("track_file f", "belongs in a FILE_CHECK block"),
+    ] {
+        let e = first_error(&rs(body));
+        assert!(e.contains(want), "{body}: {e}");
+    }
+
+    // A sync group's track_file goes to every member with the group's weight; a member's own
+    // weighted entry takes the group's weight, its weight-0 entry stays.
+    let inst = |name: &str, vrid: u8, extra: &str| {
+        format!("vrrp_instance {name} {{\n interface v0\n virtual_router_id {vrid}\n priority 100\n{extra}}}\n")
+    };
+    let text = format!(
+        "track_file f {{\n file /tmp/f\n weight 2\n}}\ntrack_file g {{\n file /tmp/g\n}}\n\
+         vrrp_sync_group G {{\n group {{\n  A\n  B\n }}\n track_file {{\n  f weight -5 reverse\n  g\n }}\n}}\n{}{}",
+        inst("A", 1, " track_file {\n  f weight 7\n }\n"),
+        inst("B", 2, " track_file {\n  g weight 0\n }\n")
+    );
+    let c = ok(&text);
+    let tracked = |i: usize| -> Vec<(String, Option<i32>, Option<bool>)> {
+        c.vrrp_instances[i].track_file.iter().map(|t| (t.name.clone(), t.weight, t.reverse)).collect()
+    };
+    assert_eq!(tracked(0), [("f".into(), Some(-5), Some(true)), ("g".into(), Some(1), Some(false))]);
+    assert_eq!(tracked(1), [("g".into(), Some(0), None), ("f".into(), Some(-5), Some(true))]);
+    let owner = text.replacen("priority 100", "priority 255", 1);
+    assert!(first_error(&owner).contains("cannot be weighted with a member at priority 255"));
+    let dup = text.replace("  g\n }", "  g\n  g\n }");
+    assert!(first_error(&dup).contains("already tracked by this sync group"));
+    let unknown = text.replace("  g\n }", "  h\n }");
+    assert!(first_error(&unknown).contains("track_file `h`: no track_file block"));
+}
+
+/// keepalived 2.2.7's bfd_parser.c: defaults, milliseconds with 3 decimals, its refusals
+/// (the `-t` verdicts are compared in tests/corpus/keepalived/bfd-*.conf).
+#[test]
+fn bfd_instances_follow_keepalived() {
+    let c = ok("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n}\n");
+    let b = &c.bfd_instances[0];
+    assert_eq!((b.min_rx_us, b.min_tx_us, b.idle_tx_us, b.multiplier), (10_000, 10_000, 1_000_000, 5));
+    assert_eq!((b.passive, b.ttl(), b.min_rx_ttl(), b.weight, b.reverse), (false, 255, 255, 0, false));
+    let c = ok("bfd_instance B1 {\n neighbour_ip 2001:db8::2\n source_ip 2001:db8::1\n min_rx 1.5\n \
+                min_tx 2.125\n idle_tx 2000\n multiplier 3\n passive\n hoplimit 10\n max_hops 2\n weight -7 reverse\n}\n");
+    let b = &c.bfd_instances[0];
+    assert_eq!((b.neighbor, b.source), (Some(ip("2001:db8::2")), Some(ip("2001:db8::1"))));
+    assert_eq!((b.min_rx_us, b.min_tx_us, b.idle_tx_us, b.multiplier), (1_500, 2_125, 2_000_000, 3));
+    assert_eq!((b.passive, b.ttl(), b.min_rx_ttl(), b.weight, b.reverse), (true, 10, 8, -7, true));
+    // IPv6's default hop limit is keepalived's 64; max_hops -1 accepts any TTL (a warning).
+    let l = parse_str("t.conf", "bfd_instance B1 {\n neighbor_ip 2001:db8::2\n max_hops -1\n}\n");
+    assert!(!l.has_errors() && l.render().contains("max_hops exceeds"), "{}", l.render());
+    assert_eq!((l.config.bfd_instances[0].ttl(), l.config.bfd_instances[0].min_rx_ttl()), (64, 0));
+    let bad = [
+        ("bfd_instance B1 {\n min_rx 20\n}\n", "bad.conf:1:1: error: bfd_instance B1 has no `neighbor_ip`"),
+        ("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n min_rx 0.5\n}\n", "min_rx` must be milliseconds"),
+        ("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n min_rx 1.5555\n}\n", "bad.conf:3:9: error"),
+        ("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n idle_tx 999\n}\n", "between 1000 and 4294967, not 999"),
+        ("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n multiplier 256\n}\n", "between 1 and 255, not 256"),
+        ("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n weight 254\n}\n", "between -253 and 253, not 254"),
+        ("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n source_ip 2001:db8::1\n}\n", "not of one family"),
+        (
+            "bfd_instance B1 {\n neighbor_ip 192.0.2.12\n}\nbfd_instance B2 {\n neighbor_ip 192.0.2.12\n}\n",
+            "same neighbor_ip",
+        ),
+        (
+            "bfd_instance B1 {\n neighbor_ip 192.0.2.12\n source_ip 192.0.2.11\n}\nbfd_instance B2 {\n neighbor_ip 192.0.2.12\n}\n",
+            "same neighbor_ip",
+        ),
+        (
+            "bfd_instance B1 {\n neighbor_ip 192.0.2.12\n}\nbfd_instance B1 {\n neighbor_ip 192.0.2.13\n}\n",
+            "already configured",
+        ),
+        ("bfd_instance B12345678901234567890123456789012 {\n neighbor_ip 192.0.2.12\n}\n", "longer than 31"),
+    ];
+    for (src, want) in bad {
+        let e = first_error(src);
+        assert!(e.contains(want), "{src}: {e}");
+    }
+    // Two sources toward one neighbour are two sessions.
+    ok("bfd_instance B1 {\n neighbor_ip 192.0.2.12\n source_ip 192.0.2.11\n}\n\
+        bfd_instance B2 {\n neighbor_ip 192.0.2.12\n source_ip 192.0.2.13\n}\n");
+}
+
+#[test]
+fn track_bfd_and_bfd_check_name_bfd_instances() {
+    const B: &str = "bfd_instance B1 {\n neighbor_ip 192.0.2.12\n weight 5\n}\n";
+    let vi = |track: &str| {
+        format!("{B}vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n track_bfd {{\n{track}\n }}\n}}\n")
+    };
+    let c = ok(&vi("  B1 weight -10 reverse"));
+    let t = &c.vrrp_instances[0].track_bfd[0];
+    assert_eq!((t.name.as_str(), t.weight, t.reverse), ("B1", Some(-10), Some(true)));
+    assert!(first_error(&vi("  B9")).contains("track_bfd `B9`: no bfd_instance of that name"));
+    assert!(first_error(&vi("  B1\n  B1")).contains("listed twice"));
+    assert!(first_error(&vi("  B1 weight 254")).contains("between -253 and 253"));
+    // Sync groups: unweighted only; a member's own weighted track_bfd is ignored by keepalived.
+    let sg = |g: &str, own: &str| {
+        format!(
+            "{B}vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n{g}}}\n\
+             vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n{own}}}\n"
+        )
+    };
+    let c = ok(&sg(" track_bfd {\n  B1 weight 0\n }\n", ""));
+    assert_eq!(c.vrrp_sync_groups[0].track_bfd[0].weight, Some(0));
+    assert!(first_error(&sg(" track_bfd {\n  B1\n }\n", "")).contains("with a weight in vrrp_sync_group G"));
+    assert!(first_error(&sg("", " track_bfd {\n  B1\n }\n")).contains("a sync group member"));
+    let vs = |body: &str| {
+        format!(
+            "{B}virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  BFD_CHECK {{\n{body}\n  }}\n }}\n}}\n"
+        )
+    };
+    let c = ok(&vs("   name B1\n   alpha"));
+    let chk = &c.virtual_servers[0].real_servers[0].checkers[0];
+    assert_eq!((chk.kind.clone(), chk.alpha), (CheckKind::Bfd { name: "B1".into() }, Some(true)));
+    assert!(first_error(&vs("   alpha")).contains("BFD_CHECK has no `name`"));
+    assert!(first_error(&vs("   name B9")).contains("BFD_CHECK `B9`: no bfd_instance of that name"));
+    // keepalived's `vrrp` / `checker` in a bfd_instance: only the processes named hear it.
+    let only = |who: &str, user: &str| format!("bfd_instance B1 {{\n neighbor_ip 192.0.2.12\n {who}\n}}\n{user}");
+    let vs_b1 =
+        "virtual_server 192.0.2.10 80 {\n real_server 198.51.100.11 80 {\n  BFD_CHECK {\n   name B1\n  }\n }\n}\n";
+    let vi_b1 = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n track_bfd {\n  B1\n }\n}\n";
+    assert!(first_error(&only("vrrp", vs_b1)).contains("reports to VRRP only"));
+    assert!(first_error(&only("checker", vi_b1)).contains("reports to the checkers only"));
+    ok(&only("checker", vs_b1));
+    ok(&only("vrrp\n checker", vi_b1));
+    // keepalived's BFD_CHECK knows `name` and `alpha` only.
+    assert!(first_error(&vs("   name B1\n   weight 3")).contains("unknown keyword `weight` in BFD_CHECK"));
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::{
     diag::Diagnostic,
-    model::{AuthType, BackendKind, Config, ServiceAddr, VrrpInstance},
+    model::{AuthType, BackendKind, CheckKind, Config, ServiceAddr, Tracked, VrrpInstance},
 };
 
 /// Every cross-keyword problem of `cfg` for `backend`.
@@ -13,6 +13,7 @@ pub fn validate(cfg: &Config, backend: BackendKind) -> Vec<Diagnostic> {
     let mut d = Vec::new();
     vrrp(cfg, &mut d);
     lvs(cfg, backend, &mut d);
+    script_identity(cfg, &mut d);
     let alerts = cfg
         .vrrp_instances
         .iter()
@@ -63,13 +64,145 @@ fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {
                 d.push(Diagnostic::error(t.span, format!("track_script `{}`: no vrrp_script of that name", t.name)));
             }
         }
+        for t in &v.track_file {
+            if !cfg.track_files.iter().any(|f| f.name == t.name) {
+                d.push(Diagnostic::error(t.span, format!("track_file `{}`: no track_file block of that name", t.name)));
+            }
+        }
+        track_process(cfg, &v.track_process, d);
+        track_bfd(cfg, &v.track_bfd, d);
+        // keepalived ignores a sync group member's weighted track_bfd, with a config error.
+        if cfg.vrrp_sync_groups.iter().any(|g| g.group.contains(&v.name)) {
+            for t in &v.track_bfd {
+                let own = cfg.bfd_instances.iter().find(|b| b.name == t.name).map_or(0, |b| b.weight);
+                if t.weight.unwrap_or(own) != 0 {
+                    d.push(Diagnostic::error(
+                        t.span,
+                        format!(
+                            "track_bfd `{}` has a weight in vrrp_instance {}, a sync group member; \
+                             keepalived ignores it there: use weight 0 (a fault while down)",
+                            t.name, v.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for g in &cfg.vrrp_sync_groups {
+        track_process(cfg, &g.track_process, d);
+        track_bfd(cfg, &g.track_bfd, d);
+        for t in &g.track_bfd {
+            let own = cfg.bfd_instances.iter().find(|b| b.name == t.name).map_or(0, |b| b.weight);
+            if t.weight.unwrap_or(own) != 0 {
+                d.push(Diagnostic::error(
+                    t.span,
+                    format!(
+                        "track_bfd `{}` with a weight in vrrp_sync_group {} is not acted on yet; use weight 0 \
+                         (every member in FAULT while the session is down)",
+                        t.name, g.name
+                    ),
+                ));
+            }
+        }
+    }
+    for vs in &cfg.virtual_servers {
+        for rs in &vs.real_servers {
+            for c in &rs.checkers {
+                if let CheckKind::Bfd { name } = &c.kind {
+                    match cfg.bfd_instances.iter().find(|b| &b.name == name) {
+                        None => d.push(Diagnostic::error(
+                            c.span,
+                            format!("BFD_CHECK `{name}`: no bfd_instance of that name"),
+                        )),
+                        Some(b) if !b.checker => d.push(Diagnostic::error(
+                            c.span,
+                            format!("BFD_CHECK `{name}`: that bfd_instance reports to VRRP only (`vrrp`)"),
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
     }
     sync_groups(cfg, d);
+}
+
+/// A `track_process` list: every name is a `vrrp_track_process`, each once (keepalived's checks).
+fn track_process(cfg: &Config, list: &[super::model::Tracked], d: &mut Vec<Diagnostic>) {
+    for (i, t) in list.iter().enumerate() {
+        if !cfg.track_processes.iter().any(|p| p.name == t.name) {
+            d.push(Diagnostic::error(
+                t.span,
+                format!("track_process `{}`: no vrrp_track_process of that name", t.name),
+            ));
+        } else if list[..i].iter().any(|o| o.name == t.name) {
+            d.push(Diagnostic::error(t.span, format!("track_process `{}` is listed twice", t.name)));
+        }
+    }
+}
+
+/// keepalived's `sync_group_tracking_init`: each sync group's `track_file` entries are
+/// tracked by every member with the group's weight (default: the track_file's); where a
+/// member tracks the same file itself, the group's weight replaces the member's unless the
+/// member's is 0. Run after `validate` (unknown names are errors there and skipped here).
+pub fn sync_group_tracking(cfg: &mut Config) {
+    for g in &cfg.vrrp_sync_groups {
+        for t in &g.track_file {
+            let Some(f) = cfg.track_files.iter().find(|f| f.name == t.name) else { continue };
+            let (weight, reverse) = (t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse));
+            for v in cfg.vrrp_instances.iter_mut().filter(|v| g.group.contains(&v.name)) {
+                match v.track_file.iter_mut().find(|o| o.name == t.name) {
+                    Some(own) if own.weight.unwrap_or(f.weight) == 0 => {}
+                    Some(own) => (own.weight, own.reverse) = (Some(weight), Some(reverse)),
+                    None => v.track_file.push(Tracked {
+                        name: t.name.clone(),
+                        weight: Some(weight),
+                        reverse: Some(reverse),
+                        span: t.span,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Each `track_bfd` entry names a bfd_instance, once.
+fn track_bfd(cfg: &Config, list: &[Tracked], d: &mut Vec<Diagnostic>) {
+    for (i, t) in list.iter().enumerate() {
+        let found = cfg.bfd_instances.iter().find(|b| b.name == t.name);
+        if found.is_none() {
+            d.push(Diagnostic::error(t.span, format!("track_bfd `{}`: no bfd_instance of that name", t.name)));
+        } else if found.is_some_and(|b| !b.vrrp) {
+            d.push(Diagnostic::error(
+                t.span,
+                format!("track_bfd `{}`: that bfd_instance reports to the checkers only (`checker`)", t.name),
+            ));
+        } else if list[..i].iter().any(|o| o.name == t.name) {
+            d.push(Diagnostic::error(t.span, format!("track_bfd `{}` is listed twice", t.name)));
+        }
+    }
 }
 
 fn sync_groups(cfg: &Config, d: &mut Vec<Diagnostic>) {
     let mut member_of: HashMap<&str, &str> = HashMap::new();
     for g in &cfg.vrrp_sync_groups {
+        let owner = cfg.vrrp_instances.iter().any(|v| v.priority == 255 && g.group.contains(&v.name));
+        for t in &g.track_file {
+            let Some(f) = cfg.track_files.iter().find(|f| f.name == t.name) else {
+                d.push(Diagnostic::error(t.span, format!("track_file `{}`: no track_file block of that name", t.name)));
+                continue;
+            };
+            // keepalived (vrrp.c, sync_group_tracking_init): a config error, weight set to 0.
+            if owner && t.weight.unwrap_or(f.weight) != 0 {
+                d.push(Diagnostic::error(
+                    t.span,
+                    format!(
+                        "vrrp_sync_group {}: track_file `{}` cannot be weighted with a member at priority 255 (the address owner); use weight 0",
+                        g.name, t.name
+                    ),
+                ));
+            }
+        }
         for m in &g.group {
             if !cfg.vrrp_instances.iter().any(|v| &v.name == m) {
                 d.push(Diagnostic::error(g.span, format!("vrrp_sync_group {}: no vrrp_instance `{m}`", g.name)));
@@ -144,7 +277,27 @@ fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Something only the IPVS backend does: an error with `--backend bpf` (naming the
+/// alternative), a warning with auto (which then picks IPVS), nothing with IPVS.
+fn ipvs_only(backend: BackendKind, span: super::diag::Span, msg: String, d: &mut Vec<Diagnostic>) {
+    match backend {
+        BackendKind::Bpf => d.push(Diagnostic::error(span, format!("{msg}; use --backend ipvs (or lb_backend ipvs)"))),
+        BackendKind::Auto => d.push(Diagnostic::warning(span, format!("{msg}; --backend auto will use IPVS"))),
+        BackendKind::Ipvs => {}
+    }
+}
+
 fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
+    if let Some(t) = &cfg.global.lvs_timeouts {
+        ipvs_only(
+            backend,
+            t.span,
+            "lvs_timeouts sets IPVS's connection timeouts; the XDP data plane's flow timeouts are fixed \
+             (docs/dataplane.md)"
+                .into(),
+            d,
+        );
+    }
     let mut seen: HashMap<(ServiceAddr, u8), ()> = HashMap::new();
     for vs in &cfg.virtual_servers {
         let what = match &vs.addr {
@@ -180,6 +333,35 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                     format!("real_server {} appears twice in virtual_server {what}", rs.addr),
                 ));
             }
+            for c in &rs.checkers {
+                if let CheckKind::File { track_file, .. } = &c.kind
+                    && !track_file.is_empty()
+                    && !cfg.track_files.iter().any(|f| &f.name == track_file)
+                {
+                    d.push(Diagnostic::error(
+                        c.span,
+                        format!("FILE_CHECK: track_file `{track_file}`: no track_file block of that name"),
+                    ));
+                }
+            }
+            if rs.u_threshold != 0 || rs.l_threshold != 0 {
+                let msg = format!(
+                    "real_server {}: uthreshold / lthreshold (connection thresholds) are not implemented by the \
+                     XDP data plane",
+                    rs.addr
+                );
+                ipvs_only(backend, rs.threshold_span.unwrap_or(rs.span), msg, d);
+            }
+            if rs.forward(vs) != vs.forward {
+                let msg = format!(
+                    "real_server {}: lvs_method {} differs from the virtual_server's lb_kind {}; the XDP data \
+                     plane forwards all of a service's real servers one way",
+                    rs.addr,
+                    rs.forward(vs).name(),
+                    vs.forward.name()
+                );
+                ipvs_only(backend, rs.forward_span.unwrap_or(rs.span), msg, d);
+            }
         }
         let fwmark = matches!(vs.addr, ServiceAddr::Fwmark(_))
             || matches!(&vs.addr, ServiceAddr::Group(g) if cfg.virtual_server_groups.iter().any(|x| &x.name == g
@@ -213,4 +395,27 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
             }
         }
     }
+}
+
+/// With `enable_script_security`, keepalived runs a script as its own `user`, else
+/// `script_user`, else the `keepalived_script` user; when none of those exists it runs none of
+/// these scripts (each is removed with "Unable to set default user"), which silently drops
+/// tracking, checks and notifications. Refused here, with what to do instead.
+fn script_identity(cfg: &Config, d: &mut Vec<Diagnostic>) {
+    let g = &cfg.global;
+    if !g.enable_script_security || g.script_user.is_some() {
+        return;
+    }
+    let Some((first, _)) = super::scripts(cfg).into_iter().find(|(_, own_user)| !own_user) else {
+        return;
+    };
+    if matches!(nix::unistd::User::from_name("keepalived_script"), Ok(Some(_))) {
+        return;
+    }
+    d.push(Diagnostic::error(
+        first.span,
+        "enable_script_security: no script_user is set and there is no keepalived_script user, so \
+         keepalived would run none of the scripts (it removes them); set script_user in global_defs \
+         or create the keepalived_script user",
+    ));
 }

@@ -3,7 +3,10 @@
 use super::{
     ip,
     keyword::{Ctx, Keyword},
-    model::{AuthType, Authentication, Config, Notify, SyncGroup, Tracked, VrrpInstance, VrrpScript, VrrpState},
+    model::{
+        AuthType, Authentication, BfdInstance, Config, Notify, ParamMatch, SyncGroup, TrackFile, TrackFileInit,
+        TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
+    },
     tree::Stmt,
 };
 
@@ -27,6 +30,7 @@ pub fn vrrp_script(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         fall: 1,
         user: None,
         init_fail: false,
+        reverse: false,
         span: stmt.keyword().span,
     };
     ctx.apply(VRRP_SCRIPT, &mut s, block, "vrrp_script");
@@ -49,14 +53,7 @@ pub(crate) const VRRP_SCRIPT: &[Keyword<VrrpScript>] = &[
         }
     }),
     Keyword::new("timeout", |ctx, s, st| s.timeout = ctx.parse_range(st, 0, "a number of seconds", 1u32, u32::MAX)),
-    Keyword::new("weight", |ctx, s, st| {
-        if let Some(v) = ctx.parse_range(st, 0, "a weight", -254i32, 254) {
-            s.weight = v;
-        }
-        if let Some(extra) = st.args().get(1).filter(|w| w.text == "reverse") {
-            ctx.warn(extra.span, "`reverse` is not acted on yet; ignored");
-        }
-    }),
+    Keyword::new("weight", |ctx, s, st| weight_reverse(ctx, st, &mut s.weight, &mut s.reverse)),
     Keyword::new("rise", |ctx, s, st| {
         if let Some(v) = ctx.parse_range(st, 0, "a count", 1u32, u32::MAX) {
             s.rise = v;
@@ -75,7 +72,15 @@ pub fn vrrp_sync_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     let Some((name, block)) = named(ctx, stmt) else {
         return;
     };
-    let mut g = SyncGroup { name, group: Vec::new(), notify: Notify::default(), span: stmt.keyword().span };
+    let mut g = SyncGroup {
+        name,
+        group: Vec::new(),
+        track_process: Vec::new(),
+        notify: Notify::default(),
+        track_file: Vec::new(),
+        track_bfd: Vec::new(),
+        span: stmt.keyword().span,
+    };
     ctx.apply(SYNC_GROUP, &mut g, block, "vrrp_sync_group");
     cfg.vrrp_sync_groups.push(g);
 }
@@ -91,6 +96,24 @@ pub(crate) const SYNC_GROUP: &[Keyword<SyncGroup>] = &[
     Keyword::new("notify_stop", |ctx, g, st| g.notify.stop = ctx.script(st)),
     Keyword::new("notify", |ctx, g, st| g.notify.any = ctx.script(st)),
     Keyword::new("smtp_alert", |ctx, g, st| g.notify.smtp_alert = smtp_alert(ctx, st)),
+    Keyword::new("track_process", |ctx, g, st| {
+        let t = tracked(ctx, st);
+        g.track_process.extend(t);
+    }),
+    Keyword::new("track_file", |ctx, g, st| {
+        for t in tracked(ctx, st) {
+            if g.track_file.iter().any(|o| o.name == t.name) {
+                // keepalived: "duplicate track_file ... - ignoring", a config error.
+                ctx.error(t.span, format!("track_file `{}` is already tracked by this sync group", t.name));
+                continue;
+            }
+            g.track_file.push(t);
+        }
+    }),
+    Keyword::new("track_bfd", |ctx, g, st| {
+        let t = tracked_bfd(ctx, st);
+        g.track_bfd.extend(t);
+    }),
 ];
 
 /// `smtp_alert [true|false]`.
@@ -120,7 +143,8 @@ pub fn vrrp_instance(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     cfg.vrrp_instances.push(v);
 }
 
-/// `track_interface { IF [weight N] }` / `track_script { NAME [weight N] }`.
+/// `track_interface { IF [weight N [reverse|noreverse]] }`, the same for `track_script` and
+/// `track_file`.
 fn tracked(ctx: &mut Ctx, st: &Stmt) -> Vec<Tracked> {
     let Some(block) = ctx.block(st) else {
         return Vec::new();
@@ -136,10 +160,325 @@ fn tracked(ctx: &mut Ctx, st: &Stmt) -> Vec<Tracked> {
             }
             None => None,
         };
-        out.push(Tracked { name: name.text.clone(), weight, span: name.span });
+        let reverse = match line.args().get(2) {
+            Some(w) if w.text == "reverse" => Some(true),
+            Some(w) if w.text == "noreverse" => Some(false),
+            Some(w) => {
+                ctx.error(w.span, format!("expected `reverse` or `noreverse` after the weight, found `{}`", w.text));
+                None
+            }
+            None => None,
+        };
+        out.push(Tracked { name: name.text.clone(), weight, reverse, span: name.span });
     }
     out
 }
+
+/// `track_bfd { NAME [weight N [reverse|noreverse]] }`: keepalived takes weights -253..253
+/// here (vrrp_track.c).
+fn tracked_bfd(ctx: &mut Ctx, st: &Stmt) -> Vec<Tracked> {
+    let mut out = tracked(ctx, st);
+    out.retain(|t| match t.weight {
+        Some(w) if w.abs() > 253 => {
+            ctx.error(t.span, format!("track_bfd {}: the weight must be between -253 and 253, not {w}", t.name));
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+/// keepalived's longest BFD instance name (BFD_INAME_MAX - 1).
+const BFD_NAME_MAX: usize = 31;
+
+/// `bfd_instance NAME { ... }` (keepalived's bfd_parser.c: its checks and defaults).
+pub fn bfd_instance(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some((name, block)) = named(ctx, stmt) else {
+        return;
+    };
+    let span = stmt.keyword().span;
+    if name.len() > BFD_NAME_MAX {
+        ctx.error(span, format!("bfd_instance {name}: the name is longer than {BFD_NAME_MAX} characters"));
+        return;
+    }
+    if cfg.bfd_instances.iter().any(|b| b.name == name) {
+        ctx.error(span, format!("bfd_instance {name} is already configured"));
+        return;
+    }
+    let mut b = BfdInstance::new(name, span);
+    ctx.apply(BFD_INSTANCE, &mut b, block, "bfd_instance");
+    if !b.vrrp && !b.checker {
+        (b.vrrp, b.checker) = (true, true);
+    }
+    let Some(nbr) = b.neighbor else {
+        ctx.error(span, format!("bfd_instance {} has no `neighbor_ip`", b.name));
+        return;
+    };
+    if let Some(src) = b.source
+        && src.is_ipv4() != nbr.is_ipv4()
+    {
+        ctx.error(
+            span,
+            format!("bfd_instance {}: source_ip {src} and neighbor_ip {nbr} are not of one family", b.name),
+        );
+        return;
+    }
+    // keepalived's find_bfd_by_addr: the same neighbour, and the same source or either unset.
+    let same_source = |o: &BfdInstance| o.source.is_none() || b.source.is_none() || o.source == b.source;
+    if let Some(other) = cfg.bfd_instances.iter().find(|o| o.neighbor == b.neighbor && same_source(o)) {
+        ctx.error(
+            span,
+            format!(
+                "bfd_instance {}: bfd_instance {} has the same neighbor_ip {nbr} (and source_ip, or one has none)",
+                b.name, other.name
+            ),
+        );
+        return;
+    }
+    if b.max_hops < 0 || b.max_hops > i16::from(b.ttl()) {
+        ctx.warn(
+            span,
+            format!("bfd_instance {}: max_hops exceeds the ttl/hoplimit {}; any TTL is accepted", b.name, b.ttl()),
+        );
+    }
+    cfg.bfd_instances.push(b);
+}
+
+/// An interval in milliseconds with up to 3 decimals (keepalived's
+/// `read_decimal_unsigned_strvec(.., 3)`), as microseconds in `min_ms..=4294967` ms.
+fn bfd_interval(ctx: &mut Ctx, st: &Stmt, min_ms: u32) -> Option<u32> {
+    let w = ctx.arg(st, 0, "milliseconds")?;
+    let (int, frac) = w.text.split_once('.').unwrap_or((&w.text, ""));
+    let ok = !int.is_empty() && int.bytes().all(|c| c.is_ascii_digit()) && frac.bytes().all(|c| c.is_ascii_digit());
+    let us = if !ok || frac.len() > 3 {
+        None
+    } else {
+        let frac_us: u64 = format!("{frac:0<3}").parse().unwrap_or(0);
+        int.parse::<u64>().ok().map(|i| i * 1000 + frac_us)
+    };
+    let max_ms = u32::MAX / 1000;
+    match us {
+        Some(us) if us >= u64::from(min_ms) * 1000 && us <= u64::from(max_ms) * 1000 => Some(us as u32),
+        _ => {
+            ctx.error(
+                w.span,
+                format!(
+                    "`{}` must be milliseconds (up to 3 decimals) between {min_ms} and {max_ms}, not {}",
+                    st.keyword().text,
+                    w.text
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) const BFD_INSTANCE: &[Keyword<BfdInstance>] = &[
+    Keyword::new("neighbor_ip", |ctx, b: &mut BfdInstance, st| b.neighbor = ip_arg(ctx, st).or(b.neighbor))
+        .alias(&["neighbour_ip"]),
+    Keyword::new("source_ip", |ctx, b, st| b.source = ip_arg(ctx, st).or(b.source)),
+    Keyword::new("min_rx", |ctx, b, st| b.min_rx_us = bfd_interval(ctx, st, 1).unwrap_or(b.min_rx_us)),
+    Keyword::new("min_tx", |ctx, b, st| b.min_tx_us = bfd_interval(ctx, st, 1).unwrap_or(b.min_tx_us)),
+    Keyword::new("idle_tx", |ctx, b, st| b.idle_tx_us = bfd_interval(ctx, st, 1000).unwrap_or(b.idle_tx_us)),
+    Keyword::new("multiplier", |ctx, b, st| {
+        b.multiplier = ctx.parse_range(st, 0, "a multiplier", 1u8, 255).unwrap_or(b.multiplier)
+    }),
+    Keyword::new("passive", |ctx, b, st| b.passive = ctx.flag(st)),
+    Keyword::new("ttl", |ctx, b: &mut BfdInstance, st| b.ttl = ctx.parse_range(st, 0, "a TTL", 1u8, 255).or(b.ttl))
+        .alias(&["hoplimit"]),
+    Keyword::new("max_hops", |ctx, b, st| {
+        b.max_hops = ctx.parse_range(st, 0, "a hop count", -1i16, 255).unwrap_or(b.max_hops)
+    }),
+    Keyword::new("weight", |ctx, b, st| {
+        if let Some(v) = ctx.parse_range(st, 0, "a weight", -253i32, 253) {
+            b.weight = v;
+        }
+        match st.args().get(1) {
+            Some(w) if w.text == "reverse" => b.reverse = true,
+            Some(w) => ctx.error(w.span, format!("expected `reverse` after the weight, found `{}`", w.text)),
+            None => {}
+        }
+    }),
+    // keepalived's event targets: which of its processes hear about the session (both when
+    // neither is named).
+    Keyword::new("vrrp", |ctx, b, st| b.vrrp = ctx.flag(st)),
+    Keyword::new("checker", |ctx, b, st| b.checker = ctx.flag(st)),
+];
+
+/// `weight N [reverse]` of a `vrrp_script` or `track_file`.
+fn weight_reverse(ctx: &mut Ctx, st: &Stmt, weight: &mut i32, reverse: &mut bool) {
+    if let Some(v) = ctx.parse_range(st, 0, "a weight", -254i32, 254) {
+        *weight = v;
+    }
+    match st.args().get(1) {
+        Some(w) if w.text == "reverse" => *reverse = true,
+        Some(w) => ctx.error(w.span, format!("expected `reverse` after the weight, found `{}`", w.text)),
+        None => {}
+    }
+}
+
+/// `track_file NAME { ... }` (and keepalived's older `vrrp_track_file`).
+pub fn track_file(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some((name, block)) = named(ctx, stmt) else {
+        return;
+    };
+    let mut t = TrackFile { name, file: None, weight: 1, reverse: false, init: None, span: stmt.keyword().span };
+    ctx.apply(TRACK_FILE, &mut t, block, "track_file");
+    if t.file.is_none() {
+        ctx.error(stmt.keyword().span, format!("track_file {} has no `file`", t.name));
+    }
+    cfg.track_files.push(t);
+}
+
+pub(crate) const TRACK_FILE: &[Keyword<TrackFile>] = &[
+    Keyword::new("file", |ctx, t, st| t.file = ctx.string(st, 0, "a file path")),
+    Keyword::new("weight", |ctx, t, st| weight_reverse(ctx, st, &mut t.weight, &mut t.reverse)),
+    Keyword::new("init_file", |ctx, t, st| {
+        let mut init = TrackFileInit { value: 0, overwrite: false };
+        for w in st.args() {
+            if w.text == "overwrite" {
+                init.overwrite = true;
+            } else {
+                match w.text.parse::<i32>() {
+                    Ok(v) if (-254..=254).contains(&v) => init.value = v,
+                    _ => ctx.error(
+                        w.span,
+                        format!("init_file takes a value -254..254 and `overwrite`, found `{}`", w.text),
+                    ),
+                }
+            }
+        }
+        t.init = Some(init);
+    }),
+];
+
+/// `vrrp_track_process NAME { ... }`, with keepalived 2.2.7's defaults and checks.
+pub fn vrrp_track_process(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some((name, block)) = named(ctx, stmt) else {
+        return;
+    };
+    let mut t = TrackProcess {
+        name,
+        process: None,
+        params: Vec::new(),
+        param_match: ParamMatch::None,
+        full_command: false,
+        weight: 0,
+        reverse: false,
+        quorum: 1,
+        quorum_max: u32::MAX,
+        fork_delay_us: 0,
+        terminate_delay_us: 0,
+        span: stmt.keyword().span,
+    };
+    ctx.apply(TRACK_PROCESS, &mut t, block, "vrrp_track_process");
+    if t.process.is_none() {
+        ctx.error(stmt.keyword().span, format!("vrrp_track_process {} has no `process`", t.name));
+    }
+    if let Some(p) = t.process.as_deref().filter(|p| !t.full_command && p.len() > 15) {
+        let msg = format!(
+            "vrrp_track_process {}: `{p}` is longer than a process name (15 bytes) and never matches one; \
+             add full_command to match the command line",
+            t.name
+        );
+        ctx.warn(t.span, msg);
+    }
+    cfg.track_processes.push(t);
+}
+
+/// keepalived's delays: seconds with at most 6 decimals, 0.000001..3600; microseconds.
+fn delay_us(ctx: &mut Ctx, st: &Stmt) -> Option<u64> {
+    let w = ctx.arg(st, 0, "a delay in seconds")?;
+    let parsed = (|| {
+        let (int, frac) = w.text.split_once('.').unwrap_or((&w.text, ""));
+        if int.is_empty() && frac.is_empty() || frac.len() > 6 {
+            return None;
+        }
+        let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+        if !digits(int) || !digits(frac) {
+            return None;
+        }
+        let int: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let frac: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+        int.checked_mul(1_000_000)?.checked_add(frac)
+    })();
+    match parsed {
+        Some(us) if (1..=3_600_000_000).contains(&us) => Some(us),
+        _ => {
+            let msg = format!("`{}` must be between 0.000001 and 3600 seconds, not {}", st.keyword().text, w.text);
+            ctx.error(w.span, msg);
+            None
+        }
+    }
+}
+
+pub(crate) const TRACK_PROCESS: &[Keyword<TrackProcess>] = &[
+    Keyword::new("process", |ctx, t, st| {
+        if t.process.is_some() {
+            let span = st.keyword().span;
+            return ctx.error(span, format!("vrrp_track_process {} already has a process", t.name));
+        }
+        let Some(name) = ctx.string(st, 0, "a process name or path") else { return };
+        t.process = Some(name);
+        let params: Vec<String> = st.args()[1..].iter().map(|w| w.text.clone()).collect();
+        if !params.is_empty() {
+            t.params = params;
+            if t.param_match == ParamMatch::None {
+                t.param_match = ParamMatch::Exact;
+            }
+            t.full_command = true;
+        }
+    }),
+    Keyword::new("param_match", |ctx, t, st| {
+        match st.args().first().map(|w| w.text.as_str()) {
+            None => t.param_match = ParamMatch::Exact,
+            Some("initial") => t.param_match = ParamMatch::Initial,
+            Some("partial") => t.param_match = ParamMatch::Partial,
+            Some(other) => {
+                let span = st.args()[0].span;
+                return ctx.error(span, format!("`param_match {other}`: expected initial, partial or nothing"));
+            }
+        }
+        t.full_command = true;
+    }),
+    Keyword::new("weight", |ctx, t, st| {
+        if t.weight != 0 {
+            let span = st.keyword().span;
+            return ctx.error(span, format!("vrrp_track_process {} already has a weight", t.name));
+        }
+        weight_reverse(ctx, st, &mut t.weight, &mut t.reverse);
+    }),
+    Keyword::new("quorum", |ctx, t, st| {
+        let Some(q) = ctx.parse_range(st, 0, "a number of processes", 1u32, 65535) else { return };
+        if q > t.quorum_max {
+            return ctx.error(st.args()[0].span, format!("quorum {q} is greater than quorum_max {}", t.quorum_max));
+        }
+        t.quorum = q;
+    }),
+    Keyword::new("quorum_max", |ctx, t, st| {
+        let Some(q) = ctx.parse_range(st, 0, "a number of processes", 0u32, 65535) else { return };
+        // keepalived allows quorum_max 0 when quorum was not raised.
+        if (q != 0 || t.quorum > 1) && q < t.quorum {
+            return ctx.error(st.args()[0].span, format!("quorum_max {q} is less than quorum {}", t.quorum));
+        }
+        t.quorum_max = q;
+        if q == 0 {
+            t.quorum = 0;
+        } else if t.quorum == 0 {
+            t.quorum = 1;
+        }
+    }),
+    Keyword::new("delay", |ctx, t, st| {
+        if let Some(us) = delay_us(ctx, st) {
+            (t.fork_delay_us, t.terminate_delay_us) = (us, us);
+        }
+    }),
+    Keyword::new("fork_delay", |ctx, t, st| t.fork_delay_us = delay_us(ctx, st).unwrap_or(t.fork_delay_us)),
+    Keyword::new("terminate_delay", |ctx, t, st| {
+        t.terminate_delay_us = delay_us(ctx, st).unwrap_or(t.terminate_delay_us)
+    }),
+    Keyword::new("full_command", |ctx, t, st| t.full_command = ctx.flag(st)),
+];
 
 fn ip_arg(ctx: &mut Ctx, st: &Stmt) -> Option<std::net::IpAddr> {
     ctx.parse(st, 0, "an IPv4 or IPv6 address")
@@ -165,6 +504,18 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         let t = tracked(ctx, st);
         v.track_script.extend(t);
     }),
+    Keyword::new("track_file", |ctx, v, st| {
+        let t = tracked(ctx, st);
+        v.track_file.extend(t);
+    }),
+    Keyword::new("track_process", |ctx, v, st| {
+        let t = tracked(ctx, st);
+        v.track_process.extend(t);
+    }),
+    Keyword::new("track_bfd", |ctx, v, st| {
+        let t = tracked_bfd(ctx, st);
+        v.track_bfd.extend(t);
+    }),
     Keyword::new("mcast_src_ip", |ctx, v, st| v.mcast_src_ip = ip_arg(ctx, st)),
     Keyword::new("unicast_src_ip", |ctx, v, st| v.unicast_src_ip = ip_arg(ctx, st)),
     Keyword::new("unicast_peer", |ctx, v, st| {
@@ -183,6 +534,7 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("garp_master_delay", |ctx, v, st| v.garp_master_delay = ctx.parse(st, 0, "a number of seconds")),
     Keyword::new("garp_master_repeat", |ctx, v, st| v.garp_master_repeat = ctx.parse(st, 0, "a count")),
     Keyword::new("garp_master_refresh", |ctx, v, st| v.garp_master_refresh = ctx.parse(st, 0, "a number of seconds")),
+    Keyword::new("garp_master_refresh_repeat", |ctx, v, st| v.garp_master_refresh_repeat = ctx.parse(st, 0, "a count")),
     Keyword::new("virtual_router_id", |ctx, v, st| v.virtual_router_id = ctx.parse_range(st, 0, "a VRID", 1u8, 255)),
     Keyword::new("priority", |ctx, v, st| {
         if let Some(p) = ctx.parse_range(st, 0, "a priority", 1u8, 255) {
@@ -221,6 +573,11 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     }),
     Keyword::new("accept", |ctx, v, st| v.accept = Some(ctx.flag(st))),
     Keyword::new("no_accept", |ctx, v, st| v.accept = Some(!ctx.flag(st))),
+    Keyword::new("skip_check_adv_addr", |ctx, v, st| v.skip_check_adv_addr = ctx.bool_flag(st)),
+    // Always on here: see global_defs' vrrp_check_unicast_src.
+    Keyword::new("check_unicast_src", |ctx, _, st| {
+        ctx.flag(st);
+    }),
     Keyword::new("notify_master", |ctx, v, st| v.notify.master = ctx.script(st)),
     Keyword::new("notify_backup", |ctx, v, st| v.notify.backup = ctx.script(st)),
     Keyword::new("notify_fault", |ctx, v, st| v.notify.fault = ctx.script(st)),

@@ -4,6 +4,7 @@
 //! timers into events, and carries out the actions the core answers with. Dumps are in
 //! `dump.rs`.
 
+mod accept;
 mod dump;
 pub mod node;
 mod startup;
@@ -27,7 +28,7 @@ use crate::{
     control::{self, Reply, Request},
     dataplane::{Backend, punt, services::DesiredService},
     netlink::Netlink,
-    notify::{Mailer, Notifier},
+    notify::{Fifos, Mailer, Notifier},
     state::{self, BackendStatus, RunDir, Status},
     vrrp::{Vrrp, VrrpStatus},
 };
@@ -44,6 +45,8 @@ const PUBLISH: Duration = Duration::from_millis(250);
 /// Next hops the XDP program could not resolve are handed to the kernel quickly: the first
 /// packets of a new client after a failover depend on it.
 const NEIGHBOURS: Duration = Duration::from_millis(50);
+/// At most this many checker verdicts are applied in one programming.
+const REPORT_BATCH: usize = 4096;
 
 /// Tells systemd (`Type=notify`) where we are; a no-op without `NOTIFY_SOCKET`.
 fn tell_systemd(state: &[NotifyState]) {
@@ -59,15 +62,24 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    // keepalived's dump signals: data, stats, JSON.
+    // keepalived's dump signals: data, stats, JSON, stats-and-clear (SIGSTATS_CLEAR).
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
     let mut rtmin2 = signal(SignalKind::from_raw(libc::SIGRTMIN() + 2))?;
+    let mut rtmax1 = signal(SignalKind::from_raw(libc::SIGRTMAX() - 1))?;
     let (mut shell, mut reports, mut requests) = Shell::start(opts).await?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut publish = tokio::time::interval(PUBLISH);
     let mut neighbours = tokio::time::interval(NEIGHBOURS);
+    // VRRP state changes fence and unfence services at once (see `node::fences`).
+    let mut vrrp_rx = shell.vrrp.as_ref().map(|v| v.status.clone());
     loop {
+        let vrrp_changed = async {
+            match vrrp_rx.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let due = shell.dp.as_ref().and_then(|d| d.next_due());
         let dataplane_due = async {
             match due {
@@ -78,20 +90,40 @@ pub async fn run(opts: Options) -> Result<()> {
         tokio::select! {
             _ = dataplane_due => shell.dataplane_tick(),
             _ = neighbours.tick() => shell.unresolved().await,
+            changed = vrrp_changed => {
+                if changed {
+                    let vrrp = shell.vrrp_status();
+                    shell.handle(Event::Tick(Tick::Vrrp(vrrp))).await;
+                } else {
+                    vrrp_rx = None;
+                }
+            }
             _ = publish.tick() => shell.publish().await,
             _ = hup.recv() => shell.reload().await,
-            Some(report) = reports.recv() => shell.handle(Event::Report(report)).await,
+            Some(report) = reports.recv() => {
+                // Everything that queued up meanwhile (a burst of verdicts while the data
+                // plane was programmed) goes in one programming, not one each.
+                let mut batch = vec![report];
+                while batch.len() < REPORT_BATCH
+                    && let Ok(r) = reports.try_recv()
+                {
+                    batch.push(r);
+                }
+                shell.handle(Event::Reports(batch)).await
+            }
             Some((req, reply)) = requests.recv() => {
                 let answer = shell.control(req).await;
                 // The caller may have given up; nothing to do about it.
                 let _ = reply.send(answer);
             }
             _ = housekeeping.tick() => shell.housekeeping(),
-            _ = term.recv() => { info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { info!("SIGINT: stopping"); break; }
+            // keepalived's words ("Stopping", then "Stopped"), with the signal as a field.
+            _ = term.recv() => { info!(signal = "SIGTERM", "Stopping"); break; }
+            _ = int.recv() => { info!(signal = "SIGINT", "Stopping"); break; }
             _ = usr1.recv() => shell.dump(Dump::Data),
             _ = usr2.recv() => shell.dump(Dump::Stats),
             _ = rtmin2.recv() => shell.dump(Dump::Json),
+            _ = rtmax1.recv() => shell.dump(Dump::StatsClear),
         }
     }
     shell.stop().await
@@ -113,6 +145,11 @@ struct Shell {
     run_dir: RunDir,
     status: watch::Sender<Status>,
     state_file: StateFile,
+    /// What keepalived's dump files count from (SIGSTATS_CLEAR).
+    dumps: dump::Dumps,
+    /// The VIPs our nftables table drops (`accept`): MASTER here without accept mode. None
+    /// until first set: a table a killed daemon left behind is cleared then.
+    no_accept: Option<std::collections::BTreeSet<std::net::IpAddr>>,
 }
 
 impl Shell {
@@ -149,8 +186,11 @@ impl Shell {
             })
         });
         let (checkers, reports) = Checkers::new();
-        let notifier = Notifier::new(runner, Mailer::new(&loaded.config.global));
+        let fifos = std::sync::Arc::new(Fifos::open(&loaded.config.global.notify_fifos, &runner));
+        let notifier = Notifier::new(runner, Mailer::new(&loaded.config.global), fifos);
         let checks = check::specs(&loaded.config, notifier.runner());
+        // BFD first: track_bfd and BFD_CHECK read its sessions' events.
+        crate::bfd::apply(&loaded.config.bfd_instances);
         let pid = std::process::id();
         let node =
             Node::new(loaded, opts.subsystems, dp.as_ref().map(|d| d.kind()), pid, opts.config.display().to_string());
@@ -165,6 +205,8 @@ impl Shell {
             run_dir,
             status: watch::channel(Status::default()).0,
             state_file: StateFile::default(),
+            dumps: dump::Dumps::default(),
+            no_accept: None,
             opts,
         };
         if let Err(e) = shell.perform(Event::Start { checks }).await {
@@ -275,6 +317,14 @@ impl Shell {
             Action::RunScript(s) => self.notifier.spawn(&s, None, Vec::new()),
             Action::RunScriptsAndWait(scripts) => self.notifier.omega(&scripts).await,
             Action::Mail { subject, body } => self.notifier.mail(&subject, body),
+            Action::Fifo(stream, line) => self.notifier.fifo(stream, &line),
+            Action::SetTimeouts(want) => {
+                if let Some(dp) = self.dp.as_mut()
+                    && let Err(e) = dp.set_timeouts(want)
+                {
+                    warn!("{e:#}");
+                }
+            }
             Action::SetSync(want) => {
                 if let Some(dp) = self.dp.as_mut()
                     && let Err(e) = dp.set_sync(want)
@@ -289,6 +339,21 @@ impl Shell {
                 if let Ok(bytes) = bytes {
                     self.state_file.write(&self.run_dir, bytes);
                 }
+                if !self.checkers.is_empty() {
+                    // Small and changing every period: kept out of the state file.
+                    let timing = crate::check::TIMING.snapshot().to_string();
+                    let _ = self.run_dir.write("checker-timing.json", timing.as_bytes());
+                }
+            }
+            Action::Fence(fences) => {
+                if let Some(dp) = self.dp.as_mut()
+                    && let Err(e) = dp.set_fences(&fences)
+                {
+                    error!("fencing the VRRP backup's services failed: {e:#}");
+                }
+                let no_accept =
+                    fences.iter().filter(|(_, f)| **f == lb_common::consts::FENCE_NO_ACCEPT).map(|(a, _)| *a).collect();
+                self.set_no_accept(no_accept);
             }
             Action::Resolve(ip, ifindex) => {
                 if let Err(e) = self.netlink.resolve(ip, ifindex).await {
@@ -323,11 +388,15 @@ impl Shell {
             Ok(loaded) => match crate::script::Runner::new(&loaded.config.global) {
                 Err(e) => error!("reload refused, keeping the running configuration: {e}"),
                 Ok(runner) => {
-                    self.notifier = Notifier::new(runner, Mailer::new(&loaded.config.global));
+                    let fifos = Fifos::reload(self.notifier.fifos(), &loaded.config.global.notify_fifos, &runner);
+                    self.notifier = Notifier::new(runner, Mailer::new(&loaded.config.global), fifos);
                     let checks = check::specs(&loaded.config, self.notifier.runner());
                     let rollback_checks = check::specs(self.node.config(), self.notifier.runner());
                     let loaded = Box::new(loaded);
                     self.handle(Event::Reload { loaded, checks, rollback_checks, started }).await;
+                    // The config now running (the new one, or the old one after a rollback):
+                    // unchanged sessions keep running, and their state.
+                    crate::bfd::apply(&self.node.config().bfd_instances);
                     self.publish().await;
                 }
             },
@@ -384,7 +453,27 @@ impl Shell {
             Some(dp) => dp.stats(),
             None => Err(anyhow!("no data plane (-P)")),
         };
-        dump::write(&self.run_dir, what, &status, &self.opts.config, self.node.config(), dataplane);
+        let vrrp_running = self.vrrp.is_some();
+        let dump = dump::Request { what, status: &status, config_path: &self.opts.config, vrrp_running };
+        self.dumps.write(&self.run_dir, dump, self.node.config(), dataplane);
+    }
+
+    /// Makes our nftables table drop exactly `vips` (see `accept`).
+    fn set_no_accept(&mut self, vips: std::collections::BTreeSet<std::net::IpAddr>) {
+        if self.no_accept.as_ref() == Some(&vips) {
+            return;
+        }
+        match accept::apply(&vips) {
+            Ok(()) if vips.is_empty() => self.no_accept = Some(vips),
+            Ok(()) => {
+                info!(vips = ?vips, table = accept::TABLE, "no_accept: traffic to and from these VIPs is dropped");
+                self.no_accept = Some(vips);
+            }
+            // Nothing to drop (a host without nftables, a config without no_accept): no table
+            // to clear either.
+            Err(_) if vips.is_empty() && self.no_accept.is_none() => self.no_accept = Some(vips),
+            Err(e) => error!("{e:#}"),
+        }
     }
 
     fn shutdown_dataplane(&mut self) {
@@ -398,11 +487,13 @@ impl Shell {
 
     async fn stop(mut self) -> Result<()> {
         tell_systemd(&[NotifyState::Stopping]);
+        self.notifier.fifos().stop_readers();
         // VRRP first: masters hand over (priority 0) and drop their VIPs before forwarding stops.
         if let Some(vrrp) = self.vrrp.take() {
             vrrp.stop().await;
         }
         self.checkers.stop();
+        self.set_no_accept(Default::default());
         self.handle(Event::Stop).await;
         if let Some(p) = self.punt.take() {
             p.stop().await;
@@ -413,6 +504,7 @@ impl Shell {
         }
         let _ = std::fs::remove_file(self.run_dir.path().join(state::STATE_FILE));
         let _ = std::fs::remove_file(control::socket_path(self.run_dir.path()));
+        info!("Stopped lb-daemon v{}", env!("CARGO_PKG_VERSION"));
         Ok(())
     }
 }

@@ -55,7 +55,7 @@ pub async fn run(object: &[u8], opts: Options<'_>) -> Result<()> {
         .program_mut(PROG_DECAP)
         .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_DECAP}"))?
         .try_into()?;
-    prog.load().with_context(|| format!("the kernel refused program {PROG_DECAP}"))?;
+    super::object::load_program(PROG_DECAP, || prog.load())?;
     for iface in opts.interfaces {
         // Needed by the netlink attach of older kernels; tcx (6.6+) does not use it.
         let _ = tc::qdisc_add_clsact(iface);

@@ -5,6 +5,18 @@ use std::ffi::CString;
 use anyhow::{Context as _, Result, bail};
 use lb_common::consts::{IFACE_GENERIC, IFACE_TX_BY_REDIRECT};
 
+/// The interface's MAC (from getifaddrs, so in the calling thread's network namespace); None
+/// for an interface without one.
+pub fn mac(iface: &str) -> Result<Option<[u8; 6]>> {
+    let mut found = None;
+    for a in nix::ifaddrs::getifaddrs().context("getifaddrs")?.filter(|a| a.interface_name == iface) {
+        if let Some(mac) = a.address.as_ref().and_then(|a| a.as_link_addr()).and_then(|l| l.addr()) {
+            found = Some(mac);
+        }
+    }
+    Ok(found.filter(|m| *m != [0; 6]))
+}
+
 /// The interface's driver name (`ethtool -i`: "veth", "virtio_net", ...).
 pub fn driver(iface: &str) -> Result<String> {
     // struct ethtool_drvinfo: cmd, then driver[32], version[32], fw_version[32],

@@ -78,8 +78,25 @@ pub trait Backend: Send {
         None
     }
 
+    /// Which VIPs VRRP fences (VIP → `FENCE_*`; a VIP not listed is load-balanced): the BPF
+    /// data plane passes (or, `FENCE_NO_ACCEPT`, drops) their services' frames. IPVS needs
+    /// nothing: a backup does not hold the VIP, so the kernel never hands IPVS its frames.
+    fn set_fences(&mut self, _fences: &std::collections::BTreeMap<IpAddr, u32>) -> Result<()> {
+        Ok(())
+    }
+
     /// Starts, switches or stops connection sync between load balancers.
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()>;
+
+    /// Sets the connection timeouts (`lvs_timeouts`); None restores the kernel's. Only IPVS
+    /// has them: the XDP data plane's flow timeouts are fixed (lb-common's consts), so the
+    /// config check refuses `lvs_timeouts` with `--backend bpf`.
+    fn set_timeouts(&mut self, want: Option<crate::config::LvsTimeouts>) -> Result<()> {
+        match want {
+            None => Ok(()),
+            Some(_) => anyhow::bail!("lvs_timeouts needs the IPVS backend (the XDP data plane's timeouts are fixed)"),
+        }
+    }
 
     /// Starts taking the frames the data plane hands over (the BPF data plane's held
     /// fragments and IPv4 packets to fragment); None when there are none to take.
@@ -94,6 +111,10 @@ pub trait Backend: Send {
 impl Backend for bpf::BpfDataplane {
     fn kind(&self) -> BackendKind {
         BackendKind::Bpf
+    }
+
+    fn set_fences(&mut self, fences: &std::collections::BTreeMap<IpAddr, u32>) -> Result<()> {
+        bpf::BpfDataplane::set_fences(self, fences)
     }
 
     fn apply(&mut self, desired: &[DesiredService]) -> Result<()> {

@@ -18,6 +18,11 @@ const MAX_GROUP_KEYS: usize = MAX_SERVICES as usize;
 pub struct DesiredReal {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// `lvs_method` when it differs from the service's lb_kind (IPVS only).
+    pub fwd: Option<ForwardMethod>,
+    /// `uthreshold` / `lthreshold` (IPVS only); 0 = none.
+    pub u_thresh: u32,
+    pub l_thresh: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub struct DesiredService {
     pub marks: Vec<u32>,
     /// One-packet scheduling (IPVS only).
     pub ops: bool,
+    /// IPVS's scheduler flags (`config::SCHED_FLAG_*`): sh/mh port hashing and fallback.
+    pub sched_flags: u32,
     pub scheduler: crate::config::Scheduler,
     pub forward: ForwardMethod,
     /// Seconds, 0 = none.
@@ -98,12 +105,24 @@ fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> 
     if vs.protocol == crate::config::Protocol::Sctp {
         return Some(format!("{name}: SCTP needs the IPVS backend (XDP does not update SCTP's CRC32c checksum)"));
     }
+    if let Some(r) = vs.real_servers.iter().find(|r| r.u_threshold != 0 || r.l_threshold != 0) {
+        return Some(format!("{name}: real server {}: connection thresholds need the IPVS backend", r.addr));
+    }
+    if let Some(r) = vs.real_servers.iter().find(|r| r.forward(vs) != vs.forward) {
+        return Some(format!(
+            "{name}: real server {}: a forwarding method other than the service's lb_kind needs the IPVS backend",
+            r.addr
+        ));
+    }
     None
 }
 
 /// The first virtual server only the IPVS backend can run, and why (`--backend auto` then
 /// picks IPVS).
 pub fn needs_ipvs(cfg: &Config) -> Option<String> {
+    if cfg.global.lvs_timeouts.is_some() {
+        return Some("lvs_timeouts sets IPVS's timeouts (the XDP data plane's are fixed)".into());
+    }
     cfg.virtual_servers.iter().find_map(|vs| {
         let name = vs.name();
         let (_, marks) = keys(cfg, vs).ok()?;
@@ -152,14 +171,29 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
             skipped.push(why);
             continue;
         }
-        if out.iter().any(|d| d.keys.iter().any(|k| keys.contains(k)) || d.marks.iter().any(|m| marks.contains(m))) {
-            skipped.push(format!("{name}: duplicate virtual_server ignored"));
+        // keepalived adds each address of a virtual server on its own: one another virtual
+        // server already has stays that one's ("Service already exists"), the rest are added.
+        let taken = |k: &ServiceKey| out.iter().any(|d| d.keys.contains(k));
+        let (keys, dup_keys): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| !taken(k));
+        let (marks, dup_marks): (Vec<_>, Vec<_>) =
+            marks.into_iter().partition(|m| !out.iter().any(|d| d.marks.contains(m)));
+        let dups: Vec<String> =
+            dup_keys.iter().map(describe).chain(dup_marks.iter().map(|m| format!("fwmark {m}"))).collect();
+        if !dups.is_empty() {
+            skipped.push(format!(
+                "{name}: {} already belong to an earlier virtual_server and stay its own (keepalived would also \
+                 add this one's real servers to them)",
+                dups.join(", ")
+            ));
+        }
+        if keys.is_empty() && marks.is_empty() {
             continue;
         }
         out.push(DesiredService {
             keys,
             marks,
             ops: vs.ops,
+            sched_flags: vs.sched_flags,
             scheduler: vs.scheduler,
             forward: vs.forward,
             persist_timeout: vs.persistence_timeout.unwrap_or(0),
@@ -169,11 +203,13 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
                 .iter()
                 .filter_map(|r| {
                     let h = health.real(&name, r.addr);
-                    match (h.up, r.inhibit_on_failure) {
-                        (true, _) => Some(DesiredReal { addr: r.addr, weight: h.weight.unwrap_or(r.weight) }),
-                        (false, true) => Some(DesiredReal { addr: r.addr, weight: 0 }),
-                        (false, false) => None,
-                    }
+                    let weight = match (h.up, r.inhibit(vs)) {
+                        (true, _) => h.effective_weight(r.weight),
+                        (false, true) => 0,
+                        (false, false) => return None,
+                    };
+                    let fwd = Some(r.forward(vs)).filter(|f| *f != vs.forward);
+                    Some(DesiredReal { addr: r.addr, weight, fwd, u_thresh: r.u_threshold, l_thresh: r.l_threshold })
                 })
                 .collect(),
             sorry: vs.sorry_server,
@@ -230,12 +266,94 @@ mod tests {
     use super::*;
     use crate::config::parse_str;
 
+    /// A real server under `alpha` (its own or its virtual server's) is out of the data
+    /// plane until its first success; `inhibit_on_failure` at the virtual server keeps a down
+    /// real server at weight 0 unless the real server says `inhibit_on_failure false`.
+    #[test]
+    fn alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance() {
+        use crate::check::health::{CheckState, Report};
+        let l = parse_str(
+            "t.conf",
+            "virtual_server 203.0.113.10 80 {\n inhibit_on_failure\n \
+             real_server 198.51.100.11 80 {\n  alpha\n  TCP_CHECK {\n  }\n }\n \
+             real_server 198.51.100.12 80 {\n  TCP_CHECK {\n  }\n }\n \
+             real_server 198.51.100.13 80 {\n  inhibit_on_failure false\n  TCP_CHECK {\n  }\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let runner = crate::script::Runner::new(&l.config.global).unwrap();
+        let mut health = Health::default();
+        let (_, started) =
+            crate::check::diff(&mut Default::default(), crate::check::specs(&l.config, &runner), &mut health);
+        assert_eq!(started.len(), 3);
+        let reals = |health: &Health| -> Vec<(String, u32)> {
+            let (d, _) = desired(&l.config, health, false);
+            d[0].reals.iter().map(|r| (r.addr.ip().to_string(), r.weight)).collect()
+        };
+        // Never checked: .11 (alpha) is down, and inhibit_on_failure (from the virtual
+        // server) keeps it at weight 0; the others are up.
+        assert_eq!(
+            reals(&health),
+            [("198.51.100.11".into(), 0), ("198.51.100.12".into(), 1), ("198.51.100.13".into(), 1)]
+        );
+        let report = |real: &str, up: bool| Report {
+            id: started.iter().find(|(id, _)| id.real.ip().to_string() == real).unwrap().0.clone(),
+            state: CheckState { up, weight: None, offset: 0, reason: String::new() },
+        };
+        health.record(report("198.51.100.11", true));
+        health.record(report("198.51.100.12", false));
+        health.record(report("198.51.100.13", false));
+        // .12 inherits inhibit_on_failure (weight 0); .13 turned it off (removed).
+        assert_eq!(reals(&health), [("198.51.100.11".into(), 1), ("198.51.100.12".into(), 0)]);
+    }
+
+    /// `--backend auto` gives IPVS what only IPVS does: thresholds, a real server's own
+    /// forwarding method, lvs_timeouts; lvs_method equal to lb_kind stays on XDP.
+    #[test]
+    fn auto_picks_ipvs_for_thresholds_methods_and_timeouts() {
+        let vs = |rs: &str| {
+            format!("virtual_server 203.0.113.10 80 {{\n lb_kind DR\n real_server 198.51.100.11 80 {{\n{rs}\n }}\n}}\n")
+        };
+        let why = |src: &str| needs_ipvs(&parse_str("t.conf", src).config);
+        assert_eq!(why(&vs("  lvs_method DR")), None);
+        assert!(why(&vs("  lvs_method NAT")).is_some_and(|w| w.contains("forwarding method")));
+        assert!(why(&vs("  lthreshold 5")).is_some_and(|w| w.contains("thresholds")));
+        let t = format!("global_defs {{\n lvs_timeouts udp 30\n}}\n{}", vs(""));
+        assert!(why(&t).is_some_and(|w| w.contains("lvs_timeouts")));
+        // And the XDP plan skips such a service rather than forwarding it the wrong way.
+        let (d, skipped) = desired(&parse_str("t.conf", &vs("  uthreshold 5")).config, &Health::default(), false);
+        assert!(d.is_empty() && skipped[0].contains("thresholds"), "{skipped:?}");
+    }
+
+    /// keepalived-guide.conf's case: an address both in a virtual server and in a later
+    /// group's virtual server stays the first's; the group's other addresses are served.
+    #[test]
+    fn an_address_named_twice_stays_with_its_first_virtual_server() {
+        let l = parse_str(
+            "t.conf",
+            "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
+             virtual_server 203.0.113.229 80 {\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
+             virtual_server group web {\n lb_algo wlc\n real_server 198.51.100.13 80 {\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let (d, skipped) = desired(&l.config, &Health::default(), true);
+        let keys: Vec<(Vec<String>, crate::config::Scheduler)> =
+            d.iter().map(|s| (s.keys.iter().map(describe).collect(), s.scheduler)).collect();
+        assert_eq!(
+            keys,
+            [
+                (vec![describe(&key_of("203.0.113.229".parse().unwrap(), 80, 6))], crate::config::Scheduler::Rr),
+                (vec![describe(&key_of("203.0.113.230".parse().unwrap(), 80, 6))], crate::config::Scheduler::Wlc),
+            ]
+        );
+        assert!(skipped.len() == 1 && skipped[0].contains("203.0.113.229"), "{skipped:?}");
+    }
+
     #[test]
     fn groups_expand_and_fwmarks_are_left_to_ipvs() {
         let l = parse_str(
             "t.conf",
             "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n lb_algo rr\n \
-             real_server 198.51.100.1 80\n}\nvirtual_server fwmark 1 {\n}\nvirtual_server 203.0.113.30 80 {\n lb_algo sed\n}\n",
+             real_server 198.51.100.1 80 {\n}\n}\nvirtual_server fwmark 1 {\n}\nvirtual_server 203.0.113.30 80 {\n lb_algo sed\n}\n",
         );
         let (d, skipped) = desired(&l.config, &Health::default(), false);
         assert_eq!(d.len(), 1);
@@ -260,7 +378,7 @@ mod tests {
     fn sctp_is_left_to_ipvs() {
         let l = parse_str(
             "s.conf",
-            "virtual_server 203.0.113.10 3868 {\n protocol SCTP\n real_server 198.51.100.11 3868\n}\n",
+            "virtual_server 203.0.113.10 3868 {\n protocol SCTP\n real_server 198.51.100.11 3868 {\n}\n}\n",
         );
         let (d, skipped) = desired(&l.config, &Health::default(), false);
         assert!(d.is_empty() && skipped[0].contains("SCTP needs the IPVS backend"), "{skipped:?}");

@@ -113,9 +113,50 @@ pub fn pairs(members: &[Member]) -> (Vec<u32>, bool) {
     (members[..take].iter().flat_map(|m| [m.id, m.weight]).collect(), members.len() > take)
 }
 
-/// The table for `sched` over the live members (weight > 0).
-pub fn build(sched: Scheduler, members: &[Member]) -> (Vec<u32>, bool) {
+/// sh-fallback / mh-fallback, as IPVS's sh and mh with `IP_VS_SVC_F_SCHED1`: members with
+/// weight 0 keep their place in the table (laid out with weight 1, as IPVS's sh deals a
+/// weight-0 destination one bucket per round; IPVS's mh lays one out with its last non-zero
+/// weight, which is the same for the usual weight 1), and each of their buckets goes to the first
+/// live member along a walk of the table, so the clients of live members never move. The
+/// walk is the kernel's: for sh, buckets `2i, 2i + 1, ...` from bucket `i` (`ip_vs_sh.c`
+/// adds the offset to a start that is already the bucket); for mh, a rehash with a growing
+/// offset (`ip_vs_mh.c`), here a mix of the bucket and the offset. The data plane then only
+/// indexes the table, as without the flag. `live` must not be empty.
+fn fallback_table(sched: Scheduler, members: &[Member], live: &[Member]) -> Vec<u32> {
+    let placed: Vec<Member> = members.iter().map(|m| Member { weight: m.weight.max(1), ..m.clone() }).collect();
+    let base = if sched == Scheduler::Sh { hash_table(&placed) } else { maglev(&placed, MH_TABLE_SIZE) };
+    let is_live = |id: u32| live.iter().any(|m| m.id == id);
+    let n = base.len() as u64;
+    let probe = |i: u64, k: u64| -> usize {
+        if sched == Scheduler::Sh { ((2 * i + k) % n) as usize } else { (splitmix((i << 32) | k) % n) as usize }
+    };
+    (0..n)
+        .map(|i| {
+            let own = base[i as usize];
+            if is_live(own) {
+                return own;
+            }
+            (0..n).map(|k| base[probe(i, k)]).find(|id| is_live(*id)).unwrap_or(live[0].id)
+        })
+        .collect()
+}
+
+/// splitmix64's finaliser: the mh fallback walk's rehash.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The table for `sched` over the live members (weight > 0); with sh-fallback or
+/// mh-fallback in `flags` (`config::SCHED_FLAG_*`), weight-0 members keep their buckets and
+/// lend them to live ones (`fallback_table`).
+pub fn build(sched: Scheduler, members: &[Member], flags: u32) -> (Vec<u32>, bool) {
     let live: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
+    if sched.falls_back(flags) && !live.is_empty() && live.len() < members.len() {
+        return (fallback_table(sched, members, &live), false);
+    }
     match sched {
         Scheduler::Rr => {
             let equal: Vec<Member> = live.iter().map(|m| Member { weight: 1, ..m.clone() }).collect();
@@ -138,6 +179,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::config::{SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3};
 
     fn members(weights: &[u32]) -> Vec<Member> {
         weights
@@ -213,11 +255,67 @@ mod tests {
         assert!((c[&1] as f64 / c[&0] as f64 - 3.0).abs() < 0.01);
     }
 
+    /// sh-fallback / mh-fallback: a real server at weight 0 lends its buckets to the live
+    /// ones and nobody else's bucket changes; without the flag the table is rebuilt over the
+    /// live ones (for sh most buckets change owner). Flags of other schedulers change nothing.
+    #[test]
+    fn fallback_moves_only_the_clients_of_a_weight_zero_member() {
+        for sched in [Scheduler::Sh, Scheduler::Mh] {
+            // Weight 1 → 0: IPVS's sh lays a weight-0 destination out as weight 1, so its
+            // table keeps its shape (other weights re-deal it, in the kernel too).
+            let (all, _) = build(sched, &members(&[1, 1, 1, 1]), SCHED_FLAG_1);
+            let (plain, _) = build(sched, &members(&[1, 1, 1, 1]), 0);
+            assert_eq!(all, plain, "{sched:?}: with every member live the flag changes nothing");
+            let (fb, _) = build(sched, &members(&[1, 0, 1, 1]), SCHED_FLAG_1);
+            assert_eq!(fb.len(), all.len());
+            let mut lent = HashMap::new();
+            for (b, a) in all.iter().zip(&fb) {
+                if *b == 1 {
+                    assert_ne!(*a, 1, "{sched:?}: a weight-0 member keeps no bucket");
+                    *lent.entry(*a).or_insert(0usize) += 1;
+                } else {
+                    assert_eq!(a, b, "{sched:?}: a live member's bucket moved");
+                }
+            }
+            // mh's rehash spreads the lent buckets over the three live members; sh's walk
+            // from bucket 2i gives all of them to the next member in the round (as the
+            // kernel's does over its round-robin table).
+            let spread = if sched == Scheduler::Mh { 3 } else { 1 };
+            assert_eq!(lent.len(), spread, "{sched:?}: {lent:?}");
+            let (rebuilt, _) = build(sched, &members(&[1, 0, 1, 1]), 0);
+            assert!(!rebuilt.contains(&1));
+            if sched == Scheduler::Sh {
+                let moved = all.iter().zip(&rebuilt).filter(|(b, a)| **b != 1 && a != b).count();
+                assert!(moved > all.len() / 4, "without the flag sh re-deals the table: {moved}");
+            }
+            // mh-fallback's bit is sh-fallback's: flag-1 is the same request.
+            let (port_only, _) = build(sched, &members(&[1, 0, 1, 1]), SCHED_FLAG_2 | SCHED_FLAG_3);
+            assert_eq!(port_only, rebuilt, "{sched:?}: only flag-1 is the fallback");
+        }
+        let (rr, _) = build(Scheduler::Rr, &members(&[1, 0, 5]), SCHED_FLAG_1);
+        assert_eq!(rr, [0, 2], "rr has no fallback");
+        // Nobody live: no table (the sorry server or nothing), flag or not.
+        assert!(build(Scheduler::Sh, &members(&[0, 0]), SCHED_FLAG_1).0.is_empty());
+    }
+
+    /// The sh walk starts at bucket 2i as ip_vs_sh_get_fallback's does.
+    #[test]
+    fn sh_fallback_walks_from_twice_the_bucket() {
+        let ms = members(&[1, 0, 1]);
+        let base = hash_table(&members(&[1, 1, 1]));
+        let (fb, _) = build(Scheduler::Sh, &ms, SCHED_FLAG_1);
+        let n = base.len();
+        for i in (0..n).filter(|&i| base[i] == 1) {
+            let want = (0..n).map(|k| base[(2 * i + k) % n]).find(|id| *id != 1).unwrap();
+            assert_eq!(fb[i], want, "bucket {i}");
+        }
+    }
+
     #[test]
     fn weight_zero_members_are_left_out() {
-        let (t, _) = build(Scheduler::Rr, &members(&[1, 0, 5]));
+        let (t, _) = build(Scheduler::Rr, &members(&[1, 0, 5]), 0);
         assert_eq!(t, [0, 2]);
-        let (p, truncated) = build(Scheduler::Wlc, &members(&[2, 0, 3]));
+        let (p, truncated) = build(Scheduler::Wlc, &members(&[2, 0, 3]), 0);
         assert_eq!((p, truncated), (vec![0, 2, 2, 3], false));
     }
 }

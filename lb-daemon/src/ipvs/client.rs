@@ -177,6 +177,15 @@ impl Client {
             .collect()
     }
 
+    pub fn timeouts(&mut self) -> Result<msg::Timeouts> {
+        let m = self.get(cmd::GET_CONFIG)?;
+        msg::Timeouts::parse(&m).map_err(|e| anyhow!("decoding IPVS timeouts: {e}"))
+    }
+
+    pub fn set_timeouts(&mut self, t: &msg::Timeouts) -> Result<()> {
+        self.request(cmd::SET_CONFIG, t.attrs())
+    }
+
     pub fn info(&mut self) -> Result<(String, u32)> {
         let m = self.get(cmd::GET_INFO)?;
         msg::parse_info(&m).map_err(|e| anyhow!("decoding IPVS info: {e}"))

@@ -15,7 +15,7 @@ use anyhow::{Context as _, Result};
 use tracing::{info, warn};
 
 use crate::{
-    config::{BackendKind, ForwardMethod},
+    config::{BackendKind, ForwardMethod, LvsTimeouts},
     dataplane::{
         Backend, SyncRole, SyncWant,
         services::{DesiredService, key_ip},
@@ -54,11 +54,12 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();
     for d in desired {
-        let fwd = match d.forward {
+        let fwd_code = |f: ForwardMethod| match f {
             ForwardMethod::Nat => msg::FWD_MASQ,
             ForwardMethod::Dr => msg::FWD_DROUTE,
             ForwardMethod::Tun => msg::FWD_TUNNEL,
         };
+        let service_fwd = fwd_code(d.forward);
         let mark_af = match d.reals.first().map(|r| r.addr).or(d.sorry) {
             Some(SocketAddr::V6(_)) => msg::AF_INET6,
             _ => msg::AF_INET,
@@ -79,6 +80,9 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
             if d.ops {
                 flags |= msg::SVC_F_ONEPACKET;
             }
+            // flag-1..3 / sh-port, sh-fallback, mh-port, mh-fallback: the kernel's own bits,
+            // passed whatever the scheduler, as keepalived does (only sh and mh read them).
+            flags |= d.sched_flags;
             let service = Service {
                 id,
                 sched: d.scheduler.name().to_string(),
@@ -92,31 +96,27 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
                 },
             };
             let mut dests = BTreeMap::new();
-            let mut add = |addr: SocketAddr, weight: u32| {
+            // `lvs_method` per real server, `uthreshold` / `lthreshold`: per destination.
+            let mut add = |addr: SocketAddr, weight: u32, fwd: u32, u_thresh: u32, l_thresh: u32| {
                 // ipvsadm's rule: only NAT rewrites the port; DR and TUN keep the service's.
                 let port = match id {
                     ServiceId::Inet { port, .. } if fwd != msg::FWD_MASQ => port,
                     _ => addr.port(),
                 };
-                let dest = Dest {
-                    addr: addr.ip(),
-                    port,
-                    fwd,
-                    weight: weight.min(i32::MAX as u32) as i32,
-                    u_thresh: 0,
-                    l_thresh: 0,
-                };
+                let dest =
+                    Dest { addr: addr.ip(), port, fwd, weight: weight.min(i32::MAX as u32) as i32, u_thresh, l_thresh };
                 if dests.insert((addr.ip(), port), dest).is_some() {
                     warnings.push(format!("{}: real server {addr} given twice for IPVS {id}; one kept", d.name));
                 }
             };
             for r in &d.reals {
-                add(r.addr, if d.quorum_up { r.weight } else { 0 });
+                let fwd = r.fwd.map_or(service_fwd, fwd_code);
+                add(r.addr, if d.quorum_up { r.weight } else { 0 }, fwd, r.u_thresh, r.l_thresh);
             }
             if !d.quorum_up
                 && let Some(s) = d.sorry
             {
-                add(s, 1);
+                add(s, 1, service_fwd, 0, 0);
             }
             out.insert(id, Programmed { service, dests });
         }
@@ -134,6 +134,10 @@ pub struct IpvsBackend {
     /// Netlink changes made since start (a reload of the same config adds none).
     pub changes: u64,
     sync: Option<SyncWant>,
+    /// `lvs_timeouts` as set, and the kernel's timeouts from before, restored when the
+    /// config drops them and at exit (as keepalived does).
+    timeouts: Option<msg::Timeouts>,
+    original_timeouts: Option<msg::Timeouts>,
 }
 
 impl IpvsBackend {
@@ -152,7 +156,15 @@ impl IpvsBackend {
             found.insert(service.id, Programmed { service, dests });
         }
         info!(version, conn_table = size, existing_services = found.len(), "IPVS backend ready");
-        Ok(Self { client, applied: BTreeMap::new(), found, changes: 0, sync: None })
+        Ok(Self {
+            client,
+            applied: BTreeMap::new(),
+            found,
+            changes: 0,
+            sync: None,
+            timeouts: None,
+            original_timeouts: None,
+        })
     }
 
     /// Makes IPVS hold `desired`, sending only the differences from what was applied.
@@ -260,6 +272,32 @@ impl IpvsBackend {
         Ok(())
     }
 
+    /// Sets IPVS's connection timeouts (`lvs_timeouts`); None puts back those the kernel had
+    /// before this daemon changed them.
+    pub fn set_timeouts(&mut self, want: Option<LvsTimeouts>) -> Result<()> {
+        let want = want.map(|t| msg::Timeouts { tcp: t.tcp, tcp_fin: t.tcpfin, udp: t.udp });
+        if want == self.timeouts {
+            return Ok(());
+        }
+        let target = match want {
+            Some(t) => {
+                if self.original_timeouts.is_none() {
+                    self.original_timeouts = Some(self.client.timeouts().context("reading IPVS's timeouts")?);
+                }
+                t
+            }
+            None => match self.original_timeouts {
+                Some(o) => o,
+                None => return Ok(()),
+            },
+        };
+        self.client.set_timeouts(&target).context("setting IPVS's timeouts (lvs_timeouts)")?;
+        self.changes += 1;
+        info!(tcp = target.tcp, tcpfin = target.tcp_fin, udp = target.udp, "IPVS timeouts set");
+        self.timeouts = want;
+        Ok(())
+    }
+
     /// Services and destinations with their counters, as the kernel reports them now (only
     /// this daemon's).
     pub fn stats(&mut self) -> Result<serde_json::Value> {
@@ -297,6 +335,9 @@ impl IpvsBackend {
     pub fn shutdown(mut self) -> Result<()> {
         let mut first_err = None;
         if let Err(e) = self.set_sync(None) {
+            first_err.get_or_insert(e);
+        }
+        if let Err(e) = self.set_timeouts(None) {
             first_err.get_or_insert(e);
         }
         for (id, p) in std::mem::take(&mut self.applied) {
@@ -345,6 +386,10 @@ impl Backend for IpvsBackend {
 
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         IpvsBackend::set_sync(self, want)
+    }
+
+    fn set_timeouts(&mut self, want: Option<LvsTimeouts>) -> Result<()> {
+        IpvsBackend::set_timeouts(self, want)
     }
 
     fn shutdown(self: Box<Self>) -> Result<&'static str> {

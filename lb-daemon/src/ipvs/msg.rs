@@ -28,6 +28,8 @@ pub mod cmd {
     pub const NEW_DAEMON: u8 = 9;
     pub const DEL_DAEMON: u8 = 10;
     pub const GET_DAEMON: u8 = 11;
+    pub const SET_CONFIG: u8 = 12;
+    pub const GET_CONFIG: u8 = 13;
     pub const GET_INFO: u8 = 15;
 }
 
@@ -35,6 +37,9 @@ pub mod cmd {
 const CMD_ATTR_SERVICE: u16 = 1;
 const CMD_ATTR_DEST: u16 = 2;
 const CMD_ATTR_DAEMON: u16 = 3;
+const CMD_ATTR_TIMEOUT_TCP: u16 = 4;
+const CMD_ATTR_TIMEOUT_TCP_FIN: u16 = 5;
+const CMD_ATTR_TIMEOUT_UDP: u16 = 6;
 
 /// `IPVS_SVC_ATTR_*`.
 mod svc {
@@ -494,6 +499,36 @@ impl SyncDaemon {
 }
 
 /// `GET_INFO`: the IPVS version (as `ipvsadm` prints it) and connection table size.
+/// IPVS's connection timeouts in seconds (`IPVS_CMD_SET_CONFIG` / `GET_CONFIG`): TCP
+/// established, TCP after FIN, UDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+impl Timeouts {
+    /// `SET_CONFIG`'s attributes: only the non-zero ones (the kernel keeps the others).
+    pub fn attrs(&self) -> Vec<Attr> {
+        [(CMD_ATTR_TIMEOUT_TCP, self.tcp), (CMD_ATTR_TIMEOUT_TCP_FIN, self.tcp_fin), (CMD_ATTR_TIMEOUT_UDP, self.udp)]
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| Attr::u32(k, v))
+            .collect()
+    }
+
+    /// A `GET_CONFIG` reply.
+    pub fn parse(msg: &IpvsMsg) -> Result<Timeouts, DecodeError> {
+        let get = |k| find(&msg.attrs, k).map_or(Ok(0), Attr::as_u32);
+        Ok(Timeouts {
+            tcp: get(CMD_ATTR_TIMEOUT_TCP)?,
+            tcp_fin: get(CMD_ATTR_TIMEOUT_TCP_FIN)?,
+            udp: get(CMD_ATTR_TIMEOUT_UDP)?,
+        })
+    }
+}
+
 pub fn parse_info(msg: &IpvsMsg) -> Result<(String, u32), DecodeError> {
     let v = need(&msg.attrs, INFO_VERSION, "info")?.as_u32()?;
     let size = need(&msg.attrs, INFO_CONN_TAB_SIZE, "info")?.as_u32()?;

@@ -198,13 +198,14 @@ fn desired(forward: ForwardMethod) -> DesiredService {
         keys: vec![key_of("203.0.113.10".parse().unwrap(), 80, 6)],
         marks: Vec::new(),
         ops: false,
+        sched_flags: 0,
         scheduler: Scheduler::Wlc,
         forward,
         persist_timeout: 0,
         persist_prefix: None,
         reals: vec![
-            DesiredReal { addr: "198.51.100.11:8080".parse().unwrap(), weight: 2 },
-            DesiredReal { addr: "198.51.100.12:8080".parse().unwrap(), weight: 1 },
+            DesiredReal { addr: "198.51.100.11:8080".parse().unwrap(), weight: 2, fwd: None, u_thresh: 0, l_thresh: 0 },
+            DesiredReal { addr: "198.51.100.12:8080".parse().unwrap(), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 },
         ],
         sorry: Some("198.51.100.99:8080".parse().unwrap()),
         quorum: 1,
@@ -246,7 +247,13 @@ fn plan_follows_ipvsadm_and_keepalived() {
     let mut d = desired(ForwardMethod::Dr);
     d.keys.clear();
     d.marks = vec![7];
-    d.reals = vec![DesiredReal { addr: "[2001:db8::11]:80".parse().unwrap(), weight: 1 }];
+    d.reals = vec![DesiredReal {
+        addr: "[2001:db8::11]:80".parse().unwrap(),
+        weight: 1,
+        fwd: None,
+        u_thresh: 0,
+        l_thresh: 0,
+    }];
     let (p, _) = plan(&[d]);
     let id = ServiceId::Fwmark { af: msg::AF_INET6, mark: 7 };
     assert_eq!(p[&id].service.netmask, 128);
@@ -258,4 +265,90 @@ fn ip_last(ip: &IpAddr) -> u16 {
         IpAddr::V4(a) => u16::from(a.octets()[3]),
         IpAddr::V6(_) => 0,
     }
+}
+
+/// `sh-port` and `ops` in a keepalived.conf become the service flags ipvsadm sends for
+/// `-s sh -b sh-port -o` (the captured `add_svc6`), byte for byte; `flag-1`..`flag-3` are the
+/// kernel's scheduler bits whatever the scheduler, as keepalived passes them.
+#[test]
+fn scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them() {
+    let conf = |body: &str| {
+        let l = crate::config::parse_str(
+            "t.conf",
+            &format!(
+                "virtual_server 2001:db8::10 53 {{\n protocol UDP\n {body}\n real_server 2001:db8::11 53 {{\n }}\n}}\n"
+            ),
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let (d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+        let (p, _) = plan(&d);
+        p.into_values().next().unwrap().service
+    };
+    let s = conf("lb_algo sh\n sh-port\n ops");
+    assert_eq!(emit(&s.attr()), captured_attr("add_svc6", 1));
+    assert_eq!(conf("lb_algo sh\n sh-fallback").flags, 0x08);
+    assert_eq!(conf("lb_algo mh\n mh-port\n mh-fallback").flags, 0x18);
+    assert_eq!(conf("lb_algo rr\n flag-1\n flag-2\n flag-3").flags, 0x38);
+    // keepalived ignores sh-port after lb_algo mh.
+    assert_eq!(conf("lb_algo mh\n sh-port").flags, 0);
+}
+
+/// A fwmark service's real server given without a port is IPVS destination port 0 (the
+/// packet's destination port), with NAT as with DR.
+#[test]
+fn a_fwmark_real_server_without_a_port_is_destination_port_zero() {
+    for kind in ["NAT", "DR"] {
+        let l = crate::config::parse_str(
+            "t.conf",
+            &format!("virtual_server fwmark 7 {{\n lb_kind {kind}\n real_server 198.51.100.11 {{\n }}\n}}\n"),
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let (d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+        let (p, _) = plan(&d);
+        let dests: Vec<(IpAddr, u16)> = p.values().flat_map(|s| s.dests.keys().copied()).collect();
+        assert_eq!(dests, [("198.51.100.11".parse().unwrap(), 0)], "{kind}");
+    }
+}
+
+/// `lvs_method` per real server and `uthreshold` / `lthreshold` reach each destination
+/// (`IPVS_DEST_ATTR_FWD_METHOD`, `U_THRESH`, `L_THRESH`); the sorry server keeps lb_kind.
+#[test]
+fn per_real_server_method_and_thresholds_reach_the_destination() {
+    let l = crate::config::parse_str(
+        "t.conf",
+        "virtual_server 203.0.113.10 80 {\n lb_kind NAT\n sorry_server 198.51.100.99 80\n \
+         real_server 198.51.100.11 80 {\n  lvs_method DR\n  uthreshold 100\n  lthreshold 50\n }\n \
+         real_server 198.51.100.12 8080 {\n }\n}\n",
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let (d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+    let (p, _) = plan(&d);
+    let dests = &p.into_values().next().unwrap().dests;
+    let dr = &dests[&("198.51.100.11".parse().unwrap(), 80)];
+    assert_eq!((dr.fwd, dr.u_thresh, dr.l_thresh), (msg::FWD_DROUTE, 100, 50));
+    let nat = &dests[&("198.51.100.12".parse().unwrap(), 8080)];
+    assert_eq!((nat.fwd, nat.u_thresh, nat.l_thresh), (msg::FWD_MASQ, 0, 0));
+    // On the wire: u32 attributes 5 and 6 of the nested destination, host byte order.
+    let bytes = emit(&dr.attr());
+    let attr = |kind: u16, v: u32| [&8u16.to_ne_bytes()[..], &kind.to_ne_bytes(), &v.to_ne_bytes()].concat();
+    for want in [attr(5, 100), attr(6, 50), attr(3, msg::FWD_DROUTE)] {
+        assert!(bytes.windows(8).any(|w| w == want.as_slice()), "{want:?} not in {bytes:?}");
+    }
+}
+
+/// `lvs_timeouts` becomes `IPVS_CMD_SET_CONFIG` with `IPVS_CMD_ATTR_TIMEOUT_TCP` (4),
+/// `_TCP_FIN` (5) and `_UDP` (6); one left at 0 is not sent, so the kernel keeps it.
+#[test]
+fn lvs_timeouts_encode_as_set_config() {
+    assert_eq!((cmd::SET_CONFIG, cmd::GET_CONFIG), (12, 13));
+    let l = crate::config::parse_str("t.conf", "global_defs {\n lvs_timeouts tcp 7200 udp 60\n}\n");
+    assert!(!l.has_errors(), "{}", l.render());
+    let t = l.config.global.lvs_timeouts.unwrap();
+    let m = msg::Timeouts { tcp: t.tcp, tcp_fin: t.tcpfin, udp: t.udp };
+    let bytes: Vec<u8> = m.attrs().iter().flat_map(emit).collect();
+    let attr = |kind: u16, v: u32| [&8u16.to_ne_bytes()[..], &kind.to_ne_bytes(), &v.to_ne_bytes()].concat();
+    assert_eq!(bytes, [attr(4, 7200), attr(6, 60)].concat());
+    // A GET_CONFIG reply decodes to the same values.
+    let reply = IpvsMsg { cmd: cmd::GET_CONFIG, attrs: m.attrs() };
+    assert_eq!(msg::Timeouts::parse(&reply).unwrap(), m);
 }

@@ -1,10 +1,12 @@
 //! Telling the outside world about state changes: notify scripts (`notify_*`, `quorum_*`,
-//! VRRP's `notify`), bounded by one timeout, and `smtp_alert` mail (`mail.rs`). The checker
-//! side (the daemon) and VRRP both notify through a `Notifier`.
+//! VRRP's `notify`), bounded by one timeout, `smtp_alert` mail (`mail.rs`) and keepalived's
+//! notify FIFOs (`fifo.rs`). The checker side (the daemon) and VRRP both notify through a
+//! `Notifier`.
 
+pub mod fifo;
 pub mod mail;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tracing::{info, warn};
 
@@ -12,22 +14,34 @@ use crate::{
     config::{RunAs, Script},
     script::{self, Runner},
 };
+pub use fifo::{Fifos, Stream};
 pub use mail::Mailer;
 
 /// Notify script runs are bounded; keepalived has no limit, but a hung notify script must
 /// not pile up forever.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The script settings and mail relay of the running configuration.
+/// The script settings, mail relay and notify FIFOs of the running configuration.
 #[derive(Clone, Debug)]
 pub struct Notifier {
     runner: Runner,
     mailer: Option<Mailer>,
+    fifos: Arc<Fifos>,
 }
 
 impl Notifier {
-    pub fn new(runner: Runner, mailer: Option<Mailer>) -> Self {
-        Self { runner, mailer }
+    pub fn new(runner: Runner, mailer: Option<Mailer>, fifos: Arc<Fifos>) -> Self {
+        Self { runner, mailer, fifos }
+    }
+
+    /// The FIFOs, for the next configuration's `Notifier` (kept open when unchanged).
+    pub fn fifos(&self) -> &Arc<Fifos> {
+        &self.fifos
+    }
+
+    /// Writes a line to the notify FIFOs that take `stream`.
+    pub fn fifo(&self, stream: Stream, line: &str) {
+        self.fifos.write(stream, line);
     }
 
     /// How scripts are prepared (identity, `enable_script_security`); VRRP's tracking

@@ -6,27 +6,33 @@
 //! `crate::notify` for scripts and mail.
 //!
 //! Fencing: a BACKUP or FAULT node removes its VIPs, so it answers no ARP for them and the
-//! network sends VIP traffic to the master only. The XDP program does not check VRRP state:
-//! a frame that still reaches a backup (a neighbour cache not yet updated by the master's
-//! gratuitous ARPs) is forwarded rather than dropped, which shortens the failover gap.
+//! network sends VIP traffic to the master only. The XDP data plane follows VRRP state too
+//! (`daemon::node::fences`): a frame for a service of a VIP this node does not hold as MASTER
+//! is not load-balanced (passed to the kernel, which does not hold the VIP), as IPVS on a
+//! keepalived BACKUP never sees it; and only frames to the interface's own MAC are. So a frame
+//! that still reaches a backup (a neighbour cache not yet updated by the new master's
+//! gratuitous ARPs, a switch flooding) is not forwarded twice: the failover gap lasts until
+//! the new master's gratuitous ARPs, as with keepalived.
 
 mod engine;
 pub mod instance;
 pub mod packet;
+mod proc_events;
 pub mod sockets;
 mod status;
 pub mod sync_group;
+pub mod track_process;
 pub mod tracking;
 
 use std::time::Duration;
 
-use anyhow::Result;
-use tokio::sync::{mpsc, oneshot};
+use anyhow::{Context as _, Result};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{config::Config, notify::Notifier};
 use engine::{Cmd, Engine};
 pub use instance::State;
-pub use status::VrrpStatus;
+pub use status::{ProcessStatus, VrrpStatus};
 
 /// The part of the config VRRP runs from; a reload that changes none of it leaves VRRP alone.
 pub fn fingerprint(cfg: &Config) -> String {
@@ -34,33 +40,75 @@ pub fn fingerprint(cfg: &Config) -> String {
     serde_json::to_string(&(
         &cfg.vrrp_instances,
         &cfg.vrrp_scripts,
+        &cfg.track_files,
+        &cfg.track_processes,
         &cfg.vrrp_sync_groups,
         (&g.vrrp_mcast_group4, g.vrrp_version, &g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat),
         (g.vrrp_garp_master_refresh, g.vrrp_strict, &g.script_user, g.enable_script_security),
+        (
+            g.vrrp_skip_check_adv_addr,
+            g.vrrp_garp_master_refresh_repeat,
+            g.vrrp_garp_interval_us,
+            g.vrrp_gna_interval_us,
+        ),
     ))
     .unwrap_or_default()
 }
 
-/// A running VRRP engine.
+/// A running VRRP engine, on its own thread with its own runtime: checker bursts, data
+/// plane programming and reloads on the daemon's runtime never delay an advert.
 pub struct Vrrp {
     stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
     cmd: mpsc::Sender<Cmd>,
-    task: tokio::task::JoinHandle<()>,
+    /// Dropped when the engine's thread has finished.
+    exited: Option<oneshot::Receiver<()>>,
     pub instances: usize,
     /// Every instance's state and counters, kept current by the engine.
     pub status: tokio::sync::watch::Receiver<Vec<VrrpStatus>>,
 }
 
+type Started = (oneshot::Sender<oneshot::Sender<()>>, mpsc::Sender<Cmd>, usize, watch::Receiver<Vec<VrrpStatus>>);
+
 impl Vrrp {
     /// Starts every `vrrp_instance` of `cfg`; none configured gives an idle engine.
     pub async fn start(cfg: &Config, notifier: Notifier) -> Result<Vrrp> {
-        let (tx, rx) = mpsc::channel(1024);
-        let (mut engine, status) = Engine::build(cfg, notifier, tx.clone()).await?;
-        let instances = engine.instances();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let (cmd_tx, cmd_rx) = mpsc::channel(4);
-        let task = tokio::spawn(async move { engine.run(rx, stop_rx, cmd_rx).await });
-        Ok(Vrrp { stop: Some(stop_tx), cmd: cmd_tx, task, instances, status })
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<Started>>();
+        let (exited_tx, exited_rx) = oneshot::channel::<()>();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("lb-vrrp".into())
+            .spawn(move || {
+                let _exited = exited_tx;
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::new(e).context("the VRRP runtime")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let (tx, rx) = mpsc::channel(1024);
+                    let (mut engine, status) = match Engine::build(&cfg, notifier, tx).await {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let (stop_tx, stop_rx) = oneshot::channel();
+                    let (cmd_tx, cmd_rx) = mpsc::channel(4);
+                    if ready_tx.send(Ok((stop_tx, cmd_tx, engine.instances(), status))).is_ok() {
+                        engine.run(rx, stop_rx, cmd_rx).await;
+                    }
+                });
+                // Scripts still running in the background get a moment, as on the daemon's
+                // runtime at exit; none is waited for longer.
+                rt.shutdown_timeout(Duration::from_secs(1));
+            })
+            .context("starting the VRRP thread")?;
+        let (stop, cmd, instances, status) =
+            ready_rx.await.map_err(|_| anyhow::anyhow!("the VRRP thread ended while starting"))??;
+        Ok(Vrrp { stop: Some(stop), cmd, exited: Some(exited_rx), instances, status })
     }
 
     /// Applies a changed config to the running engine: unchanged instances keep their state
@@ -83,6 +131,8 @@ impl Vrrp {
                 let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+        if let Some(exited) = self.exited.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), exited).await;
+        }
     }
 }

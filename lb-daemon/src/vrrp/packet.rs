@@ -58,10 +58,13 @@ pub enum Reject {
     Interval,
     /// Unicast: the source is not in `unicast_peer`.
     UnknownPeer,
+    /// The advert's addresses are not this instance's VIPs (keepalived checks every advert,
+    /// or with `skip_check_adv_addr` those from a new master).
+    AddressList,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 10] = [
+    pub const ALL: [Reject; 11] = [
         Reject::Ttl,
         Reject::Version,
         Reject::Type,
@@ -72,6 +75,7 @@ impl Reject {
         Reject::Password,
         Reject::Interval,
         Reject::UnknownPeer,
+        Reject::AddressList,
     ];
 }
 

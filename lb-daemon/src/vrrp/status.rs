@@ -17,4 +17,37 @@ pub struct VrrpStatus {
     pub became_master: u64,
     /// Dropped adverts by receive check.
     pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Times it left MASTER for BACKUP or FAULT (keepalived's `release_master`).
+    #[serde(default)]
+    pub released_master: u64,
+    /// Priority-0 adverts received and sent (keepalived's `pri_zero_rcvd` / `pri_zero_sent`).
+    #[serde(default)]
+    pub pri_zero_received: u64,
+    #[serde(default)]
+    pub pri_zero_sent: u64,
+    /// The last state change, seconds since the Unix epoch (0: none yet).
+    #[serde(default)]
+    pub last_transition: f64,
+    /// The master heard last (its source address and priority), while not master.
+    #[serde(default)]
+    pub master: Option<(std::net::IpAddr, u8)>,
+    /// The interface and the address adverts are sent from.
+    #[serde(default)]
+    pub interface: String,
+    #[serde(default)]
+    pub src_ip: Option<std::net::IpAddr>,
+    /// VRRP version (2 or 3).
+    #[serde(default)]
+    pub version: u8,
+    /// Every vrrp_track_process's current count and quorum (the same on every instance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessStatus>,
+}
+
+/// A vrrp_track_process as the listener last saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub current: u32,
+    pub quorum: bool,
 }

@@ -12,6 +12,8 @@ pub struct SyncGroup {
     /// Indexes of the member instances in the engine's list.
     pub members: Vec<usize>,
     pub notify: Notify,
+    /// The group's `track_bfd` (unweighted: a fault of every member while down).
+    pub track_bfd: Vec<config::Tracked>,
     /// The state all members last agreed on (INIT until they first do).
     pub state: State,
 }
@@ -32,7 +34,13 @@ pub fn build(
             member_of[m] = Some(groups.len());
         }
         let state = old.iter().find(|o| o.name == sg.name).map_or(State::Init, |o| o.state);
-        groups.push(SyncGroup { name: sg.name.clone(), members, notify: sg.notify.clone(), state });
+        groups.push(SyncGroup {
+            name: sg.name.clone(),
+            members,
+            notify: sg.notify.clone(),
+            track_bfd: sg.track_bfd.clone(),
+            state,
+        });
     }
     (groups, member_of)
 }
@@ -93,7 +101,10 @@ mod tests {
         config::SyncGroup {
             name: name.into(),
             group: members.iter().map(|m| m.to_string()).collect(),
+            track_process: Vec::new(),
+            track_bfd: Vec::new(),
             notify: Notify::default(),
+            track_file: Vec::new(),
             span: Span::default(),
         }
     }

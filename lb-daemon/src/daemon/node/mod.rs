@@ -4,7 +4,7 @@
 //! VRRP reload comes back as events, so a reload (VRRP, then the services, then a rollback
 //! if they fail) is a small state machine here. `tests.rs` drives it with events only.
 
-use std::{net::IpAddr, time::Instant};
+use std::{collections::BTreeMap, net::IpAddr, time::Instant};
 
 use tracing::{error, info, warn};
 
@@ -21,6 +21,7 @@ use crate::{
         SyncRole, SyncWant,
         services::{self, DesiredService},
     },
+    notify::{Stream, fifo},
     state::{BackendStatus, CheckStatus, Status},
     vrrp::{self, VrrpStatus},
 };
@@ -54,6 +55,9 @@ pub enum Event {
     },
     /// A checker's verdict.
     Report(check::health::Report),
+    /// Verdicts that arrived together (a burst while the data plane was being programmed):
+    /// recorded in order, then programmed once.
+    Reports(Vec<check::health::Report>),
     /// SIGHUP brought a new configuration (refused ones never get here). `rollback_checks`
     /// are the running configuration's checkers under the new script settings: what runs if
     /// the reload has to be undone.
@@ -80,6 +84,9 @@ pub enum Tick {
     Publish { vrrp: Vec<VrrpStatus>, backend: Option<BackendStatus> },
     /// Next hops the data plane found unresolved: (address, interface index).
     Unresolved(Vec<(IpAddr, u32)>),
+    /// The VRRP engine published its instances (a state change among them): the fences
+    /// follow at once, not at the next status period.
+    Vrrp(Vec<VrrpStatus>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -98,8 +105,14 @@ pub enum Action {
         subject: String,
         body: String,
     },
+    /// A line for the notify FIFOs that take this stream.
+    Fifo(crate::notify::Stream, String),
     /// Start, switch or stop connection sync.
     SetSync(Option<SyncWant>),
+    /// Set (or restore) the backend's connection timeouts (`lvs_timeouts`).
+    SetTimeouts(Option<config::LvsTimeouts>),
+    /// Fence these VIPs' services in the backend (VIP → `FENCE_*`; others are load-balanced).
+    Fence(BTreeMap<IpAddr, u32>),
     /// Publish the status (the state file, metrics).
     Publish(Box<Status>),
     /// Ask the kernel to resolve this next hop on this interface.
@@ -140,6 +153,12 @@ pub struct Node {
     vrrp_fingerprint: String,
     /// The connection sync daemon's role as last set.
     sync: Option<SyncWant>,
+    /// The `lvs_timeouts` last asked of the backend.
+    timeouts: Option<config::LvsTimeouts>,
+    /// The VRRP instances as last published (none before VRRP starts: every VIP fenced).
+    vrrp_seen: Vec<VrrpStatus>,
+    /// The fences as last set (`Action::Fence`).
+    fences: Option<BTreeMap<IpAddr, u32>>,
     /// Programming the services at start: a failure ends the daemon.
     starting: bool,
     reload: Option<Reload>,
@@ -169,6 +188,9 @@ impl Node {
             checks: Checks::new(),
             vrrp_fingerprint,
             sync: None,
+            timeouts: None,
+            vrrp_seen: Vec::new(),
+            fences: None,
             starting: false,
             reload: None,
             overrides: Overrides::default(),
@@ -192,13 +214,18 @@ impl Node {
     pub fn on_event(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Start { checks } => self.start(checks),
-            Event::Report(r) => self.report(r),
+            Event::Report(r) => self.reports(vec![r]),
+            Event::Reports(rs) => self.reports(rs),
             Event::Reload { loaded, checks, rollback_checks, started } => {
                 self.reload(*loaded, checks, rollback_checks, started)
             }
             Event::VrrpReloaded(r) => self.vrrp_reloaded(r),
             Event::Programmed { result, at } => self.programmed(result, at),
             Event::Tick(Tick::Publish { vrrp, backend }) => self.publish(vrrp, backend),
+            Event::Tick(Tick::Vrrp(vrrp)) => {
+                self.vrrp_seen = vrrp;
+                self.refence()
+            }
             Event::Tick(Tick::Unresolved(hops)) => {
                 hops.into_iter().map(|(ip, ifindex)| Action::Resolve(ip, ifindex)).collect()
             }
@@ -243,22 +270,66 @@ impl Node {
         }
         self.health.retain_services(&desired.iter().map(|d| d.name.clone()).collect::<Vec<_>>());
         self.overrides.apply(&mut desired, &self.health);
+        // Before the services: a new one on a VIP this node does not hold starts fenced.
+        out.extend(self.refence());
         out.push(Action::Program(desired));
         out
     }
 
-    fn report(&mut self, report: check::health::Report) -> Vec<Action> {
+    /// `Action::Fence` when the fences the VRRP instances call for changed.
+    fn refence(&mut self) -> Vec<Action> {
+        let want = fences(&self.vrrp_config(), &self.vrrp_seen);
+        if self.fences.as_ref() == Some(&want) {
+            return Vec::new();
+        }
+        self.fences = Some(want.clone());
+        vec![Action::Fence(want)]
+    }
+
+    fn reports(&mut self, reports: Vec<check::health::Report>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut changed = false;
+        for r in reports {
+            changed |= self.report(r, &mut out);
+        }
+        if changed {
+            out.extend(self.program());
+        }
+        out
+    }
+
+    /// Records one verdict and what it sets off (scripts, mail) in `out`; whether the
+    /// services must be programmed again.
+    fn report(&mut self, report: check::health::Report, out: &mut Vec<Action>) -> bool {
         let id = report.id.clone();
-        let Some(change) = self.health.record(report) else { return Vec::new() };
+        let Some(change) = self.health.record(report) else { return false };
         let cfg = &self.current.config;
         let vs = cfg.virtual_servers.iter().find(|v| v.name() == change.service);
         let rs = vs.and_then(|v| v.real_servers.iter().find(|r| r.addr == change.real));
-        let mut out = Vec::new();
         if change.was.up != change.now.up {
             let word = if change.now.up { "UP" } else { "DOWN" };
-            warn!(service = %change.service, real = %change.real, check = %id, "real server {word}: {}", change.reason);
+            let verdict = format_args!("real server {word}: {}", change.reason);
+            // keepalived's line (ipwrapper.c, perform_svr_state), at its severity: INFO.
+            match vs {
+                Some(v) => {
+                    let inhibit = rs.is_some_and(|r| r.inhibit(v));
+                    let (verb, prep) = match (change.now.up, inhibit) {
+                        (true, false) => ("Adding", "to"),
+                        (false, false) => ("Removing", "from"),
+                        (true, true) => ("Enabling", "of"),
+                        (false, true) => ("Disabling", "of"),
+                    };
+                    info!(service = %change.service, real = %change.real, check = %id, %verdict,
+                        "{verb} service {} {prep} VS {}", v.keepalived_real_name(change.real), v.keepalived_name());
+                }
+                None => info!(service = %change.service, real = %change.real, check = %id, "{verdict}"),
+            }
             let script = rs.and_then(|r| if change.now.up { r.notify_up.as_ref() } else { r.notify_down.as_ref() });
             out.extend(script.cloned().map(Action::RunScript));
+            if let Some(v) = vs {
+                let line = fifo::rs_line(&v.keepalived_real_name(change.real), &v.keepalived_name(), change.now.up);
+                out.push(Action::Fifo(Stream::Lvs, line));
+            }
             if vs.is_some_and(|v| mail_for(cfg, v, rs)) {
                 out.push(Action::Mail {
                     subject: format!("Realserver {} of virtual server {} - {word}", change.real, change.service),
@@ -266,10 +337,9 @@ impl Node {
                 });
             }
         } else {
-            info!(service = %change.service, real = %change.real, check = %id, weight = ?change.now.weight, "real server weight changed: {}", change.reason);
+            info!(service = %change.service, real = %change.real, check = %id, weight = ?change.now.weight, offset = change.now.offset, "real server weight changed: {}", change.reason);
         }
-        out.extend(self.program());
-        out
+        true
     }
 
     fn reload(&mut self, new: Loaded, checks: Checks, rollback_checks: Checks, started: Instant) -> Vec<Action> {
@@ -375,7 +445,14 @@ impl Node {
                 self.sync.clone_from(&want);
                 out.push(Action::SetSync(want));
             }
+            let timeouts = self.current.config.global.lvs_timeouts;
+            if timeouts != self.timeouts {
+                self.timeouts = timeouts;
+                out.push(Action::SetTimeouts(timeouts));
+            }
         }
+        self.vrrp_seen.clone_from(&vrrp);
+        out.extend(self.refence());
         out.push(Action::Publish(Box::new(self.status(vrrp, backend))));
         out
     }
@@ -508,6 +585,9 @@ fn quorum_moved(
     };
     warn!(service = %d.name, live_weight = live, quorum = d.quorum, hysteresis = d.hysteresis, "quorum {word}{consequence}");
     let mut out: Vec<Action> = script.cloned().map(Action::RunScript).into_iter().collect();
+    if let Some(v) = vs {
+        out.push(Action::Fifo(Stream::Lvs, fifo::vs_line(&v.keepalived_name(), up)));
+    }
     if vs.is_some_and(|v| mail_for(cfg, v, None)) {
         out.push(Action::Mail {
             subject: format!("Virtual server {} - quorum {word}", d.name),
@@ -533,6 +613,39 @@ pub fn vrrp_config(cfg: &config::Config, subsystems: Subsystems) -> config::Conf
         return cfg.clone();
     }
     config::Config { global: cfg.global.clone(), ..Default::default() }
+}
+
+/// Which VIPs' services this node must not load-balance, from the VRRP instances' states
+/// (VIP → `FENCE_*`). A VIP of an instance that is not MASTER here is not local, so the kernel
+/// would never hand IPVS its frames: `FENCE_BACKUP` (passed to the kernel). A MASTER without
+/// accept mode that is not the address owner drops its VIPs' traffic with keepalived's
+/// firewall rule, before IPVS: `FENCE_NO_ACCEPT`. A VIP held by two instances follows the one
+/// that lets most through. Addresses in no instance (static ones) are never fenced.
+pub fn fences(cfg: &config::Config, vrrp: &[VrrpStatus]) -> BTreeMap<IpAddr, u32> {
+    use lb_common::consts::{FENCE_BACKUP, FENCE_NO_ACCEPT};
+    // How much each fence lets through: the least fenced instance wins.
+    let rank = |f: u32| match f {
+        0 => 0,
+        FENCE_NO_ACCEPT => 1,
+        _ => 2,
+    };
+    let mut out: BTreeMap<IpAddr, u32> = BTreeMap::new();
+    for inst in &cfg.vrrp_instances {
+        let master = vrrp.iter().any(|v| v.instance == inst.name && v.state == vrrp::State::Master);
+        let fence = match (master, inst.drops_vip_traffic(&cfg.global)) {
+            (false, _) => FENCE_BACKUP,
+            (true, true) => FENCE_NO_ACCEPT,
+            (true, false) => 0,
+        };
+        for a in inst.virtual_ipaddress.iter().chain(&inst.virtual_ipaddress_excluded) {
+            let e = out.entry(a.addr).or_insert(fence);
+            if rank(fence) < rank(*e) {
+                *e = fence;
+            }
+        }
+    }
+    out.retain(|_, f| *f != 0);
+    out
 }
 
 /// Connection sync as configured: keepalived's `lvs_sync_daemon IFACE INSTANCE [id N]`, or the

@@ -226,6 +226,6 @@ fn owners(d: &DesiredService) -> Vec<String> {
         .enumerate()
         .map(|(i, r)| Member { id: i as u32, name: r.addr.to_string(), weight: r.weight })
         .collect();
-    let (table, _) = tables::build(d.scheduler, &members);
+    let (table, _) = tables::build(d.scheduler, &members, d.sched_flags);
     table.iter().map(|&id| members.get(id as usize).map(|m| m.name.clone()).unwrap_or_default()).collect()
 }

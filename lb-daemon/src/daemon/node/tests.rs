@@ -66,7 +66,10 @@ fn real(last: u8) -> SocketAddr {
 
 fn report(last: u8, up: bool) -> Event {
     let id = CheckId { service: VS.into(), real: real(last), index: 0 };
-    Event::Report(Report { id, state: CheckState { up, weight: None, reason: "TCP_CHECK: connect failed".into() } })
+    Event::Report(Report {
+        id,
+        state: CheckState { up, weight: None, offset: 0, reason: "TCP_CHECK: connect failed".into() },
+    })
 }
 
 /// The services of the one `Program` among `actions`.
@@ -104,7 +107,8 @@ fn vrrp_only_runs_no_checkers_and_programs_nothing() {
     assert!(n.on_event(Event::Start { checks: c }).is_empty());
     assert!(n.on_event(report(11, false)).is_empty(), "no checker ran: no verdict");
     let a = n.on_event(Event::Tick(Tick::Publish { vrrp: Vec::new(), backend: None }));
-    assert!(matches!(a.as_slice(), [Action::Publish(_)]), "{a:?}");
+    // keepalived's VRRP process keeps its accept-mode firewall rules with -P too.
+    assert!(matches!(a.as_slice(), [Action::Fence(f), Action::Publish(_)] if f.is_empty()), "{a:?}");
 }
 
 #[test]
@@ -112,8 +116,11 @@ fn a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms() {
     let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
     let a = n.on_event(report(11, false));
     assert_eq!(commands(&a[0]), ["/bin/false"], "its notify_down");
+    // keepalived's notify_fifo lines, in the order of the changes.
+    let vs = "[203.0.113.10]:tcp:80";
+    assert_eq!(a[1], Action::Fifo(Stream::Lvs, format!("RS [198.51.100.11]:tcp:80 {vs} DOWN\n")));
     assert_eq!(
-        a[1],
+        a[2],
         Action::Mail {
             subject: format!("Realserver 198.51.100.11:80 of virtual server {VS} - DOWN"),
             body: "=> TCP_CHECK: connect failed <=".into()
@@ -121,10 +128,11 @@ fn a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms() {
     );
     // Live weight 1 is below quorum 2: quorum_down runs (no mail: the real server's
     // smtp_alert does not cover its service's quorum).
-    assert_eq!(commands(&a[2]), ["/bin/true"]);
+    assert_eq!(commands(&a[3]), ["/bin/true"]);
+    assert_eq!(a[4], Action::Fifo(Stream::Lvs, format!("VS {vs} DOWN\n")));
     let d = programmed(&a);
     assert_eq!((reals(&d[0]), d[0].quorum_up), (vec![(real(12), 1)], false));
-    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a.len(), 6, "{a:?}");
     // A failed apply of a health change is only logged.
     assert!(n.on_event(Event::Programmed { result: Err("x".into()), at: Instant::now() }).is_empty());
     // The same verdict again changes nothing.
@@ -195,7 +203,8 @@ fn connection_sync_follows_its_vrrp_instance() {
     assert_eq!(publish(&mut n, vrrp::State::Master)[0], want(SyncRole::Master));
     // Without a backend (-P) there is nothing to sync.
     let mut p = started(&text, None);
-    assert_eq!(publish(&mut p, vrrp::State::Master).len(), 1);
+    let a = publish(&mut p, vrrp::State::Master);
+    assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
 }
 
 #[test]
@@ -405,4 +414,93 @@ fn a_parsed_configuration_crosses_the_socket_whole() {
     let back: config::Config = serde_json::from_str(&text).unwrap();
     assert!(config::same(&back, &l.config));
     assert_eq!(back.virtual_servers[0].real_servers[0].weight, 2);
+}
+
+/// A burst of verdicts (what queued while the data plane was programmed) is programmed
+/// once, with every verdict in it; each still notifies.
+#[test]
+fn verdicts_that_arrive_together_are_programmed_once() {
+    let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
+    let unwrap = |e: Event| match e {
+        Event::Report(r) => r,
+        _ => unreachable!(),
+    };
+    let a = n.on_event(Event::Reports(vec![unwrap(report(11, false)), unwrap(report(12, false))]));
+    let d = programmed(&a);
+    assert_eq!((reals(&d[0]), d[0].quorum_up), (vec![], false), "both real servers out, quorum lost");
+    assert_eq!(a.iter().filter(|x| commands(x) == ["/bin/false"]).count(), 1, "11's notify_down: {a:?}");
+    // One down and back up within the burst: the last verdict counts, still one programming.
+    let a =
+        n.on_event(Event::Reports(vec![unwrap(report(11, true)), unwrap(report(12, true)), unwrap(report(12, false))]));
+    assert_eq!(reals(&programmed(&a)[0]), vec![(real(11), 1)]);
+    // Verdicts that change nothing program nothing.
+    assert!(n.on_event(Event::Reports(vec![unwrap(report(12, false))])).is_empty());
+}
+
+fn vrrp_status(instance: &str, state: vrrp::State) -> VrrpStatus {
+    VrrpStatus { instance: instance.into(), state, ..VrrpStatus::default() }
+}
+
+fn fences_of(a: &[Action]) -> Vec<&BTreeMap<IpAddr, u32>> {
+    a.iter().filter_map(|a| if let Action::Fence(f) = a { Some(f) } else { None }).collect()
+}
+
+/// A service VIP of a VRRP instance is fenced until that instance is MASTER here, from the
+/// start (before VRRP runs) and before any programming; a transition changes the fence at once.
+#[test]
+fn services_of_a_vip_this_node_does_not_hold_are_fenced() {
+    use lb_common::consts::FENCE_BACKUP;
+    let vip: IpAddr = "203.0.113.10".parse().unwrap();
+    let l = load(&conf(1, VRRP));
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::All, Some(BackendKind::Bpf), 42, "k.conf".into());
+    let a = n.on_event(Event::Start { checks: c });
+    let fence = a.iter().position(|a| matches!(a, Action::Fence(_))).expect("fenced at start");
+    let program = a.iter().position(|a| matches!(a, Action::Program(_))).unwrap();
+    assert!(fence < program, "{a:?}");
+    assert_eq!(fences_of(&a), [&BTreeMap::from([(vip, FENCE_BACKUP)])]);
+    n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    // BACKUP: nothing changes; MASTER: unfenced; BACKUP again: fenced again.
+    let backup = |n: &mut Node| n.on_event(Event::Tick(Tick::Vrrp(vec![vrrp_status("VI_1", vrrp::State::Backup)])));
+    assert!(fences_of(&backup(&mut n)).is_empty());
+    let a = n.on_event(Event::Tick(Tick::Vrrp(vec![vrrp_status("VI_1", vrrp::State::Master)])));
+    assert_eq!(fences_of(&a), [&BTreeMap::new()]);
+    assert_eq!(fences_of(&backup(&mut n)), [&BTreeMap::from([(vip, FENCE_BACKUP)])]);
+    // Without VRRP (-C) nothing is fenced.
+    let l = load(&conf(1, VRRP));
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::CheckersOnly, Some(BackendKind::Bpf), 42, "k.conf".into());
+    assert_eq!(fences_of(&n.on_event(Event::Start { checks: c })), [&BTreeMap::new()]);
+}
+
+/// keepalived's accept mode: a MASTER that is not the address owner drops its VIPs' traffic
+/// with `no_accept`, and under `vrrp_strict` (VRRPv2: even with `accept`); the owner never.
+#[test]
+fn a_master_without_accept_mode_drops_its_vips_traffic() {
+    use lb_common::consts::{FENCE_BACKUP, FENCE_NO_ACCEPT};
+    let vip: IpAddr = "203.0.113.10".parse().unwrap();
+    let inst = |extra: &str, prio: u8| {
+        format!(
+            "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n priority {prio}\n {extra}\n \
+             virtual_ipaddress {{\n  203.0.113.10\n }}\n}}\n"
+        )
+    };
+    let strict = "global_defs {\n vrrp_strict\n}\n";
+    let master = [vrrp_status("VI_1", vrrp::State::Master)];
+    let cases = [
+        (inst("", 100), 0),
+        (inst("accept", 100), 0),
+        (inst("no_accept", 100), FENCE_NO_ACCEPT),
+        (inst("no_accept", 255), 0),
+        (format!("{strict}{}", inst("", 100)), FENCE_NO_ACCEPT),
+        (format!("{strict}{}", inst("accept", 100)), FENCE_NO_ACCEPT),
+        (format!("{strict}{}", inst("version 3\n accept", 100)), 0),
+        (format!("{strict}{}", inst("", 255)), 0),
+    ];
+    for (text, want) in cases {
+        let cfg = load(&text).config;
+        let want: BTreeMap<IpAddr, u32> = if want == 0 { BTreeMap::new() } else { BTreeMap::from([(vip, want)]) };
+        assert_eq!(fences(&cfg, &master), want, "{text}");
+        assert_eq!(fences(&cfg, &[]), BTreeMap::from([(vip, FENCE_BACKUP)]), "{text}");
+    }
 }

@@ -7,6 +7,7 @@
 //! follows each step, so after a failed write it still says what the maps hold.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr, UdpSocket},
     time::Instant,
 };
@@ -20,7 +21,7 @@ use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcC
 use tracing::{info, warn};
 
 use super::{
-    maps::map_mut,
+    maps::{map_mut, set_array_range},
     plan::{Book, Plan, Removal, ServicePlan, SvcState},
     retire::{RetireQueue, Retired},
 };
@@ -37,6 +38,7 @@ pub fn commit(
     retiring: &mut RetireQueue,
     desired: &[DesiredService],
     plan: &Plan,
+    fences: &BTreeMap<IpAddr, u32>,
 ) -> Result<()> {
     book.rename_adopted(desired);
     for r in &plan.removals {
@@ -49,7 +51,7 @@ pub fn commit(
             book.services.insert(name.clone(), SvcState::new(s.id));
         }
         let mut state = book.services.remove(name).ok_or_else(|| anyhow!("service state vanished"))?;
-        let result = program(ebpf, book, &mut state, retiring, s);
+        let result = program(ebpf, book, &mut state, retiring, s, fences);
         book.services.insert(name.clone(), state);
         result.with_context(|| format!("programming service {name}"))?;
     }
@@ -77,6 +79,7 @@ fn program(
     state: &mut SvcState,
     retiring: &mut RetireQueue,
     s: &ServicePlan,
+    fences: &BTreeMap<IpAddr, u32>,
 ) -> Result<()> {
     let d = &s.desired;
     write_reals(ebpf, book, state, s)?;
@@ -88,10 +91,7 @@ fn program(
     let len = s.table.len() as u32;
     book.pool.free(s.old_slice.0, s.old_slice.1);
     book.pool.reserve(s.table_off, len);
-    let mut tables_map: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_TABLES)?)?;
-    for (i, rid) in s.table.iter().enumerate() {
-        tables_map.set(s.table_off + i as u32, *rid, 0)?;
-    }
+    set_array_range(ebpf, MAP_TABLES, s.table_off, &s.table)?;
     state.slices[g as usize] = (s.table_off, len);
     let mut confs: Array<_, SvcConf> = Array::try_from(map_mut(ebpf, MAP_SVC_CONF)?)?;
     confs.set(s.id * 2 + g, s.conf, 0)?;
@@ -106,6 +106,9 @@ fn program(
     }
     retiring.push(now, s.retired.iter().map(|(_, id)| Retired::Real(*id)));
 
+    // Fenced before its keys: a service new on a VRRP backup never forwards a frame.
+    let mut fence: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_SVC_FENCE)?)?;
+    fence.set(s.id, fence_of(&d.keys, fences), 0)?;
     let mut svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(ebpf, MAP_SERVICES)?)?;
     for k in &s.keys_added {
         svc_map.insert(*k, ServiceValue { id: s.id, flags: 0 }, 0)?;
@@ -116,6 +119,26 @@ fn program(
     state.keys = d.keys.clone();
     state.applied = Some(d.clone());
     info!(service = %d.name, id = s.id, reals = s.members, table = s.table.len(), scheduler = d.scheduler.name(), "service programmed");
+    Ok(())
+}
+
+/// What `lb_svc_fence` holds for a service with `keys` under `fences` (VIP → `FENCE_*`): the
+/// strictest of its VIPs' (a drop over a pass over nothing).
+pub fn fence_of(keys: &[ServiceKey], fences: &BTreeMap<IpAddr, u32>) -> u32 {
+    let fence = |k: &ServiceKey| fences.get(&services::ip_of(&k.addr, k.family)).copied().unwrap_or(0);
+    keys.iter().map(fence).max().unwrap_or(0)
+}
+
+/// Writes every programmed service's `lb_svc_fence` entry under `fences`; entries already
+/// right are not rewritten. One 4-byte store per service: a packet sees before or after.
+pub fn write_fences(ebpf: &mut Ebpf, book: &Book, fences: &BTreeMap<IpAddr, u32>) -> Result<()> {
+    let mut map: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_SVC_FENCE)?)?;
+    for (name, s) in &book.services {
+        let want = fence_of(&s.keys, fences);
+        if map.get(&s.id, 0).unwrap_or(0) != want {
+            map.set(s.id, want, 0).with_context(|| format!("fencing service {name}"))?;
+        }
+    }
     Ok(())
 }
 

@@ -22,9 +22,12 @@ use aya::{
     },
 };
 use lb_common::{Meta, NeighKey, RealConns, RealDef, ServiceKey, ServiceValue, SvcConf, consts::*};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use super::services::{self, DesiredService};
+use super::{
+    object,
+    services::{self, DesiredService},
+};
 use crate::config::Scheduler;
 pub use conns::read_conns;
 use maps::{map_mut, map_ref, pinned};
@@ -78,6 +81,8 @@ pub struct BpfDataplane {
     /// Whether this run created the pins (false: adopted from an earlier run, which may
     /// still be forwarding through them).
     created_pins: bool,
+    /// VIPs VRRP fences (`set_fences`): their services' `lb_svc_fence` entries.
+    fences: BTreeMap<IpAddr, u32>,
 }
 
 impl BpfDataplane {
@@ -117,7 +122,7 @@ impl BpfDataplane {
             .program_mut(PROG_XDP)
             .ok_or_else(|| anyhow!("the eBPF object has no program {PROG_XDP}"))?
             .try_into()?;
-        prog.load().with_context(|| format!("the kernel refused program {PROG_XDP}"))?;
+        object::load_program(PROG_XDP, || prog.load())?;
         // How close the verifier came to its budget (1M on every kernel we run on): a
         // kernel update once moved this program past it on 6.1.
         if let Some(n) = prog.info().ok().and_then(|i| i.verified_instruction_count()) {
@@ -135,6 +140,7 @@ impl BpfDataplane {
             retiring: RetireQueue::default(),
             pending: None,
             created_pins: true,
+            fences: BTreeMap::new(),
         };
         dp.adopt()?;
         Ok(dp)
@@ -197,6 +203,7 @@ impl BpfDataplane {
     /// (bpf_link_update), so forwarding never stops across a restart. New links are pinned, so
     /// forwarding goes on while no daemon runs (kill -9, upgrade).
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        self.learn_mac(iface)?;
         let pin = self.link_pin(iface);
         let prog: &mut Xdp =
             self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
@@ -250,6 +257,46 @@ impl BpfDataplane {
         }
         self.set_iface_flags(iface, got == "generic")?;
         Ok(got)
+    }
+
+    /// Writes `iface`'s MAC in `lb_iface_mac` (if it changed): frames unicast to another MAC
+    /// are not load-balanced. An interface without a MAC is not checked.
+    pub fn learn_mac(&mut self, iface: &str) -> Result<()> {
+        let ifindex = nix::net::if_::if_nametoindex(iface).with_context(|| format!("no interface {iface}"))?;
+        if ifindex >= MAX_IFINDEX {
+            warn!(iface, ifindex, "interface index beyond the data plane's table: destination MACs not checked");
+            return Ok(());
+        }
+        let want = match super::iface::mac(iface)? {
+            Some(mac) => lb_common::IfaceMac { mac, known: 1, pad: 0 },
+            None => lb_common::IfaceMac::default(),
+        };
+        let mut m: Array<_, lb_common::IfaceMac> = Array::try_from(map_mut(&mut self.ebpf, MAP_IFACE_MAC)?)?;
+        if m.get(&ifindex, 0).ok() != Some(want) {
+            m.set(ifindex, want, 0).with_context(|| format!("writing {MAP_IFACE_MAC}"))?;
+            if want.known != 0 {
+                debug!(iface, mac = %mac_text(want.mac), "frames to this MAC are load-balanced on {iface}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Fences the services of `fences`' VIPs (VIP → `FENCE_*`) and no others, now and in
+    /// every later programming.
+    pub fn set_fences(&mut self, fences: &BTreeMap<IpAddr, u32>) -> Result<()> {
+        if *fences != self.fences {
+            for (vip, f) in fences {
+                if self.fences.get(vip) != Some(f) {
+                    let what = if *f == FENCE_NO_ACCEPT { "dropped (no accept mode)" } else { "passed to the kernel" };
+                    debug!(%vip, "VRRP: not MASTER of this VIP here; its services' frames are {what}");
+                }
+            }
+            for vip in self.fences.keys().filter(|v| !fences.contains_key(v)) {
+                debug!(%vip, "VRRP: MASTER of this VIP here; its services are load-balanced");
+            }
+        }
+        self.fences.clone_from(fences);
+        commit::write_fences(&mut self.ebpf, &self.book, &self.fences)
     }
 
     /// Tells the program how it runs on `iface` (`lb_ifaces`); an adopted link keeps what
@@ -315,7 +362,8 @@ impl BpfDataplane {
         let plan = plan::plan(&self.book, desired, now)?;
         self.pending = plan.deferred_until.map(|at| (desired.to_vec(), at));
         let handed_out = self.book.next_real;
-        let committed = commit::commit(&mut self.ebpf, &mut self.book, &mut self.retiring, desired, &plan);
+        let committed =
+            commit::commit(&mut self.ebpf, &mut self.book, &mut self.retiring, desired, &plan, &self.fences);
         if self.book.next_real != handed_out {
             let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
             let kept = meta.get(&0, 0).unwrap_or_default();
@@ -385,6 +433,12 @@ impl BpfDataplane {
     /// FIB lookup only finds next hops the kernel has resolved), and a trace filter whose
     /// tracer was killed is turned off.
     pub fn housekeeping(&mut self) -> Result<()> {
+        let ifaces: Vec<String> = self.interfaces().map(str::to_string).collect();
+        for iface in ifaces {
+            if let Err(e) = self.learn_mac(&iface) {
+                warn!(iface, "reading the interface's MAC: {e:#}");
+            }
+        }
         let reconciled = self.reconcile_conns();
         let applied = self.book.services.values().filter_map(|s| s.applied.as_ref());
         commit::prime_neighbours(applied.flat_map(|d| d.reals.iter().map(|r| r.addr)));
@@ -535,4 +589,9 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `02:00:00:00:00:01`.
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

@@ -14,7 +14,7 @@ use lb_common::{
     ServiceKey, SvcConf,
     consts::{
         FWD_DR, FWD_NAT, FWD_TUN, MAX_REALS, MAX_SERVICES, NO_REAL, SCHED_DH, SCHED_LBLC, SCHED_LC, SCHED_MH, SCHED_RR,
-        SCHED_SH, SCHED_WLC, SCHED_WRR,
+        SCHED_SH, SCHED_WLC, SCHED_WRR, SVC_HASH_PORT,
     },
 };
 
@@ -222,7 +222,8 @@ fn plan_service(b: &mut Book, d: &DesiredService) -> Result<ServicePlan> {
     // keepalived's quorum: below it the service is down and the sorry server answers.
     let live_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
     let quorum_up = d.quorum_up && live_weight > 0;
-    let (table, truncated) = if quorum_up { tables::build(d.scheduler, &members) } else { (Vec::new(), false) };
+    let (table, truncated) =
+        if quorum_up { tables::build(d.scheduler, &members, d.sched_flags) } else { (Vec::new(), false) };
     let generation = 1 - state.generation;
     let old_slice = state.slices[generation as usize];
     b.pool.free(old_slice.0, old_slice.1);
@@ -238,7 +239,7 @@ fn plan_service(b: &mut Book, d: &DesiredService) -> Result<ServicePlan> {
         },
         // The data plane caps it at the packet's address length.
         persist_prefix: d.persist_prefix.unwrap_or(128),
-        flags: 0,
+        flags: if d.scheduler.hashes_port(d.sched_flags) { SVC_HASH_PORT } else { 0 },
         persist_timeout: d.persist_timeout,
         table_off,
         table_len: len,
@@ -334,11 +335,15 @@ mod tests {
             keys: vec![key_of(vip.parse().unwrap(), 80, 6)],
             marks: Vec::new(),
             ops: false,
+            sched_flags: 0,
             scheduler: sched,
             forward: ForwardMethod::Nat,
             persist_timeout: 0,
             persist_prefix: None,
-            reals: reals.iter().map(|(a, w)| DesiredReal { addr: a.parse().unwrap(), weight: *w }).collect(),
+            reals: reals
+                .iter()
+                .map(|(a, w)| DesiredReal { addr: a.parse().unwrap(), weight: *w, fwd: None, u_thresh: 0, l_thresh: 0 })
+                .collect(),
             sorry: None,
             quorum: 1,
             hysteresis: 0,

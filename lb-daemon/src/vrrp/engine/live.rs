@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv6Addr},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -16,7 +16,7 @@ use crate::{
     config::{AuthType, Config, IpAddress, VrrpInstance},
     netlink,
     vrrp::{
-        instance::{Instance, Settings},
+        instance::{Instance, Settings, State},
         packet::{Advert, Expect, Reject},
         sockets,
         status::VrrpStatus,
@@ -33,6 +33,9 @@ pub struct Counters {
     pub adverts_received: u64,
     pub rejected: BTreeMap<Reject, u64>,
     pub became_master: u64,
+    pub released_master: u64,
+    pub pri_zero_received: u64,
+    pub pri_zero_sent: u64,
 }
 
 pub struct LiveInstance {
@@ -59,6 +62,10 @@ pub struct LiveInstance {
     pub tuning: Tuning,
     pub counters: Counters,
     last_reject_log: BTreeMap<Reject, Instant>,
+    /// When the state last changed (for the dumps).
+    last_transition: Option<SystemTime>,
+    /// The last advert accepted from another router: its source and priority.
+    heard: Option<(IpAddr, u8)>,
 }
 
 /// What an instance takes from its config besides its sockets and election settings; built
@@ -69,6 +76,14 @@ pub struct Tuning {
     pub garp_repeat: u32,
     /// `garp_master_refresh`: re-announce every so often while master (0 = never).
     pub garp_refresh: Duration,
+    /// `skip_check_adv_addr` / `vrrp_skip_check_adv_addr`: check the address list only of
+    /// adverts from a new master.
+    pub skip_check_adv_addr: bool,
+    /// `garp_master_refresh_repeat`: announcements per refresh (keepalived's default 1).
+    pub garp_refresh_repeat: u32,
+    /// `vrrp_garp_interval` / `vrrp_gna_interval`: the gap between two announcements.
+    pub garp_interval: Duration,
+    pub gna_interval: Duration,
 }
 
 impl Tuning {
@@ -85,6 +100,10 @@ impl Tuning {
             garp_delay: secs(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)),
             garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
             garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
+            skip_check_adv_addr: v.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr),
+            garp_refresh_repeat: v.garp_master_refresh_repeat.unwrap_or(g.vrrp_garp_master_refresh_repeat).max(1),
+            garp_interval: Duration::from_micros(u64::from(g.vrrp_garp_interval_us)),
+            gna_interval: Duration::from_micros(u64::from(g.vrrp_gna_interval_us)),
         })
     }
 }
@@ -161,6 +180,8 @@ impl LiveInstance {
             tuning,
             counters: Counters::default(),
             last_reject_log: BTreeMap::new(),
+            last_transition: None,
+            heard: None,
         };
         let joined = v.unicast_peer.is_empty().then_some(group);
         let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, joined)?;
@@ -185,35 +206,68 @@ impl LiveInstance {
         for dst in &self.dsts {
             let msg = a.encode(self.sender.src, *dst);
             match self.sender.send(&msg, *dst) {
-                Ok(()) => self.counters.adverts_sent += 1,
+                Ok(()) => {
+                    self.counters.adverts_sent += 1;
+                    self.counters.pri_zero_sent += u64::from(priority == 0);
+                }
                 Err(e) => warn!(instance = %self.cfg.name, %dst, "sending advert: {e}"),
             }
         }
     }
 
     /// Gratuitous ARPs (IPv4) or unsolicited neighbour advertisements (IPv6) for every VIP.
-    pub fn garp(&self) {
+    /// Announces every VIP `repeat` times (keepalived's `garp_master_repeat` on becoming
+    /// master, `garp_master_refresh_repeat` on a refresh). With `vrrp_garp_interval` /
+    /// `vrrp_gna_interval`, as keepalived: one now and one after the interval (in a task, so
+    /// the engine does not wait); without, all back to back now.
+    pub fn garp(&self, repeat: u32) {
+        let mut sends: Vec<(u32, IpAddr)> = Vec::new();
         for a in self.cfg.virtual_ipaddress.iter().chain(&self.cfg.virtual_ipaddress_excluded) {
             let ifindex = match &a.dev {
                 Some(d) if *d != self.iface => netlink::link(d).map(|l| l.index).unwrap_or(self.ifindex),
                 _ => self.ifindex,
             };
-            let repeat = self.tuning.garp_repeat;
-            let sent = match (a.addr, self.link_local) {
-                (IpAddr::V4(ip), _) => sockets::gratuitous_arp(ifindex, self.mac, ip, repeat),
-                (IpAddr::V6(ip), Some(ll)) => sockets::unsolicited_na(ifindex, ll, self.mac, ip, repeat),
+            sends.push((ifindex, a.addr));
+        }
+        let (name, mac, link_local) = (self.cfg.name.clone(), self.mac, self.link_local);
+        let send = move |ifindex: u32, addr: IpAddr, count: u32| {
+            let sent = match (addr, link_local) {
+                (IpAddr::V4(ip), _) => sockets::gratuitous_arp(ifindex, mac, ip, count),
+                (IpAddr::V6(ip), Some(ll)) => sockets::unsolicited_na(ifindex, ll, mac, ip, count),
                 (IpAddr::V6(ip), None) => Err(anyhow::anyhow!("no link-local address to announce {ip} from")),
             };
             if let Err(e) = sent {
-                warn!(instance = %self.cfg.name, "{e:#}");
+                warn!(instance = %name, "{e:#}");
             }
+        };
+        let (garp_gap, gna_gap) = (self.tuning.garp_interval, self.tuning.gna_interval);
+        if garp_gap.is_zero() && gna_gap.is_zero() {
+            for (ifindex, addr) in sends {
+                send(ifindex, addr, repeat);
+            }
+            return;
         }
+        // keepalived sends the first now and queues the rest for after the interval, but
+        // queued announcements of one address coalesce into one (a pending flag): a burst is
+        // at most two per address, whatever the repeat count (seen on the wire from 2.2.7).
+        for (ifindex, addr) in &sends {
+            send(*ifindex, *addr, 1);
+        }
+        if repeat < 2 {
+            return;
+        }
+        tokio::spawn(async move {
+            for (ifindex, addr) in &sends {
+                tokio::time::sleep(if addr.is_ipv4() { garp_gap } else { gna_gap }).await;
+                send(*ifindex, *addr, 1);
+            }
+        });
     }
 
-    /// A received VRRP message: the advert when it passes every receive check (and, under
-    /// `strict`, lists our addresses). Drops are counted, and logged at most once per
-    /// `REJECT_LOG_EVERY` and check.
-    pub fn check_advert(&mut self, ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8], strict: bool) -> Option<Advert> {
+    /// A received VRRP message: the advert when it passes every receive check, its address
+    /// list included (as keepalived, with or without `vrrp_strict`). Drops are counted, and
+    /// logged at most once per `REJECT_LOG_EVERY` and check.
+    pub fn check_advert(&mut self, ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8]) -> Option<Advert> {
         let e = Expect {
             version: self.machine.s.version,
             vrid: self.vrid,
@@ -222,10 +276,18 @@ impl LiveInstance {
             v6: self.v6,
             check_ttl: self.cfg.unicast_peer.is_empty(),
         };
-        let result = Advert::parse(msg, src, dst, ttl, &e).and_then(|a| {
-            let peers = &self.cfg.unicast_peer;
-            if !peers.is_empty() && !peers.contains(&src) { Err(Reject::UnknownPeer) } else { Ok(a) }
-        });
+        // keepalived checks the address list of every advert, or with skip_check_adv_addr
+        // only when the master's address changes.
+        let check_addrs = !self.tuning.skip_check_adv_addr || self.heard.map(|h| h.0) != Some(src);
+        let mine: Vec<IpAddr> = self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect();
+        let result = Advert::parse(msg, src, dst, ttl, &e)
+            .and_then(|a| {
+                let peers = &self.cfg.unicast_peer;
+                if !peers.is_empty() && !peers.contains(&src) { Err(Reject::UnknownPeer) } else { Ok(a) }
+            })
+            .and_then(
+                |a| if check_addrs && !same_addresses(&a.addrs, &mine) { Err(Reject::AddressList) } else { Ok(a) },
+            );
         let advert = match result {
             Ok(a) => a,
             Err(Reject::OtherVrid) => return None,
@@ -242,15 +304,33 @@ impl LiveInstance {
             }
         };
         self.counters.adverts_received += 1;
-        let mine: Vec<IpAddr> = self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect();
-        if advert.addrs != mine && advert.priority != 0 {
-            if strict {
-                warn!(instance = %self.cfg.name, %src, "advert lists other addresses; dropped (vrrp_strict)");
-                return None;
-            }
-            info!(instance = %self.cfg.name, %src, "advert lists other addresses than ours");
-        }
+        self.counters.pri_zero_received += u64::from(advert.priority == 0);
+        self.heard = Some((src, advert.priority));
         Some(advert)
+    }
+
+    /// The instance entered `to`: the line keepalived logs for it (monitoring greps these,
+    /// at keepalived's severity, INFO), with our details as fields; and the counters the
+    /// dumps show.
+    pub fn entered(&mut self, from: State, to: State, why: &str) {
+        let name = &self.cfg.name;
+        let (vrid, priority) = (self.vrid, self.machine.priority());
+        // `transition` keeps our own wording: "BACKUP -> MASTER: why".
+        let transition = format_args!("{} -> {}: {why}", from.name(), to.name());
+        let init = if from == State::Init { " (init)" } else { "" };
+        match to {
+            State::Master | State::Backup | State::Fault => {
+                info!(instance = %name, vrid, priority, %transition, "({name}) Entering {} STATE{init}", to.name())
+            }
+            State::Stopped if from == State::Master => {
+                info!(instance = %name, vrid, priority, %transition, "({name}) sent 0 priority")
+            }
+            State::Stopped | State::Init => info!(instance = %name, vrid, priority, %transition, "({name}) {why}"),
+        }
+        if from == State::Master && matches!(to, State::Backup | State::Fault) {
+            self.counters.released_master += 1;
+        }
+        self.last_transition = Some(SystemTime::now());
     }
 
     pub fn status(&self) -> VrrpStatus {
@@ -263,6 +343,50 @@ impl LiveInstance {
             adverts_received: self.counters.adverts_received,
             became_master: self.counters.became_master,
             rejected: self.counters.rejected.iter().map(|(r, n)| (format!("{r:?}"), *n)).collect(),
+            released_master: self.counters.released_master,
+            pri_zero_received: self.counters.pri_zero_received,
+            pri_zero_sent: self.counters.pri_zero_sent,
+            last_transition: self
+                .last_transition
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+            master: if self.machine.state == State::Master { None } else { self.heard },
+            interface: self.iface.clone(),
+            src_ip: Some(self.sender.src),
+            version: self.machine.s.version,
+            processes: Vec::new(),
         }
+    }
+}
+
+/// keepalived's address-list check: as many addresses as our VIPs, and each of ours among them.
+fn same_addresses(theirs: &[IpAddr], mine: &[IpAddr]) -> bool {
+    theirs.len() == mine.len() && mine.iter().all(|m| theirs.contains(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// global_defs' gratuitous ARP settings reach an instance that does not set its own, and
+    /// the instance's own win (the bursts they shape are counted on the wire by
+    /// `tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived`).
+    #[test]
+    fn global_garp_settings_reach_instances_that_do_not_set_their_own() {
+        let global = "global_defs {\n vrrp_garp_master_delay 7\n vrrp_garp_master_repeat 3\n \
+                      vrrp_garp_master_refresh 60\n vrrp_garp_master_refresh_repeat 4\n vrrp_gna_interval 0.25\n}\n";
+        let tuning = |own: &str| {
+            let text = format!(
+                "{global}vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n priority 100\n{own}}}\n"
+            );
+            let l = crate::config::parse_str("t.conf", &text);
+            assert!(!l.has_errors(), "{}", l.render());
+            let t = Tuning::new(&l.config, &l.config.vrrp_instances[0], 2).unwrap();
+            (t.garp_delay.as_secs(), t.garp_repeat, t.garp_refresh.as_secs(), t.garp_refresh_repeat, t.gna_interval)
+        };
+        assert_eq!(tuning(""), (7, 3, 60, 4, Duration::from_millis(250)));
+        let own =
+            " garp_master_delay 2\n garp_master_repeat 1\n garp_master_refresh 9\n garp_master_refresh_repeat 2\n";
+        assert_eq!(tuning(own), (2, 1, 9, 2, Duration::from_millis(250)));
     }
 }

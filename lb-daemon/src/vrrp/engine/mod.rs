@@ -18,14 +18,15 @@ use tracing::{error, info, warn};
 
 use super::{
     instance::{Effect, State},
-    status::VrrpStatus,
+    proc_events::ProcQuorum,
+    status::{ProcessStatus, VrrpStatus},
     sync_group::{self, SyncGroup},
-    tracking::{self, ScriptVerdict, Trackers},
+    tracking::{self, BfdView, FileValue, ScriptVerdict, Trackers},
 };
 use crate::{
-    config::{Config, Script, VrrpInstance},
+    config::{BfdInstance, Config, Script, VrrpInstance},
     netlink::{self, Netlink},
-    notify::Notifier,
+    notify::{Notifier, Stream, fifo},
 };
 use live::LiveInstance;
 
@@ -41,12 +42,28 @@ pub enum Input {
         msg: Vec<u8>,
     },
     Script(ScriptVerdict),
+    File(FileValue),
+    Process(ProcQuorum),
     /// keepalived's second gratuitous ARP burst, `garp_master_delay` after becoming master;
     /// `epoch` (the mastership count then) makes it a no-op if mastership was lost meanwhile.
     Garp {
         id: u64,
         epoch: u64,
+        /// A `garp_master_refresh` (else the second burst after `garp_master_delay`).
+        refresh: bool,
     },
+}
+
+impl From<ProcQuorum> for Input {
+    fn from(q: ProcQuorum) -> Self {
+        Input::Process(q)
+    }
+}
+
+impl From<FileValue> for Input {
+    fn from(v: FileValue) -> Self {
+        Input::File(v)
+    }
 }
 
 impl From<ScriptVerdict> for Input {
@@ -64,10 +81,12 @@ pub struct Engine {
     insts: Vec<LiveInstance>,
     next_id: u64,
     trackers: Trackers,
+    /// The configured BFD sessions and their last events (`crate::bfd`), for track_bfd.
+    bfds: Vec<BfdInstance>,
+    bfd_events: crate::bfd::Events,
     groups: Vec<SyncGroup>,
     netlink: Netlink,
     notifier: Notifier,
-    strict: bool,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
     status_tx: watch::Sender<Vec<VrrpStatus>>,
@@ -101,10 +120,11 @@ impl Engine {
             insts: Vec::new(),
             next_id: 0,
             trackers: Trackers::default(),
+            bfds: cfg.bfd_instances.clone(),
+            bfd_events: crate::bfd::events().borrow().clone(),
             groups: Vec::new(),
             netlink,
             notifier,
-            strict: g.vrrp_strict,
             mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
             tx,
             status_tx,
@@ -160,7 +180,16 @@ impl Engine {
     }
 
     fn publish(&self) {
-        let now: Vec<VrrpStatus> = self.insts.iter().map(LiveInstance::status).collect();
+        let mut now: Vec<VrrpStatus> = self.insts.iter().map(LiveInstance::status).collect();
+        let procs: Vec<_> = self
+            .trackers
+            .process_counts()
+            .into_iter()
+            .map(|(name, current, quorum)| ProcessStatus { name, current, quorum })
+            .collect();
+        for s in &mut now {
+            s.processes.clone_from(&procs);
+        }
         self.status_tx.send_if_modified(|old| {
             if *old == now {
                 return false;
@@ -176,6 +205,8 @@ impl Engine {
         mut stop: oneshot::Receiver<oneshot::Sender<()>>,
         mut cmd: mpsc::Receiver<Cmd>,
     ) {
+        let mut bfd = crate::bfd::events();
+        self.bfd_events = bfd.borrow_and_update().clone();
         self.begin().await;
         let mut poll = tokio::time::interval(LINK_POLL);
         loop {
@@ -200,6 +231,10 @@ impl Engine {
                     let _ = done.send(summary);
                 }
                 Some(input) = rx.recv() => self.on_input(input).await,
+                Ok(()) = bfd.changed() => {
+                    self.bfd_events = bfd.borrow_and_update().clone();
+                    self.retrack().await;
+                }
                 _ = sleep => {
                     let now = Instant::now();
                     for i in 0..self.insts.len() {
@@ -239,8 +274,22 @@ impl Engine {
             self.insts[i].machine.track_weight = w;
             self.insts[i].machine.faults = f;
         }
-        for (i, resume) in resume.into_iter().enumerate() {
-            let e = if resume { self.insts[i].machine.resume(now) } else { self.insts[i].machine.start(now) };
+        let effects: Vec<Vec<Effect>> = resume
+            .into_iter()
+            .enumerate()
+            .map(
+                |(i, resume)| if resume { self.insts[i].machine.resume(now) } else { self.insts[i].machine.start(now) },
+            )
+            .collect();
+        // keepalived (vrrp_init_state) notifies a sync group starting in BACKUP or FAULT
+        // before its members.
+        for g in 0..self.groups.len() {
+            let first = self.groups[g].members.first().map(|m| self.insts[*m].machine.state);
+            if matches!(first, Some(State::Backup | State::Fault)) {
+                self.settle_group(g).await;
+            }
+        }
+        for (i, e) in effects.into_iter().enumerate() {
             self.carry_out(i, e).await;
         }
     }
@@ -263,8 +312,7 @@ impl Engine {
         match input {
             Input::Packet { id, ttl, src, dst, msg } => {
                 let Some(i) = self.index(id) else { return };
-                let strict = self.strict;
-                if let Some(advert) = self.insts[i].check_advert(ttl, src, dst, &msg, strict) {
+                if let Some(advert) = self.insts[i].check_advert(ttl, src, dst, &msg) {
                     let e = self.insts[i].machine.on_advert(Instant::now(), src, &advert);
                     self.carry_out(i, e).await;
                 }
@@ -274,14 +322,27 @@ impl Engine {
                     self.retrack().await;
                 }
             }
-            Input::Garp { id, epoch } => {
+            Input::File(value) => {
+                if self.trackers.record_file(value) {
+                    self.retrack().await;
+                }
+            }
+            Input::Process(q) => {
+                if self.trackers.record_process(q) {
+                    self.retrack().await;
+                }
+            }
+            Input::Garp { id, epoch, refresh } => {
                 let Some(i) = self.index(id) else { return };
                 let inst = &self.insts[i];
                 if inst.machine.state == State::Master && inst.counters.became_master == epoch {
-                    let refresh = inst.tuning.garp_refresh;
-                    inst.garp();
-                    if !refresh.is_zero() {
-                        self.garp_later(i, refresh);
+                    let period = inst.tuning.garp_refresh;
+                    // The second burst after garp_master_delay repeats garp_master_repeat
+                    // times; the refreshes garp_master_refresh_repeat times.
+                    let repeat = if refresh { inst.tuning.garp_refresh_repeat } else { inst.tuning.garp_repeat };
+                    inst.garp(repeat);
+                    if !period.is_zero() {
+                        self.garp_later(i, period, true);
                     }
                 }
             }
@@ -293,10 +354,27 @@ impl Engine {
         let own: Vec<(i32, Vec<String>)> = self
             .insts
             .iter()
-            .map(|i| tracking::weigh(&i.cfg, &i.iface, self.trackers.list(), netlink::is_running))
+            .map(|i| {
+                let t = &self.trackers;
+                let procs = (t.procs(), t.group_procs(&i.cfg.name));
+                let bfd = BfdView { cfg: &self.bfds, events: &self.bfd_events };
+                tracking::weigh(&i.cfg, &i.iface, t.list(), t.files(), procs, bfd, netlink::is_running)
+            })
             .collect();
         let names: Vec<&str> = self.insts.iter().map(|i| i.cfg.name.as_str()).collect();
-        sync_group::share_faults(&self.groups, &names, &own)
+        let mut all = sync_group::share_faults(&self.groups, &names, &own);
+        // A sync group's track_bfd (weight 0 only): a fault of every member while down.
+        let bfd = BfdView { cfg: &self.bfds, events: &self.bfd_events };
+        for g in &self.groups {
+            for t in &g.track_bfd {
+                if let (None, why) = bfd.effect(t) {
+                    for &m in &g.members {
+                        all[m].1.push(format!("sync group {}: {why}", g.name));
+                    }
+                }
+            }
+        }
+        all
     }
 
     async fn retrack(&mut self) {
@@ -321,7 +399,8 @@ impl Engine {
                     Effect::Advert(p) => self.insts[i].send_advert(p),
                     Effect::Reassert => {
                         info!(instance = %self.insts[i].cfg.name, "lower-priority master heard; re-asserting");
-                        self.insts[i].garp();
+                        let repeat = self.insts[i].tuning.garp_repeat;
+                        self.insts[i].garp(repeat);
                     }
                     Effect::Transition { from, to, why } => {
                         self.enter_state(i, from, to, &why).await;
@@ -349,7 +428,7 @@ impl Engine {
     /// notify scripts and mail.
     async fn enter_state(&mut self, i: usize, from: State, to: State, why: &str) {
         let (name, prio) = (self.insts[i].cfg.name.clone(), self.insts[i].machine.priority());
-        warn!(instance = %name, vrid = self.insts[i].vrid, priority = prio, "{} -> {}: {why}", from.name(), to.name());
+        self.insts[i].entered(from, to, why);
         if to == State::Master {
             self.take_over(i).await;
         } else if from == State::Master {
@@ -359,6 +438,7 @@ impl Engine {
         let specific = sync_group::script_for(n, to);
         let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
         self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
+        self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &name, to.name(), prio));
         if self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp {
             self.notifier.mail(
                 &format!("VRRP Instance {name} - Entering {} state", to.name()),
@@ -383,11 +463,11 @@ impl Engine {
                 error!(instance = %name, "virtual_routes: {e:#}");
             }
         }
-        inst.garp();
+        inst.garp(inst.tuning.garp_repeat);
         let (delay, refresh) = (inst.tuning.garp_delay, inst.tuning.garp_refresh);
         match (delay.is_zero(), refresh.is_zero()) {
-            (false, _) => self.garp_later(i, delay),
-            (true, false) => self.garp_later(i, refresh),
+            (false, _) => self.garp_later(i, delay, false),
+            (true, false) => self.garp_later(i, refresh, true),
             (true, true) => {}
         }
     }
@@ -422,11 +502,11 @@ impl Engine {
     }
 
     /// Gratuitous ARPs for instance `i` after `delay`, if it is still the same mastership.
-    fn garp_later(&self, i: usize, delay: Duration) {
+    fn garp_later(&self, i: usize, delay: Duration, refresh: bool) {
         let (id, epoch, tx) = (self.insts[i].id, self.insts[i].counters.became_master, self.tx.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(Input::Garp { id, epoch }).await;
+            let _ = tx.send(Input::Garp { id, epoch, refresh }).await;
         });
     }
 
@@ -450,5 +530,6 @@ impl Engine {
         let specific = sync_group::script_for(&grp.notify, state);
         let args = vec!["GROUP".to_string(), grp.name.clone(), state.name().to_string(), "0".to_string()];
         self.notify(specific, grp.notify.any.clone(), args, state == State::Stopped).await;
+        self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(true, &grp.name, state.name(), 0));
     }
 }

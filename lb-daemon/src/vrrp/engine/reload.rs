@@ -29,7 +29,6 @@ impl Engine {
     pub(super) async fn reload(&mut self, cfg: &Config, notifier: Notifier) -> String {
         let g = &cfg.global;
         self.notifier = notifier;
-        self.strict = g.vrrp_strict;
         self.mail_vrrp = g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false);
         let now = Instant::now();
         let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
@@ -83,6 +82,7 @@ impl Engine {
             self.spawn_instance(cfg, v, now);
         }
         self.build_groups(cfg);
+        self.bfds = cfg.bfd_instances.clone();
         if !self.trackers.same_as(cfg) {
             self.trackers.restart(cfg, self.notifier.runner(), &self.tx);
         }
@@ -142,7 +142,7 @@ impl Engine {
         if inst.machine.priority() != before || !config::same(&old.virtual_ipaddress, &v.virtual_ipaddress) {
             let p = inst.machine.priority();
             inst.send_advert(p);
-            inst.garp();
+            inst.garp(inst.tuning.garp_repeat);
         }
     }
 }

@@ -255,7 +255,7 @@ pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
     let rev_key = FlowKey {
         src: real.addr,
         dst: f.src,
-        sport: real.port,
+        sport: if real.port == 0 { f.dport } else { real.port },
         dport: f.sport,
         proto: f.proto,
         family: f.family,

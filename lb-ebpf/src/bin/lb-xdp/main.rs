@@ -39,13 +39,14 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
     consts::{
-        FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND, TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
+        FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND,
+        TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
     },
 };
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
 use crate::{
-    maps::{lb_ifaces, lb_reals, lb_scratch, lb_services},
+    maps::{lb_iface_mac, lb_ifaces, lb_reals, lb_scratch, lb_services, lb_svc_fence},
     offload::Checksum,
     parse::Parsed,
     scratch::{Frame, frag},
@@ -90,6 +91,12 @@ fn dispatch(ctx: &XdpContext, ifindex: u32) -> Verdict {
     let parsed = parse::parse(ctx, f);
     f.ifindex = ifindex;
     f.iface = lb_ifaces.get(ifindex).copied().unwrap_or(0);
+    if parsed.is_ok() {
+        let bits = not_ours(ctx, ifindex);
+        if bits != 0 {
+            return Verdict::from_bits(bits);
+        }
+    }
     let v = match parsed {
         Ok(Parsed::Ports) => ports(ctx, f),
         Ok(Parsed::LaterFragment) => return later_fragment(ctx, f),
@@ -105,11 +112,57 @@ fn dispatch(ctx: &XdpContext, ifindex: u32) -> Verdict {
     v
 }
 
+/// Why an IP frame is not ours to load-balance, judged by its destination MAC: broadcast or
+/// multicast, or unicast to another host than the ingress interface (whose MAC the daemon
+/// wrote in `lb_iface_mac`; an interface it did not write is not checked). The kernel drops
+/// another host's frames (PACKET_OTHERHOST) before IPVS could see them; so do we.
+/// The verdict's bits, or 0 when the frame is ours.
+#[inline(always)]
+fn not_ours(ctx: &XdpContext, ifindex: u32) -> u32 {
+    // `parse` found the Ethernet header within the frame.
+    let Some(dst) = parse::ptr_at::<[u8; 6]>(ctx, 0) else { return 0 };
+    // SAFETY: bounds checked by `ptr_at`.
+    let dst = unsafe { *dst };
+    if dst[0] & 1 != 0 {
+        return Verdict::new(XDP_PASS, Reason::L2Multicast).bits();
+    }
+    match lb_iface_mac.get(ifindex) {
+        Some(ours) if ours.known != 0 && ours.mac != dst => Verdict::new(XDP_PASS, Reason::NotOurMac).bits(),
+        _ => 0,
+    }
+}
+
+/// VRRP's word on service `svc` (`lb_svc_fence`): None while this node load-balances it. A
+/// service fenced as a backup's whose VIP the kernel holds all the same is load-balanced: the
+/// instance became MASTER and added its VIPs a moment before the daemon lifted the fence
+/// (IPVS would see its frames from then on; the kernel, without a listener, would refuse them).
+#[inline(always)]
+fn fenced(ctx: &XdpContext, f: &Frame, svc: u32) -> Option<Verdict> {
+    let bits = fence(ctx, f, svc);
+    (bits != 0).then(|| Verdict::from_bits(bits))
+}
+
+/// `fenced`'s verdict bits (0: not fenced), in a call of its own: inlined, its FIB lookup made
+/// `icmp_error`'s frame too big for 6.1's 512-byte limit on the deepest call chain.
+#[inline(never)]
+fn fence(ctx: &XdpContext, f: &Frame, svc: u32) -> u32 {
+    match lb_svc_fence.get(svc).copied().unwrap_or(0) {
+        FENCE_BACKUP if nexthop::destination_is_local(ctx, f) => 0,
+        FENCE_BACKUP => Verdict::new(XDP_PASS, Reason::VrrpBackup).bits(),
+        FENCE_NO_ACCEPT => Verdict::new(XDP_DROP, Reason::VrrpNoAccept).bits(),
+        _ => 0,
+    }
+}
+
 /// A TCP/UDP frame: for a service, or a NAT real server's reply, or neither.
 #[inline(always)]
 fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     // SAFETY: copied out at once; `lb_services` values never change in place.
     if let Some(svc) = unsafe { lb_services.get(&f.service_key()) }.map(|v| v.id) {
+        if let Some(v) = fenced(ctx, f, svc) {
+            f.trace_svc = svc;
+            return v;
+        }
         return forward(ctx, svc, f);
     }
     if let Some(rev) = flow::nat_reply_of(f) {
@@ -207,6 +260,9 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             _ => Verdict::new(XDP_PASS, Reason::Icmp),
         };
     };
+    if let Some(v) = fenced(ctx, f, svc) {
+        return v;
+    }
     let d = flow::tracked(svc, f);
     (f.trace_svc, f.trace_real, f.trace_flow) = (svc, d.real(), d.trace_flow());
     let Some(real) = lb_reals.get(d.real()).filter(|_| d.ok()) else {

@@ -9,8 +9,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, Meta, NatRev, NeighKey, PersistKey, PersistValue, PuntRecord,
-    RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf, TraceCfg, TraceRecord,
+    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, Meta, NatRev, NeighKey, PersistKey, PersistValue,
+    PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf, TraceCfg, TraceRecord,
     consts::{
         DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_IFINDEX,
         MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, TRACE_RING_BYTES, UNRESOLVED_ENTRIES,
@@ -35,6 +35,10 @@ pub static lb_svc_conf: Array<SvcConf, { SVC * 2 }> = Array::new();
 /// The live generation of each service's configuration (flipped by one 4-byte store).
 #[btf_map]
 pub static lb_svc_gen: Array<u32, SVC> = Array::new();
+
+/// Per service id: `FENCE_*` (0: load-balanced here; otherwise VRRP says this node must not).
+#[btf_map]
+pub static lb_svc_fence: Array<u32, SVC> = Array::new();
 
 /// Shared pool of scheduling tables (Maglev, weighted sequences, hash tables, (real,
 /// weight) pairs); each configuration generation owns a slice.
@@ -134,6 +138,10 @@ pub static lb_trace: RingBuf<TraceRecord, { TRACE_RING_BYTES as usize }> = RingB
 /// Per ingress interface (by ifindex): how the program runs there (`IFACE_*` flags).
 #[btf_map]
 pub static lb_ifaces: Array<u32, { MAX_IFINDEX as usize }> = Array::new();
+
+/// Per ingress interface (by ifindex): its MAC; frames unicast to another one are not ours.
+#[btf_map]
+pub static lb_iface_mac: Array<IfaceMac, { MAX_IFINDEX as usize }> = Array::new();
 
 /// Layout version of the pinned maps; only the daemon reads and writes it.
 #[btf_map]

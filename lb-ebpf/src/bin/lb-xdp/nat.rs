@@ -108,7 +108,9 @@ pub fn nat(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
             return Verdict::oversized();
         }
     }
-    if rewrite(ctx, f, Side::Dst, &real.addr, real.port).is_none() {
+    // Port 0 (a group service's real server given without a port): the packet's own, as IPVS.
+    let port = if real.port == 0 { f.dport } else { real.port };
+    if rewrite(ctx, f, Side::Dst, &real.addr, port).is_none() {
         return Verdict::new(XDP_ABORTED, Reason::BadL4);
     }
     match next {

@@ -26,6 +26,8 @@ use crate::{
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const FIB_SUCCESS: i64 = 0;
+/// Not forwarded: a local (or broadcast/multicast) destination.
+const FIB_NOT_FWDED: i64 = 4;
 const FIB_NO_NEIGH: i64 = 7;
 const FIB_FRAG_NEEDED: i64 = 8;
 
@@ -37,6 +39,32 @@ pub enum Next {
     Unknown,
     /// The packet would exceed the route's MTU (given).
     TooBig(u16),
+}
+
+/// Whether the kernel holds the frame's destination address (its route is local: the FIB
+/// says "not forwarded"), as it does a VIP while its VRRP instance is MASTER here.
+#[inline(always)]
+pub fn destination_is_local(ctx: &XdpContext, f: &Frame) -> bool {
+    let Some(scratch) = lb_fib.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's slot, used only within this program run.
+    let p = unsafe { &mut (*scratch).fib };
+    // SAFETY: `Fib` is 8-byte aligned, 8 words long.
+    unsafe { zero_words(p as *mut Fib as *mut u64, core::mem::size_of::<Fib>() / 8) };
+    let v4 = f.family == FAMILY_V4;
+    p.family = if v4 { AF_INET } else { AF_INET6 };
+    p.ifindex = f.ifindex;
+    if v4 {
+        p.src[..4].copy_from_slice(&f.src[..4]);
+        p.dst[..4].copy_from_slice(&f.dst[..4]);
+    } else {
+        p.src = f.src;
+        p.dst = f.dst;
+    }
+    // SAFETY: `Fib` has `struct bpf_fib_lookup`'s layout and size.
+    let ret = unsafe {
+        bpf_fib_lookup(ctx.ctx.cast(), (p as *mut Fib).cast::<FibLookup>(), core::mem::size_of::<Fib>() as i32, 0)
+    };
+    ret == FIB_NOT_FWDED
 }
 
 /// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check). A next hop

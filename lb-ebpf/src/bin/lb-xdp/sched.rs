@@ -6,10 +6,10 @@ use lb_common::{
     PersistKey, RealConns, SvcConf,
     consts::{
         MAX_SCAN, NO_REAL, REAL_PRESENT, SCHED_DH, SCHED_LBLC, SCHED_LC, SCHED_MH, SCHED_RR, SCHED_SH, SCHED_WLC,
-        SCHED_WRR, SYN_WINDOW_SHIFT,
+        SCHED_WRR, SVC_HASH_PORT, SYN_WINDOW_SHIFT,
     },
 };
-use lb_ebpf::hash::hash_addr;
+use lb_ebpf::hash::{hash_addr, hash_addr_port};
 
 use crate::{
     maps::{lb_lblc, lb_real_conns, lb_real_expired, lb_real_syns, lb_reals, lb_rr, lb_tables},
@@ -135,7 +135,12 @@ pub fn pick(svc: u32, conf: &SvcConf, f: &Frame) -> u32 {
             *pos = pos.wrapping_add(1);
             table(conf.table_off, idx)
         }
-        SCHED_SH | SCHED_MH => table(conf.table_off, hash_addr(&f.src) % conf.table_len),
+        SCHED_SH | SCHED_MH => {
+            // sh-port / mh-port: the source port too. (A fallback has no code here: the
+            // daemon's table already sends a weight-0 real server's buckets elsewhere.)
+            let h = if conf.flags & SVC_HASH_PORT != 0 { hash_addr_port(&f.src, f.sport) } else { hash_addr(&f.src) };
+            table(conf.table_off, h % conf.table_len)
+        }
         SCHED_DH => table(conf.table_off, hash_addr(&f.dst) % conf.table_len),
         SCHED_LC => least_conns(conf, false),
         SCHED_WLC => least_conns(conf, true),

@@ -1,0 +1,1217 @@
+//! The three states of every keyword keepalived knows (issue 18), beside the keyword tables
+//! so that small table edits elsewhere do not conflict with this data:
+//!
+//! - **acted on** as keepalived does: the block tables (`global.rs`, `vrrp.rs`, `lvs.rs`,
+//!   `parse.rs`, `docs::INLINE`) read it; [`ACTED`] names the tests that prove its effect,
+//!   and `docs.rs` lists the ones without such a test in their own section;
+//! - **refused**: `keyword::REFUSED` (per block) and [`REFUSED_ANYWHERE`] (wherever no table
+//!   reads the keyword): an error naming file:line:col and what to use instead;
+//! - **accepted without effect**: [`WITHOUT_EFFECT`], only where the keyword cannot change
+//!   which node or real server gets traffic; a warning says so, with the reason.
+//!
+//! `tests` below checks that every keepalived keyword is in exactly one state and that every
+//! test named here exists.
+
+/// Keywords refused in any block whose table does not read them (keepalived reads them in
+/// the block named second, for the document): (keyword, keepalived's block, instead).
+/// No table may read one of these (the test checks it): when a keyword here comes to be
+/// acted on, it moves out of this list.
+pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
+    // VRRP adverts, elections and timers.
+    ("down_timer_adverts", "vrrp_instance", ADVERTS),
+    ("vrrp_down_timer_adverts", "global_defs", ADVERTS),
+    ("higher_prio_send_advert", "vrrp_instance", ADVERTS),
+    ("vrrp_higher_prio_send_advert", "global_defs", ADVERTS),
+    ("lower_prio_no_advert", "vrrp_instance", ADVERTS),
+    ("vrrp_lower_prio_no_advert", "global_defs", ADVERTS),
+    ("owner_ignore_adverts", "vrrp_instance", ADVERTS),
+    ("vrrp_owner_ignore_adverts", "global_defs", ADVERTS),
+    ("timer_expired_backup", "vrrp_instance", ADVERTS),
+    ("thread_timer_expired", "vrrp_instance", ADVERTS),
+    ("old_unicast_checksum", "vrrp_instance", ADVERTS),
+    ("v3_checksum_as_v2", "global_defs, vrrp_instance", ADVERTS),
+    ("unicast_fault_no_peer", "vrrp_instance", ADVERTS),
+    ("unicast_ttl", "vrrp_instance", ADVERTS),
+    ("track_src_ip", "vrrp_instance", ADVERTS),
+    (
+        "mcast_dst_ip",
+        "vrrp_instance",
+        "set the group for every instance with vrrp_mcast_group4 / vrrp_mcast_group6 in global_defs, or use unicast_peer",
+    ),
+    ("native_ipv6", "vrrp_instance", "remove it: an instance's family follows its virtual addresses"),
+    ("strict_mode", "vrrp_instance", "set vrrp_strict in global_defs (it applies to every instance)"),
+    (
+        "vrrp_startup_delay",
+        "global_defs",
+        "delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
+    ),
+    (
+        "vrrp_delay_after_boot",
+        "global_defs",
+        "delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
+    ),
+    (
+        "sync_group_tracking_weight",
+        "vrrp_sync_group",
+        "remove it: a sync group member's tracking faults the group, as without it",
+    ),
+    ("global_tracking", "vrrp_sync_group", "remove it: a sync group member's tracking faults the group, as without it"),
+    (
+        "auth_hmac",
+        "vrrp_instance",
+        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
+    ),
+    (
+        "active_key",
+        "auth_hmac",
+        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
+    ),
+    (
+        "anti_replay",
+        "auth_hmac",
+        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
+    ),
+    (
+        "time_window",
+        "auth_hmac",
+        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
+    ),
+    (
+        "mode",
+        "auth_hmac",
+        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
+    ),
+    // Gratuitous ARP / unsolicited NA (they move the neighbours' caches).
+    ("garp_interval", "vrrp_instance, garp_group", GARP),
+    ("gna_interval", "vrrp_instance, garp_group", GARP),
+    ("garp_lower_prio_delay", "vrrp_instance", GARP),
+    ("garp_lower_prio_repeat", "vrrp_instance", GARP),
+    ("vrrp_garp_lower_prio_delay", "global_defs", GARP),
+    ("vrrp_garp_lower_prio_repeat", "global_defs", GARP),
+    ("garp_extra_if", "vrrp_instance", GARP),
+    ("vrrp_garp_extra_if", "global_defs", GARP),
+    ("vrrp_min_garp", "global_defs", GARP),
+    ("garp_group", "the top level", GARP),
+    ("interfaces", "garp_group", GARP),
+    // Interfaces, addresses and routing.
+    (
+        "dynamic_interfaces",
+        "global_defs",
+        "remove it: every interface the configuration names must exist when lb-daemon starts",
+    ),
+    (
+        "interface_up_down_delays",
+        "the top level",
+        "remove it: an interface change faults or restores its instances at once",
+    ),
+    ("linkbeat_interfaces", "the top level", LINK),
+    ("linkbeat_use_polling", "global_defs, vrrp_instance", LINK),
+    (
+        "disable_local_igmp",
+        "global_defs",
+        "lb-daemon does not change kernel settings; set net.ipv4.igmp_link_local_mcast_reports=0 yourself if the network needs it",
+    ),
+    (
+        "promote_secondaries",
+        "vrrp_instance",
+        "set it on the interface yourself: sysctl net.ipv4.conf.IFACE.promote_secondaries=1",
+    ),
+    (
+        "use_ipvlan",
+        "vrrp_instance",
+        "virtual MACs (macvlan / ipvlan) are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",
+    ),
+    ("vrf", "vrrp_instance", "VRFs are not supported; run the instance on an interface outside a VRF"),
+    (
+        "track_group",
+        "the top level",
+        "static addresses and routes do not fault instances in this version; use track_interface or track_script",
+    ),
+    ("net_namespace", "the top level", NAMESPACE),
+    ("net_namespace_ipvs", "the top level", NAMESPACE),
+    ("namespace_with_ipsets", "the top level", NAMESPACE),
+    // Firewall and IPVS programming.
+    ("vrrp_iptables", "global_defs", FIREWALL),
+    ("vrrp_ipsets", "global_defs", FIREWALL),
+    ("nftables", "global_defs", FIREWALL),
+    ("nftables_priority", "global_defs", FIREWALL),
+    ("nftables_ifindex", "global_defs", FIREWALL),
+    ("nftables_counters", "global_defs", FIREWALL),
+    ("nftables_ipvs", "global_defs", FIREWALL),
+    ("nftables_ipvs_priority", "global_defs", FIREWALL),
+    ("nftables_ipvs_start_fwmark", "global_defs", FIREWALL),
+    ("hashed", "virtual_server", "remove it: the kernel sets IPVS's hashed flag itself"),
+    (
+        "persistence_engine",
+        "virtual_server",
+        "IPVS persistence engines (sip) are not supported; use persistence_timeout",
+    ),
+    ("ip_family", "virtual_server", "remove it: a firewall-mark service's family follows its real servers"),
+    // Checker verdicts.
+    ("http_protocol", "HTTP_GET, SSL_GET", CHECK),
+    ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
+    ("enable_sni", "SSL_GET", CHECK),
+    ("sni_name", "SSL_GET", CHECK),
+    ("tls_compliant", "SSL_GET, url", CHECK),
+    ("regex", "url", CHECK),
+    ("regex_no_match", "url", CHECK),
+    ("regex_options", "url", CHECK),
+    ("regex_min_offset", "url", CHECK),
+    ("regex_max_offset", "url", CHECK),
+    ("regex_stack", "url", CHECK),
+    ("bind_if", "checkers", CHECK),
+    ("SSL", "the top level", SSL),
+    ("ca", "SSL", SSL),
+    ("certificate", "SSL", SSL),
+    ("key", "SSL, auth_hmac", SSL),
+    ("password", "SSL", SSL),
+    (
+        "set_supplementary_groups",
+        "global_defs",
+        "scripts run without supplementary groups; give the script user's own group the access the script needs",
+    ),
+    (
+        "include_check",
+        "global_defs",
+        "remove it: a missing include file is an error and a glob matching nothing a warning in lb-daemon",
+    ),
+    // Scripts and notifications that run the user's commands.
+    ("startup_script", "global_defs", SCRIPT_AROUND),
+    ("shutdown_script", "global_defs", SCRIPT_AROUND),
+    ("notify_priority_changes", "vrrp_instance, vrrp_sync_group", FIFO),
+    ("vrrp_notify_priority_changes", "global_defs", FIFO),
+    ("notify_deleted", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
+    ("notify_master_rx_lower_pri", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
+    ("rs_init_notifies", "global_defs", "remove it: lb-daemon runs notify_up / notify_down on changes only"),
+    ("reload_time_file", "global_defs", RELOAD),
+    ("reload_repeat", "global_defs", RELOAD),
+    (
+        "multihop",
+        "bfd_instance",
+        "keepalived 2.2.7 has no multihop keyword: a multihop session is `ttl` (or `hoplimit`) with `max_hops`",
+    ),
+    (
+        "reload_file",
+        "global_defs",
+        "lb-daemon reads the whole configuration before acting on SIGHUP and creates no reload file; remove it",
+    ),
+];
+
+const ADVERTS: &str = "this VRRP advert or election variant is not implemented; remove it (lb-daemon sends and checks adverts as RFC 3768 / 5798 and keepalived's defaults do)";
+const GARP: &str = "use vrrp_garp_interval, vrrp_gna_interval, vrrp_garp_master_delay / _repeat / _refresh in global_defs or garp_master_* in the instance";
+const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
+const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
+const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nftables table lb_daemon_no_accept); remove it and add other firewall rules outside lb-daemon";
+const CHECK: &str =
+    "this checker option is not implemented; use MISC_CHECK with a script that probes the same way (e.g. curl)";
+const SSL: &str = "SSL_GET client certificates are not supported; use MISC_CHECK with a script (e.g. curl --cert)";
+const SCRIPT_AROUND: &str = "run it around lb-daemon instead (ExecStartPre= / ExecStopPost= in its systemd unit)";
+const FIFO: &str =
+    "notify FIFOs are not implemented; use notify / notify_master / notify_backup / notify_fault scripts";
+const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
+
+/// keepalived keywords that cannot change which node or real server gets traffic, grouped
+/// by the reason: (reason, keywords). Accepted with a warning that says so.
+pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
+    (
+        "SNMP and DBus: lb-daemon has no SNMP agent or DBus service (status, `lb-daemon status` and metrics instead)",
+        &[
+            "enable_snmp_vrrp",
+            "enable_snmp_checker",
+            "enable_snmp_keepalived",
+            "enable_snmp_rfc",
+            "enable_snmp_rfcv2",
+            "enable_snmp_rfcv3",
+            "enable_traps",
+            "snmp_socket",
+            "snmp_name",
+            "snmp_rs_stats_update_interval",
+            "snmp_vs_stats_update_interval",
+            "enable_dbus",
+            "dbus_service_name",
+            "dbus_no_interface_name",
+        ],
+    ),
+    (
+        "process names, scheduling priorities, CPU affinity, realtime limits and memory locking of keepalived's processes (lb-daemon is one process; set these with systemd)",
+        &[
+            "process_names",
+            "process_name",
+            "vrrp_process_name",
+            "checker_process_name",
+            "lvs_process_name",
+            "bfd_process_name",
+            "vrrp_priority",
+            "checker_priority",
+            "bfd_priority",
+            "vrrp_rt_priority",
+            "checker_rt_priority",
+            "bfd_rt_priority",
+            "vrrp_cpu_affinity",
+            "checker_cpu_affinity",
+            "bfd_cpu_affinity",
+            "vrrp_rlimit_rtime",
+            "vrrp_rlimit_rttime",
+            "checker_rlimit_rtime",
+            "checker_rlimit_rttime",
+            "bfd_rlimit_rtime",
+            "bfd_rlimit_rttime",
+            "vrrp_no_swap",
+            "checker_no_swap",
+            "bfd_no_swap",
+            "max_auto_priority",
+            "min_auto_priority_delay",
+        ],
+    ),
+    (
+        "socket and netlink buffer sizes (lb-daemon sizes its own)",
+        &[
+            "kernel_rx_buf_size",
+            "vrrp_rx_bufs_policy",
+            "vrrp_rx_bufs_multiplier",
+            "vrrp_netlink_cmd_rcv_bufs",
+            "vrrp_netlink_cmd_rcv_bufs_force",
+            "vrrp_netlink_monitor_rcv_bufs",
+            "vrrp_netlink_monitor_rcv_bufs_force",
+            "lvs_netlink_cmd_rcv_bufs",
+            "lvs_netlink_cmd_rcv_bufs_force",
+            "lvs_netlink_monitor_rcv_bufs",
+            "lvs_netlink_monitor_rcv_bufs_force",
+            "process_monitor_rcv_bufs",
+            "process_monitor_rcv_bufs_force",
+        ],
+    ),
+    (
+        "log detail and mail: what is logged or mailed, not what is decided",
+        &[
+            "log_all_failures",
+            "checker_log_all_failures",
+            "log_unknown_vrids",
+            "no_email_faults",
+            "no_checker_emails",
+            "smtp_helo_name",
+        ],
+    ),
+    (
+        "file names and modes of keepalived's pid, dump and debug files (lb-daemon's are its `--pid` option and its own dump paths)",
+        &[
+            "instance",
+            "use_pid_dir",
+            "umask",
+            "data_use_instance",
+            "state_dump_file",
+            "stats_dump_file",
+            "json_dump_file",
+            "json_version",
+            "config_save_dir",
+            "tmp_config_directory",
+        ],
+    ),
+    (
+        "lb-daemon already behaves this way: it checks a reloaded configuration first and keeps the running one when it has errors (reload_check_config), runs script paths as written (use_symlink_paths), and waits for its children itself (child_wait_time)",
+        &["reload_check_config", "use_symlink_paths", "child_wait_time"],
+    ),
+    (
+        "inputs lb-daemon does not have: no ${_RANDOM} to seed (random_seed), route tables are numbers and route protocols numbers or a few built-in names, so no iproute2 name files are read (iproute_etc_dir, iproute_usr_dir), warnings about an instance without addresses (no_virtual_ipaddress)",
+        &["random_seed", "iproute_etc_dir", "iproute_usr_dir", "no_virtual_ipaddress"],
+    ),
+    (
+        "they only modify something refused on its own: virtual MACs (use_vmac), notify FIFOs, start-up / shutdown scripts",
+        &[
+            "vmac_prefix",
+            "vmac_addr_prefix",
+            "use_vmac_addr",
+            "vmac_garp_intvl",
+            "vrrp_vmac_garp_intvl",
+            "fifo_write_vrrp_states_on_reload",
+            "startup_script_timeout",
+            "shutdown_script_timeout",
+        ],
+    ),
+];
+
+/// Why `word` has no effect, when it is accepted without effect.
+pub fn without_effect(word: &str) -> Option<&'static str> {
+    WITHOUT_EFFECT.iter().find(|(_, ks)| ks.contains(&word)).map(|(why, _)| *why)
+}
+
+/// What to do instead of `word`, when it is refused wherever no table reads it.
+pub fn refused_anywhere(word: &str) -> Option<&'static str> {
+    REFUSED_ANYWHERE.iter().find(|(k, _, _)| *k == word).map(|(_, _, instead)| *instead)
+}
+
+/// The tests that prove each acted-on keyword's effect: (block, keyword, tests as
+/// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
+/// acted on without a proving test. Each test must exist (checked below).
+pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "top level",
+        "bfd_instance",
+        &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"],
+    ),
+    (
+        "bfd_instance",
+        "neighbor_ip",
+        &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"],
+    ),
+    (
+        "bfd_instance",
+        "source_ip",
+        &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"],
+    ),
+    ("bfd_instance", "min_rx", &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"]),
+    ("bfd_instance", "min_tx", &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"]),
+    (
+        "bfd_instance",
+        "multiplier",
+        &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"],
+    ),
+    ("bfd_instance", "hoplimit", &["tests/tests/bfd.rs::an_ipv6_session_with_bird_comes_up_and_detects_silence"]),
+    ("vrrp_instance", "track_bfd", &["tests/tests/bfd.rs::track_bfd_moves_vrrp_instances_by_weight_and_fault"]),
+    (
+        "vrrp_sync_group",
+        "track_bfd",
+        &["tests/tests/bfd.rs::sync_group_track_bfd_faults_every_member_and_a_reload_keeps_the_session"],
+    ),
+    ("real_server", "BFD_CHECK", &["tests/tests/bfd.rs::bfd_check_takes_a_real_server_out_and_back"]),
+    ("BFD_CHECK", "name", &["tests/tests/bfd.rs::bfd_check_takes_a_real_server_out_and_back"]),
+    (
+        "top level",
+        "vrrp_track_process",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "vrrp_track_process",
+        "process",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "vrrp_track_process",
+        "quorum",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "vrrp_track_process",
+        "quorum_max",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "vrrp_track_process",
+        "terminate_delay",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "vrrp_track_process",
+        "weight",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "vrrp_instance",
+        "track_process",
+        &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
+    ),
+    (
+        "real_server",
+        "FILE_CHECK",
+        &["tests/tests/checkers.rs::file_check_takes_a_real_server_out_and_moves_its_weight"],
+    ),
+    ("FILE_CHECK", "track_file", &["tests/tests/checkers.rs::file_check_takes_a_real_server_out_and_moves_its_weight"]),
+    ("FILE_CHECK", "weight", &["tests/tests/checkers.rs::file_check_takes_a_real_server_out_and_moves_its_weight"]),
+    ("vrrp_sync_group", "track_file", &["tests/tests/vrrp.rs::sync_group_track_file_moves_every_member"]),
+    ("global_defs", "vrrp_notify_fifo", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
+    ("global_defs", "vrrp_notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
+    (
+        "global_defs",
+        "notify_fifo",
+        &[
+            "lb-daemon/src/notify/fifo.rs::a_shared_path_is_one_fifo",
+            "tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s",
+        ],
+    ),
+    (
+        "global_defs",
+        "lvs_notify_fifo",
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
+            "lb-daemon/src/notify/fifo.rs::a_shared_path_is_one_fifo",
+        ],
+    ),
+    ("vrrp_instance", "accept", &["tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip"]),
+    (
+        "vrrp_instance",
+        "no_accept",
+        &[
+            "tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip",
+            "lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_strict",
+        &["lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic"],
+    ),
+    (
+        "vrrp_instance",
+        "advert_int",
+        &[
+            "tests/tests/vrrp_timing.rs::adverts_keep_their_interval_while_checkers_flap_and_reloads_run",
+            "lb-daemon/src/vrrp/instance.rs::timers_follow_the_rfc",
+        ],
+    ),
+    (
+        "checkers",
+        "alpha",
+        &[
+            "tests/tests/checkers.rs::real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success",
+            "lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance",
+        ],
+    ),
+    (
+        "real_server",
+        "alpha",
+        &[
+            "tests/tests/checkers.rs::real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success",
+            "lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance",
+        ],
+    ),
+    (
+        "virtual_server",
+        "alpha",
+        &["lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance"],
+    ),
+    (
+        "authentication",
+        "auth_type",
+        &[
+            "tests/tests/vrrp.rs::interop_keepalived_v2_multicast",
+            "tests/tests/vrrp.rs::hostile_adverts_are_dropped_counted_and_change_nothing",
+        ],
+    ),
+    (
+        "authentication",
+        "auth_pass",
+        &[
+            "tests/tests/vrrp.rs::hostile_adverts_are_dropped_counted_and_change_nothing",
+            "lb-daemon/src/vrrp/packet.rs::long_passwords_are_cut_to_eight_bytes_as_keepalived_does",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "authentication",
+        &[
+            "tests/tests/vrrp.rs::interop_keepalived_v2_multicast",
+            "tests/tests/vrrp.rs::hostile_adverts_are_dropped_counted_and_change_nothing",
+        ],
+    ),
+    ("checkers", "connect_port", &["tests/tests/checkers.rs::smtp_check_host_block_dialogue"]),
+    (
+        "checkers",
+        "connect_timeout",
+        &[
+            "tests/tests/checkers.rs::real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
+    ),
+    (
+        "real_server",
+        "connect_timeout",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "virtual_server",
+        "connect_timeout",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    ("global_defs", "default_interface", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
+    (
+        "checkers",
+        "delay_before_retry",
+        &[
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+            "tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic",
+        ],
+    ),
+    (
+        "real_server",
+        "delay_before_retry",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "virtual_server",
+        "delay_before_retry",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "checkers",
+        "delay_loop",
+        &[
+            "lb-daemon/src/check/mod.rs::dns_check_retries_three_times_after_the_delay_loop",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
+    ),
+    (
+        "real_server",
+        "delay_loop",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "virtual_server",
+        "delay_loop",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "url",
+        "digest",
+        &[
+            "lb-daemon/src/check/http.rs::status_digest_and_request_headers",
+            "tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic",
+        ],
+    ),
+    ("real_server", "DNS_CHECK", &["tests/tests/checkers.rs::dns_check_follows_the_answer_code"]),
+    ("checkers", "type", &["tests/tests/checkers.rs::dns_check_follows_the_answer_code"]),
+    (
+        "vrrp_instance",
+        "dont_track_primary",
+        &["lb-daemon/src/vrrp/tracking.rs::weights_add_up_and_weightless_failures_are_faults"],
+    ),
+    (
+        "global_defs",
+        "enable_script_security",
+        &[
+            "tests/tests/vrrp.rs::script_security_refuses_writable_scripts",
+            "lb-daemon/src/script.rs::script_security_refuses_writable_paths",
+        ],
+    ),
+    ("vrrp_script", "fall", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    ("vrrp_script", "rise", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    ("vrrp_script", "interval", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    (
+        "vrrp_script",
+        "script",
+        &[
+            "tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together",
+            "lb-daemon/src/script.rs::exit_codes_arguments_and_timeouts",
+        ],
+    ),
+    ("vrrp_script", "timeout", &["lb-daemon/src/script.rs::exit_codes_arguments_and_timeouts"]),
+    (
+        "vrrp_script",
+        "weight",
+        &[
+            "tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together",
+            "lb-daemon/src/vrrp/tracking.rs::weights_add_up_and_weightless_failures_are_faults",
+        ],
+    ),
+    ("vrrp_script", "user", &["lb-daemon/src/script.rs::scripts_run_as_script_user_without_root_groups"]),
+    ("checkers", "user", &["lb-daemon/src/script.rs::scripts_run_as_script_user_without_root_groups"]),
+    ("global_defs", "script_user", &["lb-daemon/src/script.rs::scripts_run_as_script_user_without_root_groups"]),
+    ("top level", "vrrp_script", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    ("vrrp_instance", "track_script", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    (
+        "vrrp_instance",
+        "track_interface",
+        &[
+            "tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together",
+            "lb-daemon/src/vrrp/tracking.rs::weights_add_up_and_weightless_failures_are_faults",
+        ],
+    ),
+    ("top level", "vrrp_sync_group", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    (
+        "vrrp_sync_group",
+        "group",
+        &[
+            "tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together",
+            "lb-daemon/src/vrrp/sync_group.rs::members_follow_and_the_group_settles_when_they_agree",
+        ],
+    ),
+    ("vrrp_sync_group", "notify", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    ("track_file", "file", &["tests/tests/vrrp.rs::track_file_values_move_the_priority_and_weight_zero_faults"]),
+    ("track_file", "init_file", &["tests/tests/vrrp.rs::track_file_values_move_the_priority_and_weight_zero_faults"]),
+    ("track_file", "weight", &["tests/tests/vrrp.rs::track_file_values_move_the_priority_and_weight_zero_faults"]),
+    ("top level", "track_file", &["tests/tests/vrrp.rs::track_file_values_move_the_priority_and_weight_zero_faults"]),
+    (
+        "top level",
+        "vrrp_track_file",
+        &["tests/tests/vrrp.rs::track_file_values_move_the_priority_and_weight_zero_faults"],
+    ),
+    (
+        "vrrp_instance",
+        "track_file",
+        &["tests/tests/vrrp.rs::track_file_values_move_the_priority_and_weight_zero_faults"],
+    ),
+    (
+        "virtual_server",
+        "flag-1",
+        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+    ),
+    (
+        "virtual_server",
+        "flag-2",
+        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+    ),
+    (
+        "virtual_server",
+        "flag-3",
+        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+    ),
+    (
+        "virtual_server",
+        "sh-port",
+        &[
+            "tests/tests/xdp_forward.rs::sh_port_spreads_one_clients_ports_and_each_port_is_stable",
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+        ],
+    ),
+    (
+        "virtual_server",
+        "sh-fallback",
+        &["tests/tests/xdp_forward.rs::sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server"],
+    ),
+    (
+        "virtual_server",
+        "mh-port",
+        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+    ),
+    (
+        "virtual_server",
+        "mh-fallback",
+        &[
+            "lb-daemon/src/dataplane/tables.rs::fallback_moves_only_the_clients_of_a_weight_zero_member",
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+        ],
+    ),
+    (
+        "virtual_server_group",
+        "fwmark",
+        &[
+            "lb-daemon/src/dataplane/services.rs::groups_expand_and_fwmarks_are_left_to_ipvs",
+            "lb-daemon/src/ipvs/tests.rs::a_fwmark_real_server_without_a_port_is_destination_port_zero",
+        ],
+    ),
+    (
+        "top level",
+        "virtual_server_group",
+        &["lb-daemon/src/dataplane/services.rs::groups_expand_and_fwmarks_are_left_to_ipvs"],
+    ),
+    (
+        "vrrp_instance",
+        "garp_master_refresh",
+        &["tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived"],
+    ),
+    (
+        "vrrp_instance",
+        "garp_master_refresh_repeat",
+        &["tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived"],
+    ),
+    (
+        "vrrp_instance",
+        "garp_master_repeat",
+        &["tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived"],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_interval",
+        &["tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived"],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_master_delay",
+        &["tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived"],
+    ),
+    (
+        "vrrp_instance",
+        "garp_master_delay",
+        &["lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own"],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_master_repeat",
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own",
+            "tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_master_refresh",
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own",
+            "tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_master_refresh_repeat",
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own",
+            "tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_gna_interval",
+        &["lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own"],
+    ),
+    ("checkers", "min_reply_length", &["lb-daemon/src/check/udp.rs::reply_matching"]),
+    ("checkers", "max_reply_length", &["lb-daemon/src/check/udp.rs::reply_matching"]),
+    (
+        "vrrp_script",
+        "scrip",
+        &[
+            "tests/tests/keywords.rs::aliases_set_what_their_keyword_sets",
+            "tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together",
+        ],
+    ),
+    (
+        "real_server",
+        "smtp_alert",
+        &["lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms"],
+    ),
+    (
+        "virtual_server",
+        "omega",
+        &["lb-daemon/src/daemon/node/tests.rs::stop_runs_the_down_scripts_of_what_is_still_up"],
+    ),
+    ("top level", "global_defs", &["lb-daemon/src/config/tests.rs::global_defs_and_static_blocks"]),
+    ("checkers", "helo_name", &["tests/tests/checkers.rs::smtp_check_host_block_dialogue"]),
+    ("checkers", "host", &["tests/tests/checkers.rs::smtp_check_host_block_dialogue"]),
+    ("real_server", "SMTP_CHECK", &["tests/tests/checkers.rs::smtp_check_host_block_dialogue"]),
+    (
+        "real_server",
+        "HTTP_GET",
+        &["tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic"],
+    ),
+    ("checkers", "url", &["tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic"]),
+    ("url", "path", &["tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic"]),
+    ("url", "status_code", &["lb-daemon/src/check/mod.rs::status_ranges", "lb-daemon/src/check/mod.rs::http_verdicts"]),
+    ("virtual_server", "hysteresis", &["lb-daemon/src/check/health.rs::quorum_with_hysteresis_dampens_flaps"]),
+    (
+        "virtual_server",
+        "quorum",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
+        ],
+    ),
+    (
+        "virtual_server",
+        "quorum_up",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
+        ],
+    ),
+    (
+        "virtual_server",
+        "quorum_down",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
+        ],
+    ),
+    (
+        "any block",
+        "include",
+        &[
+            "lb-daemon/src/config/tests.rs::includes_resolve_relative_to_the_including_file_and_expand_globs",
+            "lb-daemon/src/config/tests.rs::include_loops_are_stopped",
+        ],
+    ),
+    (
+        "real_server",
+        "inhibit_on_failure",
+        &["lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance"],
+    ),
+    (
+        "virtual_server",
+        "inhibit_on_failure",
+        &["lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance"],
+    ),
+    ("vrrp_instance", "interface", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
+    (
+        "virtual_server",
+        "lb_algo",
+        &[
+            "tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence",
+            "tests/tests/xdp_forward.rs::every_scheduler_method_and_family_forwards_new_and_established_flows",
+        ],
+    ),
+    (
+        "virtual_server",
+        "lvs_sched",
+        &[
+            "tests/tests/keywords.rs::aliases_set_what_their_keyword_sets",
+            "tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence",
+        ],
+    ),
+    ("vrrp_instance", "notify_master", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_instance", "notify_backup", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_instance", "notify_fault", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_instance", "notify_stop", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_sync_group", "notify_master", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_sync_group", "notify_backup", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_sync_group", "notify_fault", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    ("vrrp_sync_group", "notify_stop", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    (
+        "checkers",
+        "nb_get_retry",
+        &[
+            "tests/tests/keywords.rs::aliases_set_what_their_keyword_sets",
+            "lb-daemon/src/check/mod.rs::retries_then_down_and_up_on_first_success",
+        ],
+    ),
+    (
+        "virtual_server",
+        "lvs_method",
+        &[
+            "tests/tests/keywords.rs::aliases_set_what_their_keyword_sets",
+            "tests/tests/forwarding.rs::dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky",
+        ],
+    ),
+    (
+        "virtual_server",
+        "lb_kind",
+        &[
+            "tests/tests/forwarding.rs::dr_delivers_to_backends_holding_the_vip_and_mh_is_sticky",
+            "tests/tests/forwarding.rs::tun_encapsulates_to_real_servers_that_decapsulate_with_lb_decap",
+        ],
+    ),
+    (
+        "virtual_server",
+        "persistence_timeout",
+        &["tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence"],
+    ),
+    (
+        "virtual_server",
+        "persistence_granularity",
+        &["tests/tests/xdp_forward.rs::persistence_granularity_groups_clients_by_prefix"],
+    ),
+    (
+        "virtual_server",
+        "protocol",
+        &["tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence"],
+    ),
+    (
+        "virtual_server",
+        "real_server",
+        &["tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence"],
+    ),
+    (
+        "top level",
+        "virtual_server",
+        &["tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence"],
+    ),
+    (
+        "virtual_server",
+        "sorry_server",
+        &[
+            "tests/tests/xdp_forward.rs::no_live_real_server_drops_and_the_sorry_server_takes_over",
+            "lb-daemon/src/dataplane/bpf/plan.rs::below_quorum_only_the_sorry_server_answers",
+        ],
+    ),
+    (
+        "real_server",
+        "weight",
+        &[
+            "tests/tests/forwarding.rs::weight_zero_drains_new_flows_but_keeps_established_ones",
+            "lb-daemon/src/daemon/node/tests.rs::a_weight_applies_while_the_real_server_is_up",
+        ],
+    ),
+    (
+        "real_server",
+        "lthreshold",
+        &["lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination"],
+    ),
+    (
+        "real_server",
+        "uthreshold",
+        &["lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination"],
+    ),
+    (
+        "real_server",
+        "lvs_method",
+        &["lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination"],
+    ),
+    (
+        "global_defs",
+        "lvs_sync_daemon",
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::connection_sync_follows_its_vrrp_instance",
+            "lb-daemon/src/ipvs/tests.rs::sync_daemons_encode_as_ipvsadm_does",
+        ],
+    ),
+    ("global_defs", "lvs_timeouts", &["lb-daemon/src/ipvs/tests.rs::lvs_timeouts_encode_as_set_config"]),
+    (
+        "real_server",
+        "MISC_CHECK",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/check/mod.rs::misc_check_exit_codes",
+        ],
+    ),
+    ("checkers", "misc_path", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
+    ("checkers", "misc_timeout", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
+    ("checkers", "misc_dynamic", &["lb-daemon/src/check/mod.rs::misc_check_exit_codes"]),
+    ("real_server", "SSL_GET", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
+    (
+        "real_server",
+        "TCP_CHECK",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "tests/tests/checkers.rs::a_flapping_backend_link_is_detected_and_recovers",
+        ],
+    ),
+    ("real_server", "UDP_CHECK", &["tests/tests/checkers.rs::udp_check_reply_data_and_port_unreachable"]),
+    ("checkers", "payload", &["tests/tests/checkers.rs::udp_check_reply_data_and_port_unreachable"]),
+    (
+        "checkers",
+        "require_reply",
+        &[
+            "tests/tests/checkers.rs::udp_check_reply_data_and_port_unreachable",
+            "lb-daemon/src/check/udp.rs::reply_matching",
+        ],
+    ),
+    ("real_server", "PING_CHECK", &["tests/tests/checkers.rs::ping_check_follows_icmp_echo"]),
+    (
+        "checkers",
+        "retry",
+        &[
+            "lb-daemon/src/check/mod.rs::retries_then_down_and_up_on_first_success",
+            "tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic",
+        ],
+    ),
+    ("real_server", "retry", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
+    (
+        "virtual_server",
+        "retry",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    ("checkers", "warmup", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
+    ("real_server", "warmup", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
+    (
+        "virtual_server",
+        "warmup",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "checkers",
+        "virtualhost",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
+    ),
+    (
+        "real_server",
+        "virtualhost",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "virtual_server",
+        "virtualhost",
+        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+    ),
+    (
+        "real_server",
+        "notify_up",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
+        ],
+    ),
+    (
+        "real_server",
+        "notify_down",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
+        ],
+    ),
+    ("vrrp_instance", "notify", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
+    (
+        "global_defs",
+        "notification_email",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/notify/mail.rs::a_message_reaches_the_relay",
+        ],
+    ),
+    ("global_defs", "notification_email_from", &["lb-daemon/src/notify/mail.rs::a_message_reaches_the_relay"]),
+    (
+        "global_defs",
+        "smtp_server",
+        &[
+            "tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail",
+            "lb-daemon/src/notify/mail.rs::a_message_reaches_the_relay",
+        ],
+    ),
+    ("global_defs", "smtp_connect_timeout", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
+    ("global_defs", "smtp_alert_checker", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
+    ("global_defs", "router_id", &["lb-daemon/src/notify/mail.rs::a_message_reaches_the_relay"]),
+    ("vrrp_instance", "smtp_alert", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
+    (
+        "vrrp_instance",
+        "nopreempt",
+        &[
+            "tests/tests/vrrp.rs::interop_keepalived_our_preemption_and_nopreempt",
+            "lb-daemon/src/vrrp/instance.rs::preemption_rules",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "preempt",
+        &[
+            "tests/tests/vrrp.rs::interop_keepalived_our_preemption_and_nopreempt",
+            "lb-daemon/src/vrrp/instance.rs::preemption_rules",
+        ],
+    ),
+    ("vrrp_instance", "preempt_delay", &["lb-daemon/src/vrrp/instance.rs::preemption_rules"]),
+    (
+        "vrrp_instance",
+        "priority",
+        &[
+            "tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back",
+            "lb-daemon/src/vrrp/instance.rs::master_yields_to_higher_priority_or_equal_priority_higher_address",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "skip_check_adv_addr",
+        &["tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them"],
+    ),
+    (
+        "global_defs",
+        "vrrp_skip_check_adv_addr",
+        &["tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them"],
+    ),
+    ("top level", "static_ipaddress", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
+    ("top level", "static_routes", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
+    ("vrrp_instance", "virtual_routes", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
+    (
+        "vrrp_instance",
+        "unicast_peer",
+        &["tests/tests/vrrp.rs::interop_keepalived_v2_unicast", "tests/tests/vrrp.rs::interop_keepalived_v3_unicast"],
+    ),
+    (
+        "vrrp_instance",
+        "unicast_src_ip",
+        &["tests/tests/vrrp.rs::interop_keepalived_v2_unicast", "tests/tests/vrrp.rs::interop_keepalived_v3_unicast"],
+    ),
+    (
+        "vrrp_instance",
+        "version",
+        &[
+            "tests/tests/vrrp.rs::interop_keepalived_v3_multicast",
+            "tests/tests/vrrp.rs::ipv6_v3_pair_fails_over_with_neighbour_advertisements",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "virtual_ipaddress",
+        &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"],
+    ),
+    (
+        "vrrp_instance",
+        "virtual_router_id",
+        &[
+            "tests/tests/vrrp.rs::an_address_shared_by_two_instances_stays_while_either_is_master",
+            "lb-daemon/src/vrrp/packet.rs::every_receive_check_rejects_and_names_itself",
+        ],
+    ),
+    ("top level", "vrrp_instance", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
+];
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, path::Path};
+
+    use super::*;
+    use crate::config::{docs, keyword};
+
+    fn workspace() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+    }
+
+    /// Every test `ACTED` names exists: `fn NAME(` in the named file.
+    #[test]
+    fn every_named_test_exists() {
+        let mut missing = Vec::new();
+        for (block, word, tests) in ACTED {
+            assert!(!tests.is_empty(), "{word} in {block}: no test named");
+            for t in *tests {
+                let (file, name) = t.split_once("::").unwrap_or_else(|| panic!("{t}: not FILE::function"));
+                let text = std::fs::read_to_string(workspace().join(file)).unwrap_or_default();
+                if !text.contains(&format!("fn {name}(")) {
+                    missing.push(format!("{word} in {block}: {t}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "tests named in keyword_states::ACTED that do not exist:\n{}", missing.join("\n"));
+    }
+
+    /// Every keyword keepalived knows is in exactly one state; acted-on entries name keywords
+    /// the tables read.
+    #[test]
+    fn every_keepalived_keyword_is_in_exactly_one_state() {
+        let read: BTreeSet<&str> = docs::supported().iter().map(|(_, k)| *k).collect();
+        let refused_in_block: BTreeSet<&str> = keyword::REFUSED.iter().map(|(_, k, _)| *k).collect();
+        let anywhere: BTreeSet<&str> = REFUSED_ANYWHERE.iter().map(|(k, _, _)| *k).collect();
+        let quiet: Vec<&str> = WITHOUT_EFFECT.iter().flat_map(|(_, ks)| ks.iter().copied()).collect();
+        let quiet_set: BTreeSet<&str> = quiet.iter().copied().collect();
+        assert_eq!(quiet.len(), quiet_set.len(), "a keyword twice in WITHOUT_EFFECT");
+        assert_eq!(anywhere.len(), REFUSED_ANYWHERE.len(), "a keyword twice in REFUSED_ANYWHERE");
+        let mut wrong = Vec::new();
+        for k in keyword::keepalived_keywords() {
+            let acted_or_refused = read.contains(k) || refused_in_block.contains(k);
+            let states = [acted_or_refused, anywhere.contains(k), quiet_set.contains(k)];
+            if states.iter().filter(|s| **s).count() != 1 {
+                wrong.push(format!(
+                    "{k}: read/refused in a block {}, refused anywhere {}, without effect {}",
+                    states[0], states[1], states[2]
+                ));
+            }
+        }
+        for k in quiet_set.iter().chain(anywhere.iter()) {
+            if !keyword::is_keepalived_keyword(k) {
+                wrong.push(format!("{k}: not a keepalived keyword"));
+            }
+        }
+        let pairs: BTreeSet<(&str, &str)> = docs::supported().into_iter().collect();
+        for (block, word, _) in ACTED {
+            if !pairs.contains(&(*block, *word)) {
+                wrong.push(format!("{word} in {block}: in ACTED but no table reads it there"));
+            }
+        }
+        for (block, word, _) in keyword::REFUSED {
+            let block = if *block == "the top level" { "top level" } else { block };
+            if pairs.contains(&(block, *word)) {
+                wrong.push(format!("{word} in {block}: both read by a table and refused"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// A refused-anywhere keyword is a located error saying what to use instead; one
+    /// without effect is a located warning saying why.
+    #[test]
+    fn refused_and_without_effect_keywords_say_so_where_they_are() {
+        for (word, _, instead) in REFUSED_ANYWHERE {
+            let l = crate::config::parse_str("r.conf", &format!("global_defs {{\n  {word} 1\n}}\n"));
+            let e =
+                l.diagnostics.iter().map(|d| l.sources.render(d)).find(|d| d.contains(": error: ")).unwrap_or_default();
+            assert!(e.starts_with("r.conf:2:3: error: "), "{word}: {e}");
+            assert!(
+                e.contains(&format!("`{word}` in global_defs changes who gets traffic")) && e.contains(instead),
+                "{e}"
+            );
+        }
+        for (why, words) in WITHOUT_EFFECT {
+            for word in *words {
+                let l = crate::config::parse_str("w.conf", &format!("vrrp_instance VI_1 {{\n  {word} 1\n}}\n"));
+                let w = l.diagnostics.iter().map(|d| l.sources.render(d)).find(|d| d.contains(&format!("`{word}`")));
+                let w = w.unwrap_or_default();
+                assert!(w.starts_with("w.conf:2:3: warning: ") && w.contains(why), "{word}: {w}");
+            }
+        }
+    }
+}
