@@ -334,10 +334,14 @@ impl Shell {
             }
             Action::Publish(mut status) => {
                 status.punt = self.punt.as_ref().map(punt::Punt::stats);
-                let bytes = serde_json::to_vec_pretty(&status);
-                self.status.send_replace(*status);
-                if let Ok(bytes) = bytes {
-                    self.state_file.write(&self.run_dir, bytes);
+                // With 10k checkers the JSON of an unchanged status, every period, was most of
+                // an idle daemon's time: only a change (or a write to retry) is serialized.
+                if self.state_file.needed(&self.status.borrow(), &status) {
+                    let bytes = serde_json::to_vec_pretty(&status);
+                    self.status.send_replace(*status);
+                    if let Ok(bytes) = bytes {
+                        self.state_file.write(&self.run_dir, bytes);
+                    }
                 }
                 if !self.checkers.is_empty() {
                     // Small and changing every period: kept out of the state file.
@@ -524,6 +528,12 @@ struct StateFile {
 }
 
 impl StateFile {
+    /// Whether `new` must go out: it differs from what is shown, or the file was never
+    /// written (the start shows a status without writing it), or the last write failed.
+    fn needed(&self, shown: &Status, new: &Status) -> bool {
+        self.last.is_empty() || self.failing || shown != new
+    }
+
     fn write(&mut self, run_dir: &RunDir, bytes: Vec<u8>) {
         if bytes == self.last {
             return;
@@ -541,5 +551,23 @@ impl StateFile {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_goes_out_only_when_it_changed_or_a_write_failed() {
+        let shown = Status { pid: 7, quorum_lost: vec!["vs1".into()], ..Status::default() };
+        let mut file = StateFile::default();
+        assert!(file.needed(&shown, &shown.clone()), "the first status is written");
+        file.last = b"{}".to_vec();
+        assert!(!file.needed(&shown, &shown.clone()), "an unchanged status is not serialized again");
+        let changed = Status { quorum_lost: Vec::new(), ..shown.clone() };
+        assert!(file.needed(&shown, &changed));
+        file.failing = true;
+        assert!(file.needed(&shown, &shown.clone()), "a failed write is retried");
     }
 }
