@@ -15,7 +15,7 @@ use rtnetlink::{
     },
 };
 
-use crate::config::{IpAddress, Route, RouteType, Scope};
+use crate::config::{IpAddress, Route, RouteType, Rule, RuleAction, Scope};
 
 /// An interface's index, MAC, first IPv4 and link-local IPv6 addresses, and whether it is
 /// up and running.
@@ -115,9 +115,18 @@ impl Netlink {
             // adds its IPv6 VIPs the same way).
             m.attributes.push(AddressAttribute::Flags(rtnetlink::packet_route::address::AddressFlags::Nodad));
         }
+        if let Some(preferred) = a.preferred_lifetime() {
+            use rtnetlink::packet_route::address::CacheInfo;
+            let mut info = CacheInfo::default();
+            info.ifa_preferred = preferred;
+            info.ifa_valid = u32::MAX;
+            m.attributes.push(AddressAttribute::CacheInfo(info));
+        }
         if let Some(l) = &a.label {
             m.attributes.push(AddressAttribute::Label(l.clone()));
         }
+        // The builder derives a broadcast address; keepalived sets one only when `brd` asks.
+        m.attributes.retain(|at| !matches!(at, AddressAttribute::Broadcast(_)));
         if let Some(b) = a.broadcast {
             m.attributes.push(AddressAttribute::Broadcast(b));
         }
@@ -263,6 +272,83 @@ impl Netlink {
             Err(e) => Err(anyhow!("removing route {}/{}: {e}", r.dest, r.prefix)),
         }
     }
+
+    /// Adds a rule (`static_rules`, `virtual_rules`); false when an equal one was there
+    /// (it is then not ours to remove, as keepalived's `set` flag has it).
+    pub async fn add_rule(&self, r: &Rule) -> Result<bool> {
+        let mut req = self.handle.rule().add();
+        *req.message_mut() = rule_message(r);
+        match req.execute().await {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
+            Err(e) => Err(anyhow!("adding rule preference {}: {e}", r.priority)),
+        }
+    }
+
+    /// Removes a rule; one already gone is not an error.
+    pub async fn del_rule(&self, r: &Rule) -> Result<bool> {
+        match self.handle.rule().del(rule_message(r)).execute().await {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENOENT => Ok(false),
+            Err(e) => Err(anyhow!("removing rule preference {}: {e}", r.priority)),
+        }
+    }
+}
+
+/// The netlink message for `r`, as keepalived's `netlink_rule` builds it: a table over 255
+/// goes in FRA_TABLE, `from all` / `to all` carry no address.
+fn rule_message(r: &Rule) -> rtnetlink::packet_route::rule::RuleMessage {
+    use rtnetlink::packet_route::{
+        AddressFamily, IpProtocol,
+        route::{RouteProtocol, RouteRealm},
+        rule::{RuleAction as A, RuleAttribute as At, RuleFlags, RuleMessage, RulePortRange, RuleUidRange},
+    };
+    let mut m = RuleMessage::default();
+    let h = &mut m.header;
+    h.family = if r.v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    h.tos = r.tos;
+    h.action = match r.action {
+        RuleAction::Table(_) | RuleAction::L3mdev => A::ToTable,
+        RuleAction::Goto(_) => A::Goto,
+        RuleAction::Nop => A::Nop,
+        RuleAction::Blackhole => A::Blackhole,
+        RuleAction::Unreachable => A::Unreachable,
+        RuleAction::Prohibit => A::Prohibit,
+    };
+    if r.invert {
+        h.flags |= RuleFlags::Invert;
+    }
+    let at = &mut m.attributes;
+    match r.action {
+        RuleAction::Table(t) if t < 256 => h.table = t as u8,
+        RuleAction::Table(t) => at.push(At::Table(t)),
+        RuleAction::Goto(p) => at.push(At::Goto(p)),
+        RuleAction::L3mdev => at.push(At::L3MDev(true)),
+        _ => {}
+    }
+    if let Some((a, len)) = r.from.filter(|f| f.1 > 0) {
+        h.src_len = len;
+        at.push(At::Source(a));
+    }
+    if let Some((a, len)) = r.to.filter(|t| t.1 > 0) {
+        h.dst_len = len;
+        at.push(At::Destination(a));
+    }
+    at.push(At::Priority(r.priority));
+    at.extend(r.fwmark.map(At::FwMark));
+    at.extend(r.fwmask.map(At::FwMask));
+    at.extend(r.realms.map(|v| At::Realm(RouteRealm { source: (v >> 16) as u16, destination: v as u16 })));
+    at.extend(r.suppress_prefixlength.map(At::SuppressPrefixLen));
+    at.extend(r.suppress_ifgroup.map(At::SuppressIfGroup));
+    at.extend(r.iif.clone().map(At::Iifname));
+    at.extend(r.oif.clone().map(At::Oifname));
+    at.extend(r.tunnel_id.map(At::TunId));
+    at.extend(r.uidrange.map(|(start, end)| At::UidRange(RuleUidRange { start, end })));
+    at.extend(r.protocol.map(|p| At::Protocol(RouteProtocol::from(p))));
+    at.extend(r.ipproto.map(|p| At::IpProtocol(IpProtocol::from(p))));
+    at.extend(r.sport.map(|(start, end)| At::SourcePortRange(RulePortRange { start, end })));
+    at.extend(r.dport.map(|(start, end)| At::DestinationPortRange(RulePortRange { start, end })));
+    m
 }
 
 #[cfg(test)]

@@ -551,16 +551,15 @@ fn static_and_virtual_routes() {
     require_root();
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-routes");
-    let conf = format!(
-        "global_defs {{
+    let conf = |statics: &str| {
+        format!(
+            "global_defs {{
     default_interface l0
 }}
 static_ipaddress {{
     198.51.100.5/32 dev l0
 }}
-static_routes {{
-    203.0.113.0/26 via 192.0.2.1 dev l0
-}}
+{statics}
 vrrp_instance VI_1 {{
     interface l0
     virtual_router_id 51
@@ -575,8 +574,10 @@ vrrp_instance VI_1 {{
     }}
 }}
 "
-    );
-    let mut d = start(&seg, 0, &dir, &conf);
+        )
+    };
+    let first = "static_routes {\n    203.0.113.0/26 via 192.0.2.1 dev l0\n}\n";
+    let mut d = start(&seg, 0, &dir, &conf(first));
     assert!(d.wait_log("INIT -> MASTER: address owner", Duration::from_secs(3)), "{:#?}", d.log());
     let routes = || seg.nodes[0].ip(&["route", "show"]).unwrap();
     assert!(eventually(Duration::from_secs(2), || routes().contains("203.0.113.64/26 via 192.0.2.1")), "{}", routes());
@@ -585,11 +586,138 @@ vrrp_instance VI_1 {{
     assert!(r.contains("203.0.113.64/26 via 192.0.2.1 dev l0 proto keepalived metric 7"), "{r}");
     assert!(r.contains("blackhole 203.0.113.128/25 proto keepalived"), "{r}");
     assert!(seg.holds(0, "198.51.100.5") && seg.holds(0, VRRP_VIP4));
+    // A reload applies the static differences, as keepalived's clear_diff_static_*: the
+    // route that went is removed, the new one and the new rule added.
+    let second = "static_routes {\n    203.0.113.0/27 via 192.0.2.1 dev l0\n}\n\
+                  static_rules {\n    from 198.51.100.5 table 100 priority 300\n}\n";
+    dir.file("node0.conf", &conf(second));
+    d.signal(Signal::SIGHUP).unwrap();
+    let rules = || seg.nodes[0].ip(&["rule", "show"]).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || rules().contains("300:\tfrom 198.51.100.5 lookup 100")),
+        "{:#?}",
+        d.log()
+    );
+    let r = routes();
+    assert!(r.contains("203.0.113.0/27 via 192.0.2.1") && !r.contains("203.0.113.0/26"), "{r}");
     d.stop().unwrap();
+    // keepalived takes its static entries away at stop too.
     let r = routes();
     assert!(!r.contains("203.0.113.64/26") && !r.contains("blackhole"), "virtual routes left behind: {r}");
-    assert!(r.contains("203.0.113.0/26 via 192.0.2.1"), "static route removed: {r}");
-    assert!(seg.holds(0, "198.51.100.5") && !seg.holds(0, VRRP_VIP4));
+    assert!(!r.contains("203.0.113.0/27"), "static route left behind: {r}");
+    assert!(!rules().contains("198.51.100.5"), "static rule left behind: {}", rules());
+    assert!(!seg.holds(0, "198.51.100.5") && !seg.holds(0, VRRP_VIP4));
+}
+
+/// What the kernel holds that static and virtual addresses, routes and rules change: every
+/// rule and route table of both families and l0's addresses.
+fn kernel_view(ns: &Netns) -> String {
+    let mut out = String::new();
+    for args in [
+        &["-4", "rule", "show"][..],
+        &["-6", "rule", "show"],
+        &["-4", "route", "show", "table", "all"],
+        &["-6", "route", "show", "table", "all"],
+        &["addr", "show", "dev", "l0"],
+    ] {
+        out += &format!("# ip {}\n{}", args.join(" "), ns.ip(args).unwrap());
+    }
+    // lb-daemon's XDP program on l0 shows in its link line.
+    out.lines().map(|l| l.split(' ').filter(|w| !w.starts_with("xdp")).collect::<Vec<_>>().join(" ") + "\n").collect()
+}
+
+/// keepalived 2.2.7 as the oracle for static_ipaddress / static_routes / static_rules and an
+/// instance's virtual addresses, routes and rules: the same config runs under keepalived,
+/// then under lb-daemon, on the same node; the kernel's rules, routes and addresses must be
+/// the same while master and after each has stopped (keepalived removes its static entries
+/// at stop too).
+#[test]
+fn static_and_virtual_routes_and_rules_match_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-rules");
+    let conf = dir.file(
+        "node.conf",
+        &format!(
+            "global_defs {{
+    default_interface l0
+}}
+static_ipaddress {{
+    198.51.100.5/32 dev l0
+    198.51.100.9/26 brd + dev l0
+    2001:db8:5::5/128 dev l0
+}}
+static_routes {{
+    203.0.113.0/26 via 192.0.2.1 dev l0
+    203.0.113.192/26 table 100 via 192.0.2.1 dev l0
+}}
+static_rules {{
+    from 198.51.100.0/24 table 100 priority 100
+    from all fwmark 0x10/0xff lookup 101 priority 101
+    to 203.0.113.0/24 iif l0 table 100 priority 102
+    from 2001:db8:5::/64 table 100 priority 103
+    from 192.0.2.0/24 ipproto tcp dport 80-90 table 102
+    not from 192.0.2.77 goto 200 priority 104
+    to 198.51.100.128/25 blackhole priority 105
+    from 192.0.2.0/24 table 1000 sport 1024-2048 priority 106
+}}
+vrrp_instance VI_1 {{
+    interface l0
+    virtual_router_id 51
+    priority 255
+    advert_int 1
+    virtual_ipaddress {{
+        {VRRP_VIP4}/24
+    }}
+    virtual_routes {{
+        203.0.113.64/26 via 192.0.2.1 dev l0 metric 7
+        blackhole 203.0.113.128/25
+    }}
+    virtual_rules {{
+        from {VRRP_VIP4} table 100 priority 200
+        to 203.0.113.64/26 table 101
+    }}
+}}
+"
+        ),
+    );
+    let ns = &seg.nodes[0];
+    let before = kernel_view(ns);
+    let mut k = Keepalived::start(ns, &conf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(5)), "{}", k.log());
+    assert!(eventually(Duration::from_secs(3), || kernel_view(ns).contains("16383:")), "{}", kernel_view(ns));
+    std::thread::sleep(Duration::from_millis(300));
+    let theirs_master = kernel_view(ns);
+    for want in [
+        "100:\tfrom 198.51.100.0/24 lookup 100 proto keepalived",
+        "16384:\tfrom 192.0.2.0/24 ipproto tcp dport 80-90 lookup 102 proto keepalived",
+        "16383:\tfrom all to 203.0.113.64/26 lookup 101 proto keepalived",
+        "200:\tfrom 192.0.2.100 lookup 100 proto keepalived",
+        "203.0.113.192/26 via 192.0.2.1 dev l0 table 100 proto keepalived",
+    ] {
+        assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
+    }
+    k.stop().unwrap();
+    let theirs_stopped = kernel_view(ns);
+    assert_eq!(theirs_stopped, before, "keepalived left entries behind");
+
+    let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+    let mut d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("INIT -> MASTER: address owner", Duration::from_secs(5)), "{:#?}", d.log());
+    let same = eventually(Duration::from_secs(3), || kernel_view(ns) == theirs_master);
+    let ours_master = kernel_view(ns);
+    assert!(same, "while master:\n{}", diff(&theirs_master, &ours_master));
+    d.stop().unwrap();
+    let ours_stopped = kernel_view(ns);
+    assert!(ours_stopped == theirs_stopped, "after stop:\n{}", diff(&theirs_stopped, &ours_stopped));
+}
+
+/// The lines only one side has, marked `-` (keepalived) and `+` (ours).
+fn diff(theirs: &str, ours: &str) -> String {
+    let only = |a: &str, b: &str, mark: char| {
+        a.lines().filter(|l| !b.lines().any(|m| m == *l)).map(|l| format!("{mark} {l}\n")).collect::<String>()
+    };
+    format!("{}{}", only(theirs, ours, '-'), only(ours, theirs, '+'))
 }
 
 /// Against keepalived the other way round: we (priority 200) preempt keepalived (100); with

@@ -4,6 +4,7 @@ use super::{
     ip,
     keyword::{Ctx, Keyword},
     model::{BackendKind, Config, GlobalDefs, LvsSyncDaemon, NotifyFifo, Script},
+    rule,
     tree::Stmt,
 };
 
@@ -24,6 +25,13 @@ pub fn static_routes(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     if let Some(block) = ctx.block(stmt) {
         let routes = ip::routes(ctx, block);
         cfg.static_routes.extend(routes);
+    }
+}
+
+pub fn static_rules(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    if let Some(block) = ctx.block(stmt) {
+        let rules = rule::rules(ctx, block);
+        cfg.static_rules.extend(rules);
     }
 }
 

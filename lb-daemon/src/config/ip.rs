@@ -70,7 +70,16 @@ pub fn addresses(ctx: &mut Ctx, block: &[Stmt]) -> Vec<IpAddress> {
 pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
     let first = words.first()?;
     let (addr, prefix) = addr_prefix(ctx, first)?;
-    let mut a = IpAddress { addr, prefix, broadcast: None, dev: None, scope: None, label: None, span: first.span };
+    let mut a = IpAddress {
+        addr,
+        prefix,
+        broadcast: None,
+        dev: None,
+        scope: None,
+        label: None,
+        preferred_lft: None,
+        span: first.span,
+    };
     let mut it = words[1..].iter();
     while let Some(kw) = it.next() {
         let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
@@ -79,8 +88,21 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
             "label" => a.label = val(ctx, "a label").map(|w| w.text.clone()),
             "brd" | "broadcast" => {
                 if let Some(w) = val(ctx, "a broadcast address") {
-                    match w.text.parse::<Ipv4Addr>() {
-                        Ok(b) if addr.is_ipv4() => a.broadcast = Some(b),
+                    match (w.text.as_str(), addr) {
+                        // keepalived's `+` / `-`: the prefix's last / first address.
+                        ("+" | "-", IpAddr::V4(v4)) if prefix <= 30 => {
+                            let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+                            let b = if w.text == "+" { u32::from(v4) | host } else { u32::from(v4) & !host };
+                            a.broadcast = Some(Ipv4Addr::from(b));
+                        }
+                        ("+" | "-", IpAddr::V4(_)) => ctx.warn(
+                            w.span,
+                            format!("Address prefix length {prefix} too long for broadcast; added without one (as keepalived)"),
+                        ),
+                        (t, IpAddr::V4(_)) => match t.parse::<Ipv4Addr>() {
+                            Ok(b) => a.broadcast = Some(b),
+                            Err(_) => ctx.error(w.span, format!("`{t}` is not an IPv4 broadcast address")),
+                        },
                         _ => ctx.error(w.span, format!("`{}` is not an IPv4 broadcast address", w.text)),
                     }
                 }
@@ -92,7 +114,18 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
             "no_track" | "-nodad" | "nodad" | "home" | "noprefixroute" | "autojoin" => {
                 ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text))
             }
-            "peer" | "preferred_lft" | "valid_lft" | "metric" | "track_group" => {
+            "preferred_lft" => {
+                if let Some(w) = val(ctx, "a lifetime (seconds or forever)") {
+                    match w.text.as_str() {
+                        "forever" => a.preferred_lft = Some(u32::MAX),
+                        t => match t.parse::<u32>() {
+                            Ok(v) => a.preferred_lft = Some(v),
+                            Err(_) => ctx.error(w.span, format!("preferred_lft {t} is invalid")),
+                        },
+                    }
+                }
+            }
+            "peer" | "valid_lft" | "metric" | "track_group" => {
                 let _ = val(ctx, "a value");
                 ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text));
             }
@@ -242,6 +275,15 @@ mod tests {
         assert_eq!(b.prefix, 128);
         let c = address(&mut ctx, &words("192.0.2.1/255.255.255.0")).unwrap();
         assert_eq!(c.prefix, 24);
+        let plus = address(&mut ctx, &words("192.0.2.10/26 brd +")).unwrap();
+        let minus = address(&mut ctx, &words("192.0.2.70/26 brd -")).unwrap();
+        assert_eq!(
+            (plus.broadcast, minus.broadcast),
+            (Some(Ipv4Addr::new(192, 0, 2, 63)), Some(Ipv4Addr::new(192, 0, 2, 64)))
+        );
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!(address(&mut ctx, &words("192.0.2.10/31 brd +")).unwrap().broadcast, None);
+        assert!(ctx.diags[0].message.contains("too long for broadcast"), "{:?}", ctx.diags);
     }
 
     #[test]

@@ -59,16 +59,6 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ("global_defs", "lvs_flush_onstop", "lb-daemon removes only the IPVS services it created; remove it"),
     ("global_defs", "lvs_flush_on_stop", "lb-daemon removes only the IPVS services it created; remove it"),
     (
-        "the top level",
-        "static_rules",
-        "policy routing rules are not managed yet; add them with `ip rule` outside lb-daemon",
-    ),
-    (
-        "vrrp_instance",
-        "virtual_rules",
-        "policy routing rules are not managed yet; add them with `ip rule` in notify_master / notify_backup",
-    ),
-    (
         "vrrp_instance",
         "use_vmac",
         "virtual MACs are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",
@@ -94,6 +84,8 @@ pub fn keepalived_keywords() -> impl Iterator<Item = &'static str> {
 #[derive(Default)]
 pub struct Ctx {
     pub diags: Vec<Diagnostic>,
+    /// Rules read so far without a preference, [IPv4, IPv6] (`rule::RULE_START_PRIORITY`).
+    pub rules_unnumbered: [u32; 2],
 }
 
 impl Ctx {

@@ -1084,9 +1084,39 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "vrrp_skip_check_adv_addr",
         &["tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them"],
     ),
-    ("top level", "static_ipaddress", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
-    ("top level", "static_routes", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
-    ("vrrp_instance", "virtual_routes", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
+    (
+        "top level",
+        "static_ipaddress",
+        &[
+            "tests/tests/vrrp.rs::static_and_virtual_routes",
+            "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+        ],
+    ),
+    (
+        "top level",
+        "static_routes",
+        &[
+            "tests/tests/vrrp.rs::static_and_virtual_routes",
+            "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+        ],
+    ),
+    (
+        "top level",
+        "static_rules",
+        &[
+            "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+            "tests/tests/vrrp.rs::static_and_virtual_routes",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "virtual_routes",
+        &[
+            "tests/tests/vrrp.rs::static_and_virtual_routes",
+            "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+        ],
+    ),
+    ("vrrp_instance", "virtual_rules", &["tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived"]),
     (
         "vrrp_instance",
         "unicast_peer",

@@ -13,6 +13,7 @@ pub mod lvs;
 pub mod model;
 pub mod parse;
 pub mod pre;
+pub mod rule;
 pub mod tree;
 pub mod validate;
 pub mod vrrp;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Severity, Sources, Span};
 pub use model::*;
+pub use rule::{Rule, RuleAction};
 
 /// How deep `include`s may nest: deeper is almost certainly a file including itself.
 const MAX_INCLUDE_DEPTH: usize = 16;

@@ -13,6 +13,8 @@ pub struct Config {
     pub global: GlobalDefs,
     pub static_ipaddress: Vec<IpAddress>,
     pub static_routes: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_rules: Vec<super::Rule>,
     pub vrrp_scripts: Vec<VrrpScript>,
     /// `track_file` / `vrrp_track_file` blocks.
     #[serde(default)]
@@ -191,8 +193,23 @@ pub struct IpAddress {
     pub dev: Option<String>,
     pub scope: Option<Scope>,
     pub label: Option<String>,
+    /// IPv6 `preferred_lft` in seconds (`u32::MAX` = forever). Unset: keepalived's default,
+    /// 0 for a /128 (deprecated, so never picked as a source address), forever otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_lft: Option<u32>,
     #[serde(skip)]
     pub span: Span,
+}
+
+impl IpAddress {
+    /// The preferred lifetime keepalived gives this address: `None` is forever.
+    pub fn preferred_lifetime(&self) -> Option<u32> {
+        if !self.addr.is_ipv6() {
+            return None;
+        }
+        let lft = self.preferred_lft.unwrap_or(if self.prefix == 128 { 0 } else { u32::MAX });
+        (lft != u32::MAX).then_some(lft)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +358,8 @@ pub struct VrrpInstance {
     pub virtual_ipaddress: Vec<IpAddress>,
     pub virtual_ipaddress_excluded: Vec<IpAddress>,
     pub virtual_routes: Vec<Route>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_rules: Vec<super::Rule>,
     pub nopreempt: bool,
     /// Seconds; default 0 (keepalived 1.x documented 300 for the keyword without value).
     pub preempt_delay: u32,
@@ -399,6 +418,7 @@ impl VrrpInstance {
             virtual_ipaddress: Vec::new(),
             virtual_ipaddress_excluded: Vec::new(),
             virtual_routes: Vec::new(),
+            virtual_rules: Vec::new(),
             nopreempt: false,
             preempt_delay: 0,
             accept: None,

@@ -21,6 +21,7 @@ pub(crate) const TOP: &[Keyword<Config>] = &[
     Keyword::new("global_defs", global::global_defs),
     Keyword::new("static_ipaddress", global::static_ipaddress),
     Keyword::new("static_routes", global::static_routes),
+    Keyword::new("static_rules", global::static_rules),
     Keyword::new("vrrp_script", vrrp::vrrp_script),
     Keyword::new("track_file", vrrp::track_file).alias(&["vrrp_track_file"]),
     Keyword::new("vrrp_track_process", vrrp::vrrp_track_process),

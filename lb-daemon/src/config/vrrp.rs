@@ -562,6 +562,12 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
             v.virtual_routes.extend(r);
         }
     }),
+    Keyword::new("virtual_rules", |ctx, v, st| {
+        if let Some(block) = ctx.block(st) {
+            let r = super::rule::rules(ctx, block);
+            v.virtual_rules.extend(r);
+        }
+    }),
     Keyword::new("nopreempt", |ctx, v, st| v.nopreempt = ctx.flag(st)),
     Keyword::new("preempt", |ctx, v, st| v.nopreempt = !ctx.flag(st)),
     Keyword::new("preempt_delay", |ctx, v, st| {

@@ -51,6 +51,7 @@ pub fn fingerprint(cfg: &Config) -> String {
             g.vrrp_garp_interval_us,
             g.vrrp_gna_interval_us,
         ),
+        (&cfg.static_ipaddress, &cfg.static_routes, &cfg.static_rules, &g.default_interface),
     ))
     .unwrap_or_default()
 }

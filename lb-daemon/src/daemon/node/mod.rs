@@ -373,9 +373,6 @@ impl Node {
             }
             Err(e) => error!("VRRP reload failed: {e}"),
         }
-        if !config::same(&statics(&undo.old.config), &statics(&self.current.config)) {
-            warn!("static_ipaddress / static_routes changed: they are applied at start only (next restart)");
-        }
         self.reload = Some(Reload::Program { undo, started });
         self.program()
     }
@@ -601,10 +598,6 @@ fn quorum_moved(
 fn mail_for(cfg: &config::Config, vs: &VirtualServer, rs: Option<&RealServer>) -> bool {
     let g = &cfg.global;
     rs.and_then(|r| r.smtp_alert).or(vs.smtp_alert).or(g.smtp_alert_checker).or(g.smtp_alert).unwrap_or(false)
-}
-
-fn statics(c: &config::Config) -> (&Vec<config::IpAddress>, &Vec<config::Route>) {
-    (&c.static_ipaddress, &c.static_routes)
 }
 
 /// The part of `cfg` VRRP runs from (nothing with `-C`).

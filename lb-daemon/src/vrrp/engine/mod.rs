@@ -6,6 +6,7 @@
 
 mod live;
 mod reload;
+mod statics;
 
 use std::{
     net::IpAddr,
@@ -29,6 +30,7 @@ use crate::{
     notify::{Notifier, Stream, fifo},
 };
 use live::LiveInstance;
+use statics::Statics;
 
 /// How often tracked interfaces are looked at.
 const LINK_POLL: Duration = Duration::from_millis(200);
@@ -86,6 +88,7 @@ pub struct Engine {
     bfd_events: crate::bfd::Events,
     groups: Vec<SyncGroup>,
     netlink: Netlink,
+    statics: Statics,
     notifier: Notifier,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
@@ -93,8 +96,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Applies `static_ipaddress` and `static_routes` (once, at start: elections never touch
-    /// them) and builds every instance of `cfg`.
+    /// Applies `static_ipaddress`, `static_routes` and `static_rules` and builds every
+    /// instance of `cfg`.
     pub async fn build(
         cfg: &Config,
         notifier: Notifier,
@@ -102,19 +105,7 @@ impl Engine {
     ) -> Result<(Self, watch::Receiver<Vec<VrrpStatus>>)> {
         let g = &cfg.global;
         let netlink = Netlink::new()?;
-        for a in &cfg.static_ipaddress {
-            let dev = g.default_interface.as_deref().unwrap_or("eth0");
-            match netlink.add(a, dev).await {
-                Ok(_) => info!(addr = %a.addr, "static_ipaddress applied"),
-                Err(e) => error!("static_ipaddress {}: {e:#}", a.addr),
-            }
-        }
-        for r in &cfg.static_routes {
-            match netlink.add_route(r, g.default_interface.as_deref()).await {
-                Ok(_) => info!(route = %format!("{}/{}", r.dest, r.prefix), "static_routes applied"),
-                Err(e) => error!("static_routes: {e:#}"),
-            }
-        }
+        let statics = Statics::apply(cfg, &netlink).await;
         let (status_tx, status_rx) = watch::channel(Vec::new());
         let mut e = Self {
             insts: Vec::new(),
@@ -124,6 +115,7 @@ impl Engine {
             bfd_events: crate::bfd::events().borrow().clone(),
             groups: Vec::new(),
             netlink,
+            statics,
             notifier,
             mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
             tx,
@@ -294,12 +286,14 @@ impl Engine {
         }
     }
 
-    /// Graceful stop: masters send priority 0 and drop their VIPs, notify_stop runs.
+    /// Graceful stop: masters send priority 0 and drop their VIPs, notify_stop runs; then
+    /// the static entries go (keepalived's order).
     async fn stop(&mut self) {
         for i in 0..self.insts.len() {
             let e = self.insts[i].machine.stop();
             self.carry_out(i, e).await;
         }
+        self.statics.remove(&self.netlink).await;
         self.trackers.stop();
         for i in &self.insts {
             if let Some(t) = &i.rx_task {
@@ -447,7 +441,7 @@ impl Engine {
         }
     }
 
-    /// Becoming master: add the VIPs and virtual routes, announce them at once, and again
+    /// Becoming master: add the VIPs, virtual routes and rules, announce them at once, and again
     /// after `garp_master_delay` (if still master then), then every `garp_master_refresh`.
     async fn take_over(&mut self, i: usize) {
         let inst = &mut self.insts[i];
@@ -463,6 +457,11 @@ impl Engine {
                 error!(instance = %name, "virtual_routes: {e:#}");
             }
         }
+        for r in &inst.cfg.virtual_rules {
+            if let Err(e) = self.netlink.add_rule(r).await {
+                error!(instance = %name, "virtual_rules: {e:#}");
+            }
+        }
         inst.garp(inst.tuning.garp_repeat);
         let (delay, refresh) = (inst.tuning.garp_delay, inst.tuning.garp_refresh);
         match (delay.is_zero(), refresh.is_zero()) {
@@ -472,11 +471,16 @@ impl Engine {
         }
     }
 
-    /// Leaving master: virtual routes, then VIPs, go; a VIP another instance still holds as
+    /// Leaving master: virtual rules, routes, then VIPs, go; a VIP another instance still holds as
     /// master on the same interface stays (keepalived allows one address in two instances).
     async fn hand_over(&mut self, i: usize) {
         let inst = &self.insts[i];
         let (name, iface) = (&inst.cfg.name, &inst.iface);
+        for r in &inst.cfg.virtual_rules {
+            if let Err(e) = self.netlink.del_rule(r).await {
+                error!(instance = %name, "virtual_rules: {e:#}");
+            }
+        }
         for r in &inst.cfg.virtual_routes {
             if let Err(e) = self.netlink.del_route(r, Some(iface)).await {
                 error!(instance = %name, "virtual_routes: {e:#}");

@@ -30,6 +30,7 @@ impl Engine {
         let g = &cfg.global;
         self.notifier = notifier;
         self.mail_vrrp = g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false);
+        self.statics.reload(cfg, &self.netlink).await;
         let now = Instant::now();
         let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
         let mut start = Vec::new();
@@ -97,7 +98,7 @@ impl Engine {
     }
 
     /// A reload changed what an instance does but not its sockets: new priority, timers,
-    /// addresses, routes, tracking and scripts take effect without an election.
+    /// addresses, routes, rules, tracking and scripts take effect without an election.
     async fn update_in_place(&mut self, i: usize, cfg: &Config, v: &VrrpInstance) {
         let tuning = match Tuning::new(cfg, v, self.insts[i].machine.s.version) {
             Ok(t) => t,
@@ -115,7 +116,7 @@ impl Engine {
         if inst.machine.state != State::Master {
             return;
         }
-        // A master moves its addresses and routes to the new lists, and re-announces.
+        // A master moves its addresses, routes and rules to the new lists, and re-announces.
         let iface = inst.iface.clone();
         let was: Vec<IpAddress> =
             old.virtual_ipaddress.iter().chain(&old.virtual_ipaddress_excluded).cloned().collect();
@@ -130,12 +131,20 @@ impl Engine {
                 error!(instance = %v.name, "{e:#}");
             }
         }
+        for r in old.virtual_rules.iter().filter(|r| !v.virtual_rules.iter().any(|n| config::same(*r, n))) {
+            let _ = self.netlink.del_rule(r).await;
+        }
         for r in old.virtual_routes.iter().filter(|r| !v.virtual_routes.iter().any(|n| config::same(*r, n))) {
             let _ = self.netlink.del_route(r, Some(&iface)).await;
         }
         for r in v.virtual_routes.iter().filter(|n| !old.virtual_routes.iter().any(|r| config::same(r, *n))) {
             if let Err(e) = self.netlink.add_route(r, Some(&iface)).await {
                 error!(instance = %v.name, "virtual_routes: {e:#}");
+            }
+        }
+        for r in v.virtual_rules.iter().filter(|n| !old.virtual_rules.iter().any(|r| config::same(r, *n))) {
+            if let Err(e) = self.netlink.add_rule(r).await {
+                error!(instance = %v.name, "virtual_rules: {e:#}");
             }
         }
         let inst = &mut self.insts[i];

@@ -1,0 +1,127 @@
+//! `static_ipaddress`, `static_routes` and `static_rules`: put in the kernel at start,
+//! changed by a reload, taken away at stop, as keepalived's VRRP process does (addresses,
+//! then routes, then rules; the other way round to remove). Only what this daemon added is
+//! removed: an equal entry already there is left alone, keepalived's `set` flag.
+
+use tracing::{error, info};
+
+use crate::{
+    config::{self, Config, IpAddress, Route, Rule},
+    netlink::Netlink,
+};
+
+/// The static entries of the running config, each with whether this daemon added it.
+#[derive(Default)]
+pub struct Statics {
+    default_dev: Option<String>,
+    addrs: Vec<(IpAddress, bool)>,
+    routes: Vec<(Route, bool)>,
+    rules: Vec<(Rule, bool)>,
+}
+
+/// Entries of `new` marked as their equal in `old` was (added by us or not); new ones unmarked.
+fn carry<T: serde::Serialize + Clone>(old: &[(T, bool)], new: &[T]) -> Vec<(T, bool)> {
+    new.iter().map(|n| (n.clone(), old.iter().any(|(o, set)| *set && config::same(o, n)))).collect()
+}
+
+/// Entries of `old` that this daemon added and `new` no longer has.
+fn dropped<'a, T: serde::Serialize>(old: &'a [(T, bool)], new: &[(T, bool)]) -> Vec<&'a T> {
+    old.iter().filter(|(o, set)| *set && !new.iter().any(|(n, _)| config::same(o, n))).map(|(o, _)| o).collect()
+}
+
+impl Statics {
+    fn dev(&self) -> &str {
+        self.default_dev.as_deref().unwrap_or("eth0")
+    }
+
+    /// Applies the static entries of `cfg` (at start, or after a reload took away the old).
+    pub async fn apply(cfg: &Config, netlink: &Netlink) -> Statics {
+        let mut s = Statics::default();
+        s.reload(cfg, netlink).await;
+        s
+    }
+
+    /// Removes what `cfg` no longer has, then adds what is not in the kernel yet.
+    pub async fn reload(&mut self, cfg: &Config, netlink: &Netlink) {
+        let new = Statics {
+            default_dev: cfg.global.default_interface.clone(),
+            addrs: carry(&self.addrs, &cfg.static_ipaddress),
+            routes: carry(&self.routes, &cfg.static_routes),
+            rules: carry(&self.rules, &cfg.static_rules),
+        };
+        for r in dropped(&self.rules, &new.rules) {
+            report("static_rules", "removed", netlink.del_rule(r).await, r.priority);
+        }
+        for r in dropped(&self.routes, &new.routes) {
+            report("static_routes", "removed", netlink.del_route(r, self.default_dev.as_deref()).await, r.dest);
+        }
+        for a in dropped(&self.addrs, &new.addrs) {
+            report("static_ipaddress", "removed", netlink.del(a, self.dev()).await, a.addr);
+        }
+        *self = new;
+        let dev = self.default_dev.clone();
+        for (a, set) in self.addrs.iter_mut().filter(|(_, set)| !*set) {
+            *set = report("static_ipaddress", "added", netlink.add(a, dev.as_deref().unwrap_or("eth0")).await, a.addr);
+        }
+        for (r, set) in self.routes.iter_mut().filter(|(_, set)| !*set) {
+            *set = report("static_routes", "added", netlink.add_route(r, dev.as_deref()).await, r.dest);
+        }
+        for (r, set) in self.rules.iter_mut().filter(|(_, set)| !*set) {
+            *set = report("static_rules", "added", netlink.add_rule(r).await, r.priority);
+        }
+    }
+
+    /// At stop: rules, routes, then addresses this daemon added.
+    pub async fn remove(&mut self, netlink: &Netlink) {
+        self.reload(&Config::default(), netlink).await;
+    }
+}
+
+/// Logs the outcome of one change; whether the entry is now ours.
+fn report(block: &str, done: &str, r: anyhow::Result<bool>, what: impl std::fmt::Display) -> bool {
+    match r {
+        Ok(true) => {
+            info!("{block}: {what} {done}");
+            true
+        }
+        Ok(false) => {
+            info!("{block}: {what} already {}", if done == "added" { "there, left as found" } else { "gone" });
+            false
+        }
+        Err(e) => {
+            error!("{block}: {e:#}");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(text: &str) -> Rule {
+        let mut ctx = config::keyword::Ctx::default();
+        let w = config::tree::build(&config::lexer::lex(text, 0, &mut Vec::new()), &mut Vec::new()).remove(0).words;
+        config::rule::rule(&mut ctx, &w).unwrap()
+    }
+
+    /// A reload keeps what this daemon added and is still configured as its own, removes
+    /// only its own entries that went, and leaves alone what was there before it.
+    #[test]
+    fn a_reload_removes_only_our_entries_that_went() {
+        let (a, b, c) = (
+            rule("from 192.0.2.1 table 1 priority 1"),
+            rule("from 192.0.2.2 table 1 priority 2"),
+            rule("to all nop priority 3"),
+        );
+        let old = vec![(a.clone(), true), (b.clone(), false), (c.clone(), true)];
+        let new = carry(&old, &[a.clone(), b.clone()]);
+        assert_eq!(new.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [true, false]);
+        let gone = dropped(&old, &new);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].priority, 3);
+        // Not ours: gone from the config, still not removed.
+        let none = carry(&old, &[]);
+        assert_eq!(dropped(&old, &none).iter().map(|r| r.priority).collect::<Vec<_>>(), [1, 3]);
+    }
+}
