@@ -98,9 +98,13 @@ fn keepalived_command_line_spellings() {
 /// starting with a real server or node that keepalived would treat differently.
 #[test]
 fn keywords_that_change_traffic_are_refused_where_keepalived_acts_on_them() {
-    // FILE_CHECK and track_file on a sync group were here until they were acted on
-    // (checkers.rs, vrrp.rs; the corpus has them).
-    let cases = [("lvs_flush", "global_defs {\n lvs_flush\n}\n")];
+    // FILE_CHECK, track_file on a sync group and lvs_flush were here until they were acted
+    // on (checkers.rs, vrrp.rs, ipvs.rs; the corpus has them).
+    let cases = [(
+        "use_vmac",
+        "vrrp_instance VI_1 {\n interface v0\n virtual_router_id 1\n priority 100\n use_vmac\n \
+         virtual_ipaddress {\n  192.0.2.50/24\n }\n}\n",
+    )];
     // keepalived checks the interface exists: it runs where there is one.
     let ns = Netns::new("kacfg").unwrap();
     ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up").unwrap();

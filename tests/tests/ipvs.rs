@@ -61,7 +61,7 @@ fn ipvs_backend_in_the_61_vm() {
     }
     let out = lb_tests::vm::run_test("ipvs_backend_in_the_61_vm", Duration::from_secs(900)).unwrap();
     assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
-    for scenario in ["configs", "nat", "dr", "tun", "auto"] {
+    for scenario in ["configs", "flush", "nat", "dr", "tun", "auto"] {
         assert!(out.stdout.contains(&format!("IPVS OK {scenario}")), "{scenario} did not finish:\n{}", out.stdout);
     }
     let printed = listings(&out.stdout);
@@ -98,6 +98,8 @@ fn in_vm() {
     std::process::Command::new("modprobe").args(["-a", "ip_vs", "ipip", "ip6_tunnel"]).status().unwrap();
     configs();
     println!("IPVS OK configs");
+    flush();
+    println!("IPVS OK flush");
     nat_checks_reload_and_sync();
     println!("IPVS OK nat");
     direct_routing();
@@ -157,6 +159,63 @@ fn configs() {
         kept.push((name, lb, reals, servers));
     }
     keepalived_programs_the_same(&dir, &kept, &programmed);
+}
+
+/// `lvs_flush` and `lvs_flush_on_stop` [VS] against keepalived 2.2.7: before each daemon
+/// starts, IPVS holds a service no config names; while it runs, one more is added by hand.
+/// Both daemons must leave the same table after start (with lvs_flush the foreign service is
+/// gone) and after stop (the whole table emptied, or with `VS` the hand-made services kept).
+fn flush() {
+    step("lvs_flush: keepalived and lb-daemon in turn");
+    let dir = TempDir::new("ipvs-flush");
+    let lb = Netns::new("iflush").unwrap();
+    lb.sh("ip link set lo up").unwrap();
+    for (on_stop, kept_at_stop) in [("lvs_flush_on_stop", false), ("lvs_flush_onstop VS", true)] {
+        let conf = dir.file(
+            "flush.conf",
+            &format!(
+                "global_defs {{\n    lvs_flush\n    {on_stop}\n}}\n\
+                 virtual_server {VIP4} 80 {{\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    \
+                 real_server {} 80 {{\n        weight 1\n    }}\n}}\n",
+                backend4(0)
+            ),
+        );
+        let mut seen = Vec::new();
+        for who in ["keepalived", "lb-daemon"] {
+            ipvsadm(&lb, "-A -t 203.0.113.99:8080 -s rr");
+            let mut ka = None;
+            let mut ours = None;
+            if who == "keepalived" {
+                ka = Some(Keepalived::checkers(&lb, &conf, dir.path(), "flush").unwrap());
+            } else {
+                let pins = daemon::pin_dir("iflush");
+                ours = Some(Daemon::start(&lb, &conf, &pins, &["--backend", "ipvs", "-C"]).unwrap());
+            }
+            let vip = format!("{VIP4}:80");
+            let programmed = eventually(Duration::from_secs(30), || flat(&lb).contains(&vip));
+            assert!(programmed, "{who} ({on_stop}) did not program {vip}:\n{}", listing(&lb));
+            let started = listing(&lb);
+            assert!(
+                !started.contains("203.0.113.99"),
+                "{who} ({on_stop}): lvs_flush kept a foreign service:\n{started}"
+            );
+            ipvsadm(&lb, "-A -t 203.0.113.98:8080 -s rr");
+            if let Some(mut k) = ka {
+                k.stop().unwrap();
+            }
+            if let Some(mut d) = ours {
+                d.stop().unwrap();
+            }
+            let stopped = listing(&lb);
+            assert_eq!(stopped.contains("203.0.113.98"), kept_at_stop, "{who} ({on_stop}) at stop:\n{stopped}");
+            assert!(!stopped.contains(&vip), "{who} ({on_stop}) left its service:\n{stopped}");
+            seen.push((started, stopped));
+            ipvsadm(&lb, "-C");
+        }
+        assert!(same_table(&seen[0].0, &seen[1].0), "{on_stop}: after start\n{}\nvs ours\n{}", seen[0].0, seen[1].0);
+        assert!(same_table(&seen[0].1, &seen[1].1), "{on_stop}: after stop\n{}\nvs ours\n{}", seen[0].1, seen[1].1);
+        step(&format!("{on_stop}: keepalived and lb-daemon leave the same tables"));
+    }
 }
 
 /// The oracle: keepalived 2.2.7's checker process on each config, in the same namespace

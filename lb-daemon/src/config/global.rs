@@ -3,7 +3,7 @@
 use super::{
     ip,
     keyword::{Ctx, Keyword},
-    model::{BackendKind, Config, GlobalDefs, LvsSyncDaemon, NotifyFifo, Script},
+    model::{BackendKind, Config, FlushOnStop, GlobalDefs, LvsSyncDaemon, NotifyFifo, Script},
     rule,
     tree::Stmt,
 };
@@ -107,6 +107,9 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
     }),
     Keyword::new("lvs_sync_daemon", lvs_sync_daemon),
     Keyword::new("lvs_timeouts", lvs_timeouts),
+    Keyword::new("lvs_flush", |ctx, g, s| g.lvs_flush = ctx.flag(s)),
+    Keyword::new("lvs_flush_on_stop", lvs_flush_on_stop),
+    Keyword::new("lvs_flush_onstop", lvs_flush_on_stop),
     Keyword::new("notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.global, s)),
     Keyword::new("notify_fifo_script", |ctx, g, s| fifo_script(ctx, &mut g.notify_fifos.global, s)),
     Keyword::new("vrrp_notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.vrrp, s)),
@@ -206,6 +209,18 @@ fn micros(ctx: &mut Ctx, st: &Stmt) -> Option<u32> {
 
 /// keepalived's `LVS_MAX_TIMEOUT`: 31 days.
 const LVS_MAX_TIMEOUT: u32 = 86400 * 31;
+
+/// `lvs_flush_on_stop [VS]` (`lvs_flush_onstop` before keepalived 2.1.5).
+fn lvs_flush_on_stop(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
+    g.lvs_flush_on_stop = match stmt.args().first() {
+        None => FlushOnStop::Full,
+        Some(w) if w.text == "VS" => FlushOnStop::Vs,
+        Some(w) => {
+            ctx.error(w.span, format!("Unknown lvs_flush_on_stop type {} (none for the whole table, or VS)", w.text));
+            return;
+        }
+    };
+}
 
 /// `lvs_timeouts [tcp N] [tcpfin N] [udp N]` (seconds, 0..31 days; 0 keeps the kernel's).
 fn lvs_timeouts(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {

@@ -52,13 +52,6 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
         "the sorry server uses the virtual server's lb_kind in this version; remove it",
     ),
     (
-        "global_defs",
-        "lvs_flush",
-        "lb-daemon removes only the IPVS services it created; flush with `ipvsadm -C` before it starts",
-    ),
-    ("global_defs", "lvs_flush_onstop", "lb-daemon removes only the IPVS services it created; remove it"),
-    ("global_defs", "lvs_flush_on_stop", "lb-daemon removes only the IPVS services it created; remove it"),
-    (
         "vrrp_instance",
         "use_vmac",
         "virtual MACs are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",

@@ -940,6 +940,9 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
             "lb-daemon/src/ipvs/tests.rs::sync_daemons_encode_as_ipvsadm_does",
         ],
     ),
+    ("global_defs", "lvs_flush", &["tests/tests/ipvs.rs::flush"]),
+    ("global_defs", "lvs_flush_on_stop", &["tests/tests/ipvs.rs::flush"]),
+    ("global_defs", "lvs_flush_onstop", &["tests/tests/ipvs.rs::flush"]),
     ("global_defs", "lvs_timeouts", &["lb-daemon/src/ipvs/tests.rs::lvs_timeouts_encode_as_set_config"]),
     (
         "real_server",

@@ -90,6 +90,12 @@ pub struct GlobalDefs {
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `lvs_timeouts`: IPVS's connection timeouts; `None` leaves the kernel's as they are.
     pub lvs_timeouts: Option<LvsTimeouts>,
+    /// `lvs_flush`: empty the whole IPVS table at start (not at a reload).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lvs_flush: bool,
+    /// `lvs_flush_on_stop` / `lvs_flush_onstop` [VS]: how IPVS is cleared at stop.
+    #[serde(default, skip_serializing_if = "FlushOnStop::is_default")]
+    pub lvs_flush_on_stop: FlushOnStop,
     /// `lb_backend` (lb-daemon's own keyword): which forwarding backend runs; `--backend`
     /// overrides it.
     pub lb_backend: Option<BackendKind>,
@@ -149,9 +155,29 @@ impl Default for GlobalDefs {
             vrrp_skip_check_adv_addr: false,
             lvs_sync_daemon: None,
             lvs_timeouts: None,
+            lvs_flush: false,
+            lvs_flush_on_stop: FlushOnStop::default(),
             lb_backend: None,
             notify_fifos: NotifyFifos::default(),
         }
+    }
+}
+
+/// How the IPVS table is cleared at stop (keepalived's `lvs_flush_on_stop`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlushOnStop {
+    /// Each configured service's real servers, then the service (keepalived's default).
+    #[default]
+    No,
+    /// Each configured service at once (`VS`): the same table afterwards.
+    Vs,
+    /// The whole table, services this daemon did not create included.
+    Full,
+}
+
+impl FlushOnStop {
+    pub fn is_default(&self) -> bool {
+        *self == FlushOnStop::No
     }
 }
 

@@ -68,16 +68,26 @@ pub fn default_interfaces() -> Result<Vec<String>> {
 /// when the config needs nothing only IPVS has and the kernel loads and attaches it, and
 /// otherwise falls back to IPVS, saying why in one line.
 pub fn start_backend(opts: &Options, cfg: &config::Config) -> Result<Box<dyn Backend>> {
+    let ipvs = || IpvsBackend::open(&cfg.global, !cfg.virtual_servers.is_empty());
+    let bpf = || {
+        let g = &cfg.global;
+        if g.lvs_flush || g.lvs_flush_on_stop != config::FlushOnStop::No {
+            warn!(
+                "lvs_flush / lvs_flush_on_stop act on the kernel's IPVS table, which the XDP data plane does                  not use: its tables are rebuilt from the config at start and removed at stop"
+            );
+        }
+        start_bpf(opts)
+    };
     match cfg.global.lb_backend.unwrap_or_default() {
-        BackendKind::Bpf => Ok(Box::new(start_bpf(opts)?)),
-        BackendKind::Ipvs => Ok(Box::new(IpvsBackend::open().context("starting the IPVS backend")?)),
+        BackendKind::Bpf => Ok(Box::new(bpf()?)),
+        BackendKind::Ipvs => Ok(Box::new(ipvs().context("starting the IPVS backend")?)),
         BackendKind::Auto => {
             let why = if let Some(why) = services::needs_ipvs(cfg) {
                 why
             } else if opts.simulate_no_bpf {
                 "the BPF data plane is unavailable (simulated by --simulate-no-bpf)".to_string()
             } else {
-                match start_bpf(opts) {
+                match bpf() {
                     Ok(dp) => return Ok(Box::new(dp)),
                     // An earlier run's pinned data plane is still there (and may be
                     // forwarding): IPVS beside it would see none of the traffic.
@@ -91,7 +101,7 @@ pub fn start_backend(opts: &Options, cfg: &config::Config) -> Result<Box<dyn Bac
                     Err(e) => format!("the BPF data plane cannot run here: {e:#}"),
                 }
             };
-            match IpvsBackend::open() {
+            match ipvs() {
                 Ok(b) => {
                     warn!("backend auto: using IPVS because {why}");
                     Ok(Box::new(b))

@@ -138,13 +138,21 @@ pub struct IpvsBackend {
     /// config drops them and at exit (as keepalived does).
     timeouts: Option<msg::Timeouts>,
     original_timeouts: Option<msg::Timeouts>,
+    /// `lvs_flush_on_stop` without `VS`, with services configured: empty the whole table at
+    /// exit (keepalived's `clear_services`).
+    flush_at_exit: bool,
 }
 
 impl IpvsBackend {
-    /// Connects to the kernel's IPVS (loading `ip_vs` if needed) and reads what it holds.
-    pub fn open() -> Result<Self> {
+    /// Connects to the kernel's IPVS (loading `ip_vs` if needed) and reads what it holds;
+    /// `lvs_flush` empties the table first (keepalived does at start, not at a reload).
+    pub fn open(g: &crate::config::GlobalDefs, has_services: bool) -> Result<Self> {
         let mut client = Client::open()?;
         let (version, size) = client.info().context("asking IPVS for its version")?;
+        if g.lvs_flush {
+            client.request(cmd::FLUSH, Vec::new()).context("emptying the IPVS table (lvs_flush)")?;
+            info!("IPVS table emptied (lvs_flush)");
+        }
         let mut found = BTreeMap::new();
         for (service, _) in client.services().context("listing IPVS services")? {
             let dests = client
@@ -164,6 +172,7 @@ impl IpvsBackend {
             sync: None,
             timeouts: None,
             original_timeouts: None,
+            flush_at_exit: has_services && g.lvs_flush_on_stop == crate::config::FlushOnStop::Full,
         })
     }
 
@@ -331,7 +340,8 @@ impl IpvsBackend {
         Ok(serde_json::json!({ "backend": "ipvs", "changes": self.changes, "services": out }))
     }
 
-    /// Removes what this daemon programmed and stops its sync daemon; nothing else.
+    /// Removes what this daemon programmed and stops its sync daemon; nothing else, unless
+    /// `lvs_flush_on_stop` asks for the whole table.
     pub fn shutdown(mut self) -> Result<()> {
         let mut first_err = None;
         if let Err(e) = self.set_sync(None) {
@@ -339,6 +349,16 @@ impl IpvsBackend {
         }
         if let Err(e) = self.set_timeouts(None) {
             first_err.get_or_insert(e);
+        }
+        if self.flush_at_exit {
+            self.applied.clear();
+            match self.client.request(cmd::FLUSH, Vec::new()) {
+                Ok(()) => info!("IPVS table emptied (lvs_flush_on_stop)"),
+                Err(e) => {
+                    warn!("emptying the IPVS table at exit (lvs_flush_on_stop) failed: {e:#}");
+                    first_err.get_or_insert(e);
+                }
+            }
         }
         for (id, p) in std::mem::take(&mut self.applied) {
             if let Err(e) = self.client.request(cmd::DEL_SERVICE, vec![p.service.attr()]) {

@@ -31,6 +31,7 @@ pub mod cmd {
     pub const SET_CONFIG: u8 = 12;
     pub const GET_CONFIG: u8 = 13;
     pub const GET_INFO: u8 = 15;
+    pub const FLUSH: u8 = 17;
 }
 
 /// `IPVS_CMD_ATTR_*`.
