@@ -683,7 +683,14 @@ vrrp_instance VI_1 {{
     );
     let ns = &seg.nodes[0];
     let before = kernel_view(ns);
-    let mut k = Keepalived::start(ns, &conf, &dir, "ka").unwrap();
+    let private = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        p
+    };
+    let (ka_tmp, our_tmp) = (private("ka-tmp"), private("our-tmp"));
+    let mut k = Keepalived::start_env(ns, &conf, &dir, "ka", &[("TMPDIR", &ka_tmp)]).unwrap();
     assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(5)), "{}", k.log());
     assert!(eventually(Duration::from_secs(3), || kernel_view(ns).contains("16383:")), "{}", kernel_view(ns));
     std::thread::sleep(Duration::from_millis(300));
@@ -697,19 +704,51 @@ vrrp_instance VI_1 {{
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
     }
+    let theirs_dump = rule_dump(k.pid().unwrap(), &ka_tmp);
     k.stop().unwrap();
     let theirs_stopped = kernel_view(ns);
     assert_eq!(theirs_stopped, before, "keepalived left entries behind");
 
     let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
-    let mut d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
+    let env = [("TMPDIR", our_tmp.to_str().unwrap())];
+    let mut d = Daemon::start_env(ns, &conf, &pins, &["--interface", "l0"], &env).unwrap();
     assert!(d.wait_log("INIT -> MASTER: address owner", Duration::from_secs(5)), "{:#?}", d.log());
     let same = eventually(Duration::from_secs(3), || kernel_view(ns) == theirs_master);
     let ours_master = kernel_view(ns);
     assert!(same, "while master:\n{}", diff(&theirs_master, &ours_master));
+    // keepalived.data's rule lines, as keepalived prints them.
+    let ours_dump = rule_dump(d.pid().unwrap(), &our_tmp);
+    assert!(theirs_dump.contains("Static Rules") && theirs_dump.contains("Virtual Rules"), "{theirs_dump}");
+    assert_eq!(ours_dump, theirs_dump);
     d.stop().unwrap();
     let ours_stopped = kernel_view(ns);
     assert!(ours_stopped == theirs_stopped, "after stop:\n{}", diff(&theirs_stopped, &ours_stopped));
+}
+
+/// The static and virtual rule sections of the `keepalived.data` that SIGUSR1 makes `pid`
+/// write in `dir` (its TMPDIR).
+fn rule_dump(pid: u32, dir: &Path) -> String {
+    let file = dir.join("keepalived.data");
+    let _ = std::fs::remove_file(&file);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGUSR1).unwrap();
+    assert!(eventually(Duration::from_secs(5), || file.exists()), "no keepalived.data in {}", dir.display());
+    std::thread::sleep(Duration::from_millis(200));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut out = String::new();
+    let mut keep = false;
+    for l in text.lines() {
+        let indent = l.len() - l.trim_start().len();
+        if l.starts_with("------<") {
+            keep = l.contains("Static Rules");
+        } else if indent < 5 {
+            keep = l.trim() == "Virtual Rules :";
+        }
+        if keep {
+            out += l;
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The lines only one side has, marked `-` (keepalived) and `+` (ours).

@@ -8,13 +8,12 @@
 //! text out.
 
 use std::fmt::Write as _;
-#[cfg(test)]
 use std::net::IpAddr;
 
 use serde_json::{Map, Value, json};
 
 use crate::{
-    config::{AuthType, Config, IpAddress, Route, RouteType, Scope, VrrpInstance},
+    config::{AuthType, Config, IpAddress, Route, RouteType, Rule, RuleAction, Scope, VrrpInstance},
     vrrp::{State, VrrpStatus, tracking},
 };
 
@@ -72,22 +71,117 @@ impl Inst<'_> {
     }
     /// A virtual address as `format_ipaddress` prints it.
     fn address(&self, a: &IpAddress) -> String {
-        let mut s = format!("{}/{}", a.addr, a.prefix);
-        if let Some(b) = a.broadcast {
-            let _ = write!(s, " brd {b}");
-        }
-        let _ = write!(s, " dev {} scope {}", a.dev.as_deref().unwrap_or(self.iface()), scope(a.scope));
-        if let Some(l) = &a.label {
-            let _ = write!(s, " label {l}");
-        }
-        if a.addr.is_ipv6() {
-            s.push_str(" preferred_lft forever");
-        }
-        if self.state() == State::Master {
-            s.push_str(" set");
-        }
-        s
+        address(a, self.iface(), self.state() == State::Master)
     }
+}
+
+/// An address as keepalived's `format_ipaddress` prints it; `set` when it is in the kernel.
+fn address(a: &IpAddress, iface: &str, set: bool) -> String {
+    let mut s = format!("{}/{}", a.addr, a.prefix);
+    if let Some(b) = a.broadcast {
+        let _ = write!(s, " brd {b}");
+    }
+    let _ = write!(s, " dev {} scope {}", a.dev.as_deref().unwrap_or(iface), scope(a.scope));
+    if let Some(l) = &a.label {
+        let _ = write!(s, " label {l}");
+    }
+    if a.addr.is_ipv6() {
+        match a.preferred_lifetime() {
+            Some(0) => s.push_str(" deprecated"),
+            Some(n) => {
+                let _ = write!(s, " preferred_lft {n}");
+            }
+            None => s.push_str(" preferred_lft forever"),
+        }
+    }
+    if set {
+        s.push_str(" set");
+    }
+    s
+}
+
+/// A rule as keepalived's `format_iprule` prints it.
+fn rule(r: &Rule) -> String {
+    let mut s = String::new();
+    if r.from.is_none() && r.to.is_none() && r.v6 {
+        s.push_str("inet6 ");
+    }
+    if r.invert {
+        s.push_str("not ");
+    }
+    // keepalived's ipaddresstos: the length only when it is not the whole address.
+    let prefix = |(a, len): (IpAddr, u8)| {
+        let full = if a.is_ipv4() { 32 } else { 128 };
+        if len == full { a.to_string() } else { format!("{a}/{len}") }
+    };
+    match r.from {
+        Some(f) => {
+            let _ = write!(s, "from {}", prefix(f));
+        }
+        None => s.push_str("from all"),
+    }
+    if let Some(t) = r.to {
+        let _ = write!(s, " to {}", prefix(t));
+    }
+    let _ = write!(s, " priority {} tos {:#x}", r.priority, r.tos);
+    if let Some(m) = r.fwmark {
+        let _ = write!(s, " fwmark {m:#x}");
+        if let Some(k) = r.fwmask.filter(|k| *k != u32::MAX) {
+            let _ = write!(s, "/{k:#x}");
+        }
+    }
+    for (word, v) in [("iif", &r.iif), ("oif", &r.oif)] {
+        if let Some(v) = v {
+            let _ = write!(s, " {word} {v}");
+        }
+    }
+    if let Some(v) = r.suppress_prefixlength {
+        let _ = write!(s, " suppress_prefixlen {v}");
+    }
+    if let Some(v) = r.suppress_ifgroup {
+        let _ = write!(s, " suppress_ifgroup {v}");
+    }
+    if let Some(v) = r.tunnel_id.filter(|t| *t != 0) {
+        let _ = write!(s, " tunnel-id {v}");
+    }
+    if let Some((a, b)) = r.uidrange {
+        let _ = write!(s, " uidrange {a}-{b}");
+    }
+    if r.action == RuleAction::L3mdev {
+        s.push_str(" l3mdev");
+    }
+    if let Some(p) = r.protocol {
+        let _ = write!(s, " protocol {p}");
+    }
+    if let Some(p) = r.ipproto {
+        let _ = write!(s, " ipproto {p}");
+    }
+    for (word, v) in [("sport", r.sport), ("dport", r.dport)] {
+        if let Some((a, b)) = v {
+            let _ = write!(s, " {word} {a}-{b}");
+        }
+    }
+    if let Some(v) = r.realms.filter(|v| *v != 0) {
+        let _ = write!(s, " realms {}/{}", v >> 16, v & 0xffff);
+    }
+    match r.action {
+        RuleAction::Table(t) => {
+            let _ = write!(s, " lookup {t}");
+        }
+        // keepalived's l3mdev rule is a table action with table 0.
+        RuleAction::L3mdev => s.push_str(" lookup 0"),
+        RuleAction::Goto(t) => {
+            let _ = write!(s, " goto {t}");
+        }
+        RuleAction::Nop => s.push_str(" nop"),
+        RuleAction::Blackhole => s.push_str(" type blackhole"),
+        RuleAction::Unreachable => s.push_str(" type unreachable"),
+        RuleAction::Prohibit => s.push_str(" type prohibit"),
+    }
+    if r.protocol.is_none() {
+        s.push_str(" no_track");
+    }
+    s
 }
 
 fn scope(s: Option<Scope>) -> &'static str {
@@ -191,6 +285,27 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
     line(format!(" Gratuitous ARP refresh repeat = {}", g.vrrp_garp_master_refresh_repeat));
     line(format!(" VRRP default protocol version = {}", g.vrrp_version));
     line(format!(" VRRP strict mode = {}", yes_no(g.vrrp_strict)));
+    // The static entries, `set` as keepalived shows the ones it added (an equal entry that
+    // was in the kernel before the daemon started shows `set` too).
+    let default_dev = g.default_interface.as_deref().unwrap_or("eth0");
+    if !config.static_ipaddress.is_empty() {
+        line("------< Static Addresses >------".into());
+        for a in &config.static_ipaddress {
+            line(format!("     {}", address(a, default_dev, true)));
+        }
+    }
+    if !config.static_routes.is_empty() {
+        line("------< Static Routes >------".into());
+        for r in &config.static_routes {
+            line(format!("     {}", route(r, default_dev)));
+        }
+    }
+    if !config.static_rules.is_empty() {
+        line("------< Static Rules >------".into());
+        for r in &config.static_rules {
+            line(format!("     {}", rule(r)));
+        }
+    }
     let insts = instances(config, vrrp);
     if !config.vrrp_sync_groups.is_empty() {
         line("------< VRRP Sync groups >------".into());
@@ -314,6 +429,12 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             line("   Virtual Routes :".into());
             for r in &c.virtual_routes {
                 line(format!("     {}", route(r, i.iface())));
+            }
+        }
+        if !c.virtual_rules.is_empty() {
+            line("   Virtual Rules :".into());
+            for r in &c.virtual_rules {
+                line(format!("     {}", rule(r)));
             }
         }
         if !c.track_interface.is_empty() {
