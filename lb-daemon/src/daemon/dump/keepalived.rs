@@ -485,9 +485,9 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("garp_refresh", json!(i.garp_refresh()));
             put("garp_rep", json!(i.garp_repeat()));
             put("garp_refresh_rep", json!(g.vrrp_garp_master_refresh_repeat));
-            put("garp_lower_prio_delay", json!(i.garp_delay()));
-            put("garp_lower_prio_rep", json!(i.garp_repeat()));
-            put("lower_prio_no_advert", json!(0));
+            put("garp_lower_prio_delay", json!(c.garp_lower_prio_delay(g)));
+            put("garp_lower_prio_rep", json!(c.garp_lower_prio_repeat(g)));
+            put("lower_prio_no_advert", json!(u8::from(c.lower_prio_no_advert(g))));
             put("higher_prio_send_advert", json!(0));
             put("vrid", json!(c.virtual_router_id.unwrap_or(0)));
             put("base_priority", json!(c.priority));
