@@ -626,10 +626,15 @@ fn interop_keepalived_our_preemption_and_nopreempt() {
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
 }
 
-/// enable_script_security refuses a notify script and a vrrp_script in a world-writable
-/// directory, says so, and the tracked script counts as failed.
+/// vrrp_scripts that cannot run are disabled as keepalived 2.2.7 disables them
+/// (`check_vrrp_script_security`): one insecure under enable_script_security (in a
+/// world-writable directory, weight -50, and it would fail), one missing (weight 0: it would
+/// fault the instance), one with an unknown user. They no longer affect the instance: under
+/// keepalived and under lb-daemon alike it becomes MASTER advertising 110 (100 + the one
+/// good script's 10). The insecure notify script is refused too.
 #[test]
-fn script_security_refuses_writable_scripts() {
+fn script_security_disables_insecure_and_missing_scripts_as_keepalived() {
+    use lb_tests::capture::AdvertCapture;
     require_root();
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-sec");
@@ -637,26 +642,52 @@ fn script_security_refuses_writable_scripts() {
     std::fs::create_dir_all(&open).unwrap();
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let script = open.join("check.sh");
-    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::write(&script, "#!/bin/sh\nexit 1\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tracked = "    track_script {\n        good\n        open\n        missing\n        nouser\n    }\n";
     let conf = format!(
-        "global_defs {{\n    enable_script_security\n    script_user root\n}}\nvrrp_script chk {{\n    script {s}\n    \
-         interval 1\n}}\n{}",
-        instance("VI_1", 100, "    track_script {\n        chk\n    }\n", &script),
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\n\
+         vrrp_script good {{\n    script /bin/true\n    interval 1\n    weight 10\n}}\n\
+         vrrp_script open {{\n    script {s}\n    interval 1\n    weight -50\n}}\n\
+         vrrp_script missing {{\n    script /nonexistent/lb-check.sh\n    interval 1\n}}\n\
+         vrrp_script nouser {{\n    script /bin/false\n    user no-such-user-lbtest\n    interval 1\n}}\n{}",
+        instance("VI_1", 100, tracked, &script),
         s = script.display()
     );
+    let conf_path = dir.file("sec.conf", &conf);
+    // The priority the node advertises once master, read on the wire.
+    let advertised = || -> Vec<String> {
+        let cap = AdvertCapture::with_filter(&seg.switch, "br0", "ip proto 112").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        cap.lines().iter().filter_map(|(_, l)| l.split("prio ").nth(1)?.split(',').next().map(str::to_string)).collect()
+    };
+
+    let k = Keepalived::start(&seg.nodes[0], &conf_path, &dir, "kasec").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ka_prio = advertised();
+    let klog = k.log();
+    drop(k);
+    for line in ["Disabling track script open due to insecure", "Disabling track script missing since not found"] {
+        assert!(klog.contains(line), "keepalived did not say {line:?}: {klog}");
+    }
+
     let d = start(&seg, 0, &dir, &conf);
+    assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
+    let our_prio = advertised();
+    println!("advertised priorities: keepalived {ka_prio:?}, ours {our_prio:?}");
+    assert!(!ka_prio.is_empty() && ka_prio.iter().all(|p| p == "110"), "keepalived advertised {ka_prio:?}");
+    assert!(!our_prio.is_empty() && our_prio.iter().all(|p| p == "110"), "we advertised {our_prio:?}");
+    let log = d.log();
     let refused = format!("refused by enable_script_security: {} is world-writable", open.display());
-    assert!(
-        d.wait_log(&format!("vrrp_script chk: script `{}` {refused}", script.display()), Duration::from_secs(3)),
-        "{:#?}",
-        d.log()
-    );
-    // A weight-0 script that cannot run is a failed script: FAULT, never MASTER.
-    assert!(d.wait_log("INIT -> FAULT: vrrp_script chk failed", Duration::from_secs(3)), "{:#?}", d.log());
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(!d.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d.log());
-    assert!(d.log().iter().any(|l| l.contains("notify: script") && l.contains(&refused)), "{:#?}", d.log());
+    for name in ["open", "missing", "nouser"] {
+        assert!(
+            log.iter().any(|l| l.contains(&format!("vrrp_script {name}: ")) && l.contains("disabling track script")),
+            "{name}: {log:#?}"
+        );
+    }
+    assert!(log.iter().any(|l| l.contains("vrrp_script open: ") && l.contains(&refused)), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("FAULT") || l.contains("MASTER -> ")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("notify: script") && l.contains(&refused)), "{log:#?}");
 }
 
 /// A master killed with kill -9 and restarted at once resumes as master: its VIP never leaves

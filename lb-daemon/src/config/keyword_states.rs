@@ -569,7 +569,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "global_defs",
         "enable_script_security",
         &[
-            "tests/tests/vrrp.rs::script_security_refuses_writable_scripts",
+            "tests/tests/vrrp.rs::script_security_disables_insecure_and_missing_scripts_as_keepalived",
             "lb-daemon/src/script.rs::script_security_refuses_writable_paths",
         ],
     ),
