@@ -31,6 +31,16 @@ pub struct Tracker {
     pub disabled: Option<String>,
 }
 
+/// The vrrp_scripts of `cfg` that cannot run (not found or not executable, unknown user,
+/// refused by `enable_script_security`) and why: `Trackers::restart` disables them, as
+/// keepalived does; `-t` names them (keepalived's `-t` reports them as config errors).
+pub fn unrunnable_scripts<'c>(cfg: &'c Config, runner: &Runner) -> Vec<(&'c VrrpScript, script::ScriptError)> {
+    cfg.vrrp_scripts
+        .iter()
+        .filter_map(|s| Some((s, runner.prepare(s.script.as_ref()?, s.user.as_ref()).err()?)))
+        .collect()
+}
+
 /// A tracking script's verdict changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScriptVerdict {
