@@ -314,6 +314,17 @@ fn config_test(cli: &Cli) -> ExitCode {
         println!("{:#?}", loaded.config);
     }
     let errors = loaded.errors().count();
+    // What the daemon will disable at start, as keepalived does (its -t counts these as
+    // errors; ours warns, as for keepalived's other warnings: tests/tests/corpus.rs).
+    if let Ok(runner) = lb_daemon::script::Runner::new(&loaded.config.global) {
+        for (s, e) in lb_daemon::vrrp::tracking::unrunnable_scripts(&loaded.config, &runner) {
+            let why = format!(
+                "vrrp_script {}: {e}; it will be disabled (no effect on any instance), as keepalived disables it",
+                s.name
+            );
+            eprintln!("{}", loaded.sources.render(&config::Diagnostic::warning(s.span, why)));
+        }
+    }
     // keepalived's -t: scripts without enable_script_security is its highest verdict (6),
     // over any other error. The daemon still runs them (as keepalived does), warning at start.
     let insecure = !loaded.config.global.enable_script_security && !config::scripts(&loaded.config).is_empty();

@@ -108,7 +108,9 @@ impl Runner {
     }
 
     /// Splits the command line, finds the program and, with `enable_script_security`,
-    /// refuses it if it or any directory above it can be rewritten by a non-root user.
+    /// refuses it if it runs with root's privileges (as root, in root's group, or set-uid /
+    /// set-gid root) and it or any directory above it can be rewritten by a non-root user:
+    /// keepalived's `check_script_secure` (lib/notify.c), which checks only such scripts.
     pub fn prepare(&self, script: &Script, user: Option<&RunAs>) -> Result<Prepared, ScriptError> {
         let words = shlex::split(&script.command)
             .unwrap_or_else(|| script.command.split_whitespace().map(str::to_string).collect());
@@ -120,6 +122,7 @@ impl Runner {
             None => self.default.clone(),
         };
         if self.security
+            && runs_privileged(&program, &identity)
             && let Some((path, why)) = insecure(&program)
         {
             return Err(ScriptError::Insecure {
@@ -152,14 +155,25 @@ fn find_program(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| executable(p))
 }
 
+/// keepalived's `need_script_protection`: the script runs as root or in root's group, or is
+/// set-uid root / set-gid root (and executable by that class).
+fn runs_privileged(program: &Path, who: &Identity) -> bool {
+    if who.uid.is_root() || who.gid.as_raw() == 0 {
+        return true;
+    }
+    std::fs::metadata(program)
+        .is_ok_and(|m| (m.uid() == 0 && m.mode() & 0o4100 == 0o4100) || (m.gid() == 0 && m.mode() & 0o2010 == 0o2010))
+}
+
 /// The first component of `program`'s path (the file, then each directory up to `/`) that
 /// a non-root user could change, and why; `None` when the whole chain is root's.
+/// keepalived's `check_security`: owned by root, and not writable by a group other than
+/// root's or by everyone (a sticky directory, as /tmp, may be).
 pub fn insecure(program: &Path) -> Option<(PathBuf, String)> {
     let Ok(real) = std::fs::canonicalize(program) else {
         return Some((program.to_path_buf(), "cannot be resolved".into()));
     };
     let mut cur: Option<&Path> = Some(&real);
-    let mut first = true;
     while let Some(p) = cur {
         let Ok(m) = std::fs::metadata(p) else {
             return Some((p.to_path_buf(), "cannot be read".into()));
@@ -168,17 +182,14 @@ pub fn insecure(program: &Path) -> Option<(PathBuf, String)> {
         if m.uid() != 0 {
             return Some((p.to_path_buf(), format!("is owned by uid {}, not root", m.uid())));
         }
-        if mode & 0o020 != 0 && m.gid() != 0 {
+        // A sticky directory (/tmp) does not let others replace root's files.
+        let sticky = m.is_dir() && mode & 0o1000 != 0;
+        if !sticky && mode & 0o020 != 0 && m.gid() != 0 {
             return Some((p.to_path_buf(), format!("is writable by group {}", m.gid())));
         }
-        // A sticky world-writable directory (/tmp) does not let others replace root's files.
-        if mode & 0o002 != 0 && !(m.is_dir() && mode & 0o1000 != 0) {
+        if !sticky && mode & 0o002 != 0 {
             return Some((p.to_path_buf(), "is world-writable".into()));
         }
-        if first && mode & 0o6000 != 0 {
-            return Some((p.to_path_buf(), "is setuid/setgid".into()));
-        }
-        first = false;
         cur = p.parent();
     }
     None
@@ -297,9 +308,6 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o757)).unwrap();
         let e = runner(true).prepare(&s, None).unwrap_err();
         assert!(e.to_string().contains("world-writable"), "{e}");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
-        let e = runner(true).prepare(&s, None).unwrap_err();
-        assert!(e.to_string().contains("setuid"), "{e}");
         // Without enable_script_security the same script runs.
         runner(false).prepare(&s, None).unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -307,8 +315,18 @@ mod tests {
         let e = runner(true).prepare(&s, None).unwrap_err();
         assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
-        let e = runner(true).prepare(&s, None).unwrap_err();
-        assert!(e.to_string().contains("setuid"), "{e}");
+        // keepalived checks only scripts that run with root's privileges: the same writable
+        // script run as nobody is not refused, unless it is set-uid root.
+        if Uid::effective().is_root() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o757)).unwrap();
+            let nobody = RunAs { user: "nobody".into(), group: Some("nogroup".into()) };
+            runner(true).prepare(&s, Some(&nobody)).expect("an unprivileged script is not checked");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4757)).unwrap();
+            let e = runner(true).prepare(&s, Some(&nobody)).unwrap_err();
+            assert!(e.to_string().contains("world-writable"), "{e}");
+            // A set-uid root file that nobody else can write is secure (keepalived's rule).
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o4755)).unwrap();
+            runner(true).prepare(&s, None).expect("set-uid alone is not insecure");
+        }
     }
 }

@@ -35,6 +35,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ("vs-fwmark", 5, 0, "both clear a fwmark real server's port, with a warning"),
     ("vs-group", 5, 0, "keepalived warns that a port is ignored for the group's fwmark entry"),
     (
+        "vrrp-script-missing-disabled",
+        5,
+        0,
+        "both disable a vrrp_script that cannot run and run the instance without it; keepalived \
+         reports it as a config error, ours warns",
+    ),
+    (
         "bfd-max-hops-over-ttl",
         5,
         0,

@@ -181,7 +181,18 @@ fn compare(ka: &(String, String, serde_json::Value), ours: &(String, String, ser
     for key in ["State", "Wantstate", "Interface", "Gratuitous ARP delay", "Virtual Router ID", "Virtual IP (1)"] {
         assert!(o.keys.contains(key) && k.keys.contains(key), "{key}:\nours:\n{}\nkeepalived:\n{}", ours.0, ka.0);
     }
-    for key in ["Interface", "Virtual Router ID", "Gratuitous ARP delay", "VRRP Version", "Advert interval"] {
+    for key in [
+        "Interface",
+        "Virtual Router ID",
+        "Gratuitous ARP delay",
+        "VRRP Version",
+        "Advert interval",
+        "Gratuitous ARP lower priority delay",
+        "Gratuitous ARP lower priority repeat",
+        "Down timer adverts",
+        "Send advert after receive lower priority advert",
+        "Send advert after receive higher priority advert",
+    ] {
         assert_eq!(o.values.get(key), k.values.get(key), "{key}");
     }
     let unset = |v: &Vec<String>| v.iter().map(|a| a.trim_end_matches(" set").to_string()).collect::<Vec<_>>();
@@ -196,7 +207,19 @@ fn compare(ka: &(String, String, serde_json::Value), ours: &(String, String, ser
     assert_eq!(keys(oj), keys(kj));
     assert_eq!(keys(&oj["data"]), keys(&kj["data"]), "\nours: {}\nkeepalived: {}", oj["data"], kj["data"]);
     assert_eq!(keys(&oj["stats"]), keys(&kj["stats"]));
-    for f in ["iname", "vrid", "ifp_ifname", "version", "adver_int", "garp_delay", "auth_type", "vips"] {
+    for f in [
+        "iname",
+        "vrid",
+        "ifp_ifname",
+        "version",
+        "adver_int",
+        "garp_delay",
+        "auth_type",
+        "vips",
+        "garp_lower_prio_delay",
+        "garp_lower_prio_rep",
+        "lower_prio_no_advert",
+    ] {
         let unset_json = |v: &serde_json::Value| v.to_string().replace(" set\"", "\"");
         assert_eq!(unset_json(&oj["data"][f]), unset_json(&kj["data"][f]), "{f}");
     }

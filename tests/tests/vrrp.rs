@@ -793,10 +793,15 @@ fn interop_keepalived_our_preemption_and_nopreempt() {
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(3)), "{:#?}", ours.log());
 }
 
-/// enable_script_security refuses a notify script and a vrrp_script in a world-writable
-/// directory, says so, and the tracked script counts as failed.
+/// vrrp_scripts that cannot run are disabled as keepalived 2.2.7 disables them
+/// (`check_vrrp_script_security`): one insecure under enable_script_security (in a
+/// world-writable directory, weight -50, and it would fail), one missing (weight 0: it would
+/// fault the instance), one with an unknown user. They no longer affect the instance: under
+/// keepalived and under lb-daemon alike it becomes MASTER advertising 110 (100 + the one
+/// good script's 10). The insecure notify script is refused too.
 #[test]
-fn script_security_refuses_writable_scripts() {
+fn script_security_disables_insecure_and_missing_scripts_as_keepalived() {
+    use lb_tests::capture::AdvertCapture;
     require_root();
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-sec");
@@ -804,26 +809,52 @@ fn script_security_refuses_writable_scripts() {
     std::fs::create_dir_all(&open).unwrap();
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let script = open.join("check.sh");
-    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::write(&script, "#!/bin/sh\nexit 1\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tracked = "    track_script {\n        good\n        open\n        missing\n        nouser\n    }\n";
     let conf = format!(
-        "global_defs {{\n    enable_script_security\n    script_user root\n}}\nvrrp_script chk {{\n    script {s}\n    \
-         interval 1\n}}\n{}",
-        instance("VI_1", 100, "    track_script {\n        chk\n    }\n", &script),
+        "global_defs {{\n    enable_script_security\n    script_user root\n}}\n\
+         vrrp_script good {{\n    script /bin/true\n    interval 1\n    weight 10\n}}\n\
+         vrrp_script open {{\n    script {s}\n    interval 1\n    weight -50\n}}\n\
+         vrrp_script missing {{\n    script /nonexistent/lb-check.sh\n    interval 1\n}}\n\
+         vrrp_script nouser {{\n    script /bin/false\n    user no-such-user-lbtest\n    interval 1\n}}\n{}",
+        instance("VI_1", 100, tracked, &script),
         s = script.display()
     );
+    let conf_path = dir.file("sec.conf", &conf);
+    // The priority the node advertises once master, read on the wire.
+    let advertised = || -> Vec<String> {
+        let cap = AdvertCapture::with_filter(&seg.switch, "br0", "ip proto 112").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        cap.lines().iter().filter_map(|(_, l)| l.split("prio ").nth(1)?.split(',').next().map(str::to_string)).collect()
+    };
+
+    let k = Keepalived::start(&seg.nodes[0], &conf_path, &dir, "kasec").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ka_prio = advertised();
+    let klog = k.log();
+    drop(k);
+    for line in ["Disabling track script open due to insecure", "Disabling track script missing since not found"] {
+        assert!(klog.contains(line), "keepalived did not say {line:?}: {klog}");
+    }
+
     let d = start(&seg, 0, &dir, &conf);
+    assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
+    let our_prio = advertised();
+    println!("advertised priorities: keepalived {ka_prio:?}, ours {our_prio:?}");
+    assert!(!ka_prio.is_empty() && ka_prio.iter().all(|p| p == "110"), "keepalived advertised {ka_prio:?}");
+    assert!(!our_prio.is_empty() && our_prio.iter().all(|p| p == "110"), "we advertised {our_prio:?}");
+    let log = d.log();
     let refused = format!("refused by enable_script_security: {} is world-writable", open.display());
-    assert!(
-        d.wait_log(&format!("vrrp_script chk: script `{}` {refused}", script.display()), Duration::from_secs(3)),
-        "{:#?}",
-        d.log()
-    );
-    // A weight-0 script that cannot run is a failed script: FAULT, never MASTER.
-    assert!(d.wait_log("INIT -> FAULT: vrrp_script chk failed", Duration::from_secs(3)), "{:#?}", d.log());
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(!d.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d.log());
-    assert!(d.log().iter().any(|l| l.contains("notify: script") && l.contains(&refused)), "{:#?}", d.log());
+    for name in ["open", "missing", "nouser"] {
+        assert!(
+            log.iter().any(|l| l.contains(&format!("vrrp_script {name}: ")) && l.contains("disabling track script")),
+            "{name}: {log:#?}"
+        );
+    }
+    assert!(log.iter().any(|l| l.contains("vrrp_script open: ") && l.contains(&refused)), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("FAULT") || l.contains("MASTER -> ")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("notify: script") && l.contains(&refused)), "{log:#?}");
 }
 
 /// A master killed with kill -9 and restarted at once resumes as master: its VIP never leaves
@@ -1544,4 +1575,182 @@ fn track_process_quorum_from_process_events_moves_mastership() {
     slow.start();
     assert!(settles("MASTER", "BACKUP"), "slow back: {:#?}", d0.log());
     assert!(d0.log().iter().any(|l| l.contains("Quorum lost for tracked process svc")), "{:#?}", d0.log());
+}
+
+/// What a lone master sends when a lower priority advert comes in (keepalived's
+/// `vrrp_state_master_rx`), measured on the wire under keepalived 2.2.7 and then under
+/// lb-daemon with the same config: (adverts within 200 ms, gratuitous ARPs within 500 ms,
+/// gratuitous ARPs 0.5-2.5 s later).
+fn lower_priority_answer(
+    seg: &Segment,
+    dir: &TempDir,
+    conf: &str,
+    keepalived: bool,
+    tag: &str,
+) -> (usize, usize, usize) {
+    use lb_daemon::vrrp::packet::Advert;
+    use lb_tests::capture::{AdvertCapture, now};
+    let path = dir.file(&format!("{tag}.conf"), conf);
+    let mut k = None;
+    let mut d = None;
+    if keepalived {
+        let ka = Keepalived::start(&seg.nodes[0], &path, dir, tag).unwrap();
+        assert!(ka.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", ka.log());
+        k = Some(ka);
+    } else {
+        let ours = Daemon::start(
+            &seg.nodes[0],
+            &path,
+            &daemon::pin_dir(&format!("{}{tag}", dir.tag())),
+            &["--interface", "l0"],
+        )
+        .unwrap();
+        assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", ours.log());
+        d = Some(ours);
+    }
+    // The first burst of gratuitous ARPs is over by now.
+    std::thread::sleep(Duration::from_secs(1));
+    let cap =
+        AdvertCapture::with_filter(&seg.switch, "br0", &format!("ip proto 112 or (arp and host {VRRP_VIP4})")).unwrap();
+    // Inject 300 ms after a regular advert, so the next regular one is 700 ms away.
+    let seen_before = cap.lines().len();
+    assert!(eventually(Duration::from_secs(3), || cap.lines().len() > seen_before));
+    std::thread::sleep(Duration::from_millis(300));
+    let lower = Advert {
+        version: 2,
+        vrid: 51,
+        priority: 50,
+        interval_cs: 100,
+        addrs: vec![VRRP_VIP4.into()],
+        password: Some(b"s3cret".to_vec()),
+    };
+    let t = now();
+    inject(&seg.client, lower.encode(CLIENT4.into(), "224.0.0.18".parse().unwrap()), 255);
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = cap.lines();
+    drop(cap);
+    let from_master = format!("{} >", node4(0));
+    let adverts = lines.iter().filter(|(ts, l)| *ts >= t && *ts < t + 0.2 && l.contains(&from_master)).count();
+    let arp = |l: &str| l.contains("ARP");
+    let garps_now = lines.iter().filter(|(ts, l)| *ts >= t && *ts < t + 0.5 && arp(l)).count();
+    let garps_later = lines.iter().filter(|(ts, l)| *ts >= t + 0.5 && *ts < t + 2.5 && arp(l)).count();
+    drop((k, d));
+    (adverts, garps_now, garps_later)
+}
+
+/// `lower_prio_no_advert` and `garp_lower_prio_repeat` / `_delay`, and their defaults, as
+/// keepalived 2.2.7 acts on them: the same config under both, the same frames on the wire.
+#[test]
+fn a_master_answers_lower_priority_adverts_as_keepalived_does() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
+    let dir = TempDir::new("vrrp-lowprio");
+    let (n0, _) = dir.recorder("notify0");
+    // garp_master_delay 0: no second burst after becoming master to blur the count.
+    let global = "global_defs {\n    vrrp_garp_master_delay 0\n    vrrp_garp_lower_prio_repeat 1\n}\n";
+    let cases = [
+        // (extra, expected: advert back, GARPs now, GARPs later)
+        ("    garp_lower_prio_repeat 2\n    garp_lower_prio_delay 1\n", (1, 2, 2)),
+        ("    lower_prio_no_advert\n", (0, 1, 0)),
+        ("    lower_prio_no_advert\n    garp_lower_prio_repeat 0\n", (0, 0, 0)),
+    ];
+    for (n, (extra, want)) in cases.iter().enumerate() {
+        let conf = format!("{global}{}", instance("VI_1", 150, extra, &n0));
+        let ka = lower_priority_answer(&seg, &dir, &conf, true, &format!("ka{n}"));
+        let ours = lower_priority_answer(&seg, &dir, &conf, false, &format!("lb{n}"));
+        println!("{extra:?}: keepalived {ka:?}, ours {ours:?}");
+        assert_eq!(ka, *want, "keepalived 2.2.7 with {extra:?}");
+        assert_eq!(ours, ka, "lb-daemon differs from keepalived with {extra:?}");
+    }
+}
+
+/// `unicast_ttl` sets the TTL of unicast adverts on the wire, as keepalived's does; the
+/// peer (keepalived, which does not check unicast TTLs) accepts them.
+#[test]
+fn unicast_ttl_is_the_ttl_of_unicast_adverts_on_the_wire() {
+    use lb_tests::capture::AdvertCapture;
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-uttl");
+    let (n0, _) = dir.recorder("notify0");
+    let unicast = |me: usize, ttl: u8| {
+        format!(
+            "    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n    unicast_ttl {ttl}\n",
+            node4(me),
+            node4(1 - me)
+        )
+    };
+    let ttl = |t: u8| AdvertCapture::with_filter(&seg.switch, "br0", &format!("ip proto 112 and ip[8] = {t}")).unwrap();
+    let (any, ttl7, ttl9) = (AdvertCapture::with_filter(&seg.switch, "br0", "ip proto 112").unwrap(), ttl(7), ttl(9));
+    // keepalived (node 1) first: master alone, with TTL 9; then ours (node 1's priority is
+    // lower) preempts it with TTL 7 and keepalived stays backup.
+    let kconf = dir.file("ka.conf", &instance("VI_1", 100, &unicast(1, 9), &n0));
+    let k = Keepalived::start(&seg.nodes[1], &kconf, &dir, "kauttl").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    std::thread::sleep(Duration::from_secs(2));
+    let ours = start(&seg, 0, &dir, &instance("VI_1", 150, &unicast(0, 7), &n0));
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", ours.log());
+    assert!(k.wait_log("Entering BACKUP STATE", Duration::from_secs(3)), "{}", k.log());
+    std::thread::sleep(Duration::from_secs(4));
+    let (all, seven, nine) = (any.seen(), ttl7.from(node4(0)), ttl9.from(node4(1)));
+    let count = |i: usize| all.iter().filter(|(_, s)| *s == IpAddr::from(node4(i))).count();
+    println!(
+        "adverts: ours {} ({} with TTL 7), keepalived {} ({} with TTL 9)",
+        count(0),
+        seven.len(),
+        count(1),
+        nine.len()
+    );
+    assert!(seven.len() >= 4 && seven.len() == count(0), "ours: {} of {} with TTL 7", seven.len(), count(0));
+    assert!(nine.len() >= 2 && nine.len() == count(1), "keepalived: {} of {} with TTL 9", nine.len(), count(1));
+    // keepalived stayed backup: it took our TTL-7 adverts.
+    assert_eq!(k.log().matches("Entering MASTER STATE").count(), 1, "{}", k.log());
+    assert!(!ours.log().iter().any(|l| l.contains("MASTER -> ")), "{:#?}", ours.log());
+}
+
+/// `down_timer_adverts 5`: a backup takes over 5 advert intervals plus skew after the
+/// master's last advert, under keepalived 2.2.7 and under lb-daemon alike.
+#[test]
+fn down_timer_adverts_is_how_many_adverts_a_backup_waits_as_keepalived() {
+    use lb_tests::capture::AdvertCapture;
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-dtadv");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let master = instance("VI_1", 150, "", &n0);
+    let backup = instance("VI_1", 100, "    down_timer_adverts 5\n", &n1);
+    let mut took = Vec::new();
+    for keepalived in [true, false] {
+        let mut m = start(&seg, 0, &dir, &master);
+        assert!(m.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", m.log());
+        let (mut k, mut d) = (None, None);
+        if keepalived {
+            let ka = Keepalived::start(&seg.nodes[1], &dir.file("ka.conf", &backup), &dir, "kadt").unwrap();
+            assert!(ka.wait_log("Entering BACKUP STATE", Duration::from_secs(5)), "{}", ka.log());
+            k = Some(ka);
+        } else {
+            d = Some(start(&seg, 1, &dir, &backup));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        let cap = AdvertCapture::with_filter(&seg.switch, "br0", "ip proto 112").unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        // No priority-0 advert: the master just stops.
+        m.signal(Signal::SIGKILL).unwrap();
+        let _ = m.stop();
+        assert!(eventually(Duration::from_secs(10), || !cap.from(node4(1)).is_empty()), "the backup never took over");
+        let (last, first) = (cap.from(node4(0)).last().copied().unwrap(), cap.from(node4(1))[0]);
+        took.push(first - last);
+        drop((cap, k, d));
+        // The killed master left its VIP behind: gone, so the next run starts clean.
+        seg.nodes[0].ip(&["addr", "del", &format!("{VRRP_VIP4}/24"), "dev", "l0"]).ok();
+    }
+    println!("takeover after the master's last advert: keepalived {:.3} s, ours {:.3} s", took[0], took[1]);
+    // 5 × 1 s + (256 − 100) / 256 s after the last advert heard (the RFC's 3 would be 3.6).
+    let want = 5.0 + 156.0 / 256.0;
+    for t in &took {
+        assert!((want - 0.2..want + 0.3).contains(t), "takeover {t:.3} s, want about {want:.3} s: {took:?}");
+    }
+    assert!((took[0] - took[1]).abs() < 0.3, "keepalived {took:?}");
 }

@@ -100,6 +100,16 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
     Keyword::new("smtp_alert_checker", |ctx, g, s| g.smtp_alert_checker = ctx.bool_flag(s)),
     Keyword::new("vrrp_strict", |ctx, g, s| g.vrrp_strict = ctx.flag(s)),
     Keyword::new("vrrp_skip_check_adv_addr", |ctx, g, s| g.vrrp_skip_check_adv_addr = ctx.flag(s)),
+    Keyword::new("vrrp_down_timer_adverts", |ctx, g, s| {
+        g.vrrp_down_timer_adverts = ctx.parse_range(s, 0, "a number of adverts", 1u8, 100);
+    }),
+    Keyword::new("vrrp_lower_prio_no_advert", |ctx, g, s| g.vrrp_lower_prio_no_advert = ctx.bool_flag(s)),
+    Keyword::new("vrrp_garp_lower_prio_repeat", |ctx, g, s| {
+        g.vrrp_garp_lower_prio_repeat = ctx.parse_range(s, 0, "a count", 0u32, i32::MAX as u32);
+    }),
+    Keyword::new("vrrp_garp_lower_prio_delay", |ctx, g, s| {
+        g.vrrp_garp_lower_prio_delay = ctx.parse(s, 0, "a number of seconds");
+    }),
     // keepalived checks unicast adverts' source against unicast_peer only with this; lb-daemon
     // always does (a unicast advert from outside the peer list is dropped and counted).
     Keyword::new("vrrp_check_unicast_src", |ctx, _, s| {

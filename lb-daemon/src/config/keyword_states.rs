@@ -18,12 +18,8 @@
 /// acted on, it moves out of this list.
 pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // VRRP adverts, elections and timers.
-    ("down_timer_adverts", "vrrp_instance", ADVERTS),
-    ("vrrp_down_timer_adverts", "global_defs", ADVERTS),
     ("higher_prio_send_advert", "vrrp_instance", ADVERTS),
     ("vrrp_higher_prio_send_advert", "global_defs", ADVERTS),
-    ("lower_prio_no_advert", "vrrp_instance", ADVERTS),
-    ("vrrp_lower_prio_no_advert", "global_defs", ADVERTS),
     ("owner_ignore_adverts", "vrrp_instance", ADVERTS),
     ("vrrp_owner_ignore_adverts", "global_defs", ADVERTS),
     ("timer_expired_backup", "vrrp_instance", ADVERTS),
@@ -31,7 +27,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("old_unicast_checksum", "vrrp_instance", ADVERTS),
     ("v3_checksum_as_v2", "global_defs, vrrp_instance", ADVERTS),
     ("unicast_fault_no_peer", "vrrp_instance", ADVERTS),
-    ("unicast_ttl", "vrrp_instance", ADVERTS),
     ("track_src_ip", "vrrp_instance", ADVERTS),
     (
         "mcast_dst_ip",
@@ -84,10 +79,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // Gratuitous ARP / unsolicited NA (they move the neighbours' caches).
     ("garp_interval", "vrrp_instance, garp_group", GARP),
     ("gna_interval", "vrrp_instance, garp_group", GARP),
-    ("garp_lower_prio_delay", "vrrp_instance", GARP),
-    ("garp_lower_prio_repeat", "vrrp_instance", GARP),
-    ("vrrp_garp_lower_prio_delay", "global_defs", GARP),
-    ("vrrp_garp_lower_prio_repeat", "global_defs", GARP),
     ("garp_extra_if", "vrrp_instance", GARP),
     ("vrrp_garp_extra_if", "global_defs", GARP),
     ("vrrp_min_garp", "global_defs", GARP),
@@ -578,7 +569,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "global_defs",
         "enable_script_security",
         &[
-            "tests/tests/vrrp.rs::script_security_refuses_writable_scripts",
+            "tests/tests/vrrp.rs::script_security_disables_insecure_and_missing_scripts_as_keepalived",
             "lb-daemon/src/script.rs::script_security_refuses_writable_paths",
         ],
     ),
@@ -1077,6 +1068,62 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
             "lb-daemon/src/vrrp/instance.rs::master_yields_to_higher_priority_or_equal_priority_higher_address",
         ],
     ),
+    (
+        "vrrp_instance",
+        "down_timer_adverts",
+        &[
+            "tests/tests/vrrp.rs::down_timer_adverts_is_how_many_adverts_a_backup_waits_as_keepalived",
+            "lb-daemon/src/vrrp/instance.rs::down_timer_adverts_sets_how_many_adverts_a_backup_waits",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_down_timer_adverts",
+        &[
+            "lb-daemon/src/vrrp/instance.rs::down_timer_adverts_sets_how_many_adverts_a_backup_waits",
+            "lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "lower_prio_no_advert",
+        &[
+            "tests/tests/vrrp.rs::a_master_answers_lower_priority_adverts_as_keepalived_does",
+            "lb-daemon/src/vrrp/instance.rs::a_master_hearing_a_lower_priority_answers_unless_lower_prio_no_advert",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_lower_prio_no_advert",
+        &[
+            "lb-daemon/src/vrrp/instance.rs::a_master_hearing_a_lower_priority_answers_unless_lower_prio_no_advert",
+            "lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "garp_lower_prio_repeat",
+        &["tests/tests/vrrp.rs::a_master_answers_lower_priority_adverts_as_keepalived_does"],
+    ),
+    (
+        "vrrp_instance",
+        "garp_lower_prio_delay",
+        &["tests/tests/vrrp.rs::a_master_answers_lower_priority_adverts_as_keepalived_does"],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_lower_prio_repeat",
+        &[
+            "tests/tests/vrrp.rs::a_master_answers_lower_priority_adverts_as_keepalived_does",
+            "lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_lower_prio_delay",
+        &["lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s"],
+    ),
+    ("vrrp_instance", "unicast_ttl", &["tests/tests/vrrp.rs::unicast_ttl_is_the_ttl_of_unicast_adverts_on_the_wire"]),
     (
         "vrrp_instance",
         "skip_check_adv_addr",

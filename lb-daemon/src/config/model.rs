@@ -87,6 +87,21 @@ pub struct GlobalDefs {
     /// `vrrp_skip_check_adv_addr`: the default of each instance's `skip_check_adv_addr`.
     #[serde(default)]
     pub vrrp_skip_check_adv_addr: bool,
+    /// `vrrp_down_timer_adverts` (1-100): the default of each instance's `down_timer_adverts`
+    /// (keepalived's default 3, the RFC's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_down_timer_adverts: Option<u8>,
+    /// `vrrp_lower_prio_no_advert [BOOL]`: the default of each instance's `lower_prio_no_advert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_lower_prio_no_advert: Option<bool>,
+    /// `vrrp_garp_lower_prio_repeat`: the default of each instance's `garp_lower_prio_repeat`
+    /// (unset: `vrrp_garp_master_repeat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_lower_prio_repeat: Option<u32>,
+    /// `vrrp_garp_lower_prio_delay` (seconds): the default of each instance's
+    /// `garp_lower_prio_delay` (unset: `vrrp_garp_master_delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_garp_lower_prio_delay: Option<u32>,
     pub lvs_sync_daemon: Option<LvsSyncDaemon>,
     /// `lvs_timeouts`: IPVS's connection timeouts; `None` leaves the kernel's as they are.
     pub lvs_timeouts: Option<LvsTimeouts>,
@@ -153,6 +168,10 @@ impl Default for GlobalDefs {
             vrrp_gna_interval_us: 0,
             vrrp_strict: false,
             vrrp_skip_check_adv_addr: false,
+            vrrp_down_timer_adverts: None,
+            vrrp_lower_prio_no_advert: None,
+            vrrp_garp_lower_prio_repeat: None,
+            vrrp_garp_lower_prio_delay: None,
             lvs_sync_daemon: None,
             lvs_timeouts: None,
             lvs_flush: false,
@@ -394,6 +413,25 @@ pub struct VrrpInstance {
     /// `skip_check_adv_addr [BOOL]`; unset: global_defs' `vrrp_skip_check_adv_addr`.
     #[serde(default)]
     pub skip_check_adv_addr: Option<bool>,
+    /// `down_timer_adverts` (1-100): adverts a backup misses before it takes over
+    /// (Master_Down_Interval = N × advert interval + skew); unset: `vrrp_down_timer_adverts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_timer_adverts: Option<u8>,
+    /// `lower_prio_no_advert [BOOL]`: a master that hears a lower priority advert does not
+    /// answer it with an advert of its own; unset: `vrrp_lower_prio_no_advert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_prio_no_advert: Option<bool>,
+    /// `garp_lower_prio_repeat`: gratuitous ARPs a master sends on hearing a lower priority
+    /// advert; unset: `vrrp_garp_lower_prio_repeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_lower_prio_repeat: Option<u32>,
+    /// `garp_lower_prio_delay` (seconds): a second such burst after this delay (0: none);
+    /// unset: `vrrp_garp_lower_prio_delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garp_lower_prio_delay: Option<u32>,
+    /// `unicast_ttl` (0-255): the TTL / hop limit of unicast adverts (default 255).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicast_ttl: Option<u8>,
     pub notify: Notify,
     pub debug: Option<u32>,
     pub lvs_sync_daemon_interface: Option<String>,
@@ -416,6 +454,41 @@ impl VrrpInstance {
     /// `vrrp_handle_accept_mode`): no accept mode, and not the address owner.
     pub fn drops_vip_traffic(&self, g: &GlobalDefs) -> bool {
         !self.accept_mode(g) && self.priority != 255
+    }
+
+    /// keepalived's `down_timer_adverts` (vrrp_data.c `alloc_vrrp`, vrrp.c
+    /// `vrrp_complete_instance`): the instance's, else global_defs', else 3; always 3 under
+    /// `vrrp_strict` (keepalived resets it there with a config error; `validate` refuses it).
+    pub fn down_timer_adverts(&self, g: &GlobalDefs) -> u8 {
+        if g.vrrp_strict {
+            return 3;
+        }
+        self.down_timer_adverts.or(g.vrrp_down_timer_adverts).unwrap_or(3)
+    }
+
+    /// keepalived's `lower_prio_no_advert` (vrrp.c `vrrp_complete_instance`): always on under
+    /// `vrrp_strict`; else the instance's, else global_defs', else off.
+    pub fn lower_prio_no_advert(&self, g: &GlobalDefs) -> bool {
+        g.vrrp_strict || self.lower_prio_no_advert.or(g.vrrp_lower_prio_no_advert).unwrap_or(false)
+    }
+
+    /// keepalived's `garp_lower_prio_repeat`: 0 under `vrrp_strict`; else the instance's,
+    /// else `vrrp_garp_lower_prio_repeat`, else `vrrp_garp_master_repeat` (vrrp.c
+    /// `vrrp_complete_init`: not the instance's own `garp_master_repeat`).
+    pub fn garp_lower_prio_repeat(&self, g: &GlobalDefs) -> u32 {
+        if g.vrrp_strict {
+            return 0;
+        }
+        self.garp_lower_prio_repeat.or(g.vrrp_garp_lower_prio_repeat).unwrap_or(g.vrrp_garp_master_repeat)
+    }
+
+    /// keepalived's `garp_lower_prio_delay` in seconds, as `garp_lower_prio_repeat`, falling
+    /// back to `vrrp_garp_master_delay`.
+    pub fn garp_lower_prio_delay(&self, g: &GlobalDefs) -> u32 {
+        if g.vrrp_strict {
+            return 0;
+        }
+        self.garp_lower_prio_delay.or(g.vrrp_garp_lower_prio_delay).unwrap_or(g.vrrp_garp_master_delay)
     }
 
     pub fn new(name: String, span: Span) -> Self {
@@ -449,6 +522,11 @@ impl VrrpInstance {
             preempt_delay: 0,
             accept: None,
             skip_check_adv_addr: None,
+            down_timer_adverts: None,
+            lower_prio_no_advert: None,
+            garp_lower_prio_repeat: None,
+            garp_lower_prio_delay: None,
+            unicast_ttl: None,
             notify: Notify::default(),
             debug: None,
             lvs_sync_daemon_interface: None,

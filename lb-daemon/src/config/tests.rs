@@ -1057,3 +1057,51 @@ fn track_bfd_and_bfd_check_name_bfd_instances() {
     // keepalived's BFD_CHECK knows `name` and `alpha` only.
     assert!(first_error(&vs("   name B1\n   weight 3")).contains("unknown keyword `weight` in BFD_CHECK"));
 }
+
+/// keepalived 2.2.7's election variants (vrrp.c `vrrp_complete_instance` /
+/// `vrrp_complete_init`): instance over global_defs over the default, and what `vrrp_strict`
+/// forces; the values keepalived would reset with a config error are refused.
+#[test]
+fn election_variants_resolve_as_keepalived_s() {
+    let inst = |extra: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n {extra}\n \
+             virtual_ipaddress {{\n  192.0.2.10/24\n }}\n}}\n"
+        )
+    };
+    let resolved = |c: &Config| {
+        let (g, v) = (&c.global, &c.vrrp_instances[0]);
+        (v.down_timer_adverts(g), v.lower_prio_no_advert(g), v.garp_lower_prio_repeat(g), v.garp_lower_prio_delay(g))
+    };
+    // Defaults: 3 adverts, answer lower priorities, garp_lower_prio_* from the global
+    // vrrp_garp_master_* (not the instance's garp_master_*).
+    assert_eq!(resolved(&ok(&inst("garp_master_repeat 2\n garp_master_delay 1"))), (3, false, 5, 5));
+    let global = "global_defs {\n vrrp_down_timer_adverts 5\n vrrp_lower_prio_no_advert\n \
+                  vrrp_garp_master_repeat 4\n vrrp_garp_master_delay 7\n}\n";
+    assert_eq!(resolved(&ok(&format!("{global}{}", inst("")))), (5, true, 4, 7));
+    let global2 = "global_defs {\n vrrp_garp_lower_prio_repeat 2\n vrrp_garp_lower_prio_delay 9\n}\n";
+    assert_eq!(resolved(&ok(&format!("{global2}{}", inst("")))), (3, false, 2, 9));
+    let own = "down_timer_adverts 10\n lower_prio_no_advert false\n garp_lower_prio_repeat 1\n garp_lower_prio_delay 0";
+    assert_eq!(resolved(&ok(&format!("{global}{}", inst(own)))), (10, false, 1, 0));
+    // vrrp_strict: no advert back, no gratuitous ARPs, the RFC's 3 adverts.
+    let strict = "global_defs {\n vrrp_strict\n vrrp_lower_prio_no_advert false\n vrrp_garp_lower_prio_repeat 3\n}\n";
+    assert_eq!(resolved(&ok(&format!("{strict}{}", inst("lower_prio_no_advert")))), (3, true, 0, 0));
+    for bad in
+        ["down_timer_adverts 5", "lower_prio_no_advert off", "garp_lower_prio_repeat 2", "garp_lower_prio_delay 1"]
+    {
+        let e = first_error(&format!("global_defs {{\n vrrp_strict\n}}\n{}", inst(bad)));
+        assert!(e.contains("incompatible with vrrp_strict"), "{bad}: {e}");
+    }
+    let e = first_error(&format!("global_defs {{\n vrrp_strict\n vrrp_down_timer_adverts 4\n}}\n{}", inst("")));
+    assert!(e.contains("down_timer_adverts 4 is incompatible with vrrp_strict"), "{e}");
+    // Ranges as keepalived reads them.
+    assert!(first_error(&inst("down_timer_adverts 0")).contains("between 1 and 100"));
+    assert!(first_error(&inst("down_timer_adverts 101")).contains("between 1 and 100"));
+    assert!(first_error(&inst("lower_prio_no_advert maybe")).contains("true/false"));
+    // unicast_ttl: only with unicast peers (keepalived resets it with a config error).
+    let peers = "unicast_peer {\n  192.0.2.2\n }\n unicast_ttl";
+    assert_eq!(ok(&inst(&format!("{peers} 7"))).vrrp_instances[0].unicast_ttl, Some(7));
+    assert!(first_error(&inst("unicast_ttl 7")).contains("unicast_ttl needs unicast_peer"));
+    assert!(first_error(&inst(&format!("{peers} 256"))).contains("between 0 and 255"));
+    assert!(first_error(&inst(&format!("{peers} 0"))).contains("unicast_ttl 0"));
+}

@@ -218,7 +218,45 @@ fn sync_groups(cfg: &Config, d: &mut Vec<Diagnostic>) {
 }
 
 /// One instance's own settings, alone.
+/// The election variants keepalived resets with a config error (vrrp.c
+/// `vrrp_complete_instance`, vrrp_parser.c `vrrp_end_handler`): refused here, so the config
+/// says what runs.
+fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
+    let g = &cfg.global;
+    let mut err = |what: String| d.push(Diagnostic::error(v.span, format!("vrrp_instance {}: {what}", v.name)));
+    if g.vrrp_strict {
+        if let Some(n) = v.down_timer_adverts.or(g.vrrp_down_timer_adverts).filter(|n| *n != 3) {
+            err(format!(
+                "down_timer_adverts {n} is incompatible with vrrp_strict (keepalived resets it to 3); remove it"
+            ));
+        }
+        if v.lower_prio_no_advert == Some(false) {
+            err("lower_prio_no_advert false is incompatible with vrrp_strict (keepalived forces it on); remove it"
+                .into());
+        }
+        if let Some(n) = v.garp_lower_prio_repeat.filter(|n| *n != 0) {
+            err(format!(
+                "garp_lower_prio_repeat {n} is incompatible with vrrp_strict (keepalived resets it to 0); remove it"
+            ));
+        }
+        if let Some(n) = v.garp_lower_prio_delay.filter(|n| *n != 0) {
+            err(format!(
+                "garp_lower_prio_delay {n} is incompatible with vrrp_strict (keepalived resets it to 0); remove it"
+            ));
+        }
+    }
+    if v.unicast_ttl.is_some() && v.unicast_peer.is_empty() {
+        err("unicast_ttl needs unicast_peer (keepalived reports a config error and resets it); remove it".into());
+    }
+    let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+    if v.unicast_ttl == Some(0) && !v6 {
+        err("unicast_ttl 0: lb-daemon's IPv4 adverts leave through the kernel, whose TTL is 1-255; use 1 or more"
+            .into());
+    }
+}
+
 fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
+    election_variants(cfg, v, d);
     let version = v.version.unwrap_or(cfg.global.vrrp_version);
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
     if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6() != v6) {

@@ -580,6 +580,17 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("accept", |ctx, v, st| v.accept = Some(ctx.flag(st))),
     Keyword::new("no_accept", |ctx, v, st| v.accept = Some(!ctx.flag(st))),
     Keyword::new("skip_check_adv_addr", |ctx, v, st| v.skip_check_adv_addr = ctx.bool_flag(st)),
+    Keyword::new("down_timer_adverts", |ctx, v, st| {
+        v.down_timer_adverts = ctx.parse_range(st, 0, "a number of adverts", 1u8, 100);
+    }),
+    Keyword::new("lower_prio_no_advert", |ctx, v, st| v.lower_prio_no_advert = ctx.bool_flag(st)),
+    Keyword::new("garp_lower_prio_repeat", |ctx, v, st| {
+        v.garp_lower_prio_repeat = ctx.parse_range(st, 0, "a count", 0u32, i32::MAX as u32);
+    }),
+    Keyword::new("garp_lower_prio_delay", |ctx, v, st| {
+        v.garp_lower_prio_delay = ctx.parse(st, 0, "a number of seconds")
+    }),
+    Keyword::new("unicast_ttl", |ctx, v, st| v.unicast_ttl = ctx.parse_range(st, 0, "a TTL", 0u8, 255)),
     // Always on here: see global_defs' vrrp_check_unicast_src.
     Keyword::new("check_unicast_src", |ctx, _, st| {
         ctx.flag(st);

@@ -79,8 +79,10 @@ pub enum Effect {
     Advert(u8),
     /// The state changed; the engine adds/removes VIPs, sends gratuitous ARPs, notifies.
     Transition { from: State, to: State, why: String },
-    /// Master heard a lower-priority master: re-announce (adverts and gratuitous ARPs) so
-    /// the network converges on us (split-brain heal).
+    /// Master heard a lower-priority master: re-announce the VIPs (keepalived's
+    /// `garp_lower_prio_repeat` / `_delay`) so the network converges on us (split-brain
+    /// heal); the advert that forces a new election, unless `lower_prio_no_advert`, comes as
+    /// its own `Advert`.
     Reassert,
 }
 
@@ -94,6 +96,11 @@ pub struct Settings {
     pub preempt_delay: Duration,
     /// This node's address on the link (equal priorities: the higher address wins).
     pub primary: IpAddr,
+    /// keepalived's `down_timer_adverts`: Master_Down_Interval = N × interval + skew (RFC: 3).
+    pub down_timer_adverts: u8,
+    /// keepalived's `lower_prio_no_advert`: a master hearing a lower priority advert sends
+    /// no advert back (and keeps its advert timer).
+    pub lower_prio_no_advert: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -147,10 +154,11 @@ impl Instance {
         }
     }
 
-    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time; keepalived's
+    /// `down_timer_adverts` replaces the 3 (`VRRP_MS_DOWN_TIMER`).
     pub fn master_down_interval(&self) -> Duration {
         let int = if self.s.version == 2 { self.s.advert_int_cs } else { self.master_adver_int_cs };
-        Self::cs(int) * 3 + self.skew()
+        Self::cs(int) * u32::from(self.s.down_timer_adverts.max(1)) + self.skew()
     }
 
     pub fn deadline(&self) -> Option<Instant> {
@@ -293,9 +301,14 @@ impl Instance {
             }
             self.goto_backup(now, format!("higher priority advert ({} from {src})", a.priority), out);
         } else {
+            // keepalived's `vrrp_state_master_rx` on a lower priority: an advert (which
+            // restarts the advert timer) unless `lower_prio_no_advert`, and the gratuitous
+            // ARPs of `garp_lower_prio_repeat`.
             out.push(Effect::Reassert);
-            out.push(Effect::Advert(mine));
-            self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+            if !self.s.lower_prio_no_advert {
+                out.push(Effect::Advert(mine));
+                self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
+            }
         }
     }
 
@@ -361,6 +374,8 @@ mod tests {
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary: "192.0.2.1".parse().unwrap(),
+            down_timer_adverts: 3,
+            lower_prio_no_advert: false,
         }
     }
 
@@ -384,6 +399,51 @@ mod tests {
         assert_eq!(v3.skew(), Duration::from_micros(56 * 10 * 10_000 / 256));
         v3.master_adver_int_cs = 100;
         assert_eq!(v3.master_down_interval(), Duration::from_secs(3) + Duration::from_micros(56 * 1_000_000 / 256));
+    }
+
+    #[test]
+    fn down_timer_adverts_sets_how_many_adverts_a_backup_waits() {
+        // keepalived's VRRP_MS_DOWN_TIMER: N × interval + skew, v2 and v3 alike.
+        let t0 = Instant::now();
+        let mut i = Instance::new(Settings { down_timer_adverts: 5, ..settings(100) }, t0);
+        assert_eq!(i.master_down_interval(), Duration::from_secs(5) + i.skew());
+        i.start(t0);
+        let t1 = t0 + Duration::from_secs(1);
+        i.on_advert(t1, PEER.parse().unwrap(), &advert(150));
+        // The RFC's 3 adverts plus skew pass: still backup; at 5 + skew it takes over.
+        assert!(i.on_timer(t1 + Duration::from_secs(4)).is_empty());
+        assert_eq!(i.state, State::Backup);
+        assert_eq!(transitions(&i.on_timer(t1 + Duration::from_secs(5) + i.skew())), [State::Master]);
+        let mut v3 = Instance::new(Settings { version: 3, down_timer_adverts: 1, ..settings(200) }, t0);
+        v3.master_adver_int_cs = 50;
+        assert_eq!(v3.master_down_interval(), Duration::from_millis(500) + v3.skew());
+    }
+
+    #[test]
+    fn a_master_hearing_a_lower_priority_answers_unless_lower_prio_no_advert() {
+        let t0 = Instant::now();
+        let peer: IpAddr = PEER.parse().unwrap();
+        for no_advert in [false, true] {
+            let mut m = Instance::new(Settings { lower_prio_no_advert: no_advert, ..settings(100) }, t0);
+            m.start(t0);
+            let t1 = t0 + m.master_down_interval();
+            m.on_timer(t1);
+            assert_eq!(m.state, State::Master);
+            let next = m.deadline();
+            let later = t1 + Duration::from_millis(300);
+            let e = m.on_advert(later, peer, &advert(50));
+            // The gratuitous ARPs (garp_lower_prio_repeat) come either way; the advert that
+            // forces a new election, restarting the advert timer, only without the option.
+            assert!(e.contains(&Effect::Reassert));
+            if no_advert {
+                assert_eq!(e, [Effect::Reassert]);
+                assert_eq!(m.deadline(), next, "the advert timer keeps its grid");
+            } else {
+                assert!(e.contains(&Effect::Advert(100)));
+                assert_eq!(m.deadline(), Some(later + Duration::from_secs(1)));
+            }
+            assert_eq!(m.state, State::Master);
+        }
     }
 
     #[test]

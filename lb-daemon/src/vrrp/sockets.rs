@@ -101,7 +101,8 @@ fn recv6(s: &Socket) -> io::Result<(u8, IpAddr, IpAddr, Vec<u8>)> {
     Ok((hops, IpAddr::V6(src), IpAddr::V6(dst), buf))
 }
 
-/// Sends adverts from one source address out of one interface, with TTL / hop limit 255.
+/// Sends adverts from one source address out of one interface: multicast with TTL / hop
+/// limit 255, unicast with `unicast_ttl` (keepalived's `unicast_ttl`, default 255).
 pub struct Sender {
     sock: Socket,
     pub src: IpAddr,
@@ -109,14 +110,14 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn open(iface: &str, ifindex: u32, src: IpAddr) -> Result<Self> {
+    pub fn open(iface: &str, ifindex: u32, src: IpAddr, unicast_ttl: u8) -> Result<Self> {
         let s = raw_vrrp(src.is_ipv6())?;
         s.bind_device(Some(iface.as_bytes()))?;
         match src {
             IpAddr::V4(a) => {
                 s.bind(&SocketAddr::V4(SocketAddrV4::new(a, 0)).into())
                     .with_context(|| format!("binding the VRRP source address {a}"))?;
-                s.set_ttl_v4(255)?;
+                s.set_ttl_v4(u32::from(unicast_ttl))?;
                 s.set_multicast_ttl_v4(255)?;
                 s.set_multicast_loop_v4(false)?;
                 s.set_multicast_if_v4(&a)?;
@@ -125,7 +126,7 @@ impl Sender {
                 let scope = if a.is_unicast_link_local() { ifindex } else { 0 };
                 s.bind(&SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope)).into())
                     .with_context(|| format!("binding the VRRP source address {a}"))?;
-                s.set_unicast_hops_v6(255)?;
+                s.set_unicast_hops_v6(u32::from(unicast_ttl))?;
                 s.set_multicast_hops_v6(255)?;
                 s.set_multicast_loop_v6(false)?;
                 s.set_multicast_if_v6(ifindex)?;

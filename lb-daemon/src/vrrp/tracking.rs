@@ -25,6 +25,20 @@ use crate::{
 pub struct Tracker {
     pub cfg: VrrpScript,
     pub ok: bool,
+    /// Why it cannot run (not found or not executable, unknown user, refused by
+    /// `enable_script_security`), if so: then, as keepalived's `check_vrrp_script_security`
+    /// removes it from every `track_script`, it affects no instance.
+    pub disabled: Option<String>,
+}
+
+/// The vrrp_scripts of `cfg` that cannot run (not found or not executable, unknown user,
+/// refused by `enable_script_security`) and why: `Trackers::restart` disables them, as
+/// keepalived does; `-t` names them (keepalived's `-t` reports them as config errors).
+pub fn unrunnable_scripts<'c>(cfg: &'c Config, runner: &Runner) -> Vec<(&'c VrrpScript, script::ScriptError)> {
+    cfg.vrrp_scripts
+        .iter()
+        .filter_map(|s| Some((s, runner.prepare(s.script.as_ref()?, s.user.as_ref()).err()?)))
+        .collect()
 }
 
 /// A tracking script's verdict changed.
@@ -146,7 +160,7 @@ pub fn weigh(
     };
     let reverse = |t: &Tracked, own: bool| t.reverse.unwrap_or(own);
     for t in &v.track_script {
-        let Some(s) = scripts.iter().find(|s| s.cfg.name == t.name) else { continue };
+        let Some(s) = scripts.iter().find(|s| s.cfg.name == t.name && s.disabled.is_none()) else { continue };
         let effect = state_effect(t.weight.unwrap_or(s.cfg.weight), reverse(t, s.cfg.reverse), s.ok);
         add(effect, format!("vrrp_script {} {}", t.name, if s.ok { "succeeded (reverse)" } else { "failed" }));
     }
@@ -254,13 +268,19 @@ impl Trackers {
         let old = std::mem::take(&mut self.list);
         for (idx, s) in cfg.vrrp_scripts.iter().enumerate() {
             let kept = old.iter().find(|o| o.cfg.name == s.name && config::same(&o.cfg, s)).map(|o| o.ok);
-            self.list.push(Tracker { cfg: s.clone(), ok: kept.unwrap_or(!s.init_fail) });
+            self.list.push(Tracker { cfg: s.clone(), ok: kept.unwrap_or(!s.init_fail), disabled: None });
             let Some(cmd) = &s.script else { continue };
             let prepared = match runner.prepare(cmd, s.user.as_ref()) {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!("vrrp_script {}: {e}; it counts as failed", s.name);
-                    self.list[idx].ok = false;
+                    // keepalived 2.2.7 (vrrp.c, check_track_script_secure): "Disabling track
+                    // script NAME due to insecure" / "since not found/accessible".
+                    warn!(
+                        "vrrp_script {}: {e}; disabling track script {} (as keepalived: it no longer \
+                         affects any instance's priority or state)",
+                        s.name, s.name
+                    );
+                    self.list[idx].disabled = Some(e.to_string());
                     continue;
                 }
             };
@@ -474,7 +494,7 @@ mod tests {
     fn script(name: &str, weight: i32, ok: bool) -> Tracker {
         let text = format!("vrrp_script {name} {{\n script true\n weight {weight}\n}}\n");
         let l = crate::config::parse_str("t.conf", &text);
-        Tracker { cfg: l.config.vrrp_scripts[0].clone(), ok }
+        Tracker { cfg: l.config.vrrp_scripts[0].clone(), ok, disabled: None }
     }
 
     #[test]
@@ -493,6 +513,24 @@ mod tests {
         v.dont_track_primary = true;
         let (_, faults) = weigh(&v, "eth9", &scripts, &[], (&[], &[]), NO_BFD, running);
         assert_eq!(faults.len(), 2);
+    }
+
+    /// A script that cannot run (missing, unknown user, insecure) is disabled as keepalived
+    /// disables it: no weight, no fault, whatever its weight or last verdict.
+    #[test]
+    fn disabled_scripts_affect_nothing() {
+        let mut v = VrrpInstance::new("VI_1".into(), Span::default());
+        v.track_script = vec![tracked("vital", None), tracked("heavy", None)];
+        let off = |t: Tracker| Tracker { disabled: Some("not found".into()), ..t };
+        let scripts = [off(script("vital", 0, false)), off(script("heavy", -50, false))];
+        let running = |_: &str| true;
+        assert_eq!(weigh(&v, "eth0", &scripts, &[], (&[], &[]), NO_BFD, running), (0, vec![]));
+        // The same scripts enabled and failed: a fault and a weight (the old behaviour).
+        let scripts = [script("vital", 0, false), script("heavy", -50, false)];
+        assert_eq!(
+            weigh(&v, "eth0", &scripts, &[], (&[], &[]), NO_BFD, running),
+            (-50, vec!["vrrp_script vital failed".to_string()])
+        );
     }
 }
 

@@ -381,6 +381,12 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         line(format!("   Gratuitous ARP repeat = {}", i.garp_repeat()));
         line(format!("   Gratuitous ARP refresh = {}", i.garp_refresh()));
         line(format!("   Gratuitous ARP refresh repeat = {}", g.vrrp_garp_master_refresh_repeat));
+        line(format!("   Gratuitous ARP lower priority delay = {}", c.garp_lower_prio_delay(g)));
+        line(format!("   Gratuitous ARP lower priority repeat = {}", c.garp_lower_prio_repeat(g)));
+        line(format!("   Down timer adverts = {}", c.down_timer_adverts(g)));
+        let answers_lower = if c.lower_prio_no_advert(g) { "false" } else { "true" };
+        line(format!("   Send advert after receive lower priority advert = {answers_lower}"));
+        line("   Send advert after receive higher priority advert = false".into());
         line(format!("   Virtual Router ID = {}", c.virtual_router_id.unwrap_or(0)));
         line(format!("   Priority = {}", c.priority));
         line(format!("   Effective priority = {}", i.effective_priority()));
@@ -606,9 +612,9 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("garp_refresh", json!(i.garp_refresh()));
             put("garp_rep", json!(i.garp_repeat()));
             put("garp_refresh_rep", json!(g.vrrp_garp_master_refresh_repeat));
-            put("garp_lower_prio_delay", json!(i.garp_delay()));
-            put("garp_lower_prio_rep", json!(i.garp_repeat()));
-            put("lower_prio_no_advert", json!(0));
+            put("garp_lower_prio_delay", json!(c.garp_lower_prio_delay(g)));
+            put("garp_lower_prio_rep", json!(c.garp_lower_prio_repeat(g)));
+            put("lower_prio_no_advert", json!(u8::from(c.lower_prio_no_advert(g))));
             put("higher_prio_send_advert", json!(0));
             put("vrid", json!(c.virtual_router_id.unwrap_or(0)));
             put("base_priority", json!(c.priority));

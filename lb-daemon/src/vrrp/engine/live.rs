@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
-    config::{AuthType, Config, IpAddress, VrrpInstance},
+    config::{AuthType, Config, GlobalDefs, IpAddress, VrrpInstance},
     netlink,
     vrrp::{
         instance::{Instance, Settings, State},
@@ -84,6 +84,10 @@ pub struct Tuning {
     /// `vrrp_garp_interval` / `vrrp_gna_interval`: the gap between two announcements.
     pub garp_interval: Duration,
     pub gna_interval: Duration,
+    /// `garp_lower_prio_repeat`: announcements when a lower priority advert comes in as
+    /// master (0: none), and again after `garp_lower_prio_delay` (zero: not again).
+    pub garp_lower_prio_repeat: u32,
+    pub garp_lower_prio_delay: Duration,
 }
 
 impl Tuning {
@@ -104,12 +108,14 @@ impl Tuning {
             garp_refresh_repeat: v.garp_master_refresh_repeat.unwrap_or(g.vrrp_garp_master_refresh_repeat).max(1),
             garp_interval: Duration::from_micros(u64::from(g.vrrp_garp_interval_us)),
             gna_interval: Duration::from_micros(u64::from(g.vrrp_gna_interval_us)),
+            garp_lower_prio_repeat: v.garp_lower_prio_repeat(g),
+            garp_lower_prio_delay: secs(v.garp_lower_prio_delay(g)),
         })
     }
 }
 
 /// The election settings of `v` (its version and primary address are the socket's).
-pub fn settings(v: &VrrpInstance, version: u8, primary: IpAddr) -> Settings {
+pub fn settings(g: &GlobalDefs, v: &VrrpInstance, version: u8, primary: IpAddr) -> Settings {
     Settings {
         version,
         base_priority: v.priority,
@@ -117,6 +123,8 @@ pub fn settings(v: &VrrpInstance, version: u8, primary: IpAddr) -> Settings {
         preempt: !v.nopreempt,
         preempt_delay: Duration::from_secs(u64::from(v.preempt_delay)),
         primary,
+        down_timer_adverts: v.down_timer_adverts(g),
+        lower_prio_no_advert: v.lower_prio_no_advert(g),
     }
 }
 
@@ -130,6 +138,7 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
         v.unicast_src_ip,
         v.mcast_src_ip,
         &v.unicast_peer,
+        v.unicast_ttl,
         v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6()),
         g.vrrp_mcast_group4,
         g.vrrp_mcast_group6,
@@ -167,8 +176,8 @@ impl LiveInstance {
             rx_task: None,
             socket_key: socket_key(cfg, v),
             cfg: v.clone(),
-            machine: Instance::new(settings(v, version, src), now),
-            sender: sockets::Sender::open(&iface, link.index, src)?,
+            machine: Instance::new(settings(g, v, version, src), now),
+            sender: sockets::Sender::open(&iface, link.index, src, v.unicast_ttl.unwrap_or(255))?,
             v6,
             link_local: link.link_local,
             ifindex: link.index,

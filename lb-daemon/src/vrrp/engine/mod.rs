@@ -54,6 +54,12 @@ pub enum Input {
         /// A `garp_master_refresh` (else the second burst after `garp_master_delay`).
         refresh: bool,
     },
+    /// keepalived's `vrrp_lower_prio_gratuitous_arp_thread`: `garp_lower_prio_repeat`
+    /// announcements again, `garp_lower_prio_delay` after a lower priority advert came in.
+    LowerPrioGarp {
+        id: u64,
+        epoch: u64,
+    },
 }
 
 impl From<ProcQuorum> for Input {
@@ -340,6 +346,39 @@ impl Engine {
                     }
                 }
             }
+            Input::LowerPrioGarp { id, epoch } => {
+                let Some(i) = self.index(id) else { return };
+                let inst = &self.insts[i];
+                if inst.machine.state == State::Master && inst.counters.became_master == epoch {
+                    inst.garp(inst.tuning.garp_lower_prio_repeat);
+                }
+            }
+        }
+    }
+
+    /// keepalived's `vrrp_state_master_rx` on a lower priority advert: instance `i` and
+    /// every other member of its sync group with a `garp_lower_prio_repeat` announce their
+    /// VIPs that many times now, and again after their `garp_lower_prio_delay`.
+    fn lower_prio_garps(&self, i: usize) {
+        let mut who = vec![i];
+        if let Some(g) = self.insts[i].group {
+            who.extend(self.groups[g].members.iter().copied().filter(|m| *m != i));
+        }
+        for m in who {
+            let inst = &self.insts[m];
+            // A member that is not master holds no VIPs to announce.
+            if inst.tuning.garp_lower_prio_repeat == 0 || inst.machine.state != State::Master {
+                continue;
+            }
+            inst.garp(inst.tuning.garp_lower_prio_repeat);
+            let delay = inst.tuning.garp_lower_prio_delay;
+            if !delay.is_zero() {
+                let (id, epoch, tx) = (inst.id, inst.counters.became_master, self.tx.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Input::LowerPrioGarp { id, epoch }).await;
+                });
+            }
         }
     }
 
@@ -393,8 +432,7 @@ impl Engine {
                     Effect::Advert(p) => self.insts[i].send_advert(p),
                     Effect::Reassert => {
                         info!(instance = %self.insts[i].cfg.name, "lower-priority master heard; re-asserting");
-                        let repeat = self.insts[i].tuning.garp_repeat;
-                        self.insts[i].garp(repeat);
+                        self.lower_prio_garps(i);
                     }
                     Effect::Transition { from, to, why } => {
                         self.enter_state(i, from, to, &why).await;

@@ -110,7 +110,7 @@ impl Engine {
         let old = std::mem::replace(&mut self.insts[i].cfg, v.clone());
         let inst = &mut self.insts[i];
         let before = inst.machine.priority();
-        inst.machine.s = live::settings(v, inst.machine.s.version, inst.machine.s.primary);
+        inst.machine.s = live::settings(&cfg.global, v, inst.machine.s.version, inst.machine.s.primary);
         inst.tuning = tuning;
         info!(instance = %v.name, "vrrp_instance updated in place by reload");
         if inst.machine.state != State::Master {
