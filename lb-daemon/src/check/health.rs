@@ -89,6 +89,8 @@ pub struct Counters {
 pub struct Health {
     checks: BTreeMap<CheckId, CheckState>,
     quorum: BTreeMap<String, bool>,
+    /// Checkers that have given at least one verdict (an announcement waits for them).
+    reported: std::collections::BTreeSet<CheckId>,
     pub counters: Counters,
 }
 
@@ -105,6 +107,12 @@ impl Health {
 
     pub fn forget(&mut self, id: &CheckId) {
         self.checks.remove(id);
+        self.reported.remove(id);
+    }
+
+    /// Whether every checker of `service` has given a verdict since it started.
+    pub fn all_reported(&self, service: &str) -> bool {
+        self.checks.keys().filter(|id| id.service == service).all(|id| self.reported.contains(id))
     }
 
     pub fn real(&self, service: &str, real: SocketAddr) -> RealHealth {
@@ -136,6 +144,7 @@ impl Health {
             return None; // a report from a checker removed by a reload
         }
         self.counters.reports += 1;
+        self.reported.insert(r.id.clone());
         let was = self.real(&r.id.service, r.id.real);
         let reason = r.state.reason.clone();
         self.checks.insert(r.id.clone(), r.state);
