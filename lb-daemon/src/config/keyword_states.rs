@@ -1123,7 +1123,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "global_defs",
         "anycast_table",
-        &["lb-daemon/src/daemon/node/tests.rs::vips_are_announced_when_their_services_are_up_and_withdrawn_otherwise"],
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::vips_are_announced_when_their_services_are_up_and_withdrawn_otherwise",
+            "tests/tests/scale_out.rs::three_nodes_behind_ecmp_keep_mh_flows_through_a_node_loss_and_return",
+        ],
     ),
     (
         "virtual_server",
@@ -1133,7 +1136,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "global_defs",
         "mh_seed",
-        &["lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config"],
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config",
+            "tests/tests/scale_out.rs::three_nodes_behind_ecmp_keep_mh_flows_through_a_node_loss_and_return",
+        ],
     ),
     (
         "virtual_server",
