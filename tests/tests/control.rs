@@ -1,7 +1,8 @@
 //! Runtime control of a running daemon over its socket: drain and undrain a real server,
 //! override a weight, disable and enable a service, each seen in the traffic (new
 //! connections move, held ones keep exchanging data), in `status`, and across reloads; and
-//! `-t --diff`, which previews a reload against the running daemon.
+//! `-t --diff`, which previews a reload against the running daemon; `withdraw` / `announce` of
+//! the `anycast_table` routes.
 
 use std::{
     net::{SocketAddr, TcpStream},
@@ -205,4 +206,42 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
         .unwrap();
     assert_eq!(nowhere.status.code(), Some(2), "{}", String::from_utf8_lossy(&nowhere.stderr));
     drop((cfg, d));
+}
+
+/// `withdraw` removes every VIP's announcement route (`anycast_table`) until `announce`;
+/// `status` (text and JSON) shows it; without `anycast_table` both are refused. The routes
+/// are blackhole host routes, `proto keepalived`, in that table only.
+#[test]
+fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let _servers = backends(&topo, 8080);
+    let text = format!("global_defs {{\n    anycast_table 4242\n}}\n{}", conf(1, ""));
+    let (_cfg, pins, mut d) = daemon::on_lb(&topo, "withdraw", &text, &[]);
+    let run = daemon::run_dir_for(&pins);
+    let routes = || topo.lb.ip(&["route", "show", "table", "4242"]).unwrap();
+    let held = |r: &str| r.contains("blackhole 203.0.113.10 proto keepalived");
+    assert!(eventually(Duration::from_secs(5), || held(&routes())), "{}", routes());
+    assert!(!topo.lb.ip(&["route", "show"]).unwrap().contains("203.0.113.10"), "the main table is left alone");
+    let status = ok(&lb(&run, &["status"]));
+    assert!(status.contains("anycast (routes in table 4242):") && status.contains("203.0.113.10"), "{status}");
+
+    assert!(ok(&lb(&run, &["withdraw"])).contains("withdrawn"));
+    assert!(!held(&routes()), "{}", routes());
+    let s = d.status().unwrap();
+    assert_eq!(s["anycast"][0]["announced"], false, "{s}");
+    assert!(s["anycast"][0]["reason"].as_str().unwrap().contains("withdraw"), "{s}");
+    // Forwarding goes on for what the routers still send.
+    assert_eq!(spread_of(&topo, 4).values().sum::<usize>(), 4);
+
+    assert!(ok(&lb(&run, &["announce"])).contains("announced"));
+    assert!(held(&routes()), "{}", routes());
+    assert_eq!(d.status().unwrap()["anycast"][0]["announced"], true);
+    assert!(d.stop().unwrap().success());
+    assert!(!held(&routes()), "the route stays after SIGTERM: {}", routes());
+
+    // Without anycast_table: refused, and no table is touched.
+    let (_cfg, pins, _d) = daemon::on_lb(&topo, "withdraw-none", &conf(1, ""), &[]);
+    let out = lb(&daemon::run_dir_for(&pins), &["withdraw"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("anycast_table"), "{out:?}");
 }

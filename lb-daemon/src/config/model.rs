@@ -97,7 +97,7 @@ pub struct GlobalDefs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anycast_table: Option<u32>,
     /// `mh_seed N` (lb-daemon's own): the Maglev tables' hash seed for every service that does
-    /// not set its own; None: 0 (the tables then depend only on the real servers).
+    /// not set its own; None: each service's seed is a hash of its address, port and protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mh_seed: Option<u64>,
     /// `notify_fifo` (VRRP and checker lines), `vrrp_notify_fifo`, `lvs_notify_fifo`.

@@ -57,6 +57,13 @@ pub fn hash_table(members: &[Member]) -> Vec<u32> {
     (0..SH_TABLE_SIZE as usize).map(|i| seq[i % seq.len()]).collect()
 }
 
+/// A service's Maglev seed when the config sets none: from its name (address, port,
+/// protocol), never from the host, so every node computes the same one, and two services on
+/// the same real servers do not share one layout.
+pub fn default_seed(service: &str) -> u64 {
+    fnv(0x5eed_0003, service)
+}
+
 /// 64-bit FNV-1a with a seed: a stable hash of member names for Maglev permutations.
 fn fnv(seed: u64, s: &str) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
