@@ -111,7 +111,8 @@ fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
     reload(&d, &cfg, &conf(1, other));
     assert_eq!(overrides(&d), [(service.into(), "198.51.100.12:8080".into(), "weight".into(), Some(4))]);
     reload(&d, &cfg, &conf(2, other));
-    assert!(overrides(&d).is_empty(), "be1's block changed: its override goes");
+    // The state file follows the reload's log line within a status period.
+    assert!(eventually(Duration::from_secs(2), || overrides(&d).is_empty()), "be1's block changed: its override goes");
     assert!(d.log().iter().any(|l| l.contains("override cleared") && l.contains("real server changed")));
 
     // Disabled: no new connection is taken (not even by a sorry server), the held one goes on.
@@ -223,6 +224,8 @@ fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
     let held = |r: &str| r.contains("blackhole 203.0.113.10 proto keepalived");
     assert!(eventually(Duration::from_secs(5), || held(&routes())), "{}", routes());
     assert!(!topo.lb.ip(&["route", "show"]).unwrap().contains("203.0.113.10"), "the main table is left alone");
+    // The state file comes with the first status period after start.
+    assert!(eventually(Duration::from_secs(2), || lb(&run, &["status"]).status.success()));
     let status = ok(&lb(&run, &["status"]));
     assert!(status.contains("anycast (routes in table 4242):") && status.contains("203.0.113.10"), "{status}");
 
