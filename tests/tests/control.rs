@@ -209,7 +209,8 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
     drop((cfg, d));
 }
 
-/// `withdraw` removes every VIP's announcement route (`anycast_table`) until `announce`;
+/// `withdraw` removes every VIP's announcement route (`anycast_table`; routes of ours a killed
+/// run left are cleared at start, others' left alone) until `announce`;
 /// `status` (text and JSON) shows it; without `anycast_table` both are refused. The routes
 /// are blackhole host routes, `proto keepalived`, in that table only.
 #[test]
@@ -217,12 +218,33 @@ fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
     require_root();
     let topo = LbTopology::new(2).unwrap();
     let _servers = backends(&topo, 8080);
-    let text = format!("global_defs {{\n    anycast_table 4242\n}}\n{}", conf(1, ""));
+    let v6 = format!(
+        "virtual_server {VIP6} 80 {{\n    lb_algo mh\n    lb_kind NAT\n    real_server {} 8080 {{\n    }}\n}}\n",
+        backend6(0)
+    );
+    let text = format!("global_defs {{\n    anycast_table 4242\n}}\n{}", conf(1, &v6));
+    // What a killed run left (ours: blackhole, proto keepalived) goes at start; others' stay.
+    topo.lb
+        .sh("ip route add blackhole 203.0.113.99/32 table 4242 proto keepalived && \
+             ip -6 route add blackhole 2001:db8:f::99/128 table 4242 proto keepalived && \
+             ip route add blackhole 203.0.113.98/32 table 4242 proto static")
+        .unwrap();
     let (_cfg, pins, mut d) = daemon::on_lb(&topo, "withdraw", &text, &[]);
     let run = daemon::run_dir_for(&pins);
-    let routes = || topo.lb.ip(&["route", "show", "table", "4242"]).unwrap();
-    let held = |r: &str| r.contains("blackhole 203.0.113.10 proto keepalived");
+    let routes = || {
+        let four = topo.lb.ip(&["route", "show", "table", "4242"]).unwrap();
+        four + &topo.lb.ip(&["-6", "route", "show", "table", "4242"]).unwrap()
+    };
+    let has = |r: &str, vip: &str| {
+        r.lines().any(|l| l.starts_with(&format!("blackhole {vip} ")) && l.contains(" proto keepalived"))
+    };
+    let vip6 = VIP6.to_string();
+    let held = |r: &str| has(r, "203.0.113.10") && has(r, &vip6);
+    let none = |r: &str| !r.contains("203.0.113.10") && !r.contains(&VIP6.to_string());
     assert!(eventually(Duration::from_secs(5), || held(&routes())), "{}", routes());
+    let r = routes();
+    assert!(!r.contains("203.0.113.99") && !r.contains("2001:db8:f::99"), "stale routes of ours stayed: {r}");
+    assert!(r.contains("blackhole 203.0.113.98 proto static"), "another's route was removed: {r}");
     assert!(!topo.lb.ip(&["route", "show"]).unwrap().contains("203.0.113.10"), "the main table is left alone");
     // The state file comes with the first status period after start.
     assert!(eventually(Duration::from_secs(2), || lb(&run, &["status"]).status.success()));
@@ -230,7 +252,7 @@ fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
     assert!(status.contains("anycast (routes in table 4242):") && status.contains("203.0.113.10"), "{status}");
 
     assert!(ok(&lb(&run, &["withdraw"])).contains("withdrawn"));
-    assert!(!held(&routes()), "{}", routes());
+    assert!(none(&routes()), "{}", routes());
     let s = d.status().unwrap();
     assert_eq!(s["anycast"][0]["announced"], false, "{s}");
     assert!(s["anycast"][0]["reason"].as_str().unwrap().contains("withdraw"), "{s}");
@@ -241,7 +263,7 @@ fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
     assert!(held(&routes()), "{}", routes());
     assert_eq!(d.status().unwrap()["anycast"][0]["announced"], true);
     assert!(d.stop().unwrap().success());
-    assert!(!held(&routes()), "the route stays after SIGTERM: {}", routes());
+    assert!(none(&routes()), "the routes stay after SIGTERM: {}", routes());
 
     // Without anycast_table: refused, and no table is touched.
     let (_cfg, pins, _d) = daemon::on_lb(&topo, "withdraw-none", &conf(1, ""), &[]);
