@@ -221,6 +221,7 @@ impl Shell {
             opts,
         };
         if let Err(e) = shell.perform(Event::Start { checks }).await {
+            shell.withdraw_all().await;
             shell.shutdown_dataplane();
             return Err(e.context("programming the services"));
         }
@@ -230,7 +231,9 @@ impl Shell {
         let vrrp = match Vrrp::start(&shell.node.vrrp_config(), shell.notifier.clone()).await {
             Ok(v) => v,
             Err(e) => {
-                // Leave nothing behind: a failed start removes what it attached and pinned.
+                // Leave nothing behind: a failed start removes what it attached and pinned,
+                // and the routes that would attract traffic to it.
+                shell.withdraw_all().await;
                 shell.shutdown_dataplane();
                 return Err(e.context("starting VRRP"));
             }
@@ -249,7 +252,13 @@ impl Shell {
             error!("{e:#}; running without metrics");
         }
         // Last: a start that fails leaves no socket behind.
-        let requests = control::serve(shell.run_dir.path())?;
+        let requests = match control::serve(shell.run_dir.path()) {
+            Ok(r) => r,
+            Err(e) => {
+                shell.withdraw_all().await;
+                return Err(e);
+            }
+        };
         Ok((shell, reports, requests))
     }
 
@@ -512,6 +521,13 @@ impl Shell {
             }
         }
         self.anycast = Some(held);
+    }
+
+    /// Removes every announcement route we hold (a start that fails).
+    async fn withdraw_all(&mut self) {
+        if let Some((table, _)) = self.anycast {
+            self.announce(Some(table), Default::default()).await;
+        }
     }
 
     /// Adds or removes one VIP's announcement route; whether it is done.

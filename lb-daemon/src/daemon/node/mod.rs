@@ -335,9 +335,11 @@ impl Node {
         );
         for (vip, v) in &view {
             let was = self.announce_view.get(vip).map(Result::is_ok);
-            match v {
-                Ok(()) if was != Some(true) => info!(%vip, "anycast: announcing"),
-                Err(why) if was != Some(false) => warn!(%vip, "anycast: withdrawn: {why}"),
+            match (v, was) {
+                (Ok(()), None | Some(false)) => info!(%vip, "anycast: announcing"),
+                (Err(why), Some(true)) => warn!(%vip, "anycast: withdrawn: {why}"),
+                // Not announced yet (a start, a new VIP): not a withdrawal.
+                (Err(why), None) => info!(%vip, "anycast: not announced yet: {why}"),
                 _ => {}
             }
         }
