@@ -243,8 +243,12 @@ impl Node {
     }
 
     pub fn on_event(&mut self, event: Event) -> Vec<Action> {
+        // Next hops to resolve (every 50 ms) change nothing the announcement reads.
+        let may_move = !matches!(event, Event::Tick(Tick::Unresolved(_)));
         let mut out = self.on_event_inner(event);
-        out.extend(self.reannounce());
+        if may_move {
+            out.extend(self.reannounce());
+        }
         out
     }
 
