@@ -59,6 +59,11 @@ pub enum Request {
     Enable {
         service: String,
     },
+    /// Withdraw every VIP's announcement (`anycast_table`) until `Announce`; forwarding
+    /// goes on for the flows the routers still send.
+    Withdraw,
+    /// Undo `Withdraw`: VIPs whose services are up are announced again.
+    Announce,
     /// What a reload to this configuration would change (`-t --diff`). The command line
     /// parses the file: the daemon may not see the same files (systemd's PrivateTmp).
     Preview {

@@ -170,6 +170,11 @@ enum Command {
     },
     /// Undo `disable`.
     Enable { service: String },
+    /// Stop announcing every VIP (`anycast_table`): the routers send this node no new flows
+    /// once BGP withdraws the routes. Kept until `announce` or a restart.
+    Withdraw,
+    /// Undo `withdraw`: VIPs whose services are up are announced again.
+    Announce,
     /// List tracked connections like `ipvsadm -Lnc`: the XDP data plane's flow tables from the
     /// pinned maps (works without a running daemon), or IPVS's /proc/net/ip_vs_conn.
     Conns {
@@ -264,6 +269,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Disable { service }) => control(&cli, Request::Disable { service: service.clone() }),
         Some(Command::Enable { service }) => control(&cli, Request::Enable { service: service.clone() }),
+        Some(Command::Withdraw) => control(&cli, Request::Withdraw),
+        Some(Command::Announce) => control(&cli, Request::Announce),
         Some(Command::Trace { service, client, reason, count, pcap }) => {
             lb_daemon::dataplane::trace::run(lb_daemon::dataplane::trace::Options {
                 pin_dir: &pin_dir(&cli),
@@ -515,6 +522,15 @@ fn status(cli: &Cli, json: bool) -> anyhow::Result<()> {
             match &o.real {
                 Some(r) => println!("  {:<24} -> {:<22} {}{weight}", o.service, r, o.kind),
                 None => println!("  {:<24} {}", o.service, o.kind),
+            }
+        }
+    }
+    if let Some(t) = s.anycast_table {
+        println!("anycast (routes in table {t}):");
+        for a in &s.anycast {
+            match &a.reason {
+                None => println!("  {:<24} announced", a.vip),
+                Some(why) => println!("  {:<24} withdrawn: {why}", a.vip),
             }
         }
     }

@@ -263,6 +263,43 @@ impl Netlink {
         }
     }
 
+    /// The host routes (/32, /128) of kind blackhole and protocol keepalived in `table`: the
+    /// announcements (`anycast_table`) this daemon, or one before it, added.
+    pub async fn announced(&self, table: u32) -> Result<Vec<IpAddr>> {
+        use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteType as T};
+        let mut out = Vec::new();
+        for v6 in [false, true] {
+            let m = if v6 {
+                rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new().table_id(table).build()
+            } else {
+                rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().table_id(table).build()
+            };
+            let mut routes = self.handle.route().get(m).execute();
+            while let Some(r) = routes.try_next().await.context("listing routes")? {
+                let t = r
+                    .attributes
+                    .iter()
+                    .find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None })
+                    .unwrap_or(u32::from(r.header.table));
+                let full = r.header.destination_prefix_length == if v6 { 128 } else { 32 };
+                if t != table
+                    || r.header.protocol != RouteProtocol::KeepAlived
+                    || r.header.kind != T::BlackHole
+                    || !full
+                {
+                    continue;
+                }
+                let dest = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+                    _ => None,
+                });
+                out.extend(dest);
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a route; one already gone is not an error.
     pub async fn del_route(&self, r: &Route, default_dev: Option<&str>) -> Result<bool> {
         let m = self.route_message(r, default_dev).await?;

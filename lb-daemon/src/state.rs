@@ -134,6 +134,21 @@ pub struct Status {
     /// Runtime overrides set with `lb-daemon drain|weight|disable`.
     #[serde(default)]
     pub overrides: Vec<OverrideStatus>,
+    /// `anycast_table`: where the announcements go (None: nothing is announced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast_table: Option<u32>,
+    /// Each VIP's announcement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anycast: Vec<AnycastStatus>,
+}
+
+/// One VIP's announcement, as `status` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnycastStatus {
+    pub vip: String,
+    pub announced: bool,
+    /// Why not, when withdrawn.
+    pub reason: Option<String>,
 }
 
 /// One runtime override, as `status` and the metrics show it.

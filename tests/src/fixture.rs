@@ -458,6 +458,7 @@ pub fn tcp_service(
         marks: Vec::new(),
         ops: false,
         sched_flags: 0,
+        mh_seed: 0,
         scheduler,
         forward,
         persist_timeout: 0,

@@ -14,10 +14,13 @@
 //! - [`packets`]: test frames, built with etherparse.
 //! - [`servers`]: small TCP/UDP real servers and clients that report who answered.
 //! - [`capture`]: VRRP adverts recorded on the wire with tcpdump.
+//! - [`anycast`]: three load balancers behind a BIRD router doing ECMP, and the scale-out
+//!   story `scale_out.rs` checks and `cargo xtask demo --anycast` prints.
 //!
 //! Everything here needs root, like the daemon itself.
 
 pub mod addrs;
+pub mod anycast;
 pub mod capture;
 pub mod daemon;
 pub mod fixture;

@@ -1,7 +1,8 @@
 //! Runtime control of a running daemon over its socket: drain and undrain a real server,
 //! override a weight, disable and enable a service, each seen in the traffic (new
 //! connections move, held ones keep exchanging data), in `status`, and across reloads; and
-//! `-t --diff`, which previews a reload against the running daemon.
+//! `-t --diff`, which previews a reload against the running daemon; `withdraw` / `announce` of
+//! the `anycast_table` routes.
 
 use std::{
     net::{SocketAddr, TcpStream},
@@ -110,7 +111,8 @@ fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
     reload(&d, &cfg, &conf(1, other));
     assert_eq!(overrides(&d), [(service.into(), "198.51.100.12:8080".into(), "weight".into(), Some(4))]);
     reload(&d, &cfg, &conf(2, other));
-    assert!(overrides(&d).is_empty(), "be1's block changed: its override goes");
+    // The state file follows the reload's log line within a status period.
+    assert!(eventually(Duration::from_secs(2), || overrides(&d).is_empty()), "be1's block changed: its override goes");
     assert!(d.log().iter().any(|l| l.contains("override cleared") && l.contains("real server changed")));
 
     // Disabled: no new connection is taken (not even by a sorry server), the held one goes on.
@@ -205,4 +207,66 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
         .unwrap();
     assert_eq!(nowhere.status.code(), Some(2), "{}", String::from_utf8_lossy(&nowhere.stderr));
     drop((cfg, d));
+}
+
+/// `withdraw` removes every VIP's announcement route (`anycast_table`; routes of ours a killed
+/// run left are cleared at start, others' left alone) until `announce`;
+/// `status` (text and JSON) shows it; without `anycast_table` both are refused. The routes
+/// are blackhole host routes, `proto keepalived`, in that table only.
+#[test]
+fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let _servers = backends(&topo, 8080);
+    let v6 = format!(
+        "virtual_server {VIP6} 80 {{\n    lb_algo mh\n    lb_kind NAT\n    real_server {} 8080 {{\n    }}\n}}\n",
+        backend6(0)
+    );
+    let text = format!("global_defs {{\n    anycast_table 4242\n}}\n{}", conf(1, &v6));
+    // What a killed run left (ours: blackhole, proto keepalived) goes at start; others' stay.
+    topo.lb
+        .sh("ip route add blackhole 203.0.113.99/32 table 4242 proto keepalived && \
+             ip -6 route add blackhole 2001:db8:f::99/128 table 4242 proto keepalived && \
+             ip route add blackhole 203.0.113.98/32 table 4242 proto static")
+        .unwrap();
+    let (_cfg, pins, mut d) = daemon::on_lb(&topo, "withdraw", &text, &[]);
+    let run = daemon::run_dir_for(&pins);
+    let routes = || {
+        let four = topo.lb.ip(&["route", "show", "table", "4242"]).unwrap();
+        four + &topo.lb.ip(&["-6", "route", "show", "table", "4242"]).unwrap()
+    };
+    let has = |r: &str, vip: &str| {
+        r.lines().any(|l| l.starts_with(&format!("blackhole {vip} ")) && l.contains(" proto keepalived"))
+    };
+    let vip6 = VIP6.to_string();
+    let held = |r: &str| has(r, "203.0.113.10") && has(r, &vip6);
+    let none = |r: &str| !r.contains("203.0.113.10") && !r.contains(&VIP6.to_string());
+    assert!(eventually(Duration::from_secs(5), || held(&routes())), "{}", routes());
+    let r = routes();
+    assert!(!r.contains("203.0.113.99") && !r.contains("2001:db8:f::99"), "stale routes of ours stayed: {r}");
+    assert!(r.contains("blackhole 203.0.113.98 proto static"), "another's route was removed: {r}");
+    assert!(!topo.lb.ip(&["route", "show"]).unwrap().contains("203.0.113.10"), "the main table is left alone");
+    // The state file comes with the first status period after start.
+    assert!(eventually(Duration::from_secs(2), || lb(&run, &["status"]).status.success()));
+    let status = ok(&lb(&run, &["status"]));
+    assert!(status.contains("anycast (routes in table 4242):") && status.contains("203.0.113.10"), "{status}");
+
+    assert!(ok(&lb(&run, &["withdraw"])).contains("withdrawn"));
+    assert!(none(&routes()), "{}", routes());
+    let s = d.status().unwrap();
+    assert_eq!(s["anycast"][0]["announced"], false, "{s}");
+    assert!(s["anycast"][0]["reason"].as_str().unwrap().contains("withdraw"), "{s}");
+    // Forwarding goes on for what the routers still send.
+    assert_eq!(spread_of(&topo, 4).values().sum::<usize>(), 4);
+
+    assert!(ok(&lb(&run, &["announce"])).contains("announced"));
+    assert!(held(&routes()), "{}", routes());
+    assert_eq!(d.status().unwrap()["anycast"][0]["announced"], true);
+    assert!(d.stop().unwrap().success());
+    assert!(none(&routes()), "the routes stay after SIGTERM: {}", routes());
+
+    // Without anycast_table: refused, and no table is touched.
+    let (_cfg, pins, _d) = daemon::on_lb(&topo, "withdraw-none", &conf(1, ""), &[]);
+    let out = lb(&daemon::run_dir_for(&pins), &["withdraw"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("anycast_table"), "{out:?}");
 }

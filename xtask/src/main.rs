@@ -34,7 +34,12 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Setup, build, run the load balancer in namespaces and show it working.
-    Demo,
+    Demo {
+        /// Instead: three load balancers behind a BIRD router doing ECMP (docs/scale-out.md),
+        /// a node killed and back, a quorum loss, a SIGTERM, with 1000 connections kept.
+        #[arg(long)]
+        anycast: bool,
+    },
     /// Measure the data plane, control plane and failover; write target/bench/results.{md,json,png}. Never fails on timing.
     Bench {
         /// One run per scenario instead of five, smaller tables and shorter runs.
@@ -61,7 +66,7 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::run(),
         Cmd::BuildEbpf => build::ebpf(),
         Cmd::Test { args } => test::run(&args),
-        Cmd::Demo => demo::run(),
+        Cmd::Demo { anycast } => demo::run(anycast),
         Cmd::Bench { quick, only } => bench::run(quick, &only),
         Cmd::Fuzz { target, seconds } => fuzz::run(&target, seconds),
     }

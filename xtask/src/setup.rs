@@ -25,7 +25,7 @@ const APT: &[(&str, &str)] = &[
     ("fonts-dejavu-core", "a font for the benchmark chart"),
     ("kmod", "modprobe in the VM"),
     ("keepalived", "the VRRP peer for interoperability tests"),
-    ("bird2", "the BFD peer for interoperability tests (tests/tests/bfd.rs)"),
+    ("bird2", "the BFD peer (tests/tests/bfd.rs) and the BGP speakers of tests/tests/scale_out.rs"),
     ("frr", "bfdd: the BFD peer that signals AdminDown (tests/tests/bfd.rs)"),
     ("ipvsadm", "reads IPVS state in the VM"),
     ("tcpdump", "what crosses the wire"),

@@ -89,12 +89,18 @@ pub struct Counters {
 pub struct Health {
     checks: BTreeMap<CheckId, CheckState>,
     quorum: BTreeMap<String, bool>,
+    /// Checkers that have not given a verdict yet (an announcement waits for them); a set
+    /// ordered like `checks`, so a service's are one range.
+    pending: std::collections::BTreeSet<CheckId>,
     pub counters: Counters,
 }
 
 impl Health {
     /// A new checker starts in `initial` (down with `alpha`); an existing one keeps its verdict.
     pub fn register(&mut self, id: CheckId, initial: bool) {
+        if !self.checks.contains_key(&id) {
+            self.pending.insert(id.clone());
+        }
         self.checks.entry(id).or_insert(CheckState {
             up: initial,
             weight: None,
@@ -105,6 +111,14 @@ impl Health {
 
     pub fn forget(&mut self, id: &CheckId) {
         self.checks.remove(id);
+        self.pending.remove(id);
+    }
+
+    /// Whether every checker of `service` has given a verdict since it started (a lookup,
+    /// not a scan: the announcement asks on every event).
+    pub fn all_reported(&self, service: &str) -> bool {
+        let first = CheckId { service: service.to_string(), real: SocketAddr::from(([0, 0, 0, 0], 0)), index: 0 };
+        self.pending.range(first..).next().is_none_or(|id| id.service != service)
     }
 
     pub fn real(&self, service: &str, real: SocketAddr) -> RealHealth {
@@ -136,6 +150,7 @@ impl Health {
             return None; // a report from a checker removed by a reload
         }
         self.counters.reports += 1;
+        self.pending.remove(&r.id);
         let was = self.real(&r.id.service, r.id.real);
         let reason = r.state.reason.clone();
         self.checks.insert(r.id.clone(), r.state);
@@ -206,6 +221,27 @@ mod tests {
 
     fn report(real: &str, index: usize, up: bool, weight: Option<u32>) -> Report {
         Report { id: id(real, index), state: CheckState { up, weight, offset: 0, reason: format!("r{index}") } }
+    }
+
+    /// A service has heard from all its checkers once each has reported; another service's
+    /// silent checkers (even one whose name starts the same) do not count.
+    #[test]
+    fn all_reported_waits_for_each_checker_of_the_service_only() {
+        let mut h = Health::default();
+        h.register(id("192.0.2.1:80", 0), true);
+        h.register(id("[2001:db8::1]:80", 0), true);
+        h.register(CheckId { service: "vs2".into(), real: "192.0.2.1:80".parse().unwrap(), index: 0 }, true);
+        assert!(!h.all_reported("vs"));
+        h.record(report("192.0.2.1:80", 0, false, None));
+        assert!(!h.all_reported("vs"));
+        h.record(report("[2001:db8::1]:80", 0, true, None));
+        assert!(h.all_reported("vs"), "a down verdict is a verdict");
+        assert!(!h.all_reported("vs2"));
+        assert!(h.all_reported("other"), "a service without checkers waits for nothing");
+        h.register(id("192.0.2.1:80", 0), true);
+        assert!(h.all_reported("vs"), "a checker kept across a reload keeps its verdict");
+        h.forget(&CheckId { service: "vs2".into(), real: "192.0.2.1:80".parse().unwrap(), index: 0 });
+        assert!(h.all_reported("vs2"));
     }
 
     #[test]

@@ -140,6 +140,18 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             }
         };
     }),
+    Keyword::new("anycast_table", |ctx, g, s| {
+        // Not local (255), main (254), default (253) or unspec (0): those hold routes the
+        // host lives on, which a withdraw must never touch.
+        if let Some(t) = ctx.parse_range(s, 0, "a routing table number 1-252 or 256 and up", 1u32, u32::MAX) {
+            if (253..=255).contains(&t) {
+                ctx.error(s.args()[0].span, format!("anycast_table {t} is a system table; use a table of its own"));
+            } else {
+                g.anycast_table = Some(t);
+            }
+        }
+    }),
+    Keyword::new("mh_seed", |ctx, g, s| g.mh_seed = ctx.parse(s, 0, "a number (the Maglev hash seed)")),
 ];
 
 /// `[vrrp_|lvs_]notify_fifo PATH [USER [GROUP]]`; keepalived keeps the first one given.

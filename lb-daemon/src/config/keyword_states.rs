@@ -1199,6 +1199,33 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("top level", "vrrp_instance", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
+    // lb-daemon's own: the anycast announcement and the Maglev seed (docs/scale-out.md).
+    (
+        "global_defs",
+        "anycast_table",
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::vips_are_announced_when_their_services_are_up_and_withdrawn_otherwise",
+            "tests/tests/scale_out.rs::three_nodes_behind_ecmp_keep_mh_flows_through_a_node_loss_and_return",
+        ],
+    ),
+    (
+        "virtual_server",
+        "anycast_track_instance",
+        &["lb-daemon/src/daemon/node/tests.rs::vips_are_announced_when_their_services_are_up_and_withdrawn_otherwise"],
+    ),
+    (
+        "global_defs",
+        "mh_seed",
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config",
+            "tests/tests/scale_out.rs::three_nodes_behind_ecmp_keep_mh_flows_through_a_node_loss_and_return",
+        ],
+    ),
+    (
+        "virtual_server",
+        "mh_seed",
+        &["lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config"],
+    ),
 ];
 
 #[cfg(test)]

@@ -258,6 +258,10 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
     Keyword::new("sorry_server", |ctx, vs, st| vs.sorry_server = ip_port(ctx, st, 0).map(Into::into)),
     Keyword::new("sorry_server_inhibit", |ctx, vs, st| vs.sorry_server_inhibit = ctx.flag(st)),
     Keyword::new("ops", |ctx, vs, st| vs.ops = ctx.flag(st)),
+    Keyword::new("mh_seed", |ctx, vs, st| vs.mh_seed = ctx.parse(st, 0, "a number (the Maglev hash seed)")),
+    Keyword::new("anycast_track_instance", |ctx, vs, st| {
+        vs.anycast_track_instance = ctx.string(st, 0, "a vrrp_instance name")
+    }),
     Keyword::new("flag-1", sched_flag),
     Keyword::new("flag-2", sched_flag),
     Keyword::new("flag-3", sched_flag),

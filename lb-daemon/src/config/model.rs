@@ -114,6 +114,15 @@ pub struct GlobalDefs {
     /// `lb_backend` (lb-daemon's own keyword): which forwarding backend runs; `--backend`
     /// overrides it.
     pub lb_backend: Option<BackendKind>,
+    /// `anycast_table N` (lb-daemon's own): announce each VIP whose services are up as a
+    /// blackhole route (`proto keepalived`) in kernel table N, for a routing daemon (BIRD's
+    /// `protocol kernel`) to export; None: no routes (as keepalived).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast_table: Option<u32>,
+    /// `mh_seed N` (lb-daemon's own): the Maglev tables' hash seed for every service that does
+    /// not set its own; None: each service's seed is a hash of its address, port and protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mh_seed: Option<u64>,
     /// `notify_fifo` (VRRP and checker lines), `vrrp_notify_fifo`, `lvs_notify_fifo`.
     #[serde(default, skip_serializing_if = "NotifyFifos::is_unset")]
     pub notify_fifos: NotifyFifos,
@@ -177,6 +186,8 @@ impl Default for GlobalDefs {
             lvs_flush: false,
             lvs_flush_on_stop: FlushOnStop::default(),
             lb_backend: None,
+            anycast_table: None,
+            mh_seed: None,
             notify_fifos: NotifyFifos::default(),
         }
     }
@@ -748,6 +759,13 @@ pub struct VirtualServer {
     /// IPVS's scheduler flags (`flag-1`..`flag-3`, `sh-port`, ...): `SCHED_FLAG_*` bits, as
     /// keepalived passes them to the kernel.
     pub sched_flags: u32,
+    /// `mh_seed N` (lb-daemon's own): this service's Maglev seed (over global_defs').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mh_seed: Option<u64>,
+    /// `anycast_track_instance NAME` (lb-daemon's own): the VIP is announced only while this
+    /// VRRP instance is MASTER here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anycast_track_instance: Option<String>,
     pub real_servers: Vec<RealServer>,
     /// Whether `lb_algo` has named a valid scheduler yet (keepalived checks `sh-port` and the
     /// like against the scheduler named before them).
@@ -785,6 +803,8 @@ impl VirtualServer {
             smtp_alert: None,
             ops: false,
             sched_flags: 0,
+            mh_seed: None,
+            anycast_track_instance: None,
             real_servers: Vec::new(),
             scheduler_named: false,
             span,

@@ -14,6 +14,7 @@ pub fn validate(cfg: &Config, backend: BackendKind) -> Vec<Diagnostic> {
     vrrp(cfg, &mut d);
     lvs(cfg, backend, &mut d);
     script_identity(cfg, &mut d);
+    anycast(cfg, &mut d);
     let alerts = cfg
         .vrrp_instances
         .iter()
@@ -28,6 +29,39 @@ pub fn validate(cfg: &Config, backend: BackendKind) -> Vec<Diagnostic> {
         }
     }
     d
+}
+
+/// `anycast_track_instance` names an instance and needs `anycast_table` (without it nothing is
+/// announced, so the tracking would silently do nothing); a firewall-mark service has no
+/// address to announce.
+fn anycast(cfg: &Config, d: &mut Vec<Diagnostic>) {
+    for vs in &cfg.virtual_servers {
+        if let Some(name) = &vs.anycast_track_instance {
+            if cfg.global.anycast_table.is_none() {
+                d.push(Diagnostic::error(
+                    vs.span,
+                    format!(
+                        "virtual_server {}: anycast_track_instance needs anycast_table in global_defs (nothing is announced without it)",
+                        vs.name()
+                    ),
+                ));
+            } else if !cfg.vrrp_instances.iter().any(|v| &v.name == name) {
+                d.push(Diagnostic::error(
+                    vs.span,
+                    format!("virtual_server {}: anycast_track_instance {name} is not a vrrp_instance", vs.name()),
+                ));
+            }
+        }
+        if cfg.global.anycast_table.is_some() && matches!(vs.addr, super::model::ServiceAddr::Fwmark(_)) {
+            d.push(Diagnostic::warning(
+                vs.span,
+                format!(
+                    "virtual_server {}: a firewall-mark service has no address; anycast_table announces nothing for it",
+                    vs.name()
+                ),
+            ));
+        }
+    }
 }
 
 fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {

@@ -150,6 +150,9 @@ struct Shell {
     /// The VIPs our nftables table drops (`accept`): MASTER here without accept mode. None
     /// until first set: a table a killed daemon left behind is cleared then.
     no_accept: Option<std::collections::BTreeSet<std::net::IpAddr>>,
+    /// The announcement table and the VIP routes we hold in it (`anycast_table`). None until
+    /// the first announcement: routes a killed daemon left behind are reconciled then.
+    anycast: Option<(u32, std::collections::BTreeSet<std::net::IpAddr>)>,
 }
 
 impl Shell {
@@ -179,6 +182,13 @@ impl Shell {
             info!("-P: VRRP only; no data plane, services or checkers");
             None
         };
+        let seeded =
+            loaded.config.global.mh_seed.is_some() || loaded.config.virtual_servers.iter().any(|v| v.mh_seed.is_some());
+        if seeded && dp.as_ref().is_some_and(|d| d.kind() == BackendKind::Ipvs) {
+            warn!(
+                "mh_seed has no effect with the IPVS backend: the kernel's mh builds its own table (no traffic change)"
+            );
+        }
         let punt = dp.as_mut().and_then(|d| {
             d.start_punt().unwrap_or_else(|e| {
                 error!("fragment hand-over not running (held fragments are lost): {e:#}");
@@ -207,9 +217,11 @@ impl Shell {
             state_file: StateFile::default(),
             dumps: dump::Dumps::default(),
             no_accept: None,
+            anycast: None,
             opts,
         };
         if let Err(e) = shell.perform(Event::Start { checks }).await {
+            shell.withdraw_all().await;
             shell.shutdown_dataplane();
             return Err(e.context("programming the services"));
         }
@@ -219,7 +231,9 @@ impl Shell {
         let vrrp = match Vrrp::start(&shell.node.vrrp_config(), shell.notifier.clone()).await {
             Ok(v) => v,
             Err(e) => {
-                // Leave nothing behind: a failed start removes what it attached and pinned.
+                // Leave nothing behind: a failed start removes what it attached and pinned,
+                // and the routes that would attract traffic to it.
+                shell.withdraw_all().await;
                 shell.shutdown_dataplane();
                 return Err(e.context("starting VRRP"));
             }
@@ -238,7 +252,13 @@ impl Shell {
             error!("{e:#}; running without metrics");
         }
         // Last: a start that fails leaves no socket behind.
-        let requests = control::serve(shell.run_dir.path())?;
+        let requests = match control::serve(shell.run_dir.path()) {
+            Ok(r) => r,
+            Err(e) => {
+                shell.withdraw_all().await;
+                return Err(e);
+            }
+        };
         Ok((shell, reports, requests))
     }
 
@@ -359,6 +379,7 @@ impl Shell {
                     fences.iter().filter(|(_, f)| **f == lb_common::consts::FENCE_NO_ACCEPT).map(|(a, _)| *a).collect();
                 self.set_no_accept(no_accept);
             }
+            Action::Announce { table, vips } => self.announce(table, vips).await,
             Action::Resolve(ip, ifindex) => {
                 if let Err(e) = self.netlink.resolve(ip, ifindex).await {
                     warn!("{e:#}");
@@ -462,6 +483,82 @@ impl Shell {
         self.dumps.write(&self.run_dir, dump, self.node.config(), dataplane);
     }
 
+    /// Makes the announcement table hold exactly `want`'s routes (`anycast_table`): blackhole
+    /// host routes, `proto keepalived`, which the routing daemon exports. At the first one,
+    /// what a previous run left in the table is taken as ours (and removed if not wanted).
+    async fn announce(&mut self, table: Option<u32>, want: std::collections::BTreeSet<std::net::IpAddr>) {
+        let mut held = match self.anycast.take() {
+            Some(h) => h,
+            None => match table {
+                Some(t) => match self.netlink.announced(t).await {
+                    Ok(v) => (t, v.into_iter().collect()),
+                    Err(e) => {
+                        warn!("anycast: reading table {t}: {e:#}");
+                        (t, Default::default())
+                    }
+                },
+                None => return,
+            },
+        };
+        if Some(held.0) != table {
+            for vip in std::mem::take(&mut held.1) {
+                self.vip_route(held.0, vip, false).await;
+            }
+            match table {
+                Some(t) => held.0 = t,
+                None => return,
+            }
+        }
+        let gone: Vec<_> = held.1.difference(&want).copied().collect();
+        for vip in gone {
+            if self.vip_route(held.0, vip, false).await {
+                held.1.remove(&vip);
+            }
+        }
+        for vip in want {
+            if !held.1.contains(&vip) && self.vip_route(held.0, vip, true).await {
+                held.1.insert(vip);
+            }
+        }
+        self.anycast = Some(held);
+    }
+
+    /// Removes every announcement route we hold (a start that fails).
+    async fn withdraw_all(&mut self) {
+        if let Some((table, _)) = self.anycast {
+            self.announce(Some(table), Default::default()).await;
+        }
+    }
+
+    /// Adds or removes one VIP's announcement route; whether it is done.
+    async fn vip_route(&self, table: u32, vip: std::net::IpAddr, add: bool) -> bool {
+        let route = crate::config::Route {
+            kind: crate::config::RouteType::Blackhole,
+            dest: vip,
+            prefix: if vip.is_ipv4() { 32 } else { 128 },
+            via: None,
+            dev: None,
+            src: None,
+            table: Some(table),
+            metric: None,
+            scope: None,
+            protocol: None,
+            span: Default::default(),
+        };
+        let done =
+            if add { self.netlink.add_route(&route, None).await } else { self.netlink.del_route(&route, None).await };
+        match done {
+            Ok(_) => {
+                info!(%vip, table, "anycast: route {}", if add { "added" } else { "removed" });
+                true
+            }
+            Err(e) => {
+                error!("anycast: {e:#}");
+                false
+            }
+        }
+    }
+
     /// Makes our nftables table drop exactly `vips` (see `accept`).
     fn set_no_accept(&mut self, vips: std::collections::BTreeSet<std::net::IpAddr>) {
         if self.no_accept.as_ref() == Some(&vips) {
@@ -491,6 +588,9 @@ impl Shell {
 
     async fn stop(mut self) -> Result<()> {
         tell_systemd(&[NotifyState::Stopping]);
+        // The announcements go first: the routers move new flows away while this node still
+        // forwards what they already sent.
+        self.handle(Event::Stopping).await;
         self.notifier.fifos().stop_readers();
         // VRRP first: masters hand over (priority 0) and drop their VIPs before forwarding stops.
         if let Some(vrrp) = self.vrrp.take() {

@@ -36,6 +36,10 @@ pub struct DesiredService {
     pub ops: bool,
     /// IPVS's scheduler flags (`config::SCHED_FLAG_*`): sh/mh port hashing and fallback.
     pub sched_flags: u32,
+    /// The Maglev seed (`mh_seed`; by default a hash of the service's name, its address, port
+    /// and protocol): the mh table depends only on this and the real servers, so every node
+    /// with the same config builds the same one.
+    pub mh_seed: u64,
     pub scheduler: crate::config::Scheduler,
     pub forward: ForwardMethod,
     /// Seconds, 0 = none.
@@ -194,6 +198,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
             marks,
             ops: vs.ops,
             sched_flags: vs.sched_flags,
+            mh_seed: vs.mh_seed.or(cfg.global.mh_seed).unwrap_or_else(|| super::tables::default_seed(&name)),
             scheduler: vs.scheduler,
             forward: vs.forward,
             persist_timeout: vs.persistence_timeout.unwrap_or(0),

@@ -57,6 +57,13 @@ pub fn hash_table(members: &[Member]) -> Vec<u32> {
     (0..SH_TABLE_SIZE as usize).map(|i| seq[i % seq.len()]).collect()
 }
 
+/// A service's Maglev seed when the config sets none: from its name (address, port,
+/// protocol), never from the host, so every node computes the same one, and two services on
+/// the same real servers do not share one layout.
+pub fn default_seed(service: &str) -> u64 {
+    fnv(0x5eed_0003, service)
+}
+
 /// 64-bit FNV-1a with a seed: a stable hash of member names for Maglev permutations.
 fn fnv(seed: u64, s: &str) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
@@ -72,16 +79,21 @@ fn fnv(seed: u64, s: &str) -> u64 {
 
 /// Maglev lookup table (Eisenbud et al., NSDI 2016) of `size` (a prime) entries, weighted:
 /// each round a member takes as many free slots as its weight, walking its own permutation
-/// (`offset + j * skip mod size`). Depends only on the member set, so every load balancer
-/// with the same config builds the same table.
-pub fn maglev(members: &[Member], size: u32) -> Vec<u32> {
+/// (`offset + j * skip mod size`). Depends only on the member set and `seed` (`mh_seed`), so
+/// every load balancer with the same config builds the same table: a flow that ECMP moves to
+/// another node reaches the same real server.
+pub fn maglev(members: &[Member], size: u32, seed: u64) -> Vec<u32> {
     if members.is_empty() {
         return Vec::new();
     }
     let m = u64::from(size);
     let w = reduced(members, size);
-    let perms: Vec<(u64, u64)> =
-        members.iter().map(|mb| (fnv(0x5eed_0001, &mb.name) % m, fnv(0x5eed_0002, &mb.name) % (m - 1) + 1)).collect();
+    let perms: Vec<(u64, u64)> = members
+        .iter()
+        .map(|mb| {
+            (fnv(0x5eed_0001 ^ seed, &mb.name) % m, fnv(0x5eed_0002 ^ seed.rotate_left(17), &mb.name) % (m - 1) + 1)
+        })
+        .collect();
     let mut next = vec![0u64; members.len()];
     let mut table = vec![u32::MAX; size as usize];
     let mut filled = 0u32;
@@ -122,9 +134,9 @@ pub fn pairs(members: &[Member]) -> (Vec<u32>, bool) {
 /// adds the offset to a start that is already the bucket); for mh, a rehash with a growing
 /// offset (`ip_vs_mh.c`), here a mix of the bucket and the offset. The data plane then only
 /// indexes the table, as without the flag. `live` must not be empty.
-fn fallback_table(sched: Scheduler, members: &[Member], live: &[Member]) -> Vec<u32> {
+fn fallback_table(sched: Scheduler, members: &[Member], live: &[Member], seed: u64) -> Vec<u32> {
     let placed: Vec<Member> = members.iter().map(|m| Member { weight: m.weight.max(1), ..m.clone() }).collect();
-    let base = if sched == Scheduler::Sh { hash_table(&placed) } else { maglev(&placed, MH_TABLE_SIZE) };
+    let base = if sched == Scheduler::Sh { hash_table(&placed) } else { maglev(&placed, MH_TABLE_SIZE, seed) };
     let is_live = |id: u32| live.iter().any(|m| m.id == id);
     let n = base.len() as u64;
     let probe = |i: u64, k: u64| -> usize {
@@ -152,10 +164,10 @@ fn splitmix(mut x: u64) -> u64 {
 /// The table for `sched` over the live members (weight > 0); with sh-fallback or
 /// mh-fallback in `flags` (`config::SCHED_FLAG_*`), weight-0 members keep their buckets and
 /// lend them to live ones (`fallback_table`).
-pub fn build(sched: Scheduler, members: &[Member], flags: u32) -> (Vec<u32>, bool) {
+pub fn build(sched: Scheduler, members: &[Member], flags: u32, seed: u64) -> (Vec<u32>, bool) {
     let live: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
     if sched.falls_back(flags) && !live.is_empty() && live.len() < members.len() {
-        return (fallback_table(sched, members, &live), false);
+        return (fallback_table(sched, members, &live, seed), false);
     }
     match sched {
         Scheduler::Rr => {
@@ -164,7 +176,7 @@ pub fn build(sched: Scheduler, members: &[Member], flags: u32) -> (Vec<u32>, boo
         }
         Scheduler::Wrr => (wrr_sequence(&live), false),
         Scheduler::Sh | Scheduler::Dh => (hash_table(&live), false),
-        Scheduler::Mh => (maglev(&live, MH_TABLE_SIZE), false),
+        Scheduler::Mh => (maglev(&live, MH_TABLE_SIZE, seed), false),
         Scheduler::Lc | Scheduler::Wlc | Scheduler::Lblc => pairs(&live),
         // IPVS only: the data plane has no code for them (`bpf::sched_code`), so no service
         // with one of them gets this far.
@@ -214,7 +226,7 @@ mod tests {
 
     #[test]
     fn maglev_is_balanced_by_weight() {
-        let t = maglev(&members(&[1, 1, 2]), MH_TABLE_SIZE);
+        let t = maglev(&members(&[1, 1, 2]), MH_TABLE_SIZE, 0);
         let c = counts(&t);
         let total = MH_TABLE_SIZE as f64;
         for (id, share) in [(0u32, 0.25), (1, 0.25), (2, 0.5)] {
@@ -229,10 +241,10 @@ mod tests {
     fn maglev_removal_moves_at_most_one_percent_of_other_flows() {
         for n in [3usize, 5, 10, 32] {
             let all = members(&vec![1; n]);
-            let before = maglev(&all, MH_TABLE_SIZE);
+            let before = maglev(&all, MH_TABLE_SIZE, 0);
             let removed = (n / 2) as u32;
             let rest: Vec<Member> = all.iter().filter(|m| m.id != removed).cloned().collect();
-            let after = maglev(&rest, MH_TABLE_SIZE);
+            let after = maglev(&rest, MH_TABLE_SIZE, 0);
             let (mut others, mut moved) = (0u32, 0u32);
             for flow in 0..100_000u64 {
                 let h = fnv(7, &format!("203.0.113.{}:{}", flow % 251, flow)) % u64::from(MH_TABLE_SIZE);
@@ -263,10 +275,10 @@ mod tests {
         for sched in [Scheduler::Sh, Scheduler::Mh] {
             // Weight 1 → 0: IPVS's sh lays a weight-0 destination out as weight 1, so its
             // table keeps its shape (other weights re-deal it, in the kernel too).
-            let (all, _) = build(sched, &members(&[1, 1, 1, 1]), SCHED_FLAG_1);
-            let (plain, _) = build(sched, &members(&[1, 1, 1, 1]), 0);
+            let (all, _) = build(sched, &members(&[1, 1, 1, 1]), SCHED_FLAG_1, 0);
+            let (plain, _) = build(sched, &members(&[1, 1, 1, 1]), 0, 0);
             assert_eq!(all, plain, "{sched:?}: with every member live the flag changes nothing");
-            let (fb, _) = build(sched, &members(&[1, 0, 1, 1]), SCHED_FLAG_1);
+            let (fb, _) = build(sched, &members(&[1, 0, 1, 1]), SCHED_FLAG_1, 0);
             assert_eq!(fb.len(), all.len());
             let mut lent = HashMap::new();
             for (b, a) in all.iter().zip(&fb) {
@@ -282,20 +294,20 @@ mod tests {
             // kernel's does over its round-robin table).
             let spread = if sched == Scheduler::Mh { 3 } else { 1 };
             assert_eq!(lent.len(), spread, "{sched:?}: {lent:?}");
-            let (rebuilt, _) = build(sched, &members(&[1, 0, 1, 1]), 0);
+            let (rebuilt, _) = build(sched, &members(&[1, 0, 1, 1]), 0, 0);
             assert!(!rebuilt.contains(&1));
             if sched == Scheduler::Sh {
                 let moved = all.iter().zip(&rebuilt).filter(|(b, a)| **b != 1 && a != b).count();
                 assert!(moved > all.len() / 4, "without the flag sh re-deals the table: {moved}");
             }
             // mh-fallback's bit is sh-fallback's: flag-1 is the same request.
-            let (port_only, _) = build(sched, &members(&[1, 0, 1, 1]), SCHED_FLAG_2 | SCHED_FLAG_3);
+            let (port_only, _) = build(sched, &members(&[1, 0, 1, 1]), SCHED_FLAG_2 | SCHED_FLAG_3, 0);
             assert_eq!(port_only, rebuilt, "{sched:?}: only flag-1 is the fallback");
         }
-        let (rr, _) = build(Scheduler::Rr, &members(&[1, 0, 5]), SCHED_FLAG_1);
+        let (rr, _) = build(Scheduler::Rr, &members(&[1, 0, 5]), SCHED_FLAG_1, 0);
         assert_eq!(rr, [0, 2], "rr has no fallback");
         // Nobody live: no table (the sorry server or nothing), flag or not.
-        assert!(build(Scheduler::Sh, &members(&[0, 0]), SCHED_FLAG_1).0.is_empty());
+        assert!(build(Scheduler::Sh, &members(&[0, 0]), SCHED_FLAG_1, 0).0.is_empty());
     }
 
     /// The sh walk starts at bucket 2i as ip_vs_sh_get_fallback's does.
@@ -303,7 +315,7 @@ mod tests {
     fn sh_fallback_walks_from_twice_the_bucket() {
         let ms = members(&[1, 0, 1]);
         let base = hash_table(&members(&[1, 1, 1]));
-        let (fb, _) = build(Scheduler::Sh, &ms, SCHED_FLAG_1);
+        let (fb, _) = build(Scheduler::Sh, &ms, SCHED_FLAG_1, 0);
         let n = base.len();
         for i in (0..n).filter(|&i| base[i] == 1) {
             let want = (0..n).map(|k| base[(2 * i + k) % n]).find(|id| *id != 1).unwrap();
@@ -313,9 +325,9 @@ mod tests {
 
     #[test]
     fn weight_zero_members_are_left_out() {
-        let (t, _) = build(Scheduler::Rr, &members(&[1, 0, 5]), 0);
+        let (t, _) = build(Scheduler::Rr, &members(&[1, 0, 5]), 0, 0);
         assert_eq!(t, [0, 2]);
-        let (p, truncated) = build(Scheduler::Wlc, &members(&[2, 0, 3]), 0);
+        let (p, truncated) = build(Scheduler::Wlc, &members(&[2, 0, 3]), 0, 0);
         assert_eq!((p, truncated), (vec![0, 2, 2, 3], false));
     }
 }

@@ -199,6 +199,7 @@ fn desired(forward: ForwardMethod) -> DesiredService {
         marks: Vec::new(),
         ops: false,
         sched_flags: 0,
+        mh_seed: 0,
         scheduler: Scheduler::Wlc,
         forward,
         persist_timeout: 0,

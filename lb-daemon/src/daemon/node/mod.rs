@@ -4,10 +4,15 @@
 //! VRRP reload comes back as events, so a reload (VRRP, then the services, then a rollback
 //! if they fail) is a small state machine here. `tests.rs` drives it with events only.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    net::IpAddr,
+    time::Instant,
+};
 
 use tracing::{error, info, warn};
 
+pub mod announce;
 mod overrides;
 mod preview;
 
@@ -75,6 +80,8 @@ pub enum Event {
         at: Instant,
     },
     Tick(Tick),
+    /// SIGTERM / SIGINT, before anything stops: the announcements are withdrawn first.
+    Stopping,
     /// SIGTERM / SIGINT, once VRRP and the checkers have stopped.
     Stop,
 }
@@ -115,6 +122,12 @@ pub enum Action {
     Fence(BTreeMap<IpAddr, u32>),
     /// Publish the status (the state file, metrics).
     Publish(Box<Status>),
+    /// Make the announcement table hold exactly these VIPs' routes (`anycast_table`; None:
+    /// no table, every route we added removed).
+    Announce {
+        table: Option<u32>,
+        vips: BTreeSet<IpAddr>,
+    },
     /// Ask the kernel to resolve this next hop on this interface.
     Resolve(IpAddr, u32),
     /// The start failed: stop with this error.
@@ -167,6 +180,18 @@ pub struct Node {
     /// The overrides before the last control request, until its programming is done: a
     /// request the backend cannot take is undone.
     control_undo: Option<Overrides>,
+    /// The services the backend holds, as last programmed successfully.
+    programmed: BTreeSet<String>,
+    /// The services of each `Action::Program` not yet answered, oldest first.
+    programming: VecDeque<BTreeSet<String>>,
+    /// SIGTERM seen: nothing is announced any more.
+    stopping: bool,
+    /// `lb-daemon withdraw` (until `lb-daemon announce`).
+    withdrawn: bool,
+    /// The announcement as last sent (`Action::Announce`).
+    announced: (Option<u32>, BTreeSet<IpAddr>),
+    /// Each VIP's verdict, for `status`.
+    announce_view: BTreeMap<IpAddr, Result<(), String>>,
 }
 
 impl Node {
@@ -195,6 +220,12 @@ impl Node {
             reload: None,
             overrides: Overrides::default(),
             control_undo: None,
+            programmed: BTreeSet::new(),
+            programming: VecDeque::new(),
+            stopping: false,
+            withdrawn: false,
+            announced: (None, BTreeSet::new()),
+            announce_view: BTreeMap::new(),
         }
     }
 
@@ -212,6 +243,16 @@ impl Node {
     }
 
     pub fn on_event(&mut self, event: Event) -> Vec<Action> {
+        // Next hops to resolve (every 50 ms) change nothing the announcement reads.
+        let may_move = !matches!(event, Event::Tick(Tick::Unresolved(_)));
+        let mut out = self.on_event_inner(event);
+        if may_move {
+            out.extend(self.reannounce());
+        }
+        out
+    }
+
+    fn on_event_inner(&mut self, event: Event) -> Vec<Action> {
         match event {
             Event::Start { checks } => self.start(checks),
             Event::Report(r) => self.reports(vec![r]),
@@ -228,6 +269,10 @@ impl Node {
             }
             Event::Tick(Tick::Unresolved(hops)) => {
                 hops.into_iter().map(|(ip, ifindex)| Action::Resolve(ip, ifindex)).collect()
+            }
+            Event::Stopping => {
+                self.stopping = true;
+                Vec::new()
             }
             Event::Stop => vec![Action::RunScriptsAndWait(self.omega())],
         }
@@ -272,8 +317,42 @@ impl Node {
         self.overrides.apply(&mut desired, &self.health);
         // Before the services: a new one on a VIP this node does not hold starts fenced.
         out.extend(self.refence());
+        self.programming.push_back(desired.iter().map(|d| d.name.clone()).collect());
         out.push(Action::Program(desired));
         out
+    }
+
+    /// `Action::Announce` when the VIPs to announce (or the table) changed.
+    fn reannounce(&mut self) -> Vec<Action> {
+        let inputs = announce::Inputs {
+            cfg: &self.current.config,
+            health: &self.health,
+            programmed: &self.programmed,
+            vrrp: &self.vrrp_seen,
+            stopping: self.stopping,
+            withdrawn: self.withdrawn,
+        };
+        let view = announce::decide(&inputs);
+        let want = (
+            self.current.config.global.anycast_table,
+            view.iter().filter(|(_, v)| v.is_ok()).map(|(a, _)| *a).collect::<BTreeSet<_>>(),
+        );
+        for (vip, v) in &view {
+            let was = self.announce_view.get(vip).map(Result::is_ok);
+            match (v, was) {
+                (Ok(()), None | Some(false)) => info!(%vip, "anycast: announcing"),
+                (Err(why), Some(true)) => warn!(%vip, "anycast: withdrawn: {why}"),
+                // Not announced yet (a start, a new VIP): not a withdrawal.
+                (Err(why), None) => info!(%vip, "anycast: not announced yet: {why}"),
+                _ => {}
+            }
+        }
+        self.announce_view = view;
+        if want == self.announced {
+            return Vec::new();
+        }
+        self.announced = want.clone();
+        vec![Action::Announce { table: want.0, vips: want.1 }]
     }
 
     /// `Action::Fence` when the fences the VRRP instances call for changed.
@@ -378,6 +457,13 @@ impl Node {
     }
 
     fn programmed(&mut self, result: Result<(), String>, at: Instant) -> Vec<Action> {
+        if let Some(names) = self.programming.pop_front() {
+            match &result {
+                Ok(()) => self.programmed = names,
+                // What the backend holds is uncertain: only what both sets name stays.
+                Err(_) => self.programmed.retain(|n| names.contains(n)),
+            }
+        }
         if std::mem::take(&mut self.starting) {
             return result.err().map(Action::Abort).into_iter().collect();
         }
@@ -478,6 +564,16 @@ impl Node {
             // The shell adds the hand-over's counters (a task's, not the core's).
             punt: None,
             overrides: self.overrides.status(),
+            anycast: self
+                .announce_view
+                .iter()
+                .map(|(vip, v)| crate::state::AnycastStatus {
+                    vip: vip.to_string(),
+                    announced: v.is_ok(),
+                    reason: v.clone().err(),
+                })
+                .collect(),
+            anycast_table: self.current.config.global.anycast_table,
         }
     }
 
@@ -486,6 +582,18 @@ impl Node {
     pub fn control(&mut self, req: Request) -> (Result<String, String>, Vec<Action>) {
         if self.backend.is_none() {
             return (Err("no services run here (-P: VRRP only)".into()), Vec::new());
+        }
+        match &req {
+            Request::Withdraw | Request::Announce => {
+                if self.current.config.global.anycast_table.is_none() {
+                    return (Err("nothing is announced: no anycast_table in global_defs".into()), Vec::new());
+                }
+                self.withdrawn = matches!(req, Request::Withdraw);
+                let word = if self.withdrawn { "withdrawn" } else { "announced again where the services are up" };
+                warn!("control: every VIP {word}");
+                return (Ok(format!("every VIP {word}")), self.reannounce());
+            }
+            _ => {}
         }
         let cfg = &self.current.config;
         let before = self.overrides.clone();
@@ -506,13 +614,16 @@ impl Node {
             Request::Disable { service } => (self.overrides.set_disabled(cfg, service, true), "disabled".into()),
             Request::Enable { service } => (self.overrides.set_disabled(cfg, service, false), "enabled".into()),
             Request::Preview { .. } => return (Err("a preview needs the new configuration".into()), Vec::new()),
+            Request::Withdraw | Request::Announce => return (Err("handled above".into()), Vec::new()),
         };
         match done {
             Ok(services) => {
                 let message = format!("{verb} in {}", services.join(", "));
                 warn!("control: {message}");
                 self.control_undo = Some(before);
-                (Ok(message), self.program())
+                let mut out = self.program();
+                out.extend(self.reannounce());
+                (Ok(message), out)
             }
             Err(e) => (Err(e), Vec::new()),
         }

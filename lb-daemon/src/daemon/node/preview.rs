@@ -216,7 +216,7 @@ fn buckets(p: &mut Preview, old: &[DesiredService], new: &[DesiredService]) {
 /// The real server owning each bucket of `d`'s table, as the data plane would build it
 /// (`bpf::plan`: nothing when the quorum is down; `tables::build` leaves weight 0 out, so a
 /// service with no live weight has an empty table too).
-fn owners(d: &DesiredService) -> Vec<String> {
+pub(super) fn owners(d: &DesiredService) -> Vec<String> {
     if !d.quorum_up {
         return Vec::new();
     }
@@ -226,6 +226,6 @@ fn owners(d: &DesiredService) -> Vec<String> {
         .enumerate()
         .map(|(i, r)| Member { id: i as u32, name: r.addr.to_string(), weight: r.weight })
         .collect();
-    let (table, _) = tables::build(d.scheduler, &members, d.sched_flags);
+    let (table, _) = tables::build(d.scheduler, &members, d.sched_flags, d.mh_seed);
     table.iter().map(|&id| members.get(id as usize).map(|m| m.name.clone()).unwrap_or_default()).collect()
 }

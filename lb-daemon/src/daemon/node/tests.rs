@@ -504,3 +504,111 @@ fn a_master_without_accept_mode_drops_its_vips_traffic() {
         assert_eq!(fences(&cfg, &[]), BTreeMap::from([(vip, FENCE_BACKUP)]), "{text}");
     }
 }
+
+fn announced(a: &[Action]) -> Vec<(Option<u32>, Vec<String>)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Announce { table, vips } => Some((*table, vips.iter().map(ToString::to_string).collect())),
+            _ => None,
+        })
+        .collect()
+}
+
+const ANYCAST: &str = "global_defs {\n anycast_table 100\n}\n\
+    virtual_server 203.0.113.10 80 {\n lb_algo mh\n lb_kind DR\n \
+    real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.12 80 {\n  TCP_CHECK {\n  }\n }\n}\n\
+    virtual_server 2001:db8::10 80 {\n lb_algo mh\n lb_kind DR\n real_server 2001:db8::21 80 {\n }\n}\n\
+    virtual_server 203.0.113.20 80 {\n lb_kind DR\n anycast_track_instance VI_1\n real_server 198.51.100.13 80 {\n }\n}\n\
+    vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  203.0.113.20\n }\n}\n";
+
+/// A VIP is announced once its services are programmed, every checker has reported and the
+/// quorum is up, and its tracked VRRP instance is MASTER; it is withdrawn on a quorum loss,
+/// on `withdraw` (until `announce`) and first thing at SIGTERM.
+#[test]
+fn vips_are_announced_when_their_services_are_up_and_withdrawn_otherwise() {
+    let l = load(ANYCAST);
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::All, Some(BackendKind::Bpf), 42, "k.conf".into());
+    // Nothing before programming; the empty announcement clears what a killed run left.
+    assert_eq!(announced(&n.on_event(Event::Start { checks: c })), [(Some(100), Vec::new())]);
+    let a = n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    // 203.0.113.10 waits for its checkers, 203.0.113.20 for VI_1.
+    assert_eq!(announced(&a), [(Some(100), vec!["2001:db8::10".to_string()])]);
+    let mut a = n.on_event(report(11, true));
+    a.extend(n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() }));
+    assert!(announced(&a).is_empty(), "one checker has not reported yet: {a:?}");
+    let mut a = n.on_event(report(12, true));
+    a.extend(n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() }));
+    assert_eq!(announced(&a), [(Some(100), vec!["203.0.113.10".into(), "2001:db8::10".into()])]);
+    let a = n.on_event(Event::Tick(Tick::Vrrp(vec![vrrp_status("VI_1", vrrp::State::Master)])));
+    let all = vec!["203.0.113.10".to_string(), "203.0.113.20".into(), "2001:db8::10".into()];
+    assert_eq!(announced(&a), [(Some(100), all.clone())]);
+    let status = n.status(Vec::new(), None);
+    assert_eq!(status.anycast_table, Some(100));
+    assert!(status.anycast.iter().all(|s| s.announced), "{:?}", status.anycast);
+    // Both real servers down: the quorum (1) is lost, only that VIP goes.
+    let mut a = n.on_event(report(11, false));
+    a.extend(n.on_event(report(12, false)));
+    let mut a2 = announced(&a);
+    a2.dedup();
+    assert_eq!(a2.last(), Some(&(Some(100), vec!["203.0.113.20".to_string(), "2001:db8::10".into()])), "{a:?}");
+    let status = n.status(Vec::new(), None);
+    let lost = status.anycast.iter().find(|s| s.vip == "203.0.113.10").unwrap();
+    assert!(!lost.announced && lost.reason.as_deref().unwrap_or("").contains("quorum"), "{lost:?}");
+    n.on_event(report(11, true));
+    n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    // withdraw / announce.
+    let (r, a) = n.control(Request::Withdraw);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(announced(&a), [(Some(100), Vec::new())]);
+    assert!(announced(&n.on_event(report(12, true))).is_empty(), "withdrawn stays withdrawn");
+    n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    let (r, a) = n.control(Request::Announce);
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(announced(&a), [(Some(100), all)]);
+    // The VRRP instance leaves MASTER: its VIP goes.
+    let a = n.on_event(Event::Tick(Tick::Vrrp(vec![vrrp_status("VI_1", vrrp::State::Backup)])));
+    assert_eq!(announced(&a), [(Some(100), vec!["203.0.113.10".to_string(), "2001:db8::10".into()])]);
+    // SIGTERM: everything is withdrawn before anything stops.
+    assert_eq!(announced(&n.on_event(Event::Stopping)), [(Some(100), Vec::new())]);
+}
+
+/// Without `anycast_table` nothing is announced and `withdraw` says why.
+#[test]
+fn without_anycast_table_nothing_is_announced() {
+    let text = ANYCAST.replace(" anycast_table 100\n", "").replace(" anycast_track_instance VI_1\n", "");
+    let l = load(&text);
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::All, Some(BackendKind::Bpf), 42, "k.conf".into());
+    let mut a = n.on_event(Event::Start { checks: c });
+    a.extend(n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() }));
+    a.extend(n.on_event(Event::Stopping));
+    assert!(announced(&a).is_empty(), "{a:?}");
+    assert!(n.control(Request::Withdraw).0.unwrap_err().contains("anycast_table"));
+    assert!(n.status(Vec::new(), None).anycast.is_empty());
+}
+
+/// Two nodes with the same config build the same Maglev table (bucket → real server), even
+/// when their data-plane ids differ; `mh_seed` changes it.
+#[test]
+fn mh_tables_are_the_same_on_every_node_with_the_same_config() {
+    let svc = "virtual_server 203.0.113.10 80 {\n lb_algo mh\n lb_kind DR\n real_server 198.51.100.11 80 {\n }\n \
+               real_server 198.51.100.12 80 {\n }\n real_server 198.51.100.13 80 {\n }\n}\n";
+    let other = "virtual_server 203.0.113.30 80 {\n lb_algo mh\n real_server 198.51.100.14 80 {\n }\n}\n";
+    let owners_of = |text: &str| {
+        let l = load(text);
+        let (d, _) = services::desired(&l.config, &Health::default(), false);
+        let d = d.iter().find(|d| d.name == VS).expect("the service").clone();
+        preview::owners(&d)
+    };
+    let a = owners_of(svc);
+    // Another node: one more service before it (other ids), same config for this one.
+    let b = owners_of(&format!("{other}{svc}"));
+    assert_eq!(a.len(), lb_common::consts::MH_TABLE_SIZE as usize);
+    assert_eq!(a, b, "the same config, the same table");
+    let seeded = owners_of(&format!("global_defs {{\n mh_seed 7\n}}\n{svc}"));
+    let moved = a.iter().zip(&seeded).filter(|(x, y)| x != y).count();
+    assert!(moved > a.len() / 3, "mh_seed 7 moved only {moved} buckets");
+    let own = owners_of(&svc.replace(" lb_algo mh\n", " lb_algo mh\n mh_seed 7\n"));
+    assert_eq!(own, seeded, "a service's own mh_seed acts as global_defs'");
+}

@@ -223,7 +223,7 @@ fn plan_service(b: &mut Book, d: &DesiredService) -> Result<ServicePlan> {
     let live_weight: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
     let quorum_up = d.quorum_up && live_weight > 0;
     let (table, truncated) =
-        if quorum_up { tables::build(d.scheduler, &members, d.sched_flags) } else { (Vec::new(), false) };
+        if quorum_up { tables::build(d.scheduler, &members, d.sched_flags, d.mh_seed) } else { (Vec::new(), false) };
     let generation = 1 - state.generation;
     let old_slice = state.slices[generation as usize];
     b.pool.free(old_slice.0, old_slice.1);
@@ -336,6 +336,7 @@ mod tests {
             marks: Vec::new(),
             ops: false,
             sched_flags: 0,
+            mh_seed: 0,
             scheduler: sched,
             forward: ForwardMethod::Nat,
             persist_timeout: 0,

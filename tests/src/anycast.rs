@@ -1,0 +1,512 @@
+//! Scale-out behind ECMP (docs/scale-out.md), shared by `tests/tests/scale_out.rs` (which
+//! checks the figures) and `cargo xtask demo --anycast` (which prints the story): three
+//! load-balancer nodes, each running lb-daemon (DR, `anycast_table`) and BIRD 2 (BGP + BFD),
+//! announce one VIP to a router running BIRD, which installs one route with a next hop per node
+//! and spreads flows over them by an L4 hash. The configs are the shipped ones
+//! (`configs/anycast/`), with each node's address.
+//!
+//! ```text
+//!  client  c0 198.51.100.1/24 ── r0 198.51.100.254/24  router (BIRD, ECMP, L4 hash)
+//!                                br0 192.0.2.1/25 ── e0 192.0.2.11-13/25  lb0..lb2
+//!                                r1 192.0.2.129/25 ─┐   e1 192.0.2.141-143/25
+//!                                                  sw (bridge) ── b0 192.0.2.151-153/25 rs0..rs2
+//! ```
+//! Real servers hold the VIP on lo and answer the client through the router (DR). The story:
+//! the route's next hops; a node killed (links down, then kill -9 of its daemons: only BFD can
+//! tell), how fast its next hop goes and the share of established connections that keep
+//! working when ECMP moves them, with mh (identical Maglev tables everywhere) and with rr on a
+//! second port (no shared state: the mutation); the same when the node comes back; a node whose
+//! service loses its quorum withdrawing the VIP while the others keep it; a node stopped with
+//! SIGTERM withdrawing before it stops forwarding. Every namespace, process and pin goes on
+//! drop, also on failure.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::Child,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use nix::sys::signal::Signal;
+
+use crate::{
+    daemon::{self, Daemon},
+    netns::{Netns, addr, veth},
+    servers::{Backend, wait_until},
+    temp::{TempConfig, TempDir},
+    workspace_root,
+};
+
+pub const VIP: &str = "203.0.113.100";
+pub const NODES: usize = 3;
+/// Connections to the mh service (port 80) and to the rr one (port 81, the mutation).
+pub const MH_CONNS: usize = 1000;
+pub const RR_CONNS: usize = 300;
+/// Client threads doing the request/response rounds.
+const WORKERS: usize = 26;
+
+pub fn node_addr(i: usize) -> String {
+    format!("192.0.2.{}", 11 + i)
+}
+
+/// A shipped file of `configs/anycast/`.
+pub fn shipped(name: &str) -> Result<String> {
+    let p = workspace_root().join("configs/anycast").join(name);
+    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+}
+
+/// BIRD in a namespace with a config file; killed on drop.
+pub struct Bird {
+    child: Child,
+}
+
+impl Bird {
+    pub fn start(ns: &Netns, dir: &TempDir, tag: &str, conf: &str) -> Result<Bird> {
+        let log = dir.path().join(format!("{tag}.log"));
+        let conf = conf.replace("log syslog all;", &format!("log \"{}\" all;", log.display()));
+        let path = dir.file(&format!("{tag}.conf"), &conf);
+        let sock = dir.path().join(format!("{tag}.ctl"));
+        let child = ns
+            .command("bird")
+            .arg("-f")
+            .arg("-c")
+            .arg(&path)
+            .arg("-s")
+            .arg(&sock)
+            .arg("-P")
+            .arg(dir.path().join(format!("{tag}.pid")))
+            .spawn()
+            .context("bird (apt package bird2; `cargo xtask setup` installs it)")?;
+        let b = Bird { child };
+        ensure!(wait_until(Duration::from_secs(5), || sock.exists()), "BIRD {tag} did not start");
+        Ok(b)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Topo {
+    pub client: Netns,
+    pub router: Netns,
+    pub switch: Netns,
+    pub nodes: Vec<Netns>,
+    pub servers: Vec<Netns>,
+}
+
+impl Topo {
+    pub fn new() -> Result<Topo> {
+        let client = Netns::new("sccli")?;
+        let router = Netns::new("scrt")?;
+        let switch = Netns::new("scsw")?;
+        veth(&client, "c0", &router, "r0")?;
+        addr(&client, "c0", "198.51.100.1/24")?;
+        addr(&router, "r0", "198.51.100.254/24")?;
+        client.ip(&["route", "add", "default", "via", "198.51.100.254"])?;
+        router.sh("ip link add br0 type bridge && ip link set br0 up && ip addr add 192.0.2.1/25 dev br0 && \
+             sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
+             net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0")?;
+        switch.sh("ip link add br0 type bridge && ip link set br0 up")?;
+        veth(&router, "r1", &switch, "sr")?;
+        addr(&router, "r1", "192.0.2.129/25")?;
+        router.sh("sysctl -qw net.ipv4.conf.r1.rp_filter=0")?;
+        switch.ip(&["link", "set", "sr", "master", "br0"])?;
+        let mut nodes = Vec::new();
+        for i in 0..NODES {
+            let n = Netns::new(&format!("sclb{i}"))?;
+            let (rp, sp) = (format!("p{i}"), format!("l{i}"));
+            veth(&n, "e0", &router, &rp)?;
+            router.ip(&["link", "set", &rp, "master", "br0"])?;
+            veth(&n, "e1", &switch, &sp)?;
+            switch.ip(&["link", "set", &sp, "master", "br0"])?;
+            addr(&n, "e0", &format!("{}/25", node_addr(i)))?;
+            addr(&n, "e1", &format!("192.0.2.{}/25", 141 + i))?;
+            n.sh("sysctl -qw net.ipv4.ip_forward=1")?;
+            // XDP_REDIRECT out of a veth needs NAPI (GRO) on its peer.
+            router.sh(&format!("ethtool -K {rp} gro on >/dev/null"))?;
+            switch.sh(&format!("ethtool -K {sp} gro on >/dev/null"))?;
+            nodes.push(n);
+        }
+        let mut servers = Vec::new();
+        for j in 0..NODES {
+            let s = Netns::new(&format!("scrs{j}"))?;
+            let port = format!("s{j}");
+            veth(&s, "b0", &switch, &port)?;
+            switch.ip(&["link", "set", &port, "master", "br0"])?;
+            addr(&s, "b0", &format!("192.0.2.{}/25", 151 + j))?;
+            // DR: the VIP on lo, not answered for by ARP; replies go by the router.
+            s.sh(&format!(
+                "ip route add default via 192.0.2.129 && ip addr add {VIP}/32 dev lo && \
+                 sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+                 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.b0.rp_filter=0"
+            ))?;
+            servers.push(s);
+        }
+        Ok(Topo { client, router, switch, nodes, servers })
+    }
+
+    /// The router's next hops for the VIP.
+    pub fn next_hops(&self) -> Vec<String> {
+        let out = self.router.ip(&["route", "show", VIP]).unwrap_or_default();
+        let words: Vec<&str> = out.split_whitespace().collect();
+        words.windows(2).filter(|w| w[0] == "via").map(|w| w[1].to_string()).collect()
+    }
+
+    /// Waits (bounded) until the router has `n` next hops; how long it took.
+    pub fn wait_hops(&self, n: usize, limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.next_hops().len() == n {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Every namespace name, for checking that cleanup removed them.
+    pub fn names(&self) -> Vec<String> {
+        let all = [&self.client, &self.router, &self.switch].into_iter().chain(&self.nodes).chain(&self.servers);
+        all.map(|n| n.name().to_string()).collect()
+    }
+}
+
+/// One load-balancer node's daemons.
+pub struct Node {
+    pub bird: Bird,
+    pub lb: Daemon,
+    pub cfg: TempConfig,
+}
+
+/// The shipped lb.conf, plus the mutation: the same real servers on port 81 with rr, which
+/// has no table shared by the nodes.
+pub fn lb_conf() -> Result<String> {
+    let shipped = shipped("lb.conf")?;
+    let at = shipped.find("virtual_server").context("lb.conf has no virtual_server")?;
+    let rr = shipped[at..].replace("203.0.113.100 80", "203.0.113.100 81").replace("lb_algo mh", "lb_algo rr").replace(
+        "    # Hash the client's port too: one client's connections spread over the real servers.\n    mh-port\n",
+        "",
+    );
+    Ok(format!("{shipped}\n{rr}"))
+}
+
+/// Starts node `i`'s daemons: lb-daemon first (it clears what a killed run left in the
+/// announcement table before BIRD could export it), then BIRD.
+pub fn start_node(topo: &Topo, dir: &TempDir, i: usize, generation: u32) -> Result<Node> {
+    let ns = &topo.nodes[i];
+    let cfg = TempConfig::new(&format!("scale-lb{i}-{generation}"), &lb_conf()?);
+    let pins = daemon::pin_dir(&format!("scale-{i}-{generation}"));
+    let lb = Daemon::start(ns, &cfg, &pins, &[]).with_context(|| format!("lb-daemon on node {i}"))?;
+    let bird_conf = shipped("bird-lb.conf")?.replace("192.0.2.11", &node_addr(i));
+    let bird = Bird::start(ns, dir, &format!("lb{i}-{generation}"), &bird_conf)?;
+    Ok(Node { bird, lb, cfg })
+}
+
+/// Established connections, each with the real server that answered its first request.
+pub struct Conns {
+    pub conns: Vec<(TcpStream, String)>,
+}
+
+fn ask(c: &mut TcpStream, n: u64) -> Option<String> {
+    let msg = format!("q{n}");
+    c.write_all(msg.as_bytes()).ok()?;
+    let mut buf = [0u8; 64];
+    let got = c.read(&mut buf).ok()?;
+    let reply = String::from_utf8_lossy(&buf[..got]).into_owned();
+    reply.strip_suffix(&format!(":{msg}")).map(str::to_string)
+}
+
+impl Conns {
+    /// `count` connections to VIP:`port`, opened in parallel, each asked once.
+    pub fn open(client: &Netns, port: u16, count: usize) -> Result<Conns> {
+        let to: SocketAddr = format!("{VIP}:{port}").parse()?;
+        let open_some = move |w: usize| -> Result<Vec<(TcpStream, String)>> {
+            let mut out = Vec::new();
+            for k in (w..count).step_by(WORKERS) {
+                let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+                    .with_context(|| format!("connection {k} to {to}"))?;
+                c.set_read_timeout(Some(Duration::from_secs(3)))?;
+                c.set_nodelay(true)?;
+                let who = ask(&mut c, 0).ok_or_else(|| anyhow!("no answer on connection {k} to {to}"))?;
+                out.push((c, who));
+            }
+            Ok(out)
+        };
+        let conns = client.run(move || {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = (0..WORKERS).map(|w| s.spawn(move || open_some(w))).collect();
+                let mut all = Vec::new();
+                for h in hs {
+                    all.extend(h.join().map_err(|_| anyhow!("a client thread panicked"))??);
+                }
+                Ok::<_, anyhow::Error>(all)
+            })
+        })??;
+        Ok(Conns { conns })
+    }
+
+    /// One request/response round on every connection still working: how many were answered
+    /// by the same real server (the others are dropped: reset, answered by another, silent).
+    pub fn round(&mut self, n: u64) -> usize {
+        let conns = std::mem::take(&mut self.conns);
+        let chunk = conns.len().div_ceil(WORKERS).max(1);
+        let mut groups: Vec<Vec<(TcpStream, String)>> = Vec::new();
+        let mut it = conns.into_iter();
+        loop {
+            let g: Vec<_> = it.by_ref().take(chunk).collect();
+            if g.is_empty() {
+                break;
+            }
+            groups.push(g);
+        }
+        self.conns = std::thread::scope(|s| {
+            let hs: Vec<_> = groups
+                .into_iter()
+                .map(|g| {
+                    s.spawn(move || {
+                        let same = |(mut c, who): (TcpStream, String)| {
+                            (ask(&mut c, n).as_deref() == Some(who.as_str())).then_some((c, who))
+                        };
+                        g.into_iter().filter_map(same).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        self.conns.len()
+    }
+
+    /// How many connections each real server holds.
+    pub fn spread(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for (_, who) in &self.conns {
+            *m.entry(who.clone()).or_default() += 1;
+        }
+        m
+    }
+}
+
+pub fn pct(part: usize, whole: usize) -> f64 {
+    100.0 * part as f64 / whole.max(1) as f64
+}
+
+/// Whether the daemon's status shows the VIP announced.
+pub fn announced(d: &Daemon) -> Option<bool> {
+    let s = d.status().ok()?;
+    s["anycast"].as_array()?.iter().find(|a| a["vip"] == VIP).and_then(|a| a["announced"].as_bool())
+}
+
+/// What the story measured: kept = connections answered by the same real server afterwards,
+/// out of those working before.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub hops_at_start: Vec<String>,
+    /// DR packets each node forwarded while the connections opened.
+    pub forwarded: Vec<u64>,
+    /// Real servers the mh connections landed on.
+    pub mh_servers: usize,
+    pub announced_at_start: Vec<Option<bool>>,
+    /// From the dead node's links going down to its next hop leaving the router's route.
+    pub loss_detected: Option<Duration>,
+    pub loss_mh: (usize, usize),
+    pub loss_rr: (usize, usize),
+    /// The killed daemon's route was still in its table; the new one removed it before
+    /// adding its own.
+    pub stale_route_cleared: bool,
+    pub back_after: Option<Duration>,
+    pub back_mh: (usize, usize),
+    pub back_rr: (usize, usize),
+    pub quorum_withdrawn_after: Option<Duration>,
+    pub quorum_hops: Vec<String>,
+    /// Node 2's status: announced, and why not.
+    pub quorum_status: (Option<bool>, String),
+    pub quorum_mh: (usize, usize),
+    pub stop_withdrawn_after: Option<Duration>,
+    /// Node 1's log had the route removed before "stopped;".
+    pub stop_withdrew_first: bool,
+    pub stop_mh: (usize, usize),
+    pub took: Duration,
+}
+
+/// Runs the story, narrating to `out`. Errors only when it cannot go on (a daemon does not
+/// start, the route never forms, the connections cannot open); the figures are for the
+/// caller to judge.
+pub fn story(out: &mut dyn Write) -> Result<Figures> {
+    let started = Instant::now();
+    let mut f = Figures::default();
+    let topo = Topo::new()?;
+    let dir = TempDir::new("scale-out");
+    let mut servers = Vec::new();
+    for (j, s) in topo.servers.iter().enumerate() {
+        for p in [80u16, 81] {
+            servers.push(Backend::start(s, format!("rs{j}"), SocketAddr::from(([0, 0, 0, 0], p))));
+        }
+    }
+    let _router = Bird::start(&topo.router, &dir, "router", &shipped("bird-router.conf")?)?;
+    let mut nodes: Vec<Option<Node>> = Vec::new();
+    for i in 0..NODES {
+        nodes.push(Some(start_node(&topo, &dir, i, 0)?));
+    }
+    let up = topo.wait_hops(NODES, Duration::from_secs(20));
+    f.hops_at_start = topo.next_hops();
+    writeln!(
+        out,
+        "route {VIP} on the router: {} next hops {:?} ({:.1} s after start)",
+        f.hops_at_start.len(),
+        f.hops_at_start,
+        started.elapsed().as_secs_f64()
+    )?;
+    if up.is_none() {
+        bail!("the router never had {NODES} next hops: {:?}", f.hops_at_start);
+    }
+    f.announced_at_start = nodes.iter().flatten().map(|n| announced(&n.lb)).collect();
+
+    let mut mh = Conns::open(&topo.client, 80, MH_CONNS)?;
+    let mut rr = Conns::open(&topo.client, 81, RR_CONNS)?;
+    f.mh_servers = mh.spread().len();
+    f.forwarded = nodes
+        .iter()
+        .flatten()
+        .map(|n| {
+            let pins = n.lb.pin_dir.clone().unwrap_or_default();
+            lb_daemon::dataplane::bpf::read_stats(&pins)
+                .map(|s| s.global.0.get("reason_fwd_dr").copied().unwrap_or(0))
+                .unwrap_or(0)
+        })
+        .collect();
+    writeln!(out, "{MH_CONNS} connections to port 80 (mh) and {RR_CONNS} to port 81 (rr), request/response")?;
+    writeln!(out, "  mh real servers {:?}; DR packets forwarded by each node {:?}", mh.spread(), f.forwarded)?;
+    let (steady_mh, steady_rr) = (mh.round(1), rr.round(1));
+    writeln!(out, "  a steady round: {steady_mh}/{MH_CONNS} mh, {steady_rr}/{RR_CONNS} rr answered")?;
+
+    // Node 0 dies: its links go down (no FIN, no BGP notification can leave), then kill -9.
+    let t0 = Instant::now();
+    topo.nodes[0].sh("ip link set e0 down && ip link set e1 down")?;
+    let mut dead = nodes[0].take().context("node 0")?;
+    dead.lb.signal(Signal::SIGKILL)?;
+    dead.bird.kill9();
+    f.loss_detected = topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t0.elapsed());
+    // Its state is lost with it (the pins go with the daemon).
+    drop(dead);
+    let (b_mh, b_rr) = (mh.conns.len(), rr.conns.len());
+    f.loss_mh = (mh.round(2), b_mh);
+    f.loss_rr = (rr.round(2), b_rr);
+    writeln!(
+        out,
+        "node 0 killed (links down, kill -9): its next hop gone after {:?} (BFD 3 x 100 ms); now {:?}",
+        f.loss_detected,
+        topo.next_hops()
+    )?;
+    writeln!(
+        out,
+        "  connections that kept working: mh {}/{} ({:.1}%), rr {}/{} ({:.1}%)",
+        f.loss_mh.0,
+        f.loss_mh.1,
+        pct(f.loss_mh.0, f.loss_mh.1),
+        f.loss_rr.0,
+        f.loss_rr.1,
+        pct(f.loss_rr.0, f.loss_rr.1)
+    )?;
+
+    // Node 0 comes back (fresh: no flow state), announced once its checkers have reported.
+    let stale = topo.nodes[0].ip(&["route", "show", "table", "100"])?.contains(VIP);
+    topo.nodes[0].sh("ip link set e0 up && ip link set e1 up")?;
+    let t1 = Instant::now();
+    let node0 = start_node(&topo, &dir, 0, 1)?;
+    let log = node0.lb.log().join("\n");
+    let (removed, added) = (log.find("anycast: route removed"), log.find("anycast: route added"));
+    f.stale_route_cleared = stale && removed.is_some() && (added.is_none() || removed < added);
+    nodes[0] = Some(node0);
+    f.back_after = topo.wait_hops(NODES, Duration::from_secs(20)).map(|_| t1.elapsed());
+    let (b_mh, b_rr) = (mh.conns.len(), rr.conns.len());
+    f.back_mh = (mh.round(3), b_mh);
+    f.back_rr = (rr.round(3), b_rr);
+    writeln!(
+        out,
+        "node 0 back (fresh daemons, no flow state): {} next hops after {:?}",
+        topo.next_hops().len(),
+        f.back_after
+    )?;
+    writeln!(
+        out,
+        "  connections that kept working: mh {}/{} ({:.1}%), rr {}/{} ({:.1}%)",
+        f.back_mh.0,
+        f.back_mh.1,
+        pct(f.back_mh.0, f.back_mh.1),
+        f.back_rr.0,
+        f.back_rr.1,
+        pct(f.back_rr.0, f.back_rr.1)
+    )?;
+
+    // A service on node 2 loses its quorum (a reload asking more weight than its real servers
+    // have): node 2 withdraws the VIP, the others keep it.
+    let n2 = nodes[2].as_ref().context("node 2")?;
+    n2.cfg.rewrite(&lb_conf()?.replace("    delay_loop 1\n", "    delay_loop 1\n    quorum 10\n"));
+    n2.lb.signal(Signal::SIGHUP)?;
+    f.quorum_withdrawn_after = topo.wait_hops(NODES - 1, Duration::from_secs(10));
+    f.quorum_hops = topo.next_hops();
+    let status = n2.lb.status().unwrap_or_default();
+    let why =
+        status["anycast"].as_array().and_then(|a| a.iter().find(|a| a["vip"] == VIP)).map(|a| a["reason"].clone());
+    f.quorum_status = (announced(&n2.lb), why.and_then(|w| w.as_str().map(str::to_string)).unwrap_or_default());
+    let b_mh = mh.conns.len();
+    f.quorum_mh = (mh.round(4), b_mh);
+    writeln!(
+        out,
+        "node 2 loses its quorum (reload with quorum 10): next hops {:?} after {:?}; node 2: {}",
+        f.quorum_hops, f.quorum_withdrawn_after, f.quorum_status.1
+    )?;
+    writeln!(
+        out,
+        "  mh connections that kept working: {}/{} ({:.1}%)",
+        f.quorum_mh.0,
+        f.quorum_mh.1,
+        pct(f.quorum_mh.0, f.quorum_mh.1)
+    )?;
+
+    // SIGTERM on node 1: it withdraws first, then stops forwarding; its flows move on.
+    let mut n1 = nodes[1].take().context("node 1")?;
+    let t2 = Instant::now();
+    n1.lb.stop()?;
+    f.stop_withdrawn_after = topo.wait_hops(1, Duration::from_secs(5)).map(|_| t2.elapsed());
+    let log = n1.lb.log().join("\n");
+    let (withdrew, stopped) = (log.find("anycast: route removed"), log.find("stopped;"));
+    f.stop_withdrew_first = withdrew.is_some() && withdrew < stopped;
+    let b_mh = mh.conns.len();
+    f.stop_mh = (mh.round(5), b_mh);
+    writeln!(
+        out,
+        "node 1 stopped (SIGTERM, withdrawn first): next hops {:?} after {:?}; mh connections that kept working {}/{} ({:.1}%)",
+        topo.next_hops(),
+        f.stop_withdrawn_after,
+        f.stop_mh.0,
+        f.stop_mh.1,
+        pct(f.stop_mh.0, f.stop_mh.1)
+    )?;
+    drop(n1);
+    drop(mh);
+    drop(rr);
+    drop(nodes);
+    drop(servers);
+    let names = topo.names();
+    drop(topo);
+    let left: Vec<String> = names.into_iter().filter(|n| PathBuf::from("/run/netns").join(n).exists()).collect();
+    f.took = started.elapsed();
+    writeln!(
+        out,
+        "took {:.1} s; namespaces left: {}",
+        f.took.as_secs_f64(),
+        if left.is_empty() { "none".into() } else { left.join(" ") }
+    )?;
+    Ok(f)
+}
