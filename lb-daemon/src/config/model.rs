@@ -546,6 +546,10 @@ impl VrrpInstance {
     }
 }
 
+/// The most addresses of one `virtual_server_group` range that `anycast_table` announces;
+/// a larger (IPv6) range is refused rather than announced in part.
+pub const ANYCAST_MAX_RANGE: u128 = 1024;
+
 /// A `virtual_server_group` member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupMember {

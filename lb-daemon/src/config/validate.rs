@@ -52,6 +52,29 @@ fn anycast(cfg: &Config, d: &mut Vec<Diagnostic>) {
                 ));
             }
         }
+        if let (Some(_), super::model::ServiceAddr::Group(g)) = (cfg.global.anycast_table, &vs.addr) {
+            let members = cfg.virtual_server_groups.iter().filter(|vsg| &vsg.name == g).flat_map(|vsg| &vsg.members);
+            for m in members {
+                if let super::model::GroupMember::Range { first, last, .. } = m {
+                    let size = match (first, last) {
+                        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+                            u128::from(*b).saturating_sub(u128::from(*a)) + 1
+                        }
+                        _ => 0,
+                    };
+                    if size > super::model::ANYCAST_MAX_RANGE {
+                        d.push(Diagnostic::error(
+                            vs.span,
+                            format!(
+                                "virtual_server group {g}: range {first}-{last} has {size} addresses; anycast_table \
+                                 announces at most {} per range (split it)",
+                                super::model::ANYCAST_MAX_RANGE
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         if cfg.global.anycast_table.is_some() && matches!(vs.addr, super::model::ServiceAddr::Fwmark(_)) {
             d.push(Diagnostic::warning(
                 vs.span,

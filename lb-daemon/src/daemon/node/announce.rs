@@ -14,8 +14,9 @@ use crate::{
     vrrp::{self, VrrpStatus},
 };
 
-/// The most addresses one `virtual_server_group` range announces (a /24 and then some).
-const MAX_RANGE: u128 = 1024;
+/// The most addresses one `virtual_server_group` range announces (larger ones are refused
+/// by the config check).
+const MAX_RANGE: u128 = config::ANYCAST_MAX_RANGE;
 
 /// Everything the decision reads.
 pub struct Inputs<'a> {
@@ -118,6 +119,16 @@ mod tests {
         let l = config::parse_str("a.conf", text);
         assert!(l.diagnostics.iter().all(|d| !l.sources.render(d).contains(": error: ")), "{text}");
         l.config
+    }
+
+    #[test]
+    fn a_range_too_large_to_announce_is_refused() {
+        let l = config::parse_str(
+            "a.conf",
+            "global_defs {\n anycast_table 100\n}\nvirtual_server_group g {\n 2001:db8::1-ffff 80\n}\n\
+             virtual_server group g {\n protocol TCP\n real_server 2001:db8:1::21 80 {\n }\n}\n",
+        );
+        assert!(l.render().contains("announces at most 1024 per range"), "{}", l.render());
     }
 
     #[test]
