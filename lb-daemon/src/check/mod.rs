@@ -165,8 +165,9 @@ pub fn specs(cfg: &Config, runner: &Runner) -> BTreeMap<CheckId, Spec> {
     out
 }
 
-/// Why keepalived would drop this checker at load: a MISC_CHECK with no script, or one that
-/// is missing or insecure (check_misc.c `check_misc_script_security` frees such checkers).
+/// Why keepalived would drop this checker at load: a MISC_CHECK with no script, one that is
+/// missing or insecure (check_misc.c `check_misc_script_security` frees such checkers), or
+/// one whose `user` does not exist (its parser removes it).
 fn disabled(spec: &Spec) -> Option<String> {
     match &spec.probe {
         Probe::Misc { script: Err(script::ScriptError::Empty(s)), .. } => Some(format!("'{s}' since it is empty")),
@@ -175,6 +176,10 @@ fn disabled(spec: &Spec) -> Option<String> {
         }
         Probe::Misc { script: Err(script::ScriptError::Insecure { script, .. }), .. } => {
             Some(format!("'{script}' due to insecure"))
+        }
+        // check_misc.c `misc_user_handler`: "Failed to set uid/gid ... - removing".
+        Probe::Misc { script: Err(e @ (script::ScriptError::NoUser(_) | script::ScriptError::NoGroup(_))), .. } => {
+            Some(format!("since its uid/gid cannot be set ({e})"))
         }
         _ => None,
     }
@@ -818,8 +823,9 @@ mod tests {
         assert!(checkers.is_empty());
     }
 
-    /// keepalived frees a MISC_CHECK whose script is missing (check_misc.c): the real server
-    /// keeps its other checkers, and with none left counts as up.
+    /// keepalived frees a MISC_CHECK whose script is missing or whose user does not exist
+    /// (check_misc.c): the real server keeps its other checkers, and with none left counts as
+    /// up.
     #[test]
     fn a_misc_check_without_its_script_is_dropped_as_keepalived_does() {
         let l = crate::config::parse_str(
@@ -827,7 +833,8 @@ mod tests {
             "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  \
              MISC_CHECK {\n   misc_path \"/nonexistent/check 1\"\n  }\n  \
              MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n \
-             real_server 198.51.100.12 80 {\n  MISC_CHECK {\n   misc_path /nonexistent/check\n  }\n }\n}\n",
+             real_server 198.51.100.12 80 {\n  MISC_CHECK {\n   misc_path /nonexistent/check\n  }\n }\n \
+             real_server 198.51.100.13 80 {\n  MISC_CHECK {\n   misc_path /bin/true\n   user no-such-user-lb\n  }\n }\n}\n",
         );
         assert!(!l.has_errors(), "{}", l.render());
         let runner = Runner::new(&l.config.global).unwrap();
@@ -838,6 +845,7 @@ mod tests {
         diff(&mut Default::default(), specs, &mut health);
         let real = |ip: &str| health.real("203.0.113.10:80/tcp", SocketAddr::new(ip.parse().unwrap(), 80));
         assert!(real("198.51.100.12").up, "no checker left: up");
+        assert!(real("198.51.100.13").up, "its user does not exist: dropped, no checker left: up");
     }
 
     #[tokio::test]
