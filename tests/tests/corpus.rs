@@ -32,6 +32,18 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ("vrrp-auth-pass-long", 5, 0, "both truncate auth_pass to 8 characters, with a warning"),
     ("vrrp-track-interface", 5, 0, "keepalived warns that it ignores tracking the instance's own interface"),
     ("static-rule-no-preference", 5, 0, "both number the rule 16384 and say it is probably not what you want"),
+    (
+        "bfd-sync-member-weight",
+        5,
+        0,
+        "both drop a sync group member's weighted track_bfd, with keepalived's words (no floating priority in a sync group)",
+    ),
+    (
+        "sync-group-member-weights",
+        5,
+        0,
+        "both track a sync group member's weighted interface and weight-1 file with weight 0, with keepalived's words",
+    ),
     ("vs-fwmark", 5, 0, "both clear a fwmark real server's port, with a warning"),
     ("vs-group", 5, 0, "keepalived warns that a port is ignored for the group's fwmark entry"),
     (

@@ -303,7 +303,7 @@ fn tracking_hands_over_and_sync_groups_move_together() {
             "vrrp_script chk {{
     script \"/bin/test -e {}\"
     interval 1
-    weight -60
+    weight 0
     fall 1
     rise 1
 }}
@@ -328,10 +328,11 @@ vrrp_sync_group G {{
     let neither = |i: usize| !seg.holds(i, VRRP_VIP4) && !seg.holds(i, VRRP_VIP4_2);
     assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
 
-    // The script fails on node 0: priority 150 - 60 = 90 < 100, node 1 preempts both.
+    // The script fails on node 0: VI_1 goes to FAULT (a sync group member's script tracks
+    // with weight 0, as keepalived takes it there), the group follows, node 1 takes both.
     std::fs::remove_file(dir.join("ok0")).unwrap();
     assert!(eventually(Duration::from_secs(8), || both(1) && neither(0)), "{:#?}\n{:#?}", d0.log(), d1.log());
-    assert!(d0.log().iter().any(|l| l.contains("higher priority advert (100 from 192.0.2.12)")), "{:#?}", d0.log());
+    assert!(d0.log().iter().any(|l| l.contains("(VI_1) Entering FAULT STATE")), "{:#?}", d0.log());
     // It recovers: node 0 is back at 150 and preempts both.
     std::fs::write(dir.join("ok0"), "").unwrap();
     assert!(eventually(Duration::from_secs(8), || both(0) && neither(1)), "{:#?}", d0.log());
@@ -348,6 +349,7 @@ vrrp_sync_group G {{
         [
             "GROUP G BACKUP 0",
             "GROUP G MASTER 0",
+            "GROUP G FAULT 0",
             "GROUP G BACKUP 0",
             "GROUP G MASTER 0",
             "GROUP G FAULT 0",

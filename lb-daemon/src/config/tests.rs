@@ -223,14 +223,13 @@ fn vrrp_blocks() {
 
     let v = &c.vrrp_instances[0];
     assert_eq!((v.state, v.interface.as_deref(), v.dont_track_primary), (Some(VrrpState::Master), Some("eth0"), true));
+    // VI_1 is in sync group VG_1: as keepalived, its weighted interface tracks with weight 0
+    // and its weighted scripts are dropped (`sync_group_members_and_the_address_owner_...`).
     assert_eq!(
         v.track_interface.iter().map(|t| (t.name.as_str(), t.weight)).collect::<Vec<_>>(),
-        [("eth0", None), ("eth1", Some(-10))]
+        [("eth0", None), ("eth1", Some(0))]
     );
-    assert_eq!(
-        v.track_script.iter().map(|t| (t.name.as_str(), t.weight)).collect::<Vec<_>>(),
-        [("chk_haproxy", None), ("chk_haproxy", Some(5))]
-    );
+    assert!(v.track_script.is_empty(), "{:?}", v.track_script);
     assert_eq!((v.mcast_src_ip, v.unicast_src_ip), (Some(ip("192.0.2.2")), Some(ip("192.0.2.2"))));
     assert_eq!(v.unicast_peer, [ip("192.0.2.3"), ip("192.0.2.4")]);
     assert_eq!((v.garp_master_delay, v.garp_master_repeat, v.garp_master_refresh), (Some(10), Some(2), Some(30)));
@@ -1024,7 +1023,7 @@ fn track_bfd_and_bfd_check_name_bfd_instances() {
     assert!(first_error(&vi("  B9")).contains("track_bfd `B9`: no bfd_instance of that name"));
     assert!(first_error(&vi("  B1\n  B1")).contains("listed twice"));
     assert!(first_error(&vi("  B1 weight 254")).contains("between -253 and 253"));
-    // Sync groups: unweighted only; a member's own weighted track_bfd is ignored by keepalived.
+    // Sync groups: unweighted only.
     let sg = |g: &str, own: &str| {
         format!(
             "{B}vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n{g}}}\n\
@@ -1034,7 +1033,11 @@ fn track_bfd_and_bfd_check_name_bfd_instances() {
     let c = ok(&sg(" track_bfd {\n  B1 weight 0\n }\n", ""));
     assert_eq!(c.vrrp_sync_groups[0].track_bfd[0].weight, Some(0));
     assert!(first_error(&sg(" track_bfd {\n  B1\n }\n", "")).contains("with a weight in vrrp_sync_group G"));
-    assert!(first_error(&sg("", " track_bfd {\n  B1\n }\n")).contains("a sync group member"));
+    // keepalived drops a member's own weighted track_bfd, with a config error (a warning here).
+    let l = parse_str("b.conf", &sg("", " track_bfd {\n  B1\n }\n"));
+    assert!(!l.has_errors(), "{}", l.render());
+    assert!(l.config.vrrp_instances[0].track_bfd.is_empty());
+    assert!(l.render().contains("(VI_1) ignoring tracked bfd B1 with weight"), "{}", l.render());
     let vs = |body: &str| {
         format!(
             "{B}virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  BFD_CHECK {{\n{body}\n  }}\n }}\n}}\n"
@@ -1104,4 +1107,50 @@ fn election_variants_resolve_as_keepalived_s() {
     assert!(first_error(&inst("unicast_ttl 7")).contains("unicast_ttl needs unicast_peer"));
     assert!(first_error(&inst(&format!("{peers} 256"))).contains("between 0 and 255"));
     assert!(first_error(&inst(&format!("{peers} 0"))).contains("unicast_ttl 0"));
+}
+
+/// keepalived's `vrrp_complete_instance` for a sync group member and for the address owner:
+/// no floating priority, so weighted tracking is reset to weight 0 or dropped, with its
+/// config errors (warnings here); an instance in no group keeps its weights.
+#[test]
+fn sync_group_members_and_the_address_owner_track_without_weights() {
+    let text = |prio: u8, group: bool| {
+        let g = if group { "vrrp_sync_group G {\n group {\n  VI_1\n }\n}\n" } else { "" };
+        format!(
+            "vrrp_script chk {{\n script /bin/true\n weight 20\n}}\nvrrp_script plain {{\n script /bin/true\n}}\n\
+             vrrp_track_file f1 {{\n file /tmp/f1\n}}\nvrrp_track_file f5 {{\n file /tmp/f5\n weight 5\n}}\n{g}\
+             vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n priority {prio}\n\
+             track_interface {{\n  eth1 weight -10\n  eth2\n }}\n track_script {{\n  chk\n  plain\n }}\n\
+             track_file {{\n  f1\n  f5\n }}\n}}\n"
+        )
+    };
+    let names = |v: &[Tracked]| v.iter().map(|t| (t.name.clone(), t.weight)).collect::<Vec<_>>();
+    let s = |n: &str, w: Option<i32>| (n.to_string(), w);
+    // A member: interfaces fault-track, the weighted script goes, f1 (weight 1) fault-tracks.
+    let l = parse_str("m.conf", &text(100, true));
+    assert!(!l.has_errors(), "{}", l.render());
+    let v = &l.config.vrrp_instances[0];
+    assert_eq!(names(&v.track_interface), [s("eth1", Some(0)), s("eth2", None)]);
+    assert_eq!(names(&v.track_script), [s("plain", None)]);
+    assert_eq!(names(&v.track_file), [s("f1", Some(0))]);
+    let r = l.render();
+    for want in [
+        "(VI_1) ignoring eth1 tracked interface weight due to SYNC group",
+        "(VI_1) ignoring tracked script chk with weights due to SYNC group",
+        "(VI_1) ignoring weight from tracked file f1 due to SYNC group. specify weight 0",
+        "(VI_1) ignoring tracked file f5 with weight 5 due to SYNC group",
+    ] {
+        assert!(r.contains(want), "{want}:\n{r}");
+    }
+    // The address owner: the weighted interface is not tracked at all.
+    let l = parse_str("o.conf", &text(255, false));
+    let v = &l.config.vrrp_instances[0];
+    assert_eq!(names(&v.track_interface), [s("eth2", None)]);
+    assert!(l.render().contains("(VI_1) ignoring eth1 tracked interface due to address owner"), "{}", l.render());
+    // Neither: the weights stay.
+    let l = parse_str("n.conf", &text(100, false));
+    let v = &l.config.vrrp_instances[0];
+    assert_eq!(names(&v.track_interface), [s("eth1", Some(-10)), s("eth2", None)]);
+    assert_eq!(v.track_script.len(), 2);
+    assert_eq!(v.track_file.len(), 2);
 }

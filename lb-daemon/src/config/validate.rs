@@ -128,22 +128,6 @@ fn vrrp(cfg: &Config, d: &mut Vec<Diagnostic>) {
         }
         track_process(cfg, &v.track_process, d);
         track_bfd(cfg, &v.track_bfd, d);
-        // keepalived ignores a sync group member's weighted track_bfd, with a config error.
-        if cfg.vrrp_sync_groups.iter().any(|g| g.group.contains(&v.name)) {
-            for t in &v.track_bfd {
-                let own = cfg.bfd_instances.iter().find(|b| b.name == t.name).map_or(0, |b| b.weight);
-                if t.weight.unwrap_or(own) != 0 {
-                    d.push(Diagnostic::error(
-                        t.span,
-                        format!(
-                            "track_bfd `{}` has a weight in vrrp_instance {}, a sync group member; \
-                             keepalived ignores it there: use weight 0 (a fault while down)",
-                            t.name, v.name
-                        ),
-                    ));
-                }
-            }
-        }
     }
     for g in &cfg.vrrp_sync_groups {
         track_process(cfg, &g.track_process, d);
@@ -196,6 +180,73 @@ fn track_process(cfg: &Config, list: &[super::model::Tracked], d: &mut Vec<Diagn
             d.push(Diagnostic::error(t.span, format!("track_process `{}` is listed twice", t.name)));
         }
     }
+}
+
+/// keepalived's `vrrp_complete_instance`: a sync group member and the address owner
+/// (priority 255) run with a fixed priority, so their own weighted tracking cannot act. As
+/// keepalived does (with its config errors, warnings here): a weighted tracked interface of a
+/// member tracks with weight 0 (down = FAULT), the owner's is dropped; a weighted script, bfd,
+/// or a file with a weight other than 1 is dropped; a file with weight 1 (the default) tracks
+/// with weight 0. Runs before `sync_group_tracking` (the group's own entries come after, as
+/// in keepalived). `sync_group_tracking_weight` (which keeps the weights) is refused.
+pub fn fixed_priority_tracking(cfg: &mut Config) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    let members: Vec<String> = cfg.vrrp_sync_groups.iter().flat_map(|g| g.group.iter().cloned()).collect();
+    let (scripts, files, bfds) = (&cfg.vrrp_scripts, &cfg.track_files, &cfg.bfd_instances);
+    for v in &mut cfg.vrrp_instances {
+        let sync = members.contains(&v.name);
+        if !sync && v.priority != 255 {
+            continue;
+        }
+        let (name, due) = (v.name.clone(), if sync { "SYNC group" } else { "address owner" });
+        let mut warn = |span, msg: String| d.push(Diagnostic::warning(span, format!("({name}) {msg}")));
+        v.track_interface.retain_mut(|t| {
+            if t.weight.unwrap_or(0) == 0 {
+                return true;
+            }
+            let weight = if sync { "weight " } else { "" };
+            warn(t.span, format!("ignoring {} tracked interface {weight}due to {due}", t.name));
+            t.weight = Some(0);
+            sync
+        });
+        v.track_script.retain(|t| {
+            let own = scripts.iter().find(|s| s.name == t.name).map_or(0, |s| s.weight);
+            if t.weight.unwrap_or(own) == 0 {
+                return true;
+            }
+            warn(t.span, format!("ignoring tracked script {} with weights due to {due}", t.name));
+            false
+        });
+        v.track_file.retain_mut(|t| {
+            let own = files.iter().find(|f| f.name == t.name).map_or(0, |f| f.weight);
+            match t.weight.unwrap_or(own) {
+                0 => true,
+                1 => {
+                    warn(
+                        t.span,
+                        format!("ignoring weight from tracked file {} due to {due}. specify weight 0", t.name),
+                    );
+                    t.weight = Some(0);
+                    true
+                }
+                w => {
+                    warn(t.span, format!("ignoring tracked file {} with weight {w} due to {due}", t.name));
+                    false
+                }
+            }
+        });
+        v.track_bfd.retain(|t| {
+            let own = bfds.iter().find(|b| b.name == t.name).map_or(0, |b| b.weight);
+            match t.weight.unwrap_or(own) {
+                0 => true,
+                w => {
+                    warn(t.span, format!("ignoring tracked bfd {} with weight {w} due to {due}", t.name));
+                    false
+                }
+            }
+        });
+    }
+    d
 }
 
 /// keepalived's `sync_group_tracking_init`: each sync group's `track_file` entries are
