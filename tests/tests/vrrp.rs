@@ -360,6 +360,45 @@ vrrp_sync_group G {{
     );
 }
 
+/// keepalived 2.2.7 as the oracle: a sync group member runs with a fixed priority, so its
+/// weighted vrrp_script is dropped. A always-failing script of weight -60 on the priority-150
+/// node leaves it master over a priority-100 peer, under keepalived and under lb-daemon.
+#[test]
+fn a_sync_group_members_weighted_script_is_dropped_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-sgw");
+    let (n, _) = dir.recorder("notify");
+    let member = |prio: u8| {
+        format!(
+            "vrrp_script chk {{\n    script /bin/false\n    interval 1\n    weight -60\n}}\n\
+             vrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n}}\n{}",
+            instance("VI_1", prio, "    track_script {\n        chk\n    }\n", &n)
+        )
+    };
+    let settled = |master: usize| {
+        // Several script runs have failed by then; the master stays where it is.
+        std::thread::sleep(Duration::from_secs(5));
+        seg.holds(master, VRRP_VIP4) && !seg.holds(1 - master, VRRP_VIP4)
+    };
+    // keepalived is the member at 150, we are the peer at 100.
+    let mut k = Keepalived::start(&seg.nodes[0], &dir.file("ka0.conf", &member(150)), &dir, "ka0").unwrap();
+    let mut ours = start(&seg, 1, &dir, &instance("VI_1", 100, "", &n));
+    assert!(k.wait_log("(VI_1) Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    assert!(settled(0), "keepalived:\n{}\nours: {:#?}", k.log(), ours.log());
+    assert!(k.log().contains("ignoring tracked script chk with weights due to SYNC group"), "{}", k.log());
+    k.stop().unwrap();
+    ours.stop().unwrap();
+    // The other way round: we are the member at 150.
+    let mut k =
+        Keepalived::start(&seg.nodes[1], &dir.file("ka1.conf", &instance("VI_1", 100, "", &n)), &dir, "ka1").unwrap();
+    let mut ours = start(&seg, 0, &dir, &member(150));
+    assert!(ours.wait_log("(VI_1) Entering MASTER STATE", Duration::from_secs(8)), "{:#?}", ours.log());
+    assert!(settled(0), "ours: {:#?}\nkeepalived:\n{}", ours.log(), k.log());
+    ours.stop().unwrap();
+    k.stop().unwrap();
+}
+
 /// Split brain: the master is cut off the segment (its link stays up), the backup takes
 /// over; on healing exactly one master remains, the higher-priority one, and the client
 /// learns it from fresh gratuitous ARPs.
