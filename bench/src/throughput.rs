@@ -451,6 +451,26 @@ pub fn throughput(quick: bool, out: &mut dyn Write) -> Result<serde_json::Value>
     if !lost.is_empty() {
         writeln!(out, "\nThe method did not hold (delivered ≠ offered at the low rate):\n\n```\n{lost}```")?;
     }
+    // A ceiling below ours, or any rate of zero, means the method failed in this run.
+    let rates = [ours, nft, fwd, ceil].iter().all(|m| m.0 > 0.0 && m.1 > 0.0);
+    let valid = rates && ceil.0 >= ours.0;
+    if !valid {
+        writeln!(
+            out,
+            "\n**This run is invalid**: {} (the figures above cannot be compared).",
+            if rates { "the XDP-redirect ceiling delivered less than ours" } else { "a rate or CPU figure is 0" }
+        )?;
+    }
+    rows.insert(
+        "summary".into(),
+        json!({
+            "peak_ours_over_ceiling": ours.0 / ceil.0,
+            "cpu_ours_over_ceiling": ours.1 / ceil.1,
+            "cpu_ours_over_nft": ours.1 / nft.1,
+            "cpu_excess_ours_over_nft": (ours.1 - ceil.1) / (nft.1 - ceil.1),
+            "valid": valid,
+        }),
+    );
     rows.insert("method_holds".into(), json!(lost.is_empty()));
     rows.insert("generator_runs_per_s".into(), json!(full));
     rows.insert("cpu_ours_over_nft".into(), json!(ours.1 / nft.1));

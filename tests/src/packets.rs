@@ -37,6 +37,11 @@ pub enum L4 {
         sport: u16,
         dport: u16,
     },
+    /// The server's answer to a SYN (SYN and ACK).
+    TcpSynAck {
+        sport: u16,
+        dport: u16,
+    },
     /// An established-flow segment (ACK, no SYN).
     TcpAck {
         sport: u16,
@@ -65,6 +70,7 @@ macro_rules! finish {
         match $l4 {
             L4::Udp { sport, dport } => $ip.udp(sport, dport).write(&mut out, $payload),
             L4::TcpSyn { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().write(&mut out, $payload),
+            L4::TcpSynAck { sport, dport } => $ip.tcp(sport, dport, 1, 64240).syn().ack(2).write(&mut out, $payload),
             L4::TcpAck { sport, dport } => $ip.tcp(sport, dport, 2, 64240).ack(1).write(&mut out, $payload),
             L4::TcpFin { sport, dport } => $ip.tcp(sport, dport, 2, 64240).ack(1).fin().write(&mut out, $payload),
             L4::Echo => unreachable!("handled per family"),
