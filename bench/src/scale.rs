@@ -18,9 +18,10 @@ use lb_tests::{
     servers::CheckServers,
 };
 
-/// `services` virtual servers × `reals` real servers each, no checkers; `weight2` real
-/// servers (counted from the first) get weight 2 (the "1% change").
-fn scale_config(services: usize, reals: usize, weight2: usize) -> String {
+/// `services` virtual servers × `reals` real servers each, no checkers; with `changed`, every
+/// 100th real server (counted over all services, so the change is spread over them rather
+/// than landing in one) gets weight 2: the "1% change".
+fn scale_config(services: usize, reals: usize, changed: bool) -> String {
     let mut c = String::new();
     let mut n = 0usize;
     for s in 0..services {
@@ -28,7 +29,7 @@ fn scale_config(services: usize, reals: usize, weight2: usize) -> String {
         for r in 0..reals {
             // 64 addresses × 64 ports: up to 4096 distinct real servers per service.
             let (host, port) = (11 + r % 64, 8000 + r / 64);
-            let w = if n < weight2 { 2 } else { 1 };
+            let w = if changed && n.is_multiple_of(100) { 2 } else { 1 };
             c.push_str(&format!(" real_server 198.51.100.{host} {port} {{\n  weight {w}\n }}\n"));
             n += 1;
         }
@@ -84,7 +85,7 @@ pub fn reload_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Valu
         let dir = std::env::temp_dir().join(format!("lbt-bench-scale-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let conf = dir.join(format!("{services}x{reals}.conf"));
-        std::fs::write(&conf, scale_config(services, reals, 0))?;
+        std::fs::write(&conf, scale_config(services, reals, false))?;
         let t = Instant::now();
         let st = std::process::Command::new(daemon::binary()?).arg("-t").arg("-f").arg(&conf).status()?;
         let check_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -104,12 +105,12 @@ pub fn reload_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Valu
             same.push(reload_ms(&d, n, Duration::from_secs(60))?);
             n += 1;
             // 1% of the real servers change weight, alternately there and back.
-            let weight2 = if i % 2 == 0 { total.div_ceil(100) } else { 0 };
-            std::fs::write(&conf, scale_config(services, reals, weight2))?;
+            let changed_now = i % 2 == 0;
+            std::fs::write(&conf, scale_config(services, reals, changed_now))?;
             d.signal(Signal::SIGHUP)?;
             changed.push(reload_ms(&d, n, Duration::from_secs(60))?);
             n += 1;
-            std::fs::write(&conf, scale_config(services, reals, weight2))?;
+            std::fs::write(&conf, scale_config(services, reals, changed_now))?;
         }
         let rss = rss_kib(pid) as f64 / 1024.0;
         drop(d);
