@@ -33,6 +33,7 @@ pub fn vrrp_advert(data: &[u8]) {
         password: if sel & 4 != 0 { Some(b"secret") } else { None },
         v6,
         check_ttl: sel & 8 != 0,
+        ah: false,
     };
     let _ = Advert::parse(msg, src, dst, 255, &e);
     let _ = crate::vrrp::packet::ipv4_header(msg);

@@ -179,6 +179,12 @@ fn interop(tag: &str, version: u8, unicast: bool) {
 }
 
 fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
+    interop_auth(tag, version, unicast, v6, "PASS");
+}
+
+/// keepalived and lb-daemon elect one master, fail over and preempt back, with
+/// `auth_type` `auth` (PASS, or AH: IPsec AH with HMAC-MD5-96, VRRPv2 over IPv4).
+fn interop_auth(tag: &str, version: u8, unicast: bool, v6: bool, auth: &str) {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new(tag);
@@ -194,9 +200,9 @@ fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
         }
     };
     let auth = if version == 2 {
-        "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n"
+        format!("    authentication {{\n        auth_type {auth}\n        auth_pass s3cret\n    }}\n")
     } else {
-        ""
+        String::new()
     };
     let conf = |name: &str, prio: u8, me: usize, notify: Option<&Path>| {
         format!(
@@ -242,7 +248,7 @@ fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
     // (Multicast IPv6 adverts come from the link-local address.)
     let ours_read = "received lower priority (100) advert from ";
     assert!(klog.contains(ours_read), "{klog}");
-    for bad in ["invalid", "mismatch", "bad ", "wrong", "error", "discard", "ignor"] {
+    for bad in ["invalid", "mismatch", "bad ", "wrong", "error", "discard", "ignor", "AH header", "already processed"] {
         let hits: Vec<&str> =
             klog.lines().filter(|l| !l.contains(ours_read) && l.to_lowercase().contains(&bad.to_lowercase())).collect();
         assert!(hits.is_empty(), "keepalived complained ({bad}): {hits:#?}");
@@ -252,6 +258,18 @@ fn interop_family(tag: &str, version: u8, unicast: bool, v6: bool) {
 #[test]
 fn interop_keepalived_v2_multicast() {
     interop("ka-v2m", 2, false);
+}
+
+/// `auth_type AH`: keepalived 2.2.7 checks our ICV, SPI and sequence numbers (it would log
+/// "invalid IPSEC HMAC-MD5 value" or "already processed"), and we check its.
+#[test]
+fn interop_keepalived_v2_ah() {
+    interop_auth("ka-v2ah", 2, false, false, "AH");
+}
+
+#[test]
+fn interop_keepalived_v2_ah_unicast() {
+    interop_auth("ka-v2ahu", 2, true, false, "AH");
 }
 
 #[test]
@@ -530,6 +548,61 @@ fn hostile_adverts_are_dropped_counted_and_change_nothing() {
     }
     assert!(d1.log().iter().any(|l| l.contains("BACKUP -> MASTER")), "{:#?}", d1.log());
     let _ = d0.stop();
+}
+
+/// Sends a whole IPv4 packet (our own header) from `ns`.
+fn inject_ip(ns: &Netns, packet: Vec<u8>) {
+    ns.run(move || {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(255)))
+            .unwrap();
+        let to: std::net::SocketAddr = "224.0.0.18:0".parse().unwrap();
+        s.send_to(&packet, &to.into()).unwrap();
+    })
+    .unwrap();
+}
+
+/// `auth_type AH`: a priority-255 advert signed with the wrong key, and one signed with the
+/// right key but an old sequence number (a replay), are dropped, counted and change nothing;
+/// the same signed advert with a fresh number would be taken (so the key is right).
+#[test]
+fn ah_adverts_with_a_wrong_key_or_an_old_sequence_number_are_dropped() {
+    use lb_daemon::vrrp::{ah, packet::Advert};
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
+    let dir = TempDir::new("vrrp-ah-hostile");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let ah_conf = |prio: u8, n: &Path| instance("VI_1", prio, "", n).replace("auth_type PASS", "auth_type AH");
+    let d0 = start(&seg, 0, &dir, &ah_conf(150, &n0));
+    let d1 = start(&seg, 1, &dir, &ah_conf(100, &n1));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    std::thread::sleep(Duration::from_secs(3));
+    let (src, grp) = (CLIENT4, "224.0.0.18".parse::<Ipv4Addr>().unwrap());
+    let advert =
+        Advert { version: 2, vrid: 51, priority: 255, interval_cs: 100, addrs: vec![VRRP_VIP4.into()], password: None };
+    let mut msg = advert.encode(src.into(), grp.into());
+    ah::mark_vrrp_ah(&mut msg);
+    let signed = |seq: u32, pass: &[u8]| ah::build(src, grp, 255, 1, seq, false, &msg, &ah::key(pass));
+    for _ in 0..10 {
+        inject_ip(&seg.client, signed(1_000_000, b"guess"));
+        inject_ip(&seg.client, signed(1, b"s3cret"));
+    }
+    for d in [&d0, &d1] {
+        assert!(d.wait_log("advert dropped: Password IPSEC-AH: Icv", Duration::from_secs(3)), "{:#?}", d.log());
+    }
+    // Both kinds counted as keepalived's auth failures (one log line per 10 s and check):
+    // 10 with the wrong key, 10 replays.
+    for d in [&d0, &d1] {
+        assert!(eventually(Duration::from_secs(2), || {
+            d.status().unwrap()["vrrp"][0]["rejected"]["Password"].as_u64() >= Some(20)
+        }));
+    }
+    assert!(!d0.log().iter().any(|l| l.contains("MASTER -> ")), "{:#?}", d0.log());
+    assert!(!d1.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", d1.log());
+    // The same advert with a fresh number is taken: the master steps down to priority 255.
+    inject_ip(&seg.client, signed(1_000_000, b"s3cret"));
+    assert!(d0.wait_log("MASTER -> BACKUP", Duration::from_secs(3)), "{:#?}", d0.log());
 }
 
 #[test]

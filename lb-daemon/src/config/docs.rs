@@ -54,8 +54,8 @@ pub fn keyword_status() -> String {
          listed apart, acted on but with no test proving the effect yet);\n\
          - **refused**: an error naming its file:line:col and what to use instead (`-t` exits 5 and the \
          daemon does not start), where this version cannot do what keepalived does safely: each would \
-         change which node or real server gets traffic. Besides the keywords listed, `auth_type AH` \
-         (lb-daemon has no IPsec AH) is refused, and with `--backend bpf` (or `lb_backend bpf`) what only \
+         change which node or real server gets traffic. Besides the keywords listed, \
+         with `--backend bpf` (or `lb_backend bpf`) what only \
          IPVS runs: the schedulers lblcr, sed, nq, fo, ovf and twos, firewall-mark services, `protocol \
          SCTP`, `ops`, a real server's `uthreshold` / `lthreshold`, a real server's `lvs_method` other than \
          its service's `lb_kind`, and `lvs_timeouts` (`--backend auto` warns and uses IPVS for them);\n\

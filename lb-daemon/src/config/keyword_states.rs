@@ -475,6 +475,8 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "auth_type",
         &[
             "tests/tests/vrrp.rs::interop_keepalived_v2_multicast",
+            "tests/tests/vrrp.rs::interop_keepalived_v2_ah",
+            "tests/tests/vrrp.rs::interop_keepalived_v2_ah_unicast",
             "tests/tests/vrrp.rs::hostile_adverts_are_dropped_counted_and_change_nothing",
         ],
     ),
@@ -484,6 +486,8 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::hostile_adverts_are_dropped_counted_and_change_nothing",
             "lb-daemon/src/vrrp/packet.rs::long_passwords_are_cut_to_eight_bytes_as_keepalived_does",
+            "lb-daemon/src/vrrp/ah.rs::any_other_change_or_a_wrong_key_fails",
+            "tests/tests/vrrp.rs::ah_adverts_with_a_wrong_key_or_an_old_sequence_number_are_dropped",
         ],
     ),
     (

@@ -353,6 +353,9 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
             ));
         }
     }
+    if g.vrrp_strict && v.authentication.as_ref().is_some_and(|a| a.auth_type == AuthType::Ah) {
+        err("auth_type AH is incompatible with vrrp_strict (keepalived ignores the authentication); remove one".into());
+    }
     if v.unicast_ttl.is_some() && v.unicast_peer.is_empty() {
         err("unicast_ttl needs unicast_peer (keepalived reports a config error and resets it); remove it".into());
     }

@@ -14,6 +14,7 @@
 //! gratuitous ARPs, a switch flooding) is not forwarded twice: the failover gap lasts until
 //! the new master's gratuitous ARPs, as with keepalived.
 
+pub mod ah;
 mod engine;
 pub mod instance;
 pub mod packet;

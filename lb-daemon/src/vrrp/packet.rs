@@ -38,6 +38,9 @@ pub struct Expect<'a> {
     /// TTL / hop limit must be 255; keepalived skips this for unicast peers (they may be
     /// routed), and so do we.
     pub check_ttl: bool,
+    /// v2 `auth_type AH`: the message says auth type 2 (its AH header is checked by
+    /// `ah::verify` before this).
+    pub ah: bool,
 }
 
 /// Why an advert was dropped: one counter each.
@@ -80,7 +83,7 @@ impl Reject {
 }
 
 /// Internet checksum (RFC 1071) over `chunks` concatenated.
-fn checksum(chunks: &[&[u8]]) -> u16 {
+pub(crate) fn checksum(chunks: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     let mut odd: Option<u8> = None;
     for chunk in chunks {
@@ -200,7 +203,8 @@ impl Advert {
         let (interval_cs, password) = if version == 2 {
             let auth = &b[8 + count * alen..];
             let password = match (b[4], e.password) {
-                (AUTH_NONE, None) => None,
+                (AUTH_NONE, None) if !e.ah => None,
+                (super::ah::AUTH_AH, None) if e.ah => None,
                 (AUTH_PASS, Some(want)) => {
                     let mut padded = [0u8; V2_AUTH_LEN];
                     let n = want.len().min(V2_AUTH_LEN);
@@ -225,7 +229,7 @@ impl Advert {
 }
 
 /// Compares without an early exit, so timing does not reveal how much of a password matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -265,7 +269,7 @@ mod tests {
     }
 
     fn expect(version: u8, v6: bool, pw: Option<&[u8]>) -> Expect<'_> {
-        Expect { version, vrid: 51, interval_cs: 100, password: pw, v6, check_ttl: true }
+        Expect { version, vrid: 51, interval_cs: 100, password: pw, v6, check_ttl: true, ah: false }
     }
 
     const SRC: &str = "192.0.2.1";

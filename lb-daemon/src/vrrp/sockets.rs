@@ -13,22 +13,33 @@ use anyhow::{Context as _, Result, anyhow};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
-use super::packet::{PROTO_VRRP, ipv4_header};
+use super::{
+    ah::PROTO_AH,
+    packet::{PROTO_VRRP, ipv4_header},
+};
 
 fn raw_vrrp(v6: bool) -> Result<Socket> {
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
     Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(PROTO_VRRP)))).context("raw VRRP socket")
 }
 
+/// `auth_type AH`: adverts come as IPsec AH (protocol 51), IPv4 only.
+fn raw_ah() -> Result<Socket> {
+    Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(PROTO_AH)))).context("raw AH socket")
+}
+
 /// Receives adverts on one interface (multicast group joined, or unicast).
 pub struct Receiver {
     fd: AsyncFd<Socket>,
     v6: bool,
+    ah: bool,
 }
 
 impl Receiver {
-    pub fn open(iface: &str, ifindex: u32, v6: bool, group: Option<IpAddr>) -> Result<Self> {
-        let s = raw_vrrp(v6)?;
+    /// With `ah` (IPv4 only), `recv` returns whole AH packets, IP header included, for
+    /// `ah::verify`.
+    pub fn open(iface: &str, ifindex: u32, v6: bool, group: Option<IpAddr>, ah: bool) -> Result<Self> {
+        let s = if ah && !v6 { raw_ah()? } else { raw_vrrp(v6)? };
         s.bind_device(Some(iface.as_bytes())).with_context(|| format!("binding the VRRP socket to {iface}"))?;
         match group {
             Some(IpAddr::V4(g)) => s
@@ -50,7 +61,7 @@ impl Receiver {
         // SAFETY: the socket is owned by the AsyncFd and deregistered when it drops.
         let fd = unsafe { AsyncFd::register_with_interest(s, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow!("registering the VRRP socket: {e}"))?;
-        Ok(Self { fd, v6 })
+        Ok(Self { fd, v6, ah: ah && !v6 })
     }
 
     /// The next VRRP packet: (TTL or hop limit, source, destination, VRRP message); a
@@ -58,7 +69,15 @@ impl Receiver {
     pub async fn recv(&self) -> io::Result<(u8, IpAddr, IpAddr, Vec<u8>)> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let got = guard.try_io(|s| if self.v6 { recv6(s.get_ref()) } else { recv4(s.get_ref()) });
+            let got = guard.try_io(|s| {
+                if self.v6 {
+                    recv6(s.get_ref())
+                } else if self.ah {
+                    recv_ah(s.get_ref())
+                } else {
+                    recv4(s.get_ref())
+                }
+            });
             match got {
                 Ok(r) => return r,
                 Err(_would_block) => continue,
@@ -76,6 +95,22 @@ fn recv4(s: &Socket) -> io::Result<(u8, IpAddr, IpAddr, Vec<u8>)> {
         Some((ttl, src, dst, off)) => (ttl, src, dst, bytes[off..].to_vec()),
         None => (0, IpAddr::from([0u8; 4]), IpAddr::from([0u8; 4]), Vec::new()),
     })
+}
+
+/// An AH packet whole: (TTL, source, destination, the IPv4 packet).
+fn recv_ah(s: &Socket) -> io::Result<(u8, IpAddr, IpAddr, Vec<u8>)> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    let n = s.recv(&mut buf)?;
+    // SAFETY: recv initialised the first n bytes.
+    let bytes: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
+    if bytes.len() < 20 {
+        return Ok((0, IpAddr::from([0u8; 4]), IpAddr::from([0u8; 4]), Vec::new()));
+    }
+    let (src, dst) = (
+        IpAddr::from([bytes[12], bytes[13], bytes[14], bytes[15]]),
+        IpAddr::from([bytes[16], bytes[17], bytes[18], bytes[19]]),
+    );
+    Ok((bytes[8], src, dst, bytes))
 }
 
 fn recv6(s: &Socket) -> io::Result<(u8, IpAddr, IpAddr, Vec<u8>)> {
@@ -107,6 +142,28 @@ pub struct Sender {
     sock: Socket,
     pub src: IpAddr,
     ifindex: u32,
+}
+
+/// Sends whole IPv4 packets we build (`auth_type AH`: the kernel cannot add AH), out of one
+/// interface; the kernel fills in the header checksum.
+pub struct RawSender {
+    sock: Socket,
+}
+
+impl RawSender {
+    pub fn open(iface: &str, src: Ipv4Addr) -> Result<Self> {
+        // IPPROTO_RAW implies IP_HDRINCL.
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
+            .context("raw IPv4 socket for AH adverts")?;
+        s.bind_device(Some(iface.as_bytes()))?;
+        s.set_multicast_loop_v4(false)?;
+        s.set_multicast_if_v4(&src)?;
+        Ok(Self { sock: s })
+    }
+
+    pub fn send(&self, packet: &[u8], dst: Ipv4Addr) -> io::Result<()> {
+        self.sock.send_to(packet, &SocketAddr::V4(SocketAddrV4::new(dst, 0)).into()).map(|_| ())
+    }
 }
 
 impl Sender {

@@ -16,6 +16,7 @@ use crate::{
     config::{AuthType, Config, GlobalDefs, IpAddress, VrrpInstance},
     netlink,
     vrrp::{
+        ah,
         instance::{Instance, Settings, State},
         packet::{Advert, Expect, Reject},
         sockets,
@@ -66,12 +67,24 @@ pub struct LiveInstance {
     last_transition: Option<SystemTime>,
     /// The last advert accepted from another router: its source and priority.
     heard: Option<(IpAddr, u8)>,
+    /// `auth_type AH`: the socket we send whole packets on, and the sequence counter.
+    ah: Option<AhLink>,
+}
+
+/// keepalived's AH state of an instance: its sequence counter (shared by sending and
+/// receiving, kept across reloads), the IP id of its adverts, and the raw socket.
+pub struct AhLink {
+    sender: sockets::RawSender,
+    seq: ah::SeqCounter,
+    ip_id: u16,
 }
 
 /// What an instance takes from its config besides its sockets and election settings; built
 /// the same way at start and when a reload updates the instance in place.
 pub struct Tuning {
     pub password: Option<Vec<u8>>,
+    /// `auth_type AH`: the HMAC key (`auth_pass` as keepalived pads it).
+    pub ah_key: Option<[u8; 8]>,
     pub garp_delay: Duration,
     pub garp_repeat: u32,
     /// `garp_master_refresh`: re-announce every so often while master (0 = never).
@@ -95,12 +108,16 @@ impl Tuning {
         let g = &cfg.global;
         let password = match (&v.authentication, version) {
             (Some(a), 2) if a.auth_type == AuthType::Pass => Some(a.auth_pass.as_bytes().to_vec()),
-            (Some(_), 2) => bail!("auth_type AH is not implemented; use PASS or none"),
+            _ => None,
+        };
+        let ah_key = match (&v.authentication, version) {
+            (Some(a), 2) if a.auth_type == AuthType::Ah => Some(ah::key(a.auth_pass.as_bytes())),
             _ => None,
         };
         let secs = |s: u32| Duration::from_secs(u64::from(s));
         Ok(Self {
             password,
+            ah_key,
             garp_delay: secs(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)),
             garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
             garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
@@ -139,6 +156,7 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
         v.mcast_src_ip,
         &v.unicast_peer,
         v.unicast_ttl,
+        v.authentication.as_ref().map(|a| a.auth_type == AuthType::Ah),
         v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6()),
         g.vrrp_mcast_group4,
         g.vrrp_mcast_group6,
@@ -171,6 +189,13 @@ impl LiveInstance {
         };
         let version = v.version.unwrap_or(g.vrrp_version);
         let tuning = Tuning::new(cfg, v, version)?;
+        let ah = match (tuning.ah_key, src) {
+            (Some(_), IpAddr::V4(a)) => {
+                Some(AhLink { sender: sockets::RawSender::open(&iface, a)?, seq: ah::SeqCounter::default(), ip_id: 0 })
+            }
+            (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
+            (None, _) => None,
+        };
         let live = LiveInstance {
             id,
             rx_task: None,
@@ -191,9 +216,10 @@ impl LiveInstance {
             last_reject_log: BTreeMap::new(),
             last_transition: None,
             heard: None,
+            ah,
         };
         let joined = v.unicast_peer.is_empty().then_some(group);
-        let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, joined)?;
+        let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, joined, live.ah.is_some())?;
         Ok((live, rx))
     }
 
@@ -212,6 +238,9 @@ impl LiveInstance {
             addrs: self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect(),
             password: self.tuning.password.clone(),
         };
+        if let Some(link) = &mut self.ah {
+            return send_ah(link, &self.tuning, &self.cfg, &self.dsts, self.sender.src, &a, &mut self.counters);
+        }
         for dst in &self.dsts {
             let msg = a.encode(self.sender.src, *dst);
             match self.sender.send(&msg, *dst) {
@@ -277,6 +306,32 @@ impl LiveInstance {
     /// list included (as keepalived, with or without `vrrp_strict`). Drops are counted, and
     /// logged at most once per `REJECT_LOG_EVERY` and check.
     pub fn check_advert(&mut self, ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8]) -> Option<Advert> {
+        // AH: `msg` is the whole IPv4 packet. As keepalived: ICV, SPI, then the sequence
+        // number (which the counter takes at once), then the VRRP checks.
+        let mut ah_seq = None;
+        let mut msg = msg;
+        if let (Some(link), Some(key)) = (&mut self.ah, self.tuning.ah_key) {
+            let vrrp = ah::vrrp_of(msg)?;
+            if vrrp.get(1) != Some(&self.vrid) {
+                return None;
+            }
+            let unicast = !self.cfg.unicast_peer.is_empty();
+            let checked = match ah::verify(msg, unicast, &key) {
+                Ok(v) if link.seq.accept(v.seq) => Ok(v),
+                Ok(v) => Err(format!("sequence number {} already seen (ours {})", v.seq, link.seq.seq)),
+                Err(r) => Err(format!("{r:?}")),
+            };
+            match checked {
+                Ok(v) => {
+                    ah_seq = Some(v.seq);
+                    msg = v.vrrp;
+                }
+                Err(why) => {
+                    self.reject(Reject::Password, src, ttl, &format!(" IPSEC-AH: {why}"));
+                    return None;
+                }
+            }
+        }
         let e = Expect {
             version: self.machine.s.version,
             vrid: self.vrid,
@@ -284,6 +339,7 @@ impl LiveInstance {
             password: self.tuning.password.as_deref(),
             v6: self.v6,
             check_ttl: self.cfg.unicast_peer.is_empty(),
+            ah: self.ah.is_some(),
         };
         // keepalived checks the address list of every advert, or with skip_check_adv_addr
         // only when the master's address changes.
@@ -301,21 +357,34 @@ impl LiveInstance {
             Ok(a) => a,
             Err(Reject::OtherVrid) => return None,
             Err(r) => {
-                let n = self.counters.rejected.entry(r).or_default();
-                *n += 1;
-                let now = Instant::now();
-                let last = self.last_reject_log.get(&r);
-                if last.is_none_or(|t| now.duration_since(*t) >= REJECT_LOG_EVERY) {
-                    self.last_reject_log.insert(r, now);
-                    warn!(instance = %self.cfg.name, vrid = self.vrid, %src, ttl, "advert dropped: {r:?} ({n} so far)");
-                }
+                self.reject(r, src, ttl, "");
                 return None;
             }
         };
+        // keepalived: a master hearing a lower-priority router continues after its number.
+        if let (Some(link), Some(seq)) = (&mut self.ah, ah_seq) {
+            let mine = self.machine.priority();
+            let lower = advert.priority < mine || (advert.priority == mine && src < self.sender.src);
+            if self.machine.state == State::Master && lower {
+                link.seq.heard_lower_priority(seq);
+            }
+        }
         self.counters.adverts_received += 1;
         self.counters.pri_zero_received += u64::from(advert.priority == 0);
         self.heard = Some((src, advert.priority));
         Some(advert)
+    }
+
+    /// Counts a dropped advert, and logs it at most once per `REJECT_LOG_EVERY` and check.
+    fn reject(&mut self, r: Reject, src: IpAddr, ttl: u8, detail: &str) {
+        let n = self.counters.rejected.entry(r).or_default();
+        *n += 1;
+        let now = Instant::now();
+        let last = self.last_reject_log.get(&r);
+        if last.is_none_or(|t| now.duration_since(*t) >= REJECT_LOG_EVERY) {
+            self.last_reject_log.insert(r, now);
+            warn!(instance = %self.cfg.name, vrid = self.vrid, %src, ttl, "advert dropped: {r:?}{detail} ({n} so far)");
+        }
     }
 
     /// The instance entered `to`: the line keepalived logs for it (monitoring greps these,
@@ -335,6 +404,11 @@ impl LiveInstance {
                 info!(instance = %name, vrid, priority, %transition, "({name}) sent 0 priority")
             }
             State::Stopped | State::Init => info!(instance = %name, vrid, priority, %transition, "({name}) {why}"),
+        }
+        if to == State::Master
+            && let Some(link) = &mut self.ah
+        {
+            link.seq.becoming_master();
         }
         if from == State::Master && matches!(to, State::Backup | State::Fault) {
             self.counters.released_master += 1;
@@ -364,6 +438,38 @@ impl LiveInstance {
             src_ip: Some(self.sender.src),
             version: self.machine.s.version,
             processes: Vec::new(),
+        }
+    }
+}
+
+/// One AH advert (one sequence number) to every destination, as keepalived's
+/// `vrrp_send_adv`: our own IPv4 header, TTL 255 to the group, `unicast_ttl` to peers.
+fn send_ah(
+    link: &mut AhLink,
+    tuning: &Tuning,
+    cfg: &VrrpInstance,
+    dsts: &[IpAddr],
+    src: IpAddr,
+    a: &Advert,
+    counters: &mut Counters,
+) {
+    let (Some(key), IpAddr::V4(src4)) = (tuning.ah_key, src) else { return };
+    let unicast = !cfg.unicast_peer.is_empty();
+    let ttl = if unicast { cfg.unicast_ttl.unwrap_or(255) } else { 255 };
+    let seq = link.seq.next_send();
+    for dst in dsts {
+        let IpAddr::V4(dst4) = *dst else { continue };
+        // keepalived's IP id: one per advert, never 0 (the kernel would pick one).
+        link.ip_id = link.ip_id.wrapping_add(1).max(1);
+        let mut msg = a.encode(src, *dst);
+        ah::mark_vrrp_ah(&mut msg);
+        let packet = ah::build(src4, dst4, ttl, link.ip_id, seq, unicast, &msg, &key);
+        match link.sender.send(&packet, dst4) {
+            Ok(()) => {
+                counters.adverts_sent += 1;
+                counters.pri_zero_sent += u64::from(a.priority == 0);
+            }
+            Err(e) => warn!(instance = %cfg.name, %dst, "sending AH advert: {e}"),
         }
     }
 }
