@@ -44,6 +44,12 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         0,
         "both track a sync group member's weighted interface and weight-1 file with weight 0, with keepalived's words",
     ),
+    (
+        "vrrp-auth-ah-strict",
+        5,
+        0,
+        "both run the instance without authentication under vrrp_strict, with keepalived's words",
+    ),
     ("vs-fwmark", 5, 0, "both clear a fwmark real server's port, with a warning"),
     ("vs-group", 5, 0, "keepalived warns that a port is ignored for the group's fwmark entry"),
     (

@@ -439,7 +439,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "global_defs",
         "vrrp_strict",
-        &["lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic"],
+        &[
+            "lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic",
+            "tests/tests/vrrp.rs::interop_keepalived_v2_strict_drops_authentication",
+        ],
     ),
     (
         "vrrp_instance",

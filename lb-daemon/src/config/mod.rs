@@ -92,6 +92,7 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
     };
     diagnostics.extend(validate::validate(&config, backend));
     diagnostics.extend(validate::fixed_priority_tracking(&mut config));
+    diagnostics.extend(validate::strict_mode_authentication(&mut config));
     validate::sync_group_tracking(&mut config);
     // The effective choice: `--backend` over `lb_backend`, auto when neither says.
     config.global.lb_backend = Some(backend);

@@ -1107,11 +1107,16 @@ fn election_variants_resolve_as_keepalived_s() {
     assert!(first_error(&inst("unicast_ttl 7")).contains("unicast_ttl needs unicast_peer"));
     assert!(first_error(&inst(&format!("{peers} 256"))).contains("between 0 and 255"));
     assert!(first_error(&inst(&format!("{peers} 0"))).contains("unicast_ttl 0"));
-    // auth_type AH: VRRPv2 only, and not with vrrp_strict (keepalived drops the authentication).
+    // auth_type AH: VRRPv2 only. vrrp_strict drops any authentication, with keepalived's words
+    // (its strict peers send and expect none).
     let ah = "authentication {\n  auth_type AH\n  auth_pass s3cret\n }";
     assert!(ok(&inst(ah)).vrrp_instances[0].authentication.is_some());
-    let e = first_error(&format!("global_defs {{\n vrrp_strict\n}}\n{}", inst(ah)));
-    assert!(e.contains("auth_type AH is incompatible with vrrp_strict"), "{e}");
+    for auth in [ah, "authentication {\n  auth_type PASS\n  auth_pass s3cret\n }"] {
+        let l = parse_str("s.conf", &format!("global_defs {{\n vrrp_strict\n}}\n{}", inst(auth)));
+        assert!(!l.has_errors(), "{}", l.render());
+        assert!(l.config.vrrp_instances[0].authentication.is_none());
+        assert!(l.render().contains("Strict mode does not support authentication. Ignoring."), "{}", l.render());
+    }
     assert!(
         first_error(&inst(&format!("version 3\n {ah}"))).contains("AH authentication exists only in VRRP version 2")
     );

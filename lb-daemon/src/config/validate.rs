@@ -249,6 +249,24 @@ pub fn fixed_priority_tracking(cfg: &mut Config) -> Vec<Diagnostic> {
     d
 }
 
+/// keepalived's `vrrp_complete_instance` under `vrrp_strict`: "Strict mode does not support
+/// authentication. Ignoring." The instance runs without it (keepalived's peers in strict mode
+/// expect none), with keepalived's config error as a warning.
+pub fn strict_mode_authentication(cfg: &mut Config) -> Vec<Diagnostic> {
+    if !cfg.global.vrrp_strict {
+        return Vec::new();
+    }
+    let mut d = Vec::new();
+    for v in cfg.vrrp_instances.iter_mut().filter(|v| v.authentication.is_some()) {
+        d.push(Diagnostic::warning(
+            v.span,
+            format!("({}) Strict mode does not support authentication. Ignoring.", v.name),
+        ));
+        v.authentication = None;
+    }
+    d
+}
+
 /// keepalived's `sync_group_tracking_init`: each sync group's `track_file` entries are
 /// tracked by every member with the group's weight (default: the track_file's); where a
 /// member tracks the same file itself, the group's weight replaces the member's unless the
@@ -352,9 +370,6 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
                 "garp_lower_prio_delay {n} is incompatible with vrrp_strict (keepalived resets it to 0); remove it"
             ));
         }
-    }
-    if g.vrrp_strict && v.authentication.as_ref().is_some_and(|a| a.auth_type == AuthType::Ah) {
-        err("auth_type AH is incompatible with vrrp_strict (keepalived ignores the authentication); remove one".into());
     }
     if v.unicast_ttl.is_some() && v.unicast_peer.is_empty() {
         err("unicast_ttl needs unicast_peer (keepalived reports a config error and resets it); remove it".into());
