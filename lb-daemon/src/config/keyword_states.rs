@@ -1226,6 +1226,38 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "mh_seed",
         &["lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config"],
     ),
+    // VRRP addressing decisions, proven on the pure functions the engine opens sockets with.
+    (
+        "vrrp_instance",
+        "check_unicast_src",
+        &["lb-daemon/src/vrrp/engine/live.rs::unicast_adverts_from_outside_the_peer_list_are_dropped"],
+    ),
+    (
+        "global_defs",
+        "vrrp_check_unicast_src",
+        &["lb-daemon/src/vrrp/engine/live.rs::unicast_adverts_from_outside_the_peer_list_are_dropped"],
+    ),
+    (
+        "vrrp_instance",
+        "mcast_src_ip",
+        &["lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group"],
+    ),
+    (
+        "global_defs",
+        "vrrp_mcast_group4",
+        &["lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group"],
+    ),
+    (
+        "global_defs",
+        "vrrp_mcast_group6",
+        &["lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group"],
+    ),
+    ("global_defs", "vrrp_version", &["lb-daemon/src/vrrp/engine/live.rs::vrrp_version_is_the_version_on_the_wire"]),
+    (
+        "vrrp_instance",
+        "virtual_ipaddress_excluded",
+        &["lb-daemon/src/vrrp/engine/live.rs::excluded_addresses_are_held_but_not_advertised"],
+    ),
 ];
 
 #[cfg(test)]

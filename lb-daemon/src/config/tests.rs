@@ -500,7 +500,7 @@ fn bad_configs_are_located() {
             "bad.conf:1:1: error: vrrp_instance A: advert_int 0.50 s needs VRRP version 3",
         ),
         (
-            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  2001:db8::1\n }\n}\n",
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n version 2\n virtual_ipaddress {\n  2001:db8::1\n }\n}\n",
             "bad.conf:1:1: error: vrrp_instance A: IPv6 addresses need VRRP version 3",
         ),
         (
