@@ -1258,6 +1258,19 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "virtual_ipaddress_excluded",
         &["lb-daemon/src/vrrp/engine/live.rs::excluded_addresses_are_held_but_not_advertised"],
     ),
+    (
+        "virtual_server",
+        "sorry_server_inhibit",
+        &["lb-daemon/src/ipvs/tests.rs::sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum"],
+    ),
+    (
+        "virtual_server",
+        "ops",
+        &[
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+            "lb-daemon/src/ipvs/tests.rs::plan_follows_ipvsadm_and_keepalived",
+        ],
+    ),
 ];
 
 #[cfg(test)]
