@@ -1265,6 +1265,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ),
     (
         "virtual_server",
+        "ha_suspend",
+        &["tests/tests/checkers.rs::ha_suspend_pauses_checks_until_the_vip_is_on_this_node"],
+    ),
+    (
+        "virtual_server",
         "ops",
         &[
             "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
