@@ -1269,6 +1269,19 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &["tests/tests/checkers.rs::ha_suspend_pauses_checks_until_the_vip_is_on_this_node"],
     ),
     (
+        "checkers",
+        "connect_ip",
+        &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],
+    ),
+    ("checkers", "bindto", &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"]),
+    (
+        "checkers",
+        "bind_port",
+        &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],
+    ),
+    // DNS_CHECK's `name`: the question asked, byte for byte.
+    ("checkers", "name", &["tests/tests/checkers.rs::dns_check_follows_the_answer_code"]),
+    (
         "virtual_server",
         "ops",
         &[
