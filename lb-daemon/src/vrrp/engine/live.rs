@@ -550,4 +550,25 @@ mod tests {
         // A master's advert listing only the advertised address passes the address check.
         assert!(same_addresses(&[ip("192.0.2.100")], &advertised(v)));
     }
+
+    /// `state MASTER` without `priority` is keepalived's address owner (priority 255): it
+    /// takes over at start without waiting; with a priority, or `state BACKUP`, it waits as
+    /// a backup first.
+    #[test]
+    fn state_master_without_priority_is_the_address_owner() {
+        let started = |own: &str| {
+            let c = parse(&format!(
+                "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n{own} virtual_ipaddress {{\n \
+                 192.0.2.100/24\n }}\n}}\n"
+            ));
+            let v = &c.vrrp_instances[0];
+            let mut i = Instance::new(settings(&c.global, v, 2, "192.0.2.10".parse().unwrap()), Instant::now());
+            i.start(Instant::now());
+            (v.priority, i.state)
+        };
+        assert_eq!(started(" state MASTER\n"), (255, State::Master));
+        assert_eq!(started(" state MASTER\n priority 150\n"), (150, State::Backup));
+        assert_eq!(started(" state BACKUP\n"), (100, State::Backup));
+        assert_eq!(started(""), (100, State::Backup));
+    }
 }
