@@ -1269,6 +1269,29 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &["tests/tests/checkers.rs::ha_suspend_pauses_checks_until_the_vip_is_on_this_node"],
     ),
     (
+        "vrrp_instance",
+        "state",
+        &["lb-daemon/src/vrrp/engine/live.rs::state_master_without_priority_is_the_address_owner"],
+    ),
+    (
+        "global_defs",
+        "smtp_alert",
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail",
+            "lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert",
+        ],
+    ),
+    (
+        "global_defs",
+        "smtp_alert_vrrp",
+        &["lb-daemon/src/vrrp/engine/live.rs::smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail"],
+    ),
+    (
+        "virtual_server",
+        "smtp_alert",
+        &["lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert"],
+    ),
+    (
         "checkers",
         "connect_ip",
         &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],

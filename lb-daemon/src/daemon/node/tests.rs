@@ -612,3 +612,26 @@ fn mh_tables_are_the_same_on_every_node_with_the_same_config() {
     let own = owners_of(&svc.replace(" lb_algo mh\n", " lb_algo mh\n mh_seed 7\n"));
     assert_eq!(own, seeded, "a service's own mh_seed acts as global_defs'");
 }
+
+/// Which checker changes send mail, the narrowest setting winning: the real server's
+/// `smtp_alert`, the virtual server's, global_defs' `smtp_alert_checker`, then `smtp_alert`.
+#[test]
+fn checker_mail_follows_the_narrowest_smtp_alert() {
+    let mails = |global: &str, vs: &str, rs: &str| {
+        let text = format!(
+            "global_defs {{\n{global}}}\nvirtual_server 203.0.113.10 80 {{\n{vs} real_server 198.51.100.11 80 {{\n{rs}  \
+             TCP_CHECK {{\n  }}\n }}\n}}\n"
+        );
+        let l = config::parse_str("t.conf", &text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let vs = &l.config.virtual_servers[0];
+        mail_for(&l.config, vs, Some(&vs.real_servers[0]))
+    };
+    assert!(!mails("", "", ""));
+    assert!(mails(" smtp_alert\n", "", ""));
+    assert!(!mails(" smtp_alert\n smtp_alert_checker false\n", "", ""));
+    assert!(!mails(" smtp_alert_vrrp\n", "", ""));
+    assert!(mails("", " smtp_alert\n", ""));
+    assert!(!mails(" smtp_alert\n", " smtp_alert false\n", ""));
+    assert!(mails("", " smtp_alert false\n", "  smtp_alert\n"));
+}

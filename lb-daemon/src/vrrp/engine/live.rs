@@ -411,6 +411,12 @@ pub fn advertised(v: &VrrpInstance) -> Vec<IpAddr> {
     v.virtual_ipaddress.iter().map(|a| a.addr).collect()
 }
 
+/// Whether global_defs makes every instance's state change send mail: `smtp_alert_vrrp`,
+/// else `smtp_alert` (an instance's own `smtp_alert` adds to it).
+pub fn global_vrrp_mail(g: &GlobalDefs) -> bool {
+    g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false)
+}
+
 /// keepalived's address-list check: as many addresses as our VIPs, and each of ours among them.
 fn same_addresses(theirs: &[IpAddr], mine: &[IpAddr]) -> bool {
     theirs.len() == mine.len() && mine.iter().all(|m| theirs.contains(m))
@@ -570,5 +576,17 @@ mod tests {
         assert_eq!(started(" state MASTER\n priority 150\n"), (150, State::Backup));
         assert_eq!(started(" state BACKUP\n"), (100, State::Backup));
         assert_eq!(started(""), (100, State::Backup));
+    }
+
+    /// global_defs' `smtp_alert` mails every VRRP state change, and `smtp_alert_vrrp` says so
+    /// for VRRP alone, winning over `smtp_alert` either way.
+    #[test]
+    fn smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail() {
+        let mail = |global: &str| global_vrrp_mail(&one(global, "").global);
+        assert!(!mail(""));
+        assert!(mail(" smtp_alert\n"));
+        assert!(!mail(" smtp_alert\n smtp_alert_vrrp false\n"));
+        assert!(mail(" smtp_alert false\n smtp_alert_vrrp\n"));
+        assert!(!mail(" smtp_alert_checker\n"));
     }
 }
