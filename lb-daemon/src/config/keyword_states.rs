@@ -1291,6 +1291,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "smtp_alert",
         &["lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert"],
     ),
+    ("vrrp_script", "init_fail", &["lb-daemon/src/vrrp/tracking.rs::init_fail_scripts_start_failed"]),
     (
         "checkers",
         "connect_ip",
