@@ -1293,6 +1293,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ),
     ("vrrp_script", "init_fail", &["lb-daemon/src/vrrp/tracking.rs::init_fail_scripts_start_failed"]),
     (
+        "vrrp_instance",
+        "lvs_sync_daemon_interface",
+        &["lb-daemon/src/daemon/node/tests.rs::connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface"],
+    ),
+    (
         "checkers",
         "connect_ip",
         &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],

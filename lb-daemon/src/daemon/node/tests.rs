@@ -207,6 +207,25 @@ fn connection_sync_follows_its_vrrp_instance() {
     assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
 }
 
+/// The older per-instance `lvs_sync_daemon_interface IFACE`: connection sync on IFACE
+/// follows that instance, with its VRID as the sync id (as keepalived).
+#[test]
+fn connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface() {
+    let text = VRRP.replace(" priority 100\n", " priority 100\n lvs_sync_daemon_interface eth1\n");
+    let mut n = started(&text, Some(BackendKind::Ipvs));
+    let publish = |n: &mut Node, state| {
+        let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
+        n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
+    };
+    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1 }));
+    assert_eq!(publish(&mut n, vrrp::State::Backup)[0], want(SyncRole::Backup));
+    assert_eq!(publish(&mut n, vrrp::State::Master)[0], want(SyncRole::Master));
+    // Without it, no sync.
+    let mut p = started(VRRP, Some(BackendKind::Ipvs));
+    let a = publish(&mut p, vrrp::State::Master);
+    assert!(!a.iter().any(|a| matches!(a, Action::SetSync(Some(_)))), "{a:?}");
+}
+
 #[test]
 fn status_shows_every_check_and_lost_quorum() {
     let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
