@@ -1298,6 +1298,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &["lb-daemon/src/daemon/node/tests.rs::connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface"],
     ),
     (
+        "global_defs",
+        "lb_backend",
+        &["lb-daemon/src/config/tests.rs::lb_backend_chooses_the_backend_unless_backend_is_given"],
+    ),
+    (
         "checkers",
         "connect_ip",
         &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],
