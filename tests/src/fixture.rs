@@ -465,6 +465,7 @@ pub fn tcp_service(
         persist_prefix: None,
         reals,
         sorry: None,
+        sorry_inhibit: false,
         quorum: 1,
         hysteresis: 0,
         quorum_up: true,

@@ -732,3 +732,53 @@ fn file_check_takes_a_real_server_out_and_moves_its_weight() {
     assert!(eventually(t, || weights(&pins, &service) == w(1, 1)), "{:?} {:#?}", weights(&pins, &service), d.log());
     assert_eq!(scheduled(&pins, &service), reals(&[0, 1], 80));
 }
+
+/// `ha_suspend`: while the virtual server's address is not on this node, its checkers pause
+/// (a real server with nothing listening stays in, status says why); once the address is
+/// here, they run and take it out.
+#[test]
+fn ha_suspend_pauses_checks_until_the_vip_is_on_this_node() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let b0 = backend4(0);
+    let config = TempConfig::new(
+        "chk-ha-suspend",
+        &format!(
+            "virtual_server {VIP4} 80 {{
+    ha_suspend
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server {b0} 80 {{
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+}}
+"
+        ),
+    );
+    let pins = daemon::pin_dir("chk-ha-suspend");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let (service, real) = (format!("{VIP4}:80/tcp"), format!("{b0}:80"));
+    assert!(
+        eventually(Duration::from_secs(5), || verdict(&d, &real)
+            .is_some_and(|(up, why)| up && why.contains("ha_suspend: paused"))),
+        "{:?} {:#?}",
+        verdict(&d, &real),
+        d.log()
+    );
+    // Nothing listens on be0, but no check runs: it stays in.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(scheduled(&pins, &service), reals(&[0], 80));
+    assert!(!d.log().iter().any(|l| l.contains("real server DOWN")), "{:#?}", d.log());
+
+    topo.lb.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"]).unwrap();
+    assert!(d.wait_log("ha_suspend: checks resumed", Duration::from_secs(3)), "{:#?}", d.log());
+    assert!(d.wait_log("real server DOWN", Duration::from_secs(6)), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service).is_empty()));
+    drop(d);
+}

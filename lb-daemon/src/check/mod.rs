@@ -907,4 +907,29 @@ mod tests {
         let e = probe(&tls, t).await.unwrap_err();
         assert!(matches!(e, ProbeError::Tls(_)), "{e}");
     }
+
+    /// `connect_ip` / `connect_port` are where a checker connects instead of the real
+    /// server, and `bindto` / `bind_port` the address and port it connects from: a TCP_CHECK
+    /// for an unreachable real server passes against a local listener, which sees the bound
+    /// source.
+    #[tokio::test]
+    async fn checkers_connect_to_connect_ip_from_bindto_and_bind_port() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let from = std::net::TcpListener::bind("127.0.0.2:0").unwrap().local_addr().unwrap().port();
+        let text = format!(
+            "virtual_server 203.0.113.10 80 {{\n real_server 198.51.100.11 8080 {{\n  TCP_CHECK {{\n   \
+             connect_ip 127.0.0.1\n   connect_port {port}\n   bindto 127.0.0.2\n   bind_port {from}\n  }}\n }}\n}}\n"
+        );
+        let l2 = crate::config::parse_str("t.conf", &text);
+        assert!(!l2.has_errors(), "{}", l2.render());
+        let runner = Runner::new(&l2.config.global).unwrap();
+        let spec = specs(&l2.config, &runner).into_values().next().unwrap();
+        let (probed, accepted) = tokio::join!(probe(&spec.probe, Duration::from_secs(2)), async {
+            tokio::time::timeout(Duration::from_secs(2), l.accept()).await
+        });
+        probed.unwrap();
+        let (_, peer) = accepted.unwrap().unwrap();
+        assert_eq!(peer, SocketAddr::new("127.0.0.2".parse().unwrap(), from));
+    }
 }

@@ -1233,6 +1233,103 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "mh_seed",
         &["lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config"],
     ),
+    // VRRP addressing decisions, proven on the pure functions the engine opens sockets with.
+    (
+        "vrrp_instance",
+        "check_unicast_src",
+        &["lb-daemon/src/vrrp/engine/live.rs::unicast_adverts_from_outside_the_peer_list_are_dropped"],
+    ),
+    (
+        "global_defs",
+        "vrrp_check_unicast_src",
+        &["lb-daemon/src/vrrp/engine/live.rs::unicast_adverts_from_outside_the_peer_list_are_dropped"],
+    ),
+    (
+        "vrrp_instance",
+        "mcast_src_ip",
+        &["lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group"],
+    ),
+    (
+        "global_defs",
+        "vrrp_mcast_group4",
+        &["lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group"],
+    ),
+    (
+        "global_defs",
+        "vrrp_mcast_group6",
+        &["lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group"],
+    ),
+    ("global_defs", "vrrp_version", &["lb-daemon/src/vrrp/engine/live.rs::vrrp_version_is_the_version_on_the_wire"]),
+    (
+        "vrrp_instance",
+        "virtual_ipaddress_excluded",
+        &["lb-daemon/src/vrrp/engine/live.rs::excluded_addresses_are_held_but_not_advertised"],
+    ),
+    (
+        "virtual_server",
+        "sorry_server_inhibit",
+        &["lb-daemon/src/ipvs/tests.rs::sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum"],
+    ),
+    (
+        "virtual_server",
+        "ha_suspend",
+        &["tests/tests/checkers.rs::ha_suspend_pauses_checks_until_the_vip_is_on_this_node"],
+    ),
+    (
+        "vrrp_instance",
+        "state",
+        &["lb-daemon/src/vrrp/engine/live.rs::state_master_without_priority_is_the_address_owner"],
+    ),
+    (
+        "global_defs",
+        "smtp_alert",
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail",
+            "lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert",
+        ],
+    ),
+    (
+        "global_defs",
+        "smtp_alert_vrrp",
+        &["lb-daemon/src/vrrp/engine/live.rs::smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail"],
+    ),
+    (
+        "virtual_server",
+        "smtp_alert",
+        &["lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert"],
+    ),
+    ("vrrp_script", "init_fail", &["lb-daemon/src/vrrp/tracking.rs::init_fail_scripts_start_failed"]),
+    (
+        "vrrp_instance",
+        "lvs_sync_daemon_interface",
+        &["lb-daemon/src/daemon/node/tests.rs::connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface"],
+    ),
+    (
+        "global_defs",
+        "lb_backend",
+        &["lb-daemon/src/config/tests.rs::lb_backend_chooses_the_backend_unless_backend_is_given"],
+    ),
+    (
+        "checkers",
+        "connect_ip",
+        &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],
+    ),
+    ("checkers", "bindto", &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"]),
+    (
+        "checkers",
+        "bind_port",
+        &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],
+    ),
+    // DNS_CHECK's `name`: the question asked, byte for byte.
+    ("checkers", "name", &["tests/tests/checkers.rs::dns_check_follows_the_answer_code"]),
+    (
+        "virtual_server",
+        "ops",
+        &[
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+            "lb-daemon/src/ipvs/tests.rs::plan_follows_ipvsadm_and_keepalived",
+        ],
+    ),
 ];
 
 #[cfg(test)]

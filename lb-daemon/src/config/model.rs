@@ -451,13 +451,20 @@ pub struct VrrpInstance {
 }
 
 impl VrrpInstance {
+    /// The VRRP version of its adverts (keepalived's `vrrp_complete_instance`): its own
+    /// `version`, else 3 for IPv6 VIPs, else global_defs' `vrrp_version`.
+    pub fn vrrp_version(&self, g: &GlobalDefs) -> u8 {
+        let v6 = self.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+        self.version.unwrap_or(if v6 { 3 } else { g.vrrp_version })
+    }
+
     /// keepalived's accept mode (vrrp.c, `vrrp_complete_instance`): as configured, else on for
     /// the address owner (priority 255) and off under `vrrp_strict`; `vrrp_strict` turns it off
     /// for a VRRPv2 instance that is not the owner whatever the config says (RFC 3768).
     pub fn accept_mode(&self, g: &GlobalDefs) -> bool {
         let owner = self.priority == 255;
         let accept = self.accept.unwrap_or(owner || !g.vrrp_strict);
-        let v2 = self.version.unwrap_or(g.vrrp_version) == 2;
+        let v2 = self.vrrp_version(g) == 2;
         accept && !(!owner && g.vrrp_strict && v2)
     }
 

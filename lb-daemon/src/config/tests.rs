@@ -499,7 +499,7 @@ fn bad_configs_are_located() {
             "bad.conf:1:1: error: vrrp_instance A: advert_int 0.50 s needs VRRP version 3",
         ),
         (
-            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n virtual_ipaddress {\n  2001:db8::1\n }\n}\n",
+            "vrrp_instance A {\n interface eth0\n virtual_router_id 1\n version 2\n virtual_ipaddress {\n  2001:db8::1\n }\n}\n",
             "bad.conf:1:1: error: vrrp_instance A: IPv6 addresses need VRRP version 3",
         ),
         (
@@ -546,6 +546,24 @@ fn bpf_backend_refuses_what_it_cannot_run() {
     assert!(errs[1].contains("firewall marks"), "{}", errs[1]);
     assert!(!load_str_with_backend(src, BackendKind::Auto).has_errors());
     assert!(load_str_with_backend(src, BackendKind::Ipvs).diagnostics.is_empty());
+}
+
+/// `lb_backend` picks the backend when `--backend` does not: `lb_backend bpf` refuses what
+/// the BPF data plane cannot run as `--backend bpf` does, `--backend` wins over it, and the
+/// effective choice is what the daemon starts (`startup::start_backend` reads it).
+#[test]
+fn lb_backend_chooses_the_backend_unless_backend_is_given() {
+    let src = "global_defs {\n lb_backend bpf\n}\nvirtual_server 203.0.113.10 80 {\n lb_algo sed\n}\n";
+    let l = load_str_with_backend(src, BackendKind::Auto);
+    let errs: Vec<String> = l.errors().map(|d| l.sources.render(d)).collect();
+    assert!(errs.len() == 1 && errs[0].contains("cannot run scheduler sed"), "{errs:?}");
+    assert_eq!(l.config.global.lb_backend, Some(BackendKind::Bpf));
+    let l = load_str_with_backend(&src.replace("bpf", "ipvs"), BackendKind::Auto);
+    assert!(!l.has_errors(), "{}", l.render());
+    assert_eq!(l.config.global.lb_backend, Some(BackendKind::Ipvs));
+    let l = load_str_with_backend(src, BackendKind::Ipvs);
+    assert!(!l.has_errors(), "{}", l.render());
+    assert_eq!(l.config.global.lb_backend, Some(BackendKind::Ipvs));
 }
 
 /// SCTP services: XDP does not update SCTP's CRC32c, so `--backend bpf` refuses them at

@@ -383,7 +383,7 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
 
 fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     election_variants(cfg, v, d);
-    let version = v.version.unwrap_or(cfg.global.vrrp_version);
+    let version = v.vrrp_version(&cfg.global);
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
     if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6() != v6) {
         d.push(Diagnostic::error(v.span, format!(
@@ -394,7 +394,7 @@ fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     if version == 2 && v6 {
         d.push(Diagnostic::error(
             v.span,
-            format!("vrrp_instance {}: IPv6 addresses need VRRP version 3 (`version 3`)", v.name),
+            format!("vrrp_instance {}: IPv6 addresses need VRRP version 3 (remove `version 2`)", v.name),
         ));
     }
     if version == 2 && !v.advert_int_cs.is_multiple_of(100) {

@@ -134,6 +134,11 @@ pub fn vrrp_instance(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     };
     let mut v = VrrpInstance::new(name, stmt.keyword().span);
     ctx.apply(VRRP_INSTANCE, &mut v, block, "vrrp_instance");
+    // keepalived (vrrp.c, vrrp_complete_instance): without `priority`, `state MASTER` makes
+    // the instance the address owner (255); otherwise the default is 100.
+    if v.state == Some(VrrpState::Master) && !block.iter().any(|s| s.keyword().text == "priority") {
+        v.priority = 255;
+    }
     if v.virtual_router_id.is_none() {
         ctx.error(stmt.keyword().span, format!("vrrp_instance {} has no `virtual_router_id`", v.name));
     }

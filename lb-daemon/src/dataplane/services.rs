@@ -48,6 +48,9 @@ pub struct DesiredService {
     pub persist_prefix: Option<u8>,
     pub reals: Vec<DesiredReal>,
     pub sorry: Option<SocketAddr>,
+    /// `sorry_server_inhibit`: above quorum the sorry server stays in IPVS at weight 0
+    /// instead of being removed (keepalived's "Disabling" / "Enabling").
+    pub sorry_inhibit: bool,
     pub quorum: u32,
     /// keepalived's quorum dampener: down below quorum − hysteresis, up again at
     /// quorum + hysteresis.
@@ -218,6 +221,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
                 })
                 .collect(),
             sorry: vs.sorry_server,
+            sorry_inhibit: vs.sorry_server_inhibit,
             quorum: vs.quorum,
             hysteresis: vs.hysteresis,
             quorum_up: health.quorum_up(&name),

@@ -31,9 +31,6 @@ pub struct Programmed {
     pub dests: BTreeMap<(IpAddr, u16), Dest>,
 }
 
-/// What IPVS should hold for `desired`: one IPVS service per key and per firewall mark.
-/// Below quorum the real servers stay with weight 0 (their connections finish; no new ones)
-/// and the sorry server, if any, takes new connections.
 /// IPVS keeps sending a persistent client to a real server at weight 0 while its template
 /// lives; with this sysctl it expires the template instead.
 const EXPIRE_QUIESCENT: &str = "/proc/sys/net/ipv4/vs/expire_quiescent_template";
@@ -50,6 +47,10 @@ pub fn expire_quiescent_templates() -> Result<bool> {
     Ok(true)
 }
 
+/// What IPVS should hold for `desired`: one IPVS service per key and per firewall mark.
+/// Below quorum the real servers stay with weight 0 (their connections finish; no new ones)
+/// and the sorry server, if any, takes new connections; above it the sorry server is absent,
+/// or at weight 0 with `sorry_server_inhibit`.
 pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec<String>) {
     let mut out = BTreeMap::new();
     let mut warnings = Vec::new();
@@ -113,10 +114,15 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
                 let fwd = r.fwd.map_or(service_fwd, fwd_code);
                 add(r.addr, if d.quorum_up { r.weight } else { 0 }, fwd, r.u_thresh, r.l_thresh);
             }
-            if !d.quorum_up
-                && let Some(s) = d.sorry
-            {
-                add(s, 1, service_fwd, 0, 0);
+            // The sorry server takes new connections below quorum; above it, keepalived
+            // removes it, or with sorry_server_inhibit keeps it at weight 0 (unless it is
+            // also a real server).
+            if let Some(s) = d.sorry {
+                if !d.quorum_up {
+                    add(s, 1, service_fwd, 0, 0);
+                } else if d.sorry_inhibit && !d.reals.iter().any(|r| r.addr == s) {
+                    add(s, 0, service_fwd, 0, 0);
+                }
             }
             out.insert(id, Programmed { service, dests });
         }

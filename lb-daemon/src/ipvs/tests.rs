@@ -209,6 +209,7 @@ fn desired(forward: ForwardMethod) -> DesiredService {
             DesiredReal { addr: "198.51.100.12:8080".parse().unwrap(), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 },
         ],
         sorry: Some("198.51.100.99:8080".parse().unwrap()),
+        sorry_inhibit: false,
         quorum: 1,
         hysteresis: 0,
         quorum_up: true,
@@ -352,4 +353,37 @@ fn lvs_timeouts_encode_as_set_config() {
     // A GET_CONFIG reply decodes to the same values.
     let reply = IpvsMsg { cmd: cmd::GET_CONFIG, attrs: m.attrs() };
     assert_eq!(msg::Timeouts::parse(&reply).unwrap(), m);
+}
+
+/// `sorry_server_inhibit` (keepalived's ipwrapper.c): above quorum the sorry server stays in
+/// IPVS at weight 0 ("Disabling") instead of being removed, and below it takes new
+/// connections at weight 1 as without the flag; a sorry server that is also a real server is
+/// not added twice.
+#[test]
+fn sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum() {
+    let desired_of = |extra: &str, sorry: &str| {
+        let l = crate::config::parse_str(
+            "t.conf",
+            &format!(
+                "virtual_server 203.0.113.10 80 {{\n lb_kind NAT\n sorry_server {sorry}\n{extra} \
+                 real_server 198.51.100.11 8080 {{\n }}\n}}\n"
+            ),
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let (mut d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+        d.remove(0)
+    };
+    let weights = |d: &DesiredService, up: bool| -> Vec<(u16, i32)> {
+        let d = DesiredService { quorum_up: up, ..d.clone() };
+        let (p, _) = plan(&[d]);
+        p[&vip()].dests.iter().map(|((ip, port), d)| (*port + ip_last(ip), d.weight)).collect()
+    };
+    let plain = desired_of("", "198.51.100.99 8080");
+    let inhibit = desired_of(" sorry_server_inhibit\n", "198.51.100.99 8080");
+    assert_eq!(weights(&plain, true), [(8080 + 11, 1)]);
+    assert_eq!(weights(&inhibit, true), [(8080 + 11, 1), (8080 + 99, 0)]);
+    assert_eq!(weights(&plain, false), [(8080 + 11, 0), (8080 + 99, 1)]);
+    assert_eq!(weights(&inhibit, false), [(8080 + 11, 0), (8080 + 99, 1)]);
+    let same = desired_of(" sorry_server_inhibit\n", "198.51.100.11 8080");
+    assert_eq!(weights(&same, true), [(8080 + 11, 1)]);
 }

@@ -200,7 +200,8 @@ impl Instance {
     }
 
     /// Leaves INIT: the address owner takes over at once; everyone else listens for a
-    /// Master_Down_Interval first (keepalived does the same even with `state MASTER`).
+    /// Master_Down_Interval first (keepalived waits one advert interval + skew with a
+    /// non-owner `state MASTER`; here the full interval).
     pub fn start(&mut self, now: Instant) -> Vec<Effect> {
         let mut out = Vec::new();
         self.started = now;

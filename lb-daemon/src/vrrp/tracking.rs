@@ -515,6 +515,49 @@ mod tests {
         assert_eq!(faults.len(), 2);
     }
 
+    /// `init_fail`: a vrrp_script counts as failed from the start, before its first run
+    /// (keepalived's initial state FAILED): its weight applies, or with weight 0 its instance
+    /// is in fault, until the script succeeds; without it, the script starts OK.
+    #[tokio::test]
+    async fn init_fail_scripts_start_failed() {
+        // The engine's inputs are not read here: only the state before the first run.
+        struct In;
+        impl From<ScriptVerdict> for In {
+            fn from(_: ScriptVerdict) -> Self {
+                In
+            }
+        }
+        impl From<FileValue> for In {
+            fn from(_: FileValue) -> Self {
+                In
+            }
+        }
+        impl From<ProcQuorum> for In {
+            fn from(_: ProcQuorum) -> Self {
+                In
+            }
+        }
+        // Scripts that take longer than the test: only the initial state is seen.
+        let text = "vrrp_script vital {\n script \"/bin/sleep 30\"\n interval 60\n init_fail\n}\n\
+                    vrrp_script heavy {\n script \"/bin/sleep 30\"\n interval 60\n weight -50\n init_fail\n}\n\
+                    vrrp_script fresh {\n script \"/bin/sleep 30\"\n interval 60\n}\n";
+        let l = crate::config::parse_str("t.conf", text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let runner = Runner::new(&l.config.global).unwrap();
+        let (tx, _rx) = mpsc::channel::<In>(4);
+        let mut t = Trackers::default();
+        t.restart(&l.config, &runner, &tx);
+        let ok: Vec<(&str, bool)> = t.list().iter().map(|s| (s.cfg.name.as_str(), s.ok)).collect();
+        assert_eq!(ok, [("vital", false), ("heavy", false), ("fresh", true)]);
+        let mut v = VrrpInstance::new("VI_1".into(), Span::default());
+        v.track_script = vec![tracked("vital", None), tracked("heavy", None), tracked("fresh", None)];
+        assert_eq!(
+            weigh(&v, "eth0", t.list(), &[], (&[], &[]), NO_BFD, |_: &str| true),
+            (-50, vec!["vrrp_script vital failed".to_string()])
+        );
+        t.stop();
+    }
+
     /// A script that cannot run (missing, unknown user, insecure) is disabled as keepalived
     /// disables it: no weight, no fault, whatever its weight or last verdict.
     #[test]

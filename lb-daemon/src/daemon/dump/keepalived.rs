@@ -29,7 +29,7 @@ impl Inst<'_> {
         self.st.map_or(State::Init, |s| s.state)
     }
     fn version(&self) -> u8 {
-        self.st.map(|s| s.version).filter(|v| *v != 0).or(self.cfg.version).unwrap_or(self.config.global.vrrp_version)
+        self.st.map(|s| s.version).filter(|v| *v != 0).unwrap_or_else(|| self.cfg.vrrp_version(&self.config.global))
     }
     fn v6(&self) -> bool {
         self.cfg.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6())

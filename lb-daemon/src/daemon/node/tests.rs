@@ -207,6 +207,25 @@ fn connection_sync_follows_its_vrrp_instance() {
     assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
 }
 
+/// The older per-instance `lvs_sync_daemon_interface IFACE`: connection sync on IFACE
+/// follows that instance, with its VRID as the sync id (as keepalived).
+#[test]
+fn connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface() {
+    let text = VRRP.replace(" priority 100\n", " priority 100\n lvs_sync_daemon_interface eth1\n");
+    let mut n = started(&text, Some(BackendKind::Ipvs));
+    let publish = |n: &mut Node, state| {
+        let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
+        n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
+    };
+    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1 }));
+    assert_eq!(publish(&mut n, vrrp::State::Backup)[0], want(SyncRole::Backup));
+    assert_eq!(publish(&mut n, vrrp::State::Master)[0], want(SyncRole::Master));
+    // Without it, no sync.
+    let mut p = started(VRRP, Some(BackendKind::Ipvs));
+    let a = publish(&mut p, vrrp::State::Master);
+    assert!(!a.iter().any(|a| matches!(a, Action::SetSync(Some(_)))), "{a:?}");
+}
+
 #[test]
 fn status_shows_every_check_and_lost_quorum() {
     let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
@@ -611,4 +630,27 @@ fn mh_tables_are_the_same_on_every_node_with_the_same_config() {
     assert!(moved > a.len() / 3, "mh_seed 7 moved only {moved} buckets");
     let own = owners_of(&svc.replace(" lb_algo mh\n", " lb_algo mh\n mh_seed 7\n"));
     assert_eq!(own, seeded, "a service's own mh_seed acts as global_defs'");
+}
+
+/// Which checker changes send mail, the narrowest setting winning: the real server's
+/// `smtp_alert`, the virtual server's, global_defs' `smtp_alert_checker`, then `smtp_alert`.
+#[test]
+fn checker_mail_follows_the_narrowest_smtp_alert() {
+    let mails = |global: &str, vs: &str, rs: &str| {
+        let text = format!(
+            "global_defs {{\n{global}}}\nvirtual_server 203.0.113.10 80 {{\n{vs} real_server 198.51.100.11 80 {{\n{rs}  \
+             TCP_CHECK {{\n  }}\n }}\n}}\n"
+        );
+        let l = config::parse_str("t.conf", &text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let vs = &l.config.virtual_servers[0];
+        mail_for(&l.config, vs, Some(&vs.real_servers[0]))
+    };
+    assert!(!mails("", "", ""));
+    assert!(mails(" smtp_alert\n", "", ""));
+    assert!(!mails(" smtp_alert\n smtp_alert_checker false\n", "", ""));
+    assert!(!mails(" smtp_alert_vrrp\n", "", ""));
+    assert!(mails("", " smtp_alert\n", ""));
+    assert!(!mails(" smtp_alert\n", " smtp_alert false\n", ""));
+    assert!(mails("", " smtp_alert false\n", "  smtp_alert\n"));
 }

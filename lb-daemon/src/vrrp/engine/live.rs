@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -151,7 +151,7 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
     serde_json::to_string(&(
         &v.interface,
         v.virtual_router_id,
-        v.version.unwrap_or(g.vrrp_version),
+        version(g, v),
         v.unicast_src_ip,
         v.mcast_src_ip,
         &v.unicast_peer,
@@ -171,23 +171,9 @@ impl LiveInstance {
         let g = &cfg.global;
         let iface = v.interface.clone().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
-        let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
         let link = netlink::link(&iface)?;
-        let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
-            Some(a) if a.is_ipv6() == v6 => a,
-            Some(a) => bail!("source address {a} is not of the VIPs' family"),
-            None if v6 => {
-                IpAddr::V6(link.link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?)
-            }
-            None => IpAddr::V4(link.ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
-        };
-        let group = if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) };
-        let dsts: Vec<IpAddr> = if v.unicast_peer.is_empty() {
-            vec![group]
-        } else {
-            v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect()
-        };
-        let version = v.version.unwrap_or(g.vrrp_version);
+        let Endpoints { v6, src, dsts, join } = endpoints(g, v, &iface, link.ipv4, link.link_local)?;
+        let version = version(g, v);
         let tuning = Tuning::new(cfg, v, version)?;
         let ah = match (tuning.ah_key, src) {
             (Some(_), IpAddr::V4(a)) => {
@@ -218,15 +204,13 @@ impl LiveInstance {
             heard: None,
             ah,
         };
-        let joined = v.unicast_peer.is_empty().then_some(group);
-        let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, joined, live.ah.is_some())?;
+        let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, join, live.ah.is_some())?;
         Ok((live, rx))
     }
 
     /// Its VIPs, excluded ones too (they move with it but are not advertised).
     pub fn vips(&self) -> Vec<IpAddress> {
-        let c = &self.cfg;
-        c.virtual_ipaddress.iter().chain(&c.virtual_ipaddress_excluded).cloned().collect()
+        vips(&self.cfg)
     }
 
     pub fn send_advert(&mut self, priority: u8) {
@@ -235,7 +219,7 @@ impl LiveInstance {
             vrid: self.vrid,
             priority,
             interval_cs: self.machine.s.advert_int_cs,
-            addrs: self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect(),
+            addrs: advertised(&self.cfg),
             password: self.tuning.password.clone(),
         };
         if let Some(link) = &mut self.ah {
@@ -344,12 +328,9 @@ impl LiveInstance {
         // keepalived checks the address list of every advert, or with skip_check_adv_addr
         // only when the master's address changes.
         let check_addrs = !self.tuning.skip_check_adv_addr || self.heard.map(|h| h.0) != Some(src);
-        let mine: Vec<IpAddr> = self.cfg.virtual_ipaddress.iter().map(|a| a.addr).collect();
+        let mine = advertised(&self.cfg);
         let result = Advert::parse(msg, src, dst, ttl, &e)
-            .and_then(|a| {
-                let peers = &self.cfg.unicast_peer;
-                if !peers.is_empty() && !peers.contains(&src) { Err(Reject::UnknownPeer) } else { Ok(a) }
-            })
+            .and_then(|a| if from_known_peer(&self.cfg.unicast_peer, src) { Ok(a) } else { Err(Reject::UnknownPeer) })
             .and_then(
                 |a| if check_addrs && !same_addresses(&a.addrs, &mine) { Err(Reject::AddressList) } else { Ok(a) },
             );
@@ -474,6 +455,74 @@ fn send_ah(
     }
 }
 
+/// The VRRP version of `v`'s adverts: its own `version`, else 3 for IPv6 VIPs, else
+/// global_defs' `vrrp_version` (as keepalived).
+pub fn version(g: &GlobalDefs, v: &VrrpInstance) -> u8 {
+    v.vrrp_version(g)
+}
+
+/// Where `v`'s adverts come from and go to.
+#[derive(Debug, PartialEq)]
+pub struct Endpoints {
+    /// The VIPs are IPv6 (VRRPv3 over IPv6).
+    pub v6: bool,
+    /// The adverts' source: `unicast_src_ip`, else `mcast_src_ip`, else the interface's IPv4
+    /// address or IPv6 link-local address (keepalived's order).
+    pub src: IpAddr,
+    /// The unicast peers of the VIPs' family, else the multicast group of that family
+    /// (`vrrp_mcast_group4` / `vrrp_mcast_group6`).
+    pub dsts: Vec<IpAddr>,
+    /// The group the receiver joins (none with unicast peers).
+    pub join: Option<IpAddr>,
+}
+
+/// `v`'s advert endpoints on interface `iface`, whose addresses are `ipv4` and `link_local`.
+pub fn endpoints(
+    g: &GlobalDefs,
+    v: &VrrpInstance,
+    iface: &str,
+    ipv4: Option<Ipv4Addr>,
+    link_local: Option<Ipv6Addr>,
+) -> Result<Endpoints> {
+    let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+    let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
+        Some(a) if a.is_ipv6() == v6 => a,
+        Some(a) => bail!("source address {a} is not of the VIPs' family"),
+        None if v6 => IpAddr::V6(link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?),
+        None => IpAddr::V4(ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
+    };
+    let group = if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) };
+    if v.unicast_peer.is_empty() {
+        Ok(Endpoints { v6, src, dsts: vec![group], join: Some(group) })
+    } else {
+        let dsts = v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect();
+        Ok(Endpoints { v6, src, dsts, join: None })
+    }
+}
+
+/// keepalived's `check_unicast_src` (`vrrp_check_unicast_src`), always on here: with unicast
+/// peers, an advert from any other address is dropped.
+pub fn from_known_peer(peers: &[IpAddr], src: IpAddr) -> bool {
+    peers.is_empty() || peers.contains(&src)
+}
+
+/// The addresses `v` holds as master: `virtual_ipaddress` and `virtual_ipaddress_excluded`.
+pub fn vips(v: &VrrpInstance) -> Vec<IpAddress> {
+    v.virtual_ipaddress.iter().chain(&v.virtual_ipaddress_excluded).cloned().collect()
+}
+
+/// The addresses `v`'s adverts list (and received adverts must list): `virtual_ipaddress`
+/// only, never `virtual_ipaddress_excluded`.
+pub fn advertised(v: &VrrpInstance) -> Vec<IpAddr> {
+    v.virtual_ipaddress.iter().map(|a| a.addr).collect()
+}
+
+/// Whether global_defs makes every instance's state change send mail: `smtp_alert_vrrp`,
+/// else `smtp_alert` (an instance's own `smtp_alert` adds to it).
+pub fn global_vrrp_mail(g: &GlobalDefs) -> bool {
+    g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false)
+}
+
 /// keepalived's address-list check: as many addresses as our VIPs, and each of ours among them.
 fn same_addresses(theirs: &[IpAddr], mine: &[IpAddr]) -> bool {
     theirs.len() == mine.len() && mine.iter().all(|m| theirs.contains(m))
@@ -503,5 +552,147 @@ mod tests {
         let own =
             " garp_master_delay 2\n garp_master_repeat 1\n garp_master_refresh 9\n garp_master_refresh_repeat 2\n";
         assert_eq!(tuning(own), (2, 1, 9, 2, Duration::from_millis(250)));
+    }
+
+    fn parse(text: &str) -> Config {
+        let l = crate::config::parse_str("t.conf", text);
+        assert!(!l.has_errors(), "{}", l.render());
+        l.config
+    }
+
+    fn one(global: &str, own: &str) -> Config {
+        parse(&format!(
+            "global_defs {{\n{global}}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n \
+             priority 100\n{own}}}\n"
+        ))
+    }
+
+    /// `mcast_src_ip` is the adverts' source, and `vrrp_mcast_group4` / `vrrp_mcast_group6`
+    /// where multicast adverts go and which group the receiver joins; without them, the
+    /// interface's address and 224.0.0.18 / ff02::12 (keepalived's defaults).
+    #[test]
+    fn advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group() {
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let nic = Some(Ipv4Addr::new(192, 0, 2, 10));
+        let ends = |c: &Config| endpoints(&c.global, &c.vrrp_instances[0], "eth0", nic, Some(ll)).unwrap();
+        let vip4 = " virtual_ipaddress {\n 192.0.2.100/24\n }\n";
+        let vip6 = " virtual_ipaddress {\n 2001:db8::100/64\n }\n";
+        let group4 = " vrrp_mcast_group4 224.0.0.19\n";
+        let group6 = " vrrp_mcast_group6 ff02::13\n";
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+
+        let e = ends(&one("", vip4));
+        assert_eq!((e.src, e.dsts, e.join), (ip("192.0.2.10"), vec![ip("224.0.0.18")], Some(ip("224.0.0.18"))));
+        let e = ends(&one(group4, &format!("{vip4} mcast_src_ip 192.0.2.11\n")));
+        assert_eq!((e.src, e.dsts, e.join), (ip("192.0.2.11"), vec![ip("224.0.0.19")], Some(ip("224.0.0.19"))));
+        let e = ends(&one("", vip6));
+        assert_eq!((e.v6, e.src, e.dsts), (true, ip("fe80::1"), vec![ip("ff02::12")]));
+        let e = ends(&one(group6, &format!("{vip6} mcast_src_ip 2001:db8::11\n")));
+        assert_eq!((e.src, e.dsts, e.join), (ip("2001:db8::11"), vec![ip("ff02::13")], Some(ip("ff02::13"))));
+        // unicast_src_ip wins over mcast_src_ip; unicast peers replace the group.
+        let c = one(
+            group4,
+            &format!(
+                "{vip4} mcast_src_ip 192.0.2.11\n unicast_src_ip 192.0.2.12\n unicast_peer {{\n 192.0.2.13\n }}\n"
+            ),
+        );
+        let e = ends(&c);
+        assert_eq!((e.src, e.dsts, e.join), (ip("192.0.2.12"), vec![ip("192.0.2.13")], None));
+        // A source of the other family is an error, not a silent fallback.
+        let c = one("", &format!("{vip4} mcast_src_ip 2001:db8::11\n"));
+        assert!(endpoints(&c.global, &c.vrrp_instances[0], "eth0", nic, Some(ll)).is_err());
+    }
+
+    /// keepalived's `check_unicast_src` / `vrrp_check_unicast_src`, always on here: with
+    /// unicast peers, an advert from an address outside them is dropped.
+    #[test]
+    fn unicast_adverts_from_outside_the_peer_list_are_dropped() {
+        for global in ["", " vrrp_check_unicast_src\n"] {
+            let c = one(
+                global,
+                " check_unicast_src\n unicast_peer {\n 192.0.2.13\n }\n virtual_ipaddress {\n 192.0.2.100/24\n }\n",
+            );
+            let peers = &c.vrrp_instances[0].unicast_peer;
+            assert!(from_known_peer(peers, "192.0.2.13".parse().unwrap()));
+            assert!(!from_known_peer(peers, "192.0.2.99".parse().unwrap()));
+        }
+        // Multicast: any source (the TTL and address checks still apply).
+        assert!(from_known_peer(&[], "192.0.2.99".parse().unwrap()));
+    }
+
+    /// global_defs' `vrrp_version` is the version of the adverts on the wire of an IPv4
+    /// instance without its own `version`, and the instance's wins.
+    #[test]
+    fn vrrp_version_is_the_version_on_the_wire() {
+        let vip = " virtual_ipaddress {\n 192.0.2.100/24\n }\n";
+        let wire = |c: &Config| {
+            let v = &c.vrrp_instances[0];
+            let a = Advert {
+                version: version(&c.global, v),
+                vrid: 1,
+                priority: 100,
+                interval_cs: 100,
+                addrs: advertised(v),
+                password: None,
+            };
+            a.encode("192.0.2.10".parse().unwrap(), "224.0.0.18".parse().unwrap())[0] >> 4
+        };
+        assert_eq!(wire(&one("", vip)), 2);
+        assert_eq!(wire(&one(" vrrp_version 3\n", vip)), 3);
+        assert_eq!(wire(&one(" vrrp_version 3\n", &format!("{vip} version 2\n"))), 2);
+        assert_eq!(wire(&one(" vrrp_version 2\n", &format!("{vip} version 3\n"))), 3);
+        // IPv6 VIPs without `version`: 3, whatever vrrp_version says (as keepalived).
+        let vip6 = " virtual_ipaddress {\n 2001:db8::100/64\n }\n";
+        assert_eq!(wire(&one(" vrrp_version 2\n", vip6)), 3);
+    }
+
+    /// `virtual_ipaddress_excluded`: held by the master with the other VIPs, but neither in
+    /// its adverts nor required in received ones.
+    #[test]
+    fn excluded_addresses_are_held_but_not_advertised() {
+        let c = one(
+            "",
+            " virtual_ipaddress {\n 192.0.2.100/24\n }\n virtual_ipaddress_excluded {\n 198.51.100.7/24\n 2001:db8::7/64\n }\n",
+        );
+        let v = &c.vrrp_instances[0];
+        let held: Vec<IpAddr> = vips(v).iter().map(|a| a.addr).collect();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(held, vec![ip("192.0.2.100"), ip("198.51.100.7"), ip("2001:db8::7")]);
+        assert_eq!(advertised(v), vec![ip("192.0.2.100")]);
+        // A master's advert listing only the advertised address passes the address check.
+        assert!(same_addresses(&[ip("192.0.2.100")], &advertised(v)));
+    }
+
+    /// `state MASTER` without `priority` is keepalived's address owner (priority 255): it
+    /// takes over at start without waiting; with a priority, or `state BACKUP`, it waits as
+    /// a backup first.
+    #[test]
+    fn state_master_without_priority_is_the_address_owner() {
+        let started = |own: &str| {
+            let c = parse(&format!(
+                "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n{own} virtual_ipaddress {{\n \
+                 192.0.2.100/24\n }}\n}}\n"
+            ));
+            let v = &c.vrrp_instances[0];
+            let mut i = Instance::new(settings(&c.global, v, 2, "192.0.2.10".parse().unwrap()), Instant::now());
+            i.start(Instant::now());
+            (v.priority, i.state)
+        };
+        assert_eq!(started(" state MASTER\n"), (255, State::Master));
+        assert_eq!(started(" state MASTER\n priority 150\n"), (150, State::Backup));
+        assert_eq!(started(" state BACKUP\n"), (100, State::Backup));
+        assert_eq!(started(""), (100, State::Backup));
+    }
+
+    /// global_defs' `smtp_alert` mails every VRRP state change, and `smtp_alert_vrrp` says so
+    /// for VRRP alone, winning over `smtp_alert` either way.
+    #[test]
+    fn smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail() {
+        let mail = |global: &str| global_vrrp_mail(&one(global, "").global);
+        assert!(!mail(""));
+        assert!(mail(" smtp_alert\n"));
+        assert!(!mail(" smtp_alert\n smtp_alert_vrrp false\n"));
+        assert!(mail(" smtp_alert false\n smtp_alert_vrrp\n"));
+        assert!(!mail(" smtp_alert_checker\n"));
     }
 }

@@ -123,7 +123,7 @@ impl Engine {
             netlink,
             statics,
             notifier,
-            mail_vrrp: g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false),
+            mail_vrrp: live::global_vrrp_mail(g),
             tx,
             status_tx,
         };
