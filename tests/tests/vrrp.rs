@@ -437,6 +437,48 @@ fn a_sync_group_members_weighted_script_is_dropped_as_keepalived() {
     k.stop().unwrap();
 }
 
+/// A sync group's `smtp_alert` mails its transitions in keepalived's words
+/// (`vrrp_sync_smtp_notifier`), checked against keepalived 2.2.7's own mail to the same relay.
+#[test]
+fn a_sync_groups_smtp_alert_mails_like_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-sgmail");
+    let (n, _) = dir.recorder("notify");
+    let sink = lb_tests::servers::SmtpSink::start(&seg.client, (CLIENT4, 2525).into()).unwrap();
+    let conf = format!(
+        "global_defs {{\n    router_id node0\n    notification_email {{\n        ops@example.com\n    }}\n    \
+         smtp_server {CLIENT4} 2525\n}}\nvrrp_sync_group G {{\n    group {{\n        VI_1\n    }}\n    smtp_alert\n}}\n{}",
+        instance("VI_1", 100, "", &n)
+    );
+    // The subject and body lines of the group's mails from message `from` on (what is
+    // mailed while stopping may be cut off with the process: not compared).
+    let group_mail = |from: usize| -> Vec<String> {
+        let all = sink.messages();
+        all[from..]
+            .iter()
+            .flat_map(|m| m.replace("\n ", " ").lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|l| l.starts_with("Subject: ") || l.starts_with("=> "))
+            .filter(|l| (l.contains("Group G") || l.contains("group")) && !l.to_lowercase().contains("stopping"))
+            .collect()
+    };
+    let master_mailed = |from: usize| {
+        eventually(Duration::from_secs(8), || group_mail(from).iter().any(|l| l.contains("Entering MASTER state")))
+    };
+    let mut k = Keepalived::start(&seg.nodes[0], &dir.file("ka.conf", &conf), &dir, "ka").unwrap();
+    assert!(k.wait_log("(VI_1) Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    assert!(master_mailed(0), "keepalived mailed {:#?}", sink.messages());
+    k.stop().unwrap();
+    let theirs = group_mail(0);
+    let seen = sink.messages().len();
+    let mut d = start(&seg, 0, &dir, &conf);
+    assert!(d.wait_log("(VI_1) Entering MASTER STATE", Duration::from_secs(8)), "{:#?}", d.log());
+    assert!(master_mailed(seen), "we mailed {:#?}", &sink.messages()[seen..]);
+    d.stop().unwrap();
+    assert!(theirs.iter().any(|l| l == "Subject: [node0] VRRP Group G - Entering MASTER state"), "{theirs:#?}");
+    assert_eq!(group_mail(seen), theirs);
+}
+
 /// Split brain: the master is cut off the segment (its link stays up), the backup takes
 /// over; on healing exactly one master remains, the higher-priority one, and the client
 /// learns it from fresh gratuitous ARPs.

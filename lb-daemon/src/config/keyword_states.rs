@@ -1298,6 +1298,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "smtp_alert",
         &["lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert"],
     ),
+    ("vrrp_sync_group", "smtp_alert", &["tests/tests/vrrp.rs::a_sync_groups_smtp_alert_mails_like_keepalived"]),
     ("vrrp_script", "init_fail", &["lb-daemon/src/vrrp/tracking.rs::init_fail_scripts_start_failed"]),
     (
         "vrrp_instance",

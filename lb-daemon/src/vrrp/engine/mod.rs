@@ -573,5 +573,20 @@ impl Engine {
         let args = vec!["GROUP".to_string(), grp.name.clone(), state.name().to_string(), "0".to_string()];
         self.notify(specific, grp.notify.any.clone(), args, state == State::Stopped).await;
         self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(true, &grp.name, state.name(), 0));
+        // keepalived's vrrp_sync_smtp_notifier.
+        let grp = &self.groups[g];
+        let mail = match state {
+            State::Stopped => {
+                Some(("Stopping".to_string(), "=> All VRRP group instances are now stopping <=".to_string()))
+            }
+            State::Master | State::Backup | State::Fault => Some((
+                format!("Entering {} state", state.name()),
+                format!("=> All VRRP group instances are now in {} state <=", state.name()),
+            )),
+            State::Init => None,
+        };
+        if let Some((subject, body)) = mail.filter(|_| grp.notify.smtp_alert || self.mail_vrrp) {
+            self.notifier.mail(&format!("VRRP Group {} - {subject}", grp.name), body);
+        }
     }
 }
