@@ -22,9 +22,15 @@ use lb_tests::{
 
 /// rr NAT IPv4 with one real server (so a reply's source is known): the new-connection case.
 fn one_real_nat() -> DesiredService {
-    let real =
-        DesiredReal { addr: SocketAddr::new(backend4(0).into(), 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 };
-    tcp_service("bench", VIP4.into(), 80, Scheduler::Rr, ForwardMethod::Nat, vec![real])
+    tcp_service("bench", VIP4.into(), 80, Scheduler::Rr, ForwardMethod::Nat, reals(&[backend4(0).into()]))
+}
+
+/// Real servers on port 80, weight 1, the service's forwarding method.
+fn reals(addrs: &[IpAddr]) -> Vec<DesiredReal> {
+    addrs
+        .iter()
+        .map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 })
+        .collect()
 }
 
 /// A whole new NAT connection as its three packets through the load balancer, timed cold:
@@ -60,16 +66,12 @@ fn new_connection_ns(fx: &mut Fixture, runs: usize) -> Result<f64> {
 const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x21];
 
 fn service(sched: Scheduler, fwd: ForwardMethod, v6: bool) -> DesiredService {
-    let (vip, reals): (IpAddr, [IpAddr; 2]) = if v6 {
+    let (vip, addrs): (IpAddr, [IpAddr; 2]) = if v6 {
         (VIP6.into(), [backend6(0).into(), backend6(1).into()])
     } else {
         (VIP4.into(), [backend4(0).into(), backend4(1).into()])
     };
-    let reals = reals
-        .iter()
-        .map(|r| DesiredReal { addr: SocketAddr::new(*r, 80), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 })
-        .collect();
-    tcp_service("bench", vip, 80, sched, fwd, reals)
+    tcp_service("bench", vip, 80, sched, fwd, reals(&addrs))
 }
 
 /// A frame from client number `client` (one per case, so no case meets another's flows).
