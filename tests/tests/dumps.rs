@@ -19,7 +19,7 @@ fn instance(prio: u8, v6: bool) -> String {
     } else {
         (
             "",
-            "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n",
+            "    authentication {\n        auth_type PASS\n        auth_pass s3cret\n    }\n    debug 2\n",
             format!("{VRRP_VIP4}/24"),
         )
     };
@@ -192,6 +192,7 @@ fn compare(ka: &(String, String, serde_json::Value), ours: &(String, String, ser
         "Down timer adverts",
         "Send advert after receive lower priority advert",
         "Send advert after receive higher priority advert",
+        "Debug level",
     ] {
         assert_eq!(o.values.get(key), k.values.get(key), "{key}");
     }
@@ -268,6 +269,9 @@ fn against_keepalived(v6: bool) {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the dump followed the link");
     compare(&ka, &mine);
     let (kd, od) = (parse_data(&ka.0), parse_data(&mine.0));
+    // The instance's `debug 2` shows in both (compare: the same value).
+    let debug = if v6 { None } else { Some("2") };
+    assert_eq!(kd["VI_1"].values.get("Debug level").map(String::as_str), debug, "{}", ka.0);
     assert_eq!(state_of(&kd["VI_1"], &ka.2[0]), "MASTER");
     assert_eq!(state_of(&od["VI_1"], &mine.2[0]), "BACKUP");
     assert!(kd["VI_1"].vips[0].ends_with(" set") && !od["VI_1"].vips[0].ends_with(" set"));

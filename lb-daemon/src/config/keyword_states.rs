@@ -1049,7 +1049,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("global_defs", "smtp_connect_timeout", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
     ("global_defs", "smtp_alert_checker", &["tests/tests/checkers.rs::ssl_tcp_misc_checkers_quorum_notify_and_mail"]),
     ("global_defs", "router_id", &["lb-daemon/src/notify/mail.rs::a_message_reaches_the_relay"]),
-    ("vrrp_instance", "smtp_alert", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
+    (
+        "vrrp_instance",
+        "smtp_alert",
+        &[
+            "tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back",
+            "lb-daemon/src/vrrp/engine/live.rs::an_instances_smtp_alert_false_silences_it_when_global_defs_mails",
+        ],
+    ),
     (
         "vrrp_instance",
         "nopreempt",
@@ -1298,6 +1305,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "smtp_alert",
         &["lb-daemon/src/daemon/node/tests.rs::checker_mail_follows_the_narrowest_smtp_alert"],
     ),
+    ("vrrp_instance", "debug", &["tests/tests/dumps.rs::dump_files_and_state_lines_read_as_keepalived_s"]),
     ("vrrp_sync_group", "smtp_alert", &["tests/tests/vrrp.rs::a_sync_groups_smtp_alert_mails_like_keepalived"]),
     ("vrrp_script", "init_fail", &["lb-daemon/src/vrrp/tracking.rs::init_fail_scripts_start_failed"]),
     (

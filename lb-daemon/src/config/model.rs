@@ -128,6 +128,14 @@ pub struct GlobalDefs {
     pub notify_fifos: NotifyFifos,
 }
 
+impl GlobalDefs {
+    /// Whether every VRRP state change sends mail unless an instance or group says otherwise:
+    /// `smtp_alert_vrrp`, else `smtp_alert`.
+    pub fn vrrp_mail(&self) -> bool {
+        self.smtp_alert_vrrp.or(self.smtp_alert).unwrap_or(false)
+    }
+}
+
 /// keepalived's notify FIFOs, each with its optional reader script (`*_notify_fifo_script`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyFifos {
@@ -327,7 +335,18 @@ pub struct Notify {
     pub stop: Option<Script>,
     /// Called after the state-specific script with GROUP|INSTANCE, name, state, priority.
     pub any: Option<Script>,
-    pub smtp_alert: bool,
+    /// `smtp_alert [true|false]`; unset follows global_defs (`smtp_alert_vrrp`, else
+    /// `smtp_alert`), and an explicit `false` silences this instance or group even when
+    /// global_defs mails, as keepalived's tri-state does.
+    #[serde(default)]
+    pub smtp_alert: Option<bool>,
+}
+
+impl Notify {
+    /// Whether state changes of this instance or group send mail, given global_defs' choice.
+    pub fn mails(&self, global_vrrp_mail: bool) -> bool {
+        self.smtp_alert.unwrap_or(global_vrrp_mail)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

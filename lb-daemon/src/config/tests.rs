@@ -219,7 +219,7 @@ fn vrrp_blocks() {
     assert_eq!(g.notify.fault.as_ref().unwrap().command, "/etc/lb/fault.sh");
     assert_eq!(g.notify.stop.as_ref().unwrap().command, "/etc/lb/stop.sh");
     assert_eq!(g.notify.any.as_ref().unwrap().command, "/etc/lb/notify.sh");
-    assert!(g.notify.smtp_alert);
+    assert_eq!(g.notify.smtp_alert, Some(true));
 
     let v = &c.vrrp_instances[0];
     assert_eq!((v.state, v.interface.as_deref(), v.dont_track_primary), (Some(VrrpState::Master), Some("eth0"), true));
@@ -248,7 +248,7 @@ fn vrrp_blocks() {
     assert_eq!(v.notify.fault.as_ref().unwrap().command, "/etc/lb/i-fault.sh");
     assert_eq!(v.notify.stop.as_ref().unwrap().command, "/etc/lb/i-stop.sh");
     assert_eq!(v.notify.any.as_ref().unwrap().command, "/etc/lb/i-notify.sh");
-    assert!(!v.notify.smtp_alert);
+    assert_eq!(v.notify.smtp_alert, Some(false));
     assert_eq!((v.debug, v.lvs_sync_daemon_interface.as_deref()), (Some(2), Some("eth1")));
 
     let v6 = &c.vrrp_instances[1];

@@ -21,7 +21,9 @@ pub fn validate(cfg: &Config, backend: BackendKind) -> Vec<Diagnostic> {
         .map(|v| (&v.notify, v.span))
         .chain(cfg.vrrp_sync_groups.iter().map(|g| (&g.notify, g.span)));
     for (notify, span) in alerts {
-        if notify.smtp_alert && (cfg.global.smtp_server.is_none() || cfg.global.notification_email.is_empty()) {
+        if notify.smtp_alert == Some(true)
+            && (cfg.global.smtp_server.is_none() || cfg.global.notification_email.is_empty())
+        {
             d.push(Diagnostic::warning(
                 span,
                 "smtp_alert is on but global_defs has no smtp_server or notification_email; no mail will be sent",

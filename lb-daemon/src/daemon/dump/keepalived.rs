@@ -412,6 +412,9 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             _ if version == 2 => line("   Authentication type = none".into()),
             _ => {}
         }
+        if let Some(level) = c.debug.filter(|l| *l != 0) {
+            line(format!("   Debug level = {level}"));
+        }
         if !c.virtual_ipaddress.is_empty() {
             line(format!("   Virtual IP ({}):", c.virtual_ipaddress.len()));
             for a in &c.virtual_ipaddress {
@@ -461,7 +464,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
                 line(tracked_process(config, t));
             }
         }
-        let smtp = c.notify.smtp_alert || g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false);
+        let smtp = c.notify.mails(g.vrrp_mail());
         line(format!("   Using smtp notification = {}", if smtp { "yes" } else { "no" }));
         for (what, s) in [
             ("Backup state transition script", &c.notify.backup),
@@ -629,7 +632,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("state", json!(state_number(state)));
             put("wantstate", json!(state_number(state)));
             put("version", json!(version));
-            put("smtp_alert", json!(c.notify.smtp_alert));
+            put("smtp_alert", json!(c.notify.mails(g.vrrp_mail())));
             put("notify_deleted", json!(false));
             for (k, s) in [
                 ("script_backup", &c.notify.backup),

@@ -517,12 +517,6 @@ pub fn advertised(v: &VrrpInstance) -> Vec<IpAddr> {
     v.virtual_ipaddress.iter().map(|a| a.addr).collect()
 }
 
-/// Whether global_defs makes every instance's state change send mail: `smtp_alert_vrrp`,
-/// else `smtp_alert` (an instance's own `smtp_alert` adds to it).
-pub fn global_vrrp_mail(g: &GlobalDefs) -> bool {
-    g.smtp_alert_vrrp.or(g.smtp_alert).unwrap_or(false)
-}
-
 /// keepalived's address-list check: as many addresses as our VIPs, and each of ours among them.
 fn same_addresses(theirs: &[IpAddr], mine: &[IpAddr]) -> bool {
     theirs.len() == mine.len() && mine.iter().all(|m| theirs.contains(m))
@@ -688,11 +682,27 @@ mod tests {
     /// for VRRP alone, winning over `smtp_alert` either way.
     #[test]
     fn smtp_alert_vrrp_wins_over_smtp_alert_for_vrrp_mail() {
-        let mail = |global: &str| global_vrrp_mail(&one(global, "").global);
+        let mail = |global: &str| one(global, "").global.vrrp_mail();
         assert!(!mail(""));
         assert!(mail(" smtp_alert\n"));
         assert!(!mail(" smtp_alert\n smtp_alert_vrrp false\n"));
         assert!(mail(" smtp_alert false\n smtp_alert_vrrp\n"));
         assert!(!mail(" smtp_alert_checker\n"));
+    }
+
+    /// An instance's own `smtp_alert` wins over global_defs either way (keepalived's
+    /// tri-state: unset follows the global choice, `false` silences the instance).
+    #[test]
+    fn an_instances_smtp_alert_false_silences_it_when_global_defs_mails() {
+        let mails = |global: &str, own: &str| {
+            let c = one(global, own);
+            c.vrrp_instances[0].notify.mails(c.global.vrrp_mail())
+        };
+        assert!(!mails("", ""));
+        assert!(mails(" smtp_alert\n", ""));
+        assert!(mails("", " smtp_alert\n"));
+        assert!(!mails(" smtp_alert\n", " smtp_alert false\n"));
+        assert!(!mails(" smtp_alert_vrrp\n", " smtp_alert off\n"));
+        assert!(mails(" smtp_alert_vrrp false\n", " smtp_alert true\n"));
     }
 }

@@ -123,7 +123,7 @@ impl Engine {
             netlink,
             statics,
             notifier,
-            mail_vrrp: live::global_vrrp_mail(g),
+            mail_vrrp: g.vrrp_mail(),
             tx,
             status_tx,
         };
@@ -471,7 +471,7 @@ impl Engine {
         let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
         self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
         self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &name, to.name(), prio));
-        if self.insts[i].cfg.notify.smtp_alert || self.mail_vrrp {
+        if self.insts[i].cfg.notify.mails(self.mail_vrrp) {
             self.notifier.mail(
                 &format!("VRRP Instance {name} - Entering {} state", to.name()),
                 format!("=> VRRP Instance is now {} ({why}) <=", to.name()),
@@ -585,7 +585,7 @@ impl Engine {
             )),
             State::Init => None,
         };
-        if let Some((subject, body)) = mail.filter(|_| grp.notify.smtp_alert || self.mail_vrrp) {
+        if let Some((subject, body)) = mail.filter(|_| grp.notify.mails(self.mail_vrrp)) {
             self.notifier.mail(&format!("VRRP Group {} - {subject}", grp.name), body);
         }
     }

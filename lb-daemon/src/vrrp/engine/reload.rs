@@ -29,7 +29,7 @@ impl Engine {
     pub(super) async fn reload(&mut self, cfg: &Config, notifier: Notifier) -> String {
         let g = &cfg.global;
         self.notifier = notifier;
-        self.mail_vrrp = super::live::global_vrrp_mail(g);
+        self.mail_vrrp = g.vrrp_mail();
         self.statics.reload(cfg, &self.netlink).await;
         let now = Instant::now();
         let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
