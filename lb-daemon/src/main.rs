@@ -332,9 +332,26 @@ fn config_test(cli: &Cli) -> ExitCode {
             eprintln!("{}", loaded.sources.render(&config::Diagnostic::warning(s.span, why)));
         }
     }
+    // keepalived's parser removes a MISC_CHECK whose user does not exist (check_misc.c
+    // `misc_user_handler`), so its script never counts as one that runs; the daemon drops it
+    // at start the same way.
+    let mut dropped = Vec::new();
+    for rs in loaded.config.virtual_servers.iter().flat_map(|vs| &vs.real_servers) {
+        for c in &rs.checkers {
+            if let config::CheckKind::Misc { path: Some(path), user: Some(user), .. } = &c.kind
+                && let Err(e) = lb_daemon::script::identity(user)
+            {
+                let why =
+                    format!("MISC_CHECK {}: {e}; the checker will be removed, as keepalived removes it", path.command);
+                eprintln!("{}", loaded.sources.render(&config::Diagnostic::warning(path.span, why)));
+                dropped.push(path);
+            }
+        }
+    }
     // keepalived's -t: scripts without enable_script_security is its highest verdict (6),
     // over any other error. The daemon still runs them (as keepalived does), warning at start.
-    let insecure = !loaded.config.global.enable_script_security && !config::scripts(&loaded.config).is_empty();
+    let insecure = !loaded.config.global.enable_script_security
+        && config::scripts(&loaded.config).iter().any(|(s, _)| !dropped.iter().any(|d| std::ptr::eq(*d, *s)));
     if insecure {
         eprintln!(
             "{}: SECURITY VIOLATION - scripts are being executed but script_security not enabled \

@@ -135,7 +135,8 @@ impl Runner {
     }
 }
 
-fn identity(r: &RunAs) -> Result<Identity, ScriptError> {
+/// The user and group a `user USER [GROUP]` option names, looked up in the host's databases.
+pub fn identity(r: &RunAs) -> Result<Identity, ScriptError> {
     let u = User::from_name(&r.user).ok().flatten().ok_or_else(|| ScriptError::NoUser(r.user.clone()))?;
     let gid = match &r.group {
         Some(g) => Group::from_name(g).ok().flatten().ok_or_else(|| ScriptError::NoGroup(g.clone()))?.gid,

@@ -65,6 +65,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         0,
         "both warn that max_hops exceeds the ttl and accept any TTL (keepalived sets max_hops to the ttl)",
     ),
+    (
+        "chk-misc-unknown-user",
+        5,
+        0,
+        "both remove a MISC_CHECK whose user does not exist (its script then never runs, so no \
+         security verdict); keepalived reports it as a config error, ours warns",
+    ),
     // Not matched yet.
     (
         "vrrp-unknown-interface",
