@@ -524,3 +524,53 @@ fn an_ipv6_session_with_bird_comes_up_and_detects_silence() {
     let silent = field_ms(&line, "silent");
     assert!((silent - detect).abs() <= detect * 0.1, "silent {silent:.1} ms, want {detect} ms ± 10%: {line}");
 }
+
+/// The TTL options and `passive`, judged by keepalived 2.2.7 as the peer: our `ttl` is the TTL
+/// our packets leave with (keepalived, expecting 255, discards them until its `max_hops`
+/// allows them), our `max_hops` lets keepalived's lower TTL in, and two `passive` ends never
+/// start a session while one active end does. `neighbour_ip` is keepalived's other spelling.
+#[test]
+fn ttl_max_hops_and_passive_decide_sessions_with_keepalived() {
+    require_root();
+    let (lb, peer) = pair();
+    let dir = TempDir::new("bfd-ttl");
+    let ours = |extra: &str| {
+        format!(
+            "bfd_instance B1 {{\n    neighbour_ip 192.0.2.12\n    source_ip 192.0.2.11\n    min_rx 100\n    \
+             min_tx 100\n{extra}}}\n"
+        )
+    };
+    let theirs = |extra: &str| {
+        format!(
+            "bfd_instance B1 {{\n    neighbor_ip 192.0.2.11\n    source_ip 192.0.2.12\n    min_rx 100\n    \
+             min_tx 100\n{extra}}}\n"
+        )
+    };
+    // (our lines, keepalived's lines, whether the session comes up)
+    let cases = [
+        ("    ttl 200\n", "", false),
+        ("    ttl 200\n", "    max_hops 60\n", true),
+        ("", "    ttl 200\n", false),
+        ("    max_hops 60\n", "    ttl 200\n", true),
+        ("    passive\n", "    passive\n", false),
+        ("    passive\n", "", true),
+    ];
+    for (i, (mine, kas, up)) in cases.into_iter().enumerate() {
+        let kconf = dir.file(&format!("ka{i}.conf"), &theirs(kas));
+        let mut k = Keepalived::start(&peer, &kconf, dir.path(), &format!("ka{i}")).unwrap();
+        let conf = dir.file(&format!("lb{i}.conf"), &ours(mine));
+        let mut d = Daemon::start(&lb, &conf, &daemon::pin_dir(&format!("bfd-ttl{i}")), &["-P"]).unwrap();
+        let came_up = || !entered(&d, "B1", "Up").is_empty() && k.log().contains("(B1) Entering Up state");
+        let what = format!("case {i}: ours {mine:?}, keepalived {kas:?}");
+        if up {
+            assert!(eventually(Duration::from_secs(8), came_up), "{what}: no session\n{:#?}\n{}", d.log(), k.log());
+        } else {
+            // Both ends send at least every idle second: 4 s is several chances.
+            std::thread::sleep(Duration::from_secs(4));
+            let (mine_up, theirs_up) = (!entered(&d, "B1", "Up").is_empty(), k.log().contains("Entering Up state"));
+            assert!(!mine_up && !theirs_up, "{what}: a session came up\n{:#?}\n{}", d.log(), k.log());
+        }
+        d.stop().unwrap();
+        k.stop().unwrap();
+    }
+}

@@ -381,21 +381,31 @@ virtual_server {VIP4} 81 {{
 fn a_flapping_backend_link_is_detected_and_recovers() {
     require_root();
     let topo = LbTopology::new(2).unwrap();
-    let config = TempConfig::new(
-        "chk-flap",
-        &service_80(
-            2,
-            "        TCP_CHECK {
+    let dir = TempDir::new("chk-flap");
+    // keepalived's LVS notify FIFO, read by its script (started with the FIFO's path).
+    let reader = dir.script("reader.sh", "#!/bin/sh\nexec cat \"$1\" >> \"$1.lines\"\n");
+    let fifo = dir.join("lvs.fifo");
+    let fifo_lines = || std::fs::read_to_string(format!("{}.lines", fifo.display())).unwrap_or_default();
+    let config = dir.file(
+        "lb.conf",
+        &format!(
+            "global_defs {{\n    lvs_notify_fifo {}\n    lvs_notify_fifo_script {}\n}}\n{}",
+            fifo.display(),
+            reader.display(),
+            service_80(
+                2,
+                "        TCP_CHECK {
             connect_timeout 1
             retry 1
             delay_before_retry 1
         }
 ",
+            )
         ),
     );
     let _servers = backends_at(&topo, |i| (backend4(i), 80).into());
     let pins = daemon::pin_dir("chk-flap");
-    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
     let service = format!("{VIP4}:80/tcp");
     assert!(eventually(Duration::from_secs(5), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
     let vip: SocketAddr = format!("{VIP4}:80").parse().unwrap();
@@ -410,11 +420,14 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
     assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0], 80)));
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
     assert!(names.iter().all(|n| n == "be0"), "{names:?}");
+    let rs = |state: &str| format!("RS [{}]:tcp:80 [{VIP4}]:tcp:80 {state}\n", backend4(1));
+    assert!(eventually(Duration::from_secs(2), || fifo_lines() == rs("DOWN")), "{:?}", fifo_lines());
     link(true);
     let up = Instant::now();
     assert!(d.wait_log("real server UP", Duration::from_secs(8)), "{:#?}", d.log());
     println!("link up -> checker UP in {:?}", up.elapsed());
     assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+    assert!(eventually(Duration::from_secs(2), || fifo_lines() == rs("DOWN") + &rs("UP")), "{:?}", fifo_lines());
 
     // Quick flaps, shorter than a check: whatever the checker saw, it settles on UP.
     for _ in 0..5 {
@@ -427,6 +440,8 @@ fn a_flapping_backend_link_is_detected_and_recovers() {
     let names: Vec<String> = (0..6).map(|_| tcp_ask(&topo.client, vip, None)).collect();
     assert_eq!(spread(&names).len(), 2, "{names:?}");
     assert!(d.pid().is_some());
+    d.stop().unwrap();
+    assert!(!fifo.exists(), "the FIFO the daemon made is removed at exit");
 }
 
 /// `virtual_server VIP port` over UDP (rr, NAT, `delay_loop 1`) over the first `n` backends,

@@ -1575,52 +1575,58 @@ fn a_master_without_accept_mode_drops_traffic_to_its_vip() {
 /// lb-daemon on the same node with the same config: start as BACKUP, become MASTER alone,
 /// stop. The FIFO is created by the daemon, read by its `*_notify_fifo_script` (started with
 /// the FIFO's path), and removed at exit; both must write the same lines in the same order.
+/// Once with the VRRP FIFO (`vrrp_notify_fifo`), once with the shared one (`notify_fifo`),
+/// which gets VRRP's lines when there is no VRRP FIFO.
 #[test]
 fn notify_fifo_lines_match_keepalived_s() {
     require_root();
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-fifo");
     let reader = dir.script("reader.sh", "#!/bin/sh\nexec cat \"$1\" >> \"$1.lines\"\n");
-    let conf = |who: &str| {
-        let fifo = dir.join(format!("{who}.fifo"));
-        let body = instance("VI_1", 100, "", &dir.join("none.sh")).replace("    notify ", "    # notify ");
-        (
-            fifo.clone(),
-            dir.file(
-                &format!("{who}.conf"),
-                &format!(
-                    "global_defs {{\n    vrrp_notify_fifo {f}\n    vrrp_notify_fifo_script {r}\n}}\n\
-                     vrrp_sync_group G1 {{\n    group {{\n        VI_1\n    }}\n}}\n{body}",
-                    f = fifo.display(),
-                    r = reader.display()
+    for kind in ["vrrp_notify_fifo", "notify_fifo"] {
+        let conf = |who: &str| {
+            let fifo = dir.join(format!("{who}-{kind}.fifo"));
+            let body = instance("VI_1", 100, "", &dir.join("none.sh")).replace("    notify ", "    # notify ");
+            (
+                fifo.clone(),
+                dir.file(
+                    &format!("{who}-{kind}.conf"),
+                    &format!(
+                        "global_defs {{\n    {kind} {f}\n    {kind}_script {r}\n}}\n\
+                         vrrp_sync_group G1 {{\n    group {{\n        VI_1\n    }}\n}}\n{body}",
+                        f = fifo.display(),
+                        r = reader.display()
+                    ),
                 ),
-            ),
-        )
-    };
-    let lines = |fifo: &Path| {
-        let file = PathBuf::from(format!("{}.lines", fifo.display()));
-        std::fs::read_to_string(file).unwrap_or_default()
-    };
+            )
+        };
+        let lines = |fifo: &Path| {
+            let file = PathBuf::from(format!("{}.lines", fifo.display()));
+            std::fs::read_to_string(file).unwrap_or_default()
+        };
 
-    let (ka_fifo, ka_conf) = conf("ka");
-    let mut k = Keepalived::start(&seg.nodes[0], &ka_conf, &dir, "ka").unwrap();
-    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{}", k.log());
-    std::thread::sleep(Duration::from_millis(500));
-    k.stop().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let theirs = lines(&ka_fifo);
-    assert!(theirs.contains("INSTANCE \"VI_1\" MASTER 100"), "keepalived wrote:\n{theirs}{}", k.log());
-    assert!(!ka_fifo.exists(), "keepalived removes the FIFO it made");
+        let (ka_fifo, ka_conf) = conf("ka");
+        let mut k = Keepalived::start(&seg.nodes[0], &ka_conf, &dir, &format!("ka-{kind}")).unwrap();
+        assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{kind}: {}", k.log());
+        std::thread::sleep(Duration::from_millis(500));
+        k.stop().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let theirs = lines(&ka_fifo);
+        assert!(theirs.contains("INSTANCE \"VI_1\" MASTER 100"), "{kind}: keepalived wrote:\n{theirs}{}", k.log());
+        // keepalived 2.2.7's VRRP process closes (and removes) the shared FIFO at exit only
+        // when a VRRP FIFO is configured too (vrrp_daemon.c): the shared one stays.
+        assert_eq!(ka_fifo.exists(), kind == "notify_fifo", "{kind}: keepalived's FIFO after its exit");
 
-    let (our_fifo, our_conf) = conf("ours");
-    let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
-    let mut d = Daemon::start(&seg.nodes[0], &our_conf, &pins, &["--interface", "l0"]).unwrap();
-    assert!(d.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{:#?}", d.log());
-    std::thread::sleep(Duration::from_millis(500));
-    d.stop().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(lines(&our_fifo), theirs, "our FIFO lines (left) against keepalived's (right)");
-    assert!(!our_fifo.exists(), "we remove the FIFO we made");
+        let (our_fifo, our_conf) = conf("ours");
+        let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+        let mut d = Daemon::start(&seg.nodes[0], &our_conf, &pins, &["--interface", "l0"]).unwrap();
+        assert!(d.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{kind}: {:#?}", d.log());
+        std::thread::sleep(Duration::from_millis(500));
+        d.stop().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(lines(&our_fifo), theirs, "{kind}: our FIFO lines (left) against keepalived's (right)");
+        assert!(!our_fifo.exists(), "{kind}: we remove the FIFO we made");
+    }
 }
 
 /// Processes of one uniquely named program (a copy of /bin/sleep, so its comm is unique),

@@ -328,3 +328,25 @@ fn after(l: &mut Live, step: super::session::Step, events: &watch::Sender<Events
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// `idle_tx` paces a session that is not up, and is the interval it advertises until it
+    /// is up (RFC 5880 6.8.3; keepalived's idle_tx).
+    #[test]
+    fn idle_tx_paces_a_session_until_it_is_up() {
+        let l = config::parse_str("t.conf", "bfd_instance B {\n neighbor_ip 192.0.2.2\n min_tx 50\n idle_tx 3000\n}\n");
+        assert!(!l.has_errors(), "{}", l.render());
+        let t0 = Instant::now();
+        let mut s = Session::new(params(&l.config.bfd_instances[0]), 7, 1, t0);
+        assert!(s.on_timer(t0, 8).send);
+        assert_eq!(s.packet().min_tx, 3_000_000, "advertised while down: idle_tx, not min_tx");
+        // The next packet: the idle interval less 10-25% jitter.
+        let next = s.next_deadline().map(|t| t - t0);
+        assert!(next.is_some_and(|n| n >= Duration::from_millis(2250) && n <= Duration::from_millis(2700)), "{next:?}");
+    }
+}

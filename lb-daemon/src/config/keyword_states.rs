@@ -357,6 +357,28 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "multiplier",
         &["tests/tests/bfd.rs::a_session_with_bird_comes_up_and_detects_silence_and_link_loss"],
     ),
+    ("bfd_instance", "idle_tx", &["lb-daemon/src/bfd/shell.rs::idle_tx_paces_a_session_until_it_is_up"]),
+    ("bfd_instance", "ttl", &["tests/tests/bfd.rs::ttl_max_hops_and_passive_decide_sessions_with_keepalived"]),
+    ("bfd_instance", "max_hops", &["tests/tests/bfd.rs::ttl_max_hops_and_passive_decide_sessions_with_keepalived"]),
+    ("bfd_instance", "passive", &["tests/tests/bfd.rs::ttl_max_hops_and_passive_decide_sessions_with_keepalived"]),
+    ("bfd_instance", "neighbour_ip", &["tests/tests/bfd.rs::ttl_max_hops_and_passive_decide_sessions_with_keepalived"]),
+    ("bfd_instance", "weight", &["lb-daemon/src/vrrp/tracking.rs::bfd_sessions_weigh_as_keepalived_tracks_them"]),
+    (
+        "bfd_instance",
+        "vrrp",
+        &[
+            "lb-daemon/src/config/tests.rs::track_bfd_and_bfd_check_name_bfd_instances",
+            "tests/tests/corpus.rs::keepalived_and_lb_daemon_give_the_same_verdicts",
+        ],
+    ),
+    (
+        "bfd_instance",
+        "checker",
+        &[
+            "lb-daemon/src/config/tests.rs::track_bfd_and_bfd_check_name_bfd_instances",
+            "tests/tests/corpus.rs::keepalived_and_lb_daemon_give_the_same_verdicts",
+        ],
+    ),
     ("bfd_instance", "hoplimit", &["tests/tests/bfd.rs::an_ipv6_session_with_bird_comes_up_and_detects_silence"]),
     ("vrrp_instance", "track_bfd", &["tests/tests/bfd.rs::track_bfd_moves_vrrp_instances_by_weight_and_fault"]),
     (
@@ -386,6 +408,23 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "quorum_max",
         &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
     ),
+    ("vrrp_sync_group", "track_process", &["lb-daemon/src/vrrp/tracking.rs::quorum_moves_priority_or_faults"]),
+    ("vrrp_track_process", "delay", &["lb-daemon/src/vrrp/track_process.rs::delay_holds_both_forks_and_exits"]),
+    (
+        "vrrp_track_process",
+        "fork_delay",
+        &["lb-daemon/src/vrrp/track_process.rs::delays_hold_changes_from_forks_and_exits"],
+    ),
+    (
+        "vrrp_track_process",
+        "full_command",
+        &["lb-daemon/src/vrrp/track_process.rs::names_match_the_comm_or_the_command_line"],
+    ),
+    (
+        "vrrp_track_process",
+        "param_match",
+        &["lb-daemon/src/vrrp/track_process.rs::parameters_match_as_keepalived_compares_them"],
+    ),
     (
         "vrrp_track_process",
         "terminate_delay",
@@ -411,6 +450,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("vrrp_sync_group", "track_file", &["tests/tests/vrrp.rs::sync_group_track_file_moves_every_member"]),
     ("global_defs", "vrrp_notify_fifo", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "vrrp_notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
+    ("global_defs", "notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     (
         "global_defs",
         "notify_fifo",
@@ -425,7 +465,13 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "lb-daemon/src/daemon/node/tests.rs::a_real_server_going_down_notifies_mails_settles_quorum_and_reprograms",
             "lb-daemon/src/notify/fifo.rs::a_shared_path_is_one_fifo",
+            "tests/tests/checkers.rs::a_flapping_backend_link_is_detected_and_recovers",
         ],
+    ),
+    (
+        "global_defs",
+        "lvs_notify_fifo_script",
+        &["tests/tests/checkers.rs::a_flapping_backend_link_is_detected_and_recovers"],
     ),
     ("vrrp_instance", "accept", &["tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip"]),
     (

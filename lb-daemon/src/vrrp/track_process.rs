@@ -428,6 +428,20 @@ mod tests {
         assert!(!t.up(0));
     }
 
+    /// `delay` is both delays at once (keepalived's `vrrp_tprocess_delay_general`).
+    #[test]
+    fn delay_holds_both_forks_and_exits() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut t = Table::new(vec![spec("process d\nquorum 2\ndelay 0.5")], &[seen(1, "d")]);
+        assert!(t.fork(1, 2, t0).is_empty());
+        assert!(t.tick(t0 + ms(499)).is_empty());
+        assert_eq!(t.tick(t0 + ms(500)), [Change { idx: 0, up: true }]);
+        assert!(t.exit(2, t0 + ms(600)).is_empty());
+        assert_eq!(t.next_due(), Some(t0 + ms(1100)));
+        assert_eq!(t.tick(t0 + ms(1100)), [Change { idx: 0, up: false }]);
+    }
+
     #[test]
     fn a_rescan_counts_afresh() {
         let t0 = Instant::now();
