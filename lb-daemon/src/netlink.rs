@@ -162,17 +162,11 @@ impl Netlink {
     }
 }
 
-/// A route's protocol field: a name `ip route` knows or a number; keepalived's own (18) when
-/// unset, so `ip route show proto keepalived` lists what we added.
-fn route_protocol(p: Option<&str>) -> rtnetlink::packet_route::route::RouteProtocol {
+/// A route's protocol field: as configured (names resolved at parse time), else keepalived's
+/// own (18), so `ip route show proto keepalived` lists what we added.
+fn route_protocol(p: Option<u8>) -> rtnetlink::packet_route::route::RouteProtocol {
     use rtnetlink::packet_route::route::RouteProtocol as P;
-    match p {
-        None | Some("keepalived") => P::KeepAlived,
-        Some("static") => P::Static,
-        Some("boot") => P::Boot,
-        Some("kernel") => P::Kernel,
-        Some(other) => other.parse::<u8>().map(P::from).unwrap_or(P::KeepAlived),
-    }
+    p.map_or(P::KeepAlived, P::from)
 }
 
 /// The family-independent parts of a route.
@@ -187,7 +181,7 @@ fn finish<T>(mut m: rtnetlink::RouteMessageBuilder<T>, index: Option<u32>, r: &R
     if let Some(metric) = r.metric {
         m = m.priority(metric);
     }
-    m = m.protocol(route_protocol(r.protocol.as_deref())).kind(match r.kind {
+    m = m.protocol(route_protocol(r.protocol)).kind(match r.kind {
         RouteType::Unicast => T::Unicast,
         RouteType::Blackhole => T::BlackHole,
         RouteType::Unreachable => T::Unreachable,

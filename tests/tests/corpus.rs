@@ -129,3 +129,58 @@ fn keepalived_and_lb_daemon_give_the_same_verdicts() {
     );
     assert!(wrong.is_empty(), "verdicts differ from keepalived 2.2.7's:\n{}", wrong.join("\n"));
 }
+
+/// Names from iproute2's files (routing tables, TOS values, realms; protocol names keepalived
+/// knows itself) mean the same numbers to both: keepalived 2.2.7 and then lb-daemon run one
+/// config of static rules and routes written with names, each in a mount namespace whose
+/// /etc/iproute2 is the test's own, and the kernel must hold the same rules and routes. A name
+/// the files do not have is refused by both (`-t`).
+#[test]
+fn iproute2_names_mean_to_both_what_they_mean_to_keepalived() {
+    require_root();
+    let dir = TempDir::new("rtnames");
+    let names = dir.path().join("iproute2");
+    std::fs::create_dir_all(&names).unwrap();
+    for (file, text) in [("rt_tables", "100 web\n"), ("rt_dsfield", "0x10 lowdelay\n"), ("rt_realms", "3 east\n")] {
+        std::fs::write(names.join(file), text).unwrap();
+    }
+    let conf = dir.file(
+        "names.conf",
+        "static_rules {\n    from 192.0.2.1 tos lowdelay table web priority 100\n    \
+         from 192.0.2.3 realms east/2 lookup main priority 101\n}\n\
+         static_routes {\n    198.51.100.0/24 via 192.0.2.2 dev v0 table web protocol bird no_track\n    \
+         203.0.113.0/24 via 192.0.2.2 dev v0 table web protocol zebra\n}\n",
+    );
+    let unknown = dir.file("unknown.conf", "static_routes {\n    198.51.100.0/24 via 192.0.2.2 dev v0 table nosuch\n}\n");
+    let ns = Netns::new("kartn").unwrap();
+    ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up && ip link set v1 up && ip addr add 192.0.2.11/24 dev v0")
+        .unwrap();
+    let ours = daemon::binary().unwrap();
+    let pins = daemon::pin_dir("rtnames");
+    let d = dir.path().display();
+    // What the kernel holds while `$1` runs (started in the background), in the private mount.
+    let view = "ip rule; ip -4 route show table all | grep -v -e '^local' -e '^broadcast'";
+    let script = format!(
+        "mount --bind {names} /etc/iproute2 || exit 99\n\
+         keepalived -t -f {unknown} >/dev/null 2>&1; echo \"ka -t $?\"\n\
+         {ours} -t -f {unknown} >/dev/null 2>&1; echo \"ours -t $?\"\n\
+         keepalived -n -l -D --vrrp -f {conf} -p {d}/ka.pid -r {d}/kv.pid -c {d}/kc.pid -b {d}/kb.pid >{d}/ka.log 2>&1 &\n\
+         sleep 2; echo '=== keepalived'; {view}; kill $!; wait; sleep 1\n\
+         {ours} -l -f {conf} --pin-dir {pins} --run-dir {d}/run >{d}/ours.log 2>&1 &\n\
+         sleep 3; echo '=== lb-daemon'; {view}; kill $!; wait\n",
+        names = names.display(),
+        unknown = unknown.display(),
+        ours = ours.display(),
+        conf = conf.display(),
+        pins = pins.display(),
+    );
+    let out = ns.command("unshare").args(["-m", "sh", "-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("ka -t 5\nours -t 5\n"), "a name in no file: both refuse\n{text}");
+    let (_, kernel) = text.split_once("=== keepalived\n").unwrap_or_else(|| panic!("{text}"));
+    let (theirs, mine) = kernel.split_once("=== lb-daemon\n").unwrap_or_else(|| panic!("{text}"));
+    for want in ["tos lowdelay lookup web", "realms east/2", "198.51.100.0/24 via 192.0.2.2 dev v0 table web proto bird"] {
+        assert!(theirs.contains(want), "keepalived did not install {want:?}:\n{theirs}");
+    }
+    assert_eq!(mine, theirs, "the kernel's rules and routes under lb-daemon (left) and keepalived (right)");
+}

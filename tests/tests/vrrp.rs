@@ -826,6 +826,9 @@ static_ipaddress {{
 static_routes {{
     203.0.113.0/26 via 192.0.2.1 dev l0
     203.0.113.192/26 table 100 via 192.0.2.1 dev l0
+    198.51.100.64/26 via 192.0.2.1 dev l0 protocol bird
+    198.51.100.128/26 via 192.0.2.1 dev l0 protocol bird no_track
+    198.51.100.192/26 via 192.0.2.1 dev l0 table main protocol 0x63 no_track
 }}
 static_rules {{
     from 198.51.100.0/24 table 100 priority 100

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::{
     keyword::Ctx,
     model::{IpAddress, Route, RouteType, Scope},
+    rt_names::Names,
     tree::{Stmt, Word},
 };
 
@@ -44,19 +45,29 @@ pub fn netmask_len(mask: Ipv4Addr) -> Option<u8> {
     (m.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
 }
 
+/// `scope`: a number or a name from iproute2's rt_scopes (keepalived's `find_rttables_scope`),
+/// one of the five scopes the kernel defines.
 fn scope(ctx: &mut Ctx, w: Option<&Word>, kw: &Word) -> Option<Scope> {
     let Some(w) = w else {
         ctx.error(kw.span, "`scope` needs global, site, link, host or nowhere");
         return None;
     };
-    Some(match w.text.as_str() {
-        "global" | "0" => Scope::Global,
-        "site" | "200" => Scope::Site,
-        "link" | "253" => Scope::Link,
-        "host" | "254" => Scope::Host,
-        "nowhere" | "255" => Scope::Nowhere,
-        _ => {
-            ctx.error(w.span, format!("scope `{}` is not global, site, link, host or nowhere", w.text));
+    Some(match ctx.rt.find(Names::Scopes, &w.text) {
+        Some(0) => Scope::Global,
+        Some(200) => Scope::Site,
+        Some(253) => Scope::Link,
+        Some(254) => Scope::Host,
+        Some(255) => Scope::Nowhere,
+        found => {
+            let why = if found.is_some() {
+                "is not one of"
+            } else {
+                "is not a number or a name in /etc/iproute2/rt_scopes, nor"
+            };
+            ctx.error(
+                w.span,
+                format!("scope `{}` {why} global (0), site (200), link (253), host (254), nowhere (255)", w.text),
+            );
             return None;
         }
     })
@@ -161,6 +172,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         span: first.span,
     };
     let mut has_dest = false;
+    let mut no_track = false;
     let mut it = words.iter();
     while let Some(kw) = it.next() {
         let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
@@ -174,16 +186,45 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
             }
             "src" => r.src = val(ctx, "a source address").and_then(|w| ip(ctx, w)),
             "dev" | "oif" => r.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
-            "table" => r.table = val(ctx, "a table number").and_then(|w| num(ctx, w)),
+            "table" => {
+                r.table = val(ctx, "a table").and_then(|w| {
+                    let t = ctx.rt.find(Names::Tables, &w.text);
+                    if t.is_none() {
+                        ctx.error(
+                            w.span,
+                            format!(
+                                "Routing table {} not found for route (a number, or a name in /etc/iproute2/rt_tables)",
+                                w.text
+                            ),
+                        );
+                    }
+                    t
+                })
+            }
             "metric" | "preference" | "priority" => r.metric = val(ctx, "a metric").and_then(|w| num(ctx, w)),
-            "proto" | "protocol" => r.protocol = val(ctx, "a protocol").map(|w| w.text.clone()),
+            "proto" | "protocol" => {
+                r.protocol = val(ctx, "a protocol").and_then(|w| {
+                    let p = ctx.rt.find(Names::Protos, &w.text).map(|p| p as u8);
+                    if p.is_none() {
+                        ctx.error(
+                        w.span,
+                        format!(
+                            "Protocol {} not found or invalid for route (0-255, or a name in /etc/iproute2/rt_protos)",
+                            w.text
+                        ),
+                    );
+                    }
+                    p
+                })
+            }
             "scope" => {
                 let w = it.next();
                 r.scope = scope(ctx, w, kw);
             }
-            "no_track" | "onlink" => {
-                ctx.warn(kw.span, format!("route option `{}` is not acted on yet; ignored", kw.text))
-            }
+            // Routes are never tracked here (re-added when deleted): `no_track` asks for that,
+            // and keeps a configured protocol (below).
+            "no_track" => no_track = true,
+            "onlink" => ctx.warn(kw.span, "route option `onlink` is not acted on yet; ignored"),
             "or" => {
                 it.next();
                 ctx.error(
@@ -234,8 +275,22 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         ctx.error(first.span, "route needs a destination");
         return None;
     }
+    // keepalived tracks a route unless `no_track`, and a tracked route is always protocol
+    // keepalived (vrrp_iproute.c `alloc_route`).
+    if !no_track {
+        if r.protocol.is_some_and(|p| p != RTPROT_KEEPALIVED) {
+            ctx.warn(
+                first.span,
+                "Route cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol (add no_track to keep it)",
+            );
+        }
+        r.protocol = None;
+    }
     Some(r)
 }
+
+/// keepalived's own route protocol number.
+const RTPROT_KEEPALIVED: u8 = 18;
 
 /// The word after option `kw`, or an error saying what it needs.
 fn value<'a>(ctx: &mut Ctx, it: &mut impl Iterator<Item = &'a Word>, kw: &Word, what: &str) -> Option<&'a Word> {
@@ -261,6 +316,33 @@ mod tests {
 
     fn words(src: &str) -> Vec<Word> {
         build(&lex(src, 0, &mut Vec::new()), &mut Vec::new()).remove(0).words
+    }
+
+    /// A route's table, protocol and scope by their iproute2 names (keepalived's
+    /// `find_rttables_*`); keepalived's own protocol names when the file does not name an id.
+    #[test]
+    fn route_names_come_from_iproute2_s_files() {
+        let names =
+            crate::config::rt_names::TempNames::new(&[("rt_tables", "100 web\n"), ("rt_scopes", "253 onlink\n")]);
+        let mut ctx = Ctx { rt: crate::config::rt_names::RtNames::new(&names.0), ..Ctx::default() };
+        let r = route(&mut ctx, &words("198.51.100.0/24 via 192.0.2.1 table web protocol bird scope onlink no_track"))
+            .unwrap();
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!((r.table, r.protocol, r.scope), (Some(100), Some(12), Some(Scope::Link)));
+        // Tracked (no `no_track`): keepalived's protocol, with its warning.
+        let r = route(&mut ctx, &words("198.51.100.0/24 via 192.0.2.1 protocol bird")).unwrap();
+        assert_eq!(r.protocol, None);
+        assert!(ctx.diags[0].message.contains("resetting protocol"), "{:?}", ctx.diags);
+        for (text, want) in [
+            ("198.51.100.0/24 via 192.0.2.1 table nosuch", "Routing table nosuch not found"),
+            ("198.51.100.0/24 via 192.0.2.1 protocol nosuch", "Protocol nosuch not found"),
+            ("198.51.100.0/24 via 192.0.2.1 protocol 300", "Protocol 300 not found"),
+            ("198.51.100.0/24 via 192.0.2.1 scope 7", "scope `7` is not one of"),
+        ] {
+            let mut ctx = Ctx { rt: crate::config::rt_names::RtNames::new(&names.0), ..Ctx::default() };
+            let _ = route(&mut ctx, &words(text));
+            assert!(ctx.diags.iter().any(|d| d.message.contains(want)), "{text}: {:?}", ctx.diags);
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct Ctx {
     pub diags: Vec<Diagnostic>,
     /// Rules read so far without a preference, [IPv4, IPv6] (`rule::RULE_START_PRIORITY`).
     pub rules_unnumbered: [u32; 2],
+    /// iproute2's names of tables, protocols, scopes, ... for routes and rules.
+    pub rt: super::rt_names::RtNames,
 }
 
 impl Ctx {

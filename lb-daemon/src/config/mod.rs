@@ -13,6 +13,7 @@ pub mod lvs;
 pub mod model;
 pub mod parse;
 pub mod pre;
+pub mod rt_names;
 pub mod rule;
 pub mod tree;
 pub mod validate;

@@ -297,7 +297,7 @@ pub struct Route {
     pub table: Option<u32>,
     pub metric: Option<u32>,
     pub scope: Option<Scope>,
-    pub protocol: Option<String>,
+    pub protocol: Option<u8>,
     #[serde(skip)]
     pub span: Span,
 }

@@ -12,6 +12,7 @@ use super::{
     diag::Span,
     ip::addr_prefix,
     keyword::Ctx,
+    rt_names::{Names, parse_number as parse_u64},
     tree::{Stmt, Word},
 };
 
@@ -189,10 +190,16 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
             }
             "tos" | "dsfield" => {
                 let w = next(ctx, "a TOS value")?;
-                r.tos = match number(ctx, w)? {
-                    v @ 0..=255 => v as u8,
-                    _ => {
-                        ctx.error(w.span, format!("TOS value {} is invalid", w.text));
+                r.tos = match ctx.rt.find(Names::Dsfield, &w.text) {
+                    Some(v) => v as u8,
+                    None => {
+                        ctx.error(
+                            w.span,
+                            format!(
+                                "TOS value {} is invalid (a number, or a name in /etc/iproute2/rt_dsfield)",
+                                w.text
+                            ),
+                        );
                         return None;
                     }
                 };
@@ -219,12 +226,19 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
             }
             "realms" => {
                 let w = next(ctx, "realms")?;
-                let parts: Option<Vec<u16>> = w.text.split('/').map(|p| parse_u32(p)?.try_into().ok()).collect();
+                // keepalived's `get_realms`: [FROM/]TO, each a number or an rt_realms name.
+                let parts: Option<Vec<u32>> = w.text.splitn(2, '/').map(|p| ctx.rt.find(Names::Realms, p)).collect();
                 r.realms = match parts.as_deref() {
-                    Some([to]) => Some(u32::from(*to)),
-                    Some([from, to]) => Some((u32::from(*from) << 16) | u32::from(*to)),
+                    Some([to]) => Some(*to),
+                    Some([from, to]) => Some((*from << 16) | *to),
                     _ => {
-                        ctx.error(w.span, format!("invalid realms {} for rule (numbers only: [FROM/]TO)", w.text));
+                        ctx.error(
+                            w.span,
+                            format!(
+                                "invalid realms {} for rule ([FROM/]TO: numbers or names in /etc/iproute2/rt_realms)",
+                                w.text
+                            ),
+                        );
                         return None;
                     }
                 };
@@ -246,7 +260,14 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
             }
             "suppress_ifgroup" | "sup_group" => {
                 let w = next(ctx, "an interface group")?;
-                r.suppress_ifgroup = Some(number(ctx, w)?);
+                let Some(g) = ctx.rt.find(Names::Groups, &w.text) else {
+                    ctx.error(
+                        w.span,
+                        format!("suppress_group {} is invalid (a number, or a name in /etc/iproute2/group)", w.text),
+                    );
+                    return None;
+                };
+                r.suppress_ifgroup = Some(g);
                 table_option = true;
             }
             "dev" | "iif" => r.iif = Some(next(ctx, "an interface name")?.text.clone()),
@@ -399,25 +420,15 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
     Some(r)
 }
 
-/// `table` / `lookup`: a number or one of the tables every system names; other names from
-/// iproute2's rt_tables are not read.
+/// `table` / `lookup`: a number or a name from iproute2's rt_tables (keepalived's
+/// `find_rttables_table`).
 fn table(ctx: &mut Ctx, w: &Word) -> Option<u32> {
-    let t = match w.text.as_str() {
-        "default" => 253,
-        "main" => 254,
-        "local" => 255,
-        s => {
-            match parse_u32(s) {
-                Some(t) => t,
-                None => {
-                    ctx.error(
-                    w.span,
-                    format!("routing table {s} for rule: give its number (only main, local and default are known by name)"),
-                );
-                    return None;
-                }
-            }
-        }
+    let Some(t) = ctx.rt.find(Names::Tables, &w.text) else {
+        ctx.error(
+            w.span,
+            format!("Routing table {} not found for rule (a number, or a name in /etc/iproute2/rt_tables)", w.text),
+        );
+        return None;
     };
     if t == 0 {
         ctx.error(w.span, "Table 0 is not valid");
@@ -436,16 +447,6 @@ fn number(ctx: &mut Ctx, w: &Word) -> Option<u32> {
 /// strtoul with base 0: decimal, `0x` hex or `0` octal.
 fn parse_u32(s: &str) -> Option<u32> {
     parse_u64(s)?.try_into().ok()
-}
-
-fn parse_u64(s: &str) -> Option<u64> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()
-    } else if s.len() > 1 && s.starts_with('0') {
-        u64::from_str_radix(&s[1..], 8).ok()
-    } else {
-        s.parse().ok()
-    }
 }
 
 /// `ipproto`: a number or a name from /etc/protocols that rules are written with.
@@ -519,6 +520,34 @@ mod tests {
         assert!(ctx.diags[2].message.contains("setting to 16383"), "{:?}", ctx.diags);
     }
 
+    /// Tables, TOS values, realms and interface groups by their iproute2 names, as keepalived's
+    /// `find_rttables_*` read them.
+    #[test]
+    fn names_come_from_iproute2_s_files() {
+        let names = crate::config::rt_names::TempNames::new(&[
+            ("rt_tables", "100 web\n"),
+            ("rt_dsfield", "0x10 lowdelay\n"),
+            ("rt_realms", "3 east\n4 west\n"),
+            ("group", "7 uplinks\n"),
+        ]);
+        let mut ctx = Ctx { rt: crate::config::rt_names::RtNames::new(&names.0), ..Ctx::default() };
+        let r = rule(&mut ctx, &words("from 192.0.2.1 tos lowdelay realms east/west lookup web priority 5"));
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        let r = r.unwrap();
+        assert_eq!((r.tos, r.realms, r.action), (0x10, Some((3 << 16) | 4), RuleAction::Table(100)));
+        let r = rule(&mut ctx, &words("from 192.0.2.1 table main suppress_ifgroup uplinks priority 6")).unwrap();
+        assert_eq!((r.action, r.suppress_ifgroup), (RuleAction::Table(254), Some(7)));
+        for (text, want) in [
+            ("from 192.0.2.1 table nosuch priority 7", "Routing table nosuch not found"),
+            ("from 192.0.2.1 tos nosuch table 1 priority 7", "TOS value nosuch is invalid"),
+            ("from 192.0.2.1 realms east/nosuch table 1 priority 7", "invalid realms east/nosuch"),
+        ] {
+            let mut ctx = Ctx { rt: crate::config::rt_names::RtNames::new(&names.0), ..Ctx::default() };
+            assert!(rule(&mut ctx, &words(text)).is_none(), "{text}");
+            assert!(ctx.diags.iter().any(|d| d.message.contains(want)), "{text}: {:?}", ctx.diags);
+        }
+    }
+
     /// What keepalived 2.2.7 rejects, and what it would install with an option dropped.
     #[test]
     fn rules_keepalived_rejects_or_would_widen_are_errors() {
@@ -529,7 +558,7 @@ mod tests {
             ("from 192.0.2.1 goto 5 priority 5", "preference 5 >= goto target 5"),
             ("from 192.0.2.1 to 2001:db8::1 table 1 priority 2", "mixed IPv4 and IPv6"),
             ("from 192.0.2.1 table 0 priority 2", "Table 0"),
-            ("from 192.0.2.1 table mytable priority 2", "give its number"),
+            ("from 192.0.2.1 table mytable priority 2", "Routing table mytable not found for rule"),
             ("inet6 from 2001:db8::1 table 1 priority 2", "skips the word after `inet6`"),
             ("from 192.0.2.1 nop realms 3 priority 2", "need a table action"),
             ("from 2001:db8::1 table 1 realms 3 priority 2", "mixed IPv4 and IPv6"),

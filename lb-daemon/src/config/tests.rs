@@ -53,7 +53,7 @@ static_ipaddress {
 }
 static_routes {
     198.51.100.0/24 via 192.0.2.1 dev eth0
-    to 203.0.113.0/24 via 192.0.2.1 src 192.0.2.5 table 10 metric 7 scope link proto static
+    to 203.0.113.0/24 via 192.0.2.1 src 192.0.2.5 table 10 metric 7 scope link proto static no_track
     blackhole 203.0.113.128/25
 }
 "#;
@@ -99,7 +99,7 @@ fn global_defs_and_static_blocks() {
         (r[1].src, r[1].table, r[1].metric, r[1].scope),
         (Some(ip("192.0.2.5")), Some(10), Some(7), Some(Scope::Link))
     );
-    assert_eq!(r[1].protocol.as_deref(), Some("static"));
+    assert_eq!(r[1].protocol, Some(4), "static");
     assert_eq!((r[2].kind, r[2].prefix), (RouteType::Blackhole, 25));
 }
 
