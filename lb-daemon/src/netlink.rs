@@ -181,6 +181,9 @@ fn finish<T>(mut m: rtnetlink::RouteMessageBuilder<T>, index: Option<u32>, r: &R
     if let Some(metric) = r.metric {
         m = m.priority(metric);
     }
+    if r.onlink {
+        m = m.onlink();
+    }
     m = m.protocol(route_protocol(r.protocol)).kind(match r.kind {
         RouteType::Unicast => T::Unicast,
         RouteType::Blackhole => T::BlackHole,

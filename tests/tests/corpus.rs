@@ -151,7 +151,8 @@ fn iproute2_names_mean_to_both_what_they_mean_to_keepalived() {
          static_routes {\n    198.51.100.0/24 via 192.0.2.2 dev v0 table web protocol bird no_track\n    \
          203.0.113.0/24 via 192.0.2.2 dev v0 table web protocol zebra\n}\n",
     );
-    let unknown = dir.file("unknown.conf", "static_routes {\n    198.51.100.0/24 via 192.0.2.2 dev v0 table nosuch\n}\n");
+    let unknown =
+        dir.file("unknown.conf", "static_routes {\n    198.51.100.0/24 via 192.0.2.2 dev v0 table nosuch\n}\n");
     let ns = Netns::new("kartn").unwrap();
     ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up && ip link set v1 up && ip addr add 192.0.2.11/24 dev v0")
         .unwrap();
@@ -179,7 +180,9 @@ fn iproute2_names_mean_to_both_what_they_mean_to_keepalived() {
     assert!(text.contains("ka -t 5\nours -t 5\n"), "a name in no file: both refuse\n{text}");
     let (_, kernel) = text.split_once("=== keepalived\n").unwrap_or_else(|| panic!("{text}"));
     let (theirs, mine) = kernel.split_once("=== lb-daemon\n").unwrap_or_else(|| panic!("{text}"));
-    for want in ["tos lowdelay lookup web", "realms east/2", "198.51.100.0/24 via 192.0.2.2 dev v0 table web proto bird"] {
+    for want in
+        ["tos lowdelay lookup web", "realms east/2", "198.51.100.0/24 via 192.0.2.2 dev v0 table web proto bird"]
+    {
         assert!(theirs.contains(want), "keepalived did not install {want:?}:\n{theirs}");
     }
     assert_eq!(mine, theirs, "the kernel's rules and routes under lb-daemon (left) and keepalived (right)");

@@ -829,6 +829,7 @@ static_routes {{
     198.51.100.64/26 via 192.0.2.1 dev l0 protocol bird
     198.51.100.128/26 via 192.0.2.1 dev l0 protocol bird no_track
     198.51.100.192/26 via 192.0.2.1 dev l0 table main protocol 0x63 no_track
+    198.51.100.32/27 via 203.0.113.254 dev l0 onlink
 }}
 static_rules {{
     from 198.51.100.0/24 table 100 priority 100
@@ -880,6 +881,8 @@ vrrp_instance VI_1 {{
         "16383:\tfrom all to 203.0.113.64/26 lookup 101 proto keepalived",
         "200:\tfrom 192.0.2.100 lookup 100 proto keepalived",
         "203.0.113.192/26 via 192.0.2.1 dev l0 table 100 proto keepalived",
+        "198.51.100.32/27 via 203.0.113.254 dev l0 proto keepalived onlink",
+        "198.51.100.128/26 via 192.0.2.1 dev l0 proto bird",
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
     }

@@ -169,6 +169,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         metric: None,
         scope: None,
         protocol: None,
+        onlink: false,
         span: first.span,
     };
     let mut has_dest = false;
@@ -224,7 +225,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
             // Routes are never tracked here (re-added when deleted): `no_track` asks for that,
             // and keeps a configured protocol (below).
             "no_track" => no_track = true,
-            "onlink" => ctx.warn(kw.span, "route option `onlink` is not acted on yet; ignored"),
+            "onlink" => r.onlink = true,
             "or" => {
                 it.next();
                 ctx.error(

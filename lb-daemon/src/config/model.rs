@@ -298,6 +298,9 @@ pub struct Route {
     pub metric: Option<u32>,
     pub scope: Option<Scope>,
     pub protocol: Option<u8>,
+    /// `onlink`: the gateway is on the link even if no prefix of it says so.
+    #[serde(default)]
+    pub onlink: bool,
     #[serde(skip)]
     pub span: Span,
 }

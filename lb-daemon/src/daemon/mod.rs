@@ -543,6 +543,7 @@ impl Shell {
             metric: None,
             scope: None,
             protocol: None,
+            onlink: false,
             span: Default::default(),
         };
         let done =
