@@ -197,7 +197,7 @@ fn finish<T>(mut m: rtnetlink::RouteMessageBuilder<T>, index: Option<u32>, r: &R
         Some(Scope::Host) => RouteScope::Host,
         Some(Scope::Nowhere) => RouteScope::NoWhere,
         // ip route's default: link scope for a directly connected unicast route.
-        None if r.kind == RouteType::Unicast && r.via.is_none() => RouteScope::Link,
+        None if r.kind == RouteType::Unicast && r.via.is_none() && r.nexthops.is_empty() => RouteScope::Link,
         None => RouteScope::Universe,
     };
     m.scope(scope).build()
@@ -211,6 +211,7 @@ impl Netlink {
             Some(d) => Some(self.index(d).await?),
             None => None,
         };
+        let hops = self.next_hops(r).await?;
         Ok(match r.dest {
             IpAddr::V4(d) => {
                 let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(d, r.prefix);
@@ -219,6 +220,9 @@ impl Netlink {
                 }
                 if let Some(IpAddr::V4(s)) = r.src {
                     b = b.pref_source(s);
+                }
+                if !hops.is_empty() {
+                    b = b.multipath(hops);
                 }
                 finish(b, index, r)
             }
@@ -230,9 +234,37 @@ impl Netlink {
                 if let Some(IpAddr::V6(s)) = r.src {
                     b = b.pref_source(s);
                 }
+                if !hops.is_empty() {
+                    b = b.multipath(hops);
+                }
                 finish(b, index, r)
             }
         })
+    }
+
+    /// A multipath route's next hops (RTA_MULTIPATH), as keepalived's `add_nexthops` builds
+    /// them: gateway, interface (0: the kernel finds it), weight - 1, flags.
+    async fn next_hops(&self, r: &Route) -> Result<Vec<rtnetlink::packet_route::route::RouteNextHop>> {
+        use rtnetlink::RouteNextHopBuilder;
+        let mut out = Vec::new();
+        for nh in &r.nexthops {
+            let mut b =
+                if r.dest.is_ipv4() { RouteNextHopBuilder::new_ipv4() } else { RouteNextHopBuilder::new_ipv6() };
+            if let Some(d) = &nh.dev {
+                b = b.interface(self.index(d).await?);
+            }
+            if let Some(v) = nh.via {
+                b = b.via(v).map_err(|e| anyhow!("next hop {v} of route {}/{}: {e:?}", r.dest, r.prefix))?;
+            }
+            if let Some(w) = nh.weight {
+                b = b.weight(u8::try_from(w.saturating_sub(1)).unwrap_or(u8::MAX));
+            }
+            if nh.onlink {
+                b = b.onlink();
+            }
+            out.push(b.build());
+        }
+        Ok(out)
     }
 
     /// Asks the kernel to resolve `ip` on `ifindex` (`ip neigh replace IP dev IF use`): the

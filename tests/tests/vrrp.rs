@@ -830,6 +830,8 @@ static_routes {{
     198.51.100.128/26 via 192.0.2.1 dev l0 protocol bird no_track
     198.51.100.192/26 via 192.0.2.1 dev l0 table main protocol 0x63 no_track
     198.51.100.32/27 via 203.0.113.254 dev l0 onlink
+    198.51.100.224/28 nexthop via 192.0.2.1 dev l0 weight 3 nexthop via 192.0.2.3 dev l0
+    198.51.100.240/28 via 192.0.2.1 or 192.0.2.3 dev l0
 }}
 static_rules {{
     from 198.51.100.0/24 table 100 priority 100
@@ -883,6 +885,7 @@ vrrp_instance VI_1 {{
         "203.0.113.192/26 via 192.0.2.1 dev l0 table 100 proto keepalived",
         "198.51.100.32/27 via 203.0.113.254 dev l0 proto keepalived onlink",
         "198.51.100.128/26 via 192.0.2.1 dev l0 proto bird",
+        "198.51.100.224/28 proto keepalived \n\tnexthop via 192.0.2.1 dev l0 weight 3",
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
     }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
     keyword::Ctx,
-    model::{IpAddress, Route, RouteType, Scope},
+    model::{IpAddress, NextHop, Route, RouteType, Scope},
     rt_names::Names,
     tree::{Stmt, Word},
 };
@@ -170,6 +170,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         scope: None,
         protocol: None,
         onlink: false,
+        nexthops: Vec::new(),
         span: first.span,
     };
     let mut has_dest = false;
@@ -226,17 +227,30 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
             // and keeps a configured protocol (below).
             "no_track" => no_track = true,
             "onlink" => r.onlink = true,
+            // keepalived's older form: the `via` so far and this address as two next hops.
             "or" => {
-                it.next();
-                ctx.error(
-                    kw.span,
-                    "`or` (a second next hop) is deprecated: keepalived 2.2.7 reports it and its -t fails; \
-                     multipath routes are not implemented here, keep one `via`",
-                );
+                ctx.warn(kw.span, "\"or\" for routes is deprecated. Please use \"nexthop\"");
+                let Some(w) = it.next() else {
+                    ctx.error(kw.span, "`or` needs an address");
+                    return None;
+                };
+                if !r.nexthops.is_empty() {
+                    ctx.warn(kw.span, "\"or\" route already specified - ignoring subsequent");
+                    continue;
+                }
+                let second = ip(ctx, w)?;
+                r.nexthops = vec![
+                    NextHop { via: r.via.take(), ..NextHop::default() },
+                    NextHop { via: Some(second), ..NextHop::default() },
+                ];
             }
             "nexthop" => {
-                ctx.error(kw.span, "multipath routes (`nexthop`) are not implemented yet; keep one `via`");
-                return None;
+                if !r.nexthops.is_empty() {
+                    ctx.error(kw.span, "Cannot specify nexthops with \"or\" route");
+                    return None;
+                }
+                let rest: Vec<&Word> = std::iter::once(kw).chain(it.by_ref()).collect();
+                r.nexthops = nexthops(ctx, &rest)?;
             }
             _ => {
                 let (kind, w) = match kw.text.as_str() {
@@ -288,6 +302,65 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         r.protocol = None;
     }
     Some(r)
+}
+
+/// `nexthop ... [nexthop ...]`, each as keepalived's `parse_nexthops` reads it; anything
+/// after the last next hop's options is an error.
+fn nexthops(ctx: &mut Ctx, words: &[&Word]) -> Option<Vec<NextHop>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while words.get(i).is_some_and(|w| w.text == "nexthop") {
+        let mut nh = NextHop::default();
+        i += 1;
+        while let Some(w) = words.get(i) {
+            let mut arg = |ctx: &mut Ctx, what: &str| {
+                i += 1;
+                let v = words.get(i).copied();
+                if v.is_none() {
+                    ctx.error(w.span, format!("`{}` needs {what}", w.text));
+                }
+                v
+            };
+            match w.text.as_str() {
+                "via" => {
+                    let mut a = arg(ctx, "an address")?;
+                    if matches!(a.text.as_str(), "inet" | "inet6") {
+                        a = arg(ctx, "an address")?;
+                    }
+                    nh.via = Some(ip(ctx, a)?);
+                }
+                "dev" => nh.dev = Some(arg(ctx, "an interface name")?.text.clone()),
+                "weight" => {
+                    let a = arg(ctx, "a weight")?;
+                    match a.text.parse::<u16>() {
+                        Ok(v @ 1..=256) => nh.weight = Some(v),
+                        _ => {
+                            ctx.error(a.span, format!("Invalid weight {} specified for route (1-256)", a.text));
+                            return None;
+                        }
+                    }
+                }
+                "onlink" => nh.onlink = true,
+                "realms" | "encap" | "as" => {
+                    ctx.error(w.span, format!("next hop option `{}` is not implemented; remove it", w.text));
+                    return None;
+                }
+                _ => break,
+            }
+            i += 1;
+        }
+        out.push(nh);
+    }
+    if let Some(w) = words.get(i) {
+        ctx.error(w.span, format!("Route has trailing nonsense after nexthops - {}", w.text));
+        return None;
+    }
+    let families: Vec<bool> = out.iter().filter_map(|n| n.via.map(|v| v.is_ipv4())).collect();
+    if families.windows(2).any(|f| f[0] != f[1]) {
+        ctx.error(words[0].span, "IPv4/6 mismatch for nexthop");
+        return None;
+    }
+    Some(out)
 }
 
 /// keepalived's own route protocol number.
@@ -407,15 +480,45 @@ mod tests {
         s.parse().unwrap()
     }
 
-    /// What keepalived 2.2.7's `-t` rejects: `or` (deprecated), no destination, `to TYPE DEST`.
+    /// Multipath routes as keepalived's `parse_nexthops` reads them, and its older `or`.
+    #[test]
+    fn next_hops_are_read_as_keepalived_reads_them() {
+        let mut ctx = Ctx::default();
+        let r = route(
+            &mut ctx,
+            &words("198.51.100.0/24 nexthop via 192.0.2.1 dev eth1 weight 3 nexthop via inet 192.0.2.3 onlink"),
+        )
+        .unwrap();
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!(
+            r.nexthops,
+            [
+                NextHop { via: Some(ip("192.0.2.1")), dev: Some("eth1".into()), weight: Some(3), onlink: false },
+                NextHop { via: Some(ip("192.0.2.3")), dev: None, weight: None, onlink: true },
+            ]
+        );
+        let r = route(&mut ctx, &words("198.51.100.0/24 via 192.0.2.1 or 192.0.2.3")).unwrap();
+        assert_eq!((r.via, r.nexthops.len()), (None, 2));
+        assert!(ctx.diags[0].message.contains("deprecated"), "{:?}", ctx.diags);
+        for (text, want) in [
+            ("198.51.100.0/24 nexthop via 192.0.2.1 weight 0", "Invalid weight 0"),
+            ("198.51.100.0/24 nexthop via 192.0.2.1 metric 5", "trailing nonsense after nexthops - metric"),
+            ("198.51.100.0/24 nexthop via 192.0.2.1 nexthop via 2001:db8::1", "IPv4/6 mismatch"),
+            ("198.51.100.0/24 nexthop via 192.0.2.1 realms 3", "not implemented"),
+        ] {
+            let mut ctx = Ctx::default();
+            assert!(route(&mut ctx, &words(text)).is_none(), "{text}");
+            assert!(ctx.diags.iter().any(|d| d.message.contains(want)), "{text}: {:?}", ctx.diags);
+        }
+    }
+
+    /// What keepalived 2.2.7's `-t` rejects: no destination, `to TYPE DEST`.
     #[test]
     fn forms_keepalived_rejects_are_errors() {
         for (text, col, want) in [
-            ("198.51.100.0/24 via 192.0.2.1 or 192.0.2.3", 31, "`or`"),
             ("via 192.0.2.1 dev eth1", 1, "needs a destination"),
             ("to blackhole 198.51.100.0/24", 4, "unknown route option `blackhole`"),
             ("blackhole to 198.51.100.0/24", 11, "unknown route option `to`"),
-            ("198.51.100.0/24 nexthop via 192.0.2.1", 17, "nexthop"),
         ] {
             let mut ctx = Ctx::default();
             route(&mut ctx, &words(text));

@@ -301,8 +301,21 @@ pub struct Route {
     /// `onlink`: the gateway is on the link even if no prefix of it says so.
     #[serde(default)]
     pub onlink: bool,
+    /// `nexthop ...` (or the older `via A or B`): a multipath route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nexthops: Vec<NextHop>,
     #[serde(skip)]
     pub span: Span,
+}
+
+/// One `nexthop [via [inet|inet6] ADDR] [dev IF] [weight 1-256] [onlink]` of a multipath route.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NextHop {
+    pub via: Option<IpAddr>,
+    pub dev: Option<String>,
+    /// As written (1-256); the kernel's is one less.
+    pub weight: Option<u16>,
+    pub onlink: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

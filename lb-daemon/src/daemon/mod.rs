@@ -544,6 +544,7 @@ impl Shell {
             scope: None,
             protocol: None,
             onlink: false,
+            nexthops: Vec::new(),
             span: Default::default(),
         };
         let done =
