@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod conns;
+pub mod ctsync;
 pub mod decap;
 pub mod iface;
 pub mod object;
@@ -142,7 +143,11 @@ impl Backend for bpf::BpfDataplane {
     }
 
     fn stats(&mut self) -> Result<serde_json::Value> {
-        Ok(serde_json::to_value(bpf::read_stats(self.pin_dir())?)?)
+        let mut v = serde_json::to_value(bpf::read_stats(self.pin_dir())?)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("conn_sync".to_string(), serde_json::to_value(self.sync_stats())?);
+        }
+        Ok(v)
     }
 
     fn start_punt(&mut self) -> Result<Option<punt::Punt>> {
@@ -150,11 +155,7 @@ impl Backend for bpf::BpfDataplane {
     }
 
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
-        match want {
-            None => Ok(()),
-            // Flows live in pinned maps on each node; nothing copies them across yet.
-            Some(_) => anyhow::bail!("connection sync (lvs_sync_daemon) needs the IPVS backend"),
-        }
+        bpf::BpfDataplane::set_sync(self, want)
     }
 
     fn shutdown(self: Box<Self>) -> Result<&'static str> {

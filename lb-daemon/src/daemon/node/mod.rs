@@ -782,19 +782,10 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
 }
 
 /// What the config asks for that this version parses but does not act on yet, each located:
-/// a keepalived.conf is accepted whole, and nothing in it is dropped silently.
-pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
-    let c = &loaded.config;
-    let mut items = Vec::new();
-    if c.global.lb_backend == Some(BackendKind::Bpf)
-        && let Some(s) = sync_config(c)
-    {
-        items.push(format!(
-            "lvs_sync_daemon {} ({}): connection sync needs the IPVS backend; the BPF data plane does not sync flows",
-            s.interface, s.instance
-        ));
-    }
-    items
+/// a keepalived.conf is accepted whole, and nothing in it is dropped silently. (Connection
+/// sync acts with both backends now: the BPF data plane's is `dataplane::ctsync`.)
+pub fn not_acted_on(_loaded: &Loaded) -> Vec<String> {
+    Vec::new()
 }
 
 #[cfg(test)]
