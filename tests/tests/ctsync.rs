@@ -5,6 +5,7 @@
 //! killed (kill -9, then cut off the segment), the connections held open through it keep
 //! working through the new master. The mutation: the same run without sync, where the new
 //! master schedules each moved flow afresh and most land on a real server that resets them.
+//! The sync runs over IPv6 multicast on a configured group and port.
 
 use std::{
     collections::BTreeMap,
@@ -24,7 +25,9 @@ fn real_addr(i: usize) -> std::net::Ipv4Addr {
 }
 
 fn config(prio: u8, sync: bool) -> String {
-    let sync = if sync { "    lvs_sync_daemon l0 VI_1 id 7\n" } else { "" };
+    // An IPv6 group on a port of its own: keepalived's `group` and `port` options, and the
+    // IPv6 transport (the default IPv4 group is proven against the kernel in ipvs.rs).
+    let sync = if sync { "    lvs_sync_daemon l0 VI_1 id 7 group ff02::8:8 port 8850\n" } else { "" };
     let reals: String = (0..REALS).map(|i| format!("    real_server {} 80 {{\n    }}\n", real_addr(i))).collect();
     format!(
         "global_defs {{

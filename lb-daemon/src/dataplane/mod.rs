@@ -34,6 +34,18 @@ pub struct SyncWant {
     pub role: SyncRole,
     pub interface: String,
     pub sync_id: u32,
+    /// `lvs_sync_daemon`'s `maxlen`, `port`, `ttl` and `group` (None: the kernel's defaults).
+    pub mcast: SyncMcast,
+}
+
+/// Where sync datagrams go and how large they are; None keeps the kernel's default
+/// (the interface's MTU less headers, 8848, TTL 1, 224.0.0.81).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncMcast {
+    pub maxlen: Option<u16>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+    pub group: Option<IpAddr>,
 }
 
 /// What the daemon needs from a forwarding backend.

@@ -195,7 +195,9 @@ fn connection_sync_follows_its_vrrp_instance() {
         let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
         n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
     };
-    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 9 }));
+    let want = |role| {
+        Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 9, mcast: Default::default() }))
+    };
     let a = publish(&mut n, vrrp::State::Backup);
     assert_eq!(a[0], want(SyncRole::Backup));
     assert!(matches!(&a[1], Action::Publish(s) if s.pid == 42 && s.vrrp[0].instance == "VI_1"), "{a:?}");
@@ -217,7 +219,9 @@ fn connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface() {
         let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
         n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
     };
-    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1 }));
+    let want = |role| {
+        Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1, mcast: Default::default() }))
+    };
     assert_eq!(publish(&mut n, vrrp::State::Backup)[0], want(SyncRole::Backup));
     assert_eq!(publish(&mut n, vrrp::State::Master)[0], want(SyncRole::Master));
     // Without it, no sync.

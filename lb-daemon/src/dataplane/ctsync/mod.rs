@@ -12,7 +12,7 @@ pub mod msg;
 pub mod xlate;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6, UdpSocket},
     path::Path,
     sync::{
         Arc, Mutex, RwLock,
@@ -30,7 +30,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use super::{
-    SyncRole, SyncWant,
+    SyncMcast, SyncRole, SyncWant,
     bpf::{maps::pinned, monotonic_ns},
 };
 use xlate::Directory;
@@ -161,38 +161,56 @@ fn setsockopt<T>(s: &Socket, level: i32, name: i32, value: &T, what: &str) -> Re
     Ok(())
 }
 
-/// The master's socket: bound to the interface, multicast out of it with TTL 1, no loop.
-fn send_socket(iface: &str) -> Result<UdpSocket> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).context("UDP socket")?;
+/// Where datagrams go: the configured group and port, else 224.0.0.81:8848.
+fn destination(m: &SyncMcast) -> SocketAddr {
+    SocketAddr::new(m.group.unwrap_or(IpAddr::V4(msg::DEFAULT_GROUP)), m.port.unwrap_or(msg::DEFAULT_PORT))
+}
+
+fn domain(dest: &SocketAddr) -> Domain {
+    if dest.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 }
+}
+
+/// The master's socket: bound to the interface, multicast out of it with the TTL (1 by
+/// default), no loop.
+fn send_socket(iface: &str, dest: &SocketAddr, ttl: u8) -> Result<UdpSocket> {
+    let s = Socket::new(domain(dest), Type::DGRAM, Some(Protocol::UDP)).context("UDP socket")?;
     s.bind_device(Some(iface.as_bytes())).with_context(|| format!("binding to {iface}"))?;
-    setsockopt(
-        &s,
-        libc::IPPROTO_IP,
-        libc::IP_MULTICAST_IF,
-        &mreqn(Ipv4Addr::UNSPECIFIED, ifindex(iface)?),
-        "IP_MULTICAST_IF",
-    )?;
-    s.set_multicast_ttl_v4(1).context("IP_MULTICAST_TTL")?;
-    s.set_multicast_loop_v4(false).context("IP_MULTICAST_LOOP")?;
+    let index = ifindex(iface)?;
+    if dest.is_ipv6() {
+        s.set_multicast_if_v6(index).context("IPV6_MULTICAST_IF")?;
+        s.set_multicast_hops_v6(u32::from(ttl)).context("IPV6_MULTICAST_HOPS")?;
+        s.set_multicast_loop_v6(false).context("IPV6_MULTICAST_LOOP")?;
+    } else {
+        let m = mreqn(Ipv4Addr::UNSPECIFIED, index);
+        setsockopt(&s, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &m, "IP_MULTICAST_IF")?;
+        s.set_multicast_ttl_v4(u32::from(ttl)).context("IP_MULTICAST_TTL")?;
+        s.set_multicast_loop_v4(false).context("IP_MULTICAST_LOOP")?;
+    }
     Ok(s.into())
 }
 
-/// The backup's socket: the group's port, joined on the interface only.
-fn recv_socket(iface: &str) -> Result<UdpSocket> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).context("UDP socket")?;
+/// The backup's socket: the group's address and port, joined on the interface only.
+fn recv_socket(iface: &str, group: &SocketAddr) -> Result<UdpSocket> {
+    let s = Socket::new(domain(group), Type::DGRAM, Some(Protocol::UDP)).context("UDP socket")?;
     s.set_reuse_address(true).context("SO_REUSEADDR")?;
     s.bind_device(Some(iface.as_bytes())).with_context(|| format!("binding to {iface}"))?;
+    let index = ifindex(iface)?;
     let zero: libc::c_int = 0;
-    setsockopt(&s, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, &zero, "IP_MULTICAST_ALL")?;
-    let addr = SocketAddr::V4(SocketAddrV4::new(msg::DEFAULT_GROUP, msg::DEFAULT_PORT));
-    s.bind(&addr.into()).with_context(|| format!("binding to {addr}"))?;
-    setsockopt(
-        &s,
-        libc::IPPROTO_IP,
-        libc::IP_ADD_MEMBERSHIP,
-        &mreqn(msg::DEFAULT_GROUP, ifindex(iface)?),
-        "joining 224.0.0.81",
-    )?;
+    match group.ip() {
+        IpAddr::V4(g) => {
+            setsockopt(&s, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, &zero, "IP_MULTICAST_ALL")?;
+            s.bind(&(*group).into()).with_context(|| format!("binding to {group}"))?;
+            setsockopt(&s, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &mreqn(g, index), "joining the group")
+                .with_context(|| format!("{g} on {iface}"))?;
+        }
+        IpAddr::V6(g) => {
+            setsockopt(&s, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_ALL, &zero, "IPV6_MULTICAST_ALL")?;
+            s.set_only_v6(true).context("IPV6_V6ONLY")?;
+            let bind = SocketAddr::V6(SocketAddrV6::new(g, group.port(), 0, index));
+            s.bind(&bind.into()).with_context(|| format!("binding to {bind}"))?;
+            s.join_multicast_v6(&g, index).with_context(|| format!("joining {g} on {iface}"))?;
+        }
+    }
     s.set_read_timeout(Some(RECV_TIMEOUT)).context("SO_RCVTIMEO")?;
     Ok(s.into())
 }
@@ -206,16 +224,17 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let iface = want.interface.clone();
+    let dest = destination(&want.mcast);
     let thread = match want.role {
         SyncRole::Master => {
-            let sock = send_socket(&iface)?;
-            let len = maxlen(&iface);
+            let sock = send_socket(&iface, &dest, want.mcast.ttl.unwrap_or(1))?;
+            let len = want.mcast.maxlen.map_or_else(|| maxlen(&iface), usize::from);
             std::thread::Builder::new()
                 .name("ctsync-master".into())
-                .spawn(move || master(sock, conntrack, sync_id, len, shared, flag))?
+                .spawn(move || master(sock, dest, conntrack, sync_id, len, shared, flag))?
         }
         SyncRole::Backup => {
-            let sock = recv_socket(&iface)?;
+            let sock = recv_socket(&iface, &dest)?;
             let nat_rev: HashMap<MapData, FlowKey, NatRev> =
                 HashMap::try_from(pinned(&pin_dir.join(MAP_NAT_REV))?).context("lb_nat_rev")?;
             let expired: Array<MapData, RealConns> =
@@ -230,7 +249,8 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
         role = if want.role == SyncRole::Master { "master" } else { "backup" },
         interface = want.interface,
         sync_id,
-        "connection sync started (IPVS sync v1, 224.0.0.81:8848)"
+        group = %dest,
+        "connection sync started (IPVS sync protocol v1)"
     );
     Ok(CtSync { want: want.clone(), stop, thread: Some(thread) })
 }
@@ -251,13 +271,13 @@ impl Limited {
 
 fn master(
     sock: UdpSocket,
+    dest: SocketAddr,
     conntrack: HashMap<MapData, FlowKey, FlowValue>,
     sync_id: u8,
     maxlen: usize,
     shared: Shared,
     stop: Arc<AtomicBool>,
 ) {
-    let dest = SocketAddr::V4(SocketAddrV4::new(msg::DEFAULT_GROUP, msg::DEFAULT_PORT));
     let mut sent = xlate::Sent::default();
     let mut warn_every = Limited(None);
     let c = &shared.counters;
@@ -394,5 +414,17 @@ fn backup(sock: UdpSocket, mut maps: BackupMaps, sync_id: u8, shared: Shared, st
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_group_and_port_default_to_the_kernels() {
+        assert_eq!(destination(&SyncMcast::default()).to_string(), "224.0.0.81:8848");
+        let m = SyncMcast { port: Some(8850), group: Some("ff02::8:8".parse().unwrap()), ..Default::default() };
+        assert_eq!(destination(&m).to_string(), "[ff02::8:8]:8850");
     }
 }
