@@ -65,6 +65,10 @@ fn ipvs_backend_in_the_61_vm() {
     let env = [(SCENARIOS, only.as_str())];
     let out = lb_tests::vm::run_test_env("ipvs_backend_in_the_61_vm", &env, Duration::from_secs(900)).unwrap();
     assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
+    // The figures the scenarios print (the VM's output is otherwise shown on failure only).
+    for l in out.stdout.lines().filter(|l| l.starts_with("IPVS OK") || l.starts_with("connections opened through")) {
+        println!("{l}");
+    }
     for scenario in SCENARIO_NAMES.iter().filter(|s| selected(&only, s)) {
         assert!(out.stdout.contains(&format!("IPVS OK {scenario}")), "{scenario} did not finish:\n{}", out.stdout);
     }
@@ -733,7 +737,8 @@ fn auto_probe() {
 /// ways, on one segment: node 0 is IPVS (ipvsadm, DR, `--start-daemon`), node 1 lb-daemon
 /// with the same service; three real servers hold the VIP on loopback. Kernel master → lb
 /// backup: connections through IPVS appear in lb-daemon's `lb_conntrack` with the kernel's
-/// real servers. lb master → kernel backup: connections through lb-daemon's XDP appear in
+/// real servers, and keep working through lb-daemon once it takes the VIP over (a migration
+/// from keepalived+IPVS). lb master → kernel backup: connections through lb-daemon's XDP appear in
 /// `ipvsadm -Lnc` as ESTABLISHED with lb-daemon's real servers.
 fn sync_interop() {
     step("sync_interop");
@@ -802,15 +807,31 @@ fn sync_interop() {
     let got = eventually(Duration::from_secs(20), || want.iter().all(|(p, r)| ours().get(p) == Some(r)));
     println!("lb-daemon's conntrack: {:?}", ours());
     assert!(got, "the kernel's connections did not reach lb-daemon's conntrack\n{:#?}", d.log());
-    drop(held);
 
-    // lb-daemon master → kernel backup.
+    // The migration: lb-daemon takes the VIP over from the keepalived+IPVS node, and the
+    // connections opened through IPVS go on through lb-daemon to the same real servers.
     ipvsadm(k, "--stop-daemon master");
-    ipvsadm(k, "--start-daemon backup --mcast-interface l0 --syncid 7");
     lb.sh("ip link set dm0 up").unwrap();
     assert!(d.wait_log("-> MASTER", Duration::from_secs(60)), "{:#?}", d.log());
     step("lb-daemon master");
     to(1);
+    let mut held = held;
+    let kept = held
+        .iter_mut()
+        .filter(|(name, s)| {
+            let mut s = s.try_clone().unwrap();
+            s.write_all(b"again").is_ok() && {
+                let mut buf = [0u8; 64];
+                matches!(s.read(&mut buf), Ok(n) if n > 0 && String::from_utf8_lossy(&buf[..n]) == format!("{name}:again"))
+            }
+        })
+        .count();
+    println!("connections opened through IPVS that went on through lb-daemon: {kept}/{}", held.len());
+    assert_eq!(kept, held.len(), "{:#?}", d.log());
+    drop(held);
+
+    // lb-daemon master → kernel backup.
+    ipvsadm(k, "--start-daemon backup --mcast-interface l0 --syncid 7");
     let held: Vec<(String, TcpStream)> = (0..6).map(|_| tcp_hold(&seg.client, vip)).collect();
     let want: BTreeMap<u16, String> = held.iter().map(|(n, s)| (port_of(s), n.clone())).collect();
     let kernel = || -> BTreeMap<u16, String> {
