@@ -1,6 +1,7 @@
 //! Connection sync between two lb nodes (`lvs_sync_daemon`, the kernel's IPVS sync protocol
-//! v1; lb-daemon/src/dataplane/ctsync): a VRRP pair with the BPF backend and a DR service
-//! scheduled round robin over three real servers on one segment. The master's tracked flows
+//! v1; lb-daemon/src/dataplane/ctsync): a VRRP pair with the BPF backend and a service
+//! scheduled round robin over three real servers (DR on the segment, or NAT behind a VRRP
+//! gateway). The master's tracked flows
 //! show up in the backup's `lb_conntrack` with the same real servers; after the master is
 //! killed (kill -9, then cut off the segment), the connections held open through it keep
 //! working through the new master. The mutation: the same run without sync, where the new
@@ -24,11 +25,21 @@ fn real_addr(i: usize) -> std::net::Ipv4Addr {
     node4(20 + i)
 }
 
-fn config(prio: u8, sync: bool) -> String {
+/// NAT: the real servers' subnet, behind the nodes; its gateway is a VRRP address.
+fn nat_real(i: usize) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(198, 51, 100, 31 + i as u8)
+}
+const NAT_GW: &str = "198.51.100.1";
+
+fn config(prio: u8, sync: bool, nat: bool) -> String {
     // An IPv6 group on a port of its own: keepalived's `group` and `port` options, and the
     // IPv6 transport (the default IPv4 group is proven against the kernel in ipvs.rs).
     let sync = if sync { "    lvs_sync_daemon l0 VI_1 id 7 group ff02::8:8 port 8850\n" } else { "" };
-    let reals: String = (0..REALS).map(|i| format!("    real_server {} 80 {{\n    }}\n", real_addr(i))).collect();
+    let reals: String = (0..REALS)
+        .map(|i| if nat { format!("{}:8080", nat_real(i)) } else { format!("{}:80", real_addr(i)) })
+        .map(|r| format!("    real_server {} {{\n    }}\n", r.replace(':', " ")))
+        .collect();
+    let (kind, gw) = if nat { ("NAT", format!("        {NAT_GW}/24\n")) } else { ("DR", String::new()) };
     format!(
         "global_defs {{
     lb_backend bpf
@@ -41,11 +52,11 @@ vrrp_instance VI_1 {{
     advert_int 1
     virtual_ipaddress {{
         {VRRP_VIP4}/24
-    }}
+{gw}    }}
 }}
 virtual_server {VRRP_VIP4} 80 {{
     lb_algo rr
-    lb_kind DR
+    lb_kind {kind}
 {reals}}}
 "
     )
@@ -83,23 +94,36 @@ struct Run {
     conn_sync: serde_json::Value,
 }
 
-fn run(tag: &str, sync: bool) -> Run {
+fn run(tag: &str, sync: bool, nat: bool) -> Run {
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new(tag);
-    // The real servers on the segment: the VIP on loopback, answering ARP for their own only.
     let mut reals = Vec::new();
     for i in 0..REALS {
         let rs = Netns::new(&format!("cts{i}")).unwrap();
         let port = format!("s{}", 5 + i);
         lb_tests::netns::veth(&rs, "r0", &seg.switch, &port).unwrap();
         seg.switch.ip(&["link", "set", &port, "master", "br0"]).unwrap();
-        lb_tests::netns::addr(&rs, "r0", &format!("{}/24", real_addr(i))).unwrap();
-        rs.sh(&format!(
-            "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
-        ))
-        .unwrap();
-        let server = Backend::start(&rs, format!("{}", real_addr(i)), (VRRP_VIP4, 80).into());
+        let server = if nat {
+            // Behind the nodes: replies go back through the VRRP gateway, where the master
+            // puts the VIP back as their source.
+            lb_tests::netns::addr(&rs, "r0", &format!("{}/24", nat_real(i))).unwrap();
+            rs.ip(&["route", "add", "default", "via", NAT_GW]).unwrap();
+            Backend::start(&rs, nat_real(i).to_string(), (nat_real(i), 8080).into())
+        } else {
+            // On the segment: the VIP on loopback, answering ARP for their own only.
+            lb_tests::netns::addr(&rs, "r0", &format!("{}/24", real_addr(i))).unwrap();
+            rs.sh(&format!(
+                "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
+            ))
+            .unwrap();
+            Backend::start(&rs, real_addr(i).to_string(), (VRRP_VIP4, 80).into())
+        };
         reals.push((rs, server));
+    }
+    if nat {
+        for (i, n) in seg.nodes.iter().enumerate() {
+            lb_tests::netns::addr(n, "l0", &format!("198.51.100.{}/24", 11 + i)).unwrap();
+        }
     }
     // XDP's FIB lookups need forwarding on; a frame redirected out of a veth is delivered
     // only when its peer has NAPI (GRO on).
@@ -109,7 +133,7 @@ fn run(tag: &str, sync: bool) -> Run {
     }
     let pins: Vec<_> = (0..2).map(|i| daemon::pin_dir(&format!("{}{i}", dir.tag()))).collect();
     let start = |i: usize, prio: u8| {
-        let conf = dir.file(&format!("node{i}.conf"), &config(prio, sync));
+        let conf = dir.file(&format!("node{i}.conf"), &config(prio, sync, nat));
         Daemon::start(&seg.nodes[i], &conf, &pins[i], &["--interface", "l0"]).unwrap()
     };
     let d0 = start(0, 150);
@@ -164,11 +188,7 @@ fn find(v: &serde_json::Value, key: &str) -> serde_json::Value {
     }
 }
 
-#[test]
-fn synced_flows_survive_a_master_kill_and_unsynced_ones_do_not() {
-    require_root();
-    let with = run("ctsync-on", true);
-    let without = run("ctsync-off", false);
+fn check(with: &Run, without: &Run) {
     let pct = |n: usize| n as f64 * 100.0 / CONNS as f64;
     println!(
         "connections kept after kill -9 of the master: with sync {}/{CONNS} ({:.0}%), without {}/{CONNS} ({:.0}%)",
@@ -186,4 +206,19 @@ fn synced_flows_survive_a_master_kill_and_unsynced_ones_do_not() {
     assert_eq!(with.conn_sync["role"], "backup", "{}", with.conn_sync);
     assert!(with.conn_sync["applied"].as_u64().unwrap_or(0) >= CONNS as u64, "{}", with.conn_sync);
     assert_eq!(with.conn_sync["malformed"], 0, "{}", with.conn_sync);
+}
+
+#[test]
+fn synced_flows_survive_a_master_kill_and_unsynced_ones_do_not() {
+    require_root();
+    check(&run("ctsync-on", true, false), &run("ctsync-off", false, false));
+}
+
+/// NAT: the backup also gets each flow's reply translation (`lb_nat_rev`), so the real
+/// servers' replies, which follow the VRRP gateway to the new master, leave with the VIP as
+/// their source. (Without it they would leave untranslated and the client would reset them.)
+#[test]
+fn synced_nat_flows_keep_their_reply_translation() {
+    require_root();
+    check(&run("ctsync-nat-on", true, true), &run("ctsync-nat-off", false, true));
 }
