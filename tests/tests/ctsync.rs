@@ -169,8 +169,14 @@ fn run(tag: &str, sync: bool, nat: bool) -> Run {
     assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d1.log());
     // The client learns the VIP's new MAC from the gratuitous ARPs.
     std::thread::sleep(Duration::from_secs(1));
-    let kept =
-        held.iter_mut().filter_map(|(name, s)| (again(s).as_deref() == Some(name.as_str())).then_some(())).count();
+    // In reverse order: both nodes' rr tables come from the same config, so a fresh scheduler
+    // walking the flows in their opening order could land each on its old real server by
+    // chance (once 85% here); reversed, about one in three does, wherever it starts.
+    let kept = held
+        .iter_mut()
+        .rev()
+        .filter_map(|(name, s)| (again(s).as_deref() == Some(name.as_str())).then_some(()))
+        .count();
     drop(d0);
     drop(d1);
     drop(reals);

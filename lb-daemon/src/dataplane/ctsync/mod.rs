@@ -328,21 +328,10 @@ fn credit(maps: &mut BackupMaps, lock: &Mutex<()>, real: u32, delta: i64) {
 }
 
 fn apply(maps: &mut BackupMaps, lock: &Mutex<()>, a: &xlate::Apply) -> Result<()> {
-    // Open flows count on their real server for lc/wlc, as the data plane counts those it
-    // tracks: the same flow replaced keeps its count, a new or reopened one adds one, one
-    // closing drops it.
-    let open = |v: &FlowValue| v.state != CT_CLOSING;
     let before = maps.conntrack.get(&a.key, 0).ok();
     maps.conntrack.insert(a.key, a.value, 0).context("lb_conntrack")?;
-    let was = before.filter(open);
-    match (was, open(&a.value)) {
-        (Some(old), true) if old.real_id != a.value.real_id => {
-            credit(maps, lock, old.real_id, -1);
-            credit(maps, lock, a.value.real_id, 1);
-        }
-        (Some(old), false) => credit(maps, lock, old.real_id, -1),
-        (None, true) => credit(maps, lock, a.value.real_id, 1),
-        _ => {}
+    for (real, delta) in xlate::credits(before.as_ref(), &a.value) {
+        credit(maps, lock, real, delta);
     }
     if let Some((k, v)) = &a.nat_rev {
         maps.nat_rev.insert(k, v, 0).context("lb_nat_rev")?;

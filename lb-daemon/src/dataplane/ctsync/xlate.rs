@@ -158,6 +158,20 @@ pub fn from_entry(e: &Entry, dir: &Directory, now: u64) -> Result<Apply, Skip> {
     Ok(Apply { key, value, nat_rev })
 }
 
+/// How a received flow replacing `before` (None: new here) changes the live connection
+/// counts lc/wlc read, as (real server id, change): open flows count on their real server, as
+/// the data plane counts those it tracks; the same flow replaced keeps its count, a new or
+/// reopened one adds one, one now closing (or moved to another real server) gives it back.
+pub fn credits(before: Option<&FlowValue>, after: &FlowValue) -> Vec<(u32, i64)> {
+    let open = |v: &FlowValue| v.state != CT_CLOSING;
+    match (before.filter(|v| open(v)), open(after)) {
+        (Some(old), true) if old.real_id != after.real_id => vec![(old.real_id, -1), (after.real_id, 1)],
+        (Some(old), false) => vec![(old.real_id, -1)],
+        (None, true) => vec![(after.real_id, 1)],
+        _ => Vec::new(),
+    }
+}
+
 /// What the master last sent for each flow, to send only what is new or changed, and to
 /// refresh the backup's copy before it would expire there.
 #[derive(Default)]
@@ -339,6 +353,19 @@ mod tests {
         let mut s = Sent::default();
         assert_eq!(s.due(&many, t0, 3).len(), 3);
         assert_eq!(s.due(&many, t0, 3).len(), 2);
+    }
+
+    #[test]
+    fn received_flows_count_once_on_their_real_server() {
+        let v = |real_id, state| FlowValue { real_id, svc_id: 2, state, ..Default::default() };
+        assert_eq!(credits(None, &v(7, CT_EST)), [(7, 1)]);
+        assert_eq!(credits(None, &v(7, CT_SYN)), [(7, 1)]);
+        assert!(credits(None, &v(7, CT_CLOSING)).is_empty());
+        assert!(credits(Some(&v(7, CT_SYN)), &v(7, CT_EST)).is_empty(), "a refresh counts nothing");
+        assert_eq!(credits(Some(&v(7, CT_EST)), &v(7, CT_CLOSING)), [(7, -1)]);
+        assert!(credits(Some(&v(7, CT_CLOSING)), &v(7, CT_CLOSING)).is_empty());
+        assert_eq!(credits(Some(&v(7, CT_CLOSING)), &v(8, CT_EST)), [(8, 1)], "reopened");
+        assert_eq!(credits(Some(&v(7, CT_EST)), &v(8, CT_EST)), [(7, -1), (8, 1)]);
     }
 
     #[test]
