@@ -92,6 +92,8 @@ struct Run {
     /// Flows the backup held, with the master's real server, before the failover.
     synced: usize,
     conn_sync: serde_json::Value,
+    /// The master's, from `lb-daemon status --json`.
+    master_sync: serde_json::Value,
 }
 
 fn run(tag: &str, sync: bool, nat: bool) -> Run {
@@ -162,6 +164,12 @@ fn run(tag: &str, sync: bool, nat: bool) -> Run {
     }
     let synced = same();
     let conn_sync = d1.json_dump().map(|j| find(&j, "conn_sync")).unwrap_or_default();
+    // `status` shows the counters too (published with the status, about every second).
+    let mut master_sync = serde_json::Value::Null;
+    eventually(Duration::from_secs(5), || {
+        master_sync = d0.status().map(|s| s["conn_sync"].clone()).unwrap_or_default();
+        !sync || master_sync["sent_entries"].as_u64().unwrap_or(0) >= CONNS as u64
+    });
 
     // The master dies: no goodbye, and it is off the segment.
     d0.signal(Signal::SIGKILL).unwrap();
@@ -180,7 +188,7 @@ fn run(tag: &str, sync: bool, nat: bool) -> Run {
     drop(d0);
     drop(d1);
     drop(reals);
-    Run { kept, synced, conn_sync }
+    Run { kept, synced, conn_sync, master_sync }
 }
 
 /// The first value named `key` anywhere in `v`.
@@ -203,7 +211,7 @@ fn check(with: &Run, without: &Run) {
         without.kept,
         pct(without.kept)
     );
-    println!("backup's counters: {}", with.conn_sync);
+    println!("backup's counters: {}\nmaster's: {}", with.conn_sync, with.master_sync);
     assert_eq!(with.synced, CONNS, "the backup did not hold every flow with its real server");
     assert_eq!(with.kept, CONNS, "synced connections broke");
     assert_eq!(without.synced, 0);
@@ -212,6 +220,9 @@ fn check(with: &Run, without: &Run) {
     assert_eq!(with.conn_sync["role"], "backup", "{}", with.conn_sync);
     assert!(with.conn_sync["applied"].as_u64().unwrap_or(0) >= CONNS as u64, "{}", with.conn_sync);
     assert_eq!(with.conn_sync["malformed"], 0, "{}", with.conn_sync);
+    assert_eq!(with.master_sync["role"], "master", "{}", with.master_sync);
+    assert!(with.master_sync["sent_entries"].as_u64().unwrap_or(0) >= CONNS as u64, "{}", with.master_sync);
+    assert!(without.master_sync.is_null(), "no sync, no counters: {}", without.master_sync);
 }
 
 #[test]

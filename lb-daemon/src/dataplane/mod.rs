@@ -101,6 +101,12 @@ pub trait Backend: Send {
     /// Starts, switches or stops connection sync between load balancers.
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()>;
 
+    /// The BPF data plane's connection sync counters while it runs (the kernel's sync
+    /// daemon, with IPVS, keeps none it reports).
+    fn sync_stats(&self) -> Option<ctsync::SyncStats> {
+        None
+    }
+
     /// Sets the connection timeouts (`lvs_timeouts`); None restores the kernel's. Only IPVS
     /// has them: the XDP data plane's flow timeouts are fixed (lb-common's consts), so the
     /// config check refuses `lvs_timeouts` with `--backend bpf`.
@@ -168,6 +174,10 @@ impl Backend for bpf::BpfDataplane {
 
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         bpf::BpfDataplane::set_sync(self, want)
+    }
+
+    fn sync_stats(&self) -> Option<ctsync::SyncStats> {
+        self.sync_running().then(|| bpf::BpfDataplane::sync_stats(self))
     }
 
     fn shutdown(self: Box<Self>) -> Result<&'static str> {

@@ -564,6 +564,7 @@ impl Node {
             backend,
             // The shell adds the hand-over's counters (a task's, not the core's).
             punt: None,
+            conn_sync: None,
             overrides: self.overrides.status(),
             anycast: self
                 .announce_view

@@ -418,6 +418,11 @@ impl BpfDataplane {
         Ok(())
     }
 
+    /// Whether connection sync runs.
+    pub fn sync_running(&self) -> bool {
+        self.sync.is_some()
+    }
+
     /// Connection sync's role and counters.
     pub fn sync_stats(&self) -> super::ctsync::SyncStats {
         self.sync_shared.counters.snapshot(self.sync.as_ref().map(|s| &s.want))

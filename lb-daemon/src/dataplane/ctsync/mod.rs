@@ -25,7 +25,7 @@ use std::{
 use anyhow::{Context as _, Result};
 use aya::maps::{Array, HashMap, MapData};
 use lb_common::{FlowKey, FlowValue, NatRev, RealConns, consts::*};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
@@ -57,7 +57,7 @@ pub struct Counters {
     other_sync_id: AtomicU64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncStats {
     pub role: Option<String>,
     pub interface: Option<String>,
