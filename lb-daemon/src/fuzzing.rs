@@ -46,6 +46,27 @@ pub fn ipvs_msg(data: &[u8]) {
     crate::ipvs::msg::decode_any(data);
 }
 
+/// The IPVS sync protocol decoder (a datagram as a sync backup receives it), then each entry
+/// translated for a fixed set of services, as the backup applies them.
+pub fn ipvs_sync(data: &[u8]) {
+    use crate::dataplane::ctsync::{msg, xlate};
+    let Ok(m) = msg::decode(data) else { return };
+    let mut dir = xlate::Directory::default();
+    let key = lb_common::ServiceKey::v4([203, 0, 113, 10], 80, lb_common::consts::IPPROTO_TCP);
+    let real = SocketAddr::from(([198, 51, 100, 11], 80));
+    dir.add(2, &[key], crate::config::ForwardMethod::Nat, &[(real, 7)]);
+    for e in &m.entries {
+        let _ = xlate::from_entry(e, &dir, 1);
+    }
+    // What decodes encodes back to datagrams that decode to the same entries.
+    let again: Vec<msg::Entry> = msg::encode(m.sync_id, &m.entries, 1472)
+        .iter()
+        .filter_map(|g| msg::decode(g).ok())
+        .flat_map(|d| d.entries)
+        .collect();
+    assert_eq!(again, m.entries, "re-encoding changed the entries");
+}
+
 /// The HTTP_GET / SSL_GET reply reader on `data` as a real server's whole answer (the
 /// first byte asks for the body digest or not). Returns the reply when it parsed; it is
 /// bounded by the head limit and a 1 s timer, so a hostile answer can neither grow memory
@@ -120,6 +141,11 @@ mod tests {
     }
 
     #[test]
+    fn ipvs_sync_seeds() {
+        assert!(seeds("ipvs_sync", ipvs_sync) >= 3);
+    }
+
+    #[test]
     fn http_reply_seeds() {
         // Cutting every seed at every length is slow here (a runtime per input): whole seeds
         // and a few cuts, then check that the good ones parse to what they say.
@@ -146,6 +172,7 @@ mod tests {
             config(&bytes);
             vrrp_advert(&bytes);
             ipvs_msg(&bytes);
+            ipvs_sync(&bytes);
         }
 
         #[test]

@@ -131,6 +131,9 @@ pub struct Status {
     /// Frames the BPF data plane handed to the daemon (held fragments, IPv4 to fragment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub punt: Option<crate::dataplane::punt::PuntStats>,
+    /// The BPF data plane's connection sync (`lvs_sync_daemon`), while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn_sync: Option<crate::dataplane::ctsync::SyncStats>,
     /// Runtime overrides set with `lb-daemon drain|weight|disable`.
     #[serde(default)]
     pub overrides: Vec<OverrideStatus>,

@@ -61,6 +61,18 @@ pub fn run_test(name: &str, timeout: Duration) -> Result<VmOutput> {
     run(&format!("{IN_VM}=1 {} --exact {name} --nocapture 2>&1", exe.display()), timeout)
 }
 
+/// `run_test` with environment variables set for the test inside the VM.
+pub fn run_test_env(name: &str, env: &[(&str, &str)], timeout: Duration) -> Result<VmOutput> {
+    let exe = std::env::current_exe().context("the test binary's path")?;
+    let vars: String = env.iter().map(|(k, v)| format!("{k}={} ", shell_quote(v))).collect();
+    run(&format!("{vars}{IN_VM}=1 {} --exact {name} --nocapture 2>&1", exe.display()), timeout)
+}
+
+/// `v` in single quotes for `sh`.
+fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
 /// Runs `script` with `sh -c` as root in a VM booted on the 6.1 kernel; gives up after
 /// `timeout` (the VM is killed).
 pub fn run(script: &str, timeout: Duration) -> Result<VmOutput> {

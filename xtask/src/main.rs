@@ -52,7 +52,7 @@ enum Cmd {
     },
     /// Run a cargo-fuzz target for a bounded time (nightly toolchain; installs cargo-fuzz).
     Fuzz {
-        /// Target name (fuzz/fuzz_targets/): config, vrrp_advert, ipvs_msg, http_reply.
+        /// Target name (fuzz/fuzz_targets/): config, vrrp_advert, ipvs_msg, ipvs_sync, http_reply.
         #[arg(default_value = "config")]
         target: String,
         /// How long to fuzz.

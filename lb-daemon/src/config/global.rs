@@ -211,10 +211,57 @@ fn lvs_sync_daemon(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
     let Some(interface) = ctx.string(stmt, 0, "an interface name") else {
         return;
     };
-    let vrrp_instance = stmt.args().get(1).filter(|w| w.text != "id").map(|w| w.text.clone());
-    let id_at = stmt.args().iter().position(|w| w.text == "id");
-    let sync_id = id_at.and_then(|i| ctx.parse_range(stmt, i + 1, "a sync id 0-255", 0u8, 255));
-    g.lvs_sync_daemon = Some(LvsSyncDaemon { interface, vrrp_instance, sync_id });
+    // As keepalived 2.2.7's `lvs_syncd_handler`: named options anywhere; the second word is
+    // the VRRP instance and the third a sync id when they are not options (the old syntax).
+    let mut d = LvsSyncDaemon {
+        interface,
+        vrrp_instance: None,
+        sync_id: None,
+        maxlen: None,
+        port: None,
+        ttl: None,
+        group: None,
+    };
+    let args = stmt.args();
+    let mut i = 1;
+    while i < args.len() {
+        let w = &args[i];
+        match w.text.as_str() {
+            "inst" => d.vrrp_instance = ctx.string(stmt, i + 1, "a VRRP instance name"),
+            "id" => d.sync_id = ctx.parse_range(stmt, i + 1, "a sync id 0-255", 0u8, 255),
+            "maxlen" => d.maxlen = ctx.parse_range(stmt, i + 1, "a length 1-65507", 1u16, 65_507),
+            "port" => d.port = ctx.parse_range(stmt, i + 1, "a port 1-65535", 1u16, u16::MAX),
+            "ttl" => d.ttl = ctx.parse_range(stmt, i + 1, "a TTL 1-255", 1u8, 255),
+            "group" => {
+                d.group = ctx.parse::<std::net::IpAddr>(stmt, i + 1, "a multicast address");
+                if let Some(a) = d.group.filter(|a| !a.is_multicast()) {
+                    ctx.error(args[i + 1].span, format!("lvs_sync_daemon group {a} is not a multicast address"));
+                    d.group = None;
+                }
+            }
+            _ if i == 1 => {
+                d.vrrp_instance = Some(w.text.clone());
+                i += 1;
+                continue;
+            }
+            _ if i == 2 => {
+                d.sync_id = ctx.parse_range(stmt, i, "a sync id 0-255", 0u8, 255);
+                ctx.warn(w.span, "use `id N` for lvs_sync_daemon's sync id");
+                i += 1;
+                continue;
+            }
+            other => {
+                ctx.error(
+                    w.span,
+                    format!("unknown option `{other}` for lvs_sync_daemon (inst, id, maxlen, port, ttl, group)"),
+                );
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    g.lvs_sync_daemon = Some(d);
 }
 
 /// keepalived's decimal seconds with up to 6 decimals (`0.001`), at least 1 µs.

@@ -982,6 +982,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "lb-daemon/src/daemon/node/tests.rs::connection_sync_follows_its_vrrp_instance",
             "lb-daemon/src/ipvs/tests.rs::sync_daemons_encode_as_ipvsadm_does",
+            "lb-daemon/src/config/tests.rs::lvs_sync_daemon_options_as_keepalived",
+            "tests/tests/ctsync.rs::synced_flows_survive_a_master_kill_and_unsynced_ones_do_not",
+            "tests/tests/ctsync.rs::synced_nat_flows_keep_their_reply_translation",
+            "tests/tests/ipvs.rs::sync_interop",
         ],
     ),
     ("global_defs", "lvs_flush", &["tests/tests/ipvs.rs::flush"]),

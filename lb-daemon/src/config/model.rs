@@ -236,6 +236,18 @@ pub struct LvsSyncDaemon {
     pub interface: String,
     pub vrrp_instance: Option<String>,
     pub sync_id: Option<u8>,
+    /// `maxlen`: the sync datagrams' largest UDP payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u16>,
+    /// `port`: the multicast port (8848 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `ttl`: the multicast TTL (1 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u8>,
+    /// `group`: the multicast group (224.0.0.81 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

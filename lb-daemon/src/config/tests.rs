@@ -77,7 +77,15 @@ fn global_defs_and_static_blocks() {
     assert_eq!((g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat, g.vrrp_garp_master_refresh), (7, 3, 60));
     assert_eq!(
         g.lvs_sync_daemon,
-        Some(LvsSyncDaemon { interface: "eth1".into(), vrrp_instance: Some("VI_1".into()), sync_id: Some(9) })
+        Some(LvsSyncDaemon {
+            interface: "eth1".into(),
+            vrrp_instance: Some("VI_1".into()),
+            sync_id: Some(9),
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None
+        })
     );
     assert_eq!(g.lb_backend, Some(BackendKind::Bpf));
 
@@ -564,6 +572,32 @@ fn lb_backend_chooses_the_backend_unless_backend_is_given() {
     let l = load_str_with_backend(src, BackendKind::Ipvs);
     assert!(!l.has_errors(), "{}", l.render());
     assert_eq!(l.config.global.lb_backend, Some(BackendKind::Ipvs));
+}
+
+/// `lvs_sync_daemon` reads keepalived 2.2.7's options (`inst`, `id`, `maxlen`, `port`, `ttl`,
+/// `group`) and its older positional syntax; anything else is an error, not dropped.
+#[test]
+fn lvs_sync_daemon_options_as_keepalived() {
+    let sync = |line: &str| ok(&format!("global_defs {{\n {line}\n}}\n")).global.lvs_sync_daemon.unwrap();
+    let d = sync("lvs_sync_daemon eth1 inst VI_2 id 7 maxlen 1200 port 8850 ttl 2 group 239.1.1.81");
+    assert_eq!(d.vrrp_instance.as_deref(), Some("VI_2"));
+    assert_eq!((d.sync_id, d.maxlen, d.port, d.ttl), (Some(7), Some(1200), Some(8850), Some(2)));
+    assert_eq!(d.group, Some(ip("239.1.1.81")));
+    let d = sync("lvs_sync_daemon eth1 VI_1 group ff02::8:8");
+    assert_eq!((d.vrrp_instance.as_deref(), d.group), (Some("VI_1"), Some(ip("ff02::8:8"))));
+    // The old `IF INSTANCE SYNCID` (keepalived warns and takes it).
+    let l = parse_str("t.conf", "global_defs {\n lvs_sync_daemon eth1 VI_1 9\n}\n");
+    assert!(!l.has_errors(), "{}", l.render());
+    assert_eq!(l.config.global.lvs_sync_daemon.unwrap().sync_id, Some(9));
+    for (line, says) in [
+        ("lvs_sync_daemon eth1 VI_1 id 7 colour blue", "unknown option `colour`"),
+        ("lvs_sync_daemon eth1 VI_1 group 192.0.2.1", "not a multicast address"),
+        ("lvs_sync_daemon eth1 VI_1 port 0", "between 1 and 65535"),
+        ("lvs_sync_daemon eth1 VI_1 ttl", "needs a TTL"),
+    ] {
+        let e = first_error(&format!("global_defs {{\n {line}\n}}\n"));
+        assert!(e.contains(says), "{line}: {e}");
+    }
 }
 
 /// SCTP services: XDP does not update SCTP's CRC32c, so `--backend bpf` refuses them at

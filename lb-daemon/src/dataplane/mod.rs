@@ -4,6 +4,7 @@
 
 pub mod bpf;
 pub mod conns;
+pub mod ctsync;
 pub mod decap;
 pub mod iface;
 pub mod object;
@@ -33,6 +34,18 @@ pub struct SyncWant {
     pub role: SyncRole,
     pub interface: String,
     pub sync_id: u32,
+    /// `lvs_sync_daemon`'s `maxlen`, `port`, `ttl` and `group` (None: the kernel's defaults).
+    pub mcast: SyncMcast,
+}
+
+/// Where sync datagrams go and how large they are; None keeps the kernel's default
+/// (the interface's MTU less headers, 8848, TTL 1, 224.0.0.81).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncMcast {
+    pub maxlen: Option<u16>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+    pub group: Option<IpAddr>,
 }
 
 /// What the daemon needs from a forwarding backend.
@@ -88,6 +101,12 @@ pub trait Backend: Send {
     /// Starts, switches or stops connection sync between load balancers.
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()>;
 
+    /// The BPF data plane's connection sync counters while it runs (the kernel's sync
+    /// daemon, with IPVS, keeps none it reports).
+    fn sync_stats(&self) -> Option<ctsync::SyncStats> {
+        None
+    }
+
     /// Sets the connection timeouts (`lvs_timeouts`); None restores the kernel's. Only IPVS
     /// has them: the XDP data plane's flow timeouts are fixed (lb-common's consts), so the
     /// config check refuses `lvs_timeouts` with `--backend bpf`.
@@ -142,7 +161,11 @@ impl Backend for bpf::BpfDataplane {
     }
 
     fn stats(&mut self) -> Result<serde_json::Value> {
-        Ok(serde_json::to_value(bpf::read_stats(self.pin_dir())?)?)
+        let mut v = serde_json::to_value(bpf::read_stats(self.pin_dir())?)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("conn_sync".to_string(), serde_json::to_value(self.sync_stats())?);
+        }
+        Ok(v)
     }
 
     fn start_punt(&mut self) -> Result<Option<punt::Punt>> {
@@ -150,11 +173,11 @@ impl Backend for bpf::BpfDataplane {
     }
 
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
-        match want {
-            None => Ok(()),
-            // Flows live in pinned maps on each node; nothing copies them across yet.
-            Some(_) => anyhow::bail!("connection sync (lvs_sync_daemon) needs the IPVS backend"),
-        }
+        bpf::BpfDataplane::set_sync(self, want)
+    }
+
+    fn sync_stats(&self) -> Option<ctsync::SyncStats> {
+        self.sync_running().then(|| bpf::BpfDataplane::sync_stats(self))
     }
 
     fn shutdown(self: Box<Self>) -> Result<&'static str> {

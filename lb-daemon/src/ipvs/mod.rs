@@ -277,7 +277,15 @@ impl IpvsBackend {
             info!(state = role_name(old.role), "IPVS sync daemon stopped");
         }
         if let Some(w) = want {
-            let d = SyncDaemon { state: state_code(w.role), interface: w.interface.clone(), sync_id: w.sync_id };
+            let d = SyncDaemon {
+                state: state_code(w.role),
+                interface: w.interface.clone(),
+                sync_id: w.sync_id,
+                maxlen: w.mcast.maxlen,
+                port: w.mcast.port,
+                ttl: w.mcast.ttl,
+                group: w.mcast.group,
+            };
             self.client
                 .request(cmd::NEW_DAEMON, vec![d.attr()])
                 .with_context(|| format!("starting the IPVS sync daemon ({}, {})", role_name(w.role), w.interface))?;

@@ -81,6 +81,11 @@ mod daemon {
     pub const STATE: u16 = 1;
     pub const MCAST_IFN: u16 = 2;
     pub const SYNC_ID: u16 = 3;
+    pub const SYNC_MAXLEN: u16 = 4;
+    pub const MCAST_GROUP: u16 = 5;
+    pub const MCAST_GROUP6: u16 = 6;
+    pub const MCAST_PORT: u16 = 7;
+    pub const MCAST_TTL: u16 = 8;
 }
 
 /// `IPVS_INFO_ATTR_*`.
@@ -322,6 +327,12 @@ pub struct SyncDaemon {
     pub state: u32,
     pub interface: String,
     pub sync_id: u32,
+    /// `--sync-maxlen`, `--mcast-port`, `--mcast-ttl`, `--mcast-group`: sent only when set,
+    /// as ipvsadm does.
+    pub maxlen: Option<u16>,
+    pub port: Option<u16>,
+    pub ttl: Option<u8>,
+    pub group: Option<IpAddr>,
 }
 
 fn addr_bytes(ip: IpAddr) -> Vec<u8> {
@@ -475,17 +486,34 @@ impl Dest {
 
 impl SyncDaemon {
     pub fn attr(&self) -> Attr {
-        let a = [
+        let mut a = vec![
             Attr::u32(daemon::STATE, self.state),
             Attr::string(daemon::MCAST_IFN, &self.interface),
             Attr::u32(daemon::SYNC_ID, self.sync_id),
         ];
+        // Host byte order for the numbers (nla_get_u16 / u8 in ip_vs_ctl.c); the IPv4 group
+        // as an in_addr (network order), the IPv6 one as an in6_addr.
+        if let Some(m) = self.maxlen {
+            a.push(Attr::u16(daemon::SYNC_MAXLEN, m));
+        }
+        if let Some(p) = self.port {
+            a.push(Attr::u16(daemon::MCAST_PORT, p));
+        }
+        if let Some(t) = self.ttl {
+            a.push(Attr::new(daemon::MCAST_TTL, [t]));
+        }
+        match self.group {
+            Some(IpAddr::V4(g)) => a.push(Attr::new(daemon::MCAST_GROUP, g.octets())),
+            Some(IpAddr::V6(g)) => a.push(Attr::new(daemon::MCAST_GROUP6, g.octets())),
+            None => {}
+        }
         Attr::nested(CMD_ATTR_DAEMON, &a)
     }
 
     /// Stopping names only the state (ipvsadm sends the other fields empty).
     pub fn stop_attr(state: u32) -> Attr {
-        SyncDaemon { state, interface: String::new(), sync_id: 0 }.attr()
+        SyncDaemon { state, interface: String::new(), sync_id: 0, maxlen: None, port: None, ttl: None, group: None }
+            .attr()
     }
 
     /// The sync daemons a `GET_DAEMON` dump lists.
@@ -495,6 +523,10 @@ impl SyncDaemon {
             state: need(&d, daemon::STATE, "sync daemon")?.as_u32()?,
             interface: need(&d, daemon::MCAST_IFN, "sync daemon")?.as_string()?,
             sync_id: need(&d, daemon::SYNC_ID, "sync daemon")?.as_u32()?,
+            maxlen: None,
+            port: None,
+            ttl: None,
+            group: None,
         })
     }
 }

@@ -130,11 +130,47 @@ fn destinations_encode_as_ipvsadm_does() {
 
 #[test]
 fn sync_daemons_encode_as_ipvsadm_does() {
-    let d = SyncDaemon { state: msg::STATE_MASTER, interface: "sy0".into(), sync_id: 5 };
+    let d = SyncDaemon {
+        state: msg::STATE_MASTER,
+        interface: "sy0".into(),
+        sync_id: 5,
+        maxlen: None,
+        port: None,
+        ttl: None,
+        group: None,
+    };
     assert_eq!(captured("daemon")[0], cmd::NEW_DAEMON);
     assert_eq!(emit(&d.attr()), captured_attr("daemon", 3));
     assert_eq!(captured("deldaemon")[0], cmd::DEL_DAEMON);
     assert_eq!(emit(&SyncDaemon::stop_attr(msg::STATE_MASTER)), captured_attr("deldaemon", 3));
+    // keepalived's maxlen / port / ttl / group (ipvsadm's --sync-maxlen, --mcast-port,
+    // --mcast-ttl, --mcast-group) follow as attributes 4, 7, 8 and 5 (6 for IPv6), numbers in
+    // host order, written here from include/uapi/linux/ip_vs.h (the VM's sync_interop shows
+    // the kernel taking them).
+    let with = SyncDaemon {
+        maxlen: Some(1200),
+        port: Some(8850),
+        ttl: Some(2),
+        group: Some("239.1.1.81".parse().unwrap()),
+        ..d.clone()
+    };
+    let bytes = emit(&with.attr());
+    let plain = emit(&d.attr());
+    let mut tail = Vec::new();
+    for (kind, value) in [
+        (4u16, 1200u16.to_ne_bytes().to_vec()),
+        (7, 8850u16.to_ne_bytes().to_vec()),
+        (8, vec![2]),
+        (5, vec![239, 1, 1, 81]),
+    ] {
+        let len = 4 + value.len() as u16;
+        tail.extend_from_slice(&len.to_ne_bytes());
+        tail.extend_from_slice(&kind.to_ne_bytes());
+        tail.extend_from_slice(&value);
+        tail.resize(tail.len().next_multiple_of(4), 0);
+    }
+    assert_eq!(&bytes[plain.len()..], &tail[..]);
+    assert_eq!(u16::from_ne_bytes([bytes[0], bytes[1]]) as usize, bytes.len(), "the nest's length covers them");
 }
 
 /// The kernel's replies to `ipvsadm -Ln` decode to what its listing printed

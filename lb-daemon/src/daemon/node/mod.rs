@@ -521,6 +521,7 @@ impl Node {
                     role: if master { SyncRole::Master } else { SyncRole::Backup },
                     interface: s.interface,
                     sync_id: s.sync_id,
+                    mcast: s.mcast,
                 }
             });
             // Remembered either way: a refusal is logged once, not every period.
@@ -563,6 +564,7 @@ impl Node {
             backend,
             // The shell adds the hand-over's counters (a task's, not the core's).
             punt: None,
+            conn_sync: None,
             overrides: self.overrides.status(),
             anycast: self
                 .announce_view
@@ -759,6 +761,7 @@ pub struct SyncConfig {
     pub interface: String,
     pub instance: String,
     pub sync_id: u32,
+    pub mcast: crate::dataplane::SyncMcast,
 }
 
 pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
@@ -770,31 +773,24 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
         let instance = inst.map_or_else(|| l.vrrp_instance.clone().unwrap_or_default(), |v| v.name.clone());
         let sync_id =
             l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
-        return Some(SyncConfig { interface: l.interface.clone(), instance, sync_id });
+        let mcast = crate::dataplane::SyncMcast { maxlen: l.maxlen, port: l.port, ttl: l.ttl, group: l.group };
+        return Some(SyncConfig { interface: l.interface.clone(), instance, sync_id, mcast });
     }
     c.vrrp_instances.iter().find_map(|v| {
         v.lvs_sync_daemon_interface.as_ref().map(|i| SyncConfig {
             interface: i.clone(),
             instance: v.name.clone(),
             sync_id: u32::from(v.virtual_router_id.unwrap_or(0)),
+            mcast: Default::default(),
         })
     })
 }
 
 /// What the config asks for that this version parses but does not act on yet, each located:
-/// a keepalived.conf is accepted whole, and nothing in it is dropped silently.
-pub fn not_acted_on(loaded: &Loaded) -> Vec<String> {
-    let c = &loaded.config;
-    let mut items = Vec::new();
-    if c.global.lb_backend == Some(BackendKind::Bpf)
-        && let Some(s) = sync_config(c)
-    {
-        items.push(format!(
-            "lvs_sync_daemon {} ({}): connection sync needs the IPVS backend; the BPF data plane does not sync flows",
-            s.interface, s.instance
-        ));
-    }
-    items
+/// a keepalived.conf is accepted whole, and nothing in it is dropped silently. (Connection
+/// sync acts with both backends now: the BPF data plane's is `dataplane::ctsync`.)
+pub fn not_acted_on(_loaded: &Loaded) -> Vec<String> {
+    Vec::new()
 }
 
 #[cfg(test)]

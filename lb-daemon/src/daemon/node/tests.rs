@@ -189,13 +189,18 @@ fn a_reload_that_cannot_be_programmed_goes_back() {
 
 #[test]
 fn connection_sync_follows_its_vrrp_instance() {
-    let text = format!("global_defs {{\n lvs_sync_daemon eth1 VI_1 id 9\n}}\n{VRRP}");
+    let text = format!("global_defs {{\n lvs_sync_daemon eth1 VI_1 id 9 port 8850 group 239.1.1.81\n}}\n{VRRP}");
     let mut n = started(&text, Some(BackendKind::Ipvs));
     let publish = |n: &mut Node, state| {
         let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
         n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
     };
-    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 9 }));
+    let mcast = crate::dataplane::SyncMcast {
+        port: Some(8850),
+        group: Some("239.1.1.81".parse().unwrap()),
+        ..Default::default()
+    };
+    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 9, mcast }));
     let a = publish(&mut n, vrrp::State::Backup);
     assert_eq!(a[0], want(SyncRole::Backup));
     assert!(matches!(&a[1], Action::Publish(s) if s.pid == 42 && s.vrrp[0].instance == "VI_1"), "{a:?}");
@@ -217,7 +222,9 @@ fn connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface() {
         let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
         n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
     };
-    let want = |role| Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1 }));
+    let want = |role| {
+        Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1, mcast: Default::default() }))
+    };
     assert_eq!(publish(&mut n, vrrp::State::Backup)[0], want(SyncRole::Backup));
     assert_eq!(publish(&mut n, vrrp::State::Master)[0], want(SyncRole::Master));
     // Without it, no sync.

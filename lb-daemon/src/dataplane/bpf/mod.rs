@@ -39,7 +39,7 @@ pub use stats::{
 
 mod commit;
 pub mod conns;
-mod maps;
+pub mod maps;
 pub mod pins;
 pub mod plan;
 mod pool;
@@ -83,6 +83,10 @@ pub struct BpfDataplane {
     created_pins: bool,
     /// VIPs VRRP fences (`set_fences`): their services' `lb_svc_fence` entries.
     fences: BTreeMap<IpAddr, u32>,
+    /// Connection sync's thread (`set_sync`), when it runs.
+    sync: Option<super::ctsync::CtSync>,
+    /// What the sync thread shares: the ids' meaning, its counters, the `lb_real_expired` lock.
+    sync_shared: super::ctsync::Shared,
 }
 
 impl BpfDataplane {
@@ -141,6 +145,12 @@ impl BpfDataplane {
             pending: None,
             created_pins: true,
             fences: BTreeMap::new(),
+            sync: None,
+            sync_shared: super::ctsync::Shared {
+                directory: Default::default(),
+                counters: Default::default(),
+                expired_lock: Default::default(),
+            },
         };
         dp.adopt()?;
         Ok(dp)
@@ -370,7 +380,52 @@ impl BpfDataplane {
             let next_real = self.book.next_real;
             meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real, ..kept }, 0).context("writing lb_meta")?;
         }
+        self.refresh_directory();
         committed
+    }
+
+    /// Tells the sync thread what the ids mean now (services and real servers as programmed).
+    fn refresh_directory(&mut self) {
+        if self.sync.is_none() {
+            return;
+        }
+        let mut dir = super::ctsync::xlate::Directory::default();
+        for s in self.book.services.values() {
+            if let Some(d) = &s.applied {
+                let reals: Vec<(SocketAddr, u32)> = s.reals.iter().map(|(a, id)| (*a, *id)).collect();
+                dir.add(s.id, &s.keys, d.forward, &reals);
+            }
+        }
+        if let Ok(mut shared) = self.sync_shared.directory.write() {
+            *shared = dir;
+        }
+    }
+
+    /// Starts, switches or stops connection sync (`lvs_sync_daemon`): the master sends this
+    /// node's flows, a backup applies the master's (see `ctsync`).
+    pub fn set_sync(&mut self, want: Option<super::SyncWant>) -> Result<()> {
+        if self.sync.as_ref().map(|s| &s.want) == want.as_ref() {
+            return Ok(());
+        }
+        if let Some(old) = self.sync.take() {
+            drop(old);
+            info!("connection sync stopped");
+        }
+        if let Some(w) = want {
+            self.sync = Some(super::ctsync::start(&self.pin_dir, &w, self.sync_shared.clone())?);
+            self.refresh_directory();
+        }
+        Ok(())
+    }
+
+    /// Whether connection sync runs.
+    pub fn sync_running(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    /// Connection sync's role and counters.
+    pub fn sync_stats(&self) -> super::ctsync::SyncStats {
+        self.sync_shared.counters.snapshot(self.sync.as_ref().map(|s| &s.want))
     }
 
     /// When `tick` has work: a retired real server or slice whose grace period ends, or a
@@ -391,6 +446,7 @@ impl BpfDataplane {
         if let Some((desired, _)) = self.pending.take_if(|(_, at)| *at <= now) {
             self.submit(&desired, now)?;
         }
+        self.refresh_directory();
         Ok(())
     }
 
@@ -501,6 +557,8 @@ impl BpfDataplane {
             let m = meta.get(&0, 0)?;
             meta.set(0, Meta { ct_deleted: m.ct_deleted.wrapping_add(deleted), ..m }, 0)?;
         }
+        let lock = self.sync_shared.expired_lock.clone();
+        let _held = lock.lock().map_err(|_| anyhow!("lb_real_expired lock poisoned"))?;
         let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;
         for (rid, n) in gone {
             let before = counts.get(&rid, 0)?.active;
@@ -512,6 +570,7 @@ impl BpfDataplane {
     /// Detaches from every interface; with `remove_pins`, also deletes the pinned maps so
     /// nothing of this daemon stays in the kernel.
     pub fn shutdown(mut self, remove_pins: bool) -> Result<()> {
+        self.sync = None;
         let prog: &mut Xdp =
             self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
         for (iface, link, pin) in self.links.drain(..) {
