@@ -924,9 +924,9 @@ fn rule_dump(pid: u32, dir: &Path) -> String {
     for l in text.lines() {
         let indent = l.len() - l.trim_start().len();
         if l.starts_with("------<") {
-            keep = l.contains("Static Rules");
+            keep = l.contains("Static Rules") || l.contains("Static Routes");
         } else if indent < 5 {
-            keep = l.trim() == "Virtual Rules :";
+            keep = matches!(l.trim(), "Virtual Rules :" | "Virtual Routes :");
         }
         if keep {
             out += l;

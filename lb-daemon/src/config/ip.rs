@@ -170,6 +170,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         scope: None,
         protocol: None,
         onlink: false,
+        no_track: false,
         nexthops: Vec::new(),
         span: first.span,
     };
@@ -292,6 +293,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
     }
     // keepalived tracks a route unless `no_track`, and a tracked route is always protocol
     // keepalived (vrrp_iproute.c `alloc_route`).
+    r.no_track = no_track;
     if !no_track {
         if r.protocol.is_some_and(|p| p != RTPROT_KEEPALIVED) {
             ctx.warn(
@@ -299,7 +301,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
                 "Route cannot be tracked if protocol is not RTPROT_KEEPALIVED(18), resetting protocol (add no_track to keep it)",
             );
         }
-        r.protocol = None;
+        r.protocol = Some(RTPROT_KEEPALIVED);
     }
     Some(r)
 }
@@ -405,7 +407,7 @@ mod tests {
         assert_eq!((r.table, r.protocol, r.scope), (Some(100), Some(12), Some(Scope::Link)));
         // Tracked (no `no_track`): keepalived's protocol, with its warning.
         let r = route(&mut ctx, &words("198.51.100.0/24 via 192.0.2.1 protocol bird")).unwrap();
-        assert_eq!(r.protocol, None);
+        assert_eq!(r.protocol, Some(18));
         assert!(ctx.diags[0].message.contains("resetting protocol"), "{:?}", ctx.diags);
         for (text, want) in [
             ("198.51.100.0/24 via 192.0.2.1 table nosuch", "Routing table nosuch not found"),

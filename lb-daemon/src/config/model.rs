@@ -313,6 +313,9 @@ pub struct Route {
     /// `onlink`: the gateway is on the link even if no prefix of it says so.
     #[serde(default)]
     pub onlink: bool,
+    /// `no_track` as written: keepalived neither tracks the route nor forces its protocol.
+    #[serde(default)]
+    pub no_track: bool,
     /// `nexthop ...` (or the older `via A or B`): a multipath route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nexthops: Vec<NextHop>,

@@ -546,6 +546,7 @@ impl Shell {
             scope: None,
             protocol: None,
             onlink: false,
+            no_track: false,
             nexthops: Vec::new(),
             span: Default::default(),
         };

@@ -194,29 +194,66 @@ fn scope(s: Option<Scope>) -> &'static str {
     }
 }
 
-/// A virtual route, in `ip route` words.
-fn route(r: &Route, iface: &str) -> String {
+/// A static or virtual route as keepalived.data writes it (keepalived 2.2.7's
+/// `format_iproute`): the options it knows, in its order, numbers for names.
+fn route(r: &Route) -> String {
+    let inet = |a: &std::net::IpAddr| if a.is_ipv4() { "inet" } else { "inet6" };
     let mut s = match r.kind {
-        RouteType::Unicast => String::new(),
-        RouteType::Blackhole => "blackhole ".into(),
-        RouteType::Unreachable => "unreachable ".into(),
-        RouteType::Prohibit => "prohibit ".into(),
+        RouteType::Unicast => "prepend ".to_string(),
+        RouteType::Blackhole => "add blackhole ".into(),
+        RouteType::Unreachable => "add unreachable ".into(),
+        RouteType::Prohibit => "add prohibit ".into(),
     };
     let _ = write!(s, "{}/{}", r.dest, r.prefix);
-    if let Some(v) = r.via {
-        let _ = write!(s, " via {v}");
-    }
-    if r.kind == RouteType::Unicast {
-        let _ = write!(s, " dev {}", r.dev.as_deref().unwrap_or(iface));
-    }
     if let Some(v) = r.src {
         let _ = write!(s, " src {v}");
     }
-    if let Some(t) = r.table {
+    if let Some(v) = r.via {
+        let _ = write!(s, " via {} {v}", inet(&v));
+    }
+    if let Some(d) = &r.dev {
+        let _ = write!(s, " dev {d}");
+    }
+    if let Some(t) = r.table.filter(|t| *t != 254) {
         let _ = write!(s, " table {t}");
+    }
+    if let Some(p) = r.protocol {
+        let _ = write!(s, " proto {p}");
+    }
+    if let Some(sc) = r.scope {
+        let n = match sc {
+            Scope::Global => 0,
+            Scope::Site => 200,
+            Scope::Link => 253,
+            Scope::Host => 254,
+            Scope::Nowhere => 255,
+        };
+        let _ = write!(s, " scope {n}");
     }
     if let Some(m) = r.metric {
         let _ = write!(s, " metric {m}");
+    }
+    if r.onlink && r.dest.is_ipv4() {
+        s.push_str(" onlink");
+    }
+    for nh in &r.nexthops {
+        s.push_str(" nexthop");
+        if let Some(v) = nh.via {
+            let _ = write!(s, " via {} {v}", inet(&v));
+        }
+        if let Some(d) = &nh.dev {
+            let _ = write!(s, " dev {d}");
+        }
+        if let Some(w) = nh.weight {
+            let _ = write!(s, " weight {w}");
+        }
+        if nh.onlink {
+            s.push_str(" onlink");
+        }
+    }
+    // keepalived tracks only a route with an interface of its own.
+    if r.no_track || r.dev.is_none() {
+        s.push_str(" no_track");
     }
     s
 }
@@ -297,7 +334,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
     if !config.static_routes.is_empty() {
         line("------< Static Routes >------".into());
         for r in &config.static_routes {
-            line(format!("     {}", route(r, default_dev)));
+            line(format!("     {}", route(r)));
         }
     }
     if !config.static_rules.is_empty() {
@@ -437,7 +474,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         if !c.virtual_routes.is_empty() {
             line("   Virtual Routes :".into());
             for r in &c.virtual_routes {
-                line(format!("     {}", route(r, i.iface())));
+                line(format!("     {}", route(r)));
             }
         }
         if !c.virtual_rules.is_empty() {
@@ -653,7 +690,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
                 put("evips", addrs(&c.virtual_ipaddress_excluded));
             }
             if !c.virtual_routes.is_empty() {
-                put("vroutes", Value::Array(c.virtual_routes.iter().map(|r| json!(route(r, i.iface()))).collect()));
+                put("vroutes", Value::Array(c.virtual_routes.iter().map(|r| json!(route(r))).collect()));
             }
             if !c.track_interface.is_empty() {
                 put("track_ifp", Value::Array(c.track_interface.iter().map(|t| json!(t.name)).collect()));
