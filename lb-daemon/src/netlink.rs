@@ -15,7 +15,7 @@ use rtnetlink::{
     },
 };
 
-use crate::config::{IpAddress, Route, RouteType, Rule, RuleAction, Scope};
+use crate::config::{IpAddress, Route, RouteMetrics, RouteMode, RouteType, Rule, RuleAction, Scope};
 
 /// An interface's index, MAC, first IPv4 and link-local IPv6 addresses, and whether it is
 /// up and running.
@@ -169,6 +169,42 @@ fn route_protocol(p: Option<u8>) -> rtnetlink::packet_route::route::RouteProtoco
     p.map_or(P::KeepAlived, P::from)
 }
 
+/// RTA_METRICS as keepalived's `netlink_route` builds them (RTAX_LOCK last, when set).
+fn metrics(m: &RouteMetrics) -> Vec<rtnetlink::packet_route::route::RouteMetric> {
+    use rtnetlink::packet_route::route::RouteMetric as M;
+    let mut out = Vec::new();
+    type Metric = (Option<u32>, fn(u32) -> M);
+    let pairs: [Metric; 13] = [
+        (m.rtt, M::Rtt),
+        (m.rttvar, M::RttVar),
+        (m.rto_min, M::RtoMin),
+        (m.mtu, M::Mtu),
+        (m.window, M::Window),
+        (m.cwnd, M::Cwnd),
+        (m.ssthresh, M::SsThresh),
+        (m.advmss, M::Advmss),
+        (m.reordering, M::Reordering),
+        (m.hoplimit.map(u32::from), M::Hoplimit),
+        (m.initcwnd, M::InitCwnd),
+        (m.initrwnd, M::InitRwnd),
+        (m.quickack, M::QuickAck),
+    ];
+    out.extend(pairs.into_iter().filter_map(|(v, f)| v.map(f)));
+    if let Some(v) = m.fastopen_no_cookie {
+        out.push(M::FastopenNoCookie(v));
+    }
+    if m.features_ecn {
+        out.push(M::Features(1));
+    }
+    if let Some(c) = &m.congctl {
+        out.push(M::CcAlgo(c.clone()));
+    }
+    if m.lock != 0 && !out.is_empty() {
+        out.push(M::Lock(m.lock));
+    }
+    out
+}
+
 /// The family-independent parts of a route.
 fn finish<T>(mut m: rtnetlink::RouteMessageBuilder<T>, index: Option<u32>, r: &Route) -> RouteMessage {
     use rtnetlink::packet_route::route::{RouteScope, RouteType as T};
@@ -183,6 +219,16 @@ fn finish<T>(mut m: rtnetlink::RouteMessageBuilder<T>, index: Option<u32>, r: &R
     }
     if r.onlink {
         m = m.onlink();
+    }
+    if let Some(t) = r.tos {
+        m = m.tos(t);
+    }
+    if let Some(v) = r.realms {
+        m = m.realm(rtnetlink::packet_route::route::RouteRealm { source: (v >> 16) as u16, destination: v as u16 });
+    }
+    let metrics = metrics(&r.metrics);
+    if !metrics.is_empty() {
+        m.get_mut().attributes.push(rtnetlink::packet_route::route::RouteAttribute::Metrics(metrics));
     }
     m = m.protocol(route_protocol(r.protocol)).kind(match r.kind {
         RouteType::Unicast => T::Unicast,
@@ -283,13 +329,35 @@ impl Netlink {
     }
 
     /// Adds a route (`static_routes`, `virtual_routes`); one already there is left alone.
+    /// With keepalived's request flags: `prepend` (its default) is NLM_F_CREATE alone, `add`
+    /// adds NLM_F_EXCL, `append` NLM_F_APPEND (vrrp_iproute.c `netlink_route`).
     pub async fn add_route(&self, r: &Route, default_dev: Option<&str>) -> Result<bool> {
+        use futures_util::StreamExt as _;
+        use rtnetlink::{
+            packet_core::{
+                NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+            },
+            packet_route::RouteNetlinkMessage,
+        };
         let m = self.route_message(r, default_dev).await?;
-        match self.handle.route().add(m).execute().await {
-            Ok(()) => Ok(true),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
-            Err(e) => Err(anyhow!("adding route {}/{}: {e}", r.dest, r.prefix)),
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewRoute(m));
+        let mode = match r.mode {
+            RouteMode::Prepend => 0,
+            RouteMode::Add => NLM_F_EXCL,
+            RouteMode::Append => NLM_F_APPEND,
+        };
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | mode;
+        let mut handle = self.handle.clone();
+        let mut replies = handle.request(req).map_err(|e| anyhow!("adding route {}/{}: {e}", r.dest, r.prefix))?;
+        while let Some(msg) = replies.next().await {
+            if let NetlinkPayload::Error(e) = msg.payload {
+                if e.raw_code() == -libc::EEXIST {
+                    return Ok(false);
+                }
+                return Err(anyhow!("adding route {}/{}: {e}", r.dest, r.prefix));
+            }
         }
+        Ok(true)
     }
 
     /// The host routes (/32, /128) of kind blackhole and protocol keepalived in `table`: the

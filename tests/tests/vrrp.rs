@@ -832,6 +832,10 @@ static_routes {{
     198.51.100.32/27 via 203.0.113.254 dev l0 onlink
     198.51.100.224/28 nexthop via 192.0.2.1 dev l0 weight 3 nexthop via 192.0.2.3 dev l0
     198.51.100.240/28 via 192.0.2.1 or 192.0.2.3 dev l0
+    append 203.0.113.0/26 via 192.0.2.3 dev l0 metric 9 mtu lock 1400 advmss 1360 initcwnd 20 quickack 1
+    198.51.100.16/28 via 192.0.2.1 dev l0 tos 0x10 realms 3/4 hoplimit 9 features ecn congctl reno window 5000
+    add 198.51.100.48/28 via 192.0.2.1 dev l0 cwnd lock 10 ssthresh 11 reordering 4 initrwnd 30 fastopen_no_cookie 1
+    198.51.100.80/28 via 192.0.2.1 dev l0 rtt lock 300ms rttvar 1.5s rto_min 250
 }}
 static_rules {{
     from 198.51.100.0/24 table 100 priority 100
@@ -886,6 +890,11 @@ vrrp_instance VI_1 {{
         "198.51.100.32/27 via 203.0.113.254 dev l0 proto keepalived onlink",
         "198.51.100.128/26 via 192.0.2.1 dev l0 proto bird",
         "198.51.100.224/28 proto keepalived \n\tnexthop via 192.0.2.1 dev l0 weight 3",
+        "mtu lock 1400",
+        "realms 3/4",
+        "congctl reno",
+        "fastopen_no_cookie 1",
+        "rtt lock 300ms rttvar 1.5s rto_min 250ms",
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
     }
@@ -929,7 +938,10 @@ fn rule_dump(pid: u32, dir: &Path) -> String {
             keep = matches!(l.trim(), "Virtual Rules :" | "Virtual Routes :");
         }
         if keep {
-            out += l;
+            // keepalived's route tracking notes where it saw the route installed (`[dev IF]`,
+            // `[installed ifindex N]`): its run-time state, not the configuration; we do not
+            // track routes.
+            out += l.split(" [").next().unwrap_or(l);
             out.push('\n');
         }
     }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
     keyword::Ctx,
-    model::{IpAddress, NextHop, Route, RouteType, Scope},
+    model::{IpAddress, NextHop, Route, RouteMode, RouteType, Scope},
     rt_names::Names,
     tree::{Stmt, Word},
 };
@@ -170,6 +170,10 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         scope: None,
         protocol: None,
         onlink: false,
+        mode: crate::config::RouteMode::Prepend,
+        tos: None,
+        realms: None,
+        metrics: crate::config::RouteMetrics::default(),
         no_track: false,
         nexthops: Vec::new(),
         span: first.span,
@@ -223,6 +227,112 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
             "scope" => {
                 let w = it.next();
                 r.scope = scope(ctx, w, kw);
+            }
+            "add" => r.mode = RouteMode::Add,
+            "append" => r.mode = RouteMode::Append,
+            "prepend" => r.mode = RouteMode::Prepend,
+            "tos" | "dsfield" => {
+                let w = val(ctx, "a TOS value")?;
+                let Some(t) = ctx.rt.find(Names::Dsfield, &w.text) else {
+                    ctx.error(
+                        w.span,
+                        format!("TOS value {} is invalid (a number, or a name in /etc/iproute2/rt_dsfield)", w.text),
+                    );
+                    return None;
+                };
+                r.tos = Some(t as u8);
+            }
+            "realms" => {
+                let w = val(ctx, "realms")?;
+                let parts: Option<Vec<u32>> = w.text.splitn(2, '/').map(|p| ctx.rt.find(Names::Realms, p)).collect();
+                r.realms = match parts.as_deref() {
+                    Some([to]) => Some(*to),
+                    Some([from, to]) => Some((*from << 16) | *to),
+                    _ => {
+                        ctx.error(w.span, format!("Invalid realms {} for route", w.text));
+                        return None;
+                    }
+                };
+            }
+            "mtu" | "advmss" | "reordering" | "cwnd" | "ssthresh" | "window" | "initcwnd" | "initrwnd" | "hoplimit"
+            | "quickack" | "fastopen_no_cookie" => {
+                let name = kw.text.as_str();
+                let mut w = val(ctx, "a value")?;
+                // keepalived reads `lock` before the value of these (ip route's syntax).
+                let lockable = matches!(name, "mtu" | "advmss" | "reordering" | "cwnd" | "ssthresh");
+                if lockable && w.text == "lock" {
+                    r.metrics.lock |= 1 << rtax(name);
+                    w = val(ctx, "a value")?;
+                }
+                let max = match name {
+                    "hoplimit" => 255,
+                    "quickack" | "fastopen_no_cookie" => 1,
+                    _ => u32::MAX,
+                };
+                let Some(v) =
+                    super::rt_names::parse_number(&w.text).and_then(|v| u32::try_from(v).ok()).filter(|v| *v <= max)
+                else {
+                    ctx.error(w.span, format!("Invalid {name} {} specified for route (0-{max})", w.text));
+                    return None;
+                };
+                let m = &mut r.metrics;
+                match name {
+                    "mtu" => m.mtu = Some(v),
+                    "advmss" => m.advmss = Some(v),
+                    "reordering" => m.reordering = Some(v),
+                    "cwnd" => m.cwnd = Some(v),
+                    "ssthresh" => m.ssthresh = Some(v),
+                    "window" => m.window = Some(v),
+                    "initcwnd" => m.initcwnd = Some(v),
+                    "initrwnd" => m.initrwnd = Some(v),
+                    "hoplimit" => m.hoplimit = Some(v as u8),
+                    "quickack" => m.quickack = Some(v),
+                    _ => m.fastopen_no_cookie = Some(v),
+                }
+            }
+            "features" => {
+                let w = val(ctx, "a feature")?;
+                if w.text == "ecn" {
+                    r.metrics.features_ecn = true;
+                } else {
+                    ctx.error(w.span, format!("feature {} not supported (ecn is the only one)", w.text));
+                    return None;
+                }
+            }
+            "congctl" => {
+                let mut w = val(ctx, "a congestion control algorithm")?;
+                if w.text == "lock" {
+                    r.metrics.lock |= 1 << rtax("congctl");
+                    w = val(ctx, "a congestion control algorithm")?;
+                }
+                r.metrics.congctl = Some(w.text.clone());
+            }
+            "rtt" | "rttvar" | "rto_min" => {
+                let name = kw.text.as_str();
+                let mut w = val(ctx, "a time")?;
+                if w.text == "lock" {
+                    r.metrics.lock |= 1 << rtax(name);
+                    w = val(ctx, "a time")?;
+                }
+                let mult = match name {
+                    "rtt" => 8,
+                    "rttvar" => 4,
+                    _ => 1,
+                };
+                let Some(v) = time_rtt(&w.text, mult) else {
+                    ctx.error(w.span, format!("Invalid {name} {} for route", w.text));
+                    return None;
+                };
+                let m = &mut r.metrics;
+                *match name {
+                    "rtt" => &mut m.rtt,
+                    "rttvar" => &mut m.rttvar,
+                    _ => &mut m.rto_min,
+                } = Some(v);
+            }
+            "expires" | "pref" | "ttl-propagate" | "encap" | "from" | "vrf" | "track_group" => {
+                ctx.error(kw.span, format!("route option `{}` is not implemented; remove it", kw.text));
+                return None;
             }
             // Routes are never tracked here (re-added when deleted): `no_track` asks for that,
             // and keeps a configured protocol (below).
@@ -363,6 +473,62 @@ fn nexthops(ctx: &mut Ctx, words: &[&Word]) -> Option<Vec<NextHop>> {
         return None;
     }
     Some(out)
+}
+
+/// keepalived's `get_time_rtt`: a time in 1/(1000 * `mult`) s units, written as a raw count
+/// of those units, or `Nms` / `N[.ddd]s` (`sec`, `secs`); clamped to TCP's 0.2 s .. 120 s.
+fn time_rtt(text: &str, mult: u32) -> Option<u32> {
+    const MIN_MS: u32 = 200;
+    const MAX_MS: u32 = 120_000;
+    let (num, shift, raw) = match text.find(['s', 'S']) {
+        Some(p) => {
+            if !["s", "sec", "secs"].iter().any(|u| text[p..].eq_ignore_ascii_case(u)) {
+                return None;
+            }
+            match text[..p].strip_suffix(['m', 'M']) {
+                Some(n) => (n, 0, false),
+                None => (&text[..p], 3, false),
+            }
+        }
+        None => (text, 0, true),
+    };
+    if num.is_empty() || num.contains(['e', 'E']) {
+        return None;
+    }
+    // read_decimal_unsigned: at most `shift` decimal places, scaled by 10^shift.
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    if frac.len() > shift || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) || int.is_empty() {
+        return None;
+    }
+    let digits = format!("{int}{frac}{}", "0".repeat(shift - frac.len()));
+    let v: u64 = digits.parse().ok()?;
+    if v > u64::from(MAX_MS * mult) {
+        return None;
+    }
+    let v = if raw { v } else { v * u64::from(mult) };
+    Some((v as u32).clamp(MIN_MS * mult, MAX_MS * mult))
+}
+
+/// The kernel's RTAX_* number of a metric (the bit `lock` sets is 1 << it).
+pub fn rtax(name: &str) -> u32 {
+    match name {
+        "mtu" => 2,
+        "window" => 3,
+        "rtt" => 4,
+        "rttvar" => 5,
+        "rto_min" => 13,
+        "ssthresh" => 6,
+        "cwnd" => 7,
+        "advmss" => 8,
+        "reordering" => 9,
+        "hoplimit" => 10,
+        "initcwnd" => 11,
+        "features" => 12,
+        "initrwnd" => 14,
+        "quickack" => 15,
+        "congctl" => 16,
+        _ => 17, // fastopen_no_cookie
+    }
 }
 
 /// keepalived's own route protocol number.
@@ -507,6 +673,42 @@ mod tests {
             ("198.51.100.0/24 nexthop via 192.0.2.1 metric 5", "trailing nonsense after nexthops - metric"),
             ("198.51.100.0/24 nexthop via 192.0.2.1 nexthop via 2001:db8::1", "IPv4/6 mismatch"),
             ("198.51.100.0/24 nexthop via 192.0.2.1 realms 3", "not implemented"),
+        ] {
+            let mut ctx = Ctx::default();
+            assert!(route(&mut ctx, &words(text)).is_none(), "{text}");
+            assert!(ctx.diags.iter().any(|d| d.message.contains(want)), "{text}: {:?}", ctx.diags);
+        }
+    }
+
+    /// Metrics, TOS, realms and the add mode as keepalived reads them; options it knows that
+    /// are not implemented here are refused by name.
+    #[test]
+    fn route_metrics_and_modes() {
+        let mut ctx = Ctx::default();
+        let r = route(
+            &mut ctx,
+            &words("append 198.51.100.0/24 via 192.0.2.1 mtu lock 1400 cwnd 10 congctl lock reno tos 16"),
+        )
+        .unwrap();
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!((r.mode, r.tos, r.metrics.mtu, r.metrics.cwnd), (RouteMode::Append, Some(16), Some(1400), Some(10)));
+        assert_eq!((r.metrics.lock, r.metrics.congctl.as_deref()), ((1 << 2) | (1 << 16), Some("reno")));
+        // get_time_rtt: raw units, ms, s with decimals; clamped to 0.2 s .. 120 s.
+        let r = route(&mut ctx, &words("198.51.100.0/24 via 192.0.2.1 rtt lock 300ms rttvar 1.5s rto_min 2000 dev x"))
+            .unwrap();
+        assert_eq!((r.metrics.rtt, r.metrics.rttvar, r.metrics.rto_min), (Some(2400), Some(6000), Some(2000)));
+        assert_eq!(r.metrics.lock, 1 << 4);
+        for (t, m, want) in [("100", 8, 1600), ("121s", 8, 960_000), ("5ms", 1, 200), ("0.25secs", 4, 1000)] {
+            assert_eq!(time_rtt(t, m), Some(want), "{t}");
+        }
+        for (text, want) in [
+            ("198.51.100.0/24 via 192.0.2.1 quickack 2", "Invalid quickack 2"),
+            ("198.51.100.0/24 via 192.0.2.1 hoplimit 256", "Invalid hoplimit 256"),
+            ("198.51.100.0/24 via 192.0.2.1 features sack", "feature sack not supported"),
+            ("198.51.100.0/24 via 192.0.2.1 rtt 1e3", "Invalid rtt 1e3"),
+            ("198.51.100.0/24 via 192.0.2.1 rto_min 1.5ms", "Invalid rto_min 1.5ms"),
+            ("198.51.100.0/24 via 192.0.2.1 expires 10", "`expires` is not implemented"),
+            ("198.51.100.0/24 via 192.0.2.1 encap ip id 1", "`encap` is not implemented"),
         ] {
             let mut ctx = Ctx::default();
             assert!(route(&mut ctx, &words(text)).is_none(), "{text}");

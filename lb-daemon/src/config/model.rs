@@ -313,6 +313,18 @@ pub struct Route {
     /// `onlink`: the gateway is on the link even if no prefix of it says so.
     #[serde(default)]
     pub onlink: bool,
+    /// `add` / `append` / `prepend`: what the kernel does beside a route already there.
+    #[serde(default)]
+    pub mode: RouteMode,
+    /// `tos` / `dsfield`.
+    #[serde(default)]
+    pub tos: Option<u8>,
+    /// `realms [FROM/]TO` (IPv4): FROM in the high 16 bits.
+    #[serde(default)]
+    pub realms: Option<u32>,
+    /// `mtu`, `advmss`, `window`, ... (RTA_METRICS).
+    #[serde(default, skip_serializing_if = "RouteMetrics::is_empty")]
+    pub metrics: RouteMetrics,
     /// `no_track` as written: keepalived neither tracks the route nor forces its protocol.
     #[serde(default)]
     pub no_track: bool,
@@ -321,6 +333,49 @@ pub struct Route {
     pub nexthops: Vec<NextHop>,
     #[serde(skip)]
     pub span: Span,
+}
+
+/// How a route is added (keepalived's `add` / `append` / `prepend`; prepend is its default
+/// and the kernel's: NLM_F_CREATE alone).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    #[default]
+    Prepend,
+    /// NLM_F_EXCL: an equal route already there is an error.
+    Add,
+    /// NLM_F_APPEND.
+    Append,
+}
+
+/// A route's metrics, as keepalived 2.2.7's `alloc_route` reads them (units as written; the
+/// kernel's RTAX_* values). `lock`: bit 1 << RTAX_* for each metric written with `lock`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteMetrics {
+    pub mtu: Option<u32>,
+    pub window: Option<u32>,
+    pub ssthresh: Option<u32>,
+    pub cwnd: Option<u32>,
+    pub advmss: Option<u32>,
+    pub reordering: Option<u32>,
+    pub hoplimit: Option<u8>,
+    pub initcwnd: Option<u32>,
+    pub initrwnd: Option<u32>,
+    pub quickack: Option<u32>,
+    pub fastopen_no_cookie: Option<u32>,
+    pub features_ecn: bool,
+    pub congctl: Option<String>,
+    /// `rtt`, `rttvar`, `rto_min` in the kernel's units (1/8000 s, 1/4000 s, 1 ms).
+    pub rtt: Option<u32>,
+    pub rttvar: Option<u32>,
+    pub rto_min: Option<u32>,
+    pub lock: u32,
+}
+
+impl RouteMetrics {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// One `nexthop [via [inet|inet6] ADDR] [dev IF] [weight 1-256] [onlink]` of a multipath route.

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    config::{AuthType, Config, IpAddress, Route, RouteType, Rule, RuleAction, Scope, VrrpInstance},
+    config::{AuthType, Config, IpAddress, Route, RouteMode, RouteType, Rule, RuleAction, Scope, VrrpInstance},
     vrrp::{State, VrrpStatus, tracking},
 };
 
@@ -198,15 +198,25 @@ fn scope(s: Option<Scope>) -> &'static str {
 /// `format_iproute`): the options it knows, in its order, numbers for names.
 fn route(r: &Route) -> String {
     let inet = |a: &std::net::IpAddr| if a.is_ipv4() { "inet" } else { "inet6" };
-    let mut s = match r.kind {
-        RouteType::Unicast => "prepend ".to_string(),
-        RouteType::Blackhole => "add blackhole ".into(),
-        RouteType::Unreachable => "add unreachable ".into(),
-        RouteType::Prohibit => "add prohibit ".into(),
-    };
+    let mut s = String::from(match r.mode {
+        RouteMode::Add => "add ",
+        RouteMode::Append => "append ",
+        // keepalived 2.2.7 writes `add` for a typed route written without a mode.
+        RouteMode::Prepend if r.kind != RouteType::Unicast => "add ",
+        RouteMode::Prepend => "prepend ",
+    });
+    s.push_str(match r.kind {
+        RouteType::Unicast => "",
+        RouteType::Blackhole => "blackhole ",
+        RouteType::Unreachable => "unreachable ",
+        RouteType::Prohibit => "prohibit ",
+    });
     let _ = write!(s, "{}/{}", r.dest, r.prefix);
     if let Some(v) = r.src {
         let _ = write!(s, " src {v}");
+    }
+    if let Some(t) = r.tos {
+        let _ = write!(s, " tos {t}");
     }
     if let Some(v) = r.via {
         let _ = write!(s, " via {} {v}", inet(&v));
@@ -236,6 +246,44 @@ fn route(r: &Route) -> String {
     if r.onlink && r.dest.is_ipv4() {
         s.push_str(" onlink");
     }
+    if let Some(v) = r.realms.filter(|v| *v != 0) {
+        if v >> 16 != 0 {
+            let _ = write!(s, " realms {}/{}", v >> 16, v & 0xffff);
+        } else {
+            let _ = write!(s, " realm {v}");
+        }
+    }
+    let m = &r.metrics;
+    let locked = |name: &str| m.lock & (1 << crate::config::ip::rtax(name)) != 0;
+    if let Some(c) = &m.congctl {
+        let _ = write!(s, " congctl {c}{}", if locked("congctl") { "lock " } else { "" });
+    }
+    // keepalived's " %s%s " then "%gs" / "%gms": its units are 1/(1000 * mult) s.
+    for (name, v, mult) in [("rtt", m.rtt, 8u32), ("rttvar", m.rttvar, 4), ("rto_min", m.rto_min, 1)] {
+        if let Some(v) = v {
+            let _ = write!(s, " {name}{} ", if locked(name) { " lock" } else { "" });
+            if v >= 1000 * mult {
+                let _ = write!(s, "{}s", fmt_g(f64::from(v) / f64::from(1000 * mult)));
+            } else {
+                let _ = write!(s, "{}ms", fmt_g(f64::from(v) / f64::from(mult)));
+            }
+        }
+    }
+    if m.features_ecn {
+        s.push_str(" features ecn");
+    }
+    for (name, v) in
+        [("mtu", m.mtu), ("window", m.window), ("ssthresh", m.ssthresh), ("cwnd", m.cwnd), ("advmss", m.advmss)]
+            .into_iter()
+            .chain([("reordering", m.reordering), ("hoplimit", m.hoplimit.map(u32::from))])
+            .chain([("initcwnd", m.initcwnd), ("initrwnd", m.initrwnd), ("quickack", m.quickack)])
+            .chain([("fastopen_no_cookie", m.fastopen_no_cookie)])
+    {
+        if let Some(v) = v {
+            let lock = if name != "window" && locked(name) { "lock " } else { "" };
+            let _ = write!(s, " {name} {lock}{v}");
+        }
+    }
     for nh in &r.nexthops {
         s.push_str(" nexthop");
         if let Some(v) = nh.via {
@@ -256,6 +304,17 @@ fn route(r: &Route) -> String {
         s.push_str(" no_track");
     }
     s
+}
+
+/// C's `%g` for the positive values below 1e6 that route times take: six significant digits,
+/// trailing zeros dropped.
+fn fmt_g(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
+    let decimals = (5 - x.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 fn instances<'a>(config: &'a Config, vrrp: &'a [VrrpStatus]) -> Vec<Inst<'a>> {
