@@ -1930,3 +1930,238 @@ fn down_timer_adverts_is_how_many_adverts_a_backup_waits_as_keepalived() {
     }
     assert!((took[0] - took[1]).abs() < 0.3, "keepalived {took:?}");
 }
+
+/// What `use_vmac` makes of node `ns`: the VMAC's link as `ip -d link` shows it (kind, mode,
+/// MAC, parent, state, addrgenmode; its index left out), the addresses on it and on l0, and
+/// the sysctls keepalived sets on both and on all/default.
+fn vmac_view(ns: &Netns, vmac: &str) -> String {
+    let unindex = |s: String| -> String {
+        s.lines()
+            .map(|l| match l.split_once(": ") {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+                _ => l.to_string(),
+            })
+            .map(|l| l + "\n")
+            .collect()
+    };
+    let mut out = String::new();
+    for args in [&["-d", "link", "show", vmac][..], &["addr", "show", "dev", vmac], &["-br", "addr", "show", "l0"]] {
+        out += &format!("# ip {}\n{}", args.join(" "), unindex(ns.ip(args).unwrap_or_else(|e| format!("{e}\n"))));
+    }
+    let keys = [
+        format!("ipv4/conf/{vmac}/arp_ignore"),
+        format!("ipv4/conf/{vmac}/accept_local"),
+        format!("ipv4/conf/{vmac}/rp_filter"),
+        format!("ipv4/conf/{vmac}/promote_secondaries"),
+        format!("ipv6/conf/{vmac}/disable_ipv6"),
+        format!("ipv6/conf/{vmac}/addr_gen_mode"),
+        "ipv4/conf/l0/arp_ignore".into(),
+        "ipv4/conf/l0/arp_filter".into(),
+        "ipv4/conf/l0/rp_filter".into(),
+        "ipv4/conf/all/rp_filter".into(),
+        "ipv4/conf/default/rp_filter".into(),
+    ];
+    for k in keys {
+        out += &format!("{k}={}\n", ns.sh(&format!("cat /proc/sys/net/{k} 2>/dev/null || echo -")).unwrap().trim());
+    }
+    out
+}
+
+/// The distinct (source MAC, destination MAC, VRRP or ARP) of the frames tcpdump -e saw,
+/// the base interface's MAC written BASE.
+fn frame_kinds(cap: &lb_tests::capture::AdvertCapture, base: &str) -> std::collections::BTreeSet<String> {
+    cap.lines()
+        .into_iter()
+        .filter_map(|(_, l)| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let kind = if l.contains("VRRP") {
+                "VRRP"
+            } else if l.contains("ARP") {
+                "ARP"
+            } else {
+                return None;
+            };
+            let (src, dst) = (w.first()?.replace(base, "BASE"), w.get(2)?.trim_end_matches(',').replace(base, "BASE"));
+            Some(format!("{src} > {dst} {kind}"))
+        })
+        .collect()
+}
+
+/// keepalived 2.2.7 as the oracle for `use_vmac`, `vmac_xmit_base` and `vmac_prefix`: the same
+/// config runs under keepalived, then under lb-daemon, on the same node; the VMAC (name, kind,
+/// private mode, virtual MAC, up), where the VIP is, the sysctls (on the VMAC, on l0, and
+/// all/default rp_filter, which keepalived clears when it is set), and the source MACs of
+/// adverts and gratuitous ARPs on the wire must be the same while master, and everything
+/// as before once each has stopped (the VMAC deleted, the sysctls restored).
+#[test]
+fn use_vmac_matches_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-vmac");
+    let ns = &seg.nodes[0];
+    // As on distributions: reverse path filtering on, which a VMAC needs off.
+    ns.sh("sysctl -qw net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=1").unwrap();
+    let base = seg.mac(0).unwrap();
+    let vmac_mac = "00:00:5e:00:01:33";
+    let group = "01:00:5e:00:00:12";
+    let variants = [
+        ("", "    use_vmac\n", "vrrp.51", false),
+        ("    vmac_prefix vm\n", "    use_vmac\n    vmac_xmit_base\n", "vm.51", true),
+        ("", "    use_vmac vip51\n", "vip51", false),
+    ];
+    for (n, (globals, opts, name, xmit_base)) in variants.into_iter().enumerate() {
+        let conf = dir.file(
+            &format!("vmac{n}.conf"),
+            &format!(
+                "global_defs {{\n{globals}}}\nvrrp_instance VI_1 {{\n    interface l0\n    virtual_router_id 51\n    \
+                 priority 255\n    advert_int 1\n{opts}    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+            ),
+        );
+        let before = vmac_view(ns, name);
+        let run = |ours: bool| -> (String, std::collections::BTreeSet<String>, String) {
+            let cap =
+                lb_tests::capture::AdvertCapture::with_link_headers(&seg.switch, "s1", "ip proto 112 or arp").unwrap();
+            let stop: Box<dyn FnOnce() -> String> = if ours {
+                let pins = daemon::pin_dir(&format!("{}{n}", dir.tag()));
+                let mut d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
+                assert!(d.wait_log("-> MASTER", Duration::from_secs(5)), "{:#?}", d.log());
+                Box::new(move || {
+                    d.stop().unwrap();
+                    format!("{:#?}", d.log())
+                })
+            } else {
+                let mut k = Keepalived::start(ns, &conf, &dir, &format!("ka{n}")).unwrap();
+                assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(5)), "{}", k.log());
+                Box::new(move || {
+                    k.stop().unwrap();
+                    k.log()
+                })
+            };
+            std::thread::sleep(Duration::from_millis(2500));
+            let view = vmac_view(ns, name);
+            let log = stop();
+            std::thread::sleep(Duration::from_millis(300));
+            (view, frame_kinds(&cap, &base), log)
+        };
+        let (theirs, theirs_wire, klog) = run(false);
+        // keepalived 2.2.7 leaves l0's arp_ignore and arp_filter at 1 after it stops (its
+        // reset_interface_parameters does not run at shutdown); we restore them, as its code
+        // means to: everything else is as before.
+        let arp_set =
+            |s: &str| s.replace("l0/arp_ignore=0", "l0/arp_ignore=1").replace("l0/arp_filter=0", "l0/arp_filter=1");
+        let theirs_after = vmac_view(ns, name);
+        assert_eq!(theirs_after, arp_set(&before), "keepalived left its VMAC or sysctls behind:\n{klog}");
+        ns.sh("sysctl -qw net.ipv4.conf.l0.arp_ignore=0 net.ipv4.conf.l0.arp_filter=0").unwrap();
+        // What keepalived made, as the issue describes it.
+        for want in [
+            format!("{name}@l0: <BROADCAST,MULTICAST,UP,LOWER_UP>"),
+            format!("link/ether {vmac_mac}"),
+            "macvlan mode private".to_string(),
+            format!("inet {VRRP_VIP4}/24 scope global {name}"),
+        ] {
+            assert!(theirs.contains(&want), "keepalived: no {want:?} in\n{theirs}");
+        }
+        let advert_from = if xmit_base { "BASE" } else { vmac_mac };
+        for want in [format!("{advert_from} > {group} VRRP"), format!("{vmac_mac} > ff:ff:ff:ff:ff:ff ARP")] {
+            assert!(theirs_wire.contains(&want), "keepalived: no {want:?} in {theirs_wire:?}");
+        }
+        let (ours, ours_wire, ourlog) = run(true);
+        assert!(ours == theirs, "{name}: while master:\n{}\n{ourlog}", diff(&theirs, &ours));
+        assert_eq!(ours_wire, theirs_wire, "{name}: frames on the wire");
+        let ours_after = vmac_view(ns, name);
+        assert!(ours_after == before, "{name}: after stop:\n{}", diff(&before, &ours_after));
+    }
+    // A configured name taken by an interface that is not a macvlan: keepalived does not
+    // touch it (it reports a config error); neither do we, and the instance is not run.
+    ns.ip(&["link", "add", "vip51", "type", "veth", "peer", "name", "vip51p"]).unwrap();
+    let conf = dir.file(
+        "taken.conf",
+        &format!(
+            "vrrp_instance VI_1 {{\n    interface l0\n    virtual_router_id 51\n    priority 255\n    use_vmac vip51\n    \
+             virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+        ),
+    );
+    let pins = daemon::pin_dir(&format!("{}taken", dir.tag()));
+    let d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("conflicts with an existing interface", Duration::from_secs(5)), "{:#?}", d.log());
+    assert!(ns.ip(&["-d", "link", "show", "vip51"]).unwrap().contains("veth"));
+    assert!(!seg.holds(0, VRRP_VIP4));
+}
+
+/// Whether something at `ip` answers a TCP connection from `client` within a second (a
+/// refusal is an answer): the node holding the VIP, reached through the client's neighbour
+/// entry.
+fn answers(client: &Netns, ip: Ipv4Addr) -> bool {
+    let to = std::net::SocketAddr::from((ip, 9));
+    client
+        .run(move || match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        })
+        .unwrap()
+}
+
+/// `use_vmac` beside keepalived 2.2.7 doing the same: one master; the VIP lives on the
+/// master's VMAC (vrrp.51), so the client's neighbour entry for it is the virtual MAC, and
+/// failover and preemption back move the VIP without that entry changing: the client goes on
+/// reaching the VIP through the same MAC (the point of a virtual MAC). keepalived hears our
+/// adverts from our VMAC and finds nothing wrong with them.
+#[test]
+fn interop_keepalived_use_vmac_failover_keeps_the_vips_mac() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-vmac-io");
+    let conf = |prio: u8| {
+        format!(
+            "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority {prio}\n    \
+             advert_int 1\n    use_vmac\n    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+        )
+    };
+    let vmac = "00:00:5e:00:01:33";
+    let on_vmac = |i: usize| {
+        seg.nodes[i].ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {VRRP_VIP4}/")))
+    };
+    // The nodes know the client's MAC (as a router's usually is): otherwise a node answering
+    // from the VIP asks for it out of l0 ("tell VIP"; the route to the client is l0's), and
+    // the client's entry for the VIP takes l0's MAC, keepalived's node's as much as ours.
+    let client_mac = seg.client.mac("c0").unwrap();
+    for n in &seg.nodes {
+        n.ip(&["neigh", "replace", &CLIENT4.to_string(), "lladdr", &client_mac, "dev", "l0", "nud", "permanent"])
+            .unwrap();
+    }
+    let kconf = dir.file("ka.conf", &conf(200));
+    let mut k = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ours = start(&seg, 0, &dir, &conf(100));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "we took over from keepalived: {:#?}", ours.log());
+    assert!(!ours.log().iter().any(|l| l.contains("advert dropped")), "{:#?}", ours.log());
+    assert!(on_vmac(1) && !on_vmac(0), "the VIP is on keepalived's VMAC only");
+    // Our backup has its VMAC up too, without the VIP (keepalived's VMACs follow no state).
+    assert!(seg.nodes[0].ip(&["link", "show", "vrrp.51"]).unwrap().contains(vmac));
+    assert!(answers(&seg.client, VRRP_VIP4));
+    let macs = format!("node 0 {}, node 1 {}", seg.mac(0).unwrap(), seg.mac(1).unwrap());
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac), "{macs}\n{}", k.log());
+
+    k.stop().unwrap();
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(4)), "{:#?}", ours.log());
+    assert!(eventually(Duration::from_secs(2), || on_vmac(0)));
+    // keepalived's VMAC is gone with it: only we can answer, through the same entry.
+    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, VRRP_VIP4)));
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+
+    let k2 = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka2").unwrap();
+    assert!(k2.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k2.log());
+    assert!(ours.wait_log("MASTER -> BACKUP", Duration::from_secs(4)), "{:#?}", ours.log());
+    assert!(eventually(Duration::from_secs(2), || on_vmac(1) && !on_vmac(0)));
+    assert!(answers(&seg.client, VRRP_VIP4));
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    let klog = k2.log();
+    let ours_read = "received lower priority (100) advert from ";
+    assert!(klog.contains(ours_read), "{klog}");
+    for bad in ["invalid", "mismatch", "bad ", "wrong", "error", "discard", "ignor"] {
+        let hits: Vec<&str> =
+            klog.lines().filter(|l| !l.contains(ours_read) && l.to_lowercase().contains(bad)).collect();
+        assert!(hits.is_empty(), "keepalived complained ({bad}): {hits:#?}");
+    }
+}

@@ -24,6 +24,7 @@ mod status;
 pub mod sync_group;
 pub mod track_process;
 pub mod tracking;
+pub mod vmac;
 
 use std::time::Duration;
 

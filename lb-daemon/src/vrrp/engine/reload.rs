@@ -80,8 +80,11 @@ impl Engine {
         }
         let first_new = self.insts.len();
         for v in &start {
-            self.spawn_instance(cfg, v, now);
+            self.spawn_instance(cfg, v, now).await;
         }
+        // A VMAC whose instance went and that no new instance took over goes (keepalived);
+        // a restarted instance keeps its VMAC.
+        self.prune_vmacs().await;
         self.build_groups(cfg);
         self.bfds = cfg.bfd_instances.clone();
         if !self.trackers.same_as(cfg) {
