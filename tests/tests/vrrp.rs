@@ -2020,7 +2020,8 @@ fn use_vmac_matches_keepalived() {
         let before = vmac_view(ns, name);
         let run = |ours: bool| -> (String, std::collections::BTreeSet<String>, String) {
             let cap =
-                lb_tests::capture::AdvertCapture::with_link_headers(&seg.switch, "s1", "ip proto 112 or arp").unwrap();
+                lb_tests::capture::AdvertCapture::with_link_headers(&seg.switch, "s1", "ip proto 112 or arp or igmp")
+                    .unwrap();
             let stop: Box<dyn FnOnce() -> String> = if ours {
                 let pins = daemon::pin_dir(&format!("{}{n}", dir.tag()));
                 let mut d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
@@ -2164,4 +2165,73 @@ fn interop_keepalived_use_vmac_failover_keeps_the_vips_mac() {
             klog.lines().filter(|l| !l.contains(ours_read) && l.to_lowercase().contains(bad)).collect();
         assert!(hits.is_empty(), "keepalived complained ({bad}): {hits:#?}");
     }
+}
+
+/// `use_vmac` with the XDP data plane (DR): the client reaches the VIP through the virtual
+/// MAC, which the master's XDP program takes (it is not the interface's own MAC) and forwards
+/// to the real server; after failover the new master does the same through the same client
+/// neighbour entry. (DR replies come from the real server itself; a NAT reply leaves the
+/// load balancer from its interface's own MAC, as IPVS's leave through the kernel's route.)
+#[test]
+fn a_vmac_vip_is_load_balanced_by_its_master_across_failover() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-vmac-dr");
+    let rs = Netns::new("rsv").unwrap();
+    lb_tests::netns::veth(&rs, "r0", &seg.switch, "s9").unwrap();
+    seg.switch.ip(&["link", "set", "s9", "master", "br0"]).unwrap();
+    let real = node4(9);
+    lb_tests::netns::addr(&rs, "r0", &format!("{real}/24")).unwrap();
+    rs.sh(&format!(
+        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
+    ))
+    .unwrap();
+    let _server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
+    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    for i in 0..2 {
+        seg.nodes[i].sh("sysctl -qw net.ipv4.ip_forward=1").unwrap();
+        seg.switch.sh(&format!("ethtool -K s{} gro on >/dev/null", i + 1)).unwrap();
+    }
+    let mut d0 = start(&seg, 0, &dir, &format!("{}{service}", instance("VI_1", 150, "    use_vmac\n", &n0)));
+    let d1 = start(&seg, 1, &dir, &format!("{}{service}", instance("VI_1", 100, "    use_vmac\n", &n1)));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    let vip = std::net::SocketAddr::from((VRRP_VIP4, 80));
+    let vmac = "00:00:5e:00:01:33";
+    let stat = |i: usize, name: &str| {
+        read_stats(&daemon::pin_dir(&format!("{}{i}", dir.tag()))).map(|s| s.global.0[name]).unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(5), || connects(&seg.client, vip)), "{:#?}", d0.log());
+    assert_eq!(tcp_ask(&seg.client, vip, None), "rs");
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    assert!(stat(0, "reason_fwd_dr") > 0, "node 0 did not forward");
+    assert_eq!(stat(1, "reason_fwd_dr"), 0, "the backup forwarded");
+
+    d0.stop().unwrap();
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(5)), "{:#?}", d1.log());
+    assert!(eventually(Duration::from_secs(5), || connects(&seg.client, vip)), "{:#?}", d1.log());
+    assert_eq!(tcp_ask(&seg.client, vip, None), "rs");
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    assert!(stat(1, "reason_fwd_dr") > 0, "node 1 did not forward after failover");
+
+    // A reload that restarts the instance (vmac_xmit_base changes its sockets) keeps its
+    // VMAC, the same interface; one that drops use_vmac deletes it (keepalived: a VMAC no
+    // instance uses goes), and the VIP moves to l0.
+    let index = seg.nodes[1].ifindex("vrrp.51").unwrap();
+    let with = |extra: &str| format!("{}{service}", instance("VI_1", 100, extra, &n1));
+    dir.file("node1.conf", &with("    use_vmac\n    vmac_xmit_base\n"));
+    d1.signal(Signal::SIGHUP).unwrap();
+    assert!(d1.wait_log("1 restarted", Duration::from_secs(5)), "{:#?}", d1.log());
+    assert!(eventually(Duration::from_secs(5), || on_vmac_of(&seg.nodes[1])), "{:#?}", d1.log());
+    assert_eq!(seg.nodes[1].ifindex("vrrp.51").unwrap(), index, "the reload made a new VMAC");
+    dir.file("node1.conf", &with(""));
+    d1.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(5), || seg.holds(1, VRRP_VIP4)), "{:#?}", d1.log());
+    assert!(seg.nodes[1].ip(&["link", "show", "vrrp.51"]).is_err(), "the VMAC outlived its use_vmac");
+}
+
+/// Whether `ns` has the VRRP VIP on its VMAC vrrp.51.
+fn on_vmac_of(ns: &Netns) -> bool {
+    ns.ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {VRRP_VIP4}/")))
 }
