@@ -233,9 +233,14 @@ impl LiveInstance {
 
     /// Its VIPs, excluded ones too (they move with it but are not advertised).
     pub fn vips(&self) -> Vec<IpAddress> {
-        let mut all = vips(&self.cfg);
-        // keepalived: with use_vmac, an address of the other family without `dev` stays on
-        // the base interface (only the instance's family moves to the VMAC).
+        self.vips_of(&self.cfg)
+    }
+
+    /// `cfg`'s VIPs as this instance holds them: with use_vmac, an address of the other
+    /// family without `dev` stays on the base interface (keepalived moves only the instance's
+    /// family to the VMAC).
+    pub fn vips_of(&self, cfg: &VrrpInstance) -> Vec<IpAddress> {
+        let mut all = vips(cfg);
         if let Some(base) = &self.vmac {
             for a in all.iter_mut().filter(|a| a.dev.is_none() && a.addr.is_ipv6() != self.v6) {
                 a.dev = Some(base.clone());

@@ -121,8 +121,7 @@ impl Engine {
         }
         // A master moves its addresses, routes and rules to the new lists, and re-announces.
         let iface = inst.iface.clone();
-        let was: Vec<IpAddress> =
-            old.virtual_ipaddress.iter().chain(&old.virtual_ipaddress_excluded).cloned().collect();
+        let was: Vec<IpAddress> = inst.vips_of(&old);
         let now: Vec<IpAddress> = inst.vips();
         for a in was.iter().filter(|a| !now.iter().any(|n| config::same(*a, n))) {
             if let Err(e) = self.netlink.del(a, &iface).await {
