@@ -2109,13 +2109,24 @@ fn answers(client: &Netns, ip: Ipv4Addr) -> bool {
 /// adverts from our VMAC and finds nothing wrong with them.
 #[test]
 fn interop_keepalived_use_vmac_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-io", "");
+}
+
+/// The same with `vmac_xmit_base` on both: adverts leave from, and are heard on, the base
+/// interfaces (their own MACs); the VIP still lives on the VMACs.
+#[test]
+fn interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-xb", "    vmac_xmit_base\n");
+}
+
+fn vmac_interop(tag: &str, extra: &str) {
     require_root();
     let seg = Segment::new(2).unwrap();
-    let dir = TempDir::new("vrrp-vmac-io");
+    let dir = TempDir::new(tag);
     let conf = |prio: u8| {
         format!(
             "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority {prio}\n    \
-             advert_int 1\n    use_vmac\n    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+             advert_int 1\n    use_vmac\n{extra}    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
         )
     };
     let vmac = "00:00:5e:00:01:33";

@@ -1139,7 +1139,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
             "tests/tests/vrrp.rs::a_vmac_vip_is_load_balanced_by_its_master_across_failover",
         ],
     ),
-    ("vrrp_instance", "vmac_xmit_base", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
+    (
+        "vrrp_instance",
+        "vmac_xmit_base",
+        &[
+            "tests/tests/vrrp.rs::use_vmac_matches_keepalived",
+            "tests/tests/vrrp.rs::interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac",
+        ],
+    ),
     ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
     (
         "vrrp_instance",
