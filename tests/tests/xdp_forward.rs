@@ -221,6 +221,18 @@ fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
         also: &["flows_new", "halfopen_inserts"],
     })
     .unwrap();
+    // An IPv6 instance's virtual MAC, 00:00:5e:00:02:VRID, likewise.
+    let input = with_macs(frame(true, L4::TcpSyn { sport: 42003, dport: 1001 }), CLIENT_MAC, [0, 0, 0x5e, 0, 2, 51]);
+    fx.check(&Case {
+        name: "to the IPv6 virtual MAC, VMAC here",
+        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+        input,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(1),
+        also: &["flows_new", "halfopen_inserts"],
+    })
+    .unwrap();
     // Another host's unicast MAC is still not ours.
     fx.check(&Case {
         name: "another host's MAC",

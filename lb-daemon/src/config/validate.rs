@@ -379,8 +379,8 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         err("vmac_xmit_base is only valid with a vmac (keepalived reports a config error and clears it); add use_vmac or remove it".into());
     }
     if v.use_vmac.is_some() {
-        if v6 {
-            err("use_vmac on an IPv6 instance is not supported in this version; remove it (the VIPs then move with unsolicited neighbour advertisements)".into());
+        if v6 && v.vmac_xmit_base {
+            err("vmac_xmit_base on an IPv6 instance is not supported in this version; remove it (adverts then leave from the VMAC)".into());
         }
         if !v.unicast_peer.is_empty() && !v.vmac_xmit_base {
             err("unicast with use_vmac requires vmac_xmit_base (keepalived reports a config error and sets it); add vmac_xmit_base".into());

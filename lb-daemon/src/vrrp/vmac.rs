@@ -5,11 +5,17 @@
 //! - the VMAC is created at start (down, MAC 00:00:5e:00:01:VRID, private mode), given its
 //!   sysctls, then set up, and stays up whatever the instance's state; it is deleted at stop
 //!   and when a reload removes its instance; a reload that keeps the instance keeps it;
-//! - on the VMAC: arp_ignore=1, accept_local=1, rp_filter=0, promote_secondaries=1, IPv6
-//!   off (disable_ipv6=1; the instance is IPv4) and no automatic link-local address
-//!   (addr_gen_mode=1); on the base interface: arp_ignore=1, arp_filter=1 (restored at stop);
-//!   net.ipv4.conf.all.rp_filter is cleared as keepalived's `clear_rp_filter` does (each
-//!   interface first keeps its effective value) and restored at stop;
+//! - an IPv4 instance's VMAC: arp_ignore=1, accept_local=1, rp_filter=0,
+//!   promote_secondaries=1, IPv6 off (disable_ipv6=1) and no automatic link-local address
+//!   (addr_gen_mode=1); on the base interface: arp_ignore=1, arp_filter=1 (restored at stop,
+//!   which keepalived 2.2.7 omits); net.ipv4.conf.all.rp_filter is cleared as keepalived's
+//!   `clear_rp_filter` does (each interface first keeps its effective value) and restored
+//!   at stop. An IPv6 instance's VMAC (MAC 00:00:5e:00:02:VRID): IPv6 on, no automatic
+//!   link-local address, the base's link-local address added (deprecated) as the adverts'
+//!   source; no IPv4 settings;
+//! - nftables (table `lb_daemon_vmac`, keepalived's rules): a VMAC's IGMP / MLDv2 reports
+//!   leave from the base interface, and an IPv6 VMAC sends no router solicitation, so a
+//!   backup's VMAC never announces the virtual MAC;
 //! - adverts go out of the VMAC (source MAC the virtual MAC), or with `vmac_xmit_base` out of
 //!   the base interface (and are heard there); gratuitous ARPs for the VIPs always go out of
 //!   the VMAC, from the virtual MAC.
@@ -128,11 +134,65 @@ fn write_sysctl(family: &str, iface: &str, key: &str, v: u32) {
     }
 }
 
+/// Our nftables tables (families `ip` and `ip6`), as keepalived's `keepalived` table.
+pub const TABLE: &str = "lb_daemon_vmac";
+
+/// The `nft -f` script for `vmacs` (name, base, IPv6), keepalived's vrrp_nftables.c rules: a
+/// VMAC's IGMP reports (IPv4) and MLDv2 reports (IPv6) leave from its base interface instead
+/// (`dup to ... device BASE drop`), and an IPv6 VMAC sends no router solicitation. Otherwise a
+/// backup's VMAC would announce the virtual MAC from its switch port and draw the VIP's
+/// traffic away from the master. No tables when there is nothing to rewrite.
+pub fn firewall_script(vmacs: &[(String, String, bool)]) -> String {
+    let mut s = String::new();
+    for (family, v6) in [("ip", false), ("ip6", true)] {
+        s.push_str(&format!("table {family} {TABLE}\ndelete table {family} {TABLE}\n"));
+        let mine: Vec<&(String, String, bool)> = vmacs.iter().filter(|m| m.2 == v6).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        s.push_str(&format!(
+            "table {family} {TABLE} {{\n  chain out {{\n    type filter hook output priority -1; policy accept;\n"
+        ));
+        for (name, base, _) in mine {
+            if v6 {
+                s.push_str(&format!(
+                    "    oifname \"{name}\" icmpv6 type mld2-listener-report dup to ip6 daddr device \"{base}\" drop\n    \
+                     oifname \"{name}\" icmpv6 type nd-router-solicit drop\n"
+                ));
+            } else {
+                s.push_str(&format!(
+                    "    oifname \"{name}\" ip protocol igmp dup to ip daddr device \"{base}\" drop\n"
+                ));
+            }
+        }
+        s.push_str("  }\n}\n");
+    }
+    s
+}
+
+fn apply_firewall(vmacs: &[(String, String, bool)]) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running nft (use_vmac's IGMP/MLD rules need nftables): {e}"))?;
+    child.stdin.take().ok_or_else(|| anyhow::anyhow!("nft's stdin"))?.write_all(firewall_script(vmacs).as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft refused the use_vmac rules: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
 /// One VMAC the engine made (or took over).
 #[derive(Clone, Debug)]
 struct Made {
     index: u32,
     base: String,
+    v6: bool,
 }
 
 /// The VMACs of the running instances, and the kernel settings they changed.
@@ -155,13 +215,14 @@ impl Vmacs {
         prefix: &str,
         vrid: u8,
         base: u32,
+        v6: bool,
         taken: &[String],
     ) -> Result<String> {
         if let Some(n) = configured {
             return Ok(n.to_string());
         }
-        let mac = virtual_mac(vrid, false);
-        for name in name_candidates(prefix, vrid, false) {
+        let mac = virtual_mac(vrid, v6);
+        for name in name_candidates(prefix, vrid, v6) {
             if taken.contains(&name) {
                 continue;
             }
@@ -173,12 +234,22 @@ impl Vmacs {
     }
 
     /// Makes `name` the VMAC of `vrid` on `base` (create, reuse or replace), sets its
-    /// sysctls and the base's, and sets it up; returns its index.
-    pub async fn ensure(&mut self, nl: &Netlink, name: &str, base: &str, vrid: u8) -> Result<u32> {
+    /// sysctls and the base's, and sets it up; returns its index. An IPv6 instance's VMAC
+    /// (`link_local`: the address its adverts come from) keeps IPv6 on, gets no IPv4
+    /// settings, and gets that link-local address (keepalived's `set_link_local_address`).
+    pub async fn ensure(
+        &mut self,
+        nl: &Netlink,
+        name: &str,
+        base: &str,
+        vrid: u8,
+        link_local: Option<std::net::Ipv6Addr>,
+    ) -> Result<u32> {
         let Some(base_facts) = nl.link_facts(base).await? else { bail!("no interface {base}") };
-        let mac = virtual_mac(vrid, false);
+        let v6 = link_local.is_some();
+        let mac = virtual_mac(vrid, v6);
         // Before the VMAC exists (keepalived: before its own rp_filter is set to 0).
-        if self.rp_saved.is_empty() {
+        if !v6 && self.rp_saved.is_empty() {
             self.clear_rp_filter();
         }
         let index = match plan(nl.link_facts(name).await?.as_ref(), base_facts.index, mac) {
@@ -197,7 +268,27 @@ impl Vmacs {
             }
             Plan::Create => nl.add_macvlan(name, base_facts.index, mac).await?,
         };
-        self.made.insert(name.to_string(), Made { index, base: base.to_string() });
+        self.made.insert(name.to_string(), Made { index, base: base.to_string(), v6 });
+        // Before the VMAC joins any group (its receiver does, once it is up).
+        apply_firewall(&self.firewall_list())?;
+        if let Some(ll) = link_local {
+            write_sysctl("ipv6", name, "disable_ipv6", 0);
+            write_sysctl("ipv6", name, "addr_gen_mode", 1);
+            nl.set_up(index).await?;
+            let a = crate::config::IpAddress {
+                addr: ll.into(),
+                prefix: 64,
+                broadcast: None,
+                dev: Some(name.to_string()),
+                scope: None,
+                label: None,
+                // keepalived's: deprecated (preferred_lft 0), so never a chosen source.
+                preferred_lft: Some(0),
+                span: Default::default(),
+            };
+            nl.add(&a, name).await?;
+            return Ok(index);
+        }
         for ((family, key), v) in VMAC_SYSCTLS.iter().zip(VMAC_VALUES) {
             write_sysctl(family, name, key, v);
         }
@@ -210,6 +301,10 @@ impl Vmacs {
         }
         nl.set_up(index).await?;
         Ok(index)
+    }
+
+    fn firewall_list(&self) -> Vec<(String, String, bool)> {
+        self.made.iter().map(|(n, m)| (n.clone(), m.base.clone(), m.v6)).collect()
     }
 
     fn clear_rp_filter(&mut self) {
@@ -254,6 +349,9 @@ impl Vmacs {
                 write_sysctl("ipv4", &m.base, "arp_ignore", ignore);
                 write_sysctl("ipv4", &m.base, "arp_filter", filter);
             }
+        }
+        if let Err(e) = apply_firewall(&self.firewall_list()) {
+            warn!("{e:#}");
         }
         if self.made.is_empty() {
             // Restored in reverse: `all` first, as keepalived's restore_rp_filter.
@@ -304,6 +402,22 @@ mod tests {
         assert_eq!(plan(Some(&facts(false, false, 2, mac)), 2, mac), Plan::Conflict);
         assert!(default_name_fits(None, 2, mac));
         assert!(!default_name_fits(Some(&facts(true, true, 3, mac)), 2, mac));
+    }
+
+    #[test]
+    fn igmp_and_mld_leave_from_the_base_as_keepalived_rewrites_them() {
+        let none = firewall_script(&[]);
+        assert_eq!(
+            none,
+            format!("table ip {TABLE}\ndelete table ip {TABLE}\ntable ip6 {TABLE}\ndelete table ip6 {TABLE}\n")
+        );
+        let s = firewall_script(&[("vrrp.51".into(), "eth0".into(), false), ("vrrp.52".into(), "eth0".into(), true)]);
+        assert!(s.contains("oifname \"vrrp.51\" ip protocol igmp dup to ip daddr device \"eth0\" drop"), "{s}");
+        assert!(
+            s.contains("oifname \"vrrp.52\" icmpv6 type mld2-listener-report dup to ip6 daddr device \"eth0\" drop")
+        );
+        assert!(s.contains("oifname \"vrrp.52\" icmpv6 type nd-router-solicit drop"));
+        assert!(!s.contains("oifname \"vrrp.51\" icmpv6"));
     }
 
     #[test]

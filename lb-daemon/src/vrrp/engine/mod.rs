@@ -182,13 +182,22 @@ impl Engine {
         let Some(use_vmac) = &v.use_vmac else { return Ok(None) };
         let base = v.interface.as_deref().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
-        let base_index = crate::netlink::link(base)?.index;
+        let base_link = crate::netlink::link(base)?;
         let taken: Vec<String> = self.insts.iter().filter(|i| i.vmac.is_some()).map(|i| i.iface.clone()).collect();
         let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
         let configured = use_vmac.name.as_deref();
+        let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+        // keepalived's link-local address for an IPv6 VMAC: the configured source, else the
+        // base interface's.
+        let link_local = match (v6, v.unicast_src_ip.or(v.mcast_src_ip)) {
+            (false, _) => None,
+            (true, Some(std::net::IpAddr::V6(a))) => Some(a),
+            (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
+        };
         let name =
-            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, prefix, vrid, base_index, &taken).await?;
-        self.vmacs.ensure(&self.netlink, &name, base, vrid).await?;
+            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, prefix, vrid, base_link.index, v6, &taken)
+                .await?;
+        self.vmacs.ensure(&self.netlink, &name, base, vrid, link_local).await?;
         Ok(Some(name))
     }
 
