@@ -2108,8 +2108,8 @@ fn use_vmac_matches_keepalived() {
 /// Whether something at `ip` answers a TCP connection from `client` within a second (a
 /// refusal is an answer): the node holding the VIP, reached through the client's neighbour
 /// entry.
-fn answers(client: &Netns, ip: Ipv4Addr) -> bool {
-    let to = std::net::SocketAddr::from((ip, 9));
+fn answers(client: &Netns, ip: IpAddr) -> bool {
+    let to = std::net::SocketAddr::new(ip, 9);
     client
         .run(move || match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
             Ok(_) => true,
@@ -2125,36 +2125,46 @@ fn answers(client: &Netns, ip: Ipv4Addr) -> bool {
 /// adverts from our VMAC and finds nothing wrong with them.
 #[test]
 fn interop_keepalived_use_vmac_failover_keeps_the_vips_mac() {
-    vmac_interop("vrrp-vmac-io", "");
+    vmac_interop("vrrp-vmac-io", "", false);
 }
 
 /// The same with `vmac_xmit_base` on both: adverts leave from, and are heard on, the base
 /// interfaces (their own MACs); the VIP still lives on the VMACs.
 #[test]
 fn interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac() {
-    vmac_interop("vrrp-vmac-xb", "    vmac_xmit_base\n");
+    vmac_interop("vrrp-vmac-xb", "    vmac_xmit_base\n", false);
 }
 
-fn vmac_interop(tag: &str, extra: &str) {
+/// The same over IPv6 (VRRPv3): the VMAC has the IPv6 virtual MAC 00:00:5e:00:02:VRID and the
+/// base's link-local address as the adverts' source; neighbour advertisements keep the
+/// client's entry on the virtual MAC.
+#[test]
+fn interop_keepalived_use_vmac_ipv6_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-io6", "", true);
+}
+
+fn vmac_interop(tag: &str, extra: &str, v6: bool) {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new(tag);
+    let vip: IpAddr = if v6 { VRRP_VIP6.into() } else { VRRP_VIP4.into() };
+    let prefix = if v6 { 64 } else { 24 };
     let conf = |prio: u8| {
         format!(
             "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority {prio}\n    \
-             advert_int 1\n    use_vmac\n{extra}    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+             advert_int 1\n    use_vmac\n{extra}    virtual_ipaddress {{\n        {vip}/{prefix}\n    }}\n}}\n"
         )
     };
-    let vmac = "00:00:5e:00:01:33";
-    let on_vmac = |i: usize| {
-        seg.nodes[i].ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {VRRP_VIP4}/")))
-    };
+    let vmac = if v6 { "00:00:5e:00:02:33" } else { "00:00:5e:00:01:33" };
+    let on_vmac =
+        |i: usize| seg.nodes[i].ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {vip}/")));
     // The nodes know the client's MAC (as a router's usually is): otherwise a node answering
     // from the VIP asks for it out of l0 ("tell VIP"; the route to the client is l0's), and
     // the client's entry for the VIP takes l0's MAC, keepalived's node's as much as ours.
     let client_mac = seg.client.mac("c0").unwrap();
+    let client: IpAddr = if v6 { SEGMENT_CLIENT6.into() } else { CLIENT4.into() };
     for n in &seg.nodes {
-        n.ip(&["neigh", "replace", &CLIENT4.to_string(), "lladdr", &client_mac, "dev", "l0", "nud", "permanent"])
+        n.ip(&["neigh", "replace", &client.to_string(), "lladdr", &client_mac, "dev", "l0", "nud", "permanent"])
             .unwrap();
     }
     let kconf = dir.file("ka.conf", &conf(200));
@@ -2167,23 +2177,25 @@ fn vmac_interop(tag: &str, extra: &str) {
     assert!(on_vmac(1) && !on_vmac(0), "the VIP is on keepalived's VMAC only");
     // Our backup has its VMAC up too, without the VIP (keepalived's VMACs follow no state).
     assert!(seg.nodes[0].ip(&["link", "show", "vrrp.51"]).unwrap().contains(vmac));
-    assert!(answers(&seg.client, VRRP_VIP4));
+    assert!(answers(&seg.client, vip));
     let macs = format!("node 0 {}, node 1 {}", seg.mac(0).unwrap(), seg.mac(1).unwrap());
-    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac), "{macs}\n{}", k.log());
+    assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac), "{macs}\n{}", k.log());
 
     k.stop().unwrap();
     assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(4)), "{:#?}", ours.log());
     assert!(eventually(Duration::from_secs(2), || on_vmac(0)));
     // keepalived's VMAC is gone with it: only we can answer, through the same entry.
-    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, VRRP_VIP4)));
-    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, vip)));
+    assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac));
 
     let k2 = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka2").unwrap();
     assert!(k2.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k2.log());
     assert!(ours.wait_log("MASTER -> BACKUP", Duration::from_secs(4)), "{:#?}", ours.log());
     assert!(eventually(Duration::from_secs(2), || on_vmac(1) && !on_vmac(0)));
-    assert!(answers(&seg.client, VRRP_VIP4));
-    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    // The switch may still send the virtual MAC to our port until keepalived's next frame
+    // from it (our last advert can follow its gratuitous ARPs), as between two keepalived.
+    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, vip)));
+    assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac));
     let klog = k2.log();
     let ours_read = "received lower priority (100) advert from ";
     assert!(klog.contains(ours_read), "{klog}");

@@ -1135,6 +1135,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::use_vmac_matches_keepalived",
             "tests/tests/vrrp.rs::interop_keepalived_use_vmac_failover_keeps_the_vips_mac",
+            "tests/tests/vrrp.rs::interop_keepalived_use_vmac_ipv6_failover_keeps_the_vips_mac",
             "tests/tests/xdp_forward.rs::frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists",
             "tests/tests/vrrp.rs::a_vmac_vip_is_load_balanced_by_its_master_across_failover",
         ],
