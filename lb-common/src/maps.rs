@@ -275,12 +275,21 @@ pub struct Meta {
 
 /// An interface's MAC in `lb_iface_mac` (by ifindex). `known` 0 (an interface the daemon never
 /// attached to, `BPF_PROG_TEST_RUN`'s loopback): the destination MAC is not checked.
+/// `vrrp_vmac` 1: frames to a VRRP virtual MAC (00:00:5e:00:01:VRID or 00:00:5e:00:02:VRID,
+/// `use_vmac`) are ours too (VRRP fencing still decides which VIPs are load-balanced).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct IfaceMac {
     pub mac: [u8; 6],
     pub known: u8,
-    pub pad: u8,
+    pub vrrp_vmac: u8,
+}
+
+/// Whether `mac` is a VRRP virtual router MAC (RFC 5798 §7.3: 00-00-5E-00-01-{VRID} for
+/// IPv4, 00-00-5E-00-02-{VRID} for IPv6).
+#[inline(always)]
+pub fn is_vrrp_vmac(mac: &[u8; 6]) -> bool {
+    mac[0] == 0 && mac[1] == 0 && mac[2] == 0x5e && mac[3] == 0 && (mac[4] == 1 || mac[4] == 2)
 }
 
 /// Key of `lb_unresolved`: a next hop the XDP FIB lookup found without a neighbour entry.

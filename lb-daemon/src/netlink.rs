@@ -28,6 +28,18 @@ pub struct Link {
     pub running: bool,
 }
 
+/// An interface as rtnetlink describes it (`Netlink::link_facts`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkFacts {
+    pub index: u32,
+    pub macvlan: bool,
+    /// A macvlan in private mode.
+    pub private: bool,
+    /// The lower interface (IFLA_LINK).
+    pub parent: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+}
+
 /// Reads `name` from getifaddrs (works in any network namespace, unlike /sys).
 pub fn link(name: &str) -> Result<Link> {
     let index = nix::net::if_::if_nametoindex(name).with_context(|| format!("no interface {name}"))?;
@@ -91,6 +103,62 @@ impl Netlink {
             Ok(Some(l)) => Ok(l.header.index),
             Ok(None) => bail!("no interface {dev}"),
             Err(e) => Err(anyhow!("interface {dev}: {e}")),
+        }
+    }
+
+    /// What `name` is, if it exists: for `use_vmac`, whether it is a macvlan and of what.
+    pub async fn link_facts(&self, name: &str) -> Result<Option<LinkFacts>> {
+        use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, MacVlanMode};
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let msg = match links.try_next().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(None),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => return Ok(None),
+            Err(e) => return Err(anyhow!("interface {name}: {e}")),
+        };
+        let mut f = LinkFacts { index: msg.header.index, macvlan: false, private: false, parent: None, mac: None };
+        for a in &msg.attributes {
+            match a {
+                LinkAttribute::Link(p) => f.parent = Some(*p),
+                LinkAttribute::Address(m) => f.mac = <[u8; 6]>::try_from(m.as_slice()).ok(),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        match i {
+                            LinkInfo::Kind(InfoKind::MacVlan) => f.macvlan = true,
+                            LinkInfo::Data(InfoData::MacVlan(d)) => {
+                                f.private = d.iter().any(|x| matches!(x, InfoMacVlan::Mode(MacVlanMode::Private)))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(f))
+    }
+
+    /// Creates macvlan `name` on `parent`, private mode, with `mac`, down (keepalived's
+    /// `netlink_link_add_vmac`); returns its index.
+    pub async fn add_macvlan(&self, name: &str, parent: u32, mac: [u8; 6]) -> Result<u32> {
+        use rtnetlink::{LinkMacVlan, packet_route::link::MacVlanMode};
+        let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private).address(mac.to_vec()).build();
+        self.handle.link().add(msg).execute().await.map_err(|e| anyhow!("creating macvlan {name}: {e}"))?;
+        self.index(name).await
+    }
+
+    /// Sets interface `index` up.
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        let msg = rtnetlink::LinkUnspec::new_with_index(index).up().build();
+        self.handle.link().change(msg).execute().await.map_err(|e| anyhow!("setting interface {index} up: {e}"))
+    }
+
+    /// Deletes interface `index`; one already gone is not an error.
+    pub async fn del_link(&self, index: u32) -> Result<()> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(()),
+            Err(e) => Err(anyhow!("deleting interface {index}: {e}")),
         }
     }
 

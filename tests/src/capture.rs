@@ -31,8 +31,19 @@ impl AdvertCapture {
 
     /// Records what tcpdump prints for `filter`.
     pub fn with_filter(ns: &Netns, iface: &str, filter: &str) -> Result<AdvertCapture> {
+        Self::with_args(ns, iface, &[], filter)
+    }
+
+    /// Records what tcpdump prints for `filter`, with the Ethernet header first ("SRC > DST,
+    /// ethertype ...": `-e`).
+    pub fn with_link_headers(ns: &Netns, iface: &str, filter: &str) -> Result<AdvertCapture> {
+        Self::with_args(ns, iface, &["-e"], filter)
+    }
+
+    fn with_args(ns: &Netns, iface: &str, extra: &[&str], filter: &str) -> Result<AdvertCapture> {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns.name(), "tcpdump", "-i", iface, "-nn", "-tt", "-l", "--immediate-mode"])
+            .args(extra)
             .arg(filter)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

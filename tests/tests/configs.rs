@@ -101,8 +101,8 @@ fn keywords_that_change_traffic_are_refused_where_keepalived_acts_on_them() {
     // FILE_CHECK, track_file on a sync group and lvs_flush were here until they were acted
     // on (checkers.rs, vrrp.rs, ipvs.rs; the corpus has them).
     let cases = [(
-        "use_vmac",
-        "vrrp_instance VI_1 {\n interface v0\n virtual_router_id 1\n priority 100\n use_vmac\n \
+        "use_vmac_addr",
+        "vrrp_instance VI_1 {\n interface v0\n virtual_router_id 1\n priority 100\n use_vmac\n use_vmac_addr\n \
          virtual_ipaddress {\n  192.0.2.50/24\n }\n}\n",
     )];
     // keepalived checks the interface exists: it runs where there is one.

@@ -1957,3 +1957,347 @@ fn down_timer_adverts_is_how_many_adverts_a_backup_waits_as_keepalived() {
     }
     assert!((took[0] - took[1]).abs() < 0.3, "keepalived {took:?}");
 }
+
+/// What `use_vmac` makes of node `ns`: the VMAC's link as `ip -d link` shows it (kind, mode,
+/// MAC, parent, state, addrgenmode; its index left out), the addresses on it and on l0, and
+/// the sysctls keepalived sets on both and on all/default.
+fn vmac_view(ns: &Netns, vmac: &str) -> String {
+    let unindex = |s: String| -> String {
+        s.lines()
+            .map(|l| match l.split_once(": ") {
+                Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest.to_string(),
+                _ => l.to_string(),
+            })
+            .map(|l| l + "\n")
+            .collect()
+    };
+    let mut out = String::new();
+    for args in [&["-d", "link", "show", vmac][..], &["addr", "show", "dev", vmac], &["-br", "addr", "show", "l0"]] {
+        out += &format!("# ip {}\n{}", args.join(" "), unindex(ns.ip(args).unwrap_or_else(|e| format!("{e}\n"))));
+    }
+    let keys = [
+        format!("ipv4/conf/{vmac}/arp_ignore"),
+        format!("ipv4/conf/{vmac}/accept_local"),
+        format!("ipv4/conf/{vmac}/rp_filter"),
+        format!("ipv4/conf/{vmac}/promote_secondaries"),
+        format!("ipv6/conf/{vmac}/disable_ipv6"),
+        format!("ipv6/conf/{vmac}/addr_gen_mode"),
+        "ipv4/conf/l0/arp_ignore".into(),
+        "ipv4/conf/l0/arp_filter".into(),
+        "ipv4/conf/l0/rp_filter".into(),
+        "ipv4/conf/all/rp_filter".into(),
+        "ipv4/conf/default/rp_filter".into(),
+    ];
+    for k in keys {
+        out += &format!("{k}={}\n", ns.sh(&format!("cat /proc/sys/net/{k} 2>/dev/null || echo -")).unwrap().trim());
+    }
+    out
+}
+
+/// The distinct (source MAC, destination MAC, VRRP, ARP, IGMP or the ICMPv6 type) of the
+/// frames the node sent that tcpdump -e saw, the base interface's MAC written BASE.
+fn frame_kinds(cap: &lb_tests::capture::AdvertCapture, base: &str) -> std::collections::BTreeSet<String> {
+    cap.lines()
+        .into_iter()
+        .filter_map(|(_, l)| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let kind = if l.contains("VRRP") {
+                "VRRP"
+            } else if l.contains("ARP") {
+                "ARP"
+            } else if l.contains("igmp") || l.contains("IGMP") {
+                "IGMP"
+            } else if let Some((_, icmp6)) = l.split_once("ICMP6, ") {
+                icmp6.split(',').next()?
+            } else {
+                return None;
+            };
+            let (src, dst) = (w.first()?.replace(base, "BASE"), w.get(2)?.trim_end_matches(',').replace(base, "BASE"));
+            // The node's frames only (not the client's or the switch's, flooded to its port),
+            // and not l0's own router solicitations, which are not the VMAC's business (our
+            // run shows one when the data plane attaches to l0).
+            let own = src == "BASE" && kind != "router solicitation" || src.starts_with("00:00:5e:");
+            own.then(|| format!("{src} > {dst} {kind}"))
+        })
+        .collect()
+}
+
+/// keepalived 2.2.7 as the oracle for `use_vmac`, `vmac_xmit_base` and `vmac_prefix`: the same
+/// config runs under keepalived, then under lb-daemon, on the same node; the VMAC (name, kind,
+/// private mode, virtual MAC, up), where the VIP is, the sysctls (on the VMAC, on l0, and
+/// all/default rp_filter, which keepalived clears when it is set), and the source MACs of
+/// adverts and gratuitous ARPs on the wire must be the same while master, and everything
+/// as before once each has stopped (the VMAC deleted, the sysctls restored).
+#[test]
+fn use_vmac_matches_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-vmac");
+    let ns = &seg.nodes[0];
+    // As on distributions: reverse path filtering on, which a VMAC needs off.
+    ns.sh("sysctl -qw net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=1").unwrap();
+    let base = seg.mac(0).unwrap();
+    let vmac_mac = "00:00:5e:00:01:33";
+    let group = "01:00:5e:00:00:12";
+    let variants = [
+        ("", "    use_vmac\n", "vrrp.51", false, false),
+        ("    vmac_prefix vm\n", "    use_vmac\n    vmac_xmit_base\n", "vm.51", true, false),
+        ("", "    use_vmac vip51\n", "vip51", false, false),
+        ("", "    use_vmac\n", "vrrp.51", false, true),
+    ];
+    for (n, (globals, opts, name, xmit_base, v6)) in variants.into_iter().enumerate() {
+        let vip = if v6 { format!("{VRRP_VIP6}/64") } else { format!("{VRRP_VIP4}/24") };
+        let conf = dir.file(
+            &format!("vmac{n}.conf"),
+            &format!(
+                "global_defs {{\n{globals}}}\nvrrp_instance VI_1 {{\n    interface l0\n    virtual_router_id 51\n    \
+                 priority 255\n    advert_int 1\n{opts}    virtual_ipaddress {{\n        {vip}\n    }}\n}}\n"
+            ),
+        );
+        let (vmac_mac, group) = if v6 { ("00:00:5e:00:02:33", "33:33:00:00:00:12") } else { (vmac_mac, group) };
+        let filter = if v6 { "ip6" } else { "ip proto 112 or arp or igmp" };
+        let before = vmac_view(ns, name);
+        let run = |ours: bool| -> (String, std::collections::BTreeSet<String>, String) {
+            let cap = lb_tests::capture::AdvertCapture::with_link_headers(&seg.switch, "s1", filter).unwrap();
+            let stop: Box<dyn FnOnce() -> String> = if ours {
+                let pins = daemon::pin_dir(&format!("{}{n}", dir.tag()));
+                let mut d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
+                assert!(d.wait_log("-> MASTER", Duration::from_secs(5)), "{:#?}", d.log());
+                Box::new(move || {
+                    d.stop().unwrap();
+                    format!("{:#?}", d.log())
+                })
+            } else {
+                let mut k = Keepalived::start(ns, &conf, &dir, &format!("ka{n}")).unwrap();
+                assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(5)), "{}", k.log());
+                Box::new(move || {
+                    k.stop().unwrap();
+                    k.log()
+                })
+            };
+            std::thread::sleep(Duration::from_millis(2500));
+            let view = vmac_view(ns, name);
+            let log = stop();
+            std::thread::sleep(Duration::from_millis(300));
+            (view, frame_kinds(&cap, &base), log)
+        };
+        let (theirs, theirs_wire, klog) = run(false);
+        // keepalived 2.2.7 leaves l0's arp_ignore and arp_filter at 1 after it stops (its
+        // reset_interface_parameters does not run at shutdown); we restore them, as its code
+        // means to: everything else is as before.
+        let arp_set =
+            |s: &str| s.replace("l0/arp_ignore=0", "l0/arp_ignore=1").replace("l0/arp_filter=0", "l0/arp_filter=1");
+        let theirs_after = vmac_view(ns, name);
+        let expected_after = if v6 { before.clone() } else { arp_set(&before) };
+        assert_eq!(theirs_after, expected_after, "keepalived left its VMAC or sysctls behind:\n{klog}");
+        ns.sh("sysctl -qw net.ipv4.conf.l0.arp_ignore=0 net.ipv4.conf.l0.arp_filter=0").unwrap();
+        // What keepalived made, as the issue describes it.
+        for want in [
+            format!("{name}@l0: <BROADCAST,MULTICAST,UP,LOWER_UP>"),
+            format!("link/ether {vmac_mac}"),
+            "macvlan mode private".to_string(),
+            if v6 { format!("inet6 {vip} scope global") } else { format!("inet {vip} scope global {name}") },
+        ] {
+            assert!(theirs.contains(&want), "keepalived: no {want:?} in\n{theirs}");
+        }
+        let advert_from = if xmit_base { "BASE" } else { vmac_mac };
+        let announce = if v6 {
+            format!("{vmac_mac} > 33:33:00:00:00:01 neighbor advertisement")
+        } else {
+            format!("{vmac_mac} > ff:ff:ff:ff:ff:ff ARP")
+        };
+        for want in [format!("{advert_from} > {group} VRRP"), announce] {
+            assert!(theirs_wire.contains(&want), "keepalived: no {want:?} in {theirs_wire:?}");
+        }
+        let (ours, ours_wire, ourlog) = run(true);
+        assert!(ours == theirs, "{name}: while master:\n{}\n{ourlog}", diff(&theirs, &ours));
+        assert_eq!(ours_wire, theirs_wire, "{name}: frames on the wire");
+        let ours_after = vmac_view(ns, name);
+        assert!(ours_after == before, "{name}: after stop:\n{}", diff(&before, &ours_after));
+    }
+    // A configured name taken by an interface that is not a macvlan: keepalived does not
+    // touch it (it reports a config error); neither do we, and the instance is not run.
+    ns.ip(&["link", "add", "vip51", "type", "veth", "peer", "name", "vip51p"]).unwrap();
+    let conf = dir.file(
+        "taken.conf",
+        &format!(
+            "vrrp_instance VI_1 {{\n    interface l0\n    virtual_router_id 51\n    priority 255\n    use_vmac vip51\n    \
+             virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+        ),
+    );
+    let pins = daemon::pin_dir(&format!("{}taken", dir.tag()));
+    let d = Daemon::start(ns, &conf, &pins, &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("conflicts with an existing interface", Duration::from_secs(5)), "{:#?}", d.log());
+    assert!(ns.ip(&["-d", "link", "show", "vip51"]).unwrap().contains("veth"));
+    assert!(!seg.holds(0, VRRP_VIP4));
+}
+
+/// Whether something at `ip` answers a TCP connection from `client` within a second (a
+/// refusal is an answer): the node holding the VIP, reached through the client's neighbour
+/// entry.
+fn answers(client: &Netns, ip: IpAddr) -> bool {
+    let to = std::net::SocketAddr::new(ip, 9);
+    client
+        .run(move || match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        })
+        .unwrap()
+}
+
+/// `use_vmac` beside keepalived 2.2.7 doing the same: one master; the VIP lives on the
+/// master's VMAC (vrrp.51), so the client's neighbour entry for it is the virtual MAC, and
+/// failover and preemption back move the VIP without that entry changing: the client goes on
+/// reaching the VIP through the same MAC (the point of a virtual MAC). keepalived hears our
+/// adverts from our VMAC and finds nothing wrong with them.
+#[test]
+fn interop_keepalived_use_vmac_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-io", "", false);
+}
+
+/// The same with `vmac_xmit_base` on both: adverts leave from, and are heard on, the base
+/// interfaces (their own MACs); the VIP still lives on the VMACs.
+#[test]
+fn interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-xb", "    vmac_xmit_base\n", false);
+}
+
+/// The same over IPv6 (VRRPv3): the VMAC has the IPv6 virtual MAC 00:00:5e:00:02:VRID and the
+/// base's link-local address as the adverts' source; neighbour advertisements keep the
+/// client's entry on the virtual MAC.
+#[test]
+fn interop_keepalived_use_vmac_ipv6_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-io6", "", true);
+}
+
+fn vmac_interop(tag: &str, extra: &str, v6: bool) {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new(tag);
+    let vip: IpAddr = if v6 { VRRP_VIP6.into() } else { VRRP_VIP4.into() };
+    let prefix = if v6 { 64 } else { 24 };
+    let conf = |prio: u8| {
+        format!(
+            "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority {prio}\n    \
+             advert_int 1\n    use_vmac\n{extra}    virtual_ipaddress {{\n        {vip}/{prefix}\n    }}\n}}\n"
+        )
+    };
+    let vmac = if v6 { "00:00:5e:00:02:33" } else { "00:00:5e:00:01:33" };
+    let on_vmac =
+        |i: usize| seg.nodes[i].ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {vip}/")));
+    // The nodes know the client's MAC (as a router's usually is): otherwise a node answering
+    // from the VIP asks for it out of l0 ("tell VIP"; the route to the client is l0's), and
+    // the client's entry for the VIP takes l0's MAC, keepalived's node's as much as ours.
+    let client_mac = seg.client.mac("c0").unwrap();
+    let client: IpAddr = if v6 { SEGMENT_CLIENT6.into() } else { CLIENT4.into() };
+    for n in &seg.nodes {
+        n.ip(&["neigh", "replace", &client.to_string(), "lladdr", &client_mac, "dev", "l0", "nud", "permanent"])
+            .unwrap();
+    }
+    let kconf = dir.file("ka.conf", &conf(200));
+    let mut k = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ours = start(&seg, 0, &dir, &conf(100));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "we took over from keepalived: {:#?}", ours.log());
+    assert!(!ours.log().iter().any(|l| l.contains("advert dropped")), "{:#?}", ours.log());
+    assert!(on_vmac(1) && !on_vmac(0), "the VIP is on keepalived's VMAC only");
+    // Our backup has its VMAC up too, without the VIP (keepalived's VMACs follow no state).
+    assert!(seg.nodes[0].ip(&["link", "show", "vrrp.51"]).unwrap().contains(vmac));
+    assert!(answers(&seg.client, vip));
+    let macs = format!("node 0 {}, node 1 {}", seg.mac(0).unwrap(), seg.mac(1).unwrap());
+    assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac), "{macs}\n{}", k.log());
+
+    k.stop().unwrap();
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(4)), "{:#?}", ours.log());
+    assert!(eventually(Duration::from_secs(2), || on_vmac(0)));
+    // keepalived's VMAC is gone with it: only we can answer, through the same entry.
+    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, vip)));
+    assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac));
+
+    let k2 = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka2").unwrap();
+    assert!(k2.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k2.log());
+    assert!(ours.wait_log("MASTER -> BACKUP", Duration::from_secs(4)), "{:#?}", ours.log());
+    assert!(eventually(Duration::from_secs(2), || on_vmac(1) && !on_vmac(0)));
+    // The switch may still send the virtual MAC to our port until keepalived's next frame
+    // from it (our last advert can follow its gratuitous ARPs), as between two keepalived.
+    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, vip)));
+    assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac));
+    let klog = k2.log();
+    let ours_read = "received lower priority (100) advert from ";
+    assert!(klog.contains(ours_read), "{klog}");
+    for bad in ["invalid", "mismatch", "bad ", "wrong", "error", "discard", "ignor"] {
+        let hits: Vec<&str> =
+            klog.lines().filter(|l| !l.contains(ours_read) && l.to_lowercase().contains(bad)).collect();
+        assert!(hits.is_empty(), "keepalived complained ({bad}): {hits:#?}");
+    }
+}
+
+/// `use_vmac` with the XDP data plane (DR): the client reaches the VIP through the virtual
+/// MAC, which the master's XDP program takes (it is not the interface's own MAC) and forwards
+/// to the real server; after failover the new master does the same through the same client
+/// neighbour entry. (DR replies come from the real server itself; a NAT reply leaves the
+/// load balancer from its interface's own MAC, as IPVS's leave through the kernel's route.)
+#[test]
+fn a_vmac_vip_is_load_balanced_by_its_master_across_failover() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-vmac-dr");
+    let rs = Netns::new("rsv").unwrap();
+    lb_tests::netns::veth(&rs, "r0", &seg.switch, "s9").unwrap();
+    seg.switch.ip(&["link", "set", "s9", "master", "br0"]).unwrap();
+    let real = node4(9);
+    lb_tests::netns::addr(&rs, "r0", &format!("{real}/24")).unwrap();
+    rs.sh(&format!(
+        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
+    ))
+    .unwrap();
+    let _server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
+    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    for i in 0..2 {
+        seg.nodes[i].sh("sysctl -qw net.ipv4.ip_forward=1").unwrap();
+        seg.switch.sh(&format!("ethtool -K s{} gro on >/dev/null", i + 1)).unwrap();
+    }
+    let mut d0 = start(&seg, 0, &dir, &format!("{}{service}", instance("VI_1", 150, "    use_vmac\n", &n0)));
+    let d1 = start(&seg, 1, &dir, &format!("{}{service}", instance("VI_1", 100, "    use_vmac\n", &n1)));
+    assert!(d0.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d0.log());
+    let vip = std::net::SocketAddr::from((VRRP_VIP4, 80));
+    let vmac = "00:00:5e:00:01:33";
+    let stat = |i: usize, name: &str| {
+        read_stats(&daemon::pin_dir(&format!("{}{i}", dir.tag()))).map(|s| s.global.0[name]).unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(5), || connects(&seg.client, vip)), "{:#?}", d0.log());
+    assert_eq!(tcp_ask(&seg.client, vip, None), "rs");
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    assert!(stat(0, "reason_fwd_dr") > 0, "node 0 did not forward");
+    assert_eq!(stat(1, "reason_fwd_dr"), 0, "the backup forwarded");
+
+    d0.stop().unwrap();
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(5)), "{:#?}", d1.log());
+    assert!(eventually(Duration::from_secs(5), || connects(&seg.client, vip)), "{:#?}", d1.log());
+    assert_eq!(tcp_ask(&seg.client, vip, None), "rs");
+    assert_eq!(seg.client_neigh(VRRP_VIP4).as_deref(), Some(vmac));
+    assert!(stat(1, "reason_fwd_dr") > 0, "node 1 did not forward after failover");
+
+    // A reload that restarts the instance (vmac_xmit_base changes its sockets) keeps its
+    // VMAC, the same interface; one that drops use_vmac deletes it (keepalived: a VMAC no
+    // instance uses goes), and the VIP moves to l0.
+    let index = seg.nodes[1].ifindex("vrrp.51").unwrap();
+    let with = |extra: &str| format!("{}{service}", instance("VI_1", 100, extra, &n1));
+    dir.file("node1.conf", &with("    use_vmac\n    vmac_xmit_base\n"));
+    d1.signal(Signal::SIGHUP).unwrap();
+    assert!(d1.wait_log("1 restarted", Duration::from_secs(5)), "{:#?}", d1.log());
+    assert!(eventually(Duration::from_secs(5), || on_vmac_of(&seg.nodes[1])), "{:#?}", d1.log());
+    assert_eq!(seg.nodes[1].ifindex("vrrp.51").unwrap(), index, "the reload made a new VMAC");
+    dir.file("node1.conf", &with(""));
+    d1.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(5), || seg.holds(1, VRRP_VIP4)), "{:#?}", d1.log());
+    assert!(seg.nodes[1].ip(&["link", "show", "vrrp.51"]).is_err(), "the VMAC outlived its use_vmac");
+}
+
+/// Whether `ns` has the VRRP VIP on its VMAC vrrp.51.
+fn on_vmac_of(ns: &Netns) -> bool {
+    ns.ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {VRRP_VIP4}/")))
+}

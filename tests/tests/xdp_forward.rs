@@ -187,6 +187,65 @@ fn only_frames_to_our_mac_are_load_balanced() {
     fx.check_all(&cases).unwrap();
 }
 
+/// `use_vmac`: the VIPs' frames come to the VRRP virtual MAC (00:00:5e:00:01:VRID), which
+/// the kernel takes for its macvlan. Without a VMAC in the namespace such a frame is another
+/// host's; once one exists (the daemon reads the interfaces again, as its housekeeping does),
+/// frames to VRRP virtual MACs are load-balanced like frames to the interface's own MAC.
+#[test]
+fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
+    let (ns, _peer, mut fx) = setup();
+    fx.apply(&one_real_each_family(ForwardMethod::Dr)).unwrap();
+    const VMAC: [u8; 6] = [0, 0, 0x5e, 0, 1, 51];
+    let syn = |sport| frame(false, L4::TcpSyn { sport, dport: 1000 });
+    fx.check(&Case {
+        name: "to the virtual MAC, no VMAC here",
+        input: with_macs(syn(42000), CLIENT_MAC, VMAC),
+        action: XDP_PASS,
+        output: Output::Unchanged,
+        reason: "reason_not_our_mac",
+        service: None,
+        also: &[],
+    })
+    .unwrap();
+    ns.ip(&["link", "add", "vrrp.51", "link", "fx0", "type", "macvlan", "mode", "private"]).unwrap();
+    ns.ip(&["link", "set", "vrrp.51", "address", "00:00:5e:00:01:33"]).unwrap();
+    fx.learn_mac("fx0").unwrap();
+    let input = with_macs(syn(42001), CLIENT_MAC, VMAC);
+    fx.check(&Case {
+        name: "to the virtual MAC, VMAC here",
+        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+        input,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(0),
+        also: &["flows_new", "halfopen_inserts"],
+    })
+    .unwrap();
+    // An IPv6 instance's virtual MAC, 00:00:5e:00:02:VRID, likewise.
+    let input = with_macs(frame(true, L4::TcpSyn { sport: 42003, dport: 1001 }), CLIENT_MAC, [0, 0, 0x5e, 0, 2, 51]);
+    fx.check(&Case {
+        name: "to the IPv6 virtual MAC, VMAC here",
+        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+        input,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(1),
+        also: &["flows_new", "halfopen_inserts"],
+    })
+    .unwrap();
+    // Another host's unicast MAC is still not ours.
+    fx.check(&Case {
+        name: "another host's MAC",
+        input: with_macs(syn(42002), CLIENT_MAC, [0x02, 0, 0, 0, 0, 0x77]),
+        action: XDP_PASS,
+        output: Output::Unchanged,
+        reason: "reason_not_our_mac",
+        service: None,
+        also: &[],
+    })
+    .unwrap();
+}
+
 /// VRRP fencing: a service whose VIP this node does not hold as MASTER is not load-balanced,
 /// new flows or established ones (IPVS on a keepalived BACKUP never sees the frames: the VIP
 /// is not local); a MASTER without accept mode drops them (keepalived's firewall rule).

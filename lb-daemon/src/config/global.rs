@@ -95,6 +95,14 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_gna_interval_us = us;
         }
     }),
+    Keyword::new("vmac_prefix", |ctx, g, s| {
+        if g.vmac_prefix.is_some() {
+            // keepalived keeps the first with a config error.
+            ctx.error(s.keyword().span, "vmac_prefix is given twice; keep one");
+        } else {
+            g.vmac_prefix = ctx.string(s, 0, "a VMAC name prefix");
+        }
+    }),
     Keyword::new("smtp_alert", |ctx, g, s| g.smtp_alert = ctx.bool_flag(s)),
     Keyword::new("smtp_alert_vrrp", |ctx, g, s| g.smtp_alert_vrrp = ctx.bool_flag(s)),
     Keyword::new("smtp_alert_checker", |ctx, g, s| g.smtp_alert_checker = ctx.bool_flag(s)),

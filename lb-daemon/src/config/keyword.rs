@@ -53,10 +53,10 @@ pub const REFUSED: &[(&str, &str, &str)] = &[
     ),
     (
         "vrrp_instance",
-        "use_vmac",
-        "virtual MACs are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",
+        "use_vmac_addr",
+        "VMACs for the addresses of other interfaces or of the other family are not implemented; remove it \
+         (use_vmac puts the instance's own addresses on its VMAC)",
     ),
-    ("vrrp_instance", "vmac_xmit_base", "virtual MACs are not implemented; remove it"),
     ("real_server", "track_file", "track_file belongs in a FILE_CHECK block: FILE_CHECK { track_file NAME }"),
 ];
 

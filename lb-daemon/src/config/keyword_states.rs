@@ -307,11 +307,9 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
         &["random_seed", "iproute_etc_dir", "iproute_usr_dir", "no_virtual_ipaddress"],
     ),
     (
-        "they only modify something refused on its own: virtual MACs (use_vmac), notify FIFOs, start-up / shutdown scripts",
+        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr), gratuitous ARPs on extra interfaces (garp_extra_if), notify FIFOs, start-up / shutdown scripts",
         &[
-            "vmac_prefix",
             "vmac_addr_prefix",
-            "use_vmac_addr",
             "vmac_garp_intvl",
             "vrrp_vmac_garp_intvl",
             "fifo_write_vrrp_states_on_reload",
@@ -1188,6 +1186,26 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &["lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s"],
     ),
     ("vrrp_instance", "unicast_ttl", &["tests/tests/vrrp.rs::unicast_ttl_is_the_ttl_of_unicast_adverts_on_the_wire"]),
+    (
+        "vrrp_instance",
+        "use_vmac",
+        &[
+            "tests/tests/vrrp.rs::use_vmac_matches_keepalived",
+            "tests/tests/vrrp.rs::interop_keepalived_use_vmac_failover_keeps_the_vips_mac",
+            "tests/tests/vrrp.rs::interop_keepalived_use_vmac_ipv6_failover_keeps_the_vips_mac",
+            "tests/tests/xdp_forward.rs::frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists",
+            "tests/tests/vrrp.rs::a_vmac_vip_is_load_balanced_by_its_master_across_failover",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "vmac_xmit_base",
+        &[
+            "tests/tests/vrrp.rs::use_vmac_matches_keepalived",
+            "tests/tests/vrrp.rs::interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac",
+        ],
+    ),
+    ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
     (
         "vrrp_instance",
         "skip_check_adv_addr",

@@ -83,6 +83,9 @@ pub struct GlobalDefs {
     pub vrrp_garp_interval_us: u32,
     #[serde(default)]
     pub vrrp_gna_interval_us: u32,
+    /// `vmac_prefix`: the default VMAC names are PREFIX.VRID instead of vrrp.VRID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmac_prefix: Option<String>,
     pub vrrp_strict: bool,
     /// `vrrp_skip_check_adv_addr`: the default of each instance's `skip_check_adv_addr`.
     #[serde(default)]
@@ -182,6 +185,7 @@ impl Default for GlobalDefs {
             vrrp_garp_master_refresh: 0,
             vrrp_garp_master_refresh_repeat: 1,
             vrrp_garp_interval_us: 0,
+            vmac_prefix: None,
             vrrp_gna_interval_us: 0,
             vrrp_strict: false,
             vrrp_skip_check_adv_addr: false,
@@ -485,6 +489,23 @@ pub struct Tracked {
     pub span: Span,
 }
 
+/// A name the kernel takes for an interface (net/core/dev.c `dev_name_valid`, which
+/// keepalived copies).
+pub fn vmac_name_valid(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
+}
+
+/// `use_vmac [NAME]`: the VMAC interface's name, else keepalived's `vrrp.VRID` (with
+/// `vmac_prefix` for `vrrp`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UseVmac {
+    pub name: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VrrpInstance {
     pub name: String,
@@ -548,6 +569,13 @@ pub struct VrrpInstance {
     /// `unicast_ttl` (0-255): the TTL / hop limit of unicast adverts (default 255).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unicast_ttl: Option<u8>,
+    /// `use_vmac [NAME]`: the VIPs live on a macvlan (private mode) of `interface` with the
+    /// VRRP MAC 00:00:5e:00:01:VRID (IPv6: 00:00:5e:00:02:VRID), as keepalived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_vmac: Option<UseVmac>,
+    /// `vmac_xmit_base`: adverts go out of (and are heard on) `interface`, not the VMAC.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vmac_xmit_base: bool,
     pub notify: Notify,
     pub debug: Option<u32>,
     pub lvs_sync_daemon_interface: Option<String>,
@@ -650,6 +678,8 @@ impl VrrpInstance {
             garp_lower_prio_repeat: None,
             garp_lower_prio_delay: None,
             unicast_ttl: None,
+            use_vmac: None,
+            vmac_xmit_base: false,
             notify: Notify::default(),
             debug: None,
             lvs_sync_daemon_interface: None,

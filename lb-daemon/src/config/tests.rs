@@ -1159,6 +1159,27 @@ fn election_variants_resolve_as_keepalived_s() {
     assert!(first_error(&inst("unicast_ttl 7")).contains("unicast_ttl needs unicast_peer"));
     assert!(first_error(&inst(&format!("{peers} 256"))).contains("between 0 and 255"));
     assert!(first_error(&inst(&format!("{peers} 0"))).contains("unicast_ttl 0"));
+    // use_vmac [NAME], vmac_xmit_base, vmac_prefix (vrrp_parser.c / vrrp.c checks).
+    let v = ok(&inst("use_vmac\n vmac_xmit_base"));
+    assert_eq!(v.vrrp_instances[0].use_vmac, Some(UseVmac { name: None }));
+    assert!(v.vrrp_instances[0].vmac_xmit_base);
+    assert_eq!(ok(&inst("use_vmac vip51")).vrrp_instances[0].use_vmac, Some(UseVmac { name: Some("vip51".into()) }));
+    assert_eq!(
+        ok(&format!("global_defs {{\n vmac_prefix vm\n}}\n{}", inst("use_vmac"))).global.vmac_prefix.as_deref(),
+        Some("vm")
+    );
+    assert!(first_error(&inst("use_vmac 02:00:00:00:00:01")).contains("not supported"));
+    assert!(first_error(&inst("use_vmac bad/name")).contains("not a valid interface name"));
+    assert!(first_error(&inst("use_vmac averyveryverylongname")).contains("not a valid interface name"));
+    assert!(first_error(&inst("vmac_xmit_base")).contains("only valid with a vmac"));
+    assert!(first_error(&inst("use_vmac\n unicast_peer {\n  192.0.2.2\n }")).contains("requires vmac_xmit_base"));
+    let v6 = "use_vmac\n virtual_ipaddress {\n  2001:db8::10/64\n }";
+    let v6_only = |extra: &str| inst(extra).replace(" virtual_ipaddress {\n  192.0.2.10/24\n }\n", "");
+    assert!(ok(&v6_only(v6)).vrrp_instances[0].use_vmac.is_some());
+    let e = first_error(&v6_only(&format!("{v6}\n vmac_xmit_base")));
+    assert!(e.contains("vmac_xmit_base on an IPv6 instance"), "{e}");
+    let strict = format!("global_defs {{\n vrrp_strict\n}}\n{}", inst("use_vmac\n vmac_xmit_base"));
+    assert!(first_error(&strict).contains("incompatible with vrrp_strict"));
     // auth_type AH: VRRPv2 only. vrrp_strict drops any authentication, with keepalived's words
     // (its strict peers send and expect none).
     let ah = "authentication {\n  auth_type AH\n  auth_pass s3cret\n }";

@@ -377,6 +377,36 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         err("unicast_ttl needs unicast_peer (keepalived reports a config error and resets it); remove it".into());
     }
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+    if v.vmac_xmit_base && v.use_vmac.is_none() {
+        err("vmac_xmit_base is only valid with a vmac (keepalived reports a config error and clears it); add use_vmac or remove it".into());
+    }
+    if v.use_vmac.is_some() {
+        if v6 && v.vmac_xmit_base {
+            err("vmac_xmit_base on an IPv6 instance is not supported in this version; remove it (adverts then leave from the VMAC)".into());
+        }
+        if !v.unicast_peer.is_empty() && !v.vmac_xmit_base {
+            err("unicast with use_vmac requires vmac_xmit_base (keepalived reports a config error and sets it); add vmac_xmit_base".into());
+        }
+        if g.vrrp_strict && v.vmac_xmit_base {
+            err("vmac_xmit_base is incompatible with vrrp_strict (keepalived reports a config error and clears it); remove it".into());
+        }
+        if let Some(name) = v.use_vmac.as_ref().and_then(|u| u.name.as_deref()) {
+            if let Some(o) = cfg
+                .vrrp_instances
+                .iter()
+                .take_while(|o| o.name != v.name)
+                .find(|o| o.use_vmac.as_ref().and_then(|u| u.name.as_deref()) == Some(name))
+            {
+                err(format!(
+                    "VRRP instance {} is already using {name} (keepalived ignores the name); name another VMAC",
+                    o.name
+                ));
+            }
+            if v.interface.as_deref() == Some(name) {
+                err(format!("the VMAC cannot be named {name}, the instance's own interface; name another VMAC"));
+            }
+        }
+    }
     if v.unicast_ttl == Some(0) && !v6 {
         err("unicast_ttl 0: lb-daemon's IPv4 adverts leave through the kernel, whose TTL is 1-255; use 1 or more"
             .into());

@@ -596,6 +596,8 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         v.garp_lower_prio_delay = ctx.parse(st, 0, "a number of seconds")
     }),
     Keyword::new("unicast_ttl", |ctx, v, st| v.unicast_ttl = ctx.parse_range(st, 0, "a TTL", 0u8, 255)),
+    Keyword::new("use_vmac", use_vmac),
+    Keyword::new("vmac_xmit_base", |ctx, v, st| v.vmac_xmit_base = ctx.flag(st)),
     // Always on here: see global_defs' vrrp_check_unicast_src.
     Keyword::new("check_unicast_src", |ctx, _, st| {
         ctx.flag(st);
@@ -623,6 +625,38 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         };
     }),
 ];
+
+/// `use_vmac [NAME]` (vrrp_parser.c, `vrrp_vmac_handler`). keepalived also takes a MAC
+/// address there; that form is refused. A name keepalived would ignore with a config error
+/// (invalid, or another instance's) is an error here.
+fn use_vmac(ctx: &mut Ctx, v: &mut VrrpInstance, st: &Stmt) {
+    let mut name = None;
+    for w in st.args().iter().take(2) {
+        if w.text.contains(':') {
+            ctx.error(
+                w.span,
+                format!(
+                    "use_vmac with a MAC address ({}) is not supported in this version; remove the address \
+                     (the VMAC then has the VRRP MAC 00:00:5e:00:01:VRID)",
+                    w.text
+                ),
+            );
+        } else if name.is_some() {
+            ctx.error(w.span, "use_vmac: the VMAC interface name is already given");
+        } else if !crate::config::vmac_name_valid(&w.text) {
+            ctx.error(
+                w.span,
+                format!("use_vmac: `{}` is not a valid interface name (1-15 characters, no '/', ':' or space)", w.text),
+            );
+        } else {
+            name = Some(w.text.clone());
+        }
+    }
+    if let Some(extra) = st.args().get(2) {
+        ctx.error(extra.span, format!("use_vmac takes at most a name and a MAC address, found `{}`", extra.text));
+    }
+    v.use_vmac = Some(crate::config::UseVmac { name });
+}
 
 /// `advert_int SECONDS`: fractions allowed (VRRPv3 counts in centiseconds).
 fn advert_int(ctx: &mut Ctx, v: &mut VrrpInstance, st: &Stmt) {

@@ -17,6 +17,14 @@ pub fn mac(iface: &str) -> Result<Option<[u8; 6]>> {
     Ok(found.filter(|m| *m != [0; 6]))
 }
 
+/// Every interface's MAC in this network namespace.
+pub fn macs() -> Result<Vec<[u8; 6]>> {
+    Ok(nix::ifaddrs::getifaddrs()
+        .context("getifaddrs")?
+        .filter_map(|a| a.address.as_ref().and_then(|a| a.as_link_addr()).and_then(|l| l.addr()))
+        .collect())
+}
+
 /// The interface's driver name (`ethtool -i`: "veth", "virtio_net", ...).
 pub fn driver(iface: &str) -> Result<String> {
     // struct ethtool_drvinfo: cmd, then driver[32], version[32], fw_version[32],

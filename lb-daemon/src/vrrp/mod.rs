@@ -9,7 +9,8 @@
 //! network sends VIP traffic to the master only. The XDP data plane follows VRRP state too
 //! (`daemon::node::fences`): a frame for a service of a VIP this node does not hold as MASTER
 //! is not load-balanced (passed to the kernel, which does not hold the VIP), as IPVS on a
-//! keepalived BACKUP never sees it; and only frames to the interface's own MAC are. So a frame
+//! keepalived BACKUP never sees it; and only frames to the interface's own MAC (or, where a
+//! `use_vmac` VMAC exists, to a VRRP virtual MAC: `vmac.rs`) are. So a frame
 //! that still reaches a backup (a neighbour cache not yet updated by the new master's
 //! gratuitous ARPs, a switch flooding) is not forwarded twice: the failover gap lasts until
 //! the new master's gratuitous ARPs, as with keepalived.
@@ -24,6 +25,7 @@ mod status;
 pub mod sync_group;
 pub mod track_process;
 pub mod tracking;
+pub mod vmac;
 
 use std::time::Duration;
 

@@ -150,14 +150,39 @@ pub struct RawSender {
     sock: Socket,
 }
 
+/// IP_MULTICAST_IF by interface index and address (`ip_mreqn`): by address alone the kernel
+/// takes the interface that has it, and refuses it (EINVAL) on a socket bound to another
+/// one, as a VMAC's is (`use_vmac`: the source address is the base interface's).
+fn multicast_if_v4(s: &Socket, src: Ipv4Addr, ifindex: u32) -> Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: u32::from(src).to_be() },
+        imr_ifindex: i32::try_from(ifindex).context("interface index")?,
+    };
+    // SAFETY: mreqn outlives the call; the length is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&raw const mreqn).cast(),
+            std::mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error()).context("IP_MULTICAST_IF");
+    }
+    Ok(())
+}
+
 impl RawSender {
-    pub fn open(iface: &str, src: Ipv4Addr) -> Result<Self> {
+    pub fn open(iface: &str, ifindex: u32, src: Ipv4Addr) -> Result<Self> {
         // IPPROTO_RAW implies IP_HDRINCL.
         let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
             .context("raw IPv4 socket for AH adverts")?;
         s.bind_device(Some(iface.as_bytes()))?;
         s.set_multicast_loop_v4(false)?;
-        s.set_multicast_if_v4(&src)?;
+        multicast_if_v4(&s, src, ifindex)?;
         Ok(Self { sock: s })
     }
 
@@ -177,7 +202,7 @@ impl Sender {
                 s.set_ttl_v4(u32::from(unicast_ttl))?;
                 s.set_multicast_ttl_v4(255)?;
                 s.set_multicast_loop_v4(false)?;
-                s.set_multicast_if_v4(&a)?;
+                multicast_if_v4(&s, a, ifindex)?;
             }
             IpAddr::V6(a) => {
                 let scope = if a.is_unicast_link_local() { ifindex } else { 0 };

@@ -703,7 +703,8 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("dont_track_primary", json!(u8::from(c.dont_track_primary)));
             put("skip_check_adv_addr", json!(0));
             put("strict_mode", json!(u8::from(g.vrrp_strict)));
-            put("vmac_ifname", json!(""));
+            // keepalived: with use_vmac, the instance's interface is its VMAC.
+            put("vmac_ifname", json!(if c.use_vmac.is_some() { i.iface() } else { "" }));
             put("ifp_ifname", json!(i.iface()));
             put("master_priority", json!(master_priority));
             put("last_transition", num(i.st.map_or(0.0, |s| s.last_transition)));

@@ -277,8 +277,11 @@ impl BpfDataplane {
             warn!(iface, ifindex, "interface index beyond the data plane's table: destination MACs not checked");
             return Ok(());
         }
+        // A VMAC (use_vmac, ours or a keepalived's) in this namespace: frames to VRRP virtual
+        // MACs are the VIPs' (fencing still keeps a backup from load-balancing them).
+        let vrrp_vmac = u8::from(super::iface::macs()?.iter().any(lb_common::is_vrrp_vmac));
         let want = match super::iface::mac(iface)? {
-            Some(mac) => lb_common::IfaceMac { mac, known: 1, pad: 0 },
+            Some(mac) => lb_common::IfaceMac { mac, known: 1, vrrp_vmac },
             None => lb_common::IfaceMac::default(),
         };
         let mut m: Array<_, lb_common::IfaceMac> = Array::try_from(map_mut(&mut self.ebpf, MAP_IFACE_MAC)?)?;
@@ -286,6 +289,9 @@ impl BpfDataplane {
             m.set(ifindex, want, 0).with_context(|| format!("writing {MAP_IFACE_MAC}"))?;
             if want.known != 0 {
                 debug!(iface, mac = %mac_text(want.mac), "frames to this MAC are load-balanced on {iface}");
+            }
+            if want.vrrp_vmac != 0 {
+                info!(iface, "frames to VRRP virtual MACs (use_vmac) are load-balanced on {iface}");
             }
         }
         Ok(())

@@ -69,6 +69,8 @@ pub struct LiveInstance {
     heard: Option<(IpAddr, u8)>,
     /// `auth_type AH`: the socket we send whole packets on, and the sequence counter.
     ah: Option<AhLink>,
+    /// `use_vmac`: `iface` is the VMAC and this is the configured (base) interface.
+    pub vmac: Option<String>,
 }
 
 /// keepalived's AH state of an instance: its sequence counter (shared by sending and
@@ -158,6 +160,7 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
         v.unicast_ttl,
         v.authentication.as_ref().map(|a| a.auth_type == AuthType::Ah),
         v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6()),
+        (&v.use_vmac, v.vmac_xmit_base, &g.vmac_prefix),
         g.vrrp_mcast_group4,
         g.vrrp_mcast_group6,
     ))
@@ -167,18 +170,37 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
 impl LiveInstance {
     /// Builds instance `v` with its sockets: the sender bound to the instance's source
     /// address, and a receiver on its interface (in the multicast group unless unicast).
-    pub fn open(cfg: &Config, v: &VrrpInstance, id: u64, now: Instant) -> Result<(Self, sockets::Receiver)> {
+    pub fn open(
+        cfg: &Config,
+        v: &VrrpInstance,
+        id: u64,
+        now: Instant,
+        vmac: Option<&str>,
+    ) -> Result<(Self, sockets::Receiver)> {
         let g = &cfg.global;
-        let iface = v.interface.clone().context("no `interface`")?;
+        let base = v.interface.clone().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
-        let link = netlink::link(&iface)?;
-        let Endpoints { v6, src, dsts, join } = endpoints(g, v, &iface, link.ipv4, link.link_local)?;
+        let base_link = netlink::link(&base)?;
+        // With `use_vmac`, the VIPs and their gratuitous ARPs are the VMAC's; adverts too,
+        // unless `vmac_xmit_base`. The source address is the base interface's either way.
+        let (iface, link) = match vmac {
+            Some(name) => (name.to_string(), netlink::link(name)?),
+            None => (base.clone(), base_link.clone()),
+        };
+        let (sock_iface, sock_index) = if vmac.is_some() && !v.vmac_xmit_base {
+            (iface.clone(), link.index)
+        } else {
+            (base.clone(), base_link.index)
+        };
+        let Endpoints { v6, src, dsts, join } = endpoints(g, v, &base, base_link.ipv4, base_link.link_local)?;
         let version = version(g, v);
         let tuning = Tuning::new(cfg, v, version)?;
         let ah = match (tuning.ah_key, src) {
-            (Some(_), IpAddr::V4(a)) => {
-                Some(AhLink { sender: sockets::RawSender::open(&iface, a)?, seq: ah::SeqCounter::default(), ip_id: 0 })
-            }
+            (Some(_), IpAddr::V4(a)) => Some(AhLink {
+                sender: sockets::RawSender::open(&sock_iface, sock_index, a)?,
+                seq: ah::SeqCounter::default(),
+                ip_id: 0,
+            }),
             (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
             (None, _) => None,
         };
@@ -188,9 +210,9 @@ impl LiveInstance {
             socket_key: socket_key(cfg, v),
             cfg: v.clone(),
             machine: Instance::new(settings(g, v, version, src), now),
-            sender: sockets::Sender::open(&iface, link.index, src, v.unicast_ttl.unwrap_or(255))?,
+            sender: sockets::Sender::open(&sock_iface, sock_index, src, v.unicast_ttl.unwrap_or(255))?,
             v6,
-            link_local: link.link_local,
+            link_local: if vmac.is_some() { base_link.link_local } else { link.link_local },
             ifindex: link.index,
             mac: link.mac.unwrap_or_default(),
             iface,
@@ -203,14 +225,28 @@ impl LiveInstance {
             last_transition: None,
             heard: None,
             ah,
+            vmac: vmac.map(|_| base.clone()),
         };
-        let rx = sockets::Receiver::open(&live.iface, live.ifindex, live.v6, join, live.ah.is_some())?;
+        let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, join, live.ah.is_some())?;
         Ok((live, rx))
     }
 
     /// Its VIPs, excluded ones too (they move with it but are not advertised).
     pub fn vips(&self) -> Vec<IpAddress> {
-        vips(&self.cfg)
+        self.vips_of(&self.cfg)
+    }
+
+    /// `cfg`'s VIPs as this instance holds them: with use_vmac, an address of the other
+    /// family without `dev` stays on the base interface (keepalived moves only the instance's
+    /// family to the VMAC).
+    pub fn vips_of(&self, cfg: &VrrpInstance) -> Vec<IpAddress> {
+        let mut all = vips(cfg);
+        if let Some(base) = &self.vmac {
+            for a in all.iter_mut().filter(|a| a.dev.is_none() && a.addr.is_ipv6() != self.v6) {
+                a.dev = Some(base.clone());
+            }
+        }
+        all
     }
 
     pub fn send_advert(&mut self, priority: u8) {
@@ -244,15 +280,23 @@ impl LiveInstance {
     /// the engine does not wait); without, all back to back now.
     pub fn garp(&self, repeat: u32) {
         let mut sends: Vec<(u32, IpAddr)> = Vec::new();
-        for a in self.cfg.virtual_ipaddress.iter().chain(&self.cfg.virtual_ipaddress_excluded) {
+        let mut macs: Vec<(u32, [u8; 6])> = vec![(self.ifindex, self.mac)];
+        for a in self.vips() {
             let ifindex = match &a.dev {
-                Some(d) if *d != self.iface => netlink::link(d).map(|l| l.index).unwrap_or(self.ifindex),
+                Some(d) if *d != self.iface => match netlink::link(d) {
+                    Ok(l) => {
+                        macs.push((l.index, l.mac.unwrap_or(self.mac)));
+                        l.index
+                    }
+                    Err(_) => self.ifindex,
+                },
                 _ => self.ifindex,
             };
             sends.push((ifindex, a.addr));
         }
-        let (name, mac, link_local) = (self.cfg.name.clone(), self.mac, self.link_local);
+        let (name, link_local) = (self.cfg.name.clone(), self.link_local);
         let send = move |ifindex: u32, addr: IpAddr, count: u32| {
+            let mac = macs.iter().find(|(i, _)| *i == ifindex).map_or([0; 6], |(_, m)| *m);
             let sent = match (addr, link_local) {
                 (IpAddr::V4(ip), _) => sockets::gratuitous_arp(ifindex, mac, ip, count),
                 (IpAddr::V6(ip), Some(ll)) => sockets::unsolicited_na(ifindex, ll, mac, ip, count),

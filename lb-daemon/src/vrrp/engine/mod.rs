@@ -95,6 +95,8 @@ pub struct Engine {
     groups: Vec<SyncGroup>,
     netlink: Netlink,
     statics: Statics,
+    /// The instances' VMACs (`use_vmac`).
+    vmacs: crate::vrrp::vmac::Vmacs,
     notifier: Notifier,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
@@ -122,6 +124,7 @@ impl Engine {
             groups: Vec::new(),
             netlink,
             statics,
+            vmacs: Default::default(),
             notifier,
             mail_vrrp: g.vrrp_mail(),
             tx,
@@ -129,7 +132,7 @@ impl Engine {
         };
         let now = Instant::now();
         for v in &cfg.vrrp_instances {
-            e.spawn_instance(cfg, v, now);
+            e.spawn_instance(cfg, v, now).await;
         }
         e.build_groups(cfg);
         e.trackers.restart(cfg, e.notifier.runner(), &e.tx);
@@ -142,10 +145,14 @@ impl Engine {
 
     /// Builds instance `v` with its receiver; a broken one (a missing interface, say) is
     /// logged and left out rather than taking the others, or the load balancer, down.
-    fn spawn_instance(&mut self, cfg: &Config, v: &VrrpInstance, now: Instant) {
+    async fn spawn_instance(&mut self, cfg: &Config, v: &VrrpInstance, now: Instant) {
         let id = self.next_id;
         self.next_id += 1;
-        let (mut inst, rx) = match LiveInstance::open(cfg, v, id, now) {
+        let vmac = match self.vmac_of(cfg, v).await {
+            Ok(x) => x,
+            Err(e) => return error!("vrrp_instance {}: use_vmac: {e:#}; this instance is not run", v.name),
+        };
+        let (mut inst, rx) = match LiveInstance::open(cfg, v, id, now, vmac.as_deref()) {
             Ok(x) => x,
             Err(e) => return error!("vrrp_instance {}: {e:#}; this instance is not run", v.name),
         };
@@ -166,6 +173,38 @@ impl Engine {
             }
         }));
         self.insts.push(inst);
+    }
+
+    /// `use_vmac`: the instance's VMAC, made ready (its name: the configured one, the one a
+    /// running instance of the same name has, else keepalived's first free default).
+    async fn vmac_of(&mut self, cfg: &Config, v: &VrrpInstance) -> anyhow::Result<Option<String>> {
+        use anyhow::Context as _;
+        let Some(use_vmac) = &v.use_vmac else { return Ok(None) };
+        let base = v.interface.as_deref().context("no `interface`")?;
+        let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
+        let base_link = crate::netlink::link(base)?;
+        let taken: Vec<String> = self.insts.iter().filter(|i| i.vmac.is_some()).map(|i| i.iface.clone()).collect();
+        let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
+        let configured = use_vmac.name.as_deref();
+        let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+        // keepalived's link-local address for an IPv6 VMAC: the configured source, else the
+        // base interface's.
+        let link_local = match (v6, v.unicast_src_ip.or(v.mcast_src_ip)) {
+            (false, _) => None,
+            (true, Some(std::net::IpAddr::V6(a))) => Some(a),
+            (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
+        };
+        let name =
+            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, prefix, vrid, base_link.index, v6, &taken)
+                .await?;
+        self.vmacs.ensure(&self.netlink, &name, base, vrid, link_local).await?;
+        Ok(Some(name))
+    }
+
+    /// Deletes the VMACs no running instance has.
+    async fn prune_vmacs(&mut self) {
+        let keep: Vec<String> = self.insts.iter().filter(|i| i.vmac.is_some()).map(|i| i.iface.clone()).collect();
+        self.vmacs.retain(&self.netlink, &keep).await;
     }
 
     fn build_groups(&mut self, cfg: &Config) {
@@ -306,6 +345,8 @@ impl Engine {
                 t.abort();
             }
         }
+        // keepalived deletes its VMACs at shutdown.
+        self.vmacs.retain(&self.netlink, &[]).await;
     }
 
     async fn on_input(&mut self, input: Input) {

@@ -80,8 +80,11 @@ impl Engine {
         }
         let first_new = self.insts.len();
         for v in &start {
-            self.spawn_instance(cfg, v, now);
+            self.spawn_instance(cfg, v, now).await;
         }
+        // A VMAC whose instance went and that no new instance took over goes (keepalived);
+        // a restarted instance keeps its VMAC.
+        self.prune_vmacs().await;
         self.build_groups(cfg);
         self.bfds = cfg.bfd_instances.clone();
         if !self.trackers.same_as(cfg) {
@@ -118,8 +121,7 @@ impl Engine {
         }
         // A master moves its addresses, routes and rules to the new lists, and re-announces.
         let iface = inst.iface.clone();
-        let was: Vec<IpAddress> =
-            old.virtual_ipaddress.iter().chain(&old.virtual_ipaddress_excluded).cloned().collect();
+        let was: Vec<IpAddress> = inst.vips_of(&old);
         let now: Vec<IpAddress> = inst.vips();
         for a in was.iter().filter(|a| !now.iter().any(|n| config::same(*a, n))) {
             if let Err(e) = self.netlink.del(a, &iface).await {

@@ -38,6 +38,7 @@ mod tun;
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
+    is_vrrp_vmac,
     consts::{
         FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND,
         TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
@@ -115,7 +116,9 @@ fn dispatch(ctx: &XdpContext, ifindex: u32) -> Verdict {
 /// Why an IP frame is not ours to load-balance, judged by its destination MAC: broadcast or
 /// multicast, or unicast to another host than the ingress interface (whose MAC the daemon
 /// wrote in `lb_iface_mac`; an interface it did not write is not checked). The kernel drops
-/// another host's frames (PACKET_OTHERHOST) before IPVS could see them; so do we.
+/// another host's frames (PACKET_OTHERHOST) before IPVS could see them; so do we. With
+/// `use_vmac` the VIPs' frames come to the VRRP virtual MAC, which the kernel takes (its
+/// macvlan's), and so do we where the daemon set `vrrp_vmac`.
 /// The verdict's bits, or 0 when the frame is ours.
 #[inline(always)]
 fn not_ours(ctx: &XdpContext, ifindex: u32) -> u32 {
@@ -127,7 +130,9 @@ fn not_ours(ctx: &XdpContext, ifindex: u32) -> u32 {
         return Verdict::new(XDP_PASS, Reason::L2Multicast).bits();
     }
     match lb_iface_mac.get(ifindex) {
-        Some(ours) if ours.known != 0 && ours.mac != dst => Verdict::new(XDP_PASS, Reason::NotOurMac).bits(),
+        Some(ours) if ours.known != 0 && ours.mac != dst && !(ours.vrrp_vmac != 0 && is_vrrp_vmac(&dst)) => {
+            Verdict::new(XDP_PASS, Reason::NotOurMac).bits()
+        }
         _ => 0,
     }
 }
