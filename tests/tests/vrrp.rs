@@ -2301,3 +2301,65 @@ fn a_vmac_vip_is_load_balanced_by_its_master_across_failover() {
 fn on_vmac_of(ns: &Netns) -> bool {
     ns.ip(&["-br", "addr", "show", "vrrp.51"]).is_ok_and(|o| o.contains(&format!(" {VRRP_VIP4}/")))
 }
+
+/// `promote_secondaries`, against keepalived on the same node: while it runs the interface
+/// promotes secondaries, so when l0's primary address goes its secondaries (another address
+/// of the node, and the VIP) stay, and the instance has a source address and stays master;
+/// without the keyword the kernel deletes them with the primary. The sysctl is back to 0
+/// after stop, for keepalived as for us.
+#[test]
+fn promote_secondaries_keeps_a_vip_through_the_primary_s_removal_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-promote");
+    let ns = &seg.nodes[0];
+    let primary = format!("{}/24", node4(0));
+    let other: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+    let sysctl = || ns.sh("cat /proc/sys/net/ipv4/conf/l0/promote_secondaries").unwrap().trim().to_string();
+    let run = |ours: bool, promote: bool| -> (String, bool, String) {
+        let opt = if promote { "    promote_secondaries\n" } else { "" };
+        let conf = dir.file(
+            &format!("promote-{ours}-{promote}.conf"),
+            &format!(
+                "vrrp_instance VI_1 {{\n    interface l0\n    virtual_router_id 51\n    priority 255\n    \
+                 advert_int 1\n{opt}    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+            ),
+        );
+        assert_eq!(sysctl(), "0", "promote_secondaries on before the run");
+        ns.ip(&["addr", "add", &format!("{other}/24"), "dev", "l0"]).unwrap();
+        let tag = format!("{}-{ours}-{promote}", dir.tag());
+        let stop: Box<dyn FnOnce() -> String> = if ours {
+            let mut d = Daemon::start(ns, &conf, &daemon::pin_dir(&tag), &["--interface", "l0"]).unwrap();
+            assert!(d.wait_log("-> MASTER", Duration::from_secs(5)), "{:#?}", d.log());
+            Box::new(move || {
+                d.stop().unwrap();
+                format!("{:#?}", d.log())
+            })
+        } else {
+            let mut k = Keepalived::start(ns, &conf, &dir, &format!("ka-{promote}")).unwrap();
+            assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(5)), "{}", k.log());
+            Box::new(move || {
+                k.stop().unwrap();
+                k.log()
+            })
+        };
+        assert!(eventually(Duration::from_secs(3), || seg.holds(0, VRRP_VIP4)));
+        let during = sysctl();
+        ns.ip(&["addr", "del", &primary, "dev", "l0"]).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let survived = seg.holds(0, VRRP_VIP4) && seg.holds(0, other);
+        let log = stop();
+        std::thread::sleep(Duration::from_millis(300));
+        let after = sysctl();
+        assert!(!seg.holds(0, VRRP_VIP4), "the VIP outlived the daemon:\n{log}");
+        let _ = ns.ip(&["addr", "flush", "dev", "l0", "scope", "global", "to", "192.0.2.0/24"]);
+        ns.ip(&["addr", "add", &primary, "dev", "l0"]).unwrap();
+        (during, survived, after)
+    };
+    for promote in [true, false] {
+        let theirs = run(false, promote);
+        let want = if promote { ("1", true, "0") } else { ("0", false, "0") };
+        assert_eq!((theirs.0.as_str(), theirs.1, theirs.2.as_str()), want, "keepalived, promote_secondaries {promote}");
+        assert_eq!(run(true, promote), theirs, "ours, promote_secondaries {promote}");
+    }
+}

@@ -103,14 +103,9 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "lb-daemon does not change kernel settings; set net.ipv4.igmp_link_local_mcast_reports=0 yourself if the network needs it",
     ),
     (
-        "promote_secondaries",
-        "vrrp_instance",
-        "set it on the interface yourself: sysctl net.ipv4.conf.IFACE.promote_secondaries=1",
-    ),
-    (
         "use_ipvlan",
         "vrrp_instance",
-        "virtual MACs (macvlan / ipvlan) are not implemented; remove it (the VIPs move with gratuitous ARP and unsolicited NA)",
+        "ipvlan VMACs are not implemented; use use_vmac (a macvlan with the VRRP MAC) or remove it",
     ),
     ("vrf", "vrrp_instance", "VRFs are not supported; run the instance on an interface outside a VRF"),
     (
@@ -1206,6 +1201,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
+    (
+        "vrrp_instance",
+        "promote_secondaries",
+        &["tests/tests/vrrp.rs::promote_secondaries_keeps_a_vip_through_the_primary_s_removal_as_keepalived"],
+    ),
     (
         "vrrp_instance",
         "skip_check_adv_addr",

@@ -576,6 +576,10 @@ pub struct VrrpInstance {
     /// `vmac_xmit_base`: adverts go out of (and are heard on) `interface`, not the VMAC.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub vmac_xmit_base: bool,
+    /// `promote_secondaries`: net.ipv4.conf.IFACE.promote_secondaries=1 while lb-daemon runs
+    /// (a secondary address, a VIP in the primary's subnet, survives the primary's removal).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote_secondaries: bool,
     pub notify: Notify,
     pub debug: Option<u32>,
     pub lvs_sync_daemon_interface: Option<String>,
@@ -680,6 +684,7 @@ impl VrrpInstance {
             unicast_ttl: None,
             use_vmac: None,
             vmac_xmit_base: false,
+            promote_secondaries: false,
             notify: Notify::default(),
             debug: None,
             lvs_sync_daemon_interface: None,

@@ -381,6 +381,9 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         err("vmac_xmit_base is only valid with a vmac (keepalived reports a config error and clears it); add use_vmac or remove it".into());
     }
     if v.use_vmac.is_some() {
+        if v.promote_secondaries {
+            err("promote_secondaries is automatically set for vmacs (keepalived reports a config error and ignores it); remove it".into());
+        }
         if v6 && v.vmac_xmit_base {
             err("vmac_xmit_base on an IPv6 instance is not supported in this version; remove it (adverts then leave from the VMAC)".into());
         }

@@ -598,6 +598,7 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("unicast_ttl", |ctx, v, st| v.unicast_ttl = ctx.parse_range(st, 0, "a TTL", 0u8, 255)),
     Keyword::new("use_vmac", use_vmac),
     Keyword::new("vmac_xmit_base", |ctx, v, st| v.vmac_xmit_base = ctx.flag(st)),
+    Keyword::new("promote_secondaries", |ctx, v, st| v.promote_secondaries = ctx.flag(st)),
     // Always on here: see global_defs' vrrp_check_unicast_src.
     Keyword::new("check_unicast_src", |ctx, _, st| {
         ctx.flag(st);

@@ -124,11 +124,11 @@ fn sysctl_path(family: &str, iface: &str, key: &str) -> String {
     format!("/proc/sys/net/{family}/conf/{iface}/{key}")
 }
 
-fn read_sysctl(family: &str, iface: &str, key: &str) -> Option<u32> {
+pub(crate) fn read_sysctl(family: &str, iface: &str, key: &str) -> Option<u32> {
     std::fs::read_to_string(sysctl_path(family, iface, key)).ok()?.trim().parse().ok()
 }
 
-fn write_sysctl(family: &str, iface: &str, key: &str, v: u32) {
+pub(crate) fn write_sysctl(family: &str, iface: &str, key: &str, v: u32) {
     if let Err(e) = std::fs::write(sysctl_path(family, iface, key), v.to_string()) {
         warn!("setting net.{family}.conf.{iface}.{key}={v}: {e}");
     }

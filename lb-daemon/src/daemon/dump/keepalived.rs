@@ -496,7 +496,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         if c.preempt_delay != 0 {
             line(format!("   Preempt delay = {} secs", c.preempt_delay));
         }
-        line("   Promote_secondaries = disabled".into());
+        line(format!("   Promote_secondaries = {}", if c.promote_secondaries { "enabled" } else { "disabled" }));
         match &c.authentication {
             Some(a) if version == 2 && a.auth_type == AuthType::Pass => {
                 line("   Authentication type = SIMPLE_PASSWORD".into());
@@ -720,7 +720,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("base_priority", json!(c.priority));
             put("effective_priority", json!(i.effective_priority()));
             put("vipset", json!(state == State::Master));
-            put("promote_secondaries", json!(false));
+            put("promote_secondaries", json!(c.promote_secondaries));
             put("adver_int", num(adver_int));
             put("master_adver_int", num(adver_int));
             put("accept", json!(u8::from(i.accept())));

@@ -97,6 +97,9 @@ pub struct Engine {
     statics: Statics,
     /// The instances' VMACs (`use_vmac`).
     vmacs: crate::vrrp::vmac::Vmacs,
+    /// Interfaces whose promote_secondaries we turned on (`promote_secondaries`), turned off
+    /// again at stop as keepalived does; one already on is left alone.
+    promoted: std::collections::BTreeSet<String>,
     notifier: Notifier,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
@@ -125,6 +128,7 @@ impl Engine {
             netlink,
             statics,
             vmacs: Default::default(),
+            promoted: Default::default(),
             notifier,
             mail_vrrp: g.vrrp_mail(),
             tx,
@@ -152,6 +156,9 @@ impl Engine {
             Ok(x) => x,
             Err(e) => return error!("vrrp_instance {}: use_vmac: {e:#}; this instance is not run", v.name),
         };
+        if let (true, None, Some(iface)) = (v.promote_secondaries, &vmac, &v.interface) {
+            self.promote_secondaries(iface);
+        }
         let (mut inst, rx) = match LiveInstance::open(cfg, v, id, now, vmac.as_deref()) {
             Ok(x) => x,
             Err(e) => return error!("vrrp_instance {}: {e:#}; this instance is not run", v.name),
@@ -199,6 +206,16 @@ impl Engine {
                 .await?;
         self.vmacs.ensure(&self.netlink, &name, base, vrid, link_local).await?;
         Ok(Some(name))
+    }
+
+    /// keepalived's `set_promote_secondaries`: on for `iface` unless it already is.
+    fn promote_secondaries(&mut self, iface: &str) {
+        use crate::vrrp::vmac::{read_sysctl, write_sysctl};
+        if self.promoted.contains(iface) || read_sysctl("ipv4", iface, "promote_secondaries") != Some(0) {
+            return;
+        }
+        write_sysctl("ipv4", iface, "promote_secondaries", 1);
+        self.promoted.insert(iface.to_string());
     }
 
     /// Deletes the VMACs no running instance has.
@@ -345,8 +362,11 @@ impl Engine {
                 t.abort();
             }
         }
-        // keepalived deletes its VMACs at shutdown.
+        // keepalived deletes its VMACs at shutdown and resets promote_secondaries.
         self.vmacs.retain(&self.netlink, &[]).await;
+        for iface in std::mem::take(&mut self.promoted) {
+            crate::vrrp::vmac::write_sysctl("ipv4", &iface, "promote_secondaries", 0);
+        }
     }
 
     async fn on_input(&mut self, input: Input) {
