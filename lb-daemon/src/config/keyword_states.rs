@@ -981,7 +981,9 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "lvs_sync_daemon",
         &[
             "lb-daemon/src/daemon/node/tests.rs::connection_sync_follows_its_vrrp_instance",
+            "lb-daemon/src/daemon/node/tests.rs::connection_sync_without_an_instance_runs_master_and_backup",
             "lb-daemon/src/ipvs/tests.rs::sync_daemons_encode_as_ipvsadm_does",
+            "lb-daemon/src/ipvs/tests.rs::master_and_backup_are_two_kernel_daemons",
             "lb-daemon/src/config/tests.rs::lvs_sync_daemon_options_as_keepalived",
             "tests/tests/ctsync.rs::synced_flows_survive_a_master_kill_and_unsynced_ones_do_not",
             "tests/tests/ctsync.rs::synced_nat_flows_keep_their_reply_translation",
