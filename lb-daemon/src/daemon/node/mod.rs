@@ -770,10 +770,14 @@ pub struct SyncConfig {
 /// As keepalived 2.2.7: `lvs_sync_daemon` without an instance name runs master and backup
 /// together for good (its checker starts both and no VRRP transition switches them), with
 /// sync id 0 unless `id` says otherwise; with a name, the role follows that instance and the
-/// sync id defaults to its VRID.
+/// sync id defaults to its VRID; a name that is no instance means no sync (keepalived clears
+/// the sync config; validation warns).
 pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
     if let Some(l) = &c.global.lvs_sync_daemon {
-        let inst = l.vrrp_instance.as_ref().and_then(|n| c.vrrp_instances.iter().find(|v| &v.name == n));
+        let inst = match &l.vrrp_instance {
+            Some(n) => Some(c.vrrp_instances.iter().find(|v| &v.name == n)?),
+            None => None,
+        };
         let sync_id =
             l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
         let mcast = crate::dataplane::SyncMcast { maxlen: l.maxlen, port: l.port, ttl: l.ttl, group: l.group };

@@ -210,6 +210,10 @@ fn connection_sync_follows_its_vrrp_instance() {
     let mut p = started(&text, None);
     let a = publish(&mut p, vrrp::State::Master);
     assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
+    // An instance that does not exist: no sync at all (keepalived clears its sync config).
+    let mut x = started(&text.replace("eth1 VI_1", "eth1 VI_9"), Some(BackendKind::Ipvs));
+    let a = publish(&mut x, vrrp::State::Master);
+    assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
 }
 
 /// `lvs_sync_daemon IFACE` naming no instance: master and backup together whatever VRRP does
