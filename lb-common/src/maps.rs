@@ -143,6 +143,7 @@ pub struct FlowValue {
     /// Padding as scalars: a zeroed array becomes a slow `memset` call in BPF code.
     pub pad8: u8,
     pub pad16: u16,
+    /// Flags the daemon keeps with the flow (`FLOW_SYNCED`); zero as the data plane inserts it.
     pub pad32: u32,
 }
 

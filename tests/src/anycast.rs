@@ -203,8 +203,13 @@ pub fn lb_conf() -> Result<String> {
 /// Starts node `i`'s daemons: lb-daemon first (it clears what a killed run left in the
 /// announcement table before BIRD could export it), then BIRD.
 pub fn start_node(topo: &Topo, dir: &TempDir, i: usize, generation: u32) -> Result<Node> {
+    start_node_with(topo, dir, i, generation, &lb_conf()?)
+}
+
+/// `start_node` with this keepalived.conf (`generation` names the node's files: unique per run).
+pub fn start_node_with(topo: &Topo, dir: &TempDir, i: usize, generation: u32, conf: &str) -> Result<Node> {
     let ns = &topo.nodes[i];
-    let cfg = TempConfig::new(&format!("scale-lb{i}-{generation}"), &lb_conf()?);
+    let cfg = TempConfig::new(&format!("scale-lb{i}-{generation}"), conf);
     let pins = daemon::pin_dir(&format!("scale-{i}-{generation}"));
     let lb = Daemon::start(ns, &cfg, &pins, &[]).with_context(|| format!("lb-daemon on node {i}"))?;
     let bird_conf = shipped("bird-lb.conf")?.replace("192.0.2.11", &node_addr(i));
@@ -495,6 +500,120 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     )?;
     drop(n1);
     drop(mh);
+    drop(rr);
+    drop(nodes);
+    drop(servers);
+    let names = topo.names();
+    drop(topo);
+    let left: Vec<String> = names.into_iter().filter(|n| PathBuf::from("/run/netns").join(n).exists()).collect();
+    f.took = started.elapsed();
+    writeln!(
+        out,
+        "took {:.1} s; namespaces left: {}",
+        f.took.as_secs_f64(),
+        if left.is_empty() { "none".into() } else { left.join(" ") }
+    )?;
+    Ok(f)
+}
+
+/// `lb_conf` with connection sync between the nodes: `lvs_sync_daemon e1` naming no VRRP
+/// instance, so every node runs master and backup at once (active-active), on the link the
+/// nodes share with the real servers.
+pub fn sync_conf() -> Result<String> {
+    let c = lb_conf()?;
+    ensure!(c.contains("global_defs {\n"), "lb.conf has no global_defs");
+    Ok(c.replacen(
+        "global_defs {\n",
+        "global_defs {\n    # Connection sync, master and backup on every node.\n    lvs_sync_daemon e1\n",
+        1,
+    ))
+}
+
+/// What the sync story measured.
+#[derive(Debug, Default)]
+pub struct SyncFigures {
+    pub hops_at_start: usize,
+    /// Flows each node applied from the others' sync before the loss.
+    pub applied: Vec<u64>,
+    /// Flow entries each node sent before the loss.
+    pub sent: Vec<u64>,
+    /// rr connections kept through node 0's loss (same real server), out of those working.
+    pub loss_rr: (usize, usize),
+    pub took: Duration,
+}
+
+/// A `conn_sync` counter of `d`'s status (0 when it cannot be read).
+fn sync_counter(d: &Daemon, name: &str) -> u64 {
+    d.status().ok().and_then(|s| s["conn_sync"][name].as_u64()).unwrap_or(0)
+}
+
+/// The story's node loss with connection sync (`sync_conf`): rr connections through three
+/// nodes, each node sending its own new flows and applying the others'; node 0 killed as in
+/// `story`; the rr connections ECMP moves to the other two find their flow there.
+pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
+    let started = Instant::now();
+    let mut f = SyncFigures::default();
+    let topo = Topo::new()?;
+    let dir = TempDir::new("scale-out-sync");
+    // Both services up (the VIP is announced while each of its services is).
+    let mut servers = Vec::new();
+    for (j, s) in topo.servers.iter().enumerate() {
+        for p in [80u16, 81] {
+            servers.push(Backend::start(s, format!("rs{j}"), SocketAddr::from(([0, 0, 0, 0], p))));
+        }
+    }
+    let _router = Bird::start(&topo.router, &dir, "router-sync", &shipped("bird-router.conf")?)?;
+    let conf = sync_conf()?;
+    let mut nodes: Vec<Option<Node>> = Vec::new();
+    for i in 0..NODES {
+        nodes.push(Some(start_node_with(&topo, &dir, i, 100, &conf)?));
+    }
+    let up = topo.wait_hops(NODES, Duration::from_secs(20));
+    f.hops_at_start = topo.next_hops().len();
+    writeln!(out, "with connection sync (lvs_sync_daemon e1, no VRRP instance: master and backup on every node)")?;
+    writeln!(out, "route {VIP}: {} next hops ({:.1} s after start)", f.hops_at_start, started.elapsed().as_secs_f64())?;
+    if up.is_none() {
+        bail!("the router never had {NODES} next hops");
+    }
+    let mut rr = Conns::open(&topo.client, 81, RR_CONNS)?;
+    let steady = rr.round(1);
+    // Every flow reaches the two other nodes: each node applies what the others opened
+    // (scans every second; bounded wait). Then two more scan periods, in which an echo (a
+    // node sending back what it applied) would show as more entries sent and applied.
+    let t = Instant::now();
+    let applied = |nodes: &[Option<Node>]| -> Vec<u64> {
+        nodes.iter().flatten().map(|n| sync_counter(&n.lb, "applied")).collect()
+    };
+    while applied(&nodes).iter().sum::<u64>() < (RR_CONNS * (NODES - 1)) as u64 && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    f.applied = applied(&nodes);
+    f.sent = nodes.iter().flatten().map(|n| sync_counter(&n.lb, "sent_entries")).collect();
+    writeln!(
+        out,
+        "{RR_CONNS} connections to port 81 (rr): a steady round {steady}/{RR_CONNS}; flow entries sent by each node {:?}, \
+         applied from the others' sync {:?}",
+        f.sent, f.applied
+    )?;
+
+    let t0 = Instant::now();
+    topo.nodes[0].sh("ip link set e0 down && ip link set e1 down")?;
+    let mut dead = nodes[0].take().context("node 0")?;
+    dead.lb.signal(Signal::SIGKILL)?;
+    dead.bird.kill9();
+    let gone = topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t0.elapsed());
+    drop(dead);
+    let before = rr.conns.len();
+    f.loss_rr = (rr.round(2), before);
+    writeln!(
+        out,
+        "node 0 killed: its next hop gone after {gone:?}; rr connections that kept working {}/{} ({:.1}%)",
+        f.loss_rr.0,
+        f.loss_rr.1,
+        pct(f.loss_rr.0, f.loss_rr.1)
+    )?;
     drop(rr);
     drop(nodes);
     drop(servers);

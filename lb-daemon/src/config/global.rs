@@ -229,6 +229,7 @@ fn lvs_sync_daemon(ctx: &mut Ctx, g: &mut GlobalDefs, stmt: &Stmt) {
         port: None,
         ttl: None,
         group: None,
+        span: stmt.keyword().span,
     };
     let args = stmt.args();
     let mut i = 1;

@@ -234,10 +234,12 @@ pub struct LvsTimeouts {
     pub span: Span,
 }
 
-/// `lvs_sync_daemon INTERFACE VRRP_INSTANCE [id N] [maxlen N] [port N] [ttl N] [group IP]`.
+/// `lvs_sync_daemon INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N] [ttl N]
+/// [group IP]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LvsSyncDaemon {
     pub interface: String,
+    /// The VRRP instance the sync role follows; `None`: master and backup at once.
     pub vrrp_instance: Option<String>,
     pub sync_id: Option<u8>,
     /// `maxlen`: the sync datagrams' largest UDP payload.
@@ -252,6 +254,8 @@ pub struct LvsSyncDaemon {
     /// `group`: the multicast group (224.0.0.81 by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<IpAddr>,
+    #[serde(skip)]
+    pub span: Span,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

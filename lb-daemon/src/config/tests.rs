@@ -84,7 +84,8 @@ fn global_defs_and_static_blocks() {
             maxlen: None,
             port: None,
             ttl: None,
-            group: None
+            group: None,
+            span: g.lvs_sync_daemon.as_ref().unwrap().span,
         })
     );
     assert_eq!(g.lb_backend, Some(BackendKind::Bpf));
@@ -589,6 +590,12 @@ fn lvs_sync_daemon_options_as_keepalived() {
     let l = parse_str("t.conf", "global_defs {\n lvs_sync_daemon eth1 VI_1 9\n}\n");
     assert!(!l.has_errors(), "{}", l.render());
     assert_eq!(l.config.global.lvs_sync_daemon.unwrap().sync_id, Some(9));
+    // An instance that does not exist: keepalived clears the sync config; a warning here.
+    let l = parse_str("t.conf", "global_defs {\n lvs_sync_daemon eth1 inst VI_9\n}\n");
+    assert!(!l.has_errors(), "{}", l.render());
+    assert!(l.render().contains("no vrrp_instance `VI_9`; connection sync is off"), "{}", l.render());
+    let l = parse_str("t.conf", "global_defs {\n lvs_sync_daemon eth1\n}\n");
+    assert!(l.diagnostics.is_empty(), "{}", l.render());
     for (line, says) in [
         ("lvs_sync_daemon eth1 VI_1 id 7 colour blue", "unknown option `colour`"),
         ("lvs_sync_daemon eth1 VI_1 group 192.0.2.1", "not a multicast address"),

@@ -487,6 +487,17 @@ fn ipvs_only(backend: BackendKind, span: super::diag::Span, msg: String, d: &mut
 }
 
 fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
+    // keepalived 2.2.7's `vrrp_complete_init`: an instance it cannot find clears the sync
+    // config (and its checker starts no daemon for a named instance): no sync at all.
+    if let Some(l) = &cfg.global.lvs_sync_daemon
+        && let Some(name) = &l.vrrp_instance
+        && !cfg.vrrp_instances.iter().any(|v| &v.name == name)
+    {
+        d.push(Diagnostic::warning(
+            l.span,
+            format!("lvs_sync_daemon: no vrrp_instance `{name}`; connection sync is off (as keepalived)"),
+        ));
+    }
     if let Some(t) = &cfg.global.lvs_timeouts {
         ipvs_only(
             backend,

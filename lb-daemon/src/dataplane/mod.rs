@@ -21,11 +21,32 @@ use crate::config::BackendKind;
 use services::DesiredService;
 
 /// The connection sync daemon's role (keepalived's `lvs_sync_daemon`): master while its
-/// VRRP instance is master, backup otherwise.
+/// VRRP instance is master, backup otherwise; both at once when it names no instance (as
+/// keepalived 2.2.7 starts it: active-active nodes, e.g. behind ECMP, each send their own
+/// flows and take the others').
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncRole {
     Master,
     Backup,
+    Both,
+}
+
+impl SyncRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncRole::Master => "master",
+            SyncRole::Backup => "backup",
+            SyncRole::Both => "master+backup",
+        }
+    }
+
+    pub fn sends(self) -> bool {
+        matches!(self, SyncRole::Master | SyncRole::Both)
+    }
+
+    pub fn receives(self) -> bool {
+        matches!(self, SyncRole::Backup | SyncRole::Both)
+    }
 }
 
 /// Connection sync as it should run now.

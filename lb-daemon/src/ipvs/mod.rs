@@ -265,31 +265,36 @@ impl IpvsBackend {
     }
 
     /// Starts, switches or stops the connection sync daemon (`lvs_sync_daemon`): master while
-    /// the VRRP instance is master, backup otherwise.
+    /// the VRRP instance is master, backup otherwise, both (two kernel daemons, as keepalived
+    /// starts them) without an instance.
     pub fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         if want == self.sync {
             return Ok(());
         }
         if let Some(old) = self.sync.take() {
-            self.client
-                .request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(state_code(old.role))])
-                .context("stopping the IPVS sync daemon")?;
-            info!(state = role_name(old.role), "IPVS sync daemon stopped");
+            for state in state_codes(old.role) {
+                self.client
+                    .request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(state)])
+                    .context("stopping the IPVS sync daemon")?;
+            }
+            info!(state = old.role.name(), "IPVS sync daemon stopped");
         }
         if let Some(w) = want {
-            let d = SyncDaemon {
-                state: state_code(w.role),
-                interface: w.interface.clone(),
-                sync_id: w.sync_id,
-                maxlen: w.mcast.maxlen,
-                port: w.mcast.port,
-                ttl: w.mcast.ttl,
-                group: w.mcast.group,
-            };
-            self.client
-                .request(cmd::NEW_DAEMON, vec![d.attr()])
-                .with_context(|| format!("starting the IPVS sync daemon ({}, {})", role_name(w.role), w.interface))?;
-            info!(state = role_name(w.role), interface = w.interface, sync_id = w.sync_id, "IPVS sync daemon started");
+            for state in state_codes(w.role) {
+                let d = SyncDaemon {
+                    state,
+                    interface: w.interface.clone(),
+                    sync_id: w.sync_id,
+                    maxlen: w.mcast.maxlen,
+                    port: w.mcast.port,
+                    ttl: w.mcast.ttl,
+                    group: w.mcast.group,
+                };
+                self.client
+                    .request(cmd::NEW_DAEMON, vec![d.attr()])
+                    .with_context(|| format!("starting the IPVS sync daemon ({}, {})", w.role.name(), w.interface))?;
+            }
+            info!(state = w.role.name(), interface = w.interface, sync_id = w.sync_id, "IPVS sync daemon started");
             self.sync = Some(w);
         }
         Ok(())
@@ -387,17 +392,12 @@ impl IpvsBackend {
     }
 }
 
-fn state_code(r: SyncRole) -> u32 {
+/// The kernel daemons a role runs: the kernel takes one state per daemon.
+fn state_codes(r: SyncRole) -> Vec<u32> {
     match r {
-        SyncRole::Master => msg::STATE_MASTER,
-        SyncRole::Backup => msg::STATE_BACKUP,
-    }
-}
-
-fn role_name(r: SyncRole) -> &'static str {
-    match r {
-        SyncRole::Master => "master",
-        SyncRole::Backup => "backup",
+        SyncRole::Master => vec![msg::STATE_MASTER],
+        SyncRole::Backup => vec![msg::STATE_BACKUP],
+        SyncRole::Both => vec![msg::STATE_MASTER, msg::STATE_BACKUP],
     }
 }
 

@@ -423,3 +423,14 @@ fn sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum() {
     let same = desired_of(" sorry_server_inhibit\n", "198.51.100.11 8080");
     assert_eq!(weights(&same, true), [(8080 + 11, 1)]);
 }
+
+/// `lvs_sync_daemon` without an instance: two kernel daemons, a master and a backup, as
+/// keepalived's `ipvs_syncd_cmd(.., IPVS_MASTER_BACKUP)` starts them (the kernel takes one
+/// state per daemon).
+#[test]
+fn master_and_backup_are_two_kernel_daemons() {
+    use super::{SyncRole, state_codes};
+    assert_eq!(state_codes(SyncRole::Master), [msg::STATE_MASTER]);
+    assert_eq!(state_codes(SyncRole::Backup), [msg::STATE_BACKUP]);
+    assert_eq!(state_codes(SyncRole::Both), [msg::STATE_MASTER, msg::STATE_BACKUP]);
+}

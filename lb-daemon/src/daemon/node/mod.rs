@@ -511,18 +511,20 @@ impl Node {
     }
 
     /// Connection sync follows its VRRP instance (keepalived's `lvs_sync_daemon`): master
-    /// while the instance is master, backup otherwise; then the status goes out.
+    /// while the instance is master, backup otherwise, both without an instance; then the
+    /// status goes out.
     fn publish(&mut self, vrrp: Vec<VrrpStatus>, backend: Option<BackendStatus>) -> Vec<Action> {
         let mut out = Vec::new();
         if self.backend.is_some() {
             let want = sync_config(&self.current.config).map(|s| {
-                let master = vrrp.iter().any(|v| v.instance == s.instance && v.state == vrrp::State::Master);
-                SyncWant {
-                    role: if master { SyncRole::Master } else { SyncRole::Backup },
-                    interface: s.interface,
-                    sync_id: s.sync_id,
-                    mcast: s.mcast,
-                }
+                let role = match &s.instance {
+                    None => SyncRole::Both,
+                    Some(i) if vrrp.iter().any(|v| &v.instance == i && v.state == vrrp::State::Master) => {
+                        SyncRole::Master
+                    }
+                    Some(_) => SyncRole::Backup,
+                };
+                SyncWant { role, interface: s.interface, sync_id: s.sync_id, mcast: s.mcast }
             });
             // Remembered either way: a refusal is logged once, not every period.
             if want != self.sync {
@@ -754,32 +756,37 @@ pub fn fences(cfg: &config::Config, vrrp: &[VrrpStatus]) -> BTreeMap<IpAddr, u32
     out
 }
 
-/// Connection sync as configured: keepalived's `lvs_sync_daemon IFACE INSTANCE [id N]`, or the
-/// older per-instance `lvs_sync_daemon_interface IFACE` (the sync id then defaults to the
+/// Connection sync as configured: keepalived's `lvs_sync_daemon IFACE [INSTANCE] [id N]`, or
+/// the older per-instance `lvs_sync_daemon_interface IFACE` (the sync id then defaults to the
 /// instance's VRID, as keepalived does).
 pub struct SyncConfig {
     pub interface: String,
-    pub instance: String,
+    /// The VRRP instance the role follows; None: master and backup at once (active-active).
+    pub instance: Option<String>,
     pub sync_id: u32,
     pub mcast: crate::dataplane::SyncMcast,
 }
 
+/// As keepalived 2.2.7: `lvs_sync_daemon` without an instance name runs master and backup
+/// together for good (its checker starts both and no VRRP transition switches them), with
+/// sync id 0 unless `id` says otherwise; with a name, the role follows that instance and the
+/// sync id defaults to its VRID; a name that is no instance means no sync (keepalived clears
+/// the sync config; validation warns).
 pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
     if let Some(l) = &c.global.lvs_sync_daemon {
         let inst = match &l.vrrp_instance {
-            Some(n) => c.vrrp_instances.iter().find(|v| &v.name == n),
-            None => c.vrrp_instances.first(),
+            Some(n) => Some(c.vrrp_instances.iter().find(|v| &v.name == n)?),
+            None => None,
         };
-        let instance = inst.map_or_else(|| l.vrrp_instance.clone().unwrap_or_default(), |v| v.name.clone());
         let sync_id =
             l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
         let mcast = crate::dataplane::SyncMcast { maxlen: l.maxlen, port: l.port, ttl: l.ttl, group: l.group };
-        return Some(SyncConfig { interface: l.interface.clone(), instance, sync_id, mcast });
+        return Some(SyncConfig { interface: l.interface.clone(), instance: l.vrrp_instance.clone(), sync_id, mcast });
     }
     c.vrrp_instances.iter().find_map(|v| {
         v.lvs_sync_daemon_interface.as_ref().map(|i| SyncConfig {
             interface: i.clone(),
-            instance: v.name.clone(),
+            instance: Some(v.name.clone()),
             sync_id: u32::from(v.virtual_router_id.unwrap_or(0)),
             mcast: Default::default(),
         })

@@ -210,6 +210,33 @@ fn connection_sync_follows_its_vrrp_instance() {
     let mut p = started(&text, None);
     let a = publish(&mut p, vrrp::State::Master);
     assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
+    // An instance that does not exist: no sync at all (keepalived clears its sync config).
+    let mut x = started(&text.replace("eth1 VI_1", "eth1 VI_9"), Some(BackendKind::Ipvs));
+    let a = publish(&mut x, vrrp::State::Master);
+    assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
+}
+
+/// `lvs_sync_daemon IFACE` naming no instance: master and backup together whatever VRRP does
+/// (keepalived 2.2.7 starts both and no transition switches them), sync id 0 unless `id`.
+#[test]
+fn connection_sync_without_an_instance_runs_master_and_backup() {
+    for (opts, sync_id) in [("", 0), (" id 5", 5)] {
+        let text = format!("global_defs {{\n lvs_sync_daemon eth1{opts}\n}}\n{VRRP}");
+        let mut n = started(&text, Some(BackendKind::Bpf));
+        let publish = |n: &mut Node, state| {
+            let vrrp = vec![VrrpStatus { instance: "VI_1".into(), state, ..Default::default() }];
+            n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
+        };
+        let want = SyncWant { role: SyncRole::Both, interface: "eth1".into(), sync_id, mcast: Default::default() };
+        assert_eq!(publish(&mut n, vrrp::State::Backup)[0], Action::SetSync(Some(want)));
+        let a = publish(&mut n, vrrp::State::Master);
+        assert!(!a.iter().any(|a| matches!(a, Action::SetSync(_))), "{a:?}");
+        // No VRRP at all (active-active nodes behind ECMP): the same.
+        let text = format!("global_defs {{\n lvs_sync_daemon eth1{opts}\n}}\n");
+        let mut n = started(&text, Some(BackendKind::Bpf));
+        let a = n.on_event(Event::Tick(Tick::Publish { vrrp: Vec::new(), backend: None }));
+        assert!(matches!(&a[0], Action::SetSync(Some(w)) if w.role == SyncRole::Both && w.sync_id == sync_id), "{a:?}");
+    }
 }
 
 /// The older per-instance `lvs_sync_daemon_interface IFACE`: connection sync on IFACE

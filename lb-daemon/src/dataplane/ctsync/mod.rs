@@ -30,7 +30,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use super::{
-    SyncMcast, SyncRole, SyncWant,
+    SyncMcast, SyncWant,
     bpf::{maps::pinned, monotonic_ns},
 };
 use xlate::Directory;
@@ -78,10 +78,7 @@ pub struct SyncStats {
 impl Counters {
     pub fn snapshot(&self, want: Option<&SyncWant>) -> SyncStats {
         SyncStats {
-            role: want.map(|w| match w.role {
-                SyncRole::Master => "master".to_string(),
-                SyncRole::Backup => "backup".to_string(),
-            }),
+            role: want.map(|w| w.role.name().to_string()),
             interface: want.map(|w| w.interface.clone()),
             sync_id: want.map(|w| w.sync_id),
             sent_entries: self.sent_entries.load(Relaxed),
@@ -106,17 +103,17 @@ pub struct Shared {
     pub expired_lock: Arc<Mutex<()>>,
 }
 
-/// A running sync thread; stopped (and joined) on drop.
+/// The running sync threads (master, backup or both); stopped (and joined) on drop.
 pub struct CtSync {
     pub want: SyncWant,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for CtSync {
     fn drop(&mut self) {
         self.stop.store(true, Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -215,44 +212,62 @@ fn recv_socket(iface: &str, group: &SocketAddr) -> Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Starts the thread for `want`'s role. Socket and map errors come back from here; later
-/// errors are counted and logged (rate-limited), never fatal.
+/// Starts the threads for `want`'s role: a master, a backup, or both on one sync id (nodes
+/// that are all active, behind ECMP: each sends its own flows and applies the others'; what
+/// it applied it does not send back, see `xlate::Sent::due`, and its own datagrams do not
+/// come back to it, the send socket has multicast loop off). Socket and map errors come back
+/// from here; later errors are counted and logged (rate-limited), never fatal.
 pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> {
     let sync_id = u8::try_from(want.sync_id).context("sync id above 255")?;
-    let conntrack: HashMap<MapData, FlowKey, FlowValue> =
-        HashMap::try_from(pinned(&pin_dir.join(MAP_CONNTRACK))?).context("lb_conntrack")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let conntrack = || -> Result<HashMap<MapData, FlowKey, FlowValue>> {
+        HashMap::try_from(pinned(&pin_dir.join(MAP_CONNTRACK))?).context("lb_conntrack")
+    };
     let iface = want.interface.clone();
     let dest = destination(&want.mcast);
-    let thread = match want.role {
-        SyncRole::Master => {
-            let sock = send_socket(&iface, &dest, want.mcast.ttl.unwrap_or(1))?;
-            let len = want.mcast.maxlen.map_or_else(|| maxlen(&iface), usize::from);
+    // Sockets and maps first: an error starts nothing.
+    let master_parts = if want.role.sends() {
+        let sock = send_socket(&iface, &dest, want.mcast.ttl.unwrap_or(1))?;
+        let len = want.mcast.maxlen.map_or_else(|| maxlen(&iface), usize::from);
+        Some((sock, conntrack()?, len))
+    } else {
+        None
+    };
+    let backup_parts = if want.role.receives() {
+        let sock = recv_socket(&iface, &dest)?;
+        let nat_rev: HashMap<MapData, FlowKey, NatRev> =
+            HashMap::try_from(pinned(&pin_dir.join(MAP_NAT_REV))?).context("lb_nat_rev")?;
+        let expired: Array<MapData, RealConns> =
+            Array::try_from(pinned(&pin_dir.join(MAP_REAL_EXPIRED))?).context("lb_real_expired")?;
+        Some((sock, BackupMaps { conntrack: conntrack()?, nat_rev, expired }))
+    } else {
+        None
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut sync = CtSync { want: want.clone(), stop: stop.clone(), threads: Vec::new() };
+    if let Some((sock, conntrack, len)) = master_parts {
+        let (shared, flag) = (shared.clone(), stop.clone());
+        sync.threads.push(
             std::thread::Builder::new()
                 .name("ctsync-master".into())
-                .spawn(move || master(sock, dest, conntrack, sync_id, len, shared, flag))?
-        }
-        SyncRole::Backup => {
-            let sock = recv_socket(&iface, &dest)?;
-            let nat_rev: HashMap<MapData, FlowKey, NatRev> =
-                HashMap::try_from(pinned(&pin_dir.join(MAP_NAT_REV))?).context("lb_nat_rev")?;
-            let expired: Array<MapData, RealConns> =
-                Array::try_from(pinned(&pin_dir.join(MAP_REAL_EXPIRED))?).context("lb_real_expired")?;
-            let maps = BackupMaps { conntrack, nat_rev, expired };
+                .spawn(move || master(sock, dest, conntrack, sync_id, len, shared, flag))?,
+        );
+    }
+    if let Some((sock, maps)) = backup_parts {
+        let flag = stop.clone();
+        sync.threads.push(
             std::thread::Builder::new()
                 .name("ctsync-backup".into())
-                .spawn(move || backup(sock, maps, sync_id, shared, flag))?
-        }
-    };
+                .spawn(move || backup(sock, maps, sync_id, shared, flag))?,
+        );
+    }
     info!(
-        role = if want.role == SyncRole::Master { "master" } else { "backup" },
+        role = want.role.name(),
         interface = want.interface,
         sync_id,
         group = %dest,
         "connection sync started (IPVS sync protocol v1)"
     );
-    Ok(CtSync { want: want.clone(), stop, thread: Some(thread) })
+    Ok(sync)
 }
 
 /// A warning at most every `LOG_EVERY`.

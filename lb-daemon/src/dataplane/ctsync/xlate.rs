@@ -126,7 +126,8 @@ pub struct Apply {
 }
 
 /// Translates a received entry for this node's services, with `now` as its last-seen time
-/// (`bpf_ktime_get_coarse_ns`'s clock).
+/// (`bpf_ktime_get_coarse_ns`'s clock), marked `FLOW_SYNCED` so that this node's own master
+/// (active-active) does not send it back.
 pub fn from_entry(e: &Entry, dir: &Directory, now: u64) -> Result<Apply, Skip> {
     let state = ct_state(e.protocol, e.state).ok_or(Skip::State)?;
     let (src, family) = services::addr_bytes(e.caddr);
@@ -147,7 +148,7 @@ pub fn from_entry(e: &Entry, dir: &Directory, now: u64) -> Result<Apply, Skip> {
         None => return Err(Skip::Real),
     };
     let key = FlowKey { src, dst, sport: e.cport, dport: e.vport, proto: e.protocol, family, pad: [0; 2] };
-    let value = FlowValue { real_id, svc_id, last_ns: now, state, ..Default::default() };
+    let value = FlowValue { real_id, svc_id, last_ns: now, state, pad32: FLOW_SYNCED, ..Default::default() };
     let nat_rev = (fwd == ForwardMethod::Nat).then(|| {
         let (raddr, _) = services::addr_bytes(e.daddr);
         let rkey =
@@ -183,12 +184,17 @@ impl Sent {
     /// The flows of one scan (`lb_conntrack` at `now`) to send: new ones, those whose real
     /// server or state changed, and those last sent over half their timeout ago. Expired
     /// entries are not sent; flows gone from the table are forgotten. At most `limit`.
+    ///
+    /// Flows received from another node (`FLOW_SYNCED`) are never sent, also when ECMP moved
+    /// them here and their state changes: nodes that run master and backup together would
+    /// otherwise echo every flow between them for ever. Their origin keeps the others' copies
+    /// fresh while it lives; once it is gone, each copy lives on the node that forwards it.
     pub fn due(&mut self, flows: &[(FlowKey, FlowValue)], now: u64, limit: usize) -> Vec<(FlowKey, FlowValue)> {
         let mut out = Vec::new();
         let mut seen: HashMap<FlowKey, (u32, u8, u64)> = HashMap::with_capacity(flows.len());
         for (k, v) in flows {
             let timeout = flow_timeout_secs(v.state) * NS;
-            if now.saturating_sub(v.last_ns) > timeout {
+            if v.pad32 & FLOW_SYNCED != 0 || now.saturating_sub(v.last_ns) > timeout {
                 continue;
             }
             let prev = self.flows.get(k).copied();
@@ -272,7 +278,7 @@ mod tests {
             assert_eq!(e.daddr, d.reals[&real].ip());
             let a = from_entry(&e, &d, now).unwrap();
             assert_eq!(a.key, k);
-            assert_eq!(a.value, FlowValue { last_ns: now, ..v });
+            assert_eq!(a.value, FlowValue { last_ns: now, pad32: FLOW_SYNCED, ..v });
             assert_eq!(a.nat_rev.is_some(), svc == 3);
         }
         // A real server without a port: the virtual port goes on the wire.
@@ -353,6 +359,37 @@ mod tests {
         let mut s = Sent::default();
         assert_eq!(s.due(&many, t0, 3).len(), 3);
         assert_eq!(s.due(&many, t0, 3).len(), 2);
+    }
+
+    /// The loop rule of active-active sync: what a node applied from sync is not in its own
+    /// master's send set, neither at once nor when it changes state or ages here; the same
+    /// key decided here again (the data plane's new entry has the flag clear) is sent.
+    #[test]
+    fn synced_flows_are_not_sent_back() {
+        let d = dir();
+        let t0 = 10_000 * NS;
+        let own = key([203, 0, 113, 10], 80, IPPROTO_TCP);
+        let theirs = from_entry(
+            &to_entry(&FlowKey { sport: 40001, ..own }, &FlowValue { real_id: 8, svc_id: 2, ..Default::default() }, &d)
+                .unwrap(),
+            &d,
+            t0,
+        )
+        .unwrap();
+        assert_eq!(theirs.value.pad32 & FLOW_SYNCED, FLOW_SYNCED);
+        let mine = FlowValue { real_id: 7, svc_id: 2, last_ns: t0, state: CT_EST, ..Default::default() };
+        let mut sent = Sent::default();
+        let due = sent.due(&[(own, mine), (theirs.key, theirs.value)], t0, 10);
+        assert_eq!(due, [(own, mine)]);
+        // Moved here and closing, or aging past half its timeout: still not sent.
+        let closing = FlowValue { state: CT_CLOSING, last_ns: t0 + NS, ..theirs.value };
+        assert!(sent.due(&[(own, mine), (theirs.key, closing)], t0 + NS, 10).is_empty());
+        let later = t0 + 100 * NS;
+        let aged = FlowValue { last_ns: later, ..closing };
+        assert!(sent.due(&[(theirs.key, aged)], later, 10).is_empty());
+        // Rescheduled here (a new entry, flag clear): this node's own flow now.
+        let local = FlowValue { pad32: 0, ..aged };
+        assert_eq!(sent.due(&[(theirs.key, local)], later, 10), [(theirs.key, local)]);
     }
 
     #[test]
