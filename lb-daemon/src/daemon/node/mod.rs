@@ -757,8 +757,8 @@ pub fn fences(cfg: &config::Config, vrrp: &[VrrpStatus]) -> BTreeMap<IpAddr, u32
 }
 
 /// Connection sync as configured: keepalived's `lvs_sync_daemon IFACE [INSTANCE] [id N]`, or
-/// the older per-instance `lvs_sync_daemon_interface IFACE` (the sync id then defaults to the
-/// instance's VRID, as keepalived does).
+/// the older per-instance `lvs_sync_daemon_interface IFACE` (keepalived 2.2.7 gives that one
+/// sync id 0: only a named instance lends its VRID).
 pub struct SyncConfig {
     pub interface: String,
     /// The VRRP instance the role follows; None: master and backup at once (active-active).
@@ -787,7 +787,7 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
         v.lvs_sync_daemon_interface.as_ref().map(|i| SyncConfig {
             interface: i.clone(),
             instance: Some(v.name.clone()),
-            sync_id: u32::from(v.virtual_router_id.unwrap_or(0)),
+            sync_id: 0,
             mcast: Default::default(),
         })
     })

@@ -240,7 +240,8 @@ fn connection_sync_without_an_instance_runs_master_and_backup() {
 }
 
 /// The older per-instance `lvs_sync_daemon_interface IFACE`: connection sync on IFACE
-/// follows that instance, with its VRID as the sync id (as keepalived).
+/// follows that instance, with sync id 0 (keepalived 2.2.7's `vrrp_complete_init` takes the
+/// VRID only for an instance named by `lvs_sync_daemon`).
 #[test]
 fn connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface() {
     let text = VRRP.replace(" priority 100\n", " priority 100\n lvs_sync_daemon_interface eth1\n");
@@ -250,7 +251,7 @@ fn connection_sync_follows_the_instance_naming_lvs_sync_daemon_interface() {
         n.on_event(Event::Tick(Tick::Publish { vrrp, backend: None }))
     };
     let want = |role| {
-        Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 1, mcast: Default::default() }))
+        Action::SetSync(Some(SyncWant { role, interface: "eth1".into(), sync_id: 0, mcast: Default::default() }))
     };
     assert_eq!(publish(&mut n, vrrp::State::Backup)[0], want(SyncRole::Backup));
     assert_eq!(publish(&mut n, vrrp::State::Master)[0], want(SyncRole::Master));
