@@ -132,15 +132,18 @@ impl Fixture {
     }
 
     /// The kernel's average nanoseconds per run of `prog` over `repeat` runs on one input
-    /// that each run sees as the previous one left it: only meaningful where the program's
-    /// output takes the same path again (DR rewrites MACs only; baselines change nothing).
-    pub fn time_repeat(&mut self, prog: &str, frame: &[u8], repeat: u32) -> Result<f64> {
+    /// that each run sees as the previous one left it, and the last run's action: only
+    /// meaningful where the program's output takes the same path again (the caller checks
+    /// the action and the output).
+    pub fn time_repeat(&mut self, prog: &str, frame: &[u8], repeat: u32) -> Result<(f64, u32, Vec<u8>)> {
         let ifindex = self.ifindex();
         let netns = self.netns.clone();
         let p = self.loaded(prog)?;
-        let run = || -> Result<f64> {
+        let run = || -> Result<(f64, u32, Vec<u8>)> {
             let mut out = vec![0u8; 2048];
-            Ok(test_run(p, frame, &mut out, ifindex, repeat)?.duration.as_nanos() as f64)
+            let r = test_run(p, frame, &mut out, ifindex, repeat)?;
+            out.truncate(r.data_size_out as usize);
+            Ok((r.duration.as_nanos() as f64, r.return_value, out))
         };
         match &netns {
             None => run(),
