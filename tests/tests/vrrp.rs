@@ -2363,3 +2363,40 @@ fn promote_secondaries_keeps_a_vip_through_the_primary_s_removal_as_keepalived()
         assert_eq!(run(true, promote), theirs, "ours, promote_secondaries {promote}");
     }
 }
+
+/// `vrrp_startup_delay 2.5` against keepalived on the same node: a lone backup takes over only
+/// after the delay and then a whole Master_Down_Interval (3 s + skew), not after the interval
+/// alone, for keepalived as for us.
+#[test]
+fn vrrp_startup_delay_holds_back_the_first_takeover_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-startdelay");
+    let ns = &seg.nodes[0];
+    let conf = dir.file(
+        "delay.conf",
+        &format!(
+            "global_defs {{\n    vrrp_startup_delay 2.5\n}}\nvrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    \
+             virtual_router_id 51\n    priority 100\n    advert_int 1\n    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+        ),
+    );
+    // 2.5 s, then 3 × 1 s + (256 - 100) / 256 s.
+    let expected = 2.5 + 3.0 + 156.0 / 256.0;
+    let t = Instant::now();
+    let mut k = Keepalived::start(ns, &conf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{}", k.log());
+    let theirs = t.elapsed().as_secs_f64();
+    assert!(k.log().contains("Delaying startup for 2.5 seconds"), "{}", k.log());
+    k.stop().unwrap();
+    let t = Instant::now();
+    let mut d = Daemon::start(ns, &conf, &daemon::pin_dir(dir.tag()), &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(10)), "{:#?}", d.log());
+    let ours = t.elapsed().as_secs_f64();
+    d.stop().unwrap();
+    for (who, took) in [("keepalived", theirs), ("lb-daemon", ours)] {
+        assert!(
+            (expected - 0.2..expected + 1.0).contains(&took),
+            "{who} became master after {took:.2} s, not ~{expected:.2}"
+        );
+    }
+}

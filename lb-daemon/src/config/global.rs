@@ -85,6 +85,17 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_garp_master_refresh_repeat = v;
         }
     }),
+    Keyword::new("vrrp_startup_delay", |ctx, g, s| {
+        // keepalived: at least 1 ms (its TIMER_HZ / 1000).
+        match micros(ctx, s) {
+            Some(us) if us >= 1000 => g.vrrp_startup_delay_us = us,
+            Some(_) => {
+                let w = &s.args()[0];
+                ctx.error(w.span, format!("vrrp_startup_delay '{}' is invalid (at least 0.001 s)", w.text));
+            }
+            None => {}
+        }
+    }),
     Keyword::new("vrrp_garp_interval", |ctx, g, s| {
         if let Some(us) = micros(ctx, s) {
             g.vrrp_garp_interval_us = us;

@@ -36,11 +36,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("native_ipv6", "vrrp_instance", "remove it: an instance's family follows its virtual addresses"),
     ("strict_mode", "vrrp_instance", "set vrrp_strict in global_defs (it applies to every instance)"),
     (
-        "vrrp_startup_delay",
-        "global_defs",
-        "delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
-    ),
-    (
         "vrrp_delay_after_boot",
         "global_defs",
         "delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
@@ -1204,6 +1199,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
+    (
+        "global_defs",
+        "vrrp_startup_delay",
+        &[
+            "lb-daemon/src/vrrp/instance.rs::a_startup_delay_holds_back_the_first_takeover_only",
+            "tests/tests/vrrp.rs::vrrp_startup_delay_holds_back_the_first_takeover_as_keepalived",
+        ],
+    ),
     (
         "vrrp_instance",
         "promote_secondaries",

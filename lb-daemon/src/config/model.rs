@@ -83,6 +83,10 @@ pub struct GlobalDefs {
     pub vrrp_garp_interval_us: u32,
     #[serde(default)]
     pub vrrp_gna_interval_us: u32,
+    /// `vrrp_startup_delay`: microseconds after start before a backup's Master_Down timer may
+    /// run out (0: none), as keepalived's `vrrp_delayed_start_time`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub vrrp_startup_delay_us: u32,
     /// `vmac_prefix`: the default VMAC names are PREFIX.VRID instead of vrrp.VRID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmac_prefix: Option<String>,
@@ -187,6 +191,7 @@ impl Default for GlobalDefs {
             vrrp_garp_interval_us: 0,
             vmac_prefix: None,
             vrrp_gna_interval_us: 0,
+            vrrp_startup_delay_us: 0,
             vrrp_strict: false,
             vrrp_skip_check_adv_addr: false,
             vrrp_down_timer_adverts: None,
@@ -1329,4 +1334,8 @@ impl BfdInstance {
         let ttl = i16::from(self.ttl());
         if self.max_hops < 0 || self.max_hops > ttl { 0 } else { (ttl - self.max_hops) as u8 }
     }
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }

@@ -116,6 +116,9 @@ pub struct Instance {
     /// Next advert (master) or master-down moment (backup).
     deadline: Option<Instant>,
     started: Instant,
+    /// `vrrp_startup_delay`: until then a backup's Master_Down timer runs from this moment,
+    /// not from now (keepalived's `vrrp_delayed_start_time` in `vrrp_init_instance_sands`).
+    pub delayed_start: Option<Instant>,
 }
 
 impl Instance {
@@ -129,6 +132,7 @@ impl Instance {
             master_adver_int_cs: int,
             deadline: None,
             started: now,
+            delayed_start: None,
         }
     }
 
@@ -185,7 +189,12 @@ impl Instance {
     /// Listen for a master for a Master_Down_Interval.
     fn goto_backup(&mut self, now: Instant, why: impl Into<String>, out: &mut Vec<Effect>) {
         self.enter(State::Backup, why, out);
-        self.deadline = Some(now + self.master_down_interval());
+        self.deadline = Some(self.backup_wait(now, self.master_down_interval()));
+    }
+
+    /// A backup's timer: `wait` from now, or from the delayed start while it is ahead.
+    fn backup_wait(&self, now: Instant, wait: Duration) -> Instant {
+        self.delayed_start.filter(|d| *d > now).unwrap_or(now) + wait
     }
 
     /// No timers in FAULT; a master hands over at once (the backup takes over after its
@@ -271,7 +280,7 @@ impl Instance {
     fn backup_rx(&mut self, now: Instant, a: &Advert) {
         if a.priority == 0 {
             // The master is leaving: take over after Skew_Time only.
-            self.deadline = Some(now + self.skew());
+            self.deadline = Some(self.backup_wait(now, self.skew()));
             return;
         }
         if self.s.version == 3 {
@@ -279,7 +288,7 @@ impl Instance {
         }
         let in_preempt_delay = now < self.started + self.s.preempt_delay;
         if !self.s.preempt || a.priority >= self.priority() || in_preempt_delay {
-            self.deadline = Some(now + self.master_down_interval());
+            self.deadline = Some(self.backup_wait(now, self.master_down_interval()));
         }
         // Else a lower priority master and we preempt: let the timer run out.
     }
@@ -400,6 +409,31 @@ mod tests {
         assert_eq!(v3.skew(), Duration::from_micros(56 * 10 * 10_000 / 256));
         v3.master_adver_int_cs = 100;
         assert_eq!(v3.master_down_interval(), Duration::from_secs(3) + Duration::from_micros(56 * 1_000_000 / 256));
+    }
+
+    /// `vrrp_startup_delay`: a backup's timers run from the end of the delay while it is
+    /// ahead (at start, and when an advert resets them), from now after it; the address
+    /// owner takes over at once all the same.
+    #[test]
+    fn a_startup_delay_holds_back_the_first_takeover_only() {
+        let t0 = Instant::now();
+        let delay = Duration::from_secs(5);
+        let mut i = Instance::new(settings(100), t0);
+        i.delayed_start = Some(t0 + delay);
+        i.start(t0);
+        let down = i.master_down_interval();
+        assert_eq!(i.deadline(), Some(t0 + delay + down));
+        assert!(i.on_timer(t0 + down).is_empty(), "took over inside the delay");
+        i.on_advert(t0 + Duration::from_secs(1), "192.0.2.9".parse().unwrap(), &advert(200));
+        assert_eq!(i.deadline(), Some(t0 + delay + down));
+        let later = t0 + Duration::from_secs(6);
+        i.on_advert(later, "192.0.2.9".parse().unwrap(), &advert(200));
+        assert_eq!(i.deadline(), Some(later + down));
+        assert_eq!(i.state, State::Backup);
+        let mut owner = Instance::new(settings(255), t0);
+        owner.delayed_start = Some(t0 + delay);
+        owner.start(t0);
+        assert_eq!(owner.state, State::Master);
     }
 
     #[test]

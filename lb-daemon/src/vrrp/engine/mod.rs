@@ -100,6 +100,9 @@ pub struct Engine {
     /// Interfaces whose promote_secondaries we turned on (`promote_secondaries`), turned off
     /// again at stop as keepalived does; one already on is left alone.
     promoted: std::collections::BTreeSet<String>,
+    /// `vrrp_startup_delay`'s end, fixed at start (a reload neither sets nor clears it, as
+    /// keepalived's `vrrp_delayed_start_time`): every instance's backup timers honour it.
+    delayed_start: Option<Instant>,
     notifier: Notifier,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
@@ -129,12 +132,18 @@ impl Engine {
             statics,
             vmacs: Default::default(),
             promoted: Default::default(),
+            delayed_start: None,
             notifier,
             mail_vrrp: g.vrrp_mail(),
             tx,
             status_tx,
         };
         let now = Instant::now();
+        if g.vrrp_startup_delay_us > 0 {
+            let d = Duration::from_micros(u64::from(g.vrrp_startup_delay_us));
+            info!("Delaying startup for {} seconds", d.as_secs_f64());
+            e.delayed_start = Some(now + d);
+        }
         for v in &cfg.vrrp_instances {
             e.spawn_instance(cfg, v, now).await;
         }
@@ -163,6 +172,7 @@ impl Engine {
             Ok(x) => x,
             Err(e) => return error!("vrrp_instance {}: {e:#}; this instance is not run", v.name),
         };
+        inst.machine.delayed_start = self.delayed_start;
         let tx = self.tx.clone();
         inst.rx_task = Some(tokio::spawn(async move {
             loop {
