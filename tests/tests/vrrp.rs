@@ -2400,3 +2400,61 @@ fn vrrp_startup_delay_holds_back_the_first_takeover_as_keepalived() {
         );
     }
 }
+
+/// `disable_local_igmp` against keepalived on the same node: with it, joining 224.0.0.18
+/// (and leaving it) sends no IGMP report, because igmp_link_local_mcast_reports is 0 while
+/// the daemon runs and back to 1 after; without it the reports are on the wire (the control:
+/// the capture sees them).
+#[test]
+fn disable_local_igmp_silences_the_group_join_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-igmp");
+    let ns = &seg.nodes[0];
+    let base = seg.mac(0).unwrap();
+    let sysctl = || ns.sh("cat /proc/sys/net/ipv4/igmp_link_local_mcast_reports").unwrap().trim().to_string();
+    let run = |ours: bool, disable: bool| -> (String, usize, String) {
+        let globals = if disable { "global_defs {\n    disable_local_igmp\n}\n" } else { "" };
+        let conf = dir.file(
+            &format!("igmp-{ours}-{disable}.conf"),
+            &format!(
+                "{globals}vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    \
+                 priority 100\n    advert_int 1\n    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+            ),
+        );
+        assert_eq!(sysctl(), "1", "reports off before the run");
+        let cap = lb_tests::capture::AdvertCapture::with_link_headers(&seg.switch, "s1", "igmp").unwrap();
+        let tag = format!("{}-{ours}-{disable}", dir.tag());
+        let during = if ours {
+            let mut d = Daemon::start(ns, &conf, &daemon::pin_dir(&tag), &["--interface", "l0"]).unwrap();
+            assert!(d.wait_log("-> BACKUP", Duration::from_secs(5)), "{:#?}", d.log());
+            std::thread::sleep(Duration::from_millis(1500));
+            let v = sysctl();
+            d.stop().unwrap();
+            v
+        } else {
+            let mut k = Keepalived::start(ns, &conf, &dir, &format!("ka-{disable}")).unwrap();
+            assert!(k.wait_log("Entering BACKUP STATE", Duration::from_secs(5)), "{}", k.log());
+            std::thread::sleep(Duration::from_millis(1500));
+            let v = sysctl();
+            k.stop().unwrap();
+            v
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let reports = frame_kinds(&cap, &base).iter().filter(|k| k.ends_with("IGMP")).count();
+        (during, reports, sysctl())
+    };
+    for disable in [true, false] {
+        let theirs = run(false, disable);
+        let ours = run(true, disable);
+        if disable {
+            assert_eq!(theirs, ("0".to_string(), 0, "1".to_string()), "keepalived with disable_local_igmp");
+        } else {
+            assert!(theirs.1 > 0 && ours.1 > 0, "no IGMP report seen without disable_local_igmp: {theirs:?} {ours:?}");
+        }
+        assert_eq!(
+            (ours.0.as_str(), ours.1 > 0, ours.2.as_str()),
+            (theirs.0.as_str(), theirs.1 > 0, theirs.2.as_str())
+        );
+    }
+}

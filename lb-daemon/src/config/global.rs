@@ -85,6 +85,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_garp_master_refresh_repeat = v;
         }
     }),
+    Keyword::new("disable_local_igmp", |ctx, g, s| g.disable_local_igmp = ctx.flag(s)),
     Keyword::new("vrrp_startup_delay", |ctx, g, s| {
         // keepalived: at least 1 ms (its TIMER_HZ / 1000).
         match micros(ctx, s) {

@@ -93,11 +93,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("linkbeat_interfaces", "the top level", LINK),
     ("linkbeat_use_polling", "global_defs, vrrp_instance", LINK),
     (
-        "disable_local_igmp",
-        "global_defs",
-        "lb-daemon does not change kernel settings; set net.ipv4.igmp_link_local_mcast_reports=0 yourself if the network needs it",
-    ),
-    (
         "use_ipvlan",
         "vrrp_instance",
         "ipvlan VMACs are not implemented; use use_vmac (a macvlan with the VRRP MAC) or remove it",
@@ -1199,6 +1194,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
+    (
+        "global_defs",
+        "disable_local_igmp",
+        &["tests/tests/vrrp.rs::disable_local_igmp_silences_the_group_join_as_keepalived"],
+    ),
     (
         "global_defs",
         "vrrp_startup_delay",

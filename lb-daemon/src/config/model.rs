@@ -87,6 +87,10 @@ pub struct GlobalDefs {
     /// run out (0: none), as keepalived's `vrrp_delayed_start_time`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub vrrp_startup_delay_us: u32,
+    /// `disable_local_igmp`: net.ipv4.igmp_link_local_mcast_reports=0 while lb-daemon runs,
+    /// so joining 224.0.0.18 sends no IGMP report.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_local_igmp: bool,
     /// `vmac_prefix`: the default VMAC names are PREFIX.VRID instead of vrrp.VRID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmac_prefix: Option<String>,
@@ -192,6 +196,7 @@ impl Default for GlobalDefs {
             vmac_prefix: None,
             vrrp_gna_interval_us: 0,
             vrrp_startup_delay_us: 0,
+            disable_local_igmp: false,
             vrrp_strict: false,
             vrrp_skip_check_adv_addr: false,
             vrrp_down_timer_adverts: None,

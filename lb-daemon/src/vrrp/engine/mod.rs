@@ -103,6 +103,8 @@ pub struct Engine {
     /// `vrrp_startup_delay`'s end, fixed at start (a reload neither sets nor clears it, as
     /// keepalived's `vrrp_delayed_start_time`): every instance's backup timers honour it.
     delayed_start: Option<Instant>,
+    /// `disable_local_igmp` turned igmp_link_local_mcast_reports from 1 to 0: back at stop.
+    igmp_reports_off: bool,
     notifier: Notifier,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
@@ -133,6 +135,7 @@ impl Engine {
             vmacs: Default::default(),
             promoted: Default::default(),
             delayed_start: None,
+            igmp_reports_off: false,
             notifier,
             mail_vrrp: g.vrrp_mail(),
             tx,
@@ -143,6 +146,10 @@ impl Engine {
             let d = Duration::from_micros(u64::from(g.vrrp_startup_delay_us));
             info!("Delaying startup for {} seconds", d.as_secs_f64());
             e.delayed_start = Some(now + d);
+        }
+        // Before any instance joins its group (keepalived: before its dispatcher starts).
+        if g.disable_local_igmp {
+            e.igmp_reports_off = set_igmp_link_local_reports(false);
         }
         for v in &cfg.vrrp_instances {
             e.spawn_instance(cfg, v, now).await;
@@ -367,15 +374,22 @@ impl Engine {
         }
         self.statics.remove(&self.netlink).await;
         self.trackers.stop();
-        for i in &self.insts {
-            if let Some(t) = &i.rx_task {
+        // Waited for: their sockets close (leaving the VRRP groups) before the settings
+        // below are restored (keepalived closes its sockets before resetting
+        // igmp_link_local_mcast_reports, so leaving sends no report either).
+        for i in &mut self.insts {
+            if let Some(t) = i.rx_task.take() {
                 t.abort();
+                let _ = t.await;
             }
         }
         // keepalived deletes its VMACs at shutdown and resets promote_secondaries.
         self.vmacs.retain(&self.netlink, &[]).await;
         for iface in std::mem::take(&mut self.promoted) {
             crate::vrrp::vmac::write_sysctl("ipv4", &iface, "promote_secondaries", 0);
+        }
+        if std::mem::take(&mut self.igmp_reports_off) {
+            set_igmp_link_local_reports(true);
         }
     }
 
@@ -658,6 +672,33 @@ impl Engine {
         };
         if let Some((subject, body)) = mail.filter(|_| grp.notify.mails(self.mail_vrrp)) {
             self.notifier.mail(&format!("VRRP Group {} - {subject}", grp.name), body);
+        }
+    }
+}
+
+const IGMP_LINK_LOCAL_REPORTS: &str = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports";
+
+/// keepalived's `set_disable_local_igmp` (`on` false) and `reset_disable_local_igmp` (`on`
+/// true): whether this call changed the setting (turning it off when it was on).
+fn set_igmp_link_local_reports(on: bool) -> bool {
+    if on {
+        if let Err(e) = std::fs::write(IGMP_LINK_LOCAL_REPORTS, "1") {
+            warn!("Unable to write {IGMP_LINK_LOCAL_REPORTS}: {e}");
+        }
+        return true;
+    }
+    match std::fs::read_to_string(IGMP_LINK_LOCAL_REPORTS) {
+        Ok(v) if v.trim() == "1" => match std::fs::write(IGMP_LINK_LOCAL_REPORTS, "0") {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("Unable to write {IGMP_LINK_LOCAL_REPORTS}: {e}");
+                false
+            }
+        },
+        Ok(_) => false,
+        Err(e) => {
+            warn!("Unable to read {IGMP_LINK_LOCAL_REPORTS}: {e}");
+            false
         }
     }
 }
