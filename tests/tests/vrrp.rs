@@ -2458,3 +2458,69 @@ fn disable_local_igmp_silences_the_group_join_as_keepalived() {
         );
     }
 }
+
+/// `notify_priority_changes` (and global_defs' `vrrp_notify_priority_changes`) against
+/// keepalived on the same node: a weighted vrrp_script failing and passing again moves the
+/// master's effective priority 100 → 80 → 100, and each change is a FIFO line
+/// (`INSTANCE "VI_1" MASTER_PRIORITY 80`) after the MASTER one.
+#[test]
+fn notify_priority_changes_writes_keepalived_s_fifo_lines() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-prio-fifo");
+    let reader = dir.script("reader.sh", "#!/bin/sh\nexec cat \"$1\" >> \"$1.lines\"\n");
+    let flag = dir.join("ok");
+    // The instance's own `false` over the global default is the unit test's
+    // (`priority_notices_follow_instance_then_group_then_global`).
+    for (global, own) in [("", "    notify_priority_changes\n"), ("    vrrp_notify_priority_changes\n", "")] {
+        let run = |who: &str| -> String {
+            std::fs::write(&flag, "").unwrap();
+            let fifo = dir.join(format!("{who}.fifo"));
+            let _ = std::fs::remove_file(format!("{}.lines", fifo.display()));
+            let conf = dir.file(
+                &format!("{who}.conf"),
+                &format!(
+                    "global_defs {{\n    vrrp_notify_fifo {f}\n    vrrp_notify_fifo_script {r}\n{global}}}\n\
+                     vrrp_script chk {{\n    script \"/bin/test -e {flag}\"\n    interval 1\n    weight -20\n    \
+                     fall 1\n    rise 1\n}}\n\
+                     vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    \
+                     priority 100\n    advert_int 1\n{own}    track_script {{\n        chk\n    }}\n    \
+                     virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n",
+                    f = fifo.display(),
+                    r = reader.display(),
+                    flag = flag.display(),
+                ),
+            );
+            let lines = || std::fs::read_to_string(format!("{}.lines", fifo.display())).unwrap_or_default();
+            let story = |log: &dyn Fn() -> String| {
+                assert!(eventually(Duration::from_secs(3), || lines().contains("MASTER 100")), "{}", log());
+                std::fs::remove_file(&flag).unwrap();
+                std::thread::sleep(Duration::from_millis(2200));
+                std::fs::write(&flag, "").unwrap();
+                std::thread::sleep(Duration::from_millis(2200));
+            };
+            if who == "ka" {
+                let mut k = Keepalived::start(&seg.nodes[0], &conf, &dir, "ka").unwrap();
+                assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{}", k.log());
+                story(&|| k.log());
+                assert!(k.log().contains("(VI_1) Changing effective priority from 100 to 80"), "{}", k.log());
+                k.stop().unwrap();
+            } else {
+                let pins = daemon::pin_dir(&format!("{}-{}", dir.tag(), own.len() + global.len()));
+                let mut d = Daemon::start(&seg.nodes[0], &conf, &pins, &["--interface", "l0"]).unwrap();
+                assert!(d.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{:#?}", d.log());
+                story(&|| format!("{:#?}", d.log()));
+                assert!(d.wait_log("(VI_1) Changing effective priority from 100 to 80", Duration::from_secs(1)));
+                d.stop().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            lines()
+        };
+        let theirs = run("ka");
+        assert!(
+            theirs.contains("INSTANCE \"VI_1\" MASTER_PRIORITY 80\nINSTANCE \"VI_1\" MASTER_PRIORITY 100\n"),
+            "keepalived ({global:?} {own:?}) wrote:\n{theirs}"
+        );
+        assert_eq!(run("ours"), theirs, "our FIFO lines (left) against keepalived's (right), {global:?} {own:?}");
+    }
+}

@@ -86,6 +86,11 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("disable_local_igmp", |ctx, g, s| g.disable_local_igmp = ctx.flag(s)),
+    Keyword::new("vrrp_notify_priority_changes", |ctx, g, s| {
+        if let Some(b) = ctx.bool_flag(s) {
+            g.vrrp_notify_priority_changes = b;
+        }
+    }),
     Keyword::new("vrrp_startup_delay", |ctx, g, s| {
         // keepalived: at least 1 ms (its TIMER_HZ / 1000).
         match micros(ctx, s) {

@@ -154,13 +154,21 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // Scripts and notifications that run the user's commands.
     ("startup_script", "global_defs", SCRIPT_AROUND),
     ("shutdown_script", "global_defs", SCRIPT_AROUND),
-    ("notify_priority_changes", "vrrp_instance, vrrp_sync_group", FIFO),
-    ("vrrp_notify_priority_changes", "global_defs", FIFO),
     ("notify_deleted", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
     ("notify_master_rx_lower_pri", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
     ("rs_init_notifies", "global_defs", "remove it: lb-daemon runs notify_up / notify_down on changes only"),
     ("reload_time_file", "global_defs", RELOAD),
     ("reload_repeat", "global_defs", RELOAD),
+    (
+        "iproute_etc_dir",
+        "global_defs",
+        "keepalived 2.2.7 has no iproute_etc_dir: route and rule names are read from /etc/iproute2, as 2.2.7 reads them; put the files there and remove it",
+    ),
+    (
+        "iproute_usr_dir",
+        "global_defs",
+        "keepalived 2.2.7 has no iproute_usr_dir: route and rule names are read from /etc/iproute2, as 2.2.7 reads them; put the files there and remove it",
+    ),
     (
         "multihop",
         "bfd_instance",
@@ -182,8 +190,6 @@ const CHECK: &str =
     "this checker option is not implemented; use MISC_CHECK with a script that probes the same way (e.g. curl)";
 const SSL: &str = "SSL_GET client certificates are not supported; use MISC_CHECK with a script (e.g. curl --cert)";
 const SCRIPT_AROUND: &str = "run it around lb-daemon instead (ExecStartPre= / ExecStopPost= in its systemd unit)";
-const FIFO: &str =
-    "notify FIFOs are not implemented; use notify / notify_master / notify_backup / notify_fault scripts";
 const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
 
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
@@ -288,16 +294,19 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
         &["reload_check_config", "use_symlink_paths", "child_wait_time"],
     ),
     (
-        "inputs lb-daemon does not have: no ${_RANDOM} to seed (random_seed), route tables are numbers and route protocols numbers or a few built-in names, so no iproute2 name files are read (iproute_etc_dir, iproute_usr_dir), warnings about an instance without addresses (no_virtual_ipaddress)",
-        &["random_seed", "iproute_etc_dir", "iproute_usr_dir", "no_virtual_ipaddress"],
+        "inputs lb-daemon does not have: no ${_RANDOM} to seed (random_seed), warnings about an instance without addresses (no_virtual_ipaddress)",
+        &["random_seed", "no_virtual_ipaddress"],
     ),
     (
-        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr), gratuitous ARPs on extra interfaces (garp_extra_if), notify FIFOs, start-up / shutdown scripts",
+        "notify FIFO lines at a reload (fifo_write_vrrp_states_on_reload): lb-daemon writes a line when a state changes; the FIFOs' readers see every change, and nothing about traffic depends on them",
+        &["fifo_write_vrrp_states_on_reload"],
+    ),
+    (
+        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr), gratuitous ARPs on extra interfaces (garp_extra_if), start-up / shutdown scripts",
         &[
             "vmac_addr_prefix",
             "vmac_garp_intvl",
             "vrrp_vmac_garp_intvl",
-            "fifo_write_vrrp_states_on_reload",
             "startup_script_timeout",
             "shutdown_script_timeout",
         ],
@@ -1194,6 +1203,24 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),
+    (
+        "vrrp_instance",
+        "notify_priority_changes",
+        &["tests/tests/vrrp.rs::notify_priority_changes_writes_keepalived_s_fifo_lines"],
+    ),
+    (
+        "vrrp_sync_group",
+        "notify_priority_changes",
+        &["lb-daemon/src/vrrp/engine/live.rs::priority_notices_follow_instance_then_group_then_global"],
+    ),
+    (
+        "global_defs",
+        "vrrp_notify_priority_changes",
+        &[
+            "tests/tests/vrrp.rs::notify_priority_changes_writes_keepalived_s_fifo_lines",
+            "lb-daemon/src/vrrp/engine/live.rs::priority_notices_follow_instance_then_group_then_global",
+        ],
+    ),
     (
         "global_defs",
         "disable_local_igmp",

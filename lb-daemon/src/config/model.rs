@@ -91,6 +91,9 @@ pub struct GlobalDefs {
     /// so joining 224.0.0.18 sends no IGMP report.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disable_local_igmp: bool,
+    /// `vrrp_notify_priority_changes [BOOL]`: the default of `notify_priority_changes`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vrrp_notify_priority_changes: bool,
     /// `vmac_prefix`: the default VMAC names are PREFIX.VRID instead of vrrp.VRID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmac_prefix: Option<String>,
@@ -197,6 +200,7 @@ impl Default for GlobalDefs {
             vrrp_gna_interval_us: 0,
             vrrp_startup_delay_us: 0,
             disable_local_igmp: false,
+            vrrp_notify_priority_changes: false,
             vrrp_strict: false,
             vrrp_skip_check_adv_addr: false,
             vrrp_down_timer_adverts: None,
@@ -444,6 +448,11 @@ pub struct Notify {
     /// global_defs mails, as keepalived's tri-state does.
     #[serde(default)]
     pub smtp_alert: Option<bool>,
+    /// `notify_priority_changes [BOOL]`: effective priority changes go to the notify FIFOs
+    /// (`INSTANCE "NAME" MASTER_PRIORITY|BACKUP_PRIORITY N`); unset: the sync group's, else
+    /// global_defs' `vrrp_notify_priority_changes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_priority_changes: Option<bool>,
 }
 
 impl Notify {

@@ -96,6 +96,9 @@ pub(crate) const SYNC_GROUP: &[Keyword<SyncGroup>] = &[
     Keyword::new("notify_stop", |ctx, g, st| g.notify.stop = ctx.script(st)),
     Keyword::new("notify", |ctx, g, st| g.notify.any = ctx.script(st)),
     Keyword::new("smtp_alert", |ctx, g, st| g.notify.smtp_alert = Some(smtp_alert(ctx, st))),
+    Keyword::new("notify_priority_changes", |ctx, g, st| {
+        g.notify.notify_priority_changes = ctx.bool_flag(st).or(g.notify.notify_priority_changes)
+    }),
     Keyword::new("track_process", |ctx, g, st| {
         let t = tracked(ctx, st);
         g.track_process.extend(t);
@@ -609,6 +612,9 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("notify_stop", |ctx, v, st| v.notify.stop = ctx.script(st)),
     Keyword::new("notify", |ctx, v, st| v.notify.any = ctx.script(st)),
     Keyword::new("smtp_alert", |ctx, v, st| v.notify.smtp_alert = Some(smtp_alert(ctx, st))),
+    Keyword::new("notify_priority_changes", |ctx, v, st| {
+        v.notify.notify_priority_changes = ctx.bool_flag(st).or(v.notify.notify_priority_changes)
+    }),
     Keyword::new("debug", |ctx, v, st| {
         v.debug = if st.args().is_empty() { Some(1) } else { ctx.parse_range(st, 0, "a level 0-4", 0u32, 4) };
     }),

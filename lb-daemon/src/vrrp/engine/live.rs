@@ -71,6 +71,18 @@ pub struct LiveInstance {
     ah: Option<AhLink>,
     /// `use_vmac`: `iface` is the VMAC and this is the configured (base) interface.
     pub vmac: Option<String>,
+    /// `notify_priority_changes` as it applies to this instance (`notifies_priority_changes`).
+    pub notify_priority: bool,
+}
+
+/// keepalived's inheritance of `notify_priority_changes`: the instance's own setting, else its
+/// sync group's, else global_defs' `vrrp_notify_priority_changes`.
+pub fn notifies_priority_changes(cfg: &Config, v: &VrrpInstance) -> bool {
+    let group = cfg.vrrp_sync_groups.iter().find(|g| g.group.contains(&v.name));
+    v.notify
+        .notify_priority_changes
+        .or(group.and_then(|g| g.notify.notify_priority_changes))
+        .unwrap_or(cfg.global.vrrp_notify_priority_changes)
 }
 
 /// keepalived's AH state of an instance: its sequence counter (shared by sending and
@@ -226,6 +238,7 @@ impl LiveInstance {
             heard: None,
             ah,
             vmac: vmac.map(|_| base.clone()),
+            notify_priority: notifies_priority_changes(cfg, v),
         };
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, join, live.ah.is_some())?;
         Ok((live, rx))
@@ -590,6 +603,29 @@ mod tests {
         let own =
             " garp_master_delay 2\n garp_master_repeat 1\n garp_master_refresh 9\n garp_master_refresh_repeat 2\n";
         assert_eq!(tuning(own), (2, 1, 9, 2, Duration::from_millis(250)));
+    }
+
+    /// `notify_priority_changes`: the instance's own setting wins, then its sync group's, then
+    /// global_defs' `vrrp_notify_priority_changes`.
+    #[test]
+    fn priority_notices_follow_instance_then_group_then_global() {
+        let inst = |name: &str, own: &str| {
+            let vrid = name.as_bytes()[0] - b'A' + 1;
+            format!("vrrp_instance {name} {{\n interface eth0\n virtual_router_id {vrid}\n priority 100\n{own}}}\n")
+        };
+        let text = format!(
+            "global_defs {{\n vrrp_notify_priority_changes\n}}\n{}{}{}{}\
+             vrrp_sync_group G {{\n group {{\n B\n C\n }}\n notify_priority_changes false\n}}\n",
+            inst("A", ""),
+            inst("B", ""),
+            inst("C", " notify_priority_changes yes\n"),
+            inst("D", " notify_priority_changes off\n"),
+        );
+        let c = parse(&text);
+        let got: Vec<bool> = c.vrrp_instances.iter().map(|v| notifies_priority_changes(&c, v)).collect();
+        assert_eq!(got, [true, false, true, false]);
+        let c = parse(&inst("A", ""));
+        assert!(!notifies_priority_changes(&c, &c.vrrp_instances[0]));
     }
 
     fn parse(text: &str) -> Config {

@@ -500,9 +500,26 @@ impl Engine {
         for (i, (w, f)) in self.tracking_all().into_iter().enumerate() {
             let m = &self.insts[i].machine;
             if w != m.track_weight || f != m.faults {
+                let before = m.priority();
                 let e = self.insts[i].machine.track(now, w, f);
+                let after = self.insts[i].machine.priority();
+                if after != before {
+                    self.priority_changed(i, before, after);
+                }
                 self.carry_out(i, e).await;
             }
+        }
+    }
+
+    /// keepalived's `vrrp_update_priority`: the log line, and with `notify_priority_changes`
+    /// the FIFO line (`send_instance_priority_notifies`: MASTER_PRIORITY while master,
+    /// BACKUP_PRIORITY in any other state).
+    fn priority_changed(&self, i: usize, before: u8, after: u8) {
+        let inst = &self.insts[i];
+        info!("({}) Changing effective priority from {before} to {after}", inst.cfg.name);
+        if inst.notify_priority {
+            let event = if inst.machine.state == State::Master { "MASTER_PRIORITY" } else { "BACKUP_PRIORITY" };
+            self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &inst.cfg.name, event, after));
         }
     }
 
