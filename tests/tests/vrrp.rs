@@ -2524,3 +2524,64 @@ fn notify_priority_changes_writes_keepalived_s_fifo_lines() {
         assert_eq!(run("ours"), theirs, "our FIFO lines (left) against keepalived's (right), {global:?} {own:?}");
     }
 }
+
+/// `notify_master_rx_lower_pri` and the FIFO's MASTER_RX_LOWER_PRI line, against keepalived:
+/// keepalived on node 1 (priority 100) hears no adverts (its input drops VRRP), so it stays
+/// master beside node 0 (200); node 0, master, hears its lower priority adverts, runs the
+/// script as written (no arguments) and writes `INSTANCE "VI_1" MASTER_RX_LOWER_PRI 200` to
+/// its FIFO. Node 0 is keepalived, then lb-daemon.
+#[test]
+fn a_master_hearing_a_lower_priority_notifies_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-rxlower");
+    let reader = dir.script("reader.sh", "#!/bin/sh\nexec cat \"$1\" >> \"$1.lines\"\n");
+    let conf = |who: &str, prio: u8| {
+        let fifo = dir.join(format!("{who}.fifo"));
+        let marks = dir.join(format!("{who}.rx"));
+        let script = dir.script(&format!("{who}-rx.sh"), &format!("#!/bin/sh\necho \"$#\" >> {}\n", marks.display()));
+        let conf = dir.file(
+            &format!("{who}.conf"),
+            &format!(
+                "global_defs {{\n    vrrp_notify_fifo {f}\n    vrrp_notify_fifo_script {r}\n}}\n\
+                 vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    \
+                 priority {prio}\n    advert_int 1\n    notify_master_rx_lower_pri {s}\n    \
+                 virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n",
+                f = fifo.display(),
+                r = reader.display(),
+                s = script.display(),
+            ),
+        );
+        (conf, fifo, marks)
+    };
+    let (peer_conf, _, _) = conf("peer", 100);
+    seg.nodes[1]
+        .sh("nft add table inet rxlower && nft 'add chain inet rxlower in { type filter hook input priority 0; }' \
+             && nft add rule inet rxlower in ip protocol vrrp drop")
+        .unwrap();
+    let run = |who: &str| -> (std::collections::BTreeSet<String>, String) {
+        let (c, fifo, marks) = conf(who, 200);
+        let peer = Keepalived::start(&seg.nodes[1], &peer_conf, &dir, &format!("peer-{who}")).unwrap();
+        let log: Box<dyn Fn() -> String> = if who == "ka" {
+            let k = Keepalived::start(&seg.nodes[0], &c, &dir, "ka").unwrap();
+            assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{}", k.log());
+            Box::new(move || k.log())
+        } else {
+            let pins = daemon::pin_dir(&format!("{}-ours", dir.tag()));
+            let d = Daemon::start(&seg.nodes[0], &c, &pins, &["--interface", "l0"]).unwrap();
+            assert!(d.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{:#?}", d.log());
+            Box::new(move || format!("{:#?}", d.log()))
+        };
+        assert!(peer.wait_log("Entering MASTER STATE", Duration::from_secs(10)), "{}", peer.log());
+        std::thread::sleep(Duration::from_millis(2500));
+        let lines = std::fs::read_to_string(format!("{}.lines", fifo.display())).unwrap_or_default();
+        let marks = std::fs::read_to_string(&marks).unwrap_or_default();
+        assert!(!marks.is_empty(), "{who}: notify_master_rx_lower_pri did not run\n{}", log());
+        drop(log);
+        drop(peer);
+        (lines.lines().map(str::to_string).collect(), marks.lines().next().unwrap_or_default().to_string())
+    };
+    let theirs = run("ka");
+    assert!(theirs.0.contains("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 200"), "keepalived's FIFO: {theirs:?}");
+    assert_eq!(run("ours"), theirs, "our FIFO lines and script arguments (left) against keepalived's (right)");
+}

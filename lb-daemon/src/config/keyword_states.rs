@@ -155,7 +155,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("startup_script", "global_defs", SCRIPT_AROUND),
     ("shutdown_script", "global_defs", SCRIPT_AROUND),
     ("notify_deleted", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
-    ("notify_master_rx_lower_pri", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
     ("rs_init_notifies", "global_defs", "remove it: lb-daemon runs notify_up / notify_down on changes only"),
     ("reload_time_file", "global_defs", RELOAD),
     ("reload_repeat", "global_defs", RELOAD),
@@ -1207,6 +1206,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "vrrp_instance",
         "notify_priority_changes",
         &["tests/tests/vrrp.rs::notify_priority_changes_writes_keepalived_s_fifo_lines"],
+    ),
+    (
+        "vrrp_instance",
+        "notify_master_rx_lower_pri",
+        &["tests/tests/vrrp.rs::a_master_hearing_a_lower_priority_notifies_as_keepalived"],
     ),
     (
         "vrrp_sync_group",

@@ -443,6 +443,10 @@ pub struct Notify {
     pub stop: Option<Script>,
     /// Called after the state-specific script with GROUP|INSTANCE, name, state, priority.
     pub any: Option<Script>,
+    /// `notify_master_rx_lower_pri` (instances): run, as written, each time the master hears
+    /// a lower priority advert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_rx_lower_pri: Option<Script>,
     /// `smtp_alert [true|false]`; unset follows global_defs (`smtp_alert_vrrp`, else
     /// `smtp_alert`), and an explicit `false` silences this instance or group even when
     /// global_defs mails, as keepalived's tri-state does.

@@ -568,6 +568,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             ("Fault state transition script", &c.notify.fault),
             ("Stop state transition script", &c.notify.stop),
             ("Generic state transition script", &c.notify.any),
+            ("Master rx lower pri state transition script", &c.notify.master_rx_lower_pri),
         ] {
             if let Some(s) = s {
                 line(format!("   {what} = '{}'", s.command));
@@ -737,6 +738,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
                 ("script_fault", &c.notify.fault),
                 ("script_stop", &c.notify.stop),
                 ("script", &c.notify.any),
+                ("script_master_rx_lower_pri", &c.notify.master_rx_lower_pri),
             ] {
                 if let Some(s) = s {
                     put(k, json!(s.command));

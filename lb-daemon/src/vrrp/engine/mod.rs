@@ -511,6 +511,18 @@ impl Engine {
         }
     }
 
+    /// keepalived's `send_event_notify(VRRP_EVENT_MASTER_RX_LOWER_PRI)`: the instance's
+    /// `notify_master_rx_lower_pri` script, as written (no arguments added), and a FIFO line
+    /// whether or not a script is configured.
+    fn rx_lower_pri_notify(&self, i: usize) {
+        let inst = &self.insts[i];
+        if let Some(s) = &inst.cfg.notify.master_rx_lower_pri {
+            self.notifier.spawn(s, None, Vec::new());
+        }
+        let line = fifo::vrrp_line(false, &inst.cfg.name, "MASTER_RX_LOWER_PRI", inst.machine.priority());
+        self.notifier.fifo(Stream::Vrrp, &line);
+    }
+
     /// keepalived's `vrrp_update_priority`: the log line, and with `notify_priority_changes`
     /// the FIFO line (`send_instance_priority_notifies`: MASTER_PRIORITY while master,
     /// BACKUP_PRIORITY in any other state).
@@ -535,6 +547,7 @@ impl Engine {
                     Effect::Reassert => {
                         info!(instance = %self.insts[i].cfg.name, "lower-priority master heard; re-asserting");
                         self.lower_prio_garps(i);
+                        self.rx_lower_pri_notify(i);
                     }
                     Effect::Transition { from, to, why } => {
                         self.enter_state(i, from, to, &why).await;
