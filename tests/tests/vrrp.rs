@@ -1487,6 +1487,24 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
 }
 
 /// Whether a TCP connection from `client` to `to` opens within a second.
+/// A DR real server on the segment (port s9, address node 9's): the VIP on its loopback,
+/// answering ARP only for its own address, a backend on VIP:80; with the `virtual_server`
+/// block that sends the VIP's port 80 to it.
+fn dr_real_server(seg: &Segment, role: &str) -> (Netns, Backend, String) {
+    let rs = Netns::new(role).unwrap();
+    lb_tests::netns::veth(&rs, "r0", &seg.switch, "s9").unwrap();
+    seg.switch.ip(&["link", "set", "s9", "master", "br0"]).unwrap();
+    let real = node4(9);
+    lb_tests::netns::addr(&rs, "r0", &format!("{real}/24")).unwrap();
+    rs.sh(&format!(
+        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
+    ))
+    .unwrap();
+    let server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
+    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    (rs, server, service)
+}
+
 fn connects(client: &Netns, to: std::net::SocketAddr) -> bool {
     client.run(move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_ok()).unwrap()
 }
@@ -1500,18 +1518,7 @@ fn a_backup_does_not_load_balance_its_instances_vip() {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new("vrrp-fence");
-    // The real server on the segment: the VIP on its loopback, answering ARP only for its own.
-    let rs = Netns::new("rsf").unwrap();
-    lb_tests::netns::veth(&rs, "r0", &seg.switch, "s9").unwrap();
-    seg.switch.ip(&["link", "set", "s9", "master", "br0"]).unwrap();
-    let real = node4(9);
-    lb_tests::netns::addr(&rs, "r0", &format!("{real}/24")).unwrap();
-    rs.sh(&format!(
-        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
-    ))
-    .unwrap();
-    let _server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
-    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    let (_rs, _server, service) = dr_real_server(&seg, "rsf");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     let mut d0 = start(&seg, 0, &dir, &format!("{}{service}", instance("VI_1", 150, "", &n0)));
@@ -2243,17 +2250,7 @@ fn a_vmac_vip_is_load_balanced_by_its_master_across_failover() {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new("vrrp-vmac-dr");
-    let rs = Netns::new("rsv").unwrap();
-    lb_tests::netns::veth(&rs, "r0", &seg.switch, "s9").unwrap();
-    seg.switch.ip(&["link", "set", "s9", "master", "br0"]).unwrap();
-    let real = node4(9);
-    lb_tests::netns::addr(&rs, "r0", &format!("{real}/24")).unwrap();
-    rs.sh(&format!(
-        "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 && ip addr add {VRRP_VIP4}/32 dev lo"
-    ))
-    .unwrap();
-    let _server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
-    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    let (_rs, _server, service) = dr_real_server(&seg, "rsv");
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
     for i in 0..2 {

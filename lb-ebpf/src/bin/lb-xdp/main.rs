@@ -38,11 +38,11 @@ mod tun;
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
-    is_vrrp_vmac,
     consts::{
         FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND,
         TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
     },
+    is_vrrp_vmac,
 };
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
