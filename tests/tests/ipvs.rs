@@ -850,13 +850,16 @@ fn sync_interop() {
     drop(servers);
 
     // The IPVS backend hands keepalived's maxlen / port / ttl / group to the kernel's daemon
-    // (a backup here: its instance is not master).
+    // (a backup here: its instance is not master, held back by vrrp_startup_delay; an
+    // instance the line names must exist, or there is no sync, as in keepalived).
     let ns = Netns::new("isyi").unwrap();
     ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up && ip link set v1 up && ip addr add 198.51.100.1/24 dev v0")
         .unwrap();
     let cfg = TempConfig::new(
         "syncopts",
-        "global_defs {\n    lvs_sync_daemon v0 VI_9 id 3 maxlen 1200 port 8850 ttl 2 group 239.1.1.81\n}\n",
+        "global_defs {\n    lvs_sync_daemon v0 VI_9 id 3 maxlen 1200 port 8850 ttl 2 group 239.1.1.81\n    \
+         vrrp_startup_delay 60\n}\nvrrp_instance VI_9 {\n    state BACKUP\n    interface v0\n    \
+         virtual_router_id 9\n    priority 100\n    virtual_ipaddress {\n        198.51.100.9/24\n    }\n}\n",
     );
     let d = Daemon::start(&ns, &cfg, &daemon::pin_dir("isyncopt"), &["--backend", "ipvs"]).unwrap();
     let shown = eventually(Duration::from_secs(10), || ipvsadm(&ns, "-L --daemon").contains("syncid=3"));
