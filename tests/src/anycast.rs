@@ -394,15 +394,8 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     let (steady_mh, steady_rr) = (mh.round(1), rr.round(1));
     writeln!(out, "  a steady round: {steady_mh}/{MH_CONNS} mh, {steady_rr}/{RR_CONNS} rr answered")?;
 
-    // Node 0 dies: its links go down (no FIN, no BGP notification can leave), then kill -9.
-    let t0 = Instant::now();
-    topo.nodes[0].sh("ip link set e0 down && ip link set e1 down")?;
-    let mut dead = nodes[0].take().context("node 0")?;
-    dead.lb.signal(Signal::SIGKILL)?;
-    dead.bird.kill9();
-    f.loss_detected = topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t0.elapsed());
-    // Its state is lost with it (the pins go with the daemon).
-    drop(dead);
+    // Node 0 dies.
+    f.loss_detected = kill_node0(&topo, &mut nodes)?;
     let (b_mh, b_rr) = (mh.conns.len(), rr.conns.len());
     f.loss_mh = (mh.round(2), b_mh);
     f.loss_rr = (rr.round(2), b_rr);
@@ -503,17 +496,35 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     drop(rr);
     drop(nodes);
     drop(servers);
+    f.took = tear_down(topo, started, out)?;
+    Ok(f)
+}
+
+/// Node 0 dies: its links go down (no FIN, no BGP notification can leave), then kill -9; its
+/// state is lost with it (the pins go with the daemon). How long until the router has one
+/// next hop fewer (None: not within 5 s).
+fn kill_node0(topo: &Topo, nodes: &mut [Option<Node>]) -> Result<Option<Duration>> {
+    let t0 = Instant::now();
+    topo.nodes[0].sh("ip link set e0 down && ip link set e1 down")?;
+    let mut dead = nodes[0].take().context("node 0")?;
+    dead.lb.signal(Signal::SIGKILL)?;
+    dead.bird.kill9();
+    Ok(topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t0.elapsed()))
+}
+
+/// Removes the topology and says how long the story took and which namespaces outlived it.
+fn tear_down(topo: Topo, started: Instant, out: &mut dyn Write) -> Result<Duration> {
     let names = topo.names();
     drop(topo);
     let left: Vec<String> = names.into_iter().filter(|n| PathBuf::from("/run/netns").join(n).exists()).collect();
-    f.took = started.elapsed();
+    let took = started.elapsed();
     writeln!(
         out,
         "took {:.1} s; namespaces left: {}",
-        f.took.as_secs_f64(),
+        took.as_secs_f64(),
         if left.is_empty() { "none".into() } else { left.join(" ") }
     )?;
-    Ok(f)
+    Ok(took)
 }
 
 /// `lb_conf` with connection sync between the nodes: `lvs_sync_daemon e1` naming no VRRP
@@ -598,13 +609,7 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
         f.sent, f.applied
     )?;
 
-    let t0 = Instant::now();
-    topo.nodes[0].sh("ip link set e0 down && ip link set e1 down")?;
-    let mut dead = nodes[0].take().context("node 0")?;
-    dead.lb.signal(Signal::SIGKILL)?;
-    dead.bird.kill9();
-    let gone = topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t0.elapsed());
-    drop(dead);
+    let gone = kill_node0(&topo, &mut nodes)?;
     let before = rr.conns.len();
     f.loss_rr = (rr.round(2), before);
     writeln!(
@@ -617,15 +622,6 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
     drop(rr);
     drop(nodes);
     drop(servers);
-    let names = topo.names();
-    drop(topo);
-    let left: Vec<String> = names.into_iter().filter(|n| PathBuf::from("/run/netns").join(n).exists()).collect();
-    f.took = started.elapsed();
-    writeln!(
-        out,
-        "took {:.1} s; namespaces left: {}",
-        f.took.as_secs_f64(),
-        if left.is_empty() { "none".into() } else { left.join(" ") }
-    )?;
+    f.took = tear_down(topo, started, out)?;
     Ok(f)
 }
