@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::stats;
 use lb_tests::{
     addrs::{CLIENT4, CLIENT6, VIP4, VIP6, backend4, backend6},
-    fixture::{Fixture, XDP_TX, bpf_schedulers, tcp_service},
-    packets::{L2, L4, LB_MAC, mac_text, real_mac, v4, v6, with_macs},
+    fixture::{Fixture, XDP_TX, bpf_schedulers, set_real_macs, tcp_service},
+    packets::{L2, L4, LB_MAC, real_mac, v4, v6, with_macs},
 };
 
 /// rr NAT IPv4 with one real server (so a reply's source is known): the new-connection case.
@@ -114,26 +114,6 @@ impl Drop for PinnedCpu0 {
     fn drop(&mut self) {
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
     }
-}
-
-/// The real servers' neighbour entries in the fixture's namespace: `mac(i)` for real `i`.
-fn set_real_macs(ns: &lb_tests::netns::Netns, mac: impl Fn(usize) -> [u8; 6]) -> Result<()> {
-    for i in 0..2 {
-        for ip in [IpAddr::from(backend4(i)), backend6(i).into()] {
-            ns.ip(&[
-                "neigh",
-                "replace",
-                &ip.to_string(),
-                "lladdr",
-                &mac_text(mac(i)),
-                "dev",
-                "fx0",
-                "nud",
-                "permanent",
-            ])?;
-        }
-    }
-    Ok(())
 }
 
 /// A hot run of `frame` (`time_repeat`), refused unless every run took the tracked path: the

@@ -492,17 +492,10 @@ pub fn in_fib_namespace(conntrack: u32) -> Result<(Netns, Netns, Fixture)> {
     ] {
         crate::netns::addr(&ns, "fx0", &cidr)?;
     }
-    let neighbours: [(IpAddr, [u8; 6]); 6] = [
-        (CLIENT4.into(), CLIENT_MAC),
-        (backend4(0).into(), real_mac(0)),
-        (backend4(1).into(), real_mac(1)),
-        (CLIENT6.into(), CLIENT_MAC),
-        (backend6(0).into(), real_mac(0)),
-        (backend6(1).into(), real_mac(1)),
-    ];
-    for (ip, mac) in neighbours {
-        ns.ip(&["neigh", "replace", &ip.to_string(), "lladdr", &mac_text(mac), "dev", "fx0", "nud", "permanent"])?;
+    for ip in [IpAddr::from(CLIENT4), CLIENT6.into()] {
+        neighbour(&ns, ip, CLIENT_MAC)?;
     }
+    set_real_macs(&ns, real_mac)?;
     ns.sh("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")?;
     let mut f = Fixture::load_sized(conntrack).context("loading lb-ebpf (run `cargo xtask build-ebpf`)")?;
     let ifindex = ns.ifindex("fx0")?;
@@ -510,6 +503,22 @@ pub fn in_fib_namespace(conntrack: u32) -> Result<(Netns, Netns, Fixture)> {
     // As the daemon does at attach: frames to another MAC than fx0's (`LB_MAC`) are not ours.
     f.learn_mac("fx0")?;
     Ok((ns, peer, f))
+}
+
+/// The real servers' (0 and 1) neighbour entries on `in_fib_namespace`'s `fx0`: `mac(i)`
+/// for real server `i`, both families.
+pub fn set_real_macs(ns: &Netns, mac: impl Fn(usize) -> [u8; 6]) -> Result<()> {
+    for i in 0..2 {
+        for ip in [IpAddr::from(backend4(i)), backend6(i).into()] {
+            neighbour(ns, ip, mac(i))?;
+        }
+    }
+    Ok(())
+}
+
+fn neighbour(ns: &Netns, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+    ns.ip(&["neigh", "replace", &ip.to_string(), "lladdr", &mac_text(mac), "dev", "fx0", "nud", "permanent"])?;
+    Ok(())
 }
 
 /// One `BPF_PROG_TEST_RUN` of `prog` on `frame` (`repeat` times), arriving on `ifindex`
