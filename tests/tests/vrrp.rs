@@ -2183,6 +2183,7 @@ fn interop_keepalived_use_vmac_ipv6_failover_keeps_the_vips_mac() {
 }
 
 fn vmac_interop(tag: &str, extra: &str, v6: bool) {
+    use lb_tests::capture::AdvertCapture;
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new(tag);
@@ -2206,6 +2207,19 @@ fn vmac_interop(tag: &str, extra: &str, v6: bool) {
         n.ip(&["neigh", "replace", &client.to_string(), "lladdr", &client_mac, "dev", "l0", "nud", "permanent"])
             .unwrap();
     }
+    // Who sent from, or was sent, the virtual MAC on each node's switch port, and where the
+    // switch forwards it: printed if the client cannot reach the VIP.
+    let ports: Vec<AdvertCapture> = (1..=2)
+        .map(|p| {
+            AdvertCapture::with_link_headers(&seg.switch, &format!("s{p}"), &format!("ether host {vmac}")).unwrap()
+        })
+        .collect();
+    let wire = || {
+        let fdb = seg.switch.sh("bridge fdb show br br0").unwrap_or_default();
+        let fdb: Vec<&str> = fdb.lines().filter(|l| l.contains(vmac)).collect();
+        let last = |c: &AdvertCapture| c.lines().into_iter().rev().take(12).rev().collect::<Vec<_>>();
+        format!("fdb {fdb:#?}\nport s1 (ours): {:#?}\nport s2 (keepalived): {:#?}", last(&ports[0]), last(&ports[1]))
+    };
     let kconf = dir.file("ka.conf", &conf(200));
     let mut k = Keepalived::start(&seg.nodes[1], &kconf, &dir, "ka").unwrap();
     assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
@@ -2233,7 +2247,7 @@ fn vmac_interop(tag: &str, extra: &str, v6: bool) {
     assert!(eventually(Duration::from_secs(2), || on_vmac(1) && !on_vmac(0)));
     // The switch may still send the virtual MAC to our port until keepalived's next frame
     // from it (our last advert can follow its gratuitous ARPs), as between two keepalived.
-    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, vip)));
+    assert!(eventually(Duration::from_secs(3), || answers(&seg.client, vip)), "{}\n{:#?}", wire(), ours.log());
     assert_eq!(seg.client_neigh(vip).as_deref(), Some(vmac));
     let klog = k2.log();
     let ours_read = "received lower priority (100) advert from ";
