@@ -519,13 +519,16 @@ fn split_brain_heals_to_one_master_with_fresh_gratuitous_arps() {
 
 /// Raw VRRP packets from the client's namespace, TTL 255 unless the case says otherwise.
 fn inject(ns: &Netns, payload: Vec<u8>, ttl: u32) {
+    inject_to(ns, payload, ttl, Ipv4Addr::new(224, 0, 0, 18));
+}
+
+fn inject_to(ns: &Netns, payload: Vec<u8>, ttl: u32, group: Ipv4Addr) {
     ns.run(move || {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(112)))
             .unwrap();
         s.set_multicast_ttl_v4(ttl).unwrap();
         s.set_ttl_v4(ttl).unwrap();
-        let to: std::net::SocketAddr = "224.0.0.18:0".parse().unwrap();
-        s.send_to(&payload, &to.into()).unwrap();
+        s.send_to(&payload, &std::net::SocketAddr::from((group, 0)).into()).unwrap();
     })
     .unwrap();
 }
@@ -1599,6 +1602,111 @@ fn a_master_without_accept_mode_drops_traffic_to_its_vip() {
     d.stop().unwrap();
 }
 
+/// `mcast_dst_ip` as keepalived 2.2.7 acts on it (the oracle, run first on the same node with
+/// the same config): adverts go to the instance's group, and a higher priority advert sent to
+/// the default group 224.0.0.18 is not heard while one sent to the instance's group is. A
+/// second instance on the default group makes the node listen there too.
+#[test]
+fn mcast_dst_ip_is_the_group_an_instance_sends_to_and_hears_as_keepalived() {
+    use lb_daemon::vrrp::packet::Advert;
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
+    let dir = TempDir::new("vrrp-mcdst");
+    let (n0, _) = dir.recorder("notify0");
+    let group = Ipv4Addr::new(224, 0, 0, 100);
+    let other = instance("VI_2", 150, "", &n0)
+        .replace("virtual_router_id 51", "virtual_router_id 52")
+        .replace(&VRRP_VIP4.to_string(), "192.0.2.202");
+    let conf = format!("{}{other}", instance("VI_1", 150, &format!("    mcast_dst_ip {group}\n"), &n0));
+    let higher = Advert {
+        version: 2,
+        vrid: 51,
+        priority: 200,
+        interval_cs: 100,
+        addrs: vec![VRRP_VIP4.into()],
+        password: Some(b"s3cret".to_vec()),
+    }
+    .encode(CLIENT4.into(), group.into());
+    // (where our adverts went, yielded to an advert on 224.0.0.18, then to one on the group);
+    // `yields` counts the log lines that mean "left MASTER".
+    let observe = |yields: &dyn Fn() -> usize| {
+        let cap = lb_tests::capture::AdvertCapture::start(&seg.switch, "br0").unwrap();
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut dsts: Vec<String> = cap
+            .lines()
+            .iter()
+            .filter(|(_, l)| l.contains("vrid 51,"))
+            .filter_map(|(_, l)| l.strip_prefix(&format!("IP {} > ", node4(0)))?.split(':').next().map(str::to_string))
+            .collect();
+        dsts.dedup();
+        let before = yields();
+        inject_to(&seg.client, higher.clone(), 255, Ipv4Addr::new(224, 0, 0, 18));
+        std::thread::sleep(Duration::from_millis(1500));
+        let to_default = yields() > before;
+        inject_to(&seg.client, higher.clone(), 255, group);
+        let to_group = eventually(Duration::from_millis(1500), || yields() > before);
+        (dsts, to_default, to_group)
+    };
+    let kconf = dir.file("keepalived.conf", &format!("global_defs {{\n    router_id kad\n}}\n{conf}"));
+    let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ka = observe(&|| k.log().matches("(VI_1) Entering BACKUP STATE").count());
+    k.stop().unwrap();
+    assert_eq!(ka, (vec![group.to_string()], false, true), "keepalived 2.2.7: {}", k.log());
+    let ours = start(&seg, 0, &dir, &conf);
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", ours.log());
+    let yielded = |l: &String| l.contains("MASTER -> BACKUP") && l.contains("VI_1");
+    let lb = observe(&|| ours.log().iter().filter(|l| yielded(l)).count());
+    assert_eq!(lb, ka, "lb-daemon differs from keepalived: {:#?}", ours.log());
+}
+
+/// `strict_mode` makes one instance strict as `vrrp_strict` makes all, as keepalived 2.2.7
+/// does it (the oracle, run first on the same node with the same config): the strict
+/// instance's adverts carry no authentication and, not the address owner, its VIP drops
+/// traffic (no accept mode); the other instance keeps both.
+#[test]
+fn strict_mode_makes_one_instance_strict_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-strictm");
+    let (n0, _) = dir.recorder("notify0");
+    let _local = Backend::start(&seg.nodes[0], "n0".into(), (Ipv4Addr::UNSPECIFIED, 7777).into());
+    let vip2 = Ipv4Addr::new(192, 0, 2, 202);
+    let lax = instance("VI_2", 100, "", &n0)
+        .replace("virtual_router_id 51", "virtual_router_id 52")
+        .replace(&VRRP_VIP4.to_string(), &vip2.to_string());
+    let conf = format!("{}{lax}", instance("VI_1", 100, "    strict_mode\n", &n0));
+    // (authentication types seen per VRID, whether each VIP answers)
+    let observe = |tag: &str| {
+        let cap = lb_tests::capture::AdvertCapture::start(&seg.switch, "br0").unwrap();
+        let masters = || seg.holds(0, VRRP_VIP4) && seg.holds(0, vip2);
+        assert!(eventually(Duration::from_secs(8), masters), "{tag}: not master for both");
+        std::thread::sleep(Duration::from_secs(2));
+        let auth = |vrid: &str| {
+            let mut kinds: Vec<String> = cap
+                .lines()
+                .iter()
+                .filter(|(_, l)| l.contains(&format!("vrid {vrid},")))
+                .filter_map(|(_, l)| l.split("authtype ").nth(1)?.split(',').next().map(str::to_string))
+                .collect();
+            kinds.dedup();
+            kinds
+        };
+        let answers = |ip: Ipv4Addr| connects(&seg.client, (ip, 7777).into());
+        (auth("51"), auth("52"), answers(VRRP_VIP4), answers(vip2))
+    };
+    let kconf = dir.file("keepalived.conf", &format!("global_defs {{\n    router_id kad\n}}\n{conf}"));
+    let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka").unwrap();
+    let ka = observe("keepalived");
+    assert!(k.log().contains("Strict mode does not support authentication"), "{}", k.log());
+    k.stop().unwrap();
+    assert_eq!(ka, (vec!["none".to_string()], vec!["simple".to_string()], false, true), "keepalived 2.2.7");
+    let ours = start(&seg, 0, &dir, &conf);
+    let lb = observe("lb-daemon");
+    assert_eq!(lb, ka, "lb-daemon differs from keepalived: {:#?}", ours.log());
+}
+
 /// keepalived's notify FIFO lines for the same story, keepalived 2.2.7 first, then
 /// lb-daemon on the same node with the same config: start as BACKUP, become MASTER alone,
 /// stop. The FIFO is created by the daemon, read by its `*_notify_fifo_script` (started with
@@ -1787,19 +1895,17 @@ fn track_process_quorum_from_process_events_moves_mastership() {
     assert!(d0.log().iter().any(|l| l.contains("Quorum lost for tracked process svc")), "{:#?}", d0.log());
 }
 
-/// What a lone master sends when a lower priority advert comes in (keepalived's
-/// `vrrp_state_master_rx`), measured on the wire under keepalived 2.2.7 and then under
-/// lb-daemon with the same config: (adverts within 200 ms, gratuitous ARPs within 500 ms,
-/// gratuitous ARPs 0.5-2.5 s later).
-fn lower_priority_answer(
+/// What a lone master sends when another master's advert comes in (keepalived's
+/// `vrrp_state_master_rx`), under keepalived 2.2.7 or lb-daemon with `conf`: see
+/// `master_answer`.
+fn answer_to_advert(
     seg: &Segment,
     dir: &TempDir,
     conf: &str,
     keepalived: bool,
     tag: &str,
+    priority: u8,
 ) -> (usize, usize, usize) {
-    use lb_daemon::vrrp::packet::Advert;
-    use lb_tests::capture::{AdvertCapture, now};
     let path = dir.file(&format!("{tag}.conf"), conf);
     let mut k = None;
     let mut d = None;
@@ -1820,22 +1926,33 @@ fn lower_priority_answer(
     }
     // The first burst of gratuitous ARPs is over by now.
     std::thread::sleep(Duration::from_secs(1));
+    let counts = master_answer(seg, priority);
+    drop((k, d));
+    counts
+}
+
+/// What node 0, master, sends on the wire when a master's advert with `priority` comes in
+/// from the client: (its adverts within 200 ms, gratuitous ARPs within 500 ms, ARPs in the
+/// 2 s after).
+fn master_answer(seg: &Segment, priority: u8) -> (usize, usize, usize) {
+    use lb_daemon::vrrp::packet::Advert;
+    use lb_tests::capture::{AdvertCapture, now};
     let cap =
         AdvertCapture::with_filter(&seg.switch, "br0", &format!("ip proto 112 or (arp and host {VRRP_VIP4})")).unwrap();
     // Inject 300 ms after a regular advert, so the next regular one is 700 ms away.
     let seen_before = cap.lines().len();
     assert!(eventually(Duration::from_secs(3), || cap.lines().len() > seen_before));
     std::thread::sleep(Duration::from_millis(300));
-    let lower = Advert {
+    let other = Advert {
         version: 2,
         vrid: 51,
-        priority: 50,
+        priority,
         interval_cs: 100,
         addrs: vec![VRRP_VIP4.into()],
         password: Some(b"s3cret".to_vec()),
     };
     let t = now();
-    inject(&seg.client, lower.encode(CLIENT4.into(), "224.0.0.18".parse().unwrap()), 255);
+    inject(&seg.client, other.encode(CLIENT4.into(), "224.0.0.18".parse().unwrap()), 255);
     std::thread::sleep(Duration::from_secs(3));
     let lines = cap.lines();
     drop(cap);
@@ -1844,7 +1961,6 @@ fn lower_priority_answer(
     let arp = |l: &str| l.contains("ARP");
     let garps_now = lines.iter().filter(|(ts, l)| *ts >= t && *ts < t + 0.5 && arp(l)).count();
     let garps_later = lines.iter().filter(|(ts, l)| *ts >= t + 0.5 && *ts < t + 2.5 && arp(l)).count();
-    drop((k, d));
     (adverts, garps_now, garps_later)
 }
 
@@ -1867,12 +1983,55 @@ fn a_master_answers_lower_priority_adverts_as_keepalived_does() {
     ];
     for (n, (extra, want)) in cases.iter().enumerate() {
         let conf = format!("{global}{}", instance("VI_1", 150, extra, &n0));
-        let ka = lower_priority_answer(&seg, &dir, &conf, true, &format!("ka{n}"));
-        let ours = lower_priority_answer(&seg, &dir, &conf, false, &format!("lb{n}"));
+        let ka = answer_to_advert(&seg, &dir, &conf, true, &format!("ka{n}"), 50);
+        let ours = answer_to_advert(&seg, &dir, &conf, false, &format!("lb{n}"), 50);
         println!("{extra:?}: keepalived {ka:?}, ours {ours:?}");
         assert_eq!(ka, *want, "keepalived 2.2.7 with {extra:?}");
         assert_eq!(ours, ka, "lb-daemon differs from keepalived with {extra:?}");
     }
+}
+
+/// `higher_prio_send_advert` (instance and global_defs) as keepalived 2.2.7 acts on it: a
+/// master hearing a higher priority advert yields, sending one advert of its own first only
+/// with the option. The same config under both, the same frames on the wire.
+#[test]
+fn a_master_answers_higher_priority_adverts_as_keepalived_does() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    seg.client.ip(&["route", "add", "224.0.0.0/4", "dev", "c0"]).unwrap();
+    let dir = TempDir::new("vrrp-highprio");
+    let (n0, _) = dir.recorder("notify0");
+    let on = "global_defs {\n    vrrp_higher_prio_send_advert\n}\n";
+    let cases = [
+        // (global_defs, instance, adverts back)
+        ("", "", 0),
+        ("", "    higher_prio_send_advert\n", 1),
+        (on, "", 1),
+        (on, "    higher_prio_send_advert false\n", 0),
+    ];
+    for (n, (global, extra, want)) in cases.iter().enumerate() {
+        let conf = format!("{global}{}", instance("VI_1", 150, extra, &n0));
+        let ka = answer_to_advert(&seg, &dir, &conf, true, &format!("ka{n}"), 200).0;
+        let ours = answer_to_advert(&seg, &dir, &conf, false, &format!("lb{n}"), 200).0;
+        println!("{global:?} {extra:?}: keepalived {ka}, ours {ours}");
+        assert_eq!(ka, *want, "keepalived 2.2.7 with {global:?} {extra:?}");
+        assert_eq!(ours, ka, "lb-daemon differs from keepalived with {global:?} {extra:?}");
+    }
+    // A reload that changes only the global default reaches the running instance.
+    let path = dir.file("reload.conf", &instance("VI_1", 150, "", &n0));
+    let ours =
+        Daemon::start(&seg.nodes[0], &path, &daemon::pin_dir(&format!("{}rl", dir.tag())), &["--interface", "l0"])
+            .unwrap();
+    assert!(ours.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", ours.log());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(master_answer(&seg, 200).0, 0);
+    let takeovers = || ours.log().iter().filter(|l| l.contains("BACKUP -> MASTER")).count();
+    assert!(eventually(Duration::from_secs(8), || takeovers() == 2), "{:#?}", ours.log());
+    dir.file("reload.conf", &format!("{on}{}", instance("VI_1", 150, "", &n0)));
+    ours.signal(Signal::SIGHUP).unwrap();
+    let updated = "VRRP reloaded: 0 unchanged, 1 updated in place";
+    assert!(ours.wait_log(updated, Duration::from_secs(5)), "{:#?}", ours.log());
+    assert_eq!(master_answer(&seg, 200).0, 1, "{:#?}", ours.log());
 }
 
 /// `unicast_ttl` sets the TTL of unicast adverts on the wire, as keepalived's does; the

@@ -129,6 +129,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         g.vrrp_down_timer_adverts = ctx.parse_range(s, 0, "a number of adverts", 1u8, 100);
     }),
     Keyword::new("vrrp_lower_prio_no_advert", |ctx, g, s| g.vrrp_lower_prio_no_advert = ctx.bool_flag(s)),
+    Keyword::new("vrrp_higher_prio_send_advert", |ctx, g, s| g.vrrp_higher_prio_send_advert = ctx.bool_flag(s)),
     Keyword::new("vrrp_garp_lower_prio_repeat", |ctx, g, s| {
         g.vrrp_garp_lower_prio_repeat = ctx.parse_range(s, 0, "a count", 0u32, i32::MAX as u32);
     }),

@@ -18,8 +18,6 @@
 /// acted on, it moves out of this list.
 pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // VRRP adverts, elections and timers.
-    ("higher_prio_send_advert", "vrrp_instance", ADVERTS),
-    ("vrrp_higher_prio_send_advert", "global_defs", ADVERTS),
     ("owner_ignore_adverts", "vrrp_instance", ADVERTS),
     ("vrrp_owner_ignore_adverts", "global_defs", ADVERTS),
     ("timer_expired_backup", "vrrp_instance", ADVERTS),
@@ -28,13 +26,7 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("v3_checksum_as_v2", "global_defs, vrrp_instance", ADVERTS),
     ("unicast_fault_no_peer", "vrrp_instance", ADVERTS),
     ("track_src_ip", "vrrp_instance", ADVERTS),
-    (
-        "mcast_dst_ip",
-        "vrrp_instance",
-        "set the group for every instance with vrrp_mcast_group4 / vrrp_mcast_group6 in global_defs, or use unicast_peer",
-    ),
     ("native_ipv6", "vrrp_instance", "remove it: an instance's family follows its virtual addresses"),
-    ("strict_mode", "vrrp_instance", "set vrrp_strict in global_defs (it applies to every instance)"),
     (
         "vrrp_delay_after_boot",
         "global_defs",
@@ -471,6 +463,22 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip",
             "lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "mcast_dst_ip",
+        &[
+            "tests/tests/vrrp.rs::mcast_dst_ip_is_the_group_an_instance_sends_to_and_hears_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::advert_source_and_group_follow_mcast_src_ip_and_vrrp_mcast_group",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "strict_mode",
+        &[
+            "tests/tests/vrrp.rs::strict_mode_makes_one_instance_strict_as_keepalived",
+            "lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s",
         ],
     ),
     (
@@ -1148,6 +1156,22 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::a_master_answers_lower_priority_adverts_as_keepalived_does",
             "lb-daemon/src/vrrp/instance.rs::a_master_hearing_a_lower_priority_answers_unless_lower_prio_no_advert",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "higher_prio_send_advert",
+        &[
+            "tests/tests/vrrp.rs::a_master_answers_higher_priority_adverts_as_keepalived_does",
+            "lb-daemon/src/vrrp/instance.rs::a_master_yielding_answers_only_with_higher_prio_send_advert",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_higher_prio_send_advert",
+        &[
+            "tests/tests/vrrp.rs::a_master_answers_higher_priority_adverts_as_keepalived_does",
+            "lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s",
         ],
     ),
     (

@@ -108,6 +108,10 @@ pub struct GlobalDefs {
     /// `vrrp_lower_prio_no_advert [BOOL]`: the default of each instance's `lower_prio_no_advert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp_lower_prio_no_advert: Option<bool>,
+    /// `vrrp_higher_prio_send_advert [BOOL]`: the default of each instance's
+    /// `higher_prio_send_advert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrrp_higher_prio_send_advert: Option<bool>,
     /// `vrrp_garp_lower_prio_repeat`: the default of each instance's `garp_lower_prio_repeat`
     /// (unset: `vrrp_garp_master_repeat`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +209,7 @@ impl Default for GlobalDefs {
             vrrp_skip_check_adv_addr: false,
             vrrp_down_timer_adverts: None,
             vrrp_lower_prio_no_advert: None,
+            vrrp_higher_prio_send_advert: None,
             vrrp_garp_lower_prio_repeat: None,
             vrrp_garp_lower_prio_delay: None,
             lvs_sync_daemon: None,
@@ -548,6 +553,10 @@ pub struct VrrpInstance {
     pub track_process: Vec<Tracked>,
     pub track_bfd: Vec<Tracked>,
     pub mcast_src_ip: Option<IpAddr>,
+    /// `mcast_dst_ip`: this instance's multicast group (IPv4, or IPv6 link-local scope),
+    /// instead of `vrrp_mcast_group4` / `vrrp_mcast_group6`; it hears adverts sent there only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcast_dst_ip: Option<IpAddr>,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<IpAddr>,
     /// Overrides `vrrp_garp_master_delay` for this instance.
@@ -585,6 +594,13 @@ pub struct VrrpInstance {
     /// answer it with an advert of its own; unset: `vrrp_lower_prio_no_advert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lower_prio_no_advert: Option<bool>,
+    /// `higher_prio_send_advert [BOOL]`: a master that hears a higher priority advert sends
+    /// one advert at its own priority before it yields; unset: `vrrp_higher_prio_send_advert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub higher_prio_send_advert: Option<bool>,
+    /// `strict_mode [BOOL]`: `vrrp_strict` for this instance alone; unset: `vrrp_strict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_mode: Option<bool>,
     /// `garp_lower_prio_repeat`: gratuitous ARPs a master sends on hearing a lower priority
     /// advert; unset: `vrrp_garp_lower_prio_repeat`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -622,14 +638,20 @@ impl VrrpInstance {
         self.version.unwrap_or(if v6 { 3 } else { g.vrrp_version })
     }
 
+    /// keepalived's `strict_mode` (vrrp.c `vrrp_complete_instance`): the instance's own, else
+    /// global_defs' `vrrp_strict`. Every "under `vrrp_strict`" below means this.
+    pub fn strict(&self, g: &GlobalDefs) -> bool {
+        self.strict_mode.unwrap_or(g.vrrp_strict)
+    }
+
     /// keepalived's accept mode (vrrp.c, `vrrp_complete_instance`): as configured, else on for
     /// the address owner (priority 255) and off under `vrrp_strict`; `vrrp_strict` turns it off
     /// for a VRRPv2 instance that is not the owner whatever the config says (RFC 3768).
     pub fn accept_mode(&self, g: &GlobalDefs) -> bool {
         let owner = self.priority == 255;
-        let accept = self.accept.unwrap_or(owner || !g.vrrp_strict);
+        let accept = self.accept.unwrap_or(owner || !self.strict(g));
         let v2 = self.vrrp_version(g) == 2;
-        accept && !(!owner && g.vrrp_strict && v2)
+        accept && !(!owner && self.strict(g) && v2)
     }
 
     /// Whether, as MASTER, traffic to its VIPs is dropped (keepalived's firewall drop rule,
@@ -642,7 +664,7 @@ impl VrrpInstance {
     /// `vrrp_complete_instance`): the instance's, else global_defs', else 3; always 3 under
     /// `vrrp_strict` (keepalived resets it there with a config error; `validate` refuses it).
     pub fn down_timer_adverts(&self, g: &GlobalDefs) -> u8 {
-        if g.vrrp_strict {
+        if self.strict(g) {
             return 3;
         }
         self.down_timer_adverts.or(g.vrrp_down_timer_adverts).unwrap_or(3)
@@ -651,14 +673,20 @@ impl VrrpInstance {
     /// keepalived's `lower_prio_no_advert` (vrrp.c `vrrp_complete_instance`): always on under
     /// `vrrp_strict`; else the instance's, else global_defs', else off.
     pub fn lower_prio_no_advert(&self, g: &GlobalDefs) -> bool {
-        g.vrrp_strict || self.lower_prio_no_advert.or(g.vrrp_lower_prio_no_advert).unwrap_or(false)
+        self.strict(g) || self.lower_prio_no_advert.or(g.vrrp_lower_prio_no_advert).unwrap_or(false)
+    }
+
+    /// keepalived's `higher_prio_send_advert` (vrrp.c `vrrp_complete_instance`): always off
+    /// under `vrrp_strict`; else the instance's, else global_defs', else off.
+    pub fn higher_prio_send_advert(&self, g: &GlobalDefs) -> bool {
+        !self.strict(g) && self.higher_prio_send_advert.or(g.vrrp_higher_prio_send_advert).unwrap_or(false)
     }
 
     /// keepalived's `garp_lower_prio_repeat`: 0 under `vrrp_strict`; else the instance's,
     /// else `vrrp_garp_lower_prio_repeat`, else `vrrp_garp_master_repeat` (vrrp.c
     /// `vrrp_complete_init`: not the instance's own `garp_master_repeat`).
     pub fn garp_lower_prio_repeat(&self, g: &GlobalDefs) -> u32 {
-        if g.vrrp_strict {
+        if self.strict(g) {
             return 0;
         }
         self.garp_lower_prio_repeat.or(g.vrrp_garp_lower_prio_repeat).unwrap_or(g.vrrp_garp_master_repeat)
@@ -667,7 +695,7 @@ impl VrrpInstance {
     /// keepalived's `garp_lower_prio_delay` in seconds, as `garp_lower_prio_repeat`, falling
     /// back to `vrrp_garp_master_delay`.
     pub fn garp_lower_prio_delay(&self, g: &GlobalDefs) -> u32 {
-        if g.vrrp_strict {
+        if self.strict(g) {
             return 0;
         }
         self.garp_lower_prio_delay.or(g.vrrp_garp_lower_prio_delay).unwrap_or(g.vrrp_garp_master_delay)
@@ -685,6 +713,7 @@ impl VrrpInstance {
             track_process: Vec::new(),
             track_bfd: Vec::new(),
             mcast_src_ip: None,
+            mcast_dst_ip: None,
             unicast_src_ip: None,
             unicast_peer: Vec::new(),
             garp_master_delay: None,
@@ -706,6 +735,8 @@ impl VrrpInstance {
             skip_check_adv_addr: None,
             down_timer_adverts: None,
             lower_prio_no_advert: None,
+            higher_prio_send_advert: None,
+            strict_mode: None,
             garp_lower_prio_repeat: None,
             garp_lower_prio_delay: None,
             unicast_ttl: None,

@@ -1156,6 +1156,30 @@ fn election_variants_resolve_as_keepalived_s() {
     }
     let e = first_error(&format!("global_defs {{\n vrrp_strict\n vrrp_down_timer_adverts 4\n}}\n{}", inst("")));
     assert!(e.contains("down_timer_adverts 4 is incompatible with vrrp_strict"), "{e}");
+    // higher_prio_send_advert: off by default, the global default, the instance's own; off
+    // under vrrp_strict (an explicit one there is refused, keepalived resets it).
+    let higher = |c: &Config| c.vrrp_instances[0].higher_prio_send_advert(&c.global);
+    assert!(!higher(&ok(&inst(""))));
+    assert!(higher(&ok(&inst("higher_prio_send_advert"))));
+    let on = "global_defs {\n vrrp_higher_prio_send_advert\n}\n";
+    assert!(higher(&ok(&format!("{on}{}", inst("")))));
+    assert!(!higher(&ok(&format!("{on}{}", inst("higher_prio_send_advert false")))));
+    let strict_on = "global_defs {\n vrrp_strict\n vrrp_higher_prio_send_advert\n}\n";
+    assert!(!higher(&ok(&format!("{strict_on}{}", inst("")))));
+    let e = first_error(&format!("global_defs {{\n vrrp_strict\n}}\n{}", inst("higher_prio_send_advert")));
+    assert!(e.contains("higher_prio_send_advert is incompatible with vrrp_strict"), "{e}");
+    // strict_mode: vrrp_strict for one instance, either way.
+    let strict = |c: &Config| {
+        let (g, v) = (&c.global, &c.vrrp_instances[0]);
+        (v.strict(g), v.lower_prio_no_advert(g), v.accept_mode(g))
+    };
+    assert_eq!(strict(&ok(&inst("strict_mode"))), (true, true, false));
+    assert_eq!(
+        strict(&ok(&format!("global_defs {{\n vrrp_strict\n}}\n{}", inst("strict_mode false")))),
+        (false, false, true)
+    );
+    let e = first_error(&inst("strict_mode\n down_timer_adverts 5"));
+    assert!(e.contains("down_timer_adverts 5 is incompatible with vrrp_strict"), "{e}");
     // Ranges as keepalived reads them.
     assert!(first_error(&inst("down_timer_adverts 0")).contains("between 1 and 100"));
     assert!(first_error(&inst("down_timer_adverts 101")).contains("between 1 and 100"));

@@ -255,11 +255,9 @@ pub fn fixed_priority_tracking(cfg: &mut Config) -> Vec<Diagnostic> {
 /// authentication. Ignoring." The instance runs without it (keepalived's peers in strict mode
 /// expect none), with keepalived's config error as a warning.
 pub fn strict_mode_authentication(cfg: &mut Config) -> Vec<Diagnostic> {
-    if !cfg.global.vrrp_strict {
-        return Vec::new();
-    }
     let mut d = Vec::new();
-    for v in cfg.vrrp_instances.iter_mut().filter(|v| v.authentication.is_some()) {
+    let g = &cfg.global;
+    for v in cfg.vrrp_instances.iter_mut().filter(|v| v.authentication.is_some() && v.strict(g)) {
         d.push(Diagnostic::warning(
             v.span,
             format!("({}) Strict mode does not support authentication. Ignoring.", v.name),
@@ -352,7 +350,7 @@ fn sync_groups(cfg: &Config, d: &mut Vec<Diagnostic>) {
 fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     let g = &cfg.global;
     let mut err = |what: String| d.push(Diagnostic::error(v.span, format!("vrrp_instance {}: {what}", v.name)));
-    if g.vrrp_strict {
+    if v.strict(g) {
         if let Some(n) = v.down_timer_adverts.or(g.vrrp_down_timer_adverts).filter(|n| *n != 3) {
             err(format!(
                 "down_timer_adverts {n} is incompatible with vrrp_strict (keepalived resets it to 3); remove it"
@@ -361,6 +359,9 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         if v.lower_prio_no_advert == Some(false) {
             err("lower_prio_no_advert false is incompatible with vrrp_strict (keepalived forces it on); remove it"
                 .into());
+        }
+        if v.higher_prio_send_advert == Some(true) {
+            err("higher_prio_send_advert is incompatible with vrrp_strict (keepalived resets it); remove it".into());
         }
         if let Some(n) = v.garp_lower_prio_repeat.filter(|n| *n != 0) {
             err(format!(
@@ -371,6 +372,30 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
             err(format!(
                 "garp_lower_prio_delay {n} is incompatible with vrrp_strict (keepalived resets it to 0); remove it"
             ));
+        }
+        if v.preempt_delay != 0 {
+            err("preempt_delay is incompatible with vrrp_strict (keepalived resets it to 0); remove it".into());
+        }
+        if let Some(state) = v.state.filter(|s| (*s == super::model::VrrpState::Master) != (v.priority == 255)) {
+            err(format!(
+                "state {} must match being the address owner (priority 255) under vrrp_strict (keepalived \
+                 resets the state); remove it or set the priority to match",
+                if state == super::model::VrrpState::Master { "MASTER" } else { "BACKUP" }
+            ));
+        }
+    }
+    if v.virtual_ipaddress.is_empty() && (v.strict(g) || v.vrrp_version(g) == 3) {
+        err("no virtual_ipaddress: VRRP version 3 and vrrp_strict need at least one (keepalived: \
+             \"No VIP specified; at least one is required\"); add one"
+            .into());
+    }
+    if let Some(dst) = v.mcast_dst_ip {
+        if !v.unicast_peer.is_empty() {
+            err("mcast_dst_ip with unicast_peer: adverts go to the peers (keepalived ignores the group); remove one"
+                .into());
+        }
+        if v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6() != dst.is_ipv6()) {
+            err(format!("mcast_dst_ip {dst} is not of the virtual addresses' family (keepalived skips it); remove it"));
         }
     }
     if v.unicast_ttl.is_some() && v.unicast_peer.is_empty() {
@@ -390,7 +415,7 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         if !v.unicast_peer.is_empty() && !v.vmac_xmit_base {
             err("unicast with use_vmac requires vmac_xmit_base (keepalived reports a config error and sets it); add vmac_xmit_base".into());
         }
-        if g.vrrp_strict && v.vmac_xmit_base {
+        if v.strict(g) && v.vmac_xmit_base {
             err("vmac_xmit_base is incompatible with vrrp_strict (keepalived reports a config error and clears it); remove it".into());
         }
         if let Some(name) = v.use_vmac.as_ref().and_then(|u| u.name.as_deref()) {

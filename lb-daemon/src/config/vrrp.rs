@@ -525,6 +525,23 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         v.track_bfd.extend(t);
     }),
     Keyword::new("mcast_src_ip", |ctx, v, st| v.mcast_src_ip = ip_arg(ctx, st)),
+    Keyword::new("mcast_dst_ip", |ctx, v, st| {
+        let Some(w) = ctx.arg(st, 0, "a multicast address") else { return };
+        // keepalived's vrrp_mcast_dstip_handler: IPv4 multicast or IPv6 link-local multicast.
+        match w.text.parse::<std::net::IpAddr>() {
+            Ok(a @ std::net::IpAddr::V4(v4)) if v4.is_multicast() => v.mcast_dst_ip = Some(a),
+            Ok(a @ std::net::IpAddr::V6(v6)) if v6.segments()[0] & 0xff0f == 0xff02 => v.mcast_dst_ip = Some(a),
+            Ok(_) => ctx.error(
+                w.span,
+                format!(
+                    "mcast_dst_ip {} is not an IPv4 multicast or IPv6 link-local multicast address \
+                     (keepalived skips it); use one (e.g. 224.0.0.18, ff02::12) or remove it",
+                    w.text
+                ),
+            ),
+            Err(_) => ctx.error(w.span, format!("`{}` is not an IPv4 or IPv6 address", w.text)),
+        }
+    }),
     Keyword::new("unicast_src_ip", |ctx, v, st| v.unicast_src_ip = ip_arg(ctx, st)),
     Keyword::new("unicast_peer", |ctx, v, st| {
         let Some(block) = ctx.block(st) else { return };
@@ -592,6 +609,8 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         v.down_timer_adverts = ctx.parse_range(st, 0, "a number of adverts", 1u8, 100);
     }),
     Keyword::new("lower_prio_no_advert", |ctx, v, st| v.lower_prio_no_advert = ctx.bool_flag(st)),
+    Keyword::new("higher_prio_send_advert", |ctx, v, st| v.higher_prio_send_advert = ctx.bool_flag(st)),
+    Keyword::new("strict_mode", |ctx, v, st| v.strict_mode = ctx.bool_flag(st)),
     Keyword::new("garp_lower_prio_repeat", |ctx, v, st| {
         v.garp_lower_prio_repeat = ctx.parse_range(st, 0, "a count", 0u32, i32::MAX as u32);
     }),

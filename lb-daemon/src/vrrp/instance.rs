@@ -101,6 +101,9 @@ pub struct Settings {
     /// keepalived's `lower_prio_no_advert`: a master hearing a lower priority advert sends
     /// no advert back (and keeps its advert timer).
     pub lower_prio_no_advert: bool,
+    /// keepalived's `higher_prio_send_advert`: a master hearing a higher priority advert
+    /// sends one advert at its own priority before it yields (off by default).
+    pub higher_prio_send_advert: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -302,10 +305,11 @@ impl Instance {
             out.push(Effect::Advert(mine));
             self.deadline = Some(now + Self::cs(self.s.advert_int_cs));
         } else if theirs_wins {
-            // A last advert at our priority before yielding: the winner hears a
-            // lower-priority master and re-announces the VIPs (gratuitous ARPs). After a
-            // split brain heals, neighbours that followed us learn the winner at once.
-            out.push(Effect::Advert(mine));
+            // With higher_prio_send_advert, a last advert at our priority before yielding:
+            // the winner hears a lower-priority master and re-announces the VIPs.
+            if self.s.higher_prio_send_advert {
+                out.push(Effect::Advert(mine));
+            }
             if self.s.version == 3 {
                 self.master_adver_int_cs = a.interval_cs.max(1);
             }
@@ -386,6 +390,7 @@ mod tests {
             primary: "192.0.2.1".parse().unwrap(),
             down_timer_adverts: 3,
             lower_prio_no_advert: false,
+            higher_prio_send_advert: false,
         }
     }
 
@@ -550,7 +555,21 @@ mod tests {
         assert!(transitions(&m.on_advert(t0, "192.0.2.0".parse().unwrap(), &advert(100))).is_empty());
         let e = m.on_advert(t0, PEER.parse().unwrap(), &advert(100));
         assert_eq!(transitions(&e), [State::Backup]);
-        assert_eq!(e[0], Effect::Advert(100), "a last word so the winner re-announces");
+    }
+
+    #[test]
+    fn a_master_yielding_answers_only_with_higher_prio_send_advert() {
+        let t0 = Instant::now();
+        for send in [false, true] {
+            let mut m = Instance::new(Settings { higher_prio_send_advert: send, ..settings(100) }, t0);
+            m.start(t0);
+            m.on_timer(t0 + m.master_down_interval());
+            assert_eq!(m.state, State::Master);
+            let e = m.on_advert(t0, PEER.parse().unwrap(), &advert(150));
+            assert_eq!(transitions(&e), [State::Backup]);
+            let adverts: Vec<&Effect> = e.iter().filter(|e| matches!(e, Effect::Advert(_))).collect();
+            assert_eq!(adverts, if send { vec![&Effect::Advert(100)] } else { vec![] }, "send {send}");
+        }
     }
 
     #[test]

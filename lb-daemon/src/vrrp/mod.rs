@@ -55,6 +55,16 @@ pub fn fingerprint(cfg: &Config) -> String {
             g.vrrp_gna_interval_us,
         ),
         (&cfg.static_ipaddress, &cfg.static_routes, &cfg.static_rules, &g.default_interface),
+        // The instances' election defaults.
+        (
+            g.vrrp_down_timer_adverts,
+            g.vrrp_lower_prio_no_advert,
+            g.vrrp_higher_prio_send_advert,
+            g.vrrp_garp_lower_prio_repeat,
+            g.vrrp_garp_lower_prio_delay,
+            g.vrrp_notify_priority_changes,
+        ),
+        (&g.vrrp_mcast_group6, &g.vmac_prefix),
     ))
     .unwrap_or_default()
 }

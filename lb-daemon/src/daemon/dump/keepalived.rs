@@ -458,7 +458,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         if c.dont_track_primary {
             line("   VRRP interface tracking disabled".into());
         }
-        if g.vrrp_strict {
+        if c.strict(g) {
             line("   Enforcing strict VRRP compliance".into());
         }
         let from_config = c.unicast_src_ip.or(c.mcast_src_ip).is_some();
@@ -467,10 +467,10 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             None => line("   Using src_ip = (none)".into()),
         }
         if c.unicast_peer.is_empty() {
-            if i.v6() {
-                line(format!("   Multicast address {}", g.vrrp_mcast_group6));
-            } else {
-                line(format!("   Multicast address {}", g.vrrp_mcast_group4));
+            match c.mcast_dst_ip {
+                Some(a) => line(format!("   Multicast address {a}")),
+                None if i.v6() => line(format!("   Multicast address {}", g.vrrp_mcast_group6)),
+                None => line(format!("   Multicast address {}", g.vrrp_mcast_group4)),
             }
         }
         line(format!("   Gratuitous ARP delay = {}", i.garp_delay()));
@@ -482,7 +482,8 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         line(format!("   Down timer adverts = {}", c.down_timer_adverts(g)));
         let answers_lower = if c.lower_prio_no_advert(g) { "false" } else { "true" };
         line(format!("   Send advert after receive lower priority advert = {answers_lower}"));
-        line("   Send advert after receive higher priority advert = false".into());
+        let answers_higher = if c.higher_prio_send_advert(g) { "true" } else { "false" };
+        line(format!("   Send advert after receive higher priority advert = {answers_higher}"));
         line(format!("   Virtual Router ID = {}", c.virtual_router_id.unwrap_or(0)));
         line(format!("   Priority = {}", c.priority));
         line(format!("   Effective priority = {}", i.effective_priority()));
@@ -703,7 +704,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("iname", json!(c.name));
             put("dont_track_primary", json!(u8::from(c.dont_track_primary)));
             put("skip_check_adv_addr", json!(0));
-            put("strict_mode", json!(u8::from(g.vrrp_strict)));
+            put("strict_mode", json!(u8::from(c.strict(g))));
             // keepalived: with use_vmac, the instance's interface is its VMAC.
             put("vmac_ifname", json!(if c.use_vmac.is_some() { i.iface() } else { "" }));
             put("ifp_ifname", json!(i.iface()));
@@ -716,7 +717,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("garp_lower_prio_delay", json!(c.garp_lower_prio_delay(g)));
             put("garp_lower_prio_rep", json!(c.garp_lower_prio_repeat(g)));
             put("lower_prio_no_advert", json!(u8::from(c.lower_prio_no_advert(g))));
-            put("higher_prio_send_advert", json!(0));
+            put("higher_prio_send_advert", json!(u8::from(c.higher_prio_send_advert(g))));
             put("vrid", json!(c.virtual_router_id.unwrap_or(0)));
             put("base_priority", json!(c.priority));
             put("effective_priority", json!(i.effective_priority()));

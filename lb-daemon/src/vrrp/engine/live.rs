@@ -54,6 +54,9 @@ pub struct LiveInstance {
     pub vrid: u8,
     pub sender: sockets::Sender,
     pub dsts: Vec<IpAddr>,
+    /// The multicast group it hears (none with unicast peers): adverts to any other group
+    /// are not for it, as keepalived's receive socket is bound to the group.
+    pub join: Option<IpAddr>,
     /// VRRPv3 over IPv6 (the instance's VIPs are IPv6).
     pub v6: bool,
     /// Source of neighbour advertisements (IPv6).
@@ -95,6 +98,7 @@ pub struct AhLink {
 
 /// What an instance takes from its config besides its sockets and election settings; built
 /// the same way at start and when a reload updates the instance in place.
+#[derive(PartialEq)]
 pub struct Tuning {
     pub password: Option<Vec<u8>>,
     /// `auth_type AH`: the HMAC key (`auth_pass` as keepalived pads it).
@@ -156,6 +160,7 @@ pub fn settings(g: &GlobalDefs, v: &VrrpInstance, version: u8, primary: IpAddr) 
         primary,
         down_timer_adverts: v.down_timer_adverts(g),
         lower_prio_no_advert: v.lower_prio_no_advert(g),
+        higher_prio_send_advert: v.higher_prio_send_advert(g),
     }
 }
 
@@ -172,7 +177,7 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
         v.unicast_ttl,
         v.authentication.as_ref().map(|a| a.auth_type == AuthType::Ah),
         v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6()),
-        (&v.use_vmac, v.vmac_xmit_base, &g.vmac_prefix),
+        (&v.use_vmac, v.vmac_xmit_base, &g.vmac_prefix, v.mcast_dst_ip),
         g.vrrp_mcast_group4,
         g.vrrp_mcast_group6,
     ))
@@ -230,6 +235,7 @@ impl LiveInstance {
             iface,
             vrid,
             dsts,
+            join,
             group: None,
             tuning,
             counters: Counters::default(),
@@ -240,7 +246,7 @@ impl LiveInstance {
             vmac: vmac.map(|_| base.clone()),
             notify_priority: notifies_priority_changes(cfg, v),
         };
-        let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, join, live.ah.is_some())?;
+        let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
         Ok((live, rx))
     }
 
@@ -347,6 +353,9 @@ impl LiveInstance {
     /// list included (as keepalived, with or without `vrrp_strict`). Drops are counted, and
     /// logged at most once per `REJECT_LOG_EVERY` and check.
     pub fn check_advert(&mut self, ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8]) -> Option<Advert> {
+        if self.join.is_some_and(|g| g != dst) {
+            return None;
+        }
         // AH: `msg` is the whole IPv4 packet. As keepalived: ICV, SPI, then the sequence
         // number (which the counter takes at once), then the VRRP checks.
         let mut ah_seq = None;
@@ -548,7 +557,8 @@ pub fn endpoints(
         None if v6 => IpAddr::V6(link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?),
         None => IpAddr::V4(ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
     };
-    let group = if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) };
+    let global = if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) };
+    let group = v.mcast_dst_ip.unwrap_or(global);
     if v.unicast_peer.is_empty() {
         Ok(Endpoints { v6, src, dsts: vec![group], join: Some(group) })
     } else {
@@ -663,6 +673,11 @@ mod tests {
         assert_eq!((e.v6, e.src, e.dsts), (true, ip("fe80::1"), vec![ip("ff02::12")]));
         let e = ends(&one(group6, &format!("{vip6} mcast_src_ip 2001:db8::11\n")));
         assert_eq!((e.src, e.dsts, e.join), (ip("2001:db8::11"), vec![ip("ff02::13")], Some(ip("ff02::13"))));
+        // mcast_dst_ip: the instance's own group, over the global one.
+        let e = ends(&one(group4, &format!("{vip4} mcast_dst_ip 224.0.0.100\n")));
+        assert_eq!((e.dsts, e.join), (vec![ip("224.0.0.100")], Some(ip("224.0.0.100"))));
+        let e = ends(&one("", &format!("{vip6} mcast_dst_ip ff02::100\n")));
+        assert_eq!((e.dsts, e.join), (vec![ip("ff02::100")], Some(ip("ff02::100"))));
         // unicast_src_ip wins over mcast_src_ip; unicast peers replace the group.
         let c = one(
             group4,

@@ -44,7 +44,7 @@ impl Engine {
         while i < self.insts.len() {
             let name = self.insts[i].cfg.name.clone();
             let fate = match cfg.vrrp_instances.iter().find(|v| v.name == name) {
-                Some(v) if config::same(&self.insts[i].cfg, v) => Fate::Kept,
+                Some(v) if config::same(&self.insts[i].cfg, v) && self.resolves_the_same(i, cfg, v) => Fate::Kept,
                 Some(v) if live::socket_key(cfg, v) == self.insts[i].socket_key => {
                     self.update_in_place(i, cfg, v).await;
                     Fate::UpdatedInPlace
@@ -100,6 +100,17 @@ impl Engine {
         format!("{kept} unchanged, {updated} updated in place, {restarted} restarted, {added} added, {removed} removed")
     }
 
+    /// Whether instance `i`, with its config unchanged, also takes the same settings from the
+    /// new global_defs and sync group (their defaults: a reload that changes only those
+    /// updates it in place).
+    fn resolves_the_same(&self, i: usize, cfg: &Config, v: &VrrpInstance) -> bool {
+        let s = &self.insts[i].machine.s;
+        live::socket_key(cfg, v) == self.insts[i].socket_key
+            && live::settings(&cfg.global, v, s.version, s.primary) == *s
+            && Tuning::new(cfg, v, s.version).is_ok_and(|t| t == self.insts[i].tuning)
+            && live::notifies_priority_changes(cfg, v) == self.insts[i].notify_priority
+    }
+
     /// A reload changed what an instance does but not its sockets: new priority, timers,
     /// addresses, routes, rules, tracking and scripts take effect without an election.
     async fn update_in_place(&mut self, i: usize, cfg: &Config, v: &VrrpInstance) {
@@ -115,6 +126,7 @@ impl Engine {
         let before = inst.machine.priority();
         inst.machine.s = live::settings(&cfg.global, v, inst.machine.s.version, inst.machine.s.primary);
         inst.tuning = tuning;
+        inst.notify_priority = live::notifies_priority_changes(cfg, v);
         info!(instance = %v.name, "vrrp_instance updated in place by reload");
         if inst.machine.state != State::Master {
             return;
