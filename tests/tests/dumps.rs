@@ -193,6 +193,8 @@ fn compare(ka: &(String, String, serde_json::Value), ours: &(String, String, ser
         "Send advert after receive lower priority advert",
         "Send advert after receive higher priority advert",
         "Debug level",
+        "Notify deleted",
+        "Using smtp notification",
     ] {
         assert_eq!(o.values.get(key), k.values.get(key), "{key}");
     }
@@ -220,6 +222,9 @@ fn compare(ka: &(String, String, serde_json::Value), ours: &(String, String, ser
         "garp_lower_prio_delay",
         "garp_lower_prio_rep",
         "lower_prio_no_advert",
+        "higher_prio_send_advert",
+        "strict_mode",
+        "notify_deleted",
     ] {
         let unset_json = |v: &serde_json::Value| v.to_string().replace(" set\"", "\"");
         assert_eq!(unset_json(&oj["data"][f]), unset_json(&kj["data"][f]), "{f}");

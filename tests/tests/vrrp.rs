@@ -1765,6 +1765,81 @@ fn notify_fifo_lines_match_keepalived_s() {
     }
 }
 
+/// A daemon started on a config file: what stops it when dropped, and its pid.
+type Running = (Box<dyn std::any::Any>, u32);
+
+/// A reload that removes instances notifies as keepalived 2.2.7's `clear_diff_vrrp` (the
+/// oracle, run first on the same node with the same configs): FAULT on the FIFO by default
+/// (notify_fault's script does not run: keepalived picks the script before it turns DELETED
+/// into FAULT), DELETED and the `notify_deleted` script with `notify_deleted`; the instance
+/// that stays notifies nothing new. Ours used to say STOP.
+#[test]
+fn an_instance_a_reload_removes_notifies_fault_or_deleted_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-deleted");
+    let reader = dir.script("reader.sh", "#!/bin/sh\nexec cat \"$1\" >> \"$1.lines\"\n");
+    let (fault, fault_log) = dir.recorder("fault");
+    let (deleted, deleted_log) = dir.recorder("deleted");
+    let inst = |name: &str, vrid: u8, vip: &str, extra: &str| {
+        instance(name, 100, extra, &dir.join("none.sh"))
+            .replace("    notify ", "    # notify ")
+            .replace("virtual_router_id 51", &format!("virtual_router_id {vrid}"))
+            .replace(&VRRP_VIP4.to_string(), vip)
+    };
+    let kept = inst("VI_3", 53, "192.0.2.203", "");
+    let all = format!(
+        "{}{}{kept}",
+        inst("VI_1", 51, "192.0.2.201", &format!("    notify_fault {}\n", fault.display())),
+        inst("VI_2", 52, "192.0.2.202", &format!("    notify_deleted {}\n", deleted.display())),
+    );
+    // (FIFO lines per instance, the fault and deleted scripts' arguments, VI_1's VIP after)
+    let run = |who: &str, start: &dyn Fn(&Path) -> Running| {
+        let fifo = dir.join(format!("{who}.fifo"));
+        let global = format!(
+            "global_defs {{\n    vrrp_notify_fifo {}\n    vrrp_notify_fifo_script {}\n}}\n",
+            fifo.display(),
+            reader.display()
+        );
+        let conf = dir.file(&format!("{who}.conf"), &format!("{global}{all}"));
+        let (running, pid) = start(&conf);
+        let masters = || ["192.0.2.201", "192.0.2.202", "192.0.2.203"].iter().all(|a| seg.holds(0, a));
+        assert!(eventually(Duration::from_secs(10), masters), "{who}: not master for all three");
+        std::thread::sleep(Duration::from_millis(500));
+        dir.file(&format!("{who}.conf"), &format!("{global}{kept}"));
+        // SAFETY: kill(2) to a process this test started.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGHUP) }, 0);
+        assert!(eventually(Duration::from_secs(5), || !seg.holds(0, "192.0.2.201")), "{who}: VI_1's VIP stayed");
+        std::thread::sleep(Duration::from_secs(1));
+        let lines = std::fs::read_to_string(format!("{}.lines", fifo.display())).unwrap_or_default();
+        let of =
+            |name: &str| lines.lines().filter(|l| l.contains(&format!("\"{name}\""))).collect::<Vec<_>>().join("\n");
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let out = ([of("VI_1"), of("VI_2"), of("VI_3")], read(&fault_log), read(&deleted_log));
+        drop(running);
+        let _ = std::fs::remove_file(&fault_log);
+        let _ = std::fs::remove_file(&deleted_log);
+        out
+    };
+    let theirs = run("ka", &|conf| {
+        let ka = Keepalived::start(&seg.nodes[0], conf, &dir, "ka").unwrap();
+        let pid = ka.pid().unwrap();
+        (Box::new(ka), pid)
+    });
+    assert!(
+        theirs.0[0].ends_with("INSTANCE \"VI_1\" MASTER 100\nINSTANCE \"VI_1\" FAULT 100"),
+        "keepalived 2.2.7: {theirs:?}"
+    );
+    assert!(theirs.0[1].ends_with("INSTANCE \"VI_2\" DELETED 100"), "keepalived 2.2.7: {theirs:?}");
+    let ours = run("ours", &|conf| {
+        let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+        let d = Daemon::start(&seg.nodes[0], conf, &pins, &["--interface", "l0"]).unwrap();
+        let pid = d.pid().unwrap();
+        (Box::new(d), pid)
+    });
+    assert_eq!(ours, theirs, "ours (left) against keepalived's (right)");
+}
+
 /// Processes of one uniquely named program (a copy of /bin/sleep, so its comm is unique),
 /// killed on drop.
 struct Procs {

@@ -146,7 +146,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // Scripts and notifications that run the user's commands.
     ("startup_script", "global_defs", SCRIPT_AROUND),
     ("shutdown_script", "global_defs", SCRIPT_AROUND),
-    ("notify_deleted", "vrrp_instance", "remove it: lb-daemon runs notify scripts on state changes only"),
     ("rs_init_notifies", "global_defs", "remove it: lb-daemon runs notify_up / notify_down on changes only"),
     ("reload_time_file", "global_defs", RELOAD),
     ("reload_repeat", "global_defs", RELOAD),
@@ -890,6 +889,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("vrrp_instance", "notify_master", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
     ("vrrp_instance", "notify_backup", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
     ("vrrp_instance", "notify_fault", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
+    (
+        "vrrp_instance",
+        "notify_deleted",
+        &["tests/tests/vrrp.rs::an_instance_a_reload_removes_notifies_fault_or_deleted_as_keepalived"],
+    ),
     ("vrrp_instance", "notify_stop", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
     ("vrrp_sync_group", "notify_master", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),
     ("vrrp_sync_group", "notify_backup", &["tests/tests/keywords.rs::notify_scripts_follow_the_state_they_name"]),

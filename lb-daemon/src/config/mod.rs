@@ -208,7 +208,10 @@ mod tests;
 /// `-t` checks these against `enable_script_security`.
 pub fn scripts(cfg: &Config) -> Vec<(&Script, bool)> {
     fn notify(n: &model::Notify) -> impl Iterator<Item = (&Script, bool)> {
-        [&n.master, &n.backup, &n.fault, &n.stop, &n.any].into_iter().flatten().map(|s| (s, false))
+        [&n.master, &n.backup, &n.fault, &n.stop, &n.any, &n.master_rx_lower_pri, &n.deleted]
+            .into_iter()
+            .flatten()
+            .map(|s| (s, false))
     }
     let mut out: Vec<(&Script, bool)> =
         cfg.vrrp_scripts.iter().filter_map(|s| Some((s.script.as_ref()?, s.user.is_some()))).collect();

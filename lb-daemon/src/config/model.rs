@@ -452,6 +452,12 @@ pub struct Notify {
     /// a lower priority advert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_rx_lower_pri: Option<Script>,
+    /// `notify_deleted [SCRIPT]` (instances): a reload that removes the instance notifies
+    /// DELETED (and runs SCRIPT) instead of keepalived's default, FAULT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notify_deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Script>,
     /// `smtp_alert [true|false]`; unset follows global_defs (`smtp_alert_vrrp`, else
     /// `smtp_alert`), and an explicit `false` silences this instance or group even when
     /// global_defs mails, as keepalived's tri-state does.

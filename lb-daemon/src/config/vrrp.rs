@@ -630,6 +630,12 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("notify_fault", |ctx, v, st| v.notify.fault = ctx.script(st)),
     Keyword::new("notify_stop", |ctx, v, st| v.notify.stop = ctx.script(st)),
     Keyword::new("notify_master_rx_lower_pri", |ctx, v, st| v.notify.master_rx_lower_pri = ctx.script(st)),
+    Keyword::new("notify_deleted", |ctx, v, st| {
+        v.notify.notify_deleted = true;
+        if !st.args().is_empty() {
+            v.notify.deleted = ctx.script(st);
+        }
+    }),
     Keyword::new("notify", |ctx, v, st| v.notify.any = ctx.script(st)),
     Keyword::new("smtp_alert", |ctx, v, st| v.notify.smtp_alert = Some(smtp_alert(ctx, st))),
     Keyword::new("notify_priority_changes", |ctx, v, st| {

@@ -563,11 +563,13 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         }
         let smtp = c.notify.mails(g.vrrp_mail());
         line(format!("   Using smtp notification = {}", if smtp { "yes" } else { "no" }));
+        line(format!("   Notify deleted = {}", if c.notify.notify_deleted { "Deleted" } else { "Fault" }));
         for (what, s) in [
             ("Backup state transition script", &c.notify.backup),
             ("Master state transition script", &c.notify.master),
             ("Fault state transition script", &c.notify.fault),
             ("Stop state transition script", &c.notify.stop),
+            ("Deleted state transition script", &c.notify.deleted),
             ("Generic state transition script", &c.notify.any),
             ("Master rx lower pri state transition script", &c.notify.master_rx_lower_pri),
         ] {
@@ -732,7 +734,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             put("wantstate", json!(state_number(state)));
             put("version", json!(version));
             put("smtp_alert", json!(c.notify.mails(g.vrrp_mail())));
-            put("notify_deleted", json!(false));
+            put("notify_deleted", json!(c.notify.notify_deleted));
             for (k, s) in [
                 ("script_backup", &c.notify.backup),
                 ("script_master", &c.notify.master),

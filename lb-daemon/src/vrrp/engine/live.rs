@@ -76,6 +76,9 @@ pub struct LiveInstance {
     pub vmac: Option<String>,
     /// `notify_priority_changes` as it applies to this instance (`notifies_priority_changes`).
     pub notify_priority: bool,
+    /// A reload removed it: its last transition notifies FAULT, or DELETED with
+    /// `notify_deleted` (keepalived's `clear_diff_vrrp`), not STOP.
+    pub removed: bool,
 }
 
 /// keepalived's inheritance of `notify_priority_changes`: the instance's own setting, else its
@@ -245,6 +248,7 @@ impl LiveInstance {
             ah,
             vmac: vmac.map(|_| base.clone()),
             notify_priority: notifies_priority_changes(cfg, v),
+            removed: false,
         };
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
         Ok((live, rx))

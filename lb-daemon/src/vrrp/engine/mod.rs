@@ -582,6 +582,27 @@ impl Engine {
             self.hand_over(i).await;
         }
         let n = &self.insts[i].cfg.notify;
+        if to == State::Stopped && self.insts[i].removed {
+            // keepalived's clear_diff_vrrp: FAULT (unless already there), or DELETED. Only
+            // notify_deleted's script runs: keepalived picks the script (the DELETED state's)
+            // before it turns DELETED into FAULT.
+            let state = match (n.notify_deleted, from) {
+                (true, _) => "DELETED",
+                (false, State::Fault) => return,
+                (false, _) => "FAULT",
+            };
+            let args = vec!["INSTANCE".to_string(), name.clone(), state.to_string(), prio.to_string()];
+            self.notify(n.deleted.clone(), n.any.clone(), args, false).await;
+            self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &name, state, prio));
+            if n.mails(self.mail_vrrp) {
+                let (subject, body) = match state {
+                    "DELETED" => ("Deleted".to_string(), "=> VRRP Deleted at reload <=".to_string()),
+                    _ => ("Entering FAULT state".to_string(), format!("=> VRRP Instance is now FAULT ({why}) <=")),
+                };
+                self.notifier.mail(&format!("VRRP Instance {name} - {subject}"), body);
+            }
+            return;
+        }
         let specific = sync_group::script_for(n, to);
         let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
         self.notify(specific, n.any.clone(), args, to == State::Stopped).await;

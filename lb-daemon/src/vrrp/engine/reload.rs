@@ -55,6 +55,7 @@ impl Engine {
                 Fate::Kept => kept += 1,
                 Fate::UpdatedInPlace => updated += 1,
                 Fate::Stopped(new) => {
+                    self.insts[i].removed = new.is_none();
                     let e = self.insts[i].machine.stop();
                     self.carry_out(i, e).await;
                     if let Some(t) = self.insts.remove(i).rx_task {
