@@ -38,6 +38,7 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ("static-route-blackhole", 5, 0, "keepalived warns that it cannot track a route without an interface"),
     ("vrrp-auth-pass-long", 5, 0, "both truncate auth_pass to 8 characters, with a warning"),
     ("vrrp-track-interface", 5, 0, "keepalived warns that it ignores tracking the instance's own interface"),
+    ("vrrp-unicast-no-peers", 5, 0, "both warn that unicast without peers falls back to multicast (deprecated)"),
     ("static-rule-no-preference", 5, 0, "both number the rule 16384 and say it is probably not what you want"),
     (
         "bfd-sync-member-weight",

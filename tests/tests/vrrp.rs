@@ -1602,6 +1602,38 @@ fn a_master_without_accept_mode_drops_traffic_to_its_vip() {
     d.stop().unwrap();
 }
 
+/// `unicast_fault_no_peer` as keepalived 2.2.7 acts on it (the oracle, run first on the same
+/// node with the same config): an instance without unicast peers stays in FAULT, holds no VIP
+/// and sends no advert, where without the option it would fall back to multicast.
+#[test]
+fn unicast_fault_no_peer_keeps_a_peerless_instance_in_fault_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-ufnp");
+    let (n0, notified) = dir.recorder("notify0");
+    let conf = instance("VI_1", 150, "    unicast_fault_no_peer\n", &n0);
+    // (what `notify` was told, holds the VIP, adverts sent) after 5 s
+    let observe = || {
+        let cap = lb_tests::capture::AdvertCapture::start(&seg.switch, "br0").unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        let told = std::fs::read_to_string(&notified).unwrap_or_default();
+        let _ = std::fs::remove_file(&notified);
+        (told, seg.holds(0, VRRP_VIP4), cap.from(node4(0)).len())
+    };
+    let kconf = dir.file("keepalived.conf", &format!("global_defs {{\n    router_id kad\n}}\n{conf}"));
+    let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka").unwrap();
+    let ka = observe();
+    assert!(k.log().contains("Cannot use unicast without any peers"), "{}", k.log());
+    k.stop().unwrap();
+    assert_eq!(ka, ("INSTANCE VI_1 FAULT 150\n".to_string(), false, 0), "keepalived 2.2.7: {}", k.log());
+    // keepalived's stop notifies STOP.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::fs::remove_file(&notified);
+    let ours = start(&seg, 0, &dir, &conf);
+    let lb = observe();
+    assert_eq!(lb, ka, "lb-daemon differs from keepalived: {:#?}", ours.log());
+}
+
 /// `mcast_dst_ip` as keepalived 2.2.7 acts on it (the oracle, run first on the same node with
 /// the same config): adverts go to the instance's group, and a higher priority advert sent to
 /// the default group 224.0.0.18 is not heard while one sent to the instance's group is. A

@@ -24,7 +24,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("thread_timer_expired", "vrrp_instance", ADVERTS),
     ("old_unicast_checksum", "vrrp_instance", ADVERTS),
     ("v3_checksum_as_v2", "global_defs, vrrp_instance", ADVERTS),
-    ("unicast_fault_no_peer", "vrrp_instance", ADVERTS),
     ("track_src_ip", "vrrp_instance", ADVERTS),
     ("native_ipv6", "vrrp_instance", "remove it: an instance's family follows its virtual addresses"),
     (
@@ -462,6 +461,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip",
             "lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "unicast_fault_no_peer",
+        &[
+            "tests/tests/vrrp.rs::unicast_fault_no_peer_keeps_a_peerless_instance_in_fault_as_keepalived",
+            "lb-daemon/src/vrrp/tracking.rs::unicast_without_peers_is_a_fault_only_with_unicast_fault_no_peer",
         ],
     ),
     (

@@ -559,6 +559,10 @@ pub struct VrrpInstance {
     pub track_process: Vec<Tracked>,
     pub track_bfd: Vec<Tracked>,
     pub mcast_src_ip: Option<IpAddr>,
+    /// `unicast_fault_no_peer`: with no unicast peer, the instance stays in FAULT instead of
+    /// falling back to multicast (keepalived 2.2.5's opt-in; the fallback is deprecated).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unicast_fault_no_peer: bool,
     /// `mcast_dst_ip`: this instance's multicast group (IPv4, or IPv6 link-local scope),
     /// instead of `vrrp_mcast_group4` / `vrrp_mcast_group6`; it hears adverts sent there only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -719,6 +723,7 @@ impl VrrpInstance {
             track_process: Vec::new(),
             track_bfd: Vec::new(),
             mcast_src_ip: None,
+            unicast_fault_no_peer: false,
             mcast_dst_ip: None,
             unicast_src_ip: None,
             unicast_peer: Vec::new(),

@@ -443,6 +443,17 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
 
 fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     election_variants(cfg, v, d);
+    if v.unicast_src_ip.is_some() && v.unicast_peer.is_empty() && !v.unicast_fault_no_peer {
+        d.push(Diagnostic::warning(
+            v.span,
+            format!(
+                "({}) A unicast keyword has been specified without any unicast peers. Defaulting to \
+                 multicast (deprecated in keepalived; add unicast_peer, or unicast_fault_no_peer to \
+                 stay in FAULT instead)",
+                v.name
+            ),
+        ));
+    }
     let version = v.vrrp_version(&cfg.global);
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
     if v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv6() != v6) {

@@ -154,6 +154,10 @@ pub fn weigh(
     running: impl Fn(&str) -> bool,
 ) -> (i32, Vec<String>) {
     let (mut weight, mut faults) = (0i32, Vec::new());
+    // keepalived's vrrp_complete_instance: a config fault for as long as the config stands.
+    if v.unicast_fault_no_peer && v.unicast_peer.is_empty() {
+        faults.push("Cannot use unicast without any peers".to_string());
+    }
     let mut add = |effect: Option<i32>, why: String| match effect {
         Some(w) => weight += w,
         None => faults.push(why),
@@ -513,6 +517,17 @@ mod tests {
         v.dont_track_primary = true;
         let (_, faults) = weigh(&v, "eth9", &scripts, &[], (&[], &[]), NO_BFD, running);
         assert_eq!(faults.len(), 2);
+    }
+
+    #[test]
+    fn unicast_without_peers_is_a_fault_only_with_unicast_fault_no_peer() {
+        let mut v = VrrpInstance::new("VI_1".into(), Span::default());
+        let faults = |v: &VrrpInstance| weigh(v, "eth0", &[], &[], (&[], &[]), NO_BFD, |_: &str| true).1;
+        assert!(faults(&v).is_empty(), "no peers: multicast");
+        v.unicast_fault_no_peer = true;
+        assert_eq!(faults(&v), ["Cannot use unicast without any peers"]);
+        v.unicast_peer = vec!["192.0.2.12".parse().unwrap()];
+        assert!(faults(&v).is_empty(), "with a peer: unicast");
     }
 
     /// `init_fail`: a vrrp_script counts as failed from the start, before its first run
