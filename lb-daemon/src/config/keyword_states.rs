@@ -18,18 +18,18 @@
 /// acted on, it moves out of this list.
 pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // VRRP adverts, elections and timers.
-    ("owner_ignore_adverts", "vrrp_instance", ADVERTS),
-    ("vrrp_owner_ignore_adverts", "global_defs", ADVERTS),
-    ("timer_expired_backup", "vrrp_instance", ADVERTS),
-    ("thread_timer_expired", "vrrp_instance", ADVERTS),
+    ("owner_ignore_adverts", "vrrp_instance", NOT_IN_227),
+    ("vrrp_owner_ignore_adverts", "global_defs", NOT_IN_227),
+    ("timer_expired_backup", "vrrp_instance", NOT_IN_227),
+    ("thread_timer_expired", "vrrp_instance", NOT_IN_227),
     ("old_unicast_checksum", "vrrp_instance", ADVERTS),
-    ("v3_checksum_as_v2", "global_defs, vrrp_instance", ADVERTS),
+    ("v3_checksum_as_v2", "global_defs, vrrp_instance", NOT_IN_227),
     ("track_src_ip", "vrrp_instance", ADVERTS),
     ("native_ipv6", "vrrp_instance", "remove it: an instance's family follows its virtual addresses"),
     (
         "vrrp_delay_after_boot",
         "global_defs",
-        "delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
+        "keepalived 2.2.7 has no vrrp_delay_after_boot (a later keepalived's); delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
     ),
     (
         "sync_group_tracking_weight",
@@ -119,7 +119,7 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("enable_sni", "SSL_GET", CHECK),
     ("sni_name", "SSL_GET", CHECK),
-    ("tls_compliant", "SSL_GET, url", CHECK),
+    ("tls_compliant", "SSL_GET, url", NOT_IN_227),
     ("regex", "url", CHECK),
     ("regex_no_match", "url", CHECK),
     ("regex_options", "url", CHECK),
@@ -135,7 +135,7 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     (
         "set_supplementary_groups",
         "global_defs",
-        "scripts run without supplementary groups; give the script user's own group the access the script needs",
+        "keepalived 2.2.7 has no set_supplementary_groups (a later keepalived's): scripts run without supplementary groups; give the script user's own group the access the script needs",
     ),
     (
         "include_check",
@@ -170,6 +170,9 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Keywords of later keepalived versions, which keepalived 2.2.7 rejects as unknown too.
+const NOT_IN_227: &str =
+    "keepalived 2.2.7 does not know this keyword (a later keepalived's) and neither does lb-daemon; remove it";
 const ADVERTS: &str = "this VRRP advert or election variant is not implemented; remove it (lb-daemon sends and checks adverts as RFC 3768 / 5798 and keepalived's defaults do)";
 const GARP: &str = "use vrrp_garp_interval, vrrp_gna_interval, vrrp_garp_master_delay / _repeat / _refresh in global_defs or garp_master_* in the instance";
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
