@@ -226,9 +226,12 @@ enum Command {
         /// Use TLS (SSL_GET); the certificate is not verified, as in the checker.
         #[arg(short = 'S', long = "use-ssl")]
         ssl: bool,
-        /// Host header and TLS SNI (`virtualhost`).
+        /// Host header (`virtualhost`).
         #[arg(short = 'V', long = "virtualhost")]
         virtualhost: Option<String>,
+        /// Name the virtual host in the TLS handshake (SNI), as keepalived's genhash -I.
+        #[arg(short = 'I', long = "sni")]
+        sni: bool,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
@@ -281,8 +284,16 @@ fn main() -> ExitCode {
                 pcap: pcap.as_deref(),
             })
         }
-        Some(Command::Genhash { server, port, url, ssl, virtualhost, timeout }) => {
-            genhash(*server, port.unwrap_or(if *ssl { 443 } else { 80 }), url, *ssl, virtualhost.clone(), *timeout)
+        Some(Command::Genhash { server, port, url, ssl, virtualhost, sni, timeout }) => {
+            let port = port.unwrap_or(if *ssl { 443 } else { 80 });
+            let target = lb_daemon::check::http::Target {
+                addr: (*server, port).into(),
+                bind: None,
+                tls: *ssl,
+                sni: *sni,
+                host: virtualhost.clone(),
+            };
+            genhash(&target, url, *timeout)
         }
         None if cli.config_test => return config_test(&cli),
         None => run(cli),
@@ -469,18 +480,10 @@ fn decap(cli: &Cli, from: &[std::net::IpAddr], vips: &[std::net::IpAddr]) -> any
     ))
 }
 
-fn genhash(
-    server: std::net::IpAddr,
-    port: u16,
-    url: &str,
-    tls: bool,
-    host: Option<String>,
-    timeout: u64,
-) -> anyhow::Result<()> {
+fn genhash(target: &lb_daemon::check::http::Target, url: &str, timeout: u64) -> anyhow::Result<()> {
     use lb_daemon::check::http;
-    let target = http::Target { addr: (server, port).into(), bind: None, tls, host };
     let reply = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-        tokio::time::timeout(std::time::Duration::from_secs(timeout), http::get(&target, url, true))
+        tokio::time::timeout(std::time::Duration::from_secs(timeout), http::get(target, url, true))
             .await
             .map_err(|_| anyhow::anyhow!("{}: no answer within {timeout} s", target.addr))?
             .map_err(|e| anyhow::anyhow!("{}{url}: {e}", target.addr))

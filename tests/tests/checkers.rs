@@ -797,3 +797,51 @@ fn ha_suspend_pauses_checks_until_the_vip_is_on_this_node() {
     assert!(eventually(Duration::from_secs(2), || scheduled(&pins, &service).is_empty()));
     drop(d);
 }
+
+/// `enable_sni`: SSL_GET names its virtual host in the TLS handshake only with it, as
+/// keepalived 2.2.7 does (the oracle: keepalived's own genhash, `keepalived -T`, which runs
+/// its SSL_GET code, with and without `-I`, against a server that answers `/sni` with the
+/// name it was sent). Then two services check one server's `/sni` against the digest of the
+/// virtual host: the one with `enable_sni` keeps it, the one without takes it out.
+#[test]
+fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-sni");
+    let (cert, key) = self_signed(&dir);
+    let b0 = backend4(0);
+    let _https =
+        HttpServer::start(&topo.backends[0], "be0", format!("{b0}:443").parse().unwrap(), Some((&cert, &key)), None)
+            .unwrap();
+    let digest = |cmd: &str| {
+        let out = topo.lb.sh(&format!("{cmd} -S -s {b0} -p 443 -u /sni -V www.example 2>&1")).unwrap_or_default();
+        // keepalived prints the digest alone, ours "MD5SUM = digest".
+        let hex = |w: &&str| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit());
+        out.lines().find_map(|l| l.split_whitespace().last().filter(hex).map(str::to_string))
+    };
+    let lb = daemon::binary().unwrap().display().to_string();
+    let theirs = (digest("keepalived -T -I"), digest("keepalived -T"));
+    assert!(theirs.0.is_some() && theirs.1.is_some() && theirs.0 != theirs.1, "keepalived 2.2.7: {theirs:?}");
+    let ours = (digest(&format!("{lb} genhash -I")), digest(&format!("{lb} genhash")));
+    assert_eq!(ours, theirs, "lb-daemon genhash (left) against keepalived's (right)");
+
+    let service = |port: u16, sni: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 443 {{\n        SSL_GET {{\n            url {{\n                path /sni\n                \
+             digest {}\n            }}\n            virtualhost www.example\n{sni}            connect_timeout 1\n            \
+             retry 0\n        }}\n    }}\n}}\n",
+            theirs.0.as_deref().unwrap_or_default()
+        )
+    };
+    let config =
+        dir.file("keepalived.conf", &format!("{}{}", service(443, "            enable_sni\n"), service(8443, "")));
+    let pins = daemon::pin_dir("chk-sni");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let (with, without) = (format!("{VIP4}:443/tcp"), format!("{VIP4}:8443/tcp"));
+    assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &without).is_empty()), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("digest")), "{:#?}", d.log());
+    // A few more checks of the service with SNI, each a match.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(scheduled(&pins, &with), reals(&[0], 443), "{:#?}", d.log());
+}

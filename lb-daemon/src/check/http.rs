@@ -28,7 +28,9 @@ pub struct Target {
     pub addr: SocketAddr,
     pub bind: Option<SocketAddr>,
     pub tls: bool,
-    /// Host header and TLS SNI; the address when unset.
+    /// Name `host` in the TLS handshake (SNI); keepalived's `enable_sni`.
+    pub sni: bool,
+    /// Host header (and SNI with `sni`); the address when unset.
     pub host: Option<String>,
 }
 
@@ -44,11 +46,13 @@ pub struct Reply {
 pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError> {
     let tcp = tcp::connect(t.addr, t.bind).await?;
     if t.tls {
+        // An address as the name sends no SNI (certificates are not verified, so the name is
+        // for SNI only).
         let name = match &t.host {
-            Some(h) => {
+            Some(h) if t.sni => {
                 ServerName::try_from(h.clone()).map_err(|e| ProbeError::Tls(format!("bad host name {h}: {e}")))?
             }
-            None => ServerName::IpAddress(t.addr.ip().into()),
+            _ => ServerName::IpAddress(t.addr.ip().into()),
         };
         let stream = tokio_rustls::TlsConnector::from(tls_config())
             .connect(name, tcp)
@@ -190,7 +194,7 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, bind: None, tls: false, host: None }
+        Target { addr, bind: None, tls: false, sni: false, host: None }
     }
 
     #[tokio::test]

@@ -239,10 +239,13 @@ fn spec(
     let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, bind }, connect_timeout),
-        CheckKind::HttpGet { urls, virtualhost } | CheckKind::SslGet { urls, virtualhost } => {
-            let tls = matches!(c.kind, CheckKind::SslGet { .. });
+        CheckKind::HttpGet { urls, virtualhost } | CheckKind::SslGet { urls, virtualhost, .. } => {
+            let (tls, sni) = match c.kind {
+                CheckKind::SslGet { enable_sni, .. } => (true, enable_sni),
+                _ => (false, false),
+            };
             let host = virtualhost.clone().or_else(|| rs.virtualhost.clone()).or_else(|| vs.virtualhost.clone());
-            let target = http::Target { addr, bind, tls, host };
+            let target = http::Target { addr, bind, tls, sni, host };
             (if tls { "SSL_GET" } else { "HTTP_GET" }, Probe::Http { target, urls: urls.clone() }, connect_timeout)
         }
         CheckKind::Misc { path, timeout, dynamic, user } => {
@@ -886,7 +889,10 @@ mod tests {
             addr
         }
         let url = |digest: Option<&str>| Url { path: "/".into(), digest: digest.map(Into::into), status_code: vec![] };
-        let http = |addr, urls| Probe::Http { target: http::Target { addr, bind: None, tls: false, host: None }, urls };
+        let http = |addr, urls| Probe::Http {
+            target: http::Target { addr, bind: None, tls: false, sni: false, host: None },
+            urls,
+        };
         let t = Duration::from_secs(2);
         let ok = server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", Duration::ZERO).await;
         let md5_hello = "5d41402abc4b2a76b9719d911017c592";
@@ -902,8 +908,10 @@ mod tests {
         assert!(matches!(e, ProbeError::Timeout(_)), "{e}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // Plain HTTP answering a TLS client: the handshake fails with a clear error.
-        let tls =
-            Probe::Http { target: http::Target { addr: ok, bind: None, tls: true, host: None }, urls: vec![url(None)] };
+        let tls = Probe::Http {
+            target: http::Target { addr: ok, bind: None, tls: true, sni: false, host: None },
+            urls: vec![url(None)],
+        };
         let e = probe(&tls, t).await.unwrap_err();
         assert!(matches!(e, ProbeError::Tls(_)), "{e}");
     }

@@ -117,8 +117,7 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     // Checker verdicts.
     ("http_protocol", "HTTP_GET, SSL_GET", CHECK),
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
-    ("enable_sni", "SSL_GET", CHECK),
-    ("sni_name", "SSL_GET", CHECK),
+    ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
     ("regex", "url", CHECK),
     ("regex_no_match", "url", CHECK),
@@ -464,6 +463,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip",
             "lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic",
+        ],
+    ),
+    (
+        "checkers",
+        "enable_sni",
+        &[
+            "tests/tests/checkers.rs::enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived",
+            "lb-daemon/src/config/tests.rs::enable_sni_is_an_ssl_get_option",
         ],
     ),
     (

@@ -349,7 +349,7 @@ pub(crate) const REAL_SERVER: &[Keyword<RealServer>] = &[
         checker(ctx, rs, st, CheckKind::HttpGet { urls: Vec::new(), virtualhost: None })
     }),
     Keyword::new("SSL_GET", |ctx, rs, st| {
-        checker(ctx, rs, st, CheckKind::SslGet { urls: Vec::new(), virtualhost: None })
+        checker(ctx, rs, st, CheckKind::SslGet { urls: Vec::new(), virtualhost: None, enable_sni: false })
     }),
     Keyword::new("TCP_CHECK", |ctx, rs, st| checker(ctx, rs, st, CheckKind::Tcp)),
     Keyword::new("MISC_CHECK", |ctx, rs, st| {
@@ -527,6 +527,15 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
         match &mut c.kind {
             CheckKind::HttpGet { virtualhost, .. } | CheckKind::SslGet { virtualhost, .. } => *virtualhost = host,
             _ => ctx.error(st.keyword().span, "`virtualhost` belongs in HTTP_GET or SSL_GET"),
+        }
+    }),
+    // keepalived reads it in HTTP_GET too, where there is no handshake to name a host in.
+    Keyword::new("enable_sni", |ctx, c, st| {
+        let on = ctx.bool_flag(st);
+        match &mut c.kind {
+            CheckKind::SslGet { enable_sni, .. } => *enable_sni = on.unwrap_or(*enable_sni),
+            CheckKind::HttpGet { .. } => {}
+            _ => ctx.error(st.keyword().span, "`enable_sni` belongs in SSL_GET"),
         }
     }),
     Keyword::new("misc_path", |ctx, c, st| {

@@ -1154,6 +1154,10 @@ pub enum CheckKind {
     SslGet {
         urls: Vec<Url>,
         virtualhost: Option<String>,
+        /// `enable_sni [BOOL]`: the TLS handshake names the virtual host (keepalived sends no
+        /// SNI without it, virtualhost or not).
+        #[serde(default)]
+        enable_sni: bool,
     },
     Tcp,
     Misc {

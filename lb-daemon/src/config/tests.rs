@@ -1271,3 +1271,23 @@ fn sync_group_members_and_the_address_owner_track_without_weights() {
     assert_eq!(v.track_script.len(), 2);
     assert_eq!(v.track_file.len(), 2);
 }
+
+#[test]
+fn enable_sni_is_an_ssl_get_option() {
+    let conf = |checker: &str, opt: &str| {
+        format!(
+            "virtual_server 192.0.2.10 443 {{\n lb_kind NAT\n real_server 198.51.100.2 443 {{\n  {checker} {{\n   \
+             url {{\n    path /\n   }}\n   virtualhost www.example\n   {opt}\n  }}\n }}\n}}\n"
+        )
+    };
+    let sni = |c: &Config| match &c.virtual_servers[0].real_servers[0].checkers[0].kind {
+        CheckKind::SslGet { enable_sni, .. } => Some(*enable_sni),
+        _ => None,
+    };
+    assert_eq!(sni(&ok(&conf("SSL_GET", ""))), Some(false), "keepalived sends no SNI by default");
+    assert_eq!(sni(&ok(&conf("SSL_GET", "enable_sni"))), Some(true));
+    assert_eq!(sni(&ok(&conf("SSL_GET", "enable_sni false"))), Some(false));
+    // keepalived reads it in HTTP_GET too (no handshake there).
+    assert_eq!(sni(&ok(&conf("HTTP_GET", "enable_sni"))), None);
+    assert!(first_error(&conf("SSL_GET", "enable_sni maybe")).contains("true/false"));
+}
