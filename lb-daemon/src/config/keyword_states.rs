@@ -25,7 +25,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("old_unicast_checksum", "vrrp_instance", ADVERTS),
     ("v3_checksum_as_v2", "global_defs, vrrp_instance", NOT_IN_227),
     ("track_src_ip", "vrrp_instance", ADVERTS),
-    ("native_ipv6", "vrrp_instance", "remove it: an instance's family follows its virtual addresses"),
     (
         "vrrp_delay_after_boot",
         "global_defs",
@@ -471,6 +470,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/checkers.rs::enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived",
             "lb-daemon/src/config/tests.rs::enable_sni_is_an_ssl_get_option",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "native_ipv6",
+        &[
+            "tests/tests/corpus.rs::keepalived_and_lb_daemon_give_the_same_verdicts",
+            "lb-daemon/src/config/tests.rs::native_ipv6_makes_an_ipv6_instance",
         ],
     ),
     (

@@ -559,6 +559,10 @@ pub struct VrrpInstance {
     pub track_process: Vec<Tracked>,
     pub track_bfd: Vec<Tracked>,
     pub mcast_src_ip: Option<IpAddr>,
+    /// `native_ipv6`: the instance is IPv6 (VRRPv3) whatever else says; its addresses must be
+    /// IPv6 (keepalived refuses IPv4 ones).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub native_ipv6: bool,
     /// `unicast_fault_no_peer`: with no unicast peer, the instance stays in FAULT instead of
     /// falling back to multicast (keepalived 2.2.5's opt-in; the fallback is deprecated).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -644,7 +648,7 @@ impl VrrpInstance {
     /// The VRRP version of its adverts (keepalived's `vrrp_complete_instance`): its own
     /// `version`, else 3 for IPv6 VIPs, else global_defs' `vrrp_version`.
     pub fn vrrp_version(&self, g: &GlobalDefs) -> u8 {
-        let v6 = self.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+        let v6 = self.native_ipv6 || self.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
         self.version.unwrap_or(if v6 { 3 } else { g.vrrp_version })
     }
 
@@ -723,6 +727,7 @@ impl VrrpInstance {
             track_process: Vec::new(),
             track_bfd: Vec::new(),
             mcast_src_ip: None,
+            native_ipv6: false,
             unicast_fault_no_peer: false,
             mcast_dst_ip: None,
             unicast_src_ip: None,

@@ -1291,3 +1291,16 @@ fn enable_sni_is_an_ssl_get_option() {
     assert_eq!(sni(&ok(&conf("HTTP_GET", "enable_sni"))), None);
     assert!(first_error(&conf("SSL_GET", "enable_sni maybe")).contains("true/false"));
 }
+
+#[test]
+fn native_ipv6_makes_an_ipv6_instance() {
+    let inst = |extra: &str, vip: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n native_ipv6\n{extra} virtual_ipaddress {{\n  {vip}\n }}\n}}\n"
+        )
+    };
+    let c = ok(&inst("", "2001:db8::10/64"));
+    assert_eq!(c.vrrp_instances[0].vrrp_version(&c.global), 3);
+    let e = first_error(&inst("", "192.0.2.10/24"));
+    assert!(e.contains("native_ipv6 with IPv4 virtual addresses"), "{e}");
+}

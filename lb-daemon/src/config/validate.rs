@@ -389,6 +389,9 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
              \"No VIP specified; at least one is required\"); add one"
             .into());
     }
+    if v.native_ipv6 && v.virtual_ipaddress.iter().any(|a| a.addr.is_ipv4()) {
+        err("native_ipv6 with IPv4 virtual addresses (keepalived: \"Cannot specify native_ipv6 with IPv4 addresses\"); remove one".into());
+    }
     if let Some(dst) = v.mcast_dst_ip {
         if !v.unicast_peer.is_empty() {
             err("mcast_dst_ip with unicast_peer: adverts go to the peers (keepalived ignores the group); remove one"

@@ -525,6 +525,7 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         v.track_bfd.extend(t);
     }),
     Keyword::new("mcast_src_ip", |ctx, v, st| v.mcast_src_ip = ip_arg(ctx, st)),
+    Keyword::new("native_ipv6", |ctx, v, st| v.native_ipv6 = ctx.flag(st)),
     Keyword::new("unicast_fault_no_peer", |ctx, v, st| v.unicast_fault_no_peer = ctx.flag(st)),
     Keyword::new("mcast_dst_ip", |ctx, v, st| {
         let Some(w) = ctx.arg(st, 0, "a multicast address") else { return };
