@@ -34,6 +34,13 @@ fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
     )
 }
 
+/// `instance` with another VRID and VIP: a second instance on the same link.
+fn instance_at(name: &str, prio: u8, vrid: u8, vip: &str, extra: &str, notify: &Path) -> String {
+    instance(name, prio, extra, notify)
+        .replace("virtual_router_id 51", &format!("virtual_router_id {vrid}"))
+        .replace(&format!("{VRRP_VIP4}/"), &format!("{vip}/"))
+}
+
 fn start(seg: &Segment, i: usize, dir: &TempDir, config: &str) -> Daemon {
     let conf = dir.file(&format!("node{i}.conf"), config);
     let pins = daemon::pin_dir(&format!("{}{i}", dir.tag()));
@@ -143,9 +150,7 @@ fn an_address_shared_by_two_instances_stays_while_either_is_master() {
     let dir = TempDir::new("vrrp-shared");
     let (n0, _log0) = dir.recorder("notify0");
     let (n1, _log1) = dir.recorder("notify1");
-    let vi2 = |prio, notify: &Path| {
-        instance("VI_2", prio, "", notify).replace("virtual_router_id 51", "virtual_router_id 52")
-    };
+    let vi2 = |prio, notify: &Path| instance_at("VI_2", prio, 52, &VRRP_VIP4.to_string(), "", notify);
     let conf0 = format!("{}{}", instance("VI_1", 150, "", &n0), vi2(150, &n0));
     let d0 = start(&seg, 0, &dir, &conf0);
     assert!(
@@ -1323,9 +1328,7 @@ fn sync_group_track_file_moves_every_member() {
     let (n1, _) = dir.recorder("notify1");
     let (load, vital) = (dir.join("load"), dir.join("vital"));
     let pair = |prio: u8, n: &Path| {
-        let second = instance("VI_2", prio, "", n)
-            .replace("virtual_router_id 51", "virtual_router_id 52")
-            .replace(&format!("{VRRP_VIP4}/24"), &format!("{VRRP_VIP4_2}/24"));
+        let second = instance_at("VI_2", prio, 52, &VRRP_VIP4_2.to_string(), "", n);
         format!("{}{second}", instance("VI_1", prio, "", n))
     };
     let conf0 = format!(
@@ -1647,9 +1650,7 @@ fn mcast_dst_ip_is_the_group_an_instance_sends_to_and_hears_as_keepalived() {
     let dir = TempDir::new("vrrp-mcdst");
     let (n0, _) = dir.recorder("notify0");
     let group = Ipv4Addr::new(224, 0, 0, 100);
-    let other = instance("VI_2", 150, "", &n0)
-        .replace("virtual_router_id 51", "virtual_router_id 52")
-        .replace(&VRRP_VIP4.to_string(), "192.0.2.202");
+    let other = instance_at("VI_2", 150, 52, "192.0.2.202", "", &n0);
     let conf = format!("{}{other}", instance("VI_1", 150, &format!("    mcast_dst_ip {group}\n"), &n0));
     let higher = Advert {
         version: 2,
@@ -1705,9 +1706,7 @@ fn strict_mode_makes_one_instance_strict_as_keepalived() {
     let (n0, _) = dir.recorder("notify0");
     let _local = Backend::start(&seg.nodes[0], "n0".into(), (Ipv4Addr::UNSPECIFIED, 7777).into());
     let vip2 = Ipv4Addr::new(192, 0, 2, 202);
-    let lax = instance("VI_2", 100, "", &n0)
-        .replace("virtual_router_id 51", "virtual_router_id 52")
-        .replace(&VRRP_VIP4.to_string(), &vip2.to_string());
+    let lax = instance_at("VI_2", 100, 52, &vip2.to_string(), "", &n0);
     let conf = format!("{}{lax}", instance("VI_1", 100, "    strict_mode\n", &n0));
     // (authentication types seen per VRID, whether each VIP answers)
     let observe = |tag: &str| {
@@ -1814,10 +1813,7 @@ fn an_instance_a_reload_removes_notifies_fault_or_deleted_as_keepalived() {
     let (fault, fault_log) = dir.recorder("fault");
     let (deleted, deleted_log) = dir.recorder("deleted");
     let inst = |name: &str, vrid: u8, vip: &str, extra: &str| {
-        instance(name, 100, extra, &dir.join("none.sh"))
-            .replace("    notify ", "    # notify ")
-            .replace("virtual_router_id 51", &format!("virtual_router_id {vrid}"))
-            .replace(&VRRP_VIP4.to_string(), vip)
+        instance_at(name, 100, vrid, vip, extra, &dir.join("none.sh")).replace("    notify ", "    # notify ")
     };
     let kept = inst("VI_3", 53, "192.0.2.203", "");
     let all = format!(
