@@ -1492,6 +1492,43 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
     );
 }
 
+/// `vrrp_min_garp` as keepalived 2.2.7 acts on it: one gratuitous ARP on becoming master and
+/// no second burst; a `vrrp_garp_master_delay` set before it stays (one more ARP 2 s later).
+/// Counted on the wire for keepalived and for lb-daemon with the same configs.
+#[test]
+fn vrrp_min_garp_announces_once_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-mingarp");
+    let (n0, _) = dir.recorder("notify0");
+    let count = |run: &dyn Fn() -> Box<dyn FnOnce()>| {
+        let cap =
+            lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}"))
+                .unwrap();
+        let stop = run();
+        // Master after about 3.6 s; keepalived's default second burst would come 5 s later.
+        std::thread::sleep(Duration::from_secs(9));
+        stop();
+        cap.lines().len()
+    };
+    for (n, (globals, want)) in
+        [("    vrrp_min_garp\n", 1), ("    vrrp_garp_master_delay 2\n    vrrp_min_garp\n", 2)].into_iter().enumerate()
+    {
+        let conf = format!("global_defs {{\n{globals}}}\n{}", instance("VI_1", 150, "", &n0));
+        let kconf = dir.file(&format!("ka{n}.conf"), &conf);
+        let theirs = count(&|| {
+            let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("ka{n}")).unwrap();
+            Box::new(move || k.stop().unwrap())
+        });
+        let ours = count(&|| {
+            let d = start(&seg, 0, &dir, &conf);
+            Box::new(move || drop(d))
+        });
+        assert_eq!(theirs, want, "keepalived 2.2.7 with {globals:?}");
+        assert_eq!(ours, theirs, "lb-daemon differs from keepalived with {globals:?}");
+    }
+}
+
 /// Whether a TCP connection from `client` to `to` opens within a second.
 /// A DR real server on the segment (port s9, address node 9's): the VIP on its loopback,
 /// answering ARP only for its own address, a backend on VIP:80; with the `virtual_server`

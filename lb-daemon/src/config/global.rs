@@ -85,6 +85,23 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_garp_master_refresh_repeat = v;
         }
     }),
+    // keepalived's vrrp_min_garp_handler: one announcement, no second burst, no refresh; a
+    // value set before it (anything but the default) stays, one set after it wins.
+    Keyword::new("vrrp_min_garp", |ctx, g, s| {
+        if ctx.bool_flag(s) != Some(true) {
+            return;
+        }
+        let d = GlobalDefs::default();
+        if g.vrrp_garp_master_repeat == d.vrrp_garp_master_repeat {
+            g.vrrp_garp_master_repeat = 1;
+        }
+        if g.vrrp_garp_master_refresh_repeat == d.vrrp_garp_master_refresh_repeat {
+            g.vrrp_garp_master_refresh_repeat = 0;
+        }
+        if g.vrrp_garp_master_delay == d.vrrp_garp_master_delay {
+            g.vrrp_garp_master_delay = 0;
+        }
+    }),
     Keyword::new("disable_local_igmp", |ctx, g, s| g.disable_local_igmp = ctx.flag(s)),
     Keyword::new("vrrp_notify_priority_changes", |ctx, g, s| {
         if let Some(b) = ctx.bool_flag(s) {

@@ -66,7 +66,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("gna_interval", "vrrp_instance, garp_group", GARP),
     ("garp_extra_if", "vrrp_instance", GARP),
     ("vrrp_garp_extra_if", "global_defs", GARP),
-    ("vrrp_min_garp", "global_defs", GARP),
     ("garp_group", "the top level", GARP),
     ("interfaces", "garp_group", GARP),
     // Interfaces, addresses and routing.
@@ -470,6 +469,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/checkers.rs::enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived",
             "lb-daemon/src/config/tests.rs::enable_sni_is_an_ssl_get_option",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_min_garp",
+        &[
+            "tests/tests/vrrp.rs::vrrp_min_garp_announces_once_as_keepalived",
+            "lb-daemon/src/config/tests.rs::vrrp_min_garp_keeps_what_was_set_before_it",
         ],
     ),
     (

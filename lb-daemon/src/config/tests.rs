@@ -1304,3 +1304,21 @@ fn native_ipv6_makes_an_ipv6_instance() {
     let e = first_error(&inst("", "192.0.2.10/24"));
     assert!(e.contains("native_ipv6 with IPv4 virtual addresses"), "{e}");
 }
+
+#[test]
+fn vrrp_min_garp_keeps_what_was_set_before_it() {
+    let garp = |globals: &str| {
+        let g = ok(&format!("global_defs {{\n{globals}\n}}\n")).global;
+        (
+            g.vrrp_garp_master_delay,
+            g.vrrp_garp_master_repeat,
+            g.vrrp_garp_master_refresh,
+            g.vrrp_garp_master_refresh_repeat,
+        )
+    };
+    assert_eq!(garp(""), (5, 5, 0, 1));
+    assert_eq!(garp(" vrrp_min_garp"), (0, 1, 0, 0));
+    assert_eq!(garp(" vrrp_min_garp false"), (5, 5, 0, 1));
+    assert_eq!(garp(" vrrp_garp_master_delay 2\n vrrp_garp_master_repeat 3\n vrrp_min_garp"), (2, 3, 0, 0));
+    assert_eq!(garp(" vrrp_min_garp\n vrrp_garp_master_repeat 3"), (0, 3, 0, 0));
+}
