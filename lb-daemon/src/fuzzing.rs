@@ -90,7 +90,7 @@ pub fn http_reply(data: &[u8]) -> Option<crate::check::http::Reply> {
             addr: SocketAddr::from(([192, 0, 2, 10], 80)),
             bind: None,
             tls: false,
-            sni: false,
+            sni: None,
             host: None,
         };
         let r =

@@ -227,13 +227,13 @@ enum Command {
         #[arg(short = 'S', long = "use-ssl")]
         ssl: bool,
         /// Host header (`virtualhost`).
-        #[arg(short = 'V', long = "virtualhost")]
+        #[arg(short = 'V', long = "use-virtualhost", visible_alias = "virtualhost")]
         virtualhost: Option<String>,
         /// Name the virtual host in the TLS handshake (SNI), as keepalived's genhash -I.
-        #[arg(short = 'I', long = "sni")]
+        #[arg(short = 'I', long = "use-sni", visible_alias = "sni")]
         sni: bool,
         /// Give up after this many seconds.
-        #[arg(long, default_value_t = 5)]
+        #[arg(short = 't', long, default_value_t = 5)]
         timeout: u64,
     },
 }
@@ -290,7 +290,7 @@ fn main() -> ExitCode {
                 addr: (*server, port).into(),
                 bind: None,
                 tls: *ssl,
-                sni: *sni,
+                sni: if *sni { virtualhost.clone() } else { None },
                 host: virtualhost.clone(),
             };
             genhash(&target, url, *timeout)

@@ -825,23 +825,42 @@ fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
     let ours = (digest(&format!("{lb} genhash -I")), digest(&format!("{lb} genhash")));
     assert_eq!(ours, theirs, "lb-daemon genhash (left) against keepalived's (right)");
 
-    let service = |port: u16, sni: &str| {
+    // Where `virtualhost www.example` goes (the url, the checker or the real server) and
+    // whether `enable_sni` is on: keepalived's ssl_connect names the url's virtualhost, else
+    // the checker's, else the virtual server's, never the real server's (check_ssl.c).
+    let service = |port: u16, at: &str, sni: bool| {
+        let vhost = "virtualhost www.example\n";
+        let (url, checker, real) = match at {
+            "url" => (vhost, "", ""),
+            "checker" => ("", vhost, ""),
+            _ => ("", "", vhost),
+        };
         format!(
             "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
-             real_server {b0} 443 {{\n        SSL_GET {{\n            url {{\n                path /sni\n                \
-             digest {}\n            }}\n            virtualhost www.example\n{sni}            connect_timeout 1\n            \
+             real_server {b0} 443 {{\n{real}        SSL_GET {{\n            url {{\n                path /sni\n\
+             {url}                digest {}\n            }}\n{checker}{}            connect_timeout 1\n            \
              retry 0\n        }}\n    }}\n}}\n",
-            theirs.0.as_deref().unwrap_or_default()
+            theirs.0.as_deref().unwrap_or_default(),
+            if sni { "            enable_sni\n" } else { "" }
         )
     };
-    let config =
-        dir.file("keepalived.conf", &format!("{}{}", service(443, "            enable_sni\n"), service(8443, "")));
+    // (port, where the virtualhost is, enable_sni, whether the digest of "www.example" matches)
+    let cases = [
+        (443, "checker", true, true),
+        (8443, "checker", false, false),
+        (9443, "real", true, false),
+        (10443, "url", true, true),
+    ];
+    let config = dir.file("keepalived.conf", &cases.map(|(port, at, sni, _)| service(port, at, sni)).concat());
     let pins = daemon::pin_dir("chk-sni");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
-    let (with, without) = (format!("{VIP4}:443/tcp"), format!("{VIP4}:8443/tcp"));
-    assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &without).is_empty()), "{:#?}", d.log());
+    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
+    let down = || cases.iter().filter(|c| !c.3).all(|c| scheduled(&pins, &svc(c.0)).is_empty());
+    assert!(eventually(Duration::from_secs(6), down), "{:#?}", d.log());
     assert!(d.log().iter().any(|l| l.contains("digest")), "{:#?}", d.log());
-    // A few more checks of the service with SNI, each a match.
+    // A few more checks of the services that name www.example, each a match.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(scheduled(&pins, &with), reals(&[0], 443), "{:#?}", d.log());
+    for (port, at, ..) in cases.iter().filter(|c| c.3) {
+        assert_eq!(scheduled(&pins, &svc(*port)), reals(&[0], 443), "virtualhost in the {at}: {:#?}", d.log());
+    }
 }

@@ -28,9 +28,9 @@ pub struct Target {
     pub addr: SocketAddr,
     pub bind: Option<SocketAddr>,
     pub tls: bool,
-    /// Name `host` in the TLS handshake (SNI); keepalived's `enable_sni`.
-    pub sni: bool,
-    /// Host header (and SNI with `sni`); the address when unset.
+    /// The name sent in the TLS handshake (SNI), if any: keepalived's `enable_sni`.
+    pub sni: Option<String>,
+    /// The Host header; the address when unset.
     pub host: Option<String>,
 }
 
@@ -48,11 +48,11 @@ pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeErr
     if t.tls {
         // An address as the name sends no SNI (certificates are not verified, so the name is
         // for SNI only).
-        let name = match &t.host {
-            Some(h) if t.sni => {
+        let name = match &t.sni {
+            Some(h) => {
                 ServerName::try_from(h.clone()).map_err(|e| ProbeError::Tls(format!("bad host name {h}: {e}")))?
             }
-            _ => ServerName::IpAddress(t.addr.ip().into()),
+            None => ServerName::IpAddress(t.addr.ip().into()),
         };
         let stream = tokio_rustls::TlsConnector::from(tls_config())
             .connect(name, tcp)
@@ -194,7 +194,7 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, bind: None, tls: false, sni: false, host: None }
+        Target { addr, bind: None, tls: false, sni: None, host: None }
     }
 
     #[tokio::test]

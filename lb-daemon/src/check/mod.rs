@@ -41,6 +41,8 @@ pub enum Probe {
     Http {
         target: http::Target,
         urls: Vec<Url>,
+        /// `enable_sni`: a URL's own virtualhost is its SNI too.
+        sni: bool,
     },
     /// A script refused at start (not found, insecure) keeps the check failed and says why.
     Misc {
@@ -240,13 +242,20 @@ fn spec(
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, bind }, connect_timeout),
         CheckKind::HttpGet { urls, virtualhost } | CheckKind::SslGet { urls, virtualhost, .. } => {
-            let (tls, sni) = match c.kind {
+            let (tls, enable_sni) = match c.kind {
                 CheckKind::SslGet { enable_sni, .. } => (true, enable_sni),
                 _ => (false, false),
             };
             let host = virtualhost.clone().or_else(|| rs.virtualhost.clone()).or_else(|| vs.virtualhost.clone());
+            // keepalived's ssl_connect names the checker's virtualhost, else the virtual
+            // server's: never the real server's, which only the Host header takes.
+            let sni = if enable_sni { virtualhost.clone().or_else(|| vs.virtualhost.clone()) } else { None };
             let target = http::Target { addr, bind, tls, sni, host };
-            (if tls { "SSL_GET" } else { "HTTP_GET" }, Probe::Http { target, urls: urls.clone() }, connect_timeout)
+            (
+                if tls { "SSL_GET" } else { "HTTP_GET" },
+                Probe::Http { target, urls: urls.clone(), sni: enable_sni },
+                connect_timeout,
+            )
         }
         CheckKind::Misc { path, timeout, dynamic, user } => {
             let script = match path {
@@ -346,8 +355,21 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
     let run = async {
         match p {
             Probe::Tcp { addr, bind } => tcp::check(*addr, *bind).await.map(|_| None),
-            Probe::Http { target, urls } => {
+            Probe::Http { target, urls, sni } => {
                 for url in urls {
+                    // keepalived: the URL's virtualhost first, for the Host header and SNI.
+                    let own;
+                    let target = match &url.virtualhost {
+                        Some(v) => {
+                            own = http::Target {
+                                host: Some(v.clone()),
+                                sni: if *sni { Some(v.clone()) } else { None },
+                                ..target.clone()
+                            };
+                            &own
+                        }
+                        None => target,
+                    };
                     let reply = http::get(target, &url.path, url.digest.is_some()).await?;
                     if !status_ok(url, reply.status) {
                         return Err(ProbeError::Status {
@@ -682,7 +704,7 @@ mod tests {
 
     #[test]
     fn status_ranges() {
-        let mut u = Url { path: "/".into(), digest: None, status_code: Vec::new() };
+        let mut u = Url { path: "/".into(), digest: None, status_code: Vec::new(), virtualhost: None };
         assert!(status_ok(&u, 204) && !status_ok(&u, 301) && !status_ok(&u, 503));
         u.status_code = vec![(301, 302), (503, 503)];
         assert!(status_ok(&u, 302) && status_ok(&u, 503) && !status_ok(&u, 200));
@@ -888,10 +910,16 @@ mod tests {
             });
             addr
         }
-        let url = |digest: Option<&str>| Url { path: "/".into(), digest: digest.map(Into::into), status_code: vec![] };
+        let url = |digest: Option<&str>| Url {
+            path: "/".into(),
+            digest: digest.map(Into::into),
+            status_code: vec![],
+            virtualhost: None,
+        };
         let http = |addr, urls| Probe::Http {
-            target: http::Target { addr, bind: None, tls: false, sni: false, host: None },
+            target: http::Target { addr, bind: None, tls: false, sni: None, host: None },
             urls,
+            sni: false,
         };
         let t = Duration::from_secs(2);
         let ok = server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", Duration::ZERO).await;
@@ -909,8 +937,9 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         // Plain HTTP answering a TLS client: the handshake fails with a clear error.
         let tls = Probe::Http {
-            target: http::Target { addr: ok, bind: None, tls: true, sni: false, host: None },
+            target: http::Target { addr: ok, bind: None, tls: true, sni: None, host: None },
             urls: vec![url(None)],
+            sni: false,
         };
         let e = probe(&tls, t).await.unwrap_err();
         assert!(matches!(e, ProbeError::Tls(_)), "{e}");

@@ -464,6 +464,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "url",
+        "virtualhost",
+        &["tests/tests/checkers.rs::enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived"],
+    ),
+    (
         "checkers",
         "enable_sni",
         &[

@@ -728,7 +728,7 @@ fn retry(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
 
 fn url(ctx: &mut Ctx, c: &mut Checker, stmt: &Stmt) {
     let Some(block) = ctx.block(stmt) else { return };
-    let mut u = Url { path: String::new(), digest: None, status_code: Vec::new() };
+    let mut u = Url { path: String::new(), digest: None, status_code: Vec::new(), virtualhost: None };
     ctx.apply(URL, &mut u, block, "url");
     if u.path.is_empty() {
         ctx.error(stmt.keyword().span, "url has no `path`");
@@ -740,6 +740,7 @@ fn url(ctx: &mut Ctx, c: &mut Checker, stmt: &Stmt) {
 }
 
 pub(crate) const URL: &[Keyword<Url>] = &[
+    Keyword::new("virtualhost", |ctx, u, st| u.virtualhost = ctx.string(st, 0, "a host name")),
     Keyword::new("path", |ctx, u, st| {
         if let Some(p) = ctx.string(st, 0, "a URL path") {
             u.path = p;

@@ -648,7 +648,10 @@ impl VrrpInstance {
     /// The VRRP version of its adverts (keepalived's `vrrp_complete_instance`): its own
     /// `version`, else 3 for IPv6 VIPs, else global_defs' `vrrp_version`.
     pub fn vrrp_version(&self, g: &GlobalDefs) -> u8 {
-        let v6 = self.native_ipv6 || self.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+        // keepalived takes the family from native_ipv6, mcast_dst_ip or the first VIP.
+        let v6 = self.native_ipv6
+            || self.mcast_dst_ip.is_some_and(|a| a.is_ipv6())
+            || self.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
         self.version.unwrap_or(if v6 { 3 } else { g.vrrp_version })
     }
 
@@ -1140,7 +1143,7 @@ impl RealServer {
     }
 }
 
-/// `url { path, digest, status_code }` of HTTP_GET / SSL_GET.
+/// `url { path, digest, status_code, virtualhost }` of HTTP_GET / SSL_GET.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Url {
     pub path: String,
@@ -1148,6 +1151,10 @@ pub struct Url {
     pub digest: Option<String>,
     /// Accepted status codes as inclusive ranges; empty means keepalived's default 200-299.
     pub status_code: Vec<(u16, u16)>,
+    /// `virtualhost` for this URL: its Host header (and SNI with `enable_sni`), over the
+    /// checker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualhost: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -396,10 +396,11 @@ fn lvs_blocks() {
         Url {
             path: "/health".into(),
             digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
-            status_code: vec![(200, 200), (301, 302)]
+            status_code: vec![(200, 200), (301, 302)],
+            virtualhost: None,
         }
     );
-    assert_eq!(urls[1], Url { path: "/".into(), digest: None, status_code: vec![] });
+    assert_eq!(urls[1], Url { path: "/".into(), digest: None, status_code: vec![], virtualhost: None });
     assert_eq!(virtualhost.as_deref(), Some("check.example.com"));
     assert_eq!(
         (h.connect_ip, h.connect_port, h.bindto, h.bind_port),

@@ -65,6 +65,9 @@ pub fn fingerprint(cfg: &Config) -> String {
             g.vrrp_notify_priority_changes,
         ),
         (&g.vrrp_mcast_group6, &g.vmac_prefix),
+        // Mail and FIFOs: the engine's notifier is replaced only with a VRRP reload.
+        (&g.notification_email, &g.notification_email_from, &g.smtp_server, g.smtp_connect_timeout),
+        (g.smtp_alert, g.smtp_alert_vrrp, &g.router_id, &g.notify_fifos),
     ))
     .unwrap_or_default()
 }
