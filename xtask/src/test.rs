@@ -21,11 +21,6 @@ const EBPF_HOST_LIB: [&str; 5] = ["--manifest-path", "lb-ebpf/Cargo.toml", "--li
 /// tests live in vrrp_timing, which runs with the others.
 const SIDE_BY_SIDE: [&[&str]; 2] = [&["vrrp"], &["ipvs", "vm_kernel"]];
 
-/// Side-by-side targets run at the lowest CPU priority (`nice -n 19`, which qemu inherits),
-/// so the VRRP tests beside them get the CPU when their daemons need it (loading the BPF
-/// object, answering within an advert interval).
-const NICED: [&str; 2] = ["ipvs", "vm_kernel"];
-
 pub fn run(extra: &[String]) -> Result<()> {
     crate::setup::run()?;
     crate::build::ebpf()?;
@@ -160,14 +155,9 @@ fn run_logged(name: &str, exe: &Path, log: &Path) -> (bool, String) {
     let mut text = format!("     Running tests/{name}.rs ({}, output in {})\n", exe.display(), log.display());
     let outcome = (|| -> Result<Option<std::process::ExitStatus>> {
         let file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut cmd = if NICED.contains(&name) {
-            let mut c = Command::new("nice");
-            c.args(["-n", "19"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
-        let mut child = cmd
+        // Not niced: qemu at nice 19 beside the VRRP tests starved the VM until lb-daemon in
+        // it missed a 10 s stop deadline.
+        let mut child = Command::new(exe)
             .current_dir(root().join("tests"))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
