@@ -582,36 +582,34 @@ impl Engine {
             self.hand_over(i).await;
         }
         let n = &self.insts[i].cfg.notify;
-        if to == State::Stopped && self.insts[i].removed {
-            // keepalived's clear_diff_vrrp: FAULT (unless already there), or DELETED. Only
-            // notify_deleted's script runs: keepalived picks the script (the DELETED state's)
-            // before it turns DELETED into FAULT.
-            let state = match (n.notify_deleted, from) {
-                (true, _) => "DELETED",
-                (false, State::Fault) => return,
-                (false, _) => "FAULT",
-            };
-            let args = vec!["INSTANCE".to_string(), name.clone(), state.to_string(), prio.to_string()];
-            self.notify(n.deleted.clone(), n.any.clone(), args, false).await;
-            self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &name, state, prio));
-            if n.mails(self.mail_vrrp) {
-                let (subject, body) = match state {
-                    "DELETED" => ("Deleted".to_string(), "=> VRRP Deleted at reload <=".to_string()),
-                    _ => ("Entering FAULT state".to_string(), format!("=> VRRP Instance is now FAULT ({why}) <=")),
-                };
-                self.notifier.mail(&format!("VRRP Instance {name} - {subject}"), body);
+        let removed = to == State::Stopped && self.insts[i].removed;
+        // A reload removing the instance notifies as keepalived's clear_diff_vrrp: FAULT
+        // (unless already there) or DELETED, running only notify_deleted's script (keepalived
+        // picks the script while the state is DELETED, then turns DELETED into FAULT).
+        let (state, specific, subject, body) = match (removed, n.notify_deleted, from) {
+            (true, true, _) => {
+                ("DELETED", n.deleted.clone(), "Deleted".to_string(), "=> VRRP Deleted at reload <=".to_string())
             }
-            return;
-        }
-        let specific = sync_group::script_for(n, to);
-        let args = vec!["INSTANCE".to_string(), name.clone(), to.name().to_string(), prio.to_string()];
-        self.notify(specific, n.any.clone(), args, to == State::Stopped).await;
-        self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &name, to.name(), prio));
-        if self.insts[i].cfg.notify.mails(self.mail_vrrp) {
-            self.notifier.mail(
-                &format!("VRRP Instance {name} - Entering {} state", to.name()),
+            (true, false, State::Fault) => return,
+            (true, false, _) => (
+                "FAULT",
+                n.deleted.clone(),
+                "Entering FAULT state".to_string(),
+                format!("=> VRRP Instance is now FAULT ({why}) <="),
+            ),
+            (false, ..) => (
+                to.name(),
+                sync_group::script_for(n, to),
+                format!("Entering {} state", to.name()),
                 format!("=> VRRP Instance is now {} ({why}) <=", to.name()),
-            );
+            ),
+        };
+        let args = vec!["INSTANCE".to_string(), name.clone(), state.to_string(), prio.to_string()];
+        // notify_stop runs before we exit; a removal's scripts are not waited for.
+        self.notify(specific, n.any.clone(), args, to == State::Stopped && !removed).await;
+        self.notifier.fifo(Stream::Vrrp, &fifo::vrrp_line(false, &name, state, prio));
+        if n.mails(self.mail_vrrp) {
+            self.notifier.mail(&format!("VRRP Instance {name} - {subject}"), body);
         }
     }
 
