@@ -58,22 +58,22 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: the context pointer is valid for the program's run.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     // Before any rewrite: the frame is counted as it arrived.
-    let len = parse::frame_len(&ctx) as u64;
-    let v = classify(&ctx, ifindex);
-    stats::count(v, len);
+    let len = parse::frame_len(&ctx) as u32;
+    let v = classify(&ctx, ifindex, len);
+    stats::count(v, u64::from(len));
     let mut action = v.action();
     // SAFETY: a register move. The action gets a register of its own, so `v`, which the
     // verifier tracks exactly since the counters index by its reason, is dead past here (see
     // `trace::emit`).
     unsafe { core::arch::asm!("{0} = {0}", inout(reg) action) };
-    trace::emit(&ctx, v, len);
+    trace::emit(&ctx, v);
     action
 }
 
 /// Decides what happens to one frame and why.
 #[inline(always)]
-fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
-    let v = dispatch(ctx, ifindex);
+fn classify(ctx: &XdpContext, ifindex: u32, len: u32) -> Verdict {
+    let v = dispatch(ctx, ifindex, len);
     if !v.is_oversized() {
         return v;
     }
@@ -85,12 +85,13 @@ fn classify(ctx: &XdpContext, ifindex: u32) -> Verdict {
 /// Decides what happens to one frame; a frame too big for its path comes back as
 /// `Verdict::oversized` for `classify` to answer.
 #[inline(always)]
-fn dispatch(ctx: &XdpContext, ifindex: u32) -> Verdict {
+fn dispatch(ctx: &XdpContext, ifindex: u32, len: u32) -> Verdict {
     let Some(f) = lb_scratch.get_ptr_mut(0) else { return Verdict::new(XDP_PASS, Reason::NotIp) };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
     let f = unsafe { &mut *f };
     let parsed = parse::parse(ctx, f);
     f.ifindex = ifindex;
+    f.len_in = len;
     f.iface = lb_ifaces.get(ifindex).copied().unwrap_or(0);
     if parsed.is_ok() {
         let bits = not_ours(ctx, ifindex);
@@ -181,7 +182,7 @@ fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
 /// the verifier allows 512 bytes for the deepest call chain.
 #[inline(always)]
 fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
-    let len = parse::frame_len(ctx);
+    let len = f.len_in as usize;
     f.trace_svc = svc;
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
@@ -218,7 +219,7 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
 #[inline(always)]
 fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     let Some(e) = frags::find(f) else { return frags::hold(ctx, f) };
-    let len = parse::frame_len(ctx);
+    let len = f.len_in as usize;
     if e.action == FRAG_TO_REAL || e.action == FRAG_NAT_REPLY {
         (f.trace_svc, f.trace_real) = (e.svc_id, e.real_id);
         f.trace_flow = TRACE_FLOW_FRAGMENT | if e.action == FRAG_NAT_REPLY { TRACE_FLOW_REPLY } else { 0 };
@@ -256,7 +257,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             Some(rev) if parse::ipv4_header_ok(ctx, f) => {
                 (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);
                 f.trace_flow = TRACE_FLOW_REPLY | TRACE_FLOW_FOUND;
-                stats::count_service(rev.svc_id, Some(rev.real_id), parse::frame_len(ctx), false, false);
+                stats::count_service(rev.svc_id, Some(rev.real_id), f.len_in as usize, false, false);
                 if !icmp::nat_reply_rewrite(ctx, f, rev) {
                     return Verdict::new(XDP_PASS, Reason::Icmp);
                 }
@@ -276,7 +277,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
-    stats::count_service(svc, Some(d.real()), parse::frame_len(ctx), false, false);
+    stats::count_service(svc, Some(d.real()), f.len_in as usize, false, false);
     let v = match d.fwd() {
         FWD_NAT => {
             if !icmp::nat_rewrite(ctx, f, real) {
@@ -300,7 +301,7 @@ fn reply(ctx: &XdpContext, f: &mut Frame, rev: &NatRev) -> Verdict {
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
-    let len = parse::frame_len(ctx);
+    let len = f.len_in as usize;
     stats::count_service(rev.svc_id, Some(rev.real_id), len, false, false);
     if f.frag == frag::FIRST {
         frags::record_nat_reply(f, rev);

@@ -45,10 +45,12 @@ pub struct Frame {
     /// `CHECKSUM_PARTIAL`, so rewrites keep the field a pseudo-header sum).
     pub csum_partial: u8,
     pub trace_flow: u8,
-    /// Written only while a tracer runs: the verdict (`Verdict::bits`) and the frame's length
-    /// as it arrived, handed to `trace::record` through memory (see `trace::emit`).
+    /// Written only while a tracer runs: the verdict (`Verdict::bits`), handed to
+    /// `trace::record` through memory (see `trace::emit`).
     pub trace_verdict: u32,
-    pub trace_len: u32,
+    /// The frame's length as it arrived, read once at entry (a helper call) for the counters
+    /// and the tracer.
+    pub len_in: u32,
 }
 
 // `Frame::begin` clears these with whole-word stores.

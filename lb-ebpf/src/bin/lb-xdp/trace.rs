@@ -18,16 +18,15 @@ use crate::{
     scratch::Frame,
 };
 
-/// Records the frame's decision when a tracer runs and its filter matches. `len_in`: the
-/// frame's length as it arrived.
+/// Records the frame's decision when a tracer runs and its filter matches.
 ///
-/// The verdict and length reach `record` through this CPU's `Frame`, not as arguments: the
+/// The verdict reaches `record` through this CPU's `Frame`, not as arguments: the
 /// counters index by the verdict's reason, which makes the verifier track it exactly, and
 /// with the verdict live inside `record` the 6.1 verifier walked `record` again for every
 /// distinct verdict of every path (149k instructions instead of 86k). Read back from memory
 /// it is one unknown value, and `record` is verified about once.
 #[inline(always)]
-pub fn emit(ctx: &XdpContext, v: Verdict, len_in: u64) {
+pub fn emit(ctx: &XdpContext, v: Verdict) {
     let Some(cfg) = lb_trace_cfg.get_ptr(0) else { return };
     // SAFETY: a live array slot; the tracer rewrites it whole, and a torn read only mixes
     // an old filter with a new one for a frame or two.
@@ -36,10 +35,7 @@ pub fn emit(ctx: &XdpContext, v: Verdict, len_in: u64) {
     }
     let Some(f) = lb_scratch.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
-    unsafe {
-        (*f).trace_verdict = v.bits();
-        (*f).trace_len = len_in as u32;
-    }
+    unsafe { (*f).trace_verdict = v.bits() };
     record(ctx, cfg);
 }
 
@@ -112,7 +108,7 @@ fn record(ctx: &XdpContext, cfg: *const TraceCfg) {
         (*rec).cpu = bpf_get_smp_processor_id();
         (*rec).flow = f.trace_flow;
         (*rec).pad = [0; 3];
-        (*rec).len_in = f.trace_len;
+        (*rec).len_in = f.len_in;
         (*rec).len_out = len_out;
         (*rec).cap_len = 0;
     }
