@@ -260,18 +260,22 @@ exec "$@""#;
         Ok(())
     }
 
-    /// SIGTERM, then waits up to 10 s (SIGKILL after that). Returns the exit status.
+    /// SIGTERM, then waits up to 10 s (SIGKILL after that). Returns the exit status. In the
+    /// software-emulated VM, where every step runs many times slower, up to 30 s.
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("daemon already stopped")?;
         let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        for _ in 0..100 {
+        let within = if crate::vm::in_vm() { 30 } else { 10 };
+        for _ in 0..within * 10 {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         child.kill()?;
-        bail!("lb-daemon ignored SIGTERM for 10 s; killed")
+        let log = self.log();
+        let tail = log[log.len().saturating_sub(20)..].join("\n");
+        bail!("lb-daemon ignored SIGTERM for {within} s; killed. Its last log lines:\n{tail}")
     }
 }
 
