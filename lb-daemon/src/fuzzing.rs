@@ -88,7 +88,7 @@ pub fn http_reply(data: &[u8]) -> Option<crate::check::http::Reply> {
         });
         let t = crate::check::http::Target {
             addr: SocketAddr::from(([192, 0, 2, 10], 80)),
-            bind: None,
+            from: crate::check::tcp::Origin::default(),
             tls: false,
             sni: None,
             host: None,

@@ -232,6 +232,10 @@ enum Command {
         /// Name the virtual host in the TLS handshake (SNI), as keepalived's genhash -I.
         #[arg(short = 'I', long = "use-sni", visible_alias = "sni")]
         sni: bool,
+        /// Mark the request's packets (SO_MARK), as keepalived's genhash -m and a checker's
+        /// `fwmark`.
+        #[arg(short = 'm', long = "fwmark")]
+        fwmark: Option<u32>,
         /// Give up after this many seconds.
         #[arg(short = 't', long, default_value_t = 5)]
         timeout: u64,
@@ -284,11 +288,11 @@ fn main() -> ExitCode {
                 pcap: pcap.as_deref(),
             })
         }
-        Some(Command::Genhash { server, port, url, ssl, virtualhost, sni, timeout }) => {
+        Some(Command::Genhash { server, port, url, ssl, virtualhost, sni, fwmark, timeout }) => {
             let port = port.unwrap_or(if *ssl { 443 } else { 80 });
             let target = lb_daemon::check::http::Target {
                 addr: (*server, port).into(),
-                bind: None,
+                from: lb_daemon::check::tcp::Origin { bind: None, mark: *fwmark },
                 tls: *ssl,
                 sni: if *sni { virtualhost.clone() } else { None },
                 host: virtualhost.clone(),

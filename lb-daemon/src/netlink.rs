@@ -178,10 +178,12 @@ impl Netlink {
                 Scope::Nowhere => AddressScope::Nowhere,
             };
         }
-        if a.addr.is_ipv6() {
-            // A VIP must answer at once, not after duplicate address detection (keepalived
-            // adds its IPv6 VIPs the same way).
-            m.attributes.push(AddressAttribute::Flags(rtnetlink::packet_route::address::AddressFlags::Nodad));
+        // A VIP must answer at once, not after duplicate address detection (keepalived adds
+        // its IPv6 VIPs the same way unless `-nodad`).
+        let nodad = if a.addr.is_ipv6() && !a.dad { libc::IFA_F_NODAD } else { 0 };
+        if a.flags | nodad != 0 {
+            use rtnetlink::packet_route::address::AddressFlags;
+            m.attributes.push(AddressAttribute::Flags(AddressFlags::from_bits_retain(a.flags | nodad)));
         }
         if let Some(preferred) = a.preferred_lifetime() {
             use rtnetlink::packet_route::address::CacheInfo;

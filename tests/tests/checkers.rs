@@ -864,3 +864,72 @@ fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
         assert_eq!(scheduled(&pins, &svc(*port)), reals(&[0], 443), "virtualhost in the {at}: {:#?}", d.log());
     }
 }
+
+/// `fwmark N` in a checker marks its probe's packets (SO_MARK), so policy routing steers the
+/// probe as keepalived 2.2.7's layer4.c does. On the load balancer the backend is reachable
+/// only through the table marked packets look up (the main table says unreachable). The
+/// oracle: keepalived's own genhash (`keepalived -T`, its HTTP_GET code) reaches the server
+/// with `-m 7` and not without. Then lb-daemon: the TCP_CHECK and HTTP_GET with `fwmark 7`
+/// keep their real server, the TCP_CHECK without a mark takes it out.
+#[test]
+fn a_checkers_fwmark_steers_its_probe_by_policy_routing_as_keepalived() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-mark");
+    let b0 = backend4(0);
+    let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
+    let route = topo.lb.sh(&format!("ip -o route get {b0}")).unwrap();
+    let dev = route.split_whitespace().skip_while(|w| *w != "dev").nth(1).expect("a route to the backend").to_string();
+    for cmd in [
+        format!("ip route add {b0}/32 dev {dev} table 107"),
+        "ip rule add fwmark 7 lookup 107 pref 100".to_string(),
+        format!("ip route add unreachable {b0}/32"),
+        "sysctl -qw net.ipv4.conf.all.rp_filter=0".to_string(),
+        format!("sysctl -qw net.ipv4.conf.{dev}.rp_filter=0"),
+    ] {
+        topo.lb.sh(&cmd).unwrap_or_else(|e| panic!("{cmd}: {e:#}"));
+    }
+    let digest = |cmd: &str| {
+        let out = topo.lb.sh(&format!("{cmd} -s {b0} -p 80 -u / 2>&1")).unwrap_or_default();
+        let hex = |w: &&str| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit());
+        (out.lines().find_map(|l| l.split_whitespace().last().filter(hex).map(str::to_string)), out)
+    };
+    let (marked, out) = digest("keepalived -T -m 7");
+    let marked = marked.unwrap_or_else(|| panic!("keepalived 2.2.7 with -m 7 did not reach the server:\n{out}"));
+    let (unmarked, out) = digest("keepalived -T");
+    assert!(unmarked.is_none(), "keepalived 2.2.7 without a mark reached the server:\n{out}");
+    let lb = daemon::binary().unwrap().display().to_string();
+    let ours = (digest(&format!("{lb} genhash -m 7")).0, digest(&format!("{lb} genhash")).0);
+    assert_eq!(ours, (Some(marked.clone()), None), "lb-daemon genhash -m 7, then without");
+
+    let service = |port: u16, check: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 80 {{\n{check}    }}\n}}\n"
+        )
+    };
+    let config = dir.file(
+        "keepalived.conf",
+        &[
+            service(80, "        TCP_CHECK {\n            fwmark 7\n            connect_timeout 1\n            retry 0\n        }\n"),
+            service(81, "        TCP_CHECK {\n            connect_timeout 1\n            retry 0\n        }\n"),
+            service(
+                82,
+                &format!(
+                    "        HTTP_GET {{\n            url {{\n                path /\n                digest {marked}\n            }}\n            \
+                     fwmark 7\n            connect_timeout 1\n            retry 0\n        }}\n"
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let pins = daemon::pin_dir("chk-mark");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
+    assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &svc(81)).is_empty()), "{:#?}", d.log());
+    // A few more rounds of the marked checks, each a pass.
+    std::thread::sleep(Duration::from_secs(3));
+    for port in [80, 82] {
+        assert_eq!(scheduled(&pins, &svc(port)), reals(&[0], 80), "port {port}: {:#?}", d.log());
+    }
+}

@@ -842,6 +842,8 @@ static_ipaddress {{
     198.51.100.5/32 dev l0
     198.51.100.9/26 brd + dev l0
     2001:db8:5::5/128 dev l0
+    198.51.100.70/27 dev l0 noprefixroute
+    2001:db8:6::6/64 dev l0 home
 }}
 static_routes {{
     203.0.113.0/26 via 192.0.2.1 dev l0
@@ -874,6 +876,7 @@ vrrp_instance VI_1 {{
     advert_int 1
     virtual_ipaddress {{
         {VRRP_VIP4}/24
+        198.51.100.40/27 dev l0 noprefixroute
     }}
     virtual_routes {{
         203.0.113.64/26 via 192.0.2.1 dev l0 metric 7
@@ -915,6 +918,9 @@ vrrp_instance VI_1 {{
         "congctl reno",
         "fastopen_no_cookie 1",
         "rtt lock 300ms rttvar 1.5s rto_min 250ms",
+        "inet 198.51.100.70/27 scope global noprefixroute l0",
+        "inet 198.51.100.40/27 scope global noprefixroute l0",
+        "inet6 2001:db8:6::6/64 scope global nodad home",
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
     }
@@ -2917,4 +2923,73 @@ fn a_master_hearing_a_lower_priority_notifies_as_keepalived() {
     let theirs = run("ka");
     assert!(theirs.0.contains("INSTANCE \"VI_1\" MASTER_RX_LOWER_PRI 200"), "keepalived's FIFO: {theirs:?}");
     assert_eq!(run("ours"), theirs, "our FIFO lines and script arguments (left) against keepalived's (right)");
+}
+
+/// keepalived 2.2.7's `track_script` and `track_interface` in a vrrp_sync_group (vrrp.c,
+/// `sync_group_tracking_init`): every member tracks them. Node 0's two members (priority 150)
+/// drop by the script's weight -40 while it fails and fault while the tracked interface is
+/// down; node 1 (lb-daemon, 120, no group) shows the effect: it becomes master of both, and
+/// backup again when the script passes and the interface is up. keepalived on node 0 is the
+/// oracle, then lb-daemon there does the same.
+#[test]
+fn sync_group_track_script_and_interface_move_every_member() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-sgtrack");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let flag = dir.join("failing");
+    seg.nodes[0]
+        .sh("ip link add sgif0 type veth peer name sgif1 && ip link set sgif1 up && ip link set sgif0 up")
+        .unwrap();
+    let pair = |prio: u8, n: &Path| {
+        let second = instance_at("VI_2", prio, 52, &VRRP_VIP4_2.to_string(), "", n);
+        format!("{}{second}", instance("VI_1", prio, "", n))
+    };
+    let conf0 = format!(
+        "vrrp_script load {{\n    script \"/usr/bin/test ! -e {}\"\n    interval 1\n}}\n\
+         vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    \
+         track_script {{\n        load weight -40\n    }}\n    track_interface {{\n        sgif0\n    }}\n}}\n{}",
+        flag.display(),
+        pair(150, &n0)
+    );
+    let d1 = start(&seg, 1, &dir, &pair(120, &n1));
+    let states = |d: &Daemon| -> Vec<String> {
+        d.status()
+            .ok()
+            .and_then(|s| {
+                s["vrrp"].as_array().map(|a| a.iter().filter_map(|i| i["state"].as_str().map(String::from)).collect())
+            })
+            .unwrap_or_default()
+    };
+    let node1_is = |s: &str| states(&d1) == [s, s];
+    let t = Duration::from_secs(8);
+    for ours in [false, true] {
+        let (k, d0) = if ours {
+            (None, Some(start(&seg, 0, &dir, &conf0)))
+        } else {
+            let kconf = dir.file("ka0.conf", &conf0);
+            (Some(Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka0").unwrap()), None)
+        };
+        let who = if ours { "lb-daemon" } else { "keepalived" };
+        let node0_master = || match (&k, &d0) {
+            (Some(k), _) => ["(VI_1) Entering MASTER STATE", "(VI_2) Entering MASTER STATE"]
+                .iter()
+                .all(|line| k.log().contains(line)),
+            (_, Some(d)) => states(d) == ["MASTER", "MASTER"],
+            _ => false,
+        };
+        assert!(eventually(t, node0_master), "{who}: node 0 never master of both");
+        assert!(eventually(t, || node1_is("BACKUP")), "{who}: {:?} {:#?}", states(&d1), d1.log());
+        // 150 - 40 = 110 < 120 on both members: node 1 takes both.
+        std::fs::write(&flag, "").unwrap();
+        assert!(eventually(t, || node1_is("MASTER")), "{who}: script failing: {:?}", states(&d1));
+        std::fs::remove_file(&flag).unwrap();
+        assert!(eventually(t, || node1_is("BACKUP")), "{who}: script passing: {:?}", states(&d1));
+        // The tracked interface down: a fault of the group.
+        seg.nodes[0].sh("ip link set sgif0 down").unwrap();
+        assert!(eventually(t, || node1_is("MASTER")), "{who}: sgif0 down: {:?}", states(&d1));
+        seg.nodes[0].sh("ip link set sgif0 up").unwrap();
+        assert!(eventually(t, || node1_is("BACKUP")), "{who}: sgif0 up: {:?}", states(&d1));
+    }
 }

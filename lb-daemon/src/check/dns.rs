@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use super::{error::ProbeError, udp};
+use super::{error::ProbeError, tcp::Origin, udp};
 
 /// keepalived's receive buffer.
 const BUFFER: usize = 768;
@@ -55,14 +55,8 @@ pub fn judge(id: u16, reply: &[u8]) -> Verdict {
 }
 
 /// One DNS_CHECK round.
-pub async fn check(
-    addr: SocketAddr,
-    bind: Option<SocketAddr>,
-    name: &str,
-    qtype: u16,
-    wait: Duration,
-) -> Result<(), ProbeError> {
-    let sock = udp::connected(addr, bind)?;
+pub async fn check(addr: SocketAddr, from: Origin, name: &str, qtype: u16, wait: Duration) -> Result<(), ProbeError> {
+    let sock = udp::connected(addr, from)?;
     let id: u16 = rand::random();
     let q = query(id, name, qtype);
     sock.send(&q).await.map_err(|e| ProbeError::Dns(format!("send: {e}")))?;
@@ -131,11 +125,11 @@ mod tests {
             }
             server
         });
-        check(addr, None, "example.com", 1, t).await.unwrap();
-        let e = check(addr, None, "example.com", 1, t).await.unwrap_err();
+        check(addr, Origin::default(), "example.com", 1, t).await.unwrap();
+        let e = check(addr, Origin::default(), "example.com", 1, t).await.unwrap_err();
         assert_eq!(e.to_string(), "answer with rcode 2");
         let _server = h.join().unwrap();
-        let e = check(addr, None, "example.com", 1, t).await.unwrap_err();
+        let e = check(addr, Origin::default(), "example.com", 1, t).await.unwrap_err();
         assert!(e.to_string().contains("no answer"), "{e}");
     }
 }

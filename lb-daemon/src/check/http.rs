@@ -26,7 +26,7 @@ pub const MAX_HEAD: usize = 16 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     pub addr: SocketAddr,
-    pub bind: Option<SocketAddr>,
+    pub from: tcp::Origin,
     pub tls: bool,
     /// The name sent in the TLS handshake (SNI), if any: keepalived's `enable_sni`.
     pub sni: Option<String>,
@@ -44,7 +44,7 @@ pub struct Reply {
 
 /// GETs `path`; reads the body into an MD5 only when `digest` is set.
 pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError> {
-    let tcp = tcp::connect(t.addr, t.bind).await?;
+    let tcp = tcp::connect(t.addr, t.from).await?;
     if t.tls {
         // An address as the name sends no SNI (certificates are not verified, so the name is
         // for SNI only).
@@ -194,7 +194,7 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, bind: None, tls: false, sni: None, host: None }
+        Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None }
     }
 
     #[tokio::test]

@@ -36,7 +36,7 @@ use health::{CheckState, Health, Report};
 pub enum Probe {
     Tcp {
         addr: SocketAddr,
-        bind: Option<SocketAddr>,
+        from: tcp::Origin,
     },
     Http {
         target: http::Target,
@@ -51,12 +51,12 @@ pub enum Probe {
     },
     Udp {
         addr: SocketAddr,
-        bind: Option<SocketAddr>,
+        from: tcp::Origin,
         spec: udp::Spec,
     },
     Dns {
         addr: SocketAddr,
-        bind: Option<SocketAddr>,
+        from: tcp::Origin,
         name: String,
         qtype: u16,
     },
@@ -238,9 +238,10 @@ fn spec(
     let t = timing(vs, rs, c);
     let addr = SocketAddr::new(c.connect_ip.unwrap_or(real.ip()), c.connect_port.unwrap_or(real.port()));
     let bind = c.bindto.map(|ip| SocketAddr::new(ip, c.bind_port.unwrap_or(0)));
+    let from = tcp::Origin { bind, mark: c.fwmark };
     let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
     let (kind, probe, timeout) = match &c.kind {
-        CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, bind }, connect_timeout),
+        CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, from }, connect_timeout),
         CheckKind::HttpGet { urls, virtualhost } | CheckKind::SslGet { urls, virtualhost, .. } => {
             let (tls, enable_sni) = match c.kind {
                 CheckKind::SslGet { enable_sni, .. } => (true, enable_sni),
@@ -250,7 +251,7 @@ fn spec(
             // keepalived's ssl_connect names the checker's virtualhost, else the virtual
             // server's: never the real server's, which only the Host header takes.
             let sni = if enable_sni { virtualhost.clone().or_else(|| vs.virtualhost.clone()) } else { None };
-            let target = http::Target { addr, bind, tls, sni, host };
+            let target = http::Target { addr, from, tls, sni, host };
             (
                 if tls { "SSL_GET" } else { "HTTP_GET" },
                 Probe::Http { target, urls: urls.clone(), sni: enable_sni },
@@ -275,19 +276,23 @@ fn spec(
                 min_len: *min_len,
                 max_len: *max_len,
             };
-            ("UDP_CHECK", Probe::Udp { addr, bind, spec }, connect_timeout)
+            ("UDP_CHECK", Probe::Udp { addr, from, spec }, connect_timeout)
         }
         CheckKind::Dns { qtype, name, .. } => {
-            ("DNS_CHECK", Probe::Dns { addr, bind, name: name.clone(), qtype: *qtype }, connect_timeout)
+            ("DNS_CHECK", Probe::Dns { addr, from, name: name.clone(), qtype: *qtype }, connect_timeout)
         }
+        // keepalived 2.2.7 reads a PING_CHECK's fwmark and never sets it on its ICMP socket.
         CheckKind::Ping => ("PING_CHECK", Probe::Ping { addr: addr.ip(), bind: c.bindto }, connect_timeout),
         CheckKind::Smtp { helo_name, main, hosts } => {
-            let own = main.then(|| smtp::Host { addr, bind, timeout: connect_timeout });
+            let own = main.then(|| smtp::Host { addr, from, timeout: connect_timeout });
             let hosts: Vec<smtp::Host> = own
                 .into_iter()
                 .chain(hosts.iter().map(|h| smtp::Host {
                     addr: SocketAddr::new(h.connect_ip.unwrap_or(real.ip()), h.connect_port.unwrap_or(real.port())),
-                    bind: h.bindto.map(|ip| SocketAddr::new(ip, h.bind_port.unwrap_or(0))),
+                    from: tcp::Origin {
+                        bind: h.bindto.map(|ip| SocketAddr::new(ip, h.bind_port.unwrap_or(0))),
+                        mark: h.fwmark,
+                    },
                     timeout: h.connect_timeout.map_or(connect_timeout, |t| Duration::from_secs(u64::from(t))),
                 }))
                 .collect();
@@ -354,7 +359,7 @@ fn describe_codes(url: &Url) -> String {
 pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeError> {
     let run = async {
         match p {
-            Probe::Tcp { addr, bind } => tcp::check(*addr, *bind).await.map(|_| None),
+            Probe::Tcp { addr, from } => tcp::check(*addr, *from).await.map(|_| None),
             Probe::Http { target, urls, sni } => {
                 for url in urls {
                     // keepalived: the URL's virtualhost first, for the Host header and SNI.
@@ -396,9 +401,9 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
                     other => Err(ProbeError::Script(other.to_string())),
                 }
             }
-            Probe::Udp { addr, bind, spec } => udp::check(*addr, *bind, spec, timeout).await.map(|_| None),
-            Probe::Dns { addr, bind, name, qtype } => {
-                dns::check(*addr, *bind, name, *qtype, timeout).await.map(|_| None)
+            Probe::Udp { addr, from, spec } => udp::check(*addr, *from, spec, timeout).await.map(|_| None),
+            Probe::Dns { addr, from, name, qtype } => {
+                dns::check(*addr, *from, name, *qtype, timeout).await.map(|_| None)
             }
             Probe::Ping { addr, bind } => ping::check(*addr, *bind, timeout).await.map(|_| None),
             Probe::Smtp { hosts, helo } => smtp::check(hosts, helo).await.map(|_| None),
@@ -731,7 +736,7 @@ mod tests {
             ]
         );
         let s: Vec<&Spec> = specs.values().collect();
-        assert_eq!(s[0].probe, Probe::Tcp { addr: "198.51.100.11:81".parse().unwrap(), bind: None });
+        assert_eq!(s[0].probe, Probe::Tcp { addr: "198.51.100.11:81".parse().unwrap(), from: tcp::Origin::default() });
         assert_eq!((s[0].retry, s[0].delay_loop, s[0].timeout), (3, Duration::from_secs(7), Duration::from_secs(5)));
         assert!(!s[0].initially_up);
         match &s[1].probe {
@@ -917,7 +922,7 @@ mod tests {
             virtualhost: None,
         };
         let http = |addr, urls| Probe::Http {
-            target: http::Target { addr, bind: None, tls: false, sni: None, host: None },
+            target: http::Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None },
             urls,
             sni: false,
         };
@@ -937,7 +942,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         // Plain HTTP answering a TLS client: the handshake fails with a clear error.
         let tls = Probe::Http {
-            target: http::Target { addr: ok, bind: None, tls: true, sni: None, host: None },
+            target: http::Target { addr: ok, from: tcp::Origin::default(), tls: true, sni: None, host: None },
             urls: vec![url(None)],
             sni: false,
         };

@@ -20,7 +20,7 @@ const LINE_MAX: usize = 512;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Host {
     pub addr: SocketAddr,
-    pub bind: Option<SocketAddr>,
+    pub from: tcp::Origin,
     pub timeout: Duration,
 }
 
@@ -73,7 +73,7 @@ pub async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, helo: &str) 
 pub async fn check(hosts: &[Host], helo: &str) -> Result<(), ProbeError> {
     for h in hosts {
         let run = async {
-            let mut s = tcp::connect(h.addr, h.bind).await?;
+            let mut s = tcp::connect(h.addr, h.from).await?;
             dialogue(&mut s, helo).await.map_err(|e| ProbeError::Smtp(format!("{}: {e}", h.addr)))
         };
         match tokio::time::timeout(h.timeout, run).await {

@@ -9,7 +9,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use super::error::ProbeError;
+use super::{error::ProbeError, tcp::Origin};
 
 /// What to send and what to accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,13 +73,14 @@ pub fn recv_errors(sock: &socket2::Socket, v6: bool) -> std::io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
-/// A connected, non-blocking UDP socket to `addr`, from `bind` when given.
-pub fn connected(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<tokio::net::UdpSocket, ProbeError> {
+/// A connected, non-blocking UDP socket to `addr` from `from`.
+pub fn connected(addr: SocketAddr, from: Origin) -> Result<tokio::net::UdpSocket, ProbeError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |e: std::io::Error| ProbeError::Connect(e.to_string());
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     recv_errors(&sock, addr.is_ipv6()).map_err(err)?;
-    if let Some(b) = bind {
+    from.mark((&sock).into())?;
+    if let Some(b) = from.bind {
         sock.set_reuse_address(true).map_err(err)?;
         sock.bind(&b.into()).map_err(|e| ProbeError::Connect(format!("binding to {b}: {e}")))?;
     }
@@ -89,8 +90,8 @@ pub fn connected(addr: SocketAddr, bind: Option<SocketAddr>) -> Result<tokio::ne
 }
 
 /// One UDP_CHECK round: `wait` is the connect timeout.
-pub async fn check(addr: SocketAddr, bind: Option<SocketAddr>, spec: &Spec, wait: Duration) -> Result<(), ProbeError> {
-    let sock = connected(addr, bind)?;
+pub async fn check(addr: SocketAddr, from: Origin, spec: &Spec, wait: Duration) -> Result<(), ProbeError> {
+    let sock = connected(addr, from)?;
     let payload = spec.payload();
     match sock.send(&payload).await {
         Ok(n) if n == payload.len() => {}
@@ -150,8 +151,8 @@ mod tests {
         let t = Duration::from_millis(300);
         // Silence: passes unless a reply is required.
         let quiet = Spec { require_reply: false, ..spec("", 0, 255) };
-        check(addr, None, &quiet, t).await.unwrap();
-        let e = check(addr, None, &spec("", 0, 255), t).await.unwrap_err();
+        check(addr, Origin::default(), &quiet, t).await.unwrap();
+        let e = check(addr, Origin::default(), &spec("", 0, 255), t).await.unwrap_err();
         assert!(e.to_string().contains("no reply"), "{e}");
         let mut got = [0u8; 64];
         for _ in 0..2 {
@@ -167,18 +168,18 @@ mod tests {
             server
         });
         let want = Spec { payload: Some(b"ping".to_vec()), ..spec("62 65", 0, 255) };
-        check(addr, Some("127.0.0.2:0".parse().unwrap()), &want, t).await.unwrap();
-        assert!(check(addr, None, &want, t).await.is_err());
+        check(addr, Origin { bind: Some("127.0.0.2:0".parse().unwrap()), mark: None }, &want, t).await.unwrap();
+        assert!(check(addr, Origin::default(), &want, t).await.is_err());
         drop(answer.join().unwrap());
         // Closed port: the ICMP port unreachable fails it even without require_reply.
-        let e = check(addr, None, &quiet, t).await.unwrap_err();
+        let e = check(addr, Origin::default(), &quiet, t).await.unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
         // The same over IPv6 (ICMPv6 port unreachable).
         let six = std::net::UdpSocket::bind("[::1]:0").unwrap();
         let addr6 = six.local_addr().unwrap();
-        check(addr6, None, &quiet, t).await.unwrap();
+        check(addr6, Origin::default(), &quiet, t).await.unwrap();
         drop(six);
-        let e = check(addr6, None, &quiet, t).await.unwrap_err();
+        let e = check(addr6, Origin::default(), &quiet, t).await.unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
     }
 }

@@ -5,7 +5,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
     keyword::Ctx,
-    model::{IpAddress, NextHop, Route, RouteMode, RouteType, Scope},
+    model::{
+        IFA_F_HOMEADDRESS, IFA_F_MANAGETEMPADDR, IFA_F_MCAUTOJOIN, IFA_F_NOPREFIXROUTE, IpAddress, NextHop, Route,
+        RouteMode, RouteType, Scope,
+    },
     rt_names::Names,
     tree::{Stmt, Word},
 };
@@ -89,6 +92,8 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
         scope: None,
         label: None,
         preferred_lft: None,
+        flags: 0,
+        dad: false,
         span: first.span,
     };
     let mut it = words[1..].iter();
@@ -122,8 +127,20 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
                 let w = it.next();
                 a.scope = scope(ctx, w, kw);
             }
-            "no_track" | "-nodad" | "nodad" | "home" | "noprefixroute" | "autojoin" => {
-                ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text))
+            "home" => a.flags |= IFA_F_HOMEADDRESS,
+            "mngtmpaddr" => a.flags |= IFA_F_MANAGETEMPADDR,
+            "noprefixroute" => a.flags |= IFA_F_NOPREFIXROUTE,
+            "autojoin" => a.flags |= IFA_F_MCAUTOJOIN,
+            "-nodad" => a.dad = true,
+            // keepalived's no_track keeps an instance MASTER when something else deletes the
+            // address; lb-daemon never leaves MASTER for that, with or without it.
+            "no_track" => {
+                ctx.warn(kw.span, "address option `no_track` is how lb-daemon always runs (it does not watch for deleted addresses); ignored".to_string())
+            }
+            "nodad" => ctx.warn(kw.span, "`nodad` is not a keepalived 2.2.7 address option (IPv6 addresses are added without duplicate address detection unless `-nodad`); ignored".to_string()),
+            "peer" => {
+                let _ = val(ctx, "a peer address");
+                ctx.error(kw.span, "address option `peer` (a point-to-point address) is not implemented; remove it and give the address its prefix length".to_string());
             }
             "preferred_lft" => {
                 if let Some(w) = val(ctx, "a lifetime (seconds or forever)") {
@@ -136,7 +153,7 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
                     }
                 }
             }
-            "peer" | "valid_lft" | "metric" | "track_group" => {
+            "valid_lft" | "metric" | "track_group" => {
                 let _ = val(ctx, "a value");
                 ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text));
             }

@@ -42,6 +42,20 @@ pub fn is_keepalived_keyword(word: &str) -> bool {
     KEEPALIVED_KEYWORDS.lines().any(|l| l == word)
 }
 
+/// keepalived 2.2.7's keywords block by block (the version whose behaviour lb-daemon
+/// follows), with blocks named as `Ctx::apply` names them.
+const KEEPALIVED_227_BLOCKS: &str = include_str!("keepalived_227_blocks.txt");
+
+/// Every (block, keyword) pair keepalived 2.2.7 reads.
+pub fn keepalived_227_pairs() -> impl Iterator<Item = (&'static str, &'static str)> {
+    KEEPALIVED_227_BLOCKS.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| l.split_once('\t'))
+}
+
+/// Whether keepalived 2.2.7 reads `word` in `block`.
+pub fn keepalived_takes(block: &str, word: &str) -> bool {
+    keepalived_227_pairs().any(|(b, k)| b == block && k == word)
+}
+
 /// keepalived keywords that change which node or real server gets traffic and that this
 /// version does not act on: each is an error (block, keyword, what to do instead), never
 /// skipped with a warning. Where the table of a block reads the keyword, the table wins.
@@ -227,6 +241,16 @@ impl Ctx {
                 self.warn(
                     kw.span,
                     format!("`{}` is a keepalived keyword accepted without effect: {why}; ignored", kw.text),
+                );
+            } else if keepalived_takes(block, &kw.text) {
+                // keepalived acts on it here and nothing above placed it: never ignore it
+                // (keyword_states' tests keep this branch unreachable for 2.2.7's keywords).
+                self.error(
+                    kw.span,
+                    format!(
+                        "`{}` in {block}: keepalived 2.2.7 acts on it here and this version does not; remove it",
+                        kw.text
+                    ),
                 );
             } else if is_keepalived_keyword(&kw.text) {
                 // Acted on in another block: keepalived ignores it here too.

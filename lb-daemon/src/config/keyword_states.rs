@@ -66,6 +66,9 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("gna_interval", "vrrp_instance, garp_group", GARP),
     ("garp_extra_if", "vrrp_instance", GARP),
     ("vrrp_garp_extra_if", "global_defs", GARP),
+    // keepalived 2.2.7's older spellings of garp_extra_if / vrrp_garp_extra_if (same handlers).
+    ("vmac_garp_intvl", "vrrp_instance", GARP),
+    ("vrrp_vmac_garp_intvl", "global_defs", GARP),
     ("garp_group", "the top level", GARP),
     ("interfaces", "garp_group", GARP),
     // Interfaces, addresses and routing.
@@ -291,14 +294,8 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
         &["fifo_write_vrrp_states_on_reload"],
     ),
     (
-        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr), gratuitous ARPs on extra interfaces (garp_extra_if), start-up / shutdown scripts",
-        &[
-            "vmac_addr_prefix",
-            "vmac_garp_intvl",
-            "vrrp_vmac_garp_intvl",
-            "startup_script_timeout",
-            "shutdown_script_timeout",
-        ],
+        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr), start-up / shutdown scripts",
+        &["vmac_addr_prefix", "startup_script_timeout", "shutdown_script_timeout"],
     ),
 ];
 
@@ -429,6 +426,29 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("FILE_CHECK", "track_file", &["tests/tests/checkers.rs::file_check_takes_a_real_server_out_and_moves_its_weight"]),
     ("FILE_CHECK", "weight", &["tests/tests/checkers.rs::file_check_takes_a_real_server_out_and_moves_its_weight"]),
     ("vrrp_sync_group", "track_file", &["tests/tests/vrrp.rs::sync_group_track_file_moves_every_member"]),
+    (
+        "vrrp_sync_group",
+        "track_script",
+        &["tests/tests/vrrp.rs::sync_group_track_script_and_interface_move_every_member"],
+    ),
+    (
+        "vrrp_sync_group",
+        "track_interface",
+        &["tests/tests/vrrp.rs::sync_group_track_script_and_interface_move_every_member"],
+    ),
+    (
+        "virtual_server",
+        "weight",
+        &[
+            "tests/tests/ipvs.rs::configs",
+            "lb-daemon/src/config/tests.rs::a_virtual_servers_weight_is_its_real_servers_default",
+        ],
+    ),
+    (
+        "checkers",
+        "fwmark",
+        &["tests/tests/checkers.rs::a_checkers_fwmark_steers_its_probe_by_policy_routing_as_keepalived"],
+    ),
     ("global_defs", "vrrp_notify_fifo", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "vrrp_notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
@@ -1575,6 +1595,36 @@ mod tests {
             let block = if *block == "the top level" { "top level" } else { block };
             if pairs.contains(&(block, *word)) {
                 wrong.push(format!("{word} in {block}: both read by a table and refused"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// Every keyword keepalived 2.2.7 reads in a block is, in that block, read by our table,
+    /// refused, or without effect: none reaches `Ctx::apply`'s "keepalived acts on it here"
+    /// error, and none is ignored because some other block's table reads it.
+    #[test]
+    fn every_keepalived_227_keyword_has_a_state_in_its_own_block() {
+        let read: BTreeSet<(&str, &str)> = docs::supported().into_iter().collect();
+        let checkers = ["HTTP_GET", "SSL_GET", "TCP_CHECK", "MISC_CHECK", "UDP_CHECK", "DNS_CHECK", "PING_CHECK"];
+        let mut wrong = Vec::new();
+        for (block, word) in keyword::keepalived_227_pairs() {
+            // docs::supported's names for apply's blocks.
+            let table = match block {
+                "the top level" => "top level",
+                b if checkers.contains(&b) || b == "SMTP_CHECK" || b == "host" => "checkers",
+                b => b,
+            };
+            let states = [
+                read.contains(&(table, word)),
+                keyword::refused(block, word).is_some(),
+                without_effect(word).is_some(),
+            ];
+            if states.iter().filter(|s| **s).count() != 1 {
+                wrong.push(format!(
+                    "{word} in {block}: read {}, refused {}, without effect {}",
+                    states[0], states[1], states[2]
+                ));
             }
         }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));

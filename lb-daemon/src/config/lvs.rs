@@ -86,6 +86,11 @@ pub fn virtual_server(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     // A bad address still gets its block checked, so every error is reported in one pass.
     let mut vs = VirtualServer::new(addr.clone().unwrap_or(ServiceAddr::Fwmark(0)), stmt.keyword().span);
     ctx.apply(VIRTUAL_SERVER, &mut vs, block, "virtual_server");
+    if let Some(w) = vs.weight {
+        for rs in vs.real_servers.iter_mut().filter(|rs| !rs.weight_set) {
+            rs.weight = w;
+        }
+    }
     if addr.is_some() {
         cfg.virtual_servers.push(vs);
     }
@@ -207,6 +212,8 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
         }
     }),
     Keyword::new("lb_algo", scheduler).alias(&["lvs_sched"]),
+    // keepalived: 1..65535 (a real server's own may be 0).
+    Keyword::new("weight", |ctx, vs, st| vs.weight = ctx.parse_range(st, 0, "a weight", 1u32, 65535).or(vs.weight)),
     Keyword::new("lb_kind", forward_method).alias(&["lvs_method"]),
     Keyword::new("delay_loop", |ctx, vs, st| {
         if let Some(v) = ctx.parse_range(st, 0, "a number of seconds", 1u32, u32::MAX) {
@@ -310,6 +317,7 @@ pub(crate) const REAL_SERVER: &[Keyword<RealServer>] = &[
     Keyword::new("weight", |ctx, rs, st| {
         if let Some(w) = ctx.parse_range(st, 0, "a weight", 0u32, 65535) {
             rs.weight = w;
+            rs.weight_set = true;
         }
     }),
     Keyword::new("inhibit_on_failure", |ctx, rs, st| {
@@ -429,7 +437,7 @@ pub const DNS_TYPES: &[(&str, u16)] = &[
 ];
 
 /// Connection keywords: an SMTP_CHECK using any of them checks its own connection too.
-const CONNECTION: &[&str] = &["connect_ip", "connect_port", "bindto", "bind_port", "connect_timeout"];
+const CONNECTION: &[&str] = &["connect_ip", "connect_port", "bindto", "bind_port", "connect_timeout", "fwmark"];
 
 fn has(block: &[Stmt], word: &str) -> bool {
     block.iter().any(|s| s.keyword().text == word)
@@ -511,6 +519,7 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
     Keyword::new("connect_port", |ctx, c, st| c.connect_port = ctx.parse(st, 0, "a port number (0-65535)")),
     Keyword::new("bindto", |ctx, c, st| c.bindto = ctx.parse(st, 0, "an IPv4 or IPv6 address")),
     Keyword::new("bind_port", |ctx, c, st| c.bind_port = ctx.parse(st, 0, "a port number (0-65535)")),
+    Keyword::new("fwmark", |ctx, c, st| c.fwmark = ctx.parse(st, 0, "a firewall mark (a number)").or(c.fwmark)),
     Keyword::new("connect_timeout", |ctx, c, st| c.connect_timeout = seconds(ctx, st, 1).or(c.connect_timeout)),
     Keyword::new("retry", retry).alias(&["nb_get_retry"]),
     Keyword::new("delay_before_retry", |ctx, c, st| {
@@ -706,6 +715,7 @@ fn smtp_host(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
         connect_port: None,
         bindto: None,
         bind_port: None,
+        fwmark: None,
         ..c.clone()
     };
     ctx.apply(CHECKER, &mut h, block, "host");
@@ -715,6 +725,7 @@ fn smtp_host(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
         connect_port: h.connect_port,
         bindto: h.bindto,
         bind_port: h.bind_port,
+        fwmark: h.fwmark,
         connect_timeout: if has(block, "connect_timeout") { h.connect_timeout } else { None },
     };
     if let CheckKind::Smtp { hosts, .. } = &mut c.kind {

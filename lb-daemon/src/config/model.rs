@@ -300,9 +300,23 @@ pub struct IpAddress {
     /// 0 for a /128 (deprecated, so never picked as a source address), forever otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_lft: Option<u32>,
+    /// `home`, `mngtmpaddr`, `noprefixroute`, `autojoin`: their `IFA_F_*` bits, added with
+    /// the address as keepalived's `netlink_ipaddress` adds them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flags: u32,
+    /// `-nodad`: an IPv6 address goes through duplicate address detection (keepalived adds
+    /// IPv6 addresses with IFA_F_NODAD unless told this).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dad: bool,
     #[serde(skip)]
     pub span: Span,
 }
+
+/// `IpAddress::flags` bits (linux/if_addr.h).
+pub const IFA_F_HOMEADDRESS: u32 = 0x10;
+pub const IFA_F_MANAGETEMPADDR: u32 = 0x100;
+pub const IFA_F_NOPREFIXROUTE: u32 = 0x200;
+pub const IFA_F_MCAUTOJOIN: u32 = 0x400;
 
 impl IpAddress {
     /// The preferred lifetime keepalived gives this address: `None` is forever.
@@ -492,6 +506,11 @@ pub struct SyncGroup {
     /// `track_bfd { NAME }`: unweighted only (a fault of every member while the session is down).
     #[serde(default)]
     pub track_bfd: Vec<Tracked>,
+    /// `track_interface` and `track_script`: tracked by every member, as `track_file`.
+    #[serde(default)]
+    pub track_interface: Vec<Tracked>,
+    #[serde(default)]
+    pub track_script: Vec<Tracked>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -994,6 +1013,10 @@ pub struct VirtualServer {
     /// VRRP instance is MASTER here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anycast_track_instance: Option<String>,
+    /// `weight N`: the weight of every real server without its own (keepalived's
+    /// `vs->weight`, applied once the block is read, wherever `weight` stands in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
     pub real_servers: Vec<RealServer>,
     /// Whether `lb_algo` has named a valid scheduler yet (keepalived checks `sh-port` and the
     /// like against the scheduler named before them).
@@ -1033,6 +1056,7 @@ impl VirtualServer {
             sched_flags: 0,
             mh_seed: None,
             anycast_track_instance: None,
+            weight: None,
             real_servers: Vec::new(),
             scheduler_named: false,
             span,
@@ -1070,8 +1094,11 @@ impl VirtualServer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RealServer {
     pub addr: SocketAddr,
-    /// Default 1; 0 takes no new connections.
+    /// Default 1 (or the virtual server's `weight`); 0 takes no new connections.
     pub weight: u32,
+    /// Whether the block set `weight` (else the virtual server's applies).
+    #[serde(skip)]
+    pub weight_set: bool,
     /// Unset: the virtual server's (see `VirtualServer::inhibit_on_failure`).
     pub inhibit_on_failure: Option<bool>,
     /// `alpha`: start down until the first success; unset: the virtual server's.
@@ -1106,6 +1133,7 @@ impl RealServer {
         Self {
             addr: SocketAddr::new(ip, port),
             weight: 1,
+            weight_set: false,
             inhibit_on_failure: None,
             alpha: None,
             forward: None,
@@ -1225,6 +1253,8 @@ pub struct SmtpHost {
     pub bindto: Option<IpAddr>,
     pub bind_port: Option<u16>,
     pub connect_timeout: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1235,6 +1265,10 @@ pub struct Checker {
     pub connect_port: Option<u16>,
     pub bindto: Option<IpAddr>,
     pub bind_port: Option<u16>,
+    /// `fwmark N`: the probe's packets carry mark N (SO_MARK) for policy routing and
+    /// nftables (PING_CHECK: read and not used, as keepalived 2.2.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
     /// Seconds. Unset ones here and below come from the real server, then the virtual
     /// server, then the checker type (`check::specs` resolves them as keepalived does).
     /// connect_timeout's default is 5.
@@ -1263,6 +1297,7 @@ impl Checker {
             connect_port: None,
             bindto: None,
             bind_port: None,
+            fwmark: None,
             connect_timeout: None,
             retry: None,
             delay_before_retry: None,

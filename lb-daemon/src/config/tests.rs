@@ -1323,3 +1323,41 @@ fn vrrp_min_garp_keeps_what_was_set_before_it() {
     assert_eq!(garp(" vrrp_garp_master_delay 2\n vrrp_garp_master_repeat 3\n vrrp_min_garp"), (2, 3, 0, 0));
     assert_eq!(garp(" vrrp_min_garp\n vrrp_garp_master_repeat 3"), (0, 3, 0, 0));
 }
+
+/// keepalived 2.2.7's `weight` in a virtual_server (check_parser.c `vs_weight_handler`,
+/// check_data.c): the weight of every real server without its own, wherever it stands in
+/// the block; a real server's own weight, 0 included, wins; 0 is out of range.
+#[test]
+fn a_virtual_servers_weight_is_its_real_servers_default() {
+    let c = ok("virtual_server 192.0.2.1 80 {\n real_server 198.51.100.1 80 {\n }\n \
+                real_server 198.51.100.2 80 {\n  weight 0\n }\n weight 5\n \
+                real_server 198.51.100.3 80 {\n  weight 2\n }\n real_server 198.51.100.4 80 {\n }\n}\n\
+                virtual_server 192.0.2.2 80 {\n real_server 198.51.100.1 80 {\n }\n}\n");
+    let weights: Vec<u32> = c.virtual_servers[0].real_servers.iter().map(|r| r.weight).collect();
+    assert_eq!(weights, [5, 0, 2, 5]);
+    assert_eq!(c.virtual_servers[1].real_servers[0].weight, 1);
+    let e = first_error("virtual_server 192.0.2.1 80 {\n weight 0\n}\n");
+    assert!(e.starts_with("bad.conf:2:") && e.contains("weight"), "{e}");
+}
+
+/// keepalived 2.2.7's address flags (vrrp_ipaddress.c `parse_ipaddress`): `home`,
+/// `mngtmpaddr`, `noprefixroute` and `autojoin` are IFA_F_* bits the address is added with,
+/// `-nodad` lets IPv6 duplicate address detection run; `peer` and a unicast peer's TTL range
+/// are refused, not ignored.
+#[test]
+fn address_flags_are_kept_and_unimplemented_options_refused() {
+    let c = ok("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  \
+                192.0.2.1/24 noprefixroute home\n  192.0.2.2/24\n }\n virtual_ipaddress_excluded {\n  \
+                2001:db8::1/64 -nodad mngtmpaddr autojoin\n }\n}\n");
+    let v = &c.vrrp_instances[0];
+    let (a, x) = (&v.virtual_ipaddress, &v.virtual_ipaddress_excluded);
+    assert_eq!((a[0].flags, a[0].dad), (model::IFA_F_NOPREFIXROUTE | model::IFA_F_HOMEADDRESS, false));
+    assert_eq!((a[1].flags, a[1].dad), (0, false));
+    assert_eq!((x[0].flags, x[0].dad), (model::IFA_F_MANAGETEMPADDR | model::IFA_F_MCAUTOJOIN, true));
+    let inst =
+        |body: &str| format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n priority 100\n{body}}}\n");
+    let e = first_error(&inst(" virtual_ipaddress {\n  192.0.2.1 peer 192.0.2.9/24\n }\n"));
+    assert!(e.starts_with("bad.conf:6:13: error:") && e.contains("`peer`"), "{e}");
+    let e = first_error(&inst(" unicast_peer {\n  192.0.2.2 min_ttl 1 max_ttl 10\n }\n"));
+    assert!(e.starts_with("bad.conf:6:13: error:") && e.contains("min_ttl"), "{e}");
+}

@@ -267,28 +267,42 @@ pub fn strict_mode_authentication(cfg: &mut Config) -> Vec<Diagnostic> {
     d
 }
 
-/// keepalived's `sync_group_tracking_init`: each sync group's `track_file` entries are
-/// tracked by every member with the group's weight (default: the track_file's); where a
-/// member tracks the same file itself, the group's weight replaces the member's unless the
-/// member's is 0. Run after `validate` (unknown names are errors there and skipped here).
+/// keepalived's `sync_group_tracking_init`: each sync group's `track_file`, `track_script`
+/// and `track_interface` entries are tracked by every member with the group's weight
+/// (default: the tracked object's own; an interface's is 0); where a member tracks the same
+/// object itself, the group's weight replaces the member's unless the member's is 0. Run
+/// after `validate` (unknown names are errors there and skipped here).
 pub fn sync_group_tracking(cfg: &mut Config) {
     for g in &cfg.vrrp_sync_groups {
+        let members = |v: &VrrpInstance| g.group.contains(&v.name);
         for t in &g.track_file {
             let Some(f) = cfg.track_files.iter().find(|f| f.name == t.name) else { continue };
-            let (weight, reverse) = (t.weight.unwrap_or(f.weight), t.reverse.unwrap_or(f.reverse));
-            for v in cfg.vrrp_instances.iter_mut().filter(|v| g.group.contains(&v.name)) {
-                match v.track_file.iter_mut().find(|o| o.name == t.name) {
-                    Some(own) if own.weight.unwrap_or(f.weight) == 0 => {}
-                    Some(own) => (own.weight, own.reverse) = (Some(weight), Some(reverse)),
-                    None => v.track_file.push(Tracked {
-                        name: t.name.clone(),
-                        weight: Some(weight),
-                        reverse: Some(reverse),
-                        span: t.span,
-                    }),
-                }
+            for v in cfg.vrrp_instances.iter_mut().filter(|v| members(v)) {
+                track_for_group(&mut v.track_file, t, (f.weight, f.reverse));
             }
         }
+        for t in &g.track_script {
+            let Some(s) = cfg.vrrp_scripts.iter().find(|s| s.name == t.name) else { continue };
+            for v in cfg.vrrp_instances.iter_mut().filter(|v| members(v)) {
+                track_for_group(&mut v.track_script, t, (s.weight, s.reverse));
+            }
+        }
+        for t in &g.track_interface {
+            for v in cfg.vrrp_instances.iter_mut().filter(|v| members(v)) {
+                track_for_group(&mut v.track_interface, t, (0, false));
+            }
+        }
+    }
+}
+
+/// A sync group's entry `t` in a member's list `own`; `default`: the tracked object's own
+/// (weight, reverse).
+fn track_for_group(own: &mut Vec<Tracked>, t: &Tracked, default: (i32, bool)) {
+    let (weight, reverse) = (t.weight.unwrap_or(default.0), t.reverse.unwrap_or(default.1));
+    match own.iter_mut().find(|o| o.name == t.name) {
+        Some(o) if o.weight.unwrap_or(default.0) == 0 => {}
+        Some(o) => (o.weight, o.reverse) = (Some(weight), Some(reverse)),
+        None => own.push(Tracked { name: t.name.clone(), weight: Some(weight), reverse: Some(reverse), span: t.span }),
     }
 }
 
@@ -313,22 +327,36 @@ fn sync_groups(cfg: &Config, d: &mut Vec<Diagnostic>) {
     let mut member_of: HashMap<&str, &str> = HashMap::new();
     for g in &cfg.vrrp_sync_groups {
         let owner = cfg.vrrp_instances.iter().any(|v| v.priority == 255 && g.group.contains(&v.name));
-        for t in &g.track_file {
-            let Some(f) = cfg.track_files.iter().find(|f| f.name == t.name) else {
-                d.push(Diagnostic::error(t.span, format!("track_file `{}`: no track_file block of that name", t.name)));
-                continue;
-            };
-            // keepalived (vrrp.c, sync_group_tracking_init): a config error, weight set to 0.
-            if owner && t.weight.unwrap_or(f.weight) != 0 {
+        // keepalived (vrrp.c, sync_group_tracking_init): a weighted entry with the address
+        // owner as a member is a config error (it sets the weight to 0).
+        let mut unweighted = |kind: &str, t: &Tracked, weight: i32| {
+            if owner && weight != 0 {
                 d.push(Diagnostic::error(
                     t.span,
                     format!(
-                        "vrrp_sync_group {}: track_file `{}` cannot be weighted with a member at priority 255 (the address owner); use weight 0",
+                        "vrrp_sync_group {}: {kind} `{}` cannot be weighted with a member at priority 255 (the address owner); use weight 0",
                         g.name, t.name
                     ),
                 ));
             }
+        };
+        for t in &g.track_interface {
+            unweighted("track_interface", t, t.weight.unwrap_or(0));
         }
+        let mut missing = Vec::new();
+        for t in &g.track_file {
+            match cfg.track_files.iter().find(|f| f.name == t.name) {
+                Some(f) => unweighted("track_file", t, t.weight.unwrap_or(f.weight)),
+                None => missing.push((t.span, format!("track_file `{}`: no track_file block of that name", t.name))),
+            }
+        }
+        for t in &g.track_script {
+            match cfg.vrrp_scripts.iter().find(|s| s.name == t.name) {
+                Some(s) => unweighted("track_script", t, t.weight.unwrap_or(s.weight)),
+                None => missing.push((t.span, format!("track_script `{}`: no vrrp_script of that name", t.name))),
+            }
+        }
+        d.extend(missing.into_iter().map(|(span, m)| Diagnostic::error(span, m)));
         for m in &g.group {
             if !cfg.vrrp_instances.iter().any(|v| &v.name == m) {
                 d.push(Diagnostic::error(g.span, format!("vrrp_sync_group {}: no vrrp_instance `{m}`", g.name)));

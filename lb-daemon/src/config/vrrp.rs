@@ -79,6 +79,8 @@ pub fn vrrp_sync_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         notify: Notify::default(),
         track_file: Vec::new(),
         track_bfd: Vec::new(),
+        track_interface: Vec::new(),
+        track_script: Vec::new(),
         span: stmt.keyword().span,
     };
     ctx.apply(SYNC_GROUP, &mut g, block, "vrrp_sync_group");
@@ -116,6 +118,14 @@ pub(crate) const SYNC_GROUP: &[Keyword<SyncGroup>] = &[
     Keyword::new("track_bfd", |ctx, g, st| {
         let t = tracked_bfd(ctx, st);
         g.track_bfd.extend(t);
+    }),
+    Keyword::new("track_interface", |ctx, g, st| {
+        let t = tracked(ctx, st);
+        g.track_interface.extend(t);
+    }),
+    Keyword::new("track_script", |ctx, g, st| {
+        let t = tracked(ctx, st);
+        g.track_script.extend(t);
     }),
 ];
 
@@ -553,8 +563,20 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
                 Ok(ip) => v.unicast_peer.push(ip),
                 Err(_) => ctx.error(w.span, format!("`{}` is not an IPv4 or IPv6 address", w.text)),
             }
-            if let Some(opt) = line.args().first() {
-                ctx.warn(opt.span, format!("unicast_peer option `{}` is not acted on yet; ignored", opt.text));
+            // keepalived 2.2.7 drops a peer's adverts whose TTL is outside min_ttl..max_ttl.
+            match line.args().first() {
+                Some(opt) if matches!(opt.text.as_str(), "min_ttl" | "max_ttl") => ctx.error(
+                    opt.span,
+                    format!(
+                        "unicast_peer `{}` (dropping a peer's adverts by TTL) is not implemented; remove it \
+                         (nftables can drop them: ip protocol vrrp ip ttl < N drop)",
+                        opt.text
+                    ),
+                ),
+                Some(opt) => {
+                    ctx.error(opt.span, format!("unknown unicast_peer option `{}` (min_ttl, max_ttl)", opt.text))
+                }
+                None => {}
             }
         }
     }),

@@ -105,6 +105,8 @@ mod tests {
             track_bfd: Vec::new(),
             notify: Notify::default(),
             track_file: Vec::new(),
+            track_interface: Vec::new(),
+            track_script: Vec::new(),
             span: Span::default(),
         }
     }

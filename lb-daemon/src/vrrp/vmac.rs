@@ -284,6 +284,8 @@ impl Vmacs {
                 label: None,
                 // keepalived's: deprecated (preferred_lft 0), so never a chosen source.
                 preferred_lft: Some(0),
+                flags: 0,
+                dad: false,
                 span: Default::default(),
             };
             nl.add(&a, name).await?;
