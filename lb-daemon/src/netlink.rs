@@ -71,11 +71,23 @@ pub fn link(name: &str) -> Result<Link> {
 
 /// Whether `ip` is configured on an interface of this network namespace.
 pub fn is_local(ip: IpAddr) -> bool {
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return false };
-    addrs.filter_map(|a| a.address).any(|a| {
-        a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())) == Some(ip)
-            || a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())) == Some(ip)
-    })
+    local_addrs().is_some_and(|l| l.contains(&ip))
+}
+
+/// Every address configured on this network namespace's interfaces; None when they cannot
+/// be listed.
+pub fn local_addrs() -> Option<std::collections::HashSet<IpAddr>> {
+    let addrs = nix::ifaddrs::getifaddrs().ok()?;
+    Some(
+        addrs
+            .filter_map(|a| a.address)
+            .filter_map(|a| {
+                a.as_sockaddr_in()
+                    .map(|s| IpAddr::V4(s.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+            })
+            .collect(),
+    )
 }
 
 /// Whether `name` is up with carrier: track_interface and the instance's own interface.

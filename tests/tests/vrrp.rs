@@ -1342,23 +1342,47 @@ fn sync_group_track_file_moves_every_member() {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new("vrrp-sgfile");
+    let (load, vital) = (dir.join("load"), dir.join("vital"));
+    let tracking = format!(
+        "track_file load {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n\
+         track_file vital {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n",
+        load.display(),
+        vital.display(),
+    );
+    let group = "    track_file {\n        load weight -10\n        vital weight 0\n    }\n";
+    fn write<'a>(f: &'a Path, v: &'static str) -> impl Fn() + 'a {
+        move || std::fs::write(f, v).unwrap()
+    }
+    // 150 - 10 × 4 = 110 < 120 on both members: node 1 takes both; weight 0: non-zero is a
+    // fault of the group.
+    let steps: [Step; 4] = [
+        ("load 4", Box::new(write(&load, "4\n")), "MASTER"),
+        ("load 0", Box::new(write(&load, "0\n")), "BACKUP"),
+        ("vital 1", Box::new(write(&vital, "1\n")), "MASTER"),
+        ("vital 0", Box::new(write(&vital, "0\n")), "BACKUP"),
+    ];
+    sync_group_moves_together(&seg, &dir, &tracking, group, &steps);
+}
+
+/// A step of `sync_group_moves_together`: what it does, the action, node 1's state after.
+type Step<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
+
+/// Node 0 runs `tracking` (top-level blocks) and a sync group G of VI_1 and VI_2 (priority
+/// 150) with `group` in it, under keepalived 2.2.7 (the oracle), then under lb-daemon; node 1
+/// (lb-daemon, both at 120, no group) shows the effect: once node 0 is master of both and
+/// node 1 backup, each step's action must bring node 1 to its state on both instances.
+fn sync_group_moves_together(seg: &Segment, dir: &TempDir, tracking: &str, group: &str, steps: &[Step]) {
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
-    let (load, vital) = (dir.join("load"), dir.join("vital"));
     let pair = |prio: u8, n: &Path| {
         let second = instance_at("VI_2", prio, 52, &VRRP_VIP4_2.to_string(), "", n);
         format!("{}{second}", instance("VI_1", prio, "", n))
     };
     let conf0 = format!(
-        "track_file load {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n\
-         track_file vital {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n\
-         vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    \
-         track_file {{\n        load weight -10\n        vital weight 0\n    }}\n}}\n{}",
-        load.display(),
-        vital.display(),
+        "{tracking}vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n{group}}}\n{}",
         pair(150, &n0)
     );
-    let d1 = start(&seg, 1, &dir, &pair(120, &n1));
+    let d1 = start(seg, 1, dir, &pair(120, &n1));
     let states = |d: &Daemon| -> Vec<String> {
         d.status()
             .ok()
@@ -1371,14 +1395,14 @@ fn sync_group_track_file_moves_every_member() {
     let t = Duration::from_secs(8);
     for ours in [false, true] {
         let (k, d0) = if ours {
-            (None, Some(start(&seg, 0, &dir, &conf0)))
+            (None, Some(start(seg, 0, dir, &conf0)))
         } else {
             let kconf = dir.file("ka0.conf", &conf0);
-            (Some(Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka0").unwrap()), None)
+            (Some(Keepalived::start(&seg.nodes[0], &kconf, dir, "ka0").unwrap()), None)
         };
         let who = if ours { "lb-daemon" } else { "keepalived" };
-        // Node 0 must have taken both instances (and so written its init_file 0) before the
-        // test writes a value: an earlier write is overwritten by `init_file 0 overwrite`.
+        // Node 0 must have taken both instances (and so written any init_file) before a step
+        // writes a value: an earlier write is overwritten by `init_file 0 overwrite`.
         let node0_master = || match (&k, &d0) {
             (Some(k), _) => ["(VI_1) Entering MASTER STATE", "(VI_2) Entering MASTER STATE"]
                 .iter()
@@ -1388,16 +1412,10 @@ fn sync_group_track_file_moves_every_member() {
         };
         assert!(eventually(t, node0_master), "{who}: node 0 never master of both");
         assert!(eventually(t, || node1_is("BACKUP")), "{who}: {:?} {:#?}", states(&d1), d1.log());
-        // 150 - 10 × 4 = 110 < 120 on both members: node 1 takes both.
-        std::fs::write(&load, "4\n").unwrap();
-        assert!(eventually(t, || node1_is("MASTER")), "{who}: load 4: {:?}", states(&d1));
-        std::fs::write(&load, "0\n").unwrap();
-        assert!(eventually(t, || node1_is("BACKUP")), "{who}: load 0: {:?}", states(&d1));
-        // Weight 0: non-zero is a fault of the group.
-        std::fs::write(&vital, "1\n").unwrap();
-        assert!(eventually(t, || node1_is("MASTER")), "{who}: vital 1: {:?}", states(&d1));
-        std::fs::write(&vital, "0\n").unwrap();
-        assert!(eventually(t, || node1_is("BACKUP")), "{who}: vital 0: {:?}", states(&d1));
+        for (what, act, want) in steps {
+            act();
+            assert!(eventually(t, || node1_is(want)), "{who}: {what}: {:?}", states(&d1));
+        }
     }
 }
 
@@ -2936,60 +2954,66 @@ fn sync_group_track_script_and_interface_move_every_member() {
     require_root();
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new("vrrp-sgtrack");
-    let (n0, _) = dir.recorder("notify0");
-    let (n1, _) = dir.recorder("notify1");
     let flag = dir.join("failing");
     seg.nodes[0]
         .sh("ip link add sgif0 type veth peer name sgif1 && ip link set sgif1 up && ip link set sgif0 up")
         .unwrap();
-    let pair = |prio: u8, n: &Path| {
-        let second = instance_at("VI_2", prio, 52, &VRRP_VIP4_2.to_string(), "", n);
-        format!("{}{second}", instance("VI_1", prio, "", n))
+    let tracking =
+        format!("vrrp_script load {{\n    script \"/usr/bin/test ! -e {}\"\n    interval 1\n}}\n", flag.display());
+    let group = "    track_script {\n        load weight -40\n    }\n    track_interface {\n        sgif0\n    }\n";
+    let link = |updown: &'static str| {
+        let ns = &seg.nodes[0];
+        move || {
+            ns.sh(&format!("ip link set sgif0 {updown}")).unwrap();
+        }
     };
-    let conf0 = format!(
-        "vrrp_script load {{\n    script \"/usr/bin/test ! -e {}\"\n    interval 1\n}}\n\
-         vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    \
-         track_script {{\n        load weight -40\n    }}\n    track_interface {{\n        sgif0\n    }}\n}}\n{}",
-        flag.display(),
-        pair(150, &n0)
-    );
-    let d1 = start(&seg, 1, &dir, &pair(120, &n1));
-    let states = |d: &Daemon| -> Vec<String> {
-        d.status()
-            .ok()
-            .and_then(|s| {
-                s["vrrp"].as_array().map(|a| a.iter().filter_map(|i| i["state"].as_str().map(String::from)).collect())
-            })
-            .unwrap_or_default()
-    };
-    let node1_is = |s: &str| states(&d1) == [s, s];
-    let t = Duration::from_secs(8);
+    // 150 - 40 = 110 < 120 on both members while the script fails; the tracked interface
+    // down is a fault of the group.
+    let steps: [Step; 4] = [
+        ("script failing", Box::new(|| std::fs::write(&flag, "").unwrap()), "MASTER"),
+        ("script passing", Box::new(|| std::fs::remove_file(&flag).unwrap()), "BACKUP"),
+        ("sgif0 down", Box::new(link("down")), "MASTER"),
+        ("sgif0 up", Box::new(link("up")), "BACKUP"),
+    ];
+    sync_group_moves_together(&seg, &dir, &tracking, group, &steps);
+}
+
+/// keepalived 2.2.7's netlink reflector: when something else deletes a master's virtual
+/// address, the master hands over (BACKUP) and, with no other master, takes over again after
+/// Skew_Time and adds it back; an address marked `no_track` may be deleted without that.
+/// keepalived on the node is the oracle (its notify script's lines), then lb-daemon.
+#[test]
+fn a_deleted_virtual_address_comes_back_unless_no_track_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-vipdel");
+    let extra = format!("    virtual_ipaddress_excluded {{\n        {VRRP_VIP4_2}/24 no_track\n    }}\n");
+    let t = Duration::from_secs(6);
+    let mut seen = Vec::new();
     for ours in [false, true] {
-        let (k, d0) = if ours {
-            (None, Some(start(&seg, 0, &dir, &conf0)))
-        } else {
-            let kconf = dir.file("ka0.conf", &conf0);
-            (Some(Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka0").unwrap()), None)
-        };
         let who = if ours { "lb-daemon" } else { "keepalived" };
-        let node0_master = || match (&k, &d0) {
-            (Some(k), _) => ["(VI_1) Entering MASTER STATE", "(VI_2) Entering MASTER STATE"]
-                .iter()
-                .all(|line| k.log().contains(line)),
-            (_, Some(d)) => states(d) == ["MASTER", "MASTER"],
-            _ => false,
+        let (n, log) = dir.recorder(&format!("notify-{who}"));
+        let conf = instance("VI_1", 100, &extra, &n);
+        let (k, d) = if ours {
+            (None, Some(start(&seg, 0, &dir, &conf)))
+        } else {
+            (Some(Keepalived::start(&seg.nodes[0], &dir.file("ka.conf", &conf), &dir, "ka").unwrap()), None)
         };
-        assert!(eventually(t, node0_master), "{who}: node 0 never master of both");
-        assert!(eventually(t, || node1_is("BACKUP")), "{who}: {:?} {:#?}", states(&d1), d1.log());
-        // 150 - 40 = 110 < 120 on both members: node 1 takes both.
-        std::fs::write(&flag, "").unwrap();
-        assert!(eventually(t, || node1_is("MASTER")), "{who}: script failing: {:?}", states(&d1));
-        std::fs::remove_file(&flag).unwrap();
-        assert!(eventually(t, || node1_is("BACKUP")), "{who}: script passing: {:?}", states(&d1));
-        // The tracked interface down: a fault of the group.
-        seg.nodes[0].sh("ip link set sgif0 down").unwrap();
-        assert!(eventually(t, || node1_is("MASTER")), "{who}: sgif0 down: {:?}", states(&d1));
-        seg.nodes[0].sh("ip link set sgif0 up").unwrap();
-        assert!(eventually(t, || node1_is("BACKUP")), "{who}: sgif0 up: {:?}", states(&d1));
+        let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(eventually(t, || lines().contains("MASTER")), "{who}: never master: {}", lines());
+        assert!(eventually(t, || seg.holds(0, VRRP_VIP4) && seg.holds(0, VRRP_VIP4_2)), "{who}: no VIPs");
+        seg.nodes[0].sh(&format!("ip addr del {VRRP_VIP4}/24 dev l0")).unwrap();
+        let back = || lines().matches("MASTER").count() == 2 && seg.holds(0, VRRP_VIP4);
+        let log = || {
+            d.as_ref().map(|d| d.log().join("\n")).unwrap_or_else(|| k.as_ref().map(|k| k.log()).unwrap_or_default())
+        };
+        assert!(eventually(t, back), "{who}: {VRRP_VIP4} not taken back: {}\n{}", lines(), log());
+        // no_track: deleted, it stays deleted and the instance stays master.
+        seg.nodes[0].sh(&format!("ip addr del {VRRP_VIP4_2}/24 dev l0")).unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(!seg.holds(0, VRRP_VIP4_2) && seg.holds(0, VRRP_VIP4), "{who}: no_track address came back");
+        seen.push(lines());
+        drop((k, d));
     }
+    assert_eq!(seen[1], seen[0], "notify lines: lb-daemon (left), keepalived (right)");
 }

@@ -94,6 +94,7 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
         preferred_lft: None,
         flags: 0,
         dad: false,
+        no_track: false,
         span: first.span,
     };
     let mut it = words[1..].iter();
@@ -132,11 +133,7 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
             "noprefixroute" => a.flags |= IFA_F_NOPREFIXROUTE,
             "autojoin" => a.flags |= IFA_F_MCAUTOJOIN,
             "-nodad" => a.dad = true,
-            // keepalived's no_track keeps an instance MASTER when something else deletes the
-            // address; lb-daemon never leaves MASTER for that, with or without it.
-            "no_track" => {
-                ctx.warn(kw.span, "address option `no_track` is how lb-daemon always runs (it does not watch for deleted addresses); ignored".to_string())
-            }
+            "no_track" => a.no_track = true,
             "nodad" => ctx.warn(kw.span, "`nodad` is not a keepalived 2.2.7 address option (IPv6 addresses are added without duplicate address detection unless `-nodad`); ignored".to_string()),
             "peer" => {
                 let _ = val(ctx, "a peer address");

@@ -308,6 +308,10 @@ pub struct IpAddress {
     /// IPv6 addresses with IFA_F_NODAD unless told this).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dad: bool,
+    /// `no_track`: a master keeps its state when something else deletes this address
+    /// (without it, keepalived's master hands over and takes the addresses back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_track: bool,
     #[serde(skip)]
     pub span: Span,
 }

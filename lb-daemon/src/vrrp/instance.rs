@@ -364,6 +364,21 @@ impl Instance {
         out
     }
 
+    /// keepalived's `set_vrrp_backup`: something else deleted one of a master's addresses
+    /// (`what`). It leaves as a stopping master does (a priority-0 advert, then its other
+    /// addresses go) and listens for a Skew_Time only: with no other master it takes over
+    /// again at once and adds the addresses back.
+    pub fn address_lost(&mut self, now: Instant, what: &str) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.state != State::Master {
+            return out;
+        }
+        out.push(Effect::Advert(0));
+        self.enter(State::Backup, format!("{what} was deleted"), &mut out);
+        self.deadline = Some(now + self.skew());
+        out
+    }
+
     /// Graceful stop: a master sends a priority-0 advert so a backup takes over at once.
     pub fn stop(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
@@ -403,6 +418,25 @@ mod tests {
     }
 
     const PEER: &str = "192.0.2.2";
+
+    /// keepalived's `set_vrrp_backup`: a master whose address was deleted sends priority 0,
+    /// becomes backup and takes over again after Skew_Time unless a master is heard; a
+    /// backup is not moved.
+    #[test]
+    fn a_master_losing_an_address_hands_over_and_returns_after_the_skew() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(settings(100), t0);
+        i.start(t0);
+        i.on_timer(t0 + i.master_down_interval());
+        assert_eq!(i.state, State::Master);
+        let t1 = t0 + Duration::from_secs(10);
+        let e = i.address_lost(t1, "192.0.2.100");
+        assert_eq!(e[0], Effect::Advert(0));
+        assert_eq!(transitions(&e), [State::Backup]);
+        assert_eq!(i.deadline(), Some(t1 + i.skew()));
+        assert!(i.address_lost(t1, "192.0.2.100").is_empty(), "a backup has nothing to lose");
+        assert_eq!(transitions(&i.on_timer(t1 + i.skew())), [State::Master]);
+    }
 
     #[test]
     fn timers_follow_the_rfc() {

@@ -286,6 +286,7 @@ impl Vmacs {
                 preferred_lft: Some(0),
                 flags: 0,
                 dad: false,
+                no_track: false,
                 span: Default::default(),
             };
             nl.add(&a, name).await?;

@@ -79,6 +79,9 @@ pub struct LiveInstance {
     /// A reload removed it: its last transition notifies FAULT, or DELETED with
     /// `notify_deleted` (keepalived's `clear_diff_vrrp`), not STOP.
     pub removed: bool,
+    /// While master: its VIPs without `no_track` that it added or last saw on this node
+    /// (`Engine::check_addresses`).
+    pub held: Vec<IpAddr>,
 }
 
 /// keepalived's inheritance of `notify_priority_changes`: the instance's own setting, else its
@@ -249,6 +252,7 @@ impl LiveInstance {
             vmac: vmac.map(|_| base.clone()),
             notify_priority: notifies_priority_changes(cfg, v),
             removed: false,
+            held: Vec::new(),
         };
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
         Ok((live, rx))

@@ -313,7 +313,10 @@ impl Engine {
                         self.carry_out(i, e).await;
                     }
                 }
-                _ = poll.tick() => self.retrack().await,
+                _ = poll.tick() => {
+                    self.retrack().await;
+                    self.check_addresses().await;
+                }
             }
         }
     }
@@ -511,6 +514,34 @@ impl Engine {
         }
     }
 
+    /// keepalived's netlink reflector on a deleted address: a master whose VIP (one without
+    /// `no_track`) was seen here and is gone hands over and takes its addresses back after
+    /// Skew_Time unless another master answers (`Instance::address_lost`); its sync group
+    /// follows. Polled with the links, so noticed within `LINK_POLL`.
+    async fn check_addresses(&mut self) {
+        if !self.insts.iter().any(|i| i.machine.state == State::Master) {
+            return;
+        }
+        let Some(local) = netlink::local_addrs() else { return };
+        let now = Instant::now();
+        for i in 0..self.insts.len() {
+            let inst = &mut self.insts[i];
+            if inst.machine.state != State::Master {
+                inst.held.clear();
+                continue;
+            }
+            // Only addresses it still holds by its configuration (a reload may have taken one away).
+            let tracked: Vec<IpAddr> = inst.vips().iter().filter(|a| !a.no_track).map(|a| a.addr).collect();
+            let gone = inst.held.iter().find(|a| tracked.contains(a) && !local.contains(a)).copied();
+            inst.held = tracked.into_iter().filter(|a| local.contains(a)).collect();
+            if let Some(addr) = gone {
+                info!(instance = %inst.cfg.name, %addr, "virtual address deleted by someone else; leaving MASTER to take it back");
+                let e = inst.machine.address_lost(now, &format!("virtual address {addr}"));
+                self.carry_out(i, e).await;
+            }
+        }
+    }
+
     /// keepalived's `send_event_notify(VRRP_EVENT_MASTER_RX_LOWER_PRI)`: the instance's
     /// `notify_master_rx_lower_pri` script, as written (no arguments added), and a FIFO line
     /// whether or not a script is configured.
@@ -619,9 +650,12 @@ impl Engine {
         let inst = &mut self.insts[i];
         inst.counters.became_master += 1;
         let (name, iface) = (inst.cfg.name.clone(), inst.iface.clone());
+        inst.held.clear();
         for a in inst.vips() {
-            if let Err(e) = self.netlink.add(&a, &iface).await {
-                error!(instance = %name, "{e:#}");
+            match self.netlink.add(&a, &iface).await {
+                Ok(_) if !a.no_track => inst.held.push(a.addr),
+                Ok(_) => {}
+                Err(e) => error!(instance = %name, "{e:#}"),
             }
         }
         for r in &inst.cfg.virtual_routes {
