@@ -3017,3 +3017,43 @@ fn a_deleted_virtual_address_comes_back_unless_no_track_as_keepalived() {
     }
     assert_eq!(seen[1], seen[0], "notify lines: lb-daemon (left), keepalived (right)");
 }
+
+/// keepalived 2.2.7 puts back a static address someone else deletes
+/// (`reinstate_static_address`), unless it is marked `no_track`. keepalived on the node is
+/// the oracle, then lb-daemon.
+#[test]
+fn a_deleted_static_address_is_restored_unless_no_track_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-staticdel");
+    let (n, _) = dir.recorder("notify");
+    let conf = format!(
+        "static_ipaddress {{\n    198.51.100.5/32 dev l0\n    198.51.100.6/32 dev l0 no_track\n}}\n{}",
+        instance("VI_1", 100, "", &n)
+    );
+    let t = Duration::from_secs(5);
+    let has = |ip: &str| seg.holds(0, ip);
+    for ours in [false, true] {
+        let who = if ours { "lb-daemon" } else { "keepalived" };
+        let (k, d) = if ours {
+            (None, Some(start(&seg, 0, &dir, &conf)))
+        } else {
+            (Some(Keepalived::start(&seg.nodes[0], &dir.file("ka.conf", &conf), &dir, "ka").unwrap()), None)
+        };
+        assert!(eventually(t, || has("198.51.100.5") && has("198.51.100.6")), "{who}: static addresses not added");
+        // Past the first look at the node's addresses (lb-daemon polls every 200 ms).
+        std::thread::sleep(Duration::from_millis(500));
+        seg.nodes[0].sh("ip addr del 198.51.100.5/32 dev l0 && ip addr del 198.51.100.6/32 dev l0").unwrap();
+        assert!(eventually(t, || has("198.51.100.5")), "{who}: 198.51.100.5 not restored");
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(!has("198.51.100.6"), "{who}: the no_track address came back");
+        if let Some(mut k) = k {
+            k.stop().unwrap();
+        }
+        if let Some(mut d) = d {
+            d.stop().unwrap();
+        }
+        // Neither leaves the restored address behind at stop.
+        assert!(!has("198.51.100.5"), "{who}: restored address left behind at stop");
+    }
+}

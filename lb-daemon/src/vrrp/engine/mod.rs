@@ -514,15 +514,17 @@ impl Engine {
         }
     }
 
-    /// keepalived's netlink reflector on a deleted address: a master whose VIP (one without
-    /// `no_track`) was seen here and is gone hands over and takes its addresses back after
-    /// Skew_Time unless another master answers (`Instance::address_lost`); its sync group
-    /// follows. Polled with the links, so noticed within `LINK_POLL`.
+    /// keepalived's netlink reflector on a deleted address: a deleted static address comes
+    /// back (`Statics::restore`); a master whose VIP (one without `no_track`) was seen here
+    /// and is gone hands over and takes its addresses back after Skew_Time unless another
+    /// master answers (`Instance::address_lost`); its sync group follows. Polled with the
+    /// links, so noticed within `LINK_POLL`.
     async fn check_addresses(&mut self) {
-        if !self.insts.iter().any(|i| i.machine.state == State::Master) {
+        if !self.statics.watches_addresses() && !self.insts.iter().any(|i| i.machine.state == State::Master) {
             return;
         }
         let Some(local) = netlink::local_addrs() else { return };
+        self.statics.restore(&local, &self.netlink).await;
         let now = Instant::now();
         for i in 0..self.insts.len() {
             let inst = &mut self.insts[i];

@@ -17,6 +17,8 @@ pub struct Statics {
     addrs: Vec<(IpAddress, bool)>,
     routes: Vec<(Route, bool)>,
     rules: Vec<(Rule, bool)>,
+    /// Addresses without `no_track` on the node at the last look (`restore`).
+    seen: Vec<std::net::IpAddr>,
 }
 
 /// Entries of `new` marked as their equal in `old` was (added by us or not); new ones unmarked.
@@ -48,6 +50,7 @@ impl Statics {
             addrs: carry(&self.addrs, &cfg.static_ipaddress),
             routes: carry(&self.routes, &cfg.static_routes),
             rules: carry(&self.rules, &cfg.static_rules),
+            seen: Vec::new(),
         };
         for r in dropped(&self.rules, &new.rules) {
             report("static_rules", "removed", netlink.del_rule(r).await, r.priority);
@@ -69,6 +72,29 @@ impl Statics {
         for (r, set) in self.rules.iter_mut().filter(|(_, set)| !*set) {
             *set = report("static_rules", "added", netlink.add_rule(r).await, r.priority);
         }
+    }
+
+    /// Whether any static address is watched (`restore`).
+    pub fn watches_addresses(&self) -> bool {
+        self.addrs.iter().any(|(a, _)| !a.no_track)
+    }
+
+    /// keepalived's `reinstate_static_address`: an address (without `no_track`) seen on the
+    /// node and now gone, someone else deleted; it is added back. `local`: the node's
+    /// addresses now.
+    pub async fn restore(&mut self, local: &std::collections::HashSet<std::net::IpAddr>, netlink: &Netlink) {
+        let dev = self.dev().to_string();
+        let mut seen = Vec::new();
+        for (a, set) in self.addrs.iter_mut().filter(|(a, _)| !a.no_track) {
+            if local.contains(&a.addr) {
+                seen.push(a.addr);
+            } else if self.seen.contains(&a.addr) {
+                info!("Restoring deleted static address {}", a.addr);
+                *set = report("static_ipaddress", "added", netlink.add(a, &dev).await, a.addr) || *set;
+                seen.push(a.addr);
+            }
+        }
+        self.seen = seen;
     }
 
     /// At stop: rules, routes, then addresses this daemon added.
