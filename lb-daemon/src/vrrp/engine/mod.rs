@@ -526,6 +526,8 @@ impl Engine {
         let Some(local) = netlink::local_addrs() else { return };
         self.statics.restore(&local, &self.netlink).await;
         let now = Instant::now();
+        // keepalived's `address_is_ours`: a deleted address moves the first master holding it.
+        let mut handled = Vec::new();
         for i in 0..self.insts.len() {
             let inst = &mut self.insts[i];
             if inst.machine.state != State::Master {
@@ -536,7 +538,8 @@ impl Engine {
             let tracked: Vec<IpAddr> = inst.vips().iter().filter(|a| !a.no_track).map(|a| a.addr).collect();
             let gone = inst.held.iter().find(|a| tracked.contains(a) && !local.contains(a)).copied();
             inst.held = tracked.into_iter().filter(|a| local.contains(a)).collect();
-            if let Some(addr) = gone {
+            if let Some(addr) = gone.filter(|a| !handled.contains(a)) {
+                handled.push(addr);
                 info!(instance = %inst.cfg.name, %addr, "virtual address deleted by someone else; leaving MASTER to take it back");
                 let e = inst.machine.address_lost(now, &format!("virtual address {addr}"));
                 self.carry_out(i, e).await;

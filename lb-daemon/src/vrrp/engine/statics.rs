@@ -90,8 +90,14 @@ impl Statics {
                 seen.push(a.addr);
             } else if self.seen.contains(&a.addr) {
                 info!("Restoring deleted static address {}", a.addr);
-                *set = report("static_ipaddress", "added", netlink.add(a, &dev).await, a.addr) || *set;
-                seen.push(a.addr);
+                match netlink.add(a, &dev).await {
+                    Ok(added) => {
+                        *set |= added;
+                        seen.push(a.addr);
+                    }
+                    // Tried once per deletion seen, as keepalived does (not every poll).
+                    Err(e) => error!("static_ipaddress: {e:#}"),
+                }
             }
         }
         self.seen = seen;
