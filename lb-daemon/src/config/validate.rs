@@ -329,34 +329,37 @@ fn sync_groups(cfg: &Config, d: &mut Vec<Diagnostic>) {
         let owner = cfg.vrrp_instances.iter().any(|v| v.priority == 255 && g.group.contains(&v.name));
         // keepalived (vrrp.c, sync_group_tracking_init): a weighted entry with the address
         // owner as a member is a config error (it sets the weight to 0).
-        let mut unweighted = |kind: &str, t: &Tracked, weight: i32| {
-            if owner && weight != 0 {
-                d.push(Diagnostic::error(
+        let weighted = |kind: &str, t: &Tracked, weight: i32| {
+            (owner && weight != 0).then(|| {
+                Diagnostic::error(
                     t.span,
                     format!(
                         "vrrp_sync_group {}: {kind} `{}` cannot be weighted with a member at priority 255 (the address owner); use weight 0",
                         g.name, t.name
                     ),
-                ));
-            }
+                )
+            })
         };
         for t in &g.track_interface {
-            unweighted("track_interface", t, t.weight.unwrap_or(0));
+            d.extend(weighted("track_interface", t, t.weight.unwrap_or(0)));
         }
-        let mut missing = Vec::new();
         for t in &g.track_file {
-            match cfg.track_files.iter().find(|f| f.name == t.name) {
-                Some(f) => unweighted("track_file", t, t.weight.unwrap_or(f.weight)),
-                None => missing.push((t.span, format!("track_file `{}`: no track_file block of that name", t.name))),
-            }
+            d.extend(match cfg.track_files.iter().find(|f| f.name == t.name) {
+                Some(f) => weighted("track_file", t, t.weight.unwrap_or(f.weight)),
+                None => Some(Diagnostic::error(
+                    t.span,
+                    format!("track_file `{}`: no track_file block of that name", t.name),
+                )),
+            });
         }
         for t in &g.track_script {
-            match cfg.vrrp_scripts.iter().find(|s| s.name == t.name) {
-                Some(s) => unweighted("track_script", t, t.weight.unwrap_or(s.weight)),
-                None => missing.push((t.span, format!("track_script `{}`: no vrrp_script of that name", t.name))),
-            }
+            d.extend(match cfg.vrrp_scripts.iter().find(|s| s.name == t.name) {
+                Some(s) => weighted("track_script", t, t.weight.unwrap_or(s.weight)),
+                None => {
+                    Some(Diagnostic::error(t.span, format!("track_script `{}`: no vrrp_script of that name", t.name)))
+                }
+            });
         }
-        d.extend(missing.into_iter().map(|(span, m)| Diagnostic::error(span, m)));
         for m in &g.group {
             if !cfg.vrrp_instances.iter().any(|v| &v.name == m) {
                 d.push(Diagnostic::error(g.span, format!("vrrp_sync_group {}: no vrrp_instance `{m}`", g.name)));
