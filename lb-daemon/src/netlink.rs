@@ -71,20 +71,23 @@ pub fn link(name: &str) -> Result<Link> {
 
 /// Whether `ip` is configured on an interface of this network namespace.
 pub fn is_local(ip: IpAddr) -> bool {
-    local_addrs().is_some_and(|l| l.contains(&ip))
+    local_addrs().is_some_and(|l| l.iter().any(|(_, a)| *a == ip))
 }
 
-/// Every address configured on this network namespace's interfaces; None when they cannot
-/// be listed.
-pub fn local_addrs() -> Option<std::collections::HashSet<IpAddr>> {
+/// Every (interface, address) pair configured in this network namespace; None when they
+/// cannot be listed. Keyed by interface: an address deleted from one device is gone even
+/// while another device has it (keepalived compares the interface too).
+pub fn local_addrs() -> Option<std::collections::HashSet<(String, IpAddr)>> {
     let addrs = nix::ifaddrs::getifaddrs().ok()?;
     Some(
         addrs
-            .filter_map(|a| a.address)
             .filter_map(|a| {
-                a.as_sockaddr_in()
+                let s = a.address?;
+                let ip = s
+                    .as_sockaddr_in()
                     .map(|s| IpAddr::V4(s.ip()))
-                    .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+                    .or_else(|| s.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))?;
+                Some((a.interface_name, ip))
             })
             .collect(),
     )
@@ -217,7 +220,7 @@ impl Netlink {
 
     /// Adds `a` on its `dev` (else `default_dev`); an address already there is left as is.
     pub async fn add(&self, a: &IpAddress, default_dev: &str) -> Result<bool> {
-        let dev = a.dev.as_deref().unwrap_or(default_dev);
+        let dev = a.device(default_dev);
         let index = self.index(dev).await?;
         let mut req = self.handle.address().add(index, a.addr, a.prefix);
         *req.message_mut() = Self::message(index, a);
@@ -230,7 +233,7 @@ impl Netlink {
 
     /// Removes `a`; an address already gone is not an error.
     pub async fn del(&self, a: &IpAddress, default_dev: &str) -> Result<bool> {
-        let dev = a.dev.as_deref().unwrap_or(default_dev);
+        let dev = a.device(default_dev);
         let index = self.index(dev).await?;
         match self.handle.address().del(Self::message(index, a)).execute().await {
             Ok(()) => Ok(true),
@@ -575,5 +578,7 @@ mod tests {
     fn local_addresses() {
         assert!(is_local("127.0.0.1".parse().unwrap()));
         assert!(!is_local("203.0.113.254".parse().unwrap()));
+        let l = local_addrs().unwrap();
+        assert!(l.contains(&("lo".to_string(), "127.0.0.1".parse().unwrap())), "{l:?}");
     }
 }

@@ -151,7 +151,8 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
 }
 
 /// One address in two instances (keepalived warns and runs it): when one instance leaves
-/// MASTER, the address stays while the other is still master.
+/// MASTER, or a reload takes the address out of one master's list, the address stays while
+/// the other is still master.
 #[test]
 fn an_address_shared_by_two_instances_stays_while_either_is_master() {
     require_root();
@@ -168,6 +169,28 @@ fn an_address_shared_by_two_instances_stays_while_either_is_master() {
         d0.log()
     );
     assert!(seg.holds(0, VRRP_VIP4));
+    // A reload moves VI_2 (still master) to another address: VI_1 keeps the shared one.
+    let moved = format!(
+        "{}{}",
+        instance("VI_1", 150, "", &n0),
+        instance_at("VI_2", 150, 52, &VRRP_VIP4_2.to_string(), "", &n0)
+    );
+    dir.file("node0.conf", &moved);
+    d0.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(5), || seg.holds(0, VRRP_VIP4_2)), "{:#?}", d0.log());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(seg.holds(0, VRRP_VIP4), "VI_1 is master: the reload must not take its address\n{:#?}", d0.log());
+    assert!(
+        !d0.log().iter().any(|l| l.contains("deleted by someone else"))
+            && d0.log().iter().any(|l| l.contains("virtual address kept")),
+        "{:#?}",
+        d0.log()
+    );
+    // And back, so VI_2 shares the address again.
+    dir.file("node0.conf", &conf0);
+    d0.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(5), || !seg.holds(0, VRRP_VIP4_2)), "{:#?}", d0.log());
+    assert!(seg.holds(0, VRRP_VIP4));
     // Node 1 takes VI_2 (priority 200): node 0's VI_2 leaves MASTER, its VI_1 stays.
     let d1 = start(&seg, 1, &dir, &vi2(200, &n1));
     assert!(
@@ -180,7 +203,7 @@ fn an_address_shared_by_two_instances_stays_while_either_is_master() {
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(seg.holds(0, VRRP_VIP4), "VI_1 is still master: its address must stay\n{:#?}", d0.log());
-    assert!(d0.log().iter().any(|l| l.contains("virtual address kept")), "{:#?}", d0.log());
+    assert_eq!(d0.log().iter().filter(|l| l.contains("virtual address kept")).count(), 2, "{:#?}", d0.log());
     drop((d0, d1));
 }
 
@@ -3016,6 +3039,54 @@ fn a_deleted_virtual_address_comes_back_unless_no_track_as_keepalived() {
         drop((k, d));
     }
     assert_eq!(seen[1], seen[0], "notify lines: lb-daemon (left), keepalived (right)");
+}
+
+/// keepalived 2.2.7's `set_vrrp_backup` with a sync group: a deleted address moves every
+/// master of the group to BACKUP at once (priority 0 from each), and all take over again
+/// after Skew_Time. keepalived on the node is the oracle (each instance's notify lines, and
+/// which instances sent a priority-0 advert).
+#[test]
+fn a_deleted_virtual_address_moves_its_sync_group_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-vipdelg");
+    let t = Duration::from_secs(8);
+    let mut seen = Vec::new();
+    for ours in [false, true] {
+        let who = if ours { "lb-daemon" } else { "keepalived" };
+        let (n, log) = dir.recorder(&format!("notify-{who}"));
+        let conf = format!(
+            "vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n{}{}",
+            instance("VI_1", 100, "", &n),
+            instance_at("VI_2", 100, 52, &VRRP_VIP4_2.to_string(), "", &n)
+        );
+        let (k, d) = if ours {
+            (None, Some(start(&seg, 0, &dir, &conf)))
+        } else {
+            (Some(Keepalived::start(&seg.nodes[0], &dir.file("ka.conf", &conf), &dir, "ka").unwrap()), None)
+        };
+        let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+        let of = |name: &str| lines().lines().filter(|l| l.contains(name)).map(str::to_string).collect::<Vec<_>>();
+        let masters = |name: &str| of(name).iter().filter(|l| l.contains("MASTER")).count();
+        assert!(eventually(t, || masters("VI_1") == 1 && masters("VI_2") == 1), "{who}: never master: {}", lines());
+        assert!(eventually(t, || seg.holds(0, VRRP_VIP4) && seg.holds(0, VRRP_VIP4_2)), "{who}: no VIPs");
+        std::thread::sleep(Duration::from_millis(500));
+        let cap = lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "br0", "ip proto 112").unwrap();
+        seg.nodes[0].sh(&format!("ip addr del {VRRP_VIP4}/24 dev l0")).unwrap();
+        let back =
+            || masters("VI_1") == 2 && masters("VI_2") == 2 && seg.holds(0, VRRP_VIP4) && seg.holds(0, VRRP_VIP4_2);
+        let log = || {
+            d.as_ref().map(|d| d.log().join("\n")).unwrap_or_else(|| k.as_ref().map(|k| k.log()).unwrap_or_default())
+        };
+        assert!(eventually(t, back), "{who}: the group did not come back: {}\n{}", lines(), log());
+        std::thread::sleep(Duration::from_secs(1));
+        // Each member, the one whose address went and the one moved with it, resigns on the wire.
+        let resigned = |vrid: u8| cap.lines().iter().any(|(_, l)| l.contains(&format!("vrid {vrid}, prio 0,")));
+        seen.push((of("VI_1"), of("VI_2"), resigned(51), resigned(52)));
+        drop((k, d));
+    }
+    println!("keepalived: {:?}", seen[0]);
+    assert_eq!(seen[1], seen[0], "notify lines per instance, priority 0 sent: lb-daemon (left), keepalived (right)");
 }
 
 /// keepalived 2.2.7 puts back a static address someone else deletes

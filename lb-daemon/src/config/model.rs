@@ -323,6 +323,16 @@ pub const IFA_F_NOPREFIXROUTE: u32 = 0x200;
 pub const IFA_F_MCAUTOJOIN: u32 = 0x400;
 
 impl IpAddress {
+    /// The device it goes on: its own `dev`, else `default` (its instance's interface).
+    pub fn device<'a>(&'a self, default: &'a str) -> &'a str {
+        self.dev.as_deref().unwrap_or(default)
+    }
+
+    /// (device, address), as `netlink::local_addrs` lists what is configured.
+    pub fn on(&self, default: &str) -> (String, IpAddr) {
+        (self.device(default).to_string(), self.addr)
+    }
+
     /// The preferred lifetime keepalived gives this address: `None` is forever.
     pub fn preferred_lifetime(&self) -> Option<u32> {
         if !self.addr.is_ipv6() {

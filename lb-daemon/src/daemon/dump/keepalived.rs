@@ -81,7 +81,7 @@ fn address(a: &IpAddress, iface: &str, set: bool) -> String {
     if let Some(b) = a.broadcast {
         let _ = write!(s, " brd {b}");
     }
-    let _ = write!(s, " dev {} scope {}", a.dev.as_deref().unwrap_or(iface), scope(a.scope));
+    let _ = write!(s, " dev {} scope {}", a.device(iface), scope(a.scope));
     if let Some(l) = &a.label {
         let _ = write!(s, " label {l}");
     }

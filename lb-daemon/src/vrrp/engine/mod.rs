@@ -25,7 +25,7 @@ use super::{
     tracking::{self, BfdView, FileValue, ScriptVerdict, Trackers},
 };
 use crate::{
-    config::{BfdInstance, Config, Script, VrrpInstance},
+    config::{BfdInstance, Config, IpAddress, Script, VrrpInstance},
     netlink::{self, Netlink},
     notify::{Notifier, Stream, fifo},
 };
@@ -534,15 +534,27 @@ impl Engine {
                 inst.held.clear();
                 continue;
             }
-            // Only addresses it still holds by its configuration (a reload may have taken one away).
-            let tracked: Vec<IpAddr> = inst.vips().iter().filter(|a| !a.no_track).map(|a| a.addr).collect();
-            let gone = inst.held.iter().find(|a| tracked.contains(a) && !local.contains(a)).copied();
+            // Only addresses it still holds by its configuration (a reload may have taken one away),
+            // each on its own device.
+            let tracked: Vec<(String, IpAddr)> =
+                inst.vips().iter().filter(|a| !a.no_track).map(|a| a.on(&inst.iface)).collect();
+            let gone = inst.held.iter().find(|a| tracked.contains(a) && !local.contains(*a)).map(|(_, a)| *a);
             inst.held = tracked.into_iter().filter(|a| local.contains(a)).collect();
             if let Some(addr) = gone.filter(|a| !handled.contains(a)) {
                 handled.push(addr);
                 info!(instance = %inst.cfg.name, %addr, "virtual address deleted by someone else; leaving MASTER to take it back");
-                let e = inst.machine.address_lost(now, &format!("virtual address {addr}"));
-                self.carry_out(i, e).await;
+                // keepalived's set_vrrp_backup moves the sync group's other masters the same way
+                // (priority 0, back after Skew_Time), not by the group's usual following.
+                let members = match inst.group {
+                    Some(g) => self.groups[g].members.clone(),
+                    None => vec![i],
+                };
+                let why = format!("virtual address {addr}");
+                let moved: Vec<_> =
+                    members.into_iter().map(|m| (m, self.insts[m].machine.address_lost(now, &why))).collect();
+                for (m, e) in moved {
+                    self.carry_out(m, e).await;
+                }
             }
         }
     }
@@ -658,7 +670,7 @@ impl Engine {
         inst.held.clear();
         for a in inst.vips() {
             match self.netlink.add(&a, &iface).await {
-                Ok(_) if !a.no_track => inst.held.push(a.addr),
+                Ok(_) if !a.no_track => inst.held.push(a.on(&iface)),
                 Ok(_) => {}
                 Err(e) => error!(instance = %name, "{e:#}"),
             }
@@ -697,16 +709,8 @@ impl Engine {
                 error!(instance = %name, "virtual_routes: {e:#}");
             }
         }
-        let held_elsewhere = |a: &crate::config::IpAddress| {
-            self.insts.iter().enumerate().any(|(j, o)| {
-                j != i
-                    && o.machine.state == crate::vrrp::State::Master
-                    && &o.iface == iface
-                    && o.vips().iter().any(|v| v.addr == a.addr)
-            })
-        };
         for a in inst.vips() {
-            if held_elsewhere(&a) {
+            if self.held_elsewhere(i, &a) {
                 info!(instance = %name, addr = %a.addr, "virtual address kept: another instance is master for it");
                 continue;
             }
@@ -714,6 +718,18 @@ impl Engine {
                 error!(instance = %name, "{e:#}");
             }
         }
+    }
+
+    /// Whether another instance is master for address `a` of instance `i` on the same device
+    /// (an address's own `dev`, else its instance's interface): removing it would take it from
+    /// that master.
+    fn held_elsewhere(&self, i: usize, a: &IpAddress) -> bool {
+        let dev = a.device(&self.insts[i].iface);
+        self.insts.iter().enumerate().any(|(j, o)| {
+            j != i
+                && o.machine.state == State::Master
+                && o.vips().iter().any(|v| v.addr == a.addr && v.device(&o.iface) == dev)
+        })
     }
 
     /// Gratuitous ARPs for instance `i` after `delay`, if it is still the same mastership.

@@ -137,6 +137,10 @@ impl Engine {
         let was: Vec<IpAddress> = inst.vips_of(&old);
         let now: Vec<IpAddress> = inst.vips();
         for a in was.iter().filter(|a| !now.iter().any(|n| config::same(*a, n))) {
+            if self.held_elsewhere(i, a) {
+                info!(instance = %v.name, addr = %a.addr, "virtual address kept: another instance is master for it");
+                continue;
+            }
             if let Err(e) = self.netlink.del(a, &iface).await {
                 error!(instance = %v.name, "{e:#}");
             }

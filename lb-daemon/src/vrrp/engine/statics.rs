@@ -82,11 +82,11 @@ impl Statics {
     /// keepalived's `reinstate_static_address`: an address (without `no_track`) seen on the
     /// node and now gone, someone else deleted; it is added back. `local`: the node's
     /// addresses now.
-    pub async fn restore(&mut self, local: &std::collections::HashSet<std::net::IpAddr>, netlink: &Netlink) {
+    pub async fn restore(&mut self, local: &std::collections::HashSet<(String, std::net::IpAddr)>, netlink: &Netlink) {
         let dev = self.dev().to_string();
         let mut seen = Vec::new();
         for (a, set) in self.addrs.iter_mut().filter(|(a, _)| !a.no_track) {
-            if local.contains(&a.addr) {
+            if local.contains(&a.on(&dev)) {
                 seen.push(a.addr);
             } else if self.seen.contains(&a.addr) {
                 info!("Restoring deleted static address {}", a.addr);
