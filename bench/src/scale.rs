@@ -342,8 +342,8 @@ impl Drop for Responders {
     }
 }
 
-/// The daemon's round counters (`checker-timing.json`, written every 250 ms): rounds done and
-/// the lateness histogram (ms → rounds).
+/// The daemon's round counters (`checker-timing.json`, written within 250 ms of a change):
+/// rounds done and the lateness histogram (ms → rounds).
 fn round_timing(pins: &std::path::Path) -> (u64, std::collections::BTreeMap<u64, u64>) {
     let path = daemon::run_dir_for(pins).join("checker-timing.json");
     let v: serde_json::Value =

@@ -81,6 +81,7 @@ pub async fn run(opts: Options) -> Result<()> {
             }
         };
         let due = shell.dp.as_ref().and_then(|d| d.next_due());
+        let resolving = shell.dp.as_ref().is_some_and(|d| d.has_unresolved());
         let dataplane_due = async {
             match due {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -89,7 +90,7 @@ pub async fn run(opts: Options) -> Result<()> {
         };
         tokio::select! {
             _ = dataplane_due => shell.dataplane_tick(),
-            _ = neighbours.tick() => shell.unresolved().await,
+            _ = neighbours.tick(), if resolving => shell.unresolved().await,
             changed = vrrp_changed => {
                 if changed {
                     let vrrp = shell.vrrp_status();
@@ -145,6 +146,8 @@ struct Shell {
     run_dir: RunDir,
     status: watch::Sender<Status>,
     state_file: StateFile,
+    /// The checker-timing.json last written.
+    timing_written: String,
     /// What keepalived's dump files count from (SIGSTATS_CLEAR).
     dumps: dump::Dumps,
     /// The VIPs our nftables table drops (`accept`): MASTER here without accept mode. None
@@ -215,6 +218,7 @@ impl Shell {
             run_dir,
             status: watch::channel(Status::default()).0,
             state_file: StateFile::default(),
+            timing_written: String::new(),
             dumps: dump::Dumps::default(),
             no_accept: None,
             anycast: None,
@@ -365,9 +369,14 @@ impl Shell {
                     }
                 }
                 if !self.checkers.is_empty() {
-                    // Small and changing every period: kept out of the state file.
+                    // Small and changing with every round: kept out of the state file, and
+                    // written only when it changed.
                     let timing = crate::check::TIMING.snapshot().to_string();
-                    let _ = self.run_dir.write("checker-timing.json", timing.as_bytes());
+                    if timing != self.timing_written
+                        && self.run_dir.write("checker-timing.json", timing.as_bytes()).is_ok()
+                    {
+                        self.timing_written = timing;
+                    }
                 }
             }
             Action::Fence(fences) => {

@@ -103,6 +103,12 @@ pub trait Backend: Send {
         Ok(Vec::new())
     }
 
+    /// Whether `take_unresolved` can return anything: the daemon polls it only then (an idle
+    /// daemon on IPVS has no reason to wake every 50 ms).
+    fn has_unresolved(&self) -> bool {
+        false
+    }
+
     /// Services, real servers and counters, for dumps.
     fn stats(&mut self) -> Result<serde_json::Value>;
 
@@ -179,6 +185,10 @@ impl Backend for bpf::BpfDataplane {
 
     fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
         bpf::BpfDataplane::take_unresolved(self)
+    }
+
+    fn has_unresolved(&self) -> bool {
+        true
     }
 
     fn stats(&mut self) -> Result<serde_json::Value> {
