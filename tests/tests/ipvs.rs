@@ -66,7 +66,9 @@ fn ipvs_backend_in_the_61_vm() {
     let out = lb_tests::vm::run_test_env("ipvs_backend_in_the_61_vm", &env, Duration::from_secs(900)).unwrap();
     assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
     // The figures the scenarios print (the VM's output is otherwise shown on failure only).
-    for l in out.stdout.lines().filter(|l| l.starts_with("IPVS OK") || l.starts_with("connections opened through")) {
+    // The step lines say where the VM's time went.
+    let shown = |l: &str| l.starts_with("IPVS OK") || l.starts_with("connections opened through") || l.starts_with('[');
+    for l in out.stdout.lines().filter(|l| shown(l)) {
         println!("{l}");
     }
     for scenario in SCENARIO_NAMES.iter().filter(|s| selected(&only, s)) {
@@ -172,9 +174,23 @@ fn configs() {
         println!("=== ipvsadm {name} ===\n{ours}=== end ===");
         programmed.insert(name.clone(), ours);
     }
+    // Stopped side by side too: one after another they took minutes in the VM.
+    let stopped: Vec<_> = std::thread::scope(|sc| {
+        let handles: Vec<_> = running
+            .into_iter()
+            .map(|(name, lb, reals, servers, mut d, _)| {
+                sc.spawn(move || {
+                    let stop = d.stop();
+                    (name, lb, reals, servers, stop)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("config stop panicked")).collect()
+    });
+    step("configs: every daemon stopped");
     let mut kept = Vec::new();
-    for (name, lb, reals, servers, mut d, _) in running {
-        d.stop().unwrap();
+    for (name, lb, reals, servers, stop) in stopped {
+        stop.unwrap_or_else(|e| panic!("configs/{name}.conf: {e:#}"));
         assert_eq!(listing(&lb).lines().count(), 2, "configs/{name}.conf: services left behind at exit");
         kept.push((name, lb, reals, servers));
     }
