@@ -71,26 +71,39 @@ pub fn link(name: &str) -> Result<Link> {
 
 /// Whether `ip` is configured on an interface of this network namespace.
 pub fn is_local(ip: IpAddr) -> bool {
-    local_addrs().is_some_and(|l| l.iter().any(|(_, a)| *a == ip))
+    local_addrs().is_some_and(|l| l.contains(&ip))
 }
 
-/// Every (interface, address) pair configured in this network namespace; None when they
-/// cannot be listed. Keyed by interface: an address deleted from one device is gone even
-/// while another device has it (keepalived compares the interface too).
-pub fn local_addrs() -> Option<std::collections::HashSet<(String, IpAddr)>> {
+/// Every address configured on this network namespace's interfaces; None when they cannot
+/// be listed.
+pub fn local_addrs() -> Option<std::collections::HashSet<IpAddr>> {
     let addrs = nix::ifaddrs::getifaddrs().ok()?;
     Some(
         addrs
+            .filter_map(|a| a.address)
             .filter_map(|a| {
-                let s = a.address?;
-                let ip = s
-                    .as_sockaddr_in()
+                a.as_sockaddr_in()
                     .map(|s| IpAddr::V4(s.ip()))
-                    .or_else(|| s.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))?;
-                Some((a.interface_name, ip))
+                    .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
             })
             .collect(),
     )
+}
+
+/// The index of interface `name`, None when there is none.
+pub fn if_index(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+/// (interface index, address): how `Netlink::addresses` lists what is configured, and how
+/// keepalived matches a deleted address with its own (by index: getifaddrs names an IPv4
+/// address by its label).
+pub type OnLink = (u32, IpAddr);
+
+/// Where address `a` goes (its own `dev`, else `default_dev`) as an `OnLink`; None while that
+/// interface does not exist.
+pub fn on_link(a: &IpAddress, default_dev: &str) -> Option<OnLink> {
+    Some((if_index(a.device(default_dev))?, a.addr))
 }
 
 /// Whether `name` is up with carrier: track_interface and the instance's own interface.
@@ -110,6 +123,24 @@ impl Netlink {
         let (conn, handle, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
         tokio::spawn(conn);
         Ok(Self { handle })
+    }
+
+    /// Every (interface index, address) pair configured in this network namespace (an IPv4
+    /// address's local side, as keepalived's `addr_is_equal` compares).
+    pub async fn addresses(&self) -> Result<std::collections::HashSet<OnLink>> {
+        use rtnetlink::packet_route::address::AddressAttribute;
+        let mut out = std::collections::HashSet::new();
+        let mut dump = self.handle.address().get().execute();
+        while let Some(m) = dump.try_next().await.context("listing addresses")? {
+            let local =
+                m.attributes.iter().find_map(|a| if let AddressAttribute::Local(ip) = a { Some(*ip) } else { None });
+            let address =
+                m.attributes.iter().find_map(|a| if let AddressAttribute::Address(ip) = a { Some(*ip) } else { None });
+            if let Some(ip) = local.or(address) {
+                out.insert((m.header.index, ip));
+            }
+        }
+        Ok(out)
     }
 
     async fn index(&self, dev: &str) -> Result<u32> {
@@ -578,7 +609,13 @@ mod tests {
     fn local_addresses() {
         assert!(is_local("127.0.0.1".parse().unwrap()));
         assert!(!is_local("203.0.113.254".parse().unwrap()));
-        let l = local_addrs().unwrap();
-        assert!(l.contains(&("lo".to_string(), "127.0.0.1".parse().unwrap())), "{l:?}");
+    }
+
+    #[tokio::test]
+    async fn addresses_are_listed_by_interface_index() {
+        let l = Netlink::new().unwrap().addresses().await.unwrap();
+        let lo = if_index("lo").unwrap();
+        assert!(l.contains(&(lo, "127.0.0.1".parse().unwrap())), "{l:?}");
+        assert!(!l.iter().any(|(i, a)| *i != lo && a.is_loopback()), "{l:?}");
     }
 }

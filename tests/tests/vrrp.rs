@@ -3043,8 +3043,9 @@ fn a_deleted_virtual_address_comes_back_unless_no_track_as_keepalived() {
 
 /// keepalived 2.2.7's `set_vrrp_backup` with a sync group: a deleted address moves every
 /// master of the group to BACKUP at once (priority 0 from each), and all take over again
-/// after Skew_Time. keepalived on the node is the oracle (each instance's notify lines, and
-/// which instances sent a priority-0 advert).
+/// after Skew_Time; the group's own notify runs only for the return to MASTER. keepalived on
+/// the node is the oracle (the notify lines of each instance and of the group, and which
+/// instances sent a priority-0 advert).
 #[test]
 fn a_deleted_virtual_address_moves_its_sync_group_as_keepalived() {
     require_root();
@@ -3055,10 +3056,13 @@ fn a_deleted_virtual_address_moves_its_sync_group_as_keepalived() {
     for ours in [false, true] {
         let who = if ours { "lb-daemon" } else { "keepalived" };
         let (n, log) = dir.recorder(&format!("notify-{who}"));
+        // VI_2's address has a label: getifaddrs names it by the label, not the interface.
         let conf = format!(
-            "vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n}}\n{}{}",
+            "vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n    notify {}\n}}\n{}{}",
+            n.display(),
             instance("VI_1", 100, "", &n),
             instance_at("VI_2", 100, 52, &VRRP_VIP4_2.to_string(), "", &n)
+                .replace(&format!("{VRRP_VIP4_2}/24"), &format!("{VRRP_VIP4_2}/24 label l0:two"))
         );
         let (k, d) = if ours {
             (None, Some(start(&seg, 0, &dir, &conf)))
@@ -3082,11 +3086,14 @@ fn a_deleted_virtual_address_moves_its_sync_group_as_keepalived() {
         std::thread::sleep(Duration::from_secs(1));
         // Each member, the one whose address went and the one moved with it, resigns on the wire.
         let resigned = |vrid: u8| cap.lines().iter().any(|(_, l)| l.contains(&format!("vrid {vrid}, prio 0,")));
-        seen.push((of("VI_1"), of("VI_2"), resigned(51), resigned(52)));
+        seen.push((of("VI_1"), of("VI_2"), of("GROUP"), resigned(51), resigned(52)));
         drop((k, d));
     }
     println!("keepalived: {:?}", seen[0]);
-    assert_eq!(seen[1], seen[0], "notify lines per instance, priority 0 sent: lb-daemon (left), keepalived (right)");
+    assert_eq!(
+        seen[1], seen[0],
+        "notify lines per instance and group, priority 0 sent: lb-daemon (left), keepalived (right)"
+    );
 }
 
 /// keepalived 2.2.7 puts back a static address someone else deletes

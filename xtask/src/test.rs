@@ -44,7 +44,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     if sh_ok(&mut rest).is_err() {
         failed.push("cargo test".to_string());
     }
-    if sh_ok(cargo().args(["test", "--workspace", "--doc"])).is_err() {
+    if sh_ok(cargo().args(["test", "--workspace", "--no-fail-fast", "--doc"])).is_err() {
         failed.push("doc tests".to_string());
     }
     for (target, threads) in TIMER_BOUND {
@@ -86,6 +86,8 @@ fn test_targets() -> Result<Vec<String>> {
             names.push(name.to_string());
         }
     }
+    // `--test NAME` selects the target of that name in every package: once is enough.
     names.sort();
+    names.dedup();
     Ok(names)
 }

@@ -328,11 +328,6 @@ impl IpAddress {
         self.dev.as_deref().unwrap_or(default)
     }
 
-    /// (device, address), as `netlink::local_addrs` lists what is configured.
-    pub fn on(&self, default: &str) -> (String, IpAddr) {
-        (self.device(default).to_string(), self.addr)
-    }
-
     /// The preferred lifetime keepalived gives this address: `None` is forever.
     pub fn preferred_lifetime(&self) -> Option<u32> {
         if !self.addr.is_ipv6() {

@@ -81,7 +81,7 @@ pub struct LiveInstance {
     pub removed: bool,
     /// While master: its VIPs without `no_track` that it added or last saw on this node
     /// (`Engine::check_addresses`).
-    pub held: Vec<(String, IpAddr)>,
+    pub held: Vec<crate::netlink::OnLink>,
 }
 
 /// keepalived's inheritance of `notify_priority_changes`: the instance's own setting, else its

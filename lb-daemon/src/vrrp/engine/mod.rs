@@ -523,7 +523,10 @@ impl Engine {
         if !self.statics.watches_addresses() && !self.insts.iter().any(|i| i.machine.state == State::Master) {
             return;
         }
-        let Some(local) = netlink::local_addrs() else { return };
+        let local = match self.netlink.addresses().await {
+            Ok(l) => l,
+            Err(e) => return warn!("watching addresses: {e:#}"),
+        };
         self.statics.restore(&local, &self.netlink).await;
         let now = Instant::now();
         // keepalived's `address_is_ours`: a deleted address moves the first master holding it.
@@ -534,21 +537,24 @@ impl Engine {
                 inst.held.clear();
                 continue;
             }
-            // Only addresses it still holds by its configuration (a reload may have taken one away),
-            // each on its own device.
-            let tracked: Vec<(String, IpAddr)> =
-                inst.vips().iter().filter(|a| !a.no_track).map(|a| a.on(&inst.iface)).collect();
-            let gone = inst.held.iter().find(|a| tracked.contains(a) && !local.contains(*a)).map(|(_, a)| *a);
+            // Only addresses it still holds by its configuration (a reload may have taken one
+            // away), each on its own device.
+            let tracked: Vec<netlink::OnLink> =
+                inst.vips().iter().filter(|a| !a.no_track).filter_map(|a| netlink::on_link(a, &inst.iface)).collect();
+            let gone = inst.held.iter().find(|a| tracked.contains(a) && !local.contains(*a)).copied();
             inst.held = tracked.into_iter().filter(|a| local.contains(a)).collect();
-            if let Some(addr) = gone.filter(|a| !handled.contains(a)) {
-                handled.push(addr);
+            if let Some(on) = gone.filter(|a| !handled.contains(a)) {
+                handled.push(on);
+                let addr = on.1;
                 info!(instance = %inst.cfg.name, %addr, "virtual address deleted by someone else; leaving MASTER to take it back");
-                // keepalived's set_vrrp_backup moves the sync group's other masters the same way
-                // (priority 0, back after Skew_Time), not by the group's usual following.
-                let members = match inst.group {
-                    Some(g) => self.groups[g].members.clone(),
-                    None => vec![i],
-                };
+                // keepalived's set_vrrp_backup: this instance first, then the sync group's other
+                // masters the same way (priority 0, back after Skew_Time), not by the group's
+                // usual following; the group is BACKUP without its notifies.
+                let mut members = vec![i];
+                if let Some(g) = inst.group {
+                    members.extend(self.groups[g].members.iter().copied().filter(|m| *m != i));
+                    self.groups[g].state = State::Backup;
+                }
                 let why = format!("virtual address {addr}");
                 let moved: Vec<_> =
                     members.into_iter().map(|m| (m, self.insts[m].machine.address_lost(now, &why))).collect();
@@ -670,7 +676,7 @@ impl Engine {
         inst.held.clear();
         for a in inst.vips() {
             match self.netlink.add(&a, &iface).await {
-                Ok(_) if !a.no_track => inst.held.push(a.on(&iface)),
+                Ok(_) if !a.no_track => inst.held.extend(netlink::on_link(&a, &iface)),
                 Ok(_) => {}
                 Err(e) => error!(instance = %name, "{e:#}"),
             }

@@ -7,7 +7,7 @@ use tracing::{error, info};
 
 use crate::{
     config::{self, Config, IpAddress, Route, Rule},
-    netlink::Netlink,
+    netlink::{self, Netlink},
 };
 
 /// The static entries of the running config, each with whether this daemon added it.
@@ -82,11 +82,11 @@ impl Statics {
     /// keepalived's `reinstate_static_address`: an address (without `no_track`) seen on the
     /// node and now gone, someone else deleted; it is added back. `local`: the node's
     /// addresses now.
-    pub async fn restore(&mut self, local: &std::collections::HashSet<(String, std::net::IpAddr)>, netlink: &Netlink) {
+    pub async fn restore(&mut self, local: &std::collections::HashSet<netlink::OnLink>, netlink: &Netlink) {
         let dev = self.dev().to_string();
         let mut seen = Vec::new();
         for (a, set) in self.addrs.iter_mut().filter(|(a, _)| !a.no_track) {
-            if local.contains(&a.on(&dev)) {
+            if netlink::on_link(a, &dev).is_some_and(|o| local.contains(&o)) {
                 seen.push(a.addr);
             } else if self.seen.contains(&a.addr) {
                 info!("Restoring deleted static address {}", a.addr);
