@@ -424,21 +424,17 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// Listeners answering TCP checks (accept and close) and HTTP checks (`200 OK`), counting
 /// connections.
 pub struct CheckServers {
-    stop: Arc<AtomicBool>,
     /// Connections accepted on the TCP ports and on the HTTP port.
     pub tcp: Arc<AtomicU64>,
     pub http: Arc<AtomicU64>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    fds: Vec<std::os::fd::RawFd>,
+    _acceptors: Vec<Acceptor>,
 }
 
 impl CheckServers {
     /// Listens in `ns` on every address (`0.0.0.0`): TCP checks on `tcp_ports`, HTTP checks
     /// on `http_port`.
     pub fn start(ns: &Netns, tcp_ports: std::ops::Range<u16>, http_port: u16) -> anyhow::Result<Self> {
-        let stop = Arc::new(AtomicBool::new(false));
         let (tcp, http) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let mut threads = Vec::new();
         // A deep accept queue: with std's 128, bursts of checks overflow it and the dropped
         // SYNs' 1 s retransmit would be measured as checker lateness.
         let listen = |port: u16| -> anyhow::Result<TcpListener> {
@@ -456,48 +452,25 @@ impl CheckServers {
             l.push((listen(http_port)?, true));
             Ok(l)
         })??;
-        let mut fds = Vec::new();
-        for (listener, is_http) in listeners {
-            // Blocking accepts (a poll loop of 100 listeners costs a core); drop wakes them
-            // with shutdown(2).
-            fds.push(std::os::fd::AsRawFd::as_raw_fd(&listener));
-            let (stop, count) = (stop.clone(), if is_http { http.clone() } else { tcp.clone() });
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut s, _)) => {
-                            count.fetch_add(1, Ordering::Relaxed);
-                            if is_http {
-                                // One thread per request: a slow client must not stall the rest.
-                                std::thread::spawn(move || {
-                                    let _ = s.set_nonblocking(false);
-                                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                                    let mut buf = [0u8; 1024];
-                                    let _ = s.read(&mut buf);
-                                    let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                                });
-                            }
-                        }
-                        Err(_) if stop.load(Ordering::Relaxed) => break,
-                        Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        // Blocking accepts (a poll loop of 100 listeners costs a core).
+        let acceptors = listeners
+            .into_iter()
+            .map(|(listener, is_http)| {
+                let count = if is_http { http.clone() } else { tcp.clone() };
+                Acceptor::spawn(listener, move |mut s| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    if is_http {
+                        // One thread per request: a slow client must not stall the rest.
+                        std::thread::spawn(move || {
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                            let mut buf = [0u8; 1024];
+                            let _ = s.read(&mut buf);
+                            let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                        });
                     }
-                }
-            }));
-        }
-        Ok(Self { stop, tcp, http, threads, fds })
-    }
-}
-
-impl Drop for CheckServers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for fd in &self.fds {
-            // SAFETY: the listener is still open (its thread owns it until it sees `stop`);
-            // shutdown only wakes its blocked accept.
-            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
+                })
+            })
+            .collect();
+        Ok(Self { tcp, http, _acceptors: acceptors })
     }
 }

@@ -66,11 +66,18 @@ fn ipvs_backend_in_the_61_vm() {
     let out = lb_tests::vm::run_test_env("ipvs_backend_in_the_61_vm", &env, Duration::from_secs(900)).unwrap();
     assert_eq!(out.status, 0, "in the VM:\n{}\n{}", out.stdout, out.stderr);
     // The figures the scenarios print (the VM's output is otherwise shown on failure only).
-    // The step lines say where the VM's time went.
-    let shown = |l: &str| l.starts_with("IPVS OK") || l.starts_with("connections opened through") || l.starts_with('[');
+    // The step lines say where the VM's time went: written to stderr itself, past libtest's
+    // capture, so a passing run's log shows them too.
+    let shown = |l: &str| {
+        l.starts_with("IPVS OK")
+            || l.starts_with("connections opened through")
+            || (l.starts_with('[') && l.contains("s] "))
+    };
+    let mut log = std::io::stderr().lock();
     for l in out.stdout.lines().filter(|l| shown(l)) {
-        println!("{l}");
+        let _ = writeln!(log, "ipvs VM: {l}");
     }
+    drop(log);
     for scenario in SCENARIO_NAMES.iter().filter(|s| selected(&only, s)) {
         assert!(out.stdout.contains(&format!("IPVS OK {scenario}")), "{scenario} did not finish:\n{}", out.stdout);
     }
