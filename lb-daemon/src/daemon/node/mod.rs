@@ -357,7 +357,8 @@ impl Node {
 
     /// `Action::Fence` when the fences the VRRP instances call for changed.
     fn refence(&mut self) -> Vec<Action> {
-        let want = fences(&self.vrrp_config(), &self.vrrp_seen);
+        // Not `vrrp_config()`: that clones the whole config (10k real servers), every period.
+        let want = if self.subsystems.vrrp() { fences(&self.current.config, &self.vrrp_seen) } else { BTreeMap::new() };
         if self.fences.as_ref() == Some(&want) {
             return Vec::new();
         }

@@ -209,12 +209,17 @@ fn source_for(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// Sends one empty UDP datagram to each real server so the kernel resolves its neighbour
-/// entry: the XDP FIB lookup only finds next hops the kernel already knows.
+/// Sends one empty UDP datagram to each real server's address so the kernel resolves its
+/// neighbour entry: the XDP FIB lookup only finds next hops the kernel already knows. One
+/// datagram per address (real servers often share one on several ports), from one socket per
+/// family: with 10k real servers this runs every housekeeping period.
 pub fn prime_neighbours(addrs: impl Iterator<Item = SocketAddr>) {
-    for a in addrs {
-        let bind: SocketAddr = if a.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-        if let Ok(s) = UdpSocket::bind(bind) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut v4, mut v6): (Option<Option<UdpSocket>>, Option<Option<UdpSocket>>) = (None, None);
+    for a in addrs.filter(|a| seen.insert(a.ip())) {
+        let (socket, any): (_, SocketAddr) =
+            if a.is_ipv4() { (&mut v4, ([0, 0, 0, 0], 0).into()) } else { (&mut v6, ([0u16; 8], 0).into()) };
+        if let Some(s) = socket.get_or_insert_with(|| UdpSocket::bind(any).ok()) {
             let _ = s.send_to(&[], a);
         }
     }
@@ -225,4 +230,25 @@ fn zero_stats<T: aya::Pod + Default + Clone>(ebpf: &mut Ebpf, map: &str, index: 
     let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     m.set(index, PerCpuValues::try_from(vec![T::default(); cpus])?, 0)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_are_primed_once_per_address() {
+        let listen = |a: &str| {
+            let s = UdpSocket::bind(a).unwrap();
+            s.set_nonblocking(true).unwrap();
+            s
+        };
+        let (a1, a2, b) = (listen("127.0.0.1:0"), listen("127.0.0.1:0"), listen("127.0.0.2:0"));
+        let addr = |s: &UdpSocket| s.local_addr().unwrap();
+        prime_neighbours([addr(&a1), addr(&a2), addr(&b), addr(&a1)].into_iter());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let count = |s: &UdpSocket| std::iter::from_fn(|| s.recv(&mut [0u8; 8]).ok()).count();
+        // The first real server of each address gets the one datagram.
+        assert_eq!((count(&a1), count(&a2), count(&b)), (1, 0, 1));
+    }
 }
