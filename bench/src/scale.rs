@@ -183,7 +183,23 @@ struct CheckerRun {
     count: usize,
     block: fn(usize) -> String,
     top: fn() -> String,
+    /// The real servers sit behind the veth in the peer namespace, as on another host: their
+    /// side of each connection runs on the other CPU (RPS) and the daemon is pinned to CPU 0,
+    /// so the daemon pays what it would with remote real servers. Otherwise they are local
+    /// addresses and both ends of every connection run in the daemon's context.
+    behind_link: bool,
 }
+
+impl CheckerRun {
+    /// The real servers' /24 (`LINK_NET` behind the link, else `LOCAL_NET`).
+    fn net(&self) -> &'static str {
+        if self.behind_link { LINK_NET } else { LOCAL_NET }
+    }
+}
+
+/// Real servers on the daemon's own interface, and behind the veth.
+const LOCAL_NET: &str = "198.51.100";
+const LINK_NET: &str = "192.0.2";
 
 fn no_top() -> String {
     String::new()
@@ -198,6 +214,7 @@ fn checker_runs(quick: bool) -> Vec<CheckerRun> {
             count: big,
             block: |r| format!("TCP_CHECK {{\n connect_port {}\n connect_timeout 2\n }}", 9000 + r % 100),
             top: no_top,
+            behind_link: false,
         },
         CheckerRun {
             label: "HTTP_GET",
@@ -206,30 +223,35 @@ fn checker_runs(quick: bool) -> Vec<CheckerRun> {
                 "HTTP_GET {\n url {\n path /\n status_code 200\n }\n connect_port 9200\n connect_timeout 2\n }".into()
             },
             top: no_top,
+            behind_link: false,
         },
         CheckerRun {
             label: "UDP_CHECK",
             count: small,
             block: |_| "UDP_CHECK {\n connect_port 9300\n connect_timeout 2\n }".into(),
             top: no_top,
+            behind_link: false,
         },
         CheckerRun {
             label: "DNS_CHECK",
             count: small,
             block: |_| "DNS_CHECK {\n connect_port 9353\n connect_timeout 2\n }".into(),
             top: no_top,
+            behind_link: false,
         },
         CheckerRun {
             label: "PING_CHECK",
             count: small,
             block: |_| "PING_CHECK {\n connect_timeout 2\n }".into(),
             top: no_top,
+            behind_link: false,
         },
         CheckerRun {
             label: "SMTP_CHECK",
             count: small,
             block: |_| "SMTP_CHECK {\n connect_port 9325\n connect_timeout 2\n }".into(),
             top: no_top,
+            behind_link: false,
         },
         CheckerRun {
             label: "FILE_CHECK",
@@ -241,8 +263,87 @@ fn checker_runs(quick: bool) -> Vec<CheckerRun> {
                     .map(|i| format!("track_file f{i} {{\n file \"{}/f{i}\"\n init_file 0\n}}\n", dir.display()))
                     .collect()
             },
+            behind_link: false,
+        },
+        CheckerRun {
+            label: "TCP_CHECK",
+            count: big,
+            block: |r| format!("TCP_CHECK {{\n connect_port {}\n connect_timeout 2\n }}", 9000 + r % 100),
+            top: no_top,
+            behind_link: true,
         },
     ]
+}
+
+/// Where the checks of `checker_conf` connect: real server `r`'s address, and for
+/// TCP_CHECK the port its block names (`9000 + r % 100`).
+fn tcp_check_targets(run: &CheckerRun) -> Vec<std::net::SocketAddr> {
+    (0..run.count)
+        .map(|r| {
+            let ip = format!("{}.{}", run.net(), 11 + (r % 100) % 64);
+            std::net::SocketAddr::new(ip.parse().expect("an IPv4 address"), 9000 + (r % 100) as u16)
+        })
+        .collect()
+}
+
+/// The kernel's share of a TCP check here: a bare loop on one thread in `ns` that opens and
+/// closes (as the daemon does: connect, then close) one connection to each of `targets` per
+/// second, in 100 slices of 10 ms, for `window`, on CPU 0 when `pin`. Both ends of a local
+/// connection run mostly in the connecting thread's context (behind the link only its own
+/// side), as they do for the daemon, so its CPU time is a floor no checker in the same place
+/// can go under. Returns (connections per s, cores).
+fn bare_connect_floor(ns: &Netns, targets: &[std::net::SocketAddr], pin: bool, window: Duration) -> Result<(f64, f64)> {
+    use nix::time::{ClockId, clock_gettime};
+    let thread_cpu = || -> Result<f64> {
+        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)?;
+        Ok(t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+    };
+    ns.run(|| -> Result<(f64, f64)> {
+        if pin {
+            pin_to_cpu0(nix::unistd::Pid::from_raw(0))?;
+        }
+        let slice = Duration::from_millis(10);
+        let per_slice = targets.len().div_ceil(100);
+        let (cpu0, start) = (thread_cpu()?, Instant::now());
+        let (mut done, mut next) = (0u64, start);
+        'run: loop {
+            for chunk in targets.chunks(per_slice) {
+                if start.elapsed() >= window {
+                    break 'run;
+                }
+                for t in chunk {
+                    let c = std::net::TcpStream::connect_timeout(t, Duration::from_secs(2))
+                        .with_context(|| format!("bare connect to {t}"))?;
+                    drop(c);
+                    done += 1;
+                }
+                next += slice;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        Ok((done as f64 / secs, (thread_cpu()? - cpu0) / secs))
+    })?
+}
+
+/// Keeps `pid` (0: the calling thread) on `cpu`.
+fn pin(pid: nix::unistd::Pid, cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(pid, &set).with_context(|| format!("pinning {pid} to CPU {cpu}"))
+}
+
+fn pin_to_cpu0(pid: nix::unistd::Pid) -> Result<()> {
+    pin(pid, 0)
+}
+
+/// Keeps every thread of process `pid` on CPU 0 (threads it starts later inherit it).
+fn pin_process_to_cpu0(pid: u32) -> Result<()> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+        pin_to_cpu0(nix::unistd::Pid::from_raw(tid))?;
+    }
+    Ok(())
 }
 
 fn checker_conf(run: &CheckerRun) -> String {
@@ -256,7 +357,8 @@ fn checker_conf(run: &CheckerRun) -> String {
         for i in 0..100.min(run.count - s * 100) {
             // Distinct real servers (address × port); every check goes to the responders.
             c.push_str(&format!(
-                " real_server 198.51.100.{} {} {{\n {}\n }}\n",
+                " real_server {}.{} {} {{\n {}\n }}\n",
+                run.net(),
                 11 + i % 64,
                 20000 + s * 2 + i / 64,
                 (run.block)(r)
@@ -386,27 +488,54 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
     let dir = std::env::temp_dir().join(format!("lbt-bench-chk-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (lb, peer) = lb_namespace("bck")?;
-    // The checkers and the responders share the namespace: checks go over local delivery,
-    // so what is measured is the daemon, not a link.
+    // Most runs: the checkers and the responders share the namespace, so checks go over
+    // local delivery and what is measured is the daemon, not a link.
     for host in 11..75 {
-        addr(&lb, "l0", &format!("198.51.100.{host}/32"))?;
+        addr(&lb, "l0", &format!("{LOCAL_NET}.{host}/32"))?;
+        addr(&peer, "p0", &format!("{LINK_NET}.{host}/24"))?;
     }
-    lb.sh("sysctl -qw net.ipv4.ip_local_port_range='1024 65000' net.ipv4.tcp_tw_reuse=1 net.core.somaxconn=4096 \
-           net.ipv4.ping_group_range='0 2147483647'")?;
+    addr(&lb, "l0", &format!("{LINK_NET}.1/24"))?;
+    for ns in [&lb, &peer] {
+        ns.sh("sysctl -qw net.ipv4.ip_local_port_range='1024 65000' net.ipv4.tcp_tw_reuse=1 net.core.somaxconn=4096 \
+               net.ipv4.ping_group_range='0 2147483647'")?;
+    }
+    // Behind the link, the real servers' side runs on CPU 1: RPS hands what reaches p0 there.
+    let two_cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    if two_cpus {
+        peer.sh("echo 2 > /sys/class/net/p0/queues/rx-0/rps_cpus")?;
+    }
     let servers = CheckServers::start(&lb, 9000..9100u16, 9200)?;
+    // Their threads too (started from a thread on CPU 1, they inherit it): off the daemon's CPU.
+    let far_servers = std::thread::scope(|s| {
+        s.spawn(|| {
+            if two_cpus {
+                pin(nix::unistd::Pid::from_raw(0), 1)?;
+            }
+            CheckServers::start(&peer, 9000..9100u16, 9200)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("starting the far responders panicked"))?
+    })?;
     let responders = Responders::start(&lb)?;
     writeln!(
         out,
         "| checks (delay_loop 1) | configured per s | completed per s | lateness p50 / p99 / max (ms) | goal p99 | daemon CPU (cores) | goal | RSS (MiB) | reported down |"
     )?;
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
-    let mut runs = Vec::new();
+    let (mut runs, mut floor) = (Vec::new(), Vec::new());
     for run in checker_runs(quick) {
-        let conf = dir.join(format!("{}.conf", run.label));
+        if run.behind_link && !two_cpus {
+            writeln!(out, "| {} {} behind a link | skipped: one CPU |||||||| ", run.count, run.label)?;
+            continue;
+        }
+        let conf = dir.join(format!("{}-{}.conf", run.label, run.net()));
         std::fs::write(&conf, checker_conf(&run))?;
         let pins = daemon::pin_dir("bck");
         let d = Daemon::start(&lb, &conf, &pins, &["--interface", "l0"])?;
         let pid = d.pid().context("no pid")?;
+        if run.behind_link {
+            pin_process_to_cpu0(pid)?;
+        }
         // Let the first rounds (started together) spread out.
         std::thread::sleep(Duration::from_secs(3));
         let ((done0, hist0), cpu0, w0) = (round_timing(&pins), lb_tests::daemon::cpu_seconds(pid), Instant::now());
@@ -424,6 +553,11 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
             .unwrap_or(0);
         drop(d);
         let (label, count) = (run.label, run.count);
+        let shown = if run.behind_link {
+            format!("{label}, real servers behind a veth (their side on CPU 1, the daemon on CPU 0)")
+        } else {
+            label.to_string()
+        };
         // FILE_CHECK has no rounds: it reads its file when the file changes.
         let (configured, late) = if label == "FILE_CHECK" {
             ("none (on change)".to_string(), "-".to_string())
@@ -432,17 +566,28 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
         };
         writeln!(
             out,
-            "| {count} {label} | {configured} | {rate:.0} | {late} | < 100 | {cpu:.2} | < 0.25 | {rss:.1} | {down} |"
+            "| {count} {shown} | {configured} | {rate:.0} | {late} | < 100 | {cpu:.2} | < 0.25 | {rss:.1} | {down} |"
         )?;
         runs.push(json!({
-            "checker": label, "count": count, "completed_per_s": rate, "rounds_in_window": rounds,
+            "checker": label, "behind_link": run.behind_link, "count": count, "completed_per_s": rate, "rounds_in_window": rounds,
             "late_p50_ms": p50, "late_p99_ms": p99, "late_max_ms": max, "daemon_cpu_cores": cpu,
             "rss_mib": rss, "down": down, "window_s": secs,
         }));
+        if label == "TCP_CHECK" {
+            // What the kernel alone costs for the same connections, right after (docs/benchmarks.md).
+            let targets = tcp_check_targets(&run);
+            let (rate, cpu) = bare_connect_floor(&lb, &targets, run.behind_link, window)?;
+            let which = if run.behind_link { "behind the veth, on CPU 0" } else { "local" };
+            writeln!(
+                out,
+                "| {count} bare connect + close from one thread, {which}: the kernel's floor for the row above | {count} | {rate:.0} | - | - | {cpu:.2} | - | - | - |"
+            )?;
+            floor.push(json!({ "behind_link": run.behind_link, "connections": count, "completed_per_s": rate, "cpu_cores": cpu }));
+        }
     }
     drop(responders);
-    drop(servers);
+    drop((servers, far_servers));
     drop((lb, peer));
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(json!({ "runs": runs, "goal": { "late_p99_ms": 100, "daemon_cpu_cores": 0.25 } }))
+    Ok(json!({ "runs": runs, "tcp_floor": floor, "goal": { "late_p99_ms": 100, "daemon_cpu_cores": 0.25 } }))
 }
