@@ -2414,6 +2414,7 @@ fn use_vmac_matches_keepalived() {
         ("    vmac_prefix vm\n", "    use_vmac\n    vmac_xmit_base\n", "vm.51", true, false),
         ("", "    use_vmac vip51\n", "vip51", false, false),
         ("", "    use_vmac\n", "vrrp.51", false, true),
+        ("", "    use_vmac\n    vmac_xmit_base\n", "vrrp.51", true, true),
     ];
     for (n, (globals, opts, name, xmit_base, v6)) in variants.into_iter().enumerate() {
         let vip = if v6 { format!("{VRRP_VIP6}/64") } else { format!("{VRRP_VIP4}/24") };
@@ -2538,6 +2539,15 @@ fn interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac() {
 #[test]
 fn interop_keepalived_use_vmac_ipv6_failover_keeps_the_vips_mac() {
     vmac_interop("vrrp-vmac-io6", "", true);
+}
+
+/// IPv6 with `vmac_xmit_base` on both: adverts leave from the base interfaces' link-local
+/// addresses and MACs, and the VIP still moves between the VMACs, with the neighbour
+/// advertisements keeping the client's entry on the virtual MAC (the VMACs carry no
+/// link-local address, as `use_vmac_matches_keepalived` compares).
+#[test]
+fn interop_keepalived_vmac_xmit_base_ipv6_failover_keeps_the_vips_mac() {
+    vmac_interop("vrrp-vmac-xb6", "    vmac_xmit_base\n", true);
 }
 
 fn vmac_interop(tag: &str, extra: &str, v6: bool) {

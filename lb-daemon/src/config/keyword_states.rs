@@ -1283,6 +1283,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::use_vmac_matches_keepalived",
             "tests/tests/vrrp.rs::interop_keepalived_vmac_xmit_base_failover_keeps_the_vips_mac",
+            "tests/tests/vrrp.rs::interop_keepalived_vmac_xmit_base_ipv6_failover_keeps_the_vips_mac",
         ],
     ),
     ("global_defs", "vmac_prefix", &["tests/tests/vrrp.rs::use_vmac_matches_keepalived"]),

@@ -443,9 +443,6 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         if v.promote_secondaries {
             err("promote_secondaries is automatically set for vmacs (keepalived reports a config error and ignores it); remove it".into());
         }
-        if v6 && v.vmac_xmit_base {
-            err("vmac_xmit_base on an IPv6 instance is not supported in this version; remove it (adverts then leave from the VMAC)".into());
-        }
         if !v.unicast_peer.is_empty() && !v.vmac_xmit_base {
             err("unicast with use_vmac requires vmac_xmit_base (keepalived reports a config error and sets it); add vmac_xmit_base".into());
         }

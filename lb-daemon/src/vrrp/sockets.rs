@@ -230,9 +230,13 @@ impl Sender {
 }
 
 /// Sends `count` unsolicited neighbour advertisements for `ip` (RFC 4861 §7.2.6: to all
-/// nodes, Override set, our MAC as target link-layer address) from `src` (link-local).
+/// nodes, Override set, our MAC as target link-layer address) from `src` (link-local) out of
+/// `ifindex`. `src` need not be on that interface: a VMAC carries no link-local address when
+/// adverts leave from its base (`vmac_xmit_base`), nor the base's when the source is
+/// configured, so the socket binds it freely.
 pub fn unsolicited_na(ifindex: u32, src: Ipv6Addr, mac: [u8; 6], ip: Ipv6Addr, count: u32) -> Result<()> {
     let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).context("ICMPv6 socket")?;
+    s.set_freebind_v6(true).context("IPV6_FREEBIND for neighbour advertisements")?;
     s.bind(&SocketAddr::V6(SocketAddrV6::new(src, 0, 0, ifindex)).into())
         .with_context(|| format!("binding {src} for neighbour advertisements"))?;
     s.set_multicast_hops_v6(255)?;

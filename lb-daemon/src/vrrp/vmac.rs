@@ -12,7 +12,7 @@
 //!   `clear_rp_filter` does (each interface first keeps its effective value) and restored
 //!   at stop. An IPv6 instance's VMAC (MAC 00:00:5e:00:02:VRID): IPv6 on, no automatic
 //!   link-local address, the base's link-local address added (deprecated) as the adverts'
-//!   source; no IPv4 settings;
+//!   source, none with `vmac_xmit_base` (the adverts leave from the base); no IPv4 settings;
 //! - nftables (table `lb_daemon_vmac`, keepalived's rules): a VMAC's IGMP / MLDv2 reports
 //!   leave from the base interface, and an IPv6 VMAC sends no router solicitation, so a
 //!   backup's VMAC never announces the virtual MAC;
@@ -29,6 +29,16 @@ use anyhow::{Result, bail};
 use tracing::{info, warn};
 
 use crate::netlink::{LinkFacts, Netlink};
+
+/// Where an IPv6 instance's adverts leave from, and the link-local address they come from
+/// (the configured source, else the base interface's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv6Source {
+    /// The VMAC, which carries that address (deprecated, never a chosen source otherwise).
+    Vmac(std::net::Ipv6Addr),
+    /// The base interface (`vmac_xmit_base`), which has it; the VMAC has no link-local address.
+    Base(std::net::Ipv6Addr),
+}
 
 /// The VRRP virtual MAC of `vrid` (RFC 5798 §7.3): 00:00:5e:00:01:VRID, IPv6 00:00:5e:00:02:VRID.
 pub fn virtual_mac(vrid: u8, v6: bool) -> [u8; 6] {
@@ -235,18 +245,19 @@ impl Vmacs {
 
     /// Makes `name` the VMAC of `vrid` on `base` (create, reuse or replace), sets its
     /// sysctls and the base's, and sets it up; returns its index. An IPv6 instance's VMAC
-    /// (`link_local`: the address its adverts come from) keeps IPv6 on, gets no IPv4
-    /// settings, and gets that link-local address (keepalived's `set_link_local_address`).
+    /// (`ipv6`: where its adverts leave from, and their link-local source) keeps IPv6 on,
+    /// gets no IPv4 settings, and gets that address (keepalived's `set_link_local_address`)
+    /// unless the adverts leave from the base (`vmac_xmit_base`): then it has none.
     pub async fn ensure(
         &mut self,
         nl: &Netlink,
         name: &str,
         base: &str,
         vrid: u8,
-        link_local: Option<std::net::Ipv6Addr>,
+        ipv6: Option<Ipv6Source>,
     ) -> Result<u32> {
         let Some(base_facts) = nl.link_facts(base).await? else { bail!("no interface {base}") };
-        let v6 = link_local.is_some();
+        let v6 = ipv6.is_some();
         let mac = virtual_mac(vrid, v6);
         // Before the VMAC exists (keepalived: before its own rp_filter is set to 0).
         if !v6 && self.rp_saved.is_empty() {
@@ -271,11 +282,11 @@ impl Vmacs {
         self.made.insert(name.to_string(), Made { index, base: base.to_string(), v6 });
         // Before the VMAC joins any group (its receiver does, once it is up).
         apply_firewall(&self.firewall_list())?;
-        if let Some(ll) = link_local {
+        if let Some(source) = ipv6 {
             write_sysctl("ipv6", name, "disable_ipv6", 0);
             write_sysctl("ipv6", name, "addr_gen_mode", 1);
             nl.set_up(index).await?;
-            let a = crate::config::IpAddress {
+            let on_vmac = |ll: std::net::Ipv6Addr| crate::config::IpAddress {
                 addr: ll.into(),
                 prefix: 64,
                 broadcast: None,
@@ -289,7 +300,22 @@ impl Vmacs {
                 no_track: false,
                 span: Default::default(),
             };
-            nl.add(&a, name).await?;
+            match source {
+                Ipv6Source::Vmac(ll) => {
+                    nl.add(&on_vmac(ll), name).await?;
+                }
+                // A reused VMAC loses whatever link-local address it has (keepalived's
+                // `del_link_local_address`).
+                Ipv6Source::Base(_) => {
+                    for (ifindex, addr) in nl.addresses().await? {
+                        if let (true, std::net::IpAddr::V6(ll)) = (ifindex == index, addr)
+                            && ll.is_unicast_link_local()
+                        {
+                            nl.del(&on_vmac(ll), name).await?;
+                        }
+                    }
+                }
+            }
             return Ok(index);
         }
         for ((family, key), v) in VMAC_SYSCTLS.iter().zip(VMAC_VALUES) {

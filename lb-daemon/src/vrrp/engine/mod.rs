@@ -212,16 +212,18 @@ impl Engine {
         let configured = use_vmac.name.as_deref();
         let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
         // keepalived's link-local address for an IPv6 VMAC: the configured source, else the
-        // base interface's.
+        // base interface's; on the VMAC unless the adverts leave from the base.
         let link_local = match (v6, v.unicast_src_ip.or(v.mcast_src_ip)) {
             (false, _) => None,
             (true, Some(std::net::IpAddr::V6(a))) => Some(a),
             (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
         };
+        use crate::vrrp::vmac::Ipv6Source;
+        let source = link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) });
         let name =
             crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, prefix, vrid, base_link.index, v6, &taken)
                 .await?;
-        self.vmacs.ensure(&self.netlink, &name, base, vrid, link_local).await?;
+        self.vmacs.ensure(&self.netlink, &name, base, vrid, source).await?;
         Ok(Some(name))
     }
 
