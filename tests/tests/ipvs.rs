@@ -762,7 +762,9 @@ fn auto_probe() {
 /// backup: connections through IPVS appear in lb-daemon's `lb_conntrack` with the kernel's
 /// real servers, and keep working through lb-daemon once it takes the VIP over (a migration
 /// from keepalived+IPVS). lb master → kernel backup: connections through lb-daemon's XDP appear in
-/// `ipvsadm -Lnc` as ESTABLISHED with lb-daemon's real servers.
+/// `ipvsadm -Lnc` as ESTABLISHED with lb-daemon's real servers. Then, with the IPVS backend:
+/// keepalived's sync options reach the kernel's daemon, and a leftover sync daemon is
+/// replaced and both of ours stop at exit.
 fn sync_interop() {
     step("sync_interop");
     let seg = Segment::new(2).unwrap();
@@ -893,6 +895,24 @@ fn sync_interop() {
         assert!(daemon.contains(want), "{want}: {daemon}");
     }
     drop(d);
+
+    // As keepalived: a sync daemon left running (here a backup, as a killed daemon leaves
+    // it) is stopped first and ours started; without an instance both run, and exit stops
+    // both.
+    let ns = Netns::new("isyb").unwrap();
+    ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up && ip link set v1 up && ip addr add 198.51.100.1/24 dev v0")
+        .unwrap();
+    ipvsadm(&ns, "--start-daemon backup --mcast-interface v0 --syncid 4");
+    let cfg = TempConfig::new("syncboth", "global_defs {\n    lvs_sync_daemon v0 id 5\n}\n");
+    let mut d = Daemon::start(&ns, &cfg, &daemon::pin_dir("isyncboth"), &["--backend", "ipvs"]).unwrap();
+    let both = || {
+        let l = ipvsadm(&ns, "-L --daemon");
+        l.lines().filter(|l| l.contains("syncid=5")).count() == 2 && !l.contains("syncid=4")
+    };
+    assert!(eventually(Duration::from_secs(10), both), "{}\n{:#?}", ipvsadm(&ns, "-L --daemon"), d.log());
+    d.stop().unwrap();
+    let after = ipvsadm(&ns, "-L --daemon");
+    assert!(!after.contains("sync daemon"), "a sync daemon outlived lb-daemon: {after}");
 }
 
 /// `--backend auto` on this kernel: the XDP data plane loads, so it runs, and IPVS is not

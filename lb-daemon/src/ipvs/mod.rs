@@ -11,7 +11,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow};
 use tracing::{info, warn};
 
 use crate::{
@@ -139,6 +139,7 @@ pub struct IpvsBackend {
     found: BTreeMap<ServiceId, Programmed>,
     /// Netlink changes made since start (a reload of the same config adds none).
     pub changes: u64,
+    /// The sync config last asked for.
     sync: Option<SyncWant>,
     /// `lvs_timeouts` as set, and the kernel's timeouts from before, restored when the
     /// config drops them and at exit (as keepalived does).
@@ -266,20 +267,23 @@ impl IpvsBackend {
 
     /// Starts, switches or stops the connection sync daemon (`lvs_sync_daemon`): master while
     /// the VRRP instance is master, backup otherwise, both (two kernel daemons, as keepalived
-    /// starts them) without an instance.
+    /// starts them) without an instance. As keepalived's check_daemon.c: any change first
+    /// stops both kernel daemons, whoever started them (a killed daemon's may still run; none
+    /// running is no error), then starts each one the role needs on its own, so one that
+    /// fails leaves the other running; exit (None) stops both.
     pub fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         if want == self.sync {
             return Ok(());
         }
-        if let Some(old) = self.sync.take() {
-            for state in state_codes(old.role) {
-                self.client
-                    .request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(state)])
-                    .context("stopping the IPVS sync daemon")?;
+        let mut failed = Vec::new();
+        for state in [msg::STATE_MASTER, msg::STATE_BACKUP] {
+            match self.client.request(cmd::DEL_DAEMON, vec![SyncDaemon::stop_attr(state)]) {
+                Ok(()) => info!(state = state_name(state), "IPVS sync daemon stopped"),
+                Err(e) if not_running(&e) => {}
+                Err(e) => failed.push(format!("stopping the IPVS sync daemon ({}): {e:#}", state_name(state))),
             }
-            info!(state = old.role.name(), "IPVS sync daemon stopped");
         }
-        if let Some(w) = want {
+        if let Some(w) = &want {
             for state in state_codes(w.role) {
                 let d = SyncDaemon {
                     state,
@@ -290,14 +294,23 @@ impl IpvsBackend {
                     ttl: w.mcast.ttl,
                     group: w.mcast.group,
                 };
-                self.client
-                    .request(cmd::NEW_DAEMON, vec![d.attr()])
-                    .with_context(|| format!("starting the IPVS sync daemon ({}, {})", w.role.name(), w.interface))?;
+                match self.client.request(cmd::NEW_DAEMON, vec![d.attr()]) {
+                    Ok(()) => info!(
+                        state = state_name(state),
+                        interface = w.interface,
+                        sync_id = w.sync_id,
+                        "IPVS sync daemon started"
+                    ),
+                    Err(e) => failed.push(format!(
+                        "starting the IPVS sync daemon ({}, {}): {e:#}",
+                        state_name(state),
+                        w.interface
+                    )),
+                }
             }
-            info!(state = w.role.name(), interface = w.interface, sync_id = w.sync_id, "IPVS sync daemon started");
-            self.sync = Some(w);
         }
-        Ok(())
+        self.sync = want;
+        if failed.is_empty() { Ok(()) } else { Err(anyhow!(failed.join("; "))) }
     }
 
     /// Sets IPVS's connection timeouts (`lvs_timeouts`); None puts back those the kernel had
@@ -390,6 +403,16 @@ impl IpvsBackend {
             None => Ok(()),
         }
     }
+}
+
+/// keepalived's name of a kernel sync daemon's state.
+fn state_name(state: u32) -> &'static str {
+    if state == msg::STATE_MASTER { "master" } else { "backup" }
+}
+
+/// Whether a failed stop found no such daemon running (the kernel's ESRCH).
+fn not_running(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error) == Some(libc::ESRCH)
 }
 
 /// The kernel daemons a role runs: the kernel takes one state per daemon.
