@@ -184,9 +184,11 @@ struct CheckerRun {
     block: fn(usize) -> String,
     top: fn() -> String,
     /// The real servers sit behind the veth in the peer namespace, as on another host: their
-    /// side of each connection runs on the other CPU (RPS) and the daemon is pinned to CPU 0,
-    /// so the daemon pays what it would with remote real servers. Otherwise they are local
-    /// addresses and both ends of every connection run in the daemon's context.
+    /// side of each connection (kernel and threads) runs on a second CPU, the daemon and the
+    /// receive processing of what reaches it (RPS) on the first, so the daemon's CPU time
+    /// leaves out the real servers' work, as with remote ones (a softirq is charged to whatever
+    /// task it interrupts, as on a real NIC). Otherwise they are local addresses and both ends
+    /// of every connection run in the daemon's context.
     behind_link: bool,
 }
 
@@ -287,20 +289,30 @@ fn tcp_check_targets(run: &CheckerRun) -> Vec<std::net::SocketAddr> {
 }
 
 /// The kernel's share of a TCP check here: a bare loop on one thread in `ns` that opens and
-/// closes (as the daemon does: connect, then close) one connection to each of `targets` per
-/// second, in 100 slices of 10 ms, for `window`, on CPU 0 when `pin`. Both ends of a local
-/// connection run mostly in the connecting thread's context (behind the link only its own
-/// side), as they do for the daemon, so its CPU time is a floor no checker in the same place
-/// can go under. Returns (connections per s, cores).
-fn bare_connect_floor(ns: &Netns, targets: &[std::net::SocketAddr], pin: bool, window: Duration) -> Result<(f64, f64)> {
-    use nix::time::{ClockId, clock_gettime};
+/// closes (as the daemon does: a non-blocking connect, then close) one connection to each of
+/// `targets` per second, in 100 slices of 10 ms: each slice's connects are started together
+/// and waited for with one poll, as an event loop does. On CPU `pin` when given. Both ends of
+/// a local connection run mostly in the connecting thread's context (behind the link only its
+/// own side), as they do for the daemon, so its CPU time is the kernel's cost of the same
+/// connections without the daemon's own work. Returns (connections per s, cores).
+fn bare_connect_floor(
+    ns: &Netns,
+    targets: &[std::net::SocketAddr],
+    pin_to: Option<usize>,
+    window: Duration,
+) -> Result<(f64, f64)> {
+    use nix::{
+        poll::{PollFd, PollFlags, PollTimeout, poll},
+        time::{ClockId, clock_gettime},
+    };
+    use std::os::fd::AsFd as _;
     let thread_cpu = || -> Result<f64> {
         let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)?;
         Ok(t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
     };
     ns.run(|| -> Result<(f64, f64)> {
-        if pin {
-            pin_to_cpu0(nix::unistd::Pid::from_raw(0))?;
+        if let Some(cpu) = pin_to {
+            pin(nix::unistd::Pid::from_raw(0), cpu)?;
         }
         let slice = Duration::from_millis(10);
         let per_slice = targets.len().div_ceil(100);
@@ -311,11 +323,41 @@ fn bare_connect_floor(ns: &Netns, targets: &[std::net::SocketAddr], pin: bool, w
                 if start.elapsed() >= window {
                     break 'run;
                 }
+                let mut pending = Vec::with_capacity(chunk.len());
                 for t in chunk {
-                    let c = std::net::TcpStream::connect_timeout(t, Duration::from_secs(2))
-                        .with_context(|| format!("bare connect to {t}"))?;
-                    drop(c);
-                    done += 1;
+                    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+                    s.set_nonblocking(true)?;
+                    match s.connect(&(*t).into()) {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
+                        Err(e) => bail!("bare connect to {t}: {e}"),
+                    }
+                    pending.push(s);
+                }
+                // Until every connect of the slice has completed (writable), 2 s at most.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let mut open = pending;
+                while !open.is_empty() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        bail!("{} bare connects did not complete within 2 s", open.len());
+                    }
+                    let mut fds: Vec<PollFd> =
+                        open.iter().map(|s| PollFd::new(s.as_fd(), PollFlags::POLLOUT)).collect();
+                    poll(&mut fds, PollTimeout::try_from(left.as_millis() as i32).unwrap_or(PollTimeout::MAX))?;
+                    let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect();
+                    drop(fds);
+                    let mut still = Vec::new();
+                    for (s, r) in open.into_iter().zip(ready) {
+                        if !r {
+                            still.push(s);
+                        } else if let Some(e) = s.take_error()? {
+                            bail!("bare connect: {e}");
+                        } else {
+                            done += 1; // closed here, as the checker closes after the handshake
+                        }
+                    }
+                    open = still;
                 }
                 next += slice;
                 std::thread::sleep(next.saturating_duration_since(Instant::now()));
@@ -333,17 +375,30 @@ fn pin(pid: nix::unistd::Pid, cpu: usize) -> Result<()> {
     nix::sched::sched_setaffinity(pid, &set).with_context(|| format!("pinning {pid} to CPU {cpu}"))
 }
 
-fn pin_to_cpu0(pid: nix::unistd::Pid) -> Result<()> {
-    pin(pid, 0)
+/// Keeps every thread of process `pid` on `cpu` (threads it starts later inherit it), until
+/// a pass finds no thread it had not pinned.
+fn pin_process(pid: u32, cpu: usize) -> Result<()> {
+    let mut pinned = std::collections::BTreeSet::new();
+    loop {
+        let mut new = false;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let tid: i32 = task?.file_name().to_string_lossy().parse()?;
+            if pinned.insert(tid) {
+                pin(nix::unistd::Pid::from_raw(tid), cpu)?;
+                new = true;
+            }
+        }
+        if !new {
+            return Ok(());
+        }
+    }
 }
 
-/// Keeps every thread of process `pid` on CPU 0 (threads it starts later inherit it).
-fn pin_process_to_cpu0(pid: u32) -> Result<()> {
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let tid: i32 = task?.file_name().to_string_lossy().parse()?;
-        pin_to_cpu0(nix::unistd::Pid::from_raw(tid))?;
-    }
-    Ok(())
+/// The first two CPUs this process may run on (the daemon's, the real servers'), if two.
+fn two_cpus() -> Option<(usize, usize)> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok()?;
+    let mut cpus = (0..nix::sched::CpuSet::count()).filter(|c| set.is_set(*c).unwrap_or(false));
+    Some((cpus.next()?, cpus.next()?))
 }
 
 fn checker_conf(run: &CheckerRun) -> String {
@@ -499,17 +554,19 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
         ns.sh("sysctl -qw net.ipv4.ip_local_port_range='1024 65000' net.ipv4.tcp_tw_reuse=1 net.core.somaxconn=4096 \
                net.ipv4.ping_group_range='0 2147483647'")?;
     }
-    // Behind the link, the real servers' side runs on CPU 1: RPS hands what reaches p0 there.
-    let two_cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
-    if two_cpus {
-        peer.sh("echo 2 > /sys/class/net/p0/queues/rx-0/rps_cpus")?;
+    // Behind the link, the real servers' side runs on the second CPU (RPS hands what reaches
+    // p0 there), the daemon's side on the first (what reaches l0).
+    let cpus = two_cpus();
+    if let Some((near, far)) = cpus {
+        peer.sh(&format!("echo {:x} > /sys/class/net/p0/queues/rx-0/rps_cpus", 1u64 << far))?;
+        lb.sh(&format!("echo {:x} > /sys/class/net/l0/queues/rx-0/rps_cpus", 1u64 << near))?;
     }
     let servers = CheckServers::start(&lb, 9000..9100u16, 9200)?;
-    // Their threads too (started from a thread on CPU 1, they inherit it): off the daemon's CPU.
+    // Their threads too (started from a thread on that CPU, they inherit it).
     let far_servers = std::thread::scope(|s| {
         s.spawn(|| {
-            if two_cpus {
-                pin(nix::unistd::Pid::from_raw(0), 1)?;
+            if let Some((_, far)) = cpus {
+                pin(nix::unistd::Pid::from_raw(0), far)?;
             }
             CheckServers::start(&peer, 9000..9100u16, 9200)
         })
@@ -524,17 +581,21 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     let (mut runs, mut floor) = (Vec::new(), Vec::new());
     for run in checker_runs(quick) {
-        if run.behind_link && !two_cpus {
-            writeln!(out, "| {} {} behind a link | skipped: one CPU |||||||| ", run.count, run.label)?;
-            continue;
-        }
+        let near = match (run.behind_link, cpus) {
+            (false, _) => None,
+            (true, Some((near, _))) => Some(near),
+            (true, None) => {
+                writeln!(out, "| {} {} behind a link | skipped: one CPU |||||||| ", run.count, run.label)?;
+                continue;
+            }
+        };
         let conf = dir.join(format!("{}-{}.conf", run.label, run.net()));
         std::fs::write(&conf, checker_conf(&run))?;
         let pins = daemon::pin_dir("bck");
         let d = Daemon::start(&lb, &conf, &pins, &["--interface", "l0"])?;
         let pid = d.pid().context("no pid")?;
-        if run.behind_link {
-            pin_process_to_cpu0(pid)?;
+        if let Some(cpu) = near {
+            pin_process(pid, cpu)?;
         }
         // Let the first rounds (started together) spread out.
         std::thread::sleep(Duration::from_secs(3));
@@ -554,7 +615,7 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
         drop(d);
         let (label, count) = (run.label, run.count);
         let shown = if run.behind_link {
-            format!("{label}, real servers behind a veth (their side on CPU 1, the daemon on CPU 0)")
+            format!("{label}, real servers behind a veth (their side on another CPU than the daemon's)")
         } else {
             label.to_string()
         };
@@ -576,8 +637,8 @@ pub fn checker_scale(quick: bool, out: &mut dyn Write) -> Result<serde_json::Val
         if label == "TCP_CHECK" {
             // What the kernel alone costs for the same connections, right after (docs/benchmarks.md).
             let targets = tcp_check_targets(&run);
-            let (rate, cpu) = bare_connect_floor(&lb, &targets, run.behind_link, window)?;
-            let which = if run.behind_link { "behind the veth, on CPU 0" } else { "local" };
+            let (rate, cpu) = bare_connect_floor(&lb, &targets, near, window)?;
+            let which = if run.behind_link { "behind the veth, on the daemon's CPU" } else { "local" };
             writeln!(
                 out,
                 "| {count} bare connect + close from one thread, {which}: the kernel's floor for the row above | {count} | {rate:.0} | - | - | {cpu:.2} | - | - | - |"

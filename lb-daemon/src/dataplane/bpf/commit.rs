@@ -212,14 +212,17 @@ fn source_for(ip: IpAddr) -> [u8; 16] {
 /// Sends one empty UDP datagram to each real server's address so the kernel resolves its
 /// neighbour entry: the XDP FIB lookup only finds next hops the kernel already knows. One
 /// datagram per address (real servers often share one on several ports), from one socket per
-/// family: with 10k real servers this runs every housekeeping period.
+/// family: with 10k real servers this runs every housekeeping period. Non-blocking: datagrams
+/// queued behind unresolved neighbours count against the socket's buffer, and a full one
+/// must not stall the daemon (the next period tries again).
 pub fn prime_neighbours(addrs: impl Iterator<Item = SocketAddr>) {
     let mut seen = std::collections::HashSet::new();
     let (mut v4, mut v6): (Option<Option<UdpSocket>>, Option<Option<UdpSocket>>) = (None, None);
+    let open = |any: SocketAddr| UdpSocket::bind(any).and_then(|s| s.set_nonblocking(true).map(|()| s)).ok();
     for a in addrs.filter(|a| seen.insert(a.ip())) {
         let (socket, any): (_, SocketAddr) =
             if a.is_ipv4() { (&mut v4, ([0, 0, 0, 0], 0).into()) } else { (&mut v6, ([0u16; 8], 0).into()) };
-        if let Some(s) = socket.get_or_insert_with(|| UdpSocket::bind(any).ok()) {
+        if let Some(s) = socket.get_or_insert_with(|| open(any)) {
             let _ = s.send_to(&[], a);
         }
     }
