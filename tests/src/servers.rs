@@ -316,7 +316,6 @@ impl SmtpSink {
 /// Speaks RFC 5321's server side for one connection; returns the message it received.
 fn smtp_session(c: TcpStream) -> Option<String> {
     use std::io::{BufRead, BufReader};
-    c.set_nonblocking(false).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut w = c.try_clone().ok()?;
     let mut r = BufReader::new(c);

@@ -99,15 +99,12 @@ pub trait Backend: Send {
     }
 
     /// Next hops waiting for neighbour resolution (the BPF data plane's FIB misses).
-    fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
-        Ok(Vec::new())
-    }
+    fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>>;
 
     /// Whether `take_unresolved` can return anything: the daemon polls it only then (an idle
-    /// daemon on IPVS has no reason to wake every 50 ms).
-    fn has_unresolved(&self) -> bool {
-        false
-    }
+    /// daemon on IPVS has no reason to wake every 50 ms). No default: a backend that leaves
+    /// next hops to resolve must say so.
+    fn has_unresolved(&self) -> bool;
 
     /// Services, real servers and counters, for dumps.
     fn stats(&mut self) -> Result<serde_json::Value>;

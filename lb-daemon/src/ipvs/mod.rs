@@ -441,6 +441,15 @@ impl Backend for IpvsBackend {
         Some(self.changes)
     }
 
+    // The kernel's IPVS resolves its next hops itself: nothing to hand over.
+    fn take_unresolved(&mut self) -> Result<Vec<(IpAddr, u32)>> {
+        Ok(Vec::new())
+    }
+
+    fn has_unresolved(&self) -> bool {
+        false
+    }
+
     fn set_sync(&mut self, want: Option<SyncWant>) -> Result<()> {
         IpvsBackend::set_sync(self, want)
     }
