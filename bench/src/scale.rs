@@ -25,7 +25,7 @@ fn scale_config(services: usize, reals: usize, changed: bool) -> String {
     let mut c = String::new();
     let mut n = 0usize;
     for s in 0..services {
-        c.push_str(&format!("virtual_server 203.0.113.10 {} {{\n lb_algo wrr\n lb_kind DR\n protocol TCP\n", 1000 + s));
+        c.push_str(&format!("virtual_server 203.0.113.10 {} {{\n lb_algo wrr\n lb_kind NAT\n protocol TCP\n", 1000 + s));
         for r in 0..reals {
             // 64 addresses × 64 ports: up to 4096 distinct real servers per service.
             let (host, port) = (11 + r % 64, 8000 + r / 64);
@@ -406,7 +406,7 @@ fn checker_conf(run: &CheckerRun) -> String {
     let mut r = 0usize;
     for s in 0..run.count.div_ceil(100) {
         c.push_str(&format!(
-            "virtual_server 203.0.113.10 {} {{\n delay_loop 1\n lb_algo rr\n lb_kind DR\n protocol TCP\n",
+            "virtual_server 203.0.113.10 {} {{\n delay_loop 1\n lb_algo rr\n lb_kind NAT\n protocol TCP\n",
             1000 + s
         ));
         for i in 0..100.min(run.count - s * 100) {

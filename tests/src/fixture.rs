@@ -468,6 +468,7 @@ pub fn tcp_service(
         persist_prefix: None,
         reals,
         sorry: None,
+        sorry_fwd: None,
         sorry_inhibit: false,
         quorum: 1,
         hysteresis: 0,

@@ -160,7 +160,8 @@ fn udp_dns_ping_smtp_checker_configs_get_keepalived_verdicts() {
 
 /// The checker defaults keepalived inherits from real_server and virtual_server blocks,
 /// the real server's own alpha, inhibit_on_failure, lvs_method, virtualhost, connection
-/// thresholds and lvs_timeouts: keepalived 2.2.7's `-t` verdict for each, the same here
+/// thresholds, lvs_timeouts and the sorry server's method and port: keepalived 2.2.7's `-t`
+/// verdict for each, the same here
 /// with `--backend ipvs`; with `--backend bpf` what the XDP data plane cannot do (thresholds,
 /// a second forwarding method, timeouts) is refused, naming `--backend ipvs`.
 #[test]
@@ -193,6 +194,27 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
         ("real_server delay_loop 0", vs("", "  delay_loop 0"), 5, None),
         ("alpha maybe", vs("", "  alpha maybe"), 5, None),
         ("lvs_method XX", vs("", "  lvs_method XX"), 5, None),
+        (
+            "sorry_server_lvs_method DR under lb_kind NAT",
+            vs(" sorry_server 198.51.100.99 80\n sorry_server_lvs_method DR", ""),
+            0,
+            Some("forwarded by DR"),
+        ),
+        (
+            "sorry_server_lvs_method before sorry_server",
+            vs(" sorry_server_lvs_method DR\n sorry_server 198.51.100.99 80", ""),
+            5,
+            None,
+        ),
+        ("sorry_server_lvs_method XX", vs(" sorry_server 198.51.100.99 80\n sorry_server_lvs_method XX", ""), 5, None),
+        // keepalived's sorry server takes lb_kind as it stands at its line.
+        (
+            "lb_kind DR after a NAT sorry server",
+            vs(" sorry_server 198.51.100.99 8080\n lb_kind DR", ""),
+            0,
+            Some("forwarded by NAT"),
+        ),
+        ("a NAT sorry server on another port", vs(" sorry_server 198.51.100.99 8080", ""), 0, None),
     ];
     let ns = Netns::new("kainh").unwrap();
     for (what, text, verdict, bpf_refusal) in cases {
@@ -214,6 +236,31 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
             }
             None => assert_eq!(code, Some(0), "{what}: {err}"),
         }
+    }
+    // DR and TUN send to the service's port: keepalived resets another with its warning, which
+    // fails its -t (as every report_config_error does); here the same warning, and -t passes
+    // (tests/tests/corpus.rs: ours fails on errors only). ipvs.rs's `sorry` scenario runs it.
+    let reset = [
+        (
+            "a DR sorry server",
+            vs(" lb_kind DR\n sorry_server 198.51.100.99 8080", ""),
+            "and sorry server ports don't match - resetting",
+        ),
+        (
+            "a DR real server",
+            vs("", "  lvs_method DR").replace("real_server 198.51.100.11 80", "real_server 198.51.100.11 8080"),
+            "and real server [198.51.100.11]:tcp:8080 ports don't match - resetting",
+        ),
+    ];
+    for (what, text, words) in reset {
+        let dir = TempDir::new("inherit");
+        let file = dir.file("keepalived.conf", &text);
+        let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
+        let their_err = String::from_utf8_lossy(&theirs.stderr);
+        assert!(theirs.status.code() == Some(5) && their_err.contains(words), "keepalived 2.2.7, {what}: {theirs:?}");
+        let (code, _, err) = config_test(&["--backend", "ipvs"], &file);
+        assert_eq!(code, Some(0), "{what}: {err}");
+        assert!(err.contains("warning") && err.contains(words), "{what}: {err}");
     }
     // A GUE tunnel keepalived would program: sent as IPIP it would fail open, so it is refused.
     let dir = TempDir::new("inherit");

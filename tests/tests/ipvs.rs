@@ -109,7 +109,7 @@ fn listings(stdout: &str) -> BTreeMap<String, String> {
 }
 
 const SCENARIOS: &str = "LB_IPVS_SCENARIOS";
-const SCENARIO_NAMES: [&str; 7] = ["configs", "flush", "nat", "dr", "tun", "auto", "sync_interop"];
+const SCENARIO_NAMES: [&str; 8] = ["configs", "flush", "sorry", "nat", "dr", "tun", "auto", "sync_interop"];
 
 /// Whether `name` is in the comma-separated `list` (empty: every scenario).
 fn selected(list: &str, name: &str) -> bool {
@@ -122,9 +122,10 @@ fn in_vm() {
     step("start");
     std::process::Command::new("modprobe").args(["-a", "ip_vs", "ip_vs_rr", "ipip", "ip6_tunnel"]).status().unwrap();
     let only = std::env::var(SCENARIOS).unwrap_or_default();
-    let scenarios: [(&str, fn()); 7] = [
+    let scenarios: [(&str, fn()); 8] = [
         ("configs", configs),
         ("flush", flush),
+        ("sorry", sorry_server_methods),
         ("nat", nat_checks_reload_and_sync),
         ("dr", direct_routing),
         ("tun", tunnel),
@@ -259,6 +260,74 @@ fn flush() {
         assert!(same_table(&seen[0].1, &seen[1].1), "{on_stop}: after stop\n{}\nvs ours\n{}", seen[0].1, seen[1].1);
         step(&format!("{on_stop}: keepalived and lb-daemon leave the same tables"));
     }
+}
+
+/// `sorry_server_lvs_method` against keepalived 2.2.7: each service's only real server fails
+/// its check (nothing listens on port 9; `alpha` starts it down), so below quorum the sorry
+/// server takes the service with its own forwarding method (the DR one named with another
+/// port, which both reset to the service's). Both daemons must leave the same table.
+fn sorry_server_methods() {
+    step("sorry_server_lvs_method: keepalived and lb-daemon in turn");
+    let dir = TempDir::new("ipvs-sorry");
+    let lb = Netns::new("isorry").unwrap();
+    let reals = Netns::new("isorryr").unwrap();
+    veth(&lb, "l1", &reals, "r0").unwrap();
+    addr(&lb, "l1", &format!("{LB_BACKEND_SIDE4}/24")).unwrap();
+    addr(&reals, "r0", &format!("{}/24", backend4(0))).unwrap();
+    lb.sh("ip link set lo up").unwrap();
+    let service = |port: u16, kind: &str, sorry: &str, method: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind {kind}\n    \
+             protocol TCP\n    sorry_server {sorry}\n    sorry_server_lvs_method {method}\n    \
+             real_server {} {port} {{\n        alpha\n        TCP_CHECK {{\n            connect_port 9\n            \
+             connect_timeout 1\n        }}\n    }}\n}}\n",
+            backend4(0)
+        )
+    };
+    let conf = dir.file(
+        "sorry.conf",
+        &[
+            service(80, "NAT", "198.51.100.250 8080", "DR"),
+            service(443, "DR", "198.51.100.251 8443", "NAT"),
+            service(25, "NAT", "198.51.100.252 25", "TUN"),
+        ]
+        .concat(),
+    );
+    let sorry_in_place = |ns: &Netns| {
+        let t = flat(ns);
+        ["198.51.100.250:80 Route", "198.51.100.251:8443 Masq", "198.51.100.252:25 Tunnel"]
+            .iter()
+            .all(|want| t.contains(want))
+    };
+    let mut seen = Vec::new();
+    for who in ["keepalived", "lb-daemon"] {
+        let mut ka = None;
+        let mut ours = None;
+        if who == "keepalived" {
+            ka = Some(Keepalived::checkers(&lb, &conf, dir.path(), "sorry").unwrap());
+        } else {
+            ours = Some(Daemon::start(&lb, &conf, &daemon::pin_dir("isorry"), &["--backend", "ipvs", "-C"]).unwrap());
+        }
+        let settled = eventually(Duration::from_secs(30), || sorry_in_place(&lb));
+        assert!(settled, "{who}: the sorry servers did not take over with their methods:\n{}", listing(&lb));
+        // Settled: no real server comes back in the next checks.
+        std::thread::sleep(Duration::from_secs(2));
+        seen.push(listing(&lb));
+        if let Some(mut k) = ka {
+            k.stop().unwrap();
+        }
+        if let Some(mut d) = ours {
+            d.stop().unwrap();
+        }
+        ipvsadm(&lb, "-C");
+    }
+    assert!(
+        same_table(&seen[0], &seen[1]),
+        "keepalived 2.2.7 programs\n{}\nlb-daemon programmed\n{}",
+        seen[0],
+        seen[1]
+    );
+    step("sorry_server_lvs_method: keepalived and lb-daemon program the same sorry servers");
 }
 
 /// The oracle: keepalived 2.2.7's checker process on each config, in the same namespace

@@ -48,7 +48,7 @@ fn master_config(weight: u32) -> String {
     for s in 0..SERVICES {
         let algo = if s % 2 == 0 { "mh" } else { "wrr" };
         c.push_str(&format!(
-            "virtual_server {VIP4} {} {{\n delay_loop 2\n lb_algo {algo}\n lb_kind DR\n protocol TCP\n",
+            "virtual_server {VIP4} {} {{\n delay_loop 2\n lb_algo {algo}\n lb_kind NAT\n protocol TCP\n",
             1000 + s
         ));
         for r in 0..REALS {

@@ -61,11 +61,6 @@ pub fn keepalived_takes(block: &str, word: &str) -> bool {
 /// skipped with a warning. Where the table of a block reads the keyword, the table wins.
 pub const REFUSED: &[(&str, &str, &str)] = &[
     (
-        "virtual_server",
-        "sorry_server_lvs_method",
-        "the sorry server uses the virtual server's lb_kind in this version; remove it",
-    ),
-    (
         "vrrp_instance",
         "use_vmac_addr",
         "VMACs for the addresses of other interfaces or of the other family are not implemented; remove it \

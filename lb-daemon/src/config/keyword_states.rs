@@ -1464,6 +1464,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ),
     (
         "virtual_server",
+        "sorry_server_lvs_method",
+        &[
+            "lb-daemon/src/ipvs/tests.rs::sorry_server_lvs_method_reaches_the_sorry_destination",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+        ],
+    ),
+    (
+        "virtual_server",
         "sorry_server_inhibit",
         &["lb-daemon/src/ipvs/tests.rs::sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum"],
     ),

@@ -187,6 +187,7 @@ fn parse_forward(ctx: &mut Ctx, st: &Stmt) -> Option<ForwardMethod> {
 fn forward_method(ctx: &mut Ctx, vs: &mut VirtualServer, st: &Stmt) {
     if let Some(f) = parse_forward(ctx, st) {
         vs.forward = f;
+        vs.forward_set = true;
     }
 }
 
@@ -262,7 +263,20 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
             vs.hysteresis = h;
         }
     }),
-    Keyword::new("sorry_server", |ctx, vs, st| vs.sorry_server = ip_port(ctx, st, 0).map(Into::into)),
+    Keyword::new("sorry_server", |ctx, vs, st| {
+        vs.sorry_server = ip_port(ctx, st, 0).map(Into::into);
+        vs.sorry_server_lb_kind = vs.forward_set.then_some(vs.forward);
+    }),
+    // keepalived refuses it before the sorry server ("sorry_server forwarding used without
+    // sorry_server").
+    Keyword::new("sorry_server_lvs_method", |ctx, vs, st| {
+        if vs.sorry_server.is_none() {
+            ctx.error(st.keyword().span, "sorry_server_lvs_method needs a sorry_server before it");
+            return;
+        }
+        vs.sorry_server_forward = parse_forward(ctx, st).or(vs.sorry_server_forward);
+        vs.sorry_server_forward_span = Some(st.keyword().span);
+    }),
     Keyword::new("sorry_server_inhibit", |ctx, vs, st| vs.sorry_server_inhibit = ctx.flag(st)),
     Keyword::new("ops", |ctx, vs, st| vs.ops = ctx.flag(st)),
     Keyword::new("mh_seed", |ctx, vs, st| vs.mh_seed = ctx.parse(st, 0, "a number (the Maglev hash seed)")),
@@ -307,6 +321,7 @@ fn real_server(ctx: &mut Ctx, vs: &mut VirtualServer, stmt: &Stmt) {
     let block = stmt.block.as_deref().unwrap_or_default();
     let (ip, port) = addr.unwrap_or((IpAddr::from([0u8; 4]), 0));
     let mut rs = RealServer::new(ip, port, stmt.keyword().span);
+    rs.lb_kind = vs.forward_set.then_some(vs.forward);
     ctx.apply(REAL_SERVER, &mut rs, block, "real_server");
     if addr.is_some() {
         vs.real_servers.push(rs);

@@ -1007,6 +1007,18 @@ pub struct VirtualServer {
     pub quorum_down: Option<Script>,
     pub hysteresis: u32,
     pub sorry_server: Option<SocketAddr>,
+    /// `sorry_server_lvs_method`: the sorry server's forwarding method; unset: lb_kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server_forward: Option<ForwardMethod>,
+    #[serde(skip)]
+    pub sorry_server_forward_span: Option<Span>,
+    /// lb_kind as it stood at the `sorry_server` line, if set by then: keepalived's
+    /// `alloc_ssvr` copies it, so a later lb_kind does not reach the sorry server.
+    #[serde(skip)]
+    pub sorry_server_lb_kind: Option<ForwardMethod>,
+    /// Whether `lb_kind` has been read yet (for the copies above and in `RealServer`).
+    #[serde(skip)]
+    pub forward_set: bool,
     pub sorry_server_inhibit: bool,
     /// Mail on this service's real server and quorum changes (global default otherwise).
     pub smtp_alert: Option<bool>,
@@ -1036,6 +1048,11 @@ pub struct VirtualServer {
 }
 
 impl VirtualServer {
+    /// The sorry server's forwarding method: `sorry_server_lvs_method`, else lb_kind.
+    pub fn sorry_forward(&self) -> ForwardMethod {
+        self.sorry_server_forward.or(self.sorry_server_lb_kind).unwrap_or(self.forward)
+    }
+
     pub fn new(addr: ServiceAddr, span: Span) -> Self {
         Self {
             addr,
@@ -1059,6 +1076,10 @@ impl VirtualServer {
             quorum_down: None,
             hysteresis: 0,
             sorry_server: None,
+            sorry_server_forward: None,
+            sorry_server_forward_span: None,
+            sorry_server_lb_kind: None,
+            forward_set: false,
             sorry_server_inhibit: false,
             smtp_alert: None,
             ops: false,
@@ -1114,6 +1135,10 @@ pub struct RealServer {
     pub alpha: Option<bool>,
     /// `lvs_method`: this real server's forwarding method; unset: the virtual server's lb_kind.
     pub forward: Option<ForwardMethod>,
+    /// lb_kind as it stood at the `real_server` line, if set by then: keepalived's `alloc_rs`
+    /// copies it, so a later lb_kind does not reach this real server.
+    #[serde(skip)]
+    pub lb_kind: Option<ForwardMethod>,
     /// IPVS connection thresholds (`uthreshold`, `lthreshold`); 0 = none.
     pub u_threshold: u32,
     pub l_threshold: u32,
@@ -1146,6 +1171,7 @@ impl RealServer {
             inhibit_on_failure: None,
             alpha: None,
             forward: None,
+            lb_kind: None,
             u_threshold: 0,
             l_threshold: 0,
             forward_span: None,
@@ -1174,9 +1200,10 @@ impl RealServer {
         self.alpha.unwrap_or(vs.alpha)
     }
 
-    /// The forwarding method: `lvs_method` here, else `vs`'s lb_kind.
+    /// The forwarding method: `lvs_method` here, else `vs`'s lb_kind (as it stood at this
+    /// block, if set by then).
     pub fn forward(&self, vs: &VirtualServer) -> ForwardMethod {
-        self.forward.unwrap_or(vs.forward)
+        self.forward.or(self.lb_kind).unwrap_or(vs.forward)
     }
 }
 

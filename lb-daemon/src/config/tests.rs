@@ -286,7 +286,7 @@ virtual_server 203.0.113.10 80 {
     quorum_up /etc/lb/up.sh
     quorum_down /etc/lb/down.sh
     hysteresis 1
-    sorry_server 198.51.100.99 8080
+    sorry_server 198.51.100.99 80
     sorry_server_inhibit
     smtp_alert
     real_server 198.51.100.11 80 {
@@ -315,7 +315,7 @@ virtual_server 203.0.113.10 80 {
             virtualhost check.example.com
         }
     }
-    real_server 198.51.100.12 443 {
+    real_server 198.51.100.12 80 {
         SSL_GET {
             url {
                 path /
@@ -381,7 +381,7 @@ fn lvs_blocks() {
     assert_eq!(vs.quorum_down.as_ref().unwrap().command, "/etc/lb/down.sh");
     assert_eq!(
         (vs.sorry_server, vs.sorry_server_inhibit),
-        (Some("198.51.100.99:8080".parse::<SocketAddr>().unwrap()), true)
+        (Some("198.51.100.99:80".parse::<SocketAddr>().unwrap()), true)
     );
 
     let rs = &vs.real_servers[0];
@@ -651,6 +651,27 @@ fn ipvs_only_real_server_settings_and_timeouts_are_refused_for_bpf_only() {
         "virtual_server 203.0.113.10 80 {\n lb_kind DR\n real_server 198.51.100.11 80 {\n  lvs_method DR\n }\n}\n";
     let l = load_str_with_backend(same, BackendKind::Bpf);
     assert!(l.diagnostics.is_empty(), "{}", l.render());
+}
+
+/// keepalived's `alloc_rs` and `alloc_ssvr` copy lb_kind as it stands at their line; one set
+/// only later reaches them at the end (check_data.c). A second lb_kind therefore splits the
+/// service's methods, which only IPVS runs.
+#[test]
+fn real_and_sorry_servers_take_lb_kind_as_it_stands_at_their_line() {
+    let src = "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n }\n lb_kind NAT\n \
+               sorry_server 198.51.100.99 8080\n real_server 198.51.100.12 80 {\n }\n lb_kind DR\n \
+               real_server 198.51.100.13 80 {\n }\n}\n";
+    let l = load_str_with_backend(src, BackendKind::Ipvs);
+    assert!(!l.has_errors(), "{}", l.render());
+    let vs = &l.config.virtual_servers[0];
+    let methods: Vec<ForwardMethod> = vs.real_servers.iter().map(|r| r.forward(vs)).collect();
+    assert_eq!(methods, [ForwardMethod::Dr, ForwardMethod::Nat, ForwardMethod::Dr]);
+    assert_eq!((vs.forward, vs.sorry_forward()), (ForwardMethod::Dr, ForwardMethod::Nat));
+    let strict = load_str_with_backend(src, BackendKind::Bpf);
+    let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("real_server 198.51.100.12:80: lvs_method NAT differs"), "{}", errs[0]);
+    assert!(errs[1].contains("sorry_server 198.51.100.99:8080: forwarded by NAT"), "{}", errs[1]);
 }
 
 /// keepalived's tunnel options after `lb_kind` / `lvs_method` (`type gue port N`, `csum`):

@@ -1,11 +1,11 @@
 //! Semantic validation across the whole model: what each keyword alone cannot know (not to
 //! be confused with `crate::check`, the health checkers).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
 
 use super::{
     diag::Diagnostic,
-    model::{AuthType, BackendKind, CheckKind, Config, ServiceAddr, Tracked, VrrpInstance},
+    model::{AuthType, BackendKind, CheckKind, Config, ForwardMethod, ServiceAddr, Tracked, VrrpInstance},
 };
 
 /// Every cross-keyword problem of `cfg` for `backend`.
@@ -639,6 +639,47 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 );
                 ipvs_only(backend, rs.forward_span.unwrap_or(rs.span), msg, d);
             }
+        }
+        // keepalived's validate_check_config: DR and TUN send to the service's port, and a real
+        // or sorry server naming another is reset to it, with its warning (IPVS is then
+        // programmed with the service's port, `ipvs::plan`; XDP keeps the port for DR and TUN).
+        if let ServiceAddr::Inet(va) = &vs.addr {
+            let resets =
+                |f: ForwardMethod, a: SocketAddr| f != ForwardMethod::Nat && a.port() != 0 && a.port() != va.port();
+            let vs_name = vs.keepalived_name();
+            for rs in vs.real_servers.iter().filter(|rs| resets(rs.forward(vs), rs.addr)) {
+                d.push(Diagnostic::warning(
+                    rs.span,
+                    format!(
+                        "virtual server {vs_name} and real server {} ports don't match - resetting (lvs_method {} \
+                         sends to port {})",
+                        vs.keepalived_real_name(rs.addr),
+                        rs.forward(vs).name(),
+                        va.port()
+                    ),
+                ));
+            }
+            if vs.sorry_server.is_some_and(|s| resets(vs.sorry_forward(), s)) {
+                d.push(Diagnostic::warning(
+                    vs.sorry_server_forward_span.unwrap_or(vs.span),
+                    format!(
+                        "virtual server {vs_name} and sorry server ports don't match - resetting (forwarded by {} to \
+                         port {})",
+                        vs.sorry_forward().name(),
+                        va.port()
+                    ),
+                ));
+            }
+        }
+        if let Some(s) = vs.sorry_server.filter(|_| vs.sorry_forward() != vs.forward) {
+            let msg = format!(
+                "sorry_server {s}: forwarded by {} (sorry_server_lvs_method, or lb_kind as it stood at the \
+                 sorry_server line, as keepalived), the virtual_server by lb_kind {}; the XDP data plane forwards \
+                 all of a service's servers one way",
+                vs.sorry_forward().name(),
+                vs.forward.name()
+            );
+            ipvs_only(backend, vs.sorry_server_forward_span.unwrap_or(vs.span), msg, d);
         }
         let fwmark = matches!(vs.addr, ServiceAddr::Fwmark(_))
             || matches!(&vs.addr, ServiceAddr::Group(g) if cfg.virtual_server_groups.iter().any(|x| &x.name == g

@@ -48,6 +48,9 @@ pub struct DesiredService {
     pub persist_prefix: Option<u8>,
     pub reals: Vec<DesiredReal>,
     pub sorry: Option<SocketAddr>,
+    /// The sorry server's forwarding method where `sorry_server_lvs_method` makes it differ
+    /// from `forward` (IPVS only).
+    pub sorry_fwd: Option<ForwardMethod>,
     /// `sorry_server_inhibit`: above quorum the sorry server stays in IPVS at weight 0
     /// instead of being removed (keepalived's "Disabling" / "Enabling").
     pub sorry_inhibit: bool,
@@ -119,6 +122,11 @@ fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> 
         return Some(format!(
             "{name}: real server {}: a forwarding method other than the service's lb_kind needs the IPVS backend",
             r.addr
+        ));
+    }
+    if vs.sorry_server.is_some() && vs.sorry_forward() != vs.forward {
+        return Some(format!(
+            "{name}: a sorry server forwarded other than by the service's lb_kind needs the IPVS backend"
         ));
     }
     None
@@ -221,6 +229,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
                 })
                 .collect(),
             sorry: vs.sorry_server,
+            sorry_fwd: Some(vs.sorry_forward()).filter(|f| *f != vs.forward),
             sorry_inhibit: vs.sorry_server_inhibit,
             quorum: vs.quorum,
             hysteresis: vs.hysteresis,

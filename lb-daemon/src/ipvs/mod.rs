@@ -118,10 +118,11 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
             // removes it, or with sorry_server_inhibit keeps it at weight 0 (unless it is
             // also a real server).
             if let Some(s) = d.sorry {
+                let fwd = d.sorry_fwd.map_or(service_fwd, fwd_code);
                 if !d.quorum_up {
-                    add(s, 1, service_fwd, 0, 0);
+                    add(s, 1, fwd, 0, 0);
                 } else if d.sorry_inhibit && !d.reals.iter().any(|r| r.addr == s) {
-                    add(s, 0, service_fwd, 0, 0);
+                    add(s, 0, fwd, 0, 0);
                 }
             }
             out.insert(id, Programmed { service, dests });

@@ -245,6 +245,7 @@ fn desired(forward: ForwardMethod) -> DesiredService {
             DesiredReal { addr: "198.51.100.12:8080".parse().unwrap(), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 },
         ],
         sorry: Some("198.51.100.99:8080".parse().unwrap()),
+        sorry_fwd: None,
         sorry_inhibit: false,
         quorum: 1,
         hysteresis: 0,
@@ -372,6 +373,33 @@ fn per_real_server_method_and_thresholds_reach_the_destination() {
     for want in [attr(5, 100), attr(6, 50), attr(3, msg::FWD_DROUTE)] {
         assert!(bytes.windows(8).any(|w| w == want.as_slice()), "{want:?} not in {bytes:?}");
     }
+}
+
+/// `sorry_server_lvs_method` (keepalived's `ss_forwarding_handler`): below quorum the sorry
+/// server joins IPVS with its own method; without it the sorry server takes lb_kind.
+#[test]
+fn sorry_server_lvs_method_reaches_the_sorry_destination() {
+    let sorry_dest = |sorry: &str, extra: &str| {
+        let l = crate::config::parse_str(
+            "t.conf",
+            &format!(
+                "virtual_server 203.0.113.10 80 {{\n lb_kind NAT\n sorry_server {sorry}\n{extra} \
+                 real_server 198.51.100.11 80 {{\n  TCP_CHECK {{\n  }}\n }}\n}}\n"
+            ),
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let (mut d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+        d[0].quorum_up = false;
+        let (p, _) = plan(&d);
+        let dests = p.into_values().next().unwrap().dests;
+        dests.into_iter().find(|((ip, _), _)| *ip == "198.51.100.99".parse::<IpAddr>().unwrap()).unwrap()
+    };
+    let ((_, port), dest) = sorry_dest("198.51.100.99 80", " sorry_server_lvs_method DR\n");
+    assert_eq!((port, dest.fwd, dest.weight), (80, msg::FWD_DROUTE, 1));
+    let ((_, port), dest) = sorry_dest("198.51.100.99 80", " sorry_server_lvs_method TUN\n");
+    assert_eq!((port, dest.fwd), (80, msg::FWD_TUNNEL));
+    let ((_, port), dest) = sorry_dest("198.51.100.99 8080", "");
+    assert_eq!((port, dest.fwd), (8080, msg::FWD_MASQ));
 }
 
 /// `lvs_timeouts` becomes `IPVS_CMD_SET_CONFIG` with `IPVS_CMD_ATTR_TIMEOUT_TCP` (4),

@@ -346,6 +346,7 @@ mod tests {
                 .map(|(a, w)| DesiredReal { addr: a.parse().unwrap(), weight: *w, fwd: None, u_thresh: 0, l_thresh: 0 })
                 .collect(),
             sorry: None,
+            sorry_fwd: None,
             sorry_inhibit: false,
             quorum: 1,
             hysteresis: 0,
