@@ -25,7 +25,10 @@ fn scale_config(services: usize, reals: usize, changed: bool) -> String {
     let mut c = String::new();
     let mut n = 0usize;
     for s in 0..services {
-        c.push_str(&format!("virtual_server 203.0.113.10 {} {{\n lb_algo wrr\n lb_kind NAT\n protocol TCP\n", 1000 + s));
+        c.push_str(&format!(
+            "virtual_server 203.0.113.10 {} {{\n lb_algo wrr\n lb_kind NAT\n protocol TCP\n",
+            1000 + s
+        ));
         for r in 0..reals {
             // 64 addresses × 64 ports: up to 4096 distinct real servers per service.
             let (host, port) = (11 + r % 64, 8000 + r / 64);

@@ -92,6 +92,11 @@ pub fn http_reply(data: &[u8]) -> Option<crate::check::http::Reply> {
             tls: false,
             sni: None,
             host: None,
+            protocol: match sel >> 1 & 3 {
+                0 => crate::config::HttpProtocol::Http10,
+                1 => crate::config::HttpProtocol::Http10Close,
+                _ => crate::config::HttpProtocol::Http11,
+            },
         };
         let r =
             tokio::time::timeout(Duration::from_secs(1), crate::check::http::exchange(client, &t, "/", sel & 1 != 0))

@@ -239,6 +239,10 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(short = 't', long, default_value_t = 5)]
         timeout: u64,
+        /// The request's HTTP version, as keepalived's genhash -P and a checker's
+        /// `http_protocol`: 1.0 (default), 1.0c (with Connection: close) or 1.1.
+        #[arg(short = 'P', long = "protocol", value_parser = parse_http_protocol, default_value = "1.0")]
+        protocol: lb_daemon::config::HttpProtocol,
     },
 }
 
@@ -288,7 +292,7 @@ fn main() -> ExitCode {
                 pcap: pcap.as_deref(),
             })
         }
-        Some(Command::Genhash { server, port, url, ssl, virtualhost, sni, fwmark, timeout }) => {
+        Some(Command::Genhash { server, port, url, ssl, virtualhost, sni, fwmark, timeout, protocol }) => {
             let port = port.unwrap_or(if *ssl { 443 } else { 80 });
             let target = lb_daemon::check::http::Target {
                 addr: (*server, port).into(),
@@ -296,6 +300,7 @@ fn main() -> ExitCode {
                 tls: *ssl,
                 sni: if *sni { virtualhost.clone() } else { None },
                 host: virtualhost.clone(),
+                protocol: *protocol,
             };
             genhash(&target, url, *timeout)
         }
@@ -482,6 +487,10 @@ fn decap(cli: &Cli, from: &[std::net::IpAddr], vips: &[std::net::IpAddr]) -> any
         &object,
         lb_daemon::dataplane::decap::Options { interfaces: &cli.interfaces, from, vips },
     ))
+}
+
+fn parse_http_protocol(s: &str) -> Result<lb_daemon::config::HttpProtocol, String> {
+    lb_daemon::config::HttpProtocol::parse(s).ok_or_else(|| format!("`{s}` is not 1.0, 1.0c or 1.1"))
 }
 
 fn genhash(target: &lb_daemon::check::http::Target, url: &str, timeout: u64) -> anyhow::Result<()> {

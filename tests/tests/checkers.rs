@@ -865,6 +865,63 @@ fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
     }
 }
 
+/// `http_protocol` (keepalived 2.2.7's request_template): the request's version and whether
+/// it asks the server to close. The oracle: keepalived's own genhash (`keepalived -T -P`, its
+/// HTTP_GET code) and ours GET `/request`, which answers the request as the server received
+/// it, and must get the same digest for each version, with and without a virtual host. Then
+/// the effect: a server answering 505 to anything but HTTP/1.1 keeps the real server only
+/// for the service whose checker says `http_protocol 1.1` (keepalived's default is 1.0).
+#[test]
+fn http_protocol_sends_keepalived_s_request() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-proto");
+    let b0 = backend4(0);
+    let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
+    let request = |cmd: &str| {
+        let out = topo.lb.sh(&format!("{cmd} -s {b0} -p 80 -u /request 2>&1")).unwrap_or_default();
+        let hex = |w: &&str| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit());
+        out.lines().find_map(|l| l.split_whitespace().last().filter(hex).map(str::to_string))
+    };
+    let lb = daemon::binary().unwrap().display().to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    for args in ["", "-P 1.0", "-P 1.0c", "-P 1.1", "-P 1.1 -V www.example"] {
+        let theirs = request(&format!("keepalived -T {args}"));
+        assert!(theirs.is_some(), "keepalived 2.2.7 genhash {args} got no digest");
+        let ours = request(&format!("{lb} genhash {args}"));
+        assert_eq!(ours, theirs, "lb-daemon genhash {args} (left) against keepalived's (right)");
+        seen.insert(theirs);
+    }
+    // The default and -P 1.0 ask the same; the others differ from each other.
+    assert_eq!(seen.len(), 4, "{seen:?}");
+
+    let service = |port: u16, protocol: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 80 {{\n        HTTP_GET {{\n            url {{\n                path /http11\n            \
+             }}\n{protocol}            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n"
+        )
+    };
+    let config = dir.file(
+        "keepalived.conf",
+        &[
+            service(80, ""),
+            service(81, "            http_protocol 1.0C\n"),
+            service(82, "            http_protocol 1.1\n"),
+        ]
+        .concat(),
+    );
+    let pins = daemon::pin_dir("chk-proto");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
+    let down = || scheduled(&pins, &svc(80)).is_empty() && scheduled(&pins, &svc(81)).is_empty();
+    assert!(eventually(Duration::from_secs(6), down), "HTTP/1.0 checks were not refused: {:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("505")), "{:#?}", d.log());
+    // A few more checks: HTTP/1.1 keeps its real server.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(scheduled(&pins, &svc(82)), reals(&[0], 80), "{:#?}", d.log());
+}
+
 /// `fwmark N` in a checker marks its probe's packets (SO_MARK), so policy routing steers the
 /// probe as keepalived 2.2.7's layer4.c does. On the load balancer the backend is reachable
 /// only through the table marked packets look up (the main table says unreachable). The

@@ -1,4 +1,5 @@
-//! HTTP_GET and SSL_GET: one GET per url over HTTP/1.1 (hyper), plain or TLS (rustls).
+//! HTTP_GET and SSL_GET: one GET per url (hyper), plain or TLS (rustls), the request as
+//! keepalived's template writes it (`http_protocol`: version and `Connection: close`).
 //!
 //! Bounded against hostile servers: hyper refuses a response head larger than
 //! `MAX_HEAD` bytes (or with too many headers), the body is streamed into the MD5 and never
@@ -7,7 +8,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use http_body_util::{BodyExt, Empty};
-use hyper::{Request, body::Bytes};
+use hyper::{Request, Version, body::Bytes};
 use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use rustls::{
@@ -18,6 +19,7 @@ use rustls::{
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{error::ProbeError, tcp};
+use crate::config::HttpProtocol;
 
 /// Largest response head (status line and headers) accepted; hyper's minimum is 8 KiB.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -32,6 +34,8 @@ pub struct Target {
     pub sni: Option<String>,
     /// The Host header; the address when unset.
     pub host: Option<String>,
+    /// `http_protocol`: HTTP/1.0 by default, as keepalived.
+    pub protocol: HttpProtocol,
 }
 
 /// What one GET returned.
@@ -69,8 +73,10 @@ pub async fn exchange<S>(stream: S, t: &Target, path: &str, digest: bool) -> Res
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    // keepalived's header names are title case; servers should not care, some do.
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD)
+        .title_case_headers(true)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
         .await
         .map_err(|e| ProbeError::Http(e.to_string()))?;
@@ -83,10 +89,16 @@ where
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         },
     };
-    let req = Request::get(path)
+    // keepalived's request_template: the version, User-Agent, Connection (1.0C and 1.1 only),
+    // Host, in that order (hyper writes headers in insertion order).
+    let mut req = Request::get(path)
+        .version(if t.protocol == HttpProtocol::Http11 { Version::HTTP_11 } else { Version::HTTP_10 })
+        .header(hyper::header::USER_AGENT, "KeepAliveClient");
+    if t.protocol != HttpProtocol::Http10 {
+        req = req.header(hyper::header::CONNECTION, "close");
+    }
+    let req = req
         .header(hyper::header::HOST, host)
-        .header(hyper::header::USER_AGENT, "KeepAliveClient")
-        .header(hyper::header::CONNECTION, "close")
         .body(Empty::new())
         .map_err(|e| ProbeError::Http(format!("bad request for {path}: {e}")))?;
     let result = async {
@@ -194,7 +206,7 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None }
+        Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None, protocol: HttpProtocol::Http11 }
     }
 
     #[tokio::test]
@@ -213,6 +225,29 @@ mod tests {
         let r = get(&target(addr), "/", true).await.unwrap();
         assert_eq!(r.status, 503);
         assert_eq!(r.digest, Some(hex(&Md5::digest(b"busy"))));
+    }
+
+    /// keepalived 2.2.7's request_template, byte for byte, for each `http_protocol`
+    /// (tests/tests/checkers.rs compares with keepalived's own genhash too).
+    #[tokio::test]
+    async fn requests_are_keepalived_s_for_each_http_protocol() {
+        let cases = [
+            (HttpProtocol::Http10, "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nHost: HOST\r\n\r\n"),
+            (
+                HttpProtocol::Http10Close,
+                "GET /health HTTP/1.0\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: HOST\r\n\r\n",
+            ),
+            (
+                HttpProtocol::Http11,
+                "GET /health HTTP/1.1\r\nUser-Agent: KeepAliveClient\r\nConnection: close\r\nHost: HOST\r\n\r\n",
+            ),
+        ];
+        for (protocol, want) in cases {
+            let (addr, req) = serve(b"HTTP/1.0 200 OK\r\n\r\n".to_vec()).await;
+            let t = Target { protocol, ..target(addr) };
+            get(&t, "/health", false).await.unwrap();
+            assert_eq!(req.await.unwrap(), want.replace("HOST", &addr.to_string()), "{protocol:?}");
+        }
     }
 
     #[tokio::test]

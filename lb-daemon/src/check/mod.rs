@@ -242,7 +242,7 @@ fn spec(
     let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, from }, connect_timeout),
-        CheckKind::HttpGet { urls, virtualhost } | CheckKind::SslGet { urls, virtualhost, .. } => {
+        CheckKind::HttpGet { urls, virtualhost, protocol } | CheckKind::SslGet { urls, virtualhost, protocol, .. } => {
             let (tls, enable_sni) = match c.kind {
                 CheckKind::SslGet { enable_sni, .. } => (true, enable_sni),
                 _ => (false, false),
@@ -251,7 +251,7 @@ fn spec(
             // keepalived's ssl_connect names the checker's virtualhost, else the virtual
             // server's: never the real server's, which only the Host header takes.
             let sni = if enable_sni { virtualhost.clone().or_else(|| vs.virtualhost.clone()) } else { None };
-            let target = http::Target { addr, from, tls, sni, host };
+            let target = http::Target { addr, from, tls, sni, host, protocol: *protocol };
             (
                 if tls { "SSL_GET" } else { "HTTP_GET" },
                 Probe::Http { target, urls: urls.clone(), sni: enable_sni },
@@ -922,7 +922,14 @@ mod tests {
             virtualhost: None,
         };
         let http = |addr, urls| Probe::Http {
-            target: http::Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None },
+            target: http::Target {
+                addr,
+                from: tcp::Origin::default(),
+                tls: false,
+                sni: None,
+                host: None,
+                protocol: Default::default(),
+            },
             urls,
             sni: false,
         };
@@ -942,7 +949,14 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(2));
         // Plain HTTP answering a TLS client: the handshake fails with a clear error.
         let tls = Probe::Http {
-            target: http::Target { addr: ok, from: tcp::Origin::default(), tls: true, sni: None, host: None },
+            target: http::Target {
+                addr: ok,
+                from: tcp::Origin::default(),
+                tls: true,
+                sni: None,
+                host: None,
+                protocol: Default::default(),
+            },
             urls: vec![url(None)],
             sni: false,
         };

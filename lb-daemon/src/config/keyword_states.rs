@@ -116,7 +116,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ),
     ("ip_family", "virtual_server", "remove it: a firewall-mark service's family follows its real servers"),
     // Checker verdicts.
-    ("http_protocol", "HTTP_GET, SSL_GET", CHECK),
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
@@ -1461,6 +1460,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "vrrp_instance",
         "virtual_ipaddress_excluded",
         &["lb-daemon/src/vrrp/engine/live.rs::excluded_addresses_are_held_but_not_advertised"],
+    ),
+    (
+        "checkers",
+        "http_protocol",
+        &[
+            "tests/tests/checkers.rs::http_protocol_sends_keepalived_s_request",
+            "lb-daemon/src/check/http.rs::requests_are_keepalived_s_for_each_http_protocol",
+        ],
     ),
     (
         "virtual_server",

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use super::{
     keyword::{Ctx, Keyword},
     model::{
-        CheckKind, Checker, Config, ForwardMethod, GroupMember, Protocol, RealServer, SCHED_FLAG_1, SCHED_FLAG_2,
-        SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost, Url, VirtualServer, VirtualServerGroup,
+        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, Protocol, RealServer, SCHED_FLAG_1,
+        SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost, Url, VirtualServer, VirtualServerGroup,
     },
     tree::{Stmt, Word},
 };
@@ -369,10 +369,25 @@ pub(crate) const REAL_SERVER: &[Keyword<RealServer>] = &[
     Keyword::new("notify_down", |ctx, rs, st| rs.notify_down = ctx.script(st)),
     Keyword::new("smtp_alert", |ctx, rs, st| rs.smtp_alert = ctx.bool_flag(st)),
     Keyword::new("HTTP_GET", |ctx, rs, st| {
-        checker(ctx, rs, st, CheckKind::HttpGet { urls: Vec::new(), virtualhost: None })
+        checker(
+            ctx,
+            rs,
+            st,
+            CheckKind::HttpGet { urls: Vec::new(), virtualhost: None, protocol: HttpProtocol::default() },
+        )
     }),
     Keyword::new("SSL_GET", |ctx, rs, st| {
-        checker(ctx, rs, st, CheckKind::SslGet { urls: Vec::new(), virtualhost: None, enable_sni: false })
+        checker(
+            ctx,
+            rs,
+            st,
+            CheckKind::SslGet {
+                urls: Vec::new(),
+                virtualhost: None,
+                protocol: HttpProtocol::default(),
+                enable_sni: false,
+            },
+        )
     }),
     Keyword::new("TCP_CHECK", |ctx, rs, st| checker(ctx, rs, st, CheckKind::Tcp)),
     Keyword::new("MISC_CHECK", |ctx, rs, st| {
@@ -551,6 +566,17 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
         match &mut c.kind {
             CheckKind::HttpGet { virtualhost, .. } | CheckKind::SslGet { virtualhost, .. } => *virtualhost = host,
             _ => ctx.error(st.keyword().span, "`virtualhost` belongs in HTTP_GET or SSL_GET"),
+        }
+    }),
+    Keyword::new("http_protocol", |ctx, c, st| {
+        let Some(w) = ctx.arg(st, 0, "1.0, 1.0C or 1.1") else { return };
+        let Some(p) = HttpProtocol::parse(&w.text) else {
+            ctx.error(w.span, format!("http_protocol `{}` is not 1.0, 1.0C or 1.1", w.text));
+            return;
+        };
+        match &mut c.kind {
+            CheckKind::HttpGet { protocol, .. } | CheckKind::SslGet { protocol, .. } => *protocol = p,
+            _ => ctx.error(st.keyword().span, "`http_protocol` belongs in HTTP_GET or SSL_GET"),
         }
     }),
     // keepalived reads it in HTTP_GET too, where there is no handshake to name a host in.

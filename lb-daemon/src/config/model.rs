@@ -1207,6 +1207,36 @@ impl RealServer {
     }
 }
 
+/// `http_protocol` of HTTP_GET / SSL_GET: the request's version and whether it asks the server
+/// to close (keepalived's request template: `GET PATH HTTP/1.x`, `User-Agent`, `Connection:
+/// close` for 1.0C and 1.1, `Host`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpProtocol {
+    /// keepalived's default: HTTP/1.0 without a Connection header.
+    #[default]
+    Http10,
+    /// `1.0C`: HTTP/1.0 with `Connection: close`.
+    Http10Close,
+    /// `1.1`: HTTP/1.1 with `Connection: close`.
+    Http11,
+}
+
+impl HttpProtocol {
+    pub fn is_default(&self) -> bool {
+        *self == Self::Http10
+    }
+
+    /// keepalived's spellings: `1.0`, `1.0C` (or `1.0c`), `1.1`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "1.0" => Some(Self::Http10),
+            "1.0C" | "1.0c" => Some(Self::Http10Close),
+            "1.1" => Some(Self::Http11),
+            _ => None,
+        }
+    }
+}
+
 /// `url { path, digest, status_code, virtualhost }` of HTTP_GET / SSL_GET.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Url {
@@ -1226,10 +1256,14 @@ pub enum CheckKind {
     HttpGet {
         urls: Vec<Url>,
         virtualhost: Option<String>,
+        #[serde(default, skip_serializing_if = "HttpProtocol::is_default")]
+        protocol: HttpProtocol,
     },
     SslGet {
         urls: Vec<Url>,
         virtualhost: Option<String>,
+        #[serde(default, skip_serializing_if = "HttpProtocol::is_default")]
+        protocol: HttpProtocol,
         /// `enable_sni [BOOL]`: the TLS handshake names the virtual host (keepalived sends no
         /// SNI without it, virtualhost or not).
         #[serde(default)]

@@ -390,7 +390,7 @@ fn lvs_blocks() {
     assert_eq!(rs.notify_up.as_ref().unwrap().command, "/etc/lb/rs-up.sh");
     assert_eq!(rs.notify_down.as_ref().unwrap().command, "/etc/lb/rs-down.sh now");
     let h = &rs.checkers[0];
-    let CheckKind::HttpGet { urls, virtualhost } = &h.kind else { panic!("{h:?}") };
+    let CheckKind::HttpGet { urls, virtualhost, .. } = &h.kind else { panic!("{h:?}") };
     assert_eq!(
         urls[0],
         Url {
