@@ -1387,6 +1387,26 @@ fn sync_group_track_file_moves_every_member() {
     sync_group_moves_together(&seg, &dir, &tracking, group, &steps);
 }
 
+/// `sync_group_tracking_weight` (keepalived 2.2.7's sgroup_tracking_weight): a member keeps its
+/// own weighted track_file (without the flag it is dropped, as in
+/// `a_sync_group_members_weighted_script_is_dropped_as_keepalived`), so VI_1's priority
+/// floats: 150 - 10 × 4 = 110 < 120 hands VI_1 to node 1, and the group takes VI_2 with it.
+#[test]
+fn sync_group_tracking_weight_keeps_a_members_weights_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-sgtw");
+    let load = dir.join("load");
+    let tracking = format!("track_file load {{\n    file \"{}\"\n    init_file 0 overwrite\n}}\n", load.display());
+    let member = "    track_file {\n        load weight -10\n    }\n";
+    fn write<'a>(f: &'a Path, v: &'static str) -> impl Fn() + 'a {
+        move || std::fs::write(f, v).unwrap()
+    }
+    let steps: [Step; 2] =
+        [("load 4", Box::new(write(&load, "4\n")), "MASTER"), ("load 0", Box::new(write(&load, "0\n")), "BACKUP")];
+    sync_group_moves_with(&seg, &dir, &tracking, "    sync_group_tracking_weight\n", member, &steps);
+}
+
 /// A step of `sync_group_moves_together`: what it does, the action, node 1's state after.
 type Step<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
 
@@ -1395,17 +1415,22 @@ type Step<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
 /// (lb-daemon, both at 120, no group) shows the effect: once node 0 is master of both and
 /// node 1 backup, each step's action must bring node 1 to its state on both instances.
 fn sync_group_moves_together(seg: &Segment, dir: &TempDir, tracking: &str, group: &str, steps: &[Step]) {
+    sync_group_moves_with(seg, dir, tracking, group, "", steps)
+}
+
+/// `sync_group_moves_together` with `member` (instance keywords) in node 0's VI_1.
+fn sync_group_moves_with(seg: &Segment, dir: &TempDir, tracking: &str, group: &str, member: &str, steps: &[Step]) {
     let (n0, _) = dir.recorder("notify0");
     let (n1, _) = dir.recorder("notify1");
-    let pair = |prio: u8, n: &Path| {
+    let pair = |prio: u8, member: &str, n: &Path| {
         let second = instance_at("VI_2", prio, 52, &VRRP_VIP4_2.to_string(), "", n);
-        format!("{}{second}", instance("VI_1", prio, "", n))
+        format!("{}{second}", instance("VI_1", prio, member, n))
     };
     let conf0 = format!(
         "{tracking}vrrp_sync_group G {{\n    group {{\n        VI_1\n        VI_2\n    }}\n{group}}}\n{}",
-        pair(150, &n0)
+        pair(150, member, &n0)
     );
-    let d1 = start(seg, 1, dir, &pair(120, &n1));
+    let d1 = start(seg, 1, dir, &pair(120, "", &n1));
     let states = |d: &Daemon| -> Vec<String> {
         d.status()
             .ok()

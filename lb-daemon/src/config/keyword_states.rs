@@ -31,12 +31,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "keepalived 2.2.7 has no vrrp_delay_after_boot (a later keepalived's); delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
     ),
     (
-        "sync_group_tracking_weight",
-        "vrrp_sync_group",
-        "remove it: a sync group member's tracking faults the group, as without it",
-    ),
-    ("global_tracking", "vrrp_sync_group", "remove it: a sync group member's tracking faults the group, as without it"),
-    (
         "auth_hmac",
         "vrrp_instance",
         "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
@@ -1460,6 +1454,16 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "vrrp_instance",
         "virtual_ipaddress_excluded",
         &["lb-daemon/src/vrrp/engine/live.rs::excluded_addresses_are_held_but_not_advertised"],
+    ),
+    (
+        "vrrp_sync_group",
+        "sync_group_tracking_weight",
+        &["tests/tests/vrrp.rs::sync_group_tracking_weight_keeps_a_members_weights_as_keepalived"],
+    ),
+    (
+        "vrrp_sync_group",
+        "global_tracking",
+        &["lb-daemon/src/config/tests.rs::global_tracking_is_sync_group_tracking_weight_with_a_warning"],
     ),
     (
         "checkers",

@@ -520,6 +520,10 @@ pub struct SyncGroup {
     pub track_interface: Vec<Tracked>,
     #[serde(default)]
     pub track_script: Vec<Tracked>,
+    /// `sync_group_tracking_weight` (or the deprecated `global_tracking`): members keep their
+    /// own weighted tracking, so their priorities float (keepalived's sgroup_tracking_weight).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tracking_weight: bool,
     #[serde(skip)]
     pub span: Span,
 }

@@ -1293,6 +1293,31 @@ fn sync_group_members_and_the_address_owner_track_without_weights() {
     assert_eq!(v.track_file.len(), 2);
 }
 
+/// `sync_group_tracking_weight` (keepalived's sgroup_tracking_weight) lets a member keep its
+/// weighted tracking; `global_tracking` is its deprecated spelling, with keepalived's config
+/// error as a warning.
+#[test]
+fn global_tracking_is_sync_group_tracking_weight_with_a_warning() {
+    let text = |flag: &str| {
+        format!(
+            "vrrp_script chk {{\n script /bin/true\n weight 20\n}}\n\
+             vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n {flag}\n}}\n\
+             vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n priority 100\n\
+             track_interface {{\n  eth1 weight -10\n }}\n track_script {{\n  chk\n }}\n}}\n"
+        )
+    };
+    for flag in ["sync_group_tracking_weight", "global_tracking"] {
+        let l = parse_str("g.conf", &text(flag));
+        assert!(!l.has_errors(), "{}", l.render());
+        let v = &l.config.vrrp_instances[0];
+        assert_eq!((v.track_interface[0].weight, v.track_script.len()), (Some(-10), 1), "{flag}");
+        assert!(l.config.vrrp_sync_groups[0].tracking_weight);
+        let deprecated = l.render().contains("(G) global_tracking is deprecated");
+        assert_eq!(deprecated, flag == "global_tracking", "{}", l.render());
+        assert!(!l.render().contains("SYNC group"), "{}", l.render());
+    }
+}
+
 #[test]
 fn enable_sni_is_an_ssl_get_option() {
     let conf = |checker: &str, opt: &str| {

@@ -190,10 +190,11 @@ fn track_process(cfg: &Config, list: &[super::model::Tracked], d: &mut Vec<Diagn
 /// member tracks with weight 0 (down = FAULT), the owner's is dropped; a weighted script, bfd,
 /// or a file with a weight other than 1 is dropped; a file with weight 1 (the default) tracks
 /// with weight 0. Runs before `sync_group_tracking` (the group's own entries come after, as
-/// in keepalived). `sync_group_tracking_weight` (which keeps the weights) is refused.
+/// in keepalived). Members of a group with `sync_group_tracking_weight` keep their weights.
 pub fn fixed_priority_tracking(cfg: &mut Config) -> Vec<Diagnostic> {
     let mut d = Vec::new();
-    let members: Vec<String> = cfg.vrrp_sync_groups.iter().flat_map(|g| g.group.iter().cloned()).collect();
+    let members: Vec<String> =
+        cfg.vrrp_sync_groups.iter().filter(|g| !g.tracking_weight).flat_map(|g| g.group.iter().cloned()).collect();
     let (scripts, files, bfds) = (&cfg.vrrp_scripts, &cfg.track_files, &cfg.bfd_instances);
     for v in &mut cfg.vrrp_instances {
         let sync = members.contains(&v.name);

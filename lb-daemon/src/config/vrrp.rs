@@ -81,6 +81,7 @@ pub fn vrrp_sync_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         track_bfd: Vec::new(),
         track_interface: Vec::new(),
         track_script: Vec::new(),
+        tracking_weight: false,
         span: stmt.keyword().span,
     };
     ctx.apply(SYNC_GROUP, &mut g, block, "vrrp_sync_group");
@@ -126,6 +127,15 @@ pub(crate) const SYNC_GROUP: &[Keyword<SyncGroup>] = &[
     Keyword::new("track_script", |ctx, g, st| {
         let t = tracked(ctx, st);
         g.track_script.extend(t);
+    }),
+    Keyword::new("sync_group_tracking_weight", |ctx, g, st| g.tracking_weight = ctx.flag(st)),
+    // keepalived reports it as a config error and sets the flag all the same.
+    Keyword::new("global_tracking", |ctx, g, st| {
+        g.tracking_weight = ctx.flag(st);
+        ctx.warn(
+            st.keyword().span,
+            format!("({}) global_tracking is deprecated. Use track_interface/script/file on the sync group", g.name),
+        );
     }),
 ];
 

@@ -107,6 +107,7 @@ mod tests {
             track_file: Vec::new(),
             track_interface: Vec::new(),
             track_script: Vec::new(),
+            tracking_weight: false,
             span: Span::default(),
         }
     }
