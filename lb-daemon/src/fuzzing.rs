@@ -98,11 +98,18 @@ pub fn http_reply(data: &[u8]) -> Option<crate::check::http::Reply> {
                 _ => crate::config::HttpProtocol::Http11,
             },
         };
-        let r =
-            tokio::time::timeout(Duration::from_secs(1), crate::check::http::exchange(client, &t, "/", sel & 1 != 0))
-                .await
-                .ok()
-                .and_then(Result::ok);
+        let r = tokio::time::timeout(
+            Duration::from_secs(1),
+            crate::check::http::exchange(
+                client,
+                &t,
+                "/",
+                crate::check::http::Want { digest: sel & 1 != 0, keep: if sel & 8 != 0 { 64 } else { 0 } },
+            ),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok);
         peer.abort();
         r
     })

@@ -496,10 +496,13 @@ fn parse_http_protocol(s: &str) -> Result<lb_daemon::config::HttpProtocol, Strin
 fn genhash(target: &lb_daemon::check::http::Target, url: &str, timeout: u64) -> anyhow::Result<()> {
     use lb_daemon::check::http;
     let reply = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
-        tokio::time::timeout(std::time::Duration::from_secs(timeout), http::get(target, url, true))
-            .await
-            .map_err(|_| anyhow::anyhow!("{}: no answer within {timeout} s", target.addr))?
-            .map_err(|e| anyhow::anyhow!("{}{url}: {e}", target.addr))
+        tokio::time::timeout(
+            std::time::Duration::from_secs(timeout),
+            http::get(target, url, http::Want { digest: true, keep: 0 }),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("{}: no answer within {timeout} s", target.addr))?
+        .map_err(|e| anyhow::anyhow!("{}{url}: {e}", target.addr))
     })?;
     println!("status {}", reply.status);
     println!("MD5SUM = {}", reply.digest.unwrap_or_default());

@@ -922,6 +922,44 @@ fn http_protocol_sends_keepalived_s_request() {
     assert_eq!(scheduled(&pins, &svc(82)), reals(&[0], 80), "{:#?}", d.log());
 }
 
+/// A url's `regex` (keepalived 2.2.7 with PCRE2): the body of a real server's `/health`
+/// ("ok") must match, or with `regex_no_match` must not; `regex_options` flags count. Four
+/// services check the same server; only those whose regex verdict passes keep it.
+#[test]
+fn url_regex_keeps_or_takes_out_a_real_server() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-regex");
+    let b0 = backend4(0);
+    let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
+    let service = |port: u16, regex: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 80 {{\n        HTTP_GET {{\n            url {{\n                path /health\n\
+             {regex}            }}\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n"
+        )
+    };
+    // (VIP port, url lines, whether the real server stays)
+    let cases = [
+        (80, "                regex ^ok$\n", true),
+        (81, "                regex ^OK$\n                regex_options caseless\n", true),
+        (82, "                regex ^fail\n", false),
+        (83, "                regex ok\n                regex_no_match\n", false),
+    ];
+    let config = dir.file("keepalived.conf", &cases.map(|(port, regex, _)| service(port, regex)).concat());
+    let pins = daemon::pin_dir("chk-regex");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
+    let down = || cases.iter().filter(|c| !c.2).all(|c| scheduled(&pins, &svc(c.0)).is_empty());
+    assert!(eventually(Duration::from_secs(6), down), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("regex match failed")), "{:#?}", d.log());
+    // A few more checks of the services whose regex passes.
+    std::thread::sleep(Duration::from_secs(3));
+    for (port, regex, _) in cases.iter().filter(|c| c.2) {
+        assert_eq!(scheduled(&pins, &svc(*port)), reals(&[0], 80), "{regex}: {:#?}", d.log());
+    }
+}
+
 /// `fwmark N` in a checker marks its probe's packets (SO_MARK), so policy routing steers the
 /// probe as keepalived 2.2.7's layer4.c does. On the load balancer the backend is reachable
 /// only through the table marked packets look up (the main table says unreachable). The

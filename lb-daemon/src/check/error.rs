@@ -17,6 +17,9 @@ pub enum ProbeError {
     Status { path: String, got: u16, want: String },
     #[error("{path}: digest mismatch: body MD5 {got}, expected {want}")]
     Digest { path: String, got: String, want: String },
+    /// keepalived's "Regex match failed".
+    #[error("{path}: regex match failed: the body {} `{pattern}`", if *no_match { "matches (regex_no_match)" } else { "does not match" })]
+    Regex { path: String, pattern: String, no_match: bool },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("script {0}")]

@@ -24,6 +24,10 @@ use crate::config::HttpProtocol;
 /// Largest response head (status line and headers) accepted; hyper's minimum is 8 KiB.
 pub const MAX_HEAD: usize = 16 * 1024;
 
+/// How much of a body a url's `regex` sees (keepalived matches the whole stream; a health
+/// page is far smaller).
+pub const MAX_REGEX_BODY: usize = 1024 * 1024;
+
 /// Where and how to ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -44,10 +48,20 @@ pub struct Reply {
     pub status: u16,
     /// Lower-case hex MD5 of the body, when asked for.
     pub digest: Option<String>,
+    /// The body's first bytes, as many as asked for.
+    pub body: Vec<u8>,
 }
 
-/// GETs `path`; reads the body into an MD5 only when `digest` is set.
-pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError> {
+/// What of the body to read: its MD5, its first `keep` bytes, neither (the body is then
+/// not read at all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Want {
+    pub digest: bool,
+    pub keep: usize,
+}
+
+/// GETs `path`; reads the body only as far as `want` needs it.
+pub async fn get(t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError> {
     let tcp = tcp::connect(t.addr, t.from).await?;
     if t.tls {
         // An address as the name sends no SNI (certificates are not verified, so the name is
@@ -62,14 +76,14 @@ pub async fn get(t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeErr
             .connect(name, tcp)
             .await
             .map_err(|e| ProbeError::Tls(e.to_string()))?;
-        exchange(stream, t, path, digest).await
+        exchange(stream, t, path, want).await
     } else {
-        exchange(tcp, t, path, digest).await
+        exchange(tcp, t, path, want).await
     }
 }
 
 /// One GET over an already connected `stream` (the fuzz target feeds it an in-memory pipe).
-pub async fn exchange<S>(stream: S, t: &Target, path: &str, digest: bool) -> Result<Reply, ProbeError>
+pub async fn exchange<S>(stream: S, t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -104,18 +118,22 @@ where
     let result = async {
         let resp = sender.send_request(req).await.map_err(|e| ProbeError::Http(e.to_string()))?;
         let status = resp.status().as_u16();
-        if !digest {
-            return Ok(Reply { status, digest: None });
+        if want == Want::default() {
+            return Ok(Reply { status, digest: None, body: Vec::new() });
         }
         let mut md5 = Md5::new();
+        let mut kept = Vec::new();
         let mut body = resp.into_body();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ProbeError::Http(format!("reading the body: {e}")))?;
             if let Some(data) = frame.data_ref() {
                 md5.update(data);
+                let room = want.keep - kept.len();
+                kept.extend_from_slice(&data[..data.len().min(room)]);
             }
         }
-        Ok(Reply { status, digest: Some(hex(&md5.finalize())) })
+        let digest = want.digest.then(|| hex(&md5.finalize()));
+        Ok(Reply { status, digest, body: kept })
     }
     .await;
     driver.abort();
@@ -214,7 +232,7 @@ mod tests {
         let (addr, req) = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec()).await;
         let mut t = target(addr);
         t.host = Some("www.example.test".into());
-        let r = get(&t, "/health", true).await.unwrap();
+        let r = get(&t, "/health", Want { digest: true, keep: 0 }).await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.digest.as_deref(), Some("5d41402abc4b2a76b9719d911017c592")); // md5("hello")
         let req = req.await.unwrap();
@@ -222,7 +240,7 @@ mod tests {
         assert!(req.to_ascii_lowercase().contains("host: www.example.test\r\n"), "{req}");
         // Close-delimited body (no length), and another status.
         let (addr, _) = serve(b"HTTP/1.0 503 Busy\r\n\r\nbusy".to_vec()).await;
-        let r = get(&target(addr), "/", true).await.unwrap();
+        let r = get(&target(addr), "/", Want { digest: true, keep: 0 }).await.unwrap();
         assert_eq!(r.status, 503);
         assert_eq!(r.digest, Some(hex(&Md5::digest(b"busy"))));
     }
@@ -245,7 +263,7 @@ mod tests {
         for (protocol, want) in cases {
             let (addr, req) = serve(b"HTTP/1.0 200 OK\r\n\r\n".to_vec()).await;
             let t = Target { protocol, ..target(addr) };
-            get(&t, "/health", false).await.unwrap();
+            get(&t, "/health", Want::default()).await.unwrap();
             assert_eq!(req.await.unwrap(), want.replace("HOST", &addr.to_string()), "{protocol:?}");
         }
     }
@@ -257,14 +275,14 @@ mod tests {
             reply.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "a".repeat(20)).as_bytes());
         }
         let (addr, _) = serve(reply).await;
-        let e = get(&target(addr), "/", false).await.unwrap_err();
+        let e = get(&target(addr), "/", Want::default()).await.unwrap_err();
         assert!(matches!(e, ProbeError::Http(_)), "{e}");
     }
 
     #[tokio::test]
     async fn garbage_is_an_http_error() {
         let (addr, _) = serve(b"SSH-2.0-OpenSSH\r\n\r\n".to_vec()).await;
-        let e = get(&target(addr), "/", false).await.unwrap_err();
+        let e = get(&target(addr), "/", Want::default()).await.unwrap_err();
         assert!(matches!(e, ProbeError::Http(_)), "{e}");
     }
 }

@@ -15,7 +15,7 @@ pub mod tcp;
 pub mod udp;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
@@ -24,7 +24,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    config::{CheckKind, Checker, Config, RealServer, ServiceAddr, TrackFile, Url, VirtualServer},
+    config::{CheckKind, Checker, Config, RealServer, ServiceAddr, TrackFile, Url, UrlRegex, VirtualServer},
     script::{self, Prepared, Runner},
 };
 pub use error::ProbeError;
@@ -355,6 +355,33 @@ fn describe_codes(url: &Url) -> String {
     codes.join(",")
 }
 
+/// keepalived's check_regex over the body (as much as `http::MAX_REGEX_BODY` keeps): a match
+/// must start within `min_offset..=max_offset`; `regex_no_match` turns the verdict round.
+/// A pattern that cannot run (a PCRE2 match error) matches nothing, as in keepalived.
+pub fn regex_passes(r: &UrlRegex, body: &[u8]) -> bool {
+    let matched = r.min_offset <= body.len()
+        && compiled(r).is_some_and(|re| match re.find_at(body, r.min_offset) {
+            Ok(Some(m)) => r.max_offset.is_none_or(|max| m.start() <= max),
+            _ => false,
+        });
+    matched != r.no_match
+}
+
+/// Each pattern compiled once per process (keepalived shares one `regex_t` per pattern and
+/// options too); config loading has already compiled it once, so this does not fail.
+fn compiled(r: &UrlRegex) -> Option<std::sync::Arc<pcre2::bytes::Regex>> {
+    type Cache = std::sync::Mutex<HashMap<(String, Option<usize>), std::sync::Arc<pcre2::bytes::Regex>>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let key = (r.source(), r.jit_stack_max);
+    if let Some(re) = cache.get(&key) {
+        return Some(re.clone());
+    }
+    let re = std::sync::Arc::new(r.compile().ok()?);
+    cache.insert(key, re.clone());
+    Some(re)
+}
+
 /// One round of a probe: Ok with an optional dynamic weight, or why it failed.
 pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeError> {
     let run = async {
@@ -375,7 +402,8 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
                         }
                         None => target,
                     };
-                    let reply = http::get(target, &url.path, url.digest.is_some()).await?;
+                    let keep = if url.regex.is_some() { http::MAX_REGEX_BODY } else { 0 };
+                    let reply = http::get(target, &url.path, http::Want { digest: url.digest.is_some(), keep }).await?;
                     if !status_ok(url, reply.status) {
                         return Err(ProbeError::Status {
                             path: url.path.clone(),
@@ -387,6 +415,15 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
                         && *want != got
                     {
                         return Err(ProbeError::Digest { path: url.path.clone(), got, want: want.clone() });
+                    }
+                    if let Some(r) = &url.regex
+                        && !regex_passes(r, &reply.body)
+                    {
+                        return Err(ProbeError::Regex {
+                            path: url.path.clone(),
+                            pattern: r.pattern.clone(),
+                            no_match: r.no_match,
+                        });
                     }
                 }
                 Ok(None)
@@ -707,9 +744,60 @@ mod tests {
         assert!(!t.up);
     }
 
+    /// keepalived's check_regex semantics: a match must start within min..=max (lookbehind
+    /// may see before min), `regex_no_match` inverts, a min beyond the body never matches;
+    /// regex_options become PCRE2's in-pattern flags.
+    #[test]
+    fn regex_verdicts_follow_keepalived() {
+        let cfg = |url_lines: &str| {
+            let c = crate::config::parse_str(
+                "r.conf",
+                &format!(
+                    "virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  HTTP_GET {{\n   url {{\n    \
+                     path /\n{url_lines}\n   }}\n  }}\n }}\n}}\n"
+                ),
+            );
+            assert!(!c.has_errors(), "{}", c.render());
+            let CheckKind::HttpGet { urls, .. } = &c.config.virtual_servers[0].real_servers[0].checkers[0].kind else {
+                panic!()
+            };
+            urls[0].regex.clone().unwrap()
+        };
+        // (url lines, body, passes)
+        let cases: &[(&str, &str, bool)] = &[
+            ("regex OK", "status: OK", true),
+            ("regex ^OK", "status: OK", false),
+            ("regex ok", "status: OK", false),
+            ("regex ok\nregex_options caseless", "status: OK", true),
+            ("regex ERROR\nregex_no_match", "all OK", true),
+            ("regex ERROR\nregex_no_match", "an ERROR", false),
+            ("regex ab\nregex_min_offset 3", "ab ab", true),
+            ("regex ab\nregex_min_offset 4", "ab ab", false),
+            ("regex ab\nregex_max_offset 2", "xxxab", false),
+            ("regex ab\nregex_max_offset 3", "xxxab", true),
+            ("regex (?<=x)ab\nregex_min_offset 1", "xab", true),
+            ("regex $\nregex_min_offset 4", "abc", false),
+            ("regex ^OK$", "a\nOK\nb", false),
+            ("regex ^OK$\nregex_options multiline", "a\nOK\nb", true),
+            ("regex a.b", "a\nb", false),
+            ("regex a.b\nregex_options dotall ucp", "a\nb", true),
+            ("regex \"all OK\"", "all OK", true),
+        ];
+        for (lines, body, passes) in cases {
+            let r = cfg(lines);
+            assert_eq!(regex_passes(&r, body.as_bytes()), *passes, "{lines:?} on {body:?} ({})", r.source());
+        }
+        assert_eq!(cfg("regex_options caseless ucp extended\nregex x").flags, "(*UCP)(?i)(?x)");
+        // regex_stack: a match that outgrows PCRE2's default JIT stack fails (keepalived logs
+        // the match error and counts no match); a larger stack lets it through.
+        let deep: Vec<u8> = b"ab".repeat(50_000).into_iter().chain(*b"c").collect();
+        assert!(!regex_passes(&cfg("regex ^(a|b)*c"), &deep));
+        assert!(regex_passes(&cfg("regex ^(a|b)*c\nregex_stack 32768 67108864"), &deep));
+    }
+
     #[test]
     fn status_ranges() {
-        let mut u = Url { path: "/".into(), digest: None, status_code: Vec::new(), virtualhost: None };
+        let mut u = Url { path: "/".into(), digest: None, status_code: Vec::new(), virtualhost: None, regex: None };
         assert!(status_ok(&u, 204) && !status_ok(&u, 301) && !status_ok(&u, 503));
         u.status_code = vec![(301, 302), (503, 503)];
         assert!(status_ok(&u, 302) && status_ok(&u, 503) && !status_ok(&u, 200));
@@ -920,6 +1008,7 @@ mod tests {
             digest: digest.map(Into::into),
             status_code: vec![],
             virtualhost: None,
+            regex: None,
         };
         let http = |addr, urls| Probe::Http {
             target: http::Target {

@@ -113,12 +113,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
-    ("regex", "url", CHECK),
-    ("regex_no_match", "url", CHECK),
-    ("regex_options", "url", CHECK),
-    ("regex_min_offset", "url", CHECK),
-    ("regex_max_offset", "url", CHECK),
-    ("regex_stack", "url", CHECK),
     ("bind_if", "checkers", CHECK),
     ("SSL", "the top level", SSL),
     ("ca", "SSL", SSL),
@@ -1464,6 +1458,55 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "vrrp_sync_group",
         "global_tracking",
         &["lb-daemon/src/config/tests.rs::global_tracking_is_sync_group_tracking_weight_with_a_warning"],
+    ),
+    (
+        "url",
+        "regex",
+        &[
+            "tests/tests/checkers.rs::url_regex_keeps_or_takes_out_a_real_server",
+            "lb-daemon/src/check/mod.rs::regex_verdicts_follow_keepalived",
+        ],
+    ),
+    (
+        "url",
+        "regex_no_match",
+        &[
+            "tests/tests/checkers.rs::url_regex_keeps_or_takes_out_a_real_server",
+            "lb-daemon/src/check/mod.rs::regex_verdicts_follow_keepalived",
+        ],
+    ),
+    (
+        "url",
+        "regex_options",
+        &[
+            "tests/tests/checkers.rs::url_regex_keeps_or_takes_out_a_real_server",
+            "lb-daemon/src/check/mod.rs::regex_verdicts_follow_keepalived",
+            "lb-daemon/src/config/tests.rs::url_regex_settings_as_keepalived_leaves_them",
+        ],
+    ),
+    (
+        "url",
+        "regex_min_offset",
+        &[
+            "lb-daemon/src/check/mod.rs::regex_verdicts_follow_keepalived",
+            "lb-daemon/src/config/tests.rs::url_regex_settings_as_keepalived_leaves_them",
+        ],
+    ),
+    (
+        "url",
+        "regex_max_offset",
+        &[
+            "lb-daemon/src/check/mod.rs::regex_verdicts_follow_keepalived",
+            "lb-daemon/src/config/tests.rs::url_regex_settings_as_keepalived_leaves_them",
+        ],
+    ),
+    (
+        "url",
+        "regex_stack",
+        &[
+            "lb-daemon/src/check/mod.rs::regex_verdicts_follow_keepalived",
+            "lb-daemon/src/config/tests.rs::url_regex_settings_as_keepalived_leaves_them",
+        ],
     ),
     (
         "checkers",

@@ -5,8 +5,9 @@ use std::net::IpAddr;
 use super::{
     keyword::{Ctx, Keyword},
     model::{
-        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, Protocol, RealServer, SCHED_FLAG_1,
-        SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost, Url, VirtualServer, VirtualServerGroup,
+        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, Protocol, REGEX_OPTIONS,
+        REGEX_OPTIONS_REFUSED, RealServer, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost,
+        Url, UrlRegex, VirtualServer, VirtualServerGroup,
     },
     tree::{Stmt, Word},
 };
@@ -780,10 +781,13 @@ fn retry(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
 
 fn url(ctx: &mut Ctx, c: &mut Checker, stmt: &Stmt) {
     let Some(block) = ctx.block(stmt) else { return };
-    let mut u = Url { path: String::new(), digest: None, status_code: Vec::new(), virtualhost: None };
+    let mut u = Url { path: String::new(), digest: None, status_code: Vec::new(), virtualhost: None, regex: None };
     ctx.apply(URL, &mut u, block, "url");
     if u.path.is_empty() {
         ctx.error(stmt.keyword().span, "url has no `path`");
+    }
+    if let Some(r) = u.regex.take() {
+        u.regex = url_regex(ctx, r, stmt);
     }
     match &mut c.kind {
         CheckKind::HttpGet { urls, .. } | CheckKind::SslGet { urls, .. } => urls.push(u),
@@ -791,7 +795,91 @@ fn url(ctx: &mut Ctx, c: &mut Checker, stmt: &Stmt) {
     }
 }
 
+/// keepalived's url end handler for `regex`: options without a pattern are dropped and
+/// offsets the wrong way round reset, with its words (it only logs both, so `-t` passes); a
+/// pattern PCRE2 refuses is an error (keepalived logs it and checks the url without it).
+fn url_regex(ctx: &mut Ctx, mut r: UrlRegex, stmt: &Stmt) -> Option<UrlRegex> {
+    if r.pattern.is_empty() {
+        ctx.warn(stmt.keyword().span, "regex parameters specified without regex (keepalived ignores them)");
+        return None;
+    }
+    if let Some(max) = r.max_offset.filter(|max| r.min_offset > *max) {
+        ctx.warn(
+            stmt.keyword().span,
+            format!("regex min offset {} > regex_max_offset {max} - ignoring (as keepalived)", r.min_offset),
+        );
+        (r.min_offset, r.max_offset) = (0, None);
+    }
+    if let Err(e) = r.compile() {
+        ctx.error(r.span, format!("regex `{}`: PCRE2 refuses it: {e}", r.pattern));
+        return None;
+    }
+    Some(r)
+}
+
+/// A url's regex settings, created by the first regex keyword.
+fn regex_of(u: &mut Url) -> &mut UrlRegex {
+    u.regex.get_or_insert_with(UrlRegex::default)
+}
+
 pub(crate) const URL: &[Keyword<Url>] = &[
+    Keyword::new("regex", |ctx, u, st| {
+        if st.args().len() > 1 {
+            ctx.error(st.args()[1].span, "regex takes one pattern: quote it if it holds blanks");
+            return;
+        }
+        if let Some(p) = ctx.string(st, 0, "a PCRE2 pattern") {
+            let r = regex_of(u);
+            r.pattern = p;
+            r.span = st.args()[0].span;
+        }
+    }),
+    Keyword::new("regex_no_match", |ctx, u, st| regex_of(u).no_match = ctx.flag(st)),
+    Keyword::new("regex_options", |ctx, u, st| {
+        for w in st.args() {
+            if let Some((_, prefix)) = REGEX_OPTIONS.iter().find(|(name, _)| *name == w.text) {
+                let flags = &mut regex_of(u).flags;
+                if flags.contains(prefix) {
+                    continue;
+                }
+                // Start-of-pattern verbs must precede the inline flags.
+                if prefix.starts_with("(*") {
+                    flags.insert_str(0, prefix);
+                } else {
+                    flags.push_str(prefix);
+                }
+            } else if REGEX_OPTIONS_REFUSED.contains(&w.text.as_str()) {
+                ctx.error(
+                    w.span,
+                    format!(
+                        "regex_options {}: this PCRE2 compile option is not implemented (the ones PCRE2 reads in a \
+                         pattern are: {}); remove it",
+                        w.text,
+                        REGEX_OPTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            } else {
+                ctx.warn(w.span, format!("regex_options: unknown option `{}` (keepalived ignores it too)", w.text));
+            }
+        }
+    }),
+    Keyword::new("regex_min_offset", |ctx, u, st| {
+        if let Some(n) = ctx.parse(st, 0, "a byte offset") {
+            regex_of(u).min_offset = n;
+        }
+    }),
+    Keyword::new("regex_max_offset", |ctx, u, st| {
+        if let Some(n) = ctx.parse(st, 0, "a byte offset") {
+            regex_of(u).max_offset = Some(n);
+        }
+    }),
+    Keyword::new("regex_stack", |ctx, u, st| {
+        let start: Option<usize> = ctx.parse(st, 0, "the JIT stack's start size (bytes)");
+        let max: Option<usize> = ctx.parse(st, 1, "the JIT stack's largest size (bytes)");
+        if start.is_some() && max.is_some() {
+            regex_of(u).jit_stack_max = max;
+        }
+    }),
     Keyword::new("virtualhost", |ctx, u, st| u.virtualhost = ctx.string(st, 0, "a host name")),
     Keyword::new("path", |ctx, u, st| {
         if let Some(p) = ctx.string(st, 0, "a URL path") {

@@ -1253,7 +1253,89 @@ pub struct Url {
     /// checker's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualhost: Option<String>,
+    /// `regex` and its options: a PCRE2 pattern the body must (or must not) match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<UrlRegex>,
 }
+
+/// keepalived's url `regex` (PCRE2, as keepalived 2.2.7 built with `--enable-regex`): the
+/// body must hold a match starting within `min_offset..=max_offset` (or, with `no_match`,
+/// must not).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlRegex {
+    pub pattern: String,
+    /// `regex_options` as PCRE2 start-of-pattern verbs and inline flags (`(*UCP)(?i)`),
+    /// which mean what keepalived's compile flags mean.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub flags: String,
+    /// `regex_no_match`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_match: bool,
+    /// `regex_min_offset`, `regex_max_offset` (the last position a match may start at).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub min_offset: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_offset: Option<usize>,
+    /// `regex_stack START MAX`: the most JIT stack a match may use (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit_stack_max: Option<usize>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+
+impl UrlRegex {
+    /// What PCRE2 compiles: the flags, then the pattern.
+    pub fn source(&self) -> String {
+        format!("{}{}", self.flags, self.pattern)
+    }
+
+    /// The compiled pattern, or PCRE2's error.
+    pub fn compile(&self) -> Result<pcre2::bytes::Regex, pcre2::Error> {
+        let mut b = pcre2::bytes::RegexBuilder::new();
+        b.jit_if_available(true);
+        if let Some(max) = self.jit_stack_max {
+            b.max_jit_stack_size(Some(max));
+        }
+        b.build(&self.source())
+    }
+}
+
+/// keepalived's `regex_options` (check_http.c) that PCRE2 also reads inside a pattern, as
+/// the prefix each becomes. The rest of keepalived's list have no such form and are refused.
+pub const REGEX_OPTIONS: &[(&str, &str)] = &[
+    ("caseless", "(?i)"),
+    ("dotall", "(?s)"),
+    ("extended", "(?x)"),
+    ("multiline", "(?m)"),
+    ("ungreedy", "(?U)"),
+    ("no_auto_capture", "(?n)"),
+    ("dupnames", "(?J)"),
+    ("utf", "(*UTF)"),
+    ("ucp", "(*UCP)"),
+    ("no_auto_possess", "(*NO_AUTO_POSSESS)"),
+    ("no_dotstar_anchor", "(*NO_DOTSTAR_ANCHOR)"),
+    ("no_start_optimize", "(*NO_START_OPT)"),
+];
+
+/// keepalived's other `regex_options`: compile flags without an in-pattern form.
+pub const REGEX_OPTIONS_REFUSED: &[&str] = &[
+    "allow_empty_class",
+    "alt_bsux",
+    "auto_callout",
+    "dollar_endonly",
+    "firstline",
+    "match_unset_backref",
+    "never_ucp",
+    "never_utf",
+    "never_backslash_c",
+    "alt_circumflex",
+    "alt_verbnames",
+    "use_offset_limit",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckKind {

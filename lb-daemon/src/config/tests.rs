@@ -398,9 +398,10 @@ fn lvs_blocks() {
             digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
             status_code: vec![(200, 200), (301, 302)],
             virtualhost: None,
+            regex: None,
         }
     );
-    assert_eq!(urls[1], Url { path: "/".into(), digest: None, status_code: vec![], virtualhost: None });
+    assert_eq!(urls[1], Url { path: "/".into(), digest: None, status_code: vec![], virtualhost: None, regex: None });
     assert_eq!(virtualhost.as_deref(), Some("check.example.com"));
     assert_eq!(
         (h.connect_ip, h.connect_port, h.bindto, h.bind_port),
@@ -1316,6 +1317,42 @@ fn global_tracking_is_sync_group_tracking_weight_with_a_warning() {
         assert_eq!(deprecated, flag == "global_tracking", "{}", l.render());
         assert!(!l.render().contains("SYNC group"), "{}", l.render());
     }
+}
+
+/// A url's regex settings as keepalived's url end handler leaves them: options without a
+/// pattern dropped and offsets the wrong way round reset (keepalived only logs both), an
+/// unknown option ignored; stricter on purpose: a pattern PCRE2 refuses and a compile option
+/// with no in-pattern form are errors (keepalived checks such a url without its regex).
+#[test]
+fn url_regex_settings_as_keepalived_leaves_them() {
+    let conf = |lines: &str| {
+        format!(
+            "virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  HTTP_GET {{\n   url {{\n    \
+             path /\n{lines}\n   }}\n  }}\n }}\n}}\n"
+        )
+    };
+    let regex = |c: &Config| match &c.virtual_servers[0].real_servers[0].checkers[0].kind {
+        CheckKind::HttpGet { urls, .. } => urls[0].regex.clone(),
+        _ => None,
+    };
+    let l = parse_str("r.conf", &conf("regex_no_match\nregex_min_offset 3"));
+    assert!(!l.has_errors() && regex(&l.config).is_none(), "{}", l.render());
+    assert!(l.render().contains("regex parameters specified without regex"), "{}", l.render());
+    let l = parse_str("r.conf", &conf("regex ok\nregex_min_offset 5\nregex_max_offset 2"));
+    let r = regex(&l.config).unwrap();
+    assert_eq!((r.min_offset, r.max_offset), (0, None));
+    assert!(l.render().contains("regex min offset 5 > regex_max_offset 2 - ignoring"), "{}", l.render());
+    let l = parse_str("r.conf", &conf("regex ok\nregex_options nosuch caseless"));
+    assert!(!l.has_errors(), "{}", l.render());
+    assert_eq!(regex(&l.config).unwrap().flags, "(?i)");
+    assert!(l.render().contains("unknown option `nosuch`"), "{}", l.render());
+    let e = first_error(&conf("regex \"ok(\""));
+    assert!(e.starts_with("bad.conf:6:7: error: regex `ok(`: PCRE2 refuses it"), "{e}");
+    let e = first_error(&conf("regex ok\nregex_options firstline"));
+    assert!(e.contains("regex_options firstline: this PCRE2 compile option is not implemented"), "{e}");
+    assert!(first_error(&conf("regex ok ko")).contains("regex takes one pattern"));
+    let l = parse_str("r.conf", &conf("regex ok\nregex_stack 32768 1048576"));
+    assert_eq!(regex(&l.config).unwrap().jit_stack_max, Some(1048576));
 }
 
 #[test]
