@@ -466,6 +466,7 @@ pub fn tcp_service(
         forward,
         persist_timeout: 0,
         persist_prefix: None,
+        persistence_engine: None,
         reals,
         sorry: None,
         sorry_fwd: None,

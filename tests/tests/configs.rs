@@ -215,6 +215,8 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
             Some("forwarded by NAT"),
         ),
         ("a NAT sorry server on another port", vs(" sorry_server 198.51.100.99 8080", ""), 0, None),
+        ("persistence_engine sip", vs(" persistence_engine sip", ""), 0, Some("persistence_engine sip")),
+        ("a persistence_engine name too long", vs(" persistence_engine sip0123456789abcd", ""), 5, None),
     ];
     let ns = Netns::new("kainh").unwrap();
     for (what, text, verdict, bpf_refusal) in cases {

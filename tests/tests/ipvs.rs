@@ -109,7 +109,7 @@ fn listings(stdout: &str) -> BTreeMap<String, String> {
 }
 
 const SCENARIOS: &str = "LB_IPVS_SCENARIOS";
-const SCENARIO_NAMES: [&str; 8] = ["configs", "flush", "sorry", "nat", "dr", "tun", "auto", "sync_interop"];
+const SCENARIO_NAMES: [&str; 8] = ["configs", "flush", "vs_options", "nat", "dr", "tun", "auto", "sync_interop"];
 
 /// Whether `name` is in the comma-separated `list` (empty: every scenario).
 fn selected(list: &str, name: &str) -> bool {
@@ -120,12 +120,15 @@ fn in_vm() {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert!(release.starts_with("6.1."), "not the 6.1 VM: {release}");
     step("start");
-    std::process::Command::new("modprobe").args(["-a", "ip_vs", "ip_vs_rr", "ipip", "ip6_tunnel"]).status().unwrap();
+    std::process::Command::new("modprobe")
+        .args(["-a", "ip_vs", "ip_vs_rr", "ip_vs_pe_sip", "ipip", "ip6_tunnel"])
+        .status()
+        .unwrap();
     let only = std::env::var(SCENARIOS).unwrap_or_default();
     let scenarios: [(&str, fn()); 8] = [
         ("configs", configs),
         ("flush", flush),
-        ("sorry", sorry_server_methods),
+        ("vs_options", virtual_server_options),
         ("nat", nat_checks_reload_and_sync),
         ("dr", direct_routing),
         ("tun", tunnel),
@@ -262,12 +265,13 @@ fn flush() {
     }
 }
 
-/// `sorry_server_lvs_method` against keepalived 2.2.7: each service's only real server fails
-/// its check (nothing listens on port 9; `alpha` starts it down), so below quorum the sorry
-/// server takes the service with its own forwarding method (the DR one named with another
-/// port, which both reset to the service's). Both daemons must leave the same table.
-fn sorry_server_methods() {
-    step("sorry_server_lvs_method: keepalived and lb-daemon in turn");
+/// `sorry_server_lvs_method` and `persistence_engine` against keepalived 2.2.7: each TCP
+/// service's only real server fails its check (nothing listens on port 9; `alpha` starts it
+/// down), so below quorum the sorry server takes the service with its own forwarding method
+/// (the DR one named with another port, which both reset to the service's); a UDP service
+/// persists by SIP Call-ID. Both daemons must leave the same table.
+fn virtual_server_options() {
+    step("sorry_server_lvs_method, persistence_engine: keepalived and lb-daemon in turn");
     let dir = TempDir::new("ipvs-sorry");
     let lb = Netns::new("isorry").unwrap();
     let reals = Netns::new("isorryr").unwrap();
@@ -290,12 +294,17 @@ fn sorry_server_methods() {
             service(80, "NAT", "198.51.100.250 8080", "DR"),
             service(443, "DR", "198.51.100.251 8443", "NAT"),
             service(25, "NAT", "198.51.100.252 25", "TUN"),
+            format!(
+                "virtual_server {VIP4} 5060 {{\n    lb_algo rr\n    lb_kind NAT\n    protocol UDP\n    \
+                 persistence_timeout 60\n    persistence_engine sip\n    real_server {} 5060 {{\n    }}\n}}\n",
+                backend4(0)
+            ),
         ]
         .concat(),
     );
     let sorry_in_place = |ns: &Netns| {
         let t = flat(ns);
-        ["198.51.100.250:80 Route", "198.51.100.251:8443 Masq", "198.51.100.252:25 Tunnel"]
+        ["198.51.100.250:80 Route", "198.51.100.251:8443 Masq", "198.51.100.252:25 Tunnel", "persistent 60 pe sip"]
             .iter()
             .all(|want| t.contains(want))
     };
@@ -309,7 +318,7 @@ fn sorry_server_methods() {
             ours = Some(Daemon::start(&lb, &conf, &daemon::pin_dir("isorry"), &["--backend", "ipvs", "-C"]).unwrap());
         }
         let settled = eventually(Duration::from_secs(30), || sorry_in_place(&lb));
-        assert!(settled, "{who}: the sorry servers did not take over with their methods:\n{}", listing(&lb));
+        assert!(settled, "{who}: no sorry servers with their methods or no SIP persistence:\n{}", listing(&lb));
         // Settled: no real server comes back in the next checks.
         std::thread::sleep(Duration::from_secs(2));
         seen.push(listing(&lb));
@@ -327,7 +336,7 @@ fn sorry_server_methods() {
         seen[0],
         seen[1]
     );
-    step("sorry_server_lvs_method: keepalived and lb-daemon program the same sorry servers");
+    step("sorry_server_lvs_method, persistence_engine: keepalived and lb-daemon program the same");
 }
 
 /// The oracle: keepalived 2.2.7's checker process on each config, in the same namespace

@@ -103,11 +103,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("nftables_ipvs_priority", "global_defs", FIREWALL),
     ("nftables_ipvs_start_fwmark", "global_defs", FIREWALL),
     ("hashed", "virtual_server", "remove it: the kernel sets IPVS's hashed flag itself"),
-    (
-        "persistence_engine",
-        "virtual_server",
-        "IPVS persistence engines (sip) are not supported; use persistence_timeout",
-    ),
     ("ip_family", "virtual_server", "remove it: a firewall-mark service's family follows its real servers"),
     // Checker verdicts.
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
@@ -1514,6 +1509,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/checkers.rs::http_protocol_sends_keepalived_s_request",
             "lb-daemon/src/check/http.rs::requests_are_keepalived_s_for_each_http_protocol",
+        ],
+    ),
+    (
+        "virtual_server",
+        "persistence_engine",
+        &[
+            "lb-daemon/src/ipvs/tests.rs::persistence_engine_reaches_the_service",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
         ],
     ),
     (

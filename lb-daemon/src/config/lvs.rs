@@ -237,6 +237,16 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
             ctx.error(w.span, format!("`{}` is not a netmask or a prefix length", w.text));
         }
     }),
+    // keepalived truncates a longer name with a config error (IP_VS_PENAME_MAXLEN: 16).
+    Keyword::new("persistence_engine", |ctx, vs, st| {
+        let Some(w) = ctx.arg(st, 0, "a persistence engine name (sip)") else { return };
+        if w.text.len() > 16 {
+            ctx.error(w.span, format!("persistence_engine `{}` is longer than IPVS's 16 characters", w.text));
+            return;
+        }
+        vs.persistence_engine = Some(w.text.clone());
+        vs.persistence_engine_span = Some(st.keyword().span);
+    }),
     Keyword::new("retry", |ctx, vs, st| vs.retry = block_retry(ctx, st).or(vs.retry)),
     Keyword::new("delay_before_retry", |ctx, vs, st| {
         vs.delay_before_retry = seconds(ctx, st, 0).or(vs.delay_before_retry)

@@ -992,6 +992,12 @@ pub struct VirtualServer {
     pub persistence_timeout: Option<u32>,
     /// Client address prefix persistence groups by: IPv4 netmask as a length, or IPv6 length.
     pub persistence_granularity: Option<u8>,
+    /// `persistence_engine NAME`: IPVS's persistence engine (the kernel has `sip`: persistence
+    /// by SIP Call-ID); IPVS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_engine: Option<String>,
+    #[serde(skip)]
+    pub persistence_engine_span: Option<Span>,
     pub ha_suspend: bool,
     pub virtualhost: Option<String>,
     pub alpha: bool,
@@ -1066,6 +1072,8 @@ impl VirtualServer {
             delay_loop: 60,
             persistence_timeout: None,
             persistence_granularity: None,
+            persistence_engine: None,
+            persistence_engine_span: None,
             ha_suspend: false,
             virtualhost: None,
             alpha: false,

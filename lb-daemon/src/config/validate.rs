@@ -641,6 +641,13 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 ipvs_only(backend, rs.forward_span.unwrap_or(rs.span), msg, d);
             }
         }
+        if let Some(pe) = &vs.persistence_engine {
+            let msg = format!(
+                "persistence_engine {pe}: IPVS's persistence engines (SIP Call-ID persistence) are not in the XDP \
+                 data plane"
+            );
+            ipvs_only(backend, vs.persistence_engine_span.unwrap_or(vs.span), msg, d);
+        }
         // keepalived's validate_check_config: DR and TUN send to the service's port, and a real
         // or sorry server naming another is reset to it, with its warning (IPVS is then
         // programmed with the service's port, `ipvs::plan`; XDP keeps the port for DR and TUN).

@@ -46,6 +46,8 @@ pub struct DesiredService {
     pub persist_timeout: u32,
     /// `persistence_granularity` as a prefix length; None groups by the whole address.
     pub persist_prefix: Option<u8>,
+    /// `persistence_engine` (IPVS only).
+    pub persistence_engine: Option<String>,
     pub reals: Vec<DesiredReal>,
     pub sorry: Option<SocketAddr>,
     /// The sorry server's forwarding method where `sorry_server_lvs_method` makes it differ
@@ -123,6 +125,9 @@ fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> 
             "{name}: real server {}: a forwarding method other than the service's lb_kind needs the IPVS backend",
             r.addr
         ));
+    }
+    if let Some(pe) = &vs.persistence_engine {
+        return Some(format!("{name}: persistence engine {pe} needs the IPVS backend"));
     }
     if vs.sorry_server.is_some() && vs.sorry_forward() != vs.forward {
         return Some(format!(
@@ -214,6 +219,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
             forward: vs.forward,
             persist_timeout: vs.persistence_timeout.unwrap_or(0),
             persist_prefix: vs.persistence_granularity,
+            persistence_engine: vs.persistence_engine.clone(),
             reals: vs
                 .real_servers
                 .iter()

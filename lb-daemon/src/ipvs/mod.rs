@@ -95,6 +95,7 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
                 } else {
                     u32::from_ne_bytes(u32::MAX.checked_shl(32 - prefix).unwrap_or(0).to_be_bytes())
                 },
+                pe_name: d.persistence_engine.clone(),
             };
             let mut dests = BTreeMap::new();
             // `lvs_method` per real server, `uthreshold` / `lthreshold`: per destination.

@@ -54,6 +54,7 @@ mod svc {
     pub const TIMEOUT: u16 = 8;
     pub const NETMASK: u16 = 9;
     pub const STATS: u16 = 10;
+    pub const PE_NAME: u16 = 11;
     pub const STATS64: u16 = 12;
 }
 
@@ -282,6 +283,8 @@ pub struct Service {
     pub timeout: u32,
     /// Persistence netmask: an IPv4 mask in network order, or an IPv6 prefix length.
     pub netmask: u32,
+    /// The persistence engine (`sip`), if any.
+    pub pe_name: Option<String>,
 }
 
 /// A real server of a service.
@@ -378,6 +381,11 @@ impl Service {
     pub fn attr(&self) -> Attr {
         let mut a = id_attrs(&self.id);
         a.push(Attr::string(svc::SCHED_NAME, &self.sched));
+        // As libipvs: the engine's name only when there is one (an edit without it removes
+        // the kernel's).
+        if let Some(pe) = &self.pe_name {
+            a.push(Attr::string(svc::PE_NAME, pe));
+        }
         let mut flags = self.flags.to_ne_bytes().to_vec();
         flags.extend_from_slice(&u32::MAX.to_ne_bytes()); // mask: every flag is set or cleared
         a.push(Attr::new(svc::FLAGS, flags));
@@ -406,6 +414,7 @@ impl Service {
             flags: flags & !0x2,
             timeout: need(&s, svc::TIMEOUT, "service")?.as_u32()?,
             netmask: need(&s, svc::NETMASK, "service")?.as_u32()?,
+            pe_name: find(&s, svc::PE_NAME).map(Attr::as_string).transpose()?.filter(|n| !n.is_empty()),
         };
         Ok((service, stats_of(&s, svc::STATS64, svc::STATS)?))
     }

@@ -65,7 +65,7 @@ fn vip() -> ServiceId {
 }
 
 fn svc(id: ServiceId, sched: &str, flags: u32, timeout: u32, netmask: u32) -> Service {
-    Service { id, sched: sched.into(), flags, timeout, netmask }
+    Service { id, sched: sched.into(), flags, timeout, netmask, pe_name: None }
 }
 
 const MASK32: u32 = u32::MAX;
@@ -240,6 +240,7 @@ fn desired(forward: ForwardMethod) -> DesiredService {
         forward,
         persist_timeout: 0,
         persist_prefix: None,
+        persistence_engine: None,
         reals: vec![
             DesiredReal { addr: "198.51.100.11:8080".parse().unwrap(), weight: 2, fwd: None, u_thresh: 0, l_thresh: 0 },
             DesiredReal { addr: "198.51.100.12:8080".parse().unwrap(), weight: 1, fwd: None, u_thresh: 0, l_thresh: 0 },
@@ -400,6 +401,29 @@ fn sorry_server_lvs_method_reaches_the_sorry_destination() {
     assert_eq!((port, dest.fwd), (80, msg::FWD_TUNNEL));
     let ((_, port), dest) = sorry_dest("198.51.100.99 8080", "");
     assert_eq!((port, dest.fwd), (8080, msg::FWD_MASQ));
+}
+
+/// `persistence_engine` reaches the service as `IPVS_SVC_ATTR_PE_NAME` (11), right after the
+/// scheduler as libipvs sends it, and a service read back keeps it.
+#[test]
+fn persistence_engine_reaches_the_service() {
+    let l = crate::config::parse_str(
+        "t.conf",
+        "virtual_server 203.0.113.10 5060 {\n lb_algo rr\n protocol UDP\n persistence_timeout 60\n persistence_engine sip\n \
+         real_server 198.51.100.11 5060 {\n }\n}\n",
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let (d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+    let (p, _) = plan(&d);
+    let service = &p.values().next().unwrap().service;
+    assert_eq!(service.pe_name.as_deref(), Some("sip"));
+    let bytes = emit(&service.attr());
+    let sched = [&7u16.to_ne_bytes()[..], &6u16.to_ne_bytes(), b"rr\0\0"].concat();
+    let pe = [&8u16.to_ne_bytes()[..], &11u16.to_ne_bytes(), b"sip\0"].concat();
+    let at = |want: &[u8]| bytes.windows(want.len()).position(|w| w == want);
+    assert_eq!(at(&pe).zip(at(&sched)).map(|(p, s)| p - s), Some(8), "{bytes:?}");
+    let without = Service { pe_name: None, ..service.clone() };
+    assert!(at(&pe).is_some() && emit(&without.attr()).windows(pe.len()).all(|w| w != pe.as_slice()));
 }
 
 /// `lvs_timeouts` becomes `IPVS_CMD_SET_CONFIG` with `IPVS_CMD_ATTR_TIMEOUT_TCP` (4),

@@ -341,6 +341,7 @@ mod tests {
             forward: ForwardMethod::Nat,
             persist_timeout: 0,
             persist_prefix: None,
+            persistence_engine: None,
             reals: reals
                 .iter()
                 .map(|(a, w)| DesiredReal { addr: a.parse().unwrap(), weight: *w, fwd: None, u_thresh: 0, l_thresh: 0 })
