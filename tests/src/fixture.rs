@@ -470,6 +470,7 @@ pub fn tcp_service(
         reals,
         sorry: None,
         sorry_fwd: None,
+        marks_v6: false,
         sorry_inhibit: false,
         quorum: 1,
         hysteresis: 0,

@@ -56,6 +56,12 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         0,
         "both take the deprecated global_tracking as sync_group_tracking_weight, with keepalived's words",
     ),
+    (
+        "vs-no-real-servers",
+        5,
+        0,
+        "both ignore a virtual server without real servers (its sorry server too), with keepalived's words",
+    ),
     ("vs-dr-port-reset", 5, 0, "both reset a DR real server's port to the service's, with keepalived's words"),
     ("vrrp-auth-pass-long", 5, 0, "both truncate auth_pass to 8 characters, with a warning"),
     ("vrrp-track-interface", 5, 0, "keepalived warns that it ignores tracking the instance's own interface"),

@@ -168,7 +168,11 @@ fn sighup_with_a_broken_config_keeps_the_running_services() {
 
     // A valid change applies: one service removed, the kept one keeps its id.
     let before: Vec<_> = snap.services.iter().map(|s| (s.service.clone(), s.id)).collect();
-    std::fs::write(&config, "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\n").unwrap();
+    std::fs::write(
+        &config,
+        "virtual_server 203.0.113.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n }\n}\n",
+    )
+    .unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{}", d.log().join("\n"));
     let after = read_stats(&pins).unwrap();

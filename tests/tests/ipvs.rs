@@ -265,13 +265,14 @@ fn flush() {
     }
 }
 
-/// `sorry_server_lvs_method` and `persistence_engine` against keepalived 2.2.7: each TCP
-/// service's only real server fails its check (nothing listens on port 9; `alpha` starts it
-/// down), so below quorum the sorry server takes the service with its own forwarding method
-/// (the DR one named with another port, which both reset to the service's); a UDP service
-/// persists by SIP Call-ID. Both daemons must leave the same table.
+/// `sorry_server_lvs_method`, `persistence_engine` and `ip_family` against keepalived 2.2.7:
+/// each TCP service's only real server fails its check (nothing listens on port 9; `alpha`
+/// starts it down), so below quorum the sorry server takes the service with its own
+/// forwarding method (the DR one named with another port, which both reset to the
+/// service's); a UDP service persists by SIP Call-ID; a firewall mark whose only real
+/// server is an IPv4 tunnel is IPv6 by `ip_family`. Both daemons must leave the same table.
 fn virtual_server_options() {
-    step("sorry_server_lvs_method, persistence_engine: keepalived and lb-daemon in turn");
+    step("sorry_server_lvs_method, persistence_engine, ip_family: keepalived and lb-daemon in turn");
     let dir = TempDir::new("ipvs-sorry");
     let lb = Netns::new("isorry").unwrap();
     let reals = Netns::new("isorryr").unwrap();
@@ -299,14 +300,25 @@ fn virtual_server_options() {
                  persistence_timeout 60\n    persistence_engine sip\n    real_server {} 5060 {{\n    }}\n}}\n",
                 backend4(0)
             ),
+            format!(
+                "virtual_server fwmark 7 {{\n    ip_family inet6\n    lb_algo rr\n    lb_kind TUN\n    \
+                 real_server {} {{\n    }}\n}}\n",
+                backend4(0)
+            ),
         ]
         .concat(),
     );
     let sorry_in_place = |ns: &Netns| {
         let t = flat(ns);
-        ["198.51.100.250:80 Route", "198.51.100.251:8443 Masq", "198.51.100.252:25 Tunnel", "persistent 60 pe sip"]
-            .iter()
-            .all(|want| t.contains(want))
+        [
+            "198.51.100.250:80 Route",
+            "198.51.100.251:8443 Masq",
+            "198.51.100.252:25 Tunnel",
+            "persistent 60 pe sip",
+            "FWM 7 IPv6 rr",
+        ]
+        .iter()
+        .all(|want| t.contains(want))
     };
     let mut seen = Vec::new();
     for who in ["keepalived", "lb-daemon"] {
@@ -336,7 +348,7 @@ fn virtual_server_options() {
         seen[0],
         seen[1]
     );
-    step("sorry_server_lvs_method, persistence_engine: keepalived and lb-daemon program the same");
+    step("sorry_server_lvs_method, persistence_engine, ip_family: keepalived and lb-daemon agree");
 }
 
 /// The oracle: keepalived 2.2.7's checker process on each config, in the same namespace

@@ -103,7 +103,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("nftables_ipvs_priority", "global_defs", FIREWALL),
     ("nftables_ipvs_start_fwmark", "global_defs", FIREWALL),
     ("hashed", "virtual_server", "remove it: the kernel sets IPVS's hashed flag itself"),
-    ("ip_family", "virtual_server", "remove it: a firewall-mark service's family follows its real servers"),
     // Checker verdicts.
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("sni_name", "SSL_GET", NOT_IN_227),
@@ -1509,6 +1508,15 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/checkers.rs::http_protocol_sends_keepalived_s_request",
             "lb-daemon/src/check/http.rs::requests_are_keepalived_s_for_each_http_protocol",
+        ],
+    ),
+    (
+        "virtual_server",
+        "ip_family",
+        &[
+            "lb-daemon/src/config/tests.rs::ip_family_settles_a_firewall_mark_s_family_as_keepalived",
+            "lb-daemon/src/ipvs/tests.rs::a_firewall_mark_keeps_its_family_with_no_real_server_up",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
         ],
     ),
     (

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use super::{
     keyword::{Ctx, Keyword},
     model::{
-        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, Protocol, REGEX_OPTIONS,
+        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, IpFamily, Protocol, REGEX_OPTIONS,
         REGEX_OPTIONS_REFUSED, RealServer, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost,
         Url, UrlRegex, VirtualServer, VirtualServerGroup,
     },
@@ -290,6 +290,27 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
     }),
     Keyword::new("sorry_server_inhibit", |ctx, vs, st| vs.sorry_server_inhibit = ctx.flag(st)),
     Keyword::new("ops", |ctx, vs, st| vs.ops = ctx.flag(st)),
+    Keyword::new("ip_family", |ctx, vs, st| {
+        let Some(w) = ctx.arg(st, 0, "inet or inet6") else { return };
+        let family = match w.text.as_str() {
+            "inet" => IpFamily::Inet,
+            "inet6" => IpFamily::Inet6,
+            _ => return ctx.error(w.span, format!("unknown address family {} (inet or inet6)", w.text)),
+        };
+        // keepalived: "Virtual server specified family ... conflicts with server family" when
+        // the service's address, or a real server read before it, says otherwise.
+        let known = match &vs.addr {
+            ServiceAddr::Inet(sa) => Some(sa.is_ipv6()),
+            _ => vs.real_servers.iter().find(|r| r.forward(vs) != ForwardMethod::Tun).map(|r| r.addr.is_ipv6()),
+        };
+        if known.is_some_and(|v6| v6 != (family == IpFamily::Inet6)) {
+            return ctx.error(
+                w.span,
+                format!("ip_family {} conflicts with the virtual server's family (keepalived refuses it too)", w.text),
+            );
+        }
+        vs.ip_family = Some(family);
+    }),
     Keyword::new("mh_seed", |ctx, vs, st| vs.mh_seed = ctx.parse(st, 0, "a number (the Maglev hash seed)")),
     Keyword::new("anycast_track_instance", |ctx, vs, st| {
         vs.anycast_track_instance = ctx.string(st, 0, "a vrrp_instance name")

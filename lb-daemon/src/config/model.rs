@@ -1034,6 +1034,10 @@ pub struct VirtualServer {
     pub smtp_alert: Option<bool>,
     /// One-packet scheduling (UDP).
     pub ops: bool,
+    /// `ip_family inet|inet6`: the family of a service whose address does not say it (a
+    /// firewall mark); see `VirtualServer::mark_family_v6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family: Option<IpFamily>,
     /// IPVS's scheduler flags (`flag-1`..`flag-3`, `sh-port`, ...): `SCHED_FLAG_*` bits, as
     /// keepalived passes them to the kernel.
     pub sched_flags: u32,
@@ -1058,6 +1062,25 @@ pub struct VirtualServer {
 }
 
 impl VirtualServer {
+    /// The family of this service's firewall marks, as keepalived's `vs_end_handler` settles
+    /// it at load: `ip_family`, else the first real server not forwarded by TUN (in config
+    /// order), else such a sorry server, else the one family all of them share, else IPv4.
+    pub fn mark_family_v6(&self) -> bool {
+        let not_tun = |f: ForwardMethod| f != ForwardMethod::Tun;
+        let sorry = self.sorry_server.map(|s| (s, self.sorry_forward()));
+        let servers: Vec<(SocketAddr, ForwardMethod)> =
+            self.real_servers.iter().map(|r| (r.addr, r.forward(self))).chain(sorry).collect();
+        if let Some(f) = self.ip_family {
+            return f == IpFamily::Inet6;
+        }
+        let first = self.real_servers.iter().find(|r| not_tun(r.forward(self))).map(|r| r.addr);
+        let first = first.or(sorry.filter(|(_, f)| not_tun(*f)).map(|(s, _)| s));
+        match first {
+            Some(a) => a.is_ipv6(),
+            None => servers.first().is_some_and(|(a, _)| a.is_ipv6() && servers.iter().all(|(b, _)| b.is_ipv6())),
+        }
+    }
+
     /// The sorry server's forwarding method: `sorry_server_lvs_method`, else lb_kind.
     pub fn sorry_forward(&self) -> ForwardMethod {
         self.sorry_server_forward.or(self.sorry_server_lb_kind).unwrap_or(self.forward)
@@ -1095,6 +1118,7 @@ impl VirtualServer {
             sorry_server_inhibit: false,
             smtp_alert: None,
             ops: false,
+            ip_family: None,
             sched_flags: 0,
             mh_seed: None,
             anycast_track_instance: None,
@@ -1217,6 +1241,13 @@ impl RealServer {
     pub fn forward(&self, vs: &VirtualServer) -> ForwardMethod {
         self.forward.or(self.lb_kind).unwrap_or(vs.forward)
     }
+}
+
+/// `ip_family`'s argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IpFamily {
+    Inet,
+    Inet6,
 }
 
 /// `http_protocol` of HTTP_GET / SSL_GET: the request's version and whether it asks the server

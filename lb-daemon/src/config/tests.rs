@@ -549,7 +549,8 @@ fn keepalived_keywords_we_do_not_act_on_warn_with_location() {
 
 #[test]
 fn bpf_backend_refuses_what_it_cannot_run() {
-    let src = "virtual_server 203.0.113.10 80 {\n lb_algo sed\n}\nvirtual_server fwmark 3 {\n}\n";
+    let src = "virtual_server 203.0.113.10 80 {\n lb_algo sed\n real_server 198.51.100.11 80 {\n }\n}\n\
+               virtual_server fwmark 3 {\n real_server 198.51.100.11 {\n }\n}\n";
     let strict = load_str_with_backend(src, BackendKind::Bpf);
     let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
     assert_eq!(errs.len(), 2, "{errs:?}");
@@ -652,6 +653,38 @@ fn ipvs_only_real_server_settings_and_timeouts_are_refused_for_bpf_only() {
         "virtual_server 203.0.113.10 80 {\n lb_kind DR\n real_server 198.51.100.11 80 {\n  lvs_method DR\n }\n}\n";
     let l = load_str_with_backend(same, BackendKind::Bpf);
     assert!(l.diagnostics.is_empty(), "{}", l.render());
+}
+
+/// A firewall-mark service's family as keepalived's vs_end_handler settles it: `ip_family`,
+/// else the first server not forwarded by TUN, else the one family all share, else IPv4;
+/// an `ip_family` the address or a non-TUN server contradicts is an error, as in keepalived.
+#[test]
+fn ip_family_settles_a_firewall_mark_s_family_as_keepalived() {
+    let fwm = |body: &str| format!("virtual_server fwmark 7 {{\n lb_kind DR\n{body}}}\n");
+    let rs = |addr: &str, method: &str| format!(" real_server {addr} 80 {{\n  lvs_method {method}\n }}\n");
+    let cases = [
+        (fwm(" ip_family inet6\n"), true),
+        (fwm(&rs("2001:db8:b::11", "DR")), true),
+        (fwm(&[rs("198.51.100.11", "TUN"), rs("2001:db8:b::11", "DR")].concat()), true),
+        (fwm(&rs("2001:db8:b::11", "TUN")), true),
+        (fwm(&[rs("2001:db8:b::11", "TUN"), rs("198.51.100.11", "TUN")].concat()), false),
+        (fwm(""), false),
+        (fwm(&[" ip_family inet6\n".to_string(), rs("198.51.100.11", "TUN")].concat()), true),
+    ];
+    for (text, v6) in cases {
+        let l = load_str_with_backend(&text, BackendKind::Ipvs);
+        assert!(!l.has_errors(), "{text}{}", l.render());
+        assert_eq!(l.config.virtual_servers[0].mark_family_v6(), v6, "{text}");
+    }
+    for text in [
+        "virtual_server 203.0.113.10 80 {\n ip_family inet6\n}\n".to_string(),
+        fwm(&[rs("198.51.100.11", "DR"), " ip_family inet6\n".to_string()].concat()),
+        fwm(&[" ip_family inet6\n".to_string(), rs("198.51.100.11", "DR")].concat()),
+        fwm(" ip_family ipx\n"),
+    ] {
+        let l = load_str_with_backend(&text, BackendKind::Ipvs);
+        assert!(l.has_errors(), "{text}: not refused");
+    }
 }
 
 /// keepalived's `alloc_rs` and `alloc_ssvr` copy lb_kind as it stands at their line; one set

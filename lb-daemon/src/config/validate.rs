@@ -603,6 +603,14 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 format!("virtual_server {what}: persistence_granularity /{g} is longer than an IPv4 address"),
             ));
         }
+        // keepalived's validate_check_config drops such a service, sorry server or not, with
+        // this config error; so does `services::desired`.
+        if vs.real_servers.is_empty() {
+            d.push(Diagnostic::warning(
+                vs.span,
+                format!("Virtual server {} has no real servers - ignoring", vs.keepalived_name()),
+            ));
+        }
         let mut reals = HashMap::new();
         for rs in &vs.real_servers {
             if reals.insert(rs.addr, ()).is_some() {
@@ -639,6 +647,22 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                     vs.forward.name()
                 );
                 ipvs_only(backend, rs.forward_span.unwrap_or(rs.span), msg, d);
+            }
+        }
+        // keepalived's rs_end_handler: a server not forwarded by TUN must be of the service's
+        // family ("Address family of virtual server and real server ... don't match").
+        if let Some(family) = vs.ip_family {
+            let v6 = family == super::model::IpFamily::Inet6;
+            let sorry = vs.sorry_server.map(|s| (s, vs.sorry_forward(), vs.span));
+            let servers = vs.real_servers.iter().map(|r| (r.addr, r.forward(vs), r.span)).chain(sorry);
+            for (addr, _, span) in servers.filter(|(a, f, _)| *f != ForwardMethod::Tun && a.is_ipv6() != v6) {
+                d.push(Diagnostic::error(
+                    span,
+                    format!(
+                        "{addr} is not of the virtual server's ip_family (keepalived: \"Address family of virtual \
+                         server and real server don't match\"); forward it by TUN or change ip_family"
+                    ),
+                ));
             }
         }
         if let Some(pe) = &vs.persistence_engine {

@@ -32,6 +32,9 @@ pub struct DesiredService {
     pub keys: Vec<ServiceKey>,
     /// Firewall marks (IPVS only: XDP runs before netfilter marks packets).
     pub marks: Vec<u32>,
+    /// The marks' family (`VirtualServer::mark_family_v6`): settled by the config, not by
+    /// which real servers are up.
+    pub marks_v6: bool,
     /// One-packet scheduling (IPVS only).
     pub ops: bool,
     /// IPVS's scheduler flags (`config::SCHED_FLAG_*`): sh/mh port hashing and fallback.
@@ -178,7 +181,8 @@ fn range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
 pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredService>, Vec<String>) {
     let mut out: Vec<DesiredService> = Vec::new();
     let mut skipped = Vec::new();
-    for vs in &cfg.virtual_servers {
+    // keepalived ignores a virtual server without real servers (validate warns).
+    for vs in cfg.virtual_servers.iter().filter(|vs| !vs.real_servers.is_empty()) {
         let (keys, marks) = match keys(cfg, vs) {
             Ok(k) => k,
             Err(e) => {
@@ -236,6 +240,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
                 .collect(),
             sorry: vs.sorry_server,
             sorry_fwd: Some(vs.sorry_forward()).filter(|f| *f != vs.forward),
+            marks_v6: vs.mark_family_v6(),
             sorry_inhibit: vs.sorry_server_inhibit,
             quorum: vs.quorum,
             hysteresis: vs.hysteresis,
@@ -377,7 +382,8 @@ mod tests {
         let l = parse_str(
             "t.conf",
             "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n lb_algo rr\n \
-             real_server 198.51.100.1 80 {\n}\n}\nvirtual_server fwmark 1 {\n}\nvirtual_server 203.0.113.30 80 {\n lb_algo sed\n}\n",
+             real_server 198.51.100.1 80 {\n}\n}\nvirtual_server fwmark 1 {\n real_server 198.51.100.1 {\n}\n}\n\
+             virtual_server 203.0.113.30 80 {\n lb_algo sed\n real_server 198.51.100.1 80 {\n}\n}\n",
         );
         let (d, skipped) = desired(&l.config, &Health::default(), false);
         assert_eq!(d.len(), 1);

@@ -61,10 +61,7 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
             ForwardMethod::Tun => msg::FWD_TUNNEL,
         };
         let service_fwd = fwd_code(d.forward);
-        let mark_af = match d.reals.first().map(|r| r.addr).or(d.sorry) {
-            Some(SocketAddr::V6(_)) => msg::AF_INET6,
-            _ => msg::AF_INET,
-        };
+        let mark_af = if d.marks_v6 { msg::AF_INET6 } else { msg::AF_INET };
         let ids = d
             .keys
             .iter()

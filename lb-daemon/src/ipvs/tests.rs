@@ -247,6 +247,7 @@ fn desired(forward: ForwardMethod) -> DesiredService {
         ],
         sorry: Some("198.51.100.99:8080".parse().unwrap()),
         sorry_fwd: None,
+        marks_v6: false,
         sorry_inhibit: false,
         quorum: 1,
         hysteresis: 0,
@@ -283,10 +284,11 @@ fn plan_follows_ipvsadm_and_keepalived() {
         p[&vip()].dests.iter().map(|((ip, port), d)| (*port + ip_last(ip), d.weight)).collect();
     assert_eq!(weights, [(8080 + 11, 0), (8080 + 12, 0), (8080 + 99, 1)]);
 
-    // Firewall marks take their family from the real servers.
+    // Firewall marks take the family the config settled (`marks_v6`).
     let mut d = desired(ForwardMethod::Dr);
     d.keys.clear();
     d.marks = vec![7];
+    d.marks_v6 = true;
     d.reals = vec![DesiredReal {
         addr: "[2001:db8::11]:80".parse().unwrap(),
         weight: 1,
@@ -401,6 +403,28 @@ fn sorry_server_lvs_method_reaches_the_sorry_destination() {
     assert_eq!((port, dest.fwd), (80, msg::FWD_TUNNEL));
     let ((_, port), dest) = sorry_dest("198.51.100.99 8080", "");
     assert_eq!((port, dest.fwd), (8080, msg::FWD_MASQ));
+}
+
+/// A firewall-mark service keeps the family the config gives it (`ip_family`, else its real
+/// servers') whichever real servers are up: with none up it must not turn into IPv4.
+#[test]
+fn a_firewall_mark_keeps_its_family_with_no_real_server_up() {
+    for (body, af) in [
+        (" real_server 2001:db8:b::11 80 {\n  TCP_CHECK {\n  }\n }\n", msg::AF_INET6),
+        (" ip_family inet6\n real_server 198.51.100.11 {\n  lvs_method TUN\n  TCP_CHECK {\n  }\n }\n", msg::AF_INET6),
+        (" real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n", msg::AF_INET),
+    ] {
+        let l = crate::config::parse_str("t.conf", &format!("virtual_server fwmark 7 {{\n lb_kind DR\n{body}}}\n"));
+        assert!(!l.has_errors(), "{}", l.render());
+        let mut health = crate::check::health::Health::default();
+        for id in crate::check::specs(&l.config, &crate::script::Runner::new(&l.config.global).unwrap()).into_keys() {
+            health.register(id, false);
+        }
+        let (d, _) = crate::dataplane::services::desired(&l.config, &health, true);
+        assert!(d[0].reals.is_empty(), "{body}: a real server is up");
+        let (p, _) = plan(&d);
+        assert_eq!(p.keys().map(|id| id.af()).collect::<Vec<_>>(), [af], "{body}");
+    }
 }
 
 /// `persistence_engine` reaches the service as `IPVS_SVC_ATTR_PE_NAME` (11), right after the

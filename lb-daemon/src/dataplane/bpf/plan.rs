@@ -348,6 +348,7 @@ mod tests {
                 .collect(),
             sorry: None,
             sorry_fwd: None,
+            marks_v6: false,
             sorry_inhibit: false,
             quorum: 1,
             hysteresis: 0,
