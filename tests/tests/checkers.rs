@@ -868,7 +868,8 @@ fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
 /// `http_protocol` (keepalived 2.2.7's request_template): the request's version and whether
 /// it asks the server to close. The oracle: keepalived's own genhash (`keepalived -T -P`, its
 /// HTTP_GET code) and ours GET `/request`, which answers the request as the server received
-/// it, and must get the same digest for each version, with and without a virtual host. Then
+/// it, and must get the same digest for each version, with and without a virtual host, and
+/// the same digest of a chunked answer (keepalived undoes no transfer coding). Then
 /// the effect: a server answering 505 to anything but HTTP/1.1 keeps the real server only
 /// for the service whose checker says `http_protocol 1.1` (keepalived's default is 1.0).
 #[test]
@@ -878,22 +879,26 @@ fn http_protocol_sends_keepalived_s_request() {
     let dir = TempDir::new("chk-proto");
     let b0 = backend4(0);
     let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
-    let request = |cmd: &str| {
-        let out = topo.lb.sh(&format!("{cmd} -s {b0} -p 80 -u /request 2>&1")).unwrap_or_default();
+    let digest_of = |cmd: &str, url: &str| {
+        let out = topo.lb.sh(&format!("{cmd} -s {b0} -p 80 -u {url} 2>&1")).unwrap_or_default();
         let hex = |w: &&str| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit());
         out.lines().find_map(|l| l.split_whitespace().last().filter(hex).map(str::to_string))
     };
     let lb = daemon::binary().unwrap().display().to_string();
     let mut seen = std::collections::BTreeSet::new();
     for args in ["", "-P 1.0", "-P 1.0c", "-P 1.1", "-P 1.1 -V www.example"] {
-        let theirs = request(&format!("keepalived -T {args}"));
+        let theirs = digest_of(&format!("keepalived -T {args}"), "/request");
         assert!(theirs.is_some(), "keepalived 2.2.7 genhash {args} got no digest");
-        let ours = request(&format!("{lb} genhash {args}"));
+        let ours = digest_of(&format!("{lb} genhash {args}"), "/request");
         assert_eq!(ours, theirs, "lb-daemon genhash {args} (left) against keepalived's (right)");
         seen.insert(theirs);
     }
     // The default and -P 1.0 ask the same; the others differ from each other.
     assert_eq!(seen.len(), 4, "{seen:?}");
+    // A chunked answer is digested as it came, framing and all, as keepalived reads it.
+    let theirs = digest_of("keepalived -T -P 1.1", "/chunked");
+    assert!(theirs.is_some(), "keepalived 2.2.7 genhash got no digest of /chunked");
+    assert_eq!(digest_of(&format!("{lb} genhash -P 1.1"), "/chunked"), theirs, "/chunked: ours (left)");
 
     let service = |port: u16, protocol: &str| {
         format!(

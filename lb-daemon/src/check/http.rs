@@ -1,28 +1,28 @@
-//! HTTP_GET and SSL_GET: one GET per url (hyper), plain or TLS (rustls), the request as
-//! keepalived's template writes it (`http_protocol`: version and `Connection: close`).
+//! HTTP_GET and SSL_GET: one GET per url, plain or TLS (rustls), written and read as
+//! keepalived 2.2.7's check_http.c and lib/html.c do: its request template (`http_protocol`:
+//! version and `Connection: close`), its status code and Content-Length parsing, and the body
+//! to the end of the stream with no transfer coding undone (its MD5 covers chunk framing).
 //!
-//! Bounded against hostile servers: hyper refuses a response head larger than
-//! `MAX_HEAD` bytes (or with too many headers), the body is streamed into the MD5 and never
-//! stored, and the caller wraps the whole exchange in the checker's timeout.
+//! Bounded against hostile servers: the response head must end within `MAX_HEAD` bytes, the
+//! body is streamed into the MD5 and only `Want::keep` bytes of it stored, and the caller
+//! wraps the whole exchange in the checker's timeout.
 
 use std::{net::SocketAddr, sync::Arc};
 
-use http_body_util::{BodyExt, Empty};
-use hyper::{Request, Version, body::Bytes};
-use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
 use rustls::{
     ClientConfig, DigitallySignedStruct, SignatureScheme,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     pki_types::{CertificateDer, ServerName, UnixTime},
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{error::ProbeError, tcp};
 use crate::config::HttpProtocol;
 
-/// Largest response head (status line and headers) accepted; hyper's minimum is 8 KiB.
-pub const MAX_HEAD: usize = 16 * 1024;
+/// The response head must end within keepalived's read buffer (MAX_BUFFER_LENGTH, 4096, one
+/// byte kept for a NUL): a longer head is a failure there, so it is here.
+pub const MAX_HEAD: usize = 4095;
 
 /// How much of a body a url's `regex` sees (keepalived matches the whole stream; a health
 /// page is far smaller).
@@ -83,19 +83,63 @@ pub async fn get(t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError
 }
 
 /// One GET over an already connected `stream` (the fuzz target feeds it an in-memory pipe).
-pub async fn exchange<S>(stream: S, t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError>
+pub async fn exchange<S>(mut stream: S, t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    // keepalived's header names are title case; servers should not care, some do.
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_buf_size(MAX_HEAD)
-        .title_case_headers(true)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+    stream
+        .write_all(request(t, path).as_bytes())
         .await
-        .map_err(|e| ProbeError::Http(e.to_string()))?;
-    // The connection task ends with the exchange (Connection: close) or when dropped.
-    let driver = tokio::spawn(conn);
+        .map_err(|e| ProbeError::Http(format!("sending the request: {e}")))?;
+    let mut buf = vec![0u8; 4096];
+    // The head, in keepalived's one buffer.
+    let mut got = Vec::new();
+    let (head, rest) = loop {
+        let n = read(&mut stream, &mut buf).await?;
+        got.extend_from_slice(&buf[..n]);
+        let window = &got[..got.len().min(MAX_HEAD)];
+        if let Some(end) = window.windows(4).position(|w| w == b"\r\n\r\n") {
+            let (head, rest) = got.split_at(end + 4);
+            break (head.to_vec(), rest.to_vec());
+        }
+        if n == 0 || got.len() >= MAX_HEAD {
+            return Err(ProbeError::Http(if n == 0 {
+                "the connection closed before a whole response head".into()
+            } else {
+                format!("no end of the response head within {MAX_HEAD} bytes (keepalived's buffer)")
+            }));
+        }
+    };
+    let status = status_code(&head).ok_or_else(|| {
+        let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+        ProbeError::Http(format!("no status code in `{}`", String::from_utf8_lossy(&line[..line.len().min(80)])))
+    })?;
+    let content_len = content_length(&head);
+    // The body as it comes, to the end of the stream, as keepalived reads it: the digest
+    // covers at most Content-Length bytes and no transfer coding is undone.
+    let mut md5 = Md5::new();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    let mut chunk = rest;
+    loop {
+        let digested = content_len.map_or(chunk.len(), |l| l.saturating_sub(seen).min(chunk.len()));
+        md5.update(&chunk[..digested]);
+        let room = want.keep - kept.len();
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        seen += chunk.len();
+        let n = read(&mut stream, &mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        chunk = buf[..n].to_vec();
+    }
+    let digest = want.digest.then(|| hex(&md5.finalize()));
+    Ok(Reply { status, digest, body: kept })
+}
+
+/// keepalived 2.2.7's request_template, byte for byte: the version, User-Agent, Connection
+/// (1.0C and 1.1 only), Host (the virtual host, else the address and port).
+fn request(t: &Target, path: &str) -> String {
     let host = match &t.host {
         Some(h) => h.clone(),
         None => match t.addr {
@@ -103,41 +147,45 @@ where
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         },
     };
-    // keepalived's request_template: the version, User-Agent, Connection (1.0C and 1.1 only),
-    // Host, in that order (hyper writes headers in insertion order).
-    let mut req = Request::get(path)
-        .version(if t.protocol == HttpProtocol::Http11 { Version::HTTP_11 } else { Version::HTTP_10 })
-        .header(hyper::header::USER_AGENT, "KeepAliveClient");
-    if t.protocol != HttpProtocol::Http10 {
-        req = req.header(hyper::header::CONNECTION, "close");
+    let (minor, close) = match t.protocol {
+        HttpProtocol::Http10 => (0, ""),
+        HttpProtocol::Http10Close => (0, "Connection: close\r\n"),
+        HttpProtocol::Http11 => (1, "Connection: close\r\n"),
+    };
+    format!("GET {path} HTTP/1.{minor}\r\nUser-Agent: KeepAliveClient\r\n{close}Host: {host}\r\n\r\n")
+}
+
+/// One read; the end of a TLS stream without close_notify counts as its end, as keepalived's
+/// SSL reads end there too.
+async fn read<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> Result<usize, ProbeError> {
+    match stream.read(buf).await {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        Err(e) => Err(ProbeError::Http(format!("read error: {e}"))),
     }
-    let req = req
-        .header(hyper::header::HOST, host)
-        .body(Empty::new())
-        .map_err(|e| ProbeError::Http(format!("bad request for {path}: {e}")))?;
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| ProbeError::Http(e.to_string()))?;
-        let status = resp.status().as_u16();
-        if want == Want::default() {
-            return Ok(Reply { status, digest: None, body: Vec::new() });
-        }
-        let mut md5 = Md5::new();
-        let mut kept = Vec::new();
-        let mut body = resp.into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ProbeError::Http(format!("reading the body: {e}")))?;
-            if let Some(data) = frame.data_ref() {
-                md5.update(data);
-                let room = want.keep - kept.len();
-                kept.extend_from_slice(&data[..data.len().min(room)]);
-            }
-        }
-        let digest = want.digest.then(|| hex(&md5.finalize()));
-        Ok(Reply { status, digest, body: kept })
+}
+
+/// keepalived's extract_status_code: the three digits between the first space and the next.
+pub fn status_code(head: &[u8]) -> Option<u16> {
+    let space = head.iter().take_while(|b| **b != b'\r').position(|b| *b == b' ')?;
+    let code = head.get(space + 1..space + 5)?;
+    (code[..3].iter().all(u8::is_ascii_digit) && code[3] == b' ')
+        .then(|| code[..3].iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
+}
+
+/// keepalived's extract_content_length: `Content-Length:` as written (case and all), then a
+/// number that ends the line; anything else means no length.
+pub fn content_length(head: &[u8]) -> Option<usize> {
+    const TAG: &[u8] = b"Content-Length:";
+    let at = head.windows(TAG.len()).position(|w| w == TAG)? + TAG.len();
+    let text = &head[at..];
+    let text = &text[text.iter().take_while(|b| b.is_ascii_whitespace() && **b != b'\r' && **b != b'\n').count()..];
+    let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
+    let end = text.get(digits).copied();
+    if digits == 0 || !matches!(end, Some(b'\r' | b'\n') | None) {
+        return None;
     }
-    .await;
-    driver.abort();
-    result
+    std::str::from_utf8(&text[..digits]).ok()?.parse().ok()
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -266,6 +314,29 @@ mod tests {
             get(&t, "/health", Want::default()).await.unwrap();
             assert_eq!(req.await.unwrap(), want.replace("HOST", &addr.to_string()), "{protocol:?}");
         }
+    }
+
+    /// keepalived reads the body as it comes: a chunked body is digested with its framing,
+    /// Content-Length (as written) caps the digest, and the status is the three digits after
+    /// the first space only when a space follows them.
+    #[tokio::test]
+    async fn bodies_and_heads_are_read_as_keepalived_reads_them() {
+        let want = Want { digest: true, keep: 64 };
+        let chunked = b"5\r\nhello\r\n0\r\n\r\n";
+        let (addr, _) = serve([&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..], chunked].concat()).await;
+        let r = get(&target(addr), "/", want).await.unwrap();
+        assert_eq!((r.status, r.digest, r.body), (200, Some(hex(&Md5::digest(chunked))), chunked.to_vec()));
+        let (addr, _) = serve(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nhello".to_vec()).await;
+        let r = get(&target(addr), "/", want).await.unwrap();
+        assert_eq!((r.digest, r.body), (Some(hex(&Md5::digest(b"hel"))), b"hello".to_vec()));
+        let (addr, _) = serve(b"HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nhello".to_vec()).await;
+        let r = get(&target(addr), "/", want).await.unwrap();
+        assert_eq!(r.digest, Some(hex(&Md5::digest(b"hello"))), "keepalived matches Content-Length as written");
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"HTTP/1.1 204\r\n"), None);
+        assert_eq!(status_code(b"HTTP/1.1 2040 x\r\n"), None);
+        assert_eq!(content_length(b"Content-Length:  12\r\n"), Some(12));
+        assert_eq!(content_length(b"Content-Length: 12x\r\n"), None);
     }
 
     #[tokio::test]
