@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod netlink;
 pub mod notify;
+pub mod pcre;
 pub mod pidfile;
 pub mod script;
 pub mod state;
@@ -28,7 +29,8 @@ pub mod vrrp;
 mod layering {
     use std::path::Path;
 
-    const ORDER: [&str; 16] = [
+    const ORDER: [&str; 17] = [
+        "pcre",
         "config",
         "logging",
         "pidfile",

@@ -23,6 +23,20 @@ fn reals(list: &[usize], port: u16) -> Vec<String> {
     v
 }
 
+/// Services on `VIP:port` each checking backend 0 on `real_port`, whose verdicts the checks
+/// settle (`(port, stays)`): those that do not keep it lose it within 6 s, with `why` in the
+/// log; those that do still schedule it after a few more rounds.
+fn services_settle(d: &Daemon, pins: &Path, real_port: u16, verdicts: &[(u16, bool)], why: &str) {
+    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
+    let down = || verdicts.iter().filter(|v| !v.1).all(|v| scheduled(pins, &svc(v.0)).is_empty());
+    assert!(eventually(Duration::from_secs(6), down), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains(why)), "no `{why}` in {:#?}", d.log());
+    std::thread::sleep(Duration::from_secs(3));
+    for (port, _) in verdicts.iter().filter(|v| v.1) {
+        assert_eq!(scheduled(pins, &svc(*port)), reals(&[0], real_port), "{}: {:#?}", svc(*port), d.log());
+    }
+}
+
 /// `virtual_server VIP 80` (rr, NAT, `delay_loop 1`) over the first `n` backends on port 80,
 /// each real server checked by `check` (a checker block).
 fn service_80(n: usize, check: &str) -> String {
@@ -854,15 +868,7 @@ fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
     let config = dir.file("keepalived.conf", &cases.map(|(port, at, sni, _)| service(port, at, sni)).concat());
     let pins = daemon::pin_dir("chk-sni");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
-    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
-    let down = || cases.iter().filter(|c| !c.3).all(|c| scheduled(&pins, &svc(c.0)).is_empty());
-    assert!(eventually(Duration::from_secs(6), down), "{:#?}", d.log());
-    assert!(d.log().iter().any(|l| l.contains("digest")), "{:#?}", d.log());
-    // A few more checks of the services that name www.example, each a match.
-    std::thread::sleep(Duration::from_secs(3));
-    for (port, at, ..) in cases.iter().filter(|c| c.3) {
-        assert_eq!(scheduled(&pins, &svc(*port)), reals(&[0], 443), "virtualhost in the {at}: {:#?}", d.log());
-    }
+    services_settle(&d, &pins, 443, &cases.map(|c| (c.0, c.3)), "digest");
 }
 
 /// `http_protocol` (keepalived 2.2.7's request_template): the request's version and whether
@@ -918,18 +924,16 @@ fn http_protocol_sends_keepalived_s_request() {
     );
     let pins = daemon::pin_dir("chk-proto");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
-    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
-    let down = || scheduled(&pins, &svc(80)).is_empty() && scheduled(&pins, &svc(81)).is_empty();
-    assert!(eventually(Duration::from_secs(6), down), "HTTP/1.0 checks were not refused: {:#?}", d.log());
-    assert!(d.log().iter().any(|l| l.contains("505")), "{:#?}", d.log());
-    // A few more checks: HTTP/1.1 keeps its real server.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(scheduled(&pins, &svc(82)), reals(&[0], 80), "{:#?}", d.log());
+    // HTTP/1.0 (the default and 1.0C) is answered 505; HTTP/1.1 keeps its real server.
+    services_settle(&d, &pins, 80, &[(80, false), (81, false), (82, true)], "505");
 }
 
-/// A url's `regex` (keepalived 2.2.7 with PCRE2): the body of a real server's `/health`
-/// ("ok") must match, or with `regex_no_match` must not; `regex_options` flags count. Four
-/// services check the same server; only those whose regex verdict passes keep it.
+/// A url's `regex` (keepalived 2.2.7 with PCRE2) over the answer as received: Python's
+/// `/health` answer (`HTTP/1.0 200 OK`, its headers, `Content-Length: 2`, then "ok" and the end
+/// of the stream) must match, or with `regex_no_match` must not. As in keepalived the status
+/// line and headers count, the pattern is unescaped first (`\r\n` are CR LF, `\\d` is
+/// PCRE2's `\d`), and a match reaching the end of the stream (`ok$`) is a hard partial match,
+/// so none. Five services check the same server; only those whose regex passes keep it.
 #[test]
 fn url_regex_keeps_or_takes_out_a_real_server() {
     require_root();
@@ -946,23 +950,16 @@ fn url_regex_keeps_or_takes_out_a_real_server() {
     };
     // (VIP port, url lines, whether the real server stays)
     let cases = [
-        (80, "                regex ^ok$\n", true),
-        (81, "                regex ^OK$\n                regex_options caseless\n", true),
-        (82, "                regex ^fail\n", false),
+        (80, "                regex \"^HTTP/1.0 200\"\n", true),
+        (81, "                regex \"content-length: 2\\r\\n\"\n                regex_options caseless\n", true),
+        (82, "                regex ok$\n", false),
         (83, "                regex ok\n                regex_no_match\n", false),
+        (84, "                regex \"\\\\d+ OK\"\n", true),
     ];
     let config = dir.file("keepalived.conf", &cases.map(|(port, regex, _)| service(port, regex)).concat());
     let pins = daemon::pin_dir("chk-regex");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
-    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
-    let down = || cases.iter().filter(|c| !c.2).all(|c| scheduled(&pins, &svc(c.0)).is_empty());
-    assert!(eventually(Duration::from_secs(6), down), "{:#?}", d.log());
-    assert!(d.log().iter().any(|l| l.contains("regex match failed")), "{:#?}", d.log());
-    // A few more checks of the services whose regex passes.
-    std::thread::sleep(Duration::from_secs(3));
-    for (port, regex, _) in cases.iter().filter(|c| c.2) {
-        assert_eq!(scheduled(&pins, &svc(*port)), reals(&[0], 80), "{regex}: {:#?}", d.log());
-    }
+    services_settle(&d, &pins, 80, &cases.map(|c| (c.0, c.2)), "regex match failed");
 }
 
 /// `fwmark N` in a checker marks its probe's packets (SO_MARK), so policy routing steers the

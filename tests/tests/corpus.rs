@@ -26,13 +26,6 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
          it (the real server stays up whatever its body); ours refuses the config",
     ),
     (
-        "chk-http-regex-firstline",
-        0,
-        5,
-        "not implemented here: the PCRE2 compile options without an in-pattern form (firstline and \
-         ten others) are refused by name, as a regex compiled without them would match otherwise",
-    ),
-    (
         "static-route-expires",
         0,
         5,

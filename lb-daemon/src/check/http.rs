@@ -24,9 +24,9 @@ use crate::config::HttpProtocol;
 /// byte kept for a NUL): a longer head is a failure there, so it is here.
 pub const MAX_HEAD: usize = 4095;
 
-/// How much of a body a url's `regex` sees (keepalived matches the whole stream; a health
+/// How much of an answer a url's `regex` sees (keepalived matches the whole stream; a health
 /// page is far smaller).
-pub const MAX_REGEX_BODY: usize = 1024 * 1024;
+pub const MAX_REGEX_ANSWER: usize = 1024 * 1024;
 
 /// Where and how to ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,19 +48,20 @@ pub struct Reply {
     pub status: u16,
     /// Lower-case hex MD5 of the body, when asked for.
     pub digest: Option<String>,
-    /// The body's first bytes, as many as asked for.
-    pub body: Vec<u8>,
+    /// The answer's first bytes as received, status line and headers included (what
+    /// keepalived's regex sees), as many as asked for.
+    pub raw: Vec<u8>,
 }
 
-/// What of the body to read: its MD5, its first `keep` bytes, neither (the body is then
-/// not read at all).
+/// What to take from the answer, which is always read to the end of the stream as keepalived
+/// reads it: the body's MD5, the answer's first `keep` bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Want {
     pub digest: bool,
     pub keep: usize,
 }
 
-/// GETs `path`; reads the body only as far as `want` needs it.
+/// GETs `path` and reads the whole answer.
 pub async fn get(t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError> {
     let tcp = tcp::connect(t.addr, t.from).await?;
     if t.tls {
@@ -118,7 +119,7 @@ where
     // The body as it comes, to the end of the stream, as keepalived reads it: the digest
     // covers at most Content-Length bytes and no transfer coding is undone.
     let mut md5 = Md5::new();
-    let mut kept = Vec::new();
+    let mut kept = head[..head.len().min(want.keep)].to_vec();
     let mut seen = 0usize;
     let mut chunk = rest;
     loop {
@@ -134,7 +135,7 @@ where
         chunk = buf[..n].to_vec();
     }
     let digest = want.digest.then(|| hex(&md5.finalize()));
-    Ok(Reply { status, digest, body: kept })
+    Ok(Reply { status, digest, raw: kept })
 }
 
 /// keepalived 2.2.7's request_template, byte for byte: the version, User-Agent, Connection
@@ -325,10 +326,12 @@ mod tests {
         let chunked = b"5\r\nhello\r\n0\r\n\r\n";
         let (addr, _) = serve([&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..], chunked].concat()).await;
         let r = get(&target(addr), "/", want).await.unwrap();
-        assert_eq!((r.status, r.digest, r.body), (200, Some(hex(&Md5::digest(chunked))), chunked.to_vec()));
+        assert_eq!((r.status, r.digest), (200, Some(hex(&Md5::digest(chunked)))));
+        assert!(r.raw.starts_with(b"HTTP/1.1 200 OK\r\n") && r.raw.ends_with(chunked), "{:?}", r.raw);
         let (addr, _) = serve(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nhello".to_vec()).await;
         let r = get(&target(addr), "/", want).await.unwrap();
-        assert_eq!((r.digest, r.body), (Some(hex(&Md5::digest(b"hel"))), b"hello".to_vec()));
+        assert_eq!(r.digest, Some(hex(&Md5::digest(b"hel"))));
+        assert!(r.raw.ends_with(b"\r\n\r\nhello"), "{:?}", r.raw);
         let (addr, _) = serve(b"HTTP/1.0 200 OK\r\ncontent-length: 3\r\n\r\nhello".to_vec()).await;
         let r = get(&target(addr), "/", want).await.unwrap();
         assert_eq!(r.digest, Some(hex(&Md5::digest(b"hello"))), "keepalived matches Content-Length as written");

@@ -355,13 +355,14 @@ fn describe_codes(url: &Url) -> String {
     codes.join(",")
 }
 
-/// keepalived's check_regex over the body (as much as `http::MAX_REGEX_BODY` keeps): a match
-/// must start within `min_offset..=max_offset`; `regex_no_match` turns the verdict round.
-/// A pattern that cannot run (a PCRE2 match error) matches nothing, as in keepalived.
-pub fn regex_passes(r: &UrlRegex, body: &[u8]) -> bool {
-    let matched = r.min_offset <= body.len()
-        && compiled(r).is_some_and(|re| match re.find_at(body, r.min_offset) {
-            Ok(Some(m)) => r.max_offset.is_none_or(|max| m.start() <= max),
+/// keepalived's check_regex over the answer as received, status line and headers included
+/// (as much as `http::MAX_REGEX_ANSWER` keeps), as if it came in one read: a complete match
+/// must start within `min_offset..=max_offset`; a hard partial one (reaching the end) or a
+/// PCRE2 match error matches nothing, as in keepalived; `regex_no_match` turns it round.
+pub fn regex_passes(r: &UrlRegex, answer: &[u8]) -> bool {
+    let matched = r.min_offset <= answer.len()
+        && compiled(r).is_some_and(|p| match p.find(answer, r.min_offset, r.jit_stack) {
+            Ok(crate::pcre::Found::At(start)) => r.max_offset.is_none_or(|max| start <= max),
             _ => false,
         });
     matched != r.no_match
@@ -369,11 +370,11 @@ pub fn regex_passes(r: &UrlRegex, body: &[u8]) -> bool {
 
 /// Each pattern compiled once per process (keepalived shares one `regex_t` per pattern and
 /// options too); config loading has already compiled it once, so this does not fail.
-fn compiled(r: &UrlRegex) -> Option<std::sync::Arc<pcre2::bytes::Regex>> {
-    type Cache = std::sync::Mutex<HashMap<(String, Option<usize>), std::sync::Arc<pcre2::bytes::Regex>>>;
+fn compiled(r: &UrlRegex) -> Option<std::sync::Arc<crate::pcre::Pattern>> {
+    type Cache = std::sync::Mutex<HashMap<(String, u32), std::sync::Arc<crate::pcre::Pattern>>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let key = (r.source(), r.jit_stack_max);
+    let key = (r.pattern.clone(), r.option_bits());
     if let Some(re) = cache.get(&key) {
         return Some(re.clone());
     }
@@ -402,7 +403,7 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
                         }
                         None => target,
                     };
-                    let keep = if url.regex.is_some() { http::MAX_REGEX_BODY } else { 0 };
+                    let keep = if url.regex.is_some() { http::MAX_REGEX_ANSWER } else { 0 };
                     let reply = http::get(target, &url.path, http::Want { digest: url.digest.is_some(), keep }).await?;
                     if !status_ok(url, reply.status) {
                         return Err(ProbeError::Status {
@@ -417,7 +418,7 @@ pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeErr
                         return Err(ProbeError::Digest { path: url.path.clone(), got, want: want.clone() });
                     }
                     if let Some(r) = &url.regex
-                        && !regex_passes(r, &reply.body)
+                        && !regex_passes(r, &reply.raw)
                     {
                         return Err(ProbeError::Regex {
                             path: url.path.clone(),
@@ -763,34 +764,44 @@ mod tests {
             };
             urls[0].regex.clone().unwrap()
         };
-        // (url lines, body, passes)
+        // (url lines, answer, passes)
         let cases: &[(&str, &str, bool)] = &[
-            ("regex OK", "status: OK", true),
-            ("regex ^OK", "status: OK", false),
-            ("regex ok", "status: OK", false),
-            ("regex ok\nregex_options caseless", "status: OK", true),
-            ("regex ERROR\nregex_no_match", "all OK", true),
-            ("regex ERROR\nregex_no_match", "an ERROR", false),
-            ("regex ab\nregex_min_offset 3", "ab ab", true),
-            ("regex ab\nregex_min_offset 4", "ab ab", false),
-            ("regex ab\nregex_max_offset 2", "xxxab", false),
-            ("regex ab\nregex_max_offset 3", "xxxab", true),
-            ("regex (?<=x)ab\nregex_min_offset 1", "xab", true),
+            ("regex OK", "status: OK\n", true),
+            ("regex ^OK", "status: OK\n", false),
+            ("regex ok", "status: OK\n", false),
+            ("regex ok\nregex_options caseless", "status: OK\n", true),
+            ("regex ERROR\nregex_no_match", "all OK\n", true),
+            ("regex ERROR\nregex_no_match", "an ERROR\n", false),
+            ("regex ab\nregex_min_offset 3", "ab ab\n", true),
+            ("regex ab\nregex_min_offset 4", "ab ab\n", false),
+            ("regex ab\nregex_max_offset 2", "xxxab\n", false),
+            ("regex ab\nregex_max_offset 3", "xxxab\n", true),
+            ("regex (?<=x)ab\nregex_min_offset 1", "xab\n", true),
             ("regex $\nregex_min_offset 4", "abc", false),
             ("regex ^OK$", "a\nOK\nb", false),
             ("regex ^OK$\nregex_options multiline", "a\nOK\nb", true),
-            ("regex a.b", "a\nb", false),
-            ("regex a.b\nregex_options dotall ucp", "a\nb", true),
-            ("regex \"all OK\"", "all OK", true),
+            ("regex a.b", "a\nb\n", false),
+            ("regex a.b\nregex_options dotall ucp", "a\nb\n", true),
+            ("regex \"all OK\"", "all OK\n", true),
+            // What reaches the end of the answer is a hard partial match: keepalived waits for
+            // more and, at the end of the stream, counts no match.
+            ("regex ok$", "it is ok", false),
+            ("regex ok\\s*", "it is ok", false),
+            // keepalived unescapes the pattern: `\d` is `d`, `\\d` PCRE2's digit class.
+            ("regex \"\\d+ OK\"", "200 OK\n", false),
+            ("regex \"\\d+ OK\"", "dd OK\n", true),
+            ("regex \"\\\\d+ OK\"", "200 OK\n", true),
+            ("regex \"OK\\r\\n\"", "200 OK\r\n\r\n", true),
         ];
-        for (lines, body, passes) in cases {
+        for (lines, answer, passes) in cases {
             let r = cfg(lines);
-            assert_eq!(regex_passes(&r, body.as_bytes()), *passes, "{lines:?} on {body:?} ({})", r.source());
+            assert_eq!(regex_passes(&r, answer.as_bytes()), *passes, "{lines:?} on {answer:?}");
         }
-        assert_eq!(cfg("regex_options caseless ucp extended\nregex x").flags, "(*UCP)(?i)(?x)");
+        let r = cfg("regex_options caseless ucp extended\nregex x");
+        assert_eq!(r.option_bits(), pcre2_sys::PCRE2_CASELESS | pcre2_sys::PCRE2_UCP | pcre2_sys::PCRE2_EXTENDED);
         // regex_stack: a match that outgrows PCRE2's default JIT stack fails (keepalived logs
         // the match error and counts no match); a larger stack lets it through.
-        let deep: Vec<u8> = b"ab".repeat(50_000).into_iter().chain(*b"c").collect();
+        let deep: Vec<u8> = b"ab".repeat(50_000).into_iter().chain(*b"c\n").collect();
         assert!(!regex_passes(&cfg("regex ^(a|b)*c"), &deep));
         assert!(regex_passes(&cfg("regex ^(a|b)*c\nregex_stack 32768 67108864"), &deep));
     }

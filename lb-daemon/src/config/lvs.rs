@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use super::{
     keyword::{Ctx, Keyword},
     model::{
-        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, IpFamily, Protocol, REGEX_OPTIONS,
-        REGEX_OPTIONS_REFUSED, RealServer, SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost,
-        Url, UrlRegex, VirtualServer, VirtualServerGroup,
+        CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, IpFamily, Protocol, RealServer,
+        SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost, Url, UrlRegex, VirtualServer,
+        VirtualServerGroup,
     },
     tree::{Stmt, Word},
 };
@@ -841,7 +841,9 @@ fn url_regex(ctx: &mut Ctx, mut r: UrlRegex, stmt: &Stmt) -> Option<UrlRegex> {
         );
         (r.min_offset, r.max_offset) = (0, None);
     }
-    if let Err(e) = r.compile() {
+    // Compiled, and run once, now: what PCRE2 refuses (the pattern, the JIT stack) is found
+    // at load, not by a checker.
+    if let Err(e) = r.compile().and_then(|p| p.find(b"", 0, r.jit_stack)) {
         ctx.error(r.span, format!("regex `{}`: PCRE2 refuses it: {e}", r.pattern));
         return None;
     }
@@ -866,31 +868,16 @@ pub(crate) const URL: &[Keyword<Url>] = &[
         }
     }),
     Keyword::new("regex_no_match", |ctx, u, st| regex_of(u).no_match = ctx.flag(st)),
+    // keepalived ignores names it does not know.
     Keyword::new("regex_options", |ctx, u, st| {
         for w in st.args() {
-            if let Some((_, prefix)) = REGEX_OPTIONS.iter().find(|(name, _)| *name == w.text) {
-                let flags = &mut regex_of(u).flags;
-                if flags.contains(prefix) {
-                    continue;
-                }
-                // Start-of-pattern verbs must precede the inline flags.
-                if prefix.starts_with("(*") {
-                    flags.insert_str(0, prefix);
-                } else {
-                    flags.push_str(prefix);
-                }
-            } else if REGEX_OPTIONS_REFUSED.contains(&w.text.as_str()) {
-                ctx.error(
-                    w.span,
-                    format!(
-                        "regex_options {}: this PCRE2 compile option is not implemented (the ones PCRE2 reads in a \
-                         pattern are: {}); remove it",
-                        w.text,
-                        REGEX_OPTIONS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
-                    ),
-                );
-            } else {
+            if !crate::pcre::OPTIONS.iter().any(|(name, _)| *name == w.text) {
                 ctx.warn(w.span, format!("regex_options: unknown option `{}` (keepalived ignores it too)", w.text));
+                continue;
+            }
+            let options = &mut regex_of(u).options;
+            if !options.contains(&w.text) {
+                options.push(w.text.clone());
             }
         }
     }),
@@ -904,11 +891,16 @@ pub(crate) const URL: &[Keyword<Url>] = &[
             regex_of(u).max_offset = Some(n);
         }
     }),
+    // keepalived: both sizes, or the line is ignored; a stack PCRE2 cannot make is an error
+    // here (url_regex), where keepalived would fall back to its default.
     Keyword::new("regex_stack", |ctx, u, st| {
-        let start: Option<usize> = ctx.parse(st, 0, "the JIT stack's start size (bytes)");
-        let max: Option<usize> = ctx.parse(st, 1, "the JIT stack's largest size (bytes)");
-        if start.is_some() && max.is_some() {
-            regex_of(u).jit_stack_max = max;
+        let first: Option<usize> = ctx.parse_range(st, 0, "the JIT stack's start size (bytes)", 1, 1 << 30);
+        let max: Option<usize> = ctx.parse_range(st, 1, "the JIT stack's largest size (bytes)", 1, 1 << 30);
+        if let (Some(first), Some(max)) = (first, max) {
+            if first > max {
+                return ctx.error(st.keyword().span, format!("regex_stack: start {first} above the largest {max}"));
+            }
+            regex_of(u).jit_stack = Some((first, max));
         }
     }),
     Keyword::new("virtualhost", |ctx, u, st| u.virtualhost = ctx.string(st, 0, "a host name")),

@@ -1298,15 +1298,15 @@ pub struct Url {
 }
 
 /// keepalived's url `regex` (PCRE2, as keepalived 2.2.7 built with `--enable-regex`): the
-/// body must hold a match starting within `min_offset..=max_offset` (or, with `no_match`,
-/// must not).
+/// answer must hold a match starting within `min_offset..=max_offset` (or, with `no_match`,
+/// must not); `crate::pcre` says how keepalived matches.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UrlRegex {
+    /// As written in the config; keepalived unescapes it (`pcre::unescape`) before compiling.
     pub pattern: String,
-    /// `regex_options` as PCRE2 start-of-pattern verbs and inline flags (`(*UCP)(?i)`),
-    /// which mean what keepalived's compile flags mean.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub flags: String,
+    /// `regex_options`: keepalived's names for PCRE2's compile flags (`pcre::OPTIONS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
     /// `regex_no_match`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_match: bool,
@@ -1315,9 +1315,9 @@ pub struct UrlRegex {
     pub min_offset: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_offset: Option<usize>,
-    /// `regex_stack START MAX`: the most JIT stack a match may use (bytes).
+    /// `regex_stack START MAX`: the JIT stack matches run on (bytes); PCRE2's default without.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jit_stack_max: Option<usize>,
+    pub jit_stack: Option<(usize, usize)>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -1327,55 +1327,19 @@ fn is_zero_usize(v: &usize) -> bool {
 }
 
 impl UrlRegex {
-    /// What PCRE2 compiles: the flags, then the pattern.
-    pub fn source(&self) -> String {
-        format!("{}{}", self.flags, self.pattern)
+    /// PCRE2's compile flags for `options`.
+    pub fn option_bits(&self) -> u32 {
+        let flag = |o: &String| crate::pcre::OPTIONS.iter().find(|(n, _)| n == o).map(|(_, f)| *f);
+        self.options.iter().filter_map(flag).fold(0, |bits, f| bits | f)
     }
 
-    /// The compiled pattern, or PCRE2's error.
-    pub fn compile(&self) -> Result<pcre2::bytes::Regex, pcre2::Error> {
-        let mut b = pcre2::bytes::RegexBuilder::new();
-        b.jit_if_available(true);
-        if let Some(max) = self.jit_stack_max {
-            b.max_jit_stack_size(Some(max));
-        }
-        b.build(&self.source())
+    /// The compiled pattern, or why PCRE2 refuses it.
+    pub fn compile(&self) -> Result<crate::pcre::Pattern, String> {
+        let bytes = crate::pcre::unescape(&self.pattern)
+            .ok_or("a lone backslash at its end (keepalived: \"Missing escape char at end\")")?;
+        crate::pcre::Pattern::compile(&bytes, self.option_bits())
     }
 }
-
-/// keepalived's `regex_options` (check_http.c) that PCRE2 also reads inside a pattern, as
-/// the prefix each becomes. The rest of keepalived's list have no such form and are refused.
-pub const REGEX_OPTIONS: &[(&str, &str)] = &[
-    ("caseless", "(?i)"),
-    ("dotall", "(?s)"),
-    ("extended", "(?x)"),
-    ("multiline", "(?m)"),
-    ("ungreedy", "(?U)"),
-    ("no_auto_capture", "(?n)"),
-    ("dupnames", "(?J)"),
-    ("utf", "(*UTF)"),
-    ("ucp", "(*UCP)"),
-    ("no_auto_possess", "(*NO_AUTO_POSSESS)"),
-    ("no_dotstar_anchor", "(*NO_DOTSTAR_ANCHOR)"),
-    ("no_start_optimize", "(*NO_START_OPT)"),
-];
-
-/// keepalived's other `regex_options`: compile flags without an in-pattern form.
-pub const REGEX_OPTIONS_REFUSED: &[&str] = &[
-    "allow_empty_class",
-    "alt_bsux",
-    "auto_callout",
-    "dollar_endonly",
-    "firstline",
-    "match_unset_backref",
-    "never_ucp",
-    "never_utf",
-    "never_backslash_c",
-    "alt_circumflex",
-    "alt_verbnames",
-    "use_offset_limit",
-];
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CheckKind {
     HttpGet {

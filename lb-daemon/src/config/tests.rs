@@ -1354,8 +1354,8 @@ fn global_tracking_is_sync_group_tracking_weight_with_a_warning() {
 
 /// A url's regex settings as keepalived's url end handler leaves them: options without a
 /// pattern dropped and offsets the wrong way round reset (keepalived only logs both), an
-/// unknown option ignored; stricter on purpose: a pattern PCRE2 refuses and a compile option
-/// with no in-pattern form are errors (keepalived checks such a url without its regex).
+/// unknown option ignored; stricter on purpose: a pattern or a JIT stack PCRE2 refuses is an
+/// error (keepalived checks such a url without its regex, or with its default stack).
 #[test]
 fn url_regex_settings_as_keepalived_leaves_them() {
     let conf = |lines: &str| {
@@ -1375,17 +1375,18 @@ fn url_regex_settings_as_keepalived_leaves_them() {
     let r = regex(&l.config).unwrap();
     assert_eq!((r.min_offset, r.max_offset), (0, None));
     assert!(l.render().contains("regex min offset 5 > regex_max_offset 2 - ignoring"), "{}", l.render());
-    let l = parse_str("r.conf", &conf("regex ok\nregex_options nosuch caseless"));
+    let l = parse_str("r.conf", &conf("regex ok\nregex_options nosuch caseless firstline"));
     assert!(!l.has_errors(), "{}", l.render());
-    assert_eq!(regex(&l.config).unwrap().flags, "(?i)");
+    assert_eq!(regex(&l.config).unwrap().options, ["caseless", "firstline"]);
     assert!(l.render().contains("unknown option `nosuch`"), "{}", l.render());
     let e = first_error(&conf("regex \"ok(\""));
     assert!(e.starts_with("bad.conf:6:7: error: regex `ok(`: PCRE2 refuses it"), "{e}");
-    let e = first_error(&conf("regex ok\nregex_options firstline"));
-    assert!(e.contains("regex_options firstline: this PCRE2 compile option is not implemented"), "{e}");
     assert!(first_error(&conf("regex ok ko")).contains("regex takes one pattern"));
+    assert!(first_error(&conf("regex ok\\")).contains("lone backslash"));
     let l = parse_str("r.conf", &conf("regex ok\nregex_stack 32768 1048576"));
-    assert_eq!(regex(&l.config).unwrap().jit_stack_max, Some(1048576));
+    assert_eq!(regex(&l.config).unwrap().jit_stack, Some((32768, 1048576)));
+    assert!(first_error(&conf("regex ok\nregex_stack 0 0")).contains("regex_stack"));
+    assert!(first_error(&conf("regex ok\nregex_stack 2048 1024")).contains("above the largest"));
 }
 
 #[test]

@@ -146,7 +146,7 @@ pub fn needs_ipvs(cfg: &Config) -> Option<String> {
     if cfg.global.lvs_timeouts.is_some() {
         return Some("lvs_timeouts sets IPVS's timeouts (the XDP data plane's are fixed)".into());
     }
-    cfg.virtual_servers.iter().find_map(|vs| {
+    cfg.virtual_servers.iter().filter(|vs| !vs.real_servers.is_empty()).find_map(|vs| {
         let name = vs.name();
         let (_, marks) = keys(cfg, vs).ok()?;
         bpf_refuses(vs, &name, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
