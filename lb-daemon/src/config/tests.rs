@@ -681,6 +681,9 @@ fn ip_family_settles_a_firewall_mark_s_family_as_keepalived() {
         fwm(&[rs("198.51.100.11", "DR"), " ip_family inet6\n".to_string()].concat()),
         fwm(&[" ip_family inet6\n".to_string(), rs("198.51.100.11", "DR")].concat()),
         fwm(" ip_family ipx\n"),
+        // keepalived skips a server of the other family not forwarded by TUN, with an error.
+        fwm(&[rs("198.51.100.11", "DR"), rs("2001:db8:b::11", "DR")].concat()),
+        "virtual_server 203.0.113.10 80 {\n lb_kind NAT\n real_server 2001:db8:b::11 80 {\n }\n}\n".to_string(),
     ] {
         let l = load_str_with_backend(&text, BackendKind::Ipvs);
         assert!(l.has_errors(), "{text}: not refused");
@@ -879,7 +882,7 @@ fn scheduler_flags_follow_keepalived() {
 fn a_real_server_without_a_port_is_keepalived_s() {
     let c = ok("virtual_server_group g {\n 192.0.2.10 80\n}\n\
                 virtual_server 192.0.2.10 8080 {\n real_server 198.51.100.11 {\n }\n real_server 198.51.100.12 0 {\n }\n}\n\
-                virtual_server fwmark 7 {\n real_server 198.51.100.11 {\n }\n real_server 2001:db8::11 {\n }\n}\n\
+                virtual_server fwmark 7 {\n real_server 198.51.100.11 {\n }\n real_server 198.51.100.12 {\n }\n}\n\
                 virtual_server group g {\n real_server 198.51.100.11 {\n }\n}\n");
     let ports: Vec<Vec<u16>> =
         c.virtual_servers.iter().map(|v| v.real_servers.iter().map(|r| r.addr.port()).collect()).collect();

@@ -650,17 +650,22 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
             }
         }
         // keepalived's rs_end_handler: a server not forwarded by TUN must be of the service's
-        // family ("Address family of virtual server and real server ... don't match").
-        if let Some(family) = vs.ip_family {
-            let v6 = family == super::model::IpFamily::Inet6;
+        // family ("Address family of virtual server and real server ... don't match -
+        // skipping", a config error): its address's, or a firewall mark's as settled at load.
+        let family_v6 = match &vs.addr {
+            ServiceAddr::Inet(sa) => Some(sa.is_ipv6()),
+            ServiceAddr::Fwmark(_) => Some(vs.mark_family_v6()),
+            ServiceAddr::Group(_) => None,
+        };
+        if let Some(v6) = family_v6 {
             let sorry = vs.sorry_server.map(|s| (s, vs.sorry_forward(), vs.span));
             let servers = vs.real_servers.iter().map(|r| (r.addr, r.forward(vs), r.span)).chain(sorry);
             for (addr, _, span) in servers.filter(|(a, f, _)| *f != ForwardMethod::Tun && a.is_ipv6() != v6) {
                 d.push(Diagnostic::error(
                     span,
                     format!(
-                        "{addr} is not of the virtual server's ip_family (keepalived: \"Address family of virtual \
-                         server and real server don't match\"); forward it by TUN or change ip_family"
+                        "{addr} is not of the virtual server's family (keepalived: \"Address family of virtual \
+                         server and real server ... don't match - skipping\"); forward it by TUN or remove it"
                     ),
                 ));
             }
