@@ -95,13 +95,12 @@ where
     let mut buf = vec![0u8; 4096];
     // The head, in keepalived's one buffer.
     let mut got = Vec::new();
-    let (head, rest) = loop {
+    let head_len = loop {
         let n = read(&mut stream, &mut buf).await?;
         got.extend_from_slice(&buf[..n]);
         let window = &got[..got.len().min(MAX_HEAD)];
         if let Some(end) = window.windows(4).position(|w| w == b"\r\n\r\n") {
-            let (head, rest) = got.split_at(end + 4);
-            break (head.to_vec(), rest.to_vec());
+            break end + 4;
         }
         if n == 0 || got.len() >= MAX_HEAD {
             return Err(ProbeError::Http(if n == 0 {
@@ -111,30 +110,35 @@ where
             }));
         }
     };
-    let status = status_code(&head).ok_or_else(|| {
+    let (head, rest) = got.split_at(head_len);
+    let status = status_code(head).ok_or_else(|| {
         let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
         ProbeError::Http(format!("no status code in `{}`", String::from_utf8_lossy(&line[..line.len().min(80)])))
     })?;
-    let content_len = content_length(&head);
+    let content_len = content_length(head);
     // The body as it comes, to the end of the stream, as keepalived reads it: the digest
     // covers at most Content-Length bytes and no transfer coding is undone.
-    let mut md5 = Md5::new();
+    let mut md5 = want.digest.then(Md5::new);
     let mut kept = head[..head.len().min(want.keep)].to_vec();
     let mut seen = 0usize;
-    let mut chunk = rest;
-    loop {
-        let digested = content_len.map_or(chunk.len(), |l| l.saturating_sub(seen).min(chunk.len()));
-        md5.update(&chunk[..digested]);
+    let mut take = |bytes: &[u8]| {
+        if let Some(md5) = md5.as_mut() {
+            let digested = content_len.map_or(bytes.len(), |l| l.saturating_sub(seen).min(bytes.len()));
+            md5.update(&bytes[..digested]);
+        }
         let room = want.keep - kept.len();
-        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        seen += chunk.len();
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        seen += bytes.len();
+    };
+    take(rest);
+    loop {
         let n = read(&mut stream, &mut buf).await?;
         if n == 0 {
             break;
         }
-        chunk = buf[..n].to_vec();
+        take(&buf[..n]);
     }
-    let digest = want.digest.then(|| hex(&md5.finalize()));
+    let digest = md5.map(|m| hex(&m.finalize()));
     Ok(Reply { status, digest, raw: kept })
 }
 

@@ -746,8 +746,8 @@ mod tests {
     }
 
     /// keepalived's check_regex semantics: a match must start within min..=max (lookbehind
-    /// may see before min), `regex_no_match` inverts, a min beyond the body never matches;
-    /// regex_options become PCRE2's in-pattern flags.
+    /// may see before min), `regex_no_match` inverts, a min beyond the answer never matches;
+    /// regex_options are PCRE2's compile flags.
     #[test]
     fn regex_verdicts_follow_keepalived() {
         let cfg = |url_lines: &str| {

@@ -298,12 +298,10 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
             _ => return ctx.error(w.span, format!("unknown address family {} (inet or inet6)", w.text)),
         };
         // keepalived: "Virtual server specified family ... conflicts with server family" when
-        // the service's address, or a real server read before it, says otherwise.
-        let known = match &vs.addr {
-            ServiceAddr::Inet(sa) => Some(sa.is_ipv6()),
-            _ => vs.real_servers.iter().find(|r| r.forward(vs) != ForwardMethod::Tun).map(|r| r.addr.is_ipv6()),
-        };
-        if known.is_some_and(|v6| v6 != (family == IpFamily::Inet6)) {
+        // the service's address says otherwise (servers of the other family: validate).
+        if let ServiceAddr::Inet(sa) = &vs.addr
+            && sa.is_ipv6() != (family == IpFamily::Inet6)
+        {
             return ctx.error(
                 w.span,
                 format!("ip_family {} conflicts with the virtual server's family (keepalived refuses it too)", w.text),

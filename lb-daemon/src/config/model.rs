@@ -1066,19 +1066,24 @@ impl VirtualServer {
     /// it at load: `ip_family`, else the first real server not forwarded by TUN (in config
     /// order), else such a sorry server, else the one family all of them share, else IPv4.
     pub fn mark_family_v6(&self) -> bool {
-        let not_tun = |f: ForwardMethod| f != ForwardMethod::Tun;
-        let sorry = self.sorry_server.map(|s| (s, self.sorry_forward()));
-        let servers: Vec<(SocketAddr, ForwardMethod)> =
-            self.real_servers.iter().map(|r| (r.addr, r.forward(self))).chain(sorry).collect();
         if let Some(f) = self.ip_family {
             return f == IpFamily::Inet6;
         }
-        let first = self.real_servers.iter().find(|r| not_tun(r.forward(self))).map(|r| r.addr);
-        let first = first.or(sorry.filter(|(_, f)| not_tun(*f)).map(|(s, _)| s));
-        match first {
-            Some(a) => a.is_ipv6(),
-            None => servers.first().is_some_and(|(a, _)| a.is_ipv6() && servers.iter().all(|(b, _)| b.is_ipv6())),
+        // Real servers in config order, then the sorry server: keepalived's order.
+        let sorry = self.sorry_server.map(|s| (s, self.sorry_forward()));
+        let servers = || self.real_servers.iter().map(|r| (r.addr, r.forward(self))).chain(sorry);
+        if let Some((a, _)) = servers().find(|(_, f)| *f != ForwardMethod::Tun) {
+            return a.is_ipv6();
         }
+        let mut v6 = servers().map(|(a, _)| a.is_ipv6());
+        v6.next().is_some_and(|first| first && v6.all(|b| b))
+    }
+
+    /// keepalived's validate_check_config ignores a virtual server without real servers,
+    /// sorry server or not ("has no real servers - ignoring"): nothing programs or announces
+    /// it (validate warns).
+    pub fn ignored(&self) -> bool {
+        self.real_servers.is_empty()
     }
 
     /// The sorry server's forwarding method: `sorry_server_lvs_method`, else lb_kind.

@@ -603,9 +603,7 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 format!("virtual_server {what}: persistence_granularity /{g} is longer than an IPv4 address"),
             ));
         }
-        // keepalived's validate_check_config drops such a service, sorry server or not, with
-        // this config error; so does `services::desired`.
-        if vs.real_servers.is_empty() {
+        if vs.ignored() {
             d.push(Diagnostic::warning(
                 vs.span,
                 format!("Virtual server {} has no real servers - ignoring", vs.keepalived_name()),

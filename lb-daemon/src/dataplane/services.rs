@@ -146,7 +146,7 @@ pub fn needs_ipvs(cfg: &Config) -> Option<String> {
     if cfg.global.lvs_timeouts.is_some() {
         return Some("lvs_timeouts sets IPVS's timeouts (the XDP data plane's are fixed)".into());
     }
-    cfg.virtual_servers.iter().filter(|vs| !vs.real_servers.is_empty()).find_map(|vs| {
+    cfg.virtual_servers.iter().filter(|vs| !vs.ignored()).find_map(|vs| {
         let name = vs.name();
         let (_, marks) = keys(cfg, vs).ok()?;
         bpf_refuses(vs, &name, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
@@ -181,8 +181,7 @@ fn range(first: IpAddr, last: IpAddr) -> Vec<IpAddr> {
 pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredService>, Vec<String>) {
     let mut out: Vec<DesiredService> = Vec::new();
     let mut skipped = Vec::new();
-    // keepalived ignores a virtual server without real servers (validate warns).
-    for vs in cfg.virtual_servers.iter().filter(|vs| !vs.real_servers.is_empty()) {
+    for vs in cfg.virtual_servers.iter().filter(|vs| !vs.ignored()) {
         let (keys, marks) = match keys(cfg, vs) {
             Ok(k) => k,
             Err(e) => {

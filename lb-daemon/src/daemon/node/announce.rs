@@ -40,8 +40,7 @@ pub fn decide(i: &Inputs) -> BTreeMap<IpAddr, Result<(), String>> {
     if i.cfg.global.anycast_table.is_none() {
         return out;
     }
-    // A service without real servers is ignored, as keepalived ignores it (`services::desired`).
-    for vs in i.cfg.virtual_servers.iter().filter(|vs| !vs.real_servers.is_empty()) {
+    for vs in i.cfg.virtual_servers.iter().filter(|vs| !vs.ignored()) {
         let verdict = service_verdict(i, vs);
         for vip in vips(i.cfg, &vs.addr) {
             let e = out.entry(vip).or_insert(Ok(()));
