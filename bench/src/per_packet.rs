@@ -36,11 +36,11 @@ fn reals(addrs: &[IpAddr]) -> Vec<DesiredReal> {
 /// A whole new NAT connection as its three packets through the load balancer, timed cold:
 /// the client's SYN, the real server's SYN-ACK (rewritten to come from the VIP), the
 /// client's first ACK. Returns the median over connections of the three runs' sum.
-fn new_connection_ns(fx: &mut Fixture, runs: usize) -> Result<f64> {
+/// `one_real_nat` must be applied; `first_port` starts the client ports this call uses.
+fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<f64> {
     // The client the fixture has a neighbour entry for (the SYN-ACK goes back to it); its
     // ports here are used by no other case.
     let (client, last) = (CLIENT4, CLIENT4.octets()[3]);
-    fx.apply(&[one_real_nat()])?;
     let three = |sport: u16| {
         let synack = v4(L2::Plain, backend4(0), client, L4::TcpSynAck { sport: 80, dport: sport }, b"");
         [
@@ -50,13 +50,13 @@ fn new_connection_ns(fx: &mut Fixture, runs: usize) -> Result<f64> {
         ]
     };
     // One connection first: each of its packets must be forwarded, or the figure means nothing.
-    for (i, f) in three(29_999).iter().enumerate() {
+    for (i, f) in three(first_port - 1).iter().enumerate() {
         let (action, _) = fx.run(f)?;
         if action != XDP_TX {
             bail!("new NAT connection: packet {i} of SYN / SYN-ACK / ACK was not forwarded ({action})");
         }
     }
-    let frames: Vec<Vec<u8>> = (0..runs).flat_map(|i| three(30_000 + i as u16)).collect();
+    let frames: Vec<Vec<u8>> = (0..runs).flat_map(|i| three(first_port + i as u16)).collect();
     let t = fx.time_runs(PROG_XDP, &frames)?;
     let sums: Vec<f64> = t.chunks(3).map(|c| c.iter().sum::<u64>() as f64).collect();
     Ok(stats(&sums).median)
@@ -130,6 +130,15 @@ fn hot_case(fx: &mut Fixture, what: &str, frame: &[u8], repeat: u32) -> Result<f
     Ok(ns)
 }
 
+/// Refuses to time the cached path unless the next-hop cache holds `n` real servers.
+fn require_cached(fx: &Fixture, n: usize) -> Result<()> {
+    let s = fx.sync_nexthops()?;
+    if s.cached != n {
+        bail!("the next-hop cache holds {} real servers, not {n}: {:?}", s.cached, s.to_fib);
+    }
+    Ok(())
+}
+
 /// Median nanoseconds of `runs` runs of `prog` on `frames` (cycled).
 fn median_ns(fx: &mut Fixture, prog: &str, frames: &[Vec<u8>]) -> Result<(f64, f64, f64)> {
     let t = fx.time_runs(prog, frames)?;
@@ -159,21 +168,30 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     // addresses are each other's real server: every run is an established NAT hit.
     let hot_repeat = if quick { 10_000 } else { 100_000 };
     let (hot_pass, _, _) = fx.time_repeat(PROG_BENCH_PASS, &syn4, hot_repeat)?;
+    // Like with like: a second instance of the program on the same maps has its own next-hop
+    // cache, which nothing fills (its packets take the FIB lookup, as before the cache);
+    // `fx` runs the daemon's cache thread.
+    let mut fib = fx.share()?;
+    fx.start_nexthops()?;
     set_real_macs(&ns, |_| LB_MAC)?;
     fx.apply(&[service(Scheduler::Rr, ForwardMethod::Dr, false)])?;
+    require_cached(&fx, 2)?;
     fx.run(&frame(false, 1, L4::TcpSyn { sport: 1024, dport: 80 }))?;
     let dr_ack = frame(false, 1, L4::TcpAck { sport: 1024, dport: 80 });
     let hot_dr = hot_case(&mut fx, "DR", &dr_ack, hot_repeat)?;
+    let hot_dr_fib = hot_case(&mut fib, "DR by the FIB", &dr_ack, hot_repeat)?;
     let (a, b) = (backend4(0), backend4(1));
     let one = |name: &str, vip: std::net::Ipv4Addr, real: std::net::Ipv4Addr| {
         tcp_service(name, vip.into(), 80, Scheduler::Rr, ForwardMethod::Nat, reals(&[real.into()]))
     };
     fx.apply(&[one("hot-a", a, b), one("hot-b", b, a)])?;
+    require_cached(&fx, 2)?;
     let to = |dst| v4(L2::Plain, CLIENT4, dst, L4::TcpSyn { sport: 1025, dport: 80 }, b"");
     fx.run(&to(a))?;
     fx.run(&to(b))?;
     let nat_ack = v4(L2::Plain, CLIENT4, a, L4::TcpAck { sport: 1025, dport: 80 }, b"");
     let hot_nat = hot_case(&mut fx, "NAT", &nat_ack, hot_repeat)?;
+    let hot_nat_fib = hot_case(&mut fib, "NAT by the FIB", &nat_ack, hot_repeat)?;
     set_real_macs(&ns, real_mac)?;
     writeln!(
         out,
@@ -181,11 +199,19 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
          the real servers' MAC is the load balancer's own so each output comes back to the same path, and NAT \
          alternates between two services that are each other's real server): XDP_PASS {hot_pass:.0} ns, rr/DR/IPv4 \
          established flow {hot_dr:.0} ns (**+{:.0} ns**), rr/NAT/IPv4 established flow {hot_nat:.0} ns \
-         (**+{:.0} ns**).\n",
+         (**+{:.0} ns**). The same packets through a second instance of the program on the same maps whose next-hop \
+         cache is empty (the FIB lookup, as before the cache), same run: DR {hot_dr_fib:.0} ns (+{:.0}), NAT \
+         {hot_nat_fib:.0} ns (+{:.0}).\n",
         hot_dr - hot_pass,
-        hot_nat - hot_pass
+        hot_nat - hot_pass,
+        hot_dr_fib - hot_pass,
+        hot_nat_fib - hot_pass
     )?;
-    let conn = new_connection_ns(&mut fx, runs)?;
+    fx.apply(&[one_real_nat()])?;
+    require_cached(&fx, 1)?;
+    let conn = new_connection_ns(&mut fx, runs, 30_000)?;
+    let conn_fib = new_connection_ns(&mut fib, runs, 40_000)?;
+    std::mem::drop(fib);
     writeln!(
         out,
         "**Cold** (one run per syscall from a fresh copy, so NAT/TUN rewrites and new flows can be timed; each run \
@@ -195,8 +221,10 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     writeln!(
         out,
         "A whole new NAT connection (rr, IPv4, one real server), its SYN, SYN-ACK and ACK timed cold and \
-         summed per connection: {conn:.0} ns, **+{:.0} ns** over 3 × XDP_PASS.\n",
-        conn - 3.0 * pass
+         summed per connection: {conn:.0} ns, **+{:.0} ns** over 3 × XDP_PASS (by the FIB alone, same run: \
+         {conn_fib:.0} ns, +{:.0}).\n",
+        conn - 3.0 * pass,
+        conn_fib - 3.0 * pass
     )?;
     writeln!(
         out,
@@ -262,9 +290,17 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "tracked_nat_method": "hot: one buffer re-run in the kernel, alternating between two NAT services",
             "new_connection_over_pass_ns": conn - 3.0 * pass,
             "new_connection_method": "cold: SYN, SYN-ACK and ACK summed per connection, against 3 x XDP_PASS",
+            "tracked_dr_by_fib_over_pass_ns": hot_dr_fib - hot_pass,
+            "tracked_nat_by_fib_over_pass_ns": hot_nat_fib - hot_pass,
+            "new_connection_by_fib_over_pass_ns": conn_fib - 3.0 * pass,
+            "by_fib_method": "the same packets, same run, through a second program instance on the same maps whose next-hop cache is empty",
         },
-        "hot": { "repeat": hot_repeat, "xdp_pass_ns": hot_pass, "dr_established_ns": hot_dr, "nat_established_ns": hot_nat },
+        "hot": {
+            "repeat": hot_repeat, "xdp_pass_ns": hot_pass, "dr_established_ns": hot_dr, "nat_established_ns": hot_nat,
+            "dr_established_by_fib_ns": hot_dr_fib, "nat_established_by_fib_ns": hot_nat_fib,
+        },
         "new_connection_ns": conn,
+        "new_connection_by_fib_ns": conn_fib,
         "xdp_pass_ns": pass, "xdp_drop_ns": drop, "runs_per_case": runs, "cases": rows,
     }))
 }

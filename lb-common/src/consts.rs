@@ -156,6 +156,15 @@ pub const MAP_TRACE_CFG: &str = "lb_trace_cfg";
 /// the tracer can read it.
 pub const MAP_TRACE: &str = "lb_trace";
 pub const UNRESOLVED_ENTRIES: u32 = 1024;
+/// The next-hop cache (`NextHop`), two slots per real server id (`id * 2 + slot`), filled by
+/// the daemon from the kernel's routes and neighbours. Not pinned: a new program starts with
+/// an empty cache and uses the FIB until the daemon fills it.
+pub const MAP_NEXTHOP: &str = "lb_nexthop";
+/// Per real server id, which `lb_nexthop` slot is live (`NEXTHOP_LIVE | slot`); 0: none,
+/// the FIB decides. Not pinned.
+pub const MAP_NEXTHOP_SEL: &str = "lb_nexthop_sel";
+/// `lb_nexthop_sel`: the slot in the low bit holds a next hop.
+pub const NEXTHOP_LIVE: u32 = 2;
 /// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
 pub const LINKS_DIR: &str = "links";
 
@@ -188,8 +197,17 @@ pub const PINNED_MAPS: [&str; 24] = [
 ];
 
 /// The maps of `lb-xdp` only a running daemon uses (per-CPU scratch, rings, caches): not pinned.
-pub const RUNTIME_MAPS: [&str; 7] =
-    [MAP_REAL_SYNS, MAP_UNRESOLVED, MAP_SCRATCH, MAP_FIB, MAP_CSUM_BUF, MAP_PUNT, MAP_GIVEUP];
+pub const RUNTIME_MAPS: [&str; 9] = [
+    MAP_REAL_SYNS,
+    MAP_UNRESOLVED,
+    MAP_NEXTHOP,
+    MAP_NEXTHOP_SEL,
+    MAP_SCRATCH,
+    MAP_FIB,
+    MAP_CSUM_BUF,
+    MAP_PUNT,
+    MAP_GIVEUP,
+];
 
 /// Every map of the `lb-xdp` object: the pinned ones, then the runtime ones.
 pub const XDP_MAPS: [&str; PINNED_MAPS.len() + RUNTIME_MAPS.len()] = concat(PINNED_MAPS, RUNTIME_MAPS);

@@ -306,6 +306,26 @@ pub struct NeighKey {
     pub reserved: [u8; 3],
 }
 
+/// An entry of the next-hop cache (`lb_nexthop`): where `bpf_fib_lookup` would send a packet
+/// to the real server at `addr`, as the daemon read it from the kernel's route and neighbour
+/// tables. The program uses it only for that address (a real server id reused for another
+/// address misses until the daemon rewrites it) and for packets of at most `mtu` bytes
+/// (larger ones ask the FIB, which answers "too big" or sends them). The daemon writes a
+/// slot no packet reads and then flips `lb_nexthop_sel`, so no packet sees half a MAC pair.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NextHop {
+    /// IPv4 in the first four bytes.
+    pub addr: [u8; 16],
+    pub ifindex: u32,
+    pub mtu: u16,
+    pub family: u8,
+    pub reserved: u8,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub pad: u32,
+}
+
 /// The one entry of `lb_trace_cfg`: whether a tracer reads `lb_trace`, and which frames it
 /// wants. Written by `lb-daemon trace` (and cleared by it, or by the daemon's housekeeping
 /// once the tracer is gone); read by `lb_xdp` for every frame.
@@ -385,6 +405,7 @@ crate::aya_pod!(
     FragValue,
     PuntRecord,
     NeighKey,
+    NextHop,
     ServiceKey,
     ServiceValue,
     SvcConf,
@@ -419,6 +440,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FragValue>(), 40);
         assert_eq!(core::mem::size_of::<Meta>(), 16);
         assert_eq!(core::mem::size_of::<IfaceMac>(), 8);
+        assert_eq!(core::mem::size_of::<NextHop>(), 40);
         assert_eq!(core::mem::size_of::<PuntRecord>(), 16 + crate::consts::PUNT_MAX);
         assert_eq!(core::mem::size_of::<TraceCfg>(), 72);
         // 216 bytes in the ring with its 8-byte header (`TRACE_RING_BYTES`).

@@ -13,6 +13,7 @@ pub mod ct;
 pub mod decision;
 pub mod hash;
 pub mod hdr;
+pub mod hop;
 #[cfg(test)]
 mod layering;
 pub mod mem;

@@ -212,6 +212,25 @@ impl Fixture {
         self.netns = Some((ns.path(), ifindex));
     }
 
+    /// Starts the daemon's next-hop cache on the fixture's namespace (its thread reads that
+    /// namespace's routes and neighbours).
+    pub fn start_nexthops(&mut self) -> Result<()> {
+        match self.netns.clone() {
+            None => self.dp.start_nexthops(),
+            Some((path, _)) => in_ns(&path, || self.dp.start_nexthops())?,
+        }
+    }
+
+    /// Has the next-hop cache read routes and neighbours now; what it holds.
+    pub fn sync_nexthops(&self) -> Result<lb_daemon::dataplane::nexthop::Summary> {
+        self.dp.sync_nexthops()
+    }
+
+    /// The next-hop cache's maps, for a test to write entries itself (no cache thread then).
+    pub fn nexthop_slots(&mut self) -> Result<lb_daemon::dataplane::nexthop::Slots> {
+        self.dp.nexthop_slots()
+    }
+
     /// Programs `services` as the daemon would (inside the namespace, if set: TUN source
     /// addresses come from its routes).
     pub fn apply(&mut self, services: &[DesiredService]) -> Result<()> {

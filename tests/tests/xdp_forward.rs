@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use lb_common::ServiceKey;
+use lb_common::{NextHop, ServiceKey};
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
     dataplane::services::{DesiredReal, DesiredService},
@@ -1295,4 +1295,289 @@ fn sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server() {
     let rebuilt = placed(set(0, false));
     let moved = before.iter().zip(&rebuilt).filter(|(b, a)| **b != 2 && a != b).count();
     assert!(moved > 10, "without sh-fallback the table is dealt again: {moved} ports moved");
+}
+
+// --- The next-hop cache (`lb_nexthop`): frames to real servers skip the FIB lookup ---
+
+/// The MACs a test writes into the cache, which no neighbour entry has: a frame carrying them
+/// took the cached next hop, one carrying `LB_MAC` → `REAL_MAC` the FIB's.
+const CACHED_SRC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc0];
+const CACHED_DST: [u8; 6] = [0x02, 0, 0, 0, 0, 0xc1];
+
+/// A next hop for the real server at `addr`, leaving on `ifindex` from `smac` to `dmac`.
+fn hop(addr: IpAddr, ifindex: u32, mtu: u16, smac: [u8; 6], dmac: [u8; 6]) -> NextHop {
+    let (addr, family) = lb_daemon::dataplane::services::addr_bytes(addr);
+    NextHop { addr, ifindex, mtu, family, smac, dmac, ..Default::default() }
+}
+
+#[test]
+fn a_cached_next_hop_carries_the_frame_and_a_miss_asks_the_fib() {
+    let (ns, _peer, mut fx) = setup();
+    let ifindex = ns.ifindex("fx0").unwrap();
+    let mut slots = fx.nexthop_slots().unwrap();
+    let mut failures = Vec::new();
+    let mut sport = 41_000;
+    for fwd in METHODS {
+        let services = one_real_each_family(fwd);
+        fx.apply(&services).unwrap();
+        for (i, v6) in [(0usize, false), (1, true)] {
+            let ip = services[i].reals[0].addr.ip();
+            let id = fx.real_id(services[i].reals[0].addr).unwrap().expect("real server programmed");
+            let other: IpAddr = if v6 { backend6(1).into() } else { backend4(1).into() };
+            let cases = [
+                ("cached", Some(hop(ip, ifindex, 1500, CACHED_SRC, CACHED_DST)), (CACHED_SRC, CACHED_DST)),
+                (
+                    "cached for another address (a reused id)",
+                    Some(hop(other, ifindex, 1500, CACHED_SRC, CACHED_DST)),
+                    (LB_MAC, REAL_MAC),
+                ),
+                // A 44-byte IPv4 SYN (64 over TUN) is larger than 40: the FIB answers.
+                ("larger than the cached MTU", Some(hop(ip, ifindex, 40, CACHED_SRC, CACHED_DST)), (LB_MAC, REAL_MAC)),
+                ("cleared", None, (LB_MAC, REAL_MAC)),
+            ];
+            let vport = 1000 + i as u16;
+            let rport = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
+            for (what, entry, (smac, dmac)) in cases {
+                slots.put(id, entry).unwrap();
+                sport += 1;
+                let input = frame(v6, L4::TcpSyn { sport, dport: vport });
+                let (out, reason) = expected(v6, fwd, &input, L4::TcpSyn { sport, dport: rport });
+                let case = Case {
+                    name: "",
+                    input,
+                    action: XDP_TX,
+                    output: Output::Frame(with_macs(out, smac, dmac)),
+                    reason,
+                    service: Some(i as u32),
+                    also: &["flows_new", "halfopen_inserts"],
+                };
+                if let Err(e) = fx.check(&case) {
+                    failures.push(format!("{fwd:?} {} {what}: {e:#}", if v6 { "IPv6" } else { "IPv4" }));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The cache's slots flip under a running stream: every frame leaves with a wholly old or a
+/// wholly new MAC pair, never half of each.
+#[test]
+fn each_output_mac_pair_is_wholly_old_or_wholly_new() {
+    let (ns, _peer, mut fx) = setup();
+    let ifindex = ns.ifindex("fx0").unwrap();
+    let [svc, _] = one_real_each_family(ForwardMethod::Dr);
+    let addr = svc.reals[0].addr;
+    fx.apply(&[svc]).unwrap();
+    let id = fx.real_id(addr).unwrap().expect("real server programmed");
+    let mut slots = fx.nexthop_slots().unwrap();
+    let a = hop(addr.ip(), ifindex, 1500, [0x02, 0, 0, 0, 0xa, 0xa], [0x02, 0, 0, 0, 0xa, 0xb]);
+    let b = hop(addr.ip(), ifindex, 1500, [0x02, 0, 0, 0, 0xb, 0xa], [0x02, 0, 0, 0, 0xb, 0xb]);
+    slots.put(id, Some(a)).unwrap();
+    fx.run(&frame(false, L4::TcpSyn { sport: 42_000, dport: 1000 })).unwrap();
+    let ack = vec![frame(false, L4::TcpAck { sport: 42_000, dport: 1000 }); 64];
+    let done = std::sync::atomic::AtomicBool::new(false);
+    const FLIPS: usize = 1000;
+    let (seen_a, seen_b, mixed) = std::thread::scope(|s| {
+        let done = &done;
+        s.spawn(move || {
+            for i in 0..FLIPS {
+                slots.put(id, Some(if i % 2 == 0 { b } else { a })).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let (mut seen_a, mut seen_b, mut mixed) = (0, 0, Vec::new());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !done.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline {
+            for (action, out) in fx.run_all_on(1, &ack).unwrap() {
+                let pair = (&out[6..12], &out[0..6]);
+                if action == XDP_TX && pair == (&a.smac[..], &a.dmac[..]) {
+                    seen_a += 1;
+                } else if action == XDP_TX && pair == (&b.smac[..], &b.dmac[..]) {
+                    seen_b += 1;
+                } else {
+                    mixed.push(format!("action {action}, {:02x?} -> {:02x?}", pair.0, pair.1));
+                }
+            }
+        }
+        (seen_a, seen_b, mixed)
+    });
+    println!("{FLIPS} flips under a stream: {seen_a} frames by the first pair, {seen_b} by the second");
+    assert!(mixed.is_empty(), "{} frames with a mixed or no pair, e.g. {:?}", mixed.len(), mixed.first());
+    assert!(seen_a > 0 && seen_b > 0, "the stream saw both pairs ({seen_a}, {seen_b})");
+}
+
+/// `ip -j` output of `args` in `ns`, as JSON.
+fn ip_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["-j"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ns.ip(&all).unwrap()).unwrap()
+}
+
+fn mac_of(text: &str) -> [u8; 6] {
+    let b: Vec<u8> = text.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
+    b.try_into().unwrap()
+}
+
+/// What iproute2 says `bpf_fib_lookup` finds for `addr`: (ifindex, source MAC, destination
+/// MAC, MTU).
+fn iproute2_next_hop(ns: &Netns, addr: IpAddr) -> (u32, [u8; 6], [u8; 6], u16) {
+    let a = addr.to_string();
+    let route = &ip_json(ns, &["route", "get", "fibmatch", &a])[0];
+    let dev = route["dev"].as_str().unwrap().to_string();
+    let neighbour = route["gateway"].as_str().unwrap_or(&a).to_string();
+    let link = &ip_json(ns, &["link", "show", &dev])[0];
+    let neigh = &ip_json(ns, &["neigh", "show", &neighbour, "dev", &dev])[0];
+    (
+        ns.ifindex(&dev).unwrap(),
+        mac_of(link["address"].as_str().unwrap()),
+        mac_of(neigh["lladdr"].as_str().unwrap()),
+        link["mtu"].as_u64().unwrap() as u16,
+    )
+}
+
+/// Runs `input` (an established DR flow's packet) in a stream while `change` runs, until the
+/// frames have gone to `want` for a while: how long after `change` returned the first frame
+/// went there, and how many frames went elsewhere after it returned.
+fn stream_across(fx: &Fixture, input: &[u8], want: [u8; 6], change: impl FnOnce()) -> (std::time::Duration, usize) {
+    use std::time::{Duration, Instant};
+    let batch = vec![input.to_vec(); 32];
+    let changed: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let seen = std::thread::scope(|s| {
+        let changed = &changed;
+        let streamer = s.spawn(move || {
+            let mut seen: Vec<(Instant, [u8; 6])> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut after_want = 0;
+            while after_want < 2000 && Instant::now() < deadline {
+                for (_, out) in fx.run_all(&batch).unwrap() {
+                    let dmac: [u8; 6] = out[..6].try_into().unwrap();
+                    if dmac == want && changed.lock().unwrap().is_some() {
+                        after_want += 1;
+                    }
+                    seen.push((Instant::now(), dmac));
+                }
+            }
+            seen
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        change();
+        *changed.lock().unwrap() = Some(Instant::now());
+        streamer.join().unwrap()
+    });
+    let at = changed.into_inner().unwrap().unwrap();
+    let after: Vec<&(Instant, [u8; 6])> = seen.iter().filter(|(t, _)| *t >= at).collect();
+    let first = after.iter().position(|(_, m)| *m == want).expect("the stream never reached the new next hop");
+    assert!(after[first..].iter().all(|(_, m)| *m == want), "the stream went back to an old next hop");
+    (after[first].0.saturating_duration_since(at), first)
+}
+
+/// The daemon's cache thread: its entries are iproute2's answers for each real server, and it
+/// follows a neighbour and a route replaced under a running stream; whatever one route
+/// lookup cannot say (multipath, policy rules, no neighbour) is left to the FIB.
+#[test]
+fn the_next_hop_cache_holds_what_iproute2_says_and_follows_changes() {
+    let (ns, _peer, mut fx) = setup();
+    // A real server behind a gateway (real server 1's address): its frames go to that MAC.
+    let routed = Ipv4Addr::new(203, 0, 113, 77);
+    ns.ip(&["route", "add", &format!("{routed}/32"), "via", &backend4(1).to_string(), "dev", "fx0"]).unwrap();
+    let dr = |i: usize, ip: IpAddr| {
+        service(
+            i,
+            ip.is_ipv6(),
+            Scheduler::Rr,
+            ForwardMethod::Dr,
+            vec![DesiredReal {
+                addr: SocketAddr::new(ip, 1000 + i as u16),
+                weight: 1,
+                fwd: None,
+                u_thresh: 0,
+                l_thresh: 0,
+            }],
+        )
+    };
+    let services = vec![
+        dr(0, backend4(0).into()),
+        dr(1, backend4(1).into()),
+        dr(2, routed.into()),
+        dr(3, backend6(0).into()),
+        dr(4, backend6(1).into()),
+    ];
+    fx.apply(&services).unwrap();
+    fx.start_nexthops().unwrap();
+    let s = fx.sync_nexthops().unwrap();
+    assert_eq!(s.cached, 5, "{s:?}");
+    for h in s.entries.values() {
+        let addr = lb_daemon::dataplane::services::ip_of(&h.addr, h.family);
+        assert_eq!((h.ifindex, h.smac, h.dmac, h.mtu), iproute2_next_hop(&ns, addr), "real server {addr}");
+    }
+    assert_eq!(s.entries.values().filter(|h| h.dmac == real_mac(1)).count(), 3, "1 and the routed one, and 1's IPv6");
+
+    // Established flows to real server 0 and to the routed one.
+    let to = |i: usize, l4: fn(u16, u16) -> L4| v4(L2::Plain, CLIENT4, VIP4, l4(43_000, 1000 + i as u16), b"data");
+    let syn: fn(u16, u16) -> L4 = |sport, dport| L4::TcpSyn { sport, dport };
+    let ack: fn(u16, u16) -> L4 = |sport, dport| L4::TcpAck { sport, dport };
+    for i in [0, 2] {
+        fx.run(&to(i, syn)).unwrap();
+    }
+    let moved = [0x02, 0, 0, 0, 0, 0xd0];
+    let (t, stale) = stream_across(&fx, &to(0, ack), moved, || {
+        ns.ip(&[
+            "neigh",
+            "replace",
+            &backend4(0).to_string(),
+            "lladdr",
+            "02:00:00:00:00:d0",
+            "dev",
+            "fx0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    });
+    println!(
+        "ip neigh replace under a stream: the new MAC after {t:?}, {stale} frames to the old one after the change"
+    );
+    let (t, stale) = stream_across(&fx, &to(2, ack), moved, || {
+        ns.ip(&["route", "replace", &format!("{routed}/32"), "via", &backend4(0).to_string(), "dev", "fx0"]).unwrap();
+    });
+    println!(
+        "ip route replace under a stream: the new gateway after {t:?}, {stale} frames to the old one after the change"
+    );
+
+    // Multipath: the FIB picks a path per packet; the cache stays out.
+    ns.ip(&[
+        "route",
+        "replace",
+        &format!("{routed}/32"),
+        "nexthop",
+        "via",
+        &backend4(0).to_string(),
+        "dev",
+        "fx0",
+        "nexthop",
+        "via",
+        &backend4(1).to_string(),
+        "dev",
+        "fx0",
+    ])
+    .unwrap();
+    let s = fx.sync_nexthops().unwrap();
+    assert_eq!(s.to_fib.get("multipath_or_complex_route"), Some(&1), "{s:?}");
+    let (action, out) = fx.run(&to(2, ack)).unwrap();
+    assert_eq!(action, XDP_TX);
+    assert!([moved, real_mac(1)].contains(&out[..6].try_into().unwrap()), "multipath: one of the two gateways");
+
+    // A neighbour gone: no stale MAC, the FIB path leaves it to the kernel to resolve.
+    ns.ip(&["neigh", "del", &backend6(0).to_string(), "dev", "fx0"]).unwrap();
+    let s = fx.sync_nexthops().unwrap();
+    assert_eq!(s.to_fib.get("no_neighbour"), Some(&1), "{s:?}");
+    let (action, _) = fx.run(&v6_frame(CLIENT6, VIP6, L4::TcpSyn { sport: 43_001, dport: 1003 })).unwrap();
+    assert_eq!(action, XDP_PASS, "no neighbour for real server 0's IPv6 address: to the stack");
+
+    // A policy rule: the FIB's answer may depend on the source; IPv4 leaves the cache.
+    ns.ip(&["rule", "add", "from", "192.0.2.0/24", "lookup", "main", "priority", "100"]).unwrap();
+    let s = fx.sync_nexthops().unwrap();
+    assert_eq!(s.to_fib.get("policy_rules_or_forwarding_off"), Some(&3), "{s:?}");
+    assert_eq!(s.cached, 1, "IPv6 keeps its own rules: {s:?}");
 }

@@ -126,7 +126,8 @@ fn start_bpf(opts: &Options) -> Result<BpfDataplane> {
             let mode = dp.attach(iface, opts.attach_mode)?;
             info!(iface, mode, "XDP program attached");
         }
-        dp.drop_stale_links()
+        dp.drop_stale_links()?;
+        dp.start_nexthops()
     })();
     match attached {
         Ok(()) => Ok(dp),

@@ -7,6 +7,7 @@ pub mod conns;
 pub mod ctsync;
 pub mod decap;
 pub mod iface;
+pub mod nexthop;
 pub mod object;
 pub mod punt;
 pub mod services;

@@ -87,6 +87,8 @@ pub struct BpfDataplane {
     sync: Option<super::ctsync::CtSync>,
     /// What the sync thread shares: the ids' meaning, its counters, the `lb_real_expired` lock.
     sync_shared: super::ctsync::Shared,
+    /// The next-hop cache's thread (`start_nexthops`), when it runs.
+    nexthops: Option<super::nexthop::NexthopCache>,
 }
 
 impl BpfDataplane {
@@ -151,6 +153,7 @@ impl BpfDataplane {
                 counters: Default::default(),
                 expired_lock: Default::default(),
             },
+            nexthops: None,
         };
         dp.adopt()?;
         Ok(dp)
@@ -387,7 +390,45 @@ impl BpfDataplane {
             meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real, ..kept }, 0).context("writing lb_meta")?;
         }
         self.refresh_directory();
+        self.refresh_nexthops();
         committed
+    }
+
+    /// Starts keeping the next-hop cache (`super::nexthop`) for the real servers programmed
+    /// from now on, from the routes and neighbours of the calling thread's network namespace.
+    pub fn start_nexthops(&mut self) -> Result<()> {
+        if self.nexthops.is_some() {
+            return Ok(());
+        }
+        let slots = self.nexthop_slots()?;
+        self.nexthops = Some(super::nexthop::NexthopCache::start(slots)?);
+        self.refresh_nexthops();
+        Ok(())
+    }
+
+    /// The next-hop cache's maps, taken from the program (once: the cache's thread, or a
+    /// test writing entries itself).
+    pub fn nexthop_slots(&mut self) -> Result<super::nexthop::Slots> {
+        let taken = |name: &str| anyhow!("map {name} already taken (the next-hop cache runs)");
+        let hops = Array::try_from(self.ebpf.take_map(MAP_NEXTHOP).ok_or_else(|| taken(MAP_NEXTHOP))?)?;
+        let sel = Array::try_from(self.ebpf.take_map(MAP_NEXTHOP_SEL).ok_or_else(|| taken(MAP_NEXTHOP_SEL))?)?;
+        Ok(super::nexthop::Slots::new(hops, sel))
+    }
+
+    /// Reads routes and neighbours now and returns once the next-hop cache holds what they
+    /// say (tests and benchmarks).
+    pub fn sync_nexthops(&self) -> Result<super::nexthop::Summary> {
+        self.nexthops.as_ref().ok_or_else(|| anyhow!("the next-hop cache is not running"))?.sync()
+    }
+
+    /// Tells the next-hop cache which real servers the maps hold and where the program runs.
+    fn refresh_nexthops(&mut self) {
+        let Some(cache) = self.nexthops.as_mut() else { return };
+        let targets = self.book.services.values().flat_map(|s| s.reals.iter().map(|(a, id)| (*id, a.ip()))).collect();
+        cache.set_targets(targets);
+        cache.set_ingress(
+            self.links.iter().filter_map(|(i, _, _)| nix::net::if_::if_nametoindex(i.as_str()).ok()).collect(),
+        );
     }
 
     /// Tells the sync thread what the ids mean now (services and real servers as programmed).
@@ -453,6 +494,7 @@ impl BpfDataplane {
             self.submit(&desired, now)?;
         }
         self.refresh_directory();
+        self.refresh_nexthops();
         Ok(())
     }
 
@@ -577,6 +619,7 @@ impl BpfDataplane {
     /// nothing of this daemon stays in the kernel.
     pub fn shutdown(mut self, remove_pins: bool) -> Result<()> {
         self.sync = None;
+        self.nexthops = None;
         let prog: &mut Xdp =
             self.ebpf.program_mut(PROG_XDP).ok_or_else(|| anyhow!("no program {PROG_XDP}"))?.try_into()?;
         for (iface, link, pin) in self.links.drain(..) {

@@ -39,7 +39,7 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
     consts::{
-        FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND,
+        FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, NO_REAL, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND,
         TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
     },
     is_vrrp_vmac,
@@ -207,10 +207,10 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
             if d.is_new() || d.is_promoted() {
                 flow::remember_nat_reply(f, real, d);
             }
-            nat::nat(ctx, f, real)
+            nat::nat(ctx, f, real_id, real)
         }
-        FWD_DR => dr::dr(ctx, f, real),
-        FWD_TUN => tun::tun(ctx, f, real),
+        FWD_DR => dr::dr(ctx, f, real_id, real),
+        FWD_TUN => tun::tun(ctx, f, real_id, real),
         _ => Verdict::new(XDP_DROP, Reason::NoReal),
     }
 }
@@ -232,9 +232,9 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             };
             stats::count_service(e.svc_id, Some(e.real_id), len, false, false);
             match e.fwd {
-                FWD_NAT => nat::nat(ctx, f, real),
-                FWD_DR => dr::dr(ctx, f, real),
-                FWD_TUN => tun::tun(ctx, f, real),
+                FWD_NAT => nat::nat(ctx, f, e.real_id, real),
+                FWD_DR => dr::dr(ctx, f, e.real_id, real),
+                FWD_TUN => tun::tun(ctx, f, e.real_id, real),
                 _ => Verdict::new(XDP_DROP, Reason::NoReal),
             }
         }
@@ -278,15 +278,17 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
     stats::count_service(svc, Some(d.real()), f.len_in as usize, false, false);
+    // Rare: the FIB finds their next hop (`NO_REAL` has no cache entry), which keeps this
+    // function's frame within the 512 bytes 6.1 allows the deepest chain of calls.
     let v = match d.fwd() {
         FWD_NAT => {
             if !icmp::nat_rewrite(ctx, f, real) {
                 return Verdict::new(XDP_PASS, Reason::Icmp);
             }
-            dr::dr(ctx, f, real)
+            dr::dr(ctx, f, NO_REAL, real)
         }
-        FWD_DR => dr::dr(ctx, f, real),
-        FWD_TUN => tun::tun(ctx, f, real),
+        FWD_DR => dr::dr(ctx, f, NO_REAL, real),
+        FWD_TUN => tun::tun(ctx, f, NO_REAL, real),
         _ => return Verdict::new(XDP_PASS, Reason::Icmp),
     };
     v.with_reason_if_forwarded(Reason::IcmpFwd)

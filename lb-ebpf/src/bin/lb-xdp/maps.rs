@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, Meta, NatRev, NeighKey, PersistKey, PersistValue,
+    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, Meta, NatRev, NeighKey, NextHop, PersistKey, PersistValue,
     PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf, TraceCfg, TraceRecord,
     consts::{
         DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_IFINDEX,
@@ -151,6 +151,16 @@ pub static lb_meta: Array<Meta, 1> = Array::new();
 /// last needed (ns). Not pinned.
 #[btf_map]
 pub static lb_unresolved: LruHashMap<NeighKey, u64, { UNRESOLVED_ENTRIES as usize }> = LruHashMap::new();
+
+/// The next-hop cache: two `NextHop` slots per real server id (`id * 2 + slot`), filled by
+/// the daemon (`lb_daemon::dataplane::nexthop`) so a packet to a real server skips
+/// `bpf_fib_lookup`. Not pinned.
+#[btf_map]
+pub static lb_nexthop: Array<NextHop, { REALS * 2 }> = Array::new();
+
+/// Per real server id: the live `lb_nexthop` slot (`NEXTHOP_LIVE | slot`), 0 for none.
+#[btf_map]
+pub static lb_nexthop_sel: Array<u32, REALS> = Array::new();
 
 // --- Per-CPU scratch (not pinned; see `scratch.rs`) ---
 

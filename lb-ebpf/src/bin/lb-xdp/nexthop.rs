@@ -1,5 +1,6 @@
-//! The next hop of a rewritten packet (`bpf_fib_lookup`) and sending it there: a fresh
-//! Ethernet header, then XDP_TX (same link) or a redirect.
+//! The next hop of a rewritten packet (the daemon's next-hop cache for real servers, else
+//! `bpf_fib_lookup`) and sending it there: a fresh Ethernet header, then XDP_TX (same link)
+//! or a redirect.
 
 use aya_ebpf::{
     bindings::bpf_fib_lookup as FibLookup,
@@ -7,17 +8,18 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    NeighKey,
+    NeighKey, NextHop, RealDef,
     consts::{FAMILY_V4, IFACE_TX_BY_REDIRECT},
 };
 use lb_ebpf::{
     hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr},
+    hop,
     mem::zero_words,
     verdict::{XDP_ABORTED, XDP_TX},
 };
 
 use crate::{
-    maps::{lb_fib, lb_unresolved},
+    maps::{lb_fib, lb_nexthop, lb_nexthop_sel, lb_unresolved},
     parse::ptr_at,
     scratch::{Fib, Frame},
     time::now,
@@ -67,8 +69,45 @@ pub fn destination_is_local(ctx: &XdpContext, f: &Frame) -> bool {
     ret == FIB_NOT_FWDED
 }
 
-/// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check). A next hop
-/// without a neighbour entry is left in `lb_unresolved` for the daemon to resolve.
+/// Next hop towards real server `real_id` at `real.addr` for a packet of `len` bytes from
+/// `src`: the daemon's cached one (`lb_nexthop`) when it has one for that address and the
+/// packet fits its MTU, else the FIB's (`lookup`).
+#[inline(always)]
+pub fn to_real(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef, src: &[u8; 16], len: usize) -> Next {
+    if cached(real_id, &real.addr, len) { Next::Hop } else { lookup(ctx, f, src, &real.addr, len) }
+}
+
+/// Copies the cached next hop of `real_id` into this CPU's `lb_fib` entry for `transmit`;
+/// false when there is none that carries this packet.
+#[inline(always)]
+fn cached(real_id: u32, addr: &[u8; 16], len: usize) -> bool {
+    let Some(sel) = lb_nexthop_sel.get(real_id) else { return false };
+    let Some(slot) = hop::live_slot(real_id, *sel) else { return false };
+    let Some(h) = lb_nexthop.get(slot) else { return false };
+    if !hop::carries(h, addr, len) {
+        return false;
+    }
+    let Some(scratch) = lb_fib.get_ptr_mut(0) else { return false };
+    // SAFETY: this CPU's slot, used only within this program run.
+    let p = unsafe { &mut (*scratch).fib };
+    p.ifindex = h.ifindex;
+    // The MAC pair as three aligned words, volatile: field by field it is twelve byte
+    // copies, and as one array copy a call to a byte-loop `memcpy`.
+    let (from, to) = ((&raw const h.smac).cast::<u32>(), (&raw mut p.smac).cast::<u32>());
+    for i in 0..3 {
+        // SAFETY: `smac` and `dmac` are adjacent and 4-byte aligned in both (asserted below).
+        unsafe { core::ptr::write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
+    }
+    true
+}
+
+const _: () = assert!(core::mem::offset_of!(NextHop, smac) % 4 == 0);
+const _: () = assert!(core::mem::offset_of!(NextHop, dmac) == core::mem::offset_of!(NextHop, smac) + 6);
+const _: () = assert!(core::mem::offset_of!(Fib, smac) % 4 == 0);
+const _: () = assert!(core::mem::offset_of!(Fib, dmac) == core::mem::offset_of!(Fib, smac) + 6);
+
+/// Next hop towards `dst` for a packet of `len` bytes (0: skip the MTU check), from the FIB.
+/// A next hop without a neighbour entry is left in `lb_unresolved` for the daemon to resolve.
 #[inline(always)]
 pub fn lookup(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: usize) -> Next {
     let Some(scratch) = lb_fib.get_ptr_mut(0) else { return Next::Unknown };

@@ -19,11 +19,11 @@ use crate::{
 };
 
 #[inline(never)]
-pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
+pub fn tun(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef) -> Verdict {
     let v4 = f.family == FAMILY_V4;
     let outer = if v4 { IPV4_HLEN } else { IPV6_HLEN };
     let total = f.ip_len as usize + outer;
-    match nexthop::lookup(ctx, f, &real.tun_src, &real.addr, total) {
+    match nexthop::to_real(ctx, f, real_id, real, &real.tun_src, total) {
         Next::Hop => {}
         // Generic XDP, a TSO/GSO frame: encapsulated, its segmentation would break.
         Next::TooBig(_) if f.csum_partial != 0 => return Verdict::new(XDP_DROP, Reason::GsoDropped),
