@@ -13,7 +13,7 @@ use lb_daemon::{
 };
 use serde_json::json;
 
-use crate::stats;
+use crate::{Stats, stats};
 use lb_tests::{
     addrs::{CLIENT4, CLIENT6, VIP4, VIP6, backend4, backend6},
     fixture::{Fixture, XDP_TX, bpf_schedulers, set_real_macs, tcp_service},
@@ -37,7 +37,7 @@ fn reals(addrs: &[IpAddr]) -> Vec<DesiredReal> {
 /// the client's SYN, the real server's SYN-ACK (rewritten to come from the VIP), the
 /// client's first ACK. Returns the median over connections of the three runs' sum.
 /// `one_real_nat` must be applied; `first_port` starts the client ports this call uses.
-fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<f64> {
+fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<Vec<f64>> {
     // The client the fixture has a neighbour entry for (the SYN-ACK goes back to it); its
     // ports here are used by no other case.
     let (client, last) = (CLIENT4, CLIENT4.octets()[3]);
@@ -58,8 +58,7 @@ fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<f
     }
     let frames: Vec<Vec<u8>> = (0..runs).flat_map(|i| three(first_port + i as u16)).collect();
     let t = fx.time_runs(PROG_XDP, &frames)?;
-    let sums: Vec<f64> = t.chunks(3).map(|c| c.iter().sum::<u64>() as f64).collect();
-    Ok(stats(&sums).median)
+    Ok(t.chunks(3).map(|c| c.iter().sum::<u64>() as f64).collect())
 }
 
 /// Any MAC for frames from the real server: the program does not look at it.
@@ -130,6 +129,57 @@ fn hot_case(fx: &mut Fixture, what: &str, frame: &[u8], repeat: u32) -> Result<f
     Ok(ns)
 }
 
+/// Hot rounds of one case: per round, XDP_PASS, the program with its next-hop cache and the
+/// instance without (those two in alternating order, so neither always runs second).
+struct HotRounds {
+    pass: Vec<f64>,
+    cached: Vec<f64>,
+    fib: Vec<f64>,
+}
+
+impl HotRounds {
+    fn over(&self, v: &[f64]) -> Stats {
+        let d: Vec<f64> = v.iter().zip(&self.pass).map(|(x, p)| x - p).collect();
+        stats(&d)
+    }
+
+    fn over_pass(&self) -> Stats {
+        self.over(&self.cached)
+    }
+
+    fn fib_over_pass(&self) -> Stats {
+        self.over(&self.fib)
+    }
+}
+
+/// `median [min, max]`.
+fn shown(s: &Stats) -> String {
+    format!("{:.0} [{:.0}, {:.0}]", s.median, s.min, s.max)
+}
+
+fn hot_rounds(
+    fx: &mut Fixture,
+    fib: &mut Fixture,
+    what: &str,
+    frame: &[u8],
+    pass_frame: &[u8],
+    repeat: u32,
+    rounds: usize,
+) -> Result<HotRounds> {
+    let mut r = HotRounds { pass: Vec::new(), cached: Vec::new(), fib: Vec::new() };
+    for i in 0..rounds {
+        r.pass.push(fx.time_repeat(PROG_BENCH_PASS, pass_frame, repeat)?.0);
+        if i % 2 == 0 {
+            r.cached.push(hot_case(fx, what, frame, repeat)?);
+            r.fib.push(hot_case(fib, &format!("{what} by the FIB"), frame, repeat)?);
+        } else {
+            r.fib.push(hot_case(fib, &format!("{what} by the FIB"), frame, repeat)?);
+            r.cached.push(hot_case(fx, what, frame, repeat)?);
+        }
+    }
+    Ok(r)
+}
+
 /// Refuses to time the cached path unless the next-hop cache holds `n` real servers.
 fn require_cached(fx: &Fixture, n: usize) -> Result<()> {
     let s = fx.sync_nexthops()?;
@@ -166,8 +216,13 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     // load balancer's own MAC here (a DR or NAT output frame is then addressed to it again,
     // not dropped at once as another host's), and NAT runs between two services whose
     // addresses are each other's real server: every run is an established NAT hit.
-    let hot_repeat = if quick { 10_000 } else { 100_000 };
-    let (hot_pass, _, _) = fx.time_repeat(PROG_BENCH_PASS, &syn4, hot_repeat)?;
+    // `LB_BENCH_HOT_REPEAT` lengthens the hot runs for a profiler (docs/benchmarks.md).
+    let hot_repeat = std::env::var("LB_BENCH_HOT_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick {
+        10_000
+    } else {
+        100_000
+    });
+    let rounds = if quick { 3 } else { 7 };
     // Like with like: a second instance of the program on the same maps has its own next-hop
     // cache, which nothing fills (its packets take the FIB lookup, as before the cache);
     // `fx` runs the daemon's cache thread.
@@ -178,8 +233,7 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     require_cached(&fx, 2)?;
     fx.run(&frame(false, 1, L4::TcpSyn { sport: 1024, dport: 80 }))?;
     let dr_ack = frame(false, 1, L4::TcpAck { sport: 1024, dport: 80 });
-    let hot_dr = hot_case(&mut fx, "DR", &dr_ack, hot_repeat)?;
-    let hot_dr_fib = hot_case(&mut fib, "DR by the FIB", &dr_ack, hot_repeat)?;
+    let dr = hot_rounds(&mut fx, &mut fib, "DR", &dr_ack, &syn4, hot_repeat, rounds)?;
     let (a, b) = (backend4(0), backend4(1));
     let one = |name: &str, vip: std::net::Ipv4Addr, real: std::net::Ipv4Addr| {
         tcp_service(name, vip.into(), 80, Scheduler::Rr, ForwardMethod::Nat, reals(&[real.into()]))
@@ -190,27 +244,38 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     fx.run(&to(a))?;
     fx.run(&to(b))?;
     let nat_ack = v4(L2::Plain, CLIENT4, a, L4::TcpAck { sport: 1025, dport: 80 }, b"");
-    let hot_nat = hot_case(&mut fx, "NAT", &nat_ack, hot_repeat)?;
-    let hot_nat_fib = hot_case(&mut fib, "NAT by the FIB", &nat_ack, hot_repeat)?;
+    let nat = hot_rounds(&mut fx, &mut fib, "NAT", &nat_ack, &syn4, hot_repeat, rounds)?;
     set_real_macs(&ns, real_mac)?;
+    let hot_pass = stats(&[dr.pass.clone(), nat.pass.clone()].concat()).median;
     writeln!(
         out,
         "Two ways of timing. **Hot** (one buffer re-run {hot_repeat} times in the kernel, caches warm as under load; \
          the real servers' MAC is the load balancer's own so each output comes back to the same path, and NAT \
-         alternates between two services that are each other's real server): XDP_PASS {hot_pass:.0} ns, rr/DR/IPv4 \
-         established flow {hot_dr:.0} ns (**+{:.0} ns**), rr/NAT/IPv4 established flow {hot_nat:.0} ns \
-         (**+{:.0} ns**). The same packets through a second instance of the program on the same maps whose next-hop \
-         cache is empty (the FIB lookup, as before the cache), same run: DR {hot_dr_fib:.0} ns (+{:.0}), NAT \
-         {hot_nat_fib:.0} ns (+{:.0}).\n",
-        hot_dr - hot_pass,
-        hot_nat - hot_pass,
-        hot_dr_fib - hot_pass,
-        hot_nat_fib - hot_pass
+         alternates between two services that are each other's real server), {rounds} rounds, each timing \
+         XDP_PASS, the program and a second instance of it on the same maps whose next-hop cache is empty (the FIB \
+         lookup, as before the cache), those two in alternating order; median over rounds of each round's \
+         difference to its XDP_PASS ({hot_pass:.0} ns), [min, max]:\n\n\
+         | hot, IPv4, rr, established | lb (ns above XDP_PASS) | by the FIB, same rounds |\n|---|---:|---:|\n\
+         | DR | **+{}** | +{} |\n| NAT | **+{}** | +{} |\n",
+        shown(&dr.over_pass()),
+        shown(&dr.fib_over_pass()),
+        shown(&nat.over_pass()),
+        shown(&nat.fib_over_pass()),
     )?;
     fx.apply(&[one_real_nat()])?;
     require_cached(&fx, 1)?;
-    let conn = new_connection_ns(&mut fx, runs, 30_000)?;
-    let conn_fib = new_connection_ns(&mut fib, runs, 40_000)?;
+    // In four blocks, cached / FIB / FIB / cached: whichever runs first meets colder caches.
+    let (mut conn, mut conn_fib) = (Vec::new(), Vec::new());
+    let block = runs / 4;
+    for (i, cached) in [true, false, false, true].into_iter().enumerate() {
+        let port = 30_001 + (i * (block + 1)) as u16;
+        if cached {
+            conn.extend(new_connection_ns(&mut fx, block, port)?);
+        } else {
+            conn_fib.extend(new_connection_ns(&mut fib, block, port + 10_000)?);
+        }
+    }
+    let (conn, conn_fib) = (stats(&conn).median, stats(&conn_fib).median);
     std::mem::drop(fib);
     writeln!(
         out,
@@ -284,20 +349,23 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     }
     Ok(json!({
         "summary": {
-            "tracked_dr_over_pass_ns": hot_dr - hot_pass,
+            "tracked_dr_over_pass_ns": dr.over_pass().median,
+            "tracked_dr_over_pass_spread_ns": [dr.over_pass().min, dr.over_pass().max],
             "tracked_dr_method": "hot: one buffer re-run in the kernel, the output addressed back to the load balancer",
-            "tracked_nat_over_pass_ns": hot_nat - hot_pass,
+            "tracked_nat_over_pass_ns": nat.over_pass().median,
+            "tracked_nat_over_pass_spread_ns": [nat.over_pass().min, nat.over_pass().max],
             "tracked_nat_method": "hot: one buffer re-run in the kernel, alternating between two NAT services",
             "new_connection_over_pass_ns": conn - 3.0 * pass,
             "new_connection_method": "cold: SYN, SYN-ACK and ACK summed per connection, against 3 x XDP_PASS",
-            "tracked_dr_by_fib_over_pass_ns": hot_dr_fib - hot_pass,
-            "tracked_nat_by_fib_over_pass_ns": hot_nat_fib - hot_pass,
+            "tracked_dr_by_fib_over_pass_ns": dr.fib_over_pass().median,
+            "tracked_nat_by_fib_over_pass_ns": nat.fib_over_pass().median,
             "new_connection_by_fib_over_pass_ns": conn_fib - 3.0 * pass,
             "by_fib_method": "the same packets, same run, through a second program instance on the same maps whose next-hop cache is empty",
         },
         "hot": {
-            "repeat": hot_repeat, "xdp_pass_ns": hot_pass, "dr_established_ns": hot_dr, "nat_established_ns": hot_nat,
-            "dr_established_by_fib_ns": hot_dr_fib, "nat_established_by_fib_ns": hot_nat_fib,
+            "repeat": hot_repeat, "rounds": rounds, "xdp_pass_ns": hot_pass,
+            "dr": { "pass_ns": dr.pass, "cached_ns": dr.cached, "by_fib_ns": dr.fib },
+            "nat": { "pass_ns": nat.pass, "cached_ns": nat.cached, "by_fib_ns": nat.fib },
         },
         "new_connection_ns": conn,
         "new_connection_by_fib_ns": conn_fib,
