@@ -134,6 +134,9 @@ pub struct Status {
     /// The BPF data plane's connection sync (`lvs_sync_daemon`), while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn_sync: Option<crate::dataplane::ctsync::SyncStats>,
+    /// The BPF data plane's next-hop cache: real servers cached, and left to the FIB by reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_cache: Option<crate::dataplane::nexthop::Summary>,
     /// Runtime overrides set with `lb-daemon drain|weight|disable`.
     #[serde(default)]
     pub overrides: Vec<OverrideStatus>,

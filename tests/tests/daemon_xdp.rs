@@ -87,6 +87,18 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
     assert!(snap.global.0["reason_no_service"] >= 3, "{snap:?}");
     assert!(snap.global.0["reason_fwd_nat"] >= 7, "{snap:?}");
 
+    // Both real servers (one address, two ports) have their next hop cached once the
+    // neighbour is resolved; the status says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let cache = loop {
+        let c = d.state().unwrap()["next_hop_cache"].clone();
+        if c["cached"] == 2 || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(cache["cached"], 2, "next-hop cache in the status: {cache}");
+
     // bpftool reads the pins by field name (BTF).
     let stats = map_dump(&pins.join("lb_stats")).unwrap();
     let value = &stats[0]["formatted"]["values"][0]["value"];

@@ -359,6 +359,7 @@ impl Shell {
             Action::Publish(mut status) => {
                 status.punt = self.punt.as_ref().map(punt::Punt::stats);
                 status.conn_sync = self.dp.as_ref().and_then(|d| d.sync_stats());
+                status.next_hop_cache = self.dp.as_ref().and_then(|d| d.nexthop_summary());
                 // With 10k checkers the JSON of an unchanged status, every period, was most of
                 // an idle daemon's time: only a change (or a write to retry) is serialized.
                 if self.state_file.needed(&self.status.borrow(), &status) {
@@ -451,6 +452,7 @@ impl Shell {
         let mut status = self.node.status(self.vrrp_status(), self.backend_status());
         status.punt = self.punt.as_ref().map(punt::Punt::stats);
         status.conn_sync = self.dp.as_ref().and_then(|d| d.sync_stats());
+        status.next_hop_cache = self.dp.as_ref().and_then(|d| d.nexthop_summary());
         status
     }
 

@@ -132,6 +132,11 @@ pub trait Backend: Send {
         None
     }
 
+    /// What the BPF data plane's next-hop cache holds (None: no cache, as with IPVS).
+    fn nexthop_summary(&self) -> Option<nexthop::Summary> {
+        None
+    }
+
     /// Sets the connection timeouts (`lvs_timeouts`); None restores the kernel's. Only IPVS
     /// has them: the XDP data plane's flow timeouts are fixed (lb-common's consts), so the
     /// config check refuses `lvs_timeouts` with `--backend bpf`.
@@ -193,8 +198,13 @@ impl Backend for bpf::BpfDataplane {
         let mut v = serde_json::to_value(bpf::read_stats(self.pin_dir())?)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("conn_sync".to_string(), serde_json::to_value(self.sync_stats())?);
+            o.insert("next_hop_cache".to_string(), serde_json::to_value(bpf::BpfDataplane::nexthop_summary(self))?);
         }
         Ok(v)
+    }
+
+    fn nexthop_summary(&self) -> Option<nexthop::Summary> {
+        bpf::BpfDataplane::nexthop_summary(self)
     }
 
     fn start_punt(&mut self) -> Result<Option<punt::Punt>> {

@@ -568,6 +568,7 @@ impl Node {
             // The shell adds the hand-over's counters (a task's, not the core's).
             punt: None,
             conn_sync: None,
+            next_hop_cache: None,
             overrides: self.overrides.status(),
             anycast: self
                 .announce_view

@@ -415,6 +415,11 @@ impl BpfDataplane {
         Ok(super::nexthop::Slots::new(hops, sel))
     }
 
+    /// What the next-hop cache held after its last recomputation; None when it does not run.
+    pub fn nexthop_summary(&self) -> Option<super::nexthop::Summary> {
+        self.nexthops.as_ref().map(|c| c.summary())
+    }
+
     /// Reads routes and neighbours now and returns once the next-hop cache holds what they
     /// say (tests and benchmarks).
     pub fn sync_nexthops(&self) -> Result<super::nexthop::Summary> {

@@ -21,7 +21,10 @@ mod rtnl;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::IpAddr,
-    sync::mpsc::{self, Receiver, Sender, TryRecvError},
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver, Sender, TryRecvError},
+    },
     thread::JoinHandle,
     time::{Duration, Instant},
 };
@@ -32,7 +35,7 @@ use lb_common::{
     NextHop,
     consts::{MAX_REALS, NEXTHOP_LIVE},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use decide::{Family, Host, Miss, Route};
@@ -54,7 +57,7 @@ const RETRY: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What the cache holds after a recomputation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Real servers with a cached next hop.
     pub cached: usize,
@@ -74,12 +77,13 @@ enum Msg {
     Sync(Sender<Result<Summary, String>>),
 }
 
-/// The running cache: its thread and what it was last told.
+/// The running cache: its thread, what it was last told, and what it holds.
 pub struct NexthopCache {
     tx: Option<Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
     targets: BTreeMap<u32, IpAddr>,
     ingress: Vec<u32>,
+    last: Arc<Mutex<Summary>>,
 }
 
 impl NexthopCache {
@@ -89,7 +93,9 @@ impl NexthopCache {
         let rtnl = Rtnl::open()?;
         let events = Events::open()?;
         let (tx, rx) = mpsc::channel();
+        let last = Arc::new(Mutex::new(Summary::default()));
         let worker = Worker {
+            last: last.clone(),
             rtnl,
             events,
             slots,
@@ -104,7 +110,12 @@ impl NexthopCache {
             .name("lb-nexthop".into())
             .spawn(move || worker.run(rx))
             .context("starting the next-hop cache thread")?;
-        Ok(Self { tx: Some(tx), thread: Some(thread), targets: BTreeMap::new(), ingress: Vec::new() })
+        Ok(Self { tx: Some(tx), thread: Some(thread), targets: BTreeMap::new(), ingress: Vec::new(), last })
+    }
+
+    /// What the cache held after its last recomputation (`lb-daemon stats`).
+    pub fn summary(&self) -> Summary {
+        self.last.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// The real servers the data plane holds now (id → address).
@@ -213,6 +224,7 @@ impl Slots {
 }
 
 struct Worker {
+    last: Arc<Mutex<Summary>>,
     rtnl: Rtnl,
     events: Events,
     slots: Slots,
@@ -254,6 +266,9 @@ impl Worker {
                 match &result {
                     Ok(s) => {
                         retry_at = None;
+                        if let Ok(mut last) = self.last.lock() {
+                            *last = s.clone();
+                        }
                         debug!(cached = s.cached, to_fib = ?s.to_fib, "next-hop cache recomputed");
                     }
                     Err(e) => {
@@ -263,6 +278,9 @@ impl Worker {
                             warn!("next-hop cache: {e:#}; packets use the FIB lookup until it reads again");
                         }
                         self.forget_all();
+                        if let Ok(mut last) = self.last.lock() {
+                            *last = Summary::default();
+                        }
                     }
                 }
                 for reply in syncs.drain(..) {
