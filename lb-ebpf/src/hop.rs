@@ -17,11 +17,7 @@ pub fn carries(hop: &NextHop, addr: &[u8; 16], len: usize) -> bool {
     // SAFETY: `addr` starts `NextHop`, which is 8-byte aligned: four aligned words.
     let ours = unsafe { &*(hop as *const NextHop).cast::<[u32; 4]>() };
     let word = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    len <= usize::from(hop.mtu)
-        && ours[0] == word(0)
-        && ours[1] == word(4)
-        && ours[2] == word(8)
-        && ours[3] == word(12)
+    len <= usize::from(hop.mtu) && ours[0] == word(0) && ours[1] == word(4) && ours[2] == word(8) && ours[3] == word(12)
 }
 
 const _: () = assert!(core::mem::offset_of!(NextHop, addr) == 0);

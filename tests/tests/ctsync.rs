@@ -31,10 +31,14 @@ fn nat_real(i: usize) -> std::net::Ipv4Addr {
 }
 const NAT_GW: &str = "198.51.100.1";
 
-fn config(prio: u8, sync: bool, nat: bool) -> String {
+fn config(prio: u8, sync: bool, nat: bool, key: Option<&str>) -> String {
     // An IPv6 group on a port of its own: keepalived's `group` and `port` options, and the
     // IPv6 transport (the default IPv4 group is proven against the kernel in ipvs.rs).
-    let sync = if sync { "    lvs_sync_daemon l0 VI_1 id 7 group ff02::8:8 port 8850\n" } else { "" };
+    let mut sync =
+        if sync { "    lvs_sync_daemon l0 VI_1 id 7 group ff02::8:8 port 8850\n".to_string() } else { String::new() };
+    if let Some(k) = key {
+        sync += &format!("    lb_sync_auth_key {k}\n");
+    }
     let reals: String = (0..REALS)
         .map(|i| if nat { format!("{}:8080", nat_real(i)) } else { format!("{}:80", real_addr(i)) })
         .map(|r| format!("    real_server {} {{\n    }}\n", r.replace(':', " ")))
@@ -97,6 +101,11 @@ struct Run {
 }
 
 fn run(tag: &str, sync: bool, nat: bool) -> Run {
+    run_keyed(tag, sync, nat, [None, None])
+}
+
+/// `run` with each node's `lb_sync_auth_key`.
+fn run_keyed(tag: &str, sync: bool, nat: bool, keys: [Option<&str>; 2]) -> Run {
     let seg = Segment::new(2).unwrap();
     let dir = TempDir::new(tag);
     let mut reals = Vec::new();
@@ -135,7 +144,7 @@ fn run(tag: &str, sync: bool, nat: bool) -> Run {
     }
     let pins: Vec<_> = (0..2).map(|i| daemon::pin_dir(&format!("{}{i}", dir.tag()))).collect();
     let start = |i: usize, prio: u8| {
-        let conf = dir.file(&format!("node{i}.conf"), &config(prio, sync, nat));
+        let conf = dir.file(&format!("node{i}.conf"), &config(prio, sync, nat, keys[i]));
         Daemon::start(&seg.nodes[i], &conf, &pins[i], &["--interface", "l0"]).unwrap()
     };
     let d0 = start(0, 150);
@@ -238,4 +247,26 @@ fn synced_flows_survive_a_master_kill_and_unsynced_ones_do_not() {
 fn synced_nat_flows_keep_their_reply_translation() {
     require_root();
     check(&run("ctsync-nat-on", true, true), &run("ctsync-nat-off", false, true));
+}
+
+/// `lb_sync_auth_key`: with the same key on both nodes the flows sync and survive as without
+/// one; a backup with another key applies none of the master's datagrams (each is counted as
+/// unauthenticated), so its flows break as if there were no sync.
+#[test]
+fn authenticated_sync_needs_the_same_key_on_both_nodes() {
+    require_root();
+    const KEY: &str = "correct-horse-battery-staple";
+    let with = run_keyed("ctsync-auth", true, false, [Some(KEY), Some(KEY)]);
+    let wrong = run_keyed("ctsync-badkey", true, false, [Some(KEY), Some("another-key-entirely-0123")]);
+    println!(
+        "authenticated sync: {}/{CONNS} kept, backup {}; with another key: {}/{CONNS} kept, backup {}",
+        with.kept, with.conn_sync, wrong.kept, wrong.conn_sync
+    );
+    assert_eq!((with.synced, with.kept), (CONNS, CONNS), "same key: every flow synced and kept");
+    assert_eq!(with.conn_sync["unauthenticated"], 0, "{}", with.conn_sync);
+    assert!(with.conn_sync["applied"].as_u64().unwrap_or(0) >= CONNS as u64, "{}", with.conn_sync);
+    assert_eq!(wrong.synced, 0, "another key: nothing applied");
+    assert_eq!(wrong.conn_sync["applied"], 0, "{}", wrong.conn_sync);
+    assert!(wrong.conn_sync["unauthenticated"].as_u64().unwrap_or(0) > 0, "{}", wrong.conn_sync);
+    assert!(wrong.master_sync["sent_entries"].as_u64().unwrap_or(0) >= CONNS as u64, "{}", wrong.master_sync);
 }

@@ -195,6 +195,16 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("mh_seed", |ctx, g, s| g.mh_seed = ctx.parse(s, 0, "a number (the Maglev hash seed)")),
+    Keyword::new("lb_sync_auth_key", |ctx, g, s| {
+        let Some(w) = ctx.arg(s, 0, "a secret of at least 16 characters") else {
+            return;
+        };
+        if w.text.chars().count() < 16 {
+            ctx.error(w.span, "lb_sync_auth_key: use a secret of at least 16 characters");
+            return;
+        }
+        g.lb_sync_auth_key = Some(super::model::Secret(w.text.clone()));
+    }),
 ];
 
 /// `[vrrp_|lvs_]notify_fifo PATH [USER [GROUP]]`; keepalived keeps the first one given.

@@ -1407,6 +1407,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "global_defs",
+        "lb_sync_auth_key",
+        &[
+            "tests/tests/ctsync.rs::authenticated_sync_needs_the_same_key_on_both_nodes",
+            "lb-daemon/src/dataplane/ctsync/auth.rs::a_sealed_message_opens_with_its_key_only",
+        ],
+    ),
+    (
         "virtual_server",
         "mh_seed",
         &["lb-daemon/src/daemon/node/tests.rs::mh_tables_are_the_same_on_every_node_with_the_same_config"],

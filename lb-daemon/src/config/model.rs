@@ -47,6 +47,23 @@ pub struct Script {
     pub span: Span,
 }
 
+/// A secret from the config: never printed, logged or dumped (its serialized form is a
+/// placeholder).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("(secret)")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GlobalDefs {
     pub notification_email: Vec<String>,
@@ -141,6 +158,11 @@ pub struct GlobalDefs {
     /// not set its own; None: each service's seed is a hash of its address, port and protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mh_seed: Option<u64>,
+    /// `lb_sync_auth_key SECRET` (lb-daemon's own): connection sync between lb nodes signs
+    /// and checks every datagram (`dataplane::ctsync::auth`); None: the kernel's protocol as it
+    /// is, unauthenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_sync_auth_key: Option<Secret>,
     /// `notify_fifo` (VRRP and checker lines), `vrrp_notify_fifo`, `lvs_notify_fifo`.
     #[serde(default, skip_serializing_if = "NotifyFifos::is_unset")]
     pub notify_fifos: NotifyFifos,
@@ -219,6 +241,7 @@ impl Default for GlobalDefs {
             lb_backend: None,
             anycast_table: None,
             mh_seed: None,
+            lb_sync_auth_key: None,
             notify_fifos: NotifyFifos::default(),
         }
     }

@@ -610,6 +610,18 @@ fn lvs_sync_daemon_options_as_keepalived() {
     }
 }
 
+#[test]
+fn lb_sync_auth_key_is_kept_secret_and_must_be_long() {
+    let c = ok("global_defs {\n lvs_sync_daemon eth1\n lb_sync_auth_key correct-horse-battery-staple\n}\n");
+    let key = c.global.lb_sync_auth_key.clone().expect("the key");
+    assert_eq!(key.0, "correct-horse-battery-staple");
+    // Dumps print the config: never the secret.
+    assert!(!format!("{c:?}").contains("staple"));
+    assert!(!serde_json::to_string(&c).unwrap().contains("staple"));
+    let e = first_error("global_defs {\n lb_sync_auth_key short\n}\n");
+    assert!(e.contains("at least 16 characters"), "{e}");
+}
+
 /// SCTP services: XDP does not update SCTP's CRC32c, so `--backend bpf` refuses them at
 /// config-test time, `auto` gives them to IPVS.
 #[test]

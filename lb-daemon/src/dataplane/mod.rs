@@ -68,6 +68,8 @@ pub struct SyncMcast {
     pub port: Option<u16>,
     pub ttl: Option<u8>,
     pub group: Option<IpAddr>,
+    /// `lb_sync_auth_key`: datagrams are signed and checked (`ctsync::auth`); lb nodes only.
+    pub auth: Option<ctsync::auth::SyncKey>,
 }
 
 /// What the daemon needs from a forwarding backend.

@@ -282,7 +282,14 @@ impl IpvsBackend {
                 Err(e) => failed.push(format!("stopping the IPVS sync daemon ({}): {e:#}", state_name(state))),
             }
         }
-        if let Some(w) = &want {
+        // Stopped above, and not started unauthenticated: the kernel's daemon cannot sign.
+        if let Some(w) = want.as_ref().filter(|w| w.mcast.auth.is_some()) {
+            failed.push(format!(
+                "lb_sync_auth_key: the kernel's IPVS sync daemon cannot authenticate connection sync on {}; no sync \
+                 runs (use the BPF data plane, or remove the key to sync with IPVS nodes unauthenticated)",
+                w.interface
+            ));
+        } else if let Some(w) = &want {
             for state in state_codes(w.role) {
                 let d = SyncDaemon {
                     state,

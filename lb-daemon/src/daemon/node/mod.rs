@@ -782,7 +782,8 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
         };
         let sync_id =
             l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
-        let mcast = crate::dataplane::SyncMcast { maxlen: l.maxlen, port: l.port, ttl: l.ttl, group: l.group };
+        let auth = c.global.lb_sync_auth_key.as_ref().map(|k| crate::dataplane::ctsync::auth::SyncKey::derive(&k.0));
+        let mcast = crate::dataplane::SyncMcast { maxlen: l.maxlen, port: l.port, ttl: l.ttl, group: l.group, auth };
         return Some(SyncConfig { interface: l.interface.clone(), instance: l.vrrp_instance.clone(), sync_id, mcast });
     }
     c.vrrp_instances.iter().find_map(|v| {
@@ -790,7 +791,10 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
             interface: i.clone(),
             instance: Some(v.name.clone()),
             sync_id: 0,
-            mcast: Default::default(),
+            mcast: crate::dataplane::SyncMcast {
+                auth: c.global.lb_sync_auth_key.as_ref().map(|k| crate::dataplane::ctsync::auth::SyncKey::derive(&k.0)),
+                ..Default::default()
+            },
         })
     })
 }

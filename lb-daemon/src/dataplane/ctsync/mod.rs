@@ -8,6 +8,7 @@
 //! This file is the shell: one thread per role, its socket and the pinned maps. What is
 //! sent and how entries translate are `xlate`'s pure functions.
 
+pub mod auth;
 pub mod msg;
 pub mod xlate;
 
@@ -55,6 +56,8 @@ pub struct Counters {
     skipped: AtomicU64,
     malformed: AtomicU64,
     other_sync_id: AtomicU64,
+    unauthenticated: AtomicU64,
+    replayed: AtomicU64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,12 @@ pub struct SyncStats {
     pub malformed: u64,
     /// Datagrams for another sync id.
     pub other_sync_id: u64,
+    /// With `lb_sync_auth_key`: datagrams without a trailer or whose tag does not match.
+    #[serde(default)]
+    pub unauthenticated: u64,
+    /// With `lb_sync_auth_key`: datagrams whose counter was not above the sender's last.
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 impl Counters {
@@ -89,6 +98,8 @@ impl Counters {
             skipped: self.skipped.load(Relaxed),
             malformed: self.malformed.load(Relaxed),
             other_sync_id: self.other_sync_id.load(Relaxed),
+            unauthenticated: self.unauthenticated.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
         }
     }
 }
@@ -227,7 +238,10 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
     // Sockets and maps first: an error starts nothing.
     let master_parts = if want.role.sends() {
         let sock = send_socket(&iface, &dest, want.mcast.ttl.unwrap_or(1))?;
-        let len = want.mcast.maxlen.map_or_else(|| maxlen(&iface), usize::from);
+        let mut len = want.mcast.maxlen.map_or_else(|| maxlen(&iface), usize::from);
+        if want.mcast.auth.is_some() {
+            len = len.saturating_sub(auth::TRAILER_LEN);
+        }
         Some((sock, conntrack()?, len))
     } else {
         None
@@ -242,6 +256,7 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
     } else {
         None
     };
+    let key = want.mcast.auth;
     let stop = Arc::new(AtomicBool::new(false));
     let mut sync = CtSync { want: want.clone(), stop: stop.clone(), threads: Vec::new() };
     if let Some((sock, conntrack, len)) = master_parts {
@@ -249,7 +264,7 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
         sync.threads.push(
             std::thread::Builder::new()
                 .name("ctsync-master".into())
-                .spawn(move || master(sock, dest, conntrack, sync_id, len, shared, flag))?,
+                .spawn(move || master(Outbound { sock, dest, sync_id, maxlen: len, key }, conntrack, shared, flag))?,
         );
     }
     if let Some((sock, maps)) = backup_parts {
@@ -257,7 +272,7 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
         sync.threads.push(
             std::thread::Builder::new()
                 .name("ctsync-backup".into())
-                .spawn(move || backup(sock, maps, sync_id, shared, flag))?,
+                .spawn(move || backup(sock, maps, sync_id, key, shared, flag))?,
         );
     }
     info!(
@@ -265,6 +280,7 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
         interface = want.interface,
         sync_id,
         group = %dest,
+        authenticated = key.is_some(),
         "connection sync started (IPVS sync protocol v1)"
     );
     Ok(sync)
@@ -284,16 +300,19 @@ impl Limited {
     }
 }
 
-fn master(
+/// Where and how the master sends.
+struct Outbound {
     sock: UdpSocket,
     dest: SocketAddr,
-    conntrack: HashMap<MapData, FlowKey, FlowValue>,
     sync_id: u8,
     maxlen: usize,
-    shared: Shared,
-    stop: Arc<AtomicBool>,
-) {
+    key: Option<auth::SyncKey>,
+}
+
+fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared: Shared, stop: Arc<AtomicBool>) {
+    let Outbound { sock, dest, sync_id, maxlen, key } = out;
     let mut sent = xlate::Sent::default();
+    let mut counter = auth::first_counter();
     let mut warn_every = Limited(None);
     let c = &shared.counters;
     while !stop.load(Relaxed) {
@@ -306,10 +325,18 @@ fn master(
             Err(_) => Vec::new(),
         };
         for gram in msg::encode(sync_id, &entries, maxlen) {
+            let entries_in = u64::from(gram[4]);
+            let gram = match &key {
+                Some(k) => {
+                    counter += 1;
+                    auth::seal(k, &gram, counter)
+                }
+                None => gram,
+            };
             match sock.send_to(&gram, dest) {
                 Ok(_) => {
                     c.sent_datagrams.fetch_add(1, Relaxed);
-                    c.sent_entries.fetch_add(u64::from(gram[4]), Relaxed);
+                    c.sent_entries.fetch_add(entries_in, Relaxed);
                 }
                 Err(e) => {
                     c.send_errors.fetch_add(1, Relaxed);
@@ -354,8 +381,16 @@ fn apply(maps: &mut BackupMaps, lock: &Mutex<()>, a: &xlate::Apply) -> Result<()
     Ok(())
 }
 
-fn backup(sock: UdpSocket, mut maps: BackupMaps, sync_id: u8, shared: Shared, stop: Arc<AtomicBool>) {
+fn backup(
+    sock: UdpSocket,
+    mut maps: BackupMaps,
+    sync_id: u8,
+    key: Option<auth::SyncKey>,
+    shared: Shared,
+    stop: Arc<AtomicBool>,
+) {
     let mut buf = vec![0u8; 65_536];
+    let mut replay = auth::Replay::default();
     let (mut warn_every, mut debug_every) = (Limited(None), Limited(None));
     let c = &shared.counters;
     while !stop.load(Relaxed) {
@@ -371,7 +406,24 @@ fn backup(sock: UdpSocket, mut maps: BackupMaps, sync_id: u8, shared: Shared, st
             }
         };
         c.received_datagrams.fetch_add(1, Relaxed);
-        let m = match msg::decode(&buf[..n]) {
+        let message = match &key {
+            None => &buf[..n],
+            Some(k) => match auth::open(k, &buf[..n]) {
+                Ok((m, counter)) if replay.accept(from.ip(), counter) => m,
+                Ok(_) => {
+                    c.replayed.fetch_add(1, Relaxed);
+                    continue;
+                }
+                Err(why) => {
+                    c.unauthenticated.fetch_add(1, Relaxed);
+                    if warn_every.ready() {
+                        warn!("connection sync: datagram from {from} refused: {why:?} (lb_sync_auth_key)");
+                    }
+                    continue;
+                }
+            },
+        };
+        let m = match msg::decode(message) {
             Ok(m) => m,
             Err(e) => {
                 c.malformed.fetch_add(1, Relaxed);

@@ -39,8 +39,8 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     NatRev, Reason,
     consts::{
-        FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, NO_REAL, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, TRACE_FLOW_FOUND,
-        TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
+        FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, NO_REAL,
+        TRACE_FLOW_FOUND, TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
     },
     is_vrrp_vmac,
 };
