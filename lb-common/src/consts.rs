@@ -160,11 +160,17 @@ pub const UNRESOLVED_ENTRIES: u32 = 1024;
 /// the daemon from the kernel's routes and neighbours. Not pinned: a new program starts with
 /// an empty cache and uses the FIB until the daemon fills it.
 pub const MAP_NEXTHOP: &str = "lb_nexthop";
-/// Per real server id, which `lb_nexthop` slot is live (`NEXTHOP_LIVE | slot`); 0: none,
-/// the FIB decides. Not pinned.
+/// Per real server id, which `lb_nexthop` slot is live: `generation << 2 | NEXTHOP_LIVE |
+/// slot`; 0: none, the FIB decides. The generation grows with every write, so a reader that
+/// finds the selector changed after copying a slot knows the copy may be torn. Not pinned.
 pub const MAP_NEXTHOP_SEL: &str = "lb_nexthop_sel";
 /// `lb_nexthop_sel`: the slot in the low bit holds a next hop.
 pub const NEXTHOP_LIVE: u32 = 2;
+/// The next-hop cache's lease (one `u64`): until when (coarse monotonic ns, the program's
+/// clock) the daemon vouches for the cache. The daemon renews it while it follows the kernel's
+/// tables, and clears it the moment a route, rule or interface changes until it has read them
+/// again; once it lapses (the daemon died, hangs, or stopped) every packet takes the FIB.
+pub const MAP_NEXTHOP_LEASE: &str = "lb_nexthop_lease";
 /// Subdirectory of the pin directory holding the pinned XDP links (`xdp_<interface>`).
 pub const LINKS_DIR: &str = "links";
 
@@ -197,11 +203,12 @@ pub const PINNED_MAPS: [&str; 24] = [
 ];
 
 /// The maps of `lb-xdp` only a running daemon uses (per-CPU scratch, rings, caches): not pinned.
-pub const RUNTIME_MAPS: [&str; 9] = [
+pub const RUNTIME_MAPS: [&str; 10] = [
     MAP_REAL_SYNS,
     MAP_UNRESOLVED,
     MAP_NEXTHOP,
     MAP_NEXTHOP_SEL,
+    MAP_NEXTHOP_LEASE,
     MAP_SCRATCH,
     MAP_FIB,
     MAP_CSUM_BUF,

@@ -36,6 +36,7 @@ mod tests {
         assert_eq!(live_slot(7, 1), None, "a slot bit without NEXTHOP_LIVE");
         assert_eq!(live_slot(7, NEXTHOP_LIVE), Some(14));
         assert_eq!(live_slot(7, NEXTHOP_LIVE | 1), Some(15));
+        assert_eq!(live_slot(7, 5 << 2 | NEXTHOP_LIVE | 1), Some(15), "the generation bits do not move the slot");
     }
 
     #[test]

@@ -1315,6 +1315,7 @@ fn a_cached_next_hop_carries_the_frame_and_a_miss_asks_the_fib() {
     let (ns, _peer, mut fx) = setup();
     let ifindex = ns.ifindex("fx0").unwrap();
     let mut slots = fx.nexthop_slots().unwrap();
+    slots.renew(std::time::Duration::from_secs(600)).unwrap();
     let mut failures = Vec::new();
     let mut sport = 41_000;
     for fwd in METHODS {
@@ -1324,8 +1325,10 @@ fn a_cached_next_hop_carries_the_frame_and_a_miss_asks_the_fib() {
             let ip = services[i].reals[0].addr.ip();
             let id = fx.real_id(services[i].reals[0].addr).unwrap().expect("real server programmed");
             let other: IpAddr = if v6 { backend6(1).into() } else { backend4(1).into() };
+            // TUN always asks the FIB (a path-MTU exception for the tunnel must apply at once).
+            let hit = if fwd == ForwardMethod::Tun { (LB_MAC, REAL_MAC) } else { (CACHED_SRC, CACHED_DST) };
             let cases = [
-                ("cached", Some(hop(ip, ifindex, 1500, CACHED_SRC, CACHED_DST)), (CACHED_SRC, CACHED_DST)),
+                ("cached", Some(hop(ip, ifindex, 1500, CACHED_SRC, CACHED_DST)), hit),
                 (
                     "cached for another address (a reused id)",
                     Some(hop(other, ifindex, 1500, CACHED_SRC, CACHED_DST)),
@@ -1337,8 +1340,14 @@ fn a_cached_next_hop_carries_the_frame_and_a_miss_asks_the_fib() {
             ];
             let vport = 1000 + i as u16;
             let rport = if fwd == ForwardMethod::Nat { NAT_PORT } else { vport };
-            for (what, entry, (smac, dmac)) in cases {
-                slots.put(id, entry).unwrap();
+            for (what, entry, (smac, dmac)) in cases.into_iter().chain([("lease lapsed", None, (LB_MAC, REAL_MAC))]) {
+                if what == "lease lapsed" {
+                    // The daemon stopped vouching: the entry stays, the FIB decides.
+                    slots.put(id, Some(hop(ip, ifindex, 1500, CACHED_SRC, CACHED_DST))).unwrap();
+                    slots.expire().unwrap();
+                } else {
+                    slots.put(id, entry).unwrap();
+                }
                 sport += 1;
                 let input = frame(v6, L4::TcpSyn { sport, dport: vport });
                 let (out, reason) = expected(v6, fwd, &input, L4::TcpSyn { sport, dport: rport });
@@ -1354,6 +1363,7 @@ fn a_cached_next_hop_carries_the_frame_and_a_miss_asks_the_fib() {
                 if let Err(e) = fx.check(&case) {
                     failures.push(format!("{fwd:?} {} {what}: {e:#}", if v6 { "IPv6" } else { "IPv4" }));
                 }
+                slots.renew(std::time::Duration::from_secs(600)).unwrap();
             }
         }
     }
@@ -1361,7 +1371,9 @@ fn a_cached_next_hop_carries_the_frame_and_a_miss_asks_the_fib() {
 }
 
 /// The cache's slots flip under a running stream: every frame leaves with a wholly old or a
-/// wholly new MAC pair, never half of each.
+/// wholly new MAC pair, or (when the selector moved while it copied its slot) the FIB's,
+/// never half of each: the writer fills the idle slot and publishes it with a new generation,
+/// the reader looks at the selector again after its copy.
 #[test]
 fn each_output_mac_pair_is_wholly_old_or_wholly_new() {
     let (ns, _peer, mut fx) = setup();
@@ -1371,6 +1383,7 @@ fn each_output_mac_pair_is_wholly_old_or_wholly_new() {
     fx.apply(&[svc]).unwrap();
     let id = fx.real_id(addr).unwrap().expect("real server programmed");
     let mut slots = fx.nexthop_slots().unwrap();
+    slots.renew(std::time::Duration::from_secs(600)).unwrap();
     let a = hop(addr.ip(), ifindex, 1500, [0x02, 0, 0, 0, 0xa, 0xa], [0x02, 0, 0, 0, 0xa, 0xb]);
     let b = hop(addr.ip(), ifindex, 1500, [0x02, 0, 0, 0, 0xb, 0xa], [0x02, 0, 0, 0, 0xb, 0xb]);
     slots.put(id, Some(a)).unwrap();
@@ -1378,7 +1391,7 @@ fn each_output_mac_pair_is_wholly_old_or_wholly_new() {
     let ack = vec![frame(false, L4::TcpAck { sport: 42_000, dport: 1000 }); 64];
     let done = std::sync::atomic::AtomicBool::new(false);
     const FLIPS: usize = 1000;
-    let (seen_a, seen_b, mixed) = std::thread::scope(|s| {
+    let (seen_a, seen_b, by_fib, mixed) = std::thread::scope(|s| {
         let done = &done;
         s.spawn(move || {
             for i in 0..FLIPS {
@@ -1386,7 +1399,7 @@ fn each_output_mac_pair_is_wholly_old_or_wholly_new() {
             }
             done.store(true, std::sync::atomic::Ordering::Relaxed);
         });
-        let (mut seen_a, mut seen_b, mut mixed) = (0, 0, Vec::new());
+        let (mut seen_a, mut seen_b, mut by_fib, mut mixed) = (0, 0, 0, Vec::new());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while !done.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline {
             for (action, out) in fx.run_all_on(1, &ack).unwrap() {
@@ -1395,14 +1408,20 @@ fn each_output_mac_pair_is_wholly_old_or_wholly_new() {
                     seen_a += 1;
                 } else if action == XDP_TX && pair == (&b.smac[..], &b.dmac[..]) {
                     seen_b += 1;
+                } else if action == XDP_TX && pair == (&LB_MAC[..], &REAL_MAC[..]) {
+                    // The selector moved while the frame copied its slot: the FIB answered.
+                    by_fib += 1;
                 } else {
                     mixed.push(format!("action {action}, {:02x?} -> {:02x?}", pair.0, pair.1));
                 }
             }
         }
-        (seen_a, seen_b, mixed)
+        (seen_a, seen_b, by_fib, mixed)
     });
-    println!("{FLIPS} flips under a stream: {seen_a} frames by the first pair, {seen_b} by the second");
+    println!(
+        "{FLIPS} flips under a stream: {seen_a} frames by the first pair, {seen_b} by the second, {by_fib} by the \
+         FIB (the selector moved during their copy)"
+    );
     assert!(mixed.is_empty(), "{} frames with a mixed or no pair, e.g. {:?}", mixed.len(), mixed.first());
     assert!(seen_a > 0 && seen_b > 0, "the stream saw both pairs ({seen_a}, {seen_b})");
 }
@@ -1574,6 +1593,16 @@ fn the_next_hop_cache_holds_what_iproute2_says_and_follows_changes() {
     assert_eq!(s.to_fib.get("no_neighbour"), Some(&1), "{s:?}");
     let (action, _) = fx.run(&v6_frame(CLIENT6, VIP6, L4::TcpSyn { sport: 43_001, dport: 1003 })).unwrap();
     assert_eq!(action, XDP_PASS, "no neighbour for real server 0's IPv6 address: to the stack");
+
+    // A route the kernel refuses to forward by: that real server alone goes to the FIB.
+    ns.ip(&["route", "replace", "blackhole", &format!("{routed}/32")]).unwrap();
+    let s = fx.sync_nexthops().unwrap();
+    assert_eq!((s.cached, s.to_fib.get("no_route")), (3, Some(&1)), "{s:?}");
+    // An IPv6 source-specific route: the FIB's answer depends on the client; IPv6 leaves.
+    ns.ip(&["-6", "route", "add", "2001:db8:b::/64", "from", "2001:db8:c::/64", "dev", "fx0"]).unwrap();
+    let s = fx.sync_nexthops().unwrap();
+    assert_eq!(s.to_fib.get("policy_rules_or_forwarding_off"), Some(&2), "both IPv6 real servers: {s:?}");
+    ns.ip(&["-6", "route", "del", "2001:db8:b::/64", "from", "2001:db8:c::/64", "dev", "fx0"]).unwrap();
 
     // A policy rule: the FIB's answer may depend on the source; IPv4 leaves the cache.
     ns.ip(&["rule", "add", "from", "192.0.2.0/24", "lookup", "main", "priority", "100"]).unwrap();

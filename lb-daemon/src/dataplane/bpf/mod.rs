@@ -412,7 +412,8 @@ impl BpfDataplane {
         let taken = |name: &str| anyhow!("map {name} already taken (the next-hop cache runs)");
         let hops = Array::try_from(self.ebpf.take_map(MAP_NEXTHOP).ok_or_else(|| taken(MAP_NEXTHOP))?)?;
         let sel = Array::try_from(self.ebpf.take_map(MAP_NEXTHOP_SEL).ok_or_else(|| taken(MAP_NEXTHOP_SEL))?)?;
-        Ok(super::nexthop::Slots::new(hops, sel))
+        let lease = Array::try_from(self.ebpf.take_map(MAP_NEXTHOP_LEASE).ok_or_else(|| taken(MAP_NEXTHOP_LEASE))?)?;
+        Ok(super::nexthop::Slots::new(hops, sel, lease))
     }
 
     /// What the next-hop cache held after its last recomputation; None when it does not run.
@@ -429,11 +430,12 @@ impl BpfDataplane {
     /// Tells the next-hop cache which real servers the maps hold and where the program runs.
     fn refresh_nexthops(&mut self) {
         let Some(cache) = self.nexthops.as_mut() else { return };
-        let targets = self.book.services.values().flat_map(|s| s.reals.iter().map(|(a, id)| (*id, a.ip()))).collect();
-        cache.set_targets(targets);
+        // Where the program runs first: the thread judges forwarding there before it caches.
         cache.set_ingress(
             self.links.iter().filter_map(|(i, _, _)| nix::net::if_::if_nametoindex(i.as_str()).ok()).collect(),
         );
+        let targets = self.book.services.values().flat_map(|s| s.reals.iter().map(|(a, id)| (*id, a.ip()))).collect();
+        cache.set_targets(targets);
     }
 
     /// Tells the sync thread what the ids mean now (services and real servers as programmed).

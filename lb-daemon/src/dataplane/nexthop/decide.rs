@@ -19,8 +19,11 @@ pub struct Route {
     /// (an encapsulation, a gateway of the other family, a next hop marked down): the FIB
     /// chooses per packet.
     pub complex: bool,
-    /// The route's own MTU metric.
+    /// The route's own MTU metric, or a path-MTU exception's when smaller.
     pub mtu: Option<u32>,
+    /// A default route (prefix length 0): the output lookup that answers for it may pick
+    /// another of several equal default routes than the FIB lookup of a forwarded packet.
+    pub default_route: bool,
 }
 
 /// An interface as the cache needs it.
@@ -50,8 +53,11 @@ pub struct Host {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Family {
     /// Only the default policy rules (local, main, default): no rule looks at the source,
-    /// the ingress interface, a mark or a VRF.
+    /// the ingress interface, a mark or a VRF; and no route does either (IPv6's
+    /// source-specific `from` routes).
     pub plain_rules: bool,
+    /// More than one default route in the main table.
+    pub several_defaults: bool,
     /// Forwarding is on on every interface the program runs on (else the FIB lookup
     /// answers "forwarding disabled" and the packet goes to the stack).
     pub forwarding: bool,
@@ -80,7 +86,7 @@ pub fn next_hop(addr: IpAddr, route: Option<&Route>, host: &Host) -> Result<Next
         return Err(Miss::Family);
     }
     let route = route.filter(|r| r.unicast).ok_or(Miss::NoRoute)?;
-    if route.complex {
+    if route.complex || (route.default_route && family.several_defaults) {
         return Err(Miss::Complex);
     }
     let oif = route.oif.ok_or(Miss::NoRoute)?;
@@ -126,7 +132,7 @@ mod tests {
     }
 
     fn host() -> Host {
-        let plain = Family { plain_rules: true, forwarding: true };
+        let plain = Family { plain_rules: true, several_defaults: false, forwarding: true };
         Host {
             links: HashMap::from([(3, Link { name: "lb0".into(), mac: Some(LB), mtu: 1500, mtu6: None })]),
             neighbours: HashMap::from([
@@ -181,8 +187,14 @@ mod tests {
         h.v4.plain_rules = false;
         assert_eq!(next_hop(a, Some(&on_link(3)), &h), Err(Miss::Family));
         assert!(next_hop(ip("2001:db8:2::10"), Some(&on_link(3)), &h).is_ok(), "IPv6 keeps its own rules");
-        h.v4 = Family { plain_rules: true, forwarding: false };
+        h.v4 = Family { plain_rules: true, several_defaults: false, forwarding: false };
         assert_eq!(next_hop(a, Some(&on_link(3)), &h), Err(Miss::Family));
+        h.v4 = Family { plain_rules: true, several_defaults: true, forwarding: true };
+        assert!(next_hop(a, Some(&on_link(3)), &h).is_ok(), "a specific route is not a default one");
+        let via_default = Route { default_route: true, ..on_link(3) };
+        assert_eq!(next_hop(a, Some(&via_default), &h), Err(Miss::Complex), "one of several defaults");
+        h.v4.several_defaults = false;
+        assert!(next_hop(a, Some(&via_default), &h).is_ok(), "the only default route");
         h.v4.forwarding = true;
         h.links.get_mut(&3).unwrap().mac = None;
         assert_eq!(next_hop(a, Some(&on_link(3)), &h), Err(Miss::NoLink));

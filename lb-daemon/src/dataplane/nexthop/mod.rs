@@ -51,6 +51,9 @@ const POLL: Duration = Duration::from_millis(20);
 /// most `SETTLE_MAX`) before everything is read again: a route flap is one re-read.
 const SETTLE: Duration = Duration::from_millis(2);
 const SETTLE_MAX: Duration = Duration::from_millis(50);
+/// How long one renewal of the lease lasts: the thread renews it at least every `POLL` +
+/// `SETTLE_MAX` + one read of the tables, so only a dead or stuck daemon lets it lapse.
+const LEASE: Duration = Duration::from_secs(2);
 /// After a failed read of the kernel's tables, the next try.
 const RETRY: Duration = Duration::from_secs(1);
 /// Between two warnings.
@@ -166,21 +169,36 @@ impl Drop for NexthopCache {
 struct Written {
     /// The slot written last (the next write goes to the other).
     slot: u32,
+    /// Bumped by every write, so a reader can tell its copy may be torn.
+    generation: u32,
     hop: Option<NextHop>,
     at: Option<Instant>,
 }
 
 /// The cache's maps and what they hold: every write goes through `put`, which keeps the
-/// slot protocol (write the idle slot, then flip) and the pacing (`MIN_GAP`).
+/// slot protocol (write the idle slot, then flip the selector with a new generation) and
+/// the pacing (`MIN_GAP`); the lease says whether the program may use any of it.
 pub struct Slots {
     hops: Array<MapData, NextHop>,
     sel: Array<MapData, u32>,
+    lease: Array<MapData, u64>,
     written: HashMap<u32, Written>,
 }
 
 impl Slots {
-    pub fn new(hops: Array<MapData, NextHop>, sel: Array<MapData, u32>) -> Self {
-        Self { hops, sel, written: HashMap::new() }
+    pub fn new(hops: Array<MapData, NextHop>, sel: Array<MapData, u32>, lease: Array<MapData, u64>) -> Self {
+        Self { hops, sel, lease, written: HashMap::new() }
+    }
+
+    /// Vouches for the cache for `d` from now (the program's coarse monotonic clock).
+    pub fn renew(&mut self, d: Duration) -> Result<()> {
+        let until = crate::dataplane::bpf::monotonic_ns().saturating_add(d.as_nanos() as u64);
+        self.lease.set(0, until, 0).context("renewing lb_nexthop_lease")
+    }
+
+    /// Withdraws the lease: every packet takes the FIB until the next `renew`.
+    pub fn expire(&mut self) -> Result<()> {
+        self.lease.set(0, 0, 0).context("clearing lb_nexthop_lease")
     }
 
     /// Makes real server `id`'s entry `want` (None: the FIB decides); whether a map was
@@ -189,7 +207,7 @@ impl Slots {
         if id >= MAX_REALS {
             return Ok(false);
         }
-        let w = self.written.entry(id).or_insert(Written { slot: 1, hop: None, at: None });
+        let w = self.written.entry(id).or_insert(Written { slot: 1, generation: 0, hop: None, at: None });
         if w.hop == want {
             return Ok(false);
         }
@@ -201,9 +219,11 @@ impl Slots {
             None => self.sel.set(id, 0, 0).with_context(|| format!("clearing lb_nexthop_sel[{id}]"))?,
             Some(h) => {
                 let slot = 1 - w.slot;
+                let generation = (w.generation + 1) & (u32::MAX >> 2);
                 self.hops.set(id * 2 + slot, h, 0).with_context(|| format!("writing lb_nexthop[{}]", id * 2 + slot))?;
-                self.sel.set(id, NEXTHOP_LIVE | slot, 0).with_context(|| format!("writing lb_nexthop_sel[{id}]"))?;
-                w.slot = slot;
+                let sel = generation << 2 | NEXTHOP_LIVE | slot;
+                self.sel.set(id, sel, 0).with_context(|| format!("writing lb_nexthop_sel[{id}]"))?;
+                (w.slot, w.generation) = (slot, generation);
             }
         }
         w.hop = want;
@@ -244,7 +264,13 @@ impl Worker {
         let mut syncs: Vec<Sender<Result<Summary, String>>> = Vec::new();
         let mut retry_at: Option<Instant> = None;
         let mut neighbours = Vec::new();
+        // Whether the maps hold what the kernel's tables said at the last read, with no
+        // change other than a neighbour's seen since: only then is the lease renewed.
+        let mut current = false;
         loop {
+            if current && !full && self.slots.renew(LEASE).is_err() {
+                current = false;
+            }
             loop {
                 match rx.try_recv() {
                     Ok(Msg::Targets(t)) => (self.targets, dirty) = (t, true),
@@ -266,6 +292,7 @@ impl Worker {
                 match &result {
                     Ok(s) => {
                         retry_at = None;
+                        current = self.slots.renew(LEASE).is_ok();
                         if let Ok(mut last) = self.last.lock() {
                             *last = s.clone();
                         }
@@ -277,6 +304,8 @@ impl Worker {
                             self.warned = Some(Instant::now());
                             warn!("next-hop cache: {e:#}; packets use the FIB lookup until it reads again");
                         }
+                        current = false;
+                        let _ = self.slots.expire();
                         self.forget_all();
                         if let Ok(mut last) = self.last.lock() {
                             *last = Summary::default();
@@ -291,7 +320,10 @@ impl Worker {
                 }
             }
             let changed = self.settle(&mut neighbours);
-            full |= changed.all;
+            if changed.all {
+                // `settle` withdrew the lease; the next pass reads everything and renews it.
+                (full, current) = (true, false);
+            }
             if changed.neighbours {
                 for (key, mac) in neighbours.drain(..) {
                     match mac {
@@ -313,6 +345,11 @@ impl Worker {
         if !changed.all {
             return changed;
         }
+        // A route, rule, interface or forwarding change: the FIB follows it at once, so the
+        // cache must not answer until everything is read again.
+        if let Err(e) = self.slots.expire() {
+            warn!("next-hop cache: {e:#}");
+        }
         let start = Instant::now();
         while start.elapsed() < SETTLE_MAX {
             let more = self.events.read(SETTLE, neighbours);
@@ -331,12 +368,20 @@ impl Worker {
         if full {
             self.host.links = self.rtnl.links()?;
             self.host.neighbours = self.rtnl.neighbours()?;
-            let names: Vec<String> =
-                self.ingress.iter().filter_map(|i| self.host.links.get(i)).map(|l| l.name.clone()).collect();
-            self.host.v4 =
-                Family { plain_rules: self.rtnl.plain_rules(false)?, forwarding: rtnl::forwarding(false, &names) };
-            self.host.v6 =
-                Family { plain_rules: self.rtnl.plain_rules(true)?, forwarding: rtnl::forwarding(true, &names) };
+            // An ingress interface that is gone counts as forwarding off.
+            let names: Option<Vec<String>> =
+                self.ingress.iter().map(|i| self.host.links.get(i).map(|l| l.name.clone())).collect();
+            for v6 in [false, true] {
+                let rules = self.rtnl.plain_rules(v6)?;
+                let (source_specific, several_defaults) = self.rtnl.table_facts(v6)?;
+                let forwarding = names.as_ref().is_some_and(|n| rtnl::forwarding(v6, n));
+                let f = Family { plain_rules: rules && !source_specific, several_defaults, forwarding };
+                if v6 {
+                    self.host.v6 = f;
+                } else {
+                    self.host.v4 = f;
+                }
+            }
             self.routes.clear();
             self.last_full = Some(Instant::now());
         }
@@ -366,11 +411,18 @@ impl Worker {
         Ok(summary)
     }
 
-    /// Leaves every real server to the FIB (the kernel's tables could not be read).
+    /// Clears every real server's entry (the kernel's tables could not be read).
     fn forget_all(&mut self) {
         for id in self.slots.ids() {
             let _ = self.slots.put(id, None);
         }
+    }
+}
+
+impl Drop for Worker {
+    /// A stopping cache vouches for nothing (a dying one's lease lapses within `LEASE`).
+    fn drop(&mut self) {
+        let _ = self.slots.expire();
     }
 }
 

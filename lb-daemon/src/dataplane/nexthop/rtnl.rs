@@ -10,13 +10,18 @@ use rtnetlink::packet_route::{
     AddressFamily, RouteNetlinkMessage,
     link::{LinkAttribute, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
-    route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteType},
+    route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric, RouteType},
     rule::{RuleAction, RuleAttribute, RuleMessage},
 };
 
 use super::decide::{Link, Route};
 
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The kernel's answer to a request was an error (errno), as opposed to the socket failing.
+#[derive(Debug, thiserror::Error)]
+#[error("the kernel refused the request: {0}")]
+pub struct Refused(pub io::Error);
 
 /// Requests and their answers.
 pub struct Rtnl {
@@ -30,7 +35,9 @@ impl Rtnl {
         let mut socket = Socket::new(NETLINK_ROUTE).context("opening an rtnetlink socket")?;
         socket.bind_auto().context("binding the rtnetlink socket")?;
         socket.connect(&SocketAddr::new(0, 0)).context("connecting the rtnetlink socket")?;
-        socket2::SockRef::from(&socket).set_read_timeout(Some(RECV_TIMEOUT))?;
+        socket2::SockRef::from(&socket)
+            .set_read_timeout(Some(RECV_TIMEOUT))
+            .context("setting the rtnetlink socket's receive timeout")?;
         Ok(Self { socket, seq: 0 })
     }
 
@@ -70,7 +77,7 @@ impl Rtnl {
                     NetlinkPayload::Done(_) => return Ok(out),
                     NetlinkPayload::Error(e) => match e.code {
                         None => return Ok(out),
-                        Some(code) => return Err(io::Error::from_raw_os_error(-code.get()).into()),
+                        Some(code) => return Err(Refused(io::Error::from_raw_os_error(-code.get())).into()),
                     },
                     _ => {}
                 }
@@ -114,27 +121,57 @@ impl Rtnl {
     }
 
     /// The route the kernel's lookup picks for `addr` as configured (`ip route get fibmatch
-    /// ADDR`); None when there is none.
+    /// ADDR`), with the smaller of its MTU and a path-MTU exception's (`ip route get ADDR`);
+    /// None when the kernel has none it would forward by (any refusal: unreachable,
+    /// blackhole, prohibit, ...).
     pub fn route_to(&mut self, addr: IpAddr) -> Result<Option<Route>> {
+        let Some(r) = self.get_route(addr, true)? else { return Ok(None) };
+        let mut route = route_of(&r, addr);
+        if let Some(resolved) = self.get_route(addr, false)? {
+            let exception = route_of(&resolved, addr).mtu;
+            route.mtu = [route.mtu, exception].into_iter().flatten().filter(|m| *m > 0).min();
+        }
+        Ok(Some(route))
+    }
+
+    fn get_route(&mut self, addr: IpAddr, fibmatch: bool) -> Result<Option<RouteMessage>> {
         let mut m = RouteMessage::default();
         m.header.address_family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
         m.header.destination_prefix_length = if addr.is_ipv4() { 32 } else { 128 };
-        m.header.flags = RouteFlags::FibMatch;
+        if fibmatch {
+            m.header.flags = RouteFlags::FibMatch;
+        }
         m.attributes.push(RouteAttribute::Destination(route_address(addr)));
         match self.exchange(RouteNetlinkMessage::GetRoute(m), false) {
             Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => Some(route_of(&r, addr)),
+                RouteNetlinkMessage::NewRoute(r) => Some(r),
                 _ => None,
             })),
-            Err(e)
-                if e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error).is_some_and(|c| {
-                    [libc::ENETUNREACH, libc::EHOSTUNREACH, libc::ENETDOWN, libc::ESRCH].contains(&c)
-                }) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.downcast_ref::<Refused>().is_some() => Ok(None),
             Err(e) => Err(e.context(format!("looking up the route to {addr}"))),
         }
+    }
+
+    /// Per family, facts of the whole routing table the FIB lookup of a forwarded packet
+    /// depends on: (a source-specific route exists, more than one default route in main).
+    pub fn table_facts(&mut self, v6: bool) -> Result<(bool, bool)> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        let answers = self.exchange(RouteNetlinkMessage::GetRoute(m), true).context("listing routes")?;
+        let routes: Vec<RouteMessage> = answers
+            .into_iter()
+            .filter_map(|m| if let RouteNetlinkMessage::NewRoute(r) = m { Some(r) } else { None })
+            .collect();
+        let source_specific = routes.iter().any(|r| r.header.source_prefix_length != 0);
+        let defaults = routes
+            .iter()
+            .filter(|r| {
+                r.header.destination_prefix_length == 0
+                    && r.header.kind == RouteType::Unicast
+                    && route_table(r) == u32::from(RouteHeader::RT_TABLE_MAIN)
+            })
+            .count();
+        Ok((source_specific, defaults > 1))
     }
 }
 
@@ -175,9 +212,10 @@ impl Events {
         for g in GROUPS {
             socket.add_membership(g).with_context(|| format!("joining rtnetlink group {g}"))?;
         }
-        // Bursts of neighbour events (a whole subnet resolving) must not overflow it.
+        // Bursts of neighbour events (a whole subnet resolving) should not overflow it; if
+        // they do (ENOBUFS), everything is read again.
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
-        socket.set_non_blocking(true)?;
+        socket.set_non_blocking(true).context("making the rtnetlink event socket non-blocking")?;
         Ok(Self { socket })
     }
 
@@ -243,8 +281,12 @@ fn link_of(l: &LinkMessage) -> Link {
     link
 }
 
-/// A neighbour entry's key, and its MAC when `bpf_fib_lookup` would use it (NUD_VALID).
+/// A neighbour entry's key, and its MAC when `bpf_fib_lookup` would use it (NUD_VALID);
+/// None for other families' entries (a bridge's FDB shares the group).
 fn neighbour_of(n: &NeighbourMessage) -> Option<NeighbourChange> {
+    if !matches!(n.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+        return None;
+    }
     let addr = n.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => Some(IpAddr::V4(*v4)),
         NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => Some(IpAddr::V6(*v6)),
@@ -295,8 +337,20 @@ fn route_address(addr: IpAddr) -> RouteAddress {
     }
 }
 
+/// A route's table: the attribute when present (tables above 255), else the header's.
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| if let RouteAttribute::Table(t) = a { Some(*t) } else { None })
+        .unwrap_or(u32::from(r.header.table))
+}
+
 fn route_of(r: &RouteMessage, addr: IpAddr) -> Route {
-    let mut route = Route { unicast: r.header.kind == RouteType::Unicast, ..Default::default() };
+    let mut route = Route {
+        unicast: r.header.kind == RouteType::Unicast,
+        default_route: r.header.destination_prefix_length == 0,
+        ..Default::default()
+    };
     route.complex = r.header.flags.intersects(RouteFlags::Dead | RouteFlags::Linkdown);
     for a in &r.attributes {
         match a {
@@ -379,6 +433,7 @@ mod tests {
         let a: IpAddr = Ipv4Addr::new(198, 51, 100, 11).into();
         let mut r = RouteMessage::default();
         r.header.kind = RouteType::Unicast;
+        r.header.destination_prefix_length = 32;
         r.attributes = vec![
             RouteAttribute::Oif(3),
             RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(198, 51, 100, 1))),
@@ -392,7 +447,8 @@ mod tests {
                 oif: Some(3),
                 gateway: Some(Ipv4Addr::new(198, 51, 100, 1).into()),
                 complex: false,
-                mtu: Some(1400)
+                mtu: Some(1400),
+                default_route: false,
             }
         );
         let mut mp = r.clone();

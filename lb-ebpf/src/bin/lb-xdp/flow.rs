@@ -91,7 +91,7 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
 #[inline(always)]
 fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     let key = f.flow_key();
-    let t = now();
+    let t = f.now;
     let p = Packet { tcp: f.proto == IPPROTO_TCP, flags: f.tcp_flags };
     if let Some(v) = lb_conntrack.get_ptr_mut(&key) {
         // SAFETY: a live map value; the state changes only by compare-and-exchange, and a

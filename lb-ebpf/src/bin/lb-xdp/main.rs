@@ -184,6 +184,7 @@ fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
 fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
     let len = f.len_in as usize;
     f.trace_svc = svc;
+    f.now = time::now();
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
@@ -210,7 +211,7 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
             nat::nat(ctx, f, real_id, real)
         }
         FWD_DR => dr::dr(ctx, f, real_id, real),
-        FWD_TUN => tun::tun(ctx, f, real_id, real),
+        FWD_TUN => tun::tun(ctx, f, real),
         _ => Verdict::new(XDP_DROP, Reason::NoReal),
     }
 }
@@ -219,6 +220,7 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
 #[inline(always)]
 fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     let Some(e) = frags::find(f) else { return frags::hold(ctx, f) };
+    f.now = time::now();
     let len = f.len_in as usize;
     if e.action == FRAG_TO_REAL || e.action == FRAG_NAT_REPLY {
         (f.trace_svc, f.trace_real) = (e.svc_id, e.real_id);
@@ -234,7 +236,7 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             match e.fwd {
                 FWD_NAT => nat::nat(ctx, f, e.real_id, real),
                 FWD_DR => dr::dr(ctx, f, e.real_id, real),
-                FWD_TUN => tun::tun(ctx, f, e.real_id, real),
+                FWD_TUN => tun::tun(ctx, f, real),
                 _ => Verdict::new(XDP_DROP, Reason::NoReal),
             }
         }
@@ -288,7 +290,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             dr::dr(ctx, f, NO_REAL, real)
         }
         FWD_DR => dr::dr(ctx, f, NO_REAL, real),
-        FWD_TUN => tun::tun(ctx, f, NO_REAL, real),
+        FWD_TUN => tun::tun(ctx, f, real),
         _ => return Verdict::new(XDP_PASS, Reason::Icmp),
     };
     v.with_reason_if_forwarded(Reason::IcmpFwd)

@@ -159,9 +159,14 @@ pub static lb_unresolved: LruHashMap<NeighKey, u64, { UNRESOLVED_ENTRIES as usiz
 #[btf_map]
 pub static lb_nexthop: Array<NextHop, { REALS * 2 }> = Array::new();
 
-/// Per real server id: the live `lb_nexthop` slot (`NEXTHOP_LIVE | slot`), 0 for none.
+/// Per real server id: the live `lb_nexthop` slot (`generation << 2 | NEXTHOP_LIVE | slot`),
+/// 0 for none.
 #[btf_map]
 pub static lb_nexthop_sel: Array<u32, REALS> = Array::new();
+
+/// Until when (coarse ns) the daemon vouches for `lb_nexthop`; past it, the FIB decides.
+#[btf_map]
+pub static lb_nexthop_lease: Array<u64, 1> = Array::new();
 
 // --- Per-CPU scratch (not pinned; see `scratch.rs`) ---
 

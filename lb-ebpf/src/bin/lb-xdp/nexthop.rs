@@ -19,7 +19,7 @@ use lb_ebpf::{
 };
 
 use crate::{
-    maps::{lb_fib, lb_nexthop, lb_nexthop_sel, lb_unresolved},
+    maps::{lb_fib, lb_nexthop, lb_nexthop_lease, lb_nexthop_sel, lb_unresolved},
     parse::ptr_at,
     scratch::{Fib, Frame},
     time::now,
@@ -70,19 +70,25 @@ pub fn destination_is_local(ctx: &XdpContext, f: &Frame) -> bool {
 }
 
 /// Next hop towards real server `real_id` at `real.addr` for a packet of `len` bytes from
-/// `src`: the daemon's cached one (`lb_nexthop`) when it has one for that address and the
-/// packet fits its MTU, else the FIB's (`lookup`).
+/// `src`: the daemon's cached one (`lb_nexthop`) when it has one for that address, the packet
+/// fits its MTU and the daemon's lease holds (`f.now` set), else the FIB's (`lookup`).
 #[inline(always)]
 pub fn to_real(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef, src: &[u8; 16], len: usize) -> Next {
-    if cached(real_id, &real.addr, len) { Next::Hop } else { lookup(ctx, f, src, &real.addr, len) }
+    if cached(real_id, &real.addr, len, f.now) { Next::Hop } else { lookup(ctx, f, src, &real.addr, len) }
 }
 
 /// Copies the cached next hop of `real_id` into this CPU's `lb_fib` entry for `transmit`;
-/// false when there is none that carries this packet.
+/// false when there is none that carries this packet at time `now`.
 #[inline(always)]
-fn cached(real_id: u32, addr: &[u8; 16], len: usize) -> bool {
-    let Some(sel) = lb_nexthop_sel.get(real_id) else { return false };
-    let Some(slot) = hop::live_slot(real_id, *sel) else { return false };
+fn cached(real_id: u32, addr: &[u8; 16], len: usize, now: u64) -> bool {
+    if lb_nexthop_lease.get(0).is_none_or(|until| now >= *until) {
+        return false;
+    }
+    let Some(sel_at) = lb_nexthop_sel.get_ptr(real_id) else { return false };
+    // SAFETY (both selector reads): a live array slot; volatile, so the second read happens
+    // after the copy.
+    let sel = unsafe { core::ptr::read_volatile(sel_at) };
+    let Some(slot) = hop::live_slot(real_id, sel) else { return false };
     let Some(h) = lb_nexthop.get(slot) else { return false };
     if !hop::carries(h, addr, len) {
         return false;
@@ -98,7 +104,8 @@ fn cached(real_id: u32, addr: &[u8; 16], len: usize) -> bool {
         // SAFETY: `smac` and `dmac` are adjacent and 4-byte aligned in both (asserted below).
         unsafe { core::ptr::write_volatile(to.add(i), core::ptr::read_volatile(from.add(i))) };
     }
-    true
+    // A daemon write since the first read (the generation moved): the copy may be torn.
+    unsafe { core::ptr::read_volatile(sel_at) == sel }
 }
 
 const _: () = assert!(core::mem::offset_of!(NextHop, smac) % 4 == 0);

@@ -51,6 +51,9 @@ pub struct Frame {
     /// The frame's length as it arrived, read once at entry (a helper call) for the counters
     /// and the tracer.
     pub len_in: u32,
+    /// The coarse clock, read once for a frame to a service (`main::forward`, later
+    /// fragments): flow timestamps and the next-hop cache's lease.
+    pub now: u64,
 }
 
 // `Frame::begin` clears these with whole-word stores.

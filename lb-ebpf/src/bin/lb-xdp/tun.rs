@@ -18,12 +18,16 @@ use crate::{
     scratch::Frame,
 };
 
+/// Always by the FIB, not the next-hop cache: an ICMP "fragmentation needed" about an
+/// encapsulated packet comes back to this host (the outer source) and may leave a path-MTU
+/// exception for the real server's address, which the FIB applies at once and the cache
+/// would see only at its next full read.
 #[inline(never)]
-pub fn tun(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef) -> Verdict {
+pub fn tun(ctx: &XdpContext, f: &Frame, real: &RealDef) -> Verdict {
     let v4 = f.family == FAMILY_V4;
     let outer = if v4 { IPV4_HLEN } else { IPV6_HLEN };
     let total = f.ip_len as usize + outer;
-    match nexthop::to_real(ctx, f, real_id, real, &real.tun_src, total) {
+    match nexthop::lookup(ctx, f, &real.tun_src, &real.addr, total) {
         Next::Hop => {}
         // Generic XDP, a TSO/GSO frame: encapsulated, its segmentation would break.
         Next::TooBig(_) if f.csum_partial != 0 => return Verdict::new(XDP_DROP, Reason::GsoDropped),
