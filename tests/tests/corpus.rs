@@ -79,6 +79,7 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         "both run the instance without authentication under vrrp_strict, with keepalived's words",
     ),
     ("vs-fwmark", 5, 0, "both clear a fwmark real server's port, with a warning"),
+    ("vs-fwmark-protocol", 5, 0, "both ignore `protocol` in a fwmark service, with keepalived's words"),
     ("vs-group", 5, 0, "keepalived warns that a port is ignored for the group's fwmark entry"),
     (
         "vrrp-script-missing-disabled",

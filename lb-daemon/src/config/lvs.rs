@@ -204,6 +204,14 @@ fn seconds(ctx: &mut Ctx, st: &Stmt, min: u32) -> Option<u32> {
 
 pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
     Keyword::new("protocol", |ctx, vs, st| {
+        // keepalived's vs_end_handler clears it: a firewall mark matches any protocol.
+        if let ServiceAddr::Fwmark(m) = vs.addr {
+            ctx.warn(
+                st.keyword().span,
+                format!("Virtual server FWM {m}: protocol specified for fwmark - protocol will be ignored"),
+            );
+            return;
+        }
         if let Some(w) = ctx.arg(st, 0, "TCP, UDP or SCTP") {
             match w.text.to_ascii_uppercase().as_str() {
                 "TCP" => vs.protocol = Protocol::Tcp,

@@ -1169,7 +1169,12 @@ impl VirtualServer {
     /// How keepalived's log lines name real server `rs` of this service (`format_rs`):
     /// `[192.0.2.21]:tcp:80`, `[2001:db8::21]:tcp:80`.
     pub fn keepalived_real_name(&self, rs: SocketAddr) -> String {
-        keepalived_trio(rs, self.protocol)
+        match self.addr {
+            // keepalived clears a fwmark service's protocol (vs_end_handler), and names its
+            // real servers with protocol 0: `[192.0.2.22]:none:0`.
+            ServiceAddr::Fwmark(_) => format!("[{}]:none:{}", rs.ip(), rs.port()),
+            _ => keepalived_trio(rs, self.protocol),
+        }
     }
 
     /// How logs, checkers, status and the data plane name it: `203.0.113.10:80/tcp`,

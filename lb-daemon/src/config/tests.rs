@@ -435,7 +435,8 @@ fn lvs_blocks() {
     let fw = &c.virtual_servers[1];
     assert_eq!(
         (fw.addr.clone(), fw.scheduler, fw.forward, fw.protocol, fw.ops),
-        (ServiceAddr::Fwmark(7), Scheduler::Sh, ForwardMethod::Tun, Protocol::Udp, true)
+        // `protocol UDP` is ignored in a fwmark service, as keepalived ignores it.
+        (ServiceAddr::Fwmark(7), Scheduler::Sh, ForwardMethod::Tun, Protocol::default(), true)
     );
     assert_eq!(fw.persistence_timeout, Some(360));
     let grp = &c.virtual_servers[2];
@@ -608,6 +609,15 @@ fn lvs_sync_daemon_options_as_keepalived() {
         let e = first_error(&format!("global_defs {{\n {line}\n}}\n"));
         assert!(e.contains(says), "{line}: {e}");
     }
+}
+
+#[test]
+fn a_fwmark_service_ignores_protocol_as_keepalived() {
+    let text = "virtual_server fwmark 7 {\n protocol SCTP\n lb_algo rr\n real_server 198.51.100.11 {\n }\n}\n";
+    let l = parse_str("t.conf", text);
+    assert!(!l.has_errors(), "{}", l.render());
+    assert!(l.render().contains("protocol specified for fwmark - protocol will be ignored"), "{}", l.render());
+    assert_eq!(l.config.virtual_servers[0].protocol, Protocol::default(), "SCTP not taken");
 }
 
 #[test]
@@ -927,8 +937,9 @@ virtual_server fwmark 7 {
     assert_eq!(v6.keepalived_name(), "[2001:db8::10]:tcp:443");
     assert_eq!(v6.keepalived_real_name(v6.real_servers[0].addr), "[2001:db8::21]:tcp:8443");
     assert_eq!(fwm.keepalived_name(), "FWM 7");
-    // keepalived clears a fwmark real server's port.
-    assert_eq!(fwm.keepalived_real_name(fwm.real_servers[0].addr), "[192.0.2.22]:udp:0");
+    // keepalived clears a fwmark real server's port, and the service's protocol (its -t:
+    // "real server [198.51.100.11]:none:80 has port specified").
+    assert_eq!(fwm.keepalived_real_name(fwm.real_servers[0].addr), "[192.0.2.22]:none:0");
 }
 
 /// UDP_CHECK, DNS_CHECK, PING_CHECK and SMTP_CHECK: their keywords, keepalived's defaults
