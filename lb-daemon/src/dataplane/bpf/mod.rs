@@ -216,6 +216,12 @@ impl BpfDataplane {
     /// (bpf_link_update), so forwarding never stops across a restart. New links are pinned, so
     /// forwarding goes on while no daemon runs (kill -9, upgrade).
     pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
+        let got = self.attach_link(iface, mode);
+        self.refresh_ingress();
+        got
+    }
+
+    fn attach_link(&mut self, iface: &str, mode: AttachMode) -> Result<&'static str> {
         self.learn_mac(iface)?;
         let pin = self.link_pin(iface);
         let prog: &mut Xdp =
@@ -402,6 +408,8 @@ impl BpfDataplane {
         }
         let slots = self.nexthop_slots()?;
         self.nexthops = Some(super::nexthop::NexthopCache::start(slots)?);
+        // Where the program runs first: the thread judges forwarding there before it caches.
+        self.refresh_ingress();
         self.refresh_nexthops();
         Ok(())
     }
@@ -427,13 +435,17 @@ impl BpfDataplane {
         self.nexthops.as_ref().ok_or_else(|| anyhow!("the next-hop cache is not running"))?.sync()
     }
 
-    /// Tells the next-hop cache which real servers the maps hold and where the program runs.
-    fn refresh_nexthops(&mut self) {
+    /// Tells the next-hop cache where the program runs (on attach: not on every `submit`).
+    fn refresh_ingress(&mut self) {
         let Some(cache) = self.nexthops.as_mut() else { return };
-        // Where the program runs first: the thread judges forwarding there before it caches.
         cache.set_ingress(
             self.links.iter().filter_map(|(i, _, _)| nix::net::if_::if_nametoindex(i.as_str()).ok()).collect(),
         );
+    }
+
+    /// Tells the next-hop cache which real servers the maps hold.
+    fn refresh_nexthops(&mut self) {
+        let Some(cache) = self.nexthops.as_mut() else { return };
         let targets = self.book.services.values().flat_map(|s| s.reals.iter().map(|(a, id)| (*id, a.ip()))).collect();
         cache.set_targets(targets);
     }

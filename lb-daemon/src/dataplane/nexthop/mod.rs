@@ -333,7 +333,6 @@ impl Worker {
                 }
                 dirty = true;
             }
-            neighbours.clear();
         }
     }
 
