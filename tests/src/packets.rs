@@ -18,6 +18,12 @@ pub fn mac_text(mac: [u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// `mac_text`'s inverse, for a MAC as `ip` prints it; panics on anything else.
+pub fn mac_from_text(text: &str) -> [u8; 6] {
+    let b: Vec<u8> = text.split(':').map(|h| u8::from_str_radix(h, 16).expect("a hex byte")).collect();
+    b.try_into().expect("six bytes")
+}
+
 /// L2 framing of a test frame.
 #[derive(Clone, Copy, Debug)]
 pub enum L2 {

@@ -22,7 +22,7 @@ use std::{
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, UdpHeader,
 };
-use lb_tests::{prelude::*, servers::wait_until};
+use lb_tests::{packets::mac_from_text, prelude::*, servers::wait_until};
 
 const PORT: u16 = 5000;
 /// Client source ports: one flow each, so rr spreads the datagrams.
@@ -478,11 +478,6 @@ fn ip_mtu(s: &UdpSocket) -> i32 {
     if r == 0 { v } else { -1 }
 }
 
-fn parse_mac(s: &str) -> [u8; 6] {
-    let b: Vec<u8> = s.split(':').map(|x| u8::from_str_radix(x, 16).unwrap()).collect();
-    b.try_into().unwrap()
-}
-
 /// The UDP datagram `payload(id, len)` from `src`:`sport` to `dst`:`PORT`, cut by hand into IP
 /// fragments of `chunk` data bytes (a multiple of 8), as Ethernet frames `src_mac` → `dst_mac`.
 fn fragments(
@@ -592,7 +587,7 @@ fn fragments_before_their_first_are_held_and_replayed() {
     let topo = topology(2);
     let servers = nat_servers(&topo);
     let (_cfg, pins, d) = lb(&topo, "fragooo", NAT_CONF);
-    let macs = (parse_mac(&topo.client.mac("c0").unwrap()), parse_mac(&topo.lb.mac("l0").unwrap()));
+    let macs = (mac_from_text(&topo.client.mac("c0").unwrap()), mac_from_text(&topo.lb.mac("l0").unwrap()));
     let ifindex = topo.client.ifindex("c0").unwrap();
     let client6: IpAddr = "2001:db8:c::2".parse().unwrap();
     let client4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));

@@ -13,7 +13,7 @@ use lb_daemon::{
 };
 use lb_tests::{
     fixture::{Case, Fixture, Output, XDP_DROP, XDP_PASS, XDP_TX, bpf_schedulers, tcp_service},
-    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, real_mac, v4, v6, with_macs},
+    packets::{CLIENT_MAC, L2, L4, LB_MAC, ip6ip6, ipip, mac_from_text, real_mac, v4, v6, with_macs},
     prelude::*,
 };
 
@@ -1433,11 +1433,6 @@ fn ip_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ns.ip(&all).unwrap()).unwrap()
 }
 
-fn mac_of(text: &str) -> [u8; 6] {
-    let b: Vec<u8> = text.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
-    b.try_into().unwrap()
-}
-
 /// What iproute2 says `bpf_fib_lookup` finds for `addr`: (ifindex, source MAC, destination
 /// MAC, MTU).
 fn iproute2_next_hop(ns: &Netns, addr: IpAddr) -> (u32, [u8; 6], [u8; 6], u16) {
@@ -1449,8 +1444,8 @@ fn iproute2_next_hop(ns: &Netns, addr: IpAddr) -> (u32, [u8; 6], [u8; 6], u16) {
     let neigh = &ip_json(ns, &["neigh", "show", &neighbour, "dev", &dev])[0];
     (
         ns.ifindex(&dev).unwrap(),
-        mac_of(link["address"].as_str().unwrap()),
-        mac_of(neigh["lladdr"].as_str().unwrap()),
+        mac_from_text(link["address"].as_str().unwrap()),
+        mac_from_text(neigh["lladdr"].as_str().unwrap()),
         link["mtu"].as_u64().unwrap() as u16,
     )
 }
