@@ -11,7 +11,7 @@ use crate::{
 
 #[inline(never)]
 pub fn dr(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef) -> Verdict {
-    match nexthop::to_real(ctx, f, real_id, real, &f.src, f.ip_len as usize) {
+    match nexthop::to_real(ctx, f, real_id, real, f.ip_len as usize) {
         Next::Hop => Verdict::new(nexthop::transmit(ctx, f, l3_at(f)), Reason::FwdDr),
         // Generic XDP, a TSO/GSO frame: it cannot be redirected, and the kernel would deliver
         // it to the VIP here rather than route it to the real server.

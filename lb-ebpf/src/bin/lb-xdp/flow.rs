@@ -20,7 +20,6 @@ use crate::{
     sched,
     scratch::Frame,
     stats::{TableChange, count_table},
-    time::now,
 };
 
 /// Whether `real` still belongs to service `svc` (a removed real server's flows move on).
@@ -268,7 +267,7 @@ pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
         svc_id: real.svc_id,
         real_id: d.real(),
         pad2: 0,
-        last_ns: now(),
+        last_ns: f.now,
     };
     let _ =
         if d.is_half_open() { lb_halfopen_rev.insert(&rev_key, &rev, 0) } else { lb_nat_rev.insert(&rev_key, &rev, 0) };

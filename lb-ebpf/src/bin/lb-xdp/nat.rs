@@ -102,7 +102,7 @@ fn swap_address(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], l4sum:
 /// checked first, so an ICMP answer quotes the packet as the client sent it.
 #[inline(never)]
 pub fn nat(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef) -> Verdict {
-    let next = nexthop::to_real(ctx, f, real_id, real, &f.src, f.ip_len as usize);
+    let next = nexthop::to_real(ctx, f, real_id, real, f.ip_len as usize);
     if let Next::TooBig(_) = next {
         if f.csum_partial == 0 {
             return Verdict::oversized();

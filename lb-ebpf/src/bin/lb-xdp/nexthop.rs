@@ -69,12 +69,13 @@ pub fn destination_is_local(ctx: &XdpContext, f: &Frame) -> bool {
     ret == FIB_NOT_FWDED
 }
 
-/// Next hop towards real server `real_id` at `real.addr` for a packet of `len` bytes from
-/// `src`: the daemon's cached one (`lb_nexthop`) when it has one for that address, the packet
-/// fits its MTU and the daemon's lease holds (`f.now` set), else the FIB's (`lookup`).
+/// Next hop towards real server `real_id` at `real.addr` for the client's packet of `len`
+/// bytes (DR, NAT): the daemon's cached one (`lb_nexthop`) when it has one for that address,
+/// the packet fits its MTU and the daemon's lease holds (`f.now` set), else the FIB's
+/// (`lookup`).
 #[inline(always)]
-pub fn to_real(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef, src: &[u8; 16], len: usize) -> Next {
-    if cached(real_id, &real.addr, len, f.now) { Next::Hop } else { lookup(ctx, f, src, &real.addr, len) }
+pub fn to_real(ctx: &XdpContext, f: &Frame, real_id: u32, real: &RealDef, len: usize) -> Next {
+    if cached(real_id, &real.addr, len, f.now) { Next::Hop } else { lookup(ctx, f, &f.src, &real.addr, len) }
 }
 
 /// Copies the cached next hop of `real_id` into this CPU's `lb_fib` entry for `transmit`;
