@@ -775,6 +775,7 @@ pub struct SyncConfig {
 /// sync id defaults to its VRID; a name that is no instance means no sync (keepalived clears
 /// the sync config; validation warns).
 pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
+    let auth = c.global.lb_sync_auth_key.as_ref().map(|k| crate::dataplane::ctsync::auth::SyncKey::derive(&k.0));
     if let Some(l) = &c.global.lvs_sync_daemon {
         let inst = match &l.vrrp_instance {
             Some(n) => Some(c.vrrp_instances.iter().find(|v| &v.name == n)?),
@@ -782,7 +783,6 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
         };
         let sync_id =
             l.sync_id.map(u32::from).or(inst.map(|v| u32::from(v.virtual_router_id.unwrap_or(0)))).unwrap_or(0);
-        let auth = c.global.lb_sync_auth_key.as_ref().map(|k| crate::dataplane::ctsync::auth::SyncKey::derive(&k.0));
         let mcast = crate::dataplane::SyncMcast { maxlen: l.maxlen, port: l.port, ttl: l.ttl, group: l.group, auth };
         return Some(SyncConfig { interface: l.interface.clone(), instance: l.vrrp_instance.clone(), sync_id, mcast });
     }
@@ -791,10 +791,7 @@ pub fn sync_config(c: &config::Config) -> Option<SyncConfig> {
             interface: i.clone(),
             instance: Some(v.name.clone()),
             sync_id: 0,
-            mcast: crate::dataplane::SyncMcast {
-                auth: c.global.lb_sync_auth_key.as_ref().map(|k| crate::dataplane::ctsync::auth::SyncKey::derive(&k.0)),
-                ..Default::default()
-            },
+            mcast: crate::dataplane::SyncMcast { auth, ..Default::default() },
         })
     })
 }
