@@ -198,7 +198,8 @@ mod tests {
             data.extend_from_slice(head.as_bytes());
             data.extend_from_slice(&body);
             if let Some(r) = http_reply(&data) {
-                prop_assert!((100..1000).contains(&r.status));
+                // Three digits, as keepalived's extract_status_code reads them ("000" is 0).
+                prop_assert!(r.status < 1000);
                 prop_assert_eq!(r.digest.is_some(), digest);
             }
         }

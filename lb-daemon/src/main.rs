@@ -296,7 +296,7 @@ fn main() -> ExitCode {
             let port = port.unwrap_or(if *ssl { 443 } else { 80 });
             let target = lb_daemon::check::http::Target {
                 addr: (*server, port).into(),
-                from: lb_daemon::check::tcp::Origin { bind: None, mark: *fwmark },
+                from: lb_daemon::check::tcp::Origin { bind: None, mark: *fwmark, device: None },
                 tls: *ssl,
                 sni: if *sni { virtualhost.clone() } else { None },
                 host: virtualhost.clone(),

@@ -262,6 +262,7 @@ fn ssl_tcp_misc_checkers_quorum_notify_and_mail() {
     smtp_alert_checker
 }}
 virtual_server {VIP4} 443 {{
+    protocol TCP
     delay_loop 1
     lb_algo rr
     lb_kind NAT
@@ -279,6 +280,7 @@ virtual_server {VIP4} 443 {{
     }}
 }}
 virtual_server {VIP4} 81 {{
+    protocol TCP
     delay_loop 1
     lb_algo rr
     lb_kind NAT
@@ -850,7 +852,7 @@ fn enable_sni_names_the_virtual_host_in_the_handshake_as_keepalived() {
             _ => ("", "", vhost),
         };
         format!(
-            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
              real_server {b0} 443 {{\n{real}        SSL_GET {{\n            url {{\n                path /sni\n\
              {url}                digest {}\n            }}\n{checker}{}            connect_timeout 1\n            \
              retry 0\n        }}\n    }}\n}}\n",
@@ -908,7 +910,7 @@ fn http_protocol_sends_keepalived_s_request() {
 
     let service = |port: u16, protocol: &str| {
         format!(
-            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
              real_server {b0} 80 {{\n        HTTP_GET {{\n            url {{\n                path /http11\n            \
              }}\n{protocol}            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n"
         )
@@ -943,7 +945,7 @@ fn url_regex_keeps_or_takes_out_a_real_server() {
     let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
     let service = |port: u16, regex: &str| {
         format!(
-            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
              real_server {b0} 80 {{\n        HTTP_GET {{\n            url {{\n                path /health\n\
              {regex}            }}\n            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n"
         )
@@ -960,6 +962,58 @@ fn url_regex_keeps_or_takes_out_a_real_server() {
     let pins = daemon::pin_dir("chk-regex");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
     services_settle(&d, &pins, 80, &cases.map(|c| (c.0, c.2)), "regex match failed");
+}
+
+/// `bind_if IFNAME` binds a checker's socket to that interface (SO_BINDTODEVICE), as
+/// keepalived 2.2.7's layer4.c does. Bound to the interface the route to the backend leaves
+/// by, a TCP_CHECK and an HTTP_GET keep their real server; bound to the loopback, which has
+/// no route to it, a TCP_CHECK takes it out.
+#[test]
+fn bind_if_ties_a_checkers_probe_to_its_interface() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-bindif");
+    let b0 = backend4(0);
+    let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
+    let route = topo.lb.sh(&format!("ip -o route get {b0}")).unwrap();
+    let dev = route.split_whitespace().skip_while(|w| *w != "dev").nth(1).expect("a route to the backend").to_string();
+    let service = |port: u16, check: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 80 {{\n{check}    }}\n}}\n"
+        )
+    };
+    let tcp = |iface: &str| {
+        format!(
+            "        TCP_CHECK {{\n            bind_if {iface}\n            connect_timeout 1\n            retry 0\n        }}\n"
+        )
+    };
+    let config = dir.file(
+        "keepalived.conf",
+        &[
+            service(80, &tcp(&dev)),
+            service(81, &tcp("lo")),
+            service(
+                82,
+                &format!(
+                    "        HTTP_GET {{\n            url {{\n                path /\n                status_code 200\n            \
+                     }}\n            bind_if {dev}\n            connect_timeout 1\n            retry 0\n        }}\n"
+                ),
+            ),
+        ]
+        .concat(),
+    );
+    let pins = daemon::pin_dir("chk-bindif");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let svc = |port: u16| format!("{VIP4}:{port}/tcp");
+    // Programmed (real servers start up), then the check bound to the loopback fails.
+    assert!(eventually(Duration::from_secs(6), || !scheduled(&pins, &svc(80)).is_empty()), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &svc(81)).is_empty()), "{:#?}", d.log());
+    // A few more rounds of the checks bound to the backend's interface, each a pass.
+    std::thread::sleep(Duration::from_secs(3));
+    for port in [80, 82] {
+        assert_eq!(scheduled(&pins, &svc(port)), reals(&[0], 80), "port {port}: {:#?}", d.log());
+    }
 }
 
 /// `fwmark N` in a checker marks its probe's packets (SO_MARK), so policy routing steers the
@@ -1001,7 +1055,7 @@ fn a_checkers_fwmark_steers_its_probe_by_policy_routing_as_keepalived() {
 
     let service = |port: u16, check: &str| {
         format!(
-            "virtual_server {VIP4} {port} {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
              real_server {b0} 80 {{\n{check}    }}\n}}\n"
         )
     };

@@ -57,7 +57,7 @@ fn broken_configs_exit_5_with_located_errors_and_missing_files_exit_4() {
     assert!(stderr.contains("cannot read configuration file"), "{stderr}");
 
     // The BPF backend refuses what only IPVS can run, naming the alternative.
-    let sed = dir.file("sed.conf", "virtual_server 203.0.113.10 80 {\n  lb_algo sed\n}\n");
+    let sed = dir.file("sed.conf", "virtual_server 203.0.113.10 80 {\n protocol TCP\n  lb_algo sed\n}\n");
     let (code, _, stderr) = config_test(&["--backend", "bpf"], &sed);
     assert_eq!(code, Some(5), "{stderr}");
     assert!(stderr.contains("cannot run scheduler sed") && stderr.contains("--backend ipvs"), "{stderr}");

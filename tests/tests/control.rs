@@ -107,7 +107,7 @@ fn drain_weight_and_disable_act_on_new_connections_only_and_survive_reloads() {
     assert!(s.get("be1").copied().unwrap_or(0) >= 14 && s.get("be0").copied().unwrap_or(0) >= 2, "{s:?}");
 
     // A reload that leaves be1 alone keeps its weight; one that changes be1 clears it.
-    let other = "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.11 8080 {\n}\n}\n";
+    let other = "virtual_server 203.0.113.20 80 {\n protocol TCP\n real_server 198.51.100.11 8080 {\n}\n}\n";
     reload(&d, &cfg, &conf(1, other));
     assert_eq!(overrides(&d), [(service.into(), "198.51.100.12:8080".into(), "weight".into(), Some(4))]);
     reload(&d, &cfg, &conf(2, other));
@@ -198,7 +198,7 @@ fn diff_names_what_a_reload_would_change_and_exits_non_zero_only_then() {
     assert!(String::from_utf8_lossy(&hidden.stdout).contains("real 198.51.100.12:8080: 1 -> 7"), "{hidden:?}");
 
     // A broken file: keepalived's -t verdict (5), no comparison; no daemon: 2.
-    new.rewrite("virtual_server 203.0.113.10 80 {\n lb_algo nonsense\n}\n");
+    new.rewrite("virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_algo nonsense\n}\n");
     assert_eq!(diff(&[]).status.code(), Some(5));
     new.rewrite(&conf(1, ""));
     let nowhere = std::process::Command::new(daemon::binary().unwrap())
@@ -219,7 +219,7 @@ fn withdraw_and_announce_move_the_vip_routes_of_anycast_table() {
     let topo = LbTopology::new(2).unwrap();
     let _servers = backends(&topo, 8080);
     let v6 = format!(
-        "virtual_server {VIP6} 80 {{\n    lb_algo mh\n    lb_kind NAT\n    real_server {} 8080 {{\n    }}\n}}\n",
+        "virtual_server {VIP6} 80 {{\n    protocol TCP\n    lb_algo mh\n    lb_kind NAT\n    real_server {} 8080 {{\n    }}\n}}\n",
         backend6(0)
     );
     let text = format!("global_defs {{\n    anycast_table 4242\n}}\n{}", conf(1, &v6));

@@ -80,6 +80,19 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ),
     ("vs-fwmark", 5, 0, "both clear a fwmark real server's port, with a warning"),
     ("vs-fwmark-protocol", 5, 0, "both ignore `protocol` in a fwmark service, with keepalived's words"),
+    ("vs-no-protocol", 5, 0, "both run a service without `protocol` as UDP, with keepalived's words"),
+    (
+        "vs-port0-ops-tcp",
+        5,
+        0,
+        "both drop ops from a TCP service and make a port-0 one persistent (360 s), with keepalived's words",
+    ),
+    (
+        "vsg-fwmark-protocol",
+        5,
+        0,
+        "both clear ha_suspend and ignore `protocol` in a group of firewall marks, with keepalived's words",
+    ),
     ("vs-group", 5, 0, "keepalived warns that a port is ignored for the group's fwmark entry"),
     (
         "vrrp-script-missing-disabled",

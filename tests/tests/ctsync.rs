@@ -59,6 +59,7 @@ vrrp_instance VI_1 {{
 {gw}    }}
 }}
 virtual_server {VRRP_VIP4} 80 {{
+    protocol TCP
     lb_algo rr
     lb_kind {kind}
 {reals}}}

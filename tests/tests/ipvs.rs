@@ -270,7 +270,9 @@ fn flush() {
 /// starts it down), so below quorum the sorry server takes the service with its own
 /// forwarding method (the DR one named with another port, which both reset to the
 /// service's); a UDP service persists by SIP Call-ID; a firewall mark whose only real
-/// server is an IPv4 tunnel is IPv6 by `ip_family`. Both daemons must leave the same table.
+/// server is an IPv4 tunnel is IPv6 by `ip_family`; a service without `protocol` is UDP, and
+/// one on port 0 is persistent (360 s) and loses `ops` (TCP). Both daemons must leave the
+/// same table.
 fn virtual_server_options() {
     step("sorry_server_lvs_method, persistence_engine, ip_family: keepalived and lb-daemon in turn");
     let dir = TempDir::new("ipvs-sorry");
@@ -305,6 +307,15 @@ fn virtual_server_options() {
                  real_server {} {{\n    }}\n}}\n",
                 backend4(0)
             ),
+            // No protocol: UDP. Port 0 without persistence: persistent for 360 s; ops: TCP
+            // resets it.
+            format!(
+                "virtual_server {VIP4} 53 {{\n    lb_algo rr\n    lb_kind NAT\n    real_server {} 53 {{\n    \
+                 }}\n}}\nvirtual_server {VIP4} 0 {{\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    \
+                 ops\n    real_server {} 0 {{\n    }}\n}}\n",
+                backend4(0),
+                backend4(0)
+            ),
         ]
         .concat(),
     );
@@ -316,6 +327,8 @@ fn virtual_server_options() {
             "198.51.100.252:25 Tunnel",
             "persistent 60 pe sip",
             "FWM 7 IPv6 rr",
+            &format!("UDP {VIP4}:53 rr"),
+            &format!("TCP {VIP4}:0 rr persistent 360\n"),
         ]
         .iter()
         .all(|want| t.contains(want))
@@ -823,7 +836,7 @@ fn auto_probe() {
     let before = ipvsadm(&topo.lb, "-L --timeout");
     let only = TempConfig::new(
         "autoonly",
-        "global_defs {\n lvs_timeouts tcp 7200 tcpfin 30 udp 60\n}\nvirtual_server 203.0.113.10 80 {\n \
+        "global_defs {\n lvs_timeouts tcp 7200 tcpfin 30 udp 60\n}\nvirtual_server 203.0.113.10 80 {\n protocol TCP\n \
          lb_kind NAT\n real_server 198.51.100.11 80 {\n  lvs_method DR\n  uthreshold 100\n  lthreshold 50\n }\n \
          real_server 198.51.100.12 8080 {\n }\n}\n",
     );
@@ -888,7 +901,7 @@ fn sync_interop() {
         "global_defs {{\n    lb_backend bpf\n    lvs_sync_daemon l0 VI_1 id 7\n}}\n\
          vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 58\n    priority 100\n    \
          advert_int 1\n    track_interface {{\n        dm0\n    }}\n    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n\
-         virtual_server {VRRP_VIP4} 80 {{\n    lb_algo rr\n    lb_kind DR\n{reals_conf}}}\n"
+         virtual_server {VRRP_VIP4} 80 {{\n    protocol TCP\n    lb_algo rr\n    lb_kind DR\n{reals_conf}}}\n"
     );
     let cfg = TempConfig::new("syncinterop", &conf);
     let pins = daemon::pin_dir("isync");

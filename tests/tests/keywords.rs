@@ -41,7 +41,7 @@ fn notify_scripts_follow_the_state_they_name() {
 fn aliases_set_what_their_keyword_sets() {
     let vs = |body: &str, check: &str| {
         parsed(&format!(
-            "virtual_server 192.0.2.10 80 {{\n{body}\n real_server 198.51.100.11 80 {{\n  TCP_CHECK {{\n{check}\n  }}\n }}\n}}\n"
+            "virtual_server 192.0.2.10 80 {{\n protocol TCP\n{body}\n real_server 198.51.100.11 80 {{\n  TCP_CHECK {{\n{check}\n  }}\n }}\n}}\n"
         ))
         .virtual_servers
         .remove(0)

@@ -1137,7 +1137,7 @@ fn subsystem_flags_run_only_their_part() {
     let dir = TempDir::new("vrrp-flags");
     let (n0, _) = dir.recorder("notify0");
     let conf = format!(
-        "{}virtual_server 203.0.113.10 80 {{\n    real_server 198.51.100.11 80 {{\n}}\n}}\n",
+        "{}virtual_server 203.0.113.10 80 {{\n    protocol TCP\n    real_server 198.51.100.11 80 {{\n}}\n}}\n",
         instance("VI_1", 255, "", &n0)
     );
     let path = dir.file("node.conf", &conf);
@@ -1628,7 +1628,9 @@ fn dr_real_server(seg: &Segment, role: &str) -> (Netns, Backend, String) {
     ))
     .unwrap();
     let server = Backend::start(&rs, "rs".into(), (VRRP_VIP4, 80).into());
-    let service = format!("virtual_server {VRRP_VIP4} 80 {{\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n");
+    let service = format!(
+        "virtual_server {VRRP_VIP4} 80 {{\n    protocol TCP\n    lb_kind DR\n    real_server {real} 80 {{\n}}\n}}\n"
+    );
     (rs, server, service)
 }
 

@@ -238,7 +238,8 @@ fn spec(
     let t = timing(vs, rs, c);
     let addr = SocketAddr::new(c.connect_ip.unwrap_or(real.ip()), c.connect_port.unwrap_or(real.port()));
     let bind = c.bindto.map(|ip| SocketAddr::new(ip, c.bind_port.unwrap_or(0)));
-    let from = tcp::Origin { bind, mark: c.fwmark };
+    let device = |name: &Option<String>| name.as_deref().and_then(tcp::IfName::new);
+    let from = tcp::Origin { bind, mark: c.fwmark, device: device(&c.bind_if) };
     let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, from }, connect_timeout),
@@ -292,6 +293,7 @@ fn spec(
                     from: tcp::Origin {
                         bind: h.bindto.map(|ip| SocketAddr::new(ip, h.bind_port.unwrap_or(0))),
                         mark: h.fwmark,
+                        device: device(&h.bind_if),
                     },
                     timeout: h.connect_timeout.map_or(connect_timeout, |t| Duration::from_secs(u64::from(t))),
                 }))
@@ -754,7 +756,7 @@ mod tests {
             let c = crate::config::parse_str(
                 "r.conf",
                 &format!(
-                    "virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  HTTP_GET {{\n   url {{\n    \
+                    "virtual_server 192.0.2.10 80 {{\n protocol TCP\n real_server 198.51.100.11 80 {{\n  HTTP_GET {{\n   url {{\n    \
                      path /\n{url_lines}\n   }}\n  }}\n }}\n}}\n"
                 ),
             );
@@ -819,7 +821,7 @@ mod tests {
     fn specs_follow_keepalived_defaults() {
         let l = crate::config::parse_str(
             "t.conf",
-            "virtual_server 203.0.113.10 80 {\n delay_loop 7\n alpha\n virtualhost vs.example\n \
+            "virtual_server 203.0.113.10 80 {\n protocol TCP\n delay_loop 7\n alpha\n virtualhost vs.example\n \
              real_server 198.51.100.11 8080 {\n  TCP_CHECK {\n   connect_port 81\n   retry 3\n  }\n  \
              SSL_GET {\n   url {\n    path /\n   }\n   connect_timeout 2\n  }\n }\n}\n",
         );
@@ -872,7 +874,7 @@ mod tests {
     fn checkers_inherit_real_server_then_virtual_server_values() {
         let l = crate::config::parse_str(
             "t.conf",
-            "virtual_server 203.0.113.10 80 {\n delay_loop 30\n \
+            "virtual_server 203.0.113.10 80 {\n protocol TCP\n delay_loop 30\n \
              real_server 198.51.100.11 80 {\n  retry 2\n  delay_loop 3\n  connect_timeout 2\n  warmup 4\n  \
              delay_before_retry 6\n  alpha\n  virtualhost rs.example\n  \
              TCP_CHECK {\n  }\n  HTTP_GET {\n   url {\n    path /\n   }\n   retry 0\n   delay_loop 5\n   \
@@ -880,7 +882,7 @@ mod tests {
              real_server 198.51.100.12 80 {\n  TCP_CHECK {\n   alpha\n  }\n  \
              MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n \
              retry 4\n delay_before_retry 7\n connect_timeout 8\n warmup 9\n}\n\
-             virtual_server 203.0.113.11 80 {\n real_server 198.51.100.13 80 {\n  \
+             virtual_server 203.0.113.11 80 {\n protocol TCP\n real_server 198.51.100.13 80 {\n  \
              HTTP_GET {\n   url {\n    path /\n   }\n  }\n  MISC_CHECK {\n   misc_path /bin/true\n  }\n  \
              TCP_CHECK {\n  }\n }\n}\n",
         );
@@ -918,7 +920,7 @@ mod tests {
             crate::config::parse_str(
                 "t.conf",
                 &format!(
-                    "virtual_server 203.0.113.10 80 {{\n delay_loop 60\n real_server 127.0.0.1 9 {{\n  \
+                    "virtual_server 203.0.113.10 80 {{\n protocol TCP\n delay_loop 60\n real_server 127.0.0.1 9 {{\n  \
                      TCP_CHECK {{\n   connect_timeout {timeout}\n  }}\n }}\n}}\n"
                 ),
             )
@@ -959,7 +961,7 @@ mod tests {
     fn a_misc_check_without_its_script_is_dropped_as_keepalived_does() {
         let l = crate::config::parse_str(
             "t.conf",
-            "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  \
+            "virtual_server 203.0.113.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n  \
              MISC_CHECK {\n   misc_path \"/nonexistent/check 1\"\n  }\n  \
              MISC_CHECK {\n   misc_path /bin/true\n  }\n }\n \
              real_server 198.51.100.12 80 {\n  MISC_CHECK {\n   misc_path /nonexistent/check\n  }\n }\n \
@@ -1074,7 +1076,7 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let from = std::net::TcpListener::bind("127.0.0.2:0").unwrap().local_addr().unwrap().port();
         let text = format!(
-            "virtual_server 203.0.113.10 80 {{\n real_server 198.51.100.11 8080 {{\n  TCP_CHECK {{\n   \
+            "virtual_server 203.0.113.10 80 {{\n protocol TCP\n real_server 198.51.100.11 8080 {{\n  TCP_CHECK {{\n   \
              connect_ip 127.0.0.1\n   connect_port {port}\n   bindto 127.0.0.2\n   bind_port {from}\n  }}\n }}\n}}\n"
         );
         let l2 = crate::config::parse_str("t.conf", &text);

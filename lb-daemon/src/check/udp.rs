@@ -168,7 +168,9 @@ mod tests {
             server
         });
         let want = Spec { payload: Some(b"ping".to_vec()), ..spec("62 65", 0, 255) };
-        check(addr, Origin { bind: Some("127.0.0.2:0".parse().unwrap()), mark: None }, &want, t).await.unwrap();
+        check(addr, Origin { bind: Some("127.0.0.2:0".parse().unwrap()), ..Origin::default() }, &want, t)
+            .await
+            .unwrap();
         assert!(check(addr, Origin::default(), &want, t).await.is_err());
         drop(answer.join().unwrap());
         // Closed port: the ICMP port unreachable fails it even without require_reply.

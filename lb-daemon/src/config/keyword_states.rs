@@ -107,7 +107,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
-    ("bind_if", "checkers", CHECK),
     ("SSL", "the top level", SSL),
     ("ca", "SSL", SSL),
     ("certificate", "SSL", SSL),
@@ -973,7 +972,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "virtual_server",
         "protocol",
-        &["tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence"],
+        &[
+            "tests/tests/forwarding.rs::nat_tcp_and_udp_through_the_vip_with_rr_wrr_sh_dh_and_persistence",
+            "lb-daemon/src/dataplane/services.rs::no_protocol_means_udp_and_port_0_is_left_to_ipvs",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+        ],
     ),
     (
         "virtual_server",
@@ -1597,6 +1600,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("checkers", "bindto", &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"]),
     (
         "checkers",
+        "bind_if",
+        &[
+            "tests/tests/checkers.rs::bind_if_ties_a_checkers_probe_to_its_interface",
+            "lb-daemon/src/check/tcp.rs::open_and_closed_ports",
+        ],
+    ),
+    (
+        "checkers",
         "bind_port",
         &["lb-daemon/src/check/mod.rs::checkers_connect_to_connect_ip_from_bindto_and_bind_port"],
     ),
@@ -1608,6 +1619,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
             "lb-daemon/src/ipvs/tests.rs::plan_follows_ipvsadm_and_keepalived",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
         ],
     ),
 ];

@@ -208,11 +208,12 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
         if let ServiceAddr::Fwmark(m) = vs.addr {
             ctx.warn(
                 st.keyword().span,
-                format!("Virtual server FWM {m}: protocol specified for fwmark - protocol will be ignored"),
+                format!("Warning: Virtual server FWM {m}: protocol specified for fwmark - protocol will be ignored"),
             );
             return;
         }
         if let Some(w) = ctx.arg(st, 0, "TCP, UDP or SCTP") {
+            vs.protocol_set = true;
             match w.text.to_ascii_uppercase().as_str() {
                 "TCP" => vs.protocol = Protocol::Tcp,
                 "UDP" => vs.protocol = Protocol::Udp,
@@ -505,7 +506,8 @@ pub const DNS_TYPES: &[(&str, u16)] = &[
 ];
 
 /// Connection keywords: an SMTP_CHECK using any of them checks its own connection too.
-const CONNECTION: &[&str] = &["connect_ip", "connect_port", "bindto", "bind_port", "connect_timeout", "fwmark"];
+const CONNECTION: &[&str] =
+    &["connect_ip", "connect_port", "bindto", "bind_port", "bind_if", "connect_timeout", "fwmark"];
 
 fn has(block: &[Stmt], word: &str) -> bool {
     block.iter().any(|s| s.keyword().text == word)
@@ -587,6 +589,15 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
     Keyword::new("connect_port", |ctx, c, st| c.connect_port = ctx.parse(st, 0, "a port number (0-65535)")),
     Keyword::new("bindto", |ctx, c, st| c.bindto = ctx.parse(st, 0, "an IPv4 or IPv6 address")),
     Keyword::new("bind_port", |ctx, c, st| c.bind_port = ctx.parse(st, 0, "a port number (0-65535)")),
+    Keyword::new("bind_if", |ctx, c, st| {
+        let Some(w) = ctx.arg(st, 0, "an interface name") else { return };
+        if w.text.len() > 15 {
+            // keepalived's co_srcif_handler: the checker keeps no interface.
+            ctx.warn(w.span, format!("Interface name {} is too long - ignoring", w.text));
+        } else {
+            c.bind_if = Some(w.text.clone());
+        }
+    }),
     Keyword::new("fwmark", |ctx, c, st| c.fwmark = ctx.parse(st, 0, "a firewall mark (a number)").or(c.fwmark)),
     Keyword::new("connect_timeout", |ctx, c, st| c.connect_timeout = seconds(ctx, st, 1).or(c.connect_timeout)),
     Keyword::new("retry", retry).alias(&["nb_get_retry"]),
@@ -794,6 +805,7 @@ fn smtp_host(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
         connect_port: None,
         bindto: None,
         bind_port: None,
+        bind_if: None,
         fwmark: None,
         ..c.clone()
     };
@@ -805,6 +817,7 @@ fn smtp_host(ctx: &mut Ctx, c: &mut Checker, st: &Stmt) {
         bindto: h.bindto,
         bind_port: h.bind_port,
         fwmark: h.fwmark,
+        bind_if: h.bind_if,
         connect_timeout: if has(block, "connect_timeout") { h.connect_timeout } else { None },
     };
     if let CheckKind::Smtp { hosts, .. } = &mut c.kind {

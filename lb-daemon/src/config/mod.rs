@@ -91,6 +91,7 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
         BackendKind::Auto => config.global.lb_backend.unwrap_or(BackendKind::Auto),
         b => b,
     };
+    diagnostics.extend(validate::service_defaults(&mut config));
     diagnostics.extend(validate::validate(&config, backend));
     diagnostics.extend(validate::fixed_priority_tracking(&mut config));
     diagnostics.extend(validate::strict_mode_authentication(&mut config));

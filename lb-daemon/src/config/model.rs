@@ -887,6 +887,11 @@ impl Protocol {
 }
 
 /// keepalived's `inet_sockaddrtotrio`: `[ADDR]:PROTO:PORT`, brackets for both families.
+/// A configuration read back (`serde`) was settled when written.
+fn settled() -> bool {
+    true
+}
+
 fn keepalived_trio(sa: SocketAddr, protocol: Protocol) -> String {
     format!("[{}]:{}:{}", sa.ip(), protocol.name(), sa.port())
 }
@@ -1007,6 +1012,10 @@ pub enum BackendKind {
 pub struct VirtualServer {
     pub addr: ServiceAddr,
     pub protocol: Protocol,
+    /// Whether `protocol` was written (or settled): keepalived defaults an address service
+    /// without one to UDP (`validate::service_defaults`) and names it `none` until then.
+    #[serde(skip, default = "settled")]
+    pub protocol_set: bool,
     pub scheduler: Scheduler,
     pub forward: ForwardMethod,
     /// Seconds between health-check rounds; default 60.
@@ -1118,6 +1127,7 @@ impl VirtualServer {
         Self {
             addr,
             protocol: Protocol::default(),
+            protocol_set: false,
             scheduler: Scheduler::default(),
             forward: ForwardMethod::default(),
             delay_loop: 60,
@@ -1160,6 +1170,7 @@ impl VirtualServer {
     /// `[2001:db8::10]:tcp:80`, `FWM 1`, `[web]:0` (a group).
     pub fn keepalived_name(&self) -> String {
         match &self.addr {
+            ServiceAddr::Inet(sa) if !self.protocol_set => format!("[{}]:none:{}", sa.ip(), sa.port()),
             ServiceAddr::Inet(sa) => keepalived_trio(*sa, self.protocol),
             ServiceAddr::Fwmark(m) => format!("FWM {m}"),
             ServiceAddr::Group(g) => format!("[{g}]:0"),
@@ -1447,6 +1458,8 @@ pub struct SmtpHost {
     pub connect_timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fwmark: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_if: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1457,6 +1470,10 @@ pub struct Checker {
     pub connect_port: Option<u16>,
     pub bindto: Option<IpAddr>,
     pub bind_port: Option<u16>,
+    /// `bind_if IFNAME`: the probe's socket is bound to that interface (SO_BINDTODEVICE); a
+    /// link-local IPv6 address needs it. PING_CHECK ignores it, as keepalived 2.2.7 does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_if: Option<String>,
     /// `fwmark N`: the probe's packets carry mark N (SO_MARK) for policy routing and
     /// nftables (PING_CHECK: read and not used, as keepalived 2.2.7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1489,6 +1506,7 @@ impl Checker {
             connect_port: None,
             bindto: None,
             bind_port: None,
+            bind_if: None,
             fwmark: None,
             connect_timeout: None,
             retry: None,

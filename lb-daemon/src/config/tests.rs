@@ -344,6 +344,7 @@ virtual_server fwmark 7 {
     persistence_timeout
 }
 virtual_server group web {
+    protocol TCP
     lb_algo mh
     real_server 198.51.100.13 80 {
     }
@@ -455,7 +456,9 @@ impl Checker {
 
 #[test]
 fn virtual_server_defaults_are_keepalived_s() {
-    let c = ok("virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n}");
+    let c = ok(
+        "virtual_server 203.0.113.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n}",
+    );
     let vs = &c.virtual_servers[0];
     assert_eq!(
         (vs.scheduler, vs.forward, vs.protocol, vs.delay_loop, vs.quorum),
@@ -465,6 +468,89 @@ fn virtual_server_defaults_are_keepalived_s() {
     let chk = &vs.real_servers[0].checkers[0];
     assert_eq!((chk.connect_timeout, chk.retry, chk.delay_before_retry), (None, None, None));
     assert_eq!((vs.connect_timeout, vs.retry, vs.inhibit_on_failure), (5, None, false));
+}
+
+/// keepalived's validate_check_config on services named by address, with its words: no
+/// `protocol` is UDP, `ops` needs UDP, port 0 needs persistence; a firewall mark clears
+/// `ha_suspend`, and a group of marks ignores `protocol`. A service without real servers is
+/// dropped before any of that.
+#[test]
+fn address_services_get_keepalived_s_protocol_ops_and_port_defaults() {
+    let l = parse_str(
+        "t.conf",
+        "virtual_server_group marks {\n fwmark 9\n}\nvirtual_server_group web {\n 203.0.113.20 80\n}\n\
+         virtual_server 203.0.113.10 53 {\n real_server 198.51.100.11 53 {\n }\n}\n\
+         virtual_server 2001:db8::10 80 {\n protocol TCP\n ops\n real_server 2001:db8::11 80 {\n }\n}\n\
+         virtual_server 203.0.113.11 0 {\n protocol TCP\n real_server 198.51.100.11 0 {\n }\n}\n\
+         virtual_server 203.0.113.12 0 {\n protocol TCP\n persistence_timeout 60\n real_server 198.51.100.11 0 {\n }\n}\n\
+         virtual_server group web {\n ops\n real_server 198.51.100.11 80 {\n }\n}\n\
+         virtual_server group marks {\n protocol TCP\n ha_suspend\n real_server 198.51.100.11 80 {\n }\n}\n\
+         virtual_server 203.0.113.13 80 {\n}\n",
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let vs = &l.config.virtual_servers;
+    let r = l.render();
+    for want in [
+        "t.conf:7:1: warning: Virtual server [203.0.113.10]:none:53: no protocol set - defaulting to UDP",
+        "t.conf:11:1: warning: Virtual server [2001:db8::10]:tcp:80: one packet scheduling requires UDP - resetting",
+        "t.conf:17:1: warning: Virtual server [203.0.113.11]:tcp:0: zero port only valid for persistent services - \
+         setting",
+        "t.conf:28:1: warning: Virtual server [web]:0: no protocol set - defaulting to UDP",
+        "t.conf:33:1: warning: Virtual server [marks]:0: cannot use ha_suspend with fwmarks - clearing ha_suspend",
+        "t.conf:33:1: warning: Warning: Virtual server [marks]:0: protocol specified for fwmark - protocol will be \
+         ignored",
+    ] {
+        assert!(r.contains(want), "{want}\nin\n{r}");
+    }
+    // Nothing about the port-0 service with persistence, nor beyond "ignoring" about the
+    // service without real servers.
+    assert!(!r.contains("203.0.113.12]"), "{r}");
+    assert_eq!(r.matches("203.0.113.13]").count(), 1, "{r}");
+    assert!(r.contains("[203.0.113.13]:none:80 has no real servers - ignoring"), "{r}");
+    let got: Vec<_> = vs.iter().map(|v| (v.protocol, v.ops, v.persistence_timeout, v.ha_suspend)).collect();
+    assert_eq!(
+        got[..6],
+        [
+            (Protocol::Udp, false, None, false),
+            (Protocol::Tcp, false, None, false),
+            (Protocol::Tcp, false, Some(360), false),
+            (Protocol::Tcp, false, Some(60), false),
+            (Protocol::Udp, true, None, false),
+            (Protocol::Tcp, false, None, false),
+        ]
+    );
+}
+
+/// keepalived's `bind_if` (co_srcif_handler, check_conn_opts): a name longer than 15 bytes
+/// is ignored with its warning; a link-local IPv6 address to probe needs one (keepalived
+/// drops such a checker; refused here). PING_CHECK and SMTP hosts ask it too.
+#[test]
+fn bind_if_names_an_interface_and_link_local_probes_need_one() {
+    let conf = |rs: &str, body: &str| {
+        format!(
+            "virtual_server 2001:db8::10 80 {{\n protocol TCP\n real_server {rs} 80 {{\n  {body}\n }}\n}}\n"
+        )
+    };
+    let c = ok(&conf("2001:db8::11", "TCP_CHECK {\n   bind_if eth1\n  }"));
+    assert_eq!(c.virtual_servers[0].real_servers[0].checkers[0].bind_if.as_deref(), Some("eth1"));
+    let l = parse_str("t.conf", &conf("2001:db8::11", "TCP_CHECK {\n   bind_if abcdefghijklmnop\n  }"));
+    assert!(!l.has_errors() && l.config.virtual_servers[0].real_servers[0].checkers[0].bind_if.is_none());
+    assert!(l.render().contains("Interface name abcdefghijklmnop is too long - ignoring"), "{}", l.render());
+    for body in [
+        "TCP_CHECK {\n  }",
+        "PING_CHECK {\n  }",
+        "HTTP_GET {\n   url {\n    path /\n   }\n  }",
+        "TCP_CHECK {\n   connect_ip fe80::2\n  }",
+    ] {
+        let e = first_error(&conf("fe80::1", body));
+        assert!(e.contains("requires a bind_if"), "{body}: {e}");
+    }
+    ok(&conf("fe80::1", "TCP_CHECK {\n   bind_if eth1\n  }"));
+    let e = first_error(&conf(
+        "2001:db8::11",
+        "SMTP_CHECK {\n   host {\n    connect_ip fe80::2\n   }\n   host {\n    connect_ip fe80::3\n    bind_if eth1\n   }\n  }",
+    ));
+    assert!(e.contains("link local address fe80::2 requires a bind_if"), "{e}");
 }
 
 /// A dozen kinds of broken config, each with its exact location and message.
@@ -550,7 +636,7 @@ fn keepalived_keywords_we_do_not_act_on_warn_with_location() {
 
 #[test]
 fn bpf_backend_refuses_what_it_cannot_run() {
-    let src = "virtual_server 203.0.113.10 80 {\n lb_algo sed\n real_server 198.51.100.11 80 {\n }\n}\n\
+    let src = "virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_algo sed\n real_server 198.51.100.11 80 {\n }\n}\n\
                virtual_server fwmark 3 {\n real_server 198.51.100.11 {\n }\n}\n";
     let strict = load_str_with_backend(src, BackendKind::Bpf);
     let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
@@ -566,7 +652,7 @@ fn bpf_backend_refuses_what_it_cannot_run() {
 /// effective choice is what the daemon starts (`startup::start_backend` reads it).
 #[test]
 fn lb_backend_chooses_the_backend_unless_backend_is_given() {
-    let src = "global_defs {\n lb_backend bpf\n}\nvirtual_server 203.0.113.10 80 {\n lb_algo sed\n}\n";
+    let src = "global_defs {\n lb_backend bpf\n}\nvirtual_server 203.0.113.10 80 {\n protocol TCP\n lb_algo sed\n}\n";
     let l = load_str_with_backend(src, BackendKind::Auto);
     let errs: Vec<String> = l.errors().map(|d| l.sources.render(d)).collect();
     assert!(errs.len() == 1 && errs[0].contains("cannot run scheduler sed"), "{errs:?}");
@@ -653,7 +739,7 @@ fn sctp_services_need_the_ipvs_backend() {
 #[test]
 fn ipvs_only_real_server_settings_and_timeouts_are_refused_for_bpf_only() {
     let src = "global_defs {\n lvs_timeouts tcp 900 tcpfin 30 udp 60\n}\n\
-               virtual_server 203.0.113.10 80 {\n lb_kind NAT\n \
+               virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_kind NAT\n \
                real_server 198.51.100.11 80 {\n  uthreshold 10\n }\n \
                real_server 198.51.100.12 80 {\n  lvs_method DR\n }\n \
                real_server 198.51.100.13 80 {\n  lvs_method NAT\n }\n}\n";
@@ -661,8 +747,8 @@ fn ipvs_only_real_server_settings_and_timeouts_are_refused_for_bpf_only() {
     let errs: Vec<String> = strict.errors().map(|d| strict.sources.render(d)).collect();
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(errs[0].starts_with("b.conf:2:2: error: lvs_timeouts sets IPVS's"), "{}", errs[0]);
-    assert!(errs[1].starts_with("b.conf:7:3: error: real_server 198.51.100.11:80: uthreshold"), "{}", errs[1]);
-    assert!(errs[2].starts_with("b.conf:10:3: error: real_server 198.51.100.12:80: lvs_method DR"), "{}", errs[2]);
+    assert!(errs[1].starts_with("b.conf:8:3: error: real_server 198.51.100.11:80: uthreshold"), "{}", errs[1]);
+    assert!(errs[2].starts_with("b.conf:11:3: error: real_server 198.51.100.12:80: lvs_method DR"), "{}", errs[2]);
     assert!(errs.iter().all(|e| e.contains("use --backend ipvs")), "{errs:?}");
     let auto = load_str_with_backend(src, BackendKind::Auto);
     assert!(!auto.has_errors());
@@ -671,8 +757,7 @@ fn ipvs_only_real_server_settings_and_timeouts_are_refused_for_bpf_only() {
     let t = load_str_with_backend(src, BackendKind::Ipvs).config.global.lvs_timeouts.unwrap();
     assert_eq!((t.tcp, t.tcpfin, t.udp), (900, 30, 60));
     // lb_kind's own method per real server: nothing to refuse.
-    let same =
-        "virtual_server 203.0.113.10 80 {\n lb_kind DR\n real_server 198.51.100.11 80 {\n  lvs_method DR\n }\n}\n";
+    let same = "virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_kind DR\n real_server 198.51.100.11 80 {\n  lvs_method DR\n }\n}\n";
     let l = load_str_with_backend(same, BackendKind::Bpf);
     assert!(l.diagnostics.is_empty(), "{}", l.render());
 }
@@ -699,13 +784,14 @@ fn ip_family_settles_a_firewall_mark_s_family_as_keepalived() {
         assert_eq!(l.config.virtual_servers[0].mark_family_v6(), v6, "{text}");
     }
     for text in [
-        "virtual_server 203.0.113.10 80 {\n ip_family inet6\n}\n".to_string(),
+        "virtual_server 203.0.113.10 80 {\n protocol TCP\n ip_family inet6\n}\n".to_string(),
         fwm(&[rs("198.51.100.11", "DR"), " ip_family inet6\n".to_string()].concat()),
         fwm(&[" ip_family inet6\n".to_string(), rs("198.51.100.11", "DR")].concat()),
         fwm(" ip_family ipx\n"),
         // keepalived skips a server of the other family not forwarded by TUN, with an error.
         fwm(&[rs("198.51.100.11", "DR"), rs("2001:db8:b::11", "DR")].concat()),
-        "virtual_server 203.0.113.10 80 {\n lb_kind NAT\n real_server 2001:db8:b::11 80 {\n }\n}\n".to_string(),
+        "virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_kind NAT\n real_server 2001:db8:b::11 80 {\n }\n}\n"
+            .to_string(),
     ] {
         let l = load_str_with_backend(&text, BackendKind::Ipvs);
         assert!(l.has_errors(), "{text}: not refused");
@@ -717,7 +803,7 @@ fn ip_family_settles_a_firewall_mark_s_family_as_keepalived() {
 /// service's methods, which only IPVS runs.
 #[test]
 fn real_and_sorry_servers_take_lb_kind_as_it_stands_at_their_line() {
-    let src = "virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n }\n lb_kind NAT\n \
+    let src = "virtual_server 203.0.113.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n }\n lb_kind NAT\n \
                sorry_server 198.51.100.99 8080\n real_server 198.51.100.12 80 {\n }\n lb_kind DR\n \
                real_server 198.51.100.13 80 {\n }\n}\n";
     let l = load_str_with_backend(src, BackendKind::Ipvs);
@@ -746,7 +832,7 @@ fn tunnel_options_other_than_ipip_are_errors() {
                 (line.to_string(), String::new())
             };
             let src = format!(
-                "virtual_server 203.0.113.10 80 {{\n lb_kind TUN\n{vs_line}\n real_server 198.51.100.11 80 {{\n{rs_line}\n }}\n}}\n"
+                "virtual_server 203.0.113.10 80 {{\n protocol TCP\n lb_kind TUN\n{vs_line}\n real_server 198.51.100.11 80 {{\n{rs_line}\n }}\n}}\n"
             );
             let l = load_str_with_backend(&src, BackendKind::Ipvs);
             assert_eq!(l.has_errors(), bad, "{src}: {}", l.render());
@@ -766,9 +852,12 @@ fn includes_resolve_relative_to_the_including_file_and_expand_globs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("conf.d")).unwrap();
     std::fs::write(dir.path().join("main.conf"), "include conf.d/*.conf\ninclude extra.conf\n").unwrap();
-    std::fs::write(dir.path().join("conf.d/a.conf"), "virtual_server 203.0.113.1 80 {\n}\n").unwrap();
-    std::fs::write(dir.path().join("conf.d/b.conf"), "virtual_server 203.0.113.2 80 {\n include ../inner.conf\n}\n")
-        .unwrap();
+    std::fs::write(dir.path().join("conf.d/a.conf"), "virtual_server 203.0.113.1 80 {\n protocol TCP\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("conf.d/b.conf"),
+        "virtual_server 203.0.113.2 80 {\n protocol TCP\n include ../inner.conf\n}\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("inner.conf"), "lb_algo rr\n").unwrap();
     std::fs::write(dir.path().join("extra.conf"), "virtual_server 203.0.113.3 80 {\n  protcol TCP\n}\n").unwrap();
     let l = load(&dir.path().join("main.conf"), BackendKind::Auto).unwrap();
@@ -838,8 +927,10 @@ fn placed(block: &str, word: &str) -> String {
     match block {
         "the top level" => stmt,
         "global_defs" => format!("global_defs {{\n{stmt}}}\n"),
-        "virtual_server" => format!("virtual_server 192.0.2.10 80 {{\n{stmt}}}\n"),
-        "real_server" => format!("virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n{stmt} }}\n}}\n"),
+        "virtual_server" => format!("virtual_server 192.0.2.10 80 {{\n protocol TCP\n{stmt}}}\n"),
+        "real_server" => {
+            format!("virtual_server 192.0.2.10 80 {{\n protocol TCP\n real_server 198.51.100.11 80 {{\n{stmt} }}\n}}\n")
+        }
         "vrrp_instance" => {
             format!("vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n priority 100\n{stmt}}}\n")
         }
@@ -856,7 +947,9 @@ fn keywords_that_would_change_traffic_are_refused_with_what_to_do() {
         assert!(e.starts_with("bad.conf:"), "located: {e}");
     }
     // Where a block's table reads the keyword, it is taken: `retry` in a checker.
-    ok("virtual_server 192.0.2.10 80 {\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n   retry 2\n  }\n }\n}\n");
+    ok(
+        "virtual_server 192.0.2.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n  TCP_CHECK {\n   retry 2\n  }\n }\n}\n",
+    );
 }
 
 #[test]
@@ -876,8 +969,9 @@ fn one_virtual_address_in_two_instances_is_a_warning_as_in_keepalived() {
 /// only after `lb_algo sh` / `mh` (ignored after the other one, an error otherwise).
 #[test]
 fn scheduler_flags_follow_keepalived() {
-    let vs =
-        |body: &str| format!("virtual_server 192.0.2.10 80 {{\n{body}\n real_server 198.51.100.11 80 {{\n }}\n}}\n");
+    let vs = |body: &str| {
+        format!("virtual_server 192.0.2.10 80 {{\n protocol TCP\n{body}\n real_server 198.51.100.11 80 {{\n }}\n}}\n")
+    };
     let flags = |body: &str| ok(&vs(body)).virtual_servers[0].sched_flags;
     assert_eq!(flags(" lb_algo sh\n sh-port\n sh-fallback"), SCHED_FLAG_1 | SCHED_FLAG_2);
     assert_eq!(flags(" lvs_sched mh\n mh-port"), SCHED_FLAG_2);
@@ -888,12 +982,12 @@ fn scheduler_flags_follow_keepalived() {
     // The other hashing scheduler: ignored with a warning, as keepalived ignores it.
     let l = parse_str("t.conf", &vs(" lb_algo mh\n sh-port"));
     assert!(!l.has_errors() && l.config.virtual_servers[0].sched_flags == 0, "{}", l.render());
-    assert!(l.render().contains("t.conf:3:2: warning: `sh-port` has no effect with lb_algo mh"), "{}", l.render());
+    assert!(l.render().contains("t.conf:4:2: warning: `sh-port` has no effect with lb_algo mh"), "{}", l.render());
     // Before any lb_algo (keepalived's default wlc comes later) or after another scheduler.
     for body in [" sh-port\n lb_algo sh", " lb_algo rr\n sh-fallback", " lb_algo dh\n mh-port"] {
         let e = first_error(&vs(body));
         assert!(e.contains("applies only to lb_algo"), "{body}: {e}");
-        assert!(e.starts_with("bad.conf:2:2:") || e.starts_with("bad.conf:3:2:"), "located: {e}");
+        assert!(e.starts_with("bad.conf:3:2:") || e.starts_with("bad.conf:4:2:"), "located: {e}");
     }
 }
 
@@ -903,9 +997,9 @@ fn scheduler_flags_follow_keepalived() {
 #[test]
 fn a_real_server_without_a_port_is_keepalived_s() {
     let c = ok("virtual_server_group g {\n 192.0.2.10 80\n}\n\
-                virtual_server 192.0.2.10 8080 {\n real_server 198.51.100.11 {\n }\n real_server 198.51.100.12 0 {\n }\n}\n\
+                virtual_server 192.0.2.10 8080 {\n protocol TCP\n real_server 198.51.100.11 {\n }\n real_server 198.51.100.12 0 {\n }\n}\n\
                 virtual_server fwmark 7 {\n real_server 198.51.100.11 {\n }\n real_server 198.51.100.12 {\n }\n}\n\
-                virtual_server group g {\n real_server 198.51.100.11 {\n }\n}\n");
+                virtual_server group g {\n protocol TCP\n real_server 198.51.100.11 {\n }\n}\n");
     let ports: Vec<Vec<u16>> =
         c.virtual_servers.iter().map(|v| v.real_servers.iter().map(|r| r.addr.port()).collect()).collect();
     assert_eq!(ports, [vec![8080, 8080], vec![0, 0], vec![0]]);
@@ -983,8 +1077,9 @@ fn udp_dns_ping_smtp_checkers() {
     assert!(
         matches!(&cs[7].kind, CheckKind::Smtp { helo_name, main: true, hosts } if hosts.is_empty() && helo_name == "smtpchecker.keepalived.org")
     );
-    let rs =
-        |body: &str| format!("virtual_server 203.0.113.10 53 {{\n real_server 198.51.100.11 53 {{\n{body}\n }}\n}}\n");
+    let rs = |body: &str| {
+        format!("virtual_server 203.0.113.10 53 {{\n protocol TCP\n real_server 198.51.100.11 53 {{\n{body}\n }}\n}}\n")
+    };
     for (body, want) in [
         ("UDP_CHECK {\n payload 0g\n}", "UDP_CHECK payload: `0g` is not hex digits"),
         ("UDP_CHECK {\n payload 6x\n}", "UDP_CHECK payload: `6x` is not hex digits"),
@@ -1057,7 +1152,7 @@ fn track_process_blocks_take_keepalived_s_defaults_and_checks() {
 #[test]
 fn file_check_and_sync_group_track_file() {
     let c = ok("track_file f {\n file /tmp/f\n weight 3 reverse\n}\n\
-         virtual_server 203.0.113.10 80 {\n real_server 198.51.100.11 80 {\n  \
+         virtual_server 203.0.113.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n  \
          FILE_CHECK {\n   track_file f\n  }\n  FILE_CHECK {\n   track_file f\n   weight -2147483647 noreverse\n  }\n  \
          TCP_CHECK {\n  }\n }\n}\n");
     let cs = &c.virtual_servers[0].real_servers[0].checkers;
@@ -1065,7 +1160,7 @@ fn file_check_and_sync_group_track_file() {
     assert_eq!(cs[1].kind, CheckKind::File { track_file: "f".into(), weight: Some(-2147483647), reverse: Some(false) });
     let rs = |body: &str| {
         format!(
-            "track_file f {{\n file /tmp/f\n}}\nvirtual_server 203.0.113.10 80 {{\n real_server 198.51.100.11 80 {{\n{body}\n }}\n}}\n"
+            "track_file f {{\n file /tmp/f\n}}\nvirtual_server 203.0.113.10 80 {{\n protocol TCP\n real_server 198.51.100.11 80 {{\n{body}\n }}\n}}\n"
         )
     };
     for (body, want) in [
@@ -1181,7 +1276,7 @@ fn track_bfd_and_bfd_check_name_bfd_instances() {
     assert!(l.render().contains("(VI_1) ignoring tracked bfd B1 with weight"), "{}", l.render());
     let vs = |body: &str| {
         format!(
-            "{B}virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  BFD_CHECK {{\n{body}\n  }}\n }}\n}}\n"
+            "{B}virtual_server 192.0.2.10 80 {{\n protocol TCP\n real_server 198.51.100.11 80 {{\n  BFD_CHECK {{\n{body}\n  }}\n }}\n}}\n"
         )
     };
     let c = ok(&vs("   name B1\n   alpha"));
@@ -1191,8 +1286,7 @@ fn track_bfd_and_bfd_check_name_bfd_instances() {
     assert!(first_error(&vs("   name B9")).contains("BFD_CHECK `B9`: no bfd_instance of that name"));
     // keepalived's `vrrp` / `checker` in a bfd_instance: only the processes named hear it.
     let only = |who: &str, user: &str| format!("bfd_instance B1 {{\n neighbor_ip 192.0.2.12\n {who}\n}}\n{user}");
-    let vs_b1 =
-        "virtual_server 192.0.2.10 80 {\n real_server 198.51.100.11 80 {\n  BFD_CHECK {\n   name B1\n  }\n }\n}\n";
+    let vs_b1 = "virtual_server 192.0.2.10 80 {\n protocol TCP\n real_server 198.51.100.11 80 {\n  BFD_CHECK {\n   name B1\n  }\n }\n}\n";
     let vi_b1 = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n track_bfd {\n  B1\n }\n}\n";
     assert!(first_error(&only("vrrp", vs_b1)).contains("reports to VRRP only"));
     assert!(first_error(&only("checker", vi_b1)).contains("reports to the checkers only"));
@@ -1386,7 +1480,7 @@ fn global_tracking_is_sync_group_tracking_weight_with_a_warning() {
 fn url_regex_settings_as_keepalived_leaves_them() {
     let conf = |lines: &str| {
         format!(
-            "virtual_server 192.0.2.10 80 {{\n real_server 198.51.100.11 80 {{\n  HTTP_GET {{\n   url {{\n    \
+            "virtual_server 192.0.2.10 80 {{\n protocol TCP\n real_server 198.51.100.11 80 {{\n  HTTP_GET {{\n   url {{\n    \
              path /\n{lines}\n   }}\n  }}\n }}\n}}\n"
         )
     };
@@ -1406,7 +1500,7 @@ fn url_regex_settings_as_keepalived_leaves_them() {
     assert_eq!(regex(&l.config).unwrap().options, ["caseless", "firstline"]);
     assert!(l.render().contains("unknown option `nosuch`"), "{}", l.render());
     let e = first_error(&conf("regex \"ok(\""));
-    assert!(e.starts_with("bad.conf:6:7: error: regex `ok(`: PCRE2 refuses it"), "{e}");
+    assert!(e.starts_with("bad.conf:7:7: error: regex `ok(`: PCRE2 refuses it"), "{e}");
     assert!(first_error(&conf("regex ok ko")).contains("regex takes one pattern"));
     assert!(first_error(&conf("regex ok\\")).contains("lone backslash"));
     let l = parse_str("r.conf", &conf("regex ok\nregex_stack 32768 1048576"));
@@ -1419,7 +1513,7 @@ fn url_regex_settings_as_keepalived_leaves_them() {
 fn enable_sni_is_an_ssl_get_option() {
     let conf = |checker: &str, opt: &str| {
         format!(
-            "virtual_server 192.0.2.10 443 {{\n lb_kind NAT\n real_server 198.51.100.2 443 {{\n  {checker} {{\n   \
+            "virtual_server 192.0.2.10 443 {{\n protocol TCP\n lb_kind NAT\n real_server 198.51.100.2 443 {{\n  {checker} {{\n   \
              url {{\n    path /\n   }}\n   virtualhost www.example\n   {opt}\n  }}\n }}\n}}\n"
         )
     };
@@ -1471,10 +1565,10 @@ fn vrrp_min_garp_keeps_what_was_set_before_it() {
 /// the block; a real server's own weight, 0 included, wins; 0 is out of range.
 #[test]
 fn a_virtual_servers_weight_is_its_real_servers_default() {
-    let c = ok("virtual_server 192.0.2.1 80 {\n real_server 198.51.100.1 80 {\n }\n \
+    let c = ok("virtual_server 192.0.2.1 80 {\n protocol TCP\n real_server 198.51.100.1 80 {\n }\n \
                 real_server 198.51.100.2 80 {\n  weight 0\n }\n weight 5\n \
                 real_server 198.51.100.3 80 {\n  weight 2\n }\n real_server 198.51.100.4 80 {\n }\n}\n\
-                virtual_server 192.0.2.2 80 {\n real_server 198.51.100.1 80 {\n }\n}\n");
+                virtual_server 192.0.2.2 80 {\n protocol TCP\n real_server 198.51.100.1 80 {\n }\n}\n");
     let weights: Vec<u32> = c.virtual_servers[0].real_servers.iter().map(|r| r.weight).collect();
     assert_eq!(weights, [5, 0, 2, 5]);
     assert_eq!(c.virtual_servers[1].real_servers[0].weight, 1);

@@ -1,11 +1,17 @@
 //! Semantic validation across the whole model: what each keyword alone cannot know (not to
 //! be confused with `crate::check`, the health checkers).
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use super::{
     diag::Diagnostic,
-    model::{AuthType, BackendKind, CheckKind, Config, ForwardMethod, ServiceAddr, Tracked, VrrpInstance},
+    model::{
+        AuthType, BackendKind, CheckKind, Config, ForwardMethod, GroupMember, Protocol, ServiceAddr, Tracked,
+        VrrpInstance,
+    },
 };
 
 /// Every cross-keyword problem of `cfg` for `backend`.
@@ -182,6 +188,75 @@ fn track_process(cfg: &Config, list: &[super::model::Tracked], d: &mut Vec<Diagn
             d.push(Diagnostic::error(t.span, format!("track_process `{}` is listed twice", t.name)));
         }
     }
+}
+
+/// keepalived's validate_check_config, with its warnings. For a service named by address (an
+/// address and port, or a group with address ranges): no `protocol` means UDP (the kernel's
+/// choice for protocol 0, which keepalived makes explicit), `ops` only with UDP, and port 0
+/// only with persistence (360 s when none is set). A firewall mark matches every protocol
+/// and any address: `ha_suspend` is cleared, and a group of marks alone ignores `protocol`
+/// (a `virtual_server fwmark` does so as it is read, `lvs::VIRTUAL_SERVER`). A service
+/// without real servers is skipped, as keepalived drops it first.
+pub fn service_defaults(cfg: &mut Config) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    let groups = &cfg.virtual_server_groups;
+    for vs in cfg.virtual_servers.iter_mut().filter(|vs| !vs.ignored()) {
+        let group = match &vs.addr {
+            ServiceAddr::Group(g) => groups.iter().find(|x| &x.name == g),
+            _ => None,
+        };
+        let members = group.map(|g| g.members.as_slice()).unwrap_or_default();
+        let ranges = members.iter().any(|m| matches!(m, GroupMember::Range { .. }));
+        let marks = members.iter().any(|m| matches!(m, GroupMember::Fwmark(_)));
+        let (by_address, by_mark) = match &vs.addr {
+            ServiceAddr::Inet(_) => (true, false),
+            ServiceAddr::Fwmark(_) => (false, true),
+            ServiceAddr::Group(_) => (ranges, marks),
+        };
+        if vs.ha_suspend && by_mark {
+            let msg = format!(
+                "Virtual server {}: cannot use ha_suspend with fwmarks - clearing ha_suspend",
+                vs.keepalived_name()
+            );
+            d.push(Diagnostic::warning(vs.span, msg));
+            vs.ha_suspend = false;
+        }
+        if by_address {
+            if !vs.protocol_set {
+                let msg = format!("Virtual server {}: no protocol set - defaulting to UDP", vs.keepalived_name());
+                d.push(Diagnostic::warning(vs.span, msg));
+                vs.protocol = Protocol::Udp;
+                vs.protocol_set = true;
+            }
+            if vs.ops && vs.protocol != Protocol::Udp {
+                let msg =
+                    format!("Virtual server {}: one packet scheduling requires UDP - resetting", vs.keepalived_name());
+                d.push(Diagnostic::warning(vs.span, msg));
+                vs.ops = false;
+            }
+        }
+        let zero_port = match &vs.addr {
+            ServiceAddr::Inet(sa) => sa.port() == 0,
+            ServiceAddr::Fwmark(_) => false,
+            ServiceAddr::Group(_) => members.iter().any(|m| matches!(m, GroupMember::Range { port: 0, .. })),
+        };
+        if zero_port && vs.persistence_timeout.unwrap_or(0) == 0 {
+            let msg = format!(
+                "Virtual server {}: zero port only valid for persistent services - setting",
+                vs.keepalived_name()
+            );
+            d.push(Diagnostic::warning(vs.span, msg));
+            vs.persistence_timeout = Some(360);
+        }
+        if by_mark && !by_address && vs.protocol_set && group.is_some() {
+            let msg = format!(
+                "Warning: Virtual server {}: protocol specified for fwmark - protocol will be ignored",
+                vs.keepalived_name()
+            );
+            d.push(Diagnostic::warning(vs.span, msg));
+        }
+    }
+    d
 }
 
 /// keepalived's `vrrp_complete_instance`: a sync group member and the address owner
@@ -618,6 +693,29 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 ));
             }
             for c in &rs.checkers {
+                // keepalived's check_conn_opts: it drops such a checker (so the real server
+                // may count as up without it); refused here.
+                let hosts: Vec<(Option<IpAddr>, bool)> = match &c.kind {
+                    CheckKind::Misc { .. } | CheckKind::File { .. } | CheckKind::Bfd { .. } => Vec::new(),
+                    CheckKind::Smtp { hosts, main, .. } => main
+                        .then_some((c.connect_ip, c.bind_if.is_some()))
+                        .into_iter()
+                        .chain(hosts.iter().map(|h| (h.connect_ip, h.bind_if.is_some())))
+                        .collect(),
+                    _ => vec![(c.connect_ip, c.bind_if.is_some())],
+                };
+                for (ip, bound) in hosts {
+                    let dst = ip.unwrap_or(rs.addr.ip());
+                    if !bound && matches!(dst, IpAddr::V6(a) if a.is_unicast_link_local()) {
+                        d.push(Diagnostic::error(
+                            c.span,
+                            format!(
+                                "Checker link local address {dst} requires a bind_if (keepalived drops the checker; \
+                                 name the interface with bind_if)"
+                            ),
+                        ));
+                    }
+                }
                 if let CheckKind::File { track_file, .. } = &c.kind
                     && !track_file.is_empty()
                     && !cfg.track_files.iter().any(|f| &f.name == track_file)
@@ -731,6 +829,17 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
         }
         if vs.ops {
             unsupported.push("one-packet scheduling (ops)".to_string());
+        }
+        let port0 = match &vs.addr {
+            ServiceAddr::Inet(sa) => sa.port() == 0,
+            ServiceAddr::Fwmark(_) => false,
+            ServiceAddr::Group(g) => cfg
+                .virtual_server_groups
+                .iter()
+                .any(|x| &x.name == g && x.members.iter().any(|m| matches!(m, GroupMember::Range { port: 0, .. }))),
+        };
+        if port0 {
+            unsupported.push("port 0 (IPVS matches every port there; XDP looks services up by port)".to_string());
         }
         if vs.protocol == super::model::Protocol::Sctp {
             unsupported.push("SCTP (XDP does not update SCTP's CRC32c checksum)".to_string());

@@ -106,7 +106,11 @@ fn keys(cfg: &Config, vs: &VirtualServer) -> Result<(Vec<ServiceKey>, Vec<u32>),
 }
 
 /// Why the BPF data plane cannot run `vs` (the IPVS backend can), if it cannot.
-fn bpf_refuses(vs: &VirtualServer, name: &str, marks: &[u32]) -> Option<String> {
+fn bpf_refuses(vs: &VirtualServer, name: &str, keys: &[ServiceKey], marks: &[u32]) -> Option<String> {
+    if keys.iter().any(|k| k.port == 0) {
+        // IPVS matches every port there; `lb_services` is looked up by the packet's port.
+        return Some(format!("{name}: a service on port 0 (every port) needs the IPVS backend"));
+    }
     if let Some(m) = marks.first() {
         // XDP runs before netfilter: it never sees a firewall mark.
         return Some(format!(
@@ -148,8 +152,8 @@ pub fn needs_ipvs(cfg: &Config) -> Option<String> {
     }
     cfg.virtual_servers.iter().filter(|vs| !vs.ignored()).find_map(|vs| {
         let name = vs.name();
-        let (_, marks) = keys(cfg, vs).ok()?;
-        bpf_refuses(vs, &name, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
+        let (keys, marks) = keys(cfg, vs).ok()?;
+        bpf_refuses(vs, &name, &keys, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
     })
 }
 
@@ -190,7 +194,7 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
             }
         };
         let name = vs.name();
-        if !for_ipvs && let Some(why) = bpf_refuses(vs, &name, &marks) {
+        if !for_ipvs && let Some(why) = bpf_refuses(vs, &name, &keys, &marks) {
             skipped.push(why);
             continue;
         }
@@ -302,7 +306,7 @@ mod tests {
         use crate::check::health::{CheckState, Report};
         let l = parse_str(
             "t.conf",
-            "virtual_server 203.0.113.10 80 {\n inhibit_on_failure\n \
+            "virtual_server 203.0.113.10 80 {\n protocol TCP\n inhibit_on_failure\n \
              real_server 198.51.100.11 80 {\n  alpha\n  TCP_CHECK {\n  }\n }\n \
              real_server 198.51.100.12 80 {\n  TCP_CHECK {\n  }\n }\n \
              real_server 198.51.100.13 80 {\n  inhibit_on_failure false\n  TCP_CHECK {\n  }\n }\n}\n",
@@ -339,7 +343,9 @@ mod tests {
     #[test]
     fn auto_picks_ipvs_for_thresholds_methods_and_timeouts() {
         let vs = |rs: &str| {
-            format!("virtual_server 203.0.113.10 80 {{\n lb_kind DR\n real_server 198.51.100.11 80 {{\n{rs}\n }}\n}}\n")
+            format!(
+                "virtual_server 203.0.113.10 80 {{\n protocol TCP\n lb_kind DR\n real_server 198.51.100.11 80 {{\n{rs}\n }}\n}}\n"
+            )
         };
         let why = |src: &str| needs_ipvs(&parse_str("t.conf", src).config);
         assert_eq!(why(&vs("  lvs_method DR")), None);
@@ -352,6 +358,30 @@ mod tests {
         assert!(d.is_empty() && skipped[0].contains("thresholds"), "{skipped:?}");
     }
 
+    /// keepalived's defaults reach the plan: a service without `protocol` takes UDP; one on
+    /// port 0 (every port, made persistent for 360 s) is left to IPVS, which matches every
+    /// port there, while `lb_services` is looked up by the packet's port.
+    #[test]
+    fn no_protocol_means_udp_and_port_0_is_left_to_ipvs() {
+        let l = parse_str(
+            "t.conf",
+            "virtual_server 203.0.113.10 53 {\n real_server 198.51.100.11 53 {\n }\n}\n\
+             virtual_server 203.0.113.11 0 {\n protocol TCP\n lb_kind DR\n real_server 198.51.100.11 0 {\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{}", l.render());
+        let names = |d: &[DesiredService]| -> Vec<Vec<String>> {
+            d.iter().map(|s| s.keys.iter().map(describe).collect()).collect()
+        };
+        let (d, skipped) = desired(&l.config, &Health::default(), false);
+        assert_eq!(names(&d), [["203.0.113.10:53/udp"]]);
+        assert!(skipped.len() == 1 && skipped[0].contains("port 0"), "{skipped:?}");
+        assert!(needs_ipvs(&l.config).is_some_and(|w| w.contains("203.0.113.11:0/tcp")));
+        let (d, skipped) = desired(&l.config, &Health::default(), true);
+        assert_eq!(names(&d), [["203.0.113.10:53/udp"], ["203.0.113.11:0/tcp"]]);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!((d[0].persist_timeout, d[1].persist_timeout), (0, 360));
+    }
+
     /// keepalived-guide.conf's case: an address both in a virtual server and in a later
     /// group's virtual server stays the first's; the group's other addresses are served.
     #[test]
@@ -359,8 +389,8 @@ mod tests {
         let l = parse_str(
             "t.conf",
             "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
-             virtual_server 203.0.113.229 80 {\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
-             virtual_server group web {\n lb_algo wlc\n real_server 198.51.100.13 80 {\n }\n}\n",
+             virtual_server 203.0.113.229 80 {\n protocol TCP\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
+             virtual_server group web {\n protocol TCP\n lb_algo wlc\n real_server 198.51.100.13 80 {\n }\n}\n",
         );
         assert!(!l.has_errors(), "{}", l.render());
         let (d, skipped) = desired(&l.config, &Health::default(), true);
@@ -380,9 +410,9 @@ mod tests {
     fn groups_expand_and_fwmarks_are_left_to_ipvs() {
         let l = parse_str(
             "t.conf",
-            "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n lb_algo rr\n \
+            "virtual_server_group g {\n 203.0.113.20-22 80\n 2001:db8:f::1 80\n}\nvirtual_server group g {\n protocol TCP\n lb_algo rr\n \
              real_server 198.51.100.1 80 {\n}\n}\nvirtual_server fwmark 1 {\n real_server 198.51.100.1 {\n}\n}\n\
-             virtual_server 203.0.113.30 80 {\n lb_algo sed\n real_server 198.51.100.1 80 {\n}\n}\n",
+             virtual_server 203.0.113.30 80 {\n protocol TCP\n lb_algo sed\n real_server 198.51.100.1 80 {\n}\n}\n",
         );
         let (d, skipped) = desired(&l.config, &Health::default(), false);
         assert_eq!(d.len(), 1);
@@ -420,7 +450,7 @@ mod tests {
     fn service_names_match_key_descriptions() {
         let l = parse_str(
             "t.conf",
-            "virtual_server 203.0.113.10 80 {\n}\nvirtual_server 2001:db8::10 53 {\n protocol UDP\n}\n\
+            "virtual_server 203.0.113.10 80 {\n protocol TCP\n}\nvirtual_server 2001:db8::10 53 {\n protocol UDP\n}\n\
              virtual_server 203.0.113.11 5000 {\n protocol SCTP\n}\n",
         );
         for vs in &l.config.virtual_servers {

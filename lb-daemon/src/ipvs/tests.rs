@@ -358,7 +358,7 @@ fn a_fwmark_real_server_without_a_port_is_destination_port_zero() {
 fn per_real_server_method_and_thresholds_reach_the_destination() {
     let l = crate::config::parse_str(
         "t.conf",
-        "virtual_server 203.0.113.10 80 {\n lb_kind NAT\n sorry_server 198.51.100.99 80\n \
+        "virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_kind NAT\n sorry_server 198.51.100.99 80\n \
          real_server 198.51.100.11 80 {\n  lvs_method DR\n  uthreshold 100\n  lthreshold 50\n }\n \
          real_server 198.51.100.12 8080 {\n }\n}\n",
     );
@@ -386,7 +386,7 @@ fn sorry_server_lvs_method_reaches_the_sorry_destination() {
         let l = crate::config::parse_str(
             "t.conf",
             &format!(
-                "virtual_server 203.0.113.10 80 {{\n lb_kind NAT\n sorry_server {sorry}\n{extra} \
+                "virtual_server 203.0.113.10 80 {{\n protocol TCP\n lb_kind NAT\n sorry_server {sorry}\n{extra} \
                  real_server 198.51.100.11 80 {{\n  TCP_CHECK {{\n  }}\n }}\n}}\n"
             ),
         );
@@ -477,7 +477,7 @@ fn sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum() {
         let l = crate::config::parse_str(
             "t.conf",
             &format!(
-                "virtual_server 203.0.113.10 80 {{\n lb_kind NAT\n sorry_server {sorry}\n{extra} \
+                "virtual_server 203.0.113.10 80 {{\n protocol TCP\n lb_kind NAT\n sorry_server {sorry}\n{extra} \
                  real_server 198.51.100.11 8080 {{\n }}\n}}\n"
             ),
         );

@@ -15,7 +15,7 @@ const VS: &str = "203.0.113.10:80/tcp";
 fn conf(weight: u32, extra: &str) -> String {
     format!(
         "global_defs {{\n smtp_server 127.0.0.1 25\n notification_email {{\n  ops@example.com\n }}\n}}\n\
-         virtual_server 203.0.113.10 80 {{\n lb_algo rr\n quorum 2\n quorum_down /bin/true\n omega\n \
+         virtual_server 203.0.113.10 80 {{\n protocol TCP\n lb_algo rr\n quorum 2\n quorum_down /bin/true\n omega\n \
          sorry_server 198.51.100.99 80\n \
          real_server 198.51.100.11 80 {{\n  weight {weight}\n  notify_down /bin/false\n  smtp_alert\n  TCP_CHECK {{\n  }}\n }}\n \
          real_server 198.51.100.12 80 {{\n  TCP_CHECK {{\n  }}\n }}\n}}\n{extra}"
@@ -173,8 +173,10 @@ fn a_reload_with_vrrp_changes_waits_for_vrrp_then_programs() {
 #[test]
 fn a_reload_that_cannot_be_programmed_goes_back() {
     let mut n = started(&conf(1, ""), Some(BackendKind::Bpf));
-    let bigger =
-        conf(1, "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n");
+    let bigger = conf(
+        1,
+        "virtual_server 203.0.113.20 80 {\n protocol TCP\n real_server 198.51.100.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
+    );
     let a = reload(&mut n, &bigger);
     assert!(matches!(&a[0], Action::StartChecker(id, _) if id.real == real(21)), "{a:?}");
     assert_eq!(programmed(&a).len(), 2);
@@ -360,7 +362,8 @@ fn overrides_outlive_reloads_unless_the_reload_changes_what_they_are_on() {
     control(&mut n, Request::Weight { real: real(12), service: None, weight: Some(4) }).unwrap();
     control(&mut n, Request::Disable { service: VS.into() }).unwrap();
     // An unrelated change (a new service) keeps all three.
-    let other = "virtual_server 203.0.113.20 80 {\n real_server 198.51.100.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n";
+    let other =
+        "virtual_server 203.0.113.20 80 {\n protocol TCP\n real_server 198.51.100.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n";
     let a = reload(&mut n, &conf(1, other));
     let d = programmed(&a);
     assert_eq!((reals(&d[0]), d[0].quorum_up), (vec![(real(11), 0), (real(12), 4)], false));
@@ -569,10 +572,10 @@ fn announced(a: &[Action]) -> Vec<(Option<u32>, Vec<String>)> {
 }
 
 const ANYCAST: &str = "global_defs {\n anycast_table 100\n}\n\
-    virtual_server 203.0.113.10 80 {\n lb_algo mh\n lb_kind DR\n \
+    virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_algo mh\n lb_kind DR\n \
     real_server 198.51.100.11 80 {\n  TCP_CHECK {\n  }\n }\n real_server 198.51.100.12 80 {\n  TCP_CHECK {\n  }\n }\n}\n\
-    virtual_server 2001:db8::10 80 {\n lb_algo mh\n lb_kind DR\n real_server 2001:db8::21 80 {\n }\n}\n\
-    virtual_server 203.0.113.20 80 {\n lb_kind DR\n anycast_track_instance VI_1\n real_server 198.51.100.13 80 {\n }\n}\n\
+    virtual_server 2001:db8::10 80 {\n protocol TCP\n lb_algo mh\n lb_kind DR\n real_server 2001:db8::21 80 {\n }\n}\n\
+    virtual_server 203.0.113.20 80 {\n protocol TCP\n lb_kind DR\n anycast_track_instance VI_1\n real_server 198.51.100.13 80 {\n }\n}\n\
     vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  203.0.113.20\n }\n}\n";
 
 /// A VIP is announced once its services are programmed, every checker has reported and the
@@ -646,9 +649,10 @@ fn without_anycast_table_nothing_is_announced() {
 /// when their data-plane ids differ; `mh_seed` changes it.
 #[test]
 fn mh_tables_are_the_same_on_every_node_with_the_same_config() {
-    let svc = "virtual_server 203.0.113.10 80 {\n lb_algo mh\n lb_kind DR\n real_server 198.51.100.11 80 {\n }\n \
+    let svc = "virtual_server 203.0.113.10 80 {\n protocol TCP\n lb_algo mh\n lb_kind DR\n real_server 198.51.100.11 80 {\n }\n \
                real_server 198.51.100.12 80 {\n }\n real_server 198.51.100.13 80 {\n }\n}\n";
-    let other = "virtual_server 203.0.113.30 80 {\n lb_algo mh\n real_server 198.51.100.14 80 {\n }\n}\n";
+    let other =
+        "virtual_server 203.0.113.30 80 {\n protocol TCP\n lb_algo mh\n real_server 198.51.100.14 80 {\n }\n}\n";
     let owners_of = |text: &str| {
         let l = load(text);
         let (d, _) = services::desired(&l.config, &Health::default(), false);
@@ -673,7 +677,7 @@ fn mh_tables_are_the_same_on_every_node_with_the_same_config() {
 fn checker_mail_follows_the_narrowest_smtp_alert() {
     let mails = |global: &str, vs: &str, rs: &str| {
         let text = format!(
-            "global_defs {{\n{global}}}\nvirtual_server 203.0.113.10 80 {{\n{vs} real_server 198.51.100.11 80 {{\n{rs}  \
+            "global_defs {{\n{global}}}\nvirtual_server 203.0.113.10 80 {{\n protocol TCP\n{vs} real_server 198.51.100.11 80 {{\n{rs}  \
              TCP_CHECK {{\n  }}\n }}\n}}\n"
         );
         let l = config::parse_str("t.conf", &text);
