@@ -200,6 +200,17 @@ pub fn insecure(program: &Path) -> Option<(PathBuf, String)> {
 /// process group, which is killed on timeout and once the script exits, so children it
 /// left behind do not pile up.
 pub async fn run(p: &Prepared, extra: &[String], timeout: Duration) -> Outcome {
+    run_in_group(p, extra, timeout, true).await
+}
+
+/// Runs `p` once (keepalived's startup and shutdown scripts): like `run`, but what the
+/// script started and left running stays, as keepalived leaves it; only a script that
+/// times out is killed with its process group.
+pub async fn run_once(p: &Prepared, timeout: Duration) -> Outcome {
+    run_in_group(p, &[], timeout, false).await
+}
+
+async fn run_in_group(p: &Prepared, extra: &[String], timeout: Duration, reap_group: bool) -> Outcome {
     let mut cmd = tokio::process::Command::new(&p.program);
     cmd.args(&p.args)
         .args(extra)
@@ -228,7 +239,7 @@ pub async fn run(p: &Prepared, extra: &[String], timeout: Duration) -> Outcome {
         Ok(Err(e)) => Outcome::SpawnFailed(e.to_string()),
         Err(_) => Outcome::TimedOut,
     };
-    if let Some(pgid) = pgid {
+    if let Some(pgid) = pgid.filter(|_| reap_group || outcome == Outcome::TimedOut) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
     if outcome == Outcome::TimedOut {

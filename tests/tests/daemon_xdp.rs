@@ -473,3 +473,66 @@ fn a_full_or_read_only_run_directory_costs_only_the_dump() {
     assert!(d.stop().unwrap().success(), "{:#?}", d.log());
     drop(fs);
 }
+
+/// keepalived's `startup_script` and `shutdown_script` (global_defs): the startup script
+/// runs before anything starts (it finds no pinned maps) and is waited for, and what it
+/// leaves running stays; the shutdown script runs once everything has stopped (the maps are
+/// unpinned), as the configuration then running names it (a reload changed it). A startup
+/// script past `startup_script_timeout` is killed, and the daemon starts all the same.
+#[test]
+fn startup_and_shutdown_scripts_run_around_the_daemon() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("around");
+    let pins = daemon::pin_dir("around");
+    let services = pins.join("lb_services");
+    let script = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    };
+    let seen = |out: &Path| {
+        format!("if [ -e {} ]; then echo pinned; else echo none; fi > {}", services.display(), out.display())
+    };
+    let (up, child, down, other) = (dir.join("up"), dir.join("child"), dir.join("down"), dir.join("other"));
+    let start = script(
+        "start.sh",
+        &format!("{}\nsleep 300 &\necho $! > {}\nsleep 1\necho waited >> {}", seen(&up), child.display(), up.display()),
+    );
+    let stop = script("stop.sh", &seen(&down));
+    let stop2 = script("stop2.sh", &seen(&other));
+    let conf = |shutdown: &str, extra: &str| {
+        format!("global_defs {{\n    startup_script {start}\n    shutdown_script {shutdown}\n{extra}}}\n{CONFIG}")
+    };
+    let config = dir.file("keepalived.conf", &conf(&stop, ""));
+    let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    // Waited for: its last line is written before the daemon is ready.
+    assert_eq!(std::fs::read_to_string(&up).unwrap(), "none\nwaited\n", "{:#?}", d.log());
+    assert!(services.exists());
+    let pid: i32 = std::fs::read_to_string(&child).unwrap().trim().parse().unwrap();
+    let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    assert!(alive(pid), "the startup script's child was killed");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    // A reload names another shutdown script; the startup script does not run again.
+    std::fs::write(&config, conf(&stop2, "")).unwrap();
+    std::fs::remove_file(&up).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(d.wait_log("reload applied", Duration::from_secs(10)), "{:#?}", d.log());
+    d.stop().unwrap();
+    assert!(!up.exists(), "the startup script ran at the reload");
+    assert!(!down.exists(), "the shutdown script of the configuration replaced ran");
+    assert_eq!(std::fs::read_to_string(&other).unwrap(), "none\n", "{:#?}", d.log());
+
+    // Past its timeout: killed, logged, and the daemon starts.
+    let slow = script("slow.sh", "sleep 30");
+    let config = dir.file(
+        "slow.conf",
+        &format!("global_defs {{\n    startup_script {slow}\n    startup_script_timeout 1\n}}\n{CONFIG}"),
+    );
+    let t0 = std::time::Instant::now();
+    let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert!(d.log().iter().any(|l| l.contains("startup script timed out")), "{:#?}", d.log());
+    d.stop().unwrap();
+}

@@ -3,7 +3,7 @@
 use super::{
     ip,
     keyword::{Ctx, Keyword},
-    model::{BackendKind, Config, FlushOnStop, GlobalDefs, LvsSyncDaemon, NotifyFifo, Script},
+    model::{BackendKind, Config, FlushOnStop, GlobalDefs, LvsSyncDaemon, NotifyFifo, RunAs, Script},
     rule,
     tree::Stmt,
 };
@@ -165,6 +165,14 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
     Keyword::new("lvs_flush_onstop", lvs_flush_on_stop),
     Keyword::new("notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.global, s)),
     Keyword::new("notify_fifo_script", |ctx, g, s| fifo_script(ctx, &mut g.notify_fifos.global, s)),
+    Keyword::new("startup_script", |ctx, g, s| around_script(ctx, &mut g.startup_script, s, "startup")),
+    Keyword::new("shutdown_script", |ctx, g, s| around_script(ctx, &mut g.shutdown_script, s, "shutdown")),
+    Keyword::new("startup_script_timeout", |ctx, g, s| {
+        g.startup_script_timeout = around_timeout(ctx, s, "startup").unwrap_or(g.startup_script_timeout)
+    }),
+    Keyword::new("shutdown_script_timeout", |ctx, g, s| {
+        g.shutdown_script_timeout = around_timeout(ctx, s, "shutdown").unwrap_or(g.shutdown_script_timeout)
+    }),
     Keyword::new("vrrp_notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.vrrp, s)),
     Keyword::new("vrrp_notify_fifo_script", |ctx, g, s| fifo_script(ctx, &mut g.notify_fifos.vrrp, s)),
     Keyword::new("lvs_notify_fifo", |ctx, g, s| fifo(ctx, &mut g.notify_fifos.lvs, s)),
@@ -229,6 +237,32 @@ fn fifo_script(ctx: &mut Ctx, f: &mut NotifyFifo, s: &Stmt) {
     let script = Script { command: first.text.clone(), span: first.span };
     let user = if s.args().len() > 1 { ctx.run_as(s, 1) } else { None };
     f.script = Some((script, user));
+}
+
+/// `startup_script` / `shutdown_script SCRIPT [USER [GROUP]]` (the script quoted if it has
+/// arguments), as keepalived's startup_shutdown_script: a second one is ignored.
+fn around_script(ctx: &mut Ctx, slot: &mut Option<(Script, Option<RunAs>)>, s: &Stmt, kind: &str) {
+    let Some(first) = ctx.arg(s, 0, "a script path") else { return };
+    if slot.is_some() {
+        ctx.warn(s.keyword().span, format!("{kind} script already specified"));
+        return;
+    }
+    let script = Script { command: first.text.clone(), span: first.span };
+    let user = if s.args().len() > 1 { ctx.run_as(s, 1) } else { None };
+    *slot = Some((script, user));
+}
+
+/// `startup_script_timeout` / `shutdown_script_timeout SECONDS`: 1..1000, else ignored with
+/// keepalived's warning.
+fn around_timeout(ctx: &mut Ctx, s: &Stmt, kind: &str) -> Option<u32> {
+    let w = ctx.arg(s, 0, "a number of seconds")?;
+    match w.text.parse::<u32>() {
+        Ok(t) if (1..=1000).contains(&t) => Some(t),
+        _ => {
+            ctx.warn(w.span, format!("{kind}_script_timeout '{}' must be in [1, 1000] - ignoring", w.text));
+            None
+        }
+    }
 }
 
 /// A multicast address of the family asked for, or an error saying what was expected.

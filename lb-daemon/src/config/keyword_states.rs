@@ -123,8 +123,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "remove it: a missing include file is an error and a glob matching nothing a warning in lb-daemon",
     ),
     // Scripts and notifications that run the user's commands.
-    ("startup_script", "global_defs", SCRIPT_AROUND),
-    ("shutdown_script", "global_defs", SCRIPT_AROUND),
     ("rs_init_notifies", "global_defs", "remove it: lb-daemon runs notify_up / notify_down on changes only"),
     ("reload_time_file", "global_defs", RELOAD),
     ("reload_repeat", "global_defs", RELOAD),
@@ -161,7 +159,6 @@ const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nft
 const CHECK: &str =
     "this checker option is not implemented; use MISC_CHECK with a script that probes the same way (e.g. curl)";
 const SSL: &str = "SSL_GET client certificates are not supported; use MISC_CHECK with a script (e.g. curl --cert)";
-const SCRIPT_AROUND: &str = "run it around lb-daemon instead (ExecStartPre= / ExecStopPost= in its systemd unit)";
 const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
 
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
@@ -274,8 +271,8 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
         &["fifo_write_vrrp_states_on_reload"],
     ),
     (
-        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr), start-up / shutdown scripts",
-        &["vmac_addr_prefix", "startup_script_timeout", "shutdown_script_timeout"],
+        "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr)",
+        &["vmac_addr_prefix"],
     ),
 ];
 
@@ -432,6 +429,26 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("global_defs", "vrrp_notify_fifo", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "vrrp_notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
+    (
+        "global_defs",
+        "startup_script",
+        &["tests/tests/daemon_xdp.rs::startup_and_shutdown_scripts_run_around_the_daemon"],
+    ),
+    (
+        "global_defs",
+        "startup_script_timeout",
+        &["tests/tests/daemon_xdp.rs::startup_and_shutdown_scripts_run_around_the_daemon"],
+    ),
+    (
+        "global_defs",
+        "shutdown_script",
+        &["tests/tests/daemon_xdp.rs::startup_and_shutdown_scripts_run_around_the_daemon"],
+    ),
+    (
+        "global_defs",
+        "shutdown_script_timeout",
+        &["tests/tests/daemon_xdp.rs::startup_and_shutdown_scripts_run_around_the_daemon"],
+    ),
     (
         "global_defs",
         "notify_fifo",

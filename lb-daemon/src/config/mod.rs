@@ -204,9 +204,10 @@ fn resolve(pattern: &tree::Word, dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec
 mod tests;
 
 /// Every script the configuration would run (notify scripts, vrrp_script, quorum and
-/// real-server scripts, MISC_CHECK), each with whether it names its own user (`user` of a
-/// vrrp_script or MISC_CHECK) rather than running as the default script user. keepalived's
-/// `-t` checks these against `enable_script_security`.
+/// real-server scripts, MISC_CHECK, startup and shutdown scripts), each with whether it
+/// names its own user (a vrrp_script's, MISC_CHECK's, startup or shutdown script's) rather
+/// than running as the default script user. keepalived's `-t` checks these against
+/// `enable_script_security`.
 pub fn scripts(cfg: &Config) -> Vec<(&Script, bool)> {
     fn notify(n: &model::Notify) -> impl Iterator<Item = (&Script, bool)> {
         [&n.master, &n.backup, &n.fault, &n.stop, &n.any, &n.master_rx_lower_pri, &n.deleted]
@@ -218,6 +219,8 @@ pub fn scripts(cfg: &Config) -> Vec<(&Script, bool)> {
         cfg.vrrp_scripts.iter().filter_map(|s| Some((s.script.as_ref()?, s.user.is_some()))).collect();
     out.extend(cfg.vrrp_instances.iter().flat_map(|v| notify(&v.notify)));
     out.extend(cfg.vrrp_sync_groups.iter().flat_map(|g| notify(&g.notify)));
+    let g = &cfg.global;
+    out.extend([&g.startup_script, &g.shutdown_script].into_iter().flatten().map(|(s, u)| (s, u.is_some())));
     for vs in &cfg.virtual_servers {
         out.extend([&vs.quorum_up, &vs.quorum_down].into_iter().flatten().map(|s| (s, false)));
         for rs in &vs.real_servers {

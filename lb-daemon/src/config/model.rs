@@ -166,6 +166,16 @@ pub struct GlobalDefs {
     /// `notify_fifo` (VRRP and checker lines), `vrrp_notify_fifo`, `lvs_notify_fifo`.
     #[serde(default, skip_serializing_if = "NotifyFifos::is_unset")]
     pub notify_fifos: NotifyFifos,
+    /// `startup_script SCRIPT [USER [GROUP]]`: run once before anything starts, and waited
+    /// for (`startup_script_timeout` seconds, default 10); not again at a reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_script: Option<(Script, Option<RunAs>)>,
+    pub startup_script_timeout: u32,
+    /// `shutdown_script SCRIPT [USER [GROUP]]`: run once everything has stopped, as the
+    /// configuration then running names it, and waited for (`shutdown_script_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_script: Option<(Script, Option<RunAs>)>,
+    pub shutdown_script_timeout: u32,
 }
 
 impl GlobalDefs {
@@ -243,6 +253,10 @@ impl Default for GlobalDefs {
             mh_seed: None,
             lb_sync_auth_key: None,
             notify_fifos: NotifyFifos::default(),
+            startup_script: None,
+            startup_script_timeout: 10,
+            shutdown_script: None,
+            shutdown_script_timeout: 10,
         }
     }
 }

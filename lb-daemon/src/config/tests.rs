@@ -527,9 +527,7 @@ fn address_services_get_keepalived_s_protocol_ops_and_port_defaults() {
 #[test]
 fn bind_if_names_an_interface_and_link_local_probes_need_one() {
     let conf = |rs: &str, body: &str| {
-        format!(
-            "virtual_server 2001:db8::10 80 {{\n protocol TCP\n real_server {rs} 80 {{\n  {body}\n }}\n}}\n"
-        )
+        format!("virtual_server 2001:db8::10 80 {{\n protocol TCP\n real_server {rs} 80 {{\n  {body}\n }}\n}}\n")
     };
     let c = ok(&conf("2001:db8::11", "TCP_CHECK {\n   bind_if eth1\n  }"));
     assert_eq!(c.virtual_servers[0].real_servers[0].checkers[0].bind_if.as_deref(), Some("eth1"));

@@ -178,6 +178,8 @@ impl Shell {
         let runner = crate::script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
         let run_dir = RunDir::open(&opts.run_dir)?;
         control::check_free(run_dir.path())?;
+        let g = &loaded.config.global;
+        run_around(&runner, "startup", g.startup_script.as_ref(), g.startup_script_timeout).await;
         let netlink = Netlink::new()?;
         let mut dp = if opts.subsystems.dataplane() {
             Some(startup::start_backend(&opts, &loaded.config)?)
@@ -628,8 +630,37 @@ impl Shell {
         }
         let _ = std::fs::remove_file(self.run_dir.path().join(state::STATE_FILE));
         let _ = std::fs::remove_file(control::socket_path(self.run_dir.path()));
+        let g = &self.node.config().global;
+        run_around(self.notifier.runner(), "shutdown", g.shutdown_script.as_ref(), g.shutdown_script_timeout).await;
         info!("Stopped lb-daemon v{}", env!("CARGO_PKG_VERSION"));
         Ok(())
+    }
+}
+
+/// keepalived's startup and shutdown scripts: run as configured before anything starts or
+/// once everything has stopped, and waited for up to `timeout` seconds (then killed with
+/// their process group). Their outcome is logged (keepalived's words) and never stops the
+/// daemon.
+async fn run_around(
+    runner: &crate::script::Runner,
+    kind: &str,
+    script: Option<&(crate::config::Script, Option<crate::config::RunAs>)>,
+    timeout: u32,
+) {
+    let Some((script, user)) = script else { return };
+    let prepared = match runner.prepare(script, user.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            error!("Call of {kind} script {} failed: {e}", script.command);
+            return;
+        }
+    };
+    info!("Running {kind} script {}", script.command);
+    match crate::script::run_once(&prepared, Duration::from_secs(u64::from(timeout))).await {
+        crate::script::Outcome::Exited(0) => info!("{kind} script succeeded"),
+        crate::script::Outcome::Exited(status) => warn!("{kind} script failed, status {status}"),
+        crate::script::Outcome::TimedOut => warn!("{kind} script timed out"),
+        other => warn!("{kind} script {other}"),
     }
 }
 
