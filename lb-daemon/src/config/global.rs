@@ -138,6 +138,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("smtp_alert", |ctx, g, s| g.smtp_alert = ctx.bool_flag(s)),
+    Keyword::new("rs_init_notifies", |ctx, g, s| g.rs_init_notifies = ctx.bool_flag(s).unwrap_or(g.rs_init_notifies)),
     Keyword::new("smtp_alert_vrrp", |ctx, g, s| g.smtp_alert_vrrp = ctx.bool_flag(s)),
     Keyword::new("smtp_alert_checker", |ctx, g, s| g.smtp_alert_checker = ctx.bool_flag(s)),
     Keyword::new("vrrp_strict", |ctx, g, s| g.vrrp_strict = ctx.flag(s)),

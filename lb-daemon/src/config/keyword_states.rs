@@ -123,7 +123,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "remove it: a missing include file is an error and a glob matching nothing a warning in lb-daemon",
     ),
     // Scripts and notifications that run the user's commands.
-    ("rs_init_notifies", "global_defs", "remove it: lb-daemon runs notify_up / notify_down on changes only"),
     ("reload_time_file", "global_defs", RELOAD),
     ("reload_repeat", "global_defs", RELOAD),
     (
@@ -429,6 +428,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("global_defs", "vrrp_notify_fifo", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "vrrp_notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
     ("global_defs", "notify_fifo_script", &["tests/tests/vrrp.rs::notify_fifo_lines_match_keepalived_s"]),
+    (
+        "global_defs",
+        "rs_init_notifies",
+        &["lb-daemon/src/daemon/node/tests.rs::rs_init_notifies_tells_of_real_servers_that_start_up"],
+    ),
     (
         "global_defs",
         "startup_script",

@@ -176,6 +176,10 @@ pub struct GlobalDefs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_script: Option<(Script, Option<RunAs>)>,
     pub shutdown_script_timeout: u32,
+    /// `rs_init_notifies`: a real server that starts up (at start, or new in a reload) runs
+    /// its notify_up and writes its FIFO line, as if it had just come up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rs_init_notifies: bool,
 }
 
 impl GlobalDefs {
@@ -257,6 +261,7 @@ impl Default for GlobalDefs {
             startup_script_timeout: 10,
             shutdown_script: None,
             shutdown_script_timeout: 10,
+            rs_init_notifies: false,
         }
     }
 }

@@ -280,8 +280,37 @@ impl Node {
 
     fn start(&mut self, checks: Checks) -> Vec<Action> {
         let mut out = self.run_checkers(checks);
+        out.extend(self.init_notifies(None));
         out.extend(self.program());
         self.starting = out.iter().any(|a| matches!(a, Action::Program(_)));
+        out
+    }
+
+    /// keepalived's `rs_init_notifies` (ipwrapper.c, init_service_rs): each real server that
+    /// starts up (no checker failed yet, none under `alpha`) and was not in `before`'s same
+    /// service runs its notify_up and writes its FIFO line, as a real server coming up does.
+    /// No mail: keepalived's checkers send those, on changes.
+    fn init_notifies(&self, before: Option<&config::Config>) -> Vec<Action> {
+        let cfg = &self.current.config;
+        if !cfg.global.rs_init_notifies || !self.subsystems.dataplane() {
+            return Vec::new();
+        }
+        let had = |vs: &VirtualServer, rs: &RealServer| {
+            before.is_some_and(|b| {
+                b.virtual_servers
+                    .iter()
+                    .any(|v| v.name() == vs.name() && v.real_servers.iter().any(|r| r.addr == rs.addr))
+            })
+        };
+        let mut out = Vec::new();
+        for vs in cfg.virtual_servers.iter().filter(|v| !v.ignored()) {
+            let service = vs.name();
+            for rs in vs.real_servers.iter().filter(|rs| !had(vs, rs) && self.health.real(&service, rs.addr).up) {
+                out.extend(rs.notify_up.clone().map(Action::RunScript));
+                let line = fifo::rs_line(&vs.keepalived_real_name(rs.addr), &vs.keepalived_name(), true);
+                out.push(Action::Fifo(Stream::Lvs, line));
+            }
+        }
         out
     }
 
@@ -433,6 +462,7 @@ impl Node {
         let overrides = std::mem::replace(&mut self.overrides, kept);
         let undo = Undo { old: std::mem::replace(&mut self.current, new), checks: rollback_checks, overrides };
         let mut out = self.run_checkers(checks);
+        out.extend(self.init_notifies(Some(&undo.old.config)));
         if vrrp_changed {
             // Only what changed moves: untouched instances keep state, timers and VIPs.
             out.push(Action::ReloadVrrp(Box::new(new_vrrp)));

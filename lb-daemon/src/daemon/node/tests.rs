@@ -693,3 +693,46 @@ fn checker_mail_follows_the_narrowest_smtp_alert() {
     assert!(!mails(" smtp_alert\n", " smtp_alert false\n", ""));
     assert!(mails("", " smtp_alert false\n", "  smtp_alert\n"));
 }
+
+/// keepalived's `rs_init_notifies`: at start, each real server that starts up (here .12; .11
+/// is under `alpha`, down until a check passes) runs its notify_up and writes its FIFO line;
+/// at a reload, only a real server new to its service does. Without the keyword, nothing
+/// until a change.
+#[test]
+fn rs_init_notifies_tells_of_real_servers_that_start_up() {
+    let text = |extra_rs: &str| {
+        format!(
+            "global_defs {{\n rs_init_notifies\n}}\nvirtual_server 203.0.113.10 80 {{\n protocol TCP\n \
+             real_server 198.51.100.11 80 {{\n  alpha\n  notify_up /bin/up11\n  TCP_CHECK {{\n  }}\n }}\n \
+             real_server 198.51.100.12 80 {{\n  notify_up \"/bin/up12 now\"\n  TCP_CHECK {{\n  }}\n }}\n{extra_rs}}}\n"
+        )
+    };
+    let vs = "[203.0.113.10]:tcp:80";
+    let fifo = |rs: &str| Action::Fifo(Stream::Lvs, format!("RS [{rs}]:tcp:80 {vs} UP\n"));
+    let l = load(&text(""));
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::All, Some(BackendKind::Bpf), 42, "k.conf".into());
+    let a = n.on_event(Event::Start { checks: c });
+    let notes: Vec<&Action> = a.iter().filter(|a| matches!(a, Action::RunScript(_) | Action::Fifo(..))).collect();
+    assert_eq!(notes.len(), 2, "{a:?}");
+    assert_eq!(commands(notes[0]), ["/bin/up12 now"]);
+    assert_eq!(*notes[1], fifo("198.51.100.12"));
+    n.on_event(Event::Programmed { result: Ok(()), at: Instant::now() });
+    // A reload adding .13 (no notify_up): its line only; .12 was already there.
+    let l = load(&text(" real_server 198.51.100.13 80 {\n }\n"));
+    let c = checks(&l);
+    let a = n.on_event(Event::Reload {
+        loaded: Box::new(l),
+        checks: c,
+        rollback_checks: Checks::default(),
+        started: Instant::now(),
+    });
+    let notes: Vec<&Action> = a.iter().filter(|a| matches!(a, Action::RunScript(_) | Action::Fifo(..))).collect();
+    assert_eq!(notes, [&fifo("198.51.100.13")], "{a:?}");
+    // Without rs_init_notifies: no notification at start.
+    let l = load(&text("").replace(" rs_init_notifies\n", ""));
+    let c = checks(&l);
+    let mut n = Node::new(l, Subsystems::All, Some(BackendKind::Bpf), 42, "k.conf".into());
+    let a = n.on_event(Event::Start { checks: c });
+    assert!(!a.iter().any(|a| matches!(a, Action::RunScript(_) | Action::Fifo(..))), "{a:?}");
+}
