@@ -357,10 +357,11 @@ pub const CT_CLOSING: u8 = 2;
 pub const CT_UDP: u8 = 3;
 
 /// `FlowValue::pad32` bit: the entry came from connection sync (another node's decision),
-/// so this node's sync master does not send it back. Only the daemon writes this word: the
-/// data plane inserts flows with it zeroed and never rewrites it (its state transitions are a
-/// compare-and-exchange of the word holding `state`, `pad8` and `pad16`, not this one); a flow
-/// it reschedules is a new entry, zeroed, this node's own again.
+/// so this node's sync master does not send it back until this node forwards it. The bits
+/// above it hold when it was applied (coarse clock, whole seconds). Only the daemon writes
+/// this word: the data plane inserts flows with it zeroed and never rewrites it (its state
+/// transitions are a compare-and-exchange of the word holding `state`, `pad8` and `pad16`,
+/// not this one); a flow it reschedules is a new entry, zeroed, this node's own again.
 pub const FLOW_SYNCED: u32 = 1;
 
 /// No real server (empty table): `u32::MAX` in table slots and `SvcConf::sorry_real`.

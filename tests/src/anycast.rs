@@ -504,12 +504,18 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
 /// state is lost with it (the pins go with the daemon). How long until the router has one
 /// next hop fewer (None: not within 5 s).
 fn kill_node0(topo: &Topo, nodes: &mut [Option<Node>]) -> Result<Option<Duration>> {
+    kill_node(topo, nodes, 0)
+}
+
+/// `kill_node0` for node `i`: the router is left with one next hop fewer than it had.
+fn kill_node(topo: &Topo, nodes: &mut [Option<Node>], i: usize) -> Result<Option<Duration>> {
     let t0 = Instant::now();
-    topo.nodes[0].sh("ip link set e0 down && ip link set e1 down")?;
-    let mut dead = nodes[0].take().context("node 0")?;
+    let live = nodes.iter().flatten().count();
+    topo.nodes[i].sh("ip link set e0 down && ip link set e1 down")?;
+    let mut dead = nodes[i].take().with_context(|| format!("node {i}"))?;
     dead.lb.signal(Signal::SIGKILL)?;
     dead.bird.kill9();
-    Ok(topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t0.elapsed()))
+    Ok(topo.wait_hops(live - 1, Duration::from_secs(5)).map(|_| t0.elapsed()))
 }
 
 /// Removes the topology and says how long the story took and which namespaces outlived it.
@@ -550,6 +556,15 @@ pub struct SyncFigures {
     pub sent: Vec<u64>,
     /// rr connections kept through node 0's loss (same real server), out of those working.
     pub loss_rr: (usize, usize),
+    /// Node 0 back (fresh, no flows; its sync asks the others for theirs): how long until
+    /// the router has its next hop again, the flows it had applied by then, and the rr
+    /// connections kept.
+    pub back_after: Option<Duration>,
+    pub back_applied: u64,
+    pub back_rr: (usize, usize),
+    /// Node 1 killed next: the flows it had taken over from node 0 or opened were sent by
+    /// it, so the others keep them.
+    pub second_loss_rr: (usize, usize),
     pub took: Duration,
 }
 
@@ -579,6 +594,7 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
     for i in 0..NODES {
         nodes.push(Some(start_node_with(&topo, &dir, i, 100, &conf)?));
     }
+    let last_started = Instant::now();
     let up = topo.wait_hops(NODES, Duration::from_secs(20));
     f.hops_at_start = topo.next_hops().len();
     writeln!(out, "with connection sync (lvs_sync_daemon e1, no VRRP instance: master and backup on every node)")?;
@@ -586,6 +602,9 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
     if up.is_none() {
         bail!("the router never had {NODES} next hops");
     }
+    // A starting sync asks the others for their flows (three requests, a second apart): past
+    // them, the counts below are one send per flow.
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(last_started.elapsed()));
     let mut rr = Conns::open(&topo.client, 81, RR_CONNS)?;
     let steady = rr.round(1);
     // Every flow reaches the two other nodes: each node applies what the others opened
@@ -618,6 +637,37 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
         f.loss_rr.0,
         f.loss_rr.1,
         pct(f.loss_rr.0, f.loss_rr.1)
+    )?;
+
+    // Node 0 back, fresh: its sync asks for the others' flows as it starts, and they send
+    // those of their own and those they took over (forwarded since node 0 died).
+    topo.nodes[0].sh("ip link set e0 up && ip link set e1 up")?;
+    let t1 = Instant::now();
+    nodes[0] = Some(start_node_with(&topo, &dir, 0, 101, &conf)?);
+    f.back_after = topo.wait_hops(NODES, Duration::from_secs(20)).map(|_| t1.elapsed());
+    f.back_applied = nodes[0].as_ref().map_or(0, |n| sync_counter(&n.lb, "applied"));
+    let before = rr.conns.len();
+    f.back_rr = (rr.round(3), before);
+    writeln!(
+        out,
+        "node 0 back (fresh, no flows): next hop again after {:?}, {} flows applied from the others by then; \
+         rr connections that kept working {}/{} ({:.1}%)",
+        f.back_after,
+        f.back_applied,
+        f.back_rr.0,
+        f.back_rr.1,
+        pct(f.back_rr.0, f.back_rr.1)
+    )?;
+
+    let gone = kill_node(&topo, &mut nodes, 1)?;
+    let before = rr.conns.len();
+    f.second_loss_rr = (rr.round(4), before);
+    writeln!(
+        out,
+        "node 1 killed: its next hop gone after {gone:?}; rr connections that kept working {}/{} ({:.1}%)",
+        f.second_loss_rr.0,
+        f.second_loss_rr.1,
+        pct(f.second_loss_rr.0, f.second_loss_rr.1)
     )?;
     drop(rr);
     drop(nodes);

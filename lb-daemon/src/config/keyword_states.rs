@@ -1052,7 +1052,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
             "tests/tests/ctsync.rs::synced_flows_survive_a_master_kill_and_unsynced_ones_do_not",
             "tests/tests/ctsync.rs::synced_nat_flows_keep_their_reply_translation",
             "tests/tests/ipvs.rs::sync_interop",
-            "tests/tests/scale_out.rs::with_connection_sync_rr_flows_survive_a_node_loss",
+            "tests/tests/scale_out.rs::with_connection_sync_rr_flows_survive_node_losses_and_a_return",
         ],
     ),
     ("global_defs", "lvs_flush", &["tests/tests/ipvs.rs::flush"]),

@@ -152,6 +152,7 @@ impl BpfDataplane {
                 directory: Default::default(),
                 counters: Default::default(),
                 expired_lock: Default::default(),
+                resend: Default::default(),
             },
             nexthops: None,
         };

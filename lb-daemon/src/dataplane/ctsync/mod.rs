@@ -44,6 +44,9 @@ const SCAN_LIMIT: usize = 50_000;
 const RECV_TIMEOUT: Duration = Duration::from_millis(200);
 /// Between two warnings of one kind.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Scans that start with a `msg::hello` when the sync starts (more than one: a datagram may
+/// be lost, or reach a node before its sync runs).
+const HELLO_SCANS: u32 = 3;
 
 /// What the sync has done since the daemon started, for `lb-daemon stats`.
 #[derive(Debug, Default)]
@@ -58,6 +61,7 @@ pub struct Counters {
     other_sync_id: AtomicU64,
     unauthenticated: AtomicU64,
     replayed: AtomicU64,
+    hellos: AtomicU64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +86,10 @@ pub struct SyncStats {
     /// With `lb_sync_auth_key`: datagrams whose counter was not above the sender's last.
     #[serde(default)]
     pub replayed: u64,
+    /// Other nodes' requests (`msg::hello`, a node whose sync started) to send every flow
+    /// again.
+    #[serde(default)]
+    pub hellos: u64,
 }
 
 impl Counters {
@@ -100,6 +108,7 @@ impl Counters {
             other_sync_id: self.other_sync_id.load(Relaxed),
             unauthenticated: self.unauthenticated.load(Relaxed),
             replayed: self.replayed.load(Relaxed),
+            hellos: self.hellos.load(Relaxed),
         }
     }
 }
@@ -112,6 +121,9 @@ pub struct Shared {
     /// Held around every read-modify-write of `lb_real_expired` (the data plane's
     /// `reconcile_conns` and the backup's credits for flows it receives).
     pub expired_lock: Arc<Mutex<()>>,
+    /// Set by the backup on another node's `msg::hello`: the master sends every flow of its
+    /// own again at its next scan.
+    pub resend: Arc<AtomicBool>,
 }
 
 /// The running sync threads (master, backup or both); stopped (and joined) on drop.
@@ -257,15 +269,15 @@ pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> 
         None
     };
     let key = want.mcast.auth;
+    // A node that applies flows asks the others for theirs as it starts (active-active).
+    let hello = want.role.receives();
     let stop = Arc::new(AtomicBool::new(false));
     let mut sync = CtSync { want: want.clone(), stop: stop.clone(), threads: Vec::new() };
     if let Some((sock, conntrack, len)) = master_parts {
         let (shared, flag) = (shared.clone(), stop.clone());
-        sync.threads.push(
-            std::thread::Builder::new()
-                .name("ctsync-master".into())
-                .spawn(move || master(Outbound { sock, dest, sync_id, maxlen: len, key }, conntrack, shared, flag))?,
-        );
+        sync.threads.push(std::thread::Builder::new().name("ctsync-master".into()).spawn(move || {
+            master(Outbound { sock, dest, sync_id, maxlen: len, key, hello }, conntrack, shared, flag)
+        })?);
     }
     if let Some((sock, maps)) = backup_parts {
         let flag = stop.clone();
@@ -307,16 +319,23 @@ struct Outbound {
     sync_id: u8,
     maxlen: usize,
     key: Option<auth::SyncKey>,
+    /// Whether to open with `msg::hello`s.
+    hello: bool,
 }
 
 fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared: Shared, stop: Arc<AtomicBool>) {
-    let Outbound { sock, dest, sync_id, maxlen, key } = out;
+    let Outbound { sock, dest, sync_id, maxlen, key, hello } = out;
     let mut sent = xlate::Sent::default();
     let mut counter = auth::first_counter();
     let mut warn_every = Limited(None);
+    let mut hellos_left = if hello { HELLO_SCANS } else { 0 };
     let c = &shared.counters;
     while !stop.load(Relaxed) {
         let started = Instant::now();
+        if shared.resend.swap(false, Relaxed) {
+            // Everything is new again: sent at this scan (and the next, past the limit).
+            sent = xlate::Sent::default();
+        }
         // An entry deleted between the key walk and its lookup is skipped.
         let flows: Vec<(FlowKey, FlowValue)> = conntrack.iter().filter_map(|e| e.ok()).collect();
         let due = sent.due(&flows, monotonic_ns(), SCAN_LIMIT);
@@ -324,7 +343,12 @@ fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared
             Ok(dir) => due.iter().filter_map(|(k, v)| xlate::to_entry(k, v, &dir)).collect(),
             Err(_) => Vec::new(),
         };
-        for gram in msg::encode(sync_id, &entries, maxlen) {
+        let mut grams = msg::encode(sync_id, &entries, maxlen);
+        if hellos_left > 0 {
+            hellos_left -= 1;
+            grams.insert(0, msg::hello(sync_id));
+        }
+        for gram in grams {
             let entries_in = u64::from(gram[4]);
             let gram = match &key {
                 Some(k) => {
@@ -435,6 +459,11 @@ fn backup(
         };
         if !xlate::sync_id_matches(sync_id, m.sync_id) {
             c.other_sync_id.fetch_add(1, Relaxed);
+            continue;
+        }
+        if m.is_hello() {
+            c.hellos.fetch_add(1, Relaxed);
+            shared.resend.store(true, Relaxed);
             continue;
         }
         c.skipped.fetch_add(m.skipped as u64, Relaxed);

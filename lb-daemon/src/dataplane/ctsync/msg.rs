@@ -222,6 +222,21 @@ fn put_addr(out: &mut Vec<u8>, a: IpAddr, v6: bool) {
     }
 }
 
+/// A message without entries: lb-daemon's request, sent by a node whose sync just started,
+/// that the nodes hearing it send all their flows again (a restarted node has none, and the
+/// others would otherwise refresh its copies only at half their timeout). The kernel never
+/// sends one, and its backups take it as nothing.
+pub fn hello(sync_id: u8) -> Vec<u8> {
+    vec![0, sync_id, 0, HEADER_LEN as u8, 0, VERSION, 0, 0]
+}
+
+impl Message {
+    /// Whether this is a `hello` (no entry at all, not even a skipped one).
+    pub fn is_hello(&self) -> bool {
+        self.entries.is_empty() && self.skipped == 0
+    }
+}
+
 /// Encodes `entries` as datagrams of at most `maxlen` bytes (and at most 255 entries each),
 /// as the kernel's master does. Entries whose three addresses are not of one family are left
 /// out (none of ours are).
@@ -325,6 +340,18 @@ mod tests {
         );
         // And ours is the same bytes.
         assert_eq!(encode(7, &m.entries, 1472), [kernel_v4()]);
+    }
+
+    /// A hello is a well-formed version 1 message with no entry (what the kernel's backup
+    /// loops over zero times); a message whose entries were all skipped is not one.
+    #[test]
+    fn a_hello_is_a_message_without_entries() {
+        let h = hello(7);
+        assert_eq!(h, [0, 7, 0, 8, 0, VERSION, 0, 0]);
+        let m = decode(&h).unwrap();
+        assert!(m.is_hello() && m.sync_id == 7);
+        assert!(!decode(&kernel_v4()).unwrap().is_hello());
+        assert!(encode(7, &[], 1472).is_empty(), "no entries: no datagram but a hello");
     }
 
     #[test]

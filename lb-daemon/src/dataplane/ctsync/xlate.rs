@@ -148,7 +148,7 @@ pub fn from_entry(e: &Entry, dir: &Directory, now: u64) -> Result<Apply, Skip> {
         None => return Err(Skip::Real),
     };
     let key = FlowKey { src, dst, sport: e.cport, dport: e.vport, proto: e.protocol, family, pad: [0; 2] };
-    let value = FlowValue { real_id, svc_id, last_ns: now, state, pad32: FLOW_SYNCED, ..Default::default() };
+    let value = FlowValue { real_id, svc_id, last_ns: now, state, pad32: synced_mark(now), ..Default::default() };
     let nat_rev = (fwd == ForwardMethod::Nat).then(|| {
         let (raddr, _) = services::addr_bytes(e.daddr);
         let rkey =
@@ -173,6 +173,25 @@ pub fn credits(before: Option<&FlowValue>, after: &FlowValue) -> Vec<(u32, i64)>
     }
 }
 
+/// `FlowValue::pad32` for a flow applied from sync at `now`: `FLOW_SYNCED` and the second
+/// it was applied (the bits above it).
+pub fn synced_mark(now: u64) -> u32 {
+    FLOW_SYNCED | ((now / NS) as u32) << 1
+}
+
+/// Whether this node's master sends flow `v`: its own (decided here), or one received from
+/// sync that this node has forwarded since (the data plane moved its last-seen time over a
+/// second past when it was applied, which it does only for a packet): ECMP moved the flow
+/// here, so this node takes over keeping the others' copies, and a second node loss or a
+/// node's return finds it. A copy nothing forwards here stays the origin's to send.
+pub fn sent_from_here(v: &FlowValue) -> bool {
+    if v.pad32 & FLOW_SYNCED == 0 {
+        return true;
+    }
+    let applied = u64::from(v.pad32 >> 1) * NS;
+    v.last_ns > applied + NS
+}
+
 /// What the master last sent for each flow, to send only what is new or changed, and to
 /// refresh the backup's copy before it would expire there.
 #[derive(Default)]
@@ -185,16 +204,16 @@ impl Sent {
     /// server or state changed, and those last sent over half their timeout ago. Expired
     /// entries are not sent; flows gone from the table are forgotten. At most `limit`.
     ///
-    /// Flows received from another node (`FLOW_SYNCED`) are never sent, also when ECMP moved
-    /// them here and their state changes: nodes that run master and backup together would
-    /// otherwise echo every flow between them for ever. Their origin keeps the others' copies
-    /// fresh while it lives; once it is gone, each copy lives on the node that forwards it.
+    /// Flows received from another node (`FLOW_SYNCED`) are sent only once this node forwards
+    /// them (`sent_from_here`): nodes that run master and backup together would otherwise
+    /// echo every flow between them for ever. The origin keeps the others' copies fresh while
+    /// it forwards the flow; the node ECMP moves it to takes over.
     pub fn due(&mut self, flows: &[(FlowKey, FlowValue)], now: u64, limit: usize) -> Vec<(FlowKey, FlowValue)> {
         let mut out = Vec::new();
         let mut seen: HashMap<FlowKey, (u32, u8, u64)> = HashMap::with_capacity(flows.len());
         for (k, v) in flows {
             let timeout = flow_timeout_secs(v.state) * NS;
-            if v.pad32 & FLOW_SYNCED != 0 || now.saturating_sub(v.last_ns) > timeout {
+            if !sent_from_here(v) || now.saturating_sub(v.last_ns) > timeout {
                 continue;
             }
             let prev = self.flows.get(k).copied();
@@ -278,7 +297,7 @@ mod tests {
             assert_eq!(e.daddr, d.reals[&real].ip());
             let a = from_entry(&e, &d, now).unwrap();
             assert_eq!(a.key, k);
-            assert_eq!(a.value, FlowValue { last_ns: now, pad32: FLOW_SYNCED, ..v });
+            assert_eq!(a.value, FlowValue { last_ns: now, pad32: synced_mark(now), ..v });
             assert_eq!(a.nat_rev.is_some(), svc == 3);
         }
         // A real server without a port: the virtual port goes on the wire.
@@ -362,10 +381,12 @@ mod tests {
     }
 
     /// The loop rule of active-active sync: what a node applied from sync is not in its own
-    /// master's send set, neither at once nor when it changes state or ages here; the same
-    /// key decided here again (the data plane's new entry has the flag clear) is sent.
+    /// master's send set, neither at once nor as it ages here untouched; once this node
+    /// forwards it (a packet over a second after it was applied moves its last-seen time),
+    /// it is; the same key decided here again (the data plane's new entry has the flag
+    /// clear) is this node's own.
     #[test]
-    fn synced_flows_are_not_sent_back() {
+    fn synced_flows_are_sent_back_only_once_forwarded_here() {
         let d = dir();
         let t0 = 10_000 * NS;
         let own = key([203, 0, 113, 10], 80, IPPROTO_TCP);
@@ -381,15 +402,22 @@ mod tests {
         let mut sent = Sent::default();
         let due = sent.due(&[(own, mine), (theirs.key, theirs.value)], t0, 10);
         assert_eq!(due, [(own, mine)]);
-        // Moved here and closing, or aging past half its timeout: still not sent.
-        let closing = FlowValue { state: CT_CLOSING, last_ns: t0 + NS, ..theirs.value };
-        assert!(sent.due(&[(own, mine), (theirs.key, closing)], t0 + NS, 10).is_empty());
+        // Untouched here, also past half its timeout: not sent.
         let later = t0 + 100 * NS;
-        let aged = FlowValue { last_ns: later, ..closing };
-        assert!(sent.due(&[(theirs.key, aged)], later, 10).is_empty());
+        assert!(sent.due(&[(own, mine), (theirs.key, theirs.value)], later, 10).iter().all(|(k, _)| *k == own));
+        // Closing within the second it was applied: not proof of a packet here yet.
+        let closing = FlowValue { state: CT_CLOSING, last_ns: t0 + NS, ..theirs.value };
+        assert!(sent.due(&[(theirs.key, closing)], t0 + NS, 10).is_empty());
+        // A packet here later: sent, then as an own flow (on changes and refreshes only).
+        let forwarded = FlowValue { last_ns: t0 + 2 * NS + 1, ..theirs.value };
+        assert_eq!(sent.due(&[(theirs.key, forwarded)], t0 + 2 * NS + 1, 10), [(theirs.key, forwarded)]);
+        assert!(sent.due(&[(theirs.key, forwarded)], t0 + 3 * NS, 10).is_empty());
+        // Applied again (its origin's refresh): the origin's to send until forwarded here.
+        let again = from_entry(&to_entry(&theirs.key, &forwarded, &d).unwrap(), &d, later).unwrap();
+        assert!(!sent_from_here(&again.value));
         // Rescheduled here (a new entry, flag clear): this node's own flow now.
-        let local = FlowValue { pad32: 0, ..aged };
-        assert_eq!(sent.due(&[(theirs.key, local)], later, 10), [(theirs.key, local)]);
+        let local = FlowValue { pad32: 0, ..again.value };
+        assert!(sent_from_here(&local));
     }
 
     #[test]
