@@ -41,9 +41,11 @@ use crate::{
 
 pub const VIP: &str = "203.0.113.100";
 pub const NODES: usize = 3;
-/// Connections to the mh service (port 80) and to the rr one (port 81, the mutation).
+/// Connections to the mh service (port 80), to the rr one (port 81, the mutation) and to
+/// the mh one forwarded by TUN (port 82).
 pub const MH_CONNS: usize = 1000;
 pub const RR_CONNS: usize = 300;
+pub const TUN_CONNS: usize = 300;
 /// Client threads doing the request/response rounds.
 const WORKERS: usize = 26;
 
@@ -189,7 +191,8 @@ pub struct Node {
 }
 
 /// The shipped lb.conf, plus the mutation: the same real servers on port 81 with rr, which
-/// has no table shared by the nodes.
+/// has no table shared by the nodes; and the mh service again on port 82, forwarded by TUN
+/// (the real servers decapsulate with `lb-daemon decap`: this kernel has no ipip module).
 pub fn lb_conf() -> Result<String> {
     let shipped = shipped("lb.conf")?;
     let at = shipped.find("virtual_server").context("lb.conf has no virtual_server")?;
@@ -197,7 +200,25 @@ pub fn lb_conf() -> Result<String> {
         "    # Hash the client's port too: one client's connections spread over the real servers.\n    mh-port\n",
         "",
     );
-    Ok(format!("{shipped}\n{rr}"))
+    let tun = shipped[at..].replace(" 80", " 82").replace("lb_kind DR", "lb_kind TUN");
+    Ok(format!("{shipped}\n{rr}\n{tun}"))
+}
+
+/// The real servers' side: a backend on each service's port, and `lb-daemon decap` taking
+/// the nodes' IPIP packets to the VIP (from their addresses on the real servers' link).
+fn start_servers(topo: &Topo) -> Result<(Vec<Backend>, Vec<Daemon>)> {
+    let mut backends = Vec::new();
+    let mut decaps = Vec::new();
+    let from: Vec<String> = (0..NODES).flat_map(|i| ["--from".to_string(), format!("192.0.2.{}", 141 + i)]).collect();
+    for (j, s) in topo.servers.iter().enumerate() {
+        for p in [80u16, 81, 82] {
+            backends.push(Backend::start(s, format!("rs{j}"), SocketAddr::from(([0, 0, 0, 0], p))));
+        }
+        let args: Vec<&str> =
+            ["decap", "--interface", "b0"].into_iter().chain(from.iter().map(String::as_str)).collect();
+        decaps.push(Daemon::spawn(s, &args, "lb-daemon decap ready").with_context(|| format!("decap on server {j}"))?);
+    }
+    Ok((backends, decaps))
 }
 
 /// Starts node `i`'s daemons: lb-daemon first (it clears what a killed run left in the
@@ -325,12 +346,18 @@ pub struct Figures {
     pub loss_detected: Option<Duration>,
     pub loss_mh: (usize, usize),
     pub loss_rr: (usize, usize),
+    /// The mh service forwarded by TUN: real servers its connections landed on, a steady
+    /// round, and through node 0's loss.
+    pub tun_servers: usize,
+    pub steady_tun: (usize, usize),
+    pub loss_tun: (usize, usize),
     /// The killed daemon's route was still in its table; the new one removed it before
     /// adding its own.
     pub stale_route_cleared: bool,
     pub back_after: Option<Duration>,
     pub back_mh: (usize, usize),
     pub back_rr: (usize, usize),
+    pub back_tun: (usize, usize),
     pub quorum_withdrawn_after: Option<Duration>,
     pub quorum_hops: Vec<String>,
     /// Node 2's status: announced, and why not.
@@ -351,12 +378,7 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     let mut f = Figures::default();
     let topo = Topo::new()?;
     let dir = TempDir::new("scale-out");
-    let mut servers = Vec::new();
-    for (j, s) in topo.servers.iter().enumerate() {
-        for p in [80u16, 81] {
-            servers.push(Backend::start(s, format!("rs{j}"), SocketAddr::from(([0, 0, 0, 0], p))));
-        }
-    }
+    let servers = start_servers(&topo)?;
     let _router = Bird::start(&topo.router, &dir, "router", &shipped("bird-router.conf")?)?;
     let mut nodes: Vec<Option<Node>> = Vec::new();
     for i in 0..NODES {
@@ -378,6 +400,7 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
 
     let mut mh = Conns::open(&topo.client, 80, MH_CONNS)?;
     let mut rr = Conns::open(&topo.client, 81, RR_CONNS)?;
+    let mut tun = Conns::open(&topo.client, 82, TUN_CONNS)?;
     f.mh_servers = mh.spread().len();
     f.forwarded = nodes
         .iter()
@@ -389,16 +412,27 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
                 .unwrap_or(0)
         })
         .collect();
-    writeln!(out, "{MH_CONNS} connections to port 80 (mh) and {RR_CONNS} to port 81 (rr), request/response")?;
+    f.tun_servers = tun.spread().len();
+    writeln!(
+        out,
+        "{MH_CONNS} connections to port 80 (mh, DR), {RR_CONNS} to port 81 (rr, DR) and {TUN_CONNS} to port 82 \
+         (mh, TUN), request/response"
+    )?;
     writeln!(out, "  mh real servers {:?}; DR packets forwarded by each node {:?}", mh.spread(), f.forwarded)?;
-    let (steady_mh, steady_rr) = (mh.round(1), rr.round(1));
-    writeln!(out, "  a steady round: {steady_mh}/{MH_CONNS} mh, {steady_rr}/{RR_CONNS} rr answered")?;
+    let (steady_mh, steady_rr, steady_tun) = (mh.round(1), rr.round(1), tun.round(1));
+    writeln!(
+        out,
+        "  a steady round: {steady_mh}/{MH_CONNS} mh, {steady_rr}/{RR_CONNS} rr, {steady_tun}/{TUN_CONNS} mh by TUN \
+         answered"
+    )?;
+    f.steady_tun = (steady_tun, TUN_CONNS);
 
     // Node 0 dies.
     f.loss_detected = kill_node0(&topo, &mut nodes)?;
-    let (b_mh, b_rr) = (mh.conns.len(), rr.conns.len());
+    let (b_mh, b_rr, b_tun) = (mh.conns.len(), rr.conns.len(), tun.conns.len());
     f.loss_mh = (mh.round(2), b_mh);
     f.loss_rr = (rr.round(2), b_rr);
+    f.loss_tun = (tun.round(2), b_tun);
     writeln!(
         out,
         "node 0 killed (links down, kill -9): its next hop gone after {:?} (BFD 3 x 100 ms); now {:?}",
@@ -407,13 +441,16 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     )?;
     writeln!(
         out,
-        "  connections that kept working: mh {}/{} ({:.1}%), rr {}/{} ({:.1}%)",
+        "  connections that kept working: mh {}/{} ({:.1}%), rr {}/{} ({:.1}%), mh by TUN {}/{} ({:.1}%)",
         f.loss_mh.0,
         f.loss_mh.1,
         pct(f.loss_mh.0, f.loss_mh.1),
         f.loss_rr.0,
         f.loss_rr.1,
-        pct(f.loss_rr.0, f.loss_rr.1)
+        pct(f.loss_rr.0, f.loss_rr.1),
+        f.loss_tun.0,
+        f.loss_tun.1,
+        pct(f.loss_tun.0, f.loss_tun.1)
     )?;
 
     // Node 0 comes back (fresh: no flow state), announced once its checkers have reported.
@@ -426,9 +463,10 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     f.stale_route_cleared = stale && removed.is_some() && (added.is_none() || removed < added);
     nodes[0] = Some(node0);
     f.back_after = topo.wait_hops(NODES, Duration::from_secs(20)).map(|_| t1.elapsed());
-    let (b_mh, b_rr) = (mh.conns.len(), rr.conns.len());
+    let (b_mh, b_rr, b_tun) = (mh.conns.len(), rr.conns.len(), tun.conns.len());
     f.back_mh = (mh.round(3), b_mh);
     f.back_rr = (rr.round(3), b_rr);
+    f.back_tun = (tun.round(3), b_tun);
     writeln!(
         out,
         "node 0 back (fresh daemons, no flow state): {} next hops after {:?}",
@@ -437,13 +475,16 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     )?;
     writeln!(
         out,
-        "  connections that kept working: mh {}/{} ({:.1}%), rr {}/{} ({:.1}%)",
+        "  connections that kept working: mh {}/{} ({:.1}%), rr {}/{} ({:.1}%), mh by TUN {}/{} ({:.1}%)",
         f.back_mh.0,
         f.back_mh.1,
         pct(f.back_mh.0, f.back_mh.1),
         f.back_rr.0,
         f.back_rr.1,
-        pct(f.back_rr.0, f.back_rr.1)
+        pct(f.back_rr.0, f.back_rr.1),
+        f.back_tun.0,
+        f.back_tun.1,
+        pct(f.back_tun.0, f.back_tun.1)
     )?;
 
     // A service on node 2 loses its quorum (a reload asking more weight than its real servers
@@ -494,6 +535,7 @@ pub fn story(out: &mut dyn Write) -> Result<Figures> {
     drop(n1);
     drop(mh);
     drop(rr);
+    drop(tun);
     drop(nodes);
     drop(servers);
     f.took = tear_down(topo, started, out)?;
@@ -581,13 +623,8 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
     let mut f = SyncFigures::default();
     let topo = Topo::new()?;
     let dir = TempDir::new("scale-out-sync");
-    // Both services up (the VIP is announced while each of its services is).
-    let mut servers = Vec::new();
-    for (j, s) in topo.servers.iter().enumerate() {
-        for p in [80u16, 81] {
-            servers.push(Backend::start(s, format!("rs{j}"), SocketAddr::from(([0, 0, 0, 0], p))));
-        }
-    }
+    // Every service up (the VIP is announced while each of its services is).
+    let servers = start_servers(&topo)?;
     let _router = Bird::start(&topo.router, &dir, "router-sync", &shipped("bird-router.conf")?)?;
     let conf = sync_conf()?;
     let mut nodes: Vec<Option<Node>> = Vec::new();
