@@ -24,7 +24,7 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::PathBuf,
-    process::Child,
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -93,6 +93,85 @@ impl Bird {
 }
 
 impl Drop for Bird {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// FRR's zebra, bfdd and bgpd in a namespace (Debian's frr), their files (pids, vty
+/// sockets, zebra's API socket, logs) in a directory of their own, configured with an
+/// integrated frr.conf through vtysh: each daemon starts empty, as one reading the integrated
+/// file alone stops at the first block of another daemon's. Killed on drop.
+pub struct Frr {
+    pids: Vec<PathBuf>,
+    base: PathBuf,
+}
+
+impl Frr {
+    const DAEMONS: [&'static str; 3] = ["zebra", "bfdd", "bgpd"];
+
+    pub fn start(ns: &Netns, dir: &TempDir, tag: &str, conf: &str) -> Result<Frr> {
+        use std::os::unix::fs::PermissionsExt as _;
+        // The daemons drop to the frr user: their directory must be theirs to write.
+        let base = dir.path().join(tag);
+        std::fs::create_dir_all(&base)?;
+        for d in [dir.path(), base.as_path()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777))?;
+        }
+        let empty = base.join("empty.conf");
+        std::fs::write(&empty, "")?;
+        let mut frr = Frr { pids: Vec::new(), base: base.clone() };
+        for d in Self::DAEMONS {
+            let pid = base.join(format!("{d}.pid"));
+            let mut cmd = ns.command(format!("/usr/lib/frr/{d}"));
+            cmd.arg("-d").arg("-f").arg(&empty).arg("-i").arg(&pid).arg("--vty_socket").arg(&base);
+            cmd.arg("-z")
+                .arg(base.join("zserv.api"))
+                .arg("--log")
+                .arg(format!("file:{}", base.join(format!("{d}.log")).display()));
+            if d == "bfdd" {
+                cmd.arg("--bfdctl").arg(base.join("bfdd.sock"));
+            }
+            let out = cmd.output().with_context(|| format!("{d} (apt package frr)"))?;
+            frr.pids.push(pid);
+            ensure!(out.status.success(), "{d}: {}", String::from_utf8_lossy(&out.stderr));
+            let vty = base.join(format!("{d}.vty"));
+            ensure!(wait_until(Duration::from_secs(5), || vty.exists()), "FRR {d} ({tag}) did not start");
+        }
+        let log = format!("log file {}", base.join("frr.log").display());
+        let file = base.join("frr.conf");
+        std::fs::write(&file, conf.replace("log syslog informational", &log))?;
+        let out = ns.command("vtysh").arg("--vty_socket").arg(&base).arg("-f").arg(&file).output()?;
+        ensure!(
+            out.status.success(),
+            "vtysh -f frr.conf: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(frr)
+    }
+
+    /// What vtysh answers to `commands` (for a failure's message).
+    pub fn show(&self, ns: &Netns, commands: &[&str]) -> String {
+        let mut cmd = ns.command("vtysh");
+        cmd.arg("--vty_socket").arg(&self.base);
+        for c in commands {
+            cmd.arg("-c").arg(c);
+        }
+        cmd.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_else(|e| e.to_string())
+    }
+
+    pub fn kill9(&mut self) {
+        for p in self.pids.drain(..) {
+            let pid = std::fs::read_to_string(&p).ok().and_then(|s| s.trim().parse::<i32>().ok());
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Frr {
     fn drop(&mut self) {
         self.kill9();
     }
@@ -708,6 +787,121 @@ pub fn sync_story(out: &mut dyn Write) -> Result<SyncFigures> {
     )?;
     drop(rr);
     drop(nodes);
+    drop(servers);
+    f.took = tear_down(topo, started, out)?;
+    Ok(f)
+}
+
+/// What the FRR story measured.
+#[derive(Debug, Default)]
+pub struct FrrFigures {
+    /// The router's next hops once every node announced (node 1 by FRR, the others by BIRD).
+    pub hops_at_start: Vec<String>,
+    /// mh connections node 1 forwarded DR packets of, out of those opened.
+    pub forwarded_by_frr_node: u64,
+    /// `lb-daemon withdraw` on node 1: its next hop gone after; then `announce`: back after.
+    pub withdrawn_after: Option<Duration>,
+    pub hops_withdrawn: Vec<String>,
+    pub announced_after: Option<Duration>,
+    /// Node 1 killed (links down, kill -9 of lb-daemon and FRR): its next hop gone after.
+    pub loss_detected: Option<Duration>,
+    pub loss_mh: (usize, usize),
+    pub took: Duration,
+}
+
+/// Node 1 runs FRR (`configs/anycast/frr-lb.conf`) instead of BIRD beside the same
+/// lb-daemon; nodes 0 and 2 keep BIRD. The router (BIRD) must take node 1's announcement as
+/// the others', follow a withdraw and an announce there, and lose node 1's next hop within
+/// BFD's time when it dies, while mh connections keep working.
+pub fn frr_story(out: &mut dyn Write) -> Result<FrrFigures> {
+    let started = Instant::now();
+    let mut f = FrrFigures::default();
+    let topo = Topo::new()?;
+    let dir = TempDir::new("scale-out-frr");
+    let servers = start_servers(&topo)?;
+    let _router = Bird::start(&topo.router, &dir, "router-frr", &shipped("bird-router.conf")?)?;
+    let conf = lb_conf()?;
+    let mut birds = vec![start_node_with(&topo, &dir, 0, 200, &conf)?, start_node_with(&topo, &dir, 2, 200, &conf)?];
+    let cfg = TempConfig::new("scale-lb1-frr", &conf);
+    let pins = daemon::pin_dir("scale-1-frr");
+    let lb = Daemon::start(&topo.nodes[1], &cfg, &pins, &[]).context("lb-daemon on node 1")?;
+    let frr_conf = shipped("frr-lb.conf")?;
+    ensure!(frr_conf.contains("192.0.2.12"), "frr-lb.conf is not node 1's (192.0.2.12)");
+    let mut frr = Frr::start(&topo.nodes[1], &dir, "frr-lb1", &frr_conf)?;
+    let up = topo.wait_hops(NODES, Duration::from_secs(20));
+    f.hops_at_start = topo.next_hops();
+    writeln!(
+        out,
+        "FRR on node 1, BIRD on nodes 0 and 2: route {VIP} has {} next hops {:?} ({:.1} s after start)",
+        f.hops_at_start.len(),
+        f.hops_at_start,
+        started.elapsed().as_secs_f64()
+    )?;
+    if up.is_none() {
+        let frr_says = frr.show(
+            &topo.nodes[1],
+            &["show ip route table 100", "show bgp summary", "show bgp ipv4 unicast", "show bfd peers brief"],
+        );
+        let table = topo.nodes[1].ip(&["route", "show", "table", "100"]).unwrap_or_default();
+        let ctl = dir.path().join("router-frr.ctl");
+        let router = topo
+            .router
+            .command("birdc")
+            .arg("-s")
+            .arg(&ctl)
+            .args(["show", "route", "all", "for", VIP])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        bail!(
+            "the router never had {NODES} next hops: {:?}\nrouter:\n{router}\ntable 100 on node 1:\n{table}\nFRR:\n{frr_says}",
+            f.hops_at_start
+        );
+    }
+    let mut mh = Conns::open(&topo.client, 80, RR_CONNS)?;
+    f.forwarded_by_frr_node = lb_daemon::dataplane::bpf::read_stats(&pins)
+        .map(|s| s.global.0.get("reason_fwd_dr").copied().unwrap_or(0))
+        .unwrap_or(0);
+    writeln!(out, "{RR_CONNS} mh connections; DR packets forwarded by node 1: {}", f.forwarded_by_frr_node)?;
+
+    let control = |what: &str| -> Result<()> {
+        let o = Command::new(daemon::binary()?).arg(what).arg("--run-dir").arg(daemon::run_dir_for(&pins)).output()?;
+        ensure!(o.status.success(), "lb-daemon {what}: {}", String::from_utf8_lossy(&o.stderr));
+        Ok(())
+    };
+    let t = Instant::now();
+    control("withdraw")?;
+    f.withdrawn_after = topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t.elapsed());
+    f.hops_withdrawn = topo.next_hops();
+    let t = Instant::now();
+    control("announce")?;
+    f.announced_after = topo.wait_hops(NODES, Duration::from_secs(10)).map(|_| t.elapsed());
+    writeln!(
+        out,
+        "lb-daemon withdraw on node 1: next hops {:?} after {:?}; announce: {NODES} again after {:?}",
+        f.hops_withdrawn, f.withdrawn_after, f.announced_after
+    )?;
+
+    let t = Instant::now();
+    topo.nodes[1].sh("ip link set e0 down && ip link set e1 down")?;
+    lb.signal(Signal::SIGKILL)?;
+    frr.kill9();
+    f.loss_detected = topo.wait_hops(NODES - 1, Duration::from_secs(5)).map(|_| t.elapsed());
+    let before = mh.conns.len();
+    f.loss_mh = (mh.round(2), before);
+    writeln!(
+        out,
+        "node 1 killed (links down, kill -9 of lb-daemon and FRR): its next hop gone after {:?} (FRR's bfdd, 3 x 100 ms); \
+         mh connections that kept working {}/{} ({:.1}%)",
+        f.loss_detected,
+        f.loss_mh.0,
+        f.loss_mh.1,
+        pct(f.loss_mh.0, f.loss_mh.1)
+    )?;
+    drop(mh);
+    drop(frr);
+    drop(lb);
+    birds.clear();
     drop(servers);
     f.took = tear_down(topo, started, out)?;
     Ok(f)

@@ -15,8 +15,8 @@ use lb_tests::{
     prelude::*,
 };
 
-/// `bird -p -c FILE`: BIRD's own parser accepts the shipped configs; `lb-daemon -t` the node's
-/// keepalived.conf.
+/// `bird -p -c FILE`: BIRD's own parser accepts the shipped configs; `vtysh -C -f FILE` FRR's
+/// the node's frr.conf; `lb-daemon -t` the node's keepalived.conf.
 #[test]
 fn the_shipped_bird_configs_parse() {
     for f in ["bird-lb.conf", "bird-router.conf"] {
@@ -24,6 +24,14 @@ fn the_shipped_bird_configs_parse() {
         let out = Command::new("bird").arg("-p").arg("-c").arg(&path).output().expect("bird (apt package bird2)");
         assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    let frr = workspace_root().join("configs/anycast/frr-lb.conf");
+    let out = Command::new("vtysh").arg("-C").arg("-f").arg(&frr).output().expect("vtysh (apt package frr)");
+    assert!(
+        out.status.success(),
+        "frr-lb.conf: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lb = workspace_root().join("configs/anycast/lb.conf");
     let out = Command::new(daemon::binary().unwrap()).arg("-t").arg("-f").arg(&lb).output().unwrap();
     assert!(out.status.success(), "lb.conf: {}", String::from_utf8_lossy(&out.stderr));
@@ -113,4 +121,27 @@ fn with_connection_sync_rr_flows_survive_node_losses_and_a_return() {
     );
     assert!(text.contains("namespaces left: none"), "{text}");
     assert!(f.took < Duration::from_secs(60), "took {:?}", f.took);
+}
+
+/// FRR instead of BIRD on node 1 (`configs/anycast/frr-lb.conf`: zebra imports table 100,
+/// bgpd exports it over eBGP, bfdd watches the session), the same lb-daemon and router: the
+/// router takes node 1's announcement as the BIRD nodes', follows `lb-daemon withdraw` and
+/// `announce` there, and drops node 1's next hop within 1 s of its death, while mh
+/// connections keep working.
+#[test]
+fn frr_on_a_node_announces_withdraws_and_fails_over_as_bird_does() {
+    require_root();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut narration = Vec::new();
+    let result = anycast::frr_story(&mut narration);
+    let text = String::from_utf8_lossy(&narration).into_owned();
+    println!("{text}");
+    let f = result.unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+    assert!(f.hops_at_start.contains(&node_addr(1)) && f.hops_at_start.len() == NODES, "{text}");
+    assert!(f.forwarded_by_frr_node > 0, "no traffic through the FRR node:\n{text}");
+    assert!(f.withdrawn_after.is_some() && !f.hops_withdrawn.contains(&node_addr(1)), "{text}");
+    assert!(f.announced_after.is_some(), "not announced again:\n{text}");
+    assert!(f.loss_detected.is_some_and(|d| d < Duration::from_secs(1)), "next hop stayed: {:?}", f.loss_detected);
+    assert!(pct(f.loss_mh.0, f.loss_mh.1) >= 99.0, "mh: only {:?} survived the FRR node's loss", f.loss_mh);
+    assert!(text.contains("namespaces left: none"), "{text}");
 }

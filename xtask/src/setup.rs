@@ -26,7 +26,10 @@ const APT: &[(&str, &str)] = &[
     ("kmod", "modprobe in the VM"),
     ("keepalived", "the VRRP peer for interoperability tests"),
     ("bird2", "the BFD peer (tests/tests/bfd.rs) and the BGP speakers of tests/tests/scale_out.rs"),
-    ("frr", "bfdd: the BFD peer that signals AdminDown (tests/tests/bfd.rs)"),
+    (
+        "frr",
+        "bfdd: the BFD peer that signals AdminDown (tests/tests/bfd.rs); zebra, bgpd, bfdd as a node's speaker (tests/tests/scale_out.rs)",
+    ),
     ("ipvsadm", "reads IPVS state in the VM"),
     ("tcpdump", "what crosses the wire"),
     ("tshark", "reads `lb-daemon trace`'s pcap-ng packet comments (frame.comment)"),
