@@ -340,7 +340,17 @@ fn config_test(cli: &Cli) -> ExitCode {
     } else if cli.dump_conf {
         println!("{:#?}", loaded.config);
     }
-    let errors = loaded.errors().count();
+    // keepalived's -t looks the VRRP interfaces up on this host, and so does ours (not with
+    // `-C`, which runs no VRRP).
+    let exists = |name: &str| cli.check || nix::net::if_::if_nametoindex(name).is_ok();
+    let missing = config::validate::missing_interfaces(&loaded.config, exists);
+    for d in &missing {
+        eprintln!("{}", loaded.sources.render(d));
+    }
+    if !missing.is_empty() {
+        eprintln!("Non-existent interface specified in configuration");
+    }
+    let errors = loaded.errors().count() + missing.len();
     // What the daemon will disable at start, as keepalived does (its -t counts these as
     // errors; ours warns, as for keepalived's other warnings: tests/tests/corpus.rs).
     if let Ok(runner) = lb_daemon::script::Runner::new(&loaded.config.global) {

@@ -9,7 +9,15 @@ use std::{path::Path, process::Command, time::Duration};
 use lb_tests::prelude::*;
 
 fn config_test(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(daemon::binary().unwrap()).arg("-t").args(args).arg("-f").arg(file).output().unwrap();
+    answer(Command::new(daemon::binary().unwrap()).arg("-t").args(args).arg("-f").arg(file).output().unwrap())
+}
+
+/// `config_test` in `ns`: `-t` looks the VRRP instances' interfaces up, as keepalived's does.
+fn config_test_in(ns: &Netns, args: &[&str], file: &Path) -> (Option<i32>, String, String) {
+    answer(ns.command(daemon::binary().unwrap()).arg("-t").args(args).arg("-f").arg(file).output().unwrap())
+}
+
+fn answer(out: std::process::Output) -> (Option<i32>, String, String) {
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -17,14 +25,38 @@ fn config_test(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
     )
 }
 
+/// A namespace with an interface for each one the VRRP instances of `files` name.
+fn ns_with_interfaces_of(tag: &str, files: &[&Path]) -> Netns {
+    let names = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    for f in files {
+        let l = lb_daemon::config::load(f, lb_daemon::config::BackendKind::Auto).unwrap();
+        // Every name it asks about, answered "missing" so that it asks about all of them.
+        lb_daemon::config::validate::missing_interfaces(&l.config, |n| {
+            names.borrow_mut().insert(n.to_string());
+            false
+        });
+    }
+    let ns = Netns::new(tag).unwrap();
+    // veth pairs: this kernel has no dummy interfaces.
+    for (i, n) in names.into_inner().into_iter().enumerate() {
+        ns.sh(&format!("ip link add {n} type veth peer name peer{i} && ip link set {n} up")).unwrap();
+    }
+    ns
+}
+
 #[test]
 fn shipped_configs_pass_and_match_their_golden_model() {
     let root = workspace_root();
     let mut checked = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(root.join("configs")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(root.join("configs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
     entries.sort();
-    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "conf")) {
-        let (code, json, stderr) = config_test(&["--json"], &path);
+    let ns = ns_with_interfaces_of("kashipped", &entries.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+    for path in entries {
+        let (code, json, stderr) = config_test_in(&ns, &["--json"], &path);
         assert_eq!(code, Some(0), "{}: {stderr}", path.display());
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         golden(&root.join("tests/golden/configs").join(format!("{name}.json")), &json);
@@ -78,7 +110,8 @@ fn keyword_status_document_is_current() {
 fn keepalived_command_line_spellings() {
     let bin = daemon::binary().unwrap();
     let guide = workspace_root().join("configs/keepalived-guide.conf");
-    let out = Command::new(&bin).args(["-D", "-d", "-S", "2", "-n", "-t", "-f"]).arg(&guide).output().unwrap();
+    let ns = ns_with_interfaces_of("kaguide", &[&guide]);
+    let out = ns.command(&bin).args(["-D", "-d", "-S", "2", "-n", "-t", "-f"]).arg(&guide).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("virtual_servers"), "-d prints the model");
     let out = Command::new(&bin).arg("-v").output().unwrap();
@@ -88,8 +121,17 @@ fn keepalived_command_line_spellings() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a syslog facility"));
     // -P (VRRP only) and -C (checkers only) are accepted with a config test too.
     for flag in ["-P", "-C"] {
-        let out = Command::new(&bin).args([flag, "-t", "-f"]).arg(&guide).output().unwrap();
+        let out = ns.command(&bin).args([flag, "-t", "-f"]).arg(&guide).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // keepalived's -t looks the instances' interfaces up (eth0, eth1 here); -C runs no VRRP.
+    let out = Command::new(&bin).args(["-t", "-f"]).arg(&guide).output().unwrap();
+    let here = |n: &str| nix::net::if_::if_nametoindex(n).is_ok();
+    if !here("eth0") || !here("eth1") {
+        assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Non-existent interface specified in configuration"));
+        let out = Command::new(&bin).args(["-C", "-t", "-f"]).arg(&guide).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "-C: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -291,7 +333,7 @@ fn templates_mean_what_keepalived_makes_of_them() {
     for (id, verdict, priority) in [("main", 0, Some(150)), ("backup", 0, Some(100)), ("other", 5, None)] {
         let theirs = ns.command("keepalived").args(["-t", "-i", id, "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(verdict), "keepalived -i {id}: {theirs:?}");
-        let (code, out, err) = config_test(&["-i", id, "--json"], &file);
+        let (code, out, err) = config_test_in(&ns, &["-i", id, "--json"], &file);
         assert_eq!(code, Some(verdict), "-i {id}: {err}");
         let Some(priority) = priority else {
             assert!(err.contains("keepalived.conf:12:"), "the error is on the line as written: {err}");
@@ -329,7 +371,7 @@ fn one_address_in_two_instances_passes_as_in_keepalived() {
     ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up").unwrap();
     let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
     assert_eq!(theirs.status.code(), Some(0), "{theirs:?}");
-    let (code, _, err) = config_test(&[], &file);
+    let (code, _, err) = config_test_in(&ns, &[], &file);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("warning: virtual address 192.0.2.10 is also in vrrp_instance A"), "{err}");
 }

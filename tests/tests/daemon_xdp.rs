@@ -255,6 +255,23 @@ fn config_errors_and_a_missing_object_are_clear() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot read eBPF object /nonexistent/lb-ebpf.o"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // An instance on an interface this host lacks: keepalived's VRRP process stops at start
+    // ("Non-existent interface specified in configuration"), and so does the daemon, having
+    // attached nothing; with -C (no VRRP) it would run.
+    let ns = Netns::new("nosuchif").unwrap();
+    let text = format!(
+        "vrrp_instance VI_1 {{\n interface lbnosuch0\n virtual_router_id 51\n priority 100\n \
+         virtual_ipaddress {{\n  192.0.2.100/24\n }}\n}}\n{CONFIG}"
+    );
+    let missing = TempConfig::new("nosuchif", &text);
+    let pins = daemon::pin_dir("nosuchif");
+    let out = ns.command(&bin).arg("-f").arg(&missing).arg("--pin-dir").arg(&pins).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interface lbnosuch0 for vrrp_instance VI_1 doesn't exist"), "{stderr}");
+    assert!(stderr.contains("Non-existent interface specified in configuration"), "{stderr}");
+    assert!(!pins.join("lb_meta").exists(), "nothing pinned");
 }
 
 /// SIGUSR1 / SIGUSR2 / SIGRTMIN+2 write the data, stats and JSON dumps into the run

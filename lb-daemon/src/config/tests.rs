@@ -551,6 +551,29 @@ fn bind_if_names_an_interface_and_link_local_probes_need_one() {
     assert!(e.contains("link local address fe80::2 requires a bind_if"), "{e}");
 }
 
+/// keepalived's interface checks (`missing_interfaces`, with the host's answer injected):
+/// an instance's interface, its tracked interfaces and its addresses' `dev`, each located.
+#[test]
+fn vrrp_interfaces_the_host_lacks_are_located_errors() {
+    let l = parse_str(
+        "t.conf",
+        "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n track_interface {\n  eth9\n  eth0\n }\n \
+         virtual_ipaddress {\n  192.0.2.10/24 dev eth8\n  192.0.2.11/24\n }\n}\n",
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let all = validate::missing_interfaces(&l.config, |_| false);
+    assert_eq!(all.len(), 4, "interface, two tracked, one dev");
+    let d = validate::missing_interfaces(&l.config, |n| n == "eth0");
+    let text: Vec<String> = d.iter().map(|d| l.sources.render(d)).collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(text[0].starts_with("t.conf:6:3: error: (VI_1) tracked interface eth9 doesn't exist"), "{}", text[0]);
+    assert!(
+        text[1].starts_with("t.conf:10:3: error: interface eth8 for ip address 192.0.2.10/24 doesn't exist"),
+        "{}",
+        text[1]
+    );
+}
+
 /// A dozen kinds of broken config, each with its exact location and message.
 #[test]
 fn bad_configs_are_located() {

@@ -190,6 +190,33 @@ fn track_process(cfg: &Config, list: &[super::model::Tracked], d: &mut Vec<Diagn
     }
 }
 
+/// The interfaces a VRRP configuration names that `exists` says this host lacks, in
+/// keepalived's words: an instance's `interface`, its `track_interface`s and its addresses'
+/// `dev`. keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
+/// interface specified in configuration") and keepalived with it (no `dynamic_interfaces`
+/// here). Errors: the caller decides whether the VRRP half runs at all (`-C` does not).
+pub fn missing_interfaces(cfg: &Config, exists: impl Fn(&str) -> bool) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    for v in &cfg.vrrp_instances {
+        if let Some(i) = v.interface.as_deref().filter(|i| !exists(i)) {
+            d.push(Diagnostic::error(v.span, format!("interface {i} for vrrp_instance {} doesn't exist", v.name)));
+        }
+        for t in v.track_interface.iter().filter(|t| !exists(&t.name)) {
+            d.push(Diagnostic::error(t.span, format!("({}) tracked interface {} doesn't exist", v.name, t.name)));
+        }
+        let addrs = v.virtual_ipaddress.iter().chain(&v.virtual_ipaddress_excluded);
+        for a in addrs {
+            if let Some(dev) = a.dev.as_deref().filter(|i| !exists(i)) {
+                d.push(Diagnostic::error(
+                    a.span,
+                    format!("interface {dev} for ip address {}/{} doesn't exist", a.addr, a.prefix),
+                ));
+            }
+        }
+    }
+    d
+}
+
 /// keepalived's validate_check_config, with its warnings. For a service named by address (an
 /// address and port, or a group with address ranges): no `protocol` means UDP (the kernel's
 /// choice for protocol 0, which keepalived makes explicit), `ops` only with UDP, and port 0

@@ -169,6 +169,9 @@ impl Shell {
         tokio::sync::mpsc::Receiver<control::Incoming>,
     )> {
         let loaded = read_config(&opts.config, opts.backend)?;
+        if opts.subsystems.vrrp() {
+            startup::check_interfaces(&loaded)?;
+        }
         for w in not_acted_on(&loaded) {
             warn!("{w}");
         }
@@ -421,7 +424,10 @@ impl Shell {
         tell_systemd(&[NotifyState::Reloading]);
         let started = Instant::now();
         // An invalid config leaves the running one untouched.
-        match read_config(&self.opts.config, self.opts.backend) {
+        let vrrp = self.opts.subsystems.vrrp();
+        let checked = read_config(&self.opts.config, self.opts.backend)
+            .and_then(|l| if vrrp { startup::check_interfaces(&l).map(|()| l) } else { Ok(l) });
+        match checked {
             Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
             Ok(loaded) => match crate::script::Runner::new(&loaded.config.global) {
                 Err(e) => error!("reload refused, keeping the running configuration: {e}"),

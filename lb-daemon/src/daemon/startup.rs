@@ -57,6 +57,18 @@ pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
     Ok(loaded)
 }
 
+/// keepalived's refusal of a VRRP configuration naming interfaces this host lacks
+/// (`config::validate::missing_interfaces`): an error naming each, with its location.
+pub fn check_interfaces(loaded: &Loaded) -> Result<()> {
+    let exists = |name: &str| nix::net::if_::if_nametoindex(name).is_ok();
+    let missing = config::validate::missing_interfaces(&loaded.config, exists);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let each: Vec<String> = missing.iter().map(|d| loaded.sources.render(d)).collect();
+    bail!("Non-existent interface specified in configuration:\n{}", each.join("\n"))
+}
+
 /// Every interface in this network namespace except loopback: a keepalived.conf says nothing
 /// about XDP, and a load balancer forwards between all its links.
 pub fn default_interfaces() -> Result<Vec<String>> {
