@@ -817,6 +817,36 @@ mod tests {
         assert_eq!(describe_codes(&u), "301-302,503");
     }
 
+    /// BFD_CHECK's `alpha` (keepalived's check_bfd.c `bfd_alpha_handler`): the real server
+    /// starts down and stays so until its session's first event says up; without it, up
+    /// until an event says down. An event decides either way.
+    #[test]
+    fn bfd_check_alpha_starts_the_real_server_down_until_the_session_is_up() {
+        let conf = |alpha: &str| {
+            format!(
+                "bfd_instance B1 {{\n neighbor_ip 192.0.2.2\n}}\nvirtual_server 203.0.113.10 80 {{\n protocol TCP\n \
+                 real_server 198.51.100.11 80 {{\n  BFD_CHECK {{\n   name B1\n{alpha}  }}\n }}\n}}\n"
+            )
+        };
+        let initially = |alpha: &str| {
+            let l = crate::config::parse_str("t.conf", &conf(alpha));
+            assert!(!l.has_errors(), "{}", l.render());
+            let specs = specs(&l.config, &Runner::new(&l.config.global).unwrap());
+            let spec = specs.values().next().unwrap();
+            assert!(matches!(spec.probe, Probe::Bfd { .. }));
+            spec.initially_up
+        };
+        let (with, without) = (initially("   alpha\n"), initially(""));
+        assert_eq!((with, without), (false, true));
+        assert!(!bfd_verdict(None, with) && bfd_verdict(Some(true), with));
+        assert!(bfd_verdict(None, without) && !bfd_verdict(Some(false), without));
+        // And in the health the data plane follows: registered down, so not scheduled.
+        let mut health = crate::check::health::Health::default();
+        let id = CheckId { service: "203.0.113.10:80/tcp".into(), real: "198.51.100.11:80".parse().unwrap(), index: 0 };
+        health.register(id, with);
+        assert!(!health.real("203.0.113.10:80/tcp", "198.51.100.11:80".parse().unwrap()).up);
+    }
+
     #[test]
     fn specs_follow_keepalived_defaults() {
         let l = crate::config::parse_str(

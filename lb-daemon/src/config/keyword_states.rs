@@ -343,6 +343,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("real_server", "BFD_CHECK", &["tests/tests/bfd.rs::bfd_check_takes_a_real_server_out_and_back"]),
     ("BFD_CHECK", "name", &["tests/tests/bfd.rs::bfd_check_takes_a_real_server_out_and_back"]),
     (
+        "BFD_CHECK",
+        "alpha",
+        &["lb-daemon/src/check/mod.rs::bfd_check_alpha_starts_the_real_server_down_until_the_session_is_up"],
+    ),
+    (
         "top level",
         "vrrp_track_process",
         &["tests/tests/vrrp.rs::track_process_quorum_from_process_events_moves_mastership"],
