@@ -342,8 +342,9 @@ fn config_test(cli: &Cli) -> ExitCode {
     }
     // keepalived's -t looks the VRRP interfaces up on this host, and so does ours (not with
     // `-C`, which runs no VRRP).
-    let exists = |name: &str| cli.check || nix::net::if_::if_nametoindex(name).is_ok();
-    let missing = config::validate::missing_interfaces(&loaded.config, exists);
+    let host = lb_daemon::daemon::host_interface();
+    let look = |name: &str| if cli.check { config::validate::Iface::Present } else { host(name) };
+    let missing = config::validate::missing_interfaces(&loaded.config, look);
     for d in &missing {
         eprintln!("{}", loaded.sources.render(d));
     }

@@ -33,7 +33,7 @@ fn ns_with_interfaces_of(tag: &str, files: &[&Path]) -> Netns {
         // Every name it asks about, answered "missing" so that it asks about all of them.
         lb_daemon::config::validate::missing_interfaces(&l.config, |n| {
             names.borrow_mut().insert(n.to_string());
-            false
+            lb_daemon::config::validate::Iface::Missing
         });
     }
     let ns = Netns::new(tag).unwrap();

@@ -561,9 +561,10 @@ fn vrrp_interfaces_the_host_lacks_are_located_errors() {
          virtual_ipaddress {\n  192.0.2.10/24 dev eth8\n  192.0.2.11/24\n }\n}\n",
     );
     assert!(!l.has_errors(), "{}", l.render());
-    let all = validate::missing_interfaces(&l.config, |_| false);
+    use validate::Iface;
+    let all = validate::missing_interfaces(&l.config, |_| Iface::Missing);
     assert_eq!(all.len(), 4, "interface, two tracked, one dev");
-    let d = validate::missing_interfaces(&l.config, |n| n == "eth0");
+    let d = validate::missing_interfaces(&l.config, |n| if n == "eth0" { Iface::Present } else { Iface::Missing });
     let text: Vec<String> = d.iter().map(|d| l.sources.render(d)).collect();
     assert_eq!(text.len(), 2, "{text:?}");
     assert!(text[0].starts_with("t.conf:6:3: error: (VI_1) tracked interface eth9 doesn't exist"), "{}", text[0]);
@@ -572,6 +573,10 @@ fn vrrp_interfaces_the_host_lacks_are_located_errors() {
         "{}",
         text[1]
     );
+    // keepalived ignores a loopback `interface`, leaving the instance without one.
+    let d = validate::missing_interfaces(&l.config, |n| if n == "eth0" { Iface::Loopback } else { Iface::Present });
+    assert_eq!(d.len(), 1);
+    assert!(l.sources.render(&d[0]).contains("error: (VI_1) cannot use a loopback interface (eth0) for vrrp"));
 }
 
 /// A dozen kinds of broken config, each with its exact location and message.

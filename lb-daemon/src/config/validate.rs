@@ -190,14 +190,29 @@ fn track_process(cfg: &Config, list: &[super::model::Tracked], d: &mut Vec<Diagn
     }
 }
 
-/// The interfaces a VRRP configuration names that `exists` says this host lacks, in
+/// What the host has under an interface name (`missing_interfaces` asks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Iface {
+    Missing,
+    Loopback,
+    Present,
+}
+
+/// The interfaces a VRRP configuration names that `look` says this host lacks, in
 /// keepalived's words: an instance's `interface`, its `track_interface`s and its addresses'
 /// `dev`. keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
 /// interface specified in configuration") and keepalived with it (no `dynamic_interfaces`
-/// here). Errors: the caller decides whether the VRRP half runs at all (`-C` does not).
-pub fn missing_interfaces(cfg: &Config, exists: impl Fn(&str) -> bool) -> Vec<Diagnostic> {
+/// here). An instance on the loopback is one too: keepalived ignores that interface ("cannot
+/// use a loopback interface"), and the instance then has none. Errors: the caller decides
+/// whether the VRRP half runs at all (`-C` does not).
+pub fn missing_interfaces(cfg: &Config, look: impl Fn(&str) -> Iface) -> Vec<Diagnostic> {
+    let exists = |name: &str| look(name) != Iface::Missing;
     let mut d = Vec::new();
     for v in &cfg.vrrp_instances {
+        if let Some(i) = v.interface.as_deref().filter(|i| look(i) == Iface::Loopback) {
+            let msg = format!("({}) cannot use a loopback interface ({i}) for vrrp", v.name);
+            d.push(Diagnostic::error(v.span, msg));
+        }
         if let Some(i) = v.interface.as_deref().filter(|i| !exists(i)) {
             d.push(Diagnostic::error(v.span, format!("interface {i} for vrrp_instance {} doesn't exist", v.name)));
         }

@@ -35,7 +35,7 @@ use crate::{
 use dump::Dump;
 use node::{Action, Event, Node, Tick};
 pub use node::{Subsystems, SyncConfig, not_acted_on, sync_config};
-pub use startup::{Options, default_interfaces, read_config};
+pub use startup::{Options, default_interfaces, host_interface, read_config};
 
 /// lc/wlc/lblc counts drift as flows expire unseen; the neighbour cache must keep the real
 /// servers (the XDP FIB lookup only finds what the kernel has resolved).

@@ -60,13 +60,26 @@ pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
 /// keepalived's refusal of a VRRP configuration naming interfaces this host lacks
 /// (`config::validate::missing_interfaces`): an error naming each, with its location.
 pub fn check_interfaces(loaded: &Loaded) -> Result<()> {
-    let exists = |name: &str| nix::net::if_::if_nametoindex(name).is_ok();
-    let missing = config::validate::missing_interfaces(&loaded.config, exists);
+    let missing = config::validate::missing_interfaces(&loaded.config, host_interface());
     if missing.is_empty() {
         return Ok(());
     }
     let each: Vec<String> = missing.iter().map(|d| loaded.sources.render(d)).collect();
     bail!("Non-existent interface specified in configuration:\n{}", each.join("\n"))
+}
+
+/// What this network namespace has under each interface name (read once, through netlink:
+/// `/sys` may show another namespace's).
+pub fn host_interface() -> impl Fn(&str) -> config::validate::Iface {
+    use config::validate::Iface;
+    let mut seen = std::collections::HashMap::new();
+    if let Ok(all) = nix::ifaddrs::getifaddrs() {
+        for a in all {
+            let lo = a.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK);
+            seen.insert(a.interface_name, if lo { Iface::Loopback } else { Iface::Present });
+        }
+    }
+    move |name: &str| seen.get(name).copied().unwrap_or(Iface::Missing)
 }
 
 /// Every interface in this network namespace except loopback: a keepalived.conf says nothing
