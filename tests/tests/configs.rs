@@ -155,7 +155,7 @@ fn keywords_that_change_traffic_are_refused_where_keepalived_acts_on_them() {
         let file = dir.file("keepalived.conf", text);
         let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(0), "keepalived 2.2.7 accepts {word}: {theirs:?}");
-        let (code, _, err) = config_test(&[], &file);
+        let (code, _, err) = config_test_in(&ns, &[], &file);
         assert_eq!(code, Some(5), "{word}: {err}");
         assert!(err.contains(&format!("`{word}` in")) && err.contains("changes who gets traffic"), "{err}");
     }
@@ -266,13 +266,13 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
         let file = dir.file("keepalived.conf", &text);
         let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(verdict), "keepalived 2.2.7, {what}: {theirs:?}");
-        let (code, _, err) = config_test(&["--backend", "ipvs"], &file);
+        let (code, _, err) = config_test_in(&ns, &["--backend", "ipvs"], &file);
         assert_eq!(code, Some(verdict), "{what}: {err}");
         if verdict != 0 {
             assert!(err.contains("keepalived.conf:"), "{what}: the error is located: {err}");
             continue;
         }
-        let (code, _, err) = config_test(&["--backend", "bpf"], &file);
+        let (code, _, err) = config_test_in(&ns, &["--backend", "bpf"], &file);
         match bpf_refusal {
             Some(why) => {
                 assert_eq!(code, Some(5), "{what}: {err}");
@@ -302,7 +302,7 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
         let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
         let their_err = String::from_utf8_lossy(&theirs.stderr);
         assert!(theirs.status.code() == Some(5) && their_err.contains(words), "keepalived 2.2.7, {what}: {theirs:?}");
-        let (code, _, err) = config_test(&["--backend", "ipvs"], &file);
+        let (code, _, err) = config_test_in(&ns, &["--backend", "ipvs"], &file);
         assert_eq!(code, Some(0), "{what}: {err}");
         assert!(err.contains("warning") && err.contains(words), "{what}: {err}");
     }
@@ -311,7 +311,7 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
     let file = dir.file("keepalived.conf", &vs(" lb_kind TUN", "  lvs_method TUN type gue port 6080"));
     let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
     assert_eq!(theirs.status.code(), Some(0), "keepalived 2.2.7 accepts a GUE tunnel: {theirs:?}");
-    let (code, _, err) = config_test(&["--backend", "ipvs"], &file);
+    let (code, _, err) = config_test_in(&ns, &["--backend", "ipvs"], &file);
     assert_eq!(code, Some(5), "{err}");
     assert!(err.contains("keepalived.conf:") && err.contains("only IPIP tunnels"), "{err}");
 }
@@ -401,7 +401,7 @@ fn scheduler_flags_get_keepalived_s_verdict() {
         let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(verdict), "keepalived 2.2.7 on {body:?}: {theirs:?}");
         for backend in ["bpf", "ipvs"] {
-            let (code, out, err) = config_test(&["--backend", backend, "--json"], &file);
+            let (code, out, err) = config_test_in(&ns, &["--backend", backend, "--json"], &file);
             assert_eq!(code, Some(verdict), "{body:?} --backend {backend}: {err}");
             if let Some(flags) = flags {
                 let model: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -440,7 +440,7 @@ fn a_real_server_without_a_port_gets_keepalived_s_verdict() {
         let file = dir.file("keepalived.conf", text);
         let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(0), "keepalived 2.2.7 accepts {text:?}: {theirs:?}");
-        let (code, out, err) = config_test(&["--backend", backend, "--json"], &file);
+        let (code, out, err) = config_test_in(&ns, &["--backend", backend, "--json"], &file);
         assert_eq!(code, Some(0), "{text:?}: {err}");
         let model: serde_json::Value = serde_json::from_str(&out).unwrap();
         let addr = model["virtual_servers"][0]["real_servers"][0]["addr"].as_str().unwrap().to_string();
@@ -474,7 +474,7 @@ fn route_forms_get_keepalived_s_verdict() {
         let file = dir.file("keepalived.conf", &format!("static_routes {{\n {route}\n}}\n"));
         let theirs = ns.command("keepalived").args(["-t", "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(verdict), "keepalived 2.2.7 on {route:?}: {theirs:?}");
-        let (code, _, err) = config_test(&[], &file);
+        let (code, _, err) = config_test_in(&ns, &[], &file);
         assert_eq!(code, Some(ours), "{route:?}: {err}");
         if ours != 0 {
             assert!(err.contains("keepalived.conf:2:"), "located: {err}");

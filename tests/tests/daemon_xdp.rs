@@ -492,8 +492,8 @@ fn a_full_or_read_only_run_directory_costs_only_the_dump() {
 }
 
 /// keepalived's `startup_script` and `shutdown_script` (global_defs): the startup script
-/// runs before anything starts (it finds no pinned maps) and is waited for, and what it
-/// leaves running stays; the shutdown script runs once everything has stopped (the maps are
+/// runs before anything starts (it finds no pinned maps; the interface it makes serves the
+/// VRRP instance) and is waited for, and what it leaves running stays; the shutdown script runs once everything has stopped (the maps are
 /// unpinned), as the configuration then running names it (a reload changed it). A startup
 /// script past `startup_script_timeout` is killed, and the daemon starts all the same.
 #[test]
@@ -513,14 +513,26 @@ fn startup_and_shutdown_scripts_run_around_the_daemon() {
         format!("if [ -e {} ]; then echo pinned; else echo none; fi > {}", services.display(), out.display())
     };
     let (up, child, down, other) = (dir.join("up"), dir.join("child"), dir.join("down"), dir.join("other"));
+    // It also makes the interface the VRRP instance names: keepalived's children read the
+    // configuration (and look its interfaces up) once it has run.
     let start = script(
         "start.sh",
-        &format!("{}\nsleep 300 &\necho $! > {}\nsleep 1\necho waited >> {}", seen(&up), child.display(), up.display()),
+        &format!(
+            "{}\nip link add lbstart0 type veth peer name lbstart1 && ip link set lbstart0 up\nsleep 300 &\n\
+             echo $! > {}\nsleep 1\necho waited >> {}",
+            seen(&up),
+            child.display(),
+            up.display()
+        ),
     );
     let stop = script("stop.sh", &seen(&down));
     let stop2 = script("stop2.sh", &seen(&other));
+    let instance = "vrrp_instance VI_1 {\n    interface lbstart0\n    virtual_router_id 61\n    priority 100\n    \
+                    virtual_ipaddress {\n        192.0.2.61/32\n    }\n}\n";
     let conf = |shutdown: &str, extra: &str| {
-        format!("global_defs {{\n    startup_script {start}\n    shutdown_script {shutdown}\n{extra}}}\n{CONFIG}")
+        format!(
+            "global_defs {{\n    startup_script {start}\n    shutdown_script {shutdown}\n{extra}}}\n{instance}{CONFIG}"
+        )
     };
     let config = dir.file("keepalived.conf", &conf(&stop, ""));
     let mut d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();

@@ -244,6 +244,12 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
         };
         if vs.persistence_granularity.is_none() {
             ctx.error(w.span, format!("`{}` is not a netmask or a prefix length", w.text));
+            return;
+        }
+        // keepalived's pgr_handler: a granularity makes the service persistent (360 s) when
+        // no timeout is set yet.
+        if vs.persistence_timeout.unwrap_or(0) == 0 {
+            vs.persistence_timeout = Some(360);
         }
     }),
     // keepalived truncates a longer name with a config error (IP_VS_PENAME_MAXLEN: 16).

@@ -577,6 +577,28 @@ fn vrrp_interfaces_the_host_lacks_are_located_errors() {
     let d = validate::missing_interfaces(&l.config, |n| if n == "eth0" { Iface::Loopback } else { Iface::Present });
     assert_eq!(d.len(), 1);
     assert!(l.sources.render(&d[0]).contains("error: (VI_1) cannot use a loopback interface (eth0) for vrrp"));
+    // Routes (and their next hops), rules, static addresses and a sync group's tracking.
+    let l = parse_str(
+        "t.conf",
+        "static_ipaddress {\n 192.0.2.20/24 dev eth7\n}\nstatic_routes {\n 198.51.100.0/24 via 192.0.2.1 dev eth6\n}\n\
+         static_rules {\n from 192.0.2.0/24 iif eth5 table 100\n}\n\
+         vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n \
+         virtual_ipaddress {\n  192.0.2.10/24\n }\n virtual_routes {\n  203.0.113.0/24 nexthop via 192.0.2.1 dev eth4\n }\n}\n\
+         vrrp_sync_group G {\n group {\n  VI_1\n }\n track_interface {\n  eth3\n }\n}\n",
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let d = validate::missing_interfaces(&l.config, |n| if n == "eth0" { Iface::Present } else { Iface::Missing });
+    let text: Vec<String> = d.iter().map(|d| l.sources.render(d)).collect();
+    for want in [
+        "(G) tracked interface eth3 doesn't exist",
+        "interface eth4 for route 203.0.113.0/24 doesn't exist",
+        "interface eth5 for rule doesn't exist",
+        "interface eth6 for route 198.51.100.0/24 doesn't exist",
+        "interface eth7 for ip address 192.0.2.20/24 doesn't exist",
+    ] {
+        assert!(text.iter().any(|t| t.contains(want)), "{want} in {text:#?}");
+    }
+    assert_eq!(text.len(), 5, "{text:#?}");
 }
 
 /// A dozen kinds of broken config, each with its exact location and message.

@@ -199,8 +199,9 @@ pub enum Iface {
 }
 
 /// The interfaces a VRRP configuration names that `look` says this host lacks, in
-/// keepalived's words: an instance's `interface`, its `track_interface`s and its addresses'
-/// `dev`. keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
+/// keepalived's words: an instance's `interface`, its and its sync group's
+/// `track_interface`s, the `dev` of its addresses and routes (next hops too) and the
+/// `iif` / `oif` of its rules, and the same in the static blocks. keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
 /// interface specified in configuration") and keepalived with it (no `dynamic_interfaces`
 /// here). An instance on the loopback is one too: keepalived ignores that interface ("cannot
 /// use a loopback interface"), and the instance then has none. Errors: the caller decides
@@ -208,6 +209,15 @@ pub enum Iface {
 pub fn missing_interfaces(cfg: &Config, look: impl Fn(&str) -> Iface) -> Vec<Diagnostic> {
     let exists = |name: &str| look(name) != Iface::Missing;
     let mut d = Vec::new();
+    // A sync group's entries, which its members also carry (`sync_group_tracking`), are
+    // named once, as the group's.
+    let mut group_tracked = Vec::new();
+    for g in &cfg.vrrp_sync_groups {
+        for t in g.track_interface.iter().filter(|t| !exists(&t.name)) {
+            d.push(Diagnostic::error(t.span, format!("({}) tracked interface {} doesn't exist", g.name, t.name)));
+            group_tracked.push(t.span);
+        }
+    }
     for v in &cfg.vrrp_instances {
         if let Some(i) = v.interface.as_deref().filter(|i| look(i) == Iface::Loopback) {
             let msg = format!("({}) cannot use a loopback interface ({i}) for vrrp", v.name);
@@ -216,20 +226,42 @@ pub fn missing_interfaces(cfg: &Config, look: impl Fn(&str) -> Iface) -> Vec<Dia
         if let Some(i) = v.interface.as_deref().filter(|i| !exists(i)) {
             d.push(Diagnostic::error(v.span, format!("interface {i} for vrrp_instance {} doesn't exist", v.name)));
         }
-        for t in v.track_interface.iter().filter(|t| !exists(&t.name)) {
+        for t in v.track_interface.iter().filter(|t| !exists(&t.name) && !group_tracked.contains(&t.span)) {
             d.push(Diagnostic::error(t.span, format!("({}) tracked interface {} doesn't exist", v.name, t.name)));
         }
         let addrs = v.virtual_ipaddress.iter().chain(&v.virtual_ipaddress_excluded);
-        for a in addrs {
-            if let Some(dev) = a.dev.as_deref().filter(|i| !exists(i)) {
-                d.push(Diagnostic::error(
-                    a.span,
-                    format!("interface {dev} for ip address {}/{} doesn't exist", a.addr, a.prefix),
-                ));
-            }
+        placed(addrs, &v.virtual_routes, &v.virtual_rules, &exists, &mut d);
+    }
+    placed(cfg.static_ipaddress.iter(), &cfg.static_routes, &cfg.static_rules, &exists, &mut d);
+    d
+}
+
+/// `missing_interfaces` for one set of addresses, routes and rules.
+fn placed<'a>(
+    addrs: impl Iterator<Item = &'a super::model::IpAddress>,
+    routes: &[super::model::Route],
+    rules: &[super::Rule],
+    exists: &impl Fn(&str) -> bool,
+    d: &mut Vec<Diagnostic>,
+) {
+    for a in addrs {
+        if let Some(dev) = a.dev.as_deref().filter(|i| !exists(i)) {
+            let msg = format!("interface {dev} for ip address {}/{} doesn't exist", a.addr, a.prefix);
+            d.push(Diagnostic::error(a.span, msg));
         }
     }
-    d
+    for r in routes {
+        let devs = r.dev.iter().chain(r.nexthops.iter().filter_map(|h| h.dev.as_ref()));
+        for dev in devs.filter(|i| !exists(i)) {
+            let msg = format!("interface {dev} for route {}/{} doesn't exist", r.dest, r.prefix);
+            d.push(Diagnostic::error(r.span, msg));
+        }
+    }
+    for r in rules {
+        for dev in r.iif.iter().chain(&r.oif).filter(|i| !exists(i)) {
+            d.push(Diagnostic::error(r.span, format!("interface {dev} for rule doesn't exist")));
+        }
+    }
 }
 
 /// keepalived's validate_check_config, with its warnings. For a service named by address (an
@@ -700,7 +732,8 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
             ServiceAddr::Fwmark(m) => format!("fwmark {m}"),
             ServiceAddr::Group(g) => format!("group {g}"),
         };
-        if seen.insert((vs.addr.clone(), vs.protocol.ip_proto()), ()).is_some() {
+        // keepalived drops a service without real servers before anything else looks at it.
+        if !vs.ignored() && seen.insert((vs.addr.clone(), vs.protocol.ip_proto()), ()).is_some() {
             d.push(Diagnostic::error(vs.span, format!("virtual_server {what} ({:?}) is defined twice", vs.protocol)));
         }
         if let ServiceAddr::Group(g) = &vs.addr

@@ -168,6 +168,19 @@ impl Shell {
         tokio::sync::mpsc::Receiver<check::health::Report>,
         tokio::sync::mpsc::Receiver<control::Incoming>,
     )> {
+        let run_dir = RunDir::open(&opts.run_dir)?;
+        control::check_free(run_dir.path())?;
+        // keepalived's parent runs the startup script before its children read the
+        // configuration and look its interfaces up: the script may make them (or write an
+        // included file), so the configuration is read again after it.
+        if let Ok(first) = crate::config::load(&opts.config, opts.backend)
+            && !first.has_errors()
+            && let Some(script) = &first.config.global.startup_script
+        {
+            let runner = crate::script::Runner::new(&first.config.global).context("global_defs script_user")?;
+            let timeout = first.config.global.startup_script_timeout;
+            run_around(&runner, "startup", Some(script), timeout).await;
+        }
         let loaded = read_config(&opts.config, opts.backend)?;
         if opts.subsystems.vrrp() {
             startup::check_interfaces(&loaded)?;
@@ -179,10 +192,6 @@ impl Shell {
             info!("configuration:\n{:#?}", loaded.config);
         }
         let runner = crate::script::Runner::new(&loaded.config.global).context("global_defs script_user")?;
-        let run_dir = RunDir::open(&opts.run_dir)?;
-        control::check_free(run_dir.path())?;
-        let g = &loaded.config.global;
-        run_around(&runner, "startup", g.startup_script.as_ref(), g.startup_script_timeout).await;
         let netlink = Netlink::new()?;
         let mut dp = if opts.subsystems.dataplane() {
             Some(startup::start_backend(&opts, &loaded.config)?)
@@ -630,14 +639,16 @@ impl Shell {
         if let Some(p) = self.punt.take() {
             p.stop().await;
         }
-        if let Some(dp) = self.dp.take() {
-            let removed = dp.shutdown()?;
-            info!("stopped; {removed}");
-        }
+        let torn_down = match self.dp.take() {
+            Some(dp) => dp.shutdown().map(|removed| info!("stopped; {removed}")),
+            None => Ok(()),
+        };
         let _ = std::fs::remove_file(self.run_dir.path().join(state::STATE_FILE));
         let _ = std::fs::remove_file(control::socket_path(self.run_dir.path()));
+        // Whatever the teardown did: keepalived runs it once its children have gone.
         let g = &self.node.config().global;
         run_around(self.notifier.runner(), "shutdown", g.shutdown_script.as_ref(), g.shutdown_script_timeout).await;
+        torn_down?;
         info!("Stopped lb-daemon v{}", env!("CARGO_PKG_VERSION"));
         Ok(())
     }

@@ -382,6 +382,27 @@ mod tests {
         assert_eq!((d[0].persist_timeout, d[1].persist_timeout), (0, 360));
     }
 
+    /// keepalived's pgr_handler: `persistence_granularity` without a timeout set before it
+    /// makes the service persistent for 360 s; one set after it wins.
+    #[test]
+    fn persistence_granularity_alone_is_persistence_for_360_s() {
+        let plan = |body: &str| {
+            let l = parse_str(
+                "t.conf",
+                &format!(
+                    "virtual_server 203.0.113.10 80 {{\n protocol TCP\n{body}\n real_server 198.51.100.11 80 {{\n }}\n}}\n"
+                ),
+            );
+            assert!(!l.has_errors(), "{}", l.render());
+            let (d, _) = desired(&l.config, &Health::default(), false);
+            (d[0].persist_timeout, d[0].persist_prefix)
+        };
+        assert_eq!(plan(" persistence_granularity 255.255.255.0"), (360, Some(24)));
+        assert_eq!(plan(" persistence_timeout 50\n persistence_granularity 24"), (50, Some(24)));
+        assert_eq!(plan(" persistence_granularity 24\n persistence_timeout 50"), (50, Some(24)));
+        assert_eq!(plan(""), (0, None));
+    }
+
     /// keepalived-guide.conf's case: an address both in a virtual server and in a later
     /// group's virtual server stays the first's; the group's other addresses are served.
     #[test]

@@ -47,6 +47,9 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Scans that start with a `msg::hello` when the sync starts (more than one: a datagram may
 /// be lost, or reach a node before its sync runs).
 const HELLO_SCANS: u32 = 3;
+/// At most one full resend for others' hellos in this long: a starting node sends three, and
+/// anyone on the link can send one (with no `lb_sync_auth_key`).
+const RESEND_EVERY: Duration = Duration::from_secs(5);
 
 /// What the sync has done since the daemon started, for `lb-daemon stats`.
 #[derive(Debug, Default)]
@@ -329,12 +332,14 @@ fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared
     let mut counter = auth::first_counter();
     let mut warn_every = Limited(None);
     let mut hellos_left = if hello { HELLO_SCANS } else { 0 };
+    let mut resent: Option<Instant> = None;
     let c = &shared.counters;
     while !stop.load(Relaxed) {
         let started = Instant::now();
-        if shared.resend.swap(false, Relaxed) {
+        if shared.resend.swap(false, Relaxed) && resent.is_none_or(|t| t.elapsed() >= RESEND_EVERY) {
             // Everything is new again: sent at this scan (and the next, past the limit).
             sent = xlate::Sent::default();
+            resent = Some(started);
         }
         // An entry deleted between the key walk and its lookup is skipped.
         let flows: Vec<(FlowKey, FlowValue)> = conntrack.iter().filter_map(|e| e.ok()).collect();

@@ -188,6 +188,10 @@ pub fn sent_from_here(v: &FlowValue) -> bool {
     if v.pad32 & FLOW_SYNCED == 0 {
         return true;
     }
+    // Applied by a daemon before applied times were kept (the flag alone): the origin's.
+    if v.pad32 == FLOW_SYNCED {
+        return false;
+    }
     let applied = u64::from(v.pad32 >> 1) * NS;
     v.last_ns > applied + NS
 }
@@ -418,6 +422,8 @@ mod tests {
         // Rescheduled here (a new entry, flag clear): this node's own flow now.
         let local = FlowValue { pad32: 0, ..again.value };
         assert!(sent_from_here(&local));
+        // Applied by an older daemon (the flag without its time): never taken as forwarded.
+        assert!(!sent_from_here(&FlowValue { pad32: FLOW_SYNCED, ..forwarded }));
     }
 
     #[test]
