@@ -114,6 +114,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         "both remove a MISC_CHECK whose user does not exist (its script then never runs, so no \
          security verdict); keepalived reports it as a config error, ours warns",
     ),
+    (
+        "static-address-no-default-interface",
+        4,
+        5,
+        "both refuse a static address without dev when default_interface (eth0) is missing; keepalived's \
+         error is fatal to its parser (4), ours an ordinary config error (5)",
+    ),
     // Not matched yet.
     (
         "vrrp-vmac-addr",

@@ -599,6 +599,14 @@ fn vrrp_interfaces_the_host_lacks_are_located_errors() {
         assert!(text.iter().any(|t| t.contains(want)), "{want} in {text:#?}");
     }
     assert_eq!(text.len(), 5, "{text:#?}");
+    // A static address without `dev`: on default_interface, keepalived's default eth0.
+    let l = parse_str("t.conf", "static_ipaddress {\n 192.0.2.20/24\n}\n");
+    let d = validate::missing_interfaces(&l.config, |_| Iface::Missing);
+    assert!(l.sources.render(&d[0]).contains("(eth0 does not)"), "{d:?}");
+    let l = parse_str("t.conf", "global_defs {\n default_interface v9\n}\nstatic_ipaddress {\n 192.0.2.20/24\n}\n");
+    assert!(
+        validate::missing_interfaces(&l.config, |n| if n == "v9" { Iface::Present } else { Iface::Missing }).is_empty()
+    );
 }
 
 /// A dozen kinds of broken config, each with its exact location and message.

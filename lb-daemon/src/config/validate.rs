@@ -201,7 +201,8 @@ pub enum Iface {
 /// The interfaces a VRRP configuration names that `look` says this host lacks, in
 /// keepalived's words: an instance's `interface`, its and its sync group's
 /// `track_interface`s, the `dev` of its addresses and routes (next hops too) and the
-/// `iif` / `oif` of its rules, and the same in the static blocks. keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
+/// `iif` / `oif` of its rules, and the same in the static blocks (a static address without
+/// `dev` on `default_interface`). keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
 /// interface specified in configuration") and keepalived with it (no `dynamic_interfaces`
 /// here). An instance on the loopback is one too: keepalived ignores that interface ("cannot
 /// use a loopback interface"), and the instance then has none. Errors: the caller decides
@@ -233,6 +234,15 @@ pub fn missing_interfaces(cfg: &Config, look: impl Fn(&str) -> Iface) -> Vec<Dia
         placed(addrs, &v.virtual_routes, &v.virtual_rules, &exists, &mut d);
     }
     placed(cfg.static_ipaddress.iter(), &cfg.static_routes, &cfg.static_rules, &exists, &mut d);
+    // A static address without `dev` goes on `default_interface` (keepalived's default eth0).
+    let default = cfg.global.default_interface.as_deref().unwrap_or("eth0");
+    for a in cfg.static_ipaddress.iter().filter(|a| a.dev.is_none() && !exists(default)) {
+        let msg = format!(
+            "Static address {}/{} requires either an interface or default interface must exist ({default} does not)",
+            a.addr, a.prefix
+        );
+        d.push(Diagnostic::error(a.span, msg));
+    }
     d
 }
 
