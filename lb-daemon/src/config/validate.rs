@@ -274,6 +274,30 @@ fn placed<'a>(
     }
 }
 
+/// How a service is named, as keepalived's validate_check_config asks: by address (an
+/// address and port, or a group with an address range), by firewall mark (a mark, or a group
+/// with one; a group may be both), and whether a port it is named by is 0.
+struct Naming {
+    by_address: bool,
+    by_mark: bool,
+    port_zero: bool,
+}
+
+fn naming(groups: &[super::model::VirtualServerGroup], addr: &ServiceAddr) -> Naming {
+    match addr {
+        ServiceAddr::Inet(sa) => Naming { by_address: true, by_mark: false, port_zero: sa.port() == 0 },
+        ServiceAddr::Fwmark(_) => Naming { by_address: false, by_mark: true, port_zero: false },
+        ServiceAddr::Group(g) => {
+            let members = groups.iter().find(|x| &x.name == g).map(|x| x.members.as_slice()).unwrap_or_default();
+            Naming {
+                by_address: members.iter().any(|m| matches!(m, GroupMember::Range { .. })),
+                by_mark: members.iter().any(|m| matches!(m, GroupMember::Fwmark(_))),
+                port_zero: members.iter().any(|m| matches!(m, GroupMember::Range { port: 0, .. })),
+            }
+        }
+    }
+}
+
 /// keepalived's validate_check_config, with its warnings. For a service named by address (an
 /// address and port, or a group with address ranges): no `protocol` means UDP (the kernel's
 /// choice for protocol 0, which keepalived makes explicit), `ops` only with UDP, and port 0
@@ -285,18 +309,7 @@ pub fn service_defaults(cfg: &mut Config) -> Vec<Diagnostic> {
     let mut d = Vec::new();
     let groups = &cfg.virtual_server_groups;
     for vs in cfg.virtual_servers.iter_mut().filter(|vs| !vs.ignored()) {
-        let group = match &vs.addr {
-            ServiceAddr::Group(g) => groups.iter().find(|x| &x.name == g),
-            _ => None,
-        };
-        let members = group.map(|g| g.members.as_slice()).unwrap_or_default();
-        let ranges = members.iter().any(|m| matches!(m, GroupMember::Range { .. }));
-        let marks = members.iter().any(|m| matches!(m, GroupMember::Fwmark(_)));
-        let (by_address, by_mark) = match &vs.addr {
-            ServiceAddr::Inet(_) => (true, false),
-            ServiceAddr::Fwmark(_) => (false, true),
-            ServiceAddr::Group(_) => (ranges, marks),
-        };
+        let Naming { by_address, by_mark, port_zero } = naming(groups, &vs.addr);
         if vs.ha_suspend && by_mark {
             let msg = format!(
                 "Virtual server {}: cannot use ha_suspend with fwmarks - clearing ha_suspend",
@@ -319,12 +332,7 @@ pub fn service_defaults(cfg: &mut Config) -> Vec<Diagnostic> {
                 vs.ops = false;
             }
         }
-        let zero_port = match &vs.addr {
-            ServiceAddr::Inet(sa) => sa.port() == 0,
-            ServiceAddr::Fwmark(_) => false,
-            ServiceAddr::Group(_) => members.iter().any(|m| matches!(m, GroupMember::Range { port: 0, .. })),
-        };
-        if zero_port && vs.persistence_timeout.unwrap_or(0) == 0 {
+        if port_zero && vs.persistence_timeout.unwrap_or(0) == 0 {
             let msg = format!(
                 "Virtual server {}: zero port only valid for persistent services - setting",
                 vs.keepalived_name()
@@ -332,7 +340,8 @@ pub fn service_defaults(cfg: &mut Config) -> Vec<Diagnostic> {
             d.push(Diagnostic::warning(vs.span, msg));
             vs.persistence_timeout = Some(360);
         }
-        if by_mark && !by_address && vs.protocol_set && group.is_some() {
+        // A `virtual_server fwmark` said so as it was read.
+        if by_mark && !by_address && vs.protocol_set && matches!(vs.addr, ServiceAddr::Group(_)) {
             let msg = format!(
                 "Warning: Virtual server {}: protocol specified for fwmark - protocol will be ignored",
                 vs.keepalived_name()
@@ -899,9 +908,7 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
             );
             ipvs_only(backend, vs.sorry_server_forward_span.unwrap_or(vs.span), msg, d);
         }
-        let fwmark = matches!(vs.addr, ServiceAddr::Fwmark(_))
-            || matches!(&vs.addr, ServiceAddr::Group(g) if cfg.virtual_server_groups.iter().any(|x| &x.name == g
-                && x.members.iter().any(|m| matches!(m, super::model::GroupMember::Fwmark(_)))));
+        let named = naming(&cfg.virtual_server_groups, &vs.addr);
         let mut unsupported = Vec::new();
         if !vs.scheduler.in_bpf() {
             unsupported.push(format!(
@@ -909,21 +916,13 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 vs.scheduler.name()
             ));
         }
-        if fwmark {
+        if named.by_mark {
             unsupported.push("firewall marks (XDP runs before netfilter sets them)".to_string());
         }
         if vs.ops {
             unsupported.push("one-packet scheduling (ops)".to_string());
         }
-        let port0 = match &vs.addr {
-            ServiceAddr::Inet(sa) => sa.port() == 0,
-            ServiceAddr::Fwmark(_) => false,
-            ServiceAddr::Group(g) => cfg
-                .virtual_server_groups
-                .iter()
-                .any(|x| &x.name == g && x.members.iter().any(|m| matches!(m, GroupMember::Range { port: 0, .. }))),
-        };
-        if port0 {
+        if named.port_zero {
             unsupported.push("port 0 (IPVS matches every port there; XDP looks services up by port)".to_string());
         }
         if vs.protocol == super::model::Protocol::Sctp {
