@@ -49,7 +49,7 @@ impl std::fmt::Display for IfName {
 impl Origin {
     /// Marks `socket`'s packets and binds it to its interface, as far as either is set
     /// (before `bind`, as keepalived's socket_bind_connect does).
-    pub fn mark(&self, socket: socket2::SockRef<'_>) -> Result<(), ProbeError> {
+    pub fn apply(&self, socket: socket2::SockRef<'_>) -> Result<(), ProbeError> {
         if let Some(m) = self.mark.filter(|m| *m != 0) {
             socket.set_mark(m).map_err(|e| ProbeError::Connect(format!("setting fwmark {m}: {e}")))?;
         }
@@ -66,7 +66,7 @@ impl Origin {
 pub async fn connect(addr: SocketAddr, from: Origin) -> Result<TcpStream, ProbeError> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
         .map_err(|e| ProbeError::Connect(e.to_string()))?;
-    from.mark((&socket).into())?;
+    from.apply((&socket).into())?;
     if let Some(b) = from.bind {
         socket.set_reuseaddr(true).map_err(|e| ProbeError::Connect(e.to_string()))?;
         socket.bind(b).map_err(|e| ProbeError::Connect(format!("binding to {b}: {e}")))?;

@@ -79,7 +79,7 @@ pub fn connected(addr: SocketAddr, from: Origin) -> Result<tokio::net::UdpSocket
     let err = |e: std::io::Error| ProbeError::Connect(e.to_string());
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
     recv_errors(&sock, addr.is_ipv6()).map_err(err)?;
-    from.mark((&sock).into())?;
+    from.apply((&sock).into())?;
     if let Some(b) = from.bind {
         sock.set_reuse_address(true).map_err(err)?;
         sock.bind(&b.into()).map_err(|e| ProbeError::Connect(format!("binding to {b}: {e}")))?;

@@ -227,7 +227,20 @@ fn put_addr(out: &mut Vec<u8>, a: IpAddr, v6: bool) {
 /// others would otherwise refresh its copies only at half their timeout). The kernel never
 /// sends one, and its backups take it as nothing.
 pub fn hello(sync_id: u8) -> Vec<u8> {
-    vec![0, sync_id, 0, HEADER_LEN as u8, 0, VERSION, 0, 0]
+    sized(header(sync_id), 0)
+}
+
+/// A version 1 header for `sync_id`, its size and count still zero.
+fn header(sync_id: u8) -> Vec<u8> {
+    vec![0, sync_id, 0, 0, 0, VERSION, 0, 0]
+}
+
+/// `message` with its size and entry count written into its header.
+fn sized(mut message: Vec<u8>, count: u8) -> Vec<u8> {
+    let len = message.len() as u16;
+    message[2..4].copy_from_slice(&len.to_be_bytes());
+    message[4] = count;
+    message
 }
 
 impl Message {
@@ -247,10 +260,7 @@ pub fn encode(sync_id: u8, entries: &[Entry], maxlen: usize) -> Vec<Vec<u8>> {
     let mut n = 0usize;
     let finish = |cur: &mut Vec<u8>, n: usize, out: &mut Vec<Vec<u8>>| {
         if n > 0 {
-            let len = cur.len() as u16;
-            cur[2..4].copy_from_slice(&len.to_be_bytes());
-            cur[4] = n as u8;
-            out.push(std::mem::take(cur));
+            out.push(sized(std::mem::take(cur), n as u8));
         }
     };
     for e in entries {
@@ -264,7 +274,7 @@ pub fn encode(sync_id: u8, entries: &[Entry], maxlen: usize) -> Vec<Vec<u8>> {
             n = 0;
         }
         if n == 0 {
-            cur = vec![0, sync_id, 0, 0, 0, VERSION, 0, 0];
+            cur = header(sync_id);
         }
         cur.push(if v6 { TYPE_INET6 } else { 0 });
         cur.push(e.protocol);
