@@ -129,12 +129,14 @@ fn hot_case(fx: &mut Fixture, what: &str, frame: &[u8], repeat: u32) -> Result<f
     Ok(ns)
 }
 
-/// Hot rounds of one case: per round, XDP_PASS, the program with its next-hop cache and the
-/// instance without (those two in alternating order, so neither always runs second).
+/// Hot rounds of one case: per round, XDP_PASS, the program with its next-hop cache, the
+/// instance without, and (`LB_BENCH_BASELINE_OBJECT`) another build of the program with its
+/// own cache, in an order that rotates between rounds (none always runs first or last).
 struct HotRounds {
     pass: Vec<f64>,
     cached: Vec<f64>,
     fib: Vec<f64>,
+    base: Vec<f64>,
 }
 
 impl HotRounds {
@@ -150,6 +152,16 @@ impl HotRounds {
     fn fib_over_pass(&self) -> Stats {
         self.over(&self.fib)
     }
+
+    /// The baseline build's figure, and how much slower it was than this build's, paired by
+    /// round (None without a baseline).
+    fn base_over_pass(&self) -> Option<(Stats, Stats)> {
+        if self.base.is_empty() {
+            return None;
+        }
+        let d: Vec<f64> = self.base.iter().zip(&self.cached).map(|(b, c)| b - c).collect();
+        Some((self.over(&self.base), stats(&d)))
+    }
 }
 
 /// `median [min, max]`.
@@ -157,27 +169,43 @@ fn shown(s: &Stats) -> String {
     format!("{:.0} [{:.0}, {:.0}]", s.median, s.min, s.max)
 }
 
+/// The program instances a hot round times.
+struct Instances<'a> {
+    fx: &'a mut Fixture,
+    fib: &'a mut Fixture,
+    base: Option<&'a mut Fixture>,
+}
+
 fn hot_rounds(
-    fx: &mut Fixture,
-    fib: &mut Fixture,
+    n: &mut Instances,
     what: &str,
     frame: &[u8],
     pass_frame: &[u8],
     repeat: u32,
     rounds: usize,
 ) -> Result<HotRounds> {
-    let mut r = HotRounds { pass: Vec::new(), cached: Vec::new(), fib: Vec::new() };
+    let mut r = HotRounds { pass: Vec::new(), cached: Vec::new(), fib: Vec::new(), base: Vec::new() };
+    let kinds = if n.base.is_some() { 3 } else { 2 };
     for i in 0..rounds {
-        r.pass.push(fx.time_repeat(PROG_BENCH_PASS, pass_frame, repeat)?.0);
-        if i % 2 == 0 {
-            r.cached.push(hot_case(fx, what, frame, repeat)?);
-            r.fib.push(hot_case(fib, &format!("{what} by the FIB"), frame, repeat)?);
-        } else {
-            r.fib.push(hot_case(fib, &format!("{what} by the FIB"), frame, repeat)?);
-            r.cached.push(hot_case(fx, what, frame, repeat)?);
+        r.pass.push(n.fx.time_repeat(PROG_BENCH_PASS, pass_frame, repeat)?.0);
+        for k in 0..kinds {
+            match (i + k) % kinds {
+                0 => r.cached.push(hot_case(n.fx, what, frame, repeat)?),
+                1 => r.fib.push(hot_case(n.fib, &format!("{what} by the FIB"), frame, repeat)?),
+                _ => {
+                    let base = n.base.as_deref_mut().context("no baseline instance")?;
+                    r.base.push(hot_case(base, &format!("{what} by the baseline object"), frame, repeat)?)
+                }
+            }
         }
     }
     Ok(r)
+}
+
+/// `LB_BENCH_BASELINE_OBJECT`: another build of `lb-xdp` (e.g. the previous commit's) to time
+/// in the same hot rounds, on the same maps, with its own next-hop cache.
+fn baseline_object() -> Option<std::path::PathBuf> {
+    std::env::var_os("LB_BENCH_BASELINE_OBJECT").map(Into::into)
 }
 
 /// Refuses to time the cached path unless the next-hop cache holds `n` real servers.
@@ -222,29 +250,46 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     } else {
         100_000
     });
-    let rounds = if quick { 3 } else { 7 };
+    // `LB_BENCH_HOT_ROUNDS` adds rounds (for a baseline comparison).
+    let rounds =
+        std::env::var("LB_BENCH_HOT_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick { 3 } else { 7 });
     // Like with like: a second instance of the program on the same maps has its own next-hop
     // cache, which nothing fills (its packets take the FIB lookup, as before the cache);
     // `fx` runs the daemon's cache thread.
     let mut fib = fx.share()?;
+    let base_path = baseline_object();
+    let mut base = base_path.as_deref().map(|p| fx.share_object(Some(p))).transpose()?;
     fx.start_nexthops()?;
+    if let Some(b) = base.as_mut() {
+        b.start_nexthops()?;
+    }
     set_real_macs(&ns, |_| LB_MAC)?;
     fx.apply(&[service(Scheduler::Rr, ForwardMethod::Dr, false)])?;
     require_cached(&fx, 2)?;
+    if let Some(b) = base.as_mut() {
+        b.follow_nexthops_of(&fx);
+        require_cached(b, 2)?;
+    }
     fx.run(&frame(false, 1, L4::TcpSyn { sport: 1024, dport: 80 }))?;
     let dr_ack = frame(false, 1, L4::TcpAck { sport: 1024, dport: 80 });
-    let dr = hot_rounds(&mut fx, &mut fib, "DR", &dr_ack, &syn4, hot_repeat, rounds)?;
+    let mut n = Instances { fx: &mut fx, fib: &mut fib, base: base.as_mut() };
+    let dr = hot_rounds(&mut n, "DR", &dr_ack, &syn4, hot_repeat, rounds)?;
     let (a, b) = (backend4(0), backend4(1));
     let one = |name: &str, vip: std::net::Ipv4Addr, real: std::net::Ipv4Addr| {
         tcp_service(name, vip.into(), 80, Scheduler::Rr, ForwardMethod::Nat, reals(&[real.into()]))
     };
     fx.apply(&[one("hot-a", a, b), one("hot-b", b, a)])?;
     require_cached(&fx, 2)?;
+    if let Some(b) = base.as_mut() {
+        b.follow_nexthops_of(&fx);
+        require_cached(b, 2)?;
+    }
     let to = |dst| v4(L2::Plain, CLIENT4, dst, L4::TcpSyn { sport: 1025, dport: 80 }, b"");
     fx.run(&to(a))?;
     fx.run(&to(b))?;
     let nat_ack = v4(L2::Plain, CLIENT4, a, L4::TcpAck { sport: 1025, dport: 80 }, b"");
-    let nat = hot_rounds(&mut fx, &mut fib, "NAT", &nat_ack, &syn4, hot_repeat, rounds)?;
+    let mut n = Instances { fx: &mut fx, fib: &mut fib, base: base.as_mut() };
+    let nat = hot_rounds(&mut n, "NAT", &nat_ack, &syn4, hot_repeat, rounds)?;
     set_real_macs(&ns, real_mac)?;
     let hot_pass = stats(&[dr.pass.clone(), nat.pass.clone()].concat()).median;
     writeln!(
@@ -253,7 +298,7 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
          the real servers' MAC is the load balancer's own so each output comes back to the same path, and NAT \
          alternates between two services that are each other's real server), {rounds} rounds, each timing \
          XDP_PASS, the program and a second instance of it on the same maps whose next-hop cache is empty (the FIB \
-         lookup, as before the cache), those two in alternating order; median over rounds of each round's \
+         lookup, as before the cache), in an order that rotates between rounds; median over rounds of each round's \
          difference to its XDP_PASS ({hot_pass:.0} ns), [min, max]:\n\n\
          | hot, IPv4, rr, established | lb (ns above XDP_PASS) | by the FIB, same rounds |\n|---|---:|---:|\n\
          | DR | **+{}** | +{} |\n| NAT | **+{}** | +{} |\n",
@@ -262,6 +307,29 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         shown(&nat.over_pass()),
         shown(&nat.fib_over_pass()),
     )?;
+    std::mem::drop(base);
+    let baseline = match (&base_path, dr.base_over_pass(), nat.base_over_pass()) {
+        (Some(path), Some((dr_base, dr_gain)), Some((nat_base, nat_gain))) => {
+            writeln!(
+                out,
+                "Baseline object `{}` in the same rounds (its own next-hop cache), ns above XDP_PASS, and how \
+                 much slower it was than this build, paired by round: DR +{} (by {}), NAT +{} (by {}).\n",
+                path.display(),
+                shown(&dr_base),
+                shown(&dr_gain),
+                shown(&nat_base),
+                shown(&nat_gain)
+            )?;
+            json!({
+                "object": path.display().to_string(),
+                "tracked_dr_over_pass_ns": dr_base.median, "tracked_nat_over_pass_ns": nat_base.median,
+                "dr_slower_than_ours_ns": [dr_gain.median, dr_gain.min, dr_gain.max],
+                "nat_slower_than_ours_ns": [nat_gain.median, nat_gain.min, nat_gain.max],
+                "method": "the same hot rounds; instance order rotates between rounds",
+            })
+        }
+        _ => serde_json::Value::Null,
+    };
     fx.apply(&[one_real_nat()])?;
     require_cached(&fx, 1)?;
     // In four blocks, cached / FIB / FIB / cached: whichever runs first meets colder caches.
@@ -364,8 +432,9 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         },
         "hot": {
             "repeat": hot_repeat, "rounds": rounds, "xdp_pass_ns": hot_pass,
-            "dr": { "pass_ns": dr.pass, "cached_ns": dr.cached, "by_fib_ns": dr.fib },
-            "nat": { "pass_ns": nat.pass, "cached_ns": nat.cached, "by_fib_ns": nat.fib },
+            "dr": { "pass_ns": dr.pass, "cached_ns": dr.cached, "by_fib_ns": dr.fib, "baseline_ns": dr.base },
+            "nat": { "pass_ns": nat.pass, "cached_ns": nat.cached, "by_fib_ns": nat.fib, "baseline_ns": nat.base },
+            "baseline": baseline,
         },
         "new_connection_ns": conn,
         "new_connection_by_fib_ns": conn_fib,

@@ -30,6 +30,35 @@ pub unsafe fn zeroed<T>() -> T {
     }
 }
 
+/// Copies an `N`-byte array in the widest accesses that fit (8, 4, 2, then 1 bytes): an array
+/// assignment is `N` byte copies on BPF, whatever the target allows. The accesses are
+/// unaligned, single instructions where the object allows misaligned accesses (xtask's
+/// `build.rs`); the verifier allows them on packet and map memory, not on the stack, so
+/// neither side may be a stack variable at an odd offset (xtask's `stack_align` checks).
+#[inline(always)]
+pub fn copy<const N: usize>(to: &mut [u8; N], from: &[u8; N]) {
+    let (t, f) = (to.as_mut_ptr(), from.as_ptr());
+    let mut i = 0;
+    // SAFETY (every access): within the `N` bytes of both arrays; unaligned accesses.
+    unsafe {
+        while i + 8 <= N {
+            t.add(i).cast::<u64>().write_unaligned(f.add(i).cast::<u64>().read_unaligned());
+            i += 8;
+        }
+        if i + 4 <= N {
+            t.add(i).cast::<u32>().write_unaligned(f.add(i).cast::<u32>().read_unaligned());
+            i += 4;
+        }
+        if i + 2 <= N {
+            t.add(i).cast::<u16>().write_unaligned(f.add(i).cast::<u16>().read_unaligned());
+            i += 2;
+        }
+        if i < N {
+            *t.add(i) = *f.add(i);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,6 +73,23 @@ mod tests {
     fn zeroed_is_all_zero() {
         let p: Plain = unsafe { zeroed() };
         assert_eq!((p.a, p.b), (0, [0; 16]));
+    }
+
+    #[test]
+    fn copy_copies_every_byte_at_every_width() {
+        fn check<const N: usize>() {
+            let from: [u8; N] = core::array::from_fn(|i| i as u8 + 1);
+            let mut to = [0u8; N];
+            copy(&mut to, &from);
+            assert_eq!(to, from);
+        }
+        check::<1>();
+        check::<2>();
+        check::<4>();
+        check::<6>();
+        check::<7>();
+        check::<16>();
+        check::<23>();
     }
 
     #[test]

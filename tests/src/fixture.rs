@@ -202,7 +202,13 @@ impl Fixture {
     /// A second instance of the program on the same (pinned) maps, as a restarted daemon
     /// would have: for running packets on one thread while another reprograms.
     pub fn share(&self) -> Result<Self> {
-        let object = lb_daemon::dataplane::object::load(None)?;
+        self.share_object(None)
+    }
+
+    /// `share` with the program of another object (`None`: the usual one), for timing two
+    /// builds of the program against each other on the same maps.
+    pub fn share_object(&self, path: Option<&std::path::Path>) -> Result<Self> {
+        let object = lb_daemon::dataplane::object::load(path)?;
         let dp = BpfDataplane::load(&object, &self.pin_dir, Sizes { conntrack: 4096 })?;
         Ok(Self { dp, pin_dir: self.pin_dir.clone(), netns: self.netns.clone(), owns_pins: false, bench: None })
     }
@@ -219,6 +225,11 @@ impl Fixture {
             None => self.dp.start_nexthops(),
             Some((path, _)) => in_ns(&path, || self.dp.start_nexthops())?,
         }
+    }
+
+    /// Has this (shared) instance's next-hop cache keep the real servers `other` programmed.
+    pub fn follow_nexthops_of(&mut self, other: &Fixture) {
+        self.dp.follow_nexthops_of(&other.dp);
     }
 
     /// Has the next-hop cache read routes and neighbours now; what it holds.

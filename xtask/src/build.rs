@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use crate::cmd::{cargo_home_bin, root, sh_ok};
 
@@ -25,7 +25,19 @@ pub fn ebpf() -> Result<()> {
         .env("RUSTC_BOOTSTRAP", "1")
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
-            ["-C", "debuginfo=2", "-C", "link-arg=--btf", "-C", "target-cpu=v3"].join("\x1f"),
+            [
+                "-C",
+                "debuginfo=2",
+                "-C",
+                "link-arg=--btf",
+                "-C",
+                "target-cpu=v3",
+                // Header fields and map values in whole words, not byte by byte (LLVM 22):
+                // see `stack_align` for the one place the kernel still wants alignment.
+                "-C",
+                "link-arg=--cpu-features=+allows-misaligned-mem-access",
+            ]
+            .join("\x1f"),
         )
         .env("PATH", path);
     // Settings meant for the host build must not leak into this one.
@@ -37,7 +49,19 @@ pub fn ebpf() -> Result<()> {
     }
     sh_ok(&mut cmd)?;
     for obj in [lb_common::consts::OBJ_XDP, lb_common::consts::OBJ_DECAP, lb_common::consts::OBJ_BENCH] {
-        println!("build-ebpf: {}", ebpf_dir().join(obj).display());
+        let path = ebpf_dir().join(obj);
+        let elf = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let bad = crate::stack_align::misaligned(&elf).with_context(|| format!("checking {}", path.display()))?;
+        if !bad.is_empty() {
+            let list: Vec<String> =
+                bad.iter().map(|m| format!("  {}: instruction {}: {}", m.function, m.insn, m.what)).collect();
+            bail!(
+                "{obj}: stack accesses the verifier refuses (misaligned; make the fields involved \
+                 word-aligned or copy them apart):\n{}",
+                list.join("\n")
+            );
+        }
+        println!("build-ebpf: {}", path.display());
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod cmd;
 mod demo;
 mod fuzz;
 mod setup;
+mod stack_align;
 mod test;
 
 use anyhow::Result;

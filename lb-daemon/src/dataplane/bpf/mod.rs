@@ -446,9 +446,24 @@ impl BpfDataplane {
 
     /// Tells the next-hop cache which real servers the maps hold.
     fn refresh_nexthops(&mut self) {
-        let Some(cache) = self.nexthops.as_mut() else { return };
-        let targets = self.book.services.values().flat_map(|s| s.reals.iter().map(|(a, id)| (*id, a.ip()))).collect();
-        cache.set_targets(targets);
+        let targets = self.real_targets();
+        if let Some(cache) = self.nexthops.as_mut() {
+            cache.set_targets(targets);
+        }
+    }
+
+    /// The real servers this instance programmed: id → address.
+    fn real_targets(&self) -> BTreeMap<u32, IpAddr> {
+        self.book.services.values().flat_map(|s| s.reals.iter().map(|(a, id)| (*id, a.ip()))).collect()
+    }
+
+    /// Has this instance's next-hop cache keep the real servers `other` programmed: for a
+    /// second instance of the program on the same maps (benchmarks), which programs nothing.
+    pub fn follow_nexthops_of(&mut self, other: &Self) {
+        let targets = other.real_targets();
+        if let Some(cache) = self.nexthops.as_mut() {
+            cache.set_targets(targets);
+        }
     }
 
     /// Tells the sync thread what the ids mean now (services and real servers as programmed).

@@ -14,6 +14,7 @@
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC},
     btf_maps::{HashMap, PerCpuArray},
+    helpers::bpf_skb_load_bytes,
     macros::{btf_map, classifier},
     programs::TcContext,
 };
@@ -85,14 +86,23 @@ pub fn lb_decap(ctx: TcContext) -> i32 {
 /// Whether the address of `family` at `at` in the packet is in `list`.
 #[inline(always)]
 fn listed(list: &HashMap<DecapAddr, u8, { DECAP_ADDRS as usize }>, ctx: &TcContext, at: usize, family: u8) -> bool {
-    let mut key = DecapAddr { addr: [0; 16], family, pad: [0; 7] };
-    let read = if family == FAMILY_V4 {
-        ctx.load::<[u8; 4]>(at).map(|a| key.addr[..4].copy_from_slice(&a))
-    } else {
-        ctx.load::<[u8; 16]>(at).map(|a| key.addr = a)
+    // SAFETY: `DecapAddr` is plain data. Zeroed by words: the padding written as `[0; 7]` is a
+    // byte-loop `memset` and an 8-byte copy at an odd stack offset, which the verifier refuses.
+    let mut key: DecapAddr = unsafe { lb_ebpf::mem::zeroed() };
+    key.family = family;
+    // Straight into the key, a constant length per family: a copy through a temporary is
+    // split at odd stack offsets.
+    let to = key.addr.as_mut_ptr().cast();
+    // SAFETY: the helper writes at most the given length (4 or 16) into `key.addr`.
+    let read = unsafe {
+        if family == FAMILY_V4 {
+            bpf_skb_load_bytes(ctx.skb.skb.cast(), at as u32, to, 4)
+        } else {
+            bpf_skb_load_bytes(ctx.skb.skb.cast(), at as u32, to, 16)
+        }
     };
     // SAFETY: only tested for presence.
-    read.is_ok() && unsafe { list.get(&key) }.is_some()
+    read == 0 && unsafe { list.get(&key) }.is_some()
 }
 
 /// Counts `fate`; decapsulates (removes the `outer` bytes after the MAC header) or drops.

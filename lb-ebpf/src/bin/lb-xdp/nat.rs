@@ -9,6 +9,7 @@ use lb_common::{
 use lb_ebpf::{
     csum,
     hdr::{Ipv4Hdr, Ipv6Hdr, Ports, TCP_CHECK_OFF, UDP_CHECK_OFF},
+    mem::copy,
     verdict::{Verdict, XDP_ABORTED, XDP_PASS},
 };
 
@@ -63,7 +64,7 @@ fn rewrite(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], port: u16) 
     } else {
         l4sum = csum::replace(l4sum, port_field, &new_port);
     }
-    *port_field = new_port;
+    copy(port_field, &new_port);
     if no_udp_csum {
         return Some(());
     }
@@ -84,16 +85,16 @@ fn swap_address(ctx: &XdpContext, f: &Frame, side: Side, addr: &[u8; 16], l4sum:
         let ip = unsafe { &mut *ptr_at::<Ipv4Hdr>(ctx, l3_at(f))? };
         let field = if side == Side::Dst { &mut ip.daddr } else { &mut ip.saddr };
         let old = *field;
-        let new: [u8; 4] = [addr[0], addr[1], addr[2], addr[3]];
-        *field = new;
-        let c = csum::replace(ip.check(), &old, &new);
+        let new = addr.first_chunk::<4>()?;
+        copy(field, new);
+        let c = csum::replace(ip.check(), &old, new);
         ip.set_check(c);
-        Some(csum::replace(l4sum, &old, &new))
+        Some(csum::replace(l4sum, &old, new))
     } else {
         let ip = unsafe { &mut *ptr_at::<Ipv6Hdr>(ctx, l3_at(f))? };
         let field = if side == Side::Dst { &mut ip.daddr } else { &mut ip.saddr };
         let l4sum = csum::replace16(l4sum, field, addr);
-        *field = *addr;
+        copy(field, addr);
         Some(l4sum)
     }
 }

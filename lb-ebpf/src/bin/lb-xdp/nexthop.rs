@@ -14,7 +14,7 @@ use lb_common::{
 use lb_ebpf::{
     hdr::{ETH_HLEN, ETH_P_IP, ETH_P_IPV6, EthHdr},
     hop,
-    mem::zero_words,
+    mem::{copy, zero_words},
     verdict::{XDP_ABORTED, XDP_TX},
 };
 
@@ -55,18 +55,28 @@ pub fn destination_is_local(ctx: &XdpContext, f: &Frame) -> bool {
     let v4 = f.family == FAMILY_V4;
     p.family = if v4 { AF_INET } else { AF_INET6 };
     p.ifindex = f.ifindex;
-    if v4 {
-        p.src[..4].copy_from_slice(&f.src[..4]);
-        p.dst[..4].copy_from_slice(&f.dst[..4]);
-    } else {
-        p.src = f.src;
-        p.dst = f.dst;
-    }
+    set_addrs(p, v4, &f.src, &f.dst);
     // SAFETY: `Fib` has `struct bpf_fib_lookup`'s layout and size.
     let ret = unsafe {
         bpf_fib_lookup(ctx.ctx.cast(), (p as *mut Fib).cast::<FibLookup>(), core::mem::size_of::<Fib>() as i32, 0)
     };
     ret == FIB_NOT_FWDED
+}
+
+/// The FIB parameters' addresses (zeroed before): IPv4 in the first four bytes.
+#[inline(always)]
+fn set_addrs(p: &mut Fib, v4: bool, src: &[u8; 16], dst: &[u8; 16]) {
+    if v4 {
+        if let (Some(ps), Some(pd), Some(s), Some(d)) =
+            (p.src.first_chunk_mut::<4>(), p.dst.first_chunk_mut::<4>(), src.first_chunk::<4>(), dst.first_chunk::<4>())
+        {
+            copy(ps, s);
+            copy(pd, d);
+        }
+    } else {
+        copy(&mut p.src, src);
+        copy(&mut p.dst, dst);
+    }
 }
 
 /// Next hop towards real server `real_id` at `real.addr` for the client's packet of `len`
@@ -128,13 +138,7 @@ pub fn lookup(ctx: &XdpContext, f: &Frame, src: &[u8; 16], dst: &[u8; 16], len: 
     p.family = if v4 { AF_INET } else { AF_INET6 };
     p.tot_len = len as u16;
     p.ifindex = f.ifindex;
-    if v4 {
-        p.src[..4].copy_from_slice(&src[..4]);
-        p.dst[..4].copy_from_slice(&dst[..4]);
-    } else {
-        p.src = *src;
-        p.dst = *dst;
-    }
+    set_addrs(p, v4, src, dst);
     // SAFETY: `Fib` has `struct bpf_fib_lookup`'s layout and size.
     let ret = unsafe {
         bpf_fib_lookup(ctx.ctx.cast(), (p as *mut Fib).cast::<FibLookup>(), core::mem::size_of::<Fib>() as i32, 0)
@@ -192,7 +196,7 @@ pub fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize) -> u32 {
     let Some(scratch) = lb_fib.get_ptr(0) else { return XDP_ABORTED };
     // SAFETY: this CPU's slot, filled by `lookup` in this program run.
     let hop = unsafe { &(*scratch).fib };
-    let (ifindex, smac, dmac) = (hop.ifindex, hop.smac, hop.dmac);
+    let ifindex = hop.ifindex;
     if l3_off != ETH_HLEN {
         // Strip VLAN tags: move the start to 14 bytes before the L3 header.
         // SAFETY: the helper checks the new start lies within the frame.
@@ -202,7 +206,11 @@ pub fn transmit(ctx: &XdpContext, f: &Frame, l3_off: usize) -> u32 {
     }
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else { return XDP_ABORTED };
     // SAFETY: bounds checked by `ptr_at`.
-    unsafe { &mut *eth }.set(dmac, smac, ethertype(f.family));
+    let eth = unsafe { &mut *eth };
+    // By `copy`: `EthHdr::set` takes the addresses by value, byte by byte.
+    copy(&mut eth.dst, &hop.dmac);
+    copy(&mut eth.src, &hop.smac);
+    eth.proto = ethertype(f.family).to_be_bytes();
     // SAFETY: a helper taking only scalars.
     if ifindex == f.ifindex { back_out(f) } else { unsafe { bpf_redirect(ifindex, 0) as u32 } }
 }

@@ -16,6 +16,7 @@ use lb_ebpf::{
         Ipv6ExtHdr, Ipv6FragHdr, Ipv6Hdr, Ports, TCP_HLEN, TcpHdr, UDP_HLEN, UdpHdr, VLAN_HLEN, VlanHdr, be16,
         is_icmp4_error, is_icmp6_error, is_ipv6_ext,
     },
+    mem::copy,
 };
 
 use crate::scratch::{Frame, frag};
@@ -127,8 +128,10 @@ fn parse_ipv4(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, R
         return Err(Reason::BadIpv4);
     }
     out.clear_addrs();
-    out.src[..4].copy_from_slice(&ip.saddr);
-    out.dst[..4].copy_from_slice(&ip.daddr);
+    if let (Some(src), Some(dst)) = (out.src.first_chunk_mut::<4>(), out.dst.first_chunk_mut::<4>()) {
+        copy(src, &ip.saddr);
+        copy(dst, &ip.daddr);
+    }
     out.family = FAMILY_V4;
     out.proto = ip.protocol;
     out.l3_off = off as u32;
@@ -154,8 +157,8 @@ fn parse_ipv6(ctx: &XdpContext, off: usize, out: &mut Frame) -> Result<Parsed, R
     if ip.version() != 6 || !fits(ctx, off, IPV6_HLEN + payload_len) {
         return Err(Reason::BadIpv6);
     }
-    out.src = ip.saddr;
-    out.dst = ip.daddr;
+    copy(&mut out.src, &ip.saddr);
+    copy(&mut out.dst, &ip.daddr);
     out.family = FAMILY_V6;
     out.l3_off = off as u32;
     out.ip_len = (IPV6_HLEN + payload_len) as u32;
@@ -304,11 +307,17 @@ pub fn ipv4_header_ok(ctx: &XdpContext, f: &Frame) -> bool {
     }
     let at = (f.l3_off & 0x1f) as usize;
     let Some(ip) = ptr_at::<[u8; IPV4_HLEN]>(ctx, at) else { return false };
-    // SAFETY: bounds checked by `ptr_at`.
-    let ip = unsafe { &*ip };
-    let mut sum = csum::sum_words(ip);
+    // Summed as little-endian words (five 4-byte loads, no byte swaps): the ones' complement
+    // sum of byte-swapped words is the byte-swapped sum, and 0xffff is its own swap.
+    let p = ip as *const u8;
+    let mut sum = 0u64;
+    for i in 0..IPV4_HLEN / 4 {
+        // SAFETY: within the 20 bytes `ptr_at` checked; an unaligned load.
+        sum += u64::from(unsafe { p.add(i * 4).cast::<u32>().read_unaligned() });
+    }
     // Options: up to 40 more bytes, a 16-bit word at a time.
-    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    // SAFETY: the first byte of the checked header.
+    let ihl = ((unsafe { *p } & 0x0f) as usize) * 4;
     for i in 0..20 {
         let w = IPV4_HLEN + i * 2;
         if w >= ihl {
@@ -316,7 +325,7 @@ pub fn ipv4_header_ok(ctx: &XdpContext, f: &Frame) -> bool {
         }
         let Some(word) = ptr_at::<[u8; 2]>(ctx, at + w) else { return false };
         // SAFETY: bounds checked by `ptr_at`.
-        sum += u32::from(u16::from_be_bytes(unsafe { *word }));
+        sum += u64::from(u16::from_le_bytes(unsafe { *word }));
     }
-    csum::fold(sum) == 0xffff
+    csum::fold_le(sum) == 0xffff
 }
