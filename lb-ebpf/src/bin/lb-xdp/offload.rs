@@ -100,8 +100,35 @@ pub enum Checksum {
 
 /// Completes the TCP/UDP checksum of `f` if the sender left it to offload (native XDP), or
 /// notes that it stays partial (generic XDP). A segment that cannot be read is sent as it is.
-#[inline(never)]
+/// The test every forwarded frame pays is inline; only a frame whose field holds the
+/// pseudo-header sum pays the call.
+#[inline(always)]
 pub fn complete_partial(ctx: &XdpContext, f: &mut Frame) -> Checksum {
+    if may_be_partial(ctx, f) { complete_or_note(ctx, f) } else { Checksum::Complete }
+}
+
+/// Whether `f`'s TCP/UDP checksum field may hold only the pseudo-header sum (what `examine`
+/// goes on to find out); false wherever `examine` finds the checksum complete at once.
+#[inline(always)]
+fn may_be_partial(ctx: &XdpContext, f: &Frame) -> bool {
+    let check_off = match f.proto {
+        IPPROTO_TCP => TCP_CHECK_OFF,
+        IPPROTO_UDP => UDP_CHECK_OFF,
+        _ => return false,
+    };
+    if f.frag != frag::NONE {
+        return false;
+    }
+    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return false };
+    // SAFETY: bounds checked by `ptr_at`.
+    let value = u16::from_be_bytes(unsafe { *field });
+    let no_udp_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && value == 0;
+    !no_udp_csum && value == csum::pseudo_header_folded(&f.src, &f.dst, f.family == FAMILY_V4, f.proto, f.l4_len())
+}
+
+/// `complete_partial` for a frame that may be partial.
+#[inline(never)]
+fn complete_or_note(ctx: &XdpContext, f: &mut Frame) -> Checksum {
     let generic = f.iface & IFACE_GENERIC != 0;
     match examine(ctx, f, generic) {
         Found::Complete => Checksum::Complete,
