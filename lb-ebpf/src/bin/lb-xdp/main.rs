@@ -144,15 +144,21 @@ fn not_ours(ctx: &XdpContext, ifindex: u32) -> u32 {
 /// (IPVS would see its frames from then on; the kernel, without a listener, would refuse them).
 #[inline(always)]
 fn fenced(ctx: &XdpContext, f: &Frame, svc: u32) -> Option<Verdict> {
-    let bits = fence(ctx, f, svc);
+    // The common case, no fence, without a call.
+    let word = lb_svc_fence.get(svc).copied().unwrap_or(0);
+    if word == 0 {
+        return None;
+    }
+    let bits = fence(ctx, f, word);
     (bits != 0).then(|| Verdict::from_bits(bits))
 }
 
-/// `fenced`'s verdict bits (0: not fenced), in a call of its own: inlined, its FIB lookup made
-/// `icmp_error`'s frame too big for 6.1's 512-byte limit on the deepest call chain.
+/// `fenced`'s verdict bits (0: not fenced) for fence word `word`, in a call of its own:
+/// inlined, its FIB lookup made `icmp_error`'s frame too big for 6.1's 512-byte limit on the
+/// deepest call chain.
 #[inline(never)]
-fn fence(ctx: &XdpContext, f: &Frame, svc: u32) -> u32 {
-    match lb_svc_fence.get(svc).copied().unwrap_or(0) {
+fn fence(ctx: &XdpContext, f: &Frame, word: u32) -> u32 {
+    match word {
         FENCE_BACKUP if nexthop::destination_is_local(ctx, f) => 0,
         FENCE_BACKUP => Verdict::new(XDP_PASS, Reason::VrrpBackup).bits(),
         FENCE_NO_ACCEPT => Verdict::new(XDP_DROP, Reason::VrrpNoAccept).bits(),
