@@ -20,9 +20,9 @@ use lb_tests::{
     packets::{L2, L4, LB_MAC, real_mac, v4, v6, with_macs},
 };
 
-/// rr NAT IPv4 with one real server (so a reply's source is known): the new-connection case.
-fn one_real_nat() -> DesiredService {
-    tcp_service("bench", VIP4.into(), 80, Scheduler::Rr, ForwardMethod::Nat, reals(&[backend4(0).into()]))
+/// NAT IPv4 with one real server (so a reply's source is known): the new-connection case.
+fn one_real_nat(sched: Scheduler) -> DesiredService {
+    tcp_service("bench", VIP4.into(), 80, sched, ForwardMethod::Nat, reals(&[backend4(0).into()]))
 }
 
 /// Real servers on port 80, weight 1, the service's forwarding method.
@@ -307,8 +307,7 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         shown(&nat.over_pass()),
         shown(&nat.fib_over_pass()),
     )?;
-    std::mem::drop(base);
-    let baseline = match (&base_path, dr.base_over_pass(), nat.base_over_pass()) {
+    let mut baseline = match (&base_path, dr.base_over_pass(), nat.base_over_pass()) {
         (Some(path), Some((dr_base, dr_gain)), Some((nat_base, nat_gain))) => {
             writeln!(
                 out,
@@ -330,21 +329,42 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         }
         _ => serde_json::Value::Null,
     };
-    fx.apply(&[one_real_nat()])?;
-    require_cached(&fx, 1)?;
-    // In four blocks, cached / FIB / FIB / cached: whichever runs first meets colder caches.
-    let (mut conn, mut conn_fib) = (Vec::new(), Vec::new());
+    // In blocks, rr cached / (rr by the baseline object) / mh cached / (mh by the baseline) / rr
+    // by the FIB, then the
+    // same backwards: whichever runs first meets colder caches. mh's SYN leaves no entry.
+    let (mut conn, mut conn_fib, mut conn_mh) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut conn_base, mut conn_base_mh) = (Vec::new(), Vec::new());
     let block = runs / 4;
-    for (i, cached) in [true, false, false, true].into_iter().enumerate() {
-        let port = 30_001 + (i * (block + 1)) as u16;
-        if cached {
-            conn.extend(new_connection_ns(&mut fx, block, port)?);
-        } else {
-            conn_fib.extend(new_connection_ns(&mut fib, block, port + 10_000)?);
+    let order: &[&str] = if base.is_some() {
+        &["rr", "base", "mh", "base-mh", "fib", "fib", "base-mh", "mh", "base", "rr"]
+    } else {
+        &["rr", "mh", "fib", "fib", "mh", "rr"]
+    };
+    for (i, kind) in order.iter().enumerate() {
+        let port = 20_001 + (i * (block + 1)) as u16;
+        let sched = if kind.ends_with("mh") { Scheduler::Mh } else { Scheduler::Rr };
+        fx.apply(&[one_real_nat(sched)])?;
+        require_cached(&fx, 1)?;
+        match (*kind, base.as_mut()) {
+            ("rr", _) => conn.extend(new_connection_ns(&mut fx, block, port)?),
+            ("mh", _) => conn_mh.extend(new_connection_ns(&mut fx, block, port)?),
+            ("base" | "base-mh", Some(b)) => {
+                b.follow_nexthops_of(&fx);
+                require_cached(b, 1)?;
+                let t = new_connection_ns(b, block, port)?;
+                if *kind == "base" { conn_base.extend(t) } else { conn_base_mh.extend(t) }
+            }
+            _ => conn_fib.extend(new_connection_ns(&mut fib, block, port)?),
         }
     }
-    let (conn, conn_fib) = (stats(&conn).median, stats(&conn_fib).median);
+    let (conn, conn_fib, conn_mh) = (stats(&conn).median, stats(&conn_fib).median, stats(&conn_mh).median);
     std::mem::drop(fib);
+    std::mem::drop(base);
+    let conn_base = (!conn_base.is_empty()).then(|| (stats(&conn_base).median, stats(&conn_base_mh).median));
+    if let (Some((rr, mh)), Some(o)) = (conn_base, baseline.as_object_mut()) {
+        o.insert("new_connection_over_pass_ns".into(), json!(rr - 3.0 * pass));
+        o.insert("new_connection_mh_over_pass_ns".into(), json!(mh - 3.0 * pass));
+    }
     writeln!(
         out,
         "**Cold** (one run per syscall from a fresh copy, so NAT/TUN rewrites and new flows can be timed; each run \
@@ -355,10 +375,20 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         out,
         "A whole new NAT connection (rr, IPv4, one real server), its SYN, SYN-ACK and ACK timed cold and \
          summed per connection: {conn:.0} ns, **+{:.0} ns** over 3 × XDP_PASS (by the FIB alone, same run: \
-         {conn_fib:.0} ns, +{:.0}).\n",
+         {conn_fib:.0} ns, +{:.0}). The same with mh (its SYN records nothing), same run: \
+         {conn_mh:.0} ns, +{:.0}.\n",
         conn - 3.0 * pass,
-        conn_fib - 3.0 * pass
+        conn_fib - 3.0 * pass,
+        conn_mh - 3.0 * pass
     )?;
+    if let Some((rr, mh)) = conn_base {
+        writeln!(
+            out,
+            "The same connections through the baseline object, in blocks between those: rr +{:.0} ns, mh +{:.0} ns.\n",
+            rr - 3.0 * pass,
+            mh - 3.0 * pass
+        )?;
+    }
     writeln!(
         out,
         "| scheduler | method | family | conntrack | established ns (+ over PASS) | new flow ns (+ over PASS) |"
@@ -428,6 +458,7 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "tracked_dr_by_fib_over_pass_ns": dr.fib_over_pass().median,
             "tracked_nat_by_fib_over_pass_ns": nat.fib_over_pass().median,
             "new_connection_by_fib_over_pass_ns": conn_fib - 3.0 * pass,
+            "new_connection_mh_over_pass_ns": conn_mh - 3.0 * pass,
             "by_fib_method": "the same packets, same run, through a second program instance on the same maps whose next-hop cache is empty",
         },
         "hot": {

@@ -1,7 +1,7 @@
 //! Connection-tracking rules: what a packet does to its flow's entry. Pure: the flow stage
 //! (`lb-xdp/flow.rs`) reads the entry, asks here, and applies the answer.
 
-use lb_common::consts::{CT_CLOSING, CT_EST, CT_SYN, CT_UDP, flow_timeout_secs};
+use lb_common::consts::{CT_CLOSING, CT_EST, CT_SYN, CT_UDP, SCHED_DH, SCHED_MH, SCHED_SH, flow_timeout_secs};
 
 pub const NS: u64 = 1_000_000_000;
 pub const TCP_FIN: u8 = 0x01;
@@ -76,6 +76,32 @@ impl Packet {
             (true, false) => CT_EST,
         }
     }
+}
+
+/// Whether scheduler `sched` picks a flow's real server from the flow alone (source, destination
+/// or Maglev hashing), the same for every packet while the service's tables stay the same.
+#[inline(always)]
+pub fn hashes(sched: u8) -> bool {
+    matches!(sched, SCHED_SH | SCHED_DH | SCHED_MH)
+}
+
+/// Whether a flow this packet opens for a service scheduled by `sched` leaves no entry at all:
+/// a bare SYN to a hashing scheduler, whose answer the handshake's next packet gets again and
+/// records (one insert per connection, and a SYN flood fills no table). The cost: a change of
+/// the service's real servers or weights between a client's SYN and its ACK can send the ACK
+/// elsewhere, where IPVS would keep the SYN's choice.
+#[inline(always)]
+pub fn opens_without_state(sched: u8, p: Packet) -> bool {
+    hashes(sched) && p.bare_syn()
+}
+
+/// Whether a TCP packet that creates a flow's entry for a service scheduled by `sched` is the
+/// handshake's next packet after a SYN that left none (`opens_without_state`): the flow was
+/// counted new at the SYN. (A mid-flow packet whose entry was lost looks the same, and is
+/// not counted new either.)
+#[inline(always)]
+pub fn completes_stateless_open(sched: u8, p: Packet) -> bool {
+    hashes(sched) && p.tcp && !p.syn()
 }
 
 /// What a packet does to the conntrack entry it found.
@@ -169,6 +195,22 @@ mod tests {
         assert!(SYN.opens_half_open() && UDP.opens_half_open() && !ACK.opens_half_open() && !syn_ack.opens_half_open());
         assert!(!SYN.completes_half_open() && ACK.completes_half_open() && UDP.completes_half_open());
         assert_eq!((SYN.half_open_state(), UDP.half_open_state()), (CT_SYN, CT_UDP));
+    }
+
+    #[test]
+    fn hashing_schedulers_open_tcp_flows_without_state() {
+        use lb_common::consts::{SCHED_LBLC, SCHED_LC, SCHED_RR, SCHED_WLC, SCHED_WRR};
+        for sched in [SCHED_SH, SCHED_DH, SCHED_MH] {
+            assert!(opens_without_state(sched, SYN), "{sched}");
+            assert!(!opens_without_state(sched, UDP), "a datagram has no next packet to tell it by");
+            assert!(completes_stateless_open(sched, ACK) && completes_stateless_open(sched, FIN));
+            let syn_ack = Packet { tcp: true, flags: TCP_SYN | TCP_ACK };
+            assert!(!completes_stateless_open(sched, SYN) && !completes_stateless_open(sched, syn_ack));
+            assert!(!completes_stateless_open(sched, UDP));
+        }
+        for sched in [SCHED_RR, SCHED_WRR, SCHED_LC, SCHED_WLC, SCHED_LBLC] {
+            assert!(!opens_without_state(sched, SYN) && !completes_stateless_open(sched, ACK), "{sched}");
+        }
     }
 
     #[test]

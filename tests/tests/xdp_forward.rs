@@ -127,11 +127,13 @@ fn every_scheduler_method_and_family_forwards_new_and_established_flows() {
                 output: Output::Frame(out),
                 reason,
                 service: Some(i as u32),
-                // A SYN waits in the half-open table; the ACK moves the flow to conntrack.
-                also: if new {
-                    &["flows_new", "halfopen_inserts"]
-                } else {
-                    &["flows_hit", "ct_inserts", "halfopen_deletes"]
+                // A SYN waits in the half-open table; the ACK moves the flow to conntrack. To a
+                // hashing scheduler the SYN leaves nothing and the ACK records the flow, once.
+                also: match (new, matches!(sched, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh)) {
+                    (true, false) => &["flows_new", "halfopen_inserts"],
+                    (false, false) => &["flows_hit", "ct_inserts", "halfopen_deletes"],
+                    (true, true) => &["flows_new"],
+                    (false, true) => &["flows_hit", "ct_inserts"],
                 },
             });
         }
@@ -686,6 +688,66 @@ fn expired_flows_leave_the_least_connection_counts() {
     let tables = lb_daemon::dataplane::bpf::read_flow_tables(fx.pin_dir()).unwrap();
     let got: Vec<_> = tables.iter().map(|t| (t.table, t.inserts, t.deletes, t.entries, t.evictions)).collect();
     assert_eq!(got, [("conntrack", 4, 3, 1, 0), ("halfopen", 3, 3, 0, 0)]);
+}
+
+/// A hashing scheduler (mh here) answers the same for a flow's every packet, so a bare SYN
+/// leaves no entry: its ACK reaches the same real server and records the flow, once, and the
+/// connection counts as one new flow. rr, beside it, keeps the SYN in the half-open table.
+#[test]
+fn a_hashing_schedulers_syn_leaves_no_entry_and_its_ack_records_the_flow() {
+    let (_ns, _peer, mut fx) = setup();
+    let reals = |n: u8| -> Vec<DesiredReal> {
+        (11..11 + n)
+            .map(|l| DesiredReal {
+                addr: SocketAddr::new(Ipv4Addr::new(198, 51, 100, l).into(), 1000),
+                weight: 1,
+                fwd: None,
+                u_thresh: 0,
+                l_thresh: 0,
+            })
+            .collect()
+    };
+    let mut mh = service(0, false, Scheduler::Mh, ForwardMethod::Dr, vec![]);
+    mh.reals = reals(2);
+    fx.apply(&[mh]).unwrap();
+    // mh hashes the client's address: one client per connection.
+    let send = |fx: &Fixture, sport: u16, syn: bool| -> [u8; 6] {
+        let client = Ipv4Addr::new(192, 0, 2, 100 + (sport % 100) as u8);
+        let l4 = if syn { L4::TcpSyn { sport, dport: 1000 } } else { L4::TcpAck { sport, dport: 1000 } };
+        let (action, out) = fx.run(&v4(L2::Plain, client, VIP4, l4, b"")).unwrap();
+        assert_eq!(action, XDP_TX);
+        out[..6].try_into().unwrap()
+    };
+    let tables = |fx: &Fixture| -> Vec<(&'static str, u64, u64)> {
+        let t = lb_daemon::dataplane::bpf::read_flow_tables(fx.pin_dir()).unwrap();
+        t.iter().map(|t| (t.table, t.inserts, t.entries)).collect()
+    };
+    let mut to = Vec::new();
+    for sport in 45000..45008u16 {
+        let first = send(&fx, sport, true);
+        assert_eq!(
+            tables(&fx),
+            [("conntrack", u64::from(sport - 45000), u64::from(sport - 45000)), ("halfopen", 0, 0)]
+        );
+        assert_eq!(send(&fx, sport, true), first, "a retransmitted SYN");
+        assert_eq!(send(&fx, sport, false), first, "the ACK left its SYN's real server");
+        to.push(first);
+    }
+    assert_eq!(tables(&fx), [("conntrack", 8, 8), ("halfopen", 0, 0)]);
+    to.sort();
+    to.dedup();
+    assert!(to.len() > 1, "eight connections, all to one of two real servers: {to:02x?}");
+    // New flows: the SYNs (the retransmitted ones too: nothing remembers them), not the ACKs.
+    let s = fx.service_stats(0).unwrap();
+    assert_eq!(s.new_flows, 16, "{s:?}");
+    let g = fx.stats().unwrap();
+    assert_eq!((g.flows_new, g.flows_hit, g.ct_inserts, g.halfopen_inserts), (16, 8, 8, 0));
+
+    let mut rr = service(0, false, Scheduler::Rr, ForwardMethod::Dr, vec![]);
+    rr.reals = reals(2);
+    fx.apply(&[rr]).unwrap();
+    send(&fx, 46000, true);
+    assert_eq!(tables(&fx)[1], ("halfopen", 1, 1), "rr keeps the SYN's choice");
 }
 
 /// The kernel's LRU evicts silently; the metrics derive evictions as inserts - deletions -

@@ -77,7 +77,8 @@ fn add_conns(real: u32, delta: i64) {
 /// A flow opened by a bare SYN or a UDP datagram is recorded in `lb_halfopen`, not
 /// `lb_conntrack`, and moves there with the client's next packet (a TCP handshake's ACK):
 /// spoofed floods, which never get that far, only ever evict each other, never an established
-/// flow. Live connection counts (lc/wlc) follow IPVS's active connections: established flows
+/// flow. A bare SYN to a hashing scheduler (sh, dh, mh) records nothing: the ACK gets the same
+/// answer and records the flow (`ct::opens_without_state`). Live connection counts (lc/wlc) follow IPVS's active connections: established flows
 /// only. Every change of a flow's state is one compare-and-exchange (`transition`) or one
 /// delete, so two CPUs racing on one flow count it once.
 #[inline(never)]
@@ -151,6 +152,9 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     if conf.persist_timeout != 0 {
         remember_persist(svc, conf, f, real, t);
     }
+    if ct::opens_without_state(conf.sched, p) {
+        return Decision::new(real, conf.fwd, true).half_open();
+    }
     if p.opens_half_open() {
         let value = FlowValue {
             real_id: real,
@@ -175,6 +179,9 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
         return Decision::new(real, conf.fwd, true).half_open();
     }
     let tracked = track(&key, real, svc, t, p.new_state());
+    if ct::completes_stateless_open(conf.sched, p) {
+        return Decision::new(tracked, conf.fwd, false).promoted();
+    }
     Decision::new(tracked, conf.fwd, tracked == real)
 }
 
