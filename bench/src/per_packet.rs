@@ -250,9 +250,12 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     } else {
         100_000
     });
-    // `LB_BENCH_HOT_ROUNDS` adds rounds (for a baseline comparison).
-    let rounds =
-        std::env::var("LB_BENCH_HOT_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick { 3 } else { 7 });
+    // `LB_BENCH_HOT_ROUNDS` sets the number of rounds (more for a baseline comparison).
+    let rounds = std::env::var("LB_BENCH_HOT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 3 } else { 7 })
+        .max(1);
     // Like with like: a second instance of the program on the same maps has its own next-hop
     // cache, which nothing fills (its packets take the FIB lookup, as before the cache);
     // `fx` runs the daemon's cache thread.

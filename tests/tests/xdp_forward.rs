@@ -742,6 +742,10 @@ fn a_hashing_schedulers_syn_leaves_no_entry_and_its_ack_records_the_flow() {
     assert_eq!(s.new_flows, 16, "{s:?}");
     let g = fx.stats().unwrap();
     assert_eq!((g.flows_new, g.flows_hit, g.ct_inserts, g.halfopen_inserts), (16, 8, 8, 0));
+    // A packet of an expired flow is scheduled anew: a new flow, as with any scheduler.
+    fx.age_flows().unwrap();
+    send(&fx, 45000, false);
+    assert_eq!(fx.service_stats(0).unwrap().new_flows, 17);
 
     let mut rr = service(0, false, Scheduler::Rr, ForwardMethod::Dr, vec![]);
     rr.reals = reals(2);

@@ -11,7 +11,9 @@
 //! objects runs.)
 
 use anyhow::{Context as _, Result};
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _, SectionFlags, SectionKind, elf::SHF_EXECINSTR};
+use object::{
+    Object as _, ObjectSection as _, ObjectSymbol as _, SectionFlags, SectionKind, SymbolKind, elf::SHF_EXECINSTR,
+};
 
 const FRAME_POINTER: u8 = 10;
 /// `BPF_LD | BPF_IMM | BPF_DW`: the one instruction two slots long.
@@ -39,7 +41,7 @@ pub fn misaligned(elf: &[u8]) -> Result<Vec<Misaligned>> {
         let code = section.data().context("reading a code section")?;
         let mut names: Vec<(u64, String)> = obj
             .symbols()
-            .filter(|s| s.section_index() == Some(section.index()) && s.is_definition())
+            .filter(|s| s.section_index() == Some(section.index()) && s.kind() == SymbolKind::Text)
             .filter_map(|s| Some((s.address(), s.name().ok()?.to_string())))
             .collect();
         names.sort();

@@ -93,6 +93,9 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     let key = f.flow_key();
     let t = f.now;
     let p = Packet { tcp: f.proto == IPPROTO_TCP, flags: f.tcp_flags };
+    // An entry found and replaced (expired, its real server gone, its ports reused): the flow
+    // is scheduled anew and counts as new.
+    let mut replaced = false;
     if let Some(v) = lb_conntrack.get_ptr_mut(&key) {
         // SAFETY: a live map value; the state changes only by compare-and-exchange, and a
         // concurrent writer can at worst tear the timestamp, which only affects its expiry.
@@ -124,6 +127,7 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
         if lb_conntrack.remove(&key).is_ok() {
             count_table(TableChange::CtDelete);
         }
+        replaced = true;
     // SAFETY: copied out at once.
     } else if let Some(h) = unsafe { lb_halfopen.get(&key) }.copied() {
         if t.saturating_sub(h.last_ns) <= ct::timeout_ns(h.state) && real_live(h.real_id, svc) {
@@ -179,7 +183,7 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
         return Decision::new(real, conf.fwd, true).half_open();
     }
     let tracked = track(&key, real, svc, t, p.new_state());
-    if ct::completes_stateless_open(conf.sched, p) {
+    if !replaced && ct::completes_stateless_open(conf.sched, p) {
         return Decision::new(tracked, conf.fwd, false).promoted();
     }
     Decision::new(tracked, conf.fwd, tracked == real)
