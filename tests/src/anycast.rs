@@ -308,13 +308,19 @@ pub fn start_node(topo: &Topo, dir: &TempDir, i: usize, generation: u32) -> Resu
 
 /// `start_node` with this keepalived.conf (`generation` names the node's files: unique per run).
 pub fn start_node_with(topo: &Topo, dir: &TempDir, i: usize, generation: u32, conf: &str) -> Result<Node> {
-    let ns = &topo.nodes[i];
-    let cfg = TempConfig::new(&format!("scale-lb{i}-{generation}"), conf);
-    let pins = daemon::pin_dir(&format!("scale-{i}-{generation}"));
-    let lb = Daemon::start(ns, &cfg, &pins, &[]).with_context(|| format!("lb-daemon on node {i}"))?;
+    let (lb, cfg) = start_lb(topo, i, &generation.to_string(), conf)?;
     let bird_conf = shipped("bird-lb.conf")?.replace("192.0.2.11", &node_addr(i));
-    let bird = Bird::start(ns, dir, &format!("lb{i}-{generation}"), &bird_conf)?;
+    let bird = Bird::start(&topo.nodes[i], dir, &format!("lb{i}-{generation}"), &bird_conf)?;
     Ok(Node { bird, lb, cfg })
+}
+
+/// lb-daemon alone on node `i` with this keepalived.conf; `tag` names its files (unique per
+/// run). The configuration file must outlive the daemon.
+fn start_lb(topo: &Topo, i: usize, tag: &str, conf: &str) -> Result<(Daemon, TempConfig)> {
+    let cfg = TempConfig::new(&format!("scale-lb{i}-{tag}"), conf);
+    let pins = daemon::pin_dir(&format!("scale-{i}-{tag}"));
+    let lb = Daemon::start(&topo.nodes[i], &cfg, &pins, &[]).with_context(|| format!("lb-daemon on node {i}"))?;
+    Ok((lb, cfg))
 }
 
 /// Established connections, each with the real server that answered its first request.
@@ -822,9 +828,8 @@ pub fn frr_story(out: &mut dyn Write) -> Result<FrrFigures> {
     let _router = Bird::start(&topo.router, &dir, "router-frr", &shipped("bird-router.conf")?)?;
     let conf = lb_conf()?;
     let mut birds = vec![start_node_with(&topo, &dir, 0, 200, &conf)?, start_node_with(&topo, &dir, 2, 200, &conf)?];
-    let cfg = TempConfig::new("scale-lb1-frr", &conf);
-    let pins = daemon::pin_dir("scale-1-frr");
-    let lb = Daemon::start(&topo.nodes[1], &cfg, &pins, &[]).context("lb-daemon on node 1")?;
+    let (lb, _cfg) = start_lb(&topo, 1, "frr", &conf)?;
+    let pins = lb.pin_dir.clone().context("lb-daemon on node 1 without pins")?;
     let frr_conf = shipped("frr-lb.conf")?;
     ensure!(frr_conf.contains("192.0.2.12"), "frr-lb.conf is not node 1's (192.0.2.12)");
     let mut frr = Frr::start(&topo.nodes[1], &dir, "frr-lb1", &frr_conf)?;

@@ -41,15 +41,22 @@ fn the_shipped_bird_configs_parse() {
 /// 300 ms detection wants a machine that is not also running the other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn three_nodes_behind_ecmp_keep_mh_flows_through_a_node_loss_and_return() {
-    require_root();
+/// Runs `story` (alone: `ONE_AT_A_TIME`), prints its narration and returns its figures with
+/// the narration; a story that could not go on fails the test with both.
+fn narrated<F>(story: fn(&mut dyn std::io::Write) -> anyhow::Result<F>) -> (F, String) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut narration = Vec::new();
-    let result = anycast::story(&mut narration);
+    let result = story(&mut narration);
     let text = String::from_utf8_lossy(&narration).into_owned();
     println!("{text}");
     let f = result.unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+    (f, text)
+}
+
+#[test]
+fn three_nodes_behind_ecmp_keep_mh_flows_through_a_node_loss_and_return() {
+    require_root();
+    let (f, text) = narrated(anycast::story);
     let ratio = |(kept, of): (usize, usize)| pct(kept, of);
 
     assert_eq!(f.hops_at_start.len(), NODES, "{text}");
@@ -131,12 +138,7 @@ fn with_connection_sync_rr_flows_survive_node_losses_and_a_return() {
 #[test]
 fn frr_on_a_node_announces_withdraws_and_fails_over_as_bird_does() {
     require_root();
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut narration = Vec::new();
-    let result = anycast::frr_story(&mut narration);
-    let text = String::from_utf8_lossy(&narration).into_owned();
-    println!("{text}");
-    let f = result.unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+    let (f, text) = narrated(anycast::frr_story);
     assert!(f.hops_at_start.contains(&node_addr(1)) && f.hops_at_start.len() == NODES, "{text}");
     assert!(f.forwarded_by_frr_node > 0, "no traffic through the FRR node:\n{text}");
     assert!(f.withdrawn_after.is_some() && !f.hops_withdrawn.contains(&node_addr(1)), "{text}");

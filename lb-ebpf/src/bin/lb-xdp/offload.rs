@@ -108,22 +108,33 @@ pub fn complete_partial(ctx: &XdpContext, f: &mut Frame) -> Checksum {
 }
 
 /// Whether `f`'s TCP/UDP checksum field may hold only the pseudo-header sum (what `examine`
-/// goes on to find out); false wherever `examine` finds the checksum complete at once.
+/// goes on to find out).
 #[inline(always)]
 fn may_be_partial(ctx: &XdpContext, f: &Frame) -> bool {
+    checksum_field(ctx, f).is_some_and(|(_, value)| {
+        value == csum::pseudo_header_folded(&f.src, &f.dst, f.family == FAMILY_V4, f.proto, f.l4_len())
+    })
+}
+
+/// Where `f`'s TCP/UDP checksum field sits (from the L4 header) and what it holds; None when
+/// there is no checksum to complete: not TCP/UDP, a fragment (the kernel completes checksums
+/// before it fragments), a field beyond the frame, or UDP over IPv4 without a checksum (0),
+/// which stays without one.
+#[inline(always)]
+fn checksum_field(ctx: &XdpContext, f: &Frame) -> Option<(usize, u16)> {
     let check_off = match f.proto {
         IPPROTO_TCP => TCP_CHECK_OFF,
         IPPROTO_UDP => UDP_CHECK_OFF,
-        _ => return false,
+        _ => return None,
     };
     if f.frag != frag::NONE {
-        return false;
+        return None;
     }
-    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return false };
+    let field = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off)?;
     // SAFETY: bounds checked by `ptr_at`.
     let value = u16::from_be_bytes(unsafe { *field });
     let no_udp_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && value == 0;
-    !no_udp_csum && value == csum::pseudo_header_folded(&f.src, &f.dst, f.family == FAMILY_V4, f.proto, f.l4_len())
+    (!no_udp_csum).then_some((check_off, value))
 }
 
 /// `complete_partial` for a frame that may be partial.
@@ -153,23 +164,10 @@ enum Found {
 /// Reads (and, for native XDP, completes) the checksum.
 #[inline(always)]
 fn examine(ctx: &XdpContext, f: &Frame, generic: bool) -> Found {
-    let check_off = match f.proto {
-        IPPROTO_TCP => TCP_CHECK_OFF,
-        IPPROTO_UDP => UDP_CHECK_OFF,
-        _ => return Found::Complete,
-    };
-    // The kernel completes checksums before it fragments.
-    if f.frag != frag::NONE {
-        return Found::Complete;
-    }
+    let Some((check_off, value)) = checksum_field(ctx, f) else { return Found::Complete };
     let l4_len = f.l4_len();
     let pseudo = csum::pseudo_header(&f.src, &f.dst, f.proto, l4_len);
-    let Some(field) = ptr_at::<[u8; 2]>(ctx, l4_at(f) + check_off) else { return Found::Complete };
-    // SAFETY: bounds checked by `ptr_at`.
-    let value = u16::from_be_bytes(unsafe { *field });
-    // UDP over IPv4 without a checksum (0) stays without one.
-    let no_udp_csum = f.proto == IPPROTO_UDP && f.family == FAMILY_V4 && value == 0;
-    if no_udp_csum || !csum::may_be_partial(value, pseudo) {
+    if !csum::may_be_partial(value, pseudo) {
         return Found::Complete;
     }
     let mut s = Sum { ctx: ctx.ctx, off: f.l4_off, end: f.l4_off + l4_len, sum: 0, failed: 0 };
