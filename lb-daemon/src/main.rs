@@ -301,6 +301,7 @@ fn main() -> ExitCode {
                 sni: if *sni { virtualhost.clone() } else { None },
                 host: virtualhost.clone(),
                 protocol: *protocol,
+                client_cert: None,
             };
             genhash(&target, url, *timeout)
         }

@@ -233,6 +233,28 @@ impl HttpServer {
         tls: Option<(&std::path::Path, &std::path::Path)>,
         status_file: Option<&std::path::Path>,
     ) -> anyhow::Result<HttpServer> {
+        Self::start_with(ns, name, bind, tls, status_file, None)
+    }
+
+    /// HTTPS that answers nothing without a client certificate `client_ca` signed.
+    pub fn start_requiring_client_cert(
+        ns: &Netns,
+        name: &str,
+        bind: SocketAddr,
+        tls: (&std::path::Path, &std::path::Path),
+        client_ca: &std::path::Path,
+    ) -> anyhow::Result<HttpServer> {
+        Self::start_with(ns, name, bind, Some(tls), None, Some(client_ca))
+    }
+
+    fn start_with(
+        ns: &Netns,
+        name: &str,
+        bind: SocketAddr,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+        status_file: Option<&std::path::Path>,
+        client_ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<HttpServer> {
         use std::io::BufRead;
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/httpd.py");
         let mut cmd = ns.command("python3");
@@ -245,6 +267,9 @@ impl HttpServer {
         }
         if let Some(f) = status_file {
             cmd.arg("--status-file").arg(f);
+        }
+        if let Some(ca) = client_ca {
+            cmd.arg("--tls-client-ca").arg(ca);
         }
         let mut child = cmd.spawn()?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;

@@ -1084,3 +1084,98 @@ fn a_checkers_fwmark_steers_its_probe_by_policy_routing_as_keepalived() {
         assert_eq!(scheduled(&pins, &svc(port)), reals(&[0], 80), "port {port}: {:#?}", d.log());
     }
 }
+
+/// A CA and a client certificate it signed (rcgen), as PEM files in `dir`: (ca, cert, key).
+fn client_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "checker test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(vec!["checker.example".to_string()]).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "lb-daemon checker");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = client.signed_by(&key, &Issuer::new(ca, ca_key)).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("client.pem"), dir.join("client-key.pem"));
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// The top-level `SSL` block (keepalived 2.2.7's check_ssl.c): SSL_GET presents its
+/// certificate, with a key OpenSSL encrypted (PKCS#8, AES-256) that `password` opens. Against
+/// a server that answers only clients its CA signed, an `alpha` real server comes up with
+/// the block; a reload whose password opens nothing is refused and keeps it up; a reload
+/// without the block takes it down. `-t` reads no SSL file, as keepalived's does not.
+#[test]
+fn ssl_block_presents_a_client_certificate() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-sslcli");
+    let (server_cert, server_key) = self_signed(&dir);
+    let (ca, cert, key) = client_pki(&dir);
+    let encrypted = dir.join("client-key-enc.pem");
+    let openssl = std::process::Command::new("openssl")
+        .args(["pkey", "-aes256", "-passout", "pass:s3cret", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&encrypted)
+        .output()
+        .unwrap();
+    assert!(openssl.status.success(), "openssl pkey: {}", String::from_utf8_lossy(&openssl.stderr));
+    assert!(std::fs::read_to_string(&encrypted).unwrap().contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    let b0 = backend4(0);
+    let _https = HttpServer::start_requiring_client_cert(
+        &topo.backends[0],
+        "be0",
+        format!("{b0}:443").parse().unwrap(),
+        (&server_cert, &server_key),
+        &ca,
+    )
+    .unwrap();
+    let config = |password: Option<&str>| {
+        let ssl = match password {
+            Some(p) => format!(
+                "SSL {{\n    password {p}\n    ca {}\n    certificate {}\n    key {}\n}}\n",
+                ca.display(),
+                cert.display(),
+                encrypted.display()
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{ssl}virtual_server {VIP4} 443 {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 443 {{\n        SSL_GET {{\n            url {{\n                path /health\n                \
+             status_code 200\n            }}\n            alpha\n            connect_timeout 1\n            retry 0\n        \
+             }}\n    }}\n}}\n"
+        )
+    };
+    let path = dir.file("keepalived.conf", &config(Some("s3cret")));
+    let pins = daemon::pin_dir("chk-sslcli");
+    let d = Daemon::start(&topo.lb, &path, &pins, &[]).unwrap();
+    let svc = format!("{VIP4}:443/tcp");
+    let up = || scheduled(&pins, &svc) == reals(&[0], 443);
+    assert!(eventually(Duration::from_secs(6), up), "the client certificate was not accepted: {:#?}", d.log());
+
+    // A password that opens nothing: `-t` passes (it reads no SSL file), the reload is refused.
+    std::fs::write(&path, config(Some("wrong"))).unwrap();
+    let lb = daemon::binary().unwrap();
+    let t = std::process::Command::new(&lb).arg("-t").arg("-f").arg(&path).output().unwrap();
+    assert_eq!(t.status.code(), Some(0), "-t: {}", String::from_utf8_lossy(&t.stderr));
+    d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(d.wait_log("reload refused", Duration::from_secs(5)), "{:#?}", d.log());
+    let refusal = d.log().into_iter().find(|l| l.contains("reload refused")).unwrap_or_default();
+    assert!(refusal.contains("cannot decrypt") && refusal.contains("client-key-enc.pem"), "{refusal}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(up(), "the refused reload changed the running checkers: {:#?}", d.log());
+
+    // Without the block, SSL_GET presents no certificate and the server answers nothing.
+    std::fs::write(&path, config(None)).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(d.wait_log("reload applied", Duration::from_secs(5)), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &svc).is_empty()), "{:#?}", d.log());
+    drop(d);
+}

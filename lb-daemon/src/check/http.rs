@@ -10,15 +10,11 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use md5::{Digest, Md5};
-use rustls::{
-    ClientConfig, DigitallySignedStruct, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    pki_types::{CertificateDer, ServerName, UnixTime},
-};
+use rustls::{ClientConfig, pki_types::ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{error::ProbeError, tcp};
-use crate::config::HttpProtocol;
+use crate::config::{ClientCert, HttpProtocol};
 
 /// The response head must end within keepalived's read buffer (MAX_BUFFER_LENGTH, 4096, one
 /// byte kept for a NUL): a longer head is a failure there, so it is here.
@@ -40,6 +36,8 @@ pub struct Target {
     pub host: Option<String>,
     /// `http_protocol`: HTTP/1.0 by default, as keepalived.
     pub protocol: HttpProtocol,
+    /// The `SSL` block's client certificate, presented in the TLS handshake.
+    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 /// What one GET returned.
@@ -73,7 +71,7 @@ pub async fn get(t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError
             }
             None => ServerName::IpAddress(t.addr.ip().into()),
         };
-        let stream = tokio_rustls::TlsConnector::from(tls_config())
+        let stream = tokio_rustls::TlsConnector::from(tls_config(t.client_cert.as_ref())?)
             .connect(name, tcp)
             .await
             .map_err(|e| ProbeError::Tls(e.to_string()))?;
@@ -197,60 +195,26 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// keepalived's SSL_GET does not verify the server's certificate (it checks the service,
-/// not its identity); neither do we. The handshake itself must still succeed.
-fn tls_config() -> Arc<ClientConfig> {
-    static CONFIG: std::sync::OnceLock<Arc<ClientConfig>> = std::sync::OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let verifier = Arc::new(AcceptAny(provider.clone()));
-            let config = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| b.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth());
-            // The ring provider supports the default versions; failing here is a build bug.
-            Arc::new(config.unwrap_or_else(|e| panic!("rustls ring provider: {e}")))
-        })
-        .clone()
-}
-
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+/// SSL_GET's client configuration for `cert` (`tls::client_config`), built once per
+/// certificate: every checker shares the one of the running configuration.
+fn tls_config(cert: Option<&Arc<ClientCert>>) -> Result<Arc<ClientConfig>, ProbeError> {
+    type Cache = std::sync::Mutex<Vec<(Option<Arc<ClientCert>>, Arc<ClientConfig>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut built = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, c)) = built.iter().find(|(k, _)| k.as_deref() == cert.map(|c| &**c)) {
+        return Ok(c.clone());
     }
-
-    // Signatures are still checked: the server must hold the key of the certificate it sent.
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    let config = Arc::new(
+        super::tls::client_config(cert.map(|c| &**c))
+            .map_err(|e| ProbeError::Tls(format!("client configuration: {e}")))?,
+    );
+    // A reload may bring another certificate: keep the last few only.
+    if built.len() >= 4 {
+        built.remove(0);
     }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    built.push((cert.cloned(), config.clone()));
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -277,7 +241,15 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None, protocol: HttpProtocol::Http11 }
+        Target {
+            addr,
+            from: tcp::Origin::default(),
+            tls: false,
+            sni: None,
+            host: None,
+            protocol: HttpProtocol::Http11,
+            client_cert: None,
+        }
     }
 
     #[tokio::test]

@@ -36,6 +36,7 @@ pub fn supported() -> Vec<(&'static str, &'static str)> {
     all.extend(names("FILE_CHECK", lvs::FILE_CHECK));
     all.extend(names("url", lvs::URL));
     all.extend(names("BFD_CHECK", lvs::BFD_CHECK));
+    all.extend(names("SSL", lvs::SSL));
     all.extend(INLINE.iter().copied());
     all
 }

@@ -102,16 +102,10 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("nftables_ipvs", "global_defs", FIREWALL),
     ("nftables_ipvs_priority", "global_defs", FIREWALL),
     ("nftables_ipvs_start_fwmark", "global_defs", FIREWALL),
-    ("hashed", "virtual_server", "remove it: the kernel sets IPVS's hashed flag itself"),
     // Checker verdicts.
     ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
-    ("SSL", "the top level", SSL),
-    ("ca", "SSL", SSL),
-    ("certificate", "SSL", SSL),
-    ("key", "SSL, auth_hmac", SSL),
-    ("password", "SSL", SSL),
     (
         "set_supplementary_groups",
         "global_defs",
@@ -157,7 +151,6 @@ const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns ex
 const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nftables table lb_daemon_no_accept); remove it and add other firewall rules outside lb-daemon";
 const CHECK: &str =
     "this checker option is not implemented; use MISC_CHECK with a script that probes the same way (e.g. curl)";
-const SSL: &str = "SSL_GET client certificates are not supported; use MISC_CHECK with a script (e.g. curl --cert)";
 const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
 
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
@@ -270,6 +263,10 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
         &["fifo_write_vrrp_states_on_reload"],
     ),
     (
+        "keepalived 2.2.7 sets no flag for it (check_parser.c `lbflags_handler`; under other schedulers than sh and mh it says so), and the kernel sets IPVS's hashed flag on every service itself",
+        &["hashed"],
+    ),
+    (
         "they only modify something refused on its own: VMACs for other interfaces' addresses (use_vmac_addr)",
         &["vmac_addr_prefix"],
     ),
@@ -289,6 +286,32 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    ("top level", "SSL", &["tests/tests/checkers.rs::ssl_block_presents_a_client_certificate"]),
+    (
+        "SSL",
+        "certificate",
+        &[
+            "tests/tests/checkers.rs::ssl_block_presents_a_client_certificate",
+            "lb-daemon/src/check/tls.rs::a_certificate_and_its_key_make_the_client_certificate",
+        ],
+    ),
+    (
+        "SSL",
+        "key",
+        &[
+            "tests/tests/checkers.rs::ssl_block_presents_a_client_certificate",
+            "lb-daemon/src/check/tls.rs::files_that_do_not_load_are_errors_naming_them",
+        ],
+    ),
+    (
+        "SSL",
+        "password",
+        &[
+            "tests/tests/checkers.rs::ssl_block_presents_a_client_certificate",
+            "lb-daemon/src/check/tls.rs::an_encrypted_key_needs_the_password",
+        ],
+    ),
+    ("SSL", "ca", &["lb-daemon/src/check/tls.rs::files_that_do_not_load_are_errors_naming_them"]),
     (
         "top level",
         "bfd_instance",

@@ -6,8 +6,8 @@ use super::{
     keyword::{Ctx, Keyword},
     model::{
         CheckKind, Checker, Config, ForwardMethod, GroupMember, HttpProtocol, IpFamily, Protocol, RealServer,
-        SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost, Url, UrlRegex, VirtualServer,
-        VirtualServerGroup,
+        SCHED_FLAG_1, SCHED_FLAG_2, SCHED_FLAG_3, Scheduler, ServiceAddr, SmtpHost, SslContext, Url, UrlRegex,
+        VirtualServer, VirtualServerGroup,
     },
     tree::{Stmt, Word},
 };
@@ -42,6 +42,34 @@ pub fn virtual_server_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     }
     cfg.virtual_server_groups.push(g);
 }
+
+/// The top-level `SSL` block, with keepalived 2.2.7's words (check_parser.c): a second block
+/// replaces the first, a second file of one kind replaces the first.
+pub fn ssl(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some(block) = ctx.block(stmt) else { return };
+    if cfg.ssl.is_some() {
+        ctx.warn(stmt.keyword().span, "SSL context already specified - replacing");
+    }
+    let mut ssl = SslContext { span: stmt.keyword().span, ..Default::default() };
+    ctx.apply(SSL, &mut ssl, block, "SSL");
+    cfg.ssl = Some(ssl);
+}
+
+/// keepalived's `handle_ssl_file`: `what` is its word in the messages.
+fn ssl_file(ctx: &mut Ctx, stmt: &Stmt, slot: &mut Option<String>, what: &str) {
+    let Some(value) = ctx.string(stmt, 0, &format!("the SSL {what}")) else { return };
+    if slot.is_some() {
+        ctx.warn(stmt.keyword().span, format!("SSL {what} already specified - replacing"));
+    }
+    *slot = Some(value);
+}
+
+pub(crate) const SSL: &[Keyword<SslContext>] = &[
+    Keyword::new("password", |ctx, s, st| ssl_file(ctx, st, &mut s.password, "password")),
+    Keyword::new("ca", |ctx, s, st| ssl_file(ctx, st, &mut s.ca, "cafile")),
+    Keyword::new("certificate", |ctx, s, st| ssl_file(ctx, st, &mut s.certificate, "certfile")),
+    Keyword::new("key", |ctx, s, st| ssl_file(ctx, st, &mut s.key, "keyfile")),
+];
 
 /// `192.0.2.1` or `192.0.2.1-10` (last IPv4 octet, or last IPv6 group in hex, varies).
 fn range(ctx: &mut Ctx, w: &Word) -> Option<(IpAddr, IpAddr)> {

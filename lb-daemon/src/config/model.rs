@@ -29,6 +29,57 @@ pub struct Config {
     pub vrrp_instances: Vec<VrrpInstance>,
     pub virtual_server_groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
+    /// The top-level `SSL` block (keepalived's one SSL context for every SSL_GET checker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<SslContext>,
+    /// `ssl`'s certificate and key as the daemon loaded them at start or reload
+    /// (`check::tls::load`); `-t` reads no file, as keepalived's does not.
+    #[serde(skip)]
+    pub ssl_loaded: Option<std::sync::Arc<ClientCert>>,
+}
+
+/// The top-level `SSL` block, as keepalived 2.2.7's check_ssl.c uses it: SSL_GET presents
+/// `certificate` (a PEM chain) with `key` (PEM, decrypted with `password` if encrypted) as its
+/// client certificate. The server's certificate is never verified (keepalived sets no verify
+/// mode), so `ca` only has to load.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SslContext {
+    #[serde(skip)]
+    pub password: Option<String>,
+    pub ca: Option<String>,
+    pub certificate: Option<String>,
+    pub key: Option<String>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// The `SSL` block's client certificate as loaded: the chain and the key, DER.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub chain: Vec<Vec<u8>>,
+    pub key: Vec<u8>,
+    pub key_format: KeyFormat,
+}
+
+/// How `ClientCert::key` is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// PKCS#1 RSA (`BEGIN RSA PRIVATE KEY`).
+    Pkcs1,
+    /// SEC1 EC (`BEGIN EC PRIVATE KEY`).
+    Sec1,
+    /// PKCS#8 (`BEGIN PRIVATE KEY`, or an `ENCRYPTED PRIVATE KEY` once decrypted).
+    Pkcs8,
+}
+
+impl std::fmt::Debug for ClientCert {
+    // The key stays out of `--dump-conf` and logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("chain", &format_args!("{} certificate(s)", self.chain.len()))
+            .field("key", &format_args!("{:?} key", self.key_format))
+            .finish()
+    }
 }
 
 /// A user and optional group scripts run as (`script_user`, `user`).

@@ -30,4 +30,5 @@ pub(crate) const TOP: &[Keyword<Config>] = &[
     Keyword::new("vrrp_instance", vrrp::vrrp_instance),
     Keyword::new("virtual_server_group", lvs::virtual_server_group),
     Keyword::new("virtual_server", lvs::virtual_server),
+    Keyword::new("SSL", lvs::ssl),
 ];

@@ -54,6 +54,14 @@ pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
     if loaded.has_errors() {
         bail!("{} has {} error(s); see above", path.display(), loaded.errors().count());
     }
+    let mut loaded = loaded;
+    // keepalived loads the SSL block's files when its checkers start, not at `-t`.
+    let span = loaded.config.ssl.as_ref().map(|s| s.span).unwrap_or_default();
+    let at = |d: config::Diagnostic| loaded.sources.render(&d);
+    match crate::check::tls::load_into(&mut loaded.config) {
+        Ok(warnings) => warnings.into_iter().for_each(|w| warn!("{}", at(config::Diagnostic::warning(span, w)))),
+        Err(e) => bail!("{}", at(config::Diagnostic::error(span, e))),
+    }
     Ok(loaded)
 }
 
