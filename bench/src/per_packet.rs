@@ -202,6 +202,47 @@ fn hot_rounds(
     Ok(r)
 }
 
+/// Tracked packets over many flows, cold: `flows` established flows of one service (rr, IPv4,
+/// `fwd`) from client number `client` have their ACKs timed in turn, so each run meets
+/// another flow's entry, beside one flow's ACK timed as often, in blocks XDP_PASS, one, many,
+/// many, one, XDP_PASS. Refused unless every timed run was an established hit.
+struct ManyFlows {
+    pass: f64,
+    one: f64,
+    many: f64,
+}
+
+fn many_flows(fx: &mut Fixture, fwd: ForwardMethod, client: u8, flows: usize) -> Result<ManyFlows> {
+    fx.apply(&[service(Scheduler::Rr, fwd, false)])?;
+    let ack = |i: usize| frame(false, client, L4::TcpAck { sport: 3000 + i as u16, dport: 80 });
+    for i in 0..flows {
+        for f in [frame(false, client, L4::TcpSyn { sport: 3000 + i as u16, dport: 80 }), ack(i)] {
+            let (action, _) = fx.run(&f)?;
+            if action != XDP_TX {
+                bail!("{} many flows: opening flow {i} was not forwarded ({action})", method_name(fwd));
+            }
+        }
+    }
+    let many: Vec<Vec<u8>> = (0..flows).map(ack).collect();
+    let one = vec![ack(0); flows];
+    let pass_frames = vec![ack(0); flows];
+    let hits_before = fx.stats()?.flows_hit;
+    let (mut pass, mut t_one, mut t_many) = (Vec::new(), Vec::new(), Vec::new());
+    for block in ["pass", "one", "many", "many", "one", "pass"] {
+        let (prog, frames, into) = match block {
+            "pass" => (PROG_BENCH_PASS, &pass_frames, &mut pass),
+            "one" => (PROG_XDP, &one, &mut t_one),
+            _ => (PROG_XDP, &many, &mut t_many),
+        };
+        into.extend(fx.time_runs(prog, frames)?.into_iter().map(|n| n as f64));
+    }
+    let hits = fx.stats()?.flows_hit - hits_before;
+    if hits != 4 * flows as u64 {
+        bail!("{} many flows: {hits} of {} timed runs were established hits", method_name(fwd), 4 * flows);
+    }
+    Ok(ManyFlows { pass: stats(&pass).median, one: stats(&t_one).median, many: stats(&t_many).median })
+}
+
 /// `LB_BENCH_BASELINE_OBJECT`: another build of `lb-xdp` (e.g. the previous commit's) to time
 /// in the same hot rounds, on the same maps, with its own next-hop cache.
 fn baseline_object() -> Option<std::path::PathBuf> {
@@ -266,6 +307,62 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     if let Some(b) = base.as_mut() {
         b.start_nexthops()?;
     }
+    let mut table = String::from(
+        "| scheduler | method | family | conntrack | established ns (+ over PASS) | new flow ns (+ over PASS) |\n\
+         |---|---|---|---:|---:|---:|\n",
+    );
+    let mut rows = Vec::new();
+    let mut filled = 0u32;
+    let mut case = 0u8;
+    for &fill in fills {
+        fx.prefill_conntrack(fill - filled.min(fill))?;
+        filled = filled.max(fill);
+        for &sched in scheds {
+            for fwd in [ForwardMethod::Nat, ForwardMethod::Dr, ForwardMethod::Tun] {
+                for is_v6 in [false, true] {
+                    fx.apply(&[service(sched, fwd, is_v6)])?;
+                    case = case.checked_add(1).filter(|c| *c < 250).context("more cases than client addresses")?;
+                    let client = case + 2;
+                    // Established: one flow's SYN opens it, then its ACKs are timed.
+                    let sport = 1024;
+                    let (action, _) = fx.run(&frame(is_v6, client, L4::TcpSyn { sport, dport: 80 }))?;
+                    if action != XDP_TX {
+                        bail!(
+                            "{} {} v6={is_v6}: the opening SYN was not forwarded ({action})",
+                            sched.name(),
+                            method_name(fwd)
+                        );
+                    }
+                    let est = vec![frame(is_v6, client, L4::TcpAck { sport, dport: 80 }); runs];
+                    let (e, e_lo, e_hi) = median_ns(&mut fx, PROG_XDP, &est)?;
+                    // New: a SYN from a fresh source port each time.
+                    let news: Vec<Vec<u8>> = (0..runs)
+                        .map(|i| frame(is_v6, client, L4::TcpSyn { sport: 2000 + i as u16, dport: 80 }))
+                        .collect();
+                    let (n, n_lo, n_hi) = median_ns(&mut fx, PROG_XDP, &news)?;
+                    table.push_str(&format!(
+                        "| {} | {} | {} | {} | {:.0} (+{:.0}) | {:.0} (+{:.0}) |\n",
+                        sched.name(),
+                        method_name(fwd),
+                        if is_v6 { "IPv6" } else { "IPv4" },
+                        fill,
+                        e,
+                        e - pass,
+                        n,
+                        n - pass
+                    ));
+                    rows.push(json!({
+                        "scheduler": sched.name(), "method": method_name(fwd), "ipv6": is_v6,
+                        "conntrack": fill, "established_ns": e, "established_iqr": [e_lo, e_hi],
+                        "new_ns": n, "new_iqr": [n_lo, n_hi],
+                        "established_over_pass_ns": e - pass, "new_over_pass_ns": n - pass,
+                    }));
+                }
+            }
+        }
+    }
+    // From here on every flow table is full: each new entry evicts one, as under sustained load.
+    let full = fx.fill_flow_tables()?;
     set_real_macs(&ns, |_| LB_MAC)?;
     fx.apply(&[service(Scheduler::Rr, ForwardMethod::Dr, false)])?;
     require_cached(&fx, 2)?;
@@ -392,62 +489,32 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             mh - 3.0 * pass
         )?;
     }
+    // Enough flows that their entries and buckets outgrow the CPU's caches in a full run.
+    let flows = if quick { runs } else { 20_000 };
+    let many_dr = many_flows(&mut fx, ForwardMethod::Dr, 253, flows)?;
+    let many_nat = many_flows(&mut fx, ForwardMethod::Nat, 254, flows)?;
+    let tables: Vec<String> = full.iter().map(|(map, n)| format!("`{map}` {n}")).collect();
     writeln!(
         out,
-        "| scheduler | method | family | conntrack | established ns (+ over PASS) | new flow ns (+ over PASS) |"
+        "Every flow table was filled to capacity before the hot rounds and the new connections ({}): \
+         each new entry evicts one.\n\n\
+         Many flows, cold (rr, IPv4): {flows} established flows whose ACKs are timed in turn, so each \
+         run meets another entry, against one flow's ACK as often, in blocks XDP_PASS, one, many, many, \
+         one, XDP_PASS; medians, ns above that block's XDP_PASS:\n\n\
+         | cold, IPv4, rr, established | one flow | {flows} flows |\n|---|---:|---:|\n\
+         | DR | +{:.0} | **+{:.0}** |\n| NAT | +{:.0} | **+{:.0}** |\n",
+        tables.join(", "),
+        many_dr.one - many_dr.pass,
+        many_dr.many - many_dr.pass,
+        many_nat.one - many_nat.pass,
+        many_nat.many - many_nat.pass,
     )?;
-    writeln!(out, "|---|---|---|---:|---:|---:|")?;
-    let mut rows = Vec::new();
-    let mut filled = 0u32;
-    let mut case = 0u8;
-    for &fill in fills {
-        fx.prefill_conntrack(fill - filled.min(fill))?;
-        filled = filled.max(fill);
-        for &sched in scheds {
-            for fwd in [ForwardMethod::Nat, ForwardMethod::Dr, ForwardMethod::Tun] {
-                for is_v6 in [false, true] {
-                    fx.apply(&[service(sched, fwd, is_v6)])?;
-                    case = case.checked_add(1).filter(|c| *c < 250).context("more cases than client addresses")?;
-                    let client = case + 2;
-                    // Established: one flow's SYN opens it, then its ACKs are timed.
-                    let sport = 1024;
-                    let (action, _) = fx.run(&frame(is_v6, client, L4::TcpSyn { sport, dport: 80 }))?;
-                    if action != XDP_TX {
-                        bail!(
-                            "{} {} v6={is_v6}: the opening SYN was not forwarded ({action})",
-                            sched.name(),
-                            method_name(fwd)
-                        );
-                    }
-                    let est = vec![frame(is_v6, client, L4::TcpAck { sport, dport: 80 }); runs];
-                    let (e, e_lo, e_hi) = median_ns(&mut fx, PROG_XDP, &est)?;
-                    // New: a SYN from a fresh source port each time.
-                    let news: Vec<Vec<u8>> = (0..runs)
-                        .map(|i| frame(is_v6, client, L4::TcpSyn { sport: 2000 + i as u16, dport: 80 }))
-                        .collect();
-                    let (n, n_lo, n_hi) = median_ns(&mut fx, PROG_XDP, &news)?;
-                    writeln!(
-                        out,
-                        "| {} | {} | {} | {} | {:.0} (+{:.0}) | {:.0} (+{:.0}) |",
-                        sched.name(),
-                        method_name(fwd),
-                        if is_v6 { "IPv6" } else { "IPv4" },
-                        fill,
-                        e,
-                        e - pass,
-                        n,
-                        n - pass
-                    )?;
-                    rows.push(json!({
-                        "scheduler": sched.name(), "method": method_name(fwd), "ipv6": is_v6,
-                        "conntrack": fill, "established_ns": e, "established_iqr": [e_lo, e_hi],
-                        "new_ns": n, "new_iqr": [n_lo, n_hi],
-                        "established_over_pass_ns": e - pass, "new_over_pass_ns": n - pass,
-                    }));
-                }
-            }
-        }
-    }
+    writeln!(
+        out,
+        "The table below was timed before the flow tables were filled (its conntrack column counts the \
+         entries then); every figure above, after.\n"
+    )?;
+    out.write_all(table.as_bytes())?;
     Ok(json!({
         "summary": {
             "tracked_dr_over_pass_ns": dr.over_pass().median,
@@ -463,6 +530,14 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "new_connection_by_fib_over_pass_ns": conn_fib - 3.0 * pass,
             "new_connection_mh_over_pass_ns": conn_mh - 3.0 * pass,
             "by_fib_method": "the same packets, same run, through a second program instance on the same maps whose next-hop cache is empty",
+            "tracked_dr_many_flows_cold_over_pass_ns": many_dr.many - many_dr.pass,
+            "tracked_dr_one_flow_cold_over_pass_ns": many_dr.one - many_dr.pass,
+            "tracked_nat_many_flows_cold_over_pass_ns": many_nat.many - many_nat.pass,
+            "tracked_nat_one_flow_cold_over_pass_ns": many_nat.one - many_nat.pass,
+            "many_flows": flows,
+            "many_flows_method": "cold: established ACKs of that many flows timed in turn, against one flow's as often, blocks PASS one many many one PASS",
+            "flow_tables_full": full.iter().map(|(m, n)| json!({"map": m, "entries": n})).collect::<Vec<_>>(),
+            "flow_tables_method": "every flow table filled to capacity with unrelated flows before the hot rounds, the new connections and the many-flow blocks",
         },
         "hot": {
             "repeat": hot_repeat, "rounds": rounds, "xdp_pass_ns": hot_pass,

@@ -20,8 +20,10 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use lb_common::{
-    FlowKey, FlowValue, GlobalStats, ServiceKey, ServiceStats, ServiceValue,
-    consts::{MAP_CONNTRACK, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP},
+    FlowKey, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceStats, ServiceValue,
+    consts::{
+        MAP_CONNTRACK, MAP_HALFOPEN, MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP,
+    },
 };
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
@@ -91,6 +93,8 @@ pub struct Fixture {
     owns_pins: bool,
     /// The benchmark's baselines (`lb-bench`), loaded on first use.
     bench: Option<Ebpf>,
+    /// `lb_conntrack`'s size (the other flow tables' follow from it).
+    conntrack: u32,
 }
 
 static FIXTURES: AtomicU32 = AtomicU32::new(0);
@@ -107,7 +111,7 @@ impl Fixture {
         let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));
         let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack }).context("verifier refused lb_xdp")?;
-        Ok(Self { dp, pin_dir, netns: None, owns_pins: true, bench: None })
+        Ok(Self { dp, pin_dir, netns: None, owns_pins: true, bench: None, conntrack })
     }
 
     /// Runs program `prog` (`lb_xdp` or a baseline) once per frame, each from a fresh copy
@@ -177,13 +181,36 @@ impl Fixture {
     /// Fills the connection table with `n` unrelated flows (distinct client addresses), as a
     /// busy load balancer's would be.
     pub fn prefill_conntrack(&mut self, n: u32) -> Result<()> {
-        let mut ct: HashMap<_, FlowKey, FlowValue> =
-            HashMap::try_from(self.dp.ebpf_mut().map_mut(MAP_CONNTRACK).ok_or_else(|| anyhow!("no {MAP_CONNTRACK}"))?)?;
+        let value = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
+        self.fill_unrelated(MAP_CONNTRACK, 0xffff, n, value)
+    }
+
+    /// Writes as many unrelated flows into each flow table (`lb_conntrack`, `lb_nat_rev`,
+    /// `lb_halfopen`, `lb_halfopen_rev`) as it holds, so every table is full and each new
+    /// entry from here on evicts one: the state of a load balancer under sustained load.
+    /// Returns each table and the entries written.
+    pub fn fill_flow_tables(&mut self) -> Result<Vec<(&'static str, u32)>> {
+        let (main, half) = (self.conntrack, lb_common::consts::halfopen_size(self.conntrack));
+        let flow = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
+        let rev = NatRev::default();
+        self.fill_unrelated(MAP_CONNTRACK, 0xfff0, main, flow)?;
+        self.fill_unrelated(MAP_NAT_REV, 0xfff1, main, rev)?;
+        self.fill_unrelated(MAP_HALFOPEN, 0xfff2, half, flow)?;
+        self.fill_unrelated(MAP_HALFOPEN_REV, 0xfff3, half, rev)?;
+        Ok(vec![(MAP_CONNTRACK, main), (MAP_NAT_REV, main), (MAP_HALFOPEN, half), (MAP_HALFOPEN_REV, half)])
+    }
+
+    /// Inserts `n` flows from 2001:db8:`tag`::/96 + i (documentation addresses, map entries
+    /// only: no packet carries them) into flow table `map`, each with `value`.
+    fn fill_unrelated<V: aya::Pod>(&mut self, map: &str, tag: u16, n: u32, value: V) -> Result<()> {
+        let mut table: HashMap<_, FlowKey, V> =
+            HashMap::try_from(self.dp.ebpf_mut().map_mut(map).ok_or_else(|| anyhow!("no {map}"))?)?;
+        let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        src[4..6].copy_from_slice(&tag.to_be_bytes());
+        let mut dst = src;
+        dst[15] = 1;
         for i in 0..n {
-            // 2001:db8:ffff::/96 + i: documentation addresses, map entries only.
-            let mut src = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
             src[12..].copy_from_slice(&i.to_be_bytes());
-            let dst = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
             let key = FlowKey {
                 src,
                 dst,
@@ -193,8 +220,7 @@ impl Fixture {
                 family: lb_common::consts::FAMILY_V6,
                 pad: [0; 2],
             };
-            let value = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
-            ct.insert(key, value, 0)?;
+            table.insert(key, value, 0).with_context(|| format!("filling {map}: entry {i} of {n}"))?;
         }
         Ok(())
     }
@@ -210,7 +236,14 @@ impl Fixture {
     pub fn share_object(&self, path: Option<&std::path::Path>) -> Result<Self> {
         let object = lb_daemon::dataplane::object::load(path)?;
         let dp = BpfDataplane::load(&object, &self.pin_dir, Sizes { conntrack: 4096 })?;
-        Ok(Self { dp, pin_dir: self.pin_dir.clone(), netns: self.netns.clone(), owns_pins: false, bench: None })
+        Ok(Self {
+            dp,
+            pin_dir: self.pin_dir.clone(),
+            netns: self.netns.clone(),
+            owns_pins: false,
+            bench: None,
+            conntrack: self.conntrack,
+        })
     }
 
     /// Runs programming and packets inside `ns`, arriving on interface `ifindex` there.
