@@ -97,7 +97,6 @@ pub fn http_reply(data: &[u8]) -> Option<crate::check::http::Reply> {
                 1 => crate::config::HttpProtocol::Http10Close,
                 _ => crate::config::HttpProtocol::Http11,
             },
-            client_cert: None,
         };
         let r = tokio::time::timeout(
             Duration::from_secs(1),

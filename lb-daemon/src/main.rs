@@ -301,7 +301,6 @@ fn main() -> ExitCode {
                 sni: if *sni { virtualhost.clone() } else { None },
                 host: virtualhost.clone(),
                 protocol: *protocol,
-                client_cert: None,
             };
             genhash(&target, url, *timeout)
         }

@@ -1127,6 +1127,9 @@ fn ssl_block_presents_a_client_certificate() {
         .unwrap();
     assert!(openssl.status.success(), "openssl pkey: {}", String::from_utf8_lossy(&openssl.stderr));
     assert!(std::fs::read_to_string(&encrypted).unwrap().contains("BEGIN ENCRYPTED PRIVATE KEY"));
+    // One file with the certificate and the encrypted key, as OpenSSL also reads it.
+    let both = std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&encrypted).unwrap();
+    let encrypted = dir.file("client-key-enc.pem", &both);
     let b0 = backend4(0);
     let _https = HttpServer::start_requiring_client_cert(
         &topo.backends[0],
@@ -1172,10 +1175,13 @@ fn ssl_block_presents_a_client_certificate() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(up(), "the refused reload changed the running checkers: {:#?}", d.log());
 
-    // Without the block, SSL_GET presents no certificate and the server answers nothing.
+    // Without the block, SSL_GET presents no certificate and the server answers nothing. The
+    // checker keeps running through the reload (keepalived replaces its SSL context under
+    // running checkers), so the server goes only when a probe fails.
     std::fs::write(&path, config(None)).unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(d.wait_log("reload applied", Duration::from_secs(5)), "{:#?}", d.log());
     assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &svc).is_empty()), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("real server DOWN") && l.contains("SSL_GET")), "{:#?}", d.log());
     drop(d);
 }

@@ -7,14 +7,14 @@
 //! body is streamed into the MD5 and only `Want::keep` bytes of it stored, and the caller
 //! wraps the whole exchange in the checker's timeout.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use md5::{Digest, Md5};
-use rustls::{ClientConfig, pki_types::ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{error::ProbeError, tcp};
-use crate::config::{ClientCert, HttpProtocol};
+use crate::config::HttpProtocol;
 
 /// The response head must end within keepalived's read buffer (MAX_BUFFER_LENGTH, 4096, one
 /// byte kept for a NUL): a longer head is a failure there, so it is here.
@@ -36,8 +36,6 @@ pub struct Target {
     pub host: Option<String>,
     /// `http_protocol`: HTTP/1.0 by default, as keepalived.
     pub protocol: HttpProtocol,
-    /// The `SSL` block's client certificate, presented in the TLS handshake.
-    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 /// What one GET returned.
@@ -71,7 +69,7 @@ pub async fn get(t: &Target, path: &str, want: Want) -> Result<Reply, ProbeError
             }
             None => ServerName::IpAddress(t.addr.ip().into()),
         };
-        let stream = tokio_rustls::TlsConnector::from(tls_config(t.client_cert.as_ref())?)
+        let stream = tokio_rustls::TlsConnector::from(super::tls::running_config()?)
             .connect(name, tcp)
             .await
             .map_err(|e| ProbeError::Tls(e.to_string()))?;
@@ -195,28 +193,6 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SSL_GET's client configuration for `cert` (`tls::client_config`), built once per
-/// certificate: every checker shares the one of the running configuration.
-fn tls_config(cert: Option<&Arc<ClientCert>>) -> Result<Arc<ClientConfig>, ProbeError> {
-    type Cache = std::sync::Mutex<Vec<(Option<Arc<ClientCert>>, Arc<ClientConfig>)>>;
-    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut built = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, c)) = built.iter().find(|(k, _)| k.as_deref() == cert.map(|c| &**c)) {
-        return Ok(c.clone());
-    }
-    let config = Arc::new(
-        super::tls::client_config(cert.map(|c| &**c))
-            .map_err(|e| ProbeError::Tls(format!("client configuration: {e}")))?,
-    );
-    // A reload may bring another certificate: keep the last few only.
-    if built.len() >= 4 {
-        built.remove(0);
-    }
-    built.push((cert.cloned(), config.clone()));
-    Ok(config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,15 +217,7 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        Target {
-            addr,
-            from: tcp::Origin::default(),
-            tls: false,
-            sni: None,
-            host: None,
-            protocol: HttpProtocol::Http11,
-            client_cert: None,
-        }
+        Target { addr, from: tcp::Origin::default(), tls: false, sni: None, host: None, protocol: HttpProtocol::Http11 }
     }
 
     #[tokio::test]

@@ -154,7 +154,7 @@ pub fn specs(cfg: &Config, runner: &Runner) -> BTreeMap<CheckId, Spec> {
         for rs in &vs.real_servers {
             for (index, c) in rs.checkers.iter().enumerate() {
                 let id = CheckId { service: service.clone(), real: rs.addr, index };
-                let spec = spec(vs, rs, c, runner, suspend, files, cfg.ssl_loaded.as_ref());
+                let spec = spec(vs, rs, c, runner, suspend, files);
                 if let Some(why) = disabled(&spec) {
                     // keepalived's words (check_misc.c): the real server keeps its other
                     // checkers, and with none left it counts as up.
@@ -234,7 +234,6 @@ fn spec(
     runner: &Runner,
     suspend: Option<IpAddr>,
     files: &[TrackFile],
-    client_cert: Option<&std::sync::Arc<crate::config::ClientCert>>,
 ) -> Spec {
     let real = rs.addr;
     let t = timing(vs, rs, c);
@@ -254,8 +253,7 @@ fn spec(
             // keepalived's ssl_connect names the checker's virtualhost, else the virtual
             // server's: never the real server's, which only the Host header takes.
             let sni = if enable_sni { virtualhost.clone().or_else(|| vs.virtualhost.clone()) } else { None };
-            let client_cert = if tls { client_cert.cloned() } else { None };
-            let target = http::Target { addr, from, tls, sni, host, protocol: *protocol, client_cert };
+            let target = http::Target { addr, from, tls, sni, host, protocol: *protocol };
             (
                 if tls { "SSL_GET" } else { "HTTP_GET" },
                 Probe::Http { target, urls: urls.clone(), sni: enable_sni },
@@ -1064,7 +1062,6 @@ mod tests {
                 sni: None,
                 host: None,
                 protocol: Default::default(),
-                client_cert: None,
             },
             urls,
             sni: false,
@@ -1092,7 +1089,6 @@ mod tests {
                 sni: None,
                 host: None,
                 protocol: Default::default(),
-                client_cert: None,
             },
             urls: vec![url(None)],
             sni: false,

@@ -4,8 +4,12 @@
 //! although nothing verifies against it (keepalived sets no verify mode on its context). A
 //! file that does not load stops the start, as it stops keepalived's checker process, and
 //! refuses a reload, keeping the running configuration.
+//!
+//! Like keepalived's one SSL context, the running configuration's certificate is shared by
+//! every SSL_GET checker and replaced at a reload without restarting them ([`install`]), so a
+//! certificate rotation keeps every real server's verdict.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rustls::{
     DigitallySignedStruct, SignatureScheme,
@@ -13,7 +17,37 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject as _},
 };
 
+use super::error::ProbeError;
 use crate::config::{ClientCert, Config, KeyFormat, SslContext};
+
+/// The running configuration's client certificate (`Config::ssl_loaded`).
+static RUNNING: RwLock<Option<Arc<ClientCert>>> = RwLock::new(None);
+
+/// Makes `cert` the one SSL_GET presents from now on (at start, and after a reload with
+/// the configuration then running).
+pub fn install(cert: Option<Arc<ClientCert>>) {
+    *RUNNING.write().unwrap_or_else(PoisonError::into_inner) = cert;
+}
+
+/// The client configuration for the running certificate, built once per certificate.
+pub fn running_config() -> Result<Arc<rustls::ClientConfig>, ProbeError> {
+    type Built = Option<(Option<Arc<ClientCert>>, Arc<rustls::ClientConfig>)>;
+    static BUILT: Mutex<Built> = Mutex::new(None);
+    let cert = RUNNING.read().unwrap_or_else(PoisonError::into_inner).clone();
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    let same = |b: &Option<Arc<ClientCert>>| match (b, &cert) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    if let Some((_, config)) = built.as_ref().filter(|(b, _)| same(b)) {
+        return Ok(config.clone());
+    }
+    let config =
+        Arc::new(client_config(cert.as_deref()).map_err(|e| ProbeError::Tls(format!("client configuration: {e}")))?);
+    *built = Some((cert, config.clone()));
+    Ok(config)
+}
 
 /// Whether any checker is an SSL_GET (keepalived loads the SSL files only then).
 pub fn required(cfg: &Config) -> bool {
@@ -107,20 +141,21 @@ fn read_key(file: &str, password: Option<&str>) -> Result<(Vec<u8>, KeyFormat), 
         };
         return Ok((key.secret_der().to_vec(), format));
     }
-    if !text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+    // The encrypted key's own section (the file may hold certificates too).
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let section = text.find(BEGIN).and_then(|a| text[a..].find(END).map(|b| &text[a..a + b + END.len()]));
+    let Some(section) = section else {
         return Err(format!("SSL key {file}: no PEM private key in it (keepalived: Cant load key file)"));
-    }
+    };
     let Some(password) = password else {
         return Err(format!("SSL key {file} is encrypted and the SSL block has no password"));
     };
-    let (label, doc) = pkcs8::der::SecretDocument::from_pem(&text).map_err(|e| format!("SSL key {file}: {e}"))?;
-    if label != "ENCRYPTED PRIVATE KEY" {
-        return Err(format!("SSL key {file}: the first PEM section is {label}, not ENCRYPTED PRIVATE KEY"));
-    }
+    let (_, doc) = pkcs8::der::SecretDocument::from_pem(section).map_err(|e| format!("SSL key {file}: {e}"))?;
     let plain = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
         .map_err(|e| format!("SSL key {file}: {e}"))?
         .decrypt(password)
-        .map_err(|e| format!("SSL key {file}: cannot decrypt it with the SSL password ({e})"))?;
+        .map_err(|e| format!("SSL key {file}: cannot decrypt it with the SSL password: {e}"))?;
     Ok((plain.as_bytes().to_vec(), KeyFormat::Pkcs8))
 }
 

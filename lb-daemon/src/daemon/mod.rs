@@ -181,10 +181,12 @@ impl Shell {
             let timeout = first.config.global.startup_script_timeout;
             run_around(&runner, "startup", Some(script), timeout).await;
         }
-        let loaded = read_config(&opts.config, opts.backend)?;
+        let mut loaded = read_config(&opts.config, opts.backend)?;
         if opts.subsystems.vrrp() {
             startup::check_interfaces(&loaded)?;
         }
+        startup::load_ssl(&mut loaded, opts.subsystems)?;
+        check::tls::install(loaded.config.ssl_loaded.clone());
         for w in not_acted_on(&loaded) {
             warn!("{w}");
         }
@@ -434,8 +436,10 @@ impl Shell {
         let started = Instant::now();
         // An invalid config leaves the running one untouched.
         let vrrp = self.opts.subsystems.vrrp();
+        let subsystems = self.opts.subsystems;
         let checked = read_config(&self.opts.config, self.opts.backend)
-            .and_then(|l| if vrrp { startup::check_interfaces(&l).map(|()| l) } else { Ok(l) });
+            .and_then(|l| if vrrp { startup::check_interfaces(&l).map(|()| l) } else { Ok(l) })
+            .and_then(|mut l| startup::load_ssl(&mut l, subsystems).map(|()| l));
         match checked {
             Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
             Ok(loaded) => match crate::script::Runner::new(&loaded.config.global) {
@@ -447,6 +451,9 @@ impl Shell {
                     let rollback_checks = check::specs(self.node.config(), self.notifier.runner());
                     let loaded = Box::new(loaded);
                     self.handle(Event::Reload { loaded, checks, rollback_checks, started }).await;
+                    // The certificate of the configuration now running (the old one after a
+                    // rollback); the checkers keep running, with their verdicts.
+                    check::tls::install(self.node.config().ssl_loaded.clone());
                     // The config now running (the new one, or the old one after a rollback):
                     // unchanged sessions keep running, and their state.
                     crate::bfd::apply(&self.node.config().bfd_instances);

@@ -54,15 +54,22 @@ pub fn read_config(path: &Path, backend: BackendKind) -> Result<Loaded> {
     if loaded.has_errors() {
         bail!("{} has {} error(s); see above", path.display(), loaded.errors().count());
     }
-    let mut loaded = loaded;
-    // keepalived loads the SSL block's files when its checkers start, not at `-t`.
+    Ok(loaded)
+}
+
+/// Reads the `SSL` block's files into `loaded` when the checkers run (keepalived loads them
+/// when its checker process starts: not at `-t`, not with `-P`); an error names the block.
+pub fn load_ssl(loaded: &mut Loaded, subsystems: Subsystems) -> Result<()> {
+    if !subsystems.dataplane() {
+        return Ok(());
+    }
     let span = loaded.config.ssl.as_ref().map(|s| s.span).unwrap_or_default();
     let at = |d: config::Diagnostic| loaded.sources.render(&d);
     match crate::check::tls::load_into(&mut loaded.config) {
         Ok(warnings) => warnings.into_iter().for_each(|w| warn!("{}", at(config::Diagnostic::warning(span, w)))),
         Err(e) => bail!("{}", at(config::Diagnostic::error(span, e))),
     }
-    Ok(loaded)
+    Ok(())
 }
 
 /// keepalived's refusal of a VRRP configuration naming interfaces this host lacks
