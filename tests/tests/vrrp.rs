@@ -1532,64 +1532,67 @@ fn adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them() {
 
 /// keepalived's announcement timing: gratuitous ARPs on becoming master (`garp_master_repeat`,
 /// of which keepalived sends two when `vrrp_garp_interval` spaces them), then
-/// `garp_master_refresh_repeat` every `garp_master_refresh`. Counted on the wire for keepalived 2.2.7 and for lb-daemon with the
-/// same config.
+/// `garp_master_refresh_repeat` every `garp_master_refresh`; a `garp_group` naming the
+/// interface spaces them by its own `garp_interval` instead. Counted on the wire for
+/// keepalived 2.2.7 and for lb-daemon with the same config.
 #[test]
 fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
     require_root();
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-garp");
     let (n0, _) = dir.recorder("notify0");
-    let conf = format!(
-        "global_defs {{\n    vrrp_garp_interval 0.2\n    vrrp_garp_master_delay 0\n}}\n{}",
-        instance(
-            "VI_1",
-            150,
-            "    garp_master_repeat 3\n    garp_master_refresh 2\n    garp_master_refresh_repeat 2\n",
-            &n0
-        )
-    );
-    // Gratuitous ARPs for the VIP, as each node sends them (its switch port).
-    let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>) {
-        let cap =
-            lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}"))
-                .unwrap();
-        let stop = run();
-        // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
-        std::thread::sleep(Duration::from_secs(9));
-        stop();
-        let times: Vec<f64> = cap.lines().into_iter().map(|(t, _)| t).collect();
-        let first = times.first().copied().unwrap_or(0.0);
-        let burst: Vec<f64> = times.iter().copied().filter(|t| *t - first < 1.0).collect();
-        (times.len() - burst.len(), lb_tests::capture::intervals(&burst))
-    };
-    let kconf = dir.file("ka.conf", &conf);
-    let (ka_refresh, ka_gaps) = measure(&|| {
-        let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "kagarp").unwrap();
-        Box::new(move || k.stop().unwrap())
-    });
-    let (our_refresh, our_gaps) = measure(&|| {
-        let d = start(&seg, 0, &dir, &conf);
-        Box::new(move || drop(d))
-    });
-    println!(
-        "keepalived: burst gaps {ka_gaps:?}, {ka_refresh} later; ours: burst gaps {our_gaps:?}, {our_refresh} later"
-    );
-    // keepalived coalesces announcements queued behind the interval: 2 of garp_master_repeat 3.
-    assert_eq!(ka_gaps.len(), 1, "keepalived's first burst: {ka_gaps:?}");
-    assert_eq!(our_gaps.len(), ka_gaps.len(), "burst size differs from keepalived's");
-    for g in our_gaps.iter().chain(&ka_gaps) {
+    // (garp_group, the gap both must keep)
+    let cases = [("", 0.15..0.35), ("garp_group {\n    garp_interval 0.5\n    interface l0\n}\n", 0.42..0.65)];
+    for (n, (group, gap)) in cases.into_iter().enumerate() {
+        let conf = format!(
+            "global_defs {{\n    vrrp_garp_interval 0.2\n    vrrp_garp_master_delay 0\n}}\n{group}{}",
+            instance(
+                "VI_1",
+                150,
+                "    garp_master_repeat 3\n    garp_master_refresh 2\n    garp_master_refresh_repeat 2\n",
+                &n0
+            )
+        );
+        // Gratuitous ARPs for the VIP, as each node sends them (its switch port).
+        let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>) {
+            let cap =
+                lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}"))
+                    .unwrap();
+            let stop = run();
+            // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
+            std::thread::sleep(Duration::from_secs(9));
+            stop();
+            let times: Vec<f64> = cap.lines().into_iter().map(|(t, _)| t).collect();
+            let first = times.first().copied().unwrap_or(0.0);
+            let burst: Vec<f64> = times.iter().copied().filter(|t| *t - first < 1.0).collect();
+            (times.len() - burst.len(), lb_tests::capture::intervals(&burst))
+        };
+        let kconf = dir.file(&format!("ka{n}.conf"), &conf);
+        let (ka_refresh, ka_gaps) = measure(&|| {
+            let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("kagarp{n}")).unwrap();
+            Box::new(move || k.stop().unwrap())
+        });
+        let (our_refresh, our_gaps) = measure(&|| {
+            let d = start(&seg, 0, &dir, &conf);
+            Box::new(move || drop(d))
+        });
+        println!(
+            "{group:?}: keepalived: burst gaps {ka_gaps:?}, {ka_refresh} later; ours: burst gaps {our_gaps:?}, \
+             {our_refresh} later"
+        );
+        // keepalived coalesces announcements queued behind the interval: 2 of garp_master_repeat 3.
+        assert_eq!(ka_gaps.len(), 1, "keepalived's first burst: {ka_gaps:?}");
+        assert_eq!(our_gaps.len(), ka_gaps.len(), "burst size differs from keepalived's");
+        for g in our_gaps.iter().chain(&ka_gaps) {
+            assert!(gap.contains(g), "gap {g} s, want {gap:?}: ours {our_gaps:?}, keepalived {ka_gaps:?}");
+        }
+        // Refreshes of 2 every 2 s in the remaining ~5 s: 4 or 6 frames (timing decides the edge).
+        assert!(ka_refresh >= 4 && ka_refresh % 2 == 0, "keepalived refreshes: {ka_refresh}");
         assert!(
-            (0.15..0.35).contains(g),
-            "gap {g} s, vrrp_garp_interval 0.2: ours {our_gaps:?}, keepalived {ka_gaps:?}"
+            our_refresh.abs_diff(ka_refresh) <= 2 && our_refresh % 2 == 0,
+            "ours {our_refresh}, keepalived {ka_refresh}"
         );
     }
-    // Refreshes of 2 every 2 s in the remaining ~5 s: 4 or 6 frames (timing decides the edge).
-    assert!(ka_refresh >= 4 && ka_refresh % 2 == 0, "keepalived refreshes: {ka_refresh}");
-    assert!(
-        our_refresh.abs_diff(ka_refresh) <= 2 && our_refresh % 2 == 0,
-        "ours {our_refresh}, keepalived {ka_refresh}"
-    );
 }
 
 /// `vrrp_min_garp` as keepalived 2.2.7 acts on it: one gratuitous ARP on becoming master and

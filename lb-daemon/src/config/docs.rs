@@ -37,6 +37,7 @@ pub fn supported() -> Vec<(&'static str, &'static str)> {
     all.extend(names("url", lvs::URL));
     all.extend(names("BFD_CHECK", lvs::BFD_CHECK));
     all.extend(names("SSL", lvs::SSL));
+    all.extend(names("garp_group", vrrp::GARP_GROUP));
     all.extend(INLINE.iter().copied());
     all
 }

@@ -56,15 +56,11 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
     ),
     // Gratuitous ARP / unsolicited NA (they move the neighbours' caches).
-    ("garp_interval", "vrrp_instance, garp_group", GARP),
-    ("gna_interval", "vrrp_instance, garp_group", GARP),
     ("garp_extra_if", "vrrp_instance", GARP),
     ("vrrp_garp_extra_if", "global_defs", GARP),
     // keepalived 2.2.7's older spellings of garp_extra_if / vrrp_garp_extra_if (same handlers).
     ("vmac_garp_intvl", "vrrp_instance", GARP),
     ("vrrp_vmac_garp_intvl", "global_defs", GARP),
-    ("garp_group", "the top level", GARP),
-    ("interfaces", "garp_group", GARP),
     // Interfaces, addresses and routing.
     (
         "dynamic_interfaces",
@@ -145,7 +141,7 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
 const NOT_IN_227: &str =
     "keepalived 2.2.7 does not know this keyword (a later keepalived's) and neither does lb-daemon; remove it";
 const ADVERTS: &str = "this VRRP advert or election variant is not implemented; remove it (lb-daemon sends and checks adverts as RFC 3768 / 5798 and keepalived's defaults do)";
-const GARP: &str = "use vrrp_garp_interval, vrrp_gna_interval, vrrp_garp_master_delay / _repeat / _refresh in global_defs or garp_master_* in the instance";
+const GARP: &str = "use vrrp_garp_interval, vrrp_gna_interval, vrrp_garp_master_delay / _repeat / _refresh in global_defs, garp_group, or garp_master_* in the instance";
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
 const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nftables table lb_daemon_no_accept); remove it and add other firewall rules outside lb-daemon";
@@ -286,6 +282,40 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "top level",
+        "garp_group",
+        &[
+            "tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements",
+        ],
+    ),
+    (
+        "garp_group",
+        "garp_interval",
+        &[
+            "tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements",
+        ],
+    ),
+    (
+        "garp_group",
+        "gna_interval",
+        &["lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements"],
+    ),
+    (
+        "garp_group",
+        "interface",
+        &[
+            "tests/tests/vrrp.rs::gratuitous_arp_counts_and_spacing_follow_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements",
+        ],
+    ),
+    (
+        "garp_group",
+        "interfaces",
+        &["lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements"],
+    ),
     ("top level", "SSL", &["tests/tests/checkers.rs::ssl_block_presents_a_client_certificate"]),
     (
         "SSL",

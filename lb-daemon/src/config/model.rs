@@ -29,6 +29,9 @@ pub struct Config {
     pub vrrp_instances: Vec<VrrpInstance>,
     pub virtual_server_groups: Vec<VirtualServerGroup>,
     pub virtual_servers: Vec<VirtualServer>,
+    /// `garp_group` blocks: announcement spacing for their interfaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub garp_groups: Vec<GarpGroup>,
     /// The top-level `SSL` block (keepalived's one SSL context for every SSL_GET checker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslContext>,
@@ -38,11 +41,24 @@ pub struct Config {
     pub ssl_loaded: Option<std::sync::Arc<ClientCert>>,
 }
 
+/// `garp_group { garp_interval S; gna_interval S; interface NAME | interfaces { ... } }`:
+/// the gaps between gratuitous ARPs / unsolicited NAs on those interfaces, instead of
+/// `vrrp_garp_interval` / `vrrp_gna_interval` (keepalived 2.2.7's vrrp_parser.c; one of the
+/// two left unset is no gap there, not the global one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarpGroup {
+    pub garp_interval_us: Option<u32>,
+    pub gna_interval_us: Option<u32>,
+    pub interfaces: Vec<String>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
 /// The top-level `SSL` block, as keepalived 2.2.7's check_ssl.c uses it: SSL_GET presents
 /// `certificate` (a PEM chain) with `key` (PEM, decrypted with `password` if encrypted) as its
 /// client certificate. The server's certificate is never verified (keepalived sets no verify
 /// mode), so `ca` only has to load.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SslContext {
     #[serde(skip)]
     pub password: Option<String>,
@@ -51,6 +67,18 @@ pub struct SslContext {
     pub key: Option<String>,
     #[serde(skip)]
     pub span: Span,
+}
+
+impl std::fmt::Debug for SslContext {
+    // The password stays out of `--dump-conf` and logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SslContext")
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("ca", &self.ca)
+            .field("certificate", &self.certificate)
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 /// The `SSL` block's client certificate as loaded: the chain and the key, DER.

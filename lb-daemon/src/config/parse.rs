@@ -28,6 +28,7 @@ pub(crate) const TOP: &[Keyword<Config>] = &[
     Keyword::new("bfd_instance", vrrp::bfd_instance),
     Keyword::new("vrrp_sync_group", vrrp::vrrp_sync_group),
     Keyword::new("vrrp_instance", vrrp::vrrp_instance),
+    Keyword::new("garp_group", vrrp::garp_group),
     Keyword::new("virtual_server_group", lvs::virtual_server_group),
     Keyword::new("virtual_server", lvs::virtual_server),
     Keyword::new("SSL", lvs::ssl),

@@ -4,8 +4,8 @@ use super::{
     ip,
     keyword::{Ctx, Keyword},
     model::{
-        AuthType, Authentication, BfdInstance, Config, Notify, ParamMatch, SyncGroup, TrackFile, TrackFileInit,
-        TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
+        AuthType, Authentication, BfdInstance, Config, GarpGroup, Notify, ParamMatch, SyncGroup, TrackFile,
+        TrackFileInit, TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
     },
     tree::Stmt,
 };
@@ -66,6 +66,79 @@ pub(crate) const VRRP_SCRIPT: &[Keyword<VrrpScript>] = &[
     }),
     Keyword::new("user", |ctx, s, st| s.user = ctx.run_as(st, 0)),
     Keyword::new("init_fail", |ctx, s, st| s.init_fail = ctx.flag(st)),
+];
+
+/// `garp_group`, with keepalived 2.2.7's checks and words (vrrp_parser.c): an interface
+/// already in a group stays in the first, and a group with neither interval is dropped.
+pub fn garp_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some(block) = ctx.block(stmt) else { return };
+    let mut g = GarpGroup { span: stmt.keyword().span, ..Default::default() };
+    ctx.apply(GARP_GROUP, &mut g, block, "garp_group");
+    let taken: Vec<String> = cfg.garp_groups.iter().flat_map(|o| o.interfaces.clone()).collect();
+    g.interfaces.retain(|i| {
+        let free = !taken.contains(i);
+        if !free {
+            ctx.warn(stmt.keyword().span, format!("garp_group already specified for {i} - ignoring"));
+        }
+        free
+    });
+    if g.garp_interval_us.is_none() && g.gna_interval_us.is_none() {
+        let n = cfg.garp_groups.len() + 1;
+        ctx.warn(stmt.keyword().span, format!("garp group {n} does not have any delay set - removing"));
+        return;
+    }
+    cfg.garp_groups.push(g);
+}
+
+/// A garp_group interval: seconds with up to six decimals, 0 allowed (keepalived's
+/// `read_decimal_unsigned_strvec(..., 0, INT_MAX, TIMER_HZ_DIGITS)`).
+fn garp_group_interval(ctx: &mut Ctx, st: &Stmt, what: &str) -> Option<u32> {
+    let w = ctx.arg(st, 0, "a number of seconds")?;
+    let whole_and_frac = w.text.split_once('.').map_or((w.text.as_str(), ""), |(a, b)| (a, b));
+    let us = match whole_and_frac {
+        (a, b)
+            if !a.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.len() <= 6
+                && b.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            let frac: u64 = format!("{b:0<6}").parse().unwrap_or(0);
+            a.parse::<u64>().ok().map(|s| s * 1_000_000 + frac).filter(|us| *us <= i32::MAX as u64)
+        }
+        _ => None,
+    };
+    match us {
+        Some(us) => Some(us as u32),
+        None => {
+            ctx.error(w.span, format!("garp_group {what} '{}' invalid", w.text));
+            None
+        }
+    }
+}
+
+pub(crate) const GARP_GROUP: &[Keyword<GarpGroup>] = &[
+    Keyword::new("garp_interval", |ctx, g, st| {
+        if let Some(us) = garp_group_interval(ctx, st, "garp_interval") {
+            g.garp_interval_us = Some(us);
+        }
+    }),
+    Keyword::new("gna_interval", |ctx, g, st| {
+        if let Some(us) = garp_group_interval(ctx, st, "gna_interval") {
+            g.gna_interval_us = Some(us);
+        }
+    }),
+    Keyword::new("interface", |ctx, g, st| {
+        if let Some(name) = ctx.string(st, 0, "an interface name") {
+            g.interfaces.push(name);
+        }
+    }),
+    Keyword::new("interfaces", |ctx, g, st| {
+        let names: Vec<String> = ctx.block_words(st).iter().map(|w| w.text.clone()).collect();
+        if names.is_empty() {
+            ctx.warn(st.keyword().span, "Warning - empty garp_group interfaces block");
+        }
+        g.interfaces.extend(names);
+    }),
 ];
 
 pub fn vrrp_sync_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {

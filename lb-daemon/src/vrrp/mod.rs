@@ -53,6 +53,7 @@ pub fn fingerprint(cfg: &Config) -> String {
             g.vrrp_garp_master_refresh_repeat,
             g.vrrp_garp_interval_us,
             g.vrrp_gna_interval_us,
+            &cfg.garp_groups,
         ),
         (&cfg.static_ipaddress, &cfg.static_routes, &cfg.static_rules, &g.default_interface),
         // The instances' election defaults.

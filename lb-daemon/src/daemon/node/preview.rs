@@ -58,6 +58,7 @@ pub fn preview(old: Side, new: Side, runs: Runs) -> Preview {
     let mut whole = vec![
         ("static_ipaddress", json(&ov.static_ipaddress), json(&nv.static_ipaddress)),
         ("static_routes", json(&ov.static_routes), json(&nv.static_routes)),
+        ("garp_group", json(&ov.garp_groups), json(&nv.garp_groups)),
     ];
     if runs.services {
         whole.push((
@@ -65,6 +66,7 @@ pub fn preview(old: Side, new: Side, runs: Runs) -> Preview {
             json(&old.cfg.virtual_server_groups),
             json(&new.cfg.virtual_server_groups),
         ));
+        whole.push(("SSL", json(&old.cfg.ssl), json(&new.cfg.ssl)));
     }
     for (what, a, b) in whole {
         if a != b {

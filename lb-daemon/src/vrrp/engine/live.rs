@@ -139,6 +139,7 @@ impl Tuning {
             _ => None,
         };
         let secs = |s: u32| Duration::from_secs(u64::from(s));
+        let (garp_interval, gna_interval) = announcement_gaps(cfg, v.interface.as_deref());
         Ok(Self {
             password,
             ah_key,
@@ -147,11 +148,25 @@ impl Tuning {
             garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
             skip_check_adv_addr: v.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr),
             garp_refresh_repeat: v.garp_master_refresh_repeat.unwrap_or(g.vrrp_garp_master_refresh_repeat).max(1),
-            garp_interval: Duration::from_micros(u64::from(g.vrrp_garp_interval_us)),
-            gna_interval: Duration::from_micros(u64::from(g.vrrp_gna_interval_us)),
+            garp_interval,
+            gna_interval,
             garp_lower_prio_repeat: v.garp_lower_prio_repeat(g),
             garp_lower_prio_delay: secs(v.garp_lower_prio_delay(g)),
         })
+    }
+}
+
+/// The gaps between announcements on `iface`, as keepalived 2.2.7 sets an interface's
+/// `garp_delay` (vrrp_if.c `set_default_garp_delay`): a `garp_group` naming the interface
+/// gives both (one it leaves unset is no gap), else `vrrp_garp_interval` /
+/// `vrrp_gna_interval`. keepalived paces each interface (an `interfaces` group, the group)
+/// across instances; here each instance paces its own announcements with these gaps.
+pub fn announcement_gaps(cfg: &Config, iface: Option<&str>) -> (Duration, Duration) {
+    let us = |v: u32| Duration::from_micros(u64::from(v));
+    let group = iface.and_then(|i| cfg.garp_groups.iter().find(|g| g.interfaces.iter().any(|n| n == i)));
+    match group {
+        Some(g) => (us(g.garp_interval_us.unwrap_or(0)), us(g.gna_interval_us.unwrap_or(0))),
+        None => (us(cfg.global.vrrp_garp_interval_us), us(cfg.global.vrrp_gna_interval_us)),
     }
 }
 
@@ -621,6 +636,35 @@ mod tests {
         let own =
             " garp_master_delay 2\n garp_master_repeat 1\n garp_master_refresh 9\n garp_master_refresh_repeat 2\n";
         assert_eq!(tuning(own), (2, 1, 9, 2, Duration::from_millis(250)));
+    }
+
+    /// A `garp_group` sets both gaps for the interfaces it names (one it leaves unset is no
+    /// gap, not the global one); other interfaces keep global_defs'. An interface already in
+    /// a group stays in the first; a group without intervals is dropped (keepalived's words).
+    #[test]
+    fn a_garp_group_spaces_its_interfaces_announcements() {
+        let text = "global_defs {\n vrrp_garp_interval 0.2\n vrrp_gna_interval 0.3\n}\n\
+                    garp_group {\n garp_interval 0.5\n interface eth0\n}\n\
+                    garp_group {\n gna_interval 0.000001\n interfaces {\n eth1\n eth0\n }\n}\n\
+                    garp_group {\n interface eth3\n}\n";
+        let l = crate::config::parse_str("t.conf", text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let warned = l.render();
+        assert!(warned.contains("garp_group already specified for eth0 - ignoring"), "{warned}");
+        assert!(warned.contains("garp group 3 does not have any delay set - removing"), "{warned}");
+        let ms = |iface: &str| {
+            let (a, b) = announcement_gaps(&l.config, Some(iface));
+            (a.as_micros(), b.as_micros())
+        };
+        assert_eq!(ms("eth0"), (500_000, 0));
+        assert_eq!(ms("eth1"), (0, 1));
+        assert_eq!(ms("eth2"), (200_000, 300_000));
+        assert_eq!(ms("eth3"), (200_000, 300_000));
+        for bad in ["-1", "1.0000001", "x", "2147.483648"] {
+            let l =
+                crate::config::parse_str("t.conf", &format!("garp_group {{\n garp_interval {bad}\n interface e\n}}\n"));
+            assert!(l.render().contains(&format!("garp_group garp_interval '{bad}' invalid")), "{bad}: {}", l.render());
+        }
     }
 
     /// `notify_priority_changes`: the instance's own setting wins, then its sync group's, then
