@@ -1530,6 +1530,17 @@ fn adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them() {
     assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", ours.log());
 }
 
+/// The times of the gratuitous ARPs for the VIP that cross node 0's switch port while `run`'s
+/// daemon (keepalived or ours) runs for 9 s.
+fn arp_times(seg: &Segment, run: &dyn Fn() -> Box<dyn FnOnce()>) -> Vec<f64> {
+    let cap =
+        lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}")).unwrap();
+    let stop = run();
+    std::thread::sleep(Duration::from_secs(9));
+    stop();
+    cap.lines().into_iter().map(|(t, _)| t).collect()
+}
+
 /// keepalived's announcement timing: gratuitous ARPs on becoming master (`garp_master_repeat`,
 /// of which keepalived sends two when `vrrp_garp_interval` spaces them), then
 /// `garp_master_refresh_repeat` every `garp_master_refresh`; a `garp_group` naming the
@@ -1553,16 +1564,9 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
                 &n0
             )
         );
-        // Gratuitous ARPs for the VIP, as each node sends them (its switch port).
+        // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
         let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>) {
-            let cap =
-                lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}"))
-                    .unwrap();
-            let stop = run();
-            // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
-            std::thread::sleep(Duration::from_secs(9));
-            stop();
-            let times: Vec<f64> = cap.lines().into_iter().map(|(t, _)| t).collect();
+            let times = arp_times(&seg, run);
             let first = times.first().copied().unwrap_or(0.0);
             let burst: Vec<f64> = times.iter().copied().filter(|t| *t - first < 1.0).collect();
             (times.len() - burst.len(), lb_tests::capture::intervals(&burst))
@@ -1604,16 +1608,8 @@ fn vrrp_min_garp_announces_once_as_keepalived() {
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-mingarp");
     let (n0, _) = dir.recorder("notify0");
-    let count = |run: &dyn Fn() -> Box<dyn FnOnce()>| {
-        let cap =
-            lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", &format!("arp and host {VRRP_VIP4}"))
-                .unwrap();
-        let stop = run();
-        // Master after about 3.6 s; keepalived's default second burst would come 5 s later.
-        std::thread::sleep(Duration::from_secs(9));
-        stop();
-        cap.lines().len()
-    };
+    // Master after about 3.6 s; keepalived's default second burst would come 5 s later.
+    let count = |run: &dyn Fn() -> Box<dyn FnOnce()>| arp_times(&seg, run).len();
     for (n, (globals, want)) in
         [("    vrrp_min_garp\n", 1), ("    vrrp_garp_master_delay 2\n    vrrp_min_garp\n", 2)].into_iter().enumerate()
     {
