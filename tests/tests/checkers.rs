@@ -1185,3 +1185,42 @@ fn ssl_block_presents_a_client_certificate() {
     assert!(d.log().iter().any(|l| l.contains("real server DOWN") && l.contains("SSL_GET")), "{:#?}", d.log());
     drop(d);
 }
+
+/// HTTP_GET's way back (keepalived 2.2.7's check_http.c `epilog`): after the failure that
+/// took a real server down, the url's next success only clears it, and the server comes
+/// back on the success after, a `delay_loop` later; with `fast_recovery` that second check
+/// runs at once. Two services check one backend whose /health fails and then passes: the
+/// one with `fast_recovery` has it back while the other still waits for its next round.
+#[test]
+fn http_get_comes_back_after_a_second_pass_at_once_with_fast_recovery() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-fastrec");
+    let status = dir.join("be0-status");
+    let b0 = backend4(0);
+    let _http =
+        HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, Some(&status)).unwrap();
+    let service = |port: u16, fast: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 3\n    lb_algo rr\n    lb_kind NAT\n    \
+             real_server {b0} 80 {{\n        HTTP_GET {{\n            url {{\n                path /health\n            \
+             }}\n{fast}            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n"
+        )
+    };
+    let config = dir.file("keepalived.conf", &(service(80, "") + &service(8080, "            fast_recovery\n")));
+    let pins = daemon::pin_dir("chk-fastrec");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let (slow, fast) = (format!("{VIP4}:80/tcp"), format!("{VIP4}:8080/tcp"));
+    let up = |svc: &str| !scheduled(&pins, svc).is_empty();
+    assert!(up(&slow) && up(&fast));
+    std::fs::write(&status, "503").unwrap();
+    assert!(eventually(Duration::from_secs(6), || !up(&slow) && !up(&fast)), "{:#?}", d.log());
+    std::fs::remove_file(&status).unwrap();
+    assert!(eventually(Duration::from_secs(6), || up(&fast)), "{:#?}", d.log());
+    // Both checkers saw the pass in the same round; only fast_recovery checked again at once.
+    assert!(!up(&slow), "without fast_recovery the server came back on its first pass: {:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("checking again at once (fast_recovery)")), "{:#?}", d.log());
+    assert!(d.log().iter().any(|l| l.contains("checking again in 3s")), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(5), || up(&slow)), "{:#?}", d.log());
+    drop(d);
+}

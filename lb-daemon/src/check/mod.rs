@@ -99,6 +99,20 @@ pub struct Spec {
     pub initially_up: bool,
     /// `ha_suspend`: skip rounds while this address is not configured on this node.
     pub suspend_unless_local: Option<IpAddr>,
+    /// How a server that failed comes back.
+    pub recovery: Recovery,
+}
+
+/// How a real server that a check took down comes back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recovery {
+    /// On its first success (keepalived's TCP_CHECK, MISC_CHECK, ...).
+    #[default]
+    FirstSuccess,
+    /// HTTP_GET and SSL_GET (check_http.c `epilog`): the success of the url that failed
+    /// only clears the failure (`failed_url`); the server comes back when the urls pass
+    /// again, `delay_loop` later, or at once with `fast_recovery`.
+    Confirmed { fast: bool },
 }
 
 /// keepalived's retry rule: a server that is up goes down after `retry` further failed
@@ -108,6 +122,12 @@ pub struct Tracker {
     pub up: bool,
     failures: u32,
     retry: u32,
+    recovery: Recovery,
+    /// A failure took the server down, or kept it down before any round passed
+    /// (keepalived's `failed_url`, which only those failures set).
+    failed: bool,
+    /// A round has ended (keepalived's `has_run`).
+    has_run: bool,
 }
 
 /// What to do after a round.
@@ -117,15 +137,22 @@ pub enum Next {
     Round,
     /// Failed but retries remain; wait `delay_before_retry`.
     Retry,
+    /// Passed after failing, still down (`Recovery::Confirmed`); check again `delay_loop`
+    /// later, or at once with `fast_recovery`.
+    Confirm,
 }
 
 impl Tracker {
-    pub fn new(up: bool, retry: u32) -> Self {
-        Self { up, failures: 0, retry }
+    pub fn new(up: bool, retry: u32, recovery: Recovery) -> Self {
+        Self { up, failures: 0, retry, recovery, failed: false, has_run: false }
     }
 
     pub fn success(&mut self) -> Next {
         self.failures = 0;
+        self.has_run = true;
+        if std::mem::take(&mut self.failed) && matches!(self.recovery, Recovery::Confirmed { .. }) {
+            return Next::Confirm;
+        }
         self.up = true;
         Next::Round
     }
@@ -136,7 +163,11 @@ impl Tracker {
             return Next::Retry;
         }
         self.failures = 0;
+        // keepalived: a server already down (after a round) fails as REGISTER_CHECKER_FAILED,
+        // which leaves `failed_url` as it was.
+        self.failed |= self.up || !self.has_run;
         self.up = false;
+        self.has_run = true;
         Next::Round
     }
 }
@@ -242,6 +273,10 @@ fn spec(
     let device = |name: &Option<String>| name.as_deref().and_then(tcp::IfName::new);
     let from = tcp::Origin { bind, mark: c.fwmark, device: device(&c.bind_if) };
     let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
+    let recovery = match c.kind {
+        CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } => Recovery::Confirmed { fast: c.fast_recovery },
+        _ => Recovery::FirstSuccess,
+    };
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, from }, connect_timeout),
         CheckKind::HttpGet { urls, virtualhost, protocol } | CheckKind::SslGet { urls, virtualhost, protocol, .. } => {
@@ -323,6 +358,7 @@ fn spec(
                 warmup: None,
                 initially_up: false,
                 suspend_unless_local: None,
+                recovery: Recovery::FirstSuccess,
             };
         }
         CheckKind::Bfd { name } => ("BFD_CHECK", Probe::Bfd { name: name.clone() }, connect_timeout),
@@ -337,6 +373,7 @@ fn spec(
         warmup: t.warmup.map(|w| Duration::from_secs(u64::from(w))),
         initially_up: !t.alpha,
         suspend_unless_local: suspend,
+        recovery,
     }
 }
 
@@ -503,7 +540,7 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
         let ms = rand::random_range(0..=w.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let mut tracker = Tracker::new(spec.initially_up, spec.retry);
+    let mut tracker = Tracker::new(spec.initially_up, spec.retry, spec.recovery);
     let mut weight = None;
     let mut suspended = false;
     let mut last_failure = String::new();
@@ -542,7 +579,16 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
             Ok(w) => {
                 weight = w;
                 last_failure.clear();
-                (tracker.success(), "check passed".to_string())
+                let next = tracker.success();
+                if next == Next::Confirm {
+                    let when = if spec.recovery == (Recovery::Confirmed { fast: true }) {
+                        "at once (fast_recovery)".to_string()
+                    } else {
+                        format!("in {:?}", spec.delay_loop)
+                    };
+                    info!(check = %id, "passed after failing: checking again {when} before the server comes back");
+                }
+                (next, "check passed".to_string())
             }
             Err(e) => {
                 let next = tracker.failure();
@@ -566,7 +612,11 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
             }
         }
         TIMING.done();
-        let pause = if next == Next::Retry { spec.delay_before_retry } else { spec.delay_loop };
+        let pause = match (next, spec.recovery) {
+            (Next::Retry, _) => spec.delay_before_retry,
+            (Next::Confirm, Recovery::Confirmed { fast: true }) => Duration::ZERO,
+            _ => spec.delay_loop,
+        };
         let at = tokio::time::Instant::now() + pause;
         due = Some(at);
         tokio::time::sleep_until(at).await;
@@ -726,9 +776,43 @@ impl Drop for Checkers {
 mod tests {
     use super::*;
 
+    /// HTTP_GET / SSL_GET, as keepalived 2.2.7's check_http.c `epilog` and `timeout_epilog`
+    /// go: the failure that takes a server down marks its url failed (`failed_url`); the
+    /// url's next success only clears that, and the server comes back on the success after.
+    /// A failure while it is down leaves the mark as it was. A success within the retries
+    /// is an ordinary one, and a server that starts down (alpha) comes up on its first
+    /// success unless its first round failed.
+    #[test]
+    fn http_checks_confirm_a_recovery() {
+        let http = Recovery::Confirmed { fast: false };
+        let mut t = Tracker::new(true, 1, http);
+        assert_eq!(t.failure(), Next::Retry);
+        assert_eq!(t.success(), Next::Round);
+        assert!(t.up);
+        assert_eq!((t.failure(), t.failure(), t.up), (Next::Retry, Next::Round, false));
+        assert_eq!(t.failure(), Next::Round);
+        assert_eq!((t.success(), t.up), (Next::Confirm, false));
+        assert_eq!((t.success(), t.up), (Next::Round, true));
+        // Cleared, then failing again while down: the mark stays cleared, so the next
+        // success brings the server back.
+        assert_eq!((t.failure(), t.failure()), (Next::Retry, Next::Round));
+        assert_eq!((t.success(), t.up), (Next::Confirm, false));
+        assert_eq!((t.failure(), t.up), (Next::Round, false));
+        assert_eq!((t.success(), t.up), (Next::Round, true));
+        // alpha: up on the first success; after a failed first round, on the second.
+        let mut a = Tracker::new(false, 1, http);
+        assert_eq!((a.success(), a.up), (Next::Round, true));
+        let mut a = Tracker::new(false, 1, http);
+        assert_eq!(a.failure(), Next::Round);
+        assert_eq!((a.success(), a.success(), a.up), (Next::Confirm, Next::Round, true));
+        // Other checkers come back on the first success.
+        let mut tcp = Tracker::new(true, 0, Recovery::FirstSuccess);
+        assert_eq!((tcp.failure(), tcp.success(), tcp.up), (Next::Round, Next::Round, true));
+    }
+
     #[test]
     fn retries_then_down_and_up_on_first_success() {
-        let mut t = Tracker::new(true, 2);
+        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess);
         assert_eq!(t.failure(), Next::Retry);
         assert_eq!(t.failure(), Next::Retry);
         assert!(t.up);
@@ -743,7 +827,7 @@ mod tests {
         t.success();
         assert_eq!(t.failure(), Next::Retry);
         // retry 0: the first failure takes it down.
-        let mut t = Tracker::new(true, 0);
+        let mut t = Tracker::new(true, 0, Recovery::FirstSuccess);
         assert_eq!(t.failure(), Next::Round);
         assert!(!t.up);
     }

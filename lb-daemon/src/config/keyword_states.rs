@@ -99,7 +99,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("nftables_ipvs_priority", "global_defs", FIREWALL),
     ("nftables_ipvs_start_fwmark", "global_defs", FIREWALL),
     // Checker verdicts.
-    ("fast_recovery", "HTTP_GET, SSL_GET", CHECK),
     ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
     (
@@ -145,8 +144,6 @@ const GARP: &str = "use vrrp_garp_interval, vrrp_gna_interval, vrrp_garp_master_
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
 const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nftables table lb_daemon_no_accept); remove it and add other firewall rules outside lb-daemon";
-const CHECK: &str =
-    "this checker option is not implemented; use MISC_CHECK with a script that probes the same way (e.g. curl)";
 const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
 
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
@@ -282,6 +279,14 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "checkers",
+        "fast_recovery",
+        &[
+            "tests/tests/checkers.rs::http_get_comes_back_after_a_second_pass_at_once_with_fast_recovery",
+            "lb-daemon/src/check/mod.rs::http_checks_confirm_a_recovery",
+        ],
+    ),
     (
         "top level",
         "garp_group",

@@ -671,6 +671,14 @@ pub(crate) const CHECKER: &[Keyword<Checker>] = &[
             _ => ctx.error(st.keyword().span, "`enable_sni` belongs in SSL_GET"),
         }
     }),
+    // keepalived's check_true_false: no argument is true.
+    Keyword::new("fast_recovery", |ctx, c, st| {
+        let on = ctx.bool_flag(st);
+        match &c.kind {
+            CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } => c.fast_recovery = on.unwrap_or(c.fast_recovery),
+            _ => ctx.error(st.keyword().span, "`fast_recovery` belongs in HTTP_GET or SSL_GET"),
+        }
+    }),
     Keyword::new("misc_path", |ctx, c, st| {
         let script = ctx.script(st);
         match &mut c.kind {

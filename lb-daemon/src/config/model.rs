@@ -1592,6 +1592,10 @@ pub struct Checker {
     /// `alpha` on the checker: starts failed; default the real server's, else the virtual
     /// server's.
     pub alpha: Option<bool>,
+    /// `fast_recovery [BOOL]` (HTTP_GET, SSL_GET): a server coming back is checked again at
+    /// once, not a `delay_loop` later (`check::Recovery`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast_recovery: bool,
     #[serde(skip)]
     pub span: Span,
 }
@@ -1612,6 +1616,7 @@ impl Checker {
             warmup: None,
             delay_loop: None,
             alpha: None,
+            fast_recovery: false,
             span,
         }
     }
