@@ -94,16 +94,15 @@ pub fn garp_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
 /// `read_decimal_unsigned_strvec(..., 0, INT_MAX, TIMER_HZ_DIGITS)`).
 fn garp_group_interval(ctx: &mut Ctx, st: &Stmt, what: &str) -> Option<u32> {
     let w = ctx.arg(st, 0, "a number of seconds")?;
-    let whole_and_frac = w.text.split_once('.').map_or((w.text.as_str(), ""), |(a, b)| (a, b));
+    // strtoull's forms too: a leading `+`, an empty whole part (`.5`).
+    let text = w.text.strip_prefix('+').unwrap_or(&w.text);
+    let whole_and_frac = text.split_once('.').map_or((text, ""), |(a, b)| (a, b));
+    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
     let us = match whole_and_frac {
-        (a, b)
-            if !a.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.len() <= 6
-                && b.bytes().all(|c| c.is_ascii_digit()) =>
-        {
+        (a, b) if !(a.is_empty() && b.is_empty()) && digits(a) && digits(b) && b.len() <= 6 => {
             let frac: u64 = format!("{b:0<6}").parse().unwrap_or(0);
-            a.parse::<u64>().ok().map(|s| s * 1_000_000 + frac).filter(|us| *us <= i32::MAX as u64)
+            let whole = if a.is_empty() { Some(0) } else { a.parse::<u64>().ok() };
+            whole.map(|s| s * 1_000_000 + frac).filter(|us| *us <= i32::MAX as u64)
         }
         _ => None,
     };

@@ -449,6 +449,9 @@ impl Shell {
                     self.notifier = Notifier::new(runner, Mailer::new(&loaded.config.global), fifos);
                     let checks = check::specs(&loaded.config, self.notifier.runner());
                     let rollback_checks = check::specs(self.node.config(), self.notifier.runner());
+                    // The new certificate before the checkers restart and while the reload is
+                    // carried out; the one of the configuration then running afterwards.
+                    check::tls::install(loaded.config.ssl_loaded.clone());
                     let loaded = Box::new(loaded);
                     self.handle(Event::Reload { loaded, checks, rollback_checks, started }).await;
                     // The certificate of the configuration now running (the old one after a

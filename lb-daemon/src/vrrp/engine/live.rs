@@ -660,7 +660,15 @@ mod tests {
         assert_eq!(ms("eth1"), (0, 1));
         assert_eq!(ms("eth2"), (200_000, 300_000));
         assert_eq!(ms("eth3"), (200_000, 300_000));
-        for bad in ["-1", "1.0000001", "x", "2147.483648"] {
+        for (text, us) in [(".5", 500_000), ("+1.25", 1_250_000), ("0", 0)] {
+            let l = crate::config::parse_str(
+                "t.conf",
+                &format!("garp_group {{\n garp_interval {text}\n interface e\n}}\n"),
+            );
+            assert!(!l.has_errors(), "{text}: {}", l.render());
+            assert_eq!(l.config.garp_groups[0].garp_interval_us, Some(us), "{text}");
+        }
+        for bad in ["-1", "1.0000001", "x", "2147.483648", ".", "+"] {
             let l =
                 crate::config::parse_str("t.conf", &format!("garp_group {{\n garp_interval {bad}\n interface e\n}}\n"));
             assert!(l.render().contains(&format!("garp_group garp_interval '{bad}' invalid")), "{bad}: {}", l.render());
