@@ -103,6 +103,15 @@ pub struct Spec {
     pub recovery: Recovery,
 }
 
+/// Whether a checker starts with the daemon or at a reload: keepalived's start (check_data.c
+/// `validate_check_config`, "for non alpha mode, one failure is enough initially") gives the
+/// first round no retries; a checker a reload starts gets them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Begin {
+    Boot,
+    Reload,
+}
+
 /// How a real server that a check took down comes back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Recovery {
@@ -128,6 +137,8 @@ pub struct Tracker {
     failed: bool,
     /// A round has ended (keepalived's `has_run`).
     has_run: bool,
+    /// Started with the daemon: no retries before the first round ends.
+    boot: bool,
 }
 
 /// What to do after a round.
@@ -144,7 +155,12 @@ pub enum Next {
 
 impl Tracker {
     pub fn new(up: bool, retry: u32, recovery: Recovery) -> Self {
-        Self { up, failures: 0, retry, recovery, failed: false, has_run: false }
+        Self { up, failures: 0, retry, recovery, failed: false, has_run: false, boot: false }
+    }
+
+    /// A tracker for a checker started with the daemon (`Begin::Boot`).
+    pub fn at_boot(self) -> Self {
+        Self { boot: true, ..self }
     }
 
     pub fn success(&mut self) -> Next {
@@ -158,7 +174,7 @@ impl Tracker {
     }
 
     pub fn failure(&mut self) -> Next {
-        if self.up && self.failures < self.retry {
+        if self.up && self.failures < self.retry && (self.has_run || !self.boot) {
             self.failures += 1;
             return Next::Retry;
         }
@@ -531,7 +547,7 @@ async fn bfd_task(id: CheckId, name: String, initially_up: bool, tx: mpsc::Sende
     }
 }
 
-async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
+async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
     if let Probe::Bfd { name } = &spec.probe {
         return bfd_task(id, name.clone(), spec.initially_up, tx).await;
     }
@@ -541,6 +557,9 @@ async fn task(id: CheckId, spec: Spec, tx: mpsc::Sender<Report>) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let mut tracker = Tracker::new(spec.initially_up, spec.retry, spec.recovery);
+    if begin == Begin::Boot {
+        tracker = tracker.at_boot();
+    }
     let mut weight = None;
     let mut suspended = false;
     let mut last_failure = String::new();
@@ -730,7 +749,7 @@ impl Checkers {
     }
 
     /// Starts checker `id`; its reports arrive on the receiver `new` returned.
-    pub fn start(&mut self, id: CheckId, spec: Spec) {
+    pub fn start(&mut self, id: CheckId, spec: Spec, begin: Begin) {
         if let Probe::Misc { script: Err(e), .. } = &spec.probe {
             warn!(check = %id, "MISC_CHECK cannot run: {e}; the check counts as failed");
         }
@@ -738,7 +757,7 @@ impl Checkers {
             let hub = self.files.get_or_insert_with(file::Hub::start).clone();
             tokio::spawn(file_task(id.clone(), spec.probe, hub, self.tx.clone()))
         } else {
-            tokio::spawn(task(id.clone(), spec, self.tx.clone()))
+            tokio::spawn(task(id.clone(), spec, begin, self.tx.clone()))
         };
         if let Some(old) = self.tasks.insert(id, handle) {
             old.abort();
@@ -808,6 +827,19 @@ mod tests {
         // Other checkers come back on the first success.
         let mut tcp = Tracker::new(true, 0, Recovery::FirstSuccess);
         assert_eq!((tcp.failure(), tcp.success(), tcp.up), (Next::Round, Next::Round, true));
+    }
+
+    /// keepalived's start ("for non alpha mode, one failure is enough initially"): a checker
+    /// started with the daemon takes its server down on the first failure of its first
+    /// round; after a round it retries, and one a reload starts retries from the first.
+    #[test]
+    fn at_boot_the_first_failure_is_enough() {
+        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess).at_boot();
+        assert_eq!((t.failure(), t.up), (Next::Round, false));
+        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess).at_boot();
+        assert_eq!((t.success(), t.failure(), t.up), (Next::Round, Next::Retry, true));
+        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess);
+        assert_eq!((t.failure(), t.up), (Next::Retry, true));
     }
 
     #[test]
@@ -1049,7 +1081,7 @@ mod tests {
         let mut sync = |cfg: &Config, checkers: &mut Checkers, health: &mut Health| {
             let (stop, start) = diff(&mut running, specs(cfg, &runner), health);
             stop.iter().for_each(|id| checkers.stop_check(id));
-            start.into_iter().for_each(|(id, spec)| checkers.start(id, spec));
+            start.into_iter().for_each(|(id, spec)| checkers.start(id, spec, Begin::Reload));
         };
         sync(&conf(1), &mut checkers, &mut health);
         assert_eq!(checkers.len(), 1);

@@ -341,7 +341,7 @@ impl Shell {
     /// Does `action`; returns the event that reports its outcome, for those the core awaits.
     async fn carry_out(&mut self, action: Action) -> Result<Option<Event>> {
         match action {
-            Action::StartChecker(id, spec) => self.checkers.start(id, *spec),
+            Action::StartChecker(id, spec, begin) => self.checkers.start(id, *spec, begin),
             Action::StopChecker(id) => self.checkers.stop_check(&id),
             Action::Program(desired) => {
                 let result = self.program(&desired).await.map_err(|e| format!("{e:#}"));

@@ -98,7 +98,7 @@ pub enum Tick {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    StartChecker(CheckId, Box<Spec>),
+    StartChecker(CheckId, Box<Spec>, check::Begin),
     StopChecker(CheckId),
     /// Make the backend hold exactly these services.
     Program(Vec<DesiredService>),
@@ -279,7 +279,7 @@ impl Node {
     }
 
     fn start(&mut self, checks: Checks) -> Vec<Action> {
-        let mut out = self.run_checkers(checks);
+        let mut out = self.run_checkers(checks, check::Begin::Boot);
         out.extend(self.init_notifies(None));
         out.extend(self.program());
         self.starting = out.iter().any(|a| matches!(a, Action::Program(_)));
@@ -315,13 +315,13 @@ impl Node {
     }
 
     /// The checkers follow `wanted` (with `-P` none run).
-    fn run_checkers(&mut self, wanted: Checks) -> Vec<Action> {
+    fn run_checkers(&mut self, wanted: Checks, begin: check::Begin) -> Vec<Action> {
         if !self.subsystems.dataplane() {
             return Vec::new();
         }
         let (stop, start) = check::diff(&mut self.checks, wanted, &mut self.health);
         let stopped = stop.into_iter().map(Action::StopChecker);
-        stopped.chain(start.into_iter().map(|(id, spec)| Action::StartChecker(id, Box::new(spec)))).collect()
+        stopped.chain(start.into_iter().map(|(id, spec)| Action::StartChecker(id, Box::new(spec), begin))).collect()
     }
 
     /// The services from the config and the checkers' verdicts, each service's quorum
@@ -461,7 +461,7 @@ impl Node {
         }
         let overrides = std::mem::replace(&mut self.overrides, kept);
         let undo = Undo { old: std::mem::replace(&mut self.current, new), checks: rollback_checks, overrides };
-        let mut out = self.run_checkers(checks);
+        let mut out = self.run_checkers(checks, check::Begin::Reload);
         out.extend(self.init_notifies(Some(&undo.old.config)));
         if vrrp_changed {
             // Only what changed moves: untouched instances keep state, timers and VIPs.
@@ -512,7 +512,7 @@ impl Node {
                 error!("reload failed, going back to the running configuration: {e}");
                 self.current = undo.old;
                 self.overrides = undo.overrides;
-                let mut out = self.run_checkers(undo.checks);
+                let mut out = self.run_checkers(undo.checks, check::Begin::Reload);
                 out.extend(self.program());
                 self.reload = Some(Reload::RollBack);
                 out

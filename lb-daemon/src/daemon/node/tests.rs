@@ -178,7 +178,7 @@ fn a_reload_that_cannot_be_programmed_goes_back() {
         "virtual_server 203.0.113.20 80 {\n protocol TCP\n real_server 198.51.100.21 80 {\n  TCP_CHECK {\n  }\n }\n}\n",
     );
     let a = reload(&mut n, &bigger);
-    assert!(matches!(&a[0], Action::StartChecker(id, _) if id.real == real(21)), "{a:?}");
+    assert!(matches!(&a[0], Action::StartChecker(id, ..) if id.real == real(21)), "{a:?}");
     assert_eq!(programmed(&a).len(), 2);
     let a = n.on_event(Event::Programmed { result: Err("the pool is full".into()), at: Instant::now() });
     assert!(matches!(&a[0], Action::StopChecker(id) if id.real == real(21)), "{a:?}");
