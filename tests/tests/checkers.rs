@@ -1184,6 +1184,16 @@ fn ssl_block_presents_a_client_certificate() {
     assert!(eventually(Duration::from_secs(6), || scheduled(&pins, &svc).is_empty()), "{:#?}", d.log());
     assert!(d.log().iter().any(|l| l.contains("real server DOWN") && l.contains("SSL_GET")), "{:#?}", d.log());
     drop(d);
+
+    // A key file that is not there stops the start, naming it; `-P` (VRRP only, no checkers)
+    // reads no SSL file, as keepalived's -P starts no checker process.
+    let missing = dir.join("missing-key.pem");
+    let broken = config(Some("s3cret")).replace(&encrypted.display().to_string(), &missing.display().to_string());
+    std::fs::write(&path, broken).unwrap();
+    let refused = Daemon::start(&topo.lb, &path, &daemon::pin_dir("chk-sslcli2"), &[]).err().map(|e| format!("{e:#}"));
+    assert!(refused.as_deref().is_some_and(|e| e.contains("SSL key") && e.contains("missing-key.pem")), "{refused:?}");
+    let vrrp_only = Daemon::start(&topo.lb, &path, &daemon::pin_dir("chk-sslcli3"), &["-P"]);
+    assert!(vrrp_only.is_ok(), "-P read the SSL files: {:?}", vrrp_only.err());
 }
 
 /// HTTP_GET's way back (keepalived 2.2.7's check_http.c `epilog`): after the failure that
