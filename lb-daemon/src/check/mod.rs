@@ -14,6 +14,7 @@ pub mod smtp;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod walk;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -44,6 +45,8 @@ pub enum Probe {
         urls: Vec<Url>,
         /// `enable_sni`: a URL's own virtualhost is its SNI too.
         sni: bool,
+        /// `fast_recovery`: no pause while the server comes back (`walk::UrlWalk`).
+        fast_recovery: bool,
     },
     /// A script refused at start (not found, insecure) keeps the check failed and says why.
     Misc {
@@ -99,8 +102,6 @@ pub struct Spec {
     pub initially_up: bool,
     /// `ha_suspend`: skip rounds while this address is not configured on this node.
     pub suspend_unless_local: Option<IpAddr>,
-    /// How a server that failed comes back.
-    pub recovery: Recovery,
 }
 
 /// Whether a checker starts with the daemon or at a reload: keepalived's start (check_data.c
@@ -112,29 +113,14 @@ pub enum Begin {
     Reload,
 }
 
-/// How a real server that a check took down comes back.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Recovery {
-    /// On its first success (keepalived's TCP_CHECK, MISC_CHECK, ...).
-    #[default]
-    FirstSuccess,
-    /// HTTP_GET and SSL_GET (check_http.c `epilog`): the success of the url that failed
-    /// only clears the failure (`failed_url`); the server comes back when the urls pass
-    /// again, `delay_loop` later, or at once with `fast_recovery`.
-    Confirmed { fast: bool },
-}
-
-/// keepalived's retry rule: a server that is up goes down after `retry` further failed
-/// attempts `delay_before_retry` apart; a server that is down comes up on its first success.
+/// keepalived's retry rule for every checker but HTTP_GET and SSL_GET (`walk::UrlWalk`): a
+/// server that is up goes down after `retry` further failed attempts `delay_before_retry`
+/// apart; a server that is down comes up on its first success.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tracker {
     pub up: bool,
     failures: u32,
     retry: u32,
-    recovery: Recovery,
-    /// A failure took the server down, or kept it down before any round passed
-    /// (keepalived's `failed_url`, which only those failures set).
-    failed: bool,
     /// A round has ended (keepalived's `has_run`).
     has_run: bool,
     /// Started with the daemon: no retries before the first round ends.
@@ -148,14 +134,11 @@ pub enum Next {
     Round,
     /// Failed but retries remain; wait `delay_before_retry`.
     Retry,
-    /// Passed after failing, still down (`Recovery::Confirmed`); check again `delay_loop`
-    /// later, or at once with `fast_recovery`.
-    Confirm,
 }
 
 impl Tracker {
-    pub fn new(up: bool, retry: u32, recovery: Recovery) -> Self {
-        Self { up, failures: 0, retry, recovery, failed: false, has_run: false, boot: false }
+    pub fn new(up: bool, retry: u32) -> Self {
+        Self { up, failures: 0, retry, has_run: false, boot: false }
     }
 
     /// A tracker for a checker started with the daemon (`Begin::Boot`).
@@ -166,9 +149,6 @@ impl Tracker {
     pub fn success(&mut self) -> Next {
         self.failures = 0;
         self.has_run = true;
-        if std::mem::take(&mut self.failed) && matches!(self.recovery, Recovery::Confirmed { .. }) {
-            return Next::Confirm;
-        }
         self.up = true;
         Next::Round
     }
@@ -179,9 +159,6 @@ impl Tracker {
             return Next::Retry;
         }
         self.failures = 0;
-        // keepalived: a server already down (after a round) fails as REGISTER_CHECKER_FAILED,
-        // which leaves `failed_url` as it was.
-        self.failed |= self.up || !self.has_run;
         self.up = false;
         self.has_run = true;
         Next::Round
@@ -289,10 +266,6 @@ fn spec(
     let device = |name: &Option<String>| name.as_deref().and_then(tcp::IfName::new);
     let from = tcp::Origin { bind, mark: c.fwmark, device: device(&c.bind_if) };
     let connect_timeout = Duration::from_secs(u64::from(t.connect_timeout));
-    let recovery = match c.kind {
-        CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } => Recovery::Confirmed { fast: c.fast_recovery },
-        _ => Recovery::FirstSuccess,
-    };
     let (kind, probe, timeout) = match &c.kind {
         CheckKind::Tcp => ("TCP_CHECK", Probe::Tcp { addr, from }, connect_timeout),
         CheckKind::HttpGet { urls, virtualhost, protocol } | CheckKind::SslGet { urls, virtualhost, protocol, .. } => {
@@ -307,7 +280,7 @@ fn spec(
             let target = http::Target { addr, from, tls, sni, host, protocol: *protocol };
             (
                 if tls { "SSL_GET" } else { "HTTP_GET" },
-                Probe::Http { target, urls: urls.clone(), sni: enable_sni },
+                Probe::Http { target, urls: urls.clone(), sni: enable_sni, fast_recovery: c.fast_recovery },
                 connect_timeout,
             )
         }
@@ -374,7 +347,6 @@ fn spec(
                 warmup: None,
                 initially_up: false,
                 suspend_unless_local: None,
-                recovery: Recovery::FirstSuccess,
             };
         }
         CheckKind::Bfd { name } => ("BFD_CHECK", Probe::Bfd { name: name.clone() }, connect_timeout),
@@ -389,7 +361,6 @@ fn spec(
         warmup: t.warmup.map(|w| Duration::from_secs(u64::from(w))),
         initially_up: !t.alpha,
         suspend_unless_local: suspend,
-        recovery,
     }
 }
 
@@ -439,49 +410,59 @@ fn compiled(r: &UrlRegex) -> Option<std::sync::Arc<crate::pcre::Pattern>> {
     Some(re)
 }
 
+/// One url of an HTTP_GET / SSL_GET: its status, digest and regex as keepalived checks them.
+async fn check_url(target: &http::Target, url: &Url, sni: bool) -> Result<(), ProbeError> {
+    // keepalived: the URL's virtualhost first, for the Host header and SNI.
+    let own;
+    let target = match &url.virtualhost {
+        Some(v) => {
+            own =
+                http::Target { host: Some(v.clone()), sni: if sni { Some(v.clone()) } else { None }, ..target.clone() };
+            &own
+        }
+        None => target,
+    };
+    let keep = if url.regex.is_some() { http::MAX_REGEX_ANSWER } else { 0 };
+    let reply = http::get(target, &url.path, http::Want { digest: url.digest.is_some(), keep }).await?;
+    if !status_ok(url, reply.status) {
+        return Err(ProbeError::Status { path: url.path.clone(), got: reply.status, want: describe_codes(url) });
+    }
+    if let (Some(want), Some(got)) = (&url.digest, reply.digest)
+        && *want != got
+    {
+        return Err(ProbeError::Digest { path: url.path.clone(), got, want: want.clone() });
+    }
+    if let Some(r) = &url.regex
+        && !regex_passes(r, &reply.raw)
+    {
+        return Err(ProbeError::Regex { path: url.path.clone(), pattern: r.pattern.clone(), no_match: r.no_match });
+    }
+    Ok(())
+}
+
+/// One run of a probe: Ok with an optional dynamic weight, or why it failed. HTTP_GET and
+/// SSL_GET check url `url` only (keepalived checks one per run); the others ignore it.
+pub async fn probe_url(p: &Probe, url: usize, timeout: Duration) -> Result<Option<u32>, ProbeError> {
+    match p {
+        Probe::Http { target, urls, sni, .. } => {
+            let Some(u) = urls.get(url) else { return Err(ProbeError::Http(format!("no url {url}"))) };
+            tokio::time::timeout(timeout, check_url(target, u, *sni))
+                .await
+                .map_err(|_| ProbeError::Timeout(timeout))?
+                .map(|()| None)
+        }
+        _ => probe(p, timeout).await,
+    }
+}
+
 /// One round of a probe: Ok with an optional dynamic weight, or why it failed.
 pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeError> {
     let run = async {
         match p {
             Probe::Tcp { addr, from } => tcp::check(*addr, *from).await.map(|_| None),
-            Probe::Http { target, urls, sni } => {
+            Probe::Http { target, urls, sni, .. } => {
                 for url in urls {
-                    // keepalived: the URL's virtualhost first, for the Host header and SNI.
-                    let own;
-                    let target = match &url.virtualhost {
-                        Some(v) => {
-                            own = http::Target {
-                                host: Some(v.clone()),
-                                sni: if *sni { Some(v.clone()) } else { None },
-                                ..target.clone()
-                            };
-                            &own
-                        }
-                        None => target,
-                    };
-                    let keep = if url.regex.is_some() { http::MAX_REGEX_ANSWER } else { 0 };
-                    let reply = http::get(target, &url.path, http::Want { digest: url.digest.is_some(), keep }).await?;
-                    if !status_ok(url, reply.status) {
-                        return Err(ProbeError::Status {
-                            path: url.path.clone(),
-                            got: reply.status,
-                            want: describe_codes(url),
-                        });
-                    }
-                    if let (Some(want), Some(got)) = (&url.digest, reply.digest)
-                        && *want != got
-                    {
-                        return Err(ProbeError::Digest { path: url.path.clone(), got, want: want.clone() });
-                    }
-                    if let Some(r) = &url.regex
-                        && !regex_passes(r, &reply.raw)
-                    {
-                        return Err(ProbeError::Regex {
-                            path: url.path.clone(),
-                            pattern: r.pattern.clone(),
-                            no_match: r.no_match,
-                        });
-                    }
+                    check_url(target, url, *sni).await?;
                 }
                 Ok(None)
             }
@@ -556,10 +537,7 @@ async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
         let ms = rand::random_range(0..=w.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let mut tracker = Tracker::new(spec.initially_up, spec.retry, spec.recovery);
-    if begin == Begin::Boot {
-        tracker = tracker.at_boot();
-    }
+    let mut rounds = Rounds::new(&spec, begin);
     let mut weight = None;
     let mut suspended = false;
     let mut last_failure = String::new();
@@ -578,7 +556,7 @@ async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
                 if now {
                     // Status shows why this check has no fresh verdict; health is unchanged.
                     let state = CheckState {
-                        up: tracker.up,
+                        up: rounds.up(),
                         weight,
                         offset: 0,
                         reason: format!("ha_suspend: paused while {vip} is not on this node"),
@@ -593,52 +571,111 @@ async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
                 continue;
             }
         }
-        let was = (tracker.up, weight);
-        let (next, reason) = match probe(&spec.probe, spec.timeout).await {
+        let was = (rounds.up(), weight);
+        let result = probe_url(&spec.probe, rounds.url(), spec.timeout).await;
+        let step = rounds.record(result.is_ok());
+        let reason = match result {
             Ok(w) => {
                 weight = w;
                 last_failure.clear();
-                let next = tracker.success();
-                if next == Next::Confirm {
-                    let when = if spec.recovery == (Recovery::Confirmed { fast: true }) {
-                        "at once (fast_recovery)".to_string()
-                    } else {
-                        format!("in {:?}", spec.delay_loop)
-                    };
-                    info!(check = %id, "passed after failing: checking again {when} before the server comes back");
+                if !rounds.up() {
+                    // HTTP_GET / SSL_GET on the way back (walk.rs): say when the next url is due.
+                    info!(check = %id, "{}: passed while down; next check in {:?}", spec.kind, step.pause);
                 }
-                (next, "check passed".to_string())
+                "check passed".to_string()
             }
             Err(e) => {
-                let next = tracker.failure();
                 let reason = e.to_string();
-                if next == Next::Retry {
-                    info!(check = %id, kind = spec.kind, "failed ({e}); retrying in {:?}", spec.delay_before_retry);
+                if step.retrying {
+                    info!(check = %id, kind = spec.kind, "failed ({e}); retrying in {:?}", step.pause);
                 } else if !was.0 && reason != last_failure {
                     // Already down: no transition to report, but say what it fails on now.
                     info!(check = %id, "still down: {}: {reason}", spec.kind);
                 }
                 last_failure.clone_from(&reason);
-                (next, reason)
+                reason
             }
         };
         // Report transitions, and the first verdict (so status shows a real reason).
-        if (tracker.up, weight) != was || (first && next == Next::Round) {
+        if (rounds.up(), weight) != was || (first && step.settled) {
             first = false;
-            let state = CheckState { up: tracker.up, weight, offset: 0, reason: format!("{}: {reason}", spec.kind) };
+            let state = CheckState { up: rounds.up(), weight, offset: 0, reason: format!("{}: {reason}", spec.kind) };
             if tx.send(Report { id: id.clone(), state }).await.is_err() {
                 return; // the daemon is shutting down
             }
         }
         TIMING.done();
-        let pause = match (next, spec.recovery) {
-            (Next::Retry, _) => spec.delay_before_retry,
-            (Next::Confirm, Recovery::Confirmed { fast: true }) => Duration::ZERO,
-            _ => spec.delay_loop,
-        };
+        let pause = step.pause;
         let at = tokio::time::Instant::now() + pause;
         due = Some(at);
         tokio::time::sleep_until(at).await;
+    }
+}
+
+/// A checker's verdict rules: keepalived's url walk for HTTP_GET and SSL_GET, the common
+/// retry rule for the others.
+enum Rounds {
+    Plain { tracker: Tracker, delay_loop: Duration, delay_before_retry: Duration },
+    Walk(walk::UrlWalk),
+}
+
+/// What one run led to.
+struct Step {
+    /// Before the next run.
+    pause: Duration,
+    /// The failure is being retried (the server is still up).
+    retrying: bool,
+    /// The checker has a verdict of its own (not only its starting one).
+    settled: bool,
+}
+
+impl Rounds {
+    fn new(spec: &Spec, begin: Begin) -> Self {
+        match &spec.probe {
+            Probe::Http { urls, fast_recovery, .. } => {
+                let pace = walk::Pace {
+                    retry: spec.retry,
+                    delay_loop: spec.delay_loop,
+                    delay_before_retry: spec.delay_before_retry,
+                    fast_recovery: *fast_recovery,
+                };
+                Rounds::Walk(walk::UrlWalk::new(urls.len(), spec.initially_up, pace, begin))
+            }
+            _ => {
+                let tracker = Tracker::new(spec.initially_up, spec.retry);
+                let tracker = if begin == Begin::Boot { tracker.at_boot() } else { tracker };
+                Rounds::Plain { tracker, delay_loop: spec.delay_loop, delay_before_retry: spec.delay_before_retry }
+            }
+        }
+    }
+
+    fn up(&self) -> bool {
+        match self {
+            Rounds::Plain { tracker, .. } => tracker.up,
+            Rounds::Walk(w) => w.up,
+        }
+    }
+
+    /// The url the next run checks (HTTP_GET, SSL_GET).
+    fn url(&self) -> usize {
+        match self {
+            Rounds::Plain { .. } => 0,
+            Rounds::Walk(w) => w.url(),
+        }
+    }
+
+    fn record(&mut self, ok: bool) -> Step {
+        match self {
+            Rounds::Plain { tracker, delay_loop, delay_before_retry } => {
+                let next = if ok { tracker.success() } else { tracker.failure() };
+                let retrying = next == Next::Retry;
+                Step { pause: if retrying { *delay_before_retry } else { *delay_loop }, retrying, settled: !retrying }
+            }
+            Rounds::Walk(w) => {
+                let pause = if ok { w.passed() } else { w.failed() };
+                Step { pause, retrying: !ok && w.retrying(), settled: w.has_run() }
+            }
+        }
     }
 }
 
@@ -795,56 +832,22 @@ impl Drop for Checkers {
 mod tests {
     use super::*;
 
-    /// HTTP_GET / SSL_GET, as keepalived 2.2.7's check_http.c `epilog` and `timeout_epilog`
-    /// go: the failure that takes a server down marks its url failed (`failed_url`); the
-    /// url's next success only clears that, and the server comes back on the success after.
-    /// A failure while it is down leaves the mark as it was. A success within the retries
-    /// is an ordinary one, and a server that starts down (alpha) comes up on its first
-    /// success unless its first round failed.
-    #[test]
-    fn http_checks_confirm_a_recovery() {
-        let http = Recovery::Confirmed { fast: false };
-        let mut t = Tracker::new(true, 1, http);
-        assert_eq!(t.failure(), Next::Retry);
-        assert_eq!(t.success(), Next::Round);
-        assert!(t.up);
-        assert_eq!((t.failure(), t.failure(), t.up), (Next::Retry, Next::Round, false));
-        assert_eq!(t.failure(), Next::Round);
-        assert_eq!((t.success(), t.up), (Next::Confirm, false));
-        assert_eq!((t.success(), t.up), (Next::Round, true));
-        // Cleared, then failing again while down: the mark stays cleared, so the next
-        // success brings the server back.
-        assert_eq!((t.failure(), t.failure()), (Next::Retry, Next::Round));
-        assert_eq!((t.success(), t.up), (Next::Confirm, false));
-        assert_eq!((t.failure(), t.up), (Next::Round, false));
-        assert_eq!((t.success(), t.up), (Next::Round, true));
-        // alpha: up on the first success; after a failed first round, on the second.
-        let mut a = Tracker::new(false, 1, http);
-        assert_eq!((a.success(), a.up), (Next::Round, true));
-        let mut a = Tracker::new(false, 1, http);
-        assert_eq!(a.failure(), Next::Round);
-        assert_eq!((a.success(), a.success(), a.up), (Next::Confirm, Next::Round, true));
-        // Other checkers come back on the first success.
-        let mut tcp = Tracker::new(true, 0, Recovery::FirstSuccess);
-        assert_eq!((tcp.failure(), tcp.success(), tcp.up), (Next::Round, Next::Round, true));
-    }
-
     /// keepalived's start ("for non alpha mode, one failure is enough initially"): a checker
     /// started with the daemon takes its server down on the first failure of its first
     /// round; after a round it retries, and one a reload starts retries from the first.
     #[test]
     fn at_boot_the_first_failure_is_enough() {
-        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess).at_boot();
+        let mut t = Tracker::new(true, 2).at_boot();
         assert_eq!((t.failure(), t.up), (Next::Round, false));
-        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess).at_boot();
+        let mut t = Tracker::new(true, 2).at_boot();
         assert_eq!((t.success(), t.failure(), t.up), (Next::Round, Next::Retry, true));
-        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess);
+        let mut t = Tracker::new(true, 2);
         assert_eq!((t.failure(), t.up), (Next::Retry, true));
     }
 
     #[test]
     fn retries_then_down_and_up_on_first_success() {
-        let mut t = Tracker::new(true, 2, Recovery::FirstSuccess);
+        let mut t = Tracker::new(true, 2);
         assert_eq!(t.failure(), Next::Retry);
         assert_eq!(t.failure(), Next::Retry);
         assert!(t.up);
@@ -859,7 +862,7 @@ mod tests {
         t.success();
         assert_eq!(t.failure(), Next::Retry);
         // retry 0: the first failure takes it down.
-        let mut t = Tracker::new(true, 0, Recovery::FirstSuccess);
+        let mut t = Tracker::new(true, 0);
         assert_eq!(t.failure(), Next::Round);
         assert!(!t.up);
     }
@@ -1181,6 +1184,7 @@ mod tests {
             },
             urls,
             sni: false,
+            fast_recovery: false,
         };
         let t = Duration::from_secs(2);
         let ok = server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", Duration::ZERO).await;
@@ -1208,6 +1212,7 @@ mod tests {
             },
             urls: vec![url(None)],
             sni: false,
+            fast_recovery: false,
         };
         let e = probe(&tls, t).await.unwrap_err();
         assert!(matches!(e, ProbeError::Tls(_)), "{e}");

@@ -284,7 +284,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "fast_recovery",
         &[
             "tests/tests/checkers.rs::http_get_comes_back_after_a_second_pass_at_once_with_fast_recovery",
-            "lb-daemon/src/check/mod.rs::http_checks_confirm_a_recovery",
+            "lb-daemon/src/check/walk.rs::fast_recovery_skips_the_pauses_of_a_server_coming_back",
         ],
     ),
     (

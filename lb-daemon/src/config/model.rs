@@ -1593,7 +1593,7 @@ pub struct Checker {
     /// server's.
     pub alpha: Option<bool>,
     /// `fast_recovery [BOOL]` (HTTP_GET, SSL_GET): a server coming back is checked again at
-    /// once, not a `delay_loop` later (`check::Recovery`).
+    /// once, not a `delay_loop` later (`check::walk`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fast_recovery: bool,
     #[serde(skip)]
