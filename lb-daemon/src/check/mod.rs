@@ -441,30 +441,15 @@ async fn check_url(target: &http::Target, url: &Url, sni: bool) -> Result<(), Pr
 }
 
 /// One run of a probe: Ok with an optional dynamic weight, or why it failed. HTTP_GET and
-/// SSL_GET check url `url` only (keepalived checks one per run); the others ignore it.
-pub async fn probe_url(p: &Probe, url: usize, timeout: Duration) -> Result<Option<u32>, ProbeError> {
-    match p {
-        Probe::Http { target, urls, sni, .. } => {
-            let Some(u) = urls.get(url) else { return Err(ProbeError::Http(format!("no url {url}"))) };
-            tokio::time::timeout(timeout, check_url(target, u, *sni))
-                .await
-                .map_err(|_| ProbeError::Timeout(timeout))?
-                .map(|()| None)
-        }
-        _ => probe(p, timeout).await,
-    }
-}
-
-/// One round of a probe: Ok with an optional dynamic weight, or why it failed.
-pub async fn probe(p: &Probe, timeout: Duration) -> Result<Option<u32>, ProbeError> {
+/// SSL_GET check url number `url` only (keepalived checks one per run, `walk.rs`); the
+/// others ignore it.
+pub async fn probe(p: &Probe, url: usize, timeout: Duration) -> Result<Option<u32>, ProbeError> {
     let run = async {
         match p {
             Probe::Tcp { addr, from } => tcp::check(*addr, *from).await.map(|_| None),
             Probe::Http { target, urls, sni, .. } => {
-                for url in urls {
-                    check_url(target, url, *sni).await?;
-                }
-                Ok(None)
+                let u = urls.get(url).ok_or_else(|| ProbeError::Http(format!("no url number {url}")))?;
+                check_url(target, u, *sni).await.map(|()| None)
             }
             Probe::Misc { script, dynamic } => {
                 let prepared = script.as_ref().map_err(|e| ProbeError::Refused(e.to_string()))?;
@@ -572,7 +557,7 @@ async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
             }
         }
         let was = (rounds.up(), weight);
-        let result = probe_url(&spec.probe, rounds.url(), spec.timeout).await;
+        let result = probe(&spec.probe, rounds.url(), spec.timeout).await;
         let step = rounds.record(result.is_ok());
         let reason = match result {
             Ok(w) => {
@@ -673,7 +658,8 @@ impl Rounds {
             }
             Rounds::Walk(w) => {
                 let pause = if ok { w.passed() } else { w.failed() };
-                Step { pause, retrying: !ok && w.retrying(), settled: w.has_run() }
+                let retrying = !ok && w.retrying();
+                Step { pause, retrying, settled: !retrying }
             }
         }
     }
@@ -1135,15 +1121,15 @@ mod tests {
         let prep =
             |cmd: &str| runner.prepare(&crate::config::Script { command: cmd.into(), span: Default::default() }, None);
         let t = Duration::from_secs(5);
-        assert_eq!(probe(&Probe::Misc { script: prep("true"), dynamic: false }, t).await, Ok(None));
-        let e = probe(&Probe::Misc { script: prep("false"), dynamic: false }, t).await.unwrap_err();
+        assert_eq!(probe(&Probe::Misc { script: prep("true"), dynamic: false }, 0, t).await, Ok(None));
+        let e = probe(&Probe::Misc { script: prep("false"), dynamic: false }, 0, t).await.unwrap_err();
         assert_eq!(e.to_string(), "script exit status 1");
         // misc_dynamic: 2..255 set the weight to code - 2; 1 is still a failure.
         let five = prep("/bin/sh -c 'exit 7'");
-        assert_eq!(probe(&Probe::Misc { script: five.clone(), dynamic: true }, t).await, Ok(Some(5)));
-        assert!(probe(&Probe::Misc { script: five, dynamic: false }, t).await.is_err());
+        assert_eq!(probe(&Probe::Misc { script: five.clone(), dynamic: true }, 0, t).await, Ok(Some(5)));
+        assert!(probe(&Probe::Misc { script: five, dynamic: false }, 0, t).await.is_err());
         let slow = prep("sleep 3");
-        let e = probe(&Probe::Misc { script: slow, dynamic: false }, Duration::from_millis(200)).await.unwrap_err();
+        let e = probe(&Probe::Misc { script: slow, dynamic: false }, 0, Duration::from_millis(200)).await.unwrap_err();
         assert!(matches!(e, ProbeError::Timeout(_)), "{e}");
     }
 
@@ -1189,15 +1175,20 @@ mod tests {
         let t = Duration::from_secs(2);
         let ok = server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", Duration::ZERO).await;
         let md5_hello = "5d41402abc4b2a76b9719d911017c592";
-        assert_eq!(probe(&http(ok, vec![url(Some(md5_hello))]), t).await, Ok(None));
-        let e = probe(&http(ok, vec![url(Some(&"0".repeat(32)))]), t).await.unwrap_err();
+        assert_eq!(probe(&http(ok, vec![url(Some(md5_hello))]), 0, t).await, Ok(None));
+        let e = probe(&http(ok, vec![url(Some(&"0".repeat(32)))]), 0, t).await.unwrap_err();
+        assert!(e.to_string().contains("digest mismatch"), "{e}");
+        // One url per run: the run checks the url it is given, and only that one.
+        let two = http(ok, vec![url(Some(md5_hello)), url(Some(&"0".repeat(32)))]);
+        assert_eq!(probe(&two, 0, t).await, Ok(None));
+        let e = probe(&two, 1, t).await.unwrap_err();
         assert!(e.to_string().contains("digest mismatch"), "{e}");
         let busy = server(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", Duration::ZERO).await;
-        let e = probe(&http(busy, vec![url(None)]), t).await.unwrap_err();
+        let e = probe(&http(busy, vec![url(None)]), 0, t).await.unwrap_err();
         assert_eq!(e.to_string(), "/: status 503, expected 200-299");
         let slow = server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", Duration::from_secs(5)).await;
         let started = std::time::Instant::now();
-        let e = probe(&http(slow, vec![url(None)]), Duration::from_millis(300)).await.unwrap_err();
+        let e = probe(&http(slow, vec![url(None)]), 0, Duration::from_millis(300)).await.unwrap_err();
         assert!(matches!(e, ProbeError::Timeout(_)), "{e}");
         assert!(started.elapsed() < Duration::from_secs(2));
         // Plain HTTP answering a TLS client: the handshake fails with a clear error.
@@ -1214,7 +1205,7 @@ mod tests {
             sni: false,
             fast_recovery: false,
         };
-        let e = probe(&tls, t).await.unwrap_err();
+        let e = probe(&tls, 0, t).await.unwrap_err();
         assert!(matches!(e, ProbeError::Tls(_)), "{e}");
     }
 
@@ -1235,7 +1226,7 @@ mod tests {
         assert!(!l2.has_errors(), "{}", l2.render());
         let runner = Runner::new(&l2.config.global).unwrap();
         let spec = specs(&l2.config, &runner).into_values().next().unwrap();
-        let (probed, accepted) = tokio::join!(probe(&spec.probe, Duration::from_secs(2)), async {
+        let (probed, accepted) = tokio::join!(probe(&spec.probe, 0, Duration::from_secs(2)), async {
             tokio::time::timeout(Duration::from_secs(2), l.accept()).await
         });
         probed.unwrap();

@@ -150,6 +150,24 @@ mod tests {
         assert_eq!((w.passed(), w.up, w.url()), (6 * S, true, 0));
     }
 
+    /// A url that fails and then passes within its retries resets them: the next failure is
+    /// retried again. A marked url that is not the last: its success starts the walk over
+    /// from the first, and the server comes back after the last.
+    #[test]
+    fn a_pass_resets_the_retries_and_a_marked_url_restarts_the_walk() {
+        let mut w = UrlWalk::new(3, true, pace(1, false), Begin::Reload);
+        for _ in 0..3 {
+            w.passed();
+        }
+        assert_eq!((w.failed(), w.passed(), w.url()), (3 * S, 6 * S, 1));
+        assert_eq!((w.failed(), w.up), (3 * S, true));
+        assert_eq!((w.failed(), w.up, w.url()), (6 * S, false, 1));
+        assert_eq!((w.passed(), w.url(), w.up), (6 * S, 0, false));
+        assert_eq!((w.passed(), w.url()), (6 * S, 1));
+        assert_eq!((w.passed(), w.url(), w.up), (6 * S, 2, false));
+        assert_eq!((w.passed(), w.url(), w.up), (6 * S, 0, true));
+    }
+
     /// fast_recovery: no pause while down with nothing marked, nor before the first walk ends.
     #[test]
     fn fast_recovery_skips_the_pauses_of_a_server_coming_back() {
@@ -160,6 +178,10 @@ mod tests {
         assert_eq!((w.passed(), w.up), (Duration::ZERO, false));
         assert_eq!((w.passed(), w.up), (Duration::ZERO, false));
         assert_eq!((w.passed(), w.up), (6 * S, true));
+        // Down with nothing marked: a failure is checked again at once too.
+        assert_eq!((w.failed(), w.up), (6 * S, false));
+        assert_eq!((w.passed(), w.up), (Duration::ZERO, false));
+        assert_eq!((w.failed(), w.up), (Duration::ZERO, false));
     }
 
     /// At start the first failure takes the server down (keepalived sets retry_it = retry);
