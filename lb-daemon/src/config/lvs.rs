@@ -185,6 +185,21 @@ fn sched_flag(ctx: &mut Ctx, vs: &mut VirtualServer, st: &Stmt) {
     }
 }
 
+/// `hashed`, as keepalived 2.2.7's `lbflags_handler` reads it: it sets no flag (the kernel
+/// sets IPVS's hashed flag on every service itself). After `lb_algo` sh or mh it passes
+/// without a word; otherwise keepalived says it "only applies to sh scheduler" and `-t`
+/// fails, so it is an error here, as for `sh-port`.
+fn hashed(ctx: &mut Ctx, vs: &mut VirtualServer, st: &Stmt) {
+    ctx.flag(st);
+    if !(vs.scheduler_named && matches!(vs.scheduler, Scheduler::Sh | Scheduler::Mh)) {
+        ctx.error(
+            st.keyword().span,
+            "`hashed` applies only to lb_algo sh or mh set before it, where it does nothing (keepalived ignores it \
+             here and fails -t); remove it",
+        );
+    }
+}
+
 /// `lb_kind` / `lvs_method`'s argument.
 fn parse_forward(ctx: &mut Ctx, st: &Stmt) -> Option<ForwardMethod> {
     let w = ctx.arg(st, 0, "NAT, DR or TUN")?;
@@ -363,6 +378,7 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
     Keyword::new("sh-fallback", sched_flag),
     Keyword::new("mh-port", sched_flag),
     Keyword::new("mh-fallback", sched_flag),
+    Keyword::new("hashed", hashed),
     Keyword::new("smtp_alert", |ctx, vs, st| vs.smtp_alert = ctx.bool_flag(st)),
     Keyword::new("real_server", real_server),
 ];

@@ -1040,10 +1040,16 @@ fn scheduler_flags_follow_keepalived() {
     assert!(!l.has_errors() && l.config.virtual_servers[0].sched_flags == 0, "{}", l.render());
     assert!(l.render().contains("t.conf:4:2: warning: `sh-port` has no effect with lb_algo mh"), "{}", l.render());
     // Before any lb_algo (keepalived's default wlc comes later) or after another scheduler.
-    for body in [" sh-port\n lb_algo sh", " lb_algo rr\n sh-fallback", " lb_algo dh\n mh-port"] {
+    for body in [" sh-port\n lb_algo sh", " lb_algo rr\n sh-fallback", " lb_algo dh\n mh-port", " lb_algo rr\n hashed"]
+    {
         let e = first_error(&vs(body));
         assert!(e.contains("applies only to lb_algo"), "{body}: {e}");
         assert!(e.starts_with("bad.conf:3:2:") || e.starts_with("bad.conf:4:2:"), "located: {e}");
+    }
+    // `hashed` sets nothing, and after sh or mh says nothing.
+    for algo in ["sh", "mh"] {
+        let l = parse_str("t.conf", &vs(&format!(" lb_algo {algo}\n hashed")));
+        assert!(l.diagnostics.is_empty() && l.config.virtual_servers[0].sched_flags == 0, "{}", l.render());
     }
 }
 
