@@ -558,7 +558,7 @@ async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
         }
         let was = (rounds.up(), weight);
         let result = probe(&spec.probe, rounds.url(), spec.timeout).await;
-        let step = rounds.record(result.is_ok());
+        let step = rounds.record(result.is_ok(), &spec);
         let reason = match result {
             Ok(w) => {
                 weight = w;
@@ -600,7 +600,7 @@ async fn task(id: CheckId, spec: Spec, begin: Begin, tx: mpsc::Sender<Report>) {
 /// A checker's verdict rules: keepalived's url walk for HTTP_GET and SSL_GET, the common
 /// retry rule for the others.
 enum Rounds {
-    Plain { tracker: Tracker, delay_loop: Duration, delay_before_retry: Duration },
+    Plain(Tracker),
     Walk(walk::UrlWalk),
 }
 
@@ -629,14 +629,14 @@ impl Rounds {
             _ => {
                 let tracker = Tracker::new(spec.initially_up, spec.retry);
                 let tracker = if begin == Begin::Boot { tracker.at_boot() } else { tracker };
-                Rounds::Plain { tracker, delay_loop: spec.delay_loop, delay_before_retry: spec.delay_before_retry }
+                Rounds::Plain(tracker)
             }
         }
     }
 
     fn up(&self) -> bool {
         match self {
-            Rounds::Plain { tracker, .. } => tracker.up,
+            Rounds::Plain(tracker) => tracker.up,
             Rounds::Walk(w) => w.up,
         }
     }
@@ -644,17 +644,19 @@ impl Rounds {
     /// The url the next run checks (HTTP_GET, SSL_GET).
     fn url(&self) -> usize {
         match self {
-            Rounds::Plain { .. } => 0,
+            Rounds::Plain(_) => 0,
             Rounds::Walk(w) => w.url(),
         }
     }
 
-    fn record(&mut self, ok: bool) -> Step {
+    /// A run's result; the spec gives the plain checkers' pauses (a walk keeps its own).
+    fn record(&mut self, ok: bool, spec: &Spec) -> Step {
         match self {
-            Rounds::Plain { tracker, delay_loop, delay_before_retry } => {
+            Rounds::Plain(tracker) => {
                 let next = if ok { tracker.success() } else { tracker.failure() };
                 let retrying = next == Next::Retry;
-                Step { pause: if retrying { *delay_before_retry } else { *delay_loop }, retrying, settled: !retrying }
+                let pause = if retrying { spec.delay_before_retry } else { spec.delay_loop };
+                Step { pause, retrying, settled: !retrying }
             }
             Rounds::Walk(w) => {
                 let pause = if ok { w.passed() } else { w.failed() };
