@@ -32,6 +32,7 @@ const APT: &[(&str, &str)] = &[
     ),
     ("ipvsadm", "reads IPVS state in the VM"),
     ("tcpdump", "what crosses the wire"),
+    ("openssl", "encrypts a client key as a user would (checkers.rs's SSL block test)"),
     ("tshark", "reads `lb-daemon trace`'s pcap-ng packet comments (frame.comment)"),
     ("qemu-system-x86", "the older-kernel VM"),
     ("linux-image-amd64", "Debian's 6.1 kernel (ip_vs, ipip) for the VM"),
