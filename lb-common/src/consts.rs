@@ -131,6 +131,11 @@ pub const MAP_IFACES: &str = "lb_ifaces";
 /// and kept current by its housekeeping. Frames unicast to another MAC are not ours: they pass
 /// to the kernel, which drops them (PACKET_OTHERHOST) as it always does. Pinned.
 pub const MAP_IFACE_MAC: &str = "lb_iface_mac";
+/// MACs of macvlans on an interface (`LocalMac`): frames to them are ours too, as the kernel
+/// takes them for the macvlan (a `use_vmac` VMAC with a MAC of its own). Written with
+/// `lb_iface_mac`; not pinned.
+pub const MAP_LOCAL_MACS: &str = "lb_local_macs";
+pub const LOCAL_MACS_ENTRIES: u32 = 1024;
 /// Interfaces with an ifindex below this have flags (others have none).
 pub const MAX_IFINDEX: u32 = 4096;
 /// `lb_ifaces`: XDP runs there in generic (skb) mode: frames keep their skb, checksums left
@@ -203,7 +208,7 @@ pub const PINNED_MAPS: [&str; 24] = [
 ];
 
 /// The maps of `lb-xdp` only a running daemon uses (per-CPU scratch, rings, caches): not pinned.
-pub const RUNTIME_MAPS: [&str; 10] = [
+pub const RUNTIME_MAPS: [&str; 11] = [
     MAP_REAL_SYNS,
     MAP_UNRESOLVED,
     MAP_NEXTHOP,
@@ -214,6 +219,7 @@ pub const RUNTIME_MAPS: [&str; 10] = [
     MAP_CSUM_BUF,
     MAP_PUNT,
     MAP_GIVEUP,
+    MAP_LOCAL_MACS,
 ];
 
 /// Every map of the `lb-xdp` object: the pinned ones, then the runtime ones.

@@ -286,6 +286,16 @@ pub struct IfaceMac {
     pub vrrp_vmac: u8,
 }
 
+/// Key of `lb_local_macs`: a MAC of a macvlan on interface `ifindex` (a `use_vmac` VMAC with
+/// a MAC of its own, or any other), to which the kernel delivers frames arriving there.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable)]
+pub struct LocalMac {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub pad: u16,
+}
+
 /// Whether `mac` is a VRRP virtual router MAC (RFC 5798 §7.3: 00-00-5E-00-01-{VRID} for
 /// IPv4, 00-00-5E-00-02-{VRID} for IPv6).
 #[inline(always)]
@@ -397,6 +407,7 @@ pub struct TraceRecord {
 
 crate::aya_pod!(
     IfaceMac,
+    LocalMac,
     TraceCfg,
     TraceRecord,
     DecapAddr,
@@ -440,6 +451,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FragValue>(), 40);
         assert_eq!(core::mem::size_of::<Meta>(), 16);
         assert_eq!(core::mem::size_of::<IfaceMac>(), 8);
+        assert_eq!(core::mem::size_of::<LocalMac>(), 12);
         assert_eq!(core::mem::size_of::<NextHop>(), 40);
         assert_eq!(core::mem::size_of::<PuntRecord>(), 16 + crate::consts::PUNT_MAX);
         assert_eq!(core::mem::size_of::<TraceCfg>(), 72);

@@ -128,7 +128,6 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         5,
         "not yet: use_vmac_addr (VMACs for other interfaces' and the other family's addresses) is refused",
     ),
-    ("vrrp-vmac-mac-address", 0, 5, "not yet: use_vmac with a MAC address of its own is refused"),
 ];
 
 fn verdict(status: ExitStatus) -> i32 {

@@ -2409,8 +2409,9 @@ fn vmac_view(ns: &Netns, vmac: &str) -> String {
 }
 
 /// The distinct (source MAC, destination MAC, VRRP, ARP, IGMP or the ICMPv6 type) of the
-/// frames the node sent that tcpdump -e saw, the base interface's MAC written BASE.
-fn frame_kinds(cap: &lb_tests::capture::AdvertCapture, base: &str) -> std::collections::BTreeSet<String> {
+/// frames the node sent that tcpdump -e saw (from the base, a VRRP MAC or `vmac`), the base
+/// interface's MAC written BASE.
+fn frame_kinds(cap: &lb_tests::capture::AdvertCapture, base: &str, vmac: &str) -> std::collections::BTreeSet<String> {
     cap.lines()
         .into_iter()
         .filter_map(|(_, l)| {
@@ -2430,15 +2431,15 @@ fn frame_kinds(cap: &lb_tests::capture::AdvertCapture, base: &str) -> std::colle
             // The node's frames only (not the client's or the switch's, flooded to its port),
             // and not l0's own router solicitations, which are not the VMAC's business (our
             // run shows one when the data plane attaches to l0).
-            let own = src == "BASE" && kind != "router solicitation" || src.starts_with("00:00:5e:");
+            let own = src == "BASE" && kind != "router solicitation" || src.starts_with("00:00:5e:") || src == vmac;
             own.then(|| format!("{src} > {dst} {kind}"))
         })
         .collect()
 }
 
-/// keepalived 2.2.7 as the oracle for `use_vmac`, `vmac_xmit_base` and `vmac_prefix`: the same
+/// keepalived 2.2.7 as the oracle for `use_vmac [NAME] [MAC]`, `vmac_xmit_base` and `vmac_prefix`: the same
 /// config runs under keepalived, then under lb-daemon, on the same node; the VMAC (name, kind,
-/// private mode, virtual MAC, up), where the VIP is, the sysctls (on the VMAC, on l0, and
+/// private mode, virtual or given MAC, up), where the VIP is, the sysctls (on the VMAC, on l0, and
 /// all/default rp_filter, which keepalived clears when it is set), and the source MACs of
 /// adverts and gratuitous ARPs on the wire must be the same while master, and everything
 /// as before once each has stopped (the VMAC deleted, the sysctls restored).
@@ -2453,14 +2454,17 @@ fn use_vmac_matches_keepalived() {
     let base = seg.mac(0).unwrap();
     let vmac_mac = "00:00:5e:00:01:33";
     let group = "01:00:5e:00:00:12";
+    // The last two give the VMAC a MAC of its own (five octets: the VRID, 0x33, is the sixth).
     let variants = [
-        ("", "    use_vmac\n", "vrrp.51", false, false),
-        ("    vmac_prefix vm\n", "    use_vmac\n    vmac_xmit_base\n", "vm.51", true, false),
-        ("", "    use_vmac vip51\n", "vip51", false, false),
-        ("", "    use_vmac\n", "vrrp.51", false, true),
-        ("", "    use_vmac\n    vmac_xmit_base\n", "vrrp.51", true, true),
+        ("", "    use_vmac\n", "vrrp.51", false, false, None),
+        ("    vmac_prefix vm\n", "    use_vmac\n    vmac_xmit_base\n", "vm.51", true, false, None),
+        ("", "    use_vmac vip51\n", "vip51", false, false, None),
+        ("", "    use_vmac\n", "vrrp.51", false, true, None),
+        ("", "    use_vmac\n    vmac_xmit_base\n", "vrrp.51", true, true, None),
+        ("", "    use_vmac vip51 02:00:5e:1a:2b:3c\n", "vip51", false, false, Some("02:00:5e:1a:2b:3c")),
+        ("", "    use_vmac 02:00:5e:1a:2b\n", "vrrp.51", false, true, Some("02:00:5e:1a:2b:33")),
     ];
-    for (n, (globals, opts, name, xmit_base, v6)) in variants.into_iter().enumerate() {
+    for (n, (globals, opts, name, xmit_base, v6, own_mac)) in variants.into_iter().enumerate() {
         let vip = if v6 { format!("{VRRP_VIP6}/64") } else { format!("{VRRP_VIP4}/24") };
         let conf = dir.file(
             &format!("vmac{n}.conf"),
@@ -2470,6 +2474,7 @@ fn use_vmac_matches_keepalived() {
             ),
         );
         let (vmac_mac, group) = if v6 { ("00:00:5e:00:02:33", "33:33:00:00:00:12") } else { (vmac_mac, group) };
+        let vmac_mac = own_mac.unwrap_or(vmac_mac);
         let filter = if v6 { "ip6" } else { "ip proto 112 or arp or igmp" };
         let before = vmac_view(ns, name);
         let run = |ours: bool| -> (String, std::collections::BTreeSet<String>, String) {
@@ -2494,7 +2499,7 @@ fn use_vmac_matches_keepalived() {
             let view = vmac_view(ns, name);
             let log = stop();
             std::thread::sleep(Duration::from_millis(300));
-            (view, frame_kinds(&cap, &base), log)
+            (view, frame_kinds(&cap, &base, vmac_mac), log)
         };
         let (theirs, theirs_wire, klog) = run(false);
         // keepalived 2.2.7 leaves l0's arp_ignore and arp_filter at 1 after it stops (its
@@ -2677,8 +2682,9 @@ fn vmac_interop(tag: &str, extra: &str, v6: bool) {
 /// `use_vmac` with the XDP data plane (DR): the client reaches the VIP through the virtual
 /// MAC, which the master's XDP program takes (it is not the interface's own MAC) and forwards
 /// to the real server; after failover the new master does the same through the same client
-/// neighbour entry. (DR replies come from the real server itself; a NAT reply leaves the
-/// load balancer from its interface's own MAC, as IPVS's leave through the kernel's route.)
+/// neighbour entry, and so through a VMAC with a MAC of its own. (DR replies come from the real
+/// server itself; a NAT reply leaves the load balancer from its interface's own MAC, as
+/// IPVS's leave through the kernel's route.)
 #[test]
 fn a_vmac_vip_is_load_balanced_by_its_master_across_failover() {
     require_root();
@@ -2722,6 +2728,20 @@ fn a_vmac_vip_is_load_balanced_by_its_master_across_failover() {
     assert!(d1.wait_log("1 restarted", Duration::from_secs(5)), "{:#?}", d1.log());
     assert!(eventually(Duration::from_secs(5), || on_vmac_of(&seg.nodes[1])), "{:#?}", d1.log());
     assert_eq!(seg.nodes[1].ifindex("vrrp.51").unwrap(), index, "the reload made a new VMAC");
+    // A MAC of its own (`use_vmac MAC`): the VMAC is made again with it, the client learns it
+    // from the gratuitous ARPs, and the master's XDP program takes the frames sent to it.
+    let own = "02:00:5e:1a:2b:3c";
+    dir.file("node1.conf", &with(&format!("    use_vmac {own}\n")));
+    d1.signal(Signal::SIGHUP).unwrap();
+    assert!(
+        eventually(Duration::from_secs(8), || seg.client_neigh(VRRP_VIP4).as_deref() == Some(own)),
+        "{:?} {:#?}",
+        seg.client_neigh(VRRP_VIP4),
+        d1.log()
+    );
+    let forwarded = stat(1, "reason_fwd_dr");
+    assert_eq!(tcp_ask(&seg.client, vip, None), "rs", "{:#?}", d1.log());
+    assert!(stat(1, "reason_fwd_dr") > forwarded, "frames to the VMAC's own MAC were not load-balanced");
     dir.file("node1.conf", &with(""));
     d1.signal(Signal::SIGHUP).unwrap();
     assert!(eventually(Duration::from_secs(5), || seg.holds(1, VRRP_VIP4)), "{:#?}", d1.log());
@@ -2874,7 +2894,7 @@ fn disable_local_igmp_silences_the_group_join_as_keepalived() {
             v
         };
         std::thread::sleep(Duration::from_millis(500));
-        let reports = frame_kinds(&cap, &base).iter().filter(|k| k.ends_with("IGMP")).count();
+        let reports = frame_kinds(&cap, &base, "").iter().filter(|k| k.ends_with("IGMP")).count();
         (during, reports, sysctl())
     };
     for disable in [true, false] {

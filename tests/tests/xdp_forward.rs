@@ -192,7 +192,8 @@ fn only_frames_to_our_mac_are_load_balanced() {
 /// `use_vmac`: the VIPs' frames come to the VRRP virtual MAC (00:00:5e:00:01:VRID), which
 /// the kernel takes for its macvlan. Without a VMAC in the namespace such a frame is another
 /// host's; once one exists (the daemon reads the interfaces again, as its housekeeping does),
-/// frames to VRRP virtual MACs are load-balanced like frames to the interface's own MAC.
+/// frames to VRRP virtual MACs are load-balanced like frames to the interface's own MAC, and
+/// so are frames to a macvlan's own MAC (`use_vmac NAME MAC`) while it exists.
 #[test]
 fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
     let (ns, _peer, mut fx) = setup();
@@ -236,9 +237,39 @@ fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
     })
     .unwrap();
     // Another host's unicast MAC is still not ours.
+    let other = [0x02, 0, 0x5e, 0x1a, 0x2b, 0x3c];
     fx.check(&Case {
         name: "another host's MAC",
-        input: with_macs(syn(42002), CLIENT_MAC, [0x02, 0, 0, 0, 0, 0x77]),
+        input: with_macs(syn(42002), CLIENT_MAC, other),
+        action: XDP_PASS,
+        output: Output::Unchanged,
+        reason: "reason_not_our_mac",
+        service: None,
+        also: &[],
+    })
+    .unwrap();
+    // `use_vmac NAME MAC`: a VMAC with a MAC of its own. The kernel takes frames to any
+    // macvlan's MAC on the interface, and so do we once the daemon has read it.
+    ns.ip(&["link", "add", "vip51", "link", "fx0", "type", "macvlan", "mode", "private"]).unwrap();
+    ns.ip(&["link", "set", "vip51", "address", "02:00:5e:1a:2b:3c"]).unwrap();
+    fx.learn_mac("fx0").unwrap();
+    let input = with_macs(syn(42004), CLIENT_MAC, other);
+    fx.check(&Case {
+        name: "to a VMAC's own MAC",
+        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+        input,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(0),
+        also: &["flows_new", "halfopen_inserts"],
+    })
+    .unwrap();
+    // Gone again: another host's once more.
+    ns.ip(&["link", "del", "vip51"]).unwrap();
+    fx.learn_mac("fx0").unwrap();
+    fx.check(&Case {
+        name: "to a deleted VMAC's MAC",
+        input: with_macs(syn(42005), CLIENT_MAC, other),
         action: XDP_PASS,
         output: Output::Unchanged,
         reason: "reason_not_our_mac",

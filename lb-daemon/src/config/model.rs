@@ -690,11 +690,30 @@ pub fn vmac_name_valid(name: &str) -> bool {
         && !name.chars().any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
 }
 
-/// `use_vmac [NAME]`: the VMAC interface's name, else keepalived's `vrrp.VRID` (with
-/// `vmac_prefix` for `vrrp`).
+/// `use_vmac [NAME] [MAC]`: the VMAC interface's name, else keepalived's `vrrp.VRID` (with
+/// `vmac_prefix` for `vrrp`), and its MAC, else the VRRP virtual MAC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UseVmac {
     pub name: Option<String>,
+    pub mac: Option<VmacMac>,
+}
+
+/// A VMAC's own MAC address (keepalived's `VRRP_VMAC_MAC_SPECIFIED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmacMac {
+    /// All six octets given.
+    Full([u8; 6]),
+    /// Five octets given; the sixth is the VRID (keepalived's `VRRP_VMAC_MAC_USE_VRID`).
+    Vrid([u8; 5]),
+}
+
+impl VmacMac {
+    pub fn with_vrid(self, vrid: u8) -> [u8; 6] {
+        match self {
+            Self::Full(m) => m,
+            Self::Vrid([a, b, c, d, e]) => [a, b, c, d, e, vrid],
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1430,14 +1430,34 @@ fn election_variants_resolve_as_keepalived_s() {
     assert!(first_error(&inst(&format!("{peers} 0"))).contains("unicast_ttl 0"));
     // use_vmac [NAME], vmac_xmit_base, vmac_prefix (vrrp_parser.c / vrrp.c checks).
     let v = ok(&inst("use_vmac\n vmac_xmit_base"));
-    assert_eq!(v.vrrp_instances[0].use_vmac, Some(UseVmac { name: None }));
+    assert_eq!(v.vrrp_instances[0].use_vmac, Some(UseVmac { name: None, mac: None }));
     assert!(v.vrrp_instances[0].vmac_xmit_base);
-    assert_eq!(ok(&inst("use_vmac vip51")).vrrp_instances[0].use_vmac, Some(UseVmac { name: Some("vip51".into()) }));
+    assert_eq!(
+        ok(&inst("use_vmac vip51")).vrrp_instances[0].use_vmac,
+        Some(UseVmac { name: Some("vip51".into()), mac: None })
+    );
     assert_eq!(
         ok(&format!("global_defs {{\n vmac_prefix vm\n}}\n{}", inst("use_vmac"))).global.vmac_prefix.as_deref(),
         Some("vm")
     );
-    assert!(first_error(&inst("use_vmac 02:00:00:00:00:01")).contains("not supported"));
+    // A MAC of its own, in either order with the name; five octets take the VRID as sixth.
+    let mac = |text: &str| ok(&inst(text)).vrrp_instances[0].use_vmac.clone().and_then(|u| u.mac);
+    assert_eq!(mac("use_vmac 02:00:5e:a:b:C1"), Some(VmacMac::Full([2, 0, 0x5e, 0xa, 0xb, 0xc1])));
+    assert_eq!(mac("use_vmac 02:1:2:3:4:5:"), Some(VmacMac::Full([2, 1, 2, 3, 4, 5])));
+    assert_eq!(mac("use_vmac 02:1:2:3:4"), Some(VmacMac::Vrid([2, 1, 2, 3, 4])));
+    assert_eq!(mac("use_vmac 02:1:2:3:4:"), Some(VmacMac::Vrid([2, 1, 2, 3, 4])));
+    assert_eq!(VmacMac::Vrid([2, 1, 2, 3, 4]).with_vrid(51), [2, 1, 2, 3, 4, 51]);
+    let both = ok(&inst("use_vmac 02:00:00:00:00:01 vip51")).vrrp_instances[0].use_vmac.clone();
+    assert_eq!(both, Some(UseVmac { name: Some("vip51".into()), mac: Some(VmacMac::Full([2, 0, 0, 0, 0, 1])) }));
+    for bad in ["02:1:2:3", "02:1:2:3:4:5:6", "02:1:2:3:4::", "02:1:2:3:4:123", "02:1:2:3:4:g", "02::2:3:4:5"] {
+        assert!(first_error(&inst(&format!("use_vmac {bad}"))).contains("is invalid"), "{bad}");
+    }
+    assert!(first_error(&inst("use_vmac 03:00:00:00:00:01")).contains("is multicast"));
+    assert!(first_error(&inst("use_vmac 00:00:5e:00:02:01")).contains("RFC 5798"));
+    assert_eq!(mac("use_vmac 00:00:5e:00:03:01"), Some(VmacMac::Full([0, 0, 0x5e, 0, 3, 1])));
+    assert!(first_error(&inst("use_vmac 02:0:0:0:0:1 02:0:0:0:0:2")).contains("already given"));
+    let strict_mac = format!("global_defs {{\n vrrp_strict\n}}\n{}", inst("use_vmac 02:00:00:00:00:01"));
+    assert!(first_error(&strict_mac).contains("incompatible with vrrp_strict"));
     assert!(first_error(&inst("use_vmac bad/name")).contains("not a valid interface name"));
     assert!(first_error(&inst("use_vmac averyveryverylongname")).contains("not a valid interface name"));
     assert!(first_error(&inst("vmac_xmit_base")).contains("only valid with a vmac"));

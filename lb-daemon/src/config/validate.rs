@@ -615,6 +615,11 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
         if !v.unicast_peer.is_empty() && !v.vmac_xmit_base {
             err("unicast with use_vmac requires vmac_xmit_base (keepalived reports a config error and sets it); add vmac_xmit_base".into());
         }
+        if v.strict(g) && v.use_vmac.as_ref().is_some_and(|u| u.mac.is_some()) {
+            err("use_vmac: a MAC address of its own is incompatible with vrrp_strict (keepalived reports a config \
+                 error and uses the VRRP MAC); remove the address"
+                .into());
+        }
         if v.strict(g) && v.vmac_xmit_base {
             err("vmac_xmit_base is incompatible with vrrp_strict (keepalived reports a config error and clears it); remove it".into());
         }

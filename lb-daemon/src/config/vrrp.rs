@@ -765,21 +765,21 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     }),
 ];
 
-/// `use_vmac [NAME]` (vrrp_parser.c, `vrrp_vmac_handler`). keepalived also takes a MAC
-/// address there; that form is refused. A name keepalived would ignore with a config error
-/// (invalid, or another instance's) is an error here.
+/// `use_vmac [NAME] [MAC]` (vrrp_parser.c, `vrrp_vmac_handler`): a word with a ':' is the
+/// MAC (interface names have none). What keepalived ignores with a config error (an invalid,
+/// multicast or RFC 5798 MAC, an invalid name or another instance's) is an error here.
 fn use_vmac(ctx: &mut Ctx, v: &mut VrrpInstance, st: &Stmt) {
-    let mut name = None;
+    let (mut name, mut mac) = (None, None);
     for w in st.args().iter().take(2) {
         if w.text.contains(':') {
-            ctx.error(
-                w.span,
-                format!(
-                    "use_vmac with a MAC address ({}) is not supported in this version; remove the address \
-                     (the VMAC then has the VRRP MAC 00:00:5e:00:01:VRID)",
-                    w.text
-                ),
-            );
+            if mac.is_some() {
+                ctx.error(w.span, "use_vmac: the VMAC's MAC address is already given");
+                continue;
+            }
+            match vmac_mac(&w.text) {
+                Ok(m) => mac = Some(m),
+                Err(why) => ctx.error(w.span, format!("use_vmac: MAC address `{}` {why}", w.text)),
+            }
         } else if name.is_some() {
             ctx.error(w.span, "use_vmac: the VMAC interface name is already given");
         } else if !crate::config::vmac_name_valid(&w.text) {
@@ -794,7 +794,37 @@ fn use_vmac(ctx: &mut Ctx, v: &mut VrrpInstance, st: &Stmt) {
     if let Some(extra) = st.args().get(2) {
         ctx.error(extra.span, format!("use_vmac takes at most a name and a MAC address, found `{}`", extra.text));
     }
-    v.use_vmac = Some(crate::config::UseVmac { name });
+    v.use_vmac = Some(crate::config::UseVmac { name, mac });
+}
+
+/// A VMAC's MAC as keepalived's `vrrp_vmac_handler` reads it: octets of one or two hex
+/// digits separated by ':', six of them, or five (with or without a last ':') for the VRID
+/// as the sixth; not multicast and not an RFC 5798 virtual MAC. keepalived also ignores
+/// anything after a sixth octet and ':'; that is an error here.
+fn vmac_mac(text: &str) -> Result<crate::config::VmacMac, &'static str> {
+    use crate::config::VmacMac;
+    const INVALID: &str = "is invalid (six octets of hex digits separated by ':', or five for the VRID as the sixth)";
+    let body = text.strip_suffix(':').unwrap_or(text);
+    let octets: Vec<&str> = body.split(':').collect();
+    let mut bytes = [0u8; 6];
+    for (b, o) in bytes.iter_mut().zip(&octets) {
+        if o.is_empty() || o.len() > 2 || !o.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(INVALID);
+        }
+        *b = u8::from_str_radix(o, 16).map_err(|_| INVALID)?;
+    }
+    let mac = match octets.len() {
+        5 => VmacMac::Vrid([bytes[0], bytes[1], bytes[2], bytes[3], bytes[4]]),
+        6 => VmacMac::Full(bytes),
+        _ => return Err(INVALID),
+    };
+    if bytes[0] & 1 != 0 {
+        return Err("is multicast (keepalived ignores it); give a unicast address");
+    }
+    if bytes[..4] == [0, 0, 0x5e, 0] && matches!(bytes[4], 1 | 2) {
+        return Err("is an RFC 5798 virtual MAC (keepalived ignores it); give another, or no address for the VRRP one");
+    }
+    Ok(mac)
 }
 
 /// `advert_int SECONDS`: fractions allowed (VRRPv3 counts in centiseconds).

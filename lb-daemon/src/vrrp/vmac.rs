@@ -2,9 +2,10 @@
 //! is the VRRP virtual MAC, so a client's neighbour entry for a VIP keeps its MAC across a
 //! failover. As keepalived 2.2.7 (vrrp_vmac.c, vrrp_if_config.c):
 //!
-//! - the VMAC is created at start (down, MAC 00:00:5e:00:01:VRID, private mode), given its
-//!   sysctls, then set up, and stays up whatever the instance's state; it is deleted at stop
-//!   and when a reload removes its instance; a reload that keeps the instance keeps it;
+//! - the VMAC is created at start (down, MAC 00:00:5e:00:01:VRID unless `use_vmac` gives
+//!   one, private mode), given its sysctls, then set up, and stays up whatever the instance's
+//!   state; it is deleted at stop and when a reload removes its instance; a reload that
+//!   keeps the instance keeps it;
 //! - an IPv4 instance's VMAC: arp_ignore=1, accept_local=1, rp_filter=0,
 //!   promote_secondaries=1, IPv6 off (disable_ipv6=1) and no automatic link-local address
 //!   (addr_gen_mode=1); on the base interface: arp_ignore=1, arp_filter=1 (restored at stop,
@@ -216,23 +217,21 @@ pub struct Vmacs {
 }
 
 impl Vmacs {
-    /// The VMAC name for an instance on `base` with `vrid`: `configured`, else the first of
-    /// keepalived's candidates not taken by another instance (`taken`) nor by an interface
-    /// that is not already this VMAC.
+    /// The VMAC name: `configured`, else the first of `candidates` (keepalived's,
+    /// `name_candidates`) not taken by another instance (`taken`) nor by an interface that is
+    /// not already this VMAC (a private macvlan of `base` with `mac`).
     pub async fn choose_name(
         nl: &Netlink,
         configured: Option<&str>,
-        prefix: &str,
-        vrid: u8,
+        candidates: impl Iterator<Item = String>,
         base: u32,
-        v6: bool,
+        mac: [u8; 6],
         taken: &[String],
     ) -> Result<String> {
         if let Some(n) = configured {
             return Ok(n.to_string());
         }
-        let mac = virtual_mac(vrid, v6);
-        for name in name_candidates(prefix, vrid, v6) {
+        for name in candidates {
             if taken.contains(&name) {
                 continue;
             }
@@ -240,10 +239,10 @@ impl Vmacs {
                 return Ok(name);
             }
         }
-        bail!("no free VMAC name for VRID {vrid}")
+        bail!("no free VMAC name")
     }
 
-    /// Makes `name` the VMAC of `vrid` on `base` (create, reuse or replace), sets its
+    /// Makes `name` the VMAC with `mac` on `base` (create, reuse or replace), sets its
     /// sysctls and the base's, and sets it up; returns its index. An IPv6 instance's VMAC
     /// (`ipv6`: where its adverts leave from, and their link-local source) keeps IPv6 on,
     /// gets no IPv4 settings, and gets that address (keepalived's `set_link_local_address`)
@@ -253,12 +252,11 @@ impl Vmacs {
         nl: &Netlink,
         name: &str,
         base: &str,
-        vrid: u8,
+        mac: [u8; 6],
         ipv6: Option<Ipv6Source>,
     ) -> Result<u32> {
         let Some(base_facts) = nl.link_facts(base).await? else { bail!("no interface {base}") };
         let v6 = ipv6.is_some();
-        let mac = virtual_mac(vrid, v6);
         // Before the VMAC exists (keepalived: before its own rp_filter is set to 0).
         if !v6 && self.rp_saved.is_empty() {
             self.clear_rp_filter();

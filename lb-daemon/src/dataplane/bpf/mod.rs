@@ -5,7 +5,7 @@
 //! `lb_svc_gen[id]`.
 
 use std::{
-    collections::{BTreeMap, HashMap as StdHashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap as StdHashMap, HashSet},
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     time::Instant,
@@ -304,7 +304,40 @@ impl BpfDataplane {
                 info!(iface, "frames to VRRP virtual MACs (use_vmac) are load-balanced on {iface}");
             }
         }
+        self.learn_macvlans(iface, ifindex)
+    }
+
+    /// Writes the MACs of the macvlans on `iface` in `lb_local_macs` (and drops those of
+    /// macvlans gone): the kernel takes frames to them, a VMAC's with a MAC of its own among
+    /// them, so they are load-balanced too.
+    fn learn_macvlans(&mut self, iface: &str, ifindex: u32) -> Result<()> {
+        use lb_common::LocalMac;
+        let macvlans = crate::dataplane::nexthop::rtnl::Rtnl::open()?.macvlans()?;
+        let want: BTreeSet<LocalMac> = macvlans
+            .into_iter()
+            .filter(|(lower, _)| *lower == ifindex)
+            .map(|(_, mac)| LocalMac { ifindex, mac, pad: 0 })
+            .collect();
+        let mut m: HashMap<_, LocalMac, u8> = HashMap::try_from(map_mut(&mut self.ebpf, MAP_LOCAL_MACS)?)?;
+        let have: BTreeSet<LocalMac> = m.keys().filter_map(Result::ok).filter(|k| k.ifindex == ifindex).collect();
+        for k in have.difference(&want) {
+            m.remove(k).with_context(|| format!("deleting from {MAP_LOCAL_MACS}"))?;
+        }
+        for k in want.difference(&have) {
+            m.insert(k, 1, 0).with_context(|| format!("writing {MAP_LOCAL_MACS}"))?;
+            info!(iface, mac = %mac_text(k.mac), "frames to this macvlan's MAC are load-balanced on {iface}");
+        }
         Ok(())
+    }
+
+    /// `learn_mac` for every interface the program is attached to.
+    fn learn_macs(&mut self) {
+        let ifaces: Vec<String> = self.interfaces().map(str::to_string).collect();
+        for iface in ifaces {
+            if let Err(e) = self.learn_mac(&iface) {
+                warn!(iface, "reading the interface's MAC: {e:#}");
+            }
+        }
     }
 
     /// Fences the services of `fences`' VIPs (VIP → `FENCE_*`) and no others, now and in
@@ -319,6 +352,11 @@ impl BpfDataplane {
             }
             for vip in self.fences.keys().filter(|v| !fences.contains_key(v)) {
                 debug!(%vip, "VRRP: MASTER of this VIP here; its services are load-balanced");
+            }
+            // A VMAC made since the last look (a reload's) is this MASTER's to answer for at
+            // once, not from the next housekeeping.
+            if self.fences.keys().any(|v| !fences.contains_key(v)) {
+                self.learn_macs();
             }
         }
         self.fences.clone_from(fences);
@@ -572,12 +610,7 @@ impl BpfDataplane {
     /// FIB lookup only finds next hops the kernel has resolved), and a trace filter whose
     /// tracer was killed is turned off.
     pub fn housekeeping(&mut self) -> Result<()> {
-        let ifaces: Vec<String> = self.interfaces().map(str::to_string).collect();
-        for iface in ifaces {
-            if let Err(e) = self.learn_mac(&iface) {
-                warn!(iface, "reading the interface's MAC: {e:#}");
-            }
-        }
+        self.learn_macs();
         let reconciled = self.reconcile_conns();
         let applied = self.book.services.values().filter_map(|s| s.applied.as_ref());
         commit::prime_neighbours(applied.flat_map(|d| d.reals.iter().map(|r| r.addr)));

@@ -16,7 +16,7 @@
 //! the cache existed.
 
 pub mod decide;
-mod rtnl;
+pub(crate) mod rtnl;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},

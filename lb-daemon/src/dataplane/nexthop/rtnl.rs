@@ -85,6 +85,15 @@ impl Rtnl {
         }
     }
 
+    /// Every macvlan: (its lower interface, its MAC).
+    pub fn macvlans(&mut self) -> Result<Vec<(u32, [u8; 6])>> {
+        let answers = self.exchange(RouteNetlinkMessage::GetLink(LinkMessage::default()), true)?;
+        Ok(answers
+            .iter()
+            .filter_map(|m| if let RouteNetlinkMessage::NewLink(l) = m { macvlan_of(l) } else { None })
+            .collect())
+    }
+
     /// Every interface: index → MAC and MTU (IPv6's own MTU from /proc where it is lower).
     pub fn links(&mut self) -> Result<HashMap<u32, Link>> {
         let answers = self.exchange(RouteNetlinkMessage::GetLink(LinkMessage::default()), true)?;
@@ -279,6 +288,23 @@ fn link_of(l: &LinkMessage) -> Link {
         }
     }
     link
+}
+
+/// A macvlan's lower interface and MAC; None for other links.
+fn macvlan_of(l: &LinkMessage) -> Option<(u32, [u8; 6])> {
+    use rtnetlink::packet_route::link::{InfoKind, LinkInfo};
+    let (mut macvlan, mut lower, mut mac) = (false, None, None);
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::LinkInfo(infos) => {
+                macvlan = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVlan)));
+            }
+            LinkAttribute::Link(p) => lower = Some(*p),
+            LinkAttribute::Address(b) if b.len() == 6 => mac = b.as_slice().try_into().ok(),
+            _ => {}
+        }
+    }
+    if macvlan { Some((lower?, mac?)) } else { None }
 }
 
 /// A neighbour entry's key, and its MAC when `bpf_fib_lookup` would use it (NUD_VALID);

@@ -220,10 +220,13 @@ impl Engine {
         };
         use crate::vrrp::vmac::Ipv6Source;
         let source = link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) });
+        let mac = use_vmac.mac.map_or(crate::vrrp::vmac::virtual_mac(vrid, v6), |m| m.with_vrid(vrid));
+        let candidates = crate::vrrp::vmac::name_candidates(prefix, vrid, v6);
         let name =
-            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, prefix, vrid, base_link.index, v6, &taken)
-                .await?;
-        self.vmacs.ensure(&self.netlink, &name, base, vrid, source).await?;
+            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, candidates, base_link.index, mac, &taken)
+                .await
+                .with_context(|| format!("VRID {vrid}"))?;
+        self.vmacs.ensure(&self.netlink, &name, base, mac, source).await?;
         Ok(Some(name))
     }
 

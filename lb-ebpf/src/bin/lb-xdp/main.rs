@@ -37,7 +37,7 @@ mod tun;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
-    NatRev, Reason,
+    LocalMac, NatRev, Reason,
     consts::{
         FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, NO_REAL,
         TRACE_FLOW_FOUND, TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
@@ -47,7 +47,7 @@ use lb_common::{
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
 use crate::{
-    maps::{lb_iface_mac, lb_ifaces, lb_reals, lb_scratch, lb_services, lb_svc_fence},
+    maps::{lb_iface_mac, lb_ifaces, lb_local_macs, lb_reals, lb_scratch, lb_services, lb_svc_fence},
     offload::Checksum,
     parse::Parsed,
     scratch::{Frame, frag},
@@ -119,7 +119,8 @@ fn dispatch(ctx: &XdpContext, ifindex: u32, len: u32) -> Verdict {
 /// wrote in `lb_iface_mac`; an interface it did not write is not checked). The kernel drops
 /// another host's frames (PACKET_OTHERHOST) before IPVS could see them; so do we. With
 /// `use_vmac` the VIPs' frames come to the VRRP virtual MAC, which the kernel takes (its
-/// macvlan's), and so do we where the daemon set `vrrp_vmac`.
+/// macvlan's), and so do we where the daemon set `vrrp_vmac`; likewise a macvlan's own MAC
+/// (`lb_local_macs`: a VMAC with a MAC of its own).
 /// The verdict's bits, or 0 when the frame is ours.
 #[inline(always)]
 fn not_ours(ctx: &XdpContext, ifindex: u32) -> u32 {
@@ -131,11 +132,25 @@ fn not_ours(ctx: &XdpContext, ifindex: u32) -> u32 {
         return Verdict::new(XDP_PASS, Reason::L2Multicast).bits();
     }
     match lb_iface_mac.get(ifindex) {
-        Some(ours) if ours.known != 0 && ours.mac != dst && !(ours.vrrp_vmac != 0 && is_vrrp_vmac(&dst)) => {
+        Some(ours)
+            if ours.known != 0
+                && ours.mac != dst
+                && !(ours.vrrp_vmac != 0 && is_vrrp_vmac(&dst))
+                && !macvlan_mac(ifindex, dst) =>
+        {
             Verdict::new(XDP_PASS, Reason::NotOurMac).bits()
         }
         _ => 0,
     }
+}
+
+/// Whether `mac` is a macvlan's on `ifindex` (`lb_local_macs`): only frames to neither the
+/// interface's MAC nor a VRRP one pay this lookup.
+#[inline(always)]
+fn macvlan_mac(ifindex: u32, mac: [u8; 6]) -> bool {
+    let key = LocalMac { ifindex, mac, pad: 0 };
+    // SAFETY: only tested for presence.
+    unsafe { lb_local_macs.get(&key) }.is_some()
 }
 
 /// VRRP's word on service `svc` (`lb_svc_fence`): None while this node load-balances it. A

@@ -9,11 +9,11 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, Meta, NatRev, NeighKey, NextHop, PersistKey,
+    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, LocalMac, Meta, NatRev, NeighKey, NextHop, PersistKey,
     PersistValue, PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf, TraceCfg,
     TraceRecord,
     consts::{
-        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, MAX_IFINDEX,
+        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, LOCAL_MACS_ENTRIES, MAX_IFINDEX,
         MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, TRACE_RING_BYTES, UNRESOLVED_ENTRIES,
     },
 };
@@ -143,6 +143,10 @@ pub static lb_ifaces: Array<u32, { MAX_IFINDEX as usize }> = Array::new();
 /// Per ingress interface (by ifindex): its MAC; frames unicast to another one are not ours.
 #[btf_map]
 pub static lb_iface_mac: Array<IfaceMac, { MAX_IFINDEX as usize }> = Array::new();
+
+/// MACs of macvlans on an ingress interface: frames to them are ours too. Not pinned.
+#[btf_map]
+pub static lb_local_macs: HashMap<LocalMac, u8, { LOCAL_MACS_ENTRIES as usize }> = HashMap::new();
 
 /// Layout version of the pinned maps; only the daemon reads and writes it.
 #[btf_map]
