@@ -57,6 +57,12 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ),
     ("vs-dr-port-reset", 5, 0, "both reset a DR real server's port to the service's, with keepalived's words"),
     ("vrrp-auth-pass-long", 5, 0, "both truncate auth_pass to 8 characters, with a warning"),
+    (
+        "vrrp-vmac-garp-intvl",
+        5,
+        0,
+        "both read the deprecated vmac_garp_intvl / vrrp_vmac_garp_intvl as garp_extra_if, with keepalived's words",
+    ),
     ("vrrp-track-interface", 5, 0, "keepalived warns that it ignores tracking the instance's own interface"),
     ("vrrp-unicast-no-peers", 5, 0, "both warn that unicast without peers falls back to multicast (deprecated)"),
     ("static-rule-no-preference", 5, 0, "both number the rule 16384 and say it is probably not what you want"),

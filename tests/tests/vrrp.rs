@@ -1601,6 +1601,62 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
     }
 }
 
+/// `garp_extra_if`, against keepalived 2.2.7 with the same config on the same node: a VIP on
+/// a second interface (l1) is announced there once on becoming master, then, with `all`, once
+/// every interval while master (keepalived checks as each advert goes out: with adverts
+/// every second and an interval of 2, 2 s apart); without `all` (here the global form) never
+/// again, as keepalived sends only on VMACs of other interfaces then. Counted on the wire.
+#[test]
+fn garp_extra_if_announces_on_other_interfaces_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-extra-if");
+    let (n0, _) = dir.recorder("notify0");
+    let node = &seg.nodes[0];
+    lb_tests::netns::veth(node, "l1", &seg.switch, "x1").unwrap();
+    lb_tests::netns::addr(node, "l1", "198.51.100.1/24").unwrap();
+    let extra_vip = "198.51.100.100";
+    for (n, (globals, own, all)) in
+        [("", "    garp_extra_if all 2\n", true), ("    vrrp_garp_extra_if 2\n", "", false)].into_iter().enumerate()
+    {
+        let conf = format!(
+            "global_defs {{\n    vrrp_garp_master_delay 0\n{globals}}}\n{}",
+            instance("VI_1", 150, &format!("    garp_master_repeat 1\n{own}"), &n0)
+                .replace(&format!("{VRRP_VIP4}/24\n"), &format!("{VRRP_VIP4}/24\n        {extra_vip}/24 dev l1\n"))
+        );
+        // Master after about 3.5 s, then about 6.5 s of extra announcements.
+        let times = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> Vec<f64> {
+            let filter = format!("arp and host {extra_vip}");
+            let cap = lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "x1", &filter).unwrap();
+            let stop = run();
+            std::thread::sleep(Duration::from_secs(10));
+            stop();
+            cap.lines().into_iter().map(|(t, _)| t).collect()
+        };
+        let kconf = dir.file(&format!("ka{n}.conf"), &conf);
+        let theirs = times(&|| {
+            let mut k = Keepalived::start(node, &kconf, &dir, &format!("kaextra{n}")).unwrap();
+            Box::new(move || k.stop().unwrap())
+        });
+        let ours = times(&|| {
+            let d = start(&seg, 0, &dir, &conf);
+            Box::new(move || drop(d))
+        });
+        let (their_gaps, our_gaps) = (lb_tests::capture::intervals(&theirs), lb_tests::capture::intervals(&ours));
+        println!("all {all}: keepalived gaps {their_gaps:?}, ours {our_gaps:?}");
+        if !all {
+            assert_eq!(theirs.len(), 1, "keepalived without `all`: {their_gaps:?}");
+            assert_eq!(ours.len(), 1, "lb-daemon without `all`: {our_gaps:?}");
+            continue;
+        }
+        assert!(theirs.len() >= 3, "keepalived with `all`: {their_gaps:?}");
+        assert!(ours.len().abs_diff(theirs.len()) <= 1, "ours {our_gaps:?}, keepalived {their_gaps:?}");
+        for g in their_gaps.iter().chain(&our_gaps) {
+            assert!((1.8..2.4).contains(g), "gap {g} s: ours {our_gaps:?}, keepalived {their_gaps:?}");
+        }
+    }
+}
+
 /// `vrrp_min_garp` as keepalived 2.2.7 acts on it: one gratuitous ARP on becoming master and
 /// no second burst; a `vrrp_garp_master_delay` set before it stays (one more ARP 2 s later).
 /// Counted on the wire for keepalived and for lb-daemon with the same configs.

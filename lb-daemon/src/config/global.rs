@@ -80,6 +80,16 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             g.vrrp_garp_master_refresh = v;
         }
     }),
+    Keyword::new("vrrp_garp_extra_if", |ctx, g, s| {
+        if let Some(e) = super::vrrp::garp_extra_if(ctx, s, 1) {
+            g.vrrp_garp_extra_if = e;
+        }
+    }),
+    Keyword::new("vrrp_vmac_garp_intvl", |ctx, g, s| {
+        if let Some(e) = super::vrrp::garp_extra_if(ctx, s, 1) {
+            g.vrrp_garp_extra_if = e;
+        }
+    }),
     Keyword::new("vrrp_garp_master_refresh_repeat", |ctx, g, s| {
         if let Some(v) = ctx.parse(s, 0, "a count") {
             g.vrrp_garp_master_refresh_repeat = v;

@@ -55,12 +55,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "auth_hmac",
         "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
     ),
-    // Gratuitous ARP / unsolicited NA (they move the neighbours' caches).
-    ("garp_extra_if", "vrrp_instance", GARP),
-    ("vrrp_garp_extra_if", "global_defs", GARP),
-    // keepalived 2.2.7's older spellings of garp_extra_if / vrrp_garp_extra_if (same handlers).
-    ("vmac_garp_intvl", "vrrp_instance", GARP),
-    ("vrrp_vmac_garp_intvl", "global_defs", GARP),
     // Interfaces, addresses and routing.
     (
         "dynamic_interfaces",
@@ -140,7 +134,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
 const NOT_IN_227: &str =
     "keepalived 2.2.7 does not know this keyword (a later keepalived's) and neither does lb-daemon; remove it";
 const ADVERTS: &str = "this VRRP advert or election variant is not implemented; remove it (lb-daemon sends and checks adverts as RFC 3768 / 5798 and keepalived's defaults do)";
-const GARP: &str = "use vrrp_garp_interval, vrrp_gna_interval, vrrp_garp_master_delay / _repeat / _refresh in global_defs, garp_group, or garp_master_* in the instance";
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
 const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nftables table lb_daemon_no_accept); remove it and add other firewall rules outside lb-daemon";
@@ -275,6 +268,32 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "vrrp_instance",
+        "garp_extra_if",
+        &[
+            "tests/tests/vrrp.rs::garp_extra_if_announces_on_other_interfaces_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface",
+        ],
+    ),
+    (
+        "vrrp_instance",
+        "vmac_garp_intvl",
+        &["lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface"],
+    ),
+    (
+        "global_defs",
+        "vrrp_garp_extra_if",
+        &[
+            "tests/tests/vrrp.rs::garp_extra_if_announces_on_other_interfaces_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface",
+        ],
+    ),
+    (
+        "global_defs",
+        "vrrp_vmac_garp_intvl",
+        &["lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface"],
+    ),
     ("virtual_server", "hashed", &["lb-daemon/src/config/tests.rs::scheduler_flags_follow_keepalived"]),
     (
         "checkers",

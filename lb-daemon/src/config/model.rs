@@ -173,6 +173,9 @@ pub struct GlobalDefs {
     /// Seconds between periodic gratuitous ARP refreshes while master; 0 (default) = never.
     pub vrrp_garp_master_refresh: u32,
     pub vrrp_garp_master_refresh_repeat: u32,
+    /// `vrrp_garp_extra_if [all] SECONDS` (0 seconds: off), for instances without their own.
+    #[serde(default)]
+    pub vrrp_garp_extra_if: GarpExtraIf,
     /// `vrrp_garp_interval` / `vrrp_gna_interval`: microseconds between gratuitous ARPs /
     /// unsolicited neighbour advertisements (0: sent back to back).
     #[serde(default)]
@@ -313,6 +316,7 @@ impl Default for GlobalDefs {
             vrrp_garp_master_delay: 5,
             vrrp_garp_master_repeat: 5,
             vrrp_garp_master_refresh: 0,
+            vrrp_garp_extra_if: GarpExtraIf::default(),
             vrrp_garp_master_refresh_repeat: 1,
             vrrp_garp_interval_us: 0,
             vmac_prefix: None,
@@ -690,6 +694,16 @@ pub fn vmac_name_valid(name: &str) -> bool {
         && !name.chars().any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
 }
 
+/// `garp_extra_if [all] SECONDS` (keepalived's `vmac_garp_intvl` and its ALL_IF flag): while
+/// master, one gratuitous ARP / unsolicited NA every `secs` on each interface other than the
+/// instance's that carries its VIPs (keepalived's `vrrp_send_vmac_update`); without `all`
+/// only on VMACs of those interfaces, which this version does not make (`use_vmac_addr`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GarpExtraIf {
+    pub secs: u32,
+    pub all: bool,
+}
+
 /// `use_vmac [NAME] [MAC]`: the VMAC interface's name, else keepalived's `vrrp.VRID` (with
 /// `vmac_prefix` for `vrrp`), and its MAC, else the VRRP virtual MAC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -751,6 +765,9 @@ pub struct VrrpInstance {
     pub garp_master_refresh: Option<u32>,
     #[serde(default)]
     pub garp_master_refresh_repeat: Option<u32>,
+    /// `garp_extra_if [all] SECONDS`; None: the global `vrrp_garp_extra_if`.
+    #[serde(default)]
+    pub garp_extra_if: Option<GarpExtraIf>,
     pub virtual_router_id: Option<u8>,
     /// 1..255, default 100; 255 means address owner.
     pub priority: u8,
@@ -910,6 +927,7 @@ impl VrrpInstance {
             garp_master_delay: None,
             garp_master_repeat: None,
             garp_master_refresh: None,
+            garp_extra_if: None,
             garp_master_refresh_repeat: None,
             virtual_router_id: None,
             priority: 100,

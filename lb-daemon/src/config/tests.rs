@@ -1440,6 +1440,21 @@ fn election_variants_resolve_as_keepalived_s() {
         ok(&format!("global_defs {{\n vmac_prefix vm\n}}\n{}", inst("use_vmac"))).global.vmac_prefix.as_deref(),
         Some("vm")
     );
+    // garp_extra_if [all] SECONDS (keepalived's vrrp_garp_extra_if_handler): 0-86400 in an
+    // instance, 1-86400 in global_defs; the older spellings warn as keepalived does.
+    let extra = |text: &str| ok(&inst(text)).vrrp_instances[0].garp_extra_if;
+    assert_eq!(extra("garp_extra_if all 60"), Some(GarpExtraIf { secs: 60, all: true }));
+    assert_eq!(extra("garp_extra_if 0"), Some(GarpExtraIf { secs: 0, all: false }));
+    for bad in ["", " all", " 86401", " 5 some", " -1"] {
+        assert!(first_error(&inst(&format!("garp_extra_if{bad}"))).contains("garp_extra_if"), "{bad:?}");
+    }
+    let global = |text: &str| parse_str("s.conf", &format!("global_defs {{\n {text}\n}}\n{}", inst("")));
+    assert_eq!(global("vrrp_garp_extra_if 5 all").config.global.vrrp_garp_extra_if, GarpExtraIf { secs: 5, all: true });
+    assert!(global("vrrp_garp_extra_if 0").has_errors());
+    let old = global("vrrp_vmac_garp_intvl 7");
+    assert_eq!(old.config.global.vrrp_garp_extra_if, GarpExtraIf { secs: 7, all: false });
+    assert!(old.render().contains("\"vrrp_vmac_garp_intvl\" is deprecated - please use \"vrrp_garp_extra_if\""));
+    assert_eq!(extra("vmac_garp_intvl all 3"), Some(GarpExtraIf { secs: 3, all: true }));
     // A MAC of its own, in either order with the name; five octets take the VRID as sixth.
     let mac = |text: &str| ok(&inst(text)).vrrp_instances[0].use_vmac.clone().and_then(|u| u.mac);
     assert_eq!(mac("use_vmac 02:00:5e:a:b:C1"), Some(VmacMac::Full([2, 0, 0x5e, 0xa, 0xb, 0xc1])));

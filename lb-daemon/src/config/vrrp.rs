@@ -4,8 +4,8 @@ use super::{
     ip,
     keyword::{Ctx, Keyword},
     model::{
-        AuthType, Authentication, BfdInstance, Config, GarpGroup, Notify, ParamMatch, SyncGroup, TrackFile,
-        TrackFileInit, TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
+        AuthType, Authentication, BfdInstance, Config, GarpExtraIf, GarpGroup, Notify, ParamMatch, SyncGroup,
+        TrackFile, TrackFileInit, TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
     },
     tree::Stmt,
 };
@@ -666,6 +666,16 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("garp_master_repeat", |ctx, v, st| v.garp_master_repeat = ctx.parse(st, 0, "a count")),
     Keyword::new("garp_master_refresh", |ctx, v, st| v.garp_master_refresh = ctx.parse(st, 0, "a number of seconds")),
     Keyword::new("garp_master_refresh_repeat", |ctx, v, st| v.garp_master_refresh_repeat = ctx.parse(st, 0, "a count")),
+    Keyword::new("garp_extra_if", |ctx, v, st| {
+        if let Some(e) = garp_extra_if(ctx, st, 0) {
+            v.garp_extra_if = Some(e);
+        }
+    }),
+    Keyword::new("vmac_garp_intvl", |ctx, v, st| {
+        if let Some(e) = garp_extra_if(ctx, st, 0) {
+            v.garp_extra_if = Some(e);
+        }
+    }),
     Keyword::new("virtual_router_id", |ctx, v, st| v.virtual_router_id = ctx.parse_range(st, 0, "a VRID", 1u8, 255)),
     Keyword::new("priority", |ctx, v, st| {
         if let Some(p) = ctx.parse_range(st, 0, "a priority", 1u8, 255) {
@@ -764,6 +774,39 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         };
     }),
 ];
+
+/// `garp_extra_if [all] SECONDS` and the global `vrrp_garp_extra_if` (vrrp_parser.c /
+/// global_parser.c, `*garp_extra_if_handler`): `all` anywhere, the last number wins, at
+/// least `min` (the global form takes 1, the instance's 0) and at most 86400. keepalived
+/// ignores the keyword with a config error when a word is neither or no number is given; an
+/// error here. Its older spelling (`vmac_garp_intvl`, `vrrp_vmac_garp_intvl`) is read the
+/// same, with keepalived's warning.
+pub(super) fn garp_extra_if(ctx: &mut Ctx, st: &Stmt, min: u32) -> Option<GarpExtraIf> {
+    let kw = st.keyword();
+    if let Some(new) = match kw.text.as_str() {
+        "vmac_garp_intvl" => Some("garp_extra_if"),
+        "vrrp_vmac_garp_intvl" => Some("vrrp_garp_extra_if"),
+        _ => None,
+    } {
+        ctx.warn(kw.span, format!("Keyword \"{}\" is deprecated - please use \"{new}\"", kw.text));
+    }
+    let (mut secs, mut all) = (None, false);
+    for w in st.args() {
+        match w.text.parse::<u32>() {
+            _ if w.text == "all" => all = true,
+            Ok(n) if (min..=86400).contains(&n) => secs = Some(n),
+            _ => {
+                ctx.error(w.span, format!("{} '{}' invalid: give `all` or {min} to 86400 seconds", kw.text, w.text));
+                return None;
+            }
+        }
+    }
+    let Some(secs) = secs else {
+        ctx.error(kw.span, format!("{} specified without time: give {min} to 86400 seconds", kw.text));
+        return None;
+    };
+    Some(GarpExtraIf { secs, all })
+}
 
 /// `use_vmac [NAME] [MAC]` (vrrp_parser.c, `vrrp_vmac_handler`): a word with a ':' is the
 /// MAC (interface names have none). What keepalived ignores with a config error (an invalid,

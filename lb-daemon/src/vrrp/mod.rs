@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{config::Config, notify::Notifier};
 use engine::{Cmd, Engine};
+pub use engine::{garp_extra_targets, vips};
 pub use instance::State;
 pub use status::{ProcessStatus, VrrpStatus};
 

@@ -379,6 +379,8 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
     line(format!(" Gratuitous ARP repeat = {}", g.vrrp_garp_master_repeat));
     line(format!(" Gratuitous ARP refresh timer = {}", g.vrrp_garp_master_refresh));
     line(format!(" Gratuitous ARP refresh repeat = {}", g.vrrp_garp_master_refresh_repeat));
+    let extra = g.vrrp_garp_extra_if;
+    line(format!(" Gratuitous ARP for each secondary {} = {}s", if extra.all { "i/f" } else { "VMAC" }, extra.secs));
     line(format!(" VRRP default protocol version = {}", g.vrrp_version));
     line(format!(" VRRP strict mode = {}", yes_no(g.vrrp_strict)));
     // The static entries, `set` as keepalived shows the ones it added (an equal entry that
@@ -480,6 +482,11 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         line(format!("   Gratuitous ARP lower priority delay = {}", c.garp_lower_prio_delay(g)));
         line(format!("   Gratuitous ARP lower priority repeat = {}", c.garp_lower_prio_repeat(g)));
         line(format!("   Down timer adverts = {}", c.down_timer_adverts(g)));
+        // keepalived clears the interval where it would announce nothing.
+        let extra = c.garp_extra_if.unwrap_or(g.vrrp_garp_extra_if);
+        if !crate::vrrp::garp_extra_targets(crate::vrrp::vips(c), i.iface(), extra, c.vmac_xmit_base).is_empty() {
+            line(format!("   Gratuitous ARP for each secondary i/f = {}", extra.secs));
+        }
         let answers_lower = if c.lower_prio_no_advert(g) { "false" } else { "true" };
         line(format!("   Send advert after receive lower priority advert = {answers_lower}"));
         let answers_higher = if c.higher_prio_send_advert(g) { "true" } else { "false" };

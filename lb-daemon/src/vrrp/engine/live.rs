@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
-    config::{AuthType, Config, GlobalDefs, IpAddress, VrrpInstance},
+    config::{AuthType, Config, GarpExtraIf, GlobalDefs, IpAddress, VrrpInstance},
     netlink,
     vrrp::{
         ah,
@@ -82,6 +82,9 @@ pub struct LiveInstance {
     /// While master: its VIPs without `no_track` that it added or last saw on this node
     /// (`Engine::check_addresses`).
     pub held: Vec<crate::netlink::OnLink>,
+    /// While master with `garp_extra_if`: when the next extra-interface announcement is due
+    /// (keepalived's `vmac_garp_timer`).
+    pub extra_garp_at: Option<Instant>,
 }
 
 /// keepalived's inheritance of `notify_priority_changes`: the instance's own setting, else its
@@ -121,6 +124,8 @@ pub struct Tuning {
     /// `vrrp_garp_interval` / `vrrp_gna_interval`: the gap between two announcements.
     pub garp_interval: Duration,
     pub gna_interval: Duration,
+    /// `garp_extra_if` / `vrrp_garp_extra_if` (the instance's, else the global one).
+    pub garp_extra_if: GarpExtraIf,
     /// `garp_lower_prio_repeat`: announcements when a lower priority advert comes in as
     /// master (0: none), and again after `garp_lower_prio_delay` (zero: not again).
     pub garp_lower_prio_repeat: u32,
@@ -150,6 +155,7 @@ impl Tuning {
             garp_refresh_repeat: v.garp_master_refresh_repeat.unwrap_or(g.vrrp_garp_master_refresh_repeat).max(1),
             garp_interval,
             gna_interval,
+            garp_extra_if: v.garp_extra_if.unwrap_or(g.vrrp_garp_extra_if),
             garp_lower_prio_repeat: v.garp_lower_prio_repeat(g),
             garp_lower_prio_delay: secs(v.garp_lower_prio_delay(g)),
         })
@@ -268,6 +274,7 @@ impl LiveInstance {
             notify_priority: notifies_priority_changes(cfg, v),
             removed: false,
             held: Vec::new(),
+            extra_garp_at: None,
         };
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
         Ok((live, rx))
@@ -321,9 +328,43 @@ impl LiveInstance {
     /// `vrrp_gna_interval`, as keepalived: one now and one after the interval (in a task, so
     /// the engine does not wait); without, all back to back now.
     pub fn garp(&self, repeat: u32) {
+        self.announce(self.vips(), repeat);
+    }
+
+    /// When the advert just sent was due: its point on the machine's advert grid (one
+    /// interval before the next), else `now`. keepalived's master timers count from its
+    /// `time_now`, the advert thread's wake-up; counted from the grid, a timer of whole
+    /// intervals falls due at an advert, as keepalived's do, and not one advert late.
+    pub fn advert_time(&self, now: Instant) -> Instant {
+        let advert = Duration::from_millis(u64::from(self.machine.s.advert_int_cs) * 10);
+        self.machine.deadline().map_or(now, |next| next - advert)
+    }
+
+    /// The addresses `garp_extra_if` announces (`extra_targets`).
+    pub fn extra_announcements(&self) -> Vec<IpAddress> {
+        extra_targets(self.vips(), &self.iface, self.tuning.garp_extra_if, self.cfg.vmac_xmit_base)
+    }
+
+    /// While master, on sending an advert (as keepalived's `vrrp_state_master_tx`): the
+    /// extra-interface announcements once they are due, and when they are due next (from now
+    /// when nothing was due: a reload turned them on).
+    pub fn extra_garp_if_due(&mut self, now: Instant) {
+        let next = self.advert_time(now) + Duration::from_secs(u64::from(self.tuning.garp_extra_if.secs));
+        match self.extra_garp_at {
+            Some(at) if now > at => {
+                self.announce(self.extra_announcements(), 1);
+                self.extra_garp_at = Some(next);
+            }
+            None if !self.extra_announcements().is_empty() => self.extra_garp_at = Some(next),
+            _ => {}
+        }
+    }
+
+    /// Announces `addrs` `repeat` times each, as `garp` describes.
+    fn announce(&self, addrs: Vec<IpAddress>, repeat: u32) {
         let mut sends: Vec<(u32, IpAddr)> = Vec::new();
         let mut macs: Vec<(u32, [u8; 6])> = vec![(self.ifindex, self.mac)];
-        for a in self.vips() {
+        for a in addrs {
             let ifindex = match &a.dev {
                 Some(d) if *d != self.iface => match netlink::link(d) {
                     Ok(l) => {
@@ -596,6 +637,22 @@ pub fn from_known_peer(peers: &[IpAddr], src: IpAddr) -> bool {
     peers.is_empty() || peers.contains(&src)
 }
 
+/// keepalived's `vrrp_send_vmac_update` (`garp_extra_if`): what to announce once each time
+/// it is due, of `vips` (as the instance holds them, on `iface` unless their `dev` says
+/// otherwise): the first VIP of each interface other than `iface`, and of `iface` itself when
+/// adverts leave from the base (`vmac_xmit_base`: `iface` is the VMAC, whose MAC the switches
+/// would otherwise stop hearing). keepalived sends on other interfaces only with `all`, or on
+/// VMACs it made for them (`use_vmac_addr`, not in this version), and never unless some VIP
+/// is on another interface.
+pub fn extra_targets(vips: Vec<IpAddress>, iface: &str, extra: GarpExtraIf, xmit_base: bool) -> Vec<IpAddress> {
+    let other = |a: &IpAddress| a.device(iface) != iface;
+    if extra.secs == 0 || !extra.all || !vips.iter().any(other) {
+        return Vec::new();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    vips.into_iter().filter(|a| other(a) || xmit_base).filter(|a| seen.insert(a.device(iface).to_string())).collect()
+}
+
 /// The addresses `v` holds as master: `virtual_ipaddress` and `virtual_ipaddress_excluded`.
 pub fn vips(v: &VrrpInstance) -> Vec<IpAddress> {
     v.virtual_ipaddress.iter().chain(&v.virtual_ipaddress_excluded).cloned().collect()
@@ -636,6 +693,44 @@ mod tests {
         let own =
             " garp_master_delay 2\n garp_master_repeat 1\n garp_master_refresh 9\n garp_master_refresh_repeat 2\n";
         assert_eq!(tuning(own), (2, 1, 9, 2, Duration::from_millis(250)));
+    }
+
+    /// `garp_extra_if` as keepalived's `vrrp_send_vmac_update` and its setup in vrrp.c: the
+    /// instance's setting, else global_defs'; with `all`, the first VIP of each other
+    /// interface (and of the VMAC itself with `vmac_xmit_base`); nothing without `all` (no
+    /// VMACs for other interfaces here), at 0 seconds, or with every VIP on the instance's
+    /// interface. The frames and their spacing beside keepalived's:
+    /// `tests/tests/vrrp.rs::garp_extra_if_announces_on_other_interfaces_as_keepalived`.
+    #[test]
+    fn garp_extra_if_announces_the_first_vip_of_each_other_interface() {
+        let targets = |global: &str, own: &str, vips: &str, iface: &str, xmit_base: bool| {
+            let text = format!(
+                "global_defs {{\n{global}}}\nvrrp_instance VI_1 {{\n interface eth0\n virtual_router_id 1\n                  virtual_ipaddress {{\n{vips} }}\n{own}}}\n"
+            );
+            let l = crate::config::parse_str("t.conf", &text);
+            assert!(!l.has_errors(), "{}", l.render());
+            let v = &l.config.vrrp_instances[0];
+            let t = Tuning::new(&l.config, v, 2).unwrap();
+            let got = extra_targets(super::vips(v), iface, t.garp_extra_if, xmit_base);
+            got.iter().map(|a| format!("{} {}", a.addr, a.device(iface))).collect::<Vec<_>>()
+        };
+        let vips =
+            "  192.0.2.10/24\n  198.51.100.10/24 dev eth1\n  198.51.100.11/24 dev eth1\n  203.0.113.10/24 dev eth2\n";
+        let both = vec!["198.51.100.10 eth1".to_string(), "203.0.113.10 eth2".to_string()];
+        assert_eq!(targets("", " garp_extra_if all 5\n", vips, "eth0", false), both);
+        assert_eq!(targets(" vrrp_garp_extra_if 5 all\n", "", vips, "eth0", false), both);
+        // The instance's own setting wins, `all` with it.
+        assert!(targets(" vrrp_garp_extra_if all 5\n", " garp_extra_if 5\n", vips, "eth0", false).is_empty());
+        assert!(targets(" vrrp_garp_extra_if all 5\n", " garp_extra_if all 0\n", vips, "eth0", false).is_empty());
+        assert!(targets("", "", vips, "eth0", false).is_empty());
+        assert!(
+            targets("", " garp_extra_if all 5\n", "  192.0.2.10/24\n  192.0.2.11/24 dev eth0\n", "eth0", true)
+                .is_empty()
+        );
+        // A VMAC whose adverts leave from the base is announced too (iface: the VMAC).
+        let mut with_vmac = vec!["192.0.2.10 vrrp.1".to_string()];
+        with_vmac.extend(both);
+        assert_eq!(targets("", " garp_extra_if all 5\n", vips, "vrrp.1", true), with_vmac);
     }
 
     /// A `garp_group` sets both gaps for the interfaces it names (one it leaves unset is no

@@ -5,6 +5,8 @@
 //! through one channel; `reload.rs` applies a changed config in place.
 
 mod live;
+
+pub use live::{extra_targets as garp_extra_targets, vips};
 mod reload;
 mod statics;
 
@@ -602,7 +604,12 @@ impl Engine {
         while let Some((i, effects)) = queue.pop() {
             for e in effects {
                 match e {
-                    Effect::Advert(p) => self.insts[i].send_advert(p),
+                    Effect::Advert(p) => {
+                        self.insts[i].send_advert(p);
+                        if self.insts[i].machine.state == State::Master {
+                            self.insts[i].extra_garp_if_due(Instant::now());
+                        }
+                    }
                     Effect::Reassert => {
                         info!(instance = %self.insts[i].cfg.name, "lower-priority master heard; re-asserting");
                         self.lower_prio_garps(i);
@@ -697,6 +704,11 @@ impl Engine {
             }
         }
         inst.garp(inst.tuning.garp_repeat);
+        // keepalived's vmac_garp_timer: due one garp_extra_if interval after the advert that
+        // made this instance master, checked as each later advert goes out.
+        let extra = Duration::from_secs(u64::from(inst.tuning.garp_extra_if.secs));
+        let from = inst.advert_time(Instant::now());
+        inst.extra_garp_at = (!inst.extra_announcements().is_empty()).then_some(from + extra);
         let (delay, refresh) = (inst.tuning.garp_delay, inst.tuning.garp_refresh);
         match (delay.is_zero(), refresh.is_zero()) {
             (false, _) => self.garp_later(i, delay, false),
