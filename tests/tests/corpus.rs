@@ -65,6 +65,12 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ),
     ("vrrp-track-interface", 5, 0, "keepalived warns that it ignores tracking the instance's own interface"),
     ("vrrp-unicast-no-peers", 5, 0, "both warn that unicast without peers falls back to multicast (deprecated)"),
+    (
+        "vrrp-old-unicast-checksum-no-peers",
+        5,
+        0,
+        "both warn that a unicast keyword without peers falls back to multicast (deprecated)",
+    ),
     ("static-rule-no-preference", 5, 0, "both number the rule 16384 and say it is probably not what you want"),
     (
         "bfd-sync-member-weight",

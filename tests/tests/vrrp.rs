@@ -320,6 +320,88 @@ fn interop_with(tag: &str, version: u8, unicast: bool, v6: bool, auth: &str, glo
     }
 }
 
+/// `old_unicast_checksum` against keepalived 2.2.7 (VRRPv3, IPv4 unicast), whose
+/// `unicast_chksum_compat` it follows: old checksums sum `vrrp_mcast_group4` in place of the
+/// peer's address.
+/// - Both on old checksums: keepalived hears ours without a complaint and preempts; we hear
+///   its adverts and step back.
+/// - keepalived on old checksums, ours on keepalived's default: ours switches when it hears
+///   keepalived ("Setting unicast VRRPv3 checksum to old version") and sends old checksums
+///   from then on, which keepalived hears (after a failover) without a complaint.
+/// - Ours on old checksums, keepalived on its default: keepalived switches on hearing ours,
+///   without a complaint. keepalived 2.2.7 then goes on sending new checksums (its
+///   `vrrp_csum_mcast` runs before it sets the mode), which a peer on old checksums drops:
+///   we do, and stay master beside it, as a keepalived on old checksums would. (Ours, having
+///   switched, sends old ones, as the man page says; the second case needs it.)
+/// - `never`: no switch; keepalived's old-checksum adverts fail, and both are master.
+#[test]
+fn old_unicast_checksum_interoperates_with_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-oldcsum");
+    let conf = |prio: u8, me: usize, extra: &str| {
+        format!(
+            "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    version 3\n    virtual_router_id 51\n    \
+             priority {prio}\n    advert_int 1\n    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n\
+             {extra}    virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n",
+            node4(me),
+            node4(1 - me)
+        )
+    };
+    let old = "    old_unicast_checksum\n";
+    let never = "    old_unicast_checksum never\n";
+    let switched = "Setting unicast VRRPv3 checksum to old version";
+    let has = |d: &Daemon, s: &str| d.log().iter().any(|l| l.contains(s));
+    // (keepalived's option, ours)
+    for (n, (theirs, ours)) in [(old, old), (old, ""), ("", old), (old, never)].into_iter().enumerate() {
+        let case = format!("keepalived {theirs:?}, ours {ours:?}");
+        let kconf = dir.file(&format!("ka{n}.conf"), &conf(200, 1, theirs));
+        let ka = |tag: &str| {
+            let k = Keepalived::start(&seg.nodes[1], &kconf, &dir, &format!("ka{n}{tag}")).unwrap();
+            assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{case}: {}", k.log());
+            k
+        };
+        let mut d;
+        if ours.is_empty() || ours == never {
+            // keepalived (old checksums) is master first.
+            let mut k = ka("a");
+            d = start(&seg, 0, &dir, &conf(100, 0, ours));
+            if ours == never {
+                assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{case}: {:#?}", d.log());
+                assert!(has(&d, "advert dropped: Checksum") && !has(&d, switched), "{case}: {:#?}", d.log());
+                d.stop().unwrap();
+                k.stop().unwrap();
+                continue;
+            }
+            std::thread::sleep(Duration::from_secs(4));
+            assert!(has(&d, switched) && !has(&d, "-> MASTER"), "{case}: {:#?}", d.log());
+            k.stop().unwrap();
+            assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(4)), "{case}: {:#?}", d.log());
+        } else {
+            // Ours (old checksums) is master first.
+            d = start(&seg, 0, &dir, &conf(100, 0, ours));
+            assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(6)), "{case}: {:#?}", d.log());
+        }
+        // keepalived (priority 200) starts as backup, hears our adverts (discarding them as
+        // of lower priority) and takes over.
+        let mut k = ka("");
+        std::thread::sleep(Duration::from_secs(3));
+        let klog = k.log();
+        assert!(klog.contains("received lower priority (100) advert"), "{case}: {klog}");
+        assert!(!klog.contains("Invalid VRRPv3 checksum"), "{case}: {klog}");
+        assert_eq!(klog.contains(switched), theirs.is_empty(), "{case}: {klog}");
+        if theirs.is_empty() {
+            // keepalived 2.2.7 switched but sends new checksums: dropped here.
+            assert!(has(&d, "advert dropped: Checksum") && !has(&d, "MASTER -> BACKUP"), "{case}: {:#?}", d.log());
+        } else {
+            assert!(has(&d, "MASTER -> BACKUP") && !has(&d, "advert dropped"), "{case}: {:#?}\n{klog}", d.log());
+            assert!(seg.holds(1, VRRP_VIP4) && !seg.holds(0, VRRP_VIP4), "{case}");
+        }
+        d.stop().unwrap();
+        k.stop().unwrap();
+    }
+}
+
 #[test]
 fn interop_keepalived_v2_multicast() {
     interop("ka-v2m", 2, false);

@@ -694,6 +694,17 @@ pub fn vmac_name_valid(name: &str) -> bool {
         && !name.chars().any(|c| c == '/' || c == ':' || c.is_ascii_whitespace())
 }
 
+/// `old_unicast_checksum [never]` (keepalived's `unicast_chksum_compat`): how an IPv4 VRRPv3
+/// advert's checksum covers its destination. Older keepalived versions summed the multicast
+/// group (`vrrp_mcast_group4`) in place of a unicast peer's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OldUnicastChecksum {
+    /// The keyword alone: send and accept the old checksums only.
+    Old,
+    /// `never`: new checksums only, no switch to the old ones.
+    Never,
+}
+
 /// `garp_extra_if [all] SECONDS` (keepalived's `vmac_garp_intvl` and its ALL_IF flag): while
 /// master, one gratuitous ARP / unsolicited NA every `secs` on each interface other than the
 /// instance's that carries its VIPs (keepalived's `vrrp_send_vmac_update`); without `all`
@@ -753,6 +764,10 @@ pub struct VrrpInstance {
     /// falling back to multicast (keepalived 2.2.5's opt-in; the fallback is deprecated).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unicast_fault_no_peer: bool,
+    /// `old_unicast_checksum [never]`: None is keepalived's default (new checksums, and a
+    /// switch to the old ones when a unicast peer sends them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_unicast_checksum: Option<OldUnicastChecksum>,
     /// `mcast_dst_ip`: this instance's multicast group (IPv4, or IPv6 link-local scope),
     /// instead of `vrrp_mcast_group4` / `vrrp_mcast_group6`; it hears adverts sent there only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -921,6 +936,7 @@ impl VrrpInstance {
             mcast_src_ip: None,
             native_ipv6: false,
             unicast_fault_no_peer: false,
+            old_unicast_checksum: None,
             mcast_dst_ip: None,
             unicast_src_ip: None,
             unicast_peer: Vec::new(),

@@ -1440,6 +1440,18 @@ fn election_variants_resolve_as_keepalived_s() {
         ok(&format!("global_defs {{\n vmac_prefix vm\n}}\n{}", inst("use_vmac"))).global.vmac_prefix.as_deref(),
         Some("vm")
     );
+    // old_unicast_checksum [never] (keepalived's vrrp_unicast_chksum_handler); a unicast
+    // keyword, so without peers keepalived's deprecation warning.
+    let peers = "unicast_peer {\n  192.0.2.2\n }\n";
+    let csum = |text: &str| ok(&inst(&format!("{peers} {text}"))).vrrp_instances[0].old_unicast_checksum;
+    assert_eq!(csum("old_unicast_checksum"), Some(OldUnicastChecksum::Old));
+    assert_eq!(csum("old_unicast_checksum never"), Some(OldUnicastChecksum::Never));
+    assert_eq!(csum(""), None);
+    assert!(
+        first_error(&inst(&format!("{peers} old_unicast_checksum always"))).contains("Unknown old_unicast_chksum mode")
+    );
+    let lone = parse_str("s.conf", &inst("old_unicast_checksum"));
+    assert!(!lone.has_errors() && lone.render().contains("without any unicast peers"), "{}", lone.render());
     // garp_extra_if [all] SECONDS (keepalived's vrrp_garp_extra_if_handler): 0-86400 in an
     // instance, 1-86400 in global_defs; the older spellings warn as keepalived does.
     let extra = |text: &str| ok(&inst(text)).vrrp_instances[0].garp_extra_if;

@@ -648,7 +648,10 @@ fn election_variants(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
 
 fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     election_variants(cfg, v, d);
-    if v.unicast_src_ip.is_some() && v.unicast_peer.is_empty() && !v.unicast_fault_no_peer {
+    // keepalived's VRRP_FLAG_UNICAST_CONFIGURED keywords (unicast_peer and
+    // unicast_fault_no_peer aside).
+    let unicast_configured = v.unicast_src_ip.is_some() || v.old_unicast_checksum.is_some();
+    if unicast_configured && v.unicast_peer.is_empty() && !v.unicast_fault_no_peer {
         d.push(Diagnostic::warning(
             v.span,
             format!(

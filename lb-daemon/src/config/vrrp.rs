@@ -4,8 +4,8 @@ use super::{
     ip,
     keyword::{Ctx, Keyword},
     model::{
-        AuthType, Authentication, BfdInstance, Config, GarpExtraIf, GarpGroup, Notify, ParamMatch, SyncGroup,
-        TrackFile, TrackFileInit, TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
+        AuthType, Authentication, BfdInstance, Config, GarpExtraIf, GarpGroup, Notify, OldUnicastChecksum, ParamMatch,
+        SyncGroup, TrackFile, TrackFileInit, TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
     },
     tree::Stmt,
 };
@@ -619,6 +619,13 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("mcast_src_ip", |ctx, v, st| v.mcast_src_ip = ip_arg(ctx, st)),
     Keyword::new("native_ipv6", |ctx, v, st| v.native_ipv6 = ctx.flag(st)),
     Keyword::new("unicast_fault_no_peer", |ctx, v, st| v.unicast_fault_no_peer = ctx.flag(st)),
+    // keepalived's vrrp_unicast_chksum_handler: another word is a config error (ignored there).
+    Keyword::new("old_unicast_checksum", |ctx, v, st| match st.args().first() {
+        None => v.old_unicast_checksum = Some(OldUnicastChecksum::Old),
+        Some(w) if w.text == "never" => v.old_unicast_checksum = Some(OldUnicastChecksum::Never),
+        Some(w) => ctx
+            .error(w.span, format!("({}) Unknown old_unicast_chksum mode {}: give `never` or nothing", v.name, w.text)),
+    }),
     Keyword::new("mcast_dst_ip", |ctx, v, st| {
         let Some(w) = ctx.arg(st, 0, "a multicast address") else { return };
         // keepalived's vrrp_mcast_dstip_handler: IPv4 multicast or IPv6 link-local multicast.

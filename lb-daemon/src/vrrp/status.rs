@@ -36,6 +36,9 @@ pub struct VrrpStatus {
     pub interface: String,
     #[serde(default)]
     pub src_ip: Option<std::net::IpAddr>,
+    /// It switched to old unicast checksums on hearing a peer's (`old_unicast_checksum`).
+    #[serde(default)]
+    pub old_checksum_heard: bool,
     /// VRRP version (2 or 3).
     #[serde(default)]
     pub version: u8,

@@ -537,6 +537,13 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             for p in &c.unicast_peer {
                 line(format!("     {p}"));
             }
+            let compat = match c.old_unicast_checksum {
+                Some(crate::config::OldUnicastChecksum::Old) => "config",
+                Some(crate::config::OldUnicastChecksum::Never) => "never",
+                None if i.st.is_some_and(|s| s.old_checksum_heard) => "auto",
+                None => "no",
+            };
+            line(format!("   Unicast checksum compatibility = {compat}"));
         }
         if !c.virtual_routes.is_empty() {
             line("   Virtual Routes :".into());

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
-    config::{AuthType, Config, GarpExtraIf, GlobalDefs, IpAddress, VrrpInstance},
+    config::{AuthType, Config, GarpExtraIf, GlobalDefs, IpAddress, OldUnicastChecksum, VrrpInstance},
     netlink,
     vrrp::{
         ah,
@@ -85,6 +85,9 @@ pub struct LiveInstance {
     /// While master with `garp_extra_if`: when the next extra-interface announcement is due
     /// (keepalived's `vmac_garp_timer`).
     pub extra_garp_at: Option<Instant>,
+    /// A unicast peer's advert carried the old checksum, so this instance's adverts do too,
+    /// until a reload (keepalived's CHKSUM_COMPATIBILITY_AUTO).
+    pub old_checksum_heard: bool,
 }
 
 /// keepalived's inheritance of `notify_priority_changes`: the instance's own setting, else its
@@ -126,6 +129,9 @@ pub struct Tuning {
     pub gna_interval: Duration,
     /// `garp_extra_if` / `vrrp_garp_extra_if` (the instance's, else the global one).
     pub garp_extra_if: GarpExtraIf,
+    /// `old_unicast_checksum`, and the group its old checksums sum (`vrrp_mcast_group4`).
+    pub old_checksum: Option<OldUnicastChecksum>,
+    pub group4: std::net::Ipv4Addr,
     /// `garp_lower_prio_repeat`: announcements when a lower priority advert comes in as
     /// master (0: none), and again after `garp_lower_prio_delay` (zero: not again).
     pub garp_lower_prio_repeat: u32,
@@ -156,6 +162,8 @@ impl Tuning {
             garp_interval,
             gna_interval,
             garp_extra_if: v.garp_extra_if.unwrap_or(g.vrrp_garp_extra_if),
+            old_checksum: v.old_unicast_checksum,
+            group4: g.vrrp_mcast_group4,
             garp_lower_prio_repeat: v.garp_lower_prio_repeat(g),
             garp_lower_prio_delay: secs(v.garp_lower_prio_delay(g)),
         })
@@ -275,6 +283,7 @@ impl LiveInstance {
             removed: false,
             held: Vec::new(),
             extra_garp_at: None,
+            old_checksum_heard: false,
         };
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
         Ok((live, rx))
@@ -311,7 +320,7 @@ impl LiveInstance {
             return send_ah(link, &self.tuning, &self.cfg, &self.dsts, self.sender.src, &a, &mut self.counters);
         }
         for dst in &self.dsts {
-            let msg = a.encode(self.sender.src, *dst);
+            let msg = a.encode(self.sender.src, self.checksum_dst(*dst));
             match self.sender.send(&msg, *dst) {
                 Ok(()) => {
                     self.counters.adverts_sent += 1;
@@ -459,7 +468,16 @@ impl LiveInstance {
         // only when the master's address changes.
         let check_addrs = !self.tuning.skip_check_adv_addr || self.heard.map(|h| h.0) != Some(src);
         let mine = advertised(&self.cfg);
-        let result = Advert::parse(msg, src, dst, ttl, &e)
+        let mut parsed = Advert::parse(msg, src, self.checksum_dst(dst), ttl, &e);
+        if parsed == Err(Reject::Checksum) && self.may_detect_old_checksum(dst) {
+            let group = IpAddr::V4(self.tuning.group4);
+            if let Ok(a) = Advert::parse(msg, src, group, ttl, &e) {
+                info!("({}) Setting unicast VRRPv3 checksum to old version", self.cfg.name);
+                self.old_checksum_heard = true;
+                parsed = Ok(a);
+            }
+        }
+        let result = parsed
             .and_then(|a| if from_known_peer(&self.cfg.unicast_peer, src) { Ok(a) } else { Err(Reject::UnknownPeer) })
             .and_then(
                 |a| if check_addrs && !same_addresses(&a.addrs, &mine) { Err(Reject::AddressList) } else { Ok(a) },
@@ -484,6 +502,28 @@ impl LiveInstance {
         self.counters.pri_zero_received += u64::from(advert.priority == 0);
         self.heard = Some((src, advert.priority));
         Some(advert)
+    }
+
+    /// The destination an advert's checksum sums (keepalived's `unicast_chksum_compat`): an
+    /// IPv4 VRRPv3 instance on the old checksums sums `vrrp_mcast_group4` instead of `dst`.
+    fn checksum_dst(&self, dst: IpAddr) -> IpAddr {
+        let old = match self.tuning.old_checksum {
+            Some(OldUnicastChecksum::Old) => true,
+            Some(OldUnicastChecksum::Never) => false,
+            None => self.old_checksum_heard,
+        };
+        if old && dst.is_ipv4() && self.machine.s.version == 3 { IpAddr::V4(self.tuning.group4) } else { dst }
+    }
+
+    /// Whether an advert to `dst` that fails its checksum is tried with the old one (and the
+    /// instance switches to it if that passes): keepalived's default mode, with unicast peers.
+    fn may_detect_old_checksum(&self, dst: IpAddr) -> bool {
+        self.tuning.old_checksum.is_none()
+            && !self.old_checksum_heard
+            && !self.cfg.unicast_peer.is_empty()
+            && self.machine.s.version == 3
+            && dst.is_ipv4()
+            && dst != IpAddr::V4(self.tuning.group4)
     }
 
     /// Counts a dropped advert, and logs it at most once per `REJECT_LOG_EVERY` and check.
@@ -547,6 +587,7 @@ impl LiveInstance {
             master: if self.machine.state == State::Master { None } else { self.heard },
             interface: self.iface.clone(),
             src_ip: Some(self.sender.src),
+            old_checksum_heard: self.old_checksum_heard,
             version: self.machine.s.version,
             processes: Vec::new(),
         }

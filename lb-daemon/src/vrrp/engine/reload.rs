@@ -42,6 +42,8 @@ impl Engine {
         }
         let mut i = 0;
         while i < self.insts.len() {
+            // keepalived builds every instance again: a switch to old checksums is heard anew.
+            self.insts[i].old_checksum_heard = false;
             let name = self.insts[i].cfg.name.clone();
             let fate = match cfg.vrrp_instances.iter().find(|v| v.name == name) {
                 Some(v) if config::same(&self.insts[i].cfg, v) && self.resolves_the_same(i, cfg, v) => Fate::Kept,
