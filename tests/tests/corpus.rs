@@ -58,6 +58,20 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ("vs-dr-port-reset", 5, 0, "both reset a DR real server's port to the service's, with keepalived's words"),
     ("vrrp-auth-pass-long", 5, 0, "both truncate auth_pass to 8 characters, with a warning"),
     (
+        "syn-include-check",
+        6,
+        5,
+        "both refuse a glob matching nothing under include_check; keepalived exits 6 for a missing file, lb-daemon 5 \
+         for any error",
+    ),
+    (
+        "syn-includea-missing",
+        6,
+        5,
+        "both refuse a glob matching nothing with includea; keepalived exits 6 for a missing file, lb-daemon 5 for \
+         any error",
+    ),
+    (
         "vrrp-vmac-garp-intvl",
         5,
         0,

@@ -14,6 +14,7 @@ const INLINE: &[(&str, &str)] = &[
     ("virtual_server_group", "fwmark"),
     ("vrrp_sync_group", "group"),
     ("any block", "include"),
+    ("global_defs", "include_check"),
 ];
 
 fn names<T>(block: &'static str, table: &'static [Keyword<T>]) -> Vec<(&'static str, &'static str)> {

@@ -82,7 +82,13 @@ fn parse_text(name: &str, text: &str, dir: Option<&Path>, backend: BackendKind) 
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
     let mut params = pre::Params::new(&config_id());
-    let mut files = Files { sources: &mut sources, diags: &mut diagnostics, params: &mut params };
+    let mut files = Files {
+        sources: &mut sources,
+        diags: &mut diagnostics,
+        params: &mut params,
+        include_check: 0,
+        in_global_defs: false,
+    };
     let stmts = file_tree(name, text, dir.unwrap_or(Path::new(".")), 0, &mut files);
     let mut ctx = keyword::Ctx::default();
     let mut config = parse::config(&mut ctx, &stmts);
@@ -112,6 +118,72 @@ struct Files<'a> {
     sources: &'a mut Sources,
     diags: &'a mut Vec<Diagnostic>,
     params: &'a mut pre::Params,
+    /// `include_check`'s checks (`INCLUDE_*`), as set so far in the file being read.
+    include_check: u8,
+    /// Whether the statements being expanded are global_defs' (where include_check is).
+    in_global_defs: bool,
+}
+
+/// keepalived's include checks (lib/parser.c): an entry that is not a readable file, a
+/// plain path that does not exist, a glob that matches nothing, a brace alternative that
+/// matches nothing. lb-daemon always treats a missing plain path (and an unreadable one) as
+/// an error; the others follow `include_check` and the include variants.
+const INCLUDE_R: u8 = 1;
+const INCLUDE_M: u8 = 2;
+const INCLUDE_W: u8 = 4;
+const INCLUDE_B: u8 = 8;
+
+/// The include keywords and the checks each adds (keepalived's `check_include`).
+fn include_kind(keyword: &str) -> Option<u8> {
+    Some(match keyword {
+        "include" => 0,
+        "includer" => INCLUDE_R,
+        "includem" => INCLUDE_R | INCLUDE_M,
+        "includew" => INCLUDE_R | INCLUDE_M | INCLUDE_W,
+        "includeb" => INCLUDE_R | INCLUDE_B,
+        "includea" => INCLUDE_R | INCLUDE_M | INCLUDE_W | INCLUDE_B,
+        _ => return None,
+    })
+}
+
+/// `include_check [[+|-]read|match|wildcard_match|brace_match ...]` (keepalived's
+/// `include_check_set`): no word sets every check; a bare word sets read and that check, and
+/// only as the first word; `+` and `-` add and remove.
+fn include_check(stmt: &tree::Stmt, current: u8, diags: &mut Vec<Diagnostic>) -> u8 {
+    let mut checks = current;
+    if stmt.args().is_empty() {
+        return INCLUDE_R | INCLUDE_M | INCLUDE_W | INCLUDE_B;
+    }
+    for (i, w) in stmt.args().iter().enumerate() {
+        let (op, name) = match w.text.split_at_checked(1) {
+            Some(("+", rest)) => ('+', rest),
+            Some(("-", rest)) => ('-', rest),
+            _ => ('=', w.text.as_str()),
+        };
+        if op == '=' && i > 0 {
+            diags.push(Diagnostic::error(w.span, format!("duplicate include_check '{}': use +{0} or -{0}", w.text)));
+            continue;
+        }
+        let flag = match name {
+            "read" => INCLUDE_R,
+            "match" => INCLUDE_M,
+            "wildcard_match" => INCLUDE_W,
+            "brace_match" => INCLUDE_B,
+            _ => {
+                diags.push(Diagnostic::error(
+                    w.span,
+                    format!("unknown include_check type '{name}': read, match, wildcard_match or brace_match"),
+                ));
+                continue;
+            }
+        };
+        checks = match op {
+            '+' => checks | flag,
+            '-' => checks & !flag,
+            _ => INCLUDE_R | flag,
+        };
+    }
+    checks
 }
 
 /// One file's statements, preprocessed (conditions, parameters, `~SEQ`), with its `include`s
@@ -132,19 +204,32 @@ fn file_tree(name: &str, text: &str, dir: &Path, depth: usize, f: &mut Files) ->
         Diagnostic::error(s, "unterminated quoted string")
     }));
     let stmts = tree::build(&tokens, f.diags);
-    expand(stmts, dir, depth, f)
+    // As keepalived: an include_check in this file holds until its end.
+    let saved = f.include_check;
+    let out = expand(stmts, dir, depth, f);
+    f.include_check = saved;
+    out
 }
 
 fn expand(stmts: Vec<tree::Stmt>, dir: &Path, depth: usize, f: &mut Files) -> Vec<tree::Stmt> {
     let mut out = Vec::new();
     for mut stmt in stmts {
-        if stmt.keyword().text != "include" {
-            stmt.block = stmt.block.map(|b| expand(b, dir, depth, f));
-            out.push(stmt);
+        let keyword = stmt.keyword().text.as_str();
+        // Read here, as the lines are read (it governs the includes after it).
+        if keyword == "include_check" && f.in_global_defs {
+            f.include_check = include_check(&stmt, f.include_check, f.diags);
             continue;
         }
+        let Some(kind) = include_kind(keyword) else {
+            let outer = std::mem::replace(&mut f.in_global_defs, keyword == "global_defs");
+            stmt.block = stmt.block.map(|b| expand(b, dir, depth, f));
+            f.in_global_defs = outer;
+            out.push(stmt);
+            continue;
+        };
+        let checks = f.include_check | kind;
         if stmt.args().is_empty() {
-            f.diags.push(Diagnostic::error(stmt.keyword().span, "`include` needs a file name or glob"));
+            f.diags.push(Diagnostic::error(stmt.keyword().span, format!("`{keyword}` needs a file name or glob")));
         }
         if depth >= MAX_INCLUDE_DEPTH {
             f.diags.push(Diagnostic::error(
@@ -154,7 +239,7 @@ fn expand(stmts: Vec<tree::Stmt>, dir: &Path, depth: usize, f: &mut Files) -> Ve
             continue;
         }
         for pattern in stmt.args() {
-            for path in resolve(pattern, dir, f.diags) {
+            for path in resolve(pattern, dir, checks, f.diags) {
                 match std::fs::read_to_string(&path) {
                     Ok(text) => {
                         let sub_dir = path.parent().unwrap_or(dir).to_path_buf();
@@ -172,8 +257,10 @@ fn expand(stmts: Vec<tree::Stmt>, dir: &Path, depth: usize, f: &mut Files) -> Ve
 }
 
 /// Files an `include` names, relative to the including file's directory. A plain path that
-/// does not exist is an error; a glob matching nothing is only a warning (keepalived's rule).
-fn resolve(pattern: &tree::Word, dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+/// does not exist is an error (keepalived skips it unless `match` is checked); a glob matching
+/// nothing is a warning, an error when `wildcard_match` is checked; a glob's match that is not
+/// a regular file is skipped, an error when `read` is checked.
+fn resolve(pattern: &tree::Word, dir: &Path, checks: u8, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let full =
         if Path::new(&pattern.text).is_absolute() { PathBuf::from(&pattern.text) } else { dir.join(&pattern.text) };
     let is_glob = pattern.text.contains(['*', '?', '[']);
@@ -186,10 +273,23 @@ fn resolve(pattern: &tree::Word, dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec
     }
     match glob::glob(&full.to_string_lossy()) {
         Ok(paths) => {
-            let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+            let (mut found, other): (Vec<PathBuf>, Vec<PathBuf>) =
+                paths.filter_map(Result::ok).partition(|p| p.is_file());
             found.sort();
+            if checks & INCLUDE_R != 0 {
+                for p in other {
+                    let msg =
+                        format!("include {}: {} is not a regular file (the read check)", full.display(), p.display());
+                    diags.push(Diagnostic::error(pattern.span, msg));
+                }
+            }
             if found.is_empty() {
-                diags.push(Diagnostic::warning(pattern.span, format!("include {} matches no file", full.display())));
+                let msg = format!("include {} matches no file", full.display());
+                diags.push(if checks & INCLUDE_W != 0 {
+                    Diagnostic::error(pattern.span, format!("{msg} (the wildcard_match check)"))
+                } else {
+                    Diagnostic::warning(pattern.span, msg)
+                });
             }
             found
         }

@@ -927,6 +927,51 @@ fn includes_resolve_relative_to_the_including_file_and_expand_globs() {
     );
 }
 
+/// keepalived's include variants and `include_check` (lib/parser.c `check_include`,
+/// `include_check_set`): beyond lb-daemon's own rule (a missing plain path is an error), a glob
+/// matching nothing is an error with wildcard_match (includew, includea), a match that is
+/// not a regular file with read (includer and the others); `include_check` in global_defs
+/// sets the checks for the rest of its file.
+#[test]
+fn include_variants_and_include_check_follow_keepalived() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    std::fs::create_dir(dir.path().join("d.conf")).unwrap();
+    write("vs.conf", "virtual_server 203.0.113.1 80 {\n protocol TCP\n}\n");
+    write("strict.conf", "global_defs {\n include_check\n}\n");
+    let run = |text: &str| {
+        write("main.conf", text);
+        let l = load(&dir.path().join("main.conf"), BackendKind::Auto).unwrap();
+        let errors: Vec<String> = l.errors().map(|d| l.sources.render(d)).collect();
+        (l.config.virtual_servers.len(), errors, l.render())
+    };
+    for variant in ["include", "includer", "includem", "includew", "includeb", "includea"] {
+        let (n, errors, all) = run(&format!("{variant} vs.conf\n"));
+        assert_eq!((n, errors.len()), (1, 0), "{variant}: {all}");
+        let (_, errors, all) = run(&format!("{variant} none*.conf\n"));
+        let wildcard = matches!(variant, "includew" | "includea");
+        assert_eq!(errors.len(), usize::from(wildcard), "{variant}: {all}");
+        assert!(all.contains("matches no file"), "{variant}: {all}");
+        // `d.conf` is a directory the glob `d*.conf` matches.
+        let (_, errors, all) = run(&format!("{variant} d*.conf\n"));
+        assert_eq!(errors.len(), usize::from(variant != "include") + usize::from(wildcard), "{variant}: {all}");
+    }
+    // include_check holds for the rest of its file, not for the file that included it.
+    let (_, errors, all) = run("global_defs {\n include_check wildcard_match\n}\ninclude none*.conf\n");
+    assert!(errors.len() == 1 && errors[0].contains("the wildcard_match check"), "{all}");
+    let (_, errors, all) =
+        run("global_defs {\n include_check\n include_check -wildcard_match\n}\ninclude none*.conf\n");
+    assert!(errors.is_empty(), "{all}");
+    let (_, errors, all) = run("include strict.conf\ninclude none*.conf\n");
+    assert!(errors.is_empty(), "{all}");
+    let (_, errors, _) = run("global_defs {\n include_check read match +bogus\n}\n");
+    assert!(errors.len() == 2 && errors[0].contains("duplicate include_check 'match'"), "{errors:?}");
+    assert!(errors[1].contains("unknown include_check type 'bogus'"), "{errors:?}");
+    // Outside global_defs it is not read (keepalived: an unknown keyword there).
+    let (_, _, all) = run("include_check\ninclude none*.conf\n");
+    assert!(all.contains("the top level does not take") && !all.contains("error"), "{all}");
+}
+
 #[test]
 fn include_loops_are_stopped() {
     let dir = tempfile::tempdir().unwrap();
