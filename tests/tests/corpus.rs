@@ -58,6 +58,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
     ("vs-dr-port-reset", 5, 0, "both reset a DR real server's port to the service's, with keepalived's words"),
     ("vrrp-auth-pass-long", 5, 0, "both truncate auth_pass to 8 characters, with a warning"),
     (
+        "glob-nftables-priority-ipvs",
+        0,
+        5,
+        "not implemented: at priority 99 or more keepalived's no_accept drop comes after IPVS has forwarded the VIP's \
+         traffic, which lb-daemon's data plane drops before any chain; refused with a priority to use",
+    ),
+    (
         "syn-include-check",
         6,
         5,

@@ -1843,6 +1843,64 @@ fn a_backup_does_not_load_balance_its_instances_vip() {
     assert!(reason("reason_fwd_dr") > 0);
 }
 
+/// keepalived's `nftables [TABLE]`, `nftables_priority` and `nftables_counters`, against
+/// keepalived 2.2.7 with the same global_defs on the same node: its no_accept master's rules
+/// are in that table, their input and output chains at that priority (the chain lines as nft
+/// prints them must be the same), with counters, which count the dropped connection attempt.
+/// A reload to a bare `nftables` moves the rules to keepalived's default table `keepalived`
+/// and removes the old one.
+#[test]
+fn nftables_keywords_name_and_shape_the_no_accept_table_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-nft");
+    let (n0, _) = dir.recorder("notify0");
+    let node = &seg.nodes[0];
+    let _local = Backend::start(node, "n0".into(), (Ipv4Addr::UNSPECIFIED, 7777).into());
+    let answers = |ip: Ipv4Addr| connects(&seg.client, (ip, 7777).into());
+    let conf = |globals: &str| {
+        format!("global_defs {{\n    router_id kad\n{globals}}}\n{}", instance("VI_1", 100, "    no_accept\n", &n0))
+    };
+    let shaped = "    nftables kadfw\n    nftables_priority -5\n    nftables_counters\n";
+    let chains = |listing: &str| -> std::collections::BTreeSet<String> {
+        listing.lines().filter(|l| l.contains(" hook ")).map(|l| l.trim().to_string()).collect()
+    };
+    let kconf = dir.file("keepalived.conf", &conf(shaped));
+    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
+    assert!(k.wait_log("Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    assert!(eventually(Duration::from_secs(2), || seg.holds(0, VRRP_VIP4)));
+    assert!(!answers(VRRP_VIP4) && answers(node4(0)), "{}", k.log());
+    let theirs = node.sh("nft list table ip kadfw").unwrap();
+    k.stop().unwrap();
+    assert_eq!(chains(&theirs).len(), 2, "{theirs}");
+    assert!(theirs.contains("counter packets"), "{theirs}");
+
+    let path = dir.file("node0.conf", &conf(shaped));
+    let pins = daemon::pin_dir(&format!("{}0", dir.tag()));
+    let mut d = Daemon::start(node, &path, &pins, &["--interface", "l0"]).unwrap();
+    assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(3), || !answers(VRRP_VIP4)), "{:#?}", d.log());
+    assert!(answers(node4(0)));
+    let ours = node.sh("nft list table inet kadfw").unwrap();
+    assert_eq!(chains(&ours), chains(&theirs), "ours:\n{ours}\nkeepalived's:\n{theirs}");
+    let dropped = ours.lines().find(|l| l.contains("ip daddr @vips4")).unwrap_or_default();
+    assert!(dropped.contains("counter packets") && !dropped.contains("counter packets 0 "), "{ours}");
+
+    dir.file("node0.conf", &conf("    nftables\n"));
+    d.signal(Signal::SIGHUP).unwrap();
+    let tables = || node.sh("nft list tables").unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(5), || tables().contains("table inet keepalived")
+            && !tables().contains("kadfw")),
+        "{}\n{:#?}",
+        tables(),
+        d.log()
+    );
+    assert!(!answers(VRRP_VIP4));
+    d.stop().unwrap();
+    assert!(!tables().contains("keepalived"), "{}", tables());
+}
+
 /// `no_accept` as keepalived 2.2.7 does it (the oracle, run first on the same node): a MASTER
 /// that is not the address owner drops traffic to its VIP (a firewall rule before IPVS), so
 /// the VIP does not answer (a TCP service of the host's own) while the node's address does. With `accept` (a

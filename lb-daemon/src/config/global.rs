@@ -152,6 +152,31 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
     Keyword::new("smtp_alert_vrrp", |ctx, g, s| g.smtp_alert_vrrp = ctx.bool_flag(s)),
     Keyword::new("smtp_alert_checker", |ctx, g, s| g.smtp_alert_checker = ctx.bool_flag(s)),
     Keyword::new("vrrp_strict", |ctx, g, s| g.vrrp_strict = ctx.flag(s)),
+    // keepalived's nftables handlers (global_parser.c): the table of the no_accept drop
+    // rules, their chains' priority (reset to -1 by `nftables`), counters on them.
+    Keyword::new("nftables", |ctx, g, s| {
+        if g.nftables.is_some() {
+            ctx.error(s.keyword().span, "nftables already specified");
+            return;
+        }
+        let name = s.args().first().map_or("keepalived", |w| w.text.as_str());
+        if name.is_empty() || name.len() > 255 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            ctx.error(s.keyword().span, format!("nftables: `{name}` is not a table name"));
+            return;
+        }
+        g.nftables = Some(name.to_string());
+        g.nftables_priority = -1;
+    }),
+    Keyword::new("nftables_priority", |ctx, g, s| {
+        // IPVS takes its packets at the input hook's priority 99: at 99 or more keepalived's
+        // drop would come after IPVS has forwarded a no_accept master's VIP traffic, which the
+        // XDP data plane (and lb-daemon's IPVS fencing) drops before any chain.
+        if let Some(p) = ctx.parse_range(s, 0, "a priority", i32::MIN, 98) {
+            g.nftables_priority = p;
+        }
+    }),
+    Keyword::new("nftables_counters", |ctx, g, s| g.nftables_counters = ctx.flag(s)),
     Keyword::new("vrrp_skip_check_adv_addr", |ctx, g, s| g.vrrp_skip_check_adv_addr = ctx.flag(s)),
     Keyword::new("vrrp_down_timer_adverts", |ctx, g, s| {
         g.vrrp_down_timer_adverts = ctx.parse_range(s, 0, "a number of adverts", 1u8, 100);

@@ -82,15 +82,26 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("net_namespace_ipvs", "the top level", NAMESPACE),
     ("namespace_with_ipsets", "the top level", NAMESPACE),
     // Firewall and IPVS programming.
-    ("vrrp_iptables", "global_defs", FIREWALL),
-    ("vrrp_ipsets", "global_defs", FIREWALL),
-    ("nftables", "global_defs", FIREWALL),
-    ("nftables_priority", "global_defs", FIREWALL),
-    ("nftables_ifindex", "global_defs", FIREWALL),
-    ("nftables_counters", "global_defs", FIREWALL),
-    ("nftables_ipvs", "global_defs", FIREWALL),
-    ("nftables_ipvs_priority", "global_defs", FIREWALL),
-    ("nftables_ipvs_start_fwmark", "global_defs", FIREWALL),
+    (
+        "vrrp_iptables",
+        "global_defs",
+        "Debian's keepalived 2.2.7 has no iptables: it reports an error and uses nftables; write nftables [TABLE] \
+         instead (lb-daemon enforces no_accept with it)",
+    ),
+    (
+        "vrrp_ipsets",
+        "global_defs",
+        "Debian's keepalived 2.2.7 has no ipsets (an unknown keyword there); remove it: lb-daemon enforces no_accept \
+         with nftables sets",
+    ),
+    (
+        "nftables_ifindex",
+        "global_defs",
+        "the no_accept rules here match link-local VIPs by address alone, on every interface; remove it",
+    ),
+    ("nftables_ipvs", "global_defs", FWMARK_GROUPS),
+    ("nftables_ipvs_priority", "global_defs", FWMARK_GROUPS),
+    ("nftables_ipvs_start_fwmark", "global_defs", FWMARK_GROUPS),
     // Checker verdicts.
     ("sni_name", "SSL_GET", NOT_IN_227),
     ("tls_compliant", "SSL_GET, url", NOT_IN_227),
@@ -130,7 +141,7 @@ const NOT_IN_227: &str =
 const ADVERTS: &str = "this VRRP advert or election variant is not implemented; remove it (lb-daemon sends and checks adverts as RFC 3768 / 5798 and keepalived's defaults do)";
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
-const FIREWALL: &str = "lb-daemon enforces no_accept and vrrp_strict itself (nftables table lb_daemon_no_accept); remove it and add other firewall rules outside lb-daemon";
+const FWMARK_GROUPS: &str = "a virtual_server_group as one IPVS firewall-mark service (one scheduler and persistence across its addresses) is not implemented; lb-daemon runs each of the group's addresses as its own service: remove it";
 const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
 
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
@@ -262,6 +273,24 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "global_defs",
+        "nftables",
+        &[
+            "tests/tests/vrrp.rs::nftables_keywords_name_and_shape_the_no_accept_table_as_keepalived",
+            "lb-daemon/src/daemon/accept.rs::the_table_holds_exactly_the_vips",
+        ],
+    ),
+    (
+        "global_defs",
+        "nftables_priority",
+        &["tests/tests/vrrp.rs::nftables_keywords_name_and_shape_the_no_accept_table_as_keepalived"],
+    ),
+    (
+        "global_defs",
+        "nftables_counters",
+        &["tests/tests/vrrp.rs::nftables_keywords_name_and_shape_the_no_accept_table_as_keepalived"],
+    ),
     (
         "global_defs",
         "include_check",

@@ -173,6 +173,16 @@ pub struct GlobalDefs {
     /// Seconds between periodic gratuitous ARP refreshes while master; 0 (default) = never.
     pub vrrp_garp_master_refresh: u32,
     pub vrrp_garp_master_refresh_repeat: u32,
+    /// `nftables [TABLE]`: the no_accept drop rules' table (keepalived's default name
+    /// `keepalived`); None: lb-daemon's own `lb_daemon_no_accept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<String>,
+    /// `nftables_priority`: their chains' priority (keepalived's default -1).
+    #[serde(default = "default_nftables_priority")]
+    pub nftables_priority: i32,
+    /// `nftables_counters`: a counter on each rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nftables_counters: bool,
     /// `vrrp_garp_extra_if [all] SECONDS` (0 seconds: off), for instances without their own.
     #[serde(default)]
     pub vrrp_garp_extra_if: GarpExtraIf,
@@ -317,6 +327,9 @@ impl Default for GlobalDefs {
             vrrp_garp_master_repeat: 5,
             vrrp_garp_master_refresh: 0,
             vrrp_garp_extra_if: GarpExtraIf::default(),
+            nftables: None,
+            nftables_priority: default_nftables_priority(),
+            nftables_counters: false,
             vrrp_garp_master_refresh_repeat: 1,
             vrrp_garp_interval_us: 0,
             vmac_prefix: None,
@@ -703,6 +716,10 @@ pub enum OldUnicastChecksum {
     Old,
     /// `never`: new checksums only, no switch to the old ones.
     Never,
+}
+
+fn default_nftables_priority() -> i32 {
+    -1
 }
 
 /// `garp_extra_if [all] SECONDS` (keepalived's `vmac_garp_intvl` and its ALL_IF flag): while

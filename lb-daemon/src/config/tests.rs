@@ -1497,6 +1497,18 @@ fn election_variants_resolve_as_keepalived_s() {
     );
     let lone = parse_str("s.conf", &inst("old_unicast_checksum"));
     assert!(!lone.has_errors() && lone.render().contains("without any unicast peers"), "{}", lone.render());
+    // nftables [TABLE], nftables_priority (below IPVS's 99), nftables_counters; nftables
+    // resets the priority to -1 and may be given once (keepalived's handlers).
+    let g = |text: &str| parse_str("s.conf", &format!("global_defs {{\n{text}\n}}\n{}", inst("")));
+    let nft = g(" nftables_priority -7\n nftables kadfw\n nftables_counters");
+    assert!(!nft.has_errors(), "{}", nft.render());
+    let gd = &nft.config.global;
+    assert_eq!((gd.nftables.as_deref(), gd.nftables_priority, gd.nftables_counters), (Some("kadfw"), -1, true));
+    assert_eq!(g(" nftables").config.global.nftables.as_deref(), Some("keepalived"));
+    assert_eq!(g(" nftables\n nftables_priority -7").config.global.nftables_priority, -7);
+    assert!(g(" nftables\n nftables other").render().contains("nftables already specified"));
+    assert!(g(" nftables_priority 99").render().contains("between"));
+    assert!(g(" vrrp_iptables").render().contains("write nftables [TABLE] instead"));
     // garp_extra_if [all] SECONDS (keepalived's vrrp_garp_extra_if_handler): 0-86400 in an
     // instance, 1-86400 in global_defs; the older spellings warn as keepalived does.
     let extra = |text: &str| ok(&inst(text)).vrrp_instances[0].garp_extra_if;

@@ -15,13 +15,36 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-/// Our nftables table (family `inet`), in the daemon's network namespace.
+use crate::config::GlobalDefs;
+
+/// Our nftables table (family `inet`) unless the configuration names one (`nftables`).
 pub const TABLE: &str = "lb_daemon_no_accept";
 
-/// The `nft -f` script that makes the table hold exactly `vips` (no table when empty).
-pub fn script(vips: &BTreeSet<IpAddr>) -> String {
+/// How the drop rules are written: keepalived's `nftables [TABLE]`, `nftables_priority` and
+/// `nftables_counters` (the table's family stays `inet`, where keepalived makes an `ip` and
+/// an `ip6` table of that name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firewall {
+    pub table: String,
+    pub priority: i32,
+    pub counters: bool,
+}
+
+impl Firewall {
+    pub fn of(g: &GlobalDefs) -> Self {
+        Self {
+            table: g.nftables.clone().unwrap_or_else(|| TABLE.into()),
+            priority: g.nftables_priority,
+            counters: g.nftables_counters,
+        }
+    }
+}
+
+/// The `nft -f` script that makes `fw`'s table hold exactly `vips` (no table when empty).
+pub fn script(fw: &Firewall, vips: &BTreeSet<IpAddr>) -> String {
+    let (table, priority) = (&fw.table, fw.priority);
     // Declaring the table first makes the delete succeed whether or not it exists.
-    let mut s = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
+    let mut s = format!("table inet {table}\ndelete table inet {table}\n");
     if vips.is_empty() {
         return s;
     }
@@ -29,7 +52,8 @@ pub fn script(vips: &BTreeSet<IpAddr>) -> String {
         vips.iter().filter(|a| a.is_ipv6() == v6).map(IpAddr::to_string).collect::<Vec<_>>().join(", ")
     };
     let (v4, v6) = (list(false), list(true));
-    s.push_str(&format!("table inet {TABLE} {{\n"));
+    let counter = if fw.counters { "counter " } else { "" };
+    s.push_str(&format!("table inet {table} {{\n"));
     s.push_str("  set vips4 {\n    type ipv4_addr\n");
     if !v4.is_empty() {
         s.push_str(&format!("    elements = {{ {v4} }}\n"));
@@ -38,19 +62,19 @@ pub fn script(vips: &BTreeSet<IpAddr>) -> String {
     if !v6.is_empty() {
         s.push_str(&format!("    elements = {{ {v6} }}\n"));
     }
-    s.push_str(
-        "  }\n  chain in {\n    type filter hook input priority -1; policy accept;\n    \
-         icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept\n    \
-         ip daddr @vips4 drop\n    ip6 daddr @vips6 drop\n  }\n  \
-         chain out {\n    type filter hook output priority -1; policy accept;\n    \
-         icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept\n    \
-         ip saddr @vips4 drop\n    ip6 saddr @vips6 drop\n  }\n}\n",
-    );
+    let nd =
+        "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect }";
+    s.push_str(&format!(
+        "  }}\n  chain in {{\n    type filter hook input priority {priority}; policy accept;\n    \
+         {nd} {counter}accept\n    ip daddr @vips4 {counter}drop\n    ip6 daddr @vips6 {counter}drop\n  }}\n  \
+         chain out {{\n    type filter hook output priority {priority}; policy accept;\n    \
+         {nd} {counter}accept\n    ip saddr @vips4 {counter}drop\n    ip6 saddr @vips6 {counter}drop\n  }}\n}}\n",
+    ));
     s
 }
 
-/// Runs `script(vips)` through `nft -f -`.
-pub fn apply(vips: &BTreeSet<IpAddr>) -> Result<()> {
+/// Runs `script(fw, vips)` through `nft -f -`.
+pub fn apply(fw: &Firewall, vips: &BTreeSet<IpAddr>) -> Result<()> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -58,7 +82,7 @@ pub fn apply(vips: &BTreeSet<IpAddr>) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("running nft (no_accept's drop rules need nftables)")?;
-    child.stdin.take().context("nft's stdin")?.write_all(script(vips).as_bytes())?;
+    child.stdin.take().context("nft's stdin")?.write_all(script(fw, vips).as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("nft refused the no_accept rules: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -72,13 +96,25 @@ mod tests {
 
     #[test]
     fn the_table_holds_exactly_the_vips() {
-        let none = script(&BTreeSet::new());
+        let fw = Firewall::of(&GlobalDefs::default());
+        let none = script(&fw, &BTreeSet::new());
         assert_eq!(none, format!("table inet {TABLE}\ndelete table inet {TABLE}\n"));
         let vips: BTreeSet<IpAddr> = ["192.0.2.100".parse().unwrap(), "2001:db8::100".parse().unwrap()].into();
-        let s = script(&vips);
+        let s = script(&fw, &vips);
         assert!(s.contains("elements = { 192.0.2.100 }") && s.contains("elements = { 2001:db8::100 }"), "{s}");
         assert!(s.contains("ip daddr @vips4 drop") && s.contains("ip6 saddr @vips6 drop"), "{s}");
+        assert!(s.contains("priority -1;") && !s.contains("counter"), "{s}");
         let v4: BTreeSet<IpAddr> = ["192.0.2.100".parse().unwrap()].into();
-        assert_eq!(script(&v4).matches("elements").count(), 1);
+        assert_eq!(script(&fw, &v4).matches("elements").count(), 1);
+        // keepalived's nftables keywords name and shape it.
+        let g = GlobalDefs {
+            nftables: Some("kad".into()),
+            nftables_priority: -5,
+            nftables_counters: true,
+            ..Default::default()
+        };
+        let s = script(&Firewall::of(&g), &v4);
+        assert!(s.starts_with("table inet kad\ndelete table inet kad\ntable inet kad {"), "{s}");
+        assert!(s.contains("priority -5;") && s.contains("ip daddr @vips4 counter drop"), "{s}");
     }
 }

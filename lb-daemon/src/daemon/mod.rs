@@ -150,9 +150,9 @@ struct Shell {
     timing_written: String,
     /// What keepalived's dump files count from (SIGSTATS_CLEAR).
     dumps: dump::Dumps,
-    /// The VIPs our nftables table drops (`accept`): MASTER here without accept mode. None
+    /// The table and the VIPs it drops (`accept`): MASTER here without accept mode. None
     /// until first set: a table a killed daemon left behind is cleared then.
-    no_accept: Option<std::collections::BTreeSet<std::net::IpAddr>>,
+    no_accept: Option<(accept::Firewall, std::collections::BTreeSet<std::net::IpAddr>)>,
     /// The announcement table and the VIP routes we hold in it (`anycast_table`). None until
     /// the first announcement: routes a killed daemon left behind are reconciled then.
     anycast: Option<(u32, std::collections::BTreeSet<std::net::IpAddr>)>,
@@ -460,6 +460,10 @@ impl Shell {
                     // The config now running (the new one, or the old one after a rollback):
                     // unchanged sessions keep running, and their state.
                     crate::bfd::apply(&self.node.config().bfd_instances);
+                    // The same VIPs, in the table and shape the configuration now says.
+                    if let Some((_, vips)) = self.no_accept.clone() {
+                        self.set_no_accept(vips);
+                    }
                     self.publish().await;
                 }
             },
@@ -606,20 +610,28 @@ impl Shell {
         }
     }
 
-    /// Makes our nftables table drop exactly `vips` (see `accept`).
+    /// Makes the running configuration's nftables table drop exactly `vips` (see `accept`);
+    /// a table the configuration no longer names goes.
     fn set_no_accept(&mut self, vips: std::collections::BTreeSet<std::net::IpAddr>) {
-        if self.no_accept.as_ref() == Some(&vips) {
+        let fw = accept::Firewall::of(&self.node.config().global);
+        let now = Some((fw.clone(), vips.clone()));
+        if self.no_accept == now {
             return;
         }
-        match accept::apply(&vips) {
-            Ok(()) if vips.is_empty() => self.no_accept = Some(vips),
+        if let Some((old, _)) = self.no_accept.take_if(|(old, _)| old.table != fw.table)
+            && let Err(e) = accept::apply(&old, &Default::default())
+        {
+            error!("{e:#}");
+        }
+        match accept::apply(&fw, &vips) {
+            Ok(()) if vips.is_empty() => self.no_accept = now,
             Ok(()) => {
-                info!(vips = ?vips, table = accept::TABLE, "no_accept: traffic to and from these VIPs is dropped");
-                self.no_accept = Some(vips);
+                info!(vips = ?vips, table = fw.table, "no_accept: traffic to and from these VIPs is dropped");
+                self.no_accept = now;
             }
             // Nothing to drop (a host without nftables, a config without no_accept): no table
             // to clear either.
-            Err(_) if vips.is_empty() && self.no_accept.is_none() => self.no_accept = Some(vips),
+            Err(_) if vips.is_empty() && self.no_accept.is_none() => self.no_accept = now,
             Err(e) => error!("{e:#}"),
         }
     }
