@@ -402,6 +402,60 @@ fn old_unicast_checksum_interoperates_with_keepalived() {
     }
 }
 
+/// A MASTER whose source address (`unicast_src_ip`, a secondary address here) is removed from
+/// the node keeps advertising from it, so its peer stays BACKUP: keepalived 2.2.7 does so
+/// (its header-included sends skip the kernel's local-source check), with `track_src_ip`
+/// too, which 2.2.7 never acts on (its address test compares the wrong bytes). Each side is
+/// run as the master with keepalived or lb-daemon as the peer that must not take over.
+#[test]
+fn a_master_whose_source_address_goes_keeps_advertising_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-srcgone");
+    let src = Ipv4Addr::new(192, 0, 2, 61);
+    let conf = |prio: u8, me: usize| {
+        let (mine, peer) = if me == 0 { (src, node4(1)) } else { (node4(1), src) };
+        format!(
+            "vrrp_instance VI_1 {{\n    state BACKUP\n    interface l0\n    virtual_router_id 51\n    priority {prio}\n    \
+             advert_int 1\n    unicast_src_ip {mine}\n    unicast_peer {{\n        {peer}\n    }}\n    track_src_ip\n    \
+             virtual_ipaddress {{\n        {VRRP_VIP4}/24\n    }}\n}}\n"
+        )
+    };
+    for keepalived_master in [true, false] {
+        let case = if keepalived_master { "keepalived master" } else { "lb-daemon master" };
+        seg.nodes[0].ip(&["addr", "add", &format!("{src}/24"), "dev", "l0"]).unwrap();
+        let kconf = dir.file(
+            &format!("ka-{keepalived_master}.conf"),
+            &conf(if keepalived_master { 150 } else { 100 }, usize::from(!keepalived_master)),
+        );
+        let (knode, dnode) = if keepalived_master { (0, 1) } else { (1, 0) };
+        let mut d = start(&seg, dnode, &dir, &conf(if keepalived_master { 100 } else { 150 }, dnode));
+        let mut k = Keepalived::start(&seg.nodes[knode], &kconf, &dir, &format!("ka{knode}")).unwrap();
+        let master_up = || {
+            if keepalived_master {
+                k.log().contains("Entering MASTER STATE")
+            } else {
+                d.log().iter().any(|l| l.contains("-> MASTER"))
+            }
+        };
+        assert!(eventually(Duration::from_secs(8), master_up), "{case}: {:#?}\n{}", d.log(), k.log());
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4), "{case}");
+        seg.nodes[0].ip(&["addr", "del", &format!("{src}/24"), "dev", "l0"]).unwrap();
+        std::thread::sleep(Duration::from_secs(5));
+        // The master (node 0) still holds the VIP; the peer never took over.
+        assert!(seg.holds(0, VRRP_VIP4) && !seg.holds(1, VRRP_VIP4), "{case}: {:#?}\n{}", d.log(), k.log());
+        if keepalived_master {
+            assert!(!d.log().iter().any(|l| l.contains("-> MASTER")), "{case}: {:#?}", d.log());
+        } else {
+            assert_eq!(k.log().matches("Entering MASTER STATE").count(), 0, "{case}: {}", k.log());
+            assert!(!d.log().iter().any(|l| l.contains("sending advert")), "{case}: {:#?}", d.log());
+        }
+        d.stop().unwrap();
+        k.stop().unwrap();
+    }
+}
+
 #[test]
 fn interop_keepalived_v2_multicast() {
     interop("ka-v2m", 2, false);

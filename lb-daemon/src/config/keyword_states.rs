@@ -23,7 +23,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("timer_expired_backup", "vrrp_instance", NOT_IN_227),
     ("thread_timer_expired", "vrrp_instance", NOT_IN_227),
     ("v3_checksum_as_v2", "global_defs, vrrp_instance", NOT_IN_227),
-    ("track_src_ip", "vrrp_instance", ADVERTS),
     (
         "vrrp_delay_after_boot",
         "global_defs",
@@ -138,7 +137,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
 /// Keywords of later keepalived versions, which keepalived 2.2.7 rejects as unknown too.
 const NOT_IN_227: &str =
     "keepalived 2.2.7 does not know this keyword (a later keepalived's) and neither does lb-daemon; remove it";
-const ADVERTS: &str = "this VRRP advert or election variant is not implemented; remove it (lb-daemon sends and checks adverts as RFC 3768 / 5798 and keepalived's defaults do)";
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
 const FWMARK_GROUPS: &str = "a virtual_server_group as one IPVS firewall-mark service (one scheduler and persistence across its addresses) is not implemented; lb-daemon runs each of the group's addresses as its own service: remove it";
@@ -147,6 +145,12 @@ const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
 /// by the reason: (reason, keywords). Accepted with a warning that says so.
 pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
+    (
+        "keepalived 2.2.7 never acts on it (its test of a removed address compares the wrong bytes): an instance whose \
+         source address is removed stays master and keeps advertising from it, in keepalived and in lb-daemon \
+         (vrrp.rs::a_master_whose_source_address_goes_keeps_advertising_as_keepalived)",
+        &["track_src_ip"],
+    ),
     (
         "SNMP and DBus: lb-daemon has no SNMP agent or DBus service (status, `lb-daemon status` and metrics instead)",
         &[
