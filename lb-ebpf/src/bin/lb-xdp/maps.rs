@@ -9,12 +9,13 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, LocalMac, Meta, NatRev, NeighKey, NextHop, PersistKey,
-    PersistValue, PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue, SvcConf, TraceCfg,
-    TraceRecord,
+    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, LocalMac, Meta, NatRev, NeighKey, NextHop,
+    PersistKey, PersistValue, PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue,
+    SvcConf, TraceCfg, TraceRecord,
     consts::{
-        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES, LOCAL_MACS_ENTRIES, MAX_IFINDEX,
-        MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, TRACE_RING_BYTES, UNRESOLVED_ENTRIES,
+        DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES,
+        LOCAL_MACS_ENTRIES, MAX_IFINDEX, MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, TRACE_RING_BYTES,
+        UNRESOLVED_ENTRIES,
     },
 };
 
