@@ -154,6 +154,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         "both refuse a static address without dev when default_interface (eth0) is missing; keepalived's \
          error is fatal to its parser (4), ours an ordinary config error (5)",
     ),
+    (
+        "vrrp-up-down-delays-unknown",
+        4,
+        5,
+        "both refuse up/down delays for a missing interface; keepalived's error is fatal to its parser (4), ours an \
+         ordinary config error (5)",
+    ),
     // Not matched yet.
     (
         "vrrp-vmac-addr",

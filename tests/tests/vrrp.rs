@@ -1793,6 +1793,54 @@ fn garp_extra_if_announces_on_other_interfaces_as_keepalived() {
     }
 }
 
+/// `interface_up_down_delays`, against keepalived 2.2.7 on the same node: with l0's delays 1.5 s
+/// down and 1 s up, a carrier loss of 0.6 s changes nothing; a longer one faults the instance
+/// about 1.5 s after it began, and the carrier's return restores it about 1 s later.
+#[test]
+fn interface_up_down_delays_debounce_faults_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-debounce");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = format!("interface_up_down_delays {{\n    l0 1.5 1\n}}\n{}", instance("VI_1", 150, "", &n0));
+    let carrier = |up: bool| seg.switch.ip(&["link", "set", "s1", if up { "up" } else { "down" }]).unwrap();
+    // (whether the short loss faulted, seconds from the loss to FAULT, from the return to BACKUP)
+    let measure = |log: &dyn Fn() -> String| -> (bool, f64, f64) {
+        let until = |what: &str, n: usize| {
+            let t = Instant::now();
+            let seen = eventually(Duration::from_secs(5), || log().matches(what).count() > n);
+            assert!(seen, "no {what:?}: {}", log());
+            t.elapsed().as_secs_f64()
+        };
+        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+        carrier(false);
+        std::thread::sleep(Duration::from_millis(600));
+        carrier(true);
+        std::thread::sleep(Duration::from_millis(2500));
+        let short = log().contains("Entering FAULT STATE");
+        let backups = log().matches("Entering BACKUP STATE").count();
+        carrier(false);
+        let fault = until("Entering FAULT STATE", 0);
+        carrier(true);
+        let back = until("Entering BACKUP STATE", backups);
+        (short, fault, back)
+    };
+    let kconf = dir.file("ka.conf", &conf);
+    let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka").unwrap();
+    let theirs = measure(&|| k.log());
+    k.stop().unwrap();
+    let mut d = start(&seg, 0, &dir, &conf);
+    let ours = measure(&|| d.log().join("\n"));
+    d.stop().unwrap();
+    println!("keepalived {theirs:?}, ours {ours:?}");
+    for (who, (short, fault, back)) in [("keepalived", theirs), ("lb-daemon", ours)] {
+        assert!(!short, "{who}: a 0.6 s carrier loss faulted the instance");
+        assert!((1.3..2.2).contains(&fault), "{who}: FAULT {fault:.2} s after the carrier loss");
+        assert!((0.8..1.8).contains(&back), "{who}: BACKUP {back:.2} s after the carrier's return");
+    }
+    assert!((ours.1 - theirs.1).abs() < 0.4 && (ours.2 - theirs.2).abs() < 0.4, "ours {ours:?}, keepalived {theirs:?}");
+}
+
 /// `vrrp_min_garp` as keepalived 2.2.7 acts on it: one gratuitous ARP on becoming master and
 /// no second burst; a `vrrp_garp_master_delay` set before it stays (one more ARP 2 s later).
 /// Counted on the wire for keepalived and for lb-daemon with the same configs.

@@ -59,11 +59,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "global_defs",
         "remove it: every interface the configuration names must exist when lb-daemon starts",
     ),
-    (
-        "interface_up_down_delays",
-        "the top level",
-        "remove it: an interface change faults or restores its instances at once",
-    ),
     ("linkbeat_interfaces", "the top level", LINK),
     ("linkbeat_use_polling", "global_defs, vrrp_instance", LINK),
     (
@@ -277,6 +272,14 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "top level",
+        "interface_up_down_delays",
+        &[
+            "tests/tests/vrrp.rs::interface_up_down_delays_debounce_faults_as_keepalived",
+            "lb-daemon/src/vrrp/debounce.rs::changes_wait_out_their_delay_and_reverts_cancel_them",
+        ],
+    ),
     (
         "global_defs",
         "nftables",

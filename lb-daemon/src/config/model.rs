@@ -32,6 +32,10 @@ pub struct Config {
     /// `garp_group` blocks: announcement spacing for their interfaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub garp_groups: Vec<GarpGroup>,
+    /// `interface_up_down_delays`: how long an interface's change must last before the
+    /// instances using or tracking it see it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interface_up_down_delays: Vec<UpDownDelay>,
     /// The top-level `SSL` block (keepalived's one SSL context for every SSL_GET checker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslContext>,
@@ -50,6 +54,18 @@ pub struct GarpGroup {
     pub garp_interval_us: Option<u32>,
     pub gna_interval_us: Option<u32>,
     pub interfaces: Vec<String>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// One line of `interface_up_down_delays`: `IFNAME DOWN [UP]`, seconds (microsecond
+/// resolution, at most 255); UP is 0 when not given (keepalived 2.2.7's code; its man page
+/// says the down delay).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpDownDelay {
+    pub iface: String,
+    pub down_us: u32,
+    pub up_us: u32,
     #[serde(skip)]
     pub span: Span,
 }

@@ -29,6 +29,7 @@ pub(crate) const TOP: &[Keyword<Config>] = &[
     Keyword::new("vrrp_sync_group", vrrp::vrrp_sync_group),
     Keyword::new("vrrp_instance", vrrp::vrrp_instance),
     Keyword::new("garp_group", vrrp::garp_group),
+    Keyword::new("interface_up_down_delays", vrrp::interface_up_down_delays),
     Keyword::new("virtual_server_group", lvs::virtual_server_group),
     Keyword::new("virtual_server", lvs::virtual_server),
     Keyword::new("SSL", lvs::ssl),

@@ -1509,6 +1509,21 @@ fn election_variants_resolve_as_keepalived_s() {
     assert!(g(" nftables\n nftables other").render().contains("nftables already specified"));
     assert!(g(" nftables_priority 99").render().contains("between"));
     assert!(g(" vrrp_iptables").render().contains("write nftables [TABLE] instead"));
+    // interface_up_down_delays { IF DOWN [UP] }: UP 0 when not given, at most 255 s, a later
+    // line for an interface wins; a line without delays and extra words only warn.
+    let l = parse_str(
+        "s.conf",
+        &format!("interface_up_down_delays {{\n eth0 1.5 .25\n eth1 2\n eth1 3 1 9\n eth2\n}}\n{}", inst("")),
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let got: Vec<(&str, u32, u32)> =
+        l.config.interface_up_down_delays.iter().map(|d| (d.iface.as_str(), d.down_us, d.up_us)).collect();
+    assert_eq!(got, [("eth0", 1_500_000, 250_000), ("eth1", 3_000_000, 1_000_000)]);
+    assert!(l.render().contains("No timeouts specified for eth2") && l.render().contains("Too many parameters"));
+    for bad in ["300", "abc", "1 256"] {
+        let text = format!("interface_up_down_delays {{\n eth0 {bad}\n}}\n{}", inst(""));
+        assert!(first_error(&text).contains("0 to 255 seconds"), "{bad}");
+    }
     // garp_extra_if [all] SECONDS (keepalived's vrrp_garp_extra_if_handler): 0-86400 in an
     // instance, 1-86400 in global_defs; the older spellings warn as keepalived does.
     let extra = |text: &str| ok(&inst(text)).vrrp_instances[0].garp_extra_if;

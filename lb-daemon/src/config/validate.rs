@@ -234,6 +234,9 @@ pub fn missing_interfaces(cfg: &Config, look: impl Fn(&str) -> Iface) -> Vec<Dia
         placed(addrs, &v.virtual_routes, &v.virtual_rules, &exists, &mut d);
     }
     placed(cfg.static_ipaddress.iter(), &cfg.static_routes, &cfg.static_rules, &exists, &mut d);
+    for u in cfg.interface_up_down_delays.iter().filter(|u| !exists(&u.iface)) {
+        d.push(Diagnostic::error(u.span, format!("unknown interface {} specified for up/down delay", u.iface)));
+    }
     // A static address without `dev` goes on `default_interface` (keepalived's default eth0).
     let default = cfg.global.default_interface.as_deref().unwrap_or("eth0");
     for a in cfg.static_ipaddress.iter().filter(|a| a.dev.is_none() && !exists(default)) {

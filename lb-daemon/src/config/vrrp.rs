@@ -5,7 +5,7 @@ use super::{
     keyword::{Ctx, Keyword},
     model::{
         AuthType, Authentication, BfdInstance, Config, GarpExtraIf, GarpGroup, Notify, OldUnicastChecksum, ParamMatch,
-        SyncGroup, TrackFile, TrackFileInit, TrackProcess, Tracked, VrrpInstance, VrrpScript, VrrpState,
+        SyncGroup, TrackFile, TrackFileInit, TrackProcess, Tracked, UpDownDelay, VrrpInstance, VrrpScript, VrrpState,
     },
     tree::Stmt,
 };
@@ -90,22 +90,64 @@ pub fn garp_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     cfg.garp_groups.push(g);
 }
 
+/// Seconds with up to six decimals as microseconds, as keepalived's timer readers take them
+/// (`read_decimal_unsigned_strvec(..., TIMER_HZ_DIGITS)`, `read_timer`), with strtoull's
+/// forms too: a leading `+`, an empty whole part (`.5`).
+fn decimal_micros(text: &str) -> Option<u64> {
+    let text = text.strip_prefix('+').unwrap_or(text);
+    let whole_and_frac = text.split_once('.').map_or((text, ""), |(a, b)| (a, b));
+    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
+    match whole_and_frac {
+        (a, b) if !(a.is_empty() && b.is_empty()) && digits(a) && digits(b) && b.len() <= 6 => {
+            let frac: u64 = format!("{b:0<6}").parse().ok()?;
+            let whole = if a.is_empty() { Some(0) } else { a.parse::<u64>().ok() };
+            whole.and_then(|s| s.checked_mul(1_000_000)).and_then(|us| us.checked_add(frac))
+        }
+        _ => None,
+    }
+}
+
+/// `interface_up_down_delays { IFNAME DOWN [UP] ... }` (vrrp_parser.c
+/// `alloc_if_up_down_delay`): 0 to 255 seconds each, a bad one a config error; UP 0 when not
+/// given (keepalived's code). What keepalived only logs (a line without delays, extra words)
+/// is warned about; a later line for an interface wins.
+pub fn interface_up_down_delays(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some(block) = ctx.block(stmt) else { return };
+    for line in block {
+        let name = line.keyword();
+        let args = line.args();
+        if args.is_empty() {
+            ctx.warn(name.span, format!("No timeouts specified for {} up/down delays", name.text));
+            continue;
+        }
+        if let Some(extra) = args.get(2) {
+            ctx.warn(extra.span, format!("Too many parameters for {} up/down delays", name.text));
+        }
+        let delay = |ctx: &mut Ctx, i: usize, what: &str| -> Option<u32> {
+            let w = args.get(i)?;
+            let us = decimal_micros(&w.text).filter(|us| *us <= 255_000_000).map(|us| us as u32);
+            if us.is_none() {
+                ctx.error(w.span, format!("invalid {what} delay {} for {}: 0 to 255 seconds", w.text, name.text));
+            }
+            us
+        };
+        let Some(down_us) = delay(ctx, 0, "down") else { continue };
+        let up_us = if args.len() < 2 {
+            0
+        } else {
+            let Some(up) = delay(ctx, 1, "up") else { continue };
+            up
+        };
+        cfg.interface_up_down_delays.retain(|d| d.iface != name.text);
+        cfg.interface_up_down_delays.push(UpDownDelay { iface: name.text.clone(), down_us, up_us, span: name.span });
+    }
+}
+
 /// A garp_group interval: seconds with up to six decimals, 0 allowed (keepalived's
 /// `read_decimal_unsigned_strvec(..., 0, INT_MAX, TIMER_HZ_DIGITS)`).
 fn garp_group_interval(ctx: &mut Ctx, st: &Stmt, what: &str) -> Option<u32> {
     let w = ctx.arg(st, 0, "a number of seconds")?;
-    // strtoull's forms too: a leading `+`, an empty whole part (`.5`).
-    let text = w.text.strip_prefix('+').unwrap_or(&w.text);
-    let whole_and_frac = text.split_once('.').map_or((text, ""), |(a, b)| (a, b));
-    let digits = |s: &str| s.bytes().all(|c| c.is_ascii_digit());
-    let us = match whole_and_frac {
-        (a, b) if !(a.is_empty() && b.is_empty()) && digits(a) && digits(b) && b.len() <= 6 => {
-            let frac: u64 = format!("{b:0<6}").parse().unwrap_or(0);
-            let whole = if a.is_empty() { Some(0) } else { a.parse::<u64>().ok() };
-            whole.map(|s| s * 1_000_000 + frac).filter(|us| *us <= i32::MAX as u64)
-        }
-        _ => None,
-    };
+    let us = decimal_micros(&w.text).filter(|us| *us <= i32::MAX as u64);
     match us {
         Some(us) => Some(us as u32),
         None => {

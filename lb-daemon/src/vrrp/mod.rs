@@ -16,6 +16,7 @@
 //! the new master's gratuitous ARPs, as with keepalived.
 
 pub mod ah;
+pub mod debounce;
 mod engine;
 pub mod instance;
 pub mod packet;

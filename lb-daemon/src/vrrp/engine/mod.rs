@@ -107,6 +107,8 @@ pub struct Engine {
     delayed_start: Option<Instant>,
     /// `disable_local_igmp` turned igmp_link_local_mcast_reports from 1 to 0: back at stop.
     igmp_reports_off: bool,
+    /// `interface_up_down_delays`: the link states the instances see.
+    links: crate::vrrp::debounce::Links,
     notifier: Notifier,
     mail_vrrp: bool,
     tx: mpsc::Sender<Input>,
@@ -138,6 +140,7 @@ impl Engine {
             promoted: Default::default(),
             delayed_start: None,
             igmp_reports_off: false,
+            links: Default::default(),
             notifier,
             mail_vrrp: g.vrrp_mail(),
             tx,
@@ -157,8 +160,18 @@ impl Engine {
             e.spawn_instance(cfg, v, now).await;
         }
         e.build_groups(cfg);
+        e.configure_links(cfg);
         e.trackers.restart(cfg, e.notifier.runner(), &e.tx);
         Ok((e, status_rx))
+    }
+
+    /// The interfaces' up/down delays (`debounce`), a VMAC taking its interface's, and a
+    /// first look at each.
+    fn configure_links(&mut self, cfg: &Config) {
+        let vmacs: Vec<(String, String)> =
+            self.insts.iter().filter_map(|i| i.vmac.as_ref().map(|base| (i.iface.clone(), base.clone()))).collect();
+        self.links.configure(crate::vrrp::debounce::delays(cfg, &vmacs));
+        self.links.poll(Instant::now(), netlink::is_running);
     }
 
     pub fn instances(&self) -> usize {
@@ -296,6 +309,15 @@ impl Engine {
                     None => std::future::pending().await,
                 }
             };
+            // A delayed link change (interface_up_down_delays) is carried out when due, not at
+            // the next poll.
+            let link_due = self.links.next_due();
+            let link_change = async {
+                match link_due {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 done = &mut stop => {
                     self.stop().await;
@@ -320,7 +342,12 @@ impl Engine {
                         self.carry_out(i, e).await;
                     }
                 }
+                _ = link_change => {
+                    self.links.poll(Instant::now(), netlink::is_running);
+                    self.retrack().await;
+                }
                 _ = poll.tick() => {
+                    self.links.poll(Instant::now(), netlink::is_running);
                     self.retrack().await;
                     self.check_addresses().await;
                 }
@@ -486,7 +513,8 @@ impl Engine {
                 let t = &self.trackers;
                 let procs = (t.procs(), t.group_procs(&i.cfg.name));
                 let bfd = BfdView { cfg: &self.bfds, events: &self.bfd_events };
-                tracking::weigh(&i.cfg, &i.iface, t.list(), t.files(), procs, bfd, netlink::is_running)
+                let running = |name: &str| self.links.running(name, netlink::is_running);
+                tracking::weigh(&i.cfg, &i.iface, t.list(), t.files(), procs, bfd, running)
             })
             .collect();
         let names: Vec<&str> = self.insts.iter().map(|i| i.cfg.name.as_str()).collect();

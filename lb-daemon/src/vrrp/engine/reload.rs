@@ -89,6 +89,7 @@ impl Engine {
         // a restarted instance keeps its VMAC.
         self.prune_vmacs().await;
         self.build_groups(cfg);
+        self.configure_links(cfg);
         self.bfds = cfg.bfd_instances.clone();
         if !self.trackers.same_as(cfg) {
             self.trackers.restart(cfg, self.notifier.runner(), &self.tx);
