@@ -1947,8 +1947,9 @@ fn a_backup_does_not_load_balance_its_instances_vip() {
 
 /// keepalived's `nftables [TABLE]`, `nftables_priority` and `nftables_counters`, against
 /// keepalived 2.2.7 with the same global_defs on the same node: its no_accept master's rules
-/// are in that table, their input and output chains at that priority (the chain lines as nft
-/// prints them must be the same), with counters, which count the dropped connection attempt.
+/// are in the `ip` table of that name, their input and output chains at that priority (the
+/// chain lines as nft prints them must be the same), with counters, which count the dropped
+/// connection attempt. A table name nft cannot take (`counter`) is refused at reload.
 /// A reload to a bare `nftables` moves the rules to keepalived's default table `keepalived`
 /// and removes the old one.
 #[test]
@@ -1983,17 +1984,23 @@ fn nftables_keywords_name_and_shape_the_no_accept_table_as_keepalived() {
     assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
     assert!(eventually(Duration::from_secs(3), || !answers(VRRP_VIP4)), "{:#?}", d.log());
     assert!(answers(node4(0)));
-    let ours = node.sh("nft list table inet kadfw").unwrap();
+    let ours = node.sh("nft list table ip kadfw").unwrap();
     assert_eq!(chains(&ours), chains(&theirs), "ours:\n{ours}\nkeepalived's:\n{theirs}");
-    let dropped = ours.lines().find(|l| l.contains("ip daddr @vips4")).unwrap_or_default();
+    let dropped = ours.lines().find(|l| l.contains("ip daddr @vips")).unwrap_or_default();
     assert!(dropped.contains("counter packets") && !dropped.contains("counter packets 0 "), "{ours}");
 
+    dir.file("node0.conf", &conf("    nftables counter\n"));
+    d.signal(Signal::SIGHUP).unwrap();
+    assert!(d.wait_log("reload refused", Duration::from_secs(5)), "{:#?}", d.log());
+    assert!(node.sh("nft list tables").unwrap_or_default().contains("table ip kadfw"));
     dir.file("node0.conf", &conf("    nftables\n"));
     d.signal(Signal::SIGHUP).unwrap();
     let tables = || node.sh("nft list tables").unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(5), || tables().contains("table inet keepalived")
-            && !tables().contains("kadfw")),
+        eventually(Duration::from_secs(5), || {
+            let t = tables();
+            t.contains("table ip keepalived") && t.contains("table ip6 keepalived") && !t.contains("kadfw")
+        }),
         "{}\n{:#?}",
         tables(),
         d.log()

@@ -160,9 +160,10 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
             return;
         }
         let name = s.args().first().map_or("keepalived", |w| w.text.as_str());
-        if name.is_empty() || name.len() > 255 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-        {
-            ctx.error(s.keyword().span, format!("nftables: `{name}` is not a table name"));
+        // nft's identifiers; a keyword of nft's (`counter`) is caught by `nft -c` at start.
+        let first = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !first || name.len() > 255 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            ctx.error(s.keyword().span, format!("nftables: `{name}` is not a table name nft takes"));
             return;
         }
         g.nftables = Some(name.to_string());

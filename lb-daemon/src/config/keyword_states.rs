@@ -316,11 +316,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
             "lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface",
         ],
     ),
-    (
-        "vrrp_instance",
-        "vmac_garp_intvl",
-        &["lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface"],
-    ),
+    ("vrrp_instance", "vmac_garp_intvl", &["lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s"]),
     (
         "global_defs",
         "vrrp_garp_extra_if",
@@ -332,7 +328,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "global_defs",
         "vrrp_vmac_garp_intvl",
-        &["lb-daemon/src/vrrp/engine/live.rs::garp_extra_if_announces_the_first_vip_of_each_other_interface"],
+        &["lb-daemon/src/config/tests.rs::election_variants_resolve_as_keepalived_s"],
     ),
     ("virtual_server", "hashed", &["lb-daemon/src/config/tests.rs::scheduler_flags_follow_keepalived"]),
     (

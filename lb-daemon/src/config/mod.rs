@@ -256,48 +256,57 @@ fn expand(stmts: Vec<tree::Stmt>, dir: &Path, depth: usize, f: &mut Files) -> Ve
     out
 }
 
-/// Files an `include` names, relative to the including file's directory. A plain path that
-/// does not exist is an error (keepalived skips it unless `match` is checked); a glob matching
-/// nothing is a warning, an error when `wildcard_match` is checked; a glob's match that is not
-/// a regular file is skipped, an error when `read` is checked.
+/// Files an `include` names, relative to the including file's directory, checked as
+/// keepalived's `open_and_check_glob` and `check_glob_file` do: a directory or an executable
+/// file is skipped with a warning (an error with the read check); a glob matching nothing is
+/// a warning (an error with wildcard_match, or with match when its directory is missing). A
+/// missing plain path is always an error here (keepalived skips it unless match is checked).
 fn resolve(pattern: &tree::Word, dir: &Path, checks: u8, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let full =
         if Path::new(&pattern.text).is_absolute() { PathBuf::from(&pattern.text) } else { dir.join(&pattern.text) };
     let is_glob = pattern.text.contains(['*', '?', '[']);
-    if !is_glob {
-        if !full.exists() {
-            diags.push(Diagnostic::error(pattern.span, format!("included file {} does not exist", full.display())));
-            return Vec::new();
-        }
-        return vec![full];
-    }
-    match glob::glob(&full.to_string_lossy()) {
-        Ok(paths) => {
-            let (mut found, other): (Vec<PathBuf>, Vec<PathBuf>) =
-                paths.filter_map(Result::ok).partition(|p| p.is_file());
-            found.sort();
-            if checks & INCLUDE_R != 0 {
-                for p in other {
-                    let msg =
-                        format!("include {}: {} is not a regular file (the read check)", full.display(), p.display());
-                    diags.push(Diagnostic::error(pattern.span, msg));
-                }
+    let report = |diags: &mut Vec<Diagnostic>, error: bool, msg: String| {
+        diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
+    };
+    let found = if is_glob {
+        match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => paths.filter_map(Result::ok).collect::<Vec<_>>(),
+            Err(e) => {
+                diags.push(Diagnostic::error(pattern.span, format!("bad include pattern: {e}")));
+                return Vec::new();
             }
-            if found.is_empty() {
-                let msg = format!("include {} matches no file", full.display());
-                diags.push(if checks & INCLUDE_W != 0 {
-                    Diagnostic::error(pattern.span, format!("{msg} (the wildcard_match check)"))
-                } else {
-                    Diagnostic::warning(pattern.span, msg)
-                });
-            }
-            found
         }
-        Err(e) => {
-            diags.push(Diagnostic::error(pattern.span, format!("bad include pattern: {e}")));
-            Vec::new()
+    } else if full.exists() {
+        vec![full.clone()]
+    } else {
+        diags.push(Diagnostic::error(pattern.span, format!("included file {} does not exist", full.display())));
+        return Vec::new();
+    };
+    if found.is_empty() {
+        let dir_missing = full.parent().is_some_and(|d| !d.is_dir());
+        let msg = format!("include {} matches no file", full.display());
+        if dir_missing {
+            report(diags, checks & INCLUDE_M != 0, format!("{msg}: its directory is missing (the match check)"));
+        } else {
+            report(diags, checks & INCLUDE_W != 0, format!("{msg} (the wildcard_match check)"));
+        }
+        return Vec::new();
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in found {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(&p);
+        let plain = meta.as_ref().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 == 0);
+        if plain {
+            files.push(p);
+        } else {
+            let msg =
+                format!("included {} is not a regular non-executable file: skipped (the read check)", p.display());
+            report(diags, checks & INCLUDE_R != 0, msg);
         }
     }
+    files.sort();
+    files
 }
 
 #[cfg(test)]

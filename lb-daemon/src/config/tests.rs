@@ -928,10 +928,11 @@ fn includes_resolve_relative_to_the_including_file_and_expand_globs() {
 }
 
 /// keepalived's include variants and `include_check` (lib/parser.c `check_include`,
-/// `include_check_set`): beyond lb-daemon's own rule (a missing plain path is an error), a glob
-/// matching nothing is an error with wildcard_match (includew, includea), a match that is
-/// not a regular file with read (includer and the others); `include_check` in global_defs
-/// sets the checks for the rest of its file.
+/// `include_check_set`, `check_glob_file`): beyond lb-daemon's own rule (a missing plain path
+/// is an error), a glob matching nothing is an error with wildcard_match (includew,
+/// includea), or with match when its directory is missing (includem too); a directory or an
+/// executable file is skipped, an error with read (every variant); `include_check` in
+/// global_defs sets the checks for the rest of its file.
 #[test]
 fn include_variants_and_include_check_follow_keepalived() {
     let dir = tempfile::tempdir().unwrap();
@@ -939,6 +940,11 @@ fn include_variants_and_include_check_follow_keepalived() {
     std::fs::create_dir(dir.path().join("d.conf")).unwrap();
     write("vs.conf", "virtual_server 203.0.113.1 80 {\n protocol TCP\n}\n");
     write("strict.conf", "global_defs {\n include_check\n}\n");
+    write("x.conf", "virtual_server 203.0.113.2 80 {\n protocol TCP\n}\n");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir.path().join("x.conf"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let run = |text: &str| {
         write("main.conf", text);
         let l = load(&dir.path().join("main.conf"), BackendKind::Auto).unwrap();
@@ -952,9 +958,17 @@ fn include_variants_and_include_check_follow_keepalived() {
         let wildcard = matches!(variant, "includew" | "includea");
         assert_eq!(errors.len(), usize::from(wildcard), "{variant}: {all}");
         assert!(all.contains("matches no file"), "{variant}: {all}");
-        // `d.conf` is a directory the glob `d*.conf` matches.
-        let (_, errors, all) = run(&format!("{variant} d*.conf\n"));
-        assert_eq!(errors.len(), usize::from(variant != "include") + usize::from(wildcard), "{variant}: {all}");
+        // `d.conf` is a directory the glob `d*.conf` matches, `x.conf` an executable file:
+        // skipped (keepalived's check_glob_file), an error with the read check.
+        for target in ["d*.conf", "x.conf"] {
+            let (n, errors, all) = run(&format!("{variant} {target}\n"));
+            assert_eq!((n, errors.len()), (0, usize::from(variant != "include")), "{variant} {target}: {all}");
+            assert!(all.contains("not a regular non-executable file"), "{variant} {target}: {all}");
+        }
+        // A glob whose directory is missing: the match check.
+        let (_, errors, all) = run(&format!("{variant} nodir/*.conf\n"));
+        let matched = !matches!(variant, "include" | "includer" | "includeb");
+        assert_eq!(errors.len(), usize::from(matched), "{variant}: {all}");
     }
     // include_check holds for the rest of its file, not for the file that included it.
     let (_, errors, all) = run("global_defs {\n include_check wildcard_match\n}\ninclude none*.conf\n");

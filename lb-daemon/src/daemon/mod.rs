@@ -184,6 +184,7 @@ impl Shell {
         let mut loaded = read_config(&opts.config, opts.backend)?;
         if opts.subsystems.vrrp() {
             startup::check_interfaces(&loaded)?;
+            accept::check(&accept::Firewall::of(&loaded.config.global))?;
         }
         startup::load_ssl(&mut loaded, opts.subsystems)?;
         check::tls::install(loaded.config.ssl_loaded.clone());
@@ -439,6 +440,7 @@ impl Shell {
         let subsystems = self.opts.subsystems;
         let checked = read_config(&self.opts.config, self.opts.backend)
             .and_then(|l| if vrrp { startup::check_interfaces(&l).map(|()| l) } else { Ok(l) })
+            .and_then(|l| if vrrp { accept::check(&accept::Firewall::of(&l.config.global)).map(|()| l) } else { Ok(l) })
             .and_then(|mut l| startup::load_ssl(&mut l, subsystems).map(|()| l));
         match checked {
             Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),
@@ -618,7 +620,14 @@ impl Shell {
         if self.no_accept == now {
             return;
         }
-        if let Some((old, _)) = self.no_accept.take_if(|(old, _)| old.table != fw.table)
+        // At the first look, our own table from a run without `nftables` goes too.
+        if self.no_accept.is_none() && fw.named.is_some() {
+            let own = accept::Firewall { named: None, ..fw.clone() };
+            if let Err(e) = accept::apply(&own, &Default::default()) {
+                warn!("{e:#}");
+            }
+        }
+        if let Some((old, _)) = self.no_accept.take_if(|(old, _)| old.named != fw.named)
             && let Err(e) = accept::apply(&old, &Default::default())
         {
             error!("{e:#}");
@@ -626,7 +635,7 @@ impl Shell {
         match accept::apply(&fw, &vips) {
             Ok(()) if vips.is_empty() => self.no_accept = now,
             Ok(()) => {
-                info!(vips = ?vips, table = fw.table, "no_accept: traffic to and from these VIPs is dropped");
+                info!(vips = ?vips, tables = fw.describe(), "no_accept: traffic to and from these VIPs is dropped");
                 self.no_accept = now;
             }
             // Nothing to drop (a host without nftables, a config without no_accept): no table

@@ -279,13 +279,22 @@ impl BpfDataplane {
         Ok(got)
     }
 
-    /// Writes `iface`'s MAC in `lb_iface_mac` (if it changed): frames unicast to another MAC
-    /// are not load-balanced. An interface without a MAC is not checked.
+    /// Writes `iface`'s MAC in `lb_iface_mac` (if it changed), and the MACs of the macvlans
+    /// on it in `lb_local_macs`: frames unicast to another MAC are not load-balanced. An
+    /// interface without a MAC is not checked.
     pub fn learn_mac(&mut self, iface: &str) -> Result<()> {
+        if let Some(ifindex) = self.learn_iface_mac(iface)? {
+            self.learn_macvlans(&[(iface.to_string(), ifindex)]);
+        }
+        Ok(())
+    }
+
+    /// `learn_mac`'s `lb_iface_mac` part; the interface's index when it has a slot there.
+    fn learn_iface_mac(&mut self, iface: &str) -> Result<Option<u32>> {
         let ifindex = nix::net::if_::if_nametoindex(iface).with_context(|| format!("no interface {iface}"))?;
         if ifindex >= MAX_IFINDEX {
             warn!(iface, ifindex, "interface index beyond the data plane's table: destination MACs not checked");
-            return Ok(());
+            return Ok(None);
         }
         // A VMAC (use_vmac, ours or a keepalived's) in this namespace: frames to VRRP virtual
         // MACs are the VIPs' (fencing still keeps a backup from load-balancing them).
@@ -304,40 +313,60 @@ impl BpfDataplane {
                 info!(iface, "frames to VRRP virtual MACs (use_vmac) are load-balanced on {iface}");
             }
         }
-        self.learn_macvlans(iface, ifindex)
+        Ok(Some(ifindex))
     }
 
-    /// Writes the MACs of the macvlans on `iface` in `lb_local_macs` (and drops those of
-    /// macvlans gone): the kernel takes frames to them, a VMAC's with a MAC of its own among
-    /// them, so they are load-balanced too.
-    fn learn_macvlans(&mut self, iface: &str, ifindex: u32) -> Result<()> {
+    /// Writes the MACs of the up macvlans on `ifaces` (name, index) in `lb_local_macs`, and
+    /// drops those of macvlans gone or down: the kernel takes frames to them, a VMAC's with a
+    /// MAC of its own among them, so they are load-balanced too. One link dump for all; a
+    /// failure is logged and changes nothing (the interface's own MAC still counts).
+    fn learn_macvlans(&mut self, ifaces: &[(String, u32)]) {
         use lb_common::LocalMac;
-        let macvlans = crate::dataplane::nexthop::rtnl::Rtnl::open()?.macvlans()?;
+        let macvlans = match crate::dataplane::nexthop::rtnl::Rtnl::open().and_then(|mut r| r.macvlans()) {
+            Ok(m) => m,
+            Err(e) => return warn!("reading the macvlans: {e:#}; their MACs are left as they were"),
+        };
+        let ours = |ifindex: u32| ifaces.iter().any(|(_, i)| *i == ifindex);
         let want: BTreeSet<LocalMac> = macvlans
             .into_iter()
-            .filter(|(lower, _)| *lower == ifindex)
-            .map(|(_, mac)| LocalMac { ifindex, mac, pad: 0 })
+            .filter(|(lower, _)| ours(*lower))
+            .map(|(ifindex, mac)| LocalMac { ifindex, mac, pad: 0 })
             .collect();
-        let mut m: HashMap<_, LocalMac, u8> = HashMap::try_from(map_mut(&mut self.ebpf, MAP_LOCAL_MACS)?)?;
-        let have: BTreeSet<LocalMac> = m.keys().filter_map(Result::ok).filter(|k| k.ifindex == ifindex).collect();
+        let mut m: HashMap<_, LocalMac, u8> =
+            match map_mut(&mut self.ebpf, MAP_LOCAL_MACS).and_then(|m| Ok(HashMap::try_from(m)?)) {
+                Ok(m) => m,
+                Err(e) => return warn!("{MAP_LOCAL_MACS}: {e:#}"),
+            };
+        let have: BTreeSet<LocalMac> = m.keys().filter_map(Result::ok).filter(|k| ours(k.ifindex)).collect();
         for k in have.difference(&want) {
-            m.remove(k).with_context(|| format!("deleting from {MAP_LOCAL_MACS}"))?;
-        }
-        for k in want.difference(&have) {
-            m.insert(k, 1, 0).with_context(|| format!("writing {MAP_LOCAL_MACS}"))?;
-            info!(iface, mac = %mac_text(k.mac), "frames to this macvlan's MAC are load-balanced on {iface}");
-        }
-        Ok(())
-    }
-
-    /// `learn_mac` for every interface the program is attached to.
-    fn learn_macs(&mut self) {
-        let ifaces: Vec<String> = self.interfaces().map(str::to_string).collect();
-        for iface in ifaces {
-            if let Err(e) = self.learn_mac(&iface) {
-                warn!(iface, "reading the interface's MAC: {e:#}");
+            if let Err(e) = m.remove(k) {
+                warn!("deleting from {MAP_LOCAL_MACS}: {e}");
             }
         }
+        for k in want.difference(&have) {
+            let iface = ifaces.iter().find(|(_, i)| *i == k.ifindex).map_or("", |(n, _)| n.as_str());
+            match m.insert(k, 1, 0) {
+                Ok(()) => {
+                    info!(iface, mac = %mac_text(k.mac), "frames to this macvlan's MAC are load-balanced on {iface}")
+                }
+                Err(e) => warn!(iface, "writing {MAP_LOCAL_MACS}: {e}"),
+            }
+        }
+    }
+
+    /// `learn_mac` for every interface the program is attached to (one link dump for their
+    /// macvlans).
+    fn learn_macs(&mut self) {
+        let names: Vec<String> = self.interfaces().map(str::to_string).collect();
+        let mut ifaces = Vec::new();
+        for iface in names {
+            match self.learn_iface_mac(&iface) {
+                Ok(Some(ifindex)) => ifaces.push((iface, ifindex)),
+                Ok(None) => {}
+                Err(e) => warn!(iface, "reading the interface's MAC: {e:#}"),
+            }
+        }
+        self.learn_macvlans(&ifaces);
     }
 
     /// Fences the services of `fences`' VIPs (VIP → `FENCE_*`) and no others, now and in

@@ -85,7 +85,8 @@ impl Rtnl {
         }
     }
 
-    /// Every macvlan: (its lower interface, its MAC).
+    /// Every macvlan that is up: (its lower interface, its MAC). The kernel delivers frames
+    /// only to macvlans that are up.
     pub fn macvlans(&mut self) -> Result<Vec<(u32, [u8; 6])>> {
         let answers = self.exchange(RouteNetlinkMessage::GetLink(LinkMessage::default()), true)?;
         Ok(answers
@@ -290,9 +291,12 @@ fn link_of(l: &LinkMessage) -> Link {
     link
 }
 
-/// A macvlan's lower interface and MAC; None for other links.
+/// An up macvlan's lower interface and MAC; None for other links.
 fn macvlan_of(l: &LinkMessage) -> Option<(u32, [u8; 6])> {
-    use rtnetlink::packet_route::link::{InfoKind, LinkInfo};
+    use rtnetlink::packet_route::link::{InfoKind, LinkFlags, LinkInfo};
+    if !l.header.flags.contains(LinkFlags::Up) {
+        return None;
+    }
     let (mut macvlan, mut lower, mut mac) = (false, None, None);
     for a in &l.attributes {
         match a {

@@ -130,6 +130,8 @@ impl Engine {
         let before = inst.machine.priority();
         inst.machine.s = live::settings(&cfg.global, v, inst.machine.s.version, inst.machine.s.primary);
         inst.tuning = tuning;
+        // A new garp_extra_if interval counts from the next advert.
+        inst.extra_garp_at = None;
         inst.notify_priority = live::notifies_priority_changes(cfg, v);
         info!(instance = %v.name, "vrrp_instance updated in place by reload");
         if inst.machine.state != State::Master {
