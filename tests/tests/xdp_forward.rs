@@ -193,7 +193,7 @@ fn only_frames_to_our_mac_are_load_balanced() {
 /// the kernel takes for its macvlan. Without a VMAC in the namespace such a frame is another
 /// host's; once one exists (the daemon reads the interfaces again, as its housekeeping does),
 /// frames to VRRP virtual MACs are load-balanced like frames to the interface's own MAC, and
-/// so are frames to a macvlan's own MAC (`use_vmac NAME MAC`) while it exists.
+/// so are frames to a macvlan's own MAC (`use_vmac NAME MAC`) while it exists and is up.
 #[test]
 fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
     let (ns, _peer, mut fx) = setup();
@@ -252,6 +252,19 @@ fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
     // macvlan's MAC on the interface, and so do we once the daemon has read it.
     ns.ip(&["link", "add", "vip51", "link", "fx0", "type", "macvlan", "mode", "private"]).unwrap();
     ns.ip(&["link", "set", "vip51", "address", "02:00:5e:1a:2b:3c"]).unwrap();
+    // Down, the kernel delivers nothing to it: not ours either.
+    fx.learn_mac("fx0").unwrap();
+    fx.check(&Case {
+        name: "to a VMAC's own MAC, VMAC down",
+        input: with_macs(syn(42006), CLIENT_MAC, other),
+        action: XDP_PASS,
+        output: Output::Unchanged,
+        reason: "reason_not_our_mac",
+        service: None,
+        also: &[],
+    })
+    .unwrap();
+    ns.ip(&["link", "set", "vip51", "up"]).unwrap();
     fx.learn_mac("fx0").unwrap();
     let input = with_macs(syn(42004), CLIENT_MAC, other);
     fx.check(&Case {
