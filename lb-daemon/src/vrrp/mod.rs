@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{config::Config, notify::Notifier};
 use engine::{Cmd, Engine};
-pub use engine::{garp_extra_targets, vips};
+pub use engine::{garp_extra_targets, placed_vips};
 pub use instance::State;
 pub use status::{ProcessStatus, VrrpStatus};
 

@@ -484,7 +484,9 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         line(format!("   Down timer adverts = {}", c.down_timer_adverts(g)));
         // keepalived clears the interval where it would announce nothing.
         let extra = c.garp_extra_if.unwrap_or(g.vrrp_garp_extra_if);
-        if !crate::vrrp::garp_extra_targets(crate::vrrp::vips(c), i.iface(), extra, c.vmac_xmit_base).is_empty() {
+        let vmac_base = c.use_vmac.as_ref().and(c.interface.as_deref());
+        let placed = crate::vrrp::placed_vips(c, vmac_base);
+        if !crate::vrrp::garp_extra_targets(placed, i.iface(), extra, c.vmac_xmit_base).is_empty() {
             line(format!("   Gratuitous ARP for each secondary i/f = {}", extra.secs));
         }
         let answers_lower = if c.lower_prio_no_advert(g) { "false" } else { "true" };

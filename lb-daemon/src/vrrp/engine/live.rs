@@ -300,17 +300,9 @@ impl LiveInstance {
         self.vips_of(&self.cfg)
     }
 
-    /// `cfg`'s VIPs as this instance holds them: with use_vmac, an address of the other
-    /// family without `dev` stays on the base interface (keepalived moves only the instance's
-    /// family to the VMAC).
+    /// `cfg`'s VIPs as this instance holds them (`placed_vips`).
     pub fn vips_of(&self, cfg: &VrrpInstance) -> Vec<IpAddress> {
-        let mut all = vips(cfg);
-        if let Some(base) = &self.vmac {
-            for a in all.iter_mut().filter(|a| a.dev.is_none() && a.addr.is_ipv6() != self.v6) {
-                a.dev = Some(base.clone());
-            }
-        }
-        all
+        placed_vips(cfg, self.vmac.as_deref())
     }
 
     pub fn send_advert(&mut self, priority: u8) {
@@ -700,6 +692,20 @@ pub fn extra_targets(vips: Vec<IpAddress>, iface: &str, extra: GarpExtraIf, xmit
     vips.into_iter().filter(|a| other(a) || xmit_base).filter(|a| seen.insert(a.device(iface).to_string())).collect()
 }
 
+/// `v`'s VIPs where it holds them, `dev` None meaning its interface (its VMAC with use_vmac:
+/// `vmac_base` names the interface the VMAC is on). As keepalived's `vrrp_complete_instance`:
+/// with use_vmac an address without `dev`, or with the base interface as `dev`, goes on the
+/// VMAC when of the instance's family and stays on the base interface otherwise.
+pub fn placed_vips(v: &VrrpInstance, vmac_base: Option<&str>) -> Vec<IpAddress> {
+    let mut all = vips(v);
+    let Some(base) = vmac_base else { return all };
+    let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+    for a in all.iter_mut().filter(|a| a.dev.as_deref().is_none_or(|d| d == base)) {
+        a.dev = if a.addr.is_ipv6() == v6 { None } else { Some(base.to_string()) };
+    }
+    all
+}
+
 /// The addresses `v` holds as master: `virtual_ipaddress` and `virtual_ipaddress_excluded`.
 pub fn vips(v: &VrrpInstance) -> Vec<IpAddress> {
     v.virtual_ipaddress.iter().chain(&v.virtual_ipaddress_excluded).cloned().collect()
@@ -740,6 +746,28 @@ mod tests {
         let own =
             " garp_master_delay 2\n garp_master_repeat 1\n garp_master_refresh 9\n garp_master_refresh_repeat 2\n";
         assert_eq!(tuning(own), (2, 1, 9, 2, Duration::from_millis(250)));
+    }
+
+    /// With use_vmac, keepalived puts a VIP of the instance's family on the VMAC whether it
+    /// names no `dev` or the base interface, and one of the other family on the base
+    /// interface; other interfaces stay theirs.
+    #[test]
+    fn vmac_instances_place_their_vips_as_keepalived() {
+        let text = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n use_vmac\n virtual_ipaddress {\n  \
+                    192.0.2.10/24\n  192.0.2.11/24 dev eth0\n  192.0.2.12/24 dev eth1\n }\n \
+                    virtual_ipaddress_excluded {\n  2001:db8::10/64\n  2001:db8::11/64 dev eth0\n }\n}\n";
+        let l = crate::config::parse_str("t.conf", text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let v = &l.config.vrrp_instances[0];
+        let placed = |base| -> Vec<String> {
+            placed_vips(v, base).iter().map(|a| format!("{} {}", a.addr, a.device("VMAC"))).collect()
+        };
+        assert_eq!(
+            placed(Some("eth0")),
+            ["192.0.2.10 VMAC", "192.0.2.11 VMAC", "192.0.2.12 eth1", "2001:db8::10 eth0", "2001:db8::11 eth0"]
+        );
+        // Without a VMAC, as configured.
+        assert_eq!(placed(None)[1], "192.0.2.11 eth0");
     }
 
     /// `garp_extra_if` as keepalived's `vrrp_send_vmac_update` and its setup in vrrp.c: the

@@ -6,7 +6,7 @@
 
 mod live;
 
-pub use live::{extra_targets as garp_extra_targets, vips};
+pub use live::{extra_targets as garp_extra_targets, placed_vips};
 mod reload;
 mod statics;
 
