@@ -1841,6 +1841,42 @@ fn interface_up_down_delays_debounce_faults_as_keepalived() {
     assert!((ours.1 - theirs.1).abs() < 0.4 && (ours.2 - theirs.2).abs() < 0.4, "ours {ours:?}, keepalived {theirs:?}");
 }
 
+/// `reload_file`: present (emptied, mode 0644) while a SIGHUP reload reads the configuration,
+/// and gone once the reload is carried out, as keepalived's create_reload_file and
+/// remove_reload_file do for a named file; a stale one goes at start. The configuration is a
+/// FIFO during the reload, so the reload waits for the test to write it and the file is seen
+/// in between.
+#[test]
+fn reload_file_exists_while_the_configuration_is_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-reloadfile");
+    let (n0, _) = dir.recorder("notify0");
+    let marker = dir.path().join("ka.reload");
+    std::fs::write(&marker, "stale").unwrap();
+    let conf = format!("global_defs {{\n    reload_file {}\n}}\n{}", marker.display(), instance("VI_1", 150, "", &n0));
+    let mut d = start(&seg, 0, &dir, &conf);
+    assert!(d.wait_log("-> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
+    assert!(!marker.exists(), "a stale reload file outlived the start");
+    let path = dir.path().join("node0.conf");
+    std::fs::remove_file(&path).unwrap();
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    d.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(5), || marker.exists()), "no reload file while reading: {:#?}", d.log());
+    let meta = std::fs::metadata(&marker).unwrap();
+    assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o644));
+    // The daemon has the FIFO open for reading: this write completes its read.
+    std::fs::write(&path, &conf).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || !marker.exists()),
+        "the reload file outlived the reload: {:#?}",
+        d.log()
+    );
+    assert!(!d.log().iter().any(|l| l.contains("reload refused")), "{:#?}", d.log());
+    d.stop().unwrap();
+}
+
 /// `vrrp_min_garp` as keepalived 2.2.7 acts on it: one gratuitous ARP on becoming master and
 /// no second burst; a `vrrp_garp_master_delay` set before it stays (one more ARP 2 s later).
 /// Counted on the wire for keepalived and for lb-daemon with the same configs.

@@ -178,6 +178,11 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("nftables_counters", |ctx, g, s| g.nftables_counters = ctx.flag(s)),
+    // keepalived's reload_file_handler: the first word, else its default; more are ignored.
+    Keyword::new("reload_file", |_, g, s| {
+        let path = s.args().first().map_or("/run/keepalived.reload", |w| w.text.as_str());
+        g.reload_file = Some(path.into());
+    }),
     Keyword::new("vrrp_skip_check_adv_addr", |ctx, g, s| g.vrrp_skip_check_adv_addr = ctx.flag(s)),
     Keyword::new("vrrp_down_timer_adverts", |ctx, g, s| {
         g.vrrp_down_timer_adverts = ctx.parse_range(s, 0, "a number of adverts", 1u8, 100);

@@ -189,6 +189,11 @@ pub struct GlobalDefs {
     /// Seconds between periodic gratuitous ARP refreshes while master; 0 (default) = never.
     pub vrrp_garp_master_refresh: u32,
     pub vrrp_garp_master_refresh_repeat: u32,
+    /// `reload_file [PATH]`: a file that exists while a SIGHUP reload reads the
+    /// configuration, so tools updating it can wait for its removal (keepalived's default
+    /// path /run/keepalived.reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_file: Option<std::path::PathBuf>,
     /// `nftables [TABLE]`: the no_accept drop rules' table (keepalived's default name
     /// `keepalived`); None: lb-daemon's own `lb_daemon_no_accept`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,6 +348,7 @@ impl Default for GlobalDefs {
             vrrp_garp_master_repeat: 5,
             vrrp_garp_master_refresh: 0,
             vrrp_garp_extra_if: GarpExtraIf::default(),
+            reload_file: None,
             nftables: None,
             nftables_priority: default_nftables_priority(),
             nftables_counters: false,

@@ -130,6 +130,22 @@ pub async fn run(opts: Options) -> Result<()> {
     shell.stop().await
 }
 
+/// Creates (or empties) `reload_file`, mode 0644 whatever the umask, as keepalived does; a
+/// failure is logged with keepalived's words and the reload goes on.
+fn create_reload_file(path: &std::path::Path) {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o644)));
+    if let Err(e) = made {
+        warn!("Failed to create reload file ({}) {e}", path.display());
+    }
+}
+
 /// What the loop owns besides the core: everything that does I/O.
 struct Shell {
     opts: Options,
@@ -182,6 +198,10 @@ impl Shell {
             run_around(&runner, "startup", Some(script), timeout).await;
         }
         let mut loaded = read_config(&opts.config, opts.backend)?;
+        // A reload file a previous run left (keepalived removes it at start).
+        if let Some(p) = &loaded.config.global.reload_file {
+            let _ = std::fs::remove_file(p);
+        }
         if opts.subsystems.vrrp() {
             startup::check_interfaces(&loaded)?;
             accept::check(&accept::Firewall::of(&loaded.config.global))?;
@@ -435,6 +455,20 @@ impl Shell {
         info!(config = %self.opts.config.display(), "SIGHUP: reloading");
         tell_systemd(&[NotifyState::Reloading]);
         let started = Instant::now();
+        // `reload_file`: present while the configuration is read, gone once the reload is
+        // carried out or refused (keepalived's create_reload_file / remove_reload_file).
+        let reload_file = self.node.config().global.reload_file.clone();
+        if let Some(p) = &reload_file {
+            create_reload_file(p);
+        }
+        self.reload_config(started).await;
+        if let Some(p) = &reload_file {
+            let _ = std::fs::remove_file(p);
+        }
+        tell_systemd(&[NotifyState::Ready]);
+    }
+
+    async fn reload_config(&mut self, started: Instant) {
         // An invalid config leaves the running one untouched.
         let vrrp = self.opts.subsystems.vrrp();
         let subsystems = self.opts.subsystems;
@@ -470,7 +504,6 @@ impl Shell {
                 }
             },
         }
-        tell_systemd(&[NotifyState::Ready]);
     }
 
     fn vrrp_status(&self) -> Vec<VrrpStatus> {
