@@ -1877,6 +1877,62 @@ fn reload_file_exists_while_the_configuration_is_read() {
     d.stop().unwrap();
 }
 
+/// `reload_time_file` / `reload_repeat` (keepalived's reload_monitor.c): a line that is not a
+/// time schedules nothing; a time written into the file (UTC, `Z`) schedules a reload, which
+/// comes at that time (here taking a priority changed meanwhile) and removes the file; with
+/// `reload_repeat` a time of day stays in the file and is scheduled again, for tomorrow.
+#[test]
+fn reload_time_file_reloads_at_its_time() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-reloadtime");
+    let (n0, _) = dir.recorder("notify0");
+    let timer = dir.path().join("reload-at");
+    let conf = |prio: u8, repeat: bool| {
+        let repeat = if repeat { "    reload_repeat\n" } else { "" };
+        format!(
+            "global_defs {{\n    reload_time_file {}\n{repeat}}}\n{}",
+            timer.display(),
+            instance("VI_1", prio, "", &n0)
+        )
+    };
+    // `secs` from now as HH:MM:SSZ.
+    let at = |secs: u64| {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + secs;
+        format!("{:02}:{:02}:{:02}Z\n", t / 3600 % 24, t / 60 % 60, t % 60)
+    };
+    let count = |d: &Daemon, what: &str| d.log().iter().filter(|l| l.contains(what)).count();
+    let mut d = start(&seg, 0, &dir, &conf(150, false));
+    assert!(d.wait_log("-> MASTER", Duration::from_secs(8)), "{:#?}", d.log());
+    std::fs::write(&timer, "soon\n").unwrap();
+    assert!(d.wait_log("format is incorrect", Duration::from_secs(3)), "{:#?}", d.log());
+
+    dir.file("node0.conf", &conf(120, false));
+    std::fs::write(&timer, at(3)).unwrap();
+    assert!(d.wait_log("Scheduling reload for", Duration::from_secs(3)), "{:#?}", d.log());
+    let t0 = Instant::now();
+    assert!(d.wait_log("SIGHUP: reloading", Duration::from_secs(6)), "{:#?}", d.log());
+    let waited = t0.elapsed().as_secs_f64();
+    assert!(waited > 1.0, "reloaded {waited:.1} s after scheduling, before its time");
+    assert!(d.wait_log("updated in place by reload", Duration::from_secs(3)), "{:#?}", d.log());
+    assert!(eventually(Duration::from_secs(2), || !timer.exists()), "the file outlived its reload");
+
+    // reload_repeat: the time of day stays, scheduled again for tomorrow after the reload.
+    dir.file("node0.conf", &conf(130, true));
+    d.signal(Signal::SIGHUP).unwrap();
+    assert!(eventually(Duration::from_secs(5), || count(&d, "updated in place by reload") == 2), "{:#?}", d.log());
+    let scheduled = count(&d, "Scheduling reload for");
+    std::fs::write(&timer, at(3)).unwrap();
+    assert!(eventually(Duration::from_secs(8), || count(&d, "SIGHUP: reloading") == 3), "{:#?}", d.log());
+    assert!(
+        eventually(Duration::from_secs(3), || count(&d, "Scheduling reload for") >= scheduled + 2),
+        "not scheduled again: {:#?}",
+        d.log()
+    );
+    assert!(timer.exists(), "reload_repeat: the file went");
+    d.stop().unwrap();
+}
+
 /// `vrrp_min_garp` as keepalived 2.2.7 acts on it: one gratuitous ARP on becoming master and
 /// no second burst; a `vrrp_garp_master_delay` set before it stays (one more ARP 2 s later).
 /// Counted on the wire for keepalived and for lb-daemon with the same configs.

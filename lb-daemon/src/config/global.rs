@@ -178,6 +178,12 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("nftables_counters", |ctx, g, s| g.nftables_counters = ctx.flag(s)),
+    // keepalived's reload_time_file_handler: exactly one path.
+    Keyword::new("reload_time_file", |ctx, g, s| match s.args() {
+        [p] => g.reload_time_file = Some(p.text.clone().into()),
+        _ => ctx.error(s.keyword().span, "reload_time_file invalid: give one file name"),
+    }),
+    Keyword::new("reload_repeat", |_, g, _| g.reload_repeat = true),
     // keepalived's reload_file_handler: the first word, else its default; more are ignored.
     Keyword::new("reload_file", |_, g, s| {
         let path = s.args().first().map_or("/run/keepalived.reload", |w| w.text.as_str());

@@ -105,8 +105,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "keepalived 2.2.7 has no set_supplementary_groups (a later keepalived's): scripts run without supplementary groups; give the script user's own group the access the script needs",
     ),
     // Scripts and notifications that run the user's commands.
-    ("reload_time_file", "global_defs", RELOAD),
-    ("reload_repeat", "global_defs", RELOAD),
     (
         "iproute_etc_dir",
         "global_defs",
@@ -130,7 +128,6 @@ const NOT_IN_227: &str =
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
 const FWMARK_GROUPS: &str = "a virtual_server_group as one IPVS firewall-mark service (one scheduler and persistence across its addresses) is not implemented; lb-daemon runs each of the group's addresses as its own service: remove it";
-const RELOAD: &str = "scheduled reloads are not implemented; send SIGHUP at that time (e.g. a systemd timer)";
 
 /// keepalived keywords that cannot change which node or real server gets traffic, grouped
 /// by the reason: (reason, keywords). Accepted with a warning that says so.
@@ -267,6 +264,15 @@ pub fn refused_anywhere(word: &str) -> Option<&'static str> {
 /// `FILE::function`). A keyword of the tables missing here is listed by docs/keywords.md as
 /// acted on without a proving test. Each test must exist (checked below).
 pub const ACTED: &[(&str, &str, &[&str])] = &[
+    (
+        "global_defs",
+        "reload_time_file",
+        &[
+            "tests/tests/vrrp.rs::reload_time_file_reloads_at_its_time",
+            "lb-daemon/src/daemon/reload_timer.rs::reload_times_read_as_keepalived",
+        ],
+    ),
+    ("global_defs", "reload_repeat", &["tests/tests/vrrp.rs::reload_time_file_reloads_at_its_time"]),
     ("global_defs", "reload_file", &["tests/tests/vrrp.rs::reload_file_exists_while_the_configuration_is_read"]),
     (
         "top level",

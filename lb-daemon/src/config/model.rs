@@ -194,6 +194,12 @@ pub struct GlobalDefs {
     /// path /run/keepalived.reload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_file: Option<std::path::PathBuf>,
+    /// `reload_time_file PATH` / `reload_repeat`: a reload at the time the file names
+    /// (`daemon::reload_timer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_time_file: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reload_repeat: bool,
     /// `nftables [TABLE]`: the no_accept drop rules' table (keepalived's default name
     /// `keepalived`); None: lb-daemon's own `lb_daemon_no_accept`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,6 +355,8 @@ impl Default for GlobalDefs {
             vrrp_garp_master_refresh: 0,
             vrrp_garp_extra_if: GarpExtraIf::default(),
             reload_file: None,
+            reload_time_file: None,
+            reload_repeat: false,
             nftables: None,
             nftables_priority: default_nftables_priority(),
             nftables_counters: false,

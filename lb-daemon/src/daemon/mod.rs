@@ -7,6 +7,7 @@
 mod accept;
 mod dump;
 pub mod node;
+mod reload_timer;
 mod startup;
 
 use std::{
@@ -172,6 +173,8 @@ struct Shell {
     /// The announcement table and the VIP routes we hold in it (`anycast_table`). None until
     /// the first announcement: routes a killed daemon left behind are reconciled then.
     anycast: Option<(u32, std::collections::BTreeSet<std::net::IpAddr>)>,
+    /// `reload_time_file`'s watcher, started again with each reload.
+    reload_timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Shell {
@@ -259,6 +262,7 @@ impl Shell {
             dumps: dump::Dumps::default(),
             no_accept: None,
             anycast: None,
+            reload_timer: None,
             opts,
         };
         if let Err(e) = shell.perform(Event::Start { checks }).await {
@@ -300,7 +304,19 @@ impl Shell {
                 return Err(e);
             }
         };
+        shell.watch_reload_time();
         Ok((shell, reports, requests))
+    }
+
+    /// (Re)starts `reload_time_file`'s watcher with the running configuration's setting.
+    fn watch_reload_time(&mut self) {
+        if let Some(t) = self.reload_timer.take() {
+            t.abort();
+        }
+        let g = &self.node.config().global;
+        if let Some(path) = g.reload_time_file.clone() {
+            self.reload_timer = Some(tokio::spawn(reload_timer::run(path, g.reload_repeat)));
+        }
     }
 
     /// Feeds `event` to the core and carries out its actions, feeding back the outcomes the
@@ -465,6 +481,8 @@ impl Shell {
         if let Some(p) = &reload_file {
             let _ = std::fs::remove_file(p);
         }
+        // keepalived reads the reload time file again after every reload.
+        self.watch_reload_time();
         tell_systemd(&[NotifyState::Ready]);
     }
 
