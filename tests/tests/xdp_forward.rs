@@ -200,96 +200,50 @@ fn frames_to_a_vrrp_virtual_mac_are_ours_once_a_vmac_exists() {
     fx.apply(&one_real_each_family(ForwardMethod::Dr)).unwrap();
     const VMAC: [u8; 6] = [0, 0, 0x5e, 0, 1, 51];
     let syn = |sport| frame(false, L4::TcpSyn { sport, dport: 1000 });
-    fx.check(&Case {
-        name: "to the virtual MAC, no VMAC here",
-        input: with_macs(syn(42000), CLIENT_MAC, VMAC),
+    // The frame passes to the kernel, as another host's.
+    let not_ours = |name: &'static str, input: Vec<u8>| Case {
+        name,
+        input,
         action: XDP_PASS,
         output: Output::Unchanged,
         reason: "reason_not_our_mac",
         service: None,
         also: &[],
-    })
-    .unwrap();
+    };
+    // The frame is load-balanced: a new DR flow of `service`.
+    let ours = |name: &'static str, input: Vec<u8>, service: u32| Case {
+        name,
+        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
+        input,
+        action: XDP_TX,
+        reason: "reason_fwd_dr",
+        service: Some(service),
+        also: &["flows_new", "halfopen_inserts"],
+    };
+    fx.check(&not_ours("to the virtual MAC, no VMAC here", with_macs(syn(42000), CLIENT_MAC, VMAC))).unwrap();
     ns.ip(&["link", "add", "vrrp.51", "link", "fx0", "type", "macvlan", "mode", "private"]).unwrap();
     ns.ip(&["link", "set", "vrrp.51", "address", "00:00:5e:00:01:33"]).unwrap();
     fx.learn_mac("fx0").unwrap();
-    let input = with_macs(syn(42001), CLIENT_MAC, VMAC);
-    fx.check(&Case {
-        name: "to the virtual MAC, VMAC here",
-        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
-        input,
-        action: XDP_TX,
-        reason: "reason_fwd_dr",
-        service: Some(0),
-        also: &["flows_new", "halfopen_inserts"],
-    })
-    .unwrap();
+    fx.check(&ours("to the virtual MAC, VMAC here", with_macs(syn(42001), CLIENT_MAC, VMAC), 0)).unwrap();
     // An IPv6 instance's virtual MAC, 00:00:5e:00:02:VRID, likewise.
-    let input = with_macs(frame(true, L4::TcpSyn { sport: 42003, dport: 1001 }), CLIENT_MAC, [0, 0, 0x5e, 0, 2, 51]);
-    fx.check(&Case {
-        name: "to the IPv6 virtual MAC, VMAC here",
-        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
-        input,
-        action: XDP_TX,
-        reason: "reason_fwd_dr",
-        service: Some(1),
-        also: &["flows_new", "halfopen_inserts"],
-    })
-    .unwrap();
+    let v6 = with_macs(frame(true, L4::TcpSyn { sport: 42003, dport: 1001 }), CLIENT_MAC, [0, 0, 0x5e, 0, 2, 51]);
+    fx.check(&ours("to the IPv6 virtual MAC, VMAC here", v6, 1)).unwrap();
     // Another host's unicast MAC is still not ours.
     let other = [0x02, 0, 0x5e, 0x1a, 0x2b, 0x3c];
-    fx.check(&Case {
-        name: "another host's MAC",
-        input: with_macs(syn(42002), CLIENT_MAC, other),
-        action: XDP_PASS,
-        output: Output::Unchanged,
-        reason: "reason_not_our_mac",
-        service: None,
-        also: &[],
-    })
-    .unwrap();
-    // `use_vmac NAME MAC`: a VMAC with a MAC of its own. The kernel takes frames to any
+    fx.check(&not_ours("another host's MAC", with_macs(syn(42002), CLIENT_MAC, other))).unwrap();
+    // `use_vmac NAME MAC`: a VMAC with a MAC of its own. The kernel takes frames to any up
     // macvlan's MAC on the interface, and so do we once the daemon has read it.
     ns.ip(&["link", "add", "vip51", "link", "fx0", "type", "macvlan", "mode", "private"]).unwrap();
     ns.ip(&["link", "set", "vip51", "address", "02:00:5e:1a:2b:3c"]).unwrap();
-    // Down, the kernel delivers nothing to it: not ours either.
     fx.learn_mac("fx0").unwrap();
-    fx.check(&Case {
-        name: "to a VMAC's own MAC, VMAC down",
-        input: with_macs(syn(42006), CLIENT_MAC, other),
-        action: XDP_PASS,
-        output: Output::Unchanged,
-        reason: "reason_not_our_mac",
-        service: None,
-        also: &[],
-    })
-    .unwrap();
+    fx.check(&not_ours("to a VMAC's own MAC, VMAC down", with_macs(syn(42006), CLIENT_MAC, other))).unwrap();
     ns.ip(&["link", "set", "vip51", "up"]).unwrap();
     fx.learn_mac("fx0").unwrap();
-    let input = with_macs(syn(42004), CLIENT_MAC, other);
-    fx.check(&Case {
-        name: "to a VMAC's own MAC",
-        output: Output::Frame(with_macs(input.clone(), LB_MAC, REAL_MAC)),
-        input,
-        action: XDP_TX,
-        reason: "reason_fwd_dr",
-        service: Some(0),
-        also: &["flows_new", "halfopen_inserts"],
-    })
-    .unwrap();
+    fx.check(&ours("to a VMAC's own MAC", with_macs(syn(42004), CLIENT_MAC, other), 0)).unwrap();
     // Gone again: another host's once more.
     ns.ip(&["link", "del", "vip51"]).unwrap();
     fx.learn_mac("fx0").unwrap();
-    fx.check(&Case {
-        name: "to a deleted VMAC's MAC",
-        input: with_macs(syn(42005), CLIENT_MAC, other),
-        action: XDP_PASS,
-        output: Output::Unchanged,
-        reason: "reason_not_our_mac",
-        service: None,
-        also: &[],
-    })
-    .unwrap();
+    fx.check(&not_ours("to a deleted VMAC's MAC", with_macs(syn(42005), CLIENT_MAC, other))).unwrap();
 }
 
 /// VRRP fencing: a service whose VIP this node does not hold as MASTER is not load-balanced,
