@@ -131,6 +131,14 @@ pub async fn run(opts: Options) -> Result<()> {
     shell.stop().await
 }
 
+/// `accept::check` where some instance will need the drop rules (no nft needed otherwise).
+fn check_firewall(cfg: &crate::config::Config) -> Result<()> {
+    if cfg.vrrp_instances.iter().any(|v| v.drops_vip_traffic(&cfg.global)) {
+        accept::check(&accept::Firewall::of(&cfg.global))?;
+    }
+    Ok(())
+}
+
 /// Creates (or empties) `reload_file`, mode 0644 whatever the umask, as keepalived does; a
 /// failure is logged with keepalived's words and the reload goes on.
 fn create_reload_file(path: &std::path::Path) {
@@ -207,7 +215,7 @@ impl Shell {
         }
         if opts.subsystems.vrrp() {
             startup::check_interfaces(&loaded)?;
-            accept::check(&accept::Firewall::of(&loaded.config.global))?;
+            check_firewall(&loaded.config)?;
         }
         startup::load_ssl(&mut loaded, opts.subsystems)?;
         check::tls::install(loaded.config.ssl_loaded.clone());
@@ -492,7 +500,7 @@ impl Shell {
         let subsystems = self.opts.subsystems;
         let checked = read_config(&self.opts.config, self.opts.backend)
             .and_then(|l| if vrrp { startup::check_interfaces(&l).map(|()| l) } else { Ok(l) })
-            .and_then(|l| if vrrp { accept::check(&accept::Firewall::of(&l.config.global)).map(|()| l) } else { Ok(l) })
+            .and_then(|l| if vrrp { check_firewall(&l.config).map(|()| l) } else { Ok(l) })
             .and_then(|mut l| startup::load_ssl(&mut l, subsystems).map(|()| l));
         match checked {
             Err(e) => error!("reload refused, keeping the running configuration: {e:#}"),

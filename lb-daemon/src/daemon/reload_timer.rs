@@ -5,8 +5,8 @@
 //! tomorrow's, a past date is ignored. At that time the file goes (it stays for the next day
 //! with `reload_repeat` and no date) and the daemon reloads as on SIGHUP. A file that goes,
 //! or whose line is not a time, cancels the reload. keepalived follows the file with inotify;
-//! here it is read every second (the time it holds is absolute, so only a time under a
-//! second ahead can be late).
+//! here it is read every second, and the watcher sleeps to the due instant itself once it is
+//! within the second (a change written less than a second before its time can be missed).
 //!
 //! `parse` is the decision; `run` the watcher, restarted with each reload.
 
@@ -150,8 +150,9 @@ pub async fn run(path: PathBuf, repeat: bool) {
             due = next;
             last = line;
         }
+        let at = |t: i64| std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
         if let Some((t, dated, _)) = &due
-            && now() >= *t
+            && std::time::SystemTime::now() >= at(*t)
         {
             // A time of day with reload_repeat stays for tomorrow; a date never repeats.
             if !repeat || *dated {
@@ -162,11 +163,13 @@ pub async fn run(path: PathBuf, repeat: bool) {
             unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
             return;
         }
+        // To the due instant itself when it is within the second (so nodes given the same
+        // time reload together), else a second, to read the file again.
         let wait = match &due {
-            Some((t, _, _)) => Duration::from_millis(((*t - now()).max(0) as u64 * 1000).min(1000)),
+            Some((t, _, _)) => at(*t).duration_since(std::time::SystemTime::now()).unwrap_or_default(),
             None => Duration::from_secs(1),
         };
-        tokio::time::sleep(wait.max(Duration::from_millis(50))).await;
+        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
     }
 }
 

@@ -82,9 +82,11 @@ pub struct Links {
 }
 
 impl Links {
-    /// New delays (a reload): interfaces that keep theirs keep their state.
+    /// New delays (a reload): interfaces that keep the same delays keep their state; one
+    /// whose delays changed is looked at afresh (a pending change would keep its old delay).
     pub fn configure(&mut self, delays: BTreeMap<String, Delays>) {
-        self.links.retain(|name, _| delays.contains_key(name));
+        let old = std::mem::take(&mut self.delays);
+        self.links.retain(|name, _| delays.get(name).is_some_and(|d| old.get(name) == Some(d)));
         self.delays = delays;
     }
 

@@ -192,21 +192,21 @@ impl RawSender {
 }
 
 impl Sender {
-    /// Bound to `src`, which must be the node's then. A configured source (`configured`:
-    /// `unicast_src_ip` / `mcast_src_ip`) is made transparent (IP_TRANSPARENT) after that, so
-    /// adverts keep leaving from it if it is removed from the node, as keepalived's do (its
-    /// header-included sends skip the kernel's check that the source is local); otherwise
-    /// every send would fail (ENETUNREACH) while the instance stays MASTER, and a peer would
-    /// take over beside it. A source taken from the interface is not: keepalived moves to
-    /// another address of the interface, or faults the instance, when it goes.
-    pub fn open(iface: &str, ifindex: u32, src: IpAddr, unicast_ttl: u8, configured: bool) -> Result<Self> {
+    /// Bound to `src`, which must be the node's then; transparent (IP_TRANSPARENT) after
+    /// that, so adverts keep leaving from `src` if it is removed from the node, as keepalived's
+    /// do for a configured source (its header-included sends skip the kernel's check that the
+    /// source is local); otherwise every send would fail (ENETUNREACH) while the instance
+    /// stays MASTER, and a peer would take over beside it. For a source taken from the
+    /// interface keepalived instead moves to another address of the interface or faults the
+    /// instance; lb-daemon keeps advertising from the old one (no second master either).
+    pub fn open(iface: &str, ifindex: u32, src: IpAddr, unicast_ttl: u8) -> Result<Self> {
         let s = raw_vrrp(src.is_ipv6())?;
         s.bind_device(Some(iface.as_bytes()))?;
         match src {
             IpAddr::V4(a) => {
                 s.bind(&SocketAddr::V4(SocketAddrV4::new(a, 0)).into())
                     .with_context(|| format!("binding the VRRP source address {a}"))?;
-                s.set_ip_transparent_v4(configured).context("IP_TRANSPARENT")?;
+                s.set_ip_transparent_v4(true).context("IP_TRANSPARENT")?;
                 s.set_ttl_v4(u32::from(unicast_ttl))?;
                 s.set_multicast_ttl_v4(255)?;
                 s.set_multicast_loop_v4(false)?;
@@ -216,7 +216,7 @@ impl Sender {
                 let scope = if a.is_unicast_link_local() { ifindex } else { 0 };
                 s.bind(&SocketAddr::V6(SocketAddrV6::new(a, 0, 0, scope)).into())
                     .with_context(|| format!("binding the VRRP source address {a}"))?;
-                s.set_ip_transparent_v6(configured).context("IPV6_TRANSPARENT")?;
+                s.set_ip_transparent_v6(true).context("IPV6_TRANSPARENT")?;
                 s.set_unicast_hops_v6(u32::from(unicast_ttl))?;
                 s.set_multicast_hops_v6(255)?;
                 s.set_multicast_loop_v6(false)?;
