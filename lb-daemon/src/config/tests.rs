@@ -1532,7 +1532,7 @@ fn election_variants_resolve_as_keepalived_s() {
     assert!(!l.has_errors(), "{}", l.render());
     let got: Vec<(&str, u32, u32)> =
         l.config.interface_up_down_delays.iter().map(|d| (d.iface.as_str(), d.down_us, d.up_us)).collect();
-    assert_eq!(got, [("eth0", 1_500_000, 250_000), ("eth1", 3_000_000, 1_000_000)]);
+    assert_eq!(got, [("eth0", 1_500_000, 250_000), ("eth1", 3_000_000, 1_000_000), ("eth2", 0, 0)]);
     assert!(l.render().contains("No timeouts specified for eth2") && l.render().contains("Too many parameters"));
     for bad in ["300", "abc", "1 256"] {
         let text = format!("interface_up_down_delays {{\n eth0 {bad}\n}}\n{}", inst(""));

@@ -118,6 +118,12 @@ pub fn interface_up_down_delays(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
         let args = line.args();
         if args.is_empty() {
             ctx.warn(name.span, format!("No timeouts specified for {} up/down delays", name.text));
+            // keepalived looks the interface up first (a missing one is fatal) and keeps any
+            // delays an earlier line gave it.
+            if !cfg.interface_up_down_delays.iter().any(|d| d.iface == name.text) {
+                let none = UpDownDelay { iface: name.text.clone(), down_us: 0, up_us: 0, span: name.span };
+                cfg.interface_up_down_delays.push(none);
+            }
             continue;
         }
         if let Some(extra) = args.get(2) {

@@ -64,7 +64,12 @@ pub fn parse(line: &str, now: i64) -> Result<(i64, bool), Reject> {
             return Err(Reject::Format);
         }
         let year = num(ymd[0])?;
-        tm.tm_year = if year_len == 2 { year + 100 } else { year - 1900 };
+        // glibc's %y: 69-99 are 1969-1999, 00-68 2000-2068.
+        tm.tm_year = match (year_len, year) {
+            (2, y) if y >= 69 => y,
+            (2, y) => y + 100,
+            (_, y) => y - 1900,
+        };
         tm.tm_mon = num(ymd[1])? - 1;
         tm.tm_mday = num(ymd[2])?;
     }
@@ -191,6 +196,7 @@ mod tests {
         assert_eq!(parse("00:59:50Z", now), Ok((now + 86_400 - 10, false)));
         assert_eq!(parse("2026-12-05 01:02:00Z", now), Ok((now + 120, true)));
         assert_eq!(parse("26-12-05 01:02:00Z", now), Ok((now + 120, true)));
+        assert_eq!(parse("99-12-05 01:02:00Z", now), Err(Reject::Past));
         assert_eq!(parse("2026-12-05 00:02:00Z", now), Err(Reject::Past));
         assert_eq!(parse("2026-02-30 01:02:00Z", now), Err(Reject::Invalid));
         assert_eq!(parse("25:00:00Z", now), Err(Reject::Invalid));
