@@ -176,7 +176,7 @@ fn a_nat_service_is_traced_as_text_and_as_pcapng_with_the_decisions_as_comments(
     require_root();
     let topo = LbTopology::new(2).unwrap();
     let _servers = backends(&topo, 8080);
-    let (_cfg, pins, _d) = daemon::on_lb(&topo, "trace-nat", CONF, &[]);
+    let (_cfg, pins, d) = daemon::on_lb(&topo, "trace-nat", CONF, &[]);
     let dir = TempDir::new("trace-nat");
     let pcap = dir.join("trace.pcapng");
     let count = 8;
@@ -194,7 +194,13 @@ fn a_nat_service_is_traced_as_text_and_as_pcapng_with_the_decisions_as_comments(
         tcp_ask(&topo.client, (VIP4, 80).into(), None);
     }
     let status = t.wait(Duration::from_secs(10));
-    assert!(status.is_some_and(|s| s.success()), "tracer did not end after {count} records: {status:?} {:?}", t.err());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "tracer did not end after {count} records: {status:?} {:?}\nrecords: {:#?}\nfirst answer: {first:?}\n{:#?}",
+        t.err(),
+        t.lines(),
+        d.log()
+    );
     assert!(t.err().iter().any(|l| l.contains("count reached; 8 records")), "{:?}", t.err());
 
     let lines = t.lines();
