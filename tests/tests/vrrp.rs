@@ -132,6 +132,8 @@ fn two_nodes_elect_one_master_fail_over_and_hand_back() {
     println!("takeover after kill -9 seen after {:?}", t.elapsed());
     assert!(seg.holds(1, VRRP_VIP4));
     drop(d0);
+    // Notify scripts run unwaited (as keepalived's): let the MASTER line land before STOP's.
+    assert!(eventually(Duration::from_secs(3), || lines(&log1).len() == 4), "{:?}", lines(&log1));
     d1.stop().unwrap();
     // notify gets INSTANCE, name, state, priority, in order.
     assert_eq!(
