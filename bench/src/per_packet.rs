@@ -61,6 +61,49 @@ fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<V
     Ok(t.chunks(3).map(|c| c.iter().sum::<u64>() as f64).collect())
 }
 
+/// One round of the warm new-connection figure: `repeat` new NAT connections (client ports
+/// `first_port..`), their SYNs, then their SYN-ACKs, then their first ACKs, each packet kind
+/// a hot run of `bench_fresh` (a fresh port per run, warm caches) through `lb_xdp` and,
+/// as its baseline, through `bench_pass`, the baseline first in even rounds. Returns each
+/// kind's difference (`lb_xdp` - `bench_pass`, ns per packet). Refused unless
+/// every run was forwarded as NAT (the SYNs and ACKs) or as a NAT reply (the SYN-ACKs).
+/// `one_real_nat` must be applied.
+fn new_connection_warm(fx: &mut Fixture, first_port: u16, repeat: u32, round: usize) -> Result<[f64; 3]> {
+    let synack = v4(L2::Plain, backend4(0), CLIENT4, L4::TcpSynAck { sport: 80, dport: first_port }, b"");
+    let last = CLIENT4.octets()[3];
+    let kinds = [
+        ("SYN", frame(false, last, L4::TcpSyn { sport: first_port, dport: 80 }), false, "reason_fwd_nat"),
+        ("SYN-ACK", with_macs(synack, REAL_MAC, LB_MAC), true, "reason_nat_reply"),
+        ("ACK", frame(false, last, L4::TcpAck { sport: first_port, dport: 80 }), false, "reason_fwd_nat"),
+    ];
+    let mut over = [0.0; 3];
+    for (k, (what, template, dport, counter)) in kinds.into_iter().enumerate() {
+        let count = |fx: &Fixture| -> Result<u64> {
+            let s = fx.stats()?;
+            s.fields().find(|(n, _)| *n == counter).map(|(_, v)| v).context("no such counter")
+        };
+        let time_lb = |fx: &mut Fixture| -> Result<f64> {
+            let before = count(fx)?;
+            let (ns, action, _) = fx.time_fresh(PROG_XDP, &template, dport, repeat)?;
+            let moved = count(fx)? - before;
+            if action != XDP_TX || moved != u64::from(repeat) {
+                bail!(
+                    "warm new connections, {what}: {moved} of {repeat} runs counted in {counter}, last action {action}"
+                );
+            }
+            Ok(ns)
+        };
+        over[k] = if round.is_multiple_of(2) {
+            let pass = fx.time_fresh(PROG_BENCH_PASS, &template, dport, repeat)?.0;
+            time_lb(fx)? - pass
+        } else {
+            let lb = time_lb(fx)?;
+            lb - fx.time_fresh(PROG_BENCH_PASS, &template, dport, repeat)?.0
+        };
+    }
+    Ok(over)
+}
+
 /// Any MAC for frames from the real server: the program does not look at it.
 const REAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x21];
 
@@ -275,8 +318,9 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let fills: &[u32] = if quick { &[1_000] } else { &[1_000, 100_000, 1_000_000] };
     let all = bpf_schedulers();
     let scheds: &[Scheduler] = if quick { &[Scheduler::Rr, Scheduler::Mh] } else { &all };
-    let (ns, _peer, mut fx) =
-        lb_tests::fixture::in_fib_namespace(fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024)?;
+    // At least 65,536 flows, so the half-open tables (a quarter) hold the warm rounds.
+    let capacity = (fills.iter().max().copied().unwrap_or(1000) + 2 * runs as u32 + 1024).max(65_536);
+    let (ns, _peer, mut fx) = lb_tests::fixture::in_fib_namespace(capacity)?;
     let syn4 = frame(false, 2, L4::TcpSyn { sport: 40000, dport: 80 });
     let (pass, _, _) = median_ns(&mut fx, PROG_BENCH_PASS, &vec![syn4.clone(); runs])?;
     let (drop, _, _) = median_ns(&mut fx, PROG_BENCH_DROP, &vec![syn4.clone(); runs])?;
@@ -457,13 +501,13 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             _ => conn_fib.extend(new_connection_ns(&mut fib, block, port)?),
         }
     }
+    // The mean beside the median: one insert in many pays the LRU's refill of its free list.
+    let conn_mean = conn.iter().sum::<f64>() / conn.len().max(1) as f64;
     let (conn, conn_fib, conn_mh) = (stats(&conn).median, stats(&conn_fib).median, stats(&conn_mh).median);
-    std::mem::drop(fib);
-    std::mem::drop(base);
     let conn_base = (!conn_base.is_empty()).then(|| (stats(&conn_base).median, stats(&conn_base_mh).median));
     if let (Some((rr, mh)), Some(o)) = (conn_base, baseline.as_object_mut()) {
-        o.insert("new_connection_over_pass_ns".into(), json!(rr - 3.0 * pass));
-        o.insert("new_connection_mh_over_pass_ns".into(), json!(mh - 3.0 * pass));
+        o.insert("new_connection_cold_over_pass_ns".into(), json!(rr - 3.0 * pass));
+        o.insert("new_connection_mh_cold_over_pass_ns".into(), json!(mh - 3.0 * pass));
     }
     writeln!(
         out,
@@ -476,10 +520,11 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         "A whole new NAT connection (rr, IPv4, one real server), its SYN, SYN-ACK and ACK timed cold and \
          summed per connection: {conn:.0} ns, **+{:.0} ns** over 3 × XDP_PASS (by the FIB alone, same run: \
          {conn_fib:.0} ns, +{:.0}). The same with mh (its SYN records nothing), same run: \
-         {conn_mh:.0} ns, +{:.0}.\n",
+         {conn_mh:.0} ns, +{:.0}. The mean of the rr sums: {conn_mean:.0} ns, +{:.0}.\n",
         conn - 3.0 * pass,
         conn_fib - 3.0 * pass,
-        conn_mh - 3.0 * pass
+        conn_mh - 3.0 * pass,
+        conn_mean - 3.0 * pass
     )?;
     if let Some((rr, mh)) = conn_base {
         writeln!(
@@ -489,6 +534,102 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             mh - 3.0 * pass
         )?;
     }
+    // Warm: connections one after another, each packet on warm caches, against full tables;
+    // rr and mh, and with a baseline object the same through it, in rounds whose order
+    // alternates. A round's SYNs all wait in the half-open tables for their replies, beside
+    // earlier connections' reverse entries that their SYN-ACKs referenced (the LRU keeps
+    // those before unreferenced new ones): all rounds' connections together stay within a
+    // quarter of the table, or SYN-ACKs would miss entries evicted in the burst.
+    let halfopen = full.iter().filter(|(m, _)| m.contains("halfopen")).map(|(_, n)| *n).min().unwrap_or(0);
+    let per_round = if base.is_some() { 4 } else { 2 };
+    let slots = (rounds * per_round) as u32;
+    let warm_repeat = (halfopen / (4 * slots)).min(30_000 / slots).min(3_000);
+    if warm_repeat < 100 {
+        bail!("warm new connections: half-open tables of {halfopen} entries are too small for {slots} blocks");
+    }
+    // `LB_BENCH_WARM_PROFILE=N`: first N runs of 60,000 new rr SYNs, for a profiler
+    // (docs/benchmarks.md); their flows are evicted by the rounds' own.
+    let profile = std::env::var("LB_BENCH_WARM_PROFILE").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    if profile > 0 {
+        fx.apply(&[one_real_nat(Scheduler::Rr)])?;
+        let syn = frame(false, CLIENT4.octets()[3], L4::TcpSyn { sport: 1, dport: 80 });
+        for _ in 0..profile {
+            fx.time_fresh(PROG_XDP, &syn, false, 60_000)?;
+        }
+    }
+    // Per round and kind: [rr, mh, baseline rr, baseline mh], each [SYN, SYN-ACK, ACK].
+    let mut warm: [Vec<[f64; 3]>; 4] = Default::default();
+    let mut slot = 0;
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..per_round).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for k in order {
+            let sched = if k % 2 == 0 { Scheduler::Rr } else { Scheduler::Mh };
+            fx.apply(&[one_real_nat(sched)])?;
+            require_cached(&fx, 1)?;
+            let first = u16::try_from(30_000 + slot * warm_repeat as usize).context("warm ports past 65535")?;
+            slot += 1;
+            let inst: &mut Fixture = match (k, base.as_mut()) {
+                (2 | 3, Some(b)) => {
+                    b.follow_nexthops_of(&fx);
+                    require_cached(b, 1)?;
+                    b
+                }
+                _ => &mut fx,
+            };
+            warm[k].push(new_connection_warm(inst, first, warm_repeat, round)?);
+        }
+    }
+    std::mem::drop(fib);
+    std::mem::drop(base);
+    let sum = |v: &[[f64; 3]]| stats(&v.iter().map(|k| k.iter().sum()).collect::<Vec<f64>>());
+    let kind = |v: &[[f64; 3]], k: usize| stats(&v.iter().map(|r| r[k]).collect::<Vec<f64>>()).median;
+    let kinds = |v: &[[f64; 3]]| format!("SYN +{:.0}, SYN-ACK +{:.0}, ACK +{:.0}", kind(v, 0), kind(v, 1), kind(v, 2));
+    let (warm_kinds, warm_mh_kinds) = (kinds(&warm[0]), kinds(&warm[1]));
+    let (warm_rr, warm_mh) = (sum(&warm[0]), sum(&warm[1]));
+    writeln!(
+        out,
+        "A whole new NAT connection, **warm** ({rounds} rounds of {warm_repeat} connections, tables full): each \
+         of its three packets a hot run of `bench_fresh`, which writes the packet with a fresh client port per \
+         run and tail-calls the program, against the same runs tail-calling XDP_PASS (median over rounds of \
+         the three differences summed, [min, max]): rr **+{}** ns ({warm_kinds}), mh +{} ns ({warm_mh_kinds}). \
+         This is the mean over a round's runs, so it includes the LRU's occasional refill of its free list, \
+         which the cold figure's median over connections leaves out.\n",
+        shown(&warm_rr),
+        shown(&warm_mh),
+    )?;
+    if !warm[2].is_empty() {
+        let paired = |ours: &[[f64; 3]], theirs: &[[f64; 3]]| {
+            stats(
+                &ours
+                    .iter()
+                    .zip(theirs)
+                    .map(|(o, t)| t.iter().sum::<f64>() - o.iter().sum::<f64>())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let (gain_rr, gain_mh) = (paired(&warm[0], &warm[2]), paired(&warm[1], &warm[3]));
+        writeln!(
+            out,
+            "The baseline object in the same warm rounds: rr +{} ns ({}), mh +{} ns ({}); slower than this build by \
+             rr {}, mh {} ns, paired by round.\n",
+            shown(&sum(&warm[2])),
+            kinds(&warm[2]),
+            shown(&sum(&warm[3])),
+            kinds(&warm[3]),
+            shown(&gain_rr),
+            shown(&gain_mh),
+        )?;
+        if let Some(o) = baseline.as_object_mut() {
+            o.insert("new_connection_over_pass_ns".into(), json!(sum(&warm[2]).median));
+            o.insert("new_connection_mh_over_pass_ns".into(), json!(sum(&warm[3]).median));
+            o.insert("new_connection_slower_than_ours_ns".into(), json!([gain_rr.median, gain_rr.min, gain_rr.max]));
+            o.insert("new_connection_mh_slower_than_ours_ns".into(), json!([gain_mh.median, gain_mh.min, gain_mh.max]));
+        }
+    }
+    let (warm, warm_mh) = (warm_rr, warm_mh);
     // Enough flows that their entries and buckets outgrow the CPU's caches in a full run.
     let flows = if quick { runs } else { 20_000 };
     let many_dr = many_flows(&mut fx, ForwardMethod::Dr, 253, flows)?;
@@ -523,12 +664,17 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "tracked_nat_over_pass_ns": nat.over_pass().median,
             "tracked_nat_over_pass_spread_ns": [nat.over_pass().min, nat.over_pass().max],
             "tracked_nat_method": "hot: one buffer re-run in the kernel, alternating between two NAT services",
-            "new_connection_over_pass_ns": conn - 3.0 * pass,
-            "new_connection_method": "cold: SYN, SYN-ACK and ACK summed per connection, against 3 x XDP_PASS",
+            "new_connection_over_pass_ns": warm.median,
+            "new_connection_over_pass_spread_ns": [warm.min, warm.max],
+            "new_connection_method": "warm: SYN, SYN-ACK and ACK of a fresh connection per run, each kind a hot run of bench_fresh tail-calling lb_xdp against the same tail-calling XDP_PASS, summed; median over rounds",
+            "new_connection_mh_over_pass_ns": warm_mh.median,
+            "new_connection_cold_over_pass_ns": conn - 3.0 * pass,
+            "new_connection_cold_mean_over_pass_ns": conn_mean - 3.0 * pass,
+            "new_connection_cold_method": "cold: SYN, SYN-ACK and ACK summed per connection, against 3 x XDP_PASS",
             "tracked_dr_by_fib_over_pass_ns": dr.fib_over_pass().median,
             "tracked_nat_by_fib_over_pass_ns": nat.fib_over_pass().median,
-            "new_connection_by_fib_over_pass_ns": conn_fib - 3.0 * pass,
-            "new_connection_mh_over_pass_ns": conn_mh - 3.0 * pass,
+            "new_connection_by_fib_cold_over_pass_ns": conn_fib - 3.0 * pass,
+            "new_connection_mh_cold_over_pass_ns": conn_mh - 3.0 * pass,
             "by_fib_method": "the same packets, same run, through a second program instance on the same maps whose next-hop cache is empty",
             "tracked_dr_many_flows_cold_over_pass_ns": many_dr.many - many_dr.pass,
             "tracked_dr_one_flow_cold_over_pass_ns": many_dr.one - many_dr.pass,
@@ -545,8 +691,8 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "nat": { "pass_ns": nat.pass, "cached_ns": nat.cached, "by_fib_ns": nat.fib, "baseline_ns": nat.base },
             "baseline": baseline,
         },
-        "new_connection_ns": conn,
-        "new_connection_by_fib_ns": conn_fib,
+        "new_connection_cold_ns": conn,
+        "new_connection_by_fib_cold_ns": conn_fib,
         "xdp_pass_ns": pass, "xdp_drop_ns": drop, "runs_per_case": runs, "cases": rows,
     }))
 }

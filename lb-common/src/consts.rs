@@ -259,20 +259,25 @@ pub const MAP_DECAP_STATS: &str = "lb_decap_stats";
 /// Entries of each allow-list.
 pub const DECAP_ADDRS: u32 = 1024;
 /// `lb-bench`: the benchmark's programs, never loaded by the daemon: baselines for the
-/// per-packet cost (`XDP_PASS`, `XDP_DROP`), the packet generator, the sink counter and the
-/// redirect ceiling.
+/// per-packet cost (`XDP_PASS`, `XDP_DROP`), a new flow per run (`bench_fresh`), the packet
+/// generator, the sink counter and the redirect ceiling.
 pub const OBJ_BENCH: &str = "lb-bench";
 pub const PROG_BENCH_PASS: &str = "bench_pass";
 pub const PROG_BENCH_DROP: &str = "bench_drop";
 pub const PROG_BENCH_TX: &str = "bench_tx";
 pub const PROG_BENCH_COUNT: &str = "bench_count";
 pub const PROG_BENCH_REDIRECT: &str = "bench_redirect";
+pub const PROG_BENCH_FRESH: &str = "bench_fresh";
 /// The `lb-bench` object's maps: the generator's frame template, per-CPU run and frame
 /// counts, its pacing divisor, and the redirect ceiling's next hop.
 pub const MAP_BENCH_FRAME: &str = "bench_frame";
 pub const MAP_BENCH_COUNTER: &str = "bench_counter";
 pub const MAP_BENCH_EVERY: &str = "bench_every";
 pub const MAP_BENCH_NEXT: &str = "bench_next";
+/// `bench_fresh`'s template frame, its settings and the program it tail-calls.
+pub const MAP_BENCH_FRESH_FRAME: &str = "bench_fresh_frame";
+pub const MAP_BENCH_FRESH_CFG: &str = "bench_fresh_cfg";
+pub const MAP_BENCH_FRESH_TARGET: &str = "bench_fresh_target";
 
 /// Address families as stored in keys (not AF_* values: those differ between systems).
 pub const FAMILY_V4: u8 = 4;

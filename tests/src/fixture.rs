@@ -16,13 +16,14 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray, ProgramArray},
     programs::{ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use lb_common::{
     FlowKey, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceStats, ServiceValue,
     consts::{
-        MAP_CONNTRACK, MAP_HALFOPEN, MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_XDP,
+        MAP_BENCH_FRESH_CFG, MAP_BENCH_FRESH_FRAME, MAP_BENCH_FRESH_TARGET, MAP_CONNTRACK, MAP_HALFOPEN,
+        MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_SERVICES, MAP_STATS, MAP_SVC_STATS, PROG_BENCH_FRESH, PROG_XDP,
     },
 };
 use lb_daemon::{
@@ -153,6 +154,46 @@ impl Fixture {
             None => run(),
             Some((path, _)) => in_ns(path, run)?,
         }
+    }
+
+    /// The kernel's average nanoseconds per run of `bench_fresh` tail-calling `target` (`lb_xdp`
+    /// or `bench_pass`) over `repeat` runs, each on `template` (untagged IPv4 TCP, padded to
+    /// 64 bytes as Ethernet pads it) with its source port (`dport` false) or destination port
+    /// raised by the number of runs before it (the checksum follows): a flow the program has
+    /// not seen in every run, with warm caches. The port sequence starts at the template's
+    /// port on every call. Also the last run's action and output.
+    pub fn time_fresh(
+        &mut self,
+        target: &str,
+        template: &[u8],
+        dport: bool,
+        repeat: u32,
+    ) -> Result<(f64, u32, Vec<u8>)> {
+        const LEN: usize = 64;
+        if template.len() > LEN || template.len() < 54 {
+            bail!("bench_fresh takes IPv4 TCP frames of 54 to {LEN} bytes, not {}", template.len());
+        }
+        let target_fd = self.loaded(target)?.fd()?.try_clone()?;
+        self.loaded(PROG_BENCH_FRESH)?;
+        let bench = self.bench.as_mut().ok_or_else(|| anyhow!("no benchmark object"))?;
+        let map = |name: &str| anyhow!("lb-bench has no map {name}");
+        let mut targets =
+            ProgramArray::try_from(bench.map_mut(MAP_BENCH_FRESH_TARGET).ok_or_else(|| map(MAP_BENCH_FRESH_TARGET))?)?;
+        targets.set(0, &target_fd, 0)?;
+        let mut padded = template.to_vec();
+        padded.resize(LEN, 0);
+        let mut words = [0u64; LEN / 8];
+        for (i, b) in padded.iter().enumerate() {
+            words[i / 8] |= u64::from(*b) << (8 * (i % 8));
+        }
+        let mut frame: Array<_, [u64; LEN / 8]> =
+            Array::try_from(bench.map_mut(MAP_BENCH_FRESH_FRAME).ok_or_else(|| map(MAP_BENCH_FRESH_FRAME))?)?;
+        frame.set(0, words, 0)?;
+        let mut cfg: Array<_, u64> =
+            Array::try_from(bench.map_mut(MAP_BENCH_FRESH_CFG).ok_or_else(|| map(MAP_BENCH_FRESH_CFG))?)?;
+        cfg.set(0, u64::from(dport), 0)?;
+        cfg.set(1, 0, 0)?;
+        self.time_repeat(PROG_BENCH_FRESH, &padded, repeat)
     }
 
     /// The interface packets arrive on (0 outside a namespace).

@@ -31,8 +31,9 @@ fn vm_boots_61_loads_ip_vs_and_returns_the_exit_status() {
 }
 
 /// Loads every program of every eBPF object (`lb-xdp`: the load balancer; `lb-decap`: the TC
-/// decapsulator; `lb-bench`: the benchmark's baselines, generator, sink and redirect ceiling)
-/// into this kernel: per object, each program's name and the instructions the verifier took.
+/// decapsulator; `lb-bench`: the benchmark's baselines, new-flow driver, generator, sink and
+/// redirect ceiling) into this kernel: per object, each program's name and the instructions
+/// the verifier took.
 fn load_every_program() -> Vec<(&'static str, String, u32)> {
     let mut counts = Vec::new();
     for obj in [OBJ_XDP, OBJ_DECAP, OBJ_BENCH] {
@@ -67,6 +68,7 @@ fn every_program_passes_the_verifier_here_and_on_61() {
         [
             (OBJ_BENCH, "bench_count"),
             (OBJ_BENCH, "bench_drop"),
+            (OBJ_BENCH, "bench_fresh"),
             (OBJ_BENCH, "bench_pass"),
             (OBJ_BENCH, "bench_redirect"),
             (OBJ_BENCH, "bench_tx"),

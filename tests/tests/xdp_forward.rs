@@ -6,7 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use lb_common::{NextHop, ServiceKey};
+use lb_common::{
+    NextHop, ServiceKey,
+    consts::{PROG_BENCH_PASS, PROG_XDP},
+};
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
     dataplane::services::{DesiredReal, DesiredService},
@@ -368,6 +371,42 @@ fn nat_replies_get_the_vip_back_as_source() {
             also: &[],
         })
         .unwrap();
+    }
+}
+
+/// `bench_fresh`, the benchmark's warm new-connection driver, gives the program a new flow
+/// per run: 50 runs of one SYN open 50 flows on consecutive client ports (each one's reply
+/// comes back from the VIP, the next port's does not), its last output is the frame the
+/// program makes of that port's SYN built here (ports and checksum right), and through
+/// XDP_PASS nothing is opened.
+#[test]
+fn the_benchmarks_new_flow_driver_opens_a_flow_per_run() {
+    let (_ns, _peer, mut fx) = setup();
+    fx.apply(&one_real_each_family(ForwardMethod::Nat)).unwrap();
+    let syn = |sport| v4(L2::Plain, CLIENT4, VIP4, L4::TcpSyn { sport, dport: 1000 }, b"");
+    let before = fx.stats().unwrap();
+    let (_, action, _) = fx.time_fresh(PROG_BENCH_PASS, &syn(42000), false, 50).unwrap();
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(fx.stats().unwrap().halfopen_inserts, before.halfopen_inserts);
+    let (_, action, last) = fx.time_fresh(PROG_XDP, &syn(42000), false, 50).unwrap();
+    assert_eq!(action, XDP_TX);
+    let after = fx.stats().unwrap();
+    assert_eq!(after.halfopen_inserts - before.halfopen_inserts, 50);
+    assert_eq!(after.reason_fwd_nat - before.reason_fwd_nat, 50);
+    // The 50th SYN again, padded as the driver pads it (a retransmission: the same real
+    // server, the same rewrite).
+    let mut again = syn(42049);
+    again.resize(64, 0);
+    assert_eq!(fx.run(&again).unwrap(), (XDP_TX, last));
+    for (port, opened) in [(42000, true), (42025, true), (42049, true), (42050, false)] {
+        let reply = v4(L2::Plain, REAL4, CLIENT4, L4::TcpSynAck { sport: NAT_PORT, dport: port }, b"");
+        let (action, out) = fx.run(&with_macs(reply, REAL_MAC, LB_MAC)).unwrap();
+        if opened {
+            let want = v4(L2::Plain, VIP4, CLIENT4, L4::TcpSynAck { sport: 1000, dport: port }, b"");
+            assert_eq!((action, out), (XDP_TX, with_macs(want, LB_MAC, CLIENT_MAC)), "port {port}");
+        } else {
+            assert_eq!(action, XDP_PASS, "port {port}");
+        }
     }
 }
 
