@@ -65,30 +65,49 @@ fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<V
 /// `first_port..`), their SYNs, then their SYN-ACKs, then their first ACKs, each packet kind
 /// a hot run of `bench_fresh` (a fresh port per run, warm caches) through `lb_xdp` and,
 /// as its baseline, through `bench_pass`, the baseline first in even rounds. Returns each
-/// kind's difference (`lb_xdp` - `bench_pass`, ns per packet). Refused unless
-/// every run was forwarded as NAT (the SYNs and ACKs) or as a NAT reply (the SYN-ACKs).
-/// `one_real_nat` must be applied.
-fn new_connection_warm(fx: &mut Fixture, first_port: u16, repeat: u32, round: usize) -> Result<[f64; 3]> {
+/// kind's difference (`lb_xdp` - `bench_pass`, ns per packet). Refused unless every run was
+/// forwarded as NAT (the SYNs and ACKs) or as a NAT reply (the SYN-ACKs), and was new: each
+/// rr SYN opened a half-open flow, each ACK an established one. `one_real_nat(sched)` must be
+/// applied.
+fn new_connection_warm(
+    fx: &mut Fixture,
+    sched: Scheduler,
+    first_port: u16,
+    repeat: u32,
+    round: usize,
+) -> Result<[f64; 3]> {
     let synack = v4(L2::Plain, backend4(0), CLIENT4, L4::TcpSynAck { sport: 80, dport: first_port }, b"");
     let last = CLIENT4.octets()[3];
+    // A hashing scheduler's SYN opens nothing (`ct::opens_without_state`).
+    let syn_opens: &[&str] = if sched == Scheduler::Rr { &["halfopen_inserts"] } else { &[] };
     let kinds = [
-        ("SYN", frame(false, last, L4::TcpSyn { sport: first_port, dport: 80 }), false, "reason_fwd_nat"),
-        ("SYN-ACK", with_macs(synack, REAL_MAC, LB_MAC), true, "reason_nat_reply"),
-        ("ACK", frame(false, last, L4::TcpAck { sport: first_port, dport: 80 }), false, "reason_fwd_nat"),
+        ("SYN", frame(false, last, L4::TcpSyn { sport: first_port, dport: 80 }), false, "reason_fwd_nat", syn_opens),
+        ("SYN-ACK", with_macs(synack, REAL_MAC, LB_MAC), true, "reason_nat_reply", &[][..]),
+        (
+            "ACK",
+            frame(false, last, L4::TcpAck { sport: first_port, dport: 80 }),
+            false,
+            "reason_fwd_nat",
+            &["ct_inserts"],
+        ),
     ];
     let mut over = [0.0; 3];
-    for (k, (what, template, dport, counter)) in kinds.into_iter().enumerate() {
-        let count = |fx: &Fixture| -> Result<u64> {
+    for (k, (what, template, dport, counter, opens)) in kinds.into_iter().enumerate() {
+        let counts = |fx: &Fixture| -> Result<Vec<u64>> {
             let s = fx.stats()?;
-            s.fields().find(|(n, _)| *n == counter).map(|(_, v)| v).context("no such counter")
+            std::iter::once(counter)
+                .chain(opens.iter().copied())
+                .map(|c| s.fields().find(|(n, _)| *n == c).map(|(_, v)| v).context("no such counter"))
+                .collect()
         };
         let time_lb = |fx: &mut Fixture| -> Result<f64> {
-            let before = count(fx)?;
+            let before = counts(fx)?;
             let (ns, action, _) = fx.time_fresh(PROG_XDP, &template, dport, repeat)?;
-            let moved = count(fx)? - before;
-            if action != XDP_TX || moved != u64::from(repeat) {
+            let moved: Vec<u64> = counts(fx)?.iter().zip(&before).map(|(a, b)| a - b).collect();
+            if action != XDP_TX || moved.iter().any(|m| *m != u64::from(repeat)) {
                 bail!(
-                    "warm new connections, {what}: {moved} of {repeat} runs counted in {counter}, last action {action}"
+                    "warm new connections, {what}: of {repeat} runs, {moved:?} counted in {counter} {opens:?}, \
+                     last action {action}"
                 );
             }
             Ok(ns)
@@ -341,11 +360,23 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 3 } else { 7 })
         .max(1);
+    // The warm new connections (below): all rounds' connections together stay within a
+    // quarter of the half-open tables, checked before anything is measured.
+    let base_path = baseline_object();
+    let per_round = if base_path.is_some() { 4 } else { 2 };
+    let slots = (rounds * per_round) as u32;
+    let halfopen = lb_common::consts::halfopen_size(capacity);
+    let warm_repeat = (halfopen / (4 * slots)).min(30_000 / slots).min(3_000);
+    if warm_repeat < 100 {
+        bail!(
+            "warm new connections: half-open tables of {halfopen} entries are too small for {slots} blocks \
+             (fewer LB_BENCH_HOT_ROUNDS)"
+        );
+    }
     // Like with like: a second instance of the program on the same maps has its own next-hop
     // cache, which nothing fills (its packets take the FIB lookup, as before the cache);
     // `fx` runs the daemon's cache thread.
     let mut fib = fx.share()?;
-    let base_path = baseline_object();
     let mut base = base_path.as_deref().map(|p| fx.share_object(Some(p))).transpose()?;
     fx.start_nexthops()?;
     if let Some(b) = base.as_mut() {
@@ -540,20 +571,20 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     // earlier connections' reverse entries that their SYN-ACKs referenced (the LRU keeps
     // those before unreferenced new ones): all rounds' connections together stay within a
     // quarter of the table, or SYN-ACKs would miss entries evicted in the burst.
-    let halfopen = full.iter().filter(|(m, _)| m.contains("halfopen")).map(|(_, n)| *n).min().unwrap_or(0);
-    let per_round = if base.is_some() { 4 } else { 2 };
-    let slots = (rounds * per_round) as u32;
-    let warm_repeat = (halfopen / (4 * slots)).min(30_000 / slots).min(3_000);
-    if warm_repeat < 100 {
-        bail!("warm new connections: half-open tables of {halfopen} entries are too small for {slots} blocks");
+    if full.iter().any(|(m, n)| m.contains("halfopen") && *n != halfopen) {
+        bail!("warm new connections: the half-open tables are not of {halfopen} entries: {full:?}");
     }
     // `LB_BENCH_WARM_PROFILE=N`: first N runs of 60,000 new rr SYNs, for a profiler
-    // (docs/benchmarks.md); their flows are evicted by the rounds' own.
-    let profile = std::env::var("LB_BENCH_WARM_PROFILE").ok().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    // (docs/benchmarks.md); each run from another client (192.0.2.150.., which no other case
+    // uses), so every SYN opens a flow.
+    let profile = match std::env::var("LB_BENCH_WARM_PROFILE") {
+        Ok(v) => v.parse::<u8>().ok().filter(|n| *n <= 100).context("LB_BENCH_WARM_PROFILE: a count up to 100")?,
+        Err(_) => 0,
+    };
     if profile > 0 {
         fx.apply(&[one_real_nat(Scheduler::Rr)])?;
-        let syn = frame(false, CLIENT4.octets()[3], L4::TcpSyn { sport: 1, dport: 80 });
-        for _ in 0..profile {
+        for i in 0..profile {
+            let syn = frame(false, 150 + i, L4::TcpSyn { sport: 1, dport: 80 });
             fx.time_fresh(PROG_XDP, &syn, false, 60_000)?;
         }
     }
@@ -579,7 +610,7 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
                 }
                 _ => &mut fx,
             };
-            warm[k].push(new_connection_warm(inst, first, warm_repeat, round)?);
+            warm[k].push(new_connection_warm(inst, sched, first, warm_repeat, round)?);
         }
     }
     std::mem::drop(fib);
@@ -629,7 +660,6 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             o.insert("new_connection_mh_slower_than_ours_ns".into(), json!([gain_mh.median, gain_mh.min, gain_mh.max]));
         }
     }
-    let (warm, warm_mh) = (warm_rr, warm_mh);
     // Enough flows that their entries and buckets outgrow the CPU's caches in a full run.
     let flows = if quick { runs } else { 20_000 };
     let many_dr = many_flows(&mut fx, ForwardMethod::Dr, 253, flows)?;
@@ -664,8 +694,9 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "tracked_nat_over_pass_ns": nat.over_pass().median,
             "tracked_nat_over_pass_spread_ns": [nat.over_pass().min, nat.over_pass().max],
             "tracked_nat_method": "hot: one buffer re-run in the kernel, alternating between two NAT services",
-            "new_connection_over_pass_ns": warm.median,
-            "new_connection_over_pass_spread_ns": [warm.min, warm.max],
+            "new_connection_over_pass_ns": warm_rr.median,
+            "new_connection_over_pass_spread_ns": [warm_rr.min, warm_rr.max],
+            "new_connection_mh_over_pass_spread_ns": [warm_mh.min, warm_mh.max],
             "new_connection_method": "warm: SYN, SYN-ACK and ACK of a fresh connection per run, each kind a hot run of bench_fresh tail-calling lb_xdp against the same tail-calling XDP_PASS, summed; median over rounds",
             "new_connection_mh_over_pass_ns": warm_mh.median,
             "new_connection_cold_over_pass_ns": conn - 3.0 * pass,

@@ -173,6 +173,11 @@ impl Fixture {
         if template.len() > LEN || template.len() < 54 {
             bail!("bench_fresh takes IPv4 TCP frames of 54 to {LEN} bytes, not {}", template.len());
         }
+        let at = if dport { 36 } else { 34 };
+        let port = u32::from(u16::from_be_bytes([template[at], template[at + 1]]));
+        if port + repeat > 65_536 {
+            bail!("bench_fresh: {repeat} runs from port {port} would wrap past 65535");
+        }
         let target_fd = self.loaded(target)?.fd()?.try_clone()?;
         self.loaded(PROG_BENCH_FRESH)?;
         let bench = self.bench.as_mut().ok_or_else(|| anyhow!("no benchmark object"))?;

@@ -376,7 +376,8 @@ fn nat_replies_get_the_vip_back_as_source() {
 
 /// `bench_fresh`, the benchmark's warm new-connection driver, gives the program a new flow
 /// per run: 50 runs of one SYN open 50 flows on consecutive client ports (each one's reply
-/// comes back from the VIP, the next port's does not), its last output is the frame the
+/// comes back from the VIP, the next port's does not, and 50 runs of the reply with its
+/// destination port rotated are all answered), its last output is the frame the
 /// program makes of that port's SYN built here (ports and checksum right), and through
 /// XDP_PASS nothing is opened.
 #[test]
@@ -398,6 +399,13 @@ fn the_benchmarks_new_flow_driver_opens_a_flow_per_run() {
     let mut again = syn(42049);
     again.resize(64, 0);
     assert_eq!(fx.run(&again).unwrap(), (XDP_TX, last));
+    // The destination port rotates too (the SYN-ACKs' runs): each reply is answered.
+    let reply = |dport| {
+        with_macs(v4(L2::Plain, REAL4, CLIENT4, L4::TcpSynAck { sport: NAT_PORT, dport }, b""), REAL_MAC, LB_MAC)
+    };
+    let replies = fx.stats().unwrap().reason_nat_reply;
+    let (_, action, _) = fx.time_fresh(PROG_XDP, &reply(42000), true, 50).unwrap();
+    assert_eq!((action, fx.stats().unwrap().reason_nat_reply - replies), (XDP_TX, 50));
     for (port, opened) in [(42000, true), (42025, true), (42049, true), (42050, false)] {
         let reply = v4(L2::Plain, REAL4, CLIENT4, L4::TcpSynAck { sport: NAT_PORT, dport: port }, b"");
         let (action, out) = fx.run(&with_macs(reply, REAL_MAC, LB_MAC)).unwrap();
