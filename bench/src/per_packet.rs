@@ -33,30 +33,33 @@ fn reals(addrs: &[IpAddr]) -> Vec<DesiredReal> {
         .collect()
 }
 
+/// A new NAT connection's three packets through the load balancer, from client port `sport`:
+/// the client's SYN, the real server's SYN-ACK (to be rewritten to come from the VIP), the
+/// client's first ACK. The client is the one the fixture has a neighbour entry for (the
+/// SYN-ACK goes back to it); the callers' ports are used by no other case.
+fn connection(sport: u16) -> [Vec<u8>; 3] {
+    let last = CLIENT4.octets()[3];
+    let synack = v4(L2::Plain, backend4(0), CLIENT4, L4::TcpSynAck { sport: 80, dport: sport }, b"");
+    [
+        frame(false, last, L4::TcpSyn { sport, dport: 80 }),
+        with_macs(synack, REAL_MAC, LB_MAC),
+        frame(false, last, L4::TcpAck { sport, dport: 80 }),
+    ]
+}
+
 /// A whole new NAT connection as its three packets through the load balancer, timed cold:
 /// the client's SYN, the real server's SYN-ACK (rewritten to come from the VIP), the
 /// client's first ACK. Returns the median over connections of the three runs' sum.
 /// `one_real_nat` must be applied; `first_port` starts the client ports this call uses.
 fn new_connection_ns(fx: &mut Fixture, runs: usize, first_port: u16) -> Result<Vec<f64>> {
-    // The client the fixture has a neighbour entry for (the SYN-ACK goes back to it); its
-    // ports here are used by no other case.
-    let (client, last) = (CLIENT4, CLIENT4.octets()[3]);
-    let three = |sport: u16| {
-        let synack = v4(L2::Plain, backend4(0), client, L4::TcpSynAck { sport: 80, dport: sport }, b"");
-        [
-            frame(false, last, L4::TcpSyn { sport, dport: 80 }),
-            with_macs(synack, REAL_MAC, LB_MAC),
-            frame(false, last, L4::TcpAck { sport, dport: 80 }),
-        ]
-    };
     // One connection first: each of its packets must be forwarded, or the figure means nothing.
-    for (i, f) in three(first_port - 1).iter().enumerate() {
+    for (i, f) in connection(first_port - 1).iter().enumerate() {
         let (action, _) = fx.run(f)?;
         if action != XDP_TX {
             bail!("new NAT connection: packet {i} of SYN / SYN-ACK / ACK was not forwarded ({action})");
         }
     }
-    let frames: Vec<Vec<u8>> = (0..runs).flat_map(|i| three(first_port + i as u16)).collect();
+    let frames: Vec<Vec<u8>> = (0..runs).flat_map(|i| connection(first_port + i as u16)).collect();
     let t = fx.time_runs(PROG_XDP, &frames)?;
     Ok(t.chunks(3).map(|c| c.iter().sum::<u64>() as f64).collect())
 }
@@ -76,20 +79,13 @@ fn new_connection_warm(
     repeat: u32,
     round: usize,
 ) -> Result<[f64; 3]> {
-    let synack = v4(L2::Plain, backend4(0), CLIENT4, L4::TcpSynAck { sport: 80, dport: first_port }, b"");
-    let last = CLIENT4.octets()[3];
+    let [syn, synack, ack] = connection(first_port);
     // A hashing scheduler's SYN opens nothing (`ct::opens_without_state`).
     let syn_opens: &[&str] = if sched == Scheduler::Rr { &["halfopen_inserts"] } else { &[] };
     let kinds = [
-        ("SYN", frame(false, last, L4::TcpSyn { sport: first_port, dport: 80 }), false, "reason_fwd_nat", syn_opens),
-        ("SYN-ACK", with_macs(synack, REAL_MAC, LB_MAC), true, "reason_nat_reply", &[][..]),
-        (
-            "ACK",
-            frame(false, last, L4::TcpAck { sport: first_port, dport: 80 }),
-            false,
-            "reason_fwd_nat",
-            &["ct_inserts"],
-        ),
+        ("SYN", syn, false, "reason_fwd_nat", syn_opens),
+        ("SYN-ACK", synack, true, "reason_nat_reply", &[][..]),
+        ("ACK", ack, false, "reason_fwd_nat", &["ct_inserts"]),
     ];
     let mut over = [0.0; 3];
     for (k, (what, template, dport, counter, opens)) in kinds.into_iter().enumerate() {

@@ -188,8 +188,9 @@ impl Fixture {
         let mut padded = template.to_vec();
         padded.resize(LEN, 0);
         let mut words = [0u64; LEN / 8];
-        for (i, b) in padded.iter().enumerate() {
-            words[i / 8] |= u64::from(*b) << (8 * (i % 8));
+        for (w, bytes) in words.iter_mut().zip(padded.chunks_exact(8)) {
+            // In memory order: the program stores each word as the host's u64.
+            *w = u64::from_ne_bytes(bytes.try_into()?);
         }
         let mut frame: Array<_, [u64; LEN / 8]> =
             Array::try_from(bench.map_mut(MAP_BENCH_FRESH_FRAME).ok_or_else(|| map(MAP_BENCH_FRESH_FRAME))?)?;

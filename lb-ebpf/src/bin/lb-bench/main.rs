@@ -13,6 +13,7 @@ use aya_ebpf::{
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
+use lb_ebpf::csum;
 
 #[xdp]
 pub fn bench_pass(_ctx: XdpContext) -> u32 {
@@ -151,15 +152,11 @@ pub fn bench_fresh(ctx: XdpContext) -> u32 {
         let ports = (start as *mut u8).add(TCP4_PORTS).cast::<[u8; 2]>();
         let port_p = if which == 0 { ports } else { ports.add(1) };
         let csum_p = (start as *mut u8).add(TCP4_CSUM).cast::<[u8; 2]>();
-        let old = u16::from_be_bytes(port_p.read_unaligned());
-        let new = old.wrapping_add(n as u16);
-        port_p.write_unaligned(new.to_be_bytes());
-        // RFC 1624: HC' = ~(~HC + ~m + m').
+        let old = port_p.read_unaligned();
+        let new = u16::from_be_bytes(old).wrapping_add(n as u16).to_be_bytes();
+        port_p.write_unaligned(new);
         let hc = u16::from_be_bytes(csum_p.read_unaligned());
-        let mut sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        csum_p.write_unaligned((!(sum as u16)).to_be_bytes());
+        csum_p.write_unaligned(csum::replace(hc, &old, &new).to_be_bytes());
         bench_fresh_target.tail_call(&ctx, 0);
     }
     xdp_action::XDP_ABORTED
