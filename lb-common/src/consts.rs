@@ -108,6 +108,12 @@ pub const MAP_CONNTRACK: &str = "lb_conntrack";
 pub const MAP_NAT_REV: &str = "lb_nat_rev";
 pub const MAP_HALFOPEN: &str = "lb_halfopen";
 pub const MAP_HALFOPEN_REV: &str = "lb_halfopen_rev";
+/// NAT real server (address, port, protocol) → one VIP and port its replies may be from
+/// (`NatRev`), written by the daemon from the configuration: a reply whose flow the forward
+/// tables hold for that real server is translated without a per-flow reverse entry. Flows to
+/// another VIP of the same real server (two services, or a group) keep per-flow entries.
+/// Pinned: flows opened without a per-flow entry depend on it across restarts.
+pub const MAP_REAL_REV: &str = "lb_real_rev";
 /// Per real server, SYNs sent to it in the current and previous second: lc/wlc's tie-break
 /// between equally loaded real servers, as IPVS's inactive connections (not pinned).
 pub const MAP_REAL_SYNS: &str = "lb_real_syns";
@@ -180,7 +186,7 @@ pub const MAP_NEXTHOP_LEASE: &str = "lb_nexthop_lease";
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 24] = [
+pub const PINNED_MAPS: [&str; 25] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SVC_CONF,
@@ -197,6 +203,7 @@ pub const PINNED_MAPS: [&str; 24] = [
     MAP_NAT_REV,
     MAP_HALFOPEN,
     MAP_HALFOPEN_REV,
+    MAP_REAL_REV,
     MAP_PERSIST,
     MAP_LBLC,
     MAP_RR,

@@ -148,7 +148,7 @@ pub struct FlowValue {
 }
 
 /// `lb_nat_rev` value, keyed by the reply's 5-tuple (real server → client): what to put back
-/// as the reply's source.
+/// as the reply's source. Also `lb_real_rev`'s, keyed by the real server (`last_ns` 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct NatRev {

@@ -28,6 +28,10 @@ const PROMOTED: u64 = (TRACE_FLOW_PROMOTED as u64) << FLAGS_AT;
 /// The service's configuration generation that decided (`GEN1`: generation 1), once known.
 const GEN1: u64 = (TRACE_FLOW_GEN1 as u64) << FLAGS_AT;
 const GEN_KNOWN: u64 = (TRACE_FLOW_GEN_KNOWN as u64) << FLAGS_AT;
+/// No table holds the flow (a sorry server's, a hashing scheduler's bare SYN): a NAT reply
+/// cannot be checked against it, so it needs a reverse entry of its own. Above the trace's
+/// byte: the trace does not show it.
+const UNTRACKED: u64 = 1 << (FLAGS_AT + 8);
 
 impl Decision {
     /// `real` (or `NO_REAL`: no real server), forwarded by `fwd`, scheduled now if `new`.
@@ -53,6 +57,11 @@ impl Decision {
         Self(self.0 | PROMOTED)
     }
 
+    #[inline(always)]
+    pub fn untracked(self) -> Self {
+        Self(self.0 | UNTRACKED)
+    }
+
     /// Notes which configuration generation (0/1) decided.
     #[inline(always)]
     pub fn with_generation(self, generation: u32) -> Self {
@@ -73,6 +82,11 @@ impl Decision {
     #[inline(always)]
     pub fn is_promoted(self) -> bool {
         self.0 & PROMOTED != 0
+    }
+
+    #[inline(always)]
+    pub fn is_untracked(self) -> bool {
+        self.0 & UNTRACKED != 0
     }
 
     #[inline(always)]
@@ -110,7 +124,10 @@ mod tests {
             assert!(!d.is_half_open() && !d.is_promoted());
             let h = d.half_open().promoted();
             assert_eq!((h.real(), h.fwd(), h.is_new()), (real, fwd, new));
-            assert!(h.is_half_open() && h.is_promoted());
+            assert!(h.is_half_open() && h.is_promoted() && !h.is_untracked());
+            let u = d.untracked();
+            assert_eq!((u.real(), u.fwd(), u.is_new(), u.is_untracked()), (real, fwd, new, true));
+            assert_eq!(u.trace_flow(), d.trace_flow(), "the trace's byte is unchanged");
         }
     }
 

@@ -59,9 +59,29 @@ pub fn copy<const N: usize>(to: &mut [u8; N], from: &[u8; N]) {
     }
 }
 
+/// Whether two 16-byte addresses are equal, in two word comparisons: `==` on arrays is a
+/// `bcmp` call, which BPF programs cannot make. The loads are unaligned, as in `copy`.
+#[inline(always)]
+pub fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a, b) = (a.as_ptr().cast::<u64>(), b.as_ptr().cast::<u64>());
+    // SAFETY: both are 16 readable bytes; unaligned reads.
+    unsafe { a.read_unaligned() == b.read_unaligned() && a.add(1).read_unaligned() == b.add(1).read_unaligned() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_addr_compares_all_sixteen_bytes() {
+        let a: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert!(same_addr(&a, &a.clone()));
+        for i in 0..16 {
+            let mut b = a;
+            b[i] ^= 0x80;
+            assert!(!same_addr(&a, &b), "byte {i}");
+        }
+    }
 
     #[repr(C, align(8))]
     struct Plain {

@@ -374,6 +374,158 @@ fn nat_replies_get_the_vip_back_as_source() {
     }
 }
 
+/// The reverse entries a fixture's flows hold (`lb_nat_rev`, `lb_halfopen_rev`), as (table,
+/// client port, VIP port).
+fn reverse_entries(fx: &Fixture) -> Vec<(String, u16, u16)> {
+    reverse_entries_of(fx, |_| true)
+}
+
+/// `reverse_entries` for client ports `cport` accepts.
+fn reverse_entries_of(fx: &Fixture, cport: impl Fn(u16) -> bool) -> Vec<(String, u16, u16)> {
+    let conns = lb_daemon::dataplane::bpf::read_conns(fx.pin_dir()).unwrap();
+    let mut out: Vec<_> = conns
+        .iter()
+        .filter(|c| c.table.is_reverse() && cport(c.client.port))
+        .map(|c| (format!("{:?}", c.table), c.client.port, c.vip.port))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A NAT real server's packet to the client `CLIENT4:cport`, and what leaves for it from VIP
+/// port `vport` when it is a reply.
+fn from_real4(l4: L4, vport: u16) -> (Vec<u8>, Vec<u8>) {
+    let (real_side, client_side) = match l4 {
+        L4::TcpSynAck { dport, .. } => {
+            (L4::TcpSynAck { sport: NAT_PORT, dport }, L4::TcpSynAck { sport: vport, dport })
+        }
+        L4::TcpAck { dport, .. } => (L4::TcpAck { sport: NAT_PORT, dport }, L4::TcpAck { sport: vport, dport }),
+        other => panic!("no reply form for {other:?}"),
+    };
+    let input = with_macs(v4(L2::Plain, REAL4, CLIENT4, real_side, b"data"), REAL_MAC, LB_MAC);
+    let out = with_macs(v4(L2::Plain, VIP4, CLIENT4, client_side, b"data"), LB_MAC, CLIENT_MAC);
+    (input, out)
+}
+
+/// A NAT real server that one VIP reaches has its replies translated through `lb_real_rev`,
+/// checked against the flow the forward tables hold: through every scheduler, no flow keeps a
+/// reverse entry of its own (but a hashing scheduler's SYN, which leaves no flow for the
+/// SYN-ACK to be checked against), and the real server's packets to a client port without a
+/// flow (its health checks, a client reaching it directly) pass untranslated.
+#[test]
+fn nat_replies_are_checked_against_their_flow_without_reverse_entries() {
+    let (_ns, _peer, mut fx) = setup();
+    for (i, sched) in bpf_schedulers().into_iter().enumerate() {
+        fx.apply(&[service(0, false, sched, ForwardMethod::Nat, vec![real(false, ForwardMethod::Nat, 1000)])]).unwrap();
+        let cport = 41000 + i as u16;
+        let hashes = matches!(sched, Scheduler::Sh | Scheduler::Dh | Scheduler::Mh);
+        let to_real = |l4: L4, also: &'static [&'static str]| {
+            let input = frame(false, l4);
+            let real_l4 = match l4 {
+                L4::TcpSyn { sport, .. } => L4::TcpSyn { sport, dport: NAT_PORT },
+                L4::TcpAck { sport, .. } => L4::TcpAck { sport, dport: NAT_PORT },
+                other => panic!("{other:?}"),
+            };
+            let (out, reason) = expected(false, ForwardMethod::Nat, &input, real_l4);
+            Case {
+                name: "to the real server",
+                input,
+                action: XDP_TX,
+                output: Output::Frame(out),
+                reason,
+                service: Some(0),
+                also,
+            }
+        };
+        let reply = |l4: L4| {
+            let (input, out) = from_real4(l4, 1000);
+            Case {
+                name: "reply",
+                input,
+                action: XDP_TX,
+                output: Output::Frame(out),
+                reason: "reason_nat_reply",
+                service: Some(0),
+                also: &[],
+            }
+        };
+        let ctx = |step: &str| format!("{sched:?}: {step}");
+        // As in `every_scheduler_method_and_family_forwards_new_and_established_flows`.
+        let (syn_also, ack_also): (&'static [&'static str], &'static [&'static str]) = if hashes {
+            (&["flows_new"], &["flows_hit", "ct_inserts"])
+        } else {
+            (&["flows_new", "halfopen_inserts"], &["flows_hit", "ct_inserts", "halfopen_deletes"])
+        };
+        fx.check(&to_real(L4::TcpSyn { sport: cport, dport: 1000 }, syn_also))
+            .unwrap_or_else(|e| panic!("{}: {e:#}", ctx("SYN")));
+        let after_syn: Vec<(String, u16, u16)> =
+            if hashes { vec![("HalfopenRev".into(), cport, 1000)] } else { Vec::new() };
+        // (Each earlier hashing scheduler's SYN left its own, which ages out.)
+        let of_this = |p| p == cport;
+        assert_eq!(reverse_entries_of(&fx, of_this), after_syn, "{}", ctx("after the SYN"));
+        fx.check(&reply(L4::TcpSynAck { sport: NAT_PORT, dport: cport }))
+            .unwrap_or_else(|e| panic!("{}: {e:#}", ctx("SYN-ACK")));
+        fx.check(&to_real(L4::TcpAck { sport: cport, dport: 1000 }, ack_also))
+            .unwrap_or_else(|e| panic!("{}: {e:#}", ctx("ACK")));
+        fx.check(&reply(L4::TcpAck { sport: NAT_PORT, dport: cport }))
+            .unwrap_or_else(|e| panic!("{}: {e:#}", ctx("data")));
+        assert_eq!(reverse_entries_of(&fx, of_this), after_syn, "{}: the ACK adds none", ctx("after the ACK"));
+        // The same real server port to a client port no flow has: not a reply of ours.
+        let (stray, _) = from_real4(L4::TcpAck { sport: NAT_PORT, dport: cport + 100 }, 1000);
+        fx.check(&Case {
+            name: "the real server's own traffic",
+            input: stray,
+            action: XDP_PASS,
+            output: Output::Unchanged,
+            reason: "reason_no_service",
+            service: None,
+            also: &[],
+        })
+        .unwrap_or_else(|e| panic!("{}: {e:#}", ctx("stray")));
+    }
+}
+
+/// A real server that two VIPs reach answers each client from the VIP it asked: one VIP's
+/// flows are translated through `lb_real_rev`, the other's through reverse entries of their
+/// own; when the first service goes, the second's flow is still answered.
+#[test]
+fn a_real_server_two_services_share_answers_each_flow_from_its_vip() {
+    let (_ns, _peer, mut fx) = setup();
+    let nat = ForwardMethod::Nat;
+    let a = service(0, false, Scheduler::Rr, nat, vec![real(false, nat, 1000)]);
+    let b = service(1, false, Scheduler::Rr, nat, vec![real(false, nat, 1001)]);
+    fx.apply(&[a, b.clone()]).unwrap();
+    let open = |fx: &Fixture, cport: u16, vport: u16| {
+        for l4 in [L4::TcpSyn { sport: cport, dport: vport }, L4::TcpAck { sport: cport, dport: vport }] {
+            let (action, _) = fx.run(&frame(false, l4)).unwrap();
+            assert_eq!(action, XDP_TX, "{l4:?}");
+        }
+    };
+    let answered = |fx: &Fixture, cport: u16, vport: u16, svc: u32| {
+        let (input, out) = from_real4(L4::TcpAck { sport: NAT_PORT, dport: cport }, vport);
+        fx.check(&Case {
+            name: "reply",
+            input,
+            action: XDP_TX,
+            output: Output::Frame(out),
+            reason: "reason_nat_reply",
+            service: Some(svc),
+            also: &[],
+        })
+    };
+    open(&fx, 41000, 1000);
+    open(&fx, 41001, 1001);
+    answered(&fx, 41000, 1000, 0).unwrap();
+    answered(&fx, 41001, 1001, 1).unwrap();
+    // Service svc0 (first by name) has the real server's entry; svc1's flow keeps its own.
+    assert_eq!(reverse_entries(&fx), [("NatRev".to_string(), 41001, 1001)]);
+    fx.apply(&[b]).unwrap();
+    answered(&fx, 41001, 1001, 1).unwrap();
+    open(&fx, 41002, 1001);
+    answered(&fx, 41002, 1001, 1).unwrap();
+    assert_eq!(reverse_entries(&fx), [("NatRev".to_string(), 41001, 1001)], "svc1 now has the entry");
+}
+
 /// `bench_fresh`, the benchmark's warm new-connection driver, gives the program a new flow
 /// per run: 50 runs of one SYN open 50 flows on consecutive client ports (each one's reply
 /// comes back from the VIP, the next port's does not, and 50 runs of the reply with its

@@ -55,7 +55,9 @@ pub fn commit(
         book.services.insert(name.clone(), state);
         result.with_context(|| format!("programming service {name}"))?;
     }
-    Ok(())
+    // After the services: a flow opened before its real server's entry exists keeps a reverse
+    // entry of its own.
+    super::real_rev::write(ebpf, book)
 }
 
 fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {

@@ -43,6 +43,7 @@ pub mod maps;
 pub mod pins;
 pub mod plan;
 mod pool;
+mod real_rev;
 pub mod retire;
 mod stats;
 
@@ -202,6 +203,7 @@ impl BpfDataplane {
             let state = SvcState { id, keys, applied: None, generation, slices, reals, last_flip: None };
             self.book.services.insert(name, state);
         }
+        self.book.real_rev = real_rev::adopt(&self.ebpf)?;
         if !self.book.services.is_empty() {
             info!(services = self.book.services.len(), "adopted services from pinned maps");
         }

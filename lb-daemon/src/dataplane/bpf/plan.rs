@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 use lb_common::{
-    ServiceKey, SvcConf,
+    NatRev, ServiceKey, SvcConf,
     consts::{
         FWD_DR, FWD_NAT, FWD_TUN, MAX_REALS, MAX_SERVICES, NO_REAL, SCHED_DH, SCHED_LBLC, SCHED_LC, SCHED_MH, SCHED_RR,
         SCHED_SH, SCHED_WLC, SCHED_WRR, SVC_HASH_PORT,
@@ -68,11 +68,19 @@ pub struct Book {
     pub next_real: u32,
     /// Ids cleared after their grace period, reused only once fresh ones run out.
     pub free_reals: VecDeque<u32>,
+    /// What `lb_real_rev` holds (`real_rev.rs`).
+    pub real_rev: BTreeMap<ServiceKey, NatRev>,
 }
 
 impl Book {
     pub fn new(pool_size: u32) -> Self {
-        Self { services: BTreeMap::new(), pool: Pool::new(pool_size), next_real: 0, free_reals: VecDeque::new() }
+        Self {
+            services: BTreeMap::new(),
+            pool: Pool::new(pool_size),
+            next_real: 0,
+            free_reals: VecDeque::new(),
+            real_rev: BTreeMap::new(),
+        }
     }
 
     /// Gives adopted services (named "adopted #id") the name of the desired service that
@@ -323,13 +331,13 @@ pub fn sched_code(s: Scheduler) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::dataplane::services::{DesiredReal, key_of};
 
-    fn service(name: &str, vip: &str, sched: Scheduler, reals: &[(&str, u32)]) -> DesiredService {
+    pub(crate) fn service(name: &str, vip: &str, sched: Scheduler, reals: &[(&str, u32)]) -> DesiredService {
         DesiredService {
             name: name.into(),
             keys: vec![key_of(vip.parse().unwrap(), 80, 6)],
@@ -357,7 +365,7 @@ mod tests {
     }
 
     /// The book as `commit` leaves it after writing `plan` at `at`.
-    fn committed(book: &Book, desired: &[DesiredService], at: Instant) -> Book {
+    pub(crate) fn committed(book: &Book, desired: &[DesiredService], at: Instant) -> Book {
         let mut b = book.clone();
         b.rename_adopted(desired);
         let p = plan(book, desired, at).unwrap();

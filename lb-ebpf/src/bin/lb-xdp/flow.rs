@@ -3,19 +3,20 @@
 //! The rules are `lb_ebpf::ct`; this module applies them to the maps.
 
 use lb_common::{
-    FlowKey, FlowValue, NatRev, PersistKey, PersistValue, RealDef, SvcConf,
+    FlowKey, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, SvcConf,
     consts::{CT_CLOSING, CT_EST, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
     ct::{self, Hit, NS, Packet},
     decision::Decision,
+    mem::same_addr,
     persist::mask_prefix,
 };
 
 use crate::{
     maps::{
-        lb_conntrack, lb_halfopen, lb_halfopen_rev, lb_nat_rev, lb_persist, lb_real_conns, lb_reals, lb_svc_conf,
-        lb_svc_gen,
+        lb_conntrack, lb_halfopen, lb_halfopen_rev, lb_nat_rev, lb_persist, lb_real_conns, lb_real_rev, lb_reals,
+        lb_svc_conf, lb_svc_gen,
     },
     sched,
     scratch::Frame,
@@ -151,13 +152,13 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     if real == NO_REAL {
         // All real servers down: the sorry server takes new flows (untracked).
         let sorry = if real_live(conf.sorry_real, svc) { conf.sorry_real } else { NO_REAL };
-        return Decision::new(sorry, conf.fwd, true);
+        return Decision::new(sorry, conf.fwd, true).untracked();
     }
     if conf.persist_timeout != 0 {
         remember_persist(svc, conf, f, real, t);
     }
     if ct::opens_without_state(conf.sched, p) {
-        return Decision::new(real, conf.fwd, true).half_open();
+        return Decision::new(real, conf.fwd, true).half_open().untracked();
     }
     if p.opens_half_open() {
         let value = FlowValue {
@@ -258,10 +259,14 @@ pub fn tracked(svc: u32, f: &Frame) -> Decision {
     d.with_generation(generation)
 }
 
-/// Records where a new NAT flow's replies go back from: the reply's 5-tuple → VIP (in the
-/// half-open table until the handshake completes; the stale copy there ages out).
+/// Records where a new NAT flow's replies go back from, unless `lb_real_rev` already says
+/// it for a flow a table holds: the reply's 5-tuple → VIP (in the half-open table until the
+/// handshake completes; the stale copy there ages out).
 #[inline(never)]
 pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
+    if !d.is_untracked() && answered_by_real(f, real, d.real()) {
+        return;
+    }
     let rev_key = FlowKey {
         src: real.addr,
         dst: f.src,
@@ -284,9 +289,40 @@ pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
         if d.is_half_open() { lb_halfopen_rev.insert(&rev_key, &rev, 0) } else { lb_nat_rev.insert(&rev_key, &rev, 0) };
 }
 
-/// The NAT reply translation for a packet from a real server, if it belongs to a NAT flow.
+/// Whether `lb_real_rev` gives `real`'s replies this flow's VIP, port and real server: then
+/// `nat_reply_of` finds the flow's replies through it.
+#[inline(always)]
+fn answered_by_real(f: &Frame, real: &RealDef, real_id: u32) -> bool {
+    let key = ServiceKey { addr: real.addr, port: real.port, proto: f.proto, family: f.family, pad: 0 };
+    // SAFETY: read at once.
+    unsafe { lb_real_rev.get(&key) }
+        .is_some_and(|r| r.real_id == real_id && r.vport == f.dport && same_addr(&r.vip, &f.dst))
+}
+
+/// The NAT reply translation for a packet from a real server, if it belongs to a NAT flow:
+/// its real server's (`lb_real_rev`) when the forward tables hold that flow for that real
+/// server, else the flow's own reverse entry. The check keeps the real server's other
+/// traffic (its health checks, clients that reach it directly) untranslated.
 #[inline(always)]
 pub fn nat_reply_of(f: &Frame) -> Option<&'static NatRev> {
+    let real = ServiceKey { addr: f.src, port: f.sport, proto: f.proto, family: f.family, pad: 0 };
+    // SAFETY: read at once; the daemon replaces an entry only once its flows are gone.
+    if let Some(rev) = unsafe { lb_real_rev.get(&real) } {
+        let forward = FlowKey {
+            src: f.dst,
+            dst: rev.vip,
+            sport: f.dport,
+            dport: rev.vport,
+            proto: f.proto,
+            family: f.family,
+            pad: [0; 2],
+        };
+        // SAFETY: read at once.
+        let held = unsafe { lb_conntrack.get(&forward) }.or_else(|| unsafe { lb_halfopen.get(&forward) });
+        if held.is_some_and(|v| v.real_id == rev.real_id) {
+            return Some(rev);
+        }
+    }
     let flow = f.flow_key();
     // SAFETY: read at once; an LRU entry could be reused under us only after eviction.
     unsafe { lb_nat_rev.get(&flow) }.or_else(|| unsafe { lb_halfopen_rev.get(&flow) })

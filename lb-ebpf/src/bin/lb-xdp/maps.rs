@@ -98,6 +98,12 @@ pub static lb_halfopen: LruHashMap<FlowKey, FlowValue, { DEFAULT_HALFOPEN as usi
 #[btf_map]
 pub static lb_halfopen_rev: LruHashMap<FlowKey, NatRev, { DEFAULT_HALFOPEN as usize }> = LruHashMap::new();
 
+/// NAT real server (address, port, protocol, as a `ServiceKey`) → the one VIP and port its
+/// replies are checked against (`flow::nat_reply_of`), written by the daemon from the
+/// configuration: a flow to that VIP and real server keeps no reverse entry of its own.
+#[btf_map]
+pub static lb_real_rev: HashMap<ServiceKey, NatRev, REALS> = HashMap::new();
+
 /// Persistence: (service, masked client address) → real server, with last use.
 #[btf_map]
 pub static lb_persist: LruHashMap<PersistKey, PersistValue, { DEFAULT_PERSIST as usize }> = LruHashMap::new();

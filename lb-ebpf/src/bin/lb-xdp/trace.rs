@@ -10,7 +10,7 @@ use lb_common::{
     TraceCfg,
     consts::{TRACE_BY_CLIENT, TRACE_BY_SERVICE, TRACE_SNAP},
 };
-use lb_ebpf::verdict::Verdict;
+use lb_ebpf::{mem::same_addr, verdict::Verdict};
 
 use crate::{
     maps::{lb_scratch, lb_trace, lb_trace_cfg},
@@ -37,14 +37,6 @@ pub fn emit(ctx: &XdpContext, v: Verdict) {
     // SAFETY: this CPU's slot; nothing else runs on this CPU while this program does.
     unsafe { (*f).trace_verdict = v.bits() };
     record(ctx, cfg);
-}
-
-/// Whether `a` (an address slot, 8-byte aligned) equals `b`, in two word comparisons.
-#[inline(always)]
-fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let (a, b) = (a.as_ptr().cast::<u64>(), b.as_ptr().cast::<u64>());
-    // SAFETY: both are 16 readable bytes at 8-byte aligned offsets of 8-byte aligned structs.
-    unsafe { *a == *b && *a.add(1) == *b.add(1) }
 }
 
 #[inline(always)]
