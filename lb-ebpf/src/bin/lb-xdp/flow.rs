@@ -7,7 +7,7 @@ use lb_common::{
     consts::{CT_CLOSING, CT_EST, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
-    ct::{self, Hit, NS, Packet},
+    ct::{self, Hit, NS, Packet, TCP_ACK, TCP_SYN},
     decision::Decision,
     mem::same_addr,
     persist::mask_prefix,
@@ -302,28 +302,54 @@ fn answered_by_real(f: &Frame, real: &RealDef, real_id: u32) -> bool {
 /// The NAT reply translation for a packet from a real server, if it belongs to a NAT flow:
 /// its real server's (`lb_real_rev`) when the forward tables hold that flow for that real
 /// server, else the flow's own reverse entry. The check keeps the real server's other
-/// traffic (its health checks, clients that reach it directly) untranslated.
-#[inline(always)]
+/// traffic (its health checks, clients that reach it directly) untranslated. A SYN-ACK
+/// answers a half-open flow, so it looks in the half-open tables first. Not inlined: its
+/// keys' stack must not add to `reply`'s chain of calls (6.1 allows 512 bytes for the deepest).
+#[inline(never)]
 pub fn nat_reply_of(f: &Frame) -> Option<&'static NatRev> {
     let real = ServiceKey { addr: f.src, port: f.sport, proto: f.proto, family: f.family, pad: 0 };
     // SAFETY: read at once; the daemon replaces an entry only once its flows are gone.
-    if let Some(rev) = unsafe { lb_real_rev.get(&real) } {
-        let forward = FlowKey {
-            src: f.dst,
-            dst: rev.vip,
-            sport: f.dport,
-            dport: rev.vport,
-            proto: f.proto,
-            family: f.family,
-            pad: [0; 2],
-        };
-        // SAFETY: read at once.
-        let held = unsafe { lb_conntrack.get(&forward) }.or_else(|| unsafe { lb_halfopen.get(&forward) });
-        if held.is_some_and(|v| v.real_id == rev.real_id) {
+    let by_real = unsafe { lb_real_rev.get(&real) };
+    let forward = by_real.map(|rev| FlowKey {
+        src: f.dst,
+        dst: rev.vip,
+        sport: f.dport,
+        dport: rev.vport,
+        proto: f.proto,
+        family: f.family,
+        pad: [0; 2],
+    });
+    let flow = f.flow_key();
+    // SAFETY (each lookup): read at once; an LRU entry could be reused under us only after
+    // eviction.
+    let held_in_conntrack = || {
+        forward
+            .as_ref()
+            .and_then(|k| unsafe { lb_conntrack.get(k) })
+            .zip(by_real)
+            .filter(|(v, r)| v.real_id == r.real_id)
+    };
+    let held_half_open = || {
+        forward
+            .as_ref()
+            .and_then(|k| unsafe { lb_halfopen.get(k) })
+            .zip(by_real)
+            .filter(|(v, r)| v.real_id == r.real_id)
+    };
+    if f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
+        if let Some((_, rev)) = held_half_open() {
             return Some(rev);
         }
+        if let Some(rev) = unsafe { lb_halfopen_rev.get(&flow) } {
+            return Some(rev);
+        }
+        if let Some((_, rev)) = held_in_conntrack() {
+            return Some(rev);
+        }
+        return unsafe { lb_nat_rev.get(&flow) };
     }
-    let flow = f.flow_key();
-    // SAFETY: read at once; an LRU entry could be reused under us only after eviction.
+    if let Some((_, rev)) = held_in_conntrack().or_else(held_half_open) {
+        return Some(rev);
+    }
     unsafe { lb_nat_rev.get(&flow) }.or_else(|| unsafe { lb_halfopen_rev.get(&flow) })
 }
