@@ -29,7 +29,7 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
         "static-route-expires",
         0,
         5,
-        "not implemented here (nor pref, ttl-propagate, encap, from, vrf, a route's track_group): \
+        "not implemented here (nor pref, ttl-propagate, encap, from, vrf): \
          refused by name, as a route installed without its option would not be the route meant",
     ),
     (

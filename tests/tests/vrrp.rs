@@ -1843,6 +1843,68 @@ fn interface_up_down_delays_debounce_faults_as_keepalived() {
     assert!((ours.1 - theirs.1).abs() < 0.4 && (ours.2 - theirs.2).abs() < 0.4, "ours {ours:?}, keepalived {theirs:?}");
 }
 
+/// `track_group` (keepalived 2.2.7's static track groups), against keepalived on the same
+/// node: the group's instance faults while the interface of a static address (`dev`) or route
+/// naming the group is down, and recovers when it is back; a static address that also has
+/// `no_track`, and an instance the group names that does not exist, change nothing.
+#[test]
+fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let node = &seg.nodes[0];
+    // veth pairs within the node (this kernel has no dummy interfaces).
+    for dev in ["tg0", "tg1", "tg2"] {
+        let peer = format!("{dev}p");
+        node.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]).unwrap();
+        node.ip(&["link", "set", &peer, "up"]).unwrap();
+        node.ip(&["link", "set", dev, "up"]).unwrap();
+    }
+    let dir = TempDir::new("vrrp-trackgroup");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = format!(
+        "track_group TG {{\n    group {{\n        VI_1\n        VI_NONE\n    }}\n}}\n\
+         static_ipaddress {{\n    203.0.113.201/32 dev tg0 track_group TG\n    \
+         203.0.113.202/32 dev tg2 track_group TG no_track\n}}\n\
+         static_routes {{\n    203.0.113.128/28 dev tg1 track_group TG\n}}\n{}",
+        instance("VI_1", 150, "", &n0)
+    );
+    let link = |dev: &str, up: bool| node.ip(&["link", "set", dev, if up { "up" } else { "down" }]).unwrap();
+    // Per step: whether the instance went to FAULT (and, once the link was back, to BACKUP).
+    let measure = |log: &dyn Fn() -> String| -> Vec<(&'static str, bool)> {
+        let count = |what: &str| log().matches(what).count();
+        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+        link("tg2", false);
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut steps = vec![("tg2 (no_track) down faults", count("Entering FAULT STATE") > 0)];
+        link("tg2", true);
+        for (step, dev) in [("tg0 (static address) down faults", "tg0"), ("tg1 (static route) down faults", "tg1")] {
+            let (faults, backups) = (count("Entering FAULT STATE"), count("Entering BACKUP STATE"));
+            link(dev, false);
+            let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
+            link(dev, true);
+            let back = eventually(Duration::from_secs(5), || count("Entering BACKUP STATE") > backups);
+            steps.push((step, faulted && back));
+            assert!(eventually(Duration::from_secs(8), || count("Entering MASTER STATE") > backups), "{}", log());
+        }
+        steps
+    };
+    let kconf = dir.file("ka.conf", &conf);
+    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
+    let theirs = measure(&|| k.log());
+    k.stop().unwrap();
+    let mut d = start(&seg, 0, &dir, &conf);
+    let ours = measure(&|| d.log().join("\n"));
+    let log = d.log().join("\n");
+    d.stop().unwrap();
+    let want = vec![
+        ("tg2 (no_track) down faults", false),
+        ("tg0 (static address) down faults", true),
+        ("tg1 (static route) down faults", true),
+    ];
+    assert_eq!(theirs, want, "keepalived");
+    assert_eq!(ours, want, "lb-daemon: {log}");
+}
+
 /// `reload_file`: present (emptied, mode 0644) while a SIGHUP reload reads the configuration,
 /// and gone once the reload is carried out, as keepalived's create_reload_file and
 /// remove_reload_file do for a named file; a stale one goes at start. The configuration is a

@@ -30,6 +30,7 @@ pub fn supported() -> Vec<(&'static str, &'static str)> {
     all.extend(names("vrrp_track_process", vrrp::TRACK_PROCESS));
     all.extend(names("bfd_instance", vrrp::BFD_INSTANCE));
     all.extend(names("vrrp_sync_group", vrrp::SYNC_GROUP));
+    all.extend(names("track_group", vrrp::TRACK_GROUP));
     all.extend(names("vrrp_instance", vrrp::VRRP_INSTANCE));
     all.extend(names("virtual_server", lvs::VIRTUAL_SERVER));
     all.extend(names("real_server", lvs::REAL_SERVER));

@@ -16,23 +16,28 @@ pub fn global_defs(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
 
 pub fn static_ipaddress(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     if let Some(block) = ctx.block(stmt) {
-        let addrs = ip::addresses(ctx, block);
+        let addrs = ip::static_addresses(ctx, block, &track_group_names(cfg));
         cfg.static_ipaddress.extend(addrs);
     }
 }
 
 pub fn static_routes(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     if let Some(block) = ctx.block(stmt) {
-        let routes = ip::routes(ctx, block);
+        let routes = ip::static_routes(ctx, block, &track_group_names(cfg));
         cfg.static_routes.extend(routes);
     }
 }
 
 pub fn static_rules(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     if let Some(block) = ctx.block(stmt) {
-        let rules = rule::rules(ctx, block);
+        let rules = rule::static_rules(ctx, block, &track_group_names(cfg));
         cfg.static_rules.extend(rules);
     }
+}
+
+/// The `track_group` blocks read so far.
+fn track_group_names(cfg: &Config) -> Vec<String> {
+    cfg.track_groups.iter().map(|g| g.name.clone()).collect()
 }
 
 pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[

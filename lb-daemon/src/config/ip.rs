@@ -81,7 +81,43 @@ pub fn addresses(ctx: &mut Ctx, block: &[Stmt]) -> Vec<IpAddress> {
     block.iter().filter_map(|s| address(ctx, &s.words)).collect()
 }
 
+/// `static_ipaddress` lines: as `addresses`, and `track_group` may name one of `groups` (the
+/// `track_group` blocks before this one, as keepalived looks them up while it reads).
+pub fn static_addresses(ctx: &mut Ctx, block: &[Stmt], groups: &[String]) -> Vec<IpAddress> {
+    block.iter().filter_map(|s| address_in(ctx, &s.words, Some(groups))).collect()
+}
+
 pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
+    address_in(ctx, words, None)
+}
+
+/// The `track_group` option of a static address, route or rule: `groups` are the groups
+/// defined so far (None: not a static one, where keepalived knows no such option).
+pub fn track_group(
+    ctx: &mut Ctx,
+    kw: &Word,
+    value: Option<&Word>,
+    groups: Option<&[String]>,
+    set: &mut Option<String>,
+) {
+    let Some(groups) = groups else {
+        ctx.error(kw.span, "track_group is only for static addresses, routes and rules (keepalived: unknown entry)");
+        return;
+    };
+    let Some(w) = value else {
+        ctx.error(kw.span, "No track_group parameter specified");
+        return;
+    };
+    if set.is_some() {
+        ctx.error(w.span, format!("track_group {} is a duplicate", w.text));
+    } else if !groups.contains(&w.text) {
+        ctx.error(w.span, format!("track_group {} not found (a track_group block must come before its use)", w.text));
+    } else {
+        *set = Some(w.text.clone());
+    }
+}
+
+fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<IpAddress> {
     let first = words.first()?;
     let (addr, prefix) = addr_prefix(ctx, first)?;
     let mut a = IpAddress {
@@ -95,6 +131,7 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
         flags: 0,
         dad: false,
         no_track: false,
+        track_group: None,
         span: first.span,
     };
     let mut it = words[1..].iter();
@@ -150,10 +187,11 @@ pub fn address(ctx: &mut Ctx, words: &[Word]) -> Option<IpAddress> {
                     }
                 }
             }
-            "valid_lft" | "metric" | "track_group" => {
-                let _ = val(ctx, "a value");
-                ctx.warn(kw.span, format!("address option `{}` is not acted on yet; ignored", kw.text));
+            "track_group" => {
+                let w = it.next();
+                track_group(ctx, kw, w, groups, &mut a.track_group);
             }
+            // keepalived 2.2.7 knows neither `valid_lft` nor `metric` for an address.
             _ => {
                 ctx.error(kw.span, format!("unknown address option `{}` (expected dev, brd, scope or label)", kw.text))
             }
@@ -166,11 +204,20 @@ pub fn routes(ctx: &mut Ctx, block: &[Stmt]) -> Vec<Route> {
     block.iter().filter_map(|s| route(ctx, &s.words)).collect()
 }
 
+/// `static_routes` lines: as `routes`, with `track_group` (see `static_addresses`).
+pub fn static_routes(ctx: &mut Ctx, block: &[Stmt], groups: &[String]) -> Vec<Route> {
+    block.iter().filter_map(|s| route_in(ctx, &s.words, Some(groups))).collect()
+}
+
 /// One route, read as keepalived 2.2.7's `alloc_route`: options and the destination in any
 /// order (the older `src ADDRESS DEST via ...` among them). A word that is no option is the
 /// destination, as `DEST`, `to DEST` or `TYPE DEST`; a later one replaces an earlier one.
 /// `or` (a second next hop) is refused: keepalived deprecates it and its `-t` fails.
 pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
+    route_in(ctx, words, None)
+}
+
+fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<Route> {
     let first = words.first()?;
     let mut r = Route {
         kind: RouteType::Unicast,
@@ -190,6 +237,7 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
         metrics: crate::config::RouteMetrics::default(),
         no_track: false,
         nexthops: Vec::new(),
+        track_group: None,
         span: first.span,
     };
     let mut has_dest = false;
@@ -344,7 +392,11 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
                     _ => &mut m.rto_min,
                 } = Some(v);
             }
-            "expires" | "pref" | "ttl-propagate" | "encap" | "from" | "vrf" | "track_group" => {
+            "track_group" => {
+                let w = it.next();
+                track_group(ctx, kw, w, groups, &mut r.track_group);
+            }
+            "expires" | "pref" | "ttl-propagate" | "encap" | "from" | "vrf" => {
                 ctx.error(kw.span, format!("route option `{}` is not implemented; remove it", kw.text));
                 return None;
             }
@@ -414,6 +466,10 @@ pub fn route(ctx: &mut Ctx, words: &[Word]) -> Option<Route> {
     if !has_dest {
         ctx.error(first.span, "route needs a destination");
         return None;
+    }
+    if r.track_group.is_some() && r.dev.is_none() {
+        ctx.error(first.span, "Static route cannot have track group if no oif specified");
+        r.track_group = None;
     }
     // keepalived tracks a route unless `no_track`, and a tracked route is always protocol
     // keepalived (vrrp_iproute.c `alloc_route`).

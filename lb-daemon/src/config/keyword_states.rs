@@ -67,11 +67,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "ipvlan VMACs are not implemented; use use_vmac (a macvlan with the VRRP MAC) or remove it",
     ),
     ("vrf", "vrrp_instance", "VRFs are not supported; run the instance on an interface outside a VRF"),
-    (
-        "track_group",
-        "the top level",
-        "static addresses and routes do not fault instances in this version; use track_interface or track_script",
-    ),
     ("net_namespace", "the top level", NAMESPACE),
     ("net_namespace_ipvs", "the top level", NAMESPACE),
     ("namespace_with_ipsets", "the top level", NAMESPACE),
@@ -832,6 +827,16 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("top level", "vrrp_sync_group", &["tests/tests/vrrp.rs::tracking_hands_over_and_sync_groups_move_together"]),
+    (
+        "top level",
+        "track_group",
+        &["tests/tests/vrrp.rs::track_group_faults_instances_with_their_static_addresses_as_keepalived"],
+    ),
+    (
+        "track_group",
+        "group",
+        &["tests/tests/vrrp.rs::track_group_faults_instances_with_their_static_addresses_as_keepalived"],
+    ),
     (
         "vrrp_sync_group",
         "group",

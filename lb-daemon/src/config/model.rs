@@ -25,6 +25,9 @@ pub struct Config {
     /// `bfd_instance` blocks (BFD sessions `track_bfd` and `BFD_CHECK` follow).
     #[serde(default)]
     pub bfd_instances: Vec<BfdInstance>,
+    /// `track_group` blocks: instances that static addresses, routes and rules name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_groups: Vec<TrackGroup>,
     pub vrrp_sync_groups: Vec<SyncGroup>,
     pub vrrp_instances: Vec<VrrpInstance>,
     pub virtual_server_groups: Vec<VirtualServerGroup>,
@@ -480,6 +483,19 @@ pub struct IpAddress {
     /// (without it, keepalived's master hands over and takes the addresses back).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_track: bool,
+    /// `track_group NAME` (static addresses only): that group's instances track the
+    /// address's interface (`VrrpInstance::track_static`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_group: Option<String>,
+    #[serde(skip)]
+    pub span: Span,
+}
+
+/// A `track_group NAME { group { VI_1 ... } }` block (keepalived 2.2.7's static track group).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrackGroup {
+    pub name: String,
+    pub group: Vec<String>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -549,6 +565,9 @@ pub struct Route {
     /// `nexthop ...` (or the older `via A or B`): a multipath route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nexthops: Vec<NextHop>,
+    /// `track_group NAME` (static routes with a `dev` only): as `IpAddress::track_group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_group: Option<String>,
     #[serde(skip)]
     pub span: Span,
 }
@@ -796,6 +815,11 @@ pub struct VrrpInstance {
     pub interface: Option<String>,
     pub dont_track_primary: bool,
     pub track_interface: Vec<Tracked>,
+    /// Interfaces of the static addresses, routes and rules whose `track_group` lists this
+    /// instance: one going down faults it, as keepalived 2.2.7's `static_track_group_init`
+    /// makes the instance track them (weight 0). Filled once the whole configuration is read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track_static: Vec<String>,
     pub track_script: Vec<Tracked>,
     #[serde(default)]
     pub track_file: Vec<Tracked>,
@@ -976,6 +1000,7 @@ impl VrrpInstance {
             interface: None,
             dont_track_primary: false,
             track_interface: Vec::new(),
+            track_static: Vec::new(),
             track_script: Vec::new(),
             track_file: Vec::new(),
             track_process: Vec::new(),

@@ -14,6 +14,7 @@ use super::{
 pub fn config(ctx: &mut Ctx, stmts: &[Stmt]) -> Config {
     let mut cfg = Config::default();
     ctx.apply(TOP, &mut cfg, stmts, "the top level");
+    vrrp::track_static_interfaces(ctx, &mut cfg);
     cfg
 }
 
@@ -26,6 +27,7 @@ pub(crate) const TOP: &[Keyword<Config>] = &[
     Keyword::new("track_file", vrrp::track_file).alias(&["vrrp_track_file"]),
     Keyword::new("vrrp_track_process", vrrp::vrrp_track_process),
     Keyword::new("bfd_instance", vrrp::bfd_instance),
+    Keyword::new("track_group", vrrp::track_group),
     Keyword::new("vrrp_sync_group", vrrp::vrrp_sync_group),
     Keyword::new("vrrp_instance", vrrp::vrrp_instance),
     Keyword::new("garp_group", vrrp::garp_group),

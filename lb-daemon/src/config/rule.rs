@@ -66,12 +66,20 @@ pub struct Rule {
     pub sport: Option<(u16, u16)>,
     pub dport: Option<(u16, u16)>,
     pub action: RuleAction,
+    /// `track_group NAME` (static rules with an `iif` only): as `IpAddress::track_group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_group: Option<String>,
     #[serde(skip)]
     pub span: Span,
 }
 
 pub fn rules(ctx: &mut Ctx, block: &[Stmt]) -> Vec<Rule> {
     block.iter().filter_map(|s| rule(ctx, &s.words)).collect()
+}
+
+/// `static_rules` lines: as `rules`, with `track_group` (see `ip::static_addresses`).
+pub fn static_rules(ctx: &mut Ctx, block: &[Stmt], groups: &[String]) -> Vec<Rule> {
+    block.iter().filter_map(|s| rule_in(ctx, &s.words, Some(groups))).collect()
 }
 
 /// A rule's family as far as the words have fixed it.
@@ -84,6 +92,10 @@ enum Family {
 
 /// One rule line. Errors are reported on `ctx` and give `None`.
 pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
+    rule_in(ctx, words, None)
+}
+
+fn rule_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<Rule> {
     let first = words.first()?;
     let mut r = Rule {
         v6: false,
@@ -106,6 +118,7 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
         sport: None,
         dport: None,
         action: RuleAction::Nop,
+        track_group: None,
         span: first.span,
     };
     let mut family = Family::Unset;
@@ -328,8 +341,8 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
             }
             "no_track" => no_track = true,
             "track_group" => {
-                ctx.error(kw.span, "track_group on rules is not implemented; remove it");
-                return None;
+                i += 1;
+                super::ip::track_group(ctx, kw, words.get(i), groups, &mut r.track_group);
             }
             other => {
                 let (name, span) = if other == "type" {
@@ -383,6 +396,13 @@ pub fn rule(ctx: &mut Ctx, words: &[Word]) -> Option<Rule> {
     if table_option && !matches!(action, RuleAction::Table(_)) {
         ctx.error(first.span, "suppress_prefixlength / suppress_ifgroup / realms need a table action");
         return None;
+    }
+    if r.track_group.is_some() && r.iif.is_none() {
+        ctx.error(first.span, "Static rule cannot have track_group if dev/iif not specified");
+        r.track_group = None;
+    }
+    if no_track && r.track_group.take().is_some() {
+        ctx.warn(first.span, "Static rule has both track_group and no_track set - not tracking");
     }
     if !no_track {
         if r.protocol.is_some_and(|p| p != RTPROT_KEEPALIVED) {

@@ -1792,3 +1792,63 @@ fn address_flags_are_kept_and_unimplemented_options_refused() {
     let e = first_error(&inst(" unicast_peer {\n  192.0.2.2 min_ttl 1 max_ttl 10\n }\n"));
     assert!(e.starts_with("bad.conf:6:13: error:") && e.contains("min_ttl"), "{e}");
 }
+
+/// `track_group`: each instance a group lists tracks the interface of every static address
+/// (its `dev`, else the default interface), route (`dev`) and rule (`iif`) naming the group,
+/// once each; `no_track` and unknown instances are warned about and skipped; a group used
+/// before its block, a route without `dev` and a virtual address with `track_group` are errors,
+/// as keepalived 2.2.7 reports them.
+#[test]
+fn track_groups_make_instances_track_their_static_interfaces() {
+    let inst = |name: &str| {
+        let id = if name == "VI_2" { 2 } else { 1 };
+        format!("vrrp_instance {name} {{\n interface v0\n virtual_router_id {id}\n priority 100\n}}\n")
+    };
+    let text = format!(
+        "global_defs {{\n default_interface v9\n}}\ntrack_group TG {{\n group {{\n  VI_1\n  VI_NONE\n }}\n}}\n\
+         static_ipaddress {{\n 192.0.2.20/32 track_group TG\n 192.0.2.21/32 dev a1 track_group TG\n \
+         192.0.2.22/32 dev a2 track_group TG no_track\n 192.0.2.23/32 dev a1 track_group TG\n}}\n\
+         static_routes {{\n 198.51.100.0/24 dev r1 track_group TG\n}}\n\
+         static_rules {{\n from 192.0.2.0/24 iif i1 table 100 priority 10 track_group TG\n}}\n{}{}",
+        inst("VI_1"),
+        inst("VI_2")
+    );
+    let l = parse_str("t.conf", &text);
+    assert!(!l.has_errors(), "{}", l.render());
+    let tracks = |name: &str| l.config.vrrp_instances.iter().find(|v| v.name == name).unwrap().track_static.clone();
+    assert_eq!(tracks("VI_1"), ["v9", "a1", "r1", "i1"]);
+    assert!(tracks("VI_2").is_empty());
+    let out = l.render();
+    assert!(out.contains("Static address has both track_group and no_track set - not tracking"), "{out}");
+    assert!(out.contains("vrrp instance VI_NONE specified in track group TG doesn't exist - ignoring"), "{out}");
+
+    for (bad, why) in [
+        (
+            "static_ipaddress {\n 192.0.2.20/32 dev v0 track_group TG\n}\ntrack_group TG {\n group {\n  VI_1\n }\n}\n",
+            "track_group TG not found",
+        ),
+        (
+            "track_group TG {\n group {\n  VI_1\n }\n}\nstatic_routes {\n 198.51.100.0/24 via 192.0.2.1 track_group TG\n}\n",
+            "Static route cannot have track group if no oif specified",
+        ),
+        (
+            "track_group TG {\n group {\n  VI_1\n }\n}\nstatic_rules {\n from all table 100 priority 5 track_group TG\n}\n",
+            "Static rule cannot have track_group if dev/iif not specified",
+        ),
+        (
+            "track_group TG {\n group {\n  VI_1\n }\n}\ntrack_group TG {\n group {\n  VI_1\n }\n}\n",
+            "track_group TG already defined",
+        ),
+        ("static_ipaddress {\n 192.0.2.20/32 dev v0 valid_lft 10\n}\n", "unknown address option `valid_lft`"),
+    ] {
+        let l = parse_str("t.conf", bad);
+        assert!(l.has_errors() && l.render().contains(why), "{bad}: {}", l.render());
+    }
+    let virt = format!(
+        "track_group TG {{\n group {{\n  VI_1\n }}\n}}\n{}",
+        inst("VI_1")
+            .replace(" priority 100\n", " priority 100\n virtual_ipaddress {\n  192.0.2.50/24 track_group TG\n }\n")
+    );
+    let l = parse_str("t.conf", &virt);
+    assert!(l.has_errors() && l.render().contains("track_group is only for static"), "{}", l.render());
+}

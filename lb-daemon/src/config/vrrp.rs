@@ -5,7 +5,8 @@ use super::{
     keyword::{Ctx, Keyword},
     model::{
         AuthType, Authentication, BfdInstance, Config, GarpExtraIf, GarpGroup, Notify, OldUnicastChecksum, ParamMatch,
-        SyncGroup, TrackFile, TrackFileInit, TrackProcess, Tracked, UpDownDelay, VrrpInstance, VrrpScript, VrrpState,
+        SyncGroup, TrackFile, TrackFileInit, TrackGroup, TrackProcess, Tracked, UpDownDelay, VrrpInstance, VrrpScript,
+        VrrpState,
     },
     tree::Stmt,
 };
@@ -187,6 +188,71 @@ pub(crate) const GARP_GROUP: &[Keyword<GarpGroup>] = &[
         g.interfaces.extend(names);
     }),
 ];
+
+/// `track_group NAME { group { VI_1 ... } }`: instances that static addresses, routes and
+/// rules name with `track_group NAME` (`track_static_interfaces`).
+pub fn track_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some((name, block)) = named(ctx, stmt) else {
+        return;
+    };
+    if cfg.track_groups.iter().any(|g| g.name == name) {
+        ctx.error(stmt.keyword().span, format!("track_group {name} already defined"));
+        return;
+    }
+    let mut g = TrackGroup { name, group: Vec::new(), span: stmt.keyword().span };
+    ctx.apply(TRACK_GROUP, &mut g, block, "track_group");
+    cfg.track_groups.push(g);
+}
+
+pub(crate) const TRACK_GROUP: &[Keyword<TrackGroup>] = &[Keyword::new("group", |ctx, g, st| {
+    let names: Vec<String> = ctx.block_words(st).iter().map(|w| w.text.clone()).collect();
+    g.group.extend(names);
+})];
+
+/// keepalived 2.2.7's `static_track_group_init`: each instance a `track_group` lists tracks
+/// the interface of every static address (its `dev`, else the default interface), route (its
+/// `dev`) and rule (its `iif`) naming that group, unless the address or route has `no_track`
+/// (a rule's was dropped when read). An instance the group names that does not exist is
+/// ignored, with keepalived's message.
+pub fn track_static_interfaces(ctx: &mut Ctx, cfg: &mut Config) {
+    let default_dev = cfg.global.default_interface.clone().unwrap_or_else(|| "eth0".to_string());
+    let mut tracked: Vec<(String, String)> = Vec::new();
+    for a in cfg.static_ipaddress.iter().filter(|a| a.track_group.is_some()) {
+        if a.no_track {
+            ctx.warn(a.span, "Static address has both track_group and no_track set - not tracking");
+        } else if let Some(g) = &a.track_group {
+            tracked.push((g.clone(), a.device(&default_dev).to_string()));
+        }
+    }
+    for r in cfg.static_routes.iter().filter(|r| r.track_group.is_some()) {
+        if r.no_track {
+            ctx.warn(r.span, "Static route has both track_group and no_track set - not tracking");
+        } else if let (Some(g), Some(dev)) = (&r.track_group, &r.dev) {
+            tracked.push((g.clone(), dev.clone()));
+        }
+    }
+    for r in &cfg.static_rules {
+        if let (Some(g), Some(dev)) = (&r.track_group, &r.iif) {
+            tracked.push((g.clone(), dev.clone()));
+        }
+    }
+    for g in &cfg.track_groups {
+        for name in &g.group {
+            let Some(v) = cfg.vrrp_instances.iter_mut().find(|v| &v.name == name) else {
+                ctx.warn(
+                    g.span,
+                    format!("vrrp instance {name} specified in track group {} doesn't exist - ignoring", g.name),
+                );
+                continue;
+            };
+            for (_, dev) in tracked.iter().filter(|(tg, _)| tg == &g.name) {
+                if !v.track_static.contains(dev) {
+                    v.track_static.push(dev.clone());
+                }
+            }
+        }
+    }
+}
 
 pub fn vrrp_sync_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     let Some((name, block)) = named(ctx, stmt) else {

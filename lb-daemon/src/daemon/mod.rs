@@ -655,6 +655,7 @@ impl Shell {
             metrics: crate::config::RouteMetrics::default(),
             no_track: false,
             nexthops: Vec::new(),
+            track_group: None,
             span: Default::default(),
         };
         let done =

@@ -193,6 +193,11 @@ pub fn weigh(
         let effect = state_effect(t.weight.unwrap_or(0), reverse(t, false), up);
         add(effect, format!("{} {}", t.name, if up { "up (reverse)" } else { "down" }));
     }
+    for name in &v.track_static {
+        if !running(name) {
+            faults.push(format!("{name} down (track_group)"));
+        }
+    }
     if !v.dont_track_primary && !running(iface) {
         faults.push(format!("{iface} down"));
     }

@@ -296,6 +296,7 @@ impl Vmacs {
                 flags: 0,
                 dad: false,
                 no_track: false,
+                track_group: None,
                 span: Default::default(),
             };
             match source {

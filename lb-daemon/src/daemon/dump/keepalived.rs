@@ -85,6 +85,9 @@ fn address(a: &IpAddress, iface: &str, set: bool) -> String {
     if let Some(l) = &a.label {
         let _ = write!(s, " label {l}");
     }
+    if let Some(g) = &a.track_group {
+        let _ = write!(s, " track_group {g}");
+    }
     if a.addr.is_ipv6() {
         match a.preferred_lifetime() {
             Some(0) => s.push_str(" deprecated"),
