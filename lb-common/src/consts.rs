@@ -1,8 +1,13 @@
 //! Limits, names and timeouts in one place (Katran's style): both sides read them from here.
 
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
-/// to adopt them (and says how to clear them) rather than misreading them.
-pub const LAYOUT_VERSION: u32 = 7;
+/// to adopt them (and says how to clear them) rather than misreading them, except those of
+/// `LAYOUT_UPGRADES_FROM`.
+pub const LAYOUT_VERSION: u32 = 8;
+/// Layouts this one adopts as they are: 7 lacks only `lb_real_rev`, created empty (its flows
+/// all have reverse entries of their own). A daemon of layout 7 refuses 8's pins: their NAT
+/// flows rely on `lb_real_rev`, which it does not read.
+pub const LAYOUT_UPGRADES_FROM: [u32; 1] = [7];
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";

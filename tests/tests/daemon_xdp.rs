@@ -216,6 +216,26 @@ fn pins_of_another_layout_version_are_refused() {
     let err =
         Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
     assert!(err.contains("layout version 9"), "{err}");
+    // Layout 7 (before `lb_real_rev`) is adopted, and becomes this one.
+    let meta = |v: &str| {
+        let mut value = vec![v];
+        value.resize(std::mem::size_of::<lb_common::Meta>(), "0");
+        let out = Command::new("bpftool")
+            .args(["map", "update", "pinned"])
+            .arg(pins.join("lb_meta"))
+            .args(["key", "0", "0", "0", "0", "value"])
+            .args(&value)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    meta("7");
+    let d7 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
+    d7.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let dump = Command::new("bpftool").args(["map", "dump", "pinned"]).arg(pins.join("lb_meta")).output().unwrap();
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(text.contains(&format!("\"layout_version\": {}", lb_common::consts::LAYOUT_VERSION)), "{text}");
     // Version 5's `lb_meta` had 8-byte values: refused as another layout, not misread.
     std::fs::remove_file(pins.join("lb_meta")).unwrap();
     let out = Command::new("bpftool")

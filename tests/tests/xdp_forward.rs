@@ -519,11 +519,23 @@ fn a_real_server_two_services_share_answers_each_flow_from_its_vip() {
     answered(&fx, 41001, 1001, 1).unwrap();
     // Service svc0 (first by name) has the real server's entry; svc1's flow keeps its own.
     assert_eq!(reverse_entries(&fx), [("NatRev".to_string(), 41001, 1001)]);
+    // A client port that had a flow to svc0 opens one to svc1 (the real server sees the same
+    // tuple: the first flow is over): the replies are svc1's. The first flow's entry, which
+    // would have vouched for svc0, went when the second flow began.
+    open(&fx, 41003, 1000);
+    answered(&fx, 41003, 1000, 0).unwrap();
+    open(&fx, 41003, 1001);
+    answered(&fx, 41003, 1001, 1).unwrap();
+    assert_eq!(reverse_entries(&fx), [("NatRev".to_string(), 41001, 1001), ("NatRev".to_string(), 41003, 1001)]);
     fx.apply(&[b]).unwrap();
     answered(&fx, 41001, 1001, 1).unwrap();
     open(&fx, 41002, 1001);
     answered(&fx, 41002, 1001, 1).unwrap();
-    assert_eq!(reverse_entries(&fx), [("NatRev".to_string(), 41001, 1001)], "svc1 now has the entry");
+    assert_eq!(
+        reverse_entries(&fx),
+        [("NatRev".to_string(), 41001, 1001), ("NatRev".to_string(), 41003, 1001)],
+        "svc1 now has the real server's entry: 41002 needs none"
+    );
 }
 
 /// `bench_fresh`, the benchmark's warm new-connection driver, gives the program a new flow

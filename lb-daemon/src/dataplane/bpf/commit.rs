@@ -41,6 +41,20 @@ pub fn commit(
     fences: &BTreeMap<IpAddr, u32>,
 ) -> Result<()> {
     book.rename_adopted(desired);
+    let programmed = program_all(ebpf, book, retiring, plan, fences);
+    // After the services, and after a failure too (the book says what the maps hold): a flow
+    // opened before its real server's entry exists keeps a reverse entry of its own.
+    let reverse = super::real_rev::write(ebpf, book, retiring);
+    programmed.and(reverse)
+}
+
+fn program_all(
+    ebpf: &mut Ebpf,
+    book: &mut Book,
+    retiring: &mut RetireQueue,
+    plan: &Plan,
+    fences: &BTreeMap<IpAddr, u32>,
+) -> Result<()> {
     for r in &plan.removals {
         remove_service(ebpf, book, retiring, r)?;
     }
@@ -55,9 +69,7 @@ pub fn commit(
         book.services.insert(name.clone(), state);
         result.with_context(|| format!("programming service {name}"))?;
     }
-    // After the services: a flow opened before its real server's entry exists keeps a reverse
-    // entry of its own.
-    super::real_rev::write(ebpf, book)
+    Ok(())
 }
 
 fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {

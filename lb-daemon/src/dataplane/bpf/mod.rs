@@ -593,7 +593,12 @@ impl BpfDataplane {
 
     /// Clears what has been retired long enough and programs the services that waited.
     pub fn tick(&mut self, now: Instant) -> Result<()> {
-        commit::clear_retired(&mut self.ebpf, &mut self.book, self.retiring.take_ready(now))?;
+        let ready = self.retiring.take_ready(now);
+        let reals_cleared = ready.iter().any(|r| matches!(r, retire::Retired::Real(_)));
+        commit::clear_retired(&mut self.ebpf, &mut self.book, ready)?;
+        if reals_cleared {
+            real_rev::write(&mut self.ebpf, &mut self.book, &self.retiring)?;
+        }
         if let Some((desired, _)) = self.pending.take_if(|(_, at)| *at <= now) {
             self.submit(&desired, now)?;
         }
@@ -788,7 +793,7 @@ fn check_layout(pin_dir: &Path) -> Result<()> {
     }
     let meta: Array<_, Meta> = Array::try_from(pinned(&path)?)?;
     let found = meta.get(&0, 0)?.layout_version;
-    if found != LAYOUT_VERSION {
+    if found != LAYOUT_VERSION && !LAYOUT_UPGRADES_FROM.contains(&found) {
         bail!(
             "pinned maps in {} have layout version {found}, this lb-daemon uses {LAYOUT_VERSION}; \
              stop the old daemon and remove the directory to start fresh (this drops tracked flows)",

@@ -6,9 +6,10 @@
 //! per-flow reverse entries.
 //!
 //! An entry is replaced only when it no longer names a programmed real server of its
-//! service at that VIP and port: then its flows are gone (the VIP's key was removed, or the
-//! real server left and its flows are scheduled elsewhere). Flows opened while there is no
-//! entry, or before one is written, keep per-flow entries, so writes need no order.
+//! service at that VIP and port, nor one still in its retirement grace period: then its flows
+//! are gone (the VIP's key was removed, or the real server left and its flows are scheduled
+//! elsewhere). Flows opened while there is no entry, or before one is written, keep per-flow
+//! entries, so writes need no order.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,12 +23,18 @@ use lb_common::{NatRev, ServiceKey, consts::MAP_REAL_REV};
 use super::{
     maps::map_mut,
     plan::{Book, SvcState},
+    retire::RetireQueue,
 };
 use crate::{config::ForwardMethod, dataplane::services};
 
 /// What `lb_real_rev` should hold for the services in `book`, keeping `current`'s entries that
-/// are still right (and those of adopted services not yet compared, whose method is unknown).
-pub fn desired(book: &Book, current: &BTreeMap<ServiceKey, NatRev>) -> BTreeMap<ServiceKey, NatRev> {
+/// are still right, those of adopted services not yet compared (whose method is unknown) and
+/// those of real servers `retiring`.
+pub fn desired(
+    book: &Book,
+    current: &BTreeMap<ServiceKey, NatRev>,
+    retiring: &BTreeSet<u32>,
+) -> BTreeMap<ServiceKey, NatRev> {
     let mut choices: BTreeMap<ServiceKey, Vec<NatRev>> = BTreeMap::new();
     let mut unknown: BTreeSet<u32> = BTreeSet::new();
     for s in book.services.values() {
@@ -43,8 +50,11 @@ pub fn desired(book: &Book, current: &BTreeMap<ServiceKey, NatRev>) -> BTreeMap<
             Some(_) => {}
         }
     }
-    let mut out: BTreeMap<ServiceKey, NatRev> =
-        current.iter().filter(|(_, v)| unknown.contains(&v.svc_id)).map(|(k, v)| (*k, *v)).collect();
+    let mut out: BTreeMap<ServiceKey, NatRev> = current
+        .iter()
+        .filter(|(_, v)| unknown.contains(&v.svc_id) || retiring.contains(&v.real_id))
+        .map(|(k, v)| (*k, *v))
+        .collect();
     for (key, options) in choices {
         if out.contains_key(&key) {
             continue;
@@ -78,11 +88,11 @@ fn reply_choices<'a>(
 /// Brings `lb_real_rev` to `desired(book)`, updating `book.real_rev` as it goes. An object
 /// without the map (an older build, as the benchmarks' baseline) gives every NAT flow its own
 /// reverse entry: nothing to write.
-pub fn write(ebpf: &mut Ebpf, book: &mut Book) -> Result<()> {
+pub fn write(ebpf: &mut Ebpf, book: &mut Book, retiring: &RetireQueue) -> Result<()> {
     if ebpf.map(MAP_REAL_REV).is_none() {
         return Ok(());
     }
-    let want = desired(book, &book.real_rev);
+    let want = desired(book, &book.real_rev, &retiring.reals().collect());
     let mut map: HashMap<&mut MapData, ServiceKey, NatRev> =
         HashMap::try_from(map_mut(ebpf, MAP_REAL_REV)?).context(MAP_REAL_REV)?;
     for (k, v) in &want {
@@ -145,7 +155,7 @@ mod tests {
         let id = book.services["web"].id;
         // A drained real server (weight 0) still has flows; DR and portless ones have none.
         assert_eq!(
-            rows(&desired(&book, &BTreeMap::new())),
+            rows(&desired(&book, &BTreeMap::new(), &BTreeSet::new())),
             [row("198.51.100.11:8080", "203.0.113.10:80", id), row("198.51.100.12:8080", "203.0.113.10:80", id)]
         );
     }
@@ -158,7 +168,7 @@ mod tests {
         let t = Instant::now();
         let book = committed(&Book::new(1000), &[a.clone(), b.clone()], t);
         let (ia, ib) = (book.services["a"].id, book.services["b"].id);
-        let first = desired(&book, &BTreeMap::new());
+        let first = desired(&book, &BTreeMap::new(), &BTreeSet::new());
         assert_eq!(rows(&first), [row("198.51.100.11:8080", "203.0.113.10:80", ia)]);
         // An entry naming the other service is kept: flows to it rely on it.
         let mut other = first.clone();
@@ -170,21 +180,38 @@ mod tests {
                 ..*v
             }
         });
-        assert_eq!(desired(&book, &other), other);
+        assert_eq!(desired(&book, &other, &BTreeSet::new()), other);
         // Service a goes: its entry is replaced by b's.
         let without_a = committed(&book, &[b], t);
-        assert_eq!(rows(&desired(&without_a, &first)), [row("198.51.100.11:8080", "203.0.113.11:80", ib)]);
+        assert_eq!(
+            rows(&desired(&without_a, &first, &BTreeSet::new())),
+            [row("198.51.100.11:8080", "203.0.113.11:80", ib)]
+        );
+    }
+
+    #[test]
+    fn a_retiring_real_server_keeps_its_entry_until_cleared() {
+        let two = [("198.51.100.11:8080", 1), ("198.51.100.12:8080", 1)];
+        let t = Instant::now();
+        let book = committed(&Book::new(1000), &[service("web", "203.0.113.10", Scheduler::Rr, &two)], t);
+        let current = desired(&book, &BTreeMap::new(), &BTreeSet::new());
+        let gone = book.services["web"].reals[&"198.51.100.12:8080".parse().unwrap()];
+        let later = t + std::time::Duration::from_secs(1);
+        let after = committed(&book, &[service("web", "203.0.113.10", Scheduler::Rr, &two[..1])], later);
+        // Its flows are still forwarded until the grace period ends.
+        assert_eq!(desired(&after, &current, &BTreeSet::from([gone])), current);
+        assert_eq!(rows(&desired(&after, &current, &BTreeSet::new())), rows(&current)[..1]);
     }
 
     #[test]
     fn an_adopted_service_keeps_its_entries_until_compared() {
         let web = service("web", "203.0.113.10", Scheduler::Rr, &[("198.51.100.11:8080", 1)]);
         let mut book = committed(&Book::new(1000), &[web], Instant::now());
-        let current = desired(&book, &BTreeMap::new());
+        let current = desired(&book, &BTreeMap::new(), &BTreeSet::new());
         let s = book.services.get_mut("web").unwrap();
         s.applied = None;
-        assert_eq!(desired(&book, &current), current);
+        assert_eq!(desired(&book, &current, &BTreeSet::new()), current);
         book.services.clear();
-        assert!(desired(&book, &current).is_empty(), "a service gone takes its entries");
+        assert!(desired(&book, &current, &BTreeSet::new()).is_empty(), "a service gone takes its entries");
     }
 }

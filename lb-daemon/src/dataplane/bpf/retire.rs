@@ -39,6 +39,12 @@ impl RetireQueue {
         self.entries.drain(..n).map(|(_, w)| w).collect()
     }
 
+    /// The real server ids still waiting out their grace period: packets may still be sent
+    /// to them.
+    pub fn reals(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries.iter().filter_map(|(_, w)| if let Retired::Real(id) = w { Some(*id) } else { None })
+    }
+
     /// When the next entry becomes ready.
     pub fn next_ready(&self) -> Option<Instant> {
         self.entries.front().map(|(at, _)| *at)

@@ -136,13 +136,13 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
                 // A retransmitted SYN: same real server, still half-open.
                 return Decision::new(h.real_id, conf.fwd, false).half_open();
             }
-            // Only the CPU whose delete succeeds moves the flow.
+            // Into the main table first: a reply meanwhile finds the flow in one table or the
+            // other (`nat_reply_of`). Two CPUs racing insert once (`track`) and delete once.
+            let real = track(&key, h.real_id, svc, t, p.new_state());
             if lb_halfopen.remove(&key).is_ok() {
                 count_table(TableChange::HalfOpenDelete);
-                let real = track(&key, h.real_id, svc, t, p.new_state());
-                return Decision::new(real, conf.fwd, false).promoted();
             }
-            return Decision::new(h.real_id, conf.fwd, false);
+            return Decision::new(real, conf.fwd, false).promoted();
         }
     }
     let mut real = persisted(svc, conf, f, t);
@@ -264,8 +264,16 @@ pub fn tracked(svc: u32, f: &Frame) -> Decision {
 /// handshake completes; the stale copy there ages out).
 #[inline(never)]
 pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
-    if !d.is_untracked() && answered_by_real(f, real, d.real()) {
-        return;
+    let key = ServiceKey { addr: real.addr, port: real.port, proto: f.proto, family: f.family, pad: 0 };
+    // SAFETY: read at once (the map is not preallocated: an entry lives while we read it).
+    if let Some(r) = unsafe { lb_real_rev.get(&key) } {
+        if r.vport == f.dport && same_addr(&r.vip, &f.dst) {
+            if !d.is_untracked() && r.real_id == d.real() {
+                return;
+            }
+        } else {
+            forget_stale_forward(f, r);
+        }
     }
     let rev_key = FlowKey {
         src: real.addr,
@@ -289,14 +297,40 @@ pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
         if d.is_half_open() { lb_halfopen_rev.insert(&rev_key, &rev, 0) } else { lb_nat_rev.insert(&rev_key, &rev, 0) };
 }
 
-/// Whether `lb_real_rev` gives `real`'s replies this flow's VIP, port and real server: then
-/// `nat_reply_of` finds the flow's replies through it.
+/// A new flow to a real server whose `lb_real_rev` entry names another VIP or port: its
+/// replies have the same 5-tuple as an earlier flow from the same client port to that VIP
+/// would have. Such a flow is over (the real server holds one connection per tuple), but its
+/// entry may linger in the forward tables, and `nat_reply_of` would find it before this
+/// flow's own reverse entry: it goes.
 #[inline(always)]
-fn answered_by_real(f: &Frame, real: &RealDef, real_id: u32) -> bool {
-    let key = ServiceKey { addr: real.addr, port: real.port, proto: f.proto, family: f.family, pad: 0 };
+fn forget_stale_forward(f: &Frame, r: &NatRev) {
+    let stale = FlowKey {
+        src: f.src,
+        dst: r.vip,
+        sport: f.sport,
+        dport: r.vport,
+        proto: f.proto,
+        family: f.family,
+        pad: [0; 2],
+    };
+    if let Some(v) = lb_conntrack.get_ptr_mut(&stale) {
+        // SAFETY: a live map value, read once; its state changes only by compare-and-exchange.
+        let (real, state) = unsafe { ((*v).real_id, (*v).state) };
+        if real == r.real_id {
+            // As a rescheduled flow: an open one leaves its real server's count first.
+            if state != CT_CLOSING && transition(v, state, CT_CLOSING) {
+                add_conns(real, -1);
+            }
+            if lb_conntrack.remove(&stale).is_ok() {
+                count_table(TableChange::CtDelete);
+            }
+        }
+    }
     // SAFETY: read at once.
-    unsafe { lb_real_rev.get(&key) }
-        .is_some_and(|r| r.real_id == real_id && r.vport == f.dport && same_addr(&r.vip, &f.dst))
+    if unsafe { lb_halfopen.get(&stale) }.is_some_and(|v| v.real_id == r.real_id) && lb_halfopen.remove(&stale).is_ok()
+    {
+        count_table(TableChange::HalfOpenDelete);
+    }
 }
 
 /// The NAT reply translation for a packet from a real server, if it belongs to a NAT flow:

@@ -100,9 +100,14 @@ pub static lb_halfopen_rev: LruHashMap<FlowKey, NatRev, { DEFAULT_HALFOPEN as us
 
 /// NAT real server (address, port, protocol, as a `ServiceKey`) → the one VIP and port its
 /// replies are checked against (`flow::nat_reply_of`), written by the daemon from the
-/// configuration: a flow to that VIP and real server keeps no reverse entry of its own.
+/// configuration: a flow to that VIP and real server keeps no reverse entry of its own. Not
+/// preallocated, so an entry the daemon replaces is freed after an RCU grace period: a packet
+/// reading the old value never sees it reused under it.
 #[btf_map]
-pub static lb_real_rev: HashMap<ServiceKey, NatRev, REALS> = HashMap::new();
+pub static lb_real_rev: HashMap<ServiceKey, NatRev, REALS, BPF_F_NO_PREALLOC> = HashMap::new();
+
+/// `map_flags`: elements allocated on update and freed after an RCU grace period.
+const BPF_F_NO_PREALLOC: usize = 1;
 
 /// Persistence: (service, masked client address) → real server, with last use.
 #[btf_map]
