@@ -79,6 +79,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
          any error",
     ),
     (
+        "includeb-brace-missing",
+        6,
+        5,
+        "both refuse a brace alternative naming a missing file with includeb (the brace_match check); \
+         keepalived exits 6 for a missing file, lb-daemon 5 for any error in the config",
+    ),
+    (
         "vrrp-vmac-garp-intvl",
         5,
         0,

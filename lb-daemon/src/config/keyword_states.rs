@@ -1035,6 +1035,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "include",
         &[
             "lb-daemon/src/config/tests.rs::includes_resolve_relative_to_the_including_file_and_expand_globs",
+            "lb-daemon/src/config/tests.rs::brace_includes_read_each_alternative",
             "lb-daemon/src/config/tests.rs::include_loops_are_stopped",
         ],
     ),

@@ -1,5 +1,7 @@
 //! keepalived's lexical rules: words separated by blanks, one statement per line, `{` and `}`
 //! as their own tokens, `#` and `!` start a comment, double quotes group a word with blanks.
+//! On an `include` line (any variant) braces belong to the words: keepalived reads that line
+//! before splitting it, and its glob takes `{a,b}` as alternatives.
 
 use super::diag::Span;
 
@@ -25,13 +27,19 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
         let line_no = line_no + 1;
         let chars: Vec<(usize, char)> = line.char_indices().collect();
         let mut i = 0;
+        let first = out.len();
+        let include_line = |out: &[Token]| {
+            matches!(out.get(first), Some(Token { kind: TokenKind::Word(w), .. })
+                if matches!(w.as_str(), "include" | "includer" | "includem" | "includew" | "includeb" | "includea"))
+        };
         while i < chars.len() {
             let (byte, c) = chars[i];
             let col = byte + 1;
+            let braces_are_tokens = !include_line(&out);
             match c {
                 '#' | '!' => break,
                 c if c.is_whitespace() => i += 1,
-                '{' | '}' => {
+                '{' | '}' if braces_are_tokens => {
                     let kind = if c == '{' { TokenKind::Open } else { TokenKind::Close };
                     out.push(Token { kind, span: Span::new(file, line_no, col, 1) });
                     i += 1;
@@ -62,7 +70,10 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
                     let mut word = String::new();
                     while i < chars.len() {
                         let c = chars[i].1;
-                        if c.is_whitespace() || matches!(c, '{' | '}' | '#' | '!' | '"') {
+                        if c.is_whitespace()
+                            || matches!(c, '#' | '!' | '"')
+                            || braces_are_tokens && matches!(c, '{' | '}')
+                        {
                             break;
                         }
                         word.push(c);

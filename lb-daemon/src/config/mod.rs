@@ -261,10 +261,67 @@ fn expand(stmts: Vec<tree::Stmt>, dir: &Path, depth: usize, f: &mut Files) -> Ve
 /// file is skipped with a warning (an error with the read check); a glob matching nothing is
 /// a warning (an error with wildcard_match, or with match when its directory is missing). A
 /// missing plain path is always an error here (keepalived skips it unless match is checked).
+/// `{a,b}` alternatives (glob's GLOB_BRACE) are read in their order: one naming a missing
+/// file is a warning, an error with brace_match, as in keepalived.
 fn resolve(pattern: &tree::Word, dir: &Path, checks: u8, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let full =
-        if Path::new(&pattern.text).is_absolute() { PathBuf::from(&pattern.text) } else { dir.join(&pattern.text) };
-    let is_glob = pattern.text.contains(['*', '?', '[']);
+    let alternatives = brace_alternatives(&pattern.text);
+    if alternatives == [pattern.text.as_str()] {
+        return resolve_one(pattern, &pattern.text, dir, checks, diags);
+    }
+    let report = |diags: &mut Vec<Diagnostic>, msg: String| {
+        let error = checks & INCLUDE_B != 0;
+        diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
+    };
+    let mut files = Vec::new();
+    let mut missing = Vec::new();
+    for alt in &alternatives {
+        let full = if Path::new(alt).is_absolute() { PathBuf::from(alt) } else { dir.join(alt) };
+        let is_glob = alt.contains(['*', '?', '[']);
+        if !is_glob && !full.exists() {
+            missing.push(full.display().to_string());
+            continue;
+        }
+        files.extend(resolve_one(pattern, alt, dir, checks, diags));
+    }
+    if !missing.is_empty() {
+        let what = if files.is_empty() { "Config files missing" } else { "Some config files missing" };
+        report(diags, format!("{what} '{}': {} (the brace_match check)", pattern.text, missing.join(", ")));
+    }
+    files
+}
+
+/// The patterns `{a,b}` stands for, as glibc's glob with GLOB_BRACE expands them: each
+/// alternative in turn, nested braces too (`{a}` is `a`); a pattern with an unclosed brace
+/// is itself, whole.
+fn brace_alternatives(pattern: &str) -> Vec<String> {
+    let Some(open) = pattern.find('{') else { return vec![pattern.to_string()] };
+    // The matching close and the commas at this brace's level.
+    let (mut depth, mut commas, mut close) = (0usize, Vec::new(), None);
+    for (i, b) in pattern.bytes().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            b',' if depth == 1 => commas.push(i),
+            _ => {}
+        }
+    }
+    let Some(close) = close else { return vec![pattern.to_string()] };
+    let (head, tail) = (&pattern[..open], &pattern[close + 1..]);
+    let mut bounds = vec![open];
+    bounds.extend(&commas);
+    bounds.push(close);
+    bounds.windows(2).flat_map(|w| brace_alternatives(&format!("{head}{}{tail}", &pattern[w[0] + 1..w[1]]))).collect()
+}
+
+fn resolve_one(pattern: &tree::Word, text: &str, dir: &Path, checks: u8, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let full = if Path::new(text).is_absolute() { PathBuf::from(text) } else { dir.join(text) };
+    let is_glob = text.contains(['*', '?', '[']);
     let report = |diags: &mut Vec<Diagnostic>, error: bool, msg: String| {
         diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
     };

@@ -987,6 +987,45 @@ fn include_variants_and_include_check_follow_keepalived() {
 }
 
 #[test]
+fn brace_alternatives_expand_as_glibc_glob_brace() {
+    let cases: &[(&str, &[&str])] = &[
+        ("a.conf", &["a.conf"]),
+        ("{a,b}.conf", &["a.conf", "b.conf"]),
+        ("x{a,b{1,2}}y", &["xay", "xb1y", "xb2y"]),
+        ("{a}{b,c}", &["ab", "ac"]),
+        ("d/{x,}*.conf", &["d/x*.conf", "d/*.conf"]),
+        ("open{a,b", &["open{a,b"]),
+    ];
+    for (pattern, want) in cases {
+        assert_eq!(super::brace_alternatives(pattern), *want, "{pattern}");
+    }
+}
+
+/// `include {a,b}.conf` reads each alternative in turn, as keepalived's glob (GLOB_BRACE);
+/// a missing one is a warning, an error with brace_match (includeb, includea).
+#[test]
+fn brace_includes_read_each_alternative() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("a.conf", "virtual_server 203.0.113.1 80 {\n protocol TCP\n}\n");
+    write("b.conf", "virtual_server 203.0.113.2 80 {\n protocol TCP\n}\n");
+    let run = |text: &str| {
+        write("main.conf", text);
+        let l = load(&dir.path().join("main.conf"), BackendKind::Auto).unwrap();
+        let vips: Vec<String> = l.config.virtual_servers.iter().map(|v| format!("{:?}", v.addr)).collect();
+        (vips, l.errors().count(), l.render())
+    };
+    let (vips, errors, all) = run("include {b,a}.conf\n");
+    assert_eq!((vips.len(), errors), (2, 0), "{all}");
+    assert!(vips[0].contains("203.0.113.2") && vips[1].contains("203.0.113.1"), "alternatives in order: {vips:?}");
+    for (variant, error) in [("include", false), ("includeb", true), ("includea", true), ("includew", false)] {
+        let (vips, errors, all) = run(&format!("{variant} {{a,c}}.conf\n"));
+        assert_eq!((vips.len(), errors), (1, usize::from(error)), "{variant}: {all}");
+        assert!(all.contains("Some config files missing"), "{variant}: {all}");
+    }
+}
+
+#[test]
 fn include_loops_are_stopped() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("self.conf"), "include self.conf\n").unwrap();
