@@ -241,6 +241,47 @@ fn ipv6_dump_files_read_as_keepalived_s() {
     against_keepalived(true);
 }
 
+/// `instance NAME` with `data_use_instance`: keepalived 2.2.7 names its data dump
+/// `keepalived.NAME.data` (`open_dump_file`) and keeps `keepalived.stats` and
+/// `keepalived.json` as they are; so does lb-daemon, in the same directory, and writes no
+/// `keepalived.data`.
+#[test]
+fn data_use_instance_names_the_dump_files_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("dumps-instance");
+    let (ka_tmp, our_tmp) = (private_dir(&dir, "ka-tmp"), private_dir(&dir, "our-tmp"));
+    let conf = |prio: u8| {
+        instance(prio, false).replace("    router_id dumps\n", "    router_id dumps\n    data_use_instance\n")
+            + "instance web\n"
+    };
+    let kconf = dir.file("keepalived.conf", &conf(200));
+    let k = Keepalived::start_env(&seg.nodes[1], &kconf, dir.path(), "ka", &[("TMPDIR", &ka_tmp)]).unwrap();
+    assert!(k.wait_log("(VI_1) Entering MASTER STATE", Duration::from_secs(8)), "{}", k.log());
+    let ours_conf = dir.file("node0.conf", &conf(100));
+    let pins = daemon::pin_dir("dumps-instance");
+    let ours = Daemon::start_env(
+        &seg.nodes[0],
+        &ours_conf,
+        &pins,
+        &["--interface", "l0"],
+        &[("TMPDIR", our_tmp.to_str().unwrap())],
+    )
+    .unwrap();
+    assert!(ours.wait_log("(VI_1) Entering BACKUP STATE", Duration::from_secs(5)), "{:#?}", ours.log());
+    for (who, pid, tmp) in [("keepalived", k.pid().unwrap(), &ka_tmp), ("lb-daemon", ours.pid().unwrap(), &our_tmp)] {
+        for (sig, name) in [
+            (libc::SIGUSR1, "keepalived.web.data"),
+            (libc::SIGUSR2, "keepalived.stats"),
+            (libc::SIGRTMIN() + 2, "keepalived.json"),
+        ] {
+            let listing = || std::fs::read_dir(tmp).map(|d| d.map(|e| e.unwrap().file_name()).collect::<Vec<_>>());
+            assert!(rewritten_after(pid, sig, &tmp.join(name)), "{who}: no {name}: {:?}", listing());
+        }
+        assert!(!tmp.join("keepalived.data").exists(), "{who}");
+    }
+}
+
 fn against_keepalived(v6: bool) {
     require_root();
     let seg = Segment::new(2).unwrap();

@@ -35,6 +35,39 @@ pub fn static_rules(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
     }
 }
 
+/// The top-level `instance NAME` (keepalived's instance_handler): the first one counts, and
+/// implies `use_pid_dir`.
+pub fn instance(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    let Some(name) = stmt.args().first() else {
+        ctx.error(stmt.keyword().span, "instance name missing - ignoring");
+        return;
+    };
+    if cfg.global.instance.is_some() {
+        ctx.error(name.span, format!("Duplicate instance definition {} - ignoring", name.text));
+        return;
+    }
+    cfg.global.instance = Some(name.text.clone());
+    cfg.global.use_pid_dir = true;
+}
+
+/// The top-level `use_pid_dir`.
+pub fn use_pid_dir(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
+    cfg.global.use_pid_dir = ctx.flag(stmt);
+}
+
+/// What needs the whole configuration: the reload file's default path (keepalived's
+/// `init_global_data`).
+pub fn complete(cfg: &mut Config) {
+    let g = &mut cfg.global;
+    if g.reload_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        g.reload_file = Some(match (&g.instance, g.use_pid_dir) {
+            (Some(name), _) => format!("/run/keepalived/keepalived_{name}.reload").into(),
+            (None, true) => "/run/keepalived/keepalived.reload".into(),
+            (None, false) => "/run/keepalived.reload".into(),
+        });
+    }
+}
+
 /// The `track_group` blocks read so far.
 fn track_group_names(cfg: &Config) -> Vec<String> {
     cfg.track_groups.iter().map(|g| g.name.clone()).collect()
@@ -189,10 +222,15 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         _ => ctx.error(s.keyword().span, "reload_time_file invalid: give one file name"),
     }),
     Keyword::new("reload_repeat", |_, g, _| g.reload_repeat = true),
-    // keepalived's reload_file_handler: the first word, else its default; more are ignored.
+    // keepalived's reload_file_handler: the first word, else its default (an empty path
+    // until `complete`); more are ignored.
     Keyword::new("reload_file", |_, g, s| {
-        let path = s.args().first().map_or("/run/keepalived.reload", |w| w.text.as_str());
-        g.reload_file = Some(path.into());
+        g.reload_file = Some(s.args().first().map_or_else(Default::default, |w| w.text.clone().into()));
+    }),
+    Keyword::new("data_use_instance", |ctx, g, s| {
+        if let Some(on) = ctx.bool_flag(s) {
+            g.data_use_instance = on;
+        }
     }),
     Keyword::new("vrrp_skip_check_adv_addr", |ctx, g, s| g.vrrp_skip_check_adv_addr = ctx.flag(s)),
     Keyword::new("vrrp_down_timer_adverts", |ctx, g, s| {

@@ -215,10 +215,7 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
     (
         "file names and modes of keepalived's pid, dump and debug files (lb-daemon's are its `--pid` option and its own dump paths)",
         &[
-            "instance",
-            "use_pid_dir",
             "umask",
-            "data_use_instance",
             "state_dump_file",
             "stats_dump_file",
             "json_dump_file",
@@ -268,7 +265,32 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("global_defs", "reload_repeat", &["tests/tests/vrrp.rs::reload_time_file_reloads_at_its_time"]),
-    ("global_defs", "reload_file", &["tests/tests/vrrp.rs::reload_file_exists_while_the_configuration_is_read"]),
+    (
+        "global_defs",
+        "reload_file",
+        &[
+            "tests/tests/vrrp.rs::reload_file_exists_while_the_configuration_is_read",
+            "lb-daemon/src/config/tests.rs::instance_and_use_pid_dir_settle_the_reload_files_default",
+        ],
+    ),
+    (
+        "top level",
+        "instance",
+        &[
+            "tests/tests/dumps.rs::data_use_instance_names_the_dump_files_as_keepalived",
+            "lb-daemon/src/config/tests.rs::instance_and_use_pid_dir_settle_the_reload_files_default",
+        ],
+    ),
+    (
+        "top level",
+        "use_pid_dir",
+        &["lb-daemon/src/config/tests.rs::instance_and_use_pid_dir_settle_the_reload_files_default"],
+    ),
+    (
+        "global_defs",
+        "data_use_instance",
+        &["tests/tests/dumps.rs::data_use_instance_names_the_dump_files_as_keepalived"],
+    ),
     (
         "top level",
         "interface_up_down_delays",

@@ -193,10 +193,25 @@ pub struct GlobalDefs {
     pub vrrp_garp_master_refresh: u32,
     pub vrrp_garp_master_refresh_repeat: u32,
     /// `reload_file [PATH]`: a file that exists while a SIGHUP reload reads the
-    /// configuration, so tools updating it can wait for its removal (keepalived's default
-    /// path /run/keepalived.reload).
+    /// configuration, so tools updating it can wait for its removal. Without a path,
+    /// keepalived's default, settled once the whole configuration is read
+    /// (`global::complete`): /run/keepalived/keepalived_INSTANCE.reload with `instance`,
+    /// /run/keepalived/keepalived.reload with `use_pid_dir`, else /run/keepalived.reload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_file: Option<std::path::PathBuf>,
+    /// The top-level `instance NAME` (keepalived's instance name): names the reload file's
+    /// default and, with `data_use_instance`, keepalived's dump files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The top-level `use_pid_dir` (also implied by `instance`): keepalived's run files in
+    /// /run/keepalived/.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_pid_dir: bool,
+    /// `data_use_instance [BOOL]`: keepalived's data dump is named after the instance,
+    /// `keepalived.INSTANCE.data` (keepalived's `open_dump_file`; the stats and JSON dumps
+    /// keep their names).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_use_instance: bool,
     /// `reload_time_file PATH` / `reload_repeat`: a reload at the time the file names
     /// (`daemon::reload_timer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,6 +373,9 @@ impl Default for GlobalDefs {
             vrrp_garp_master_refresh: 0,
             vrrp_garp_extra_if: GarpExtraIf::default(),
             reload_file: None,
+            instance: None,
+            use_pid_dir: false,
+            data_use_instance: false,
             reload_time_file: None,
             reload_repeat: false,
             nftables: None,

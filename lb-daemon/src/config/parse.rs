@@ -15,11 +15,14 @@ pub fn config(ctx: &mut Ctx, stmts: &[Stmt]) -> Config {
     let mut cfg = Config::default();
     ctx.apply(TOP, &mut cfg, stmts, "the top level");
     vrrp::track_static_interfaces(ctx, &mut cfg);
+    global::complete(&mut cfg);
     cfg
 }
 
 pub(crate) const TOP: &[Keyword<Config>] = &[
     Keyword::new("global_defs", global::global_defs),
+    Keyword::new("instance", global::instance),
+    Keyword::new("use_pid_dir", global::use_pid_dir),
     Keyword::new("static_ipaddress", global::static_ipaddress),
     Keyword::new("static_routes", global::static_routes),
     Keyword::new("static_rules", global::static_rules),

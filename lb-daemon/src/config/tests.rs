@@ -1891,3 +1891,22 @@ fn track_groups_make_instances_track_their_static_interfaces() {
     let l = parse_str("t.conf", &virt);
     assert!(l.has_errors() && l.render().contains("track_group is only for static"), "{}", l.render());
 }
+
+/// `instance`, `use_pid_dir` and `reload_file` without a path, as keepalived 2.2.7's
+/// `instance_handler` and `init_global_data`: the reload file's default follows the instance
+/// name (read anywhere in the file), else `use_pid_dir`; a second `instance` is an error.
+#[test]
+fn instance_and_use_pid_dir_settle_the_reload_files_default() {
+    let reload = |text: &str| parse_str("t.conf", text).config.global.reload_file.map(|p| p.display().to_string());
+    let g = "global_defs {\n reload_file\n data_use_instance\n}\n";
+    assert_eq!(reload(g).as_deref(), Some("/run/keepalived.reload"));
+    assert_eq!(reload(&format!("{g}use_pid_dir\n")).as_deref(), Some("/run/keepalived/keepalived.reload"));
+    assert_eq!(reload(&format!("{g}instance web\n")).as_deref(), Some("/run/keepalived/keepalived_web.reload"));
+    let named = "instance web\nglobal_defs {\n reload_file /tmp/r\n}\n";
+    assert_eq!(reload(named).as_deref(), Some("/tmp/r"));
+    let l = parse_str("t.conf", &format!("{g}instance web\n"));
+    assert!(l.config.global.data_use_instance && l.config.global.use_pid_dir);
+    let l = parse_str("t.conf", "instance web\ninstance db\n");
+    assert!(l.has_errors() && l.render().contains("Duplicate instance definition db - ignoring"), "{}", l.render());
+    assert_eq!(l.config.global.instance.as_deref(), Some("web"));
+}

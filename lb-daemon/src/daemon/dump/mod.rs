@@ -72,6 +72,16 @@ pub fn dump_dir(tmpdir: Option<&std::ffi::OsStr>) -> PathBuf {
     }
 }
 
+/// keepalived's dump file name: `file`, but `keepalived.INSTANCE.data` for the data file with
+/// `data_use_instance` and an `instance` (keepalived 2.2.7's `open_dump_file`; its stats and
+/// JSON files keep their names, `make_tmp_filename`).
+fn keepalived_name(file: &str, g: &crate::config::GlobalDefs) -> String {
+    match (&g.instance, g.data_use_instance, file.rsplit_once('.')) {
+        (Some(name), true, Some((stem, "data"))) => format!("{stem}.{name}.data"),
+        _ => file.to_string(),
+    }
+}
+
 /// One dump to write.
 pub struct Request<'a> {
     pub what: Dump,
@@ -108,10 +118,11 @@ impl Dumps {
                 Dump::Json => keepalived::json(config, &vrrp).map(|v| v.to_string()),
             };
             let dir = dump_dir(std::env::var_os("TMPDIR").as_deref());
-            let path = dir.join(what.keepalived_file());
+            let name = keepalived_name(what.keepalived_file(), &config.global);
+            let path = dir.join(&name);
             if let Some(text) = text {
-                match state::write_replacing(&dir, what.keepalived_file(), text.as_bytes()) {
-                    Ok(()) => info!(path = %path.display(), "{} written", what.keepalived_file()),
+                match state::write_replacing(&dir, &name, text.as_bytes()) {
+                    Ok(()) => info!(path = %path.display(), "{name} written"),
                     Err(e) => error!("writing {}: {e:#}", path.display()),
                 }
             }
@@ -194,6 +205,18 @@ fn write_ours(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_use_instance_names_keepalived_s_files_after_the_instance() {
+        let mut g = crate::config::GlobalDefs::default();
+        assert_eq!(keepalived_name("keepalived.data", &g), "keepalived.data");
+        g.instance = Some("web".into());
+        assert_eq!(keepalived_name("keepalived.data", &g), "keepalived.data", "without data_use_instance");
+        g.data_use_instance = true;
+        assert_eq!(keepalived_name("keepalived.data", &g), "keepalived.web.data");
+        assert_eq!(keepalived_name("keepalived.json", &g), "keepalived.json", "as keepalived's make_tmp_filename");
+        assert_eq!(keepalived_name("keepalived.stats", &g), "keepalived.stats");
+    }
 
     #[test]
     fn dumps_go_where_keepalived_puts_them() {
