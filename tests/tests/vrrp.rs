@@ -1845,8 +1845,9 @@ fn interface_up_down_delays_debounce_faults_as_keepalived() {
 
 /// `track_group` (keepalived 2.2.7's static track groups), against keepalived on the same
 /// node: the group's instance faults while the interface of a static address (`dev`) or route
-/// naming the group is down, and recovers when it is back; a static address that also has
-/// `no_track`, and an instance the group names that does not exist, change nothing.
+/// naming the group is down, and recovers when it is back, with the static route the kernel
+/// dropped put back; a static address that also has `no_track`, and an instance the group
+/// names that does not exist, change nothing.
 #[test]
 fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
     require_root();
@@ -1886,6 +1887,9 @@ fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
             steps.push((step, faulted && back));
             assert!(eventually(Duration::from_secs(8), || count("Entering MASTER STATE") > backups), "{}", log());
         }
+        // The kernel dropped tg1's route as tg1 went down; it is put back.
+        let route = || node.ip(&["route", "show", "203.0.113.128/28"]).unwrap_or_default();
+        steps.push(("tg1's static route is back", eventually(Duration::from_secs(5), || !route().trim().is_empty())));
         steps
     };
     let kconf = dir.file("ka.conf", &conf);
@@ -1900,6 +1904,7 @@ fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
         ("tg2 (no_track) down faults", false),
         ("tg0 (static address) down faults", true),
         ("tg1 (static route) down faults", true),
+        ("tg1's static route is back", true),
     ];
     assert_eq!(theirs, want, "keepalived");
     assert_eq!(ours, want, "lb-daemon: {log}");

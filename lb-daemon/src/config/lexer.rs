@@ -27,21 +27,28 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
         let line_no = line_no + 1;
         let chars: Vec<(usize, char)> = line.char_indices().collect();
         let mut i = 0;
-        let first = out.len();
-        let include_line = |out: &[Token]| {
-            matches!(out.get(first), Some(Token { kind: TokenKind::Word(w), .. })
-                if matches!(w.as_str(), "include" | "includer" | "includem" | "includew" | "includeb" | "includea"))
+        // Where the line's current piece starts: the line, or the last brace that opened or
+        // closed a block on it (keepalived takes `include` there too).
+        let mut piece = out.len();
+        let include_line = |out: &[Token], piece: usize| {
+            out[piece..]
+                .iter()
+                .find_map(|t| if let TokenKind::Word(w) = &t.kind { Some(w.as_str()) } else { None })
+                .is_some_and(|w| {
+                    matches!(w, "include" | "includer" | "includem" | "includew" | "includeb" | "includea")
+                })
         };
         while i < chars.len() {
             let (byte, c) = chars[i];
             let col = byte + 1;
-            let braces_are_tokens = !include_line(&out);
+            let braces_are_tokens = !include_line(&out, piece);
             match c {
                 '#' | '!' => break,
                 c if c.is_whitespace() => i += 1,
                 '{' | '}' if braces_are_tokens => {
                     let kind = if c == '{' { TokenKind::Open } else { TokenKind::Close };
                     out.push(Token { kind, span: Span::new(file, line_no, col, 1) });
+                    piece = out.len();
                     i += 1;
                 }
                 '"' => {
@@ -92,6 +99,14 @@ pub fn lex(src: &str, file: usize, unterminated: &mut Vec<Span>) -> Vec<Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn braces_on_an_include_line_belong_to_its_words() {
+        assert_eq!(words("include {a,b}.conf\n"), ["include", "{a,b}.conf", "\\n"]);
+        assert_eq!(words("} includeb x/{a,b}.conf\n"), ["}", "includeb", "x/{a,b}.conf", "\\n"]);
+        assert_eq!(words("vs { include {a,b}.conf\n"), ["vs", "{", "include", "{a,b}.conf", "\\n"]);
+        assert_eq!(words("vs {\ninclude_check x\n"), ["vs", "{", "\\n", "include_check", "x", "\\n"]);
+    }
 
     fn words(src: &str) -> Vec<String> {
         lex(src, 0, &mut Vec::new())

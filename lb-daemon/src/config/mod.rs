@@ -268,26 +268,54 @@ fn resolve(pattern: &tree::Word, dir: &Path, checks: u8, diags: &mut Vec<Diagnos
     if alternatives == [pattern.text.as_str()] {
         return resolve_one(pattern, &pattern.text, dir, checks, diags);
     }
-    let report = |diags: &mut Vec<Diagnostic>, msg: String| {
-        let error = checks & INCLUDE_B != 0;
+    let report = |diags: &mut Vec<Diagnostic>, error: bool, msg: String| {
         diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
     };
-    let mut files = Vec::new();
-    let mut missing = Vec::new();
+    // As glibc's glob: every alternative's matches (each sorted) in turn; a plain path that
+    // does not exist, or a glob in a missing directory, is a missing file, judged once the
+    // whole pattern is (keepalived's open_and_check_glob: the brace_match check).
+    let (mut found, mut missing) = (Vec::new(), Vec::new());
     for alt in &alternatives {
         let full = if Path::new(alt).is_absolute() { PathBuf::from(alt) } else { dir.join(alt) };
-        let is_glob = alt.contains(['*', '?', '[']);
-        if !is_glob && !full.exists() {
+        if !alt.contains(['*', '?', '[']) {
+            if full.exists() {
+                found.push(full)
+            } else {
+                missing.push(full.display().to_string())
+            }
+            continue;
+        }
+        if full.parent().is_some_and(|d| !d.is_dir()) {
             missing.push(full.display().to_string());
             continue;
         }
-        files.extend(resolve_one(pattern, alt, dir, checks, diags));
+        match glob::glob(&full.to_string_lossy()) {
+            Ok(paths) => found.extend(paths.filter_map(Result::ok)),
+            Err(e) => diags.push(Diagnostic::error(pattern.span, format!("bad include pattern: {e}"))),
+        }
     }
-    if !missing.is_empty() {
-        let what = if files.is_empty() { "Config files missing" } else { "Some config files missing" };
-        report(diags, format!("{what} '{}': {} (the brace_match check)", pattern.text, missing.join(", ")));
+    let brace_check = checks & INCLUDE_B != 0;
+    match (found.is_empty(), missing.is_empty()) {
+        (true, false) => {
+            let msg =
+                format!("Config files missing '{}': {} (the brace_match check)", pattern.text, missing.join(", "));
+            report(diags, brace_check, msg);
+        }
+        (true, true) => {
+            let msg = format!("No config files matched '{}' (the wildcard_match check)", pattern.text);
+            report(diags, checks & INCLUDE_W != 0, msg);
+        }
+        (false, false) => {
+            let msg =
+                format!("Some config files missing '{}': {} (the brace_match check)", pattern.text, missing.join(", "));
+            report(diags, brace_check, msg);
+        }
+        (false, true) => {}
     }
-    files
+    if brace_check && !missing.is_empty() {
+        return Vec::new();
+    }
+    readable(pattern, found, checks, diags)
 }
 
 /// The patterns `{a,b}` stands for, as glibc's glob with GLOB_BRACE expands them: each
@@ -349,6 +377,14 @@ fn resolve_one(pattern: &tree::Word, text: &str, dir: &Path, checks: u8, diags: 
         }
         return Vec::new();
     }
+    let mut found = found;
+    found.sort();
+    readable(pattern, found, checks, diags)
+}
+
+/// The matches of an include that are regular non-executable files (keepalived's
+/// `check_glob_file`): others are skipped with a warning, an error with the read check.
+fn readable(pattern: &tree::Word, found: Vec<PathBuf>, checks: u8, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     for p in found {
         use std::os::unix::fs::PermissionsExt as _;
@@ -359,10 +395,14 @@ fn resolve_one(pattern: &tree::Word, text: &str, dir: &Path, checks: u8, diags: 
         } else {
             let msg =
                 format!("included {} is not a regular non-executable file: skipped (the read check)", p.display());
-            report(diags, checks & INCLUDE_R != 0, msg);
+            let error = checks & INCLUDE_R != 0;
+            diags.push(if error {
+                Diagnostic::error(pattern.span, msg)
+            } else {
+                Diagnostic::warning(pattern.span, msg)
+            });
         }
     }
-    files.sort();
     files
 }
 

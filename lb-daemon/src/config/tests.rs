@@ -1018,11 +1018,24 @@ fn brace_includes_read_each_alternative() {
     let (vips, errors, all) = run("include {b,a}.conf\n");
     assert_eq!((vips.len(), errors), (2, 0), "{all}");
     assert!(vips[0].contains("203.0.113.2") && vips[1].contains("203.0.113.1"), "alternatives in order: {vips:?}");
+    // A missing alternative (a plain path, or a glob whose directory is missing): a warning,
+    // or with the brace_match check an error that includes nothing, as keepalived.
     for (variant, error) in [("include", false), ("includeb", true), ("includea", true), ("includew", false)] {
-        let (vips, errors, all) = run(&format!("{variant} {{a,c}}.conf\n"));
-        assert_eq!((vips.len(), errors), (1, usize::from(error)), "{variant}: {all}");
-        assert!(all.contains("Some config files missing"), "{variant}: {all}");
+        for alts in ["{a,c}.conf", "{a.conf,nodir/*.conf}"] {
+            let (vips, errors, all) = run(&format!("{variant} {alts}\n"));
+            assert_eq!((vips.len(), errors), (usize::from(!error), usize::from(error)), "{variant} {alts}: {all}");
+            assert!(all.contains("Some config files missing"), "{variant} {alts}: {all}");
+        }
     }
+    // A glob alternative matching nothing in a directory that exists is judged with the whole
+    // pattern: the other alternative matched, so nothing is said.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let (vips, errors, all) = run("includew {a.conf,empty/*.conf}\n");
+    assert_eq!((vips.len(), errors), (1, 0), "{all}");
+    assert!(!all.contains("missing") && !all.contains("matched"), "{all}");
+    let (vips, errors, all) = run("includew {empty/*.conf,empty/x*.conf}\n");
+    assert_eq!((vips.len(), errors), (0, 1), "{all}");
+    assert!(all.contains("No config files matched"), "{all}");
 }
 
 #[test]

@@ -205,7 +205,14 @@ pub fn track_group(ctx: &mut Ctx, cfg: &mut Config, stmt: &Stmt) {
 }
 
 pub(crate) const TRACK_GROUP: &[Keyword<TrackGroup>] = &[Keyword::new("group", |ctx, g, st| {
+    if !g.group.is_empty() {
+        ctx.error(st.keyword().span, format!("Group list already specified for sync group {}", g.name));
+        return;
+    }
     let names: Vec<String> = ctx.block_words(st).iter().map(|w| w.text.clone()).collect();
+    if names.is_empty() {
+        ctx.warn(st.keyword().span, format!("Warning - track group {} has empty group block", g.name));
+    }
     g.group.extend(names);
 })];
 

@@ -139,10 +139,30 @@ fn check_firewall(cfg: &crate::config::Config) -> Result<()> {
     Ok(())
 }
 
+/// keepalived's run directory with `use_pid_dir` (and `instance`).
+const KEEPALIVED_PID_DIR: &str = "/run/keepalived";
+
+/// keepalived refuses a reload that changes the top-level `instance` (its run files are
+/// named after it): "Cannot change instance name at a reload".
+fn same_instance(running: Option<&str>, new: Option<&str>) -> anyhow::Result<()> {
+    if running != new {
+        anyhow::bail!(
+            "Cannot change instance name at a reload ({} -> {}): restart lb-daemon",
+            running.unwrap_or("none"),
+            new.unwrap_or("none")
+        );
+    }
+    Ok(())
+}
+
 /// Creates (or empties) `reload_file`, mode 0644 whatever the umask, as keepalived does; a
 /// failure is logged with keepalived's words and the reload goes on.
 fn create_reload_file(path: &std::path::Path) {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    // keepalived's run directory (`use_pid_dir`, `instance`), which it makes at start.
+    if path.parent() == Some(std::path::Path::new(KEEPALIVED_PID_DIR)) {
+        let _ = std::fs::DirBuilder::new().mode(0o755).create(KEEPALIVED_PID_DIR);
+    }
     let made = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -498,7 +518,9 @@ impl Shell {
         // An invalid config leaves the running one untouched.
         let vrrp = self.opts.subsystems.vrrp();
         let subsystems = self.opts.subsystems;
+        let running_instance = self.node.config().global.instance.clone();
         let checked = read_config(&self.opts.config, self.opts.backend)
+            .and_then(|l| same_instance(running_instance.as_deref(), l.config.global.instance.as_deref()).map(|()| l))
             .and_then(|l| if vrrp { startup::check_interfaces(&l).map(|()| l) } else { Ok(l) })
             .and_then(|l| if vrrp { check_firewall(&l.config).map(|()| l) } else { Ok(l) })
             .and_then(|mut l| startup::load_ssl(&mut l, subsystems).map(|()| l));
@@ -816,6 +838,15 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_may_not_change_the_instance_name() {
+        assert!(same_instance(None, None).is_ok() && same_instance(Some("web"), Some("web")).is_ok());
+        for (running, new) in [(Some("web"), Some("db")), (None, Some("web")), (Some("web"), None)] {
+            let e = same_instance(running, new).unwrap_err().to_string();
+            assert!(e.starts_with("Cannot change instance name at a reload"), "{e}");
+        }
+    }
 
     #[test]
     fn the_status_goes_out_only_when_it_changed_or_a_write_failed() {

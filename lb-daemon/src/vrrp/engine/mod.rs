@@ -349,6 +349,7 @@ impl Engine {
                 _ = poll.tick() => {
                     self.links.poll(Instant::now(), netlink::is_running);
                     self.retrack().await;
+                    self.statics.reinstate_routes(&self.netlink).await;
                     self.check_addresses().await;
                 }
             }

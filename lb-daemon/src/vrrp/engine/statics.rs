@@ -19,6 +19,8 @@ pub struct Statics {
     rules: Vec<(Rule, bool)>,
     /// Addresses without `no_track` on the node at the last look (`restore`).
     seen: Vec<std::net::IpAddr>,
+    /// Whether each static route's interface was up at the last look (`reinstate_routes`).
+    route_links: std::collections::BTreeMap<String, bool>,
 }
 
 /// Entries of `new` marked as their equal in `old` was (added by us or not); new ones unmarked.
@@ -45,12 +47,19 @@ impl Statics {
 
     /// Removes what `cfg` no longer has, then adds what is not in the kernel yet.
     pub async fn reload(&mut self, cfg: &Config, netlink: &Netlink) {
+        // `track_group` names who tracks an entry, not the entry: a reload that only changes
+        // it leaves the kernel's entry alone, as keepalived's comparisons do.
+        let addrs: Vec<IpAddress> =
+            cfg.static_ipaddress.iter().map(|a| IpAddress { track_group: None, ..a.clone() }).collect();
+        let routes: Vec<Route> = cfg.static_routes.iter().map(|r| Route { track_group: None, ..r.clone() }).collect();
+        let rules: Vec<Rule> = cfg.static_rules.iter().map(|r| Rule { track_group: None, ..r.clone() }).collect();
         let new = Statics {
             default_dev: cfg.global.default_interface.clone(),
-            addrs: carry(&self.addrs, &cfg.static_ipaddress),
-            routes: carry(&self.routes, &cfg.static_routes),
-            rules: carry(&self.rules, &cfg.static_rules),
+            addrs: carry(&self.addrs, &addrs),
+            routes: carry(&self.routes, &routes),
+            rules: carry(&self.rules, &rules),
             seen: Vec::new(),
+            route_links: std::mem::take(&mut self.route_links),
         };
         for r in dropped(&self.rules, &new.rules) {
             report("static_rules", "removed", netlink.del_rule(r).await, r.priority);
@@ -101,6 +110,25 @@ impl Statics {
             }
         }
         self.seen = seen;
+    }
+
+    /// keepalived's `static_track_group_reinstate_config` when an interface comes up: its
+    /// static routes (without `no_track`), which the kernel dropped as it went down, are added
+    /// again (one still there is left alone).
+    pub async fn reinstate_routes(&mut self, netlink: &Netlink) {
+        let default_dev = self.default_dev.clone();
+        for (r, set) in self.routes.iter_mut().filter(|(r, _)| !r.no_track) {
+            let Some(dev) = r.dev.as_deref() else { continue };
+            let up = netlink::is_running(dev);
+            let was = self.route_links.insert(dev.to_string(), up);
+            if up && was == Some(false) {
+                info!("{dev} up: restoring static route {}/{}", r.dest, r.prefix);
+                match netlink.add_route(r, default_dev.as_deref()).await {
+                    Ok(added) => *set |= added,
+                    Err(e) => error!("static_routes: {e:#}"),
+                }
+            }
+        }
     }
 
     /// At stop: rules, routes, then addresses this daemon added.
