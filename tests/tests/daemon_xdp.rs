@@ -202,21 +202,7 @@ fn pins_of_another_layout_version_are_refused() {
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(pins.join("lb_meta").exists(), "a killed daemon leaves its pins");
-    // Pretend an older daemon made these maps.
-    let mut value = vec!["9"];
-    value.resize(std::mem::size_of::<lb_common::Meta>(), "0");
-    let out = Command::new("bpftool")
-        .args(["map", "update", "pinned"])
-        .arg(pins.join("lb_meta"))
-        .args(["key", "0", "0", "0", "0", "value"])
-        .args(&value)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let err =
-        Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
-    assert!(err.contains("layout version 9"), "{err}");
-    // Layout 7 (before `lb_real_rev`) is adopted, and becomes this one.
+    // Pretend another daemon made these maps: `lb_meta`'s layout version set to `v`.
     let meta = |v: &str| {
         let mut value = vec![v];
         value.resize(std::mem::size_of::<lb_common::Meta>(), "0");
@@ -229,6 +215,11 @@ fn pins_of_another_layout_version_are_refused() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
+    meta("9");
+    let err =
+        Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
+    assert!(err.contains("layout version 9"), "{err}");
+    // Layout 7 (before `lb_real_rev`) is adopted, and becomes this one.
     meta("7");
     let d7 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
     d7.signal(nix::sys::signal::Signal::SIGKILL).unwrap();

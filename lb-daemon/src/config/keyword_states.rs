@@ -28,31 +28,11 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
         "global_defs",
         "keepalived 2.2.7 has no vrrp_delay_after_boot (a later keepalived's); delay lb-daemon's start instead (e.g. ExecStartPre=/bin/sleep N in its systemd unit)",
     ),
-    (
-        "auth_hmac",
-        "vrrp_instance",
-        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
-    ),
-    (
-        "active_key",
-        "auth_hmac",
-        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
-    ),
-    (
-        "anti_replay",
-        "auth_hmac",
-        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
-    ),
-    (
-        "time_window",
-        "auth_hmac",
-        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
-    ),
-    (
-        "mode",
-        "auth_hmac",
-        "HMAC advert authentication is not implemented; use authentication { auth_type PASS } or none",
-    ),
+    ("auth_hmac", "vrrp_instance", NOT_IN_227_HMAC),
+    ("active_key", "auth_hmac", NOT_IN_227_HMAC),
+    ("anti_replay", "auth_hmac", NOT_IN_227_HMAC),
+    ("time_window", "auth_hmac", NOT_IN_227_HMAC),
+    ("mode", "auth_hmac", NOT_IN_227_HMAC),
     // Interfaces, addresses and routing.
     (
         "dynamic_interfaces",
@@ -120,6 +100,8 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
 /// Keywords of later keepalived versions, which keepalived 2.2.7 rejects as unknown too.
 const NOT_IN_227: &str =
     "keepalived 2.2.7 does not know this keyword (a later keepalived's) and neither does lb-daemon; remove it";
+/// keepalived's HMAC advert authentication (2.4.2 and later).
+const NOT_IN_227_HMAC: &str = "keepalived 2.2.7 does not know this keyword (HMAC advert authentication came in 2.4.2) and neither does lb-daemon; use authentication { auth_type PASS } or AH, or none";
 const LINK: &str = "remove it: lb-daemon reads link state from netlink (the interface's running flag)";
 const NAMESPACE: &str = "run lb-daemon itself inside the namespace (`ip netns exec NAME lb-daemon ...`)";
 const FWMARK_GROUPS: &str = "a virtual_server_group as one IPVS firewall-mark service (one scheduler and persistence across its addresses) is not implemented; lb-daemon runs each of the group's addresses as its own service: remove it";
