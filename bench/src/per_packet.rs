@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::{Stats, stats};
 use lb_tests::{
     addrs::{CLIENT4, CLIENT6, VIP4, VIP6, backend4, backend6},
-    fixture::{Fixture, XDP_TX, bpf_schedulers, set_real_macs, tcp_service},
-    packets::{L2, L4, LB_MAC, real_mac, v4, v6, with_macs},
+    fixture::{Fixture, XDP_TX, bpf_schedulers, set_client_mac, set_real_macs, tcp_service},
+    packets::{CLIENT_MAC, L2, L4, LB_MAC, real_mac, v4, v6, with_macs},
 };
 
 /// NAT IPv4 with one real server (so a reply's source is known): the new-connection case.
@@ -461,6 +461,27 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let nat_ack = v4(L2::Plain, CLIENT4, a, L4::TcpAck { sport: 1025, dport: 80 }, b"");
     let mut n = Instances { fx: &mut fx, fib: &mut fib, base: base.as_mut() };
     let nat = hot_rounds(&mut n, "NAT", &nat_ack, &syn4, hot_repeat, rounds)?;
+    // Established NAT replies, hot: a reply from one service's real server (the other's VIP)
+    // to the client, translated, is the other service's reply. The two flows are opened
+    // through the baseline object when there is one: it needs reverse entries of its own,
+    // which this build (`lb_real_rev`) does not write.
+    set_client_mac(&ns, LB_MAC)?;
+    let opener = match base.as_mut() {
+        Some(b) => b,
+        None => &mut fx,
+    };
+    for dst in [a, b] {
+        for l4 in [L4::TcpSyn { sport: 1026, dport: 80 }, L4::TcpAck { sport: 1026, dport: 80 }] {
+            let (action, _) = opener.run(&v4(L2::Plain, CLIENT4, dst, l4, b""))?;
+            if action != XDP_TX {
+                bail!("hot NAT reply: opening the flow to {dst} was not forwarded ({action})");
+            }
+        }
+    }
+    let nat_reply_frame = v4(L2::Plain, b, CLIENT4, L4::TcpAck { sport: 80, dport: 1026 }, b"");
+    let mut n = Instances { fx: &mut fx, fib: &mut fib, base: base.as_mut() };
+    let nat_reply = hot_rounds(&mut n, "NAT reply", &nat_reply_frame, &syn4, hot_repeat, rounds)?;
+    set_client_mac(&ns, CLIENT_MAC)?;
     set_real_macs(&ns, real_mac)?;
     let hot_pass = stats(&[dr.pass.clone(), nat.pass.clone()].concat()).median;
     writeln!(
@@ -472,29 +493,36 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
          lookup, as before the cache), in an order that rotates between rounds; median over rounds of each round's \
          difference to its XDP_PASS ({hot_pass:.0} ns), [min, max]:\n\n\
          | hot, IPv4, rr, established | lb (ns above XDP_PASS) | by the FIB, same rounds |\n|---|---:|---:|\n\
-         | DR | **+{}** | +{} |\n| NAT | **+{}** | +{} |\n",
+         | DR | **+{}** | +{} |\n| NAT | **+{}** | +{} |\n| NAT reply (to the client) | +{} | +{} |\n",
         shown(&dr.over_pass()),
         shown(&dr.fib_over_pass()),
         shown(&nat.over_pass()),
         shown(&nat.fib_over_pass()),
+        shown(&nat_reply.over_pass()),
+        shown(&nat_reply.fib_over_pass()),
     )?;
-    let mut baseline = match (&base_path, dr.base_over_pass(), nat.base_over_pass()) {
-        (Some(path), Some((dr_base, dr_gain)), Some((nat_base, nat_gain))) => {
+    let mut baseline = match (&base_path, dr.base_over_pass(), nat.base_over_pass(), nat_reply.base_over_pass()) {
+        (Some(path), Some((dr_base, dr_gain)), Some((nat_base, nat_gain)), Some((reply_base, reply_gain))) => {
             writeln!(
                 out,
                 "Baseline object `{}` in the same rounds (its own next-hop cache), ns above XDP_PASS, and how \
-                 much slower it was than this build, paired by round: DR +{} (by {}), NAT +{} (by {}).\n",
+                 much slower it was than this build, paired by round: DR +{} (by {}), NAT +{} (by {}), NAT \
+                 reply +{} (by {}).\n",
                 path.display(),
                 shown(&dr_base),
                 shown(&dr_gain),
                 shown(&nat_base),
-                shown(&nat_gain)
+                shown(&nat_gain),
+                shown(&reply_base),
+                shown(&reply_gain)
             )?;
             json!({
                 "object": path.display().to_string(),
                 "tracked_dr_over_pass_ns": dr_base.median, "tracked_nat_over_pass_ns": nat_base.median,
+                "tracked_nat_reply_over_pass_ns": reply_base.median,
                 "dr_slower_than_ours_ns": [dr_gain.median, dr_gain.min, dr_gain.max],
                 "nat_slower_than_ours_ns": [nat_gain.median, nat_gain.min, nat_gain.max],
+                "nat_reply_slower_than_ours_ns": [reply_gain.median, reply_gain.min, reply_gain.max],
                 "method": "the same hot rounds; instance order rotates between rounds",
             })
         }
@@ -689,6 +717,9 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "tracked_dr_method": "hot: one buffer re-run in the kernel, the output addressed back to the load balancer",
             "tracked_nat_over_pass_ns": nat.over_pass().median,
             "tracked_nat_over_pass_spread_ns": [nat.over_pass().min, nat.over_pass().max],
+            "tracked_nat_reply_over_pass_ns": nat_reply.over_pass().median,
+            "tracked_nat_reply_over_pass_spread_ns": [nat_reply.over_pass().min, nat_reply.over_pass().max],
+            "tracked_nat_reply_by_fib_over_pass_ns": nat_reply.fib_over_pass().median,
             "tracked_nat_method": "hot: one buffer re-run in the kernel, alternating between two NAT services",
             "new_connection_over_pass_ns": warm_rr.median,
             "new_connection_over_pass_spread_ns": [warm_rr.min, warm_rr.max],

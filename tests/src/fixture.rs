@@ -629,6 +629,14 @@ pub fn set_real_macs(ns: &Netns, mac: impl Fn(usize) -> [u8; 6]) -> Result<()> {
     Ok(())
 }
 
+/// The client's (`CLIENT4`, `CLIENT6`) neighbour entries on `in_fib_namespace`'s `fx0`.
+pub fn set_client_mac(ns: &Netns, mac: [u8; 6]) -> Result<()> {
+    for ip in [IpAddr::from(CLIENT4), CLIENT6.into()] {
+        neighbour(ns, ip, mac)?;
+    }
+    Ok(())
+}
+
 fn neighbour(ns: &Netns, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
     ns.ip(&["neigh", "replace", &ip.to_string(), "lladdr", &mac_text(mac), "dev", "fx0", "nud", "permanent"])?;
     Ok(())
