@@ -268,16 +268,13 @@ fn resolve(pattern: &tree::Word, dir: &Path, checks: u8, diags: &mut Vec<Diagnos
     if alternatives == [pattern.text.as_str()] {
         return resolve_one(pattern, &pattern.text, dir, checks, diags);
     }
-    let report = |diags: &mut Vec<Diagnostic>, error: bool, msg: String| {
-        diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
-    };
     // As glibc's glob: every alternative's matches (each sorted) in turn; a plain path that
     // does not exist, or a glob in a missing directory, is a missing file, judged once the
     // whole pattern is (keepalived's open_and_check_glob: the brace_match check).
     let (mut found, mut missing) = (Vec::new(), Vec::new());
     for alt in &alternatives {
-        let full = if Path::new(alt).is_absolute() { PathBuf::from(alt) } else { dir.join(alt) };
-        if !alt.contains(['*', '?', '[']) {
+        let full = dir.join(alt);
+        if !is_glob(alt) {
             if full.exists() {
                 found.push(full)
             } else {
@@ -299,16 +296,16 @@ fn resolve(pattern: &tree::Word, dir: &Path, checks: u8, diags: &mut Vec<Diagnos
         (true, false) => {
             let msg =
                 format!("Config files missing '{}': {} (the brace_match check)", pattern.text, missing.join(", "));
-            report(diags, brace_check, msg);
+            report(diags, pattern, brace_check, msg);
         }
         (true, true) => {
             let msg = format!("No config files matched '{}' (the wildcard_match check)", pattern.text);
-            report(diags, checks & INCLUDE_W != 0, msg);
+            report(diags, pattern, checks & INCLUDE_W != 0, msg);
         }
         (false, false) => {
             let msg =
                 format!("Some config files missing '{}': {} (the brace_match check)", pattern.text, missing.join(", "));
-            report(diags, brace_check, msg);
+            report(diags, pattern, brace_check, msg);
         }
         (false, true) => {}
     }
@@ -348,12 +345,8 @@ fn brace_alternatives(pattern: &str) -> Vec<String> {
 }
 
 fn resolve_one(pattern: &tree::Word, text: &str, dir: &Path, checks: u8, diags: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
-    let full = if Path::new(text).is_absolute() { PathBuf::from(text) } else { dir.join(text) };
-    let is_glob = text.contains(['*', '?', '[']);
-    let report = |diags: &mut Vec<Diagnostic>, error: bool, msg: String| {
-        diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
-    };
-    let found = if is_glob {
+    let full = dir.join(text);
+    let found = if is_glob(text) {
         match glob::glob(&full.to_string_lossy()) {
             Ok(paths) => paths.filter_map(Result::ok).collect::<Vec<_>>(),
             Err(e) => {
@@ -371,15 +364,30 @@ fn resolve_one(pattern: &tree::Word, text: &str, dir: &Path, checks: u8, diags: 
         let dir_missing = full.parent().is_some_and(|d| !d.is_dir());
         let msg = format!("include {} matches no file", full.display());
         if dir_missing {
-            report(diags, checks & INCLUDE_M != 0, format!("{msg}: its directory is missing (the match check)"));
+            report(
+                diags,
+                pattern,
+                checks & INCLUDE_M != 0,
+                format!("{msg}: its directory is missing (the match check)"),
+            );
         } else {
-            report(diags, checks & INCLUDE_W != 0, format!("{msg} (the wildcard_match check)"));
+            report(diags, pattern, checks & INCLUDE_W != 0, format!("{msg} (the wildcard_match check)"));
         }
         return Vec::new();
     }
     let mut found = found;
     found.sort();
     readable(pattern, found, checks, diags)
+}
+
+/// Whether an include pattern (or one of its brace alternatives) has glob wildcards.
+fn is_glob(text: &str) -> bool {
+    text.contains(['*', '?', '['])
+}
+
+/// An include check's finding about `pattern`: an error when its check is on, else a warning.
+fn report(diags: &mut Vec<Diagnostic>, pattern: &tree::Word, error: bool, msg: String) {
+    diags.push(if error { Diagnostic::error(pattern.span, msg) } else { Diagnostic::warning(pattern.span, msg) });
 }
 
 /// The matches of an include that are regular non-executable files (keepalived's
@@ -395,12 +403,7 @@ fn readable(pattern: &tree::Word, found: Vec<PathBuf>, checks: u8, diags: &mut V
         } else {
             let msg =
                 format!("included {} is not a regular non-executable file: skipped (the read check)", p.display());
-            let error = checks & INCLUDE_R != 0;
-            diags.push(if error {
-                Diagnostic::error(pattern.span, msg)
-            } else {
-                Diagnostic::warning(pattern.span, msg)
-            });
+            report(diags, pattern, checks & INCLUDE_R != 0, msg);
         }
     }
     files
