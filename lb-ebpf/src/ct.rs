@@ -38,6 +38,12 @@ impl Packet {
         self.tcp && self.flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     }
 
+    /// A SYN with ACK: a server answering a SYN (its flow is still half-open here).
+    #[inline(always)]
+    pub fn syn_ack(self) -> bool {
+        self.tcp && self.flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK
+    }
+
     /// Any SYN (a new connection when it meets a closed flow with the same ports).
     #[inline(always)]
     pub fn syn(self) -> bool {
@@ -188,7 +194,8 @@ mod tests {
     fn packet_predicates() {
         assert!(SYN.bare_syn() && SYN.syn() && !SYN.closing());
         let syn_ack = Packet { tcp: true, flags: TCP_SYN | TCP_ACK };
-        assert!(!syn_ack.bare_syn() && syn_ack.syn());
+        assert!(!syn_ack.bare_syn() && syn_ack.syn() && syn_ack.syn_ack());
+        assert!(!SYN.syn_ack() && !ACK.syn_ack() && !Packet { tcp: false, flags: TCP_SYN | TCP_ACK }.syn_ack());
         assert!(Packet { tcp: true, flags: TCP_RST }.closing());
         assert!(!Packet { tcp: false, flags: TCP_FIN }.closing(), "UDP has no flags");
         assert_eq!((UDP.new_state(), FIN.new_state(), ACK.new_state()), (CT_UDP, CT_CLOSING, CT_EST));

@@ -4,10 +4,10 @@
 
 use lb_common::{
     FlowKey, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, SvcConf,
-    consts::{CT_CLOSING, CT_EST, FAMILY_V4, IPPROTO_TCP, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
+    consts::{CT_CLOSING, CT_EST, FAMILY_V4, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
-    ct::{self, Hit, NS, Packet, TCP_ACK, TCP_SYN},
+    ct::{self, Hit, NS},
     decision::Decision,
     mem::same_addr,
     persist::mask_prefix,
@@ -93,7 +93,7 @@ pub fn decide(svc: u32, f: &Frame) -> Decision {
 fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     let key = f.flow_key();
     let t = f.now;
-    let p = Packet { tcp: f.proto == IPPROTO_TCP, flags: f.tcp_flags };
+    let p = f.packet();
     // An entry found and replaced (expired, its real server gone, its ports reused): the flow
     // is scheduled anew and counts as new.
     let mut replaced = false;
@@ -354,36 +354,20 @@ pub fn nat_reply_of(f: &Frame) -> Option<&'static NatRev> {
         pad: [0; 2],
     });
     let flow = f.flow_key();
+    // `lb_real_rev`'s entry, if the forward entry found holds the flow for its real server.
+    let vouched = |entry: Option<&FlowValue>| by_real.filter(|r| entry.is_some_and(|v| v.real_id == r.real_id));
     // SAFETY (each lookup): read at once; an LRU entry could be reused under us only after
     // eviction.
-    let held_in_conntrack = || {
-        forward
-            .as_ref()
-            .and_then(|k| unsafe { lb_conntrack.get(k) })
-            .zip(by_real)
-            .filter(|(v, r)| v.real_id == r.real_id)
-    };
-    let held_half_open = || {
-        forward
-            .as_ref()
-            .and_then(|k| unsafe { lb_halfopen.get(k) })
-            .zip(by_real)
-            .filter(|(v, r)| v.real_id == r.real_id)
-    };
-    if f.proto == IPPROTO_TCP && f.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-        if let Some((_, rev)) = held_half_open() {
-            return Some(rev);
-        }
-        if let Some(rev) = unsafe { lb_halfopen_rev.get(&flow) } {
-            return Some(rev);
-        }
-        if let Some((_, rev)) = held_in_conntrack() {
-            return Some(rev);
-        }
-        return unsafe { lb_nat_rev.get(&flow) };
+    let in_conntrack = || vouched(forward.as_ref().and_then(|k| unsafe { lb_conntrack.get(k) }));
+    let half_open = || vouched(forward.as_ref().and_then(|k| unsafe { lb_halfopen.get(k) }));
+    if f.packet().syn_ack() {
+        return half_open()
+            .or_else(|| unsafe { lb_halfopen_rev.get(&flow) })
+            .or_else(in_conntrack)
+            .or_else(|| unsafe { lb_nat_rev.get(&flow) });
     }
-    if let Some((_, rev)) = held_in_conntrack().or_else(held_half_open) {
-        return Some(rev);
-    }
-    unsafe { lb_nat_rev.get(&flow) }.or_else(|| unsafe { lb_halfopen_rev.get(&flow) })
+    in_conntrack()
+        .or_else(half_open)
+        .or_else(|| unsafe { lb_nat_rev.get(&flow) })
+        .or_else(|| unsafe { lb_halfopen_rev.get(&flow) })
 }

@@ -111,6 +111,12 @@ impl Frame {
         }
     }
 
+    /// What the tracking rules (`lb_ebpf::ct`) see of the packet: TCP or not, and its flags.
+    #[inline(always)]
+    pub fn packet(&self) -> lb_ebpf::ct::Packet {
+        lb_ebpf::ct::Packet { tcp: self.proto == lb_common::consts::IPPROTO_TCP, flags: self.tcp_flags }
+    }
+
     /// Bytes of the L4 segment (what the IP header declares after the IP headers).
     #[inline(always)]
     pub fn l4_len(&self) -> u32 {
