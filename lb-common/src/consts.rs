@@ -3,11 +3,13 @@
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them, except those of
 /// `LAYOUT_UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 8;
-/// Layouts this one adopts as they are: 7 lacks only `lb_real_rev`, created empty (its flows
-/// all have reverse entries of their own). A daemon of layout 7 refuses 8's pins: their NAT
-/// flows rely on `lb_real_rev`, which it does not read.
-pub const LAYOUT_UPGRADES_FROM: [u32; 1] = [7];
+pub const LAYOUT_VERSION: u32 = 9;
+/// Layouts this one adopts as they are: 8 lacks only `lb_services4` (created, then filled
+/// from `lb_services`), 7 also `lb_real_rev`, created empty (its flows all have reverse
+/// entries of their own). A daemon of layout 7 refuses 8's pins: their NAT flows rely on
+/// `lb_real_rev`, which it does not read; one of 8 refuses 9's, whose IPv4 services it would
+/// not write where the program looks.
+pub const LAYOUT_UPGRADES_FROM: [u32; 2] = [7, 8];
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -88,6 +90,11 @@ pub const fn flow_timeout_secs(state: u8) -> u64 {
 
 /// Map names, as they appear in `bpftool map list` (the kernel keeps 15 characters).
 pub const MAP_SERVICES: &str = "lb_services";
+/// The IPv4 entries of `lb_services` again, keyed by `ServiceKey4` (8 bytes): the data plane
+/// looks IPv4 frames up here (jhash's final mix alone; 24 bytes take a mixing round more).
+/// Written with `lb_services`, which stays the record tools and a restarted daemon read (it
+/// brings this one back in line with it).
+pub const MAP_SERVICES4: &str = "lb_services4";
 pub const MAP_SVC_CONF: &str = "lb_svc_conf";
 pub const MAP_SVC_GEN: &str = "lb_svc_gen";
 /// Per service id: whether this node may load-balance it now (`FENCE_*`; 0: it may). The
@@ -191,9 +198,10 @@ pub const MAP_NEXTHOP_LEASE: &str = "lb_nexthop_lease";
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 25] = [
+pub const PINNED_MAPS: [&str; 26] = [
     MAP_META,
     MAP_SERVICES,
+    MAP_SERVICES4,
     MAP_SVC_CONF,
     MAP_SVC_GEN,
     MAP_SVC_FENCE,

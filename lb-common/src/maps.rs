@@ -34,6 +34,27 @@ impl ServiceKey {
     pub const fn v6(addr: [u8; 16], port: u16, proto: u8) -> Self {
         Self { addr, port, proto, family: FAMILY_V6, pad: 0 }
     }
+
+    /// An IPv4 service's key in `lb_services4`; None for IPv6.
+    pub const fn narrow(&self) -> Option<ServiceKey4> {
+        if self.family != FAMILY_V4 {
+            return None;
+        }
+        let a = &self.addr;
+        Some(ServiceKey4 { addr: [a[0], a[1], a[2], a[3]], port: self.port, proto: self.proto, pad: 0 })
+    }
+}
+
+/// An IPv4 service as `lb_services4` keys it (fields as in `ServiceKey`). The kernel hashes a
+/// hash map's whole key with jhash: 8 bytes take its final mix only, `ServiceKey`'s 24 a
+/// mixing round more, on every TCP/UDP frame.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable)]
+pub struct ServiceKey4 {
+    pub addr: [u8; 4],
+    pub port: u16,
+    pub proto: u8,
+    pub pad: u8,
 }
 
 /// `lb_services` value: the service's id, fixed for its lifetime. Everything that changes
@@ -418,6 +439,7 @@ crate::aya_pod!(
     NeighKey,
     NextHop,
     ServiceKey,
+    ServiceKey4,
     ServiceValue,
     SvcConf,
     RealDef,
@@ -440,6 +462,7 @@ mod tests {
         // bytemuck's Pod derive already refuses padding; these pin the sizes the BPF side and
         // the documented per-entry costs assume.
         assert_eq!(core::mem::size_of::<ServiceKey>(), 24);
+        assert_eq!(core::mem::size_of::<ServiceKey4>(), 8);
         assert_eq!(core::mem::size_of::<ServiceValue>(), 8);
         assert_eq!(core::mem::size_of::<SvcConf>(), 24);
         assert_eq!(core::mem::size_of::<RealDef>(), 48);
@@ -457,5 +480,14 @@ mod tests {
         assert_eq!(core::mem::size_of::<TraceCfg>(), 72);
         // 216 bytes in the ring with its 8-byte header (`TRACE_RING_BYTES`).
         assert_eq!(core::mem::size_of::<TraceRecord>(), 80 + crate::consts::TRACE_SNAP);
+    }
+
+    #[test]
+    fn only_ipv4_services_narrow() {
+        let k = ServiceKey::v4([192, 0, 2, 10], 80, 6);
+        assert_eq!(k.narrow(), Some(ServiceKey4 { addr: [192, 0, 2, 10], port: 80, proto: 6, pad: 0 }));
+        let mut v6 = [0u8; 16];
+        v6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(ServiceKey::v6(v6, 80, 6).narrow(), None);
     }
 }

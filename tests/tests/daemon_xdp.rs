@@ -215,10 +215,33 @@ fn pins_of_another_layout_version_are_refused() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    meta("9");
+    meta("10");
     let err =
         Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
-    assert!(err.contains("layout version 9"), "{err}");
+    assert!(err.contains("layout version 10"), "{err}");
+    // Layout 8 had no `lb_services4`, where the program looks IPv4 services up: it is made
+    // and filled from `lb_services` (the config's services are already there, so the commit
+    // adds no key), and the UDP service forwards.
+    std::fs::remove_file(pins.join("lb_services4")).unwrap();
+    meta("8");
+    let _sink = quiet_udp_sink(&topo);
+    let d8 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
+    let before = read_stats(&pins).unwrap();
+    topo.client
+        .run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..5 {
+                s.send_to(b"after the upgrade", (VIP4, 53)).unwrap();
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = read_stats(&pins).unwrap();
+    let fwd_nat = |s: &lb_daemon::dataplane::bpf::StatsSnapshot| s.global.0["reason_fwd_nat"];
+    assert_eq!(fwd_nat(&after) - fwd_nat(&before), 5, "{after:?}");
+    assert_eq!(map_dump(&pins.join("lb_services4")).unwrap().as_array().unwrap().len(), 2);
+    d8.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     // Layout 7 (before `lb_real_rev`) is adopted, and becomes this one.
     meta("7");
     let d7 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();

@@ -15,15 +15,16 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, PerCpuArray, PerCpuValues},
+    maps::{Array, PerCpuArray, PerCpuValues},
 };
-use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
+use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, SvcConf, consts::*};
 use tracing::{info, warn};
 
 use super::{
     maps::{map_mut, set_array_range},
     plan::{Book, Plan, Removal, ServicePlan, SvcState},
     retire::{RetireQueue, Retired},
+    service_keys,
 };
 use crate::{
     config::ForwardMethod,
@@ -74,9 +75,8 @@ fn program_all(
 
 fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {
     book.services.remove(&r.name);
-    let mut svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(ebpf, MAP_SERVICES)?)?;
     for k in &r.keys {
-        svc_map.remove(k).with_context(|| format!("removing service key {}", services::describe(k)))?;
+        service_keys::remove(ebpf, k)?;
     }
     // Keys are gone: no new packet finds the service. Its real servers and tables go after
     // the grace period.
@@ -123,12 +123,11 @@ fn program(
     // Fenced before its keys: a service new on a VRRP backup never forwards a frame.
     let mut fence: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_SVC_FENCE)?)?;
     fence.set(s.id, fence_of(&d.keys, fences), 0)?;
-    let mut svc_map: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(ebpf, MAP_SERVICES)?)?;
     for k in &s.keys_added {
-        svc_map.insert(*k, ServiceValue { id: s.id, flags: 0 }, 0)?;
+        service_keys::insert(ebpf, k, s.id)?;
     }
     for k in &s.keys_removed {
-        svc_map.remove(k)?;
+        service_keys::remove(ebpf, k)?;
     }
     state.keys = d.keys.clone();
     state.applied = Some(d.clone());

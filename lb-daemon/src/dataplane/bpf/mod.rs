@@ -45,6 +45,7 @@ pub mod plan;
 mod pool;
 mod real_rev;
 pub mod retire;
+mod service_keys;
 mod stats;
 
 /// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
@@ -204,6 +205,7 @@ impl BpfDataplane {
             self.book.services.insert(name, state);
         }
         self.book.real_rev = real_rev::adopt(&self.ebpf)?;
+        service_keys::adopt(&mut self.ebpf)?;
         if !self.book.services.is_empty() {
             info!(services = self.book.services.len(), "adopted services from pinned maps");
         }

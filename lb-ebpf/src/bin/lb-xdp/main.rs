@@ -39,7 +39,7 @@ use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
     LocalMac, NatRev, Reason,
     consts::{
-        FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, NO_REAL,
+        FAMILY_V4, FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, NO_REAL,
         TRACE_FLOW_FOUND, TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
     },
     is_vrrp_vmac,
@@ -47,7 +47,7 @@ use lb_common::{
 use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
 
 use crate::{
-    maps::{lb_iface_mac, lb_ifaces, lb_local_macs, lb_reals, lb_scratch, lb_services, lb_svc_fence},
+    maps::{lb_iface_mac, lb_ifaces, lb_local_macs, lb_reals, lb_scratch, lb_services, lb_services4, lb_svc_fence},
     offload::Checksum,
     parse::Parsed,
     scratch::{Frame, frag},
@@ -181,11 +181,21 @@ fn fence(ctx: &XdpContext, f: &Frame, word: u32) -> u32 {
     }
 }
 
+/// The id of the service `f` is addressed to: IPv4 by `lb_services4`'s narrow key.
+#[inline(always)]
+fn service_of(f: &Frame) -> Option<u32> {
+    // SAFETY (both): copied out at once; `lb_services` values never change in place.
+    if f.family == FAMILY_V4 {
+        unsafe { lb_services4.get(&f.service_key4()) }.map(|v| v.id)
+    } else {
+        unsafe { lb_services.get(&f.service_key()) }.map(|v| v.id)
+    }
+}
+
 /// A TCP/UDP frame: for a service, or a NAT real server's reply, or neither.
 #[inline(always)]
 fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
-    // SAFETY: copied out at once; `lb_services` values never change in place.
-    if let Some(svc) = unsafe { lb_services.get(&f.service_key()) }.map(|v| v.id) {
+    if let Some(svc) = service_of(f) {
         if let Some(v) = fenced(ctx, f, svc) {
             f.trace_svc = svc;
             return v;
@@ -274,8 +284,7 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
 /// the client from the VIP; any other ICMP passes.
 #[inline(never)]
 fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
-    // SAFETY: copied out at once.
-    let Some(svc) = (unsafe { lb_services.get(&f.service_key()) }).map(|v| v.id) else {
+    let Some(svc) = service_of(f) else {
         return match flow::nat_reply_of(f) {
             Some(rev) if parse::ipv4_header_ok(ctx, f) => {
                 (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);

@@ -10,8 +10,8 @@ use aya_ebpf::{
 };
 use lb_common::{
     FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, LocalMac, Meta, NatRev, NeighKey, NextHop,
-    PersistKey, PersistValue, PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceStats, ServiceValue,
-    SvcConf, TraceCfg, TraceRecord,
+    PersistKey, PersistValue, PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceKey4, ServiceStats,
+    ServiceValue, SvcConf, TraceCfg, TraceRecord,
     consts::{
         DEFAULT_CONNTRACK, DEFAULT_HALFOPEN, DEFAULT_PERSIST, FRAG_ENTRIES, GIVEUP_ENTRIES, LBLC_ENTRIES,
         LOCAL_MACS_ENTRIES, MAX_IFINDEX, MAX_REALS, MAX_SERVICES, PUNT_RECORDS, TABLE_POOL, TRACE_RING_BYTES,
@@ -29,6 +29,11 @@ const REALS: usize = MAX_REALS as usize;
 /// Virtual service (VIP, port, protocol) → its id, fixed for the service's lifetime.
 #[btf_map]
 pub static lb_services: HashMap<ServiceKey, ServiceValue, SVC> = HashMap::new();
+
+/// `lb_services`' IPv4 entries by an 8-byte key, which the kernel hashes faster: IPv4 frames
+/// are looked up here. The daemon writes both.
+#[btf_map]
+pub static lb_services4: HashMap<ServiceKey4, ServiceValue, SVC> = HashMap::new();
 
 /// A service's configuration in two generations: `id * 2 + gen` (see `SvcConf`).
 #[btf_map]

@@ -97,6 +97,15 @@ impl Frame {
         unsafe { zero_words(self as *mut Frame as *mut u64, 4) };
     }
 
+    /// An IPv4 frame's service as `lb_services4` keys it.
+    #[inline(always)]
+    pub fn service_key4(&self) -> lb_common::ServiceKey4 {
+        let mut k = lb_common::ServiceKey4 { addr: [0; 4], port: self.dport, proto: self.proto, pad: 0 };
+        // SAFETY: the first 4 of `dst`'s 16 bytes.
+        lb_ebpf::mem::copy(&mut k.addr, unsafe { &*self.dst.as_ptr().cast::<[u8; 4]>() });
+        k
+    }
+
     /// The flow's 5-tuple as the conntrack tables key it.
     #[inline(always)]
     pub fn flow_key(&self) -> lb_common::FlowKey {
