@@ -1843,6 +1843,54 @@ fn interface_up_down_delays_debounce_faults_as_keepalived() {
     assert!((ours.1 - theirs.1).abs() < 0.4 && (ours.2 - theirs.2).abs() < 0.4, "ours {ours:?}, keepalived {theirs:?}");
 }
 
+/// An instance whose interface is deleted goes to FAULT; when an interface of that name is
+/// made again (another index), the instance comes back and advertises on it, as keepalived's
+/// `update_added_interface` reopens its sockets. Against keepalived on the same node. (Before,
+/// lb-daemon became MASTER again on sockets bound to the old index: it sent nothing, so a
+/// backup would have taken the VIP beside it.)
+#[test]
+fn an_interface_deleted_and_made_again_gets_its_instance_back_as_keepalived() {
+    use lb_tests::{
+        capture::{AdvertCapture, now},
+        netns::{addr, veth},
+    };
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let node = &seg.nodes[0];
+    let dir = TempDir::new("vrrp-remade");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = instance("VI_1", 150, "", &n0);
+    let capture = AdvertCapture::start(&seg.client, "c0").unwrap();
+    // (faulted once deleted, MASTER again once made again, adverts from it after that, the VIP
+    // on the new interface)
+    let measure = |log: &dyn Fn() -> String| -> (bool, bool, bool, bool) {
+        let count = |what: &str| log().matches(what).count();
+        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+        let masters = count("Entering MASTER STATE");
+        node.ip(&["link", "del", "l0"]).unwrap();
+        let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > 0);
+        veth(node, "l0", &seg.switch, "s1").unwrap();
+        seg.switch.ip(&["link", "set", "s1", "master", "br0"]).unwrap();
+        addr(node, "l0", &format!("{}/24", node4(0))).unwrap();
+        let made = now();
+        let back = eventually(Duration::from_secs(10), || count("Entering MASTER STATE") > masters);
+        std::thread::sleep(Duration::from_secs(3));
+        let adverts = capture.from(node4(0)).iter().filter(|t| **t > made + 0.5).count() >= 2;
+        (faulted, back, adverts, seg.holds(0, VRRP_VIP4))
+    };
+    let kconf = dir.file("ka.conf", &conf);
+    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
+    let theirs = measure(&|| k.log());
+    k.stop().unwrap();
+    let mut d = start(&seg, 0, &dir, &conf);
+    let ours = measure(&|| d.log().join("\n"));
+    let log = d.log().join("\n");
+    d.stop().unwrap();
+    assert_eq!(theirs, (true, true, true, true), "keepalived");
+    assert_eq!(ours, (true, true, true, true), "lb-daemon: {log}");
+    assert!(!log.contains("VRRP receive"), "the old receiver kept failing: {log}");
+}
+
 /// `track_group` (keepalived 2.2.7's static track groups), against keepalived on the same
 /// node: the group's instance faults while the interface of a static address (`dev`) or route
 /// naming the group is down, and recovers when it is back, with the static route the kernel

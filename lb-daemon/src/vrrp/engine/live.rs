@@ -50,6 +50,13 @@ pub struct LiveInstance {
     pub machine: Instance,
     pub iface: String,
     pub ifindex: u32,
+    /// The interface index its sockets are bound to (the VMAC's, unless adverts leave from
+    /// the base interface): another one under that name means the interface was deleted
+    /// and made again (`reopen`).
+    sock_index: u32,
+    /// Why it has no sockets that work (its interface came back and they could not be
+    /// opened on it yet): a fault until `reopen` succeeds.
+    pub detached: Option<String>,
     pub mac: [u8; 6],
     pub vrid: u8,
     pub sender: sockets::Sender,
@@ -266,6 +273,8 @@ impl LiveInstance {
             v6,
             link_local: if vmac.is_some() { base_link.link_local } else { link.link_local },
             ifindex: link.index,
+            sock_index,
+            detached: None,
             mac: link.mac.unwrap_or_default(),
             iface,
             vrid,
@@ -287,6 +296,52 @@ impl LiveInstance {
         };
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
         Ok((live, rx))
+    }
+
+    /// The interface its sockets are bound to: the VMAC, unless adverts leave from the base.
+    fn sock_iface(&self) -> &str {
+        match &self.vmac {
+            Some(base) if self.cfg.vmac_xmit_base => base,
+            _ => &self.iface,
+        }
+    }
+
+    /// Whether the interface its sockets are bound to is there under another index: it was
+    /// deleted and made again, and the sockets still name the old one (they would neither
+    /// hear nor send). One `if_nametoindex` a poll.
+    pub fn moved(&self) -> bool {
+        nix::net::if_::if_nametoindex(self.sock_iface()).is_ok_and(|i| i != self.sock_index)
+    }
+
+    /// keepalived's `setup_interface` for an interface made again (`update_added_interface`):
+    /// new sockets on it, its index and MAC, and the source address it has now (unless one is
+    /// configured). The receiver is the caller's to run. On an error the old sockets stay
+    /// (the caller faults the instance until a later try succeeds).
+    pub fn reopen(&mut self) -> Result<sockets::Receiver> {
+        let base = self.vmac.clone().unwrap_or_else(|| self.iface.clone());
+        let base_link = netlink::link(&base)?;
+        let link = if self.vmac.is_some() { netlink::link(&self.iface)? } else { base_link.clone() };
+        let sock_iface = self.sock_iface().to_string();
+        let sock_index = if sock_iface == self.iface { link.index } else { base_link.index };
+        let src = source(&self.cfg, self.v6, &base, base_link.ipv4, base_link.link_local)?;
+        let ah_sender = match (&self.ah, src) {
+            (Some(_), IpAddr::V4(a)) => Some(sockets::RawSender::open(&sock_iface, sock_index, a)?),
+            (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
+            (None, _) => None,
+        };
+        let sender = sockets::Sender::open(&sock_iface, sock_index, src, self.cfg.unicast_ttl.unwrap_or(255))?;
+        let rx = sockets::Receiver::open(&sock_iface, sock_index, self.v6, self.join, self.ah.is_some())?;
+        // AH's sequence goes on: a peer drops adverts whose number went back.
+        if let (Some(new), Some(ah)) = (ah_sender, self.ah.as_mut()) {
+            ah.sender = new;
+        }
+        self.sender = sender;
+        self.sock_index = sock_index;
+        self.ifindex = link.index;
+        self.mac = link.mac.unwrap_or_default();
+        self.link_local = if self.vmac.is_some() { base_link.link_local } else { link.link_local };
+        self.machine.s.primary = src;
+        Ok(rx)
     }
 
     /// Its VIPs, excluded ones too (they move with it but are not advertised).
@@ -648,12 +703,7 @@ pub fn endpoints(
     link_local: Option<Ipv6Addr>,
 ) -> Result<Endpoints> {
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
-    let src = match v.unicast_src_ip.or(v.mcast_src_ip) {
-        Some(a) if a.is_ipv6() == v6 => a,
-        Some(a) => bail!("source address {a} is not of the VIPs' family"),
-        None if v6 => IpAddr::V6(link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?),
-        None => IpAddr::V4(ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
-    };
+    let src = source(v, v6, iface, ipv4, link_local)?;
     let global = if v6 { IpAddr::V6(g.vrrp_mcast_group6) } else { IpAddr::V4(g.vrrp_mcast_group4) };
     let group = v.mcast_dst_ip.unwrap_or(global);
     if v.unicast_peer.is_empty() {
@@ -662,6 +712,23 @@ pub fn endpoints(
         let dsts = v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect();
         Ok(Endpoints { v6, src, dsts, join: None })
     }
+}
+
+/// The address adverts of `v` leave from: the configured one, else `iface`'s first IPv4
+/// address, or its link-local address for IPv6 VIPs (`v6`).
+fn source(
+    v: &VrrpInstance,
+    v6: bool,
+    iface: &str,
+    ipv4: Option<Ipv4Addr>,
+    link_local: Option<Ipv6Addr>,
+) -> Result<IpAddr> {
+    Ok(match v.unicast_src_ip.or(v.mcast_src_ip) {
+        Some(a) if a.is_ipv6() == v6 => a,
+        Some(a) => bail!("source address {a} is not of the VIPs' family"),
+        None if v6 => IpAddr::V6(link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?),
+        None => IpAddr::V4(ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
+    })
 }
 
 /// keepalived's `check_unicast_src` (`vrrp_check_unicast_src`), always on here: with unicast

@@ -195,8 +195,14 @@ impl Engine {
             Err(e) => return error!("vrrp_instance {}: {e:#}; this instance is not run", v.name),
         };
         inst.machine.delayed_start = self.delayed_start;
+        inst.rx_task = Some(self.spawn_receiver(id, rx));
+        self.insts.push(inst);
+    }
+
+    /// The task feeding instance `id`'s adverts from `rx` to the engine.
+    fn spawn_receiver(&self, id: u64, rx: crate::vrrp::sockets::Receiver) -> tokio::task::JoinHandle<()> {
         let tx = self.tx.clone();
-        inst.rx_task = Some(tokio::spawn(async move {
+        tokio::spawn(async move {
             loop {
                 match rx.recv().await {
                     Ok((ttl, src, dst, msg)) => {
@@ -210,8 +216,42 @@ impl Engine {
                     }
                 }
             }
-        }));
-        self.insts.push(inst);
+        })
+    }
+
+    /// Instances whose interface was deleted and made again (keepalived's
+    /// `update_added_interface`): their sockets are opened anew on it. While they cannot be
+    /// (no address yet, say), the instance has a fault (`LiveInstance::detached`) and the next
+    /// poll tries again. While the interface is missing, its link is down: a fault too.
+    async fn reattach(&mut self) {
+        for i in 0..self.insts.len() {
+            if !self.insts[i].moved() {
+                continue;
+            }
+            let name = self.insts[i].cfg.name.clone();
+            match self.insts[i].reopen() {
+                Ok(rx) => {
+                    let id = self.insts[i].id;
+                    let task = self.spawn_receiver(id, rx);
+                    if let Some(old) = self.insts[i].rx_task.replace(task) {
+                        old.abort();
+                    }
+                    self.insts[i].detached = None;
+                    let inst = &self.insts[i];
+                    info!(instance = %name, interface = %inst.iface, index = inst.ifindex, "({name}) interface {} is back: VRRP sockets opened on it", inst.iface);
+                }
+                Err(e) => {
+                    let why = format!(
+                        "interface {} is back but the VRRP sockets cannot be opened on it: {e:#}",
+                        self.insts[i].iface
+                    );
+                    if self.insts[i].detached.as_ref() != Some(&why) {
+                        warn!(instance = %name, "({name}) {why}");
+                    }
+                    self.insts[i].detached = Some(why);
+                }
+            }
+        }
     }
 
     /// `use_vmac`: the instance's VMAC, made ready (its name: the configured one, the one a
@@ -348,6 +388,7 @@ impl Engine {
                 }
                 _ = poll.tick() => {
                     self.links.poll(Instant::now(), netlink::is_running);
+                    self.reattach().await;
                     self.retrack().await;
                     self.statics.reinstate_routes(&self.netlink).await;
                     self.check_addresses().await;
@@ -515,7 +556,9 @@ impl Engine {
                 let procs = (t.procs(), t.group_procs(&i.cfg.name));
                 let bfd = BfdView { cfg: &self.bfds, events: &self.bfd_events };
                 let running = |name: &str| self.links.running(name, netlink::is_running);
-                tracking::weigh(&i.cfg, &i.iface, t.list(), t.files(), procs, bfd, running)
+                let (weight, mut faults) = tracking::weigh(&i.cfg, &i.iface, t.list(), t.files(), procs, bfd, running);
+                faults.extend(i.detached.clone());
+                (weight, faults)
             })
             .collect();
         let names: Vec<&str> = self.insts.iter().map(|i| i.cfg.name.as_str()).collect();
