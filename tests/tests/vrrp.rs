@@ -1958,6 +1958,71 @@ fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
     assert_eq!(ours, want, "lb-daemon: {log}");
 }
 
+/// The interfaces an instance puts things on are tracked, as keepalived 2.2.7's
+/// `vrrp_complete_instance` tracks them (TRACK_ADDR, TRACK_ROUTE, TRACK_RULE): while the `dev`
+/// of an excluded VIP, of a virtual route, or a virtual rule's `iif` is down, the instance is
+/// in FAULT (so the backup takes the VIPs); a VIP with `no_track` changes nothing. Against
+/// keepalived on the same node. (Before, lb-daemon stayed MASTER through all of them.)
+#[test]
+fn interfaces_of_vips_routes_and_rules_fault_their_instance_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let node = &seg.nodes[0];
+    for dev in ["tv0", "tv1", "tv2", "tv3"] {
+        let peer = format!("{dev}p");
+        node.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]).unwrap();
+        node.ip(&["link", "set", &peer, "up"]).unwrap();
+        node.ip(&["link", "set", dev, "up"]).unwrap();
+    }
+    let dir = TempDir::new("vrrp-placed");
+    let (n0, _) = dir.recorder("notify0");
+    let extra = "    virtual_ipaddress_excluded {\n        203.0.113.211/32 dev tv0\n        \
+                 203.0.113.212/32 dev tv3 no_track\n    }\n    \
+                 virtual_routes {\n        203.0.113.144/28 dev tv1\n    }\n    \
+                 virtual_rules {\n        from 203.0.113.160/28 iif tv2 table 100\n    }\n";
+    let conf = instance("VI_1", 150, extra, &n0);
+    let link = |dev: &str, up: bool| node.ip(&["link", "set", dev, if up { "up" } else { "down" }]).unwrap();
+    // Per step: whether the instance went to FAULT (and, once the link was back, to BACKUP).
+    let measure = |log: &dyn Fn() -> String| -> Vec<(&'static str, bool)> {
+        let count = |what: &str| log().matches(what).count();
+        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+        link("tv3", false);
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut steps = vec![("tv3 (VIP, no_track) down faults", count("Entering FAULT STATE") > 0)];
+        link("tv3", true);
+        for (step, dev) in [
+            ("tv0 (VIP) down faults", "tv0"),
+            ("tv1 (route) down faults", "tv1"),
+            ("tv2 (rule iif) down faults", "tv2"),
+        ] {
+            let (faults, backups) = (count("Entering FAULT STATE"), count("Entering BACKUP STATE"));
+            link(dev, false);
+            let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
+            link(dev, true);
+            let back = eventually(Duration::from_secs(5), || count("Entering BACKUP STATE") > backups);
+            steps.push((step, faulted && back));
+            assert!(eventually(Duration::from_secs(8), || count("Entering MASTER STATE") > backups), "{}", log());
+        }
+        steps
+    };
+    let kconf = dir.file("ka.conf", &conf);
+    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
+    let theirs = measure(&|| k.log());
+    k.stop().unwrap();
+    let mut d = start(&seg, 0, &dir, &conf);
+    let ours = measure(&|| d.log().join("\n"));
+    let log = d.log().join("\n");
+    d.stop().unwrap();
+    let want = vec![
+        ("tv3 (VIP, no_track) down faults", false),
+        ("tv0 (VIP) down faults", true),
+        ("tv1 (route) down faults", true),
+        ("tv2 (rule iif) down faults", true),
+    ];
+    assert_eq!(theirs, want, "keepalived");
+    assert_eq!(ours, want, "lb-daemon: {log}");
+}
+
 /// `reload_file`: present (emptied, mode 0644) while a SIGHUP reload reads the configuration,
 /// and gone once the reload is carried out, as keepalived's create_reload_file and
 /// remove_reload_file do for a named file; a stale one goes at start. The configuration is a

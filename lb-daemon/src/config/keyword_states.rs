@@ -787,7 +787,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "vrrp_instance",
         "dont_track_primary",
-        &["lb-daemon/src/vrrp/tracking.rs::weights_add_up_and_weightless_failures_are_faults"],
+        &[
+            "lb-daemon/src/vrrp/tracking.rs::weights_add_up_and_weightless_failures_are_faults",
+            "lb-daemon/src/vrrp/tracking.rs::what_an_instance_puts_on_an_interface_tracks_it_as_keepalived",
+        ],
     ),
     (
         "global_defs",

@@ -69,6 +69,9 @@ pub struct Rule {
     /// `track_group NAME` (static rules with an `iif` only): as `IpAddress::track_group`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track_group: Option<String>,
+    /// `no_track`: a virtual rule's interfaces are not tracked (`tracking::placed_interfaces`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_track: bool,
     #[serde(skip)]
     pub span: Span,
 }
@@ -119,6 +122,7 @@ fn rule_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<R
         dport: None,
         action: RuleAction::Nop,
         track_group: None,
+        no_track: false,
         span: first.span,
     };
     let mut family = Family::Unset;
@@ -416,6 +420,7 @@ fn rule_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<R
         r.protocol = Some(RTPROT_KEEPALIVED);
     }
     r.action = action;
+    r.no_track = no_track;
     r.v6 = family == Family::V6;
     for a in [&mut r.from, &mut r.to].into_iter().flatten() {
         if r.v6 && a.1 == 0 && a.0.is_ipv4() {

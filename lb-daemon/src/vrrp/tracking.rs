@@ -188,10 +188,20 @@ pub fn weigh(
         let (effect, why) = bfd.effect(t);
         add(effect, why);
     }
+    let placed = placed_interfaces(v, iface);
     for t in &v.track_interface {
         let up = running(&t.name);
-        let effect = state_effect(t.weight.unwrap_or(0), reverse(t, false), up);
-        add(effect, format!("{} {}", t.name, if up { "up (reverse)" } else { "down" }));
+        // keepalived keeps one tracking entry per interface: an address's, route's or
+        // rule's (weight 0) makes it a fault-or-nothing one (`add_vrrp_to_interface`).
+        let (weight, rev) =
+            if placed.contains(&t.name) { (0, false) } else { (t.weight.unwrap_or(0), reverse(t, false)) };
+        add(state_effect(weight, rev, up), format!("{} {}", t.name, if up { "up (reverse)" } else { "down" }));
+    }
+    // The instance's own interface has its check below.
+    for name in placed.iter().filter(|n| *n != iface && !v.track_interface.iter().any(|t| &t.name == *n)) {
+        if !running(name) {
+            faults.push(format!("{name} down"));
+        }
     }
     for name in &v.track_static {
         if !running(name) {
@@ -202,6 +212,23 @@ pub fn weigh(
         faults.push(format!("{iface} down"));
     }
     (weight, faults)
+}
+
+/// The interfaces instance `v` (on `iface`) tracks for what it puts on them, as keepalived
+/// 2.2.7's `vrrp_complete_instance` does (TRACK_ADDR, TRACK_ROUTE, TRACK_RULE, weight 0: a
+/// fault while down): each VIP's and excluded VIP's (its `dev`, else the instance's
+/// interface; not the instance's own interface, or with `use_vmac` its base, under
+/// `dont_track_primary`, which `weigh` tracks on its own), each virtual route's `dev` and each
+/// virtual rule's `iif` and `oif`; none of an entry with `no_track`. Sorted, once each.
+pub fn placed_interfaces(v: &VrrpInstance, iface: &str) -> Vec<String> {
+    let primary = |d: &str| d == iface || v.interface.as_deref() == Some(d);
+    let vips = v.virtual_ipaddress.iter().chain(&v.virtual_ipaddress_excluded).filter(|a| !a.no_track);
+    let vip_devs = vips.map(|a| a.dev.as_deref().unwrap_or(iface)).filter(|d| !(v.dont_track_primary && primary(d)));
+    let route_devs = v.virtual_routes.iter().filter(|r| !r.no_track).filter_map(|r| r.dev.as_deref());
+    let rule_devs =
+        v.virtual_rules.iter().filter(|r| !r.no_track).flat_map(|r| r.iif.iter().chain(&r.oif).map(String::as_str));
+    let all: std::collections::BTreeSet<&str> = vip_devs.chain(route_devs).chain(rule_devs).collect();
+    all.into_iter().map(str::to_string).collect()
 }
 
 /// A tracked file's value changed.
@@ -464,6 +491,43 @@ mod tests {
     use crate::config::{Span, Tracked};
 
     pub(super) const NO_BFD: BfdView = BfdView { cfg: &[], events: &crate::bfd::Events::new() };
+
+    /// keepalived's TRACK_ADDR, TRACK_ROUTE and TRACK_RULE: the interfaces of VIPs, excluded
+    /// VIPs, virtual routes and rules fault the instance while down (not `no_track` ones; not
+    /// the primary under `dont_track_primary`), and make a weighted `track_interface` of the
+    /// same interface fault-or-nothing.
+    #[test]
+    fn what_an_instance_puts_on_an_interface_tracks_it_as_keepalived() {
+        let l = crate::config::parse_str(
+            "t.conf",
+            "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n\
+             track_interface {\n eth5 weight -20\n eth6 weight 10\n }\n\
+             virtual_ipaddress {\n 192.0.2.100/24\n 192.0.2.101/24 dev eth1\n 192.0.2.102/24 dev eth7 no_track\n }\n\
+             virtual_ipaddress_excluded {\n 192.0.2.103/24 dev eth5\n }\n\
+             virtual_routes {\n 203.0.113.0/24 dev eth2\n 203.0.113.64/26 dev eth8 no_track\n }\n\
+             virtual_rules {\n from 198.51.100.0/24 iif eth3 oif eth4 table 100\n from 198.51.100.128/25 iif eth9 table 100 no_track\n }\n}\n",
+        );
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let mut v = l.config.vrrp_instances[0].clone();
+        let placed = |v: &VrrpInstance| placed_interfaces(v, "eth0");
+        assert_eq!(placed(&v), ["eth0", "eth1", "eth2", "eth3", "eth4", "eth5"]);
+        let down = |dev: &'static str| {
+            move |v: &VrrpInstance| weigh(v, "eth0", &[], &[], (&[], &[]), NO_BFD, |n: &str| n != dev)
+        };
+        for dev in ["eth1", "eth2", "eth3", "eth4"] {
+            assert_eq!(down(dev)(&v), (10, vec![format!("{dev} down")]), "{dev}");
+        }
+        for dev in ["eth7", "eth8", "eth9"] {
+            assert_eq!(down(dev)(&v), (10, vec![]), "{dev} (no_track)");
+        }
+        // eth5 carries an excluded VIP: its weight -20 is no more; down, it faults.
+        assert_eq!(down("eth5")(&v), (10, vec!["eth5 down".to_string()]));
+        assert_eq!(down("eth6")(&v), (0, vec![]));
+        assert_eq!(down("eth0")(&v), (10, vec!["eth0 down".to_string()]));
+        v.dont_track_primary = true;
+        assert_eq!(placed(&v), ["eth1", "eth2", "eth3", "eth4", "eth5"]);
+        assert_eq!(down("eth0")(&v), (10, vec![]));
+    }
 
     #[test]
     fn bfd_sessions_weigh_as_keepalived_tracks_them() {
