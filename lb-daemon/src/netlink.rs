@@ -19,7 +19,7 @@ use crate::config::{IpAddress, Route, RouteMetrics, RouteMode, RouteType, Rule, 
 
 /// An interface's index, MAC, first IPv4 and link-local IPv6 addresses, and whether it is
 /// up and running.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
     pub mac: Option<[u8; 6]>,

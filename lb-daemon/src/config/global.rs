@@ -151,6 +151,15 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
         }
     }),
     Keyword::new("disable_local_igmp", |ctx, g, s| g.disable_local_igmp = ctx.flag(s)),
+    // keepalived's dynamic_interfaces_handler: on, with one optional word.
+    Keyword::new("dynamic_interfaces", |ctx, g, s| {
+        g.dynamic_interfaces = true;
+        match s.args().first() {
+            None => {}
+            Some(w) if w.text == "allow_if_changes" => g.allow_if_changes = true,
+            Some(w) => ctx.error(w.span, format!("Unknown dynamic_interfaces option '{}'", w.text)),
+        }
+    }),
     Keyword::new("vrrp_notify_priority_changes", |ctx, g, s| {
         if let Some(b) = ctx.bool_flag(s) {
             g.vrrp_notify_priority_changes = b;

@@ -34,11 +34,6 @@ pub const REFUSED_ANYWHERE: &[(&str, &str, &str)] = &[
     ("time_window", "auth_hmac", NOT_IN_227_HMAC),
     ("mode", "auth_hmac", NOT_IN_227_HMAC),
     // Interfaces, addresses and routing.
-    (
-        "dynamic_interfaces",
-        "global_defs",
-        "remove it: every interface the configuration names must exist when lb-daemon starts",
-    ),
     ("linkbeat_interfaces", "the top level", LINK),
     ("linkbeat_use_polling", "global_defs, vrrp_instance", LINK),
     (
@@ -1443,6 +1438,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::notify_priority_changes_writes_keepalived_s_fifo_lines",
             "lb-daemon/src/vrrp/engine/live.rs::priority_notices_follow_instance_then_group_then_global",
+        ],
+    ),
+    (
+        "global_defs",
+        "dynamic_interfaces",
+        &[
+            "tests/tests/vrrp.rs::dynamic_interfaces_runs_an_instance_once_its_interface_is_made_as_keepalived",
+            "lb-daemon/src/config/tests.rs::dynamic_interfaces_lets_interfaces_be_missing",
         ],
     ),
     (

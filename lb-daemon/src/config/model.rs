@@ -241,6 +241,14 @@ pub struct GlobalDefs {
     /// run out (0: none), as keepalived's `vrrp_delayed_start_time`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub vrrp_startup_delay_us: u32,
+    /// `dynamic_interfaces`: interfaces the VRRP configuration names may be missing; an
+    /// instance on a missing one is in FAULT until it is made (`vrrp::engine`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_interfaces: bool,
+    /// `dynamic_interfaces allow_if_changes`: keepalived's leave to a macvlan to change its
+    /// kind or base; lb-daemon makes neither check, so it changes nothing here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_if_changes: bool,
     /// `disable_local_igmp`: net.ipv4.igmp_link_local_mcast_reports=0 while lb-daemon runs,
     /// so joining 224.0.0.18 sends no IGMP report.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -386,6 +394,8 @@ impl Default for GlobalDefs {
             vmac_prefix: None,
             vrrp_gna_interval_us: 0,
             vrrp_startup_delay_us: 0,
+            dynamic_interfaces: false,
+            allow_if_changes: false,
             disable_local_igmp: false,
             vrrp_notify_priority_changes: false,
             vrrp_strict: false,

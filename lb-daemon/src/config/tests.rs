@@ -609,6 +609,35 @@ fn vrrp_interfaces_the_host_lacks_are_located_errors() {
     );
 }
 
+/// `dynamic_interfaces [allow_if_changes]` (keepalived's `dynamic_interfaces_handler`): the
+/// interfaces the VRRP configuration names may be missing, except a `use_vmac` instance's,
+/// and a loopback one is still an error; another word is keepalived's error.
+#[test]
+fn dynamic_interfaces_lets_interfaces_be_missing() {
+    use validate::Iface;
+    let body = "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 1\n priority 100\n track_interface {\n  eth9\n }\n \
+                virtual_ipaddress {\n  192.0.2.10/24 dev eth8\n }\n}\n\
+                vrrp_instance VI_2 {\n interface eth1\n use_vmac\n virtual_router_id 2\n priority 100\n \
+                virtual_ipaddress {\n  192.0.2.20/24\n }\n}\n";
+    let l = parse_str("t.conf", &format!("global_defs {{\n dynamic_interfaces\n}}\n{body}"));
+    assert!(!l.has_errors(), "{}", l.render());
+    assert!(l.config.global.dynamic_interfaces && !l.config.global.allow_if_changes);
+    let d = validate::missing_interfaces(&l.config, |_| Iface::Missing);
+    let text: Vec<String> = d.iter().map(|d| l.sources.render(d)).collect();
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(text[0].contains("interface eth1 for vrrp_instance VI_2 doesn't exist: with use_vmac"), "{}", text[0]);
+    assert!(
+        validate::missing_interfaces(&l.config, |n| if n == "eth1" { Iface::Present } else { Iface::Missing })
+            .is_empty()
+    );
+    let d = validate::missing_interfaces(&l.config, |n| if n == "eth0" { Iface::Loopback } else { Iface::Present });
+    assert_eq!(d.len(), 1, "{d:?}");
+    let l = parse_str("t.conf", "global_defs {\n dynamic_interfaces allow_if_changes\n}\n");
+    assert!(!l.has_errors() && l.config.global.allow_if_changes, "{}", l.render());
+    let l = parse_str("t.conf", "global_defs {\n dynamic_interfaces sometimes\n}\n");
+    assert!(l.render().contains("t.conf:2:21: error: Unknown dynamic_interfaces option 'sometimes'"), "{}", l.render());
+}
+
 /// A dozen kinds of broken config, each with its exact location and message.
 #[test]
 fn bad_configs_are_located() {

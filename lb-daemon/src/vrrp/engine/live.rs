@@ -59,7 +59,9 @@ pub struct LiveInstance {
     pub detached: Option<String>,
     pub mac: [u8; 6],
     pub vrid: u8,
-    pub sender: sockets::Sender,
+    /// None while its interface does not exist (`dynamic_interfaces`): it sends nothing and
+    /// is in FAULT until `reopen` opens its sockets on the interface.
+    pub sender: Option<sockets::Sender>,
     pub dsts: Vec<IpAddr>,
     /// The multicast group it hears (none with unicast peers): adverts to any other group
     /// are not for it, as keepalived's receive socket is bound to the group.
@@ -228,18 +230,24 @@ pub fn socket_key(cfg: &Config, v: &VrrpInstance) -> String {
 
 impl LiveInstance {
     /// Builds instance `v` with its sockets: the sender bound to the instance's source
-    /// address, and a receiver on its interface (in the multicast group unless unicast).
+    /// address, and a receiver on its interface (in the multicast group unless unicast). With
+    /// `dynamic_interfaces`, an interface that does not exist yet gives an instance without
+    /// sockets (no receiver), in FAULT until `reopen` finds the interface.
     pub fn open(
         cfg: &Config,
         v: &VrrpInstance,
         id: u64,
         now: Instant,
         vmac: Option<&str>,
-    ) -> Result<(Self, sockets::Receiver)> {
+    ) -> Result<(Self, Option<sockets::Receiver>)> {
         let g = &cfg.global;
         let base = v.interface.clone().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
-        let base_link = netlink::link(&base)?;
+        let (base_link, attached) = match netlink::link(&base) {
+            Ok(l) => (l, true),
+            Err(_) if g.dynamic_interfaces && vmac.is_none() => (netlink::Link::default(), false),
+            Err(e) => return Err(e),
+        };
         // With `use_vmac`, the VIPs and their gratuitous ARPs are the VMAC's; adverts too,
         // unless `vmac_xmit_base`. The source address is the base interface's either way.
         let (iface, link) = match vmac {
@@ -251,17 +259,27 @@ impl LiveInstance {
         } else {
             (base.clone(), base_link.index)
         };
-        let Endpoints { v6, src, dsts, join } = endpoints(g, v, &base, base_link.ipv4, base_link.link_local)?;
+        // Without the interface, the unspecified address stands for its source until `reopen`.
+        let (ipv4, link_local) = if attached {
+            (base_link.ipv4, base_link.link_local)
+        } else {
+            (Some(Ipv4Addr::UNSPECIFIED), Some(Ipv6Addr::UNSPECIFIED))
+        };
+        let Endpoints { v6, src, dsts, join } = endpoints(g, v, &base, ipv4, link_local)?;
         let version = version(g, v);
         let tuning = Tuning::new(cfg, v, version)?;
         let ah = match (tuning.ah_key, src) {
-            (Some(_), IpAddr::V4(a)) => Some(AhLink {
+            (Some(_), IpAddr::V4(a)) if attached => Some(AhLink {
                 sender: sockets::RawSender::open(&sock_iface, sock_index, a)?,
                 seq: ah::SeqCounter::default(),
                 ip_id: 0,
             }),
             (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
-            (None, _) => None,
+            _ => None,
+        };
+        let sender = match attached {
+            true => Some(sockets::Sender::open(&sock_iface, sock_index, src, v.unicast_ttl.unwrap_or(255))?),
+            false => None,
         };
         let live = LiveInstance {
             id,
@@ -269,12 +287,12 @@ impl LiveInstance {
             socket_key: socket_key(cfg, v),
             cfg: v.clone(),
             machine: Instance::new(settings(g, v, version, src), now),
-            sender: sockets::Sender::open(&sock_iface, sock_index, src, v.unicast_ttl.unwrap_or(255))?,
+            sender,
             v6,
             link_local: if vmac.is_some() { base_link.link_local } else { link.link_local },
             ifindex: link.index,
             sock_index,
-            detached: None,
+            detached: (!attached).then(|| format!("interface {base} does not exist (dynamic_interfaces)")),
             mac: link.mac.unwrap_or_default(),
             iface,
             vrid,
@@ -294,8 +312,11 @@ impl LiveInstance {
             extra_garp_at: None,
             old_checksum_heard: false,
         };
+        if !attached {
+            return Ok((live, None));
+        }
         let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
-        Ok((live, rx))
+        Ok((live, Some(rx)))
     }
 
     /// The interface its sockets are bound to: the VMAC, unless adverts leave from the base.
@@ -324,18 +345,20 @@ impl LiveInstance {
         let sock_iface = self.sock_iface().to_string();
         let sock_index = if sock_iface == self.iface { link.index } else { base_link.index };
         let src = source(&self.cfg, self.v6, &base, base_link.ipv4, base_link.link_local)?;
-        let ah_sender = match (&self.ah, src) {
+        let ah_sender = match (self.tuning.ah_key, src) {
             (Some(_), IpAddr::V4(a)) => Some(sockets::RawSender::open(&sock_iface, sock_index, a)?),
             (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
             (None, _) => None,
         };
         let sender = sockets::Sender::open(&sock_iface, sock_index, src, self.cfg.unicast_ttl.unwrap_or(255))?;
-        let rx = sockets::Receiver::open(&sock_iface, sock_index, self.v6, self.join, self.ah.is_some())?;
-        // AH's sequence goes on: a peer drops adverts whose number went back.
-        if let (Some(new), Some(ah)) = (ah_sender, self.ah.as_mut()) {
-            ah.sender = new;
+        let rx = sockets::Receiver::open(&sock_iface, sock_index, self.v6, self.join, ah_sender.is_some())?;
+        match (ah_sender, self.ah.as_mut()) {
+            // AH's sequence goes on: a peer drops adverts whose number went back.
+            (Some(new), Some(ah)) => ah.sender = new,
+            (Some(new), None) => self.ah = Some(AhLink { sender: new, seq: ah::SeqCounter::default(), ip_id: 0 }),
+            (None, _) => {}
         }
-        self.sender = sender;
+        self.sender = Some(sender);
         self.sock_index = sock_index;
         self.ifindex = link.index;
         self.mac = link.mac.unwrap_or_default();
@@ -355,6 +378,7 @@ impl LiveInstance {
     }
 
     pub fn send_advert(&mut self, priority: u8) {
+        let Some(sender) = &self.sender else { return };
         let a = Advert {
             version: self.machine.s.version,
             vrid: self.vrid,
@@ -364,11 +388,11 @@ impl LiveInstance {
             password: self.tuning.password.clone(),
         };
         if let Some(link) = &mut self.ah {
-            return send_ah(link, &self.tuning, &self.cfg, &self.dsts, self.sender.src, &a, &mut self.counters);
+            return send_ah(link, &self.tuning, &self.cfg, &self.dsts, sender.src, &a, &mut self.counters);
         }
         for dst in &self.dsts {
-            let msg = a.encode(self.sender.src, self.checksum_dst(*dst));
-            match self.sender.send(&msg, *dst) {
+            let msg = a.encode(sender.src, self.checksum_dst(*dst));
+            match sender.send(&msg, *dst) {
                 Ok(()) => {
                     self.counters.adverts_sent += 1;
                     self.counters.pri_zero_sent += u64::from(priority == 0);
@@ -540,7 +564,7 @@ impl LiveInstance {
         // keepalived: a master hearing a lower-priority router continues after its number.
         if let (Some(link), Some(seq)) = (&mut self.ah, ah_seq) {
             let mine = self.machine.priority();
-            let lower = advert.priority < mine || (advert.priority == mine && src < self.sender.src);
+            let lower = advert.priority < mine || (advert.priority == mine && src < self.machine.s.primary);
             if self.machine.state == State::Master && lower {
                 link.seq.heard_lower_priority(seq);
             }
@@ -633,7 +657,7 @@ impl LiveInstance {
                 .map_or(0.0, |d| d.as_secs_f64()),
             master: if self.machine.state == State::Master { None } else { self.heard },
             interface: self.iface.clone(),
-            src_ip: Some(self.sender.src),
+            src_ip: self.sender.as_ref().map(|s| s.src),
             old_checksum_heard: self.old_checksum_heard,
             version: self.machine.s.version,
             processes: Vec::new(),

@@ -195,7 +195,12 @@ impl Engine {
             Err(e) => return error!("vrrp_instance {}: {e:#}; this instance is not run", v.name),
         };
         inst.machine.delayed_start = self.delayed_start;
-        inst.rx_task = Some(self.spawn_receiver(id, rx));
+        match rx {
+            Some(rx) => inst.rx_task = Some(self.spawn_receiver(id, rx)),
+            None => {
+                info!(instance = %v.name, "({}) interface {} doesn't exist: FAULT until it does (dynamic_interfaces)", v.name, inst.iface)
+            }
+        }
         self.insts.push(inst);
     }
 
@@ -219,8 +224,9 @@ impl Engine {
         })
     }
 
-    /// Instances whose interface was deleted and made again (keepalived's
-    /// `update_added_interface`): their sockets are opened anew on it. While they cannot be
+    /// Instances whose interface was deleted and made again, or made at last
+    /// (`dynamic_interfaces`), as keepalived's `update_added_interface`: their sockets are
+    /// opened on it. While they cannot be
     /// (no address yet, say), the instance has a fault (`LiveInstance::detached`) and the next
     /// poll tries again. While the interface is missing, its link is down: a fault too.
     async fn reattach(&mut self) {
@@ -238,11 +244,11 @@ impl Engine {
                     }
                     self.insts[i].detached = None;
                     let inst = &self.insts[i];
-                    info!(instance = %name, interface = %inst.iface, index = inst.ifindex, "({name}) interface {} is back: VRRP sockets opened on it", inst.iface);
+                    info!(instance = %name, interface = %inst.iface, index = inst.ifindex, "({name}) interface {} is there: VRRP sockets opened on it", inst.iface);
                 }
                 Err(e) => {
                     let why = format!(
-                        "interface {} is back but the VRRP sockets cannot be opened on it: {e:#}",
+                        "interface {} is there but the VRRP sockets cannot be opened on it: {e:#}",
                         self.insts[i].iface
                     );
                     if self.insts[i].detached.as_ref() != Some(&why) {
