@@ -1845,9 +1845,11 @@ fn interface_up_down_delays_debounce_faults_as_keepalived() {
 
 /// An instance whose interface is deleted goes to FAULT; when an interface of that name is
 /// made again (another index), the instance comes back and advertises on it, as keepalived's
-/// `update_added_interface` reopens its sockets. Against keepalived on the same node. (Before,
-/// lb-daemon became MASTER again on sockets bound to the old index: it sent nothing, so a
-/// backup would have taken the VIP beside it.)
+/// `update_added_interface` reopens its sockets: once with time between the two, once made
+/// again within a few milliseconds (inside one of lb-daemon's link polls, so only the new
+/// index shows the deletion). Against keepalived on the same node. (Before, lb-daemon became
+/// MASTER again on sockets bound to the old index: it sent nothing, so a backup would have
+/// taken the VIP beside it.)
 #[test]
 fn an_interface_deleted_and_made_again_gets_its_instance_back_as_keepalived() {
     use lb_tests::{
@@ -1861,14 +1863,81 @@ fn an_interface_deleted_and_made_again_gets_its_instance_back_as_keepalived() {
     let (n0, _) = dir.recorder("notify0");
     let conf = instance("VI_1", 150, "", &n0);
     let capture = AdvertCapture::start(&seg.client, "c0").unwrap();
-    // (faulted once deleted, MASTER again once made again, adverts from it after that, the VIP
-    // on the new interface)
+    let (n, sw) = (node.name().to_string(), seg.switch.name().to_string());
+    let quickly = format!(
+        "ip -n {n} link del l0 && ip link add l0 netns {n} type veth peer name s1 netns {sw} && \
+         ip -n {n} addr add {}/24 dev l0 && ip -n {n} link set l0 up && ip -n {sw} link set s1 up && \
+         ip -n {sw} link set s1 master br0",
+        node4(0)
+    );
+    // Per way of making it again: (FAULT, MASTER again, adverts from it after, the VIP on the
+    // new interface).
+    let measure = |log: &dyn Fn() -> String| -> Vec<(bool, bool, bool, bool)> {
+        let count = |what: &str| log().matches(what).count();
+        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+        let mut ways = Vec::new();
+        for quick in [false, true] {
+            let (masters, faults) = (count("Entering MASTER STATE"), count("Entering FAULT STATE"));
+            let faulted = if quick {
+                let out = std::process::Command::new("sh").args(["-c", &quickly]).output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults)
+            } else {
+                node.ip(&["link", "del", "l0"]).unwrap();
+                let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
+                veth(node, "l0", &seg.switch, "s1").unwrap();
+                seg.switch.ip(&["link", "set", "s1", "master", "br0"]).unwrap();
+                addr(node, "l0", &format!("{}/24", node4(0))).unwrap();
+                faulted
+            };
+            let made = now();
+            let back = eventually(Duration::from_secs(10), || count("Entering MASTER STATE") > masters);
+            std::thread::sleep(Duration::from_secs(3));
+            let adverts = capture.from(node4(0)).iter().filter(|t| **t > made + 0.5).count() >= 2;
+            ways.push((faulted, back, adverts, seg.holds(0, VRRP_VIP4)));
+        }
+        ways
+    };
+    let kconf = dir.file("ka.conf", &conf);
+    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
+    let theirs = measure(&|| k.log());
+    k.stop().unwrap();
+    let mut d = start(&seg, 0, &dir, &conf);
+    let ours = measure(&|| d.log().join("\n"));
+    let log = d.log().join("\n");
+    d.stop().unwrap();
+    assert_eq!(theirs, [(true, true, true, true); 2], "keepalived");
+    assert_eq!(ours, [(true, true, true, true); 2], "lb-daemon: {log}");
+    assert!(!log.contains("VRRP receive"), "the old receiver kept failing: {log}");
+}
+
+/// `use_vmac`: the VMAC goes with its base interface; when the base is made again, the VMAC
+/// is made again on it and the instance comes back on it, as keepalived's
+/// `recreate_vmac_thread` does. Against keepalived on the same node.
+#[test]
+fn a_vmac_is_made_again_with_its_base_interface_as_keepalived() {
+    use lb_tests::{
+        capture::{AdvertCapture, now},
+        netns::{addr, veth},
+    };
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let node = &seg.nodes[0];
+    let dir = TempDir::new("vrrp-remade-vmac");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = instance("VI_1", 150, "    use_vmac\n", &n0);
+    let capture = AdvertCapture::start(&seg.client, "c0").unwrap();
+    let on_vmac =
+        || node.ip(&["-br", "addr", "show", "vrrp.51"]).unwrap_or_default().contains(&format!(" {VRRP_VIP4}/"));
+    // (FAULT once the base is deleted, MASTER again once made again, adverts from it after,
+    // the VIP on the VMAC)
     let measure = |log: &dyn Fn() -> String| -> (bool, bool, bool, bool) {
         let count = |what: &str| log().matches(what).count();
         assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
-        let masters = count("Entering MASTER STATE");
+        assert!(eventually(Duration::from_secs(3), on_vmac), "no VIP on vrrp.51 at first: {}", log());
+        let (masters, faults) = (count("Entering MASTER STATE"), count("Entering FAULT STATE"));
         node.ip(&["link", "del", "l0"]).unwrap();
-        let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > 0);
+        let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
         veth(node, "l0", &seg.switch, "s1").unwrap();
         seg.switch.ip(&["link", "set", "s1", "master", "br0"]).unwrap();
         addr(node, "l0", &format!("{}/24", node4(0))).unwrap();
@@ -1876,7 +1945,7 @@ fn an_interface_deleted_and_made_again_gets_its_instance_back_as_keepalived() {
         let back = eventually(Duration::from_secs(10), || count("Entering MASTER STATE") > masters);
         std::thread::sleep(Duration::from_secs(3));
         let adverts = capture.from(node4(0)).iter().filter(|t| **t > made + 0.5).count() >= 2;
-        (faulted, back, adverts, seg.holds(0, VRRP_VIP4))
+        (faulted, back, adverts, on_vmac())
     };
     let kconf = dir.file("ka.conf", &conf);
     let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
@@ -1888,7 +1957,6 @@ fn an_interface_deleted_and_made_again_gets_its_instance_back_as_keepalived() {
     d.stop().unwrap();
     assert_eq!(theirs, (true, true, true, true), "keepalived");
     assert_eq!(ours, (true, true, true, true), "lb-daemon: {log}");
-    assert!(!log.contains("VRRP receive"), "the old receiver kept failing: {log}");
 }
 
 /// `track_group` (keepalived 2.2.7's static track groups), against keepalived on the same

@@ -197,8 +197,11 @@ pub fn weigh(
             if placed.contains(&t.name) { (0, false) } else { (t.weight.unwrap_or(0), reverse(t, false)) };
         add(state_effect(weight, rev, up), format!("{} {}", t.name, if up { "up (reverse)" } else { "down" }));
     }
-    // The instance's own interface has its check below.
-    for name in placed.iter().filter(|n| *n != iface && !v.track_interface.iter().any(|t| &t.name == *n)) {
+    // The instance's own interface has its check below, unless `dont_track_primary`: then a
+    // route or rule on it tracks it all the same (keepalived's weight-0 entry replaces the
+    // untracked one).
+    let own_checked = |n: &str| n == iface && !v.dont_track_primary;
+    for name in placed.iter().filter(|n| !own_checked(n) && !v.track_interface.iter().any(|t| &t.name == *n)) {
         if !running(name) {
             faults.push(format!("{name} down"));
         }
@@ -218,7 +221,7 @@ pub fn weigh(
 /// 2.2.7's `vrrp_complete_instance` does (TRACK_ADDR, TRACK_ROUTE, TRACK_RULE, weight 0: a
 /// fault while down): each VIP's and excluded VIP's (its `dev`, else the instance's
 /// interface; not the instance's own interface, or with `use_vmac` its base, under
-/// `dont_track_primary`, which `weigh` tracks on its own), each virtual route's `dev` and each
+/// `dont_track_primary`; otherwise `weigh` tracks that one anyway), each virtual route's `dev` and each
 /// virtual rule's `iif` and `oif`; none of an entry with `no_track`. Sorted, once each.
 pub fn placed_interfaces(v: &VrrpInstance, iface: &str) -> Vec<String> {
     let primary = |d: &str| d == iface || v.interface.as_deref() == Some(d);
@@ -527,6 +530,10 @@ mod tests {
         v.dont_track_primary = true;
         assert_eq!(placed(&v), ["eth1", "eth2", "eth3", "eth4", "eth5"]);
         assert_eq!(down("eth0")(&v), (10, vec![]));
+        // A virtual route on the primary tracks it even so.
+        v.virtual_routes[0].dev = Some("eth0".into());
+        assert_eq!(placed(&v), ["eth0", "eth1", "eth3", "eth4", "eth5"]);
+        assert_eq!(down("eth0")(&v), (10, vec!["eth0 down".to_string()]));
     }
 
     #[test]

@@ -324,9 +324,10 @@ impl Vmacs {
             let ignore = read_sysctl("ipv4", base, "arp_ignore").unwrap_or(0);
             let filter = read_sysctl("ipv4", base, "arp_filter").unwrap_or(0);
             self.base_saved.insert(base.to_string(), (ignore, filter));
-            write_sysctl("ipv4", base, "arp_ignore", 1);
-            write_sysctl("ipv4", base, "arp_filter", 1);
         }
+        // Every time: a base interface made again has its defaults back.
+        write_sysctl("ipv4", base, "arp_ignore", 1);
+        write_sysctl("ipv4", base, "arp_filter", 1);
         nl.set_up(index).await?;
         Ok(index)
     }

@@ -33,12 +33,17 @@ pub fn insert(ebpf: &mut Ebpf, k: &ServiceKey, id: u32) -> Result<()> {
 }
 
 /// Removes service key `k`: from `lb_services4` first, so packets stop finding it before
-/// the record does.
+/// the record does (one already missing there is no error: the record decides).
 pub fn remove(ebpf: &mut Ebpf, k: &ServiceKey) -> Result<()> {
     if let Some(mut narrow) = narrow_map(ebpf)?
         && let Some(k4) = k.narrow()
     {
-        narrow.remove(&k4).with_context(|| format!("removing {} from {MAP_SERVICES4}", services::describe(k)))?;
+        match narrow.remove(&k4) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing {} from {MAP_SERVICES4}", services::describe(k)));
+            }
+        }
     }
     let mut all: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_mut(ebpf, MAP_SERVICES)?)?;
     all.remove(k).with_context(|| format!("removing service key {}", services::describe(k)))

@@ -54,6 +54,9 @@ pub struct LiveInstance {
     /// the base interface): another one under that name means the interface was deleted
     /// and made again (`reopen`).
     sock_index: u32,
+    /// Its configured (base) interface's index: with `use_vmac`, another one under that name
+    /// means the base was made again, and the VMAC went with the old one.
+    base_index: u32,
     /// Why it has no sockets that work (its interface came back and they could not be
     /// opened on it yet): a fault until `reopen` succeeds.
     pub detached: Option<String>,
@@ -292,6 +295,7 @@ impl LiveInstance {
             link_local: if vmac.is_some() { base_link.link_local } else { link.link_local },
             ifindex: link.index,
             sock_index,
+            base_index: base_link.index,
             detached: (!attached).then(|| format!("interface {base} does not exist (dynamic_interfaces)")),
             mac: link.mac.unwrap_or_default(),
             iface,
@@ -328,10 +332,16 @@ impl LiveInstance {
     }
 
     /// Whether the interface its sockets are bound to is there under another index: it was
-    /// deleted and made again, and the sockets still name the old one (they would neither
-    /// hear nor send). One `if_nametoindex` a poll.
+    /// deleted and made again (or, with `dynamic_interfaces`, made at last), and the sockets
+    /// name the old one (they would neither hear nor send). With `use_vmac`, whether its base
+    /// interface is (the VMAC went with the old one: `Engine::remake_vmac`). One
+    /// `if_nametoindex` a poll.
     pub fn moved(&self) -> bool {
-        nix::net::if_::if_nametoindex(self.sock_iface()).is_ok_and(|i| i != self.sock_index)
+        let (name, index) = match &self.vmac {
+            Some(base) => (base.as_str(), self.base_index),
+            None => (self.sock_iface(), self.sock_index),
+        };
+        nix::net::if_::if_nametoindex(name).is_ok_and(|i| i != index)
     }
 
     /// keepalived's `setup_interface` for an interface made again (`update_added_interface`):
@@ -360,6 +370,7 @@ impl LiveInstance {
         }
         self.sender = Some(sender);
         self.sock_index = sock_index;
+        self.base_index = base_link.index;
         self.ifindex = link.index;
         self.mac = link.mac.unwrap_or_default();
         self.link_local = if self.vmac.is_some() { base_link.link_local } else { link.link_local };

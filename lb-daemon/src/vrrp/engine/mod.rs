@@ -235,7 +235,23 @@ impl Engine {
                 continue;
             }
             let name = self.insts[i].cfg.name.clone();
-            match self.insts[i].reopen() {
+            // keepalived's cleanup_lost_interface: the instance went down with the old device
+            // (its VIPs and routes went with it), even when the link poll never saw the
+            // interface missing (made again within one poll, or within a down delay); the
+            // next `retrack` starts it again as `setup_interface` does (BACKUP, or FAULT).
+            if matches!(self.insts[i].machine.state, State::Master | State::Backup) {
+                let inst = &mut self.insts[i];
+                let mut faults = inst.machine.faults.clone();
+                faults.push(format!("interface {} was deleted", inst.iface));
+                let e = inst.machine.track(Instant::now(), inst.machine.track_weight, faults);
+                self.carry_out(i, e).await;
+            }
+            self.insts[i].held.clear();
+            let reopened = match self.remake_vmac(i).await {
+                Ok(()) => self.insts[i].reopen(),
+                Err(e) => Err(e.context("making its VMAC again")),
+            };
+            match reopened {
                 Ok(rx) => {
                     let id = self.insts[i].id;
                     let task = self.spawn_receiver(id, rx);
@@ -272,16 +288,7 @@ impl Engine {
         let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
         let configured = use_vmac.name.as_deref();
         let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
-        // keepalived's link-local address for an IPv6 VMAC: the configured source, else the
-        // base interface's; on the VMAC unless the adverts leave from the base.
-        let link_local = match (v6, v.unicast_src_ip.or(v.mcast_src_ip)) {
-            (false, _) => None,
-            (true, Some(std::net::IpAddr::V6(a))) => Some(a),
-            (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
-        };
-        use crate::vrrp::vmac::Ipv6Source;
-        let source = link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) });
-        let mac = use_vmac.mac.map_or(crate::vrrp::vmac::virtual_mac(vrid, v6), |m| m.with_vrid(vrid));
+        let (mac, source) = vmac_params(v, &base_link)?;
         let candidates = crate::vrrp::vmac::name_candidates(prefix, vrid, v6);
         let name =
             crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, candidates, base_link.index, mac, &taken)
@@ -289,6 +296,16 @@ impl Engine {
                 .with_context(|| format!("VRID {vrid}"))?;
         self.vmacs.ensure(&self.netlink, &name, base, mac, source).await?;
         Ok(Some(name))
+    }
+
+    /// Makes instance `i`'s VMAC again on its base interface, made again itself (keepalived's
+    /// `recreate_vmac_thread`): the kernel deleted the VMAC with the old base.
+    async fn remake_vmac(&mut self, i: usize) -> anyhow::Result<()> {
+        let inst = &self.insts[i];
+        let (Some(base), name, v) = (inst.vmac.clone(), inst.iface.clone(), inst.cfg.clone()) else { return Ok(()) };
+        let (mac, source) = vmac_params(&v, &crate::netlink::link(&base)?)?;
+        self.vmacs.ensure(&self.netlink, &name, &base, mac, source).await?;
+        Ok(())
     }
 
     /// keepalived's `set_promote_secondaries`: on for `iface` unless it already is.
@@ -879,6 +896,29 @@ impl Engine {
             self.notifier.mail(&format!("VRRP Group {} - {subject}", grp.name), body);
         }
     }
+}
+
+/// The MAC and (IPv6) link-local source of instance `v`'s VMAC on base interface `base_link`:
+/// keepalived's link-local address for an IPv6 VMAC is the configured source, else the base
+/// interface's; on the VMAC unless the adverts leave from the base.
+fn vmac_params(
+    v: &VrrpInstance,
+    base_link: &crate::netlink::Link,
+) -> anyhow::Result<([u8; 6], Option<crate::vrrp::vmac::Ipv6Source>)> {
+    use crate::vrrp::vmac::Ipv6Source;
+    use anyhow::Context as _;
+    let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
+    let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
+    let base = v.interface.as_deref().unwrap_or_default();
+    let link_local = match (v6, v.unicast_src_ip.or(v.mcast_src_ip)) {
+        (false, _) => None,
+        (true, Some(std::net::IpAddr::V6(a))) => Some(a),
+        (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
+    };
+    let source = link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) });
+    let use_vmac = v.use_vmac.as_ref().context("no use_vmac")?;
+    let mac = use_vmac.mac.map_or(crate::vrrp::vmac::virtual_mac(vrid, v6), |m| m.with_vrid(vrid));
+    Ok((mac, source))
 }
 
 const IGMP_LINK_LOCAL_REPORTS: &str = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports";
