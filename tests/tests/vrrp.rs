@@ -2029,7 +2029,8 @@ fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
 /// `dynamic_interfaces`: an instance whose interface does not exist at start runs in FAULT,
 /// and once the interface is made (with an address) it goes BACKUP, then MASTER, advertising
 /// and holding its VIP there, as keepalived 2.2.7 does (its notify lines, in order, are the
-/// oracle). Without the keyword such a configuration is refused (keepalived stops too).
+/// oracle); with `use_vmac` too, its VMAC made on the new interface. Without the keyword such a
+/// configuration is refused (keepalived stops too).
 #[test]
 fn dynamic_interfaces_runs_an_instance_once_its_interface_is_made_as_keepalived() {
     use lb_tests::{
@@ -2041,13 +2042,12 @@ fn dynamic_interfaces_runs_an_instance_once_its_interface_is_made_as_keepalived(
     let node = &seg.nodes[0];
     let dir = TempDir::new("vrrp-dynamic");
     let (n0, notified) = dir.recorder("notify0");
-    let instance_l1 = instance("VI_1", 150, "", &n0).replace("interface l0", "interface l1");
-    let conf = format!("global_defs {{\n    dynamic_interfaces\n}}\n{instance_l1}");
     let capture = AdvertCapture::start(&seg.client, "c0").unwrap();
     let src: IpAddr = "192.0.2.21".parse().unwrap();
     let told = || std::fs::read_to_string(&notified).unwrap_or_default();
-    // (notify lines before l1 exists, then once MASTER on it; adverts from l1; the VIP on l1)
-    let run = || -> (String, String, bool, bool) {
+    // (notify lines before l1 exists, then once MASTER on it; adverts from l1; the VIP on l1,
+    // or on the VMAC)
+    let run = |vip_on: &str| -> (String, String, bool, bool) {
         std::thread::sleep(Duration::from_secs(3));
         let before = told();
         veth(node, "l1", &seg.switch, "s9").unwrap();
@@ -2057,31 +2057,40 @@ fn dynamic_interfaces_runs_an_instance_once_its_interface_is_made_as_keepalived(
         eventually(Duration::from_secs(10), || told().contains("MASTER"));
         std::thread::sleep(Duration::from_secs(2));
         let adverts = capture.from(src).iter().filter(|t| **t > made + 0.5).count() >= 2;
-        let vip = node.ip(&["-br", "addr", "show", "l1"]).unwrap_or_default().contains(&format!(" {VRRP_VIP4}/"));
+        let vip = node.ip(&["-br", "addr", "show", vip_on]).unwrap_or_default().contains(&format!(" {VRRP_VIP4}/"));
         (before, told(), adverts, vip)
     };
-    let kconf = dir.file("ka.conf", &conf);
-    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
-    let theirs = run();
-    k.stop().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    node.ip(&["link", "del", "l1"]).unwrap();
-    let _ = std::fs::remove_file(&notified);
-    // Without dynamic_interfaces: refused, naming the interface.
-    let plain = dir.file("plain.conf", &instance_l1);
-    let err = Daemon::start(node, &plain, &daemon::pin_dir("vrrp-dynamic-plain"), &["--interface", "l0"])
-        .err()
-        .expect("a missing interface is refused without dynamic_interfaces")
-        .to_string();
-    assert!(err.contains("interface l1 for vrrp_instance VI_1 doesn't exist"), "{err}");
-    let mut d = start(&seg, 0, &dir, &conf);
-    let ours = run();
-    let log = d.log().join("\n");
-    d.stop().unwrap();
+    let reset = || {
+        std::thread::sleep(Duration::from_millis(300));
+        node.ip(&["link", "del", "l1"]).unwrap();
+        let _ = std::fs::remove_file(&notified);
+    };
     let want =
         ("INSTANCE VI_1 FAULT 150\n", "INSTANCE VI_1 FAULT 150\nINSTANCE VI_1 BACKUP 150\nINSTANCE VI_1 MASTER 150\n");
-    assert_eq!((theirs.0.as_str(), theirs.1.as_str(), theirs.2, theirs.3), (want.0, want.1, true, true), "keepalived");
-    assert_eq!(ours, theirs, "lb-daemon: {log}");
+    for (extra, vip_on) in [("", "l1"), ("    use_vmac\n", "vrrp.51")] {
+        let instance_l1 = instance("VI_1", 150, extra, &n0).replace("interface l0", "interface l1");
+        let conf = format!("global_defs {{\n    dynamic_interfaces\n}}\n{instance_l1}");
+        let kconf = dir.file("ka.conf", &conf);
+        let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
+        let theirs = run(vip_on);
+        k.stop().unwrap();
+        reset();
+        // Without dynamic_interfaces: refused, naming the interface.
+        let plain = dir.file("plain.conf", &instance_l1);
+        let err = Daemon::start(node, &plain, &daemon::pin_dir("vrrp-dynamic-plain"), &["--interface", "l0"])
+            .err()
+            .expect("a missing interface is refused without dynamic_interfaces")
+            .to_string();
+        assert!(err.contains("interface l1 for vrrp_instance VI_1 doesn't exist"), "{err}");
+        let mut d = start(&seg, 0, &dir, &conf);
+        let ours = run(vip_on);
+        let log = d.log().join("\n");
+        d.stop().unwrap();
+        reset();
+        let theirs_ = (theirs.0.as_str(), theirs.1.as_str(), theirs.2, theirs.3);
+        assert_eq!(theirs_, (want.0, want.1, true, true), "keepalived, {vip_on}");
+        assert_eq!(ours, theirs, "lb-daemon, {vip_on}: {log}");
+    }
 }
 
 /// The interfaces an instance puts things on are tracked, as keepalived 2.2.7's

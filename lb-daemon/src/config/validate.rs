@@ -204,8 +204,8 @@ pub enum Iface {
 /// `iif` / `oif` of its rules, and the same in the static blocks (a static address without
 /// `dev` on `default_interface`). keepalived's `-t` fails on them, and at start its VRRP process stops ("Non-existent
 /// interface specified in configuration") and keepalived with it, unless `dynamic_interfaces`
-/// lets them be made later (the engine runs such an instance in FAULT until then; a `use_vmac`
-/// instance's interface must exist all the same, as lb-daemon makes VMACs at start). An
+/// lets them be made later (the engine runs such an instance in FAULT until then, and makes
+/// a `use_vmac` instance's VMAC once its interface is there). An
 /// instance on the loopback is one too: keepalived ignores that interface ("cannot use a
 /// loopback interface"), and the instance then has none. Errors: the caller decides whether
 /// the VRRP half runs at all (`-C` does not).
@@ -213,16 +213,6 @@ pub fn missing_interfaces(cfg: &Config, look: impl Fn(&str) -> Iface) -> Vec<Dia
     let dynamic = cfg.global.dynamic_interfaces;
     let exists = |name: &str| dynamic || look(name) != Iface::Missing;
     let mut d = Vec::new();
-    for v in cfg.vrrp_instances.iter().filter(|v| dynamic && v.use_vmac.is_some()) {
-        if let Some(i) = v.interface.as_deref().filter(|i| look(i) == Iface::Missing) {
-            let msg = format!(
-                "interface {i} for vrrp_instance {} doesn't exist: with use_vmac it must exist when lb-daemon \
-                 starts, which makes the VMAC then (dynamic_interfaces does not cover it here); make {i} first",
-                v.name
-            );
-            d.push(Diagnostic::error(v.span, msg));
-        }
-    }
     // A sync group's entries, which its members also carry (`sync_group_tracking`), are
     // named once, as the group's.
     let mut group_tracked = Vec::new();

@@ -248,13 +248,15 @@ impl LiveInstance {
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
         let (base_link, attached) = match netlink::link(&base) {
             Ok(l) => (l, true),
-            Err(_) if g.dynamic_interfaces && vmac.is_none() => (netlink::Link::default(), false),
+            Err(_) if g.dynamic_interfaces => (netlink::Link::default(), false),
             Err(e) => return Err(e),
         };
         // With `use_vmac`, the VIPs and their gratuitous ARPs are the VMAC's; adverts too,
         // unless `vmac_xmit_base`. The source address is the base interface's either way.
+        // (Without its base, a VMAC is not there yet either: `Engine::remake_vmac`.)
         let (iface, link) = match vmac {
-            Some(name) => (name.to_string(), netlink::link(name)?),
+            Some(name) if attached => (name.to_string(), netlink::link(name)?),
+            Some(name) => (name.to_string(), netlink::Link::default()),
             None => (base.clone(), base_link.clone()),
         };
         let (sock_iface, sock_index) = if vmac.is_some() && !v.vmac_xmit_base {

@@ -283,18 +283,27 @@ impl Engine {
         let Some(use_vmac) = &v.use_vmac else { return Ok(None) };
         let base = v.interface.as_deref().context("no `interface`")?;
         let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
-        let base_link = crate::netlink::link(base)?;
+        let base_link = match crate::netlink::link(base) {
+            Ok(l) => Some(l),
+            // `dynamic_interfaces`: the VMAC is made once its base is (`remake_vmac`).
+            Err(_) if cfg.global.dynamic_interfaces => None,
+            Err(e) => return Err(e),
+        };
         let taken: Vec<String> = self.insts.iter().filter(|i| i.vmac.is_some()).map(|i| i.iface.clone()).collect();
         let prefix = cfg.global.vmac_prefix.as_deref().unwrap_or("vrrp");
         let configured = use_vmac.name.as_deref();
         let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
-        let (mac, source) = vmac_params(v, &base_link)?;
+        let mac = vmac_mac(v)?;
         let candidates = crate::vrrp::vmac::name_candidates(prefix, vrid, v6);
+        let base_index = base_link.as_ref().map_or(0, |l| l.index);
         let name =
-            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, candidates, base_link.index, mac, &taken)
+            crate::vrrp::vmac::Vmacs::choose_name(&self.netlink, configured, candidates, base_index, mac, &taken)
                 .await
                 .with_context(|| format!("VRID {vrid}"))?;
-        self.vmacs.ensure(&self.netlink, &name, base, mac, source).await?;
+        if let Some(base_link) = base_link {
+            let (mac, source) = vmac_params(v, &base_link)?;
+            self.vmacs.ensure(&self.netlink, &name, base, mac, source).await?;
+        }
         Ok(Some(name))
     }
 
@@ -907,7 +916,6 @@ fn vmac_params(
 ) -> anyhow::Result<([u8; 6], Option<crate::vrrp::vmac::Ipv6Source>)> {
     use crate::vrrp::vmac::Ipv6Source;
     use anyhow::Context as _;
-    let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
     let base = v.interface.as_deref().unwrap_or_default();
     let link_local = match (v6, v.unicast_src_ip.or(v.mcast_src_ip)) {
@@ -916,9 +924,16 @@ fn vmac_params(
         (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
     };
     let source = link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) });
+    Ok((vmac_mac(v)?, source))
+}
+
+/// The MAC of instance `v`'s VMAC: the configured one (with the VRID), else the VRRP one.
+fn vmac_mac(v: &VrrpInstance) -> anyhow::Result<[u8; 6]> {
+    use anyhow::Context as _;
+    let vrid = v.virtual_router_id.context("no `virtual_router_id`")?;
+    let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
     let use_vmac = v.use_vmac.as_ref().context("no use_vmac")?;
-    let mac = use_vmac.mac.map_or(crate::vrrp::vmac::virtual_mac(vrid, v6), |m| m.with_vrid(vrid));
-    Ok((mac, source))
+    Ok(use_vmac.mac.map_or(crate::vrrp::vmac::virtual_mac(vrid, v6), |m| m.with_vrid(vrid)))
 }
 
 const IGMP_LINK_LOCAL_REPORTS: &str = "/proc/sys/net/ipv4/igmp_link_local_mcast_reports";
