@@ -1798,6 +1798,63 @@ fn garp_extra_if_announces_on_other_interfaces_as_keepalived() {
 /// `interface_up_down_delays`, against keepalived 2.2.7 on the same node: with l0's delays 1.5 s
 /// down and 1 s up, a carrier loss of 0.6 s changes nothing; a longer one faults the instance
 /// about 1.5 s after it began, and the carrier's return restores it about 1 s later.
+/// Runs `measure` on keepalived 2.2.7 with `conf` on node 0, then on lb-daemon with the same
+/// config there, each reading its own log: (keepalived's, ours, our log).
+fn beside_keepalived<T>(
+    seg: &Segment,
+    dir: &TempDir,
+    conf: &str,
+    measure: impl Fn(&dyn Fn() -> String) -> T,
+) -> (T, T, String) {
+    let kconf = dir.file("ka.conf", conf);
+    let mut k = Keepalived::start(&seg.nodes[0], &kconf, dir, "ka").unwrap();
+    let theirs = measure(&|| k.log());
+    k.stop().unwrap();
+    let mut d = start(seg, 0, dir, conf);
+    let ours = measure(&|| d.log().join("\n"));
+    let log = d.log().join("\n");
+    d.stop().unwrap();
+    (theirs, ours, log)
+}
+
+/// Veth pairs within `node`, both ends up (this kernel has no dummy interfaces).
+fn local_links(node: &Netns, names: &[&str]) {
+    for dev in names {
+        let peer = format!("{dev}p");
+        node.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]).unwrap();
+        node.ip(&["link", "set", &peer, "up"]).unwrap();
+        node.ip(&["link", "set", dev, "up"]).unwrap();
+    }
+}
+
+/// With the instance MASTER (in `log`): whether taking `quiet` down for 2.5 s faulted it, then
+/// for each of `loud`, whether taking it down faulted it and bringing it back up put it back
+/// in BACKUP (and it went MASTER again before the next).
+fn link_faults(
+    node: &Netns,
+    log: &dyn Fn() -> String,
+    quiet: (&'static str, &str),
+    loud: &[(&'static str, &str)],
+) -> Vec<(&'static str, bool)> {
+    let link = |dev: &str, up: bool| node.ip(&["link", "set", dev, if up { "up" } else { "down" }]).unwrap();
+    let count = |what: &str| log().matches(what).count();
+    assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+    link(quiet.1, false);
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut steps = vec![(quiet.0, count("Entering FAULT STATE") > 0)];
+    link(quiet.1, true);
+    for &(step, dev) in loud {
+        let (faults, backups) = (count("Entering FAULT STATE"), count("Entering BACKUP STATE"));
+        link(dev, false);
+        let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
+        link(dev, true);
+        let back = eventually(Duration::from_secs(5), || count("Entering BACKUP STATE") > backups);
+        steps.push((step, faulted && back));
+        assert!(eventually(Duration::from_secs(8), || count("Entering MASTER STATE") > backups), "{}", log());
+    }
+    steps
+}
+
 #[test]
 fn interface_up_down_delays_debounce_faults_as_keepalived() {
     require_root();
@@ -1827,13 +1884,7 @@ fn interface_up_down_delays_debounce_faults_as_keepalived() {
         let back = until("Entering BACKUP STATE", backups);
         (short, fault, back)
     };
-    let kconf = dir.file("ka.conf", &conf);
-    let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, "ka").unwrap();
-    let theirs = measure(&|| k.log());
-    k.stop().unwrap();
-    let mut d = start(&seg, 0, &dir, &conf);
-    let ours = measure(&|| d.log().join("\n"));
-    d.stop().unwrap();
+    let (theirs, ours, _) = beside_keepalived(&seg, &dir, &conf, measure);
     println!("keepalived {theirs:?}, ours {ours:?}");
     for (who, (short, fault, back)) in [("keepalived", theirs), ("lb-daemon", ours)] {
         assert!(!short, "{who}: a 0.6 s carrier loss faulted the instance");
@@ -1898,14 +1949,7 @@ fn an_interface_deleted_and_made_again_gets_its_instance_back_as_keepalived() {
         }
         ways
     };
-    let kconf = dir.file("ka.conf", &conf);
-    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
-    let theirs = measure(&|| k.log());
-    k.stop().unwrap();
-    let mut d = start(&seg, 0, &dir, &conf);
-    let ours = measure(&|| d.log().join("\n"));
-    let log = d.log().join("\n");
-    d.stop().unwrap();
+    let (theirs, ours, log) = beside_keepalived(&seg, &dir, &conf, measure);
     assert_eq!(theirs, [(true, true, true, true); 2], "keepalived");
     assert_eq!(ours, [(true, true, true, true); 2], "lb-daemon: {log}");
     assert!(!log.contains("VRRP receive"), "the old receiver kept failing: {log}");
@@ -1947,14 +1991,7 @@ fn a_vmac_is_made_again_with_its_base_interface_as_keepalived() {
         let adverts = capture.from(node4(0)).iter().filter(|t| **t > made + 0.5).count() >= 2;
         (faulted, back, adverts, on_vmac())
     };
-    let kconf = dir.file("ka.conf", &conf);
-    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
-    let theirs = measure(&|| k.log());
-    k.stop().unwrap();
-    let mut d = start(&seg, 0, &dir, &conf);
-    let ours = measure(&|| d.log().join("\n"));
-    let log = d.log().join("\n");
-    d.stop().unwrap();
+    let (theirs, ours, log) = beside_keepalived(&seg, &dir, &conf, measure);
     assert_eq!(theirs, (true, true, true, true), "keepalived");
     assert_eq!(ours, (true, true, true, true), "lb-daemon: {log}");
 }
@@ -1969,13 +2006,7 @@ fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
     require_root();
     let seg = Segment::new(1).unwrap();
     let node = &seg.nodes[0];
-    // veth pairs within the node (this kernel has no dummy interfaces).
-    for dev in ["tg0", "tg1", "tg2"] {
-        let peer = format!("{dev}p");
-        node.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]).unwrap();
-        node.ip(&["link", "set", &peer, "up"]).unwrap();
-        node.ip(&["link", "set", dev, "up"]).unwrap();
-    }
+    local_links(node, &["tg0", "tg1", "tg2"]);
     let dir = TempDir::new("vrrp-trackgroup");
     let (n0, _) = dir.recorder("notify0");
     let conf = format!(
@@ -1985,37 +2016,16 @@ fn track_group_faults_instances_with_their_static_addresses_as_keepalived() {
          static_routes {{\n    203.0.113.128/28 dev tg1 track_group TG\n}}\n{}",
         instance("VI_1", 150, "", &n0)
     );
-    let link = |dev: &str, up: bool| node.ip(&["link", "set", dev, if up { "up" } else { "down" }]).unwrap();
     // Per step: whether the instance went to FAULT (and, once the link was back, to BACKUP).
     let measure = |log: &dyn Fn() -> String| -> Vec<(&'static str, bool)> {
-        let count = |what: &str| log().matches(what).count();
-        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
-        link("tg2", false);
-        std::thread::sleep(Duration::from_millis(2500));
-        let mut steps = vec![("tg2 (no_track) down faults", count("Entering FAULT STATE") > 0)];
-        link("tg2", true);
-        for (step, dev) in [("tg0 (static address) down faults", "tg0"), ("tg1 (static route) down faults", "tg1")] {
-            let (faults, backups) = (count("Entering FAULT STATE"), count("Entering BACKUP STATE"));
-            link(dev, false);
-            let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
-            link(dev, true);
-            let back = eventually(Duration::from_secs(5), || count("Entering BACKUP STATE") > backups);
-            steps.push((step, faulted && back));
-            assert!(eventually(Duration::from_secs(8), || count("Entering MASTER STATE") > backups), "{}", log());
-        }
+        let loud = [("tg0 (static address) down faults", "tg0"), ("tg1 (static route) down faults", "tg1")];
+        let mut steps = link_faults(node, log, ("tg2 (no_track) down faults", "tg2"), &loud);
         // The kernel dropped tg1's route as tg1 went down; it is put back.
         let route = || node.ip(&["route", "show", "203.0.113.128/28"]).unwrap_or_default();
         steps.push(("tg1's static route is back", eventually(Duration::from_secs(5), || !route().trim().is_empty())));
         steps
     };
-    let kconf = dir.file("ka.conf", &conf);
-    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
-    let theirs = measure(&|| k.log());
-    k.stop().unwrap();
-    let mut d = start(&seg, 0, &dir, &conf);
-    let ours = measure(&|| d.log().join("\n"));
-    let log = d.log().join("\n");
-    d.stop().unwrap();
+    let (theirs, ours, log) = beside_keepalived(&seg, &dir, &conf, measure);
     let want = vec![
         ("tg2 (no_track) down faults", false),
         ("tg0 (static address) down faults", true),
@@ -2103,12 +2113,7 @@ fn interfaces_of_vips_routes_and_rules_fault_their_instance_as_keepalived() {
     require_root();
     let seg = Segment::new(1).unwrap();
     let node = &seg.nodes[0];
-    for dev in ["tv0", "tv1", "tv2", "tv3"] {
-        let peer = format!("{dev}p");
-        node.ip(&["link", "add", dev, "type", "veth", "peer", "name", &peer]).unwrap();
-        node.ip(&["link", "set", &peer, "up"]).unwrap();
-        node.ip(&["link", "set", dev, "up"]).unwrap();
-    }
+    local_links(node, &["tv0", "tv1", "tv2", "tv3"]);
     let dir = TempDir::new("vrrp-placed");
     let (n0, _) = dir.recorder("notify0");
     let extra = "    virtual_ipaddress_excluded {\n        203.0.113.211/32 dev tv0\n        \
@@ -2116,38 +2121,16 @@ fn interfaces_of_vips_routes_and_rules_fault_their_instance_as_keepalived() {
                  virtual_routes {\n        203.0.113.144/28 dev tv1\n    }\n    \
                  virtual_rules {\n        from 203.0.113.160/28 iif tv2 table 100\n    }\n";
     let conf = instance("VI_1", 150, extra, &n0);
-    let link = |dev: &str, up: bool| node.ip(&["link", "set", dev, if up { "up" } else { "down" }]).unwrap();
     // Per step: whether the instance went to FAULT (and, once the link was back, to BACKUP).
-    let measure = |log: &dyn Fn() -> String| -> Vec<(&'static str, bool)> {
-        let count = |what: &str| log().matches(what).count();
-        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
-        link("tv3", false);
-        std::thread::sleep(Duration::from_millis(2500));
-        let mut steps = vec![("tv3 (VIP, no_track) down faults", count("Entering FAULT STATE") > 0)];
-        link("tv3", true);
-        for (step, dev) in [
+    let measure = |log: &dyn Fn() -> String| {
+        let loud = [
             ("tv0 (VIP) down faults", "tv0"),
             ("tv1 (route) down faults", "tv1"),
             ("tv2 (rule iif) down faults", "tv2"),
-        ] {
-            let (faults, backups) = (count("Entering FAULT STATE"), count("Entering BACKUP STATE"));
-            link(dev, false);
-            let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
-            link(dev, true);
-            let back = eventually(Duration::from_secs(5), || count("Entering BACKUP STATE") > backups);
-            steps.push((step, faulted && back));
-            assert!(eventually(Duration::from_secs(8), || count("Entering MASTER STATE") > backups), "{}", log());
-        }
-        steps
+        ];
+        link_faults(node, log, ("tv3 (VIP, no_track) down faults", "tv3"), &loud)
     };
-    let kconf = dir.file("ka.conf", &conf);
-    let mut k = Keepalived::start(node, &kconf, &dir, "ka").unwrap();
-    let theirs = measure(&|| k.log());
-    k.stop().unwrap();
-    let mut d = start(&seg, 0, &dir, &conf);
-    let ours = measure(&|| d.log().join("\n"));
-    let log = d.log().join("\n");
-    d.stop().unwrap();
+    let (theirs, ours, log) = beside_keepalived(&seg, &dir, &conf, measure);
     let want = vec![
         ("tv3 (VIP, no_track) down faults", false),
         ("tv0 (VIP) down faults", true),
