@@ -308,10 +308,14 @@ impl Engine {
     }
 
     /// Makes instance `i`'s VMAC again on its base interface, made again itself (keepalived's
-    /// `recreate_vmac_thread`): the kernel deleted the VMAC with the old base.
+    /// `recreate_vmac_thread`): the kernel deleted the VMAC with the old base. Once made, later
+    /// tries (the instance's sockets could not be opened yet) leave it alone.
     async fn remake_vmac(&mut self, i: usize) -> anyhow::Result<()> {
         let inst = &self.insts[i];
         let (Some(base), name, v) = (inst.vmac.clone(), inst.iface.clone(), inst.cfg.clone()) else { return Ok(()) };
+        if netlink::if_index(&name).is_some() {
+            return Ok(());
+        }
         let (mac, source) = vmac_params(&v, &crate::netlink::link(&base)?)?;
         self.vmacs.ensure(&self.netlink, &name, &base, mac, source).await?;
         Ok(())
