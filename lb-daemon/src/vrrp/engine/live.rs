@@ -120,6 +120,12 @@ pub struct AhLink {
     ip_id: u16,
 }
 
+impl AhLink {
+    fn new(sender: sockets::RawSender) -> Self {
+        Self { sender, seq: ah::SeqCounter::default(), ip_id: 0 }
+    }
+}
+
 /// What an instance takes from its config besides its sockets and election settings; built
 /// the same way at start and when a reload updates the instance in place.
 #[derive(PartialEq)]
@@ -273,18 +279,13 @@ impl LiveInstance {
         let Endpoints { v6, src, dsts, join } = endpoints(g, v, &base, ipv4, link_local)?;
         let version = version(g, v);
         let tuning = Tuning::new(cfg, v, version)?;
-        let ah = match (tuning.ah_key, src) {
-            (Some(_), IpAddr::V4(a)) if attached => Some(AhLink {
-                sender: sockets::RawSender::open(&sock_iface, sock_index, a)?,
-                seq: ah::SeqCounter::default(),
-                ip_id: 0,
-            }),
-            (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
-            _ => None,
-        };
-        let sender = match attached {
-            true => Some(sockets::Sender::open(&sock_iface, sock_index, src, v.unicast_ttl.unwrap_or(255))?),
-            false => None,
+        let ah_src = ah_source(&tuning, src)?;
+        let (ah, sender, rx) = match attached {
+            true => {
+                let s = Sockets::open(&sock_iface, sock_index, src, ah_src, v, v6, join)?;
+                (s.ah.map(AhLink::new), Some(s.sender), Some(s.rx))
+            }
+            false => (None, None, None),
         };
         let live = LiveInstance {
             id,
@@ -318,11 +319,7 @@ impl LiveInstance {
             extra_garp_at: None,
             old_checksum_heard: false,
         };
-        if !attached {
-            return Ok((live, None));
-        }
-        let rx = sockets::Receiver::open(&sock_iface, sock_index, live.v6, live.join, live.ah.is_some())?;
-        Ok((live, Some(rx)))
+        Ok((live, rx))
     }
 
     /// The interface its sockets are bound to: the VMAC, unless adverts leave from the base.
@@ -357,27 +354,22 @@ impl LiveInstance {
         let sock_iface = self.sock_iface().to_string();
         let sock_index = if sock_iface == self.iface { link.index } else { base_link.index };
         let src = source(&self.cfg, self.v6, &base, base_link.ipv4, base_link.link_local)?;
-        let ah_sender = match (self.tuning.ah_key, src) {
-            (Some(_), IpAddr::V4(a)) => Some(sockets::RawSender::open(&sock_iface, sock_index, a)?),
-            (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
-            (None, _) => None,
-        };
-        let sender = sockets::Sender::open(&sock_iface, sock_index, src, self.cfg.unicast_ttl.unwrap_or(255))?;
-        let rx = sockets::Receiver::open(&sock_iface, sock_index, self.v6, self.join, ah_sender.is_some())?;
-        match (ah_sender, self.ah.as_mut()) {
+        let s =
+            Sockets::open(&sock_iface, sock_index, src, ah_source(&self.tuning, src)?, &self.cfg, self.v6, self.join)?;
+        match (s.ah, self.ah.as_mut()) {
             // AH's sequence goes on: a peer drops adverts whose number went back.
             (Some(new), Some(ah)) => ah.sender = new,
-            (Some(new), None) => self.ah = Some(AhLink { sender: new, seq: ah::SeqCounter::default(), ip_id: 0 }),
+            (Some(new), None) => self.ah = Some(AhLink::new(new)),
             (None, _) => {}
         }
-        self.sender = Some(sender);
+        self.sender = Some(s.sender);
         self.sock_index = sock_index;
         self.base_index = base_link.index;
         self.ifindex = link.index;
         self.mac = link.mac.unwrap_or_default();
         self.link_local = if self.vmac.is_some() { base_link.link_local } else { link.link_local };
         self.machine.s.primary = src;
-        Ok(rx)
+        Ok(s.rx)
     }
 
     /// Its VIPs, excluded ones too (they move with it but are not advertised).
@@ -748,6 +740,40 @@ pub fn endpoints(
     } else {
         let dsts = v.unicast_peer.iter().filter(|p| p.is_ipv6() == v6).copied().collect();
         Ok(Endpoints { v6, src, dsts, join: None })
+    }
+}
+
+/// An instance's sockets on `iface` (index `index`): AH's raw sender (with an AH source
+/// address), the advert sender bound to `src`, and the receiver (in `join`'s group).
+struct Sockets {
+    ah: Option<sockets::RawSender>,
+    sender: sockets::Sender,
+    rx: sockets::Receiver,
+}
+
+impl Sockets {
+    fn open(
+        iface: &str,
+        index: u32,
+        src: IpAddr,
+        ah: Option<Ipv4Addr>,
+        v: &VrrpInstance,
+        v6: bool,
+        join: Option<IpAddr>,
+    ) -> Result<Self> {
+        let ah = ah.map(|a| sockets::RawSender::open(iface, index, a)).transpose()?;
+        let sender = sockets::Sender::open(iface, index, src, v.unicast_ttl.unwrap_or(255))?;
+        let rx = sockets::Receiver::open(iface, index, v6, join, ah.is_some())?;
+        Ok(Self { ah, sender, rx })
+    }
+}
+
+/// With `auth_type AH`, the IPv4 source of the instance's AH adverts (`src`); None without.
+fn ah_source(tuning: &Tuning, src: IpAddr) -> Result<Option<Ipv4Addr>> {
+    match (tuning.ah_key, src) {
+        (Some(_), IpAddr::V4(a)) => Ok(Some(a)),
+        (Some(_), IpAddr::V6(_)) => bail!("auth_type AH needs VRRP version 2 over IPv4"),
+        (None, _) => Ok(None),
     }
 }
 
