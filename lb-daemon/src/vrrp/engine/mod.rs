@@ -301,8 +301,7 @@ impl Engine {
                 .await
                 .with_context(|| format!("VRID {vrid}"))?;
         if let Some(base_link) = base_link {
-            let (mac, source) = vmac_params(v, &base_link)?;
-            self.vmacs.ensure(&self.netlink, &name, base, mac, source).await?;
+            self.vmacs.ensure(&self.netlink, &name, base, mac, vmac_source(v, &base_link)?).await?;
         }
         Ok(Some(name))
     }
@@ -316,8 +315,8 @@ impl Engine {
         if netlink::if_index(&name).is_some() {
             return Ok(());
         }
-        let (mac, source) = vmac_params(&v, &crate::netlink::link(&base)?)?;
-        self.vmacs.ensure(&self.netlink, &name, &base, mac, source).await?;
+        let source = vmac_source(&v, &crate::netlink::link(&base)?)?;
+        self.vmacs.ensure(&self.netlink, &name, &base, vmac_mac(&v)?, source).await?;
         Ok(())
     }
 
@@ -911,13 +910,13 @@ impl Engine {
     }
 }
 
-/// The MAC and (IPv6) link-local source of instance `v`'s VMAC on base interface `base_link`:
+/// The (IPv6) link-local source of instance `v`'s VMAC on base interface `base_link`:
 /// keepalived's link-local address for an IPv6 VMAC is the configured source, else the base
 /// interface's; on the VMAC unless the adverts leave from the base.
-fn vmac_params(
+fn vmac_source(
     v: &VrrpInstance,
     base_link: &crate::netlink::Link,
-) -> anyhow::Result<([u8; 6], Option<crate::vrrp::vmac::Ipv6Source>)> {
+) -> anyhow::Result<Option<crate::vrrp::vmac::Ipv6Source>> {
     use crate::vrrp::vmac::Ipv6Source;
     use anyhow::Context as _;
     let v6 = v.virtual_ipaddress.first().is_some_and(|a| a.addr.is_ipv6());
@@ -927,8 +926,7 @@ fn vmac_params(
         (true, Some(std::net::IpAddr::V6(a))) => Some(a),
         (true, _) => Some(base_link.link_local.with_context(|| format!("{base} has no IPv6 link-local address"))?),
     };
-    let source = link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) });
-    Ok((vmac_mac(v)?, source))
+    Ok(link_local.map(|a| if v.vmac_xmit_base { Ipv6Source::Base(a) } else { Ipv6Source::Vmac(a) }))
 }
 
 /// The MAC of instance `v`'s VMAC: the configured one (with the VRID), else the VRRP one.
