@@ -20,11 +20,10 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use lb_common::{
-    FlowKey, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceKey4, ServiceStats, ServiceValue,
+    FlowKey, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceStats,
     consts::{
         MAP_BENCH_FRESH_CFG, MAP_BENCH_FRESH_FRAME, MAP_BENCH_FRESH_TARGET, MAP_CONNTRACK, MAP_HALFOPEN,
-        MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_SERVICES, MAP_SERVICES4, MAP_STATS, MAP_SVC_STATS, PROG_BENCH_FRESH,
-        PROG_XDP,
+        MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_STATS, MAP_SVC_STATS, PROG_BENCH_FRESH, PROG_XDP,
     },
 };
 use lb_daemon::{
@@ -350,14 +349,10 @@ impl Fixture {
         self.dp.set_fences(fences)
     }
 
+    /// Adds a service key by itself (both key maps, as the daemon writes them), without a
+    /// configuration behind it.
     pub fn add_service(&mut self, key: ServiceKey, id: u32) -> Result<()> {
-        let mut m: HashMap<_, ServiceKey, ServiceValue> =
-            HashMap::try_from(self.dp.ebpf_mut().map_mut(MAP_SERVICES).ok_or_else(|| anyhow!("no {MAP_SERVICES}"))?)?;
-        m.insert(key, ServiceValue { id, flags: 0 }, 0)?;
-        if let (Some(k4), Some(narrow)) = (key.narrow(), self.dp.ebpf_mut().map_mut(MAP_SERVICES4)) {
-            HashMap::<_, ServiceKey4, ServiceValue>::try_from(narrow)?.insert(k4, ServiceValue { id, flags: 0 }, 0)?;
-        }
-        Ok(())
+        lb_daemon::dataplane::bpf::service_keys::insert(self.dp.ebpf_mut(), &key, id)
     }
 
     /// Runs the program once on `frame`: the verdict and the output frame.

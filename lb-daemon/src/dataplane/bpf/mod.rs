@@ -45,7 +45,7 @@ pub mod plan;
 mod pool;
 mod real_rev;
 pub mod retire;
-mod service_keys;
+pub mod service_keys;
 mod stats;
 
 /// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
