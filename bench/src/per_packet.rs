@@ -463,18 +463,20 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let nat = hot_rounds(&mut n, "NAT", &nat_ack, &syn4, hot_repeat, rounds)?;
     // Established NAT replies, hot: a reply from one service's real server (the other's VIP)
     // to the client, translated, is the other service's reply. The two flows are opened
-    // through the baseline object when there is one: it needs reverse entries of its own,
-    // which this build (`lb_real_rev`) does not write.
+    // through the baseline object when there is one, then through this build: an older
+    // object needs reverse entries of its own, which this build (`lb_real_rev`) does not
+    // write, and may keep its IPv4 flows in another table (`lb_conntrack` before
+    // `lb_conntrack4`).
     set_client_mac(&ns, LB_MAC)?;
-    let opener = match base.as_mut() {
-        Some(b) => b,
-        None => &mut fx,
-    };
-    for dst in [a, b] {
-        for l4 in [L4::TcpSyn { sport: 1026, dport: 80 }, L4::TcpAck { sport: 1026, dport: 80 }] {
-            let (action, _) = opener.run(&v4(L2::Plain, CLIENT4, dst, l4, b""))?;
-            if action != XDP_TX {
-                bail!("hot NAT reply: opening the flow to {dst} was not forwarded ({action})");
+    let mut openers: Vec<&mut Fixture> = base.iter_mut().collect();
+    openers.push(&mut fx);
+    for opener in openers {
+        for dst in [a, b] {
+            for l4 in [L4::TcpSyn { sport: 1026, dport: 80 }, L4::TcpAck { sport: 1026, dport: 80 }] {
+                let (action, _) = opener.run(&v4(L2::Plain, CLIENT4, dst, l4, b""))?;
+                if action != XDP_TX {
+                    bail!("hot NAT reply: opening the flow to {dst} was not forwarded ({action})");
+                }
             }
         }
     }

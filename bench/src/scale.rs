@@ -141,12 +141,14 @@ pub fn memory_per_flow(quick: bool, out: &mut dyn Write) -> Result<serde_json::V
     let memlock = |map: &str| -> Result<u64> {
         lb_tests::inspect::map_show(&pins.join(map))?["bytes_memlock"].as_u64().context("no bytes_memlock")
     };
+    let ct4 = memlock(lb_common::consts::MAP_CONNTRACK4)? as f64 / f64::from(entries);
     let ct = memlock(lb_common::consts::MAP_CONNTRACK)? as f64 / f64::from(entries);
     let nat = memlock(lb_common::consts::MAP_NAT_REV)? as f64 / f64::from(entries);
     drop(fx);
     let ipvs = if quick { Err("--quick".to_string()) } else { ipvs_conn_bytes().map_err(|e| format!("{e:#}")) };
     writeln!(out, "| table | bytes per flow |\n|---|---:|")?;
-    writeln!(out, "| `lb_conntrack` (every tracked flow), {entries} entries | {ct:.0} |")?;
+    writeln!(out, "| `lb_conntrack4` (every tracked IPv4 flow), {entries} entries | {ct4:.0} |")?;
+    writeln!(out, "| `lb_conntrack` (every tracked IPv6 flow), {entries} entries | {ct:.0} |")?;
     writeln!(out, "| `lb_nat_rev` (NAT flows add this) | {nat:.0} |")?;
     match &ipvs {
         Ok((obj, slab)) => writeln!(
@@ -156,7 +158,7 @@ pub fn memory_per_flow(quick: bool, out: &mut dyn Write) -> Result<serde_json::V
         Err(why) => writeln!(out, "| IPVS `ip_vs_conn` | not measured: {why} |")?,
     }
     Ok(json!({
-        "entries": entries, "conntrack_bytes": ct, "nat_rev_bytes": nat,
+        "entries": entries, "conntrack4_bytes": ct4, "conntrack_bytes": ct, "nat_rev_bytes": nat,
         "ipvs_conn_object_bytes": ipvs.as_ref().ok().map(|v| v.0), "ipvs_conn_slab_bytes": ipvs.as_ref().ok().map(|v| v.1),
     }))
 }

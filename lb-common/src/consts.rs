@@ -3,13 +3,14 @@
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them, except those of
 /// `LAYOUT_UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 9;
-/// Layouts this one adopts as they are: 8 lacks only `lb_services4` (created, then filled
-/// from `lb_services`), 7 also `lb_real_rev`, created empty (its flows all have reverse
-/// entries of their own). A daemon of layout 7 refuses 8's pins: their NAT flows rely on
-/// `lb_real_rev`, which it does not read; one of 8 refuses 9's, whose IPv4 services it would
-/// not write where the program looks.
-pub const LAYOUT_UPGRADES_FROM: [u32; 2] = [7, 8];
+pub const LAYOUT_VERSION: u32 = 10;
+/// Layouts this one adopts: 9 lacks only `lb_conntrack4` (created, then given the IPv4 flows
+/// of `lb_conntrack`), 8 also `lb_services4` (created, then filled from `lb_services`), 7
+/// also `lb_real_rev`, created empty (its flows all have reverse entries of their own). A
+/// daemon of layout 7 refuses 8's pins: their NAT flows rely on `lb_real_rev`, which it does
+/// not read; one of 8 refuses 9's, whose IPv4 services it would not write where the program
+/// looks; one of 9 refuses 10's, whose IPv4 flows it would not see.
+pub const LAYOUT_UPGRADES_FROM: [u32; 3] = [7, 8, 9];
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -33,8 +34,10 @@ pub const MAX_SEQUENCE: u32 = 4096;
 pub const MAX_SCAN: u32 = 64;
 
 /// Default connection-tracking and NAT-reverse table size (entries); `--conntrack-size`
-/// changes it. An `lb_conntrack` entry costs 128 bytes with the kernel's LRU element header,
-/// an `lb_nat_rev` one 144 (`cargo xtask bench` measures both from `bytes_memlock`).
+/// changes it. It sizes `lb_conntrack4` (IPv4 flows) and `lb_conntrack` (IPv6 flows) alike,
+/// as Cilium sizes its two CT maps. An `lb_conntrack` entry costs 128 bytes with the
+/// kernel's LRU element header, an `lb_conntrack4` one 104, an `lb_nat_rev` one 144
+/// (`cargo xtask bench` measures them from `bytes_memlock`).
 pub const DEFAULT_CONNTRACK: u32 = 262_144;
 /// A TCP flow whose first packet was a SYN waits in `lb_halfopen` (and, for NAT, its reply
 /// tuple in `lb_halfopen_rev`) until the client's first non-SYN packet moves it into
@@ -116,7 +119,12 @@ pub const MAP_REAL_EXPIRED: &str = "lb_real_expired";
 pub const MAP_REAL_STATS: &str = "lb_real_stats";
 pub const MAP_STATS: &str = "lb_stats";
 pub const MAP_SVC_STATS: &str = "lb_svc_stats";
+/// Established IPv6 flows (`FlowKey`); the daemon reads it and `lb_conntrack4` as one table
+/// (`dataplane::bpf::conntrack`).
 pub const MAP_CONNTRACK: &str = "lb_conntrack";
+/// Established IPv4 flows by a 16-byte key (`FlowKey4`): jhash takes one mixing round over
+/// it before the final mix, three over `FlowKey`'s 40 bytes, on every tracked packet.
+pub const MAP_CONNTRACK4: &str = "lb_conntrack4";
 pub const MAP_NAT_REV: &str = "lb_nat_rev";
 pub const MAP_HALFOPEN: &str = "lb_halfopen";
 pub const MAP_HALFOPEN_REV: &str = "lb_halfopen_rev";
@@ -198,7 +206,7 @@ pub const MAP_NEXTHOP_LEASE: &str = "lb_nexthop_lease";
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 26] = [
+pub const PINNED_MAPS: [&str; 27] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SERVICES4,
@@ -213,6 +221,7 @@ pub const PINNED_MAPS: [&str; 26] = [
     MAP_STATS,
     MAP_SVC_STATS,
     MAP_CONNTRACK,
+    MAP_CONNTRACK4,
     MAP_NAT_REV,
     MAP_HALFOPEN,
     MAP_HALFOPEN_REV,

@@ -20,16 +20,16 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 use lb_common::{
-    FlowKey, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceStats,
+    FlowKey, FlowKey4, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceStats,
     consts::{
-        MAP_BENCH_FRESH_CFG, MAP_BENCH_FRESH_FRAME, MAP_BENCH_FRESH_TARGET, MAP_CONNTRACK, MAP_HALFOPEN,
-        MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_STATS, MAP_SVC_STATS, PROG_BENCH_FRESH, PROG_XDP,
+        MAP_BENCH_FRESH_CFG, MAP_BENCH_FRESH_FRAME, MAP_BENCH_FRESH_TARGET, MAP_CONNTRACK, MAP_CONNTRACK4,
+        MAP_HALFOPEN, MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_STATS, MAP_SVC_STATS, PROG_BENCH_FRESH, PROG_XDP,
     },
 };
 use lb_daemon::{
     config::{ForwardMethod, Scheduler},
     dataplane::{
-        bpf::{BpfDataplane, Sizes, StatsSnapshot, read_stats},
+        bpf::{BpfDataplane, Sizes, StatsSnapshot, conntrack::Conntrack, read_stats},
         services::{DesiredReal, DesiredService, key_of},
     },
 };
@@ -225,26 +225,34 @@ impl Fixture {
         Ok(p)
     }
 
-    /// Fills the connection table with `n` unrelated flows (distinct client addresses), as a
-    /// busy load balancer's would be.
+    /// Fills each connection table (IPv4's and IPv6's) with `n` unrelated flows (distinct
+    /// client addresses), as a busy load balancer's would be.
     pub fn prefill_conntrack(&mut self, n: u32) -> Result<()> {
         let value = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
-        self.fill_unrelated(MAP_CONNTRACK, 0xffff, n, value)
+        self.fill_unrelated(MAP_CONNTRACK, 0xffff, n, value)?;
+        self.fill_unrelated4(0xff, n, value)
     }
 
-    /// Writes as many unrelated flows into each flow table (`lb_conntrack`, `lb_nat_rev`,
-    /// `lb_halfopen`, `lb_halfopen_rev`) as it holds, so every table is full and each new
+    /// Writes as many unrelated flows into each flow table (`lb_conntrack4`, `lb_conntrack`,
+    /// `lb_nat_rev`, `lb_halfopen`, `lb_halfopen_rev`) as it holds, so every table is full and each new
     /// entry from here on evicts one: the state of a load balancer under sustained load.
     /// Returns each table and the entries written.
     pub fn fill_flow_tables(&mut self) -> Result<Vec<(&'static str, u32)>> {
         let (main, half) = (self.conntrack, lb_common::consts::halfopen_size(self.conntrack));
         let flow = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
         let rev = NatRev::default();
+        self.fill_unrelated4(0xf0, main, flow)?;
         self.fill_unrelated(MAP_CONNTRACK, 0xfff0, main, flow)?;
         self.fill_unrelated(MAP_NAT_REV, 0xfff1, main, rev)?;
         self.fill_unrelated(MAP_HALFOPEN, 0xfff2, half, flow)?;
         self.fill_unrelated(MAP_HALFOPEN_REV, 0xfff3, half, rev)?;
-        Ok(vec![(MAP_CONNTRACK, main), (MAP_NAT_REV, main), (MAP_HALFOPEN, half), (MAP_HALFOPEN_REV, half)])
+        Ok(vec![
+            (MAP_CONNTRACK4, main),
+            (MAP_CONNTRACK, main),
+            (MAP_NAT_REV, main),
+            (MAP_HALFOPEN, half),
+            (MAP_HALFOPEN_REV, half),
+        ])
     }
 
     /// Inserts `n` flows from 2001:db8:`tag`::/96 + i (documentation addresses, map entries
@@ -266,6 +274,29 @@ impl Fixture {
                 proto: 6,
                 family: lb_common::consts::FAMILY_V6,
                 pad: [0; 2],
+            };
+            table.insert(key, value, 0).with_context(|| format!("filling {map}: entry {i} of {n}"))?;
+        }
+        Ok(())
+    }
+
+    /// Inserts `n` IPv4 flows into `lb_conntrack4`, each with `value`: from 203.0.113.0/24
+    /// (ports and the last byte counting up) to 198.51.100.`tag` port 9, map entries only (no
+    /// packet carries them; no test service listens on port 9).
+    fn fill_unrelated4(&mut self, tag: u8, n: u32, value: FlowValue) -> Result<()> {
+        let map = MAP_CONNTRACK4;
+        let mut table: HashMap<_, FlowKey4, FlowValue> =
+            HashMap::try_from(self.dp.ebpf_mut().map_mut(map).ok_or_else(|| anyhow!("no {map}"))?)?;
+        anyhow::ensure!(n <= 1 << 24, "{n} flows: more than 203.0.113.0/24 and the ports tell apart");
+        for i in 0..n {
+            let key = FlowKey4 {
+                src: [203, 0, 113, (i >> 16) as u8],
+                dst: [198, 51, 100, tag],
+                sport: i as u16,
+                dport: 9,
+                proto: 6,
+                pad8: 0,
+                pad16: 0,
             };
             table.insert(key, value, 0).with_context(|| format!("filling {map}: entry {i} of {n}"))?;
         }
@@ -401,15 +432,13 @@ impl Fixture {
     /// uptime: open flows take the SYN state's (60 s), the shortest, which a machine running
     /// this suite has always been up longer than (the established timeout is 15 minutes).
     pub fn age_flows(&mut self) -> Result<()> {
-        let mut ct: HashMap<_, FlowKey, FlowValue> =
-            HashMap::try_from(self.dp.ebpf_mut().map_mut(MAP_CONNTRACK).ok_or_else(|| anyhow!("no {MAP_CONNTRACK}"))?)?;
-        let flows: Vec<(FlowKey, FlowValue)> = ct.iter().collect::<Result<_, _>>()?;
-        for (k, mut v) in flows {
+        let mut ct = Conntrack::open(&self.pin_dir)?;
+        for (k, mut v) in ct.entries() {
             v.last_ns = 0;
             if v.state == lb_common::consts::CT_EST {
                 v.state = lb_common::consts::CT_SYN;
             }
-            ct.insert(k, v, 0)?;
+            ct.insert(&k, v)?;
         }
         Ok(())
     }
@@ -431,11 +460,9 @@ impl Fixture {
         Ok(None)
     }
 
-    /// How many flows `lb_conntrack` holds.
+    /// How many established flows the tables hold (`lb_conntrack4` and `lb_conntrack`).
     pub fn tracked_flows(&self) -> Result<usize> {
-        let ct: HashMap<_, FlowKey, FlowValue> =
-            HashMap::try_from(self.ebpf().map(MAP_CONNTRACK).ok_or_else(|| anyhow!("no {MAP_CONNTRACK}"))?)?;
-        Ok(ct.keys().count())
+        Ok(Conntrack::open(&self.pin_dir)?.count() as usize)
     }
 
     /// The daemon's periodic connection-count housekeeping.

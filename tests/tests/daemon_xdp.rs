@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use lb_daemon::dataplane::bpf::conntrack::Conntrack;
 use lb_tests::prelude::*;
 
 const CONFIG: &str = "
@@ -125,10 +126,10 @@ fn daemon_counts_service_traffic_shows_named_fields_and_cleans_up() {
         .find(|v| v["svc_id"] == 0 && v["flags"] == 1);
     let real = real.unwrap_or_else(|| panic!("no present real server in {reals}"));
     assert_eq!((real["port"].as_u64(), real["weight"].as_u64()), (Some(53), Some(1)), "{real}");
-    let ct = map_dump(&pins.join("lb_conntrack")).unwrap();
+    let ct = map_dump(&pins.join("lb_conntrack4")).unwrap();
     let flows: Vec<&serde_json::Value> = ct.as_array().unwrap().iter().map(|e| &e["formatted"]).collect();
     assert!(!flows.is_empty(), "no tracked flow: {ct}");
-    for field in ["src", "dst", "sport", "dport", "proto", "family"] {
+    for field in ["src", "dst", "sport", "dport", "proto"] {
         assert!(flows[0]["key"].get(field).is_some(), "conntrack key lacks {field}: {ct}");
     }
     for field in ["real_id", "svc_id", "last_ns", "state"] {
@@ -198,7 +199,17 @@ fn pins_of_another_layout_version_are_refused() {
     let topo = LbTopology::new(1).unwrap();
     let config = TempConfig::new("layout", CONFIG);
     let pins = daemon::pin_dir("layout");
+    let _sink = quiet_udp_sink(&topo);
     let d = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
+    // One UDP flow from a fixed port, established (its second datagram promotes it).
+    let client = topo.client.run(|| UdpSocket::bind("0.0.0.0:40053").unwrap()).unwrap();
+    let send = |n: usize| {
+        for _ in 0..n {
+            client.send_to(b"one flow", (VIP4, 53)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    send(2);
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(pins.join("lb_meta").exists(), "a killed daemon leaves its pins");
@@ -215,16 +226,37 @@ fn pins_of_another_layout_version_are_refused() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    meta("10");
+    meta("11");
     let err =
         Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
-    assert!(err.contains("layout version 10"), "{err}");
+    assert!(err.contains("layout version 11"), "{err}");
+    // Layout 9 kept IPv4 flows in `lb_conntrack`, as it had no `lb_conntrack4`: they are
+    // moved, and the flow's next datagram finds its entry (rescheduled, it would count new).
+    let flows = Conntrack::open(&pins).unwrap().entries();
+    assert_eq!(flows.len(), 1, "{flows:?}");
+    std::fs::remove_file(pins.join("lb_conntrack4")).unwrap();
+    {
+        let mut wide: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
+            aya::maps::HashMap::try_from(lb_daemon::dataplane::bpf::maps::pinned(&pins.join("lb_conntrack")).unwrap())
+                .unwrap();
+        wide.insert(flows[0].0, flows[0].1, 0).unwrap();
+    }
+    meta("9");
+    let d9 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
+    assert_eq!(Conntrack::open(&pins).unwrap().entries(), flows, "moved into lb_conntrack4");
+    assert_eq!(map_dump(&pins.join("lb_conntrack")).unwrap().as_array().unwrap().len(), 0);
+    let before = read_stats(&pins).unwrap();
+    send(1);
+    let after = read_stats(&pins).unwrap();
+    let count = |s: &lb_daemon::dataplane::bpf::StatsSnapshot, c: &str| s.global.0[c] - before.global.0[c];
+    assert_eq!((count(&after, "flows_hit"), count(&after, "flows_new")), (1, 0), "{after:?}");
+    d9.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     // Layout 8 had no `lb_services4`, where the program looks IPv4 services up: it is made
     // and filled from `lb_services` (the config's services are already there, so the commit
     // adds no key), and the UDP service forwards.
     std::fs::remove_file(pins.join("lb_services4")).unwrap();
     meta("8");
-    let _sink = quiet_udp_sink(&topo);
     let d8 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
     let before = read_stats(&pins).unwrap();
     topo.client

@@ -416,7 +416,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
     let _servers = backends(&topo, 8080);
     let (cfg, pins, d) = lb(&topo, "restart", NAT_CONF);
     let mut held: Vec<(String, TcpStream)> = (0..6).map(|_| tcp_hold(&topo.client, vip4(80))).collect();
-    let ct_id = map_id(&pins.join("lb_conntrack"));
+    let ct_id = map_id(&pins.join("lb_conntrack4"));
     d.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(pins.join("lb_conntrack").exists(), "a killed daemon leaves its pins");
@@ -444,7 +444,7 @@ fn kill_9_keeps_forwarding_and_restart_adopts_links_maps_and_flows() {
         2,
         "both links adopted: {log:#?}"
     );
-    assert_eq!(map_id(&pins.join("lb_conntrack")), ct_id, "the restarted daemon must reuse the conntrack map");
+    assert_eq!(map_id(&pins.join("lb_conntrack4")), ct_id, "the restarted daemon must reuse the conntrack map");
     let before = read_stats(&pins).unwrap().global.0;
     for (name, conn) in held.iter_mut() {
         assert_eq!(&tcp_again(conn), name, "the established connection moved to another real server");

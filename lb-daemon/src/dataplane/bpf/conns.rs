@@ -1,5 +1,5 @@
 //! The flow tables read from the pins for `lb-daemon conns` (with or without a running
-//! daemon): `lb_conntrack` and `lb_halfopen` (a flow's real server and state), `lb_nat_rev` and
+//! daemon): `lb_conntrack4` / `lb_conntrack` and `lb_halfopen` (a flow's real server and state), `lb_nat_rev` and
 //! `lb_halfopen_rev` (reply translations). Real server ids are named through `lb_reals`,
 //! service ids through `lb_services`; "expires in" follows the data plane's own rule
 //! (`flow_timeout_secs` after the entry's last-seen time, on the coarse monotonic clock).
@@ -102,12 +102,12 @@ pub fn read_conns(pin_dir: &Path) -> Result<Vec<Conn>> {
         let (k, v) = entry.context("reading lb_services")?;
         names.services.entry(v.id).or_insert(k);
     }
-    let mut flows: Vec<(Table, FlowKey, FlowValue)> = Vec::new();
-    for (table, name) in [(Table::Conntrack, MAP_CONNTRACK), (Table::Halfopen, MAP_HALFOPEN)] {
-        let map: HashMap<_, FlowKey, FlowValue> = HashMap::try_from(open(name)?)?;
-        // An entry deleted between the key walk and its lookup is skipped.
-        flows.extend(map.iter().filter_map(|e| e.ok()).map(|(k, v)| (table, k, v)));
-    }
+    let established = super::conntrack::Conntrack::open(pin_dir)?.entries();
+    let mut flows: Vec<(Table, FlowKey, FlowValue)> =
+        established.into_iter().map(|(k, v)| (Table::Conntrack, k, v)).collect();
+    let halfopen: HashMap<_, FlowKey, FlowValue> = HashMap::try_from(open(MAP_HALFOPEN)?)?;
+    // An entry deleted between the key walk and its lookup is skipped.
+    flows.extend(halfopen.iter().filter_map(|e| e.ok()).map(|(k, v)| (Table::Halfopen, k, v)));
     let mut revs: Vec<(Table, FlowKey, NatRev)> = Vec::new();
     for (table, name) in [(Table::NatRev, MAP_NAT_REV), (Table::HalfopenRev, MAP_HALFOPEN_REV)] {
         let map: HashMap<_, FlowKey, NatRev> = HashMap::try_from(open(name)?)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Ebpf,
-    maps::{Map, MapData},
+    maps::{Map, MapData, MapError},
 };
 
 pub fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
@@ -14,6 +14,24 @@ pub fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Map> {
 
 pub fn map_ref<'a>(ebpf: &'a Ebpf, name: &str) -> Result<&'a Map> {
     ebpf.map(name).ok_or_else(|| anyhow!("the eBPF object has no map {name}"))
+}
+
+/// Whether a map call failed only because its key is not there: a lookup says so as
+/// `KeyNotFound`, a deletion as the system call's ENOENT.
+pub fn not_found(e: &MapError) -> bool {
+    errno(e) == Some(libc::ENOENT) || matches!(e, MapError::KeyNotFound)
+}
+
+/// Whether an insert with `BPF_NOEXIST` failed because its key is there (EEXIST).
+pub fn already_there(e: &MapError) -> bool {
+    errno(e) == Some(libc::EEXIST)
+}
+
+fn errno(e: &MapError) -> Option<i32> {
+    match e {
+        MapError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    }
 }
 
 pub fn pinned(path: &Path) -> Result<Map> {

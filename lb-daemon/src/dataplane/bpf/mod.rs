@@ -39,6 +39,7 @@ pub use stats::{
 
 mod commit;
 pub mod conns;
+pub mod conntrack;
 pub mod maps;
 pub mod pins;
 pub mod plan;
@@ -91,6 +92,9 @@ pub struct BpfDataplane {
     sync_shared: super::ctsync::Shared,
     /// The next-hop cache's thread (`start_nexthops`), when it runs.
     nexthops: Option<super::nexthop::NexthopCache>,
+    /// Adopted pins of layout 9 or before: IPv4 flows wait in `lb_conntrack` to be moved
+    /// (`move_ipv4_flows`) at the adoption and once more after the new program is attached.
+    flows_to_move: bool,
 }
 
 impl BpfDataplane {
@@ -122,6 +126,7 @@ impl BpfDataplane {
         let halfopen = halfopen_size(sizes.conntrack);
         loader
             .map_max_entries(MAP_CONNTRACK, sizes.conntrack)
+            .map_max_entries(MAP_CONNTRACK4, sizes.conntrack)
             .map_max_entries(MAP_NAT_REV, sizes.conntrack)
             .map_max_entries(MAP_HALFOPEN, halfopen)
             .map_max_entries(MAP_HALFOPEN_REV, halfopen);
@@ -140,6 +145,8 @@ impl BpfDataplane {
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
         let kept = meta.get(&0, 0).unwrap_or_default();
         meta.set(0, Meta { layout_version: LAYOUT_VERSION, ..kept }, 0)?;
+        // Pins of layout 9 or before (a fresh pin directory reads as 0: nothing to move).
+        let flows_to_move = kept.layout_version != 0 && kept.layout_version < 10;
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -157,6 +164,7 @@ impl BpfDataplane {
                 resend: Default::default(),
             },
             nexthops: None,
+            flows_to_move,
         };
         dp.adopt()?;
         Ok(dp)
@@ -206,6 +214,7 @@ impl BpfDataplane {
         }
         self.book.real_rev = real_rev::adopt(&self.ebpf)?;
         service_keys::adopt(&mut self.ebpf)?;
+        self.move_ipv4_flows()?;
         if !self.book.services.is_empty() {
             info!(services = self.book.services.len(), "adopted services from pinned maps");
         }
@@ -649,11 +658,28 @@ impl BpfDataplane {
     /// tracer was killed is turned off.
     pub fn housekeeping(&mut self) -> Result<()> {
         self.learn_macs();
+        // The program this daemon replaced ran until it attached: its IPv4 flows since the
+        // adoption are in `lb_conntrack` too.
+        let moved = if self.flows_to_move { self.move_ipv4_flows() } else { Ok(()) };
+        self.flows_to_move = false;
         let reconciled = self.reconcile_conns();
         let applied = self.book.services.values().filter_map(|s| s.applied.as_ref());
         commit::prime_neighbours(applied.flat_map(|d| d.reals.iter().map(|r| r.addr)));
         let traced = self.stop_orphaned_trace();
-        reconciled.and(traced)
+        moved.and(reconciled).and(traced)
+    }
+
+    /// Moves the IPv4 flows an older program (layout 9 or before) kept in `lb_conntrack` into
+    /// `lb_conntrack4`, where this one looks: without it they would be scheduled anew.
+    fn move_ipv4_flows(&mut self) -> Result<()> {
+        if !self.flows_to_move {
+            return Ok(());
+        }
+        let moved = conntrack::Conntrack::open(&self.pin_dir)?.migrate()?;
+        if moved > 0 {
+            info!(flows = moved, "moved IPv4 flows of an older data plane into {MAP_CONNTRACK4}");
+        }
+        Ok(())
     }
 
     /// Turns tracing off when `lb-daemon trace` died without doing so (kill -9): otherwise
@@ -666,7 +692,7 @@ impl BpfDataplane {
         Ok(())
     }
 
-    /// Deletes open flows that expired in `lb_conntrack` without a FIN/RST and counts them in
+    /// Deletes open flows that expired in the flow tables (`conntrack`) without a FIN/RST and counts them in
     /// `lb_real_expired`, so lc/wlc/lblc stop counting them. The live counters themselves are
     /// never written here: they change under atomic adds from the data plane, and a recount
     /// written back would lose the flows opened while it ran. Only needed by lc/wlc/lblc
@@ -681,8 +707,7 @@ impl BpfDataplane {
         let owned: HashSet<(u32, u32)> =
             self.book.services.values().flat_map(|s| s.reals.values().map(move |r| (s.id, *r))).collect();
         let now = monotonic_ns();
-        let mut ct: HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
-            HashMap::try_from(map_mut(&mut self.ebpf, MAP_CONNTRACK)?)?;
+        let mut ct = conntrack::Conntrack::open(&self.pin_dir)?;
         // Closing flows left their real server's count at their FIN/RST already.
         let stale = |v: &lb_common::FlowValue| {
             v.state != CT_CLOSING
@@ -690,10 +715,10 @@ impl BpfDataplane {
                 && owned.contains(&(v.svc_id, v.real_id))
         };
         let expired: Vec<(lb_common::FlowKey, u32)> =
-            ct.iter().filter_map(|r| r.ok()).filter(|(_, v)| stale(v)).map(|(k, v)| (k, v.real_id)).collect();
+            ct.entries().into_iter().filter(|(_, v)| stale(v)).map(|(k, v)| (k, v.real_id)).collect();
         let mut gone: StdHashMap<u32, u64> = StdHashMap::new();
         for (key, real) in expired {
-            if !ct.get(&key, 0).is_ok_and(|v| stale(&v)) {
+            if !ct.get(&key).is_ok_and(|v| stale(&v)) {
                 continue;
             }
             // Racy by one flow at most: a packet that found this entry expired in the last

@@ -21,7 +21,7 @@ use aya::{
 use lb_common::{NatRev, ServiceKey, consts::MAP_REAL_REV};
 
 use super::{
-    maps::map_mut,
+    maps::{map_mut, not_found},
     plan::{Book, SvcState},
     retire::RetireQueue,
 };
@@ -104,7 +104,8 @@ pub fn write(ebpf: &mut Ebpf, book: &mut Book, retiring: &RetireQueue) -> Result
     let gone: Vec<ServiceKey> = book.real_rev.keys().filter(|k| !want.contains_key(k)).copied().collect();
     for k in gone {
         match map.remove(&k) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Ok(()) => {}
+            Err(e) if not_found(&e) => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("removing {} from {MAP_REAL_REV}", services::describe(&k)));
             }

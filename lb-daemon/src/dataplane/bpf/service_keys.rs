@@ -13,7 +13,7 @@ use lb_common::{
     consts::{MAP_SERVICES, MAP_SERVICES4},
 };
 
-use super::maps::{map_mut, map_ref};
+use super::maps::{map_mut, map_ref, not_found};
 use crate::dataplane::services;
 
 /// Adds service key `k` for service `id`: `lb_services` first, the record a restarted daemon
@@ -39,7 +39,8 @@ pub fn remove(ebpf: &mut Ebpf, k: &ServiceKey) -> Result<()> {
         && let Some(k4) = k.narrow()
     {
         match narrow.remove(&k4) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Ok(()) => {}
+            Err(e) if not_found(&e) => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("removing {} from {MAP_SERVICES4}", services::describe(k)));
             }

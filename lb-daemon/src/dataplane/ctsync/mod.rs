@@ -1,7 +1,7 @@
 //! Connection sync for the XDP data plane (keepalived's `lvs_sync_daemon`), on the wire as
 //! the kernel's IPVS sync protocol version 1 (`msg`), so lb nodes and keepalived+IPVS nodes
-//! exchange flows. The master scans `lb_conntrack` every second and multicasts what is new or
-//! changed; a backup applies what it receives to its own `lb_conntrack` (and `lb_nat_rev`
+//! exchange flows. The master scans its established flows (`bpf::conntrack`) every second and
+//! multicasts what is new or changed; a backup applies what it receives to its own (and `lb_nat_rev`
 //! for NAT), so a flow keeps its real server when the VIP moves. The protocol carries no
 //! authentication: run it on a trusted link only (docs/scale-out.md).
 //!
@@ -32,7 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     SyncMcast, SyncWant,
-    bpf::{maps::pinned, monotonic_ns},
+    bpf::{conntrack::Conntrack, maps::pinned, monotonic_ns},
 };
 use xlate::Directory;
 
@@ -245,9 +245,7 @@ fn recv_socket(iface: &str, group: &SocketAddr) -> Result<UdpSocket> {
 /// from here; later errors are counted and logged (rate-limited), never fatal.
 pub fn start(pin_dir: &Path, want: &SyncWant, shared: Shared) -> Result<CtSync> {
     let sync_id = u8::try_from(want.sync_id).context("sync id above 255")?;
-    let conntrack = || -> Result<HashMap<MapData, FlowKey, FlowValue>> {
-        HashMap::try_from(pinned(&pin_dir.join(MAP_CONNTRACK))?).context("lb_conntrack")
-    };
+    let conntrack = || Conntrack::open(pin_dir);
     let iface = want.interface.clone();
     let dest = destination(&want.mcast);
     // Sockets and maps first: an error starts nothing.
@@ -326,7 +324,7 @@ struct Outbound {
     hello: bool,
 }
 
-fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared: Shared, stop: Arc<AtomicBool>) {
+fn master(out: Outbound, conntrack: Conntrack<MapData>, shared: Shared, stop: Arc<AtomicBool>) {
     let Outbound { sock, dest, sync_id, maxlen, key, hello } = out;
     let mut sent = xlate::Sent::default();
     let mut counter = auth::first_counter();
@@ -341,8 +339,7 @@ fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared
             sent = xlate::Sent::default();
             resent = Some(started);
         }
-        // An entry deleted between the key walk and its lookup is skipped.
-        let flows: Vec<(FlowKey, FlowValue)> = conntrack.iter().filter_map(|e| e.ok()).collect();
+        let flows: Vec<(FlowKey, FlowValue)> = conntrack.entries();
         let due = sent.due(&flows, monotonic_ns(), SCAN_LIMIT);
         let entries: Vec<msg::Entry> = match shared.directory.read() {
             Ok(dir) => due.iter().filter_map(|(k, v)| xlate::to_entry(k, v, &dir)).collect(),
@@ -383,7 +380,7 @@ fn master(out: Outbound, conntrack: HashMap<MapData, FlowKey, FlowValue>, shared
 }
 
 struct BackupMaps {
-    conntrack: HashMap<MapData, FlowKey, FlowValue>,
+    conntrack: Conntrack<MapData>,
     nat_rev: HashMap<MapData, FlowKey, NatRev>,
     expired: Array<MapData, RealConns>,
 }
@@ -399,8 +396,8 @@ fn credit(maps: &mut BackupMaps, lock: &Mutex<()>, real: u32, delta: i64) {
 }
 
 fn apply(maps: &mut BackupMaps, lock: &Mutex<()>, a: &xlate::Apply) -> Result<()> {
-    let before = maps.conntrack.get(&a.key, 0).ok();
-    maps.conntrack.insert(a.key, a.value, 0).context("lb_conntrack")?;
+    let before = maps.conntrack.get(&a.key).ok();
+    maps.conntrack.insert(&a.key, a.value).context("writing a received flow")?;
     for (real, delta) in xlate::credits(before.as_ref(), &a.value) {
         credit(maps, lock, real, delta);
     }

@@ -3,20 +3,20 @@
 //! The rules are `lb_ebpf::ct`; this module applies them to the maps.
 
 use lb_common::{
-    FlowKey, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, SvcConf,
+    FlowKey, FlowKey4, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, SvcConf,
     consts::{CT_CLOSING, CT_EST, FAMILY_V4, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
     ct::{self, Hit, NS},
     decision::Decision,
-    mem::same_addr,
+    mem::{copy, same_addr},
     persist::mask_prefix,
 };
 
 use crate::{
     maps::{
-        lb_conntrack, lb_halfopen, lb_halfopen_rev, lb_nat_rev, lb_persist, lb_real_conns, lb_real_rev, lb_reals,
-        lb_svc_conf, lb_svc_gen,
+        lb_conntrack, lb_conntrack4, lb_halfopen, lb_halfopen_rev, lb_nat_rev, lb_persist, lb_real_conns, lb_real_rev,
+        lb_reals, lb_svc_conf, lb_svc_gen,
     },
     sched,
     scratch::Frame,
@@ -58,6 +58,40 @@ fn transition(v: *mut FlowValue, from: u8, to: u8) -> bool {
 const _: () = assert!(core::mem::offset_of!(FlowValue, state) % 4 == 0);
 const _: () = assert!(core::mem::offset_of!(FlowValue, pad16) == core::mem::offset_of!(FlowValue, state) + 2);
 
+/// The established flow `key` names (a live map value): IPv4 flows are in `lb_conntrack4`,
+/// by their narrow key, IPv6 flows in `lb_conntrack`.
+#[inline(always)]
+fn established(key: &FlowKey) -> Option<*mut FlowValue> {
+    if key.family == FAMILY_V4 { lb_conntrack4.get_ptr_mut(&narrow(key)) } else { lb_conntrack.get_ptr_mut(key) }
+}
+
+/// Records flow `key` as established; false if `flags` forbade it (`BPF_NOEXIST`: it is there).
+#[inline(always)]
+fn establish(key: &FlowKey, value: &FlowValue, flags: u64) -> bool {
+    if key.family == FAMILY_V4 {
+        lb_conntrack4.insert(&narrow(key), value, flags).is_ok()
+    } else {
+        lb_conntrack.insert(key, value, flags).is_ok()
+    }
+}
+
+/// Deletes established flow `key`; false if another CPU did first.
+#[inline(always)]
+fn forget_established(key: &FlowKey) -> bool {
+    if key.family == FAMILY_V4 { lb_conntrack4.remove(&narrow(key)).is_ok() } else { lb_conntrack.remove(key).is_ok() }
+}
+
+/// An IPv4 flow's key in `lb_conntrack4` (`FlowKey::narrow`, in word copies).
+#[inline(always)]
+fn narrow(key: &FlowKey) -> FlowKey4 {
+    let mut k =
+        FlowKey4 { src: [0; 4], dst: [0; 4], sport: key.sport, dport: key.dport, proto: key.proto, pad8: 0, pad16: 0 };
+    // SAFETY (both): the first 4 of the address's 16 bytes.
+    copy(&mut k.src, unsafe { &*key.src.as_ptr().cast::<[u8; 4]>() });
+    copy(&mut k.dst, unsafe { &*key.dst.as_ptr().cast::<[u8; 4]>() });
+    k
+}
+
 #[inline(always)]
 fn add_conns(real: u32, delta: i64) {
     if let Some(p) = lb_real_conns.get_ptr_mut(real) {
@@ -97,7 +131,7 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     // An entry found and replaced (expired, its real server gone, its ports reused): the flow
     // is scheduled anew and counts as new.
     let mut replaced = false;
-    if let Some(v) = lb_conntrack.get_ptr_mut(&key) {
+    if let Some(v) = established(&key) {
         // SAFETY: a live map value; the state changes only by compare-and-exchange, and a
         // concurrent writer can at worst tear the timestamp, which only affects its expiry.
         let entry = unsafe { &mut *v };
@@ -125,7 +159,7 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
         }
         // The old entry must not answer for the new flow: whichever CPU inserts the new one
         // first (`track`) decides for all.
-        if lb_conntrack.remove(&key).is_ok() {
+        if forget_established(&key) {
             count_table(TableChange::CtDelete);
         }
         replaced = true;
@@ -190,12 +224,12 @@ fn decide_with(svc: u32, conf: &SvcConf, f: &Frame) -> Decision {
     Decision::new(tracked, conf.fwd, tracked == real)
 }
 
-/// Records a flow in `lb_conntrack` unless another CPU just did (only the inserting CPU
+/// Records an established flow (`established`) unless another CPU just did (only the inserting CPU
 /// counts an open flow on its real server); the real server the flow has.
 #[inline(always)]
 fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) -> u32 {
     let value = FlowValue { real_id: real, svc_id: svc, last_ns: t, state, pad8: 0, pad16: 0, pad32: 0 };
-    if lb_conntrack.insert(key, &value, BPF_NOEXIST).is_ok() {
+    if establish(key, &value, BPF_NOEXIST) {
         count_table(TableChange::CtInsert);
         if state != CT_CLOSING {
             add_conns(real, 1);
@@ -203,7 +237,7 @@ fn track(key: &FlowKey, real: u32, svc: u32, t: u64, state: u8) -> u32 {
         return real;
     }
     // SAFETY: copied out at once.
-    unsafe { lb_conntrack.get(key) }.map_or(real, |v| v.real_id)
+    established(key).map_or(real, |v| unsafe { (*v).real_id })
 }
 
 /// `bpf_map_update_elem` flag: only create.
@@ -251,7 +285,7 @@ pub fn tracked(svc: u32, f: &Frame) -> Decision {
     let Some((conf, generation)) = conf(svc) else { return Decision::none() };
     let key = f.flow_key();
     // SAFETY: copied out at once.
-    let v = unsafe { lb_conntrack.get(&key) }.or_else(|| unsafe { lb_halfopen.get(&key) });
+    let v = established(&key).map(|v| unsafe { &*v }).or_else(|| unsafe { lb_halfopen.get(&key) });
     let d = match v {
         Some(v) if real_live(v.real_id, svc) => Decision::new(v.real_id, conf.fwd, false),
         _ => Decision::new(NO_REAL, conf.fwd, false),
@@ -313,7 +347,7 @@ fn forget_stale_forward(f: &Frame, r: &NatRev) {
         family: f.family,
         pad: [0; 2],
     };
-    if let Some(v) = lb_conntrack.get_ptr_mut(&stale) {
+    if let Some(v) = established(&stale) {
         // SAFETY: a live map value, read once; its state changes only by compare-and-exchange.
         let (real, state) = unsafe { ((*v).real_id, (*v).state) };
         if real == r.real_id {
@@ -321,7 +355,7 @@ fn forget_stale_forward(f: &Frame, r: &NatRev) {
             if state != CT_CLOSING && transition(v, state, CT_CLOSING) {
                 add_conns(real, -1);
             }
-            if lb_conntrack.remove(&stale).is_ok() {
+            if forget_established(&stale) {
                 count_table(TableChange::CtDelete);
             }
         }
@@ -358,7 +392,7 @@ pub fn nat_reply_of(f: &Frame) -> Option<&'static NatRev> {
     let vouched = |entry: Option<&FlowValue>| by_real.filter(|r| entry.is_some_and(|v| v.real_id == r.real_id));
     // SAFETY (each lookup): read at once; an LRU entry could be reused under us only after
     // eviction.
-    let in_conntrack = || vouched(forward.as_ref().and_then(|k| unsafe { lb_conntrack.get(k) }));
+    let in_conntrack = || vouched(forward.as_ref().and_then(|k| established(k).map(|v| unsafe { &*v })));
     let half_open = || vouched(forward.as_ref().and_then(|k| unsafe { lb_halfopen.get(k) }));
     if f.packet().syn_ack() {
         return half_open()

@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use lb_common::{
-    FlowKey, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, LocalMac, Meta, NatRev, NeighKey, NextHop,
+    FlowKey, FlowKey4, FlowValue, FragKey, FragValue, GlobalStats, IfaceMac, LocalMac, Meta, NatRev, NeighKey, NextHop,
     PersistKey, PersistValue, PuntRecord, RealConns, RealDef, RealSyns, ServiceKey, ServiceKey4, ServiceStats,
     ServiceValue, SvcConf, TraceCfg, TraceRecord,
     consts::{
@@ -86,9 +86,15 @@ pub static lb_svc_stats: PerCpuArray<ServiceStats, SVC> = PerCpuArray::new();
 
 // --- Flow state ---
 
-/// Established flows (5-tuple → real server); a flow keeps its real server while it lives.
+/// Established IPv6 flows (5-tuple → real server); a flow keeps its real server while it
+/// lives.
 #[btf_map]
 pub static lb_conntrack: LruHashMap<FlowKey, FlowValue, { DEFAULT_CONNTRACK as usize }> = LruHashMap::new();
+
+/// Established IPv4 flows, as `lb_conntrack` by a 16-byte key: every tracked packet hashes
+/// its key, and 16 bytes take jhash two mixing rounds fewer than 40 (`flow::established`).
+#[btf_map]
+pub static lb_conntrack4: LruHashMap<FlowKey4, FlowValue, { DEFAULT_CONNTRACK as usize }> = LruHashMap::new();
 
 /// NAT replies: the reply's 5-tuple (real server → client) → the VIP and port to put back.
 #[btf_map]
