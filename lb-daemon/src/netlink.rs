@@ -545,9 +545,122 @@ impl Netlink {
     }
 }
 
+/// What keepalived's `route_is_ours` reads of a route message (`vrrp::ours`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelRoute {
+    pub v6: bool,
+    pub table: u32,
+    /// None: the message had no destination (a default route).
+    pub dest: Option<IpAddr>,
+    pub prefix: u8,
+    /// RTA_PRIORITY, 0 without one.
+    pub metric: u32,
+    pub tos: u8,
+    pub oif: Option<u32>,
+}
+
+impl KernelRoute {
+    fn of(m: &RouteMessage) -> Option<Self> {
+        use rtnetlink::packet_route::{
+            AddressFamily,
+            route::{RouteAddress, RouteAttribute as A},
+        };
+        let v6 = match m.header.address_family {
+            AddressFamily::Inet => false,
+            AddressFamily::Inet6 => true,
+            _ => return None,
+        };
+        let mut k = KernelRoute {
+            v6,
+            table: u32::from(m.header.table),
+            dest: None,
+            prefix: m.header.destination_prefix_length,
+            metric: 0,
+            tos: m.header.tos,
+            oif: None,
+        };
+        for a in &m.attributes {
+            match a {
+                A::Table(t) => k.table = *t,
+                A::Priority(p) => k.metric = *p,
+                A::Oif(i) => k.oif = Some(*i),
+                A::Destination(RouteAddress::Inet(d)) => k.dest = Some(IpAddr::V4(*d)),
+                A::Destination(RouteAddress::Inet6(d)) => k.dest = Some(IpAddr::V6(*d)),
+                _ => {}
+            }
+        }
+        Some(k)
+    }
+}
+
+/// A route or rule of protocol keepalived that was deleted (by anyone: this daemon too).
+#[derive(Debug)]
+pub enum Deleted {
+    Route(KernelRoute),
+    Rule(rtnetlink::packet_route::rule::RuleMessage),
+}
+
+type Broadcasts = futures_util::stream::BoxStream<
+    'static,
+    rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+>;
+
+/// keepalived's netlink reflector for routes and rules: the kernel's IPv4 and IPv6 route and
+/// rule broadcasts, of which only deletions of protocol keepalived (what this daemon adds
+/// for tracked routes and rules) come out.
+pub struct Deletions {
+    broadcasts: Broadcasts,
+}
+
+impl Deletions {
+    /// Joins the groups on a connection of its own, served by a tokio task.
+    pub fn open() -> Result<Self> {
+        let (mut conn, _, broadcasts) = rtnetlink::new_connection().context("opening rtnetlink")?;
+        let socket = netlink_sys::AsyncSocket::socket_mut(conn.socket_mut());
+        // Bound first: the kernel sends its broadcasts to no socket without a port id.
+        socket.bind_auto().context("binding the rtnetlink broadcast socket")?;
+        // RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE.
+        for group in [7, 8, 11, 19] {
+            socket.add_membership(group).with_context(|| format!("joining rtnetlink group {group}"))?;
+        }
+        tokio::spawn(conn);
+        use futures_util::StreamExt as _;
+        Ok(Self { broadcasts: broadcasts.map(|(m, _)| m).boxed() })
+    }
+
+    /// The next deletion; pending for ever once the connection is gone.
+    pub async fn next(&mut self) -> Deleted {
+        use futures_util::StreamExt as _;
+        use rtnetlink::{
+            packet_core::NetlinkPayload,
+            packet_route::{RouteNetlinkMessage as M, route::RouteProtocol, rule::RuleAttribute},
+        };
+        while let Some(m) = self.broadcasts.next().await {
+            match m.payload {
+                NetlinkPayload::InnerMessage(M::DelRoute(r)) if r.header.protocol == RouteProtocol::KeepAlived => {
+                    if let Some(k) = KernelRoute::of(&r) {
+                        return Deleted::Route(k);
+                    }
+                }
+                NetlinkPayload::InnerMessage(M::DelRule(r))
+                    if r.attributes.iter().all(|a| match a {
+                        RuleAttribute::Protocol(p) => *p == RouteProtocol::KeepAlived,
+                        _ => true,
+                    }) =>
+                {
+                    return Deleted::Rule(r);
+                }
+                _ => {}
+            }
+        }
+        tracing::warn!("rtnetlink broadcasts ended: deleted routes and rules are no longer noticed");
+        std::future::pending().await
+    }
+}
+
 /// The netlink message for `r`, as keepalived's `netlink_rule` builds it: a table over 255
 /// goes in FRA_TABLE, `from all` / `to all` carry no address.
-fn rule_message(r: &Rule) -> rtnetlink::packet_route::rule::RuleMessage {
+pub fn rule_message(r: &Rule) -> rtnetlink::packet_route::rule::RuleMessage {
     use rtnetlink::packet_route::{
         AddressFamily, IpProtocol,
         route::{RouteProtocol, RouteRealm},

@@ -3909,3 +3909,81 @@ fn a_deleted_static_address_is_restored_unless_no_track_as_keepalived() {
         assert!(!has("198.51.100.5"), "{who}: restored address left behind at stop");
     }
 }
+
+/// keepalived 2.2.7's netlink reflector for routes and rules (`netlink_route_filter`,
+/// `netlink_rule_filter`): a static route or rule someone deletes is put back unless
+/// `no_track`, and a master whose virtual route or rule is deleted hands over (BACKUP) and,
+/// with no other master, takes over again after Skew_Time, adding it back. keepalived on the
+/// node is the oracle (its notify lines and the kernel's routes and rules), then lb-daemon.
+#[test]
+fn deleted_routes_and_rules_come_back_or_move_the_master_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-routedel");
+    let extra = "    virtual_routes {\n        203.0.113.128/26 dev l0\n    }\n    virtual_rules {\n        \
+                 from 192.0.2.51 table 101 priority 101\n    }\n";
+    let statics = "static_routes {\n    203.0.113.0/26 dev l0\n    203.0.113.64/26 dev l0 no_track\n}\n\
+                   static_rules {\n    from 192.0.2.50 table 100 priority 100\n}\n";
+    let node = &seg.nodes[0];
+    let route = |dest: &str| node.ip(&["route", "show", dest]).is_ok_and(|o| o.contains(dest));
+    let rule = |pref: &str, from: &str| node.ip(&["rule", "show", "pref", pref]).is_ok_and(|o| o.contains(from));
+    let all_there = || {
+        route("203.0.113.0/26") && route("203.0.113.128/26") && rule("100", "192.0.2.50") && rule("101", "192.0.2.51")
+    };
+    let t = Duration::from_secs(6);
+    let mut seen = Vec::new();
+    for ours in [false, true] {
+        let who = if ours { "lb-daemon" } else { "keepalived" };
+        let (n, log) = dir.recorder(&format!("notify-{who}"));
+        let conf = format!("{statics}{}", instance("VI_1", 100, extra, &n));
+        let (mut k, mut d) = if ours {
+            (None, Some(start(&seg, 0, &dir, &conf)))
+        } else {
+            (Some(Keepalived::start(node, &dir.file("ka.conf", &conf), &dir, "ka").unwrap()), None)
+        };
+        let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+        let masters = || lines().matches("MASTER").count();
+        let daemon_log = || {
+            d.as_ref().map(|d| d.log().join("\n")).unwrap_or_else(|| k.as_ref().map(|k| k.log()).unwrap_or_default())
+        };
+        assert!(eventually(t, || masters() == 1 && all_there()), "{who}: not master with its routes: {}", lines());
+        std::thread::sleep(Duration::from_millis(500));
+        // Static: put back, unless no_track; the instance stays master.
+        node.sh("ip route del 203.0.113.0/26 dev l0 && ip route del 203.0.113.64/26 dev l0 && ip rule del pref 100")
+            .unwrap();
+        assert!(
+            eventually(t, || route("203.0.113.0/26") && rule("100", "192.0.2.50")),
+            "{who}: static route or rule not restored: {}",
+            daemon_log()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(!route("203.0.113.64/26"), "{who}: the no_track static route came back");
+        assert_eq!(masters(), 1, "{who}: a static route's deletion moved the instance: {}", lines());
+        // Virtual: the master hands over and takes over again, the route or rule back.
+        node.sh("ip route del 203.0.113.128/26 dev l0").unwrap();
+        assert!(
+            eventually(t, || masters() == 2 && all_there()),
+            "{who}: the virtual route's deletion: {}\n{}",
+            lines(),
+            daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        node.sh("ip rule del pref 101").unwrap();
+        assert!(
+            eventually(t, || masters() == 3 && all_there()),
+            "{who}: the virtual rule's deletion: {}\n{}",
+            lines(),
+            daemon_log()
+        );
+        seen.push(lines());
+        if let Some(k) = k.as_mut() {
+            k.stop().unwrap();
+        }
+        if let Some(d) = d.as_mut() {
+            d.stop().unwrap();
+        }
+        // The restored static route was this daemon's: gone at stop.
+        assert!(!route("203.0.113.0/26") && !rule("100", "192.0.2.50"), "{who}: restored entries left at stop");
+    }
+    assert_eq!(seen[1], seen[0], "notify lines: lb-daemon (left), keepalived (right)");
+}

@@ -1490,6 +1490,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::static_and_virtual_routes",
             "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+            "tests/tests/vrrp.rs::deleted_routes_and_rules_come_back_or_move_the_master_as_keepalived",
         ],
     ),
     (
@@ -1498,6 +1499,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
             "tests/tests/vrrp.rs::static_and_virtual_routes",
+            "tests/tests/vrrp.rs::deleted_routes_and_rules_come_back_or_move_the_master_as_keepalived",
         ],
     ),
     (
@@ -1506,9 +1508,17 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         &[
             "tests/tests/vrrp.rs::static_and_virtual_routes",
             "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+            "tests/tests/vrrp.rs::deleted_routes_and_rules_come_back_or_move_the_master_as_keepalived",
         ],
     ),
-    ("vrrp_instance", "virtual_rules", &["tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived"]),
+    (
+        "vrrp_instance",
+        "virtual_rules",
+        &[
+            "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+            "tests/tests/vrrp.rs::deleted_routes_and_rules_come_back_or_move_the_master_as_keepalived",
+        ],
+    ),
     (
         "vrrp_instance",
         "unicast_peer",

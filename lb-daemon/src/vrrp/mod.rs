@@ -19,6 +19,7 @@ pub mod ah;
 pub mod debounce;
 mod engine;
 pub mod instance;
+mod ours;
 pub mod packet;
 mod proc_events;
 pub mod sockets;

@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 
 use super::{
     instance::{Effect, State},
+    ours,
     proc_events::ProcQuorum,
     status::{ProcessStatus, VrrpStatus},
     sync_group::{self, SyncGroup},
@@ -375,6 +376,8 @@ impl Engine {
         self.bfd_events = bfd.borrow_and_update().clone();
         self.begin().await;
         let mut poll = tokio::time::interval(LINK_POLL);
+        let mut deletions =
+            netlink::Deletions::open().map_err(|e| warn!("deleted routes and rules will not be noticed: {e:#}")).ok();
         loop {
             self.publish();
             let next = self.insts.iter().filter_map(|i| i.machine.deadline()).min();
@@ -393,7 +396,14 @@ impl Engine {
                     None => std::future::pending().await,
                 }
             };
+            let deleted = async {
+                match deletions.as_mut() {
+                    Some(d) => d.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                d = deleted => self.on_deleted(d).await,
                 done = &mut stop => {
                     self.stop().await;
                     if let Ok(done) = done {
@@ -642,7 +652,6 @@ impl Engine {
             Err(e) => return warn!("watching addresses: {e:#}"),
         };
         self.statics.restore(&local, &self.netlink).await;
-        let now = Instant::now();
         // keepalived's `address_is_ours`: a deleted address moves the first master holding it.
         let mut handled = Vec::new();
         for i in 0..self.insts.len() {
@@ -661,21 +670,52 @@ impl Engine {
                 handled.push(on);
                 let addr = on.1;
                 info!(instance = %inst.cfg.name, %addr, "virtual address deleted by someone else; leaving MASTER to take it back");
-                // keepalived's set_vrrp_backup: this instance first, then the sync group's other
-                // masters the same way (priority 0, back after Skew_Time), not by the group's
-                // usual following; the group is BACKUP without its notifies.
-                let mut members = vec![i];
-                if let Some(g) = inst.group {
-                    members.extend(self.groups[g].members.iter().copied().filter(|m| *m != i));
-                    self.groups[g].state = State::Backup;
-                }
-                let why = format!("virtual address {addr}");
-                let moved: Vec<_> =
-                    members.into_iter().map(|m| (m, self.insts[m].machine.address_lost(now, &why))).collect();
-                for (m, e) in moved {
-                    self.carry_out(m, e).await;
-                }
+                self.set_vrrp_backup(i, &format!("virtual address {addr}")).await;
             }
+        }
+    }
+
+    /// keepalived's `set_vrrp_backup`, when something else deleted what master `i` holds
+    /// (`why`): this instance first, then the sync group's other masters the same way
+    /// (priority 0, back after Skew_Time), not by the group's usual following; the group is
+    /// BACKUP without its notifies.
+    async fn set_vrrp_backup(&mut self, i: usize, why: &str) {
+        let now = Instant::now();
+        let mut members = vec![i];
+        if let Some(g) = self.insts[i].group {
+            members.extend(self.groups[g].members.iter().copied().filter(|m| *m != i));
+            self.groups[g].state = State::Backup;
+        }
+        let moved: Vec<_> = members.into_iter().map(|m| (m, self.insts[m].machine.address_lost(now, why))).collect();
+        for (m, e) in moved {
+            self.carry_out(m, e).await;
+        }
+    }
+
+    /// keepalived's `netlink_route_filter` / `netlink_rule_filter` on a deletion: the first
+    /// virtual route or rule it is (`ours`), if tracked and its instance is MASTER, moves that
+    /// instance (`set_vrrp_backup`: it takes over again after Skew_Time and adds it back);
+    /// else the first static one it is, if tracked, is put back. This daemon's own deletions
+    /// come here too: by then the instance has left MASTER, or the entry left the config.
+    async fn on_deleted(&mut self, d: netlink::Deleted) {
+        let found = match &d {
+            netlink::Deleted::Route(k) => self.insts.iter().enumerate().find_map(|(i, inst)| {
+                let oif = |dev: &Option<String>| dev.as_deref().and_then(netlink::if_index);
+                let r = inst.cfg.virtual_routes.iter().find(|r| ours::route_is(k, r, oif(&r.dev), true))?;
+                Some((i, r.no_track, format!("virtual route {}/{}", r.dest, r.prefix)))
+            }),
+            netlink::Deleted::Rule(k) => self.insts.iter().enumerate().find_map(|(i, inst)| {
+                let r = inst.cfg.virtual_rules.iter().find(|r| ours::rule_is(k, &netlink::rule_message(r)))?;
+                Some((i, r.no_track, format!("virtual rule priority {}", r.priority)))
+            }),
+        };
+        match found {
+            Some((i, false, what)) if self.insts[i].machine.state == State::Master => {
+                info!(instance = %self.insts[i].cfg.name, "{what} deleted by someone else; leaving MASTER to take it back");
+                self.set_vrrp_backup(i, &what).await;
+            }
+            Some(_) => {}
+            None => self.statics.restore_deleted(&d, &self.netlink).await,
         }
     }
 

@@ -8,6 +8,7 @@ use tracing::{error, info};
 use crate::{
     config::{self, Config, IpAddress, Route, Rule},
     netlink::{self, Netlink},
+    vrrp::ours,
 };
 
 /// The static entries of the running config, each with whether this daemon added it.
@@ -131,10 +132,58 @@ impl Statics {
         }
     }
 
+    /// keepalived's `reinstate_static_route` / `reinstate_static_rule`: the first static
+    /// route or rule `d` is (`vrrp::ours`, as keepalived's `route_is_ours` looks at static
+    /// routes: table, family, prefix, TOS, destination), unless `no_track`, is added again.
+    pub async fn restore_deleted(&mut self, d: &netlink::Deleted, netlink: &Netlink) {
+        let default_dev = self.default_dev.clone();
+        match d {
+            netlink::Deleted::Route(k) => {
+                let Some((r, set)) = self.routes.iter_mut().find(|(r, _)| ours::route_is(k, r, None, false)) else {
+                    return;
+                };
+                if r.no_track {
+                    return;
+                }
+                info!("Restoring deleted static route {}", describe_route(r));
+                match netlink.add_route(r, default_dev.as_deref()).await {
+                    Ok(added) => *set |= added,
+                    Err(e) => error!("static_routes: {e:#}"),
+                }
+            }
+            netlink::Deleted::Rule(k) => {
+                let Some((r, set)) = self.rules.iter_mut().find(|(r, _)| ours::rule_is(k, &netlink::rule_message(r)))
+                else {
+                    return;
+                };
+                if r.no_track {
+                    return;
+                }
+                info!("Restoring deleted static rule preference {}", r.priority);
+                match netlink.add_rule(r).await {
+                    Ok(added) => *set |= added,
+                    Err(e) => error!("static_rules: {e:#}"),
+                }
+            }
+        }
+    }
+
     /// At stop: rules, routes, then addresses this daemon added.
     pub async fn remove(&mut self, netlink: &Netlink) {
         self.reload(&Config::default(), netlink).await;
     }
+}
+
+/// A route as `ip route` starts it: destination, then the next hop and device.
+fn describe_route(r: &Route) -> String {
+    let mut out = format!("{}/{}", r.dest, r.prefix);
+    if let Some(v) = r.via {
+        out.push_str(&format!(" via {v}"));
+    }
+    if let Some(d) = &r.dev {
+        out.push_str(&format!(" dev {d}"));
+    }
+    out
 }
 
 /// Logs the outcome of one change; whether the entry is now ours.
