@@ -41,7 +41,7 @@ pub const MAX_SCAN: u32 = 64;
 pub const DEFAULT_CONNTRACK: u32 = 262_144;
 /// A TCP flow whose first packet was a SYN waits in `lb_halfopen` (and, for NAT, its reply
 /// tuple in `lb_halfopen_rev`) until the client's first non-SYN packet moves it into
-/// `lb_conntrack`: a SYN flood churns this table, not the established flows'. Sized as a
+/// `lb_conntrack4`/`lb_conntrack`: a SYN flood churns this table, not the established flows'. Sized as a
 /// fraction of the connection table, never below `MIN_HALFOPEN`.
 pub const HALFOPEN_DIVISOR: u32 = 4;
 pub const MIN_HALFOPEN: u32 = 4096;
@@ -113,7 +113,7 @@ pub const FENCE_NO_ACCEPT: u32 = 2;
 pub const MAP_TABLES: &str = "lb_tables";
 pub const MAP_REALS: &str = "lb_reals";
 pub const MAP_REAL_CONNS: &str = "lb_real_conns";
-/// Per real server, flows the daemon found expired in `lb_conntrack` and deleted: subtracted
+/// Per real server, flows the daemon found expired in `lb_conntrack4`/`lb_conntrack` and deleted: subtracted
 /// from `lb_real_conns` (written only by the daemon, so no update races with the data plane).
 pub const MAP_REAL_EXPIRED: &str = "lb_real_expired";
 pub const MAP_REAL_STATS: &str = "lb_real_stats";
@@ -379,7 +379,7 @@ pub const TRACE_FLOW_FOUND: u8 = 1;
 pub const TRACE_FLOW_NEW: u8 = 2;
 /// The flow is (still) half-open (`lb_halfopen`).
 pub const TRACE_FLOW_HALF_OPEN: u8 = 4;
-/// This frame moved the flow from `lb_halfopen` to `lb_conntrack`.
+/// This frame moved the flow from `lb_halfopen` to `lb_conntrack4`/`lb_conntrack`.
 pub const TRACE_FLOW_PROMOTED: u8 = 8;
 /// The service's configuration generation 1 was live (else 0); see `TRACE_FLOW_GEN_KNOWN`.
 pub const TRACE_FLOW_GEN1: u8 = 16;

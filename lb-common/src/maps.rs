@@ -201,7 +201,7 @@ impl FlowKey4 {
     }
 }
 
-/// `lb_conntrack` value: where the flow goes and since when.
+/// `lb_conntrack4`/`lb_conntrack` value: where the flow goes and since when.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct FlowValue {
@@ -340,7 +340,7 @@ pub struct Meta {
     /// and persistence entries name a real server by id, so an id a removed real server had
     /// is given again only once fresh ones run out, across restarts too.
     pub next_real: u32,
-    /// Expired entries the daemon deleted from `lb_conntrack` (`reconcile_conns`), for the
+    /// Expired entries the daemon deleted from `lb_conntrack4`/`lb_conntrack` (`reconcile_conns`), for the
     /// eviction count (`GlobalStats::ct_inserts`); only the daemon writes it.
     pub ct_deleted: u64,
 }

@@ -162,13 +162,13 @@ global_stats! {
         /// followed one.
         frags_first,
         frags_followed,
-        /// Entries the program created in `lb_conntrack` (inserts of a new key) and deleted
+        /// Entries the program created in `lb_conntrack4`/`lb_conntrack` (inserts of a new key) and deleted
         /// from it (an expired or reused entry replaced). With the daemon's deletions
         /// (`Meta::ct_deleted`) and the table's occupancy they give the LRU's silent
         /// evictions: inserts - deletions - entries.
         ct_inserts,
         ct_deletes,
-        /// The same for `lb_halfopen` (deletions: flows promoted to `lb_conntrack`).
+        /// The same for `lb_halfopen` (deletions: flows promoted to `lb_conntrack4`/`lb_conntrack`).
         halfopen_inserts,
         halfopen_deletes,
     }

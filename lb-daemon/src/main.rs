@@ -96,8 +96,8 @@ struct Cli {
     /// `${_INSTANCE}`; default: the host name up to its first dot (keepalived's -i).
     #[arg(short = 'i', long = "config-id", global = true)]
     config_id: Option<String>,
-    /// Entries of the connection-tracking (and NAT reverse) tables; 128 bytes each, NAT
-    /// flows 144 more (docs/dataplane.md).
+    /// Entries of each connection-tracking table (IPv4's, 104 bytes an entry, and IPv6's,
+    /// 128) and of the NAT reverse table (144); all preallocated (docs/dataplane.md).
     #[arg(long, default_value_t = lb_common::consts::DEFAULT_CONNTRACK)]
     conntrack_size: u32,
     /// XDP attach mode.

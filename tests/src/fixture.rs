@@ -96,6 +96,8 @@ pub struct Fixture {
     bench: Option<Ebpf>,
     /// `lb_conntrack`'s size (the other flow tables' follow from it).
     conntrack: u32,
+    /// Flows `prefill_conntrack` wrote into each connection table so far.
+    prefilled: u32,
 }
 
 static FIXTURES: AtomicU32 = AtomicU32::new(0);
@@ -112,7 +114,7 @@ impl Fixture {
         let n = FIXTURES.fetch_add(1, Ordering::Relaxed);
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/lbt-fx-{}-{n}", std::process::id()));
         let dp = BpfDataplane::load(&object, &pin_dir, Sizes { conntrack }).context("verifier refused lb_xdp")?;
-        Ok(Self { dp, pin_dir, netns: None, owns_pins: true, bench: None, conntrack })
+        Ok(Self { dp, pin_dir, netns: None, owns_pins: true, bench: None, conntrack, prefilled: 0 })
     }
 
     /// Runs program `prog` (`lb_xdp` or a baseline) once per frame, each from a fresh copy
@@ -225,12 +227,15 @@ impl Fixture {
         Ok(p)
     }
 
-    /// Fills each connection table (IPv4's and IPv6's) with `n` unrelated flows (distinct
-    /// client addresses), as a busy load balancer's would be.
+    /// Adds `n` unrelated flows (distinct client addresses) to each connection table (IPv4's
+    /// and IPv6's), after those of earlier calls, as a busy load balancer's would hold.
     pub fn prefill_conntrack(&mut self, n: u32) -> Result<()> {
         let value = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
-        self.fill_unrelated(MAP_CONNTRACK, 0xffff, n, value)?;
-        self.fill_unrelated4(0xff, n, value)
+        let range = self.prefilled..self.prefilled.checked_add(n).context("too many flows")?;
+        self.fill_unrelated(MAP_CONNTRACK, 0xffff, range.clone(), value)?;
+        self.fill_unrelated4(0xff, range.clone(), value)?;
+        self.prefilled = range.end;
+        Ok(())
     }
 
     /// Writes as many unrelated flows into each flow table (`lb_conntrack4`, `lb_conntrack`,
@@ -241,11 +246,11 @@ impl Fixture {
         let (main, half) = (self.conntrack, lb_common::consts::halfopen_size(self.conntrack));
         let flow = FlowValue { real_id: 0, svc_id: 0, last_ns: 0, state: 0, pad8: 0, pad16: 0, pad32: 0 };
         let rev = NatRev::default();
-        self.fill_unrelated4(0xf0, main, flow)?;
-        self.fill_unrelated(MAP_CONNTRACK, 0xfff0, main, flow)?;
-        self.fill_unrelated(MAP_NAT_REV, 0xfff1, main, rev)?;
-        self.fill_unrelated(MAP_HALFOPEN, 0xfff2, half, flow)?;
-        self.fill_unrelated(MAP_HALFOPEN_REV, 0xfff3, half, rev)?;
+        self.fill_unrelated4(0xf0, 0..main, flow)?;
+        self.fill_unrelated(MAP_CONNTRACK, 0xfff0, 0..main, flow)?;
+        self.fill_unrelated(MAP_NAT_REV, 0xfff1, 0..main, rev)?;
+        self.fill_unrelated(MAP_HALFOPEN, 0xfff2, 0..half, flow)?;
+        self.fill_unrelated(MAP_HALFOPEN_REV, 0xfff3, 0..half, rev)?;
         Ok(vec![
             (MAP_CONNTRACK4, main),
             (MAP_CONNTRACK, main),
@@ -255,16 +260,23 @@ impl Fixture {
         ])
     }
 
-    /// Inserts `n` flows from 2001:db8:`tag`::/96 + i (documentation addresses, map entries
-    /// only: no packet carries them) into flow table `map`, each with `value`.
-    fn fill_unrelated<V: aya::Pod>(&mut self, map: &str, tag: u16, n: u32, value: V) -> Result<()> {
+    /// Inserts flows number `flows`, from 2001:db8:`tag`::/96 + i (documentation addresses,
+    /// map entries only: no packet carries them), into flow table `map`, each with `value`.
+    fn fill_unrelated<V: aya::Pod>(
+        &mut self,
+        map: &str,
+        tag: u16,
+        flows: std::ops::Range<u32>,
+        value: V,
+    ) -> Result<()> {
         let mut table: HashMap<_, FlowKey, V> =
             HashMap::try_from(self.dp.ebpf_mut().map_mut(map).ok_or_else(|| anyhow!("no {map}"))?)?;
         let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
         src[4..6].copy_from_slice(&tag.to_be_bytes());
         let mut dst = src;
         dst[15] = 1;
-        for i in 0..n {
+        let n = flows.end;
+        for i in flows {
             src[12..].copy_from_slice(&i.to_be_bytes());
             let key = FlowKey {
                 src,
@@ -280,15 +292,16 @@ impl Fixture {
         Ok(())
     }
 
-    /// Inserts `n` IPv4 flows into `lb_conntrack4`, each with `value`: from 203.0.113.0/24
-    /// (ports and the last byte counting up) to 198.51.100.`tag` port 9, map entries only (no
-    /// packet carries them; no test service listens on port 9).
-    fn fill_unrelated4(&mut self, tag: u8, n: u32, value: FlowValue) -> Result<()> {
+    /// Inserts IPv4 flows number `flows` into `lb_conntrack4`, each with `value`: from
+    /// 203.0.113.0/24 (ports and the last byte counting up) to 198.51.100.`tag` port 9, map
+    /// entries only (no packet carries them; no test service listens on port 9).
+    fn fill_unrelated4(&mut self, tag: u8, flows: std::ops::Range<u32>, value: FlowValue) -> Result<()> {
         let map = MAP_CONNTRACK4;
         let mut table: HashMap<_, FlowKey4, FlowValue> =
             HashMap::try_from(self.dp.ebpf_mut().map_mut(map).ok_or_else(|| anyhow!("no {map}"))?)?;
-        anyhow::ensure!(n <= 1 << 24, "{n} flows: more than 203.0.113.0/24 and the ports tell apart");
-        for i in 0..n {
+        anyhow::ensure!(flows.end <= 1 << 24, "{flows:?}: more than 203.0.113.0/24 and the ports tell apart");
+        let n = flows.end;
+        for i in flows {
             let key = FlowKey4 {
                 src: [203, 0, 113, (i >> 16) as u8],
                 dst: [198, 51, 100, tag],
@@ -321,6 +334,7 @@ impl Fixture {
             owns_pins: false,
             bench: None,
             conntrack: self.conntrack,
+            prefilled: 0,
         })
     }
 

@@ -2,7 +2,7 @@
 //! v1; lb-daemon/src/dataplane/ctsync): a VRRP pair with the BPF backend and a service
 //! scheduled round robin over three real servers (DR on the segment, or NAT behind a VRRP
 //! gateway). The master's tracked flows
-//! show up in the backup's `lb_conntrack` with the same real servers; after the master is
+//! show up in the backup's `lb_conntrack4`/`lb_conntrack` with the same real servers; after the master is
 //! killed (kill -9, then cut off the segment), the connections held open through it keep
 //! working through the new master. The mutation: the same run without sync, where the new
 //! master schedules each moved flow afresh and most land on a real server that resets them.

@@ -245,6 +245,12 @@ fn pins_of_another_layout_version_are_refused() {
     let d9 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
     assert_eq!(Conntrack::open(&pins).unwrap().entries(), flows, "moved into lb_conntrack4");
     assert_eq!(map_dump(&pins.join("lb_conntrack")).unwrap().as_array().unwrap().len(), 0);
+    let layout = |pins: &Path| {
+        let dump = Command::new("bpftool").args(["map", "dump", "pinned"]).arg(pins.join("lb_meta")).output().unwrap();
+        String::from_utf8_lossy(&dump.stdout)
+            .contains(&format!("\"layout_version\": {}", lb_common::consts::LAYOUT_VERSION))
+    };
+    assert!(layout(&pins), "the pins say layout 10 once their flows moved: {:#?}", d9.log());
     let before = read_stats(&pins).unwrap();
     send(1);
     let after = read_stats(&pins).unwrap();
@@ -279,9 +285,7 @@ fn pins_of_another_layout_version_are_refused() {
     let d7 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
     d7.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let dump = Command::new("bpftool").args(["map", "dump", "pinned"]).arg(pins.join("lb_meta")).output().unwrap();
-    let text = String::from_utf8_lossy(&dump.stdout);
-    assert!(text.contains(&format!("\"layout_version\": {}", lb_common::consts::LAYOUT_VERSION)), "{text}");
+    assert!(layout(&pins), "layout 7's pins become this layout");
     // Version 5's `lb_meta` had 8-byte values: refused as another layout, not misread.
     std::fs::remove_file(pins.join("lb_meta")).unwrap();
     let out = Command::new("bpftool")

@@ -862,7 +862,7 @@ fn auto_probe() {
 /// Connection sync between the kernel's IPVS sync daemon and lb-daemon's (BPF backend), both
 /// ways, on one segment: node 0 is IPVS (ipvsadm, DR, `--start-daemon`), node 1 lb-daemon
 /// with the same service; three real servers hold the VIP on loopback. Kernel master → lb
-/// backup: connections through IPVS appear in lb-daemon's `lb_conntrack` with the kernel's
+/// backup: connections through IPVS appear in lb-daemon's `lb_conntrack4`/`lb_conntrack` with the kernel's
 /// real servers, and keep working through lb-daemon once it takes the VIP over (a migration
 /// from keepalived+IPVS). lb master → kernel backup: connections through lb-daemon's XDP appear in
 /// `ipvsadm -Lnc` as ESTABLISHED with lb-daemon's real servers. Then, with the IPVS backend:

@@ -167,6 +167,11 @@ fn start_bpf(opts: &Options) -> Result<BpfDataplane> {
             info!(iface, mode, "XDP program attached");
         }
         dp.drop_stale_links()?;
+        // Pins of an older layout: at once, so the flows its program opened meanwhile move
+        // before their next packets meet this program (else every housekeeping retries).
+        if let Err(e) = dp.finish_upgrade() {
+            warn!("upgrading the pinned maps: {e:#}");
+        }
         dp.start_nexthops()
     })();
     match attached {

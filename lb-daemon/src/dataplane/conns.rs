@@ -12,7 +12,7 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
-    /// `lb_conntrack`: tracked flows.
+    /// `lb_conntrack4`/`lb_conntrack`: tracked flows.
     Conntrack,
     /// `lb_halfopen`: flows between their first packet (a bare SYN, a first datagram) and the
     /// client's next.

@@ -35,7 +35,7 @@ fn real_of(names: &Names, id: u32) -> Option<Endpoint> {
     names.reals.get(&id).filter(|r| r.family != 0).map(|r| endpoint(&r.addr, r.family, r.port))
 }
 
-/// `lb_conntrack`'s or `lb_halfopen`'s states as `ipvsadm -Lnc` would say them.
+/// `lb_conntrack4`/`lb_conntrack`'s or `lb_halfopen`'s states as `ipvsadm -Lnc` would say them.
 fn state_name(table: Table, state: u8, proto: u8) -> &'static str {
     match (table, state) {
         (_, CT_SYN) => "SYN_RECV",

@@ -92,9 +92,16 @@ pub struct BpfDataplane {
     sync_shared: super::ctsync::Shared,
     /// The next-hop cache's thread (`start_nexthops`), when it runs.
     nexthops: Option<super::nexthop::NexthopCache>,
-    /// Adopted pins of layout 9 or before: IPv4 flows wait in `lb_conntrack` to be moved
-    /// (`move_ipv4_flows`) at the adoption and once more after the new program is attached.
-    flows_to_move: bool,
+    /// Adopted pins of layout 9 or before, until `finish_upgrade`.
+    upgrade: Option<Upgrade>,
+}
+
+/// Pins of an older layout being taken over: their program kept IPv4 flows in `lb_conntrack`
+/// and runs until this one is attached, so the flows are copied into `lb_conntrack4` at the
+/// adoption (`copied`) and moved once this program runs (`BpfDataplane::finish_upgrade`).
+struct Upgrade {
+    from: u32,
+    copied: HashSet<lb_common::FlowKey4>,
 }
 
 impl BpfDataplane {
@@ -144,9 +151,13 @@ impl BpfDataplane {
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
         let kept = meta.get(&0, 0).unwrap_or_default();
-        meta.set(0, Meta { layout_version: LAYOUT_VERSION, ..kept }, 0)?;
-        // Pins of layout 9 or before (a fresh pin directory reads as 0: nothing to move).
-        let flows_to_move = kept.layout_version != 0 && kept.layout_version < 10;
+        // Pins of layout 9 or before (a fresh pin directory reads as 0) keep their version
+        // until `finish_upgrade` has moved their IPv4 flows: a daemon that dies first leaves
+        // the move to the next one.
+        let upgrade = (kept.layout_version != 0 && kept.layout_version < LAYOUT_VERSION)
+            .then(|| Upgrade { from: kept.layout_version, copied: HashSet::new() });
+        let layout = upgrade.as_ref().map_or(LAYOUT_VERSION, |u| u.from);
+        meta.set(0, Meta { layout_version: layout, ..kept }, 0)?;
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -164,7 +175,7 @@ impl BpfDataplane {
                 resend: Default::default(),
             },
             nexthops: None,
-            flows_to_move,
+            upgrade,
         };
         dp.adopt()?;
         Ok(dp)
@@ -214,7 +225,9 @@ impl BpfDataplane {
         }
         self.book.real_rev = real_rev::adopt(&self.ebpf)?;
         service_keys::adopt(&mut self.ebpf)?;
-        self.move_ipv4_flows()?;
+        if let Some(u) = &mut self.upgrade {
+            u.copied = conntrack::Conntrack::open(&self.pin_dir)?.copy_ipv4()?;
+        }
         if !self.book.services.is_empty() {
             info!(services = self.book.services.len(), "adopted services from pinned maps");
         }
@@ -474,7 +487,8 @@ impl BpfDataplane {
             let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
             let kept = meta.get(&0, 0).unwrap_or_default();
             let next_real = self.book.next_real;
-            meta.set(0, Meta { layout_version: LAYOUT_VERSION, next_real, ..kept }, 0).context("writing lb_meta")?;
+            let layout_version = self.upgrade.as_ref().map_or(LAYOUT_VERSION, |u| u.from);
+            meta.set(0, Meta { layout_version, next_real, ..kept }, 0).context("writing lb_meta")?;
         }
         self.refresh_directory();
         self.refresh_nexthops();
@@ -658,27 +672,42 @@ impl BpfDataplane {
     /// tracer was killed is turned off.
     pub fn housekeeping(&mut self) -> Result<()> {
         self.learn_macs();
-        // The program this daemon replaced ran until it attached: its IPv4 flows since the
-        // adoption are in `lb_conntrack` too.
-        let moved = if self.flows_to_move { self.move_ipv4_flows() } else { Ok(()) };
-        self.flows_to_move = false;
+        // Retried here if it failed at start.
+        let upgraded = self.finish_upgrade();
         let reconciled = self.reconcile_conns();
         let applied = self.book.services.values().filter_map(|s| s.applied.as_ref());
         commit::prime_neighbours(applied.flat_map(|d| d.reals.iter().map(|r| r.addr)));
         let traced = self.stop_orphaned_trace();
-        moved.and(reconciled).and(traced)
+        upgraded.and(reconciled).and(traced)
     }
 
-    /// Moves the IPv4 flows an older program (layout 9 or before) kept in `lb_conntrack` into
-    /// `lb_conntrack4`, where this one looks: without it they would be scheduled anew.
-    fn move_ipv4_flows(&mut self) -> Result<()> {
-        if !self.flows_to_move {
-            return Ok(());
+    /// Completes taking over the pins of layout 9 or before, once this program is attached
+    /// wherever it runs: the IPv4 flows left in `lb_conntrack` move into `lb_conntrack4`
+    /// (`conntrack::move_flow`), and only then do the pins say this layout. A flow both
+    /// programs scheduled was counted open by both: the old count goes (`lb_real_expired`).
+    pub fn finish_upgrade(&mut self) -> Result<()> {
+        let Some(u) = &self.upgrade else { return Ok(()) };
+        let (moved, released) = conntrack::Conntrack::open(&self.pin_dir)?.move_ipv4(&u.copied)?;
+        if !released.is_empty() {
+            let lock = self.sync_shared.expired_lock.clone();
+            let _held = lock.lock().map_err(|_| anyhow!("lb_real_expired lock poisoned"))?;
+            let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;
+            for rid in &released {
+                let before = counts.get(rid, 0)?.active;
+                counts.set(*rid, RealConns { active: before.wrapping_add(1) }, 0)?;
+            }
         }
-        let moved = conntrack::Conntrack::open(&self.pin_dir)?.migrate()?;
-        if moved > 0 {
-            info!(flows = moved, "moved IPv4 flows of an older data plane into {MAP_CONNTRACK4}");
-        }
+        let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
+        let kept = meta.get(&0, 0)?;
+        meta.set(0, Meta { layout_version: LAYOUT_VERSION, ..kept }, 0).context("writing lb_meta")?;
+        info!(
+            from = u.from,
+            copied = u.copied.len(),
+            moved,
+            counted_twice = released.len(),
+            "pinned maps upgraded to layout {LAYOUT_VERSION}: IPv4 flows in {MAP_CONNTRACK4}"
+        );
+        self.upgrade = None;
         Ok(())
     }
 

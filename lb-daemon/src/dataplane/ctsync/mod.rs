@@ -36,7 +36,7 @@ use super::{
 };
 use xlate::Directory;
 
-/// How often the master scans `lb_conntrack`.
+/// How often the master scans `lb_conntrack4`/`lb_conntrack`.
 const SCAN_PERIOD: Duration = Duration::from_secs(1);
 /// Entries sent per scan at most (the rest go at the next scans).
 const SCAN_LIMIT: usize = 50_000;

@@ -116,7 +116,7 @@ pub enum Skip {
     Method,
 }
 
-/// What a received entry becomes: the `lb_conntrack` entry, and for NAT services the
+/// What a received entry becomes: the `lb_conntrack4`/`lb_conntrack` entry, and for NAT services the
 /// `lb_nat_rev` entry replies are translated by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Apply {
@@ -204,7 +204,7 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// The flows of one scan (`lb_conntrack` at `now`) to send: new ones, those whose real
+    /// The flows of one scan (`lb_conntrack4`/`lb_conntrack` at `now`) to send: new ones, those whose real
     /// server or state changed, and those last sent over half their timeout ago. Expired
     /// entries are not sent; flows gone from the table are forgotten. At most `limit`.
     ///
