@@ -115,14 +115,24 @@ pub fn is_running(name: &str) -> bool {
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// Its socket's port id: the kernel's broadcasts of the changes it asks for carry it.
+    port: u32,
 }
 
 impl Netlink {
     /// Opens a netlink connection served by a tokio task.
     pub fn new() -> Result<Self> {
-        let (conn, handle, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+        let (mut conn, handle, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+        let bound = netlink_sys::AsyncSocket::socket_mut(conn.socket_mut())
+            .bind_auto()
+            .context("binding the rtnetlink socket")?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        Ok(Self { handle, port: bound.port_number() })
+    }
+
+    /// The port id of its socket (`Deletions::next` leaves out what this connection did).
+    pub fn port(&self) -> u32 {
+        self.port
     }
 
     /// Every (interface index, address) pair configured in this network namespace (an IPv4
@@ -593,11 +603,20 @@ impl KernelRoute {
     }
 }
 
-/// A route or rule of protocol keepalived that was deleted (by anyone: this daemon too).
+/// A route or rule of protocol keepalived that someone else deleted.
 #[derive(Debug)]
 pub enum Deleted {
     Route(KernelRoute),
     Rule(rtnetlink::packet_route::rule::RuleMessage),
+}
+
+impl Deleted {
+    pub fn v6(&self) -> bool {
+        match self {
+            Deleted::Route(k) => k.v6,
+            Deleted::Rule(m) => m.header.family == rtnetlink::packet_route::AddressFamily::Inet6,
+        }
+    }
 }
 
 type Broadcasts = futures_util::stream::BoxStream<
@@ -619,6 +638,9 @@ impl Deletions {
         let socket = netlink_sys::AsyncSocket::socket_mut(conn.socket_mut());
         // Bound first: the kernel sends its broadcasts to no socket without a port id.
         socket.bind_auto().context("binding the rtnetlink broadcast socket")?;
+        // Every route change on the node comes through here (a full routing table's churn):
+        // room for bursts. An overflow loses deletions, as keepalived's socket would.
+        let _ = socket2::SockRef::from(&*socket).set_recv_buffer_size(4 << 20);
         // RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE.
         for group in [7, 8, 11, 19] {
             socket.add_membership(group).with_context(|| format!("joining rtnetlink group {group}"))?;
@@ -628,14 +650,21 @@ impl Deletions {
         Ok(Self { broadcasts: broadcasts.map(|(m, _)| m).boxed() })
     }
 
-    /// The next deletion; pending for ever once the connection is gone.
-    pub async fn next(&mut self) -> Deleted {
+    /// The next deletion someone else made: not one asked for on the socket with port id
+    /// `ours` (keepalived leaves out its own the same way). Pending for ever once the
+    /// connection is gone.
+    pub async fn next(&mut self, ours: u32) -> Deleted {
         use futures_util::StreamExt as _;
         use rtnetlink::{
             packet_core::NetlinkPayload,
             packet_route::{RouteNetlinkMessage as M, route::RouteProtocol, rule::RuleAttribute},
         };
         while let Some(m) = self.broadcasts.next().await {
+            // A backlog of other route changes must not keep the engine from its adverts.
+            tokio::task::consume_budget().await;
+            if m.header.port_number == ours {
+                continue;
+            }
             match m.payload {
                 NetlinkPayload::InnerMessage(M::DelRoute(r)) if r.header.protocol == RouteProtocol::KeepAlived => {
                     if let Some(k) = KernelRoute::of(&r) {
@@ -649,6 +678,9 @@ impl Deletions {
                     }) =>
                 {
                     return Deleted::Rule(r);
+                }
+                NetlinkPayload::Overrun(_) => {
+                    tracing::warn!("rtnetlink broadcasts overran: deleted routes or rules may have gone unnoticed");
                 }
                 _ => {}
             }

@@ -1996,6 +1996,40 @@ fn a_vmac_is_made_again_with_its_base_interface_as_keepalived() {
     assert_eq!(ours, (true, true, true, true), "lb-daemon: {log}");
 }
 
+/// `use_vmac`: a VMAC deleted on its own, its base interface untouched, is made again and
+/// the instance comes back on it (keepalived's `cleanup_lost_interface` then
+/// `recreate_vmac_thread` on the VMAC's RTM_DELLINK). Against keepalived on the same node.
+#[test]
+fn a_vmac_deleted_alone_is_made_again_as_keepalived() {
+    use lb_tests::capture::{AdvertCapture, now};
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let node = &seg.nodes[0];
+    let dir = TempDir::new("vrrp-vmac-alone");
+    let (n0, _) = dir.recorder("notify0");
+    let conf = instance("VI_1", 150, "    use_vmac\n", &n0);
+    let capture = AdvertCapture::start(&seg.client, "c0").unwrap();
+    let on_vmac =
+        || node.ip(&["-br", "addr", "show", "vrrp.51"]).unwrap_or_default().contains(&format!(" {VRRP_VIP4}/"));
+    // (FAULT once the VMAC is deleted, MASTER again, adverts after, the VIP on the VMAC)
+    let measure = |log: &dyn Fn() -> String| -> (bool, bool, bool, bool) {
+        let count = |what: &str| log().matches(what).count();
+        assert!(eventually(Duration::from_secs(8), || log().contains("Entering MASTER STATE")), "{}", log());
+        assert!(eventually(Duration::from_secs(3), on_vmac), "no VIP on vrrp.51 at first: {}", log());
+        let (masters, faults) = (count("Entering MASTER STATE"), count("Entering FAULT STATE"));
+        node.ip(&["link", "del", "vrrp.51"]).unwrap();
+        let made = now();
+        let faulted = eventually(Duration::from_secs(5), || count("Entering FAULT STATE") > faults);
+        let back = eventually(Duration::from_secs(10), || count("Entering MASTER STATE") > masters);
+        std::thread::sleep(Duration::from_secs(3));
+        let adverts = capture.from(node4(0)).iter().filter(|t| **t > made + 0.5).count() >= 2;
+        (faulted, back, adverts, on_vmac())
+    };
+    let (theirs, ours, log) = beside_keepalived(&seg, &dir, &conf, measure);
+    assert_eq!(theirs, (true, true, true, true), "keepalived");
+    assert_eq!(ours, (true, true, true, true), "lb-daemon: {log}");
+}
+
 /// `track_group` (keepalived 2.2.7's static track groups), against keepalived on the same
 /// node: the group's instance faults while the interface of a static address (`dev`) or route
 /// naming the group is down, and recovers when it is back, with the static route the kernel
@@ -3975,6 +4009,25 @@ fn deleted_routes_and_rules_come_back_or_move_the_master_as_keepalived() {
             lines(),
             daemon_log()
         );
+        // A reload that changes the virtual route (a source address: deleted, then added) is
+        // no deletion by someone else: the master stays.
+        let src = node4(0).to_string();
+        let changed = conf.replace("203.0.113.128/26 dev l0", &format!("203.0.113.128/26 dev l0 src {src}"));
+        match (&k, &d) {
+            (Some(k), _) => {
+                dir.file("ka.conf", &changed);
+                node.sh(&format!("kill -HUP {}", k.pid().unwrap())).unwrap();
+            }
+            (_, Some(d)) => {
+                dir.file("node0.conf", &changed);
+                d.signal(Signal::SIGHUP).unwrap();
+            }
+            _ => unreachable!(),
+        }
+        let with_src = || node.ip(&["route", "show", "203.0.113.128/26"]).is_ok_and(|o| o.contains(&src));
+        assert!(eventually(t, with_src), "{who}: the reload did not change the route: {}", daemon_log());
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(masters(), 3, "{who}: its own reload moved the master: {}\n{}", lines(), daemon_log());
         seen.push(lines());
         if let Some(k) = k.as_mut() {
             k.stop().unwrap();

@@ -7,16 +7,63 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rtnetlink::packet_route::rule::{RuleAttribute, RuleFlags, RuleMessage};
 
-use crate::{config::Route, netlink::KernelRoute};
+use crate::{
+    config::{Config, Route},
+    netlink::{Deleted, KernelRoute},
+};
+
+/// Which deletions keepalived listens for (`vrrp_complete_instance` and
+/// `process_static_entries`, then `set_extra_netlink_monitoring`): routes or rules of a family
+/// some tracked virtual route or rule has, or some static one with a `track_group`. A static
+/// route is put back only while its family is listened to for another reason or its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Monitor {
+    pub v4_routes: bool,
+    pub v6_routes: bool,
+    pub v4_rules: bool,
+    pub v6_rules: bool,
+}
+
+impl Monitor {
+    pub fn of(cfg: &Config) -> Self {
+        let mut m = Monitor::default();
+        let vroutes = cfg.vrrp_instances.iter().flat_map(|v| v.virtual_routes.iter()).filter(|r| !r.no_track);
+        let statics = cfg.static_routes.iter().filter(|r| r.track_group.is_some());
+        for r in vroutes.chain(statics) {
+            *(if r.dest.is_ipv6() { &mut m.v6_routes } else { &mut m.v4_routes }) = true;
+        }
+        let vrules = cfg.vrrp_instances.iter().flat_map(|v| v.virtual_rules.iter()).filter(|r| !r.no_track);
+        let statics = cfg.static_rules.iter().filter(|r| r.track_group.is_some());
+        for r in vrules.chain(statics) {
+            *(if r.v6 { &mut m.v6_rules } else { &mut m.v4_rules }) = true;
+        }
+        m
+    }
+
+    pub fn any(&self) -> bool {
+        self.v4_routes || self.v6_routes || self.v4_rules || self.v6_rules
+    }
+
+    /// Whether keepalived would have heard `d`.
+    pub fn hears(&self, d: &Deleted) -> bool {
+        match (d, d.v6()) {
+            (Deleted::Route(_), false) => self.v4_routes,
+            (Deleted::Route(_), true) => self.v6_routes,
+            (Deleted::Rule(_), false) => self.v4_rules,
+            (Deleted::Rule(_), true) => self.v6_rules,
+        }
+    }
+}
 
 /// The main routing table, where a route without `table` goes.
 const RT_TABLE_MAIN: u32 = 254;
 
 /// Whether `k` is route `r`. A virtual route (`virtual`) must also have its metric (0 unless
 /// configured: keepalived compares the configured one, so an IPv6 route without `metric`,
-/// which the kernel gives 1024, never matches) and, when `r` names a device, leave by it
-/// (`oif`: that device's index now); static routes are told apart by table, family, prefix,
-/// TOS and destination only, as keepalived's are.
+/// which the kernel gives 1024, never matches) and leave by `oif` where that is known (the
+/// index of its `dev`, or of the device it was added on: keepalived compares the one the
+/// route was added with); static routes are told apart by table, family, prefix, TOS and
+/// destination only, as keepalived's are.
 pub fn route_is(k: &KernelRoute, r: &Route, oif: Option<u32>, virtual_route: bool) -> bool {
     let unspecified = if k.v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
     let same = k.table == r.table.unwrap_or(RT_TABLE_MAIN)
@@ -27,7 +74,7 @@ pub fn route_is(k: &KernelRoute, r: &Route, oif: Option<u32>, virtual_route: boo
     if !same || !virtual_route {
         return same;
     }
-    k.metric == r.metric.unwrap_or(0) && (r.dev.is_none() || (oif.is_some() && k.oif == oif))
+    k.metric == r.metric.unwrap_or(0) && oif.is_none_or(|i| k.oif == Some(i))
 }
 
 /// Whether rule `k` (as the kernel sent it) is the rule `ours` (as this daemon adds it,
@@ -168,7 +215,7 @@ mod tests {
                 true,
             ),
             (
-                "no device configured",
+                "no device to compare",
                 KernelRoute { oif: Some(8), ..kernel("203.0.113.0", 24) },
                 "203.0.113.0/24 via 192.0.2.1",
                 true,
@@ -198,8 +245,42 @@ mod tests {
             ),
         ];
         for (name, k, text, virtual_route, want) in cases {
-            assert_eq!(route_is(&k, &route(text), Some(7), virtual_route), want, "{name}");
+            let r = route(text);
+            let oif = r.dev.is_some().then_some(7);
+            assert_eq!(route_is(&k, &r, oif, virtual_route), want, "{name}");
         }
+    }
+
+    /// keepalived listens for a family's routes (rules) once a tracked virtual route (rule)
+    /// or a static one with a `track_group` has that family.
+    #[test]
+    fn deletions_are_heard_as_keepalived_subscribes() {
+        let of = |text: &str| {
+            let l = crate::config::parse_str("t.conf", text);
+            assert!(!l.has_errors(), "{}", l.render());
+            let m = Monitor::of(&l.config);
+            (m.v4_routes, m.v6_routes, m.v4_rules, m.v6_rules)
+        };
+        let vi = |body: &str| {
+            format!(
+                "vrrp_instance VI_1 {{\n interface l0\n virtual_router_id 51\n priority 100\n \
+                 virtual_ipaddress {{\n  192.0.2.100/24\n }}\n{body}}}\n"
+            )
+        };
+        assert_eq!(of(&vi("")), (false, false, false, false));
+        assert_eq!(
+            of(&format!("static_routes {{\n 203.0.113.0/24 dev l0\n}}\n{}", vi(""))),
+            (false, false, false, false)
+        );
+        let track = "track_group TG {\n group {\n  VI_1\n }\n}\n";
+        let statics = "static_routes {\n 2001:db8::/64 dev l0 track_group TG\n}\n";
+        assert_eq!(of(&format!("{track}{statics}{}", vi(""))), (false, true, false, false));
+        assert_eq!(of(&vi(" virtual_routes {\n  203.0.113.0/24 dev l0\n }\n")), (true, false, false, false));
+        assert_eq!(of(&vi(" virtual_routes {\n  203.0.113.0/24 dev l0 no_track\n }\n")), (false, false, false, false));
+        assert_eq!(
+            of(&vi(" virtual_rules {\n  from 2001:db8::1 table 100 priority 100\n }\n")),
+            (false, false, false, true)
+        );
     }
 
     /// The kernel's copy of a rule carries what it adds (FRA_TABLE, FRA_PROTOCOL, an

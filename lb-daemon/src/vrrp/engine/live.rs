@@ -333,14 +333,16 @@ impl LiveInstance {
     /// Whether the interface its sockets are bound to is there under another index: it was
     /// deleted and made again (or, with `dynamic_interfaces`, made at last), and the sockets
     /// name the old one (they would neither hear nor send). With `use_vmac`, whether its base
-    /// interface is (the VMAC went with the old one: `Engine::remake_vmac`). One
-    /// `if_nametoindex` a poll.
+    /// interface is (the VMAC went with the old one: `Engine::remake_vmac`), or the VMAC alone
+    /// is gone or made again. One or two `if_nametoindex` a poll.
     pub fn moved(&self) -> bool {
-        let (name, index) = match &self.vmac {
-            Some(base) => (base.as_str(), self.base_index),
-            None => (self.sock_iface(), self.sock_index),
-        };
-        nix::net::if_::if_nametoindex(name).is_ok_and(|i| i != index)
+        let index = |name: &str| nix::net::if_::if_nametoindex(name).ok();
+        match &self.vmac {
+            // keepalived makes a VMAC deleted on its own again while its base is there
+            // (`recreate_vmac_thread` on RTM_DELLINK), after `cleanup_lost_interface`.
+            Some(base) => index(base).is_some_and(|i| i != self.base_index || index(&self.iface) != Some(self.ifindex)),
+            None => index(self.sock_iface()).is_some_and(|i| i != self.sock_index),
+        }
     }
 
     /// keepalived's `setup_interface` for an interface made again (`update_added_interface`):

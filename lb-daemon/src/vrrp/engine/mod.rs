@@ -35,6 +35,18 @@ use crate::{
 use live::LiveInstance;
 use statics::Statics;
 
+/// The index of the device virtual route `r` was added on (`Netlink::add_route` with the
+/// instance's interface `iface` as default): its `dev`, else `iface` for a unicast route of
+/// one next hop; None where the kernel's route names none (multipath) or it is not known.
+/// A `dev` that is gone gives 0, which no route has.
+fn added_on(r: &crate::config::Route, iface: &str) -> Option<u32> {
+    match &r.dev {
+        Some(d) => Some(netlink::if_index(d).unwrap_or(0)),
+        None if r.kind == crate::config::RouteType::Unicast && r.nexthops.is_empty() => netlink::if_index(iface),
+        None => None,
+    }
+}
+
 /// How often tracked interfaces are looked at.
 const LINK_POLL: Duration = Duration::from_millis(200);
 
@@ -98,6 +110,8 @@ pub struct Engine {
     groups: Vec<SyncGroup>,
     netlink: Netlink,
     statics: Statics,
+    /// The route and rule deletions this config listens for (`on_deleted`).
+    monitor: ours::Monitor,
     /// The instances' VMACs (`use_vmac`).
     vmacs: crate::vrrp::vmac::Vmacs,
     /// Interfaces whose promote_secondaries we turned on (`promote_secondaries`), turned off
@@ -137,6 +151,7 @@ impl Engine {
             groups: Vec::new(),
             netlink,
             statics,
+            monitor: ours::Monitor::of(cfg),
             vmacs: Default::default(),
             promoted: Default::default(),
             delayed_start: None,
@@ -376,9 +391,18 @@ impl Engine {
         self.bfd_events = bfd.borrow_and_update().clone();
         self.begin().await;
         let mut poll = tokio::time::interval(LINK_POLL);
-        let mut deletions =
-            netlink::Deletions::open().map_err(|e| warn!("deleted routes and rules will not be noticed: {e:#}")).ok();
+        // Opened once a config listens for deletions (`ours::Monitor`), then kept.
+        let (mut deletions, mut deletions_failed) = (None, false);
         loop {
+            if deletions.is_none() && !deletions_failed && self.monitor.any() {
+                match netlink::Deletions::open() {
+                    Ok(d) => deletions = Some(d),
+                    Err(e) => {
+                        warn!("deleted routes and rules will not be noticed: {e:#}");
+                        deletions_failed = true;
+                    }
+                }
+            }
             self.publish();
             let next = self.insts.iter().filter_map(|i| i.machine.deadline()).min();
             let sleep = async {
@@ -396,9 +420,10 @@ impl Engine {
                     None => std::future::pending().await,
                 }
             };
+            let port = self.netlink.port();
             let deleted = async {
                 match deletions.as_mut() {
-                    Some(d) => d.next().await,
+                    Some(d) => d.next(port).await,
                     None => std::future::pending().await,
                 }
             };
@@ -698,15 +723,23 @@ impl Engine {
     /// else the first static one it is, if tracked, is put back. This daemon's own deletions
     /// come here too: by then the instance has left MASTER, or the entry left the config.
     async fn on_deleted(&mut self, d: netlink::Deleted) {
+        if !self.monitor.hears(&d) {
+            return;
+        }
         let found = match &d {
             netlink::Deleted::Route(k) => self.insts.iter().enumerate().find_map(|(i, inst)| {
-                let oif = |dev: &Option<String>| dev.as_deref().and_then(netlink::if_index);
-                let r = inst.cfg.virtual_routes.iter().find(|r| ours::route_is(k, r, oif(&r.dev), true))?;
+                let r =
+                    inst.cfg.virtual_routes.iter().find(|r| ours::route_is(k, r, added_on(r, &inst.iface), true))?;
                 Some((i, r.no_track, format!("virtual route {}/{}", r.dest, r.prefix)))
             }),
+            // keepalived's `compare_rule` passes over `no_track` rules.
             netlink::Deleted::Rule(k) => self.insts.iter().enumerate().find_map(|(i, inst)| {
-                let r = inst.cfg.virtual_rules.iter().find(|r| ours::rule_is(k, &netlink::rule_message(r)))?;
-                Some((i, r.no_track, format!("virtual rule priority {}", r.priority)))
+                let r = inst
+                    .cfg
+                    .virtual_rules
+                    .iter()
+                    .find(|r| !r.no_track && ours::rule_is(k, &netlink::rule_message(r)))?;
+                Some((i, false, format!("virtual rule priority {}", r.priority)))
             }),
         };
         match found {

@@ -31,6 +31,7 @@ impl Engine {
         self.notifier = notifier;
         self.mail_vrrp = g.vrrp_mail();
         self.statics.reload(cfg, &self.netlink).await;
+        self.monitor = super::ours::Monitor::of(cfg);
         let now = Instant::now();
         let (mut kept, mut updated, mut restarted, mut removed, mut added) = (0, 0, 0, 0, 0);
         let mut start = Vec::new();

@@ -152,13 +152,12 @@ impl Statics {
                 }
             }
             netlink::Deleted::Rule(k) => {
-                let Some((r, set)) = self.rules.iter_mut().find(|(r, _)| ours::rule_is(k, &netlink::rule_message(r)))
+                // keepalived's `compare_rule` passes over `no_track` rules.
+                let Some((r, set)) =
+                    self.rules.iter_mut().find(|(r, _)| !r.no_track && ours::rule_is(k, &netlink::rule_message(r)))
                 else {
                     return;
                 };
-                if r.no_track {
-                    return;
-                }
                 info!("Restoring deleted static rule preference {}", r.priority);
                 match netlink.add_rule(r).await {
                     Ok(added) => *set |= added,
