@@ -5,7 +5,7 @@
 /// `LAYOUT_UPGRADES_FROM`.
 pub const LAYOUT_VERSION: u32 = 10;
 /// Layouts this one adopts: 9 lacks only `lb_conntrack4` (created, then given the IPv4 flows
-/// of `lb_conntrack`), 8 also `lb_services4` (created, then filled from `lb_services`), 7
+/// of `lb_conntrack`) and `lb_real_rev4` (created, then filled from `lb_real_rev`), 8 also `lb_services4` (created, then filled from `lb_services`), 7
 /// also `lb_real_rev`, created empty (its flows all have reverse entries of their own). A
 /// daemon of layout 7 refuses 8's pins: their NAT flows rely on `lb_real_rev`, which it does
 /// not read; one of 8 refuses 9's, whose IPv4 services it would not write where the program
@@ -134,6 +134,9 @@ pub const MAP_HALFOPEN_REV: &str = "lb_halfopen_rev";
 /// another VIP of the same real server (two services, or a group) keep per-flow entries.
 /// Pinned: flows opened without a per-flow entry depend on it across restarts.
 pub const MAP_REAL_REV: &str = "lb_real_rev";
+/// The IPv4 entries of `lb_real_rev` again, keyed by `ServiceKey4` (8 bytes), which the data
+/// plane reads them by, as `lb_services4` beside `lb_services`.
+pub const MAP_REAL_REV4: &str = "lb_real_rev4";
 /// Per real server, SYNs sent to it in the current and previous second: lc/wlc's tie-break
 /// between equally loaded real servers, as IPVS's inactive connections (not pinned).
 pub const MAP_REAL_SYNS: &str = "lb_real_syns";
@@ -206,7 +209,7 @@ pub const MAP_NEXTHOP_LEASE: &str = "lb_nexthop_lease";
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 27] = [
+pub const PINNED_MAPS: [&str; 28] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SERVICES4,
@@ -226,6 +229,7 @@ pub const PINNED_MAPS: [&str; 27] = [
     MAP_HALFOPEN,
     MAP_HALFOPEN_REV,
     MAP_REAL_REV,
+    MAP_REAL_REV4,
     MAP_PERSIST,
     MAP_LBLC,
     MAP_RR,

@@ -397,7 +397,8 @@ impl Fixture {
     /// Adds a service key by itself (both key maps, as the daemon writes them), without a
     /// configuration behind it.
     pub fn add_service(&mut self, key: ServiceKey, id: u32) -> Result<()> {
-        lb_daemon::dataplane::bpf::service_keys::insert(self.dp.ebpf_mut(), &key, id)
+        use lb_daemon::dataplane::bpf::twins;
+        twins::insert(self.dp.ebpf_mut(), twins::SERVICES, &key, &lb_common::ServiceValue { id, flags: 0 })
     }
 
     /// Runs the program once on `frame`: the verdict and the output frame.

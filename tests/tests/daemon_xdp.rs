@@ -235,6 +235,7 @@ fn pins_of_another_layout_version_are_refused() {
     let flows = Conntrack::open(&pins).unwrap().entries();
     assert_eq!(flows.len(), 1, "{flows:?}");
     std::fs::remove_file(pins.join("lb_conntrack4")).unwrap();
+    std::fs::remove_file(pins.join("lb_real_rev4")).unwrap();
     {
         let mut wide: aya::maps::HashMap<_, lb_common::FlowKey, lb_common::FlowValue> =
             aya::maps::HashMap::try_from(lb_daemon::dataplane::bpf::maps::pinned(&pins.join("lb_conntrack")).unwrap())
@@ -251,6 +252,9 @@ fn pins_of_another_layout_version_are_refused() {
             .contains(&format!("\"layout_version\": {}", lb_common::consts::LAYOUT_VERSION))
     };
     assert!(layout(&pins), "the pins say layout 10 once their flows moved: {:#?}", d9.log());
+    // ... and `lb_real_rev4` holds `lb_real_rev`'s entries (both services are NAT).
+    let entries = |map: &str| map_dump(&pins.join(map)).unwrap().as_array().unwrap().len();
+    assert_eq!((entries("lb_real_rev"), entries("lb_real_rev4")), (2, 2));
     let before = read_stats(&pins).unwrap();
     send(1);
     let after = read_stats(&pins).unwrap();

@@ -17,14 +17,14 @@ use aya::{
     Ebpf,
     maps::{Array, PerCpuArray, PerCpuValues},
 };
-use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, SvcConf, consts::*};
+use lb_common::{RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
 use tracing::{info, warn};
 
 use super::{
     maps::{map_mut, set_array_range},
     plan::{Book, Plan, Removal, ServicePlan, SvcState},
     retire::{RetireQueue, Retired},
-    service_keys,
+    twins,
 };
 use crate::{
     config::ForwardMethod,
@@ -76,7 +76,7 @@ fn program_all(
 fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {
     book.services.remove(&r.name);
     for k in &r.keys {
-        service_keys::remove(ebpf, k)?;
+        twins::remove::<ServiceValue>(ebpf, twins::SERVICES, k, false)?;
     }
     // Keys are gone: no new packet finds the service. Its real servers and tables go after
     // the grace period.
@@ -124,10 +124,10 @@ fn program(
     let mut fence: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_SVC_FENCE)?)?;
     fence.set(s.id, fence_of(&d.keys, fences), 0)?;
     for k in &s.keys_added {
-        service_keys::insert(ebpf, k, s.id)?;
+        twins::insert(ebpf, twins::SERVICES, k, &ServiceValue { id: s.id, flags: 0 })?;
     }
     for k in &s.keys_removed {
-        service_keys::remove(ebpf, k)?;
+        twins::remove::<ServiceValue>(ebpf, twins::SERVICES, k, false)?;
     }
     state.keys = d.keys.clone();
     state.applied = Some(d.clone());

@@ -46,8 +46,8 @@ pub mod plan;
 mod pool;
 mod real_rev;
 pub mod retire;
-pub mod service_keys;
 mod stats;
+pub mod twins;
 
 /// How XDP is attached: `Auto` tries native (driver) mode and falls back to generic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -224,7 +224,8 @@ impl BpfDataplane {
             self.book.services.insert(name, state);
         }
         self.book.real_rev = real_rev::adopt(&self.ebpf)?;
-        service_keys::adopt(&mut self.ebpf)?;
+        twins::adopt::<ServiceValue>(&mut self.ebpf, twins::SERVICES)?;
+        twins::adopt::<lb_common::NatRev>(&mut self.ebpf, twins::REAL_REV)?;
         if let Some(u) = &mut self.upgrade {
             u.copied = conntrack::Conntrack::open(&self.pin_dir)?.copy_ipv4()?;
         }

@@ -1,5 +1,6 @@
-//! `lb_real_rev`: for each NAT real server (address, port, protocol), the one VIP and port its
-//! replies are checked against in the data plane. A flow to that VIP and real server keeps no
+//! `lb_real_rev` (and its IPv4 entries by a narrow key, `lb_real_rev4`: `twins`): for each NAT
+//! real server (address, port, protocol), the one VIP and port its replies are checked
+//! against in the data plane. A flow to that VIP and real server keeps no
 //! reverse entry of its own (two LRU inserts fewer per connection): its replies are translated
 //! when the forward tables hold the flow for that real server. A real server that several
 //! VIPs reach (two services, a group) has one of them here; flows to the others keep
@@ -14,16 +15,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context as _, Result};
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData},
-};
+use aya::{Ebpf, maps::HashMap};
 use lb_common::{NatRev, ServiceKey, consts::MAP_REAL_REV};
 
 use super::{
-    maps::{map_mut, not_found},
     plan::{Book, SvcState},
     retire::RetireQueue,
+    twins,
 };
 use crate::{config::ForwardMethod, dataplane::services};
 
@@ -93,23 +91,15 @@ pub fn write(ebpf: &mut Ebpf, book: &mut Book, retiring: &RetireQueue) -> Result
         return Ok(());
     }
     let want = desired(book, &book.real_rev, &retiring.reals().collect());
-    let mut map: HashMap<&mut MapData, ServiceKey, NatRev> =
-        HashMap::try_from(map_mut(ebpf, MAP_REAL_REV)?).context(MAP_REAL_REV)?;
     for (k, v) in &want {
         if book.real_rev.get(k) != Some(v) {
-            map.insert(k, v, 0).with_context(|| format!("writing {MAP_REAL_REV} for {}", services::describe(k)))?;
+            twins::insert(ebpf, twins::REAL_REV, k, v)?;
             book.real_rev.insert(*k, *v);
         }
     }
     let gone: Vec<ServiceKey> = book.real_rev.keys().filter(|k| !want.contains_key(k)).copied().collect();
     for k in gone {
-        match map.remove(&k) {
-            Ok(()) => {}
-            Err(e) if not_found(&e) => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("removing {} from {MAP_REAL_REV}", services::describe(&k)));
-            }
-        }
+        twins::remove::<NatRev>(ebpf, twins::REAL_REV, &k, true)?;
         book.real_rev.remove(&k);
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! The rules are `lb_ebpf::ct`; this module applies them to the maps.
 
 use lb_common::{
-    FlowKey, FlowKey4, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, SvcConf,
+    FlowKey, FlowKey4, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, ServiceKey4, SvcConf,
     consts::{CT_CLOSING, CT_EST, FAMILY_V4, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
@@ -16,7 +16,7 @@ use lb_ebpf::{
 use crate::{
     maps::{
         lb_conntrack, lb_conntrack4, lb_halfopen, lb_halfopen_rev, lb_nat_rev, lb_persist, lb_real_conns, lb_real_rev,
-        lb_reals, lb_svc_conf, lb_svc_gen,
+        lb_real_rev4, lb_reals, lb_svc_conf, lb_svc_gen,
     },
     sched,
     scratch::Frame,
@@ -293,14 +293,29 @@ pub fn tracked(svc: u32, f: &Frame) -> Decision {
     d.with_generation(generation)
 }
 
+/// NAT real server `addr`:`port` (`proto`, `family`)'s entry in `lb_real_rev`: IPv4 ones by
+/// their narrow key, in `lb_real_rev4`. Read at once: the maps are not preallocated, so an
+/// entry lives while it is read, and the daemon replaces one only once its flows are gone.
+#[inline(always)]
+fn real_rev(addr: &[u8; 16], port: u16, proto: u8, family: u8) -> Option<&'static NatRev> {
+    if family == FAMILY_V4 {
+        let mut k = ServiceKey4 { addr: [0; 4], port, proto, pad: 0 };
+        // SAFETY: the first 4 of the address's 16 bytes.
+        copy(&mut k.addr, unsafe { &*addr.as_ptr().cast::<[u8; 4]>() });
+        // SAFETY: as above.
+        unsafe { lb_real_rev4.get(&k) }
+    } else {
+        // SAFETY: as above.
+        unsafe { lb_real_rev.get(&ServiceKey { addr: *addr, port, proto, family, pad: 0 }) }
+    }
+}
+
 /// Records where a new NAT flow's replies go back from, unless `lb_real_rev` already says
 /// it for a flow a table holds: the reply's 5-tuple → VIP (in the half-open table until the
 /// handshake completes; the stale copy there ages out).
 #[inline(never)]
 pub fn remember_nat_reply(f: &Frame, real: &RealDef, d: Decision) {
-    let key = ServiceKey { addr: real.addr, port: real.port, proto: f.proto, family: f.family, pad: 0 };
-    // SAFETY: read at once (the map is not preallocated: an entry lives while we read it).
-    if let Some(r) = unsafe { lb_real_rev.get(&key) } {
+    if let Some(r) = real_rev(&real.addr, real.port, f.proto, f.family) {
         if r.vport == f.dport && same_addr(&r.vip, &f.dst) {
             if !d.is_untracked() && r.real_id == d.real() {
                 return;
@@ -375,9 +390,7 @@ fn forget_stale_forward(f: &Frame, r: &NatRev) {
 /// keys' stack must not add to `reply`'s chain of calls (6.1 allows 512 bytes for the deepest).
 #[inline(never)]
 pub fn nat_reply_of(f: &Frame) -> Option<&'static NatRev> {
-    let real = ServiceKey { addr: f.src, port: f.sport, proto: f.proto, family: f.family, pad: 0 };
-    // SAFETY: read at once; the daemon replaces an entry only once its flows are gone.
-    let by_real = unsafe { lb_real_rev.get(&real) };
+    let by_real = real_rev(&f.src, f.sport, f.proto, f.family);
     let forward = by_real.map(|rev| FlowKey {
         src: f.dst,
         dst: rev.vip,

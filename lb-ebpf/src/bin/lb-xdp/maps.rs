@@ -117,6 +117,11 @@ pub static lb_halfopen_rev: LruHashMap<FlowKey, NatRev, { DEFAULT_HALFOPEN as us
 #[btf_map]
 pub static lb_real_rev: HashMap<ServiceKey, NatRev, REALS, BPF_F_NO_PREALLOC> = HashMap::new();
 
+/// `lb_real_rev`'s IPv4 entries by an 8-byte key (`flow::real_rev`), written with them, as
+/// `lb_services4` beside `lb_services`: a NAT reply looks one up.
+#[btf_map]
+pub static lb_real_rev4: HashMap<ServiceKey4, NatRev, REALS, BPF_F_NO_PREALLOC> = HashMap::new();
+
 /// `map_flags`: elements allocated on update and freed after an RCU grace period.
 const BPF_F_NO_PREALLOC: usize = 1;
 
