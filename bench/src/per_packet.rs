@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::{Stats, stats};
 use lb_tests::{
     addrs::{CLIENT4, CLIENT6, VIP4, VIP6, backend4, backend6},
-    fixture::{Fixture, XDP_TX, bpf_schedulers, set_client_mac, set_real_macs, tcp_service},
-    packets::{CLIENT_MAC, L2, L4, LB_MAC, real_mac, v4, v6, with_macs},
+    fixture::{Fixture, XDP_REDIRECT, XDP_TX, bpf_schedulers, set_client_mac, set_real_macs, tcp_service},
+    packets::{CLIENT_MAC, L2, L4, LB_MAC, mac_text, real_mac, v4, v6, with_macs},
 };
 
 /// NAT IPv4 with one real server (so a reply's source is known): the new-connection case.
@@ -178,7 +178,9 @@ impl Drop for PinnedCpu0 {
 /// frame came back to its first destination.
 fn hot_case(fx: &mut Fixture, what: &str, frame: &[u8], repeat: u32) -> Result<f64> {
     let (ns, action, out) = fx.time_repeat(PROG_XDP, frame, repeat)?;
-    if action != XDP_TX || out.get(..6) != Some(&LB_MAC[..]) || out.get(30..34) != frame.get(30..34) {
+    // XDP_TX back out of the ingress interface; the redirect case leaves by another.
+    let forwarded = if what.starts_with("DR by redirect") { XDP_REDIRECT } else { XDP_TX };
+    if action != forwarded || out.get(..6) != Some(&LB_MAC[..]) || out.get(30..34) != frame.get(30..34) {
         bail!(
             "hot {what}: the re-run frame left the tracked path (last action {action}, destination MAC {:02x?})",
             out.get(..6)
@@ -484,6 +486,24 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
     let mut n = Instances { fx: &mut fx, fib: &mut fib, base: base.as_mut() };
     let nat_reply = hot_rounds(&mut n, "NAT reply", &nat_reply_frame, &syn4, hot_repeat, rounds)?;
     set_client_mac(&ns, CLIENT_MAC)?;
+    // A redirect path (egress != ingress): DR to a real server behind a second interface, whose
+    // neighbour entry names the load balancer's MAC (as above); each run's output is
+    // redirected to `fx1` (BPF_PROG_TEST_RUN does not send it), its MACs rewritten.
+    let behind = lb_tests::netns::Netns::new("fxr")?;
+    lb_tests::netns::veth(&ns, "fx1", &behind, "fxr0")?;
+    let far = std::net::Ipv4Addr::new(198, 51, 100, 200);
+    ns.ip(&["route", "add", &format!("{far}/32"), "dev", "fx1"])?;
+    ns.ip(&["neigh", "replace", &far.to_string(), "lladdr", &mac_text(LB_MAC), "dev", "fx1", "nud", "permanent"])?;
+    fx.apply(&[tcp_service("hot-redirect", VIP4.into(), 80, Scheduler::Rr, ForwardMethod::Dr, reals(&[far.into()]))])?;
+    require_cached(&fx, 1)?;
+    if let Some(b) = base.as_mut() {
+        b.follow_nexthops_of(&fx);
+        require_cached(b, 1)?;
+    }
+    let redirect_ack = frame(false, 3, L4::TcpAck { sport: 1027, dport: 80 });
+    let mut n = Instances { fx: &mut fx, fib: &mut fib, base: base.as_mut() };
+    let redirect = hot_rounds(&mut n, "DR by redirect", &redirect_ack, &syn4, hot_repeat, rounds)?;
+    std::mem::drop(behind);
     set_real_macs(&ns, real_mac)?;
     let hot_pass = stats(&[dr.pass.clone(), nat.pass.clone()].concat()).median;
     writeln!(
@@ -495,9 +515,12 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
          lookup, as before the cache), in an order that rotates between rounds; median over rounds of each round's \
          difference to its XDP_PASS ({hot_pass:.0} ns), [min, max]:\n\n\
          | hot, IPv4, rr, established | lb (ns above XDP_PASS) | by the FIB, same rounds |\n|---|---:|---:|\n\
-         | DR | **+{}** | +{} |\n| NAT | **+{}** | +{} |\n| NAT reply (to the client) | +{} | +{} |\n",
+         | DR | **+{}** | +{} |\n| DR, redirected to another interface | +{} | +{} |\n\
+         | NAT | **+{}** | +{} |\n| NAT reply (to the client) | +{} | +{} |\n",
         shown(&dr.over_pass()),
         shown(&dr.fib_over_pass()),
+        shown(&redirect.over_pass()),
+        shown(&redirect.fib_over_pass()),
         shown(&nat.over_pass()),
         shown(&nat.fib_over_pass()),
         shown(&nat_reply.over_pass()),
@@ -721,6 +744,10 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
             "tracked_nat_over_pass_spread_ns": [nat.over_pass().min, nat.over_pass().max],
             "tracked_nat_reply_over_pass_ns": nat_reply.over_pass().median,
             "tracked_nat_reply_over_pass_spread_ns": [nat_reply.over_pass().min, nat_reply.over_pass().max],
+            "tracked_dr_redirect_over_pass_ns": redirect.over_pass().median,
+            "tracked_dr_redirect_over_pass_spread_ns": [redirect.over_pass().min, redirect.over_pass().max],
+            "tracked_dr_redirect_by_fib_over_pass_ns": redirect.fib_over_pass().median,
+            "tracked_dr_redirect_method": "hot, as tracked_dr, the real server behind a second interface: XDP_REDIRECT instead of XDP_TX",
             "tracked_nat_reply_by_fib_over_pass_ns": nat_reply.fib_over_pass().median,
             "tracked_nat_method": "hot: one buffer re-run in the kernel, alternating between two NAT services",
             "new_connection_over_pass_ns": warm_rr.median,
