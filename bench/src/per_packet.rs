@@ -526,16 +526,30 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
         shown(&nat_reply.over_pass()),
         shown(&nat_reply.fib_over_pass()),
     )?;
-    let mut baseline = match (&base_path, dr.base_over_pass(), nat.base_over_pass(), nat_reply.base_over_pass()) {
-        (Some(path), Some((dr_base, dr_gain)), Some((nat_base, nat_gain)), Some((reply_base, reply_gain))) => {
+    let mut baseline = match (
+        &base_path,
+        dr.base_over_pass(),
+        redirect.base_over_pass(),
+        nat.base_over_pass(),
+        nat_reply.base_over_pass(),
+    ) {
+        (
+            Some(path),
+            Some((dr_base, dr_gain)),
+            Some((redirect_base, redirect_gain)),
+            Some((nat_base, nat_gain)),
+            Some((reply_base, reply_gain)),
+        ) => {
             writeln!(
                 out,
                 "Baseline object `{}` in the same rounds (its own next-hop cache), ns above XDP_PASS, and how \
-                 much slower it was than this build, paired by round: DR +{} (by {}), NAT +{} (by {}), NAT \
-                 reply +{} (by {}).\n",
+                 much slower it was than this build, paired by round: DR +{} (by {}), DR redirected +{} (by {}), \
+                 NAT +{} (by {}), NAT reply +{} (by {}).\n",
                 path.display(),
                 shown(&dr_base),
                 shown(&dr_gain),
+                shown(&redirect_base),
+                shown(&redirect_gain),
                 shown(&nat_base),
                 shown(&nat_gain),
                 shown(&reply_base),
@@ -545,7 +559,9 @@ pub fn per_packet(quick: bool, out: &mut dyn std::io::Write) -> Result<serde_jso
                 "object": path.display().to_string(),
                 "tracked_dr_over_pass_ns": dr_base.median, "tracked_nat_over_pass_ns": nat_base.median,
                 "tracked_nat_reply_over_pass_ns": reply_base.median,
+                "tracked_dr_redirect_over_pass_ns": redirect_base.median,
                 "dr_slower_than_ours_ns": [dr_gain.median, dr_gain.min, dr_gain.max],
+                "dr_redirect_slower_than_ours_ns": [redirect_gain.median, redirect_gain.min, redirect_gain.max],
                 "nat_slower_than_ours_ns": [nat_gain.median, nat_gain.min, nat_gain.max],
                 "nat_reply_slower_than_ours_ns": [reply_gain.median, reply_gain.min, reply_gain.max],
                 "method": "the same hot rounds; instance order rotates between rounds",

@@ -5,7 +5,8 @@
 /// `LAYOUT_UPGRADES_FROM`.
 pub const LAYOUT_VERSION: u32 = 10;
 /// Layouts this one adopts: 9 lacks only `lb_conntrack4` (created, then given the IPv4 flows
-/// of `lb_conntrack`) and `lb_real_rev4` (created, then filled from `lb_real_rev`), 8 also `lb_services4` (created, then filled from `lb_services`), 7
+/// of `lb_conntrack`) and `lb_real_rev4` (created, then filled from `lb_real_rev`, as for the
+/// first builds of layout 10, which had none either), 8 also `lb_services4` (created, then filled from `lb_services`), 7
 /// also `lb_real_rev`, created empty (its flows all have reverse entries of their own). A
 /// daemon of layout 7 refuses 8's pins: their NAT flows rely on `lb_real_rev`, which it does
 /// not read; one of 8 refuses 9's, whose IPv4 services it would not write where the program

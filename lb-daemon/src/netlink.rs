@@ -629,25 +629,48 @@ type Broadcasts = futures_util::stream::BoxStream<
 /// for tracked routes and rules) come out.
 pub struct Deletions {
     broadcasts: Broadcasts,
+    groups: Vec<u32>,
 }
 
+/// rtnetlink's multicast groups for routes and rules (`Deletions::open`).
+pub const RTNLGRP_IPV4_ROUTE: u32 = 7;
+pub const RTNLGRP_IPV4_RULE: u32 = 8;
+pub const RTNLGRP_IPV6_ROUTE: u32 = 11;
+pub const RTNLGRP_IPV6_RULE: u32 = 19;
+
 impl Deletions {
-    /// Joins the groups on a connection of its own, served by a tokio task.
-    pub fn open() -> Result<Self> {
+    /// Joins `groups` (`RTNLGRP_*`) on a connection of its own, served by a tokio task.
+    pub fn open(groups: &[u32]) -> Result<Self> {
+        use std::os::fd::AsRawFd as _;
         let (mut conn, _, broadcasts) = rtnetlink::new_connection().context("opening rtnetlink")?;
         let socket = netlink_sys::AsyncSocket::socket_mut(conn.socket_mut());
         // Bound first: the kernel sends its broadcasts to no socket without a port id.
         socket.bind_auto().context("binding the rtnetlink broadcast socket")?;
-        // Every route change on the node comes through here (a full routing table's churn):
-        // room for bursts. An overflow loses deletions, as keepalived's socket would.
-        let _ = socket2::SockRef::from(&*socket).set_recv_buffer_size(4 << 20);
-        // RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE.
-        for group in [7, 8, 11, 19] {
+        // Every change of a joined kind comes through here (a full routing table's churn):
+        // room for bursts, past `rmem_max` as keepalived's SO_RCVBUFFORCE. An overflow loses
+        // deletions, as keepalived's socket would.
+        let size: libc::c_int = 4 << 20;
+        // SAFETY: a valid socket and an int option of its size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        for &group in groups {
             socket.add_membership(group).with_context(|| format!("joining rtnetlink group {group}"))?;
         }
         tokio::spawn(conn);
         use futures_util::StreamExt as _;
-        Ok(Self { broadcasts: broadcasts.map(|(m, _)| m).boxed() })
+        Ok(Self { broadcasts: broadcasts.map(|(m, _)| m).boxed(), groups: groups.to_vec() })
+    }
+
+    /// Whether it joined every one of `groups`.
+    pub fn covers(&self, groups: &[u32]) -> bool {
+        groups.iter().all(|g| self.groups.contains(g))
     }
 
     /// The next deletion someone else made: not one asked for on the socket with port id

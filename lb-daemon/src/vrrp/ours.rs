@@ -40,8 +40,18 @@ impl Monitor {
         m
     }
 
-    pub fn any(&self) -> bool {
-        self.v4_routes || self.v6_routes || self.v4_rules || self.v6_rules
+    /// The rtnetlink groups to join, as keepalived's `set_extra_netlink_monitoring`.
+    pub fn groups(&self) -> Vec<u32> {
+        use crate::netlink::{RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV6_RULE};
+        [
+            (self.v4_routes, RTNLGRP_IPV4_ROUTE),
+            (self.v4_rules, RTNLGRP_IPV4_RULE),
+            (self.v6_routes, RTNLGRP_IPV6_ROUTE),
+            (self.v6_rules, RTNLGRP_IPV6_RULE),
+        ]
+        .into_iter()
+        .filter_map(|(on, g)| on.then_some(g))
+        .collect()
     }
 
     /// Whether keepalived would have heard `d`.

@@ -81,16 +81,15 @@ pub fn adopt<V: Pod + PartialEq>(ebpf: &mut Ebpf, t: Twins) -> Result<()> {
         .filter_map(|e| e.map(|(k, v)| k.narrow().map(|k4| (k4, (k, v)))).transpose())
         .collect::<Result<_>>()?;
     let Some(mut narrow) = narrow_map::<V>(ebpf, t)? else { return Ok(()) };
-    let have: Vec<(ServiceKey4, V)> =
+    let have: std::collections::HashMap<ServiceKey4, V> =
         narrow.iter().collect::<Result<_, _>>().with_context(|| format!("reading {}", t.narrow))?;
-    for (k4, v) in &have {
-        if want.get(k4).map(|(_, w)| w) != Some(v) {
-            narrow.remove(k4).with_context(|| format!("removing a stale entry from {}", t.narrow))?;
-        }
+    for k4 in have.keys().filter(|k4| !want.contains_key(k4)) {
+        narrow.remove(k4).with_context(|| format!("removing a stale entry from {}", t.narrow))?;
     }
+    // A changed entry is overwritten in place: a frame never finds its key missing.
     for (k4, (k, v)) in want {
-        if !have.contains(&(k4, v)) {
-            narrow.insert(k4, v, 0).with_context(|| format!("adding {} to {}", services::describe(&k), t.narrow))?;
+        if have.get(&k4) != Some(&v) {
+            narrow.insert(k4, v, 0).with_context(|| format!("writing {} to {}", services::describe(&k), t.narrow))?;
         }
     }
     Ok(())

@@ -37,12 +37,14 @@ use statics::Statics;
 
 /// The index of the device virtual route `r` was added on (`Netlink::add_route` with the
 /// instance's interface `iface` as default): its `dev`, else `iface` for a unicast route of
-/// one next hop; None where the kernel's route names none (multipath) or it is not known.
-/// A `dev` that is gone gives 0, which no route has.
+/// one next hop; None where the kernel's route names none (multipath). A device that is gone
+/// gives 0, which no route has.
 fn added_on(r: &crate::config::Route, iface: &str) -> Option<u32> {
     match &r.dev {
         Some(d) => Some(netlink::if_index(d).unwrap_or(0)),
-        None if r.kind == crate::config::RouteType::Unicast && r.nexthops.is_empty() => netlink::if_index(iface),
+        None if r.kind == crate::config::RouteType::Unicast && r.nexthops.is_empty() => {
+            Some(netlink::if_index(iface).unwrap_or(0))
+        }
         None => None,
     }
 }
@@ -391,15 +393,18 @@ impl Engine {
         self.bfd_events = bfd.borrow_and_update().clone();
         self.begin().await;
         let mut poll = tokio::time::interval(LINK_POLL);
-        // Opened once a config listens for deletions (`ours::Monitor`), then kept.
-        let (mut deletions, mut deletions_failed) = (None, false);
+        // Opened once a config listens for deletions (`ours::Monitor`), again when a reload
+        // listens for more; kept otherwise (`on_deleted` leaves out what it need not hear).
+        let mut deletions: Option<netlink::Deletions> = None;
+        let mut failed_for: Vec<u32> = Vec::new();
         loop {
-            if deletions.is_none() && !deletions_failed && self.monitor.any() {
-                match netlink::Deletions::open() {
+            let groups = self.monitor.groups();
+            if !groups.is_empty() && !deletions.as_ref().is_some_and(|d| d.covers(&groups)) && failed_for != groups {
+                match netlink::Deletions::open(&groups) {
                     Ok(d) => deletions = Some(d),
                     Err(e) => {
                         warn!("deleted routes and rules will not be noticed: {e:#}");
-                        deletions_failed = true;
+                        failed_for = groups;
                     }
                 }
             }
