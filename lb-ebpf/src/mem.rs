@@ -59,6 +59,13 @@ pub fn copy<const N: usize>(to: &mut [u8; N], from: &[u8; N]) {
     }
 }
 
+/// The first 4 of an address field's 16 bytes: an IPv4 address, as the keys store it.
+#[inline(always)]
+pub fn ipv4_part(a: &[u8; 16]) -> &[u8; 4] {
+    // SAFETY: 4 of the array's 16 bytes, same alignment (1).
+    unsafe { &*a.as_ptr().cast::<[u8; 4]>() }
+}
+
 /// Whether two 16-byte addresses are equal, in two word comparisons: `==` on arrays is a
 /// `bcmp` call, which BPF programs cannot make. The loads are unaligned, as in `copy`.
 #[inline(always)]
@@ -87,6 +94,12 @@ mod tests {
     struct Plain {
         a: u64,
         b: [u8; 16],
+    }
+
+    #[test]
+    fn the_ipv4_part_is_the_first_four_bytes() {
+        let a: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
+        assert_eq!(ipv4_part(&a), &[1, 2, 3, 4]);
     }
 
     #[test]

@@ -3,13 +3,13 @@
 //! The rules are `lb_ebpf::ct`; this module applies them to the maps.
 
 use lb_common::{
-    FlowKey, FlowKey4, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, ServiceKey4, SvcConf,
+    FlowKey, FlowKey4, FlowValue, NatRev, PersistKey, PersistValue, RealDef, ServiceKey, SvcConf,
     consts::{CT_CLOSING, CT_EST, FAMILY_V4, NO_REAL, REAL_PRESENT, SCHED_LBLC, SCHED_LC, SCHED_WLC},
 };
 use lb_ebpf::{
     ct::{self, Hit, NS},
     decision::Decision,
-    mem::{copy, same_addr},
+    mem::{copy, ipv4_part, same_addr},
     persist::mask_prefix,
 };
 
@@ -19,7 +19,7 @@ use crate::{
         lb_real_rev4, lb_reals, lb_svc_conf, lb_svc_gen,
     },
     sched,
-    scratch::Frame,
+    scratch::{self, Frame},
     stats::{TableChange, count_table},
 };
 
@@ -86,9 +86,8 @@ fn forget_established(key: &FlowKey) -> bool {
 fn narrow(key: &FlowKey) -> FlowKey4 {
     let mut k =
         FlowKey4 { src: [0; 4], dst: [0; 4], sport: key.sport, dport: key.dport, proto: key.proto, pad8: 0, pad16: 0 };
-    // SAFETY (both): the first 4 of the address's 16 bytes.
-    copy(&mut k.src, unsafe { &*key.src.as_ptr().cast::<[u8; 4]>() });
-    copy(&mut k.dst, unsafe { &*key.dst.as_ptr().cast::<[u8; 4]>() });
+    copy(&mut k.src, ipv4_part(&key.src));
+    copy(&mut k.dst, ipv4_part(&key.dst));
     k
 }
 
@@ -299,11 +298,8 @@ pub fn tracked(svc: u32, f: &Frame) -> Decision {
 #[inline(always)]
 fn real_rev(addr: &[u8; 16], port: u16, proto: u8, family: u8) -> Option<&'static NatRev> {
     if family == FAMILY_V4 {
-        let mut k = ServiceKey4 { addr: [0; 4], port, proto, pad: 0 };
-        // SAFETY: the first 4 of the address's 16 bytes.
-        copy(&mut k.addr, unsafe { &*addr.as_ptr().cast::<[u8; 4]>() });
         // SAFETY: as above.
-        unsafe { lb_real_rev4.get(&k) }
+        unsafe { lb_real_rev4.get(&scratch::service_key4(addr, port, proto)) }
     } else {
         // SAFETY: as above.
         unsafe { lb_real_rev.get(&ServiceKey { addr: *addr, port, proto, family, pad: 0 }) }

@@ -100,10 +100,7 @@ impl Frame {
     /// An IPv4 frame's service as `lb_services4` keys it.
     #[inline(always)]
     pub fn service_key4(&self) -> lb_common::ServiceKey4 {
-        let mut k = lb_common::ServiceKey4 { addr: [0; 4], port: self.dport, proto: self.proto, pad: 0 };
-        // SAFETY: the first 4 of `dst`'s 16 bytes.
-        lb_ebpf::mem::copy(&mut k.addr, unsafe { &*self.dst.as_ptr().cast::<[u8; 4]>() });
-        k
+        service_key4(&self.dst, self.dport, self.proto)
     }
 
     /// The flow's 5-tuple as the conntrack tables key it.
@@ -150,6 +147,15 @@ impl Frame {
     pub fn service_key(&self) -> lb_common::ServiceKey {
         lb_common::ServiceKey { addr: self.dst, port: self.dport, proto: self.proto, family: self.family, pad: 0 }
     }
+}
+
+/// IPv4 address `addr` (in its 16-byte field), `port` and `proto` as the narrow service-keyed
+/// maps key them (`lb_services4`, `lb_real_rev4`): `ServiceKey::narrow`, in word copies.
+#[inline(always)]
+pub fn service_key4(addr: &[u8; 16], port: u16, proto: u8) -> lb_common::ServiceKey4 {
+    let mut k = lb_common::ServiceKey4 { addr: [0; 4], port, proto, pad: 0 };
+    lb_ebpf::mem::copy(&mut k.addr, lb_ebpf::mem::ipv4_part(addr));
+    k
 }
 
 /// Bytes of a segment checksummed per step (`offload.rs`): `bpf_csum_diff` takes at most 512
