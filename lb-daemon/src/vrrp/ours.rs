@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use rtnetlink::packet_route::rule::{RuleAttribute, RuleFlags, RuleMessage};
 
 use crate::{
-    config::{Config, Route},
+    config::{Config, Route, Rule},
     netlink::{Deleted, KernelRoute},
 };
 
@@ -87,6 +87,12 @@ pub fn route_is(k: &KernelRoute, r: &Route, oif: Option<u32>, virtual_route: boo
     k.metric == r.metric.unwrap_or(0) && oif.is_none_or(|i| k.oif == Some(i))
 }
 
+/// Whether rule `k` is configured rule `r`, as keepalived's `rule_is_ours` looks for it:
+/// `compare_rule` passes over `no_track` rules.
+pub fn tracked_rule_is(k: &RuleMessage, r: &Rule) -> bool {
+    !r.no_track && rule_is(k, &crate::netlink::rule_message(r))
+}
+
 /// Whether rule `k` (as the kernel sent it) is the rule `ours` (as this daemon adds it,
 /// `netlink::rule_message`): keepalived's `compare_rule`. Family, action, TOS, inversion,
 /// prefix lengths, table and priority must be equal, and so must every selector either has;
@@ -150,7 +156,7 @@ fn table(m: &RuleMessage) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Rule};
+    use crate::config;
 
     fn route(text: &str) -> Route {
         let mut ctx = config::keyword::Ctx::default();

@@ -104,6 +104,11 @@ struct Upgrade {
     copied: HashSet<lb_common::FlowKey4>,
 }
 
+/// The layout version the pins say while `upgrade` (if any) is under way: the old one.
+fn pins_layout(upgrade: Option<&Upgrade>) -> u32 {
+    upgrade.map_or(LAYOUT_VERSION, |u| u.from)
+}
+
 impl BpfDataplane {
     /// Loads the programs, creating the maps under `pin_dir` or adopting the ones pinned there
     /// (a restarted daemon keeps tracked flows and services).
@@ -156,8 +161,7 @@ impl BpfDataplane {
         // the move to the next one.
         let upgrade = (kept.layout_version != 0 && kept.layout_version < LAYOUT_VERSION)
             .then(|| Upgrade { from: kept.layout_version, copied: HashSet::new() });
-        let layout = upgrade.as_ref().map_or(LAYOUT_VERSION, |u| u.from);
-        meta.set(0, Meta { layout_version: layout, ..kept }, 0)?;
+        meta.set(0, Meta { layout_version: pins_layout(upgrade.as_ref()), ..kept }, 0)?;
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -488,7 +492,7 @@ impl BpfDataplane {
             let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
             let kept = meta.get(&0, 0).unwrap_or_default();
             let next_real = self.book.next_real;
-            let layout_version = self.upgrade.as_ref().map_or(LAYOUT_VERSION, |u| u.from);
+            let layout_version = pins_layout(self.upgrade.as_ref());
             meta.set(0, Meta { layout_version, next_real, ..kept }, 0).context("writing lb_meta")?;
         }
         self.refresh_directory();
@@ -689,21 +693,14 @@ impl BpfDataplane {
     pub fn finish_upgrade(&mut self) -> Result<()> {
         let Some(u) = &self.upgrade else { return Ok(()) };
         let (moved, released) = conntrack::Conntrack::open(&self.pin_dir)?.move_ipv4(&u.copied)?;
-        if !released.is_empty() {
-            let lock = self.sync_shared.expired_lock.clone();
-            let _held = lock.lock().map_err(|_| anyhow!("lb_real_expired lock poisoned"))?;
-            let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;
-            for rid in &released {
-                let before = counts.get(rid, 0)?.active;
-                counts.set(*rid, RealConns { active: before.wrapping_add(1) }, 0)?;
-            }
-        }
+        let (from, copied) = (u.from, u.copied.len());
+        self.release_conns(released.iter().map(|rid| (*rid, 1)))?;
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
         let kept = meta.get(&0, 0)?;
         meta.set(0, Meta { layout_version: LAYOUT_VERSION, ..kept }, 0).context("writing lb_meta")?;
         info!(
-            from = u.from,
-            copied = u.copied.len(),
+            from,
+            copied,
             moved,
             counted_twice = released.len(),
             "pinned maps upgraded to layout {LAYOUT_VERSION}: IPv4 flows in {MAP_CONNTRACK4}"
@@ -766,6 +763,13 @@ impl BpfDataplane {
             let m = meta.get(&0, 0)?;
             meta.set(0, Meta { ct_deleted: m.ct_deleted.wrapping_add(deleted), ..m }, 0)?;
         }
+        self.release_conns(gone)
+    }
+
+    /// Takes `n` open flows off each real server's live count (`(real, n)`), through
+    /// `lb_real_expired` (live = `lb_real_conns` - `lb_real_expired`), which only the daemon
+    /// writes, under the lock connection sync takes for it too.
+    fn release_conns(&mut self, gone: impl IntoIterator<Item = (u32, u64)>) -> Result<()> {
         let lock = self.sync_shared.expired_lock.clone();
         let _held = lock.lock().map_err(|_| anyhow!("lb_real_expired lock poisoned"))?;
         let mut counts: Array<_, RealConns> = Array::try_from(map_mut(&mut self.ebpf, MAP_REAL_EXPIRED)?)?;

@@ -726,7 +726,7 @@ impl Engine {
     /// virtual route or rule it is (`ours`), if tracked and its instance is MASTER, moves that
     /// instance (`set_vrrp_backup`: it takes over again after Skew_Time and adds it back);
     /// else the first static one it is, if tracked, is put back. This daemon's own deletions
-    /// come here too: by then the instance has left MASTER, or the entry left the config.
+    /// never come here (`Deletions::next` leaves out its netlink port's).
     async fn on_deleted(&mut self, d: netlink::Deleted) {
         if !self.monitor.hears(&d) {
             return;
@@ -737,13 +737,8 @@ impl Engine {
                     inst.cfg.virtual_routes.iter().find(|r| ours::route_is(k, r, added_on(r, &inst.iface), true))?;
                 Some((i, r.no_track, format!("virtual route {}/{}", r.dest, r.prefix)))
             }),
-            // keepalived's `compare_rule` passes over `no_track` rules.
             netlink::Deleted::Rule(k) => self.insts.iter().enumerate().find_map(|(i, inst)| {
-                let r = inst
-                    .cfg
-                    .virtual_rules
-                    .iter()
-                    .find(|r| !r.no_track && ours::rule_is(k, &netlink::rule_message(r)))?;
+                let r = inst.cfg.virtual_rules.iter().find(|r| ours::tracked_rule_is(k, r))?;
                 Some((i, false, format!("virtual rule priority {}", r.priority)))
             }),
         };

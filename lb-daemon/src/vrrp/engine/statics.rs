@@ -152,10 +152,7 @@ impl Statics {
                 }
             }
             netlink::Deleted::Rule(k) => {
-                // keepalived's `compare_rule` passes over `no_track` rules.
-                let Some((r, set)) =
-                    self.rules.iter_mut().find(|(r, _)| !r.no_track && ours::rule_is(k, &netlink::rule_message(r)))
-                else {
+                let Some((r, set)) = self.rules.iter_mut().find(|(r, _)| ours::tracked_rule_is(k, r)) else {
                     return;
                 };
                 info!("Restoring deleted static rule preference {}", r.priority);
