@@ -215,7 +215,7 @@ fn ports(ctx: &XdpContext, f: &mut Frame) -> Verdict {
 fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
     let len = f.len_in as usize;
     f.trace_svc = svc;
-    f.now = time::now();
+    time::tick(f);
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
@@ -251,7 +251,7 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
 #[inline(always)]
 fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     let Some(e) = frags::find(f) else { return frags::hold(ctx, f) };
-    f.now = time::now();
+    time::tick(f);
     let len = f.len_in as usize;
     if e.action == FRAG_TO_REAL || e.action == FRAG_NAT_REPLY {
         (f.trace_svc, f.trace_real) = (e.svc_id, e.real_id);

@@ -51,9 +51,11 @@ pub struct Frame {
     /// The frame's length as it arrived, read once at entry (a helper call) for the counters
     /// and the tracer.
     pub len_in: u32,
-    /// The coarse clock, read once for a frame to a service (`main::forward`, later
-    /// fragments): flow timestamps and the next-hop cache's lease.
+    /// The coarse clock for a frame to a service (`main::forward`, later fragments): flow
+    /// timestamps and the next-hop cache's lease. Kept between runs with `now_jiffy`, the
+    /// jiffy it was read in (`time::tick`).
     pub now: u64,
+    pub now_jiffy: u64,
 }
 
 // `Frame::begin` clears these with whole-word stores.
