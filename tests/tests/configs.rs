@@ -257,6 +257,13 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
             Some("forwarded by NAT"),
         ),
         ("a NAT sorry server on another port", vs(" sorry_server 198.51.100.99 8080", ""), 0, None),
+        // IPVS keeps the sorry server's connections going above quorum; XDP does not track them.
+        (
+            "sorry_server_inhibit",
+            vs(" sorry_server 198.51.100.99 80\n sorry_server_inhibit", ""),
+            0,
+            Some("sorry_server_inhibit keeps"),
+        ),
         ("persistence_engine sip", vs(" persistence_engine sip", ""), 0, Some("persistence_engine sip")),
         ("a persistence_engine name too long", vs(" persistence_engine sip0123456789abcd", ""), 5, None),
     ];
@@ -295,6 +302,17 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
             vs("", "  lvs_method DR").replace("real_server 198.51.100.11 80", "real_server 198.51.100.11 8080"),
             "and real server [198.51.100.11]:tcp:8080 ports don't match - resetting",
         ),
+        // keepalived ignores it: it would set it on a sorry server there is none of yet.
+        (
+            "sorry_server_inhibit without a sorry server",
+            vs(" sorry_server_inhibit", ""),
+            "Ignoring sorry_server inhibit used before or without sorry_server",
+        ),
+        (
+            "sorry_server_inhibit before the sorry server",
+            vs(" sorry_server_inhibit\n sorry_server 198.51.100.99 80", ""),
+            "Ignoring sorry_server inhibit used before or without sorry_server",
+        ),
     ];
     for (what, text, words) in reset {
         let dir = TempDir::new("inherit");
@@ -305,6 +323,11 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
         let (code, _, err) = config_test_in(&ns, &["--backend", "ipvs"], &file);
         assert_eq!(code, Some(0), "{what}: {err}");
         assert!(err.contains("warning") && err.contains(words), "{what}: {err}");
+        if what.starts_with("sorry_server_inhibit") {
+            // Ignored, so nothing for the XDP data plane to refuse.
+            let (code, _, err) = config_test_in(&ns, &["--backend", "bpf"], &file);
+            assert_eq!(code, Some(0), "{what}: {err}");
+        }
     }
     // A GUE tunnel keepalived would program: sent as IPIP it would fail open, so it is refused.
     let dir = TempDir::new("inherit");

@@ -271,8 +271,10 @@ fn flush() {
 /// forwarding method (the DR one named with another port, which both reset to the
 /// service's); a UDP service persists by SIP Call-ID; a firewall mark whose only real
 /// server is an IPv4 tunnel is IPv6 by `ip_family`; a service without `protocol` is UDP, and
-/// one on port 0 is persistent (360 s) and loses `ops` (TCP). Both daemons must leave the
-/// same table.
+/// one on port 0 is persistent (360 s) and loses `ops` (TCP); a service above quorum keeps
+/// its `sorry_server_inhibit` sorry server at weight 0; the scheduler flags (`sh-port`,
+/// `sh-fallback`, `mh-port`, `mh-fallback`, `flag-1`..`flag-3`) reach IPVS. Both daemons must
+/// leave the same table.
 fn virtual_server_options() {
     step("sorry_server_lvs_method, persistence_engine, ip_family: keepalived and lb-daemon in turn");
     let dir = TempDir::new("ipvs-sorry");
@@ -297,6 +299,29 @@ fn virtual_server_options() {
             service(80, "NAT", "198.51.100.250 8080", "DR"),
             service(443, "DR", "198.51.100.251 8443", "NAT"),
             service(25, "NAT", "198.51.100.252 25", "TUN"),
+            // IPVS's scheduler flags, which `ipvsadm -Ln` lists after the scheduler.
+            [
+                ("sh", "sh-port\n    sh-fallback", 8083),
+                ("mh", "mh-port\n    mh-fallback", 8084),
+                ("rr", "flag-1\n    flag-2\n    flag-3", 8085),
+            ]
+            .iter()
+            .map(|(sched, flags, port)| {
+                format!(
+                    "virtual_server {VIP4} {port} {{\n    lb_algo {sched}\n    {flags}\n    lb_kind NAT\n    \
+                         protocol TCP\n    real_server {} {port} {{\n    }}\n}}\n",
+                    backend4(0)
+                )
+            })
+            .collect::<String>(),
+            // Above quorum (a real server without a checker is up): with sorry_server_inhibit
+            // the sorry server is in the table all the same, at weight 0.
+            format!(
+                "virtual_server {VIP4} 8082 {{\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    \
+                 sorry_server 198.51.100.253 8082\n    sorry_server_inhibit\n    real_server {} 8082 {{\n    \
+                 }}\n}}\n",
+                backend4(0)
+            ),
             format!(
                 "virtual_server {VIP4} 5060 {{\n    lb_algo rr\n    lb_kind NAT\n    protocol UDP\n    \
                  persistence_timeout 60\n    persistence_engine sip\n    real_server {} 5060 {{\n    }}\n}}\n",
@@ -325,6 +350,10 @@ fn virtual_server_options() {
             "198.51.100.250:80 Route",
             "198.51.100.251:8443 Masq",
             "198.51.100.252:25 Tunnel",
+            "198.51.100.253:8082 Masq 0 ",
+            &format!("{VIP4}:8083 sh (sh-fallback,sh-port)"),
+            &format!("{VIP4}:8084 mh (mh-fallback,mh-port)"),
+            &format!("{VIP4}:8085 rr (flag-1,flag-2,flag-3)"),
             "persistent 60 pe sip",
             "FWM 7 IPv6 rr",
             &format!("UDP {VIP4}:53 rr"),

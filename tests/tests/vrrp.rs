@@ -1668,6 +1668,122 @@ fn adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them() {
     assert!(!ours.log().iter().any(|l| l.contains("-> MASTER")), "{:#?}", ours.log());
 }
 
+/// `skip_check_adv_addr`: a backup that has heard its master checks the address list of
+/// that master's adverts no more, so a master whose list changes (a reload) keeps its backup;
+/// without it, the backup drops the changed adverts and becomes master too. keepalived 2.2.7
+/// as the backup first, then lb-daemon, with and without the option; the verdicts must be
+/// keepalived's, and differ between the two.
+#[test]
+fn a_backup_skipping_address_checks_keeps_a_master_whose_list_changes_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-skipadv");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let second = format!("    virtual_ipaddress {{\n        {VRRP_VIP4_2}/24\n    }}\n");
+    let two = instance("VI_1", 150, &second, &n1);
+    let one = instance("VI_1", 150, "", &n1);
+    let d1 = start(&seg, 1, &dir, &two);
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d1.log());
+    let mut verdicts = Vec::new();
+    let global = "global_defs {\n    vrrp_skip_check_adv_addr\n}\n";
+    let own = format!("{second}    skip_check_adv_addr\n");
+    let cases = [
+        ("skip", format!("{global}{}", instance("VI_1", 100, &second, &n0)), &["keepalived", "lb-daemon"][..]),
+        ("plain", instance("VI_1", 100, &second, &n0), &["keepalived", "lb-daemon"]),
+        // The instance's own keyword, against keepalived's verdict with the global one.
+        ("skip-own", instance("VI_1", 100, &own, &n0), &["lb-daemon"]),
+    ];
+    for (tag, backup, whos) in cases {
+        for &who in whos {
+            let mut k = None;
+            let mut ours = None;
+            if who == "keepalived" {
+                let kconf = dir.file(&format!("ka-{tag}.conf"), &backup);
+                let ka = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("ka{tag}")).unwrap();
+                assert!(ka.wait_log("Entering BACKUP STATE", Duration::from_secs(8)), "{who} {tag}: {}", ka.log());
+                k = Some(ka);
+            } else {
+                ours = Some(start(&seg, 0, &dir, &backup));
+            }
+            let master = || match (&k, &ours) {
+                (Some(ka), _) => ka.log().contains("Entering MASTER STATE"),
+                // Its state now: a daemon finding the VIPs of the previous run resumes as
+                // master and steps back at the master's first advert.
+                (_, Some(d)) => d.status().is_ok_and(|st| st["vrrp"][0]["state"] == "MASTER"),
+                _ => unreachable!(),
+            };
+            // The same list: an ordinary backup.
+            std::thread::sleep(Duration::from_secs(5));
+            let logs = || (ours.as_ref().map(|d| d.log()), k.as_ref().map(|k| k.log()), d1.log());
+            assert!(!master(), "{who} {tag}: master while the lists were the same: {:#?}", logs());
+            // The master's list changes under the backup.
+            dir.file("node1.conf", &one);
+            d1.signal(Signal::SIGHUP).unwrap();
+            assert!(eventually(Duration::from_secs(5), || !seg.holds(1, VRRP_VIP4_2)), "{:#?}", d1.log());
+            std::thread::sleep(Duration::from_secs(6));
+            let took_over = master();
+            if let Some(d) = &ours {
+                let rejected = d.status().unwrap()["vrrp"][0]["rejected"]["AddressList"].as_u64().unwrap_or(0);
+                assert_eq!(rejected > 0, took_over, "{tag}: {}", d.status().unwrap());
+            }
+            verdicts.push((tag, who, took_over));
+            if let Some(mut ka) = k {
+                ka.stop().unwrap();
+            }
+            drop(ours);
+            dir.file("node1.conf", &two);
+            d1.signal(Signal::SIGHUP).unwrap();
+            assert!(eventually(Duration::from_secs(5), || seg.holds(1, VRRP_VIP4_2)), "{:#?}", d1.log());
+        }
+    }
+    println!("took over after the master's list changed: {verdicts:?}");
+    let took = |tag: &str, who: &str| verdicts.iter().find(|v| v.0 == tag && v.1 == who).map(|v| v.2);
+    for tag in ["skip", "plain"] {
+        assert_eq!(took(tag, "keepalived"), took(tag, "lb-daemon"), "{tag}: keepalived and lb-daemon differ");
+    }
+    assert_eq!(took("skip-own", "lb-daemon"), took("skip", "keepalived"), "{verdicts:?}");
+    assert!(took("skip", "keepalived") == Some(false) && took("plain", "keepalived") == Some(true), "{verdicts:?}");
+}
+
+/// `check_unicast_src`: keepalived takes unicast adverts from any source unless it (or
+/// global_defs' `vrrp_check_unicast_src`) is set; with it, an advert from outside
+/// `unicast_peer` is dropped. Node 0 lists a peer that is not node 1, whose adverts it hears:
+/// keepalived 2.2.7 there first, then lb-daemon; without the option a backup, with it master.
+#[test]
+fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
+    require_root();
+    let seg = Segment::new(2).unwrap();
+    let dir = TempDir::new("vrrp-usrc");
+    let (n0, _) = dir.recorder("notify0");
+    let (n1, _) = dir.recorder("notify1");
+    let unicast = |me: usize, peer: &str| {
+        format!("    unicast_src_ip {}\n    unicast_peer {{\n        {peer}\n    }}\n", node4(me))
+    };
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 150, &unicast(1, &node4(0).to_string()), &n1));
+    assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d1.log());
+    // Node 0's only peer is an address nobody holds.
+    let elsewhere = "192.0.2.77";
+    let cases = [("plain", "", false), ("instance", "    check_unicast_src\n", true), ("global", "", true)];
+    for (tag, own, checked) in cases {
+        let global = if tag == "global" { "global_defs {\n    vrrp_check_unicast_src\n}\n" } else { "" };
+        let conf = format!("{global}{}", instance("VI_1", 100, &format!("{}{own}", unicast(0, elsewhere)), &n0));
+        let kconf = dir.file(&format!("ka-{tag}.conf"), &conf);
+        let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("ka{tag}")).unwrap();
+        let took = |log: &dyn Fn() -> bool| {
+            if checked { eventually(Duration::from_secs(8), log) } else { !eventually(Duration::from_secs(6), log) }
+        };
+        assert!(took(&|| k.log().contains("Entering MASTER STATE")), "keepalived {tag}: {}", k.log());
+        k.stop().unwrap();
+        let ours = start(&seg, 0, &dir, &conf);
+        let master = || ours.status().is_ok_and(|st| st["vrrp"][0]["state"] == "MASTER");
+        assert!(took(&master), "ours {tag}: {:#?}", ours.log());
+        let st = ours.status().unwrap();
+        let rejected = st["vrrp"][0]["rejected"]["UnknownPeer"].as_u64().unwrap_or(0);
+        assert_eq!(rejected > 0, checked, "{tag}: {st}");
+    }
+}
+
 /// The times of the gratuitous ARPs for the VIP that cross node 0's switch port while `run`'s
 /// daemon (keepalived or ours) runs for 9 s.
 fn arp_times(seg: &Segment, run: &dyn Fn() -> Box<dyn FnOnce()>) -> Vec<f64> {
@@ -1682,7 +1798,8 @@ fn arp_times(seg: &Segment, run: &dyn Fn() -> Box<dyn FnOnce()>) -> Vec<f64> {
 /// keepalived's announcement timing: gratuitous ARPs on becoming master (`garp_master_repeat`,
 /// of which keepalived sends two when `vrrp_garp_interval` spaces them), then
 /// `garp_master_refresh_repeat` every `garp_master_refresh`; a `garp_group` naming the
-/// interface spaces them by its own `garp_interval` instead. Counted on the wire for
+/// interface spaces them by its own `garp_interval` instead; the same counts from global_defs
+/// (`vrrp_garp_master_repeat`, ...) for an instance without its own. Counted on the wire for
 /// keepalived 2.2.7 and for lb-daemon with the same config.
 #[test]
 fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
@@ -1690,17 +1807,19 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
     let seg = Segment::new(1).unwrap();
     let dir = TempDir::new("vrrp-garp");
     let (n0, _) = dir.recorder("notify0");
-    // (garp_group, the gap both must keep)
-    let cases = [("", 0.15..0.35), ("garp_group {\n    garp_interval 0.5\n    interface l0\n}\n", 0.42..0.65)];
-    for (n, (group, gap)) in cases.into_iter().enumerate() {
+    let own = "    garp_master_repeat 3\n    garp_master_refresh 2\n    garp_master_refresh_repeat 2\n";
+    let global = own.replace("    garp_", "    vrrp_garp_");
+    // (garp_group, the gap both must keep, the announcement counts in global_defs or the
+    // instance)
+    let cases = [
+        ("", 0.15..0.35, "", own),
+        ("garp_group {\n    garp_interval 0.5\n    interface l0\n}\n", 0.42..0.65, "", own),
+        ("", 0.15..0.35, global.as_str(), ""),
+    ];
+    for (n, (group, gap, globals, own)) in cases.into_iter().enumerate() {
         let conf = format!(
-            "global_defs {{\n    vrrp_garp_interval 0.2\n    vrrp_garp_master_delay 0\n}}\n{group}{}",
-            instance(
-                "VI_1",
-                150,
-                "    garp_master_repeat 3\n    garp_master_refresh 2\n    garp_master_refresh_repeat 2\n",
-                &n0
-            )
+            "global_defs {{\n    vrrp_garp_interval 0.2\n    vrrp_garp_master_delay 0\n{globals}}}\n{group}{}",
+            instance("VI_1", 150, own, &n0)
         );
         // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
         let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>) {
@@ -1719,8 +1838,8 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
             Box::new(move || drop(d))
         });
         println!(
-            "{group:?}: keepalived: burst gaps {ka_gaps:?}, {ka_refresh} later; ours: burst gaps {our_gaps:?}, \
-             {our_refresh} later"
+            "{group:?} {globals:?}: keepalived: burst gaps {ka_gaps:?}, {ka_refresh} later; ours: burst gaps \
+             {our_gaps:?}, {our_refresh} later"
         );
         // keepalived coalesces announcements queued behind the interval: 2 of garp_master_repeat 3.
         assert_eq!(ka_gaps.len(), 1, "keepalived's first burst: {ka_gaps:?}");

@@ -1444,12 +1444,18 @@ fn a_restart_does_not_reuse_a_removed_real_servers_id() {
     assert!(c_id > b_id, "ids handed out before the restart are not fresh: b {b_id}, c {c_id}");
 }
 
-/// sh-port: one client's connections from different source ports spread over the real
-/// servers, and a source port keeps its real server: a second, fresh data plane (no flow
-/// state shared) sends each port where the first did. The same service without the flag
-/// (plain sh, the control) sends every port of the client to one real server.
+/// sh-port and mh-port: one client's connections from different source ports spread over
+/// the real servers, and a source port keeps its real server: a second, fresh data plane (no
+/// flow state shared) sends each port where the first did. The same service without the flag
+/// (plain sh or mh, the control) sends every port of the client to one real server.
 #[test]
 fn sh_port_spreads_one_clients_ports_and_each_port_is_stable() {
+    for sched in [Scheduler::Sh, Scheduler::Mh] {
+        hash_port_spreads_and_holds(sched);
+    }
+}
+
+fn hash_port_spreads_and_holds(sched: Scheduler) {
     let reals = || {
         (0..2)
             .map(|i| DesiredReal {
@@ -1462,9 +1468,9 @@ fn sh_port_spreads_one_clients_ports_and_each_port_is_stable() {
             .collect::<Vec<_>>()
     };
     let services = || {
-        let mut with_port = service(0, false, Scheduler::Sh, ForwardMethod::Nat, reals());
+        let mut with_port = service(0, false, sched, ForwardMethod::Nat, reals());
         with_port.sched_flags = lb_daemon::config::SCHED_FLAG_2;
-        [with_port, service(1, false, Scheduler::Sh, ForwardMethod::Nat, reals())]
+        [with_port, service(1, false, sched, ForwardMethod::Nat, reals())]
     };
     // Which real server (0 or 1) each source port's SYN to VIP port `dport` went to.
     let placed = |fx: &mut Fixture, dport: u16| -> Vec<usize> {
@@ -1487,14 +1493,17 @@ fn sh_port_spreads_one_clients_ports_and_each_port_is_stable() {
     fx.apply(&services()).unwrap();
     let first = placed(&mut fx, 1000);
     let on_one = first.iter().filter(|&&r| r == 1).count();
-    assert!((16..=48).contains(&on_one), "64 ports of one client must spread over both: {on_one} on real 1");
+    assert!((16..=48).contains(&on_one), "{sched:?}: 64 ports of one client must spread over both: {on_one} on real 1");
     let plain = placed(&mut fx, 1001);
-    assert!(plain.iter().all(|&r| r == plain[0]), "without sh-port one client is one real server: {plain:?}");
+    assert!(
+        plain.iter().all(|&r| r == plain[0]),
+        "{sched:?}: without the flag one client is one real server: {plain:?}"
+    );
     drop((_ns, _peer, fx));
 
     let (_ns, _peer, mut fx) = setup();
     fx.apply(&services()).unwrap();
-    assert_eq!(placed(&mut fx, 1000), first, "a source port must keep its real server");
+    assert_eq!(placed(&mut fx, 1000), first, "{sched:?}: a source port must keep its real server");
 }
 
 /// A real server without a port (0) in a service with several ports (a virtual_server_group):
@@ -1519,14 +1528,20 @@ fn a_real_server_without_a_port_keeps_the_destination_port() {
     }
 }
 
-/// sh-fallback through the data plane: with three real servers, the source ports (sh-port)
-/// that went to real servers 0 and 1 stay there when real server 2 drops to weight 0, and
-/// real server 2's ports move to them. Without the flag (the control), the table is dealt
-/// again over the two and ports of real servers 0 and 1 move. Each pass runs on a fresh data
-/// plane, so no flow entry holds a port where it was.
+/// sh-fallback and mh-fallback through the data plane: with three real servers, the source
+/// ports (sh-port, mh-port) that went to real servers 0 and 1 stay there when real server 2
+/// drops to weight 0, and real server 2's ports move to them. Without the flag (the control),
+/// the table is dealt again over the two and ports of real servers 0 and 1 move. Each pass
+/// runs on a fresh data plane, so no flow entry holds a port where it was.
 #[test]
 fn sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server() {
-    const PORTS: std::ops::Range<u16> = 40000..40120;
+    for sched in [Scheduler::Sh, Scheduler::Mh] {
+        fallback_moves_only_a_weight_zero_servers_ports(sched);
+    }
+}
+
+fn fallback_moves_only_a_weight_zero_servers_ports(sched: Scheduler) {
+    let ports = 40000u16..40120;
     let set = |third: u32, fallback: bool| {
         let reals = (0..3)
             .map(|i| DesiredReal {
@@ -1537,7 +1552,7 @@ fn sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server() {
                 l_thresh: 0,
             })
             .collect();
-        let mut s = service(0, false, Scheduler::Sh, ForwardMethod::Nat, reals);
+        let mut s = service(0, false, sched, ForwardMethod::Nat, reals);
         s.sched_flags = lb_daemon::config::SCHED_FLAG_2 | if fallback { lb_daemon::config::SCHED_FLAG_1 } else { 0 };
         s
     };
@@ -1546,7 +1561,8 @@ fn sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server() {
     let placed = |s: DesiredService| -> Vec<usize> {
         let (_ns, _peer, mut fx) = setup();
         fx.apply(&[s]).unwrap();
-        PORTS
+        ports
+            .clone()
             .map(|sport| {
                 let (action, out) = fx.run(&frame(false, L4::TcpSyn { sport, dport: 1000 })).unwrap();
                 (0..2)
@@ -1559,17 +1575,28 @@ fn sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server() {
             .collect()
     };
     let before = placed(set(1, true));
-    assert!(before.iter().filter(|&&r| r == 2).count() > 10, "real server 2 must have had ports: {before:?}");
+    assert!(
+        before.iter().filter(|&&r| r == 2).count() > 10,
+        "{sched:?}: real server 2 must have had ports: {before:?}"
+    );
     let after = placed(set(0, true));
     for (i, (b, a)) in before.iter().zip(&after).enumerate() {
-        assert!(*a != 2, "port {}: still on the weight-0 real server", PORTS.start + i as u16);
+        assert!(*a != 2, "{sched:?}: port {}: still on the weight-0 real server", ports.start + i as u16);
         if *b != 2 {
-            assert_eq!(a, b, "port {}: moved off a live real server", PORTS.start + i as u16);
+            assert_eq!(a, b, "{sched:?}: port {}: moved off a live real server", ports.start + i as u16);
         }
     }
+    // The control: without the flag the table is dealt again over the two. sh moves ports of
+    // the live real servers; Maglev (mh) hardly does (its point), but deals real server 2's
+    // ports otherwise than the fallback's walk.
     let rebuilt = placed(set(0, false));
     let moved = before.iter().zip(&rebuilt).filter(|(b, a)| **b != 2 && a != b).count();
-    assert!(moved > 10, "without sh-fallback the table is dealt again: {moved} ports moved");
+    let elsewhere = before.iter().zip(after.iter().zip(&rebuilt)).filter(|(b, (a, r))| **b == 2 && a != r).count();
+    println!(
+        "{sched:?}, without the fallback flag: {moved} ports moved off live real servers, {elsewhere} of real server 2's went elsewhere"
+    );
+    let changed = if sched == Scheduler::Mh { elsewhere } else { moved };
+    assert!(changed > 10, "{sched:?}: the fallback flag made no difference: {moved} moved, {elsewhere} elsewhere");
 }
 
 // --- The next-hop cache (`lb_nexthop`): frames to real servers skip the FIB lookup ---

@@ -253,11 +253,7 @@ pub(crate) const GLOBAL_DEFS: &[Keyword<GlobalDefs>] = &[
     Keyword::new("vrrp_garp_lower_prio_delay", |ctx, g, s| {
         g.vrrp_garp_lower_prio_delay = ctx.parse(s, 0, "a number of seconds");
     }),
-    // keepalived checks unicast adverts' source against unicast_peer only with this; lb-daemon
-    // always does (a unicast advert from outside the peer list is dropped and counted).
-    Keyword::new("vrrp_check_unicast_src", |ctx, _, s| {
-        ctx.flag(s);
-    }),
+    Keyword::new("vrrp_check_unicast_src", |ctx, g, s| g.vrrp_check_unicast_src = ctx.flag(s)),
     Keyword::new("lvs_sync_daemon", lvs_sync_daemon),
     Keyword::new("lvs_timeouts", lvs_timeouts),
     Keyword::new("lvs_flush", |ctx, g, s| g.lvs_flush = ctx.flag(s)),

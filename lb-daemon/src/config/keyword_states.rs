@@ -191,15 +191,13 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
     ),
     (
         "file names and modes of keepalived's pid, dump and debug files (lb-daemon's are its `--pid` option and its own dump paths)",
-        &[
-            "umask",
-            "state_dump_file",
-            "stats_dump_file",
-            "json_dump_file",
-            "json_version",
-            "config_save_dir",
-            "tmp_config_directory",
-        ],
+        &["umask", "config_save_dir", "tmp_config_directory"],
+    ),
+    (
+        "where a later keepalived (2.3) writes its dumps, and its JSON version: keepalived 2.2.7 does not know them (its -t \
+         reports them, its daemon ignores them); lb-daemon writes 2.2.7's dumps where 2.2.7 does: in $TMPDIR if it is \
+         absolute, else /tmp, named by data_use_instance (dumps.rs::data_use_instance_names_the_dump_files_as_keepalived)",
+        &["state_dump_file", "stats_dump_file", "json_dump_file", "json_version"],
     ),
     (
         "lb-daemon already behaves this way: it checks a reloaded configuration first and keeps the running one when it has errors (reload_check_config), runs script paths as written (use_symlink_paths), and waits for its children itself (child_wait_time)",
@@ -865,42 +863,60 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "virtual_server",
         "flag-1",
-        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+        &[
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+        ],
     ),
     (
         "virtual_server",
         "flag-2",
-        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+        &[
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+        ],
     ),
     (
         "virtual_server",
         "flag-3",
-        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+        &[
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+        ],
     ),
     (
         "virtual_server",
         "sh-port",
         &[
             "tests/tests/xdp_forward.rs::sh_port_spreads_one_clients_ports_and_each_port_is_stable",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
             "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
         ],
     ),
     (
         "virtual_server",
         "sh-fallback",
-        &["tests/tests/xdp_forward.rs::sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server"],
+        &[
+            "tests/tests/xdp_forward.rs::sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+        ],
     ),
     (
         "virtual_server",
         "mh-port",
-        &["lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them"],
+        &[
+            "tests/tests/xdp_forward.rs::sh_port_spreads_one_clients_ports_and_each_port_is_stable",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
+        ],
     ),
     (
         "virtual_server",
         "mh-fallback",
         &[
+            "tests/tests/xdp_forward.rs::sh_fallback_moves_only_the_ports_of_a_weight_zero_real_server",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
             "lb-daemon/src/dataplane/tables.rs::fallback_moves_only_the_clients_of_a_weight_zero_member",
-            "lb-daemon/src/ipvs/tests.rs::scheduler_flags_from_the_config_reach_ipvs_as_ipvsadm_sends_them",
         ],
     ),
     (
@@ -1469,12 +1485,18 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "vrrp_instance",
         "skip_check_adv_addr",
-        &["tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them"],
+        &[
+            "tests/tests/vrrp.rs::a_backup_skipping_address_checks_keeps_a_master_whose_list_changes_as_keepalived",
+            "tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them",
+        ],
     ),
     (
         "global_defs",
         "vrrp_skip_check_adv_addr",
-        &["tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them"],
+        &[
+            "tests/tests/vrrp.rs::a_backup_skipping_address_checks_keeps_a_master_whose_list_changes_as_keepalived",
+            "tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them",
+        ],
     ),
     (
         "top level",
@@ -1590,12 +1612,18 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "vrrp_instance",
         "check_unicast_src",
-        &["lb-daemon/src/vrrp/engine/live.rs::unicast_adverts_from_outside_the_peer_list_are_dropped"],
+        &[
+            "tests/tests/vrrp.rs::unicast_sources_are_checked_only_when_asked_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::unicast_sources_are_checked_only_when_asked_as_keepalived",
+        ],
     ),
     (
         "global_defs",
         "vrrp_check_unicast_src",
-        &["lb-daemon/src/vrrp/engine/live.rs::unicast_adverts_from_outside_the_peer_list_are_dropped"],
+        &[
+            "tests/tests/vrrp.rs::unicast_sources_are_checked_only_when_asked_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::unicast_sources_are_checked_only_when_asked_as_keepalived",
+        ],
     ),
     (
         "vrrp_instance",
@@ -1713,7 +1741,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "virtual_server",
         "sorry_server_inhibit",
-        &["lb-daemon/src/ipvs/tests.rs::sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum"],
+        &[
+            "lb-daemon/src/ipvs/tests.rs::sorry_server_inhibit_keeps_the_sorry_server_at_weight_zero_above_quorum",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+            "tests/tests/configs.rs::inherited_checker_defaults_get_keepalived_s_verdict",
+        ],
     ),
     (
         "virtual_server",

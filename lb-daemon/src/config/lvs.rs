@@ -346,7 +346,16 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
         vs.sorry_server_forward = parse_forward(ctx, st).or(vs.sorry_server_forward);
         vs.sorry_server_forward_span = Some(st.keyword().span);
     }),
-    Keyword::new("sorry_server_inhibit", |ctx, vs, st| vs.sorry_server_inhibit = ctx.flag(st)),
+    // keepalived sets it on the sorry server, so without one so far it is ignored.
+    Keyword::new("sorry_server_inhibit", |ctx, vs, st| {
+        let on = ctx.flag(st);
+        if vs.sorry_server.is_none() {
+            ctx.warn(st.keyword().span, "Ignoring sorry_server inhibit used before or without sorry_server");
+            return;
+        }
+        vs.sorry_server_inhibit = on;
+        vs.sorry_server_inhibit_span = Some(st.keyword().span);
+    }),
     Keyword::new("ops", |ctx, vs, st| vs.ops = ctx.flag(st)),
     Keyword::new("ip_family", |ctx, vs, st| {
         let Some(w) = ctx.arg(st, 0, "inet or inet6") else { return };

@@ -263,6 +263,10 @@ pub struct GlobalDefs {
     /// `vrrp_skip_check_adv_addr`: the default of each instance's `skip_check_adv_addr`.
     #[serde(default)]
     pub vrrp_skip_check_adv_addr: bool,
+    /// `vrrp_check_unicast_src`: every unicast instance checks its adverts' source against its
+    /// `unicast_peer` list (as each instance's `check_unicast_src`).
+    #[serde(default)]
+    pub vrrp_check_unicast_src: bool,
     /// `vrrp_down_timer_adverts` (1-100): the default of each instance's `down_timer_adverts`
     /// (keepalived's default 3, the RFC's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -400,6 +404,7 @@ impl Default for GlobalDefs {
             vrrp_notify_priority_changes: false,
             vrrp_strict: false,
             vrrp_skip_check_adv_addr: false,
+            vrrp_check_unicast_src: false,
             vrrp_down_timer_adverts: None,
             vrrp_lower_prio_no_advert: None,
             vrrp_higher_prio_send_advert: None,
@@ -903,6 +908,10 @@ pub struct VrrpInstance {
     /// `skip_check_adv_addr [BOOL]`; unset: global_defs' `vrrp_skip_check_adv_addr`.
     #[serde(default)]
     pub skip_check_adv_addr: Option<bool>,
+    /// `check_unicast_src`: adverts from outside `unicast_peer` are dropped (keepalived accepts
+    /// them without it or global_defs' `vrrp_check_unicast_src`).
+    #[serde(default)]
+    pub check_unicast_src: bool,
     /// `down_timer_adverts` (1-100): adverts a backup misses before it takes over
     /// (Master_Down_Interval = N × advert interval + skew); unset: `vrrp_down_timer_adverts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1058,6 +1067,7 @@ impl VrrpInstance {
             preempt_delay: 0,
             accept: None,
             skip_check_adv_addr: None,
+            check_unicast_src: false,
             down_timer_adverts: None,
             lower_prio_no_advert: None,
             higher_prio_send_advert: None,
@@ -1313,6 +1323,8 @@ pub struct VirtualServer {
     #[serde(skip)]
     pub forward_set: bool,
     pub sorry_server_inhibit: bool,
+    #[serde(skip)]
+    pub sorry_server_inhibit_span: Option<Span>,
     /// Mail on this service's real server and quorum changes (global default otherwise).
     pub smtp_alert: Option<bool>,
     /// One-packet scheduling (UDP).
@@ -1405,6 +1417,7 @@ impl VirtualServer {
             sorry_server_lb_kind: None,
             forward_set: false,
             sorry_server_inhibit: false,
+            sorry_server_inhibit_span: None,
             smtp_alert: None,
             ops: false,
             ip_family: None,

@@ -656,7 +656,7 @@ fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     election_variants(cfg, v, d);
     // keepalived's VRRP_FLAG_UNICAST_CONFIGURED keywords (unicast_peer and
     // unicast_fault_no_peer aside).
-    let unicast_configured = v.unicast_src_ip.is_some() || v.old_unicast_checksum.is_some();
+    let unicast_configured = v.unicast_src_ip.is_some() || v.old_unicast_checksum.is_some() || v.check_unicast_src;
     if unicast_configured && v.unicast_peer.is_empty() && !v.unicast_fault_no_peer {
         d.push(Diagnostic::warning(
             v.span,
@@ -921,6 +921,14 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
                 vs.forward.name()
             );
             ipvs_only(backend, vs.sorry_server_forward_span.unwrap_or(vs.span), msg, d);
+        }
+        if let Some(s) = vs.sorry_server.filter(|_| vs.sorry_server_inhibit) {
+            let msg = format!(
+                "sorry_server {s}: sorry_server_inhibit keeps the sorry server's open connections going to it \
+                 once real servers are back (IPVS holds it at weight 0); the XDP data plane does not track the \
+                 sorry server's flows, so they would move to the real servers"
+            );
+            ipvs_only(backend, vs.sorry_server_inhibit_span.unwrap_or(vs.span), msg, d);
         }
         let named = naming(&cfg.virtual_server_groups, &vs.addr);
         let mut unsupported = Vec::new();

@@ -865,10 +865,7 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     Keyword::new("use_vmac", use_vmac),
     Keyword::new("vmac_xmit_base", |ctx, v, st| v.vmac_xmit_base = ctx.flag(st)),
     Keyword::new("promote_secondaries", |ctx, v, st| v.promote_secondaries = ctx.flag(st)),
-    // Always on here: see global_defs' vrrp_check_unicast_src.
-    Keyword::new("check_unicast_src", |ctx, _, st| {
-        ctx.flag(st);
-    }),
+    Keyword::new("check_unicast_src", |ctx, v, st| v.check_unicast_src = ctx.flag(st)),
     Keyword::new("notify_master", |ctx, v, st| v.notify.master = ctx.script(st)),
     Keyword::new("notify_backup", |ctx, v, st| v.notify.backup = ctx.script(st)),
     Keyword::new("notify_fault", |ctx, v, st| v.notify.fault = ctx.script(st)),

@@ -141,6 +141,11 @@ fn bpf_refuses(vs: &VirtualServer, name: &str, keys: &[ServiceKey], marks: &[u32
             "{name}: a sorry server forwarded other than by the service's lb_kind needs the IPVS backend"
         ));
     }
+    if vs.sorry_server.is_some() && vs.sorry_server_inhibit {
+        return Some(format!(
+            "{name}: sorry_server_inhibit (the sorry server's connections kept above quorum) needs the IPVS backend"
+        ));
+    }
     None
 }
 

@@ -52,7 +52,7 @@ pub fn fingerprint(cfg: &Config) -> String {
         (&g.vrrp_mcast_group4, g.vrrp_version, &g.vrrp_garp_master_delay, g.vrrp_garp_master_repeat),
         (g.vrrp_garp_master_refresh, g.vrrp_strict, &g.script_user, g.enable_script_security),
         (
-            g.vrrp_skip_check_adv_addr,
+            (g.vrrp_skip_check_adv_addr, g.vrrp_check_unicast_src),
             g.vrrp_garp_master_refresh_repeat,
             g.vrrp_garp_interval_us,
             g.vrrp_gna_interval_us,

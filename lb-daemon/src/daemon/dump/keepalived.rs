@@ -463,6 +463,9 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         if c.dont_track_primary {
             line("   VRRP interface tracking disabled".into());
         }
+        if c.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr) {
+            line("   Skip checking advert IP addresses".into());
+        }
         if c.strict(g) {
             line("   Enforcing strict VRRP compliance".into());
         }
@@ -537,7 +540,8 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             }
         }
         if !c.unicast_peer.is_empty() {
-            line("   Check unicast src : no".into());
+            // The instance's own flag, as keepalived prints it (global_defs' is not reflected).
+            line(format!("   Check unicast src : {}", if c.check_unicast_src { "yes" } else { "no" }));
             line("   Unicast Peer :".into());
             for p in &c.unicast_peer {
                 line(format!("     {p}"));
@@ -724,7 +728,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             };
             put("iname", json!(c.name));
             put("dont_track_primary", json!(u8::from(c.dont_track_primary)));
-            put("skip_check_adv_addr", json!(0));
+            put("skip_check_adv_addr", json!(u8::from(c.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr))));
             put("strict_mode", json!(u8::from(c.strict(g))));
             // keepalived: with use_vmac, the instance's interface is its VMAC.
             put("vmac_ifname", json!(if c.use_vmac.is_some() { i.iface() } else { "" }));

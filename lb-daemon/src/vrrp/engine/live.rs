@@ -137,9 +137,12 @@ pub struct Tuning {
     pub garp_repeat: u32,
     /// `garp_master_refresh`: re-announce every so often while master (0 = never).
     pub garp_refresh: Duration,
-    /// `skip_check_adv_addr` / `vrrp_skip_check_adv_addr`: check the address list only of
-    /// adverts from a new master.
+    /// `skip_check_adv_addr` / `vrrp_skip_check_adv_addr`: as a backup, check the address
+    /// list only of adverts from a new master.
     pub skip_check_adv_addr: bool,
+    /// `check_unicast_src` / `vrrp_check_unicast_src`: drop unicast adverts from outside
+    /// `unicast_peer`.
+    pub check_unicast_src: bool,
     /// `garp_master_refresh_repeat`: announcements per refresh (keepalived's default 1).
     pub garp_refresh_repeat: u32,
     /// `vrrp_garp_interval` / `vrrp_gna_interval`: the gap between two announcements.
@@ -176,6 +179,7 @@ impl Tuning {
             garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
             garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
             skip_check_adv_addr: v.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr),
+            check_unicast_src: v.check_unicast_src || g.vrrp_check_unicast_src,
             garp_refresh_repeat: v.garp_master_refresh_repeat.unwrap_or(g.vrrp_garp_master_refresh_repeat).max(1),
             garp_interval,
             gna_interval,
@@ -542,9 +546,12 @@ impl LiveInstance {
             check_ttl: self.cfg.unicast_peer.is_empty(),
             ah: self.ah.is_some(),
         };
-        // keepalived checks the address list of every advert, or with skip_check_adv_addr
-        // only when the master's address changes.
-        let check_addrs = !self.tuning.skip_check_adv_addr || self.heard.map(|h| h.0) != Some(src);
+        // keepalived checks the address list (and with check_unicast_src the source) of every
+        // advert, or with skip_check_adv_addr, as a backup, only when the master's address
+        // changes (`vrrp_state_backup`; a master checks every advert).
+        let check_addrs = !self.tuning.skip_check_adv_addr
+            || self.machine.state != State::Backup
+            || self.heard.map(|h| h.0) != Some(src);
         let mine = advertised(&self.cfg);
         let mut parsed = Advert::parse(msg, src, self.checksum_dst(dst), ttl, &e);
         if parsed == Err(Reject::Checksum) && self.may_detect_old_checksum(dst) {
@@ -555,11 +562,18 @@ impl LiveInstance {
                 parsed = Ok(a);
             }
         }
+        let check_src = check_addrs && self.tuning.check_unicast_src;
         let result = parsed
-            .and_then(|a| if from_known_peer(&self.cfg.unicast_peer, src) { Ok(a) } else { Err(Reject::UnknownPeer) })
             .and_then(
                 |a| if check_addrs && !same_addresses(&a.addrs, &mine) { Err(Reject::AddressList) } else { Ok(a) },
-            );
+            )
+            .and_then(|a| {
+                if check_src && !from_known_peer(&self.cfg.unicast_peer, src) {
+                    Err(Reject::UnknownPeer)
+                } else {
+                    Ok(a)
+                }
+            });
         let advert = match result {
             Ok(a) => a,
             Err(Reject::OtherVrid) => return None,
@@ -796,8 +810,8 @@ fn source(
     })
 }
 
-/// keepalived's `check_unicast_src` (`vrrp_check_unicast_src`), always on here: with unicast
-/// peers, an advert from any other address is dropped.
+/// keepalived's `check_unicast_src` (`vrrp_check_unicast_src`), when either is set: with
+/// unicast peers, an advert from any other address is dropped.
 pub fn from_known_peer(peers: &[IpAddr], src: IpAddr) -> bool {
     peers.is_empty() || peers.contains(&src)
 }
@@ -1048,15 +1062,20 @@ mod tests {
         assert!(endpoints(&c.global, &c.vrrp_instances[0], "eth0", nic, Some(ll)).is_err());
     }
 
-    /// keepalived's `check_unicast_src` / `vrrp_check_unicast_src`, always on here: with
-    /// unicast peers, an advert from an address outside them is dropped.
+    /// keepalived's `check_unicast_src` / `vrrp_check_unicast_src`: off unless either is set;
+    /// then, with unicast peers, an advert from an address outside them is dropped.
     #[test]
-    fn unicast_adverts_from_outside_the_peer_list_are_dropped() {
-        for global in ["", " vrrp_check_unicast_src\n"] {
-            let c = one(
-                global,
-                " check_unicast_src\n unicast_peer {\n 192.0.2.13\n }\n virtual_ipaddress {\n 192.0.2.100/24\n }\n",
-            );
+    fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
+        let peers = " unicast_peer {\n 192.0.2.13\n }\n virtual_ipaddress {\n 192.0.2.100/24\n }\n";
+        for (global, own, checked) in [
+            ("", "", false),
+            (" vrrp_check_unicast_src\n", "", true),
+            ("", " check_unicast_src\n", true),
+            (" vrrp_check_unicast_src\n", " check_unicast_src\n", true),
+        ] {
+            let c = one(global, &format!("{own}{peers}"));
+            let t = Tuning::new(&c, &c.vrrp_instances[0], 2).unwrap();
+            assert_eq!(t.check_unicast_src, checked, "{global:?} {own:?}");
             let peers = &c.vrrp_instances[0].unicast_peer;
             assert!(from_known_peer(peers, "192.0.2.13".parse().unwrap()));
             assert!(!from_known_peer(peers, "192.0.2.99".parse().unwrap()));
