@@ -610,6 +610,8 @@ pub fn tcp_service(
         name: name.into(),
         keys: vec![key_of(vip, port, lb_common::consts::IPPROTO_TCP)],
         marks: Vec::new(),
+        joined: Vec::new(),
+        joined_marks: Vec::new(),
         ops: false,
         sched_flags: 0,
         mh_seed: 0,

@@ -265,6 +265,17 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
             Some("sorry_server_inhibit keeps"),
         ),
         ("persistence_engine sip", vs(" persistence_engine sip", ""), 0, Some("persistence_engine sip")),
+        // keepalived joins the group's real servers to 192.0.2.10:80's IPVS service.
+        (
+            "a group address an earlier virtual_server has",
+            format!(
+                "{}virtual_server_group g {{\n 192.0.2.10 80\n 192.0.2.11 80\n}}\n\
+                 virtual_server group g {{\n lb_algo rr\n lb_kind NAT\n protocol TCP\n real_server 198.51.100.12 80 {{\n }}\n}}\n",
+                vs("", "")
+            ),
+            0,
+            Some("an address or mark an earlier virtual_server has"),
+        ),
         ("a persistence_engine name too long", vs(" persistence_engine sip0123456789abcd", ""), 5, None),
     ];
     let ns = Netns::new("kainh").unwrap();

@@ -144,8 +144,8 @@ fn in_vm() {
 }
 
 /// Every example config, each in its own namespace (IPVS is per namespace), next to real
-/// servers that accept TCP on every port the configs use: TCP_CHECK passes, HTTP_GET and
-/// SSL_GET fail (the servers echo, they do not speak HTTP), MISC_CHECK is dropped (no script:
+/// servers that accept TCP on every port the configs use (`ConfigServers`): TCP_CHECK, HTTP_GET
+/// and SSL_GET pass, so the real servers are in the table; MISC_CHECK is dropped (no script:
 /// keepalived frees such a checker, and its real server counts as up).
 /// Once every checker has a verdict, IPVS must hold what keepalived 2.2.7 itself programs
 /// for the same config next to the same servers.
@@ -157,9 +157,17 @@ fn configs() {
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".conf")).map(str::to_string))
         .collect();
     names.sort();
+    // One certificate for every config's HTTPS server (the threads share one process, so one
+    // temporary directory).
+    let certs = TempDir::new("ipvs-cert");
+    let c = rcgen::generate_simple_self_signed(vec!["backend.example".to_string()]).unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    let tls = (cert.as_path(), key.as_path());
     // Started side by side: under software emulation each start takes seconds.
     let running: Vec<_> = std::thread::scope(|sc| {
-        let handles: Vec<_> = names.iter().map(|name| sc.spawn(|| start_config(&dir, name))).collect();
+        let handles: Vec<_> = names.iter().map(|name| sc.spawn(|| start_config(&dir, name, tls))).collect();
         handles.into_iter().map(|h| h.join().expect("config start panicked")).collect()
     });
     let mut programmed = BTreeMap::new();
@@ -397,7 +405,7 @@ fn virtual_server_options() {
 /// next to the same real servers, must leave IPVS as lb-daemon did (`programmed`).
 fn keepalived_programs_the_same(
     dir: &Path,
-    configs: &[(String, Netns, Netns, Vec<Backend>)],
+    configs: &[(String, Netns, Netns, ConfigServers)],
     programmed: &BTreeMap<String, String>,
 ) {
     step("keepalived --check on every config");
@@ -447,7 +455,7 @@ fn same_table(a: &str, b: &str) -> bool {
 /// One config's namespaces (the daemon's, and its real servers' with TCP listeners on every
 /// port the configs use) and its daemon (`-C`: services and checkers only; the configs' VRRP
 /// interfaces do not exist here).
-fn start_config(dir: &Path, name: &str) -> (String, Netns, Netns, Vec<Backend>, Daemon, usize) {
+fn start_config(dir: &Path, name: &str, tls: (&Path, &Path)) -> (String, Netns, Netns, ConfigServers, Daemon, usize) {
     let lb = Netns::new("ilb").unwrap();
     let reals = Netns::new("irs").unwrap();
     veth(&lb, "l1", &reals, "r0").unwrap();
@@ -462,16 +470,40 @@ fn start_config(dir: &Path, name: &str) -> (String, Netns, Netns, Vec<Backend>, 
     }
     lb.sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.l1.accept_dad=0").unwrap();
     reals.sh("sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.r0.accept_dad=0").unwrap();
-    let servers: Vec<Backend> = [25u16, 53, 80, 443, 3306, 8080]
-        .iter()
-        .map(|p| Backend::start(&reals, "rs".into(), format!("[::]:{p}").parse().unwrap()))
-        .collect();
+    let servers = ConfigServers::start(&reals, tls);
     let conf = dir.join(format!("{name}.conf"));
     step(&format!("configs/{name}.conf: starting"));
     let checks = configured_checks(&conf);
     let d = Daemon::start(&lb, &conf, &daemon::pin_dir(&format!("ic-{name}")), &["--backend", "ipvs", "-C"])
         .unwrap_or_else(|e| panic!("configs/{name}.conf: {e:#}"));
     (name.to_string(), lb, reals, servers, d, checks)
+}
+
+/// The real servers of an example config: TCP listeners (echo) on its other ports, and on
+/// 80 and 443 Python's HTTP and HTTPS servers (tests/fixtures/httpd.py), every path answering
+/// "ok", whose MD5 the configs' `digest`s name; HTTPS with `tls` (certificate, key). Stopped
+/// on drop.
+struct ConfigServers {
+    _tcp: Vec<Backend>,
+    _http: Vec<lb_tests::servers::HttpServer>,
+}
+
+impl ConfigServers {
+    fn start(reals: &Netns, tls: (&Path, &Path)) -> Self {
+        let tcp = [25u16, 53, 3306, 8080]
+            .iter()
+            .map(|p| Backend::start(reals, "rs".into(), format!("[::]:{p}").parse().unwrap()))
+            .collect();
+        let http = [(80u16, None), (443, Some(tls))]
+            .into_iter()
+            .map(|(port, tls)| {
+                let bind = format!("[::]:{port}").parse().unwrap();
+                lb_tests::servers::HttpServer::start(reals, "ok", bind, tls, None)
+                    .unwrap_or_else(|e| panic!("HTTP server on {port}: {e:#}"))
+            })
+            .collect();
+        ConfigServers { _tcp: tcp, _http: http }
+    }
 }
 
 /// How many checkers `conf` runs (from `lb-daemon -t --json`, less those dropped at load).

@@ -62,7 +62,7 @@ pub fn keyword_status() -> String {
          with `--backend bpf` (or `lb_backend bpf`) what only \
          IPVS runs: the schedulers lblcr, sed, nq, fo, ovf and twos, firewall-mark services, `protocol \
          SCTP`, `ops`, `persistence_engine`, a real server's `uthreshold` / `lthreshold`, a real server's `lvs_method` or a sorry \
-         server's `sorry_server_lvs_method` other than its service's `lb_kind`, `sorry_server_inhibit` with a sorry server, and `lvs_timeouts` (`--backend auto` warns and uses IPVS for them);\n\
+         server's `sorry_server_lvs_method` other than its service's `lb_kind`, `sorry_server_inhibit` with a sorry server, an address (or mark) two virtual servers share (keepalived adds the later one's real servers to the earlier one's service), and `lvs_timeouts` (`--backend auto` warns and uses IPVS for them);\n\
          - **accepted without effect**, only where it cannot change which node or real server gets \
          traffic (SNMP, DBus, process tuning, log detail, ...): a warning naming its file:line:col says \
          so, with the reason.\n\n\

@@ -728,6 +728,61 @@ fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
 
 /// Something only the IPVS backend does: an error with `--backend bpf` (naming the
 /// alternative), a warning with auto (which then picks IPVS), nothing with IPVS.
+/// keepalived adds each address of a virtual server on its own: one an earlier virtual server
+/// has keeps that one's IPVS service ("Service already exists"), and this one's real servers
+/// are added to it. The XDP data plane serves an address from one virtual server only.
+fn shared_addresses(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
+    // (first, last, port, protocol) of an address range a virtual server names.
+    type Range = (IpAddr, IpAddr, u16, u8);
+    let named = |vs: &super::model::VirtualServer| -> (Vec<Range>, Vec<u32>) {
+        let proto = vs.protocol.ip_proto();
+        match &vs.addr {
+            ServiceAddr::Inet(a) => (vec![(a.ip(), a.ip(), a.port(), proto)], Vec::new()),
+            ServiceAddr::Fwmark(m) => (Vec::new(), vec![*m]),
+            ServiceAddr::Group(g) => {
+                let members = cfg.virtual_server_groups.iter().find(|x| &x.name == g).map(|x| x.members.as_slice());
+                let mut ranges = Vec::new();
+                let mut marks = Vec::new();
+                for m in members.unwrap_or_default() {
+                    match m {
+                        GroupMember::Range { first, last, port } => ranges.push((*first, *last, *port, proto)),
+                        GroupMember::Fwmark(m) => marks.push(*m),
+                    }
+                }
+                (ranges, marks)
+            }
+        }
+    };
+    // Ranges vary in the last IPv4 octet or IPv6 group only.
+    let split = |a: IpAddr| -> (Vec<u16>, u16) {
+        match a {
+            IpAddr::V4(a) => (a.octets()[..3].iter().map(|o| u16::from(*o)).collect(), u16::from(a.octets()[3])),
+            IpAddr::V6(a) => (a.segments()[..7].to_vec(), a.segments()[7]),
+        }
+    };
+    let overlap = |a: &Range, b: &Range| {
+        let ((pa, fa), (_, la), (pb, fb), (_, lb)) = (split(a.0), split(a.1), split(b.0), split(b.1));
+        a.0.is_ipv4() == b.0.is_ipv4() && a.2 == b.2 && a.3 == b.3 && pa == pb && fa <= lb && fb <= la
+    };
+    let mut earlier: Vec<(Vec<Range>, Vec<u32>)> = Vec::new();
+    for vs in cfg.virtual_servers.iter().filter(|vs| !vs.ignored()) {
+        let (ranges, marks) = named(vs);
+        let shared = earlier.iter().any(|(er, em)| {
+            ranges.iter().any(|r| er.iter().any(|e| overlap(r, e))) || marks.iter().any(|m| em.contains(m))
+        });
+        if shared {
+            let msg = format!(
+                "virtual_server {}: an address or mark an earlier virtual_server has: keepalived adds this one's \
+                 real servers to that one's IPVS service, and the XDP data plane serves an address from one \
+                 virtual_server",
+                vs.name()
+            );
+            ipvs_only(backend, vs.span, msg, d);
+        }
+        earlier.push((ranges, marks));
+    }
+}
+
 fn ipvs_only(backend: BackendKind, span: super::diag::Span, msg: String, d: &mut Vec<Diagnostic>) {
     match backend {
         BackendKind::Bpf => d.push(Diagnostic::error(span, format!("{msg}; use --backend ipvs (or lb_backend ipvs)"))),
@@ -758,6 +813,7 @@ fn lvs(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
             d,
         );
     }
+    shared_addresses(cfg, backend, d);
     let mut seen: HashMap<(ServiceAddr, u8), ()> = HashMap::new();
     for vs in &cfg.virtual_servers {
         let what = match &vs.addr {

@@ -32,6 +32,12 @@ pub struct DesiredService {
     pub keys: Vec<ServiceKey>,
     /// Firewall marks (IPVS only: XDP runs before netfilter marks packets).
     pub marks: Vec<u32>,
+    /// Addresses (and marks) of this virtual server that an earlier one already serves
+    /// (IPVS only): keepalived's add of the service fails ("Service already exists") and this
+    /// one's real servers join the earlier one's service, which keeps its scheduler and
+    /// options.
+    pub joined: Vec<ServiceKey>,
+    pub joined_marks: Vec<u32>,
     /// The marks' family (`VirtualServer::mark_family_v6`): settled by the config, not by
     /// which real servers are up.
     pub marks_v6: bool,
@@ -155,11 +161,43 @@ pub fn needs_ipvs(cfg: &Config) -> Option<String> {
     if cfg.global.lvs_timeouts.is_some() {
         return Some("lvs_timeouts sets IPVS's timeouts (the XDP data plane's are fixed)".into());
     }
+    if let Some(why) = shared_addresses(cfg).into_iter().next() {
+        return Some(why);
+    }
     cfg.virtual_servers.iter().filter(|vs| !vs.ignored()).find_map(|vs| {
         let name = vs.name();
         let (keys, marks) = keys(cfg, vs).ok()?;
         bpf_refuses(vs, &name, &keys, &marks).or_else(|| vs.ops.then(|| format!("{name}: ops needs the IPVS backend")))
     })
+}
+
+/// For each virtual server with an address (or mark) an earlier one has: keepalived joins its
+/// real servers to the earlier one's IPVS service, which the XDP data plane cannot do (one
+/// service, one scheduler and forwarding method). A message per such virtual server.
+pub fn shared_addresses(cfg: &Config) -> Vec<String> {
+    let mut seen_keys: Vec<ServiceKey> = Vec::new();
+    let mut seen_marks: Vec<u32> = Vec::new();
+    let mut out = Vec::new();
+    for vs in cfg.virtual_servers.iter().filter(|vs| !vs.ignored()) {
+        let Ok((keys, marks)) = keys(cfg, vs) else { continue };
+        let shared: Vec<String> = keys
+            .iter()
+            .filter(|k| seen_keys.contains(k))
+            .map(describe)
+            .chain(marks.iter().filter(|m| seen_marks.contains(m)).map(|m| format!("fwmark {m}")))
+            .collect();
+        if !shared.is_empty() {
+            out.push(format!(
+                "{}: {} also in an earlier virtual_server: keepalived adds this one's real servers to that one's \
+                 IPVS service",
+                vs.name(),
+                shared.join(", ")
+            ));
+        }
+        seen_keys.extend(keys);
+        seen_marks.extend(marks);
+    }
+    out
 }
 
 /// Addresses `first..=last` (they differ in the last octet / IPv6 group only).
@@ -204,26 +242,31 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
             continue;
         }
         // keepalived adds each address of a virtual server on its own: one another virtual
-        // server already has stays that one's ("Service already exists"), the rest are added.
+        // server already has stays that one's ("Service already exists"), and this one's real
+        // servers are added to it too (IPVS); the rest are added. The XDP data plane cannot
+        // mix two virtual servers in one service (config validation refuses it for bpf).
         let taken = |k: &ServiceKey| out.iter().any(|d| d.keys.contains(k));
-        let (keys, dup_keys): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| !taken(k));
-        let (marks, dup_marks): (Vec<_>, Vec<_>) =
+        let (keys, joined): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| !taken(k));
+        let (marks, joined_marks): (Vec<_>, Vec<_>) =
             marks.into_iter().partition(|m| !out.iter().any(|d| d.marks.contains(m)));
-        let dups: Vec<String> =
-            dup_keys.iter().map(describe).chain(dup_marks.iter().map(|m| format!("fwmark {m}"))).collect();
-        if !dups.is_empty() {
+        if !for_ipvs && (!joined.is_empty() || !joined_marks.is_empty()) {
+            let dups: Vec<String> =
+                joined.iter().map(describe).chain(joined_marks.iter().map(|m| format!("fwmark {m}"))).collect();
             skipped.push(format!(
-                "{name}: {} already belong to an earlier virtual_server and stay its own (keepalived would also \
-                 add this one's real servers to them)",
+                "{name}: {} already belong to an earlier virtual_server; joining its real servers to them needs \
+                 the IPVS backend",
                 dups.join(", ")
             ));
         }
-        if keys.is_empty() && marks.is_empty() {
+        let (joined, joined_marks) = if for_ipvs { (joined, joined_marks) } else { (Vec::new(), Vec::new()) };
+        if keys.is_empty() && marks.is_empty() && joined.is_empty() && joined_marks.is_empty() {
             continue;
         }
         out.push(DesiredService {
             keys,
             marks,
+            joined,
+            joined_marks,
             ops: vs.ops,
             sched_flags: vs.sched_flags,
             mh_seed: vs.mh_seed.or(cfg.global.mh_seed).unwrap_or_else(|| super::tables::default_seed(&name)),
@@ -409,27 +452,37 @@ mod tests {
     }
 
     /// keepalived-guide.conf's case: an address both in a virtual server and in a later
-    /// group's virtual server stays the first's; the group's other addresses are served.
+    /// group's virtual server stays the first's service, and the group's real servers join it
+    /// there (keepalived's add of the service fails, its add of the destinations does not);
+    /// the group's other addresses are its own. The XDP data plane cannot mix the two: it
+    /// leaves the address to the first and says so, and `--backend auto` picks IPVS.
     #[test]
-    fn an_address_named_twice_stays_with_its_first_virtual_server() {
+    fn an_address_named_twice_stays_with_its_first_virtual_server_and_gains_the_second_s_reals() {
         let l = parse_str(
             "t.conf",
             "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
              virtual_server 203.0.113.229 80 {\n protocol TCP\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
-             virtual_server group web {\n protocol TCP\n lb_algo wlc\n real_server 198.51.100.13 80 {\n }\n}\n",
+             virtual_server group web {\n protocol TCP\n lb_algo wlc\n lb_kind DR\n \
+             real_server 198.51.100.13 80 {\n  weight 2\n }\n}\n",
         );
         assert!(!l.has_errors(), "{}", l.render());
         let (d, skipped) = desired(&l.config, &Health::default(), true);
-        let keys: Vec<(Vec<String>, crate::config::Scheduler)> =
-            d.iter().map(|s| (s.keys.iter().map(describe).collect(), s.scheduler)).collect();
+        let key = |a: &str| key_of(a.parse().unwrap(), 80, 6);
+        let keys: Vec<_> = d.iter().map(|s| (s.keys.clone(), s.joined.clone(), s.scheduler)).collect();
         assert_eq!(
             keys,
             [
-                (vec![describe(&key_of("203.0.113.229".parse().unwrap(), 80, 6))], crate::config::Scheduler::Rr),
-                (vec![describe(&key_of("203.0.113.230".parse().unwrap(), 80, 6))], crate::config::Scheduler::Wlc),
+                (vec![key("203.0.113.229")], vec![], crate::config::Scheduler::Rr),
+                (vec![key("203.0.113.230")], vec![key("203.0.113.229")], crate::config::Scheduler::Wlc),
             ]
         );
+        assert!(skipped.is_empty(), "{skipped:?}");
+        // What IPVS then holds: `ipvs::tests::a_joined_address_holds_both_virtual_servers_reals`.
+        // The XDP data plane: the first keeps the address, with word of what is left out.
+        let (d, skipped) = desired(&l.config, &Health::default(), false);
+        assert!(d.iter().all(|s| s.joined.is_empty()));
         assert!(skipped.len() == 1 && skipped[0].contains("203.0.113.229"), "{skipped:?}");
+        assert!(needs_ipvs(&l.config).is_some_and(|w| w.contains("group web")), "{:?}", needs_ipvs(&l.config));
     }
 
     #[test]

@@ -52,21 +52,12 @@ pub fn expire_quiescent_templates() -> Result<bool> {
 /// and the sorry server, if any, takes new connections; above it the sorry server is absent,
 /// or at weight 0 with `sorry_server_inhibit`.
 pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec<String>) {
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<ServiceId, Programmed> = BTreeMap::new();
     let mut warnings = Vec::new();
     for d in desired {
-        let fwd_code = |f: ForwardMethod| match f {
-            ForwardMethod::Nat => msg::FWD_MASQ,
-            ForwardMethod::Dr => msg::FWD_DROUTE,
-            ForwardMethod::Tun => msg::FWD_TUNNEL,
-        };
-        let service_fwd = fwd_code(d.forward);
         let mark_af = if d.marks_v6 { msg::AF_INET6 } else { msg::AF_INET };
-        let ids = d
-            .keys
-            .iter()
-            .map(|k| ServiceId::Inet { proto: k.proto, addr: key_ip(k), port: k.port })
-            .chain(d.marks.iter().map(|m| ServiceId::Fwmark { af: mark_af, mark: *m }));
+        let inet = |k: &lb_common::ServiceKey| ServiceId::Inet { proto: k.proto, addr: key_ip(k), port: k.port };
+        let ids = d.keys.iter().map(inet).chain(d.marks.iter().map(|m| ServiceId::Fwmark { af: mark_af, mark: *m }));
         for id in ids {
             let v6 = id.af() == msg::AF_INET6;
             let full = if v6 { 128 } else { 32 };
@@ -95,38 +86,63 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
                 pe_name: d.persistence_engine.clone(),
             };
             let mut dests = BTreeMap::new();
-            // `lvs_method` per real server, `uthreshold` / `lthreshold`: per destination.
-            let mut add = |addr: SocketAddr, weight: u32, fwd: u32, u_thresh: u32, l_thresh: u32| {
-                // ipvsadm's rule: only NAT rewrites the port; DR and TUN keep the service's.
-                let port = match id {
-                    ServiceId::Inet { port, .. } if fwd != msg::FWD_MASQ => port,
-                    _ => addr.port(),
-                };
-                let dest =
-                    Dest { addr: addr.ip(), port, fwd, weight: weight.min(i32::MAX as u32) as i32, u_thresh, l_thresh };
-                if dests.insert((addr.ip(), port), dest).is_some() {
-                    warnings.push(format!("{}: real server {addr} given twice for IPVS {id}; one kept", d.name));
-                }
-            };
-            for r in &d.reals {
-                let fwd = r.fwd.map_or(service_fwd, fwd_code);
-                add(r.addr, if d.quorum_up { r.weight } else { 0 }, fwd, r.u_thresh, r.l_thresh);
-            }
-            // The sorry server takes new connections below quorum; above it, keepalived
-            // removes it, or with sorry_server_inhibit keeps it at weight 0 (unless it is
-            // also a real server).
-            if let Some(s) = d.sorry {
-                let fwd = d.sorry_fwd.map_or(service_fwd, fwd_code);
-                if !d.quorum_up {
-                    add(s, 1, fwd, 0, 0);
-                } else if d.sorry_inhibit && !d.reals.iter().any(|r| r.addr == s) {
-                    add(s, 0, fwd, 0, 0);
-                }
-            }
+            add_dests(d, id, &mut dests, &mut warnings);
             out.insert(id, Programmed { service, dests });
+        }
+        // Addresses an earlier virtual server has: keepalived's add of the service fails and
+        // this one's destinations are added to that one's.
+        let joined =
+            d.joined.iter().map(inet).chain(d.joined_marks.iter().map(|m| ServiceId::Fwmark { af: mark_af, mark: *m }));
+        for id in joined {
+            match out.get_mut(&id) {
+                Some(p) => add_dests(d, id, &mut p.dests, &mut warnings),
+                None => warnings.push(format!("{}: IPVS {id} has no earlier service to join", d.name)),
+            }
         }
     }
     (out, warnings)
+}
+
+/// `d`'s destinations in IPVS service `id`: its real servers (`lvs_method` per real server,
+/// `uthreshold` / `lthreshold`), and its sorry server where quorum or `sorry_server_inhibit`
+/// puts it. A destination already there (another virtual server's, joined) stays.
+fn add_dests(d: &DesiredService, id: ServiceId, dests: &mut BTreeMap<(IpAddr, u16), Dest>, warnings: &mut Vec<String>) {
+    let fwd_code = |f: ForwardMethod| match f {
+        ForwardMethod::Nat => msg::FWD_MASQ,
+        ForwardMethod::Dr => msg::FWD_DROUTE,
+        ForwardMethod::Tun => msg::FWD_TUNNEL,
+    };
+    let service_fwd = fwd_code(d.forward);
+    let mut add = |addr: SocketAddr, weight: u32, fwd: u32, u_thresh: u32, l_thresh: u32| {
+        // ipvsadm's rule: only NAT rewrites the port; DR and TUN keep the service's.
+        let port = match id {
+            ServiceId::Inet { port, .. } if fwd != msg::FWD_MASQ => port,
+            _ => addr.port(),
+        };
+        let dest = Dest { addr: addr.ip(), port, fwd, weight: weight.min(i32::MAX as u32) as i32, u_thresh, l_thresh };
+        match dests.entry((addr.ip(), port)) {
+            std::collections::btree_map::Entry::Occupied(_) => {
+                warnings.push(format!("{}: real server {addr} given twice for IPVS {id}; one kept", d.name))
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(dest);
+            }
+        }
+    };
+    for r in &d.reals {
+        let fwd = r.fwd.map_or(service_fwd, fwd_code);
+        add(r.addr, if d.quorum_up { r.weight } else { 0 }, fwd, r.u_thresh, r.l_thresh);
+    }
+    // The sorry server takes new connections below quorum; above it, keepalived removes it,
+    // or with sorry_server_inhibit keeps it at weight 0 (unless it is also a real server).
+    if let Some(s) = d.sorry {
+        let fwd = d.sorry_fwd.map_or(service_fwd, fwd_code);
+        if !d.quorum_up {
+            add(s, 1, fwd, 0, 0);
+        } else if d.sorry_inhibit && !d.reals.iter().any(|r| r.addr == s) {
+            add(s, 0, fwd, 0, 0);
+        }
+    }
 }
 
 pub struct IpvsBackend {

@@ -233,6 +233,8 @@ fn desired(forward: ForwardMethod) -> DesiredService {
         name: "203.0.113.10:80/tcp".into(),
         keys: vec![key_of("203.0.113.10".parse().unwrap(), 80, 6)],
         marks: Vec::new(),
+        joined: Vec::new(),
+        joined_marks: Vec::new(),
         ops: false,
         sched_flags: 0,
         mh_seed: 0,
@@ -509,4 +511,32 @@ fn master_and_backup_are_two_kernel_daemons() {
     assert_eq!(state_codes(SyncRole::Master), [msg::STATE_MASTER]);
     assert_eq!(state_codes(SyncRole::Backup), [msg::STATE_BACKUP]);
     assert_eq!(state_codes(SyncRole::Both), [msg::STATE_MASTER, msg::STATE_BACKUP]);
+}
+
+/// keepalived-guide.conf's case through the IPVS plan: an address a group's virtual server
+/// shares with an earlier virtual server keeps that one's scheduler and holds both virtual
+/// servers' real servers, each forwarded as its own virtual server says (keepalived 2.2.7
+/// programs the same: `tests/tests/ipvs.rs`'s configs scenario).
+#[test]
+fn a_joined_address_holds_both_virtual_servers_reals() {
+    let l = crate::config::parse_str(
+        "t.conf",
+        "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
+         virtual_server 203.0.113.229 80 {\n protocol TCP\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
+         virtual_server group web {\n protocol TCP\n lb_algo wlc\n lb_kind DR\n \
+         real_server 198.51.100.13 80 {\n  weight 2\n }\n}\n",
+    );
+    assert!(!l.has_errors(), "{}", l.render());
+    let (d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
+    let (p, warnings) = plan(&d);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let at = |a: &str| ServiceId::Inet { proto: 6, addr: a.parse().unwrap(), port: 80 };
+    let dests = |a: &str| -> Vec<(String, u32, i32)> {
+        p[&at(a)].dests.values().map(|d| (format!("{}:{}", d.addr, d.port), d.fwd, d.weight)).collect()
+    };
+    let (nat, dr) = (msg::FWD_MASQ, msg::FWD_DROUTE);
+    assert_eq!(p[&at("203.0.113.229")].service.sched, "rr");
+    assert_eq!(dests("203.0.113.229"), [("198.51.100.11:80".into(), nat, 1), ("198.51.100.13:80".into(), dr, 2)]);
+    assert_eq!(p[&at("203.0.113.230")].service.sched, "wlc");
+    assert_eq!(dests("203.0.113.230"), [("198.51.100.13:80".into(), dr, 2)]);
 }

@@ -342,6 +342,8 @@ pub(super) mod tests {
             name: name.into(),
             keys: vec![key_of(vip.parse().unwrap(), 80, 6)],
             marks: Vec::new(),
+            joined: Vec::new(),
+            joined_marks: Vec::new(),
             ops: false,
             sched_flags: 0,
             mh_seed: 0,
