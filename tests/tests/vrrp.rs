@@ -1750,6 +1750,8 @@ fn a_backup_skipping_address_checks_keeps_a_master_whose_list_changes_as_keepali
 /// global_defs' `vrrp_check_unicast_src`) is set; with it, an advert from outside
 /// `unicast_peer` is dropped. Node 0 lists a peer that is not node 1, whose adverts it hears:
 /// keepalived 2.2.7 there first, then lb-daemon; without the option a backup, with it master.
+/// Then node 0 lists node 1 with a `min_ttl` / `max_ttl` range that its adverts' TTL (7, by
+/// `unicast_ttl`) is outside of (dropped: master) or inside (a backup).
 #[test]
 fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
     require_root();
@@ -1760,18 +1762,31 @@ fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
     let unicast = |me: usize, peer: &str| {
         format!("    unicast_src_ip {}\n    unicast_peer {{\n        {peer}\n    }}\n", node4(me))
     };
-    let d1 = start(&seg, 1, &dir, &instance("VI_1", 150, &unicast(1, &node4(0).to_string()), &n1));
+    let sender = format!("{}    unicast_ttl 7\n", unicast(1, &node4(0).to_string()));
+    let d1 = start(&seg, 1, &dir, &instance("VI_1", 150, &sender, &n1));
     assert!(d1.wait_log("BACKUP -> MASTER", Duration::from_secs(8)), "{:#?}", d1.log());
-    // Node 0's only peer is an address nobody holds.
-    let elsewhere = "192.0.2.77";
-    let cases = [("plain", "", false), ("instance", "    check_unicast_src\n", true), ("global", "", true)];
-    for (tag, own, checked) in cases {
+    // Node 0's only peer is an address nobody holds, or node 1 with a TTL range.
+    let elsewhere = "192.0.2.77".to_string();
+    let (outside, inside) = (format!("{} min_ttl 8", node4(1)), format!("{} min_ttl 5 max_ttl 9", node4(1)));
+    // (case, node 0's peer, its own lines, the counter that must have dropped adverts)
+    let cases = [
+        ("plain", &elsewhere, "", None),
+        ("instance", &elsewhere, "    check_unicast_src\n", Some("UnknownPeer")),
+        ("global", &elsewhere, "", Some("UnknownPeer")),
+        ("ttl-outside", &outside, "", Some("Ttl")),
+        ("ttl-inside", &inside, "", None),
+    ];
+    for (tag, peer, own, dropped) in cases {
         let global = if tag == "global" { "global_defs {\n    vrrp_check_unicast_src\n}\n" } else { "" };
-        let conf = format!("{global}{}", instance("VI_1", 100, &format!("{}{own}", unicast(0, elsewhere)), &n0));
+        let conf = format!("{global}{}", instance("VI_1", 100, &format!("{}{own}", unicast(0, peer)), &n0));
         let kconf = dir.file(&format!("ka-{tag}.conf"), &conf);
         let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("ka{tag}")).unwrap();
         let took = |log: &dyn Fn() -> bool| {
-            if checked { eventually(Duration::from_secs(8), log) } else { !eventually(Duration::from_secs(6), log) }
+            if dropped.is_some() {
+                eventually(Duration::from_secs(8), log)
+            } else {
+                !eventually(Duration::from_secs(6), log)
+            }
         };
         assert!(took(&|| k.log().contains("Entering MASTER STATE")), "keepalived {tag}: {}", k.log());
         k.stop().unwrap();
@@ -1779,8 +1794,10 @@ fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
         let master = || ours.status().is_ok_and(|st| st["vrrp"][0]["state"] == "MASTER");
         assert!(took(&master), "ours {tag}: {:#?}", ours.log());
         let st = ours.status().unwrap();
-        let rejected = st["vrrp"][0]["rejected"]["UnknownPeer"].as_u64().unwrap_or(0);
-        assert_eq!(rejected > 0, checked, "{tag}: {st}");
+        for counter in ["UnknownPeer", "Ttl"] {
+            let n = st["vrrp"][0]["rejected"][counter].as_u64().unwrap_or(0);
+            assert_eq!(n > 0, dropped == Some(counter), "{tag}: {counter}: {st}");
+        }
     }
 }
 

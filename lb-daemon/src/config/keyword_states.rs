@@ -1544,7 +1544,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "vrrp_instance",
         "unicast_peer",
-        &["tests/tests/vrrp.rs::interop_keepalived_v2_unicast", "tests/tests/vrrp.rs::interop_keepalived_v3_unicast"],
+        &[
+            "tests/tests/vrrp.rs::interop_keepalived_v2_unicast",
+            "tests/tests/vrrp.rs::interop_keepalived_v3_unicast",
+            "tests/tests/vrrp.rs::unicast_sources_are_checked_only_when_asked_as_keepalived",
+        ],
     ),
     (
         "vrrp_instance",

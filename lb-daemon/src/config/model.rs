@@ -878,6 +878,10 @@ pub struct VrrpInstance {
     pub mcast_dst_ip: Option<IpAddr>,
     pub unicast_src_ip: Option<IpAddr>,
     pub unicast_peer: Vec<IpAddr>,
+    /// `unicast_peer`'s `min_ttl` / `max_ttl`: the TTLs (hop limits) a peer's adverts may
+    /// arrive with, for the peers that set either (0..=255 otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unicast_peer_ttl: Vec<PeerTtl>,
     /// Overrides `vrrp_garp_master_delay` for this instance.
     pub garp_master_delay: Option<u32>,
     pub garp_master_repeat: Option<u32>,
@@ -1067,6 +1071,7 @@ impl VrrpInstance {
             preempt_delay: 0,
             accept: None,
             skip_check_adv_addr: None,
+            unicast_peer_ttl: Vec::new(),
             check_unicast_src: false,
             down_timer_adverts: None,
             lower_prio_no_advert: None,
@@ -1089,6 +1094,14 @@ impl VrrpInstance {
 /// The most addresses of one `virtual_server_group` range that `anycast_table` announces;
 /// a larger (IPv6) range is refused rather than announced in part.
 pub const ANYCAST_MAX_RANGE: u128 = 1024;
+
+/// A unicast peer's TTL range (`unicast_peer { ADDR min_ttl N max_ttl M }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerTtl {
+    pub addr: IpAddr,
+    pub min: u8,
+    pub max: u8,
+}
 
 /// A `virtual_server_group` member.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

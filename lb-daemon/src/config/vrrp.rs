@@ -5,8 +5,8 @@ use super::{
     keyword::{Ctx, Keyword},
     model::{
         AuthType, Authentication, BfdInstance, Config, GarpExtraIf, GarpGroup, Notify, OldUnicastChecksum, ParamMatch,
-        SyncGroup, TrackFile, TrackFileInit, TrackGroup, TrackProcess, Tracked, UpDownDelay, VrrpInstance, VrrpScript,
-        VrrpState,
+        PeerTtl, SyncGroup, TrackFile, TrackFileInit, TrackGroup, TrackProcess, Tracked, UpDownDelay, VrrpInstance,
+        VrrpScript, VrrpState,
     },
     tree::Stmt,
 };
@@ -769,24 +769,50 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
         let Some(block) = ctx.block(st) else { return };
         for line in block {
             let w = line.keyword();
-            match w.text.parse() {
-                Ok(ip) => v.unicast_peer.push(ip),
-                Err(_) => ctx.error(w.span, format!("`{}` is not an IPv4 or IPv6 address", w.text)),
-            }
-            // keepalived 2.2.7 drops a peer's adverts whose TTL is outside min_ttl..max_ttl.
-            match line.args().first() {
-                Some(opt) if matches!(opt.text.as_str(), "min_ttl" | "max_ttl") => ctx.error(
-                    opt.span,
-                    format!(
-                        "unicast_peer `{}` (dropping a peer's adverts by TTL) is not implemented; remove it \
-                         (nftables can drop them: ip protocol vrrp ip ttl < N drop)",
-                        opt.text
-                    ),
-                ),
-                Some(opt) => {
-                    ctx.error(opt.span, format!("unknown unicast_peer option `{}` (min_ttl, max_ttl)", opt.text))
+            let addr = match w.text.parse() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    ctx.error(w.span, format!("`{}` is not an IPv4 or IPv6 address", w.text));
+                    continue;
                 }
-                None => {}
+            };
+            v.unicast_peer.push(addr);
+            // keepalived 2.2.7 (`alloc_vrrp_unicast_peer`): option-value pairs; either one
+            // turns check_unicast_src on, and a peer's adverts outside min_ttl..=max_ttl are
+            // dropped.
+            let (mut ttl, mut set) = (PeerTtl { addr, min: 0, max: 255 }, false);
+            for pair in line.args().chunks(2) {
+                let [opt, value] = pair else {
+                    ctx.error(pair[0].span, format!("({}) {} is missing a value", v.name, pair[0].text));
+                    break;
+                };
+                // keepalived skips a value that is not a number 0-255 without a word.
+                let Ok(n) = value.text.parse::<u8>() else { continue };
+                match opt.text.as_str() {
+                    "min_ttl" => ttl.min = n,
+                    "max_ttl" => ttl.max = n,
+                    _ => {
+                        ctx.error(
+                            opt.span,
+                            format!("({}) unknown unicast_peer option {} (min_ttl, max_ttl)", v.name, opt.text),
+                        );
+                        break;
+                    }
+                }
+                set = true;
+            }
+            if set {
+                v.check_unicast_src = true;
+                if ttl.min > ttl.max {
+                    ctx.warn(
+                        w.span,
+                        format!(
+                            "({}) min_ttl {} > max_ttl {} - all packets will be discarded",
+                            v.name, ttl.min, ttl.max
+                        ),
+                    );
+                }
+                v.unicast_peer_ttl.push(ttl);
             }
         }
     }),

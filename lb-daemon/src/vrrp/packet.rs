@@ -47,7 +47,8 @@ pub struct Expect<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reject {
-    /// IPv4 TTL / IPv6 hop limit not 255: the sender is not on this link.
+    /// IPv4 TTL / IPv6 hop limit not 255: the sender is not on this link; or, from a unicast
+    /// peer with `min_ttl` / `max_ttl`, outside them (keepalived's "TTL/HL ... not in range").
     Ttl,
     Version,
     Type,

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{
-    config::{AuthType, Config, GarpExtraIf, GlobalDefs, IpAddress, OldUnicastChecksum, VrrpInstance},
+    config::{AuthType, Config, GarpExtraIf, GlobalDefs, IpAddress, OldUnicastChecksum, PeerTtl, VrrpInstance},
     netlink,
     vrrp::{
         ah,
@@ -573,6 +573,9 @@ impl LiveInstance {
                 } else {
                     Ok(a)
                 }
+            })
+            .and_then(|a| {
+                if check_src && !ttl_in_range(&self.cfg.unicast_peer_ttl, src, ttl) { Err(Reject::Ttl) } else { Ok(a) }
             });
         let advert = match result {
             Ok(a) => a,
@@ -808,6 +811,13 @@ fn source(
         None if v6 => IpAddr::V6(link_local.with_context(|| format!("{iface} has no IPv6 link-local address"))?),
         None => IpAddr::V4(ipv4.with_context(|| format!("{iface} has no IPv4 address to send adverts from"))?),
     })
+}
+
+/// keepalived's `unicast_peer` `min_ttl` / `max_ttl` (checked with the source): whether an
+/// advert from `src` that arrived with TTL (hop limit) `ttl` is in its peer's range; a peer
+/// without one takes any.
+pub fn ttl_in_range(ranges: &[PeerTtl], src: IpAddr, ttl: u8) -> bool {
+    ranges.iter().find(|p| p.addr == src).is_none_or(|p| (p.min..=p.max).contains(&ttl))
 }
 
 /// keepalived's `check_unicast_src` (`vrrp_check_unicast_src`), when either is set: with
@@ -1082,6 +1092,14 @@ mod tests {
         }
         // Multicast: any source (the TTL and address checks still apply).
         assert!(from_known_peer(&[], "192.0.2.99".parse().unwrap()));
+        // A peer's min_ttl / max_ttl turn the check on and bound its adverts' TTL.
+        let c = one("", " unicast_peer {\n 192.0.2.13 min_ttl 5 max_ttl 9\n 192.0.2.14\n }\n");
+        let v = &c.vrrp_instances[0];
+        assert!(Tuning::new(&c, v, 2).unwrap().check_unicast_src);
+        let ranges = &v.unicast_peer_ttl;
+        let at = |a: &str, ttl: u8| ttl_in_range(ranges, a.parse().unwrap(), ttl);
+        assert!(!at("192.0.2.13", 4) && at("192.0.2.13", 5) && at("192.0.2.13", 9) && !at("192.0.2.13", 10));
+        assert!(at("192.0.2.14", 1) && at("192.0.2.14", 255), "a peer without a range takes any TTL");
     }
 
     /// global_defs' `vrrp_version` is the version of the adverts on the wire of an IPv4
