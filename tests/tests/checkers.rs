@@ -217,6 +217,82 @@ fn real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success() {
     drop(d);
 }
 
+/// Virtual-server-level defaults reach checkers without their own (keepalived 2.2.7 inherits
+/// checker, then real server, then virtual server): `retry 3` (with `delay_before_retry 1`,
+/// `delay_loop 1`) holds be0 in for about 4 s after its server stops, where the default
+/// (`retry 1`) takes it out in about 2; `inhibit_on_failure` keeps it in the service at
+/// weight 0, unscheduled, instead of removing it. be1, with its checker's `retry 0` and its own
+/// `inhibit_on_failure false`, goes at its first failure and is removed.
+#[test]
+fn virtual_server_defaults_reach_their_checkers() {
+    require_root();
+    let topo = LbTopology::new(2).unwrap();
+    let (b0, b1) = (backend4(0), backend4(1));
+    let config = TempConfig::new(
+        "chk-vsdef",
+        &format!(
+            "virtual_server {VIP4} 80 {{
+    delay_loop 1
+    retry 3
+    delay_before_retry 1
+    connect_timeout 1
+    inhibit_on_failure
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server {b0} 80 {{
+        TCP_CHECK {{
+        }}
+    }}
+    real_server {b1} 80 {{
+        inhibit_on_failure false
+        TCP_CHECK {{
+            retry 0
+        }}
+    }}
+}}
+"
+        ),
+    );
+    let mut servers = backends_at(&topo, |i| (backend4(i), 80).into());
+    let pins = daemon::pin_dir("chk-vsdef");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let service = format!("{VIP4}:80/tcp");
+    assert!(eventually(Duration::from_secs(5), || scheduled(&pins, &service) == reals(&[0, 1], 80)));
+    // The real servers the service holds, scheduled or not, with their weights.
+    let held = || -> Vec<(String, u64)> {
+        let m = stats_json(&pins).unwrap();
+        let svc = m["services"].as_array().unwrap().iter().find(|s| s["service"] == service.as_str()).cloned();
+        let mut v: Vec<(String, u64)> = svc
+            .map(|s| {
+                s["reals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r["real"].as_str().unwrap().to_string(), r["weight"].as_u64().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    drop(servers.remove(0));
+    let stopped = Instant::now();
+    assert!(eventually(Duration::from_secs(10), || !scheduled(&pins, &service).contains(&format!("{b0}:80"))));
+    let took = stopped.elapsed();
+    println!("be0 stopped -> out of the schedule in {took:?}");
+    assert!(took >= Duration::from_millis(2800), "retry 3 from the virtual server not applied: out in {took:?}");
+    assert_eq!(held(), [(format!("{b0}:80"), 0), (format!("{b1}:80"), 1)], "inhibit_on_failure: at weight 0");
+    // be1's checker's retry 0 and its inhibit_on_failure false: out at its first failure, removed.
+    drop(servers.remove(0));
+    let stopped = Instant::now();
+    assert!(eventually(Duration::from_secs(5), || held().len() == 1), "{:?} {:#?}", held(), d.log());
+    println!("be1 stopped -> removed in {:?}", stopped.elapsed());
+    assert!(stopped.elapsed() < Duration::from_millis(2500), "be1 took {:?}", stopped.elapsed());
+    assert_eq!(held(), [(format!("{b0}:80"), 0)]);
+    drop(d);
+}
+
 /// When a client request finished, and the backend that answered or what went wrong.
 type Answer = (Instant, Result<String, String>);
 

@@ -747,7 +747,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "virtual_server",
         "delay_before_retry",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::virtual_server_defaults_reach_their_checkers",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "checkers",
@@ -1065,7 +1068,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "virtual_server",
         "inhibit_on_failure",
-        &["lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance"],
+        &[
+            "tests/tests/checkers.rs::virtual_server_defaults_reach_their_checkers",
+            "lb-daemon/src/dataplane/services.rs::alpha_and_inhibit_on_failure_follow_keepalived_s_inheritance",
+        ],
     ),
     ("vrrp_instance", "interface", &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"]),
     (
@@ -1243,7 +1249,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "virtual_server",
         "retry",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::virtual_server_defaults_reach_their_checkers",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     ("checkers", "warmup", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
     ("real_server", "warmup", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
