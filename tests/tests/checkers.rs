@@ -276,8 +276,8 @@ fn virtual_server_defaults_reach_their_checkers() {
         v.sort();
         v
     };
-    drop(servers.remove(0));
     let stopped = Instant::now();
+    drop(servers.remove(0));
     assert!(eventually(Duration::from_secs(10), || !scheduled(&pins, &service).contains(&format!("{b0}:80"))));
     let took = stopped.elapsed();
     println!("be0 stopped -> out of the schedule in {took:?}");

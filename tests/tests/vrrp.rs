@@ -1790,7 +1790,7 @@ fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
         };
         assert!(took(&|| k.log().contains("Entering MASTER STATE")), "keepalived {tag}: {}", k.log());
         k.stop().unwrap();
-        let ours = start(&seg, 0, &dir, &conf);
+        let mut ours = start(&seg, 0, &dir, &conf);
         let master = || ours.status().is_ok_and(|st| st["vrrp"][0]["state"] == "MASTER");
         assert!(took(&master), "ours {tag}: {:#?}", ours.log());
         let st = ours.status().unwrap();
@@ -1798,6 +1798,9 @@ fn unicast_sources_are_checked_only_when_asked_as_keepalived() {
             let n = st["vrrp"][0]["rejected"][counter].as_u64().unwrap_or(0);
             assert_eq!(n > 0, dropped == Some(counter), "{tag}: {counter}: {st}");
         }
+        // Stopped, not killed: a master's VIPs go with it, so the next case's daemon does not
+        // resume as master from them.
+        ours.stop().unwrap();
     }
 }
 

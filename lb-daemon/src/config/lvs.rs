@@ -332,9 +332,12 @@ pub(crate) const VIRTUAL_SERVER: &[Keyword<VirtualServer>] = &[
             vs.hysteresis = h;
         }
     }),
+    // A second sorry_server replaces the first, and with it its sorry_server_inhibit.
     Keyword::new("sorry_server", |ctx, vs, st| {
         vs.sorry_server = ip_port(ctx, st, 0).map(Into::into);
         vs.sorry_server_lb_kind = vs.forward_set.then_some(vs.forward);
+        vs.sorry_server_inhibit = false;
+        vs.sorry_server_inhibit_span = None;
     }),
     // keepalived refuses it before the sorry server ("sorry_server forwarding used without
     // sorry_server").

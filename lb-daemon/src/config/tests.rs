@@ -1847,8 +1847,9 @@ fn a_virtual_servers_weight_is_its_real_servers_default() {
 
 /// keepalived 2.2.7's address flags (vrrp_ipaddress.c `parse_ipaddress`): `home`,
 /// `mngtmpaddr`, `noprefixroute` and `autojoin` are IFA_F_* bits the address is added with,
-/// `-nodad` lets IPv6 duplicate address detection run; `peer` and a unicast peer's TTL range
-/// are refused, not ignored.
+/// `-nodad` lets IPv6 duplicate address detection run; `peer` is refused, not ignored. A
+/// unicast peer's TTL range is kept, and turns `check_unicast_src` on (`alloc_vrrp_unicast_peer`);
+/// a value that is not a TTL, or a range with nothing in it, is an error as there.
 #[test]
 fn address_flags_are_kept_and_unimplemented_options_refused() {
     let c = ok("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  \
@@ -1863,8 +1864,15 @@ fn address_flags_are_kept_and_unimplemented_options_refused() {
         |body: &str| format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n priority 100\n{body}}}\n");
     let e = first_error(&inst(" virtual_ipaddress {\n  192.0.2.1 peer 192.0.2.9/24\n }\n"));
     assert!(e.starts_with("bad.conf:6:13: error:") && e.contains("`peer`"), "{e}");
-    let e = first_error(&inst(" unicast_peer {\n  192.0.2.2 min_ttl 1 max_ttl 10\n }\n"));
-    assert!(e.starts_with("bad.conf:6:13: error:") && e.contains("min_ttl"), "{e}");
+    let c = ok(&inst(" unicast_peer {\n  192.0.2.2 min_ttl 1 max_ttl 10\n  192.0.2.3\n }\n"));
+    let v = &c.vrrp_instances[0];
+    let two: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+    assert_eq!(v.unicast_peer_ttl, [model::PeerTtl { addr: two, min: 1, max: 10 }]);
+    assert!(v.check_unicast_src);
+    let e = first_error(&inst(" unicast_peer {\n  192.0.2.2 min_ttl x\n }\n"));
+    assert!(e.starts_with("bad.conf:6:21: error:") && e.contains("min_ttl"), "{e}");
+    let e = first_error(&inst(" unicast_peer {\n  192.0.2.2 min_ttl 9 max_ttl 5\n }\n"));
+    assert!(e.starts_with("bad.conf:6:3: error:") && e.contains("all packets will be discarded"), "{e}");
 }
 
 /// `track_group`: each instance a group lists tracks the interface of every static address

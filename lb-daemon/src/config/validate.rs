@@ -726,19 +726,19 @@ fn vrrp_instance(cfg: &Config, v: &VrrpInstance, d: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Something only the IPVS backend does: an error with `--backend bpf` (naming the
-/// alternative), a warning with auto (which then picks IPVS), nothing with IPVS.
 /// keepalived adds each address of a virtual server on its own: one an earlier virtual server
 /// has keeps that one's IPVS service ("Service already exists"), and this one's real servers
 /// are added to it. The XDP data plane serves an address from one virtual server only.
 fn shared_addresses(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>) {
     // (first, last, port, protocol) of an address range a virtual server names.
     type Range = (IpAddr, IpAddr, u16, u8);
-    let named = |vs: &super::model::VirtualServer| -> (Vec<Range>, Vec<u32>) {
+    // Marks with their family: IPVS keys a mark service by both.
+    type Named = (Vec<Range>, Vec<(u32, bool)>);
+    let named = |vs: &super::model::VirtualServer| -> Named {
         let proto = vs.protocol.ip_proto();
         match &vs.addr {
             ServiceAddr::Inet(a) => (vec![(a.ip(), a.ip(), a.port(), proto)], Vec::new()),
-            ServiceAddr::Fwmark(m) => (Vec::new(), vec![*m]),
+            ServiceAddr::Fwmark(m) => (Vec::new(), vec![(*m, vs.mark_family_v6())]),
             ServiceAddr::Group(g) => {
                 let members = cfg.virtual_server_groups.iter().find(|x| &x.name == g).map(|x| x.members.as_slice());
                 let mut ranges = Vec::new();
@@ -746,7 +746,7 @@ fn shared_addresses(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>)
                 for m in members.unwrap_or_default() {
                     match m {
                         GroupMember::Range { first, last, port } => ranges.push((*first, *last, *port, proto)),
-                        GroupMember::Fwmark(m) => marks.push(*m),
+                        GroupMember::Fwmark(m) => marks.push((*m, vs.mark_family_v6())),
                     }
                 }
                 (ranges, marks)
@@ -764,7 +764,7 @@ fn shared_addresses(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>)
         let ((pa, fa), (_, la), (pb, fb), (_, lb)) = (split(a.0), split(a.1), split(b.0), split(b.1));
         a.0.is_ipv4() == b.0.is_ipv4() && a.2 == b.2 && a.3 == b.3 && pa == pb && fa <= lb && fb <= la
     };
-    let mut earlier: Vec<(Vec<Range>, Vec<u32>)> = Vec::new();
+    let mut earlier: Vec<Named> = Vec::new();
     for vs in cfg.virtual_servers.iter().filter(|vs| !vs.ignored()) {
         let (ranges, marks) = named(vs);
         let shared = earlier.iter().any(|(er, em)| {
@@ -783,6 +783,8 @@ fn shared_addresses(cfg: &Config, backend: BackendKind, d: &mut Vec<Diagnostic>)
     }
 }
 
+/// Something only the IPVS backend does: an error with `--backend bpf` (naming the
+/// alternative), a warning with auto (which then picks IPVS), nothing with IPVS.
 fn ipvs_only(backend: BackendKind, span: super::diag::Span, msg: String, d: &mut Vec<Diagnostic>) {
     match backend {
         BackendKind::Bpf => d.push(Diagnostic::error(span, format!("{msg}; use --backend ipvs (or lb_backend ipvs)"))),

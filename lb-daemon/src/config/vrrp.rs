@@ -786,8 +786,11 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
                     ctx.error(pair[0].span, format!("({}) {} is missing a value", v.name, pair[0].text));
                     break;
                 };
-                // keepalived skips a value that is not a number 0-255 without a word.
-                let Ok(n) = value.text.parse::<u8>() else { continue };
+                // keepalived skips a value that is not a number 0-255, and reports it.
+                let Ok(n) = value.text.parse::<u8>() else {
+                    ctx.error(value.span, format!("unicast_peer {}: `{}` is not a TTL (0-255)", opt.text, value.text));
+                    continue;
+                };
                 match opt.text.as_str() {
                     "min_ttl" => ttl.min = n,
                     "max_ttl" => ttl.max = n,
@@ -804,7 +807,7 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
             if set {
                 v.check_unicast_src = true;
                 if ttl.min > ttl.max {
-                    ctx.warn(
+                    ctx.error(
                         w.span,
                         format!(
                             "({}) min_ttl {} > max_ttl {} - all packets will be discarded",
@@ -874,7 +877,19 @@ pub(crate) const VRRP_INSTANCE: &[Keyword<VrrpInstance>] = &[
     }),
     Keyword::new("accept", |ctx, v, st| v.accept = Some(ctx.flag(st))),
     Keyword::new("no_accept", |ctx, v, st| v.accept = Some(!ctx.flag(st))),
-    Keyword::new("skip_check_adv_addr", |ctx, v, st| v.skip_check_adv_addr = ctx.bool_flag(st)),
+    // keepalived 2.2.7's handler sets the flag for any valid boolean, `false` included.
+    Keyword::new("skip_check_adv_addr", |ctx, v, st| {
+        if let Some(on) = ctx.bool_flag(st) {
+            v.skip_check_adv_addr = Some(true);
+            if !on {
+                ctx.warn(
+                    st.args()[0].span,
+                    "skip_check_adv_addr false: keepalived 2.2.7 turns the option on for any value, and so does \
+                     lb-daemon; remove the line to check every advert",
+                );
+            }
+        }
+    }),
     Keyword::new("down_timer_adverts", |ctx, v, st| {
         v.down_timer_adverts = ctx.parse_range(st, 0, "a number of adverts", 1u8, 100);
     }),

@@ -176,7 +176,7 @@ pub fn needs_ipvs(cfg: &Config) -> Option<String> {
 /// service, one scheduler and forwarding method). A message per such virtual server.
 pub fn shared_addresses(cfg: &Config) -> Vec<String> {
     let mut seen_keys: Vec<ServiceKey> = Vec::new();
-    let mut seen_marks: Vec<u32> = Vec::new();
+    let mut seen_marks: Vec<(u32, bool)> = Vec::new();
     let mut out = Vec::new();
     for vs in cfg.virtual_servers.iter().filter(|vs| !vs.ignored()) {
         let Ok((keys, marks)) = keys(cfg, vs) else { continue };
@@ -184,7 +184,12 @@ pub fn shared_addresses(cfg: &Config) -> Vec<String> {
             .iter()
             .filter(|k| seen_keys.contains(k))
             .map(describe)
-            .chain(marks.iter().filter(|m| seen_marks.contains(m)).map(|m| format!("fwmark {m}")))
+            .chain(
+                marks
+                    .iter()
+                    .filter(|m| seen_marks.contains(&(**m, vs.mark_family_v6())))
+                    .map(|m| format!("fwmark {m}")),
+            )
             .collect();
         if !shared.is_empty() {
             out.push(format!(
@@ -195,7 +200,7 @@ pub fn shared_addresses(cfg: &Config) -> Vec<String> {
             ));
         }
         seen_keys.extend(keys);
-        seen_marks.extend(marks);
+        seen_marks.extend(marks.into_iter().map(|m| (m, vs.mark_family_v6())));
     }
     out
 }
@@ -247,8 +252,10 @@ pub fn desired(cfg: &Config, health: &Health, for_ipvs: bool) -> (Vec<DesiredSer
         // mix two virtual servers in one service (config validation refuses it for bpf).
         let taken = |k: &ServiceKey| out.iter().any(|d| d.keys.contains(k));
         let (keys, joined): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| !taken(k));
+        // IPVS keys a mark by its family too.
+        let v6 = vs.mark_family_v6();
         let (marks, joined_marks): (Vec<_>, Vec<_>) =
-            marks.into_iter().partition(|m| !out.iter().any(|d| d.marks.contains(m)));
+            marks.into_iter().partition(|m| !out.iter().any(|d| d.marks_v6 == v6 && d.marks.contains(m)));
         if !for_ipvs && (!joined.is_empty() || !joined_marks.is_empty()) {
             let dups: Vec<String> =
                 joined.iter().map(describe).chain(joined_marks.iter().map(|m| format!("fwmark {m}"))).collect();

@@ -86,7 +86,7 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
                 pe_name: d.persistence_engine.clone(),
             };
             let mut dests = BTreeMap::new();
-            add_dests(d, id, &mut dests, &mut warnings);
+            add_dests(d, id, &mut dests, Some(&mut warnings));
             out.insert(id, Programmed { service, dests });
         }
         // Addresses an earlier virtual server has: keepalived's add of the service fails and
@@ -94,8 +94,10 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
         let joined =
             d.joined.iter().map(inet).chain(d.joined_marks.iter().map(|m| ServiceId::Fwmark { af: mark_af, mark: *m }));
         for id in joined {
+            // A real server both virtual servers list stays the earlier one's, quietly (as
+            // keepalived's add of it fails).
             match out.get_mut(&id) {
-                Some(p) => add_dests(d, id, &mut p.dests, &mut warnings),
+                Some(p) => add_dests(d, id, &mut p.dests, None),
                 None => warnings.push(format!("{}: IPVS {id} has no earlier service to join", d.name)),
             }
         }
@@ -105,8 +107,13 @@ pub fn plan(desired: &[DesiredService]) -> (BTreeMap<ServiceId, Programmed>, Vec
 
 /// `d`'s destinations in IPVS service `id`: its real servers (`lvs_method` per real server,
 /// `uthreshold` / `lthreshold`), and its sorry server where quorum or `sorry_server_inhibit`
-/// puts it. A destination already there (another virtual server's, joined) stays.
-fn add_dests(d: &DesiredService, id: ServiceId, dests: &mut BTreeMap<(IpAddr, u16), Dest>, warnings: &mut Vec<String>) {
+/// puts it. A destination already there stays, with a warning when `warnings` is given.
+fn add_dests(
+    d: &DesiredService,
+    id: ServiceId,
+    dests: &mut BTreeMap<(IpAddr, u16), Dest>,
+    mut warnings: Option<&mut Vec<String>>,
+) {
     let fwd_code = |f: ForwardMethod| match f {
         ForwardMethod::Nat => msg::FWD_MASQ,
         ForwardMethod::Dr => msg::FWD_DROUTE,
@@ -122,7 +129,9 @@ fn add_dests(d: &DesiredService, id: ServiceId, dests: &mut BTreeMap<(IpAddr, u1
         let dest = Dest { addr: addr.ip(), port, fwd, weight: weight.min(i32::MAX as u32) as i32, u_thresh, l_thresh };
         match dests.entry((addr.ip(), port)) {
             std::collections::btree_map::Entry::Occupied(_) => {
-                warnings.push(format!("{}: real server {addr} given twice for IPVS {id}; one kept", d.name))
+                if let Some(w) = warnings.as_deref_mut() {
+                    w.push(format!("{}: real server {addr} given twice for IPVS {id}; one kept", d.name));
+                }
             }
             std::collections::btree_map::Entry::Vacant(v) => {
                 v.insert(dest);

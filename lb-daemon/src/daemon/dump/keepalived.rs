@@ -544,7 +544,8 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
             line(format!("   Check unicast src : {}", if c.check_unicast_src { "yes" } else { "no" }));
             line("   Unicast Peer :".into());
             for p in &c.unicast_peer {
-                line(format!("     {p}"));
+                let (min, max) = c.unicast_peer_ttl.iter().find(|t| t.addr == *p).map_or((0, 255), |t| (t.min, t.max));
+                line(format!("     {p} min_ttl {min} max_ttl {max}"));
             }
             let compat = match c.old_unicast_checksum {
                 Some(crate::config::OldUnicastChecksum::Old) => "config",

@@ -82,6 +82,9 @@ pub struct LiveInstance {
     last_transition: Option<SystemTime>,
     /// The last advert accepted from another router: its source and priority.
     heard: Option<(IpAddr, u8)>,
+    /// keepalived's `master_saddr`: the source of the last advert a backup took (priority 0
+    /// aside), whose next adverts `skip_check_adv_addr` does not check.
+    master_saddr: Option<IpAddr>,
     /// `auth_type AH`: the socket we send whole packets on, and the sequence counter.
     ah: Option<AhLink>,
     /// `use_vmac`: `iface` is the VMAC and this is the configured (base) interface.
@@ -315,6 +318,7 @@ impl LiveInstance {
             last_reject_log: BTreeMap::new(),
             last_transition: None,
             heard: None,
+            master_saddr: None,
             ah,
             vmac: vmac.map(|_| base.clone()),
             notify_priority: notifies_priority_changes(cfg, v),
@@ -549,9 +553,8 @@ impl LiveInstance {
         // keepalived checks the address list (and with check_unicast_src the source) of every
         // advert, or with skip_check_adv_addr, as a backup, only when the master's address
         // changes (`vrrp_state_backup`; a master checks every advert).
-        let check_addrs = !self.tuning.skip_check_adv_addr
-            || self.machine.state != State::Backup
-            || self.heard.map(|h| h.0) != Some(src);
+        let check_addrs =
+            !self.tuning.skip_check_adv_addr || self.machine.state != State::Backup || self.master_saddr != Some(src);
         let mine = advertised(&self.cfg);
         let mut parsed = Advert::parse(msg, src, self.checksum_dst(dst), ttl, &e);
         if parsed == Err(Reject::Checksum) && self.may_detect_old_checksum(dst) {
@@ -596,6 +599,9 @@ impl LiveInstance {
         self.counters.adverts_received += 1;
         self.counters.pri_zero_received += u64::from(advert.priority == 0);
         self.heard = Some((src, advert.priority));
+        if self.machine.state == State::Backup && advert.priority != 0 {
+            self.master_saddr = Some(src);
+        }
         Some(advert)
     }
 

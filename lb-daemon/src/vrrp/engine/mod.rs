@@ -551,6 +551,11 @@ impl Engine {
         match input {
             Input::Packet { id, ttl, src, dst, msg } => {
                 let Some(i) = self.index(id) else { return };
+                // keepalived ignores adverts in FAULT and before it is set up (INIT): they are
+                // neither checked nor counted.
+                if matches!(self.insts[i].machine.state, State::Init | State::Fault) {
+                    return;
+                }
                 if let Some(advert) = self.insts[i].check_advert(ttl, src, dst, &msg) {
                     let e = self.insts[i].machine.on_advert(Instant::now(), src, &advert);
                     self.carry_out(i, e).await;

@@ -14,8 +14,8 @@ pub fn now() -> u64 {
 /// clock only moves when jiffies do, and the verifier turns `bpf_jiffies64` into one load, so
 /// a frame in the same jiffy as this CPU's last read (all but one a jiffy under load) takes
 /// the clock from `f` (per-CPU, kept between runs) without a helper call. The value is the
-/// same coarse clock, at most a tick behind it where the tick had moved jiffies but not yet
-/// the clock.
+/// same coarse clock, up to about two ticks behind it (a tick moves jiffies before the clock,
+/// so a read in between keeps the older value for the whole jiffy).
 #[inline(always)]
 pub fn tick(f: &mut Frame) {
     // SAFETY: a helper with no arguments (inlined by the verifier on 64-bit JITs).
