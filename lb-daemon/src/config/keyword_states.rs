@@ -1496,6 +1496,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "skip_check_adv_addr",
         &[
             "tests/tests/vrrp.rs::a_backup_skipping_address_checks_keeps_a_master_whose_list_changes_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::only_a_backup_skips_the_address_check_of_its_known_master",
             "tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them",
         ],
     ),
@@ -1504,6 +1505,7 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "vrrp_skip_check_adv_addr",
         &[
             "tests/tests/vrrp.rs::a_backup_skipping_address_checks_keeps_a_master_whose_list_changes_as_keepalived",
+            "lb-daemon/src/vrrp/engine/live.rs::only_a_backup_skips_the_address_check_of_its_known_master",
             "tests/tests/vrrp.rs::adverts_listing_other_addresses_are_dropped_as_keepalived_drops_them",
         ],
     ),

@@ -1108,6 +1108,47 @@ mod tests {
         assert!(at("192.0.2.14", 1) && at("192.0.2.14", 255), "a peer without a range takes any TTL");
     }
 
+    /// `skip_check_adv_addr`: a backup skips the address check of adverts from the source it
+    /// last took (keepalived's `master_saddr`); a master checks every advert
+    /// (`vrrp_state_master_rx`). An instance without its interface (`dynamic_interfaces`) has
+    /// no sockets, so adverts are handed to it directly.
+    #[test]
+    fn only_a_backup_skips_the_address_check_of_its_known_master() {
+        let c = parse(
+            "global_defs {\n dynamic_interfaces\n}\nvrrp_instance VI_1 {\n interface lbt-absent0\n \
+             virtual_router_id 1\n priority 100\n skip_check_adv_addr\n virtual_ipaddress {\n 192.0.2.100/24\n }\n}\n",
+        );
+        let (mut live, _) = LiveInstance::open(&c, &c.vrrp_instances[0], 1, Instant::now(), None).unwrap();
+        let (src, dst): (IpAddr, IpAddr) = ("192.0.2.12".parse().unwrap(), "224.0.0.18".parse().unwrap());
+        let advert = |addr: &str| {
+            let a = Advert {
+                version: 2,
+                vrid: 1,
+                priority: 150,
+                interval_cs: 100,
+                addrs: vec![addr.parse().unwrap()],
+                password: None,
+            };
+            a.encode(src, dst)
+        };
+        live.machine.state = State::Backup;
+        assert!(live.check_advert(255, src, dst, &advert("192.0.2.100")).is_some(), "the instance's own list");
+        let other = advert("192.0.2.101");
+        assert!(live.check_advert(255, src, dst, &other).is_some(), "a backup skips its known master's list");
+        live.machine.state = State::Master;
+        assert!(live.check_advert(255, src, dst, &other).is_none(), "a master checks every advert");
+        assert_eq!(live.counters.rejected.get(&Reject::AddressList).copied(), Some(1));
+        // Without the option, a backup checks its known master's adverts too.
+        let c = parse(
+            "global_defs {\n dynamic_interfaces\n}\nvrrp_instance VI_1 {\n interface lbt-absent0\n \
+             virtual_router_id 1\n priority 100\n virtual_ipaddress {\n 192.0.2.100/24\n }\n}\n",
+        );
+        let (mut live, _) = LiveInstance::open(&c, &c.vrrp_instances[0], 1, Instant::now(), None).unwrap();
+        live.machine.state = State::Backup;
+        assert!(live.check_advert(255, src, dst, &advert("192.0.2.100")).is_some());
+        assert!(live.check_advert(255, src, dst, &other).is_none(), "without the option every advert is checked");
+    }
+
     /// global_defs' `vrrp_version` is the version of the adverts on the wire of an IPv4
     /// instance without its own `version`, and the instance's wins.
     #[test]
