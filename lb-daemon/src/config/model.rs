@@ -977,6 +977,12 @@ impl VrrpInstance {
         self.strict_mode.unwrap_or(g.vrrp_strict)
     }
 
+    /// keepalived's VRRP_FLAG_SKIP_CHECK_ADV_ADDR: the instance's `skip_check_adv_addr`, else
+    /// global_defs' `vrrp_skip_check_adv_addr`.
+    pub fn skips_adv_addr_check(&self, g: &GlobalDefs) -> bool {
+        self.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr)
+    }
+
     /// keepalived's accept mode (vrrp.c, `vrrp_complete_instance`): as configured, else on for
     /// the address owner (priority 255) and off under `vrrp_strict`; `vrrp_strict` turns it off
     /// for a VRRPv2 instance that is not the owner whatever the config says (RFC 3768).

@@ -349,7 +349,7 @@ pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::parse_str;
 
@@ -458,6 +458,13 @@ mod tests {
         assert_eq!(plan(""), (0, None));
     }
 
+    /// keepalived-guide.conf's case, cut down: 203.0.113.229:80 is a virtual server's and, later,
+    /// in group `web`'s, whose real server is forwarded by DR.
+    pub(crate) const SHARED_ADDRESS: &str = "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
+         virtual_server 203.0.113.229 80 {\n protocol TCP\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
+         virtual_server group web {\n protocol TCP\n lb_algo wlc\n lb_kind DR\n \
+         real_server 198.51.100.13 80 {\n  weight 2\n }\n}\n";
+
     /// keepalived-guide.conf's case: an address both in a virtual server and in a later
     /// group's virtual server stays the first's service, and the group's real servers join it
     /// there (keepalived's add of the service fails, its add of the destinations does not);
@@ -465,13 +472,7 @@ mod tests {
     /// leaves the address to the first and says so, and `--backend auto` picks IPVS.
     #[test]
     fn an_address_named_twice_stays_with_its_first_virtual_server_and_gains_the_second_s_reals() {
-        let l = parse_str(
-            "t.conf",
-            "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
-             virtual_server 203.0.113.229 80 {\n protocol TCP\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
-             virtual_server group web {\n protocol TCP\n lb_algo wlc\n lb_kind DR\n \
-             real_server 198.51.100.13 80 {\n  weight 2\n }\n}\n",
-        );
+        let l = parse_str("t.conf", SHARED_ADDRESS);
         assert!(!l.has_errors(), "{}", l.render());
         let (d, skipped) = desired(&l.config, &Health::default(), true);
         let key = |a: &str| key_of(a.parse().unwrap(), 80, 6);

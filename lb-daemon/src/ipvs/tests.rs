@@ -519,13 +519,7 @@ fn master_and_backup_are_two_kernel_daemons() {
 /// programs the same: `tests/tests/ipvs.rs`'s configs scenario).
 #[test]
 fn a_joined_address_holds_both_virtual_servers_reals() {
-    let l = crate::config::parse_str(
-        "t.conf",
-        "virtual_server_group web {\n 203.0.113.229 80\n 203.0.113.230 80\n}\n\
-         virtual_server 203.0.113.229 80 {\n protocol TCP\n lb_algo rr\n real_server 198.51.100.11 80 {\n }\n}\n\
-         virtual_server group web {\n protocol TCP\n lb_algo wlc\n lb_kind DR\n \
-         real_server 198.51.100.13 80 {\n  weight 2\n }\n}\n",
-    );
+    let l = crate::config::parse_str("t.conf", crate::dataplane::services::tests::SHARED_ADDRESS);
     assert!(!l.has_errors(), "{}", l.render());
     let (d, _) = crate::dataplane::services::desired(&l.config, &Default::default(), true);
     let (p, warnings) = plan(&d);

@@ -463,7 +463,7 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         if c.dont_track_primary {
             line("   VRRP interface tracking disabled".into());
         }
-        if c.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr) {
+        if c.skips_adv_addr_check(g) {
             line("   Skip checking advert IP addresses".into());
         }
         if c.strict(g) {
@@ -729,7 +729,7 @@ pub fn json(config: &Config, vrrp: &[VrrpStatus]) -> Option<Value> {
             };
             put("iname", json!(c.name));
             put("dont_track_primary", json!(u8::from(c.dont_track_primary)));
-            put("skip_check_adv_addr", json!(u8::from(c.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr))));
+            put("skip_check_adv_addr", json!(u8::from(c.skips_adv_addr_check(g))));
             put("strict_mode", json!(u8::from(c.strict(g))));
             // keepalived: with use_vmac, the instance's interface is its VMAC.
             put("vmac_ifname", json!(if c.use_vmac.is_some() { i.iface() } else { "" }));

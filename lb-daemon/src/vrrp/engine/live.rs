@@ -181,7 +181,7 @@ impl Tuning {
             garp_delay: secs(v.garp_master_delay.unwrap_or(g.vrrp_garp_master_delay)),
             garp_repeat: v.garp_master_repeat.unwrap_or(g.vrrp_garp_master_repeat).max(1),
             garp_refresh: secs(v.garp_master_refresh.unwrap_or(g.vrrp_garp_master_refresh)),
-            skip_check_adv_addr: v.skip_check_adv_addr.unwrap_or(g.vrrp_skip_check_adv_addr),
+            skip_check_adv_addr: v.skips_adv_addr_check(g),
             check_unicast_src: v.check_unicast_src || g.vrrp_check_unicast_src,
             garp_refresh_repeat: v.garp_master_refresh_repeat.unwrap_or(g.vrrp_garp_master_refresh_repeat).max(1),
             garp_interval,
