@@ -3,15 +3,17 @@
 /// Version of the pinned map layout. A daemon finding pins with another version refuses
 /// to adopt them (and says how to clear them) rather than misreading them, except those of
 /// `LAYOUT_UPGRADES_FROM`.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 /// Layouts this one adopts: 9 lacks only `lb_conntrack4` (created, then given the IPv4 flows
 /// of `lb_conntrack`) and `lb_real_rev4` (created, then filled from `lb_real_rev`, as for the
 /// first builds of layout 10, which had none either), 8 also `lb_services4` (created, then filled from `lb_services`), 7
 /// also `lb_real_rev`, created empty (its flows all have reverse entries of their own). A
 /// daemon of layout 7 refuses 8's pins: their NAT flows rely on `lb_real_rev`, which it does
 /// not read; one of 8 refuses 9's, whose IPv4 services it would not write where the program
-/// looks; one of 9 refuses 10's, whose IPv4 flows it would not see.
-pub const LAYOUT_UPGRADES_FROM: [u32; 3] = [7, 8, 9];
+/// looks; one of 9 refuses 10's, whose IPv4 flows it would not see. 10 counted each service's
+/// packets in `lb_svc_stats`: its totals are carried into `lb_svc_carry` (less what its real
+/// servers hold) and the map goes; a daemon of 10 refuses 11's, which it would read as zeros.
+pub const LAYOUT_UPGRADES_FROM: [u32; 4] = [7, 8, 9, 10];
 
 /// Directory under bpffs holding this project's pinned maps and links.
 pub const PIN_DIR: &str = "/sys/fs/bpf/lb";
@@ -117,9 +119,19 @@ pub const MAP_REAL_CONNS: &str = "lb_real_conns";
 /// Per real server, flows the daemon found expired in `lb_conntrack4`/`lb_conntrack` and deleted: subtracted
 /// from `lb_real_conns` (written only by the daemon, so no update races with the data plane).
 pub const MAP_REAL_EXPIRED: &str = "lb_real_expired";
+/// Per real server: packets, bytes and new flows (`ServiceStats`, per CPU). A service's
+/// totals are its real servers' sums plus `lb_svc_drops` and `lb_svc_carry`, added up in
+/// userspace: a forwarded packet updates one counter entry, not two.
 pub const MAP_REAL_STATS: &str = "lb_real_stats";
 pub const MAP_STATS: &str = "lb_stats";
-pub const MAP_SVC_STATS: &str = "lb_svc_stats";
+/// Per service, frames dropped for want of a live real server (per CPU).
+pub const MAP_SVC_DROPS: &str = "lb_svc_drops";
+/// Per service, what its real servers counted before their ids were freed (written only by
+/// the daemon, when it frees one).
+pub const MAP_SVC_CARRY: &str = "lb_svc_carry";
+/// Layout 10 and before: every packet of a service, per CPU. Read once when such pins are
+/// adopted (into `lb_svc_carry`), then unpinned.
+pub const MAP_SVC_STATS_LAYOUT10: &str = "lb_svc_stats";
 /// Established IPv6 flows (`FlowKey`); the daemon reads it and `lb_conntrack4` as one table
 /// (`dataplane::bpf::conntrack`).
 pub const MAP_CONNTRACK: &str = "lb_conntrack";
@@ -210,7 +222,7 @@ pub const MAP_NEXTHOP_LEASE: &str = "lb_nexthop_lease";
 pub const LINKS_DIR: &str = "links";
 
 /// Every pinned map, in the order the daemon adopts them.
-pub const PINNED_MAPS: [&str; 28] = [
+pub const PINNED_MAPS: [&str; 29] = [
     MAP_META,
     MAP_SERVICES,
     MAP_SERVICES4,
@@ -223,7 +235,8 @@ pub const PINNED_MAPS: [&str; 28] = [
     MAP_REAL_EXPIRED,
     MAP_REAL_STATS,
     MAP_STATS,
-    MAP_SVC_STATS,
+    MAP_SVC_DROPS,
+    MAP_SVC_CARRY,
     MAP_CONNTRACK,
     MAP_CONNTRACK4,
     MAP_NAT_REV,

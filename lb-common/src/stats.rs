@@ -174,8 +174,9 @@ global_stats! {
     }
 }
 
-/// Per-service counters, one entry per service id per CPU in `lb_svc_stats`; the same shape
-/// per real server in `lb_real_stats`.
+/// Per real server counters, one entry per real server id per CPU in `lb_real_stats`; the
+/// same shape per service for its drops (`lb_svc_drops`) and its retired real servers'
+/// counts (`lb_svc_carry`). A service's totals are their sum (`ServiceStats::sum`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServiceStats {
@@ -209,6 +210,17 @@ impl GlobalStats {
 }
 
 impl ServiceStats {
+    /// `self` less `other`, each counter modulo 2^64 (as they wrap): `x.less(y)` summed with
+    /// `y` is `x` again.
+    pub fn less(&self, other: &ServiceStats) -> ServiceStats {
+        ServiceStats {
+            packets: self.packets.wrapping_sub(other.packets),
+            bytes: self.bytes.wrapping_sub(other.bytes),
+            new_flows: self.new_flows.wrapping_sub(other.new_flows),
+            drops: self.drops.wrapping_sub(other.drops),
+        }
+    }
+
     pub fn sum<'a>(per_cpu: impl IntoIterator<Item = &'a ServiceStats>) -> ServiceStats {
         per_cpu.into_iter().fold(ServiceStats::zeroed(), |acc, s| ServiceStats {
             packets: acc.packets.wrapping_add(s.packets),
@@ -250,6 +262,14 @@ mod tests {
         for (name, value) in named {
             assert_eq!(g.fields().find(|(n, _)| *n == name).map(|(_, v)| v), Some(value), "{name}");
         }
+    }
+
+    #[test]
+    fn less_then_sum_gives_back_the_total() {
+        let total = ServiceStats { packets: 10, bytes: 1000, new_flows: 2, drops: 1 };
+        let reals = ServiceStats { packets: 12, bytes: 900, new_flows: 2, drops: 0 };
+        let carry = total.less(&reals);
+        assert_eq!(ServiceStats::sum([&carry, &reals]), total, "exact even where the carry wraps");
     }
 
     /// Each reason's counter sits `REASON_BASE + reason` words into the struct: the data plane

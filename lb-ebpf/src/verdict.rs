@@ -14,7 +14,13 @@ const OVERSIZED: u32 = 0xff;
 /// Reason bits in a packed verdict: every `Reason` fits (checked in lb-common).
 const REASON_MASK: u32 = 0x3f;
 
-/// A verdict and its reason in one `u32` (non-inlined BPF functions return one register).
+/// Flow bits: the frame was scheduled as a new flow, or found its tracked one. They ride on
+/// the verdict so the frame's counters (`GlobalStats`) are updated in one place.
+const FLOW_NEW: u32 = 1 << 16;
+const FLOW_HIT: u32 = 1 << 17;
+
+/// A verdict, its reason and its flow bits in one `u32` (non-inlined BPF functions return
+/// one register).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(transparent)]
 pub struct Verdict(u32);
@@ -51,7 +57,38 @@ impl Verdict {
     /// The same verdict counted under `reason` when it sent the packet on (TX or redirect).
     #[inline(always)]
     pub fn with_reason_if_forwarded(self, reason: Reason) -> Self {
-        if self.is_forwarded() { Self::new(self.action(), reason) } else { self }
+        if self.is_forwarded() { Self(self.0 & !(REASON_MASK << 8) | (reason as u32) << 8) } else { self }
+    }
+
+    /// The same verdict for a frame that was scheduled as a new flow (`new`) or found its
+    /// tracked one.
+    #[inline(always)]
+    pub fn with_flow(self, new: bool) -> Self {
+        Self(self.0 | if new { FLOW_NEW } else { FLOW_HIT })
+    }
+
+    /// Another verdict for the same frame (an answer in its place): it keeps this one's flow.
+    #[inline(always)]
+    pub fn flow_onto(self, answer: Verdict) -> Self {
+        Self(answer.0 | self.0 & (FLOW_NEW | FLOW_HIT))
+    }
+
+    /// Whether the frame met a flow (new or tracked): `flows_new`, `flows_hit` count it.
+    #[inline(always)]
+    pub fn has_flow(self) -> bool {
+        self.0 & (FLOW_NEW | FLOW_HIT) != 0
+    }
+
+    /// 1 when the frame was scheduled as a new flow, else 0.
+    #[inline(always)]
+    pub fn flow_new(self) -> u64 {
+        u64::from(self.0 >> 16 & 1)
+    }
+
+    /// 1 when the frame found its tracked flow, else 0.
+    #[inline(always)]
+    pub fn flow_hit(self) -> u64 {
+        u64::from(self.0 >> 17 & 1)
     }
 
     /// The packed form, to keep in memory (`Frame::trace_verdict`) and read back.
@@ -94,6 +131,28 @@ mod tests {
                 assert_eq!((v.action(), v.reason_index()), (a, r as usize));
             }
         }
+    }
+
+    #[test]
+    fn flow_bits_leave_action_and_reason_alone() {
+        for new in [false, true] {
+            let v = Verdict::new(XDP_TX, Reason::FwdNat).with_flow(new);
+            assert_eq!((v.action(), v.reason_index()), (XDP_TX, Reason::FwdNat as usize));
+            assert!(v.is_forwarded() && v.has_flow());
+            assert_eq!((v.flow_new(), v.flow_hit()), (u64::from(new), u64::from(!new)));
+            let icmp = v.with_reason_if_forwarded(Reason::IcmpFwd);
+            assert_eq!(
+                (icmp.reason_index(), icmp.flow_new(), icmp.flow_hit()),
+                (Reason::IcmpFwd as usize, v.flow_new(), v.flow_hit())
+            );
+            let answer = v.flow_onto(Verdict::new(XDP_DROP, Reason::TooBig));
+            assert_eq!((answer.action(), answer.reason_index()), (XDP_DROP, Reason::TooBig as usize));
+            assert_eq!((answer.flow_new(), answer.flow_hit()), (v.flow_new(), v.flow_hit()));
+        }
+        let none = Verdict::new(XDP_PASS, Reason::NoService);
+        assert!(!none.has_flow());
+        assert_eq!((none.flow_new(), none.flow_hit()), (0, 0));
+        assert!(!Verdict::oversized().has_flow());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use lb_common::{
     FlowKey, FlowKey4, FlowValue, GlobalStats, NatRev, ServiceKey, ServiceStats,
     consts::{
         MAP_BENCH_FRESH_CFG, MAP_BENCH_FRESH_FRAME, MAP_BENCH_FRESH_TARGET, MAP_CONNTRACK, MAP_CONNTRACK4,
-        MAP_HALFOPEN, MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_STATS, MAP_SVC_STATS, PROG_BENCH_FRESH, PROG_XDP,
+        MAP_HALFOPEN, MAP_HALFOPEN_REV, MAP_NAT_REV, MAP_STATS, PROG_BENCH_FRESH, PROG_XDP,
     },
 };
 use lb_daemon::{
@@ -500,10 +500,9 @@ impl Fixture {
         Ok(GlobalStats::sum(m.get(&0, 0)?.iter()))
     }
 
+    /// Service `id`'s counters as `lb-daemon stats` adds them up.
     pub fn service_stats(&self, id: u32) -> Result<ServiceStats> {
-        let m: PerCpuArray<_, ServiceStats> =
-            PerCpuArray::try_from(self.ebpf().map(MAP_SVC_STATS).ok_or_else(|| anyhow!("no {MAP_SVC_STATS}"))?)?;
-        Ok(ServiceStats::sum(m.get(&id, 0)?.iter()))
+        self.dp.service_stats(id)
     }
 
     /// Runs one case and checks everything it promises; the error says what differed.

@@ -226,10 +226,10 @@ fn pins_of_another_layout_version_are_refused() {
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
-    meta("11");
+    meta("12");
     let err =
         Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).err().expect("daemon must refuse").to_string();
-    assert!(err.contains("layout version 11"), "{err}");
+    assert!(err.contains("layout version 12"), "{err}");
     // Layout 9 kept IPv4 flows in `lb_conntrack`, as it had no `lb_conntrack4`: they are
     // moved, and the flow's next datagram finds its entry (rescheduled, it would count new).
     let flows = Conntrack::open(&pins).unwrap().entries();
@@ -290,6 +290,52 @@ fn pins_of_another_layout_version_are_refused() {
     d7.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(layout(&pins), "layout 7's pins become this layout");
+    // Layout 10 counted every packet of a service in `lb_svc_stats` (and per real server):
+    // the totals read there go on from the same numbers, and the old map is unpinned.
+    let legacy = pins.join("lb_svc_stats");
+    let bpftool = |args: &[&str]| {
+        let out = Command::new("bpftool").args(args).output().unwrap();
+        assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let legacy_path = legacy.to_str().unwrap();
+    bpftool(&[
+        "map",
+        "create",
+        legacy_path,
+        "type",
+        "percpu_array",
+        "key",
+        "4",
+        "value",
+        "32",
+        "entries",
+        "4096",
+        "name",
+        "lb_svc_stats",
+    ]);
+    // Service 0 (the UDP one): 1000 packets, 64000 bytes, 10 new flows, 1 drop on each CPU.
+    let mut value = Vec::new();
+    for n in [1000u64, 64000, 10, 1] {
+        value.extend(n.to_le_bytes().iter().map(|b| b.to_string()));
+    }
+    let mut update = vec!["map", "update", "pinned", legacy_path, "key", "0", "0", "0", "0", "value"];
+    update.extend(value.iter().map(String::as_str));
+    bpftool(&update);
+    std::fs::remove_file(pins.join("lb_svc_drops")).unwrap();
+    std::fs::remove_file(pins.join("lb_svc_carry")).unwrap();
+    meta("10");
+    let d10 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
+    let cpus = aya::util::nr_cpus().unwrap() as u64;
+    let upgraded = read_stats(&pins).unwrap();
+    let udp = upgraded.services.iter().find(|s| s.id == 0).expect("service 0");
+    assert_eq!((udp.packets, udp.bytes, udp.new_flows, udp.drops), (1000 * cpus, 64000 * cpus, 10 * cpus, cpus));
+    assert!(!legacy.exists(), "lb_svc_stats unpinned");
+    assert!(layout(&pins), "layout 10's pins become this layout: {:#?}", d10.log());
+    send(1);
+    let udp = |s: &lb_daemon::dataplane::bpf::StatsSnapshot| s.services.iter().find(|s| s.id == 0).unwrap().packets;
+    assert_eq!(udp(&read_stats(&pins).unwrap()), 1000 * cpus + 1, "counted on from the carried totals");
+    d10.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     // Version 5's `lb_meta` had 8-byte values: refused as another layout, not misread.
     std::fs::remove_file(pins.join("lb_meta")).unwrap();
     let out = Command::new("bpftool")

@@ -1444,6 +1444,61 @@ fn a_restart_does_not_reuse_a_removed_real_servers_id() {
     assert!(c_id > b_id, "ids handed out before the restart are not fresh: b {b_id}, c {c_id}");
 }
 
+/// A service's counters are its real servers' sums (`lb_real_stats`, one counter entry per
+/// forwarded packet), its drops and what its retired real servers counted: removing a real
+/// server takes nothing from the service's totals, and a new service on a freed id starts
+/// from zero. The daemon's own sums (`service_stats`) and `lb-daemon stats` (`read_stats`,
+/// from the pins alone) agree at every step.
+#[test]
+fn a_services_counters_keep_what_its_removed_real_servers_counted() {
+    let (_ns, _peer, mut fx) = setup();
+    let at = |i: usize| DesiredReal {
+        addr: SocketAddr::new(backend4(i).into(), 1000),
+        weight: 1,
+        fwd: None,
+        u_thresh: 0,
+        l_thresh: 0,
+    };
+    let svc = |i: usize, reals: Vec<DesiredReal>| service(i, false, Scheduler::Rr, ForwardMethod::Dr, reals);
+    let totals = |fx: &Fixture, id: u32| -> (u64, u64, u64, u64) {
+        let s = fx.service_stats(id).unwrap();
+        let snap = fx.snapshot().unwrap();
+        let v = snap.services.iter().find(|v| v.id == id).expect("service listed");
+        assert_eq!((v.packets, v.bytes, v.new_flows, v.drops), (s.packets, s.bytes, s.new_flows, s.drops));
+        (s.packets, s.bytes, s.new_flows, s.drops)
+    };
+    fx.apply(&[svc(0, vec![at(0), at(1)])]).unwrap();
+    let syn = |sport: u16| frame(false, L4::TcpSyn { sport, dport: 1000 });
+    let len = syn(1).len() as u64;
+    for sport in 41000..41006 {
+        fx.run(&syn(sport)).unwrap();
+    }
+    let per_real =
+        |fx: &Fixture| -> Vec<u64> { fx.snapshot().unwrap().services[0].reals.iter().map(|r| r.packets).collect() };
+    assert_eq!(per_real(&fx), [3, 3], "rr over two real servers");
+    assert_eq!(totals(&fx, 0), (6, 6 * len, 6, 0));
+    // The second real server leaves: its id is cleared once its grace period is over
+    // (`apply` waits for it), and its three packets stay in the service's totals.
+    fx.apply(&[svc(0, vec![at(0)])]).unwrap();
+    assert_eq!(fx.real_id(at(1).addr).unwrap(), None, "cleared");
+    assert_eq!(per_real(&fx), [3]);
+    assert_eq!(totals(&fx, 0), (6, 6 * len, 6, 0));
+    fx.run(&syn(41006)).unwrap();
+    assert_eq!(totals(&fx, 0), (7, 7 * len, 7, 0));
+    // No live real server: dropped, counted to the service alone.
+    let mut down = svc(0, vec![at(0)]);
+    down.reals[0].weight = 0;
+    fx.apply(&[down]).unwrap();
+    let (action, _) = fx.run(&syn(41007)).unwrap();
+    assert_eq!(action, XDP_DROP);
+    assert_eq!(totals(&fx, 0), (8, 8 * len, 7, 1));
+    // The service goes; another takes its id and starts from zero.
+    fx.apply(&[]).unwrap();
+    fx.apply(&[svc(1, vec![at(2)])]).unwrap();
+    assert_eq!(fx.snapshot().unwrap().services[0].id, 0, "the freed id is reused");
+    assert_eq!(totals(&fx, 0), (0, 0, 0, 0));
+}
+
 /// sh-port and mh-port: one client's connections from different source ports spread over
 /// the real servers, and a source port keeps its real server: a second, fresh data plane (no
 /// flow state shared) sends each port where the first did. The same service without the flag

@@ -62,7 +62,9 @@ fn program_all(
     for s in &plan.services {
         let name = &s.desired.name;
         if s.fresh {
-            zero_stats::<ServiceStats>(ebpf, MAP_SVC_STATS, s.id)?;
+            zero_stats::<ServiceStats>(ebpf, MAP_SVC_DROPS, s.id)?;
+            let mut carry: Array<_, ServiceStats> = Array::try_from(map_mut(ebpf, MAP_SVC_CARRY)?)?;
+            carry.set(s.id, ServiceStats::default(), 0)?;
             book.services.insert(name.clone(), SvcState::new(s.id));
         }
         let mut state = book.services.remove(name).ok_or_else(|| anyhow!("service state vanished"))?;
@@ -74,14 +76,18 @@ fn program_all(
 }
 
 fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {
-    book.services.remove(&r.name);
+    let id = book.services.remove(&r.name).map(|s| s.id);
     for k in &r.keys {
         twins::remove::<ServiceValue>(ebpf, twins::SERVICES, k, false)?;
     }
     // Keys are gone: no new packet finds the service. Its real servers and tables go after
     // the grace period.
     let slices = r.slices.iter().map(|(off, len)| Retired::Slice(*off, *len));
-    retiring.push(Instant::now(), r.reals.iter().map(|id| Retired::Real(*id)).chain(slices));
+    // Its counts go with it.
+    if let Some(id) = id {
+        retiring.service_removed(id);
+    }
+    retiring.push(Instant::now(), r.reals.iter().map(|id| Retired::Real { id: *id, carry_to: None }).chain(slices));
     info!(service = r.name.as_str(), "service removed");
     Ok(())
 }
@@ -118,7 +124,7 @@ fn program(
     for (addr, _) in &s.retired {
         state.reals.remove(addr);
     }
-    retiring.push(now, s.retired.iter().map(|(_, id)| Retired::Real(*id)));
+    retiring.push(now, s.retired.iter().map(|(_, id)| Retired::Real { id: *id, carry_to: Some(s.id) }));
 
     // Fenced before its keys: a service new on a VRRP backup never forwards a frame.
     let mut fence: Array<_, u32> = Array::try_from(map_mut(ebpf, MAP_SVC_FENCE)?)?;
@@ -194,9 +200,12 @@ pub fn clear_retired(ebpf: &mut Ebpf, book: &mut Book, ready: Vec<Retired>) -> R
     for r in ready {
         match r {
             Retired::Slice(off, len) => book.pool.free(off, len),
-            Retired::Real(id) => {
+            Retired::Real { id, carry_to } => {
                 let mut reals: Array<_, RealDef> = Array::try_from(map_mut(ebpf, MAP_REALS)?)?;
                 reals.set(id, RealDef::default(), 0)?;
+                if let Some(svc) = carry_to {
+                    super::stats::carry(ebpf, svc, id)?;
+                }
                 book.free_reals.push_back(id);
             }
         }

@@ -21,7 +21,7 @@ use aya::{
         xdp::{XdpLink, XdpLinkId},
     },
 };
-use lb_common::{Meta, NeighKey, RealConns, RealDef, ServiceKey, ServiceValue, SvcConf, consts::*};
+use lb_common::{Meta, NeighKey, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf, consts::*};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -162,6 +162,7 @@ impl BpfDataplane {
         let upgrade = (kept.layout_version != 0 && kept.layout_version < LAYOUT_VERSION)
             .then(|| Upgrade { from: kept.layout_version, copied: HashSet::new() });
         meta.set(0, Meta { layout_version: pins_layout(upgrade.as_ref()), ..kept }, 0)?;
+        stats::carry_layout10_totals(&mut ebpf, pin_dir).context("carrying layout 10's service counters")?;
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -624,7 +625,7 @@ impl BpfDataplane {
     /// Clears what has been retired long enough and programs the services that waited.
     pub fn tick(&mut self, now: Instant) -> Result<()> {
         let ready = self.retiring.take_ready(now);
-        let reals_cleared = ready.iter().any(|r| matches!(r, retire::Retired::Real(_)));
+        let reals_cleared = ready.iter().any(|r| matches!(r, retire::Retired::Real { .. }));
         commit::clear_retired(&mut self.ebpf, &mut self.book, ready)?;
         if reals_cleared {
             real_rev::write(&mut self.ebpf, &mut self.book, &self.retiring)?;
@@ -656,6 +657,14 @@ impl BpfDataplane {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// Service `id`'s counters as `lb-daemon stats` adds them up (`stats::service_totals`),
+    /// from the real server ids this daemon knows it has.
+    pub fn service_stats(&self, id: u32) -> Result<ServiceStats> {
+        let state = self.book.services.values().find(|s| s.id == id);
+        let reals = state.into_iter().flat_map(|s| s.reals.values().copied()).chain(self.retiring.reals_of(id));
+        stats::service_totals(&self.ebpf, id, reals)
     }
 
     /// The loaded object (for tests that run its programs directly).

@@ -15,8 +15,10 @@ pub const GENERATION_GRACE: Duration = Duration::from_millis(50);
 /// Something a flip retired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retired {
-    /// A real server id: its entry in `lb_reals` is cleared, then the id may be reused.
-    Real(u32),
+    /// A real server id: its entry in `lb_reals` is cleared, then the id may be reused. What
+    /// it counted goes into its service's `lb_svc_carry` (`carry_to`), unless the service
+    /// went too.
+    Real { id: u32, carry_to: Option<u32> },
     /// A table slice (offset, length) of a removed service: back to the pool.
     Slice(u32, u32),
 }
@@ -42,7 +44,27 @@ impl RetireQueue {
     /// The real server ids still waiting out their grace period: packets may still be sent
     /// to them.
     pub fn reals(&self) -> impl Iterator<Item = u32> + '_ {
-        self.entries.iter().filter_map(|(_, w)| if let Retired::Real(id) = w { Some(*id) } else { None })
+        self.entries.iter().filter_map(|(_, w)| if let Retired::Real { id, .. } = w { Some(*id) } else { None })
+    }
+
+    /// Those of them whose counts will join service `svc`'s.
+    pub fn reals_of(&self, svc: u32) -> impl Iterator<Item = u32> + '_ {
+        self.entries.iter().filter_map(move |(_, w)| match w {
+            Retired::Real { id, carry_to: Some(s) } if *s == svc => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// Service `svc` is removed: its real servers waiting here carry their counts nowhere
+    /// (its id may go to another service before they are cleared).
+    pub fn service_removed(&mut self, svc: u32) {
+        for (_, w) in &mut self.entries {
+            if let Retired::Real { carry_to, .. } = w
+                && *carry_to == Some(svc)
+            {
+                *carry_to = None;
+            }
+        }
     }
 
     /// When the next entry becomes ready.
@@ -60,13 +82,31 @@ mod tests {
         let t0 = Instant::now();
         let mut q = RetireQueue::default();
         assert_eq!(q.next_ready(), None);
-        q.push(t0, [Retired::Real(3), Retired::Slice(10, 5)]);
-        q.push(t0 + Duration::from_millis(20), [Retired::Real(4)]);
+        let real = |id| Retired::Real { id, carry_to: Some(1) };
+        q.push(t0, [real(3), Retired::Slice(10, 5)]);
+        q.push(t0 + Duration::from_millis(20), [real(4)]);
         assert_eq!(q.next_ready(), Some(t0 + GENERATION_GRACE));
         assert!(q.take_ready(t0 + GENERATION_GRACE - Duration::from_millis(1)).is_empty());
-        assert_eq!(q.take_ready(t0 + GENERATION_GRACE), [Retired::Real(3), Retired::Slice(10, 5)]);
+        assert_eq!(q.take_ready(t0 + GENERATION_GRACE), [real(3), Retired::Slice(10, 5)]);
         assert_eq!(q.next_ready(), Some(t0 + Duration::from_millis(20) + GENERATION_GRACE));
-        assert_eq!(q.take_ready(t0 + Duration::from_secs(1)), [Retired::Real(4)]);
+        assert_eq!(q.take_ready(t0 + Duration::from_secs(1)), [real(4)]);
         assert_eq!(q.next_ready(), None);
+    }
+
+    /// A removed service's id may go to a new service before its retired real servers are
+    /// cleared: their counts must not become the new one's.
+    #[test]
+    fn a_removed_service_carries_nothing() {
+        let t0 = Instant::now();
+        let mut q = RetireQueue::default();
+        q.push(t0, [Retired::Real { id: 3, carry_to: Some(1) }, Retired::Real { id: 4, carry_to: Some(2) }]);
+        assert_eq!(q.reals_of(1).collect::<Vec<_>>(), [3]);
+        q.service_removed(1);
+        assert_eq!(q.reals_of(1).count(), 0);
+        assert_eq!(q.reals().collect::<Vec<_>>(), [3, 4], "still waiting out the grace period");
+        assert_eq!(
+            q.take_ready(t0 + GENERATION_GRACE),
+            [Retired::Real { id: 3, carry_to: None }, Retired::Real { id: 4, carry_to: Some(2) }]
+        );
     }
 }

@@ -1,16 +1,24 @@
 //! Counters read from the pinned maps, for `lb-daemon stats`, dumps and metrics: they work
 //! while the daemon runs and after it is gone.
+//!
+//! The program counts a service's packets once, per real server (`lb_real_stats`), and those
+//! it drops for want of one per service (`lb_svc_drops`); a service's totals are these added
+//! up here, with what its retired real servers counted (`lb_svc_carry`, written by `carry`
+//! when their ids are freed).
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use anyhow::{Context as _, Result};
-use aya::maps::{Array, HashMap, PerCpuArray};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, PerCpuArray},
+};
 use lb_common::{
     FlowKey, FlowValue, GlobalStats, Meta, RealConns, RealDef, ServiceKey, ServiceStats, ServiceValue, SvcConf,
     consts::*,
 };
 
-use super::maps::pinned;
+use super::maps::{map_mut, map_ref, pinned};
 use crate::dataplane::services;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -53,7 +61,8 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     let stats: PerCpuArray<_, GlobalStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_STATS))?)?;
     let global = GlobalStats::sum(stats.get(&0, 0)?.iter());
     let svc: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
-    let svc_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_STATS))?)?;
+    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_DROPS))?)?;
+    let carry: Array<_, ServiceStats> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CARRY))?)?;
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
     let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
     let conns: Array<_, RealConns> = Array::try_from(pinned(&pin_dir.join(MAP_REAL_CONNS))?)?;
@@ -71,7 +80,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     let mut services = Vec::new();
     for entry in svc.iter() {
         let (key, value) = entry?;
-        let s = ServiceStats::sum(svc_stats.get(&value.id, 0)?.iter());
+        let mut counted = vec![ServiceStats::sum(drops.get(&value.id, 0)?.iter()), carry.get(&value.id, 0)?];
         // The live generation's table: which real servers new flows can reach.
         let conf = confs.get(&(value.id * 2 + (gens.get(&value.id, 0)? & 1)), 0)?;
         let mut scheduled = std::collections::BTreeSet::new();
@@ -81,6 +90,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
         let mut rv = Vec::new();
         for (rid, r) in present.get(&value.id).into_iter().flatten() {
             let rs = ServiceStats::sum(real_stats.get(rid, 0)?.iter());
+            counted.push(rs);
             let ip = services::ip_of(&r.addr, r.family);
             rv.push(RealStatsView {
                 real: SocketAddr::new(ip, r.port).to_string(),
@@ -93,6 +103,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
                 new_flows: rs.new_flows,
             });
         }
+        let s = ServiceStats::sum(&counted);
         services.push(ServiceStatsView {
             service: services::describe(&key),
             id: value.id,
@@ -106,6 +117,64 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
     }
     services.sort_by(|a, b| (a.id, &a.service).cmp(&(b.id, &b.service)));
     Ok(StatsSnapshot { global: GlobalStatsView(global.fields().collect()), services })
+}
+
+/// Service `svc`'s totals, with `reals` its real server ids (those still waiting out their
+/// grace period too): a running daemon knows them without walking `lb_reals`.
+pub fn service_totals(ebpf: &Ebpf, svc: u32, reals: impl IntoIterator<Item = u32>) -> Result<ServiceStats> {
+    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_SVC_DROPS)?)?;
+    let carry: Array<_, ServiceStats> = Array::try_from(map_ref(ebpf, MAP_SVC_CARRY)?)?;
+    let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_REAL_STATS)?)?;
+    let mut counted = vec![ServiceStats::sum(drops.get(&svc, 0)?.iter()), carry.get(&svc, 0)?];
+    for r in reals {
+        counted.push(ServiceStats::sum(real_stats.get(&r, 0)?.iter()));
+    }
+    Ok(ServiceStats::sum(&counted))
+}
+
+/// Adds what real server `real` counted to service `svc`'s carry, as its id is freed (the
+/// daemon is the carry's only writer; the real server's entry in `lb_reals` is cleared
+/// first, so no packet counts on it after this read).
+pub fn carry(ebpf: &mut Ebpf, svc: u32, real: u32) -> Result<()> {
+    let counted = {
+        let m: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_REAL_STATS)?)?;
+        ServiceStats::sum(m.get(&real, 0)?.iter())
+    };
+    let mut carry: Array<_, ServiceStats> = Array::try_from(map_mut(ebpf, MAP_SVC_CARRY)?)?;
+    let was = carry.get(&svc, 0)?;
+    carry.set(svc, ServiceStats::sum([&was, &counted]), 0).with_context(|| format!("{MAP_SVC_CARRY}[{svc}]"))
+}
+
+/// Pins of layout 10 or before counted every packet of a service in `lb_svc_stats` as well as
+/// per real server: each service's carry becomes those totals less what its present real
+/// servers hold (which the totals here add back), so `lb-daemon stats` goes on from the same
+/// numbers; then the old map is unpinned. Run again after a crash it writes the same carry.
+pub fn carry_layout10_totals(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
+    let path = pin_dir.join(MAP_SVC_STATS_LAYOUT10);
+    if !path.exists() {
+        return Ok(());
+    }
+    let old: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&path)?)?;
+    let mut held: BTreeMap<u32, Vec<ServiceStats>> = BTreeMap::new();
+    {
+        let reals: Array<_, RealDef> = Array::try_from(map_ref(ebpf, MAP_REALS)?)?;
+        let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_REAL_STATS)?)?;
+        for (i, r) in reals.iter().enumerate() {
+            let r = r?;
+            if r.flags & REAL_PRESENT != 0 {
+                held.entry(r.svc_id).or_default().push(ServiceStats::sum(real_stats.get(&(i as u32), 0)?.iter()));
+            }
+        }
+    }
+    let services: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(map_ref(ebpf, MAP_SERVICES)?)?;
+    let ids: std::collections::BTreeSet<u32> = services.iter().filter_map(|e| e.ok()).map(|(_, v)| v.id).collect();
+    let mut carry: Array<_, ServiceStats> = Array::try_from(map_mut(ebpf, MAP_SVC_CARRY)?)?;
+    for id in ids {
+        let total = ServiceStats::sum(old.get(&id, 0)?.iter());
+        let reals = ServiceStats::sum(held.get(&id).into_iter().flatten());
+        carry.set(id, total.less(&reals), 0).with_context(|| format!("{MAP_SVC_CARRY}[{id}]"))?;
+    }
+    std::fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))
 }
 
 /// One flow table's occupancy and turnover, for the metrics: what the data plane inserted and

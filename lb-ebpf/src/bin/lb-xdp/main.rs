@@ -37,14 +37,17 @@ mod tun;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
-    LocalMac, NatRev, Reason,
+    LocalMac, NatRev, RealDef, Reason,
     consts::{
         FAMILY_V4, FENCE_BACKUP, FENCE_NO_ACCEPT, FRAG_NAT_REPLY, FRAG_TO_REAL, FWD_DR, FWD_NAT, FWD_TUN, NO_REAL,
         TRACE_FLOW_FOUND, TRACE_FLOW_FRAGMENT, TRACE_FLOW_REPLY,
     },
     is_vrrp_vmac,
 };
-use lb_ebpf::verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action};
+use lb_ebpf::{
+    decision::Decision,
+    verdict::{Verdict, XDP_DROP, XDP_PASS, parse_stop_action},
+};
 
 use crate::{
     maps::{lb_iface_mac, lb_ifaces, lb_local_macs, lb_reals, lb_scratch, lb_services, lb_services4, lb_svc_fence},
@@ -77,9 +80,9 @@ fn classify(ctx: &XdpContext, ifindex: u32, len: u32) -> Verdict {
     if !v.is_oversized() {
         return v;
     }
-    let Some(f) = lb_scratch.get_ptr(0) else { return Verdict::new(XDP_DROP, Reason::TooBig) };
+    let Some(f) = lb_scratch.get_ptr(0) else { return v.flow_onto(Verdict::new(XDP_DROP, Reason::TooBig)) };
     // SAFETY: this CPU's slot, as `dispatch` left it.
-    icmp::oversized(ctx, unsafe { &*f }, nexthop::mtu())
+    v.flow_onto(icmp::oversized(ctx, unsafe { &*f }, nexthop::mtu()))
 }
 
 /// Decides what happens to one frame; a frame too big for its path comes back as
@@ -223,11 +226,17 @@ fn forward(ctx: &XdpContext, svc: u32, f: &mut Frame) -> Verdict {
     let real_id = d.real();
     (f.trace_real, f.trace_flow) = (real_id, d.trace_flow());
     let Some(real) = lb_reals.get(real_id).filter(|_| d.ok()) else {
-        stats::count_service(svc, None, len, false, true);
+        stats::count_drop(svc, len);
         return Verdict::new(XDP_DROP, Reason::NoReal);
     };
-    stats::count_flow(d.is_new());
-    stats::count_service(svc, Some(real_id), len, d.is_new(), false);
+    stats::count_real(real_id, len, d.is_new());
+    to_real(ctx, svc, f, d, real).with_flow(d.is_new())
+}
+
+/// The rest of `forward`, once the flow has its real server.
+#[inline(always)]
+fn to_real(ctx: &XdpContext, svc: u32, f: &mut Frame, d: Decision, real: &RealDef) -> Verdict {
+    let real_id = d.real();
     if f.frag == frag::FIRST {
         frags::record_to_real(f, svc, real_id, d.fwd());
     }
@@ -260,10 +269,10 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     match e.action {
         FRAG_TO_REAL => {
             let Some(real) = lb_reals.get(e.real_id).filter(|_| flow::real_live(e.real_id, e.svc_id)) else {
-                stats::count_service(e.svc_id, None, len, false, true);
+                stats::count_drop(e.svc_id, len);
                 return Verdict::new(XDP_DROP, Reason::NoReal);
             };
-            stats::count_service(e.svc_id, Some(e.real_id), len, false, false);
+            stats::count_real(e.real_id, len, false);
             match e.fwd {
                 FWD_NAT => nat::nat(ctx, f, e.real_id, real),
                 FWD_DR => dr::dr(ctx, f, e.real_id, real),
@@ -272,7 +281,7 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             }
         }
         FRAG_NAT_REPLY => {
-            stats::count_service(e.svc_id, Some(e.real_id), len, false, false);
+            stats::count_real(e.real_id, len, false);
             nat::nat_reply(ctx, f, &e.vip, e.vport)
         }
         _ => Verdict::new(XDP_PASS, Reason::Fragment),
@@ -289,7 +298,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             Some(rev) if parse::ipv4_header_ok(ctx, f) => {
                 (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);
                 f.trace_flow = TRACE_FLOW_REPLY | TRACE_FLOW_FOUND;
-                stats::count_service(rev.svc_id, Some(rev.real_id), f.len_in as usize, false, false);
+                stats::count_real(rev.real_id, f.len_in as usize, false);
                 if !icmp::nat_reply_rewrite(ctx, f, rev) {
                     return Verdict::new(XDP_PASS, Reason::Icmp);
                 }
@@ -309,7 +318,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
     if !parse::ipv4_header_ok(ctx, f) {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
-    stats::count_service(svc, Some(d.real()), f.len_in as usize, false, false);
+    stats::count_real(d.real(), f.len_in as usize, false);
     // Rare: the FIB finds their next hop (`NO_REAL` has no cache entry), which keeps this
     // function's frame within the 512 bytes 6.1 allows the deepest chain of calls.
     let v = match d.fwd() {
@@ -336,7 +345,7 @@ fn reply(ctx: &XdpContext, f: &mut Frame, rev: &NatRev) -> Verdict {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
     let len = f.len_in as usize;
-    stats::count_service(rev.svc_id, Some(rev.real_id), len, false, false);
+    stats::count_real(rev.real_id, len, false);
     if f.frag == frag::FIRST {
         frags::record_nat_reply(f, rev);
     }

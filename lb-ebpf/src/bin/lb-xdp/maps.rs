@@ -72,7 +72,8 @@ pub static lb_real_syns: Array<RealSyns, REALS> = Array::new();
 
 // --- Counters (per CPU; userspace sums) ---
 
-/// Packets and bytes per real server.
+/// Packets, bytes and new flows per real server. A service's totals are summed in userspace
+/// (its real servers, `lb_svc_drops`, `lb_svc_carry`): a forwarded packet updates one entry.
 #[btf_map]
 pub static lb_real_stats: PerCpuArray<ServiceStats, REALS> = PerCpuArray::new();
 
@@ -80,9 +81,14 @@ pub static lb_real_stats: PerCpuArray<ServiceStats, REALS> = PerCpuArray::new();
 #[btf_map]
 pub static lb_stats: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();
 
-/// Packets and bytes per service.
+/// Frames of a service dropped for want of a live real server (packets, bytes, drops).
 #[btf_map]
-pub static lb_svc_stats: PerCpuArray<ServiceStats, SVC> = PerCpuArray::new();
+pub static lb_svc_drops: PerCpuArray<ServiceStats, SVC> = PerCpuArray::new();
+
+/// What a service's real servers counted before the daemon freed their ids; only the daemon
+/// reads and writes it.
+#[btf_map]
+pub static lb_svc_carry: Array<ServiceStats, SVC> = Array::new();
 
 // --- Flow state ---
 

@@ -3,9 +3,9 @@
 use lb_common::GlobalStats;
 use lb_ebpf::verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 
-use crate::maps::{lb_real_stats, lb_stats, lb_svc_stats};
+use crate::maps::{lb_real_stats, lb_stats, lb_svc_drops};
 
-/// Counts a frame: received, its verdict, and its reason.
+/// Counts a frame: received, its verdict, its reason and its flow (new or tracked).
 #[inline(always)]
 pub fn count(v: Verdict, len: u64) {
     let Some(s) = lb_stats.get_ptr_mut(0) else { return };
@@ -32,19 +32,9 @@ pub fn count(v: Verdict, len: u64) {
         }
     }
     *reason_field(s, v.reason_index()) += 1;
-}
-
-/// Counts a flow lookup: new (scheduled) or a conntrack hit.
-#[inline(always)]
-pub fn count_flow(new: bool) {
-    if let Some(s) = lb_stats.get_ptr_mut(0) {
-        // SAFETY: as in `count`.
-        let s = unsafe { &mut *s };
-        if new {
-            s.flows_new += 1;
-        } else {
-            s.flows_hit += 1;
-        }
+    if v.has_flow() {
+        s.flows_new += v.flow_new();
+        s.flows_hit += v.flow_hit();
     }
 }
 
@@ -84,23 +74,27 @@ fn reason_field(s: &mut GlobalStats, reason: usize) -> &mut u64 {
     &mut words[i]
 }
 
-/// Per-service (and, with a real server, per-real) packet accounting.
+/// A service's frame that went to (or towards) real server `real`: the service's totals are
+/// its real servers' sums, added up in userspace.
 #[inline(always)]
-pub fn count_service(svc: u32, real: Option<u32>, len: usize, new_flow: bool, dropped: bool) {
-    if let Some(s) = lb_svc_stats.get_ptr_mut(svc) {
+pub fn count_real(real: u32, len: usize, new_flow: bool) {
+    if let Some(r) = lb_real_stats.get_ptr_mut(real) {
         // SAFETY: per-CPU slot, see `count`.
-        let s = unsafe { &mut *s };
-        s.packets += 1;
-        s.bytes += len as u64;
-        s.new_flows += u64::from(new_flow);
-        s.drops += u64::from(dropped);
-    }
-    if let Some(r) = real.and_then(|r| lb_real_stats.get_ptr_mut(r)) {
-        // SAFETY: as above.
         let r = unsafe { &mut *r };
         r.packets += 1;
         r.bytes += len as u64;
         r.new_flows += u64::from(new_flow);
-        r.drops += u64::from(dropped);
+    }
+}
+
+/// A frame of service `svc` dropped for want of a live real server.
+#[inline(always)]
+pub fn count_drop(svc: u32, len: usize) {
+    if let Some(s) = lb_svc_drops.get_ptr_mut(svc) {
+        // SAFETY: per-CPU slot, see `count`.
+        let s = unsafe { &mut *s };
+        s.packets += 1;
+        s.bytes += len as u64;
+        s.drops += 1;
     }
 }
