@@ -251,6 +251,13 @@ impl Netlink {
         if let Some(l) = &a.label {
             m.attributes.push(AddressAttribute::Label(l.clone()));
         }
+        // Point-to-point: IFA_ADDRESS is the peer, on deletion too, which then matches (keepalived
+        // 2.2.7 deletes with IFA_ADDRESS = the address, which the kernel refuses for an IPv4
+        // address with a peer, and so leaves it behind).
+        if let Some(p) = a.peer {
+            m.attributes.retain(|at| !matches!(at, AddressAttribute::Address(_)));
+            m.attributes.push(AddressAttribute::Address(p));
+        }
         // The builder derives a broadcast address; keepalived sets one only when `brd` asks.
         m.attributes.retain(|at| !matches!(at, AddressAttribute::Broadcast(_)));
         if let Some(b) = a.broadcast {

@@ -1021,6 +1021,7 @@ static_ipaddress {{
     2001:db8:5::5/128 dev l0
     198.51.100.70/27 dev l0 noprefixroute
     2001:db8:6::6/64 dev l0 home
+    2001:db8:7::7 peer 2001:db8:7::8 dev l0
 }}
 static_routes {{
     203.0.113.0/26 via 192.0.2.1 dev l0
@@ -1054,6 +1055,7 @@ vrrp_instance VI_1 {{
     virtual_ipaddress {{
         {VRRP_VIP4}/24
         198.51.100.40/27 dev l0 noprefixroute
+        198.51.100.41 peer 198.51.100.42 dev l0
     }}
     virtual_routes {{
         203.0.113.64/26 via 192.0.2.1 dev l0 metric 7
@@ -1098,11 +1100,19 @@ vrrp_instance VI_1 {{
         "inet 198.51.100.70/27 scope global noprefixroute l0",
         "inet 198.51.100.40/27 scope global noprefixroute l0",
         "inet6 2001:db8:6::6/64 scope global nodad home",
+        "inet 198.51.100.41 peer 198.51.100.42/32 scope global l0",
+        "inet6 2001:db8:7::7 peer 2001:db8:7::8/128 scope global nodad deprecated",
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());
     }
-    let theirs_dump = rule_dump(k.pid().unwrap(), &ka_tmp);
+    let theirs_dump = kernel_sections_dump(k.pid().unwrap(), &ka_tmp);
     k.stop().unwrap();
+    // keepalived 2.2.7 deletes an IPv4 address with IFA_ADDRESS = the address, which the
+    // kernel refuses for one with a peer (`inet_ifa_match`), and ignores the refusal: it is
+    // left behind. lb-daemon deletes it (docs/vrrp.md); the leftover goes by hand.
+    let leftover = "198.51.100.41 peer 198.51.100.42/32";
+    assert!(kernel_view(ns).contains(leftover), "{}", kernel_view(ns));
+    ns.ip(&["addr", "del", "198.51.100.41", "peer", "198.51.100.42", "dev", "l0"]).unwrap();
     let theirs_stopped = kernel_view(ns);
     assert_eq!(theirs_stopped, before, "keepalived left entries behind");
 
@@ -1114,17 +1124,24 @@ vrrp_instance VI_1 {{
     let ours_master = kernel_view(ns);
     assert!(same, "while master:\n{}", diff(&theirs_master, &ours_master));
     // keepalived.data's rule lines, as keepalived prints them.
-    let ours_dump = rule_dump(d.pid().unwrap(), &our_tmp);
+    // The instance's state (its VIPs' `set`) is published once it has taken over, just
+    // after the kernel holds everything.
+    let mut ours_dump = String::new();
+    eventually(Duration::from_secs(3), || {
+        ours_dump = kernel_sections_dump(d.pid().unwrap(), &our_tmp);
+        ours_dump == theirs_dump
+    });
     assert!(theirs_dump.contains("Static Rules") && theirs_dump.contains("Virtual Rules"), "{theirs_dump}");
-    assert_eq!(ours_dump, theirs_dump);
+    assert!(theirs_dump.contains("198.51.100.41 dev l0 scope global peer 198.51.100.42/32 set"), "{theirs_dump}");
+    assert_eq!(ours_dump, theirs_dump, "\n{}", diff(&theirs_dump, &ours_dump));
     d.stop().unwrap();
     let ours_stopped = kernel_view(ns);
     assert!(ours_stopped == theirs_stopped, "after stop:\n{}", diff(&theirs_stopped, &ours_stopped));
 }
 
-/// The static and virtual rule sections of the `keepalived.data` that SIGUSR1 makes `pid`
-/// write in `dir` (its TMPDIR).
-fn rule_dump(pid: u32, dir: &Path) -> String {
+/// The static and virtual address, route and rule sections of the `keepalived.data` that
+/// SIGUSR1 makes `pid` write in `dir` (its TMPDIR).
+fn kernel_sections_dump(pid: u32, dir: &Path) -> String {
     let file = dir.join("keepalived.data");
     let _ = std::fs::remove_file(&file);
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGUSR1).unwrap();
@@ -1136,9 +1153,9 @@ fn rule_dump(pid: u32, dir: &Path) -> String {
     for l in text.lines() {
         let indent = l.len() - l.trim_start().len();
         if l.starts_with("------<") {
-            keep = l.contains("Static Rules") || l.contains("Static Routes");
+            keep = l.contains("Static Rules") || l.contains("Static Routes") || l.contains("Static Addresses");
         } else if indent < 5 {
-            keep = matches!(l.trim(), "Virtual Rules :" | "Virtual Routes :");
+            keep = matches!(l.trim(), "Virtual Rules :" | "Virtual Routes :") || l.trim().starts_with("Virtual IP (");
         }
         if keep {
             // keepalived's route tracking notes where it saw the route installed (`[dev IF]`,

@@ -127,6 +127,7 @@ fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Optio
         dev: None,
         scope: None,
         label: None,
+        peer: None,
         preferred_lft: None,
         flags: 0,
         dad: false,
@@ -134,6 +135,7 @@ fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Optio
         track_group: None,
         span: first.span,
     };
+    let mut brd = None;
     let mut it = words[1..].iter();
     while let Some(kw) = it.next() {
         let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
@@ -141,6 +143,7 @@ fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Optio
             "dev" => a.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
             "label" => a.label = val(ctx, "a label").map(|w| w.text.clone()),
             "brd" | "broadcast" => {
+                brd = Some(kw.span);
                 if let Some(w) = val(ctx, "a broadcast address") {
                     match (w.text.as_str(), addr) {
                         // keepalived's `+` / `-`: the prefix's last / first address.
@@ -173,8 +176,19 @@ fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Optio
             "no_track" => a.no_track = true,
             "nodad" => ctx.warn(kw.span, "`nodad` is not a keepalived 2.2.7 address option (IPv6 addresses are added without duplicate address detection unless `-nodad`); ignored".to_string()),
             "peer" => {
-                let _ = val(ctx, "a peer address");
-                ctx.error(kw.span, "address option `peer` (a point-to-point address) is not implemented; remove it and give the address its prefix length".to_string());
+                if let Some(w) = val(ctx, "a peer address") {
+                    match w.text.parse::<IpAddr>() {
+                        // keepalived parses it without a prefix (`parse_ipaddress(.., false)`).
+                        Err(_) => ctx.error(w.span, format!("invalid peer address {} (an address, without a prefix length)", w.text)),
+                        Ok(p) if p.is_ipv4() != addr.is_ipv4() => {
+                            ctx.error(w.span, format!("peer address {p} does not match the address family of {addr}"))
+                        }
+                        Ok(_) if a.peer.is_some() => {
+                            ctx.error(w.span, format!("peer {} - another peer has already been specified", w.text))
+                        }
+                        Ok(p) => a.peer = Some(p),
+                    }
+                }
             }
             "preferred_lft" => {
                 if let Some(w) = val(ctx, "a lifetime (seconds or forever)") {
@@ -196,6 +210,24 @@ fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Optio
                 ctx.error(kw.span, format!("unknown address option `{}` (expected dev, brd, scope or label)", kw.text))
             }
         }
+    }
+    // keepalived's checks once the line is read (`alloc_ipaddress`): a point-to-point
+    // address is a host address with no broadcast.
+    if a.peer.is_some() {
+        let host = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix != host {
+            ctx.error(
+                first.span,
+                format!(
+                    "cannot specify address prefix /{prefix} when specifying a peer address (the address is /{host})"
+                ),
+            );
+        }
+        if let Some(span) = brd {
+            ctx.error(span, "cannot specify broadcast and peer addresses".to_string());
+        }
+        a.prefix = host;
+        a.broadcast = None;
     }
     Some(a)
 }

@@ -1577,7 +1577,11 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "vrrp_instance",
         "virtual_ipaddress",
-        &["tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back"],
+        &[
+            "tests/tests/vrrp.rs::two_nodes_elect_one_master_fail_over_and_hand_back",
+            // Address options (flags, `peer`) in the kernel and in keepalived.data.
+            "tests/tests/vrrp.rs::static_and_virtual_routes_and_rules_match_keepalived",
+        ],
     ),
     (
         "vrrp_instance",

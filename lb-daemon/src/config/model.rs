@@ -500,6 +500,10 @@ pub struct IpAddress {
     pub dev: Option<String>,
     pub scope: Option<Scope>,
     pub label: Option<String>,
+    /// `peer ADDR`: the other end of a point-to-point address (netlink's IFA_ADDRESS, the
+    /// address itself IFA_LOCAL); the prefix is then /32 (/128), as keepalived makes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<IpAddr>,
     /// IPv6 `preferred_lft` in seconds (`u32::MAX` = forever). Unset: keepalived's default,
     /// 0 for a /128 (deprecated, so never picked as a source address), forever otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

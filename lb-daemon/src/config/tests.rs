@@ -1847,11 +1847,12 @@ fn a_virtual_servers_weight_is_its_real_servers_default() {
 
 /// keepalived 2.2.7's address flags (vrrp_ipaddress.c `parse_ipaddress`): `home`,
 /// `mngtmpaddr`, `noprefixroute` and `autojoin` are IFA_F_* bits the address is added with,
-/// `-nodad` lets IPv6 duplicate address detection run; `peer` is refused, not ignored. A
+/// `-nodad` lets IPv6 duplicate address detection run; `peer` makes a host address with that
+/// peer, and keepalived's errors about it are errors here. A
 /// unicast peer's TTL range is kept, and turns `check_unicast_src` on (`alloc_vrrp_unicast_peer`);
 /// a value that is not a TTL, or a range with nothing in it, is an error as there.
 #[test]
-fn address_flags_are_kept_and_unimplemented_options_refused() {
+fn address_flags_and_peers_are_kept_as_keepalived() {
     let c = ok("vrrp_instance V {\n interface eth0\n virtual_router_id 1\n priority 100\n virtual_ipaddress {\n  \
                 192.0.2.1/24 noprefixroute home\n  192.0.2.2/24\n }\n virtual_ipaddress_excluded {\n  \
                 2001:db8::1/64 -nodad mngtmpaddr autojoin\n }\n}\n");
@@ -1862,8 +1863,27 @@ fn address_flags_are_kept_and_unimplemented_options_refused() {
     assert_eq!((x[0].flags, x[0].dad), (model::IFA_F_MANAGETEMPADDR | model::IFA_F_MCAUTOJOIN, true));
     let inst =
         |body: &str| format!("vrrp_instance V {{\n interface eth0\n virtual_router_id 1\n priority 100\n{body}}}\n");
-    let e = first_error(&inst(" virtual_ipaddress {\n  192.0.2.1 peer 192.0.2.9/24\n }\n"));
-    assert!(e.starts_with("bad.conf:6:13: error:") && e.contains("`peer`"), "{e}");
+    // `peer`: a host address with the peer as IFA_ADDRESS; keepalived's errors.
+    let c = ok(&inst(
+        " virtual_ipaddress {\n  192.0.2.1 peer 192.0.2.9\n }\n virtual_ipaddress_excluded {\n  2001:db8::1/128 peer 2001:db8::2\n }\n",
+    ));
+    let (a, x) = (&c.vrrp_instances[0].virtual_ipaddress, &c.vrrp_instances[0].virtual_ipaddress_excluded);
+    assert_eq!((a[0].prefix, a[0].peer), (32, Some("192.0.2.9".parse().unwrap())));
+    assert_eq!(
+        (x[0].prefix, x[0].peer, x[0].preferred_lifetime()),
+        (128, Some("2001:db8::2".parse().unwrap()), Some(0))
+    );
+    for (line, at, says) in [
+        ("192.0.2.1 peer 192.0.2.9/24", "6:18", "invalid peer address"),
+        ("192.0.2.1 peer 2001:db8::2", "6:18", "does not match the address family"),
+        ("192.0.2.1 peer 192.0.2.9 peer 192.0.2.8", "6:33", "another peer"),
+        ("192.0.2.1/24 peer 192.0.2.9", "6:3", "cannot specify address prefix /24"),
+        ("192.0.2.1 brd 192.0.2.255 peer 192.0.2.9", "6:13", "broadcast and peer"),
+        ("192.0.2.1 peer", "6:13", "peer"),
+    ] {
+        let e = first_error(&inst(&format!(" virtual_ipaddress {{\n  {line}\n }}\n")));
+        assert!(e.starts_with(&format!("bad.conf:{at}: error:")) && e.contains(says), "{line}: {e}");
+    }
     let c = ok(&inst(" unicast_peer {\n  192.0.2.2 min_ttl 1 max_ttl 10\n  192.0.2.3\n }\n"));
     let v = &c.vrrp_instances[0];
     let two: std::net::IpAddr = "192.0.2.2".parse().unwrap();

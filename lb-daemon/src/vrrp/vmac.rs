@@ -291,6 +291,7 @@ impl Vmacs {
                 dev: Some(name.to_string()),
                 scope: None,
                 label: None,
+                peer: None,
                 // keepalived's: deprecated (preferred_lft 0), so never a chosen source.
                 preferred_lft: Some(0),
                 flags: 0,

@@ -13,7 +13,10 @@ use std::net::IpAddr;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    config::{AuthType, Config, IpAddress, Route, RouteMode, RouteType, Rule, RuleAction, Scope, VrrpInstance},
+    config::{
+        AuthType, Config, IFA_F_HOMEADDRESS, IFA_F_MANAGETEMPADDR, IFA_F_MCAUTOJOIN, IFA_F_NOPREFIXROUTE, IpAddress,
+        Route, RouteMode, RouteType, Rule, RuleAction, Scope, VrrpInstance,
+    },
     vrrp::{State, VrrpStatus, tracking},
 };
 
@@ -77,13 +80,36 @@ impl Inst<'_> {
 
 /// An address as keepalived's `format_ipaddress` prints it; `set` when it is in the kernel.
 fn address(a: &IpAddress, iface: &str, set: bool) -> String {
-    let mut s = format!("{}/{}", a.addr, a.prefix);
+    let host = if a.addr.is_ipv4() { 32 } else { 128 };
+    // `ipaddresstos`: a host address without its prefix length.
+    let mut s = if a.prefix == host { a.addr.to_string() } else { format!("{}/{}", a.addr, a.prefix) };
     if let Some(b) = a.broadcast {
         let _ = write!(s, " brd {b}");
     }
     let _ = write!(s, " dev {} scope {}", a.device(iface), scope(a.scope));
     if let Some(l) = &a.label {
         let _ = write!(s, " label {l}");
+    }
+    if let Some(p) = a.peer {
+        let _ = write!(s, " peer {p}/{}", a.prefix);
+    }
+    if a.flags & IFA_F_HOMEADDRESS != 0 {
+        s.push_str(" home");
+    }
+    if a.dad {
+        s.push_str(" -nodad");
+    }
+    for (bit, word) in [
+        (IFA_F_MANAGETEMPADDR, " mngtmpaddr"),
+        (IFA_F_NOPREFIXROUTE, " noprefixroute"),
+        (IFA_F_MCAUTOJOIN, " autojoin"),
+    ] {
+        if a.flags & bit != 0 {
+            s.push_str(word);
+        }
+    }
+    if a.no_track {
+        s.push_str(" no_track");
     }
     if let Some(g) = &a.track_group {
         let _ = write!(s, " track_group {g}");
