@@ -410,6 +410,16 @@ impl Netlink {
                 if let Some(IpAddr::V6(g)) = r.via {
                     b = b.gateway(g);
                 }
+                if let Some((IpAddr::V6(s), len)) = r.from {
+                    b = b.source_prefix(s, len);
+                }
+                if let Some(e) = r.expires {
+                    b = b.expires(e);
+                }
+                if let Some(p) = r.pref {
+                    use rtnetlink::packet_route::route::{RouteAttribute, RoutePreference};
+                    b.get_mut().attributes.push(RouteAttribute::Preference(RoutePreference::from(p)));
+                }
                 if let Some(IpAddr::V6(s)) = r.src {
                     b = b.pref_source(s);
                 }

@@ -26,13 +26,6 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
          it (the real server stays up whatever its body); ours refuses the config",
     ),
     (
-        "static-route-expires",
-        0,
-        5,
-        "not implemented here (nor pref, ttl-propagate, encap, from, vrf): \
-         refused by name, as a route installed without its option would not be the route meant",
-    ),
-    (
         "vs-duplicate",
         0,
         5,

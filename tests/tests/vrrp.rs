@@ -995,8 +995,16 @@ fn kernel_view(ns: &Netns) -> String {
     ] {
         out += &format!("# ip {}\n{}", args.join(" "), ns.ip(args).unwrap());
     }
-    // lb-daemon's XDP program on l0 shows in its link line.
-    out.lines().map(|l| l.split(' ').filter(|w| !w.starts_with("xdp")).collect::<Vec<_>>().join(" ") + "\n").collect()
+    // lb-daemon's XDP program on l0 shows in its link line; an expiring route counts down.
+    let line = |l: &str| {
+        let words: Vec<&str> = l.split(' ').filter(|w| !w.starts_with("xdp")).collect();
+        let mut out = Vec::new();
+        for (i, w) in words.iter().enumerate() {
+            out.push(if i > 0 && words[i - 1] == "expires" && w.ends_with("sec") { "Nsec" } else { w });
+        }
+        out.join(" ") + "\n"
+    };
+    out.lines().map(line).collect()
 }
 
 /// keepalived 2.2.7 as the oracle for static_ipaddress / static_routes / static_rules and an
@@ -1036,6 +1044,9 @@ static_routes {{
     198.51.100.16/28 via 192.0.2.1 dev l0 tos 0x10 realms 3/4 hoplimit 9 features ecn congctl reno window 5000
     add 198.51.100.48/28 via 192.0.2.1 dev l0 cwnd lock 10 ssthresh 11 reordering 4 initrwnd 30 fastopen_no_cookie 1
     198.51.100.80/28 via 192.0.2.1 dev l0 rtt lock 300ms rttvar 1.5s rto_min 250
+    2001:db8:8::/64 from 2001:db8:5::/64 via 2001:db8:1::1 dev l0
+    2001:db8:9::/64 via 2001:db8:1::1 dev l0 pref high expires 300
+    default via inet6 2001:db8:1::1 dev l0 table 100
 }}
 static_rules {{
     from 198.51.100.0/24 table 100 priority 100
@@ -1101,6 +1112,9 @@ vrrp_instance VI_1 {{
         "inet 198.51.100.40/27 scope global noprefixroute l0",
         "inet6 2001:db8:6::6/64 scope global nodad home",
         "inet 198.51.100.41 peer 198.51.100.42/32 scope global l0",
+        "2001:db8:8::/64 from 2001:db8:5::/64 via 2001:db8:1::1 dev l0 proto keepalived",
+        "2001:db8:9::/64 via 2001:db8:1::1 dev l0 proto keepalived metric 1024 expires Nsec pref high",
+        "default via 2001:db8:1::1 dev l0 table 100 proto keepalived metric 1024 pref medium",
         "inet6 2001:db8:7::7 peer 2001:db8:7::8/128 scope global nodad deprecated",
     ] {
         assert!(theirs_master.contains(want), "keepalived did not install {want:?}:\n{theirs_master}\n{}", k.log());

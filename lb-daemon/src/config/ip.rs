@@ -266,6 +266,9 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
         mode: crate::config::RouteMode::Prepend,
         tos: None,
         realms: None,
+        from: None,
+        expires: None,
+        pref: None,
         metrics: crate::config::RouteMetrics::default(),
         no_track: false,
         nexthops: Vec::new(),
@@ -274,7 +277,9 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
     };
     let mut has_dest = false;
     let mut no_track = false;
-    let mut it = words.iter();
+    let mut family = RouteFamily(None);
+    let mut is_default = false;
+    let mut it = words.iter().peekable();
     while let Some(kw) = it.next() {
         let mut val = |ctx: &mut Ctx, what: &str| value(ctx, &mut it, kw, what);
         match kw.text.as_str() {
@@ -283,9 +288,33 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     // keepalived installs it as `via` but reports it (its -t fails).
                     ctx.warn(kw.span, "`gw` is deprecated in keepalived 2.2.7 (its -t reports it); write `via`");
                 }
-                r.via = val(ctx, "a gateway address").and_then(|w| ip(ctx, w))
+                // `via [inet|inet6] ADDR`.
+                let named = it.next_if(|w| w.text == "inet" || w.text == "inet6").map(|w| w.text == "inet6");
+                // An unreadable address is reported and the line read on, for its other errors.
+                let Some(v) = value(ctx, &mut it, kw, "a gateway address").and_then(|w| ip(ctx, w)) else {
+                    continue;
+                };
+                if named.is_some_and(|v6| v6 != v.is_ipv6()) {
+                    ctx.error(kw.span, "Cannot mix IPv4 and IPv6 addresses for route");
+                    return None;
+                }
+                family.set(ctx, kw, v.is_ipv6())?;
+                r.via = Some(v);
             }
-            "src" => r.src = val(ctx, "a source address").and_then(|w| ip(ctx, w)),
+            "src" => {
+                let Some(v) = val(ctx, "a source address").and_then(|w| ip(ctx, w)) else { continue };
+                family.set(ctx, kw, v.is_ipv6())?;
+                r.src = Some(v);
+            }
+            "inet" | "inet6" => {
+                let v6 = kw.text == "inet6";
+                if family.0.is_some_and(|f| f != v6) {
+                    let other = if v6 { "IPv4" } else { "IPv6" };
+                    ctx.error(kw.span, format!("{} specified for {other} route", kw.text));
+                    return None;
+                }
+                family.0 = Some(v6);
+            }
             "dev" | "oif" => r.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
             "table" => {
                 r.table = val(ctx, "a table").and_then(|w| {
@@ -428,7 +457,43 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                 let w = it.next();
                 track_group(ctx, kw, w, groups, &mut r.track_group);
             }
-            "expires" | "pref" | "ttl-propagate" | "encap" | "from" | "vrf" => {
+            "from" => {
+                let w = val(ctx, "a source prefix")?;
+                let (a, len) = addr_prefix(ctx, w)?;
+                if a.is_ipv4() {
+                    ctx.error(w.span, format!("route from address only supported with IPv6 ({})", w.text));
+                    return None;
+                }
+                family.set(ctx, kw, true)?;
+                r.from = Some((a, len));
+            }
+            "expires" => {
+                let w = val(ctx, "a time in seconds")?;
+                let Ok(v) = w.text.parse::<u32>() else {
+                    ctx.error(w.span, format!("Invalid expires time {} specified for route", w.text));
+                    return None;
+                };
+                family.ipv6_only(ctx, kw)?;
+                r.expires = Some(v);
+            }
+            "pref" => {
+                let w = val(ctx, "low, medium, high or a number")?;
+                r.pref = Some(match w.text.as_str() {
+                    // RFC 4191's two-bit values, as ICMPV6_ROUTER_PREF_*.
+                    "low" => 3,
+                    "medium" => 0,
+                    "high" => 1,
+                    t => match t.parse::<u8>() {
+                        Ok(v) => v,
+                        Err(_) => {
+                            ctx.error(w.span, format!("Invalid pref value {t} specified for route"));
+                            return None;
+                        }
+                    },
+                });
+                family.ipv6_only(ctx, kw)?;
+            }
+            "ttl-propagate" | "encap" | "vrf" => {
                 ctx.error(kw.span, format!("route option `{}` is not implemented; remove it", kw.text));
                 return None;
             }
@@ -460,6 +525,13 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                 }
                 let rest: Vec<&Word> = std::iter::once(kw).chain(it.by_ref()).collect();
                 r.nexthops = nexthops(ctx, &rest)?;
+                for v in r.nexthops.iter().filter_map(|h| h.via) {
+                    if family.0.is_some_and(|f| f != v.is_ipv6()) {
+                        ctx.error(kw.span, "Address family mismatch for next hop");
+                        return None;
+                    }
+                    family.0 = Some(v.is_ipv6());
+                }
             }
             _ => {
                 let (kind, w) = match kw.text.as_str() {
@@ -488,6 +560,14 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                 }
                 let (dest, prefix) =
                     if w.text == "default" { (IpAddr::from([0u8; 4]), 0) } else { addr_prefix(ctx, w)? };
+                is_default = w.text == "default";
+                if !is_default && family.0.is_some_and(|f| f != dest.is_ipv6()) {
+                    ctx.error(w.span, format!("Cannot mix IPv4 and IPv6 addresses for route ({})", w.text));
+                    return None;
+                }
+                if !is_default {
+                    family.0 = Some(dest.is_ipv6());
+                }
                 (r.dest, r.prefix, has_dest) = (dest, prefix, true);
                 if let Some(k) = kind {
                     r.kind = k;
@@ -498,6 +578,10 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
     if !has_dest {
         ctx.error(first.span, "route needs a destination");
         return None;
+    }
+    // `default` is the family's the other options name (IPv4 when none does).
+    if is_default && family.0 == Some(true) {
+        r.dest = IpAddr::from([0u16; 8]);
     }
     if r.track_group.is_some() && r.dev.is_none() {
         ctx.error(first.span, "Static route cannot have track group if no oif specified");
@@ -516,6 +600,33 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
         r.protocol = Some(RTPROT_KEEPALIVED);
     }
     Some(r)
+}
+
+/// A route's family as keepalived's `alloc_route` settles it (`new->family`): the first
+/// address, or option only IPv6 has, decides; one of the other family after it is an error.
+/// `Some(true)`: IPv6.
+struct RouteFamily(Option<bool>);
+
+impl RouteFamily {
+    /// An address of family `v6` in option `kw`.
+    fn set(&mut self, ctx: &mut Ctx, kw: &Word, v6: bool) -> Option<()> {
+        if self.0.is_some_and(|f| f != v6) {
+            ctx.error(kw.span, "Cannot mix IPv4 and IPv6 addresses for route");
+            return None;
+        }
+        self.0 = Some(v6);
+        Some(())
+    }
+
+    /// Option `kw`, which only IPv6 routes have (`expires`, `pref`).
+    fn ipv6_only(&mut self, ctx: &mut Ctx, kw: &Word) -> Option<()> {
+        if self.0 == Some(false) {
+            ctx.error(kw.span, format!("{} is only valid for IPv6", kw.text));
+            return None;
+        }
+        self.0 = Some(true);
+        Some(())
+    }
 }
 
 /// `nexthop ... [nexthop ...]`, each as keepalived's `parse_nexthops` reads it; anything
@@ -809,8 +920,63 @@ mod tests {
             ("198.51.100.0/24 via 192.0.2.1 features sack", "feature sack not supported"),
             ("198.51.100.0/24 via 192.0.2.1 rtt 1e3", "Invalid rtt 1e3"),
             ("198.51.100.0/24 via 192.0.2.1 rto_min 1.5ms", "Invalid rto_min 1.5ms"),
-            ("198.51.100.0/24 via 192.0.2.1 expires 10", "`expires` is not implemented"),
+            ("198.51.100.0/24 via 192.0.2.1 expires 10", "expires is only valid for IPv6"),
+            ("198.51.100.0/24 via 192.0.2.1 pref high", "pref is only valid for IPv6"),
+            ("198.51.100.0/24 from 192.0.2.0/24 via 192.0.2.1", "route from address only supported with IPv6"),
+            ("2001:db8::/64 via 2001:db8:1::1 expires soon", "Invalid expires time soon"),
+            ("2001:db8::/64 via 2001:db8:1::1 pref highest", "Invalid pref value highest"),
             ("198.51.100.0/24 via 192.0.2.1 encap ip id 1", "`encap` is not implemented"),
+        ] {
+            let mut ctx = Ctx::default();
+            assert!(route(&mut ctx, &words(text)).is_none(), "{text}");
+            assert!(ctx.diags.iter().any(|d| d.message.contains(want)), "{text}: {:?}", ctx.diags);
+        }
+    }
+
+    /// IPv6's `from` (RTA_SRC), `expires` and `pref` (RFC 4191's values); they make
+    /// `default` IPv6's.
+    #[test]
+    fn ipv6_source_expiry_and_preference() {
+        let mut ctx = Ctx::default();
+        let r = route(&mut ctx, &words("2001:db8:8::/64 from 2001:db8:5::/64 via 2001:db8:1::1 pref low expires 30"))
+            .unwrap();
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert_eq!((r.from, r.pref, r.expires), (Some((ip("2001:db8:5::"), 64)), Some(3), Some(30)));
+        for (word, v) in [("medium", 0), ("high", 1), ("7", 7)] {
+            let r = route(&mut ctx, &words(&format!("2001:db8:8::/64 via 2001:db8:1::1 pref {word}"))).unwrap();
+            assert_eq!(r.pref, Some(v), "{word}");
+        }
+        let d = route(&mut ctx, &words("default via 2001:db8:1::1 expires 60")).unwrap();
+        assert_eq!((d.dest, d.prefix, d.expires), (ip("::"), 0, Some(60)));
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+    }
+
+    /// The family is the first address's (or IPv6-only option's), as keepalived's
+    /// `alloc_route` settles it: `default` takes it, and mixing is an error.
+    #[test]
+    fn a_route_has_one_family() {
+        let mut ctx = Ctx::default();
+        for (text, dest) in [
+            ("default via 2001:db8:1::1", "::"),
+            ("default src 2001:db8:1::2 dev eth0", "::"),
+            ("default via inet6 2001:db8:1::1", "::"),
+            ("inet6 default dev eth0", "::"),
+            ("default nexthop via 2001:db8:1::1 nexthop via 2001:db8:1::2", "::"),
+            ("default via inet 192.0.2.1", "0.0.0.0"),
+            ("default dev eth0", "0.0.0.0"),
+        ] {
+            let r = route(&mut ctx, &words(text)).unwrap_or_else(|| panic!("{text}: {:?}", ctx.diags));
+            assert_eq!((r.dest, r.prefix), (ip(dest), 0), "{text}");
+        }
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        for (text, want) in [
+            ("198.51.100.0/24 via 2001:db8:1::1", "Cannot mix IPv4 and IPv6 addresses for route"),
+            ("198.51.100.0/24 src 2001:db8:1::1", "Cannot mix"),
+            ("via 2001:db8:1::1 198.51.100.0/24", "Cannot mix IPv4 and IPv6 addresses for route (198.51.100.0/24)"),
+            ("198.51.100.0/24 via inet6 192.0.2.1", "Cannot mix"),
+            ("inet6 198.51.100.0/24", "Cannot mix"),
+            ("198.51.100.0/24 inet6", "inet6 specified for IPv4 route"),
+            ("198.51.100.0/24 nexthop via 2001:db8:1::1", "Address family mismatch for next hop"),
         ] {
             let mut ctx = Ctx::default();
             assert!(route(&mut ctx, &words(text)).is_none(), "{text}");

@@ -593,6 +593,16 @@ pub struct Route {
     /// `realms [FROM/]TO` (IPv4): FROM in the high 16 bits.
     #[serde(default)]
     pub realms: Option<u32>,
+    /// `from PREFIX` (IPv6 only): a source-specific route (RTA_SRC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<(IpAddr, u8)>,
+    /// `expires SECONDS` (IPv6 only): the kernel removes the route then (RTA_EXPIRES).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u32>,
+    /// `pref low|medium|high|N` (IPv6 only): the router preference (RTA_PREF, RFC 4191's
+    /// values: low 3, medium 0, high 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pref: Option<u8>,
     /// `mtu`, `advmss`, `window`, ... (RTA_METRICS).
     #[serde(default, skip_serializing_if = "RouteMetrics::is_empty")]
     pub metrics: RouteMetrics,

@@ -78,11 +78,16 @@ impl Inst<'_> {
     }
 }
 
+/// An address and prefix length as keepalived's `ipaddresstos` prints them: a host address
+/// without its length.
+fn prefix(a: IpAddr, len: u8) -> String {
+    let host = if a.is_ipv4() { 32 } else { 128 };
+    if len == host { a.to_string() } else { format!("{a}/{len}") }
+}
+
 /// An address as keepalived's `format_ipaddress` prints it; `set` when it is in the kernel.
 fn address(a: &IpAddress, iface: &str, set: bool) -> String {
-    let host = if a.addr.is_ipv4() { 32 } else { 128 };
-    // `ipaddresstos`: a host address without its prefix length.
-    let mut s = if a.prefix == host { a.addr.to_string() } else { format!("{}/{}", a.addr, a.prefix) };
+    let mut s = prefix(a.addr, a.prefix);
     if let Some(b) = a.broadcast {
         let _ = write!(s, " brd {b}");
     }
@@ -240,7 +245,10 @@ fn route(r: &Route) -> String {
         RouteType::Unreachable => "unreachable ",
         RouteType::Prohibit => "prohibit ",
     });
-    let _ = write!(s, "{}/{}", r.dest, r.prefix);
+    s.push_str(&prefix(r.dest, r.prefix));
+    if let Some((a, len)) = r.from {
+        let _ = write!(s, " from {}", prefix(a, len));
+    }
     if let Some(v) = r.src {
         let _ = write!(s, " src {v}");
     }
@@ -282,6 +290,9 @@ fn route(r: &Route) -> String {
             let _ = write!(s, " realm {v}");
         }
     }
+    if let Some(e) = r.expires {
+        let _ = write!(s, " expires {e}sec");
+    }
     let m = &r.metrics;
     let locked = |name: &str| m.lock & (1 << crate::config::ip::rtax(name)) != 0;
     if let Some(c) = &m.congctl {
@@ -306,12 +317,26 @@ fn route(r: &Route) -> String {
             .into_iter()
             .chain([("reordering", m.reordering), ("hoplimit", m.hoplimit.map(u32::from))])
             .chain([("initcwnd", m.initcwnd), ("initrwnd", m.initrwnd), ("quickack", m.quickack)])
-            .chain([("fastopen_no_cookie", m.fastopen_no_cookie)])
     {
         if let Some(v) = v {
             let lock = if name != "window" && locked(name) { "lock " } else { "" };
             let _ = write!(s, " {name} {lock}{v}");
         }
+    }
+    if let Some(p) = r.pref {
+        let _ = write!(
+            s,
+            " pref {}",
+            match p {
+                3 => "low",
+                0 => "medium",
+                1 => "high",
+                _ => "unknown",
+            }
+        );
+    }
+    if let Some(v) = m.fastopen_no_cookie {
+        let _ = write!(s, " fastopen_no_cookie {v}");
     }
     for nh in &r.nexthops {
         s.push_str(" nexthop");
