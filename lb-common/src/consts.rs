@@ -120,15 +120,18 @@ pub const MAP_REAL_CONNS: &str = "lb_real_conns";
 /// from `lb_real_conns` (written only by the daemon, so no update races with the data plane).
 pub const MAP_REAL_EXPIRED: &str = "lb_real_expired";
 /// Per real server: packets, bytes and new flows (`ServiceStats`, per CPU). A service's
-/// totals are its real servers' sums plus `lb_svc_drops` and `lb_svc_carry`, added up in
+/// totals are its real servers' sums plus `lb_svc_direct` and `lb_svc_carry`, added up in
 /// userspace: a forwarded packet updates one counter entry, not two.
 pub const MAP_REAL_STATS: &str = "lb_real_stats";
 pub const MAP_STATS: &str = "lb_stats";
-/// Per service, frames dropped for want of a live real server (per CPU).
-pub const MAP_SVC_DROPS: &str = "lb_svc_drops";
+/// Per service (per CPU), its frames no live real server counts: those dropped for want of
+/// one, and NAT replies of a real server whose id was freed (its flows outlive it).
+pub const MAP_SVC_DIRECT: &str = "lb_svc_direct";
 /// Per service, what its real servers counted before their ids were freed (written only by
-/// the daemon, when it frees one).
+/// the daemon, when it frees one). Entry `CARRY_SEQ` is a sequence (`packets`), odd while the
+/// daemon moves counts into the carry: a reader sums again when it changed under it.
 pub const MAP_SVC_CARRY: &str = "lb_svc_carry";
+pub const CARRY_SEQ: u32 = MAX_SERVICES;
 /// Layout 10 and before: every packet of a service, per CPU. Read once when such pins are
 /// adopted (into `lb_svc_carry`), then unpinned.
 pub const MAP_SVC_STATS_LAYOUT10: &str = "lb_svc_stats";
@@ -235,7 +238,7 @@ pub const PINNED_MAPS: [&str; 29] = [
     MAP_REAL_EXPIRED,
     MAP_REAL_STATS,
     MAP_STATS,
-    MAP_SVC_DROPS,
+    MAP_SVC_DIRECT,
     MAP_SVC_CARRY,
     MAP_CONNTRACK,
     MAP_CONNTRACK4,

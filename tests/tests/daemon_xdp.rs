@@ -321,7 +321,7 @@ fn pins_of_another_layout_version_are_refused() {
     let mut update = vec!["map", "update", "pinned", legacy_path, "key", "0", "0", "0", "0", "value"];
     update.extend(value.iter().map(String::as_str));
     bpftool(&update);
-    std::fs::remove_file(pins.join("lb_svc_drops")).unwrap();
+    std::fs::remove_file(pins.join("lb_svc_direct")).unwrap();
     std::fs::remove_file(pins.join("lb_svc_carry")).unwrap();
     meta("10");
     let d10 = Daemon::start(&topo.lb, &config, &pins, &["--interface", "l0"]).unwrap();
@@ -329,8 +329,8 @@ fn pins_of_another_layout_version_are_refused() {
     let upgraded = read_stats(&pins).unwrap();
     let udp = upgraded.services.iter().find(|s| s.id == 0).expect("service 0");
     assert_eq!((udp.packets, udp.bytes, udp.new_flows, udp.drops), (1000 * cpus, 64000 * cpus, 10 * cpus, cpus));
-    assert!(!legacy.exists(), "lb_svc_stats unpinned");
     assert!(layout(&pins), "layout 10's pins become this layout: {:#?}", d10.log());
+    assert!(!legacy.exists(), "lb_svc_stats unpinned once the pins say this layout");
     send(1);
     let udp = |s: &lb_daemon::dataplane::bpf::StatsSnapshot| s.services.iter().find(|s| s.id == 0).unwrap().packets;
     assert_eq!(udp(&read_stats(&pins).unwrap()), 1000 * cpus + 1, "counted on from the carried totals");

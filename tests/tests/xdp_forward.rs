@@ -1499,6 +1499,38 @@ fn a_services_counters_keep_what_its_removed_real_servers_counted() {
     assert_eq!(totals(&fx, 0), (0, 0, 0, 0));
 }
 
+/// A NAT reply from a real server whose id has been freed (its flow outlives it, through the
+/// flow's own reverse entry) counts to its service: the freed id's counters were carried
+/// already, and nothing reads them again.
+#[test]
+fn a_removed_real_servers_replies_count_to_its_service() {
+    let (_ns, _peer, mut fx) = setup();
+    let nat = ForwardMethod::Nat;
+    let a = service(0, false, Scheduler::Rr, nat, vec![real(false, nat, 1000)]);
+    let b = service(1, false, Scheduler::Rr, nat, vec![real(false, nat, 1001)]);
+    fx.apply(&[a.clone(), b]).unwrap();
+    // svc0 has the shared real server's reverse entry, so svc1's flow keeps one of its own.
+    for l4 in [L4::TcpSyn { sport: 41001, dport: 1001 }, L4::TcpAck { sport: 41001, dport: 1001 }] {
+        assert_eq!(fx.run(&frame(false, l4)).unwrap().0, XDP_TX, "{l4:?}");
+    }
+    let (reply, _) = from_real4(L4::TcpAck { sport: NAT_PORT, dport: 41001 }, 1001);
+    assert_eq!(fx.run(&reply).unwrap().0, XDP_TX);
+    let packets = |fx: &Fixture| fx.service_stats(1).unwrap().packets;
+    assert_eq!(packets(&fx), 3);
+    // svc1's real server is replaced: its id is freed and its counts carried.
+    let other = DesiredReal {
+        addr: SocketAddr::new(backend4(1).into(), NAT_PORT),
+        weight: 1,
+        fwd: None,
+        u_thresh: 0,
+        l_thresh: 0,
+    };
+    fx.apply(&[a, service(1, false, Scheduler::Rr, nat, vec![other])]).unwrap();
+    assert_eq!(packets(&fx), 3);
+    fx.run(&reply).unwrap();
+    assert_eq!(packets(&fx), 4, "the reply of the freed real server's flow");
+}
+
 /// sh-port and mh-port: one client's connections from different source ports spread over
 /// the real servers, and a source port keeps its real server: a second, fresh data plane (no
 /// flow state shared) sends each port where the first did. The same service without the flag

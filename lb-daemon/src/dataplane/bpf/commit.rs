@@ -62,7 +62,7 @@ fn program_all(
     for s in &plan.services {
         let name = &s.desired.name;
         if s.fresh {
-            zero_stats::<ServiceStats>(ebpf, MAP_SVC_DROPS, s.id)?;
+            zero_stats::<ServiceStats>(ebpf, MAP_SVC_DIRECT, s.id)?;
             let mut carry: Array<_, ServiceStats> = Array::try_from(map_mut(ebpf, MAP_SVC_CARRY)?)?;
             carry.set(s.id, ServiceStats::default(), 0)?;
             book.services.insert(name.clone(), SvcState::new(s.id));
@@ -76,18 +76,21 @@ fn program_all(
 }
 
 fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, r: &Removal) -> Result<()> {
+    // Its id waits out the grace period as its real servers do: their entries name it, and a
+    // service given it meanwhile would count them as its own. Its counts go with it.
     let id = book.services.remove(&r.name).map(|s| s.id);
+    if let Some(id) = id {
+        retiring.service_removed(id);
+        book.cooling.insert(id);
+    }
     for k in &r.keys {
         twins::remove::<ServiceValue>(ebpf, twins::SERVICES, k, false)?;
     }
     // Keys are gone: no new packet finds the service. Its real servers and tables go after
     // the grace period.
     let slices = r.slices.iter().map(|(off, len)| Retired::Slice(*off, *len));
-    // Its counts go with it.
-    if let Some(id) = id {
-        retiring.service_removed(id);
-    }
-    retiring.push(Instant::now(), r.reals.iter().map(|id| Retired::Real { id: *id, carry_to: None }).chain(slices));
+    let reals = r.reals.iter().map(|id| Retired::Real { id: *id, carry_to: None });
+    retiring.push(Instant::now(), reals.chain(slices).chain(id.map(Retired::ServiceId)));
     info!(service = r.name.as_str(), "service removed");
     Ok(())
 }
@@ -197,17 +200,33 @@ fn write_reals(ebpf: &mut Ebpf, book: &mut Book, state: &mut SvcState, s: &Servi
 /// Clears what has been retired for the grace period: real server entries (their ids are
 /// then free) and table slices (back to the pool).
 pub fn clear_retired(ebpf: &mut Ebpf, book: &mut Book, ready: Vec<Retired>) -> Result<()> {
-    for r in ready {
-        match r {
-            Retired::Slice(off, len) => book.pool.free(off, len),
-            Retired::Real { id, carry_to } => {
-                let mut reals: Array<_, RealDef> = Array::try_from(map_mut(ebpf, MAP_REALS)?)?;
-                reals.set(id, RealDef::default(), 0)?;
-                if let Some(svc) = carry_to {
-                    super::stats::carry(ebpf, svc, id)?;
-                }
-                book.free_reals.push_back(id);
+    if !ready.iter().any(|r| matches!(r, Retired::Real { .. })) {
+        for r in ready {
+            clear_one(ebpf, book, r)?;
+        }
+        return Ok(());
+    }
+    super::stats::moving_carry(ebpf, |ebpf| {
+        for r in ready {
+            clear_one(ebpf, book, r)?;
+        }
+        Ok(())
+    })
+}
+
+fn clear_one(ebpf: &mut Ebpf, book: &mut Book, r: Retired) -> Result<()> {
+    match r {
+        Retired::Slice(off, len) => book.pool.free(off, len),
+        Retired::ServiceId(id) => {
+            book.cooling.remove(&id);
+        }
+        Retired::Real { id, carry_to } => {
+            let mut reals: Array<_, RealDef> = Array::try_from(map_mut(ebpf, MAP_REALS)?)?;
+            reals.set(id, RealDef::default(), 0)?;
+            if let Some(svc) = carry_to {
+                super::stats::carry(ebpf, svc, id)?;
             }
+            book.free_reals.push_back(id);
         }
     }
     Ok(())

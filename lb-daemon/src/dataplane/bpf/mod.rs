@@ -92,7 +92,7 @@ pub struct BpfDataplane {
     sync_shared: super::ctsync::Shared,
     /// The next-hop cache's thread (`start_nexthops`), when it runs.
     nexthops: Option<super::nexthop::NexthopCache>,
-    /// Adopted pins of layout 9 or before, until `finish_upgrade`.
+    /// Adopted pins of an older layout, until `finish_upgrade`.
     upgrade: Option<Upgrade>,
 }
 
@@ -129,6 +129,8 @@ impl BpfDataplane {
     fn load_pinned(object: &[u8], pin_dir: &Path, sizes: Sizes) -> Result<Self> {
         std::fs::create_dir_all(pin_dir).with_context(|| format!("creating pin directory {}", pin_dir.display()))?;
         let paths: Vec<(&str, PathBuf)> = PINNED_MAPS.iter().map(|m| (*m, pin_dir.join(m))).collect();
+        // Made by this load: layout 10's service totals are carried into it (once).
+        let carry_made = !pin_dir.join(MAP_SVC_CARRY).exists();
         let mut loader = EbpfLoader::new();
         // On a refusal, the verifier's reason (not only its statistics) goes into the error.
         loader.verifier_log_level(aya::VerifierLogLevel::DEBUG | aya::VerifierLogLevel::STATS);
@@ -156,13 +158,15 @@ impl BpfDataplane {
 
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut ebpf, MAP_META)?)?;
         let kept = meta.get(&0, 0).unwrap_or_default();
-        // Pins of layout 9 or before (a fresh pin directory reads as 0) keep their version
-        // until `finish_upgrade` has moved their IPv4 flows: a daemon that dies first leaves
-        // the move to the next one.
+        // Pins of an older layout (a fresh pin directory reads as 0) keep their version until
+        // `finish_upgrade` (their IPv4 flows moved, layout 10's old counters unpinned): a
+        // daemon that dies first leaves that to the next one.
         let upgrade = (kept.layout_version != 0 && kept.layout_version < LAYOUT_VERSION)
             .then(|| Upgrade { from: kept.layout_version, copied: HashSet::new() });
         meta.set(0, Meta { layout_version: pins_layout(upgrade.as_ref()), ..kept }, 0)?;
-        stats::carry_layout10_totals(&mut ebpf, pin_dir).context("carrying layout 10's service counters")?;
+        if carry_made {
+            stats::carry_layout10_totals(&mut ebpf, pin_dir).context("carrying layout 10's service counters")?;
+        }
         let mut dp = Self {
             ebpf,
             pin_dir: pin_dir.to_path_buf(),
@@ -231,7 +235,7 @@ impl BpfDataplane {
         self.book.real_rev = real_rev::adopt(&self.ebpf)?;
         twins::adopt::<ServiceValue>(&mut self.ebpf, twins::SERVICES)?;
         twins::adopt::<lb_common::NatRev>(&mut self.ebpf, twins::REAL_REV)?;
-        if let Some(u) = &mut self.upgrade {
+        if let Some(u) = self.upgrade.as_mut().filter(|u| u.from < 10) {
             u.copied = conntrack::Conntrack::open(&self.pin_dir)?.copy_ipv4()?;
         }
         if !self.book.services.is_empty() {
@@ -695,25 +699,32 @@ impl BpfDataplane {
         upgraded.and(reconciled).and(traced)
     }
 
-    /// Completes taking over the pins of layout 9 or before, once this program is attached
-    /// wherever it runs: the IPv4 flows left in `lb_conntrack` move into `lb_conntrack4`
-    /// (`conntrack::move_flow`), and only then do the pins say this layout. A flow both
-    /// programs scheduled was counted open by both: the old count goes (`lb_real_expired`).
+    /// Completes taking over the pins of an older layout, once this program is attached
+    /// wherever it runs: the IPv4 flows a program of layout 9 or before left in `lb_conntrack`
+    /// move into `lb_conntrack4` (`conntrack::move_flow`; a flow both programs scheduled was
+    /// counted open by both: the old count goes, `lb_real_expired`), layout 10's per-service
+    /// counters (carried at the adoption) are unpinned, and only then do the pins say this
+    /// layout.
     pub fn finish_upgrade(&mut self) -> Result<()> {
         let Some(u) = &self.upgrade else { return Ok(()) };
-        let (moved, released) = conntrack::Conntrack::open(&self.pin_dir)?.move_ipv4(&u.copied)?;
+        let (moved, released) = if u.from < 10 {
+            conntrack::Conntrack::open(&self.pin_dir)?.move_ipv4(&u.copied)?
+        } else {
+            (0, Vec::new())
+        };
         let (from, copied) = (u.from, u.copied.len());
         self.release_conns(released.iter().map(|rid| (*rid, 1)))?;
+        let legacy = self.pin_dir.join(MAP_SVC_STATS_LAYOUT10);
+        match std::fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("unpinning {}", legacy.display()));
+            }
+            _ => {}
+        }
         let mut meta: Array<_, Meta> = Array::try_from(map_mut(&mut self.ebpf, MAP_META)?)?;
         let kept = meta.get(&0, 0)?;
         meta.set(0, Meta { layout_version: LAYOUT_VERSION, ..kept }, 0).context("writing lb_meta")?;
-        info!(
-            from,
-            copied,
-            moved,
-            counted_twice = released.len(),
-            "pinned maps upgraded to layout {LAYOUT_VERSION}: IPv4 flows in {MAP_CONNTRACK4}"
-        );
+        info!(from, copied, moved, counted_twice = released.len(), "pinned maps upgraded to layout {LAYOUT_VERSION}");
         self.upgrade = None;
         Ok(())
     }
@@ -830,7 +841,7 @@ pub fn remove_pins_in(pin_dir: &Path) -> Result<()> {
         }
         let _ = std::fs::remove_dir(&links);
     }
-    for name in PINNED_MAPS {
+    for name in PINNED_MAPS.iter().chain(&[MAP_SVC_STATS_LAYOUT10]) {
         let p = pin_dir.join(name);
         match std::fs::remove_file(&p) {
             Ok(()) => {}

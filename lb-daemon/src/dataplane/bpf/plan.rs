@@ -70,6 +70,8 @@ pub struct Book {
     pub free_reals: VecDeque<u32>,
     /// What `lb_real_rev` holds (`real_rev.rs`).
     pub real_rev: BTreeMap<ServiceKey, NatRev>,
+    /// Ids of removed services whose real servers are still retiring: not handed out yet.
+    pub cooling: std::collections::BTreeSet<u32>,
 }
 
 impl Book {
@@ -80,6 +82,7 @@ impl Book {
             next_real: 0,
             free_reals: VecDeque::new(),
             real_rev: BTreeMap::new(),
+            cooling: Default::default(),
         }
     }
 
@@ -99,7 +102,7 @@ impl Book {
 
     pub fn free_service_id(&self) -> Result<u32> {
         (0..MAX_SERVICES)
-            .find(|id| !self.services.values().any(|s| s.id == *id))
+            .find(|id| !self.services.values().any(|s| s.id == *id) && !self.cooling.contains(id))
             .ok_or_else(|| anyhow!("more than {MAX_SERVICES} services"))
     }
 
@@ -191,6 +194,8 @@ pub fn plan(book: &Book, desired: &[DesiredService], now: Instant) -> Result<Pla
     let gone: Vec<String> = b.services.keys().filter(|n| !desired.iter().any(|d| &d.name == *n)).cloned().collect();
     for name in gone {
         if let Some(s) = b.services.remove(&name) {
+            // As the commit will: not another service's until its real servers are cleared.
+            b.cooling.insert(s.id);
             out.removals.push(Removal {
                 name,
                 keys: s.keys,
@@ -372,7 +377,9 @@ pub(super) mod tests {
         b.rename_adopted(desired);
         let p = plan(book, desired, at).unwrap();
         for r in &p.removals {
-            b.services.remove(&r.name);
+            if let Some(st) = b.services.remove(&r.name) {
+                b.cooling.insert(st.id);
+            }
         }
         for s in &p.services {
             let mut st = b.services.remove(&s.desired.name).unwrap_or_else(|| SvcState::new(s.id));
@@ -468,9 +475,14 @@ pub(super) mod tests {
             p.removals,
             [Removal { name: "web".into(), keys: v1[0].keys.clone(), reals: vec![0, 1], slices: [(0, 2), (0, 0)] }]
         );
-        // Its id is free at once for a new service.
+        // Its id is not another service's while its real servers retire (their entries name
+        // it: the new one would count them as its own), then it is.
         let v3 = [v1[1].clone(), service("new", "203.0.113.12", Scheduler::Rr, &[])];
-        assert_eq!(plan(&book, &v3, t0).unwrap().services[0].id, 0);
+        assert_eq!(plan(&book, &v3, t0).unwrap().services[0].id, 2);
+        let mut cleared = committed(&book, &v1[1..], t0);
+        assert!(cleared.cooling.contains(&0));
+        cleared.cooling.remove(&0);
+        assert_eq!(plan(&cleared, &v3, t0 + GENERATION_GRACE).unwrap().services[0].id, 0);
     }
 
     #[test]

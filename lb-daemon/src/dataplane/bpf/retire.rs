@@ -21,6 +21,8 @@ pub enum Retired {
     Real { id: u32, carry_to: Option<u32> },
     /// A table slice (offset, length) of a removed service: back to the pool.
     Slice(u32, u32),
+    /// A removed service's id: free for another service (`Book::cooling`).
+    ServiceId(u32),
 }
 
 #[derive(Debug, Default)]

@@ -2,13 +2,14 @@
 //! while the daemon runs and after it is gone.
 //!
 //! The program counts a service's packets once, per real server (`lb_real_stats`), and those
-//! it drops for want of one per service (`lb_svc_drops`); a service's totals are these added
+//! no live real server counts (drops, replies of a freed one) per service (`lb_svc_direct`); a
+//! service's totals are these added
 //! up here, with what its retired real servers counted (`lb_svc_carry`, written by `carry`
 //! when their ids are freed).
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
     maps::{Array, HashMap, PerCpuArray},
@@ -57,11 +58,32 @@ pub struct RealStatsView {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GlobalStatsView(pub BTreeMap<&'static str, u64>);
 
+/// The counters as `lb-daemon stats` shows them. A service's totals are read in several
+/// steps (its real servers, then the carry); when the daemon moved a real server's counts into
+/// the carry meanwhile (`CARRY_SEQ` changed) they are read again, so a total never counts
+/// them twice or not at all.
 pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
+    let carry: Array<_, ServiceStats> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CARRY))?)?;
+    let seq = || carry.get(&CARRY_SEQ, 0).map(|s| s.packets);
+    for _ in 0..50 {
+        let before = seq()?;
+        if before % 2 == 1 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            continue;
+        }
+        let snapshot = read_stats_once(pin_dir)?;
+        if seq()? == before {
+            return Ok(snapshot);
+        }
+    }
+    bail!("the service counters kept changing under the read ({MAP_SVC_CARRY}'s sequence)")
+}
+
+fn read_stats_once(pin_dir: &Path) -> Result<StatsSnapshot> {
     let stats: PerCpuArray<_, GlobalStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_STATS))?)?;
     let global = GlobalStats::sum(stats.get(&0, 0)?.iter());
     let svc: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
-    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_DROPS))?)?;
+    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_DIRECT))?)?;
     let carry: Array<_, ServiceStats> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CARRY))?)?;
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
     let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
@@ -122,7 +144,7 @@ pub fn read_stats(pin_dir: &Path) -> Result<StatsSnapshot> {
 /// Service `svc`'s totals, with `reals` its real server ids (those still waiting out their
 /// grace period too): a running daemon knows them without walking `lb_reals`.
 pub fn service_totals(ebpf: &Ebpf, svc: u32, reals: impl IntoIterator<Item = u32>) -> Result<ServiceStats> {
-    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_SVC_DROPS)?)?;
+    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_SVC_DIRECT)?)?;
     let carry: Array<_, ServiceStats> = Array::try_from(map_ref(ebpf, MAP_SVC_CARRY)?)?;
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_REAL_STATS)?)?;
     let mut counted = vec![ServiceStats::sum(drops.get(&svc, 0)?.iter()), carry.get(&svc, 0)?];
@@ -132,9 +154,24 @@ pub fn service_totals(ebpf: &Ebpf, svc: u32, reals: impl IntoIterator<Item = u32
     Ok(ServiceStats::sum(&counted))
 }
 
+/// Runs `f`, which moves real servers' counts into the carry, with `CARRY_SEQ` odd: a reader
+/// of the pins (`read_stats`) reads again.
+pub fn moving_carry<T>(ebpf: &mut Ebpf, f: impl FnOnce(&mut Ebpf) -> Result<T>) -> Result<T> {
+    let bump = |ebpf: &mut Ebpf| -> Result<()> {
+        let mut carry: Array<_, ServiceStats> = Array::try_from(map_mut(ebpf, MAP_SVC_CARRY)?)?;
+        let s = carry.get(&CARRY_SEQ, 0)?;
+        carry.set(CARRY_SEQ, ServiceStats { packets: s.packets.wrapping_add(1), ..s }, 0).context("carry sequence")
+    };
+    bump(ebpf)?;
+    let out = f(ebpf);
+    bump(ebpf)?;
+    out
+}
+
 /// Adds what real server `real` counted to service `svc`'s carry, as its id is freed (the
 /// daemon is the carry's only writer; the real server's entry in `lb_reals` is cleared
-/// first, so no packet counts on it after this read).
+/// first, so the program counts no more on it: a NAT reply from its flows goes to the
+/// service, `lb_svc_direct`). Within `moving_carry`.
 pub fn carry(ebpf: &mut Ebpf, svc: u32, real: u32) -> Result<()> {
     let counted = {
         let m: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_REAL_STATS)?)?;
@@ -146,9 +183,10 @@ pub fn carry(ebpf: &mut Ebpf, svc: u32, real: u32) -> Result<()> {
 }
 
 /// Pins of layout 10 or before counted every packet of a service in `lb_svc_stats` as well as
-/// per real server: each service's carry becomes those totals less what its present real
-/// servers hold (which the totals here add back), so `lb-daemon stats` goes on from the same
-/// numbers; then the old map is unpinned. Run again after a crash it writes the same carry.
+/// per real server: each service's carry (made by this adoption) becomes those totals less
+/// what its present real servers hold (which the totals here add back), so `lb-daemon stats`
+/// goes on from the same numbers. The old map stays pinned until `finish_upgrade`: the pins
+/// say layout 10 until then, and a daemon of 10 may still adopt them.
 pub fn carry_layout10_totals(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
     let path = pin_dir.join(MAP_SVC_STATS_LAYOUT10);
     if !path.exists() {
@@ -174,7 +212,7 @@ pub fn carry_layout10_totals(ebpf: &mut Ebpf, pin_dir: &Path) -> Result<()> {
         let reals = ServiceStats::sum(held.get(&id).into_iter().flatten());
         carry.set(id, total.less(&reals), 0).with_context(|| format!("{MAP_SVC_CARRY}[{id}]"))?;
     }
-    std::fs::remove_file(&path).with_context(|| format!("unpinning {}", path.display()))
+    Ok(())
 }
 
 /// One flow table's occupancy and turnover, for the metrics: what the data plane inserted and

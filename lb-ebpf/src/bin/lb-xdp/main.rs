@@ -281,7 +281,7 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             }
         }
         FRAG_NAT_REPLY => {
-            stats::count_real(e.real_id, len, false);
+            stats::count_reply(e.svc_id, e.real_id, len);
             nat::nat_reply(ctx, f, &e.vip, e.vport)
         }
         _ => Verdict::new(XDP_PASS, Reason::Fragment),
@@ -298,7 +298,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             Some(rev) if parse::ipv4_header_ok(ctx, f) => {
                 (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);
                 f.trace_flow = TRACE_FLOW_REPLY | TRACE_FLOW_FOUND;
-                stats::count_real(rev.real_id, f.len_in as usize, false);
+                stats::count_reply(rev.svc_id, rev.real_id, f.len_in as usize);
                 if !icmp::nat_reply_rewrite(ctx, f, rev) {
                     return Verdict::new(XDP_PASS, Reason::Icmp);
                 }
@@ -345,7 +345,7 @@ fn reply(ctx: &XdpContext, f: &mut Frame, rev: &NatRev) -> Verdict {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
     let len = f.len_in as usize;
-    stats::count_real(rev.real_id, len, false);
+    stats::count_reply(rev.svc_id, rev.real_id, len);
     if f.frag == frag::FIRST {
         frags::record_nat_reply(f, rev);
     }

@@ -73,7 +73,7 @@ pub static lb_real_syns: Array<RealSyns, REALS> = Array::new();
 // --- Counters (per CPU; userspace sums) ---
 
 /// Packets, bytes and new flows per real server. A service's totals are summed in userspace
-/// (its real servers, `lb_svc_drops`, `lb_svc_carry`): a forwarded packet updates one entry.
+/// (its real servers, `lb_svc_direct`, `lb_svc_carry`): a forwarded packet updates one entry.
 #[btf_map]
 pub static lb_real_stats: PerCpuArray<ServiceStats, REALS> = PerCpuArray::new();
 
@@ -81,14 +81,15 @@ pub static lb_real_stats: PerCpuArray<ServiceStats, REALS> = PerCpuArray::new();
 #[btf_map]
 pub static lb_stats: PerCpuArray<GlobalStats, 1> = PerCpuArray::new();
 
-/// Frames of a service dropped for want of a live real server (packets, bytes, drops).
+/// A service's frames no live real server counts: dropped for want of one (packets, bytes,
+/// drops), and NAT replies of a freed real server (packets, bytes).
 #[btf_map]
-pub static lb_svc_drops: PerCpuArray<ServiceStats, SVC> = PerCpuArray::new();
+pub static lb_svc_direct: PerCpuArray<ServiceStats, SVC> = PerCpuArray::new();
 
-/// What a service's real servers counted before the daemon freed their ids; only the daemon
-/// reads and writes it.
+/// What a service's real servers counted before the daemon freed their ids, and one more
+/// entry, the daemon's sequence (`CARRY_SEQ`); only the daemon reads and writes it.
 #[btf_map]
-pub static lb_svc_carry: Array<ServiceStats, SVC> = Array::new();
+pub static lb_svc_carry: Array<ServiceStats, { SVC + 1 }> = Array::new();
 
 // --- Flow state ---
 

@@ -3,7 +3,7 @@
 use lb_common::GlobalStats;
 use lb_ebpf::verdict::{Verdict, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX};
 
-use crate::maps::{lb_real_stats, lb_stats, lb_svc_drops};
+use crate::maps::{lb_real_stats, lb_stats, lb_svc_direct};
 
 /// Counts a frame: received, its verdict, its reason and its flow (new or tracked).
 #[inline(always)]
@@ -90,11 +90,27 @@ pub fn count_real(real: u32, len: usize, new_flow: bool) {
 /// A frame of service `svc` dropped for want of a live real server.
 #[inline(always)]
 pub fn count_drop(svc: u32, len: usize) {
-    if let Some(s) = lb_svc_drops.get_ptr_mut(svc) {
+    count_direct(svc, len, 1);
+}
+
+/// A NAT reply from real server `real` of service `svc`: to it while it is live; once its id
+/// is freed (its flows outlive it) to its service directly, as the daemon has taken its counts.
+#[inline(always)]
+pub fn count_reply(svc: u32, real: u32, len: usize) {
+    if crate::flow::real_live(real, svc) {
+        count_real(real, len, false);
+    } else {
+        count_direct(svc, len, 0);
+    }
+}
+
+#[inline(always)]
+fn count_direct(svc: u32, len: usize, drops: u64) {
+    if let Some(s) = lb_svc_direct.get_ptr_mut(svc) {
         // SAFETY: per-CPU slot, see `count`.
         let s = unsafe { &mut *s };
         s.packets += 1;
         s.bytes += len as u64;
-        s.drops += 1;
+        s.drops += drops;
     }
 }
