@@ -293,6 +293,144 @@ fn virtual_server_defaults_reach_their_checkers() {
     drop(d);
 }
 
+/// `connect_timeout` from the real server, else the virtual server (keepalived 2.2.7 inherits
+/// checker, then real server, then virtual server; its default is 5 s) bounds a connect that
+/// is never answered: the backend drops the checkers' SYNs, and each TCP_CHECK (`retry 0`)
+/// fails at its own timeout, the virtual server's 1 s for one, its real server's 4 s for the
+/// other.
+#[test]
+fn connect_timeout_from_the_real_or_virtual_server_bounds_a_silent_connect() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let b0 = backend4(0);
+    topo.backends[0]
+        .sh("nft add table inet silent && nft add chain inet silent in '{ type filter hook input priority 0; }' \
+             && nft add rule inet silent in tcp dport '{ 81, 82 }' drop")
+        .unwrap();
+    let service = |port: u16, real: &str| {
+        format!(
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 30\n    connect_timeout 1\n    \
+             lb_algo rr\n    lb_kind NAT\n    real_server {b0} {port} {{\n{real}        TCP_CHECK {{\n            \
+             retry 0\n        }}\n    }}\n}}\n"
+        )
+    };
+    let config =
+        TempConfig::new("chk-ctimeout", &[service(81, ""), service(82, "        connect_timeout 4\n")].concat());
+    let pins = daemon::pin_dir("chk-ctimeout");
+    let started = Instant::now();
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let removed = |port: u16| format!("Removing service [{b0}]:tcp:{port} from VS [{VIP4}]:tcp:{port}");
+    assert!(d.wait_log(&removed(81), Duration::from_secs(4)), "{:#?}", d.log());
+    let first = started.elapsed();
+    assert!(d.wait_log(&removed(82), Duration::from_secs(8)), "{:#?}", d.log());
+    let second = started.elapsed();
+    println!("silent connects failed after {first:?} (virtual server's 1 s) and {second:?} (real server's 4 s)");
+    assert!(first < Duration::from_millis(3500), "the virtual server's connect_timeout 1: {first:?}");
+    assert!(second >= Duration::from_millis(3800), "the real server's connect_timeout 4: {second:?}");
+    assert!(second - first >= Duration::from_millis(2000), "{first:?} then {second:?}");
+    drop(d);
+}
+
+/// `warmup` from the real server, else the virtual server: a checker's first round waits a
+/// random time up to it (keepalived 2.2.7's `register_checkers_thread`). Each MISC_CHECK
+/// writes when it first ran: five checkers inheriting the virtual server's `warmup 4` and
+/// five with their real server's, beside one whose real server says `warmup 0` under that
+/// virtual server and one with none, which run at once. The delayed ones start within the
+/// 4 s, and not all at once (that all five of a group drew under 0.6 s has odds of 1 in 13,000).
+#[test]
+fn warmup_from_the_real_or_virtual_server_spreads_the_first_checks() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-warmup");
+    let b0 = backend4(0);
+    let script = dir.file("first.sh", &format!("#!/bin/sh\ndate +%s.%N >> {}/ran-$1\n", dir.path().display()));
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let real = |port: u16, own: &str| {
+        format!(
+            "    real_server {b0} {port} {{\n{own}        MISC_CHECK {{\n            misc_path \"{} {port}\"\n        \
+             }}\n    }}\n",
+            script.display()
+        )
+    };
+    let by_vs: String = (91..=95).map(|p| real(p, "")).collect::<String>() + &real(96, "        warmup 0\n");
+    let by_rs: String = (101..=105).map(|p| real(p, "        warmup 4\n")).collect::<String>() + &real(106, "");
+    let config = dir.file(
+        "keepalived.conf",
+        &format!(
+            "virtual_server {VIP4} 90 {{\n    protocol TCP\n    delay_loop 60\n    warmup 4\n    lb_algo rr\n    \
+             lb_kind NAT\n{by_vs}}}\nvirtual_server {VIP4} 100 {{\n    protocol TCP\n    delay_loop 60\n    \
+             lb_algo rr\n    lb_kind NAT\n{by_rs}}}\n"
+        ),
+    );
+    let pins = daemon::pin_dir("chk-warmup");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    let first_run = |port: u16| -> Option<f64> {
+        let text = std::fs::read_to_string(dir.path().join(format!("ran-{port}"))).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    };
+    let all: Vec<u16> = (91..=96).chain(101..=106).collect();
+    assert!(
+        eventually(Duration::from_secs(8), || all.iter().all(|p| first_run(*p).is_some())),
+        "not every checker ran: {:?} {:#?}",
+        all.iter().map(|p| (p, first_run(*p))).collect::<Vec<_>>(),
+        d.log()
+    );
+    let at = |p: u16| first_run(p).unwrap();
+    let start = at(96).min(at(106));
+    assert!((at(96) - at(106)).abs() < 0.5, "warmup 0 and no warmup run at once: {} {}", at(96), at(106));
+    for (group, ports) in [("the virtual server's warmup", 91..=95), ("the real servers' warmup", 101..=105)] {
+        let delays: Vec<f64> = ports.map(|p| at(p) - start).collect();
+        println!("{group}: first rounds after {delays:.2?} s");
+        assert!(delays.iter().all(|d| *d < 4.8), "{group}: beyond warmup 4: {delays:?}");
+        assert!(delays.iter().any(|d| *d >= 0.6), "{group}: all at once: {delays:?}");
+    }
+    drop(d);
+}
+
+/// The HTTP Host header names the url's `virtualhost`, else the checker's, else the real
+/// server's, else the virtual server's, else the address and port (keepalived 2.2.7's
+/// `http_request_thread`). The oracle: keepalived's genhash (`keepalived -T -V rs.example`)
+/// digests `/request`, which answers the request as the server received it; five services
+/// check that digest with the virtual host at different levels: only those where
+/// `rs.example` wins keep their real server.
+#[test]
+fn virtualhost_from_the_real_or_virtual_server_names_the_host_as_keepalived() {
+    require_root();
+    let topo = LbTopology::new(1).unwrap();
+    let dir = TempDir::new("chk-vhost");
+    let b0 = backend4(0);
+    let _http = HttpServer::start(&topo.backends[0], "be0", format!("{b0}:80").parse().unwrap(), None, None).unwrap();
+    let out = topo.lb.sh(&format!("keepalived -T -V rs.example -s {b0} -p 80 -u /request 2>&1")).unwrap_or_default();
+    let hex = |w: &&str| w.len() == 32 && w.chars().all(|c| c.is_ascii_hexdigit());
+    let digest = out.lines().find_map(|l| l.split_whitespace().last().filter(hex).map(str::to_string));
+    let digest = digest.unwrap_or_else(|| panic!("keepalived 2.2.7 genhash gave no digest: {out}"));
+    let service = |port: u16, vs: &str, rs: &str, checker: &str| {
+        let line = |host: &str, indent: &str| {
+            if host.is_empty() { String::new() } else { format!("{indent}virtualhost {host}\n") }
+        };
+        format!(
+            "virtual_server {VIP4} {port} {{\n    protocol TCP\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n{}    \
+             real_server {b0} 80 {{\n{}        HTTP_GET {{\n            url {{\n                path /request\n                \
+             digest {digest}\n            }}\n{}            connect_timeout 1\n            retry 0\n        }}\n    }}\n}}\n",
+            line(vs, "    "),
+            line(rs, "        "),
+            line(checker, "            "),
+        )
+    };
+    // (VIP port, virtualhost of the virtual server, the real server, the checker; kept)
+    let cases = [
+        (80, "", "rs.example", "", true),
+        (81, "rs.example", "", "", true),
+        (82, "vs.example", "rs.example", "", true),
+        (83, "", "rs.example", "checker.example", false),
+        (84, "", "", "", false),
+    ];
+    let config = dir.file("keepalived.conf", &cases.map(|(p, vs, rs, c, _)| service(p, vs, rs, c)).concat());
+    let pins = daemon::pin_dir("chk-vhost");
+    let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
+    services_settle(&d, &pins, 80, &cases.map(|c| (c.0, c.4)), "digest");
+}
+
 /// When a client request finished, and the backend that answered or what went wrong.
 type Answer = (Instant, Result<String, String>);
 

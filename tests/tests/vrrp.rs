@@ -1909,6 +1909,57 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
     }
 }
 
+/// `vrrp_gna_interval` (global_defs) and a `garp_group`'s `gna_interval` (for its interface,
+/// in its place) space the unsolicited neighbour advertisements an IPv6 master sends for its
+/// VIP on becoming master (`garp_master_repeat 3`), as keepalived 2.2.7 spaces them; counted
+/// on the wire for keepalived and for lb-daemon with the same config.
+#[test]
+fn unsolicited_neighbour_advertisements_are_spaced_as_keepalived() {
+    require_root();
+    let seg = Segment::new(1).unwrap();
+    let dir = TempDir::new("vrrp-gna");
+    let instance = format!(
+        "vrrp_instance VI_6 {{\n    interface l0\n    version 3\n    virtual_router_id 61\n    priority 150\n    \
+             advert_int 1\n    garp_master_repeat 3\n    virtual_ipaddress {{\n        {VRRP_VIP6}/64\n    }}\n}}\n"
+    );
+    // (global_defs' lines, a garp_group, the gap both must keep). keepalived 2.2.7 knows
+    // `gna_interval` in a garp_group only (in an instance it is ignored, by both).
+    let group = "garp_group {\n    gna_interval 0.5\n    interface l0\n}\n";
+    let cases = [("    vrrp_gna_interval 0.2\n", "", 0.15..0.35), ("    vrrp_gna_interval 0.2\n", group, 0.42..0.65)];
+    for (n, (globals, group, gap)) in cases.into_iter().enumerate() {
+        let conf = format!("global_defs {{\n    vrrp_garp_master_delay 0\n{globals}}}\n{group}{instance}");
+        // Master after about 3 s (Master_Down_Interval), then its first announcements.
+        let gaps = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> Vec<f64> {
+            let cap =
+                lb_tests::capture::AdvertCapture::with_filter(&seg.switch, "s1", "icmp6 and ip6[40] == 136").unwrap();
+            let stop = run();
+            std::thread::sleep(Duration::from_secs(6));
+            stop();
+            let target = format!("tgt is {VRRP_VIP6}");
+            let times: Vec<f64> =
+                cap.lines().into_iter().filter(|(_, l)| l.contains(&target)).map(|(t, _)| t).collect();
+            let first = times.first().copied().unwrap_or(0.0);
+            let burst: Vec<f64> = times.into_iter().filter(|t| *t - first < 1.5).collect();
+            lb_tests::capture::intervals(&burst)
+        };
+        let kconf = dir.file(&format!("ka{n}.conf"), &conf);
+        let theirs = gaps(&|| {
+            let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("kagna{n}")).unwrap();
+            Box::new(move || k.stop().unwrap())
+        });
+        let ours = gaps(&|| {
+            let d = start(&seg, 0, &dir, &conf);
+            Box::new(move || drop(d))
+        });
+        println!("{globals:?} {group:?}: keepalived's burst gaps {theirs:?}, ours {ours:?}");
+        assert!(!theirs.is_empty(), "keepalived sent no burst");
+        assert_eq!(ours.len(), theirs.len(), "burst size differs: ours {ours:?}, keepalived {theirs:?}");
+        for g in ours.iter().chain(&theirs) {
+            assert!(gap.contains(g), "gap {g} s, want {gap:?}: ours {ours:?}, keepalived {theirs:?}");
+        }
+    }
+}
+
 /// `garp_extra_if`, against keepalived 2.2.7 with the same config on the same node: a VIP on
 /// a second interface (l1) is announced there once on becoming master, then, with `all`, once
 /// every interval while master (keepalived checks as each advert goes out: with adverts

@@ -352,7 +352,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "garp_group",
         "gna_interval",
-        &["lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements"],
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::a_garp_group_spaces_its_interfaces_announcements",
+            "tests/tests/vrrp.rs::unsolicited_neighbour_advertisements_are_spaced_as_keepalived",
+        ],
     ),
     (
         "garp_group",
@@ -723,12 +726,18 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "real_server",
         "connect_timeout",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::connect_timeout_from_the_real_or_virtual_server_bounds_a_silent_connect",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "virtual_server",
         "connect_timeout",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::connect_timeout_from_the_real_or_virtual_server_bounds_a_silent_connect",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     ("global_defs", "default_interface", &["tests/tests/vrrp.rs::static_and_virtual_routes"]),
     (
@@ -992,7 +1001,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "global_defs",
         "vrrp_gna_interval",
-        &["lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own"],
+        &[
+            "lb-daemon/src/vrrp/engine/live.rs::global_garp_settings_reach_instances_that_do_not_set_their_own",
+            "tests/tests/vrrp.rs::unsolicited_neighbour_advertisements_are_spaced_as_keepalived",
+        ],
     ),
     ("checkers", "min_reply_length", &["lb-daemon/src/check/udp.rs::reply_matching"]),
     ("checkers", "max_reply_length", &["lb-daemon/src/check/udp.rs::reply_matching"]),
@@ -1255,11 +1267,21 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         ],
     ),
     ("checkers", "warmup", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
-    ("real_server", "warmup", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
+    (
+        "real_server",
+        "warmup",
+        &[
+            "tests/tests/checkers.rs::warmup_from_the_real_or_virtual_server_spreads_the_first_checks",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
+    ),
     (
         "virtual_server",
         "warmup",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::warmup_from_the_real_or_virtual_server_spreads_the_first_checks",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "checkers",
@@ -1272,12 +1294,18 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "real_server",
         "virtualhost",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::virtualhost_from_the_real_or_virtual_server_names_the_host_as_keepalived",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "virtual_server",
         "virtualhost",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::virtualhost_from_the_real_or_virtual_server_names_the_host_as_keepalived",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "real_server",
