@@ -205,6 +205,13 @@ fn address_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Optio
                 let w = it.next();
                 track_group(ctx, kw, w, groups, &mut a.track_group);
             }
+            // A virtual address's own VMAC (keepalived's `use_vmac_addr` for one address).
+            "use_vmac" if groups.is_none() => ctx.error(
+                kw.span,
+                "address option `use_vmac` (a VMAC of this address's own interface, as keepalived's \
+                 use_vmac_addr) is not implemented; give that interface an instance of its own with use_vmac"
+                    .to_string(),
+            ),
             // keepalived 2.2.7 knows neither `valid_lft` nor `metric` for an address.
             _ => {
                 ctx.error(kw.span, format!("unknown address option `{}` (expected dev, brd, scope or label)", kw.text))

@@ -1880,6 +1880,7 @@ fn address_flags_and_peers_are_kept_as_keepalived() {
         ("192.0.2.1/24 peer 192.0.2.9", "6:3", "cannot specify address prefix /24"),
         ("192.0.2.1 brd 192.0.2.255 peer 192.0.2.9", "6:13", "broadcast and peer"),
         ("192.0.2.1 peer", "6:13", "peer"),
+        ("192.0.2.1 dev eth1 use_vmac", "6:22", "`use_vmac` (a VMAC of this address's own interface"),
     ] {
         let e = first_error(&inst(&format!(" virtual_ipaddress {{\n  {line}\n }}\n")));
         assert!(e.starts_with(&format!("bad.conf:{at}: error:")) && e.contains(says), "{line}: {e}");
