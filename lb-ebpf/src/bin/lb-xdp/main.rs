@@ -256,6 +256,18 @@ fn to_real(ctx: &XdpContext, svc: u32, f: &mut Frame, d: Decision, real: &RealDe
     }
 }
 
+/// A NAT reply from real server `real` of service `svc`: counted to it while it is live; once
+/// its id is freed (its flows outlive it), to its service directly, as the daemon has carried
+/// the id's counts already.
+#[inline(always)]
+fn count_reply(svc: u32, real: u32, len: usize) {
+    if flow::real_live(real, svc) {
+        stats::count_real(real, len, false);
+    } else {
+        stats::count_direct(svc, len, 0);
+    }
+}
+
 /// A later fragment: where its datagram's first fragment went.
 #[inline(always)]
 fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
@@ -281,7 +293,7 @@ fn later_fragment(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             }
         }
         FRAG_NAT_REPLY => {
-            stats::count_reply(e.svc_id, e.real_id, len);
+            count_reply(e.svc_id, e.real_id, len);
             nat::nat_reply(ctx, f, &e.vip, e.vport)
         }
         _ => Verdict::new(XDP_PASS, Reason::Fragment),
@@ -298,7 +310,7 @@ fn icmp_error(ctx: &XdpContext, f: &mut Frame) -> Verdict {
             Some(rev) if parse::ipv4_header_ok(ctx, f) => {
                 (f.trace_svc, f.trace_real) = (rev.svc_id, rev.real_id);
                 f.trace_flow = TRACE_FLOW_REPLY | TRACE_FLOW_FOUND;
-                stats::count_reply(rev.svc_id, rev.real_id, f.len_in as usize);
+                count_reply(rev.svc_id, rev.real_id, f.len_in as usize);
                 if !icmp::nat_reply_rewrite(ctx, f, rev) {
                     return Verdict::new(XDP_PASS, Reason::Icmp);
                 }
@@ -345,7 +357,7 @@ fn reply(ctx: &XdpContext, f: &mut Frame, rev: &NatRev) -> Verdict {
         return Verdict::new(XDP_DROP, Reason::BadIpv4Csum);
     }
     let len = f.len_in as usize;
-    stats::count_reply(rev.svc_id, rev.real_id, len);
+    count_reply(rev.svc_id, rev.real_id, len);
     if f.frag == frag::FIRST {
         frags::record_nat_reply(f, rev);
     }

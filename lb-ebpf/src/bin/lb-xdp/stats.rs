@@ -93,19 +93,10 @@ pub fn count_drop(svc: u32, len: usize) {
     count_direct(svc, len, 1);
 }
 
-/// A NAT reply from real server `real` of service `svc`: to it while it is live; once its id
-/// is freed (its flows outlive it) to its service directly, as the daemon has taken its counts.
+/// A frame of service `svc` no live real server counts (`drops` 1 when it is dropped for
+/// want of one).
 #[inline(always)]
-pub fn count_reply(svc: u32, real: u32, len: usize) {
-    if crate::flow::real_live(real, svc) {
-        count_real(real, len, false);
-    } else {
-        count_direct(svc, len, 0);
-    }
-}
-
-#[inline(always)]
-fn count_direct(svc: u32, len: usize, drops: u64) {
+pub fn count_direct(svc: u32, len: usize, drops: u64) {
     if let Some(s) = lb_svc_direct.get_ptr_mut(svc) {
         // SAFETY: per-CPU slot, see `count`.
         let s = unsafe { &mut *s };
