@@ -350,31 +350,35 @@ fn inherited_checker_defaults_get_keepalived_s_verdict() {
     assert!(err.contains("keepalived.conf:") && err.contains("only IPIP tunnels"), "{err}");
 }
 
-/// A templated configuration (parameters, a multi-line definition, conditional lines, `~SEQ`)
-/// gets keepalived 2.2.7's verdict for each config id, and the model it means.
+/// A templated configuration (parameters, a multi-line definition, conditional lines for an id
+/// and for every other id, `~SEQ`) gets keepalived 2.2.7's verdict for each config id, and the
+/// model it means.
 #[test]
 fn templates_mean_what_keepalived_makes_of_them() {
-    let text = "$VIP=192.0.2.10\n@main $PRIO=150\n@backup $PRIO=100\n\
+    let text = "$VIP=192.0.2.10\n@main $PRIO=150\n@backup $PRIO=100\n@main $ADV=1\n@^main $ADV=3\n\
                 $RS= \\\n    real_server 198.51.100.${N} 80 { \\\n        weight ${N} \\\n    }\n\
                 vrrp_instance VI_1 {\n    state BACKUP\n    interface v0\n    virtual_router_id 51\n    \
-                priority $PRIO\n    virtual_ipaddress {\n        ${VIP}\n    }\n}\n\
+                priority $PRIO\n    advert_int $ADV\n    virtual_ipaddress {\n        ${VIP}\n    }\n}\n\
                 virtual_server ${VIP} 80 {\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n    \
                 ~SEQ(N, 11, 13) $RS\n}\n";
     let dir = TempDir::new("template");
     let file = dir.file("keepalived.conf", text);
     let ns = Netns::new("katpl").unwrap();
     ns.sh("ip link add v0 type veth peer name v1 && ip link set v0 up").unwrap();
-    for (id, verdict, priority) in [("main", 0, Some(150)), ("backup", 0, Some(100)), ("other", 5, None)] {
+    for (id, verdict, priority, advert_cs) in
+        [("main", 0, Some(150), 100), ("backup", 0, Some(100), 300), ("other", 5, None, 300)]
+    {
         let theirs = ns.command("keepalived").args(["-t", "-i", id, "-f"]).arg(&file).output().unwrap();
         assert_eq!(theirs.status.code(), Some(verdict), "keepalived -i {id}: {theirs:?}");
         let (code, out, err) = config_test_in(&ns, &["-i", id, "--json"], &file);
         assert_eq!(code, Some(verdict), "-i {id}: {err}");
         let Some(priority) = priority else {
-            assert!(err.contains("keepalived.conf:12:"), "the error is on the line as written: {err}");
+            assert!(err.contains("keepalived.conf:14:"), "the error is on the line as written: {err}");
             continue;
         };
         let model: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(model["vrrp_instances"][0]["priority"], priority, "-i {id}");
+        assert_eq!(model["vrrp_instances"][0]["advert_int_cs"], advert_cs, "-i {id}: `@^main` is every id but main");
         assert_eq!(model["vrrp_instances"][0]["virtual_ipaddress"][0]["addr"], "192.0.2.10", "{model:#}");
         let reals: Vec<(String, u64)> = model["virtual_servers"][0]["real_servers"]
             .as_array()

@@ -26,6 +26,13 @@ const DIFFERENCES: &[(&str, i32, i32, &str)] = &[
          it (the real server stays up whatever its body); ours refuses the config",
     ),
     (
+        "param-random",
+        0,
+        5,
+        "not implemented here: keepalived's ${_RANDOM} draws a value at each read of the config, \
+         so a reload would change it; refused by name",
+    ),
+    (
         "vrrp-address-use-vmac",
         0,
         5,

@@ -1047,6 +1047,7 @@ static_routes {{
     2001:db8:8::/64 from 2001:db8:5::/64 via 2001:db8:1::1 dev l0
     2001:db8:9::/64 via 2001:db8:1::1 dev l0 pref high expires 300
     default via inet6 2001:db8:1::1 dev l0 table 100
+    src 192.0.2.11 198.51.100.96/28 via 192.0.2.1 dev l0
 }}
 static_rules {{
     from 198.51.100.0/24 table 100 priority 100
@@ -1873,25 +1874,44 @@ fn gratuitous_arp_counts_and_spacing_follow_keepalived() {
             instance("VI_1", 150, own, &n0)
         );
         // Master after 3 s (Master_Down_Interval), the first burst, then two refreshes.
-        let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>) {
+        // (frames after the first burst, the burst's gaps, the sizes of the refreshes: frames
+        // closer than 1 s to the one before).
+        let measure = |run: &dyn Fn() -> Box<dyn FnOnce()>| -> (usize, Vec<f64>, Vec<usize>) {
             let times = arp_times(&seg, run);
             let first = times.first().copied().unwrap_or(0.0);
             let burst: Vec<f64> = times.iter().copied().filter(|t| *t - first < 1.0).collect();
-            (times.len() - burst.len(), lb_tests::capture::intervals(&burst))
+            let mut refreshes: Vec<usize> = Vec::new();
+            let later = &times[burst.len()..];
+            for (i, t) in later.iter().enumerate() {
+                match refreshes.last_mut() {
+                    Some(n) if *t - later[i - 1] < 1.0 => *n += 1,
+                    _ => refreshes.push(1),
+                }
+            }
+            (later.len(), lb_tests::capture::intervals(&burst), refreshes)
         };
         let kconf = dir.file(&format!("ka{n}.conf"), &conf);
-        let (ka_refresh, ka_gaps) = measure(&|| {
+        let (ka_refresh, ka_gaps, ka_sizes) = measure(&|| {
             let mut k = Keepalived::start(&seg.nodes[0], &kconf, &dir, &format!("kagarp{n}")).unwrap();
             Box::new(move || k.stop().unwrap())
         });
-        let (our_refresh, our_gaps) = measure(&|| {
+        let (our_refresh, our_gaps, our_sizes) = measure(&|| {
             let d = start(&seg, 0, &dir, &conf);
             Box::new(move || drop(d))
         });
         println!(
-            "{group:?} {globals:?}: keepalived: burst gaps {ka_gaps:?}, {ka_refresh} later; ours: burst gaps \
-             {our_gaps:?}, {our_refresh} later"
+            "{group:?} {globals:?}: keepalived: burst gaps {ka_gaps:?}, refreshes {ka_sizes:?}; ours: burst gaps \
+             {our_gaps:?}, refreshes {our_sizes:?}"
         );
+        // Each whole refresh is garp_master_refresh_repeat 2 frames (the capture may end
+        // inside the last).
+        for sizes in [&ka_sizes, &our_sizes] {
+            let whole = &sizes[..sizes.len().saturating_sub(1)];
+            assert!(
+                !whole.is_empty() && whole.iter().all(|n| *n == 2),
+                "refreshes {sizes:?}: ours {our_sizes:?}, keepalived {ka_sizes:?}"
+            );
+        }
         // keepalived coalesces announcements queued behind the interval: 2 of garp_master_repeat 3.
         assert_eq!(ka_gaps.len(), 1, "keepalived's first burst: {ka_gaps:?}");
         assert_eq!(our_gaps.len(), ka_gaps.len(), "burst size differs from keepalived's");

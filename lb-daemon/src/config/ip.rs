@@ -383,6 +383,11 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                         return None;
                     }
                 };
+                if family.0 == Some(true) {
+                    ctx.error(kw.span, "realms are only valid for IPv4");
+                    return None;
+                }
+                family.0 = Some(false);
             }
             "mtu" | "advmss" | "reordering" | "cwnd" | "ssthresh" | "window" | "initcwnd" | "initrwnd" | "hoplimit"
             | "quickack" | "fastopen_no_cookie" => {
@@ -399,9 +404,8 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     "quickack" | "fastopen_no_cookie" => 1,
                     _ => u32::MAX,
                 };
-                let Some(v) =
-                    super::rt_names::parse_number(&w.text).and_then(|v| u32::try_from(v).ok()).filter(|v| *v <= max)
-                else {
+                // keepalived's get_u32: base 10 (`010` is ten, `0x10` an error).
+                let Some(v) = w.text.parse::<u32>().ok().filter(|v| *v <= max) else {
                     ctx.error(w.span, format!("Invalid {name} {} specified for route (0-{max})", w.text));
                     return None;
                 };
@@ -475,15 +479,16 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                 r.from = Some((a, len));
             }
             "expires" => {
+                family.ipv6_only(ctx, kw)?;
                 let w = val(ctx, "a time in seconds")?;
                 let Ok(v) = w.text.parse::<u32>() else {
                     ctx.error(w.span, format!("Invalid expires time {} specified for route", w.text));
                     return None;
                 };
-                family.ipv6_only(ctx, kw)?;
                 r.expires = Some(v);
             }
             "pref" => {
+                family.ipv6_only(ctx, kw)?;
                 let w = val(ctx, "low, medium, high or a number")?;
                 r.pref = Some(match w.text.as_str() {
                     // RFC 4191's two-bit values, as ICMPV6_ROUTER_PREF_*.
@@ -498,7 +503,6 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                         }
                     },
                 });
-                family.ipv6_only(ctx, kw)?;
             }
             "ttl-propagate" | "encap" | "vrf" => {
                 ctx.error(kw.span, format!("route option `{}` is not implemented; remove it", kw.text));
@@ -553,8 +557,8 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     ctx.error(kw.span, format!("`{}` needs a destination", kw.text));
                     continue;
                 };
-                let looks_like_dest =
-                    w.text == "default" || w.text.split('/').next().is_some_and(|a| a.parse::<IpAddr>().is_ok());
+                let special = matches!(w.text.as_str(), "default" | "any" | "all" | "default6");
+                let looks_like_dest = special || w.text.split('/').next().is_some_and(|a| a.parse::<IpAddr>().is_ok());
                 if !looks_like_dest {
                     ctx.error(
                         w.span,
@@ -565,10 +569,22 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     );
                     continue;
                 }
-                let (dest, prefix) =
-                    if w.text == "default" { (IpAddr::from([0u8; 4]), 0) } else { addr_prefix(ctx, w)? };
-                is_default = w.text == "default";
-                if !is_default && family.0.is_some_and(|f| f != dest.is_ipv6()) {
+                // keepalived's `parse_route`: `default`, `any` and `all` have no family (the
+                // route's later options give it; one set before them is an error there, even
+                // the same family); `default6` is IPv6's (deprecated).
+                if w.text == "default6" {
+                    ctx.warn(
+                        w.span,
+                        "`default6` is deprecated in keepalived 2.2.7; write `default` and an IPv6 gateway or source",
+                    );
+                }
+                let (dest, prefix) = match w.text.as_str() {
+                    "default" | "any" | "all" => (IpAddr::from([0u8; 4]), 0),
+                    "default6" => (IpAddr::from([0u16; 8]), 0),
+                    _ => addr_prefix(ctx, w)?,
+                };
+                is_default = matches!(w.text.as_str(), "default" | "any" | "all");
+                if family.0.is_some_and(|f| is_default || f != dest.is_ipv6()) {
                     ctx.error(w.span, format!("Cannot mix IPv4 and IPv6 addresses for route ({})", w.text));
                     return None;
                 }
@@ -656,10 +672,17 @@ fn nexthops(ctx: &mut Ctx, words: &[&Word]) -> Option<Vec<NextHop>> {
             match w.text.as_str() {
                 "via" => {
                     let mut a = arg(ctx, "an address")?;
+                    let mut named = None;
                     if matches!(a.text.as_str(), "inet" | "inet6") {
+                        named = Some(a.text == "inet6");
                         a = arg(ctx, "an address")?;
                     }
-                    nh.via = Some(ip(ctx, a)?);
+                    let v = ip(ctx, a)?;
+                    if named.is_some_and(|v6| v6 != v.is_ipv6()) {
+                        ctx.error(a.span, "Address family mismatch for next hop");
+                        return None;
+                    }
+                    nh.via = Some(v);
                 }
                 "dev" => nh.dev = Some(arg(ctx, "an interface name")?.text.clone()),
                 "weight" => {
@@ -689,7 +712,7 @@ fn nexthops(ctx: &mut Ctx, words: &[&Word]) -> Option<Vec<NextHop>> {
     }
     let families: Vec<bool> = out.iter().filter_map(|n| n.via.map(|v| v.is_ipv4())).collect();
     if families.windows(2).any(|f| f[0] != f[1]) {
-        ctx.error(words[0].span, "IPv4/6 mismatch for nexthop");
+        ctx.error(words[0].span, "Address family mismatch for next hop");
         return None;
     }
     Some(out)
@@ -891,7 +914,7 @@ mod tests {
         for (text, want) in [
             ("198.51.100.0/24 nexthop via 192.0.2.1 weight 0", "Invalid weight 0"),
             ("198.51.100.0/24 nexthop via 192.0.2.1 metric 5", "trailing nonsense after nexthops - metric"),
-            ("198.51.100.0/24 nexthop via 192.0.2.1 nexthop via 2001:db8::1", "IPv4/6 mismatch"),
+            ("198.51.100.0/24 nexthop via 192.0.2.1 nexthop via 2001:db8::1", "Address family mismatch"),
             ("198.51.100.0/24 nexthop via 192.0.2.1 realms 3", "not implemented"),
         ] {
             let mut ctx = Ctx::default();
@@ -918,12 +941,15 @@ mod tests {
             .unwrap();
         assert_eq!((r.metrics.rtt, r.metrics.rttvar, r.metrics.rto_min), (Some(2400), Some(6000), Some(2000)));
         assert_eq!(r.metrics.lock, 1 << 4);
+        // Decimal, as keepalived's get_u32: a leading zero is no octal prefix.
+        assert_eq!(route(&mut ctx, &words("198.51.100.0/24 via 192.0.2.1 mtu 010")).unwrap().metrics.mtu, Some(10));
         for (t, m, want) in [("100", 8, 1600), ("121s", 8, 960_000), ("5ms", 1, 200), ("0.25secs", 4, 1000)] {
             assert_eq!(time_rtt(t, m), Some(want), "{t}");
         }
         for (text, want) in [
             ("198.51.100.0/24 via 192.0.2.1 quickack 2", "Invalid quickack 2"),
             ("198.51.100.0/24 via 192.0.2.1 hoplimit 256", "Invalid hoplimit 256"),
+            ("198.51.100.0/24 via 192.0.2.1 mtu 0x10", "Invalid mtu 0x10"),
             ("198.51.100.0/24 via 192.0.2.1 features sack", "feature sack not supported"),
             ("198.51.100.0/24 via 192.0.2.1 rtt 1e3", "Invalid rtt 1e3"),
             ("198.51.100.0/24 via 192.0.2.1 rto_min 1.5ms", "Invalid rto_min 1.5ms"),
@@ -967,7 +993,9 @@ mod tests {
             ("default via 2001:db8:1::1", "::"),
             ("default src 2001:db8:1::2 dev eth0", "::"),
             ("default via inet6 2001:db8:1::1", "::"),
-            ("inet6 default dev eth0", "::"),
+            ("default6 dev eth0", "::"),
+            ("any via 192.0.2.1", "0.0.0.0"),
+            ("all src 2001:db8:1::2", "::"),
             ("default nexthop via 2001:db8:1::1 nexthop via 2001:db8:1::2", "::"),
             ("default via inet 192.0.2.1", "0.0.0.0"),
             ("default dev eth0", "0.0.0.0"),
@@ -975,8 +1003,14 @@ mod tests {
             let r = route(&mut ctx, &words(text)).unwrap_or_else(|| panic!("{text}: {:?}", ctx.diags));
             assert_eq!((r.dest, r.prefix), (ip(dest), 0), "{text}");
         }
-        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        assert!(ctx.diags.iter().all(|d| d.message.contains("default6")), "{:?}", ctx.diags);
         for (text, want) in [
+            ("inet6 default dev eth0", "Cannot mix IPv4 and IPv6 addresses for route (default)"),
+            ("via 192.0.2.1 default", "Cannot mix IPv4 and IPv6 addresses for route (default)"),
+            ("inet default6", "Cannot mix IPv4 and IPv6 addresses for route (default6)"),
+            ("2001:db8::/64 realms 1", "realms are only valid for IPv4"),
+            ("198.51.100.0/24 expires soon", "expires is only valid for IPv6"),
+            ("198.51.100.0/24 nexthop via inet6 192.0.2.1", "Address family mismatch for next hop"),
             ("198.51.100.0/24 via 2001:db8:1::1", "Cannot mix IPv4 and IPv6 addresses for route"),
             ("198.51.100.0/24 src 2001:db8:1::1", "Cannot mix"),
             ("via 2001:db8:1::1 198.51.100.0/24", "Cannot mix IPv4 and IPv6 addresses for route (198.51.100.0/24)"),

@@ -204,7 +204,7 @@ pub const WITHOUT_EFFECT: &[(&str, &[&str])] = &[
         &["reload_check_config", "use_symlink_paths", "child_wait_time"],
     ),
     (
-        "inputs lb-daemon does not have: no ${_RANDOM} to seed (random_seed), warnings about an instance without addresses (no_virtual_ipaddress)",
+        "inputs lb-daemon does not have: no ${_RANDOM} to seed (random_seed; ${_RANDOM} is refused), warnings about an instance without addresses (no_virtual_ipaddress)",
         &["random_seed", "no_virtual_ipaddress"],
     ),
     (
@@ -587,7 +587,15 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
         "lvs_notify_fifo_script",
         &["tests/tests/checkers.rs::a_flapping_backend_link_is_detected_and_recovers"],
     ),
-    ("vrrp_instance", "accept", &["tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip"]),
+    (
+        "vrrp_instance",
+        "accept",
+        &[
+            "tests/tests/vrrp.rs::a_master_without_accept_mode_drops_traffic_to_its_vip",
+            // `accept` under vrrp_strict (VRRPv3), where it changes the fence.
+            "lb-daemon/src/daemon/node/tests.rs::a_master_without_accept_mode_drops_its_vips_traffic",
+        ],
+    ),
     (
         "vrrp_instance",
         "no_accept",
@@ -751,7 +759,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "real_server",
         "delay_before_retry",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "virtual_server",
@@ -772,7 +783,10 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "real_server",
         "delay_loop",
-        &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"],
+        &[
+            "tests/tests/checkers.rs::real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
     ),
     (
         "virtual_server",
@@ -1187,12 +1201,20 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     (
         "real_server",
         "lthreshold",
-        &["lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination"],
+        &[
+            "lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination",
+            // The kernel's table in the 6.1 VM (its auto_probe step: ipvsadm --thresholds).
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+        ],
     ),
     (
         "real_server",
         "uthreshold",
-        &["lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination"],
+        &[
+            "lb-daemon/src/ipvs/tests.rs::per_real_server_method_and_thresholds_reach_the_destination",
+            // The kernel's table in the 6.1 VM (its auto_probe step: ipvsadm --thresholds).
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+        ],
     ),
     (
         "real_server",
@@ -1217,7 +1239,15 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
     ("global_defs", "lvs_flush", &["tests/tests/ipvs.rs::flush"]),
     ("global_defs", "lvs_flush_on_stop", &["tests/tests/ipvs.rs::flush"]),
     ("global_defs", "lvs_flush_onstop", &["tests/tests/ipvs.rs::flush"]),
-    ("global_defs", "lvs_timeouts", &["lb-daemon/src/ipvs/tests.rs::lvs_timeouts_encode_as_set_config"]),
+    (
+        "global_defs",
+        "lvs_timeouts",
+        // The kernel's timeouts in the 6.1 VM (its auto_probe step: ipvsadm -L --timeout).
+        &[
+            "lb-daemon/src/ipvs/tests.rs::lvs_timeouts_encode_as_set_config",
+            "tests/tests/ipvs.rs::ipvs_backend_in_the_61_vm",
+        ],
+    ),
     (
         "real_server",
         "MISC_CHECK",
@@ -1257,7 +1287,14 @@ pub const ACTED: &[(&str, &str, &[&str])] = &[
             "tests/tests/checkers.rs::http_get_takes_a_stopped_backend_out_and_back_under_traffic",
         ],
     ),
-    ("real_server", "retry", &["lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values"]),
+    (
+        "real_server",
+        "retry",
+        &[
+            "tests/tests/checkers.rs::real_server_defaults_reach_their_checkers_and_alpha_waits_for_a_success",
+            "lb-daemon/src/check/mod.rs::checkers_inherit_real_server_then_virtual_server_values",
+        ],
+    ),
     (
         "virtual_server",
         "retry",

@@ -116,6 +116,11 @@ impl State<'_> {
         if let Some(rest) = trimmed.strip_prefix("~SEQ") {
             return self.seq(rest, depth, out);
         }
+        if uses_random(raw) {
+            return Err("`$_RANDOM` (keepalived's random value, drawn at each read of the config) is not \
+                        implemented: a reload would change what it means; write the value"
+                .into());
+        }
         let replaced = self.substitute(raw);
         if replaced == raw {
             out.push(raw.to_string());
@@ -220,6 +225,15 @@ impl State<'_> {
             _ => self.params.defs.get(name).cloned(),
         }
     }
+}
+
+/// Whether `line` uses keepalived's `$_RANDOM`, `${_RANDOM}` or `${_RANDOM MIN MAX}`.
+fn uses_random(line: &str) -> bool {
+    line.match_indices("$_RANDOM").any(|(at, _)| {
+        let next = line[at + "$_RANDOM".len()..].chars().next();
+        !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    }) || line.contains("${_RANDOM}")
+        || line.contains("${_RANDOM ")
 }
 
 /// `$NAME=value` (only whitespace before `$`, nothing between the name and `=`).
@@ -339,5 +353,13 @@ mod tests {
         assert_eq!(o.errors.iter().map(|e| e.0).collect::<Vec<_>>(), [2, 4], "{:?}", o.errors);
         let o = process("$M= \\\n a \\\n", &mut Params::new("x"), "/");
         assert!(o.errors[0].1.contains("end of the file"), "{:?}", o.errors);
+        // keepalived's random value is refused by name; a parameter merely named so is not.
+        let o = process(
+            "a $_RANDOM\nb ${_RANDOM}\nc ${_RANDOM 1 9}\n$_RANDOMX=1\nd $_RANDOMX\n",
+            &mut Params::new("x"),
+            "/",
+        );
+        assert_eq!(o.errors.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3], "{:?}", o.errors);
+        assert!(o.errors[0].1.contains("`$_RANDOM`"), "{:?}", o.errors);
     }
 }
