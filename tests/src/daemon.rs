@@ -418,3 +418,12 @@ pub fn decap(real: &Netns) -> Daemon {
     Daemon::spawn(real, &["decap", "--interface", "b0", "--from", &from4, "--from", &from6], "lb-daemon decap ready")
         .unwrap_or_else(|e| panic!("starting lb-daemon decap: {e:#}"))
 }
+
+/// The time of day, in seconds, of a daemon log line ("2026-12-03T11:12:47.373882Z  INFO ...").
+pub fn log_time(line: &str) -> Option<f64> {
+    let (_, time) = line.split_whitespace().next()?.split_once('T')?;
+    let mut parts = time.trim_end_matches('Z').split(':');
+    let (h, m, s) =
+        (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
+    Some(h * 3600.0 + m * 60.0 + s)
+}

@@ -327,7 +327,7 @@ fn connect_timeout_from_the_real_or_virtual_server_bounds_a_silent_connect() {
     // Both checkers start together: the time between their failures, from the log's own
     // stamps, is 4 s - 1 s (with the default 5 s on port 81 it would be negative; with 1 s on
     // both, about 0).
-    let at = |port: u16| d.log().iter().find(|l| l.contains(&removed(port))).and_then(|l| log_time(l));
+    let at = |port: u16| d.log().iter().find(|l| l.contains(&removed(port))).and_then(|l| daemon::log_time(l));
     let (first, second) = (at(81).expect("port 81 removed"), at(82).expect("port 82 removed"));
     println!(
         "silent connects failed {:.2} s apart (the real server's 4 s against the virtual server's 1 s)",
@@ -435,15 +435,6 @@ fn virtualhost_from_the_real_or_virtual_server_names_the_host_as_keepalived() {
     let pins = daemon::pin_dir("chk-vhost");
     let d = Daemon::start(&topo.lb, &config, &pins, &[]).unwrap();
     services_settle(&d, &pins, 80, &cases.map(|c| (c.0, c.4)), "digest");
-}
-
-/// The time of day, in seconds, of a daemon log line ("2026-12-03T11:12:47.373882Z  INFO ...").
-fn log_time(line: &str) -> Option<f64> {
-    let (_, time) = line.split_whitespace().next()?.split_once('T')?;
-    let mut parts = time.trim_end_matches('Z').split(':');
-    let (h, m, s) =
-        (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
-    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 /// When a client request finished, and the backend that answered or what went wrong.

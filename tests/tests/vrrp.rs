@@ -34,15 +34,6 @@ fn instance(name: &str, prio: u8, extra: &str, notify: &Path) -> String {
     )
 }
 
-/// The time of day, in seconds, of a daemon log line ("2026-12-03T11:12:47.373882Z  INFO ...").
-fn log_time(line: &str) -> Option<f64> {
-    let (_, time) = line.split_whitespace().next()?.split_once('T')?;
-    let mut parts = time.trim_end_matches('Z').split(':');
-    let (h, m, s) =
-        (parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?, parts.next()?.parse::<f64>().ok()?);
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
 /// `instance` with another VRID and VIP: a second instance on the same link.
 fn instance_at(name: &str, prio: u8, vrid: u8, vip: &str, extra: &str, notify: &Path) -> String {
     instance(name, prio, extra, notify)
@@ -3803,7 +3794,7 @@ fn vrrp_startup_delay_holds_back_the_first_takeover_as_keepalived() {
     assert!(d.wait_log("BACKUP -> MASTER", Duration::from_secs(10)), "{:#?}", d.log());
     // From the engine's start, by the log's clock: loading the BPF object first takes a
     // varying time on a loaded machine (keepalived has nothing like it to load).
-    let at = |what: &str| d.log().iter().find(|l| l.contains(what)).and_then(|l| log_time(l));
+    let at = |what: &str| d.log().iter().find(|l| l.contains(what)).and_then(|l| daemon::log_time(l));
     let ours = at("BACKUP -> MASTER").zip(at("VRRP started")).map_or(0.0, |(m, s)| m - s);
     d.stop().unwrap();
     for (who, took) in [("keepalived", theirs), ("lb-daemon", ours)] {
