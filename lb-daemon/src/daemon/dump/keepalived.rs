@@ -72,9 +72,17 @@ impl Inst<'_> {
         let s = self.config.vrrp_scripts.iter().find(|s| s.name == name);
         s.and_then(|s| s.script.as_ref()).map_or_else(|| name.to_string(), |s| s.command.clone())
     }
-    /// A virtual address as `format_ipaddress` prints it.
+    /// With `use_vmac`, the interface its VMAC is on.
+    fn vmac_base(&self) -> Option<&str> {
+        self.cfg.use_vmac.as_ref().and(self.cfg.interface.as_deref()).filter(|base| *base != self.iface())
+    }
+    /// A virtual address as `format_ipaddress` prints it: on a VMAC, `dev VMAC@BASE`.
     fn address(&self, a: &IpAddress) -> String {
-        address(a, self.iface(), self.state() == State::Master)
+        let Some(base) = self.vmac_base() else { return address(a, self.iface(), self.state() == State::Master) };
+        let placed = crate::vrrp::placed_vips(self.cfg, Some(base));
+        let on_vmac = placed.iter().any(|p| p.addr == a.addr && p.dev.is_none());
+        let dev = if on_vmac { format!("{}@{base}", self.iface()) } else { a.device(base).to_string() };
+        address(&IpAddress { dev: Some(dev), ..a.clone() }, base, self.state() == State::Master)
     }
 }
 
@@ -357,6 +365,9 @@ fn route(r: &Route) -> String {
     if r.no_track || r.dev.is_none() {
         s.push_str(" no_track");
     }
+    if let Some(g) = &r.track_group {
+        let _ = write!(s, " track_group {g}");
+    }
     s
 }
 
@@ -510,7 +521,15 @@ pub fn data(config: &Config, vrrp: &[VrrpStatus], hostname: &str) -> String {
         if let Some(t) = i.st.map(|s| s.last_transition).filter(|t| *t > 0.0) {
             line(format!("   Last transition = {t:.6} ({})", ctime_us(t)));
         }
-        line(format!("   Interface = {}", i.iface()));
+        match i.vmac_base() {
+            // keepalived: "Interface = IF, vmac on BASE[, xmit base i/f]".
+            Some(base) => line(format!(
+                "   Interface = {}, vmac on {base}{}",
+                i.iface(),
+                if c.vmac_xmit_base { ", xmit base i/f" } else { "" }
+            )),
+            None => line(format!("   Interface = {}", i.iface())),
+        }
         if c.dont_track_primary {
             line("   VRRP interface tracking disabled".into());
         }
@@ -966,6 +985,45 @@ mod tests {
         assert!(backup.contains("\n   State = BACKUP\n   Master router = 192.0.2.12\n   Master priority = 200\n"));
         assert!(backup.contains("     192.0.2.100/24 dev l0 scope global\n"), "{backup}");
         assert!(backup.contains("   Last transition = 1796207082.908872 ("), "{backup}");
+    }
+
+    /// The lines keepalived 2.2.7 wrote for this config as master (its SIGUSR1 dump, read by
+    /// hand in a namespace with v0 and v1): a VIP on the VMAC is `dev VMAC@BASE`, one of the
+    /// other family or another interface stays where it is, and the instance's interface line
+    /// names the VMAC's base.
+    #[test]
+    fn data_names_a_vmac_with_its_base_as_keepalived() {
+        let text = "vrrp_instance VI_1 {\n    interface v0\n    use_vmac\n    virtual_router_id 51\n    \
+                    priority 255\n    advert_int 1\n    virtual_ipaddress {\n        192.0.2.100/24\n        \
+                    192.0.2.101/24 dev v0\n        198.51.100.7 dev v1\n    }\n    virtual_ipaddress_excluded {\n        \
+                    2001:db8:1::100/64\n        192.0.2.102/24\n    }\n}\n";
+        let l = crate::config::parse_str("t.conf", text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let st = VrrpStatus { interface: "vrrp.51".into(), ..status(State::Master) };
+        let d = data(&l.config, &[st], "host");
+        for block in [
+            "   Interface = vrrp.51, vmac on v0\n",
+            "   Virtual IP (3):\n     192.0.2.100/24 dev vrrp.51@v0 scope global set\n     \
+             192.0.2.101/24 dev vrrp.51@v0 scope global set\n     198.51.100.7 dev v1 scope global set\n   \
+             Virtual IP Excluded :\n     2001:db8:1::100/64 dev v0 scope global preferred_lft forever set\n     \
+             192.0.2.102/24 dev vrrp.51@v0 scope global set\n",
+        ] {
+            assert!(d.contains(block), "missing:\n{block}\nin:\n{d}");
+        }
+    }
+
+    /// A static route's `track_group` ends its line, as keepalived's `format_iproute` ends it.
+    #[test]
+    fn a_static_routes_track_group_ends_its_line() {
+        let text = "track_group G {\n group {\n  VI_1\n }\n}\nstatic_routes {\n \
+                    198.51.100.0/24 via 192.0.2.1 dev v0 track_group G\n}\n\
+                    vrrp_instance VI_1 {\n interface v0\n virtual_router_id 51\n priority 100\n}\n";
+        let l = crate::config::parse_str("t.conf", text);
+        assert!(!l.has_errors(), "{}", l.render());
+        let d = data(&l.config, &[status(State::Backup)], "host");
+        let line = d.lines().find(|l| l.contains("198.51.100.0/24")).unwrap_or_default();
+        // keepalived 2.2.7's line for it (SIGUSR1, read by hand in a namespace).
+        assert_eq!(line.trim(), "prepend 198.51.100.0/24 via inet 192.0.2.1 dev v0 proto 18 track_group G", "{d}");
     }
 
     #[test]
