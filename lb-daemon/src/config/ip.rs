@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::{
+    diag::Span,
     keyword::Ctx,
     model::{
         IFA_F_HOMEADDRESS, IFA_F_MANAGETEMPADDR, IFA_F_MCAUTOJOIN, IFA_F_NOPREFIXROUTE, IpAddress, NextHop, Route,
@@ -302,25 +303,21 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     continue;
                 };
                 if named.is_some_and(|v6| v6 != v.is_ipv6()) {
-                    ctx.error(kw.span, "Cannot mix IPv4 and IPv6 addresses for route");
+                    ctx.error(kw.span, MIXED);
                     return None;
                 }
-                family.set(ctx, kw, v.is_ipv6())?;
+                family.settle(ctx, kw.span, v.is_ipv6(), || MIXED.into())?;
                 r.via = Some(v);
             }
             "src" => {
                 let Some(v) = val(ctx, "a source address").and_then(|w| ip(ctx, w)) else { continue };
-                family.set(ctx, kw, v.is_ipv6())?;
+                family.settle(ctx, kw.span, v.is_ipv6(), || MIXED.into())?;
                 r.src = Some(v);
             }
             "inet" | "inet6" => {
                 let v6 = kw.text == "inet6";
-                if family.0.is_some_and(|f| f != v6) {
-                    let other = if v6 { "IPv4" } else { "IPv6" };
-                    ctx.error(kw.span, format!("{} specified for {other} route", kw.text));
-                    return None;
-                }
-                family.0 = Some(v6);
+                let other = if v6 { "IPv4" } else { "IPv6" };
+                family.settle(ctx, kw.span, v6, || format!("{} specified for {other} route", kw.text))?;
             }
             "dev" | "oif" => r.dev = val(ctx, "an interface name").map(|w| w.text.clone()),
             "table" => {
@@ -383,11 +380,7 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                         return None;
                     }
                 };
-                if family.0 == Some(true) {
-                    ctx.error(kw.span, "realms are only valid for IPv4");
-                    return None;
-                }
-                family.0 = Some(false);
+                family.settle(ctx, kw.span, false, || "realms are only valid for IPv4".into())?;
             }
             "mtu" | "advmss" | "reordering" | "cwnd" | "ssthresh" | "window" | "initcwnd" | "initrwnd" | "hoplimit"
             | "quickack" | "fastopen_no_cookie" => {
@@ -475,11 +468,11 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     ctx.error(w.span, format!("route from address only supported with IPv6 ({})", w.text));
                     return None;
                 }
-                family.set(ctx, kw, true)?;
+                family.settle(ctx, kw.span, true, || MIXED.into())?;
                 r.from = Some((a, len));
             }
             "expires" => {
-                family.ipv6_only(ctx, kw)?;
+                family.settle(ctx, kw.span, true, || "expires is only valid for IPv6".into())?;
                 let w = val(ctx, "a time in seconds")?;
                 let Ok(v) = w.text.parse::<u32>() else {
                     ctx.error(w.span, format!("Invalid expires time {} specified for route", w.text));
@@ -488,7 +481,7 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                 r.expires = Some(v);
             }
             "pref" => {
-                family.ipv6_only(ctx, kw)?;
+                family.settle(ctx, kw.span, true, || "pref is only valid for IPv6".into())?;
                 let w = val(ctx, "low, medium, high or a number")?;
                 r.pref = Some(match w.text.as_str() {
                     // RFC 4191's two-bit values, as ICMPV6_ROUTER_PREF_*.
@@ -537,11 +530,7 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                 let rest: Vec<&Word> = std::iter::once(kw).chain(it.by_ref()).collect();
                 r.nexthops = nexthops(ctx, &rest)?;
                 for v in r.nexthops.iter().filter_map(|h| h.via) {
-                    if family.0.is_some_and(|f| f != v.is_ipv6()) {
-                        ctx.error(kw.span, "Address family mismatch for next hop");
-                        return None;
-                    }
-                    family.0 = Some(v.is_ipv6());
+                    family.settle(ctx, kw.span, v.is_ipv6(), || "Address family mismatch for next hop".into())?;
                 }
             }
             _ => {
@@ -584,12 +573,13 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
                     _ => addr_prefix(ctx, w)?,
                 };
                 is_default = matches!(w.text.as_str(), "default" | "any" | "all");
-                if family.0.is_some_and(|f| is_default || f != dest.is_ipv6()) {
-                    ctx.error(w.span, format!("Cannot mix IPv4 and IPv6 addresses for route ({})", w.text));
+                let mixed = || format!("{MIXED} ({})", w.text);
+                if is_default && family.0.is_some() {
+                    ctx.error(w.span, mixed());
                     return None;
                 }
                 if !is_default {
-                    family.0 = Some(dest.is_ipv6());
+                    family.settle(ctx, w.span, dest.is_ipv6(), mixed)?;
                 }
                 (r.dest, r.prefix, has_dest) = (dest, prefix, true);
                 if let Some(k) = kind {
@@ -625,29 +615,23 @@ fn route_in(ctx: &mut Ctx, words: &[Word], groups: Option<&[String]>) -> Option<
     Some(r)
 }
 
+/// keepalived's error for an address of the other family than the route's.
+const MIXED: &str = "Cannot mix IPv4 and IPv6 addresses for route";
+
 /// A route's family as keepalived's `alloc_route` settles it (`new->family`): the first
-/// address, or option only IPv6 has, decides; one of the other family after it is an error.
-/// `Some(true)`: IPv6.
+/// address, or option only one family has, decides; one of the other family after it is an
+/// error, in keepalived's words for that option. `Some(true)`: IPv6.
 struct RouteFamily(Option<bool>);
 
 impl RouteFamily {
-    /// An address of family `v6` in option `kw`.
-    fn set(&mut self, ctx: &mut Ctx, kw: &Word, v6: bool) -> Option<()> {
+    /// An option at `span` of family `v6` (`true`: IPv6): settles the family, or is the error
+    /// `mismatch` says when another is settled.
+    fn settle(&mut self, ctx: &mut Ctx, span: Span, v6: bool, mismatch: impl FnOnce() -> String) -> Option<()> {
         if self.0.is_some_and(|f| f != v6) {
-            ctx.error(kw.span, "Cannot mix IPv4 and IPv6 addresses for route");
+            ctx.error(span, mismatch());
             return None;
         }
         self.0 = Some(v6);
-        Some(())
-    }
-
-    /// Option `kw`, which only IPv6 routes have (`expires`, `pref`).
-    fn ipv6_only(&mut self, ctx: &mut Ctx, kw: &Word) -> Option<()> {
-        if self.0 == Some(false) {
-            ctx.error(kw.span, format!("{} is only valid for IPv6", kw.text));
-            return None;
-        }
-        self.0 = Some(true);
         Some(())
     }
 }
