@@ -175,9 +175,9 @@ global_stats! {
 }
 
 /// Per real server counters, one entry per real server id per CPU in `lb_real_stats`; the
-/// same shape per service for the frames no live real server counts (`lb_svc_direct`) and its
-/// retired real servers'
-/// counts (`lb_svc_carry`). A service's totals are their sum (`ServiceStats::sum`).
+/// same shape per service for the frames no live real server counts (`lb_svc_direct`) and
+/// its retired real servers' counts (`lb_svc_carry`). A service's totals are their sum
+/// (`ServiceStats::sum`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct ServiceStats {

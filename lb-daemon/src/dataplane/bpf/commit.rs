@@ -79,10 +79,7 @@ fn remove_service(ebpf: &mut Ebpf, book: &mut Book, retiring: &mut RetireQueue, 
     // Its id waits out the grace period as its real servers do: their entries name it, and a
     // service given it meanwhile would count them as its own. Its counts go with it.
     let id = book.services.remove(&r.name).map(|s| s.id);
-    if let Some(id) = id {
-        retiring.service_removed(id);
-        book.cooling.insert(id);
-    }
+    book.cooling.extend(id);
     for k in &r.keys {
         twins::remove::<ServiceValue>(ebpf, twins::SERVICES, k, false)?;
     }
@@ -200,18 +197,10 @@ fn write_reals(ebpf: &mut Ebpf, book: &mut Book, state: &mut SvcState, s: &Servi
 /// Clears what has been retired for the grace period: real server entries (their ids are
 /// then free) and table slices (back to the pool).
 pub fn clear_retired(ebpf: &mut Ebpf, book: &mut Book, ready: Vec<Retired>) -> Result<()> {
-    if !ready.iter().any(|r| matches!(r, Retired::Real { .. })) {
-        for r in ready {
-            clear_one(ebpf, book, r)?;
-        }
-        return Ok(());
-    }
-    super::stats::moving_carry(ebpf, |ebpf| {
-        for r in ready {
-            clear_one(ebpf, book, r)?;
-        }
-        Ok(())
-    })
+    // Clearing a real server moves its counts into the carry, which readers must know.
+    let moves_counts = ready.iter().any(|r| matches!(r, Retired::Real { .. }));
+    let clear = |ebpf: &mut Ebpf| ready.into_iter().try_for_each(|r| clear_one(ebpf, book, r));
+    if moves_counts { super::stats::moving_carry(ebpf, clear) } else { clear(ebpf) }
 }
 
 fn clear_one(ebpf: &mut Ebpf, book: &mut Book, r: Retired) -> Result<()> {

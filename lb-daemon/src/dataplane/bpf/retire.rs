@@ -17,7 +17,8 @@ pub const GENERATION_GRACE: Duration = Duration::from_millis(50);
 pub enum Retired {
     /// A real server id: its entry in `lb_reals` is cleared, then the id may be reused. What
     /// it counted goes into its service's `lb_svc_carry` (`carry_to`), unless the service
-    /// went too.
+    /// went too (a removed service's id is not reused before its real servers are cleared,
+    /// `Book::cooling`, so a carry into it reaches no other service).
     Real { id: u32, carry_to: Option<u32> },
     /// A table slice (offset, length) of a removed service: back to the pool.
     Slice(u32, u32),
@@ -57,18 +58,6 @@ impl RetireQueue {
         })
     }
 
-    /// Service `svc` is removed: its real servers waiting here carry their counts nowhere
-    /// (its id may go to another service before they are cleared).
-    pub fn service_removed(&mut self, svc: u32) {
-        for (_, w) in &mut self.entries {
-            if let Retired::Real { carry_to, .. } = w
-                && *carry_to == Some(svc)
-            {
-                *carry_to = None;
-            }
-        }
-    }
-
     /// When the next entry becomes ready.
     pub fn next_ready(&self) -> Option<Instant> {
         self.entries.front().map(|(at, _)| *at)
@@ -95,20 +84,13 @@ mod tests {
         assert_eq!(q.next_ready(), None);
     }
 
-    /// A removed service's id may go to a new service before its retired real servers are
-    /// cleared: their counts must not become the new one's.
+    /// `reals_of` lists the retiring real servers whose counts join that service's.
     #[test]
-    fn a_removed_service_carries_nothing() {
+    fn retiring_real_servers_are_listed_by_the_service_they_carry_to() {
         let t0 = Instant::now();
         let mut q = RetireQueue::default();
-        q.push(t0, [Retired::Real { id: 3, carry_to: Some(1) }, Retired::Real { id: 4, carry_to: Some(2) }]);
+        q.push(t0, [Retired::Real { id: 3, carry_to: Some(1) }, Retired::Real { id: 4, carry_to: None }]);
         assert_eq!(q.reals_of(1).collect::<Vec<_>>(), [3]);
-        q.service_removed(1);
-        assert_eq!(q.reals_of(1).count(), 0);
-        assert_eq!(q.reals().collect::<Vec<_>>(), [3, 4], "still waiting out the grace period");
-        assert_eq!(
-            q.take_ready(t0 + GENERATION_GRACE),
-            [Retired::Real { id: 3, carry_to: None }, Retired::Real { id: 4, carry_to: Some(2) }]
-        );
+        assert_eq!(q.reals().collect::<Vec<_>>(), [3, 4], "both wait out the grace period");
     }
 }

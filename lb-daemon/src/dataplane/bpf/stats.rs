@@ -2,10 +2,9 @@
 //! while the daemon runs and after it is gone.
 //!
 //! The program counts a service's packets once, per real server (`lb_real_stats`), and those
-//! no live real server counts (drops, replies of a freed one) per service (`lb_svc_direct`); a
-//! service's totals are these added
-//! up here, with what its retired real servers counted (`lb_svc_carry`, written by `carry`
-//! when their ids are freed).
+//! no live real server counts (drops, replies of a freed one) per service (`lb_svc_direct`);
+//! a service's totals are these added up here, with what its retired real servers counted
+//! (`lb_svc_carry`, written by `carry` when their ids are freed).
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
@@ -83,7 +82,7 @@ fn read_stats_once(pin_dir: &Path) -> Result<StatsSnapshot> {
     let stats: PerCpuArray<_, GlobalStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_STATS))?)?;
     let global = GlobalStats::sum(stats.get(&0, 0)?.iter());
     let svc: HashMap<_, ServiceKey, ServiceValue> = HashMap::try_from(pinned(&pin_dir.join(MAP_SERVICES))?)?;
-    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_DIRECT))?)?;
+    let direct: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_SVC_DIRECT))?)?;
     let carry: Array<_, ServiceStats> = Array::try_from(pinned(&pin_dir.join(MAP_SVC_CARRY))?)?;
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(pinned(&pin_dir.join(MAP_REAL_STATS))?)?;
     let reals: Array<_, RealDef> = Array::try_from(pinned(&pin_dir.join(MAP_REALS))?)?;
@@ -102,7 +101,7 @@ fn read_stats_once(pin_dir: &Path) -> Result<StatsSnapshot> {
     let mut services = Vec::new();
     for entry in svc.iter() {
         let (key, value) = entry?;
-        let mut counted = vec![ServiceStats::sum(drops.get(&value.id, 0)?.iter()), carry.get(&value.id, 0)?];
+        let mut counted = vec![ServiceStats::sum(direct.get(&value.id, 0)?.iter()), carry.get(&value.id, 0)?];
         // The live generation's table: which real servers new flows can reach.
         let conf = confs.get(&(value.id * 2 + (gens.get(&value.id, 0)? & 1)), 0)?;
         let mut scheduled = std::collections::BTreeSet::new();
@@ -144,10 +143,10 @@ fn read_stats_once(pin_dir: &Path) -> Result<StatsSnapshot> {
 /// Service `svc`'s totals, with `reals` its real server ids (those still waiting out their
 /// grace period too): a running daemon knows them without walking `lb_reals`.
 pub fn service_totals(ebpf: &Ebpf, svc: u32, reals: impl IntoIterator<Item = u32>) -> Result<ServiceStats> {
-    let drops: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_SVC_DIRECT)?)?;
+    let direct: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_SVC_DIRECT)?)?;
     let carry: Array<_, ServiceStats> = Array::try_from(map_ref(ebpf, MAP_SVC_CARRY)?)?;
     let real_stats: PerCpuArray<_, ServiceStats> = PerCpuArray::try_from(map_ref(ebpf, MAP_REAL_STATS)?)?;
-    let mut counted = vec![ServiceStats::sum(drops.get(&svc, 0)?.iter()), carry.get(&svc, 0)?];
+    let mut counted = vec![ServiceStats::sum(direct.get(&svc, 0)?.iter()), carry.get(&svc, 0)?];
     for r in reals {
         counted.push(ServiceStats::sum(real_stats.get(&r, 0)?.iter()));
     }
