@@ -485,22 +485,31 @@ fn nat_replies_are_checked_against_their_flow_without_reverse_entries() {
     }
 }
 
+/// Two rr NAT services (VIP ports 1000 and 1001) with one real server between them.
+fn sharing_a_real_server() -> [DesiredService; 2] {
+    let nat = ForwardMethod::Nat;
+    [
+        service(0, false, Scheduler::Rr, nat, vec![real(false, nat, 1000)]),
+        service(1, false, Scheduler::Rr, nat, vec![real(false, nat, 1001)]),
+    ]
+}
+
+/// Opens a TCP flow from client port `cport` to VIP port `vport`: its SYN and ACK, forwarded.
+fn open(fx: &Fixture, cport: u16, vport: u16) {
+    for l4 in [L4::TcpSyn { sport: cport, dport: vport }, L4::TcpAck { sport: cport, dport: vport }] {
+        let (action, _) = fx.run(&frame(false, l4)).unwrap();
+        assert_eq!(action, XDP_TX, "{l4:?}");
+    }
+}
+
 /// A real server that two VIPs reach answers each client from the VIP it asked: one VIP's
 /// flows are translated through `lb_real_rev`, the other's through reverse entries of their
 /// own; when the first service goes, the second's flow is still answered.
 #[test]
 fn a_real_server_two_services_share_answers_each_flow_from_its_vip() {
     let (_ns, _peer, mut fx) = setup();
-    let nat = ForwardMethod::Nat;
-    let a = service(0, false, Scheduler::Rr, nat, vec![real(false, nat, 1000)]);
-    let b = service(1, false, Scheduler::Rr, nat, vec![real(false, nat, 1001)]);
+    let [a, b] = sharing_a_real_server();
     fx.apply(&[a, b.clone()]).unwrap();
-    let open = |fx: &Fixture, cport: u16, vport: u16| {
-        for l4 in [L4::TcpSyn { sport: cport, dport: vport }, L4::TcpAck { sport: cport, dport: vport }] {
-            let (action, _) = fx.run(&frame(false, l4)).unwrap();
-            assert_eq!(action, XDP_TX, "{l4:?}");
-        }
-    };
     let answered = |fx: &Fixture, cport: u16, vport: u16, svc: u32| {
         let (input, out) = from_real4(L4::TcpAck { sport: NAT_PORT, dport: cport }, vport);
         fx.check(&Case {
@@ -1505,14 +1514,10 @@ fn a_services_counters_keep_what_its_removed_real_servers_counted() {
 #[test]
 fn a_removed_real_servers_replies_count_to_its_service() {
     let (_ns, _peer, mut fx) = setup();
-    let nat = ForwardMethod::Nat;
-    let a = service(0, false, Scheduler::Rr, nat, vec![real(false, nat, 1000)]);
-    let b = service(1, false, Scheduler::Rr, nat, vec![real(false, nat, 1001)]);
+    let [a, b] = sharing_a_real_server();
     fx.apply(&[a.clone(), b]).unwrap();
     // svc0 has the shared real server's reverse entry, so svc1's flow keeps one of its own.
-    for l4 in [L4::TcpSyn { sport: 41001, dport: 1001 }, L4::TcpAck { sport: 41001, dport: 1001 }] {
-        assert_eq!(fx.run(&frame(false, l4)).unwrap().0, XDP_TX, "{l4:?}");
-    }
+    open(&fx, 41001, 1001);
     let (reply, _) = from_real4(L4::TcpAck { sport: NAT_PORT, dport: 41001 }, 1001);
     assert_eq!(fx.run(&reply).unwrap().0, XDP_TX);
     let packets = |fx: &Fixture| fx.service_stats(1).unwrap().packets;
@@ -1525,7 +1530,7 @@ fn a_removed_real_servers_replies_count_to_its_service() {
         u_thresh: 0,
         l_thresh: 0,
     };
-    fx.apply(&[a, service(1, false, Scheduler::Rr, nat, vec![other])]).unwrap();
+    fx.apply(&[a, service(1, false, Scheduler::Rr, ForwardMethod::Nat, vec![other])]).unwrap();
     assert_eq!(packets(&fx), 3);
     fx.run(&reply).unwrap();
     assert_eq!(packets(&fx), 4, "the reply of the freed real server's flow");
